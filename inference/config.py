@@ -1,0 +1,92 @@
+"""Process settings: environment first (``DXASSIST_`` prefix), embedded defaults under ``DXASSIST_HOME``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything one dxassist process needs to know about its environment.
+
+    All state lives under ``home``. ``database_url`` and ``mlflow_tracking_uri`` override the
+    embedded SQLite defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore", frozen=False)
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Path("var")
+    database_url: str | None = None
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI")
+    )
+
+    # ONNX Runtime
+    execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(default=0, ge=0)
+    inter_op_threads: int = Field(default=1, ge=0)
+    batch_max_size: int = Field(default=8, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0)
+    model_watch_seconds: float = Field(default=30.0, ge=0)
+    preprocess_workers: int = Field(default=2, ge=1)
+
+    # Input limits (bad input gets a 4xx, never a crash)
+    max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_instance_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_instances: int = Field(default=64, ge=1)
+    max_pixels: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_json_bytes: int = Field(default=64 * 1024, ge=256)
+
+    # Identity of outputs and policy
+    org_root: str = "1.2.826.0.1.3680043.10.1453"
+    site_policy: Path | None = None
+    issuer: str = "dxassist"
+    audience: str = "dxassist-api"
+    token_ttl_seconds: int = Field(default=3600, ge=60)
+    signing_key_passphrase: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and self.database_url is None:
+            raise ValueError("DXASSIST_DATABASE_URL must be set in production; the embedded SQLite is for development.")
+        return self
+
+    @cached_property
+    def resolved_home(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def record_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'record.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.resolved_home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.resolved_home / "mlartifacts"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.resolved_home / "models"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.resolved_home / "keys"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.resolved_home / "logs"
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment (a new object each call, so tests can change the environment)."""
+    return Settings()

@@ -1,0 +1,30 @@
+"""Honest evaluation: discrimination with confidence intervals, operating points, calibration, localisation."""
+
+from training.evaluate._metrics import (
+    BinaryReport,
+    auroc,
+    binary_report,
+    bootstrap_auroc_ci,
+    expected_calibration_error,
+    fit_temperature,
+    pointing_game,
+    roc_curve,
+    sigmoid,
+    threshold_for_sensitivity,
+)
+from training.evaluate._plots import plot_calibration, plot_roc
+
+__all__ = [
+    "BinaryReport",
+    "auroc",
+    "binary_report",
+    "bootstrap_auroc_ci",
+    "expected_calibration_error",
+    "fit_temperature",
+    "plot_calibration",
+    "plot_roc",
+    "pointing_game",
+    "roc_curve",
+    "sigmoid",
+    "threshold_for_sensitivity",
+]
