@@ -1,0 +1,38 @@
+"""DICOM ingest: bytes → validated, decoded grayscale chest radiograph.
+
+Guards run before pydicom parses anything (sizes, Part-10 preamble, transfer syntax, capped inflation
+of deflated data, nesting depth, declared lengths); then the header is checked and the pixels are
+decoded on arrival. The server and the training data loader both read DICOM through this package.
+"""
+
+from ._errors import (
+    DicomMalformed,
+    DicomRejected,
+    DicomTooLarge,
+    DicomUnsupportedContent,
+    DicomUnsupportedMedia,
+    known_codes,
+)
+from ._model import Instance, Limits, PatientInfo, Study
+from ._read import MAX_SEQUENCE_DEPTH, read_instance, read_study
+from ._select import is_lateral, select_frontal
+from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
+
+__all__ = [
+    "MAX_SEQUENCE_DEPTH",
+    "SUPPORTED_TRANSFER_SYNTAXES",
+    "DicomMalformed",
+    "DicomRejected",
+    "DicomTooLarge",
+    "DicomUnsupportedContent",
+    "DicomUnsupportedMedia",
+    "Instance",
+    "Limits",
+    "PatientInfo",
+    "Study",
+    "is_lateral",
+    "known_codes",
+    "read_instance",
+    "read_study",
+    "select_frontal",
+]

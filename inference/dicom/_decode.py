@@ -1,0 +1,204 @@
+"""Pixel decoding: full resolution through pydicom's decoders, reduced resolution where the codec allows.
+
+JPEG 2000 holds a resolution pyramid and baseline JPEG can scale its inverse DCT, so when the caller
+says how large the model input is, those two decode only the resolution the model needs (at least twice
+the input size on the short side). Every other case decodes in full.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import _syntax
+from ._codestream import CodestreamHeader, j2k_header, jpeg_header
+from ._errors import reject
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """The pixel description of the header, already checked for consistency."""
+
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+
+
+def check_native_length(length: int, layout: PixelLayout) -> None:
+    """Refuse native Pixel Data whose length disagrees with Rows x Columns x Bits Allocated."""
+    expected = layout.rows * layout.columns * layout.bits_allocated // 8
+    # One trailing pad byte keeps an odd length even (PS3.5 8.1.1).
+    if not (length == expected or (expected % 2 == 1 and length == expected + 1)):
+        raise reject(
+            "pixel_length_mismatch",
+            f"Pixel Data has {length} bytes but Rows x Columns x Bits Allocated / 8 requires {expected}; "
+            "send a file whose pixel data matches its header.",
+        )
+
+
+def decode(ds: Dataset, ts: str, layout: PixelLayout, target_size: int | None) -> tuple[np.ndarray, int]:
+    """Decode the single frame of ``ds`` to stored values.
+
+    Args:
+        ds: The parsed dataset, Pixel Data included, with ``file_meta.TransferSyntaxUID`` set.
+        ts: The transfer syntax the pixel data is encoded with.
+        layout: Rows, columns and bit depths from the header.
+        target_size: Model input size; enables reduced-resolution decoding when not None.
+
+    Returns:
+        ``(pixels, reduction)``: 2-D stored values and the decimation factor (1 for full resolution).
+
+    Raises:
+        DicomRejected: ``codestream_mismatch``, ``not_grayscale`` or ``decode_failed``.
+    """
+    if ts in _syntax.JPEG_FAMILY or ts in _syntax.J2K_FAMILY:
+        frame = _first_frame(ds)
+        header = j2k_header(frame) if ts in _syntax.J2K_FAMILY else jpeg_header(frame)
+        if header is not None:
+            _check_codestream(header, layout)
+            reduced = _reduced(frame, ts, header, layout, target_size)
+            if reduced is not None:
+                return _stored_values(reduced[0], layout), reduced[1]
+    arr = _full(ds, ts)
+    if arr.shape != (layout.rows, layout.columns):
+        raise reject(
+            "decode_failed",
+            f"The decoded image has shape {tuple(arr.shape)} but the header declares "
+            f"{layout.rows} x {layout.columns}; send a consistent file.",
+        )
+    return _stored_values(arr, layout), 1
+
+
+def _first_frame(ds: Dataset) -> bytes:
+    from pydicom.encaps import get_frame
+
+    try:
+        return bytes(get_frame(ds.PixelData, 0, number_of_frames=1))
+    except Exception as e:
+        raise reject("decode_failed", "The encapsulated Pixel Data has no readable frame.") from e
+
+
+def _check_codestream(header: CodestreamHeader, layout: PixelLayout) -> None:
+    if header.components != 1:
+        raise reject(
+            "not_grayscale",
+            f"The compressed image has {header.components} colour components; only grayscale "
+            "(one component) images are accepted.",
+        )
+    if header.columns != layout.columns or header.rows not in (0, layout.rows):
+        raise reject(
+            "codestream_mismatch",
+            f"The compressed image declares {header.rows} x {header.columns} pixels but the header "
+            f"declares {layout.rows} x {layout.columns}; send a consistent file.",
+        )
+
+
+def _full(ds: Dataset, ts: str) -> np.ndarray:
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        arr, _ = get_decoder(ts).as_array(ds, index=0)
+    except MemoryError as e:
+        raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
+    except Exception as e:
+        raise reject(
+            "decode_failed",
+            f"The pixel data could not be decoded with transfer syntax {ts} ({type(e).__name__}); "
+            "send an intact file.",
+        ) from e
+    return np.asarray(arr)
+
+
+def _reduced(
+    frame: bytes, ts: str, header: CodestreamHeader, layout: PixelLayout, target_size: int | None
+) -> tuple[np.ndarray, int] | None:
+    """Try a reduced-resolution decode; None means decode in full instead."""
+    if not target_size or target_size <= 0:
+        return None
+    short = min(layout.rows, layout.columns)
+    try:
+        if ts in _syntax.J2K_FAMILY:
+            return _j2k_reduced(frame, header, short, target_size)
+        if ts == _syntax.JPEG_BASELINE and header.precision == 8 and layout.bits_allocated == 8:
+            return _jpeg_draft(frame, layout, short, target_size)
+    except Exception as e:  # the full decoder is the reference; any trouble here falls back to it
+        logger.debug("reduced-resolution decode failed, decoding in full: %s", type(e).__name__)
+    return None
+
+
+def _j2k_reduced(
+    frame: bytes, header: CodestreamHeader, short: int, target: int
+) -> tuple[np.ndarray, int] | None:
+    if header.precision > 16:
+        return None
+    k = 0
+    while k < header.levels and math.ceil(short / 2 ** (k + 1)) >= 2 * target:
+        k += 1
+    if k == 0:
+        return None
+    from PIL import Image
+
+    with Image.open(BytesIO(frame), formats=["JPEG2000"]) as im:
+        im.reduce = k  # type: ignore[method-assign,assignment]  # Pillow's J2K plugin: resolution levels to drop
+        im.load()
+        out = np.asarray(im)
+    # Pillow scales samples to the full 8 or 16 bits of its mode and offsets signed samples; undo both.
+    container = 8 if out.dtype == np.uint8 else 16
+    values = out.astype(np.int32) >> (container - header.precision)
+    if header.signed:
+        values -= 1 << (header.precision - 1)
+    factor = 2**k
+    if abs(values.shape[0] - header.rows / factor) > 1 or abs(values.shape[1] - header.columns / factor) > 1:
+        return None
+    return values, factor
+
+
+def _jpeg_draft(frame: bytes, layout: PixelLayout, short: int, target: int) -> tuple[np.ndarray, int] | None:
+    factor = 1
+    while factor < 8 and math.ceil(short / (factor * 2)) >= 2 * target:
+        factor *= 2
+    if factor == 1:
+        return None
+    from PIL import Image
+
+    with Image.open(BytesIO(frame), formats=["JPEG"]) as im:
+        im.draft("L", (math.ceil(layout.columns / factor), math.ceil(layout.rows / factor)))
+        out = np.asarray(im.convert("L") if im.mode != "L" else im)
+    got = round(layout.columns / out.shape[1])
+    if got < 2 or got & (got - 1):
+        return None
+    return out, got
+
+
+def _stored_values(arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """Keep only the Bits Stored bits and give signed data its sign (PS3.5 8.1.1)."""
+    bits = layout.bits_stored
+    if arr.ndim != 2:
+        raise reject(
+            "decode_failed", f"The decoded image has {arr.ndim} dimensions; one 2-D frame is expected."
+        )
+    if arr.dtype.kind not in "ui":
+        raise reject(
+            "decode_failed", f"The decoder returned {arr.dtype} samples; integer samples are expected."
+        )
+    mask = (1 << bits) - 1
+    if layout.pixel_representation == 0:
+        out_dtype = np.uint8 if layout.bits_allocated == 8 else np.uint16
+        if arr.dtype == out_dtype and bits == 8 * arr.dtype.itemsize:
+            return arr
+        return (arr.astype(np.int32) & mask).astype(out_dtype)
+    signed_dtype = np.int8 if layout.bits_allocated == 8 else np.int16
+    sign = 1 << (bits - 1)
+    return (((arr.astype(np.int32) & mask) ^ sign) - sign).astype(signed_dtype)

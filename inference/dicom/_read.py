@@ -1,0 +1,199 @@
+"""``read_instance`` and ``read_study``: bytes in, validated and decoded instances out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+from . import _header, _syntax
+from ._decode import check_native_length, decode
+from ._errors import DicomRejected, reject
+from ._guards import check_preamble, inflate_capped, read_file_meta, walk_structure
+from ._model import Instance, Limits, Study
+from ._select import select_frontal
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+logger = logging.getLogger(__name__)
+
+MAX_SEQUENCE_DEPTH = 16
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None) -> Instance:
+    """Validate and decode one DICOM Part-10 file, all of it, now.
+
+    Cheap byte-level guards run first (size, preamble, file meta, transfer syntax, capped inflation,
+    structure walk with nesting limit); then pydicom parses, the header is checked, and the pixel data
+    is decoded (at reduced resolution when ``target_size`` allows it for the codec).
+
+    Args:
+        data: The whole Part-10 file.
+        limits: Size limits.
+        target_size: Side of the model input; lets JPEG 2000 and baseline JPEG decode smaller.
+
+    Returns:
+        The decoded instance.
+
+    Raises:
+        DicomRejected: With a precise ``code`` for anything refused; no other exception escapes.
+    """
+    try:
+        return _read(bytes(data), limits, target_size)
+    except DicomRejected:
+        raise
+    except RecursionError as e:
+        raise reject("nesting_too_deep", "The DICOM file nests structures too deeply to be read.") from e
+    except MemoryError as e:
+        raise reject(
+            "instance_too_large", "The DICOM file needs more memory to read than is available."
+        ) from e
+    except Exception as e:  # a parser or plugin failure we did not foresee: still the caller's bad input
+        logger.warning("unexpected %s while reading a DICOM file", type(e).__name__)
+        raise reject(
+            "malformed_header", f"The DICOM file could not be read ({type(e).__name__}); send a valid file."
+        ) from e
+
+
+def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
+    check_preamble(data, limits.max_instance_bytes)
+    meta = read_file_meta(data)
+    ts = meta.transfer_syntax_uid
+    if ts not in _syntax.SUPPORTED:
+        raise reject(
+            "unsupported_transfer_syntax",
+            f"Transfer syntax {ts if len(ts) <= 64 else ts[:64]} is not supported; "
+            f"accepted: {_syntax.SUPPORTED_NAMES}.",
+        )
+    body = data[meta.end :]
+    if ts == _syntax.DEFLATED_LE:
+        body = inflate_capped(body, limits.max_instance_bytes)
+    implicit, little = _syntax.encoding(ts)
+    structure = walk_structure(body, implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH)
+    ds = _parse(data[132 : meta.end], body, implicit, little)
+
+    modality, sop_class = _header.check_content(ds)
+    layout = _header.pixel_layout(ds, limits)
+    if structure.pixel_data_offset is None or "PixelData" not in ds:
+        raise reject("no_pixel_data", "The DICOM file has no Pixel Data (7FE0,0010); an image is required.")
+    if ts in _syntax.NATIVE:
+        if structure.pixel_data_length is None:
+            raise reject("malformed_header", "Uncompressed Pixel Data must have a defined length.")
+        check_native_length(structure.pixel_data_length, layout)
+    elif structure.pixel_data_length is not None:
+        raise reject("malformed_header", f"Pixel Data must be encapsulated for transfer syntax {ts}.")
+
+    identifiers = {
+        keyword: _header.uid(ds, keyword)
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+    }
+    patient = _header.patient(ds)
+    slope, intercept = _header.rescale(ds)
+    centers, widths, function = _header.windows(ds)
+    pixels, reduction = decode(ds, ts, layout, target_size)
+    return Instance(
+        sop_instance_uid=identifiers["SOPInstanceUID"],
+        sop_class_uid=sop_class,
+        study_instance_uid=identifiers["StudyInstanceUID"],
+        series_instance_uid=identifiers["SeriesInstanceUID"],
+        modality=modality,
+        view_position=(_header.text(ds, "ViewPosition") or "").upper() or None,
+        body_part=(_header.text(ds, "BodyPartExamined") or "").upper() or None,
+        laterality=_header.text(ds, "ImageLaterality") or _header.text(ds, "Laterality"),
+        patient=patient,
+        accession_number=_header.text(ds, "AccessionNumber"),
+        study_date=_header.iso_date(ds, "StudyDate"),
+        rows=layout.rows,
+        columns=layout.columns,
+        pixels=pixels,
+        reduction=reduction,
+        photometric=str(ds.PhotometricInterpretation).strip().upper(),
+        bits_stored=layout.bits_stored,
+        pixel_representation=layout.pixel_representation,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        window_centers=centers,
+        window_widths=widths,
+        voi_lut_function=function,
+        voi_lut=_header.voi_lut(ds, little),
+        pixel_spacing=_header.spacing(ds),
+        transfer_syntax_uid=ts,
+        header=_without_pixels(ds),
+    )
+
+
+def _parse(meta_bytes: bytes, body: bytes, implicit: bool, little: bool) -> Dataset:
+    """Parse with pydicom and convert every element now, so bad values surface on arrival."""
+    from pydicom import config
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+
+    # pydicom's reading validation logs the offending VALUE (a birth date, a name): never let patient data
+    # reach the logs. Values are checked here instead, where they matter.
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        meta = FileMetaDataset(read_dataset(BytesIO(meta_bytes), False, True))
+        ds = read_dataset(BytesIO(body), implicit, little)
+        ds.file_meta = meta
+        for _ in ds.iterall():
+            pass
+    except RecursionError as e:
+        raise reject("nesting_too_deep", "The DICOM file nests sequences too deeply to be read.") from e
+    except Exception as e:
+        raise reject(
+            "malformed_header",
+            f"The DICOM header could not be parsed ({type(e).__name__}); send a valid file.",
+        ) from e
+    return ds
+
+
+def _without_pixels(ds: Dataset) -> Dataset:
+    from pydicom.dataset import Dataset
+
+    header = Dataset()
+    for element in ds:
+        if element.tag not in _PIXEL_TAGS:
+            header.add(element)
+    header.file_meta = ds.file_meta
+    implicit, little = ds.original_encoding
+    header.set_original_encoding(implicit, little, ds.original_character_set)
+    return header
+
+
+def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | None = None) -> Study:
+    """Read every file of one study and choose the frontal view to analyse.
+
+    Args:
+        blobs: Part-10 files, all of one study.
+        limits: Size limits (``max_instances`` applies to ``blobs``).
+        target_size: Passed to :func:`read_instance`.
+
+    Returns:
+        The study; duplicate SOP Instance UIDs are kept once (a resend is not an error).
+
+    Raises:
+        DicomRejected: ``empty_study``, ``too_many_instances``, ``mixed_studies``, ``no_frontal_view``
+            or whatever :func:`read_instance` refuses.
+    """
+    if not blobs:
+        raise reject("empty_study")
+    if len(blobs) > limits.max_instances:
+        raise reject(
+            "too_many_instances",
+            f"The request has {len(blobs)} instances, more than the limit of {limits.max_instances}.",
+        )
+    instances: dict[str, Instance] = {}
+    for blob in blobs:
+        instance = read_instance(blob, limits=limits, target_size=target_size)
+        instances.setdefault(instance.sop_instance_uid, instance)
+    studies = {instance.study_instance_uid for instance in instances.values()}
+    if len(studies) > 1:
+        raise reject(
+            "mixed_studies",
+            f"The files belong to {len(studies)} different studies; send the files of one study per request.",
+        )
+    accepted = tuple(instances.values())
+    return Study(study_instance_uid=studies.pop(), instances=accepted, primary=select_frontal(accepted))

@@ -1,0 +1,42 @@
+"""Choosing the frontal chest view of a study."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._errors import reject
+from ._model import Instance
+
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})
+# Lower is better: PA is the reference projection, AP (bedside) next, then frontal of unknown kind.
+_RANK = {"PA": 0, "AP": 1}
+
+
+def is_lateral(instance: Instance) -> bool:
+    """True for lateral and lateral-decubitus projections (ViewPosition LL, RL, LAT, LLD, RLD)."""
+    return (instance.view_position or "").upper() in LATERAL_VIEWS
+
+
+def select_frontal(instances: Sequence[Instance]) -> Instance:
+    """Pick the view to analyse: PA over AP over unknown frontal; laterals are set aside.
+
+    Ties keep the order the instances came in, so the choice is reproducible.
+
+    Args:
+        instances: Decoded instances of one study.
+
+    Returns:
+        The chosen instance.
+
+    Raises:
+        DicomRejected: ``no_frontal_view`` when every instance is lateral, ``empty_study`` when none.
+    """
+    if not instances:
+        raise reject("empty_study")
+    frontal = [instance for instance in instances if not is_lateral(instance)]
+    if not frontal:
+        raise reject(
+            "no_frontal_view",
+            f"All {len(instances)} instances are lateral views; send a frontal (PA or AP) chest radiograph.",
+        )
+    return min(frontal, key=lambda instance: _RANK.get((instance.view_position or "").upper(), 2))

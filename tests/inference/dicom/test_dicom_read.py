@@ -1,0 +1,138 @@
+"""read_instance on valid files: every transfer syntax we can encode, header fields, reduced decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _dicom_factory import PATIENT_ID, STUDY_UID, compressed, dataset, jpeg_baseline, phantom, to_bytes
+from pydicom import uid
+
+from inference.config import Settings
+from inference.dicom import Instance, Limits, read_instance
+
+LIMITS = Limits(max_instance_bytes=64 << 20, max_pixels=16 << 20, max_instances=8)
+
+
+def _read(data: bytes, target_size: int | None = None) -> Instance:
+    return read_instance(data, limits=LIMITS, target_size=target_size)
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        uid.ExplicitVRLittleEndian,
+        uid.ImplicitVRLittleEndian,
+        uid.ExplicitVRBigEndian,
+        uid.DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_native_syntaxes_give_back_the_stored_values(syntax: str) -> None:
+    pixels = phantom(40, 30)
+    instance = _read(to_bytes(dataset(pixels, bits_stored=12), syntax))
+    assert instance.transfer_syntax_uid == syntax
+    np.testing.assert_array_equal(instance.pixels, pixels)
+    assert instance.reduction == 1
+
+
+@pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless])
+def test_lossless_codecs_give_back_the_stored_values(syntax: str) -> None:
+    pixels = phantom(64, 48)  # the J2K encoder's 6 resolutions need at least 32 pixels a side
+    instance = _read(compressed(dataset(pixels, bits_stored=12), syntax))
+    np.testing.assert_array_equal(instance.pixels, pixels)
+
+
+def test_lossy_codecs_stay_close_to_the_original() -> None:
+    pixels = phantom(64, 64)
+    j2k = _read(compressed(dataset(pixels, bits_stored=12), uid.JPEG2000, j2k_cr=[8]))
+    assert np.abs(j2k.pixels.astype(float) - pixels).mean() < 0.01 * 4095
+    pixels8 = phantom(64, 64, bits=8)
+    jpeg = _read(jpeg_baseline(dataset(pixels8)))
+    assert jpeg.pixels.dtype == np.uint8
+    assert np.abs(jpeg.pixels.astype(float) - pixels8).mean() < 0.02 * 255
+
+
+def test_signed_pixels_keep_their_sign() -> None:
+    values = (phantom(20, 20).astype(np.int32) - 2048).astype(np.int16)
+    ds = dataset(values.view(np.uint16) & 0x0FFF, bits_stored=12, signed=True)
+    instance = _read(to_bytes(ds))
+    assert instance.pixels.dtype == np.int16
+    np.testing.assert_array_equal(instance.pixels, values)
+
+
+def test_header_fields_are_read_without_keeping_pixel_data() -> None:
+    ds = dataset(
+        phantom(32, 24),
+        bits_stored=12,
+        photometric="MONOCHROME1",
+        RescaleSlope=2,
+        RescaleIntercept=-1024,
+        WindowCenter=[1000, 1500],
+        WindowWidth=[400, 800],
+        VOILUTFunction="SIGMOID",
+        ImageLaterality="L",
+    )
+    instance = _read(to_bytes(ds))
+    assert (instance.rows, instance.columns) == (32, 24)
+    assert instance.photometric == "MONOCHROME1"
+    assert (instance.rescale_slope, instance.rescale_intercept) == (2.0, -1024.0)
+    assert instance.window_centers == (1000.0, 1500.0) and instance.window_widths == (400.0, 800.0)
+    assert instance.voi_lut_function == "SIGMOID"
+    assert instance.pixel_spacing == (0.2, 0.2)
+    assert instance.view_position == "PA" and instance.body_part == "CHEST" and instance.laterality == "L"
+    assert instance.study_instance_uid == STUDY_UID
+    assert instance.patient.patient_id == PATIENT_ID
+    assert instance.patient.issuer == "HOSPITAL-A"
+    assert instance.patient.birth_date == "1950-02-01" and instance.patient.sex == "female"
+    assert instance.study_date == "2026-11-22" and instance.accession_number == "ACC1"
+    assert "PixelData" not in instance.header and instance.header.PatientID == PATIENT_ID
+
+
+def test_voi_lut_sequence_is_read() -> None:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTData = np.arange(4095, -1, -1, dtype="<u2").tobytes()
+    item["LUTData"].VR = "OW"
+    ds = dataset(phantom(16, 16), bits_stored=12, VOILUTSequence=[item])
+    first, bits, table = _read(to_bytes(ds)).voi_lut  # type: ignore[misc]
+    assert (first, bits, table.size) == (0, 12, 4096) and table[0] == 4095 and table[-1] == 0
+
+
+@pytest.mark.parametrize("sop_class", [uid.SecondaryCaptureImageStorage, uid.ComputedRadiographyImageStorage])
+def test_secondary_capture_and_cr_are_accepted(sop_class: str) -> None:
+    modality = "OT" if sop_class == uid.SecondaryCaptureImageStorage else "CR"
+    instance = _read(to_bytes(dataset(phantom(16, 16), sop_class=sop_class, modality=modality)))
+    assert instance.sop_class_uid == sop_class
+
+
+def test_j2k_decodes_at_reduced_resolution_keeping_twice_the_target() -> None:
+    pixels = phantom(1100, 900)
+    data = compressed(dataset(pixels, bits_stored=12), uid.JPEG2000Lossless)
+    reduced = _read(data, target_size=200)
+    # short side 900: 900/2 = 450 >= 400 but 900/4 = 225 < 400, so one level is dropped.
+    assert reduced.reduction == 2 and reduced.pixels.shape == (550, 450)
+    assert (reduced.rows, reduced.columns) == (1100, 900)
+    full = _read(data)
+    assert full.reduction == 1 and full.pixels.shape == (1100, 900)
+    block_mean = full.pixels.reshape(550, 2, 450, 2).mean(axis=(1, 3))
+    assert np.abs(reduced.pixels.astype(float) - block_mean).mean() < 0.01 * 4095
+
+
+def test_jpeg_baseline_decodes_at_reduced_resolution() -> None:
+    pixels = phantom(1024, 800, bits=8)
+    data = jpeg_baseline(dataset(pixels))
+    reduced = _read(data, target_size=100)
+    assert reduced.reduction == 4 and reduced.pixels.shape == (256, 200)
+    block_mean = pixels.reshape(256, 4, 200, 4).mean(axis=(1, 3))
+    assert np.abs(reduced.pixels.astype(float) - block_mean).mean() < 0.02 * 255
+
+
+def test_small_images_are_never_reduced() -> None:
+    data = compressed(dataset(phantom(300, 300), bits_stored=12), uid.JPEG2000Lossless)
+    assert _read(data, target_size=256).reduction == 1
+
+
+def test_limits_follow_settings() -> None:
+    settings = Settings(max_instance_bytes=2048, max_pixels=10, max_instances=3)
+    assert Limits.from_settings(settings) == Limits(2048, 10, 3)
