@@ -1,0 +1,130 @@
+"""Class activation maps → heatmaps in original image geometry, and the box around the hottest region."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class ToOriginal(Protocol):
+    """Maps a map covering the model input to original pixel geometry (``inference.preprocess.Geometry``)."""
+
+    def to_original(self, model_map: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in original pixel coordinates, half-open like a numpy slice.
+
+    Pixel ``(row, column)`` is inside when ``y0 <= row < y1`` and ``x0 <= column < x1``.
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        """Columns covered."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Rows covered."""
+        return self.y1 - self.y0
+
+    def contains(self, row: float, column: float) -> bool:
+        """Whether a point (row, column) lies inside the box."""
+        return self.y0 <= row < self.y1 and self.x0 <= column < self.x1
+
+
+def cam_to_heatmap(cam: np.ndarray, geometry: ToOriginal) -> np.ndarray:
+    """Turn one finding's class activation map into a heatmap over the original image.
+
+    Negative evidence is dropped (ReLU), the map is mapped through the letterbox geometry (padding
+    cropped, bilinear) and normalised by its maximum.
+
+    Args:
+        cam: ``[h, w]`` map in logit units covering the whole model input.
+        geometry: the letterbox geometry of the image (:class:`inference.preprocess.Geometry`).
+
+    Returns:
+        float32 ``[rows, columns]`` in [0, 1]; all zeros when the map has no positive evidence.
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"A class activation map is 2-D [h, w]; got shape {cam.shape}.")
+    positive = np.maximum(np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    heat = np.asarray(geometry.to_original(positive), dtype=np.float32)
+    peak = float(heat.max(initial=0.0))
+    if peak <= 0.0:
+        return np.zeros_like(heat, dtype=np.float32)
+    normalised: np.ndarray = np.clip(heat / peak, 0.0, 1.0).astype(np.float32)
+    return normalised
+
+
+def _runs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Per row, the ``[start, end)`` column runs of True, sorted by start."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    starts, ends = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    rows: list[list[tuple[int, int]]] = [[] for _ in range(mask.shape[0])]
+    for (row, start), (_, end) in zip(starts.tolist(), ends.tolist(), strict=True):
+        rows[row].append((start, end))
+    return rows
+
+
+def hottest_box(heatmap: np.ndarray, *, level: float = 0.5) -> Box | None:
+    """Bounding box of the connected region around the heatmap's maximum where heat ≥ ``level`` · max.
+
+    Connectivity is 8-neighbour. Labelling works on row runs, so a smooth heatmap of a full-size
+    radiograph costs a few thousand runs, not millions of pixels.
+
+    Args:
+        heatmap: ``[rows, columns]`` heat (e.g. from :func:`cam_to_heatmap`).
+        level: fraction of the maximum that delimits the region, in (0, 1].
+
+    Returns:
+        The box in original pixel coordinates, or ``None`` when the map holds no heat.
+    """
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"level must be in (0, 1]; got {level}.")
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    if heat.ndim != 2:
+        raise ValueError(f"A heatmap is 2-D [rows, columns]; got shape {heat.shape}.")
+    peak = float(heat.max(initial=0.0))
+    if peak <= 0.0:
+        return None
+    seed_row, seed_col = (int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))
+    runs = _runs(heat >= level * peak)
+    starts = [[s for s, _ in row] for row in runs]
+
+    seed_index = bisect.bisect_right(starts[seed_row], seed_col) - 1
+    seen = {(seed_row, seed_index)}
+    queue = deque([(seed_row, seed_index)])
+    y0 = y1 = seed_row
+    x0, x1 = runs[seed_row][seed_index]
+    while queue:
+        row, index = queue.popleft()
+        start, end = runs[row][index]
+        y0, y1 = min(y0, row), max(y1, row)
+        x0, x1 = min(x0, start), max(x1, end)
+        for other in (row - 1, row + 1):
+            if not 0 <= other < len(runs):
+                continue
+            # 8-connectivity: a run touching [start - 1, end] (diagonals included) is connected.
+            first = max(bisect.bisect_right(starts[other], start - 1) - 1, 0)
+            for j in range(first, len(runs[other])):
+                s, e = runs[other][j]
+                if s > end:
+                    break
+                if e >= start and (other, j) not in seen:
+                    seen.add((other, j))
+                    queue.append((other, j))
+    return Box(x0=x0, y0=y0, x1=x1, y1=y1 + 1)

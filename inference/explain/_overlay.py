@@ -1,0 +1,99 @@
+"""PNG overlays: the radiograph in grey, the heatmap in colour where it is warm, the hottest box outlined."""
+
+from __future__ import annotations
+
+import io
+from typing import Final
+
+import numpy as np
+
+from inference.explain._heatmap import Box
+
+# Anchor colours (position, RGB) of a blue → green → yellow → red ramp; dark blue is never shown
+# because heat below the display threshold stays transparent.
+_ANCHORS: Final = (
+    (0.0, (30, 60, 200)),
+    (0.35, (0, 190, 230)),
+    (0.55, (40, 210, 90)),
+    (0.75, (255, 215, 0)),
+    (1.0, (230, 30, 20)),
+)
+BOX_COLOUR: Final = (255, 255, 255)
+BOX_SHADOW: Final = (0, 0, 0)
+
+
+def _lut() -> np.ndarray:
+    grid = np.linspace(0.0, 1.0, 256)
+    positions = [p for p, _ in _ANCHORS]
+    channels = [np.interp(grid, positions, [c[i] for _, c in _ANCHORS]) for i in range(3)]
+    return np.stack(channels, axis=1).astype(np.float32)
+
+
+COLOUR_LUT: Final = _lut()
+"""256 x 3 float32 RGB colour map used for heat."""
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float32 map to ``(width, height)`` with Pillow (area-like filter when shrinking)."""
+    from PIL import Image
+
+    if (image.shape[1], image.shape[0]) == size:
+        return image.astype(np.float32, copy=False)
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(size, Image.Resampling.BILINEAR)
+    )
+
+
+def overlay_png(
+    base: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    box: Box | None = None,
+    max_side: int = 1024,
+    threshold: float = 0.2,
+    max_alpha: float = 0.55,
+) -> bytes:
+    """Render the heatmap over the radiograph as a PNG with the original aspect ratio.
+
+    Args:
+        base: display image in [0, 1] (dense structures bright), any resolution with the original
+            aspect ratio (e.g. ``inference.preprocess.to_unit`` of the decoded pixels).
+        heatmap: ``[rows, columns]`` heat in [0, 1] in original geometry; sets the output geometry.
+        box: a box in original pixel coordinates to outline.
+        max_side: longest side of the PNG; larger images are scaled down for transport.
+        threshold: heat below it stays transparent, so the radiograph stays readable.
+        max_alpha: opacity of the hottest colour.
+
+    Returns:
+        PNG bytes (8-bit RGB).
+    """
+    from PIL import Image, ImageDraw
+
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    if heat.ndim != 2 or np.asarray(base).ndim != 2:
+        raise ValueError("overlay_png takes 2-D base and heatmap arrays [rows, columns].")
+    rows, columns = heat.shape
+    scale = min(1.0, max_side / max(rows, columns))
+    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))  # Pillow sizes are (width, height)
+
+    grey = np.clip(np.nan_to_num(_resize(np.asarray(base, dtype=np.float32), size)), 0.0, 1.0)
+    heat = np.clip(_resize(heat, size), 0.0, 1.0)
+    colour = COLOUR_LUT[np.round(heat * 255).astype(np.intp)]
+    # Fade in over [threshold, threshold + 0.2] so the colour has no hard edge at the threshold.
+    alpha = max_alpha * np.clip((heat - threshold) / 0.2, 0.0, 1.0) * np.maximum(heat, 0.4)
+    alpha = alpha[..., None]
+    rgb = (grey[..., None] * 255.0) * (1.0 - alpha) + colour * alpha
+    image = Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8))
+
+    if box is not None:
+        draw = ImageDraw.Draw(image)
+        width = max(1, round(max(size) / 400))
+        sx, sy = size[0] / columns, size[1] / rows
+        x0, y0 = box.x0 * sx, box.y0 * sy
+        x1, y1 = max(x0, box.x1 * sx - 1), max(y0, box.y1 * sy - 1)
+        # A dark outline around a white one stays visible on bright bone, dark lung and colour alike.
+        draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=BOX_SHADOW, width=3 * width)
+        draw.rectangle((x0, y0, x1, y1), outline=BOX_COLOUR, width=width)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,58 @@
+"""Serving runtime: ONNX Runtime sessions per served model, provider choice, micro-batching, hot swap.
+
+Typical use (the server wires it in its lifespan)::
+
+    host = ModelHost(settings, fetch=lambda name, alias: cache.fetch(client, name, alias))
+    await host.start()
+    [out] = await host.score_images([tensor])          # float32 [1, S, S]
+    risk = await host.score_vitals(values, present)    # float32 [F] each
+    await host.stop()
+
+Metrics (``prometheus_client`` default registry): ``dxassist_inference_seconds{model}``,
+``dxassist_batch_size{model}``, ``dxassist_queue_depth{model}``, ``dxassist_model_swaps_total{model}``.
+"""
+
+from inference.runtime._batcher import BatchHook, MicroBatcher
+from inference.runtime._errors import (
+    ConfigurationError,
+    InferenceFailed,
+    InputRejected,
+    ModelInvalid,
+    ModelUnavailable,
+    RuntimeErrorBase,
+)
+from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, Fetch, ModelHost
+from inference.runtime._meta import ImagingMeta, TriageMeta
+from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability
+from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
+from inference.runtime._served import LocalModelLike, ServedModel, load_served_model, make_session
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "IMAGING_MODEL",
+    "SERVED_ALIAS",
+    "TRIAGE_MODEL",
+    "BatchHook",
+    "ConfigurationError",
+    "Fetch",
+    "ImagingMeta",
+    "ImagingOutput",
+    "InferenceFailed",
+    "InputRejected",
+    "LocalModelLike",
+    "MicroBatcher",
+    "ModelHost",
+    "ModelInvalid",
+    "ModelUnavailable",
+    "RuntimeErrorBase",
+    "ServedModel",
+    "TriageMeta",
+    "TriageOutput",
+    "available_providers",
+    "calibrated_probability",
+    "load_served_model",
+    "make_session",
+    "provider_options",
+    "select_providers",
+]

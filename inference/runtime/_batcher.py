@@ -1,0 +1,187 @@
+"""Micro-batching: concurrent requests for one model are stacked into one ``session.run``.
+
+The first request of a batch waits at most ``max_wait`` seconds for company; a batch closes early when
+``max_size`` requests are waiting. Batching is safe across a hot swap: every queued item carries the
+:class:`ServedModel` it was submitted for, and a batch only runs items of the same model together, so a
+request always finishes on the session it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from inference.runtime._errors import InferenceFailed, ModelUnavailable
+from inference.runtime._metrics import BATCH_SIZE, INFERENCE_SECONDS, QUEUE_DEPTH
+from inference.runtime._served import ServedModel
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+BatchHook = Callable[[str, int, float], None]
+"""``on_batch(model_name, batch_size, seconds)``: called after every ``session.run``."""
+
+
+@dataclass(eq=False)
+class _Item(Generic[R]):
+    model: ServedModel
+    tensor: np.ndarray
+    future: asyncio.Future[R]
+    queued_at: float
+
+
+class MicroBatcher(Generic[R]):
+    """Collects single-example requests into batches and runs each batch once in an executor.
+
+    Args:
+        run_batch: ``run_batch(model, stacked)`` runs the model on a stacked batch and returns one
+            result per row; called in ``executor``.
+        max_size: most requests in one batch.
+        max_wait: seconds the first request of a batch waits for others.
+        executor: where ``run_batch`` runs (ONNX Runtime releases the GIL).
+        label: the ``model`` label of the metrics.
+        on_batch: optional hook called with ``(model_name, size, seconds)`` after every run.
+        max_queue: most waiting requests; beyond it :class:`ModelUnavailable` sheds load.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[ServedModel, np.ndarray], Sequence[R]],
+        *,
+        max_size: int,
+        max_wait: float,
+        executor: Executor,
+        label: str,
+        on_batch: BatchHook | None = None,
+        max_queue: int = 1024,
+    ) -> None:
+        self._run_batch = run_batch
+        self._max_size = max_size
+        self._max_wait = max_wait
+        self._executor = executor
+        self._label = label
+        self._on_batch = on_batch
+        self._max_queue = max_queue
+        self._pending: collections.deque[_Item[R]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches_run = 0
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._worker(), name=f"batcher-{self._label}")
+
+    async def stop(self) -> None:
+        """Stop the worker; requests still waiting fail with :class:`ModelUnavailable`."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(ModelUnavailable("The model server is shutting down; retry later."))
+        QUEUE_DEPTH.labels(self._label).set(0)
+
+    def submit(self, model: ServedModel, tensor: np.ndarray) -> asyncio.Future[R]:
+        """Queue one example (without its batch axis); the future resolves to its result.
+
+        Raises:
+            ModelUnavailable: the batcher is not running or too many requests are waiting.
+        """
+        if self._task is None:
+            raise ModelUnavailable("The model server is not running; retry later.")
+        if len(self._pending) >= self._max_queue:
+            raise ModelUnavailable(
+                f"{len(self._pending)} requests are already waiting for model {model.name}; retry later."
+            )
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(model, tensor, future, asyncio.get_running_loop().time()))
+        QUEUE_DEPTH.labels(self._label).set(len(self._pending))
+        self._wakeup.set()
+        return future
+
+    async def _collect(self) -> list[_Item[R]]:
+        while not self._pending:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        loop = asyncio.get_running_loop()
+        # The wait counts from when the oldest request arrived: requests that queued up while the previous
+        # batch ran have waited already.
+        deadline = self._pending[0].queued_at + self._max_wait
+        while len(self._pending) < self._max_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        # One model per batch: items queued for a model that was swapped out meanwhile form their own batch.
+        first = self._pending[0].model
+        batch: list[_Item[R]] = []
+        kept: collections.deque[_Item[R]] = collections.deque()
+        while self._pending and len(batch) < self._max_size:
+            item = self._pending.popleft()
+            if item.future.done():  # the caller went away (cancelled); do not spend compute on it
+                continue
+            (batch if item.model is first else kept).append(item)
+        self._pending.extendleft(reversed(kept))
+        QUEUE_DEPTH.labels(self._label).set(len(self._pending))
+        return batch
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            model = batch[0].model
+            stacked = np.stack([item.tensor for item in batch])
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_batch, model, stacked)
+            except asyncio.CancelledError:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            ModelUnavailable("The model server is shutting down; retry later.")
+                        )
+                raise
+            except Exception as e:  # any ORT failure fails this batch only; the worker keeps serving
+                logger.exception(
+                    "Model %s version %s failed on a batch of %d.", model.name, model.version, len(batch)
+                )
+                error = InferenceFailed(f"Model {model.name} version {model.version} failed to run: {e}")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            seconds = time.perf_counter() - started
+            self.batches_run += 1
+            INFERENCE_SECONDS.labels(self._label).observe(seconds)
+            BATCH_SIZE.labels(self._label).observe(len(batch))
+            if self._on_batch is not None:
+                self._on_batch(model.name, len(batch), seconds)
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)

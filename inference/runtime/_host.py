@@ -1,0 +1,323 @@
+"""``ModelHost``: the served models of one process, their micro-batcher and the hot-swap watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+
+from inference.runtime._batcher import BatchHook, MicroBatcher
+from inference.runtime._errors import ConfigurationError, InputRejected, ModelInvalid, ModelUnavailable
+from inference.runtime._meta import ModelKind
+from inference.runtime._metrics import MODEL_SWAPS
+from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability
+from inference.runtime._providers import select_providers
+from inference.runtime._served import LocalModelLike, ServedModel, SessionSettings, load_served_model
+
+logger = logging.getLogger(__name__)
+
+IMAGING_MODEL = "cxr-findings"
+TRIAGE_MODEL = "vitals-triage"
+SERVED_ALIAS = "champion"
+
+Fetch = Callable[[str, str], LocalModelLike]
+"""``fetch(name, alias)`` → the cached model file (``model_registry.ModelCache.fetch`` bound to a client)."""
+
+
+class HostSettings(SessionSettings, Protocol):
+    """The part of :class:`inference.config.Settings` the host reads."""
+
+    @property
+    def batch_max_size(self) -> int: ...
+    @property
+    def batch_max_wait_ms(self) -> float: ...
+    @property
+    def model_watch_seconds(self) -> float: ...
+
+
+def _run_imaging(model: ServedModel, stacked: np.ndarray) -> list[ImagingOutput]:
+    meta = model.imaging_meta
+    logits, cam = model.session.run(["logits", "cam"], {"image": stacked})
+    probabilities = calibrated_probability(logits, meta.temperature)
+    thresholds = np.array([meta.thresholds[code] for code in meta.labels])
+    positive = probabilities >= thresholds
+    return [
+        ImagingOutput(
+            logits=logits[i], probabilities=probabilities[i], positive=positive[i], cam=cam[i], model=model
+        )
+        for i in range(stacked.shape[0])
+    ]
+
+
+def _run_triage(model: ServedModel, values: np.ndarray, present: np.ndarray) -> TriageOutput:
+    meta = model.triage_meta
+    logit, contributions = model.session.run(
+        ["logit", "contributions"], {"values": values[None, :], "present": present[None, :]}
+    )
+    probability = float(calibrated_probability(logit[0], meta.temperature))
+    return TriageOutput(
+        logit=float(logit[0]),
+        probability=probability,
+        positive=probability >= meta.threshold,
+        contributions={f: float(c) for f, c in zip(meta.features, contributions[0], strict=True)},
+        intercept=meta.intercept,
+        model=model,
+    )
+
+
+class ModelHost:
+    """Loads the ``champion`` of each served model, scores requests and swaps in new versions live.
+
+    Nothing is loaded before :meth:`start`. A model that cannot be fetched or loaded at start leaves the
+    host not :attr:`ready` (``/readyz`` answers 503) and the watcher keeps trying; a model that fails
+    later keeps the version in service.
+
+    Args:
+        settings: provider, threads, batching and watch interval (:class:`inference.config.Settings`).
+        fetch: ``fetch(name, alias)`` returning the cached model (name, version, sha256, path).
+        imaging_name: registered name of the imaging model.
+        triage_name: registered name of the triage model.
+        alias: the alias served.
+        on_batch: hook ``(model_name, size, seconds)`` called after every imaging batch.
+        device_id: CUDA device used when CUDA is selected; ``settings.cuda_device_id`` when the
+            settings have one, else 0.
+    """
+
+    def __init__(
+        self,
+        settings: HostSettings,
+        *,
+        fetch: Fetch,
+        imaging_name: str = IMAGING_MODEL,
+        triage_name: str = TRIAGE_MODEL,
+        alias: str = SERVED_ALIAS,
+        on_batch: BatchHook | None = None,
+        device_id: int | None = None,
+    ) -> None:
+        self._settings = settings
+        self._fetch = fetch
+        self._names: dict[ModelKind, str] = {"imaging": imaging_name, "triage": triage_name}
+        self._alias = alias
+        self._on_batch = on_batch
+        self._device_id = device_id if device_id is not None else int(getattr(settings, "cuda_device_id", 0))
+        self._models: dict[ModelKind, ServedModel] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._batcher: MicroBatcher[ImagingOutput] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._refresh_lock: asyncio.Lock | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load both models (as far as possible) and start the micro-batcher and the watcher.
+
+        Raises:
+            ConfigurationError: the provider setting cannot be honoured on this machine.
+        """
+        if self._batcher is not None:
+            return  # already started
+        select_providers(self._settings.execution_provider)  # fail fast on an impossible provider setting
+        # Two workers: one imaging batch and one triage request can run side by side.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dxassist-ort")
+        self._refresh_lock = asyncio.Lock()
+        self._batcher = MicroBatcher(
+            _run_imaging,
+            max_size=self._settings.batch_max_size,
+            max_wait=self._settings.batch_max_wait_ms / 1000.0,
+            executor=self._executor,
+            label=self._names["imaging"],
+            on_batch=self._on_batch,
+        )
+        self._batcher.start()
+        await self.refresh()
+        if self._settings.model_watch_seconds > 0:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="model-watcher")
+
+    async def stop(self) -> None:
+        """Stop the watcher and the batcher (waiting requests fail with 503) and release the sessions."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            try:
+                await watcher
+            except asyncio.CancelledError:
+                pass
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.stop()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        self._models.clear()
+
+    @property
+    def ready(self) -> bool:
+        """Both models are loaded and the host is running."""
+        return self._batcher is not None and len(self._models) == 2
+
+    @property
+    def queue_depth(self) -> int:
+        """Imaging requests waiting for the micro-batcher."""
+        return self._batcher.depth if self._batcher is not None else 0
+
+    @property
+    def batches_run(self) -> int:
+        """Imaging batches run since start (one ``session.run`` each)."""
+        return self._batcher.batches_run if self._batcher is not None else 0
+
+    def _current(self, kind: ModelKind) -> ServedModel:
+        model = self._models.get(kind)
+        if model is None:
+            raise ModelUnavailable(
+                f"Model {self._names[kind]} is not loaded yet (no '{self._alias}' version could be fetched "
+                "and loaded); retry later."
+            )
+        return model
+
+    @property
+    def imaging(self) -> ServedModel:
+        """The imaging model in service (:class:`ModelUnavailable` when none is loaded)."""
+        return self._current("imaging")
+
+    @property
+    def triage(self) -> ServedModel:
+        """The triage model in service (:class:`ModelUnavailable` when none is loaded)."""
+        return self._current("triage")
+
+    def models(self) -> list[ServedModel]:
+        """The models in service (imaging first), for ``GET /v1/models``."""
+        return [self._models[k] for k in ("imaging", "triage") if k in self._models]
+
+    # -- hot swap --------------------------------------------------------------------------------
+
+    async def refresh(self) -> list[ServedModel]:
+        """Fetch the served alias of each model and put new versions into service; return those swapped in.
+
+        A new version is loaded and validated completely before the reference is replaced, so requests
+        never see a half-built session; requests already running keep the session they started with.
+        Fetch or load failures are logged and the version in service stays.
+        """
+        if self._refresh_lock is None:
+            raise ModelUnavailable("The model host is not started.")
+        swapped: list[ServedModel] = []
+        async with self._refresh_lock:
+            loop = asyncio.get_running_loop()
+            for kind, name in self._names.items():
+                try:
+                    local = await loop.run_in_executor(None, self._fetch, name, self._alias)
+                except Exception as e:  # any fetch failure (registry down, empty cache) keeps what is served
+                    logger.warning(
+                        "Could not fetch %s@%s; keeping the version in service: %s", name, self._alias, e
+                    )
+                    continue
+                current = self._models.get(kind)
+                if (
+                    current is not None
+                    and current.version == str(local.version)
+                    and current.sha256 == local.sha256
+                ):
+                    continue
+                try:
+                    served = await loop.run_in_executor(None, self._load, local, kind)
+                except (ModelInvalid, ConfigurationError) as e:
+                    logger.error("Refusing %s version %s: %s", name, local.version, e)
+                    continue
+                # A single reference assignment: the event loop sees the old or the new model, never a mix.
+                self._models[kind] = served
+                MODEL_SWAPS.labels(name).inc()
+                swapped.append(served)
+                if current is None:
+                    logger.info("Serving %s version %s.", name, served.version)
+                else:
+                    logger.info("Swapped %s from version %s to %s.", name, current.version, served.version)
+        return swapped
+
+    def _load(self, local: LocalModelLike, kind: ModelKind) -> ServedModel:
+        return load_served_model(
+            local, self._settings, alias=self._alias, expected_kind=kind, device_id=self._device_id
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.model_watch_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the watcher must outlive any surprise; the next round tries again
+                logger.exception("The model watcher failed; it will try again.")
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    async def score_images(
+        self, tensors: Sequence[np.ndarray], *, model: ServedModel | None = None
+    ) -> list[ImagingOutput]:
+        """Score preprocessed images through the micro-batcher.
+
+        Args:
+            tensors: float32 ``[1, S, S]`` arrays, ``S`` the model's input size.
+            model: the imaging model the tensors were prepared for (its preprocess parameters); the one
+                in service when ``None``. Passing it keeps preprocessing and scoring on one version
+                across a hot swap.
+
+        Raises:
+            ModelUnavailable: no imaging model is loaded, or the host is stopped or overloaded.
+            InputRejected: a tensor has the wrong shape, dtype or non-finite values.
+        """
+        served = model if model is not None else self.imaging
+        size = served.imaging_meta.input_size
+        for i, tensor in enumerate(tensors):
+            if (
+                not isinstance(tensor, np.ndarray)
+                or tensor.dtype != np.float32
+                or tensor.shape != (1, size, size)
+            ):
+                got = (
+                    f"{tensor.dtype} {tensor.shape}"
+                    if isinstance(tensor, np.ndarray)
+                    else type(tensor).__name__
+                )
+                raise InputRejected(
+                    f"Image tensor {i} is {got}; model {served.name} version {served.version} takes float32 "
+                    f"(1, {size}, {size})."
+                )
+            if not np.isfinite(tensor).all():
+                raise InputRejected(f"Image tensor {i} contains NaN or infinite values.")
+        if self._batcher is None:
+            raise ModelUnavailable("The model host is not started.")
+        futures = [self._batcher.submit(served, np.ascontiguousarray(t)) for t in tensors]
+        return list(await asyncio.gather(*futures))
+
+    async def score_vitals(
+        self, values: np.ndarray, present: np.ndarray, *, model: ServedModel | None = None
+    ) -> TriageOutput:
+        """Score one set of encoded vital signs (``inference.triage.encode_features``).
+
+        Args:
+            values: float32 ``[F]`` raw values in contract units, 0 where missing.
+            present: float32 ``[F]``, 1 where measured and 0 where missing.
+            model: the triage model to use; the one in service when ``None``.
+
+        Raises:
+            ModelUnavailable: no triage model is loaded or the host is stopped.
+            InputRejected: wrong shapes or non-finite values.
+        """
+        served = model if model is not None else self.triage
+        f = len(served.triage_meta.features)
+        arrays = []
+        for label, array in (("values", values), ("present", present)):
+            a = np.asarray(array, dtype=np.float32)
+            if a.shape != (f,):
+                raise InputRejected(
+                    f"Triage {label} have shape {a.shape}; model {served.name} version {served.version} "
+                    f"takes ({f},)."
+                )
+            if not np.isfinite(a).all():
+                raise InputRejected(f"Triage {label} contain NaN or infinite values.")
+            arrays.append(np.ascontiguousarray(a))
+        if self._executor is None:
+            raise ModelUnavailable("The model host is not started.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _run_triage, served, arrays[0], arrays[1])

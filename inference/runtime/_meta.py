@@ -1,0 +1,240 @@
+"""The ``dxassist.*`` metadata of a served model, parsed and checked against the ONNX artifact contract.
+
+The contract is in ``docs/internals.md`` ("ONNX artifacts"): input/output names and shapes with a dynamic
+batch axis, and every key the server needs in ``metadata_props``. A model breaking it is refused with
+:class:`~inference.runtime.ModelInvalid` when it is loaded, never at the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from inference.preprocess import PreprocessParams
+from inference.runtime._errors import ModelInvalid
+
+ModelKind = Literal["imaging", "triage"]
+
+COMMON_KEYS = ("dxassist.kind", "dxassist.model_name", "dxassist.temperature", "dxassist.synthetic")
+IMAGING_KEYS = (*COMMON_KEYS, "dxassist.labels", "dxassist.thresholds", "dxassist.preprocess")
+TRIAGE_KEYS = (*COMMON_KEYS, "dxassist.features", "dxassist.intercept", "dxassist.threshold")
+
+
+@dataclass(frozen=True)
+class ImagingMeta:
+    """Parsed metadata of an imaging (``cxr-findings``) model.
+
+    Attributes:
+        labels: finding codes in output order.
+        thresholds: operating threshold on the calibrated probability, per finding code.
+        temperature: calibration temperature (probability = sigmoid(logit / T)).
+        preprocess: how images are prepared for this model.
+        synthetic: trained on synthetic data (every result then carries a warning).
+        training_data: one line naming the data set.
+    """
+
+    labels: tuple[str, ...]
+    thresholds: Mapping[str, float]
+    temperature: float
+    preprocess: PreprocessParams
+    synthetic: bool
+    training_data: str
+
+    @property
+    def input_size(self) -> int:
+        """Side ``S`` of the square input."""
+        return self.preprocess.input_size
+
+
+@dataclass(frozen=True)
+class TriageMeta:
+    """Parsed metadata of a triage (``vitals-triage``) model.
+
+    Attributes:
+        features: input features in column order.
+        intercept: ``logit = intercept + sum(contributions)``.
+        threshold: operating threshold on the calibrated probability.
+        temperature: calibration temperature.
+        synthetic: trained on synthetic data.
+        training_data: one line naming the data set.
+    """
+
+    features: tuple[str, ...]
+    intercept: float
+    threshold: float
+    temperature: float
+    synthetic: bool
+    training_data: str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name and shape of one graph input or output (``None`` or a string for a symbolic dimension)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    type: str = "tensor(float)"
+
+
+def _json(meta: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise ModelInvalid(f"Metadata key '{key}' must hold JSON; got {meta[key][:80]!r}.") from e
+
+
+def _number(meta: Mapping[str, str], key: str, *, positive: bool = False, probability: bool = False) -> float:
+    value = _json(meta, key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ModelInvalid(f"Metadata key '{key}' must be a finite JSON number; got {meta[key][:80]!r}.")
+    if positive and value <= 0:
+        raise ModelInvalid(f"Metadata key '{key}' must be greater than 0; got {value}.")
+    if probability and not 0.0 < value < 1.0:
+        raise ModelInvalid(
+            f"Metadata key '{key}' must be a probability strictly between 0 and 1; got {value}."
+        )
+    return float(value)
+
+
+def _require(meta: Mapping[str, str], keys: Sequence[str], kind: str) -> None:
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ModelInvalid(
+            f"The {kind} model lacks the metadata key(s) {', '.join(missing)}; an exported dxassist model "
+            f"carries {', '.join(keys)}."
+        )
+
+
+def _synthetic(meta: Mapping[str, str]) -> bool:
+    value = meta["dxassist.synthetic"].strip().lower()
+    if value not in ("true", "false"):
+        raise ModelInvalid(
+            f"Metadata key 'dxassist.synthetic' must be 'true' or 'false'; got {value[:20]!r}."
+        )
+    return value == "true"
+
+
+def _dynamic(dim: int | str | None) -> bool:
+    return dim is None or isinstance(dim, str)
+
+
+def _check_io(
+    specs: Sequence[TensorSpec], expected: Mapping[str, tuple[int | None, ...]], what: str, kind: str
+) -> None:
+    """Check names, ranks, a dynamic batch axis and the fixed dimensions (``None`` = not checked)."""
+    by_name = {s.name: s for s in specs}
+    if set(by_name) != set(expected):
+        raise ModelInvalid(
+            f"The {kind} model's {what} are {sorted(by_name)}; the contract requires exactly "
+            f"{sorted(expected)}."
+        )
+    for name, dims in expected.items():
+        spec = by_name[name]
+        if spec.type != "tensor(float)":
+            raise ModelInvalid(
+                f"The {kind} model's {what[:-1]} '{name}' is {spec.type}; float32 is required."
+            )
+        if len(spec.shape) != len(dims):
+            raise ModelInvalid(
+                f"The {kind} model's {what[:-1]} '{name}' has rank {len(spec.shape)}; the contract requires "
+                f"rank {len(dims)}."
+            )
+        if not _dynamic(spec.shape[0]):
+            raise ModelInvalid(
+                f"The {kind} model's {what[:-1]} '{name}' has a fixed batch size {spec.shape[0]}; the batch "
+                "axis must be dynamic."
+            )
+        for axis, (got, want) in enumerate(zip(spec.shape[1:], dims[1:], strict=True), start=1):
+            if want is not None and not _dynamic(got) and got != want:
+                raise ModelInvalid(
+                    f"The {kind} model's {what[:-1]} '{name}' has size {got} on axis {axis}; "
+                    f"{want} is required."
+                )
+
+
+def parse_imaging(
+    meta: Mapping[str, str], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> ImagingMeta:
+    """Validate an imaging model's graph and metadata and return the parsed metadata.
+
+    Raises:
+        ModelInvalid: anything breaks the ``cxr-findings`` contract.
+    """
+    _require(meta, IMAGING_KEYS, "imaging")
+    labels = _json(meta, "dxassist.labels")
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(c, str) and c for c in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise ModelInvalid(
+            "Metadata key 'dxassist.labels' must be a non-empty JSON list of distinct finding codes."
+        )
+    thresholds = _json(meta, "dxassist.thresholds")
+    if not isinstance(thresholds, dict) or set(thresholds) != set(labels):
+        raise ModelInvalid(
+            "Metadata key 'dxassist.thresholds' must be a JSON object with one threshold per label "
+            f"({', '.join(labels)})."
+        )
+    for code, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+            raise ModelInvalid(
+                f"The threshold of '{code}' must be a probability strictly between 0 and 1; got {value!r}."
+            )
+    raw = _json(meta, "dxassist.preprocess")
+    if not isinstance(raw, dict) or not {"input_size", "mean", "std", "window_percentiles"} <= set(raw):
+        raise ModelInvalid(
+            "Metadata key 'dxassist.preprocess' must be a JSON object with input_size, mean, std and "
+            "window_percentiles [lo, hi]."
+        )
+    try:
+        preprocess = PreprocessParams.from_metadata(raw)
+    except (TypeError, ValueError) as e:
+        raise ModelInvalid(f"Metadata key 'dxassist.preprocess' holds unusable values: {e}") from e
+    s, k = preprocess.input_size, len(labels)
+    _check_io(inputs, {"image": (None, 1, s, s)}, "inputs", "imaging")
+    _check_io(outputs, {"logits": (None, k), "cam": (None, k, None, None)}, "outputs", "imaging")
+    return ImagingMeta(
+        labels=tuple(labels),
+        thresholds={code: float(thresholds[code]) for code in labels},
+        temperature=_number(meta, "dxassist.temperature", positive=True),
+        preprocess=preprocess,
+        synthetic=_synthetic(meta),
+        training_data=meta.get("dxassist.training_data", ""),
+    )
+
+
+def parse_triage(
+    meta: Mapping[str, str], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> TriageMeta:
+    """Validate a triage model's graph and metadata and return the parsed metadata.
+
+    Raises:
+        ModelInvalid: anything breaks the ``vitals-triage`` contract.
+    """
+    _require(meta, TRIAGE_KEYS, "triage")
+    features = _json(meta, "dxassist.features")
+    if (
+        not isinstance(features, list)
+        or not features
+        or not all(isinstance(f, str) and f for f in features)
+        or len(set(features)) != len(features)
+    ):
+        raise ModelInvalid(
+            "Metadata key 'dxassist.features' must be a non-empty JSON list of distinct feature names."
+        )
+    f = len(features)
+    _check_io(inputs, {"values": (None, f), "present": (None, f)}, "inputs", "triage")
+    _check_io(outputs, {"logit": (None,), "contributions": (None, f)}, "outputs", "triage")
+    return TriageMeta(
+        features=tuple(features),
+        intercept=_number(meta, "dxassist.intercept"),
+        threshold=_number(meta, "dxassist.threshold", probability=True),
+        temperature=_number(meta, "dxassist.temperature", positive=True),
+        synthetic=_synthetic(meta),
+        training_data=meta.get("dxassist.training_data", ""),
+    )

@@ -1,0 +1,76 @@
+"""CAMs land where the evidence is in the original image, and the box surrounds the hottest region."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tiny_models
+
+from inference.explain import Box, cam_to_heatmap, hottest_box
+from inference.preprocess import Geometry, PreprocessParams, prepare_pixels
+
+
+def test_heatmap_has_the_original_shape_and_is_normalised() -> None:
+    geometry = Geometry.letterbox((300, 200), 64)
+    cam = np.full((8, 8), -1.0, dtype=np.float32)
+    cam[2, 3] = 4.0
+    heat = cam_to_heatmap(cam, geometry)
+    assert heat.shape == (300, 200) and heat.dtype == np.float32
+    assert heat.max() == pytest.approx(1.0) and heat.min() == 0.0  # negative evidence dropped
+
+
+def test_a_map_without_positive_evidence_gives_no_heat_and_no_box() -> None:
+    heat = cam_to_heatmap(-np.ones((8, 8), np.float32), Geometry.letterbox((100, 120), 64))
+    assert not heat.any()
+    assert hottest_box(heat) is None
+
+
+def test_cam_cell_maps_through_the_letterbox_to_the_right_place() -> None:
+    # 400 rows x 200 columns in a 64 input: the image occupies columns 16..47 of the model input.
+    geometry = Geometry.letterbox((400, 200), 64)
+    cam = np.zeros((8, 8), dtype=np.float32)
+    cam[2, 4] = 1.0  # model rows 16..23, columns 32..39 → original rows 100..149, columns 100..149
+    box = hottest_box(cam_to_heatmap(cam, geometry), level=0.5)
+    assert box is not None
+    assert box.contains(125, 125)
+    assert 85 <= box.y0 <= 115 and 135 <= box.y1 <= 165
+    assert 85 <= box.x0 <= 115 and 135 <= box.x1 <= 165
+
+
+def test_box_follows_only_the_region_around_the_maximum() -> None:
+    heat = np.zeros((100, 100), np.float32)
+    heat[10:20, 60:90] = 1.0  # hottest region
+    heat[70:95, 5:30] = 0.8  # a second, separate warm region
+    heat[19, 59] = 0.0
+    heat[20, 59] = 0.9  # touches the hottest region only diagonally: 8-connected, so included
+    assert hottest_box(heat, level=0.5) == Box(x0=59, y0=10, x1=90, y1=21)
+    heat[20:70, 70] = 0.6  # a bridge down and across joins the two regions
+    heat[69, 29:71] = 0.6
+    assert hottest_box(heat, level=0.5) == Box(x0=5, y0=10, x1=90, y1=95)
+    assert hottest_box(heat, level=0.7) == Box(x0=59, y0=10, x1=90, y1=21)  # the bridge is below 0.7
+
+
+def test_tiny_model_box_surrounds_a_bright_blob_in_the_original_image(tmp_path: Path) -> None:
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    params = PreprocessParams.from_metadata(
+        json.loads(session.get_modelmeta().custom_metadata_map["dxassist.preprocess"])
+    )
+    rows, columns = 640, 480
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    image = np.full((rows, columns), 800, dtype=np.uint16)
+    centre = (448, 120)
+    image[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < 60**2] = 4000
+    prepared = prepare_pixels(image, photometric="MONOCHROME2", params=params)
+    _, cam = session.run(["logits", "cam"], {"image": prepared.tensor[None]})
+    heat = cam_to_heatmap(cam[0, -1], prepared.geometry)
+    assert heat.shape == (rows, columns)
+    peak = np.unravel_index(int(heat.argmax()), heat.shape)
+    assert abs(peak[0] - centre[0]) < 80 and abs(peak[1] - centre[1]) < 80
+    box = hottest_box(heat)
+    assert box is not None and box.contains(*centre)
+    assert box.width < columns / 2 and box.height < rows / 2

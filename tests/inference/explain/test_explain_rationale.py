@@ -1,0 +1,125 @@
+"""Rationales in English, French and Arabic; language choice from Accept-Language; codes for FHIR."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.explain import (
+    FINDING_CODES,
+    FINDING_DISPLAY,
+    FINDINGS,
+    SNOMED_CT,
+    choose_language,
+    imaging_rationale,
+    triage_rationale,
+)
+
+REMINDER = {
+    "en": "This is an AI suggestion and must be confirmed by a clinician.",
+    "fr": "Il s'agit d'une suggestion produite par une IA, qui doit être confirmée par un clinicien.",
+    "ar": "هذا اقتراح صادر عن نظام ذكاء اصطناعي، ويجب أن يؤكده طبيب.",
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, "en"),
+        ("", "en"),
+        ("fr-CA,fr;q=0.9,en;q=0.8", "fr"),
+        ("en;q=0.5, ar;q=0.9", "ar"),
+        ("de-DE, fr;q=0.3", "fr"),
+        ("de, it", "en"),
+        ("ar;q=0, fr;q=0.1", "fr"),
+        ("AR-MA", "ar"),
+        ("*;q=0.5, fr;q=0.4", "en"),
+        ("fr;q=abc, ar;q=0.2", "ar"),
+        ("en;q=0.8, fr;q=0.8", "en"),
+    ],
+)
+def test_language_follows_accept_language(header: str | None, expected: str) -> None:
+    assert choose_language(header) == expected
+
+
+FINDINGS_RESULT = [
+    ("nodule", 0.12, False),
+    ("pleural_effusion", 0.64, True),
+    ("pneumothorax", 0.91, True),
+]
+
+
+def test_imaging_rationale_in_english_names_positive_findings_most_likely_first() -> None:
+    text = imaging_rationale(FINDINGS_RESULT, "en")
+    assert text.startswith(
+        "Findings suggested by the model: pneumothorax (probability 91%), pleural effusion"
+    )
+    assert "nodule" not in text
+    assert text.endswith(REMINDER["en"])
+
+
+def test_imaging_rationale_in_french_and_arabic() -> None:
+    fr = imaging_rationale(FINDINGS_RESULT, "fr")
+    assert "pneumothorax (probabilité 91\u00a0%)" in fr and "épanchement pleural" in fr
+    assert fr.endswith(REMINDER["fr"])
+    ar = imaging_rationale(FINDINGS_RESULT, "ar")
+    assert "استرواح الصدر (احتمال 91٪)" in ar and "انصباب جنبي" in ar
+    assert ar.endswith(REMINDER["ar"])
+
+
+def test_imaging_rationale_without_positive_findings_says_so_and_flags_synthetic_models() -> None:
+    text = imaging_rationale([("nodule", 0.2, False), ("cardiomegaly", 0.004, False)], "en", synthetic=True)
+    assert "No finding reached its decision threshold" in text and "lung nodule (20%)" in text
+    assert "synthetic data" in text
+    assert text.endswith(REMINDER["en"])
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "ar"])
+def test_triage_rationale_names_what_raised_the_risk(lang: str) -> None:
+    text = triage_rationale(
+        0.72,
+        True,
+        [
+            ("heart_rate", 1.8),
+            ("spo2", 1.6),
+            ("respiratory_rate", 1.25),
+            ("temperature", 0.8),
+            ("systolic_bp", -0.2),
+        ],
+        9,
+        "high",
+        lang,  # type: ignore[arg-type]
+    )
+    expected = {
+        "en": [
+            "72%",
+            "above its alert threshold",
+            "heart rate, oxygen saturation, respiratory rate",
+            "NEWS2 score 9",
+        ],
+        "fr": [
+            "72\u00a0%",
+            "au-dessus",
+            "fréquence cardiaque, saturation en oxygène, fréquence respiratoire",
+            "élevé",
+        ],
+        "ar": ["72٪", "أعلى من عتبة التنبيه", "معدل ضربات القلب، تشبّع الأكسجين، معدل التنفس", "مرتفع"],
+    }[lang]
+    for fragment in expected:
+        assert fragment in text
+    assert {"en": "temperature", "fr": "température", "ar": "درجة الحرارة"}[lang] not in text  # only top 3
+    assert text.endswith(REMINDER[lang])
+
+
+def test_triage_rationale_without_news2_says_why() -> None:
+    text = triage_rationale(0.05, False, [("heart_rate", -0.1)], None, None, "en")
+    assert "below its alert threshold" in text
+    assert "NEWS2 was not computed because some vital signs are missing." in text
+    assert "measurements that raised" not in text
+
+
+def test_every_finding_has_a_snomed_concept_and_three_display_names() -> None:
+    assert set(FINDING_CODES) == set(FINDING_DISPLAY) == set(FINDINGS)
+    assert FINDING_CODES["pneumothorax"] == (SNOMED_CT, "36118008", "Pneumothorax")
+    assert FINDING_CODES["nodule"][1] == "786838002"
+    for names in FINDING_DISPLAY.values():
+        assert set(names) == {"en", "fr", "ar"} and all(names.values())

@@ -1,0 +1,122 @@
+"""A model is checked against the ONNX artifact contract when it is loaded, not at its first request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+import tiny_models
+
+from inference.config import Settings
+from inference.runtime import ModelInvalid, load_served_model
+from model_registry import LocalModel
+
+
+def _seed(tmp_path: Path, name: str, model_path: Path) -> LocalModel:
+    tiny_models.seed_cache(tmp_path / "models", name, model_path)
+    return tiny_models.read_cache(tmp_path / "models", name, "champion")
+
+
+def test_tiny_imaging_model_loads_with_its_metadata(tmp_path: Path, settings: Settings) -> None:
+    local = _seed(
+        tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32)
+    )
+    served = load_served_model(local, settings, expected_kind="imaging")
+    meta = served.imaging_meta
+    assert meta.labels == tiny_models.FIVE_CODES
+    assert meta.thresholds == dict.fromkeys(tiny_models.FIVE_CODES, 0.5)
+    assert meta.input_size == 32 and meta.preprocess.std == 0.25
+    assert meta.temperature == 1.0
+    assert served.synthetic is True
+    assert (served.name, served.version, served.sha256) == ("cxr-findings", "1", local.sha256)
+
+
+def test_tiny_triage_model_loads_with_its_metadata(tmp_path: Path, settings: Settings) -> None:
+    local = _seed(
+        tmp_path, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx", threshold=0.25)
+    )
+    meta = load_served_model(local, settings, expected_kind="triage").triage_meta
+    assert meta.features == tiny_models.TRIAGE_FEATURES
+    assert meta.intercept == tiny_models.TRIAGE_INTERCEPT
+    assert meta.threshold == 0.25
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dxassist.labels",
+        "dxassist.thresholds",
+        "dxassist.preprocess",
+        "dxassist.temperature",
+        "dxassist.synthetic",
+    ],
+)
+def test_imaging_model_missing_a_metadata_key_is_invalid(
+    tmp_path: Path, settings: Settings, key: str
+) -> None:
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", drop_metadata=[key])
+    local = _seed(tmp_path, "cxr-findings", path)
+    with pytest.raises(ModelInvalid, match=key):
+        load_served_model(local, settings)
+
+
+@pytest.mark.parametrize("key", ["dxassist.features", "dxassist.intercept", "dxassist.threshold"])
+def test_triage_model_missing_a_metadata_key_is_invalid(tmp_path: Path, settings: Settings, key: str) -> None:
+    local = _seed(
+        tmp_path, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx", drop_metadata=[key])
+    )
+    with pytest.raises(ModelInvalid, match=key):
+        load_served_model(local, settings)
+
+
+def test_thresholds_must_cover_every_label(tmp_path: Path, settings: Settings) -> None:
+    thresholds = dict.fromkeys(tiny_models.FIVE_CODES[:-1], 0.5)
+    local = _seed(
+        tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx", thresholds=thresholds)
+    )
+    with pytest.raises(ModelInvalid, match="one threshold per label"):
+        load_served_model(local, settings)
+
+
+def test_a_fixed_batch_axis_is_refused(tmp_path: Path, settings: Settings) -> None:
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save_model(model, str(path))
+    local = _seed(tmp_path, "cxr-findings", path)
+    with pytest.raises(ModelInvalid, match="batch axis must be dynamic"):
+        load_served_model(local, settings)
+
+
+def test_input_size_must_match_the_preprocess_metadata(tmp_path: Path, settings: Settings) -> None:
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "dxassist.preprocess":
+            prop.value = prop.value.replace('"input_size": 64', '"input_size": 128')
+    onnx.save_model(model, str(path))
+    local = _seed(tmp_path, "cxr-findings", path)
+    with pytest.raises(ModelInvalid, match="128 is required"):
+        load_served_model(local, settings)
+
+
+def test_a_triage_model_is_not_served_as_imaging(tmp_path: Path, settings: Settings) -> None:
+    local = _seed(tmp_path, "cxr-findings", tiny_models.build_triage_onnx(tmp_path / "t.onnx"))
+    with pytest.raises(ModelInvalid, match="triage model"):
+        load_served_model(local, settings, expected_kind="imaging")
+
+
+def test_a_changed_file_is_refused_by_its_sha256(tmp_path: Path, settings: Settings) -> None:
+    local = _seed(tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx"))
+    local.path.write_bytes(tiny_models.build_imaging_onnx(tmp_path / "other.onnx", seed=7).read_bytes())
+    with pytest.raises(ModelInvalid, match="sha256"):
+        load_served_model(local, settings)
+
+
+def test_a_file_that_is_not_onnx_is_invalid(tmp_path: Path, settings: Settings) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model at all")
+    local = _seed(tmp_path, "cxr-findings", junk)
+    with pytest.raises(ModelInvalid, match="could not load"):
+        load_served_model(local, settings)
