@@ -28,6 +28,7 @@ class Settings(BaseSettings):
 
     # ONNX Runtime
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    cuda_device_id: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=0, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
     batch_max_size: int = Field(default=8, ge=1, le=256)
