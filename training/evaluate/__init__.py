@@ -1,4 +1,4 @@
-"""Honest evaluation: discrimination with confidence intervals, operating points, calibration, localisation."""
+"""Honest evaluation: discrimination with CIs, operating points, calibration, localisation."""
 
 from training.evaluate._metrics import (
     BinaryReport,
