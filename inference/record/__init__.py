@@ -1,0 +1,37 @@
+"""The patient record: results filed one transaction each, FHIR R4 views, reader feedback, audit trail.
+
+``Record(url)`` is the service; the frozen input dataclasses describe what the services hand it.
+"""
+
+from inference.record._errors import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
+from inference.record._inputs import (
+    FindingIn,
+    ImagingResultIn,
+    InstanceIn,
+    ModelRef,
+    PatientIn,
+    StoredResult,
+    TriageResultIn,
+    Verdict,
+)
+from inference.record._store import VERDICTS, Record
+from inference.record._views import TRIAGE_FEEDBACK_CODE
+
+__all__ = [
+    "TRIAGE_FEEDBACK_CODE",
+    "VERDICTS",
+    "Conflict",
+    "FindingIn",
+    "ImagingResultIn",
+    "InstanceIn",
+    "InvalidFeedback",
+    "InvalidSearch",
+    "ModelRef",
+    "NotFound",
+    "PatientIn",
+    "Record",
+    "RecordError",
+    "StoredResult",
+    "TriageResultIn",
+    "Verdict",
+]

@@ -1,0 +1,122 @@
+"""What the services hand to the record: frozen dataclasses, validated by the code that builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class PatientIn:
+    """A patient as the sender identifies them.
+
+    ``identifier`` is unique within ``issuer`` (the assigning authority); the record keeps one patient
+    per (identifier, issuer) and fills in demographics that arrive later.
+    """
+
+    identifier: str
+    issuer: str | None = None
+    name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    facility: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The exact model that produced a result: registered name, version, ONNX sha256, execution provider."""
+
+    name: str
+    version: str
+    sha256: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class FindingIn:
+    """One finding of an imaging model; ``box`` is (x0, y0, x1, y1) in image pixels, ``heatmap_png`` a PNG."""
+
+    code: str
+    display: str
+    probability: float
+    positive: bool
+    threshold: float
+    box: tuple[int, int, int, int] | None = None
+    heatmap_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class InstanceIn:
+    """One analysed DICOM instance."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    modality: str
+    view_position: str | None
+
+
+@dataclass(frozen=True)
+class ImagingResultIn:
+    """Everything one imaging result needs to be filed in one transaction.
+
+    ``study_date`` is the DICOM ``StudyDate`` (``YYYYMMDD``) or an ISO date; ``source`` names the channel
+    the study came through (``upload``, ``stow``, ``dimse``).
+    """
+
+    patient: PatientIn
+    study_instance_uid: str
+    accession_number: str | None
+    study_date: str | None
+    instances: tuple[InstanceIn, ...]
+    primary_sop_instance_uid: str
+    model: ModelRef
+    findings: tuple[FindingIn, ...]
+    priority: str
+    warnings: tuple[str, ...]
+    rationale: dict[str, str]
+    source: str
+
+
+@dataclass(frozen=True)
+class TriageResultIn:
+    """Everything one triage result needs to be filed in one transaction.
+
+    ``vitals`` is keyed by the contract's field names (``respiratory_rate``, ``spo2``, ``spo2_scale``,
+    ``on_oxygen``, ``systolic_bp``, ``diastolic_bp``, ``heart_rate``, ``temperature``,
+    ``consciousness``). ``news2`` is ``{"total", "subscores", "band"}`` or ``None``. A naive
+    ``observed_at`` is taken as UTC.
+    """
+
+    patient: PatientIn
+    observed_at: datetime
+    vitals: dict[str, float | bool | str | None]
+    model: ModelRef
+    probability: float
+    positive: bool
+    threshold: float
+    logit: float
+    intercept: float
+    contributions: dict[str, float]
+    news2: dict | None
+    priority: str
+    warnings: tuple[str, ...]
+    rationale: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reader's verdict on one finding: ``agree``, ``disagree`` or ``correct`` (with the right label)."""
+
+    code: str
+    verdict: str
+    correct_label: bool | None = None
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """What saving a result returns; ``created`` is False when the same analysis was already filed."""
+
+    result_id: str
+    patient_id: str
+    created: bool

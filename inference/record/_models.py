@@ -1,0 +1,195 @@
+"""The record's tables as SQLAlchemy 2 typed ORM classes.
+
+The schema itself is created by the Alembic migrations in ``migrations/``; these classes mirror it
+for queries. Ids are UUID strings so that they double as FHIR resource ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from inference.record._types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the record's tables."""
+
+
+class Patient(Base):
+    """A patient, unique per (identifier, issuer); ``issuer`` is ``''`` when the sender named none.
+
+    The empty string rather than NULL keeps the UNIQUE constraint effective: SQL treats NULLs as distinct.
+    """
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(128))
+    issuer: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(256))
+    birth_date: Mapped[str | None] = mapped_column(String(10))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    facility: Mapped[str | None] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Study(Base):
+    """A DICOM study of one patient."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    accession: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[str | None] = mapped_column(String(10))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    instances: Mapped[list[Instance]] = relationship(order_by="Instance.sop_instance_uid")
+
+
+class Instance(Base):
+    """One DICOM instance of a study."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"))
+
+
+class VitalsObservation(Base):
+    """One set of vital signs in contract units; every value may be missing."""
+
+    __tablename__ = "vitals_observations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    respiratory_rate: Mapped[float | None] = mapped_column(Float)
+    spo2: Mapped[float | None] = mapped_column(Float)
+    spo2_scale: Mapped[int | None] = mapped_column(Integer)
+    on_oxygen: Mapped[bool | None] = mapped_column(Boolean)
+    systolic_bp: Mapped[float | None] = mapped_column(Float)
+    diastolic_bp: Mapped[float | None] = mapped_column(Float)
+    heart_rate: Mapped[float | None] = mapped_column(Float)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    consciousness: Mapped[str | None] = mapped_column(String(1))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Device(Base):
+    """One model version as a FHIR Device: a retrained model is a new device."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Result(Base):
+    """One analysis: an imaging result (study + findings) or a triage result (vitals + risk).
+
+    ``instance_key`` is the sha256 of the model name and version and the sorted SOP instance UIDs; its
+    UNIQUE constraint makes a re-sent study return the result already filed. Triage results have none.
+    ``payload`` holds the kind-specific values (triage: risk, logit, intercept, contributions, news2).
+    """
+
+    __tablename__ = "results"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id"))
+    vitals_id: Mapped[str | None] = mapped_column(ForeignKey("vitals_observations.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    warnings: Mapped[list[str]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rationale: Mapped[dict[str, str]] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(String(32))
+    instance_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    patient: Mapped[Patient] = relationship()
+    study: Mapped[Study | None] = relationship()
+    vitals: Mapped[VitalsObservation | None] = relationship()
+    device: Mapped[Device] = relationship()
+    findings: Mapped[list[Finding]] = relationship(order_by="Finding.ordinal")
+
+
+class Finding(Base):
+    """One finding of an imaging result; its id is the id of the FHIR Observation that carries it."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(64))
+    display: Mapped[str] = mapped_column(String(128))
+    probability: Mapped[float] = mapped_column(Float)
+    positive: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float] = mapped_column(Float)
+    box: Mapped[list[int] | None] = mapped_column(JSON)
+    has_heatmap: Mapped[bool] = mapped_column(Boolean)
+
+
+class Heatmap(Base):
+    """The PNG overlay of one finding (kept apart so listing findings never loads image bytes)."""
+
+    __tablename__ = "heatmaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Feedback(Base):
+    """A reader's verdicts on one result, with the exact model that produced it."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id"))
+    reader: Mapped[str] = mapped_column(String(128))
+    verdicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """One access to the record; the table is append-only (triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    subject: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    facility: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str | None] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(128))
+    patient_id: Mapped[str | None] = mapped_column(String(36))
+    outcome: Mapped[str] = mapped_column(String(32))
+    client: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,388 @@
+"""``Record``: the patient record service (results, worklist, feedback, audit, FHIR views)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import case, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from inference.record import _save
+from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
+from inference.record._errors import Conflict, InvalidFeedback, NotFound, RecordError
+from inference.record._inputs import ImagingResultIn, StoredResult, TriageResultIn, Verdict
+from inference.record._models import AuditEvent, Feedback, Finding, Heatmap, Patient, Result, Study
+from inference.record._types import iso, new_id, utcnow
+from inference.record._views import TRIAGE_FEEDBACK_CODE, public_result, worklist_item
+from inference.record.fhir import _search
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+VERDICTS: Final[tuple[str, ...]] = ("agree", "disagree", "correct")
+_WRITE_ATTEMPTS: Final = 3
+_RESULT_LOAD = (
+    selectinload(Result.patient),
+    selectinload(Result.findings),
+    selectinload(Result.study),
+    selectinload(Result.vitals),
+)
+
+
+def _is_check_violation(error: IntegrityError) -> bool:
+    # psycopg reports SQLSTATE 23514; sqlite3 only says so in its message.
+    return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
+
+
+class Record:
+    """The patient record behind the API: one transaction per result, FHIR views, audit trail.
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///path/record.db`` or ``postgresql+psycopg://user@host/db``.
+
+    Every method takes keyword arguments only and returns plain dataclasses or dicts.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (``alembic upgrade head``); safe to run every start."""
+        upgrade_to_head(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            logger.warning("The patient record database does not answer.", exc_info=True)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # -- writing results -------------------------------------------------------------------------
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction, retrying when a concurrent writer won a UNIQUE race."""
+        last: IntegrityError | None = None
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                with self.sessions() as session, session.begin():
+                    session.connection(execution_options={IMMEDIATE: True})
+                    return work(session)
+            except IntegrityError as e:
+                if _is_check_violation(e):
+                    raise RecordError(
+                        "The result was refused by the record's integrity checks (a heatmap must be a PNG, "
+                        "probabilities lie between 0 and 1, vital signs use the contract's codes); "
+                        "nothing was saved."
+                    ) from e
+                # Another writer filed the same patient, study, device or result between our read and
+                # our insert: the next attempt reads what it wrote.
+                logger.info("A concurrent write to the record won a race; retrying the transaction.")
+                last = e
+            except DBAPIError as e:
+                raise RecordError("The record could not store the result; nothing was saved.") from e
+        raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
+
+    def save_imaging_result(self, *, data: ImagingResultIn) -> StoredResult:
+        """File an imaging result (patient, study, instances, device, result, findings, heatmaps) atomically.
+
+        Idempotent: the same SOP instances analysed by the same model version return the result already
+        filed with ``created=False``.
+
+        Raises:
+            RecordError: the result is malformed (priority, probabilities, heatmap not a PNG ...).
+            Conflict: the study or an instance is already filed under another patient or study.
+        """
+        _save.validate_imaging(data)
+        key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
+        stored = self._write(lambda session: _save.write_imaging(session, data, key))
+        if stored.created:
+            logger.info("Filed imaging result %s.", stored.result_id)
+        return stored
+
+    def save_triage_result(self, *, data: TriageResultIn) -> StoredResult:
+        """File a triage result (patient, vital signs, device, result) atomically."""
+        _save.validate_triage(data)
+        stored = self._write(lambda session: _save.write_triage(session, data))
+        logger.info("Filed triage result %s.", stored.result_id)
+        return stored
+
+    # -- reading results -------------------------------------------------------------------------
+
+    def _load(self, session: Session, result_id: str) -> Result | None:
+        return session.scalars(select(Result).options(*_RESULT_LOAD).where(Result.id == result_id)).first()
+
+    def get_result(self, *, result_id: str) -> dict[str, Any] | None:
+        """The public JSON of one result (no name, no birth date), or ``None``."""
+        with self.sessions() as session:
+            result = self._load(session, result_id)
+            return None if result is None else public_result(result)
+
+    def _latest_for_study(self, session: Session, study_instance_uid: str) -> Result | None:
+        return session.scalars(
+            select(Result)
+            .options(*_RESULT_LOAD)
+            .join(Study, Result.study_id == Study.id)
+            .where(Study.study_instance_uid == study_instance_uid)
+            .order_by(Result.created_at.desc(), Result.id.desc())
+            .limit(1)
+        ).first()
+
+    def latest_study_result(self, *, study_instance_uid: str) -> dict[str, Any] | None:
+        """The public JSON of the newest imaging result of a study, or ``None`` until there is one."""
+        with self.sessions() as session:
+            result = self._latest_for_study(session, study_instance_uid)
+            return None if result is None else public_result(result)
+
+    def study_priority(self, *, study_instance_uid: str) -> str | None:
+        """The priority of the newest result of a study, or ``None``."""
+        with self.sessions() as session:
+            return session.scalars(
+                select(Result.priority)
+                .join(Study, Result.study_id == Study.id)
+                .where(Study.study_instance_uid == study_instance_uid)
+                .order_by(Result.created_at.desc(), Result.id.desc())
+                .limit(1)
+            ).first()
+
+    def heatmap(self, *, result_id: str, code: str) -> bytes | None:
+        """The PNG heatmap of one finding, or ``None``."""
+        with self.sessions() as session:
+            return session.scalars(
+                select(Heatmap.png).where(Heatmap.result_id == result_id, Heatmap.code == code)
+            ).first()
+
+    def worklist(
+        self, *, limit: int = 50, offset: int = 0, facility: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Open results, critical before urgent before routine, then oldest first.
+
+        Args:
+            limit: at most this many items (1 to 500).
+            offset: items to skip, for paging.
+            facility: only results of patients managed by this facility.
+        """
+        if not 1 <= limit <= 500 or offset < 0:
+            raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
+        rank = case(
+            (Result.priority == "critical", 0),
+            (Result.priority == "urgent", 1),
+            else_=2,
+        )
+        query = (
+            select(Result)
+            .options(*_RESULT_LOAD)
+            .where(Result.status == "open")
+            .order_by(rank, Result.created_at, Result.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if facility is not None:
+            query = query.join(Patient, Result.patient_id == Patient.id).where(Patient.facility == facility)
+        with self.sessions() as session:
+            return [worklist_item(result) for result in session.scalars(query)]
+
+    # -- feedback --------------------------------------------------------------------------------
+
+    def save_feedback(self, *, result_id: str, reader: str, verdicts: Sequence[Verdict]) -> str:
+        """Store a reader's verdicts with the exact model of the result and mark the result reviewed.
+
+        Imaging results take one verdict per finding code; triage results take the code
+        ``deterioration``. ``correct`` needs ``correct_label`` (the label the reader says is right).
+
+        Returns:
+            The feedback id.
+
+        Raises:
+            NotFound: no such result.
+            InvalidFeedback: an unknown code or verdict, a repeated code, or no verdict at all.
+        """
+        if not verdicts:
+            raise InvalidFeedback("Feedback needs at least one verdict.")
+        codes = [verdict.code for verdict in verdicts]
+        if len(set(codes)) != len(codes):
+            raise InvalidFeedback("Each finding may receive one verdict per feedback.")
+        for verdict in verdicts:
+            if verdict.verdict not in VERDICTS:
+                raise InvalidFeedback(
+                    f"Verdict {verdict.verdict!r} is not accepted; use one of {', '.join(VERDICTS)}."
+                )
+            if verdict.verdict == "correct" and verdict.correct_label is None:
+                raise InvalidFeedback(
+                    f"A 'correct' verdict on '{verdict.code}' needs correct_label (true or false)."
+                )
+
+        def work(session: Session) -> str:
+            result = session.get(Result, result_id)
+            if result is None:
+                raise NotFound("No result has this id.")
+            if result.kind == "imaging":
+                known = set(session.scalars(select(Finding.code).where(Finding.result_id == result_id)))
+            else:
+                known = {TRIAGE_FEEDBACK_CODE}
+            unknown = sorted(set(codes) - known)
+            if unknown:
+                raise InvalidFeedback(
+                    f"Finding code(s) {', '.join(unknown)} are not part of this result; "
+                    f"accepted codes are {', '.join(sorted(known))}."
+                )
+            feedback = Feedback(
+                id=new_id(),
+                result_id=result.id,
+                reader=reader,
+                verdicts=[
+                    {"code": v.code, "verdict": v.verdict, "correct_label": v.correct_label} for v in verdicts
+                ],
+                model_name=result.model_name,
+                model_version=result.model_version,
+                created=utcnow(),
+            )
+            session.add(feedback)
+            result.status = "reviewed"
+            return feedback.id
+
+        return self._write(work)
+
+    def feedback(self, *, result_id: str) -> list[dict[str, Any]]:
+        """Every feedback on a result, oldest first, with the model name and version it judged."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(Feedback)
+                .where(Feedback.result_id == result_id)
+                .order_by(Feedback.created, Feedback.id)
+            )
+            return [
+                {
+                    "feedback_id": row.id,
+                    "result_id": row.result_id,
+                    "reader": row.reader,
+                    "verdicts": list(row.verdicts),
+                    "model": {"name": row.model_name, "version": row.model_version},
+                    "created": iso(row.created),
+                }
+                for row in rows
+            ]
+
+    # -- authorisation helpers -------------------------------------------------------------------
+
+    def patient_facility(self, *, patient_id: str) -> str | None:
+        """The facility managing a patient (``None`` when unknown or unset)."""
+        with self.sessions() as session:
+            return session.scalars(select(Patient.facility).where(Patient.id == patient_id)).first()
+
+    def result_patient(self, *, result_id: str) -> tuple[str, str | None] | None:
+        """``(patient_id, facility)`` of a result, or ``None`` when there is no such result."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(Patient.id, Patient.facility)
+                .join(Result, Result.patient_id == Patient.id)
+                .where(Result.id == result_id)
+            ).first()
+            return None if row is None else (row[0], row[1])
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    def append_audit(
+        self,
+        *,
+        subject: str,
+        role: str,
+        facility: str | None,
+        action: str,
+        resource_type: str | None,
+        resource_id: str | None,
+        patient_id: str | None,
+        outcome: str,
+        client: str | None,
+    ) -> None:
+        """Append one event to the audit trail (the table refuses updates and deletes)."""
+        try:
+            with self.sessions() as session, session.begin():
+                session.add(
+                    AuditEvent(
+                        time=utcnow(),
+                        subject=subject,
+                        role=role,
+                        facility=facility,
+                        action=action,
+                        resource_type=resource_type,
+                        resource_id=resource_id,
+                        patient_id=patient_id,
+                        outcome=outcome,
+                        client=client,
+                    )
+                )
+        except DBAPIError as e:
+            raise RecordError("The audit event could not be written.") from e
+
+    def audit_events(
+        self, *, patient_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Audit events, newest first, optionally only those about one patient."""
+        query = select(AuditEvent).order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
+        if patient_id is not None:
+            query = query.where(AuditEvent.patient_id == patient_id)
+        with self.sessions() as session:
+            return [
+                {
+                    "time": iso(e.time),
+                    "subject": e.subject,
+                    "role": e.role,
+                    "facility": e.facility,
+                    "action": e.action,
+                    "resource_type": e.resource_type,
+                    "resource_id": e.resource_id,
+                    "patient_id": e.patient_id,
+                    "outcome": e.outcome,
+                    "client": e.client,
+                }
+                for e in session.scalars(query.limit(limit).offset(offset))
+            ]
+
+    def count_audit_events(self) -> int:
+        """How many audit events the trail holds."""
+        with self.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+    # -- FHIR ------------------------------------------------------------------------------------
+
+    def fhir_read(self, *, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """One FHIR R4 resource as JSON, or ``None`` when absent or of a type not served."""
+        with self.sessions() as session:
+            return _search.read(session, resource_type, resource_id)
+
+    def fhir_search(self, *, resource_type: str, params: Mapping[str, str], base_url: str) -> dict[str, Any]:
+        """A FHIR ``searchset`` Bundle; ``base_url`` is the FHIR base (e.g. ``http://host/fhir``).
+
+        Raises:
+            InvalidSearch: unsupported type or parameter, or a malformed ``_count``.
+        """
+        with self.sessions() as session:
+            return _search.search(session, resource_type, params, base_url)
+
+    def fhir_patient(self, *, resource_type: str, resource_id: str) -> str | None:
+        """The Patient id a FHIR resource is about (Provenance included, which has no subject element).
+
+        ``None`` for a Device, an unknown resource or a type not served.
+        """
+        with self.sessions() as session:
+            return _search.patient_of(session, resource_type, resource_id)
+
+    def capability_statement(self, *, base_url: str) -> dict[str, Any]:
+        """The R4 CapabilityStatement of the FHIR views."""
+        from inference import __version__
+
+        return _search.capability_statement(base_url, __version__)

@@ -1,0 +1,443 @@
+"""FHIR R4 resources built from the record's rows, as JSON dicts.
+
+Every resource a model produced (finding Observations, DiagnosticReport, RiskAssessment) carries the
+``AIAST`` security label and status ``preliminary``: a reader has not confirmed it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import quote
+
+from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
+from inference.record._types import fhir_date, iso
+from inference.record.fhir import _codes as c
+
+VITAL_SUFFIXES: Final[tuple[str, ...]] = ("rr", "spo2", "bp", "hr", "temp", "acvpu", "o2")
+"""Vital-sign Observation ids are ``<vitals id>-<suffix>``; one Observation per measured sign."""
+
+_MODALITY_DISPLAY: Final[dict[str, str]] = {
+    "CR": "Computed Radiography",
+    "DX": "Digital Radiography",
+    "CT": "Computed Tomography",
+    "MR": "Magnetic Resonance",
+    "US": "Ultrasound",
+}
+
+
+_GENDERS: Final[dict[str, str]] = {
+    "m": "male",
+    "male": "male",
+    "f": "female",
+    "female": "female",
+    "o": "other",
+    "other": "other",
+}
+
+
+def ref(resource_type: str, resource_id: str) -> dict[str, str]:
+    """A relative literal Reference."""
+    return {"reference": f"{resource_type}/{resource_id}"}
+
+
+def _ai_meta() -> dict[str, Any]:
+    return {"security": [dict(c.AI_ASSERTED)]}
+
+
+def issuer_system(issuer: str) -> str:
+    """The Identifier.system of patient identifiers assigned by ``issuer``."""
+    return c.ISSUER_PREFIX + quote(issuer, safe="")
+
+
+def _gender(sex: str | None) -> str | None:
+    if sex is None:
+        return None
+    return {
+        "m": "male",
+        "male": "male",
+        "f": "female",
+        "female": "female",
+        "o": "other",
+        "other": "other",
+    }.get(sex.strip().lower(), "unknown")
+
+
+def patient(row: Patient) -> dict[str, Any]:
+    """Patient: identifier (system from the issuer), name, birthDate, gender, managing facility."""
+    identifier: dict[str, Any] = {"use": "usual", "value": row.identifier}
+    if row.issuer:
+        identifier["system"] = issuer_system(row.issuer)
+    out: dict[str, Any] = {"resourceType": "Patient", "id": row.id, "identifier": [identifier]}
+    if row.name:
+        out["name"] = [{"text": row.name}]
+    gender = _gender(row.sex)
+    if gender:
+        out["gender"] = gender
+    birth_date = fhir_date(row.birth_date)
+    if birth_date:
+        out["birthDate"] = birth_date
+    if row.facility:
+        out["managingOrganization"] = {
+            "identifier": {"system": c.FACILITY_SYSTEM, "value": row.facility},
+            "display": row.facility,
+        }
+    return out
+
+
+def _modality(code: str) -> dict[str, str]:
+    coding = {"system": c.DCM, "code": code}
+    if code in _MODALITY_DISPLAY:
+        coding["display"] = _MODALITY_DISPLAY[code]
+    return coding
+
+
+def imaging_study(row: Study) -> dict[str, Any]:
+    """ImagingStudy: study UID as ``urn:oid:``, accession, series and instances with their SOP classes."""
+    identifiers: list[dict[str, Any]] = [{"system": c.RFC3986, "value": f"urn:oid:{row.study_instance_uid}"}]
+    if row.accession:
+        identifiers.append(
+            {
+                "type": c.concept(c.V2_0203, "ACSN", "Accession ID"),
+                "value": row.accession,
+            }
+        )
+    series: dict[str, list[Any]] = {}
+    for instance in row.instances:
+        series.setdefault(instance.series_instance_uid, []).append(instance)
+    modalities = sorted({instance.modality for instance in row.instances})
+    out: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "id": row.id,
+        "identifier": identifiers,
+        "status": "available",
+        "subject": ref("Patient", row.patient_id),
+        "modality": [_modality(code) for code in modalities],
+        "numberOfSeries": len(series),
+        "numberOfInstances": len(row.instances),
+        "series": [
+            {
+                "uid": uid,
+                "modality": _modality(members[0].modality),
+                "numberOfInstances": len(members),
+                "instance": [
+                    {
+                        "uid": member.sop_instance_uid,
+                        "sopClass": {"system": c.RFC3986, "code": f"urn:oid:{member.sop_class_uid}"},
+                    }
+                    for member in members
+                ],
+            }
+            for uid, members in sorted(series.items())
+        ],
+    }
+    started = fhir_date(row.study_date)
+    if started:
+        out["started"] = started
+    return out
+
+
+def _effective(result: Result) -> str:
+    # The clinically relevant time of an imaging finding is the study's, when the sender gave it.
+    if result.study is not None and result.study.study_date:
+        return result.study.study_date
+    return iso(result.created_at)
+
+
+def _notes(result: Result) -> list[dict[str, str]]:
+    return [{"text": warning} for warning in result.warnings]
+
+
+def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
+    """Observation of one AI finding: present/absent, probability and threshold as components."""
+    assert result.study_id is not None
+    components: list[dict[str, Any]] = [
+        {
+            "code": c.concept(c.LOCAL, "probability", "Model probability (calibrated)"),
+            "valueQuantity": c.quantity(finding.probability, "1", "1"),
+        },
+        {
+            "code": c.concept(c.LOCAL, "threshold", "Operating threshold of the model"),
+            "valueQuantity": c.quantity(finding.threshold, "1", "1"),
+        },
+    ]
+    if finding.box is not None:
+        components.append(
+            {
+                "code": c.concept(c.LOCAL, "bounding-box", "Bounding box (x0, y0, x1, y1) in image pixels"),
+                "valueString": ",".join(str(v) for v in finding.box),
+            }
+        )
+    out: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": finding.id,
+        "meta": _ai_meta(),
+        "status": "preliminary",
+        "category": [c.concept(c.OBS_CATEGORY, "imaging", "Imaging")],
+        "code": {"coding": [c.finding_coding(finding.code, finding.display)], "text": finding.display},
+        "subject": ref("Patient", result.patient_id),
+        "effectiveDateTime": _effective(result),
+        "issued": iso(result.created_at),
+        "valueCodeableConcept": {"coding": [dict(c.PRESENT if finding.positive else c.ABSENT)]},
+        "interpretation": [
+            c.concept(c.INTERPRETATION, "POS", "Positive")
+            if finding.positive
+            else c.concept(c.INTERPRETATION, "NEG", "Negative")
+        ],
+        "device": ref("Device", result.device_id),
+        "derivedFrom": [ref("ImagingStudy", result.study_id)],
+        "component": components,
+    }
+    if result.warnings:
+        out["note"] = _notes(result)
+    return out
+
+
+def _english(rationale: dict[str, str]) -> str | None:
+    if "en" in rationale:
+        return rationale["en"]
+    return next(iter(rationale.values()), None)
+
+
+def diagnostic_report(result: Result) -> dict[str, Any]:
+    """DiagnosticReport of an imaging result: the finding Observations, the study, the English rationale."""
+    assert result.study_id is not None
+    conclusion = _english(result.rationale) or ""
+    if result.warnings:
+        conclusion = " ".join([conclusion, "Warnings:", *result.warnings]).strip()
+    out: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": result.id,
+        "meta": _ai_meta(),
+        "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
+        "status": "preliminary",
+        "category": [c.concept(c.V2_0074, "RAD", "Radiology")],
+        "code": c.concept(c.LOINC, "18748-4", "Diagnostic imaging study"),
+        "subject": ref("Patient", result.patient_id),
+        "effectiveDateTime": _effective(result),
+        "issued": iso(result.created_at),
+        "result": [ref("Observation", finding.id) for finding in result.findings],
+        "imagingStudy": [ref("ImagingStudy", result.study_id)],
+    }
+    if conclusion:
+        out["conclusion"] = conclusion
+    positives = [finding for finding in result.findings if finding.positive]
+    if positives:
+        out["conclusionCode"] = [
+            {"coding": [c.finding_coding(f.code, f.display)], "text": f.display} for f in positives
+        ]
+    return out
+
+
+def _vital(
+    row: VitalsObservation, suffix: str, coding: list[dict[str, str]], text: str, **value: Any
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"{row.id}-{suffix}",
+        "status": "final",
+        "category": [c.concept(c.OBS_CATEGORY, "vital-signs", "Vital Signs")],
+        "code": {"coding": coding, "text": text},
+        "subject": ref("Patient", row.patient_id),
+        "effectiveDateTime": iso(row.observed_at),
+        **value,
+    }
+
+
+def _loinc(code: str, display: str) -> dict[str, str]:
+    return {"system": c.LOINC, "code": code, "display": display}
+
+
+def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
+    """One vital-signs Observation per measured sign (LOINC codes, UCUM units); none for unmeasured ones."""
+    out: list[dict[str, Any]] = []
+    if row.respiratory_rate is not None:
+        out.append(
+            _vital(
+                row,
+                "rr",
+                [_loinc("9279-1", "Respiratory rate")],
+                "Respiratory rate",
+                valueQuantity=c.quantity(row.respiratory_rate, "breaths/minute", "/min"),
+            )
+        )
+    if row.spo2 is not None:
+        spo2 = _vital(
+            row,
+            "spo2",
+            [
+                _loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+                _loinc("2708-6", "Oxygen saturation in Arterial blood"),
+            ],
+            "SpO2",
+            valueQuantity=c.quantity(row.spo2, "%", "%"),
+        )
+        if row.spo2_scale is not None:
+            spo2["component"] = [
+                {
+                    "code": c.concept(c.LOCAL, "news2-spo2-scale", "NEWS2 SpO2 scale"),
+                    "valueInteger": row.spo2_scale,
+                }
+            ]
+        out.append(spo2)
+    if row.systolic_bp is not None or row.diastolic_bp is not None:
+        components = []
+        for value, code, display in (
+            (row.systolic_bp, "8480-6", "Systolic blood pressure"),
+            (row.diastolic_bp, "8462-4", "Diastolic blood pressure"),
+        ):
+            if value is not None:
+                components.append(
+                    {
+                        "code": {"coding": [_loinc(code, display)], "text": display},
+                        "valueQuantity": c.quantity(value, "mmHg", "mm[Hg]"),
+                    }
+                )
+        out.append(
+            _vital(
+                row,
+                "bp",
+                [_loinc("85354-9", "Blood pressure panel with all children optional")],
+                "Blood pressure",
+                component=components,
+            )
+        )
+    if row.heart_rate is not None:
+        out.append(
+            _vital(
+                row,
+                "hr",
+                [_loinc("8867-4", "Heart rate")],
+                "Heart rate",
+                valueQuantity=c.quantity(row.heart_rate, "beats/minute", "/min"),
+            )
+        )
+    if row.temperature is not None:
+        out.append(
+            _vital(
+                row,
+                "temp",
+                [_loinc("8310-5", "Body temperature")],
+                "Body temperature",
+                valueQuantity=c.quantity(row.temperature, "C", "Cel"),
+            )
+        )
+    if row.consciousness is not None:
+        code, display = c.ACVPU[row.consciousness]
+        out.append(
+            _vital(
+                row,
+                "acvpu",
+                [_loinc("67775-7", "Level of responsiveness")],
+                "Level of consciousness (ACVPU)",
+                valueCodeableConcept=c.concept(c.SNOMED, code, display, text=row.consciousness),
+            )
+        )
+    if row.on_oxygen is not None:
+        out.append(
+            _vital(
+                row,
+                "o2",
+                [{"system": c.LOCAL, "code": "on-supplemental-oxygen", "display": "On supplemental oxygen"}],
+                "On supplemental oxygen",
+                valueBoolean=bool(row.on_oxygen),
+            )
+        )
+    return out
+
+
+def risk_assessment(result: Result) -> dict[str, Any]:
+    """RiskAssessment of a triage result: model probability, NEWS2 band, the vital signs as basis."""
+    assert result.vitals is not None
+    payload = result.payload
+    observed = result.vitals.observed_at
+    predictions: list[dict[str, Any]] = [
+        {
+            "outcome": c.concept(c.LOCAL, "deterioration-24h", "Clinical deterioration within 24 h"),
+            "probabilityDecimal": payload["risk"]["probability"],
+            "whenPeriod": {"start": iso(observed), "end": iso(observed + timedelta(hours=24))},
+        }
+    ]
+    rationale = _english(result.rationale)
+    if rationale:
+        predictions[0]["rationale"] = rationale
+    news2 = payload.get("news2")
+    if news2:
+        risk_code, risk_display = c.NEWS2_BAND_RISK.get(news2["band"], ("moderate", "Moderate likelihood"))
+        predictions.append(
+            {
+                "outcome": c.concept(
+                    c.LOCAL, "deterioration-news2", "Clinical deterioration (NEWS2 aggregate score)"
+                ),
+                "qualitativeRisk": c.concept(c.RISK_PROBABILITY, risk_code, risk_display),
+                "rationale": f"NEWS2 total {news2['total']}, band {news2['band']} (RCP 2017).",
+            }
+        )
+    contributions = ", ".join(f"{name} {value:+.3f}" for name, value in payload["contributions"].items())
+    notes = [
+        {
+            "text": f"Model logit {payload['logit']:.3f} = intercept {payload['intercept']:.3f} "
+            f"+ contributions ({contributions})."
+        },
+        *_notes(result),
+    ]
+    return {
+        "resourceType": "RiskAssessment",
+        "id": result.id,
+        "meta": _ai_meta(),
+        "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
+        "status": "preliminary",
+        "method": c.concept(
+            c.LOCAL,
+            "vitals-triage-model",
+            "Additive vital-sign triage model",
+            text=f"{result.model_name} version {result.model_version}",
+        ),
+        "subject": ref("Patient", result.patient_id),
+        "occurrenceDateTime": iso(observed),
+        "performer": ref("Device", result.device_id),
+        "basis": [ref("Observation", obs["id"]) for obs in vital_observations(result.vitals)],
+        "prediction": predictions,
+        "note": notes,
+    }
+
+
+def provenance(result: Result) -> dict[str, Any]:
+    """Provenance of a result: the model's Device as author and assembler, the inputs as source."""
+    if result.kind == "imaging":
+        assert result.study_id is not None
+        targets = [ref("DiagnosticReport", result.id)]
+        targets += [ref("Observation", finding.id) for finding in result.findings]
+        sources = [ref("ImagingStudy", result.study_id)]
+    else:
+        assert result.vitals is not None
+        targets = [ref("RiskAssessment", result.id)]
+        sources = [ref("Observation", obs["id"]) for obs in vital_observations(result.vitals)]
+    device = ref("Device", result.device_id)
+    return {
+        "resourceType": "Provenance",
+        "id": result.id,
+        "target": targets,
+        "recorded": iso(result.created_at),
+        "activity": c.concept(c.DATA_OPERATION, "CREATE", "create"),
+        "agent": [
+            {"type": c.concept(c.PROVENANCE_AGENT, "author", "Author"), "who": device},
+            {"type": c.concept(c.PROVENANCE_AGENT, "assembler", "Assembler"), "who": device},
+        ],
+        "entity": [{"role": "source", "what": source} for source in sources],
+    }
+
+
+def device(row: Device) -> dict[str, Any]:
+    """Device of one model version: name, version, and the ONNX file's sha256 as identifier."""
+    return {
+        "resourceType": "Device",
+        "id": row.id,
+        "identifier": [{"system": c.MODEL_SHA256_SYSTEM, "value": row.model_sha256}],
+        "status": "active",
+        "manufacturer": "dxassist",
+        "deviceName": [{"name": row.model_name, "type": "model-name"}],
+        "modelNumber": row.model_name,
+        "type": c.concept(c.LOCAL, "ai-model", "AI diagnostic-assist model (ONNX)"),
+        "version": [{"value": row.model_version}],
+    }

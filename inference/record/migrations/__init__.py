@@ -1,0 +1,1 @@
+"""Alembic migrations of the patient record (run by ``Record.migrate()``)."""
