@@ -1,0 +1,167 @@
+"""What the SR and the secondary captures share: source checks, equipment, dates, descriptions."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from . import _coding
+from ._errors import WriterError
+from ._uids import check_uid, device_uid
+
+if TYPE_CHECKING:
+    from highdicom import ContributingEquipment
+    from pydicom import Dataset
+
+    from inference.dicom import Instance
+
+    from ._inputs import AlgorithmInfo, FindingOutput
+
+NOT_FOR_DIAGNOSIS: Final = "not for diagnosis alone"
+_LO_MAX: Final = 64
+
+# Type 2 attributes of the Patient and General Study modules: highdicom reads them from the source,
+# so a source that omits one (allowed for some of them) gets an empty value instead of a crash.
+_TYPE2_DEFAULTS: Final = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+
+
+def checked_source(source: Instance) -> Dataset:
+    """A copy of the source header with validated UIDs and the type 2 patient/study attributes present.
+
+    Raises:
+        InvalidUID: When a UID of the source is not valid.
+    """
+    # Deep copy: Dataset.copy() shares elements, and the source header must never change.
+    header = copy.deepcopy(source.header)
+    header.SOPInstanceUID = check_uid(source.sop_instance_uid, "source SOP Instance UID")
+    header.SOPClassUID = check_uid(source.sop_class_uid, "source SOP Class UID")
+    header.StudyInstanceUID = check_uid(source.study_instance_uid, "source Study Instance UID")
+    header.SeriesInstanceUID = check_uid(source.series_instance_uid, "source Series Instance UID")
+    for keyword in _TYPE2_DEFAULTS:
+        if keyword not in header:
+            setattr(header, keyword, None)
+    return header
+
+
+def check_findings(findings: Sequence[FindingOutput], source: Instance) -> None:
+    """Refuse an empty list, duplicate codes, and boxes or heatmaps that do not fit the source."""
+    if not findings:
+        raise WriterError("An AI result needs at least one finding to be written as DICOM.")
+    codes = [f.code for f in findings]
+    if len(set(codes)) != len(codes):
+        raise WriterError("Each finding code may appear only once in one result.")
+    for finding in findings:
+        finding.check_geometry(source.rows, source.columns)
+
+
+def series_description(kind: str, algorithm: AlgorithmInfo) -> str:
+    """SeriesDescription saying the series is AI-generated, by which model, and not for diagnosis alone.
+
+    It is LO (64 characters): a long version first drops the manufacturer, then loses its tail.
+    """
+    head, tail = f"AI {kind}", NOT_FOR_DIAGNOSIS
+    model = f"{algorithm.name} v{algorithm.version}"
+    for candidate in (f"{algorithm.manufacturer} {model}", model):
+        text = f"{head} ({candidate}) - {tail}"
+        if len(text) <= _LO_MAX:
+            return text
+    room = _LO_MAX - len(f"{head} (..) - {tail}")
+    return f"{head} ({model[: max(room, 1)]}..) - {tail}"[:_LO_MAX]
+
+
+def equipment(algorithm: AlgorithmInfo, *, org_root: str, created_at: dt.datetime) -> ContributingEquipment:
+    """The Contributing Equipment item naming the model version that made the object (after IHE AIR).
+
+    Manufacturer's Model Name is the algorithm name, Software Versions the model version (then the
+    dxassist package version), Device Serial Number the SHA-256 of the served weights, and Device UID
+    the UID that changes with every model version.
+    """
+    from highdicom import ContributingEquipment
+
+    item = ContributingEquipment(
+        manufacturer=algorithm.manufacturer,
+        purpose_of_reference=_coding.code(_coding.PROCESSING_EQUIPMENT),
+        manufacturer_model_name=algorithm.name,
+        software_versions=[algorithm.version, f"dxassist {algorithm.software_version}"[:_LO_MAX]],
+        device_serial_number=algorithm.sha256[:_LO_MAX],
+        contribution_datetime=_naive(created_at),  # restamped by set_times with the source's offset
+        contribution_description=provenance(algorithm),
+    )
+    item.DeviceUID = device_uid(org_root, algorithm)
+    return item
+
+
+def provenance(algorithm: AlgorithmInfo) -> str:
+    """One sentence naming the model version, its weights, and (when true) its synthetic training data."""
+    text = (
+        f"AI analysis by {algorithm.manufacturer} {algorithm.name} version {algorithm.version} "
+        f"(model sha256 {algorithm.sha256}); not verified by a physician, not for diagnosis alone."
+    )
+    if algorithm.synthetic:
+        text += " The model was trained on synthetic data only: demonstration use, not clinical use."
+    return text
+
+
+def stamp_equipment(ds: Dataset, algorithm: AlgorithmInfo, *, org_root: str) -> None:
+    """General Equipment of the new object: the model version that made it, with its Device UID."""
+    ds.Manufacturer = algorithm.manufacturer
+    ds.ManufacturerModelName = algorithm.name
+    ds.SoftwareVersions = [algorithm.version, f"dxassist {algorithm.software_version}"[:_LO_MAX]]
+    ds.DeviceSerialNumber = algorithm.sha256[:_LO_MAX]
+    ds.DeviceUID = device_uid(org_root, algorithm)
+
+
+def _naive(created_at: dt.datetime, offset: str | None = None) -> dt.datetime:
+    """Wall-clock time of ``created_at`` at a DICOM offset (``+HHMM``), else in UTC; naive is kept."""
+    if created_at.tzinfo is None:
+        return created_at
+    zone = dt.UTC
+    if offset is not None and len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+        minutes = int(offset[1:3]) * 60 + int(offset[3:])
+        zone = dt.timezone(dt.timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+    return created_at.astimezone(zone).replace(tzinfo=None)
+
+
+def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
+    """Stamp every date and time highdicom took from the clock with the result's creation time.
+
+    Building the same result twice must give byte-identical objects, so nothing may come from
+    ``now()``. Dates and times copied from the source (study date and time) stay local times of the
+    site; an aware ``created_at`` is written at the source's Timezone Offset From UTC when it has
+    one (copied over), else as UTC wall-clock time.
+    """
+    from pydicom.valuerep import DA, DT, TM
+
+    offset = str(source.get("TimezoneOffsetFromUTC") or "") or None
+    moment = _naive(created_at, offset)
+    date, time = DA(moment.date()), TM(moment.time())
+    for keyword_date, keyword_time in (
+        ("InstanceCreationDate", "InstanceCreationTime"),
+        ("ContentDate", "ContentTime"),
+        ("SeriesDate", "SeriesTime"),
+        ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"),
+    ):
+        if keyword_date in ds or keyword_date in ("SeriesDate", "InstanceCreationDate"):
+            setattr(ds, keyword_date, date)
+            setattr(ds, keyword_time, time)
+    processing = _coding.PROCESSING_EQUIPMENT[0]
+    for item in ds.get("ContributingEquipmentSequence", []):
+        purposes = [c.CodeValue for c in item.get("PurposeOfReferenceCodeSequence", [])]
+        # Only the processing items (ours and highdicom's) are stamped now; the acquisition item
+        # carries the source's own acquisition time.
+        if processing in purposes and "ContributionDateTime" in item:
+            item.ContributionDateTime = DT(moment)
+    if offset is not None:
+        ds.TimezoneOffsetFromUTC = offset

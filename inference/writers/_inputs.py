@@ -1,0 +1,107 @@
+"""Plain inputs of the writers: which algorithm made a result, and what it found."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._errors import InvalidFinding, WriterError
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """The algorithm (served model version) that produced a result.
+
+    Attributes:
+        name: Registered model name, e.g. ``cxr-findings``.
+        version: Registry version of the model, e.g. ``3``.
+        sha256: SHA-256 of the ONNX file that was served (hex).
+        software_version: Version of the dxassist package that ran it.
+        manufacturer: Who made the algorithm.
+        synthetic: Whether the model was trained on synthetic data (every output then says so).
+    """
+
+    name: str
+    version: str
+    sha256: str
+    software_version: str
+    manufacturer: str = "dxassist"
+    synthetic: bool = False
+
+    def __post_init__(self) -> None:
+        for field in ("name", "version", "sha256", "software_version", "manufacturer"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip():
+                raise WriterError(f"AlgorithmInfo.{field} must be a non-empty string.")
+            # LO (64 characters, no backslash) is the tightest VR these strings are written into.
+            if field != "sha256" and (len(value) > 64 or "\\" in value):
+                raise WriterError(
+                    f"AlgorithmInfo.{field} must be at most 64 characters without a backslash "
+                    "(it is written into DICOM LO attributes)."
+                )
+
+
+@dataclass(frozen=True, eq=False)
+class FindingOutput:
+    """One finding of an imaging result, as the writers need it.
+
+    Attributes:
+        code: Finding code of the model (``nodule``, ``consolidation``, ...).
+        display: Human-readable name, e.g. ``Pneumothorax``.
+        probability: Calibrated probability in [0, 1].
+        positive: Whether the probability reached the operating threshold.
+        threshold: Operating threshold on the calibrated probability, in [0, 1].
+        box: ``(x0, y0, x1, y1)`` around the hottest region in original pixel coordinates,
+            half-open like a numpy slice (columns ``x0 <= x < x1``, rows ``y0 <= y < y1``).
+        heatmap: float32 ``[rows, columns]`` in [0, 1] in the original geometry.
+    """
+
+    code: str
+    display: str
+    probability: float
+    positive: bool
+    threshold: float
+    box: tuple[int, int, int, int] | None = None
+    heatmap: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.code or not self.display:
+            raise InvalidFinding("A finding needs a non-empty code and display name.")
+        for field in ("probability", "threshold"):
+            value = float(getattr(self, field))
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise InvalidFinding(
+                    f"The {field} of finding {self.code!r} is {value}; a probability is in [0, 1]."
+                )
+        if self.box is not None:
+            if len(self.box) != 4:
+                raise InvalidFinding(f"The box of finding {self.code!r} must be (x0, y0, x1, y1).")
+            x0, y0, x1, y1 = (int(v) for v in self.box)
+            if x0 < 0 or y0 < 0 or x1 <= x0 or y1 <= y0:
+                raise InvalidFinding(
+                    f"The box of finding {self.code!r} is {tuple(self.box)}; it needs 0 <= x0 < x1 and "
+                    "0 <= y0 < y1."
+                )
+        if self.heatmap is not None and np.asarray(self.heatmap).ndim != 2:
+            raise InvalidFinding(f"The heatmap of finding {self.code!r} must be 2-D [rows, columns].")
+
+    def check_geometry(self, rows: int, columns: int) -> None:
+        """Check that the box and heatmap fit an image of ``rows`` x ``columns``.
+
+        Raises:
+            InvalidFinding: When they do not.
+        """
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            if x1 > columns or y1 > rows:
+                raise InvalidFinding(
+                    f"The box of finding {self.code!r} ends at ({x1}, {y1}), outside the "
+                    f"{columns} x {rows} source image."
+                )
+        if self.heatmap is not None and tuple(np.asarray(self.heatmap).shape) != (rows, columns):
+            raise InvalidFinding(
+                f"The heatmap of finding {self.code!r} has shape {tuple(np.asarray(self.heatmap).shape)}; "
+                f"it must match the source image ({rows}, {columns})."
+            )

@@ -1,0 +1,184 @@
+"""The AI result as a Comprehensive 3D SR following TID 1500 (Measurement Report), after IHE AIR."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import _coding
+from ._common import (
+    check_findings,
+    checked_source,
+    equipment,
+    series_description,
+    set_times,
+    stamp_equipment,
+)
+from ._uids import ARC_SR_INSTANCE, ARC_SR_SERIES, ARC_TRACKING, check_org_root, derive_uid, device_uid
+
+if TYPE_CHECKING:
+    from highdicom.sr import (
+        AlgorithmIdentification,
+        MeasurementsAndQualitativeEvaluations,
+        PlanarROIMeasurementsAndQualitativeEvaluations,
+    )
+    from pydicom import Dataset
+
+    from inference.dicom import Instance
+
+    from ._inputs import AlgorithmInfo, FindingOutput
+
+
+def build_sr(
+    source: Instance,
+    findings: Sequence[FindingOutput],
+    algorithm: AlgorithmInfo,
+    *,
+    org_root: str,
+    result_id: str,
+    created_at: dt.datetime,
+    series_number: int = 9001,
+    instance_number: int = 1,
+) -> Dataset:
+    """Build the SR that carries one result's findings back to the PACS.
+
+    The document is a TID 1500 Measurement Report: a Device observer (the model version), the
+    procedure reported (LOINC 36554-4), and one measurement group per finding holding the finding
+    (SNOMED CT), Present/Absent, the calibrated probability and the operating threshold (in %), the
+    algorithm identification (TID 4019), and the source image: a POLYLINE around the hottest region
+    on the source image when the finding has a box, else a reference to the image.
+
+    Args:
+        source: The analysed radiograph.
+        findings: Every finding of the result, positive and negative.
+        algorithm: The model version that made them.
+        org_root: Organisation root of the UIDs written.
+        result_id: Identifier of the result; the series and instance UIDs are derived from it, so
+            building the same result again gives the same object (a re-send replaces it).
+        created_at: When the result was made: Content Date/Time and every other timestamp.
+        series_number: Series Number of the SR series.
+        instance_number: Instance Number of the SR.
+
+    Returns:
+        The SR dataset (``highdicom.sr.Comprehensive3DSR``) with file meta, ready for
+        :func:`write_part10`.
+
+    Raises:
+        WriterError: When a UID, a finding or the org root is not valid.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    root = check_org_root(org_root)
+    header = checked_source(source)
+    check_findings(findings, source)
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version, manufacturer=algorithm.manufacturer
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(root, algorithm),
+            name=f"{algorithm.name} v{algorithm.version}",
+            manufacturer_name=algorithm.manufacturer,
+            model_name=algorithm.name,
+            serial_number=algorithm.sha256,
+        ),
+    )
+    groups = [_group(header, finding, algorithm_id, root, result_id) for finding in findings]
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=_coding.code(_coding.CHEST_XR_SINGLE_VIEW),
+        imaging_measurements=groups,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[header],
+        content=report[0],
+        series_instance_uid=derive_uid(root, ARC_SR_SERIES, result_id),
+        series_number=series_number,
+        sop_instance_uid=derive_uid(root, ARC_SR_INSTANCE, result_id),
+        instance_number=instance_number,
+        manufacturer=algorithm.manufacturer,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=series_description("findings", algorithm),
+        coding_schemes=[_coding.private_scheme_item()],
+        contributing_equipment=[equipment(algorithm, org_root=root, created_at=created_at)],
+    )
+    stamp_equipment(sr, algorithm, org_root=root)
+    set_times(sr, created_at, header)
+    return sr
+
+
+def _group(
+    source: Dataset,
+    finding: FindingOutput,
+    algorithm_id: AlgorithmIdentification,
+    org_root: str,
+    result_id: str,
+) -> MeasurementsAndQualitativeEvaluations | PlanarROIMeasurementsAndQualitativeEvaluations:
+    """One TID 1501 / TID 1410 measurement group for one finding."""
+    import highdicom as hd
+
+    concept = _coding.code(_coding.finding_concept(finding.code, finding.display))
+    tracking = hd.sr.TrackingIdentifier(
+        uid=derive_uid(org_root, ARC_TRACKING, result_id, finding.code),
+        identifier=f"{finding.code} ({result_id})"[:64],
+    )
+    measurements = [
+        hd.sr.Measurement(
+            name=_coding.code(_coding.PROBABILITY),
+            value=_percent(finding.probability),
+            unit=_coding.code(_coding.PERCENT),
+        ),
+        hd.sr.Measurement(
+            name=_coding.code(_coding.THRESHOLD),
+            value=_percent(finding.threshold),
+            unit=_coding.code(_coding.PERCENT),
+        ),
+    ]
+    evaluation = hd.sr.QualitativeEvaluation(
+        name=concept,
+        value=_coding.code(_coding.PRESENT if finding.positive else _coding.ABSENT),
+    )
+    if finding.box is None:
+        return hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            finding_type=concept,
+            algorithm_id=algorithm_id,
+            measurements=measurements,
+            qualitative_evaluations=[evaluation],
+            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+        )
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=box_polyline(finding.box),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_region=region,
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        measurements=measurements,
+        qualitative_evaluations=[evaluation],
+    )
+
+
+def _percent(probability: float) -> float:
+    # Four decimals of a percent: well below calibration error, and DS keeps it exactly.
+    return round(float(probability) * 100.0, 4)
+
+
+def box_polyline(box: tuple[int, int, int, int]) -> np.ndarray:
+    """Closed POLYLINE (column, row) around a half-open pixel box, in SCOORD image coordinates.
+
+    SCOORD puts 0.0\\0.0 at the top-left corner of the top-left pixel (PS3.3 C.18.6.1.2), so the
+    pixel-edge coordinates of a half-open box are its corners as they are.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
