@@ -1,0 +1,139 @@
+"""The app factory: routes, error handlers, middleware, and the lifespan that builds the engines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from inference import __version__
+from inference.api._errors import install_error_handlers
+from inference.api._middleware import RequestContextMiddleware
+from inference.api.routes import all_routers
+from inference.api.schemas import FeedbackRequest, VitalsRequest
+from inference.config import Settings, get_settings
+from inference.runtime import Fetch, LocalModelLike
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_ROUTES = frozenset({"/v1/studies", "/dicomweb/studies"})
+LOG_FILE = "server.jsonl"
+
+
+def registry_fetch(settings: Settings) -> Fetch:
+    """``fetch(name, alias)`` through the local model cache, refreshed from the registry when there is one.
+
+    With the embedded SQLite store, a missing ``mlflow.db`` means no registry exists yet (nothing was
+    bootstrapped): the cache alone is used rather than creating an empty store as a side effect of serving.
+    """
+
+    def fetch(name: str, alias: str) -> LocalModelLike:
+        from model_registry import ModelCache, RegistryClient
+
+        uri = settings.tracking_uri
+        client: RegistryClient | None = RegistryClient(uri, settings.artifact_root)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            client = None
+        return ModelCache(settings.model_cache).fetch(name, alias, client=client)
+
+    return fetch
+
+
+def _body_limit(settings: Settings) -> Any:
+    def limit(method: str, path: str) -> int:
+        if method == "POST" and path.rstrip("/") in UPLOAD_ROUTES:
+            return settings.max_request_bytes
+        return settings.max_json_bytes
+
+    return limit
+
+
+def _openapi_with_bodies(app: FastAPI) -> Any:
+    """Add the JSON bodies read by ``deps.json_body`` (invisible to FastAPI) to the OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes, description=app.description
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (VitalsRequest, FeedbackRequest):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
+def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) -> FastAPI:
+    """Build the HTTP API. Nothing heavy happens here; the lifespan builds the engines.
+
+    Args:
+        settings: Process settings (read from the environment when None).
+        fetch: ``fetch(name, alias)`` for the model host; :func:`registry_fetch` when None.
+
+    Returns:
+        The FastAPI app. Run it with ``uvicorn`` (see :func:`inference.api.serve`) or ``TestClient``.
+    """
+    settings = settings if settings is not None else get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from inference.dicom import Limits
+        from inference.observability import configure_logging
+        from inference.policy import Policy
+        from inference.record import Record
+        from inference.runtime import ModelHost
+        from inference.security import signing_key
+        from inference.services import Context, Workers
+
+        configure_logging(log_file=settings.log_dir / LOG_FILE)
+        record = Record(settings.record_url)
+        workers = Workers(settings.preprocess_workers)
+        host = ModelHost(settings, fetch=fetch if fetch is not None else registry_fetch(settings))
+        try:
+            await asyncio.to_thread(record.migrate)
+            await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
+            policy = Policy.load(settings.site_policy)
+            app.state.ctx = Context(
+                settings=settings,
+                record=record,
+                host=host,
+                policy=policy,
+                workers=workers,
+                limits=Limits.from_settings(settings),
+            )
+            await host.start()
+            logger.info(
+                "dxassist API started",
+                extra={"event": "startup", "outcome": "ready" if host.ready else "not_ready"},
+            )
+            yield
+        finally:
+            await host.stop()
+            workers.close()
+            record.close()
+            logger.info("dxassist API stopped", extra={"event": "shutdown"})
+
+    app = FastAPI(
+        title="dxassist",
+        version=__version__,
+        description="AI diagnostic assist for chest radiographs and vital signs. Not a medical device.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for router in all_routers():
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, body_limit=_body_limit(settings))
+    app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,80 @@
+"""The STOW-RS response: a DICOM JSON dataset (PS3.18 §10.5.3, PS3.18 Annex F) and its HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi.responses import JSONResponse
+
+from inference.observability import count_rejected
+from inference.services import StowOutcome
+
+DICOM_JSON: Final = "application/dicom+json"
+
+RETRIEVE_URL: Final = "00081190"
+FAILED_SOP_SEQUENCE: Final = "00081198"
+REFERENCED_SOP_SEQUENCE: Final = "00081199"
+FAILURE_REASON: Final = "00081197"
+REFERENCED_SOP_CLASS_UID: Final = "00081150"
+REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
+
+
+class DicomJSONResponse(JSONResponse):
+    """JSON with the DICOM JSON media type."""
+
+    media_type = DICOM_JSON
+
+
+def _ui(value: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]}
+
+
+def stow_dataset(outcome: StowOutcome, base_url: str) -> dict[str, Any]:
+    """The STOW-RS response dataset.
+
+    ``RetrieveURL`` points at the result of the study in this API (``/v1/studies/{uid}/result``): the
+    server analyses images but does not archive them, so there is no WADO-RS resource to point at.
+    """
+    dataset: dict[str, Any] = {}
+    if len(outcome.studies) == 1:
+        dataset[RETRIEVE_URL] = {"vr": "UR", "Value": [f"{base_url}/v1/studies/{outcome.studies[0]}/result"]}
+    if outcome.stored:
+        dataset[REFERENCED_SOP_SEQUENCE] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    REFERENCED_SOP_CLASS_UID: _ui(item.sop_class_uid),
+                    REFERENCED_SOP_INSTANCE_UID: _ui(item.sop_instance_uid),
+                    RETRIEVE_URL: {
+                        "vr": "UR",
+                        "Value": [f"{base_url}/v1/studies/{item.study_instance_uid}/result"],
+                    },
+                }
+                for item in outcome.stored
+            ],
+        }
+    if outcome.failed:
+        items = []
+        for failure in outcome.failed:
+            item: dict[str, Any] = {}
+            if failure.sop_class_uid:
+                item[REFERENCED_SOP_CLASS_UID] = _ui(failure.sop_class_uid)
+            if failure.sop_instance_uid:
+                item[REFERENCED_SOP_INSTANCE_UID] = _ui(failure.sop_instance_uid)
+            item[FAILURE_REASON] = {"vr": "US", "Value": [failure.reason]}
+            items.append(item)
+        dataset[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": items}
+    return dataset
+
+
+def stow_status(outcome: StowOutcome) -> int:
+    """200 when every instance was stored, 202 when some failed, 409 when all failed (PS3.18 §10.5.3)."""
+    if not outcome.failed:
+        return 200
+    return 202 if outcome.stored else 409
+
+
+def count_failures(outcome: StowOutcome) -> None:
+    """Count each refused instance in ``dxassist_rejected_inputs_total`` by its error code."""
+    for failure in outcome.failed:
+        count_rejected(failure.code)

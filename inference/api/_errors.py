@@ -1,0 +1,219 @@
+"""Errors of the HTTP layer and the handlers that turn every exception into the contract's error shape.
+
+Every answer that is not a success is ``{"error": {"code", "message"}}`` (``application/json``), except
+under ``/fhir``, where it is a FHIR ``OperationOutcome`` (``application/fhir+json``) because FHIR clients
+expect one. The mapping from package errors to statuses lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference.dicom import DicomRejected
+from inference.observability import count_rejected
+from inference.record import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
+from inference.runtime import ModelUnavailable, RuntimeErrorBase
+from inference.security import Forbidden, SecurityError, Unauthenticated
+from inference.triage import VitalsRejected
+
+logger = logging.getLogger(__name__)
+
+FHIR_MEDIA_TYPE: Final = "application/fhir+json"
+# Statuses that mean "the input was refused", counted by dxassist_rejected_inputs_total{code}.
+_REJECTED_STATUSES: Final = frozenset({400, 409, 413, 415, 422})
+_FHIR_ISSUE_CODES: Final[dict[int, str]] = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    409: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    503: "transient",
+}
+
+
+class ApiError(StarletteHTTPException):
+    """An error the HTTP layer itself detects (media type, body size, malformed multipart, bad path).
+
+    It subclasses Starlette's ``HTTPException`` so that FastAPI lets it through untouched when it is
+    raised while the request body is being read.
+
+    Attributes:
+        code: Stable machine code (the ``error.code`` of the answer).
+        message: Full sentence for the caller; never holds patient data.
+    """
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+
+
+class PayloadTooLarge(ApiError):
+    """The request body is larger than the configured limit (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            "payload_too_large",
+            f"The request body is larger than the limit of {limit} bytes; send less data per request.",
+        )
+
+
+class UnsupportedMediaType(ApiError):
+    """The request's Content-Type is not what the route accepts (HTTP 415)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(415, "unsupported_media_type", message)
+
+
+class MalformedRequest(ApiError):
+    """The request body cannot be parsed (HTTP 400)."""
+
+    def __init__(self, message: str, code: str = "malformed") -> None:
+        super().__init__(400, code, message)
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The error answer for ``request``: contract shape, or an OperationOutcome under ``/fhir``."""
+    if status in _REJECTED_STATUSES:
+        count_rejected(code)
+    if request.url.path.startswith("/fhir"):
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "error",
+                    "code": _FHIR_ISSUE_CODES.get(status, "exception"),
+                    "details": {"coding": [{"system": "urn:dxassist:error", "code": code}], "text": message},
+                }
+            ],
+        }
+        return JSONResponse(outcome, status_code=status, headers=headers, media_type=FHIR_MEDIA_TYPE)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "malformed", "The request body is not valid JSON; send a JSON object."
+    first = errors[0] if errors else {}
+    loc = tuple(first.get("loc", ()))
+    where = _loc(loc)
+    kind = (
+        "Path parameter" if loc[:1] == ("path",) else "Query parameter" if loc[:1] == ("query",) else "Field"
+    )
+    if loc[:1] in (("path",), ("query",)):
+        where = ".".join(str(p) for p in loc[1:])
+    # pydantic's msg names the expected type; the offending input is never echoed (it may be PHI).
+    detail = str(first.get("msg", "is invalid"))
+    more = f" ({len(errors) - 1} more problem(s) in the request)" if len(errors) > 1 else ""
+    if first.get("type") == "extra_forbidden":
+        return (
+            "invalid_field",
+            f"{kind} '{where}' is not accepted; check its spelling against the API reference{more}.",
+        )
+    if first.get("type") == "missing":
+        return "invalid_field", f"{kind} '{where}' is required{more}."
+    return "invalid_field", f"{kind} '{where}' is invalid: {detail}{more}."
+
+
+_VITALS_STATUS: Final[dict[str, int]] = {
+    "invalid_type": 400,
+    "invalid_value": 400,
+    "implausible_value": 422,
+    "inconsistent_values": 422,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers mapping every known exception to its status and error code."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            code, message = "not_found", "No resource is served at this path; see the API reference."
+        elif exc.status_code == 405:
+            code, message = "method_not_allowed", f"Method {request.method} is not accepted on this path."
+        elif exc.status_code == 400:
+            # Starlette's own parsers (form data) raise these; their detail never quotes the data.
+            code, message = "malformed", f"The request could not be parsed: {exc.detail}"
+        else:
+            code, message = "http_error", str(exc.detail)
+        return error_response(request, exc.status_code, code, message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = _validation_message(exc)
+        return error_response(request, 400, code, message)
+
+    @app.exception_handler(DicomRejected)
+    async def _dicom(request: Request, exc: DicomRejected) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(VitalsRejected)
+    async def _vitals(request: Request, exc: VitalsRejected) -> JSONResponse:
+        return error_response(request, _VITALS_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(SecurityError)
+    async def _security(request: Request, exc: SecurityError) -> JSONResponse:
+        if isinstance(exc, Unauthenticated):
+            challenge = 'Bearer realm="dxassist"'
+            if exc.code != "unauthenticated":
+                challenge += f', error="invalid_token", error_description="{exc.message}"'
+            return error_response(request, 401, exc.code, exc.message, {"WWW-Authenticate": challenge})
+        if isinstance(exc, Forbidden):
+            return error_response(request, 403, exc.code, exc.message)
+        logger.error("security configuration error", extra={"code": exc.code})
+        return error_response(request, 500, exc.code, exc.message)
+
+    @app.exception_handler(RecordError)
+    async def _record(request: Request, exc: RecordError) -> JSONResponse:
+        if isinstance(exc, NotFound):
+            return error_response(request, 404, "not_found", str(exc))
+        if isinstance(exc, Conflict):
+            return error_response(request, 409, "conflict", str(exc))
+        if isinstance(exc, InvalidFeedback):
+            return error_response(request, 422, "invalid_feedback", str(exc))
+        if isinstance(exc, InvalidSearch):
+            return error_response(request, 400, "invalid_search", str(exc))
+        logger.error("record error", extra={"code": type(exc).__name__}, exc_info=exc)
+        return error_response(
+            request,
+            503,
+            "record_unavailable",
+            "The patient record could not complete the request; retry later.",
+        )
+
+    @app.exception_handler(ModelUnavailable)
+    async def _model_unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
+        return error_response(request, 503, "model_unavailable", str(exc), {"Retry-After": "30"})
+
+    @app.exception_handler(RuntimeErrorBase)
+    async def _runtime(request: Request, exc: RuntimeErrorBase) -> JSONResponse:
+        # Inputs reach the runtime only after validation: anything it refuses is our fault, not the caller's.
+        logger.error("inference failed", extra={"code": type(exc).__name__}, exc_info=exc)
+        return error_response(
+            request, 500, "inference_failed", "The model could not score this input; the failure was logged."
+        )

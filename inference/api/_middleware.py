@@ -1,0 +1,136 @@
+"""One pure ASGI middleware for every HTTP request: request id, body limit, metrics, access log, last resort.
+
+It sits just inside Starlette's ``ServerErrorMiddleware``, so it sees every request, including those that
+match no route, and it answers unexpected exceptions itself (500 in the contract's error shape) instead
+of letting the server print a traceback whose text could quote patient data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference.api._errors import PayloadTooLarge
+from inference.observability import UNMATCHED_ROUTE, count_rejected, observe_request
+
+logger = logging.getLogger("inference.api.access")
+error_logger = logging.getLogger("inference.api.errors")
+
+_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that matched (``/v1/results/{result_id}``), never the concrete path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Request id, request body limit, Prometheus metrics, one JSON access-log line, and the 500 fallback.
+
+    Args:
+        app: The wrapped ASGI app.
+        body_limit: ``body_limit(method, path)`` → largest accepted request body in bytes.
+    """
+
+    def __init__(self, app: ASGIApp, *, body_limit: Callable[[str, str], int]) -> None:
+        self.app = app
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        supplied = headers.get("x-request-id", "")
+        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        method = scope.get("method", "GET")
+        limit = self.body_limit(method, scope.get("path", "/"))
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the route's body read; the error handlers answer 413.
+                    raise PayloadTooLarge(limit)
+            return message
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                # Refuse before reading a byte of an announced oversized body.
+                await _send_json(send_wrapper, 413, PayloadTooLarge(limit))
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:  # the last resort: answer, log without the exception's text, keep serving
+            error_logger.error(
+                "unhandled exception",
+                exc_info=exc,
+                extra={"request_id": request_id, "route": route_template(scope), "method": method},
+            )
+            if not response_started:
+                await _send_json(
+                    send_wrapper,
+                    500,
+                    None,
+                    code="internal_error",
+                    message="The server failed to process the request; the failure was logged.",
+                )
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            observe_request(route=route, method=method, status=status, seconds=seconds)
+            logger.info(
+                "request",
+                extra={
+                    "event": "request",
+                    "request_id": request_id,
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+
+
+async def _send_json(
+    send: Send, status: int, error: PayloadTooLarge | None, *, code: str = "", message: str = ""
+) -> None:
+    if error is not None:
+        code, message = error.code, error.message
+        count_rejected(code)
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 413:
+        headers.append((b"connection", b"close"))
+    start: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

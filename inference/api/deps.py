@@ -1,0 +1,238 @@
+"""Every dependency a route takes, in one place: engines, the caller, permissions and request bodies.
+
+Routes declare ``Annotated`` parameters with these and call one service function. Order matters:
+authentication and the permission check come first in each route, so a caller without a token learns
+nothing about how its body would have been judged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.formparsers import MultiPartException
+
+from inference.api._errors import ApiError, MalformedRequest, UnsupportedMediaType
+from inference.api._multipart import media_type, parse_related
+from inference.config import Settings
+from inference.security import (
+    PATIENT_DATA,
+    Forbidden,
+    Principal,
+    Unauthenticated,
+    allowed,
+    verify_token,
+)
+from inference.services import Actor, Context, audit_denial
+
+M = TypeVar("M", bound=BaseModel)
+
+DICOM = "application/dicom"
+_FILE_TYPES = frozenset({DICOM, "application/octet-stream"})
+_bearer = HTTPBearer(auto_error=False, description="A token from 'dxassist token issue'.")
+
+
+def get_context(request: Request) -> Context:
+    """The engines built by the app's lifespan."""
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+AcceptLanguage = Annotated[str | None, Header(max_length=256, description="en, fr or ar (default en).")]
+
+
+def get_principal(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``.
+
+    Raises:
+        Unauthenticated: No bearer token, or one that fails verification.
+    """
+    if credentials is None:
+        raise Unauthenticated(
+            "This route needs 'Authorization: Bearer <token>'; get a token with 'dxassist token issue'."
+        )
+    return verify_token(settings, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: str) -> Any:
+    """A dependency that lets the caller through only if its role holds ``permission``.
+
+    Use as ``actor: Annotated[Actor, require("results:read")]``. A refusal of a permission that touches
+    patient data is written to the audit trail.
+    """
+
+    async def dependency(request: Request, ctx: ContextDep, principal: PrincipalDep) -> Actor:
+        actor = Actor(principal=principal, client=request.client.host if request.client else None)
+        if not allowed(principal.role, permission):
+            if permission in PATIENT_DATA:
+                await audit_denial(ctx, actor, action=permission)
+            raise Forbidden(f"The role '{principal.role}' does not allow '{permission}'.")
+        return actor
+
+    return Depends(dependency)
+
+
+# -- bodies -----------------------------------------------------------------------------------------
+
+
+def json_body(model: type[M]) -> Any:
+    """A dependency that reads a JSON body (``application/json`` only) into ``model``.
+
+    Read here rather than by FastAPI so that it runs after authentication (see the module docstring).
+    """
+
+    async def dependency(request: Request) -> M:
+        kind, _params = media_type(request.headers.get("content-type"))
+        if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+            raise UnsupportedMediaType("This route takes a JSON body; send 'Content-Type: application/json'.")
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MalformedRequest("The request body is not valid JSON; send a JSON object.") from e
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            raise RequestValidationError(e.errors(include_input=False, include_url=False)) from e
+
+    return Depends(dependency)
+
+
+async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
+    """The ``files`` parts of a ``multipart/form-data`` body, as bytes (``application/dicom`` or
+    ``application/octet-stream`` parts only).
+
+    Raises:
+        UnsupportedMediaType: The body is not multipart/form-data, or a part has another media type.
+        MalformedRequest: The multipart body is broken or has no ``files`` part.
+        ApiError: 413 when there are more files than ``max_instances``.
+    """
+    kind, _params = media_type(request.headers.get("content-type"))
+    if kind != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "This route takes 'multipart/form-data' with one or more DICOM files in the field 'files'."
+        )
+    try:
+        form = await request.form(max_files=settings.max_instances + 1, max_fields=16)
+    except MultiPartException as e:
+        raise MalformedRequest(f"The multipart body could not be parsed: {e.message}") from e
+    except ApiError:
+        raise
+    try:
+        values = form.getlist("files")
+        if not values:
+            raise MalformedRequest(
+                "The form has no 'files' field; send each DICOM file as a part named 'files'.",
+                code="missing_files",
+            )
+        if len(values) > settings.max_instances:
+            raise ApiError(
+                413,
+                "too_many_instances",
+                f"The request has more than {settings.max_instances} files, the limit per study.",
+            )
+        blobs: list[bytes] = []
+        for value in values:
+            if isinstance(value, str):
+                raise MalformedRequest(
+                    "The 'files' field must hold files, not text values.", code="missing_files"
+                )
+            part_type = (
+                media_type(value.content_type)[0] if value.content_type else "application/octet-stream"
+            )
+            if part_type not in _FILE_TYPES:
+                raise UnsupportedMediaType(
+                    f"A file part has media type '{part_type[:64]}'; send application/dicom or "
+                    "application/octet-stream."
+                )
+            blobs.append(await value.read())
+        return blobs
+    finally:
+        await form.close()
+
+
+async def stow_parts(request: Request, settings: SettingsDep) -> list[tuple[str | None, bytes]]:
+    """The parts of a STOW-RS body (``multipart/related; type="application/dicom"``).
+
+    Raises:
+        UnsupportedMediaType: Another Content-Type or ``type`` parameter (STOW-RS: 415).
+        MalformedRequest: No boundary, a broken body, or no part at all.
+        ApiError: 413 when there are more parts than ``max_instances``.
+    """
+    kind, params = media_type(request.headers.get("content-type"))
+    if kind != "multipart/related" or params.get("type", "").lower() != DICOM:
+        raise UnsupportedMediaType(
+            "STOW-RS takes 'multipart/related; type=\"application/dicom\"' with one DICOM instance per part; "
+            "the metadata+bulkdata form (application/dicom+json) is not supported."
+        )
+    boundary = params.get("boundary")
+    if not boundary:
+        raise MalformedRequest("The Content-Type has no 'boundary' parameter.")
+    body = await request.body()
+    try:
+        parts = parse_related(body, boundary, max_parts=settings.max_instances)
+    except ValueError as e:
+        raise ApiError(
+            413, "too_many_instances", f"The request has more than {settings.max_instances} parts, the limit."
+        ) from e
+    if not parts:
+        raise MalformedRequest("The multipart body has no part; send at least one DICOM instance.")
+    return [(part.content_type, part.content) for part in parts]
+
+
+DicomUploads = Annotated[list[bytes], Depends(dicom_uploads)]
+StowParts = Annotated[list[tuple[str | None, bytes]], Depends(stow_parts)]
+
+
+def single_query_params(request: Request) -> dict[str, str]:
+    """Query parameters as a plain mapping, refusing repeated names (not supported by the FHIR views)."""
+    items = request.query_params.multi_items()
+    names = [name for name, _ in items]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise MalformedRequest(
+            f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once.",
+            code="invalid_search",
+        )
+    return dict(items)
+
+
+QueryParams = Annotated[dict[str, str], Depends(single_query_params)]
+
+
+def base_url(request: Request) -> str:
+    """The server's base URL as the caller reached it, without a trailing slash."""
+    return str(request.base_url).rstrip("/")
+
+
+BaseUrl = Annotated[str, Depends(base_url)]
+
+__all__: list[str] = [
+    "AcceptLanguage",
+    "BaseUrl",
+    "ContextDep",
+    "DicomUploads",
+    "PrincipalDep",
+    "QueryParams",
+    "SettingsDep",
+    "StowParts",
+    "json_body",
+    "require",
+]

@@ -1,0 +1,54 @@
+"""DICOMweb STOW-RS: a PACS stores instances; the server analyses each study before answering."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+
+from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_dataset, stow_status
+from inference.api.deps import AcceptLanguage, BaseUrl, ContextDep, StowParts, require
+from inference.api.routes._responses import AUTH, errors
+from inference.services import Actor, store_instances
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+_STOW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            'multipart/related; type="application/dicom"': {"schema": {"type": "string", "format": "binary"}}
+        },
+    }
+}
+_STOW_RESPONSE = {"content": {DICOM_JSON: {"schema": {"type": "object"}}}}
+
+
+@router.post(
+    "/studies",
+    response_class=DicomJSONResponse,
+    responses=errors(
+        400,
+        *AUTH,
+        413,
+        415,
+        503,
+        extra={
+            200: {"description": "Every instance stored and analysed.", **_STOW_RESPONSE},
+            202: {"description": "Some instances failed (FailedSOPSequence).", **_STOW_RESPONSE},
+            409: {"description": "Every instance failed.", **_STOW_RESPONSE},
+        },
+    ),
+    openapi_extra=_STOW_BODY,
+    summary="STOW-RS: store DICOM instances (each study is analysed before the answer).",
+)
+async def stow(
+    actor: Annotated[Actor, require("studies:submit")],
+    ctx: ContextDep,
+    parts: StowParts,
+    base_url: BaseUrl,
+    accept_language: AcceptLanguage = None,
+) -> DicomJSONResponse:
+    outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
+    count_failures(outcome)
+    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=stow_status(outcome))

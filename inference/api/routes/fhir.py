@@ -1,0 +1,71 @@
+"""FHIR R4 views of the record. Errors here are OperationOutcome resources (``application/fhir+json``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+
+from inference.api._errors import FHIR_MEDIA_TYPE
+from inference.api.deps import BaseUrl, ContextDep, QueryParams, require
+from inference.services import Actor, capability, fhir_read, fhir_search
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="e.g. Patient")]
+ResourceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="A FHIR logical id.")]
+_FHIR = {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": "OperationOutcome", **_FHIR} for status in (400, 401, 403, 404)
+}
+
+
+class FhirResponse(JSONResponse):
+    """JSON with the FHIR media type."""
+
+    media_type = FHIR_MEDIA_TYPE
+
+
+@router.get(
+    "/metadata", response_class=FhirResponse, responses={200: _FHIR}, summary="The CapabilityStatement."
+)
+async def metadata(
+    _actor: Annotated[Actor, require("fhir:read")], ctx: ContextDep, base_url: BaseUrl
+) -> FhirResponse:
+    return FhirResponse(await capability(ctx=ctx, base_url=f"{base_url}/fhir"))
+
+
+@router.get(
+    "/{resource_type}/{resource_id}",
+    response_class=FhirResponse,
+    responses={200: _FHIR, **_ERRORS},
+    summary="Read one resource.",
+)
+async def read(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    resource_type: ResourceType,
+    resource_id: ResourceId,
+) -> FhirResponse:
+    resource = await fhir_read(ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id)
+    return FhirResponse(resource)
+
+
+@router.get(
+    "/{resource_type}",
+    response_class=FhirResponse,
+    responses={200: _FHIR, **_ERRORS},
+    summary="Search: a searchset Bundle (patient=, identifier=, _id=, _count=, _offset=).",
+)
+async def search(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    resource_type: ResourceType,
+    params: QueryParams,
+    base_url: BaseUrl,
+) -> FhirResponse:
+    bundle = await fhir_search(
+        ctx=ctx, actor=actor, resource_type=resource_type, params=params, base_url=f"{base_url}/fhir"
+    )
+    return FhirResponse(bundle)

@@ -1,0 +1,57 @@
+"""Vital signs → triage result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response
+
+from inference.api.deps import AcceptLanguage, ContextDep, json_body, require
+from inference.api.routes._responses import AUTH, errors
+from inference.api.schemas import TriageResult, VitalsRequest
+from inference.record import PatientIn
+from inference.services import Actor, analyse_vitals
+
+router = APIRouter(prefix="/v1", tags=["triage"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VitalsRequest"}}},
+    }
+}
+
+
+@router.post(
+    "/vitals",
+    response_model=TriageResult,
+    status_code=201,
+    responses=errors(400, *AUTH, 413, 415, 422, 503),
+    openapi_extra=_BODY,
+    summary="Score vital signs: NEWS2 (when complete), model risk, contributions, priority.",
+)
+async def submit_vitals(
+    actor: Annotated[Actor, require("vitals:submit")],
+    ctx: ContextDep,
+    body: Annotated[VitalsRequest, json_body(VitalsRequest)],
+    response: Response,
+    accept_language: AcceptLanguage = None,
+) -> Any:
+    patient = body.patient
+    outcome = await analyse_vitals(
+        ctx=ctx,
+        actor=actor,
+        patient=PatientIn(
+            identifier=patient.identifier,
+            issuer=patient.issuer,
+            name=patient.name,
+            birth_date=patient.birth_date.isoformat() if patient.birth_date else None,
+            sex=patient.sex,
+            facility=patient.facility,
+        ),
+        vitals=body.vitals(),
+        observed_at=body.observed_at,
+        accept_language=accept_language,
+    )
+    response.headers["Location"] = f"/v1/results/{outcome.result['result_id']}"
+    return outcome.result

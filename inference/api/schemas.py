@@ -1,0 +1,233 @@
+"""Request and public (response) schemas of the HTTP API.
+
+Requests forbid unknown fields (a misspelt ``heartrate`` must not silently drop a vital sign) and use
+strict types (``"22"`` or ``true`` is not a respiratory rate). Public schemas list exactly what leaves the
+server: a service may hand back more (stored fields), and ``response_model`` drops it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+Priority = Literal["critical", "urgent", "routine"]
+StrictNumber = Annotated[float, Field(strict=True)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+class ErrorBody(_Public):
+    """What went wrong: a stable machine code and a sentence for people."""
+
+    code: str = Field(examples=["unsupported_transfer_syntax"])
+    message: str
+
+
+class ErrorResponse(_Public):
+    """Every error answer outside ``/fhir``."""
+
+    error: ErrorBody
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+
+class PatientRequest(_Request):
+    """Who the vital signs belong to. Only ``identifier`` is required."""
+
+    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+    issuer: Annotated[str | None, Field(strict=True, max_length=128)] = None
+    name: Annotated[str | None, Field(strict=True, max_length=256)] = None
+    birth_date: date | None = None
+    sex: Literal["male", "female", "other", "unknown"] | None = None
+    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128)] = None
+
+
+class VitalsRequest(_Request):
+    """One set of vital signs in fixed units (breaths/min, %, mmHg, beats/min, °C, ACVPU)."""
+
+    patient: PatientRequest
+    observed_at: AwareDatetime | None = Field(default=None, description="When measured (default: now).")
+    respiratory_rate: StrictNumber | None = None
+    spo2: StrictNumber | None = None
+    spo2_scale: Literal[1, 2] = 1
+    on_oxygen: StrictBool | None = None
+    systolic_bp: StrictNumber | None = None
+    diastolic_bp: StrictNumber | None = None
+    heart_rate: StrictNumber | None = None
+    temperature: StrictNumber | None = None
+    consciousness: Literal["A", "C", "V", "P", "U"] | None = None
+
+    def vitals(self) -> dict[str, Any]:
+        """The vital-sign fields only, keyed as in the request."""
+        return self.model_dump(exclude={"patient", "observed_at"})
+
+
+class VerdictRequest(_Request):
+    """A reader's verdict on one finding (``deterioration`` for a triage result)."""
+
+    code: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    verdict: Literal["agree", "disagree", "correct"]
+    correct_label: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _label_with_correct(self) -> VerdictRequest:
+        if self.verdict == "correct" and self.correct_label is None:
+            raise ValueError("a 'correct' verdict needs 'correct_label' (true or false)")
+        if self.verdict != "correct" and self.correct_label is not None:
+            raise ValueError("'correct_label' is only accepted with the verdict 'correct'")
+        return self
+
+
+class FeedbackRequest(_Request):
+    """Verdicts on some or all findings of one result."""
+
+    verdicts: Annotated[list[VerdictRequest], Field(min_length=1, max_length=64)]
+
+
+# -- public results ---------------------------------------------------------------------------------
+
+
+class PatientRef(_Public):
+    """The patient a result belongs to: FHIR Patient id and the sender's identifier."""
+
+    id: str
+    identifier: str
+
+
+class ModelRef(_Public):
+    """The model that produced a result."""
+
+    name: str
+    version: str
+    sha256: str | None = None
+
+
+class Finding(_Public):
+    """One imaging finding. ``heatmap`` is the overlay's path, or null when none was made."""
+
+    code: str
+    display: str
+    probability: float
+    positive: bool
+    threshold: float | None = None
+    box: list[int] | None = Field(default=None, description="[x0, y0, x1, y1] in image pixels.")
+    heatmap: str | None = None
+
+
+class Risk(_Public):
+    """Calibrated probability of deterioration and the operating decision."""
+
+    probability: float
+    positive: bool
+    threshold: float | None = None
+
+
+class News2(_Public):
+    """NEWS2 (RCP 2017): total, points per parameter (keyed by request field) and clinical-risk band."""
+
+    total: int
+    subscores: dict[str, int]
+    band: Literal["low", "low-medium", "medium", "high"]
+
+
+class _ResultBase(_Public):
+    result_id: str
+    patient: PatientRef
+    model: ModelRef
+    priority: Priority
+    status: str | None = None
+    warnings: list[str]
+    created_at: str | None = None
+    rationale: str | None = Field(default=None, description="Explanation in the Accept-Language language.")
+    rationale_language: str | None = None
+
+
+class ImagingResult(_ResultBase):
+    """A chest radiograph analysis."""
+
+    kind: Literal["imaging"]
+    study_instance_uid: str
+    findings: list[Finding]
+
+
+class TriageResult(_ResultBase):
+    """A vital-signs triage."""
+
+    kind: Literal["triage"]
+    observed_at: str | None = None
+    risk: Risk
+    contributions: dict[str, float] = Field(description="Per input field, in logit units.")
+    intercept: float
+    logit: float
+    news2: News2 | None
+
+
+Result = Annotated[ImagingResult | TriageResult, Field(discriminator="kind")]
+
+
+class WorklistItem(_Public):
+    """One open result on the worklist."""
+
+    result_id: str
+    kind: Literal["imaging", "triage"]
+    priority: Priority
+    status: str | None = None
+    created_at: str | None = None
+    patient: PatientRef
+    model: ModelRef
+    warnings: list[str] = []
+    study_instance_uid: str | None = None
+    observed_at: str | None = None
+    positive_findings: list[str] = []
+
+
+class Worklist(_Public):
+    """Open results, most urgent first, then oldest first."""
+
+    items: list[WorklistItem]
+    limit: int
+    offset: int
+
+
+class FeedbackAccepted(_Public):
+    """Acknowledges stored verdicts."""
+
+    result_id: str
+    recorded: int
+
+
+class ServedModel(_Public):
+    """A model in service."""
+
+    name: str
+    version: str
+    alias: str
+    sha256: str
+    provider: str
+    kind: Literal["imaging", "triage"]
+    synthetic: bool
+
+
+class Models(_Public):
+    """The models in service."""
+
+    models: list[ServedModel]
+
+
+class Health(_Public):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = {}

@@ -1,0 +1,51 @@
+"""Services: keyword-only functions that orchestrate the packages for one request. No FastAPI here.
+
+Routes in :mod:`inference.api` call exactly one of these; the DICOM listener and the CLI may call them
+too. Each takes a :class:`Context` (engines built once per process) and, when patient data is touched,
+an :class:`Actor` (who asks, from where) so facility scoping and the audit trail happen in one place.
+"""
+
+from inference.services._access import audit, audit_denial, authorise_patient, localise
+from inference.services._context import Actor, Context, Workers
+from inference.services._fhir import capability, fhir_read, fhir_search
+from inference.services._imaging import Outcome, analyse_decoded, analyse_study
+from inference.services._results import (
+    get_heatmap,
+    get_result,
+    get_study_result,
+    get_worklist,
+    submit_feedback,
+)
+from inference.services._status import list_models, readiness
+from inference.services._stow import FailedInstance, StoredInstance, StowOutcome, store_instances
+from inference.services._triage import analyse_vitals
+from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
+
+__all__ = [
+    "SYNTHETIC_WARNING",
+    "Actor",
+    "Context",
+    "FailedInstance",
+    "Outcome",
+    "StoredInstance",
+    "StowOutcome",
+    "Workers",
+    "analyse_decoded",
+    "analyse_study",
+    "analyse_vitals",
+    "audit",
+    "audit_denial",
+    "authorise_patient",
+    "capability",
+    "fhir_read",
+    "fhir_search",
+    "get_heatmap",
+    "get_result",
+    "get_study_result",
+    "get_worklist",
+    "list_models",
+    "localise",
+    "readiness",
+    "store_instances",
+    "submit_feedback",
+]

@@ -1,0 +1,148 @@
+"""Reading results, heatmaps and the worklist; writing reader feedback. Every access is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from inference.explain import choose_language
+from inference.record import NotFound, Verdict
+from inference.security import Role
+from inference.services._access import audit, authorise_patient, localise
+from inference.services._context import Actor, Context, db
+
+
+async def _result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
+    found = await db(ctx.record.result_patient, result_id=result_id)
+    if found is None:
+        await audit(
+            ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
+        )
+        raise NotFound("No result has this id.")
+    patient_id, _facility = found
+    await authorise_patient(
+        ctx, actor, action=action, patient_id=patient_id, resource_type="Result", resource_id=result_id
+    )
+    return patient_id
+
+
+async def get_result(
+    *, ctx: Context, actor: Actor, result_id: str, accept_language: str | None
+) -> dict[str, Any]:
+    """One result, imaging or triage, with the rationale in the caller's language.
+
+    Raises:
+        NotFound: No result has this id.
+        Forbidden: The patient belongs to another facility than the caller's token.
+    """
+    patient_id = await _result_patient(ctx, actor, action="results:read", result_id=result_id)
+    result = await db(ctx.record.get_result, result_id=result_id)
+    if result is None:
+        raise NotFound("No result has this id.")
+    await audit(
+        ctx,
+        actor,
+        action="results:read",
+        outcome="success",
+        resource_type="Result",
+        resource_id=result_id,
+        patient_id=patient_id,
+    )
+    return localise(result, choose_language(accept_language))
+
+
+async def get_study_result(
+    *, ctx: Context, actor: Actor, study_instance_uid: str, accept_language: str | None
+) -> dict[str, Any]:
+    """The newest imaging result of a study.
+
+    Raises:
+        NotFound: The study has no result yet.
+        Forbidden: The patient belongs to another facility than the caller's token.
+    """
+    result = await db(ctx.record.latest_study_result, study_instance_uid=study_instance_uid)
+    if result is None:
+        await audit(
+            ctx,
+            actor,
+            action="results:read",
+            outcome="not_found",
+            resource_type="ImagingStudy",
+            resource_id=study_instance_uid,
+        )
+        raise NotFound("No imaging result exists for this study yet; send the study first.")
+    patient_id = str(result["patient"]["id"])
+    await authorise_patient(
+        ctx,
+        actor,
+        action="results:read",
+        patient_id=patient_id,
+        resource_type="Result",
+        resource_id=str(result["result_id"]),
+    )
+    await audit(
+        ctx,
+        actor,
+        action="results:read",
+        outcome="success",
+        resource_type="Result",
+        resource_id=str(result["result_id"]),
+        patient_id=patient_id,
+    )
+    return localise(result, choose_language(accept_language))
+
+
+async def get_heatmap(*, ctx: Context, actor: Actor, result_id: str, code: str) -> bytes:
+    """The PNG overlay of one finding of an imaging result.
+
+    Raises:
+        NotFound: No such result, or no heatmap for this finding (heatmaps exist for positive findings).
+    """
+    patient_id = await _result_patient(ctx, actor, action="results:read", result_id=result_id)
+    png = await db(ctx.record.heatmap, result_id=result_id, code=code)
+    await audit(
+        ctx,
+        actor,
+        action="results:read",
+        outcome="success" if png is not None else "not_found",
+        resource_type="Heatmap",
+        resource_id=result_id,
+        patient_id=patient_id,
+    )
+    if png is None:
+        raise NotFound(
+            "This result has no heatmap for this finding; heatmaps are made for positive findings."
+        )
+    return png
+
+
+async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -> dict[str, Any]:
+    """Open results, most urgent first, then oldest first; a facility-bound token sees its facility only."""
+    principal = actor.principal
+    facility = None if principal.role == Role.ADMIN else principal.facility
+    items = await db(ctx.record.worklist, limit=limit, offset=offset, facility=facility)
+    await audit(ctx, actor, action="worklist:read", outcome="success", resource_type="Worklist")
+    return {"items": items, "limit": limit, "offset": offset}
+
+
+async def submit_feedback(
+    *, ctx: Context, actor: Actor, result_id: str, verdicts: Sequence[Verdict]
+) -> dict[str, Any]:
+    """Store a reader's verdicts on a result (the reader is the token's subject).
+
+    Raises:
+        NotFound: No result has this id.
+        InvalidFeedback: A verdict names a finding the result does not have.
+    """
+    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    await db(ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
+    await audit(
+        ctx,
+        actor,
+        action="feedback:write",
+        outcome="success",
+        resource_type="Result",
+        resource_id=result_id,
+        patient_id=patient_id,
+    )
+    return {"result_id": result_id, "recorded": len(verdicts)}

@@ -1,0 +1,17 @@
+"""Readiness and the list of served models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.services._context import Context, db
+
+
+async def readiness(*, ctx: Context) -> dict[str, bool]:
+    """Which dependencies answer: ``models`` (both loaded) and ``database`` (a trivial query works)."""
+    return {"models": ctx.host.ready, "database": await db(ctx.record.ping)}
+
+
+def list_models(*, ctx: Context) -> dict[str, Any]:
+    """The models in service: name, version, alias, sha256, execution provider, kind, synthetic."""
+    return {"models": [{**m.describe(), "synthetic": m.synthetic} for m in ctx.host.models()]}

@@ -1,0 +1,158 @@
+"""STOW-RS: each instance is validated on its own, then every study received is analysed and filed.
+
+Analysis runs before the answer, so a 200 means every listed instance's result is committed (a PACS
+that gets no answer resends, and a resend returns the same results). Failures are per instance, with
+the DICOM failure reasons of PS3.18 (table 10.5.3-1 / PS3.7 status codes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Final
+
+from inference.dicom import DicomRejected, Instance, Study, read_instance, select_frontal
+from inference.services._context import Actor, Context
+from inference.services._imaging import analyse_decoded
+
+DICOM_MEDIA_TYPE: Final = "application/dicom"
+
+# PS3.7 / PS3.18 failure reasons.
+PROCESSING_FAILURE: Final = 0x0110
+SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+OUT_OF_RESOURCES: Final = 0xA700
+CANNOT_UNDERSTAND: Final = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED: Final = 0xC122
+
+_UID: Final = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance accepted and analysed, with the result it is part of."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    result_id: str
+
+
+@dataclass(frozen=True)
+class FailedInstance:
+    """An instance refused: its UIDs when they could be read, the DICOM failure reason and our error code."""
+
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    reason: int
+    code: str
+    message: str
+
+
+@dataclass
+class StowOutcome:
+    """What happened to each instance of a STOW-RS request."""
+
+    stored: list[StoredInstance] = field(default_factory=list)
+    failed: list[FailedInstance] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+
+
+def _reason(error: DicomRejected) -> int:
+    if error.code == "unsupported_transfer_syntax":
+        return TRANSFER_SYNTAX_NOT_SUPPORTED
+    if error.status == 413:
+        return OUT_OF_RESOURCES
+    if error.status == 422:
+        return SOP_CLASS_NOT_SUPPORTED
+    return CANNOT_UNDERSTAND
+
+
+def _peek_uids(blob: bytes) -> tuple[str | None, str | None]:
+    """SOP Class and Instance UIDs of a well-formed file that was refused for its content (best effort)."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(BytesIO(blob), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        found = [str(ds.get(k, "") or "").strip() for k in ("SOPClassUID", "SOPInstanceUID")]
+    except Exception:  # the file was refused already; its UIDs are a courtesy to the sender
+        return None, None
+    clean = [u if len(u) <= 64 and _UID.match(u) else None for u in found]
+    return clean[0], clean[1]
+
+
+def _read_part(
+    blob: bytes, ctx: Context, target_size: int
+) -> Instance | tuple[DicomRejected, str | None, str | None]:
+    try:
+        return read_instance(blob, limits=ctx.limits, target_size=target_size)
+    except DicomRejected as e:
+        uids = _peek_uids(blob) if e.status == 422 else (None, None)
+        return e, uids[0], uids[1]
+
+
+async def store_instances(
+    *,
+    ctx: Context,
+    actor: Actor,
+    parts: Sequence[tuple[str | None, bytes]],
+    accept_language: str | None,
+) -> StowOutcome:
+    """Validate every part, group the accepted instances by study, analyse and file each study.
+
+    Args:
+        ctx: The process's engines.
+        actor: The sender (usually a PACS).
+        parts: ``(media type, bytes)`` per body part.
+        accept_language: For the stored results' response language (unused in the STOW answer).
+
+    Raises:
+        ModelUnavailable: No imaging model is loaded (nothing is stored; the sender retries).
+    """
+    served = ctx.host.imaging
+    size = served.imaging_meta.input_size
+    outcome = StowOutcome()
+    by_study: dict[str, list[Instance]] = {}
+    for media_type, blob in parts:
+        if media_type not in (DICOM_MEDIA_TYPE, None):
+            outcome.failed.append(
+                FailedInstance(
+                    None,
+                    None,
+                    CANNOT_UNDERSTAND,
+                    "unsupported_media_type",
+                    f"A body part has media type {media_type[:64]}; "
+                    f"STOW-RS parts must be {DICOM_MEDIA_TYPE}.",
+                )
+            )
+            continue
+        read = await ctx.workers.run(_read_part, blob, ctx, size)
+        if isinstance(read, Instance):
+            by_study.setdefault(read.study_instance_uid, []).append(read)
+        else:
+            error, sop_class, sop_instance = read
+            outcome.failed.append(
+                FailedInstance(sop_class, sop_instance, _reason(error), error.code, error.message)
+            )
+    for study_uid, instances in by_study.items():
+        unique = list({i.sop_instance_uid: i for i in instances}.values())
+        try:
+            study = Study(
+                study_instance_uid=study_uid, instances=tuple(unique), primary=select_frontal(unique)
+            )
+        except DicomRejected as e:
+            outcome.failed += [
+                FailedInstance(i.sop_class_uid, i.sop_instance_uid, PROCESSING_FAILURE, e.code, e.message)
+                for i in unique
+            ]
+            continue
+        analysed = await analyse_decoded(
+            ctx=ctx, actor=actor, study=study, source="stow", accept_language=accept_language, served=served
+        )
+        result_id = str(analysed.result["result_id"])
+        outcome.studies.append(study_uid)
+        outcome.stored += [
+            StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, result_id) for i in unique
+        ]
+    return outcome

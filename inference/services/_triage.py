@@ -1,0 +1,126 @@
+"""Vital-signs triage: validate → NEWS2 → score → explain → prioritise → file → public result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from inference.explain import LANGUAGES, choose_language, triage_rationale
+from inference.record import ModelRef, PatientIn, TriageResultIn
+from inference.services import _warnings
+from inference.services._access import audit, localise
+from inference.services._context import Actor, Context, db
+from inference.services._imaging import Outcome
+from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, missing_for_news2
+
+logger = logging.getLogger(__name__)
+
+
+async def analyse_vitals(
+    *,
+    ctx: Context,
+    actor: Actor,
+    patient: PatientIn,
+    vitals: Mapping[str, Any],
+    observed_at: datetime | None,
+    accept_language: str | None,
+) -> Outcome:
+    """Score one set of vital signs, compute NEWS2 when complete, file the result and return it.
+
+    Args:
+        ctx: The process's engines.
+        actor: Who sends the vital signs; their facility applies when the request names none.
+        patient: The patient (``identifier`` required).
+        vitals: Vital-sign fields keyed as in the request (missing or None: not measured).
+        observed_at: When measured (now when None).
+        accept_language: The caller's Accept-Language header (for the rationale).
+
+    Raises:
+        VitalsRejected: A value is of the wrong type, implausible or inconsistent.
+        ModelUnavailable: No triage model is loaded.
+    """
+    signs = VitalSigns.from_mapping(vitals)
+    served = ctx.host.triage
+    values, present = encode_features(signs)
+    scores = await ctx.host.score_vitals(values, present, model=served)
+    news2 = compute_news2(signs)
+    missing_news2 = missing_for_news2(signs)
+    missing_inputs = [name for name, flag in zip(FEATURES, present, strict=True) if not flag]
+
+    warnings = [_warnings.SYNTHETIC] if served.synthetic else []
+    if news2 is None:
+        warnings.append(_warnings.news2_missing(missing_news2))
+    if missing_inputs:
+        warnings.append(_warnings.triage_missing(missing_inputs))
+    priority = ctx.policy.triage_priority(news2.band if news2 else None, scores.positive)
+
+    contributions = dict(scores.contributions)
+    ranked = sorted(contributions.items(), key=lambda item: -item[1])
+    rationale: dict[str, str] = {
+        lang: triage_rationale(
+            scores.probability,
+            scores.positive,
+            ranked,
+            news2.total if news2 else None,
+            news2.band if news2 else None,
+            lang,
+            synthetic=served.synthetic,
+        )
+        for lang in LANGUAGES
+    }
+    if patient.facility is None and actor.principal.facility is not None:
+        patient = PatientIn(
+            identifier=patient.identifier,
+            issuer=patient.issuer,
+            name=patient.name,
+            birth_date=patient.birth_date,
+            sex=patient.sex,
+            facility=actor.principal.facility,
+        )
+    meta = served.triage_meta
+    data = TriageResultIn(
+        patient=patient,
+        observed_at=observed_at or datetime.now(UTC),
+        vitals=signs.as_dict(),
+        model=ModelRef(
+            name=served.name, version=served.version, sha256=served.sha256, provider=served.provider
+        ),
+        probability=float(scores.probability),
+        positive=bool(scores.positive),
+        threshold=float(meta.threshold),
+        logit=float(scores.logit),
+        intercept=float(scores.intercept),
+        contributions=contributions,
+        news2=None
+        if news2 is None
+        else {"total": news2.total, "subscores": dict(news2.subscores), "band": news2.band},
+        priority=priority,
+        warnings=tuple(warnings),
+        rationale=rationale,
+    )
+    stored = await db(ctx.record.save_triage_result, data=data)
+    await audit(
+        ctx,
+        actor,
+        action="vitals:submit",
+        outcome="success",
+        resource_type="TriageResult",
+        resource_id=stored.result_id,
+        patient_id=stored.patient_id,
+    )
+    logger.info(
+        "triage result filed",
+        extra={
+            "event": "triage_result",
+            "result_id": stored.result_id,
+            "model": served.name,
+            "model_version": served.version,
+            "priority": priority,
+        },
+    )
+    result = await db(ctx.record.get_result, result_id=stored.result_id)
+    if result is None:
+        raise RuntimeError("The result just filed could not be read back.")
+    return Outcome(result=localise(result, choose_language(accept_language)), created=stored.created)

@@ -1,0 +1,40 @@
+"""The sentences results carry in ``warnings``: what a reader must know before trusting the output."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SYNTHETIC: Final = (
+    "This model was trained on synthetic data only; its output has not been validated on real patients "
+    "and must not be used for diagnosis."
+)
+
+
+def lateral_set_aside(count: int) -> str:
+    """Lateral views are not analysed by the imaging model."""
+    views = "view was" if count == 1 else "views were"
+    return f"{count} lateral {views} set aside; only the frontal view was analysed."
+
+
+def other_frontals(count: int) -> str:
+    """Only one frontal image is analysed per study."""
+    images = "image was" if count == 1 else "images were"
+    return f"{count} other frontal {images} received but not analysed; the PA view is preferred, then AP."
+
+
+def reduced_resolution(reduction: int) -> str:
+    """The codec decoded the image at a fraction of its resolution (fast path for large JPEG/JPEG 2000)."""
+    return (
+        f"The image was decoded at 1/{reduction} of its resolution for analysis (enough for the model's "
+        "input size); heatmap boxes are mapped back to full-resolution pixels."
+    )
+
+
+def news2_missing(missing: list[str]) -> str:
+    """NEWS2 needs every one of its parameters."""
+    return f"NEWS2 was not computed because these parameters are missing: {', '.join(missing)}."
+
+
+def triage_missing(missing: list[str]) -> str:
+    """The triage model scored without some inputs."""
+    return f"The risk was estimated without these measurements: {', '.join(missing)}."

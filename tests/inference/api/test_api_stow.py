@@ -1,0 +1,113 @@
+"""POST /dicomweb/studies: STOW-RS bodies in, STOW-RS DICOM JSON out, one verdict per instance."""
+
+from __future__ import annotations
+
+from _api_dicom import CR_IMAGE, CT_IMAGE, chest_dicom, related_body
+from conftest import Env, TestClient, new_study_uid
+
+REFERENCED = "00081199"
+FAILED = "00081198"
+REASON = "00081197"
+SOP_CLASS = "00081150"
+SOP_INSTANCE = "00081155"
+RETRIEVE = "00081190"
+
+
+def _stow(client: TestClient, env: Env, parts: list[tuple[str, bytes]]):
+    body, content_type = related_body(parts)
+    headers = {**env.headers("pacs", facility="F1"), "Content-Type": content_type}
+    return client.post("/dicomweb/studies", content=body, headers=headers)
+
+
+def _value(item: dict, tag: str) -> object:
+    return item[tag]["Value"][0]
+
+
+def test_all_stored_is_200_with_referenced_sops_and_the_result_is_filed(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    parts = [
+        ("application/dicom", chest_dicom(study=study, sop=f"{study}.1", view="PA", blob=True)),
+        ("application/dicom", chest_dicom(study=study, sop=f"{study}.2", view="LL")),
+    ]
+    response = _stow(client, env, parts)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/dicom+json")
+    dataset = response.json()
+    assert FAILED not in dataset
+    referenced = dataset[REFERENCED]
+    assert referenced["vr"] == "SQ"
+    assert {_value(i, SOP_INSTANCE) for i in referenced["Value"]} == {f"{study}.1", f"{study}.2"}
+    assert all(_value(i, SOP_CLASS) == CR_IMAGE for i in referenced["Value"])
+    assert all(str(_value(i, RETRIEVE)).endswith(f"/v1/studies/{study}/result") for i in referenced["Value"])
+    # Analysis ran before the answer: the result is there now.
+    result = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
+    assert result.status_code == 200 and result.json()["study_instance_uid"] == study
+
+
+def test_some_failed_is_202_with_failure_reasons(client: TestClient, env: Env) -> None:
+    good, ct = new_study_uid(), new_study_uid()
+    parts = [
+        ("application/dicom", chest_dicom(study=good, sop=f"{good}.1")),
+        ("application/dicom", chest_dicom(study=ct, sop=f"{ct}.1", modality="CT")),
+        ("application/dicom", b"not a dicom file at all" * 20),
+    ]
+    response = _stow(client, env, parts)
+    assert response.status_code == 202
+    dataset = response.json()
+    assert [_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]] == [f"{good}.1"]
+    failed = dataset[FAILED]["Value"]
+    assert len(failed) == 2
+    ct_item = next(i for i in failed if SOP_INSTANCE in i)
+    assert _value(ct_item, SOP_INSTANCE) == f"{ct}.1" and _value(ct_item, SOP_CLASS) == CT_IMAGE
+    assert _value(ct_item, REASON) == 0x0122  # SOP class not supported
+    garbage = next(i for i in failed if SOP_INSTANCE not in i)
+    assert _value(garbage, REASON) == 0xC000  # cannot understand
+    assert all(i[REASON]["vr"] == "US" for i in failed)
+
+
+def test_all_failed_is_409(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    response = _stow(
+        client, env, [("application/dicom", chest_dicom(study=study, sop=f"{study}.1", view="LL"))]
+    )
+    assert response.status_code == 409
+    dataset = response.json()
+    assert REFERENCED not in dataset
+    assert _value(dataset[FAILED]["Value"][0], SOP_INSTANCE) == f"{study}.1"
+
+
+def test_wrong_content_type_is_415_and_broken_bodies_400(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    body, _ = related_body([("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))])
+    headers = env.headers("pacs", facility="F1")
+    for content_type in ("application/dicom", 'multipart/related; type="application/dicom+json"; boundary=x'):
+        response = client.post(
+            "/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type}
+        )
+        assert response.status_code == 415, content_type
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+    no_boundary = client.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={**headers, "Content-Type": 'multipart/related; type="application/dicom"'},
+    )
+    assert no_boundary.status_code == 400
+    truncated = client.post(
+        "/dicomweb/studies",
+        content=body[:-40],
+        headers={
+            **headers,
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=dxassist-test-boundary',
+        },
+    )
+    assert truncated.status_code == 400 and truncated.json()["error"]["code"] == "malformed"
+
+
+def test_resending_returns_the_same_result(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    parts = [("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))]
+    assert _stow(client, env, parts).status_code == 200
+    first = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).json()
+    assert _stow(client, env, parts).status_code == 200
+    again = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).json()
+    assert first["result_id"] == again["result_id"]
