@@ -1,0 +1,390 @@
+"""The ``dxassist`` command line (console script ``dxassist = inference.cli:main``).
+
+``bootstrap`` and ``train`` load ``training.cli`` by name only when they run, so a server install
+without torch or the training code still has every other subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import inference  # noqa: F401  (first: switches ONNX Runtime and MLflow telemetry off)
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from model_registry import ModelSummary, RegisteredVersion
+
+_KEY_FIGURES = ("val_macro_auroc", "val_auroc")
+_ROLES_HELP = "radiologist, clinician, pacs, ml_engineer, auditor or admin"
+
+
+class CliError(Exception):
+    """A failure to report on stderr with exit status ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- output helpers ---------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Plain-text table with left-aligned columns, a header and a rule."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt_figures(metrics: dict[str, float] | Any, *, only_key: bool = True) -> str:
+    keys = [k for k in _KEY_FIGURES if k in metrics] if only_key else sorted(metrics)
+    if only_key and not keys:
+        keys = sorted(metrics)[:2]
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys) or "-"
+
+
+def _created(version: RegisteredVersion) -> str:
+    return version.created_at.strftime("%Y-%m-%d %H:%M") if version.created_at else "-"
+
+
+def _version_row(version: RegisteredVersion, *, with_name: bool) -> list[object]:
+    row: list[object] = [version.name] if with_name else []
+    row += [
+        version.version,
+        ",".join(version.aliases) or "-",
+        (version.sha256 or "-")[:12],
+        _created(version),
+        "yes" if version.parity_passed else "NO",
+        _fmt_figures(dict(version.metrics)),
+    ]
+    return row
+
+
+# -- settings and registry --------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from inference.config import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        raise CliError(f"The settings are invalid: {problems}.", status=2) from e
+
+
+def _registry(settings: Settings) -> Any:
+    from model_registry import RegistryClient
+
+    return RegistryClient(settings.tracking_uri, settings.artifact_root)
+
+
+def _training_cli() -> Any:
+    """Import ``training.cli`` by name: training is optional on a server install."""
+    try:
+        return importlib.import_module("training.cli")
+    except ImportError as e:
+        raise CliError(
+            f"This subcommand needs the training code, which is not installed here ({e}). Install it "
+            "with `pip install -e '.[train]'`, or run it where training is installed.",
+            status=2,
+        ) from e
+
+
+# -- subcommands ------------------------------------------------------------------------------------
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    settings = _settings()
+    training_cli = _training_cli()
+    try:
+        results = training_cli.bootstrap(settings, profile=args.profile, echo=print)
+    except (training_cli.TrainingUnavailable, training_cli.TrainingConfigError) as e:
+        raise CliError(str(e), status=2) from e
+    print()
+    rows = [
+        [r.name, r.version, r.action, (r.sha256 or "-")[:12], _fmt_figures(r.metrics), f"{r.seconds:.1f}"]
+        for r in results
+    ]
+    print(format_table(["MODEL", "CHAMPION", "ACTION", "SHA256", "KEY METRICS", "SECONDS"], rows))
+    print(f"\nModels are cached in {settings.model_cache}; start the API with `dxassist serve`.")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings()
+    training_cli = _training_cli()
+    try:
+        result = training_cli.train(
+            settings,
+            kind=args.kind,
+            profile=args.profile,
+            dataset=args.dataset,
+            data=args.data,
+            register=args.register,
+            config_path=args.config,
+            out_dir=args.out,
+            echo=print,
+        )
+    except (training_cli.TrainingUnavailable, training_cli.TrainingConfigError) as e:
+        raise CliError(str(e), status=2) from e
+    outcome = result.outcome
+    figures = {k: v for k, v in outcome.metrics.items() if k.startswith(("val_", "test_macro", "test_auroc"))}
+    rows = [[k, _number(v)] for k, v in sorted(figures.items()) if isinstance(v, int | float)]
+    print()
+    print(format_table(["METRIC", "VALUE"], rows))
+    print(f"\nWork folder: {result.out_dir}")
+    if result.registered is None:
+        print("Not registered (add --register to register it as challenger).")
+    else:
+        print(
+            f"Registered {result.registered.name} version {result.registered.version} as challenger; "
+            f"`dxassist registry promote {result.registered.name} {result.registered.version}` runs the gate."
+        )
+    return 0
+
+
+def _cmd_registry_list(args: argparse.Namespace) -> int:
+    models: list[ModelSummary] = _registry(_settings()).list_models()
+    if not models:
+        print("The registry holds no model yet; run `dxassist bootstrap`.")
+        return 0
+    rows = [_version_row(v, with_name=True) for m in models for v in m.versions]
+    print(format_table(["NAME", "VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "KEY METRICS"], rows))
+    return 0
+
+
+def _cmd_registry_show(args: argparse.Namespace) -> int:
+    summary: ModelSummary = _registry(_settings()).show(args.name)
+    print(f"Model:    {summary.name}")
+    if summary.description:
+        print(f"About:    {summary.description}")
+    aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(summary.aliases.items())) or "none"
+    print(f"Aliases:  {aliases}")
+    print()
+    rows = [
+        [*_version_row(v, with_name=False)[:5], v.dataset or "-", (v.git_commit or "-")[:12]]
+        for v in summary.versions
+    ]
+    print(format_table(["VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "DATASET", "COMMIT"], rows))
+    shown = summary.versions[:6]
+    figures = sorted({k for v in shown for k in v.metrics})
+    if figures:
+        print("\nValidation figures compared by the promotion gate:")
+        table = [[f, *(_maybe(v.metrics.get(f)) for v in shown)] for f in figures]
+        print(format_table(["FIGURE", *(f"v{v.version}" for v in shown)], table))
+    return 0
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+
+
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _cmd_registry_promote(args: argparse.Namespace) -> int:
+    decision = _registry(_settings()).promote(args.name, args.version)
+    print(decision.reason)
+    if decision.comparisons:
+        rows = [
+            [c.figure, _maybe(c.champion), _maybe(c.candidate), "ok" if c.passed else "FAIL"]
+            for c in decision.comparisons
+        ]
+        print(format_table(["FIGURE", "CHAMPION", "CANDIDATE", "GATE"], rows))
+    print(f"{args.name}: champion is now version {decision.version}.")
+    return 0
+
+
+def _cmd_registry_rollback(args: argparse.Namespace) -> int:
+    client = _registry(_settings())
+    before = client.resolve(args.name, "champion")
+    version = client.rollback(args.name)
+    print(f"{args.name}: champion is now version {version} again (was version {before}).")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise CliError("Give both --ssl-certfile and --ssl-keyfile for TLS, or neither.", status=2)
+    if not _is_loopback(args.host) and args.ssl_certfile is None:
+        print(
+            f"Warning: serving on {args.host} without TLS; tokens and health data cross the network in "
+            "clear. Use --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy.",
+            file=sys.stderr,
+        )
+    import uvicorn
+
+    try:
+        from inference.api import create_app
+    except ImportError as e:
+        raise CliError(f"The HTTP API cannot be loaded ({e}).") from e
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
+        ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
+        log_level=args.log_level,
+        server_header=False,
+    )
+    return 0
+
+
+def _cmd_token_issue(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from inference.security import issue_token
+
+    try:
+        token = issue_token(
+            settings, subject=args.subject, role=args.role, facility=args.facility, ttl=args.ttl
+        )
+    except ValueError as e:
+        raise CliError(str(e), status=2) from e
+    print(token)
+    return 0
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        listener = importlib.import_module("inference.listener")
+    except ImportError as e:
+        raise CliError(
+            f"The DICOM listener is not available in this installation ({e}); send studies through "
+            "POST /dicomweb/studies (STOW-RS) or POST /v1/studies instead."
+        ) from e
+    listener.serve_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dxassist`` argument parser (each subcommand sets ``handler``)."""
+    parser = argparse.ArgumentParser(
+        prog="dxassist",
+        description="AI diagnostic assist for chest radiographs and vital signs. "
+        "State lives under DXASSIST_HOME.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"dxassist {inference.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("bootstrap", help="train, register and promote any served model that has no champion")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.set_defaults(handler=_cmd_bootstrap, log_info=True)
+
+    p = sub.add_parser("train", help="train, evaluate and export a model; --register adds it as challenger")
+    p.add_argument("kind", choices=("imaging", "triage"))
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--dataset", default=None, help="dataset adapter name (default: synthetic)")
+    p.add_argument("--data", type=Path, default=None, help="dataset location (for non-synthetic datasets)")
+    p.add_argument("--config", type=Path, default=None, help="YAML file overriding the profile's values")
+    p.add_argument("--out", type=Path, default=None, help="work folder (default: DXASSIST_HOME/runs/...)")
+    p.add_argument("--register", action="store_true", help="register the result as challenger")
+    p.set_defaults(handler=_cmd_train, log_info=True)
+
+    registry = sub.add_parser("registry", help="inspect the model registry, promote or roll back")
+    rsub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    p = rsub.add_parser("list", help="every registered model version")
+    p.set_defaults(handler=_cmd_registry_list)
+    p = rsub.add_parser("show", help="one model: aliases, versions and gate figures")
+    p.add_argument("name")
+    p.set_defaults(handler=_cmd_registry_show)
+    p = rsub.add_parser("promote", help="run the promotion gate, then move champion to VERSION")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.set_defaults(handler=_cmd_registry_promote)
+    p = rsub.add_parser("rollback", help="move champion back to the previous champion")
+    p.add_argument("name")
+    p.set_defaults(handler=_cmd_registry_rollback)
+
+    p = sub.add_parser("serve", help="the HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ssl-certfile", type=Path, default=None)
+    p.add_argument("--ssl-keyfile", type=Path, default=None)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(handler=_cmd_serve, own_logging=True)
+
+    token = sub.add_parser("token", help="bearer tokens for the API")
+    tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    p = tsub.add_parser("issue", help="print a signed bearer token")
+    p.add_argument("--subject", required=True, help="user or system name (never a patient)")
+    p.add_argument("--role", required=True, help=_ROLES_HELP)
+    p.add_argument("--facility", default=None)
+    p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    p.set_defaults(handler=_cmd_token_issue)
+
+    p = sub.add_parser("listen", help="DICOM DIMSE listener (C-ECHO, C-STORE)")
+    p.add_argument("--ae-title", default="DXASSIST")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=11112)
+    p.set_defaults(handler=_cmd_listen, own_logging=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dxassist`` with ``argv`` (default: the process arguments); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if getattr(args, "own_logging", False):
+        pass  # the server sets up its own structured logging; a second handler would print twice
+    elif not logging.getLogger().handlers:
+        verbose = logging.INFO if getattr(args, "log_info", False) else logging.WARNING
+        level = logging.DEBUG if args.verbose else verbose
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from model_registry import PromotionRefused, RegistryError
+
+    try:
+        status: int = args.handler(args)
+    except CliError as e:
+        print(f"dxassist: {e}", file=sys.stderr)
+        return e.status
+    except PromotionRefused as e:
+        print(f"dxassist: promotion refused. {e.reason}", file=sys.stderr)
+        return 1
+    except RegistryError as e:
+        print(f"dxassist: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        if args.command != "registry":
+            raise
+        # Names and versions typed by the user that the registry does not accept.
+        print(f"dxassist: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dxassist: interrupted.", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

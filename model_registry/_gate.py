@@ -1,0 +1,135 @@
+"""The promotion gate: may ``champion`` move to a candidate version?
+
+Pure functions over :class:`RegisteredVersion` values, so the rule reads in one place and is tested
+without a registry.
+"""
+
+from __future__ import annotations
+
+from model_registry._types import FigureComparison, GateDecision, RegisteredVersion
+
+#: Largest drop of any validation AUROC figure allowed when replacing the champion.
+DEFAULT_TOLERANCE = 0.01
+
+# Floats that went through a string tag may differ from the computed value in the last bits; a drop of
+# exactly the tolerance is allowed, so compare with a little slack.
+_SLACK = 1e-9
+
+
+def is_gate_figure(key: str) -> bool:
+    """Whether ``key`` is a gate figure: ``val_auroc``, ``val_auroc_<finding>`` or ``val_macro_auroc``."""
+    if key.endswith(("_ci_low", "_ci_high")):
+        return False  # interval bounds describe uncertainty; the gate compares point estimates
+    return key == "val_auroc" or key.startswith("val_auroc_") or key == "val_macro_auroc"
+
+
+def evaluate_gate(
+    candidate: RegisteredVersion,
+    champion: RegisteredVersion | None,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> GateDecision:
+    """Decide whether ``candidate`` may replace ``champion``.
+
+    The candidate must have passed the ONNX parity check and carry a sha256; for every gate figure the
+    champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
+    (both are measured on the same fixed validation set). A first version passes on its own checks.
+
+    Args:
+        candidate: The version asked to become champion.
+        champion: The current champion, or ``None`` when there is none.
+        tolerance: Largest drop allowed on any figure.
+
+    Returns:
+        The decision; ``passed`` is False with a full-sentence ``reason`` when refused.
+    """
+    label = f"Version {candidate.version} of {candidate.name}"
+    previous = champion.version if champion is not None else None
+    if not candidate.parity_passed:
+        diff = candidate.tags.get("parity_max_abs_diff", "unknown")
+        return GateDecision(
+            name=candidate.name,
+            version=candidate.version,
+            previous_champion=previous,
+            passed=False,
+            reason=(
+                f"{label} cannot become champion: its ONNX export did not pass the parity check against "
+                f"PyTorch (parity_passed is not true; largest difference {diff}). Only versions whose "
+                "parity check passed are accepted."
+            ),
+            tolerance=tolerance,
+        )
+    if not candidate.sha256:
+        return GateDecision(
+            name=candidate.name,
+            version=candidate.version,
+            previous_champion=previous,
+            passed=False,
+            reason=(
+                f"{label} cannot become champion: it has no sha256 tag, so servers could not verify "
+                "the model file they download. Register it again with log_and_register."
+            ),
+            tolerance=tolerance,
+        )
+    if champion is None:
+        return GateDecision(
+            name=candidate.name,
+            version=candidate.version,
+            previous_champion=None,
+            passed=True,
+            reason=f"{label} becomes the first champion: there is no champion to compare with.",
+            tolerance=tolerance,
+        )
+
+    comparisons: list[FigureComparison] = []
+    failures: list[str] = []
+    for figure in sorted(k for k in champion.metrics if is_gate_figure(k)):
+        reference = champion.metrics[figure]
+        value = candidate.metrics.get(figure)
+        passed = value is not None and value >= reference - tolerance - _SLACK
+        comparisons.append(
+            FigureComparison(figure=figure, candidate=value, champion=reference, passed=passed)
+        )
+        if value is None:
+            failures.append(
+                f"{figure} is missing, while champion version {champion.version} has {reference:.4f}"
+            )
+        elif not passed:
+            failures.append(
+                f"{figure} is {value:.4f} against {reference:.4f} for champion version {champion.version}, "
+                f"a drop of {reference - value:.4f}"
+            )
+    if failures:
+        reason = (
+            f"{label} was refused by the promotion gate: "
+            + "; ".join(failures)
+            + f". A candidate may be at most {tolerance:g} below the champion on every validation AUROC."
+        )
+        return GateDecision(
+            name=candidate.name,
+            version=candidate.version,
+            previous_champion=previous,
+            passed=False,
+            reason=reason,
+            comparisons=tuple(comparisons),
+            tolerance=tolerance,
+        )
+    if comparisons:
+        reason = (
+            f"{label} passed the promotion gate against champion version {champion.version}: "
+            f"{len(comparisons)} validation AUROC figure(s) within {tolerance:g} of the champion or better."
+        )
+    else:
+        reason = (
+            f"{label} passed the promotion gate: champion version {champion.version} has no validation "
+            "AUROC figure to compare with."
+        )
+    return GateDecision(
+        name=candidate.name,
+        version=candidate.version,
+        previous_champion=previous,
+        passed=True,
+        reason=reason,
+        comparisons=tuple(comparisons),
+        tolerance=tolerance,
+    )

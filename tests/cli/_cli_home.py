@@ -1,0 +1,45 @@
+"""Helpers for the command-line tests: a DXASSIST_HOME holding a copied, migrated MLflow store.
+
+A unique module name (test folders have no ``__init__.py``; ``conftest`` imports would be ambiguous).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import model_registry
+from model_registry import RegisteredVersion, RegistryClient
+
+FINDINGS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
+
+
+def make_home(root: Path, template: Path) -> Path:
+    """A DXASSIST_HOME whose ``mlflow.db`` is a copy of the migrated template."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, root / "mlflow.db")
+    return root
+
+
+def registry_for(home: Path) -> RegistryClient:
+    """The client the CLI builds from default settings for ``home``."""
+    return RegistryClient(f"sqlite:///{home / 'mlflow.db'}", home / "mlartifacts")
+
+
+def register(
+    client: RegistryClient, name: str, onnx_path: Path, figures: dict[str, float]
+) -> RegisteredVersion:
+    """Register ``onnx_path`` as a new challenger version with the given gate figures."""
+    return client.log_and_register(
+        name=name,
+        onnx_path=onnx_path,
+        params={"profile": "test"},
+        metrics=figures,
+        artifacts=None,
+        model_card=f"# {name} (tiny test model)\n\nSynthetic; not for clinical use.\n",
+        dataset="tiny-synthetic (tests)",
+        parity_passed=True,
+        parity_max_abs_diff=0.0,
+        sha256=model_registry.sha256_file(onnx_path),
+        git_commit="feedbeef",
+    )

@@ -1,0 +1,129 @@
+"""The promotion gate and rollback against a real MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+from _registry_testkit import LABELS, Store
+
+from model_registry import (
+    NotFound,
+    PromotionRefused,
+    RegisteredVersion,
+    RegistryError,
+    evaluate_gate,
+)
+
+
+def _aurocs(value: float, **overrides: float) -> dict[str, float]:
+    figures = {f"val_auroc_{c}": value for c in LABELS}
+    figures.update({f"val_auroc_{k}": v for k, v in overrides.items()})
+    return figures
+
+
+def test_first_version_becomes_champion_without_comparison(store: Store) -> None:
+    store.register("gate-first")
+
+    decision = store.client.promote("gate-first", "1")
+
+    assert decision.passed
+    assert decision.previous_champion is None
+    assert "first champion" in decision.reason
+    version = store.client.get_version("gate-first", 1)
+    # Promotion consumes the challenger alias: the version is no longer a candidate.
+    assert version.aliases == ("champion",)
+
+
+def test_drop_beyond_tolerance_is_refused_with_the_failing_figure(store: Store) -> None:
+    store.register("gate-drop", aurocs=_aurocs(0.90))
+    store.client.promote("gate-drop", 1)
+    store.register("gate-drop", aurocs=_aurocs(0.91, pneumothorax=0.88))
+
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-drop", 2)
+
+    reason = refused.value.reason
+    assert "val_auroc_pneumothorax is 0.8800 against 0.9000" in reason
+    assert "champion version 1" in reason
+    assert "0.01" in reason
+    assert reason.endswith(".")
+    assert refused.value.decision is not None
+    assert not refused.value.decision.passed
+    assert store.client.resolve("gate-drop", "champion") == "1"
+    assert store.client.resolve("gate-drop", "challenger") == "2"
+
+
+def test_small_drop_is_accepted_and_previous_champion_recorded(store: Store) -> None:
+    store.register("gate-small", aurocs=_aurocs(0.90))
+    store.client.promote("gate-small", 1)
+    store.register("gate-small", aurocs=_aurocs(0.92, nodule=0.895))
+
+    decision = store.client.promote("gate-small", 2)
+
+    assert decision.passed
+    assert decision.previous_champion == "1"
+    nodule = next(c for c in decision.comparisons if c.figure == "val_auroc_nodule")
+    assert nodule.candidate == pytest.approx(0.895)
+    assert nodule.passed
+    assert store.client.resolve("gate-small", "champion") == "2"
+    assert store.client.get_version("gate-small", 2).tags["previous_champion"] == "1"
+    # Promoting the champion again changes nothing.
+    assert "already the champion" in store.client.promote("gate-small", 2).reason
+
+
+def test_failed_parity_check_is_refused(store: Store) -> None:
+    store.register("gate-parity", parity_passed=False)
+
+    with pytest.raises(PromotionRefused, match="parity check"):
+        store.client.promote("gate-parity", 1)
+    assert store.client.resolve("gate-parity", "champion") is None
+
+
+def test_rollback_restores_the_previous_champions_in_order(store: Store) -> None:
+    for _ in range(3):
+        store.register("gate-rollback", aurocs=_aurocs(0.9))
+    for version in ("1", "2", "3"):
+        store.client.promote("gate-rollback", version)
+
+    assert store.client.rollback("gate-rollback") == "2"
+    assert store.client.resolve("gate-rollback", "champion") == "2"
+    assert store.client.rollback("gate-rollback") == "1"
+    with pytest.raises(NotFound, match="nothing to roll back"):
+        store.client.rollback("gate-rollback")
+    assert store.client.resolve("gate-rollback", "champion") == "1"
+
+
+def test_champion_moves_only_through_the_gate(store: Store) -> None:
+    store.register("gate-alias")
+    store.client.set_alias("gate-alias", "shadow", 1)
+    assert store.client.resolve("gate-alias", "shadow") == "1"
+    with pytest.raises(RegistryError, match="promote"):
+        store.client.set_alias("gate-alias", "champion", 1)
+
+
+def _version(version: str, metrics: dict[str, float], **kwargs: object) -> RegisteredVersion:
+    return RegisteredVersion(
+        name="vitals-triage",
+        version=version,
+        run_id=None,
+        sha256=str(kwargs.get("sha256", "a" * 64)),
+        parity_passed=bool(kwargs.get("parity_passed", True)),
+        metrics=metrics,
+    )
+
+
+def test_gate_refuses_a_candidate_missing_a_figure_the_champion_has() -> None:
+    champion = _version("1", {"val_auroc": 0.8})
+    decision = evaluate_gate(_version("2", {}), champion)
+    assert not decision.passed
+    assert "val_auroc is missing" in decision.reason
+
+
+def test_gate_accepts_a_drop_of_exactly_the_tolerance() -> None:
+    decision = evaluate_gate(_version("2", {"val_auroc": 0.79}), _version("1", {"val_auroc": 0.80}))
+    assert decision.passed
+
+
+def test_gate_refuses_a_version_without_sha256() -> None:
+    decision = evaluate_gate(_version("1", {"val_auroc": 0.9}, sha256=""), None)
+    assert not decision.passed
+    assert "sha256" in decision.reason

@@ -1,0 +1,292 @@
+"""The training side of the ``dxassist`` command line: ``train`` and ``bootstrap``.
+
+``inference.cli`` loads this module by name only when one of these subcommands runs, so a server
+install needs neither torch nor the training code. Nothing heavy is imported at module level either:
+``bootstrap`` with every champion in place finishes without importing torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from model_registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelCache,
+    PromotionRefused,
+    RegisteredVersion,
+    RegistryClient,
+)
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from training.pipeline import TrainingOutcome
+
+_log = logging.getLogger(__name__)
+
+Kind = Literal["imaging", "triage"]
+Echo = Callable[[str], None]
+
+#: Served models, in the order bootstrap prepares them.
+SERVED_MODELS: tuple[tuple[str, Kind], ...] = (("cxr-findings", "imaging"), ("vitals-triage", "triage"))
+MODEL_NAMES: dict[Kind, str] = {"imaging": "cxr-findings", "triage": "vitals-triage"}
+_PIPELINE_NAMES = ("ImagingConfig", "train_imaging", "TriageConfig", "train_triage")
+
+
+class TrainingUnavailable(RuntimeError):
+    """The training extras (torch, training.pipeline) are not installed in this environment."""
+
+
+class TrainingConfigError(ValueError):
+    """The profile, flags or YAML file do not make a valid training config."""
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """What bootstrap did for one served model.
+
+    Attributes:
+        name: Registered model name.
+        action: ``kept`` (a champion existed), ``promoted`` (an existing challenger became champion)
+            or ``trained`` (a new version was trained, registered and promoted).
+        version: The champion version afterwards.
+        sha256: sha256 of the champion's ONNX file.
+        metrics: The champion's gate figures.
+        seconds: Time spent on this model.
+        cached: Path of the champion in the local model cache.
+    """
+
+    name: str
+    action: str
+    version: str
+    sha256: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    cached: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished ``dxassist train`` run: the outcome and, with ``--register``, the new version."""
+
+    outcome: TrainingOutcome
+    registered: RegisteredVersion | None
+    out_dir: Path
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def git_commit(start: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout holding the code, or ``"unknown"``."""
+    folder = start or Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else "unknown"
+
+
+def run_dir(settings: Settings, name: str) -> Path:
+    """A fresh work folder ``$DXASSIST_HOME/runs/<name>/<UTC timestamp>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = settings.resolved_home / "runs" / name / stamp
+    suffix = 1
+    while folder.exists():  # two runs in the same second get distinct folders
+        folder = folder.with_name(f"{stamp}-{suffix}")
+        suffix += 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _pipeline() -> Any:
+    try:
+        import training.pipeline as pipeline
+    except ImportError as e:
+        raise TrainingUnavailable(
+            f"Training is not available in this environment ({e}). Install the training extras with "
+            "`pip install -e '.[train]'` (PyTorch CPU is enough)."
+        ) from e
+    missing = [n for n in _PIPELINE_NAMES if not hasattr(pipeline, n)]
+    if missing:
+        raise TrainingUnavailable(
+            f"training.pipeline does not provide {', '.join(missing)}; this checkout's training code is "
+            "incomplete."
+        )
+    return pipeline
+
+
+def _config(cls: Any, profile: str, overrides: dict[str, Any], yaml_path: Path | None) -> Any:
+    """Resolve a training config: ``from_profile`` when the class has one, else its constructor."""
+    try:
+        if hasattr(cls, "from_profile"):
+            return cls.from_profile(profile, yaml_path=yaml_path, **overrides)
+        if yaml_path is not None:
+            raise TrainingConfigError(
+                f"{cls.__name__} does not read YAML files; pass the values as flags instead."
+            )
+        return cls(profile=profile, **{k: v for k, v in overrides.items() if v is not None})
+    except (TypeError, ValueError) as e:
+        if isinstance(e, TrainingConfigError):
+            raise
+        raise TrainingConfigError(f"The {cls.__name__} could not be built: {e}") from e
+
+
+def run_training(
+    kind: Kind,
+    *,
+    profile: str,
+    out_dir: Path,
+    dataset: str | None = None,
+    data: Path | None = None,
+    config_path: Path | None = None,
+    progress: bool | None = None,
+) -> TrainingOutcome:
+    """Train one model through ``training.pipeline`` and return its outcome.
+
+    Raises:
+        TrainingUnavailable: torch or the training pipeline is not installed.
+        TrainingConfigError: The profile, flags or YAML file are not a valid config.
+    """
+    pipeline = _pipeline()
+    if progress is None:
+        progress = sys.stderr.isatty()  # progress bars only for a person watching, not in logs
+    overrides: dict[str, Any] = {"out_dir": out_dir, "dataset": dataset, "data": data}
+    if kind == "imaging":
+        cfg = _config(pipeline.ImagingConfig, profile, {**overrides, "progress": progress}, config_path)
+        outcome: TrainingOutcome = pipeline.train_imaging(cfg)
+    else:
+        triage_cls = pipeline.TriageConfig
+        if "progress" in getattr(triage_cls, "__dataclass_fields__", {}):
+            overrides["progress"] = progress
+        cfg = _config(triage_cls, profile, overrides, config_path)
+        outcome = pipeline.train_triage(cfg)
+    return outcome
+
+
+def register_outcome(
+    client: RegistryClient, outcome: TrainingOutcome, *, alias: str = CHALLENGER
+) -> RegisteredVersion:
+    """Log and register a training outcome as a new version (``challenger`` by default)."""
+    return client.log_and_register(
+        name=outcome.model_name,
+        onnx_path=outcome.onnx_path,
+        params=outcome.params,
+        metrics=outcome.metrics,
+        artifacts=outcome.artifacts,
+        model_card=outcome.model_card,
+        dataset=outcome.dataset,
+        parity_passed=outcome.parity_passed,
+        parity_max_abs_diff=outcome.parity_max_abs_diff,
+        sha256=outcome.sha256,
+        git_commit=git_commit(),
+        alias=alias,
+    )
+
+
+def train(
+    settings: Settings,
+    *,
+    kind: Kind,
+    profile: str = "quick",
+    dataset: str | None = None,
+    data: Path | None = None,
+    register: bool = False,
+    config_path: Path | None = None,
+    out_dir: Path | None = None,
+    echo: Echo = _stdout,
+) -> TrainResult:
+    """``dxassist train``: train, evaluate, export and optionally register as ``challenger``."""
+    name = MODEL_NAMES[kind]
+    folder = out_dir or run_dir(settings, name)
+    echo(f"Training {name} ({profile} profile) in {folder}.")
+    outcome = run_training(
+        kind, profile=profile, out_dir=folder, dataset=dataset, data=data, config_path=config_path
+    )
+    echo(
+        f"Exported {outcome.onnx_path} (sha256 {outcome.sha256[:12]}, "
+        f"parity passed: {outcome.parity_passed})."
+    )
+    registered = None
+    if register:
+        client = RegistryClient(settings.tracking_uri, settings.artifact_root)
+        registered = register_outcome(client, outcome)
+        echo(f"Registered {name} version {registered.version} as {CHALLENGER}.")
+    return TrainResult(outcome=outcome, registered=registered, out_dir=folder)
+
+
+def bootstrap(settings: Settings, *, profile: str = "quick", echo: Echo = _stdout) -> list[BootstrapResult]:
+    """``dxassist bootstrap``: make sure every served model has a ``champion``, then cache it.
+
+    For each served model without a champion: an existing challenger that passes the promotion gate
+    is promoted; otherwise a model is trained with ``profile``, registered as challenger and promoted.
+    A second run finds the champions and only refreshes the local cache (seconds, no torch).
+
+    Raises:
+        model_registry.RegistryError: The registry cannot be reached, or a freshly trained model was
+            refused by the gate.
+        TrainingUnavailable: A model must be trained but training is not installed.
+    """
+    client = RegistryClient(settings.tracking_uri, settings.artifact_root)
+    cache = ModelCache(settings.model_cache)
+    results: list[BootstrapResult] = []
+    for name, kind in SERVED_MODELS:
+        started = time.monotonic()
+        action = "kept"
+        champion = client.resolve(name, CHAMPION)
+        if champion is not None:
+            echo(f"{name}: champion is version {champion}; nothing to train.")
+        else:
+            champion = _promote_waiting_challenger(client, name, echo)
+            action = "promoted" if champion is not None else action
+        if champion is None:
+            echo(f"{name}: no champion; training with the {profile} profile (this takes a few minutes).")
+            outcome = run_training(kind, profile=profile, out_dir=run_dir(settings, name))
+            registered = register_outcome(client, outcome)
+            echo(
+                f"{name}: registered version {registered.version} as {CHALLENGER}; "
+                "running the promotion gate."
+            )
+            decision = client.promote(name, registered.version)
+            echo(f"{name}: {decision.reason}")
+            champion, action = registered.version, "trained"
+        version = client.get_version(name, champion)
+        local = cache.fetch(name, CHAMPION, client=client)
+        results.append(
+            BootstrapResult(
+                name=name,
+                action=action,
+                version=version.version,
+                sha256=version.sha256,
+                metrics=dict(version.metrics),
+                seconds=time.monotonic() - started,
+                cached=local.path,
+            )
+        )
+    return results
+
+
+def _promote_waiting_challenger(client: RegistryClient, name: str, echo: Echo) -> str | None:
+    """Promote a challenger left by an interrupted bootstrap, rather than training again."""
+    challenger = client.resolve(name, CHALLENGER)
+    if challenger is None:
+        return None
+    try:
+        decision = client.promote(name, challenger)
+    except PromotionRefused as e:
+        echo(f"{name}: challenger version {challenger} was not promoted: {e.reason}")
+        return None
+    echo(f"{name}: {decision.reason}")
+    return challenger
