@@ -237,21 +237,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "clear. Use --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy.",
             file=sys.stderr,
         )
-    import uvicorn
-
     try:
-        from inference.api import create_app
+        from inference.api import serve
     except ImportError as e:
         raise CliError(f"The HTTP API cannot be loaded ({e}).") from e
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    # inference.api.serve switches uvicorn's access log off: it would log raw URLs with identifiers.
+    serve(
+        settings,
         host=args.host,
         port=args.port,
         ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
         ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
         log_level=args.log_level,
-        server_header=False,
     )
     return 0
 
