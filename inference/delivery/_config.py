@@ -1,0 +1,123 @@
+"""Settings of PACS integration: destinations of the results, and the DIMSE listener's knobs.
+
+The fields are meant for :class:`inference.config.Settings`; until they are there, :func:`pacs_settings`
+reads each from the process settings when present and otherwise from the same ``DXASSIST_`` environment
+variables (``DXASSIST_DESTINATIONS`` holds JSON), so moving them into ``Settings`` changes nothing outside.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_AE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # AE VR: 16 printable characters, no backslash
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+class Destination(BaseModel):
+    """One place results go back to: a DICOM node (C-STORE) or a DICOMweb server (STOW-RS).
+
+    Attributes:
+        name: Label used in the outbox, the API (``deliveries``) and the metrics.
+        kind: ``dimse`` or ``stowrs``.
+        host: DIMSE: the PACS's host name or address.
+        port: DIMSE: the PACS's DICOM port.
+        ae_title: DIMSE: the PACS's (called) AE title.
+        calling_ae_title: DIMSE: the AE title dxassist presents; the PACS must know it.
+        url: STOW-RS: the DICOMweb base URL; objects are POSTed to ``{url}/studies``.
+        username: STOW-RS: HTTP basic user (with ``password``).
+        password: STOW-RS: HTTP basic password.
+        token: STOW-RS: bearer token (instead of basic auth).
+        timeout_seconds: Network timeout of one attempt.
+    """
+
+    model_config = {"frozen": True}
+
+    name: str
+    kind: Literal["dimse", "stowrs"]
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    ae_title: str | None = None
+    calling_ae_title: str = "DXASSIST"
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Destination:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(
+                f"Destination name {self.name[:64]!r} is not accepted; "
+                "use 1 to 64 letters, digits, '_', '-', '.'."
+            )
+        if self.kind == "dimse":
+            if not self.host or self.port is None or not self.ae_title:
+                raise ValueError(f"DIMSE destination {self.name!r} needs host, port and ae_title.")
+            for title in (self.ae_title, self.calling_ae_title):
+                if not _AE.fullmatch(title) or not title.strip():
+                    raise ValueError(
+                        f"AE title {title!r} of destination {self.name!r} is not valid; "
+                        "an AE title has 1 to 16 "
+                        "printable characters without a backslash."
+                    )
+        elif not self.url or not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"STOW-RS destination {self.name!r} needs an http:// or https:// url.")
+        return self
+
+
+class PacsSettings(BaseSettings):
+    """PACS integration settings (environment first, ``DXASSIST_`` prefix).
+
+    Attributes:
+        destinations: Where results are delivered (JSON list in ``DXASSIST_DESTINATIONS``).
+        dimse_port: Port of ``dxassist listen`` when ``--port`` is not given.
+        dimse_allowed_aets: Calling AE titles the listener accepts; empty accepts any.
+        dimse_stable_seconds: Quiet period: a study is analysed once no instance arrived for this long.
+        delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
+        delivery_backoff_cap_seconds: Longest retry delay.
+        delivery_poll_seconds: How often the outbox worker looks for due objects.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore")
+
+    destinations: list[Destination] = Field(default_factory=list)
+    dimse_port: int = Field(default=11112, ge=1, le=65535)
+    dimse_allowed_aets: list[str] = Field(default_factory=list)
+    dimse_stable_seconds: float = Field(default=5.0, ge=0)
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0)
+    delivery_backoff_cap_seconds: float = Field(default=60.0, gt=0)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PacsSettings:
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("Destination names must be unique.")
+        return self
+
+
+def pacs_settings(settings: Any = None) -> PacsSettings:
+    """The PACS settings: each field from ``settings`` when it has it, else from the environment."""
+    base = PacsSettings()
+    if settings is None:
+        return base
+    values = {
+        name: getattr(settings, name)
+        for name in PacsSettings.model_fields
+        if getattr(settings, name, None) is not None
+    }
+    if not values:
+        return base
+    merged = base.model_dump()
+    merged.update(
+        {
+            k: [d.model_dump() if isinstance(d, BaseModel) else d for d in v] if k == "destinations" else v
+            for k, v in values.items()
+        }
+    )
+    return PacsSettings.model_validate(merged)

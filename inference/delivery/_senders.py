@@ -1,0 +1,123 @@
+"""Sending one DICOM object to a destination: C-STORE (pynetdicom) or STOW-RS (httpx).
+
+Each sender returns on success and raises :class:`DeliveryFailed` otherwise, saying whether trying again
+later can help (the destination is down, busy or out of resources) or not (it refuses the object).
+Error texts name the destination, the transport and the status, never patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from io import BytesIO
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from inference.delivery._config import Destination
+
+logger = logging.getLogger(__name__)
+
+# PS3.4 C-STORE warnings: stored, with a remark.
+_STORE_WARNINGS: Final = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
+# 401/403: a credentials problem of the configuration, not of the object; fixed, the queue resumes.
+_RETRYABLE_HTTP: Final = frozenset({401, 403, 408, 425, 429})
+
+
+class DeliveryFailed(Exception):
+    """An attempt to deliver an object failed.
+
+    Attributes:
+        retryable: True when a later attempt may succeed.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def send(destination: Destination, payload: bytes, sop_class_uid: str) -> None:
+    """Deliver one Part-10 object to ``destination`` (blocking; run it in a thread).
+
+    Raises:
+        DeliveryFailed: The destination did not take the object.
+    """
+    if destination.kind == "dimse":
+        _c_store(destination, payload, sop_class_uid)
+    else:
+        _stow(destination, payload)
+
+
+def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> None:
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ds = dcmread(BytesIO(payload))
+    ae = AE(ae_title=destination.calling_ae_title)
+    ae.acse_timeout = destination.timeout_seconds
+    ae.dimse_timeout = destination.timeout_seconds
+    ae.network_timeout = destination.timeout_seconds
+    # One presentation context per transfer syntax: the acceptor then accepts the one it decodes.
+    ae.add_requested_context(sop_class_uid, ExplicitVRLittleEndian)
+    ae.add_requested_context(sop_class_uid, ImplicitVRLittleEndian)
+    where = f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port})"
+    assoc = ae.associate(
+        str(destination.host), int(destination.port or 0), ae_title=str(destination.ae_title)
+    )
+    if not assoc.is_established:
+        # Refused, aborted or unreachable: a PACS that is down or restarting answers like this.
+        raise DeliveryFailed(f"No association with {where}.", retryable=True)
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    if not status or "Status" not in status:
+        raise DeliveryFailed(f"{where} sent no C-STORE response.", retryable=True)
+    code = int(status.Status)
+    if code == 0x0000 or code in _STORE_WARNINGS:
+        return
+    # 0xA7xx: out of resources, try later; anything else is a refusal of this object.
+    raise DeliveryFailed(
+        f"{where} answered C-STORE status 0x{code:04X}.", retryable=(code & 0xFF00) == 0xA700
+    )
+
+
+def _stow(destination: Destination, payload: bytes) -> None:
+    import httpx
+
+    boundary = f"dxassist-{uuid.uuid4().hex}"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    auth: httpx.Auth | None = None
+    if destination.token is not None:
+        headers["Authorization"] = f"Bearer {destination.token.get_secret_value()}"
+    elif destination.username is not None:
+        password = destination.password.get_secret_value() if destination.password is not None else ""
+        auth = httpx.BasicAuth(destination.username, password)
+    url = f"{str(destination.url).rstrip('/')}/studies"
+    try:
+        with httpx.Client(timeout=destination.timeout_seconds, trust_env=False) as client:
+            if auth is None:
+                response = client.post(url, content=body, headers=headers)
+            else:
+                response = client.post(url, content=body, headers=headers, auth=auth)
+    except httpx.HTTPError as e:
+        raise DeliveryFailed(
+            f"STOW-RS to {destination.name} failed: {type(e).__name__}.", retryable=True
+        ) from e
+    if response.status_code in (200, 202):
+        # 202: some instances failed; this request had one, so look at the failed list.
+        if response.status_code == 202 and b"00081198" in response.content:
+            raise DeliveryFailed(f"STOW-RS to {destination.name} refused the object (202).", retryable=False)
+        return
+    retryable = response.status_code >= 500 or response.status_code in _RETRYABLE_HTTP
+    raise DeliveryFailed(
+        f"STOW-RS to {destination.name} answered HTTP {response.status_code}.", retryable=retryable
+    )

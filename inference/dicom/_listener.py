@@ -1,0 +1,270 @@
+"""``dxassist listen``: a DICOM node (C-ECHO and C-STORE SCP) that analyses the studies a PACS sends.
+
+Each received instance is validated and decoded on arrival (:func:`read_instance`); a refused one is
+answered with a DIMSE failure status and the association stays up. An accepted one is written durably
+under ``DXASSIST_HOME/incoming/<study>/<sop>.dcm`` before the success status goes out. Once a study has
+been quiet for ``dimse_stable_seconds`` it is analysed by the same service as an HTTP upload
+(:func:`inference.services.analyse_decoded`), its SR and heatmap captures are queued for every
+destination, and its folder is removed. Folders left by a stopped listener are analysed at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from inference.dicom._errors import DicomRejected
+from inference.dicom._header import ACCEPTED_CLASSES
+from inference.dicom._model import Limits
+from inference.dicom._read import read_instance, read_study
+from inference.dicom._stable import StableStudy, StudyCollector
+from inference.dicom._syntax import SUPPORTED
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from inference.delivery import OutboxWorker, PacsSettings
+    from inference.services import Context
+
+logger = logging.getLogger(__name__)
+
+VERIFICATION: Final = "1.2.840.10008.1.1"
+INCOMING_DIR: Final = "incoming"
+LOG_FILE: Final = "listener.jsonl"
+
+# PS3.4 C-STORE failure statuses.
+OUT_OF_RESOURCES: Final = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
+CANNOT_UNDERSTAND: Final = 0xC000
+_TICK_SECONDS: Final = 0.25
+
+
+def dimse_status(error: DicomRejected) -> int:
+    """The C-STORE failure status for a refused instance.
+
+    Too large (HTTP 413): out of resources (0xA700). Valid DICOM whose content is not a single-frame
+    grayscale chest radiograph (HTTP 422): data set does not match SOP class (0xA900). Broken or
+    undecodable (HTTP 400, 415): cannot understand (0xC000).
+    """
+    if error.status == 413:
+        return OUT_OF_RESOURCES
+    if error.status == 422:
+        return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    return CANNOT_UNDERSTAND
+
+
+@dataclass
+class _Node:
+    """What the association threads share with the analysis loop."""
+
+    collector: StudyCollector
+    limits: Limits
+    target_size: int | None
+
+
+def _on_store(event: Any, node: _Node) -> int:
+    """C-STORE: validate, write durably, then answer (runs in the association's thread)."""
+    calling = str(event.assoc.requestor.ae_title).strip()
+    try:
+        data = event.encoded_dataset(include_meta=True)
+    except Exception:  # pynetdicom could not even frame the dataset: the sender's data is unusable
+        logger.warning("a C-STORE dataset could not be encoded as a file", extra={"code": "malformed_header"})
+        return CANNOT_UNDERSTAND
+    try:
+        instance = read_instance(data, limits=node.limits, target_size=node.target_size)
+    except DicomRejected as e:
+        status = dimse_status(e)
+        logger.warning(
+            "C-STORE refused (%s), answered 0x%04X",
+            e.code,
+            status,
+            extra={"event": "dimse_refused", "code": e.code},
+        )
+        return status
+    try:
+        node.collector.store(
+            study_instance_uid=instance.study_instance_uid,
+            sop_instance_uid=instance.sop_instance_uid,
+            data=data,
+            sender=calling,
+        )
+    except OSError:
+        logger.exception("a received instance could not be written to disk")
+        return OUT_OF_RESOURCES
+    return 0x0000
+
+
+def _make_ae(ae_title: str, allowed: list[str], node: _Node) -> tuple[Any, list[Any]]:
+    from pynetdicom import AE, evt
+
+    ae = AE(ae_title=ae_title)
+    ae.add_supported_context(VERIFICATION)
+    for sop_class in sorted(ACCEPTED_CLASSES):
+        ae.add_supported_context(sop_class, sorted(SUPPORTED))
+    if allowed:
+        ae.require_calling_aet = allowed
+    # Decoding a large radiograph takes a moment: do not drop a sender waiting for its C-STORE response.
+    ae.dimse_timeout = 120
+    ae.network_timeout = 120
+    handlers = [(evt.EVT_C_STORE, _on_store, [node])]
+    return ae, handlers
+
+
+@contextlib.asynccontextmanager
+async def _context(settings: Settings) -> AsyncIterator[Context]:
+    """The engines of the listener process, as the API's lifespan builds them."""
+    from inference.api import registry_fetch
+    from inference.policy import Policy
+    from inference.record import Record
+    from inference.runtime import ModelHost
+    from inference.services import Context, Workers
+
+    record = Record(settings.record_url)
+    workers = Workers(settings.preprocess_workers)
+    host = ModelHost(settings, fetch=registry_fetch(settings))
+    try:
+        await asyncio.to_thread(record.migrate)
+        ctx = Context(
+            settings=settings,
+            record=record,
+            host=host,
+            policy=Policy.load(settings.site_policy),
+            workers=workers,
+            limits=Limits.from_settings(settings),
+        )
+        await host.start()
+        yield ctx
+    finally:
+        await host.stop()
+        workers.close()
+        record.close()
+
+
+async def _analyse(ctx: Context, pacs: PacsSettings, worker: OutboxWorker, study: StableStudy) -> bool:
+    """Analyse one stable study and queue its outputs; True when its folder may be removed."""
+    from inference.delivery import enqueue_result
+    from inference.security import Principal
+    from inference.services import Actor, analyse_decoded
+
+    served = ctx.host.imaging
+    blobs = [path.read_bytes() for path in study.files]
+    try:
+        decoded = await ctx.workers.run(
+            read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
+        )
+    except DicomRejected as e:
+        # Every instance was valid on arrival; the study as a whole is not analysable (lateral only, ...).
+        logger.warning(
+            "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
+        )
+        return True
+    actor = Actor(Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs"), client=None)
+    outcome = await analyse_decoded(
+        ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
+    )
+    added = await enqueue_result(
+        record=ctx.record,
+        host=ctx.host,
+        destinations=pacs.destinations,
+        org_root=ctx.settings.org_root,
+        study=decoded,
+        result=outcome.result,
+    )
+    if added:
+        worker.wake()
+    return True
+
+
+async def listen(
+    settings: Settings,
+    *,
+    ae_title: str = "DXASSIST",
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the DICOM listener, the study analysis loop and the outbox worker until ``stop`` is set.
+
+    Args:
+        settings: Process settings (``DXASSIST_HOME``, limits, PACS settings).
+        ae_title: The listener's AE title (the called AE title senders use).
+        port: TCP port; ``dimse_port`` of the PACS settings when None.
+        host: Address to bind (loopback by default).
+        stop: Set it to stop; SIGINT and SIGTERM set it when None.
+    """
+    from inference.delivery import OutboxWorker, pacs_settings
+
+    pacs = pacs_settings(settings)
+    port = pacs.dimse_port if port is None else port
+    stop = stop if stop is not None else _stop_on_signals()
+    collector = StudyCollector(settings.resolved_home / INCOMING_DIR, quiet_seconds=pacs.dimse_stable_seconds)
+    recovered = collector.recover()
+    if recovered:
+        logger.info("%d received studies from a previous run will be analysed", len(recovered))
+    async with _context(settings) as ctx:
+        worker = OutboxWorker.from_settings(ctx.record, pacs)
+        worker.start()
+        try:
+            target = ctx.host.imaging.imaging_meta.input_size
+        except Exception:  # no model yet: decode at full resolution on arrival
+            target = None
+        node = _Node(collector=collector, limits=ctx.limits, target_size=target)
+        ae, handlers = _make_ae(ae_title, list(pacs.dimse_allowed_aets), node)
+        server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        logger.info(
+            "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}
+        )
+        try:
+            while not stop.is_set():
+                for study in collector.stable():
+                    await _process(ctx, pacs, worker, collector, study)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=_TICK_SECONDS)
+        finally:
+            await asyncio.to_thread(server.shutdown)
+            await worker.stop()
+            logger.info("DICOM listener stopped", extra={"event": "shutdown"})
+
+
+async def _process(
+    ctx: Context, pacs: PacsSettings, worker: OutboxWorker, collector: StudyCollector, study: StableStudy
+) -> None:
+    try:
+        remove = await _analyse(ctx, pacs, worker, study)
+    except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
+        logger.exception(
+            "a received study could not be analysed now; it is kept and tried again (%s)", type(e).__name__
+        )
+        collector.retry_later(study)
+        return
+    collector.done(study, remove=remove)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_listener(
+    settings: Settings, *, ae_title: str = "DXASSIST", port: int | None = None, host: str = "127.0.0.1"
+) -> None:
+    """Blocking entry point of ``dxassist listen``: run :func:`listen` until SIGINT or SIGTERM.
+
+    Args:
+        settings: Process settings.
+        ae_title: The listener's AE title.
+        port: TCP port (``DXASSIST_DIMSE_PORT``, default 11112, when None).
+        host: Address to bind; keep loopback unless the PACS is on another machine.
+    """
+    from inference.observability import configure_logging
+
+    configure_logging(log_file=settings.log_dir / LOG_FILE)
+    asyncio.run(listen(settings, ae_title=ae_title, port=port, host=host))

@@ -1,0 +1,318 @@
+"""The outbox: DICOM objects waiting for delivery to a PACS, one row per object and destination.
+
+A row is written before any attempt to send it (``pending``), and leaves that state once: ``sent`` when
+the destination accepted it, ``failed`` when the destination refused it for good. The UNIQUE constraint
+on ``(result_id, destination, object_uid)`` makes enqueuing idempotent, so a result is delivered once
+per destination however often it is enqueued. Rows of one destination are sent in ``id`` order: only
+the oldest pending row of a destination is ever handed out, so a later result never overtakes an
+earlier one that is waiting for its retry.
+
+Functions here take the :class:`~inference.record.Record` and use its sessionmaker; ``last_error`` holds
+transport and status text only, never patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from inference.record._engine import IMMEDIATE
+from inference.record._errors import RecordError
+from inference.record._types import UTCDateTime, iso, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from inference.record._store import Record
+
+logger = logging.getLogger(__name__)
+
+STATES: Final = ("pending", "sent", "failed")
+KINDS: Final = ("sr", "sc")
+_ERROR_MAX: Final = 512
+
+# The table as created by migration 0002 (Core, so the ORM of the record stays untouched).
+_metadata = MetaData()
+outbox = Table(
+    "outbox",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("result_id", String(36), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("object_uid", String(64), nullable=False),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime()),
+    Column("last_error", String(_ERROR_MAX)),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+)
+
+
+@dataclass(frozen=True)
+class OutboxObject:
+    """One DICOM object to deliver: its kind, SOP UIDs and Part-10 bytes."""
+
+    kind: str
+    object_uid: str
+    sop_class_uid: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A row handed to the worker (claimed: no other worker sends it until the lease ends)."""
+
+    id: int
+    result_id: str
+    destination: str
+    kind: str
+    object_uid: str
+    sop_class_uid: str
+    payload: bytes
+    attempts: int
+
+
+def _write_session(session: Session) -> None:
+    # SQLite: take the write lock up front so concurrent workers queue instead of failing.
+    session.connection(execution_options={IMMEDIATE: True})
+
+
+def enqueue(
+    record: Record, *, result_id: str, destinations: Sequence[str], objects: Sequence[OutboxObject]
+) -> int:
+    """Put every object in the outbox for every destination, once; already queued pairs are kept as they are.
+
+    Args:
+        record: The patient record.
+        result_id: The committed result the objects were made from.
+        destinations: Destination names (from the settings).
+        objects: The objects to deliver.
+
+    Returns:
+        How many rows were added (0 when everything was queued already).
+
+    Raises:
+        RecordError: A kind outside ``sr``/``sc`` or a database failure.
+    """
+    for obj in objects:
+        if obj.kind not in KINDS:
+            raise RecordError(
+                f"Outbox object kind {obj.kind!r} is not accepted; use one of {', '.join(KINDS)}."
+            )
+    if not destinations or not objects:
+        return 0
+    for _attempt in range(3):
+        try:
+            with record.sessions() as session, session.begin():
+                _write_session(session)
+                existing = {
+                    (row.destination, row.object_uid)
+                    for row in session.execute(
+                        select(outbox.c.destination, outbox.c.object_uid).where(
+                            outbox.c.result_id == result_id
+                        )
+                    )
+                }
+                now = utcnow()
+                rows = [
+                    {
+                        "result_id": result_id,
+                        "destination": destination,
+                        "kind": obj.kind,
+                        "object_uid": obj.object_uid,
+                        "sop_class_uid": obj.sop_class_uid,
+                        "payload": obj.payload,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created": now,
+                    }
+                    for destination in destinations
+                    for obj in objects
+                    if (destination, obj.object_uid) not in existing
+                ]
+                if rows:
+                    session.execute(insert(outbox), rows)
+                return len(rows)
+        except IntegrityError:
+            # A concurrent enqueue of the same result won the race: read what it wrote and try again.
+            logger.info("A concurrent enqueue of the same result won a race; retrying.")
+        except DBAPIError as e:
+            raise RecordError("The outbox could not be written; nothing was queued.") from e
+    raise RecordError("The outbox could not be written because concurrent enqueues kept conflicting.")
+
+
+def claim_next(
+    record: Record, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0
+) -> OutboxItem | None:
+    """Hand out the oldest pending object of a destination when it is due and not leased by another worker.
+
+    Only the oldest pending row is considered, so deliveries of one destination keep their order.
+
+    Returns:
+        The claimed item, or ``None`` when nothing of this destination is due now.
+    """
+    now = now or utcnow()
+    with record.sessions() as session, session.begin():
+        _write_session(session)
+        row = session.execute(
+            select(outbox)
+            .where(outbox.c.destination == destination, outbox.c.state == "pending")
+            .order_by(outbox.c.id)
+            .limit(1)
+        ).first()
+        if row is None or row.next_attempt_at > now:
+            return None
+        if row.lease_until is not None and row.lease_until > now:
+            return None
+        claimed = session.execute(
+            update(outbox)
+            .where(
+                outbox.c.id == row.id,
+                outbox.c.state == "pending",
+                or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+            )
+            .values(lease_until=now + timedelta(seconds=lease_seconds))
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            return None
+        return OutboxItem(
+            id=row.id,
+            result_id=row.result_id,
+            destination=row.destination,
+            kind=row.kind,
+            object_uid=row.object_uid,
+            sop_class_uid=row.sop_class_uid,
+            payload=row.payload,
+            attempts=row.attempts,
+        )
+
+
+def _finish(record: Record, item_id: int, values: dict[str, Any]) -> None:
+    try:
+        with record.sessions() as session, session.begin():
+            _write_session(session)
+            session.execute(
+                update(outbox).where(outbox.c.id == item_id, outbox.c.state == "pending").values(**values)
+            )
+    except DBAPIError as e:
+        raise RecordError("The outbox state could not be updated.") from e
+
+
+def mark_sent(record: Record, *, item_id: int, now: datetime | None = None) -> None:
+    """The destination accepted the object."""
+    now = now or utcnow()
+    _finish(
+        record,
+        item_id,
+        {
+            "state": "sent",
+            "sent_at": now,
+            "attempts": outbox.c.attempts + 1,
+            "lease_until": None,
+            "last_error": None,
+        },
+    )
+
+
+def mark_retry(record: Record, *, item_id: int, error: str, next_attempt_at: datetime) -> None:
+    """The attempt failed for a reason that may pass (destination down, busy, out of resources)."""
+    _finish(
+        record,
+        item_id,
+        {
+            "attempts": outbox.c.attempts + 1,
+            "next_attempt_at": next_attempt_at,
+            "lease_until": None,
+            "last_error": error[:_ERROR_MAX],
+        },
+    )
+
+
+def mark_failed(record: Record, *, item_id: int, error: str) -> None:
+    """The destination refused the object for good; it is not sent again."""
+    _finish(
+        record,
+        item_id,
+        {
+            "state": "failed",
+            "attempts": outbox.c.attempts + 1,
+            "lease_until": None,
+            "last_error": error[:_ERROR_MAX],
+        },
+    )
+
+
+def count_pending(record: Record, *, destination: str | None = None) -> int:
+    """How many objects wait for delivery (to one destination, or to all)."""
+    query = select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
+    if destination is not None:
+        query = query.where(outbox.c.destination == destination)
+    with record.sessions() as session:
+        return int(session.scalar(query) or 0)
+
+
+def pending_destinations(record: Record) -> list[str]:
+    """Destination names that have objects waiting."""
+    with record.sessions() as session:
+        return sorted(
+            session.scalars(select(outbox.c.destination).where(outbox.c.state == "pending").distinct())
+        )
+
+
+def deliveries(record: Record, *, result_id: str) -> list[dict[str, Any]]:
+    """The delivery state of every object of a result, for ``GET /v1/results/{id}``.
+
+    Returns:
+        ``[{destination, kind, object, state, attempts, sent_at, last_error}]`` in queue order; ``object``
+        is the SOP Instance UID of the delivered DICOM object.
+    """
+    with record.sessions() as session:
+        rows = session.execute(
+            select(
+                outbox.c.destination,
+                outbox.c.kind,
+                outbox.c.object_uid,
+                outbox.c.state,
+                outbox.c.attempts,
+                outbox.c.sent_at,
+                outbox.c.last_error,
+            )
+            .where(outbox.c.result_id == result_id)
+            .order_by(outbox.c.id)
+        )
+        return [
+            {
+                "destination": row.destination,
+                "kind": row.kind,
+                "object": row.object_uid,
+                "state": row.state,
+                "attempts": row.attempts,
+                "sent_at": iso(row.sent_at) if row.sent_at is not None else None,
+                "last_error": row.last_error,
+            }
+            for row in rows
+        ]

@@ -1,0 +1,272 @@
+"""The PACS test harness: Debian's Orthanc with the DICOMweb plugin, and ``dxassist listen`` beside it.
+
+Orthanc runs from a generated configuration in tmp: HTTP and DICOM on free ports, remote HTTP access off,
+authentication on with one registered user, HTTP compression off (Orthanc 1.10.1 gzips every reply
+otherwise, which is slow), storage and index in tmp, the DICOMweb plugin loaded, dxassist declared as
+modality ``dxassist``, and a Lua ``OnStableStudy`` that sends each new CR/DX series of a stable study to
+dxassist and never the AI's own output. Orthanc 1.10.1 cannot bind to one address: its DICOM port listens on
+every interface of this firewall-free sandbox, is ephemeral and only ever used over loopback.
+
+The listener runs in a subprocess with a tmp ``DXASSIST_HOME`` seeded with the tiny models; its only
+destination is Orthanc's DICOM port. Both processes are stopped (SIGTERM, then SIGKILL) by the fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ORTHANC_BIN = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+ORTHANC_AET = "ORTHANC"
+LISTENER_AET = "DXASSIST"
+TEST_AET = "DXTEST"
+USER, PASSWORD = "integrator", "pacs-test-secret"
+STABLE_AGE = 2
+QUIET_SECONDS = 1.0
+MAX_INSTANCE_BYTES = 1_000_000
+
+LUA_ROUTE = """
+-- Send every new CR/DX series of a stable study to dxassist, never dxassist's own output.
+function OnStableStudy(studyId, tags, metadata)
+  local series = ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))
+  for _, s in ipairs(series) do
+    local t = s['MainDicomTags']
+    local modality = t['Modality'] or ''
+    local manufacturer = t['Manufacturer'] or ''
+    local sent = false
+    for _, name in ipairs(ParseJson(RestApiGet('/series/' .. s['ID'] .. '/metadata'))) do
+      if name == 'DxassistSent' then sent = true end
+    end
+    if (modality == 'CR' or modality == 'DX') and manufacturer ~= 'dxassist' and not sent then
+      -- The REST route takes a series (Lua's SendToModality takes instances only in Orthanc 1.10).
+      RestApiPost('/modalities/dxassist/store', DumpJson({Resources = {s['ID']}, Synchronous = true}))
+      RestApiPut('/series/' .. s['ID'] .. '/metadata/DxassistSent', 'yes')
+    end
+  end
+end
+"""
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def wait_until(predicate: Any, *, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Timed out after {timeout} s waiting for {what}.")
+        time.sleep(interval)
+
+
+@dataclass
+class Orthanc:
+    """One Orthanc process and its REST client (stop and start keep the same storage and ports)."""
+
+    root: Path
+    http_port: int
+    dicom_port: int
+    listener_port: int
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.root / "orthanc.log"
+        lua = self.root / "route.lua"
+        lua.write_text(LUA_ROUTE)
+        config = {
+            "Name": "dxassist-test-pacs",
+            "StorageDirectory": str(self.root / "storage"),
+            "IndexDirectory": str(self.root / "index"),
+            "StorageCompression": False,
+            "HttpServerEnabled": True,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {USER: PASSWORD},
+            "HttpCompressionEnabled": False,
+            "DicomServerEnabled": True,
+            "DicomAet": ORTHANC_AET,
+            "DicomPort": self.dicom_port,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomModalities": {"dxassist": [LISTENER_AET, "127.0.0.1", self.listener_port]},
+            "StableAge": STABLE_AGE,
+            "LuaScripts": [str(lua)],
+            "UserMetadata": {"DxassistSent": 1024},
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+            "ConcurrentJobs": 2,
+            "SaveJobs": False,
+        }
+        (self.root / "orthanc.json").write_text(json.dumps(config, indent=2))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def client(self) -> httpx.Client:
+        """An authenticated HTTP client of Orthanc's REST API and DICOMweb."""
+        return httpx.Client(base_url=self.url, auth=(USER, PASSWORD), timeout=30.0, trust_env=False)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [ORTHANC_BIN, str(self.root / "orthanc.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+            )
+
+        def answers() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"Orthanc exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                with self.client() as client:
+                    return client.get("/system").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, timeout=30, what="Orthanc's REST API")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        with self.client() as client:
+            response = client.get(path, **kwargs)
+            response.raise_for_status()
+            return response.json() if "json" in response.headers.get("content-type", "") else response.content
+
+    def study_id(self, study_uid: str) -> str | None:
+        with self.client() as client:
+            found = client.post("/tools/lookup", content=study_uid).json()
+        ids = [item["ID"] for item in found if item["Type"] == "Study"]
+        return ids[0] if ids else None
+
+
+@dataclass
+class Listener:
+    """``dxassist listen`` in a subprocess."""
+
+    home: Path
+    port: int
+    destinations: list[dict[str, Any]]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.home / "listener-stdout.log"
+
+    @property
+    def record_url(self) -> str:
+        return f"sqlite:///{self.home / 'record.db'}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DXASSIST_", "MLFLOW_"))}
+        env.update(
+            {
+                "DXASSIST_HOME": str(self.home),
+                "DXASSIST_MODEL_WATCH_SECONDS": "0",
+                "DXASSIST_PREPROCESS_WORKERS": "1",
+                "DXASSIST_MAX_INSTANCE_BYTES": str(MAX_INSTANCE_BYTES),
+                "DXASSIST_DESTINATIONS": json.dumps(self.destinations),
+                "DXASSIST_DIMSE_ALLOWED_AETS": json.dumps([ORTHANC_AET, TEST_AET, "STORESCU"]),
+                "DXASSIST_DIMSE_STABLE_SECONDS": str(QUIET_SECONDS),
+                "DXASSIST_DELIVERY_BACKOFF_SECONDS": "0.3",
+                "DXASSIST_DELIVERY_BACKOFF_CAP_SECONDS": "1.0",
+                "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
+            }
+        )
+        code = (
+            "import inference\n"
+            "from inference.config import Settings\n"
+            "from inference.dicom._listener import run_listener\n"
+            f"run_listener(Settings(), ae_title={LISTENER_AET!r}, port={self.port})\n"
+        )
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home
+            )
+
+        def echoes() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"The listener exited at start:\n{self.log.read_text()[-3000:]}")
+            done = subprocess.run(
+                ["echoscu", "-aet", TEST_AET, "-aec", LISTENER_AET, "-to", "2", "127.0.0.1", str(self.port)],
+                capture_output=True,
+                check=False,
+            )
+            return done.returncode == 0
+
+        wait_until(echoes, timeout=60, interval=0.3, what="the dxassist listener's C-ECHO")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process, timeout=20)
+            self.process = None
+
+
+@dataclass(frozen=True)
+class Pacs:
+    """Orthanc and the dxassist listener, wired to each other."""
+
+    orthanc: Orthanc
+    listener: Listener
+    work: Path
+
+
+def require_tools() -> None:
+    missing = [tool for tool in (ORTHANC_BIN, DICOMWEB_PLUGIN) if not Path(tool).exists()]
+    missing += [tool for tool in ("storescu", "echoscu", "dciodvfy") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            "The PACS tests need Debian's orthanc, orthanc-dicomweb, dcmtk and dicom3tools; "
+            f"missing: {missing}."
+        )
+
+
+def storescu(files: list[Path], *, port: int, called: str, calling: str = "STORESCU") -> None:
+    """Send files to 127.0.0.1 with dcmtk's storescu (``-xv``: JPEG 2000 lossless, then uncompressed)."""
+    done = subprocess.run(
+        ["storescu", "-xv", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

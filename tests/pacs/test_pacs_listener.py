@@ -1,0 +1,79 @@
+"""The DIMSE listener as a sender sees it: AE allow-list, failure statuses, files on disk, restart."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
+from _pacs_harness import LISTENER_AET, TEST_AET, Pacs, wait_until
+
+from inference.record import Record
+
+pytestmark = pytest.mark.integration
+
+
+def _associate(pacs: Pacs, calling: str = TEST_AET) -> object:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    return ae.associate("127.0.0.1", pacs.listener.port, ae_title=LISTENER_AET)
+
+
+def _dataset(data: bytes) -> object:
+    from pydicom import dcmread
+
+    return dcmread(BytesIO(data))
+
+
+def test_unknown_calling_ae_title_is_rejected(pacs: Pacs) -> None:
+    assoc = _associate(pacs, calling="INTRUDER")
+    assert assoc.is_rejected  # type: ignore[attr-defined]
+
+
+def test_refused_instances_get_failure_statuses_and_the_association_stays_up(pacs: Pacs) -> None:
+    study = new_uid()
+    not_chest_modality = _dataset(chest_cr(study=study, modality="CT"))
+    too_large = _dataset(chest_cr(study=study, size=800))  # 1.3 MB > the listener's 1 MB limit
+    truncated = _dataset(chest_cr(study=study))
+    truncated.PixelData = truncated.PixelData[:1000]  # type: ignore[attr-defined]
+    good_sop = new_uid()
+    good = _dataset(chest_cr(study=study, sop=good_sop))
+
+    assoc = _associate(pacs)
+    assert assoc.is_established  # type: ignore[attr-defined]
+    try:
+        statuses = [int(assoc.send_c_store(ds).Status) for ds in (not_chest_modality, too_large, truncated)]  # type: ignore[attr-defined]
+        assert statuses == [0xA900, 0xA700, 0xC000]
+        assert assoc.is_established  # type: ignore[attr-defined]
+        assert int(assoc.send_c_store(good).Status) == 0x0000  # type: ignore[attr-defined]
+        # On disk before the success status came back (the quiet period has not passed yet).
+        assert (pacs.listener.home / "incoming" / study / f"{good_sop}.dcm").is_file()
+    finally:
+        assoc.release()  # type: ignore[attr-defined]
+
+
+def test_a_study_received_before_a_restart_is_analysed_after_it(pacs: Pacs) -> None:
+    study = new_uid()
+    assoc = _associate(pacs)
+    try:
+        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000  # type: ignore[attr-defined]
+    finally:
+        assoc.release()  # type: ignore[attr-defined]
+    pacs.listener.stop()  # within the quiet period: nothing analysed yet
+    folder = pacs.listener.home / "incoming" / study
+    assert any(folder.glob("*.dcm"))
+    pacs.listener.start()
+
+    def analysed() -> bool:
+        record = Record(pacs.listener.record_url)
+        try:
+            return record.latest_study_result(study_instance_uid=study) is not None
+        finally:
+            record.close()
+
+    wait_until(analysed, timeout=30, what="the result of the study received before the restart")
+    wait_until(lambda: not folder.exists(), timeout=10, what="the study's folder to be cleaned")

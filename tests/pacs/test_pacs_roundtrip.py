@@ -1,0 +1,140 @@
+"""A study sent into Orthanc comes back from dxassist as a TID 1500 SR and heatmaps in the same study."""
+
+from __future__ import annotations
+
+import subprocess
+from io import BytesIO
+from typing import Any
+
+import pytest
+from _pacs_dicom import PATIENT_ID, chest_cr, new_uid, write
+from _pacs_harness import ORTHANC_AET, Pacs, storescu, wait_until
+
+from inference.explain import FINDING_CODES
+from inference.record import Record, _outbox
+
+pytestmark = pytest.mark.integration
+
+SR_MODALITY = "SR"
+
+
+def _flatten(items: Any, out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """(concept name meaning, value) of every SR content item, depth first."""
+    for item in items:
+        name = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
+        if item.ValueType == "CODE":
+            concept = item.ConceptCodeSequence[0]
+            out.append((name, concept.CodeMeaning))
+            out.append((f"{name} code", concept.CodeValue))
+        elif item.ValueType == "NUM":
+            out.append((name, float(item.MeasuredValueSequence[0].NumericValue)))
+        elif item.ValueType in ("TEXT", "UIDREF"):
+            out.append((name, item.TextValue if item.ValueType == "TEXT" else item.UID))
+        else:
+            out.append((name, item.ValueType))
+        if "ContentSequence" in item:
+            _flatten(item.ContentSequence, out)
+    return out
+
+
+def _series_by_modality(pacs: Pacs, study_id: str) -> dict[str, list[dict[str, Any]]]:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for series in pacs.orthanc.get(f"/studies/{study_id}/series"):
+        by.setdefault(series["MainDicomTags"].get("Modality", ""), []).append(series)
+    return by
+
+
+def _delivered(pacs: Pacs, study_uid: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The listener's result of a study and its deliveries, once every delivery is sent."""
+    record = Record(pacs.listener.record_url)
+    try:
+        result = record.latest_study_result(study_instance_uid=study_uid)
+        if result is None:
+            return None
+        deliveries = _outbox.deliveries(record, result_id=result["result_id"])
+    finally:
+        record.close()
+    if not deliveries or any(d["state"] != "sent" for d in deliveries):
+        return None
+    return result, deliveries
+
+
+def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> None:
+    study_uid = new_uid()
+    frontal = write(pacs.work / "a" / "pa.dcm", chest_cr(study=study_uid, view="PA", blob=True))
+    lateral = write(
+        pacs.work / "a" / "ll.dcm", chest_cr(study=study_uid, view="LL", blob=False, j2k=True, seed=3)
+    )
+    storescu([frontal, lateral], port=pacs.orthanc.dicom_port, called=ORTHANC_AET)
+
+    study_id = wait_until(lambda: pacs.orthanc.study_id(study_uid), timeout=10, what="the study in Orthanc")
+    result, deliveries = wait_until(
+        lambda: _delivered(pacs, study_uid), timeout=60, interval=0.5, what="dxassist's deliveries to Orthanc"
+    )
+    by_modality = _series_by_modality(pacs, study_id)
+    assert any("lateral" in w.lower() for w in result["warnings"]), result["warnings"]
+    positives = [f for f in result["findings"] if f["positive"]]
+    assert positives, "the bright blob must make the tiny model call some findings positive"
+
+    # Exactly one SR and one capture per positive finding, all in the source's study, all sent.
+    sr_series = by_modality[SR_MODALITY]
+    assert len(sr_series) == 1 and len(sr_series[0]["Instances"]) == 1
+    captures = [
+        s
+        for modality, series in by_modality.items()
+        if modality != SR_MODALITY
+        for s in series
+        if s["MainDicomTags"].get("Manufacturer") == "dxassist"
+    ]
+    assert len(captures) == 1 and len(captures[0]["Instances"]) == len(positives)
+    assert "AI" in captures[0]["MainDicomTags"]["SeriesDescription"]
+    assert "not for diagnosis" in captures[0]["MainDicomTags"]["SeriesDescription"].lower()
+    assert sorted(d["state"] for d in deliveries) == ["sent"] * (1 + len(positives))
+
+    # Enqueuing the same objects again adds nothing: exactly once per destination.
+    record = Record(pacs.listener.record_url)
+    try:
+        again = [_outbox.OutboxObject(d["kind"], d["object"], "1.2.3", b"resend") for d in deliveries]
+        added = _outbox.enqueue(
+            record, result_id=result["result_id"], destinations=["orthanc"], objects=again
+        )
+    finally:
+        record.close()
+    assert added == 0
+
+    # DICOMweb (QIDO-RS) lists the same series in the same study.
+    dicomweb = pacs.orthanc.get(f"/dicom-web/studies/{study_uid}/series")
+    modalities = sorted(item["00080060"]["Value"][0] for item in dicomweb)
+    assert modalities.count(SR_MODALITY) == 1 and len(dicomweb) == 4, modalities
+
+    # The SR read back from the PACS: same patient, the findings with their probabilities, the algorithm.
+    from pydicom import dcmread
+
+    sr_bytes = pacs.orthanc.get(f"/instances/{sr_series[0]['Instances'][0]}/file")
+    sr = dcmread(BytesIO(sr_bytes))
+    assert sr.StudyInstanceUID == study_uid and sr.PatientID == PATIENT_ID
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    model = result["model"]
+    assert sr.ManufacturerModelName == model["name"] and sr.SoftwareVersions[0] == str(model["version"])
+    assert any(
+        item.get("ManufacturerModelName") == model["name"] and "DeviceUID" in item
+        for item in sr.ContributingEquipmentSequence
+    ), "the Contributing Equipment Sequence names the algorithm with its Device UID"
+    content = _flatten(sr.ContentSequence, [])
+    values = [value for _name, value in content]
+    assert model["name"] in values and str(model["version"]) in values
+    probabilities = [value for name, value in content if name == "Probability of finding"]
+    assert len(probabilities) == len(result["findings"])
+    finding_codes = {value for name, value in content if name == "Finding code"}
+    for finding in result["findings"]:
+        assert FINDING_CODES[finding["code"]][1] in finding_codes, finding["code"]  # SNOMED CT concept
+        assert any(abs(p - finding["probability"] * 100) < 1e-3 for p in probabilities), finding["code"]
+    assert values.count("Present") == len(positives)
+    assert values.count("Absent") == len(result["findings"]) - len(positives)
+
+    # dciodvfy (dicom3tools) finds no error in the SR and the captures as the PACS stores them.
+    for instance in [sr_series[0]["Instances"][0], *captures[0]["Instances"]]:
+        path = write(pacs.work / "a" / f"{instance}.dcm", pacs.orthanc.get(f"/instances/{instance}/file"))
+        checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+        errors = [line for line in checked.stderr.splitlines() if line.startswith("Error")]
+        assert not errors, errors
