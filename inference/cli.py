@@ -269,14 +269,9 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
 
 def _cmd_listen(args: argparse.Namespace) -> int:
     settings = _settings()
-    try:
-        listener = importlib.import_module("inference.listener")
-    except ImportError as e:
-        raise CliError(
-            f"The DICOM listener is not available in this installation ({e}); send studies through "
-            "POST /dicomweb/studies (STOW-RS) or POST /v1/studies instead."
-        ) from e
-    listener.serve_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)
+    from inference.dicom import run_listener
+
+    run_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)
     return 0
 
 
@@ -343,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("listen", help="DICOM DIMSE listener (C-ECHO, C-STORE)")
     p.add_argument("--ae-title", default="DXASSIST")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=11112)
+    p.add_argument("--port", type=int, default=None, help="default DXASSIST_DIMSE_PORT or 11112")
     p.set_defaults(handler=_cmd_listen, own_logging=True)
     return parser
 

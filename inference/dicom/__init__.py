@@ -13,9 +13,11 @@ from ._errors import (
     DicomUnsupportedMedia,
     known_codes,
 )
+from ._listener import dimse_status, listen, run_listener
 from ._model import Instance, Limits, PatientInfo, Study
 from ._read import MAX_SEQUENCE_DEPTH, read_instance, read_study
 from ._select import is_lateral, select_frontal
+from ._stable import StudyCollector
 from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
 
 __all__ = [
@@ -30,9 +32,13 @@ __all__ = [
     "Limits",
     "PatientInfo",
     "Study",
+    "StudyCollector",
+    "dimse_status",
     "is_lateral",
     "known_codes",
+    "listen",
     "read_instance",
     "read_study",
+    "run_listener",
     "select_frontal",
 ]

@@ -212,15 +212,17 @@ class Listener:
                 "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
             }
         )
-        code = (
-            "import inference\n"
-            "from inference.config import Settings\n"
-            "from inference.dicom._listener import run_listener\n"
-            f"run_listener(Settings(), ae_title={LISTENER_AET!r}, port={self.port})\n"
-        )
+        command = [
+            str(Path(sys.executable).with_name("dxassist")),
+            "listen",
+            "--ae-title",
+            LISTENER_AET,
+            "--port",
+            str(self.port),
+        ]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home
             )
 
         def echoes() -> bool:
