@@ -105,11 +105,19 @@ def _check_codestream(header: CodestreamHeader, layout: PixelLayout) -> None:
         )
 
 
+_JPEG_LS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+
+
 def _full(ds: Dataset, ts: str) -> np.ndarray:
     from pydicom.pixels.decoders.base import get_decoder
 
+    decoder = get_decoder(ts)
+    options: dict[str, str] = {}
+    # For JPEG-LS, CharLS (pyjpegls) decodes about 4x faster than libjpeg, pydicom's first choice.
+    if ts in _JPEG_LS and "pyjpegls" in decoder.available_plugins:
+        options["decoding_plugin"] = "pyjpegls"
     try:
-        arr, _ = get_decoder(ts).as_array(ds, index=0)
+        arr, _ = decoder.as_array(ds, index=0, **options)
     except MemoryError as e:
         raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
     except Exception as e:

@@ -103,7 +103,9 @@ def inflate_capped(deflated: bytes, cap: int) -> bytes:
     out = bytearray()
     pending = deflated
     try:
-        while pending:
+        # Stop at the end of the deflate stream: bytes after it (pydicom pads odd lengths with one)
+        # stay in unused_data and would otherwise be fed again forever.
+        while pending and not inflater.eof:
             out += inflater.decompress(pending, _INFLATE_CHUNK)
             if len(out) > cap:
                 raise reject(

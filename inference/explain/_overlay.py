@@ -95,5 +95,6 @@ def overlay_png(
         draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=BOX_SHADOW, width=3 * width)
         draw.rectangle((x0, y0, x1, y1), outline=BOX_COLOUR, width=width)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # fastest zlib level: a third of the encode time for files about a fifth larger
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

@@ -131,6 +131,8 @@ def make_session(path: Path, settings: SessionSettings, *, device_id: int = 0) -
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle ORT threads spinning between runs steal the core the next decode needs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
     try:
         session = ort.InferenceSession(

@@ -175,3 +175,17 @@ def test_corrupt_codestream_is_refused_as_decode_failure() -> None:
     start = data.index(b"\xff\x4f\xff\x51")
     data[start + 43 : start + 75] = b"\xaa" * 32  # the marker segments after SIZ become garbage
     assert _rejected(bytes(data)).code == "decode_failed"
+
+
+@pytest.mark.timeout(10)
+def test_deflate_stream_followed_by_padding_inflates_and_stops() -> None:
+    # pydicom pads an odd-length deflated dataset with one byte after the end of the stream;
+    # the inflater must stop at the end of the stream instead of feeding that byte forever.
+    import zlib
+
+    from inference.dicom._guards import _INFLATE_CHUNK, inflate_capped
+
+    raw = bytes(range(256)) * (2 * _INFLATE_CHUNK // 256)  # output ends exactly on a chunk boundary
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    stream = compressor.compress(raw) + compressor.flush()
+    assert inflate_capped(stream + b"\x00", cap=4 * _INFLATE_CHUNK) == raw
