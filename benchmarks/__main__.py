@@ -1,0 +1,274 @@
+"""``python -m benchmarks [--quick]``: one run, every baseline and the server, ratios printed at the end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import inference  # noqa: F401  (telemetry off before onnxruntime or mlflow is imported anywhere)
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument(
+        "--quick", action="store_true", help="one input size, fewer repeats and requests (about 1.5 minutes)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="model input side S (default: the quick training profile's, what bootstrap serves)",
+    )
+    p.add_argument(
+        "--extra-size", type=int, default=320, help="a second input size for model and loop figures (0: none)"
+    )
+    p.add_argument(
+        "--positives",
+        type=int,
+        default=1,
+        help="findings made positive on the benchmark image (heatmaps rendered)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random model weights")
+    p.add_argument("--no-server", action="store_true", help="skip the end-to-end part")
+    p.add_argument("--profile", action="store_true", help="sample the server with py-spy under 16 clients")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the results (default benchmarks/results/latest.json)",
+    )
+    p.add_argument(
+        "--no-readme", action="store_true", help="do not rewrite the figures in benchmarks/README.md"
+    )
+    return p.parse_args(argv)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_baselines(
+    args: argparse.Namespace, work: Path, home: Path, files: list[Any], budget: Any, results: dict[str, Any]
+) -> Any:
+    from benchmarks import _bare, _model
+
+    try:
+        build = _model.build_imaging
+        _model.quick_profile_input_size()
+    except ImportError as e:  # a server-only install: no torch, no training package
+        _say(f"training is not installed ({e}); measuring the tiny onnx.helper model instead of CxrNet")
+        build = None
+    sizes = [args.input_size] + (
+        [args.extra_size] if args.extra_size and args.extra_size != args.input_size else []
+    )
+    explicit = next(f for f in files if f.syntax.key == "explicit")
+    j2k = next((f for f in files if f.syntax.key == "j2k" and f.available), None)
+    primary_pipe = None
+    for size in sizes:
+        _say(f"-- model at {size} px: export, ONNX Runtime, PyTorch eager")
+        model = (
+            build(work, input_size=size, seed=args.seed)
+            if build
+            else _model.build_tiny_imaging(work, input_size=size)
+        )
+        pipe = _bare.BarePipeline(model.path, model.preprocess)
+        tensor = pipe.prepare(pipe.decode(explicit.data))
+        logits = pipe.run(tensor)[0][0]
+        temperature = 1.0
+        probabilities = 1.0 / (1.0 + np.exp(-logits / temperature))
+        thresholds = _model.set_thresholds(model.path, probabilities, positives=args.positives)
+        pipe = _bare.BarePipeline(model.path, model.preprocess)  # the session of the file as served
+        entry: dict[str, Any] = {"architecture": model.architecture, "thresholds": thresholds}
+        entry["ort"] = _bare.ort_timing(pipe, tensor, budget).to_dict()
+        if model.module is not None:
+            entry["torch"] = _bare.torch_timing(model.module, tensor, budget).to_dict()
+        results["models"][str(size)] = entry
+        if size == args.input_size:
+            results["run"]["architecture"] = model.architecture
+            results["run"]["session"] = pipe.session_options
+            _model.seed_home(home, model.path, work)
+            primary_pipe = pipe
+        else:
+            from benchmarks._stats import measure
+
+            entry["loop"] = {}
+            for f in (explicit, j2k):
+                if f is not None and f.syntax.key not in results["decode_problems"]:
+                    entry["loop"][f.syntax.key] = measure(
+                        lambda f=f, pipe=pipe: pipe.loop(f.data),
+                        warmup=budget.warmup,
+                        repeats=budget.repeats,
+                        max_seconds=budget.max_seconds,
+                    ).to_dict()
+    assert primary_pipe is not None
+    for f in files:
+        if not f.available or f.syntax.key in results["decode_problems"]:
+            continue
+        _say(f"-- {f.syntax.label}: decode, preprocess, bare loop")
+        results["syntaxes"][f.syntax.key] = _bare.syntax_timings(
+            primary_pipe, f, budget, positives=args.positives
+        )
+    return primary_pipe
+
+
+def run_server(
+    args: argparse.Namespace, home: Path, tmp: Path, files: list[Any], uids: Any, results: dict[str, Any]
+) -> None:
+    from benchmarks import _files, _profile, _server
+    from inference.config import Settings
+    from inference.security import issue_token
+
+    quick = args.quick
+    latency_n, warmup = (6, 1) if quick else (16, 2)
+    levels = {1: 3, 4: 4, 16: 16} if quick else {1: 8, 4: 16, 16: 32}
+    max_seconds = 15.0 if quick else 30.0
+    server: dict[str, Any] = {"latency": {}, "throughput": {}}
+    results["server"] = server
+    chosen = [
+        f
+        for f in files
+        if f.syntax.key in ("explicit", "j2k")
+        and f.available
+        and f.syntax.key not in results["decode_problems"]
+    ]
+    counter = 1
+    with _server.running_server(home, tmp / "server.log") as (base, pid):
+        token = issue_token(Settings(), subject="benchmark", role="pacs", facility="BENCHMARK")
+        for f in chosen:
+            _say(f"-- server, {f.syntax.label}: latency at 1 client")
+            bodies = [
+                _server.multipart_body(v)
+                for v in _files.uid_variants(f.data, uids, range(counter, counter + latency_n))
+            ]
+            counter += latency_n
+            server["latency"][f.syntax.key] = _server.latency(base, token, bodies, warmup=warmup).to_dict()
+            server["throughput"][f.syntax.key] = {}
+            for clients, n in levels.items():
+                _say(f"-- server, {f.syntax.label}: throughput at {clients} clients ({n} studies at most)")
+                bodies = [
+                    _server.multipart_body(v)
+                    for v in _files.uid_variants(f.data, uids, range(counter, counter + n))
+                ]
+                counter += n
+                server["throughput"][f.syntax.key][str(clients)] = _server.throughput(
+                    base, token, bodies, clients=clients, max_seconds=max_seconds
+                )
+                del bodies
+        if args.profile and chosen:
+            f = chosen[0]
+            wall = server["throughput"][f.syntax.key]["16"]["wall_seconds"]
+            n = levels[16]
+            bodies = [
+                _server.multipart_body(v)
+                for v in _files.uid_variants(f.data, uids, range(counter, counter + n))
+            ]
+            counter += n
+            out = tmp / "py-spy.txt"
+            spy = _profile.start(pid, out, wall * 0.9)
+            if spy is None:
+                results["profile"] = {"samples": 0, "note": "py-spy is not installed"}
+            else:
+                _say(f"-- server, {f.syntax.label}: profiling 16 clients with py-spy")
+                time.sleep(1.0)  # py-spy attaches
+                _server.throughput(base, token, bodies, clients=16, max_seconds=max_seconds)
+                spy.wait(timeout=wall + 60)
+                results["profile"] = _profile.summarise(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    from benchmarks import _bare, _files, _machine, _report, _server
+
+    started = time.perf_counter()
+    budget = _bare.Budget(warmup=1, repeats=4, max_seconds=2.0) if args.quick else _bare.Budget(2, 12, 6.0)
+    if args.input_size is None:
+        try:
+            from benchmarks._model import quick_profile_input_size
+
+            args.input_size = quick_profile_input_size()
+        except ImportError:
+            args.input_size = 160
+    if args.quick and args.extra_size == 320:
+        args.extra_size = 0  # --quick measures one input size unless another is asked for
+    results: dict[str, Any] = {
+        "machine": _machine.describe(),
+        "run": {
+            "quick": args.quick,
+            "input_size": args.input_size,
+            "extra_size": args.extra_size,
+            "positives": args.positives,
+            "seed": args.seed,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        "files": {},
+        "missing_encoders": {},
+        "decode_problems": {},
+        "models": {},
+        "syntaxes": {},
+        "server": None,
+        "ratios": [],
+    }
+    m = results["machine"]
+    _say(
+        f"dxassist benchmarks on {m['cpu_model']} ({m['cores']} cores, {m['ram_gib']} GiB), "
+        f"load average {results['run']['load_average']}"
+    )
+    with tempfile.TemporaryDirectory(prefix="dxassist-bench-") as name:
+        tmp = Path(name)
+        home, work = tmp / "home", tmp / "work"
+        work.mkdir()
+        # The in-process baselines read the same settings as the server: same threads, same provider.
+        for key in ("DXASSIST_DATABASE_URL", "MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI"):
+            os.environ.pop(key, None)
+        os.environ.update(_server.server_env(home))
+
+        _say("-- writing the 2048 x 2048 12-bit study in each transfer syntax")
+        uids = _files.UidTemplate()
+        files = _files.encode_all(_files.chest_pixels(), uids)
+        for f in files:
+            if f.available:
+                results["files"][f.syntax.key] = {
+                    "label": f.syntax.label,
+                    "bytes": len(f.data),
+                    "encode_seconds": round(f.encode_seconds, 3),
+                }
+            else:
+                results["missing_encoders"][f.syntax.key] = f.missing
+                _say(f"   {f.syntax.label}: {f.missing}")
+        _say("-- checking that every file decodes (in a child process, with a timeout)")
+        results["decode_problems"] = _bare.probe_decode(
+            files, args.input_size, timeout=15.0 if args.quick else 30.0
+        )
+        for key, why in results["decode_problems"].items():
+            _say(f"   {key}: {why}")
+
+        run_baselines(args, work, home, files, budget, results)
+        if not args.no_server:
+            try:
+                run_server(args, home, tmp, files, uids, results)
+            except Exception as e:  # report what failed and keep the baselines
+                results["server"] = {**(results["server"] or {}), "error": f"{type(e).__name__}: {e}"}
+                log = tmp / "server.log"
+                if log.exists():
+                    results["server"]["log_tail"] = log.read_text(errors="replace")[-2000:]
+                _say(f"server part failed: {type(e).__name__}: {e}")
+    results["run"]["seconds_total"] = round(time.perf_counter() - started, 1)
+    results["ratios"] = _report.ratios(results)
+    _say("")
+    _say(_report.text_report(results))
+    _report.write_json(results, args.json or _report.RESULTS)
+    if not args.no_readme and args.json is None:
+        if not _report.update_readme(results):
+            _say("benchmarks/README.md has no figure markers; figures not written there")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Baselines measured in-process: ONNX Runtime, PyTorch eager, decode, preprocess and the bare loop.
+
+The bare loop is the server's work without the server: ``read_study`` (as the server calls it, with
+``target_size`` so JPEG 2000 decodes at reduced resolution) → ``prepare`` → one ``session.run`` of a
+session built by ``inference.runtime.make_session`` from the same settings as the server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from benchmarks._files import JPEG_LS_LOSSLESS, EncodedFile
+from benchmarks._stats import Timing, measure
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Repeats and wall-time cap per measurement."""
+
+    warmup: int
+    repeats: int
+    max_seconds: float
+
+
+def _probe_target(data: bytes, target_size: int | None) -> None:
+    from inference.config import Settings
+    from inference.dicom import Limits, read_study
+
+    read_study([data], limits=Limits.from_settings(Settings()), target_size=target_size)
+
+
+def probe_decode(files: list[EncodedFile], target_size: int, timeout: float = 60.0) -> dict[str, str]:
+    """Decode each file once in a forked process; return ``{key: problem}`` for those that fail or hang.
+
+    A decoder that never returns would stall the whole benchmark (and a server worker): find it first.
+    """
+    problems: dict[str, str] = {}
+    ctx = multiprocessing.get_context("fork")
+    for f in files:
+        if not f.available:
+            continue
+        for target in (target_size, None):
+            proc = ctx.Process(target=_probe_target, args=(f.data, target), daemon=True)
+            proc.start()
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                problems[f.syntax.key] = (
+                    f"inference.dicom.read_study did not return within {timeout:.0f} s "
+                    f"(target_size={target}); decoding hangs"
+                )
+                break
+            if proc.exitcode != 0:
+                problems[f.syntax.key] = f"inference.dicom.read_study failed (exit code {proc.exitcode})"
+                break
+    return problems
+
+
+class BarePipeline:
+    """The server's imaging steps, called directly."""
+
+    def __init__(self, onnx_path: Any, preprocess: dict[str, Any]) -> None:
+        from inference.config import Settings
+        from inference.dicom import Limits
+        from inference.preprocess import PreprocessParams
+        from inference.runtime import make_session
+
+        settings = Settings()  # the environment the server gets, so the same threads and provider
+        self.session = make_session(onnx_path, settings)
+        self.limits = Limits.from_settings(settings)
+        self.params = PreprocessParams.from_metadata(preprocess)
+        self.input_size = self.params.input_size
+        self._render: Callable[[], list[bytes]] = lambda: []
+        self.session_options = {
+            "intra_op_threads": settings.intra_op_threads,
+            "inter_op_threads": settings.inter_op_threads,
+            "provider": self.session.get_providers()[0],
+        }
+
+    def decode(self, data: bytes, *, reduced: bool = True) -> Any:
+        from inference.dicom import read_study
+
+        return read_study([data], limits=self.limits, target_size=self.input_size if reduced else None)
+
+    def prepare(self, study: Any) -> np.ndarray:
+        from inference.preprocess import prepare
+
+        return prepare(study.primary, self.params).tensor
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(["logits", "cam"], {"image": tensor[None]})
+
+    def loop(self, data: bytes, *, reduced: bool = True) -> list[np.ndarray]:
+        return self.run(self.prepare(self.decode(data, reduced=reduced)))
+
+    def explain(self, data: bytes, positives: int) -> list[bytes]:
+        """What the server adds after scoring, per positive finding: CAM → heatmap in image geometry,
+        hottest box, PNG overlay on the display image (``inference.explain``, as the imaging service
+        calls it). Decoding, preprocessing and scoring happen before the clock matters: see the caller."""
+        from inference.explain import cam_to_heatmap, hottest_box, overlay_png
+        from inference.preprocess import prepare, to_unit
+
+        instance = self.decode(data).primary
+        prepared = prepare(instance, self.params)
+        cam = self.run(prepared.tensor)[1][0]
+
+        def render() -> list[bytes]:
+            base = to_unit(
+                instance.pixels,
+                photometric=instance.photometric,
+                rescale_slope=instance.rescale_slope,
+                rescale_intercept=instance.rescale_intercept,
+                window_centers=instance.window_centers,
+                window_widths=instance.window_widths,
+                voi_lut_function=instance.voi_lut_function,
+                voi_lut=instance.voi_lut,
+                window_percentiles=self.params.window_percentiles,
+            )
+            pngs = []
+            for k in range(positives):
+                heat = cam_to_heatmap(cam[k], prepared.geometry)
+                pngs.append(overlay_png(base, heat, box=hottest_box(heat)))
+            return pngs
+
+        self._render = render
+        return render()
+
+
+def ort_timing(pipe: BarePipeline, tensor: np.ndarray, budget: Budget) -> Timing:
+    """(a) ``session.run`` at batch 1 on a preprocessed tensor."""
+    return measure(
+        lambda: pipe.run(tensor),
+        warmup=budget.warmup + 3,
+        repeats=budget.repeats * 3,
+        max_seconds=budget.max_seconds,
+    )
+
+
+def torch_timing(module: Any, tensor: np.ndarray, budget: Budget, threads: int = 2) -> Timing:
+    """(b) PyTorch eager, ``torch.inference_mode``, ``threads`` intra-op threads, batch 1."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(np.ascontiguousarray(tensor[None]))
+
+    def run() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    try:
+        timing = measure(
+            run, warmup=budget.warmup + 3, repeats=budget.repeats * 3, max_seconds=budget.max_seconds
+        )
+    finally:
+        torch.set_num_threads(previous)
+    return Timing(timing.samples, {"threads": threads})
+
+
+def syntax_timings(
+    pipe: BarePipeline, f: EncodedFile, budget: Budget, *, positives: int = 0
+) -> dict[str, Any]:
+    """(c) and (d) for one file: loop and decode+preprocess (reduced path), full-resolution loop when it
+    differs, and decode alone."""
+    study = pipe.decode(f.data)
+    reduction = study.primary.reduction
+    shape = tuple(study.primary.pixels.shape)
+    timed: dict[str, Callable[[], Any]] = {
+        "loop": lambda: pipe.loop(f.data),
+        "decode_preprocess": lambda: pipe.prepare(pipe.decode(f.data)),
+        "decode": lambda: pipe.decode(f.data),
+    }
+    if reduction > 1:
+        timed["loop_full_resolution"] = lambda: pipe.loop(f.data, reduced=False)
+        timed["decode_preprocess_full_resolution"] = lambda: pipe.prepare(pipe.decode(f.data, reduced=False))
+    out: dict[str, Any] = {
+        "label": f.syntax.label,
+        "transfer_syntax": f.syntax.uid,
+        "file_bytes": len(f.data),
+        "encode_seconds": round(f.encode_seconds, 3),
+        "decoded_shape": list(shape),
+        "reduction": reduction,
+    }
+    for name, fn in timed.items():
+        out[name] = measure(
+            fn, warmup=budget.warmup, repeats=budget.repeats, max_seconds=budget.max_seconds
+        ).to_dict()
+    if positives > 0 and f.syntax.key in ("explicit", "j2k"):
+        pipe.explain(f.data, positives)
+        out["explain"] = measure(
+            pipe._render, warmup=budget.warmup, repeats=budget.repeats, max_seconds=budget.max_seconds
+        ).to_dict()
+        out["explain"]["positives"] = positives
+    if f.syntax.uid == JPEG_LS_LOSSLESS:
+        out["pydicom_decoders"] = _jpegls_plugins(f.data, budget)
+    return out
+
+
+def _jpegls_plugins(data: bytes, budget: Budget) -> dict[str, Any]:
+    """JPEG-LS full decode per pydicom plugin: which one ``inference.dicom`` gets by default matters."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+    from pydicom.pixels.decoders.base import get_decoder
+
+    ds = dcmread(BytesIO(data))
+    decoder = get_decoder(JPEG_LS_LOSSLESS)
+    out: dict[str, Any] = {}
+    for plugin in decoder.available_plugins:
+        out[plugin] = measure(
+            lambda plugin=plugin: decoder.as_array(ds, index=0, decoding_plugin=plugin),
+            warmup=1,
+            repeats=budget.repeats,
+            max_seconds=budget.max_seconds / 2,
+        ).to_dict()
+    return out

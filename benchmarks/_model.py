@@ -1,0 +1,146 @@
+"""The models a run serves: ``CxrNet`` with fixed random weights exported to ONNX, and the tiny triage model.
+
+Random weights are enough to measure speed (ONNX Runtime and PyTorch do the same arithmetic whatever the
+values). The thresholds are set after export so that exactly ``positives`` findings are positive on the
+benchmark image: the server then renders that many heatmaps per study, as it would for an abnormal one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABELS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
+IMAGING_NAME = "cxr-findings"
+TRIAGE_NAME = "vitals-triage"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ImagingModel:
+    """An exported imaging model.
+
+    Attributes:
+        path: The ONNX file.
+        module: The PyTorch module it was exported from (None for the onnx.helper fallback).
+        architecture: What was built, for the report.
+        input_size: Side S of the input.
+        preprocess: The ``dxassist.preprocess`` metadata.
+    """
+
+    path: Path
+    module: Any
+    architecture: str
+    input_size: int
+    preprocess: dict[str, Any]
+
+
+def quick_profile_input_size() -> int:
+    """The input size of the ``quick`` training profile (what ``dxassist bootstrap`` serves)."""
+    from training.pipeline import ImagingConfig
+
+    return int(ImagingConfig.from_profile("quick").input_size)
+
+
+def _tests_on_path() -> None:
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+
+
+def build_imaging(work: Path, *, input_size: int, seed: int = 0) -> ImagingModel:
+    """Build ``CxrNet`` as the quick profile configures it (input ``input_size``) and export it to ONNX."""
+    import torch
+
+    from training.export import export_onnx
+    from training.models import CxrNet
+    from training.pipeline import ImagingConfig
+
+    cfg = ImagingConfig.from_profile("quick", input_size=input_size)
+    torch.manual_seed(seed)
+    module = CxrNet(len(LABELS), widths=cfg.widths, depths=cfg.depths, strides=cfg.strides).eval()
+    preprocess = {"input_size": input_size, "mean": 0.5, "std": 0.25, "window_percentiles": [0.5, 99.5]}
+    metadata = {
+        "dxassist.kind": "imaging",
+        "dxassist.model_name": IMAGING_NAME,
+        "dxassist.labels": list(LABELS),
+        "dxassist.thresholds": dict.fromkeys(LABELS, 0.5),
+        "dxassist.temperature": 1.0,
+        "dxassist.preprocess": preprocess,
+        "dxassist.synthetic": "true",
+        "dxassist.training_data": "benchmark model: CxrNet with fixed random weights, never trained",
+        "dxassist.config": {**cfg.to_dict(), "builder": "benchmarks/_model.py", "seed": seed},
+    }
+    rng = np.random.default_rng(seed)
+    example = rng.standard_normal((2, 1, input_size, input_size), dtype=np.float32)
+    path = work / f"cxr-findings-{input_size}.onnx"
+    # Random weights give large activations; the parity check only guards the export here.
+    export_onnx(
+        module,
+        {"image": example},
+        ["logits", "cam"],
+        path,
+        metadata=metadata,
+        parity_outputs=["logits"],
+        tolerance=1e-2,
+    )
+    widths = "-".join(map(str, cfg.widths))
+    return ImagingModel(
+        path=path,
+        module=module,
+        architecture=f"CxrNet widths {widths}, depths {'-'.join(map(str, cfg.depths))} (quick profile)",
+        input_size=input_size,
+        preprocess=preprocess,
+    )
+
+
+def build_tiny_imaging(work: Path, *, input_size: int) -> ImagingModel:
+    """Fallback when ``training`` is not installed: the onnx.helper model of ``tests/tiny_models.py``."""
+    _tests_on_path()
+    from tiny_models import build_imaging_onnx, imaging_metadata
+
+    size = input_size - input_size % 8
+    path = build_imaging_onnx(work / f"tiny-imaging-{size}.onnx", input_size=size)
+    meta = imaging_metadata(input_size=size, labels=LABELS)
+    return ImagingModel(
+        path, None, "tiny onnx.helper model (training not installed)", size, meta["dxassist.preprocess"]
+    )
+
+
+def set_thresholds(path: Path, probabilities: np.ndarray, *, positives: int) -> dict[str, float]:
+    """Rewrite ``dxassist.thresholds`` so the ``positives`` most probable findings are positive.
+
+    Each threshold sits halfway between the finding's probability and 0 (positive) or 1 (negative), so
+    the small differences between decode paths (reduced-resolution JPEG 2000) do not flip a finding.
+    """
+    import onnx
+
+    order = np.argsort(-probabilities)
+    thresholds: dict[str, float] = {}
+    for rank, index in enumerate(order):
+        p = float(probabilities[index])
+        value = p / 2 if rank < positives else (1 + p) / 2
+        thresholds[LABELS[index]] = float(min(max(value, 1e-6), 1 - 1e-6))
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "dxassist.thresholds":
+            prop.value = json.dumps(thresholds)
+    onnx.save_model(model, str(path))
+    return thresholds
+
+
+def seed_home(home: Path, imaging: Path, work: Path) -> None:
+    """Seed ``home``'s model cache with the imaging model and the tiny triage model as ``champion``."""
+    _tests_on_path()
+    from tiny_models import build_triage_onnx, seed_cache
+
+    cache = home / "models"
+    seed_cache(cache, IMAGING_NAME, imaging, version="1", aliases=("champion",))
+    seed_cache(
+        cache, TRIAGE_NAME, build_triage_onnx(work / "triage.onnx"), version="1", aliases=("champion",)
+    )

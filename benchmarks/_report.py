@@ -1,0 +1,255 @@
+"""Ratios with their targets, the printed table, ``results/latest.json`` and the README figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "latest.json"
+README = HERE / "README.md"
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+
+def _ms(entry: dict[str, Any] | None, key: str = "median_ms") -> float:
+    return float(entry[key]) if entry and entry.get(key) is not None else math.nan
+
+
+def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The four headline ratios: value, target, whether it is met (None when not measured)."""
+    size = str(results["run"]["input_size"])
+    model = results["models"].get(size, {})
+    explicit = results["syntaxes"].get("explicit", {})
+    server = results.get("server") or {}
+    bare_loop = _ms(explicit.get("loop"))
+    e2e = server.get("latency", {})
+    e2e_explicit = _ms(e2e.get("explicit"))
+    e2e_j2k = _ms(e2e.get("j2k"))
+    tput16 = (server.get("throughput", {}).get("explicit", {}).get("16") or {}).get("studies_per_second")
+    bare_tput = 1000.0 / bare_loop if bare_loop == bare_loop and bare_loop > 0 else math.nan
+    rows = [
+        (
+            "e2e_vs_bare_loop",
+            "server latency, 1 client, uncompressed / bare decode+preprocess+ORT loop",
+            e2e_explicit / bare_loop,
+            "<=",
+            1.25,
+        ),
+        (
+            "j2k_vs_uncompressed_e2e",
+            "server latency, JPEG 2000 / uncompressed",
+            e2e_j2k / e2e_explicit,
+            "<=",
+            2.0,
+        ),
+        (
+            "throughput16_vs_bare_loop",
+            "server throughput at 16 clients / bare loop throughput (1 / median)",
+            (tput16 if tput16 is not None else math.nan) / bare_tput,
+            ">=",
+            0.90,
+        ),
+        (
+            "ort_vs_torch",
+            "ONNX Runtime / PyTorch eager (batch 1, lower is faster)",
+            _ms(model.get("ort")) / _ms(model.get("torch")),
+            "info",
+            None,
+        ),
+    ]
+    out = []
+    for key, what, value, op, target in rows:
+        measured = value == value  # not NaN
+        met = None
+        if measured and target is not None:
+            met = value <= target if op == "<=" else value >= target
+        out.append(
+            {
+                "key": key,
+                "what": what,
+                "value": round(value, 3) if measured else None,
+                "target": f"{op} {target}" if target is not None else None,
+                "met": met,
+            }
+        )
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "—" if v != v else f"{v:.1f}"
+
+
+def text_report(results: dict[str, Any]) -> str:
+    """The table printed at the end of a run."""
+    lines: list[str] = []
+    m = results["machine"]
+    lines.append(
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['ram_gib']} GiB, Python {m['python']}, "
+        f"ONNX Runtime {m['onnxruntime']}, torch {m['torch']}, {m['date']}"
+    )
+    lines.append(f"Model: {results['run']['architecture']}; session {results['run']['session']}")
+    lines.append("")
+    lines.append(f"{'model (batch 1)':<34}{'median ms':>11}{'p95 ms':>10}")
+    for size, entry in results["models"].items():
+        for name in ("ort", "torch"):
+            if entry.get(name):
+                label = f"{'ONNX Runtime' if name == 'ort' else 'PyTorch eager'} {size} px"
+                lines.append(f"{label:<34}{_fmt(_ms(entry[name])):>11}{_fmt(_ms(entry[name], 'p95_ms')):>10}")
+        for key, loop in entry.get("loop", {}).items():
+            label = f"bare loop {key} {size} px"
+            lines.append(f"{label:<34}{_fmt(_ms(loop)):>11}{_fmt(_ms(loop, 'p95_ms')):>10}")
+    lines.append("")
+    head = (
+        f"{'syntax':<26}{'MB':>6}{'red.':>5}{'decode':>9}{'dec+prep':>10}{'loop':>9}{'loop p95':>10}"
+        f"{'full loop':>11}"
+    )
+    lines.append(head + "   (median ms)")
+    for entry in results["syntaxes"].values():
+        lines.append(
+            f"{entry['label']:<26}{entry['file_bytes'] / 1e6:>6.1f}{entry['reduction']:>5}"
+            f"{_fmt(_ms(entry['decode'])):>9}{_fmt(_ms(entry['decode_preprocess'])):>10}"
+            f"{_fmt(_ms(entry['loop'])):>9}{_fmt(_ms(entry['loop'], 'p95_ms')):>10}"
+            f"{_fmt(_ms(entry.get('loop_full_resolution'))):>11}"
+        )
+        if entry.get("explain"):
+            t = entry["explain"]
+            lines.append(
+                f"    + explain ({t['positives']} heatmap PNG, not in the loop): {_fmt(_ms(t))} ms, "
+                f"p95 {_fmt(_ms(t, 'p95_ms'))} ms"
+            )
+        for plugin, t in entry.get("pydicom_decoders", {}).items():
+            lines.append(f"    pydicom full decode with {plugin}: {_fmt(_ms(t))} ms")
+    for key, why in {**results["missing_encoders"], **results["decode_problems"]}.items():
+        lines.append(f"{key:<26}not measured: {why}")
+    server = results.get("server")
+    if server:
+        lines.append("")
+        if server.get("error"):
+            lines.append(f"server: {server['error']}")
+        for key, t in server.get("latency", {}).items():
+            lines.append(
+                f"server latency {key:<10} 1 client: p50 {_fmt(_ms(t))} ms, p95 {_fmt(_ms(t, 'p95_ms'))} ms "
+                f"(n={t['n']}, positive findings per result {t.get('positive_findings_per_result')})"
+            )
+        for key, levels in server.get("throughput", {}).items():
+            for clients, t in levels.items():
+                lines.append(
+                    f"server throughput {key:<8} {clients:>2} clients: {t['studies_per_second']} studies/s "
+                    f"({t['completed']} in {t['wall_seconds']} s, errors {t['errors']}), "
+                    f"latency p50 {t['latency_p50_ms']} ms, p95 {t['latency_p95_ms']} ms"
+                )
+    lines.append("")
+    lines.append(f"{'ratio':<28}{'value':>8}  {'target':<8} {'':<7}what")
+    for r in results["ratios"]:
+        verdict = {True: "met", False: "MISSED", None: ""}[r["met"]]
+        value = "—" if r["value"] is None else f"{r['value']:.2f}"
+        lines.append(f"{r['key']:<28}{value:>8}  {r['target'] or '':<8} {verdict:<7}{r['what']}")
+    profile = results.get("profile")
+    if profile and profile.get("samples"):
+        lines.append("")
+        lines.append(f"server profile under 16 clients ({profile['samples']} samples), inclusive share:")
+        for frame, share in profile["inclusive"][:12]:
+            lines.append(f"  {share:>6.1%}  {frame}")
+        lines.append("leaf share:")
+        for frame, share in profile["leaf"][:10]:
+            lines.append(f"  {share:>6.1%}  {frame}")
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path = RESULTS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def update_readme(results: dict[str, Any], path: Path = README) -> bool:
+    """Replace the figures between the markers of ``README.md``; False when the markers are missing."""
+    if not path.exists():
+        return False
+    text = path.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return False
+    m = results["machine"]
+    md = [
+        START,
+        "",
+        f"Measured {m['date']} with `python -m benchmarks{' --quick' if results['run']['quick'] else ''}` "
+        f"(whole run {results['run']['seconds_total']:.0f} s).",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['cpu_model']} |",
+        f"| cores (usable) | {m['cores']} ({m['cores_usable']}) |",
+        f"| RAM | {m['ram_gib']} GiB |",
+        f"| OS | {m['os']} |",
+        f"| Python | {m['python']} |",
+        f"| ONNX Runtime / torch / pydicom | {m['onnxruntime']} / {m['torch']} / {m['pydicom']} |",
+        f"| load average at start | {results['run'].get('load_average')} |",
+        "",
+        f"Model: {results['run']['architecture']}, input {results['run']['input_size']} px; "
+        f"ONNX Runtime session {results['run']['session']}.",
+        "",
+        "| ratio | value | target | |",
+        "|---|---|---|---|",
+    ]
+    for r in results["ratios"]:
+        verdict = {True: "met", False: "**missed**", None: ""}[r["met"]]
+        value = "—" if r["value"] is None else f"{r['value']:.2f}"
+        md.append(f"| {r['what']} | {value} | {r['target'] or 'info'} | {verdict} |")
+    md += ["", "| model, batch 1 | median ms | p95 ms |", "|---|---|---|"]
+    for size, entry in results["models"].items():
+        for name, label in (("ort", "ONNX Runtime"), ("torch", "PyTorch eager, 2 threads")):
+            if entry.get(name):
+                md.append(
+                    f"| {label}, {size} px | {_fmt(_ms(entry[name]))} | {_fmt(_ms(entry[name], 'p95_ms'))} |"
+                )
+        for key, loop in entry.get("loop", {}).items():
+            md.append(f"| bare loop ({key}), {size} px | {_fmt(_ms(loop))} | {_fmt(_ms(loop, 'p95_ms'))} |")
+    md += [
+        "",
+        "| transfer syntax (2048², 12-bit) | MB | decoded at | decode ms | decode+preprocess ms | loop ms | "
+        "loop p95 ms | full-resolution loop ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in results["syntaxes"].values():
+        shape = "×".join(map(str, e["decoded_shape"]))
+        md.append(
+            f"| {e['label']} | {e['file_bytes'] / 1e6:.1f} | {shape} | {_fmt(_ms(e['decode']))} | "
+            f"{_fmt(_ms(e['decode_preprocess']))} | {_fmt(_ms(e['loop']))} | "
+            f"{_fmt(_ms(e['loop'], 'p95_ms'))} | "
+            f"{_fmt(_ms(e.get('loop_full_resolution')))} |"
+        )
+    for e in results["syntaxes"].values():
+        if e.get("explain"):
+            t = e["explain"]
+            md.append(
+                f"| {e['label']}: explain, {t['positives']} heatmap PNG (not in the loop) | | | | | "
+                f"{_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | |"
+            )
+    for key, why in {**results["missing_encoders"], **results["decode_problems"]}.items():
+        md.append(f"| {key} | | | not measured: {why} | | | | |")
+    server = results.get("server") or {}
+    if server.get("latency") or server.get("throughput"):
+        md += [
+            "",
+            "| server (`POST /v1/studies`) | studies/s | p50 ms | p95 ms | n |",
+            "|---|---|---|---|---|",
+        ]
+        for key, t in server.get("latency", {}).items():
+            md.append(
+                f"| {key}, 1 client, sequential | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | {t['n']} |"
+            )
+        for key, levels in server.get("throughput", {}).items():
+            for clients, t in levels.items():
+                md.append(
+                    f"| {key}, {clients} concurrent clients | {t['studies_per_second']} | "
+                    f"{t['latency_p50_ms']} | {t['latency_p95_ms']} | {t['completed']} |"
+                )
+    if server.get("error"):
+        md += ["", f"Server part failed: {server['error']}"]
+    md += ["", END]
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    path.write_text(before + "\n".join(md) + after, encoding="utf-8")
+    return True

@@ -1,0 +1,182 @@
+"""End to end through the real server: ``python -m inference.cli serve`` (``dxassist serve``) in a
+subprocess on 127.0.0.1, a free port and the run's own DXASSIST_HOME; httpx clients on the same machine.
+
+Request bodies are built before timing (one ``multipart/form-data`` body per request, each a new study:
+the server answers a resent study from the record without analysing it), so the clients spend their time
+waiting, not encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._stats import Timing, percentile
+
+BOUNDARY = "dxassist-benchmark-boundary"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+REQUEST_TIMEOUT = 180.0
+
+
+class ServerFailed(RuntimeError):
+    """The server did not become ready, or answered a benchmark request with an error."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(home: Path) -> dict[str, str]:
+    """The environment of the server (and of the in-process baselines): this run's home, nothing shared."""
+    env = dict(os.environ)
+    # Never let a benchmark write into a configured production database or registry.
+    for key in ("DXASSIST_DATABASE_URL", "MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    env["DXASSIST_HOME"] = str(home)
+    env["DXASSIST_ENVIRONMENT"] = "development"
+    return env
+
+
+@contextlib.contextmanager
+def running_server(home: Path, log_path: Path, *, ready_timeout: float = 120.0) -> Iterator[tuple[str, int]]:
+    """Start the server, wait for ``/readyz``; yield ``(base_url, pid)``; stop it (SIGTERM, then SIGKILL)."""
+    import httpx
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "inference.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, env=server_env(home), stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise ServerFailed(f"The server exited with code {proc.returncode}; see {log_path}.")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerFailed(
+                        f"The server was not ready within {ready_timeout:.0f} s; see {log_path}."
+                    )
+                time.sleep(0.25)
+            yield base, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def multipart_body(data: bytes) -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="image.dcm"\r\n'
+        "Content-Type: application/dicom\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _check(response: Any) -> int:
+    if response.status_code != 201:
+        raise ServerFailed(
+            f"POST /v1/studies answered {response.status_code} (201 expected: a new study each time): "
+            f"{response.text[:300]}"
+        )
+    return sum(1 for finding in response.json().get("findings", []) if finding.get("positive"))
+
+
+def latency(base: str, token: str, bodies: Sequence[bytes], *, warmup: int) -> Timing:
+    """Sequential requests from one client: per-request latency (the first ``warmup`` not counted)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": CONTENT_TYPE}
+    samples: list[float] = []
+    positives: set[int] = set()
+    with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
+        for i, body in enumerate(bodies):
+            t0 = time.perf_counter()
+            response = client.post("/v1/studies", content=body)
+            elapsed = time.perf_counter() - t0
+            positives.add(_check(response))
+            if i >= warmup:
+                samples.append(elapsed)
+    return Timing(tuple(samples), {"positive_findings_per_result": sorted(positives)})
+
+
+def throughput(
+    base: str, token: str, bodies: Sequence[bytes], *, clients: int, max_seconds: float
+) -> dict[str, Any]:
+    """``clients`` concurrent clients share ``bodies`` (one request each) until done or ``max_seconds``."""
+    return asyncio.run(_throughput(base, token, list(bodies), clients, max_seconds))
+
+
+async def _throughput(
+    base: str, token: str, bodies: list[bytes], clients: int, max_seconds: float
+) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": CONTENT_TYPE}
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                body = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t0 = time.perf_counter()
+            try:
+                response = await client.post("/v1/studies", content=body)
+                _check(response)
+            except (httpx.HTTPError, ServerFailed) as e:
+                errors.append(f"{type(e).__name__}: {str(e)[:200]}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=REQUEST_TIMEOUT, limits=limits
+    ) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+    wall = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "completed": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "wall_seconds": round(wall, 3),
+        "studies_per_second": round(len(latencies) / wall, 3) if wall > 0 else None,
+        "latency_p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "latency_p95_ms": round(percentile(latencies, 95) * 1000, 1),
+    }
