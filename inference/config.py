@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.resolved_home / "logs"
 
+    # Security: external token issuer, rate limits, TLS (docs/security.md)
+    jwks_url: str | None = None
+    jwt_algorithm: Literal[
+        "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"
+    ] = "EdDSA"
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    role_claim: str = "role"
+    facility_claim: str = "facility"
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    rate_limit_burst: int = Field(default=300, ge=1)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
 
 def get_settings() -> Settings:
     """Read settings from the environment (a new object each call, so tests can change the environment)."""

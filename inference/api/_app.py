@@ -14,8 +14,14 @@ from fastapi import FastAPI
 from inference import __version__
 from inference.api._errors import install_error_handlers
 from inference.api._middleware import RequestContextMiddleware
+from inference.api._ratelimit import RateLimitMiddleware
 from inference.api.routes import all_routers
-from inference.api.schemas import FeedbackRequest, VitalsRequest
+from inference.api.schemas import (
+    ConsentByIdentifierRequest,
+    ConsentRequest,
+    FeedbackRequest,
+    VitalsRequest,
+)
 from inference.config import Settings, get_settings
 from inference.runtime import Fetch, LocalModelLike
 
@@ -64,7 +70,7 @@ def _openapi_with_bodies(app: FastAPI) -> Any:
                 title=app.title, version=app.version, routes=app.routes, description=app.description
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (VitalsRequest, FeedbackRequest):
+            for model in (VitalsRequest, FeedbackRequest, ConsentRequest, ConsentByIdentifierRequest):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
@@ -92,17 +98,20 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         from inference.observability import configure_logging
         from inference.policy import Policy
         from inference.record import Record
-        from inference.runtime import ModelHost
         from inference.security import signing_key
-        from inference.services import Context, Workers
+        from inference.services import AuditedModelHost, Context, Workers
 
         configure_logging(log_file=settings.log_dir / LOG_FILE)
         record = Record(settings.record_url)
         workers = Workers(settings.preprocess_workers)
-        host = ModelHost(settings, fetch=fetch if fetch is not None else registry_fetch(settings))
+        # Every model put into service, at start or by a hot swap, is written to the audit trail.
+        host = AuditedModelHost(
+            settings, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
+        )
         try:
             await asyncio.to_thread(record.migrate)
-            await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
+            if not settings.jwks_url:
+                await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
             policy = Policy.load(settings.site_policy)
             app.state.ctx = Context(
                 settings=settings,
@@ -134,6 +143,10 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
     for router in all_routers():
         app.include_router(router)
     install_error_handlers(app)
+    # Added first, so it runs inside the request context: 429 answers are logged and counted too.
+    app.add_middleware(
+        RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+    )
     app.add_middleware(RequestContextMiddleware, body_limit=_body_limit(settings))
     app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app

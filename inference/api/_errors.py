@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.dicom import DicomRejected
 from inference.observability import count_rejected
-from inference.record import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
+from inference.record import Conflict, ConsentObjection, InvalidFeedback, InvalidSearch, NotFound, RecordError
 from inference.runtime import ModelUnavailable, RuntimeErrorBase
-from inference.security import Forbidden, SecurityError, Unauthenticated
+from inference.security import Forbidden, JwksUnavailable, SecurityError, Unauthenticated
 from inference.triage import VitalsRejected
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 401, exc.code, exc.message, {"WWW-Authenticate": challenge})
         if isinstance(exc, Forbidden):
             return error_response(request, 403, exc.code, exc.message)
+        if isinstance(exc, JwksUnavailable):
+            return error_response(request, 503, exc.code, exc.message, {"Retry-After": "30"})
         logger.error("security configuration error", extra={"code": exc.code})
         return error_response(request, 500, exc.code, exc.message)
 
@@ -192,6 +194,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _record(request: Request, exc: RecordError) -> JSONResponse:
         if isinstance(exc, NotFound):
             return error_response(request, 404, "not_found", str(exc))
+        if isinstance(exc, ConsentObjection):
+            return error_response(request, 409, exc.code, str(exc))
         if isinstance(exc, Conflict):
             return error_response(request, 409, "conflict", str(exc))
         if isinstance(exc, InvalidFeedback):

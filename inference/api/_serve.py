@@ -16,6 +16,9 @@ def serve(
 ) -> None:
     """Serve the API until interrupted.
 
+    With ``ssl_certfile`` and ``ssl_keyfile`` (or ``DXASSIST_TLS_CERTFILE`` and ``DXASSIST_TLS_KEYFILE``)
+    the server speaks HTTPS only.
+
     uvicorn's access log is switched off: it prints the raw URL, query string included, and a query
     such as ``/fhir/Patient?identifier=...`` carries a patient identifier. The app logs one JSON line
     per request with the route template instead.
@@ -24,13 +27,21 @@ def serve(
 
     from inference.api._app import create_app
 
-    app = create_app(settings if settings is not None else get_settings())
+    settings = settings if settings is not None else get_settings()
+    # Flags win over DXASSIST_TLS_CERTFILE / DXASSIST_TLS_KEYFILE; both or neither must be given.
+    certfile = ssl_certfile or (str(settings.tls_certfile) if settings.tls_certfile else None)
+    keyfile = ssl_keyfile or (str(settings.tls_keyfile) if settings.tls_keyfile else None)
+    if (certfile is None) != (keyfile is None):
+        raise ValueError(
+            "TLS needs both a certificate file and a key file (--ssl-certfile and --ssl-keyfile)."
+        )
+    app = create_app(settings)
     uvicorn.run(
         app,
         host=host,
         port=port,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
         log_level=log_level,
         access_log=False,
         log_config=None,

@@ -21,6 +21,7 @@ from inference.api._multipart import media_type, parse_related
 from inference.config import Settings
 from inference.security import (
     PATIENT_DATA,
+    PERMISSIONS,
     Forbidden,
     Principal,
     Unauthenticated,
@@ -78,6 +79,9 @@ def require(permission: str) -> Any:
     patient data is written to the audit trail.
     """
 
+    if permission not in PERMISSIONS:
+        raise ValueError(f"Permission {permission!r} is not in the permission table; add it there first.")
+
     async def dependency(request: Request, ctx: ContextDep, principal: PrincipalDep) -> Actor:
         actor = Actor(principal=principal, client=request.client.host if request.client else None)
         if not allowed(principal.role, permission):
@@ -86,7 +90,38 @@ def require(permission: str) -> Any:
             raise Forbidden(f"The role '{principal.role}' does not allow '{permission}'.")
         return actor
 
+    # Read by route_permission(): the test suite checks every route against the permission table.
+    dependency.permission = permission  # type: ignore[attr-defined]
     return Depends(dependency)
+
+
+def route_table(app: Any) -> list[tuple[str, str, str | None]]:
+    """``(method, path template, permission or None)`` of every HTTP route of ``app`` (HEAD left out)."""
+    try:  # FastAPI >= 0.130 mounts included routers lazily; this iterates the routes they hold
+        from fastapi.routing import iter_route_contexts
+
+        routes: Any = list(iter_route_contexts(app.routes))
+    except ImportError:
+        routes = list(app.routes)
+    table = []
+    for route in routes:
+        methods = getattr(route, "methods", None) or set()
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            table += [(method, path, route_permission(route)) for method in sorted(set(methods) - {"HEAD"})]
+    return table
+
+
+def route_permission(route: Any) -> str | None:
+    """The permission a route requires through :func:`require` (None: the route requires none)."""
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while pending:
+        dependant = pending.pop()
+        found = getattr(dependant.call, "permission", None)
+        if isinstance(found, str):
+            return found
+        pending.extend(dependant.dependencies)
+    return None
 
 
 # -- bodies -----------------------------------------------------------------------------------------
@@ -217,6 +252,14 @@ def single_query_params(request: Request) -> dict[str, str]:
 QueryParams = Annotated[dict[str, str], Depends(single_query_params)]
 
 
+def all_query_params(request: Request) -> list[tuple[str, str]]:
+    """Query parameters as ``(name, value)`` pairs in order, repeats kept (``date=ge..&date=le..``)."""
+    return list(request.query_params.multi_items())
+
+
+QueryPairs = Annotated[list[tuple[str, str]], Depends(all_query_params)]
+
+
 def base_url(request: Request) -> str:
     """The server's base URL as the caller reached it, without a trailing slash."""
     return str(request.base_url).rstrip("/")
@@ -230,9 +273,12 @@ __all__: list[str] = [
     "ContextDep",
     "DicomUploads",
     "PrincipalDep",
+    "QueryPairs",
     "QueryParams",
     "SettingsDep",
     "StowParts",
     "json_body",
     "require",
+    "route_permission",
+    "route_table",
 ]

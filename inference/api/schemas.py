@@ -96,6 +96,32 @@ class FeedbackRequest(_Request):
     verdicts: Annotated[list[VerdictRequest], Field(min_length=1, max_length=64)]
 
 
+Choice = Literal["permit", "deny"]
+
+
+class ConsentRequest(_Request):
+    """A patient's choices: ``deny`` records an objection, ``permit`` withdraws it."""
+
+    ai_processing: Choice = Field(description="AI analysis of the patient's studies and vital signs.")
+    national_sharing: Choice = Field(
+        description="Sending results to external destinations (national record)."
+    )
+
+
+class PatientKey(_Request):
+    """Who a consent is about, as the hospital identifies them."""
+
+    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+    issuer: Annotated[str | None, Field(strict=True, max_length=128)] = None
+    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128)] = None
+
+
+class ConsentByIdentifierRequest(ConsentRequest):
+    """A patient's choices, for a patient named by identifier (filed now if not yet known)."""
+
+    patient: PatientKey
+
+
 # -- public results ---------------------------------------------------------------------------------
 
 
@@ -231,3 +257,13 @@ class Health(_Public):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = {}
+
+
+class ConsentView(_Public):
+    """A patient's consent as recorded (``permit`` where no objection was recorded)."""
+
+    patient_id: str
+    ai_processing: Literal["permit", "deny"]
+    national_sharing: Literal["permit", "deny"]
+    updated_by: str | None = None
+    updated_at: str | None = None

@@ -1,8 +1,11 @@
-"""The patient record: results filed one transaction each, FHIR R4 views, reader feedback, audit trail.
+"""The patient record: results filed one transaction each, FHIR R4 views, reader feedback, the
+hash-chained audit trail and patient consent.
 
 ``Record(url)`` is the service; the frozen input dataclasses describe what the services hand it.
 """
 
+from inference.record._audit import AuditProblem, AuditReport
+from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
 from inference.record._inputs import (
     FindingIn,
@@ -18,6 +21,10 @@ from inference.record._store import VERDICTS, Record
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 __all__ = [
+    "AuditProblem",
+    "AuditReport",
+    "ConsentObjection",
+    "ConsentState",
     "TRIAGE_FEEDBACK_CODE",
     "VERDICTS",
     "Conflict",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from inference.record._types import UTCDateTime
@@ -178,7 +178,12 @@ class Feedback(Base):
 
 
 class AuditEvent(Base):
-    """One access to the record; the table is append-only (triggers refuse UPDATE and DELETE)."""
+    """One access to the record; the table is append-only (triggers refuse UPDATE and DELETE).
+
+    Entries are hash-chained (migration 0003): ``seq`` numbers them without gaps, ``prev_hash`` is the
+    ``hash`` of entry ``seq - 1`` and ``hash`` the sha256 of the entry's canonical content, ``prev_hash``
+    included (see :mod:`inference.record._audit`). Editing or deleting an entry breaks the chain.
+    """
 
     __tablename__ = "audit_events"
 
@@ -193,3 +198,37 @@ class AuditEvent(Base):
     patient_id: Mapped[str | None] = mapped_column(String(36))
     outcome: Mapped[str] = mapped_column(String(32))
     client: Mapped[str | None] = mapped_column(Text)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The one row (``id`` 1) holding the newest entry of the audit chain.
+
+    Appends lock it (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so that two
+    writers never chain onto the same entry, and ``audit verify`` compares the last entry with it, so a
+    deleted tail is noticed too.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Consent(Base):
+    """A patient's choices: objection to AI processing and to sharing with the national record.
+
+    No row means no objection was recorded (both allowed), as the national record's default is opt-out.
+    """
+
+    __tablename__ = "consents"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    ai_processing: Mapped[bool] = mapped_column(Boolean)
+    national_sharing: Mapped[bool] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_role: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -85,6 +85,20 @@ def _check_common(patient: PatientIn, model: ModelRef) -> None:
         _check_length(what, value, limit)
 
 
+def validate_patient(patient: PatientIn) -> None:
+    """Refuse a patient the record cannot file (no identifier, fields over their column sizes)."""
+    if not patient.identifier:
+        raise RecordError("A patient identifier is required.")
+    for what, value, limit in (
+        ("patient identifier", patient.identifier, 128),
+        ("identifier issuer", patient.issuer, 128),
+        ("patient name", patient.name, 256),
+        ("patient sex", patient.sex, 16),
+        ("facility", patient.facility, 128),
+    ):
+        _check_length(what, value, limit)
+
+
 def validate_imaging(data: ImagingResultIn) -> None:
     """Refuse an imaging result the record cannot file faithfully, before any row is written."""
     _check_common(data.patient, data.model)

@@ -10,10 +10,12 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from inference.record import _save
+from inference.record import _audit, _consent, _save
+from inference.record._audit import AuditReport
+from inference.record._consent import ConsentState
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, InvalidFeedback, NotFound, RecordError
-from inference.record._inputs import ImagingResultIn, StoredResult, TriageResultIn, Verdict
+from inference.record._inputs import ImagingResultIn, PatientIn, StoredResult, TriageResultIn, Verdict
 from inference.record._models import AuditEvent, Feedback, Finding, Heatmap, Patient, Result, Study
 from inference.record._types import iso, new_id, utcnow
 from inference.record._views import TRIAGE_FEEDBACK_CODE, public_result, worklist_item
@@ -307,55 +309,127 @@ class Record:
         patient_id: str | None,
         outcome: str,
         client: str | None,
-    ) -> None:
-        """Append one event to the audit trail (the table refuses updates and deletes)."""
+    ) -> int:
+        """Chain one event onto the audit trail and return its ``seq``.
+
+        Appends are serialised (the chain head is locked), so concurrent writers, threads or replicas,
+        never fork the chain. The table refuses updates and deletes.
+
+        Raises:
+            RecordError: The event could not be written; callers fail the request they were auditing.
+        """
+        columns = {
+            "time": utcnow(),
+            "subject": subject,
+            "role": role,
+            "facility": facility,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "patient_id": patient_id,
+            "outcome": outcome,
+            "client": client,
+        }
         try:
             with self.sessions() as session, session.begin():
-                session.add(
-                    AuditEvent(
-                        time=utcnow(),
-                        subject=subject,
-                        role=role,
-                        facility=facility,
-                        action=action,
-                        resource_type=resource_type,
-                        resource_id=resource_id,
-                        patient_id=patient_id,
-                        outcome=outcome,
-                        client=client,
-                    )
-                )
-        except DBAPIError as e:
+                session.connection(execution_options={IMMEDIATE: True})
+                return int(_audit.append(session, **columns).seq or 0)
+        except SQLAlchemyError as e:
             raise RecordError("The audit event could not be written.") from e
 
     def audit_events(
         self, *, patient_id: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Audit events, newest first, optionally only those about one patient."""
-        query = select(AuditEvent).order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
-        if patient_id is not None:
-            query = query.where(AuditEvent.patient_id == patient_id)
+        """Audit events, newest first, optionally only those about one patient (``time`` as ISO text)."""
         with self.sessions() as session:
-            return [
-                {
-                    "time": iso(e.time),
-                    "subject": e.subject,
-                    "role": e.role,
-                    "facility": e.facility,
-                    "action": e.action,
-                    "resource_type": e.resource_type,
-                    "resource_id": e.resource_id,
-                    "patient_id": e.patient_id,
-                    "outcome": e.outcome,
-                    "client": e.client,
-                }
-                for e in session.scalars(query.limit(limit).offset(offset))
-            ]
+            _total, rows = _audit.search(session, patient_id=patient_id, limit=limit, offset=offset)
+        return [{**row, "time": iso(row["time"])} for row in rows]
+
+    def search_audit(self, **filters: Any) -> tuple[int, list[dict[str, Any]]]:
+        """Audit entries matching the filters of :func:`inference.record._audit.search`, newest first."""
+        with self.sessions() as session:
+            return _audit.search(session, **filters)
 
     def count_audit_events(self) -> int:
         """How many audit events the trail holds."""
         with self.sessions() as session:
             return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+    def verify_audit(self) -> AuditReport:
+        """Recompute the whole audit chain; the report lists every edited, deleted or inserted entry."""
+        with self.sessions() as session:
+            return _audit.verify(session)
+
+    # -- consent ---------------------------------------------------------------------------------
+
+    def consent(self, *, patient_id: str) -> ConsentState:
+        """A patient's consent (both purposes allowed when nothing was recorded).
+
+        Raises:
+            NotFound: No patient has this id.
+        """
+        with self.sessions() as session:
+            if session.get(Patient, patient_id) is None:
+                raise NotFound("No patient has this id.")
+            return _consent.state(session, patient_id)
+
+    def consent_for(self, *, identifier: str, issuer: str | None) -> ConsentState | None:
+        """The consent of the patient known by ``(identifier, issuer)``; None for an unknown patient."""
+        with self.sessions() as session:
+            return _consent.by_identifier(session, identifier, issuer)
+
+    def set_consent(
+        self,
+        *,
+        patient_id: str,
+        ai_processing: bool,
+        national_sharing: bool,
+        by: str,
+        role: str,
+    ) -> ConsentState:
+        """Record a patient's choices (``True``: allowed), replacing earlier ones.
+
+        Raises:
+            NotFound: No patient has this id.
+        """
+
+        def work(session: Session) -> ConsentState:
+            if session.get(Patient, patient_id) is None:
+                raise NotFound("No patient has this id.")
+            return _consent.write(
+                session,
+                patient_id=patient_id,
+                ai_processing=ai_processing,
+                national_sharing=national_sharing,
+                by=by,
+                role=role,
+                at=utcnow(),
+            )
+
+        return self._write(work)
+
+    def register_patient(self, *, patient: PatientIn) -> str:
+        """The id of the patient ``(identifier, issuer)``, filed now (without any result) when new.
+
+        Lets a consent be recorded before the patient's first study or vital signs arrive.
+        """
+        _save.validate_patient(patient)
+        return self._write(lambda session: _save.upsert_patient(session, patient).id)
+
+    def ai_processing_allowed(self, *, identifier: str, issuer: str | None) -> bool:
+        """False when the patient ``(identifier, issuer)`` objected to AI processing."""
+        found = self.consent_for(identifier=identifier, issuer=issuer)
+        return found is None or found.ai_processing
+
+    def sharing_allowed(self, *, patient_id: str) -> bool:
+        """False when the patient objected to sharing with the national record or does not exist.
+
+        The outbox calls this before queueing anything for an external destination.
+        """
+        with self.sessions() as session:
+            if session.get(Patient, patient_id) is None:
+                return False
+            return _consent.state(session, patient_id).national_sharing
 
     # -- FHIR ------------------------------------------------------------------------------------
 

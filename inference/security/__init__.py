@@ -1,12 +1,15 @@
-"""Who may call the API: EdDSA bearer tokens, roles, the permission table and facility scoping.
+"""Who may call the API: bearer tokens (embedded EdDSA issuer, or an external issuer's JWKS), roles, the
+permission table and facility scoping; the ``audit verify`` and ``export-training-set`` commands.
 
 No FastAPI here: :mod:`inference.api.deps` turns these into dependencies; the CLI issues tokens.
 """
 
 from inference.security._errors import Forbidden, SecurityError, SigningKeyError, Unauthenticated
+from inference.security._jwks import JwksUnavailable
 from inference.security._keys import KEY_FILE, SigningKey, signing_key
 from inference.security._permissions import (
     FACILITY_BOUND,
+    OPEN_ROUTES,
     PATIENT_DATA,
     PERMISSIONS,
     allowed,
@@ -19,10 +22,12 @@ __all__ = [
     "ALGORITHM",
     "FACILITY_BOUND",
     "KEY_FILE",
+    "OPEN_ROUTES",
     "PATIENT_DATA",
     "PERMISSIONS",
     "ROLES",
     "Forbidden",
+    "JwksUnavailable",
     "Principal",
     "Role",
     "SecurityError",

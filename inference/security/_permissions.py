@@ -24,6 +24,10 @@ PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
     "fhir:read": frozenset({R.RADIOLOGIST, R.CLINICIAN, R.ADMIN}),
     "models:read": frozenset(Role),
     "audit:read": frozenset({R.AUDITOR, R.ADMIN}),
+    # A patient's objection to AI processing / national sharing: recorded by the clinician or an admin,
+    # read by those who act on it.
+    "consent:write": frozenset({R.CLINICIAN, R.ADMIN}),
+    "consent:read": frozenset({R.CLINICIAN, R.RADIOLOGIST, R.ADMIN}),
 }
 """Permission → roles that hold it. Unknown permissions are held by nobody."""
 
@@ -31,9 +35,25 @@ PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
 FACILITY_BOUND: Final[frozenset[Role]] = frozenset({R.PACS})
 
 PATIENT_DATA: Final[frozenset[str]] = frozenset(
-    {"studies:submit", "results:read", "vitals:submit", "worklist:read", "feedback:write", "fhir:read"}
+    {
+        "studies:submit",
+        "results:read",
+        "vitals:submit",
+        "worklist:read",
+        "feedback:write",
+        "fhir:read",
+        "audit:read",
+        "consent:write",
+        "consent:read",
+    }
 )
 """Permissions whose use touches patient data and is therefore audited, denials included."""
+
+OPEN_ROUTES: Final[frozenset[str]] = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+"""Paths served without a token (probes, scrapers, the API description). Every other route must name a
+permission of :data:`PERMISSIONS` through ``inference.api.deps.require``; the test suite checks both."""
 
 
 def allowed(role: str, permission: str) -> bool:

@@ -77,27 +77,27 @@ def issue_token(
     return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
-    """Check a bearer token and return who it speaks for.
+def decode_claims(
+    settings: Settings, token: str, key: Any, *, algorithm: str, required: list[str]
+) -> dict[str, Any]:
+    """Verify ``token`` with ``key`` and only ``algorithm``; return its claims.
 
-    Only EdDSA tokens signed by this server's key, for its issuer and audience, inside their validity
-    window (``nbf`` ≤ now < ``exp``, with a 30-second leeway) and carrying a known role are accepted.
+    Checks the signature, issuer, audience, ``exp`` and ``nbf`` (30-second leeway) and the required claims.
 
     Raises:
-        Unauthenticated: Anything else; the message says which check failed, never the token.
+        Unauthenticated: Any check failed; the message says which, never the token.
     """
     import jwt
 
-    key = signing_key(settings)
     try:
-        claims = jwt.decode(
+        return jwt.decode(
             token,
-            key.public,
-            algorithms=[ALGORITHM],
+            key,
+            algorithms=[algorithm],
             audience=settings.audience,
             issuer=settings.issuer,
             leeway=LEEWAY_SECONDS,
-            options={"require": _REQUIRED_CLAIMS, "verify_signature": True},
+            options={"require": required, "verify_signature": True},
         )
     except jwt.ExpiredSignatureError as e:
         raise Unauthenticated("The bearer token has expired; ask for a new one.", code="token_expired") from e
@@ -114,15 +114,59 @@ def verify_token(settings: Settings, token: str) -> Principal:
     except jwt.InvalidTokenError as e:
         # Covers bad signatures, other algorithms (including 'none'), and garbage.
         raise Unauthenticated(
-            "The bearer token is not a valid token of this server (EdDSA-signed JWT).", code="invalid_token"
+            f"The bearer token is not a valid token of this server ({algorithm}-signed JWT).",
+            code="invalid_token",
         ) from e
-    role = claims.get("role")
+
+
+def _role(value: Any) -> str | None:
+    # External issuers often send a list of roles: exactly one of ours must be in it.
+    if isinstance(value, str):
+        return value if value in ROLES else None
+    if isinstance(value, list):
+        known = {v for v in value if isinstance(v, str) and v in ROLES}
+        return known.pop() if len(known) == 1 else None
+    return None
+
+
+def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Principal:
+    """The caller a verified token speaks for (role and facility from the configured claim names).
+
+    Raises:
+        Unauthenticated: No known role (or several), no subject, or a facility that is not a string.
+    """
+    role = _role(claims.get(getattr(settings, "role_claim", "role")))
     subject = claims.get("sub")
-    facility = claims.get("facility")
-    if not isinstance(role, str) or role not in ROLES:
-        raise Unauthenticated("The bearer token carries no known role.", code="invalid_token")
-    if not isinstance(subject, str) or not subject:
-        raise Unauthenticated("The bearer token carries no subject.", code="invalid_token")
-    if facility is not None and not isinstance(facility, str):
-        raise Unauthenticated("The bearer token's facility claim must be a string.", code="invalid_token")
+    facility = claims.get(getattr(settings, "facility_claim", "facility"))
+    if role is None:
+        raise Unauthenticated(
+            "The bearer token carries no known role (or more than one).", code="invalid_token"
+        )
+    if not isinstance(subject, str) or not subject or len(subject) > 128:
+        raise Unauthenticated("The bearer token carries no usable subject.", code="invalid_token")
+    if facility is not None and (not isinstance(facility, str) or not 0 < len(facility) <= 128):
+        raise Unauthenticated(
+            "The bearer token's facility claim must be a short string.", code="invalid_token"
+        )
     return Principal(subject=subject, role=role, facility=facility)
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    """Check a bearer token and return who it speaks for.
+
+    Embedded mode (no ``jwks_url``): only EdDSA tokens signed by this server's key. Production mode
+    (``DXASSIST_JWKS_URL``): tokens of the external issuer, signed with a key of its JWKS and the one
+    algorithm of ``DXASSIST_JWT_ALGORITHM``. Both check issuer, audience and the validity window
+    (``nbf`` ≤ now < ``exp``, with a 30-second leeway) and need a known role.
+
+    Raises:
+        Unauthenticated: Anything else; the message says which check failed, never the token.
+    """
+    if getattr(settings, "jwks_url", None):
+        from inference.security._jwks import verify_external
+
+        claims = verify_external(settings, token)
+    else:
+        key = signing_key(settings)
+        claims = decode_claims(settings, token, key.public, algorithm=ALGORITHM, required=_REQUIRED_CLAIMS)
+    return principal_from_claims(settings, claims)

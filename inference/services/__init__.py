@@ -6,6 +6,18 @@ an :class:`Actor` (who asks, from where) so facility scoping and the audit trail
 """
 
 from inference.services._access import audit, audit_denial, authorise_patient, localise
+from inference.services._audit_trail import (
+    AuditedModelHost,
+    audit_event_read,
+    audit_event_search,
+    record_model_change,
+)
+from inference.services._consent import (
+    check_ai_consent,
+    get_consent,
+    set_consent,
+    set_consent_by_identifier,
+)
 from inference.services._context import Actor, Context, Workers
 from inference.services._fhir import capability, fhir_read, fhir_search
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study
@@ -24,6 +36,7 @@ from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
 __all__ = [
     "SYNTHETIC_WARNING",
     "Actor",
+    "AuditedModelHost",
     "Context",
     "FailedInstance",
     "Outcome",
@@ -34,11 +47,15 @@ __all__ = [
     "analyse_study",
     "analyse_vitals",
     "audit",
+    "audit_event_read",
+    "audit_event_search",
     "audit_denial",
     "authorise_patient",
     "capability",
+    "check_ai_consent",
     "fhir_read",
     "fhir_search",
+    "get_consent",
     "get_heatmap",
     "get_result",
     "get_study_result",
@@ -46,6 +63,9 @@ __all__ = [
     "list_models",
     "localise",
     "readiness",
+    "record_model_change",
+    "set_consent",
+    "set_consent_by_identifier",
     "store_instances",
     "submit_feedback",
 ]

@@ -15,6 +15,7 @@ from inference.policy import max_priority
 from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn
 from inference.services import _warnings
 from inference.services._access import audit, localise
+from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ async def analyse_study(
 
     Raises:
         DicomRejected: A file or the study is refused (mixed studies, CT, lateral only, ...).
+        ConsentObjection: The patient objected to AI processing (nothing is analysed).
         ModelUnavailable: No imaging model is loaded.
     """
     served = ctx.host.imaging
@@ -139,6 +141,17 @@ async def analyse_decoded(
     meta = served.imaging_meta
     params = _preprocess_params(served)
     primary = study.primary
+    patient = primary.patient
+    patient_in = PatientIn(
+        identifier=patient.patient_id,
+        issuer=patient.issuer,
+        name=patient.name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        facility=actor.principal.facility,
+    )
+    # Before any pixel reaches the model: a patient who objected is not analysed at all.
+    await check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit")
     try:
         prepared = await ctx.workers.run(prepare, primary, params)
     except ValueError as e:  # a decoded image preprocessing cannot use is still the sender's bad input
@@ -156,16 +169,8 @@ async def analyse_decoded(
     priority = max_priority(new_priority, existing)
 
     synthetic = served.synthetic
-    patient = primary.patient
     data = ImagingResultIn(
-        patient=PatientIn(
-            identifier=patient.patient_id,
-            issuer=patient.issuer,
-            name=patient.name,
-            birth_date=patient.birth_date,
-            sex=patient.sex,
-            facility=actor.principal.facility,
-        ),
+        patient=patient_in,
         study_instance_uid=study.study_instance_uid,
         accession_number=primary.accession_number,
         study_date=primary.study_date,

@@ -14,6 +14,7 @@ from io import BytesIO
 from typing import Final
 
 from inference.dicom import DicomRejected, Instance, Study, read_instance, select_frontal
+from inference.record import ConsentObjection
 from inference.services._context import Actor, Context
 from inference.services._imaging import analyse_decoded
 
@@ -21,6 +22,7 @@ DICOM_MEDIA_TYPE: Final = "application/dicom"
 
 # PS3.7 / PS3.18 failure reasons.
 PROCESSING_FAILURE: Final = 0x0110
+NOT_AUTHORIZED: Final = 0x0124  # PS3.7 C.4.2 "Refused: Not Authorized": here, the patient's objection
 SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 OUT_OF_RESOURCES: Final = 0xA700
 CANNOT_UNDERSTAND: Final = 0xC000
@@ -147,9 +149,21 @@ async def store_instances(
                 for i in unique
             ]
             continue
-        analysed = await analyse_decoded(
-            ctx=ctx, actor=actor, study=study, source="stow", accept_language=accept_language, served=served
-        )
+        try:
+            analysed = await analyse_decoded(
+                ctx=ctx,
+                actor=actor,
+                study=study,
+                source="stow",
+                accept_language=accept_language,
+                served=served,
+            )
+        except ConsentObjection as e:
+            outcome.failed += [
+                FailedInstance(i.sop_class_uid, i.sop_instance_uid, NOT_AUTHORIZED, e.code, str(e))
+                for i in unique
+            ]
+            continue
         result_id = str(analysed.result["result_id"])
         outcome.studies.append(study_uid)
         outcome.stored += [

@@ -11,6 +11,7 @@ from inference.explain import LANGUAGES, choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn
 from inference.services import _warnings
 from inference.services._access import audit, localise
+from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 from inference.services._imaging import Outcome
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, missing_for_news2
@@ -39,9 +40,20 @@ async def analyse_vitals(
 
     Raises:
         VitalsRejected: A value is of the wrong type, implausible or inconsistent.
+        ConsentObjection: The patient objected to AI processing (nothing is scored or filed).
         ModelUnavailable: No triage model is loaded.
     """
     signs = VitalSigns.from_mapping(vitals)
+    if patient.facility is None and actor.principal.facility is not None:
+        patient = PatientIn(
+            identifier=patient.identifier,
+            issuer=patient.issuer,
+            name=patient.name,
+            birth_date=patient.birth_date,
+            sex=patient.sex,
+            facility=actor.principal.facility,
+        )
+    await check_ai_consent(ctx, actor, patient=patient, action="vitals:submit")
     served = ctx.host.triage
     values, present = encode_features(signs)
     scores = await ctx.host.score_vitals(values, present, model=served)
@@ -70,15 +82,6 @@ async def analyse_vitals(
         )
         for lang in LANGUAGES
     }
-    if patient.facility is None and actor.principal.facility is not None:
-        patient = PatientIn(
-            identifier=patient.identifier,
-            issuer=patient.issuer,
-            name=patient.name,
-            birth_date=patient.birth_date,
-            sex=patient.sex,
-            facility=actor.principal.facility,
-        )
     meta = served.triage_meta
     data = TriageResultIn(
         patient=patient,

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from inference.api.routes import dicomweb, fhir, health, models, results, studies, vitals, worklist
+from inference.api.routes import consent, dicomweb, fhir, health, models, results, studies, vitals, worklist
 
 
 def all_routers() -> list[APIRouter]:
@@ -15,6 +15,7 @@ def all_routers() -> list[APIRouter]:
         vitals.router,
         results.router,
         worklist.router,
+        consent.router,
         fhir.router,
     ]
 

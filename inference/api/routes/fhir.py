@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from inference.api._errors import FHIR_MEDIA_TYPE
-from inference.api.deps import BaseUrl, ContextDep, QueryParams, require
-from inference.services import Actor, capability, fhir_read, fhir_search
+from inference.api.deps import BaseUrl, ContextDep, QueryPairs, QueryParams, require
+from inference.services import Actor, audit_event_read, audit_event_search, capability, fhir_read, fhir_search
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 
@@ -34,6 +34,31 @@ async def metadata(
     _actor: Annotated[Actor, require("fhir:read")], ctx: ContextDep, base_url: BaseUrl
 ) -> FhirResponse:
     return FhirResponse(await capability(ctx=ctx, base_url=f"{base_url}/fhir"))
+
+
+@router.get(
+    "/AuditEvent/{event_id}",
+    response_class=FhirResponse,
+    responses={200: _FHIR, **_ERRORS},
+    summary="One audit trail entry as a FHIR AuditEvent (auditors).",
+)
+async def read_audit_event(
+    actor: Annotated[Actor, require("audit:read")], ctx: ContextDep, event_id: ResourceId
+) -> FhirResponse:
+    return FhirResponse(await audit_event_read(ctx=ctx, actor=actor, event_id=event_id))
+
+
+@router.get(
+    "/AuditEvent",
+    response_class=FhirResponse,
+    responses={200: _FHIR, **_ERRORS},
+    summary="Search the audit trail: date (repeatable, with ge/gt/le/lt), patient, agent, _count, _offset.",
+)
+async def search_audit_events(
+    actor: Annotated[Actor, require("audit:read")], ctx: ContextDep, params: QueryPairs, base_url: BaseUrl
+) -> FhirResponse:
+    bundle = await audit_event_search(ctx=ctx, actor=actor, params=params, base_url=f"{base_url}/fhir")
+    return FhirResponse(bundle)
 
 
 @router.get(

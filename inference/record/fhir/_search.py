@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record._errors import InvalidSearch
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
 from inference.record._types import iso, new_id, utcnow
+from inference.record.fhir import _audit_event
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 
@@ -286,6 +287,8 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
                 + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
             }
         )
+    # The audit trail is served too, to auditors only (permission audit:read).
+    resources.append(_audit_event.capability_resource())
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

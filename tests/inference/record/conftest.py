@@ -121,11 +121,16 @@ def shared_postgres_record(postgres_server: str) -> Iterator[Record]:
 def _empty(rec: Record) -> None:
     from sqlalchemy import text
 
+    from inference.record._audit import GENESIS
     from inference.record._models import Base
 
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     with rec.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # A new, empty audit chain starts at the genesis head, as migration 0003 leaves it.
+        connection.execute(
+            text("INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 0, :genesis)"), {"genesis": GENESIS}
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

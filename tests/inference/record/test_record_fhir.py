@@ -219,7 +219,7 @@ def test_capability_statement(record: Record) -> None:
     served = {res["type"]: res for res in statement["rest"][0]["resource"]}
     assert set(served) == {
         "Patient", "ImagingStudy", "DiagnosticReport", "Observation",
-        "RiskAssessment", "Device", "Provenance",
+        "RiskAssessment", "Device", "Provenance", "AuditEvent",
     }  # fmt: skip
     assert {p["name"] for p in served["Observation"]["searchParam"]} >= {"patient", "_count"}
     assert {p["name"] for p in served["Patient"]["searchParam"]} >= {"identifier"}

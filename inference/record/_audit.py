@@ -1,0 +1,215 @@
+"""The hash-chained audit trail: append under a lock, verify from the first entry to the head.
+
+Each entry stores ``seq`` (1, 2, 3, ... without gaps), ``prev_hash`` (the ``hash`` of entry ``seq - 1``,
+64 zeros for the first) and ``hash`` = sha256 of its canonical content (every column that says who did
+what, when, from where, to which patient and with what outcome, plus ``seq`` and ``prev_hash``).
+
+Appends are serialised so the chain never forks: the one row of ``audit_chain_head`` is read with
+``SELECT ... FOR UPDATE`` (PostgreSQL) inside a transaction that SQLite starts with ``BEGIN IMMEDIATE``
+(one writer at a time). :func:`verify` recomputes every hash: an edited entry fails its own hash, a
+deleted one leaves a gap in ``seq`` (or, at the end, a head that points past the last entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inference.record._errors import RecordError
+from inference.record._models import AuditChainHead, AuditEvent
+from inference.record._types import as_utc
+
+GENESIS: Final = "0" * 64
+HEAD_ID: Final = 1
+CONTENT_FIELDS: Final[tuple[str, ...]] = (
+    "seq",
+    "time",
+    "subject",
+    "role",
+    "facility",
+    "action",
+    "resource_type",
+    "resource_id",
+    "patient_id",
+    "outcome",
+    "client",
+    "prev_hash",
+)
+"""The columns an entry's hash covers (``id`` is the database's row number and is not covered)."""
+_MAX_PROBLEMS: Final = 50
+
+
+def _time_text(value: datetime) -> str:
+    # Microseconds: both SQLite (text) and PostgreSQL (timestamptz) keep them exactly.
+    return as_utc(value).isoformat(timespec="microseconds")
+
+
+def canonical(content: dict[str, Any]) -> bytes:
+    """The bytes an entry's hash is computed over: sorted-key compact JSON of :data:`CONTENT_FIELDS`."""
+    values = {name: content.get(name) for name in CONTENT_FIELDS}
+    if isinstance(values["time"], datetime):
+        values["time"] = _time_text(values["time"])
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def entry_hash(content: dict[str, Any]) -> str:
+    """sha256 (hex) of :func:`canonical` ``(content)``."""
+    return hashlib.sha256(canonical(content)).hexdigest()
+
+
+def _content(event: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in CONTENT_FIELDS}
+
+
+def append(session: Session, **columns: Any) -> AuditEvent:
+    """Chain a new entry onto the head and move the head, inside the caller's write transaction.
+
+    Args:
+        session: A session in a transaction begun for writing (SQLite: ``BEGIN IMMEDIATE``).
+        **columns: ``time``, ``subject``, ``role``, ``facility``, ``action``, ``resource_type``,
+            ``resource_id``, ``patient_id``, ``outcome``, ``client``.
+
+    Raises:
+        RecordError: The chain head is missing (the schema is older than migration 0003).
+    """
+    head = session.scalars(
+        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
+    ).first()
+    if head is None:
+        raise RecordError("The audit chain head is missing; run the record's migrations (0003).")
+    seq = head.seq + 1
+    event = AuditEvent(**columns, seq=seq, prev_hash=head.hash)
+    digest = entry_hash(_content(event))
+    event.hash = digest
+    session.add(event)
+    head.seq = seq
+    head.hash = digest
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    """One place where the chain does not hold: the entry (``seq``, or ``None``) and what is wrong."""
+
+    seq: int | None
+    row_id: int | None
+    reason: str
+
+
+@dataclass
+class AuditReport:
+    """What :func:`verify` found: entries read, the head, and every problem (empty when intact)."""
+
+    entries: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    problems: list[AuditProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every entry matches its hash and chains onto the one before, up to the head."""
+        return not self.problems
+
+    def add(self, problem: AuditProblem) -> None:
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(problem)
+
+
+def _rows(session: Session) -> Iterator[AuditEvent]:
+    query = select(AuditEvent).where(AuditEvent.seq.is_not(None)).order_by(AuditEvent.seq)
+    yield from session.scalars(query.execution_options(yield_per=1000))
+
+
+def verify(session: Session) -> AuditReport:
+    """Walk the whole trail in ``seq`` order and check every hash and link, then the head."""
+    report = AuditReport()
+    head = session.get(AuditChainHead, HEAD_ID)
+    if head is None:
+        report.add(AuditProblem(None, None, "The audit chain head is missing; the trail cannot be checked."))
+        return report
+    report.head_seq, report.head_hash = head.seq, head.hash
+    unchained = session.scalars(select(AuditEvent.id).where(AuditEvent.seq.is_(None)).limit(5)).all()
+    for row_id in unchained:
+        report.add(
+            AuditProblem(None, row_id, "The entry has no position in the chain (it was inserted by hand).")
+        )
+    expected_seq, expected_prev = 1, GENESIS
+    for event in _rows(session):
+        report.entries += 1
+        seq = int(event.seq or 0)
+        if seq != expected_seq:
+            # A gap breaks the link too; one problem says it better than two.
+            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq} to {seq - 1}"
+            report.add(AuditProblem(seq, event.id, f"Entry {missing} before this one is missing (deleted)."))
+        elif event.prev_hash != expected_prev:
+            report.add(AuditProblem(seq, event.id, "The entry does not chain onto the entry before it."))
+        if entry_hash(_content(event)) != event.hash:
+            report.add(AuditProblem(seq, event.id, "The entry's content was changed after it was written."))
+        expected_seq, expected_prev = seq + 1, str(event.hash)
+    last_seq = expected_seq - 1
+    if head.seq != last_seq or head.hash != expected_prev:
+        if head.seq > last_seq:
+            reason = f"The newest entries after {last_seq} (up to {head.seq}) are missing (deleted)."
+        else:
+            reason = "The chain head does not point at the newest entry (it was changed by hand)."
+        report.add(AuditProblem(head.seq, None, reason))
+    return report
+
+
+def event_dict(event: AuditEvent) -> dict[str, Any]:
+    """An entry as plain values (time as an aware datetime)."""
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "time": as_utc(event.time),
+        "subject": event.subject,
+        "role": event.role,
+        "facility": event.facility,
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "patient_id": event.patient_id,
+        "outcome": event.outcome,
+        "client": event.client,
+        "hash": event.hash,
+    }
+
+
+def search(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    since_inclusive: bool = True,
+    until_inclusive: bool = False,
+    patient_id: str | None = None,
+    agent: str | None = None,
+    seq: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Entries matching every given filter, newest first: ``(total matches, one page)``."""
+    conditions: list[Any] = [AuditEvent.seq.is_not(None)]
+    if since is not None:
+        conditions.append(AuditEvent.time >= since if since_inclusive else AuditEvent.time > since)
+    if until is not None:
+        conditions.append(AuditEvent.time <= until if until_inclusive else AuditEvent.time < until)
+    if patient_id is not None:
+        conditions.append(AuditEvent.patient_id == patient_id)
+    if agent is not None:
+        conditions.append(AuditEvent.subject == agent)
+    if seq is not None:
+        conditions.append(AuditEvent.seq == seq)
+    total = int(session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions)) or 0)
+    rows = session.scalars(
+        select(AuditEvent).where(*conditions).order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
+    )
+    return total, [event_dict(e) for e in rows]

@@ -1,0 +1,101 @@
+"""Patient consent: objection to AI processing and to sharing with the national record.
+
+A patient without a consent row has objected to nothing (the national record is opt-out). An objection
+to AI processing stops every new analysis for the patient; an objection to sharing stops every delivery
+of their results to external destinations (PACS, national FHIR server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inference.record._errors import RecordError
+from inference.record._models import Consent, Patient
+from inference.record._types import iso
+
+PERMIT: Final = "permit"
+DENY: Final = "deny"
+
+
+class ConsentObjection(RecordError):
+    """The patient objected to what was asked (AI processing); nothing was analysed (HTTP 409).
+
+    Attributes:
+        code: ``consent_objection``, the API error code.
+    """
+
+    code = "consent_objection"
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """A patient's choices: ``True`` means allowed; ``updated_*`` are None when never set."""
+
+    patient_id: str
+    ai_processing: bool = True
+    national_sharing: bool = True
+    updated_by: str | None = None
+    updated_role: str | None = None
+    updated_at: datetime | None = None
+
+    def public(self) -> dict[str, str | None]:
+        """The API form: ``permit``/``deny`` per purpose and who set it when."""
+        return {
+            "patient_id": self.patient_id,
+            "ai_processing": PERMIT if self.ai_processing else DENY,
+            "national_sharing": PERMIT if self.national_sharing else DENY,
+            "updated_by": self.updated_by,
+            "updated_at": iso(self.updated_at) if self.updated_at is not None else None,
+        }
+
+
+def state(session: Session, patient_id: str) -> ConsentState:
+    """The consent of a patient (defaults when none was recorded)."""
+    row = session.get(Consent, patient_id)
+    if row is None:
+        return ConsentState(patient_id=patient_id)
+    return ConsentState(
+        patient_id=patient_id,
+        ai_processing=row.ai_processing,
+        national_sharing=row.national_sharing,
+        updated_by=row.updated_by,
+        updated_role=row.updated_role,
+        updated_at=row.updated_at,
+    )
+
+
+def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:
+    """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown."""
+    patient_id = session.scalars(
+        select(Patient.id).where(Patient.identifier == identifier, Patient.issuer == (issuer or ""))
+    ).first()
+    return None if patient_id is None else state(session, patient_id)
+
+
+def write(
+    session: Session,
+    *,
+    patient_id: str,
+    ai_processing: bool,
+    national_sharing: bool,
+    by: str,
+    role: str,
+    at: datetime,
+) -> ConsentState:
+    """Record a patient's choices, replacing earlier ones (the audit trail keeps the history)."""
+    row = session.get(Consent, patient_id)
+    if row is None:
+        row = Consent(patient_id=patient_id)
+        session.add(row)
+    row.ai_processing = ai_processing
+    row.national_sharing = national_sharing
+    row.updated_by = by
+    row.updated_role = role
+    row.updated_at = at
+    session.flush()
+    return state(session, patient_id)

@@ -1,0 +1,251 @@
+"""The audit trail as FHIR R4 ``AuditEvent`` resources: one per entry, searchable by date, patient, agent.
+
+Mapping (R4 AuditEvent, valid as R4B):
+- ``id``: the entry's ``seq``; ``recorded``: its time; ``type``: DICOM audit event type (110110 Patient
+  Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes);
+  ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
+- ``outcome``: 0 success, 4 refused or not found (``outcomeDesc`` says which).
+- ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
+  facility, ``network.address`` the client address.
+- ``entity``: the Patient (by reference) and the resource touched (by identifier), and the chain hash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from inference.record._errors import InvalidSearch
+from inference.record._types import iso, new_id, utcnow
+from inference.record.fhir import _codes as c
+
+SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
+    "_id": ("token", "Logical id (the entry's sequence number)"),
+    "date": ("date", "When recorded; prefixes eq, ge, gt, le, lt; may be repeated for a range"),
+    "patient": ("reference", "The Patient the access was about"),
+    "agent": ("token", "Who acted: the token subject"),
+}
+_COMMON: Final = frozenset({"_count", "_offset", "_format"})
+DEFAULT_COUNT: Final = 50
+MAX_COUNT: Final = 500
+
+ACTION_SYSTEM: Final = "urn:dxassist:action"
+SUBJECT_SYSTEM: Final = "urn:dxassist:subject"
+ROLE_SYSTEM: Final = "urn:dxassist:role"
+RESOURCE_SYSTEM: Final = "urn:dxassist:resource"
+HASH_SYSTEM: Final = "urn:dxassist:audit-hash"
+ENTITY_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE: Final = "http://terminology.hl7.org/CodeSystem/object-role"
+AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
+
+_CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write"})
+_UPDATE: Final = frozenset({"consent:write"})
+_EXECUTE: Final = frozenset({"model:change"})
+_FHIR_TYPES: Final = frozenset(
+    {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
+)
+_DATE: Final = re.compile(
+    r"^(?P<prefix>eq|ge|gt|le|lt)?(?P<value>\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+    r"(Z|[+-]\d{2}:\d{2}))?)$"
+)
+
+
+def _event_type(action: str) -> dict[str, str]:
+    if action == "audit:read":
+        return {"system": c.DCM, "code": "110101", "display": "Audit Log Used"}
+    if action in _EXECUTE:
+        return {"system": c.DCM, "code": "110100", "display": "Application Activity"}
+    return {"system": c.DCM, "code": "110110", "display": "Patient Record"}
+
+
+def _action_code(action: str) -> str:
+    if action in _CREATE:
+        return "C"
+    if action in _UPDATE:
+        return "U"
+    if action in _EXECUTE:
+        return "E"
+    return "R"
+
+
+def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The FHIR AuditEvent of one audit entry (as returned by ``Record.search_audit``)."""
+    success = entry["outcome"] in ("success", "duplicate")
+    agent: dict[str, Any] = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://dicom.nema.org/resources/ontology/DCM",
+                    "code": "110153",
+                    "display": "Source Role ID",
+                }
+            ]
+        },
+        "role": [{"coding": [{"system": ROLE_SYSTEM, "code": entry["role"]}]}],
+        "who": {"identifier": {"system": SUBJECT_SYSTEM, "value": entry["subject"]}},
+        "requestor": True,
+    }
+    if entry.get("facility"):
+        agent["location"] = {
+            "identifier": {"system": c.FACILITY_SYSTEM, "value": entry["facility"]},
+            "display": entry["facility"],
+        }
+    if entry.get("client"):
+        agent["network"] = {"address": str(entry["client"])[:256], "type": "2"}
+    entities: list[dict[str, Any]] = []
+    if entry.get("patient_id"):
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{entry['patient_id']}"},
+                "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+            }
+        )
+    if entry.get("resource_type"):
+        what: dict[str, Any] = {
+            "identifier": {
+                "system": f"{RESOURCE_SYSTEM}:{entry['resource_type']}",
+                "value": entry.get("resource_id") or entry["resource_type"],
+            },
+            "display": entry["resource_type"],
+        }
+        if entry["resource_type"] in _FHIR_TYPES and entry.get("resource_id"):
+            what = {"reference": f"{entry['resource_type']}/{entry['resource_id']}"}
+        entities.append(
+            {
+                "what": what,
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "detail": [{"type": "chain-hash", "valueString": str(entry.get("hash"))}],
+            }
+        )
+    resource: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(entry["seq"]),
+        "type": _event_type(entry["action"]),
+        "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}],
+        "action": _action_code(entry["action"]),
+        "recorded": iso(entry["time"]),
+        "outcome": "0" if success else "4",
+        "outcomeDesc": entry["outcome"],
+        "agent": [agent],
+        "source": {
+            "observer": {"display": "dxassist"},
+            "type": [{"system": AUDIT_SOURCE, "code": "4", "display": "Application Server"}],
+        },
+    }
+    if entities:
+        resource["entity"] = entities
+    return resource
+
+
+def _day_bounds(value: str) -> tuple[datetime, datetime]:
+    try:
+        if "T" in value:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return moment, moment
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise InvalidSearch("Search parameter date must be a valid date (YYYY-MM-DD) or dateTime.") from e
+    return day, day + timedelta(days=1)
+
+
+def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Keyword filters for ``Record.search_audit`` from the query's ``(name, value)`` pairs.
+
+    Raises:
+        InvalidSearch: An unknown parameter, a malformed date or number, or a repeated non-date one.
+    """
+    names = [name for name, _ in params]
+    unknown = sorted(set(names) - set(SEARCH_PARAMS) - _COMMON)
+    if unknown:
+        raise InvalidSearch(
+            f"Search parameter(s) {', '.join(unknown)} not supported for AuditEvent; "
+            f"supported are {', '.join(sorted(set(SEARCH_PARAMS) | _COMMON))}."
+        )
+    repeated = sorted({n for n in names if n != "date" and names.count(n) > 1})
+    if repeated:
+        raise InvalidSearch(f"Search parameter(s) {', '.join(repeated)} appear more than once.")
+    out: dict[str, Any] = {}
+    for name, value in params:
+        if name == "date":
+            match = _DATE.match(value)
+            if match is None:
+                raise InvalidSearch(
+                    "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
+                    "(YYYY-MM-DD) or a dateTime with a time zone."
+                )
+            prefix = match["prefix"] or "eq"
+            start, end = _day_bounds(match["value"])
+            if prefix == "eq":
+                out["since"], out["until"] = start, end
+                out["until_inclusive"] = start == end
+            elif prefix in ("ge", "gt"):
+                out["since"] = start if prefix == "ge" else end
+                out["since_inclusive"] = prefix == "ge" or start != end
+            else:
+                out["until"] = end if prefix == "le" else start
+                out["until_inclusive"] = prefix == "le" and start == end
+        elif name == "patient":
+            out["patient_id"] = value.removeprefix("Patient/")
+        elif name == "agent":
+            out["agent"] = value.split("|", 1)[-1]
+        elif name == "_id":
+            if not value.isdigit() or len(value) > 18:
+                return {**out, "seq": -1}
+            out["seq"] = int(value)
+        elif name in ("_count", "_offset"):
+            high = MAX_COUNT if name == "_count" else 10**9
+            if not value.isdigit() or not 0 <= int(value) <= high:
+                raise InvalidSearch(f"Search parameter {name} must be an integer from 0 to {high}.")
+            out["limit" if name == "_count" else "offset"] = int(value)
+    out.setdefault("limit", DEFAULT_COUNT)
+    return out
+
+
+def bundle(
+    total: int,
+    entries: Sequence[Mapping[str, Any]],
+    params: Sequence[tuple[str, str]],
+    base_url: str,
+    *,
+    offset: int,
+    count: int,
+) -> dict[str, Any]:
+    """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base)."""
+    base = base_url.rstrip("/")
+    query = [(k, v) for k, v in params if k not in ("_format", "_offset")]
+    links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(query)}"}]
+    if offset + count < total:
+        links.append(
+            {
+                "relation": "next",
+                "url": f"{base}/AuditEvent?{urlencode([*query, ('_offset', offset + count)])}",
+            }
+        )
+    resources = [audit_event(entry) for entry in entries]
+    return {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "meta": {"lastUpdated": iso(utcnow())},
+        "type": "searchset",
+        "timestamp": iso(utcnow()),
+        "total": total,
+        "link": links,
+        "entry": [
+            {"fullUrl": f"{base}/AuditEvent/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
+    }
+
+
+def capability_resource() -> dict[str, Any]:
+    """The CapabilityStatement entry of AuditEvent (read and search-type)."""
+    return {
+        "type": "AuditEvent",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": n, "type": k, "documentation": d} for n, (k, d) in SEARCH_PARAMS.items()]
+        + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
+    }

@@ -1,0 +1,235 @@
+"""The bodies of ``dxassist audit verify`` and ``dxassist export-training-set`` (the CLI only parses flags).
+
+Both print a short report for the operator (never a patient's name, identifier or birth date) and return
+the process exit code.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import hashlib
+import hmac
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from inference.record import Record
+
+LABELS_FILE = "labels.csv"
+MANIFEST_FILE = "manifest.json"
+LABEL_COLUMNS = (
+    "patient_pseudonym",
+    "study_instance_uid",
+    "result_ref",
+    "finding",
+    "model_name",
+    "model_version",
+    "probability",
+    "model_positive",
+    "verdict",
+    "label",
+)
+
+
+def audit_verify(settings: Settings, *, stream: TextIO | None = None) -> int:
+    """Check the audit trail's hash chain from the first entry to the head.
+
+    Prints ``audit trail intact`` with the entry count and the head hash (keep it somewhere else to
+    detect a rewritten trail later), or one line per entry that was edited, deleted or inserted.
+
+    Returns:
+        0 when the chain is intact, 1 when it is not.
+    """
+    from inference.record import Record
+
+    out = stream if stream is not None else sys.stdout
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+        report = record.verify_audit()
+    finally:
+        record.close()
+    if report.ok:
+        out.write(
+            f"audit trail intact: {report.entries} entries, head seq {report.head_seq}, "
+            f"head sha256 {report.head_hash}\n"
+        )
+        return 0
+    out.write(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.entries} entries\n")
+    for problem in report.problems:
+        where = f"entry seq {problem.seq}" if problem.seq is not None else "entry without seq"
+        row = f" (row id {problem.row_id})" if problem.row_id is not None else ""
+        out.write(f"  {where}{row}: {problem.reason}\n")
+    return 1
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and left out (counts only)."""
+
+    instances: int = 0
+    patients: set[str] = field(default_factory=set)
+    studies: set[str] = field(default_factory=set)
+    labels: int = 0
+    skipped_consent: int = 0
+    skipped_unreadable: int = 0
+    skipped_burned_in: int = 0
+
+
+def _dicom_files(source: Path) -> Iterator[Path]:
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            yield path
+
+
+def _label(verdict: dict[str, Any], positive: bool) -> str:
+    if verdict["verdict"] == "correct":
+        return "1" if verdict.get("correct_label") else "0"
+    agreed = verdict["verdict"] == "agree"
+    return "1" if positive == agreed else "0"
+
+
+def _label_rows(
+    record: Record, study_uid: str, pseudonym: str, new_study_uid: str, secret: bytes
+) -> list[dict[str, str]]:
+    result = record.latest_study_result(study_instance_uid=study_uid)
+    if result is None:
+        return []
+    findings = {f["code"]: f for f in result.get("findings", [])}
+    # The result id would link the export back to the identified record: a keyed digest replaces it.
+    ref = hmac.new(secret, f"result\x00{result['result_id']}".encode(), hashlib.sha256).hexdigest()[:20]
+    rows = []
+    for feedback in record.feedback(result_id=str(result["result_id"])):
+        for verdict in feedback["verdicts"]:
+            finding = findings.get(verdict["code"])
+            if finding is None:
+                continue
+            rows.append(
+                {
+                    "patient_pseudonym": pseudonym,
+                    "study_instance_uid": new_study_uid,
+                    "result_ref": ref,
+                    "finding": verdict["code"],
+                    "model_name": feedback["model"]["name"],
+                    "model_version": feedback["model"]["version"],
+                    "probability": f"{float(finding['probability']):.6f}",
+                    "model_positive": "1" if finding["positive"] else "0",
+                    "verdict": verdict["verdict"],
+                    "label": _label(verdict, bool(finding["positive"])),
+                }
+            )
+    return rows
+
+
+def export_training_set(settings: Settings, *, out: Path, source: Path, stream: TextIO | None = None) -> int:
+    """Write a de-identified copy of the DICOM files under ``source`` and the readers' labels to ``out``.
+
+    ``out/dicom/<pseudonym>/<study uid>/<sop uid>.dcm`` per instance (DICOM PS3.15 Annex E Basic Profile,
+    consistent UID remapping, dates shifted per patient), ``out/labels.csv`` (the readers' feedback on
+    the latest result of each study, keyed by the pseudonymous patient id) and ``out/manifest.json``
+    (counts and the profile applied). Patients who objected to AI processing are left out, and so are
+    images declaring burned-in annotation. The export is written to the audit trail.
+
+    Returns:
+        0 on success; 2 when ``source`` is not a folder or ``out`` exists and is not empty.
+    """
+    from pydicom import dcmread
+
+    from inference.deid import (
+        BASIC_PROFILE,
+        RETAIN_LONGITUDINAL_MODIFIED_DATES,
+        BurnedInAnnotation,
+        Deidentifier,
+        deid_secret,
+    )
+    from inference.record import Record
+
+    report = stream if stream is not None else sys.stdout
+    if not source.is_dir():
+        report.write(f"export-training-set: the source {source} is not a folder of DICOM files.\n")
+        return 2
+    if out.exists() and any(out.iterdir()):
+        report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
+        return 2
+    secret = deid_secret(settings.keys_dir)
+    deid = Deidentifier(secret)
+    summary = ExportSummary()
+    labelled: set[str] = set()
+    rows: list[dict[str, str]] = []
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+        for path in _dicom_files(source):
+            raw = path.read_bytes() if path.stat().st_size <= settings.max_instance_bytes else b""
+            try:
+                ds = dcmread(BytesIO(raw))
+                identifier = str(ds.PatientID)
+                issuer = str(ds.get("IssuerOfPatientID", "") or "") or None
+                study_uid = str(ds.StudyInstanceUID)
+                str(ds.SOPInstanceUID)
+            except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted
+                summary.skipped_unreadable += 1
+                continue
+            if not record.ai_processing_allowed(identifier=identifier, issuer=issuer):
+                summary.skipped_consent += 1
+                continue
+            try:
+                deid.deidentify(ds)
+            except BurnedInAnnotation:
+                summary.skipped_burned_in += 1
+                continue
+            pseudonym = str(ds.PatientID)
+            target = out / "dicom" / pseudonym / str(ds.StudyInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(target, enforce_file_format=True)
+            summary.instances += 1
+            summary.patients.add(pseudonym)
+            summary.studies.add(str(ds.StudyInstanceUID))
+            if study_uid not in labelled:
+                labelled.add(study_uid)
+                rows += _label_rows(record, study_uid, pseudonym, str(ds.StudyInstanceUID), secret)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        summary.labels = len(rows)
+        manifest = {
+            "profile": [BASIC_PROFILE, RETAIN_LONGITUDINAL_MODIFIED_DATES],
+            "instances": summary.instances,
+            "patients": len(summary.patients),
+            "studies": len(summary.studies),
+            "labels": summary.labels,
+            "skipped": {
+                "consent_objection": summary.skipped_consent,
+                "unreadable": summary.skipped_unreadable,
+                "burned_in_annotation": summary.skipped_burned_in,
+            },
+        }
+        (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        record.append_audit(
+            subject=f"cli:{getpass.getuser()}",
+            role="admin",
+            facility=None,
+            action="export:training-set",
+            resource_type="TrainingExport",
+            resource_id=out.name[:128],
+            patient_id=None,
+            outcome="success",
+            client=None,
+        )
+    finally:
+        record.close()
+    report.write(
+        f"exported {summary.instances} instance(s) of {len(summary.patients)} patient(s), "
+        f"{summary.labels} label(s) to {out}; skipped {summary.skipped_consent} (consent objection), "
+        f"{summary.skipped_unreadable} (unreadable), {summary.skipped_burned_in} (burned-in annotation)\n"
+    )
+    return 0

@@ -1,0 +1,122 @@
+"""The audit trail for auditors (FHIR AuditEvent reads and searches) and model changes written into it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from inference.record import NotFound, RecordError
+from inference.record.fhir import audit_events
+from inference.runtime import ModelHost
+from inference.services._access import audit
+from inference.services._context import Actor, Context, db
+
+if TYPE_CHECKING:
+    from inference.record import Record
+    from inference.runtime import ServedModel
+
+logger = logging.getLogger(__name__)
+
+_ACTION = "audit:read"
+SYSTEM_SUBJECT = "dxassist-model-host"
+SYSTEM_ROLE = "system"
+
+
+async def audit_event_search(
+    *, ctx: Context, actor: Actor, params: Sequence[tuple[str, str]], base_url: str
+) -> dict[str, Any]:
+    """A searchset Bundle of AuditEvents (``date``, ``patient``, ``agent``, ``_id``, ``_count``, ``_offset``).
+
+    The search itself is audited (an auditor's reads are accesses too), before the answer is built.
+
+    Raises:
+        InvalidSearch: An unsupported parameter or a malformed value.
+    """
+    filters = audit_events.filters(params)
+    await audit(
+        ctx,
+        actor,
+        action=_ACTION,
+        outcome="success",
+        resource_type="AuditEvent",
+        patient_id=filters.get("patient_id"),
+    )
+    total, entries = await db(ctx.record.search_audit, **filters)
+    return audit_events.bundle(
+        total,
+        entries,
+        params,
+        base_url,
+        offset=int(filters.get("offset", 0)),
+        count=int(filters["limit"]),
+    )
+
+
+async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict[str, Any]:
+    """One AuditEvent by id (the entry's sequence number).
+
+    Raises:
+        NotFound: No entry has this id.
+    """
+    seq = int(event_id) if event_id.isdigit() and len(event_id) <= 18 else -1
+    _total, entries = await db(ctx.record.search_audit, seq=seq, limit=1)
+    await audit(
+        ctx,
+        actor,
+        action=_ACTION,
+        outcome="success" if entries else "not_found",
+        resource_type="AuditEvent",
+        resource_id=event_id,
+        patient_id=entries[0]["patient_id"] if entries else None,
+    )
+    if not entries:
+        raise NotFound("No AuditEvent has this id.")
+    return audit_events.audit_event(entries[0])
+
+
+def record_model_change(record: Record, model: ServedModel) -> None:
+    """Write a model put into service (at start or by a hot swap) to the audit trail.
+
+    Raises:
+        RecordError: The event could not be written.
+    """
+    record.append_audit(
+        subject=SYSTEM_SUBJECT,
+        role=SYSTEM_ROLE,
+        facility=None,
+        action="model:change",
+        resource_type="Model",
+        resource_id=f"{model.name}@{model.version}"[:128],
+        patient_id=None,
+        outcome="success",
+        client=None,
+    )
+
+
+class AuditedModelHost(ModelHost):
+    """A :class:`~inference.runtime.ModelHost` writing every model it puts into service to the audit trail.
+
+    Args:
+        *args: As for :class:`~inference.runtime.ModelHost`.
+        record: The patient record holding the audit trail.
+        **kwargs: As for :class:`~inference.runtime.ModelHost`.
+    """
+
+    def __init__(self, *args: Any, record: Record, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._record = record
+
+    async def refresh(self) -> list[ServedModel]:
+        """Swap in new versions (see :meth:`ModelHost.refresh`), then audit each one swapped in."""
+        swapped = await super().refresh()
+        for model in swapped:
+            try:
+                await db(record_model_change, self._record, model)
+            except RecordError:
+                # The swap has happened; the failure is loud so an operator restores the trail.
+                logger.error(
+                    "a model change could not be written to the audit trail",
+                    extra={"code": "audit_write_failed", "model": model.name, "model_version": model.version},
+                )
+        return swapped

@@ -1,0 +1,123 @@
+"""The audit trail as operators and auditors meet it: verify, tampering, FHIR AuditEvent, failing writes."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _security_env import Env, TestClient, seeded_env, upload
+from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.bundle import Bundle
+
+from inference.api import create_app
+from inference.record import Record
+from inference.security._commands import audit_verify
+from inference.services._audit_trail import SYSTEM_SUBJECT
+
+
+def _flow(client: TestClient, env: Env) -> tuple[str, str]:
+    posted = upload(client, env.headers("pacs", facility="F1"))
+    assert posted.status_code == 201, posted.text
+    result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
+    assert client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist")).status_code == 200
+    denied = client.get(
+        f"/v1/results/{result_id}", headers=env.headers("pacs", facility="F2", subject="pacs-f2")
+    )
+    assert denied.status_code == 403
+    return result_id, patient_id
+
+
+def test_auditors_search_the_trail_as_fhir_audit_events(client: TestClient, env: Env) -> None:
+    _result_id, patient_id = _flow(client, env)
+    auditor = env.headers("auditor", subject="auditor-1")
+    found = client.get("/fhir/AuditEvent", params={"patient": patient_id}, headers=auditor)
+    assert found.status_code == 200 and found.headers["content-type"].startswith("application/fhir+json")
+    bundle = Bundle.model_validate(found.json())
+    assert bundle.type == "searchset" and bundle.total == len(bundle.entry) >= 3
+    events = [e.resource for e in bundle.entry]
+    summary = {(e.subtype[0].code, e.agent[0].role[0].coding[0].code, e.outcomeDesc) for e in events}
+    assert ("studies:submit", "pacs", "success") in summary
+    assert ("results:read", "radiologist", "success") in summary
+    assert ("results:read", "pacs", "denied") in summary
+    denial = next(e for e in events if e.outcomeDesc == "denied")
+    assert denial.outcome == "4" and denial.agent[0].location.display == "F2"
+    assert denial.agent[0].who.identifier.value == "pacs-f2" and denial.agent[0].network.address
+    assert any(ent.what.reference == f"Patient/{patient_id}" for ent in denial.entity)
+
+    by_agent = Bundle.model_validate(
+        client.get("/fhir/AuditEvent", params={"agent": "pacs-f2"}, headers=auditor).json()
+    )
+    assert by_agent.total >= 1 and all(
+        e.resource.agent[0].who.identifier.value == "pacs-f2" for e in by_agent.entry
+    )
+    today = datetime.now(UTC).date()
+    recent = client.get(
+        "/fhir/AuditEvent",
+        params=[("date", f"ge{today}"), ("date", f"lt{today + timedelta(days=1)}"), ("patient", patient_id)],
+        headers=auditor,
+    )
+    # One more than before: the auditor's first search about this patient is in the trail too.
+    assert Bundle.model_validate(recent.json()).total == bundle.total + 1
+    old = client.get("/fhir/AuditEvent", params={"date": f"lt{today - timedelta(days=1)}"}, headers=auditor)
+    assert Bundle.model_validate(old.json()).total == 0
+    one = client.get(f"/fhir/AuditEvent/{events[0].id}", headers=auditor)
+    assert AuditEvent.model_validate(one.json()).id == events[0].id
+    assert client.get("/fhir/AuditEvent/123456789", headers=auditor).status_code == 404
+    bad = client.get("/fhir/AuditEvent", params={"date": "yesterday"}, headers=auditor)
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    # Readers of patient data do not read the trail; auditors read nothing else.
+    assert client.get("/fhir/AuditEvent", headers=env.headers("radiologist")).status_code == 403
+    assert client.get(f"/fhir/Patient/{patient_id}", headers=auditor).status_code == 403
+    # The auditor's own searches are in the trail.
+    record = Record(env.settings.record_url)
+    try:
+        _total, mine = record.search_audit(agent="auditor-1")
+        assert {e["action"] for e in mine} == {"audit:read", "fhir:read"}
+        _total, models = record.search_audit(agent=SYSTEM_SUBJECT)
+        assert {e["action"] for e in models} == {"model:change"} and len(models) >= 2
+    finally:
+        record.close()
+
+
+def test_verify_passes_then_fails_after_one_byte_of_an_entry_changes(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
+    with TestClient(create_app(env.settings)) as client:
+        _flow(client, env)
+    out = io.StringIO()
+    assert audit_verify(env.settings, stream=out) == 0
+    assert out.getvalue().startswith("audit trail intact:")
+    database = sqlite3.connect(env.home / "record.db")
+    try:
+        seq, subject = database.execute(
+            "SELECT seq, subject FROM audit_events WHERE outcome = 'denied' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        database.execute("DROP TRIGGER audit_events_no_update")
+        # One byte: 'pacs-f2' becomes 'pacs-f3'.
+        database.execute("UPDATE audit_events SET subject = ? WHERE seq = ?", (subject[:-1] + "3", seq))
+        database.commit()
+    finally:
+        database.close()
+    out = io.StringIO()
+    assert audit_verify(env.settings, stream=out) == 1
+    report = out.getvalue()
+    assert report.startswith("audit trail BROKEN") and f"entry seq {seq} " in report and "changed" in report
+
+
+def test_a_failing_audit_write_fails_the_request(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
+    with TestClient(create_app(env.settings)) as client:
+        result_id, _patient_id = _flow(client, env)
+        database = sqlite3.connect(env.home / "record.db")
+        try:
+            database.execute(
+                "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+            database.commit()
+        finally:
+            database.close()
+        response = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
+        assert response.status_code == 503 and response.json()["error"]["code"] == "record_unavailable"
+        assert result_id not in response.text and "findings" not in response.text
