@@ -275,6 +275,18 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from inference.security._commands import audit_verify
+
+    return audit_verify(_settings())
+
+
+def _cmd_export_training_set(args: argparse.Namespace) -> int:
+    from inference.security._commands import export_training_set
+
+    return export_training_set(_settings(), out=args.out, source=args.source)
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -340,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default DXASSIST_DIMSE_PORT or 11112")
     p.set_defaults(handler=_cmd_listen, own_logging=True)
+
+    audit = sub.add_parser("audit", help="the hash-chained audit trail")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = asub.add_parser("verify", help="check the chain; exit 1 and name the entries if any was altered")
+    p.set_defaults(handler=_cmd_audit_verify)
+
+    p = sub.add_parser(
+        "export-training-set",
+        help="de-identified copy (DICOM PS3.15 Basic Profile) of a DICOM folder with the readers' labels",
+    )
+    p.add_argument("--source", type=Path, required=True, help="folder of DICOM files to export")
+    p.add_argument("--out", type=Path, required=True, help="new or empty output folder")
+    p.set_defaults(handler=_cmd_export_training_set)
     return parser
 
 
