@@ -4,7 +4,8 @@
 workers. Routes call :mod:`inference.services`; see ``docs/api.md`` for every endpoint.
 """
 
-from inference.api._app import create_app, registry_fetch
+from inference.api._app import create_app
 from inference.api._serve import serve
+from inference.services import registry_fetch
 
 __all__ = ["create_app", "registry_fetch", "serve"]

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,31 +22,12 @@ from inference.api.schemas import (
     VitalsRequest,
 )
 from inference.config import Settings, get_settings
-from inference.runtime import Fetch, LocalModelLike
+from inference.runtime import Fetch
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_ROUTES = frozenset({"/v1/studies", "/dicomweb/studies"})
 LOG_FILE = "server.jsonl"
-
-
-def registry_fetch(settings: Settings) -> Fetch:
-    """``fetch(name, alias)`` through the local model cache, refreshed from the registry when there is one.
-
-    With the embedded SQLite store, a missing ``mlflow.db`` means no registry exists yet (nothing was
-    bootstrapped): the cache alone is used rather than creating an empty store as a side effect of serving.
-    """
-
-    def fetch(name: str, alias: str) -> LocalModelLike:
-        from model_registry import ModelCache, RegistryClient
-
-        uri = settings.tracking_uri
-        client: RegistryClient | None = RegistryClient(uri, settings.artifact_root)
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-            client = None
-        return ModelCache(settings.model_cache).fetch(name, alias, client=client)
-
-    return fetch
 
 
 def _body_limit(settings: Settings) -> Any:
@@ -94,44 +74,23 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from inference.dicom import Limits
         from inference.observability import configure_logging
-        from inference.policy import Policy
-        from inference.record import Record
         from inference.security import signing_key
-        from inference.services import AuditedModelHost, Context, Workers
+        from inference.services import open_context
 
         configure_logging(log_file=settings.log_dir / LOG_FILE)
-        record = Record(settings.record_url)
-        workers = Workers(settings.preprocess_workers)
-        # Every model put into service, at start or by a hot swap, is written to the audit trail.
-        host = AuditedModelHost(
-            settings, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
-        )
-        try:
-            await asyncio.to_thread(record.migrate)
+        # The same engines as ``dxassist listen``: record, models, pool, policy and the outbox worker
+        # that delivers results of uploads and STOW-RS to the configured destinations.
+        async with open_context(settings, fetch=fetch) as ctx:
             if not settings.jwks_url:
                 await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
-            policy = Policy.load(settings.site_policy)
-            app.state.ctx = Context(
-                settings=settings,
-                record=record,
-                host=host,
-                policy=policy,
-                workers=workers,
-                limits=Limits.from_settings(settings),
-            )
-            await host.start()
+            app.state.ctx = ctx
             logger.info(
                 "dxassist API started",
-                extra={"event": "startup", "outcome": "ready" if host.ready else "not_ready"},
+                extra={"event": "startup", "outcome": "ready" if ctx.host.ready else "not_ready"},
             )
             yield
-        finally:
-            await host.stop()
-            workers.close()
-            record.close()
-            logger.info("dxassist API stopped", extra={"event": "shutdown"})
+        logger.info("dxassist API stopped", extra={"event": "shutdown"})
 
     app = FastAPI(
         title="dxassist",

@@ -168,6 +168,18 @@ class News2(_Public):
     band: Literal["low", "low-medium", "medium", "high"]
 
 
+class Delivery(_Public):
+    """One DICOM output of an imaging result (SR or heatmap capture) queued for one destination."""
+
+    destination: str = Field(description="The destination's name in DXASSIST_DESTINATIONS.")
+    kind: Literal["sr", "sc"] = Field(description="sr: the TID 1500 report; sc: a heatmap capture.")
+    object: str = Field(description="SOP Instance UID of the delivered object.")
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    sent_at: str | None = None
+    last_error: str | None = Field(default=None, description="Transport and status text of the last failure.")
+
+
 class _ResultBase(_Public):
     result_id: str
     patient: PatientRef
@@ -186,6 +198,10 @@ class ImagingResult(_ResultBase):
     kind: Literal["imaging"]
     study_instance_uid: str
     findings: list[Finding]
+    deliveries: list[Delivery] = Field(
+        default_factory=list,
+        description="Its DICOM outputs per destination, in queue order; empty when none is configured.",
+    )
 
 
 class TriageResult(_ResultBase):

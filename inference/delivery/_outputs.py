@@ -2,14 +2,17 @@
 
 Findings, probabilities, boxes and the creation time come from the committed result (what the record
 holds is what the PACS gets). The heat maps behind the captures are not stored in the record (only their
-PNG overlays are), so they are recomputed here with the same model version, the same preprocessing and
-the same CAM mapping as the analysis; the model is deterministic, so the capture shows the analysed heat.
+PNG overlays are): the analysis hands its class activation maps and letterbox geometry over in-process,
+and they are mapped to the source's full geometry here. Without them (a result enqueued again later) they
+are recomputed with the same model version, the same preprocessing and the same CAM mapping as the
+analysis; the model is deterministic, so the capture shows the analysed heat either way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +21,7 @@ from inference.record._outbox import OutboxObject
 
 if TYPE_CHECKING:
     from inference.dicom import Study
+    from inference.preprocess import Geometry
     from inference.runtime import ModelHost, ServedModel
 
 logger = logging.getLogger(__name__)
@@ -54,17 +58,32 @@ async def _heatmaps(
     }
 
 
+def _from_cams(cams: Mapping[str, np.ndarray], geometry: Geometry, codes: list[str]) -> dict[str, np.ndarray]:
+    from inference.explain import cam_to_heatmap
+
+    return {code: cam_to_heatmap(cams[code], geometry) for code in codes if code in cams}
+
+
 async def build_objects(
-    *, host: ModelHost, study: Study, result: dict[str, Any], org_root: str
+    *,
+    host: ModelHost | None,
+    study: Study,
+    result: dict[str, Any],
+    org_root: str,
+    cams: Mapping[str, np.ndarray] | None = None,
+    geometry: Geometry | None = None,
 ) -> list[OutboxObject]:
     """Build the SR and the heatmap captures of a committed imaging result, as Part-10 bytes.
 
     Args:
-        host: The model host (its imaging model recomputes the heat maps when it serves the result's
-            model version; otherwise the captures are left out and the SR goes alone).
+        host: The model host. Without ``cams``, its imaging model recomputes the heat maps when it serves
+            the result's model version (otherwise the captures are left out and the SR goes alone).
         study: The decoded study the result was made from (``study.primary`` is the analysed image).
         result: The public JSON of the committed result (:meth:`inference.record.Record.get_result`).
         org_root: Organisation root of the new UIDs.
+        cams: Class activation maps per finding code, as the analysis that made ``result`` computed them
+            (so the model does not run again); with ``geometry``.
+        geometry: The letterbox geometry of ``cams`` (:class:`inference.preprocess.Geometry`).
 
     Returns:
         The SR first, then one capture per finding with a heatmap.
@@ -75,9 +94,12 @@ async def build_objects(
     from inference.writers import AlgorithmInfo, FindingOutput, build_heatmap_scs, build_sr, write_part10
 
     model = result["model"]
-    served = host.imaging
-    same_model = served.name == model["name"] and served.version == model["version"]
-    synthetic = served.synthetic if same_model else any("synthetic" in w.lower() for w in result["warnings"])
+    served = host.imaging if host is not None else None
+    same_model = served is not None and served.name == model["name"] and served.version == model["version"]
+    if served is not None and same_model:
+        synthetic = served.synthetic
+    else:
+        synthetic = any("synthetic" in w.lower() for w in result["warnings"])
     algorithm = AlgorithmInfo(
         name=model["name"],
         version=str(model["version"]),
@@ -87,7 +109,10 @@ async def build_objects(
     )
     with_heat = [f["code"] for f in result["findings"] if f.get("heatmap")]
     heat: dict[str, np.ndarray] = {}
-    if with_heat and same_model:
+    if with_heat and cams is not None and geometry is not None:
+        heat = await asyncio.to_thread(_from_cams, cams, geometry, with_heat)
+    elif with_heat and served is not None and same_model:
+        assert host is not None
         heat = await _heatmaps(host, served, study, with_heat)
     elif with_heat:
         logger.warning(

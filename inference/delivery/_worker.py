@@ -86,6 +86,11 @@ class OutboxWorker:
             poll_seconds=pacs.delivery_poll_seconds,
         )
 
+    @property
+    def destinations(self) -> tuple[Destination, ...]:
+        """The destinations this worker delivers to (results are queued for each of them)."""
+        return tuple(self._destinations.values())
+
     def wake(self) -> None:
         """Look at the outbox now (called after enqueuing)."""
         self._wake.set()

@@ -4,8 +4,9 @@ Each received instance is validated and decoded on arrival (:func:`read_instance
 answered with a DIMSE failure status and the association stays up. An accepted one is written durably
 under ``DXASSIST_HOME/incoming/<study>/<sop>.dcm`` before the success status goes out. Once a study has
 been quiet for ``dimse_stable_seconds`` it is analysed by the same service as an HTTP upload
-(:func:`inference.services.analyse_decoded`), its SR and heatmap captures are queued for every
-destination, and its folder is removed. Folders left by a stopped listener are analysed at the next start.
+(:func:`inference.services.analyse_decoded`, which also queues its SR and heatmap captures for every
+destination), and its folder is removed; a study whose patient objected to AI processing is dropped.
+Folders left by a stopped listener are analysed at the next start.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +27,6 @@ from inference.dicom._syntax import SUPPORTED
 
 if TYPE_CHECKING:
     from inference.config import Settings
-    from inference.delivery import OutboxWorker, PacsSettings
     from inference.services import Context
 
 logger = logging.getLogger(__name__)
@@ -114,39 +113,14 @@ def _make_ae(ae_title: str, allowed: list[str], node: _Node) -> tuple[Any, list[
     return ae, handlers
 
 
-@contextlib.asynccontextmanager
-async def _context(settings: Settings) -> AsyncIterator[Context]:
-    """The engines of the listener process, as the API's lifespan builds them."""
-    from inference.api import registry_fetch
-    from inference.policy import Policy
-    from inference.record import Record
-    from inference.runtime import ModelHost
-    from inference.services import Context, Workers
+async def _analyse(ctx: Context, study: StableStudy) -> bool:
+    """Analyse one stable study; True when its folder may be removed.
 
-    record = Record(settings.record_url)
-    workers = Workers(settings.preprocess_workers)
-    host = ModelHost(settings, fetch=registry_fetch(settings))
-    try:
-        await asyncio.to_thread(record.migrate)
-        ctx = Context(
-            settings=settings,
-            record=record,
-            host=host,
-            policy=Policy.load(settings.site_policy),
-            workers=workers,
-            limits=Limits.from_settings(settings),
-        )
-        await host.start()
-        yield ctx
-    finally:
-        await host.stop()
-        workers.close()
-        record.close()
-
-
-async def _analyse(ctx: Context, pacs: PacsSettings, worker: OutboxWorker, study: StableStudy) -> bool:
-    """Analyse one stable study and queue its outputs; True when its folder may be removed."""
-    from inference.delivery import enqueue_result
+    Filing the result also queues its SR and heatmap captures for every destination (in the service,
+    as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
+    objection stands until withdrawn, so trying again would only repeat the refusal.
+    """
+    from inference.record import ConsentObjection
     from inference.security import Principal
     from inference.services import Actor, analyse_decoded
 
@@ -163,19 +137,20 @@ async def _analyse(ctx: Context, pacs: PacsSettings, worker: OutboxWorker, study
         )
         return True
     actor = Actor(Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs"), client=None)
-    outcome = await analyse_decoded(
-        ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
-    )
-    added = await enqueue_result(
-        record=ctx.record,
-        host=ctx.host,
-        destinations=pacs.destinations,
-        org_root=ctx.settings.org_root,
-        study=decoded,
-        result=outcome.result,
-    )
-    if added:
-        worker.wake()
+    try:
+        outcome = await analyse_decoded(
+            ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
+        )
+    except ConsentObjection as e:
+        # The service wrote the refusal to the audit trail; the log names no patient.
+        logger.warning(
+            "a received study was dropped: the patient objected to AI processing",
+            extra={"event": "dimse_study", "code": e.code},
+        )
+        return True
+    if not outcome.queued:
+        # Filed, but its outputs are not in the outbox: keep the files so the next try queues them.
+        raise RuntimeError("The outputs of the study's result could not be queued for delivery.")
     return True
 
 
@@ -196,7 +171,8 @@ async def listen(
         host: Address to bind (loopback by default).
         stop: Set it to stop; SIGINT and SIGTERM set it when None.
     """
-    from inference.delivery import OutboxWorker, pacs_settings
+    from inference.delivery import pacs_settings
+    from inference.services import open_context
 
     pacs = pacs_settings(settings)
     port = pacs.dimse_port if port is None else port
@@ -205,9 +181,8 @@ async def listen(
     recovered = collector.recover()
     if recovered:
         logger.info("%d received studies from a previous run will be analysed", len(recovered))
-    async with _context(settings) as ctx:
-        worker = OutboxWorker.from_settings(ctx.record, pacs)
-        worker.start()
+    # The same engines as the HTTP API, the outbox worker included (it stops before the models).
+    async with open_context(settings) as ctx:
         try:
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
@@ -221,20 +196,17 @@ async def listen(
         try:
             while not stop.is_set():
                 for study in collector.stable():
-                    await _process(ctx, pacs, worker, collector, study)
+                    await _process(ctx, collector, study)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=_TICK_SECONDS)
         finally:
             await asyncio.to_thread(server.shutdown)
-            await worker.stop()
             logger.info("DICOM listener stopped", extra={"event": "shutdown"})
 
 
-async def _process(
-    ctx: Context, pacs: PacsSettings, worker: OutboxWorker, collector: StudyCollector, study: StableStudy
-) -> None:
+async def _process(ctx: Context, collector: StudyCollector, study: StableStudy) -> None:
     try:
-        remove = await _analyse(ctx, pacs, worker, study)
+        remove = await _analyse(ctx, study)
     except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
         logger.exception(
             "a received study could not be analysed now; it is kept and tried again (%s)", type(e).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,25 @@ class ToOriginal(Protocol):
     """Maps a map covering the model input to original pixel geometry (``inference.preprocess.Geometry``)."""
 
     def to_original(self, model_map: np.ndarray) -> np.ndarray: ...
+
+
+class Letterbox(ToOriginal, Protocol):
+    """A letterbox geometry whose placement is known, so maps can be sampled at any output size."""
+
+    @property
+    def original_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def content_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def pad_top(self) -> int: ...
+
+    @property
+    def pad_left(self) -> int: ...
+
+    @property
+    def input_size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -42,8 +62,47 @@ class Box:
         """Whether a point (row, column) lies inside the box."""
         return self.y0 <= row < self.y1 and self.x0 <= column < self.x1
 
+    def rescaled(self, from_shape: tuple[int, int], to_shape: tuple[int, int]) -> Box:
+        """The same region in an image of ``to_shape`` (rows, columns) covering the same extent.
 
-def cam_to_heatmap(cam: np.ndarray, geometry: ToOriginal) -> np.ndarray:
+        Every pixel of ``to_shape`` that overlaps the box is inside the result, so a box found on a
+        downscaled heatmap still encloses its region once scaled back to original pixels.
+        """
+        sy, sx = to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]
+        eps = 1e-9  # exact multiples must not round outwards through float error
+        return Box(
+            x0=max(0, math.floor(self.x0 * sx + eps)),
+            y0=max(0, math.floor(self.y0 * sy + eps)),
+            x1=min(to_shape[1], math.ceil(self.x1 * sx - eps)),
+            y1=min(to_shape[0], math.ceil(self.y1 * sy - eps)),
+        )
+
+
+def _sample(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) -> np.ndarray:
+    """Sample a map covering the model input at the pixel centres of a ``shape`` grid over the image.
+
+    The grid covers the same extent as the original image (padding cropped), so each output pixel is the
+    centre of a block of original pixels: what :meth:`Geometry.to_original` gives, at another size.
+    """
+    rows, columns = shape
+    h, w = cam.shape
+    size = geometry.input_size
+    content_rows, content_columns = geometry.content_shape
+    y = (geometry.pad_top + (np.arange(rows) + 0.5) * (content_rows / rows)) * (h / size) - 0.5
+    x = (geometry.pad_left + (np.arange(columns) + 0.5) * (content_columns / columns)) * (w / size) - 0.5
+    y = np.clip(y, 0.0, h - 1)
+    x = np.clip(x, 0.0, w - 1)
+    y0, x0 = np.floor(y).astype(np.intp), np.floor(x).astype(np.intp)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy = (y - y0).astype(np.float32)[:, None]
+    wx = (x - x0).astype(np.float32)[None, :]
+    along_y = cam[y0] * (1 - wy) + cam[y1] * wy  # the small map first: (rows, w), then columns
+    return np.asarray(along_y[:, x0] * (1 - wx) + along_y[:, x1] * wx, dtype=np.float32)
+
+
+def cam_to_heatmap(
+    cam: np.ndarray, geometry: ToOriginal | Letterbox, *, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Turn one finding's class activation map into a heatmap over the original image.
 
     Negative evidence is dropped (ReLU), the map is mapped through the letterbox geometry (padding
@@ -52,6 +111,9 @@ def cam_to_heatmap(cam: np.ndarray, geometry: ToOriginal) -> np.ndarray:
     Args:
         cam: ``[h, w]`` map in logit units covering the whole model input.
         geometry: the letterbox geometry of the image (:class:`inference.preprocess.Geometry`).
+        shape: ``(rows, columns)`` of the heatmap when it should cover the original image at another
+            resolution (e.g. the display size of an overlay: a 2048² heatmap costs 16 times a 512² one);
+            the original shape when None. Needs a geometry with its placement (:class:`Letterbox`).
 
     Returns:
         float32 ``[rows, columns]`` in [0, 1]; all zeros when the map has no positive evidence.
@@ -60,7 +122,16 @@ def cam_to_heatmap(cam: np.ndarray, geometry: ToOriginal) -> np.ndarray:
     if cam.ndim != 2:
         raise ValueError(f"A class activation map is 2-D [h, w]; got shape {cam.shape}.")
     positive = np.maximum(np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-    heat = np.asarray(geometry.to_original(positive), dtype=np.float32)
+    if shape is None:
+        heat = np.asarray(geometry.to_original(positive), dtype=np.float32)
+    else:
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"A heatmap shape must be positive; got {shape}.")
+        if not hasattr(geometry, "content_shape"):
+            raise TypeError(
+                "A heatmap at another size needs a letterbox geometry (inference.preprocess.Geometry)."
+            )
+        heat = _sample(positive, geometry, (int(shape[0]), int(shape[1])))  # type: ignore[arg-type]
     peak = float(heat.max(initial=0.0))
     if peak <= 0.0:
         return np.zeros_like(heat, dtype=np.float32)

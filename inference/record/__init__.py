@@ -1,5 +1,5 @@
 """The patient record: results filed one transaction each, FHIR R4 views, reader feedback, the
-hash-chained audit trail and patient consent.
+hash-chained audit trail, patient consent and the outbox of deliveries to PACS.
 
 ``Record(url)`` is the service; the frozen input dataclasses describe what the services hand it.
 """
@@ -17,6 +17,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
+from inference.record._outbox import deliveries
 from inference.record._store import VERDICTS, Record
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
@@ -41,4 +42,5 @@ __all__ = [
     "StoredResult",
     "TriageResultIn",
     "Verdict",
+    "deliveries",
 ]

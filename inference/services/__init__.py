@@ -19,6 +19,7 @@ from inference.services._consent import (
     set_consent_by_identifier,
 )
 from inference.services._context import Actor, Context, Workers
+from inference.services._engines import open_context, registry_fetch
 from inference.services._fhir import capability, fhir_read, fhir_search
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study
 from inference.services._results import (
@@ -62,8 +63,10 @@ __all__ = [
     "get_worklist",
     "list_models",
     "localise",
+    "open_context",
     "readiness",
     "record_model_change",
+    "registry_fetch",
     "set_consent",
     "set_consent_by_identifier",
     "store_instances",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from inference.config import Settings
+    from inference.delivery import OutboxWorker
     from inference.dicom import Limits
     from inference.policy import Policy
     from inference.record import Record
@@ -55,6 +56,8 @@ class Context:
         policy: The site's priority policy.
         workers: Pool for decoding and preprocessing.
         limits: DICOM size limits.
+        outbox: Delivers results to the configured destinations; None in a process that delivers
+            nothing (results are then filed only).
     """
 
     settings: Settings
@@ -63,6 +66,7 @@ class Context:
     policy: Policy
     workers: Workers
     limits: Limits
+    outbox: OutboxWorker | None = None
 
 
 @dataclass(frozen=True)

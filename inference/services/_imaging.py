@@ -17,6 +17,7 @@ from inference.services import _warnings
 from inference.services._access import audit, localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
+from inference.services._deliveries import queue_outputs, with_deliveries
 
 if TYPE_CHECKING:
     from inference.preprocess import Geometry
@@ -25,12 +26,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+HEATMAP_SIDE = 1024
+"""Longest side of the heatmap overlays served by the API; heat and box are computed at that size."""
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """A result as the API returns it, and whether this request filed it (False: it was already filed)."""
+    """A result as the API returns it, and what became of it.
+
+    Attributes:
+        result: The public result (with its ``deliveries``).
+        created: Whether this request filed it (False: it was already filed).
+        queued: False when its outputs could not be queued for the destinations (logged; sending the
+            study again queues them, since queueing is idempotent).
+    """
 
     result: dict[str, Any]
     created: bool
+    queued: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,15 +64,54 @@ def _preprocess_params(served: ServedModel) -> Any:
     )
 
 
+def _display_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Stored values resampled to the overlay's ``(rows, columns)``: area average down, bilinear up.
+
+    Done before the display window so windowing, colouring and encoding run on the overlay's pixels,
+    not on the radiograph's (a 2048² image has four times as many as a 1024² overlay). An integer part
+    of the reduction is done by summing strided views (a few milliseconds for 2048² → 1024²); the
+    remainder, if any, by Pillow on the already reduced image.
+    """
+    from PIL import Image
+
+    if pixels.shape == shape:
+        return pixels
+    factor = min(pixels.shape[0] // shape[0], pixels.shape[1] // shape[1])
+    image = pixels
+    if factor >= 2:
+        # Up to factor - 1 edge rows or columns are left out: under one overlay pixel.
+        rows, columns = (pixels.shape[0] // factor) * factor, (pixels.shape[1] // factor) * factor
+        total = np.zeros((rows // factor, columns // factor), dtype=np.float32)
+        for dy in range(factor):
+            for dx in range(factor):
+                total += pixels[dy:rows:factor, dx:columns:factor]
+        image = total * np.float32(1.0 / (factor * factor))
+        if image.shape == shape:
+            return image
+    shrinking = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
+        (shape[1], shape[0]), method
+    )
+    return np.asarray(resized)
+
+
 def _render(
     instance: Instance, geometry: Geometry, cams: dict[str, np.ndarray], params: Any
 ) -> dict[str, _Rendered]:
-    """Heatmap overlay and hottest-region box per finding (CPU-bound: runs on the worker pool)."""
+    """Heatmap overlay and hottest-region box per finding (CPU-bound: runs on the worker pool).
+
+    Heat, box and overlay are computed at the overlay's size (longest side :data:`HEATMAP_SIDE`); the box
+    is then scaled back to original pixels, enclosing every original pixel its region covers.
+    """
     from inference.explain import cam_to_heatmap, hottest_box, overlay_png
     from inference.preprocess import to_unit
 
+    original = geometry.original_shape
+    scale = min(1.0, HEATMAP_SIDE / max(original))
+    shape = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
     base = to_unit(
-        instance.pixels,
+        _display_pixels(instance.pixels, shape),
         photometric=instance.photometric,
         rescale_slope=instance.rescale_slope,
         rescale_intercept=instance.rescale_intercept,
@@ -71,10 +123,13 @@ def _render(
     )
     rendered: dict[str, _Rendered] = {}
     for code, cam in cams.items():
-        heat = cam_to_heatmap(cam, geometry)
+        heat = cam_to_heatmap(cam, geometry, shape=shape)
         box = hottest_box(heat)
-        png = overlay_png(base, heat, box=box)
-        rendered[code] = _Rendered(box=None if box is None else (box.x0, box.y0, box.x1, box.y1), png=png)
+        png = overlay_png(base, heat, box=box, max_side=HEATMAP_SIDE)
+        full = None if box is None else box.rescaled(shape, original)
+        rendered[code] = _Rendered(
+            box=None if full is None else (full.x0, full.y0, full.x1, full.y1), png=png
+        )
     return rendered
 
 
@@ -230,4 +285,10 @@ async def analyse_decoded(
     result = await db(ctx.record.get_result, result_id=stored.result_id)
     if result is None:  # committed a moment ago: only a concurrent manual delete could get here
         raise RuntimeError("The result just filed could not be read back.")
-    return Outcome(result=localise(result, choose_language(accept_language)), created=stored.created)
+    queued = await queue_outputs(
+        ctx, study=study, served=served, result=result, cams=cams, geometry=prepared.geometry
+    )
+    result = await with_deliveries(ctx, result)
+    return Outcome(
+        result=localise(result, choose_language(accept_language)), created=stored.created, queued=queued
+    )

@@ -10,6 +10,7 @@ from inference.record import NotFound, Verdict
 from inference.security import Role
 from inference.services._access import audit, authorise_patient, localise
 from inference.services._context import Actor, Context, db
+from inference.services._deliveries import with_deliveries
 
 
 async def _result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
@@ -31,6 +32,8 @@ async def get_result(
 ) -> dict[str, Any]:
     """One result, imaging or triage, with the rationale in the caller's language.
 
+    An imaging result carries ``deliveries``: the state of each of its DICOM outputs per destination.
+
     Raises:
         NotFound: No result has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
@@ -48,7 +51,7 @@ async def get_result(
         resource_id=result_id,
         patient_id=patient_id,
     )
-    return localise(result, choose_language(accept_language))
+    return localise(await with_deliveries(ctx, result), choose_language(accept_language))
 
 
 async def get_study_result(
@@ -89,7 +92,7 @@ async def get_study_result(
         resource_id=str(result["result_id"]),
         patient_id=patient_id,
     )
-    return localise(result, choose_language(accept_language))
+    return localise(await with_deliveries(ctx, result), choose_language(accept_language))
 
 
 async def get_heatmap(*, ctx: Context, actor: Actor, result_id: str, code: str) -> bytes:

@@ -74,3 +74,43 @@ def test_tiny_model_box_surrounds_a_bright_blob_in_the_original_image(tmp_path: 
     box = hottest_box(heat)
     assert box is not None and box.contains(*centre)
     assert box.width < columns / 2 and box.height < rows / 2
+
+
+def test_box_of_a_big_image_found_at_display_size_is_in_original_pixels(tmp_path: Path) -> None:
+    # What the server does for a 2048-row radiograph: heat and box at the overlay's 1024 rows, then the box
+    # scaled back; it must match the box found on the full-resolution heatmap to within one display pixel.
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    params = PreprocessParams.from_metadata(
+        json.loads(session.get_modelmeta().custom_metadata_map["dxassist.preprocess"])
+    )
+    rows, columns = 2048, 1536
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    image = np.full((rows, columns), 800, dtype=np.uint16)
+    centre = (1400, 1100)
+    image[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < 200**2] = 4000
+    prepared = prepare_pixels(image, photometric="MONOCHROME2", params=params)
+    _, cam = session.run(["logits", "cam"], {"image": prepared.tensor[None]})
+    display = (1024, 768)
+
+    heat = cam_to_heatmap(cam[0, -1], prepared.geometry, shape=display)
+    assert heat.shape == display and heat.max() == pytest.approx(1.0)
+    small = hottest_box(heat)
+    assert small is not None
+    box = small.rescaled(display, (rows, columns))
+    full = hottest_box(cam_to_heatmap(cam[0, -1], prepared.geometry))
+    assert full is not None
+    assert box.contains(*centre) and full.contains(*centre)
+    assert 0 <= box.x0 < box.x1 <= columns and 0 <= box.y0 < box.y1 <= rows
+    for edge in ("x0", "y0", "x1", "y1"):
+        assert abs(getattr(box, edge) - getattr(full, edge)) <= 2, edge
+    assert box.x1 > display[1] or box.y1 > display[0]  # original pixels, not display ones
+
+
+def test_a_rescaled_box_covers_every_original_pixel_of_its_display_pixels() -> None:
+    small = Box(x0=10, y0=20, x1=11, y1=30)
+    assert small.rescaled((100, 100), (300, 250)) == Box(x0=25, y0=60, x1=28, y1=90)
+    assert small.rescaled((100, 100), (100, 100)) == small
+    # Partially covered original pixels are inside; the result never leaves the image.
+    assert Box(x0=0, y0=0, x1=3, y1=3).rescaled((3, 3), (10, 10)) == Box(x0=0, y0=0, x1=10, y1=10)
+    assert Box(x0=1, y0=1, x1=2, y1=2).rescaled((3, 3), (10, 10)) == Box(x0=3, y0=3, x1=7, y1=7)

@@ -1,0 +1,94 @@
+"""The engines of a dxassist process, built in one place for the HTTP API and the DICOM listener.
+
+Both processes file results the same way, so both get the same record, model host, worker pool, site
+policy and outbox worker, started and stopped in the same order: the outbox worker starts after the
+model host and stops before it, so no delivery is attempted by a process that is not fully up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inference.services._audit_trail import AuditedModelHost
+from inference.services._context import Context, Workers
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from inference.runtime import Fetch, LocalModelLike
+
+logger = logging.getLogger(__name__)
+
+
+def registry_fetch(settings: Settings) -> Fetch:
+    """``fetch(name, alias)`` through the local model cache, refreshed from the registry when there is one.
+
+    With the embedded SQLite store, a missing ``mlflow.db`` means no registry exists yet (nothing was
+    bootstrapped): the cache alone is used rather than creating an empty store as a side effect of serving.
+    """
+
+    def fetch(name: str, alias: str) -> LocalModelLike:
+        from model_registry import ModelCache, RegistryClient
+
+        uri = settings.tracking_uri
+        client: RegistryClient | None = RegistryClient(uri, settings.artifact_root)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            client = None
+        return ModelCache(settings.model_cache).fetch(name, alias, client=client)
+
+    return fetch
+
+
+@asynccontextmanager
+async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> AsyncIterator[Context]:
+    """Build, start and finally stop the engines of one process.
+
+    Order: the record is migrated, the models are loaded, then the outbox worker starts delivering
+    (results to the destinations of :func:`inference.delivery.pacs_settings`); on exit the worker stops
+    first (letting a send in progress finish), then the models, the pool and the record.
+
+    Args:
+        settings: Process settings.
+        fetch: ``fetch(name, alias)`` for the model host; :func:`registry_fetch` when None.
+
+    Yields:
+        The :class:`Context` every service function takes.
+    """
+    from inference.delivery import OutboxWorker, pacs_settings
+    from inference.dicom import Limits
+    from inference.policy import Policy
+    from inference.record import Record
+
+    pacs = pacs_settings(settings)
+    record = Record(settings.record_url)
+    workers = Workers(settings.preprocess_workers)
+    # Every model put into service, at start or by a hot swap, is written to the audit trail.
+    host = AuditedModelHost(
+        settings, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
+    )
+    outbox = OutboxWorker.from_settings(record, pacs)
+    try:
+        await asyncio.to_thread(record.migrate)
+        ctx = Context(
+            settings=settings,
+            record=record,
+            host=host,
+            policy=Policy.load(settings.site_policy),
+            workers=workers,
+            limits=Limits.from_settings(settings),
+            outbox=outbox,
+        )
+        await host.start()
+        outbox.start()
+        try:
+            yield ctx
+        finally:
+            await outbox.stop()
+    finally:
+        await host.stop()
+        workers.close()
+        record.close()

@@ -1,0 +1,101 @@
+"""``open_context``: the engines the API and the listener share; big radiographs keep their geometry."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tiny_models
+from PIL import Image
+
+from inference.config import Settings
+from inference.record import deliveries
+from inference.security import Principal
+from inference.services import Actor, analyse_study, open_context
+
+API_TESTS = Path(__file__).resolve().parents[1] / "api"
+sys.path.insert(0, str(API_TESTS))
+from _api_dicom import chest_dicom  # noqa: E402
+
+PACS_F1 = Actor(Principal(subject="pacs-1", role="pacs", facility="F1"), client="127.0.0.1")
+
+
+def _settings(home: Path) -> Settings:
+    settings = Settings(home=home, database_url=None, mlflow_tracking_uri=None, model_watch_seconds=0)
+    tiny_models.seed_both(settings.model_cache, home / "build")
+    return settings
+
+
+def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_overlay(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    size = 1600  # the blob covers rows and columns 400..999; the overlay is 1024 px a side
+    study = f"2.25.{uuid.uuid4().int}"
+
+    async def main() -> tuple[dict[str, Any], dict[str, bytes]]:
+        async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
+            outcome = await analyse_study(
+                ctx=ctx,
+                actor=PACS_F1,
+                blobs=[chest_dicom(study=study, sop=f"{study}.1", blob=True, size=size)],
+                source="upload",
+                accept_language=None,
+            )
+            rid = outcome.result["result_id"]
+            pngs = {
+                f["code"]: ctx.record.heatmap(result_id=rid, code=f["code"])
+                for f in outcome.result["findings"]
+                if f["heatmap"]
+            }
+            return outcome.result, pngs
+
+    result, pngs = asyncio.run(main())
+    boxes = [f["box"] for f in result["findings"] if f["positive"]]
+    assert boxes and pngs
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size
+        assert x0 <= 700 < x1 and y0 <= 700 < y1  # the blob's centre, in original pixels
+        # The blob ends at 1000 in original pixels, at 640 in the overlay's: these are original ones.
+        assert x1 >= 900 and y1 >= 900
+    for png in pngs.values():
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.size == (1024, 1024)
+    assert result["deliveries"] == []  # no destination configured
+
+
+def test_results_are_queued_for_the_destinations_by_the_analysis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on the destination: the objects stay pending, in the outbox, for later.
+    destination = {"name": "pacs", "kind": "dimse", "host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}
+    monkeypatch.setenv("DXASSIST_DESTINATIONS", json.dumps([destination]))
+    monkeypatch.setenv("DXASSIST_DELIVERY_BACKOFF_SECONDS", "60")
+    settings = _settings(tmp_path)
+    study = f"2.25.{uuid.uuid4().int}"
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
+            assert ctx.outbox is not None and [d.name for d in ctx.outbox.destinations] == ["pacs"]
+            first = await analyse_study(
+                ctx=ctx, actor=PACS_F1, blobs=[blob], source="upload", accept_language=None
+            )
+            again = await analyse_study(
+                ctx=ctx, actor=PACS_F1, blobs=[blob], source="upload", accept_language=None
+            )
+            rows = deliveries(ctx.record, result_id=first.result["result_id"])
+            return first.result, again.result, rows
+
+    first, again, rows = asyncio.run(main())
+    positives = [f for f in first["findings"] if f["heatmap"]]
+    assert [r["kind"] for r in rows] == ["sr"] + ["sc"] * len(positives)
+    assert {r["destination"] for r in rows} == {"pacs"}
+    assert all(r["state"] == "pending" for r in rows)
+    # A resend is answered from the record and queues nothing twice.
+    assert again["result_id"] == first["result_id"]
+    assert [d["object"] for d in again["deliveries"]] == [r["object"] for r in rows]
