@@ -13,7 +13,7 @@ import uuid
 import jwt
 import pytest
 from _api_dicom import chest_dicom
-from conftest import Env, TestClient, make_settings, new_study_uid
+from _api_env import Env, TestClient, make_settings, new_study_uid
 
 from inference.record import Record
 from inference.security import (

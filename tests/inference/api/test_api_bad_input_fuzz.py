@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Env, TestClient
+from _api_env import Env, TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

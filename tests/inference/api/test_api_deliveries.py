@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom, related_body
-from conftest import Env, TestClient, make_settings, new_study_uid
+from _api_env import Env, TestClient, make_settings, new_study_uid
 
 from inference.api import create_app
 

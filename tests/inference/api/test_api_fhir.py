@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from _api_dicom import chest_dicom
-from conftest import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, new_study_uid
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome

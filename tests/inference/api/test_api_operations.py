@@ -10,7 +10,7 @@ import uuid
 import pytest
 import tiny_models
 from _api_dicom import BIRTH_DATE, PATIENT_ID, PATIENT_NAME, chest_dicom
-from conftest import Env, TestClient, make_settings, new_study_uid
+from _api_env import Env, TestClient, make_settings, new_study_uid
 
 from inference.api import create_app
 from inference.api._app import LOG_FILE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from _api_dicom import CR_IMAGE, CT_IMAGE, chest_dicom, related_body
-from conftest import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, new_study_uid
 
 REFERENCED = "00081199"
 FAILED = "00081198"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from _api_dicom import PATIENT_ID, chest_dicom
-from conftest import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, new_study_uid
 from PIL import Image
 
 from inference.services import SYNTHETIC_WARNING

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Env, TestClient
+from _api_env import Env, TestClient
 
 from inference.services import SYNTHETIC_WARNING
 from inference.triage import VitalSigns, compute_news2

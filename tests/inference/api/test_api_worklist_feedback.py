@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from _api_dicom import chest_dicom
-from conftest import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, new_study_uid
 
 NORMAL: dict[str, Any] = {
     "respiratory_rate": 16,

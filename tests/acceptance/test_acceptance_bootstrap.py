@@ -1,0 +1,93 @@
+"""What an ML engineer sees after `dxassist bootstrap` on an empty home (issue: training + registry).
+
+These tests read the MLflow store the way an outside acceptance check does (MLflow's own client), so
+they check what was really logged, not what our wrappers say was logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from _dxassist_cli import DXASSIST, dxassist_env
+
+import model_registry  # noqa: F401  (telemetry off before mlflow is imported)
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+FINDINGS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
+
+
+def _client(home: Path):  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    return MlflowClient(
+        tracking_uri=f"sqlite:///{home / 'mlflow.db'}", registry_uri=f"sqlite:///{home / 'mlflow.db'}"
+    )
+
+
+def _champion_run_metrics(home: Path, name: str) -> tuple[dict[str, float], object]:
+    client = _client(home)
+    version = client.get_model_version_by_alias(name, "champion")
+    run = client.get_run(version.run_id)
+    return dict(run.data.metrics), version
+
+
+def test_both_champions_are_registered_with_artifacts_and_sha256(bootstrapped_home: Path) -> None:
+    client = _client(bootstrapped_home)
+    for name in ("cxr-findings", "vitals-triage"):
+        version = client.get_model_version_by_alias(name, "champion")
+        assert len(version.tags["sha256"]) == 64
+        assert version.tags["parity_passed"].lower() == "true"
+        cached = bootstrapped_home / "models" / name / str(version.version) / "model.onnx"
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == version.tags["sha256"]
+        run_artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+        assert "model_card.md" in run_artifacts, run_artifacts
+        assert any(p.endswith(".png") for p in run_artifacts) or any("plots" in p for p in run_artifacts), (
+            run_artifacts
+        )
+
+
+def test_imaging_quick_profile_meets_its_targets_on_the_synthetic_test_split(bootstrapped_home: Path) -> None:
+    metrics, _ = _champion_run_metrics(bootstrapped_home, "cxr-findings")
+    for finding in FINDINGS:
+        assert f"test_auroc_{finding}" in metrics
+    assert metrics["test_macro_auroc"] >= 0.90, metrics
+    assert metrics["test_pointing_game"] >= 0.80, metrics
+    assert 0.0 <= metrics["test_ece"] <= 1.0
+
+
+def test_triage_model_beats_news2_on_the_same_split(bootstrapped_home: Path) -> None:
+    metrics, _ = _champion_run_metrics(bootstrapped_home, "vitals-triage")
+    assert metrics["test_auroc"] > metrics["test_news2_auroc"], metrics
+    assert 0.0 <= metrics["test_ece"] <= 1.0
+
+
+def test_registry_list_shows_the_champions_and_a_second_bootstrap_trains_nothing(
+    bootstrapped_home: Path,
+) -> None:
+    env = dxassist_env(bootstrapped_home)
+    listing = subprocess.run(
+        [str(DXASSIST), "registry", "list"], env=env, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    for name in ("cxr-findings", "vitals-triage"):
+        assert name in listing
+    assert "champion" in listing
+
+    before = {p: p.stat().st_mtime_ns for p in (bootstrapped_home / "models").rglob("model.onnx")}
+    again = subprocess.run(
+        [str(DXASSIST), "bootstrap", "--profile", "quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "train" not in again.stdout.lower() or "already" in again.stdout.lower(), again.stdout
+    after = {p: p.stat().st_mtime_ns for p in (bootstrapped_home / "models").rglob("model.onnx")}
+    assert after == before
+    client = _client(bootstrapped_home)
+    for name in ("cxr-findings", "vitals-triage"):
+        assert len(client.search_model_versions(f"name='{name}'")) == 1

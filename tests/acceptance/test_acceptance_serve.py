@@ -1,0 +1,190 @@
+"""A user's first session after `make run`: the real server on the bootstrapped models.
+
+`dxassist serve` runs as a subprocess on loopback with the home that `dxassist bootstrap` made; the
+tests talk HTTP to it like a PACS, a radiologist and a clinician would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _dxassist_cli import DXASSIST, REPO, dxassist_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SEEDS = REPO / "seeds" / "studies"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token(home: Path, role: str) -> str:
+    out = subprocess.run(
+        [str(DXASSIST), "token", "issue", "--subject", f"acceptance-{role}", "--role", role],
+        env=dxassist_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def server(bootstrapped_home: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (bootstrapped_home / "serve-acceptance.log").open("w")
+    proc = subprocess.Popen(
+        [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=dxassist_env(bootstrapped_home),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (bootstrapped_home / "serve-acceptance.log").read_text()[-4000:]
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def radiologist(bootstrapped_home: Path) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token(bootstrapped_home, 'radiologist')}"}
+
+
+@pytest.fixture(scope="module")
+def clinician(bootstrapped_home: Path) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token(bootstrapped_home, 'clinician')}"}
+
+
+def _validate_r4b(resource: dict) -> None:
+    import importlib
+
+    rtype = resource["resourceType"]
+    module = importlib.import_module(f"fhir.resources.R4B.{rtype.lower()}")
+    getattr(module, rtype).model_validate(resource)
+
+
+def test_a_seed_study_returns_findings_heatmaps_and_fhir(server: str, radiologist: dict[str, str]) -> None:
+    path = SEEDS / "03_effusion_cardiomegaly_pa_cr.dcm"
+    with path.open("rb") as fh:
+        r = httpx.post(
+            f"{server}/v1/studies",
+            headers=radiologist,
+            files=[("files", (path.name, fh, "application/dicom"))],
+            timeout=120,
+        )
+    assert r.status_code in (200, 201), r.text
+    result = r.json()
+    for field in (
+        "result_id",
+        "kind",
+        "patient",
+        "model",
+        "priority",
+        "warnings",
+        "study_instance_uid",
+        "findings",
+    ):
+        assert field in result
+    assert result["kind"] == "imaging"
+    assert result["model"]["name"] == "cxr-findings"
+    assert any("synthetic" in w.lower() for w in result["warnings"])
+    codes = {f["code"] for f in result["findings"]}
+    assert codes == {"nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly"}
+    # the planted findings of this seed study are found
+    positive = {f["code"] for f in result["findings"] if f["positive"]}
+    assert {"pleural_effusion", "cardiomegaly"} <= positive, result["findings"]
+    heatmap = next(f["heatmap"] for f in result["findings"] if f["positive"])
+    png = httpx.get(f"{server}{heatmap}", headers=radiologist, timeout=30)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    from PIL import Image
+
+    Image.open(io.BytesIO(png.content)).verify()
+
+    patient = result["patient"]["id"]
+    for rtype in ("ImagingStudy", "DiagnosticReport", "Observation", "Provenance"):
+        bundle = httpx.get(
+            f"{server}/fhir/{rtype}", params={"patient": patient}, headers=radiologist, timeout=30
+        )
+        assert bundle.status_code == 200, bundle.text
+        body = bundle.json()
+        assert body["type"] == "searchset" and body["total"] >= 1, (rtype, body)
+        _validate_r4b(body)
+        for entry in body["entry"]:
+            _validate_r4b(entry["resource"])
+
+
+def test_vitals_get_news2_and_contributions_that_sum_to_the_logit(
+    server: str, clinician: dict[str, str]
+) -> None:
+    body = {
+        "patient": {"identifier": "IPP-ACCEPT-0001", "name": "ACCEPT^TEST",
+                    "birth_date": "1950-02-01", "sex": "female"},
+        "observed_at": "2026-11-22T08:15:00Z",
+        "respiratory_rate": 22, "spo2": 93, "spo2_scale": 1, "on_oxygen": False,
+        "systolic_bp": 105, "diastolic_bp": 70, "heart_rate": 112, "temperature": 38.4, "consciousness": "A",
+    }  # fmt: skip
+    r = httpx.post(f"{server}/v1/vitals", json=body, headers=clinician, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    result = r.json()
+    # RCP 2017 chart: RR 22 -> 2, SpO2 93 (scale 1) -> 2, air -> 0, SBP 105 -> 1,
+    # HR 112 -> 2, A -> 0, T 38.4 -> 1
+    assert result["news2"]["subscores"] == {
+        "respiratory_rate": 2, "spo2": 2, "on_oxygen": 0, "systolic_bp": 1,
+        "heart_rate": 2, "consciousness": 0, "temperature": 1,
+    }  # fmt: skip
+    assert result["news2"]["total"] == 8 and result["news2"]["band"] == "high"
+    total = result["intercept"] + sum(result["contributions"].values())
+    assert total == pytest.approx(result["logit"], abs=1e-4)
+    assert result["priority"] == "critical"
+
+
+def test_every_pydicom_test_file_gets_a_result_or_a_precise_4xx(
+    server: str, radiologist: dict[str, str]
+) -> None:
+    import pydicom
+
+    files = sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*.dcm"))
+    assert len(files) > 50
+    statuses: dict[int, int] = {}
+    for path in files:
+        r = httpx.post(
+            f"{server}/v1/studies",
+            headers=radiologist,
+            files=[("files", (path.name, path.read_bytes(), "application/dicom"))],
+            timeout=120,
+        )
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.status_code < 500, (path.name, r.status_code, r.text)
+        if r.status_code >= 400:
+            code = r.json()["error"]["code"]
+            assert code and code not in ("internal", "error", "bad_request"), (path.name, code)
+    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
+    print(json.dumps(statuses))

@@ -1,0 +1,51 @@
+"""Helpers of the API tests (importable by name, unlike conftest): settings, tokens, study UIDs."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.config import Settings
+from inference.security import issue_token
+
+with warnings.catch_warnings():
+    # starlette >= 1.x warns (as a UserWarning) that it prefers httpx2 over httpx; the dev extra pins httpx.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+__all__ = ["Env", "TestClient", "make_settings", "new_study_uid"]
+
+
+@dataclass(frozen=True)
+class Env:
+    """One server home: its settings and a way to make bearer headers."""
+
+    home: Path
+    settings: Settings
+
+    def headers(
+        self, role: str, *, facility: str | None = None, subject: str | None = None
+    ) -> dict[str, str]:
+        """``Authorization`` header for a fresh token of ``role``."""
+        token = issue_token(self.settings, subject=subject or f"test-{role}", role=role, facility=facility)
+        return {"Authorization": f"Bearer {token}"}
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    """Settings for a test server: SQLite record and model cache under ``home``, no MLflow, no watcher."""
+    values: dict[str, object] = {
+        "home": home,
+        "database_url": None,
+        "mlflow_tracking_uri": None,
+        "model_watch_seconds": 0,
+        "preprocess_workers": 1,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def new_study_uid() -> str:
+    """A fresh, valid study UID (the 2.25 UUID-derived form)."""
+    return f"2.25.{uuid.uuid4().int}"
