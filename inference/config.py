@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production" and self.database_url is None:
-            raise ValueError("DXASSIST_DATABASE_URL must be set in production; the embedded SQLite is for development.")
+            raise ValueError(
+                "DXASSIST_DATABASE_URL must be set in production; the embedded SQLite is for development."
+            )
         return self
 
     @cached_property

@@ -10,6 +10,8 @@ for _key, _value in (
     ("ORT_DISABLE_TELEMETRY", "1"),
     ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ("DO_NOT_TRACK", "true"),
+    # torch's OpenMP threads spin-wait by default, which collapses when the two cores are shared
+    ("OMP_WAIT_POLICY", "PASSIVE"),
 ):
     _os.environ.setdefault(_key, _value)
 

@@ -93,7 +93,11 @@ def export_onnx(
     got = dict(zip(output_names, session.run(list(output_names), feeds), strict=True))
     diff = max(float(np.max(np.abs(got[n] - reference_np[n]))) for n in parity_outputs)
     report = ExportReport(
-        path=path, sha256=_sha256(path), parity_max_abs_diff=diff, parity_passed=diff <= tolerance, opset=opset
+        path=path,
+        sha256=_sha256(path),
+        parity_max_abs_diff=diff,
+        parity_passed=diff <= tolerance,
+        opset=opset,
     )
     if not report.parity_passed:
         raise ParityError(f"ONNX Runtime differs from PyTorch by {diff:.2e} (tolerance {tolerance:.0e}).")

@@ -1,0 +1,6 @@
+"""Model definitions in plain PyTorch (imported only by training; the server runs their ONNX exports)."""
+
+from training.models._cxr import CxrNet
+from training.models._triage import AdditiveTriage
+
+__all__ = ["AdditiveTriage", "CxrNet"]

@@ -1,0 +1,199 @@
+"""``ImagingConfig``: typed defaults, profile presets, YAML and keyword overrides (as timm ``train.py``).
+
+Precedence, lowest first: the dataclass defaults, the profile preset, a YAML file, keyword arguments
+(the command-line flags). The resolved config travels with every artifact (checkpoint, ONNX
+metadata, model card), so a model can always be traced back to how it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A training configuration names an unknown profile or field, or holds a value of the wrong kind."""
+
+
+@dataclass
+class ImagingConfig:
+    """Everything that decides how ``cxr-findings`` is trained, evaluated and exported.
+
+    Attributes:
+        profile: the preset these values started from (``quick`` or ``full``).
+        dataset: ``synthetic`` (generated phantoms) or a ``training.data.load_dataset`` adapter name.
+        data: dataset location for non-synthetic datasets; ignored for ``synthetic``.
+        seed: seeds data generation, the split and training. Keep it fixed within a profile: the
+            validation split, which the promotion gate compares versions on, depends on it.
+        out_dir: where data, checkpoint, ONNX, plots, metrics and model card are written.
+        n_images: synthetic images to generate.
+        size_range: smallest and largest side of the generated images, in pixels.
+        lateral_fraction: share of generated lateral views (the loader keeps frontal ones).
+        input_size: model input side ``S`` in pixels (also written to the preprocessing metadata).
+        widths: channels per residual stage of ``CxrNet``.
+        depths: residual blocks per stage.
+        strides: stride of each stage; with the stem's 2, the CAM side is ``S / (2 * prod)``.
+        epochs: training epochs.
+        batch_size: images per optimisation step.
+        lr: peak AdamW learning rate (cosine schedule after warm-up).
+        weight_decay: AdamW weight decay.
+        warmup_epochs: linear warm-up length in epochs.
+        max_shift: largest random translation in pixels (augmentation).
+        intensity_jitter: half-width of random gain/offset on normalised intensities (augmentation).
+        pos_weight: weight positives by the inverse prevalence of each finding in the loss.
+        loc_weight: weight of the localisation loss that teaches the CAM where findings are, used only
+            when the data set has finding masks (synthetic phantoms do); 0 turns it off.
+        pointing_tolerance: margin in model pixels for the tolerant pointing game
+            (``test_pointing_game_tolerant``); None means half a CAM cell. The strict
+            ``test_pointing_game`` has no margin.
+        sensitivity_target: sensitivity each finding's operating threshold reaches on validation.
+        n_boot: bootstrap resamples for AUROC confidence intervals.
+        workers: processes decoding DICOM files when loading the data set.
+        threads: torch intra-op threads.
+        progress: show tqdm progress bars.
+    """
+
+    profile: str = "quick"
+    dataset: str = "synthetic"
+    data: Path | None = None
+    seed: int = 0
+    out_dir: Path = Path("var/runs/cxr-findings")
+    n_images: int = 2400
+    size_range: tuple[int, int] = (320, 640)
+    lateral_fraction: float = 0.0
+    input_size: int = 160
+    widths: tuple[int, ...] = (16, 32, 48, 64)
+    depths: tuple[int, ...] = (1, 1, 1, 1)
+    strides: tuple[int, ...] = (2, 2, 1, 1)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    max_shift: int = 8
+    intensity_jitter: float = 0.1
+    pos_weight: bool = False
+    loc_weight: float = 0.2
+    pointing_tolerance: int | None = None
+    sensitivity_target: float = 0.85
+    n_boot: int = 1000
+    workers: int = 2
+    threads: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        # Coerce what YAML and flags deliver (lists, strings) into the declared types.
+        self.out_dir = Path(self.out_dir)
+        self.data = Path(self.data) if self.data is not None else None
+        self.size_range = (int(self.size_range[0]), int(self.size_range[1]))
+        self.widths = tuple(int(v) for v in self.widths)
+        self.depths = tuple(int(v) for v in self.depths)
+        self.strides = tuple(int(v) for v in self.strides)
+        if not (len(self.widths) == len(self.depths) == len(self.strides)):
+            raise ConfigError(
+                f"widths, depths and strides must have one entry per stage; got {len(self.widths)}, "
+                f"{len(self.depths)} and {len(self.strides)}."
+            )
+        cam_stride = 2
+        for s in self.strides:
+            cam_stride *= s
+        if self.input_size % cam_stride:
+            raise ConfigError(
+                f"input_size {self.input_size} must be a multiple of the network stride {cam_stride} "
+                "so the CAM covers the image exactly."
+            )
+        if self.loc_weight < 0 or (self.pointing_tolerance is not None and self.pointing_tolerance < 0):
+            raise ConfigError("loc_weight and pointing_tolerance must not be negative.")
+        if self.epochs < 1 or self.batch_size < 1 or self.n_images < 1:
+            raise ConfigError("epochs, batch_size and n_images must be positive integers.")
+        if self.dataset != "synthetic" and self.data is None:
+            raise ConfigError(
+                f"Dataset {self.dataset!r} needs a data path (--data); only 'synthetic' is generated."
+            )
+
+    @property
+    def cam_stride(self) -> int:
+        """Input pixels per CAM cell."""
+        stride = 2
+        for s in self.strides:
+            stride *= s
+        return stride
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values (paths as strings, tuples as lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_profile(
+        cls, profile: str = "quick", *, yaml_path: Path | None = None, **overrides: Any
+    ) -> ImagingConfig:
+        """Resolve a config: defaults < ``profile`` preset < YAML file < ``overrides``.
+
+        ``None`` overrides are ignored, so unset command-line flags keep the preset's value.
+        """
+        if profile not in IMAGING_PROFILES:
+            raise ConfigError(
+                f"Unknown imaging profile {profile!r}; choose one of {sorted(IMAGING_PROFILES)}."
+            )
+        values: dict[str, Any] = {"profile": profile, **IMAGING_PROFILES[profile]}
+        if yaml_path is not None:
+            values.update(_read_yaml(Path(yaml_path)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown imaging config field(s) {unknown}; accepted fields are {sorted(known)}."
+            )
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"The imaging config has a value of the wrong type: {e}.") from e
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    import yaml
+
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"Could not read the config file {path}: {e}.") from e
+    if content is None:
+        return {}
+    if not isinstance(content, Mapping):
+        raise ConfigError(
+            f"The config file {path} must hold a mapping of field: value; got {type(content).__name__}."
+        )
+    return content
+
+
+# ``quick`` is what `dxassist bootstrap` trains: sized to finish in a few minutes on 2 CPU cores.
+# ``full`` trades time for margin (more images, a larger input, a wider and deeper network): about an
+# hour on a workstation CPU, minutes on a GPU.
+IMAGING_PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "full": {
+        "n_images": 6000,
+        "input_size": 224,
+        "widths": (24, 48, 96, 128),
+        "depths": (1, 1, 2, 2),
+        "epochs": 20,
+        "lr": 3e-3,
+        "threads": 4,
+        "workers": 4,
+        "n_boot": 2000,
+    },
+}
