@@ -11,7 +11,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_C = TypeVar("_C")
 
 
 class ConfigError(ValueError):
@@ -142,26 +144,38 @@ class ImagingConfig:
 
         ``None`` overrides are ignored, so unset command-line flags keep the preset's value.
         """
-        if profile not in IMAGING_PROFILES:
-            raise ConfigError(
-                f"Unknown imaging profile {profile!r}; choose one of {sorted(IMAGING_PROFILES)}."
-            )
-        values: dict[str, Any] = {"profile": profile, **IMAGING_PROFILES[profile]}
-        if yaml_path is not None:
-            values.update(_read_yaml(Path(yaml_path)))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown imaging config field(s) {unknown}; accepted fields are {sorted(known)}."
-            )
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as e:
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(f"The imaging config has a value of the wrong type: {e}.") from e
+        return resolve_config(cls, "imaging", IMAGING_PROFILES, profile, yaml_path, overrides)
+
+
+def resolve_config(
+    cls: type[_C],
+    kind: str,
+    profiles: Mapping[str, Mapping[str, Any]],
+    profile: str,
+    yaml_path: Path | None,
+    overrides: Mapping[str, Any],
+) -> _C:
+    """Build a training config dataclass: defaults < ``profile`` preset < YAML file < ``overrides``.
+
+    ``None`` overrides are ignored. Unknown profiles, unknown fields and wrongly typed values raise
+    :class:`ConfigError` naming ``kind`` (``imaging`` or ``triage``).
+    """
+    if profile not in profiles:
+        raise ConfigError(f"Unknown {kind} profile {profile!r}; choose one of {sorted(profiles)}.")
+    values: dict[str, Any] = {"profile": profile, **profiles[profile]}
+    if yaml_path is not None:
+        values.update(_read_yaml(Path(yaml_path)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"Unknown {kind} config field(s) {unknown}; accepted fields are {sorted(known)}.")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"The {kind} config has a value of the wrong type: {e}.") from e
 
 
 def _read_yaml(path: Path) -> Mapping[str, Any]:

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from inference.triage import FEATURES
 from training.data._vitals import VitalsTable
 from training.pipeline._outcome import TrainingOutcome
-from training.pipeline._profiles import ConfigError, _read_yaml
+from training.pipeline._profiles import ConfigError, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -120,24 +120,7 @@ class TriageConfig:
 
         ``None`` overrides are ignored, so unset command-line flags keep the preset's value.
         """
-        if profile not in TRIAGE_PROFILES:
-            raise ConfigError(f"Unknown triage profile {profile!r}; choose one of {sorted(TRIAGE_PROFILES)}.")
-        values: dict[str, Any] = {"profile": profile, **TRIAGE_PROFILES[profile]}
-        if yaml_path is not None:
-            values.update(_read_yaml(Path(yaml_path)))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown triage config field(s) {unknown}; accepted fields are {sorted(known)}."
-            )
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as e:
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(f"The triage config has a value of the wrong type: {e}.") from e
+        return resolve_config(cls, "triage", TRIAGE_PROFILES, profile, yaml_path, overrides)
 
 
 # ``tiny`` is for tests (seconds); ``quick`` is what `dxassist bootstrap` trains (well under a minute on
