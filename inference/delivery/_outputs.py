@@ -39,16 +39,9 @@ async def _heatmaps(
     import asyncio
 
     from inference.explain import cam_to_heatmap
-    from inference.preprocess import PreprocessParams, prepare
+    from inference.preprocess import prepare
 
-    p = served.imaging_meta.preprocess
-    params = PreprocessParams(
-        input_size=p.input_size,
-        mean=p.mean,
-        std=p.std,
-        window_percentiles=(p.window_percentiles[0], p.window_percentiles[1]),
-    )
-    prepared = await asyncio.to_thread(prepare, study.primary, params)
+    prepared = await asyncio.to_thread(prepare, study.primary, served.imaging_meta.preprocess)
     [scores] = await host.score_images([prepared.tensor], model=served)
     labels = [code for code, _p, _positive in scores.findings]
     return {

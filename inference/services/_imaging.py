@@ -52,18 +52,6 @@ class _Rendered:
     png: bytes
 
 
-def _preprocess_params(served: ServedModel) -> Any:
-    from inference.preprocess import PreprocessParams
-
-    p = served.imaging_meta.preprocess
-    return PreprocessParams(
-        input_size=p.input_size,
-        mean=p.mean,
-        std=p.std,
-        window_percentiles=(p.window_percentiles[0], p.window_percentiles[1]),
-    )
-
-
 def _display_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Stored values resampled to the overlay's ``(rows, columns)``: area average down, bilinear up.
 
@@ -194,7 +182,7 @@ async def analyse_decoded(
 
     served = served if served is not None else ctx.host.imaging
     meta = served.imaging_meta
-    params = _preprocess_params(served)
+    params = served.imaging_meta.preprocess
     primary = study.primary
     patient = primary.patient
     patient_in = PatientIn(
