@@ -1,9 +1,11 @@
-"""Hostile and broken input is refused with a precise code and status, quickly, before decoding."""
+"""Hostile and broken input is refused with a precise code and status, before decoding.
+
+How fast each refusal is gets measured in ``python -m benchmarks.refusals``, not asserted here.
+"""
 
 from __future__ import annotations
 
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -46,13 +48,12 @@ def test_file_over_the_byte_limit_is_refused_before_parsing() -> None:
     assert isinstance(error, DicomTooLarge)
 
 
+@pytest.mark.timeout(60)  # a decoder that inflates past the cap would hang or swap, not fail
 def test_deflate_bomb_stops_at_the_cap() -> None:
     bomb = deflate_bomb(16 << 20)  # 16 MiB from about 16 KiB, 16 times the cap
     assert len(bomb) < 50_000
-    started = time.perf_counter()
     error = _rejected(bomb, Limits(max_instance_bytes=1 << 20, max_pixels=1 << 20, max_instances=1))
     assert (error.code, error.status) == ("deflate_bomb", 413)
-    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize("defined_length", [False, True])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,15 @@ def test_the_local_corpus_is_there() -> None:
 
 
 # Production runs with Python's default warning filters; pydicom warns about oddities it tolerates.
+# Each file must be answered, not hang: a generous timeout, no wall-clock assert (the time per file is
+# measured as a ratio in `python -m benchmarks.refusals`).
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "path", LOCAL_FILES, ids=lambda p: str(p.relative_to(Path(DATA_ROOT) / "test_files"))
 )
 def test_every_file_is_read_or_refused_precisely(path: Path) -> None:
     data = path.read_bytes()
-    started = time.perf_counter()
     try:
         instance = read_instance(data, limits=LIMITS, target_size=128)
     except DicomRejected as error:
@@ -42,7 +43,6 @@ def test_every_file_is_read_or_refused_precisely(path: Path) -> None:
             assert "transfer syntax declares" in error.message
     else:
         assert instance.pixels.ndim == 2
-    assert time.perf_counter() - started < 2.0
 
 
 def _relabel_as_dx(name: str) -> tuple[bytes, np.ndarray]:
