@@ -7,7 +7,6 @@ nothing about how its body would have been judged.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartException
 
 from inference.api._errors import ApiError, MalformedRequest, UnsupportedMediaType
+from inference.api._json import parse_json
 from inference.api._multipart import media_type, parse_related
 from inference.config import Settings
 from inference.security import (
@@ -137,11 +137,8 @@ def json_body(model: type[M]) -> Any:
         kind, _params = media_type(request.headers.get("content-type"))
         if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
             raise UnsupportedMediaType("This route takes a JSON body; send 'Content-Type: application/json'.")
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise MalformedRequest("The request body is not valid JSON; send a JSON object.") from e
+        # The size is bounded by the body limit while reading; the depth before parsing (see _json).
+        data = parse_json(await request.body())
         try:
             return model.model_validate(data)
         except ValidationError as e:

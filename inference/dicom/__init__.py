@@ -13,15 +13,19 @@ from ._errors import (
     DicomUnsupportedMedia,
     known_codes,
 )
+from ._header import ACCEPTED_CLASSES as ACCEPTED_SOP_CLASSES
 from ._listener import dimse_status, listen, run_listener
 from ._model import Instance, Limits, PatientInfo, Study
-from ._read import MAX_SEQUENCE_DEPTH, read_instance, read_study
+from ._plausible import MIN_SIDE
+from ._read import MAX_SEQUENCE_DEPTH, one_patient, read_instance, read_study
 from ._select import is_lateral, select_frontal
 from ._stable import StudyCollector
 from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
 
 __all__ = [
+    "ACCEPTED_SOP_CLASSES",
     "MAX_SEQUENCE_DEPTH",
+    "MIN_SIDE",
     "SUPPORTED_TRANSFER_SYNTAXES",
     "DicomMalformed",
     "DicomRejected",
@@ -37,6 +41,7 @@ __all__ = [
     "is_lateral",
     "known_codes",
     "listen",
+    "one_patient",
     "read_instance",
     "read_study",
     "run_listener",

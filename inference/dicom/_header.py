@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _plausible
 from ._decode import PixelLayout
 from ._errors import reject
 from ._model import Limits, PatientInfo
@@ -175,18 +176,9 @@ def pixel_layout(ds: Dataset, limits: Limits) -> PixelLayout:
     return PixelLayout(rows, columns, allocated, stored, representation)
 
 
-def rescale(ds: Dataset) -> tuple[float, float]:
-    """Return the modality LUT ``(slope, intercept)``, identity when absent."""
-    slope = _floats(ds, "RescaleSlope") or (1.0,)
-    intercept = _floats(ds, "RescaleIntercept") or (0.0,)
-    if slope[0] == 0:
-        raise reject("bad_pixel_attributes", "Rescale Slope is 0; a non-zero slope is required.")
-    return slope[0], intercept[0]
-
-
 def windows(ds: Dataset) -> tuple[tuple[float, ...], tuple[float, ...], str]:
     """Return window centres, widths (same length, widths > 0) and the VOI LUT function."""
-    centers, widths = _floats(ds, "WindowCenter"), _floats(ds, "WindowWidth")
+    centers, widths = _plausible.windows(ds)  # refuses NaN, infinities and text
     pairs = [(c, w) for c, w in zip(centers, widths, strict=False) if w > 0]
     function = (_text(ds, "VOILUTFunction") or "LINEAR").upper()
     if function not in VOI_FUNCTIONS:

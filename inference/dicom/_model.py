@@ -25,19 +25,26 @@ class Limits:
         max_instance_bytes: Largest accepted Part-10 file, and largest inflated deflated dataset.
         max_pixels: Largest accepted declared Rows x Columns.
         max_instances: Most instances accepted in one study.
+        min_side: Fewest rows and columns accepted. The server uses ``MIN_SIDE`` (32), below which no
+            chest anatomy can be resolved; 1 (no minimum) is the default for library use, where test
+            and training code read small images.
     """
 
     max_instance_bytes: int
     max_pixels: int
     max_instances: int
+    min_side: int = 1
 
     @classmethod
     def from_settings(cls, settings: _LimitSettings) -> Limits:
         """Take the limits from :class:`inference.config.Settings` (or anything with the same fields)."""
+        from ._plausible import MIN_SIDE
+
         return cls(
             max_instance_bytes=int(settings.max_instance_bytes),
             max_pixels=int(settings.max_pixels),
             max_instances=int(settings.max_instances),
+            min_side=MIN_SIDE,
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from . import _header, _syntax
+from . import _header, _plausible, _syntax
 from ._decode import check_native_length, decode
 from ._errors import DicomRejected, reject
 from ._guards import check_preamble, inflate_capped, read_file_meta, walk_structure
@@ -91,9 +91,18 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
         for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
     }
     patient = _header.patient(ds)
-    slope, intercept = _header.rescale(ds)
+    slope, intercept = _plausible.rescale(ds, layout)
     centers, widths, function = _header.windows(ds)
     pixels, reduction = decode(ds, ts, layout, target_size)
+    _plausible.check_pixels(
+        pixels,
+        rows=layout.rows,
+        columns=layout.columns,
+        min_side=limits.min_side,
+        slope=slope,
+        intercept=intercept,
+        window=(centers[0], widths[0]) if centers else None,
+    )
     return Instance(
         sop_instance_uid=identifiers["SOPInstanceUID"],
         sop_class_uid=sop_class,
@@ -163,6 +172,25 @@ def _without_pixels(ds: Dataset) -> Dataset:
     return header
 
 
+def one_patient(instances: Sequence[Instance]) -> None:
+    """Refuse a study whose instances name more than one patient (Patient ID and its issuer).
+
+    A study belongs to one patient; filing instances that disagree would put one patient's image in
+    another's record.
+
+    Raises:
+        DicomRejected: ``mixed_patients`` (400).
+    """
+    patients = {(i.patient.patient_id, i.patient.issuer) for i in instances}
+    if len(patients) > 1:
+        # The message counts patients; it never names them.
+        raise reject(
+            "mixed_patients",
+            f"The instances of one study name {len(patients)} different patients (Patient ID and Issuer "
+            "of Patient ID); a study belongs to one patient: correct the files and send them again.",
+        )
+
+
 def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | None = None) -> Study:
     """Read every file of one study and choose the frontal view to analyse.
 
@@ -175,7 +203,8 @@ def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | Non
         The study; duplicate SOP Instance UIDs are kept once (a resend is not an error).
 
     Raises:
-        DicomRejected: ``empty_study``, ``too_many_instances``, ``mixed_studies``, ``no_frontal_view``
+        DicomRejected: ``empty_study``, ``too_many_instances``, ``mixed_studies``, ``mixed_patients``,
+            ``no_frontal_view``
             or whatever :func:`read_instance` refuses.
     """
     if not blobs:
@@ -196,4 +225,5 @@ def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | Non
             f"The files belong to {len(studies)} different studies; send the files of one study per request.",
         )
     accepted = tuple(instances.values())
+    one_patient(accepted)
     return Study(study_instance_uid=studies.pop(), instances=accepted, primary=select_frontal(accepted))

@@ -7,25 +7,41 @@ the DICOM failure reasons of PS3.18 (table 10.5.3-1 / PS3.7 status codes).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from inference.dicom import DicomRejected, Instance, Study, read_instance, select_frontal
-from inference.record import ConsentObjection
+from inference.dicom import (
+    ACCEPTED_SOP_CLASSES,
+    DicomRejected,
+    Instance,
+    Study,
+    one_patient,
+    read_instance,
+    select_frontal,
+)
+from inference.record import Conflict, ConsentObjection, RecordError
+from inference.runtime import ModelUnavailable
 from inference.services._context import Actor, Context
 from inference.services._imaging import analyse_decoded
+
+if TYPE_CHECKING:
+    from inference.runtime import ServedModel
+
+logger = logging.getLogger(__name__)
 
 DICOM_MEDIA_TYPE: Final = "application/dicom"
 
 # PS3.7 / PS3.18 failure reasons.
-PROCESSING_FAILURE: Final = 0x0110
+PROCESSING_FAILURE: Final = 0x0110  # our fault: a bug or an unexpected failure, logged
 NOT_AUTHORIZED: Final = 0x0124  # PS3.7 C.4.2 "Refused: Not Authorized": here, the patient's objection
 SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
-OUT_OF_RESOURCES: Final = 0xA700
-CANNOT_UNDERSTAND: Final = 0xC000
+OUT_OF_RESOURCES: Final = 0xA700  # too large, or the model or record is unavailable now: send again later
+DATASET_DOES_NOT_MATCH: Final = 0xA900  # a supported SOP class whose content we refuse (422)
+CANNOT_UNDERSTAND: Final = 0xC000  # broken, inconsistent or not DICOM (400, 415)
 TRANSFER_SYNTAX_NOT_SUPPORTED: Final = 0xC122
 
 _UID: Final = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -61,13 +77,21 @@ class StowOutcome:
     studies: list[str] = field(default_factory=list)
 
 
-def _reason(error: DicomRejected) -> int:
+def failure_reason(error: DicomRejected, sop_class_uid: str | None = None) -> int:
+    """The PS3.18 Failure Reason for an instance refused with ``error``.
+
+    413 → out of resources (0xA700); unsupported transfer syntax → 0xC122; 422 → SOP class not supported
+    (0x0122) when the instance's SOP class is not one dxassist analyses, else data set does not match
+    SOP class (0xA900: a CR, DX or secondary capture whose content is refused, e.g. a blank image); the
+    rest (400, 415: broken or not DICOM) → cannot understand (0xC000).
+    """
     if error.code == "unsupported_transfer_syntax":
         return TRANSFER_SYNTAX_NOT_SUPPORTED
     if error.status == 413:
         return OUT_OF_RESOURCES
     if error.status == 422:
-        return SOP_CLASS_NOT_SUPPORTED
+        supported = sop_class_uid is not None and sop_class_uid in ACCEPTED_SOP_CLASSES
+        return DATASET_DOES_NOT_MATCH if supported else SOP_CLASS_NOT_SUPPORTED
     return CANNOT_UNDERSTAND
 
 
@@ -135,38 +159,64 @@ async def store_instances(
         else:
             error, sop_class, sop_instance = read
             outcome.failed.append(
-                FailedInstance(sop_class, sop_instance, _reason(error), error.code, error.message)
+                FailedInstance(
+                    sop_class, sop_instance, failure_reason(error, sop_class), error.code, error.message
+                )
             )
     for study_uid, instances in by_study.items():
         unique = list({i.sop_instance_uid: i for i in instances}.values())
-        try:
-            study = Study(
-                study_instance_uid=study_uid, instances=tuple(unique), primary=select_frontal(unique)
-            )
-        except DicomRejected as e:
+        failed = await _store_study(ctx, actor, study_uid, unique, accept_language, served, outcome)
+        if failed is not None:
+            reason, code, message = failed
             outcome.failed += [
-                FailedInstance(i.sop_class_uid, i.sop_instance_uid, PROCESSING_FAILURE, e.code, e.message)
-                for i in unique
+                FailedInstance(i.sop_class_uid, i.sop_instance_uid, reason, code, message) for i in unique
             ]
-            continue
-        try:
-            analysed = await analyse_decoded(
-                ctx=ctx,
-                actor=actor,
-                study=study,
-                source="stow",
-                accept_language=accept_language,
-                served=served,
-            )
-        except ConsentObjection as e:
-            outcome.failed += [
-                FailedInstance(i.sop_class_uid, i.sop_instance_uid, NOT_AUTHORIZED, e.code, str(e))
-                for i in unique
-            ]
-            continue
-        result_id = str(analysed.result["result_id"])
-        outcome.studies.append(study_uid)
-        outcome.stored += [
-            StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, result_id) for i in unique
-        ]
     return outcome
+
+
+async def _store_study(
+    ctx: Context,
+    actor: Actor,
+    study_uid: str,
+    instances: list[Instance],
+    accept_language: str | None,
+    served: ServedModel,
+    outcome: StowOutcome,
+) -> tuple[int, str, str] | None:
+    """Analyse and file one study of the request; on failure, ``(reason, code, message)`` for its instances.
+
+    A failure of one study never fails the others: each is reported with its own reason, and a study
+    already filed by an earlier send is found again (the resend of a request gets the same answer).
+    """
+    try:
+        one_patient(instances)
+        study = Study(
+            study_instance_uid=study_uid, instances=tuple(instances), primary=select_frontal(instances)
+        )
+        analysed = await analyse_decoded(
+            ctx=ctx, actor=actor, study=study, source="stow", accept_language=accept_language, served=served
+        )
+    except DicomRejected as e:
+        sop_classes = {i.sop_class_uid for i in instances}
+        return failure_reason(e, sop_classes.pop() if len(sop_classes) == 1 else None), e.code, e.message
+    except ConsentObjection as e:
+        return NOT_AUTHORIZED, e.code, str(e)
+    except Conflict as e:
+        return DATASET_DOES_NOT_MATCH, "conflict", str(e)
+    except (ModelUnavailable, RecordError) as e:
+        # Transient: the sender may send these instances again later.
+        logger.warning("a STOW-RS study could not be filed now (%s)", type(e).__name__)
+        return OUT_OF_RESOURCES, "unavailable", "The study could not be analysed now; send it again later."
+    except Exception as e:  # a bug must not fail the request's other studies: logged, reported, no 500
+        logger.error("a STOW-RS study failed to be analysed", extra={"code": type(e).__name__}, exc_info=e)
+        return (
+            PROCESSING_FAILURE,
+            "processing_failed",
+            "The study could not be analysed; the failure was logged.",
+        )
+    result_id = str(analysed.result["result_id"])
+    outcome.studies.append(study_uid)
+    outcome.stored += [
+        StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, result_id) for i in instances
+    ]
+    return None

@@ -153,7 +153,7 @@ def test_non_chest_body_part_is_refused_and_absent_is_accepted() -> None:
         ({"HighBit": 3}, "bad_pixel_attributes"),
         ({"BitsAllocated": 32}, "bad_pixel_attributes"),
         ({"PixelRepresentation": 2}, "bad_pixel_attributes"),
-        ({"RescaleSlope": 0}, "bad_pixel_attributes"),
+        ({"RescaleSlope": 0}, "invalid_rescale"),
         ({"StudyInstanceUID": "1.2.3/../../etc"}, "invalid_uid"),
         ({"PatientID": ""}, "missing_attribute"),
     ],

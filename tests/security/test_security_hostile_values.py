@@ -1,0 +1,209 @@
+"""Hostile values, as an attacker would send them: every one refused with its own 4xx code, never a 500.
+
+The inputs of issue 9 ("Why") and more: non-finite and absurd DICOM rescale and window values, blank and
+one-pixel images, JSON nested 30 000 deep on every JSON route, dates that overflow when converted to
+UTC, one study under two patients. Each goes over HTTP upload and STOW-RS; afterwards the server is
+still ready.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pytest
+from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body, seeded_env
+
+from inference.api import create_app
+
+DEEP_JSON = b"[" * 30000 + b"]" * 30000  # 60 KB: under the 64 KiB JSON limit
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Env]]:
+    env = seeded_env(tmp_path_factory.mktemp("hostile-values"))
+    # raise_server_exceptions=False: a 500 must show up as a 500 answer, as a real client would see it.
+    with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
+        yield client, env
+
+
+def _edit(blob: bytes, **attributes: Any) -> bytes:
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(blob))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values we mean to send
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        out = BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _pixels(blob: bytes, pixels: np.ndarray) -> bytes:
+    rows, columns = pixels.shape
+    return _edit(blob, Rows=rows, Columns=columns, PixelData=pixels.astype("<u2").tobytes())
+
+
+def _chest(study: str, **attributes: Any) -> bytes:
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    return _edit(blob, **attributes) if attributes else blob
+
+
+BAD_IMAGES: dict[str, tuple[Callable[[str], bytes], int, str]] = {
+    "RescaleSlope 1e308, RescaleIntercept -1e308": (
+        lambda s: _chest(s, RescaleSlope="1e308", RescaleIntercept="-1e308"),
+        422,
+        "implausible_rescale",
+    ),
+    "RescaleSlope NaN": (lambda s: _chest(s, RescaleSlope="NaN"), 400, "invalid_rescale"),
+    "RescaleIntercept -inf": (lambda s: _chest(s, RescaleIntercept="-inf"), 400, "invalid_rescale"),
+    "RescaleSlope not a number": (
+        # pydicom will not write 'abc' as a DS: write a placeholder and change its bytes.
+        lambda s: _chest(s, RescaleSlope="9.75").replace(b"9.75", b"abc "),
+        400,
+        "invalid_rescale",
+    ),
+    "RescaleSlope 1e-300": (lambda s: _chest(s, RescaleSlope="1e-300"), 422, "implausible_rescale"),
+    "WindowCenter/Width 1e300": (
+        lambda s: _chest(s, WindowCenter="1e300", WindowWidth="1e300"),
+        422,
+        "implausible_window",
+    ),
+    "WindowWidth NaN": (lambda s: _chest(s, WindowCenter=200, WindowWidth="NaN"), 400, "invalid_window"),
+    "window far above every pixel": (
+        lambda s: _chest(s, WindowCenter=60000, WindowWidth=10),
+        422,
+        "implausible_window",
+    ),
+    "1x1 image": (lambda s: _pixels(_chest(s), np.array([[100]])), 422, "image_too_small"),
+    "all-zero image": (lambda s: _pixels(_chest(s), np.zeros((128, 128))), 422, "blank_image"),
+    "constant image": (lambda s: _pixels(_chest(s), np.full((128, 128), 700)), 422, "blank_image"),
+    "nearly empty image": (
+        lambda s: _pixels(_chest(s), np.pad(np.full((8, 8), 4000), 60)),
+        422,
+        "blank_image",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_implausible_images_are_refused_over_upload_and_stow(
+    served: tuple[TestClient, Env], name: str
+) -> None:
+    client, env = served
+    build, status, code = BAD_IMAGES[name]
+    headers = env.headers("pacs", facility="F1")
+    study = new_study_uid()
+    blob = build(study)
+    upload = client.post(
+        "/v1/studies", files=[("files", ("a.dcm", blob, "application/dicom"))], headers=headers
+    )
+    assert (upload.status_code, upload.json()["error"]["code"]) == (status, code), upload.text
+    body, content_type = related_body([("application/dicom", blob)])
+    stow = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+    assert stow.status_code == 409, stow.text
+    [failed] = stow.json()["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xA900 if status == 422 else 0xC000]
+    assert client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).status_code == 404
+
+
+JSON_ROUTES: list[tuple[str, Callable[[], str], str]] = [
+    ("POST", lambda: "/v1/vitals", "clinician"),
+    ("POST", lambda: f"/v1/results/{uuid.uuid4()}/feedback", "radiologist"),
+    ("PUT", lambda: f"/v1/patients/{uuid.uuid4()}/consent", "clinician"),
+    ("POST", lambda: "/v1/consents", "clinician"),
+]
+HOSTILE_JSON: dict[str, tuple[bytes, str]] = {
+    "array nested 30 000 deep": (DEEP_JSON, "json_too_deep"),
+    "object nested 10 000 deep": (b'{"a":' * 10000 + b"1" + b"}" * 10000, "json_too_deep"),
+    "unterminated nesting": (b"[{" * 20000, "json_too_deep"),
+    "NaN literal": (b'{"patient": {"identifier": "X"}, "heart_rate": NaN}', "invalid_json_number"),
+    "number overflowing a double": (
+        b'{"patient": {"identifier": "X"}, "spo2": 1e999}',
+        "invalid_json_number",
+    ),
+    "duplicate key": (b'{"ai_processing": "permit", "ai_processing": "deny"}', "duplicate_json_key"),
+    "UTF-16 body": ('{"patient": {"identifier": "X"}}'.encode("utf-16"), "malformed"),
+}
+
+
+@pytest.mark.parametrize("route", JSON_ROUTES, ids=lambda r: f"{r[0]} {r[1]()}")
+@pytest.mark.parametrize("name", list(HOSTILE_JSON))
+def test_hostile_json_is_refused_on_every_json_route(
+    served: tuple[TestClient, Env], route: tuple[str, Callable[[], str], str], name: str
+) -> None:
+    client, env = served
+    method, path, role = route
+    raw, code = HOSTILE_JSON[name]
+    response = client.request(
+        method, path(), content=raw, headers={**env.headers(role), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_stow_with_one_good_study_and_one_hostile_instance_is_partial_and_resendable(
+    served: tuple[TestClient, Env],
+) -> None:
+    client, env = served
+    headers = env.headers("pacs", facility="F1")
+    good, bad, blank = new_study_uid(), new_study_uid(), new_study_uid()
+    body, content_type = related_body(
+        [
+            ("application/dicom", _chest(good)),
+            ("application/dicom", _chest(bad, RescaleSlope="1e308", RescaleIntercept="-1e308")),
+            ("application/dicom", _pixels(_chest(blank), np.zeros((64, 64)))),
+        ]
+    )
+    answers = [
+        client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+        for _ in range(2)
+    ]
+    for answer in answers:
+        assert answer.status_code == 202, answer.text
+        dataset = answer.json()
+        stored = [item["00081155"]["Value"][0] for item in dataset["00081199"]["Value"]]
+        failed = {
+            item["00081155"]["Value"][0]: item["00081197"]["Value"][0]
+            for item in dataset["00081198"]["Value"]
+        }
+        assert stored == [f"{good}.1"]
+        assert failed == {f"{bad}.1": 0xA900, f"{blank}.1": 0xA900}
+    radiologist = env.headers("radiologist")
+    assert client.get(f"/v1/studies/{good}/result", headers=radiologist).status_code == 200
+    assert client.get(f"/v1/studies/{bad}/result", headers=radiologist).status_code == 404
+
+
+def test_one_study_under_two_patients_is_refused(served: tuple[TestClient, Env]) -> None:
+    client, env = served
+    headers = env.headers("pacs", facility="F1")
+    study = new_study_uid()
+    first = chest_dicom(study=study, sop=f"{study}.1", patient_id="HOSTILE-A")
+    second = chest_dicom(study=study, sop=f"{study}.2", patient_id="HOSTILE-B", view="AP", seed=1)
+    files = [("files", (f"{i}.dcm", blob, "application/dicom")) for i, blob in enumerate((first, second))]
+    upload = client.post("/v1/studies", files=files, headers=headers)
+    assert (upload.status_code, upload.json()["error"]["code"]) == (400, "mixed_patients")
+    assert "HOSTILE" not in upload.text
+    body, content_type = related_body([("application/dicom", first), ("application/dicom", second)])
+    stow = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+    assert stow.status_code == 409, stow.text
+    reasons = [item["00081197"]["Value"][0] for item in stow.json()["00081198"]["Value"]]
+    assert reasons == [0xC000, 0xC000]
+    assert client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).status_code == 404
+
+
+def test_the_server_is_still_ready_after_the_hostile_values(served: tuple[TestClient, Env]) -> None:
+    client, env = served
+    assert client.get("/readyz").status_code == 200
+    study = new_study_uid()
+    good = client.post(
+        "/v1/studies",
+        files=[("files", ("a.dcm", _chest(study), "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert good.status_code == 201, good.text
