@@ -287,6 +287,15 @@ def _cmd_export_training_set(args: argparse.Namespace) -> int:
     return export_training_set(_settings(), out=args.out, source=args.source)
 
 
+def _cmd_user(args: argparse.Namespace) -> int:
+    from inference.security._commands import user_command
+
+    try:
+        return user_command(_settings(), args)
+    except ValueError as e:
+        raise CliError(str(e), status=2) from e
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -365,6 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, required=True, help="folder of DICOM files to export")
     p.add_argument("--out", type=Path, required=True, help="new or empty output folder")
     p.set_defaults(handler=_cmd_export_training_set)
+
+    user = sub.add_parser("user", help="local accounts for the web pages (sign-in at /ui/)")
+    usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    p = usub.add_parser("add", help="create an account (password from a prompt, or --password-stdin)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--role", required=True, help=_ROLES_HELP)
+    p.add_argument("--facility", default=None, help="the facility whose patients the user may see")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(handler=_cmd_user)
+    p = usub.add_parser("list", help="every account with its role, facility and state")
+    p.set_defaults(handler=_cmd_user)
+    p = usub.add_parser("disable", help="disable an account and end its sessions")
+    p.add_argument("username")
+    p.set_defaults(handler=_cmd_user)
     return parser
 
 

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 
+    # Web pages (docs/ui.md): session clocks, sign-in lockout, the worklist's starvation guard
+    ui_session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    ui_session_max_hours: float = Field(default=12.0, gt=0, le=7 * 24)
+    ui_lockout_attempts: int = Field(default=5, ge=1, le=100)
+    ui_lockout_minutes: int = Field(default=15, ge=1)
+    worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
+
 
 def get_settings() -> Settings:
     """Read settings from the environment (a new object each call, so tests can change the environment)."""

@@ -21,6 +21,7 @@ from inference.api.schemas import (
     FeedbackRequest,
     VitalsRequest,
 )
+from inference.api.ui import mount_ui
 from inference.config import Settings, get_settings
 from inference.runtime import Fetch
 
@@ -97,10 +98,14 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         version=__version__,
         description="AI diagnostic assist for chest radiographs and vital signs. Not a medical device.",
         lifespan=lifespan,
+        # Served by inference.api.ui from vendored assets: a hospital network has no CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     for router in all_routers():
         app.include_router(router)
+    mount_ui(app)
     install_error_handlers(app)
     # Added first, so it runs inside the request context: 429 answers are logged and counted too.
     app.add_middleware(

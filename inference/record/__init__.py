@@ -4,6 +4,7 @@ hash-chained audit trail, patient consent and the outbox of deliveries to PACS.
 ``Record(url)`` is the service; the frozen input dataclasses describe what the services hand it.
 """
 
+from inference.record._accounts import Account, Accounts, SessionRow
 from inference.record._audit import AuditProblem, AuditReport
 from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
@@ -22,6 +23,9 @@ from inference.record._store import VERDICTS, Record
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 __all__ = [
+    "Account",
+    "Accounts",
+    "SessionRow",
     "AuditProblem",
     "AuditReport",
     "ConsentObjection",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -168,7 +169,12 @@ class Record:
             ).first()
 
     def worklist(
-        self, *, limit: int = 50, offset: int = 0, facility: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        facility: str | None = None,
+        escalate_before: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Open results, critical before urgent before routine, then oldest first.
 
@@ -176,12 +182,19 @@ class Record:
             limit: at most this many items (1 to 500).
             offset: items to skip, for paging.
             facility: only results of patients managed by this facility.
+            escalate_before: a routine result filed before this time ranks with the urgent ones (the
+                starvation guard: pure urgency ordering lets routine studies wait without bound); its
+                item says ``escalated: true``.
         """
         if not 1 <= limit <= 500 or offset < 0:
             raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
+        waited_too_long = (
+            (Result.created_at < escalate_before) if escalate_before is not None else literal(False)
+        )
         rank = case(
             (Result.priority == "critical", 0),
             (Result.priority == "urgent", 1),
+            (waited_too_long, 1),
             else_=2,
         )
         query = (
@@ -195,12 +208,18 @@ class Record:
         if facility is not None:
             query = query.join(Patient, Result.patient_id == Patient.id).where(Patient.facility == facility)
         with self.sessions() as session:
-            return [worklist_item(result) for result in session.scalars(query)]
+            results = session.scalars(query)
+            return [worklist_item(result, escalate_before=escalate_before) for result in results]
 
     # -- feedback --------------------------------------------------------------------------------
 
-    def save_feedback(self, *, result_id: str, reader: str, verdicts: Sequence[Verdict]) -> str:
+    def save_feedback(
+        self, *, result_id: str, reader: str, verdicts: Sequence[Verdict], close: bool = True
+    ) -> str:
         """Store a reader's verdicts with the exact model of the result and mark the result reviewed.
+
+        With ``close=False`` the result stays open (the web viewer records a verdict per finding, and the
+        reader closes the result with :meth:`mark_read`).
 
         Imaging results take one verdict per finding code; triage results take the code
         ``deterioration``. ``correct`` needs ``correct_label`` (the label the reader says is right).
@@ -253,10 +272,26 @@ class Record:
                 created=utcnow(),
             )
             session.add(feedback)
-            result.status = "reviewed"
+            if close:
+                result.status = "reviewed"
             return feedback.id
 
         return self._write(work)
+
+    def mark_read(self, *, result_id: str) -> None:
+        """Mark a result reviewed: it leaves the worklist.
+
+        Raises:
+            NotFound: no such result.
+        """
+
+        def work(session: Session) -> None:
+            result = session.get(Result, result_id)
+            if result is None:
+                raise NotFound("No result has this id.")
+            result.status = "reviewed"
+
+        self._write(work)
 
     def feedback(self, *, result_id: str) -> list[dict[str, Any]]:
         """Every feedback on a result, oldest first, with the model name and version it judged."""

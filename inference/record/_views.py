@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from inference.record._models import Result
@@ -56,22 +57,50 @@ def public_result(result: Result) -> dict[str, Any]:
     return out
 
 
-def worklist_item(result: Result) -> dict[str, Any]:
-    """One line of the worklist: enough to triage and open the result, nothing identifying beyond the id."""
+def _age(birth_date: str | None, at: datetime) -> int | None:
+    """Age in whole years at ``at`` (None when the birth date is unknown or malformed)."""
+    if not birth_date:
+        return None
+    try:
+        born = date.fromisoformat(birth_date)
+    except ValueError:
+        return None
+    years = at.year - born.year - ((at.month, at.day) < (born.month, born.day))
+    return years if 0 <= years < 150 else None
+
+
+def worklist_item(result: Result, *, escalate_before: datetime | None = None) -> dict[str, Any]:
+    """One line of the worklist: enough to triage and open the result; of the patient only the identifier,
+    age and sex (never the name or birth date)."""
     item: dict[str, Any] = {
         "result_id": result.id,
         "kind": result.kind,
         "priority": result.priority,
         "status": result.status,
         "created_at": iso(result.created_at),
-        "patient": {"id": result.patient.id, "identifier": result.patient.identifier},
+        "escalated": bool(
+            escalate_before is not None
+            and result.priority == "routine"
+            and result.created_at < escalate_before
+        ),
+        "patient": {
+            "id": result.patient.id,
+            "identifier": result.patient.identifier,
+            "age": _age(result.patient.birth_date, result.created_at),
+            "sex": result.patient.sex,
+        },
         "model": {"name": result.model_name, "version": result.model_version},
         "warnings": list(result.warnings),
     }
     if result.kind == "imaging":
         item["study_instance_uid"] = result.study.study_instance_uid if result.study else None
+        item["study_date"] = result.study.study_date if result.study else None
+        item["modality"] = result.study.modality if result.study else None
         item["positive_findings"] = [finding.code for finding in result.findings if finding.positive]
+        item["assessable"] = result.payload.get("assessable", True) if result.payload else True
     else:
         item["observed_at"] = iso(result.vitals.observed_at) if result.vitals else None
         item["positive_findings"] = [TRIAGE_FEEDBACK_CODE] if result.payload["risk"]["positive"] else []
+        news2 = result.payload.get("news2") or {}
+        item["news2"] = {"total": news2.get("total"), "band": news2.get("band")} if news2 else None
     return item

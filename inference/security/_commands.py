@@ -233,3 +233,61 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
         f"{summary.skipped_unreadable} (unreadable), {summary.skipped_burned_in} (burned-in annotation)\n"
     )
     return 0
+
+
+def user_command(
+    settings: Settings, args: Any, *, stdin: TextIO | None = None, stream: TextIO | None = None
+) -> int:
+    """``dxassist user add|list|disable``: local accounts of the web pages.
+
+    Returns:
+        0, or 1 when the account exists already (add) or does not exist (disable).
+
+    Raises:
+        ValueError: A bad username, role or password (the CLI exits 2 with the message).
+    """
+    from inference.cli import format_table
+    from inference.record import Conflict, NotFound, Record
+    from inference.services import add_user, disable_user, list_users
+
+    out = stream if stream is not None else sys.stdout
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+        if args.user_command == "add":
+            source = stdin if stdin is not None else sys.stdin
+            password = _read_password(source, from_stdin=args.password_stdin)
+            try:
+                add_user(
+                    record, username=args.username, password=password, role=args.role, facility=args.facility
+                )
+            except Conflict as e:
+                sys.stderr.write(f"dxassist: {e}\n")
+                return 1
+            out.write(f"account {args.username} added (role {args.role}, facility {args.facility or '-'})\n")
+        elif args.user_command == "list":
+            rows = [
+                [u["username"], u["role"], u["facility"] or "-", u["state"],
+                 u["last_sign_in"].strftime("%Y-%m-%d %H:%M") if u["last_sign_in"] else "-"]
+                for u in list_users(record)
+            ]  # fmt: skip
+            out.write(format_table(["username", "role", "facility", "state", "last sign-in"], rows) + "\n")
+        else:
+            try:
+                disable_user(record, username=args.username)
+            except NotFound as e:
+                sys.stderr.write(f"dxassist: {e}\n")
+                return 1
+            out.write(f"account {args.username} disabled; its sessions are closed\n")
+    finally:
+        record.close()
+    return 0
+
+
+def _read_password(stdin: TextIO, *, from_stdin: bool) -> str:
+    if from_stdin:
+        return stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise ValueError("The two passwords differ; nothing was changed.")
+    return first

@@ -50,10 +50,12 @@ PATIENT_DATA: Final[frozenset[str]] = frozenset(
 """Permissions whose use touches patient data and is therefore audited, denials included."""
 
 OPEN_ROUTES: Final[frozenset[str]] = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
-"""Paths served without a token (probes, scrapers, the API description). Every other route must name a
-permission of :data:`PERMISSIONS` through ``inference.api.deps.require``; the test suite checks both."""
+"""Paths served without a token (probes, scrapers, the API description, ``/`` → the pages). Every other
+route must name a permission of :data:`PERMISSIONS` through ``inference.api.deps.require``; the test suite
+checks both. The pages under ``/ui`` are a mounted app of their own, with a session cookie instead of a
+token; their routes name permissions of the same table (see ``inference/api/ui/_auth.py``)."""
 
 
 def allowed(role: str, permission: str) -> bool:

@@ -33,8 +33,36 @@ from inference.services._status import list_models, readiness
 from inference.services._stow import FailedInstance, StoredInstance, StowOutcome, store_instances
 from inference.services._triage import analyse_vitals
 from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
+from inference.services._web import (
+    AccountLocked,
+    SignInRefused,
+    WebSession,
+    add_user,
+    disable_user,
+    list_users,
+    mark_read,
+    reader_verdicts,
+    reading_worklist,
+    record_verdicts,
+    resume_session,
+    sign_in,
+    sign_out,
+)
 
 __all__ = [
+    "AccountLocked",
+    "SignInRefused",
+    "WebSession",
+    "add_user",
+    "disable_user",
+    "list_users",
+    "mark_read",
+    "reader_verdicts",
+    "reading_worklist",
+    "record_verdicts",
+    "resume_session",
+    "sign_in",
+    "sign_out",
     "SYNTHETIC_WARNING",
     "Actor",
     "AuditedModelHost",

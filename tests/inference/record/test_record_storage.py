@@ -27,12 +27,12 @@ def test_migrations_create_the_schema_and_rerun_as_no_op(record_url: str) -> Non
     expected = {
         "patients", "studies", "instances", "vitals_observations", "results", "findings",
         "heatmaps", "feedback", "devices", "audit_events", "alembic_version",
-        "audit_chain_head", "consents",
+        "audit_chain_head", "consents", "user_accounts", "web_sessions",
     }  # fmt: skip
     assert expected <= tables
     record.migrate()  # a second start of the server
     with record.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
     assert record.ping()
     record.close()
 

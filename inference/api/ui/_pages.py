@@ -1,0 +1,208 @@
+"""The pages' routes: sign-in and sign-out, the worklist, the viewer, its images and the reader's actions.
+
+Thin like the API's routes: each checks the session and permission through :mod:`._auth`, calls one
+service and renders a template. URLs carry no patient data beyond the result id, and page titles none.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from inference.api.ui._auth import (
+    SIGNIN_CSRF_COOKIE,
+    ContextDep,
+    Reader,
+    SettingsDep,
+    check_csrf,
+    cookie_options,
+    form_permission,
+    new_signin_token,
+    page_permission,
+    session_cookie_name,
+)
+from inference.api.ui._render import render
+from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_rows
+from inference.record import Verdict
+from inference.services import (
+    AccountLocked,
+    SignInRefused,
+    get_heatmap,
+    get_result,
+    mark_read,
+    reader_verdicts,
+    reading_worklist,
+    record_verdicts,
+    sign_in,
+    sign_out,
+)
+
+router = APIRouter()
+
+Priority = Literal["critical", "urgent", "routine"]
+AiStatus = Literal["analysed", "not_assessable", "failed"]
+ResultId = Annotated[str, "result id"]
+_IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _signin_page(request: Request, *, status: int = 200, error: str | None = None) -> HTMLResponse:
+    token = new_signin_token()
+    settings = request.app.state.parent.state.settings
+    response = render(request, "signin.html", status=status, csrf=token, error=error)
+    response.set_cookie(SIGNIN_CSRF_COOKIE, token, max_age=1800, **cookie_options(settings))
+    return response
+
+
+@router.get("/signin", response_class=HTMLResponse, name="signin")
+async def signin_form(request: Request) -> HTMLResponse:
+    """The sign-in form."""
+    return _signin_page(request)
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin_submit(
+    request: Request,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=256)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str | None, Form(max_length=128)] = None,
+) -> Response:
+    """Check the credentials; on success set the session cookie and go to the worklist."""
+    check_csrf(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), csrf_token)
+    client = request.client.host if request.client else None
+    try:
+        session = await sign_in(ctx=ctx, username=username.strip(), password=password, client=client)
+    except AccountLocked:
+        return _signin_page(request, status=401, error="locked")
+    except SignInRefused:
+        return _signin_page(request, status=401, error="refused")
+    response = RedirectResponse("/ui/", status_code=303)
+    max_age = int((session.expires - session.expires.now(session.expires.tzinfo)).total_seconds())
+    response.set_cookie(
+        session_cookie_name(settings), session.token, max_age=max_age, **cookie_options(settings)
+    )
+    response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/signout")
+async def signout(
+    ctx: ContextDep, settings: SettingsDep, reader: Annotated[Reader, form_permission(None)]
+) -> Response:
+    """End the session and go back to the sign-in form."""
+    await sign_out(ctx=ctx, actor=reader.actor, token=reader.token)
+    response = RedirectResponse("/ui/signin", status_code=303)
+    response.delete_cookie(session_cookie_name(settings), path="/", secure=cookie_options(settings)["secure"])
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def worklist_page(
+    request: Request,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    reader: Annotated[Reader, page_permission("worklist:read")],
+    priority: Annotated[Priority | None, Query()] = None,
+    status: Annotated[AiStatus | None, Query()] = None,
+) -> HTMLResponse:
+    """The worklist: open results of the reader's scope, most urgent first."""
+    return await _worklist(request, ctx, settings, reader, priority, status, template="worklist.html")
+
+
+@router.get("/worklist/rows", response_class=HTMLResponse)
+async def worklist_rows_fragment(
+    request: Request,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    reader: Annotated[Reader, page_permission("worklist:read")],
+    priority: Annotated[Priority | None, Query()] = None,
+    status: Annotated[AiStatus | None, Query()] = None,
+) -> HTMLResponse:
+    """The worklist's rows alone (the page refreshes itself with these)."""
+    return await _worklist(request, ctx, settings, reader, priority, status, template="_rows.html")
+
+
+async def _worklist(
+    request: Request,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    reader: Reader,
+    priority: str | None,
+    status: str | None,
+    *,
+    template: str,
+) -> HTMLResponse:
+    from inference.api.ui._render import page_language
+
+    language = page_language(request)
+    items = await reading_worklist(ctx=ctx, actor=reader.actor)
+    rows = worklist_rows(items, language=language, priority=priority, status=status)
+    return render(
+        request, template, language=language, rows=rows, reader=reader.actor.principal,
+        csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,
+        statuses=AI_STATUSES, max_wait=settings.worklist_max_wait_minutes,
+    )  # fmt: skip
+
+
+@router.get("/results/{result_id}", response_class=HTMLResponse)
+async def viewer_page(
+    request: Request,
+    result_id: ResultId,
+    ctx: ContextDep,
+    reader: Annotated[Reader, page_permission("results:read")],
+) -> HTMLResponse:
+    """The viewer of one result."""
+    from inference.api.ui._render import page_language
+
+    language = page_language(request)
+    result = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
+    verdicts = await reader_verdicts(ctx=ctx, actor=reader.actor, result_id=result_id)
+    view = viewer_model(result, language=language, verdicts=verdicts)
+    return render(
+        request, "viewer.html", language=language, r=view, reader=reader.actor.principal,
+        csrf=reader.session.csrf,
+    )  # fmt: skip
+
+
+@router.get("/results/{result_id}/heatmaps/{finding}.png")
+async def heatmap_layer(
+    result_id: ResultId,
+    finding: str,
+    ctx: ContextDep,
+    reader: Annotated[Reader, page_permission("results:read")],
+) -> Response:
+    """One finding's heat layer, for the viewer (the session's access, audited like the API's)."""
+    png = await get_heatmap(ctx=ctx, actor=reader.actor, result_id=result_id, code=finding[:64])
+    return Response(png, media_type="image/png", headers=_IMAGE_HEADERS)
+
+
+@router.post("/results/{result_id}/feedback")
+async def feedback(
+    result_id: ResultId,
+    ctx: ContextDep,
+    reader: Annotated[Reader, form_permission("feedback:write")],
+    code: Annotated[str, Form(max_length=64)],
+    verdict: Annotated[Literal["agree", "disagree"], Form()],
+    correct_label: Annotated[Literal["present", "absent", ""], Form()] = "",
+) -> Response:
+    """Record the reader's verdict on one finding; the result stays open."""
+    label = {"present": True, "absent": False}.get(correct_label)
+    await record_verdicts(
+        ctx=ctx, actor=reader.actor, result_id=result_id,
+        verdicts=[Verdict(code=code, verdict=verdict, correct_label=None if verdict == "agree" else label)],
+    )  # fmt: skip
+    return RedirectResponse(f"/ui/results/{result_id}#finding-{code}", status_code=303)
+
+
+@router.post("/results/{result_id}/read")
+async def read(
+    result_id: ResultId,
+    ctx: ContextDep,
+    reader: Annotated[Reader, form_permission("feedback:write")],
+) -> Response:
+    """Mark the result read: it leaves the worklist; back to the worklist."""
+    await mark_read(ctx=ctx, actor=reader.actor, result_id=result_id)
+    return RedirectResponse("/ui/", status_code=303)

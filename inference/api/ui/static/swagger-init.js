@@ -1,0 +1,11 @@
+// Starts Swagger UI for /docs (kept out of the page so that its Content-Security-Policy forbids inline scripts).
+window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  oauth2RedirectUrl: window.location.origin + "/docs/oauth2-redirect",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+});

@@ -1,0 +1,318 @@
+"""The web pages' own services: local accounts, sign-in with lockout, cookie sessions, the reading
+worklist and the reader's actions (a verdict per finding, mark as read).
+
+A page is one more client of the services: the same roles, facility scope and audit trail as the API
+(the principal of a session is built from its account exactly as a bearer token's would be).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from inference.record import Accounts, NotFound, Verdict
+from inference.security import ROLES, Principal, Role, Unauthenticated
+from inference.security._passwords import (
+    check_password_policy,
+    dummy_hash,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from inference.services._access import audit
+from inference.services._context import Actor, Context, db
+from inference.services._results import _result_patient
+
+if TYPE_CHECKING:
+    from inference.record import Record
+
+_USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+# The session's idle clock is written at most this often: a page that refreshes itself every 30 s would
+# otherwise write to the database on every refresh.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+class SignInRefused(Unauthenticated):
+    """Wrong username or password, a disabled account, or a locked one (HTTP 401 on the pages)."""
+
+    code = "sign_in_refused"
+
+
+class AccountLocked(SignInRefused):
+    """Too many failed sign-ins in a row; the account opens again at ``until``."""
+
+    code = "account_locked"
+
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser.
+
+    Attributes:
+        token: The cookie value (only known right after sign-in; empty when read back).
+        principal: Who the session speaks for.
+        csrf: The token every form of this session must send back.
+        expires: The absolute expiry.
+    """
+
+    token: str
+    principal: Principal
+    csrf: str
+    expires: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def check_username(username: str) -> str:
+    """Refuse usernames that would be confusing in the audit trail.
+
+    Raises:
+        ValueError: Empty, longer than 64 characters, or with characters other than letters, digits and
+            ``. _ - @``.
+    """
+    if not 1 <= len(username) <= 64 or not set(username) <= _USERNAME_CHARS:
+        raise ValueError("A username has 1 to 64 characters: letters, digits, '.', '_', '-' or '@'.")
+    return username
+
+
+# -- accounts (the ``dxassist user`` commands) -------------------------------------------------------
+
+
+def add_user(record: Record, *, username: str, password: str, role: str, facility: str | None) -> None:
+    """Create a local account.
+
+    Raises:
+        ValueError: Bad username, unknown role, or a password the policy refuses.
+        Conflict: The username is taken.
+    """
+    check_username(username)
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}; accepted roles are {', '.join(sorted(ROLES))}.")
+    if facility is not None and not 0 < len(facility) <= 128:
+        raise ValueError("A facility name has 1 to 128 characters.")
+    check_password_policy(password)
+    Accounts(record).add(
+        username=username, password_hash=hash_password(password), role=role, facility=facility, now=_now()
+    )
+
+
+def list_users(record: Record) -> list[dict[str, Any]]:
+    """Every account: username, role, facility, state, last sign-in (never the hash)."""
+    now = _now()
+    return [
+        {
+            "username": a.username,
+            "role": a.role,
+            "facility": a.facility,
+            "state": "disabled"
+            if a.disabled
+            else ("locked" if a.locked_until is not None and a.locked_until > now else "active"),
+            "last_sign_in": a.last_sign_in,
+        }
+        for a in Accounts(record).list()
+    ]
+
+
+def disable_user(record: Record, *, username: str) -> None:
+    """Disable an account and end its sessions.
+
+    Raises:
+        NotFound: No such account.
+    """
+    Accounts(record).set_disabled(username=username, disabled=True)
+
+
+# -- sign-in and sessions ----------------------------------------------------------------------------
+
+
+def _principal(username: str, role: str, facility: str | None) -> Principal:
+    return Principal(subject=username, role=role, facility=facility)
+
+
+async def sign_in(*, ctx: Context, username: str, password: str, client: str | None) -> WebSession:
+    """Check a username and password; open a session.
+
+    Every attempt is audited (``ui:sign_in``), failures too. After ``ui_lockout_attempts`` failures in a
+    row the account is locked for ``ui_lockout_minutes``; a locked account refuses even the right password.
+
+    Raises:
+        SignInRefused: Unknown user, wrong password or disabled account (one message for all three, so
+            the page does not tell which usernames exist).
+        AccountLocked: The account is locked.
+    """
+    settings = ctx.settings
+    accounts = Accounts(ctx.record)
+    account = await db(accounts.get, username=username) if username and len(username) <= 64 else None
+    now = _now()
+    stored = account.password_hash if account is not None else dummy_hash()
+    matches = await ctx.workers.run(verify_password, password, stored)
+    who = (
+        Actor(principal=_principal(account.username, account.role, account.facility), client=client)
+        if account is not None
+        else Actor(principal=Principal(subject="unknown-user", role="none"), client=client)
+    )
+    if account is not None and account.locked_until is not None and account.locked_until > now:
+        await audit(ctx, who, action="ui:sign_in", outcome="locked", resource_type="Account")
+        raise AccountLocked(
+            "This account is locked after repeated failed sign-ins; try again later or ask an administrator.",
+            until=account.locked_until,
+        )
+    if account is None or not matches or account.disabled:
+        locked_until = None
+        if account is not None and not account.disabled:
+            locked_until = await db(
+                accounts.register_failure,
+                username=account.username,
+                max_attempts=settings.ui_lockout_attempts,
+                lock_until=now + timedelta(minutes=settings.ui_lockout_minutes),
+            )
+        await audit(
+            ctx, who, action="ui:sign_in", outcome="locked" if locked_until else "failure",
+            resource_type="Account",
+        )  # fmt: skip
+        if locked_until is not None:
+            raise AccountLocked(
+                "This account is now locked after repeated failed sign-ins; try again later or ask an "
+                "administrator.",
+                until=locked_until,
+            )
+        raise SignInRefused("The username or password is not correct, or the account is disabled.")
+    new_hash = await ctx.workers.run(hash_password, password) if needs_rehash(account.password_hash) else None
+    await db(accounts.register_success, username=account.username, now=now, new_hash=new_hash)
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    expires = now + timedelta(hours=settings.ui_session_max_hours)
+    await db(
+        accounts.open_session, id_hash=_id_hash(token), username=account.username, csrf=csrf, now=now,
+        expires=expires,
+    )  # fmt: skip
+    await audit(ctx, who, action="ui:sign_in", outcome="success", resource_type="Account")
+    return WebSession(token=token, principal=who.principal, csrf=csrf, expires=expires)
+
+
+async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
+    """The session a cookie names, or None when it is unknown, idle too long, past its absolute expiry,
+    or its account was disabled (an expired session is deleted)."""
+    if not token or len(token) > 128:
+        return None
+    accounts = Accounts(ctx.record)
+    id_hash = _id_hash(token)
+    row = await db(accounts.session, id_hash=id_hash)
+    if row is None:
+        return None
+    now = _now()
+    idle = timedelta(minutes=ctx.settings.ui_session_idle_minutes)
+    if row.account.disabled or now >= row.expires or now - row.last_seen >= idle:
+        await db(accounts.close_session, id_hash=id_hash)
+        return None
+    if now - row.last_seen >= _TOUCH_EVERY:
+        await db(accounts.touch, id_hash=id_hash, now=now)
+    account = row.account
+    return WebSession(
+        token="", principal=_principal(account.username, account.role, account.facility), csrf=row.csrf,
+        expires=row.expires,
+    )  # fmt: skip
+
+
+async def sign_out(*, ctx: Context, actor: Actor, token: str) -> None:
+    """End a session (audited as ``ui:sign_out``)."""
+    await db(Accounts(ctx.record).close_session, id_hash=_id_hash(token))
+    await audit(ctx, actor, action="ui:sign_out", outcome="success", resource_type="Account")
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+    """Open results of the reader's scope, most urgent first, with the starvation guard applied.
+
+    A routine result that has waited longer than ``worklist_max_wait_minutes`` ranks with the urgent
+    ones and its item says ``escalated``.
+    """
+    principal = actor.principal
+    facility = None if principal.role == Role.ADMIN else principal.facility
+    wait = ctx.settings.worklist_max_wait_minutes
+    escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
+    items = await db(
+        ctx.record.worklist, limit=limit, offset=0, facility=facility, escalate_before=escalate_before
+    )
+    await audit(ctx, actor, action="worklist:read", outcome="success", resource_type="Worklist")
+    return items
+
+
+async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdicts: Sequence[Verdict]) -> None:
+    """Store a reader's verdicts without closing the result (the viewer's Agree / Disagree buttons).
+
+    Raises:
+        NotFound: No result has this id.
+        Forbidden: Another facility's patient.
+        InvalidFeedback: A verdict names a finding the result does not have.
+    """
+    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    await db(
+        ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
+        close=False,
+    )  # fmt: skip
+    await audit(
+        ctx, actor, action="feedback:write", outcome="success", resource_type="Result", resource_id=result_id,
+        patient_id=patient_id,
+    )  # fmt: skip
+
+
+async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
+    """Close a result: it leaves the worklist (audited as ``feedback:write``).
+
+    Raises:
+        NotFound: No result has this id.
+        Forbidden: Another facility's patient.
+    """
+    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    await db(ctx.record.mark_read, result_id=result_id)
+    await audit(
+        ctx, actor, action="feedback:write", outcome="read", resource_type="Result", resource_id=result_id,
+        patient_id=patient_id,
+    )  # fmt: skip
+
+
+async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict[str, str]:
+    """The verdicts this reader already gave on a result, by finding code (newest wins)."""
+    rows = await db(ctx.record.feedback, result_id=result_id)
+    verdicts: dict[str, str] = {}
+    for row in rows:
+        if row["reader"] == actor.principal.subject:
+            for verdict in row["verdicts"]:
+                verdicts[verdict["code"]] = verdict["verdict"]
+    return verdicts
+
+
+__all__ = [
+    "AccountLocked",
+    "NotFound",
+    "SignInRefused",
+    "WebSession",
+    "add_user",
+    "check_username",
+    "disable_user",
+    "list_users",
+    "mark_read",
+    "reader_verdicts",
+    "reading_worklist",
+    "record_verdicts",
+    "resume_session",
+    "sign_in",
+    "sign_out",
+]

@@ -1,0 +1,142 @@
+"""The pages in a real browser: Debian's Chromium under Playwright, the API under uvicorn on loopback."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _ui_live import PASSWORD, Env, add_account, browser, live_server, send_study
+
+from inference.api import create_app
+from inference.api.ui._i18n import translations
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def site(env: Env) -> Iterator[str]:
+    """The API with its pages, served on a loopback port."""
+    with live_server(create_app(env.settings)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    with browser() as instance:
+        yield instance
+
+
+def _sign_in(page: Any, base: str, username: str, language: str = "en") -> None:
+    _ = translations(language).gettext
+    page.goto(f"{base}/ui/")
+    page.get_by_label(_("Username")).fill(username)
+    page.get_by_label(_("Password")).fill(PASSWORD)
+    page.get_by_role("button", name=_("Sign in")).click()
+    page.wait_for_url(f"{base}/ui/")
+
+
+def _mean_brightness(png: bytes) -> float:
+    from PIL import Image, ImageStat
+
+    return float(ImageStat.Stat(Image.open(io.BytesIO(png)).convert("L")).mean[0])
+
+
+def _read_one_study(
+    page: Any, base: str, critical: dict[str, Any], routine: dict[str, Any], language: str
+) -> None:
+    """Worklist order, open the critical study, heatmap off and on, agree, mark as read, row gone."""
+    _ = translations(language).gettext
+    table = page.get_by_role("table")
+    for header in ("Priority", "Waiting", "Patient", "Study", "AI status", "Findings", "Model"):
+        assert table.get_by_role("columnheader", name=_(header), exact=True).count() == 1
+    rows = table.get_by_role("row")
+    texts = rows.all_inner_texts()
+    critical_id = critical["patient"]["identifier"]
+    routine_id = routine["patient"]["identifier"]
+    at = {name: next(i for i, text in enumerate(texts) if name in text) for name in (critical_id, routine_id)}
+    assert at[critical_id] < at[routine_id], texts
+
+    page.get_by_role("link", name=critical_id).click()
+    page.wait_for_url(f"{base}/ui/results/{critical['result_id']}")
+    positive = next(f for f in critical["findings"] if f["positive"] and f["heatmap"])
+    finding = page.locator(f"#finding-{positive['code']}")
+    from inference.api.ui._views import finding_name
+
+    switch = finding.get_by_role("switch", name=finding_name(positive["code"], language))
+    layer = page.locator(f"#layer-{positive['code']}")
+    stage = page.locator("#stage")
+    page.wait_for_function(
+        "code => { const img = document.getElementById('layer-' + code);"
+        " return img.complete && img.naturalWidth > 0; }",
+        arg=positive["code"],
+    )
+    assert switch.is_checked()
+    shown = stage.screenshot()
+    switch.click()
+    assert not switch.is_checked() and layer.is_hidden()
+    hidden = stage.screenshot()
+    assert abs(_mean_brightness(shown) - _mean_brightness(hidden)) > 1.0, (
+        "switching the layer off changed nothing"
+    )
+    switch.click()
+    assert switch.is_checked() and layer.is_visible()
+    finding.get_by_role("slider", name=_("Opacity")).fill("30")
+    assert float(layer.evaluate("el => getComputedStyle(el).opacity")) == pytest.approx(0.3, abs=0.01)
+
+    finding.get_by_role("button", name=_("Agree"), exact=True).click()
+    page.wait_for_url(f"**/ui/results/{critical['result_id']}*")
+    agree = page.locator(f"#finding-{positive['code']}").get_by_role("button", name=_("Agree"), exact=True)
+    assert agree.get_attribute("aria-pressed") == "true"
+
+    page.get_by_role("button", name=_("Mark as read")).click()
+    page.wait_for_url(f"{base}/ui/")
+    remaining = page.get_by_role("table").get_by_role("row").all_inner_texts()
+    assert not any(critical_id in text for text in remaining)
+    assert any(routine_id in text for text in remaining)
+
+
+def test_reader_signs_in_reads_a_critical_study_and_it_leaves_the_worklist(
+    site: str, env: Env, chromium: Any
+) -> None:
+    routine = send_study(site, env, critical=False)
+    critical = send_study(site, env, critical=True)
+    assert (critical["priority"], routine["priority"]) == ("critical", "routine")
+    username = add_account(env)
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username)
+    assert page.title().startswith("Worklist")
+    _read_one_study(page, site, critical, routine, "en")
+    context.close()
+
+
+def test_the_same_in_arabic_right_to_left(site: str, env: Env, chromium: Any) -> None:
+    routine = send_study(site, env, critical=False)
+    critical = send_study(site, env, critical=True)
+    username = add_account(env)
+    context = chromium.new_context(locale="ar")
+    page = context.new_page()
+    _sign_in(page, site, username, language="ar")
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    assert page.locator("html").get_attribute("lang") == "ar"
+    assert page.evaluate("getComputedStyle(document.body).direction") == "rtl"
+    _read_one_study(page, site, critical, routine, "ar")
+    context.close()
+
+
+def test_a_reader_of_another_facility_sees_neither_the_row_nor_the_page(
+    site: str, env: Env, chromium: Any
+) -> None:
+    theirs = send_study(site, env, critical=True, facility="F1")
+    username = add_account(env, facility="F2")
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username)
+    rows = page.get_by_role("table").get_by_role("row").all_inner_texts()
+    assert not any(theirs["patient"]["identifier"] in text for text in rows)
+    response = page.goto(f"{site}/ui/results/{theirs['result_id']}")
+    assert response is not None and response.status == 403
+    assert theirs["patient"]["identifier"] not in page.content()
+    context.close()

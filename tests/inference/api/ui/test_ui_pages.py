@@ -1,0 +1,175 @@
+"""The pages without a browser: worklist order with the starvation guard, filters, vitals rows, the
+viewer's contents, languages and their catalogues, and ``dxassist user``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+from _ui_live import PASSWORD, Env, TestClient, add_account, send_study, send_vitals, sign_in
+from sqlalchemy import update
+
+from inference.api.ui._catalogue import missing
+from inference.api.ui._i18n import choose, from_accept_language
+from inference.record import Record
+from inference.record._models import Result
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-href="/ui/results/([0-9a-f-]+)"', html)
+
+
+def _backdate(env: Env, result_id: str, minutes: int) -> None:
+    record = Record(env.settings.record_url)
+    try:
+        with record.sessions() as session, session.begin():
+            session.execute(
+                update(Result)
+                .where(Result.id == result_id)
+                .values(created_at=datetime.now(UTC) - timedelta(minutes=minutes))
+            )
+    finally:
+        record.close()
+
+
+def test_a_routine_study_that_waited_too_long_moves_up_and_says_so(client: TestClient, env: Env) -> None:
+    routine_old = send_study(client, env, critical=False)
+    routine_new = send_study(client, env, critical=False)
+    urgent = send_vitals(client, env, consciousness="C")
+    critical = send_study(client, env, critical=True)
+    assert urgent["priority"] == "urgent"
+    _backdate(env, routine_old["result_id"], env.settings.worklist_max_wait_minutes + 5)
+    client.cookies.clear()
+    sign_in(client, add_account(env, role="admin", facility=None))
+    page = client.get("/ui/").text
+    order = [
+        rid
+        for rid in _rows(page)
+        if rid in {r["result_id"] for r in (routine_old, routine_new, urgent, critical)}
+    ]
+    assert order == [
+        critical["result_id"],
+        routine_old["result_id"],
+        urgent["result_id"],
+        routine_new["result_id"],
+    ]
+    row = page.split(f'data-href="/ui/results/{routine_old["result_id"]}"')[1].split("</tr>")[0]
+    assert "moved up: waited too long" in row
+    assert (
+        "moved up"
+        not in page.split(f'data-href="/ui/results/{routine_new["result_id"]}"')[1].split("</tr>")[0]
+    )
+    # The API's worklist applies no guard of its own but reports the same order through the record.
+    items = client.get("/v1/worklist", params={"limit": 500}, headers=env.headers("admin")).json()["items"]
+    assert all(not item.get("escalated") for item in items)
+
+
+def test_filters_and_vitals_rows(client: TestClient, env: Env) -> None:
+    high = send_vitals(client, env, respiratory_rate=30, spo2=85, heart_rate=140)
+    study = send_study(client, env, critical=True)
+    client.cookies.clear()
+    sign_in(client, add_account(env, role="admin", facility=None))
+    page = client.get("/ui/").text
+    row = page.split(f'data-href="/ui/results/{high["result_id"]}"')[1].split("</tr>")[0]
+    assert "NEWS2" in row and "high" in row
+    routine_only = client.get("/ui/", params={"priority": "routine"}).text
+    assert high["result_id"] not in routine_only and study["result_id"] not in routine_only
+    critical_only = client.get("/ui/worklist/rows", params={"priority": "critical"}).text
+    assert high["result_id"] in critical_only and study["result_id"] in critical_only
+    assert client.get("/ui/", params={"priority": "whatever"}).status_code == 400
+
+
+def test_viewer_shows_probabilities_thresholds_model_and_the_synthetic_banner(
+    client: TestClient, env: Env
+) -> None:
+    result = send_study(client, env, critical=True)
+    client.cookies.clear()
+    sign_in(client, add_account(env))
+    page = client.get(f"/ui/results/{result['result_id']}").text
+    assert f"{result['model']['name']} {result['model']['version']}" in page
+    assert "Preview, not for diagnosis" in page
+    for finding in result["findings"]:
+        assert f'id="finding-{finding["code"]}"' in page
+        if finding["positive"]:
+            assert f'aria-controls="layer-{finding["code"]}" data-layer-switch' in page
+    assert page.count('role="switch"') == sum(1 for f in result["findings"] if f["positive"] and f["heatmap"])
+    assert re.search(r"Probability [\d.]+% — threshold [\d.]+%", page)
+    if any("synthetic" in w for w in result["warnings"]):
+        assert "trained on synthetic data only" in page
+
+
+def test_triage_viewer_shows_news2_subscores_and_contributions(client: TestClient, env: Env) -> None:
+    result = send_vitals(client, env, respiratory_rate=26, spo2=91)
+    client.cookies.clear()
+    sign_in(client, add_account(env, role="admin", facility=None))
+    page = client.get(f"/ui/results/{result['result_id']}").text
+    assert "NEWS2" in page and "Subscore" in page
+    assert page.count('class="bar ') == len(result["contributions"])
+
+
+def test_language_from_the_browser_then_the_switch(client: TestClient, env: Env) -> None:
+    client.cookies.clear()
+    page = client.get("/ui/signin", headers={"accept-language": "fr-FR,fr;q=0.9,en;q=0.5"})
+    assert '<html lang="fr" dir="ltr">' in page.text and "Mot de passe" in page.text
+    page = client.get("/ui/signin", params={"lang": "ar"})
+    assert '<html lang="ar" dir="rtl">' in page.text and "كلمة المرور" in page.text
+    page = client.get("/ui/signin", headers={"accept-language": "fr"})  # the switch is remembered
+    assert '<html lang="ar" dir="rtl">' in page.text
+    client.cookies.clear()
+    assert choose(None, None, "de-DE, en;q=0.1") == "en"
+    assert from_accept_language("ar;q=0.2, fr;q=0.8") == "fr"
+
+
+def test_numbers_and_dates_follow_the_locale(client: TestClient, env: Env) -> None:
+    result = send_study(client, env, critical=True)
+    client.cookies.clear()
+    sign_in(client, add_account(env))
+    fr = client.get(f"/ui/results/{result['result_id']}", params={"lang": "fr"}).text
+    assert re.search(r"Probabilité [\d,\u202f ]+\u00a0?% — seuil", fr), "French percentages use a comma"
+    worklist = client.get("/ui/", params={"lang": "fr"}).text
+    assert "5 janv. 2026" in worklist  # the test studies' StudyDate 20260105
+    client.get("/ui/", params={"lang": "en"})
+
+
+def test_every_label_is_translated() -> None:
+    assert missing("fr") == []
+    assert missing("ar") == []
+
+
+def test_user_commands(env: Env) -> None:
+    from _dxassist_cli import DXASSIST, dxassist_env
+
+    run_env = dxassist_env(env.home)
+    add = subprocess.run(
+        [str(DXASSIST), "user", "add", "--username", "dr.cli", "--role", "radiologist", "--facility", "F9",
+         "--password-stdin"],
+        input=PASSWORD + "\n", env=run_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    again = subprocess.run(
+        [str(DXASSIST), "user", "add", "--username", "dr.cli", "--role", "radiologist", "--password-stdin"],
+        input=PASSWORD + "\n", env=run_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 1 and "already exists" in again.stderr
+    weak = subprocess.run(
+        [str(DXASSIST), "user", "add", "--username", "dr.weak", "--role", "radiologist", "--password-stdin"],
+        input="short\n", env=run_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert weak.returncode == 2 and "at least 12" in weak.stderr
+    listed = subprocess.run(
+        [str(DXASSIST), "user", "list"], env=run_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("dr.cli "))
+    assert line.split()[:4] == ["dr.cli", "radiologist", "F9", "active"]
+    assert "scrypt" not in listed.stdout
+    disabled = subprocess.run(
+        [str(DXASSIST), "user", "disable", "dr.cli"], env=run_env, capture_output=True, text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert disabled.returncode == 0
+    listed = subprocess.run(
+        [str(DXASSIST), "user", "list"], env=run_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert next(x for x in listed.stdout.splitlines() if x.startswith("dr.cli ")).split()[3] == "disabled"
