@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from inference.delivery._outputs import build_objects
 from inference.record import _outbox
@@ -15,9 +13,7 @@ from inference.record import _outbox
 if TYPE_CHECKING:
     from inference.delivery._config import Destination
     from inference.dicom import Study
-    from inference.preprocess import Geometry
     from inference.record import Record
-    from inference.runtime import ModelHost
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +21,11 @@ logger = logging.getLogger(__name__)
 async def enqueue_result(
     *,
     record: Record,
-    host: ModelHost | None,
     destinations: Sequence[Destination],
     org_root: str,
     study: Study,
     result: dict[str, Any],
-    cams: Mapping[str, np.ndarray] | None = None,
-    geometry: Geometry | None = None,
+    synthetic: bool | None = None,
 ) -> int:
     """Put the SR and heatmap captures of a committed result in the outbox of every destination.
 
@@ -40,14 +34,12 @@ async def enqueue_result(
     and the outbox's UNIQUE constraint keeps one row per object and destination whatever happens.
 
     Args:
-        record: The patient record (the result is committed there already).
-        host: The model host (recomputes the heat maps of the captures when ``cams`` is None).
+        record: The patient record (the result and its display rendering are committed there already).
         destinations: Where results go.
         org_root: Organisation root of the new UIDs.
         study: The decoded study the result was made from.
         result: The public JSON of the committed result.
-        cams: The class activation maps of the analysis that made ``result``, per finding code.
-        geometry: Their letterbox geometry.
+        synthetic: Whether its model was trained on synthetic data (from its warnings when None).
 
     Returns:
         How many outbox rows were added.
@@ -69,7 +61,7 @@ async def enqueue_result(
     if not names:
         return 0
     objects = await build_objects(
-        host=host, study=study, result=result, org_root=org_root, cams=cams, geometry=geometry
+        record=record, study=study, result=result, org_root=org_root, synthetic=synthetic
     )
     added = await asyncio.to_thread(
         _outbox.enqueue, record, result_id=result_id, destinations=names, objects=objects

@@ -15,8 +15,8 @@ from inference.explain._codes import (
     Language,
     finding_display,
 )
-from inference.explain._heatmap import Box, cam_to_heatmap, hottest_box
-from inference.explain._overlay import COLOUR_LUT, overlay_png
+from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, hottest_box
+from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
 from inference.explain._rationale import (
     DEFAULT_LANGUAGE,
     choose_language,
@@ -37,12 +37,16 @@ __all__ = [
     "VITAL_DISPLAY",
     "Box",
     "Language",
+    "cam_box",
     "cam_to_heatmap",
     "choose_language",
+    "display_size",
     "finding_display",
     "format_probability",
+    "heat_layer_png",
     "hottest_box",
     "imaging_rationale",
     "overlay_png",
+    "overlay_rgb",
     "triage_rationale",
 ]

@@ -199,3 +199,99 @@ def hottest_box(heatmap: np.ndarray, *, level: float = 0.5) -> Box | None:
                     seen.add((other, j))
                     queue.append((other, j))
     return Box(x0=x0, y0=y0, x1=x1, y1=y1 + 1)
+
+
+def _axis(
+    count: int, pad: int, content: int, size: int, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper map indices and the upper weight of ``count`` pixel centres along one axis.
+
+    The same arithmetic as :func:`_sample`, so values computed from it match that function exactly.
+    """
+    coord = (pad + (np.arange(count) + 0.5) * (content / count)) * (length / size) - 0.5
+    coord = np.clip(coord, 0.0, length - 1)
+    lower = np.floor(coord).astype(np.intp)
+    upper = np.minimum(lower + 1, length - 1)
+    return lower, upper, (coord - lower).astype(np.float32)
+
+
+def _window(
+    positive: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+    row_range: tuple[int, int],
+    column_range: tuple[int, int],
+) -> np.ndarray:
+    """Heat (unnormalised) of the output pixels ``row_range`` x ``column_range`` (half-open)."""
+    r0, r1 = row_range
+    c0, c1 = column_range
+    y0, y1, wy = (a[r0:r1] for a in rows)
+    x0, x1, wx = (a[c0:c1] for a in columns)
+    wyc, wxc = wy[:, None], wx[None, :]
+    along_y = positive[y0] * (1 - wyc) + positive[y1] * wyc
+    return np.asarray(along_y[:, x0] * (1 - wxc) + along_y[:, x1] * wxc, dtype=np.float32)
+
+
+def _touching(lower: np.ndarray, upper: np.ndarray, nodes: np.ndarray) -> tuple[int, int] | None:
+    """Half-open range of output pixels interpolated from any of ``nodes`` (map indices along one axis)."""
+    hit = np.flatnonzero(np.isin(lower, nodes) | np.isin(upper, nodes))
+    return None if hit.size == 0 else (int(hit[0]), int(hit[-1]) + 1)
+
+
+def cam_box(
+    cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int], *, level: float = 0.5
+) -> Box | None:
+    """The hottest-region box of a class activation map, in the pixels of a ``shape`` grid over the image.
+
+    Equal to ``hottest_box(cam_to_heatmap(cam, geometry, shape=shape), level=level)``, without sampling
+    the whole grid: a bilinear sample never exceeds the map values it interpolates, so only the output
+    pixels that interpolate a map node at or above the threshold can be in the region, and only those are
+    sampled (the peak's neighbourhood first, to bound the threshold from below).
+
+    Args:
+        cam: ``[h, w]`` map in logit units covering the whole model input.
+        geometry: the letterbox geometry of the image.
+        shape: ``(rows, columns)`` of the grid the box is measured in (e.g. the display rendering's).
+        level: fraction of the maximum that delimits the region, in (0, 1].
+
+    Returns:
+        The box in ``shape`` pixel coordinates, or ``None`` when the map holds no positive evidence.
+    """
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"level must be in (0, 1]; got {level}.")
+    source = np.asarray(cam, dtype=np.float32)
+    if source.ndim != 2:
+        raise ValueError(f"A class activation map is 2-D [h, w]; got shape {source.shape}.")
+    positive = np.maximum(np.nan_to_num(source, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    if float(positive.max(initial=0.0)) <= 0.0:
+        return None
+    h, w = positive.shape
+    size = geometry.input_size
+    content_rows, content_columns = geometry.content_shape
+    rows = _axis(int(shape[0]), geometry.pad_top, content_rows, size, h)
+    columns = _axis(int(shape[1]), geometry.pad_left, content_columns, size, w)
+    full = ((0, int(shape[0])), (0, int(shape[1])))
+    # A lower bound of the sampled peak: exact samples around the hottest node.
+    node_row, node_column = np.unravel_index(int(np.argmax(positive)), positive.shape)
+    near_rows = _touching(rows[0], rows[1], np.array([node_row]))
+    near_columns = _touching(columns[0], columns[1], np.array([node_column]))
+    bound = 0.0
+    if near_rows is not None and near_columns is not None:
+        bound = float(_window(positive, rows, columns, near_rows, near_columns).max(initial=0.0))
+    window = full
+    if bound > 0.0:
+        # A small margin keeps float rounding of the interpolation from ever excluding a pixel.
+        candidates = np.argwhere(positive >= level * bound * (1.0 - 1e-4))
+        row_range = _touching(rows[0], rows[1], np.unique(candidates[:, 0]))
+        column_range = _touching(columns[0], columns[1], np.unique(candidates[:, 1]))
+        if row_range is not None and column_range is not None:
+            window = (row_range, column_range)
+    heat = _window(positive, rows, columns, window[0], window[1])
+    peak = float(heat.max(initial=0.0))
+    if peak <= 0.0:
+        return None
+    box = hottest_box(np.clip(heat / peak, 0.0, 1.0).astype(np.float32), level=level)
+    if box is None:
+        return None
+    top, left = window[0][0], window[1][0]
+    return Box(x0=box.x0 + left, y0=box.y0 + top, x1=box.x1 + left, y1=box.y1 + top)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,25 @@ class FindingIn:
     threshold: float
     box: tuple[int, int, int, int] | None = None
     heatmap_png: bytes | None = None
+    heatmap: bool = False
+    """Whether a heatmap can be drawn for it from the result's :class:`RenderingData` (its CAM is kept)."""
+
+
+@dataclass(frozen=True)
+class RenderingData:
+    """What drawing the heatmaps of a result needs (``inference.analysis.StoredRendering``, stored).
+
+    Attributes:
+        display: The display rendering (8-bit grayscale JPEG).
+        cams: ``npz`` of the positive findings' class activation maps at model resolution.
+        geometry: ``{"original_shape": [rows, columns], "input_size": S}``.
+        model: ``(name, version)`` of the model that made the result (filled when read back).
+    """
+
+    display: bytes
+    cams: bytes
+    geometry: dict[str, Any]
+    model: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ class ImagingResultIn:
     warnings: tuple[str, ...]
     rationale: dict[str, str]
     source: str
+    rendering: RenderingData | None = None
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,20 @@ class Heatmap(Base):
     png: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Rendering(Base):
+    """What drawing an imaging result's heatmaps needs: the display rendering and the CAMs (a few KB).
+
+    Overlays are drawn from it when first asked for; the DICOM Secondary Captures are built from it.
+    """
+
+    __tablename__ = "renderings"
+
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    display: Mapped[bytes] = mapped_column(LargeBinary)
+    cams: Mapped[bytes] = mapped_column(LargeBinary)
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class Feedback(Base):
     """A reader's verdicts on one result, with the exact model that produced it."""
 

@@ -17,6 +17,7 @@ from inference.record._models import (
     Heatmap,
     Instance,
     Patient,
+    Rendering,
     Result,
     Study,
     VitalsObservation,
@@ -271,11 +272,21 @@ def write_imaging(session: Session, data: ImagingResultIn, key: str) -> StoredRe
                 positive=bool(finding.positive),
                 threshold=float(finding.threshold),
                 box=None if finding.box is None else [int(v) for v in finding.box],
-                has_heatmap=finding.heatmap_png is not None,
+                has_heatmap=finding.heatmap_png is not None
+                or (finding.heatmap and data.rendering is not None),
             )
         )
         if finding.heatmap_png is not None:
             session.add(Heatmap(result_id=result.id, code=finding.code, png=bytes(finding.heatmap_png)))
+    if data.rendering is not None:
+        session.add(
+            Rendering(
+                result_id=result.id,
+                display=bytes(data.rendering.display),
+                cams=bytes(data.rendering.cams),
+                geometry=dict(data.rendering.geometry),
+            )
+        )
     session.flush()
     return StoredResult(result_id=result.id, patient_id=patient.id, created=True)
 

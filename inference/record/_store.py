@@ -16,8 +16,15 @@ from inference.record._audit import AuditReport
 from inference.record._consent import ConsentState
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, InvalidFeedback, NotFound, RecordError
-from inference.record._inputs import ImagingResultIn, PatientIn, StoredResult, TriageResultIn, Verdict
-from inference.record._models import AuditEvent, Feedback, Finding, Heatmap, Patient, Result, Study
+from inference.record._inputs import (
+    ImagingResultIn,
+    PatientIn,
+    RenderingData,
+    StoredResult,
+    TriageResultIn,
+    Verdict,
+)
+from inference.record._models import AuditEvent, Feedback, Finding, Heatmap, Patient, Rendering, Result, Study
 from inference.record._types import iso, new_id, utcnow
 from inference.record._views import TRIAGE_FEEDBACK_CODE, public_result, worklist_item
 from inference.record.fhir import _search
@@ -167,6 +174,24 @@ class Record:
             return session.scalars(
                 select(Heatmap.png).where(Heatmap.result_id == result_id, Heatmap.code == code)
             ).first()
+
+    def rendering(self, *, result_id: str) -> RenderingData | None:
+        """The display rendering and CAMs of an imaging result, or ``None`` (triage, or filed before them)."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(Rendering, Result.model_name, Result.model_version)
+                .join(Result, Result.id == Rendering.result_id)
+                .where(Rendering.result_id == result_id)
+            ).first()
+            if row is None:
+                return None
+            rendering, name, version = row
+            return RenderingData(
+                display=rendering.display,
+                cams=rendering.cams,
+                geometry=dict(rendering.geometry),
+                model=(name, version),
+            )
 
     def worklist(
         self,

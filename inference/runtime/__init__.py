@@ -21,7 +21,7 @@ from inference.runtime._errors import (
     ModelUnavailable,
     RuntimeErrorBase,
 )
-from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, Fetch, ModelHost
+from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, Fetch, ModelHost, score_batch
 from inference.runtime._meta import ImagingMeta, TriageMeta
 from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability
 from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
@@ -54,5 +54,6 @@ __all__ = [
     "load_served_model",
     "make_session",
     "provider_options",
+    "score_batch",
     "select_providers",
 ]

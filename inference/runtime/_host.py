@@ -53,6 +53,14 @@ def _run_imaging(model: ServedModel, stacked: np.ndarray) -> list[ImagingOutput]
     ]
 
 
+def score_batch(model: ServedModel, stacked: np.ndarray) -> list[ImagingOutput]:
+    """Score a stacked float32 ``[N, 1, S, S]`` batch in the calling thread, without the micro-batcher.
+
+    For benchmarks, evaluation and tools; the server scores through :meth:`ModelHost.score_images`.
+    """
+    return _run_imaging(model, np.ascontiguousarray(stacked, dtype=np.float32))
+
+
 def _run_triage(model: ServedModel, values: np.ndarray, present: np.ndarray) -> TriageOutput:
     meta = model.triage_meta
     logit, contributions = model.session.run(

@@ -21,9 +21,9 @@ from inference.services._consent import (
 from inference.services._context import Actor, Context, Workers
 from inference.services._engines import open_context, registry_fetch
 from inference.services._fhir import capability, fhir_read, fhir_search
+from inference.services._images import get_heat_layer, get_heatmap, get_result_image
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study
 from inference.services._results import (
-    get_heatmap,
     get_result,
     get_study_result,
     get_worklist,
@@ -85,8 +85,10 @@ __all__ = [
     "fhir_read",
     "fhir_search",
     "get_consent",
+    "get_heat_layer",
     "get_heatmap",
     "get_result",
+    "get_result_image",
     "get_study_result",
     "get_worklist",
     "list_models",

@@ -1,25 +1,20 @@
 """After a study result is filed: queue its DICOM outputs for every destination, and show their state.
 
 One place for every channel (upload, STOW-RS, DIMSE): :func:`analyse_decoded` calls
-:func:`queue_outputs` once the result is committed, handing over the class activation maps it computed,
-so the heatmap captures are built without running the model again.
+:func:`queue_outputs` once the result is committed; the SR and heatmap captures are built from what the
+record holds (the result, its display rendering and CAMs), so nothing runs the model again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from inference.record import deliveries
 from inference.services._context import Context, db
 
 if TYPE_CHECKING:
     from inference.dicom import Study
-    from inference.preprocess import Geometry
-    from inference.runtime import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +23,7 @@ async def queue_outputs(
     ctx: Context,
     *,
     study: Study,
-    served: ServedModel,
     result: dict[str, Any],
-    cams: Mapping[str, np.ndarray],
-    geometry: Geometry,
 ) -> bool:
     """Queue the SR and heatmap captures of a committed imaging result, then wake the outbox worker.
 
@@ -41,11 +33,8 @@ async def queue_outputs(
 
     Args:
         ctx: The process's engines (``ctx.outbox`` None or without destinations: nothing to do).
-        study: The decoded study the result was made from.
-        served: The model that made ``cams``.
+        study: The decoded study the result was made from (its header goes into the objects).
         result: The committed result as the record returns it.
-        cams: Class activation maps of the positive findings, from this analysis.
-        geometry: Their letterbox geometry.
 
     Returns:
         False when the outputs could not be queued.
@@ -55,19 +44,13 @@ async def queue_outputs(
     outbox = ctx.outbox
     if outbox is None or not outbox.destinations:
         return True
-    model = result["model"]
-    # A duplicate answered from the record was made by this same version; anything else is rebuilt.
-    fresh = model["name"] == served.name and str(model["version"]) == served.version
     try:
         added = await enqueue_result(
             record=ctx.record,
-            host=ctx.host,
             destinations=outbox.destinations,
             org_root=ctx.settings.org_root,
             study=study,
             result=result,
-            cams=cams if fresh else None,
-            geometry=geometry if fresh else None,
         )
     except Exception as e:  # the result is committed; a writer or database failure must not lose it
         logger.error(

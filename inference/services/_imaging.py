@@ -1,18 +1,22 @@
-"""Chest radiograph analysis: decode → preprocess → score → explain → prioritise → file → public result."""
+"""Chest radiograph analysis: decode → :func:`inference.analysis.analyse` → prioritise → file → public result.
+
+Heatmaps are not drawn here: the result keeps the analysis's display rendering and CAMs, and overlays are
+drawn when first asked for (:mod:`inference.services._results`).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from inference.dicom import DicomRejected, Instance, Study, is_lateral, read_study
+from inference.analysis import ImageUnusable, analyse, observe_stage
+from inference.dicom import DicomRejected, Study, is_lateral, read_study
 from inference.explain import LANGUAGES, choose_language, finding_display, imaging_rationale
 from inference.policy import max_priority
-from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn
+from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn, RenderingData
 from inference.services import _warnings
 from inference.services._access import audit, localise
 from inference.services._consent import check_ai_consent
@@ -20,14 +24,9 @@ from inference.services._context import Actor, Context, db
 from inference.services._deliveries import queue_outputs, with_deliveries
 
 if TYPE_CHECKING:
-    from inference.preprocess import Geometry
     from inference.runtime import ServedModel
 
 logger = logging.getLogger(__name__)
-
-
-HEATMAP_SIDE = 1024
-"""Longest side of the heatmap overlays served by the API; heat and box are computed at that size."""
 
 
 @dataclass(frozen=True)
@@ -44,81 +43,6 @@ class Outcome:
     result: dict[str, Any]
     created: bool
     queued: bool = True
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    box: tuple[int, int, int, int] | None
-    png: bytes
-
-
-def _display_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Stored values resampled to the overlay's ``(rows, columns)``: area average down, bilinear up.
-
-    Done before the display window so windowing, colouring and encoding run on the overlay's pixels,
-    not on the radiograph's (a 2048² image has four times as many as a 1024² overlay). An integer part
-    of the reduction is done by summing strided views (a few milliseconds for 2048² → 1024²); the
-    remainder, if any, by Pillow on the already reduced image.
-    """
-    from PIL import Image
-
-    if pixels.shape == shape:
-        return pixels
-    factor = min(pixels.shape[0] // shape[0], pixels.shape[1] // shape[1])
-    image = pixels
-    if factor >= 2:
-        # Up to factor - 1 edge rows or columns are left out: under one overlay pixel.
-        rows, columns = (pixels.shape[0] // factor) * factor, (pixels.shape[1] // factor) * factor
-        total = np.zeros((rows // factor, columns // factor), dtype=np.float32)
-        for dy in range(factor):
-            for dx in range(factor):
-                total += pixels[dy:rows:factor, dx:columns:factor]
-        image = total * np.float32(1.0 / (factor * factor))
-        if image.shape == shape:
-            return image
-    shrinking = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
-    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
-        (shape[1], shape[0]), method
-    )
-    return np.asarray(resized)
-
-
-def _render(
-    instance: Instance, geometry: Geometry, cams: dict[str, np.ndarray], params: Any
-) -> dict[str, _Rendered]:
-    """Heatmap overlay and hottest-region box per finding (CPU-bound: runs on the worker pool).
-
-    Heat, box and overlay are computed at the overlay's size (longest side :data:`HEATMAP_SIDE`); the box
-    is then scaled back to original pixels, enclosing every original pixel its region covers.
-    """
-    from inference.explain import cam_to_heatmap, hottest_box, overlay_png
-    from inference.preprocess import to_unit
-
-    original = geometry.original_shape
-    scale = min(1.0, HEATMAP_SIDE / max(original))
-    shape = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
-    base = to_unit(
-        _display_pixels(instance.pixels, shape),
-        photometric=instance.photometric,
-        rescale_slope=instance.rescale_slope,
-        rescale_intercept=instance.rescale_intercept,
-        window_centers=instance.window_centers,
-        window_widths=instance.window_widths,
-        voi_lut_function=instance.voi_lut_function,
-        voi_lut=instance.voi_lut,
-        window_percentiles=params.window_percentiles,
-    )
-    rendered: dict[str, _Rendered] = {}
-    for code, cam in cams.items():
-        heat = cam_to_heatmap(cam, geometry, shape=shape)
-        box = hottest_box(heat)
-        png = overlay_png(base, heat, box=box, max_side=HEATMAP_SIDE)
-        full = None if box is None else box.rescaled(shape, original)
-        rendered[code] = _Rendered(
-            box=None if full is None else (full.x0, full.y0, full.x1, full.y1), png=png
-        )
-    return rendered
 
 
 def _study_warnings(study: Study, synthetic: bool) -> list[str]:
@@ -160,9 +84,11 @@ async def analyse_study(
         ModelUnavailable: No imaging model is loaded.
     """
     served = ctx.host.imaging
+    start = time.perf_counter()
     study = await ctx.workers.run(
         read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
     )
+    observe_stage("decode", model=served.name, version=served.version, seconds=time.perf_counter() - start)
     return await analyse_decoded(
         ctx=ctx, actor=actor, study=study, source=source, accept_language=accept_language, served=served
     )
@@ -178,11 +104,7 @@ async def analyse_decoded(
     served: ServedModel | None = None,
 ) -> Outcome:
     """Analyse a study already decoded by :mod:`inference.dicom` (the STOW-RS and DIMSE paths)."""
-    from inference.preprocess import prepare
-
     served = served if served is not None else ctx.host.imaging
-    meta = served.imaging_meta
-    params = served.imaging_meta.preprocess
     primary = study.primary
     patient = primary.patient
     patient_in = PatientIn(
@@ -196,15 +118,11 @@ async def analyse_decoded(
     # Before any pixel reaches the model: a patient who objected is not analysed at all.
     await check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit")
     try:
-        prepared = await ctx.workers.run(prepare, primary, params)
-    except ValueError as e:  # a decoded image preprocessing cannot use is still the sender's bad input
-        raise DicomRejected(
-            "decode_failed", "The decoded image could not be prepared for the model; send a valid radiograph."
-        ) from e
-    [scores] = await ctx.host.score_images([prepared.tensor], model=served)
-    findings = scores.findings
-    cams = {code: scores.cam[i] for i, (code, _p, positive) in enumerate(findings) if positive}
-    rendered = await ctx.workers.run(_render, primary, prepared.geometry, cams, params) if cams else {}
+        analysis = await analyse(primary, served=served, host=ctx.host, run=ctx.workers.run)
+    except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
+        raise DicomRejected("decode_failed", str(e)) from e
+    findings = analysis.scores
+    stored_rendering = await ctx.workers.run(analysis.rendering.to_stored)
 
     new_priority = ctx.policy.imaging_priority(findings)
     existing = await db(ctx.record.study_priority, study_instance_uid=study.study_instance_uid)
@@ -233,22 +151,29 @@ async def analyse_decoded(
         ),
         findings=tuple(
             FindingIn(
-                code=code,
-                display=finding_display(code, "en"),
-                probability=probability,
-                positive=positive,
-                threshold=float(meta.thresholds[code]),
-                box=rendered[code].box if code in rendered else None,
-                heatmap_png=rendered[code].png if code in rendered else None,
+                code=f.code,
+                display=finding_display(f.code, "en"),
+                probability=f.probability,
+                positive=f.positive,
+                threshold=f.threshold,
+                box=f.box,
+                heatmap=f.code in analysis.cams,
             )
-            for code, probability, positive in findings
+            for f in analysis.findings
         ),
         priority=priority,
         warnings=tuple(_study_warnings(study, synthetic)),
         rationale={lang: imaging_rationale(findings, lang, synthetic=synthetic) for lang in LANGUAGES},
         source=source,
+        rendering=RenderingData(
+            display=stored_rendering.display, cams=stored_rendering.cams, geometry=stored_rendering.geometry
+        ),
     )
+    start = time.perf_counter()
     stored = await db(ctx.record.save_imaging_result, data=data)
+    observe_stage(
+        "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
+    )
     await audit(
         ctx,
         actor,
@@ -273,9 +198,7 @@ async def analyse_decoded(
     result = await db(ctx.record.get_result, result_id=stored.result_id)
     if result is None:  # committed a moment ago: only a concurrent manual delete could get here
         raise RuntimeError("The result just filed could not be read back.")
-    queued = await queue_outputs(
-        ctx, study=study, served=served, result=result, cams=cams, geometry=prepared.geometry
-    )
+    queued = await queue_outputs(ctx, study=study, result=result)
     result = await with_deliveries(ctx, result)
     return Outcome(
         result=localise(result, choose_language(accept_language)), created=stored.created, queued=queued

@@ -1,4 +1,4 @@
-"""Reading results, heatmaps and the worklist; writing reader feedback. Every access is audited."""
+"""Reading results and the worklist; writing reader feedback. Every access is audited."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_deliveries
 
 
-async def _result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
+async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
+    """The patient of a result, once the caller may see it (a missing result is audited as not found).
+
+    Raises:
+        NotFound: No result has this id.
+        Forbidden: The patient belongs to another facility than the caller's token.
+    """
     found = await db(ctx.record.result_patient, result_id=result_id)
     if found is None:
         await audit(
@@ -38,7 +44,7 @@ async def get_result(
         NotFound: No result has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    patient_id = await _result_patient(ctx, actor, action="results:read", result_id=result_id)
+    patient_id = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     result = await db(ctx.record.get_result, result_id=result_id)
     if result is None:
         raise NotFound("No result has this id.")
@@ -95,30 +101,6 @@ async def get_study_result(
     return localise(await with_deliveries(ctx, result), choose_language(accept_language))
 
 
-async def get_heatmap(*, ctx: Context, actor: Actor, result_id: str, code: str) -> bytes:
-    """The PNG overlay of one finding of an imaging result.
-
-    Raises:
-        NotFound: No such result, or no heatmap for this finding (heatmaps exist for positive findings).
-    """
-    patient_id = await _result_patient(ctx, actor, action="results:read", result_id=result_id)
-    png = await db(ctx.record.heatmap, result_id=result_id, code=code)
-    await audit(
-        ctx,
-        actor,
-        action="results:read",
-        outcome="success" if png is not None else "not_found",
-        resource_type="Heatmap",
-        resource_id=result_id,
-        patient_id=patient_id,
-    )
-    if png is None:
-        raise NotFound(
-            "This result has no heatmap for this finding; heatmaps are made for positive findings."
-        )
-    return png
-
-
 async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -> dict[str, Any]:
     """Open results, most urgent first, then oldest first; a facility-bound token sees its facility only."""
     principal = actor.principal
@@ -137,7 +119,7 @@ async def submit_feedback(
         NotFound: No result has this id.
         InvalidFeedback: A verdict names a finding the result does not have.
     """
-    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
     await db(ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
     await audit(
         ctx,

@@ -55,7 +55,9 @@ class FindingOutput:
         threshold: Operating threshold on the calibrated probability, in [0, 1].
         box: ``(x0, y0, x1, y1)`` around the hottest region in original pixel coordinates,
             half-open like a numpy slice (columns ``x0 <= x < x1``, rows ``y0 <= y < y1``).
-        heatmap: float32 ``[rows, columns]`` in [0, 1] in the original geometry.
+        capture: uint8 RGB ``[rows, columns, 3]``: the radiograph with this finding's heatmap and box
+            burned in (``inference.analysis.Rendering.overlay_rgb``), at any size with the source's
+            aspect ratio; the Secondary Capture shows it.
     """
 
     code: str
@@ -64,7 +66,7 @@ class FindingOutput:
     positive: bool
     threshold: float
     box: tuple[int, int, int, int] | None = None
-    heatmap: np.ndarray | None = None
+    capture: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.code or not self.display:
@@ -84,11 +86,15 @@ class FindingOutput:
                     f"The box of finding {self.code!r} is {tuple(self.box)}; it needs 0 <= x0 < x1 and "
                     "0 <= y0 < y1."
                 )
-        if self.heatmap is not None and np.asarray(self.heatmap).ndim != 2:
-            raise InvalidFinding(f"The heatmap of finding {self.code!r} must be 2-D [rows, columns].")
+        if self.capture is not None:
+            capture = np.asarray(self.capture)
+            if capture.ndim != 3 or capture.shape[2] != 3 or capture.dtype != np.uint8 or 0 in capture.shape:
+                raise InvalidFinding(
+                    f"The capture of finding {self.code!r} must be uint8 RGB [rows, columns, 3]."
+                )
 
     def check_geometry(self, rows: int, columns: int) -> None:
-        """Check that the box and heatmap fit an image of ``rows`` x ``columns``.
+        """Check that the box fits an image of ``rows`` x ``columns`` and the capture has its aspect ratio.
 
         Raises:
             InvalidFinding: When they do not.
@@ -100,8 +106,13 @@ class FindingOutput:
                     f"The box of finding {self.code!r} ends at ({x1}, {y1}), outside the "
                     f"{columns} x {rows} source image."
                 )
-        if self.heatmap is not None and tuple(np.asarray(self.heatmap).shape) != (rows, columns):
-            raise InvalidFinding(
-                f"The heatmap of finding {self.code!r} has shape {tuple(np.asarray(self.heatmap).shape)}; "
-                f"it must match the source image ({rows}, {columns})."
-            )
+        if self.capture is not None:
+            shape = tuple(np.asarray(self.capture).shape[:2])
+            # The capture is the source scaled to its own longest side (rounded to whole pixels).
+            scale = max(shape) / max(rows, columns)
+            expected = (max(1, round(rows * scale)), max(1, round(columns * scale)))
+            if any(abs(a - b) > 1 for a, b in zip(shape, expected, strict=True)):
+                raise InvalidFinding(
+                    f"The capture of finding {self.code!r} is {shape[1]} x {shape[0]}; it must show the "
+                    f"{columns} x {rows} source image scaled, with its aspect ratio."
+                )

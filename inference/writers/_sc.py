@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -45,14 +44,15 @@ def build_heatmap_sc(
     created_at: dt.datetime,
     series_number: int = 9002,
     instance_number: int = 1,
+    lossy_method: str | None = None,
 ) -> Dataset:
     """Build an RGB Secondary Capture of the radiograph with one finding's heatmap and box burned in.
 
-    The radiograph is windowed for display as the source asks (its VOI window or LUT, else a
-    percentile window), the heatmap is blended on top in colour where it is warm, and the box around
-    the hottest region is outlined; the same rendering as the API's PNG overlay. Geometry is the
-    source's, scaled down to at most 2048 pixels a side; no Pixel Spacing is written, because the
-    capture is a guide to look at, not an image to measure on.
+    The pixels are the finding's ``capture``: the display rendering of the radiograph with the heatmap
+    blended on top and the hottest-region box outlined, the same picture as the API's PNG overlay
+    (``inference.analysis.Rendering.overlay_rgb``). Geometry is the source's, scaled (at most 2048
+    pixels a side); no Pixel Spacing is written, because the capture is a guide to look at, not an image
+    to measure on.
 
     Args:
         source: The analysed radiograph.
@@ -64,6 +64,8 @@ def build_heatmap_sc(
         created_at: When the result was made; every timestamp of the object.
         series_number: Series Number of the heatmap series.
         instance_number: Instance Number of this capture in its series.
+        lossy_method: The lossy compression the capture went through (e.g. ``ISO_10918_1`` when it was
+            drawn on a JPEG-stored display rendering), so the capture says it is lossy; None when not.
 
     Returns:
         The Secondary Capture dataset (``highdicom.sc.SCImage``) with file meta.
@@ -77,11 +79,11 @@ def build_heatmap_sc(
     root = check_org_root(org_root)
     header = checked_source(source)
     check_findings([finding], source)
-    if finding.heatmap is None:
+    if finding.capture is None:
         raise InvalidFinding(
             f"Finding {finding.code!r} has no heatmap; a heatmap capture is made only for findings with one."
         )
-    pixels = render(source, finding.heatmap, finding.box)
+    pixels = _fit(np.asarray(finding.capture, dtype=np.uint8))
     sc = hd.sc.SCImage(
         pixel_array=pixels,
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
@@ -131,7 +133,11 @@ def build_heatmap_sc(
     purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = _SOURCE_PURPOSE
     reference.PurposeOfReferenceCodeSequence = [purpose]
     sc.SourceImageSequence = [reference]
-    if str(header.get("LossyImageCompression", "")) == "01":
+    if lossy_method is not None:
+        # Drawn on a lossy-compressed rendering: PS3.3 C.7.6.1.1.5 asks to say so.
+        sc.LossyImageCompression = "01"
+        sc.LossyImageCompressionMethod = lossy_method
+    elif str(header.get("LossyImageCompression", "")) == "01":
         # The capture shows a lossy-compressed image: say so, as PS3.3 C.7.6.1.1.5 requires.
         sc.LossyImageCompression = "01"
         for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
@@ -154,9 +160,10 @@ def build_heatmap_scs(
     result_id: str,
     created_at: dt.datetime,
     series_number: int = 9002,
+    lossy_method: str | None = None,
 ) -> list[Dataset]:
-    """One heatmap capture per finding that has a heatmap, numbered 1, 2, ... in one series."""
-    with_heat = [f for f in findings if f.heatmap is not None]
+    """One heatmap capture per finding that has one, numbered 1, 2, ... in one series."""
+    with_heat = [f for f in findings if f.capture is not None]
     return [
         build_heatmap_sc(
             source,
@@ -167,38 +174,23 @@ def build_heatmap_scs(
             created_at=created_at,
             series_number=series_number,
             instance_number=number,
+            lossy_method=lossy_method,
         )
         for number, finding in enumerate(with_heat, start=1)
     ]
 
 
-def render(source: Instance, heatmap: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """The capture's pixels: uint8 RGB ``[rows, columns, 3]``, at most :data:`MAX_SIDE` a side.
-
-    Args:
-        source: The radiograph (decoded pixels, possibly at reduced resolution).
-        heatmap: ``[rows, columns]`` heat in [0, 1] in the source's original geometry.
-        box: ``(x0, y0, x1, y1)`` to outline, in original pixel coordinates.
-    """
+def _fit(capture: np.ndarray) -> np.ndarray:
+    """The capture's pixels, scaled down to at most :data:`MAX_SIDE` a side (never up)."""
     from PIL import Image
 
-    from inference.explain import Box, overlay_png
-    from inference.preprocess import to_unit
-
-    base = to_unit(
-        source.pixels,
-        photometric=source.photometric,
-        rescale_slope=source.rescale_slope,
-        rescale_intercept=source.rescale_intercept,
-        window_centers=source.window_centers,
-        window_widths=source.window_widths,
-        voi_lut_function=source.voi_lut_function,
-        voi_lut=source.voi_lut,
-    )
-    outline = Box(*(int(v) for v in box)) if box is not None else None
-    png = overlay_png(base, np.asarray(heatmap, dtype=np.float32), box=outline, max_side=MAX_SIDE)
-    with Image.open(io.BytesIO(png)) as image:
-        return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    rows, columns = capture.shape[:2]
+    if max(rows, columns) <= MAX_SIDE:
+        return np.ascontiguousarray(capture)
+    scale = MAX_SIDE / max(rows, columns)
+    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
+    resized = Image.fromarray(np.ascontiguousarray(capture)).resize(size, Image.Resampling.BOX)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
 
 
 def _comment(finding: FindingOutput, algorithm: AlgorithmInfo) -> str:

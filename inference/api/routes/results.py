@@ -1,17 +1,24 @@
-"""One result, its heatmaps, and reader feedback on it."""
+"""One result, its display image and heatmaps, and reader feedback on it."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from inference.api.deps import AcceptLanguage, ContextDep, json_body, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.schemas import FeedbackAccepted, FeedbackRequest, Result
 from inference.record import Verdict
-from inference.services import Actor, get_heatmap, get_result, submit_feedback
+from inference.services import (
+    Actor,
+    get_heat_layer,
+    get_heatmap,
+    get_result,
+    get_result_image,
+    submit_feedback,
+)
 
 router = APIRouter(prefix="/v1/results", tags=["results"])
 
@@ -29,20 +36,47 @@ async def read_result(
     return await get_result(ctx=ctx, actor=actor, result_id=str(result_id), accept_language=accept_language)
 
 
+_PNG = {200: {"content": {"image/png": {}}}}
+_NO_STORE = {"Cache-Control": "private, no-store"}  # patient images never sit in shared or disk caches
+
+
+@router.get(
+    "/{result_id}/image.png",
+    response_class=Response,
+    responses=errors(400, *AUTH, 404, extra=_PNG),
+    summary="The analysed radiograph as displayed (8-bit grayscale PNG, at most 1024 pixels a side).",
+)
+async def image(
+    actor: Annotated[Actor, require("results:read")],
+    ctx: ContextDep,
+    result_id: ResultId,
+) -> Response:
+    png = await get_result_image(ctx=ctx, actor=actor, result_id=str(result_id))
+    return Response(content=png, media_type="image/png", headers=_NO_STORE)
+
+
 @router.get(
     "/{result_id}/heatmaps/{finding}.png",
     response_class=Response,
-    responses=errors(400, *AUTH, 404, extra={200: {"content": {"image/png": {}}}}),
-    summary="Heatmap overlay (PNG) of one finding.",
+    responses=errors(400, *AUTH, 404, extra=_PNG),
+    summary="Heatmap of one finding: the overlay (RGB PNG), or with layer=1 the heat alone (RGBA PNG).",
 )
 async def heatmap(
     actor: Annotated[Actor, require("results:read")],
     ctx: ContextDep,
     result_id: ResultId,
     finding: FindingCode,
+    layer: Annotated[
+        bool,
+        Query(
+            description="1: a transparent RGBA heat layer with exactly the rows and columns of image.png, "
+            "to lay over it; 0 (default): the overlay with the radiograph burned in."
+        ),
+    ] = False,
 ) -> Response:
-    png = await get_heatmap(ctx=ctx, actor=actor, result_id=str(result_id), code=finding)
-    return Response(content=png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+    fetch = get_heat_layer if layer else get_heatmap
+    png = await fetch(ctx=ctx, actor=actor, result_id=str(result_id), code=finding)
+    return Response(content=png, media_type="image/png", headers=_NO_STORE)
 
 
 _FEEDBACK_BODY = {

@@ -114,3 +114,23 @@ def test_a_rescaled_box_covers_every_original_pixel_of_its_display_pixels() -> N
     # Partially covered original pixels are inside; the result never leaves the image.
     assert Box(x0=0, y0=0, x1=3, y1=3).rescaled((3, 3), (10, 10)) == Box(x0=0, y0=0, x1=10, y1=10)
     assert Box(x0=1, y0=1, x1=2, y1=2).rescaled((3, 3), (10, 10)) == Box(x0=3, y0=3, x1=7, y1=7)
+
+
+def test_cam_box_equals_the_box_of_the_sampled_heatmap() -> None:
+    # cam_box samples only where the region can be; it must find exactly the box of the full sample.
+    from inference.explain import cam_box, display_size
+
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        shape = (int(rng.integers(40, 2600)), int(rng.integers(40, 2600)))
+        geometry = Geometry.letterbox(shape, int(rng.choice([64, 160, 256])))
+        side = int(rng.choice([2, 5, 8, 16]))
+        cam = rng.normal(size=(side, side)).astype(np.float32)
+        if i % 3 == 0:
+            cam = np.abs(cam) + 2.0  # a broad region: the whole image is warm
+        if i % 7 == 0:
+            cam = np.ones((side, side), np.float32)  # a flat map: ties everywhere
+        grid = display_size(shape, 1024)
+        expected = hottest_box(cam_to_heatmap(cam, geometry, shape=grid))
+        assert cam_box(cam, geometry, grid) == expected, (shape, side, i)
+    assert cam_box(-np.ones((8, 8), np.float32), Geometry.letterbox((100, 120), 64), (100, 120)) is None

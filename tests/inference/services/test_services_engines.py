@@ -17,13 +17,21 @@ from PIL import Image
 from inference.config import Settings
 from inference.record import deliveries
 from inference.security import Principal
-from inference.services import Actor, analyse_study, open_context
+from inference.services import (
+    Actor,
+    analyse_study,
+    get_heat_layer,
+    get_heatmap,
+    get_result_image,
+    open_context,
+)
 
 API_TESTS = Path(__file__).resolve().parents[1] / "api"
 sys.path.insert(0, str(API_TESTS))
 from _api_dicom import chest_dicom  # noqa: E402
 
 PACS_F1 = Actor(Principal(subject="pacs-1", role="pacs", facility="F1"), client="127.0.0.1")
+READER_F1 = Actor(Principal(subject="reader-1", role="radiologist", facility="F1"), client="127.0.0.1")
 
 
 def _settings(home: Path) -> Settings:
@@ -37,7 +45,7 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
     size = 1600  # the blob covers rows and columns 400..999; the overlay is 1024 px a side
     study = f"2.25.{uuid.uuid4().int}"
 
-    async def main() -> tuple[dict[str, Any], dict[str, bytes]]:
+    async def main() -> tuple[dict[str, Any], dict[str, bytes], dict[str, bytes], bytes]:
         async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
             outcome = await analyse_study(
                 ctx=ctx,
@@ -47,14 +55,13 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
                 accept_language=None,
             )
             rid = outcome.result["result_id"]
-            pngs = {
-                f["code"]: ctx.record.heatmap(result_id=rid, code=f["code"])
-                for f in outcome.result["findings"]
-                if f["heatmap"]
-            }
-            return outcome.result, pngs
+            codes = [f["code"] for f in outcome.result["findings"] if f["heatmap"]]
+            pngs = {c: await get_heatmap(ctx=ctx, actor=READER_F1, result_id=rid, code=c) for c in codes}
+            layers = {c: await get_heat_layer(ctx=ctx, actor=READER_F1, result_id=rid, code=c) for c in codes}
+            image = await get_result_image(ctx=ctx, actor=READER_F1, result_id=rid)
+            return outcome.result, pngs, layers, image
 
-    result, pngs = asyncio.run(main())
+    result, pngs, layers, image = asyncio.run(main())
     boxes = [f["box"] for f in result["findings"] if f["positive"]]
     assert boxes and pngs
     for x0, y0, x1, y1 in boxes:
@@ -63,8 +70,13 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
         # The blob ends at 1000 in original pixels, at 640 in the overlay's: these are original ones.
         assert x1 >= 900 and y1 >= 900
     for png in pngs.values():
-        with Image.open(io.BytesIO(png)) as image:
-            assert image.format == "PNG" and image.size == (1024, 1024)
+        with Image.open(io.BytesIO(png)) as overlay:
+            assert overlay.format == "PNG" and overlay.size == (1024, 1024) and overlay.mode == "RGB"
+    for png in layers.values():
+        with Image.open(io.BytesIO(png)) as layer:
+            assert layer.format == "PNG" and layer.size == (1024, 1024) and layer.mode == "RGBA"
+    with Image.open(io.BytesIO(image)) as display:
+        assert display.format == "PNG" and display.size == (1024, 1024) and display.mode == "L"
     assert result["deliveries"] == []  # no destination configured
 
 

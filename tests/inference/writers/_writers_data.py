@@ -107,6 +107,21 @@ def heatmap(rows: int = ROWS, columns: int = COLUMNS, peak: tuple[int, int] = (8
     return (heat / heat.max()).astype(np.float32)
 
 
+def capture(
+    rows: int = ROWS,
+    columns: int = COLUMNS,
+    peak: tuple[int, int] = (80, 90),
+    box: tuple[int, int, int, int] | None = BOX,
+) -> np.ndarray:
+    """The burned-in picture of a finding, drawn as the server draws it (``inference.explain``)."""
+    from inference.explain import Box, overlay_rgb
+
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    grey = (0.2 + 0.6 * yy / rows).astype(np.float32)  # a plain gradient: grey wherever heat is cold
+    outline = Box(*box) if box is not None else None
+    return overlay_rgb(grey, heatmap(rows, columns, peak), box=outline, max_side=max(rows, columns))
+
+
 def findings() -> list[FindingOutput]:
     """Pneumothorax positive (heatmap and box), pleural effusion and nodule negative."""
     return [
@@ -117,7 +132,7 @@ def findings() -> list[FindingOutput]:
             positive=True,
             threshold=0.5,
             box=BOX,
-            heatmap=heatmap(),
+            capture=capture(),
         ),
         FindingOutput(
             code="pleural_effusion",
@@ -132,7 +147,7 @@ def findings() -> list[FindingOutput]:
             probability=0.05,
             positive=False,
             threshold=0.3,
-            heatmap=heatmap(peak=(180, 150)),
+            capture=capture(peak=(180, 150), box=None),
         ),
     ]
 

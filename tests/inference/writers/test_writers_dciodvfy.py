@@ -96,6 +96,7 @@ def test_heatmap_captures_pass_dciodvfy(tmp_path: Path, drop: tuple[str, ...]) -
         org_root=ORG_ROOT,
         result_id=RESULT_ID,
         created_at=CREATED_AT,
+        lossy_method="ISO_10918_1",  # as the delivery worker builds them (JPEG display rendering)
     )
     assert len(captures) == 2  # with and without a box
     for number, ds in enumerate(captures):

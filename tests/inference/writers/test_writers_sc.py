@@ -19,8 +19,8 @@ from _writers_data import (
     ROWS,
     SOP_UID,
     STUDY_UID,
+    capture,
     findings,
-    heatmap,
     source,
 )
 from pydicom.dataset import Dataset
@@ -126,7 +126,7 @@ def test_sc_large_radiograph_is_scaled_to_the_display_limit() -> None:
         True,
         0.5,
         box=(2000, 10, 2100, 60),
-        heatmap=heatmap(rows, columns, (30, 2050)),
+        capture=capture(rows, columns, (30, 2050), box=(2000, 10, 2100, 60)),
     )
     ds = build_heatmap_sc(wide, finding, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
     assert max(ds.Rows, ds.Columns) == MAX_SIDE
@@ -137,10 +137,19 @@ def test_sc_refuses_a_finding_without_heatmap_or_with_a_wrong_one(instance: Inst
     with pytest.raises(InvalidFinding, match="no heatmap"):
         build_heatmap_sc(instance, findings()[1], ALGORITHM, **KWARGS)  # type: ignore[arg-type]
     wrong = FindingOutput(
-        "pneumothorax", "Pneumothorax", 0.9, True, 0.5, heatmap=np.zeros((10, 10), np.float32)
+        "pneumothorax", "Pneumothorax", 0.9, True, 0.5, capture=np.zeros((10, 40, 3), np.uint8)
     )
-    with pytest.raises(InvalidFinding, match="must match the source image"):
+    with pytest.raises(InvalidFinding, match="source image scaled"):
         build_heatmap_sc(instance, wrong, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    with pytest.raises(InvalidFinding, match="uint8 RGB"):
+        FindingOutput("pneumothorax", "Pneumothorax", 0.9, True, 0.5, capture=np.zeros((10, 10), np.float32))
+
+
+def test_sc_drawn_on_a_lossy_rendering_says_so(instance: Instance) -> None:
+    ds = build_heatmap_sc(instance, findings()[0], ALGORITHM, lossy_method="ISO_10918_1", **KWARGS)  # type: ignore[arg-type]
+    assert (ds.LossyImageCompression, ds.LossyImageCompressionMethod) == ("01", "ISO_10918_1")
+    plain = build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    assert plain.LossyImageCompression == "00"
 
 
 def test_sc_and_sr_keep_a_non_ascii_patient_name() -> None:

@@ -1,0 +1,222 @@
+"""Decoded radiograph + served model -> :class:`Analysis`: the one imaging path every caller uses.
+
+Preprocess (``inference.preprocess``, the code training uses) -> ONNX Runtime (``inference.runtime``)
+-> class activation maps, hottest-region boxes and the display rendering. The API, the DICOM listener,
+the delivery worker (through the stored :class:`~inference.analysis.Rendering`), the benchmarks and
+tests call this instead of chaining the steps themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import numpy as np
+
+from inference.analysis._display import render_display
+from inference.analysis._errors import ImageUnusable
+from inference.analysis._metrics import observe_stage
+from inference.analysis._rendering import Rendering
+
+if TYPE_CHECKING:
+    from inference.dicom import Instance
+    from inference.preprocess import Geometry, Prepared
+    from inference.runtime import ImagingOutput, ModelHost, ServedModel
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Runner = Callable[..., Awaitable[Any]]
+"""Runs a blocking function off the event loop: ``await run(fn, *args)`` (e.g. ``Workers.run``)."""
+
+
+@dataclass(frozen=True)
+class FindingAnalysis:
+    """One finding of an analysed image.
+
+    Attributes:
+        code: Finding code of the model (``nodule``, ...).
+        probability: Calibrated probability in [0, 1].
+        positive: Whether it reached the operating threshold.
+        threshold: The operating threshold of the served model version.
+        box: ``(x0, y0, x1, y1)`` around the hottest region of its class activation map, in original
+            pixels, half-open; ``None`` for a negative finding or a map without positive evidence.
+    """
+
+    code: str
+    probability: float
+    positive: bool
+    threshold: float
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The served model version that made an analysis."""
+
+    name: str
+    version: str
+    sha256: str
+    provider: str
+    synthetic: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """What the model says about one radiograph, and what is needed to show it.
+
+    Attributes:
+        model: The model version that ran.
+        findings: One entry per model output, in the model's label order.
+        rendering: Display rendering, CAMs of the positive findings at model resolution, letterbox
+            geometry; overlays are drawn from it on demand.
+        seconds: Wall time per stage (``preprocess``, ``inference``, ``explain``).
+    """
+
+    model: ModelInfo
+    findings: tuple[FindingAnalysis, ...]
+    rendering: Rendering
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def geometry(self) -> Geometry:
+        """Letterbox geometry between the original image and the model input."""
+        return self.rendering.geometry
+
+    @property
+    def cams(self) -> Mapping[str, np.ndarray]:
+        """Class activation maps (float32 ``[h, w]``, model resolution) of the positive findings."""
+        return self.rendering.cams
+
+    @property
+    def scores(self) -> list[tuple[str, float, bool]]:
+        """``(code, probability, positive)`` per finding, as the policy and rationale take them."""
+        return [(f.code, f.probability, f.positive) for f in self.findings]
+
+    def finding(self, code: str) -> FindingAnalysis:
+        """The finding with this code (``KeyError`` when the model has none)."""
+        for f in self.findings:
+            if f.code == code:
+                return f
+        raise KeyError(f"The model has no finding {code!r}.")
+
+
+def prepare_input(instance: Instance, served: ServedModel) -> Prepared:
+    """The model input of a decoded radiograph, with the served model's preprocessing.
+
+    Raises:
+        ImageUnusable: The decoded image cannot be prepared (empty, not 2-D, ...).
+    """
+    from inference.preprocess import prepare
+
+    try:
+        return prepare(instance, served.imaging_meta.preprocess)
+    except ValueError as e:
+        raise ImageUnusable(
+            "The decoded image could not be prepared for the model; send a valid radiograph."
+        ) from e
+
+
+def explain(instance: Instance, prepared: Prepared, output: ImagingOutput) -> Analysis:
+    """The analysis of scored image: display rendering, CAMs of the positive findings and their boxes.
+
+    CAMs are kept at float16 precision (what the record stores), and the boxes are computed from those,
+    so a box drawn later from the stored maps is the box the result reports.
+    """
+    start = time.perf_counter()
+    served = output.model
+    meta = served.imaging_meta
+    display = render_display(instance, meta.preprocess)
+    cams = {
+        code: np.asarray(output.cam[i], dtype=np.float16).astype(np.float32)
+        for i, (code, _p, positive) in enumerate(output.findings)
+        if positive
+    }
+    rendering = Rendering(display=display, cams=cams, geometry=prepared.geometry)
+    findings = tuple(
+        FindingAnalysis(
+            code=code,
+            probability=probability,
+            positive=positive,
+            threshold=float(meta.thresholds[code]),
+            box=rendering.original_box(code) if positive else None,
+        )
+        for code, probability, positive in output.findings
+    )
+    return Analysis(
+        model=ModelInfo(
+            name=served.name,
+            version=served.version,
+            sha256=served.sha256,
+            provider=served.provider,
+            synthetic=served.synthetic,
+        ),
+        findings=findings,
+        rendering=rendering,
+        seconds={"explain": time.perf_counter() - start},
+    )
+
+
+async def _direct(fn: Callable[..., T], /, *args: Any) -> T:
+    return fn(*args)
+
+
+async def analyse(
+    instance: Instance,
+    *,
+    served: ServedModel,
+    host: ModelHost,
+    run: Runner | None = None,
+) -> Analysis:
+    """Analyse one decoded radiograph with a served model (the server's path: micro-batched scoring).
+
+    Args:
+        instance: The decoded radiograph (``inference.dicom``; pixels possibly at reduced resolution).
+        served: The imaging model version to use (kept for the whole analysis across a hot swap).
+        host: The model host whose micro-batcher scores the tensor.
+        run: Runs the CPU-bound steps off the event loop (the process's worker pool); inline when None.
+
+    Raises:
+        ImageUnusable: The decoded image cannot be prepared for the model.
+        ModelUnavailable: The host is stopped or overloaded.
+    """
+    runner: Runner = run if run is not None else _direct
+    labels = {"model": served.name, "version": served.version}
+    start = time.perf_counter()
+    prepared: Prepared = await runner(prepare_input, instance, served)
+    scored = time.perf_counter()
+    observe_stage("preprocess", seconds=scored - start, **labels)
+    [output] = await host.score_images([prepared.tensor], model=served)
+    inferred = time.perf_counter()
+    observe_stage("inference", seconds=inferred - scored, **labels)
+    analysis: Analysis = await runner(explain, instance, prepared, output)
+    observe_stage("explain", seconds=analysis.seconds["explain"], **labels)
+    return Analysis(
+        model=analysis.model,
+        findings=analysis.findings,
+        rendering=analysis.rendering,
+        seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
+    )
+
+
+def analyse_now(instance: Instance, served: ServedModel) -> Analysis:
+    """:func:`analyse` in the calling thread, the session run directly (benchmarks, evaluation, tools).
+
+    Raises:
+        ImageUnusable: The decoded image cannot be prepared for the model.
+    """
+    from inference.runtime import score_batch
+
+    start = time.perf_counter()
+    prepared = prepare_input(instance, served)
+    scored = time.perf_counter()
+    [output] = score_batch(served, prepared.tensor[None])
+    inferred = time.perf_counter()
+    analysis = explain(instance, prepared, output)
+    return Analysis(
+        model=analysis.model,
+        findings=analysis.findings,
+        rendering=analysis.rendering,
+        seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
+    )

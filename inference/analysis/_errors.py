@@ -1,0 +1,15 @@
+"""Errors of the analysis: one root, subclassing ``ValueError`` (they are about the input image)."""
+
+from __future__ import annotations
+
+
+class AnalysisError(ValueError):
+    """Root of the analysis errors."""
+
+
+class ImageUnusable(AnalysisError):
+    """The decoded image cannot be prepared for the model (e.g. empty or not 2-D)."""
+
+
+class RenderingCorrupt(AnalysisError):
+    """A stored display rendering or its class activation maps cannot be read back."""

@@ -1,0 +1,173 @@
+"""What drawing needs, kept with each result: the display rendering and the CAMs at model resolution.
+
+Stored form (:class:`StoredRendering`, what the patient record keeps, about 100-200 KB for a 2048²
+radiograph whatever the number of findings):
+
+- ``display``: the display rendering as an 8-bit grayscale JPEG (quality 95, lowered step by step
+  for an unusually noisy image so that it stays under :data:`DISPLAY_BUDGET`). A lossless PNG of a
+  noisy 1024² radiograph is 450-550 KB and costs 50 ms or more to encode; the JPEG is a third of that
+  at the largest and encodes in a few milliseconds. The rendering is a guide for viewing, never the
+  image that is read (the PACS keeps the original), and Secondary Captures made from it say they went
+  through lossy compression.
+- ``cams``: the class activation maps of the positive findings, float16, in an ``npz`` (a few KB).
+- ``geometry``: the original image's ``(rows, columns)`` and the model's input size; the letterbox is
+  rebuilt from them exactly (:meth:`inference.preprocess.Geometry.letterbox`).
+
+Overlays, heat layers and boxes are drawn from these (:class:`Rendering`) when they are asked for.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from inference.analysis._errors import RenderingCorrupt
+from inference.preprocess import Geometry
+
+JPEG_QUALITIES: Final = (95, 90, 85, 75, 60, 40, 20, 10)
+"""Tried in turn until the display JPEG fits :data:`DISPLAY_BUDGET`. Radiographs fit at 95; the low
+qualities only bound what an image of pure noise can cost (10 fits 1024² of uniform noise)."""
+DISPLAY_BUDGET: Final = 256 * 1024
+_MAX_STORED_PIXELS: Final = 4096 * 4096  # a rendering is at most 1024 a side; anything larger is corrupt
+
+
+@dataclass(frozen=True)
+class StoredRendering:
+    """The serialised form the patient record keeps (bytes and JSON only).
+
+    Attributes:
+        display: JPEG of the 8-bit display rendering.
+        cams: ``npz`` of float16 ``[h, w]`` maps keyed by finding code.
+        geometry: ``{"original_shape": [rows, columns], "input_size": S}``.
+    """
+
+    display: bytes
+    cams: bytes
+    geometry: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Rendering:
+    """The display rendering and class activation maps of one analysed image.
+
+    Attributes:
+        display: uint8 ``[rows, columns]`` display rendering (dense structures bright).
+        cams: float32 ``[h, w]`` class activation maps in logit units, per positive finding code.
+        geometry: Letterbox geometry between the original image and the model input.
+    """
+
+    display: np.ndarray = field(repr=False)
+    cams: Mapping[str, np.ndarray] = field(repr=False)
+    geometry: Geometry
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the display rendering (and of every overlay and heat layer)."""
+        return int(self.display.shape[0]), int(self.display.shape[1])
+
+    def _cam(self, code: str) -> np.ndarray:
+        try:
+            return self.cams[code]
+        except KeyError:
+            raise KeyError(f"No class activation map is kept for finding {code!r}.") from None
+
+    def heat(self, code: str) -> np.ndarray:
+        """float32 heat in [0, 1] of one finding on the display rendering's pixel grid."""
+        from inference.explain import cam_to_heatmap
+
+        return cam_to_heatmap(self._cam(code), self.geometry, shape=self.shape)
+
+    def display_box(self, code: str) -> Any:
+        """The hottest-region box of one finding in display pixels (:class:`inference.explain.Box`)."""
+        from inference.explain import cam_box
+
+        return cam_box(self._cam(code), self.geometry, self.shape)
+
+    def original_box(self, code: str) -> tuple[int, int, int, int] | None:
+        """The box in original pixels ``(x0, y0, x1, y1)``, enclosing every original pixel it covers."""
+        box = self.display_box(code)
+        if box is None:
+            return None
+        full = box.rescaled(self.shape, self.geometry.original_shape)
+        return (full.x0, full.y0, full.x1, full.y1)
+
+    def overlay_rgb(self, code: str) -> np.ndarray:
+        """uint8 ``[rows, columns, 3]``: the pixels of :meth:`overlay_png` (the PACS captures show them)."""
+        from inference.explain import overlay_rgb
+
+        return overlay_rgb(
+            self.display, self.heat(code), box=self.display_box(code), max_side=max(self.shape)
+        )
+
+    def overlay_png(self, code: str) -> bytes:
+        """The heatmap overlay PNG of one finding (display geometry)."""
+        from inference.explain import overlay_png
+
+        heat = self.heat(code)
+        return overlay_png(self.display, heat, box=self.display_box(code), max_side=max(self.shape))
+
+    def heat_layer_png(self, code: str) -> bytes:
+        """The transparent RGBA heat layer of one finding, pixel for pixel over :meth:`display_png`."""
+        from inference.explain import heat_layer_png
+
+        return heat_layer_png(self.heat(code), box=self.display_box(code))
+
+    def display_png(self) -> bytes:
+        """The display rendering as an 8-bit grayscale PNG."""
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.display, mode="L").save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+
+    def to_stored(self) -> StoredRendering:
+        """The serialised form (:class:`StoredRendering`)."""
+        from PIL import Image
+
+        picture = b""
+        for quality in JPEG_QUALITIES:
+            buffer = io.BytesIO()
+            Image.fromarray(self.display, mode="L").save(buffer, format="JPEG", quality=quality)
+            picture = buffer.getvalue()
+            if len(picture) <= DISPLAY_BUDGET:
+                break
+        maps = io.BytesIO()
+        np.savez_compressed(
+            maps, **{code: np.asarray(cam, dtype=np.float16) for code, cam in self.cams.items()}
+        )
+        return StoredRendering(
+            display=picture,
+            cams=maps.getvalue(),
+            geometry={
+                "original_shape": [int(v) for v in self.geometry.original_shape],
+                "input_size": int(self.geometry.input_size),
+            },
+        )
+
+    @classmethod
+    def from_stored(cls, stored: StoredRendering) -> Rendering:
+        """Read back :meth:`to_stored` output.
+
+        Raises:
+            RenderingCorrupt: The bytes or the geometry cannot be read.
+        """
+        from PIL import Image
+
+        try:
+            rows, columns = (int(v) for v in stored.geometry["original_shape"])
+            geometry = Geometry.letterbox((rows, columns), int(stored.geometry["input_size"]))
+            with Image.open(io.BytesIO(stored.display)) as image:
+                if image.width * image.height > _MAX_STORED_PIXELS:
+                    raise RenderingCorrupt("The stored display rendering is larger than any rendering made.")
+                display = np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
+            with np.load(io.BytesIO(stored.cams), allow_pickle=False) as maps:
+                cams = {code: np.asarray(maps[code], dtype=np.float32) for code in maps.files}
+        except RenderingCorrupt:
+            raise
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise RenderingCorrupt("The stored display rendering of this result cannot be read.") from e
+        return cls(display=display, cams=cams, geometry=geometry)

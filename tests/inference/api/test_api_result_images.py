@@ -1,0 +1,121 @@
+"""GET /v1/results/{id}/image.png and heatmaps: drawn on demand, authorised like the result, audited."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import numpy as np
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, new_study_uid
+from PIL import Image
+
+from inference.record import Record
+
+VITALS = {"patient": {"identifier": "IPP-IMG-1"}, "respiratory_rate": 18, "heart_rate": 80}
+
+
+def _study(client: TestClient, env: Env) -> dict:
+    study = new_study_uid()
+    files = [("files", ("a.dcm", chest_dicom(study=study, sop=f"{study}.1", blob=True), "application/dicom"))]
+    response = client.post("/v1/studies", files=files, headers=env.headers("pacs", facility="F1"))
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _png(response) -> Image.Image:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["cache-control"] == "private, no-store"
+    image = Image.open(io.BytesIO(response.content))
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+def test_display_image_heat_layer_and_overlay_share_one_geometry(client: TestClient, env: Env) -> None:
+    result = _study(client, env)
+    rid = result["result_id"]
+    reader = env.headers("radiologist", facility="F1")
+    image = _png(client.get(f"/v1/results/{rid}/image.png", headers=reader))
+    assert image.mode == "L" and image.size == (128, 128)
+    grey = np.asarray(image, dtype=np.float64)
+    assert grey[40:70, 40:70].mean() > grey[100:, 100:].mean() + 100  # the bright square is bright
+
+    finding = next(f for f in result["findings"] if f["positive"])
+    layer = _png(client.get(f"{finding['heatmap']}?layer=1", headers=reader))
+    assert layer.mode == "RGBA" and layer.size == image.size
+    alpha = np.asarray(layer)[..., 3]
+    x0, y0, x1, y1 = finding["box"]
+    assert alpha[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].max() > 64  # heat shows inside the box
+    assert alpha[y1 + 8 :, x1 + 8 :].max() == 0  # and nothing far from it: the radiograph stays readable
+
+    overlay = _png(client.get(finding["heatmap"], headers=reader))
+    assert overlay.mode == "RGB" and overlay.size == image.size
+    # The layer laid over the image is the overlay (same colours, same opacities, same box).
+    composed = Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+    difference = np.abs(np.asarray(composed, dtype=np.int16) - np.asarray(overlay, dtype=np.int16))
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 2
+
+    # Drawn once, then served from the cache: the same bytes again.
+    again = client.get(finding["heatmap"], headers=reader)
+    assert again.content == client.get(finding["heatmap"], headers=reader).content
+
+
+def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestClient, env: Env) -> None:
+    result = _study(client, env)
+    rid, patient_id = result["result_id"], result["patient"]["id"]
+    code = next(f["code"] for f in result["findings"] if f["positive"])
+    paths = [f"/v1/results/{rid}/image.png", f"/v1/results/{rid}/heatmaps/{code}.png"]
+    paths.append(paths[1] + "?layer=1")
+    subject = f"reader-{uuid.uuid4().hex[:6]}"
+    for path in paths:
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=env.headers("auditor")).status_code == 403
+        denied = client.get(path, headers=env.headers("radiologist", facility="F2"))
+        assert denied.status_code == 403 and denied.json()["error"]["code"]
+        assert (
+            client.get(path, headers=env.headers("radiologist", facility="F1", subject=subject)).status_code
+            == 200
+        )
+    record = Record(env.settings.record_url)
+    try:
+        events = record.audit_events(patient_id=patient_id, limit=200)
+    finally:
+        record.close()
+    mine = [(e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject]
+    assert sorted(mine) == [("Heatmap", "success"), ("Heatmap", "success"), ("Image", "success")]
+    assert ("results:read", "F2", "denied") in {(e["action"], e["facility"], e["outcome"]) for e in events}
+
+
+def test_missing_pictures_are_404_in_the_error_shape(client: TestClient, env: Env) -> None:
+    result = _study(client, env)
+    rid = result["result_id"]
+    reader = env.headers("radiologist", facility="F1")
+    negative = [f["code"] for f in result["findings"] if not f["positive"]]
+    for code in negative[:1]:
+        for suffix in ("", "?layer=1"):
+            response = client.get(f"/v1/results/{rid}/heatmaps/{code}.png{suffix}", headers=reader)
+            assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    unknown = client.get(f"/v1/results/{uuid.uuid4()}/image.png", headers=reader)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    triage = client.post("/v1/vitals", json=VITALS, headers=env.headers("clinician", facility="F1"))
+    assert triage.status_code in (200, 201), triage.text
+    image = client.get(f"/v1/results/{triage.json()['result_id']}/image.png", headers=env.headers("admin"))
+    assert image.status_code == 404 and image.json()["error"]["code"] == "not_found"
+    bad = client.get(f"/v1/results/{rid}/heatmaps/{negative[0]}.png?layer=maybe", headers=reader)
+    assert bad.status_code in (400, 422) and "error" in bad.json()
+
+
+def test_metrics_time_every_stage_with_the_model_version(client: TestClient, env: Env) -> None:
+    result = _study(client, env)
+    code = next(f["code"] for f in result["findings"] if f["positive"])
+    reader = env.headers("radiologist", facility="F1")
+    assert (
+        client.get(f"/v1/results/{result['result_id']}/heatmaps/{code}.png", headers=reader).status_code
+        == 200
+    )
+    metrics = client.get("/metrics", headers=env.headers("admin")).text
+    for stage in ("decode", "preprocess", "inference", "explain", "record_commit", "overlay"):
+        line = f'dxassist_stage_seconds_count{{model="cxr-findings",stage="{stage}",version="1"}}'
+        assert line in metrics, stage
