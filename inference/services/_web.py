@@ -25,7 +25,7 @@ from inference.security._passwords import (
 )
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
-from inference.services._results import _result_patient
+from inference.services._results import result_patient as _result_patient
 
 if TYPE_CHECKING:
     from inference.record import Record
