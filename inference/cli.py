@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import inference  # noqa: F401  (first: switches ONNX Runtime and MLflow telemetry off)
+from inference.observability._phi_guard import QuietThirdParty, install_process_guard
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -401,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose = logging.INFO if getattr(args, "log_info", False) else logging.WARNING
         level = logging.DEBUG if args.verbose else verbose
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(QuietThirdParty())
+    # Before anything runs: warnings, third-party records and uncaught errors never print patient data.
+    install_process_guard()
     from model_registry import PromotionRefused, RegistryError
 
     try:

@@ -10,6 +10,12 @@ from inference.observability._metrics import (
     exposition,
     observe_request,
 )
+from inference.observability._phi_guard import (
+    PhiRedactor,
+    QuietThirdParty,
+    install_process_guard,
+    install_warning_guard,
+)
 
 __all__ = [
     "REJECTED_INPUTS",
@@ -18,8 +24,12 @@ __all__ = [
     "SAFE_FIELDS",
     "UNMATCHED_ROUTE",
     "JsonFormatter",
+    "PhiRedactor",
+    "QuietThirdParty",
     "configure_logging",
     "count_rejected",
     "exposition",
+    "install_process_guard",
+    "install_warning_guard",
     "observe_request",
 ]

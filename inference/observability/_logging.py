@@ -16,6 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+from inference.observability._phi_guard import (
+    PhiRedactor,
+    ThirdPartyOnly,
+    install_warning_guard,
+)
+
 SAFE_FIELDS: Final[tuple[str, ...]] = (
     "event",
     "request_id",
@@ -60,7 +66,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = record.__dict__[key]
         if record.exc_info and record.exc_info[0] is not None:
             exc_type, _exc, tb = record.exc_info
-            entry["exc_type"] = f"{exc_type.__module__}.{exc_type.__qualname__}"
+            # PhiRedactor may have swapped the exception for a stand-in; the original type is kept.
+            entry["exc_type"] = getattr(record, "_dxassist_exc_type", None) or (
+                f"{exc_type.__module__}.{exc_type.__qualname__}"
+            )
             entry["stack"] = "".join(traceback.format_tb(tb)) if tb is not None else None
         return json.dumps(entry, ensure_ascii=False, default=str)
 
@@ -69,6 +78,9 @@ def configure_logging(
     *, level: int | str = logging.INFO, stream: IO[str] | None = None, log_file: Path | None = None
 ) -> list[logging.Handler]:
     """Send the ``inference`` and ``model_registry`` loggers to JSON handlers (idempotent).
+
+    Third-party loggers (WARNING and above) go to the same stream and file with their text withheld,
+    and warnings are logged without their text (:mod:`inference.observability._phi_guard`).
 
     Handlers installed by an earlier call are replaced, so an app factory may call this each time.
     Records still propagate to the root logger (so pytest's ``caplog`` sees them).
@@ -88,6 +100,7 @@ def configure_logging(
     formatter = JsonFormatter()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(PhiRedactor())
         setattr(handler, _MARK, True)
     for name in LOGGER_NAMES:
         logger = logging.getLogger(name)
@@ -97,4 +110,28 @@ def configure_logging(
         for handler in handlers:
             logger.addHandler(handler)
         logger.setLevel(level)
+    _route_third_party(stream, log_file)
+    install_warning_guard()
     return handlers
+
+
+def _route_third_party(stream: IO[str] | None, log_file: Path | None) -> None:
+    """Third-party records (uvicorn, pynetdicom, pydicom, highdicom ...) of level WARNING and above go
+    to the same places, as JSON, with their text withheld (see :mod:`._phi_guard`).
+
+    Without this they would reach Python's last-resort handler, which prints them raw to stderr.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream if stream is not None else sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.setFormatter(JsonFormatter())
+        handler.setLevel(logging.WARNING)
+        handler.addFilter(ThirdPartyOnly())
+        handler.addFilter(PhiRedactor())
+        setattr(handler, _MARK, True)
+        root.addHandler(handler)
