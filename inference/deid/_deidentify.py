@@ -15,15 +15,37 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from inference.deid._profile import ACTIONS, CODE_MEANINGS, METHOD_TEXT
+from inference.deid._profile import (
+    CLEAN_ITEMS,
+    CODE_MEANINGS,
+    DICOM_ROOT,
+    DUMMY,
+    EMPTY,
+    METHOD_TEXT,
+    NEW_UID,
+    REMOVE,
+    SHIFT_DATE,
+    applied_action,
+)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 SECRET_FILE: Final = "deid-secret.bin"
-DICOM_ROOT: Final = "1.2.840.10008."
 MAX_SHIFT_DAYS: Final = 3650
-_DUMMY: Final[dict[str, Any]] = {"PN": "ANONYMOUS", "LO": "ANONYMOUS", "SH": "ANONYMOUS", "CS": "ANONYMOUS"}
+_TEXT_DUMMY: Final = "ANONYMOUS"
+_DUMMY: Final[dict[str, Any]] = {
+    "AS": "000D",
+    "DS": "0",
+    "IS": "0",
+    "UR": "urn:dxassist:removed",
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    **dict.fromkeys(("US", "SS", "UL", "SL", "UV", "SV", "AT"), 0),
+    **dict.fromkeys(("FL", "FD"), 0.0),
+    **dict.fromkeys(("OB", "OW", "OD", "OF", "OL", "OV", "UN"), b"\x00\x00"),
+}
 _lock = threading.Lock()
 
 
@@ -57,7 +79,7 @@ def deid_secret(keys_dir: Path) -> bytes:
 
 
 class Deidentifier:
-    """Applies the profile of :mod:`inference.deid._profile` with one secret.
+    """Applies the profile of :mod:`inference.deid._profile` (PS3.15 Table E.1-1) with one secret.
 
     Args:
         secret: The HMAC key (see :func:`deid_secret`).
@@ -126,31 +148,22 @@ class Deidentifier:
 
     def _clean(self, ds: Dataset, shift: int) -> None:
         for element in list(ds):
-            tag = element.tag
-            group = tag.group
-            # Private attributes, curves (50xx) and overlays (60xx) can hold anything: removed.
-            if tag.is_private or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
-                del ds[tag]
-                continue
-            action = ACTIONS.get(element.keyword)
-            vr = element.VR
-            if action == "X":
-                del ds[tag]
-            elif action == "Z":
-                element.value = [] if vr == "SQ" else ""
-            elif action == "D":
-                element.value = _DUMMY.get(vr, "")
-            elif vr == "UI" or action == "U":
+            action = applied_action(int(element.tag), element.VR)
+            if action == REMOVE:
+                del ds[element.tag]
+            elif action == EMPTY:
+                element.value = [] if element.VR == "SQ" else ""
+            elif action == DUMMY:
+                element.value = _DUMMY.get(element.VR, _TEXT_DUMMY)
+            elif action == NEW_UID:
                 element.value = _map_values(element.value, self.uid)
-            elif vr == "SQ":
-                for item in element.value:
+            elif action == CLEAN_ITEMS:
+                for item in element.value or []:
                     self._clean(item, shift)
-            elif vr == "PN":
-                del ds[tag]  # a person's name the table does not list: remove rather than guess
-            elif vr == "DA":
-                element.value = _map_values(element.value, lambda v: _shift_da(v, shift))
-            elif vr == "DT":
-                element.value = _map_values(element.value, lambda v: _shift_dt(v, shift))
+            elif action == SHIFT_DATE:
+                shifter = _shift_da if element.VR == "DA" else _shift_dt
+                element.value = _map_values(element.value, lambda v, f=shifter: f(v, shift))
+            # KEEP: left as it is.
 
 
 def _map_values(value: Any, fn: Any) -> Any:

@@ -1,186 +1,154 @@
-"""The DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile, as applied by dxassist.
+"""The DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile, as dxassist applies it.
 
-Actions (PS3.15 Table E.1-1): ``D`` replace with a dummy value, ``Z`` replace with a zero-length or dummy
-value, ``X`` remove, ``U`` replace a UID with a consistent new one. Where the table allows several
-actions (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``), the strictest that keeps the object valid is used: ``Z``
-for attributes of type 2 in the radiograph IODs, else ``X``.
+**The table.** PS3.15 Table E.1-1 of the **2026c** edition, every attribute with its Basic Profile
+action, as transcribed from the standard by the maintained ``dicom-anonymizer`` package (Kitware,
+BSD-3-Clause; module ``dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c``, pinned in
+``pyproject.toml``). Nothing is downloaded at run time, and nothing of the table is retyped here: a new
+edition is a new pin and a new :data:`EDITION`. The tests iterate the whole table.
 
-Options applied on top of the Basic Profile:
-- *Retain Longitudinal Temporal Information with Modified Dates* (113107): dates are shifted by a
-  whole number of days fixed per patient instead of being removed, so intervals between one patient's
-  studies survive; times of day are kept.
-- Private attributes are all removed (the *Retain Safe Private* option is not applied).
+**Actions** (PS3.15 E.1.1): ``D`` dummy value, ``Z`` zero length, ``X`` remove, ``U`` new UID,
+consistent within the export. Where the table leaves a choice, dxassist takes the strictest that keeps
+the exported radiograph (CR, DX, Secondary Capture IODs) valid:
 
-Beyond the listed attributes, every other person name (PN) is removed, every UID that is not a
-well-known DICOM UID (SOP classes, transfer syntaxes, coding schemes) is remapped, overlays and curves
-are removed, and sequences are processed item by item.
+- ``Z/D`` -> ``Z``; ``X/D`` -> ``X``; ``X/Z/D`` -> ``X`` (none of those is type 1 in these IODs);
+- ``X/Z`` -> ``X``, except ``Z`` for :data:`TYPE_2_IN_RADIOGRAPHS` (type 2 in the DX IOD);
+- ``X/Z/U*`` -> the sequence is kept, each item cleaned by these same rules and every UID in it
+  replaced (``U``);
+- ``D`` on a sequence: each item cleaned; ``D`` on a UID: a new UID.
+
+**Options** claimed (DeidentificationMethodCodeSequence):
+
+- *Retain Longitudinal Temporal Information with Modified Dates* (113107): every date (DA) and
+  date-time (DT), listed in the table or not, is moved back by a whole number of days fixed per
+  patient, so intervals between one patient's studies survive; times of day (TM) are kept, which a
+  whole-day shift leaves consistent. The patient's birth date and birth time are not retained: they
+  get their Basic Profile action (``Z`` and ``X``). (The package ships the Basic Profile column only;
+  this is the rule dxassist applies for the option's column, stated here rather than transcribed.)
+
+Beyond the table: private attributes, curves (50xx) and overlays (60xx) are removed as whole groups,
+every other person name (PN) is removed, every UID that is not a DICOM-defined one (``1.2.840.10008.``)
+is replaced, and sequences are cleaned item by item. PatientName and PatientID (``Z`` in the table) are
+then set to the keyed pseudonym, so one patient's exports stay linked.
 """
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
 from typing import Final
+
+EDITION: Final = "2026c"
+TABLE_MODULE: Final = "dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c"
 
 BASIC_PROFILE: Final = "113100"
 RETAIN_LONGITUDINAL_MODIFIED_DATES: Final = "113107"
-METHOD_TEXT: Final = (
-    "DICOM PS3.15 E Basic Application Confidentiality Profile (113100) with Retain Longitudinal Temporal "
-    "Information Modified Dates Option (113107); dxassist export-training-set"
-)
+METHOD_TEXT: Final = f"PS3.15 E.1-1 {EDITION} Basic Profile 113100 + 113107; dxassist"
 CODE_MEANINGS: Final[dict[str, str]] = {
     BASIC_PROFILE: "Basic Application Confidentiality Profile",
     RETAIN_LONGITUDINAL_MODIFIED_DATES: "Retain Longitudinal Temporal Information Modified Dates Option",
 }
 
-# Keyword -> action. Dates listed here with X or Z are removed or emptied; other dates are shifted.
-ACTIONS: Final[dict[str, str]] = {
-    # -- patient identity and characteristics
-    "PatientName": "Z",  # replaced by the pseudonym
-    "PatientID": "Z",  # replaced by the pseudonym
-    "IssuerOfPatientID": "X",
-    "IssuerOfPatientIDQualifiersSequence": "X",
-    "PatientBirthDate": "Z",
-    "PatientBirthTime": "X",
-    "PatientSex": "Z",
-    "PatientAge": "X",
-    "PatientSize": "X",
-    "PatientWeight": "X",
-    "PatientAddress": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientTelecomInformation": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "PatientBirthName": "X",
-    "PatientMotherBirthName": "X",
-    "MedicalRecordLocator": "X",
-    "EthnicGroup": "X",
-    "Occupation": "X",
-    "AdditionalPatientHistory": "X",
-    "PatientComments": "X",
-    "MilitaryRank": "X",
-    "BranchOfService": "X",
-    "CountryOfResidence": "X",
-    "RegionOfResidence": "X",
-    "PatientReligiousPreference": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "PatientPrimaryLanguageCodeSequence": "X",
-    "ReferencedPatientPhotoSequence": "X",
-    "ReferencedPatientSequence": "X",
-    "ReferencedPatientAliasSequence": "X",
-    "ResponsibleOrganization": "X",
-    "ResponsiblePerson": "X",
-    "PatientSexNeutered": "X",
-    "PatientState": "X",
-    "PregnancyStatus": "X",
-    "SmokingStatus": "X",
-    "MedicalAlerts": "X",
-    "Allergies": "X",
-    "SpecialNeeds": "X",
-    "LastMenstrualDate": "X",
-    "PatientTransportArrangements": "X",
-    "PatientInstitutionResidence": "X",
-    "CurrentPatientLocation": "X",
-    # -- visit and request
-    "AdmissionID": "X",
-    "IssuerOfAdmissionIDSequence": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "AdmittingDiagnosesCodeSequence": "X",
-    "DischargeDiagnosisDescription": "X",
-    "ServiceEpisodeID": "X",
-    "ServiceEpisodeDescription": "X",
-    "AccessionNumber": "Z",
-    "StudyID": "Z",
-    "FillerOrderNumberImagingServiceRequest": "X",
-    "PlacerOrderNumberImagingServiceRequest": "X",
-    "RequestAttributesSequence": "X",
-    "RequestedProcedureDescription": "X",
-    "RequestedProcedureComments": "X",
-    "RequestedProcedureID": "X",
-    "RequestedProcedureCodeSequence": "X",
-    "ReasonForStudy": "X",
-    "ReasonForTheRequestedProcedure": "X",
-    "ImagingServiceRequestComments": "X",
-    "RequestingService": "X",
-    "StudyComments": "X",
-    # -- people
-    "ReferringPhysicianName": "Z",
-    "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianTelephoneNumbers": "X",
-    "ReferringPhysicianIdentificationSequence": "X",
-    "ConsultingPhysicianName": "X",
-    "PhysiciansOfRecord": "X",
-    "PhysiciansOfRecordIdentificationSequence": "X",
-    "PerformingPhysicianName": "X",
-    "PerformingPhysicianIdentificationSequence": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "PhysiciansReadingStudyIdentificationSequence": "X",
-    "RequestingPhysician": "X",
-    "OperatorsName": "X",
-    "OperatorIdentificationSequence": "X",
-    "ScheduledPerformingPhysicianName": "X",
-    "ContentCreatorName": "Z",
-    "VerifyingObserverName": "D",
-    "PersonName": "D",
-    "ReviewerName": "X",
-    "CurrentObserverTrial": "X",
-    # -- institution and equipment
-    "InstitutionName": "X",
-    "InstitutionAddress": "X",
-    "InstitutionalDepartmentName": "X",
-    "InstitutionalDepartmentTypeCodeSequence": "X",
-    "InstitutionCodeSequence": "X",
-    "StationName": "X",
-    "DeviceSerialNumber": "X",
-    "DeviceDescription": "X",
-    "DetectorID": "X",
-    "PlateID": "X",
-    "CassetteID": "X",
-    "GantryID": "X",
-    "SoftwareVersions": "X",
-    "ContributingEquipmentSequence": "X",
-    # -- free text and descriptions
-    "StudyDescription": "X",
-    "SeriesDescription": "X",
-    "ImageComments": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedProcedureStepStartDate": "X",
-    "PerformedProcedureStepStartTime": "X",
-    "PerformedProcedureStepEndDate": "X",
-    "PerformedProcedureStepEndTime": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ProtocolName": "X",
-    "AcquisitionComments": "X",
-    "AcquisitionDeviceProcessingDescription": "X",
-    "DerivationDescription": "X",
-    "FrameComments": "X",
-    "TextComments": "X",
-    "TextString": "X",
-    "ProcedureCodeSequence": "X",
-    "PerformedProtocolCodeSequence": "X",
-    "AcquisitionContextSequence": "X",
-    # -- integrity and provenance of the original object
-    "OriginalAttributesSequence": "X",
-    "ModifiedAttributesSequence": "X",
-    "DigitalSignaturesSequence": "X",
-    "MACParametersSequence": "X",
-    "EncryptedAttributesSequence": "X",
-    "DigitalSignatureUID": "X",
-    "ReferencedStudySequence": "X",
-    # -- UIDs (every other non-standard UID is remapped too)
-    "StudyInstanceUID": "U",
-    "SeriesInstanceUID": "U",
-    "SOPInstanceUID": "U",
-    "MediaStorageSOPInstanceUID": "U",
-    "FrameOfReferenceUID": "U",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "IrradiationEventUID": "U",
-    "ReferencedSOPInstanceUID": "U",
-    "ConcatenationUID": "U",
-    "DimensionOrganizationUID": "U",
-    "InstanceCreatorUID": "U",
-    "DeviceUID": "U",
-    "TargetUID": "U",
-    "UID": "U",
-    "StorageMediaFileSetUID": "U",
+# The package's group names for the actions of the table's Basic Profile column.
+_GROUPS: Final[dict[str, str]] = {
+    "D_TAGS": "D",
+    "Z_TAGS": "Z",
+    "X_TAGS": "X",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z/D",
+    "X_Z_TAGS": "X/Z",
+    "X_D_TAGS": "X/D",
+    "X_Z_D_TAGS": "X/Z/D",
+    "X_Z_U_STAR_TAGS": "X/Z/U*",
 }
+_CHOICE: Final[dict[str, str]] = {"Z/D": "Z", "X/D": "X", "X/Z/D": "X", "X/Z": "X", "X/Z/U*": "C"}
+
+TYPE_2_IN_RADIOGRAPHS: Final[frozenset[int]] = frozenset({0x00400555})  # AcquisitionContextSequence
+PATIENT_BIRTH: Final[frozenset[int]] = frozenset({0x00100030, 0x00100032})  # birth date, birth time
+DICOM_ROOT: Final = "1.2.840.10008."
+
+# What dxassist does to one element (the values of applied_action):
+REMOVE, EMPTY, DUMMY, NEW_UID, CLEAN_ITEMS, SHIFT_DATE, KEEP = "X", "Z", "D", "U", "C", "S", "K"
+
+
+class ProfileUnavailable(RuntimeError):
+    """The package that ships Table E.1-1 is not installed."""
+
+
+@cache
+def table() -> dict[int, str]:
+    """Table E.1-1: tag (as an int) -> Basic Profile action (``D``, ``Z``, ``X``, ``U``, ``X/Z`` ...).
+
+    Raises:
+        ProfileUnavailable: When ``dicom-anonymizer`` is missing.
+    """
+    rows, _masked = _load()
+    return rows
+
+
+@cache
+def masked_table() -> tuple[tuple[int, int, str], ...]:
+    """The table's rows for repeating groups: (tag, mask, action); ``tag & mask`` identifies a row."""
+    _rows, masked = _load()
+    return masked
+
+
+def _load() -> tuple[dict[int, str], tuple[tuple[int, int, str], ...]]:
+    try:
+        module = importlib.import_module(TABLE_MODULE)
+    except ImportError as e:
+        raise ProfileUnavailable(
+            "De-identification needs PS3.15 Table E.1-1 from the dicom-anonymizer package; "
+            "install dxassist with its dependencies (pip install dicom-anonymizer)."
+        ) from e
+    rows: dict[int, str] = {}
+    masked: list[tuple[int, int, str]] = []
+    for group, action in _GROUPS.items():
+        for entry in getattr(module, group):
+            tag = (entry[0] << 16) | entry[1]
+            if len(entry) == 4:
+                masked.append((tag, (entry[2] << 16) | entry[3], action))
+            elif rows.setdefault(tag, action) != action:
+                raise ProfileUnavailable(f"Table E.1-1 lists ({tag >> 16:04X},{tag & 0xFFFF:04X}) twice.")
+    return rows, tuple(masked)
+
+
+def basic_action(tag: int) -> str | None:
+    """The table's Basic Profile action for ``tag``, or None when the table does not list it."""
+    found = table().get(tag)
+    if found is not None:
+        return found
+    for row, mask, action in masked_table():
+        if tag & mask == row:
+            return action
+    return None
+
+
+def applied_action(tag: int, vr: str) -> str:
+    """What dxassist does to an element: one of ``X Z D U C S K`` (see the constants above).
+
+    Args:
+        tag: The element's tag as an int.
+        vr: Its value representation.
+    """
+    group = tag >> 16
+    if group % 2 or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+        return REMOVE  # private, curves, overlays: anything can be in there
+    basic = basic_action(tag)
+    if tag not in PATIENT_BIRTH and vr in ("DA", "DT"):
+        return SHIFT_DATE  # option 113107, listed or not
+    if basic is not None and tag not in PATIENT_BIRTH and vr == "TM":
+        return KEEP  # option 113107: a whole-day shift leaves times of day consistent
+    if basic is None:
+        if vr == "PN":
+            return REMOVE
+        if vr == "UI":
+            return NEW_UID
+        return CLEAN_ITEMS if vr == "SQ" else KEEP
+    if basic == "X/Z" and tag in TYPE_2_IN_RADIOGRAPHS:
+        basic = "Z"
+    action = _CHOICE.get(basic, basic)
+    if action == DUMMY and vr == "SQ":
+        return CLEAN_ITEMS
+    if action in (DUMMY, NEW_UID) and vr == "UI":
+        return NEW_UID
+    return action

@@ -144,10 +144,13 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
 
     from inference.deid import (
         BASIC_PROFILE,
+        EDITION,
         RETAIN_LONGITUDINAL_MODIFIED_DATES,
         BurnedInAnnotation,
         Deidentifier,
+        ProfileUnavailable,
         deid_secret,
+        table,
     )
     from inference.record import Record
 
@@ -157,6 +160,11 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
         return 2
     if out.exists() and any(out.iterdir()):
         report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
+        return 2
+    try:
+        table()  # PS3.15 Table E.1-1, before any file is read
+    except ProfileUnavailable as e:
+        report.write(f"export-training-set: {e}\n")
         return 2
     secret = deid_secret(settings.keys_dir)
     deid = Deidentifier(secret)
@@ -203,6 +211,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
         summary.labels = len(rows)
         manifest = {
             "profile": [BASIC_PROFILE, RETAIN_LONGITUDINAL_MODIFIED_DATES],
+            "profile_table": f"DICOM PS3.15 Table E.1-1, {EDITION}",
             "instances": summary.instances,
             "patients": len(summary.patients),
             "studies": len(summary.studies),

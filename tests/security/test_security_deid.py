@@ -1,4 +1,7 @@
-"""De-identification for training exports, tag by tag (PS3.15 Annex E Basic Profile), and the export."""
+"""De-identification for training exports: a study with the whole of Table E.1-1 at once, and the export.
+
+Each row of the table alone is checked in ``test_security_deid_table.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,12 @@ from pathlib import Path
 import pytest
 from _security_env import BIRTH_DATE, PATIENT_NAME, TestClient, chest_dicom, new_study_uid, seeded_env
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from inference.api import create_app
-from inference.deid import ACTIONS, BurnedInAnnotation, Deidentifier
+from inference.deid import BurnedInAnnotation, Deidentifier, applied_action, table
 from inference.security._commands import export_training_set
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -39,31 +42,44 @@ def _value(vr: str) -> object:
         "AS": "085Y",
         "DS": "70.5",
         "IS": "3",
-        "US": 1,
         "CS": "VALUE",
+        "AE": "IDENTAE",
+        "UR": "http://identifying.example/",
     }
+    if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+        return b"identifying text"
+    if vr in ("US", "SS", "UL", "SL", "UV", "SV", "AT"):
+        return 1
+    if vr in ("FL", "FD"):
+        return 1.5
     return samples.get(vr, "identifying text")
+
+
+_KEPT_FROM_SOURCE = (
+    "StudyInstanceUID",
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "IssuerOfPatientID",
+)
+
+
+def _rows() -> dict[int, str]:
+    """The table's rows a stored dataset can carry (no command or file meta groups), by tag."""
+    return {
+        tag: dictionary_VR(tag).split(" or ")[0]
+        for tag in table()
+        if tag >> 16 not in (0x0000, 0x0002)
+        and dictionary_has_tag(tag)
+        and keyword_for_tag(tag) not in _KEPT_FROM_SOURCE
+    }
 
 
 def _source(patient_id: str = "IPP-DEID-1", study: str | None = None) -> Dataset:
     study = study or new_study_uid()
     ds = dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1", patient_id=patient_id, size=16)))
-    for keyword in ACTIONS:
-        if keyword in (
-            "StudyInstanceUID",
-            "SOPInstanceUID",
-            "SeriesInstanceUID",
-            "PatientID",
-            "IssuerOfPatientID",
-        ):
-            continue
-        if keyword == "MediaStorageSOPInstanceUID":
-            continue
-        ds.add_new(
-            tag_for_keyword(keyword),
-            dictionary_VR(tag_for_keyword(keyword)),
-            _value(dictionary_VR(tag_for_keyword(keyword))),
-        )
+    for tag, vr in _rows().items():
+        ds.add_new(tag, vr, _value(vr))
     ds.PatientName = PATIENT_NAME
     ds.PatientBirthDate = BIRTH_DATE
     ds.ContentDate = "20260105"
@@ -76,33 +92,28 @@ def _source(patient_id: str = "IPP-DEID-1", study: str | None = None) -> Dataset
     return ds
 
 
-def test_every_profile_keyword_is_a_dicom_keyword() -> None:
-    unknown = [k for k in ACTIONS if tag_for_keyword(k) is None]
-    assert not unknown
-    assert set(ACTIONS.values()) <= {"X", "Z", "D", "U"}
-
-
 def test_each_attribute_of_the_profile_gets_its_action() -> None:
     deid = Deidentifier(SECRET)
     ds = _source()
-    original = {k: ds[k].value for k in ACTIONS if k in ds}
+    rows = _rows()
+    original = {tag: ds[tag].value for tag in rows}
     original_uids = {k: str(ds[k].value) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
     pixels = ds.PixelData
     deid.deidentify(ds)
     pseudonym = deid.pseudonym("IPP-DEID-1", None)
-    for keyword, action in ACTIONS.items():
-        if keyword in ("PatientName", "PatientID"):
-            assert ds[keyword].value == pseudonym, keyword
-        elif action == "X":
-            assert keyword not in ds, f"{keyword} should be removed"
-        elif action == "Z" and keyword in original:
-            assert keyword in ds and not ds[keyword].value, keyword
-        elif action == "D" and keyword in original:
-            assert keyword in ds and ds[keyword].value != original[keyword], keyword
-        elif action == "U" and keyword in original:
-            assert str(ds[keyword].value) == deid.uid(str(original[keyword])) != str(original[keyword]), (
-                keyword
-            )
+    assert ds.PatientName == ds.PatientID == pseudonym
+    for tag, vr in rows.items():
+        action, keyword = applied_action(tag, vr), keyword_for_tag(tag)
+        if keyword == "PatientName":
+            continue
+        if action == "X":
+            assert tag not in ds, f"{keyword} should be removed"
+        elif action == "Z":
+            assert tag in ds and not ds[tag].value, keyword
+        elif action == "D":
+            assert tag in ds and ds[tag].value != original[tag], keyword
+        elif action == "U":
+            assert str(ds[tag].value) == deid.uid(str(original[tag])) != str(original[tag]), keyword
     for keyword, uid in original_uids.items():
         assert ds[keyword].value == deid.uid(uid) and ds[keyword].value.startswith("2.25."), keyword
         assert len(ds[keyword].value) <= 64
@@ -115,7 +126,7 @@ def test_each_attribute_of_the_profile_gets_its_action() -> None:
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
     codes = {(i.CodeValue, i.CodingSchemeDesignator) for i in ds.DeidentificationMethodCodeSequence}
     assert codes == {("113100", "DCM"), ("113107", "DCM")}
-    assert "113100" in ds.DeidentificationMethod
+    assert "113100" in ds.DeidentificationMethod and "2026c" in ds.DeidentificationMethod
     shift = deid.shift_days("IPP-DEID-1", None)
     assert 1 <= shift <= 3650
     assert ds.ContentDate == (date(2026, 1, 5) - timedelta(days=shift)).strftime("%Y%m%d")
