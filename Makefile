@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test bench lint typecheck clean
+.PHONY: install run test test-other-cpu bench lint typecheck clean
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# The suite as another x86-64 CPU would run it: numpy's baseline SIMD kernels instead of AVX2/AVX-512,
+# OpenBLAS's Haswell kernels, PyTorch's AVX2 kernels, oneDNN capped at AVX2, one thread everywhere.
+# Nothing in the suite may depend on these (docs/internals.md, "Tests on any CPU").
+test-other-cpu: install
+	NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR" OPENBLAS_CORETYPE=Haswell \
+	ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider
 
 bench: install
 	$(BIN)/python -m benchmarks
