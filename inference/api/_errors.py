@@ -132,8 +132,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         )
     if first.get("type") == "missing":
         return "invalid_field", f"{kind} '{where}' is required{more}."
+    if first.get("type") in _PLAUSIBILITY_CODES:
+        # Our own validators' sentences: they name the field and the accepted range, never the value.
+        return str(first["type"]), f"Field {detail}{more}."
     return "invalid_field", f"{kind} '{where}' is invalid: {detail}{more}."
 
+
+# Well-formed values outside what is physically possible (a date in year 10000): 422, like vitals.
+_PLAUSIBILITY_CODES: Final = frozenset({"implausible_date"})
 
 _VITALS_STATUS: Final[dict[str, int]] = {
     "invalid_type": 400,
@@ -166,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = _validation_message(exc)
-        return error_response(request, 400, code, message)
+        return error_response(request, 422 if code in _PLAUSIBILITY_CODES else 400, code, message)
 
     @app.exception_handler(DicomRejected)
     async def _dicom(request: Request, exc: DicomRejected) -> JSONResponse:

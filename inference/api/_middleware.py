@@ -82,7 +82,7 @@ class RequestContextMiddleware:
 
         try:
             declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 # Refuse before reading a byte of an announced oversized body.
                 await _send_json(send_wrapper, 413, PayloadTooLarge(limit))
             else:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from inference.api._dates import check_birth_date, check_born_before, check_observed_at
 
 Priority = Literal["critical", "urgent", "routine"]
 StrictNumber = Annotated[float, Field(strict=True)]
@@ -49,7 +51,7 @@ class PatientRequest(_Request):
     identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
     issuer: Annotated[str | None, Field(strict=True, max_length=128)] = None
     name: Annotated[str | None, Field(strict=True, max_length=256)] = None
-    birth_date: date | None = None
+    birth_date: Annotated[date | None, AfterValidator(check_birth_date)] = None
     sex: Literal["male", "female", "other", "unknown"] | None = None
     facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128)] = None
 
@@ -58,7 +60,9 @@ class VitalsRequest(_Request):
     """One set of vital signs in fixed units (breaths/min, %, mmHg, beats/min, °C, ACVPU)."""
 
     patient: PatientRequest
-    observed_at: AwareDatetime | None = Field(default=None, description="When measured (default: now).")
+    observed_at: Annotated[AwareDatetime | None, AfterValidator(check_observed_at)] = Field(
+        default=None, description="When measured, with its time zone (default: now); 1900 to now."
+    )
     respiratory_rate: StrictNumber | None = None
     spo2: StrictNumber | None = None
     spo2_scale: Literal[1, 2] = 1
@@ -68,6 +72,11 @@ class VitalsRequest(_Request):
     heart_rate: StrictNumber | None = None
     temperature: StrictNumber | None = None
     consciousness: Literal["A", "C", "V", "P", "U"] | None = None
+
+    @model_validator(mode="after")
+    def _observed_after_birth(self) -> VitalsRequest:
+        check_born_before(self.observed_at, self.patient.birth_date)
+        return self
 
     def vitals(self) -> dict[str, Any]:
         """The vital-sign fields only, keyed as in the request."""

@@ -33,6 +33,7 @@ CHEST = frozenset({"CHEST", "THORAX"})
 VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _SEX = {"M": "male", "F": "female", "O": "other"}
+_EARLIEST_DATE = dt.date(1850, 1, 1)
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -224,15 +225,23 @@ def spacing(ds: Dataset) -> tuple[float, float] | None:
 
 
 def iso_date(ds: Dataset, keyword: str) -> str | None:
-    """A DA value as ``YYYY-MM-DD``; None when absent or not a calendar date."""
+    """A DA value as ``YYYY-MM-DD``; None when absent, not a calendar date, or not plausible.
+
+    Plausible is from 1850 to today in the earliest-ahead time zone (UTC+14): a birth or study date in
+    the future or two centuries ago is a typing error, and is treated as absent rather than filed.
+    """
     text = _text(ds, keyword)
     if text is None:
         return None
     digits = text.replace(".", "").replace("-", "")
     try:
-        return dt.datetime.strptime(digits[:8], "%Y%m%d").date().isoformat() if len(digits) == 8 else None
+        day = dt.datetime.strptime(digits[:8], "%Y%m%d").date() if len(digits) == 8 else None
     except ValueError:
         return None
+    latest = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=14)).date()
+    if day is None or not _EARLIEST_DATE <= day <= latest:
+        return None
+    return day.isoformat()
 
 
 def patient(ds: Dataset) -> PatientInfo:

@@ -59,7 +59,7 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
     Raises:
         NotFound: No entry has this id.
     """
-    seq = int(event_id) if event_id.isdigit() and len(event_id) <= 18 else -1
+    seq = int(event_id) if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18 else -1
     _total, entries = await db(ctx.record.search_audit, seq=seq, limit=1)
     await audit(
         ctx,

@@ -197,6 +197,63 @@ def test_one_study_under_two_patients_is_refused(served: tuple[TestClient, Env])
     assert client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).status_code == 404
 
 
+HOSTILE_VITALS: dict[str, dict[str, Any]] = {
+    "observed_at 9999-12-31T23:59:59-14:00 (year 10000 in UTC)": {"observed_at": "9999-12-31T23:59:59-14:00"},
+    "observed_at 0001-01-01T00:00:00+14:00 (year 0 in UTC)": {"observed_at": "0001-01-01T00:00:00+14:00"},
+    "observed_at in year 0001": {"observed_at": "0001-01-01T00:00:00Z"},
+    "observed_at next millennium": {"observed_at": "2999-01-01T00:00:00Z"},
+    "birth_date 2999-01-01": {"patient": {"identifier": "HOSTILE-V", "birth_date": "2999-01-01"}},
+    "birth_date 1700": {"patient": {"identifier": "HOSTILE-V", "birth_date": "1700-05-05"}},
+    "observed before birth": {
+        "patient": {"identifier": "HOSTILE-V", "birth_date": "2020-06-01"},
+        "observed_at": "2019-01-01T00:00:00Z",
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_VITALS))
+def test_implausible_dates_are_refused_with_422(served: tuple[TestClient, Env], name: str) -> None:
+    client, env = served
+    body = {"patient": {"identifier": "HOSTILE-V"}, "heart_rate": 80, **HOSTILE_VITALS[name]}
+    response = client.post("/v1/vitals", json=body, headers=env.headers("clinician"))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "implausible_date"
+    assert "2999" not in response.text and "HOSTILE" not in response.text
+
+
+def test_a_recent_observation_in_any_time_zone_is_accepted(served: tuple[TestClient, Env]) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    client, env = served
+    for hours in (14, -12):
+        moment = datetime.now(UTC).astimezone(timezone(timedelta(hours=hours))) - timedelta(minutes=1)
+        body = {"patient": {"identifier": "HOSTILE-OK"}, "heart_rate": 80, "observed_at": moment.isoformat()}
+        response = client.post("/v1/vitals", json=body, headers=env.headers("clinician"))
+        assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("date=eq9999-12-31", 400),
+        ("date=ge9999-12-31T23:59:59-14:00", 400),
+        ("date=lt0001-01-01T00:00:00%2B14:00", 400),
+        ("_count=%C2%B2", 400),  # '²' passes str.isdigit() but not int()
+        ("_offset=%D9%A3", 400),
+        ("_id=%C2%B2", 200),  # matches nothing
+        ("_id=abc", 200),
+    ],
+)
+def test_audit_event_searches_with_hostile_values_never_500(
+    served: tuple[TestClient, Env], query: str, status: int
+) -> None:
+    client, env = served
+    response = client.get(f"/fhir/AuditEvent?{query}", headers=env.headers("auditor"))
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["resourceType"] == "OperationOutcome"
+
+
 def test_the_server_is_still_ready_after_the_hostile_values(served: tuple[TestClient, Env]) -> None:
     client, env = served
     assert client.get("/readyz").status_code == 200

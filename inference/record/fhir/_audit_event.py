@@ -144,12 +144,16 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
 def _day_bounds(value: str) -> tuple[datetime, datetime]:
     try:
         if "T" in value:
+            # In UTC now: a moment near year 1 or 9999 with a time zone must fail here, not in the query.
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
             return moment, moment
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError as e:
-        raise InvalidSearch("Search parameter date must be a valid date (YYYY-MM-DD) or dateTime.") from e
-    return day, day + timedelta(days=1)
+        return day, day + timedelta(days=1)
+    except (ValueError, OverflowError) as e:
+        raise InvalidSearch(
+            "Search parameter date must be a valid date (YYYY-MM-DD) or dateTime, years 1 to 9999 in UTC."
+        ) from e
 
 
 def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -193,12 +197,13 @@ def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
         elif name == "agent":
             out["agent"] = value.split("|", 1)[-1]
         elif name == "_id":
-            if not value.isdigit() or len(value) > 18:
-                return {**out, "seq": -1}
-            out["seq"] = int(value)
+            # An id that is not a sequence number matches nothing (the search still answers a Bundle).
+            ok = value.isascii() and value.isdigit() and len(value) <= 18
+            out["seq"] = int(value) if ok else -1
         elif name in ("_count", "_offset"):
             high = MAX_COUNT if name == "_count" else 10**9
-            if not value.isdigit() or not 0 <= int(value) <= high:
+            # isascii: str.isdigit() also accepts '²', which int() refuses.
+            if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= high:
                 raise InvalidSearch(f"Search parameter {name} must be an integer from 0 to {high}.")
             out["limit" if name == "_count" else "offset"] = int(value)
     out.setdefault("limit", DEFAULT_COUNT)

@@ -79,3 +79,16 @@ def test_a_radiograph_with_a_wide_uniform_border_is_accepted() -> None:
 def test_library_limits_without_a_minimum_side_read_small_images() -> None:
     small = Limits(max_instance_bytes=1 << 20, max_pixels=1 << 20, max_instances=1)
     assert read_instance(to_bytes(dataset(phantom(8, 8), bits_stored=12)), limits=small).rows == 8
+
+
+@pytest.mark.parametrize("value", ["29990101", "17000101", "00010101"])
+def test_implausible_dicom_dates_are_treated_as_absent(value: str) -> None:
+    ds = dataset(phantom(64, 64), bits_stored=12, PatientBirthDate=value, StudyDate=value)
+    instance = read_instance(to_bytes(ds), limits=LIMITS)
+    assert instance.patient.birth_date is None and instance.study_date is None
+
+
+def test_plausible_dicom_dates_are_kept() -> None:
+    ds = dataset(phantom(64, 64), bits_stored=12, PatientBirthDate="19230417", StudyDate="2026-11-22")
+    instance = read_instance(to_bytes(ds), limits=LIMITS)
+    assert (instance.patient.birth_date, instance.study_date) == ("1923-04-17", "2026-11-22")
