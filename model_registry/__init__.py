@@ -27,7 +27,13 @@ from model_registry._errors import (  # noqa: E402
     RegistryError,
     RegistryUnreachable,
 )
-from model_registry._gate import DEFAULT_TOLERANCE, evaluate_gate, is_gate_figure  # noqa: E402
+from model_registry._gate import (  # noqa: E402
+    DEFAULT_TOLERANCE,
+    MONOTONICITY_FIGURE,
+    MONOTONICITY_TOLERANCE,
+    evaluate_gate,
+    is_gate_figure,
+)
 from model_registry._hashing import sha256_file  # noqa: E402
 from model_registry._types import (  # noqa: E402
     FigureComparison,
@@ -61,6 +67,8 @@ def fetch(name: str, alias: str, settings: RegistrySettings) -> LocalModel:
 
 
 __all__ = [
+    "MONOTONICITY_FIGURE",
+    "MONOTONICITY_TOLERANCE",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_TOLERANCE",

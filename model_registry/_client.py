@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model_registry._errors import NotFound, PromotionRefused, RegistryError
-from model_registry._gate import DEFAULT_TOLERANCE, evaluate_gate, is_gate_figure
+from model_registry._gate import DEFAULT_TOLERANCE, evaluate_gate, is_gate_tag_figure
 from model_registry._mlflow import check_alias, check_name, check_version, import_mlflow, translated
 from model_registry._register import Artifacts, experiment_id, gate_tags, log_run
 from model_registry._types import GateDecision, ModelSummary, RegisteredVersion
@@ -395,7 +395,7 @@ class RegistryClient:
         version = str(mv.version)
         metrics: dict[str, float] = {}
         for key, value in tags.items():
-            if is_gate_figure(key):
+            if is_gate_tag_figure(key):
                 try:
                     metrics[key] = float(value)
                 except ValueError:

@@ -11,6 +11,13 @@ from model_registry._types import FigureComparison, GateDecision, RegisteredVers
 #: Largest drop of any validation AUROC figure allowed when replacing the champion.
 DEFAULT_TOLERANCE = 0.01
 
+#: The plausibility figure of a triage model: the largest drop (logit units) of a sign's contribution
+#: when that sign moves further from its normal point, measured on the exported ONNX by the training
+#: pipeline. Moving away from normal must never lower the risk.
+MONOTONICITY_FIGURE = "shape_monotonicity_violation"
+#: Largest such drop tolerated (float32 rounding, not a shape).
+MONOTONICITY_TOLERANCE = 1e-5
+
 # Floats that went through a string tag may differ from the computed value in the last bits; a drop of
 # exactly the tolerance is allowed, so compare with a little slack.
 _SLACK = 1e-9
@@ -23,6 +30,34 @@ def is_gate_figure(key: str) -> bool:
     return key == "val_auroc" or key.startswith("val_auroc_") or key == "val_macro_auroc"
 
 
+def is_gate_tag_figure(key: str) -> bool:
+    """Whether ``key`` is copied onto a version as a tag for the gate: an AUROC or the plausibility figure."""
+    return is_gate_figure(key) or key == MONOTONICITY_FIGURE
+
+
+def _plausibility_failure(candidate: RegisteredVersion, champion: RegisteredVersion | None) -> str | None:
+    """Why the candidate's per-sign shapes are not acceptable, or ``None`` when they are.
+
+    A candidate carrying the figure must be within the tolerance; a candidate replacing a champion that
+    carries it must carry it too (an older export could not prove its shapes are plausible).
+    """
+    value = candidate.metrics.get(MONOTONICITY_FIGURE)
+    if value is None:
+        if champion is not None and MONOTONICITY_FIGURE in champion.metrics:
+            return (
+                f"it has no {MONOTONICITY_FIGURE} figure, so nothing shows that moving a vital sign further "
+                "from normal never lowers its risk; retrain it with the current pipeline"
+            )
+        return None
+    if not value <= MONOTONICITY_TOLERANCE:
+        return (
+            f"a vital sign moving further from normal lowers its risk by up to {value:.3g} logit units "
+            f"({MONOTONICITY_FIGURE}; at most {MONOTONICITY_TOLERANCE:g} is accepted), which is not "
+            "clinically plausible"
+        )
+    return None
+
+
 def evaluate_gate(
     candidate: RegisteredVersion,
     champion: RegisteredVersion | None,
@@ -31,7 +66,9 @@ def evaluate_gate(
 ) -> GateDecision:
     """Decide whether ``candidate`` may replace ``champion``.
 
-    The candidate must have passed the ONNX parity check and carry a sha256; for every gate figure the
+    The candidate must have passed the ONNX parity check, carry a sha256 and, when it has per-sign shapes
+    (a triage model), keep them plausible (``shape_monotonicity_violation`` within
+    ``MONOTONICITY_TOLERANCE``); for every gate figure the
     champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
     (both are measured on the same fixed validation set). A first version passes on its own checks.
 
@@ -71,6 +108,16 @@ def evaluate_gate(
             ),
             tolerance=tolerance,
         )
+    implausible = _plausibility_failure(candidate, champion)
+    if implausible is not None:
+        return GateDecision(
+            name=candidate.name,
+            version=candidate.version,
+            previous_champion=previous,
+            passed=False,
+            reason=f"{label} cannot become champion: {implausible}.",
+            tolerance=tolerance,
+        )
     if champion is None:
         return GateDecision(
             name=candidate.name,
@@ -83,7 +130,7 @@ def evaluate_gate(
 
     comparisons: list[FigureComparison] = []
     failures: list[str] = []
-    for figure in sorted(k for k in champion.metrics if is_gate_figure(k)):
+    for figure in sorted(k for k in champion.metrics if is_gate_figure(k)):  # AUROCs, not plausibility
         reference = champion.metrics[figure]
         value = candidate.metrics.get(figure)
         passed = value is not None and value >= reference - tolerance - _SLACK

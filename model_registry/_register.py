@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from model_registry._errors import IntegrityError, RegistryError
-from model_registry._gate import is_gate_figure
+from model_registry._gate import is_gate_tag_figure
 from model_registry._hashing import sha256_file
 from model_registry._mlflow import import_mlflow
 
@@ -220,7 +220,7 @@ def log_run(
 
 def gate_tags(metrics: Mapping[str, Any]) -> dict[str, str]:
     """The gate figures of ``metrics`` as version tags (``repr`` keeps every digit)."""
-    return {k: repr(v) for k, v in numeric_metrics(metrics).items() if is_gate_figure(k)}
+    return {k: repr(v) for k, v in numeric_metrics(metrics).items() if is_gate_tag_figure(k)}
 
 
 def _artifact_folder(path: Path) -> str | None:

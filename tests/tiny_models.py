@@ -11,7 +11,8 @@ training. The contract is in ``docs/internals.md`` ("ONNX artifacts" and "Regist
   findings positive and moves the CAM peak onto the blob.
 - :func:`build_triage_onnx`: ``values, present [N,F]`` → ``logit [N]``, ``contributions [N,F]`` with
   ``contribution_i = present_i * (a_i * relu(v_i - hi_i) + b_i * relu(lo_i - v_i))`` (zero inside a normal
-  band, rising linearly outside it) and ``logit = intercept + sum(contributions)``.
+  band, rising linearly outside it, so exactly 0 for a sign not measured and monotone on each side of
+  the normal point) and ``logit = intercept + sum(contributions)``.
 - :func:`seed_cache`: writes ``<cache>/<name>/<version>/model.onnx`` + ``manifest.json`` and merges the
   aliases into ``<cache>/<name>/aliases.json`` (atomic writes, alias map last).
 - :func:`seed_both` seeds both tiny models; :func:`cache_fetcher` is the ``fetch(name, alias)`` a
@@ -60,6 +61,17 @@ _TRIAGE_BANDS: dict[str, tuple[float, float, float, float]] = {
     "consciousness": (-1.0, 0.0, 0.0, 1.5),
 }
 TRIAGE_INTERCEPT = -3.0
+# Normal point per feature (inside each band: contribution 0), exported as ``dxassist.reference``.
+TRIAGE_REFERENCE: dict[str, float] = {
+    "respiratory_rate": 16.0,
+    "spo2": 98.0,
+    "on_oxygen": 0.0,
+    "systolic_bp": 120.0,
+    "diastolic_bp": 75.0,
+    "heart_rate": 70.0,
+    "temperature": 37.0,
+    "consciousness": 0.0,
+}
 
 
 def _metadata(model: Any, entries: Mapping[str, Any]) -> None:
@@ -185,9 +197,18 @@ def triage_reference(values: np.ndarray, present: np.ndarray) -> tuple[np.ndarra
 
 
 def build_triage_onnx(
-    path: Path | str, *, temperature: float = 1.0, threshold: float = 0.3, drop_metadata: Sequence[str] = ()
+    path: Path | str,
+    *,
+    temperature: float = 1.0,
+    threshold: float = 0.3,
+    drop_metadata: Sequence[str] = (),
+    missing_contribution: float = 0.0,
 ) -> Path:
-    """Write a tiny additive triage model honouring the ``vitals-triage`` contract and return its path."""
+    """Write a tiny additive triage model honouring the ``vitals-triage`` contract and return its path.
+
+    ``missing_contribution`` other than 0 builds a model that breaks the contract (an unmeasured sign
+    contributes that much), for the tests that check the server refuses it.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -203,7 +224,10 @@ def build_triage_onnx(
         helper.make_node("Relu", ["under_raw"], ["under"]),
         helper.make_node("Mul", ["under", "below"], ["under_w"]),
         helper.make_node("Add", ["over_w", "under_w"], ["raw"]),
-        helper.make_node("Mul", ["raw", "present"], ["contributions"]),
+        helper.make_node("Mul", ["raw", "present"], ["measured"]),
+        helper.make_node("Sub", ["one", "present"], ["absent"]),
+        helper.make_node("Mul", ["absent", "leak"], ["leaked"]),
+        helper.make_node("Add", ["measured", "leaked"], ["contributions"]),
         helper.make_node("ReduceSum", ["contributions", "sum_axes"], ["total"], keepdims=0),
         helper.make_node("Add", ["total", "intercept"], ["logit"]),
     ]
@@ -224,6 +248,8 @@ def build_triage_onnx(
             numpy_helper.from_array(below, "below"),
             numpy_helper.from_array(above, "above"),
             numpy_helper.from_array(np.array([1], dtype=np.int64), "sum_axes"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(missing_contribution, dtype=np.float32), "leak"),
             numpy_helper.from_array(np.array(TRIAGE_INTERCEPT, dtype=np.float32), "intercept"),
         ],
     )
@@ -240,6 +266,7 @@ def build_triage_onnx(
         "dxassist.config": {"builder": "tests/tiny_models.py"},
         "dxassist.features": list(TRIAGE_FEATURES),
         "dxassist.intercept": TRIAGE_INTERCEPT,
+        "dxassist.reference": {name: TRIAGE_REFERENCE[name] for name in TRIAGE_FEATURES},
         "dxassist.threshold": threshold,
     }
     _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})

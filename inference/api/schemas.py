@@ -170,11 +170,34 @@ class Risk(_Public):
 
 
 class News2(_Public):
-    """NEWS2 (RCP 2017): total, points per parameter (keyed by request field) and clinical-risk band."""
+    """NEWS2 (RCP 2017) of the measured signs: a lower bound of the full score when incomplete."""
+
+    total: int = Field(
+        description="Sum of the subscores of the measured signs (a lower bound if incomplete)."
+    )
+    subscores: dict[str, int] = Field(description="Points per measured sign, keyed by request field name.")
+    band: Literal["low", "low-medium", "medium", "high"] = Field(description="Band of the measured part.")
+    complete: bool = Field(default=True, description="Every NEWS2 sign was measured.")
+    missing: list[str] = Field(default_factory=list, description="NEWS2 signs not measured.")
+    red_score: bool = Field(default=False, description="Some measured sign scores 3.")
+
+
+class News2Summary(_Public):
+    """The NEWS2 figures a worklist line shows."""
 
     total: int
-    subscores: dict[str, int]
     band: Literal["low", "low-medium", "medium", "high"]
+    complete: bool | None = None
+
+
+class Trend(_Public):
+    """The patient's series of triage observations in the trend window, ending with this one."""
+
+    observations: int = Field(description="Observations in the window, this one included.")
+    hours: float = Field(description="Hours from the earliest observation in the window to this one.")
+    news2_change: int = Field(description="NEWS2 total now minus the earliest in the window.")
+    risk_change: float = Field(description="Model probability now minus the earliest in the window.")
+    deteriorating: bool = Field(description="By the rule in docs/api.md (trend).")
 
 
 class Delivery(_Public):
@@ -219,10 +242,14 @@ class TriageResult(_ResultBase):
     kind: Literal["triage"]
     observed_at: str | None = None
     risk: Risk
-    contributions: dict[str, float] = Field(description="Per input field, in logit units.")
+    contributions: dict[str, float] = Field(
+        description="Per input field, in logit units; exactly 0 for a field not sent (see missing)."
+    )
+    missing: list[str] = Field(default_factory=list, description="Model inputs not measured.")
     intercept: float
     logit: float
     news2: News2 | None
+    trend: Trend | None = Field(default=None, description="Null for the first observation in the window.")
 
 
 Result = Annotated[ImagingResult | TriageResult, Field(discriminator="kind")]
@@ -242,6 +269,8 @@ class WorklistItem(_Public):
     study_instance_uid: str | None = None
     observed_at: str | None = None
     positive_findings: list[str] = []
+    news2: News2Summary | None = None
+    trend: Trend | None = None
 
 
 class Worklist(_Public):

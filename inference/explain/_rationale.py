@@ -71,6 +71,13 @@ _TEXT: Final[dict[str, dict[Language, str]]] = {
         "fr": f"Score NEWS2{_NBSP}: {{total}} (risque clinique {{band}}).",
         "ar": "مجموع نقاط NEWS2 هو {total} (خطر سريري {band}).",
     },
+    "news2_partial": {
+        "en": "NEWS2 of the measured vital signs: at least {total} ({band} clinical risk); some are missing.",
+        "fr": f"Score NEWS2 des paramètres mesurés{_NBSP}: au moins {{total}} (risque clinique {{band}})"
+        "; certains manquent.",
+        "ar": "مجموع نقاط NEWS2 للعلامات الحيوية المقيسة: {total} على الأقل (خطر سريري {band})؛ "
+        "بعضها غير متوفر.",
+    },
     "news2_missing": {
         "en": "NEWS2 was not computed because some vital signs are missing.",
         "fr": "Le score NEWS2 n'a pas été calculé car certains paramètres vitaux manquent.",
@@ -174,6 +181,7 @@ def triage_rationale(
     *,
     synthetic: bool = False,
     limit: int = 3,
+    news2_complete: bool = True,
 ) -> str:
     """Explain a triage result in a few sentences.
 
@@ -187,6 +195,7 @@ def triage_rationale(
         lang: ``en``, ``fr`` or ``ar``.
         synthetic: add the sentence saying the model was trained on synthetic data.
         limit: most contributors named.
+        news2_complete: every NEWS2 sign was measured; otherwise the total is named as a lower bound.
     """
     p = format_probability(probability, lang)
     sentences = [_TEXT["risk_high" if positive else "risk_low"][lang].format(p=p)]
@@ -196,7 +205,8 @@ def triage_rationale(
         sentences.append(_TEXT["contributors"][lang].format(items=_LIST_SEPARATOR[lang].join(names)))
     if news2_total is not None and band is not None:
         band_text = NEWS2_BAND_DISPLAY.get(band, {}).get(lang, band)
-        sentences.append(_TEXT["news2"][lang].format(total=news2_total, band=band_text))
+        key = "news2" if news2_complete else "news2_partial"
+        sentences.append(_TEXT[key][lang].format(total=news2_total, band=band_text))
     else:
         sentences.append(_TEXT["news2_missing"][lang])
     return " ".join(sentences + _ending(lang, synthetic))

@@ -58,9 +58,14 @@ class Policy:
     Attributes:
         imaging_rules: rules over imaging findings.
         imaging_default: priority when no rule matches.
-        news2: NEWS2 band → priority.
+        news2: NEWS2 band → priority. With signs missing the band is the known part's (a lower bound),
+            so a known part already in the ``high`` band gets the ``high`` priority.
         risk_positive: least priority when the triage model is positive.
-        triage_default: priority when NEWS2 is unavailable and the model is not positive.
+        triage_default: least priority when NEWS2 is incomplete (some sign missing).
+        red_score: least priority when a measured sign scores 3 on the NEWS2 chart (RCP 2017: a single
+            red score calls for an urgent ward-based response).
+        deteriorating_raise: levels a deteriorating trend raises the priority (0: the trend is shown
+            but does not change the priority).
         source: where the policy came from (a path, or ``embedded default``), for logs and audit.
     """
 
@@ -70,6 +75,8 @@ class Policy:
     risk_positive: Priority
     triage_default: Priority
     source: str
+    red_score: Priority = "urgent"
+    deteriorating_raise: int = 1
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Policy:
@@ -115,7 +122,11 @@ class Policy:
         imaging = _mapping(doc.get("imaging", {}), f"{where}: imaging")
         _keys(imaging, {"default", "rules"}, f"{where}: imaging")
         triage = _mapping(doc.get("triage", {}), f"{where}: triage")
-        _keys(triage, {"default", "news2", "risk_positive"}, f"{where}: triage")
+        _keys(
+            triage,
+            {"default", "news2", "risk_positive", "red_score", "deteriorating_raise"},
+            f"{where}: triage",
+        )
 
         rules_data = imaging.get("rules", [])
         if not isinstance(rules_data, list):
@@ -129,6 +140,12 @@ class Policy:
                 f"bands are {', '.join(NEWS2_BANDS)}."
             )
         triage_default = _priority(triage.get("default", "routine"), f"{where}: triage.default")
+        raise_levels = triage.get("deteriorating_raise", 1)
+        if isinstance(raise_levels, bool) or not isinstance(raise_levels, int) or not 0 <= raise_levels <= 2:
+            raise PolicyError(
+                f"In the {where}, triage.deteriorating_raise must be 0, 1 or 2 (priority levels); got "
+                f"{raise_levels!r}."
+            )
         return cls(
             imaging_rules=rules,
             imaging_default=_priority(imaging.get("default", "routine"), f"{where}: imaging.default"),
@@ -139,6 +156,8 @@ class Policy:
             risk_positive=_priority(triage.get("risk_positive", "urgent"), f"{where}: triage.risk_positive"),
             triage_default=triage_default,
             source=source,
+            red_score=_priority(triage.get("red_score", "urgent"), f"{where}: triage.red_score"),
+            deteriorating_raise=raise_levels,
         )
 
     def imaging_priority(self, findings: Iterable[tuple[str, float, bool]]) -> Priority:
@@ -151,8 +170,23 @@ class Policy:
                 priority = max_priority(priority, rule.priority)
         return priority
 
-    def triage_priority(self, news2_band: str | None, risk_positive: bool) -> Priority:
-        """Priority of a triage result from its NEWS2 band (``None`` when not computed) and model risk.
+    def triage_priority(
+        self,
+        news2_band: str | None,
+        risk_positive: bool,
+        *,
+        red_score: bool = False,
+        complete: bool = True,
+        deteriorating: bool = False,
+    ) -> Priority:
+        """Priority of a triage result.
+
+        Args:
+            news2_band: NEWS2 band of the measured part (``None``: no NEWS2 at all).
+            risk_positive: The model's risk is at or above its threshold.
+            red_score: A measured sign scores 3.
+            complete: Every NEWS2 sign was measured (else ``triage.default`` is a floor).
+            deteriorating: The patient's trend is deteriorating (raises ``deteriorating_raise`` levels).
 
         Raises:
             PolicyError: ``news2_band`` is not a NEWS2 band.
@@ -165,7 +199,15 @@ class Policy:
             raise PolicyError(
                 f"NEWS2 band '{news2_band}' is unknown; the bands are {', '.join(NEWS2_BANDS)}."
             )
-        return max_priority(priority, self.risk_positive) if risk_positive else priority
+        if not complete:
+            priority = max_priority(priority, self.triage_default)
+        if red_score:
+            priority = max_priority(priority, self.red_score)
+        if risk_positive:
+            priority = max_priority(priority, self.risk_positive)
+        if deteriorating and self.deteriorating_raise:
+            priority = PRIORITIES[min(_rank(priority) + self.deteriorating_raise, len(PRIORITIES) - 1)]
+        return priority
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -105,7 +105,9 @@ class TriageResultIn:
 
     ``vitals`` is keyed by the contract's field names (``respiratory_rate``, ``spo2``, ``spo2_scale``,
     ``on_oxygen``, ``systolic_bp``, ``diastolic_bp``, ``heart_rate``, ``temperature``,
-    ``consciousness``). ``news2`` is ``{"total", "subscores", "band"}`` or ``None``. A naive
+    ``consciousness``). ``news2`` is ``{"total", "subscores", "band", "complete", "missing",
+    "red_score"}``; ``missing`` names the model inputs not measured (their contributions are 0);
+    ``trend`` is the patient's series summary or ``None`` for a first observation. A naive
     ``observed_at`` is taken as UTC.
     """
 
@@ -123,6 +125,8 @@ class TriageResultIn:
     priority: str
     warnings: tuple[str, ...]
     rationale: dict[str, str]
+    missing: tuple[str, ...] = ()
+    trend: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -315,6 +315,8 @@ def write_triage(session: Session, data: TriageResultIn) -> StoredResult:
         "intercept": float(data.intercept),
         "contributions": {name: float(value) for name, value in data.contributions.items()},
         "news2": None if data.news2 is None else dict(data.news2),
+        "missing": list(data.missing),
+        "trend": None if data.trend is None else dict(data.trend),
     }
     session.add(result)
     session.flush()

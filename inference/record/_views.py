@@ -54,6 +54,13 @@ def public_result(result: Result) -> dict[str, Any]:
         out["intercept"] = payload["intercept"]
         out["logit"] = payload["logit"]
         out["news2"] = payload["news2"]
+        # Results filed before "missing" was stored: the unmeasured inputs are the vitals left empty.
+        out["missing"] = list(
+            payload.get(
+                "missing", [k for k in payload["contributions"] if getattr(result.vitals, k, None) is None]
+            )
+        )
+        out["trend"] = payload.get("trend")
     return out
 
 
@@ -101,6 +108,7 @@ def worklist_item(result: Result, *, escalate_before: datetime | None = None) ->
     else:
         item["observed_at"] = iso(result.vitals.observed_at) if result.vitals else None
         item["positive_findings"] = [TRIAGE_FEEDBACK_CODE] if result.payload["risk"]["positive"] else []
-        news2 = result.payload.get("news2") or {}
-        item["news2"] = {"total": news2.get("total"), "band": news2.get("band")} if news2 else None
+        news2 = result.payload.get("news2")
+        item["news2"] = None if not news2 else {k: news2.get(k) for k in ("total", "band", "complete")}
+        item["trend"] = result.payload.get("trend")
     return item

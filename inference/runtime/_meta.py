@@ -20,7 +20,13 @@ ModelKind = Literal["imaging", "triage"]
 
 COMMON_KEYS = ("dxassist.kind", "dxassist.model_name", "dxassist.temperature", "dxassist.synthetic")
 IMAGING_KEYS = (*COMMON_KEYS, "dxassist.labels", "dxassist.thresholds", "dxassist.preprocess")
-TRIAGE_KEYS = (*COMMON_KEYS, "dxassist.features", "dxassist.intercept", "dxassist.threshold")
+TRIAGE_KEYS = (
+    *COMMON_KEYS,
+    "dxassist.features",
+    "dxassist.intercept",
+    "dxassist.threshold",
+    "dxassist.reference",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,9 @@ class TriageMeta:
 
     Attributes:
         features: input features in column order.
-        intercept: ``logit = intercept + sum(contributions)``.
+        intercept: ``logit = intercept + sum(contributions)``; the logit when no sign is measured.
+        reference: per feature, the normal point (raw units) where its contribution is 0; the server
+            sends it as the value of an unmeasured sign.
         threshold: operating threshold on the calibrated probability.
         temperature: calibration temperature.
         synthetic: trained on synthetic data.
@@ -64,6 +72,7 @@ class TriageMeta:
 
     features: tuple[str, ...]
     intercept: float
+    reference: Mapping[str, float]
     threshold: float
     temperature: float
     synthetic: bool
@@ -227,12 +236,26 @@ def parse_triage(
         raise ModelInvalid(
             "Metadata key 'dxassist.features' must be a non-empty JSON list of distinct feature names."
         )
+    reference = _json(meta, "dxassist.reference")
+    if (
+        not isinstance(reference, dict)
+        or set(reference) != set(features)
+        or not all(
+            not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+            for v in reference.values()
+        )
+    ):
+        raise ModelInvalid(
+            "Metadata key 'dxassist.reference' must be a JSON object with one finite normal value per "
+            f"feature ({', '.join(features)})."
+        )
     f = len(features)
     _check_io(inputs, {"values": (None, f), "present": (None, f)}, "inputs", "triage")
     _check_io(outputs, {"logit": (None,), "contributions": (None, f)}, "outputs", "triage")
     return TriageMeta(
         features=tuple(features),
         intercept=_number(meta, "dxassist.intercept"),
+        reference={name: float(reference[name]) for name in features},
         threshold=_number(meta, "dxassist.threshold", probability=True),
         temperature=_number(meta, "dxassist.temperature", positive=True),
         synthetic=_synthetic(meta),

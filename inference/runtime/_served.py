@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from inference.runtime._errors import ConfigurationError, ModelInvalid
 from inference.runtime._meta import (
     ImagingMeta,
@@ -207,6 +209,8 @@ def load_served_model(
         if kind == "imaging"
         else parse_triage(meta_map, inputs, outputs)
     )
+    if isinstance(meta, TriageMeta):
+        _probe_triage(session, meta, f"{local.name} version {local.version}")
     served = ServedModel(
         name=local.name,
         version=str(local.version),
@@ -220,3 +224,35 @@ def load_served_model(
     )
     logger.info("Loaded model %s version %s on %s.", served.name, served.version, served.provider)
     return served
+
+
+# A sign not measured must contribute exactly 0 and the contributions must add up to the logit: checked
+# on probe rows when the model is loaded, so a model breaking the explanation contract is never served.
+_SUM_TOLERANCE = 1e-4
+
+
+def _probe_triage(session: Any, meta: TriageMeta, label: str) -> None:
+    """Refuse a triage model whose unmeasured signs contribute or whose contributions do not sum up.
+
+    Raises:
+        ModelInvalid: the probe rows break the contract.
+    """
+    f = len(meta.features)
+    reference = np.array([meta.reference[name] for name in meta.features], dtype=np.float32)
+    # Row 0: nothing measured; row 1 + j: only sign j measured; last row: everything measured.
+    present = np.vstack([np.zeros((1, f)), np.eye(f), np.ones((1, f))]).astype(np.float32)
+    # Measured signs far from normal, unmeasured ones at an arbitrary value: only ``present`` may matter.
+    values = np.where(present > 0, reference * 1.3 + 1.0, reference + 5.0).astype(np.float32)
+    logit, contributions = session.run(["logit", "contributions"], {"values": values, "present": present})
+    unmeasured = np.abs(np.where(present > 0, 0.0, contributions))
+    if float(unmeasured.max()) != 0.0:
+        raise ModelInvalid(
+            f"Model {label} gives a non-zero contribution ({float(unmeasured.max()):.3g}) to a sign that "
+            "was not measured; the triage contract requires exactly 0."
+        )
+    gap = np.abs(meta.intercept + contributions.sum(axis=1) - logit)
+    if not np.all(np.isfinite(gap)) or float(gap.max()) > _SUM_TOLERANCE:
+        raise ModelInvalid(
+            f"Model {label}: intercept + contributions differs from the logit by "
+            f"{float(np.nanmax(gap)):.3g}; the triage contract requires at most {_SUM_TOLERANCE:g}."
+        )

@@ -14,7 +14,7 @@ from inference.services._access import audit, localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 from inference.services._imaging import Outcome
-from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, missing_for_news2
+from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ async def analyse_vitals(
     observed_at: datetime | None,
     accept_language: str | None,
 ) -> Outcome:
-    """Score one set of vital signs, compute NEWS2 when complete, file the result and return it.
+    """Score one set of vital signs with NEWS2 (the measured part when incomplete), file and return it.
 
     Args:
         ctx: The process's engines.
@@ -58,27 +58,34 @@ async def analyse_vitals(
     values, present = encode_features(signs)
     scores = await ctx.host.score_vitals(values, present, model=served)
     news2 = compute_news2(signs)
-    missing_news2 = missing_for_news2(signs)
     missing_inputs = [name for name, flag in zip(FEATURES, present, strict=True) if not flag]
 
     warnings = [_warnings.SYNTHETIC] if served.synthetic else []
-    if news2 is None:
-        warnings.append(_warnings.news2_missing(missing_news2))
+    if not news2.complete:
+        warnings.append(_warnings.news2_missing(list(news2.missing)))
     if missing_inputs:
         warnings.append(_warnings.triage_missing(missing_inputs))
-    priority = ctx.policy.triage_priority(news2.band if news2 else None, scores.positive)
+    priority = ctx.policy.triage_priority(
+        news2.band, scores.positive, red_score=news2.red_score, complete=news2.complete
+    )
 
-    contributions = dict(scores.contributions)
+    # The model contract gives 0 to an unmeasured sign; writing 0.0 here as well keeps a -0.0 or a
+    # rounding residue of the runtime from ever reaching a reader as a contribution of a sign not sent.
+    contributions = {
+        name: (0.0 if name in missing_inputs else float(value))
+        for name, value in scores.contributions.items()
+    }
     ranked = sorted(contributions.items(), key=lambda item: -item[1])
     rationale: dict[str, str] = {
         lang: triage_rationale(
             scores.probability,
             scores.positive,
             ranked,
-            news2.total if news2 else None,
-            news2.band if news2 else None,
+            news2.total,
+            news2.band,
             lang,
             synthetic=served.synthetic,
+            news2_complete=news2.complete,
         )
         for lang in LANGUAGES
     }
@@ -96,9 +103,8 @@ async def analyse_vitals(
         logit=float(scores.logit),
         intercept=float(scores.intercept),
         contributions=contributions,
-        news2=None
-        if news2 is None
-        else {"total": news2.total, "subscores": dict(news2.subscores), "band": news2.band},
+        missing=tuple(missing_inputs),
+        news2=news2.as_dict(),
         priority=priority,
         warnings=tuple(warnings),
         rationale=rationale,

@@ -31,10 +31,24 @@ def reduced_resolution(reduction: int) -> str:
 
 
 def news2_missing(missing: list[str]) -> str:
-    """NEWS2 needs every one of its parameters."""
-    return f"NEWS2 was not computed because these parameters are missing: {', '.join(missing)}."
+    """NEWS2 is incomplete: its total is the score of the measured parameters only."""
+    return (
+        f"NEWS2 is incomplete: these parameters are missing: {', '.join(missing)}. The total and band are "
+        "those of the measured parameters, a lower bound of the full score."
+    )
 
 
 def triage_missing(missing: list[str]) -> str:
     """The triage model scored without some inputs."""
-    return f"The risk was estimated without these measurements: {', '.join(missing)}."
+    return (
+        f"The risk was estimated without these measurements: {', '.join(missing)}; they contribute nothing "
+        "to the explanation."
+    )
+
+
+def deteriorating(news2_change: int, hours: float) -> str:
+    """The patient's series shows deterioration."""
+    return (
+        f"Deteriorating: NEWS2 changed by {news2_change:+d} over the last {hours:.1f} h of observations; the "
+        "priority was raised by the site policy."
+    )

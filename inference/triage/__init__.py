@@ -4,7 +4,14 @@ numpy and the standard library only: the server and training share this one impl
 """
 
 from inference.triage._errors import TriageError, VitalsRejected
-from inference.triage._features import CONSCIOUSNESS_CODES, FEATURES, encode_batch, encode_features
+from inference.triage._features import (
+    CONSCIOUSNESS_CODES,
+    FEATURES,
+    NORMAL_RANGES,
+    REFERENCE,
+    encode_batch,
+    encode_features,
+)
 from inference.triage._news2 import (
     NEWS2_FIELDS,
     Band,
@@ -27,7 +34,9 @@ __all__ = [
     "CONSCIOUSNESS_LEVELS",
     "FEATURES",
     "NEWS2_FIELDS",
+    "NORMAL_RANGES",
     "PLAUSIBLE_RANGES",
+    "REFERENCE",
     "VITAL_FIELDS",
     "Band",
     "News2",

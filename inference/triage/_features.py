@@ -23,6 +23,34 @@ FEATURES: Final[tuple[str, ...]] = (
 """Model input columns, in order. Values are raw contract units; ``on_oxygen`` is 0/1 and
 ``consciousness`` is encoded A=0, C=1, V=2, P=3, U=4."""
 
+REFERENCE: Final[dict[str, float]] = {
+    "respiratory_rate": 16.0,
+    "spo2": 98.0,
+    "on_oxygen": 0.0,
+    "systolic_bp": 120.0,
+    "diastolic_bp": 75.0,
+    "heart_rate": 70.0,
+    "temperature": 37.0,
+    "consciousness": 0.0,
+}
+"""The normal point of each sign (raw units; codes for categorical ones), where its contribution is 0.
+
+Continuous signs: inside the NEWS2 (RCP 2017) zero-scoring range (RR 12–20, SpO2 >= 96 on scale 1,
+systolic 111–219, pulse 51–90, temperature 36.1–38.0) at a typical adult value; diastolic pressure has no
+NEWS2 row and uses a typical adult value. Categorical: on air, alert."""
+
+NORMAL_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "respiratory_rate": (12.0, 20.0),
+    "spo2": (94.0, 100.0),
+    "systolic_bp": (100.0, 150.0),
+    "diastolic_bp": (60.0, 95.0),
+    "heart_rate": (50.0, 100.0),
+    "temperature": (36.0, 38.0),
+}
+"""Where a trained model may place a continuous sign's normal point (its lowest-risk value): within the
+usual adult normal range (for the NEWS2 rows, the zero-scoring range widened by a point at the edges).
+The point a model learned is exported as ``dxassist.reference``; :data:`REFERENCE` is its start."""
+
 CONSCIOUSNESS_CODES: Final[dict[str, int]] = {level: i for i, level in enumerate(CONSCIOUSNESS_LEVELS)}
 
 

@@ -5,6 +5,11 @@ decimal), so a value between two rows is first rounded to the chart's resolution
 respiratory rate, SpO2, systolic pressure and heart rate to integers (RR 20.5 → 21 → 2 points),
 temperature to one decimal (36.05 → 36.1 → 0 points). Rounding uses the value's shortest decimal
 form, so 36.05 rounds as written, not as its binary approximation 36.04999….
+
+When some parameters were not measured, the score of the measured ones is still reported: every
+subscore is non-negative, so the known part is a lower bound of the full score, and its band is the
+least band the patient can be in. An incomplete score is never rounded up, never imputed and always
+says which parameters it lacks (``complete``, ``missing``).
 """
 
 from __future__ import annotations
@@ -34,15 +39,34 @@ class News2:
     """A NEWS2 score.
 
     Attributes:
-        total: Aggregate score, 0 to 20.
-        subscores: Points per parameter, keyed by the request's field names (see ``NEWS2_FIELDS``).
-        band: Clinical risk: ``low`` (0–4), ``low-medium`` (a single parameter scoring 3 with a total
-            of 4 or less), ``medium`` (5–6) or ``high`` (7 or more).
+        total: Aggregate score of the measured parameters, 0 to 20; a lower bound of the full score when
+            ``complete`` is false.
+        subscores: Points per measured parameter, keyed by the request's field names (see
+            ``NEWS2_FIELDS``); an unmeasured parameter has no entry.
+        band: Clinical risk of the measured part: ``low`` (0–4), ``low-medium`` (a single parameter
+            scoring 3 with a total of 4 or less), ``medium`` (5–6) or ``high`` (7 or more).
+        complete: Every NEWS2 parameter was measured.
+        missing: The NEWS2 parameters not measured, in the order of ``NEWS2_FIELDS``.
+        red_score: Some measured parameter scores 3 (the RCP "red score": an urgent ward-based response).
     """
 
     total: int
     subscores: dict[str, int]
     band: Band
+    complete: bool = True
+    missing: tuple[str, ...] = ()
+    red_score: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form of the contract (``total``, ``subscores``, ``band``, ``complete``, ...)."""
+        return {
+            "total": self.total,
+            "subscores": dict(self.subscores),
+            "band": self.band,
+            "complete": self.complete,
+            "missing": list(self.missing),
+            "red_score": self.red_score,
+        }
 
 
 def _round(value: float, places: int) -> float:
@@ -164,26 +188,34 @@ def missing_for_news2(v: VitalSigns) -> list[str]:
     return [name for name in NEWS2_FIELDS if getattr(v, name) is None]
 
 
-def compute_news2(v: VitalSigns) -> News2 | None:
-    """NEWS2 of one observation, or ``None`` when a parameter is missing (see :func:`missing_for_news2`)."""
-    if (
-        v.respiratory_rate is None
-        or v.spo2 is None
-        or v.on_oxygen is None
-        or v.systolic_bp is None
-        or v.heart_rate is None
-        or v.consciousness is None
-        or v.temperature is None
-    ):
-        return None
-    subscores = {
-        "respiratory_rate": score_respiratory_rate(v.respiratory_rate),
-        "spo2": score_spo2(v.spo2, scale=v.spo2_scale, on_oxygen=v.on_oxygen),
-        "on_oxygen": score_on_oxygen(v.on_oxygen),
-        "systolic_bp": score_systolic_bp(v.systolic_bp),
-        "heart_rate": score_heart_rate(v.heart_rate),
-        "consciousness": score_consciousness(v.consciousness),
-        "temperature": score_temperature(v.temperature),
-    }
+def compute_news2(v: VitalSigns) -> News2:
+    """NEWS2 of one observation: the full score, or the known part when parameters are missing.
+
+    ``spo2_scale`` 2 with ``on_oxygen`` not measured scores SpO2 as on air: the lower of the two
+    possible points, so the total stays a lower bound.
+    """
+    subscores: dict[str, int] = {}
+    if v.respiratory_rate is not None:
+        subscores["respiratory_rate"] = score_respiratory_rate(v.respiratory_rate)
+    if v.spo2 is not None:
+        subscores["spo2"] = score_spo2(v.spo2, scale=v.spo2_scale, on_oxygen=bool(v.on_oxygen))
+    if v.on_oxygen is not None:
+        subscores["on_oxygen"] = score_on_oxygen(v.on_oxygen)
+    if v.systolic_bp is not None:
+        subscores["systolic_bp"] = score_systolic_bp(v.systolic_bp)
+    if v.heart_rate is not None:
+        subscores["heart_rate"] = score_heart_rate(v.heart_rate)
+    if v.consciousness is not None:
+        subscores["consciousness"] = score_consciousness(v.consciousness)
+    if v.temperature is not None:
+        subscores["temperature"] = score_temperature(v.temperature)
+    missing = tuple(missing_for_news2(v))
     total = sum(subscores.values())
-    return News2(total=total, subscores=subscores, band=news2_band(total, subscores))
+    return News2(
+        total=total,
+        subscores=subscores,
+        band=news2_band(total, subscores),
+        complete=not missing,
+        missing=missing,
+        red_score=any(points == 3 for points in subscores.values()),
+    )

@@ -87,15 +87,21 @@ class Store:
         aurocs: dict[str, float] | None = None,
         parity_passed: bool = True,
         alias: str | None = "challenger",
+        extra_metrics: dict[str, float] | None = None,
     ) -> model_registry.RegisteredVersion:
-        """Register a new tiny model version with the given validation AUROC figures."""
+        """Register a new tiny model version with the given validation AUROC figures (and other metrics)."""
         self._seed += 1
         onnx_path = self.root / "exports" / f"{name}-{self._seed}.onnx"
         sha = build_tiny_cxr(onnx_path, seed=self._seed)
         plot = self.root / "exports" / f"roc-{self._seed}.png"
         plot.write_bytes(b"\x89PNG\r\n\x1a\n not a real plot")
         aurocs = aurocs if aurocs is not None else {f"val_auroc_{c}": 0.9 for c in LABELS}
-        metrics = {**aurocs, "val_macro_auroc": float(np.mean(list(aurocs.values()))), "epochs_run": 2}
+        metrics = {
+            **aurocs,
+            "val_macro_auroc": float(np.mean(list(aurocs.values()))),
+            "epochs_run": 2,
+            **(extra_metrics or {}),
+        }
         return self.client.log_and_register(
             name=name,
             onnx_path=onnx_path,

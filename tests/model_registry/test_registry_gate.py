@@ -127,3 +127,32 @@ def test_gate_refuses_a_version_without_sha256() -> None:
     decision = evaluate_gate(_version("1", {"val_auroc": 0.9}, sha256=""), None)
     assert not decision.passed
     assert "sha256" in decision.reason
+
+
+def test_gate_refuses_implausible_per_sign_shapes() -> None:
+    # A vital sign whose risk falls as it moves away from normal is refused, whatever its AUROC.
+    implausible = _version("2", {"val_auroc": 0.95, "shape_monotonicity_violation": 0.4})
+    decision = evaluate_gate(
+        implausible, _version("1", {"val_auroc": 0.8, "shape_monotonicity_violation": 0.0})
+    )
+    assert not decision.passed
+    assert "further from normal lowers its risk" in decision.reason
+    assert not evaluate_gate(implausible, None).passed
+    plausible = _version("2", {"val_auroc": 0.8, "shape_monotonicity_violation": 2e-7})
+    assert evaluate_gate(
+        plausible, _version("1", {"val_auroc": 0.8, "shape_monotonicity_violation": 0.0})
+    ).passed
+
+
+def test_gate_refuses_a_candidate_that_cannot_show_plausible_shapes() -> None:
+    champion = _version("1", {"val_auroc": 0.8, "shape_monotonicity_violation": 0.0})
+    decision = evaluate_gate(_version("2", {"val_auroc": 0.85}), champion)
+    assert not decision.passed and "shape_monotonicity_violation" in decision.reason
+
+
+def test_plausibility_figure_travels_as_a_tag_and_blocks_promotion(store: Store) -> None:
+    store.register("gate-shapes", extra_metrics={"shape_monotonicity_violation": 0.25})
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-shapes", 1)
+    assert "not clinically plausible" in refused.value.reason
+    assert store.client.get_version("gate-shapes", 1).metrics["shape_monotonicity_violation"] == 0.25

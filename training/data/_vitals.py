@@ -98,13 +98,37 @@ class VitalsTable:
         values = np.where(present, stacked, 0.0)
         return values.astype(np.float32), present.astype(np.float32)
 
-    def news2(self) -> list[News2 | None]:
-        """NEWS2 per row (``None`` where a parameter is missing)."""
+    def news2(self) -> list[News2]:
+        """NEWS2 per row (the known part where a parameter is missing; see ``News2.complete``)."""
         return [compute_news2(to_vital_signs(self, i)) for i in range(len(self))]
 
-    def news2_totals(self) -> NDArray[np.float64]:
-        """NEWS2 total per row, NaN where it cannot be computed."""
-        return np.array([np.nan if s is None else float(s.total) for s in self.news2()], dtype=np.float64)
+    def news2_totals(self, *, known_part: bool = False) -> NDArray[np.float64]:
+        """NEWS2 total per row; NaN where a sign is missing, unless ``known_part`` (then a lower bound)."""
+        return np.array(
+            [float(s.total) if s.complete or known_part else np.nan for s in self.news2()], dtype=np.float64
+        )
+
+    def masked(self, fraction: float, seed: int | tuple[int, ...]) -> VitalsTable:
+        """A copy where each measured feature is independently dropped with probability ``fraction``.
+
+        Dropping is missing completely at random, which is how the evaluation tests robustness to an
+        unmeasured sign; ``spo2_scale`` and the labels are kept.
+        """
+        rng = np.random.default_rng(seed)
+        columns = {}
+        for name in FEATURES:
+            column = self.columns[name].copy()
+            column[rng.random(column.shape[0]) < fraction] = np.nan
+            columns[name] = column
+        return VitalsTable(
+            columns=columns,
+            spo2_scale=self.spo2_scale.copy(),
+            label=self.label,
+            group=self.group,
+            source=self.source,
+            synthetic=self.synthetic,
+            extra=dict(self.extra),
+        )
 
 
 def to_vital_signs(table: VitalsTable, i: int) -> VitalSigns:
@@ -302,7 +326,7 @@ def example_requests(seed: int = 2026) -> list[dict[str, Any]]:
     wanted = dict(_SEED_WANTED)
     for i in range(len(table)):
         score = compute_news2(to_vital_signs(table, i))
-        kind = "missing" if score is None else score.band
+        kind = "missing" if not score.complete else score.band
         if counts[kind] < wanted[kind]:
             counts[kind] += 1
             chosen.append((kind, i))

@@ -76,6 +76,7 @@ def fit_triage(
     lr: float,
     weight_decay: float,
     seed: int,
+    mask_rate: float = 0.0,
     progress: bool | None = None,
 ) -> TriageFit:
     """Train ``model`` with AdamW on the binary cross-entropy of its logit.
@@ -91,7 +92,10 @@ def fit_triage(
         batch_size: Rows per optimisation step.
         lr: AdamW learning rate (cosine-annealed to 5 % of it).
         weight_decay: AdamW decoupled weight decay.
-        seed: Seed of the shuffling order.
+        seed: Seed of the shuffling order and of the masking.
+        mask_rate: Probability with which each measured sign of a training row is hidden in each step
+            (missing completely at random), so the model learns a risk that stays calibrated when a
+            sign is not measured; 0 trains on the rows as they are.
         progress: Show a tqdm bar; ``None`` shows it only on a terminal.
     """
     import torch
@@ -101,6 +105,8 @@ def fit_triage(
 
     if epochs < 1:
         raise ValueError(f"The number of epochs must be at least 1; got {epochs}.")
+    if not 0.0 <= mask_rate < 1.0:
+        raise ValueError(f"The masking rate must be in [0, 1); got {mask_rate}.")
     show = sys.stderr.isatty() if progress is None else progress
     values, present, labels = (torch.from_numpy(np.ascontiguousarray(a)) for a in train)
     y = labels.to(torch.float32)
@@ -128,7 +134,11 @@ def fit_triage(
         )
         for step in bar:
             idx = order[step * batch_size : (step + 1) * batch_size]
-            logit, _ = model(values[idx], present[idx])
+            batch_present = present[idx]
+            if mask_rate > 0.0:
+                keep = torch.rand(batch_present.shape, generator=generator) >= mask_rate
+                batch_present = batch_present * keep.to(batch_present.dtype)
+            logit, _ = model(values[idx], batch_present)
             loss = loss_fn(logit, y[idx])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.triage import FEATURES
+from inference.triage import FEATURES, REFERENCE
 from training.data._vitals import VitalsTable
 from training.pipeline._outcome import TrainingOutcome
 from training.pipeline._profiles import ConfigError, resolve_config
@@ -34,6 +34,7 @@ DATASETS = ("synthetic", "mimic-iv-ed")
 # Fixed streams for the synthetic validation and test sets: the same rows for every run of a profile.
 VALIDATION_SEED = 20261122
 TEST_SEED = 20261123
+MASK_SEED = 20261124
 
 
 @dataclass
@@ -55,6 +56,10 @@ class TriageConfig:
         lr: Peak AdamW learning rate (cosine-annealed).
         weight_decay: AdamW weight decay.
         sensitivity_target: Sensitivity the operating threshold reaches on validation.
+        mask_rate: Probability with which training hides each measured sign at each step, so the risk
+            stays calibrated when signs are missing.
+        eval_mask_rate: Fraction of signs hidden at random in the second test evaluation ("with randomly
+            missing signs", reported beside NEWS2's known part on the same rows).
         n_boot: Bootstrap resamples for the confidence intervals.
         threads: torch intra-op threads.
         progress: Show tqdm progress bars (``None``: only on a terminal).
@@ -65,15 +70,17 @@ class TriageConfig:
     data: Path | None = None
     seed: int = 0
     out_dir: Path = Path("var/runs/vitals-triage")
-    n_train: int = 20_000
+    n_train: int = 50_000
     n_val: int = 5_000
     n_test: int = 10_000
     hidden: int = 16
     epochs: int = 8
     batch_size: int = 256
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     sensitivity_target: float = 0.8
+    mask_rate: float = 0.1
+    eval_mask_rate: float = 0.3
     n_boot: int = 1000
     threads: int = 1
     progress: bool | None = None
@@ -98,6 +105,11 @@ class TriageConfig:
         ):
             raise ConfigError(
                 "n_train, n_val, n_test, epochs, batch_size, hidden and threads must be positive."
+            )
+        if not (0.0 <= self.mask_rate < 1.0 and 0.0 < self.eval_mask_rate < 1.0):
+            raise ConfigError(
+                f"mask_rate must lie in [0, 1) and eval_mask_rate in (0, 1); got {self.mask_rate} and "
+                f"{self.eval_mask_rate}."
             )
         if not 0.0 < self.sensitivity_target < 1.0:
             raise ConfigError(
@@ -263,41 +275,58 @@ def _evaluate(
     return metrics, p_test
 
 
-def _plot_shapes(model: Any, train: VitalsTable, path: Path) -> Path:
-    """Each feature's contribution (logit units) across its observed range: the model's whole logic."""
+def _evaluate_masked(
+    cfg: TriageConfig,
+    *,
+    logit: NDArray[np.float32],
+    y: NDArray[np.int8],
+    news2_known: NDArray[np.float64],
+    temperature: float,
+    threshold: float,
+) -> dict[str, float]:
+    """The test split with signs hidden at random: the model beside NEWS2's known part on the same rows."""
+    from training.evaluate import auroc, bootstrap_auroc_ci, expected_calibration_error, sigmoid
+
+    prob = sigmoid(logit / temperature)
+    metrics: dict[str, float] = {"test_masked_rate": cfg.eval_mask_rate}
+    for key, scores in (("test_masked_auroc", prob), ("test_masked_news2_auroc", news2_known)):
+        metrics[key] = auroc(y, scores)
+        metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = bootstrap_auroc_ci(
+            y, scores, n_boot=cfg.n_boot, seed=cfg.seed
+        )
+    metrics["test_masked_ece"] = expected_calibration_error(y, prob)
+    positive = prob >= threshold
+    metrics["test_masked_sensitivity"] = float((positive & (y == 1)).sum() / max(int(y.sum()), 1))
+    metrics["test_masked_specificity"] = float((~positive & (y == 0)).sum() / max(int((1 - y).sum()), 1))
+    return metrics
+
+
+def _plot_shapes(check: Any, reference: dict[str, float], path: Path) -> Path:
+    """Each sign's contribution (logit units) over its accepted range, read from the exported ONNX."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from training.models._triage import CATEGORICAL_LEVELS
 
     fig, axes = plt.subplots(2, 4, figsize=(12, 5.5), dpi=100)
-    for j, (name, ax) in enumerate(zip(FEATURES, axes.ravel(), strict=True)):
-        column = train.columns[name]
-        measured = column[~np.isnan(column)]
-        if name in CATEGORICAL_LEVELS:
-            grid = np.arange(CATEGORICAL_LEVELS[name], dtype=np.float32)
-        else:
-            lo, hi = np.percentile(measured, [0.5, 99.5]) if measured.size else (0.0, 1.0)
-            grid = np.linspace(lo, hi, 200, dtype=np.float32)
-        values = np.zeros((grid.size, len(FEATURES)), dtype=np.float32)
-        values[:, j] = grid
-        with torch.inference_mode():
-            shape = model.shape_functions(torch.from_numpy(values))[:, j].numpy()
+    for name, ax in zip(FEATURES, axes.ravel(), strict=True):
+        grid, shape = check.grids[name]
         if name in CATEGORICAL_LEVELS:
             ticks = ["air", "O2"] if name == "on_oxygen" else ["A", "C", "V", "P", "U"]
             ax.bar(ticks, shape)
         else:
             ax.plot(grid, shape)
-        ax.axhline(
-            float(model.missing[j].detach()), color="grey", linestyle=":", linewidth=1, label="missing"
-        )
-        ax.set_title(name, fontsize=9)
+            ax.axvline(reference[name], color="grey", linestyle=":", linewidth=1, label="normal point")
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.set_title(f"{name} (drop {check.per_feature[name]:.1e})", fontsize=9)
         ax.tick_params(labelsize=7)
     axes.ravel()[0].legend(fontsize=7)
-    fig.suptitle("vitals-triage: contribution to the logit per feature (centred)", fontsize=10)
+    fig.suptitle(
+        "vitals-triage: contribution to the logit per sign (0 at the normal point and when not measured)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -305,7 +334,13 @@ def _plot_shapes(model: Any, train: VitalsTable, path: Path) -> Path:
 
 
 def triage_metadata(
-    cfg: TriageConfig, *, intercept: float, threshold: float, temperature: float, training_data: str
+    cfg: TriageConfig,
+    *,
+    intercept: float,
+    threshold: float,
+    temperature: float,
+    training_data: str,
+    reference: dict[str, float],
 ) -> dict[str, Any]:
     """The ``metadata_props`` of the ``vitals-triage`` ONNX file (docs/internals.md, "ONNX artifacts")."""
     return {
@@ -313,6 +348,7 @@ def triage_metadata(
         "dxassist.model_name": MODEL_NAME,
         "dxassist.features": list(FEATURES),
         "dxassist.intercept": float(intercept),
+        "dxassist.reference": {name: float(reference[name]) for name in FEATURES},
         "dxassist.threshold": float(threshold),
         "dxassist.temperature": float(temperature),
         "dxassist.synthetic": "true" if cfg.dataset == "synthetic" else "false",
@@ -379,9 +415,19 @@ judgement and local escalation policy come first.
 
 ## Model
 A neural additive model: one small network per vital sign (raw units in, contribution in logit units
-out), a learned contribution for each vital sign when it is missing, and
-`logit = intercept + sum(contributions)`, computed in the exported graph. Contributions are centred on
-the average measured training patient. Shape functions: `shapes.png`.
+out) and `logit = intercept + sum(contributions)`, computed in the exported graph. Each sign has a
+normal point (`dxassist.reference`: {", ".join(f"{k} {v:g}" for k, v in REFERENCE.items())}) where its
+contribution is 0; a sign that was not measured contributes exactly 0, so the intercept is the logit of a
+patient whose signs are all normal or unmeasured, and a contribution reads as "how much this value moves
+the risk compared with a normal value". Training hid each measured sign at random with probability
+{cfg.mask_rate:g} at every step, so the risk stays calibrated when signs are missing.
+
+**Plausible per-sign effects.** Each sign's function is monotone on each side of its normal point by
+construction (non-negative weights on increasing units): moving further from normal never lowers the
+risk. Checked on the exported ONNX over each sign's whole accepted range: largest drop
+{metrics.get("shape_monotonicity_violation", math.nan):.1e} logit units (the promotion gate refuses more
+than 1e-5); largest contribution of an unmeasured sign {metrics.get("missing_contribution_max", math.nan):g}.
+Shape functions: `shapes.png`.
 
 Mean absolute contribution on the test split (logit units):
 
@@ -394,6 +440,18 @@ AUROC **{_ci(metrics, "test_auroc")}** over all {n_test} test observations, miss
 (validation AUROC {_fmt(metrics["val_auroc"])}, best epoch {int(metrics["best_epoch"])} of {cfg.epochs}).
 
 {news2_section}
+
+With signs missing at random ({_fmt(metrics.get("test_masked_rate", math.nan), 2)} of the signs of every
+test row hidden, all {n_test} rows), beside the known part of NEWS2 (a lower bound) on the same rows:
+
+| score | AUROC (95% bootstrap CI) |
+|---|---|
+| vitals-triage | {_ci(metrics, "test_masked_auroc")} |
+| NEWS2 known part | {_ci(metrics, "test_masked_news2_auroc")} |
+
+Expected calibration error with missing signs: {_fmt(metrics.get("test_masked_ece", math.nan))};
+sensitivity {_fmt(metrics.get("test_masked_sensitivity", math.nan))}, specificity
+{_fmt(metrics.get("test_masked_specificity", math.nan))} at the same threshold.
 
 Confidence intervals: percentile bootstrap over test observations ({cfg.n_boot} resamples). ROC curves:
 `roc.png`.
@@ -417,7 +475,8 @@ before scaling). Reliability diagram: `calibration.png`.
         if synthetic
         else "Performance depends on the population, setting and outcome definition; re-validate locally."
     }
-- One observation at a time: trends, history, diagnoses, medication and age are not inputs.
+- One observation at a time: history, diagnoses, medication and age are not inputs (the server reports
+  a patient's trend beside the result, from the stored series, not through the model).
 - Adults only; pregnancy, paediatrics and end-of-life care are out of scope, as for NEWS2.
 - Additive by design: interactions between vital signs are not modelled, which keeps every contribution
   readable but limits what the model can express.
@@ -444,7 +503,7 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
     """
     import torch
 
-    from training.evaluate import plot_calibration, plot_roc, sigmoid
+    from training.evaluate import check_shapes, plot_calibration, plot_roc, sigmoid
     from training.export import export_onnx
     from training.loops._triage import fit_triage, predict_triage
     from training.models._triage import AdditiveTriage
@@ -469,8 +528,8 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
 
         # 3. train
         torch.manual_seed(cfg.seed)
-        mean, std = AdditiveTriage.standardisation(v_train, p_train)
-        model = AdditiveTriage(mean=mean, std=std, hidden=cfg.hidden)
+        std = AdditiveTriage.standardisation(v_train, p_train)
+        model = AdditiveTriage(std=std, hidden=cfg.hidden)
         with torch.no_grad():
             # Start at the training prevalence, so early epochs learn shapes rather than the base rate.
             prevalence = float(np.clip(train.label.mean(), 1e-3, 1 - 1e-3))
@@ -484,9 +543,9 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
             seed=cfg.seed,
+            mask_rate=cfg.mask_rate,
             progress=cfg.progress,
         )
-        model.centre_(torch.from_numpy(v_train), torch.from_numpy(p_train))
 
         # 4-5. calibrate on validation, evaluate on test against NEWS2 on the same rows
         val_logit, _ = predict_triage(model, v_val, p_val)
@@ -501,6 +560,19 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
             news2_test=news2_test,
         )
         metrics["best_epoch"] = float(fit.best_epoch)
+        masked = test.masked(cfg.eval_mask_rate, (MASK_SEED, 0))
+        v_masked, p_masked = masked.arrays()
+        masked_logit, _ = predict_triage(model, v_masked, p_masked)
+        metrics.update(
+            _evaluate_masked(
+                cfg,
+                logit=masked_logit,
+                y=masked.label,
+                news2_known=masked.news2_totals(known_part=True),
+                temperature=metrics["temperature"],
+                threshold=metrics["threshold"],
+            )
+        )
         importance = {name: float(np.abs(test_contrib[:, j]).mean()) for j, name in enumerate(FEATURES)}
 
         # 6. plots
@@ -515,8 +587,6 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
             out_dir / "calibration.png",
             title="vitals-triage calibration (test split)",
         )
-        shapes_path = _plot_shapes(model, train, out_dir / "shapes.png")
-
         # 7. export
         intercept = float(model.intercept.detach())
         data_line = training_data_line(cfg, train)
@@ -532,10 +602,16 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
                 threshold=metrics["threshold"],
                 temperature=metrics["temperature"],
                 training_data=data_line,
+                reference=model.reference_values(),
             ),
             parity_outputs=["logit", "contributions"],
         )
         metrics["parity_max_abs_diff"] = report.parity_max_abs_diff
+        # 7b. plausibility of the exported shapes (the promotion gate reads this figure)
+        shapes = check_shapes(report.path)
+        metrics["shape_monotonicity_violation"] = shapes.violation
+        metrics["missing_contribution_max"] = shapes.missing_contribution
+        shapes_path = _plot_shapes(shapes, model.reference_values(), out_dir / "shapes.png")
         metrics["seconds_total"] = time.perf_counter() - started
 
         # 8. model card and metrics file

@@ -55,11 +55,9 @@ def test_full_vitals_give_news2_risk_and_contributions(client: TestClient, env: 
     assert result["model"]["name"] == "vitals-triage"
     expected = compute_news2(VitalSigns.from_mapping(FULL))
     assert expected is not None
-    assert result["news2"] == {
-        "total": expected.total,
-        "subscores": expected.subscores,
-        "band": expected.band,
-    }
+    assert result["news2"] == expected.as_dict()
+    assert result["news2"]["complete"] is True and result["news2"]["missing"] == []
+    assert result["missing"] == [] and result["trend"] is None
     assert set(result["news2"]["subscores"]) == {
         "respiratory_rate",
         "spo2",
@@ -81,11 +79,14 @@ def test_full_vitals_give_news2_risk_and_contributions(client: TestClient, env: 
     assert "Vitalis" not in response.text and "1950" not in response.text
 
 
-def test_one_missing_parameter_gives_null_news2_and_a_warning(client: TestClient, env: Env) -> None:
+def test_one_missing_parameter_gives_the_known_part_and_a_warning(client: TestClient, env: Env) -> None:
     result = _post(client, env, _body(temperature=...)).json()
-    assert result["news2"] is None
+    expected = compute_news2(VitalSigns.from_mapping({**FULL, "temperature": None}))
+    assert result["news2"] == expected.as_dict()
+    assert result["news2"]["complete"] is False and result["news2"]["missing"] == ["temperature"]
+    assert "temperature" not in result["news2"]["subscores"]
     assert any("NEWS2" in w and "temperature" in w for w in result["warnings"])
-    assert result["contributions"]["temperature"] == 0.0
+    assert result["contributions"]["temperature"] == 0.0 and result["missing"] == ["temperature"]
 
 
 def test_rationale_follows_accept_language(client: TestClient, env: Env) -> None:

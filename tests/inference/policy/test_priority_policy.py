@@ -50,6 +50,33 @@ def test_default_triage_priorities(default: Policy) -> None:
         default.triage_priority("severe", False)
 
 
+def test_default_policy_for_incomplete_news2_red_scores_and_trends(default: Policy) -> None:
+    # A known part already in the high band is critical, missing signs or not (RCP 2017: NEWS2 >= 7).
+    assert default.triage_priority("high", False, complete=False) == "critical"
+    # A single red score is at least urgent even when its band would say otherwise.
+    assert default.triage_priority("low", False, red_score=True) == "urgent"
+    assert default.triage_priority("low", False, complete=False) == "routine"
+    # A deteriorating trend raises one level, and critical stays critical.
+    assert default.triage_priority("low", False, deteriorating=True) == "urgent"
+    assert default.triage_priority("medium", False, deteriorating=True) == "critical"
+    assert default.triage_priority("high", True, deteriorating=True) == "critical"
+
+
+def test_a_site_may_switch_off_the_trend_raise_and_tune_the_red_score(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\ntriage:\n  deteriorating_raise: 0\n  red_score: critical\n")
+    policy = Policy.load(path)
+    assert policy.triage_priority("low", False, deteriorating=True) == "routine"
+    assert policy.triage_priority("low", False, red_score=True) == "critical"
+    path.write_text("version: 1\ntriage:\n  default: urgent\n  news2: {low: routine}\n")
+    policy = Policy.load(path)
+    assert policy.triage_priority("low", False) == "routine"
+    assert policy.triage_priority("low", False, complete=False) == "urgent"
+    path.write_text("version: 1\ntriage:\n  deteriorating_raise: 5\n")
+    with pytest.raises(PolicyError, match="deteriorating_raise must be 0, 1 or 2"):
+        Policy.load(path)
+
+
 def test_max_priority_never_lowers() -> None:
     assert max_priority("critical", "routine") == "critical"
     assert max_priority("routine", "urgent") == "urgent"

@@ -40,6 +40,16 @@ def test_tiny_triage_model_loads_with_its_metadata(tmp_path: Path, settings: Set
     assert meta.features == tiny_models.TRIAGE_FEATURES
     assert meta.intercept == tiny_models.TRIAGE_INTERCEPT
     assert meta.threshold == 0.25
+    assert meta.reference == tiny_models.TRIAGE_REFERENCE
+
+
+def test_a_triage_model_giving_weight_to_an_unmeasured_sign_is_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tiny_models.build_triage_onnx(tmp_path / "t.onnx", missing_contribution=0.02)
+    local = _seed(tmp_path, "vitals-triage", path)
+    with pytest.raises(ModelInvalid, match="not measured"):
+        load_served_model(local, settings)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +71,9 @@ def test_imaging_model_missing_a_metadata_key_is_invalid(
         load_served_model(local, settings)
 
 
-@pytest.mark.parametrize("key", ["dxassist.features", "dxassist.intercept", "dxassist.threshold"])
+@pytest.mark.parametrize(
+    "key", ["dxassist.features", "dxassist.intercept", "dxassist.threshold", "dxassist.reference"]
+)
 def test_triage_model_missing_a_metadata_key_is_invalid(tmp_path: Path, settings: Settings, key: str) -> None:
     local = _seed(
         tmp_path, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx", drop_metadata=[key])

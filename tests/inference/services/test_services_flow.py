@@ -168,7 +168,9 @@ def test_vitals_patient_takes_the_callers_facility_and_is_scoped(tmp_path: Path)
 
     data, refused = _run(tmp_path, body)
     assert refused
-    assert data["result"]["news2"] is None and data["result"]["rationale_language"] == "fr"
+    news2 = data["result"]["news2"]
+    assert news2["complete"] is False and news2["subscores"] == {"heart_rate": 0}
+    assert data["result"]["rationale_language"] == "fr"
     assert {(e["subject"], e["outcome"]) for e in data["events"]} == {("n1", "success"), ("d2", "denied")}
 
 

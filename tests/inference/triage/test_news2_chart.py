@@ -219,16 +219,57 @@ def test_scale_2_on_oxygen_scores_over_oxygenation() -> None:
     assert (on_scale_1.subscores["spo2"], on_scale_2.subscores["spo2"]) == (0, 3)
 
 
-def test_missing_parameter_gives_no_score_and_names_it() -> None:
+def test_missing_parameter_gives_the_known_part_and_names_it() -> None:
     v = VitalSigns(**{**NORMAL, "on_oxygen": None, "temperature": None})
-    assert compute_news2(v) is None
+    score = compute_news2(v)
     assert missing_for_news2(v) == ["on_oxygen", "temperature"]
+    assert (score.complete, score.missing, score.total, score.band) == (
+        False,
+        ("on_oxygen", "temperature"),
+        0,
+        "low",
+    )
+    assert set(score.subscores) == {"respiratory_rate", "spo2", "systolic_bp", "heart_rate", "consciousness"}
+
+
+def test_known_part_of_the_issue_example_is_high_with_a_red_score() -> None:
+    # RR 30, SpO2 85 % (scale 1), HR 135, responds to voice; nothing else: each sign alone scores 3.
+    score = compute_news2(VitalSigns(respiratory_rate=30, spo2=85, heart_rate=135, consciousness="V"))
+    assert score.subscores == {"respiratory_rate": 3, "spo2": 3, "heart_rate": 3, "consciousness": 3}
+    assert (score.total, score.band, score.complete, score.red_score) == (12, "high", False, True)
+    assert score.missing == ("on_oxygen", "systolic_bp", "temperature")
+
+
+def test_known_part_is_a_lower_bound_of_every_completion() -> None:
+    partial = VitalSigns(respiratory_rate=22, spo2=92, spo2_scale=2, heart_rate=95)
+    known = compute_news2(partial).total
+    for on_oxygen in (False, True):
+        for sbp in (85, 105, 130, 230):
+            for temp in (34.0, 36.5, 39.5):
+                for level in ("A", "V"):
+                    full = VitalSigns(
+                        **{
+                            **partial.as_dict(),
+                            "on_oxygen": on_oxygen,
+                            "systolic_bp": sbp,
+                            "temperature": temp,
+                            "consciousness": level,
+                        }
+                    )
+                    assert compute_news2(full).complete
+                    assert compute_news2(full).total >= known
+
+
+def test_red_score_without_a_high_total_is_low_medium() -> None:
+    score = _news2(consciousness="V")
+    assert score.red_score and score.total == 3 and score.band == "low-medium"
+    assert not _news2().red_score
 
 
 def test_diastolic_and_scale_are_not_needed() -> None:
     v = VitalSigns(**{k: val for k, val in NORMAL.items() if k != "diastolic_bp"})
     assert missing_for_news2(v) == []
-    assert compute_news2(v) is not None
+    assert compute_news2(v).complete
 
 
 def test_nothing_measured_lists_every_parameter() -> None:

@@ -65,6 +65,17 @@ def test_metadata_follows_the_artifact_contract(outcome) -> None:
     assert json.loads(meta["dxassist.temperature"]) > 0
     assert json.loads(meta["dxassist.config"])["profile"] == "tiny"
     float(json.loads(meta["dxassist.intercept"]))
+    reference = json.loads(meta["dxassist.reference"])
+    assert set(reference) == set(FEATURES) and reference["on_oxygen"] == reference["consciousness"] == 0.0
+
+
+def test_shapes_are_plausible_and_checked_on_the_export(outcome) -> None:
+    assert outcome.metrics["shape_monotonicity_violation"] <= 1e-5
+    assert outcome.metrics["missing_contribution_max"] == 0.0
+    # Risk and NEWS2 are reported with signs missing at random too, on the same rows.
+    for key in ("test_masked_auroc", "test_masked_news2_auroc", "test_masked_ece"):
+        assert 0.0 <= outcome.metrics[key] <= 1.0
+    assert "NEWS2 known part" in outcome.model_card and "Plausible per-sign effects" in outcome.model_card
 
 
 def test_contributions_sum_with_the_intercept_to_the_logit(outcome, session) -> None:
@@ -87,11 +98,12 @@ def test_missing_values_are_handled(session) -> None:
     values, present = encode_batch(rows)
     logit, contributions = session.run(None, {"values": values, "present": present})
     assert np.isfinite(logit).all() and np.isfinite(contributions).all()
-    # a missing feature contributes its learned "missing" value whatever garbage sits in `values`
+    # a missing feature contributes exactly 0 whatever garbage sits in `values`
+    assert np.all(contributions[present == 0] == 0.0)
     garbage = values.copy()
     garbage[present == 0] = 1e4
     logit2, contributions2 = session.run(None, {"values": garbage, "present": present})
-    np.testing.assert_allclose(contributions2, contributions, atol=1e-6)
+    np.testing.assert_array_equal(contributions2, contributions)
     assert logit[2] > logit[1]  # a shocked, hypoxic, drowsy patient scores above a normal pulse alone
 
 
@@ -132,21 +144,46 @@ def test_validation_set_does_not_depend_on_the_seed() -> None:
     assert not np.array_equal(train_a.arrays()[0][: len(val_a)], val_a.arrays()[0])
 
 
-def test_centring_keeps_every_logit() -> None:
-    torch.manual_seed(0)
-    model = AdditiveTriage(mean={"heart_rate": 80.0}, std={"heart_rate": 15.0}, hidden=4)
+def _random_model(seed: int) -> AdditiveTriage:
+    torch.manual_seed(seed)
+    model = AdditiveTriage(std={"heart_rate": 15.0, "respiratory_rate": 4.0}, hidden=4)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    values = torch.tensor(np.random.default_rng(0).uniform(0, 100, (64, 8)), dtype=torch.float32)
-    values[:, 7] = torch.remainder(values[:, 7], 5).floor()
-    present = (torch.rand(64, 8) > 0.2).float()
-    before, _ = model(values, present)
-    model.centre_(values, present)
-    after, contributions = model(values, present)
-    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
-    measured_mean = (contributions * present).sum(0) / present.sum(0)
-    torch.testing.assert_close(measured_mean, torch.zeros(8), atol=1e-5, rtol=0)
+            p.add_(torch.randn_like(p) * 2.0)
+    return model
+
+
+def test_an_unmeasured_sign_contributes_exactly_zero_whatever_its_value() -> None:
+    model = _random_model(0)
+    rng = np.random.default_rng(0)
+    values = torch.tensor(rng.uniform(-50, 300, (256, 8)), dtype=torch.float32)
+    present = torch.tensor(rng.random((256, 8)) > 0.5, dtype=torch.float32)
+    logit, contributions = model(values, present)
+    assert torch.all(contributions[present == 0] == 0)
+    torch.testing.assert_close(logit, model.intercept + contributions.sum(1), atol=1e-5, rtol=0)
+    nothing, _ = model(values, torch.zeros_like(present))
+    torch.testing.assert_close(nothing, model.intercept.expand(256), atol=0, rtol=0)
+
+
+def test_every_random_model_is_monotone_away_from_its_normal_point() -> None:
+    # Plausibility is built in, not trained in: any weights give a non-decreasing risk away from normal.
+    for seed in range(5):
+        model = _random_model(seed)
+        reference = model.reference_values()
+        for j, name in enumerate(FEATURES):
+            if name in ("on_oxygen", "consciousness"):
+                grid = torch.arange(2 if name == "on_oxygen" else 5, dtype=torch.float32)
+            else:
+                grid = torch.linspace(reference[name] - 60, reference[name] + 60, 241)
+            values = torch.tensor([list(reference.values())] * len(grid), dtype=torch.float32)
+            values[:, j] = grid
+            shape = model.shape_functions(values)[:, j].detach()
+            above = shape[grid >= reference[name]]
+            below = shape[grid <= reference[name]].flip(0)
+            assert torch.all(above.diff() >= -1e-6), (seed, name)
+            assert torch.all(below.diff() >= -1e-6), (seed, name)
+            at_reference = torch.tensor([list(reference.values())], dtype=torch.float32)
+            assert abs(float(model.shape_functions(at_reference)[0, j].detach())) < 1e-6
 
 
 def test_config_rejects_unknown_fields_and_profiles() -> None:
