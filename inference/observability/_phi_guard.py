@@ -11,7 +11,8 @@ exception's text may quote any attribute. So, in every process dxassist starts:
   filled in;
 - an exception keeps its type and stack frames (file, line, code), never its message, whichever
   formatter prints it;
-- an uncaught exception (main thread or other threads) is printed the same way.
+- an uncaught exception (main thread or other threads) is printed the same way;
+- a record logged before any handler is installed (Python's last-resort handler) is redacted too.
 """
 
 from __future__ import annotations
@@ -189,5 +190,10 @@ def install_process_guard() -> None:
     """
     install_warning_guard()
     guard_handlers(logging.getLogger().handlers)
+    # Records logged before any handler exists go to logging.lastResort, which prints them raw.
+    last_resort = logging.StreamHandler(sys.stderr)
+    last_resort.setLevel(logging.WARNING)
+    last_resort.addFilter(PhiRedactor())
+    logging.lastResort = last_resort
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook

@@ -116,6 +116,9 @@ def test_a_dxassist_process_prints_no_patient_data_from_warnings_logs_or_crashes
         import logging, threading, warnings
         from inference.cli import main
         from inference.observability import install_process_guard
+        install_process_guard()
+        # Before any handler exists: Python's last-resort handler, redacted too.
+        logging.getLogger("pynetdicom").warning("early %s", "{NAME}")
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         install_process_guard()
         warnings.warn("name {NAME} in a warning", UserWarning)
@@ -132,6 +135,6 @@ def test_a_dxassist_process_prints_no_patient_data_from_warnings_logs_or_crashes
     assert done.returncode == 1
     _clean(output)
     assert "UserWarning raised at" in output
-    assert "text withheld" in output and "pydicom" in output
+    assert "text withheld" in output and "pydicom" in output and "pynetdicom" in output
     assert "uncaught builtins.RuntimeError in thread" in output
     assert "uncaught builtins.ValueError in the main thread" in output
