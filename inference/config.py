@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     ui_lockout_minutes: int = Field(default=15, ge=1)
     worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
 
+    # Patient identity (docs/security.md): the issuer a facility's senders mean when they name none
+    facility_issuers: dict[str, str] = Field(default_factory=dict)
+    default_issuer: str | None = None
+
 
 def get_settings() -> Settings:
     """Read settings from the environment (a new object each call, so tests can change the environment)."""

@@ -7,6 +7,7 @@ server: a service may hand back more (stored fields), and ``response_model`` dro
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -114,6 +115,11 @@ class ConsentRequest(_Request):
     ai_processing: Choice = Field(description="AI analysis of the patient's studies and vital signs.")
     national_sharing: Choice = Field(
         description="Sending results to external destinations (national record)."
+    )
+    facility_sharing: Choice | None = Field(
+        default=None,
+        description="Reading of the patient's results by other facilities (opt-in: deny until a permit is "
+        "recorded); left out: unchanged.",
     )
 
 
@@ -319,5 +325,53 @@ class ConsentView(_Public):
     patient_id: str
     ai_processing: Literal["permit", "deny"]
     national_sharing: Literal["permit", "deny"]
+    facility_sharing: Literal["permit", "deny"] = "deny"
     updated_by: str | None = None
     updated_at: str | None = None
+
+
+# -- break the glass --------------------------------------------------------------------------------
+
+
+class BreakGlassRequest(_Request):
+    """An emergency access to a patient's results of other facilities: who (the token), why, how long.
+
+    Name the patient by ``patient_id`` (FHIR Patient id) or by ``patient`` (identifier and issuer).
+    """
+
+    patient_id: uuid.UUID | None = None
+    patient: PatientKey | None = None
+    reason: Annotated[str, Field(strict=True, min_length=10, max_length=500)] = Field(
+        description="Why the patient's care requires the access (kept, shown to auditors)."
+    )
+    minutes: Annotated[int, Field(strict=True, ge=1, le=1440)] = 60
+
+    @model_validator(mode="after")
+    def _one_patient(self) -> BreakGlassRequest:
+        if (self.patient_id is None) == (self.patient is None):
+            raise ValueError("name the patient by exactly one of 'patient_id' or 'patient'")
+        return self
+
+
+class BreakGlassView(_Public):
+    """A break-the-glass grant and how many reads it made possible."""
+
+    grant_id: str
+    patient_id: str
+    subject: str
+    role: str
+    facility: str | None = None
+    reason: str
+    opened_at: str
+    expires_at: str
+    active: bool
+    accesses: int
+
+
+class BreakGlassList(_Public):
+    """Break-the-glass grants, newest first (auditors)."""
+
+    total: int
+    items: list[BreakGlassView]
+    limit: int
+    offset: int

@@ -8,7 +8,7 @@ variables (``DXASSIST_DESTINATIONS`` holds JSON), so moving them into ``Settings
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,13 +70,43 @@ class Destination(BaseModel):
         return self
 
 
+class DimseNode(BaseModel):
+    """A DICOM node allowed to send to ``dxassist listen``, and the facility that owns what it sends.
+
+    Attributes:
+        ae_title: The node's (calling) AE title.
+        facility: The facility its results belong to.
+        host: When set, the node's address: an association from elsewhere with this AE title is refused.
+    """
+
+    model_config = {"frozen": True}
+
+    ae_title: str
+    facility: Annotated[str, Field(min_length=1, max_length=128)]
+    host: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_title(self) -> DimseNode:
+        if not _AE.fullmatch(self.ae_title) or not self.ae_title.strip():
+            raise ValueError(
+                f"AE title {self.ae_title[:16]!r} of a DICOM node is not valid; an AE title has 1 to 16 "
+                "printable characters without a backslash."
+            )
+        return self
+
+
 class PacsSettings(BaseSettings):
     """PACS integration settings (environment first, ``DXASSIST_`` prefix).
 
     Attributes:
         destinations: Where results are delivered (JSON list in ``DXASSIST_DESTINATIONS``).
         dimse_port: Port of ``dxassist listen`` when ``--port`` is not given.
-        dimse_allowed_aets: Calling AE titles the listener accepts; empty accepts any.
+        dimse_allowed_aets: No longer used (a warning says so at start): register each node with its
+            facility in ``dimse_nodes``.
+        dimse_nodes: The DICOM nodes allowed to send (JSON list in ``DXASSIST_DIMSE_NODES`` of
+            ``{"ae_title", "facility", optional "host"}``); any other calling AE is refused at association.
+        dimse_open_facility: Opt into an open listener: any calling AE is accepted, and the results of an
+            unregistered one belong to this facility (``DXASSIST_DIMSE_OPEN_FACILITY``).
         dimse_stable_seconds: Quiet period: a study is analysed once no instance arrived for this long.
         delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
         delivery_backoff_cap_seconds: Longest retry delay.
@@ -88,6 +118,8 @@ class PacsSettings(BaseSettings):
     destinations: list[Destination] = Field(default_factory=list)
     dimse_port: int = Field(default=11112, ge=1, le=65535)
     dimse_allowed_aets: list[str] = Field(default_factory=list)
+    dimse_nodes: list[DimseNode] = Field(default_factory=list)
+    dimse_open_facility: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     dimse_stable_seconds: float = Field(default=5.0, ge=0)
     delivery_backoff_seconds: float = Field(default=2.0, gt=0)
     delivery_backoff_cap_seconds: float = Field(default=60.0, gt=0)
@@ -98,7 +130,24 @@ class PacsSettings(BaseSettings):
         names = [d.name for d in self.destinations]
         if len(set(names)) != len(names):
             raise ValueError("Destination names must be unique.")
+        titles = [node.ae_title.strip() for node in self.dimse_nodes]
+        if len(set(titles)) != len(titles):
+            raise ValueError("Each DICOM node AE title may be registered once (DXASSIST_DIMSE_NODES).")
         return self
+
+    def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:
+        """The facility owning what the calling AE ``ae_title`` (from ``host``) sends; None: refused.
+
+        A registered node gives its facility (when it names a host, only from that host); an unknown AE
+        gives the open-listener facility when the operator set one, else nothing.
+        """
+        title = (ae_title or "").strip()
+        for node in self.dimse_nodes:
+            if node.ae_title.strip() == title:
+                if node.host is not None and host is not None and node.host != host:
+                    return None
+                return node.facility
+        return self.dimse_open_facility
 
 
 def pacs_settings(settings: Any = None) -> PacsSettings:

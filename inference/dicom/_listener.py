@@ -26,7 +26,10 @@ from inference.dicom._stable import StableStudy, StudyCollector
 from inference.dicom._syntax import SUPPORTED
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from inference.config import Settings
+    from inference.delivery import PacsSettings
     from inference.services import Context
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,10 @@ def dimse_status(error: DicomRejected) -> int:
     return CANNOT_UNDERSTAND
 
 
+NOT_AUTHORIZED: Final = 0x0124  # PS3.7 C.4.2 "Refused: Not Authorized"
+_NO_TITLE: Final = " "  # no calling AE title strips to this, so a registry without nodes refuses every AE
+
+
 @dataclass
 class _Node:
     """What the association threads share with the analysis loop."""
@@ -63,11 +70,16 @@ class _Node:
     collector: StudyCollector
     limits: Limits
     target_size: int | None
+    registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
 
 
 def _on_store(event: Any, node: _Node) -> int:
     """C-STORE: validate, write durably, then answer (runs in the association's thread)."""
     calling = str(event.assoc.requestor.ae_title).strip()
+    if node.registry(calling, getattr(event.assoc.requestor, "address", None)) is None:
+        # Association-time checks let it in, but this node may not send from this host.
+        logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
+        return NOT_AUTHORIZED
     try:
         data = event.encoded_dataset(include_meta=True)
     except Exception:  # pynetdicom could not even frame the dataset: the sender's data is unusable
@@ -97,19 +109,33 @@ def _on_store(event: Any, node: _Node) -> int:
     return 0x0000
 
 
-def _make_ae(ae_title: str, allowed: list[str], node: _Node) -> tuple[Any, list[Any]]:
+def _on_established(event: Any, node: _Node) -> None:
+    """Abort an association from a registered AE title but another host than the one registered."""
+    requestor = event.assoc.requestor
+    if node.registry(str(requestor.ae_title).strip(), getattr(requestor, "address", None)) is None:
+        logger.warning(
+            "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
+        )
+        event.assoc.abort()
+
+
+def _make_ae(ae_title: str, pacs: PacsSettings, node: _Node) -> tuple[Any, list[Any]]:
     from pynetdicom import AE, evt
 
     ae = AE(ae_title=ae_title)
     ae.add_supported_context(VERIFICATION)
     for sop_class in sorted(ACCEPTED_CLASSES):
         ae.add_supported_context(sop_class, sorted(SUPPORTED))
-    if allowed:
-        ae.require_calling_aet = allowed
+    if pacs.dimse_open_facility is None:
+        # Only registered nodes may associate: an unknown calling AE gets A-ASSOCIATE-RJ (calling AE title
+        # not recognised). pynetdicom treats an empty list as "any", so no node at all means a title that
+        # nobody can send.
+        titles = [n.ae_title.strip() for n in pacs.dimse_nodes]
+        ae._require_calling_aet = titles or [_NO_TITLE]  # the setter refuses the impossible title
     # Decoding a large radiograph takes a moment: do not drop a sender waiting for its C-STORE response.
     ae.dimse_timeout = 120
     ae.network_timeout = 120
-    handlers = [(evt.EVT_C_STORE, _on_store, [node])]
+    handlers = [(evt.EVT_C_STORE, _on_store, [node]), (evt.EVT_ESTABLISHED, _on_established, [node])]
     return ae, handlers
 
 
@@ -120,7 +146,8 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
     objection stands until withdrawn, so trying again would only repeat the refusal.
     """
-    from inference.record import ConsentObjection
+    from inference.delivery import pacs_settings
+    from inference.record import Conflict, ConsentObjection
     from inference.security import Principal
     from inference.services import Actor, analyse_decoded
 
@@ -136,7 +163,18 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
         )
         return True
-    actor = Actor(Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs"), client=None)
+    facility = pacs_settings(ctx.settings).node_facility(study.sender)
+    if facility is None:
+        # Registered when it was received, not any more: nobody may own it, so it is not filed.
+        logger.warning(
+            "a received study was dropped: its DICOM node is no longer registered",
+            extra={"event": "dimse_study", "code": "unknown_node"},
+        )
+        return True
+    # The node's facility owns the result, as a facility-bound pacs token's would.
+    actor = Actor(
+        Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility), client=None
+    )
     try:
         outcome = await analyse_decoded(
             ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
@@ -145,6 +183,13 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         # The service wrote the refusal to the audit trail; the log names no patient.
         logger.warning(
             "a received study was dropped: the patient objected to AI processing",
+            extra={"event": "dimse_study", "code": e.code},
+        )
+        return True
+    except Conflict as e:
+        # Not a resend (another facility's UIDs, other pixels): audited by the service; retrying repeats it.
+        logger.warning(
+            "a received study was dropped: it conflicts with what the record holds",
             extra={"event": "dimse_study", "code": e.code},
         )
         return True
@@ -187,8 +232,14 @@ async def listen(
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
             target = None
-        node = _Node(collector=collector, limits=ctx.limits, target_size=target)
-        ae, handlers = _make_ae(ae_title, list(pacs.dimse_allowed_aets), node)
+        node = _Node(collector=collector, limits=ctx.limits, target_size=target, registry=pacs.node_facility)
+        if pacs.dimse_allowed_aets:
+            logger.warning(
+                "DXASSIST_DIMSE_ALLOWED_AETS is no longer used: register each node with its facility in "
+                "DXASSIST_DIMSE_NODES",
+                extra={"code": "deprecated_setting"},
+            )
+        ae, handlers = _make_ae(ae_title, pacs, node)
         server = ae.start_server((host, port), block=False, evt_handlers=handlers)
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}

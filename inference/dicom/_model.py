@@ -103,6 +103,8 @@ class Instance:
     pixel_spacing: tuple[float, float] | None
     transfer_syntax_uid: str
     header: Dataset
+    pixel_digest: str = ""
+    """sha256 (hex) of the Pixel Data element's bytes as received (a resend must carry the same pixels)."""
 
     def describe(self) -> dict[str, Any]:
         """Return a log-safe summary (no patient data)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from io import BytesIO
@@ -131,6 +132,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
         pixel_spacing=_header.spacing(ds),
         transfer_syntax_uid=ts,
         header=_without_pixels(ds),
+        pixel_digest=hashlib.sha256(ds.PixelData).hexdigest(),
     )
 
 

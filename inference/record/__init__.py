@@ -7,8 +7,16 @@ hash-chained audit trail, patient consent and the outbox of deliveries to PACS.
 from inference.record._accounts import Account, Accounts, SessionRow
 from inference.record._audit import AuditProblem, AuditReport
 from inference.record._consent import ConsentObjection, ConsentState
-from inference.record._errors import Conflict, InvalidFeedback, InvalidSearch, NotFound, RecordError
+from inference.record._errors import (
+    Conflict,
+    InvalidFeedback,
+    InvalidSearch,
+    NotFound,
+    RecordError,
+    ResendConflict,
+)
 from inference.record._inputs import (
+    AuditIn,
     FindingIn,
     ImagingResultIn,
     InstanceIn,
@@ -20,6 +28,7 @@ from inference.record._inputs import (
     Verdict,
 )
 from inference.record._outbox import deliveries
+from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._store import VERDICTS, Record
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
@@ -27,6 +36,14 @@ __all__ = [
     "Account",
     "Accounts",
     "SessionRow",
+    "BASES",
+    "BREAK_GLASS",
+    "EVERYTHING",
+    "OWN",
+    "SHARED",
+    "Scope",
+    "AuditIn",
+    "ResendConflict",
     "AuditProblem",
     "AuditReport",
     "ConsentObjection",

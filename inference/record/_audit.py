@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from inference.record._errors import RecordError
-from inference.record._models import AuditChainHead, AuditEvent
+from inference.record._models import AuditChainHead, AuditEvent, Result
 from inference.record._types import as_utc
 
 GENESIS: Final = "0" * 64
@@ -195,9 +195,17 @@ def search(
     seq: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    facility: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Entries matching every given filter, newest first: ``(total matches, one page)``."""
+    """Entries matching every given filter, newest first: ``(total matches, one page)``.
+
+    ``facility`` scopes the trail for an auditor of that facility: entries of its own staff, and every
+    entry about a patient it filed results of (so it sees who else read its patients).
+    """
     conditions: list[Any] = [AuditEvent.seq.is_not(None)]
+    if facility is not None:
+        held = select(Result.patient_id).where(Result.facility == facility)
+        conditions.append(or_(AuditEvent.facility == facility, AuditEvent.patient_id.in_(held)))
     if since is not None:
         conditions.append(AuditEvent.time >= since if since_inclusive else AuditEvent.time > since)
     if until is not None:
@@ -209,6 +217,8 @@ def search(
     if seq is not None:
         conditions.append(AuditEvent.seq == seq)
     total = int(session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions)) or 0)
+    if limit == 0:
+        return total, []
     rows = session.scalars(
         select(AuditEvent).where(*conditions).order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
     )

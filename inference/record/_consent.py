@@ -1,8 +1,11 @@
-"""Patient consent: objection to AI processing and to sharing with the national record.
+"""Patient consent: objection to AI processing and to sharing with the national record, and consent to
+sharing results between facilities.
 
 A patient without a consent row has objected to nothing (the national record is opt-out). An objection
 to AI processing stops every new analysis for the patient; an objection to sharing stops every delivery
-of their results to external destinations (PACS, national FHIR server).
+of their results to external destinations (PACS, national FHIR server). Sharing results between
+facilities is opt-in: until the patient's consent is recorded (``facility_sharing``), a facility reads
+only its own results of the patient (or, in an emergency, through break-the-glass).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ConsentState:
     patient_id: str
     ai_processing: bool = True
     national_sharing: bool = True
+    facility_sharing: bool = False
     updated_by: str | None = None
     updated_role: str | None = None
     updated_at: datetime | None = None
@@ -49,6 +53,7 @@ class ConsentState:
             "patient_id": self.patient_id,
             "ai_processing": PERMIT if self.ai_processing else DENY,
             "national_sharing": PERMIT if self.national_sharing else DENY,
+            "facility_sharing": PERMIT if self.facility_sharing else DENY,
             "updated_by": self.updated_by,
             "updated_at": iso(self.updated_at) if self.updated_at is not None else None,
         }
@@ -63,6 +68,7 @@ def state(session: Session, patient_id: str) -> ConsentState:
         patient_id=patient_id,
         ai_processing=row.ai_processing,
         national_sharing=row.national_sharing,
+        facility_sharing=bool(row.facility_sharing),
         updated_by=row.updated_by,
         updated_role=row.updated_role,
         updated_at=row.updated_at,
@@ -72,7 +78,9 @@ def state(session: Session, patient_id: str) -> ConsentState:
 def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:
     """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown."""
     patient_id = session.scalars(
-        select(Patient.id).where(Patient.identifier == identifier, Patient.issuer == (issuer or ""))
+        select(Patient.id).where(
+            Patient.identifier == identifier, Patient.issuer == (issuer or "").strip().upper()
+        )
     ).first()
     return None if patient_id is None else state(session, patient_id)
 
@@ -86,14 +94,20 @@ def write(
     by: str,
     role: str,
     at: datetime,
+    facility_sharing: bool | None = None,
 ) -> ConsentState:
-    """Record a patient's choices, replacing earlier ones (the audit trail keeps the history)."""
+    """Record a patient's choices, replacing earlier ones (the audit trail keeps the history).
+
+    ``facility_sharing`` None keeps what was recorded (no sharing between facilities when nothing was).
+    """
     row = session.get(Consent, patient_id)
     if row is None:
-        row = Consent(patient_id=patient_id)
+        row = Consent(patient_id=patient_id, facility_sharing=False)
         session.add(row)
     row.ai_processing = ai_processing
     row.national_sharing = national_sharing
+    if facility_sharing is not None:
+        row.facility_sharing = facility_sharing
     row.updated_by = by
     row.updated_role = role
     row.updated_at = at

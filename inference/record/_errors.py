@@ -15,7 +15,19 @@ class NotFound(RecordError, LookupError):
 
 
 class Conflict(RecordError):
-    """The data contradicts what the record already holds (e.g. a study UID filed under another patient)."""
+    """The data contradicts what the record already holds (e.g. a study UID filed under another patient).
+
+    Attributes:
+        code: The API error code (``conflict``, or ``resend_conflict`` for :class:`ResendConflict`).
+    """
+
+    code = "conflict"
+
+
+class ResendConflict(Conflict):
+    """UIDs already filed arrive from another facility or with other pixels: not a resend (HTTP 409)."""
+
+    code = "resend_conflict"
 
 
 class InvalidFeedback(RecordError, ValueError):

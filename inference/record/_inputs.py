@@ -12,7 +12,9 @@ class PatientIn:
     """A patient as the sender identifies them.
 
     ``identifier`` is unique within ``issuer`` (the assigning authority); the record keeps one patient
-    per (identifier, issuer) and fills in demographics that arrive later.
+    per (identifier, issuer, normalised: trimmed, upper case), fills in demographics it does not have yet
+    and never overwrites those it has (a difference is recorded as an identity mismatch). ``facility`` is
+    the facility sending the data: it owns the result filed with it.
     """
 
     identifier: str
@@ -74,6 +76,19 @@ class InstanceIn:
     series_instance_uid: str
     modality: str
     view_position: str | None
+    pixel_digest: str | None = None
+    """sha256 (hex) of the Pixel Data element as received: a resend must carry the same pixels."""
+
+
+@dataclass(frozen=True)
+class AuditIn:
+    """Who files a result, for the audit entry committed in the same transaction as the result."""
+
+    subject: str
+    role: str
+    facility: str | None
+    action: str
+    client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,3 +160,5 @@ class StoredResult:
     result_id: str
     patient_id: str
     created: bool
+    mismatched: tuple[str, ...] = ()
+    """Demographic fields the sender gave differently from the record on file (kept as on file)."""

@@ -23,6 +23,8 @@ class Patient(Base):
     """A patient, unique per (identifier, issuer); ``issuer`` is ``''`` when the sender named none.
 
     The empty string rather than NULL keeps the UNIQUE constraint effective: SQL treats NULLs as distinct.
+    ``issuer`` is stored normalised (trimmed, upper case). ``facility`` is the facility that first filed
+    the patient; it never changes (results carry their own owning facility).
     """
 
     __tablename__ = "patients"
@@ -49,6 +51,7 @@ class Study(Base):
     study_date: Mapped[str | None] = mapped_column(String(10))
     modality: Mapped[str | None] = mapped_column(String(16))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    facility: Mapped[str | None] = mapped_column(String(128))
 
     instances: Mapped[list[Instance]] = relationship(order_by="Instance.sop_instance_uid")
 
@@ -65,6 +68,7 @@ class Instance(Base):
     modality: Mapped[str] = mapped_column(String(16))
     view_position: Mapped[str | None] = mapped_column(String(16))
     study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"))
+    pixel_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class VitalsObservation(Base):
@@ -127,6 +131,7 @@ class Result(Base):
     source: Mapped[str | None] = mapped_column(String(32))
     instance_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    facility: Mapped[str | None] = mapped_column(String(128))
 
     patient: Mapped[Patient] = relationship()
     study: Mapped[Study | None] = relationship()
@@ -246,3 +251,36 @@ class Consent(Base):
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_role: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    facility_sharing: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BreakGlass(Base):
+    """A break-the-glass grant: one person's reasoned, time-limited access to one patient's results."""
+
+    __tablename__ = "break_glass"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    facility: Mapped[str | None] = mapped_column(String(128))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IdentityMismatch(Base):
+    """A sender's demographics that differ from the patient on file: who sent them and which fields.
+
+    Values are never stored here (the record keeps its own; the sender's are in the sender's system).
+    """
+
+    __tablename__ = "identity_mismatches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    result_id: Mapped[str | None] = mapped_column(String(36))
+    facility: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(32))
+    fields: Mapped[str] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())

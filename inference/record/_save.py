@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inference.record._errors import Conflict, RecordError
-from inference.record._inputs import ImagingResultIn, ModelRef, PatientIn, StoredResult, TriageResultIn
+from inference.record import _audit
+from inference.record._errors import Conflict, RecordError, ResendConflict
+from inference.record._inputs import (
+    AuditIn,
+    ImagingResultIn,
+    ModelRef,
+    PatientIn,
+    StoredResult,
+    TriageResultIn,
+)
 from inference.record._models import (
     Device,
     Finding,
     Heatmap,
+    IdentityMismatch,
     Instance,
     Patient,
     Rendering,
@@ -25,6 +35,8 @@ from inference.record._models import (
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
 
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
+MISMATCH_CODE: Final = "identity_mismatch"
+"""The code opening the warning of a result whose sender's demographics differ from the record."""
 VITAL_COLUMNS: Final[tuple[str, ...]] = (
     "respiratory_rate",
     "spo2",
@@ -47,10 +59,43 @@ def instance_key(model: ModelRef, sop_instance_uids: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def find_by_key(session: Session, key: str) -> StoredResult | None:
+def find_by_key(session: Session, key: str) -> Result | None:
     """The result already filed under ``key``, if any."""
-    row = session.execute(select(Result.id, Result.patient_id).where(Result.instance_key == key)).first()
-    return None if row is None else StoredResult(result_id=row[0], patient_id=row[1], created=False)
+    return session.scalars(select(Result).where(Result.instance_key == key)).first()
+
+
+_NOT_A_RESEND = (
+    "These SOP instance UIDs are already filed {why}; a resend must come from the same facility with the "
+    "same pixels. Nothing was filed: give new images new UIDs, or check what the sender sent."
+)
+
+
+def _check_resend(session: Session, data: ImagingResultIn, existing: Result) -> StoredResult:
+    """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
+    if existing.facility != data.patient.facility:
+        raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"))
+    _check_known_instances(session, data, study_id=existing.study_id)
+    return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
+
+
+def _check_known_instances(session: Session, data: ImagingResultIn, *, study_id: str | None) -> set[str]:
+    """SOP instance UIDs of ``data`` already filed (under ``study_id`` with the same pixels), or refuse."""
+    uids = [instance.sop_instance_uid for instance in data.instances]
+    rows = session.execute(
+        select(Instance.sop_instance_uid, Instance.study_id, Instance.pixel_digest).where(
+            Instance.sop_instance_uid.in_(uids)
+        )
+    )
+    known = {row[0]: (row[1], row[2]) for row in rows}
+    for instance in data.instances:
+        if instance.sop_instance_uid not in known:
+            continue
+        filed_study, digest = known[instance.sop_instance_uid]
+        if study_id is not None and filed_study != study_id:
+            raise ResendConflict(_NOT_A_RESEND.format(why="under another study"))
+        if digest is not None and instance.pixel_digest is not None and digest != instance.pixel_digest:
+            raise ResendConflict(_NOT_A_RESEND.format(why="with other pixel data"))
+    return set(known)
 
 
 def _check_priority(priority: str) -> None:
@@ -143,28 +188,95 @@ def validate_triage(data: TriageResultIn) -> None:
         )
 
 
-def upsert_patient(session: Session, patient: PatientIn) -> Patient:
-    """The patient with this (identifier, issuer), created or completed with demographics sent now."""
-    issuer = patient.issuer or ""
+def normalise_issuer(issuer: str | None) -> str:
+    """The issuer as the record keys patients: trimmed and upper case (``''`` when none was named).
+
+    Senders write the same assigning authority as ``CHU-Nord``, ``chu-nord `` or ``CHU-NORD``; one
+    patient must not become three (and a consent recorded under one spelling must bind the others).
+    """
+    return (issuer or "").strip().upper()
+
+
+def _name_key(name: str) -> tuple[str, ...]:
+    # "DOE^JANE" (DICOM PN) and "Jane Doe" (free text) name the same person: compare the word sets.
+    return tuple(sorted(word for word in re.split(r"[\W_]+", name.casefold()) if word))
+
+
+def _differs(field: str, on_file: str, sent: str) -> bool:
+    if field == "name":
+        return _name_key(on_file) != _name_key(sent)
+    return on_file.strip().casefold() != sent.strip().casefold()
+
+
+def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple[str, ...]]:
+    """The patient with this (identifier, issuer), created now or completed with demographics sent now.
+
+    A master patient index never lets a sender silently rewrite who a patient is: a field on file keeps
+    its value, a field not on file yet is filled in, and a field sent with another value is returned as
+    a mismatch (the caller records it and warns the reader). The facility that first filed the patient
+    stays; every result carries its own owning facility.
+
+    Returns:
+        The patient and the names of the fields whose sent value differs from the one on file.
+    """
+    issuer = normalise_issuer(patient.issuer)
     row = session.scalars(
         select(Patient).where(Patient.identifier == patient.identifier, Patient.issuer == issuer)
     ).first()
     if row is None:
-        row = Patient(id=new_id(), identifier=patient.identifier, issuer=issuer, created=utcnow())
+        row = Patient(
+            id=new_id(),
+            identifier=patient.identifier,
+            issuer=issuer,
+            facility=patient.facility,
+            created=utcnow(),
+        )
         session.add(row)
-    # The latest sender's demographics win field by field; a field it left out keeps its known value.
     # A birth date is kept as an ISO date (DICOM YYYYMMDD is converted); an unreadable one is not kept.
-    updates = {
-        "name": patient.name,
-        "birth_date": fhir_date(patient.birth_date),
-        "sex": patient.sex,
-        "facility": patient.facility,
-    }
-    for field, value in updates.items():
-        if value is not None:
+    sent = {"name": patient.name, "birth_date": fhir_date(patient.birth_date), "sex": patient.sex}
+    mismatched = []
+    for field, value in sent.items():
+        if value is None or not str(value).strip():
+            continue
+        on_file = getattr(row, field)
+        if on_file is None:
             setattr(row, field, value)
+        elif _differs(field, str(on_file), str(value)):
+            mismatched.append(field)
     session.flush()
-    return row
+    return row, tuple(mismatched)
+
+
+def mismatch_warning(fields: tuple[str, ...]) -> str:
+    """The warning a result carries when its sender's demographics differ from the patient on file."""
+    named = ", ".join(field.replace("_", " ") for field in fields)
+    return (
+        f"{MISMATCH_CODE}: the patient's {named} sent with this result differ from the record on file; "
+        "the record kept its own. Check the patient's identity with the sending facility before reading."
+    )
+
+
+def record_mismatch(
+    session: Session,
+    *,
+    patient: Patient,
+    fields: tuple[str, ...],
+    result_id: str | None,
+    facility: str | None,
+    source: str,
+) -> None:
+    """File which sender gave which fields differently (names of fields only, never values)."""
+    session.add(
+        IdentityMismatch(
+            id=new_id(),
+            patient_id=patient.id,
+            result_id=result_id,
+            facility=facility,
+            source=source[:32],
+            fields=",".join(fields),
+            created=utcnow(),
+        )
+    )
 
 
 def upsert_device(session: Session, model: ModelRef) -> Device:
@@ -199,11 +311,17 @@ def _upsert_study(session: Session, data: ImagingResultIn, patient: Patient) -> 
             accession=data.accession_number,
             study_date=fhir_date(data.study_date),
             modality=data.instances[0].modality,
+            facility=data.patient.facility,
             created=utcnow(),
         )
         session.add(study)
         session.flush()
         return study
+    if study.facility != data.patient.facility:
+        raise ResendConflict(
+            "This StudyInstanceUID is already filed by another facility; a study belongs to the facility "
+            "that sent it first. Nothing was filed."
+        )
     if study.patient_id != patient.id:
         raise Conflict(
             "This StudyInstanceUID is already filed under another patient; a study belongs to one patient. "
@@ -215,19 +333,11 @@ def _upsert_study(session: Session, data: ImagingResultIn, patient: Patient) -> 
 
 
 def _add_instances(session: Session, data: ImagingResultIn, study: Study) -> None:
-    uids = [instance.sop_instance_uid for instance in data.instances]
-    rows = session.execute(
-        select(Instance.sop_instance_uid, Instance.study_id).where(Instance.sop_instance_uid.in_(uids))
-    )
-    known: dict[str, str] = {row[0]: row[1] for row in rows}
+    known = _check_known_instances(session, data, study_id=study.id)
     seen: set[str] = set()
     for instance in data.instances:
         uid = instance.sop_instance_uid
-        if uid in known:
-            if known[uid] != study.id:
-                raise Conflict("A SOP instance of this upload is already filed under another study.")
-            continue
-        if uid in seen:
+        if uid in known or uid in seen:
             continue
         seen.add(uid)
         session.add(
@@ -238,21 +348,54 @@ def _add_instances(session: Session, data: ImagingResultIn, study: Study) -> Non
                 modality=instance.modality,
                 view_position=instance.view_position,
                 study_id=study.id,
+                pixel_digest=instance.pixel_digest,
             )
         )
     session.flush()
 
 
-def write_imaging(session: Session, data: ImagingResultIn, key: str) -> StoredResult:
-    """Every row of one imaging result; the caller commits or rolls back the whole."""
+def _audit_result(
+    session: Session, audit: AuditIn | None, *, resource_type: str, stored: StoredResult, outcome: str
+) -> None:
+    # In the result's own transaction: nothing is filed without its audit entry, nothing audited unfiled.
+    if audit is None:
+        return
+    _audit.append(
+        session,
+        time=utcnow(),
+        subject=audit.subject,
+        role=audit.role,
+        facility=audit.facility,
+        action=audit.action,
+        resource_type=resource_type,
+        resource_id=stored.result_id,
+        patient_id=stored.patient_id,
+        outcome=outcome,
+        client=audit.client,
+    )
+
+
+def write_imaging(
+    session: Session, data: ImagingResultIn, key: str, audit: AuditIn | None = None
+) -> StoredResult:
+    """Every row of one imaging result and its audit entry; the caller commits or rolls back the whole.
+
+    Raises:
+        ResendConflict: The UIDs are filed already by another facility or with other pixels.
+        Conflict: The study is filed under another patient.
+    """
     existing = find_by_key(session, key)
     if existing is not None:
-        return existing
-    patient = upsert_patient(session, data.patient)
+        stored = _check_resend(session, data, existing)
+        _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
+        return stored
+    patient, mismatched = upsert_patient(session, data.patient)
     study = _upsert_study(session, data, patient)
     _add_instances(session, data, study)
     device = upsert_device(session, data.model)
-    result = _new_result("imaging", patient, device, data.model, data.priority, data.warnings)
+    warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
+    result = _new_result("imaging", patient, device, data.model, data.priority, warnings)
+    result.facility = data.patient.facility
     result.study_id = study.id
     result.instance_key = key
     result.source = data.source
@@ -287,13 +430,24 @@ def write_imaging(session: Session, data: ImagingResultIn, key: str) -> StoredRe
                 geometry=dict(data.rendering.geometry),
             )
         )
+    if mismatched:
+        record_mismatch(
+            session,
+            patient=patient,
+            fields=mismatched,
+            result_id=result.id,
+            facility=data.patient.facility,
+            source=data.source,
+        )
     session.flush()
-    return StoredResult(result_id=result.id, patient_id=patient.id, created=True)
+    stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)
+    _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="success")
+    return stored
 
 
-def write_triage(session: Session, data: TriageResultIn) -> StoredResult:
-    """Every row of one triage result; the caller commits or rolls back the whole."""
-    patient = upsert_patient(session, data.patient)
+def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
+    """Every row of one triage result and its audit entry; the caller commits or rolls back the whole."""
+    patient, mismatched = upsert_patient(session, data.patient)
     vitals = VitalsObservation(
         id=new_id(), patient_id=patient.id, observed_at=as_utc(data.observed_at), created=utcnow()
     )
@@ -302,7 +456,9 @@ def write_triage(session: Session, data: TriageResultIn) -> StoredResult:
     session.add(vitals)
     session.flush()
     device = upsert_device(session, data.model)
-    result = _new_result("triage", patient, device, data.model, data.priority, data.warnings)
+    warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
+    result = _new_result("triage", patient, device, data.model, data.priority, warnings)
+    result.facility = data.patient.facility
     result.vitals_id = vitals.id
     result.rationale = dict(data.rationale)
     result.payload = {
@@ -319,8 +475,19 @@ def write_triage(session: Session, data: TriageResultIn) -> StoredResult:
         "trend": None if data.trend is None else dict(data.trend),
     }
     session.add(result)
+    if mismatched:
+        record_mismatch(
+            session,
+            patient=patient,
+            fields=mismatched,
+            result_id=result.id,
+            facility=data.patient.facility,
+            source="vitals",
+        )
     session.flush()
-    return StoredResult(result_id=result.id, patient_id=patient.id, created=True)
+    stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)
+    _audit_result(session, audit, resource_type="TriageResult", stored=stored, outcome="success")
+    return stored
 
 
 def _new_result(

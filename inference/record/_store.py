@@ -11,12 +11,13 @@ from sqlalchemy import case, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from inference.record import _audit, _consent, _save
+from inference.record import _audit, _break_glass, _consent, _save, _scope
 from inference.record._audit import AuditReport
 from inference.record._consent import ConsentState
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, InvalidFeedback, NotFound, RecordError
 from inference.record._inputs import (
+    AuditIn,
     ImagingResultIn,
     PatientIn,
     RenderingData,
@@ -24,7 +25,17 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._models import AuditEvent, Feedback, Finding, Heatmap, Patient, Rendering, Result, Study
+from inference.record._models import (
+    AuditEvent,
+    Feedback,
+    Finding,
+    Heatmap,
+    IdentityMismatch,
+    Patient,
+    Rendering,
+    Result,
+    Study,
+)
 from inference.record._types import iso, new_id, utcnow
 from inference.record._views import TRIAGE_FEEDBACK_CODE, public_result, worklist_item
 from inference.record.fhir import _search
@@ -106,27 +117,30 @@ class Record:
                 raise RecordError("The record could not store the result; nothing was saved.") from e
         raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
 
-    def save_imaging_result(self, *, data: ImagingResultIn) -> StoredResult:
+    def save_imaging_result(self, *, data: ImagingResultIn, audit: AuditIn | None = None) -> StoredResult:
         """File an imaging result (patient, study, instances, device, result, findings, heatmaps) atomically.
 
-        Idempotent: the same SOP instances analysed by the same model version return the result already
-        filed with ``created=False``.
+        Idempotent for a true resend: the same SOP instances with the same pixels, from the same facility,
+        analysed by the same model version return the result already filed with ``created=False``.
+        With ``audit``, the audit entry (``success``, or ``duplicate`` for a resend) is committed in the
+        same transaction as the result.
 
         Raises:
             RecordError: the result is malformed (priority, probabilities, heatmap not a PNG ...).
+            ResendConflict: the UIDs are already filed by another facility or with other pixels.
             Conflict: the study or an instance is already filed under another patient or study.
         """
         _save.validate_imaging(data)
         key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
-        stored = self._write(lambda session: _save.write_imaging(session, data, key))
+        stored = self._write(lambda session: _save.write_imaging(session, data, key, audit))
         if stored.created:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
 
-    def save_triage_result(self, *, data: TriageResultIn) -> StoredResult:
-        """File a triage result (patient, vital signs, device, result) atomically."""
+    def save_triage_result(self, *, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
+        """File a triage result (patient, vital signs, device, result) atomically, with its audit entry."""
         _save.validate_triage(data)
-        stored = self._write(lambda session: _save.write_triage(session, data))
+        stored = self._write(lambda session: _save.write_triage(session, data, audit))
         logger.info("Filed triage result %s.", stored.result_id)
         return stored
 
@@ -200,16 +214,18 @@ class Record:
         offset: int = 0,
         facility: str | None = None,
         escalate_before: datetime | None = None,
+        scope: _scope.Scope | None = None,
     ) -> list[dict[str, Any]]:
         """Open results, critical before urgent before routine, then oldest first.
 
         Args:
             limit: at most this many items (1 to 500).
             offset: items to skip, for paging.
-            facility: only results of patients managed by this facility.
+            facility: only results owned by this facility.
             escalate_before: a routine result filed before this time ranks with the urgent ones (the
                 starvation guard: pure urgency ordering lets routine studies wait without bound); its
                 item says ``escalated: true``.
+            scope: only results the caller may read (applied in the query, before paging).
         """
         if not 1 <= limit <= 500 or offset < 0:
             raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
@@ -231,7 +247,9 @@ class Record:
             .offset(offset)
         )
         if facility is not None:
-            query = query.join(Patient, Result.patient_id == Patient.id).where(Patient.facility == facility)
+            query = query.where(Result.facility == facility)
+        if scope is not None:
+            query = query.where(_scope.results_visible(scope))
         with self.sessions() as session:
             results = session.scalars(query)
             return [worklist_item(result, escalate_before=escalate_before) for result in results]
@@ -346,16 +364,92 @@ class Record:
             return session.scalars(select(Patient.facility).where(Patient.id == patient_id)).first()
 
     def result_patient(self, *, result_id: str) -> tuple[str, str | None] | None:
-        """``(patient_id, facility)`` of a result, or ``None`` when there is no such result."""
+        """``(patient_id, owning facility)`` of a result, or ``None`` when there is no such result."""
         with self.sessions() as session:
             row = session.execute(
-                select(Patient.id, Patient.facility)
-                .join(Result, Result.patient_id == Patient.id)
-                .where(Result.id == result_id)
+                select(Result.patient_id, Result.facility).where(Result.id == result_id)
             ).first()
             return None if row is None else (row[0], row[1])
 
+    def access_basis(
+        self, *, scope: _scope.Scope, patient_id: str, owner: str | None, patient_level: bool = False
+    ) -> str | None:
+        """The ground on which a caller reads a row (see :mod:`inference.record._scope`); None: refused."""
+        with self.sessions() as session:
+            return _scope.basis(
+                session, scope, patient_id=patient_id, owner=owner, patient_level=patient_level
+            )
+
+    def find_patient(self, *, identifier: str, issuer: str | None) -> str | None:
+        """The id of the patient ``(identifier, issuer)`` (issuer normalised), or None."""
+        with self.sessions() as session:
+            return session.scalars(
+                select(Patient.id).where(
+                    Patient.identifier == identifier, Patient.issuer == _save.normalise_issuer(issuer)
+                )
+            ).first()
+
+    def identity_mismatches(self, *, patient_id: str) -> list[dict[str, Any]]:
+        """Who sent demographics differing from the record, and which fields (oldest first, no values)."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(IdentityMismatch)
+                .where(IdentityMismatch.patient_id == patient_id)
+                .order_by(IdentityMismatch.created, IdentityMismatch.id)
+            )
+            return [
+                {
+                    "result_id": row.result_id,
+                    "facility": row.facility,
+                    "source": row.source,
+                    "fields": row.fields.split(","),
+                    "created": iso(row.created),
+                }
+                for row in rows
+            ]
+
+    # -- break the glass ---------------------------------------------------------------------------
+
+    def open_break_glass(
+        self, *, patient_id: str, reason: str, minutes: int, audit: AuditIn
+    ) -> dict[str, Any]:
+        """Open a break-the-glass access for ``audit.subject``, audited in the same transaction.
+
+        Raises:
+            NotFound: No patient has this id.
+            RecordError: A reason or duration outside the accepted range (see ``_break_glass``).
+        """
+        return self._write(
+            lambda session: _break_glass.open_grant(
+                session, patient_id=patient_id, reason=reason, minutes=minutes, audit=audit
+            )
+        )
+
+    def break_glass_grants(
+        self, *, facility: str | None, active_only: bool = False, limit: int = 50, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Break-the-glass grants for auditors, newest first: ``(total, page)``."""
+        with self.sessions() as session:
+            return _break_glass.listing(
+                session, facility=facility, active_only=active_only, limit=limit, offset=offset
+            )
+
     # -- audit -----------------------------------------------------------------------------------
+
+    def append_audits(self, *, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Chain several events in one transaction (a read that disclosed several patients).
+
+        Raises:
+            RecordError: The events could not be written; callers fail the request they were auditing.
+        """
+        now = utcnow()
+        try:
+            with self.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                for entry in entries:
+                    _audit.append(session, time=now, **entry)
+        except SQLAlchemyError as e:
+            raise RecordError("The audit events could not be written.") from e
 
     def append_audit(
         self,
@@ -446,8 +540,11 @@ class Record:
         national_sharing: bool,
         by: str,
         role: str,
+        facility_sharing: bool | None = None,
     ) -> ConsentState:
         """Record a patient's choices (``True``: allowed), replacing earlier ones.
+
+        ``facility_sharing`` None keeps the recorded consent to sharing between facilities.
 
         Raises:
             NotFound: No patient has this id.
@@ -461,6 +558,7 @@ class Record:
                 patient_id=patient_id,
                 ai_processing=ai_processing,
                 national_sharing=national_sharing,
+                facility_sharing=facility_sharing,
                 by=by,
                 role=role,
                 at=utcnow(),
@@ -474,7 +572,7 @@ class Record:
         Lets a consent be recorded before the patient's first study or vital signs arrive.
         """
         _save.validate_patient(patient)
-        return self._write(lambda session: _save.upsert_patient(session, patient).id)
+        return self._write(lambda session: _save.upsert_patient(session, patient)[0].id)
 
     def ai_processing_allowed(self, *, identifier: str, issuer: str | None) -> bool:
         """False when the patient ``(identifier, issuer)`` objected to AI processing."""
@@ -494,26 +592,41 @@ class Record:
     # -- FHIR ------------------------------------------------------------------------------------
 
     def fhir_read(self, *, resource_type: str, resource_id: str) -> dict[str, Any] | None:
-        """One FHIR R4 resource as JSON, or ``None`` when absent or of a type not served."""
+        """One FHIR R4 resource as JSON, or ``None`` when absent or of a type not served.
+
+        Not scoped: callers authorise with :meth:`fhir_owner` first (to answer 403 rather than 404).
+        """
         with self.sessions() as session:
             return _search.read(session, resource_type, resource_id)
 
-    def fhir_search(self, *, resource_type: str, params: Mapping[str, str], base_url: str) -> dict[str, Any]:
+    def fhir_search(
+        self,
+        *,
+        resource_type: str,
+        params: Mapping[str, str],
+        base_url: str,
+        scope: _scope.Scope | None = None,
+    ) -> dict[str, Any]:
         """A FHIR ``searchset`` Bundle; ``base_url`` is the FHIR base (e.g. ``http://host/fhir``).
+
+        With ``scope``, only what the caller may read is matched: in the query, so ``total`` and the
+        pages count nothing else.
 
         Raises:
             InvalidSearch: unsupported type or parameter, or a malformed ``_count``.
         """
         with self.sessions() as session:
-            return _search.search(session, resource_type, params, base_url)
+            return _search.search(session, resource_type, params, base_url, scope)
 
-    def fhir_patient(self, *, resource_type: str, resource_id: str) -> str | None:
-        """The Patient id a FHIR resource is about (Provenance included, which has no subject element).
+    def fhir_owner(
+        self, *, resource_type: str, resource_id: str
+    ) -> tuple[str | None, str | None, bool] | None:
+        """``(patient id, owning facility, patient-level)`` of a FHIR resource; None when absent.
 
-        ``None`` for a Device, an unknown resource or a type not served.
+        A Device has no patient; a Patient is patient-level (no owning facility: see ``_scope``).
         """
         with self.sessions() as session:
-            return _search.patient_of(session, resource_type, resource_id)
+            return _search.owner_of(session, resource_type, resource_id)
 
     def capability_statement(self, *, base_url: str) -> dict[str, Any]:
         """The R4 CapabilityStatement of the FHIR views."""

@@ -4,6 +4,14 @@ permission table and facility scoping; the ``audit verify`` and ``export-trainin
 No FastAPI here: :mod:`inference.api.deps` turns these into dependencies; the CLI issues tokens.
 """
 
+from inference.security._access import (
+    ACCESS,
+    BREAK_GLASS_ROLES,
+    COLUMN_TITLES,
+    COLUMNS,
+    may_read,
+    scope_for,
+)
 from inference.security._errors import Forbidden, SecurityError, SigningKeyError, Unauthenticated
 from inference.security._jwks import JwksUnavailable
 from inference.security._keys import KEY_FILE, SigningKey, signing_key
@@ -19,6 +27,12 @@ from inference.security._roles import ROLES, Role
 from inference.security._tokens import ALGORITHM, Principal, issue_token, verify_token
 
 __all__ = [
+    "ACCESS",
+    "BREAK_GLASS_ROLES",
+    "COLUMNS",
+    "COLUMN_TITLES",
+    "may_read",
+    "scope_for",
     "ALGORITHM",
     "FACILITY_BOUND",
     "KEY_FILE",

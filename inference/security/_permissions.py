@@ -28,6 +28,9 @@ PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
     # read by those who act on it.
     "consent:write": frozenset({R.CLINICIAN, R.ADMIN}),
     "consent:read": frozenset({R.CLINICIAN, R.RADIOLOGIST, R.ADMIN}),
+    # Break the glass: opened by those who treat (see ACCESS in _access.py), reviewed by auditors.
+    "break-glass:open": frozenset({R.RADIOLOGIST, R.CLINICIAN}),
+    "break-glass:read": frozenset({R.AUDITOR, R.ADMIN}),
 }
 """Permission → roles that hold it. Unknown permissions are held by nobody."""
 
@@ -45,6 +48,8 @@ PATIENT_DATA: Final[frozenset[str]] = frozenset(
         "audit:read",
         "consent:write",
         "consent:read",
+        "break-glass:open",
+        "break-glass:read",
     }
 )
 """Permissions whose use touches patient data and is therefore audited, denials included."""

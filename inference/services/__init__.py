@@ -5,13 +5,21 @@ too. Each takes a :class:`Context` (engines built once per process) and, when pa
 an :class:`Actor` (who asks, from where) so facility scoping and the audit trail happen in one place.
 """
 
-from inference.services._access import audit, audit_denial, authorise_patient, localise
+from inference.services._access import (
+    audit,
+    audit_denial,
+    audit_disclosed,
+    authorise,
+    authorise_patient,
+    localise,
+)
 from inference.services._audit_trail import (
     AuditedModelHost,
     audit_event_read,
     audit_event_search,
     record_model_change,
 )
+from inference.services._break_glass import list_break_glass, open_break_glass
 from inference.services._consent import (
     check_ai_consent,
     get_consent,
@@ -79,6 +87,10 @@ __all__ = [
     "audit_event_read",
     "audit_event_search",
     "audit_denial",
+    "audit_disclosed",
+    "authorise",
+    "list_break_glass",
+    "open_break_glass",
     "authorise_patient",
     "capability",
     "check_ai_consent",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from inference.record import RecordError
-from inference.security import Forbidden, facility_allows
+from inference.record import BREAK_GLASS, RecordError
+from inference.security import Forbidden, scope_for
 from inference.services._context import Actor, Context, db
 
 logger = logging.getLogger(__name__)
@@ -51,24 +52,53 @@ async def audit_denial(ctx: Context, actor: Actor, *, action: str) -> None:
         logger.error("could not write the audit event of a denied access", extra={"permission": action})
 
 
-async def authorise_patient(
+_REFUSED = (
+    "This {what} belongs to another facility than the one your token is bound to, and the patient has not "
+    "consented to sharing between facilities. If the patient's care requires it, open a break-the-glass "
+    "access (POST /v1/break-glass, with a reason); it is audited and reviewed."
+)
+_REFUSED_ROLE = "Your role does not read patients' data of this kind on any ground (see docs/security.md)."
+
+
+async def authorise(
     ctx: Context,
     actor: Actor,
     *,
     action: str,
     patient_id: str | None,
+    owner: str | None,
+    patient_level: bool = False,
     resource_type: str | None,
     resource_id: str | None,
-) -> None:
-    """Refuse access to a patient managed by another facility than the caller's; audit a refusal.
+) -> str:
+    """Let the caller read a row on a ground of the access table, or refuse (and audit the refusal).
+
+    Args:
+        ctx: The process's engines.
+        actor: Who asks.
+        action: The permission used (for the audit entry).
+        patient_id: The patient the row is about (None: no patient, e.g. a Device; always allowed).
+        owner: The facility owning the row (a result's or a study's facility).
+        patient_level: The row is the patient itself (or its consent): the caller's facility must hold
+            the patient (filed it or one of its results) for it to count as its own.
+        resource_type: For the audit entry.
+        resource_id: For the audit entry.
+
+    Returns:
+        The outcome to audit the access with: ``success``, or ``break_glass`` when that is the only
+        ground (so the trail lists every access made through an emergency access).
 
     Raises:
-        Forbidden: The caller's token is bound to another facility than the patient's.
+        Forbidden: No ground of the table lets this caller read the row.
     """
-    facility = await db(ctx.record.patient_facility, patient_id=patient_id) if patient_id else None
-    principal = actor.principal
-    if facility_allows(role=principal.role, facility=principal.facility, patient_facility=facility):
-        return
+    if patient_id is None:
+        return "success"
+    scope = scope_for(actor.principal)
+    ground = await db(
+        ctx.record.access_basis, scope=scope, patient_id=patient_id, owner=owner, patient_level=patient_level
+    )
+    if ground is not None:
+        return "break_glass" if ground == BREAK_GLASS else "success"
     await audit(
         ctx,
         actor,
@@ -78,10 +108,59 @@ async def authorise_patient(
         resource_id=resource_id,
         patient_id=patient_id,
     )
-    raise Forbidden(
-        "This patient is managed by another facility than the one your token is bound to."
-        if principal.facility
-        else "Your role may only read patients of the facility named in its token; this token names none."
+    if scope.none:
+        raise Forbidden(_REFUSED_ROLE)
+    raise Forbidden(_REFUSED.format(what="patient" if patient_level else "result"))
+
+
+async def authorise_patient(
+    ctx: Context,
+    actor: Actor,
+    *,
+    action: str,
+    patient_id: str | None,
+    resource_type: str | None,
+    resource_id: str | None,
+) -> str:
+    """:func:`authorise` for the patient itself (its consent, its Patient resource)."""
+    return await authorise(
+        ctx,
+        actor,
+        action=action,
+        patient_id=patient_id,
+        owner=None,
+        patient_level=True,
+        resource_type=resource_type,
+        resource_id=resource_id,
+    )
+
+
+async def audit_disclosed(
+    ctx: Context, actor: Actor, *, action: str, resource_type: str, patients: Sequence[str]
+) -> None:
+    """Audit a read that disclosed several patients (worklist, searches): one entry per patient.
+
+    All entries are chained in one transaction; a read that disclosed nobody leaves one entry without
+    a patient, so the search itself is still on the trail.
+    """
+    principal = actor.principal
+    unique = list(dict.fromkeys(patients)) or [None]
+    await db(
+        ctx.record.append_audits,
+        entries=[
+            {
+                "subject": principal.subject,
+                "role": principal.role,
+                "facility": principal.facility,
+                "action": action,
+                "resource_type": resource_type,
+                "resource_id": None,
+                "patient_id": patient_id,
+                "outcome": "success",
+                "client": actor.client,
+            }
+            for patient_id in unique
+        ],
     )
 
 

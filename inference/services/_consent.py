@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import ConsentObjection, PatientIn
+from inference.record import EVERYTHING, OWN, ConsentObjection, PatientIn, Scope
+from inference.security import Forbidden, scope_for
 from inference.services._access import audit, authorise_patient
 from inference.services._context import Actor, Context, db
+from inference.services._identity import identify
 
 _OBJECTION = (
     "The patient has objected to AI processing of their data; nothing was analysed. "
@@ -66,28 +68,31 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
 
 
 async def set_consent(
-    *, ctx: Context, actor: Actor, patient_id: str, ai_processing: bool, national_sharing: bool
+    *,
+    ctx: Context,
+    actor: Actor,
+    patient_id: str,
+    ai_processing: bool,
+    national_sharing: bool,
+    facility_sharing: bool | None = None,
 ) -> dict[str, Any]:
     """Record a known patient's choices (``True``: allowed); the change is audited.
 
+    Only a facility that holds the patient (filed it or one of its results) records its choices; sharing
+    or break-the-glass, which open reading, do not open writing.
+
     Raises:
         NotFound: No patient has this id.
-        Forbidden: The patient belongs to another facility than the caller's token.
+        Forbidden: The caller's facility does not hold the patient.
     """
     await db(ctx.record.consent, patient_id=patient_id)  # NotFound before anything else
-    await authorise_patient(
-        ctx,
-        actor,
-        action="consent:write",
-        patient_id=patient_id,
-        resource_type="Consent",
-        resource_id=patient_id,
-    )
+    await authorise_holder(ctx, actor, action="consent:write", patient_id=patient_id)
     state = await db(
         ctx.record.set_consent,
         patient_id=patient_id,
         ai_processing=ai_processing,
         national_sharing=national_sharing,
+        facility_sharing=facility_sharing,
         by=actor.principal.subject,
         role=actor.principal.role,
     )
@@ -104,20 +109,25 @@ async def set_consent(
 
 
 async def set_consent_by_identifier(
-    *, ctx: Context, actor: Actor, patient: PatientIn, ai_processing: bool, national_sharing: bool
+    *,
+    ctx: Context,
+    actor: Actor,
+    patient: PatientIn,
+    ai_processing: bool,
+    national_sharing: bool,
+    facility_sharing: bool | None = None,
 ) -> dict[str, Any]:
     """Record the choices of the patient ``(identifier, issuer)``, filing the patient first when unknown.
 
-    So an objection can be recorded before the patient's first study arrives. A new patient takes the
-    caller's facility when the request names none.
+    So an objection can be recorded before the patient's first study arrives. The issuer is normalised
+    and defaults to the caller's facility's issuer, as for studies and vital signs, so the consent binds
+    the patient however the sender spells the issuer. A new patient is filed by the caller's facility.
 
     Raises:
-        Forbidden: The patient is known and belongs to another facility than the caller's token.
+        Forbidden: The token names no facility, or the patient is known and the caller's facility does
+            not hold it.
     """
-    if patient.facility is None and actor.principal.facility is not None:
-        patient = PatientIn(
-            identifier=patient.identifier, issuer=patient.issuer, facility=actor.principal.facility
-        )
+    patient = identify(ctx, actor, patient)
     known = await db(ctx.record.consent_for, identifier=patient.identifier, issuer=patient.issuer)
     if known is None:
         patient_id = await db(ctx.record.register_patient, patient=PatientIn(**_keys(patient)))
@@ -129,6 +139,36 @@ async def set_consent_by_identifier(
         patient_id=patient_id,
         ai_processing=ai_processing,
         national_sharing=national_sharing,
+        facility_sharing=facility_sharing,
+    )
+
+
+async def authorise_holder(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> None:
+    """Let through only a caller whose facility holds the patient (or an admin); audit a refusal.
+
+    Raises:
+        Forbidden: The caller's facility does not hold the patient.
+    """
+    principal = actor.principal
+    scope = scope_for(principal)
+    holder = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
+    ground = await db(
+        ctx.record.access_basis, scope=holder, patient_id=patient_id, owner=None, patient_level=True
+    )
+    if ground is not None:
+        return
+    await audit(
+        ctx,
+        actor,
+        action=action,
+        outcome="denied",
+        resource_type="Consent",
+        resource_id=patient_id,
+        patient_id=patient_id,
+    )
+    raise Forbidden(
+        "Only a facility that holds this patient (filed the patient or one of its results) records its "
+        "consent; your token's facility does not."
     )
 
 

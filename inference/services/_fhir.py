@@ -7,8 +7,8 @@ from typing import Any
 
 from inference.record import NotFound
 from inference.record.fhir import SUPPORTED_TYPES
-from inference.security import facility_allows
-from inference.services._access import audit, authorise_patient
+from inference.security import scope_for
+from inference.services._access import audit, audit_disclosed, authorise
 from inference.services._context import Actor, Context, db
 
 _ACTION = "fhir:read"
@@ -41,15 +41,15 @@ async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
 
 
 async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_id: str) -> dict[str, Any]:
-    """One resource by type and id.
+    """One resource by type and id, under the access rules (Provenance and Observation included).
 
     Raises:
         NotFound: Unknown type or id.
-        Forbidden: The resource is about a patient of another facility than the caller's token.
+        Forbidden: No ground of the access table lets the caller read it.
     """
     _check_type(resource_type)
-    resource = await db(ctx.record.fhir_read, resource_type=resource_type, resource_id=resource_id)
-    if resource is None:
+    owner = await db(ctx.record.fhir_owner, resource_type=resource_type, resource_id=resource_id)
+    if owner is None:
         await audit(
             ctx,
             actor,
@@ -59,20 +59,25 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
             resource_id=resource_id,
         )
         raise NotFound(f"No {resource_type} has this id.")
-    patient_id = _patient_of(resource)
-    await authorise_patient(
+    patient_id, facility, patient_level = owner
+    outcome = await authorise(
         ctx,
         actor,
         action=_ACTION,
         patient_id=patient_id,
+        owner=facility,
+        patient_level=patient_level,
         resource_type=resource_type,
         resource_id=resource_id,
     )
+    resource = await db(ctx.record.fhir_read, resource_type=resource_type, resource_id=resource_id)
+    if resource is None:  # removed between the two reads: only a manual delete could do that
+        raise NotFound(f"No {resource_type} has this id.")
     await audit(
         ctx,
         actor,
         action=_ACTION,
-        outcome="success",
+        outcome=outcome,
         resource_type=resource_type,
         resource_id=resource_id,
         patient_id=patient_id,
@@ -83,37 +88,30 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
 async def fhir_search(
     *, ctx: Context, actor: Actor, resource_type: str, params: Mapping[str, str], base_url: str
 ) -> dict[str, Any]:
-    """A ``searchset`` Bundle. Entries about patients of another facility than a facility-bound caller's
-    are left out (``total`` is reduced by the entries left out of this page).
+    """A ``searchset`` Bundle of what the caller may read: the scope is part of the query, so ``total``
+    and the pages count nothing else. Every patient the page discloses is written to the audit trail.
 
     Raises:
         NotFound: Unknown resource type.
         InvalidSearch: Unsupported parameter or malformed value.
     """
     _check_type(resource_type)
-    bundle = await db(ctx.record.fhir_search, resource_type=resource_type, params=params, base_url=base_url)
-    entries = list(bundle.get("entry", []))
-    patients = {p for p in (_patient_of(e.get("resource", {})) for e in entries) if p}
-    principal = actor.principal
-    refused: set[str] = set()
-    for patient_id in patients:
-        facility = await db(ctx.record.patient_facility, patient_id=patient_id)
-        if not facility_allows(role=principal.role, facility=principal.facility, patient_facility=facility):
-            refused.add(patient_id)
-    if refused:
-        kept = [e for e in entries if _patient_of(e.get("resource", {})) not in refused]
-        bundle = {
-            **bundle,
-            "entry": kept,
-            "total": max(0, int(bundle.get("total", 0)) - (len(entries) - len(kept))),
-        }
-    shown = patients - refused
-    await audit(
-        ctx,
-        actor,
-        action=_ACTION,
-        outcome="success",
+    bundle = await db(
+        ctx.record.fhir_search,
         resource_type=resource_type,
-        patient_id=next(iter(shown)) if len(shown) == 1 else None,
+        params=params,
+        base_url=base_url,
+        scope=scope_for(actor.principal),
     )
+    patients = [p for p in (_patient_of(e.get("resource", {})) for e in bundle.get("entry", [])) if p]
+    if resource_type == "Provenance":
+        # Provenance names its patient only through its targets: ask the record.
+        patients = []
+        for entry in bundle.get("entry", []):
+            found = await db(
+                ctx.record.fhir_owner, resource_type="Provenance", resource_id=str(entry["resource"]["id"])
+            )
+            if found is not None and found[0] is not None:
+                patients.append(found[0])
+    await audit_disclosed(ctx, actor, action=_ACTION, resource_type=resource_type, patients=patients)
     return bundle

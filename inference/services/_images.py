@@ -84,13 +84,13 @@ _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made fo
 
 
 async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Picture, code: str) -> bytes:
-    patient_id = await result_patient(ctx, actor, action="results:read", result_id=result_id)
+    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     png = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
     await audit(
         ctx,
         actor,
         action="results:read",
-        outcome="success" if png is not None else "not_found",
+        outcome=outcome if png is not None else "not_found",
         resource_type="Image" if picture == "image" else "Heatmap",
         resource_id=result_id,
         patient_id=patient_id,

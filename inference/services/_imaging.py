@@ -18,10 +18,12 @@ from inference.explain import LANGUAGES, choose_language, finding_display, imagi
 from inference.policy import max_priority
 from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn, RenderingData
 from inference.services import _warnings
-from inference.services._access import audit, localise
+from inference.services._access import localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import queue_outputs, with_deliveries
+from inference.services._filing import file_result
+from inference.services._identity import identify
 
 if TYPE_CHECKING:
     from inference.runtime import ServedModel
@@ -107,13 +109,16 @@ async def analyse_decoded(
     served = served if served is not None else ctx.host.imaging
     primary = study.primary
     patient = primary.patient
-    patient_in = PatientIn(
-        identifier=patient.patient_id,
-        issuer=patient.issuer,
-        name=patient.name,
-        birth_date=patient.birth_date,
-        sex=patient.sex,
-        facility=actor.principal.facility,
+    patient_in = identify(
+        ctx,
+        actor,
+        PatientIn(
+            identifier=patient.patient_id,
+            issuer=patient.issuer,
+            name=patient.name,
+            birth_date=patient.birth_date,
+            sex=patient.sex,
+        ),
     )
     # Before any pixel reaches the model: a patient who objected is not analysed at all.
     await check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit")
@@ -142,6 +147,7 @@ async def analyse_decoded(
                 series_instance_uid=i.series_instance_uid,
                 modality=i.modality,
                 view_position=i.view_position,
+                pixel_digest=i.pixel_digest or None,
             )
             for i in study.instances
         ),
@@ -170,18 +176,9 @@ async def analyse_decoded(
         ),
     )
     start = time.perf_counter()
-    stored = await db(ctx.record.save_imaging_result, data=data)
+    stored = await file_result(ctx, actor, data=data, action="studies:submit")
     observe_stage(
         "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
-    )
-    await audit(
-        ctx,
-        actor,
-        action="studies:submit",
-        outcome="success" if stored.created else "duplicate",
-        resource_type="ImagingResult",
-        resource_id=stored.result_id,
-        patient_id=stored.patient_id,
     )
     logger.info(
         "imaging result filed",

@@ -7,18 +7,21 @@ from typing import Any
 
 from inference.explain import choose_language
 from inference.record import NotFound, Verdict
-from inference.security import Role
-from inference.services._access import audit, authorise_patient, localise
+from inference.security import Role, scope_for
+from inference.services._access import audit, audit_disclosed, authorise, localise
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_deliveries
 
 
-async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
-    """The patient of a result, once the caller may see it (a missing result is audited as not found).
+async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> tuple[str, str]:
+    """``(patient id, audit outcome)`` of a result the caller may read (a missing result is audited).
+
+    The outcome is ``success``, or ``break_glass`` when only an emergency access lets the caller read
+    it: callers audit their access with it.
 
     Raises:
         NotFound: No result has this id.
-        Forbidden: The patient belongs to another facility than the caller's token.
+        Forbidden: No ground of the access table lets the caller read it (the refusal is audited).
     """
     found = await db(ctx.record.result_patient, result_id=result_id)
     if found is None:
@@ -26,11 +29,17 @@ async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: 
             ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
         )
         raise NotFound("No result has this id.")
-    patient_id, _facility = found
-    await authorise_patient(
-        ctx, actor, action=action, patient_id=patient_id, resource_type="Result", resource_id=result_id
+    patient_id, owner = found
+    outcome = await authorise(
+        ctx,
+        actor,
+        action=action,
+        patient_id=patient_id,
+        owner=owner,
+        resource_type="Result",
+        resource_id=result_id,
     )
-    return patient_id
+    return patient_id, outcome
 
 
 async def get_result(
@@ -44,7 +53,7 @@ async def get_result(
         NotFound: No result has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    patient_id = await result_patient(ctx, actor, action="results:read", result_id=result_id)
+    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     result = await db(ctx.record.get_result, result_id=result_id)
     if result is None:
         raise NotFound("No result has this id.")
@@ -52,7 +61,7 @@ async def get_result(
         ctx,
         actor,
         action="results:read",
-        outcome="success",
+        outcome=outcome,
         resource_type="Result",
         resource_id=result_id,
         patient_id=patient_id,
@@ -81,11 +90,13 @@ async def get_study_result(
         )
         raise NotFound("No imaging result exists for this study yet; send the study first.")
     patient_id = str(result["patient"]["id"])
-    await authorise_patient(
+    found = await db(ctx.record.result_patient, result_id=str(result["result_id"]))
+    outcome = await authorise(
         ctx,
         actor,
         action="results:read",
         patient_id=patient_id,
+        owner=None if found is None else found[1],
         resource_type="Result",
         resource_id=str(result["result_id"]),
     )
@@ -93,7 +104,7 @@ async def get_study_result(
         ctx,
         actor,
         action="results:read",
-        outcome="success",
+        outcome=outcome,
         resource_type="Result",
         resource_id=str(result["result_id"]),
         patient_id=patient_id,
@@ -102,11 +113,23 @@ async def get_study_result(
 
 
 async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -> dict[str, Any]:
-    """Open results, most urgent first, then oldest first; a facility-bound token sees its facility only."""
+    """Open results, most urgent first, then oldest first.
+
+    A facility-bound token sees the results its facility owns (the facility's work queue; other
+    facilities' results are read one by one, under the access rules). A token without a facility sees
+    what the access table lets it read. Every patient listed is written to the audit trail.
+    """
     principal = actor.principal
+    scope = scope_for(principal)
     facility = None if principal.role == Role.ADMIN else principal.facility
-    items = await db(ctx.record.worklist, limit=limit, offset=offset, facility=facility)
-    await audit(ctx, actor, action="worklist:read", outcome="success", resource_type="Worklist")
+    items = await db(ctx.record.worklist, limit=limit, offset=offset, facility=facility, scope=scope)
+    await audit_disclosed(
+        ctx,
+        actor,
+        action="worklist:read",
+        resource_type="Worklist",
+        patients=[str(item["patient"]["id"]) for item in items],
+    )
     return {"items": items, "limit": limit, "offset": offset}
 
 
@@ -119,13 +142,13 @@ async def submit_feedback(
         NotFound: No result has this id.
         InvalidFeedback: A verdict names a finding the result does not have.
     """
-    patient_id = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     await db(ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
     await audit(
         ctx,
         actor,
         action="feedback:write",
-        outcome="success",
+        outcome=outcome,
         resource_type="Result",
         resource_id=result_id,
         patient_id=patient_id,

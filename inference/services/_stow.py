@@ -202,7 +202,7 @@ async def _store_study(
     except ConsentObjection as e:
         return NOT_AUTHORIZED, e.code, str(e)
     except Conflict as e:
-        return DATASET_DOES_NOT_MATCH, "conflict", str(e)
+        return DATASET_DOES_NOT_MATCH, e.code, str(e)
     except (ModelUnavailable, RecordError) as e:
         # Transient: the sender may send these instances again later.
         logger.warning("a STOW-RS study could not be filed now (%s)", type(e).__name__)

@@ -10,9 +10,11 @@ from typing import Any
 from inference.explain import LANGUAGES, choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn
 from inference.services import _warnings
-from inference.services._access import audit, localise
+from inference.services._access import localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
+from inference.services._filing import file_result
+from inference.services._identity import identify
 from inference.services._imaging import Outcome
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
 
@@ -32,7 +34,7 @@ async def analyse_vitals(
 
     Args:
         ctx: The process's engines.
-        actor: Who sends the vital signs; their facility applies when the request names none.
+        actor: Who sends the vital signs; their facility owns the result.
         patient: The patient (``identifier`` required).
         vitals: Vital-sign fields keyed as in the request (missing or None: not measured).
         observed_at: When measured (now when None).
@@ -44,15 +46,7 @@ async def analyse_vitals(
         ModelUnavailable: No triage model is loaded.
     """
     signs = VitalSigns.from_mapping(vitals)
-    if patient.facility is None and actor.principal.facility is not None:
-        patient = PatientIn(
-            identifier=patient.identifier,
-            issuer=patient.issuer,
-            name=patient.name,
-            birth_date=patient.birth_date,
-            sex=patient.sex,
-            facility=actor.principal.facility,
-        )
+    patient = identify(ctx, actor, patient)
     await check_ai_consent(ctx, actor, patient=patient, action="vitals:submit")
     served = ctx.host.triage
     values, present = encode_features(signs)
@@ -109,16 +103,7 @@ async def analyse_vitals(
         warnings=tuple(warnings),
         rationale=rationale,
     )
-    stored = await db(ctx.record.save_triage_result, data=data)
-    await audit(
-        ctx,
-        actor,
-        action="vitals:submit",
-        outcome="success",
-        resource_type="TriageResult",
-        resource_id=stored.result_id,
-        patient_id=stored.patient_id,
-    )
+    stored = await file_result(ctx, actor, data=data, action="vitals:submit")
     logger.info(
         "triage result filed",
         extra={

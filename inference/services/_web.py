@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inference.record import Accounts, NotFound, Verdict
-from inference.security import ROLES, Principal, Role, Unauthenticated
+from inference.security import ROLES, Principal, Role, Unauthenticated, scope_for
 from inference.security._passwords import (
     check_password_policy,
     dummy_hash,
@@ -23,9 +23,9 @@ from inference.security._passwords import (
     needs_rehash,
     verify_password,
 )
-from inference.services._access import audit
+from inference.services._access import audit, audit_disclosed
 from inference.services._context import Actor, Context, db
-from inference.services._results import result_patient as _result_patient
+from inference.services._results import result_patient
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -248,9 +248,20 @@ async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> l
     wait = ctx.settings.worklist_max_wait_minutes
     escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
     items = await db(
-        ctx.record.worklist, limit=limit, offset=0, facility=facility, escalate_before=escalate_before
+        ctx.record.worklist,
+        limit=limit,
+        offset=0,
+        facility=facility,
+        escalate_before=escalate_before,
+        scope=scope_for(principal),
     )
-    await audit(ctx, actor, action="worklist:read", outcome="success", resource_type="Worklist")
+    await audit_disclosed(
+        ctx,
+        actor,
+        action="worklist:read",
+        resource_type="Worklist",
+        patients=[str(item["patient"]["id"]) for item in items],
+    )
     return items
 
 
@@ -262,13 +273,13 @@ async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdict
         Forbidden: Another facility's patient.
         InvalidFeedback: A verdict names a finding the result does not have.
     """
-    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id, outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
     await db(
         ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
         close=False,
     )  # fmt: skip
     await audit(
-        ctx, actor, action="feedback:write", outcome="success", resource_type="Result", resource_id=result_id,
+        ctx, actor, action="feedback:write", outcome=outcome, resource_type="Result", resource_id=result_id,
         patient_id=patient_id,
     )  # fmt: skip
 
@@ -280,7 +291,7 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
         NotFound: No result has this id.
         Forbidden: Another facility's patient.
     """
-    patient_id = await _result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id, _outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
     await db(ctx.record.mark_read, result_id=result_id)
     await audit(
         ctx, actor, action="feedback:write", outcome="read", resource_type="Result", resource_id=result_id,

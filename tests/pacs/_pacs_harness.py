@@ -33,6 +33,7 @@ DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 ORTHANC_AET = "ORTHANC"
 LISTENER_AET = "DXASSIST"
 TEST_AET = "DXTEST"
+NODE_FACILITY = "F-PACS"
 USER, PASSWORD = "integrator", "pacs-test-secret"
 STABLE_AGE = 2
 QUIET_SECONDS = 1.0
@@ -205,7 +206,13 @@ class Listener:
                 "DXASSIST_PREPROCESS_WORKERS": "1",
                 "DXASSIST_MAX_INSTANCE_BYTES": str(MAX_INSTANCE_BYTES),
                 "DXASSIST_DESTINATIONS": json.dumps(self.destinations),
-                "DXASSIST_DIMSE_ALLOWED_AETS": json.dumps([ORTHANC_AET, TEST_AET, "STORESCU"]),
+                # Each registered node's results belong to its facility (docs/security.md "DICOM nodes").
+                "DXASSIST_DIMSE_NODES": json.dumps(
+                    [
+                        {"ae_title": title, "facility": NODE_FACILITY}
+                        for title in (ORTHANC_AET, TEST_AET, "STORESCU")
+                    ]
+                ),
                 "DXASSIST_DIMSE_STABLE_SECONDS": str(QUIET_SECONDS),
                 "DXASSIST_DELIVERY_BACKOFF_SECONDS": "0.3",
                 "DXASSIST_DELIVERY_BACKOFF_CAP_SECONDS": "1.0",

@@ -55,9 +55,10 @@ class Env:
     settings: Settings
 
     def headers(
-        self, role: str, *, facility: str | None = None, subject: str | None = None
+        self, role: str, *, facility: str | None = "F1", subject: str | None = None
     ) -> dict[str, str]:
-        """``Authorization`` header for a fresh token of ``role``."""
+        """``Authorization`` header for a fresh token of ``role``, bound to ``facility`` (F1 by default:
+        results belong to the facility that sent them; ``facility=None`` makes a token bound to none)."""
         token = issue_token(self.settings, subject=subject or f"test-{role}", role=role, facility=facility)
         return {"Authorization": f"Bearer {token}"}
 

@@ -36,6 +36,7 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
         "patient_id": patient_id,
         "ai_processing": "deny",
         "national_sharing": "deny",
+        "facility_sharing": "deny",
         "updated_by": "dr-consent",
         "updated_at": None,
     }

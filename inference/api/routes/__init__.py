@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from inference.api.routes import consent, dicomweb, fhir, health, models, results, studies, vitals, worklist
+from inference.api.routes import (
+    break_glass,
+    consent,
+    dicomweb,
+    fhir,
+    health,
+    models,
+    results,
+    studies,
+    vitals,
+    worklist,
+)
 
 
 def all_routers() -> list[APIRouter]:
@@ -16,6 +27,7 @@ def all_routers() -> list[APIRouter]:
         results.router,
         worklist.router,
         consent.router,
+        break_glass.router,
         fhir.router,
     ]
 

@@ -54,6 +54,7 @@ async def write_consent(
         patient_id=str(patient_id),
         ai_processing=body.ai_processing == "permit",
         national_sharing=body.national_sharing == "permit",
+        facility_sharing=None if body.facility_sharing is None else body.facility_sharing == "permit",
     )
 
 
@@ -76,4 +77,5 @@ async def write_consent_by_identifier(
         patient=PatientIn(identifier=key.identifier, issuer=key.issuer, facility=key.facility),
         ai_processing=body.ai_processing == "permit",
         national_sharing=body.national_sharing == "permit",
+        facility_sharing=None if body.facility_sharing is None else body.facility_sharing == "permit",
     )

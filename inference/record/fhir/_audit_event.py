@@ -41,7 +41,7 @@ ENTITY_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE: Final = "http://terminology.hl7.org/CodeSystem/object-role"
 AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
 
-_CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write"})
+_CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write", "break-glass:open"})
 _UPDATE: Final = frozenset({"consent:write"})
 _EXECUTE: Final = frozenset({"model:change"})
 _FHIR_TYPES: Final = frozenset(
@@ -73,7 +73,7 @@ def _action_code(action: str) -> str:
 
 def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The FHIR AuditEvent of one audit entry (as returned by ``Record.search_audit``)."""
-    success = entry["outcome"] in ("success", "duplicate")
+    success = entry["outcome"] in ("success", "duplicate", "break_glass")
     agent: dict[str, Any] = {
         "type": {
             "coding": [
@@ -136,6 +136,19 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
             "type": [{"system": AUDIT_SOURCE, "code": "4", "display": "Application Server"}],
         },
     }
+    if entry["outcome"] == "break_glass":
+        # HL7 v3 ActReason BTG: the access rested on an emergency access, not on the usual rules.
+        resource["purposeOfEvent"] = [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": "BTG",
+                        "display": "break the glass",
+                    }
+                ]
+            }
+        ]
     if entities:
         resource["entity"] = entities
     return resource
@@ -223,7 +236,7 @@ def bundle(
     base = base_url.rstrip("/")
     query = [(k, v) for k, v in params if k not in ("_format", "_offset")]
     links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(query)}"}]
-    if offset + count < total:
+    if count > 0 and offset + count < total:
         links.append(
             {
                 "relation": "next",

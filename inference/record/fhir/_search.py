@@ -8,11 +8,12 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlencode
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record._errors import InvalidSearch
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
+from inference.record._scope import Scope, visible
 from inference.record._types import iso, new_id, utcnow
 from inference.record.fhir import _audit_event
 from inference.record.fhir import _codes as c
@@ -110,28 +111,42 @@ def read(session: Session, resource_type: str, resource_id: str) -> dict[str, An
     return None
 
 
-def patient_of(session: Session, resource_type: str, resource_id: str) -> str | None:
-    """The id of the Patient a resource is about (itself for a Patient); ``None`` for a Device or unknown.
+def owner_of(
+    session: Session, resource_type: str, resource_id: str
+) -> tuple[str | None, str | None, bool] | None:
+    """``(patient id, owning facility, patient-level)`` of a resource; None when it does not exist.
 
-    Provenance has no subject element in FHIR R4, so callers that scope access by patient ask here.
+    Provenance has no subject element in FHIR R4 and a finding Observation names its patient only through
+    its result, so callers that scope access ask here. A Device is about no patient; a Patient is the
+    patient itself (patient-level: no owning facility).
     """
     if resource_type == "Patient":
-        return resource_id if session.get(Patient, resource_id) is not None else None
+        return (resource_id, None, True) if session.get(Patient, resource_id) is not None else None
+    if resource_type == "Device":
+        return (None, None, False) if session.get(Device, resource_id) is not None else None
+    row: Any = None
     if resource_type == "ImagingStudy":
-        return session.scalars(select(Study.patient_id).where(Study.id == resource_id)).first()
-    if resource_type in ("DiagnosticReport", "RiskAssessment", "Provenance"):
-        return session.scalars(select(Result.patient_id).where(Result.id == resource_id)).first()
-    if resource_type == "Observation":
+        row = session.execute(select(Study.patient_id, Study.facility).where(Study.id == resource_id)).first()
+    elif resource_type in ("DiagnosticReport", "RiskAssessment", "Provenance"):
+        query = select(Result.patient_id, Result.facility).where(Result.id == resource_id)
+        if resource_type != "Provenance":
+            query = query.where(
+                Result.kind == ("imaging" if resource_type == "DiagnosticReport" else "triage")
+            )
+        row = session.execute(query).first()
+    elif resource_type == "Observation":
         match = _VITAL_ID.match(resource_id)
         if match:
-            query = select(VitalsObservation.patient_id).where(VitalsObservation.id == match["vid"])
-            return session.scalars(query).first()
-        return session.scalars(
-            select(Result.patient_id)
-            .join(Finding, Finding.result_id == Result.id)
-            .where(Finding.id == resource_id)
-        ).first()
-    return None
+            row = session.execute(
+                select(Result.patient_id, Result.facility).where(Result.vitals_id == match["vid"])
+            ).first()
+        else:
+            row = session.execute(
+                select(Result.patient_id, Result.facility)
+                .join(Finding, Finding.result_id == Result.id)
+                .where(Finding.id == resource_id)
+            ).first()
+    return None if row is None else (row[0], row[1], False)
 
 
 def _patient_id(value: str) -> str:
@@ -150,7 +165,7 @@ def _patient_query(params: Mapping[str, str]) -> Select[Any]:
             if system == "":
                 issuer = ""
             elif system.startswith(c.ISSUER_PREFIX):
-                issuer = unquote(system.removeprefix(c.ISSUER_PREFIX))
+                issuer = unquote(system.removeprefix(c.ISSUER_PREFIX)).strip().upper()
             else:
                 # Only our own issuer systems exist in this record: an unknown one matches nothing.
                 return query.where(Patient.id.is_(None))
@@ -171,37 +186,64 @@ def _results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
     return query
 
 
-def _all_matches(session: Session, resource_type: str, params: Mapping[str, str]) -> list[Builder]:
-    """Builders of every matching resource, in a stable order; built lazily so only one page is rendered."""
+def _sql_matches(
+    session: Session, query: Select[Any], build: Callable[[Any], dict[str, Any]], offset: int, count: int
+) -> tuple[int, list[Builder]]:
+    """Count in SQL, then load one page only (nothing is loaded for ``_count=0``)."""
+    total = int(session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+    if count == 0 or offset >= total:
+        return total, []
+    return total, [partial(build, row) for row in session.scalars(query.limit(count).offset(offset))]
+
+
+def _matches(
+    session: Session,
+    resource_type: str,
+    params: Mapping[str, str],
+    scope: Scope | None,
+    offset: int,
+    count: int,
+) -> tuple[int, list[Builder]]:
+    """``(total, builders of one page)``; the caller's scope is part of every query."""
+
+    def scoped(query: Select[Any], owner: Any, patient: Any) -> Select[Any]:
+        return query if scope is None else query.where(visible(scope, owner=owner, patient=patient))
+
     if resource_type == "Patient":
-        return [partial(r.patient, p) for p in session.scalars(_patient_query(params))]
+        query = scoped(_patient_query(params), None, Patient.id)
+        return _sql_matches(session, query, r.patient, offset, count)
     if resource_type == "Device":
+        # Devices are model versions, about no patient: every FHIR reader sees them.
         query = select(Device).order_by(Device.created, Device.id)
         if "_id" in params:
             query = query.where(Device.id == params["_id"])
-        return [partial(r.device, d) for d in session.scalars(query)]
+        return _sql_matches(session, query, r.device, offset, count)
     if resource_type == "ImagingStudy":
         studies = select(Study).options(selectinload(Study.instances)).order_by(Study.created, Study.id)
         if "_id" in params:
             studies = studies.where(Study.id == params["_id"])
         if "patient" in params:
             studies = studies.where(Study.patient_id == _patient_id(params["patient"]))
-        return [partial(r.imaging_study, s) for s in session.scalars(studies)]
-    if resource_type == "DiagnosticReport":
-        reports = session.scalars(_results_query(params, "imaging"))
-        return [partial(r.diagnostic_report, x) for x in reports]
-    if resource_type == "RiskAssessment":
-        assessments = session.scalars(_results_query(params, "triage"))
-        return [partial(r.risk_assessment, x) for x in assessments]
-    if resource_type == "Provenance":
-        return [partial(r.provenance, x) for x in session.scalars(_results_query(params, None))]
-    # Observation: the AI findings of imaging results and the vital signs behind triage results.
+        studies = scoped(studies, Study.facility, Study.patient_id)
+        return _sql_matches(session, studies, r.imaging_study, offset, count)
+    if resource_type in ("DiagnosticReport", "RiskAssessment", "Provenance"):
+        kind = {"DiagnosticReport": "imaging", "RiskAssessment": "triage", "Provenance": None}[resource_type]
+        build = {
+            "DiagnosticReport": r.diagnostic_report,
+            "RiskAssessment": r.risk_assessment,
+            "Provenance": r.provenance,
+        }[resource_type]
+        query = scoped(_results_query(params, kind), Result.facility, Result.patient_id)
+        return _sql_matches(session, query, build, offset, count)
+    # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
+    # observations per result: the scoped results are expanded here (the scope is still in the query).
     category = params.get("category")
     if category not in (None, "imaging", "vital-signs"):
-        return []
+        return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     out: list[Builder] = []
-    for result in session.scalars(_results_query(id_filter, None)):
+    query = scoped(_results_query(id_filter, None), Result.facility, Result.patient_id)
+    for result in session.scalars(query):
         if result.kind == "imaging" and category in (None, "imaging"):
             out += [partial(r.finding_observation, result, f) for f in result.findings]
         if result.kind == "triage" and category in (None, "vital-signs") and result.vitals is not None:
@@ -209,7 +251,7 @@ def _all_matches(session: Session, resource_type: str, params: Mapping[str, str]
     if "_id" in params:
         wanted = params["_id"]
         out = [build for build in out if build()["id"] == wanted]
-    return out
+    return len(out), out[offset : offset + count]
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, high: int) -> int:
@@ -225,8 +267,15 @@ def _int_param(params: Mapping[str, str], name: str, default: int, high: int) ->
     return value
 
 
-def search(session: Session, resource_type: str, params: Mapping[str, str], base_url: str) -> dict[str, Any]:
-    """A ``searchset`` Bundle of ``resource_type`` matching ``params``; ``total`` counts every match."""
+def search(
+    session: Session,
+    resource_type: str,
+    params: Mapping[str, str],
+    base_url: str,
+    scope: Scope | None = None,
+) -> dict[str, Any]:
+    """A ``searchset`` Bundle of ``resource_type`` matching ``params``; ``total`` counts every match the
+    caller may read (``scope``), and ``_count=0`` answers the total alone, without a ``next`` link."""
     if resource_type not in SEARCH_PARAMS:
         raise InvalidSearch(
             f"Resource type {resource_type!r} is not served; "
@@ -242,11 +291,11 @@ def search(session: Session, resource_type: str, params: Mapping[str, str], base
     count = _int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = _int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")
-    matches = _all_matches(session, resource_type, params)
-    page = [build() for build in matches[offset : offset + count]]
+    total, builders = _matches(session, resource_type, params, scope, offset, count)
+    page = [build() for build in builders]
     query = {k: v for k, v in params.items() if k != "_format"}
     links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(query)}"}]
-    if offset + count < len(matches):
+    if count > 0 and offset + count < total:
         links.append(
             {
                 "relation": "next",
@@ -259,7 +308,7 @@ def search(session: Session, resource_type: str, params: Mapping[str, str], base
         "meta": {"lastUpdated": iso(utcnow())},
         "type": "searchset",
         "timestamp": iso(utcnow()),
-        "total": len(matches),
+        "total": total,
         "link": links,
         "entry": [
             {

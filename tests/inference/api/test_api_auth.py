@@ -137,9 +137,11 @@ def test_facility_scoping_and_audit_trail(client: TestClient, env: Env) -> None:
     path = f"/v1/results/{rid}"
     assert client.get(path, headers=env.headers("pacs", facility="F1")).status_code == 200
     assert client.get(path, headers=env.headers("pacs", facility="F2")).status_code == 403
-    assert client.get(path, headers=env.headers("pacs")).status_code == 403
+    assert client.get(path, headers=env.headers("pacs", facility=None)).status_code == 403
     assert client.get(path, headers=env.headers("radiologist", facility="F2")).status_code == 403
-    assert client.get(path, headers=env.headers("radiologist")).status_code == 200
+    # A token bound to no facility owns nothing: without the patient's sharing consent it reads nothing.
+    assert client.get(path, headers=env.headers("radiologist", facility=None)).status_code == 403
+    assert client.get(path, headers=env.headers("radiologist", facility="F1")).status_code == 200
     assert client.get(path, headers=env.headers("admin", facility="F2")).status_code == 200
 
     record = Record(env.settings.record_url)
@@ -150,7 +152,8 @@ def test_facility_scoping_and_audit_trail(client: TestClient, env: Env) -> None:
     outcomes = [(e["action"], e["role"], e["facility"], e["outcome"]) for e in events]
     assert ("studies:submit", "pacs", "F1", "success") in outcomes
     assert ("results:read", "pacs", "F2", "denied") in outcomes
-    assert ("results:read", "radiologist", None, "success") in outcomes
+    assert ("results:read", "radiologist", "F1", "success") in outcomes
+    assert ("results:read", "radiologist", None, "denied") in outcomes
     assert all(e["client"] for e in events)
 
 

@@ -17,7 +17,7 @@ from inference.api._app import LOG_FILE
 from inference.security import issue_token
 
 
-def _headers(settings, role: str, facility: str | None = None) -> dict[str, str]:
+def _headers(settings, role: str, facility: str | None = "F1") -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, subject='ops', role=role, facility=facility)}"}
 
 

@@ -133,14 +133,16 @@ def test_every_patient_bound_resource_maps_back_to_its_patient(record: Record, f
     pid = filed["triage"].patient_id
     for resource_type in ("ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance"):
         for entry in _search(record, resource_type, patient=pid)["entry"]:
-            found = record.fhir_patient(resource_type=resource_type, resource_id=entry["resource"]["id"])
-            assert found == pid, resource_type
+            found = record.fhir_owner(resource_type=resource_type, resource_id=entry["resource"]["id"])
+            assert found is not None and found[0] == pid, resource_type
+            assert found[2] is False, resource_type  # owned by a facility, not patient-level
     other = filed["other"]
-    assert record.fhir_patient(resource_type="Provenance", resource_id=other.result_id) == other.patient_id
-    assert record.fhir_patient(resource_type="Patient", resource_id=pid) == pid
-    assert record.fhir_patient(resource_type="Patient", resource_id="missing") is None
+    found = record.fhir_owner(resource_type="Provenance", resource_id=other.result_id)
+    assert found is not None and found[0] == other.patient_id
+    assert record.fhir_owner(resource_type="Patient", resource_id=pid) == (pid, None, True)
+    assert record.fhir_owner(resource_type="Patient", resource_id="missing") is None
     device = _search(record, "Device")["entry"][0]["resource"]["id"]
-    assert record.fhir_patient(resource_type="Device", resource_id=device) is None
+    assert record.fhir_owner(resource_type="Device", resource_id=device) == (None, None, False)
 
 
 def test_patient_carries_demographics_on_the_fhir_channel(record: Record, filed: dict) -> None:

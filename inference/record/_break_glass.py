@@ -1,0 +1,136 @@
+"""Break-the-glass grants: one person's reasoned, time-limited access to one patient's results.
+
+A grant is written with its audit entry (action ``break-glass:open``) in one transaction; every read it
+makes possible is audited with the outcome ``break_glass``. Auditors list grants with the accesses made
+under each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from inference.record import _audit
+from inference.record._errors import NotFound, RecordError
+from inference.record._inputs import AuditIn
+from inference.record._models import AuditEvent, BreakGlass, Patient, Result
+from inference.record._types import iso, new_id, utcnow
+
+MAX_MINUTES: Final = 24 * 60
+REASON_MIN: Final = 10
+REASON_MAX: Final = 500
+
+
+def open_grant(
+    session: Session, *, patient_id: str, reason: str, minutes: int, audit: AuditIn
+) -> dict[str, Any]:
+    """File a grant for ``audit.subject`` on a patient and its audit entry; return the grant.
+
+    Raises:
+        NotFound: No patient has this id.
+        RecordError: A reason too short or too long, or a duration outside 1 minute to 24 hours.
+    """
+    reason = reason.strip()
+    if not REASON_MIN <= len(reason) <= REASON_MAX:
+        raise RecordError(
+            f"A break-the-glass access needs a reason of {REASON_MIN} to {REASON_MAX} characters "
+            "saying why the patient's care requires it."
+        )
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise RecordError(f"A break-the-glass access lasts from 1 to {MAX_MINUTES} minutes.")
+    if session.get(Patient, patient_id) is None:
+        raise NotFound("No patient has this id.")
+    now = utcnow()
+    grant = BreakGlass(
+        id=new_id(),
+        subject=audit.subject,
+        role=audit.role,
+        facility=audit.facility,
+        patient_id=patient_id,
+        reason=reason,
+        opened_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    session.add(grant)
+    session.flush()
+    _audit.append(
+        session,
+        time=now,
+        subject=audit.subject,
+        role=audit.role,
+        facility=audit.facility,
+        action=audit.action,
+        resource_type="BreakGlass",
+        resource_id=grant.id,
+        patient_id=patient_id,
+        outcome="break_glass",
+        client=audit.client,
+    )
+    return public(grant, accesses=0, now=now)
+
+
+def public(grant: BreakGlass, *, accesses: int, now: datetime) -> dict[str, Any]:
+    """The API form of a grant."""
+    return {
+        "grant_id": grant.id,
+        "patient_id": grant.patient_id,
+        "subject": grant.subject,
+        "role": grant.role,
+        "facility": grant.facility,
+        "reason": grant.reason,
+        "opened_at": iso(grant.opened_at),
+        "expires_at": iso(grant.expires_at),
+        "active": grant.expires_at > now,
+        "accesses": accesses,
+    }
+
+
+def listing(
+    session: Session, *, facility: str | None, active_only: bool, limit: int, offset: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """Grants, newest first, with how many reads each made possible: ``(total, page)``.
+
+    Args:
+        facility: Only grants opened by this facility's staff or on patients it filed results of
+            (an auditor of a facility reviews both); None: every grant.
+    """
+    now = utcnow()
+    conditions: list[Any] = []
+    if facility is not None:
+        holds = select(Result.id).where(
+            Result.patient_id == BreakGlass.patient_id, Result.facility == facility
+        )
+        conditions.append(or_(BreakGlass.facility == facility, holds.exists()))
+    if active_only:
+        conditions.append(BreakGlass.expires_at > now)
+    total = int(session.scalar(select(func.count()).select_from(BreakGlass).where(*conditions)) or 0)
+    grants = list(
+        session.scalars(
+            select(BreakGlass)
+            .where(*conditions)
+            .order_by(BreakGlass.opened_at.desc(), BreakGlass.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    out = []
+    for grant in grants:
+        accesses = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                and_(
+                    AuditEvent.subject == grant.subject,
+                    AuditEvent.patient_id == grant.patient_id,
+                    AuditEvent.outcome == "break_glass",
+                    AuditEvent.action != "break-glass:open",
+                    AuditEvent.time >= grant.opened_at,
+                    AuditEvent.time <= grant.expires_at,
+                )
+            )
+        )
+        out.append(public(grant, accesses=int(accesses or 0), now=now))
+    return total, out

@@ -1,0 +1,75 @@
+"""Break the glass: open an emergency access to a patient's results (audited as such); list them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.record import AuditIn, NotFound, PatientIn
+from inference.security import Role
+from inference.services._access import audit, audit_disclosed
+from inference.services._context import Actor, Context, db
+from inference.services._identity import default_issuer
+
+OPEN = "break-glass:open"
+READ = "break-glass:read"
+
+
+async def open_break_glass(
+    *,
+    ctx: Context,
+    actor: Actor,
+    patient_id: str | None,
+    patient: PatientIn | None,
+    reason: str,
+    minutes: int,
+) -> dict[str, Any]:
+    """Give the caller, for ``minutes``, read access to every result of one patient.
+
+    The grant and its audit entry (outcome ``break_glass``) are committed together; every read it makes
+    possible is audited with the outcome ``break_glass`` too, and auditors list grants with their reads.
+
+    Raises:
+        NotFound: No such patient.
+        RecordError: A reason or duration outside the accepted range.
+    """
+    principal = actor.principal
+    if patient_id is None and patient is not None:
+        issuer = patient.issuer
+        if not (issuer or "").strip() and principal.facility is not None:
+            issuer = default_issuer(ctx, principal.facility)
+        patient_id = await db(ctx.record.find_patient, identifier=patient.identifier, issuer=issuer)
+    if patient_id is None:
+        await audit(ctx, actor, action=OPEN, outcome="not_found", resource_type="Patient")
+        raise NotFound("No patient has this identifier and issuer.")
+    entry = AuditIn(
+        subject=principal.subject,
+        role=principal.role,
+        facility=principal.facility,
+        action=OPEN,
+        client=actor.client,
+    )
+    try:
+        return await db(
+            ctx.record.open_break_glass, patient_id=patient_id, reason=reason, minutes=minutes, audit=entry
+        )
+    except NotFound:
+        await audit(
+            ctx, actor, action=OPEN, outcome="not_found", resource_type="Patient", resource_id=patient_id
+        )
+        raise
+
+
+async def list_break_glass(
+    *, ctx: Context, actor: Actor, active_only: bool, limit: int, offset: int
+) -> dict[str, Any]:
+    """Grants, newest first. An auditor bound to a facility sees those its staff opened and those on
+    patients it filed results of; the listing is audited (one entry per patient shown)."""
+    principal = actor.principal
+    facility = None if principal.role == Role.ADMIN else principal.facility
+    total, items = await db(
+        ctx.record.break_glass_grants, facility=facility, active_only=active_only, limit=limit, offset=offset
+    )
+    await audit_disclosed(
+        ctx, actor, action=READ, resource_type="BreakGlass", patients=[str(i["patient_id"]) for i in items]
+    )
+    return {"total": total, "items": items, "limit": limit, "offset": offset}

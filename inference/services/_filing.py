@@ -1,0 +1,58 @@
+"""Filing a result with its audit entry in one transaction; a refused resend is audited on its own."""
+
+from __future__ import annotations
+
+import logging
+
+from inference.record import AuditIn, Conflict, ImagingResultIn, StoredResult, TriageResultIn
+from inference.services._access import audit
+from inference.services._context import Actor, Context, db
+
+logger = logging.getLogger(__name__)
+
+
+async def file_result(
+    ctx: Context, actor: Actor, *, data: ImagingResultIn | TriageResultIn, action: str
+) -> StoredResult:
+    """Commit a result and its audit entry together (nothing filed unaudited, nothing audited unfiled).
+
+    Raises:
+        Conflict: The data contradicts the record (a resend from another facility or with other pixels,
+            a study of another patient); the refusal is audited (outcome ``conflict``) before it is raised.
+    """
+    principal = actor.principal
+    entry = AuditIn(
+        subject=principal.subject,
+        role=principal.role,
+        facility=principal.facility,
+        action=action,
+        client=actor.client,
+    )
+    imaging = isinstance(data, ImagingResultIn)
+    try:
+        if imaging:
+            stored = await db(ctx.record.save_imaging_result, data=data, audit=entry)
+        else:
+            stored = await db(ctx.record.save_triage_result, data=data, audit=entry)
+    except Conflict as e:
+        await audit(
+            ctx,
+            actor,
+            action=action,
+            outcome="conflict",
+            resource_type="ImagingStudy" if imaging else "TriageResult",
+            resource_id=data.study_instance_uid if isinstance(data, ImagingResultIn) else None,
+        )
+        logger.warning("a result was refused: it conflicts with the record", extra={"code": e.code})
+        raise
+    if stored.mismatched:
+        # Field names only: the values are patient data and stay in the record and the sender's system.
+        logger.warning(
+            "the sender's demographics differ from the patient on file; the record kept its own",
+            extra={
+                "code": "identity_mismatch",
+                "result_id": stored.result_id,
+                "fields": list(stored.mismatched),
+            },
+        )
+    return stored

@@ -1,0 +1,61 @@
+"""Who a sender files data for: the patient's identity (issuer normalised, the sender's default issuer)
+and the facility that will own the result (the sender's, never one named in the body by someone else)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from inference.record import PatientIn
+from inference.security import Forbidden, Role
+from inference.services._context import Actor, Context
+
+_NO_FACILITY = (
+    "A result belongs to the facility that sends it, and this token names no facility. Use a token issued "
+    "with --facility (or, for a DICOM node, register it in DXASSIST_DIMSE_NODES)."
+)
+_OTHER_FACILITY = (
+    "The request names another facility than the one your token is bound to; data is filed only for the "
+    "sender's own facility."
+)
+
+
+def sender_facility(actor: Actor, named: str | None = None) -> str:
+    """The facility that owns what ``actor`` sends.
+
+    An ``admin`` token without a facility may file for the facility a request names (operator tools);
+    any other caller files for its own facility only.
+
+    Raises:
+        Forbidden: The token names no facility (and the caller is no admin naming one), or the request
+            names another facility than the token's.
+    """
+    principal = actor.principal
+    if principal.facility is None:
+        if principal.role == Role.ADMIN and named:
+            return named
+        raise Forbidden(_NO_FACILITY, code="facility_required")
+    if named is not None and named != principal.facility:
+        raise Forbidden(_OTHER_FACILITY, code="facility_mismatch")
+    return principal.facility
+
+
+def default_issuer(ctx: Context, facility: str) -> str | None:
+    """The issuer a facility's senders mean when they name none (``DXASSIST_FACILITY_ISSUERS``), else the
+    server-wide ``DXASSIST_DEFAULT_ISSUER``, else None."""
+    settings = ctx.settings
+    return settings.facility_issuers.get(facility) or settings.default_issuer
+
+
+def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:
+    """The patient as the record keys it, sent by ``actor``'s facility.
+
+    The issuer is trimmed and upper-cased (the record does the same); a missing one becomes the sender
+    facility's default issuer, so ``IPP-1`` sent without issuer by a facility whose identifiers are issued
+    by ``CHU-NORD`` is the same patient (and the same consent) as ``IPP-1`` of ``chu-nord``.
+
+    Raises:
+        Forbidden: See :func:`sender_facility`.
+    """
+    facility = sender_facility(actor, patient.facility)
+    issuer = (patient.issuer or "").strip() or default_issuer(ctx, facility) or ""
+    return replace(patient, issuer=issuer.upper(), facility=facility)
