@@ -203,7 +203,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ConsentObjection):
             return error_response(request, 409, exc.code, str(exc))
         if isinstance(exc, Conflict):
-            return error_response(request, 409, "conflict", str(exc))
+            return error_response(request, 409, exc.code, str(exc))
         if isinstance(exc, InvalidFeedback):
             return error_response(request, 422, "invalid_feedback", str(exc))
         if isinstance(exc, InvalidSearch):

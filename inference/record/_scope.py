@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import and_, exists, false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from inference.record._models import BreakGlass, Consent, Patient, Result
 from inference.record._types import utcnow
@@ -59,10 +59,12 @@ def _glass(scope: Scope, patient: Any, now: datetime) -> Any:
 
 
 def _custody(facility: str, patient: Any) -> Any:
-    # A facility holds a patient it filed first or one it filed a result of.
+    # A facility holds a patient it filed first or one it filed a result of. Aliases keep the subqueries
+    # from correlating with an outer query on the same tables.
+    filed, results = aliased(Patient), aliased(Result)
     return or_(
-        exists(select(Patient.id).where(Patient.id == patient, Patient.facility == facility)),
-        exists(select(Result.id).where(Result.patient_id == patient, Result.facility == facility)),
+        exists(select(filed.id).where(filed.id == patient, filed.facility == facility)),
+        exists(select(results.id).where(results.patient_id == patient, results.facility == facility)),
     )
 
 

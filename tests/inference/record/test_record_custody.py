@@ -1,0 +1,234 @@
+"""The shared record's custody rules on both backends: identity, demographics, resends, scope, audit.
+
+Each test reproduces one way a facility could take over or learn about another facility's patients
+(issue 8) and shows the record refusing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from _record_data import imaging, patient, triage
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from inference.record import AuditIn, Record, RecordError, ResendConflict, Scope
+from inference.record._models import BreakGlass, Patient
+from inference.record._types import utcnow
+
+FILER = AuditIn(
+    subject="pacs-north", role="pacs", facility="north", action="studies:submit", client="10.0.0.1"
+)
+
+
+def _scope(facility: str | None, *grounds: str, subject: str = "reader") -> Scope:
+    return Scope(subject=subject, facility=facility, grounds=frozenset(grounds))
+
+
+def _patient_row(record: Record, patient_id: str) -> Patient:
+    with record.sessions() as session:
+        row = session.get(Patient, patient_id)
+        assert row is not None
+        return row
+
+
+def _digested(data, digest: str):  # type: ignore[no-untyped-def]
+    return replace(data, instances=tuple(replace(i, pixel_digest=digest) for i in data.instances))
+
+
+def test_issuer_spellings_are_one_patient_and_one_consent(record: Record) -> None:
+    first = record.save_triage_result(data=triage(pat=patient("IPP-I", issuer="chu-nord ")))
+    second = record.save_triage_result(data=triage(pat=patient("IPP-I", issuer="CHU-Nord")))
+    assert first.patient_id == second.patient_id
+    assert _patient_row(record, first.patient_id).issuer == "CHU-NORD"
+    record.set_consent(
+        patient_id=first.patient_id, ai_processing=False, national_sharing=True, by="dr", role="clinician"
+    )
+    for spelling in ("CHU-NORD", "chu-nord", "  Chu-Nord  "):
+        assert record.ai_processing_allowed(identifier="IPP-I", issuer=spelling) is False
+    assert record.find_patient(identifier="IPP-I", issuer="chu-NORD") == first.patient_id
+
+
+def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_values(record: Record) -> None:
+    north = record.save_triage_result(data=triage(pat=patient("IPP-T", sex=None)))
+    other = patient("IPP-T", name="Mallory Impostor", birth_date="1999-09-09", sex="male", facility="south")
+    taken = record.save_triage_result(data=triage(pat=other))
+    assert taken.patient_id == north.patient_id
+    assert taken.mismatched == ("name", "birth_date")  # sex was not on file: filled in, not a mismatch
+    row = _patient_row(record, north.patient_id)
+    assert (row.name, row.birth_date, row.sex, row.facility) == (
+        "Zelda Quixote-Synthetic",
+        "1950-02-01",
+        "male",
+        "north",
+    )
+    result = record.get_result(result_id=taken.result_id)
+    assert result is not None
+    [warning] = [w for w in result["warnings"] if w.startswith("identity_mismatch:")]
+    assert "name, birth date" in warning and "Mallory" not in warning
+    [mismatch] = record.identity_mismatches(patient_id=north.patient_id)
+    assert mismatch["facility"] == "south" and mismatch["fields"] == ["name", "birth_date"]
+    assert mismatch["result_id"] == taken.result_id and "Mallory" not in str(mismatch)
+    # The same person written another way ("DOE^JANE" / "Jane Doe") is no mismatch.
+    same = record.save_triage_result(
+        data=triage(pat=patient("IPP-T", name="quixote-synthetic^ZELDA", sex="MALE"))
+    )
+    assert same.mismatched == ()
+    # The facility that filed each result owns it; the patient stays with the facility that filed it first.
+    assert record.result_patient(result_id=north.result_id) == (north.patient_id, "north")
+    assert record.result_patient(result_id=taken.result_id) == (north.patient_id, "south")
+
+
+def test_a_resend_is_recognised_only_from_the_same_facility_with_the_same_pixels(record: Record) -> None:
+    original = _digested(imaging(), "1" * 64)
+    first = record.save_imaging_result(data=original, audit=FILER)
+    assert first.created
+    again = record.save_imaging_result(data=original, audit=FILER)
+    assert (again.result_id, again.created) == (first.result_id, False)
+    forged_pixels = _digested(original, "2" * 64)
+    with pytest.raises(ResendConflict, match="other pixel data") as refused:
+        record.save_imaging_result(data=forged_pixels, audit=FILER)
+    assert refused.value.code == "resend_conflict"
+    south = replace(original, patient=patient("IPP-OTHER", facility="south"))
+    with pytest.raises(ResendConflict, match="another facility"):
+        record.save_imaging_result(data=south, audit=FILER)
+    # Another model version with the same UIDs but other pixels is no resend either.
+    newer = replace(forged_pixels, model=replace(original.model, version="4"))
+    with pytest.raises(ResendConflict, match="other pixel data"):
+        record.save_imaging_result(data=newer, audit=FILER)
+    # Nothing of the refused sends was filed, and each accepted send has exactly one audit entry.
+    total, events = record.search_audit(limit=50)
+    assert total == 2
+    assert sorted(e["outcome"] for e in events) == ["duplicate", "success"]
+    assert {e["resource_id"] for e in events} == {first.result_id}
+    with record.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM results")).scalar_one() == 1
+
+
+def test_result_and_audit_entry_are_one_transaction(record: Record) -> None:
+    stored = record.save_triage_result(
+        data=triage(), audit=replace(FILER, action="vitals:submit", role="clinician")
+    )
+    _total, events = record.search_audit(limit=10)
+    assert [(e["resource_id"], e["patient_id"], e["action"]) for e in events] == [
+        (stored.result_id, stored.patient_id, "vitals:submit")
+    ]
+    # A result the database refuses leaves no audit entry either.
+    broken = replace(triage(), vitals={"consciousness": "Z"})
+    with pytest.raises(RecordError):
+        record.save_triage_result(data=broken, audit=replace(FILER, action="vitals:submit"))
+    assert record.count_audit_events() == 1
+    assert record.verify_audit().ok
+
+
+def test_fhir_scope_is_in_the_query_so_totals_and_pages_count_only_what_may_be_read(record: Record) -> None:
+    own = [record.save_triage_result(data=triage(pat=patient(f"IPP-N{i}"))) for i in range(3)]
+    record.save_triage_result(data=triage(pat=patient("IPP-S", facility="south")))
+    north = _scope("north", "own_facility", "sharing_consent", "break_glass")
+    base = "http://x/fhir"
+
+    def search(resource_type: str, scope: Scope, **params: str) -> dict:
+        return record.fhir_search(resource_type=resource_type, params=params, base_url=base, scope=scope)
+
+    assert search("RiskAssessment", north)["total"] == 3
+    assert search("Patient", north)["total"] == 3
+    assert search("Patient", north, identifier="IPP-S")["total"] == 0  # no hint that IPP-S exists
+    assert search("Provenance", north)["total"] == 3
+    assert search("Observation", north, category="vital-signs")["total"] == 3 * 7
+    first = search("RiskAssessment", north, _count="2")
+    assert len(first["entry"]) == 2 and [link["relation"] for link in first["link"]] == ["self", "next"]
+    last = search("RiskAssessment", north, _count="2", _offset="2")
+    assert len(last["entry"]) == 1 and [link["relation"] for link in last["link"]] == ["self"]
+    counted = search("RiskAssessment", north, _count="0")
+    assert counted["total"] == 3 and counted["entry"] == []
+    assert [link["relation"] for link in counted["link"]] == ["self"]
+    # Sharing consent of one patient opens that patient's results (only) to the south.
+    south = _scope("south", "own_facility", "sharing_consent", "break_glass")
+    assert search("RiskAssessment", south)["total"] == 1
+    record.set_consent(
+        patient_id=own[0].patient_id,
+        ai_processing=True,
+        national_sharing=True,
+        facility_sharing=True,
+        by="dr",
+        role="clinician",
+    )
+    assert search("RiskAssessment", south)["total"] == 2
+    assert search("Patient", south)["total"] == 2
+    # A pacs scope (own facility only) ignores the consent; a scope with no ground reads nothing.
+    assert search("RiskAssessment", _scope("south", "own_facility"))["total"] == 1
+    assert search("RiskAssessment", _scope("north"))["total"] == 0
+    assert search("Device", _scope("north"))["total"] == 1  # about no patient
+
+
+def test_break_the_glass_is_personal_time_limited_and_listed(record: Record) -> None:
+    stored = record.save_triage_result(data=triage(pat=patient("IPP-B")))
+    reader = _scope("south", "own_facility", "sharing_consent", "break_glass", subject="dr-south")
+    owner = None
+    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
+    opener = AuditIn(subject="dr-south", role="clinician", facility="south", action="break-glass:open")
+    grant = record.open_break_glass(
+        patient_id=stored.patient_id, reason="Unconscious in our ER, no history", minutes=30, audit=opener
+    )
+    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") == "break_glass"
+    colleague = replace(reader, subject="dr-other")
+    assert record.access_basis(scope=colleague, patient_id=stored.patient_id, owner=owner) is None
+    total, listed = record.break_glass_grants(facility="north")  # the holder's auditor sees it
+    assert total == 1 and listed[0]["grant_id"] == grant["grant_id"] and listed[0]["active"]
+    assert record.break_glass_grants(facility="east")[0] == 0
+    _total, events = record.search_audit(agent="dr-south")
+    assert [(e["action"], e["outcome"], e["patient_id"]) for e in events] == [
+        ("break-glass:open", "break_glass", stored.patient_id)
+    ]
+    with record.sessions() as session, session.begin():
+        row = session.get(BreakGlass, grant["grant_id"])
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
+    assert record.break_glass_grants(facility=None, active_only=True)[0] == 0
+    for reason, minutes in (("short", 30), ("A long enough reason", 0), ("A long enough reason", 1441)):
+        with pytest.raises(Exception, match="break-the-glass"):
+            record.open_break_glass(
+                patient_id=stored.patient_id, reason=reason, minutes=minutes, audit=opener
+            )
+
+
+def test_an_upsert_cannot_rewrite_the_audit_trail(record: Record) -> None:
+    for n in range(3):
+        record.append_audit(
+            subject=f"s{n}",
+            role="clinician",
+            facility="north",
+            action="results:read",
+            resource_type=None,
+            resource_id=None,
+            patient_id=None,
+            outcome="success",
+            client=None,
+        )
+    copy = (
+        "SELECT id, time, 'forger', role, action, outcome, seq, prev_hash, hash "
+        "FROM audit_events WHERE seq = 2"
+    )
+    columns = "(id, time, subject, role, action, outcome, seq, prev_hash, hash)"
+    if record.engine.dialect.name == "sqlite":
+        # REPLACE deletes the old row without firing DELETE triggers: the INSERT itself must be refused.
+        statements = [
+            f"INSERT OR REPLACE INTO audit_events {columns} {copy}",
+            "INSERT OR REPLACE INTO audit_chain_head (id, seq, hash) VALUES (1, 1, 'x')",
+        ]
+    else:
+        statements = [
+            f"INSERT INTO audit_events {columns} {copy} ON CONFLICT (id) DO UPDATE SET subject = 'forger'",
+            "INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 1, 'x') "
+            "ON CONFLICT (id) DO UPDATE SET seq = 1, hash = 'x'",
+        ]
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only|only moves forward"):
+            with record.engine.begin() as connection:
+                connection.execute(text(statement))
+    assert record.verify_audit().ok
+    _total, events = record.search_audit(limit=10)
+    assert "forger" not in {e["subject"] for e in events}
