@@ -48,7 +48,8 @@ def test_every_route_is_open_or_names_a_permission_of_the_table() -> None:
 
 
 def test_docs_security_table_is_the_permission_table() -> None:
-    rows = re.findall(r"^\| `([a-z-]+:[a-z-]+)` \| ([^|]+) \|", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
+    text = DOCS.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z-]+:[a-z-]+)` \| ([^|]+) \|", text, re.MULTILINE)
     documented = {perm: {r.strip().strip("`") for r in roles.split(",")} for perm, roles in rows}
     table = {perm: {r.value for r in roles} for perm, roles in PERMISSIONS.items()}
     assert documented == table
