@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-other-cpu bench lint typecheck clean
+.PHONY: install run test test-other-cpu bench lint typecheck clean screenshots
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ test-other-cpu: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The screenshots of docs/ui.md (needs Debian's chromium; HOME_WITH_MODELS=var for the trained models).
+screenshots: install
+	$(BIN)/python docs/ui_screenshots.py $(if $(HOME_WITH_MODELS),--home $(HOME_WITH_MODELS))
 
 lint: install
 	$(BIN)/ruff check inference training model_registry tests benchmarks

@@ -9,6 +9,11 @@ from inference.record._models import Result
 from inference.record._types import iso
 
 TRIAGE_FEEDBACK_CODE = "deterioration"
+VITAL_FIELDS = (
+    "respiratory_rate", "spo2", "spo2_scale", "on_oxygen", "systolic_bp", "diastolic_bp", "heart_rate",
+    "temperature", "consciousness",
+)  # fmt: skip
+"""The measured signs a triage result shows (``vitals``), in the contract's names and units."""
 """The one "finding" a triage result has, for reader feedback."""
 
 
@@ -61,6 +66,11 @@ def public_result(result: Result) -> dict[str, Any]:
             )
         )
         out["trend"] = payload.get("trend")
+        out["vitals"] = {
+            name: getattr(result.vitals, name)
+            for name in VITAL_FIELDS
+            if getattr(result.vitals, name) is not None
+        }
     return out
 
 

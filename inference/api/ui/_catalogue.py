@@ -27,7 +27,7 @@ DATA_WORDS: Final = (
     # verdicts
     "agree", "disagree", "correct",
     # durations (inference.api.ui._i18n.Formats.waited)
-    "{days} d {hours} h", "{hours} h {minutes} min", "{minutes} min",
+    "{days} d {hours} h", "{hours} h {minutes}", "{minutes} min",
 )  # fmt: skip
 
 

@@ -122,5 +122,8 @@ class Formats:
         if days:
             return self._t.gettext("{days} d {hours} h").format(days=n(days), hours=n(hours))
         if hours:
-            return self._t.gettext("{hours} h {minutes} min").format(hours=n(hours), minutes=n(mins))
+            from babel.numbers import format_decimal
+
+            padded = format_decimal(mins, format="00", locale=self.language)
+            return self._t.gettext("{hours} h {minutes}").format(hours=n(hours), minutes=padded)
         return self._t.gettext("{minutes} min").format(minutes=n(mins))
