@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from inference.api.ui._auth import (
@@ -29,8 +29,10 @@ from inference.record import Verdict
 from inference.services import (
     AccountLocked,
     SignInRefused,
+    get_heat_layer,
     get_heatmap,
     get_result,
+    get_result_image,
     mark_read,
     reader_verdicts,
     reading_worklist,
@@ -167,15 +169,29 @@ async def viewer_page(
     )  # fmt: skip
 
 
-@router.get("/results/{result_id}/heatmaps/{finding}.png")
-async def heatmap_layer(
+@router.get("/results/{result_id}/image.png")
+async def display_image(
     result_id: ResultId,
-    finding: str,
     ctx: ContextDep,
     reader: Annotated[Reader, page_permission("results:read")],
 ) -> Response:
-    """One finding's heat layer, for the viewer (the session's access, audited like the API's)."""
-    png = await get_heatmap(ctx=ctx, actor=reader.actor, result_id=result_id, code=finding[:64])
+    """The result's display rendering, for the viewer's canvas (audited like the API's image.png)."""
+    png = await get_result_image(ctx=ctx, actor=reader.actor, result_id=result_id)
+    return Response(png, media_type="image/png", headers=_IMAGE_HEADERS)
+
+
+@router.get("/results/{result_id}/heatmaps/{finding}.png")
+async def heatmap_layer(
+    result_id: ResultId,
+    finding: Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$")],
+    ctx: ContextDep,
+    reader: Annotated[Reader, page_permission("results:read")],
+    layer: Annotated[bool, Query()] = False,
+) -> Response:
+    """One finding's heat layer over the display rendering (``layer=1``), or the overlay with the
+    radiograph burned in (results filed before renderings were kept have only that)."""
+    fetch = get_heat_layer if layer else get_heatmap
+    png = await fetch(ctx=ctx, actor=reader.actor, result_id=result_id, code=finding)
     return Response(png, media_type="image/png", headers=_IMAGE_HEADERS)
 
 

@@ -113,8 +113,11 @@ def viewer_model(result: dict[str, Any], *, language: str, verdicts: dict[str, s
         "rationale": result.get("rationale"),
         "created_at": result.get("created_at"),
         "synthetic": any("synthetic" in w.lower() for w in result.get("warnings", [])),
-        # The stored display rendering (grayscale, bounded size) when the result has one.
-        "display_image": None,
+        # The stored display rendering (grayscale, bounded size); the page falls back to the overlays of
+        # results filed before renderings were kept (the image then answers 404).
+        "display_image": f"/ui/results/{result['result_id']}/image.png"
+        if result["kind"] == "imaging"
+        else None,
     }
     if result["kind"] == "imaging":
         model["assessable"] = result.get("assessable", True) is not False

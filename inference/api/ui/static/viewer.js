@@ -39,7 +39,16 @@
   }
   if (source) {
     if (source.complete && source.naturalWidth) load(); else source.addEventListener("load", load);
-    source.addEventListener("error", function () { stage.classList.add("no-image"); });
+    // A result filed before display renderings were kept has no image and no layers: show its overlays
+    // (radiograph burned in) instead; the switch and the slider act on them the same way.
+    source.addEventListener("error", function () {
+      stage.classList.add("no-image");
+      document.querySelectorAll("img.layer[data-overlay]").forEach(function (layer) {
+        layer.classList.add("standalone");
+        layer.src = layer.getAttribute("data-overlay");
+      });
+      document.querySelectorAll(".wl").forEach(function (el) { el.hidden = true; });
+    });
     level.addEventListener("input", draw);
     width.addEventListener("input", draw);
     document.getElementById("reset-wl").addEventListener("click", function () {

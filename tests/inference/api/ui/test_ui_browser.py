@@ -72,6 +72,7 @@ def _read_one_study(
         " return img.complete && img.naturalWidth > 0; }",
         arg=positive["code"],
     )
+    page.locator("#stage.loaded").wait_for()  # the display rendering is on the canvas
     assert switch.is_checked()
     shown = stage.screenshot()
     switch.click()
@@ -84,6 +85,9 @@ def _read_one_study(
     assert switch.is_checked() and layer.is_visible()
     finding.get_by_role("slider", name=_("Opacity")).fill("30")
     assert float(layer.evaluate("el => getComputedStyle(el).opacity")) == pytest.approx(0.3, abs=0.01)
+    before = page.locator("#radiograph").screenshot()
+    page.get_by_label(_("Level")).fill("40")  # window/level acts on the radiograph, not on the layer
+    assert _mean_brightness(page.locator("#radiograph").screenshot()) > _mean_brightness(before) + 5
 
     finding.get_by_role("button", name=_("Agree"), exact=True).click()
     page.wait_for_url(f"**/ui/results/{critical['result_id']}*")
