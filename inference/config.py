@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     ui_lockout_attempts: int = Field(default=5, ge=1, le=100)
     ui_lockout_minutes: int = Field(default=15, ge=1)
     worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
+    ui_refresh_seconds: int = Field(default=30, ge=2, le=3600)
 
     # Patient identity (docs/security.md): the issuer a facility's senders mean when they name none
     facility_issuers: dict[str, str] = Field(default_factory=dict)

@@ -146,6 +146,7 @@ async def _worklist(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
         csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,
         statuses=AI_STATUSES, max_wait=settings.worklist_max_wait_minutes,
+        refresh=settings.ui_refresh_seconds,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-// The worklist refreshes its rows every 30 seconds (same filters), and a row opens the viewer.
+// The worklist refreshes its rows every data-refresh seconds (same filters), and a row opens the viewer.
 (function () {
   "use strict";
   var table = document.getElementById("worklist");
@@ -30,5 +30,5 @@
       })
       .catch(function () { /* keep the rows shown; the next refresh tries again */ });
   }
-  setInterval(refresh, 30000);
+  setInterval(refresh, 1000 * Math.max(2, Number(table.getAttribute("data-refresh")) || 30));
 })();

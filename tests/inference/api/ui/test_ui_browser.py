@@ -11,14 +11,16 @@ from _ui_live import PASSWORD, Env, add_account, browser, live_server, send_stud
 
 from inference.api import create_app
 from inference.api.ui._i18n import translations
+from inference.record import Record
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def site(env: Env) -> Iterator[str]:
-    """The API with its pages, served on a loopback port."""
-    with live_server(create_app(env.settings)) as base:
+    """The API with its pages, served on a loopback port (the worklist refreshes every 2 s)."""
+    settings = env.settings.model_copy(update={"ui_refresh_seconds": 2})
+    with live_server(create_app(settings)) as base:
         yield base
 
 
@@ -144,3 +146,34 @@ def test_a_reader_of_another_facility_sees_neither_the_row_nor_the_page(
     assert response is not None and response.status == 403
     assert theirs["patient"]["identifier"] not in page.content()
     context.close()
+
+
+def test_the_worklist_refreshes_itself_and_a_disagreement_asks_for_the_label(
+    site: str, env: Env, chromium: Any
+) -> None:
+    username = add_account(env)
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username)
+    arriving = send_study(site, env, critical=True)
+    page.get_by_role("link", name=arriving["patient"]["identifier"]).wait_for(timeout=20_000)
+    assert page.url == f"{site}/ui/"  # the rows came without a reload
+
+    page.get_by_role("link", name=arriving["patient"]["identifier"]).click()
+    negative = next(f for f in arriving["findings"] if not f["positive"])
+    finding = page.locator(f"#finding-{negative['code']}")
+    picker = finding.get_by_label("Correct label")
+    assert picker.is_hidden()
+    finding.get_by_role("button", name="Disagree").click()
+    assert picker.is_visible() and picker.input_value() == "present"  # preset to the opposite call
+    finding.get_by_role("button", name="Disagree").click()
+    page.wait_for_url(f"**/ui/results/{arriving['result_id']}*")
+    disagree = page.locator(f"#finding-{negative['code']}").get_by_role("button", name="Disagree")
+    assert disagree.get_attribute("aria-pressed") == "true"
+    context.close()
+    record = Record(env.settings.record_url)
+    try:
+        verdicts = [v for row in record.feedback(result_id=arriving["result_id"]) for v in row["verdicts"]]
+    finally:
+        record.close()
+    assert verdicts == [{"code": negative["code"], "verdict": "disagree", "correct_label": True}]
