@@ -6,7 +6,8 @@ study. One study goes in by HTTP upload, one by STOW-RS, one by DIMSE (dcmtk's `
 study carries a distinctive name in each of the 32 PN attributes of the DICOM dictionary (retired ones
 included), half of them without a caret (highdicom warns about those, quoting the name), plus a patient
 identifier, other identifiers and a birth date. Once the SR and captures are in Orthanc, both processes
-are stopped and everything they printed or logged is searched for any of those values.
+are stopped and everything they printed or logged (and the server's /metrics) is searched for any of
+those values.
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outputs]:
     studies = {"upload": new_uid(), "stow": new_uid(), "dimse": new_uid()}
     orthanc.start()
     server: Server | None = None
+    metrics = ""
     try:
         listener.start()
         server = _start_server(root, dicom_port)
@@ -253,12 +255,15 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outputs]:
                 interval=0.5,
                 what=f"the SR and capture of the {how} study in Orthanc",
             )
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            metrics = client.get("/metrics").text
     finally:
         if server is not None:
             server.stop()
         listener.stop()
         orthanc.stop()
     texts = {
+        "serve /metrics": metrics,
         "serve stdout": (root / "serve.stdout").read_text(errors="replace"),
         "serve stderr": (root / "serve.stderr").read_text(errors="replace"),
         "listen stdout+stderr": listener.log.read_text(errors="replace"),
@@ -280,6 +285,7 @@ def test_every_pn_attribute_of_the_dictionary_is_filled() -> None:
 def test_the_run_logged_what_it_did(outputs: Outputs) -> None:
     logs = [k for k in outputs.texts if k.endswith(".jsonl")]
     assert len(logs) >= 2, outputs.texts.keys()
+    assert "# TYPE" in outputs.texts["serve /metrics"]
     everything = "\n".join(outputs.texts.values())
     assert "imaging result filed" in everything
     # highdicom did warn about the caret-less names, and the warnings were logged without their text.
