@@ -174,3 +174,35 @@ def test_user_commands(env: Env) -> None:
         [str(DXASSIST), "user", "list"], env=run_env, capture_output=True, text=True, timeout=120, check=False
     )
     assert next(x for x in listed.stdout.splitlines() if x.startswith("dr.cli ")).split()[3] == "disabled"
+
+
+def test_a_result_the_model_cannot_assess_says_so_in_the_worklist_and_the_viewer() -> None:
+    from inference.api.ui._i18n import Formats
+    from inference.api.ui._render import environment
+    from inference.api.ui._views import viewer_model, worklist_rows
+
+    result = {
+        "result_id": "5b0c9a52-7c3e-4a57-9b7e-3f1d2b0c4e11",
+        "kind": "imaging",
+        "priority": "routine",
+        "status": "open",
+        "created_at": datetime.now(UTC).isoformat(),
+        "patient": {"id": "p", "identifier": "OOD-1", "age": 60, "sex": "female"},
+        "model": {"name": "cxr-findings", "version": "3"},
+        "warnings": [],
+        "assessable": False,
+        "ood": {"score": 0.93, "threshold": 0.5},
+        "findings": [
+            {"code": "nodule", "probability": 0.7, "threshold": 0.5, "positive": False, "heatmap": None}
+        ],
+        "positive_findings": [],
+    }
+    rows = worklist_rows([result], language="en", priority=None, status="not_assessable")
+    assert [row["ai_status"] for row in rows] == ["not_assessable"]
+    assert worklist_rows([result], language="en", priority=None, status="analysed") == []
+    view = viewer_model(result, language="en", verdicts={})
+    html = environment("en").get_template("viewer.html").render(
+        r=view, lang="en", dir="ltr", languages={}, fmt=Formats("en"), version="t", path="/", csrf="c"
+    )
+    assert "Not assessable" in html and "0.93" in html
+    assert 'role="switch"' not in html  # nothing positive, no heat layer to show
