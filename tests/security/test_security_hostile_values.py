@@ -9,13 +9,12 @@ still ready.
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
-from io import BytesIO
 from typing import Any
 
 import numpy as np
 import pytest
+from _hostile_inputs import BAD_IMAGES, chest, with_pixels
 from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body, seeded_env
 
 from inference.api import create_app
@@ -29,66 +28,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     # raise_server_exceptions=False: a 500 must show up as a 500 answer, as a real client would see it.
     with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
         yield client, env
-
-
-def _edit(blob: bytes, **attributes: Any) -> bytes:
-    from pydicom import dcmread
-
-    ds = dcmread(BytesIO(blob))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about the invalid values we mean to send
-        for keyword, value in attributes.items():
-            setattr(ds, keyword, value)
-        out = BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
-def _pixels(blob: bytes, pixels: np.ndarray) -> bytes:
-    rows, columns = pixels.shape
-    return _edit(blob, Rows=rows, Columns=columns, PixelData=pixels.astype("<u2").tobytes())
-
-
-def _chest(study: str, **attributes: Any) -> bytes:
-    blob = chest_dicom(study=study, sop=f"{study}.1")
-    return _edit(blob, **attributes) if attributes else blob
-
-
-BAD_IMAGES: dict[str, tuple[Callable[[str], bytes], int, str]] = {
-    "RescaleSlope 1e308, RescaleIntercept -1e308": (
-        lambda s: _chest(s, RescaleSlope="1e308", RescaleIntercept="-1e308"),
-        422,
-        "implausible_rescale",
-    ),
-    "RescaleSlope NaN": (lambda s: _chest(s, RescaleSlope="NaN"), 400, "invalid_rescale"),
-    "RescaleIntercept -inf": (lambda s: _chest(s, RescaleIntercept="-inf"), 400, "invalid_rescale"),
-    "RescaleSlope not a number": (
-        # pydicom will not write 'abc' as a DS: write a placeholder and change its bytes.
-        lambda s: _chest(s, RescaleSlope="9.75").replace(b"9.75", b"abc "),
-        400,
-        "invalid_rescale",
-    ),
-    "RescaleSlope 1e-300": (lambda s: _chest(s, RescaleSlope="1e-300"), 422, "implausible_rescale"),
-    "WindowCenter/Width 1e300": (
-        lambda s: _chest(s, WindowCenter="1e300", WindowWidth="1e300"),
-        422,
-        "implausible_window",
-    ),
-    "WindowWidth NaN": (lambda s: _chest(s, WindowCenter=200, WindowWidth="NaN"), 400, "invalid_window"),
-    "window far above every pixel": (
-        lambda s: _chest(s, WindowCenter=60000, WindowWidth=10),
-        422,
-        "implausible_window",
-    ),
-    "1x1 image": (lambda s: _pixels(_chest(s), np.array([[100]])), 422, "image_too_small"),
-    "all-zero image": (lambda s: _pixels(_chest(s), np.zeros((128, 128))), 422, "blank_image"),
-    "constant image": (lambda s: _pixels(_chest(s), np.full((128, 128), 700)), 422, "blank_image"),
-    "nearly empty image": (
-        lambda s: _pixels(_chest(s), np.pad(np.full((8, 8), 4000), 60)),
-        422,
-        "blank_image",
-    ),
-}
 
 
 @pytest.mark.parametrize("name", list(BAD_IMAGES))
@@ -155,9 +94,9 @@ def test_stow_with_one_good_study_and_one_hostile_instance_is_partial_and_resend
     good, bad, blank = new_study_uid(), new_study_uid(), new_study_uid()
     body, content_type = related_body(
         [
-            ("application/dicom", _chest(good)),
-            ("application/dicom", _chest(bad, RescaleSlope="1e308", RescaleIntercept="-1e308")),
-            ("application/dicom", _pixels(_chest(blank), np.zeros((64, 64)))),
+            ("application/dicom", chest(good)),
+            ("application/dicom", chest(bad, RescaleSlope="1e308", RescaleIntercept="-1e308")),
+            ("application/dicom", with_pixels(chest(blank), np.zeros((64, 64)))),
         ]
     )
     answers = [
@@ -260,7 +199,7 @@ def test_the_server_is_still_ready_after_the_hostile_values(served: tuple[TestCl
     study = new_study_uid()
     good = client.post(
         "/v1/studies",
-        files=[("files", ("a.dcm", _chest(study), "application/dicom"))],
+        files=[("files", ("a.dcm", chest(study), "application/dicom"))],
         headers=env.headers("pacs", facility="F1"),
     )
     assert good.status_code == 201, good.text
