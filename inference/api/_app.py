@@ -33,8 +33,8 @@ LOG_FILE = "server.jsonl"
 
 def _body_limit(settings: Settings) -> Any:
     def limit(method: str, path: str) -> int:
-        if method == "POST" and path.rstrip("/") in UPLOAD_ROUTES:
-            return settings.max_request_bytes
+        if method == "POST" and (path.rstrip("/") in UPLOAD_ROUTES or path.startswith("/dicomweb/studies/")):
+            return settings.max_request_bytes  # uploads, STOW-RS and STOW-RS into one study
         return settings.max_json_bytes
 
     return limit

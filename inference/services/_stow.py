@@ -45,6 +45,18 @@ CANNOT_UNDERSTAND: Final = 0xC000  # broken, inconsistent or not DICOM (400, 415
 TRANSFER_SYNTAX_NOT_SUPPORTED: Final = 0xC122
 
 _UID: Final = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Refusals made before or while pydicom parses: such a file is never handed to pydicom again.
+_UNPARSED: Final = frozenset(
+    {
+        "not_dicom",
+        "truncated",
+        "malformed_header",
+        "nesting_too_deep",
+        "deflate_bomb",
+        "instance_too_large",
+        "unsupported_transfer_syntax",  # refused before the structure walk that bounds nesting
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,9 @@ def _read_part(
     try:
         return read_instance(blob, limits=ctx.limits, target_size=target_size)
     except DicomRejected as e:
-        uids = _peek_uids(blob) if e.status == 422 else (None, None)
+        # The sender needs to know WHICH instance failed: read its UIDs unless the file failed the guards
+        # that run before pydicom (a bomb or a broken structure is not parsed a second time).
+        uids = (None, None) if e.code in _UNPARSED else _peek_uids(blob)
         return e, uids[0], uids[1]
 
 
@@ -124,6 +138,7 @@ async def store_instances(
     actor: Actor,
     parts: Sequence[tuple[str | None, bytes]],
     accept_language: str | None,
+    study_instance_uid: str | None = None,
 ) -> StowOutcome:
     """Validate every part, group the accepted instances by study, analyse and file each study.
 
@@ -132,6 +147,8 @@ async def store_instances(
         actor: The sender (usually a PACS).
         parts: ``(media type, bytes)`` per body part.
         accept_language: For the stored results' response language (unused in the STOW answer).
+        study_instance_uid: The study of the target URI (``/dicomweb/studies/{uid}``): instances of
+            another study fail with 0xC000 (``study_mismatch``) and are not stored.
 
     Raises:
         ModelUnavailable: No imaging model is loaded (nothing is stored; the sender retries).
@@ -154,7 +171,17 @@ async def store_instances(
             )
             continue
         read = await ctx.workers.run(_read_part, blob, ctx, size)
-        if isinstance(read, Instance):
+        if isinstance(read, Instance) and study_instance_uid not in (None, read.study_instance_uid):
+            outcome.failed.append(
+                FailedInstance(
+                    read.sop_class_uid,
+                    read.sop_instance_uid,
+                    CANNOT_UNDERSTAND,
+                    "study_mismatch",
+                    "The instance belongs to another study than the one of the request's URL.",
+                )
+            )
+        elif isinstance(read, Instance):
             by_study.setdefault(read.study_instance_uid, []).append(read)
         else:
             error, sop_class, sop_instance = read

@@ -48,6 +48,7 @@ def test_implausible_images_are_refused_over_upload_and_stow(
     assert stow.status_code == 409, stow.text
     [failed] = stow.json()["00081198"]["Value"]
     assert failed["00081197"]["Value"] == [0xA900 if status == 422 else 0xC000]
+    assert failed["00081155"]["Value"] == [f"{study}.1"]  # the sender learns which instance failed
     assert client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).status_code == 404
 
 
@@ -191,6 +192,30 @@ def test_audit_event_searches_with_hostile_values_never_500(
     assert response.status_code == status, response.text
     if status == 400:
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_stow_into_one_study_refuses_the_instances_of_another(served: tuple[TestClient, Env]) -> None:
+    client, env = served
+    headers = env.headers("pacs", facility="F1")
+    target, other = new_study_uid(), new_study_uid()
+    body, content_type = related_body(
+        [("application/dicom", chest(target)), ("application/dicom", chest(other))]
+    )
+    stow = client.post(
+        f"/dicomweb/studies/{target}", content=body, headers={**headers, "Content-Type": content_type}
+    )
+    assert stow.status_code == 202, stow.text
+    dataset = stow.json()
+    assert [i["00081155"]["Value"][0] for i in dataset["00081199"]["Value"]] == [f"{target}.1"]
+    [failed] = dataset["00081198"]["Value"]
+    assert (failed["00081155"]["Value"], failed["00081197"]["Value"]) == ([f"{other}.1"], [0xC000])
+    radiologist = env.headers("radiologist")
+    assert client.get(f"/v1/studies/{other}/result", headers=radiologist).status_code == 404
+    for bad, status in (("1.2.3%2F..%2Fkeys", 404), ("1." + "9" * 80, 400), ("abc", 400)):
+        refused = client.post(
+            f"/dicomweb/studies/{bad}", content=body, headers={**headers, "Content-Type": content_type}
+        )
+        assert refused.status_code == status, refused.text
 
 
 def test_the_server_is_still_ready_after_the_hostile_values(served: tuple[TestClient, Env]) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_dataset, stow_status
 from inference.api.deps import AcceptLanguage, BaseUrl, ContextDep, StowParts, require
 from inference.api.routes._responses import AUTH, errors
+from inference.api.routes.studies import StudyUid
 from inference.services import Actor, store_instances
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
@@ -24,21 +25,24 @@ _STOW_BODY = {
 _STOW_RESPONSE = {"content": {DICOM_JSON: {"schema": {"type": "object"}}}}
 
 
+_STOW_RESPONSES = errors(
+    400,
+    *AUTH,
+    413,
+    415,
+    503,
+    extra={
+        200: {"description": "Every instance stored and analysed.", **_STOW_RESPONSE},
+        202: {"description": "Some instances failed (FailedSOPSequence).", **_STOW_RESPONSE},
+        409: {"description": "Every instance failed.", **_STOW_RESPONSE},
+    },
+)
+
+
 @router.post(
     "/studies",
     response_class=DicomJSONResponse,
-    responses=errors(
-        400,
-        *AUTH,
-        413,
-        415,
-        503,
-        extra={
-            200: {"description": "Every instance stored and analysed.", **_STOW_RESPONSE},
-            202: {"description": "Some instances failed (FailedSOPSequence).", **_STOW_RESPONSE},
-            409: {"description": "Every instance failed.", **_STOW_RESPONSE},
-        },
-    ),
+    responses=_STOW_RESPONSES,
     openapi_extra=_STOW_BODY,
     summary="STOW-RS: store DICOM instances (each study is analysed before the answer).",
 )
@@ -50,5 +54,31 @@ async def stow(
     accept_language: AcceptLanguage = None,
 ) -> DicomJSONResponse:
     outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
+    count_failures(outcome)
+    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=stow_status(outcome))
+
+
+@router.post(
+    "/studies/{study_instance_uid}",
+    response_class=DicomJSONResponse,
+    responses=_STOW_RESPONSES,
+    openapi_extra=_STOW_BODY,
+    summary="STOW-RS into one study: instances of another study fail (0xC000), the others are stored.",
+)
+async def stow_study(
+    actor: Annotated[Actor, require("studies:submit")],
+    ctx: ContextDep,
+    study_instance_uid: StudyUid,
+    parts: StowParts,
+    base_url: BaseUrl,
+    accept_language: AcceptLanguage = None,
+) -> DicomJSONResponse:
+    outcome = await store_instances(
+        ctx=ctx,
+        actor=actor,
+        parts=parts,
+        accept_language=accept_language,
+        study_instance_uid=study_instance_uid,
+    )
     count_failures(outcome)
     return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=stow_status(outcome))
