@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -20,6 +21,34 @@ if TYPE_CHECKING:
     from ._inputs import AlgorithmInfo, FindingOutput
 
 NOT_FOR_DIAGNOSIS: Final = "not for diagnosis alone"
+# Attributes of the modules the outputs copy that the standard allows once (VM 1).
+_SINGLE_VALUED: Final = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyDescription",
+        "IssuerOfPatientID",
+        "PatientAge",
+        "PatientBirthTime",
+        "SeriesDate",
+        "SeriesTime",
+        "ContentDate",
+        "ContentTime",
+        "AcquisitionDate",
+        "AcquisitionTime",
+    }
+)
+_SEX: Final = {"FEMALE": "F", "MALE": "M", "OTHER": "O"}
+_SINGLE_VALUED_VRS: Final = frozenset({"PN", "LO", "SH", "DA", "TM", "CS", "AS"})
+_ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_ISO_TIME: Final = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?")
 _LO_MAX: Final = 64
 
 # Type 2 attributes of the Patient and General Study modules: highdicom reads them from the source,
@@ -52,7 +81,92 @@ def checked_source(source: Instance) -> Dataset:
     for keyword in _TYPE2_DEFAULTS:
         if keyword not in header:
             setattr(header, keyword, None)
+    repair_header(header)
     return header
+
+
+def repair_header(header: Dataset) -> None:
+    """Mend, in place, header values that the source carries wrongly but that have one sane reading.
+
+    A PACS hands over what modalities wrote, and modalities write non-conformant headers. What is copied
+    into the outputs must be valid DICOM, so before highdicom sees the header:
+
+    - an unknown Specific Character Set becomes UTF-8 (``ISO_IR 192``): the values were decoded
+      already (pydicom fell back to its default), and UTF-8 encodes any of them;
+    - a multi-valued attribute that the standard allows once (Patient's Name, a study-level date...)
+      keeps its first value;
+    - Patient's Sex spelled out (``female``) becomes its code (``F``); an unknown one is emptied;
+    - a one-component person name gets its trailing caret (``Bono^``), as PS3.5 6.2.1.2 allows, so
+      highdicom does not warn with the name in the message;
+    - a date written ``YYYY-MM-DD`` becomes ``YYYYMMDD`` and a time ``HH:MM:SS`` becomes ``HHMMSS``;
+      a date or time that still cannot be read is emptied (every one of them highdicom copies is type 2).
+
+    What still fails after this is refused by the writer, and the delivery machinery files the result's
+    outputs in the dead-letter queue.
+    """
+    from pydicom.valuerep import DA, TM, PersonName
+
+    _repair_charset(header)
+    if "PatientSex" in header:
+        sex = str(header.PatientSex or "").strip().upper()
+        header.PatientSex = _SEX.get(sex, sex if sex in ("M", "F", "O") else None)
+    for element in list(header):
+        if element.VR == "SQ" or element.tag.is_private or element.tag.group in (0x0002, 0x7FE0):
+            continue
+        if element.VR in _SINGLE_VALUED_VRS and element.VM > 1 and element.keyword in _SINGLE_VALUED:
+            element.value = element.value[0]
+        if element.VR == "PN" and isinstance(element.value, str | PersonName):
+            element.value = _mend_name(element.value)
+        if element.VR == "DA":
+            element.value = _mend_temporal(element.value, DA, _ISO_DATE, "")
+        elif element.VR == "TM":
+            element.value = _mend_temporal(element.value, TM, _ISO_TIME, "")
+
+
+def _mend_temporal(value: object, kind: type, pattern: re.Pattern[str], joiner: str) -> object:
+    """The value as a DICOM DA/TM, rewritten from its ISO form when needed; empty when unreadable."""
+    values = _as_list(value)
+    mended = []
+    for item in values:
+        text = "" if item is None else str(item).strip()
+        if not text:
+            mended.append("")
+            continue
+        match = pattern.fullmatch(text)
+        if match:
+            text = joiner.join(group for group in match.groups() if group is not None)
+        try:
+            kind(text)
+        except (ValueError, TypeError, OverflowError):
+            text = ""
+        mended.append(text)
+    if len(mended) == 1:
+        return mended[0] or None
+    return [item for item in mended if item] or None
+
+
+def _mend_name(value: object) -> str:
+    text = str(value)
+    return text if not text or "^" in text or "=" in text else f"{text}^"
+
+
+def _as_list(value: object) -> list[object]:
+    from pydicom.multival import MultiValue
+
+    return list(value) if isinstance(value, list | tuple | MultiValue) else [value]
+
+
+def _repair_charset(header: Dataset) -> None:
+    from highdicom.enum import SpecificCharacterSetValues
+    from pydicom.charset import python_encoding
+
+    if "SpecificCharacterSet" not in header:
+        return
+    terms = [str(term or "").strip() for term in _as_list(header.SpecificCharacterSet)]
+    known = {item.value for item in SpecificCharacterSetValues}
+    if all(term in python_encoding and (term in known or term == "") for term in terms):
+        return
+    header.SpecificCharacterSet = "ISO_IR 192"
 
 
 def check_findings(findings: Sequence[FindingOutput], source: Instance) -> None:
