@@ -35,7 +35,9 @@ def _instance(**raw: tuple[int, str, object]) -> Instance:
             for tag, vr, value in raw.values():
                 ds.add(DataElement(tag, vr, value))
             data = to_bytes(ds)
-        return read_instance(data, limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4))
+        return read_instance(
+            data, limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4)
+        )
 
 
 def _build(instance: Instance) -> list[pydicom.Dataset]:
