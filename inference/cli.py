@@ -297,6 +297,75 @@ def _cmd_user(args: argparse.Namespace) -> int:
         raise CliError(str(e), status=2) from e
 
 
+def _open_record(settings: Settings) -> Any:
+    from inference.record import Record
+
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+    except Exception as e:  # unreachable database, wrong URL: say so without a traceback
+        record.close()
+        raise CliError(f"The patient record cannot be opened ({type(e).__name__}).") from e
+    return record
+
+
+def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from inference.services import list_dead_letters
+
+    settings = _settings()
+    record = _open_record(settings)
+    try:
+        items = list_dead_letters(record=record, home=settings.resolved_home, kind=args.kind)
+    finally:
+        record.close()
+    if args.json:
+        print(json.dumps([asdict(item) for item in items], indent=2))
+        return 0
+    if not items:
+        print("The dead-letter queue is empty.")
+        return 0
+    rows = [
+        [item.id, item.subject, item.destination or "-", item.attempts, item.code or "-", item.since or "-"]
+        for item in items
+    ]
+    print(format_table(["ID", "RESULT / STUDY", "DESTINATION", "ATTEMPTS", "ERROR", "SINCE"], rows))
+    print()
+    for item in items:
+        if item.error:
+            print(f"{item.id}: {item.error}")
+    print(f"\n{len(items)} dead letter(s); `dxassist dead-letter retry ID...` (or --all) tries them again.")
+    return 0
+
+
+def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
+    from inference.services import DeadLetterError, retry_dead_letters
+
+    if not args.ids and not args.all:
+        raise CliError("Name the dead letters to retry (ids from `dxassist dead-letter list`) or --all.", 2)
+    if args.ids and args.all:
+        raise CliError("Give ids or --all, not both.", status=2)
+    settings = _settings()
+    record = _open_record(settings)
+    try:
+        retried = retry_dead_letters(
+            record=record, home=settings.resolved_home, ids=args.ids, kind=args.kind, every=args.all
+        )
+    except DeadLetterError as e:
+        raise CliError(str(e), status=2) from e
+    finally:
+        record.close()
+    for item in retried:
+        print(f"retrying {item}")
+    print(
+        f"{len(retried)} dead letter(s) handed back for a fresh set of attempts; the running "
+        "`dxassist serve` / `dxassist listen` takes them up within seconds."
+    )
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -367,6 +436,21 @@ def build_parser() -> argparse.ArgumentParser:
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = asub.add_parser("verify", help="check the chain; exit 1 and name the entries if any was altered")
     p.set_defaults(handler=_cmd_audit_verify)
+
+    dead = sub.add_parser(
+        "dead-letter",
+        help="what stopped retrying (received studies, output builds, deliveries): list it, retry it",
+    )
+    dsub = dead.add_subparsers(dest="dead_letter_command", required=True, metavar="ACTION")
+    p = dsub.add_parser("list", help="every dead letter with its error code")
+    p.add_argument("--kind", choices=("study", "build", "delivery"), default=None)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_cmd_dead_letter_list)
+    p = dsub.add_parser("retry", help="give dead letters a fresh set of attempts")
+    p.add_argument("ids", nargs="*", metavar="ID", help="ids from `dxassist dead-letter list`")
+    p.add_argument("--all", action="store_true", help="every dead letter (of --kind)")
+    p.add_argument("--kind", choices=("study", "build", "delivery"), default=None)
+    p.set_defaults(handler=_cmd_dead_letter_retry)
 
     p = sub.add_parser(
         "export-training-set",

@@ -207,15 +207,28 @@ class Trend(_Public):
 
 
 class Delivery(_Public):
-    """One DICOM output of an imaging result (SR or heatmap capture) queued for one destination."""
+    """One DICOM output of an imaging result (SR or heatmap capture) queued for one destination.
+
+    While a result's outputs could not be built, each destination has one entry of kind ``outputs``
+    (no ``object`` yet) in state ``pending`` (being retried) or ``dead``.
+    """
 
     destination: str = Field(description="The destination's name in DXASSIST_DESTINATIONS.")
-    kind: Literal["sr", "sc"] = Field(description="sr: the TID 1500 report; sc: a heatmap capture.")
-    object: str = Field(description="SOP Instance UID of the delivered object.")
-    state: Literal["pending", "sent", "failed"]
+    kind: Literal["sr", "sc", "outputs"] = Field(
+        description="sr: the TID 1500 report; sc: a heatmap capture; outputs: the outputs not built yet."
+    )
+    object: str | None = Field(default=None, description="SOP Instance UID of the delivered object.")
+    state: Literal["pending", "sent", "dead"] = Field(
+        description="dead: refused for good or out of attempts (dead letter; an operator can retry it)."
+    )
     attempts: int
     sent_at: str | None = None
     last_error: str | None = Field(default=None, description="Transport and status text of the last failure.")
+    error: str | None = Field(
+        default=None,
+        description="Code of the last failure: destination_unreachable, destination_busy, "
+        "destination_unauthorized, destination_refused, output_build_failed, ...",
+    )
 
 
 class _ResultBase(_Public):

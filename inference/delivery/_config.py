@@ -111,6 +111,13 @@ class PacsSettings(BaseSettings):
         delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
         delivery_backoff_cap_seconds: Longest retry delay.
         delivery_poll_seconds: How often the outbox worker looks for due objects.
+        delivery_max_attempts: Attempts of one object to one destination before it goes to the
+            dead-letter state (120 attempts at the default backoff: about two hours of outage).
+        build_max_attempts: Attempts at building a result's DICOM outputs (the first included).
+        dimse_max_attempts: Attempts at analysing a received study before its files are moved to
+            ``DXASSIST_HOME/dead-letter/studies``.
+        dimse_retry_seconds: First delay before a received study whose analysis failed is tried again;
+            doubles each attempt, up to ``delivery_backoff_cap_seconds``.
     """
 
     model_config = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore")
@@ -124,6 +131,10 @@ class PacsSettings(BaseSettings):
     delivery_backoff_seconds: float = Field(default=2.0, gt=0)
     delivery_backoff_cap_seconds: float = Field(default=60.0, gt=0)
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_max_attempts: int = Field(default=120, ge=1)
+    build_max_attempts: int = Field(default=3, ge=1)
+    dimse_max_attempts: int = Field(default=5, ge=1)
+    dimse_retry_seconds: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PacsSettings:

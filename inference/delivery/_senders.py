@@ -28,11 +28,16 @@ class DeliveryFailed(Exception):
 
     Attributes:
         retryable: True when a later attempt may succeed.
+        code: What went wrong, for operators and the result's ``deliveries``: ``destination_unreachable``
+            (no association, connection or timeout), ``destination_busy`` (out of resources, HTTP 5xx,
+            429), ``destination_unauthorized`` (HTTP 401/403: credentials of the configuration) or
+            ``destination_refused`` (the destination refuses this object).
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, code: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.code = code or ("destination_unreachable" if retryable else "destination_refused")
 
 
 def send(destination: Destination, payload: bytes, sop_class_uid: str) -> None:
@@ -66,19 +71,24 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
     )
     if not assoc.is_established:
         # Refused, aborted or unreachable: a PACS that is down or restarting answers like this.
-        raise DeliveryFailed(f"No association with {where}.", retryable=True)
+        raise DeliveryFailed(f"No association with {where}.", retryable=True, code="destination_unreachable")
     try:
         status = assoc.send_c_store(ds)
     finally:
         assoc.release()
     if not status or "Status" not in status:
-        raise DeliveryFailed(f"{where} sent no C-STORE response.", retryable=True)
+        raise DeliveryFailed(
+            f"{where} sent no C-STORE response.", retryable=True, code="destination_unreachable"
+        )
     code = int(status.Status)
     if code == 0x0000 or code in _STORE_WARNINGS:
         return
     # 0xA7xx: out of resources, try later; anything else is a refusal of this object.
+    busy = (code & 0xFF00) == 0xA700
     raise DeliveryFailed(
-        f"{where} answered C-STORE status 0x{code:04X}.", retryable=(code & 0xFF00) == 0xA700
+        f"{where} answered C-STORE status 0x{code:04X}.",
+        retryable=busy,
+        code="destination_busy" if busy else "destination_refused",
     )
 
 
@@ -110,14 +120,25 @@ def _stow(destination: Destination, payload: bytes) -> None:
                 response = client.post(url, content=body, headers=headers, auth=auth)
     except httpx.HTTPError as e:
         raise DeliveryFailed(
-            f"STOW-RS to {destination.name} failed: {type(e).__name__}.", retryable=True
+            f"STOW-RS to {destination.name} failed: {type(e).__name__}.",
+            retryable=True,
+            code="destination_unreachable",
         ) from e
     if response.status_code in (200, 202):
         # 202: some instances failed; this request had one, so look at the failed list.
         if response.status_code == 202 and b"00081198" in response.content:
-            raise DeliveryFailed(f"STOW-RS to {destination.name} refused the object (202).", retryable=False)
+            raise DeliveryFailed(
+                f"STOW-RS to {destination.name} refused the object (202).",
+                retryable=False,
+                code="destination_refused",
+            )
         return
-    retryable = response.status_code >= 500 or response.status_code in _RETRYABLE_HTTP
+    status = response.status_code
+    retryable = status >= 500 or status in _RETRYABLE_HTTP
+    if status in (401, 403):
+        code = "destination_unauthorized"
+    else:
+        code = "destination_busy" if retryable else "destination_refused"
     raise DeliveryFailed(
-        f"STOW-RS to {destination.name} answered HTTP {response.status_code}.", retryable=retryable
+        f"STOW-RS to {destination.name} answered HTTP {status}.", retryable=retryable, code=code
     )

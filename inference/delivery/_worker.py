@@ -1,5 +1,11 @@
 """The outbox worker: delivers queued objects in order, retrying with exponential backoff.
 
+Attempts are bounded: an object the destination refuses for good, or that failed
+``delivery_max_attempts`` times, goes to the dead-letter state (``dead``) with its error code, and the
+queue moves on; ``dxassist dead-letter retry`` gives it a fresh set of attempts. The worker also builds
+again the outputs of results whose first build failed (:mod:`inference.record._builds`), with the same
+backoff, up to ``build_max_attempts``.
+
 One worker runs in every process that files results (the API server and ``dxassist listen``); workers
 of several processes share the outbox safely because each object is leased before it is sent. A crash
 between sending and marking the object sent resends it later: the PACS receives the same SOP Instance
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,7 +25,8 @@ from prometheus_client import Counter, Gauge
 
 from inference.delivery._senders import DeliveryFailed
 from inference.delivery._senders import send as default_send
-from inference.record import _outbox
+from inference.observability import count_dead_lettered, count_retry
+from inference.record import _builds, _outbox
 from inference.record._types import utcnow
 
 if TYPE_CHECKING:
@@ -30,12 +37,22 @@ logger = logging.getLogger(__name__)
 
 DELIVERIES = Counter(
     "dxassist_deliveries",
-    "Delivery attempts of result objects, by destination and outcome (sent, retry, failed).",
+    "Delivery attempts of result objects, by destination and outcome (sent, retry, dead).",
     ("destination", "state"),
 )
 OUTBOX_PENDING = Gauge("dxassist_outbox_pending", "Result objects waiting in the outbox for delivery.")
 
 Sender = Callable[["Destination", bytes, str], None]
+Rebuild = Callable[["_builds.BuildJob"], Awaitable[None]]
+"""``rebuild(job)``: build the outputs of ``job.result_id`` again and queue them; raises on failure."""
+
+
+def error_code(error: BaseException, default: str) -> str:
+    """The error code of an exception: its ``code`` attribute when it has a short one, else ``default``."""
+    code = getattr(error, "code", None)
+    if isinstance(code, str) and 0 < len(code) <= 32 and code.replace("_", "").isalnum():
+        return code
+    return default
 
 
 def backoff(attempts: int, *, base: float, cap: float) -> float:
@@ -52,7 +69,11 @@ class OutboxWorker:
         backoff_seconds: First retry delay.
         backoff_cap_seconds: Longest retry delay.
         poll_seconds: Pause between passes when nothing was due.
+        max_attempts: Attempts of one object before it goes to the dead-letter state.
+        build_max_attempts: Attempts of one result's output build (the first, at filing, included).
         send: ``send(destination, payload, sop_class_uid)``; the real C-STORE / STOW-RS by default.
+        rebuild: Builds a result's outputs again (set by the services, which hold the models); without
+            it, failed builds wait.
     """
 
     def __init__(
@@ -63,7 +84,10 @@ class OutboxWorker:
         backoff_seconds: float = 2.0,
         backoff_cap_seconds: float = 60.0,
         poll_seconds: float = 1.0,
+        max_attempts: int = 120,
+        build_max_attempts: int = 3,
         send: Sender = default_send,
+        rebuild: Rebuild | None = None,
     ) -> None:
         self._record = record
         self._destinations = {d.name: d for d in destinations}
@@ -71,6 +95,9 @@ class OutboxWorker:
         self._cap = backoff_cap_seconds
         self._poll = poll_seconds
         self._send = send
+        self.max_attempts = max(1, max_attempts)
+        self.build_max_attempts = max(1, build_max_attempts)
+        self.rebuild = rebuild
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +111,8 @@ class OutboxWorker:
             backoff_seconds=pacs.delivery_backoff_seconds,
             backoff_cap_seconds=pacs.delivery_backoff_cap_seconds,
             poll_seconds=pacs.delivery_poll_seconds,
+            max_attempts=pacs.delivery_max_attempts,
+            build_max_attempts=pacs.build_max_attempts,
         )
 
     @property
@@ -112,47 +141,25 @@ class OutboxWorker:
         OUTBOX_PENDING.set(_outbox.count_pending(self._record))
         return tried
 
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failed ones."""
+        return backoff(attempts, base=self._base, cap=self._cap)
+
     def _attempt(self, destination: Destination, item: _outbox.OutboxItem) -> bool:
         try:
             self._send(destination, item.payload, item.sop_class_uid)
         except DeliveryFailed as e:
-            if e.retryable:
-                delay = backoff(item.attempts + 1, base=self._base, cap=self._cap)
-                _outbox.mark_retry(
-                    self._record,
-                    item_id=item.id,
-                    error=str(e),
-                    next_attempt_at=utcnow() + timedelta(seconds=delay),
-                )
-                DELIVERIES.labels(destination=destination.name, state="retry").inc()
-                logger.warning(
-                    "delivery failed; retrying later",
-                    extra={
-                        "event": "delivery_retry",
-                        "destination": destination.name,
-                        "attempts": item.attempts + 1,
-                        "retry_in_seconds": delay,
-                        "error": str(e),
-                    },
-                )
-            else:
-                _outbox.mark_failed(self._record, item_id=item.id, error=str(e))
-                DELIVERIES.labels(destination=destination.name, state="failed").inc()
-                logger.error(
-                    "delivery refused by the destination; not retried",
-                    extra={"event": "delivery_failed", "destination": destination.name, "error": str(e)},
-                )
+            self._failed(destination, item, str(e), e.code, retryable=e.retryable)
             return False
         except Exception as e:  # a bug or an unforeseen transport error must not stop the worker
-            delay = backoff(item.attempts + 1, base=self._base, cap=self._cap)
-            _outbox.mark_retry(
-                self._record,
-                item_id=item.id,
-                error=f"Unexpected {type(e).__name__} while sending.",
-                next_attempt_at=utcnow() + timedelta(seconds=delay),
-            )
-            DELIVERIES.labels(destination=destination.name, state="retry").inc()
             logger.exception("unexpected error while delivering", extra={"destination": destination.name})
+            self._failed(
+                destination,
+                item,
+                f"Unexpected {type(e).__name__} while sending.",
+                "delivery_error",
+                retryable=True,
+            )
             return False
         _outbox.mark_sent(self._record, item_id=item.id)
         DELIVERIES.labels(destination=destination.name, state="sent").inc()
@@ -162,9 +169,111 @@ class OutboxWorker:
         )
         return True
 
+    def _failed(
+        self, destination: Destination, item: _outbox.OutboxItem, error: str, code: str, *, retryable: bool
+    ) -> None:
+        attempts = item.attempts + 1
+        if retryable and attempts < self.max_attempts:
+            delay = self.retry_delay(attempts)
+            _outbox.mark_retry(
+                self._record,
+                item_id=item.id,
+                error=error,
+                code=code,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+            )
+            DELIVERIES.labels(destination=destination.name, state="retry").inc()
+            count_retry("delivery", code)
+            logger.warning(
+                "delivery failed; retrying later",
+                extra={
+                    "event": "delivery_retry",
+                    "destination": destination.name,
+                    "attempts": attempts,
+                    "retry_in_seconds": delay,
+                    "error": error,
+                    "code": code,
+                },
+            )
+            return
+        if retryable:
+            error = f"{error} Gave up after {attempts} attempts."
+        _outbox.mark_dead(self._record, item_id=item.id, error=error, code=code)
+        DELIVERIES.labels(destination=destination.name, state="dead").inc()
+        count_dead_lettered("delivery", code)
+        logger.error(
+            "delivery moved to the dead-letter queue; `dxassist dead-letter retry` sends it again",
+            extra={
+                "event": "delivery_dead",
+                "destination": destination.name,
+                "attempts": attempts,
+                "error": error,
+                "code": code,
+            },
+        )
+
+    async def build_due(self) -> int:
+        """Build again the outputs of every due failed build; return how many were tried."""
+        if self.rebuild is None:
+            return 0
+        tried = 0
+        while not self._stopping:
+            job = await asyncio.to_thread(_builds.claim_next, self._record)
+            if job is None:
+                break
+            tried += 1
+            try:
+                await self.rebuild(job)
+            except Exception as e:
+                await asyncio.to_thread(self._build_failed, job, e)
+                continue
+            await asyncio.to_thread(_builds.mark_done, self._record, job_id=job.id)
+            logger.info("outputs built", extra={"event": "build_done", "result_id": job.result_id})
+        return tried
+
+    def _build_failed(self, job: _builds.BuildJob, error: Exception) -> None:
+        # The error's text may quote a header value (a name, a birth date): keep its type and code only.
+        code = error_code(error, "output_build_failed")
+        text = f"Building the outputs failed ({type(error).__name__})."
+        attempts = job.attempts + 1
+        if attempts < self.build_max_attempts:
+            delay = self.retry_delay(attempts)
+            _builds.mark_retry(
+                self._record,
+                job_id=job.id,
+                code=code,
+                error=text,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+            )
+            count_retry("build", code)
+            logger.warning(
+                "building the outputs of a result failed; retrying later",
+                extra={
+                    "event": "build_retry",
+                    "result_id": job.result_id,
+                    "attempts": attempts,
+                    "code": code,
+                },
+                exc_info=True,
+            )
+            return
+        _builds.mark_dead(
+            self._record, job_id=job.id, code=code, error=f"{text} Gave up after {attempts} attempts."
+        )
+        count_dead_lettered("build", code)
+        logger.error(
+            "the outputs of a result moved to the dead-letter queue",
+            extra={"event": "build_dead", "result_id": job.result_id, "attempts": attempts, "code": code},
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
     async def run(self) -> None:
         """Deliver until cancelled: a pass, then a pause of ``poll_seconds`` (or until :meth:`wake`)."""
         while not self._stopping:
+            try:
+                await self.build_due()
+            except Exception:  # the database may be briefly unavailable; the next pass tries again
+                logger.exception("The build pass failed; the next pass tries again.")
             try:
                 await asyncio.to_thread(self.deliver_due)
             except Exception:  # the database may be briefly unavailable; the next pass tries again

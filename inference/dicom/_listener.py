@@ -7,6 +7,11 @@ been quiet for ``dimse_stable_seconds`` it is analysed by the same service as an
 (:func:`inference.services.analyse_decoded`, which also queues its SR and heatmap captures for every
 destination), and its folder is removed; a study whose patient objected to AI processing is dropped.
 Folders left by a stopped listener are analysed at the next start.
+
+An analysis that fails (model not loaded, database down, a bug) is tried again with exponential backoff,
+``dimse_max_attempts`` times in all; then the study's folder moves to
+``DXASSIST_HOME/dead-letter/studies`` (counted in ``dxassist_dead_lettered_total{kind="study"}``, listed
+by ``dxassist dead-letter list``), so ``incoming/`` holds only studies still in progress.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from inference.dicom._errors import DicomRejected
 from inference.dicom._header import ACCEPTED_CLASSES
 from inference.dicom._model import Limits
 from inference.dicom._read import read_instance, read_study
-from inference.dicom._stable import StableStudy, StudyCollector
+from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy, StudyCollector
 from inference.dicom._syntax import SUPPORTED
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ OUT_OF_RESOURCES: Final = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
 CANNOT_UNDERSTAND: Final = 0xC000
 _TICK_SECONDS: Final = 0.25
+_RESCAN_SECONDS: Final = 2.0
 
 
 def dimse_status(error: DicomRejected) -> int:
@@ -244,10 +253,22 @@ async def listen(
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}
         )
+        retry = _Retry(
+            max_attempts=pacs.dimse_max_attempts,
+            base=pacs.dimse_retry_seconds,
+            cap=pacs.delivery_backoff_cap_seconds,
+            dead_root=settings.resolved_home / DEAD_STUDIES_DIR,
+        )
+        rescanned = 0.0
         try:
             while not stop.is_set():
+                now = time.monotonic()
+                if now - rescanned >= _RESCAN_SECONDS:
+                    # Studies an operator released from the dead-letter folder.
+                    collector.rescan()
+                    rescanned = now
                 for study in collector.stable():
-                    await _process(ctx, collector, study)
+                    await _process(ctx, collector, study, retry)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=_TICK_SECONDS)
         finally:
@@ -255,16 +276,65 @@ async def listen(
             logger.info("DICOM listener stopped", extra={"event": "shutdown"})
 
 
-async def _process(ctx: Context, collector: StudyCollector, study: StableStudy) -> None:
+@dataclass(frozen=True)
+class _Retry:
+    """How often, and how long apart, a failing study is analysed before it becomes a dead letter."""
+
+    max_attempts: int
+    base: float
+    cap: float
+    dead_root: Path
+
+
+async def _process(ctx: Context, collector: StudyCollector, study: StableStudy, retry: _Retry) -> None:
     try:
         remove = await _analyse(ctx, study)
     except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
-        logger.exception(
-            "a received study could not be analysed now; it is kept and tried again (%s)", type(e).__name__
-        )
-        collector.retry_later(study)
+        await asyncio.to_thread(_failed, collector, study, retry, e)
         return
     collector.done(study, remove=remove)
+
+
+def _failed(collector: StudyCollector, study: StableStudy, retry: _Retry, error: Exception) -> None:
+    """Count a failed analysis; retry with backoff, or move the study to the dead-letter folder."""
+    from inference.delivery import backoff
+    from inference.delivery._worker import error_code
+    from inference.observability import count_dead_lettered, count_retry
+
+    code = error_code(error, "analysis_failed")
+    try:
+        attempts = collector.count_attempt(study)
+    except OSError:  # the disk is full or gone: the files stay, the next try counts again
+        attempts = 1
+    if attempts < retry.max_attempts:
+        delay = backoff(attempts, base=retry.base, cap=retry.cap)
+        logger.warning(
+            "a received study could not be analysed now; it is kept and tried again (%s)",
+            type(error).__name__,
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"event": "study_retry", "code": code, "attempts": attempts, "retry_in_seconds": delay},
+        )
+        count_retry("study", code)
+        collector.retry_later(study, delay=delay)
+        return
+    reason = {
+        "code": code,
+        "error": f"The analysis failed ({type(error).__name__}); gave up after {attempts} attempts.",
+        "attempts": attempts,
+        "dead_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        collector.quarantine(study, retry.dead_root, reason)
+    except OSError:
+        logger.exception("a failing study could not be moved to the dead-letter folder")
+        collector.retry_later(study, delay=retry.cap)
+        return
+    count_dead_lettered("study", code)
+    logger.error(
+        "a received study moved to the dead-letter folder; `dxassist dead-letter retry` analyses it again",
+        exc_info=(type(error), error, error.__traceback__),
+        extra={"event": "study_dead", "code": code, "attempts": attempts},
+    )
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -4,22 +4,33 @@ A PACS sends a study as a stream of C-STORE requests, possibly over several asso
 of study" message. As Orthanc's ``StableAge``, a study counts as complete once no instance arrived for
 ``quiet_seconds``. Folders live under ``<incoming>/<study uid>/<sop uid>.dcm``; every file is fsynced
 before the sender is told it was stored, and folders left by a previous run are picked up at start.
+
+A study whose analysis keeps failing is not tried forever: its attempts are counted in the folder
+(``attempts.txt``, so a restart does not reset them), and after the last one the folder moves to the
+dead-letter folder (``DXASSIST_HOME/dead-letter/studies/<study>``) with a ``dead-letter.json`` saying why;
+:func:`release_study` (``dxassist dead-letter retry``) moves it back for a fresh set of attempts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 _UID: Final = re.compile(r"[0-9]+(\.[0-9]+)*")
 SENDER_FILE: Final = "sender.txt"
+ATTEMPTS_FILE: Final = "attempts.txt"
+REASON_FILE: Final = "dead-letter.json"
+DEAD_STUDIES_DIR: Final = Path("dead-letter") / "studies"
+"""Where studies that ran out of attempts go, relative to ``DXASSIST_HOME``."""
 _SUFFIX: Final = ".dcm"
 
 
@@ -151,6 +162,7 @@ class StudyCollector:
             for path in study.files:
                 path.unlink(missing_ok=True)
             (study.folder / SENDER_FILE).unlink(missing_ok=True)
+            (study.folder / ATTEMPTS_FILE).unlink(missing_ok=True)
             for leftover in study.folder.glob(".*.tmp"):
                 leftover.unlink(missing_ok=True)
             try:
@@ -158,8 +170,103 @@ class StudyCollector:
             except OSError:
                 pass  # an instance is being written right now; the next quiet period takes it
 
-    def retry_later(self, study: StableStudy) -> None:
-        """Keep a study whose analysis could not run (no model, database down) for another quiet period."""
+    def retry_later(self, study: StableStudy, *, delay: float | None = None) -> None:
+        """Keep a study whose analysis could not run (no model, database down) for ``delay`` seconds
+        (another quiet period when None)."""
+        wait = self.quiet_seconds if delay is None else max(delay, 0.0)
         with self._lock:
             self._busy.discard(study.key)
-            self._last[study.key] = self._clock()
+            # stable() takes a study once now - last >= quiet_seconds.
+            self._last[study.key] = self._clock() + wait - self.quiet_seconds
+
+    def count_attempt(self, study: StableStudy) -> int:
+        """Count one failed analysis of ``study`` (kept in its folder across restarts); return the total."""
+        path = study.folder / ATTEMPTS_FILE
+        try:
+            attempts = int(path.read_text("ascii").strip() or "0")
+        except (OSError, ValueError):
+            attempts = 0
+        attempts += 1
+        write_durably(path, str(attempts).encode("ascii"))
+        return attempts
+
+    def rescan(self) -> list[str]:
+        """Take up folders that appeared in ``incoming`` without a C-STORE (a dead letter released by an
+        operator); return their keys."""
+        found = []
+        now = self._clock()
+        with self._lock:
+            for folder in sorted(self.incoming.iterdir()):
+                if folder.name in self._last or not folder.is_dir() or not any(folder.glob(f"*{_SUFFIX}")):
+                    continue
+                self._last[folder.name] = now
+                found.append(folder.name)
+        return found
+
+    def quarantine(self, study: StableStudy, dead_root: Path, reason: dict[str, Any]) -> Path:
+        """Move a study out of ``incoming`` into ``dead_root`` with ``reason`` (a dead letter).
+
+        Instances that arrived during the last attempt go with it: the study is one unit.
+        """
+        with self._lock:
+            self._busy.discard(study.key)
+            self._last.pop(study.key, None)
+            target = dead_root / study.key
+            if target.exists():
+                # Dead-lettered before and released into a new folder meanwhile: keep both.
+                target = dead_root / f"{study.key}~{time.time_ns()}"
+            dead_root.mkdir(parents=True, exist_ok=True)
+            for leftover in study.folder.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+            shutil.move(str(study.folder), str(target))
+        write_durably(target / REASON_FILE, json.dumps(reason, indent=2, sort_keys=True).encode("utf-8"))
+        return target
+
+
+def dead_studies(dead_root: Path) -> list[dict[str, Any]]:
+    """The studies in the dead-letter folder: ``{key, instances, sender, ...reason}``, oldest first."""
+    if not dead_root.is_dir():
+        return []
+    found = []
+    for folder in dead_root.iterdir():
+        if not folder.is_dir():
+            continue
+        try:
+            reason = json.loads((folder / REASON_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            reason = {}
+        sender_file = folder / SENDER_FILE
+        found.append(
+            {
+                **(reason if isinstance(reason, dict) else {}),
+                "key": folder.name,
+                "instances": sum(1 for _ in folder.glob(f"*{_SUFFIX}")),
+                "sender": sender_file.read_text("ascii", "replace").strip() if sender_file.exists() else None,
+            }
+        )
+    return sorted(found, key=lambda item: (str(item.get("dead_at", "")), item["key"]))
+
+
+def count_dead_studies(dead_root: Path) -> int:
+    """How many studies are in the dead-letter folder."""
+    return sum(1 for folder in dead_root.iterdir() if folder.is_dir()) if dead_root.is_dir() else 0
+
+
+def release_study(dead_root: Path, incoming: Path, key: str) -> bool:
+    """Move a dead-lettered study back to ``incoming`` for a fresh set of attempts; False if unknown.
+
+    The listener takes it up within a few seconds (it rescans ``incoming``), after its quiet period.
+    """
+    if not key or "/" in key or "\\" in key or key.startswith("."):
+        return False
+    folder = dead_root / key
+    if not folder.is_dir():
+        return False
+    (folder / REASON_FILE).unlink(missing_ok=True)
+    (folder / ATTEMPTS_FILE).unlink(missing_ok=True)
+    target = incoming / key.split("~", 1)[0]
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        os.replace(path, target / path.name)
+    folder.rmdir()
+    return True

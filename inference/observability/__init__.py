@@ -2,11 +2,15 @@
 
 from inference.observability._logging import SAFE_FIELDS, JsonFormatter, configure_logging
 from inference.observability._metrics import (
+    DEAD_LETTERED,
     REJECTED_INPUTS,
     REQUEST_SECONDS,
     REQUESTS,
+    RETRIES,
     UNMATCHED_ROUTE,
+    count_dead_lettered,
     count_rejected,
+    count_retry,
     exposition,
     observe_request,
 )
@@ -18,6 +22,10 @@ from inference.observability._phi_guard import (
 )
 
 __all__ = [
+    "DEAD_LETTERED",
+    "RETRIES",
+    "count_dead_lettered",
+    "count_retry",
     "REJECTED_INPUTS",
     "REQUESTS",
     "REQUEST_SECONDS",

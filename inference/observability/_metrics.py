@@ -44,3 +44,27 @@ def count_rejected(code: str) -> None:
 def exposition() -> tuple[bytes, str]:
     """The whole process registry in Prometheus text format, and its media type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+RETRIES = Counter(
+    "dxassist_retries",
+    "Failed attempts of asynchronous steps that will be tried again, by kind (study: the listener's "
+    "analysis of a received study, build: the DICOM outputs of a result, delivery: one object to one "
+    "destination) and error code.",
+    ("kind", "code"),
+)
+DEAD_LETTERED = Counter(
+    "dxassist_dead_lettered",
+    "Items moved to the dead-letter state (no more automatic attempts), by kind and error code.",
+    ("kind", "code"),
+)
+
+
+def count_retry(kind: str, code: str) -> None:
+    """Count one failed attempt that will be retried."""
+    RETRIES.labels(kind=kind, code=code).inc()
+
+
+def count_dead_lettered(kind: str, code: str) -> None:
+    """Count one item moved to the dead-letter state."""
+    DEAD_LETTERED.labels(kind=kind, code=code).inc()

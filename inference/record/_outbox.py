@@ -1,7 +1,9 @@
 """The outbox: DICOM objects waiting for delivery to a PACS, one row per object and destination.
 
 A row is written before any attempt to send it (``pending``), and leaves that state once: ``sent`` when
-the destination accepted it, ``failed`` when the destination refused it for good. The UNIQUE constraint
+the destination accepted it, ``dead`` (the dead-letter state) when the destination refused it for good or
+it ran out of attempts; an operator's retry (:func:`requeue`) makes a dead row ``pending`` again, in its
+old place in the queue. The UNIQUE constraint
 on ``(result_id, destination, object_uid)`` makes enqueuing idempotent, so a result is delivered once
 per destination however often it is enqueued. Rows of one destination are sent in ``id`` order: only
 the oldest pending row of a destination is ever handed out, so a later result never overtakes an
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATES: Final = ("pending", "sent", "failed")
+STATES: Final = ("pending", "sent", "dead")
 KINDS: Final = ("sr", "sc")
 _ERROR_MAX: Final = 512
 
@@ -68,6 +70,8 @@ outbox = Table(
     Column("last_error", String(_ERROR_MAX)),
     Column("created", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
+    Column("error_code", String(32)),
+    Column("dead_at", UTCDateTime()),
 )
 
 
@@ -238,7 +242,9 @@ def mark_sent(record: Record, *, item_id: int, now: datetime | None = None) -> N
     )
 
 
-def mark_retry(record: Record, *, item_id: int, error: str, next_attempt_at: datetime) -> None:
+def mark_retry(
+    record: Record, *, item_id: int, error: str, next_attempt_at: datetime, code: str | None = None
+) -> None:
     """The attempt failed for a reason that may pass (destination down, busy, out of resources)."""
     _finish(
         record,
@@ -248,22 +254,101 @@ def mark_retry(record: Record, *, item_id: int, error: str, next_attempt_at: dat
             "next_attempt_at": next_attempt_at,
             "lease_until": None,
             "last_error": error[:_ERROR_MAX],
+            "error_code": code,
         },
     )
 
 
-def mark_failed(record: Record, *, item_id: int, error: str) -> None:
-    """The destination refused the object for good; it is not sent again."""
+def mark_dead(record: Record, *, item_id: int, error: str, code: str, now: datetime | None = None) -> None:
+    """The object goes to the dead-letter state: refused for good, or out of attempts. Not sent again
+    until an operator retries it (:func:`requeue`)."""
     _finish(
         record,
         item_id,
         {
-            "state": "failed",
+            "state": "dead",
             "attempts": outbox.c.attempts + 1,
             "lease_until": None,
             "last_error": error[:_ERROR_MAX],
+            "error_code": code[:32],
+            "dead_at": now or utcnow(),
         },
     )
+
+
+def dead(record: Record, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """The dead letters of the outbox, oldest first: ``{id, result_id, destination, kind, object,
+    attempts, error_code, last_error, dead_at}``."""
+    with record.sessions() as session:
+        rows = session.execute(
+            select(
+                outbox.c.id,
+                outbox.c.result_id,
+                outbox.c.destination,
+                outbox.c.kind,
+                outbox.c.object_uid,
+                outbox.c.attempts,
+                outbox.c.error_code,
+                outbox.c.last_error,
+                outbox.c.dead_at,
+            )
+            .where(outbox.c.state == "dead")
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return [
+            {
+                "id": row.id,
+                "result_id": row.result_id,
+                "destination": row.destination,
+                "kind": row.kind,
+                "object": row.object_uid,
+                "attempts": row.attempts,
+                "error_code": row.error_code,
+                "last_error": row.last_error,
+                "dead_at": iso(row.dead_at) if row.dead_at is not None else None,
+            }
+            for row in rows
+        ]
+
+
+def count_dead(record: Record) -> int:
+    """How many objects are in the dead-letter state."""
+    with record.sessions() as session:
+        return int(
+            session.scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "dead")) or 0
+        )
+
+
+def requeue(record: Record, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
+    """Give dead objects a fresh set of attempts (``ids``, or every dead one when None); return those moved.
+
+    The row keeps its id, so it takes its old place in its destination's queue: results still reach the
+    destination in the order they were filed.
+    """
+    now = now or utcnow()
+    try:
+        with record.sessions() as session, session.begin():
+            _write_session(session)
+            query = select(outbox.c.id).where(outbox.c.state == "dead")
+            if ids is not None:
+                query = query.where(outbox.c.id.in_(list(ids)))
+            found = list(session.scalars(query))
+            if found:
+                session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(found), outbox.c.state == "dead")
+                    .values(
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        lease_until=None,
+                        dead_at=None,
+                    )
+                )
+            return found
+    except DBAPIError as e:
+        raise RecordError("The outbox could not be updated; nothing was requeued.") from e
 
 
 def count_pending(record: Record, *, destination: str | None = None) -> int:
@@ -287,8 +372,9 @@ def deliveries(record: Record, *, result_id: str) -> list[dict[str, Any]]:
     """The delivery state of every object of a result, for ``GET /v1/results/{id}``.
 
     Returns:
-        ``[{destination, kind, object, state, attempts, sent_at, last_error}]`` in queue order; ``object``
-        is the SOP Instance UID of the delivered DICOM object.
+        ``[{destination, kind, object, state, attempts, sent_at, last_error, error}]`` in queue order;
+        ``object`` is the SOP Instance UID of the delivered DICOM object, ``error`` the code of the last
+        failure.
     """
     with record.sessions() as session:
         rows = session.execute(
@@ -300,6 +386,7 @@ def deliveries(record: Record, *, result_id: str) -> list[dict[str, Any]]:
                 outbox.c.attempts,
                 outbox.c.sent_at,
                 outbox.c.last_error,
+                outbox.c.error_code,
             )
             .where(outbox.c.result_id == result_id)
             .order_by(outbox.c.id)
@@ -313,6 +400,7 @@ def deliveries(record: Record, *, result_id: str) -> list[dict[str, Any]]:
                 "attempts": row.attempts,
                 "sent_at": iso(row.sent_at) if row.sent_at is not None else None,
                 "last_error": row.last_error,
+                "error": row.error_code,
             }
             for row in rows
         ]

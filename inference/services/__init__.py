@@ -27,6 +27,12 @@ from inference.services._consent import (
     set_consent_by_identifier,
 )
 from inference.services._context import Actor, Context, Workers
+from inference.services._dead_letters import (
+    DeadLetter,
+    DeadLetterError,
+    list_dead_letters,
+    retry_dead_letters,
+)
 from inference.services._engines import open_context, registry_fetch
 from inference.services._fhir import capability, fhir_read, fhir_search
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
@@ -75,6 +81,8 @@ __all__ = [
     "Actor",
     "AuditedModelHost",
     "Context",
+    "DeadLetter",
+    "DeadLetterError",
     "FailedInstance",
     "Outcome",
     "StoredInstance",
@@ -103,12 +111,14 @@ __all__ = [
     "get_result_image",
     "get_study_result",
     "get_worklist",
+    "list_dead_letters",
     "list_models",
     "localise",
     "open_context",
     "readiness",
     "record_model_change",
     "registry_fetch",
+    "retry_dead_letters",
     "set_consent",
     "set_consent_by_identifier",
     "store_instances",

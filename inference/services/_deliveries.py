@@ -3,20 +3,92 @@
 One place for every channel (upload, STOW-RS, DIMSE): :func:`analyse_decoded` calls
 :func:`queue_outputs` once the result is committed; the SR and heatmap captures are built from what the
 record holds (the result, its display rendering and CAMs), so nothing runs the model again.
+
+When building fails, the result is filed all the same and the failure is recorded
+(:mod:`inference.record._builds`) with the source's header spooled under ``DXASSIST_HOME/spool/builds``
+(the one input of the build the record does not hold);
+the outbox worker builds again with backoff (:func:`rebuild_outputs`), then dead-letters it. The result
+then says so: a warning with the code, and one ``outputs`` entry per destination in ``deliveries``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import pickle
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from inference.record import deliveries
+import numpy as np
+
+from inference.record import _builds, deliveries
+from inference.record._types import utcnow
+from inference.services import _warnings
 from inference.services._context import Context, db
 
 if TYPE_CHECKING:
-    from inference.dicom import Study
+    from inference.dicom import Instance, Study
 
 logger = logging.getLogger(__name__)
+
+SPOOL_DIR: Final = Path("spool") / "builds"
+_SPOOL_FILE: Final = "primary.pickle"
+
+
+class OutputsUnbuildable(RuntimeError):
+    """A failed build cannot be tried again: its result or its spooled image is gone."""
+
+    code = "output_source_missing"
+
+
+def _spool(home: Path, result_id: str, primary: Instance) -> str:
+    """Keep the analysed instance's header for the next build attempts; return the folder relative to
+    ``DXASSIST_HOME``. Its pixels are left out: the captures are drawn from the stored rendering.
+
+    The spool is private to dxassist (written and read only by it, under ``DXASSIST_HOME`` like the
+    record). The header goes as a DICOM stream (pydicom's element values do not all pickle), the other
+    fields of the instance with :mod:`pickle`.
+    """
+    import dataclasses
+    import warnings
+    from io import BytesIO
+
+    from pydicom.filewriter import dcmwrite
+
+    header = BytesIO()
+    with warnings.catch_warnings():
+        # A source's invalid values (the reason builds fail) make pydicom warn, quoting them: keep quiet.
+        warnings.simplefilter("ignore")
+        dcmwrite(header, primary.header, enforce_file_format=False)
+    fields = {f.name: getattr(primary, f.name) for f in dataclasses.fields(primary) if f.name != "header"}
+    fields["pixels"] = np.zeros((0, 0), dtype=primary.pixels.dtype)
+    relative = SPOOL_DIR / result_id
+    folder = home / relative
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{_SPOOL_FILE}.tmp"
+    with open(tmp, "wb") as handle:
+        pickle.dump({"fields": fields, "header": header.getvalue()}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(folder / _SPOOL_FILE)
+    return relative.as_posix()
+
+
+def _load_spool(home: Path, relative: str | None) -> Instance:
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    from inference.dicom import Instance
+
+    if not relative:
+        raise OutputsUnbuildable("The analysed image of this result was not kept; send the study again.")
+    path = home / relative / _SPOOL_FILE
+    if not path.is_file():
+        raise OutputsUnbuildable("The analysed image of this result is gone; send the study again.")
+    with open(path, "rb") as handle:
+        saved = pickle.load(handle)  # noqa: S301 - our own spool under DXASSIST_HOME
+    header = dcmread(BytesIO(saved["header"]), force=True)
+    return Instance(**saved["fields"], header=header)
 
 
 async def queue_outputs(
@@ -28,8 +100,8 @@ async def queue_outputs(
     """Queue the SR and heatmap captures of a committed imaging result, then wake the outbox worker.
 
     Nothing is queued for a patient who objected to sharing (see
-    :func:`inference.delivery.enqueue_result`). A failure is logged, not raised: the result is filed
-    and answerable, and sending the study again queues its outputs (queueing is idempotent).
+    :func:`inference.delivery.enqueue_result`). A build failure is recorded for the outbox worker to
+    build again with backoff (then dead-lettered), not raised: the result is filed and answerable.
 
     Args:
         ctx: The process's engines (``ctx.outbox`` None or without destinations: nothing to do).
@@ -37,7 +109,7 @@ async def queue_outputs(
         result: The committed result as the record returns it.
 
     Returns:
-        False when the outputs could not be queued.
+        False when the outputs could neither be queued nor their failure recorded.
     """
     from inference.delivery import enqueue_result
 
@@ -53,21 +125,109 @@ async def queue_outputs(
             result=result,
         )
     except Exception as e:  # the result is committed; a writer or database failure must not lose it
-        logger.error(
-            "the outputs of a filed result could not be queued for delivery (%s)",
-            type(e).__name__,
-            exc_info=True,
-            extra={"event": "delivery_not_queued", "result_id": str(result["result_id"])},
-        )
-        return False
+        return await _build_failed(ctx, study=study, result=result, error=e)
     if added:
         outbox.wake()
     return True
+
+
+async def _build_failed(ctx: Context, *, study: Study, result: dict[str, Any], error: Exception) -> bool:
+    """Record a failed first build for the outbox worker to retry; False when even that failed."""
+    from inference.delivery._worker import error_code
+    from inference.observability import count_dead_lettered, count_retry
+
+    outbox = ctx.outbox
+    assert outbox is not None
+    result_id = str(result["result_id"])
+    code = error_code(error, "output_build_failed")
+    dead = outbox.build_max_attempts <= 1
+    logger.error(
+        "the outputs of a filed result could not be built (%s)",
+        type(error).__name__,
+        exc_info=(type(error), error, error.__traceback__),
+        extra={"event": "build_dead" if dead else "build_retry", "result_id": result_id, "code": code},
+    )
+    try:
+        spool = await db(_spool, ctx.settings.resolved_home, result_id, study.primary)
+        await db(
+            _builds.add_failed,
+            ctx.record,
+            result_id=result_id,
+            destinations=[d.name for d in outbox.destinations],
+            code=code,
+            error=f"Building the outputs failed ({type(error).__name__}).",
+            spool=spool,
+            next_attempt_at=utcnow() + timedelta(seconds=outbox.retry_delay(1)),
+            dead=dead,
+        )
+    except Exception:
+        logger.exception("the failed build of a result could not be recorded", extra={"result_id": result_id})
+        return False
+    if dead:
+        count_dead_lettered("build", code)
+    else:
+        count_retry("build", code)
+    return True
+
+
+async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
+    """Build and queue the outputs of a result whose earlier build failed (the outbox worker calls it).
+
+    The captures are drawn from the result's stored rendering, the header from the spool.
+
+    Raises:
+        OutputsUnbuildable: The result or its spooled image is gone.
+        Exception: Whatever the writers raise; the worker records it and retries with backoff.
+    """
+    from inference.delivery import enqueue_result
+    from inference.dicom import Study
+
+    outbox = ctx.outbox
+    assert outbox is not None
+    result = await db(ctx.record.get_result, result_id=job.result_id)
+    if result is None:
+        raise OutputsUnbuildable("The result of this build is no longer in the record.")
+    home = ctx.settings.resolved_home
+    primary = await db(_load_spool, home, job.spool)
+    study = Study(study_instance_uid=primary.study_instance_uid, instances=(primary,), primary=primary)
+    destinations = [d for d in outbox.destinations if d.name in job.destinations]
+    await enqueue_result(
+        record=ctx.record,
+        destinations=destinations,
+        org_root=ctx.settings.org_root,
+        study=study,
+        result=result,
+    )
+    if job.spool:
+        await db(shutil.rmtree, home / job.spool, ignore_errors=True)
+    outbox.wake()
 
 
 async def with_deliveries(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with ``deliveries``: the state of each object queued for a destination (imaging only)."""
     if result.get("kind") != "imaging":
         return result  # triage results are never delivered
-    rows = await db(deliveries, ctx.record, result_id=str(result["result_id"]))
-    return {**result, "deliveries": rows}
+    result_id = str(result["result_id"])
+    rows = await db(deliveries, ctx.record, result_id=result_id)
+    build = await db(_builds.for_result, ctx.record, result_id=result_id)
+    if build is None:
+        return {**result, "deliveries": rows}
+    # The outputs are not built yet: one entry per destination still waiting for them, and a warning.
+    waiting = [
+        {
+            "destination": name,
+            "kind": "outputs",
+            "object": None,
+            "state": build["state"],
+            "attempts": build["attempts"],
+            "sent_at": None,
+            "last_error": build["last_error"],
+            "error": build["error_code"],
+        }
+        for name in build["destinations"]
+        if not any(row["destination"] == name for row in rows)
+    ]
+    warning = _warnings.outputs_not_built(
+        build["error_code"] or "output_build_failed", dead=build["state"] == "dead"
+    )
+    return {**result, "deliveries": rows + waiting, "warnings": [*result.get("warnings", []), warning]}

@@ -8,6 +8,7 @@ model host and stops before it, so no delivery is attempted by a process that is
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from inference.services._audit_trail import AuditedModelHost
 from inference.services._context import Context, Workers
+from inference.services._dead_letters import DeadLetterGauge
+from inference.services._deliveries import rebuild_outputs
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -71,6 +74,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         settings, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
     )
     outbox = OutboxWorker.from_settings(record, pacs)
+    gauge = DeadLetterGauge.attach(record, settings.resolved_home)
     try:
         await asyncio.to_thread(record.migrate)
         ctx = Context(
@@ -82,6 +86,8 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
             limits=Limits.from_settings(settings),
             outbox=outbox,
         )
+        # Failed output builds are built again by the worker, with the models of this process.
+        outbox.rebuild = functools.partial(rebuild_outputs, ctx)
         await host.start()
         outbox.start()
         try:
@@ -89,6 +95,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         finally:
             await outbox.stop()
     finally:
+        gauge.detach(record)
         await host.stop()
         workers.close()
         record.close()

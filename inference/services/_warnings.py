@@ -52,3 +52,16 @@ def deteriorating(news2_change: int, hours: float) -> str:
         f"Deteriorating: NEWS2 changed by {news2_change:+d} over the last {hours:.1f} h of observations; the "
         "priority was raised by the site policy."
     )
+
+
+def outputs_not_built(code: str, *, dead: bool) -> str:
+    """The DICOM outputs of the result (SR, heatmap captures) could not be built, so the PACS lacks them."""
+    state = (
+        "no more attempts are made until an operator retries them (`dxassist dead-letter retry`)"
+        if dead
+        else "they are being built again"
+    )
+    return (
+        f"[{code}] The DICOM outputs of this result (report and heatmap captures) could not be built, so "
+        f"they have not reached the PACS; {state}."
+    )

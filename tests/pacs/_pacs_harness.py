@@ -188,6 +188,7 @@ class Listener:
     port: int
     destinations: list[dict[str, Any]]
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log(self) -> Path:
@@ -219,6 +220,7 @@ class Listener:
                 "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
             }
         )
+        env.update(self.extra_env)
         command = [
             str(Path(sys.executable).with_name("dxassist")),
             "listen",
@@ -268,6 +270,20 @@ def require_tools() -> None:
             "The PACS tests need Debian's orthanc, orthanc-dicomweb, dcmtk and dicom3tools; "
             f"missing: {missing}."
         )
+
+
+def dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``dxassist`` console script with ``DXASSIST_HOME=home`` (an operator's command)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DXASSIST_", "MLFLOW_"))}
+    env["DXASSIST_HOME"] = str(home)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("dxassist")), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def storescu(files: list[Path], *, port: int, called: str, calling: str = "STORESCU") -> None:

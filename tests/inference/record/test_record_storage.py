@@ -40,7 +40,8 @@ def test_migrations_create_the_schema_and_rerun_as_no_op(record_url: str) -> Non
     expected = {
         "patients", "studies", "instances", "vitals_observations", "results", "findings",
         "heatmaps", "feedback", "devices", "audit_events", "alembic_version",
-        "audit_chain_head", "consents", "user_accounts", "web_sessions", "renderings",
+        "audit_chain_head", "consents", "user_accounts", "web_sessions", "renderings", "outbox",
+        "output_builds",
     }  # fmt: skip
     assert expected <= tables
     record.migrate()  # a second start of the server

@@ -1,0 +1,235 @@
+"""The dead-letter queue as operators see it: what no longer retries by itself, and retrying it.
+
+Three kinds of item stop retrying after their bounded attempts:
+
+- ``study``: a study received by ``dxassist listen`` whose analysis kept failing; its files are in
+  ``DXASSIST_HOME/dead-letter/studies/<study>``; retrying moves them back to ``incoming/`` (the listener
+  takes them up within seconds);
+- ``build``: a filed result whose DICOM outputs (SR, heatmap captures) could not be built; retrying
+  hands it back to the outbox worker of ``dxassist serve`` / ``listen``;
+- ``delivery``: one output to one destination, refused for good or out of attempts; retrying puts it
+  back in its old place in the destination's queue.
+
+Each item has an id ``<kind>:<ref>`` (``delivery:42``, ``build:7``, ``study:1.2.840...``) that
+``dxassist dead-letter retry`` takes. :class:`DeadLetterGauge` exposes the counts in ``/metrics`` as
+``dxassist_dead_letters{kind}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from inference.dicom._stable import DEAD_STUDIES_DIR
+from inference.record import _builds, _outbox
+
+if TYPE_CHECKING:
+    from inference.record import Record
+
+logger = logging.getLogger(__name__)
+
+KINDS: Final = ("study", "build", "delivery")
+INCOMING_DIR: Final = "incoming"
+
+
+class DeadLetterError(ValueError):
+    """An id given to retry is malformed or names nothing in the dead-letter queue."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One item of the dead-letter queue.
+
+    Attributes:
+        id: ``<kind>:<ref>``, what ``retry`` takes.
+        kind: ``study``, ``build`` or ``delivery``.
+        subject: The result id (build, delivery) or the study's folder name (study).
+        destination: The destination (delivery), the destinations waiting (build), or None.
+        attempts: Attempts made.
+        code: Error code of the last failure.
+        error: Transport, status or exception type of the last failure (never patient data).
+        since: When it became a dead letter (ISO 8601, UTC).
+    """
+
+    id: str
+    kind: str
+    subject: str
+    destination: str | None
+    attempts: int
+    code: str | None
+    error: str | None
+    since: str | None
+
+
+def list_dead_letters(*, record: Record, home: Path, kind: str | None = None) -> list[DeadLetter]:
+    """Every dead letter (of one ``kind`` when given), studies first, then builds, then deliveries."""
+    from inference.dicom._stable import dead_studies
+
+    out: list[DeadLetter] = []
+    if kind in (None, "study"):
+        out += [
+            DeadLetter(
+                id=f"study:{item['key']}",
+                kind="study",
+                subject=str(item["key"]),
+                destination=None,
+                attempts=int(item.get("attempts") or 0),
+                code=item.get("code"),
+                error=item.get("error"),
+                since=item.get("dead_at"),
+            )
+            for item in dead_studies(home / DEAD_STUDIES_DIR)
+        ]
+    if kind in (None, "build"):
+        out += [
+            DeadLetter(
+                id=f"build:{row['id']}",
+                kind="build",
+                subject=row["result_id"],
+                destination=",".join(row["destinations"]) or None,
+                attempts=row["attempts"],
+                code=row["error_code"],
+                error=row["last_error"],
+                since=row["dead_at"],
+            )
+            for row in _builds.dead(record)
+        ]
+    if kind in (None, "delivery"):
+        out += [
+            DeadLetter(
+                id=f"delivery:{row['id']}",
+                kind="delivery",
+                subject=row["result_id"],
+                destination=row["destination"],
+                attempts=row["attempts"],
+                code=row["error_code"],
+                error=row["last_error"],
+                since=row["dead_at"],
+            )
+            for row in _outbox.dead(record)
+        ]
+    return out
+
+
+def _parse(ids: Iterable[str]) -> dict[str, list[str]]:
+    wanted: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for item in ids:
+        kind, _, ref = item.partition(":")
+        if kind not in KINDS or not ref:
+            raise DeadLetterError(
+                f"{item[:80]!r} is not a dead-letter id; ids look like study:<folder>, build:<n> or "
+                "delivery:<n> (see `dxassist dead-letter list`)."
+            )
+        if kind != "study" and not ref.isdigit():
+            raise DeadLetterError(f"{item[:80]!r} is not a dead-letter id; {kind} ids end with a number.")
+        wanted[kind].append(ref)
+    return wanted
+
+
+def retry_dead_letters(
+    *, record: Record, home: Path, ids: Sequence[str] = (), kind: str | None = None, every: bool = False
+) -> list[str]:
+    """Give dead letters a fresh set of attempts; return the ids retried.
+
+    Args:
+        record: The patient record (builds and deliveries).
+        home: ``DXASSIST_HOME`` (studies).
+        ids: Ids from :func:`list_dead_letters`.
+        kind: With ``every``: only this kind.
+        every: Retry every dead letter (of ``kind``) instead of ``ids``.
+
+    Raises:
+        DeadLetterError: An id is malformed or not in the dead-letter queue (nothing is retried then).
+    """
+    from inference.dicom._stable import dead_studies, release_study
+
+    if every:
+        current = list_dead_letters(record=record, home=home, kind=kind)
+        ids = [item.id for item in current]
+    wanted = _parse(ids)
+    known_studies = {item["key"] for item in dead_studies(home / DEAD_STUDIES_DIR)}
+    known_builds = {str(row["id"]) for row in _builds.dead(record, limit=1_000_000)}
+    known_deliveries = {str(row["id"]) for row in _outbox.dead(record, limit=1_000_000)}
+    missing = (
+        [f"study:{ref}" for ref in wanted["study"] if ref not in known_studies]
+        + [f"build:{ref}" for ref in wanted["build"] if ref not in known_builds]
+        + [f"delivery:{ref}" for ref in wanted["delivery"] if ref not in known_deliveries]
+    )
+    if missing:
+        raise DeadLetterError(
+            f"Not in the dead-letter queue: {', '.join(m[:80] for m in missing[:10])}; nothing was retried."
+        )
+    retried = [
+        f"study:{ref}"
+        for ref in wanted["study"]
+        if release_study(home / DEAD_STUDIES_DIR, home / INCOMING_DIR, ref)
+    ]
+    if wanted["build"]:
+        retried += [f"build:{n}" for n in _builds.requeue(record, ids=[int(r) for r in wanted["build"]])]
+    if wanted["delivery"]:
+        numbers = [int(r) for r in wanted["delivery"]]
+        retried += [f"delivery:{n}" for n in _outbox.requeue(record, ids=numbers)]
+    logger.info("dead letters retried", extra={"event": "dead_letter_retry", "instances": len(retried)})
+    return retried
+
+
+class DeadLetterGauge:
+    """``dxassist_dead_letters{kind}``: how many items are in the dead-letter queue now, read at scrape.
+
+    One instance per process is registered with the Prometheus registry; each open context points it at
+    its record and home (:meth:`attach`), so tests that open several apps in one process share it.
+    """
+
+    _instance: DeadLetterGauge | None = None
+
+    def __init__(self) -> None:
+        self._sources: list[tuple[Record, Path]] = []
+
+    @classmethod
+    def attach(cls, record: Record, home: Path) -> DeadLetterGauge:
+        """Register the gauge once, and make it read ``record`` and ``home``."""
+        from prometheus_client import REGISTRY
+
+        if cls._instance is None:
+            cls._instance = cls()
+            REGISTRY.register(cls._instance)
+        cls._instance._sources.append((record, home))
+        return cls._instance
+
+    def detach(self, record: Record) -> None:
+        """Stop reading ``record`` (its context is closing)."""
+        self._sources = [(r, h) for r, h in self._sources if r is not record]
+
+    def describe(self) -> list[Any]:
+        """No description at registration: the metric is produced at scrape time."""
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        """One sample per kind, from the latest attached record and home."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        from inference.dicom._stable import count_dead_studies
+
+        family = GaugeMetricFamily(
+            "dxassist_dead_letters",
+            "Items in the dead-letter queue now (no more automatic attempts), by kind "
+            "(study, build, delivery).",
+            labels=["kind"],
+        )
+        if self._sources:
+            record, home = self._sources[-1]
+            try:
+                counts = {
+                    "study": count_dead_studies(home / DEAD_STUDIES_DIR),
+                    "build": _builds.count(record, state="dead"),
+                    "delivery": _outbox.count_dead(record),
+                }
+            except Exception:  # a scrape must answer even while the database is down
+                logger.warning("The dead-letter counts could not be read for /metrics.", exc_info=True)
+                counts = {}
+            for kind, value in counts.items():
+                family.add_metric([kind], float(value))
+        yield family

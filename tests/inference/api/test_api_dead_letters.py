@@ -1,0 +1,66 @@
+"""A result whose outputs cannot be built or delivered says so, and the dead letters show in /metrics.
+
+The server's organisation root is one the writers refuse (too long for derived UIDs), so no output can be
+built: the result is filed and answered all the same, with a warning carrying the code and one ``outputs``
+entry per destination in ``deliveries`` (never an empty list that hides the failure).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import tiny_models
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, make_settings, new_study_uid
+
+from inference.api import create_app
+
+BAD_ORG_ROOT = "1.2.826.0.1.3680043.10.1453.11111111111.22222222222.33333333"
+
+
+@pytest.fixture(scope="module")
+def unbuildable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient]]:
+    home = tmp_path_factory.mktemp("dxassist-unbuildable")
+    # Nothing listens on port 9: never reached, since nothing can be built.
+    destination = {
+        "name": "vna",
+        "kind": "stowrs",
+        "url": "http://127.0.0.1:9/dicom-web",
+        "timeout_seconds": 1,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(home))
+        mp.setenv("DXASSIST_DESTINATIONS", json.dumps([destination]))
+        mp.setenv("DXASSIST_BUILD_MAX_ATTEMPTS", "1")
+        settings = make_settings(home, org_root=BAD_ORG_ROOT)
+        tiny_models.seed_both(settings.model_cache, home / "build")
+        with TestClient(create_app(settings)) as client:
+            yield Env(home=home, settings=settings), client
+
+
+def test_a_result_whose_outputs_cannot_be_built_says_so(unbuildable: tuple[Env, TestClient]) -> None:
+    env, client = unbuildable
+    study = new_study_uid()
+    response = client.post(
+        "/v1/studies",
+        files=[
+            ("files", ("pa.dcm", chest_dicom(study=study, sop=f"{study}.1", blob=True), "application/dicom"))
+        ],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert response.status_code == 201, response.text
+    for result in (
+        response.json(),
+        client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).json(),
+    ):
+        assert any(w.startswith("[output_build_failed]") for w in result["warnings"]), result["warnings"]
+        [entry] = result["deliveries"]
+        assert entry["destination"] == "vna" and entry["kind"] == "outputs" and entry["object"] is None
+        assert entry["state"] == "dead" and entry["error"] == "output_build_failed"
+        assert entry["attempts"] == 1
+
+    metrics = client.get("/metrics").text
+    assert 'dxassist_dead_letters{kind="build"} 1.0' in metrics
+    assert 'dxassist_dead_lettered_total{code="output_build_failed",kind="build"}' in metrics
