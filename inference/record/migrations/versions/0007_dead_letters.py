@@ -5,8 +5,8 @@ An outbox row that the destination refused, or that ran out of attempts, is ``de
 retries it. ``output_builds`` holds a result whose DICOM outputs could not be built: retried with backoff,
 then ``dead``.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 from inference.record._types import UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
