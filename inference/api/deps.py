@@ -234,16 +234,24 @@ StowParts = Annotated[list[tuple[str | None, bytes]], Depends(stow_parts)]
 
 
 def single_query_params(request: Request) -> dict[str, str]:
-    """Query parameters as a plain mapping, refusing repeated names (not supported by the FHIR views)."""
+    """Query parameters as a plain mapping, refusing repeated names (not supported by the FHIR views).
+
+    ``date`` may repeat (``date=ge..&date=le..`` is a range): its values are joined with ``|``, which
+    no FHIR date contains (``inference.record.fhir`` splits them again).
+    """
     items = request.query_params.multi_items()
     names = [name for name, _ in items]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted({name for name in names if names.count(name) > 1 and name != "date"})
     if repeated:
         raise MalformedRequest(
             f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once.",
             code="invalid_search",
         )
-    return dict(items)
+    params = {name: value for name, value in items if name != "date"}
+    dates = [value for name, value in items if name == "date"]
+    if dates:
+        params["date"] = "|".join(dates)
+    return params
 
 
 QueryParams = Annotated[dict[str, str], Depends(single_query_params)]

@@ -66,6 +66,8 @@ class Policy:
             red score calls for an urgent ward-based response).
         deteriorating_raise: levels a deteriorating trend raises the priority (0: the trend is shown
             but does not change the priority).
+        trend_window_hours: how far back a patient's earlier observations count for the trend.
+        trend_news2_rise: the NEWS2 rise over the window's lowest complete score that is deterioration.
         source: where the policy came from (a path, or ``embedded default``), for logs and audit.
     """
 
@@ -77,6 +79,8 @@ class Policy:
     source: str
     red_score: Priority = "urgent"
     deteriorating_raise: int = 1
+    trend_window_hours: float = 24.0
+    trend_news2_rise: int = 2
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Policy:
@@ -124,7 +128,15 @@ class Policy:
         triage = _mapping(doc.get("triage", {}), f"{where}: triage")
         _keys(
             triage,
-            {"default", "news2", "risk_positive", "red_score", "deteriorating_raise"},
+            {
+                "default",
+                "news2",
+                "risk_positive",
+                "red_score",
+                "deteriorating_raise",
+                "trend_window_hours",
+                "trend_news2_rise",
+            },
             f"{where}: triage",
         )
 
@@ -146,6 +158,17 @@ class Policy:
                 f"In the {where}, triage.deteriorating_raise must be 0, 1 or 2 (priority levels); got "
                 f"{raise_levels!r}."
             )
+        window = triage.get("trend_window_hours", 24)
+        if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 24 * 14:
+            raise PolicyError(
+                f"In the {where}, triage.trend_window_hours must be a number of hours above 0 and at most "
+                f"{24 * 14}; got {window!r}."
+            )
+        rise = triage.get("trend_news2_rise", 2)
+        if isinstance(rise, bool) or not isinstance(rise, int) or not 1 <= rise <= 20:
+            raise PolicyError(
+                f"In the {where}, triage.trend_news2_rise must be an integer from 1 to 20; got {rise!r}."
+            )
         return cls(
             imaging_rules=rules,
             imaging_default=_priority(imaging.get("default", "routine"), f"{where}: imaging.default"),
@@ -158,6 +181,8 @@ class Policy:
             source=source,
             red_score=_priority(triage.get("red_score", "urgent"), f"{where}: triage.red_score"),
             deteriorating_raise=raise_levels,
+            trend_window_hours=float(window),
+            trend_news2_rise=rise,
         )
 
     def imaging_priority(self, findings: Iterable[tuple[str, float, bool]]) -> Priority:

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from inference.record import _audit, _break_glass, _consent, _save, _scope
+from inference.record import _audit, _break_glass, _consent, _save, _scope, _series
 from inference.record._audit import AuditReport
 from inference.record._consent import ConsentState
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
@@ -143,6 +143,15 @@ class Record:
         stored = self._write(lambda session: _save.write_triage(session, data, audit))
         logger.info("Filed triage result %s.", stored.result_id)
         return stored
+
+    def triage_series(
+        self, *, identifier: str, issuer: str | None, since: datetime, until: datetime
+    ) -> list[dict[str, Any]]:
+        """The patient's triage observations in ``[since, until)``, oldest first (see ``_series``)."""
+        with self.sessions() as session:
+            return _series.triage_series(
+                session, identifier=identifier, issuer=issuer, since=since, until=until
+            )
 
     # -- reading results -------------------------------------------------------------------------
 

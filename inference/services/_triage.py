@@ -16,6 +16,7 @@ from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
 from inference.services._imaging import Outcome
+from inference.services._trend import series_trend
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,38 @@ async def analyse_vitals(
     news2 = compute_news2(signs)
     missing_inputs = [name for name, flag in zip(FEATURES, present, strict=True) if not flag]
 
+    observed = observed_at or datetime.now(UTC)
+    trend = await series_trend(
+        ctx,
+        patient=patient,
+        observed_at=observed,
+        news2=news2,
+        probability=float(scores.probability),
+        positive=bool(scores.positive),
+    )
+    deteriorating = trend is not None and trend.deteriorating
+
     warnings = [_warnings.SYNTHETIC] if served.synthetic else []
     if not news2.complete:
         warnings.append(_warnings.news2_missing(list(news2.missing)))
     if missing_inputs:
         warnings.append(_warnings.triage_missing(missing_inputs))
+    if trend is not None and deteriorating:
+        warnings.append(
+            _warnings.deteriorating(
+                trend.observations,
+                trend.hours,
+                trend.news2_change,
+                trend.risk_change,
+                raised=ctx.policy.deteriorating_raise > 0,
+            )
+        )
     priority = ctx.policy.triage_priority(
-        news2.band, scores.positive, red_score=news2.red_score, complete=news2.complete
+        news2.band,
+        scores.positive,
+        red_score=news2.red_score,
+        complete=news2.complete,
+        deteriorating=deteriorating,
     )
 
     # The model contract gives 0 to an unmeasured sign; writing 0.0 here as well keeps a -0.0 or a
@@ -86,7 +112,7 @@ async def analyse_vitals(
     meta = served.triage_meta
     data = TriageResultIn(
         patient=patient,
-        observed_at=observed_at or datetime.now(UTC),
+        observed_at=observed,
         vitals=signs.as_dict(),
         model=ModelRef(
             name=served.name, version=served.version, sha256=served.sha256, provider=served.provider
@@ -99,6 +125,7 @@ async def analyse_vitals(
         contributions=contributions,
         missing=tuple(missing_inputs),
         news2=news2.as_dict(),
+        trend=None if trend is None else trend.as_dict(),
         priority=priority,
         warnings=tuple(warnings),
         rationale=rationale,

@@ -46,12 +46,15 @@ def triage_missing(missing: list[str]) -> str:
     )
 
 
-def deteriorating(news2_change: int, hours: float) -> str:
-    """The patient's series shows deterioration."""
-    return (
-        f"Deteriorating: NEWS2 changed by {news2_change:+d} over the last {hours:.1f} h of observations; the "
-        "priority was raised by the site policy."
+def deteriorating(
+    observations: int, hours: float, news2_change: int, risk_change: float, raised: bool
+) -> str:
+    """The patient's series shows deterioration (docs/api.md, "trend")."""
+    sentence = (
+        f"Deteriorating over {hours:g} h ({observations} observations): NEWS2 {news2_change:+d}, model risk "
+        f"{risk_change * 100:+.1f} points."
     )
+    return sentence + (" The priority was raised by the site policy." if raised else "")
 
 
 def outputs_not_built(code: str, *, dead: bool) -> str:

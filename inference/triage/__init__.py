@@ -27,6 +27,7 @@ from inference.triage._news2 import (
     score_systolic_bp,
     score_temperature,
 )
+from inference.triage._trend import SeriesPoint, Trend, compute_trend
 from inference.triage._vitals import CONSCIOUSNESS_LEVELS, PLAUSIBLE_RANGES, VITAL_FIELDS, VitalSigns
 
 __all__ = [
@@ -40,10 +41,13 @@ __all__ = [
     "VITAL_FIELDS",
     "Band",
     "News2",
+    "SeriesPoint",
+    "Trend",
     "TriageError",
     "VitalSigns",
     "VitalsRejected",
     "compute_news2",
+    "compute_trend",
     "encode_batch",
     "encode_features",
     "missing_for_news2",

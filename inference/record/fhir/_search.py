@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlencode
@@ -14,10 +15,11 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record._errors import InvalidSearch
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
 from inference.record._scope import Scope, visible
-from inference.record._types import iso, new_id, utcnow
+from inference.record._types import as_utc, iso, new_id, utcnow
 from inference.record.fhir import _audit_event
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
+from inference.record.fhir._audit_event import _DATE, _day_bounds
 
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
@@ -37,6 +39,11 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the observation is about"),
         "category": ("token", "imaging or vital-signs"),
+        "date": (
+            "date",
+            "When observed (vital signs: observed_at; AI findings: the study date, else when filed); "
+            "prefixes eq, ge, gt, le, lt; may be repeated for a range",
+        ),
     },
     "RiskAssessment": {
         "_id": ("token", "Logical id"),
@@ -241,9 +248,12 @@ def _matches(
     if category not in (None, "imaging", "vital-signs"):
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
+    when = date_filter(params["date"]) if "date" in params else None
     out: list[Builder] = []
     query = scoped(_results_query(id_filter, None), Result.facility, Result.patient_id)
     for result in session.scalars(query):
+        if when is not None and not when(_observed(result)):
+            continue
         if result.kind == "imaging" and category in (None, "imaging"):
             out += [partial(r.finding_observation, result, f) for f in result.findings]
         if result.kind == "triage" and category in (None, "vital-signs") and result.vitals is not None:
@@ -252,6 +262,60 @@ def _matches(
         wanted = params["_id"]
         out = [build for build in out if build()["id"] == wanted]
     return len(out), out[offset : offset + count]
+
+
+#: Internal separator of repeated ``date`` values (``date=ge..&date=le..``) in the single-valued params
+#: mapping; ``|`` never occurs in a FHIR date.
+DATE_SEPARATOR: Final = "|"
+
+
+def date_filter(value: str) -> Callable[[datetime], bool]:
+    """A predicate on an instant for a FHIR ``date`` search value (repeats joined by ``DATE_SEPARATOR``).
+
+    ``eq`` (or no prefix) with a day matches that whole UTC day; with a dateTime, that instant. ``ge``,
+    ``gt``, ``le`` and ``lt`` compare with the start (or end) of the day or with the instant.
+
+    Raises:
+        InvalidSearch: A malformed value or prefix.
+    """
+    checks: list[Callable[[datetime], bool]] = []
+    for part in value.split(DATE_SEPARATOR):
+        match = _DATE.match(part)
+        if match is None:
+            raise InvalidSearch(
+                "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
+                "(YYYY-MM-DD) or a dateTime with a time zone."
+            )
+        start, end = _day_bounds(match["value"])
+        instant = start == end
+        prefix = match["prefix"] or "eq"
+        if prefix == "eq":
+            checks.append(partial(_between, start, end, instant))
+        elif prefix == "ge":
+            checks.append(lambda t, s=start: t >= s)
+        elif prefix == "gt":
+            checks.append(lambda t, s=start, e=end, i=instant: t > s if i else t >= e)
+        elif prefix == "le":
+            checks.append(lambda t, s=start, e=end, i=instant: t <= s if i else t < e)
+        else:
+            checks.append(lambda t, s=start: t < s)
+    return lambda moment: all(check(as_utc(moment)) for check in checks)
+
+
+def _between(start: datetime, end: datetime, instant: bool, moment: datetime) -> bool:
+    return moment == start if instant else start <= moment < end
+
+
+def _observed(result: Result) -> datetime:
+    """The instant an Observation of ``result`` is about: the vital signs' time, the study date, or filing."""
+    if result.kind == "triage" and result.vitals is not None:
+        return result.vitals.observed_at
+    if result.study is not None and result.study.study_date:
+        try:
+            return datetime.fromisoformat(result.study.study_date).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return result.created_at
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, high: int) -> int:

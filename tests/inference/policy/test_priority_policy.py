@@ -75,6 +75,13 @@ def test_a_site_may_switch_off_the_trend_raise_and_tune_the_red_score(tmp_path: 
     path.write_text("version: 1\ntriage:\n  deteriorating_raise: 5\n")
     with pytest.raises(PolicyError, match="deteriorating_raise must be 0, 1 or 2"):
         Policy.load(path)
+    path.write_text("version: 1\ntriage:\n  trend_window_hours: 12\n  trend_news2_rise: 3\n")
+    policy = Policy.load(path)
+    assert (policy.trend_window_hours, policy.trend_news2_rise) == (12.0, 3)
+    assert (Policy.load(None).trend_window_hours, Policy.load(None).trend_news2_rise) == (24.0, 2)
+    path.write_text("version: 1\ntriage:\n  trend_window_hours: 0\n")
+    with pytest.raises(PolicyError, match="trend_window_hours"):
+        Policy.load(path)
 
 
 def test_max_priority_never_lowers() -> None:

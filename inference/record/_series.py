@@ -1,0 +1,54 @@
+"""A patient's series of triage observations, read for the trend of a new one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inference.record._models import Patient, Result, VitalsObservation
+from inference.record._types import as_utc
+
+#: Most earlier observations read for one trend: a window of 24 h at one observation a minute is 1440;
+#: bounding the read keeps memory bounded whatever a sender posted.
+MAX_SERIES: Final = 2000
+
+
+def triage_series(
+    session: Session, *, identifier: str, issuer: str | None, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    """The patient's triage observations with ``since <= observed_at < until``, oldest first.
+
+    Each item: ``observed_at`` (aware, UTC), ``news2_total``, ``news2_complete``, ``probability``,
+    ``positive``. A result filed before NEWS2 was reported for incomplete observations (``news2`` null)
+    counts as an incomplete score of 0, which the trend rule never reads as a baseline.
+    """
+    rows = session.execute(
+        select(VitalsObservation.observed_at, Result.payload)
+        .join(Result, Result.vitals_id == VitalsObservation.id)
+        .join(Patient, Patient.id == VitalsObservation.patient_id)
+        .where(
+            Patient.identifier == identifier,
+            Patient.issuer == (issuer or ""),
+            Result.kind == "triage",
+            VitalsObservation.observed_at >= as_utc(since),
+            VitalsObservation.observed_at < as_utc(until),
+        )
+        .order_by(VitalsObservation.observed_at.desc())
+        .limit(MAX_SERIES)
+    ).all()
+    series = []
+    for observed_at, payload in reversed(rows):
+        news2 = payload.get("news2") or {}
+        series.append(
+            {
+                "observed_at": as_utc(observed_at),
+                "news2_total": int(news2.get("total", 0)),
+                "news2_complete": bool(news2) and bool(news2.get("complete", True)),
+                "probability": float(payload["risk"]["probability"]),
+                "positive": bool(payload["risk"]["positive"]),
+            }
+        )
+    return series
