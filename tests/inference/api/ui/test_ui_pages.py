@@ -201,8 +201,12 @@ def test_a_result_the_model_cannot_assess_says_so_in_the_worklist_and_the_viewer
     assert [row["ai_status"] for row in rows] == ["not_assessable"]
     assert worklist_rows([result], language="en", priority=None, status="analysed") == []
     view = viewer_model(result, language="en", verdicts={})
-    html = environment("en").get_template("viewer.html").render(
-        r=view, lang="en", dir="ltr", languages={}, fmt=Formats("en"), version="t", path="/", csrf="c"
+    html = (
+        environment("en")
+        .get_template("viewer.html")
+        .render(
+            r=view, lang="en", dir="ltr", languages={}, fmt=Formats("en"), version="t", path="/", csrf="c"
+        )
     )
     assert "Not assessable" in html and "0.93" in html
     assert 'role="switch"' not in html  # nothing positive, no heat layer to show
