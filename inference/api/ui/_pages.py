@@ -6,6 +6,7 @@ service and renders a template. URLs carry no patient data beyond the result id,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -23,7 +24,7 @@ from inference.api.ui._auth import (
     page_permission,
     session_cookie_name,
 )
-from inference.api.ui._render import render
+from inference.api.ui._render import page_language, render
 from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_rows
 from inference.record import Verdict
 from inference.services import (
@@ -45,7 +46,14 @@ router = APIRouter()
 
 Priority = Literal["critical", "urgent", "routine"]
 AiStatus = Literal["analysed", "not_assessable", "failed"]
-ResultId = Annotated[str, "result id"]
+ResultId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description="A result id."
+    ),
+]
+# The page shows at most this many open results (the most urgent ones) and says so when there are more.
+WORKLIST_LIMIT = 200
 _IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -82,7 +90,7 @@ async def signin_submit(
     except SignInRefused:
         return _signin_page(request, status=401, error="refused")
     response = RedirectResponse("/ui/", status_code=303)
-    max_age = int((session.expires - session.expires.now(session.expires.tzinfo)).total_seconds())
+    max_age = int((session.expires - datetime.now(UTC)).total_seconds())
     response.set_cookie(
         session_cookie_name(settings), session.token, max_age=max_age, **cookie_options(settings)
     )
@@ -137,16 +145,14 @@ async def _worklist(
     *,
     template: str,
 ) -> HTMLResponse:
-    from inference.api.ui._render import page_language
-
     language = page_language(request)
-    items = await reading_worklist(ctx=ctx, actor=reader.actor)
+    items = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT)
     rows = worklist_rows(items, language=language, priority=priority, status=status)
     return render(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
         csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,
         statuses=AI_STATUSES, max_wait=settings.worklist_max_wait_minutes,
-        refresh=settings.ui_refresh_seconds,
+        refresh=settings.ui_refresh_seconds, truncated=len(items) >= WORKLIST_LIMIT, limit=WORKLIST_LIMIT,
     )  # fmt: skip
 
 
@@ -158,8 +164,6 @@ async def viewer_page(
     reader: Annotated[Reader, page_permission("results:read")],
 ) -> HTMLResponse:
     """The viewer of one result."""
-    from inference.api.ui._render import page_language
-
     language = page_language(request)
     result = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
     verdicts = await reader_verdicts(ctx=ctx, actor=reader.actor, result_id=result_id)

@@ -97,6 +97,9 @@ def test_viewer_shows_probabilities_thresholds_model_and_the_synthetic_banner(
     assert re.search(r"Probability [\d.]+% — threshold [\d.]+%", page)
     if any("synthetic" in w for w in result["warnings"]):
         assert "trained on synthetic data only" in page
+    assert client.get("/ui/results/not-a-result-id").status_code == 400
+    assert client.get("/ui/results/5b0c9a52-7c3e-4a57-9b7e-3f1d2b0c4e11").status_code == 404
+    assert client.get(f"/ui/results/{result['result_id']}/heatmaps/No%20Such.png").status_code == 400
 
 
 def test_triage_viewer_shows_news2_subscores_and_contributions(client: TestClient, env: Env) -> None:
