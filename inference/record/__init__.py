@@ -9,12 +9,14 @@ from inference.record._audit import AuditProblem, AuditReport
 from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import (
     Conflict,
+    IdempotencyKeyReused,
     InvalidFeedback,
     InvalidSearch,
     NotFound,
     RecordError,
     ResendConflict,
 )
+from inference.record._idempotency import request_keys
 from inference.record._inputs import (
     AuditIn,
     FindingIn,
@@ -24,6 +26,7 @@ from inference.record._inputs import (
     PatientIn,
     RenderingData,
     StoredResult,
+    TriageRequestKeys,
     TriageResultIn,
     Verdict,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "VERDICTS",
     "Conflict",
     "FindingIn",
+    "IdempotencyKeyReused",
     "ImagingResultIn",
     "InstanceIn",
     "InvalidFeedback",
@@ -63,7 +67,9 @@ __all__ = [
     "RecordError",
     "RenderingData",
     "StoredResult",
+    "TriageRequestKeys",
     "TriageResultIn",
     "Verdict",
     "deliveries",
+    "request_keys",
 ]

@@ -30,6 +30,12 @@ class ResendConflict(Conflict):
     code = "resend_conflict"
 
 
+class IdempotencyKeyReused(Conflict):
+    """An ``Idempotency-Key`` the sender already used for a request with other content (HTTP 409)."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidFeedback(RecordError, ValueError):
     """A reader's feedback names a finding the result does not have, or an unknown verdict."""
 

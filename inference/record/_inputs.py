@@ -142,6 +142,23 @@ class TriageResultIn:
     rationale: dict[str, str]
     missing: tuple[str, ...] = ()
     trend: dict | None = None
+    request: TriageRequestKeys | None = None
+
+
+@dataclass(frozen=True)
+class TriageRequestKeys:
+    """What makes a vitals request idempotent (all sha256 hex digests, see ``inference.record.request_keys``).
+
+    Attributes:
+        idempotency_key: Sender + ``Idempotency-Key`` header, or ``None`` when no key was sent.
+        request_digest: The request's content (patient, observation time as sent, values).
+        observation_key: Sender + patient + observation time + values, or ``None`` when the time was not
+            sent (an observation "now" is never an exact duplicate of another).
+    """
+
+    idempotency_key: str | None
+    request_digest: str
+    observation_key: str | None
 
 
 @dataclass(frozen=True)

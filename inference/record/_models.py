@@ -130,6 +130,11 @@ class Result(Base):
     rationale: Mapped[dict[str, str]] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(String(32))
     instance_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Triage only (migration 0008): the sender's Idempotency-Key (hashed with the sender), the digest of
+    # the request it answered, and the key of the exact observation (sender, patient, time, values).
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64))
+    observation_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     facility: Mapped[str | None] = mapped_column(String(128))
 

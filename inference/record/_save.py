@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from inference.record import _audit
 from inference.record._errors import Conflict, RecordError, ResendConflict
+from inference.record._idempotency import find_filed
 from inference.record._inputs import (
     AuditIn,
     ImagingResultIn,
@@ -446,7 +447,21 @@ def write_imaging(
 
 
 def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
-    """Every row of one triage result and its audit entry; the caller commits or rolls back the whole."""
+    """Every row of one triage result and its audit entry; the caller commits or rolls back the whole.
+
+    A request already answered (same ``Idempotency-Key``, or the exact same observation from the same
+    sender) files nothing: the result filed first is returned with ``created=False`` and the audit
+    entry says ``duplicate``.
+
+    Raises:
+        IdempotencyKeyReused: The sender's key was used before for other content.
+    """
+    if data.request is not None:
+        filed = find_filed(session, data.request)
+        if filed is not None:
+            stored = StoredResult(result_id=filed.id, patient_id=filed.patient_id, created=False)
+            _audit_result(session, audit, resource_type="TriageResult", stored=stored, outcome="duplicate")
+            return stored
     patient, mismatched = upsert_patient(session, data.patient)
     vitals = VitalsObservation(
         id=new_id(), patient_id=patient.id, observed_at=as_utc(data.observed_at), created=utcnow()
@@ -460,6 +475,10 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
     result = _new_result("triage", patient, device, data.model, data.priority, warnings)
     result.facility = data.patient.facility
     result.vitals_id = vitals.id
+    if data.request is not None:
+        result.idempotency_key = data.request.idempotency_key
+        result.request_digest = data.request.request_digest
+        result.observation_key = data.request.observation_key
     result.rationale = dict(data.rationale)
     result.payload = {
         "risk": {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.explain import LANGUAGES, choose_language, triage_rationale
-from inference.record import ModelRef, PatientIn, TriageResultIn
+from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
 from inference.services import _warnings
 from inference.services._access import localise
 from inference.services._consent import check_ai_consent
@@ -30,6 +30,7 @@ async def analyse_vitals(
     vitals: Mapping[str, Any],
     observed_at: datetime | None,
     accept_language: str | None,
+    idempotency_key: str | None = None,
 ) -> Outcome:
     """Score one set of vital signs with NEWS2 (the measured part when incomplete), file and return it.
 
@@ -40,15 +41,27 @@ async def analyse_vitals(
         vitals: Vital-sign fields keyed as in the request (missing or None: not measured).
         observed_at: When measured (now when None).
         accept_language: The caller's Accept-Language header (for the rationale).
+        idempotency_key: The caller's ``Idempotency-Key`` header. A request already answered (the same
+            key, or without a key the exact same observation: same sender, patient, ``observed_at`` and
+            values) files nothing and returns the result filed first (``created`` false).
 
     Raises:
         VitalsRejected: A value is of the wrong type, implausible or inconsistent.
         ConsentObjection: The patient objected to AI processing (nothing is scored or filed).
         ModelUnavailable: No triage model is loaded.
+        IdempotencyKeyReused: The sender used this key before for a request with other content.
     """
     signs = VitalSigns.from_mapping(vitals)
     patient = identify(ctx, actor, patient)
     await check_ai_consent(ctx, actor, patient=patient, action="vitals:submit")
+    principal = actor.principal
+    keys = request_keys(
+        sender=f"{principal.subject}\x1f{principal.facility or ''}",
+        patient=patient,
+        observed_at=observed_at,
+        vitals=signs.as_dict(),
+        idempotency_key=idempotency_key,
+    )
     served = ctx.host.triage
     values, present = encode_features(signs)
     scores = await ctx.host.score_vitals(values, present, model=served)
@@ -126,15 +139,16 @@ async def analyse_vitals(
         missing=tuple(missing_inputs),
         news2=news2.as_dict(),
         trend=None if trend is None else trend.as_dict(),
+        request=keys,
         priority=priority,
         warnings=tuple(warnings),
         rationale=rationale,
     )
     stored = await file_result(ctx, actor, data=data, action="vitals:submit")
     logger.info(
-        "triage result filed",
+        "triage result filed" if stored.created else "triage request already answered; nothing filed",
         extra={
-            "event": "triage_result",
+            "event": "triage_result" if stored.created else "triage_duplicate",
             "result_id": stored.result_id,
             "model": served.name,
             "model_version": served.version,

@@ -74,7 +74,7 @@ class TriageConfig:
     n_val: int = 5_000
     n_test: int = 10_000
     hidden: int = 16
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 256
     lr: float = 1e-2
     weight_decay: float = 1e-4
