@@ -8,6 +8,7 @@ still ready.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -52,12 +53,45 @@ def test_implausible_images_are_refused_over_upload_and_stow(
     assert client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).status_code == 404
 
 
-JSON_ROUTES: list[tuple[str, Callable[[], str], str]] = [
-    ("POST", lambda: "/v1/vitals", "clinician"),
-    ("POST", lambda: f"/v1/results/{uuid.uuid4()}/feedback", "radiologist"),
-    ("PUT", lambda: f"/v1/patients/{uuid.uuid4()}/consent", "clinician"),
-    ("POST", lambda: "/v1/consents", "clinician"),
-]
+def _json_routes() -> list[tuple[str, str, str]]:
+    """``(method, path template, a role allowed)`` of every route that reads a JSON body (deps.json_body)."""
+    from fastapi.routing import iter_route_contexts
+
+    from inference.api.deps import route_permission
+    from inference.security import PERMISSIONS
+
+    found = []
+    for route in iter_route_contexts(create_app().routes):
+        pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+        while pending:
+            dependant = pending.pop()
+            if getattr(dependant.call, "json_model", None) is not None:
+                permission = route_permission(route)
+                role = sorted(r.value for r in PERMISSIONS[permission])[0] if permission else "admin"
+                found += [(method, route.path, role) for method in sorted(route.methods - {"HEAD"})]
+                break
+            pending.extend(dependant.dependencies)
+    return found
+
+
+JSON_ROUTES = _json_routes()
+_PATH_VALUES: dict[str, Callable[[], str]] = {
+    "result_id": lambda: str(uuid.uuid4()),
+    "patient_id": lambda: str(uuid.uuid4()),
+    "study_instance_uid": new_study_uid,
+}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: _PATH_VALUES[m.group(1)](), path)
+
+
+def test_every_json_route_is_covered() -> None:
+    paths = {path for _method, path, _role in JSON_ROUTES}
+    assert {"/v1/vitals", "/v1/results/{result_id}/feedback", "/v1/consents"} <= paths
+    assert ("PUT", "/v1/patients/{patient_id}/consent") in {(m, p) for m, p, _r in JSON_ROUTES}
+
+
 HOSTILE_JSON: dict[str, tuple[bytes, str]] = {
     "array nested 30 000 deep": (DEEP_JSON, "json_too_deep"),
     "object nested 10 000 deep": (b'{"a":' * 10000 + b"1" + b"}" * 10000, "json_too_deep"),
@@ -72,16 +106,19 @@ HOSTILE_JSON: dict[str, tuple[bytes, str]] = {
 }
 
 
-@pytest.mark.parametrize("route", JSON_ROUTES, ids=lambda r: f"{r[0]} {r[1]()}")
+@pytest.mark.parametrize("route", JSON_ROUTES, ids=lambda r: f"{r[0]} {r[1]}")
 @pytest.mark.parametrize("name", list(HOSTILE_JSON))
 def test_hostile_json_is_refused_on_every_json_route(
-    served: tuple[TestClient, Env], route: tuple[str, Callable[[], str], str], name: str
+    served: tuple[TestClient, Env], route: tuple[str, str, str], name: str
 ) -> None:
     client, env = served
     method, path, role = route
     raw, code = HOSTILE_JSON[name]
     response = client.request(
-        method, path(), content=raw, headers={**env.headers(role), "Content-Type": "application/json"}
+        method,
+        _concrete(path),
+        content=raw,
+        headers={**env.headers(role), "Content-Type": "application/json"},
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == code
