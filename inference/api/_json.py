@@ -112,7 +112,8 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     Raises:
         JsonTooDeep: Nesting deeper than ``max_depth`` (400 ``json_too_deep``).
         MalformedRequest: Not JSON (400 ``malformed``), ``NaN``/``Infinity`` or an overflowing number
-            (400 ``invalid_json_number``), or a key repeated in one object (400 ``duplicate_json_key``).
+            (400 ``invalid_json_number``), a key repeated in one object (400 ``duplicate_json_key``), or
+            a control character in a string (400 ``invalid_characters``).
     """
     try:
         # RFC 8259: JSON between systems is UTF-8. Decoding first also keeps the depth scan honest (in
@@ -123,9 +124,32 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if json_depth(text, limit=max_depth) > max_depth:
         raise JsonTooDeep(max_depth)
     try:
-        return json.loads(text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
+        value = json.loads(text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
     except MalformedRequest:
         raise
     except (ValueError, RecursionError) as e:
         # RecursionError cannot happen within the depth limit; caught anyway so no parser path can 500.
         raise MalformedRequest("The request body is not valid JSON; send a JSON object.") from e
+    if _has_control(value):
+        raise MalformedRequest(
+            "A text value of the JSON body holds control characters (such as \\u0000); send printable "
+            "text (tab and line breaks are accepted).",
+            code="invalid_characters",
+        )
+    return value
+
+
+# C0 controls and DEL except tab, line feed and carriage return: a NUL in an identifier would be filed
+# and then break PostgreSQL, which refuses NUL in text.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _has_control(value: Any) -> bool:
+    """Whether any string (key or value) in ``value`` holds a control character; depth is bounded."""
+    if isinstance(value, str):
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_control(k) or _has_control(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_control(v) for v in value)
+    return False

@@ -36,6 +36,8 @@ _CODES: dict[str, tuple[int, str]] = {
     "too_many_instances": (413, "The study has more instances than the configured limit."),
     "deflate_bomb": (413, "The deflated DICOM file inflates beyond the configured limit."),
     "mixed_studies": (400, "The files belong to more than one study; send one study per request."),
+    "invalid_characters": (400, "A text attribute holds control characters."),
+    "value_too_long": (400, "A text attribute is longer than its value representation allows."),
     "mixed_patients": (400, "The instances of one study name more than one patient."),
     "empty_study": (400, "No DICOM file was sent; send at least one file."),
     "no_pixel_data": (400, "The DICOM file has no Pixel Data."),

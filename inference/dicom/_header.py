@@ -34,14 +34,51 @@ VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _SEX = {"M": "male", "F": "female", "O": "other"}
 _EARLIEST_DATE = dt.date(1850, 1, 1)
+# Every C0 control and DEL, except ESC (ISO 2022 character set switches in PN and LO values).
+_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f]")
+# PS3.5 Table 6.2-1 maxima (PN: three component groups of 64); SH Accession Number is given the LO
+# length because some systems send longer numbers, which the record still holds.
+_MAX_LENGTHS = {
+    "PatientID": 64,
+    "IssuerOfPatientID": 64,
+    "PatientName": 194,
+    "AccessionNumber": 64,
+    "PatientSex": 16,
+    "ViewPosition": 16,
+    "BodyPartExamined": 16,
+    "ImageLaterality": 16,
+    "Laterality": 16,
+    "Modality": 16,
+    "PhotometricInterpretation": 16,
+    "VOILUTFunction": 16,
+}
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
-    """Return a stripped string value, or None when absent or empty."""
+    """Return a stripped string value, or None when absent or empty.
+
+    Raises:
+        DicomRejected: ``invalid_characters`` for control characters inside the value (a NUL in a
+            Patient ID would be filed, then break PostgreSQL), ``value_too_long`` beyond the length its
+            value representation allows (:data:`_MAX_LENGTHS`).
+    """
     value = ds.get(keyword)
     if value is None:
         return None
     text = str(value).strip().strip("\x00").strip()
+    if _CONTROL.search(text):
+        raise reject(
+            "invalid_characters",
+            f"The attribute {keyword} holds control characters; send printable text (ESC only for a "
+            "character set switch).",
+        )
+    limit = _MAX_LENGTHS.get(keyword)
+    if limit is not None and len(text) > limit:
+        raise reject(
+            "value_too_long",
+            f"The attribute {keyword} has more than the {limit} characters its value representation "
+            "allows; send the value the modality recorded.",
+        )
     return text or None
 
 

@@ -242,10 +242,26 @@ def _naive(created_at: dt.datetime, offset: str | None = None) -> dt.datetime:
     if created_at.tzinfo is None:
         return created_at
     zone = dt.UTC
-    if offset is not None and len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
-        minutes = int(offset[1:3]) * 60 + int(offset[3:])
-        zone = dt.timezone(dt.timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+    minutes = _offset_minutes(offset)
+    if minutes is not None:
+        zone = dt.timezone(dt.timedelta(minutes=minutes))
     return created_at.astimezone(zone).replace(tzinfo=None)
+
+
+def _offset_minutes(offset: str | None) -> int | None:
+    """A DICOM Timezone Offset From UTC (``+HHMM``) in minutes; None unless it is a real offset.
+
+    The sender's value is checked like any number that enters: ``+9999`` or ``+²³⁴⁵`` (which
+    ``str.isdigit`` accepts) would make ``datetime.timezone`` raise and the build fail.
+    """
+    if offset is None or len(offset) != 5 or offset[0] not in "+-" or not offset[1:].isascii():
+        return None
+    if not offset[1:].isdigit():
+        return None
+    hours, minutes = int(offset[1:3]), int(offset[3:])
+    if hours > 14 or minutes >= 60:
+        return None
+    return (hours * 60 + minutes) * (1 if offset[0] == "+" else -1)
 
 
 def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
@@ -277,5 +293,5 @@ def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
         # carries the source's own acquisition time.
         if processing in purposes and "ContributionDateTime" in item:
             item.ContributionDateTime = DT(moment)
-    if offset is not None:
+    if _offset_minutes(offset) is not None:  # an implausible offset is not copied into our objects
         ds.TimezoneOffsetFromUTC = offset

@@ -76,3 +76,33 @@ BAD_IMAGES: dict[str, tuple[Callable[[str], bytes], int, str]] = {
         "blank_image",
     ),
 }
+
+
+# Identifying text an attacker shapes to break the record (PostgreSQL refuses NUL; columns have sizes).
+BAD_TEXT: dict[str, tuple[Callable[[str], bytes], int, str]] = {
+    "NUL inside Patient ID": (lambda s: edit(chest(s), PatientID="IPP\x00X"), 400, "invalid_characters"),
+    "line feed inside Issuer": (
+        lambda s: edit(chest(s), IssuerOfPatientID="A\nB"),
+        400,
+        "invalid_characters",
+    ),
+    "Patient ID of 1000 characters": (lambda s: edit(chest(s), PatientID="P" * 1000), 400, "value_too_long"),
+    "Patient Name of 5000 characters": (
+        lambda s: edit(chest(s), PatientName="N" * 5000),
+        400,
+        "value_too_long",
+    ),
+    "Accession Number of 1000 characters": (
+        lambda s: edit(chest(s), AccessionNumber="A" * 1000),
+        400,
+        "value_too_long",
+    ),
+    "View Position of 300 characters": (
+        lambda s: edit(chest(s), ViewPosition="P" * 300),
+        400,
+        "value_too_long",
+    ),
+}
+
+REFUSED: dict[str, tuple[Callable[[str], bytes], int, str]] = {**BAD_IMAGES, **BAD_TEXT}
+"""Every hostile instance above: ``(build(study_uid), HTTP status, error code)``."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import tiny_models
-from _hostile_inputs import BAD_IMAGES, chest, edit
+from _hostile_inputs import REFUSED, chest, edit
 from _security_env import TESTS, chest_dicom, new_study_uid
 
 if str(TESTS / "pacs") not in sys.path:
@@ -112,8 +112,7 @@ def _result(listener: Listener, study: str) -> object:
 
 def test_each_hostile_instance_gets_its_c_store_status(listener: Listener) -> None:
     cases = {
-        name: (build, 0xA900 if status == 422 else 0xC000)
-        for name, (build, status, _code) in BAD_IMAGES.items()
+        name: (build, 0xA900 if status == 422 else 0xC000) for name, (build, status, _code) in REFUSED.items()
     }
     cases.update(MORE)
     studies = {name: new_study_uid() for name in cases}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _hostile_inputs import BAD_IMAGES, chest, with_pixels
+from _hostile_inputs import REFUSED, chest, with_pixels
 from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body, seeded_env
 
 from inference.api import create_app
@@ -31,12 +31,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
         yield client, env
 
 
-@pytest.mark.parametrize("name", list(BAD_IMAGES))
+@pytest.mark.parametrize("name", list(REFUSED))
 def test_implausible_images_are_refused_over_upload_and_stow(
     served: tuple[TestClient, Env], name: str
 ) -> None:
     client, env = served
-    build, status, code = BAD_IMAGES[name]
+    build, status, code = REFUSED[name]
     headers = env.headers("pacs", facility="F1")
     study = new_study_uid()
     blob = build(study)
@@ -102,6 +102,7 @@ HOSTILE_JSON: dict[str, tuple[bytes, str]] = {
         "invalid_json_number",
     ),
     "duplicate key": (b'{"ai_processing": "permit", "ai_processing": "deny"}', "duplicate_json_key"),
+    "NUL in a string": (b'{"patient": {"identifier": "IPP\\u0000X"}}', "invalid_characters"),
     "UTF-16 body": ('{"patient": {"identifier": "X"}}'.encode("utf-16"), "malformed"),
 }
 

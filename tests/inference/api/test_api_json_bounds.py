@@ -63,6 +63,9 @@ def test_depth_matches_the_structure_of_any_document(value: object) -> None:
         ('{"a": "\u00e9"}'.encode("utf-16"), "malformed"),
         (b'{"a": 1', "malformed"),
         (b'{"n": ' + b"9" * 5000 + b"}", "malformed"),  # beyond Python's integer-string limit
+        (b'{"patient": {"identifier": "IPP\\u0000X"}}', "invalid_characters"),
+        (b'{"a\\u001b": 1}', "invalid_characters"),  # in a key too
+        (b'[["\\u007f"]]', "invalid_characters"),
     ],
 )
 def test_hostile_bodies_are_refused_with_a_precise_code(raw: bytes, code: str) -> None:
@@ -76,3 +79,4 @@ def test_bodies_at_the_depth_limit_parse() -> None:
     assert json_depth(raw.decode()) == MAX_JSON_DEPTH
     assert parse_json(b'{"patient": {"identifier": "X"}, "temperature": 38.4}')["temperature"] == 38.4
     assert parse_json(raw) is not None
+    assert parse_json(b'{"reason": "line one\\nline two\\ttab"}')["reason"] == "line one\nline two\ttab"

@@ -56,6 +56,8 @@ POISON = {
     "sex spelled out": {"sex": (0x00100040, "CS", "female")},
     "one-component name": {"name": (0x00100010, "PN", "Bono")},
     "study time with colons": {"time": (0x00080030, "TM", "08:15:00")},
+    "time zone offset beyond 24 hours": {"offset": (0x00080201, "SH", "+9999")},
+    "time zone offset in superscript digits": {"offset": (0x00080201, "SH", "+\u00b2\u00b3\u2074\u2075")},
     "all of them": {
         "name": (0x00100010, "PN", ["Doe^John", "Roe^Jane"]),
         "charset": (0x00080005, "CS", "ISO_IR 999"),
@@ -82,3 +84,10 @@ def test_the_mended_values_are_the_sane_readings() -> None:
     assert sr.SpecificCharacterSet == "ISO_IR 192"
     [sr, *_] = _build(_instance(**POISON["sex spelled out"], **POISON["study time with colons"]))
     assert (str(sr.PatientSex), str(sr.StudyTime)) == ("F", "081500")
+
+
+def test_an_implausible_time_zone_offset_is_neither_used_nor_copied() -> None:
+    for case in ("time zone offset beyond 24 hours", "time zone offset in superscript digits"):
+        [sr, *_] = _build(_instance(**POISON[case]))
+        assert "TimezoneOffsetFromUTC" not in sr
+        assert str(sr.ContentTime).startswith("083005")  # UTC wall-clock time of CREATED_AT
