@@ -32,8 +32,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--positives",
         type=int,
-        default=1,
-        help="findings made positive on the benchmark image (heatmaps rendered)",
+        default=5,
+        help="findings made positive on the benchmark image (default all five; the run also measures "
+        "the same image with none positive)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random model weights")
     p.add_argument("--no-server", action="store_true", help="skip the end-to-end part")
@@ -83,6 +84,14 @@ def run_baselines(
         logits = pipe.run(tensor)[0][0]
         temperature = 1.0
         probabilities = 1.0 / (1.0 + np.exp(-logits / temperature))
+        if size == args.input_size:
+            # The same network with every threshold above the image's probabilities: no finding positive.
+            negative = work / f"none-positive-{size}.onnx"
+            negative.write_bytes(model.path.read_bytes())
+            results["run"]["none_positive_thresholds"] = _model.set_thresholds(
+                negative, probabilities, positives=0
+            )
+            results["run"]["none_positive_model"] = str(negative)
         thresholds = _model.set_thresholds(model.path, probabilities, positives=args.positives)
         pipe = _bare.BarePipeline(model.path, model.preprocess)  # the session of the file as served
         entry: dict[str, Any] = {"architecture": model.architecture, "thresholds": thresholds}
@@ -139,8 +148,8 @@ def run_server(
         and f.syntax.key not in results["decode_problems"]
     ]
     counter = 1
+    token = issue_token(Settings(), subject="benchmark", role="pacs", facility="BENCHMARK")
     with _server.running_server(home, tmp / "server.log") as (base, pid):
-        token = issue_token(Settings(), subject="benchmark", role="pacs", facility="BENCHMARK")
         for f in chosen:
             _say(f"-- server, {f.syntax.label}: latency at 1 client")
             bodies = [
@@ -148,7 +157,13 @@ def run_server(
                 for v in _files.uid_variants(f.data, uids, range(counter, counter + latency_n))
             ]
             counter += latency_n
-            server["latency"][f.syntax.key] = _server.latency(base, token, bodies, warmup=warmup).to_dict()
+            heatmaps: list[str] = []
+            server["latency"][f.syntax.key] = _server.latency(
+                base, token, bodies, warmup=warmup, heatmaps=heatmaps
+            ).to_dict()
+            if f.syntax.key == "explicit" and heatmaps:
+                _say(f"-- server, {f.syntax.label}: heatmap GETs ({len(heatmaps)}, each twice)")
+                server["pictures"] = _server.picture_gets(base, token, heatmaps)
             server["throughput"][f.syntax.key] = {}
             for clients, n in levels.items():
                 _say(f"-- server, {f.syntax.label}: throughput at {clients} clients ({n} studies at most)")
@@ -180,6 +195,22 @@ def run_server(
                 _server.throughput(base, token, bodies, clients=16, max_seconds=max_seconds)
                 spy.wait(timeout=wall + 60)
                 results["profile"] = _profile.summarise(out)
+    explicit = next((f for f in chosen if f.syntax.key == "explicit"), None)
+    negative = results["run"].get("none_positive_model")
+    if explicit is not None and negative:
+        from benchmarks import _model
+
+        _model.seed_version(home, Path(negative), "2")
+        with _server.running_server(home, tmp / "server-none.log") as (base, _pid):
+            _say(f"-- server, {explicit.syntax.label}, no finding positive: latency at 1 client")
+            bodies = [
+                _server.multipart_body(v)
+                for v in _files.uid_variants(explicit.data, uids, range(counter, counter + latency_n))
+            ]
+            counter += latency_n
+            server["latency_none_positive"] = {
+                explicit.syntax.key: _server.latency(base, token, bodies, warmup=warmup).to_dict()
+            }
 
 
 def main(argv: list[str] | None = None) -> int:

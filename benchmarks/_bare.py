@@ -2,14 +2,17 @@
 
 The bare loop is the server's work without the server: ``read_study`` (as the server calls it, with
 ``target_size`` so JPEG 2000 decodes at reduced resolution) → ``prepare`` → one ``session.run`` of a
-session built by ``inference.runtime.make_session`` from the same settings as the server.
+session built by ``inference.runtime.make_session`` from the same settings as the server. What the server
+adds to it in-process is measured by calling ``inference.analysis`` itself (no copy of its steps here).
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,7 +79,8 @@ class BarePipeline:
         self.limits = Limits.from_settings(settings)
         self.params = PreprocessParams.from_metadata(preprocess)
         self.input_size = self.params.input_size
-        self._render: Callable[[], list[bytes]] = lambda: []
+        self.onnx_path = onnx_path
+        self._served: Any = None
         self.session_options = {
             "intra_op_threads": settings.intra_op_threads,
             "inter_op_threads": settings.inter_op_threads,
@@ -99,37 +103,37 @@ class BarePipeline:
     def loop(self, data: bytes, *, reduced: bool = True) -> list[np.ndarray]:
         return self.run(self.prepare(self.decode(data, reduced=reduced)))
 
-    def explain(self, data: bytes, positives: int) -> list[bytes]:
-        """What the server adds after scoring, per positive finding: CAM → heatmap in image geometry,
-        hottest box, PNG overlay on the display image (``inference.explain``, as the imaging service
-        calls it). Decoding, preprocessing and scoring happen before the clock matters: see the caller."""
-        from inference.explain import cam_to_heatmap, hottest_box, overlay_png
-        from inference.preprocess import prepare, to_unit
+    def served(self) -> Any:
+        """The same ONNX file loaded as the server loads it (``inference.runtime.load_served_model``)."""
+        if self._served is None:
+            from types import SimpleNamespace
+
+            from inference.config import Settings
+            from inference.runtime import load_served_model
+
+            path = Path(self.onnx_path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            local = SimpleNamespace(name="cxr-findings", version="1", sha256=digest, path=path)
+            self._served = load_served_model(local, Settings(), expected_kind="imaging")
+        return self._served
+
+    def analysis(self, data: bytes) -> Any:
+        """The server's imaging path in-process: decode, then ``inference.analysis.analyse_now``."""
+        from inference.analysis import analyse_now
+
+        return analyse_now(self.decode(data).primary, self.served())
+
+    def explain(self, data: bytes) -> Callable[[], Any]:
+        """What the analysis adds to the loop once the image is scored (``inference.analysis.explain``:
+        display rendering, CAMs and boxes of the positive findings), as a function to time."""
+        from inference.analysis import explain, prepare_input
+        from inference.runtime import score_batch
 
         instance = self.decode(data).primary
-        prepared = prepare(instance, self.params)
-        cam = self.run(prepared.tensor)[1][0]
-
-        def render() -> list[bytes]:
-            base = to_unit(
-                instance.pixels,
-                photometric=instance.photometric,
-                rescale_slope=instance.rescale_slope,
-                rescale_intercept=instance.rescale_intercept,
-                window_centers=instance.window_centers,
-                window_widths=instance.window_widths,
-                voi_lut_function=instance.voi_lut_function,
-                voi_lut=instance.voi_lut,
-                window_percentiles=self.params.window_percentiles,
-            )
-            pngs = []
-            for k in range(positives):
-                heat = cam_to_heatmap(cam[k], prepared.geometry)
-                pngs.append(overlay_png(base, heat, box=hottest_box(heat)))
-            return pngs
-
-        self._render = render
-        return render()
+        served = self.served()
+        prepared = prepare_input(instance, served)
+        [output] = score_batch(served, prepared.tensor[None])
+        return lambda: explain(instance, prepared, output)
 
 
 def ort_timing(pipe: BarePipeline, tensor: np.ndarray, budget: Budget) -> Timing:
@@ -191,12 +195,20 @@ def syntax_timings(
         out[name] = measure(
             fn, warmup=budget.warmup, repeats=budget.repeats, max_seconds=budget.max_seconds
         ).to_dict()
-    if positives > 0 and f.syntax.key in ("explicit", "j2k"):
-        pipe.explain(f.data, positives)
+    if f.syntax.key in ("explicit", "j2k"):
         out["explain"] = measure(
-            pipe._render, warmup=budget.warmup, repeats=budget.repeats, max_seconds=budget.max_seconds
+            pipe.explain(f.data), warmup=budget.warmup, repeats=budget.repeats, max_seconds=budget.max_seconds
         ).to_dict()
         out["explain"]["positives"] = positives
+        analysis = pipe.analysis(f.data)
+        code = next(iter(analysis.cams), None)
+        if code is not None:
+            out["overlay"] = measure(
+                lambda: analysis.rendering.overlay_png(code),
+                warmup=budget.warmup,
+                repeats=budget.repeats,
+                max_seconds=budget.max_seconds,
+            ).to_dict()
     if f.syntax.uid == JPEG_LS_LOSSLESS:
         out["pydicom_decoders"] = _jpegls_plugins(f.data, budget)
     return out

@@ -2,7 +2,11 @@
 
 Random weights are enough to measure speed (ONNX Runtime and PyTorch do the same arithmetic whatever the
 values). The thresholds are set after export so that exactly ``positives`` findings are positive on the
-benchmark image: the server then renders that many heatmaps per study, as it would for an abnormal one.
+benchmark image (by default all of them, as on a film with several abnormalities). A network with random
+weights scores every image about the same (probabilities within 0.05 of 0.5 on phantoms, flat, inverted
+and noise images alike), so no second image could be negative for every finding: the study where no
+finding is positive is the same image served by a second version of the model whose thresholds lie
+above its probabilities (:func:`seed_version`).
 """
 
 from __future__ import annotations
@@ -132,6 +136,14 @@ def set_thresholds(path: Path, probabilities: np.ndarray, *, positives: int) -> 
             prop.value = json.dumps(thresholds)
     onnx.save_model(model, str(path))
     return thresholds
+
+
+def seed_version(home: Path, imaging: Path, version: str) -> None:
+    """Seed another version of the imaging model in ``home``'s cache and make it ``champion``."""
+    _tests_on_path()
+    from tiny_models import seed_cache
+
+    seed_cache(home / "models", IMAGING_NAME, imaging, version=version, aliases=("champion",))
 
 
 def seed_home(home: Path, imaging: Path, work: Path) -> None:

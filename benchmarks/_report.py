@@ -28,6 +28,8 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     e2e_explicit = _ms(e2e.get("explicit"))
     e2e_j2k = _ms(e2e.get("j2k"))
     tput16 = (server.get("throughput", {}).get("explicit", {}).get("16") or {}).get("studies_per_second")
+    first_get = _ms((server.get("pictures") or {}).get("first"))
+    none_positive = _ms((server.get("latency_none_positive") or {}).get("explicit"))
     bare_tput = 1000.0 / bare_loop if bare_loop == bare_loop and bare_loop > 0 else math.nan
     rows = [
         (
@@ -50,6 +52,20 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             (tput16 if tput16 is not None else math.nan) / bare_tput,
             ">=",
             0.90,
+        ),
+        (
+            "heatmap_get_vs_bare_loop",
+            "first GET of a heatmap overlay (drawn on demand) / bare loop latency",
+            first_get / bare_loop,
+            "<=",
+            1.0,
+        ),
+        (
+            "all_vs_none_positive_e2e",
+            "server latency, every finding positive / none positive (uncompressed)",
+            e2e_explicit / none_positive,
+            "info",
+            None,
         ),
         (
             "ort_vs_torch",
@@ -116,8 +132,13 @@ def text_report(results: dict[str, Any]) -> str:
         if entry.get("explain"):
             t = entry["explain"]
             lines.append(
-                f"    + explain ({t['positives']} heatmap PNG, not in the loop): {_fmt(_ms(t))} ms, "
-                f"p95 {_fmt(_ms(t, 'p95_ms'))} ms"
+                f"    + explain ({t['positives']} positive: display rendering, CAMs, boxes; not in the "
+                f"loop): {_fmt(_ms(t))} ms, p95 {_fmt(_ms(t, 'p95_ms'))} ms"
+            )
+        if entry.get("overlay"):
+            t = entry["overlay"]
+            lines.append(
+                f"    drawing one overlay PNG on demand: {_fmt(_ms(t))} ms, p95 {_fmt(_ms(t, 'p95_ms'))} ms"
             )
         for plugin, t in entry.get("pydicom_decoders", {}).items():
             lines.append(f"    pydicom full decode with {plugin}: {_fmt(_ms(t))} ms")
@@ -132,6 +153,19 @@ def text_report(results: dict[str, Any]) -> str:
             lines.append(
                 f"server latency {key:<10} 1 client: p50 {_fmt(_ms(t))} ms, p95 {_fmt(_ms(t, 'p95_ms'))} ms "
                 f"(n={t['n']}, positive findings per result {t.get('positive_findings_per_result')})"
+            )
+        for key, t in (server.get("latency_none_positive") or {}).items():
+            lines.append(
+                f"server latency {key:<10} 1 client, no finding positive: p50 {_fmt(_ms(t))} ms, "
+                f"p95 {_fmt(_ms(t, 'p95_ms'))} ms (n={t['n']})"
+            )
+        pictures = server.get("pictures")
+        if pictures:
+            lines.append(
+                f"heatmap GET: first (drawn) p50 {_fmt(_ms(pictures['first']))} ms, p95 "
+                f"{_fmt(_ms(pictures['first'], 'p95_ms'))} ms; again (cached) p50 "
+                f"{_fmt(_ms(pictures['cached']))} ms; image.png p50 {_fmt(_ms(pictures['image']))} ms "
+                f"(n={pictures['first']['n']})"
             )
         for key, levels in server.get("throughput", {}).items():
             for clients, t in levels.items():
@@ -224,8 +258,14 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
         if e.get("explain"):
             t = e["explain"]
             md.append(
-                f"| {e['label']}: explain, {t['positives']} heatmap PNG (not in the loop) | | | | | "
-                f"{_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | |"
+                f"| {e['label']}: explain, {t['positives']} positive (display rendering, CAMs, boxes; not "
+                f"in the loop) | | | | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | |"
+            )
+        if e.get("overlay"):
+            t = e["overlay"]
+            md.append(
+                f"| {e['label']}: drawing one overlay PNG on demand | | | | | {_fmt(_ms(t))} | "
+                f"{_fmt(_ms(t, 'p95_ms'))} | |"
             )
     for key, why in {**results["missing_encoders"], **results["decode_problems"]}.items():
         md.append(f"| {key} | | | not measured: {why} | | | | |")
@@ -240,6 +280,20 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
             md.append(
                 f"| {key}, 1 client, sequential | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | {t['n']} |"
             )
+        for key, t in (server.get("latency_none_positive") or {}).items():
+            md.append(
+                f"| {key}, 1 client, no finding positive | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | "
+                f"{t['n']} |"
+            )
+        pictures = server.get("pictures") or {}
+        for key, label in (
+            ("first", "GET heatmap overlay, first (drawn on demand)"),
+            ("cached", "GET heatmap overlay, again (cached)"),
+            ("image", "GET image.png (display rendering)"),
+        ):
+            if pictures.get(key):
+                t = pictures[key]
+                md.append(f"| {label} | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | {t['n']} |")
         for key, levels in server.get("throughput", {}).items():
             for clients, t in levels.items():
                 md.append(

@@ -110,8 +110,13 @@ def _check(response: Any) -> int:
     return sum(1 for finding in response.json().get("findings", []) if finding.get("positive"))
 
 
-def latency(base: str, token: str, bodies: Sequence[bytes], *, warmup: int) -> Timing:
-    """Sequential requests from one client: per-request latency (the first ``warmup`` not counted)."""
+def latency(
+    base: str, token: str, bodies: Sequence[bytes], *, warmup: int, heatmaps: list[str] | None = None
+) -> Timing:
+    """Sequential requests from one client: per-request latency (the first ``warmup`` not counted).
+
+    ``heatmaps``, when given, receives every heatmap path of the measured results (not requested yet).
+    """
     import httpx
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": CONTENT_TYPE}
@@ -125,7 +130,42 @@ def latency(base: str, token: str, bodies: Sequence[bytes], *, warmup: int) -> T
             positives.add(_check(response))
             if i >= warmup:
                 samples.append(elapsed)
+                if heatmaps is not None:
+                    heatmaps.extend(f["heatmap"] for f in response.json()["findings"] if f.get("heatmap"))
     return Timing(tuple(samples), {"positive_findings_per_result": sorted(positives)})
+
+
+def picture_gets(base: str, token: str, paths: Sequence[str]) -> dict[str, Any]:
+    """GET each heatmap path twice (the first draws the overlay, the second is served from the cache),
+    and the display image of each result once; latencies of each kind."""
+    import httpx
+
+    first: list[float] = []
+    again: list[float] = []
+    images: list[float] = []
+    seen: set[str] = set()
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=REQUEST_TIMEOUT
+    ) as c:
+        for path in paths:
+            for samples in (first, again):
+                t0 = time.perf_counter()
+                response = c.get(path)
+                samples.append(time.perf_counter() - t0)
+                if response.status_code != 200 or response.headers.get("content-type") != "image/png":
+                    raise ServerFailed(f"GET {path.split('/heatmaps/')[-1]} answered {response.status_code}")
+            result = path.split("/heatmaps/")[0]
+            if result not in seen:
+                seen.add(result)
+                t0 = time.perf_counter()
+                if c.get(f"{result}/image.png").status_code != 200:
+                    raise ServerFailed("GET image.png did not answer 200")
+                images.append(time.perf_counter() - t0)
+    return {
+        "first": Timing(tuple(first)).to_dict(),
+        "cached": Timing(tuple(again)).to_dict(),
+        "image": Timing(tuple(images)).to_dict(),
+    }
 
 
 def throughput(

@@ -28,6 +28,9 @@ import numpy as np
 from inference.analysis._errors import RenderingCorrupt
 from inference.preprocess import Geometry
 
+BOX_SIDE: Final = 512
+"""Longest side of the grid boxes are measured on: a CAM cell covers tens of such pixels (a 2048² film:
+4 original pixels each), so a finer grid would only cost time (the box search grows with its area)."""
 JPEG_QUALITIES: Final = (95, 90, 85, 75, 60, 40, 20, 10)
 """Tried in turn until the display JPEG fits :data:`DISPLAY_BUDGET`. Radiographs fit at 95; the low
 qualities only bound what an image of pure noise can cost (10 fits 1024² of uniform noise)."""
@@ -81,18 +84,29 @@ class Rendering:
 
         return cam_to_heatmap(self._cam(code), self.geometry, shape=self.shape)
 
-    def display_box(self, code: str) -> Any:
-        """The hottest-region box of one finding in display pixels (:class:`inference.explain.Box`)."""
+    @property
+    def box_shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the grid boxes are found on (at most :data:`BOX_SIDE` a side)."""
+        from inference.explain import display_size
+
+        return display_size(self.geometry.original_shape, BOX_SIDE)
+
+    def _box(self, code: str) -> Any:
         from inference.explain import cam_box
 
-        return cam_box(self._cam(code), self.geometry, self.shape)
+        return cam_box(self._cam(code), self.geometry, self.box_shape)
+
+    def display_box(self, code: str) -> Any:
+        """The hottest-region box of one finding in display pixels (:class:`inference.explain.Box`)."""
+        box = self._box(code)
+        return None if box is None else box.rescaled(self.box_shape, self.shape)
 
     def original_box(self, code: str) -> tuple[int, int, int, int] | None:
         """The box in original pixels ``(x0, y0, x1, y1)``, enclosing every original pixel it covers."""
-        box = self.display_box(code)
+        box = self._box(code)
         if box is None:
             return None
-        full = box.rescaled(self.shape, self.geometry.original_shape)
+        full = box.rescaled(self.box_shape, self.geometry.original_shape)
         return (full.x0, full.y0, full.x1, full.y1)
 
     def overlay_rgb(self, code: str) -> np.ndarray:
