@@ -150,9 +150,8 @@ class Rendering:
             if len(picture) <= DISPLAY_BUDGET:
                 break
         maps = io.BytesIO()
-        np.savez_compressed(
-            maps, **{code: np.asarray(cam, dtype=np.float16) for code, cam in self.cams.items()}
-        )
+        arrays: dict[str, Any] = {code: np.asarray(cam, dtype=np.float16) for code, cam in self.cams.items()}
+        np.savez_compressed(maps, **arrays)
         return StoredRendering(
             display=picture,
             cams=maps.getvalue(),
