@@ -127,9 +127,27 @@ def run_baselines(
     return primary_pipe
 
 
+def _loop_timing(pipe: Any, data: bytes, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pipe.loop(data)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
 def run_server(
-    args: argparse.Namespace, home: Path, tmp: Path, files: list[Any], uids: Any, results: dict[str, Any]
+    args: argparse.Namespace,
+    home: Path,
+    tmp: Path,
+    files: list[Any],
+    uids: Any,
+    results: dict[str, Any],
+    pipe: Any,
 ) -> None:
+    """The server end to end. The bare loop is timed again, interleaved with the requests (one loop
+    before each request, one per result before its heatmap GETs, a few right before and after each
+    16-client run), so that each ratio compares figures taken under the same load."""
     from benchmarks import _files, _profile, _server
     from inference.config import Settings
     from inference.security import issue_token
@@ -138,7 +156,9 @@ def run_server(
     latency_n, warmup = (6, 1) if quick else (16, 2)
     levels = {1: 3, 4: 4, 16: 16} if quick else {1: 8, 4: 16, 16: 32}
     max_seconds = 15.0 if quick else 30.0
-    server: dict[str, Any] = {"latency": {}, "throughput": {}}
+    from benchmarks._stats import Timing
+
+    server: dict[str, Any] = {"latency": {}, "throughput": {}, "paired_loop": {}, "throughput_loop": {}}
     results["server"] = server
     chosen = [
         f
@@ -158,12 +178,22 @@ def run_server(
             ]
             counter += latency_n
             heatmaps: list[str] = []
+            loops: list[float] = []
             server["latency"][f.syntax.key] = _server.latency(
-                base, token, bodies, warmup=warmup, heatmaps=heatmaps
+                base,
+                token,
+                bodies,
+                warmup=warmup,
+                heatmaps=heatmaps,
+                baseline=lambda f=f: pipe.loop(f.data),
+                baseline_samples=loops,
             ).to_dict()
+            server["paired_loop"][f.syntax.key] = Timing(tuple(loops)).to_dict()
             if f.syntax.key == "explicit" and heatmaps:
                 _say(f"-- server, {f.syntax.label}: heatmap GETs ({len(heatmaps)}, each twice)")
-                server["pictures"] = _server.picture_gets(base, token, heatmaps)
+                server["pictures"] = _server.picture_gets(
+                    base, token, heatmaps, baseline=lambda f=f: pipe.loop(f.data)
+                )
             server["throughput"][f.syntax.key] = {}
             for clients, n in levels.items():
                 _say(f"-- server, {f.syntax.label}: throughput at {clients} clients ({n} studies at most)")
@@ -172,9 +202,13 @@ def run_server(
                     for v in _files.uid_variants(f.data, uids, range(counter, counter + n))
                 ]
                 counter += n
+                before = _loop_timing(pipe, f.data, 3) if clients == 16 else []
                 server["throughput"][f.syntax.key][str(clients)] = _server.throughput(
                     base, token, bodies, clients=clients, max_seconds=max_seconds
                 )
+                if clients == 16:
+                    after = _loop_timing(pipe, f.data, 3)
+                    server["throughput_loop"][f.syntax.key] = Timing(tuple(before + after)).to_dict()
                 del bodies
         if args.profile and chosen:
             f = chosen[0]
@@ -208,9 +242,18 @@ def run_server(
                 for v in _files.uid_variants(explicit.data, uids, range(counter, counter + latency_n))
             ]
             counter += latency_n
+            loops = []
             server["latency_none_positive"] = {
-                explicit.syntax.key: _server.latency(base, token, bodies, warmup=warmup).to_dict()
+                explicit.syntax.key: _server.latency(
+                    base,
+                    token,
+                    bodies,
+                    warmup=warmup,
+                    baseline=lambda: pipe.loop(explicit.data),
+                    baseline_samples=loops,
+                ).to_dict()
             }
+            server["paired_loop_none_positive"] = {explicit.syntax.key: Timing(tuple(loops)).to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         for key, why in results["decode_problems"].items():
             _say(f"   {key}: {why}")
 
-        run_baselines(args, work, home, files, budget, results)
+        pipe = run_baselines(args, work, home, files, budget, results)
         if not args.no_server:
             try:
-                run_server(args, home, tmp, files, uids, results)
+                run_server(args, home, tmp, files, uids, results, pipe)
             except Exception as e:  # report what failed and keep the baselines
                 results["server"] = {**(results["server"] or {}), "error": f"{type(e).__name__}: {e}"}
                 log = tmp / "server.log"

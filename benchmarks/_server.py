@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +111,21 @@ def _check(response: Any) -> int:
 
 
 def latency(
-    base: str, token: str, bodies: Sequence[bytes], *, warmup: int, heatmaps: list[str] | None = None
+    base: str,
+    token: str,
+    bodies: Sequence[bytes],
+    *,
+    warmup: int,
+    heatmaps: list[str] | None = None,
+    baseline: Callable[[], Any] | None = None,
+    baseline_samples: list[float] | None = None,
 ) -> Timing:
     """Sequential requests from one client: per-request latency (the first ``warmup`` not counted).
 
     ``heatmaps``, when given, receives every heatmap path of the measured results (not requested yet).
+    ``baseline``, when given, is run and timed (into ``baseline_samples``) before each measured request:
+    on a machine shared with other work, the ratio of two medians taken minutes apart measures the
+    neighbours' load; interleaved, both sides see the same load.
     """
     import httpx
 
@@ -124,6 +134,10 @@ def latency(
     positives: set[int] = set()
     with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
         for i, body in enumerate(bodies):
+            if baseline is not None and baseline_samples is not None and i >= warmup:
+                t0 = time.perf_counter()
+                baseline()
+                baseline_samples.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             response = client.post("/v1/studies", content=body)
             elapsed = time.perf_counter() - t0
@@ -135,14 +149,18 @@ def latency(
     return Timing(tuple(samples), {"positive_findings_per_result": sorted(positives)})
 
 
-def picture_gets(base: str, token: str, paths: Sequence[str]) -> dict[str, Any]:
+def picture_gets(
+    base: str, token: str, paths: Sequence[str], *, baseline: Callable[[], Any] | None = None
+) -> dict[str, Any]:
     """GET each heatmap path twice (the first draws the overlay, the second is served from the cache),
-    and the display image of each result once; latencies of each kind."""
+    and the display image of each result once; latencies of each kind. ``baseline`` is timed once per
+    result, interleaved with the GETs (``baseline`` in the answer)."""
     import httpx
 
     first: list[float] = []
     again: list[float] = []
     images: list[float] = []
+    loops: list[float] = []
     seen: set[str] = set()
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=REQUEST_TIMEOUT
@@ -157,6 +175,10 @@ def picture_gets(base: str, token: str, paths: Sequence[str]) -> dict[str, Any]:
             result = path.split("/heatmaps/")[0]
             if result not in seen:
                 seen.add(result)
+                if baseline is not None:
+                    t0 = time.perf_counter()
+                    baseline()
+                    loops.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 if c.get(f"{result}/image.png").status_code != 200:
                     raise ServerFailed("GET image.png did not answer 200")
@@ -165,6 +187,7 @@ def picture_gets(base: str, token: str, paths: Sequence[str]) -> dict[str, Any]:
         "first": Timing(tuple(first)).to_dict(),
         "cached": Timing(tuple(again)).to_dict(),
         "image": Timing(tuple(images)).to_dict(),
+        **({"baseline": Timing(tuple(loops)).to_dict()} if loops else {}),
     }
 
 
