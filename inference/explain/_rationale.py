@@ -78,6 +78,11 @@ _TEXT: Final[dict[str, dict[Language, str]]] = {
         "ar": "مجموع نقاط NEWS2 للعلامات الحيوية المقيسة: {total} على الأقل (خطر سريري {band})؛ "
         "بعضها غير متوفر.",
     },
+    "deteriorating": {
+        "en": "The patient's observations over the last {hours} h show deterioration.",
+        "fr": "Les observations du patient sur les dernières {hours} h montrent une dégradation.",
+        "ar": "تُظهر ملاحظات المريض خلال آخر {hours} ساعة تدهورًا.",
+    },
     "news2_missing": {
         "en": "NEWS2 was not computed because some vital signs are missing.",
         "fr": "Le score NEWS2 n'a pas été calculé car certains paramètres vitaux manquent.",
@@ -182,6 +187,7 @@ def triage_rationale(
     synthetic: bool = False,
     limit: int = 3,
     news2_complete: bool = True,
+    deteriorating_hours: float | None = None,
 ) -> str:
     """Explain a triage result in a few sentences.
 
@@ -196,6 +202,8 @@ def triage_rationale(
         synthetic: add the sentence saying the model was trained on synthetic data.
         limit: most contributors named.
         news2_complete: every NEWS2 sign was measured; otherwise the total is named as a lower bound.
+        deteriorating_hours: the hours the patient's deteriorating series covers (``None``: not
+            deteriorating, or a first observation).
     """
     p = format_probability(probability, lang)
     sentences = [_TEXT["risk_high" if positive else "risk_low"][lang].format(p=p)]
@@ -209,4 +217,6 @@ def triage_rationale(
         sentences.append(_TEXT[key][lang].format(total=news2_total, band=band_text))
     else:
         sentences.append(_TEXT["news2_missing"][lang])
+    if deteriorating_hours is not None:
+        sentences.append(_TEXT["deteriorating"][lang].format(hours=f"{deteriorating_hours:g}"))
     return " ".join(sentences + _ending(lang, synthetic))

@@ -119,6 +119,7 @@ async def analyse_vitals(
             lang,
             synthetic=served.synthetic,
             news2_complete=news2.complete,
+            deteriorating_hours=trend.hours if trend is not None and deteriorating else None,
         )
         for lang in LANGUAGES
     }

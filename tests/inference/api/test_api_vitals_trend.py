@@ -67,6 +67,7 @@ def test_a_rising_news2_is_deteriorating_and_raises_the_priority(client: TestCli
     assert alone["trend"] is None and alone["priority"] == "urgent"
     assert last["priority"] == "critical"  # raised one level by the deteriorating trend
     assert any(w.startswith("Deteriorating over 6 h (4 observations)") for w in last["warnings"])
+    assert "observations over the last 6 h show deterioration" in last["rationale"]
 
 
 def test_a_stable_series_is_not_deteriorating(client: TestClient, env: Env) -> None:

@@ -117,6 +117,36 @@ def test_triage_rationale_without_news2_says_why() -> None:
     assert "measurements that raised" not in text
 
 
+@pytest.mark.parametrize(
+    ("lang", "partial", "trend"),
+    [
+        (
+            "en",
+            "NEWS2 of the measured vital signs: at least 12",
+            "observations over the last 6 h show deterioration",
+        ),
+        ("fr", "au moins 12", "sur les dernières 6 h montrent une dégradation"),
+        ("ar", "12 على الأقل", "آخر 6 ساعة"),
+    ],
+)
+def test_triage_rationale_says_an_incomplete_news2_is_a_lower_bound_and_names_the_trend(
+    lang: str, partial: str, trend: str
+) -> None:
+    text = triage_rationale(
+        0.8,
+        True,
+        [("respiratory_rate", 2.1)],
+        12,
+        "high",
+        lang,
+        news2_complete=False,
+        deteriorating_hours=6.0,
+    )
+    assert partial in text and trend in text
+    steady = triage_rationale(0.8, True, [("respiratory_rate", 2.1)], 12, "high", lang)
+    assert partial not in steady and trend not in steady
+
+
 def test_every_finding_has_a_snomed_concept_and_three_display_names() -> None:
     assert set(FINDING_CODES) == set(FINDING_DISPLAY) == set(FINDINGS)
     assert FINDING_CODES["pneumothorax"] == (SNOMED_CT, "36118008", "Pneumothorax")
