@@ -88,6 +88,13 @@ class Formats:
         pattern = "#,##0" + ("." + "0" * digits if digits else "")
         return format_decimal(value, format=pattern, locale=self.language)
 
+    def signed(self, value: float | int | None) -> str:
+        """A change with its sign: ``+3``, ``−1``, ``0``."""
+        if value is None:
+            return "–"
+        text = self.number(abs(value))
+        return f"+{text}" if value > 0 else (f"−{text}" if value < 0 else text)
+
     def datetime(self, value: str | datetime | None) -> str:
         """A timestamp (ISO string or datetime) as a short date and time in the locale."""
         if not value:

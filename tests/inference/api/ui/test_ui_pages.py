@@ -213,3 +213,22 @@ def test_a_result_the_model_cannot_assess_says_so_in_the_worklist_and_the_viewer
     )
     assert "Not assessable" in html and "0.93" in html
     assert 'role="switch"' not in html  # nothing positive, no heat layer to show
+
+
+def test_a_worsening_series_shows_on_the_row_and_in_the_viewer(client: TestClient, env: Env) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    patient = {"identifier": f"T-{now.timestamp():.0f}"}
+    earlier = (now - timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    send_vitals(client, env, patient=patient, observed_at=earlier)
+    later = send_vitals(
+        client, env, patient=patient, observed_at=now.isoformat().replace("+00:00", "Z"),
+        respiratory_rate=25, heart_rate=120,
+    )  # fmt: skip
+    assert later["trend"] and later["trend"]["deteriorating"], later["trend"]
+    client.cookies.clear()
+    sign_in(client, add_account(env, role="admin", facility=None))
+    page = client.get("/ui/").text
+    row = page.split(f'data-href="/ui/results/{later["result_id"]}"')[1].split("</tr>")[0]
+    assert "worsening trend" in row
+    viewer = client.get(f"/ui/results/{later['result_id']}").text
+    assert re.search(r"Trend over 3(\.0)? h \(2 observations\): NEWS2 \+\d", viewer), viewer[-3000:]
