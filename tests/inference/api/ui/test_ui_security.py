@@ -259,3 +259,8 @@ def test_api_documentation_loads_nothing_from_outside(client: TestClient, path: 
         assert url.startswith("/"), url
         assert client.get(url).status_code == 200, url
     assert "https://" not in page.text and "http://" not in page.text
+
+
+def test_the_root_sends_the_browser_to_the_pages(client: TestClient) -> None:
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/ui/"
