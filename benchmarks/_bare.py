@@ -98,7 +98,7 @@ class BarePipeline:
         return prepare(study.primary, self.params).tensor
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(["logits", "cam"], {"image": tensor[None]})
+        return self.session.run(["logits", "cam", "ood"], {"image": tensor[None]})
 
     def loop(self, data: bytes, *, reduced: bool = True) -> list[np.ndarray]:
         return self.run(self.prepare(self.decode(data, reduced=reduced)))

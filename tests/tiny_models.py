@@ -3,12 +3,15 @@
 Built with ``onnx.helper`` and numpy weights only (no torch), so every test of the server runs without
 training. The contract is in ``docs/internals.md`` ("ONNX artifacts" and "Registry and cache").
 
-- :func:`build_imaging_onnx`: ``image [N,1,S,S]`` → ``logits [N,K]``, ``cam [N,K,S/8,S/8]``. A strided
-  convolution, ReLU, then the classifier weights as a 1x1 convolution give the CAM, and
+- :func:`build_imaging_onnx`: ``image [N,1,S,S]`` → ``logits [N,K]``, ``cam [N,K,S/8,S/8]``,
+  ``ood [N]``. A strided convolution, ReLU, then the classifier weights as a 1x1 convolution give the CAM, and
   ``logits = mean(cam) + bias`` exactly as ``CxrNet`` does. Feature channel 0 fires on patches brighter
   than +1 in normalised units and every finding weighs it positively (the last labels most), so a bright
   blob (a 16x16 patch at +3 in normalised units on a 64x64 input) raises every logit, makes the last
-  findings positive and moves the CAM peak onto the blob.
+  findings positive and moves the CAM peak onto the blob. ``ood`` is the Mahalanobis form the trained
+  model uses, on the spatially pooled features: ``(f - mu)^T P (f - mu)`` with ``mu`` 0 and ``P`` the
+  identity over the channel count; the threshold (``ood_threshold``) is huge by default, so every image
+  is assessable unless a test asks for a tiny one (:func:`tiny_imaging_reference` computes it in numpy).
 - :func:`build_triage_onnx`: ``values, present [N,F]`` → ``logit [N]``, ``contributions [N,F]`` with
   ``contribution_i = present_i * (a_i * relu(v_i - hi_i) + b_i * relu(lo_i - v_i))`` (zero inside a normal
   band, rising linearly outside it, so exactly 0 for a sign not measured and monotone on each side of
@@ -72,6 +75,8 @@ TRIAGE_REFERENCE: dict[str, float] = {
     "temperature": 37.0,
     "consciousness": 0.0,
 }
+DEFAULT_OOD_THRESHOLD = 1.0e6
+"""The tiny imaging model's OOD threshold unless a test asks for another: every image passes."""
 
 
 def _metadata(model: Any, entries: Mapping[str, Any]) -> None:
@@ -88,6 +93,7 @@ def imaging_metadata(
     thresholds: Mapping[str, float] | None = None,
     temperature: float = 1.0,
     name: str = IMAGING_NAME,
+    ood_threshold: float = DEFAULT_OOD_THRESHOLD,
 ) -> dict[str, Any]:
     """The ``dxassist.*`` metadata of a tiny imaging model (JSON-able values)."""
     return {
@@ -105,6 +111,11 @@ def imaging_metadata(
             "std": 0.25,
             "window_percentiles": [1.0, 99.0],
         },
+        "dxassist.ood": {
+            "method": "mahalanobis-pooled-tiny",
+            "threshold": ood_threshold,
+            "pass_rate": 0.995,
+        },
     }
 
 
@@ -118,6 +129,7 @@ def build_imaging_onnx(
     thresholds: Mapping[str, float] | None = None,
     drop_metadata: Sequence[str] = (),
     channels: int = 6,
+    ood_threshold: float = DEFAULT_OOD_THRESHOLD,
 ) -> Path:
     """Write a tiny imaging model honouring the ``cxr-findings`` contract and return its path.
 
@@ -130,14 +142,74 @@ def build_imaging_onnx(
         thresholds: code → threshold (0.5 for each when omitted).
         drop_metadata: metadata keys to leave out (to test the server's validation).
         channels: feature channels of the convolution.
+        ood_threshold: the OOD threshold in the metadata (a tiny one makes every image not assessable).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if input_size % CAM_STRIDE:
         raise ValueError(f"input_size must be a multiple of {CAM_STRIDE}; got {input_size}.")
-    rng = np.random.default_rng(seed)
+    conv_w, conv_b, cls_w, cls_b = _tiny_imaging_weights(seed, len(labels), channels)
     k = len(labels)
+    ood_mean = np.zeros((1, channels), dtype=np.float32)
+    ood_precision = (np.eye(channels) / channels).astype(np.float32)
+
+    nodes = [
+        helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["feat_lin"], strides=[CAM_STRIDE] * 2),
+        helper.make_node("Relu", ["feat_lin"], ["feat"]),
+        helper.make_node("Conv", ["feat", "cls_w"], ["cam"]),
+        helper.make_node("ReduceMean", ["cam"], ["cam_mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Add", ["cam_mean", "cls_b"], ["logits"]),
+        helper.make_node("ReduceMean", ["feat"], ["pooled"], axes=[2, 3], keepdims=0),
+        helper.make_node("Sub", ["pooled", "ood_mean"], ["centred"]),
+        helper.make_node("MatMul", ["centred", "ood_precision"], ["weighted"]),
+        helper.make_node("Mul", ["weighted", "centred"], ["terms"]),
+        helper.make_node("ReduceSum", ["terms", "ood_axes"], ["ood"], keepdims=0),
+    ]
+    side = input_size // CAM_STRIDE
+    graph = helper.make_graph(
+        nodes,
+        "tiny_cxr_findings",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, input_size, input_size])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k]),
+            helper.make_tensor_value_info("cam", TensorProto.FLOAT, ["batch", k, side, side]),
+            helper.make_tensor_value_info("ood", TensorProto.FLOAT, ["batch"]),
+        ],
+        initializer=[
+            numpy_helper.from_array(conv_w, "conv_w"),
+            numpy_helper.from_array(conv_b, "conv_b"),
+            numpy_helper.from_array(cls_w, "cls_w"),
+            numpy_helper.from_array(cls_b, "cls_b"),
+            numpy_helper.from_array(ood_mean, "ood_mean"),
+            numpy_helper.from_array(ood_precision, "ood_precision"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "ood_axes"),
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
+    )
+    model.ir_version = IR_VERSION
+    meta = imaging_metadata(
+        input_size=input_size,
+        labels=labels,
+        thresholds=thresholds,
+        temperature=temperature,
+        ood_threshold=ood_threshold,
+    )
+    _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
+    onnx.checker.check_model(model, full_check=True)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(out))
+    return out
+
+
+def _tiny_imaging_weights(
+    seed: int, k: int, channels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Convolution and classifier weights of the tiny imaging model (see the module docstring)."""
+    rng = np.random.default_rng(seed)
     conv_w = rng.normal(0.0, 0.05, size=(channels, 1, CAM_STRIDE, CAM_STRIDE)).astype(np.float32)
     # Channel 0: mean brightness of the patch; fires where the (normalised) image is bright.
     conv_w[0] = 1.0 / (CAM_STRIDE * CAM_STRIDE)
@@ -148,43 +220,28 @@ def build_imaging_onnx(
         1.0 + 0.1 * rng.random(k, dtype=np.float32)
     )
     cls_b = np.linspace(-2.0, -0.5, k).astype(np.float32)
+    return conv_w, conv_b, cls_w, cls_b
 
-    nodes = [
-        helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["feat_lin"], strides=[CAM_STRIDE] * 2),
-        helper.make_node("Relu", ["feat_lin"], ["feat"]),
-        helper.make_node("Conv", ["feat", "cls_w"], ["cam"]),
-        helper.make_node("ReduceMean", ["cam"], ["cam_mean"], axes=[2, 3], keepdims=0),
-        helper.make_node("Add", ["cam_mean", "cls_b"], ["logits"]),
-    ]
-    side = input_size // CAM_STRIDE
-    graph = helper.make_graph(
-        nodes,
-        "tiny_cxr_findings",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, input_size, input_size])],
-        [
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k]),
-            helper.make_tensor_value_info("cam", TensorProto.FLOAT, ["batch", k, side, side]),
-        ],
-        initializer=[
-            numpy_helper.from_array(conv_w, "conv_w"),
-            numpy_helper.from_array(conv_b, "conv_b"),
-            numpy_helper.from_array(cls_w, "cls_w"),
-            numpy_helper.from_array(cls_b, "cls_b"),
-        ],
+
+def tiny_imaging_reference(
+    image: np.ndarray, *, seed: int = 0, k: int = len(FIVE_CODES), channels: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the tiny imaging model computes, in numpy (float64): ``(logits [N, K], ood [N])``.
+
+    The strided convolution has kernel = stride, so it is a reshape into patches and one product.
+    """
+    conv_w, conv_b, cls_w, cls_b = _tiny_imaging_weights(seed, k, channels)
+    n, _, s, _ = image.shape
+    cells = s // CAM_STRIDE
+    patches = image.astype(np.float64).reshape(n, cells, CAM_STRIDE, cells, CAM_STRIDE)
+    feat = (
+        np.einsum("naybx,cyx->ncab", patches, conv_w[:, 0].astype(np.float64)) + conv_b[None, :, None, None]
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
-    )
-    model.ir_version = IR_VERSION
-    meta = imaging_metadata(
-        input_size=input_size, labels=labels, thresholds=thresholds, temperature=temperature
-    )
-    _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
-    onnx.checker.check_model(model, full_check=True)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(out))
-    return out
+    feat = np.maximum(feat, 0.0)
+    pooled = feat.mean(axis=(2, 3))
+    logits = pooled @ cls_w[:, :, 0, 0].T.astype(np.float64) + cls_b
+    ood = (pooled**2).sum(axis=1) / channels
+    return logits, ood
 
 
 def triage_reference(values: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

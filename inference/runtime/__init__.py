@@ -22,8 +22,8 @@ from inference.runtime._errors import (
     RuntimeErrorBase,
 )
 from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, Fetch, ModelHost, score_batch
-from inference.runtime._meta import ImagingMeta, TriageMeta
-from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability
+from inference.runtime._meta import ImagingMeta, OodMeta, TriageMeta
+from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
 from inference.runtime._served import LocalModelLike, ServedModel, load_served_model, make_session
 
@@ -45,12 +45,14 @@ __all__ = [
     "ModelHost",
     "ModelInvalid",
     "ModelUnavailable",
+    "OodMeta",
     "RuntimeErrorBase",
     "ServedModel",
     "TriageMeta",
     "TriageOutput",
     "available_providers",
     "calibrated_probability",
+    "is_assessable",
     "load_served_model",
     "make_session",
     "provider_options",

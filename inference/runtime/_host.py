@@ -14,7 +14,7 @@ from inference.runtime._batcher import BatchHook, MicroBatcher
 from inference.runtime._errors import ConfigurationError, InputRejected, ModelInvalid, ModelUnavailable
 from inference.runtime._meta import ModelKind
 from inference.runtime._metrics import MODEL_SWAPS
-from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability
+from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import select_providers
 from inference.runtime._served import LocalModelLike, ServedModel, SessionSettings, load_served_model
 
@@ -41,13 +41,20 @@ class HostSettings(SessionSettings, Protocol):
 
 def _run_imaging(model: ServedModel, stacked: np.ndarray) -> list[ImagingOutput]:
     meta = model.imaging_meta
-    logits, cam = model.session.run(["logits", "cam"], {"image": stacked})
+    logits, cam, ood = model.session.run(["logits", "cam", "ood"], {"image": stacked})
     probabilities = calibrated_probability(logits, meta.temperature)
     thresholds = np.array([meta.thresholds[code] for code in meta.labels])
-    positive = probabilities >= thresholds
+    # An image the model does not know gets no positive finding, whatever its probabilities say.
+    assessable = np.array([is_assessable(float(s), meta.ood.threshold) for s in ood])
+    positive = (probabilities >= thresholds) & assessable[:, None]
     return [
         ImagingOutput(
-            logits=logits[i], probabilities=probabilities[i], positive=positive[i], cam=cam[i], model=model
+            logits=logits[i],
+            probabilities=probabilities[i],
+            positive=positive[i],
+            cam=cam[i],
+            ood_score=float(ood[i]),
+            model=model,
         )
         for i in range(stacked.shape[0])
     ]

@@ -19,7 +19,13 @@ from inference.runtime._errors import ModelInvalid
 ModelKind = Literal["imaging", "triage"]
 
 COMMON_KEYS = ("dxassist.kind", "dxassist.model_name", "dxassist.temperature", "dxassist.synthetic")
-IMAGING_KEYS = (*COMMON_KEYS, "dxassist.labels", "dxassist.thresholds", "dxassist.preprocess")
+IMAGING_KEYS = (
+    *COMMON_KEYS,
+    "dxassist.labels",
+    "dxassist.thresholds",
+    "dxassist.preprocess",
+    "dxassist.ood",
+)
 TRIAGE_KEYS = (
     *COMMON_KEYS,
     "dxassist.features",
@@ -27,6 +33,21 @@ TRIAGE_KEYS = (
     "dxassist.threshold",
     "dxassist.reference",
 )
+
+
+@dataclass(frozen=True)
+class OodMeta:
+    """How the imaging model's ``ood`` output is read.
+
+    Attributes:
+        method: name of the score (e.g. ``mahalanobis-pooled-multidepth``).
+        threshold: an image whose score is above it is not assessable by this model.
+        pass_rate: share of in-distribution validation images the threshold was chosen to let through.
+    """
+
+    method: str
+    threshold: float
+    pass_rate: float | None
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,7 @@ class ImagingMeta:
         preprocess: how images are prepared for this model.
         synthetic: trained on synthetic data (every result then carries a warning).
         training_data: one line naming the data set.
+        ood: the out-of-distribution score's method and threshold.
     """
 
     labels: tuple[str, ...]
@@ -48,6 +70,7 @@ class ImagingMeta:
     preprocess: PreprocessParams
     synthetic: bool
     training_data: str
+    ood: OodMeta
 
     @property
     def input_size(self) -> int:
@@ -206,7 +229,9 @@ def parse_imaging(
         raise ModelInvalid(f"Metadata key 'dxassist.preprocess' holds unusable values: {e}") from e
     s, k = preprocess.input_size, len(labels)
     _check_io(inputs, {"image": (None, 1, s, s)}, "inputs", "imaging")
-    _check_io(outputs, {"logits": (None, k), "cam": (None, k, None, None)}, "outputs", "imaging")
+    _check_io(
+        outputs, {"logits": (None, k), "cam": (None, k, None, None), "ood": (None,)}, "outputs", "imaging"
+    )
     return ImagingMeta(
         labels=tuple(labels),
         thresholds={code: float(thresholds[code]) for code in labels},
@@ -214,6 +239,29 @@ def parse_imaging(
         preprocess=preprocess,
         synthetic=_synthetic(meta),
         training_data=meta.get("dxassist.training_data", ""),
+        ood=_ood(meta),
+    )
+
+
+def _ood(meta: Mapping[str, str]) -> OodMeta:
+    raw = _json(meta, "dxassist.ood")
+    if not isinstance(raw, dict) or not isinstance(raw.get("method"), str) or "threshold" not in raw:
+        raise ModelInvalid(
+            "Metadata key 'dxassist.ood' must be a JSON object with 'method' (a name) and 'threshold' "
+            "(the score above which an image is not assessable)."
+        )
+    threshold = raw["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ModelInvalid(f"The OOD threshold must be a finite JSON number; got {threshold!r}.")
+    pass_rate = raw.get("pass_rate")
+    if pass_rate is not None and (
+        isinstance(pass_rate, bool) or not isinstance(pass_rate, int | float) or not 0.0 < pass_rate <= 1.0
+    ):
+        raise ModelInvalid(f"The OOD pass_rate must be a number in (0, 1]; got {pass_rate!r}.")
+    return OodMeta(
+        method=raw["method"],
+        threshold=float(threshold),
+        pass_rate=None if pass_rate is None else float(pass_rate),
     )
 
 

@@ -16,6 +16,11 @@ def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray
     return np.exp(-np.logaddexp(0.0, -z))
 
 
+def is_assessable(score: float, threshold: float) -> bool:
+    """Whether an OOD ``score`` lets the model answer (a NaN or infinite score never does)."""
+    return bool(np.isfinite(score)) and score <= threshold
+
+
 @dataclass(frozen=True, eq=False)
 class ImagingOutput:
     """Scores of one image.
@@ -23,8 +28,10 @@ class ImagingOutput:
     Attributes:
         logits: ``[K]`` raw logits in label order.
         probabilities: ``[K]`` calibrated probabilities.
-        positive: ``[K]`` probability at or above the finding's operating threshold.
+        positive: ``[K]`` probability at or above the finding's operating threshold, and the image
+            assessable; all False for an image the model does not know.
         cam: ``[K, h, w]`` class activation maps in logit units (bias excluded).
+        ood_score: the model's out-of-distribution score of the image (the graph's ``ood`` output).
         model: the served model (version, session, metadata) that produced these scores.
     """
 
@@ -32,7 +39,18 @@ class ImagingOutput:
     probabilities: np.ndarray
     positive: np.ndarray
     cam: np.ndarray
+    ood_score: float
     model: ServedModel
+
+    @property
+    def ood_threshold(self) -> float:
+        """The score above which the model's answer is not given (from the model's metadata)."""
+        return self.model.imaging_meta.ood.threshold
+
+    @property
+    def assessable(self) -> bool:
+        """The image is within what the model knows: a finite OOD score at or under the threshold."""
+        return is_assessable(self.ood_score, self.ood_threshold)
 
     @property
     def labels(self) -> tuple[str, ...]:

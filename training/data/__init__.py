@@ -33,4 +33,13 @@ from training.data._phantom import sample_findings as sample_findings
 from training.data._vitals import VitalsTable as VitalsTable
 from training.data._vitals import generate_vitals as generate_vitals
 from training.data._vitals import to_vital_signs as to_vital_signs
+
 # --- end vitals ---
+
+# --- out-of-distribution evaluation set ---
+# isort: split
+from training.data._ood import OOD_KINDS as OOD_KINDS
+from training.data._ood import build_ood_set as build_ood_set
+from training.data._ood import ood_image as ood_image
+from training.data._ood import ood_phantom as ood_phantom
+from training.data._ood import read_ood_kinds as read_ood_kinds

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from training.pipeline._imaging_ood import fit_guard, guard_card_section
 from training.pipeline._outcome import TrainingOutcome
 from training.pipeline._profiles import ImagingConfig
 
@@ -282,6 +283,7 @@ One temperature T = {_fmt(metrics["temperature"])} fitted on the validation logi
 {_fmt(metrics["test_ece"])} after scaling ({_fmt(metrics["test_ece_uncalibrated"])} before).
 Reliability diagram: `calibration.png`.
 
+{guard_card_section(cfg, metrics)}
 ## Limits
 - {data_limit}
 - Frontal views only; lateral views, paediatric studies and other modalities are out of scope.
@@ -305,6 +307,7 @@ def imaging_metadata(
     temperature: float,
     preprocess: Any,
     training_data: str,
+    ood: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``metadata_props`` of the ``cxr-findings`` ONNX file (docs/internals.md, "ONNX artifacts").
 
@@ -320,6 +323,7 @@ def imaging_metadata(
         "dxassist.synthetic": "true" if cfg.dataset == "synthetic" else "false",
         "dxassist.training_data": training_data,
         "dxassist.config": cfg.to_dict(),
+        "dxassist.ood": ood,
     }
 
 
@@ -510,7 +514,14 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     )
     timings["seconds_eval"] = time.perf_counter() - t0
 
-    # 6. export: the CAM is an output of the graph, parity is checked on the logits
+    # 5b. the OOD guard: statistics of the training features, threshold on validation, figures on the
+    #     test split and the refusal set
+    t0 = time.perf_counter()
+    guard = fit_guard(cfg, model, params, x_train=x[train_idx], x_val=x[val_idx], x_test=x[test_idx])
+    metrics.update(guard.metrics)
+    timings["seconds_ood"] = time.perf_counter() - t0
+
+    # 6. export: the CAM and the OOD score are outputs of the graph; parity on the logits and the score
     t0 = time.perf_counter()
     training_data = training_data_line(cfg, len(x))
     checkpoint = out_dir / "cxr-findings.pt"
@@ -525,14 +536,15 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         temperature=temperature,
         preprocess=params.to_metadata(),
         training_data=training_data,
+        ood=guard.metadata,
     )
     report = export_onnx(
-        model,
+        guard.guarded,
         {"image": np.ascontiguousarray(x[test_idx[:2]])},
-        ["logits", "cam"],
+        ["logits", "cam", "ood"],
         out_dir / ONNX_FILE,
         metadata=metadata,
-        parity_outputs=["logits"],
+        parity_outputs=["logits", "ood"],
     )
     timings["seconds_export"] = time.perf_counter() - t0
     timings["seconds_total"] = time.perf_counter() - started
@@ -571,10 +583,11 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     card_path.write_text(card, encoding="utf-8")
     artifacts.append(card_path)
     logger.info(
-        "cxr-findings: test macro AUROC %.4f, pointing game %.3f, ECE %.4f, %.0f s in total.",
+        "cxr-findings: test macro AUROC %.4f, pointing game %.3f, ECE %.4f, OOD AUROC %.3f, %.0f s in total.",
         metrics["test_macro_auroc"],
         metrics["test_pointing_game"],
         metrics["test_ece"],
+        metrics["ood_auroc"],
         timings["seconds_total"],
     )
     return TrainingOutcome(

@@ -52,6 +52,10 @@ class ImagingConfig:
             (``test_pointing_game_tolerant``); None means half a CAM cell. The strict
             ``test_pointing_game`` has no margin.
         sensitivity_target: sensitivity each finding's operating threshold reaches on validation.
+        ood_pass_rate: share of in-distribution validation images the OOD guard lets through; the OOD
+            threshold is that quantile of the validation OOD scores.
+        ood_shrinkage: weight of the scaled identity in the shrunk feature covariance of the OOD guard.
+        ood_eval_per_kind: images per kind in the generated out-of-distribution evaluation set.
         n_boot: bootstrap resamples for AUROC confidence intervals.
         workers: processes decoding DICOM files when loading the data set.
         threads: torch intra-op threads.
@@ -81,6 +85,9 @@ class ImagingConfig:
     loc_weight: float = 0.2
     pointing_tolerance: int | None = None
     sensitivity_target: float = 0.85
+    ood_pass_rate: float = 0.995
+    ood_shrinkage: float = 0.05
+    ood_eval_per_kind: int = 24
     n_boot: int = 1000
     workers: int = 2
     threads: int = 2
@@ -109,6 +116,13 @@ class ImagingConfig:
             )
         if self.loc_weight < 0 or (self.pointing_tolerance is not None and self.pointing_tolerance < 0):
             raise ConfigError("loc_weight and pointing_tolerance must not be negative.")
+        if not 0.5 <= self.ood_pass_rate < 1.0 or not 0.0 < self.ood_shrinkage < 1.0:
+            raise ConfigError(
+                "ood_pass_rate must lie in [0.5, 1) and ood_shrinkage strictly between 0 and 1; got "
+                f"{self.ood_pass_rate} and {self.ood_shrinkage}."
+            )
+        if self.ood_eval_per_kind < 1:
+            raise ConfigError("ood_eval_per_kind must be a positive integer.")
         if self.epochs < 1 or self.batch_size < 1 or self.n_images < 1:
             raise ConfigError("epochs, batch_size and n_images must be positive integers.")
         if self.dataset != "synthetic" and self.data is None:

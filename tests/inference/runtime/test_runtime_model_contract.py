@@ -132,3 +132,12 @@ def test_a_file_that_is_not_onnx_is_invalid(tmp_path: Path, settings: Settings) 
     local = _seed(tmp_path, "cxr-findings", junk)
     with pytest.raises(ModelInvalid, match="could not load"):
         load_served_model(local, settings)
+
+
+def test_an_imaging_model_without_an_ood_guard_is_refused(tmp_path: Path, settings: Settings) -> None:
+    """A model exported before the OOD guard (no ``dxassist.ood``) must not be served: it would score
+    images it does not know as confidently as phantoms."""
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", drop_metadata=["dxassist.ood"])
+    local = _seed(tmp_path, "cxr-findings", path)
+    with pytest.raises(ModelInvalid, match="dxassist.ood"):
+        load_served_model(local, settings, expected_kind="imaging")

@@ -204,3 +204,36 @@ def test_requests_after_stop_get_model_unavailable(cache: Path, settings: Settin
             await host.score_images(_images(1), model=served)
 
     asyncio.run(main())
+
+
+def test_ood_score_comes_from_the_graph_and_gates_every_positive(tmp_path: Path, settings: Settings) -> None:
+    """The host returns the graph's ``ood`` output (checked against numpy) with the model's threshold; an
+    image over the threshold is not assessable and has no positive finding, whatever its probabilities."""
+    bright = np.full((1, 64, 64), 3.0, dtype=np.float32)  # makes the tiny model's findings positive
+    images = [bright, *_images(2)]
+    reference_logits, reference_ood = tiny_models.tiny_imaging_reference(np.stack(images))
+
+    def scored(threshold: float) -> list:
+        cache = tmp_path / f"models-{threshold}"
+        path = tiny_models.build_imaging_onnx(tmp_path / f"i-{threshold}.onnx", ood_threshold=threshold)
+        tiny_models.seed_cache(cache, "cxr-findings", path)
+        tiny_models.seed_cache(cache, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx"))
+
+        async def body(host: ModelHost) -> list:
+            return await host.score_images(images)
+
+        return run_with_host(settings, cache, body)
+
+    open_outputs = scored(tiny_models.DEFAULT_OOD_THRESHOLD)
+    for out, logits, ood in zip(open_outputs, reference_logits, reference_ood, strict=True):
+        np.testing.assert_allclose(out.logits, logits, atol=1e-4)
+        assert out.ood_score == pytest.approx(ood, rel=1e-4, abs=1e-6)
+        assert out.assessable and out.ood_threshold == tiny_models.DEFAULT_OOD_THRESHOLD
+    assert open_outputs[0].positive.any()
+
+    refused = scored(1e-9)
+    for out in refused:
+        assert not out.assessable and out.ood_threshold == pytest.approx(1e-9)
+        assert not out.positive.any() and not any(positive for _c, _p, positive in out.findings)
+    # The probabilities stay on the result for auditors; only the decision is withheld.
+    np.testing.assert_allclose(refused[0].probabilities, open_outputs[0].probabilities)

@@ -58,11 +58,24 @@ def images() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray):  # type: ignore[no-untyped-def]
-    """A small CxrNet exported through ``training.export.export_onnx`` with the pipeline's metadata."""
+def ood_stats():  # type: ignore[no-untyped-def]
+    """OOD statistics of the small net, fitted on 48 smooth random images (the "training set")."""
+    from training.models import collect_pooled_features, fit_ood_statistics
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(48, 1, INPUT_SIZE // 8, INPUT_SIZE // 8)).astype(np.float32)
+    train = np.repeat(np.repeat(base, 8, axis=2), 8, axis=3)
+    return fit_ood_statistics(collect_pooled_features(_small_net(), train))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray, ood_stats):  # type: ignore[no-untyped-def]
+    """A small CxrNet with its OOD guard, exported through ``training.export.export_onnx`` with the
+    pipeline's metadata; returns the bare net (for references) and the export report."""
     from inference.preprocess import PreprocessParams
     from training.data import FINDINGS
     from training.export import export_onnx
+    from training.models import GuardedCxrNet
     from training.pipeline import ImagingConfig
     from training.pipeline._imaging import imaging_metadata, training_data_line
 
@@ -75,9 +88,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray):  # t
         temperature=1.3,
         preprocess=PreprocessParams(input_size=INPUT_SIZE).to_metadata(),
         training_data=training_data_line(cfg, 10),
+        ood={"method": "mahalanobis-pooled-multidepth", "threshold": 2.0, "pass_rate": 0.995},
     )
     path: Path = tmp_path_factory.mktemp("onnx") / "cxr-findings.onnx"
     report = export_onnx(
-        net, {"image": images[:2]}, ["logits", "cam"], path, metadata=metadata, parity_outputs=["logits"]
+        GuardedCxrNet(net, ood_stats),
+        {"image": images[:2]},
+        ["logits", "cam", "ood"],
+        path,
+        metadata=metadata,
+        parity_outputs=["logits", "ood"],
     )
     return net, report

@@ -48,7 +48,27 @@ def test_input_and_outputs_are_named_as_the_contract_says(exported) -> None:  # 
     assert inp.name == "image"
     assert inp.shape[1:] == [1, INPUT_SIZE, INPUT_SIZE]
     assert isinstance(inp.shape[0], str)  # symbolic: any batch size
-    assert [o.name for o in session.get_outputs()] == ["logits", "cam"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "cam", "ood"]
+
+
+def test_ood_output_matches_a_numpy_mahalanobis_on_the_same_features(exported, ood_stats) -> None:  # type: ignore[no-untyped-def]
+    """The in-graph OOD score equals the NumPy reference on the pooled features, near and far from the
+    training images, and ranks images unlike them (noise, a constant, a photograph-like ramp) higher."""
+    from training.models import collect_pooled_features, mahalanobis_score
+
+    net, report = exported
+    rng = np.random.default_rng(11)
+    near = np.repeat(np.repeat(rng.normal(size=(4, 1, 8, 8)), 8, axis=2), 8, axis=3)
+    noise = rng.uniform(-4, 4, size=(2, 1, INPUT_SIZE, INPUT_SIZE))
+    ramp = np.broadcast_to(np.linspace(-3, 3, INPUT_SIZE), (1, 1, INPUT_SIZE, INPUT_SIZE))
+    batch = np.concatenate([near, noise, ramp, np.full((1, 1, INPUT_SIZE, INPUT_SIZE), 5.0)]).astype(
+        np.float32
+    )
+    (ood,) = _session(report.path).run(["ood"], {"image": batch})
+    reference = mahalanobis_score(collect_pooled_features(net, batch), ood_stats)
+    assert ood.shape == (len(batch),)
+    np.testing.assert_allclose(ood, reference, rtol=1e-3, atol=1e-4)
+    assert reference[4:].min() > reference[:4].max()
 
 
 def test_metadata_is_complete_and_parseable(exported) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImagingConfig, T
         widths=(8, 16, 16, 32),
         epochs=2,
         n_boot=50,
+        ood_eval_per_kind=3,
         workers=1,
         threads=1,
         progress=False,
@@ -74,7 +75,7 @@ def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-un
     assert len(stored["history"]) == cfg.epochs
 
     session = ort.InferenceSession(str(outcome.onnx_path), providers=["CPUExecutionProvider"])
-    logits, cam = session.run(None, {"image": np.zeros((3, 1, 64, 64), np.float32)})
+    logits, cam = session.run(["logits", "cam"], {"image": np.zeros((3, 1, 64, 64), np.float32)})
     cells = 64 // cfg.cam_stride
     assert logits.shape == (3, len(FINDINGS)) and cam.shape == (3, len(FINDINGS), cells, cells)
     props = {p.key: p.value for p in onnx.load(str(outcome.onnx_path)).metadata_props}
@@ -83,6 +84,28 @@ def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-un
     )
     assert json.loads(props["dxassist.temperature"]) == pytest.approx(outcome.metrics["temperature"])
     assert json.loads(props["dxassist.config"])["n_images"] == 160
+    ood_meta = json.loads(props["dxassist.ood"])
+    assert ood_meta["threshold"] == pytest.approx(outcome.metrics["ood_threshold"])
+    assert ood_meta["method"] == "mahalanobis-pooled-multidepth" and ood_meta["pass_rate"] == 0.995
+
+
+def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from training.data import OOD_KINDS
+
+    cfg, outcome = tiny_run
+    m = outcome.metrics
+    assert m["ood_eval_n"] == 3 * len(OOD_KINDS)
+    assert m["ood_val_pass_rate"] >= 0.995
+    for key in ("ood_auroc", "ood_test_pass_rate", "ood_refusal_rate"):
+        assert 0.0 <= m[key] <= 1.0
+    for kind in OOD_KINDS:
+        assert 0.0 <= m[f"ood_refusal_rate_{kind}"] <= 1.0
+    assert "## Out-of-distribution guard" in outcome.model_card
+    assert f"{m['ood_auroc']:.3f}" in outcome.model_card
+    session = ort.InferenceSession(str(outcome.onnx_path), providers=["CPUExecutionProvider"])
+    noise = np.random.default_rng(0).uniform(-3, 3, size=(2, 1, 64, 64)).astype(np.float32)
+    (ood,) = session.run(["ood"], {"image": noise})
+    assert (ood > m["ood_threshold"]).all()  # even two epochs on 160 phantoms refuse white noise
 
 
 def test_model_card_says_the_data_is_synthetic(tiny_run) -> None:  # type: ignore[no-untyped-def]

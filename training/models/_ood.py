@@ -1,0 +1,146 @@
+"""Out-of-distribution score inside the graph: Mahalanobis distance on pooled features at several depths.
+
+Why this method (Lee et al., 2018, "A simple unified framework for detecting out-of-distribution samples
+and adversarial attacks", NeurIPS; comparisons on chest radiographs report feature-space distances well
+above softmax or energy scores for non-chest and wrong-anatomy inputs): a multi-label sigmoid
+classifier trained on phantoms has no "none of these" output, and its confidence on an image unlike
+anything it saw is arbitrary (uniform noise scored pneumothorax 1.0). The distance of an image's
+intermediate features to the training distribution does not depend on what the classifier decided, and
+costs one small matrix product per depth.
+
+For each depth ``l`` (the stem and every residual block) the feature map is averaged over space, giving
+``f_l`` of ``D_l`` channels. With the training mean ``mu_l`` and a shared (class-independent) covariance
+``S_l`` of the training images, shrunk towards a scaled identity so dead channels keep it invertible,
+
+    score = mean_l ( (f_l - mu_l)^T S_l^{-1} (f_l - mu_l) / D_l )
+
+Dividing by ``D_l`` puts every depth on the same scale (about 1 for a training image), so shallow
+texture statistics (noise, photographs, other modalities) and deep shape statistics (other anatomy,
+wrong orientation) weigh alike. ``mu_l`` and ``S_l^{-1}`` are constants of the exported graph: the score
+travels with the model version and the server computes nothing but ONNX Runtime's output ``ood``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from training.models._cxr import CxrNet
+
+
+def pooled_features(net: CxrNet, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Spatially averaged features after the stem and after every residual block, and the last map.
+
+    Returns ``([f_0 [N, D_0], ..., f_L [N, D_L]], last_feature_map)``.
+    """
+    x = net.stem(image)
+    pooled = [x.mean(dim=(2, 3))]
+    for block in net.features:
+        x = block(x)
+        pooled.append(x.mean(dim=(2, 3)))
+    return pooled, x
+
+
+@dataclass(frozen=True)
+class OodStatistics:
+    """Training statistics of the pooled features: one mean and one precision matrix per depth.
+
+    Attributes:
+        means: ``[D_l]`` per depth, float64.
+        precisions: ``[D_l, D_l]`` per depth (inverse of the shrunk covariance), float64.
+        shrinkage: weight of the scaled identity in the shrunk covariance.
+        n: training images the statistics were estimated on.
+    """
+
+    means: tuple[NDArray[np.float64], ...]
+    precisions: tuple[NDArray[np.float64], ...]
+    shrinkage: float
+    n: int
+
+    @property
+    def dims(self) -> list[int]:
+        """Channels per depth."""
+        return [len(m) for m in self.means]
+
+
+def fit_ood_statistics(features: Sequence[NDArray[np.floating]], *, shrinkage: float = 0.05) -> OodStatistics:
+    """Estimate mean and shared precision per depth from training features ``[N, D_l]`` per depth.
+
+    The covariance is ``(1 - a) S + a * (trace(S) / D) I`` (``a`` = ``shrinkage``): ReLU channels that
+    never fire on the training set have zero variance, and the shrinkage keeps the inverse bounded there
+    while changing the well-estimated directions little.
+    """
+    if not 0.0 < shrinkage < 1.0:
+        raise ValueError(f"shrinkage must lie strictly between 0 and 1; got {shrinkage}.")
+    means, precisions = [], []
+    n = len(features[0])
+    for f in features:
+        f64 = np.asarray(f, dtype=np.float64)
+        if f64.ndim != 2 or len(f64) != n or n < 2:
+            raise ValueError("Every depth needs the same number (at least 2) of [N, D] feature rows.")
+        mu = f64.mean(axis=0)
+        centred = f64 - mu
+        cov = centred.T @ centred / (n - 1)
+        scale = max(float(np.trace(cov)) / len(mu), 1e-12)
+        shrunk = (1.0 - shrinkage) * cov + shrinkage * scale * np.eye(len(mu))
+        precision = np.linalg.inv(shrunk)
+        means.append(mu)
+        precisions.append(0.5 * (precision + precision.T))  # exactly symmetric
+    return OodStatistics(means=tuple(means), precisions=tuple(precisions), shrinkage=shrinkage, n=n)
+
+
+def mahalanobis_score(features: Sequence[NDArray[np.floating]], stats: OodStatistics) -> NDArray[np.float64]:
+    """The OOD score in NumPy (float64), the reference the exported graph is checked against."""
+    total = np.zeros(len(features[0]), dtype=np.float64)
+    for f, mu, precision in zip(features, stats.means, stats.precisions, strict=True):
+        d = np.asarray(f, dtype=np.float64) - mu
+        total += np.einsum("nd,de,ne->n", d, precision, d) / len(mu)
+    return total / len(stats.means)
+
+
+class GuardedCxrNet(nn.Module):
+    """``CxrNet`` plus the OOD score: ``forward`` returns ``(logits, cam, ood)``.
+
+    The logits and CAM are computed exactly as :meth:`CxrNet.forward` does, from the same pass.
+    """
+
+    def __init__(self, net: CxrNet, stats: OodStatistics) -> None:
+        super().__init__()
+        self.net = net
+        self.depths = len(stats.means)
+        for i, (mu, precision) in enumerate(zip(stats.means, stats.precisions, strict=True)):
+            self.register_buffer(f"ood_mean_{i}", torch.tensor(mu, dtype=torch.float32))
+            # Scaled by 1 / (D_l * L) here so the graph needs no division.
+            scaled = precision / (len(mu) * self.depths)
+            self.register_buffer(f"ood_precision_{i}", torch.tensor(scaled, dtype=torch.float32))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(logits [N, K], cam [N, K, h, w], ood [N])`` for a batch of preprocessed images."""
+        pooled, feats = pooled_features(self.net, image)
+        weight = self.net.classifier.weight[:, :, None, None]
+        cam = torch.nn.functional.conv2d(feats, weight)
+        logits = cam.mean(dim=(2, 3)) + self.net.classifier.bias
+        score = torch.zeros(image.shape[0], dtype=image.dtype, device=image.device)
+        for i, f in enumerate(pooled):
+            d = f - getattr(self, f"ood_mean_{i}")
+            score = score + ((d @ getattr(self, f"ood_precision_{i}")) * d).sum(dim=1)
+        return logits, cam, score
+
+
+def collect_pooled_features(
+    net: CxrNet, x: NDArray[np.float32], *, batch_size: int = 64
+) -> list[NDArray[np.float32]]:
+    """Pooled features per depth of ``x`` ``[N, 1, S, S]`` (eval mode, batches), as ``[N, D_l]`` arrays."""
+    net.eval()
+    chunks: list[list[NDArray[np.float32]]] = []
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            pooled, _ = pooled_features(net, batch)
+            chunks.append([p.numpy().astype(np.float32) for p in pooled])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

@@ -1,0 +1,186 @@
+"""The OOD guard of ``cxr-findings``: fitted on training features, thresholded on validation, evaluated
+on a refusal set.
+
+The guard (``training.models.GuardedCxrNet``) is exported as the graph's third output ``ood``; its
+threshold and how it was set go into the ``dxassist.ood`` metadata, its figures into the metrics (and so
+into MLflow) and the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.pipeline._profiles import ImagingConfig
+
+logger = logging.getLogger(__name__)
+
+OOD_METHOD = "mahalanobis-pooled-multidepth"
+"""Name of the OOD score written into the metadata (see ``training.models._ood``)."""
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    """The fitted guard and what was measured about it.
+
+    Attributes:
+        guarded: ``GuardedCxrNet`` (eval mode) to export.
+        threshold: score above which an image is not assessable.
+        metrics: ``ood_*`` figures (threshold, pass rates, AUROC overall and per kind).
+        metadata: the ``dxassist.ood`` metadata value.
+    """
+
+    guarded: Any
+    threshold: float
+    metrics: dict[str, float]
+    metadata: dict[str, Any]
+
+
+def ood_scores(guarded: Any, x: NDArray[np.float32], *, batch_size: int = 64) -> NDArray[np.float64]:
+    """The guard's OOD score of every image of ``x`` ``[N, 1, S, S]``."""
+    import torch
+
+    guarded.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            out.append(guarded(batch)[2].numpy().astype(np.float64))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def ood_set(cfg: ImagingConfig) -> Path:
+    """Generate the OOD evaluation set into ``out_dir/ood`` unless the same recipe is already there."""
+    from training.data import build_ood_set
+
+    root = cfg.out_dir / "ood"
+    recipe_path = root / "dataset.json"
+    wanted = {"seed": cfg.seed, "per_kind": cfg.ood_eval_per_kind}
+    if recipe_path.is_file():
+        try:
+            recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recipe = {}
+        if {key: recipe.get(key) for key in wanted} == wanted:
+            return root
+    logger.info("Generating the out-of-distribution evaluation set into %s.", root)
+    return build_ood_set(root, per_kind=cfg.ood_eval_per_kind, seed=cfg.seed)
+
+
+def fit_guard(
+    cfg: ImagingConfig,
+    model: Any,
+    params: Any,
+    *,
+    x_train: NDArray[np.float32],
+    x_val: NDArray[np.float32],
+    x_test: NDArray[np.float32],
+) -> GuardOutcome:
+    """Fit the guard on ``x_train``, threshold it on ``x_val``, measure it on ``x_test`` and the OOD set."""
+    from training.data import load_imaging_dataset, read_ood_kinds
+    from training.evaluate import auroc
+    from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics
+
+    stats = fit_ood_statistics(collect_pooled_features(model, x_train), shrinkage=cfg.ood_shrinkage)
+    guarded = GuardedCxrNet(model, stats).eval()
+    val = ood_scores(guarded, x_val)
+    test = ood_scores(guarded, x_test)
+    threshold = float(np.quantile(val, cfg.ood_pass_rate, method="higher"))
+
+    root = ood_set(cfg)
+    arrays = load_imaging_dataset(root, params, with_masks=False, workers=cfg.workers)
+    kinds = np.asarray(read_ood_kinds(root))
+    refused = ood_scores(guarded, arrays.x)
+
+    metrics: dict[str, float] = {
+        "ood_threshold": threshold,
+        "ood_val_pass_rate": float(np.mean(val <= threshold)),
+        "ood_test_pass_rate": float(np.mean(test <= threshold)),
+        "ood_test_score_median": float(np.median(test)),
+        "ood_refusal_rate": float(np.mean(refused > threshold)),
+        "ood_auroc": auroc(
+            np.concatenate([np.zeros(len(test)), np.ones(len(refused))]), np.concatenate([test, refused])
+        ),
+        "ood_eval_n": float(len(refused)),
+    }
+    for kind in dict.fromkeys(kinds.tolist()):
+        sel = kinds == kind
+        metrics[f"ood_refusal_rate_{kind}"] = float(np.mean(refused[sel] > threshold))
+        metrics[f"ood_auroc_{kind}"] = auroc(
+            np.concatenate([np.zeros(len(test)), np.ones(int(sel.sum()))]),
+            np.concatenate([test, refused[sel]]),
+        )
+    metadata = {
+        "method": OOD_METHOD,
+        "threshold": threshold,
+        "pass_rate": cfg.ood_pass_rate,
+        "depths": len(stats.means),
+        "dims": stats.dims,
+        "shrinkage": stats.shrinkage,
+        "fitted_on": stats.n,
+        "validation_pass_rate": metrics["ood_val_pass_rate"],
+    }
+    logger.info(
+        "OOD guard: threshold %.3f, test pass rate %.3f, refusal set AUROC %.3f (refused %.3f).",
+        threshold,
+        metrics["ood_test_pass_rate"],
+        metrics["ood_auroc"],
+        metrics["ood_refusal_rate"],
+    )
+    return GuardOutcome(guarded=guarded, threshold=threshold, metrics=metrics, metadata=metadata)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def guard_card_section(cfg: ImagingConfig, metrics: dict[str, float]) -> str:
+    """The model card's section on the OOD guard: method, why, threshold, figures per kind."""
+    from training.data import OOD_KINDS
+
+    rows = "\n".join(
+        f"| {kind} | {_fmt(metrics.get(f'ood_auroc_{kind}', math.nan))} "
+        f"| {_fmt(metrics.get(f'ood_refusal_rate_{kind}', math.nan))} |"
+        for kind in OOD_KINDS
+    )
+    n_kind = cfg.ood_eval_per_kind
+    return f"""## Out-of-distribution guard: when the model does not answer
+The graph has a third output, `ood`: the Mahalanobis distance of the image's spatially pooled features,
+after the stem and after every residual block, to the training images' features (one mean and one shared
+covariance per depth, shrunk towards a scaled identity by {cfg.ood_shrinkage}; each depth's squared
+distance divided by its number of channels, then averaged over depths). The means and precision matrices
+are constants of the ONNX graph, so the score costs one small matrix product per depth and travels with
+this version.
+
+Why this score: the classifier has no "none of these" output, and its sigmoid confidence on an image
+unlike its training data is arbitrary (before this guard, uniform noise scored pneumothorax 1.0). A
+distance in feature space does not depend on what the classifier concluded; shallow depths see texture
+and noise statistics (photographs, other modalities, noise), deep ones shape and layout (other anatomy,
+wrong orientation). Feature-space distances are the method of choice in the out-of-distribution
+literature for this reason (Lee et al., NeurIPS 2018), well above softmax or energy scores.
+
+Threshold **{_fmt(metrics["ood_threshold"])}**: the {cfg.ood_pass_rate:.1%} quantile of the validation
+images' scores. Above it a result is **not assessable**: no finding is positive, no heatmap is drawn, the
+AI raises no priority. In-distribution pass rate on the held-out test split:
+**{_fmt(metrics["ood_test_pass_rate"])}** (validation {_fmt(metrics["ood_val_pass_rate"])}).
+
+Refusal set: {int(metrics["ood_eval_n"])} images ({n_kind} per kind) the model must refuse, generated by
+`training.data.build_ood_set` and tagged as chest CR so that only the score can refuse them. AUROC of the
+score between the test split and the refusal set: **{_fmt(metrics["ood_auroc"])}**; share refused at the
+threshold: **{_fmt(metrics["ood_refusal_rate"])}**.
+
+| kind | AUROC vs test split | refused at the threshold |
+|---|---|---|
+{rows}
+
+Limits: the refusal set is what this project can draw or what installed packages ship; a real image that
+resembles the phantoms in feature space may pass, and a real radiograph of a chest (which the model never
+saw) is expected to be refused. The guard cannot say whether a finding is present on an image it refuses.
+"""
