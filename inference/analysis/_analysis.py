@@ -52,6 +52,22 @@ class FindingAnalysis:
 
 
 @dataclass(frozen=True)
+class OodAnalysis:
+    """The model's out-of-distribution verdict on the image (the graph's ``ood`` output).
+
+    Attributes:
+        score: The OOD score (higher: less like the training images; may be non-finite).
+        threshold: The model version's threshold (``dxassist.ood``).
+        assessable: ``score`` is finite and at most ``threshold``. When False no finding is positive,
+            no CAM is kept and no box is drawn: the model does not answer on this image.
+    """
+
+    score: float
+    threshold: float
+    assessable: bool
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """The served model version that made an analysis."""
 
@@ -71,12 +87,14 @@ class Analysis:
         findings: One entry per model output, in the model's label order.
         rendering: Display rendering, CAMs of the positive findings at model resolution, letterbox
             geometry; overlays are drawn from it on demand.
+        ood: The out-of-distribution score, its threshold, and whether the image is assessable.
         seconds: Wall time per stage (``preprocess``, ``inference``, ``explain``).
     """
 
     model: ModelInfo
     findings: tuple[FindingAnalysis, ...]
     rendering: Rendering
+    ood: OodAnalysis
     seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -154,6 +172,9 @@ def explain(instance: Instance, prepared: Prepared, output: ImagingOutput) -> An
         ),
         findings=findings,
         rendering=rendering,
+        ood=OodAnalysis(
+            score=output.ood_score, threshold=output.ood_threshold, assessable=output.assessable
+        ),
         seconds={"explain": time.perf_counter() - start},
     )
 
@@ -196,6 +217,7 @@ async def analyse(
         model=analysis.model,
         findings=analysis.findings,
         rendering=analysis.rendering,
+        ood=analysis.ood,
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
     )
 
@@ -218,5 +240,6 @@ def analyse_now(instance: Instance, served: ServedModel) -> Analysis:
         model=analysis.model,
         findings=analysis.findings,
         rendering=analysis.rendering,
+        ood=analysis.ood,
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
     )

@@ -167,6 +167,13 @@ class Finding(_Public):
     heatmap: str | None = None
 
 
+class OodScore(_Public):
+    """The model's out-of-distribution score of the image and the threshold above which it is refused."""
+
+    score: float | None = Field(description="Higher is less like the training images; null if not finite.")
+    threshold: float
+
+
 class Risk(_Public):
     """Calibrated probability of deterioration and the operating decision."""
 
@@ -249,6 +256,12 @@ class ImagingResult(_ResultBase):
     kind: Literal["imaging"]
     study_instance_uid: str
     findings: list[Finding]
+    assessable: bool = Field(
+        default=True,
+        description="False when the image is outside the model's distribution: no finding is then positive, "
+        "no heatmap is drawn and the AI raises no priority (the site policy decides).",
+    )
+    ood: OodScore | None = Field(default=None, description="For auditors: the OOD score and its threshold.")
     deliveries: list[Delivery] = Field(
         default_factory=list,
         description="Its DICOM outputs per destination, in queue order; empty when none is configured.",
@@ -290,6 +303,7 @@ class WorklistItem(_Public):
     positive_findings: list[str] = []
     news2: News2Summary | None = None
     trend: Trend | None = None
+    assessable: bool | None = Field(default=None, description="Imaging only: see ImagingResult.assessable.")
 
 
 class Worklist(_Public):

@@ -65,7 +65,14 @@ async def build_objects(
         The SR first, then one capture per finding with a heatmap.
     """
     from inference import __version__
-    from inference.writers import AlgorithmInfo, FindingOutput, build_heatmap_scs, build_sr, write_part10
+    from inference.writers import (
+        AlgorithmInfo,
+        FindingOutput,
+        OodRefusal,
+        build_heatmap_scs,
+        build_sr,
+        write_part10,
+    )
 
     model = result["model"]
     if synthetic is None:
@@ -86,6 +93,12 @@ async def build_objects(
             extra={"result_id": result_id, "model_version": model["version"]},
         )
     kwargs: dict[str, Any] = {"org_root": org_root, "result_id": result_id, "created_at": _created_at(result)}
+    ood = result.get("ood") or {}
+    refused = (
+        None
+        if result.get("assessable", True)
+        else OodRefusal(score=ood.get("score"), threshold=float(ood.get("threshold", float("nan"))))
+    )
 
     def build() -> list[OutboxObject]:
         findings = [
@@ -104,7 +117,7 @@ async def build_objects(
             )
             for f in result["findings"]
         ]
-        datasets = [("sr", build_sr(study.primary, findings, algorithm, **kwargs))]
+        datasets = [("sr", build_sr(study.primary, findings, algorithm, refused=refused, **kwargs))]
         datasets += [
             ("sc", ds)
             for ds in build_heatmap_scs(study.primary, findings, algorithm, lossy_method=_JPEG, **kwargs)

@@ -46,6 +46,23 @@ _TEXT: Final[dict[str, dict[Language, str]]] = {
         ),
         "ar": "لم تبلغ أي نتيجة عتبة القرار الخاصة بها، وكان أعلى احتمال لـ{name} ({p}).",
     },
+    "not_assessable": {
+        "en": (
+            "Not assessable by this model: the image is outside what the model was trained on (for example "
+            "another body part, another modality or heavy artefacts), so no finding is reported and the AI "
+            "did not raise the priority. The image needs a reader."
+        ),
+        "fr": (
+            "Non évaluable par ce modèle : l'image sort de ce sur quoi le modèle a été entraîné (par "
+            "exemple une autre région anatomique, une autre modalité ou des artefacts importants) ; "
+            "aucune anomalie n'est signalée et l'IA n'a pas relevé la priorité. L'image doit être lue."
+        ),
+        "ar": (
+            "غير قابلة للتقييم بهذا النموذج: الصورة خارج نطاق ما دُرِّب عليه النموذج (مثل جزء آخر من الجسم أو "
+            "طريقة تصوير أخرى أو تشوهات شديدة)، لذلك لا تُذكر أي نتيجة ولم يرفع الذكاء الاصطناعي الأولوية. "
+            "يجب أن يقرأ الصورة طبيب."
+        ),
+    },
     "no_findings": {
         "en": "The model reported no findings.",
         "fr": "Le modèle n'a signalé aucune anomalie.",
@@ -149,7 +166,11 @@ def _ending(lang: Language, synthetic: bool) -> list[str]:
 
 
 def imaging_rationale(
-    findings: Sequence[tuple[str, float, bool]], lang: Language = "en", *, synthetic: bool = False
+    findings: Sequence[tuple[str, float, bool]],
+    lang: Language = "en",
+    *,
+    synthetic: bool = False,
+    assessable: bool = True,
 ) -> str:
     """Explain an imaging result in a few sentences.
 
@@ -157,7 +178,11 @@ def imaging_rationale(
         findings: ``(code, calibrated probability, positive)`` per finding.
         lang: ``en``, ``fr`` or ``ar``.
         synthetic: add the sentence saying the model was trained on synthetic data.
+        assessable: False when the model refused the image as out of its distribution: the rationale
+            then says "not assessable" and names no finding or probability.
     """
+    if not assessable:
+        return " ".join([_TEXT["not_assessable"][lang], *_ending(lang, synthetic)])
     sentences: list[str] = []
     positives = sorted((f for f in findings if f[2]), key=lambda f: -f[1])
     if positives:

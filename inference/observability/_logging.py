@@ -44,6 +44,12 @@ SAFE_FIELDS: Final[tuple[str, ...]] = (
     "outcome",
     "bytes",
     "permission",
+    "assessable",
+    "drift_signal",
+    "drift_statistic",
+    "drift_value",
+    "drift_level",
+    "drift_window",
 )
 """``extra`` keys a log line may carry. Patient-bearing values (names, identifiers, dates) are not here."""
 

@@ -69,6 +69,7 @@ class Policy:
         trend_window_hours: how far back a patient's earlier observations count for the trend.
         trend_news2_rise: the NEWS2 rise over the window's lowest complete score that is deterioration.
         source: where the policy came from (a path, or ``embedded default``), for logs and audit.
+        imaging_not_assessable: priority of a study the imaging model refused as out of distribution.
     """
 
     imaging_rules: tuple[ImagingRule, ...]
@@ -81,6 +82,7 @@ class Policy:
     deteriorating_raise: int = 1
     trend_window_hours: float = 24.0
     trend_news2_rise: int = 2
+    imaging_not_assessable: Priority = "routine"
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Policy:
@@ -124,7 +126,7 @@ class Policy:
         if doc.get("version", 1) != 1:
             raise PolicyError(f"The {where} has version {doc['version']!r}; this server reads version 1.")
         imaging = _mapping(doc.get("imaging", {}), f"{where}: imaging")
-        _keys(imaging, {"default", "rules"}, f"{where}: imaging")
+        _keys(imaging, {"default", "rules", "not_assessable"}, f"{where}: imaging")
         triage = _mapping(doc.get("triage", {}), f"{where}: triage")
         _keys(
             triage,
@@ -183,10 +185,21 @@ class Policy:
             deteriorating_raise=raise_levels,
             trend_window_hours=float(window),
             trend_news2_rise=rise,
+            imaging_not_assessable=_priority(
+                imaging.get("not_assessable", "routine"), f"{where}: imaging.not_assessable"
+            ),
         )
 
-    def imaging_priority(self, findings: Iterable[tuple[str, float, bool]]) -> Priority:
-        """Priority of an imaging result from its ``(code, probability, positive)`` findings."""
+    def imaging_priority(
+        self, findings: Iterable[tuple[str, float, bool]], *, assessable: bool = True
+    ) -> Priority:
+        """Priority of an imaging result from its ``(code, probability, positive)`` findings.
+
+        A result the model could not assess (out of distribution) gets ``imaging_not_assessable``: its
+        probabilities mean nothing, so no rule, ``min_probability`` ones included, looks at them.
+        """
+        if not assessable:
+            return self.imaging_not_assessable
         by_code = {code: (float(p), bool(pos)) for code, p, pos in findings}
         priority = self.imaging_default
         for rule in self.imaging_rules:

@@ -96,7 +96,8 @@ class ImagingResultIn:
     """Everything one imaging result needs to be filed in one transaction.
 
     ``study_date`` is the DICOM ``StudyDate`` (``YYYYMMDD``) or an ISO date; ``source`` names the channel
-    the study came through (``upload``, ``stow``, ``dimse``).
+    the study came through (``upload``, ``stow``, ``dimse``). ``assessable`` is False when the model's
+    OOD score (``ood_score``, above ``ood_threshold``) says the image is outside what it knows.
     """
 
     patient: PatientIn
@@ -112,6 +113,9 @@ class ImagingResultIn:
     rationale: dict[str, str]
     source: str
     rendering: RenderingData | None = None
+    assessable: bool = True
+    ood_score: float | None = None
+    ood_threshold: float | None = None
 
 
 @dataclass(frozen=True)

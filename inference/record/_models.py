@@ -144,6 +144,20 @@ class Result(Base):
     device: Mapped[Device] = relationship()
     findings: Mapped[list[Finding]] = relationship(order_by="Finding.ordinal")
 
+    @property
+    def assessable(self) -> bool:
+        """False for an imaging result whose image the model refused as out of distribution.
+
+        Results filed before the OOD guard existed have no such entry and count as assessable.
+        """
+        return bool((self.payload or {}).get("assessable", True))
+
+    @property
+    def ood(self) -> dict[str, Any] | None:
+        """``{"score", "threshold"}`` of an imaging result (score null when it was not finite)."""
+        value = (self.payload or {}).get("ood")
+        return dict(value) if isinstance(value, dict) else None
+
 
 class Finding(Base):
     """One finding of an imaging result; its id is the id of the FHIR Observation that carries it."""

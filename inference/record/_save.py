@@ -355,6 +355,11 @@ def _add_instances(session: Session, data: ImagingResultIn, study: Study) -> Non
     session.flush()
 
 
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN or infinity: a non-finite OOD score is stored as null (and was not assessable)."""
+    return float(value) if math.isfinite(value) else None
+
+
 def _audit_result(
     session: Session, audit: AuditIn | None, *, resource_type: str, stored: StoredResult, outcome: str
 ) -> None:
@@ -401,7 +406,15 @@ def write_imaging(
     result.instance_key = key
     result.source = data.source
     result.rationale = dict(data.rationale)
-    result.payload = {"primary_sop_instance_uid": data.primary_sop_instance_uid}
+    result.payload = {
+        "primary_sop_instance_uid": data.primary_sop_instance_uid,
+        "assessable": bool(data.assessable),
+        "ood": (
+            None
+            if data.ood_score is None or data.ood_threshold is None
+            else {"score": _finite_or_none(data.ood_score), "threshold": float(data.ood_threshold)}
+        ),
+    }
     session.add(result)
     session.flush()
     for ordinal, finding in enumerate(data.findings):

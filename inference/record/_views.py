@@ -50,6 +50,8 @@ def public_result(result: Result) -> dict[str, Any]:
             }
             for finding in result.findings
         ]
+        out["assessable"] = result.assessable
+        out["ood"] = result.ood
     else:
         assert result.vitals is not None
         payload = result.payload
@@ -114,7 +116,7 @@ def worklist_item(result: Result, *, escalate_before: datetime | None = None) ->
         item["study_date"] = result.study.study_date if result.study else None
         item["modality"] = result.study.modality if result.study else None
         item["positive_findings"] = [finding.code for finding in result.findings if finding.positive]
-        item["assessable"] = result.payload.get("assessable", True) if result.payload else True
+        item["assessable"] = result.assessable
     else:
         item["observed_at"] = iso(result.vitals.observed_at) if result.vitals else None
         item["positive_findings"] = [TRIAGE_FEEDBACK_CODE] if result.payload["risk"]["positive"] else []

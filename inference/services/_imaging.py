@@ -26,6 +26,7 @@ from inference.services._filing import file_result
 from inference.services._identity import identify
 
 if TYPE_CHECKING:
+    from inference.analysis import Analysis
     from inference.runtime import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,15 @@ class Outcome:
     queued: bool = True
 
 
-def _study_warnings(study: Study, synthetic: bool) -> list[str]:
-    warnings = [_warnings.SYNTHETIC] if synthetic else []
+def _study_warnings(study: Study, synthetic: bool, analysis: Analysis) -> list[str]:
+    warnings = []
+    if not analysis.ood.assessable:  # first: it changes how every other line of the result is read
+        model = analysis.model
+        warnings.append(
+            _warnings.not_assessable(analysis.ood.score, analysis.ood.threshold, model.name, model.version)
+        )
+    if synthetic:
+        warnings.append(_warnings.SYNTHETIC)
     laterals = sum(1 for instance in study.instances if is_lateral(instance))
     if laterals:
         warnings.append(_warnings.lateral_set_aside(laterals))
@@ -126,10 +134,11 @@ async def analyse_decoded(
         analysis = await analyse(primary, served=served, host=ctx.host, run=ctx.workers.run)
     except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
         raise DicomRejected("decode_failed", str(e)) from e
-    findings = analysis.scores
+    findings = analysis.scores  # no finding is positive on an image the model refused
+    assessable = analysis.ood.assessable
     stored_rendering = await ctx.workers.run(analysis.rendering.to_stored)
 
-    new_priority = ctx.policy.imaging_priority(findings)
+    new_priority = ctx.policy.imaging_priority(findings, assessable=assessable)
     existing = await db(ctx.record.study_priority, study_instance_uid=study.study_instance_uid)
     # A new analysis never lowers the urgency a study already has on the worklist.
     priority = max_priority(new_priority, existing)
@@ -168,9 +177,15 @@ async def analyse_decoded(
             for f in analysis.findings
         ),
         priority=priority,
-        warnings=tuple(_study_warnings(study, synthetic)),
-        rationale={lang: imaging_rationale(findings, lang, synthetic=synthetic) for lang in LANGUAGES},
+        warnings=tuple(_study_warnings(study, synthetic, analysis)),
+        rationale={
+            lang: imaging_rationale(findings, lang, synthetic=synthetic, assessable=assessable)
+            for lang in LANGUAGES
+        },
         source=source,
+        assessable=assessable,
+        ood_score=analysis.ood.score,
+        ood_threshold=analysis.ood.threshold,
         rendering=RenderingData(
             display=stored_rendering.display, cams=stored_rendering.cams, geometry=stored_rendering.geometry
         ),
@@ -189,6 +204,7 @@ async def analyse_decoded(
             "model_version": served.version,
             "instances": len(study.instances),
             "priority": priority,
+            "assessable": assessable,
             "outcome": "created" if stored.created else "duplicate",
         },
     )

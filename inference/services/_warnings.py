@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 SYNTHETIC: Final = (
     "This model was trained on synthetic data only; its output has not been validated on real patients "
     "and must not be used for diagnosis."
 )
+
+
+NOT_ASSESSABLE_CODE: Final = "not_assessable"
+"""Stable prefix of the warning of a result whose image the model refused (clients match on it)."""
+
+
+def not_assessable(score: float, threshold: float, model: str, version: str) -> str:
+    """The image is out of the model's distribution: the result carries no finding and raises no priority."""
+    shown = f"{score:.3g}" if math.isfinite(score) else "not finite"
+    return (
+        f"{NOT_ASSESSABLE_CODE}: the image is outside what model {model} version {version} was trained on "
+        f"(out-of-distribution score {shown}, threshold {threshold:.3g}); no finding is reported, no heatmap "
+        "is drawn and the AI did not raise the priority. A reader must review the image."
+    )
 
 
 def lateral_set_aside(count: int) -> str:

@@ -15,7 +15,7 @@ time (the same result gives byte-identical files). See ``docs/dicom-outputs.md``
 """
 
 from ._errors import InvalidFinding, InvalidUID, WriterError
-from ._inputs import AlgorithmInfo, FindingOutput
+from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal
 from ._part10 import write_part10
 from ._sc import MAX_SIDE, build_heatmap_sc, build_heatmap_scs
 from ._sr import build_sr
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_SIDE",
     "AlgorithmInfo",
     "FindingOutput",
+    "OodRefusal",
     "InvalidFinding",
     "InvalidUID",
     "WriterError",

@@ -27,6 +27,12 @@ PRIVATE_SCHEME_NAME: Final = "dxassist local codes"
 PROBABILITY: Final = ("PROBABILITY", PRIVATE_SCHEME, "Probability of finding")
 THRESHOLD: Final = ("THRESHOLD", PRIVATE_SCHEME, "Operating threshold")
 PERCENT: Final = ("%", "UCUM", "percent")
+NO_UNITS: Final = ("1", "UCUM", "no units")
+# The image-level statement of a result the algorithm refused as out of its training distribution.
+ASSESSABILITY: Final = ("ASSESSABILITY", PRIVATE_SCHEME, "Assessability by the algorithm")
+NOT_ASSESSABLE: Final = ("NOT_ASSESSABLE", PRIVATE_SCHEME, "Not assessable by the algorithm")
+OOD_SCORE: Final = ("OOD_SCORE", PRIVATE_SCHEME, "Out-of-distribution score")
+OOD_THRESHOLD: Final = ("OOD_THRESHOLD", PRIVATE_SCHEME, "Out-of-distribution threshold")
 # CID 240 "Present/Absent" (SNOMED CT qualifier values).
 PRESENT: Final = ("52101004", "SCT", "Present")
 ABSENT: Final = ("272519000", "SCT", "Absent")

@@ -43,6 +43,19 @@ class AlgorithmInfo:
                 )
 
 
+@dataclass(frozen=True)
+class OodRefusal:
+    """The algorithm refused the image as outside its training distribution ("not assessable").
+
+    Attributes:
+        score: The out-of-distribution score (None when it was not finite).
+        threshold: The score above which the algorithm refuses an image.
+    """
+
+    score: float | None
+    threshold: float
+
+
 @dataclass(frozen=True, eq=False)
 class FindingOutput:
     """One finding of an imaging result, as the writers need it.

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from inference.dicom import Instance
 
-    from ._inputs import AlgorithmInfo, FindingOutput
+    from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal
 
 
 def build_sr(
@@ -42,6 +42,7 @@ def build_sr(
     created_at: dt.datetime,
     series_number: int = 9001,
     instance_number: int = 1,
+    refused: OodRefusal | None = None,
 ) -> Dataset:
     """Build the SR that carries one result's findings back to the PACS.
 
@@ -61,6 +62,9 @@ def build_sr(
         created_at: When the result was made: Content Date/Time and every other timestamp.
         series_number: Series Number of the SR series.
         instance_number: Instance Number of the SR.
+        refused: set when the algorithm refused the image as out of its distribution: the report then
+            holds one image-level group saying "not assessable" (with the OOD score and threshold)
+            instead of one group per finding.
 
     Returns:
         The SR dataset (``highdicom.sr.Comprehensive3DSR``) with file meta, ready for
@@ -88,7 +92,11 @@ def build_sr(
             serial_number=algorithm.sha256,
         ),
     )
-    groups = [_group(header, finding, algorithm_id, root, result_id) for finding in findings]
+    groups: list[MeasurementsAndQualitativeEvaluations | PlanarROIMeasurementsAndQualitativeEvaluations]
+    if refused is not None:
+        groups = [_not_assessable_group(header, refused, algorithm_id, root, result_id)]
+    else:
+        groups = [_group(header, finding, algorithm_id, root, result_id) for finding in findings]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=_coding.code(_coding.CHEST_XR_SINGLE_VIEW),
@@ -166,6 +174,50 @@ def _group(
         algorithm_id=algorithm_id,
         measurements=measurements,
         qualitative_evaluations=[evaluation],
+    )
+
+
+def _not_assessable_group(
+    source: Dataset,
+    refused: OodRefusal,
+    algorithm_id: AlgorithmIdentification,
+    org_root: str,
+    result_id: str,
+) -> MeasurementsAndQualitativeEvaluations:
+    """The one TID 1501 group of a refused image: "not assessable", the OOD score and its threshold."""
+    import math
+
+    import highdicom as hd
+
+    concept = _coding.code(_coding.NOT_ASSESSABLE)
+    measurements = [
+        hd.sr.Measurement(
+            name=_coding.code(_coding.OOD_THRESHOLD),
+            value=float(refused.threshold),
+            unit=_coding.code(_coding.NO_UNITS),
+        )
+    ]
+    if refused.score is not None and math.isfinite(refused.score):
+        measurements.insert(
+            0,
+            hd.sr.Measurement(
+                name=_coding.code(_coding.OOD_SCORE),
+                value=float(refused.score),
+                unit=_coding.code(_coding.NO_UNITS),
+            ),
+        )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=derive_uid(org_root, ARC_TRACKING, result_id, "not_assessable"),
+            identifier=f"not assessable ({result_id})"[:64],
+        ),
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        measurements=measurements,
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(name=_coding.code(_coding.ASSESSABILITY), value=concept)
+        ],
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
     )
 
 

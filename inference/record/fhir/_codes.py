@@ -33,6 +33,14 @@ AI_ASSERTED: Final[dict[str, str]] = {
 }
 """``meta.security`` label on every resource a model produced."""
 
+DATA_ABSENT_REASON: Final = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+NOT_ASSESSABLE: Final = {
+    "system": LOCAL,
+    "code": "not-assessable",
+    "display": "Not assessable by the AI model (image outside its training distribution)",
+}
+"""Conclusion of a report whose image the model refused; no standard code says this."""
+
 PRESENT: Final = {"system": SNOMED, "code": "52101004", "display": "Present"}
 ABSENT: Final = {"system": SNOMED, "code": "2667000", "display": "Absent"}
 

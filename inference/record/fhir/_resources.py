@@ -178,16 +178,23 @@ def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
         "subject": ref("Patient", result.patient_id),
         "effectiveDateTime": _effective(result),
         "issued": iso(result.created_at),
-        "valueCodeableConcept": {"coding": [dict(c.PRESENT if finding.positive else c.ABSENT)]},
-        "interpretation": [
-            c.concept(c.INTERPRETATION, "POS", "Positive")
-            if finding.positive
-            else c.concept(c.INTERPRETATION, "NEG", "Negative")
-        ],
         "device": ref("Device", result.device_id),
         "derivedFrom": [ref("ImagingStudy", result.study_id)],
         "component": components,
     }
+    if result.assessable:
+        out["valueCodeableConcept"] = {"coding": [dict(c.PRESENT if finding.positive else c.ABSENT)]}
+        out["interpretation"] = [
+            c.concept(c.INTERPRETATION, "POS", "Positive")
+            if finding.positive
+            else c.concept(c.INTERPRETATION, "NEG", "Negative")
+        ]
+    else:
+        # Neither present nor absent: the model refused the image, so it says nothing about the finding.
+        out["dataAbsentReason"] = {
+            "coding": [{"system": c.DATA_ABSENT_REASON, "code": "as-text", "display": "As Text"}],
+            "text": c.NOT_ASSESSABLE["display"],
+        }
     if result.warnings:
         out["note"] = _notes(result)
     return out
@@ -216,11 +223,15 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
         "subject": ref("Patient", result.patient_id),
         "effectiveDateTime": _effective(result),
         "issued": iso(result.created_at),
-        "result": [ref("Observation", finding.id) for finding in result.findings],
         "imagingStudy": [ref("ImagingStudy", result.study_id)],
     }
     if conclusion:
         out["conclusion"] = conclusion
+    if not result.assessable:
+        # "Not assessable" instead of the findings: the model refused the image as out of distribution.
+        out["conclusionCode"] = [{"coding": [dict(c.NOT_ASSESSABLE)], "text": "Not assessable"}]
+        return out
+    out["result"] = [ref("Observation", finding.id) for finding in result.findings]
     positives = [finding for finding in result.findings if finding.positive]
     if positives:
         out["conclusionCode"] = [

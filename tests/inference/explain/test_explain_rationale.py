@@ -153,3 +153,15 @@ def test_every_finding_has_a_snomed_concept_and_three_display_names() -> None:
     assert FINDING_CODES["nodule"][1] == "786838002"
     for names in FINDING_DISPLAY.values():
         assert set(names) == {"en", "fr", "ar"} and all(names.values())
+
+
+def test_a_not_assessable_rationale_names_no_finding_in_any_language() -> None:
+    from inference.explain import LANGUAGES, finding_display, imaging_rationale
+
+    findings = [("pneumothorax", 0.99, False), ("nodule", 0.97, False)]
+    starts = {"en": "Not assessable", "fr": "Non évaluable", "ar": "غير قابلة للتقييم"}
+    for lang in LANGUAGES:
+        text = imaging_rationale(findings, lang, synthetic=True, assessable=False)
+        assert text.startswith(starts[lang])
+        assert finding_display("pneumothorax", lang) not in text and "99" not in text
+        assert imaging_rationale(findings, lang, synthetic=True) != text

@@ -158,3 +158,22 @@ def test_a_wrong_policy_file_is_refused_with_a_clear_message(tmp_path: Path, tex
 def test_a_missing_policy_file_is_a_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot be read"):
         Policy.load(tmp_path / "absent.yaml")
+
+
+def test_a_not_assessable_study_gets_the_site_priority_and_no_rule_reads_its_scores(tmp_path: Path) -> None:
+    default = Policy.load(None)
+    everything = [(code, 0.99, True) for code, _p, _pos in NONE_POSITIVE]
+    assert default.imaging_priority(everything) == "critical"
+    assert default.imaging_priority(everything, assessable=False) == "routine"
+    assert default.imaging_not_assessable == "routine"
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\nimaging:\n  not_assessable: urgent\n  rules:\n"
+        "    - {finding: pneumothorax, priority: critical, min_probability: 0.5}\n",
+        encoding="utf-8",
+    )
+    policy = Policy.load(site)
+    assert policy.imaging_priority(everything, assessable=False) == "urgent"
+    site.write_text("version: 1\nimaging:\n  not_assessable: soon\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="not_assessable"):
+        Policy.load(site)

@@ -87,6 +87,25 @@ def test_sr_passes_dciodvfy(tmp_path: Path, drop: tuple[str, ...]) -> None:
     assert warnings == ALLOWED_SR_WARNINGS | (_EMPTY_IN_SOURCE if drop else set())
 
 
+def test_a_not_assessable_sr_passes_dciodvfy(tmp_path: Path) -> None:
+    from inference.writers import OodRefusal
+
+    path = tmp_path / "sr-refused.dcm"
+    ds = build_sr(
+        source(),
+        findings(),
+        ALGORITHM,
+        org_root=ORG_ROOT,
+        result_id=RESULT_ID,
+        created_at=CREATED_AT,
+        refused=OodRefusal(score=None, threshold=3.25),
+    )
+    path.write_bytes(write_part10(ds))
+    errors, warnings = _dciodvfy(path)
+    assert errors == []
+    assert warnings == ALLOWED_SR_WARNINGS
+
+
 @pytest.mark.parametrize("drop", [(), SPARSE], ids=["full-header", "sparse-header"])
 def test_heatmap_captures_pass_dciodvfy(tmp_path: Path, drop: tuple[str, ...]) -> None:
     captures = build_heatmap_scs(

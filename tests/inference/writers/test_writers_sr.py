@@ -234,3 +234,35 @@ def test_series_description_fits_lo_with_a_long_version(instance: Instance) -> N
     assert len(ds.SeriesDescription) <= 64
     assert ds.SeriesDescription.startswith("AI findings (cxr-findings v2026.11")
     assert ds.SeriesDescription.endswith("not for diagnosis alone")
+
+
+def test_a_refused_image_gets_one_not_assessable_group_instead_of_findings(instance: Instance) -> None:
+    """An image the model refused as out of distribution: the SR says "not assessable" with the OOD score
+    and threshold, and lists no finding (neither present nor absent: the model could not tell)."""
+    from inference.writers import OodRefusal
+
+    ds = build_sr(
+        instance,
+        findings(),
+        ALGORITHM,
+        org_root=ORG_ROOT,
+        result_id=RESULT_ID,
+        created_at=CREATED_AT,
+        refused=OodRefusal(score=812.5, threshold=3.25),
+    )
+    data = write_part10(ds)
+    document = hd.sr.srread(io.BytesIO(data))
+    assert len(document.content.get_planar_roi_measurement_groups()) == 0
+    (group,) = _groups(pydicom.dcmread(io.BytesIO(data)))
+    (finding,) = [i for i in group.ContentSequence if _name(i) == "Finding"]
+    assert finding.ConceptCodeSequence[0].CodeMeaning == "Not assessable by the algorithm"
+    nums = {
+        _name(i): float(i.MeasuredValueSequence[0].NumericValue)
+        for i in group.ContentSequence
+        if i.ValueType == "NUM"
+    }
+    assert nums == {"Out-of-distribution score": 812.5, "Out-of-distribution threshold": 3.25}
+    meanings = {
+        str(i.ConceptCodeSequence[0].CodeMeaning) for i in _items(ds.ContentSequence) if i.ValueType == "CODE"
+    }
+    assert not meanings & {"Present", "Absent"}
