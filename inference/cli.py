@@ -282,6 +282,37 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return audit_verify(_settings())
 
 
+def _cmd_drift(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from inference.services._drift import drift_report_offline
+
+    settings = _settings()
+    try:
+        report = drift_report_offline(settings, alias=args.alias)
+    except Exception as e:  # no cached model, no record: say what is missing instead of a traceback
+        raise CliError(f"No drift report: {e}", status=2) from e
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif not report["reference"]:
+        print(f"{report['model']} version {report['version']} carries no validation reference; retrain it.")
+    else:
+        print(
+            f"{report['model']} version {report['version']}: {report['observations']} of the last "
+            f"{report['window']} results vs {report['reference_n']} validation images; alert at PSI "
+            f"{report['alert_level']} after {report['min_observations']} results."
+        )
+        rows = []
+        for signal, value in sorted(report["psi"].items()):
+            state = "-" if value is None or math.isnan(value) else f"{value:.3f}"
+            level = "DRIFT" if signal in report["drifting"] else ""
+            rows.append([signal, state, level])
+        print(format_table(["signal", "PSI", ""], rows))
+        print("ALERT: drift over the configured level." if report["alert"] else "No drift alert.")
+    return 1 if report["alert"] else 0
+
+
 def _cmd_export_training_set(args: argparse.Namespace) -> int:
     from inference.security._commands import export_training_set
 
@@ -451,6 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every dead letter (of --kind)")
     p.add_argument("--kind", choices=("study", "build", "delivery"), default=None)
     p.set_defaults(handler=_cmd_dead_letter_retry)
+
+    p = sub.add_parser(
+        "drift",
+        help="drift of the served imaging model (PSI of its scores vs validation); exit 1 while in alert",
+    )
+    p.add_argument("--alias", default="champion", help="model alias to report on (default champion)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_drift)
 
     p = sub.add_parser(
         "export-training-set",

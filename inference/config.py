@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=8, ge=1, le=256)
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
     model_watch_seconds: float = Field(default=30.0, ge=0)
+    drift_window: int = Field(default=500, ge=10, le=100_000)
+    """Imaging results per model version in the rolling drift window (``DXASSIST_DRIFT_WINDOW``)."""
+    drift_psi_alert: float = Field(default=0.25, gt=0)
+    """Population stability index at or above which a signal drifts (0.25: the usual "significant")."""
+    drift_min_observations: int = Field(default=50, ge=1)
+    """Results in the window before a drift alert can be raised."""
     preprocess_workers: int = Field(default=2, ge=1)
 
     # Input limits (bad input gets a 4xx, never a crash)

@@ -94,6 +94,7 @@ def imaging_metadata(
     temperature: float = 1.0,
     name: str = IMAGING_NAME,
     ood_threshold: float = DEFAULT_OOD_THRESHOLD,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``dxassist.*`` metadata of a tiny imaging model (JSON-able values)."""
     return {
@@ -116,6 +117,7 @@ def imaging_metadata(
             "threshold": ood_threshold,
             "pass_rate": 0.995,
         },
+        **({"dxassist.reference": dict(reference)} if reference is not None else {}),
     }
 
 
@@ -130,6 +132,7 @@ def build_imaging_onnx(
     drop_metadata: Sequence[str] = (),
     channels: int = 6,
     ood_threshold: float = DEFAULT_OOD_THRESHOLD,
+    reference: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a tiny imaging model honouring the ``cxr-findings`` contract and return its path.
 
@@ -143,6 +146,7 @@ def build_imaging_onnx(
         drop_metadata: metadata keys to leave out (to test the server's validation).
         channels: feature channels of the convolution.
         ood_threshold: the OOD threshold in the metadata (a tiny one makes every image not assessable).
+        reference: ``dxassist.reference`` (drift reference); left out when None.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -196,6 +200,7 @@ def build_imaging_onnx(
         thresholds=thresholds,
         temperature=temperature,
         ood_threshold=ood_threshold,
+        reference=reference,
     )
     _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
     onnx.checker.check_model(model, full_check=True)

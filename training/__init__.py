@@ -14,4 +14,3 @@ for _key, _value in (
     ("OMP_WAIT_POLICY", "PASSIVE"),
 ):
     _os.environ.setdefault(_key, _value)
-

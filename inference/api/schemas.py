@@ -167,6 +167,22 @@ class Finding(_Public):
     heatmap: str | None = None
 
 
+class DriftReportOut(_Public):
+    """Population stability index per signal over the last results of the served imaging model version."""
+
+    model: str
+    version: str
+    reference: bool = Field(description="False when the model carries no validation reference.")
+    reference_n: int | None = None
+    observations: int
+    window: int | None = None
+    alert_level: float | None = None
+    min_observations: int | None = None
+    alert: bool
+    psi: dict[str, float | None] = Field(description="'ood' and 'p_<finding>' -> PSI (null: no data).")
+    drifting: list[str] = []
+
+
 class OodScore(_Public):
     """The model's out-of-distribution score of the image and the threshold above which it is refused."""
 

@@ -191,6 +191,28 @@ class Record:
                 .limit(1)
             ).first()
 
+    def recent_imaging_scores(
+        self, *, model_name: str, model_version: str, limit: int
+    ) -> list[tuple[float | None, dict[str, float]]]:
+        """``(ood score, {finding code: probability})`` of the newest ``limit`` imaging results of one
+        model version, oldest first (what drift is measured on; no patient data)."""
+        with self.sessions() as session:
+            results = session.scalars(
+                select(Result)
+                .options(selectinload(Result.findings))
+                .where(
+                    Result.kind == "imaging",
+                    Result.model_name == model_name,
+                    Result.model_version == model_version,
+                )
+                .order_by(Result.created_at.desc(), Result.id.desc())
+                .limit(limit)
+            ).all()
+            rows = [
+                ((r.ood or {}).get("score"), {f.code: f.probability for f in r.findings}) for r in results
+            ]
+        return rows[::-1]
+
     def heatmap(self, *, result_id: str, code: str) -> bytes | None:
         """The PNG heatmap of one finding, or ``None``."""
         with self.sessions() as session:

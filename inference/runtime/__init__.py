@@ -13,6 +13,14 @@ Metrics (``prometheus_client`` default registry): ``dxassist_inference_seconds{m
 """
 
 from inference.runtime._batcher import BatchHook, MicroBatcher
+from inference.runtime._drift import (
+    OOD_SIGNAL,
+    DriftMonitor,
+    DriftReference,
+    DriftReport,
+    compute_report,
+    probability_signal,
+)
 from inference.runtime._errors import (
     ConfigurationError,
     InferenceFailed,
@@ -30,6 +38,12 @@ from inference.runtime._served import LocalModelLike, ServedModel, load_served_m
 __all__ = [
     "CPU",
     "CUDA",
+    "OOD_SIGNAL",
+    "DriftMonitor",
+    "DriftReference",
+    "DriftReport",
+    "compute_report",
+    "probability_signal",
     "IMAGING_MODEL",
     "SERVED_ALIAS",
     "TRIAGE_MODEL",

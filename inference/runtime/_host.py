@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from inference.runtime._batcher import BatchHook, MicroBatcher
+from inference.runtime._drift import DriftMonitor
 from inference.runtime._errors import ConfigurationError, InputRejected, ModelInvalid, ModelUnavailable
 from inference.runtime._meta import ModelKind
 from inference.runtime._metrics import MODEL_SWAPS
@@ -124,6 +125,12 @@ class ModelHost:
         self._batcher: MicroBatcher[ImagingOutput] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._refresh_lock: asyncio.Lock | None = None
+        self.drift = DriftMonitor(
+            window=int(getattr(settings, "drift_window", 500)),
+            alert_level=float(getattr(settings, "drift_psi_alert", 0.25)),
+            min_observations=int(getattr(settings, "drift_min_observations", 50)),
+        )
+        """Rolling drift of the imaging results filed by this process, per model version."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 

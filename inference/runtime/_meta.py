@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from inference.preprocess import PreprocessParams
+from inference.runtime._drift import DriftReference
 from inference.runtime._errors import ModelInvalid
 
 ModelKind = Literal["imaging", "triage"]
@@ -62,6 +63,7 @@ class ImagingMeta:
         synthetic: trained on synthetic data (every result then carries a warning).
         training_data: one line naming the data set.
         ood: the out-of-distribution score's method and threshold.
+        reference: the validation distributions drift is measured against (None: drift not monitored).
     """
 
     labels: tuple[str, ...]
@@ -71,6 +73,7 @@ class ImagingMeta:
     synthetic: bool
     training_data: str
     ood: OodMeta
+    reference: DriftReference | None = None
 
     @property
     def input_size(self) -> int:
@@ -240,7 +243,19 @@ def parse_imaging(
         synthetic=_synthetic(meta),
         training_data=meta.get("dxassist.training_data", ""),
         ood=_ood(meta),
+        reference=_reference(meta),
     )
+
+
+def _reference(meta: Mapping[str, str]) -> DriftReference | None:
+    if "dxassist.reference" not in meta:
+        return None
+    try:
+        return DriftReference.from_metadata(_json(meta, "dxassist.reference"))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ModelInvalid):
+            raise
+        raise ModelInvalid(f"Metadata key 'dxassist.reference' is unusable: {e}") from e
 
 
 def _ood(meta: Mapping[str, str]) -> OodMeta:

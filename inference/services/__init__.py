@@ -33,6 +33,7 @@ from inference.services._dead_letters import (
     list_dead_letters,
     retry_dead_letters,
 )
+from inference.services._drift import drift_report, observe_drift
 from inference.services._engines import open_context, registry_fetch
 from inference.services._fhir import capability, fhir_read, fhir_search
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
@@ -102,6 +103,7 @@ __all__ = [
     "authorise_patient",
     "capability",
     "check_ai_consent",
+    "drift_report",
     "fhir_read",
     "fhir_search",
     "get_consent",
@@ -114,6 +116,7 @@ __all__ = [
     "list_dead_letters",
     "list_models",
     "localise",
+    "observe_drift",
     "open_context",
     "readiness",
     "record_model_change",

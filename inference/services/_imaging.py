@@ -22,6 +22,7 @@ from inference.services._access import localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import queue_outputs, with_deliveries
+from inference.services._drift import observe_drift
 from inference.services._filing import file_result
 from inference.services._identity import identify
 
@@ -195,6 +196,8 @@ async def analyse_decoded(
     observe_stage(
         "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
     )
+    if stored.created:  # a re-sent study is not a new observation of the input distribution
+        observe_drift(ctx, served, analysis)
     logger.info(
         "imaging result filed",
         extra={

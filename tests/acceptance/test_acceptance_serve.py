@@ -188,3 +188,50 @@ def test_every_pydicom_test_file_gets_a_result_or_a_precise_4xx(
             assert code and code not in ("internal", "error", "bad_request"), (path.name, code)
     assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
     print(json.dumps(statuses))
+
+
+def _post_study(server: str, headers: dict[str, str], name: str, data: bytes) -> dict:
+    r = httpx.post(
+        f"{server}/v1/studies",
+        headers=headers,
+        files=[("files", (name, data, "application/dicom"))],
+        timeout=120,
+    )
+    assert r.status_code in (200, 201), (name, r.text)
+    return r.json()
+
+
+def test_images_the_model_must_refuse_come_back_not_assessable(
+    server: str, radiologist: dict[str, str]
+) -> None:
+    """Images of every kind of the refusal set (drawn afresh, not the ones the threshold was measured
+    on), tagged as chest CR: each is "not assessable", with no positive finding and no raised priority."""
+    import numpy as np
+
+    from training.data import OOD_KINDS, ood_phantom, study_bytes
+
+    refused: dict[str, list[float]] = {}
+    for k, kind in enumerate(OOD_KINDS):
+        for i in range(2):
+            phantom = ood_phantom(kind, np.random.default_rng([424242, k, i]))
+            data = study_bytes(phantom, index=1000 + 10 * k + i, seed=424242)
+            result = _post_study(server, radiologist, f"{kind}-{i}.dcm", data)
+            assert result["assessable"] is False, (kind, i, result["ood"])
+            assert not any(f["positive"] for f in result["findings"]), (kind, result["findings"])
+            assert all(f["heatmap"] is None for f in result["findings"])
+            assert result["priority"] == "routine", (kind, result["priority"])
+            assert result["warnings"][0].startswith("not_assessable: ")
+            assert result["ood"]["score"] is None or result["ood"]["score"] > result["ood"]["threshold"]
+            refused.setdefault(kind, []).append(result["ood"]["score"])
+    print(json.dumps(refused))
+
+
+def test_seed_studies_come_back_assessable(server: str, radiologist: dict[str, str]) -> None:
+    """The project's own demo studies are ordinary phantoms: the OOD guard lets every one through."""
+    recipe = json.loads((REPO / "seeds" / "recipe.json").read_text())
+    frontal = [s for s in recipe["studies"] if s["view"] in ("PA", "AP")]
+    for spec in frontal:
+        result = _post_study(server, radiologist, spec["file"], (SEEDS / spec["file"]).read_bytes())
+        assert result["assessable"] is True, (spec["file"], result["ood"])
+        assert result["ood"]["score"] <= result["ood"]["threshold"]
+        assert not any(w.startswith("not_assessable") for w in result["warnings"])

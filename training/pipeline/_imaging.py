@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.pipeline._imaging_ood import fit_guard, guard_card_section
+from training.pipeline._imaging_ood import drift_reference, fit_guard, guard_card_section
 from training.pipeline._outcome import TrainingOutcome
 from training.pipeline._profiles import ImagingConfig
 
@@ -308,6 +308,7 @@ def imaging_metadata(
     preprocess: Any,
     training_data: str,
     ood: dict[str, Any],
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``metadata_props`` of the ``cxr-findings`` ONNX file (docs/internals.md, "ONNX artifacts").
 
@@ -324,6 +325,7 @@ def imaging_metadata(
         "dxassist.training_data": training_data,
         "dxassist.config": cfg.to_dict(),
         "dxassist.ood": ood,
+        **({"dxassist.reference": reference} if reference is not None else {}),
     }
 
 
@@ -392,7 +394,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
 
     from inference.preprocess import PreprocessParams
     from training.data import FINDINGS
-    from training.evaluate import plot_calibration, plot_roc
+    from training.evaluate import plot_calibration, plot_roc, sigmoid
     from training.export import export_onnx
     from training.loops import fit_imaging, localisation_targets, predict
     from training.models import CxrNet
@@ -519,6 +521,8 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     t0 = time.perf_counter()
     guard = fit_guard(cfg, model, params, x_train=x[train_idx], x_val=x[val_idx], x_test=x[test_idx])
     metrics.update(guard.metrics)
+    p_val = sigmoid(val_logits.astype(np.float64) / temperature)
+    reference = drift_reference(guard.val_scores, p_val, labels)
     timings["seconds_ood"] = time.perf_counter() - t0
 
     # 6. export: the CAM and the OOD score are outputs of the graph; parity on the logits and the score
@@ -537,6 +541,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         preprocess=params.to_metadata(),
         training_data=training_data,
         ood=guard.metadata,
+        reference=reference,
     )
     report = export_onnx(
         guard.guarded,

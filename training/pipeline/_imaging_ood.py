@@ -35,12 +35,14 @@ class GuardOutcome:
         threshold: score above which an image is not assessable.
         metrics: ``ood_*`` figures (threshold, pass rates, AUROC overall and per kind).
         metadata: the ``dxassist.ood`` metadata value.
+        val_scores: the OOD score of every validation image (the drift reference's ``ood`` signal).
     """
 
     guarded: Any
     threshold: float
     metrics: dict[str, float]
     metadata: dict[str, Any]
+    val_scores: NDArray[np.float64]
 
 
 def ood_scores(guarded: Any, x: NDArray[np.float32], *, batch_size: int = 64) -> NDArray[np.float64]:
@@ -134,7 +136,26 @@ def fit_guard(
         metrics["ood_auroc"],
         metrics["ood_refusal_rate"],
     )
-    return GuardOutcome(guarded=guarded, threshold=threshold, metrics=metrics, metadata=metadata)
+    return GuardOutcome(
+        guarded=guarded, threshold=threshold, metrics=metrics, metadata=metadata, val_scores=val
+    )
+
+
+def drift_reference(
+    val_ood: NDArray[np.float64], p_val: NDArray[np.float64], labels: tuple[str, ...], *, bins: int = 10
+) -> dict[str, Any]:
+    """The ``dxassist.reference`` metadata: quantile bins of the validation OOD scores and of every
+    finding's calibrated probability, which the server's drift monitor compares its results with
+    (``inference.runtime.DriftReference``)."""
+    samples = {"ood": val_ood, **{f"p_{name}": p_val[:, k] for k, name in enumerate(labels)}}
+    signals: dict[str, Any] = {}
+    for name, values in samples.items():
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        edges = np.unique(np.quantile(v, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        signals[name] = {"edges": edges.tolist(), "fractions": (counts / max(len(v), 1)).tolist()}
+    return {"method": "psi-quantile-bins", "bins": bins, "n": int(len(val_ood)), "signals": signals}
 
 
 def _fmt(value: float) -> str:
