@@ -6,6 +6,7 @@ without a registry.
 
 from __future__ import annotations
 
+from model_registry._calibration_gate import calibration_checks, is_calibration_figure
 from model_registry._types import FigureComparison, GateDecision, RegisteredVersion
 
 #: Largest drop of any validation AUROC figure allowed when replacing the champion.
@@ -23,11 +24,16 @@ MONOTONICITY_TOLERANCE = 1e-5
 _SLACK = 1e-9
 
 
-def is_gate_figure(key: str) -> bool:
-    """Whether ``key`` is a gate figure: ``val_auroc``, ``val_auroc_<finding>`` or ``val_macro_auroc``."""
+def is_auroc_figure(key: str) -> bool:
+    """Whether ``key`` is an AUROC figure: ``val_auroc``, ``val_auroc_<finding>`` or ``val_macro_auroc``."""
     if key.endswith(("_ci_low", "_ci_high")):
         return False  # interval bounds describe uncertainty; the gate compares point estimates
     return key == "val_auroc" or key.startswith("val_auroc_") or key == "val_macro_auroc"
+
+
+def is_gate_figure(key: str) -> bool:
+    """Whether ``key`` is a gate figure: an AUROC figure or a calibration figure (``_calibration_gate``)."""
+    return is_auroc_figure(key) or is_calibration_figure(key)
 
 
 def is_gate_tag_figure(key: str) -> bool:
@@ -130,7 +136,7 @@ def evaluate_gate(
 
     comparisons: list[FigureComparison] = []
     failures: list[str] = []
-    for figure in sorted(k for k in champion.metrics if is_gate_figure(k)):  # AUROCs, not plausibility
+    for figure in sorted(k for k in champion.metrics if is_auroc_figure(k)):
         reference = champion.metrics[figure]
         value = candidate.metrics.get(figure)
         passed = value is not None and value >= reference - tolerance - _SLACK
@@ -146,12 +152,18 @@ def evaluate_gate(
                 f"{figure} is {value:.4f} against {reference:.4f} for champion version {champion.version}, "
                 f"a drop of {reference - value:.4f}"
             )
+    auroc_failed = bool(failures)
+    calibration, calibration_failures = calibration_checks(
+        candidate.metrics, champion.metrics, champion.version
+    )
+    comparisons += calibration
+    failures += calibration_failures
     if failures:
-        reason = (
-            f"{label} was refused by the promotion gate: "
-            + "; ".join(failures)
-            + f". A candidate may be at most {tolerance:g} below the champion on every validation AUROC."
-        )
+        reason = f"{label} was refused by the promotion gate: " + "; ".join(failures) + "."
+        if auroc_failed:
+            reason += (
+                f" A candidate may be at most {tolerance:g} below the champion on every validation AUROC."
+            )
         return GateDecision(
             name=candidate.name,
             version=candidate.version,
@@ -162,9 +174,15 @@ def evaluate_gate(
             tolerance=tolerance,
         )
     if comparisons:
+        aurocs = sum(1 for c in comparisons if is_auroc_figure(c.figure))
         reason = (
             f"{label} passed the promotion gate against champion version {champion.version}: "
-            f"{len(comparisons)} validation AUROC figure(s) within {tolerance:g} of the champion or better."
+            f"{aurocs} validation AUROC figure(s) within {tolerance:g} of the champion or better"
+            + (
+                f", and {len(calibration)} calibration, operating-point, score-shift and OOD check(s)."
+                if calibration
+                else "."
+            )
         )
     else:
         reason = (

@@ -156,3 +156,76 @@ def test_plausibility_figure_travels_as_a_tag_and_blocks_promotion(store: Store)
         store.client.promote("gate-shapes", 1)
     assert "not clinically plausible" in refused.value.reason
     assert store.client.get_version("gate-shapes", 1).metrics["shape_monotonicity_violation"] == 0.25
+
+
+def _calibrated(
+    *,
+    auroc: float,
+    median: float,
+    threshold: float,
+    sensitivity: float,
+    specificity: float,
+    ece: float = 0.03,
+) -> dict[str, float]:
+    """Gate figures of an imaging version on the fixed validation set, the same for every finding."""
+    figures: dict[str, float] = {"val_ece": ece, "ood_test_pass_rate": 0.995, "ood_auroc": 0.99}
+    for c in LABELS:
+        figures |= {
+            f"val_auroc_{c}": auroc,
+            f"val_score_median_{c}": median,
+            f"threshold_{c}": threshold,
+            f"val_sensitivity_{c}": sensitivity,
+            f"val_specificity_{c}": specificity,
+        }
+    return figures
+
+
+CHAMPION = _calibrated(auroc=0.90, median=0.35, threshold=0.40, sensitivity=0.86, specificity=0.80)
+
+
+def test_a_score_shift_with_stale_thresholds_is_refused_even_with_a_better_auroc(store: Store) -> None:
+    """The published incident: AUROC up slightly, median score 0.35 -> 0.61, thresholds left as they were,
+    so the operating point moved silently. The gate refuses and says why; recalibrated, it passes."""
+    store.register("gate-shift", aurocs=CHAMPION)
+    store.client.promote("gate-shift", 1)
+    stale = _calibrated(auroc=0.91, median=0.61, threshold=0.40, sensitivity=0.99, specificity=0.52)
+    store.register("gate-shift", aurocs=stale)
+
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-shift", 2)
+    reason = refused.value.reason
+    assert "not recalibrated" in reason and "median probability 0.35 -> 0.61" in reason
+    assert "specificity 0.800 -> 0.520" in reason
+    assert "val_specificity_nodule at its own threshold is 0.520 against 0.800" in reason
+    assert store.client.resolve("gate-shift", "champion") == "1"
+
+    recalibrated = _calibrated(auroc=0.91, median=0.61, threshold=0.66, sensitivity=0.87, specificity=0.81)
+    store.register("gate-shift", aurocs=recalibrated)
+    decision = store.client.promote("gate-shift", 3)
+    assert decision.passed and "calibration" in decision.reason
+    assert store.client.resolve("gate-shift", "champion") == "3"
+
+
+def test_gate_refuses_worse_calibration_and_an_ood_guard_that_refuses_ordinary_images() -> None:
+    champion = RegisteredVersion(
+        name="cxr-findings", version="1", run_id=None, sha256="a" * 64, parity_passed=True, metrics=CHAMPION
+    )
+    worse = {**CHAMPION, "val_ece": 0.09, "ood_test_pass_rate": 0.9}
+    decision = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings", version="2", run_id=None, sha256="b" * 64, parity_passed=True, metrics=worse
+        ),
+        champion,
+    )
+    assert not decision.passed
+    assert "val_ece is 0.0900 against 0.0300" in decision.reason
+    assert "lets only 0.900 of in-distribution test images through" in decision.reason
+    # A better-ranking model whose scores moved but whose operating point held is not "stale".
+    moved = {**CHAMPION, **{f"val_score_median_{c}": 0.45 for c in LABELS}}
+    ok = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings", version="3", run_id=None, sha256="c" * 64, parity_passed=True, metrics=moved
+        ),
+        champion,
+    )
+    assert ok.passed, ok.reason

@@ -163,10 +163,21 @@ def _evaluate(
         metrics[f"test_prevalence_{name}"] = report.prevalence
         metrics[f"test_ece_{name}"] = report.ece
         metrics[f"threshold_{name}"] = thresholds[name]
+        # On the fixed validation set, for the promotion gate: the operating point at this version's own
+        # threshold and where its scores sit, so a score shift with stale thresholds is caught.
+        y_k, p_k = y_val[:, k] > 0.5, p_val[:, k]
+        metrics[f"val_sensitivity_{name}"] = (
+            float(np.mean(p_k[y_k] >= thresholds[name])) if y_k.any() else math.nan
+        )
+        metrics[f"val_specificity_{name}"] = (
+            float(np.mean(p_k[~y_k] < thresholds[name])) if (~y_k).any() else math.nan
+        )
+        metrics[f"val_score_median_{name}"] = float(np.median(p_k))
         test_aurocs.append(report.auroc)
     metrics["val_macro_auroc"] = float(np.nanmean(val_aurocs))
     metrics["test_macro_auroc"] = float(np.nanmean(test_aurocs))
     metrics["test_ece"] = expected_calibration_error(y_test.ravel(), p_test.ravel())
+    metrics["val_ece"] = expected_calibration_error(y_val.ravel(), p_val.ravel())
     metrics["test_ece_uncalibrated"] = expected_calibration_error(
         y_test.ravel(), sigmoid(test_logits).ravel()
     )
