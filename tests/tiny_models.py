@@ -117,7 +117,7 @@ def imaging_metadata(
             "threshold": ood_threshold,
             "pass_rate": 0.995,
         },
-        **({"dxassist.reference": dict(reference)} if reference is not None else {}),
+        **({"dxassist.drift_reference": dict(reference)} if reference is not None else {}),
     }
 
 
@@ -146,7 +146,7 @@ def build_imaging_onnx(
         drop_metadata: metadata keys to leave out (to test the server's validation).
         channels: feature channels of the convolution.
         ood_threshold: the OOD threshold in the metadata (a tiny one makes every image not assessable).
-        reference: ``dxassist.reference`` (drift reference); left out when None.
+        reference: ``dxassist.drift_reference``; left out when None.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper

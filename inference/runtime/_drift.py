@@ -1,6 +1,6 @@
 """Drift of a served model version: rolling score distributions against the version's validation reference.
 
-Each imaging model carries in ``dxassist.reference`` the distribution of its OOD score and of every
+Each imaging model carries in ``dxassist.drift_reference`` the distribution of its OOD score and of every
 finding's calibrated probability on its validation images, as ten quantile bins (edges and the share of
 validation images in each). In service, the last ``window`` results of a version are binned on the same
 edges and compared with the population stability index,
@@ -80,7 +80,7 @@ class DriftReference:
 
     @classmethod
     def from_metadata(cls, raw: object) -> DriftReference:
-        """Parse ``dxassist.reference``; ``ValueError`` names what is wrong."""
+        """Parse ``dxassist.drift_reference``; ``ValueError`` names what is wrong."""
         if not isinstance(raw, dict) or not isinstance(raw.get("signals"), dict) or not raw["signals"]:
             raise ValueError("it must be a JSON object with 'signals' (name -> {edges, fractions}) and 'n'.")
         signals = {}

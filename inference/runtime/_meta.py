@@ -248,14 +248,14 @@ def parse_imaging(
 
 
 def _reference(meta: Mapping[str, str]) -> DriftReference | None:
-    if "dxassist.reference" not in meta:
+    if "dxassist.drift_reference" not in meta:
         return None
     try:
-        return DriftReference.from_metadata(_json(meta, "dxassist.reference"))
+        return DriftReference.from_metadata(_json(meta, "dxassist.drift_reference"))
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, ModelInvalid):
             raise
-        raise ModelInvalid(f"Metadata key 'dxassist.reference' is unusable: {e}") from e
+        raise ModelInvalid(f"Metadata key 'dxassist.drift_reference' is unusable: {e}") from e
 
 
 def _ood(meta: Mapping[str, str]) -> OodMeta:

@@ -336,7 +336,7 @@ def imaging_metadata(
         "dxassist.training_data": training_data,
         "dxassist.config": cfg.to_dict(),
         "dxassist.ood": ood,
-        **({"dxassist.reference": reference} if reference is not None else {}),
+        **({"dxassist.drift_reference": reference} if reference is not None else {}),
     }
 
 

@@ -144,7 +144,7 @@ def fit_guard(
 def drift_reference(
     val_ood: NDArray[np.float64], p_val: NDArray[np.float64], labels: tuple[str, ...], *, bins: int = 10
 ) -> dict[str, Any]:
-    """The ``dxassist.reference`` metadata: quantile bins of the validation OOD scores and of every
+    """The ``dxassist.drift_reference`` metadata: quantile bins of the validation OOD scores and of every
     finding's calibrated probability, which the server's drift monitor compares its results with
     (``inference.runtime.DriftReference``)."""
     samples = {"ood": val_ood, **{f"p_{name}": p_val[:, k] for k, name in enumerate(labels)}}
