@@ -202,6 +202,7 @@ threshold: **{_fmt(metrics["ood_refusal_rate"])}**.
 {rows}
 
 Limits: the refusal set is what this project can draw or what installed packages ship; a real image that
-resembles the phantoms in feature space may pass, and a real radiograph of a chest (which the model never
-saw) is expected to be refused. The guard cannot say whether a finding is present on an image it refuses.
+resembles the phantoms in feature space may pass, and a real chest radiograph (which the model never saw)
+will probably be refused; no real radiograph was available to measure either. The guard cannot say
+whether a finding is present on an image it refuses.
 """
