@@ -5,6 +5,7 @@ hash-chained audit trail, patient consent and the outbox of deliveries to PACS.
 """
 
 from inference.record._accounts import Account, Accounts, SessionRow
+from inference.record._anchor import AnchorError, HeadAnchor
 from inference.record._audit import AuditProblem, AuditReport
 from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import (
@@ -36,6 +37,8 @@ from inference.record._store import VERDICTS, Record
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 __all__ = [
+    "AnchorError",
+    "HeadAnchor",
     "Account",
     "Accounts",
     "SessionRow",

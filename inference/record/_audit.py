@@ -44,6 +44,8 @@ CONTENT_FIELDS: Final[tuple[str, ...]] = (
 )
 """The columns an entry's hash covers (``id`` is the database's row number and is not covered)."""
 _MAX_PROBLEMS: Final = 50
+PENDING_HEAD: Final = "dxassist_audit_head"
+"""``session.info`` key: the head this transaction appended, anchored once it commits."""
 
 
 def _time_text(value: datetime) -> str:
@@ -92,6 +94,7 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     head.seq = seq
     head.hash = digest
     session.flush()
+    session.info[PENDING_HEAD] = (seq, digest)
     return event
 
 
@@ -112,6 +115,7 @@ class AuditReport:
     head_seq: int = 0
     head_hash: str = GENESIS
     problems: list[AuditProblem] = field(default_factory=list)
+    anchored_seq: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,6 +166,48 @@ def verify(session: Session) -> AuditReport:
             reason = "The chain head does not point at the newest entry (it was changed by hand)."
         report.add(AuditProblem(head.seq, None, reason))
     return report
+
+
+def check_anchor(record: Any, report: AuditReport) -> None:
+    """Add a problem to ``report`` unless the chain holds the anchored head exactly.
+
+    A trail rewritten from some entry on (every hash recomputed) or cut at the end (head moved back)
+    verifies on its own; against the anchor written outside the database it does not.
+    """
+    from inference.record._anchor import AnchorError
+
+    anchor = record.anchor
+    try:
+        anchored = anchor.read()
+    except AnchorError as e:
+        report.add(AuditProblem(None, None, str(e)))
+        return
+    if anchored is None:
+        if anchor.keyed and report.head_seq > 0:
+            report.add(AuditProblem(None, None, "The audit head anchor file is missing (it was deleted)."))
+        return
+    report.anchored_seq = anchored.seq
+    if anchored.seq > report.head_seq:
+        report.add(
+            AuditProblem(
+                anchored.seq,
+                None,
+                f"The trail ends at entry {report.head_seq} but entry {anchored.seq} was anchored: "
+                "its tail was removed.",
+            )
+        )
+        return
+    with record.sessions() as session:
+        found = session.scalars(select(AuditEvent.hash).where(AuditEvent.seq == anchored.seq)).first()
+    if found != anchored.hash:
+        report.add(
+            AuditProblem(
+                anchored.seq,
+                None,
+                "The entry at the anchored head has another hash than the one anchored: the trail was "
+                "rewritten (re-chained) from this entry or earlier.",
+            )
+        )
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:

@@ -7,11 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import case, func, literal, select, text
+from sqlalchemy import case, event, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from inference.record import _audit, _break_glass, _consent, _save, _scope, _series
+from inference.record._anchor import HeadAnchor
 from inference.record._audit import AuditReport
 from inference.record._consent import ConsentState
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
@@ -54,6 +55,25 @@ _RESULT_LOAD = (
 )
 
 
+def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
+    """Anchor the newest audit head after every commit that appended entries (see ``_anchor``)."""
+
+    @event.listens_for(sessions, "after_commit")
+    def _committed(session: Session) -> None:
+        head = session.info.pop(_audit.PENDING_HEAD, None)
+        if head is None:
+            return
+        try:
+            anchor.advance(*head)
+        except OSError:
+            # The entries are committed; the anchor stays behind (a lower bound) until the next append.
+            logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
+
+    @event.listens_for(sessions, "after_rollback")
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(_audit.PENDING_HEAD, None)
+
+
 def _is_check_violation(error: IntegrityError) -> bool:
     # psycopg reports SQLSTATE 23514; sqlite3 only says so in its message.
     return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
@@ -68,9 +88,12 @@ class Record:
     Every method takes keyword arguments only and returns plain dataclasses or dicts.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, anchor: HeadAnchor | None = None) -> None:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.anchor = anchor
+        if anchor is not None:
+            _watch_head(self.sessions, anchor)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -541,9 +564,16 @@ class Record:
             return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
 
     def verify_audit(self) -> AuditReport:
-        """Recompute the whole audit chain; the report lists every edited, deleted or inserted entry."""
+        """Recompute the whole audit chain; the report lists every edited, deleted or inserted entry.
+
+        With an anchor, the chain must also hold the anchored head exactly (see ``_anchor``): a
+        re-chained or truncated trail fails even when it is consistent in itself.
+        """
         with self.sessions() as session:
-            return _audit.verify(session)
+            report = _audit.verify(session)
+        if self.anchor is not None:
+            _audit.check_anchor(self, report)
+        return report
 
     # -- consent ---------------------------------------------------------------------------------
 

@@ -47,19 +47,24 @@ def audit_verify(settings: Settings, *, stream: TextIO | None = None) -> int:
     Returns:
         0 when the chain is intact, 1 when it is not.
     """
-    from inference.record import Record
+    from inference.record import HeadAnchor, Record
 
     out = stream if stream is not None else sys.stdout
-    record = Record(settings.record_url)
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
         report = record.verify_audit()
     finally:
         record.close()
     if report.ok:
+        anchored = (
+            f", anchored at seq {report.anchored_seq}"
+            if report.anchored_seq is not None
+            else ", not anchored yet"
+        )
         out.write(
             f"audit trail intact: {report.entries} entries, head seq {report.head_seq}, "
-            f"head sha256 {report.head_hash}\n"
+            f"head sha256 {report.head_hash}{anchored}\n"
         )
         return 0
     out.write(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.entries} entries\n")

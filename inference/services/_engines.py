@@ -64,10 +64,11 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
     from inference.delivery import OutboxWorker, pacs_settings
     from inference.dicom import Limits
     from inference.policy import Policy
-    from inference.record import Record
+    from inference.record import HeadAnchor, Record
 
     pacs = pacs_settings(settings)
-    record = Record(settings.record_url)
+    # The audit head is anchored in a signed file under DXASSIST_HOME after every append.
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     workers = Workers(settings.preprocess_workers)
     # Every model put into service, at start or by a hot swap, is written to the audit trail.
     host = AuditedModelHost(

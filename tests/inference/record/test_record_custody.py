@@ -14,7 +14,7 @@ from _record_data import imaging, patient, triage
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from inference.record import AuditIn, Record, RecordError, ResendConflict, Scope
+from inference.record import AuditIn, HeadAnchor, Record, RecordError, ResendConflict, Scope
 from inference.record._models import BreakGlass, Patient
 from inference.record._types import utcnow
 
@@ -232,3 +232,34 @@ def test_an_upsert_cannot_rewrite_the_audit_trail(record: Record) -> None:
     assert record.verify_audit().ok
     _total, events = record.search_audit(limit=10)
     assert "forger" not in {e["subject"] for e in events}
+
+
+def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(record: Record, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = record.engine.url.render_as_string(hide_password=False)
+    anchored = Record(url, anchor=HeadAnchor(tmp_path))
+    try:
+        for n in range(4):
+            anchored.save_triage_result(
+                data=triage(pat=patient(f"IPP-A{n}")), audit=replace(FILER, action="vitals:submit")
+            )
+        report = anchored.verify_audit()
+        assert report.ok and report.anchored_seq == 4
+        anchor_file = tmp_path / "audit" / "head.json"
+        good = anchor_file.read_text()
+        # The anchor cannot be moved by hand: its signature no longer matches.
+        anchor_file.write_text(good.replace('"seq": 4', '"seq": 3'))
+        assert any("signature" in p.reason for p in anchored.verify_audit().problems)
+        anchor_file.unlink()
+        assert any("missing" in p.reason for p in anchored.verify_audit().problems)
+        anchor_file.write_text(good)
+        # An anchor ahead of the chain (its tail cut) fails; one behind it (a crash before the write) holds.
+        HeadAnchor(tmp_path).advance(9, "f" * 64)
+        assert any("tail was removed" in p.reason for p in anchored.verify_audit().problems)
+        anchor_file.write_text(good)
+        anchored.save_triage_result(
+            data=triage(pat=patient("IPP-A9")), audit=replace(FILER, action="vitals:submit")
+        )
+        anchor_file.write_text(good)
+        assert anchored.verify_audit().ok
+    finally:
+        anchored.close()

@@ -1,0 +1,118 @@
+"""The audit chain's head, anchored outside the database: a signed file under ``DXASSIST_HOME``.
+
+The hash chain shows an edited or deleted entry, but someone with full rights on the database could
+rewrite every entry from some point on (a "re-chain") or cut the tail and move the head back, and the
+chain would verify. The anchor closes that: after every commit that appends entries, the newest
+``(seq, hash)`` is written to ``audit/head.json`` with an HMAC-SHA256 under a secret kept in
+``keys/audit-anchor.key`` (0600). ``dxassist audit verify`` then requires the chain to hold entry ``seq``
+with exactly that hash: a re-chained trail has other hashes, a truncated one has no such entry.
+
+The anchor only moves forward (a file lock serialises writers; an older head never replaces a newer
+one). A crash between a commit and the file write leaves the anchor behind the chain, which is still a
+valid lower bound; it never gets ahead of it. The file is replaced atomically. Paths are relative to
+``DXASSIST_HOME`` (the home can be moved).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+ANCHOR_FILE: Final = Path("audit") / "head.json"
+KEY_FILE: Final = Path("keys") / "audit-anchor.key"
+_LOCK_FILE: Final = Path("audit") / ".head.lock"
+
+
+class AnchorError(Exception):
+    """The anchor file is unreadable, malformed or its signature does not match (it was forged)."""
+
+
+@dataclass(frozen=True)
+class AnchoredHead:
+    """The newest ``(seq, hash)`` written to the anchor."""
+
+    seq: int
+    hash: str
+
+
+class HeadAnchor:
+    """The signed head file of one ``DXASSIST_HOME``.
+
+    Args:
+        home: ``DXASSIST_HOME``; the key is created there on first use.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    @property
+    def path(self) -> Path:
+        """Where the anchor lives (``DXASSIST_HOME/audit/head.json``)."""
+        return self.home / ANCHOR_FILE
+
+    def _key(self, *, create: bool) -> bytes | None:
+        path = self.home / KEY_FILE
+        if not path.exists():
+            if not create:
+                return None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path.read_bytes()  # another process created it a moment ago
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    @staticmethod
+    def _mac(key: bytes, seq: int, digest: str) -> str:
+        return hmac.new(key, f"dxassist-audit-head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def keyed(self) -> bool:
+        """True once a server has anchored this home's trail (the key exists)."""
+        return (self.home / KEY_FILE).exists()
+
+    def read(self) -> AnchoredHead | None:
+        """The anchored head, or None when nothing was anchored yet.
+
+        Raises:
+            AnchorError: The file exists but is malformed, or its signature does not match.
+        """
+        if not self.path.exists():
+            return None
+        key = self._key(create=False)
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            seq, digest, mac = int(data["seq"]), str(data["hash"]), str(data["mac"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise AnchorError("The audit head anchor is unreadable or malformed.") from e
+        if key is None or not hmac.compare_digest(mac, self._mac(key, seq, digest)):
+            raise AnchorError("The audit head anchor's signature does not match (it was altered or forged).")
+        return AnchoredHead(seq=seq, hash=digest)
+
+    def advance(self, seq: int, digest: str) -> None:
+        """Anchor ``(seq, digest)`` unless a newer head is anchored already."""
+        key = self._key(create=True)
+        assert key is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home / _LOCK_FILE, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self.read()
+            except AnchorError:
+                current = None  # a damaged anchor is replaced by a good one; verify reports the chain itself
+            if current is not None and current.seq >= seq:
+                return
+            tmp = self.path.with_name(f".head.{os.getpid()}.tmp")
+            tmp.write_text(
+                json.dumps({"seq": seq, "hash": digest, "mac": self._mac(key, seq, digest)}), encoding="utf-8"
+            )
+            os.replace(tmp, self.path)

@@ -1,0 +1,199 @@
+"""``kill -9`` of ``dxassist serve`` during a burst of uploads and vital signs, then a restart: every result
+has exactly one audit entry (they are committed together), ``dxassist audit verify`` passes, and a trail
+re-chained or cut by someone with full database rights fails it (the head is anchored outside the
+database, in a signed file under ``DXASSIST_HOME``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import tiny_models
+from _security_env import chest_dicom, make_settings, new_study_uid
+
+from inference.record._audit import GENESIS, entry_hash
+from inference.security import issue_token
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _dxassist_cli import DXASSIST, dxassist_env  # noqa: E402
+
+_TRIGGERS = (
+    "audit_events_no_update",
+    "audit_events_no_delete",
+    "audit_events_no_replace",
+    "audit_chain_head_forward",
+    "audit_chain_head_no_delete",
+    "audit_chain_head_no_replace",
+)
+_CONTENT = ("seq", "time", "subject", "role", "facility", "action", "resource_type", "resource_id")
+_CONTENT += ("patient_id", "outcome", "client", "prev_hash")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", "DXASSIST_PREPROCESS_WORKERS": "1"}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2, trust_env=False).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "dxassist serve never became ready"
+        time.sleep(0.2)
+
+
+def _verify(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DXASSIST), "audit", "verify"],
+        env={**dxassist_env(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list[int]) -> None:
+    with httpx.Client(base_url=base, headers=headers, timeout=30, trust_env=False) as client:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                if n % 2:
+                    study = new_study_uid()
+                    blob = chest_dicom(
+                        study=study, sop=f"{study}.1", patient_id=f"IPP-{uuid.uuid4().hex[:8]}"
+                    )
+                    answer = client.post(
+                        "/v1/studies", files=[("files", ("a.dcm", blob, "application/dicom"))]
+                    )
+                else:
+                    body = {"patient": {"identifier": f"IPP-{uuid.uuid4().hex[:8]}"}, "respiratory_rate": 20}
+                    answer = client.post("/v1/vitals", json=body)
+            except httpx.HTTPError:
+                return  # the server was killed
+            if answer.status_code in (200, 201):
+                done.append(1)
+
+
+def _rewrite(db: Path, edit: str) -> None:
+    """As a database administrator would: lift the triggers, edit, recompute every hash and the head."""
+    with sqlite3.connect(db) as connection:
+        for name in _TRIGGERS:
+            connection.execute(f"DROP TRIGGER IF EXISTS {name}")
+        connection.execute(edit)
+        rows = connection.execute(
+            f"SELECT id, {', '.join(_CONTENT)} FROM audit_events ORDER BY seq"
+        ).fetchall()
+        previous = GENESIS
+        for seq, row in enumerate(rows, start=1):
+            content = dict(zip(_CONTENT, row[1:], strict=True))
+            content.update(seq=seq, prev_hash=previous)
+            content["time"] = _aware(content["time"])
+            digest = entry_hash(content)
+            connection.execute(
+                "UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?",
+                (seq, previous, digest, row[0]),
+            )
+            previous = digest
+        connection.execute("UPDATE audit_chain_head SET seq = ?, hash = ?", (len(rows), previous))
+
+
+def _aware(value: str):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+@pytest.mark.integration
+def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_fails(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    settings = make_settings(home)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    server = _serve(home, port, log)
+    pacs = {"Authorization": f"Bearer {issue_token(settings, subject='pacs', role='pacs', facility='F1')}"}
+    nurse = {"Authorization": f"Bearer {issue_token(settings, subject='n', role='clinician', facility='F1')}"}
+    stop, done = threading.Event(), []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for headers in (pacs, nurse, pacs, nurse):
+            pool.submit(_burst, base, headers, stop, done)
+        deadline = time.monotonic() + 120
+        while len(done) < 12:
+            assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        server.send_signal(signal.SIGKILL)  # in the middle of the burst: requests are in flight
+        server.wait(timeout=30)
+        stop.set()
+    # A restart runs the migrations and serves again; then it stops cleanly.
+    server = _serve(home, port, log)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+    db = home / "record.db"
+    with sqlite3.connect(db) as connection:
+        results = {row[0] for row in connection.execute("SELECT id FROM results")}
+        filed = connection.execute(
+            "SELECT resource_id, count(*) FROM audit_events WHERE outcome IN ('success', 'duplicate') "
+            "AND action IN ('studies:submit', 'vitals:submit') GROUP BY resource_id"
+        ).fetchall()
+    assert len(results) >= 12
+    assert {rid for rid, _n in filed} == results, "a result without its audit entry, or the reverse"
+    assert all(n == 1 for _rid, n in filed)
+
+    intact = _verify(home)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "anchored at seq" in intact.stdout
+    anchored = json.loads((home / "audit" / "head.json").read_text())
+    assert anchored["seq"] >= len(results)
+
+    # A cut tail: the last entries deleted and the head moved back (a consistent, shorter chain).
+    cut = tmp_path / "cut.db"
+    shutil.copy(db, cut)
+    with sqlite3.connect(cut) as connection:
+        for name in _TRIGGERS:
+            connection.execute(f"DROP TRIGGER IF EXISTS {name}")
+        last = connection.execute("SELECT max(seq) FROM audit_events").fetchone()[0]
+        connection.execute("DELETE FROM audit_events WHERE seq > ?", (last - 3,))
+        head = connection.execute("SELECT hash FROM audit_events WHERE seq = ?", (last - 3,)).fetchone()[0]
+        connection.execute("UPDATE audit_chain_head SET seq = ?, hash = ?", (last - 3, head))
+    truncated = _verify(home, DXASSIST_DATABASE_URL=f"sqlite:///{cut}")
+    assert truncated.returncode == 1 and "tail was removed" in truncated.stdout, truncated.stdout
+
+    # A full re-chain: the first entry's subject rewritten and every hash recomputed.
+    _rewrite(db, "UPDATE audit_events SET subject = 'someone-else' WHERE seq = 1")
+    rechained = _verify(home)
+    assert rechained.returncode == 1, rechained.stdout
+    assert "re-chained" in rechained.stdout
