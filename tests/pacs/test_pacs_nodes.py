@@ -1,0 +1,154 @@
+"""The DICOM node registry (``DXASSIST_DIMSE_NODES``): unknown AEs refused at association, even with no
+node configured; a registered title from another host refused; an open listener only when the operator
+names the facility its unknown senders' results belong to; DIMSE results owned by the node's facility.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
+from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, wait_until
+
+from inference.delivery import PacsSettings
+from inference.dicom import Limits
+from inference.dicom._listener import _make_ae, _Node
+from inference.dicom._stable import StudyCollector
+from inference.record import Record
+
+pytestmark = pytest.mark.integration
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _listener(tmp_path: Path, nodes: list[dict[str, str]], open_facility: str | None = None) -> Iterator[int]:
+    """The listener's own AE and handlers, on a free loopback port (no models: C-ECHO and C-STORE only)."""
+    pacs = PacsSettings.model_validate({"dimse_nodes": nodes, "dimse_open_facility": open_facility})
+    node = _Node(
+        collector=StudyCollector(tmp_path / "incoming", quiet_seconds=60),
+        limits=Limits(max_instance_bytes=10_000_000, max_pixels=10_000_000, max_instances=8),
+        target_size=None,
+        registry=pacs.node_facility,
+    )
+    ae, handlers = _make_ae(LISTENER_AET, pacs, node)
+    port = _free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+def _associate(port: int, calling: str) -> object:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(VERIFICATION)
+    ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    return ae.associate("127.0.0.1", port, ae_title=LISTENER_AET)
+
+
+def _store(assoc: object) -> int:
+    from pydicom import dcmread
+
+    return int(assoc.send_c_store(dcmread(BytesIO(chest_cr(study=new_uid())))).Status)  # type: ignore[attr-defined]
+
+
+def test_with_no_node_registered_every_ae_is_refused(tmp_path: Path) -> None:
+    with _listener(tmp_path, nodes=[]) as port:
+        for calling in ("ANY-SCU", "ORTHANC", "STORESCU"):
+            assert _associate(port, calling).is_rejected, calling  # type: ignore[attr-defined]
+
+
+def test_registered_nodes_only_and_from_their_host(tmp_path: Path) -> None:
+    nodes = [
+        {"ae_title": "PACS_A", "facility": "F1", "host": "127.0.0.1"},
+        {"ae_title": "PACS_FAR", "facility": "F2", "host": "10.99.99.99"},
+    ]
+    with _listener(tmp_path, nodes=nodes) as port:
+        assert _associate(port, "INTRUDER").is_rejected  # type: ignore[attr-defined]
+        good = _associate(port, "PACS_A")
+        assert good.is_established  # type: ignore[attr-defined]
+        try:
+            assert _store(good) == 0x0000
+        finally:
+            good.release()  # type: ignore[attr-defined]
+        # The right title from the wrong host: aborted, and nothing it sends is stored.
+        spoofed = _associate(port, "PACS_FAR")
+        if spoofed.is_established:  # type: ignore[attr-defined]
+            try:
+                status = _store(spoofed)
+            except Exception:  # the listener aborted the association under our feet
+                status = -1
+            assert status != 0x0000
+        assert not spoofed.is_established  # type: ignore[attr-defined]
+
+
+def test_an_open_listener_gives_unknown_senders_results_to_the_named_facility(tmp_path: Path) -> None:
+    pacs = PacsSettings.model_validate(
+        {"dimse_nodes": [{"ae_title": "PACS_A", "facility": "F1"}], "dimse_open_facility": "F-OPEN"}
+    )
+    assert pacs.node_facility("PACS_A") == "F1"
+    assert pacs.node_facility("WHOEVER") == "F-OPEN"
+    assert PacsSettings().node_facility("WHOEVER") is None
+    with _listener(
+        tmp_path, nodes=[{"ae_title": "PACS_A", "facility": "F1"}], open_facility="F-OPEN"
+    ) as port:
+        anyone = _associate(port, "WHOEVER")
+        assert anyone.is_established  # type: ignore[attr-defined]
+        anyone.release()  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="registered once"):
+        PacsSettings.model_validate({"dimse_nodes": [{"ae_title": "A", "facility": "F1"}] * 2})
+    json.dumps(pacs.model_dump())  # the settings stay plain data
+
+
+def test_dimse_results_belong_to_the_node_facility(pacs: Pacs) -> None:
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    study = new_uid()
+    ae = AE(ae_title=TEST_AET)
+    ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate("127.0.0.1", pacs.listener.port, ae_title=LISTENER_AET)
+    try:
+        assert int(assoc.send_c_store(dcmread(BytesIO(chest_cr(study=study)))).Status) == 0x0000
+    finally:
+        assoc.release()
+
+    def filed() -> dict | None:
+        record = Record(pacs.listener.record_url)
+        try:
+            return record.latest_study_result(study_instance_uid=study)
+        finally:
+            record.close()
+
+    wait_until(lambda: filed() is not None, timeout=30, what="the DIMSE study's result")
+    result = filed()
+    assert result is not None
+    record = Record(pacs.listener.record_url)
+    try:
+        assert record.result_patient(result_id=result["result_id"]) == (
+            result["patient"]["id"],
+            NODE_FACILITY,
+        )
+        _total, events = record.search_audit(agent=f"dimse:{TEST_AET}", limit=100)
+        mine = [e for e in events if e["resource_id"] == result["result_id"]]
+        assert [(e["facility"], e["outcome"]) for e in mine] == [(NODE_FACILITY, "success")]
+    finally:
+        record.close()
