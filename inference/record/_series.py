@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inference.record._models import Patient, Result, VitalsObservation
+from inference.record._scope import Scope, results_visible
 from inference.record._types import as_utc
 
 #: Most earlier observations read for one trend: a window of 24 h at one observation a minute is 1440;
@@ -17,28 +18,38 @@ MAX_SERIES: Final = 2000
 
 
 def triage_series(
-    session: Session, *, identifier: str, issuer: str | None, since: datetime, until: datetime
+    session: Session,
+    *,
+    identifier: str,
+    issuer: str | None,
+    since: datetime,
+    until: datetime,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
     """The patient's triage observations with ``since <= observed_at < until``, oldest first.
+
+    With ``scope``, only observations of results the caller may read count (another facility's vital
+    signs must not leak into a trend through its counts and changes).
 
     Each item: ``observed_at`` (aware, UTC), ``news2_total``, ``news2_complete``, ``probability``,
     ``positive``. A result filed before NEWS2 was reported for incomplete observations (``news2`` null)
     counts as an incomplete score of 0, which the trend rule never reads as a baseline.
     """
-    rows = session.execute(
+    query = (
         select(VitalsObservation.observed_at, Result.payload)
         .join(Result, Result.vitals_id == VitalsObservation.id)
         .join(Patient, Patient.id == VitalsObservation.patient_id)
         .where(
             Patient.identifier == identifier,
-            Patient.issuer == (issuer or ""),
+            Patient.issuer == (issuer or "").strip().upper(),
             Result.kind == "triage",
             VitalsObservation.observed_at >= as_utc(since),
             VitalsObservation.observed_at < as_utc(until),
         )
-        .order_by(VitalsObservation.observed_at.desc())
-        .limit(MAX_SERIES)
-    ).all()
+    )
+    if scope is not None:
+        query = query.where(results_visible(scope))
+    rows = session.execute(query.order_by(VitalsObservation.observed_at.desc()).limit(MAX_SERIES)).all()
     series = []
     for observed_at, payload in reversed(rows):
         news2 = payload.get("news2") or {}

@@ -168,12 +168,19 @@ class Record:
         return stored
 
     def triage_series(
-        self, *, identifier: str, issuer: str | None, since: datetime, until: datetime
+        self,
+        *,
+        identifier: str,
+        issuer: str | None,
+        since: datetime,
+        until: datetime,
+        scope: _scope.Scope | None = None,
     ) -> list[dict[str, Any]]:
-        """The patient's triage observations in ``[since, until)``, oldest first (see ``_series``)."""
+        """The patient's triage observations in ``[since, until)``, oldest first (see ``_series``);
+        with ``scope``, only those the caller may read."""
         with self.sessions() as session:
             return _series.triage_series(
-                session, identifier=identifier, issuer=issuer, since=since, until=until
+                session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope
             )
 
     # -- reading results -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 from inference.explain import LANGUAGES, choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
+from inference.security import scope_for
 from inference.services import _warnings
 from inference.services._access import localise
 from inference.services._consent import check_ai_consent
@@ -76,6 +77,7 @@ async def analyse_vitals(
         news2=news2,
         probability=float(scores.probability),
         positive=bool(scores.positive),
+        scope=scope_for(actor.principal),
     )
     deteriorating = trend is not None and trend.deteriorating
 

@@ -313,3 +313,20 @@ def test_every_result_has_exactly_one_filing_audit_entry(client: TestClient, env
         assert record.verify_audit().ok
     finally:
         record.close()
+
+
+def test_another_facility_s_vital_signs_do_not_leak_into_a_trend(client: TestClient, env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    identifier = _ident()
+    start = datetime.now(UTC) - timedelta(hours=2)
+    a = env.headers("clinician", facility="F1")
+    for minutes in (0, 30):
+        body = {**_vitals(identifier), "observed_at": (start + timedelta(minutes=minutes)).isoformat()}
+        assert client.post("/v1/vitals", json=body, headers=a).status_code == 201
+    later = {**_vitals(identifier), "observed_at": (start + timedelta(minutes=60)).isoformat()}
+    own = client.post("/v1/vitals", json=later, headers=a).json()
+    assert own["trend"] is not None and own["trend"]["observations"] >= 2
+    # F2 (no sharing consent) sees no earlier observation: its result is the first of its series.
+    other = client.post("/v1/vitals", json=later, headers=env.headers("clinician", facility="F2")).json()
+    assert other["trend"] is None
