@@ -26,6 +26,39 @@ def display_shape(original_shape: tuple[int, int], max_side: int = DISPLAY_SIDE)
     return display_size(original_shape, max_side)
 
 
+def shared_reduction(pixels_shape: tuple[int, int], display: tuple[int, int], input_size: int) -> int:
+    """The integer block size by which the model input and the display rendering may both be made.
+
+    The largest ``f`` (at most 8) such that the image reduced by ``f`` x ``f`` block means still has at
+    least four times the model's side on its short side (the rule of the JPEG 2000 reduced decode in
+    ``inference.dicom``) and at least the display rendering's size on both axes; 1 when none is.
+    """
+    rows, columns = int(pixels_shape[0]), int(pixels_shape[1])
+    best = 1
+    for f in range(2, 9):
+        reduced = (rows // f, columns // f)
+        if min(reduced) < 4 * input_size or reduced[0] < display[0] or reduced[1] < display[1]:
+            break
+        best = f
+    return best
+
+
+def block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
+    """float32 means of ``f`` x ``f`` blocks (up to ``f - 1`` edge rows and columns are left out)."""
+    rows, columns = (pixels.shape[0] // f) * f, (pixels.shape[1] // f) * f
+    total = np.zeros((rows // f, columns // f), dtype=np.float32)
+    for dy in range(f):
+        for dx in range(f):
+            total += pixels[dy:rows:f, dx:columns:f]
+    total *= np.float32(1.0 / (f * f))
+    return total
+
+
+def to_display(unit: np.ndarray) -> np.ndarray:
+    """uint8 display pixels of values in [0, 1]."""
+    return np.round(np.clip(np.nan_to_num(unit), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def _resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Stored values resampled to ``shape``: area average down, bilinear up.
 
@@ -41,12 +74,7 @@ def _resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     image = pixels
     if factor >= 2:
         # Up to factor - 1 edge rows or columns are left out: under one display pixel.
-        rows, columns = (pixels.shape[0] // factor) * factor, (pixels.shape[1] // factor) * factor
-        total = np.zeros((rows // factor, columns // factor), dtype=np.float32)
-        for dy in range(factor):
-            for dx in range(factor):
-                total += pixels[dy:rows:factor, dx:columns:factor]
-        image = total * np.float32(1.0 / (factor * factor))
+        image = block_mean(pixels, factor)
         if image.shape == shape:
             return image
     shrinking = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
@@ -80,4 +108,4 @@ def render_display(instance: Instance, params: PreprocessParams, max_side: int =
         voi_lut=instance.voi_lut,
         window_percentiles=params.window_percentiles,
     )
-    return np.round(np.clip(np.nan_to_num(unit), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return to_display(unit)

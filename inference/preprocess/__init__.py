@@ -7,7 +7,7 @@ server and the training data loader share this one path.
 
 from ._geometry import Geometry
 from ._params import PreprocessParams
-from ._prepare import Prepared, prepare, prepare_pixels, to_unit
+from ._prepare import Prepared, prepare, prepare_pixels, prepare_unit, to_unit
 from ._resize import bilinear, nearest, resize
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "nearest",
     "prepare",
     "prepare_pixels",
+    "prepare_unit",
     "resize",
     "to_unit",
 ]

@@ -118,12 +118,26 @@ def prepare_pixels(
         voi_lut=voi_lut,
         window_percentiles=params.window_percentiles,
     )
+    return prepare_unit(unit, original_shape=original_shape, params=params)
+
+
+def prepare_unit(
+    unit: np.ndarray, *, original_shape: tuple[int, int] | None = None, params: PreprocessParams
+) -> Prepared:
+    """Letterbox and normalise display values in [0, 1] (the output of :func:`to_unit`).
+
+    Args:
+        unit: 2-D values in [0, 1], dense structures bright, possibly at reduced resolution.
+        original_shape: ``(rows, columns)`` of the original image; defaults to ``unit.shape``.
+        params: Model input parameters.
+    """
+    arr = unit
     geometry = Geometry.letterbox(original_shape or (arr.shape[0], arr.shape[1]), params.input_size)
     size = params.input_size
     canvas = np.zeros((size, size), dtype=np.float32)  # zero = black padding, before normalisation
     top, left = geometry.pad_top, geometry.pad_left
     height, width = geometry.content_shape
-    canvas[top : top + height, left : left + width] = _resize.resize(unit, geometry.content_shape)
+    canvas[top : top + height, left : left + width] = _resize.resize(arr, geometry.content_shape)
     canvas -= np.float32(params.mean)
     canvas /= np.float32(params.std)
     return Prepared(tensor=canvas[None], geometry=geometry)

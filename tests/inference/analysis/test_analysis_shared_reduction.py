@@ -1,0 +1,52 @@
+"""A large uncompressed radiograph is windowed once at a reduced resolution for both the model and the
+display: the probabilities stay those of the full-resolution preprocessing training uses, and the display
+rendering is the one rendered from the full pixels."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tiny_models
+
+from benchmarks._files import EXPLICIT_LE, UidTemplate, _dataset, _write, chest_pixels
+from inference.analysis import analyse_now, display_shape, render_display
+from inference.analysis._display import shared_reduction
+from inference.config import Settings
+from inference.dicom import Limits, read_study
+from inference.preprocess import prepare
+from inference.runtime import load_served_model, score_batch
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    path = tiny_models.build_imaging_onnx(tmp_path_factory.mktemp("m") / "m.onnx", input_size=64)
+    local = SimpleNamespace(name="cxr-findings", version="1", sha256=tiny_models.sha256_file(path), path=path)
+    settings = Settings(home=tmp_path_factory.mktemp("home"), database_url=None, mlflow_tracking_uri=None)
+    return load_served_model(local, settings)
+
+
+def test_reduction_keeps_four_model_sides_and_the_display_size() -> None:
+    assert shared_reduction((2048, 2048), (1024, 1024), 160) == 2
+    assert shared_reduction((2048, 2048), (1024, 1024), 320) == 1  # 1024 < 4 x 320: full resolution
+    assert shared_reduction((4096, 4096), (1024, 1024), 160) == 4
+    assert shared_reduction((300, 280), (300, 280), 64) == 1  # small films: as before
+
+
+def test_probabilities_and_display_match_the_full_resolution_path(served) -> None:  # type: ignore[no-untyped-def]
+    uids = UidTemplate()
+    data = _write(_dataset(chest_pixels(2048), uids), EXPLICIT_LE)
+    instance = read_study(
+        [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
+    ).primary
+    assert instance.pixels.shape == (2048, 2048)
+    full = score_batch(served, prepare(instance, served.imaging_meta.preprocess).tensor[None])[0]
+    analysis = analyse_now(instance, served)
+    probabilities = np.array([f.probability for f in analysis.findings])
+    assert np.abs(probabilities - full.probabilities).max() < 0.005
+    assert [f.positive for f in analysis.findings] == [bool(v) for v in full.positive]
+    display = analysis.rendering.display
+    assert display.shape == display_shape((2048, 2048)) == (1024, 1024)
+    reference = render_display(instance, served.imaging_meta.preprocess).astype(int)
+    assert np.abs(display.astype(int) - reference).max() <= 1
