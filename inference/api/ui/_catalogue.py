@@ -19,7 +19,7 @@ DATA_WORDS: Final = (
     # priorities
     "critical", "urgent", "routine",
     # AI statuses
-    "analysed", "not_assessable", "failed",
+    "analysed", "not assessable", "failed",
     # roles
     "radiologist", "clinician", "pacs", "ml_engineer", "auditor", "admin",
     # sexes as the record keeps them

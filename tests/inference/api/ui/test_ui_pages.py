@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from _ui_live import PASSWORD, Env, TestClient, add_account, send_study, send_vitals, sign_in
 from sqlalchemy import update
@@ -232,3 +233,31 @@ def test_a_worsening_series_shows_on_the_row_and_in_the_viewer(client: TestClien
     assert "worsening trend" in row
     viewer = client.get(f"/ui/results/{later['result_id']}").text
     assert re.search(r"Trend over 3(\.0)? h \(2 observations\): NEWS2 \+\d", viewer), viewer[-3000:]
+
+
+def test_a_study_the_model_refuses_is_not_assessable_on_the_row_and_in_the_viewer(tmp_path: Path) -> None:
+    import tiny_models
+    from _api_env import make_settings
+
+    from inference.api import create_app
+
+    settings = make_settings(tmp_path)
+    build = tmp_path / "build"
+    imaging = tiny_models.build_imaging_onnx(build / "imaging.onnx", input_size=64, ood_threshold=1e-9)
+    tiny_models.seed_cache(settings.model_cache, tiny_models.IMAGING_NAME, imaging)
+    tiny_models.seed_cache(
+        settings.model_cache, tiny_models.TRIAGE_NAME, tiny_models.build_triage_onnx(build / "t.onnx")
+    )
+    env = Env(home=tmp_path, settings=settings)
+    with TestClient(create_app(settings)) as client:
+        result = send_study(client, env, critical=True)
+        assert result["assessable"] is False and not any(f["positive"] for f in result["findings"])
+        sign_in(client, add_account(env))
+        page = client.get("/ui/", params={"status": "not_assessable"}).text
+        row = page.split(f'data-href="/ui/results/{result["result_id"]}"')[1].split("</tr>")[0]
+        assert "not assessable" in row
+        assert result["result_id"] not in client.get("/ui/", params={"status": "analysed"}).text
+        viewer = client.get(f"/ui/results/{result['result_id']}").text
+        assert "Not assessable" in viewer and 'role="switch"' not in viewer
+        arabic = client.get(f"/ui/results/{result['result_id']}", params={"lang": "ar"}).text
+        assert "غير قابلة للتقييم" in arabic
