@@ -48,7 +48,9 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
         ids[key] = response.json()["result_id"]
     vitals = json.loads((SEEDS / "vitals.json").read_text(encoding="utf-8"))
     for index, body in enumerate(vitals[:4]):
-        response = httpx.post(f"{base}/v1/vitals", json=body, headers=env.headers("clinician"), timeout=60)
+        response = httpx.post(
+            f"{base}/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"), timeout=60
+        )
         response.raise_for_status()
         ids[f"v{index}"] = response.json()["result_id"]
     # Spread the filing times so the waiting column reads like a morning's work, and let the normal
@@ -96,7 +98,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with live_server(create_app(settings)) as base, browser() as chromium:
         ids = _file_seeds(base, env, work)
-        username = add_account(env, facility=None)
+        username = add_account(env, facility="F1")
         for language in ("en", "ar"):
             context = chromium.new_context(
                 locale=language, viewport={"width": 1440, "height": 900}, device_scale_factor=1
