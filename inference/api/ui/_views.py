@@ -112,6 +112,7 @@ def viewer_model(result: dict[str, Any], *, language: str, verdicts: dict[str, s
         "model_version": result["model"]["version"],
         "warnings": list(result.get("warnings", [])),
         "rationale": result.get("rationale"),
+        "rationale_lang": result.get("rationale_language") or language,
         "created_at": result.get("created_at"),
         "synthetic": any("synthetic" in w.lower() for w in result.get("warnings", [])),
         # The stored display rendering (grayscale, bounded size); the page falls back to the overlays of
