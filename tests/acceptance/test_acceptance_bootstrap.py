@@ -57,6 +57,11 @@ def test_imaging_quick_profile_meets_its_targets_on_the_synthetic_test_split(boo
     assert metrics["test_macro_auroc"] >= 0.90, metrics
     assert metrics["test_pointing_game"] >= 0.80, metrics
     assert 0.0 <= metrics["test_ece"] <= 1.0
+    # The OOD guard, as logged in MLflow: the refusal set is told apart from the test split (measured
+    # 0.9997 AUROC, 99.1% refused) and ordinary phantoms pass (measured 99.4% of the test split).
+    assert metrics["ood_auroc"] >= 0.97, metrics
+    assert metrics["ood_refusal_rate"] >= 0.9, metrics
+    assert metrics["ood_test_pass_rate"] >= 0.98, metrics
 
 
 def test_triage_model_beats_news2_on_the_same_split(bootstrapped_home: Path) -> None:
