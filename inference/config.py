@@ -46,8 +46,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_instance_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_instances: int = Field(default=64, ge=1)
-    max_pixels: int = Field(default=64 * 1024 * 1024, ge=1)
+    # 24 Mi pixels: above the largest CR/DX detector (43 x 43 cm at 0.1 mm, 4300 x 4300 = 18.5 M), and
+    # what keeps the listener's analysis of one instance under 600 MB (docs/security.md, "Memory bounds").
+    max_pixels: int = Field(default=24 * 1024 * 1024, ge=1)
     max_json_bytes: int = Field(default=64 * 1024, ge=256)
+    # Bytes of DICOM files decoded at the same time in one process (docs/security.md, "Memory bounds").
+    max_decode_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
 
     # Identity of outputs and policy
     org_root: str = "1.2.826.0.1.3680043.10.1453"

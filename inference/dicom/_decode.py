@@ -204,12 +204,20 @@ def _stored_values(arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
         raise reject(
             "decode_failed", f"The decoder returned {arr.dtype} samples; integer samples are expected."
         )
-    mask = (1 << bits) - 1
+    # In the container's own width and in place: a 64-Mi-pixel image must not grow int32 temporaries
+    # (they took 640 MB, docs/security.md "Memory bounds").
+    unsigned = np.uint8 if layout.bits_allocated == 8 else np.uint16
+    container = 8 * np.dtype(unsigned).itemsize
+    values = arr if arr.dtype == unsigned and arr.flags.writeable else arr.astype(unsigned)
+    spare = container - bits
     if layout.pixel_representation == 0:
-        out_dtype = np.uint8 if layout.bits_allocated == 8 else np.uint16
-        if arr.dtype == out_dtype and bits == 8 * arr.dtype.itemsize:
-            return arr
-        return (arr.astype(np.int32) & mask).astype(out_dtype)
-    signed_dtype = np.int8 if layout.bits_allocated == 8 else np.int16
-    sign = 1 << (bits - 1)
-    return (((arr.astype(np.int32) & mask) ^ sign) - sign).astype(signed_dtype)
+        if spare > 0:
+            np.bitwise_and(values, unsigned((1 << bits) - 1), out=values)
+        return values
+    # Two's complement sign extension from Bits Stored: shift the sign bit to the top, then back
+    # arithmetically.
+    signed = values.view(np.int8 if container == 8 else np.int16)
+    if spare > 0:
+        np.left_shift(values, spare, out=values)
+        np.right_shift(signed, spare, out=signed)
+    return signed

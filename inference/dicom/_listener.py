@@ -20,8 +20,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -52,6 +53,9 @@ DATASET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
 CANNOT_UNDERSTAND: Final = 0xC000
 _TICK_SECONDS: Final = 0.25
 _RESCAN_SECONDS: Final = 2.0
+RECEIVING_DIR: Final = "receiving"
+# PDU headers and the command set ride along with the dataset's bytes.
+_FRAMING_SLACK: Final = 1 << 20
 
 
 def dimse_status(error: DicomRejected) -> int:
@@ -80,22 +84,45 @@ class _Node:
     limits: Limits
     target_size: int | None
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
+    # Bytes received so far of the message in progress, per association (keyed by id()).
+    receiving: dict[int, int] = field(default_factory=dict)
 
 
 def _on_store(event: Any, node: _Node) -> int:
-    """C-STORE: validate, write durably, then answer (runs in the association's thread)."""
+    """C-STORE: validate, write durably, then answer (runs in the association's thread).
+
+    pynetdicom has already written the dataset to a file under ``receiving/`` as it arrived
+    (``STORE_RECV_CHUNKED_DATASET``), so no instance is ever held whole in memory before its size is
+    known: a file over the limit is refused by its size alone, an accepted one is read once for
+    validation (within the process's decode budget) and then renamed into ``incoming/``, not copied.
+    """
     calling = str(event.assoc.requestor.ae_title).strip()
+    try:
+        return _store(event, node, calling)
+    finally:
+        node.receiving.pop(id(event.assoc), None)  # the next message of this association starts at zero
+
+
+def _store(event: Any, node: _Node, calling: str) -> int:
     if node.registry(calling, getattr(event.assoc.requestor, "address", None)) is None:
         # Association-time checks let it in, but this node may not send from this host.
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
         return NOT_AUTHORIZED
     try:
-        data = event.encoded_dataset(include_meta=True)
-    except Exception:  # pynetdicom could not even frame the dataset: the sender's data is unusable
-        logger.warning("a C-STORE dataset could not be encoded as a file", extra={"code": "malformed_header"})
+        path = Path(event.dataset_path)
+        size = path.stat().st_size
+    except (AttributeError, OSError):  # pynetdicom could not even frame the dataset
+        logger.warning("a C-STORE dataset could not be written as a file", extra={"code": "malformed_header"})
         return CANNOT_UNDERSTAND
+    if size > node.limits.max_instance_bytes:
+        logger.warning(
+            "C-STORE refused (instance_too_large), answered 0x%04X",
+            OUT_OF_RESOURCES,
+            extra={"event": "dimse_refused", "code": "instance_too_large", "bytes": size},
+        )
+        return OUT_OF_RESOURCES
     try:
-        instance = read_instance(data, limits=node.limits, target_size=node.target_size)
+        instance = read_instance(path.read_bytes(), limits=node.limits, target_size=node.target_size)
     except DicomRejected as e:
         status = dimse_status(e)
         logger.warning(
@@ -105,17 +132,40 @@ def _on_store(event: Any, node: _Node) -> int:
             extra={"event": "dimse_refused", "code": e.code},
         )
         return status
+    sop = instance.sop_instance_uid
+    study = instance.study_instance_uid
+    del instance  # the decoded pixels are not needed any more: the file is what is kept
     try:
-        node.collector.store(
-            study_instance_uid=instance.study_instance_uid,
-            sop_instance_uid=instance.sop_instance_uid,
-            data=data,
-            sender=calling,
-        )
+        node.collector.store_file(study_instance_uid=study, sop_instance_uid=sop, source=path, sender=calling)
     except OSError:
         logger.exception("a received instance could not be written to disk")
         return OUT_OF_RESOURCES
     return 0x0000
+
+
+def _on_data(event: Any, node: _Node) -> None:
+    """Count the bytes of the message being received; abort the association once it passes the limit.
+
+    This runs for every PDU as it arrives, so an instance larger than ``max_instance_bytes`` is stopped
+    while it is being sent, before it fills the disk (pynetdicom writes it to ``receiving/``).
+    """
+    key = id(event.assoc)
+    total = node.receiving.get(key, 0) + len(event.data)
+    node.receiving[key] = total
+    if total > node.limits.max_instance_bytes + _FRAMING_SLACK:
+        node.receiving.pop(key, None)
+        logger.warning(
+            "association aborted: an instance larger than the limit was being sent",
+            extra={"event": "dimse_refused", "code": "instance_too_large", "bytes": total},
+        )
+        event.assoc.abort(block=False)
+        # The partial file pynetdicom was writing (a private attribute: the periodic sweep of
+        # receiving/ is the fallback should it move).
+        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
+        partial = getattr(message, "_data_set_path", None)
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink()
 
 
 def _on_established(event: Any, node: _Node) -> None:
@@ -144,7 +194,11 @@ def _make_ae(ae_title: str, pacs: PacsSettings, node: _Node) -> tuple[Any, list[
     # Decoding a large radiograph takes a moment: do not drop a sender waiting for its C-STORE response.
     ae.dimse_timeout = 120
     ae.network_timeout = 120
-    handlers = [(evt.EVT_C_STORE, _on_store, [node]), (evt.EVT_ESTABLISHED, _on_established, [node])]
+    handlers = [
+        (evt.EVT_C_STORE, _on_store, [node]),
+        (evt.EVT_ESTABLISHED, _on_established, [node]),
+        (evt.EVT_DATA_RECV, _on_data, [node]),
+    ]
     return ae, handlers
 
 
@@ -232,6 +286,7 @@ async def listen(
     port = pacs.dimse_port if port is None else port
     stop = stop if stop is not None else _stop_on_signals()
     collector = StudyCollector(settings.resolved_home / INCOMING_DIR, quiet_seconds=pacs.dimse_stable_seconds)
+    _receive_to_disk(settings.resolved_home / RECEIVING_DIR)
     recovered = collector.recover()
     if recovered:
         logger.info("%d received studies from a previous run will be analysed", len(recovered))
@@ -266,6 +321,7 @@ async def listen(
                 if now - rescanned >= _RESCAN_SECONDS:
                     # Studies an operator released from the dead-letter folder.
                     collector.rescan()
+                    _sweep(settings.resolved_home / RECEIVING_DIR)
                     rescanned = now
                 for study in collector.stable():
                     await _process(ctx, collector, study, retry)
@@ -335,6 +391,34 @@ def _failed(collector: StudyCollector, study: StableStudy, retry: _Retry, error:
         exc_info=(type(error), error, error.__traceback__),
         extra={"event": "study_dead", "code": code, "attempts": attempts},
     )
+
+
+def _receive_to_disk(receiving: Path) -> None:
+    """Make pynetdicom write each incoming dataset to a file under ``receiving`` as it arrives.
+
+    ``receiving`` is beside ``incoming`` (same file system), so an accepted file is renamed into its
+    study's folder. Files left by a previous run (an association cut mid-transfer) are removed.
+    """
+    from pynetdicom import _config
+
+    receiving.mkdir(parents=True, exist_ok=True)
+    for leftover in receiving.iterdir():
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    # pynetdicom names its files with tempfile; this process is the listener, so its temporary files
+    # may all live there.
+    tempfile.tempdir = str(receiving)
+
+
+def _sweep(receiving: Path, *, idle_seconds: float = 150.0) -> None:
+    """Remove partial files of transfers that stopped (aborted associations leave them behind)."""
+    cutoff = time.time() - idle_seconds
+    with contextlib.suppress(OSError):
+        for path in receiving.iterdir():
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
 
 
 def _stop_on_signals() -> asyncio.Event:

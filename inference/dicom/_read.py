@@ -9,6 +9,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING
 
 from . import _header, _plausible, _syntax
+from ._budget import decode_budget
 from ._decode import check_native_length, decode
 from ._errors import DicomRejected, reject
 from ._guards import check_preamble, inflate_capped, read_file_meta, walk_structure
@@ -43,7 +44,9 @@ def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None
         DicomRejected: With a precise ``code`` for anything refused; no other exception escapes.
     """
     try:
-        return _read(bytes(data), limits, target_size)
+        # Decoding multiplies the file's size in memory: wait for room in the process's budget first.
+        with decode_budget().hold(len(data)):
+            return _read(bytes(data), limits, target_size)
     except DicomRejected:
         raise
     except RecursionError as e:
@@ -75,6 +78,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
     implicit, little = _syntax.encoding(ts)
     structure = walk_structure(body, implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH)
     ds = _parse(data[132 : meta.end], body, implicit, little)
+    del body  # pydicom holds its own copy of what it needs; do not keep a second one during decoding
 
     modality, sop_class = _header.check_content(ds)
     layout = _header.pixel_layout(ds, limits)
@@ -95,6 +99,9 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
     slope, intercept = _plausible.rescale(ds, layout)
     centers, widths, function = _header.windows(ds)
     pixels, reduction = decode(ds, ts, layout, target_size)
+    # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
+    pixel_digest = hashlib.sha256(ds.PixelData).hexdigest()
+    del ds.PixelData
     _plausible.check_pixels(
         pixels,
         rows=layout.rows,
@@ -132,7 +139,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
         pixel_spacing=_header.spacing(ds),
         transfer_syntax_uid=ts,
         header=_without_pixels(ds),
-        pixel_digest=hashlib.sha256(ds.PixelData).hexdigest(),
+        pixel_digest=pixel_digest,
     )
 
 

@@ -123,6 +123,31 @@ class StudyCollector:
             self._last[folder.name] = self._clock()
         return path
 
+    def store_file(
+        self, *, study_instance_uid: str, sop_instance_uid: str, source: Path, sender: str | None
+    ) -> Path:
+        """Move a received file (on the same file system) into its study durably; return its new path.
+
+        The file is fsynced, renamed into place and its folder fsynced: nothing is copied, so an instance
+        never needs memory for its bytes here.
+        """
+        folder = self.folder(study_instance_uid)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{safe_name(sop_instance_uid)}{_SUFFIX}"
+        with open(source, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, path)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if sender is not None and not (folder / SENDER_FILE).exists():
+            write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
+        with self._lock:
+            self._last[folder.name] = self._clock()
+        return path
+
     def pending(self) -> int:
         """How many studies are waiting for their quiet period or being analysed."""
         with self._lock:

@@ -63,10 +63,12 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
     """
     from inference.delivery import OutboxWorker, pacs_settings
     from inference.dicom import Limits
+    from inference.dicom._budget import configure_decode_budget
     from inference.policy import Policy
     from inference.record import HeadAnchor, Record
 
     pacs = pacs_settings(settings)
+    configure_decode_budget(settings.max_decode_bytes)
     # The audit head is anchored in a signed file under DXASSIST_HOME after every append.
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     workers = Workers(settings.preprocess_workers)

@@ -92,3 +92,48 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def write_large_cr(path: Path, *, side: int, study: str | None = None, chunk_rows: int = 256) -> Path:
+    """Write a ``side`` x ``side`` 16-bit CR to ``path`` without holding its pixels in memory.
+
+    The header is written by pydicom; the Pixel Data element (explicit VR little endian, OW) is appended
+    row band by row band, so a file of hundreds of megabytes costs a few megabytes to make.
+    """
+    import struct
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    sop = new_uid()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study or new_uid(), new_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "CR", "CHEST", "PA"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = (
+        PATIENT_NAME,
+        PATIENT_ID,
+        "19470211",
+        "F",
+    )
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260301", "101500", "ACC-BIG", "1"
+    ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber = "", 1, 1
+    ds.PatientOrientation = ["L", "F"]
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        ds.save_as(out, enforce_file_format=True)
+        out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, side * side * 2))
+        rng = np.random.default_rng(side)
+        for top in range(0, side, chunk_rows):
+            rows = min(chunk_rows, side - top)
+            band = rng.integers(0, 400, size=(rows, side), dtype=np.uint16)
+            band[:, side // 4 : side // 2] += 3000  # a bright region: a plausible, non-blank radiograph
+            out.write(band.astype("<u2").tobytes())
+    return path
