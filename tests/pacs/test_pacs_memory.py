@@ -1,9 +1,10 @@
 """The DIMSE listener's memory stays bounded whatever instance a sender pushes (docs/security.md).
 
-The listener runs with the default limits (256 MiB per instance, 64 Mi pixels). dcmtk's ``storescu`` sends
+The listener runs with the default limits (256 MiB per instance, 24 Mi pixels). dcmtk's ``storescu`` sends
 a ~700 MB instance (refused while it is being received: the association is aborted once the limit is
 passed, and nothing of it is kept) and the largest accepted one (5016 x 5016, 16 bits, the most pixels
-``DXASSIST_MAX_PIXELS`` accepts; received, decoded, analysed and filed). The listener's peak resident memory (``VmHWM`` in ``/proc``) stays under 600 MB.
+``DXASSIST_MAX_PIXELS`` accepts; received, decoded, analysed and filed). The listener's peak resident
+memory (``VmHWM`` in ``/proc``) stays under 600 MB.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def test_the_listener_stays_under_600_mb_for_any_instance(tmp_path: Path) -> Non
         wait_until(filed, timeout=300, interval=1.0, what="the largest accepted instance to be analysed")
         peak = peak_rss_mb(pid)
         print(
-            f"listener peak RSS: {after_refused:.0f} MB after the 699 MB instance, {after_receipt:.0f} MB after "
-            f"receiving the largest accepted one, {peak:.0f} MB after analysing it"
+            f"listener peak RSS: {after_refused:.0f} MB after the 699 MB instance, "
+            f"{after_receipt:.0f} MB after receiving the largest accepted one, {peak:.0f} MB analysing it"
         )
         assert after_refused < LIMIT_MB
         assert peak < LIMIT_MB
