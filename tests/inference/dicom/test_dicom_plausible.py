@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from _dicom_factory import dataset, phantom, to_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.dicom import DicomRejected, Limits, read_instance
 from inference.preprocess import PreprocessParams, prepare
@@ -92,3 +96,35 @@ def test_plausible_dicom_dates_are_kept() -> None:
     ds = dataset(phantom(64, 64), bits_stored=12, PatientBirthDate="19230417", StudyDate="2026-11-22")
     instance = read_instance(to_bytes(ds), limits=LIMITS)
     assert (instance.patient.birth_date, instance.study_date) == ("1923-04-17", "2026-11-22")
+
+
+finite_or_not = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(min_value=-5000, max_value=5000),
+    st.sampled_from([0.0, 1.0, -1.0, 1e-7, 1e7, 1e300, -1e300]),
+)
+
+
+@given(
+    slope=finite_or_not,
+    intercept=finite_or_not,
+    center=finite_or_not,
+    width=finite_or_not,
+    function=st.sampled_from(["LINEAR", "LINEAR_EXACT", "SIGMOID"]),
+)
+@settings(max_examples=150, deadline=None, derandomize=True)
+def test_whatever_the_lut_values_the_model_input_is_finite_or_the_file_is_refused(
+    slope: float, intercept: float, center: float, width: float, function: str
+) -> None:
+    # DS holds at most 16 characters: repr() of a float fits once shortened with the 'g' format.
+    values = {k: f"{v:.10g}" for k, v in (("RescaleSlope", slope), ("RescaleIntercept", intercept))}
+    values |= {"WindowCenter": f"{center:.10g}", "WindowWidth": f"{width:.10g}", "VOILUTFunction": function}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about 'nan' and 'inf' as DS values
+        data = to_bytes(dataset(phantom(64, 64), bits_stored=12, **values))
+    try:
+        instance = read_instance(data, limits=LIMITS, target_size=64)
+    except DicomRejected as e:
+        assert e.code in {"invalid_rescale", "implausible_rescale", "invalid_window", "implausible_window"}
+        return
+    assert np.isfinite(prepare(instance, PARAMS).tensor).all()
