@@ -48,6 +48,7 @@ _CODES: dict[str, tuple[int, str]] = {
     "implausible_rescale": (422, "Rescale Slope and Rescale Intercept are outside the plausible range."),
     "invalid_window": (400, "Window Center and Window Width must be finite numbers."),
     "implausible_window": (422, "Window Center and Window Width would show the image as one flat grey."),
+    "implausible_voi_lut": (422, "The VOI LUT would show the image as one flat grey."),
     "image_too_small": (422, "The image has too few rows or columns to be a radiograph."),
     "blank_image": (422, "The image is blank or nearly empty; a radiograph is expected."),
     "no_frontal_view": (

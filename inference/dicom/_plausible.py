@@ -12,7 +12,9 @@ nothing. Each check refuses with its own code so the sender learns exactly what 
 - ``implausible_window`` (422): the window lies wholly outside the image's values (every pixel would
   show the same grey) or is more than 1024 times wider than their range;
 - ``image_too_small`` (422): fewer rows or columns than ``Limits.min_side`` (the server: :data:`MIN_SIDE`);
-- ``blank_image`` (422): every pixel, or all but a sliver of them, has the same value.
+- ``blank_image`` (422): every pixel, or all but a sliver of them, has the same value;
+- ``implausible_voi_lut`` (422): the VOI LUT (used when there is no window) maps the whole image to
+  one grey.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def check_pixels(
     slope: float,
     intercept: float,
     window: tuple[float, float] | None,
+    voi_lut: tuple[int, int, np.ndarray] | None = None,
 ) -> None:
     """Refuse an image that is too small, blank, or that its own window would show as one flat grey.
 
@@ -131,9 +134,11 @@ def check_pixels(
         slope: Modality LUT slope (already checked).
         intercept: Modality LUT intercept.
         window: ``(center, width)`` of the VOI window the model input will use, None when there is none.
+        voi_lut: ``(first_mapped, bits, table)``, used by the model input when there is no window.
 
     Raises:
-        DicomRejected: ``image_too_small``, ``blank_image`` or ``implausible_window`` (all 422).
+        DicomRejected: ``image_too_small``, ``blank_image``, ``implausible_window`` or
+            ``implausible_voi_lut`` (all 422).
     """
     if rows < min_side or columns < min_side:
         raise reject(
@@ -155,10 +160,12 @@ def check_pixels(
             f"More than {100 * (1 - MIN_CONTENT_FRACTION):g} % of the pixels have one same value: the image "
             "is nearly empty, not a radiograph.",
         )
+    ends = sorted((lowest * slope + intercept, highest * slope + intercept))
     if window is None:
+        if voi_lut is not None:
+            _check_lut(voi_lut, ends)
         return
     center, width = window
-    ends = sorted((lowest * slope + intercept, highest * slope + intercept))
     # LINEAR maps [c - 0.5 - (w-1)/2, c - 0.5 + (w-1)/2] onto the grey scale (PS3.3 C.11.2.1.2); the
     # other functions are centred on c with the same width, to within half a value.
     bottom, top = center - 0.5 - width / 2, center - 0.5 + width / 2
@@ -173,4 +180,18 @@ def check_pixels(
             "implausible_window",
             f"Window Width is more than {MAX_WINDOW_RATIO} times the range of the image's values, which "
             "would show as one flat grey; send the window the image is meant to be read with, or none.",
+        )
+
+
+def _check_lut(voi_lut: tuple[int, int, np.ndarray], ends: list[float]) -> None:
+    """Refuse a VOI LUT that gives every value of the image the same grey (it flattens the image)."""
+    first, _bits, table = voi_lut
+    low = int(np.clip(math.floor(ends[0]) - first, 0, table.size - 1))
+    high = int(np.clip(math.ceil(ends[1]) - first, 0, table.size - 1))
+    used = table[low : high + 1]
+    if used.size == 0 or float(used.min()) == float(used.max()):
+        raise reject(
+            "implausible_voi_lut",
+            "The VOI LUT maps every value of the image to the same grey; send the LUT the image is meant "
+            "to be read with, or none.",
         )

@@ -102,6 +102,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
     # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
     pixel_digest = hashlib.sha256(ds.PixelData).hexdigest()
     del ds.PixelData
+    lut = _header.voi_lut(ds, little)
     _plausible.check_pixels(
         pixels,
         rows=layout.rows,
@@ -110,6 +111,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
         slope=slope,
         intercept=intercept,
         window=(centers[0], widths[0]) if centers else None,
+        voi_lut=lut,
     )
     return Instance(
         sop_instance_uid=identifiers["SOPInstanceUID"],
@@ -135,7 +137,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
         window_centers=centers,
         window_widths=widths,
         voi_lut_function=function,
-        voi_lut=_header.voi_lut(ds, little),
+        voi_lut=lut,
         pixel_spacing=_header.spacing(ds),
         transfer_syntax_uid=ts,
         header=_without_pixels(ds),

@@ -75,7 +75,22 @@ BAD_IMAGES: dict[str, tuple[Callable[[str], bytes], int, str]] = {
         422,
         "blank_image",
     ),
+    "VOI LUT giving every pixel one grey": (
+        lambda s: edit(chest(s), VOILUTSequence=[_flat_lut()]),
+        422,
+        "implausible_voi_lut",
+    ),
 }
+
+
+def _flat_lut() -> object:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTData = np.full(4096, 2000, dtype="<u2").tobytes()
+    item["LUTData"].VR = "OW"
+    return item
 
 
 # Identifying text an attacker shapes to break the record (PostgreSQL refuses NUL; columns have sizes).

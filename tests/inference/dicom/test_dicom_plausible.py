@@ -128,3 +128,30 @@ def test_whatever_the_lut_values_the_model_input_is_finite_or_the_file_is_refuse
         assert e.code in {"invalid_rescale", "implausible_rescale", "invalid_window", "implausible_window"}
         return
     assert np.isfinite(prepare(instance, PARAMS).tensor).all()
+
+
+def _lut(table: np.ndarray, first: int = 0) -> object:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = [table.size, first, 12]
+    item.LUTData = table.astype("<u2").tobytes()
+    item["LUTData"].VR = "OW"
+    return item
+
+
+def test_a_voi_lut_that_flattens_the_image_is_refused() -> None:
+    flat = _lut(np.full(4096, 2000))
+    assert _code(to_bytes(dataset(phantom(64, 64), bits_stored=12, VOILUTSequence=[flat]))) == (
+        "implausible_voi_lut",
+        422,
+    )
+    beyond = _lut(np.arange(4096), first=60000)  # the image's values all fall before the table
+    assert _code(to_bytes(dataset(phantom(64, 64), bits_stored=12, VOILUTSequence=[beyond])))[0] == (
+        "implausible_voi_lut"
+    )
+    ramp = _lut(np.arange(4095, -1, -1))
+    instance = read_instance(
+        to_bytes(dataset(phantom(64, 64), bits_stored=12, VOILUTSequence=[ramp])), limits=LIMITS
+    )
+    assert float(prepare(instance, PARAMS).tensor.std()) > 0
