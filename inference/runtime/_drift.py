@@ -20,7 +20,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import Gauge
@@ -173,8 +173,7 @@ def compute_report(
 class _Window:
     rows: deque[tuple[float | None, tuple[float, ...]]]
     alert: bool = False
-    since: int = 0
-    last: DriftReport | None = field(default=None)
+    last: DriftReport | None = None
 
 
 class DriftMonitor:
