@@ -85,7 +85,7 @@ def _fetch(url: str, algorithm: str) -> tuple[dict[str, Any], list[Any]]:
         entries = document["keys"]
         if not isinstance(entries, list):
             raise ValueError("'keys' is not a list")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # deep nesting: json recurses
         logger.error("the JWKS of the token issuer could not be read", extra={"code": "jwks_unavailable"})
         raise JwksUnavailable(
             "The token issuer's key set (JWKS) could not be fetched; tokens cannot be checked right now."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,3 +286,35 @@ def test_the_server_is_still_ready_after_the_hostile_values(served: tuple[TestCl
         headers=env.headers("pacs", facility="F1"),
     )
     assert good.status_code == 201, good.text
+
+
+def test_a_hostile_jwks_document_is_503_not_500(tmp_path: Path) -> None:
+    """An identity provider (or whoever answers in its place) serving a 30 000-deep JWKS document."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Deep(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = b'{"keys": ' + DEEP_JSON + b"}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        env = seeded_env(tmp_path, jwks_url=url, issuer="https://idp.test/realms/h", jwt_algorithm="RS256")
+        with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
+            token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"  # alg RS256, kid k1
+            answer = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "jwks_unavailable"
+    finally:
+        server.shutdown()
+        server.server_close()
