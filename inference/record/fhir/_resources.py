@@ -381,7 +381,10 @@ def risk_assessment(result: Result) -> dict[str, Any]:
                     c.LOCAL, "deterioration-news2", "Clinical deterioration (NEWS2 aggregate score)"
                 ),
                 "qualitativeRisk": c.concept(c.RISK_PROBABILITY, risk_code, risk_display),
-                "rationale": f"NEWS2 total {news2['total']}, band {news2['band']} (RCP 2017).",
+                "rationale": f"NEWS2 total {news2['total']}, band {news2['band']} (RCP 2017)."
+                if news2.get("complete", True)
+                else f"NEWS2 of the measured signs: at least {news2['total']}, band at least {news2['band']} "
+                f"(RCP 2017); not measured: {', '.join(news2.get('missing', []))}.",
             }
         )
     contributions = ", ".join(f"{name} {value:+.3f}" for name, value in payload["contributions"].items())

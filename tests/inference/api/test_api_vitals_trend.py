@@ -138,3 +138,22 @@ def test_the_series_reads_as_fhir_vital_sign_observations_by_date(client: TestCl
     assert search("2026-11-21") == []
     bad = client.get("/fhir/Observation", params={"date": "yesterday"}, headers=headers)
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_fhir_risk_assessment_names_an_incomplete_news2_as_a_lower_bound(
+    client: TestClient, env: Env
+) -> None:
+    body = {
+        "patient": _patient(),
+        "respiratory_rate": 30,
+        "spo2": 85,
+        "heart_rate": 135,
+        "consciousness": "V",
+    }
+    result = client.post("/v1/vitals", json=body, headers=env.headers("clinician")).json()
+    risk = client.get(f"/fhir/RiskAssessment/{result['result_id']}", headers=env.headers("clinician")).json()
+    news2 = next(p for p in risk["prediction"] if p["outcome"]["coding"][0]["code"] == "deterioration-news2")
+    assert news2["rationale"] == (
+        "NEWS2 of the measured signs: at least 12, band at least high (RCP 2017); not measured: on_oxygen, "
+        "systolic_bp, temperature."
+    )
