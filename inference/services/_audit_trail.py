@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from inference.record import NotFound, RecordError
 from inference.record.fhir import audit_events
 from inference.runtime import ModelHost
-from inference.services._access import audit
+from inference.security import Forbidden, Role
+from inference.services._access import audit, audit_disclosed
 from inference.services._context import Actor, Context, db
 
 if TYPE_CHECKING:
@@ -34,15 +35,16 @@ async def audit_event_search(
         InvalidSearch: An unsupported parameter or a malformed value.
     """
     filters = audit_events.filters(params)
-    await audit(
+    total, entries = await db(ctx.record.search_audit, **filters, facility=_facility_scope(actor))
+    # Every patient the page names is disclosed to the auditor: one entry each (one when none).
+    await audit_disclosed(
         ctx,
         actor,
         action=_ACTION,
-        outcome="success",
         resource_type="AuditEvent",
-        patient_id=filters.get("patient_id"),
+        patients=[str(e["patient_id"]) for e in entries if e.get("patient_id")]
+        or ([filters["patient_id"]] if filters.get("patient_id") else []),
     )
-    total, entries = await db(ctx.record.search_audit, **filters)
     return audit_events.bundle(
         total,
         entries,
@@ -60,7 +62,17 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
         NotFound: No entry has this id.
     """
     seq = int(event_id) if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18 else -1
-    _total, entries = await db(ctx.record.search_audit, seq=seq, limit=1)
+    _total, entries = await db(ctx.record.search_audit, seq=seq, limit=1, facility=_facility_scope(actor))
+    if not entries and _facility_scope(actor) is not None:
+        _total, hidden = await db(ctx.record.search_audit, seq=seq, limit=1)
+        if hidden:
+            await audit(
+                ctx, actor, action=_ACTION, outcome="denied", resource_type="AuditEvent", resource_id=event_id
+            )
+            raise Forbidden(
+                "This audit entry is about another facility's staff and patients; an auditor bound to a "
+                "facility reads the entries of its own staff and of the patients it holds."
+            )
     await audit(
         ctx,
         actor,
@@ -73,6 +85,13 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
     if not entries:
         raise NotFound("No AuditEvent has this id.")
     return audit_events.audit_event(entries[0])
+
+
+def _facility_scope(actor: Actor) -> str | None:
+    """The facility an auditor's reads are limited to (None: the whole trail, for admin and national
+    auditors): entries of its own staff and every entry about a patient it filed results of."""
+    principal = actor.principal
+    return None if principal.role == Role.ADMIN else principal.facility
 
 
 def record_model_change(record: Record, model: ServedModel) -> None:

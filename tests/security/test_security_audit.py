@@ -58,8 +58,9 @@ def test_auditors_search_the_trail_as_fhir_audit_events(client: TestClient, env:
         params=[("date", f"ge{today}"), ("date", f"lt{today + timedelta(days=1)}"), ("patient", patient_id)],
         headers=auditor,
     )
-    # One more than before: the auditor's first search about this patient is in the trail too.
-    assert Bundle.model_validate(recent.json()).total == bundle.total + 1
+    # Two more than before: the auditor's first search about this patient and the search by agent (whose
+    # page disclosed entries about this patient) are in the trail too, one entry per patient disclosed.
+    assert Bundle.model_validate(recent.json()).total == bundle.total + 2
     old = client.get("/fhir/AuditEvent", params={"date": f"lt{today - timedelta(days=1)}"}, headers=auditor)
     assert Bundle.model_validate(old.json()).total == 0
     one = client.get(f"/fhir/AuditEvent/{events[0].id}", headers=auditor)

@@ -330,3 +330,32 @@ def test_another_facility_s_vital_signs_do_not_leak_into_a_trend(client: TestCli
     # F2 (no sharing consent) sees no earlier observation: its result is the first of its series.
     other = client.post("/v1/vitals", json=later, headers=env.headers("clinician", facility="F2")).json()
     assert other["trend"] is None
+
+
+def test_auditors_of_a_facility_read_their_staff_and_their_patients_entries(
+    client: TestClient, env: Env
+) -> None:
+    posted = _upload(client, env.headers("pacs", facility="F1"), _dicom(new_study_uid(), patient_id=_ident()))
+    result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
+    nosy = f"nosy-{uuid.uuid4().hex[:6]}"
+    assert (
+        client.get(
+            f"/v1/results/{result_id}", headers=env.headers("clinician", facility="F3", subject=nosy)
+        ).status_code
+        == 403
+    )
+    f1 = env.headers("auditor", facility="F1")
+    seen = client.get("/fhir/AuditEvent", params={"patient": patient_id, "_count": "50"}, headers=f1).json()
+    # F1's auditor sees who touched its patient, F3's refused attempt included.
+    agents = {e["resource"]["agent"][0]["who"]["identifier"]["value"] for e in seen["entry"]}
+    assert nosy in agents and seen["total"] >= 2
+    f2 = env.headers("auditor", facility="F2")
+    hidden = client.get("/fhir/AuditEvent", params={"patient": patient_id}, headers=f2).json()
+    assert hidden["total"] == 0
+    seq = seen["entry"][0]["resource"]["id"]
+    assert client.get(f"/fhir/AuditEvent/{seq}", headers=f1).status_code == 200
+    assert client.get(f"/fhir/AuditEvent/{seq}", headers=f2).status_code == 403
+    everything = client.get(
+        "/fhir/AuditEvent", params={"patient": patient_id}, headers=env.headers("admin", facility=None)
+    )
+    assert everything.json()["total"] >= seen["total"]
