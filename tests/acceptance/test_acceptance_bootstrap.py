@@ -15,7 +15,8 @@ from _dxassist_cli import DXASSIST, dxassist_env
 
 import model_registry  # noqa: F401  (telemetry off before mlflow is imported)
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# The first test to ask for `bootstrapped_home` pays for a whole quick bootstrap (minutes on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2700)]
 
 FINDINGS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
 
@@ -66,8 +67,8 @@ def test_imaging_quick_profile_meets_its_targets_on_the_synthetic_test_split(boo
 
 def test_triage_model_beats_news2_on_the_same_split(bootstrapped_home: Path) -> None:
     metrics, _ = _champion_run_metrics(bootstrapped_home, "vitals-triage")
-    assert metrics["test_auroc"] > metrics["test_news2_auroc"], metrics
-    # The same rows: where NEWS2 is complete, and with signs hidden at random (NEWS2's known part).
+    # Compared on the same rows only: where NEWS2 is complete, and with signs hidden at random (NEWS2's
+    # known part). The model's AUROC on every row is logged too, but it is not comparable with NEWS2's.
     assert metrics["test_auroc_news2_subset"] > metrics["test_news2_auroc"], metrics
     assert metrics["test_masked_auroc"] > metrics["test_masked_news2_auroc"], metrics
     assert 0.0 <= metrics["test_ece"] <= 1.0

@@ -16,7 +16,8 @@ import pytest
 from inference.dicom import Limits, read_instance
 from inference.preprocess import PreprocessParams, prepare
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# The first test to ask for `bootstrapped_home` pays for a whole quick bootstrap (minutes on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2700)]
 
 
 def _j2k_radiograph(size: int, findings: dict[str, bool], index: int) -> bytes:

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from _dxassist_cli import DXASSIST, REPO, dxassist_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# The first test to ask for `bootstrapped_home` pays for a whole quick bootstrap (minutes on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2700)]
 
 SEEDS = REPO / "seeds" / "studies"
 
