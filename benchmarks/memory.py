@@ -1,16 +1,18 @@
 """``python -m benchmarks.memory``: peak memory of the server and the listener under the largest inputs.
 
-Each process starts idle with the tiny test models (``tests/tiny_models.py``: the served model adds its
-own weights on top), then gets, in this order, the largest inputs it refuses and the largest it accepts
-with the default limits; its peak resident set size (``VmHWM`` from ``/proc``) is read after each step
-and printed, with its ratio to the idle process measured in the same run. The figures are the worst cases
+Each input goes to a freshly started process (tiny test models, ``tests/tiny_models.py``: the served
+model adds its own weights on top): its peak resident set size (``VmHWM`` from ``/proc``) after the input
+is printed with the idle figure of the same process and their ratio. The figures are the worst cases
 stated in ``docs/security.md`` ("Memory bounds"); ``tests/pacs/test_pacs_memory.py`` holds the listener's.
 
-- server (``dxassist serve``): a 700 MB upload (over ``DXASSIST_MAX_REQUEST_BYTES``, refused while
-  streaming), a 300 MB file (under the request limit, over ``DXASSIST_MAX_INSTANCE_BYTES``: 413), then
-  the largest accepted radiograph (5016 x 5016, 16 bits: the most ``DXASSIST_MAX_PIXELS`` allows);
+- server (``dxassist serve``, ``POST /v1/studies``): a 700 MB upload (over ``DXASSIST_MAX_REQUEST_BYTES``,
+  refused while streaming), a 300 MB file (under the request limit, over ``DXASSIST_MAX_INSTANCE_BYTES``:
+  413), a file just under that limit with more pixels than ``DXASSIST_MAX_PIXELS`` (413, the largest
+  file the server reads before refusing it), the largest accepted radiograph (5016 x 5016, 16 bits:
+  the most ``DXASSIST_MAX_PIXELS`` allows);
 - listener (``dxassist listen``): a 699 MB instance sent by dcmtk's ``storescu`` (the association is
-  aborted once the size limit is passed), then the largest accepted radiograph, received and analysed.
+  aborted once the size limit is passed), a 256 MiB file with too many pixels (0xA700), the largest
+  accepted radiograph, received and analysed.
 
 Linux only (``/proc``); needs dcmtk's ``storescu``. About two minutes.
 """
@@ -26,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import inference  # noqa: F401  (telemetry off before onnxruntime or mlflow is imported anywhere)
 
@@ -78,33 +81,33 @@ def _post_file(base: str, token: str, path: Path) -> int:
     return response.status_code
 
 
-def _server(work: Path, home: Path, side: int, make: object) -> list[tuple[str, str, float]]:
+def _server(work: Path, home: Path, side: int, make: Any) -> list[tuple[str, str, float]]:
+    """One fresh server per input, so each peak is that input's alone."""
     from benchmarks._server import running_server
     from inference.config import Settings
     from inference.security import issue_token
 
-    rows = []
     os.environ["DXASSIST_HOME"] = str(home)
     token = issue_token(Settings(), subject="benchmark", role="pacs", facility="BENCHMARK")
-    with running_server(home, work / "server.log") as (base, pid):
-        rows.append(("server", "idle, models loaded", peak_rss_mb(pid)))
-        big = make(work / "upload-700.dcm", side=18_700)  # type: ignore[operator]
-        status = _post_file(base, token, big)
-        big.unlink()
-        rows.append(("server", f"700 MB upload (refused, HTTP {status})", peak_rss_mb(pid)))
-        over = make(work / "upload-300.dcm", side=12_300)  # type: ignore[operator]
-        status = _post_file(base, token, over)
-        over.unlink()
-        rows.append(("server", f"300 MB instance (refused, HTTP {status})", peak_rss_mb(pid)))
-        largest = make(work / "largest.dcm", side=side)  # type: ignore[operator]
-        status = _post_file(base, token, largest)
-        rows.append(("server", f"{side} x {side} radiograph (accepted, HTTP {status})", peak_rss_mb(pid)))
+    cases = [
+        ("700 MB upload", 18_700, "upload-700.dcm"),
+        ("300 MB instance", 12_300, "upload-300.dcm"),
+        ("256 MiB instance, 134 M pixels", 11_585, "upload-256.dcm"),
+        (f"{side} x {side} radiograph", side, "largest.dcm"),
+    ]
+    rows = []
+    for label, case_side, name in cases:
+        path = make(work / name, side=case_side)
+        with running_server(home, work / "server.log") as (base, pid):
+            idle = peak_rss_mb(pid)
+            status = _post_file(base, token, path)
+            rows.append(("server", f"{label} (HTTP {status})", idle, peak_rss_mb(pid)))
+        path.unlink()
     return rows
 
 
-def _listener(work: Path, home: Path, side: int, make: object) -> list[tuple[str, str, float]]:
+def _start_listener(work: Path, home: Path) -> tuple[subprocess.Popen[bytes], int]:
     from benchmarks._server import free_port
-    from inference.record import Record
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DXASSIST_", "MLFLOW_"))}
@@ -117,43 +120,74 @@ def _listener(work: Path, home: Path, side: int, make: object) -> list[tuple[str
         }
     )
     command = [sys.executable, "-m", "inference.cli", "listen", "--port", str(port)]
-    rows = []
-    with (work / "listener.log").open("wb") as log:
+    with (work / "listener.log").open("ab") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    echo = ["echoscu", "-aet", BENCH_AET, "-aec", "DXASSIST", "-to", "2", "127.0.0.1", str(port)]
+    deadline = time.monotonic() + 120
+    while subprocess.run(echo, capture_output=True, check=False).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"The listener did not start; see {work / 'listener.log'}.")
+        time.sleep(0.3)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _listener(work: Path, home: Path, side: int, make: Any) -> list[tuple[str, str, float, float]]:
+    """One fresh listener per input; the accepted one is waited for until its result is filed."""
+    from inference.record import Record
+
+    rows = []
+    huge = make(work / "huge.dcm", side=18_700)
+    proc, port = _start_listener(work, home)
+    try:
+        idle = peak_rss_mb(proc.pid)
+        store = ["storescu", "-aet", BENCH_AET, "-aec", "DXASSIST", "127.0.0.1", str(port)]
+        done = subprocess.run([*store, str(huge)], capture_output=True, check=False)
+        outcome = "aborted while receiving" if done.returncode else "refused"
+        rows.append(("listener", f"699 MB instance ({outcome})", idle, peak_rss_mb(proc.pid)))
+    finally:
+        _stop(proc)
+        huge.unlink()
+    over = make(work / "over-pixels.dcm", side=11_585)
+    proc, port = _start_listener(work, home)
+    try:
+        idle = peak_rss_mb(proc.pid)
+        store = ["storescu", "-aet", BENCH_AET, "-aec", "DXASSIST", "127.0.0.1", str(port)]
+        done = subprocess.run([*store, str(over)], capture_output=True, check=False)
+        rows.append(("listener", "256 MiB instance, 134 M pixels (0xA700)", idle, peak_rss_mb(proc.pid)))
+    finally:
+        _stop(proc)
+        over.unlink()
+    study = f"2.25.{int.from_bytes(os.urandom(15), 'big')}"
+    largest = make(work / "largest-dimse.dcm", side=side, study=study)
+    proc, port = _start_listener(work, home)
+    try:
+        idle = peak_rss_mb(proc.pid)
+        store = ["storescu", "-aet", BENCH_AET, "-aec", "DXASSIST", "127.0.0.1", str(port)]
+        subprocess.run([*store, str(largest)], capture_output=True, check=True)
+        record = Record(f"sqlite:///{home / 'record.db'}")
         try:
-            echo = ["echoscu", "-aet", BENCH_AET, "-aec", "DXASSIST", "-to", "2", "127.0.0.1", str(port)]
-            deadline = time.monotonic() + 120
-            while subprocess.run(echo, capture_output=True, check=False).returncode != 0:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"The listener did not start; see {work / 'listener.log'}.")
-                time.sleep(0.3)
-            rows.append(("listener", "idle, models loaded", peak_rss_mb(proc.pid)))
-            store = ["storescu", "-aet", BENCH_AET, "-aec", "DXASSIST", "127.0.0.1", str(port)]
-            huge = make(work / "huge.dcm", side=18_700)  # type: ignore[operator]
-            done = subprocess.run([*store, str(huge)], capture_output=True, check=False)
-            huge.unlink()
-            outcome = "aborted while receiving" if done.returncode else "refused"
-            rows.append(("listener", f"699 MB instance ({outcome})", peak_rss_mb(proc.pid)))
-            study = f"2.25.{int.from_bytes(os.urandom(15), 'big')}"
-            largest = make(work / "largest-dimse.dcm", side=side, study=study)  # type: ignore[operator]
-            subprocess.run([*store, str(largest)], capture_output=True, check=True)
-            rows.append(("listener", f"{side} x {side} radiograph received", peak_rss_mb(proc.pid)))
-            record = Record(f"sqlite:///{home / 'record.db'}")
-            try:
-                deadline = time.monotonic() + 300
-                while record.latest_study_result(study_instance_uid=study) is None:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("The largest radiograph was not analysed within 300 s.")
-                    time.sleep(0.5)
-            finally:
-                record.close()
-            rows.append(("listener", f"{side} x {side} radiograph analysed", peak_rss_mb(proc.pid)))
+            deadline = time.monotonic() + 300
+            while record.latest_study_result(study_instance_uid=study) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("The largest radiograph was not analysed within 300 s.")
+                time.sleep(0.5)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            record.close()
+        rows.append(
+            ("listener", f"{side} x {side} radiograph (accepted, analysed)", idle, peak_rss_mb(proc.pid))
+        )
+    finally:
+        _stop(proc)
     return rows
 
 
@@ -166,20 +200,22 @@ def main() -> int:
     from inference.config import Settings
 
     side = math.isqrt(Settings.model_fields["max_pixels"].default)
-    rows: list[tuple[str, str, float]] = []
+    rows: list[tuple[str, str, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="dxassist-bench-memory-") as tmp:
         work = Path(tmp)
+        chosen = sys.argv[1:] or ["server", "listener"]
         for name, run in (("server", _server), ("listener", _listener)):
+            if name not in chosen:
+                continue
             home = work / f"home-{name}"
             home.mkdir()
             tiny_models.seed_both(home / "models", work / f"build-{name}")
             _say(f"measuring the {name}...")
             rows += run(work, home, side, write_large_cr)
-    idle = {process: mb for process, step, mb in rows if step.startswith("idle")}
     _say("")
-    _say(f"{'process':<9} {'after':<48} {'peak RSS':>9} {'x idle':>7}")
-    for process, step, mb in rows:
-        _say(f"{process:<9} {step:<48} {mb:>6.0f} MB {mb / idle[process]:>6.2f}")
+    _say(f"{'process':<9} {'input':<46} {'idle':>7} {'peak RSS':>9} {'x idle':>7}")
+    for process, step, idle, peak in rows:
+        _say(f"{process:<9} {step:<46} {idle:>4.0f} MB {peak:>6.0f} MB {peak / idle:>6.2f}")
     return 0
 
 

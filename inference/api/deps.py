@@ -196,6 +196,14 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
                     f"A file part has media type '{part_type[:64]}'; send application/dicom or "
                     "application/octet-stream."
                 )
+            # Starlette spools each file part to disk above 1 MiB while the body streams in: an
+            # instance over the limit is refused by its size, without ever being read into memory.
+            if value.size is not None and value.size > settings.max_instance_bytes:
+                raise ApiError(
+                    413,
+                    "instance_too_large",
+                    f"A file is larger than the limit of {settings.max_instance_bytes} bytes per instance.",
+                )
             blobs.append(await value.read())
         return blobs
     finally:

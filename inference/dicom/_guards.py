@@ -162,7 +162,7 @@ class _Walker:
         if implicit:
             length, header = self._u32(pos + 4), 8
         else:
-            vr = self.buf[pos + 4 : pos + 6]
+            vr = bytes(self.buf[pos + 4 : pos + 6])  # the buffer may be a memoryview
             if not vr.isalpha() or not vr.isupper():
                 raise reject(
                     "malformed_header",

@@ -22,6 +22,7 @@ import logging
 import signal
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,11 +110,18 @@ def _store(event: Any, node: _Node, calling: str) -> int:
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
         return NOT_AUTHORIZED
     try:
-        path = Path(event.dataset_path)
+        path = _received_file(event, node)
         size = path.stat().st_size
-    except (AttributeError, OSError):  # pynetdicom could not even frame the dataset
+    except (AttributeError, TypeError, ValueError, OSError):  # pynetdicom could not even frame the dataset
         logger.warning("a C-STORE dataset could not be written as a file", extra={"code": "malformed_header"})
         return CANNOT_UNDERSTAND
+    status = _validate_and_keep(path, size, node, calling)
+    if status != 0x0000:
+        path.unlink(missing_ok=True)  # nothing of a refused instance is kept
+    return status
+
+
+def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> int:
     if size > node.limits.max_instance_bytes:
         logger.warning(
             "C-STORE refused (instance_too_large), answered 0x%04X",
@@ -141,6 +149,22 @@ def _store(event: Any, node: _Node, calling: str) -> int:
         logger.exception("a received instance could not be written to disk")
         return OUT_OF_RESOURCES
     return 0x0000
+
+
+def _received_file(event: Any, node: _Node) -> Path:
+    """The file pynetdicom wrote the dataset to; written here from memory when chunked receiving is off
+    (an AE built outside :func:`listen`, as some tests do)."""
+    try:
+        received = event.dataset_path
+    except AttributeError:
+        received = None
+    if received is not None:
+        return Path(received)
+    receiving = node.collector.incoming.parent / RECEIVING_DIR
+    receiving.mkdir(parents=True, exist_ok=True)
+    path = receiving / f"{uuid.uuid4().hex}.dcm"
+    path.write_bytes(event.encoded_dataset(include_meta=True))
+    return path
 
 
 def _on_data(event: Any, node: _Node) -> None:

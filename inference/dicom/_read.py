@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from io import BytesIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _header, _plausible, _syntax
 from ._budget import decode_budget
@@ -72,13 +72,24 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
             f"Transfer syntax {ts if len(ts) <= 64 else ts[:64]} is not supported; "
             f"accepted: {_syntax.SUPPORTED_NAMES}.",
         )
-    body = data[meta.end :]
+    # The dataset is read where it lies in ``data`` (a view, and pydicom reading from an offset): a copy of
+    # the body would double the memory of the largest file (docs/security.md, "Memory bounds").
     if ts == _syntax.DEFLATED_LE:
-        body = inflate_capped(body, limits.max_instance_bytes)
+        source, start = inflate_capped(data[meta.end :], limits.max_instance_bytes), 0
+    else:
+        source, start = data, meta.end
     implicit, little = _syntax.encoding(ts)
-    structure = walk_structure(body, implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH)
-    ds = _parse(data[132 : meta.end], body, implicit, little)
-    del body  # pydicom holds its own copy of what it needs; do not keep a second one during decoding
+    structure = walk_structure(
+        memoryview(source)[start:], implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH
+    )
+    # The header first, without the pixel data: a file refused for its content or its pixel count is
+    # refused before pydicom copies its pixels.
+    head = _parse(data[132 : meta.end], source, start, implicit, little, stop_before_pixels=True)
+    _header.check_content(head)
+    _header.pixel_layout(head, limits)
+    del head
+    ds = _parse(data[132 : meta.end], source, start, implicit, little)
+    del source
 
     modality, sop_class = _header.check_content(ds)
     layout = _header.pixel_layout(ds, limits)
@@ -145,18 +156,32 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
     )
 
 
-def _parse(meta_bytes: bytes, body: bytes, implicit: bool, little: bool) -> Dataset:
-    """Parse with pydicom and convert every element now, so bad values surface on arrival."""
+def _parse(
+    meta_bytes: bytes,
+    source: bytes,
+    start: int,
+    implicit: bool,
+    little: bool,
+    *,
+    stop_before_pixels: bool = False,
+) -> Dataset:
+    """Parse the dataset at ``source[start:]`` with pydicom and convert every element now, so bad values
+    surface on arrival (``stop_before_pixels``: the elements before the pixel data only)."""
     from pydicom import config
     from pydicom.dataset import FileMetaDataset
     from pydicom.filereader import read_dataset
+
+    def at_pixels(tag: Any, _vr: Any, _length: int) -> bool:
+        return stop_before_pixels and int(tag) in _PIXEL_TAGS
 
     # pydicom's reading validation logs the offending VALUE (a birth date, a name): never let patient data
     # reach the logs. Values are checked here instead, where they matter.
     config.settings.reading_validation_mode = config.IGNORE
     try:
         meta = FileMetaDataset(read_dataset(BytesIO(meta_bytes), False, True))
-        ds = read_dataset(BytesIO(body), implicit, little)
+        fp = BytesIO(source)  # shares the bytes object's buffer: no copy
+        fp.seek(start)
+        ds = read_dataset(fp, implicit, little, stop_when=at_pixels)
         ds.file_meta = meta
         for _ in ds.iterall():
             pass

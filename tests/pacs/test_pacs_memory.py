@@ -2,7 +2,8 @@
 
 The listener runs with the default limits (256 MiB per instance, 24 Mi pixels). dcmtk's ``storescu`` sends
 a ~700 MB instance (refused while it is being received: the association is aborted once the limit is
-passed, and nothing of it is kept) and the largest accepted one (5016 x 5016, 16 bits, the most pixels
+passed, and nothing of it is kept) a 256 MiB one with 134 M pixels (under the size limit,
+refused for its pixel count, 0xA700), and the largest accepted one (5016 x 5016, 16 bits, the most pixels
 ``DXASSIST_MAX_PIXELS`` accepts; received, decoded, analysed and filed). The listener's peak resident
 memory (``VmHWM`` in ``/proc``) stays under 600 MB.
 """
@@ -65,6 +66,11 @@ def test_the_listener_stays_under_600_mb_for_any_instance(tmp_path: Path) -> Non
         huge.unlink()
         assert refused.returncode != 0 or "0xa700" in (refused.stdout + refused.stderr).lower()
         assert not any((home / "incoming").iterdir())  # nothing of it is kept
+        # The largest file under the size limit, refused for its pixel count (read, never decoded).
+        over = write_large_cr(tmp_path / "over.dcm", side=11_585)  # 256 MiB, 134 M pixels
+        _send(over, listener.port)
+        over.unlink()
+        assert not any((home / "incoming").iterdir())  # refused (0xA700), not stored
         after_refused = peak_rss_mb(pid)
 
         study = new_uid()
