@@ -26,6 +26,22 @@ pytestmark = pytest.mark.integration
 VERIFICATION = "1.2.840.10008.1.1"
 
 
+@pytest.fixture(autouse=True)
+def _receive_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listener's receive mode (`dxassist listen` sets it process-wide): each dataset streamed to a file.
+
+    Set and undone per test, so the result does not depend on which test of the session ran before.
+    """
+    import tempfile
+
+    from pynetdicom import _config
+
+    receiving = tmp_path / "receiving"
+    receiving.mkdir()
+    monkeypatch.setattr(_config, "STORE_RECV_CHUNKED_DATASET", True)
+    monkeypatch.setattr(tempfile, "tempdir", str(receiving))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
