@@ -34,10 +34,12 @@ _FHIR_ISSUE_CODES: Final[dict[int, str]] = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    406: "not-supported",
     409: "conflict",
     413: "too-costly",
     415: "not-supported",
     422: "processing",
+    429: "throttled",
     503: "transient",
 }
 
@@ -84,13 +86,14 @@ class MalformedRequest(ApiError):
         super().__init__(400, code, message)
 
 
-def error_response(
-    request: Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    """The error answer for ``request``: contract shape, or an OperationOutcome under ``/fhir``."""
-    if status in _REJECTED_STATUSES:
-        count_rejected(code)
-    if request.url.path.startswith("/fhir"):
+def is_fhir(path: str) -> bool:
+    """Whether ``path`` is under the FHIR base, whose errors are OperationOutcomes."""
+    return path == "/fhir" or path.startswith("/fhir/")
+
+
+def error_body(path: str, status: int, code: str, message: str) -> tuple[dict[str, Any], str]:
+    """``(body, media type)`` of an error at ``path``: the contract's shape, or an OperationOutcome."""
+    if is_fhir(path):
         outcome = {
             "resourceType": "OperationOutcome",
             "issue": [
@@ -98,11 +101,22 @@ def error_response(
                     "severity": "error",
                     "code": _FHIR_ISSUE_CODES.get(status, "exception"),
                     "details": {"coding": [{"system": "urn:dxassist:error", "code": code}], "text": message},
+                    "diagnostics": message,
                 }
             ],
         }
-        return JSONResponse(outcome, status_code=status, headers=headers, media_type=FHIR_MEDIA_TYPE)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+        return outcome, FHIR_MEDIA_TYPE
+    return {"error": {"code": code, "message": message}}, "application/json"
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The error answer for ``request``: contract shape, or an OperationOutcome under ``/fhir``."""
+    if status in _REJECTED_STATUSES:
+        count_rejected(code)
+    body, media_type = error_body(request.url.path, status, code, message)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -20,6 +20,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from inference.api._errors import error_body
 from inference.observability import count_rejected
 
 EXEMPT: Final = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -93,20 +94,20 @@ class RateLimitMiddleware:
             return
         count_rejected("rate_limited")
         retry_after = str(max(1, math.ceil(wait)))
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "rate_limited",
-                    "message": f"Too many requests from this client; retry in {retry_after} second(s).",
-                }
-            }
-        ).encode()
+        # Under /fhir an OperationOutcome, elsewhere the contract's error shape.
+        content, media_type = error_body(
+            str(scope.get("path", "")),
+            429,
+            "rate_limited",
+            f"Too many requests from this client; retry in {retry_after} second(s).",
+        )
+        body = json.dumps(content).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 429,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", media_type.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", retry_after.encode()),
                 ],

@@ -671,20 +671,21 @@ class Record:
         self,
         *,
         resource_type: str,
-        params: Mapping[str, str],
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
         base_url: str,
         scope: _scope.Scope | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """A FHIR ``searchset`` Bundle; ``base_url`` is the FHIR base (e.g. ``http://host/fhir``).
 
         With ``scope``, only what the caller may read is matched: in the query, so ``total`` and the
-        pages count nothing else.
+        pages count nothing else. Unsupported parameters are ignored unless ``strict``.
 
         Raises:
-            InvalidSearch: unsupported type or parameter, or a malformed ``_count``.
+            InvalidSearch: unsupported type, an unsupported parameter when ``strict``, a malformed value.
         """
         with self.sessions() as session:
-            return _search.search(session, resource_type, params, base_url, scope)
+            return _search.search(session, resource_type, params, base_url, scope, strict=strict)
 
     def fhir_owner(
         self, *, resource_type: str, resource_id: str

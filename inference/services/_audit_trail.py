@@ -25,7 +25,7 @@ SYSTEM_ROLE = "system"
 
 
 async def audit_event_search(
-    *, ctx: Context, actor: Actor, params: Sequence[tuple[str, str]], base_url: str
+    *, ctx: Context, actor: Actor, params: Sequence[tuple[str, str]], base_url: str, strict: bool = False
 ) -> dict[str, Any]:
     """A searchset Bundle of AuditEvents (``date``, ``patient``, ``agent``, ``_id``, ``_count``, ``_offset``).
 
@@ -34,7 +34,7 @@ async def audit_event_search(
     Raises:
         InvalidSearch: An unsupported parameter or a malformed value.
     """
-    filters = audit_events.filters(params)
+    filters = audit_events.filters(params, strict=strict)
     total, entries = await db(ctx.record.search_audit, **filters, facility=_facility_scope(actor))
     # Every patient the page names is disclosed to the auditor: one entry each (one when none).
     await audit_disclosed(

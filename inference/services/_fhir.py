@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inference.record import NotFound
@@ -86,14 +86,21 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
 
 
 async def fhir_search(
-    *, ctx: Context, actor: Actor, resource_type: str, params: Mapping[str, str], base_url: str
+    *,
+    ctx: Context,
+    actor: Actor,
+    resource_type: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of what the caller may read: the scope is part of the query, so ``total``
     and the pages count nothing else. Every patient the page discloses is written to the audit trail.
+    Unsupported parameters are ignored (FHIR R4) unless ``strict`` (``Prefer: handling=strict``).
 
     Raises:
         NotFound: Unknown resource type.
-        InvalidSearch: Unsupported parameter or malformed value.
+        InvalidSearch: Unsupported parameter when ``strict``, or a malformed value.
     """
     _check_type(resource_type)
     bundle = await db(
@@ -102,6 +109,7 @@ async def fhir_search(
         params=params,
         base_url=base_url,
         scope=scope_for(actor.principal),
+        strict=strict,
     )
     patients = [p for p in (_patient_of(e.get("resource", {})) for e in bundle.get("entry", [])) if p]
     if resource_type == "Provenance":

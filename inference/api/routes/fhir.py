@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
 from inference.api._errors import FHIR_MEDIA_TYPE
-from inference.api.deps import BaseUrl, ContextDep, QueryPairs, QueryParams, require
+from inference.api._fhir import StrictHandling, negotiate_format
+from inference.api.deps import BaseUrl, ContextDep, QueryPairs, require
 from inference.services import Actor, audit_event_read, audit_event_search, capability, fhir_read, fhir_search
 
-router = APIRouter(prefix="/fhir", tags=["fhir"])
+# Every FHIR route serves JSON only: XML (``_format``, ``Accept``) answers 406 before anything else.
+router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiate_format)])
 
 ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="e.g. Patient")]
 ResourceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="A FHIR logical id.")]
 _FHIR = {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": "OperationOutcome", **_FHIR} for status in (400, 401, 403, 404)
+    status: {"description": "OperationOutcome", **_FHIR} for status in (400, 401, 403, 404, 406, 429)
 }
 
 
@@ -55,9 +57,15 @@ async def read_audit_event(
     summary="Search the audit trail: date (repeatable, with ge/gt/le/lt), patient, agent, _count, _offset.",
 )
 async def search_audit_events(
-    actor: Annotated[Actor, require("audit:read")], ctx: ContextDep, params: QueryPairs, base_url: BaseUrl
+    actor: Annotated[Actor, require("audit:read")],
+    ctx: ContextDep,
+    params: QueryPairs,
+    base_url: BaseUrl,
+    strict: StrictHandling,
 ) -> FhirResponse:
-    bundle = await audit_event_search(ctx=ctx, actor=actor, params=params, base_url=f"{base_url}/fhir")
+    bundle = await audit_event_search(
+        ctx=ctx, actor=actor, params=params, base_url=f"{base_url}/fhir", strict=strict
+    )
     return FhirResponse(bundle)
 
 
@@ -81,16 +89,23 @@ async def read(
     "/{resource_type}",
     response_class=FhirResponse,
     responses={200: _FHIR, **_ERRORS},
-    summary="Search: a searchset Bundle (patient=, identifier=, _id=, _count=, _offset=).",
+    summary="Search: a searchset Bundle (patient=, identifier=, _id=, _count=, _offset=); other "
+    "parameters are ignored unless the request says Prefer: handling=strict.",
 )
 async def search(
     actor: Annotated[Actor, require("fhir:read")],
     ctx: ContextDep,
     resource_type: ResourceType,
-    params: QueryParams,
+    params: QueryPairs,
     base_url: BaseUrl,
+    strict: StrictHandling,
 ) -> FhirResponse:
     bundle = await fhir_search(
-        ctx=ctx, actor=actor, resource_type=resource_type, params=params, base_url=f"{base_url}/fhir"
+        ctx=ctx,
+        actor=actor,
+        resource_type=resource_type,
+        params=params,
+        base_url=f"{base_url}/fhir",
+        strict=strict,
     )
     return FhirResponse(bundle)

@@ -169,22 +169,35 @@ def _day_bounds(value: str) -> tuple[datetime, datetime]:
         ) from e
 
 
-def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Keyword filters for ``Record.search_audit`` from the query's ``(name, value)`` pairs.
+def supported_pairs(params: Sequence[tuple[str, str]], *, strict: bool = False) -> list[tuple[str, str]]:
+    """The pairs of an AuditEvent search that are applied: unsupported ones are ignored unless ``strict``.
 
     Raises:
-        InvalidSearch: An unknown parameter, a malformed date or number, or a repeated non-date one.
+        InvalidSearch: ``strict`` and an unsupported parameter, or a repeated non-date one.
     """
-    names = [name for name, _ in params]
-    unknown = sorted(set(names) - set(SEARCH_PARAMS) - _COMMON)
-    if unknown:
+    supported = set(SEARCH_PARAMS) | _COMMON
+    unknown = sorted({name for name, _ in params if name not in supported})
+    if unknown and strict:
         raise InvalidSearch(
-            f"Search parameter(s) {', '.join(unknown)} not supported for AuditEvent; "
-            f"supported are {', '.join(sorted(set(SEARCH_PARAMS) | _COMMON))}."
+            f"Search parameter(s) {', '.join(unknown)} not supported for AuditEvent "
+            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))}."
         )
+    kept = [(name, value) for name, value in params if name in supported]
+    names = [name for name, _ in kept]
     repeated = sorted({n for n in names if n != "date" and names.count(n) > 1})
     if repeated:
         raise InvalidSearch(f"Search parameter(s) {', '.join(repeated)} appear more than once.")
+    return kept
+
+
+def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:
+    """Keyword filters for ``Record.search_audit`` from the query's ``(name, value)`` pairs.
+
+    Raises:
+        InvalidSearch: An unknown parameter when ``strict``, a malformed date or number, or a repeated
+            non-date one.
+    """
+    params = supported_pairs(params, strict=strict)
     out: dict[str, Any] = {}
     for name, value in params:
         if name == "date":
@@ -234,13 +247,15 @@ def bundle(
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base)."""
     base = base_url.rstrip("/")
-    query = [(k, v) for k, v in params if k not in ("_format", "_offset")]
+    # Only what was applied: unsupported (ignored) parameters are left out of the links.
+    query = [(k, v) for k, v in supported_pairs(params) if k != "_format"]
     links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(query)}"}]
     if count > 0 and offset + count < total:
+        following = [(k, v) for k, v in query if k != "_offset"]
         links.append(
             {
                 "relation": "next",
-                "url": f"{base}/AuditEvent?{urlencode([*query, ('_offset', offset + count)])}",
+                "url": f"{base}/AuditEvent?{urlencode([*following, ('_offset', offset + count)])}",
             }
         )
     resources = [audit_event(entry) for entry in entries]

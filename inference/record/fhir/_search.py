@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
@@ -331,41 +331,80 @@ def _int_param(params: Mapping[str, str], name: str, default: int, high: int) ->
     return value
 
 
+def applied(
+    resource_type: str,
+    pairs: Sequence[tuple[str, str]],
+    supported: frozenset[str] | set[str],
+    *,
+    strict: bool,
+    repeatable: frozenset[str] = frozenset({"date"}),
+) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of a search that the server applies, in order.
+
+    FHIR R4 (search 3.1.1.3.2): a server SHOULD ignore a parameter it does not support unless the client
+    asked for ``Prefer: handling=strict``; then it is an error. A repeated supported parameter (other than
+    ``repeatable``) is always an error: which value would apply is not defined.
+
+    Raises:
+        InvalidSearch: ``strict`` and an unsupported parameter, or a repeated supported one.
+    """
+    unknown = sorted({name for name, _ in pairs if name not in supported})
+    if unknown and strict:
+        raise InvalidSearch(
+            f"Search parameter(s) {', '.join(unknown)} not supported for {resource_type} "
+            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))}."
+        )
+    kept = [(name, value) for name, value in pairs if name in supported]
+    names = [name for name, _ in kept]
+    repeated = sorted({name for name in names if name not in repeatable and names.count(name) > 1})
+    if repeated:
+        raise InvalidSearch(
+            f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once."
+        )
+    return kept
+
+
 def search(
     session: Session,
     resource_type: str,
-    params: Mapping[str, str],
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
     base_url: str,
     scope: Scope | None = None,
+    *,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of ``resource_type`` matching ``params``; ``total`` counts every match the
-    caller may read (``scope``), and ``_count=0`` answers the total alone, without a ``next`` link."""
+    caller may read (``scope``), and ``_count=0`` answers the total alone, without a ``next`` link.
+
+    ``params`` are the query's ``(name, value)`` pairs (or a mapping). Unsupported parameters are ignored
+    and left out of the ``self`` link unless ``strict`` (``Prefer: handling=strict``).
+
+    Raises:
+        InvalidSearch: Unknown type; an unsupported parameter when ``strict``; a bad value.
+    """
     if resource_type not in SEARCH_PARAMS:
         raise InvalidSearch(
             f"Resource type {resource_type!r} is not served; "
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
-    allowed = set(SEARCH_PARAMS[resource_type]) | _COMMON
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidSearch(
-            f"Search parameter(s) {', '.join(unknown)} not supported for {resource_type}; "
-            f"supported are {', '.join(sorted(allowed))}."
-        )
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    kept = applied(resource_type, pairs, set(SEARCH_PARAMS[resource_type]) | _COMMON, strict=strict)
+    joined: dict[str, str] = {name: value for name, value in kept if name != "date"}
+    dates = [value for name, value in kept if name == "date"]
+    if dates:
+        joined["date"] = DATE_SEPARATOR.join(dates)
+    params = joined
     count = _int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = _int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")
     total, builders = _matches(session, resource_type, params, scope, offset, count)
     page = [build() for build in builders]
-    query = {k: v for k, v in params.items() if k != "_format"}
+    # The self link shows what was applied (FHIR R4 search 3.1.1.3.2): ignored parameters are left out.
+    query = [(k, v) for k, v in kept if k != "_format"]
     links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(query)}"}]
     if count > 0 and offset + count < total:
-        links.append(
-            {
-                "relation": "next",
-                "url": f"{base}/{resource_type}?{urlencode({**query, '_offset': str(offset + count)})}",
-            }
-        )
+        following = [(k, v) for k, v in query if k != "_offset"] + [("_offset", str(offset + count))]
+        links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(following)}"})
     return {
         "resourceType": "Bundle",
         "id": new_id(),

@@ -1,0 +1,77 @@
+"""HTTP semantics of the FHIR views: the formats served (JSON only) and the ``Prefer: handling`` header."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+
+from inference.api._errors import ApiError
+
+#: ``_format`` values and media types that mean FHIR JSON (R4 http 3.1.0.1.10 lists the short forms).
+_JSON: Final = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
+#: Media ranges of an ``Accept`` header that JSON satisfies.
+_JSON_RANGES: Final = _JSON | {"*/*", "application/*"}
+
+
+class NotAcceptable(ApiError):
+    """The client asked for a format the FHIR views do not serve (HTTP 406)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(406, "not_acceptable", message)
+
+
+def _media_ranges(header: str) -> list[tuple[str, float]]:
+    """``(media range, q)`` of each element of an ``Accept`` header (RFC 9110 12.5.1)."""
+    out: list[tuple[str, float]] = []
+    for element in header.split(","):
+        media, *params = (part.strip() for part in element.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        out.append((media.lower(), q))
+    return out
+
+
+def negotiate_format(request: Request) -> None:
+    """Refuse with 406 a ``_format`` or ``Accept`` that JSON cannot satisfy (XML, Turtle, HTML only).
+
+    ``_format`` overrides ``Accept`` (FHIR R4 http 3.1.0.1.10). No ``Accept``, ``*/*`` or any JSON type
+    with a non-zero q is served.
+
+    Raises:
+        NotAcceptable: The client accepts no format this server serves.
+    """
+    wanted = request.query_params.getlist("_format")
+    if wanted:
+        refused = [value for value in wanted if value.split(";")[0].strip().lower() not in _JSON]
+        if refused:
+            raise NotAcceptable(
+                "This FHIR server serves JSON only; _format must be json or application/fhir+json."
+            )
+        return
+    header = request.headers.get("accept")
+    if header is None or not header.strip():
+        return
+    if not any(media in _JSON_RANGES and q > 0 for media, q in _media_ranges(header)):
+        raise NotAcceptable("This FHIR server serves JSON only; accept application/fhir+json (or */*).")
+
+
+def strict_handling(request: Request) -> bool:
+    """Whether the client sent ``Prefer: handling=strict`` (unsupported search parameters are errors)."""
+    for header in request.headers.getlist("prefer"):
+        for preference in header.replace(";", ",").split(","):
+            name, _, value = preference.partition("=")
+            if name.strip().lower() == "handling" and value.strip().strip('"').lower() == "strict":
+                return True
+    return False
+
+
+StrictHandling = Annotated[bool, Depends(strict_handling)]
