@@ -126,7 +126,7 @@ def inflate_capped(deflated: bytes, cap: int) -> bytes:
 class _Walker:
     """Walks element headers and sequence items without interpreting values."""
 
-    def __init__(self, buf: bytes, implicit: bool, little: bool, max_depth: int) -> None:
+    def __init__(self, buf: bytes | memoryview, implicit: bool, little: bool, max_depth: int) -> None:
         self.buf = buf
         self.implicit = implicit
         self.endian = "<" if little else ">"
@@ -253,7 +253,7 @@ def _implicit_is_sequence(tag: int) -> bool:
         return False
 
 
-def walk_structure(body: bytes, *, implicit: bool, little: bool, max_depth: int) -> Structure:
+def walk_structure(body: bytes | memoryview, *, implicit: bool, little: bool, max_depth: int) -> Structure:
     """Walk every element header and sequence item of a dataset.
 
     Args:

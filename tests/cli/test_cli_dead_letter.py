@@ -1,0 +1,33 @@
+"""``dxassist dead-letter``: an empty queue says so; ids that name nothing are refused with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from _dxassist_cli import DXASSIST, dxassist_env
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DXASSIST), "dead-letter", *args],
+        env=dxassist_env(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_an_empty_queue_and_ids_that_name_nothing(tmp_path: Path) -> None:
+    listed = _run(tmp_path, "list")
+    assert listed.returncode == 0 and "empty" in listed.stdout
+    assert json.loads(_run(tmp_path, "list", "--json").stdout) == []
+    for bad in ("delivery:12", "study:1.2.3", "build:x", "nonsense"):
+        refused = _run(tmp_path, "retry", bad)
+        assert refused.returncode == 2, (bad, refused.stdout, refused.stderr)
+        assert "dead-letter" in refused.stderr and "Traceback" not in refused.stderr
+    assert _run(tmp_path, "retry").returncode == 2  # neither ids nor --all
+    everything = _run(tmp_path, "retry", "--all")
+    assert everything.returncode == 0 and "0 dead letter(s)" in everything.stdout
