@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import inference  # noqa: F401  (first: switches ONNX Runtime and MLflow telemetry off)
 from inference.observability._phi_guard import QuietThirdParty, install_process_guard
@@ -108,11 +108,48 @@ def _training_cli() -> Any:
 # -- subcommands ------------------------------------------------------------------------------------
 
 
+def unservable_champions(settings: Settings) -> dict[str, str]:
+    """Served names whose champion this server cannot load, each with one line saying why.
+
+    Each champion is fetched into the cache and loaded by ``inference.runtime.serving_problem``, the
+    server's own loader: a ``var/`` trained before a change of the ONNX contract (e.g. the imaging
+    model's ``ood`` output) is found here rather than by ``dxassist serve``.
+
+    Raises:
+        model_registry.RegistryError: The registry cannot be asked.
+    """
+    from inference.runtime import IMAGING_MODEL, TRIAGE_MODEL, serving_problem
+    from model_registry import CHAMPION, ModelCache
+
+    client = _registry(settings)
+    cache = ModelCache(settings.model_cache)
+    found: dict[str, str] = {}
+    served: tuple[tuple[str, Literal["imaging", "triage"]], ...] = (
+        (IMAGING_MODEL, "imaging"),
+        (TRIAGE_MODEL, "triage"),
+    )
+    for name, kind in served:
+        version = client.resolve(name, CHAMPION)
+        if version is None:
+            continue
+        problem = serving_problem(cache.fetch(name, CHAMPION, client=client), kind)
+        if problem is not None:
+            found[name] = (
+                f"{name}: champion version {version} cannot be served by this version of dxassist: {problem}"
+            )
+    return found
+
+
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
     settings = _settings()
     training_cli = _training_cli()
+    unservable = unservable_champions(settings)
+    for line in unservable.values():
+        print(f"{line} A new version is trained to replace it (the old one stays in the registry).")
     try:
-        results = training_cli.bootstrap(settings, profile=args.profile, echo=print)
+        results = training_cli.bootstrap(
+            settings, profile=args.profile, echo=print, unservable=frozenset(unservable)
+        )
     except (training_cli.TrainingUnavailable, training_cli.TrainingConfigError) as e:
         raise CliError(str(e), status=2) from e
     print()

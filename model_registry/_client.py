@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -296,13 +297,24 @@ class RegistryClient:
         with translated(f"setting alias {alias} of {name}"):
             self.mlflow_client.set_registered_model_alias(name, alias, version)
 
-    def promote(self, name: str, version: str | int, *, tolerance: float = DEFAULT_TOLERANCE) -> GateDecision:
+    def promote(
+        self,
+        name: str,
+        version: str | int,
+        *,
+        tolerance: float = DEFAULT_TOLERANCE,
+        champion_unservable: bool = False,
+    ) -> GateDecision:
         """Run the promotion gate and, if it passes, move ``champion`` to ``version``.
 
         The gate needs a passed parity check and, for every ``val_auroc*`` figure the champion has, a
         candidate value at most ``tolerance`` below it. On success the previous champion is recorded
         (version tag ``previous_champion`` and the model's ``champion_history`` tag) so
         :meth:`rollback` can restore it, and a ``challenger`` alias on the version is removed.
+
+        With ``champion_unservable`` (the caller found that the server refuses the champion, e.g. it
+        predates the current ONNX contract) the candidate is judged on its own checks, as a first
+        version: a model that cannot be served is no baseline. The old version stays registered.
 
         Returns:
             The gate's decision (already champion: a passing decision with nothing changed).
@@ -322,8 +334,19 @@ class RegistryClient:
                 reason=f"Version {candidate.version} of {name} is already the champion; nothing changed.",
                 tolerance=tolerance,
             )
-        champion = self.get_version(name, current) if current is not None else None
+        champion = (
+            self.get_version(name, current) if current is not None and not champion_unservable else None
+        )
         decision = evaluate_gate(candidate, champion, tolerance=tolerance)
+        if champion_unservable and current is not None and decision.passed:
+            decision = dataclasses.replace(
+                decision,
+                previous_champion=current,
+                reason=(
+                    f"Version {candidate.version} of {name} replaces version {current}, which this server "
+                    "cannot load; it passed its own checks (a model that cannot be served is no baseline)."
+                ),
+            )
         if not decision.passed:
             _log.warning("Promotion refused: %s", decision.reason)
             raise PromotionRefused(decision.reason, decision)

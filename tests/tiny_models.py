@@ -133,6 +133,7 @@ def build_imaging_onnx(
     channels: int = 6,
     ood_threshold: float = DEFAULT_OOD_THRESHOLD,
     reference: Mapping[str, Any] | None = None,
+    with_ood: bool = True,
 ) -> Path:
     """Write a tiny imaging model honouring the ``cxr-findings`` contract and return its path.
 
@@ -147,6 +148,8 @@ def build_imaging_onnx(
         channels: feature channels of the convolution.
         ood_threshold: the OOD threshold in the metadata (a tiny one makes every image not assessable).
         reference: ``dxassist.drift_reference``; left out when None.
+        with_ood: False builds a model of the older contract: no ``ood`` output (add
+            ``drop_metadata=("dxassist.ood",)`` for its metadata too).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -170,6 +173,8 @@ def build_imaging_onnx(
         helper.make_node("Mul", ["weighted", "centred"], ["terms"]),
         helper.make_node("ReduceSum", ["terms", "ood_axes"], ["ood"], keepdims=0),
     ]
+    if not with_ood:
+        nodes = nodes[:5]
     side = input_size // CAM_STRIDE
     graph = helper.make_graph(
         nodes,
@@ -179,7 +184,7 @@ def build_imaging_onnx(
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k]),
             helper.make_tensor_value_info("cam", TensorProto.FLOAT, ["batch", k, side, side]),
             helper.make_tensor_value_info("ood", TensorProto.FLOAT, ["batch"]),
-        ],
+        ][: 3 if with_ood else 2],
         initializer=[
             numpy_helper.from_array(conv_w, "conv_w"),
             numpy_helper.from_array(conv_b, "conv_b"),
@@ -188,7 +193,7 @@ def build_imaging_onnx(
             numpy_helper.from_array(ood_mean, "ood_mean"),
             numpy_helper.from_array(ood_precision, "ood_precision"),
             numpy_helper.from_array(np.array([1], dtype=np.int64), "ood_axes"),
-        ],
+        ][: 7 if with_ood else 4],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"

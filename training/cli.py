@@ -11,7 +11,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,7 +55,8 @@ class BootstrapResult:
     Attributes:
         name: Registered model name.
         action: ``kept`` (a champion existed), ``promoted`` (an existing challenger became champion)
-            or ``trained`` (a new version was trained, registered and promoted).
+            ``trained`` (a new version was trained, registered and promoted) or ``replaced`` (the same,
+            in place of a champion the server cannot load).
         version: The champion version afterwards.
         sha256: sha256 of the champion's ONNX file.
         metrics: The champion's gate figures.
@@ -227,12 +228,26 @@ def train(
     return TrainResult(outcome=outcome, registered=registered, out_dir=folder)
 
 
-def bootstrap(settings: Settings, *, profile: str = "quick", echo: Echo = _stdout) -> list[BootstrapResult]:
+def bootstrap(
+    settings: Settings,
+    *,
+    profile: str = "quick",
+    echo: Echo = _stdout,
+    unservable: Collection[str] = (),
+) -> list[BootstrapResult]:
     """``dxassist bootstrap``: make sure every served model has a ``champion``, then cache it.
 
     For each served model without a champion: an existing challenger that passes the promotion gate
     is promoted; otherwise a model is trained with ``profile``, registered as challenger and promoted.
     A second run finds the champions and only refreshes the local cache (seconds, no torch).
+
+    Args:
+        settings: where the registry and the cache are.
+        profile: training profile for the models that must be trained.
+        echo: where progress lines go.
+        unservable: served names whose champion the server cannot load (``inference.cli`` checks them
+            with the server's own loader): a new version is trained and promoted without comparing it
+            with that champion, which stays in the registry.
 
     Raises:
         model_registry.RegistryError: The registry cannot be reached, or a freshly trained model was
@@ -246,22 +261,27 @@ def bootstrap(settings: Settings, *, profile: str = "quick", echo: Echo = _stdou
         started = time.monotonic()
         action = "kept"
         champion = client.resolve(name, CHAMPION)
-        if champion is not None:
+        replacing = champion is not None and name in unservable
+        if replacing:
+            echo(f"{name}: replacing champion version {champion}; training with the {profile} profile.")
+            champion = None
+        elif champion is not None:
             echo(f"{name}: champion is version {champion}; nothing to train.")
         else:
             champion = _promote_waiting_challenger(client, name, echo)
             action = "promoted" if champion is not None else action
         if champion is None:
-            echo(f"{name}: no champion; training with the {profile} profile (this takes a few minutes).")
+            if not replacing:
+                echo(f"{name}: no champion; training with the {profile} profile (this takes a few minutes).")
             outcome = run_training(kind, profile=profile, out_dir=run_dir(settings, name))
             registered = register_outcome(client, outcome)
             echo(
                 f"{name}: registered version {registered.version} as {CHALLENGER}; "
                 "running the promotion gate."
             )
-            decision = client.promote(name, registered.version)
+            decision = client.promote(name, registered.version, champion_unservable=replacing)
             echo(f"{name}: {decision.reason}")
-            champion, action = registered.version, "trained"
+            champion, action = registered.version, "replaced" if replacing else "trained"
         version = client.get_version(name, champion)
         local = cache.fetch(name, CHAMPION, client=client)
         results.append(

@@ -360,6 +360,10 @@ class Health(_Public):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = {}
+    problems: list[str] = Field(
+        default=[],
+        description="Readiness: one sentence per model version the server refused (why, and what to run).",
+    )
 
 
 class ConsentView(_Public):

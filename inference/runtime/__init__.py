@@ -33,7 +33,13 @@ from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, F
 from inference.runtime._meta import ImagingMeta, OodMeta, TriageMeta
 from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
-from inference.runtime._served import LocalModelLike, ServedModel, load_served_model, make_session
+from inference.runtime._served import (
+    LocalModelLike,
+    ServedModel,
+    load_served_model,
+    make_session,
+    serving_problem,
+)
 
 __all__ = [
     "CPU",
@@ -72,4 +78,5 @@ __all__ = [
     "provider_options",
     "score_batch",
     "select_providers",
+    "serving_problem",
 ]

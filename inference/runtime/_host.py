@@ -121,6 +121,8 @@ class ModelHost:
         self._on_batch = on_batch
         self._device_id = device_id if device_id is not None else int(getattr(settings, "cuda_device_id", 0))
         self._models: dict[ModelKind, ServedModel] = {}
+        # Why the latest fetched version of a model was refused (cleared once a version loads).
+        self._refused: dict[ModelKind, str] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[ImagingOutput] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -191,9 +193,15 @@ class ModelHost:
         """Imaging batches run since start (one ``session.run`` each)."""
         return self._batcher.batches_run if self._batcher is not None else 0
 
+    def problems(self) -> list[str]:
+        """One sentence per model whose latest version was refused: model, version, why, what to run."""
+        return [self._refused[k] for k in ("imaging", "triage") if k in self._refused]
+
     def _current(self, kind: ModelKind) -> ServedModel:
         model = self._models.get(kind)
         if model is None:
+            if kind in self._refused:
+                raise ModelUnavailable(self._refused[kind])
             raise ModelUnavailable(
                 f"Model {self._names[kind]} is not loaded yet (no '{self._alias}' version could be fetched "
                 "and loaded); retry later."
@@ -246,8 +254,17 @@ class ModelHost:
                 try:
                     served = await loop.run_in_executor(None, self._load, local, kind)
                 except (ModelInvalid, ConfigurationError) as e:
-                    logger.error("Refusing %s version %s: %s", name, local.version, e)
+                    hint = (
+                        " Run `dxassist bootstrap` to train and register a version this server can load."
+                        if isinstance(e, ModelInvalid)
+                        else ""
+                    )
+                    problem = f"{name} version {local.version} cannot be served: {e}{hint}"
+                    if self._refused.get(kind) != problem:  # the watcher retries: say it once per version
+                        logger.error("Refusing %s version %s: %s%s", name, local.version, e, hint)
+                    self._refused[kind] = problem
                     continue
+                self._refused.pop(kind, None)
                 # A single reference assignment: the event loop sees the old or the new model, never a mix.
                 self._models[kind] = served
                 MODEL_SWAPS.labels(name).inc()

@@ -134,12 +134,26 @@ def _number(meta: Mapping[str, str], key: str, *, positive: bool = False, probab
     return float(value)
 
 
-def _require(meta: Mapping[str, str], keys: Sequence[str], kind: str) -> None:
+def _require(
+    meta: Mapping[str, str],
+    keys: Sequence[str],
+    kind: str,
+    outputs: Sequence[TensorSpec] = (),
+    expected_outputs: Sequence[str] = (),
+) -> None:
+    """Refuse a model lacking metadata keys, naming any missing output in the same sentence.
+
+    A model exported before a contract change usually lacks both (e.g. the imaging ``ood`` output and
+    ``dxassist.ood``): one message naming everything tells the operator what changed.
+    """
     missing = [k for k in keys if k not in meta]
     if missing:
+        names = {s.name for s in outputs}
+        absent = [o for o in expected_outputs if o not in names]
+        also = f" and the output(s) {', '.join(absent)}" if absent else ""
         raise ModelInvalid(
-            f"The {kind} model lacks the metadata key(s) {', '.join(missing)}; an exported dxassist model "
-            f"carries {', '.join(keys)}."
+            f"The {kind} model lacks the metadata key(s) {', '.join(missing)}{also}; an exported dxassist "
+            f"model carries {', '.join(keys)}."
         )
 
 
@@ -198,7 +212,7 @@ def parse_imaging(
     Raises:
         ModelInvalid: anything breaks the ``cxr-findings`` contract.
     """
-    _require(meta, IMAGING_KEYS, "imaging")
+    _require(meta, IMAGING_KEYS, "imaging", outputs, ("logits", "cam", "ood"))
     labels = _json(meta, "dxassist.labels")
     if (
         not isinstance(labels, list)
@@ -288,7 +302,7 @@ def parse_triage(
     Raises:
         ModelInvalid: anything breaks the ``vitals-triage`` contract.
     """
-    _require(meta, TRIAGE_KEYS, "triage")
+    _require(meta, TRIAGE_KEYS, "triage", outputs, ("logit", "contributions"))
     features = _json(meta, "dxassist.features")
     if (
         not isinstance(features, list)

@@ -226,6 +226,29 @@ def load_served_model(
     return served
 
 
+@dataclass(frozen=True)
+class _CheckSettings:
+    """One CPU thread: checking a model needs no accelerator and must not compete with a running server."""
+
+    execution_provider: str = "cpu"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+
+
+def serving_problem(local: LocalModelLike, kind: ModelKind) -> str | None:
+    """Why this server would refuse to serve ``local`` as a ``kind`` model; ``None`` when it loads.
+
+    It is :func:`load_served_model` itself (on the CPU), so ``dxassist bootstrap`` judges a registered
+    champion by exactly the checks ``dxassist serve`` applies: sha256, ONNX Runtime, inputs and outputs,
+    every ``dxassist.*`` key and the triage probe rows.
+    """
+    try:
+        load_served_model(local, _CheckSettings(), expected_kind=kind)
+    except ModelInvalid as e:
+        return str(e)
+    return None
+
+
 # A sign not measured must contribute exactly 0 and the contributions must add up to the logit: checked
 # on probe rows when the model is loaded, so a model breaking the explanation contract is never served.
 _SUM_TOLERANCE = 1e-4

@@ -44,7 +44,7 @@ from inference.services._results import (
     get_worklist,
     submit_feedback,
 )
-from inference.services._status import list_models, readiness
+from inference.services._status import list_models, model_problems, readiness
 from inference.services._stow import FailedInstance, StoredInstance, StowOutcome, store_instances
 from inference.services._triage import analyse_vitals
 from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
@@ -116,6 +116,7 @@ __all__ = [
     "list_dead_letters",
     "list_models",
     "localise",
+    "model_problems",
     "observe_drift",
     "open_context",
     "readiness",

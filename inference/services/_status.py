@@ -12,6 +12,11 @@ async def readiness(*, ctx: Context) -> dict[str, bool]:
     return {"models": ctx.host.ready, "database": await db(ctx.record.ping)}
 
 
+def model_problems(*, ctx: Context) -> list[str]:
+    """Why a served model's latest version was refused: model, version, the broken contract, what to run."""
+    return ctx.host.problems()
+
+
 def list_models(*, ctx: Context) -> dict[str, Any]:
     """The models in service: name, version, alias, sha256, execution provider, kind, synthetic."""
     return {"models": [{**m.describe(), "synthetic": m.synthetic} for m in ctx.host.models()]}

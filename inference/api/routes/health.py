@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from inference.api.deps import ContextDep
 from inference.api.schemas import Health
 from inference.observability import exposition
-from inference.services import readiness
+from inference.services import model_problems, readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -27,7 +27,7 @@ async def healthz() -> Health:
 async def readyz(ctx: ContextDep) -> Response:
     checks = await readiness(ctx=ctx)
     ready = all(checks.values())
-    body = Health(status="ok" if ready else "unavailable", checks=checks)
+    body = Health(status="ok" if ready else "unavailable", checks=checks, problems=model_problems(ctx=ctx))
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
