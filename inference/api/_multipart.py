@@ -15,6 +15,9 @@ from typing import Final
 from inference.api._errors import MalformedRequest
 
 _MAX_HEADER_BYTES: Final = 16 * 1024
+# RFC 2046 caps a boundary at 70 characters, but real senders exceed it (Orthanc 1.10's DICOMweb plugin
+# sends 73): any printable boundary up to this cap is accepted, as mature servers do.
+MAX_BOUNDARY_CHARS: Final = 200
 _CRLF: Final = b"\r\n"
 
 
@@ -74,8 +77,10 @@ def parse_related(body: bytes, boundary: str, *, max_parts: int) -> list[Part]:
         MalformedRequest: No opening or closing delimiter, or a part without a header/body separator.
         ValueError: More than ``max_parts`` parts.
     """
-    if not boundary or len(boundary) > 70:
-        raise MalformedRequest("The multipart boundary must have 1 to 70 characters (RFC 2046).")
+    if not boundary or len(boundary) > MAX_BOUNDARY_CHARS or not all(" " <= c <= "~" for c in boundary):
+        raise MalformedRequest(
+            f"The multipart boundary must have 1 to {MAX_BOUNDARY_CHARS} printable ASCII characters."
+        )
     delimiter = b"--" + boundary.encode("latin-1")
     if body.startswith(delimiter):
         position = 0

@@ -111,3 +111,25 @@ def test_resending_returns_the_same_result(client: TestClient, env: Env) -> None
     assert _stow(client, env, parts).status_code == 200
     again = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).json()
     assert first["result_id"] == again["result_id"]
+
+
+def test_boundaries_longer_than_rfc_2046_quoted_or_not_are_accepted(client: TestClient, env: Env) -> None:
+    # Orthanc 1.10's DICOMweb plugin sends a 73-character boundary; RFC 2046 says at most 70.
+    headers = env.headers("pacs", facility="F1")
+    for boundary, quoted in (("o" * 73, False), ("x-" * 90 + "=:?/", True)):
+        study = new_study_uid()
+        body, content_type = related_body(
+            [("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))], boundary=boundary
+        )
+        if quoted:
+            content_type = content_type.replace(f"boundary={boundary}", f'boundary="{boundary}"')
+        response = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+        assert response.status_code == 200, (len(boundary), response.text)
+    too_long = "b" * 201
+    body, content_type = related_body([("application/dicom", b"x")], boundary=too_long)
+    response = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "malformed",
+        "message": "The multipart boundary must have 1 to 200 printable ASCII characters.",
+    }
