@@ -123,11 +123,15 @@ def test_boundaries_longer_than_rfc_2046_quoted_or_not_are_accepted(client: Test
         )
         if quoted:
             content_type = content_type.replace(f"boundary={boundary}", f'boundary="{boundary}"')
-        response = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+        response = client.post(
+            "/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type}
+        )
         assert response.status_code == 200, (len(boundary), response.text)
     too_long = "b" * 201
     body, content_type = related_body([("application/dicom", b"x")], boundary=too_long)
-    response = client.post("/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type})
+    response = client.post(
+        "/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type}
+    )
     assert response.status_code == 400
     assert response.json()["error"] == {
         "code": "malformed",
