@@ -5,13 +5,37 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inference import __version__
 from inference.record import NotFound
-from inference.record.fhir import SUPPORTED_TYPES
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
 from inference.security import scope_for
 from inference.services._access import audit, audit_disclosed, authorise
 from inference.services._context import Actor, Context, db
+from inference.writers import AlgorithmInfo, device_uid
 
 _ACTION = "fhir:read"
+#: DICOM UIDs as FHIR identifiers (R4 Identifier: system urn:dicom:uid, value urn:oid:...).
+DICOM_UID_SYSTEM = "urn:dicom:uid"
+
+
+def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
+    """A Device with the DICOM Device UID its SRs and Secondary Captures give the same model version.
+
+    The UID is derived from the site's org root (a setting), so it is added here, not in the record.
+    """
+    if resource.get("resourceType") != "Device":
+        return resource
+    name = str(resource.get("modelNumber", ""))
+    version = str((resource.get("version") or [{}])[0].get("value", ""))
+    sha256 = next(
+        (str(i["value"]) for i in resource.get("identifier", []) if i.get("system") == MODEL_SHA256_SYSTEM),
+        "",
+    )
+    if not (name and version and sha256):
+        return resource
+    algorithm = AlgorithmInfo(name=name, version=version, sha256=sha256, software_version=__version__)
+    uid = {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{device_uid(org_root, algorithm)}"}
+    return {**resource, "identifier": [*resource.get("identifier", []), uid]}
 
 
 def _patient_of(resource: Mapping[str, Any]) -> str | None:
@@ -73,6 +97,7 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
     resource = await db(ctx.record.fhir_read, resource_type=resource_type, resource_id=resource_id)
     if resource is None:  # removed between the two reads: only a manual delete could do that
         raise NotFound(f"No {resource_type} has this id.")
+    resource = _with_device_uid(resource, ctx.settings.org_root)
     await audit(
         ctx,
         actor,
@@ -122,4 +147,7 @@ async def fhir_search(
             if found is not None and found[0] is not None:
                 patients.append(found[0])
     await audit_disclosed(ctx, actor, action=_ACTION, resource_type=resource_type, patients=patients)
+    if resource_type == "Device":
+        for entry in bundle.get("entry", []):
+            entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.org_root)
     return bundle

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
 from inference.record._types import fhir_date, iso
+from inference.record._views import heatmap_url
 from inference.record.fhir import _codes as c
 
 VITAL_SUFFIXES: Final[tuple[str, ...]] = ("rr", "spo2", "bp", "hr", "temp", "acvpu", "o2")
@@ -63,14 +64,42 @@ def _gender(sex: str | None) -> str | None:
     }.get(sex.strip().lower(), "unknown")
 
 
+def human_name(value: str) -> dict[str, Any]:
+    """A FHIR ``HumanName`` from a stored name: a DICOM PN (``family^given^middle^prefix^suffix``) is split
+    into its parts, with ``text`` the readable form; free text (a name sent as JSON) stays ``text`` only.
+
+    Of a PN with several component groups (``alphabetic=ideographic=phonetic``), the first non-empty one
+    is used: FHIR has one HumanName per representation and the alphabetic one is what readers search.
+    """
+    if "^" not in value and "=" not in value:
+        return {"text": value}
+    group = next((g for g in value.split("=") if g.strip("^ ")), "")
+    family, given, middle, prefix, suffix = ([*group.split("^"), "", "", "", ""])[:5]
+    out: dict[str, Any] = {}
+    if family.strip():
+        out["family"] = family.strip()
+    givens = given.split() + middle.split()
+    if givens:
+        out["given"] = givens
+    if prefix.split():
+        out["prefix"] = prefix.split()
+    if suffix.split():
+        out["suffix"] = suffix.split()
+    text = " ".join([*prefix.split(), *givens, *family.split(), *suffix.split()])
+    if text:
+        out["text"] = text
+    return out
+
+
 def patient(row: Patient) -> dict[str, Any]:
     """Patient: identifier (system from the issuer), name, birthDate, gender, managing facility."""
     identifier: dict[str, Any] = {"use": "usual", "value": row.identifier}
     if row.issuer:
         identifier["system"] = issuer_system(row.issuer)
     out: dict[str, Any] = {"resourceType": "Patient", "id": row.id, "identifier": [identifier]}
-    if row.name:
-        out["name"] = [{"text": row.name}]
+    name = human_name(row.name) if row.name else {}
+    if name:
+        out["name"] = [name]
     gender = _gender(row.sex)
     if gender:
         out["gender"] = gender
@@ -232,6 +261,18 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
         out["conclusionCode"] = [{"coding": [dict(c.NOT_ASSESSABLE)], "text": "Not assessable"}]
         return out
     out["result"] = [ref("Observation", finding.id) for finding in result.findings]
+    # The heatmap of each finding that has one (positive findings), at the API route that draws it: a
+    # reader's FHIR client finds the images the SR and the Secondary Captures carry to the PACS.
+    media = [
+        {
+            "comment": f"Heatmap: {f.display}",
+            "link": {"reference": heatmap_url(result.id, f.code), "display": f"Heatmap of {f.display} (PNG)"},
+        }
+        for f in result.findings
+        if f.has_heatmap
+    ]
+    if media:
+        out["media"] = media
     positives = [finding for finding in result.findings if finding.positive]
     if positives:
         out["conclusionCode"] = [

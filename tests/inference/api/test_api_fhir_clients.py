@@ -212,3 +212,80 @@ def test_rate_limited_fhir_requests_get_an_operation_outcome(env: Env) -> None:
         assert OperationOutcome.model_validate(throttled[0].json()).issue[0].code == "throttled"
         api = [limited.get("/v1/worklist", headers=headers) for _ in range(2)]
         assert api[-1].status_code == 429 and api[-1].json()["error"]["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    ("pn", "expected"),
+    [
+        (
+            "DOE^JOHN^QUINCY^DR.^JR.",
+            {
+                "family": "DOE",
+                "given": ["JOHN", "QUINCY"],
+                "prefix": ["DR."],
+                "suffix": ["JR."],
+                "text": "DR. JOHN QUINCY DOE JR.",
+            },
+        ),
+        (
+            "SYNTHETIC^PATIENT^0003",
+            {"family": "SYNTHETIC", "given": ["PATIENT", "0003"], "text": "PATIENT 0003 SYNTHETIC"},
+        ),
+        # Of several component groups, the alphabetic one.
+        ("Yamada^Tarou==yamada^tarou", {"family": "Yamada", "given": ["Tarou"], "text": "Tarou Yamada"}),
+        ("DOE^", {"family": "DOE", "text": "DOE"}),
+        # No component separator: could be free text (a name sent as JSON); not split by guesswork.
+        ("NOBODY", {"text": "NOBODY"}),
+    ],
+)
+def test_patient_name_is_a_structured_human_name(
+    env: Env, base_url: str, client: TestClient, pn: str, expected: dict[str, object]
+) -> None:
+    from fhir.resources.R4B.patient import Patient
+
+    identifier = f"HN-{uuid.uuid4().hex[:8]}"
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True, patient_id=identifier, patient_name=pn)
+    files = [("files", ("a.dcm", blob, "application/dicom"))]
+    assert (
+        client.post("/v1/studies", files=files, headers=env.headers("pacs", facility="F1")).status_code == 201
+    )
+    patient = _fhirpy(env, base_url).resources("Patient").search(identifier=identifier).get()
+    assert patient.serialize()["name"] == [expected]
+    Patient.model_validate(patient.serialize())
+
+
+def test_device_carries_the_dicom_device_uid_and_the_report_links_its_heatmaps(
+    client: TestClient, env: Env, filed: dict[str, list[str]]
+) -> None:
+    from fhir.resources.R4B.device import Device
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    from inference import __version__
+    from inference.writers import AlgorithmInfo, device_uid
+
+    headers = env.headers("radiologist")
+    result = client.get(f"/v1/results/{filed['F1'][0]}", headers=headers).json()
+    report = client.get(f"/fhir/DiagnosticReport/{filed['F1'][0]}", headers=headers).json()
+    DiagnosticReport.model_validate(report)
+    provenance = client.get(f"/fhir/Provenance/{filed['F1'][0]}", headers=headers).json()
+    device = client.get(f"/fhir/{provenance['agent'][0]['who']['reference']}", headers=headers).json()
+    Device.model_validate(device)
+    # The UID the SR's Contributing Equipment and General Equipment give this model version.
+    model = result["model"]
+    algorithm = AlgorithmInfo(
+        name=model["name"],
+        version=str(model["version"]),
+        sha256=model["sha256"],
+        software_version=__version__,
+    )
+    expected = {"system": "urn:dicom:uid", "value": f"urn:oid:{device_uid(env.settings.org_root, algorithm)}"}
+    assert expected in device["identifier"]
+    searched = client.get("/fhir/Device", params={"_id": device["id"]}, headers=headers).json()
+    assert expected in searched["entry"][0]["resource"]["identifier"]
+    # media: one heatmap per finding that has one (the positive ones), each a PNG the reader can fetch.
+    heatmaps = sorted(f["heatmap"] for f in result["findings"] if f.get("heatmap"))
+    assert heatmaps, "the blob study has positive findings"
+    assert sorted(m["link"]["reference"] for m in report["media"]) == heatmaps
+    png = client.get(report["media"][0]["link"]["reference"], headers=headers)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
