@@ -80,3 +80,37 @@ def test_a_replacement_is_not_compared_with_the_champion_it_replaces(old_home: P
     assert client.resolve("cxr-findings", "champion") == new.version
     assert client.get_version("cxr-findings", 1).version == "1"  # the old version stays registered
     assert client.rollback("cxr-findings") == "1"
+
+
+def test_bootstrap_replaces_an_unservable_triage_champion_and_keeps_the_old_version(
+    tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole decision, with a real (``tiny`` profile, seconds) triage training: found, replaced."""
+    from training.cli import bootstrap
+
+    root = make_home(tmp_path / "home", migrated_store)
+    client = registry_for(root)
+    register(client, "cxr-findings", build_imaging_onnx(tmp_path / "cxr.onnx"), FIGURES)
+    client.promote("cxr-findings", 1)
+    # Older triage contract: an unmeasured sign contributes, and no normal point per sign.
+    old = build_triage_onnx(
+        tmp_path / "old-triage.onnx", missing_contribution=0.3, drop_metadata=("dxassist.reference",)
+    )
+    register(client, "vitals-triage", old, {"val_auroc": 0.99})  # better figures than any retrained model
+    client.promote("vitals-triage", 1)
+    monkeypatch.setenv("DXASSIST_HOME", str(root))
+    settings = Settings()
+
+    found = unservable_champions(settings)
+    assert set(found) == {"vitals-triage"}
+    assert "champion version 1 " in found["vitals-triage"] and "dxassist.reference" in found["vitals-triage"]
+
+    lines: list[str] = []
+    results = {r.name: r for r in bootstrap(settings, profile="tiny", echo=lines.append, unservable=found)}
+
+    assert results["cxr-findings"].action == "kept" and results["cxr-findings"].version == "1"
+    assert results["vitals-triage"].action == "replaced" and results["vitals-triage"].version == "2"
+    assert registry_for(root).resolve("vitals-triage", "champion") == "2"
+    assert registry_for(root).get_version("vitals-triage", 1).version == "1"  # kept, for the record
+    assert any("replaces version 1, which this server cannot load" in line for line in lines)
+    assert unservable_champions(settings) == {}  # what `dxassist serve` will load now passes
