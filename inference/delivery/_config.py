@@ -114,6 +114,8 @@ class PacsSettings(BaseSettings):
         delivery_max_attempts: Attempts of one object to one destination before it goes to the
             dead-letter state (120 attempts at the default backoff: about two hours of outage).
         build_max_attempts: Attempts at building a result's DICOM outputs (the first included).
+        build_lease_seconds: How long the process that filed a result has to build its outputs before
+            the outbox worker of any process takes the build over (it did so only if that process died).
         dimse_max_attempts: Attempts at analysing a received study before its files are moved to
             ``DXASSIST_HOME/dead-letter/studies``.
         dimse_retry_seconds: First delay before a received study whose analysis failed is tried again;
@@ -133,6 +135,7 @@ class PacsSettings(BaseSettings):
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     delivery_max_attempts: int = Field(default=120, ge=1)
     build_max_attempts: int = Field(default=3, ge=1)
+    build_lease_seconds: float = Field(default=60.0, gt=0)
     dimse_max_attempts: int = Field(default=5, ge=1)
     dimse_retry_seconds: float = Field(default=5.0, gt=0)
 

@@ -71,6 +71,7 @@ class OutboxWorker:
         poll_seconds: Pause between passes when nothing was due.
         max_attempts: Attempts of one object before it goes to the dead-letter state.
         build_max_attempts: Attempts of one result's output build (the first, at filing, included).
+        filing_lease_seconds: How long a build filed with its result is left to the filing process.
         send: ``send(destination, payload, sop_class_uid)``; the real C-STORE / STOW-RS by default.
         rebuild: Builds a result's outputs again (set by the services, which hold the models); without
             it, failed builds wait.
@@ -86,6 +87,7 @@ class OutboxWorker:
         poll_seconds: float = 1.0,
         max_attempts: int = 120,
         build_max_attempts: int = 3,
+        filing_lease_seconds: float = 60.0,
         send: Sender = default_send,
         rebuild: Rebuild | None = None,
     ) -> None:
@@ -97,6 +99,7 @@ class OutboxWorker:
         self._send = send
         self.max_attempts = max(1, max_attempts)
         self.build_max_attempts = max(1, build_max_attempts)
+        self.filing_lease_seconds = filing_lease_seconds
         self.rebuild = rebuild
         self._wake = asyncio.Event()
         self._stopping = False
@@ -113,6 +116,7 @@ class OutboxWorker:
             poll_seconds=pacs.delivery_poll_seconds,
             max_attempts=pacs.delivery_max_attempts,
             build_max_attempts=pacs.build_max_attempts,
+            filing_lease_seconds=pacs.build_lease_seconds,
         )
 
     @property

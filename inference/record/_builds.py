@@ -1,6 +1,10 @@
-"""The output-build queue: results whose DICOM outputs (SR, heatmap captures) could not be built yet.
+"""The output-build queue: results whose DICOM outputs (SR, heatmap captures) are not built yet.
 
-Building the outputs of a committed result happens right after it is filed; when that fails (a source
+Every new imaging result for which destinations are configured gets a row here in its own filing
+transaction (:func:`add_filed`: ``pending``, no attempt made, leased to the filing process), so a crash
+between the commit and the outbox rows loses nothing: once the lease ends, the outbox worker builds it.
+Building the outputs of a committed result happens right after it is filed (:func:`settle_filed` then
+closes the row); when that fails (a source
 header no writer can mend, a misconfigured organisation root, memory), the result is not lost and is
 not retried forever: a row here says which destinations still wait for it, and the outbox worker builds
 it again with backoff, until it succeeds (``done``) or runs out of attempts (``dead``, the dead-letter
@@ -26,6 +30,8 @@ from inference.record._errors import RecordError
 from inference.record._types import UTCDateTime, iso, utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from inference.record._store import Record
 
 STATES: Final = ("pending", "done", "dead")
@@ -61,6 +67,63 @@ class BuildJob:
     spool: str | None
 
 
+def add_filed(
+    session: Session,
+    *,
+    result_id: str,
+    destinations: Sequence[str],
+    spool: str | None,
+    lease_seconds: float,
+) -> None:
+    """Record, in the filing transaction of a new result, that its outputs are owed to ``destinations``.
+
+    The row is leased to the filing process for ``lease_seconds``: the outbox worker leaves it alone
+    while that process builds the outputs, and takes it over only if the process died before closing it.
+    """
+    now = utcnow()
+    session.execute(
+        insert(output_builds).values(
+            result_id=result_id,
+            destinations=",".join(destinations)[:1024],
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            spool=spool,
+            created=now,
+        )
+    )
+
+
+def settle_filed(record: Record, *, result_id: str) -> str | None:
+    """Close the build row of a result whose outputs the filing process built and queued.
+
+    Returns:
+        The row's spool folder (relative to ``DXASSIST_HOME``), for the caller to delete; None when no
+        row was open or the outbox worker has taken it over meanwhile (it then deletes the spool).
+    """
+    try:
+        with record.sessions() as session, session.begin():
+            session.connection(execution_options={IMMEDIATE: True})
+            row = session.execute(
+                select(output_builds.c.id, output_builds.c.spool).where(
+                    output_builds.c.result_id == result_id,
+                    output_builds.c.state == "pending",
+                    output_builds.c.attempts == 0,
+                )
+            ).first()
+            if row is None:
+                return None
+            session.execute(
+                update(output_builds)
+                .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
+                .values(state="done", attempts=1, lease_until=None, spool=None)
+            )
+            return row.spool
+    except DBAPIError as e:
+        raise RecordError("The build state could not be updated.") from e
+
+
 def add_failed(
     record: Record,
     *,
@@ -74,8 +137,9 @@ def add_failed(
 ) -> None:
     """Record a first failed build of a result's outputs (one attempt made).
 
-    A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row is
-    reopened, for the destinations named now.
+    A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row,
+    or the row filed with the result that no attempt has closed yet, is updated, for the destinations
+    named now.
     """
     now = utcnow()
     values = {
@@ -93,13 +157,13 @@ def add_failed(
         with record.sessions() as session, session.begin():
             session.connection(execution_options={IMMEDIATE: True})
             existing = session.execute(
-                select(output_builds.c.id, output_builds.c.state).where(
+                select(output_builds.c.id, output_builds.c.state, output_builds.c.attempts).where(
                     output_builds.c.result_id == result_id
                 )
             ).first()
             if existing is None:
                 session.execute(insert(output_builds).values(result_id=result_id, created=now, **values))
-            elif existing.state == "done":
+            elif existing.state == "done" or (existing.state == "pending" and existing.attempts == 0):
                 session.execute(
                     update(output_builds).where(output_builds.c.id == existing.id).values(**values)
                 )

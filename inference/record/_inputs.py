@@ -92,12 +92,28 @@ class AuditIn:
 
 
 @dataclass(frozen=True)
+class OutputsIn:
+    """The DICOM outputs a new imaging result owes its PACS destinations, filed with it in one transaction.
+
+    ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source header the build needs;
+    ``lease_seconds`` how long the filing process keeps the build to itself before the outbox worker may
+    take it over (after a crash of the filing process).
+    """
+
+    destinations: tuple[str, ...]
+    spool: str | None
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
 class ImagingResultIn:
     """Everything one imaging result needs to be filed in one transaction.
 
     ``study_date`` is the DICOM ``StudyDate`` (``YYYYMMDD``) or an ISO date; ``source`` names the channel
     the study came through (``upload``, ``stow``, ``dimse``). ``assessable`` is False when the model's
     OOD score (``ood_score``, above ``ood_threshold``) says the image is outside what it knows.
+    ``outputs``, when destinations are configured, becomes a pending output build committed with the
+    result, so that no result is filed without a durable record of what it owes the PACS.
     """
 
     patient: PatientIn
@@ -116,6 +132,7 @@ class ImagingResultIn:
     assessable: bool = True
     ood_score: float | None = None
     ood_threshold: float | None = None
+    outputs: OutputsIn | None = None
 
 
 @dataclass(frozen=True)

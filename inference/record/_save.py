@@ -10,7 +10,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inference.record import _audit
+from inference.record import _audit, _builds
 from inference.record._errors import Conflict, RecordError, ResendConflict
 from inference.record._idempotency import find_filed
 from inference.record._inputs import (
@@ -452,6 +452,16 @@ def write_imaging(
             result_id=result.id,
             facility=data.patient.facility,
             source=data.source,
+        )
+    if data.outputs is not None and data.outputs.destinations:
+        # In the result's transaction: a crash after the commit leaves a pending build the outbox worker
+        # takes over once the filing process's lease ends, so no result is filed without its outputs.
+        _builds.add_filed(
+            session,
+            result_id=result.id,
+            destinations=data.outputs.destinations,
+            spool=data.outputs.spool,
+            lease_seconds=data.outputs.lease_seconds,
         )
     session.flush()
     stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)

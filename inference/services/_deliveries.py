@@ -1,7 +1,10 @@
 """After a study result is filed: queue its DICOM outputs for every destination, and show their state.
 
-One place for every channel (upload, STOW-RS, DIMSE): :func:`analyse_decoded` calls
-:func:`queue_outputs` once the result is committed; the SR and heatmap captures are built from what the
+One place for every channel (upload, STOW-RS, DIMSE): :func:`prepare_outputs` spools the source header
+and names the destinations before filing, so the result is committed together with a pending build of
+its outputs (:func:`inference.record._builds.add_filed`: a crash after the commit loses no delivery, the
+outbox worker takes the build over once the filing process's lease ends); :func:`analyse_decoded` then
+calls :func:`queue_outputs` once the result is committed; the SR and heatmap captures are built from what the
 record holds (the result, its display rendering and CAMs), so nothing runs the model again.
 
 When building fails, the result is filed all the same and the failure is recorded
@@ -16,13 +19,14 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from inference.record import _builds, deliveries
+from inference.record import OutputsIn, _builds, deliveries
 from inference.record._types import utcnow
 from inference.services import _warnings
 from inference.services._context import Context, db
@@ -42,7 +46,7 @@ class OutputsUnbuildable(RuntimeError):
     code = "output_source_missing"
 
 
-def _spool(home: Path, result_id: str, primary: Instance) -> str:
+def _spool(home: Path, name: str, primary: Instance) -> str:
     """Keep the analysed instance's header for the next build attempts; return the folder relative to
     ``DXASSIST_HOME``. Its pixels are left out: the captures are drawn from the stored rendering.
 
@@ -63,7 +67,7 @@ def _spool(home: Path, result_id: str, primary: Instance) -> str:
         dcmwrite(header, primary.header, enforce_file_format=False)
     fields = {f.name: getattr(primary, f.name) for f in dataclasses.fields(primary) if f.name != "header"}
     fields["pixels"] = np.zeros((0, 0), dtype=primary.pixels.dtype)
-    relative = SPOOL_DIR / result_id
+    relative = SPOOL_DIR / name
     folder = home / relative
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{_SPOOL_FILE}.tmp"
@@ -91,11 +95,41 @@ def _load_spool(home: Path, relative: str | None) -> Instance:
     return Instance(**saved["fields"], header=header)
 
 
+async def prepare_outputs(ctx: Context, *, study: Study) -> OutputsIn | None:
+    """What a new result of ``study`` owes the destinations, to file with it (None: no destinations).
+
+    The source header is spooled now, before the result is committed, so that the build filed with the
+    result can be done by any process, also after this one crashed.
+    """
+    outbox = ctx.outbox
+    if outbox is None or not outbox.destinations:
+        return None
+    try:
+        spool: str | None = await db(
+            _spool, ctx.settings.resolved_home, f"filing-{uuid.uuid4().hex}", study.primary
+        )
+    except Exception:  # the result is filed all the same; only a rebuild in another process lacks its header
+        logger.exception("the source header of a result could not be spooled for its output build")
+        spool = None
+    return OutputsIn(
+        destinations=tuple(d.name for d in outbox.destinations),
+        spool=spool,
+        lease_seconds=outbox.filing_lease_seconds,
+    )
+
+
+async def discard_spool(ctx: Context, spool: str | None) -> None:
+    """Delete a spool folder no build row refers to (the result was a resend, or was refused)."""
+    if spool:
+        await db(shutil.rmtree, ctx.settings.resolved_home / spool, ignore_errors=True)
+
+
 async def queue_outputs(
     ctx: Context,
     *,
     study: Study,
     result: dict[str, Any],
+    spool: str | None = None,
 ) -> bool:
     """Queue the SR and heatmap captures of a committed imaging result, then wake the outbox worker.
 
@@ -107,6 +141,8 @@ async def queue_outputs(
         ctx: The process's engines (``ctx.outbox`` None or without destinations: nothing to do).
         study: The decoded study the result was made from (its header goes into the objects).
         result: The committed result as the record returns it.
+        spool: The spool of the build filed with the result (:func:`prepare_outputs`), reused when the
+            build fails.
 
     Returns:
         False when the outputs could neither be queued nor their failure recorded.
@@ -125,13 +161,21 @@ async def queue_outputs(
             result=result,
         )
     except Exception as e:  # the result is committed; a writer or database failure must not lose it
-        return await _build_failed(ctx, study=study, result=result, error=e)
+        return await _build_failed(ctx, study=study, result=result, error=e, spool=spool)
+    try:
+        settled = await db(_builds.settle_filed, ctx.record, result_id=str(result["result_id"]))
+    except Exception:  # the outputs are queued; the build row is closed by the worker's own build
+        logger.exception("the build filed with a result could not be closed")
+    else:
+        await discard_spool(ctx, settled)
     if added:
         outbox.wake()
     return True
 
 
-async def _build_failed(ctx: Context, *, study: Study, result: dict[str, Any], error: Exception) -> bool:
+async def _build_failed(
+    ctx: Context, *, study: Study, result: dict[str, Any], error: Exception, spool: str | None = None
+) -> bool:
     """Record a failed first build for the outbox worker to retry; False when even that failed."""
     from inference.delivery._worker import error_code
     from inference.observability import count_dead_lettered, count_retry
@@ -148,7 +192,8 @@ async def _build_failed(ctx: Context, *, study: Study, result: dict[str, Any], e
         extra={"event": "build_dead" if dead else "build_retry", "result_id": result_id, "code": code},
     )
     try:
-        spool = await db(_spool, ctx.settings.resolved_home, result_id, study.primary)
+        if spool is None:
+            spool = await db(_spool, ctx.settings.resolved_home, result_id, study.primary)
         await db(
             _builds.add_failed,
             ctx.record,
@@ -227,6 +272,8 @@ async def with_deliveries(ctx: Context, result: dict[str, Any]) -> dict[str, Any
         for name in build["destinations"]
         if not any(row["destination"] == name for row in rows)
     ]
+    if build["state"] == "pending" and build["attempts"] == 0:
+        return {**result, "deliveries": rows + waiting}  # filed a moment ago and being built: no failure
     warning = _warnings.outputs_not_built(
         build["error_code"] or "output_build_failed", dead=build["state"] == "dead"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from inference.analysis import ImageUnusable, analyse, observe_stage
@@ -21,7 +21,7 @@ from inference.services import _warnings
 from inference.services._access import localise
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
-from inference.services._deliveries import queue_outputs, with_deliveries
+from inference.services._deliveries import discard_spool, prepare_outputs, queue_outputs, with_deliveries
 from inference.services._drift import observe_drift
 from inference.services._filing import file_result
 from inference.services._identity import identify
@@ -191,8 +191,18 @@ async def analyse_decoded(
             display=stored_rendering.display, cams=stored_rendering.cams, geometry=stored_rendering.geometry
         ),
     )
+    outputs = await prepare_outputs(ctx, study=study)
+    data = replace(data, outputs=outputs)
+    spool = outputs.spool if outputs is not None else None
     start = time.perf_counter()
-    stored = await file_result(ctx, actor, data=data, action="studies:submit")
+    try:
+        stored = await file_result(ctx, actor, data=data, action="studies:submit")
+    except BaseException:
+        await discard_spool(ctx, spool)
+        raise
+    if not stored.created:  # a resend: no build row was filed, the first filing owns the outputs
+        await discard_spool(ctx, spool)
+        spool = None
     observe_stage(
         "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
     )
@@ -214,7 +224,7 @@ async def analyse_decoded(
     result = await db(ctx.record.get_result, result_id=stored.result_id)
     if result is None:  # committed a moment ago: only a concurrent manual delete could get here
         raise RuntimeError("The result just filed could not be read back.")
-    queued = await queue_outputs(ctx, study=study, result=result)
+    queued = await queue_outputs(ctx, study=study, result=result, spool=spool)
     result = await with_deliveries(ctx, result)
     return Outcome(
         result=localise(result, choose_language(accept_language)), created=stored.created, queued=queued

@@ -1,5 +1,7 @@
 """``kill -9`` of ``dxassist serve`` during a burst of uploads and vital signs, then a restart: every result
-has exactly one audit entry (they are committed together), ``dxassist audit verify`` passes, and a trail
+has exactly one audit entry (they are committed together), every imaging result reaches the outbox of
+the configured destination (its pending output build is committed with it, and the restarted server's
+worker builds what the killed one left), ``dxassist audit verify`` passes, and a trail
 re-chained or cut by someone with full database rights fails it (the head is anchored outside the
 database, in a signed file under ``DXASSIST_HOME``).
 """
@@ -7,7 +9,6 @@ database, in a signed file under ``DXASSIST_HOME``).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -49,8 +50,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", "DXASSIST_PREPROCESS_WORKERS": "1"}
+def _serve(home: Path, port: int, log: Path, destination: str) -> subprocess.Popen[bytes]:
+    env = {
+        **dxassist_env(home),
+        "DXASSIST_MODEL_WATCH_SECONDS": "0",
+        "DXASSIST_PREPROCESS_WORKERS": "1",
+        # A PACS that is down: the outputs wait in the outbox, which is what this test looks at.
+        "DXASSIST_DESTINATIONS": json.dumps(
+            [{"name": "pacs", "kind": "stowrs", "url": destination, "timeout_seconds": 2}]
+        ),
+        "DXASSIST_BUILD_LEASE_SECONDS": "2",
+        "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
+    }
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -105,6 +116,18 @@ def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list
                 done.append(1)
 
 
+def _unqueued(db: Path) -> set[str]:
+    """Imaging results with no report (SR) in the outbox of the destination."""
+    with sqlite3.connect(db) as connection:
+        return {
+            row[0]
+            for row in connection.execute(
+                "SELECT id FROM results WHERE kind = 'imaging' AND id NOT IN "
+                "(SELECT result_id FROM outbox WHERE kind = 'sr' AND destination = 'pacs')"
+            )
+        }
+
+
 def _rewrite(db: Path, edit: str) -> None:
     """As a database administrator would: lift the triggers, edit, recompute every hash and the head."""
     with sqlite3.connect(db) as connection:
@@ -143,7 +166,8 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    server = _serve(home, port, log)
+    destination = f"http://127.0.0.1:{_free_port()}/dicom-web"
+    server = _serve(home, port, log, destination)
     pacs = {"Authorization": f"Bearer {issue_token(settings, subject='pacs', role='pacs', facility='F1')}"}
     nurse = {"Authorization": f"Bearer {issue_token(settings, subject='n', role='clinician', facility='F1')}"}
     stop, done = threading.Event(), []
@@ -157,12 +181,31 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
         server.send_signal(signal.SIGKILL)  # in the middle of the burst: requests are in flight
         server.wait(timeout=30)
         stop.set()
-    # A restart runs the migrations and serves again; then it stops cleanly.
-    server = _serve(home, port, log)
+    db = home / "record.db"
+    # A restart runs the migrations and serves again; its worker builds the outputs the killed server left
+    # unbuilt (once their filing lease ends); then it stops cleanly.
+    server = _serve(home, port, log, destination)
+    deadline = time.monotonic() + 300
+    while _unqueued(db):
+        assert time.monotonic() < deadline and server.poll() is None, (_unqueued(db), log.read_text()[-3000:])
+        time.sleep(0.2)
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
 
-    db = home / "record.db"
+    with sqlite3.connect(db) as connection:
+        imaging = {row[0] for row in connection.execute("SELECT id FROM results WHERE kind = 'imaging'")}
+        reports = connection.execute(
+            "SELECT result_id, count(*) FROM outbox WHERE kind = 'sr' AND destination = 'pacs' "
+            "GROUP BY result_id"
+        ).fetchall()
+        open_builds = connection.execute(
+            "SELECT count(*) FROM output_builds WHERE state != 'done'"
+        ).fetchone()
+    assert imaging, "the burst filed no imaging result"
+    assert {rid for rid, _n in reports} == imaging, "an imaging result filed without its outbox rows"
+    assert all(n == 1 for _rid, n in reports), "an SR queued twice for one destination"
+    assert open_builds == (0,)
+
     with sqlite3.connect(db) as connection:
         results = {row[0] for row in connection.execute("SELECT id FROM results")}
         filed = connection.execute(
@@ -181,7 +224,11 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
 
     # A cut tail: the last entries deleted and the head moved back (a consistent, shorter chain).
     cut = tmp_path / "cut.db"
-    shutil.copy(db, cut)
+    # Through SQLite's backup: pages still in the write-ahead log are copied too.
+    source, target = sqlite3.connect(db), sqlite3.connect(cut)
+    source.backup(target)
+    source.close()
+    target.close()
     with sqlite3.connect(cut) as connection:
         for name in _TRIGGERS:
             connection.execute(f"DROP TRIGGER IF EXISTS {name}")
