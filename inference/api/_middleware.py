@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference.api._errors import PayloadTooLarge
+from inference.api._errors import PayloadTooLarge, error_body
 from inference.observability import UNMATCHED_ROUTE, count_rejected, observe_request
 
 logger = logging.getLogger("inference.api.access")
@@ -84,7 +84,7 @@ class RequestContextMiddleware:
             declared = headers.get("content-length")
             if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 # Refuse before reading a byte of an announced oversized body.
-                await _send_json(send_wrapper, 413, PayloadTooLarge(limit))
+                await _send_json(send_wrapper, scope.get("path", "/"), 413, PayloadTooLarge(limit))
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception as exc:  # the last resort: answer, log without the exception's text, keep serving
@@ -96,6 +96,7 @@ class RequestContextMiddleware:
             if not response_started:
                 await _send_json(
                     send_wrapper,
+                    scope.get("path", "/"),
                     500,
                     None,
                     code="internal_error",
@@ -119,14 +120,16 @@ class RequestContextMiddleware:
 
 
 async def _send_json(
-    send: Send, status: int, error: PayloadTooLarge | None, *, code: str = "", message: str = ""
+    send: Send, path: str, status: int, error: PayloadTooLarge | None, *, code: str = "", message: str = ""
 ) -> None:
     if error is not None:
         code, message = error.code, error.message
         count_rejected(code)
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    # The contract's error shape, or an OperationOutcome under /fhir.
+    content, media_type = error_body(path, status, code, message)
+    body = json.dumps(content).encode()
     headers: list[tuple[bytes, bytes]] = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
     if status == 413:

@@ -289,3 +289,15 @@ def test_device_carries_the_dicom_device_uid_and_the_report_links_its_heatmaps(
     assert sorted(m["link"]["reference"] for m in report["media"]) == heatmaps
     png = client.get(report["media"][0]["link"]["reference"], headers=headers)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+
+
+def test_an_announced_oversized_body_under_fhir_gets_an_operation_outcome(
+    client: TestClient, env: Env
+) -> None:
+    headers = {**env.headers("clinician"), "Content-Length": str(10**12)}
+    response = client.get("/fhir/Patient", headers=headers)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    assert OperationOutcome.model_validate(response.json()).issue[0].code == "too-costly"
+    elsewhere = client.get("/v1/worklist", headers=headers)
+    assert elsewhere.status_code == 413 and elsewhere.json()["error"]["code"] == "payload_too_large"
