@@ -30,7 +30,10 @@ class FhirResponse(JSONResponse):
 
 
 @router.get(
-    "/metadata", response_class=FhirResponse, responses={200: _FHIR}, summary="The CapabilityStatement."
+    "/metadata",
+    response_class=FhirResponse,
+    responses={200: _FHIR, **_ERRORS},
+    summary="The CapabilityStatement.",
 )
 async def metadata(
     _actor: Annotated[Actor, require("fhir:read")], ctx: ContextDep, base_url: BaseUrl

@@ -454,7 +454,10 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
         "rest": [
             {
                 "mode": "server",
-                "documentation": "Read-only views of AI results; every route takes a bearer token.",
+                "documentation": "Read-only views of AI results; every route takes a bearer token. Search "
+                "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
+                "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
+                "formats answer 406.",
                 "security": {
                     "service": [
                         c.concept(
