@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +61,22 @@ class Settings(BaseSettings):
     audience: str = "dxassist-api"
     token_ttl_seconds: int = Field(default=3600, ge=60)
     signing_key_passphrase: SecretStr | None = None
+    public_base_url: str | None = None
+    """The server's address as its clients reach it (``https://dxassist.hospital.example``, behind a
+    reverse proxy): the base of STOW-RS ``RetrieveURL`` and FHIR links. Unset: taken from each request."""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError(
+                "DXASSIST_PUBLIC_BASE_URL must be an http(s) URL without query or fragment, "
+                "e.g. https://dxassist.hospital.example"
+            )
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -275,9 +275,24 @@ def all_query_params(request: Request) -> list[tuple[str, str]]:
 QueryPairs = Annotated[list[tuple[str, str]], Depends(all_query_params)]
 
 
-def base_url(request: Request) -> str:
-    """The server's base URL as the caller reached it, without a trailing slash."""
-    return str(request.base_url).rstrip("/")
+def base_url(request: Request, settings: SettingsDep) -> str:
+    """The server's base URL, without a trailing slash.
+
+    ``DXASSIST_PUBLIC_BASE_URL`` when set (behind a reverse proxy), else as the caller reached it: the
+    scheme, host and port of the request.
+    """
+    if settings.public_base_url:
+        return settings.public_base_url
+    url = request.base_url
+    server = request.scope.get("server")
+    # Some clients (dicomweb-client 0.61) send a Host header without the port. When that Host is the
+    # very address of the socket the request came in on, the client reached us directly, so the port it
+    # left out is ours; a name (a reverse proxy's, say) is left as is: set DXASSIST_PUBLIC_BASE_URL there.
+    if url.port is None and server and server[1] is not None:
+        default = 443 if url.scheme == "https" else 80
+        if url.hostname == server[0] and server[1] != default:
+            url = url.replace(port=server[1])
+    return str(url).rstrip("/")
 
 
 BaseUrl = Annotated[str, Depends(base_url)]
