@@ -1,7 +1,8 @@
 """``kill -9`` of ``dxassist serve`` during a burst of uploads and vital signs, then a restart: every result
 has exactly one audit entry (they are committed together), every imaging result reaches the outbox of
 the configured destination (its pending output build is committed with it, and the restarted server's
-worker builds what the killed one left), ``dxassist audit verify`` passes, and a trail
+worker builds what the killed one left) except those of a patient who objected to sharing, which
+reach it under no path, ``dxassist audit verify`` passes, and a trail
 re-chained or cut by someone with full database rights fails it (the head is anchored outside the
 database, in a signed file under ``DXASSIST_HOME``).
 """
@@ -40,6 +41,9 @@ _TRIGGERS = (
 )
 _CONTENT = ("seq", "time", "subject", "role", "facility", "action", "resource_type", "resource_id")
 _CONTENT += ("patient_id", "outcome", "client", "prev_hash")
+
+
+_OBJECTOR = "IPP-NO-SHARING"
 
 
 def _free_port() -> int:
@@ -93,7 +97,7 @@ def _verify(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list[int]) -> None:
+def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list[str]) -> None:
     with httpx.Client(base_url=base, headers=headers, timeout=30, trust_env=False) as client:
         n = 0
         while not stop.is_set():
@@ -101,9 +105,9 @@ def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list
             try:
                 if n % 2:
                     study = new_study_uid()
-                    blob = chest_dicom(
-                        study=study, sop=f"{study}.1", patient_id=f"IPP-{uuid.uuid4().hex[:8]}"
-                    )
+                    # The first study of each sender is of the patient who objected to sharing.
+                    patient = _OBJECTOR if n == 1 else f"IPP-{uuid.uuid4().hex[:8]}"
+                    blob = chest_dicom(study=study, sop=f"{study}.1", patient_id=patient)
                     answer = client.post(
                         "/v1/studies", files=[("files", ("a.dcm", blob, "application/dicom"))]
                     )
@@ -113,17 +117,18 @@ def _burst(base: str, headers: dict[str, str], stop: threading.Event, done: list
             except httpx.HTTPError:
                 return  # the server was killed
             if answer.status_code in (200, 201):
-                done.append(1)
+                done.append("study" if n % 2 else "vitals")
 
 
-def _unqueued(db: Path) -> set[str]:
-    """Imaging results with no report (SR) in the outbox of the destination."""
+def _unqueued(db: Path, objector: str) -> set[str]:
+    """Imaging results of sharing patients with no report (SR) in the outbox of the destination."""
     with sqlite3.connect(db) as connection:
         return {
             row[0]
             for row in connection.execute(
-                "SELECT id FROM results WHERE kind = 'imaging' AND id NOT IN "
-                "(SELECT result_id FROM outbox WHERE kind = 'sr' AND destination = 'pacs')"
+                "SELECT id FROM results WHERE kind = 'imaging' AND patient_id != ? AND id NOT IN "
+                "(SELECT result_id FROM outbox WHERE kind = 'sr' AND destination = 'pacs')",
+                (objector,),
             )
         }
 
@@ -170,12 +175,30 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
     server = _serve(home, port, log, destination)
     pacs = {"Authorization": f"Bearer {issue_token(settings, subject='pacs', role='pacs', facility='F1')}"}
     nurse = {"Authorization": f"Bearer {issue_token(settings, subject='n', role='clinician', facility='F1')}"}
-    stop, done = threading.Event(), []
+    # A patient of the facility who objected to sharing: their results never reach the PACS.
+    first = httpx.post(
+        f"{base}/v1/vitals",
+        json={"patient": {"identifier": _OBJECTOR}, "respiratory_rate": 18},
+        headers=nurse,
+        timeout=60,
+        trust_env=False,
+    )
+    assert first.status_code == 201, first.text
+    objector = first.json()["patient"]["id"]
+    consent = httpx.put(
+        f"{base}/v1/patients/{objector}/consent",
+        json={"ai_processing": "permit", "national_sharing": "deny"},
+        headers=nurse,
+        timeout=60,
+        trust_env=False,
+    )
+    assert consent.status_code == 200, consent.text
+    stop, done = threading.Event(), list[str]()
     with ThreadPoolExecutor(max_workers=4) as pool:
         for headers in (pacs, nurse, pacs, nurse):
             pool.submit(_burst, base, headers, stop, done)
         deadline = time.monotonic() + 300
-        while len(done) < 12:
+        while len(done) < 12 or done.count("study") < 4:
             assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-3000:]
             time.sleep(0.05)
         server.send_signal(signal.SIGKILL)  # in the middle of the burst: requests are in flight
@@ -186,14 +209,25 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
     # unbuilt (once their filing lease ends); then it stops cleanly.
     server = _serve(home, port, log, destination)
     deadline = time.monotonic() + 300
-    while _unqueued(db):
-        assert time.monotonic() < deadline and server.poll() is None, (_unqueued(db), log.read_text()[-3000:])
+    while _unqueued(db, objector):
+        assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-3000:]
         time.sleep(0.2)
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
 
     with sqlite3.connect(db) as connection:
-        imaging = {row[0] for row in connection.execute("SELECT id FROM results WHERE kind = 'imaging'")}
+        imaging = {
+            row[0]
+            for row in connection.execute(
+                "SELECT id FROM results WHERE kind = 'imaging' AND patient_id != ?", (objector,)
+            )
+        }
+        withheld = {
+            row[0]
+            for row in connection.execute(
+                "SELECT id FROM results WHERE kind = 'imaging' AND patient_id = ?", (objector,)
+            )
+        }
         reports = connection.execute(
             "SELECT result_id, count(*) FROM outbox WHERE kind = 'sr' AND destination = 'pacs' "
             "GROUP BY result_id"
@@ -202,7 +236,15 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
             "SELECT count(*) FROM output_builds WHERE state != 'done'"
         ).fetchone()
     assert imaging, "the burst filed no imaging result"
+    assert withheld, "no study of the objecting patient was filed"
     assert {rid for rid, _n in reports} == imaging, "an imaging result filed without its outbox rows"
+    with sqlite3.connect(db) as connection:
+        leaked = connection.execute(
+            "SELECT count(*) FROM outbox JOIN results ON results.id = outbox.result_id "
+            "WHERE results.patient_id = ?",
+            (objector,),
+        ).fetchone()
+    assert leaked == (0,), "a result of a patient who objected to sharing was queued for the PACS"
     assert all(n == 1 for _rid, n in reports), "an SR queued twice for one destination"
     assert open_builds == (0,)
 
