@@ -99,8 +99,8 @@ def _training_cli() -> Any:
         return importlib.import_module("training.cli")
     except ImportError as e:
         raise CliError(
-            f"This subcommand needs the training code, which is not installed here ({e}). Install it "
-            "with `pip install -e '.[train]'`, or run it where training is installed.",
+            f"This subcommand needs the training code, not installed here ({e.name or e}): "
+            "pip install 'dxassist[train]' (in a checkout: pip install -e '.[train]').",
             status=2,
         ) from e
 
@@ -165,6 +165,9 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     settings = _settings()
     training_cli = _training_cli()
+    missing = training_cli.missing_train_extra()
+    if missing:  # before a run folder is made or anything printed
+        raise CliError(training_cli.train_extra_message(missing), status=2)
     try:
         result = training_cli.train(
             settings,

@@ -7,6 +7,7 @@ install needs neither torch nor the training code. Nothing heavy is imported at 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -112,14 +113,39 @@ def run_dir(settings: Settings, name: str) -> Path:
     return folder
 
 
+# The modules of the ``train`` extra (pyproject.toml); torch is imported lazily by the pipeline, so
+# without this check a server install would fail deep inside training with a traceback.
+_TRAIN_EXTRA_MODULES = ("torch", "onnxscript", "tqdm", "matplotlib")
+
+
+def missing_train_extra() -> list[str]:
+    """The modules of the ``train`` extra that cannot be imported here (empty when training can run)."""
+    missing = []
+    for name in _TRAIN_EXTRA_MODULES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):  # a broken or blocked module counts as missing
+            missing.append(name)
+    return missing
+
+
+def train_extra_message(missing: Collection[str]) -> str:
+    """The one line that tells an operator how to get training (no traceback)."""
+    return (
+        f"Training needs the 'train' extra, not installed here (missing: {', '.join(missing)}): "
+        "pip install 'dxassist[train]' (in a checkout: pip install -e '.[train]'; PyTorch CPU is enough)."
+    )
+
+
 def _pipeline() -> Any:
+    missing = missing_train_extra()
+    if missing:
+        raise TrainingUnavailable(train_extra_message(missing))
     try:
         import training.pipeline as pipeline
     except ImportError as e:
-        raise TrainingUnavailable(
-            f"Training is not available in this environment ({e}). Install the training extras with "
-            "`pip install -e '.[train]'` (PyTorch CPU is enough)."
-        ) from e
+        raise TrainingUnavailable(train_extra_message([e.name or str(e)])) from e
     missing = [n for n in _PIPELINE_NAMES if not hasattr(pipeline, n)]
     if missing:
         raise TrainingUnavailable(
