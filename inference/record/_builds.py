@@ -95,6 +95,17 @@ def add_filed(
     )
 
 
+def spools_in_use(record: Record) -> set[str]:
+    """The spool folders some build row still refers to (relative to ``DXASSIST_HOME``)."""
+    with record.sessions() as session:
+        return {
+            str(spool)
+            for spool in session.scalars(
+                select(output_builds.c.spool).where(output_builds.c.spool.is_not(None)).distinct()
+            )
+        }
+
+
 def settle_filed(record: Record, *, result_id: str) -> str | None:
     """Close the build row of a result whose outputs the filing process built and queued.
 

@@ -124,6 +124,38 @@ async def discard_spool(ctx: Context, spool: str | None) -> None:
         await db(shutil.rmtree, ctx.settings.resolved_home / spool, ignore_errors=True)
 
 
+_ORPHAN_AGE_SECONDS: Final = 3600.0
+
+
+def sweep_spool(ctx: Context, *, older_than_seconds: float = _ORPHAN_AGE_SECONDS) -> int:
+    """Delete the filing spools no build row refers to (blocking); return how many went.
+
+    A process killed between spooling a header and committing its result leaves a folder nothing will
+    read; it holds a patient's header, so it does not stay. Only folders older than
+    ``older_than_seconds`` go: a younger one may belong to a filing still in progress in another process.
+    """
+    import time
+
+    root = ctx.settings.resolved_home / SPOOL_DIR
+    if not root.is_dir():
+        return 0
+    removed = 0
+    try:
+        in_use = _builds.spools_in_use(ctx.record)
+        cutoff = time.time() - older_than_seconds
+        for folder in root.glob("filing-*"):
+            relative = (SPOOL_DIR / folder.name).as_posix()
+            if relative in in_use or folder.stat().st_mtime > cutoff:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    except Exception:  # the next start sweeps again; serving must not wait for it
+        logger.exception("the filing spools could not be swept")
+    if removed:
+        logger.info("orphaned filing spools deleted", extra={"event": "spool_swept", "count": removed})
+    return removed
+
+
 async def queue_outputs(
     ctx: Context,
     *,

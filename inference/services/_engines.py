@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from inference.services._audit_trail import AuditedModelHost
 from inference.services._context import Context, Workers
 from inference.services._dead_letters import DeadLetterGauge
-from inference.services._deliveries import rebuild_outputs
+from inference.services._deliveries import rebuild_outputs, sweep_spool
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -91,6 +91,8 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         )
         # Failed output builds are built again by the worker, with the models of this process.
         outbox.rebuild = functools.partial(rebuild_outputs, ctx)
+        # Headers spooled by a filing that a crash stopped before its commit: nothing will read them.
+        await asyncio.to_thread(sweep_spool, ctx)
         await host.start()
         outbox.start()
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import tiny_models
 from PIL import Image
 
 from inference.config import Settings
-from inference.record import deliveries
+from inference.record import Record, _builds, deliveries
 from inference.security import Principal
 from inference.services import (
     Actor,
@@ -90,6 +92,13 @@ def test_results_are_queued_for_the_destinations_by_the_analysis(
     settings = _settings(tmp_path)
     study = f"2.25.{uuid.uuid4().int}"
     blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+    # Headers a crashed filing spooled but never committed: an old one is swept at start, a young one
+    # (perhaps a filing of another process still in progress) is kept.
+    spool = tmp_path / "spool" / "builds"
+    for name in ("filing-orphan", "filing-young"):
+        (spool / name).mkdir(parents=True)
+        (spool / name / "primary.pickle").write_bytes(b"header")
+    os.utime(spool / "filing-orphan", (time.time() - 7200, time.time() - 7200))
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
@@ -111,3 +120,11 @@ def test_results_are_queued_for_the_destinations_by_the_analysis(
     # A resend is answered from the record and queues nothing twice.
     assert again["result_id"] == first["result_id"]
     assert [d["object"] for d in again["deliveries"]] == [r["object"] for r in rows]
+    # The build filed with the result was closed by the filing process, its spooled header deleted.
+    record = Record(settings.record_url)
+    try:
+        assert _builds.for_result(record, result_id=first["result_id"]) is None
+        assert _builds.spools_in_use(record) == set()
+    finally:
+        record.close()
+    assert sorted(p.name for p in spool.iterdir()) == ["filing-young"]
