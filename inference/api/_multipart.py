@@ -2,15 +2,21 @@
 
 python-multipart only speaks ``multipart/form-data``; STOW-RS sends ``multipart/related;
 type="application/dicom"``, whose parts carry a ``Content-Type`` and no ``Content-Disposition``.
-The body is already bounded by the request size limit when it reaches :func:`parse_related`.
+The body is spooled to a temporary file as it streams in (:class:`SpooledBody`, bounded by the request
+size limit) and split in place: :func:`parse_related` searches a memory map of the file and returns
+offsets, so each part's bytes are copied out only when its instance is read, one at a time.
 """
 
 from __future__ import annotations
 
 import email.message
 import email.utils
+import mmap
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import IO, Final, Protocol
 
 from inference.api._errors import MalformedRequest
 
@@ -19,14 +25,25 @@ _MAX_HEADER_BYTES: Final = 16 * 1024
 # sends 73): any printable boundary up to this cap is accepted, as mature servers do.
 MAX_BOUNDARY_CHARS: Final = 200
 _CRLF: Final = b"\r\n"
+# A STOW-RS body stays in memory up to this size, then goes to a file (the body's parts are not copied).
+SPOOL_IN_MEMORY_BYTES: Final = 1024 * 1024
+
+
+class _Buffer(Protocol):
+    """What the parser needs of the body: ``bytes`` or an ``mmap`` of the spooled file."""
+
+    def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def __getitem__(self, key: slice) -> bytes: ...
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class Part:
-    """One body part: lower-cased header names → values, and the content bytes."""
+    """One body part: lower-cased header names → values, and where its content lies in the body."""
 
     headers: dict[str, str]
-    content: bytes
+    start: int
+    end: int
 
     @property
     def content_type(self) -> str | None:
@@ -62,16 +79,17 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def parse_related(body: bytes, boundary: str, *, max_parts: int) -> list[Part]:
+def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]:
     """Split a multipart body into its parts.
 
     Args:
-        body: The whole request body.
+        body: The whole request body (bytes, or a memory map of the spooled body: never copied whole).
         boundary: The ``boundary`` parameter of the request's Content-Type.
         max_parts: Most parts accepted; one more raises (the caller answers 413).
 
     Returns:
-        The parts in order (the close delimiter ends the body; the epilogue is ignored).
+        The parts in order, with their content's offsets in ``body`` (the close delimiter ends the body;
+        the epilogue is ignored).
 
     Raises:
         MalformedRequest: No opening or closing delimiter, or a part without a header/body separator.
@@ -82,7 +100,7 @@ def parse_related(body: bytes, boundary: str, *, max_parts: int) -> list[Part]:
             f"The multipart boundary must have 1 to {MAX_BOUNDARY_CHARS} printable ASCII characters."
         )
     delimiter = b"--" + boundary.encode("latin-1")
-    if body.startswith(delimiter):
+    if body[: len(delimiter)] == delimiter:
         position = 0
     else:
         found = body.find(_CRLF + delimiter)
@@ -115,6 +133,61 @@ def parse_related(body: bytes, boundary: str, *, max_parts: int) -> list[Part]:
         if len(parts) >= max_parts:
             raise ValueError(f"more than {max_parts} parts")
         parts.append(
-            Part(headers=_headers(body[header_start:header_end]), content=body[content_start:next_delimiter])
+            Part(headers=_headers(body[header_start:header_end]), start=content_start, end=next_delimiter)
         )
         position = next_delimiter + 2
+
+
+class SpooledBody:
+    """A request body written to a temporary file as it arrives, then split in place.
+
+    Memory holds one received chunk while the body streams in (the file is in memory up to
+    :data:`SPOOL_IN_MEMORY_BYTES`, then on disk), and one part's bytes at a time while the parts are read.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by close())
+            max_size=SPOOL_IN_MEMORY_BYTES, dir=directory
+        )
+        self._map: mmap.mmap | None = None
+        self._buffer: _Buffer = b""
+        self.size = 0
+
+    async def receive(self, chunks: AsyncIterator[bytes], *, limit: int) -> None:
+        """Write the body's chunks to the spool, raising ``OverflowError`` once ``limit`` bytes are passed.
+
+        The rest of an oversized body is never read: the caller answers 413 at once.
+        """
+        async for chunk in chunks:
+            self.size += len(chunk)
+            if self.size > limit:
+                raise OverflowError(limit)
+            self._file.write(chunk)
+
+    def parts(self, boundary: str, *, max_parts: int) -> list[Part]:
+        """Split the spooled body (see :func:`parse_related`, whose errors this raises)."""
+        self._file.flush()
+        if self.size <= SPOOL_IN_MEMORY_BYTES:  # an empty body too: mmap refuses an empty file
+            self._file.seek(0)
+            self._buffer = self._file.read()
+        else:
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            self._buffer = self._map
+        return parse_related(self._buffer, boundary, max_parts=max_parts)
+
+    def content(self, part: Part) -> bytes:
+        """One part's bytes, copied out of the spool (only that part's size)."""
+        return self._buffer[part.start : part.end]
+
+    def iter_contents(self, parts: list[Part]) -> Iterator[tuple[str | None, bytes]]:
+        """``(media type, bytes)`` of each part in turn, each copied out only when reached."""
+        for part in parts:
+            yield part.content_type, self.content(part)
+
+    def close(self) -> None:
+        """Release the memory map and remove the spool file."""
+        self._buffer = b""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self._file.close()

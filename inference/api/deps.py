@@ -7,6 +7,7 @@ nothing about how its body would have been judged.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
@@ -15,9 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartException
 
-from inference.api._errors import ApiError, MalformedRequest, UnsupportedMediaType
+from inference.api._errors import ApiError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from inference.api._json import parse_json
-from inference.api._multipart import media_type, parse_related
+from inference.api._multipart import SpooledBody, media_type
 from inference.config import Settings
 from inference.security import (
     PATIENT_DATA,
@@ -210,12 +211,18 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
         await form.close()
 
 
-async def stow_parts(request: Request, settings: SettingsDep) -> list[tuple[str | None, bytes]]:
-    """The parts of a STOW-RS body (``multipart/related; type="application/dicom"``).
+async def stow_parts(
+    request: Request, settings: SettingsDep
+) -> AsyncIterator[Iterator[tuple[str | None, bytes]]]:
+    """The parts of a STOW-RS body (``multipart/related; type="application/dicom"``), one at a time.
+
+    The body streams into a spool file (memory up to 1 MiB, then disk) and is split in place; each part's
+    bytes are copied out only when the route's consumer reaches it. The spool is removed after the request.
 
     Raises:
         UnsupportedMediaType: Another Content-Type or ``type`` parameter (STOW-RS: 415).
         MalformedRequest: No boundary, a broken body, or no part at all.
+        PayloadTooLarge: The body passes ``max_request_bytes`` (413, the rest is never read).
         ApiError: 413 when there are more parts than ``max_instances``.
     """
     kind, params = media_type(request.headers.get("content-type"))
@@ -227,20 +234,29 @@ async def stow_parts(request: Request, settings: SettingsDep) -> list[tuple[str 
     boundary = params.get("boundary")
     if not boundary:
         raise MalformedRequest("The Content-Type has no 'boundary' parameter.")
-    body = await request.body()
+    body = SpooledBody()
     try:
-        parts = parse_related(body, boundary, max_parts=settings.max_instances)
-    except ValueError as e:
-        raise ApiError(
-            413, "too_many_instances", f"The request has more than {settings.max_instances} parts, the limit."
-        ) from e
-    if not parts:
-        raise MalformedRequest("The multipart body has no part; send at least one DICOM instance.")
-    return [(part.content_type, part.content) for part in parts]
+        try:
+            await body.receive(request.stream(), limit=settings.max_request_bytes)
+        except OverflowError as e:
+            raise PayloadTooLarge(settings.max_request_bytes) from e
+        try:
+            parts = body.parts(boundary, max_parts=settings.max_instances)
+        except ValueError as e:
+            raise ApiError(
+                413,
+                "too_many_instances",
+                f"The request has more than {settings.max_instances} parts, the limit.",
+            ) from e
+        if not parts:
+            raise MalformedRequest("The multipart body has no part; send at least one DICOM instance.")
+        yield body.iter_contents(parts)
+    finally:
+        body.close()
 
 
 DicomUploads = Annotated[list[bytes], Depends(dicom_uploads)]
-StowParts = Annotated[list[tuple[str | None, bytes]], Depends(stow_parts)]
+StowParts = Annotated[Iterator[tuple[str | None, bytes]], Depends(stow_parts)]
 
 
 def single_query_params(request: Request) -> dict[str, str]:

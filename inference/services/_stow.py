@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import TYPE_CHECKING, Final
@@ -136,7 +136,7 @@ async def store_instances(
     *,
     ctx: Context,
     actor: Actor,
-    parts: Sequence[tuple[str | None, bytes]],
+    parts: Iterable[tuple[str | None, bytes]],
     accept_language: str | None,
     study_instance_uid: str | None = None,
 ) -> StowOutcome:
@@ -145,7 +145,8 @@ async def store_instances(
     Args:
         ctx: The process's engines.
         actor: The sender (usually a PACS).
-        parts: ``(media type, bytes)`` per body part.
+        parts: ``(media type, bytes)`` per body part, read once in order (each part's bytes are
+            dropped once its instance is read: a STOW-RS body is never held whole).
         accept_language: For the stored results' response language (unused in the STOW answer).
         study_instance_uid: The study of the target URI (``/dicomweb/studies/{uid}``): instances of
             another study fail with 0xC000 (``study_mismatch``) and are not stored.

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from _api_dicom import CR_IMAGE, CT_IMAGE, chest_dicom, related_body
-from _api_env import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, make_settings, new_study_uid
+
+from inference.api import create_app
+from inference.api._multipart import SPOOL_IN_MEMORY_BYTES
+from inference.security import issue_token
 
 REFERENCED = "00081199"
 FAILED = "00081198"
@@ -137,3 +144,70 @@ def test_boundaries_longer_than_rfc_2046_quoted_or_not_are_accepted(client: Test
         "code": "malformed",
         "message": "The multipart boundary must have 1 to 200 printable ASCII characters.",
     }
+
+
+def test_a_body_spooled_to_disk_files_every_good_study_and_reports_each_bad_part(
+    client: TestClient, env: Env
+) -> None:
+    # Over the in-memory spool size: the body goes to a file and is split in place, part by part.
+    first, second = new_study_uid(), new_study_uid()
+    junk = b"\x00" * (SPOOL_IN_MEMORY_BYTES + 4096)
+    parts = [
+        ("application/dicom", chest_dicom(study=first, sop=f"{first}.1", view="PA")),
+        ("application/dicom", junk),
+        ("application/dicom", chest_dicom(study=second, sop=f"{second}.1", view="PA")),
+        ("application/dicom", chest_dicom(study=first, sop=f"{first}.2", view="LL")),
+    ]
+    response = _stow(client, env, parts)
+    assert response.status_code == 202, response.text
+    dataset = response.json()
+    stored = {_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]}
+    assert stored == {f"{first}.1", f"{first}.2", f"{second}.1"}
+    assert [_value(i, REASON) for i in dataset[FAILED]["Value"]] == [0xC000]
+    for study in (first, second):
+        result = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
+        assert result.status_code == 200, study
+
+
+def test_a_body_over_the_limit_is_413_before_the_rest_is_read(tmp_path: Path) -> None:
+    limit, chunk, chunks = 64 * 1024, 4096, 4096  # a 16 MiB body offered against a 64 KiB limit
+    settings = make_settings(tmp_path, max_request_bytes=limit)
+    token = issue_token(settings, subject="test-pacs", role="pacs", facility="F1")
+    app = create_app(settings)
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"\x00" * chunk, "more_body": pulled < chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/dicomweb/studies",
+        "raw_path": b"/dicomweb/studies",
+        "root_path": "",
+        "query_string": b"",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [  # no Content-Length: the limit is found while the body streams in
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", b'multipart/related; type="application/dicom"; boundary=b'),
+        ],
+    }
+    with TestClient(app) as client:
+        client.portal.call(app, scope, receive, send)  # the app's own event loop, started by TestClient
+        assert client.get("/healthz").status_code == 200
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 413
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b'"payload_too_large"' in body
+    assert pulled <= limit // chunk + 2  # stopped at the limit, not after the 16 MiB

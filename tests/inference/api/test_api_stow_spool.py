@@ -1,0 +1,71 @@
+"""The STOW-RS body spool: a body streams to a file and its parts are copied out one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import pytest
+
+from inference.api._errors import MalformedRequest
+from inference.api._multipart import SPOOL_IN_MEMORY_BYTES, SpooledBody, parse_related
+
+MIB = 1024 * 1024
+
+
+def _body(contents: list[bytes], boundary: str = "spool") -> bytes:
+    head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    return b"".join(head + c + b"\r\n" for c in contents) + f"--{boundary}--\r\n".encode()
+
+
+async def _stream(body: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+
+
+def _spool_and_read(body: bytes, limit: int) -> list[tuple[str | None, int, bytes]]:
+    spool = SpooledBody()
+    try:
+        asyncio.run(spool.receive(_stream(body), limit=limit))
+        parts = spool.parts("spool", max_parts=10)
+        return [(kind, len(content), content[:4]) for kind, content in spool.iter_contents(parts)]
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize("size", [10, SPOOL_IN_MEMORY_BYTES + 1])
+def test_parts_read_from_memory_or_disk_are_the_parts_sent(size: int) -> None:
+    contents = [b"A" * size, b"\r\n--spoo" + b"B" * size, b""]
+    got = _spool_and_read(_body(contents), limit=64 * MIB)
+    assert got == [("application/dicom", len(c), c[:4]) for c in contents]
+
+
+def test_a_large_body_is_never_held_whole_in_memory() -> None:
+    body = _body([bytes([n]) * (4 * MIB) for n in range(4)])  # 16 MiB in four parts
+    tracemalloc.start()
+    try:
+        spool = SpooledBody()
+        try:
+            asyncio.run(spool.receive(_stream(body), limit=64 * MIB))
+            parts = spool.parts("spool", max_parts=10)
+            sizes = [len(content) for _, content in spool.iter_contents(parts)]
+        finally:
+            spool.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sizes == [4 * MIB] * 4
+    # The test's own copy of the body is allocated before tracing; the spool holds one part at a time.
+    assert peak < 9 * MIB, peak
+
+
+def test_the_limit_is_refused_while_streaming_and_broken_bodies_raise() -> None:
+    with pytest.raises(OverflowError):
+        _spool_and_read(_body([b"x" * (2 * MIB)]), limit=MIB)
+    with pytest.raises(MalformedRequest):
+        _spool_and_read(b"", limit=MIB)
+    with pytest.raises(MalformedRequest):
+        _spool_and_read(_body([b"y" * (2 * MIB)])[:-20], limit=64 * MIB)
+    (part,) = parse_related(_body([b"z"]), "spool", max_parts=1)
+    assert (part.content_type, part.end - part.start) == ("application/dicom", 1)
