@@ -5,11 +5,13 @@ model adds its own weights on top): its peak resident set size (``VmHWM`` from `
 is printed with the idle figure of the same process and their ratio. The figures are the worst cases
 stated in ``docs/security.md`` ("Memory bounds"); ``tests/pacs/test_pacs_memory.py`` holds the listener's.
 
-- server (``dxassist serve``, ``POST /v1/studies``): a 700 MB upload (over ``DXASSIST_MAX_REQUEST_BYTES``,
-  refused while streaming), a 300 MB file (under the request limit, over ``DXASSIST_MAX_INSTANCE_BYTES``:
-  413), a file just under that limit with more pixels than ``DXASSIST_MAX_PIXELS`` (413, the largest
-  file the server reads before refusing it), the largest accepted radiograph (5016 x 5016, 16 bits:
-  the most ``DXASSIST_MAX_PIXELS`` allows);
+- server (``dxassist serve``, ``POST /v1/studies``): a 700 MB upload (over
+  ``DXASSIST_MAX_REQUEST_BYTES``, refused while streaming), a 300 MB file (under the request limit,
+  over ``DXASSIST_MAX_INSTANCE_BYTES``: 413), a file just under that limit with more pixels than
+  ``DXASSIST_MAX_PIXELS`` (413, the largest file the server reads before refusing it), the largest
+  accepted radiograph (5016 x 5016, 16 bits: the most ``DXASSIST_MAX_PIXELS`` allows); then STOW-RS
+  (``POST /dicomweb/studies``, sent chunked) with the same four inputs (``BENCH_CASES=STOW`` runs only
+  those);
 - listener (``dxassist listen``): a 699 MB instance sent by dcmtk's ``storescu`` (the association is
   aborted once the size limit is passed), a 256 MiB file with too many pixels (0xA700), the largest
   accepted radiograph, received and analysed.
@@ -81,6 +83,27 @@ def _post_file(base: str, token: str, path: Path) -> int:
     return response.status_code
 
 
+def _post_stow(base: str, token: str, path: Path) -> int:
+    """POST one file as a STOW-RS ``multipart/related`` body, streamed from disk; return the HTTP status."""
+    import httpx
+
+    boundary = "dxassist-benchmark-stow"
+    head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }  # no Content-Length (chunked): the limit is found while the body streams in
+    try:
+        response = httpx.post(
+            f"{base}/dicomweb/studies", content=_chunks(path, head, tail), headers=headers, timeout=600.0
+        )
+    except httpx.HTTPError:  # the server may close the connection once it has refused the body
+        return 413
+    return response.status_code
+
+
 def _server(work: Path, home: Path, side: int, make: Any) -> list[tuple[str, str, float]]:
     """One fresh server per input, so each peak is that input's alone."""
     from benchmarks._server import running_server
@@ -90,17 +113,24 @@ def _server(work: Path, home: Path, side: int, make: Any) -> list[tuple[str, str
     os.environ["DXASSIST_HOME"] = str(home)
     token = issue_token(Settings(), subject="benchmark", role="pacs", facility="BENCHMARK")
     cases = [
-        ("700 MB upload", 18_700, "upload-700.dcm"),
-        ("300 MB instance", 12_300, "upload-300.dcm"),
-        ("256 MiB instance, 134 M pixels", 11_585, "upload-256.dcm"),
-        (f"{side} x {side} radiograph", side, "largest.dcm"),
+        ("700 MB upload", 18_700, "upload-700.dcm", _post_file),
+        ("300 MB instance", 12_300, "upload-300.dcm", _post_file),
+        ("256 MiB instance, 134 M pixels", 11_585, "upload-256.dcm", _post_file),
+        (f"{side} x {side} radiograph", side, "largest.dcm", _post_file),
+        ("700 MB STOW-RS body", 18_700, "stow-700.dcm", _post_stow),
+        ("300 MB STOW-RS instance", 12_300, "stow-300.dcm", _post_stow),
+        ("256 MiB STOW-RS instance, 134 M pixels", 11_585, "stow-256.dcm", _post_stow),
+        (f"{side} x {side} radiograph by STOW-RS", side, "stow-largest.dcm", _post_stow),
     ]
+    only = os.environ.get("BENCH_CASES")  # e.g. "STOW" to run only the cases whose label has it
     rows = []
-    for label, case_side, name in cases:
+    for label, case_side, name, post in cases:
+        if only and only not in label:
+            continue
         path = make(work / name, side=case_side)
         with running_server(home, work / "server.log") as (base, pid):
             idle = peak_rss_mb(pid)
-            status = _post_file(base, token, path)
+            status = post(base, token, path)
             rows.append(("server", f"{label} (HTTP {status})", idle, peak_rss_mb(pid)))
         path.unlink()
     return rows

@@ -3,15 +3,15 @@
 python-multipart only speaks ``multipart/form-data``; STOW-RS sends ``multipart/related;
 type="application/dicom"``, whose parts carry a ``Content-Type`` and no ``Content-Disposition``.
 The body is spooled to a temporary file as it streams in (:class:`SpooledBody`, bounded by the request
-size limit) and split in place: :func:`parse_related` searches a memory map of the file and returns
-offsets, so each part's bytes are copied out only when its instance is read, one at a time.
+size limit) and split in place: :func:`parse_related` searches the file a window at a time and returns
+offsets, so each part's bytes are read only when its instance is read, one at a time. (Not ``mmap``: the
+pages of a mapped file count in the process's resident set, a read window does not.)
 """
 
 from __future__ import annotations
 
 import email.message
 import email.utils
-import mmap
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,10 +27,11 @@ MAX_BOUNDARY_CHARS: Final = 200
 _CRLF: Final = b"\r\n"
 # A STOW-RS body stays in memory up to this size, then goes to a file (the body's parts are not copied).
 SPOOL_IN_MEMORY_BYTES: Final = 1024 * 1024
+_SCAN_BYTES: Final = 1024 * 1024  # the window searched for a delimiter in a spooled body
 
 
 class _Buffer(Protocol):
-    """What the parser needs of the body: ``bytes`` or an ``mmap`` of the spooled file."""
+    """What the parser needs of the body: ``bytes``, or a spooled file read a window at a time."""
 
     def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
     def __getitem__(self, key: slice) -> bytes: ...
@@ -83,7 +84,7 @@ def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]
     """Split a multipart body into its parts.
 
     Args:
-        body: The whole request body (bytes, or a memory map of the spooled body: never copied whole).
+        body: The whole request body (bytes, or a :class:`_FileBuffer` of the spooled body: never read whole).
         boundary: The ``boundary`` parameter of the request's Content-Type.
         max_parts: Most parts accepted; one more raises (the caller answers 413).
 
@@ -138,6 +139,38 @@ def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]
         position = next_delimiter + 2
 
 
+class _FileBuffer:
+    """A spooled body seen as a buffer: slices are read from the file, ``find`` scans a window at a time."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self._file = file
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, stop, _ = key.indices(self._size)
+        if stop <= start:
+            return b""
+        self._file.seek(start)
+        return self._file.read(stop - start)
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """Offset of the first ``sub`` in ``[start, end)``, or -1; windows overlap by ``len(sub) - 1``."""
+        end = self._size if end is None else min(end, self._size)
+        position = max(start, 0)
+        while position < end:
+            window_end = min(end, position + _SCAN_BYTES + len(sub) - 1)
+            found = self[position:window_end].find(sub)
+            if found >= 0:
+                return position + found
+            if window_end >= end:
+                return -1
+            position = window_end - (len(sub) - 1)
+        return -1
+
+
 class SpooledBody:
     """A request body written to a temporary file as it arrives, then split in place.
 
@@ -149,7 +182,6 @@ class SpooledBody:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by close())
             max_size=SPOOL_IN_MEMORY_BYTES, dir=directory
         )
-        self._map: mmap.mmap | None = None
         self._buffer: _Buffer = b""
         self.size = 0
 
@@ -167,27 +199,23 @@ class SpooledBody:
     def parts(self, boundary: str, *, max_parts: int) -> list[Part]:
         """Split the spooled body (see :func:`parse_related`, whose errors this raises)."""
         self._file.flush()
-        if self.size <= SPOOL_IN_MEMORY_BYTES:  # an empty body too: mmap refuses an empty file
+        if self.size <= SPOOL_IN_MEMORY_BYTES:
             self._file.seek(0)
             self._buffer = self._file.read()
         else:
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-            self._buffer = self._map
+            self._buffer = _FileBuffer(self._file, self.size)
         return parse_related(self._buffer, boundary, max_parts=max_parts)
 
     def content(self, part: Part) -> bytes:
-        """One part's bytes, copied out of the spool (only that part's size)."""
+        """One part's bytes, read from the spool (only that part's size)."""
         return self._buffer[part.start : part.end]
 
     def iter_contents(self, parts: list[Part]) -> Iterator[tuple[str | None, bytes]]:
-        """``(media type, bytes)`` of each part in turn, each copied out only when reached."""
+        """``(media type, bytes)`` of each part in turn, each read only when reached."""
         for part in parts:
             yield part.content_type, self.content(part)
 
     def close(self) -> None:
-        """Release the memory map and remove the spool file."""
+        """Remove the spool file."""
         self._buffer = b""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         self._file.close()

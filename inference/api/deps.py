@@ -29,7 +29,7 @@ from inference.security import (
     allowed,
     verify_token,
 )
-from inference.services import Actor, Context, audit_denial
+from inference.services import Actor, Context, OversizedPart, audit_denial
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -213,11 +213,12 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
 
 async def stow_parts(
     request: Request, settings: SettingsDep
-) -> AsyncIterator[Iterator[tuple[str | None, bytes]]]:
+) -> AsyncIterator[Iterator[tuple[str | None, bytes | OversizedPart]]]:
     """The parts of a STOW-RS body (``multipart/related; type="application/dicom"``), one at a time.
 
     The body streams into a spool file (memory up to 1 MiB, then disk) and is split in place; each part's
-    bytes are copied out only when the route's consumer reaches it. The spool is removed after the request.
+    bytes are read only when the route's consumer reaches it, and a part over ``max_instance_bytes`` is
+    never read (:class:`OversizedPart`). The spool is removed after the request.
 
     Raises:
         UnsupportedMediaType: Another Content-Type or ``type`` parameter (STOW-RS: 415).
@@ -250,13 +251,22 @@ async def stow_parts(
             ) from e
         if not parts:
             raise MalformedRequest("The multipart body has no part; send at least one DICOM instance.")
-        yield body.iter_contents(parts)
+
+        def contents() -> Iterator[tuple[str | None, bytes | OversizedPart]]:
+            for part in parts:
+                size = part.end - part.start
+                if size > settings.max_instance_bytes:
+                    yield part.content_type, OversizedPart(size)
+                else:
+                    yield part.content_type, body.content(part)
+
+        yield contents()
     finally:
         body.close()
 
 
 DicomUploads = Annotated[list[bytes], Depends(dicom_uploads)]
-StowParts = Annotated[Iterator[tuple[str | None, bytes]], Depends(stow_parts)]
+StowParts = Annotated[Iterator[tuple[str | None, bytes | OversizedPart]], Depends(stow_parts)]
 
 
 def single_query_params(request: Request) -> dict[str, str]:

@@ -45,7 +45,13 @@ from inference.services._results import (
     submit_feedback,
 )
 from inference.services._status import list_models, model_problems, readiness
-from inference.services._stow import FailedInstance, StoredInstance, StowOutcome, store_instances
+from inference.services._stow import (
+    FailedInstance,
+    OversizedPart,
+    StoredInstance,
+    StowOutcome,
+    store_instances,
+)
 from inference.services._triage import analyse_vitals
 from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
 from inference.services._web import (
@@ -86,6 +92,7 @@ __all__ = [
     "DeadLetterError",
     "FailedInstance",
     "Outcome",
+    "OversizedPart",
     "StoredInstance",
     "StowOutcome",
     "Workers",

@@ -80,6 +80,13 @@ class FailedInstance:
     message: str
 
 
+@dataclass(frozen=True)
+class OversizedPart:
+    """A body part larger than ``max_instance_bytes``, left unread: refused by its size (0xA700)."""
+
+    size: int
+
+
 @dataclass
 class StowOutcome:
     """What happened to each instance of a STOW-RS request."""
@@ -136,7 +143,7 @@ async def store_instances(
     *,
     ctx: Context,
     actor: Actor,
-    parts: Iterable[tuple[str | None, bytes]],
+    parts: Iterable[tuple[str | None, bytes | OversizedPart]],
     accept_language: str | None,
     study_instance_uid: str | None = None,
 ) -> StowOutcome:
@@ -146,7 +153,8 @@ async def store_instances(
         ctx: The process's engines.
         actor: The sender (usually a PACS).
         parts: ``(media type, bytes)`` per body part, read once in order (each part's bytes are
-            dropped once its instance is read: a STOW-RS body is never held whole).
+            dropped once its instance is read: a STOW-RS body is never held whole); a part over the
+            instance limit comes as :class:`OversizedPart`, never read.
         accept_language: For the stored results' response language (unused in the STOW answer).
         study_instance_uid: The study of the target URI (``/dicomweb/studies/{uid}``): instances of
             another study fail with 0xC000 (``study_mismatch``) and are not stored.
@@ -168,6 +176,18 @@ async def store_instances(
                     "unsupported_media_type",
                     f"A body part has media type {media_type[:64]}; "
                     f"STOW-RS parts must be {DICOM_MEDIA_TYPE}.",
+                )
+            )
+            continue
+        if isinstance(blob, OversizedPart):
+            limit = ctx.limits.max_instance_bytes
+            outcome.failed.append(
+                FailedInstance(
+                    None,
+                    None,
+                    OUT_OF_RESOURCES,
+                    "instance_too_large",
+                    f"The DICOM file has {blob.size} bytes, more than the limit of {limit} bytes.",
                 )
             )
             continue

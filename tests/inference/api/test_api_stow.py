@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import tiny_models
 from _api_dicom import CR_IMAGE, CT_IMAGE, chest_dicom, related_body
 from _api_env import Env, TestClient, make_settings, new_study_uid
 
@@ -211,3 +212,21 @@ def test_a_body_over_the_limit_is_413_before_the_rest_is_read(tmp_path: Path) ->
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert b'"payload_too_large"' in body
     assert pulled <= limit // chunk + 2  # stopped at the limit, not after the 16 MiB
+
+
+def test_a_part_over_the_instance_limit_fails_by_its_size_and_the_others_are_stored(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_instance_bytes=256 * 1024)
+    tiny_models.seed_both(settings.model_cache, tmp_path / "build")
+    env = Env(tmp_path, settings)
+    study = new_study_uid()
+    parts = [
+        ("application/dicom", b"\x00" * (3 * 1024 * 1024)),  # never read: refused by its size
+        ("application/dicom", chest_dicom(study=study, sop=f"{study}.1")),
+    ]
+    with TestClient(create_app(settings)) as client:
+        response = _stow(client, env, parts)
+    assert response.status_code == 202, response.text
+    dataset = response.json()
+    assert [_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]] == [f"{study}.1"]
+    (failed,) = dataset[FAILED]["Value"]
+    assert _value(failed, REASON) == 0xA700

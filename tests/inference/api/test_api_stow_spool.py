@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from inference.api._errors import MalformedRequest
-from inference.api._multipart import SPOOL_IN_MEMORY_BYTES, SpooledBody, parse_related
+from inference.api._multipart import _SCAN_BYTES, SPOOL_IN_MEMORY_BYTES, SpooledBody, parse_related
 
 MIB = 1024 * 1024
 
@@ -34,7 +34,10 @@ def _spool_and_read(body: bytes, limit: int) -> list[tuple[str | None, int, byte
         spool.close()
 
 
-@pytest.mark.parametrize("size", [10, SPOOL_IN_MEMORY_BYTES + 1])
+# Sizes around the search window put the next delimiter across the edge of a window.
+@pytest.mark.parametrize(
+    "size", [10, SPOOL_IN_MEMORY_BYTES + 1, *(_SCAN_BYTES + k for k in (0, 2, 4, 6, 8, 10))]
+)
 def test_parts_read_from_memory_or_disk_are_the_parts_sent(size: int) -> None:
     contents = [b"A" * size, b"\r\n--spoo" + b"B" * size, b""]
     got = _spool_and_read(_body(contents), limit=64 * MIB)
