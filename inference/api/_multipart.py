@@ -15,7 +15,6 @@ import email.utils
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Final, Protocol
 
 from inference.api._errors import MalformedRequest
@@ -178,9 +177,10 @@ class SpooledBody:
     :data:`SPOOL_IN_MEMORY_BYTES`, then on disk), and one part's bytes at a time while the parts are read.
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self) -> None:
+        # Past the in-memory size: an unlinked file in the system temp directory (TMPDIR).
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by close())
-            max_size=SPOOL_IN_MEMORY_BYTES, dir=directory
+            max_size=SPOOL_IN_MEMORY_BYTES
         )
         self._buffer: _Buffer = b""
         self.size = 0
