@@ -30,9 +30,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Results belong to the facility that sends them: the readers and senders here work at one hospital.
+FACILITY = "CHU-RABAT"
+
+
 def _token(home: Path, role: str) -> str:
     out = subprocess.run(
-        [str(DXASSIST), "token", "issue", "--subject", f"acceptance-{role}", "--role", role],
+        [str(DXASSIST), "token", "issue", "--subject", f"acceptance-{role}", "--role", role]
+        + ["--facility", FACILITY],
         env=dxassist_env(home),
         capture_output=True,
         text=True,
