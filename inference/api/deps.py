@@ -269,30 +269,6 @@ DicomUploads = Annotated[list[bytes], Depends(dicom_uploads)]
 StowParts = Annotated[Iterator[tuple[str | None, bytes | OversizedPart]], Depends(stow_parts)]
 
 
-def single_query_params(request: Request) -> dict[str, str]:
-    """Query parameters as a plain mapping, refusing repeated names (not supported by the FHIR views).
-
-    ``date`` may repeat (``date=ge..&date=le..`` is a range): its values are joined with ``|``, which
-    no FHIR date contains (``inference.record.fhir`` splits them again).
-    """
-    items = request.query_params.multi_items()
-    names = [name for name, _ in items]
-    repeated = sorted({name for name in names if names.count(name) > 1 and name != "date"})
-    if repeated:
-        raise MalformedRequest(
-            f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once.",
-            code="invalid_search",
-        )
-    params = {name: value for name, value in items if name != "date"}
-    dates = [value for name, value in items if name == "date"]
-    if dates:
-        params["date"] = "|".join(dates)
-    return params
-
-
-QueryParams = Annotated[dict[str, str], Depends(single_query_params)]
-
-
 def all_query_params(request: Request) -> list[tuple[str, str]]:
     """Query parameters as ``(name, value)`` pairs in order, repeats kept (``date=ge..&date=le..``)."""
     return list(request.query_params.multi_items())
@@ -330,7 +306,6 @@ __all__: list[str] = [
     "DicomUploads",
     "PrincipalDep",
     "QueryPairs",
-    "QueryParams",
     "SettingsDep",
     "StowParts",
     "json_body",
