@@ -310,7 +310,7 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
 
 def _cmd_listen(args: argparse.Namespace) -> int:
     settings = _settings()
-    from inference.dicom import run_listener
+    from inference.dimse import run_listener
 
     run_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)
     return 0

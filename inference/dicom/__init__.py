@@ -14,7 +14,6 @@ from ._errors import (
     known_codes,
 )
 from ._header import ACCEPTED_CLASSES as ACCEPTED_SOP_CLASSES
-from ._listener import dimse_status, listen, run_listener
 from ._model import Instance, Limits, PatientInfo, Study
 from ._plausible import MIN_SIDE
 from ._read import MAX_SEQUENCE_DEPTH, one_patient, read_instance, read_study
@@ -37,13 +36,10 @@ __all__ = [
     "PatientInfo",
     "Study",
     "StudyCollector",
-    "dimse_status",
     "is_lateral",
     "known_codes",
-    "listen",
     "one_patient",
     "read_instance",
     "read_study",
-    "run_listener",
     "select_frontal",
 ]

@@ -18,8 +18,8 @@ from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, wait_unti
 
 from inference.delivery import PacsSettings
 from inference.dicom import Limits
-from inference.dicom._listener import _make_ae, _Node
 from inference.dicom._stable import StudyCollector
+from inference.dimse._listener import _make_ae, _Node
 from inference.record import Record
 
 pytestmark = pytest.mark.integration

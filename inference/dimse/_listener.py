@@ -29,12 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, overload
 
-from inference.dicom._errors import DicomRejected
-from inference.dicom._header import ACCEPTED_CLASSES
-from inference.dicom._model import Limits
-from inference.dicom._read import read_instance, read_study
-from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy, StudyCollector
-from inference.dicom._syntax import SUPPORTED
+from inference.dicom import (
+    ACCEPTED_SOP_CLASSES,
+    SUPPORTED_TRANSFER_SYNTAXES,
+    DicomRejected,
+    Limits,
+    StudyCollector,
+    read_instance,
+    read_study,
+)
+from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -208,8 +212,8 @@ def _make_ae(ae_title: str, pacs: PacsSettings, node: _Node) -> tuple[Any, list[
 
     ae = AE(ae_title=ae_title)
     ae.add_supported_context(VERIFICATION)
-    for sop_class in sorted(ACCEPTED_CLASSES):
-        ae.add_supported_context(sop_class, sorted(SUPPORTED))
+    for sop_class in sorted(ACCEPTED_SOP_CLASSES):
+        ae.add_supported_context(sop_class, sorted(SUPPORTED_TRANSFER_SYNTAXES))
     if pacs.dimse_open_facility is None:
         # Only registered nodes may associate: an unknown calling AE gets A-ASSOCIATE-RJ (calling AE title
         # not recognised). pynetdicom treats an empty list as "any", so no node at all means a title that

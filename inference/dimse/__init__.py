@@ -1,0 +1,11 @@
+"""``dxassist listen``: the DICOM DIMSE entry point (C-ECHO and C-STORE SCP), beside :mod:`inference.api`.
+
+Instances are validated and decoded on arrival by :mod:`inference.dicom` (the pure DICOM library), grouped
+by study after a quiet period, then analysed by the same service as an HTTP upload
+(:func:`inference.services.analyse_decoded`). Like the HTTP API it is a thin client of
+:mod:`inference.services`; no package below it imports it.
+"""
+
+from inference.dimse._listener import dimse_status, listen, run_listener
+
+__all__ = ["dimse_status", "listen", "run_listener"]
