@@ -42,6 +42,7 @@ bench: install
 screenshots: install
 	$(BIN)/python docs/ui_screenshots.py $(if $(HOME_WITH_MODELS),--home $(HOME_WITH_MODELS))
 
+# mypy --strict on inference/ and model_registry/ (pyproject.toml [tool.mypy]).
 lint: install
 	$(BIN)/ruff check inference training model_registry tests benchmarks
 	$(BIN)/mypy

@@ -56,7 +56,8 @@ def block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
 
 def to_display(unit: np.ndarray) -> np.ndarray:
     """uint8 display pixels of values in [0, 1]."""
-    return np.round(np.clip(np.nan_to_num(unit), 0.0, 1.0) * 255.0).astype(np.uint8)
+    clipped: np.ndarray = np.clip(np.nan_to_num(unit), 0.0, 1.0)  # numpy's stubs type these as Any
+    return np.round(clipped * 255.0).astype(np.uint8)
 
 
 def _resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

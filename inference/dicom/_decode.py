@@ -112,12 +112,10 @@ def _full(ds: Dataset, ts: str) -> np.ndarray:
     from pydicom.pixels.decoders.base import get_decoder
 
     decoder = get_decoder(ts)
-    options: dict[str, str] = {}
     # For JPEG-LS, CharLS (pyjpegls) decodes about 4x faster than libjpeg, pydicom's first choice.
-    if ts in _JPEG_LS and "pyjpegls" in decoder.available_plugins:
-        options["decoding_plugin"] = "pyjpegls"
+    plugin = "pyjpegls" if ts in _JPEG_LS and "pyjpegls" in decoder.available_plugins else ""
     try:
-        arr, _ = decoder.as_array(ds, index=0, **options)
+        arr, _ = decoder.as_array(ds, index=0, decoding_plugin=plugin)
     except MemoryError as e:
         raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
     except Exception as e:

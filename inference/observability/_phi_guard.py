@@ -92,7 +92,7 @@ class PhiRedactor(logging.Filter):
         if record.exc_info and record.exc_info[0] is not None and record.exc_info[1] is not None:
             exc_type = record.exc_info[0]
             record._dxassist_exc_type = f"{exc_type.__module__}.{exc_type.__qualname__}"
-            record.exc_info = safe_exc_info(record.exc_info)  # type: ignore[arg-type]
+            record.exc_info = safe_exc_info(record.exc_info)
             record.exc_text = None
         record._dxassist_redacted = True
         return True

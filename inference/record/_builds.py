@@ -130,7 +130,8 @@ def settle_filed(record: Record, *, result_id: str) -> str | None:
                 .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
                 .values(state="done", attempts=1, lease_until=None, spool=None)
             )
-            return row.spool
+            spool: str | None = row.spool
+            return spool
     except DBAPIError as e:
         raise RecordError("The build state could not be updated.") from e
 

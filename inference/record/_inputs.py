@@ -157,12 +157,12 @@ class TriageResultIn:
     logit: float
     intercept: float
     contributions: dict[str, float]
-    news2: dict | None
+    news2: dict[str, Any] | None
     priority: str
     warnings: tuple[str, ...]
     rationale: dict[str, str]
     missing: tuple[str, ...] = ()
-    trend: dict | None = None
+    trend: dict[str, Any] | None = None
     request: TriageRequestKeys | None = None
 
 

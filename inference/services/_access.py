@@ -144,7 +144,7 @@ async def audit_disclosed(
     a patient, so the search itself is still on the trail.
     """
     principal = actor.principal
-    unique = list(dict.fromkeys(patients)) or [None]
+    unique: list[str | None] = [*dict.fromkeys(patients)] or [None]
     await db(
         ctx.record.append_audits,
         entries=[

@@ -30,7 +30,7 @@ async def file_result(
     )
     imaging = isinstance(data, ImagingResultIn)
     try:
-        if imaging:
+        if isinstance(data, ImagingResultIn):
             stored = await db(ctx.record.save_imaging_result, data=data, audit=entry)
         else:
             stored = await db(ctx.record.save_triage_result, data=data, audit=entry)

@@ -292,18 +292,29 @@ def date_filter(value: str) -> Callable[[datetime], bool]:
         if prefix == "eq":
             checks.append(partial(_between, start, end, instant))
         elif prefix == "ge":
-            checks.append(lambda t, s=start: t >= s)
+            checks.append(partial(_at_or_after, start))
         elif prefix == "gt":
-            checks.append(lambda t, s=start, e=end, i=instant: t > s if i else t >= e)
+            # An instant excludes itself; a day starts being "after" at its end.
+            checks.append(
+                partial(_at_or_after, start, strict=True) if instant else partial(_at_or_after, end)
+            )
         elif prefix == "le":
-            checks.append(lambda t, s=start, e=end, i=instant: t <= s if i else t < e)
+            checks.append(partial(_before, start, inclusive=True) if instant else partial(_before, end))
         else:
-            checks.append(lambda t, s=start: t < s)
+            checks.append(partial(_before, start))
     return lambda moment: all(check(as_utc(moment)) for check in checks)
 
 
 def _between(start: datetime, end: datetime, instant: bool, moment: datetime) -> bool:
     return moment == start if instant else start <= moment < end
+
+
+def _at_or_after(bound: datetime, moment: datetime, *, strict: bool = False) -> bool:
+    return moment > bound if strict else moment >= bound
+
+
+def _before(bound: datetime, moment: datetime, *, inclusive: bool = False) -> bool:
+    return moment <= bound if inclusive else moment < bound
 
 
 def _observed(result: Result) -> datetime:
