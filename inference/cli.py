@@ -380,6 +380,13 @@ def _open_record(settings: Settings) -> Any:
     return record
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    record = _open_record(_settings())
+    record.close()
+    print("The patient record's schema is at the newest revision.")
+    return 0
+
+
 def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
@@ -502,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default DXASSIST_DIMSE_PORT or 11112")
     p.set_defaults(handler=_cmd_listen, own_logging=True)
+
+    p = sub.add_parser(
+        "migrate", help="bring the patient record's schema to the newest revision (the release's first step)"
+    )
+    p.set_defaults(handler=_cmd_migrate)
 
     audit = sub.add_parser("audit", help="the hash-chained audit trail")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
