@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-LABELS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
+from inference.vocabulary import FINDINGS as LABELS
+
 IMAGING_NAME = "cxr-findings"
 TRIAGE_NAME = "vitals-triage"
 REPO = Path(__file__).resolve().parent.parent

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 import inference  # noqa: F401  (switches ONNX Runtime telemetry off before anyone imports it)
+from inference.vocabulary import FINDINGS as FIVE_CODES
 
-FIVE_CODES: tuple[str, ...] = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
 TRIAGE_FEATURES: tuple[str, ...] = (
     "respiratory_rate",
     "spo2",

@@ -1,20 +1,9 @@
 """Explanations: CAMs mapped to the image, hottest-region boxes, PNG overlays and rationale text.
 
-Rationales are in English, French and Modern Standard Arabic; finding codes carry SNOMED CT concepts
-(:data:`FINDING_CODES`) for FHIR and DICOM SR.
+Rationales are in English, French and Modern Standard Arabic; finding codes, their SNOMED CT concepts
+and display names are in :mod:`inference.vocabulary`.
 """
 
-from inference.explain._codes import (
-    FINDING_CODES,
-    FINDING_DISPLAY,
-    FINDINGS,
-    LANGUAGES,
-    NEWS2_BAND_DISPLAY,
-    SNOMED_CT,
-    VITAL_DISPLAY,
-    Language,
-    finding_display,
-)
 from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, hottest_box
 from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
 from inference.explain._rationale import (
@@ -28,20 +17,11 @@ from inference.explain._rationale import (
 __all__ = [
     "COLOUR_LUT",
     "DEFAULT_LANGUAGE",
-    "FINDINGS",
-    "FINDING_CODES",
-    "FINDING_DISPLAY",
-    "LANGUAGES",
-    "NEWS2_BAND_DISPLAY",
-    "SNOMED_CT",
-    "VITAL_DISPLAY",
     "Box",
-    "Language",
     "cam_box",
     "cam_to_heatmap",
     "choose_language",
     "display_size",
-    "finding_display",
     "format_probability",
     "heat_layer_png",
     "hottest_box",

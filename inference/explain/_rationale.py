@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from inference.explain._codes import LANGUAGES, NEWS2_BAND_DISPLAY, VITAL_DISPLAY, Language, finding_display
+from inference.vocabulary import LANGUAGES, NEWS2_BAND_DISPLAY, VITAL_DISPLAY, Language, finding_display
 
 DEFAULT_LANGUAGE: Final[Language] = "en"
 

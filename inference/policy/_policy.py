@@ -9,8 +9,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from inference.explain import FINDINGS
 from inference.policy._errors import PolicyError
+from inference.vocabulary import FINDINGS
 
 Priority = Literal["routine", "urgent", "critical"]
 PRIORITIES: Final[tuple[Priority, ...]] = ("routine", "urgent", "critical")

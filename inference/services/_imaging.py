@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.analysis import ImageUnusable, analyse, observe_stage
 from inference.dicom import DicomRejected, Study, is_lateral, read_study
-from inference.explain import LANGUAGES, choose_language, finding_display, imaging_rationale
+from inference.explain import choose_language, imaging_rationale
 from inference.policy import max_priority
 from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn, RenderingData
 from inference.services import _warnings
@@ -25,6 +25,7 @@ from inference.services._deliveries import discard_spool, prepare_outputs, queue
 from inference.services._drift import observe_drift
 from inference.services._filing import file_result
 from inference.services._identity import identify
+from inference.vocabulary import LANGUAGES, finding_display
 
 if TYPE_CHECKING:
     from inference.analysis import Analysis

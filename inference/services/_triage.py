@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.explain import LANGUAGES, choose_language, triage_rationale
+from inference.explain import choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
@@ -19,6 +19,7 @@ from inference.services._identity import identify
 from inference.services._imaging import Outcome
 from inference.services._trend import series_trend
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
+from inference.vocabulary import LANGUAGES
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from inference import vocabulary as v
+
 from . import _coding
 from ._errors import WriterError
 from ._uids import check_uid, device_uid
@@ -206,7 +208,7 @@ def equipment(algorithm: AlgorithmInfo, *, org_root: str, created_at: dt.datetim
 
     item = ContributingEquipment(
         manufacturer=algorithm.manufacturer,
-        purpose_of_reference=_coding.code(_coding.PROCESSING_EQUIPMENT),
+        purpose_of_reference=_coding.code(v.PROCESSING_EQUIPMENT),
         manufacturer_model_name=algorithm.name,
         software_versions=[algorithm.version, f"dxassist {algorithm.software_version}"[:_LO_MAX]],
         device_serial_number=algorithm.sha256[:_LO_MAX],
@@ -286,7 +288,7 @@ def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
         if keyword_date in ds or keyword_date in ("SeriesDate", "InstanceCreationDate"):
             setattr(ds, keyword_date, date)
             setattr(ds, keyword_time, time)
-    processing = _coding.PROCESSING_EQUIPMENT[0]
+    processing = v.PROCESSING_EQUIPMENT.code
     for item in ds.get("ContributingEquipmentSequence", []):
         purposes = [c.CodeValue for c in item.get("PurposeOfReferenceCodeSequence", [])]
         # Only the processing items (ours and highdicom's) are stamped now; the acquisition item

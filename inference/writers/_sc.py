@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from inference.vocabulary import SOURCE_FOR_PROCESSING
+
 from ._common import (
     check_findings,
     checked_source,
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 MAX_SIDE: Final = 2048
 """Longest side of a heatmap capture; larger radiographs are scaled down (a guide, not for measuring)."""
 
-# CID 7202: the source image was the input of an image processing operation.
-_SOURCE_PURPOSE: Final = ("121322", "DCM", "Source image for image processing operation")
 
 
 def build_heatmap_sc(
@@ -130,7 +130,9 @@ def build_heatmap_sc(
     reference.ReferencedSOPClassUID = header.SOPClassUID
     reference.ReferencedSOPInstanceUID = header.SOPInstanceUID
     purpose = PydicomDataset()
-    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = _SOURCE_PURPOSE
+    purpose.CodeValue = SOURCE_FOR_PROCESSING.code
+    purpose.CodingSchemeDesignator = SOURCE_FOR_PROCESSING.designator
+    purpose.CodeMeaning = SOURCE_FOR_PROCESSING.display
     reference.PurposeOfReferenceCodeSequence = [purpose]
     sc.SourceImageSequence = [reference]
     if lossy_method is not None:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference import vocabulary as v
+
 from . import _coding
 from ._common import (
     check_findings,
@@ -99,7 +101,7 @@ def build_sr(
         groups = [_group(header, finding, algorithm_id, root, result_id) for finding in findings]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=_coding.code(_coding.CHEST_XR_SINGLE_VIEW),
+        procedure_reported=_coding.code(v.CHEST_XR_SINGLE_VIEW),
         imaging_measurements=groups,
     )
     sr = hd.sr.Comprehensive3DSR(
@@ -132,26 +134,26 @@ def _group(
     """One TID 1501 / TID 1410 measurement group for one finding."""
     import highdicom as hd
 
-    concept = _coding.code(_coding.finding_concept(finding.code, finding.display))
+    concept = _coding.finding_code(finding.code, finding.display)
     tracking = hd.sr.TrackingIdentifier(
         uid=derive_uid(org_root, ARC_TRACKING, result_id, finding.code),
         identifier=f"{finding.code} ({result_id})"[:64],
     )
     measurements = [
         hd.sr.Measurement(
-            name=_coding.code(_coding.PROBABILITY),
+            name=_coding.code(v.PROBABILITY),
             value=_percent(finding.probability),
-            unit=_coding.code(_coding.PERCENT),
+            unit=_coding.code(v.PERCENT),
         ),
         hd.sr.Measurement(
-            name=_coding.code(_coding.THRESHOLD),
+            name=_coding.code(v.THRESHOLD),
             value=_percent(finding.threshold),
-            unit=_coding.code(_coding.PERCENT),
+            unit=_coding.code(v.PERCENT),
         ),
     ]
     evaluation = hd.sr.QualitativeEvaluation(
         name=concept,
-        value=_coding.code(_coding.PRESENT if finding.positive else _coding.ABSENT),
+        value=_coding.code(v.PRESENT if finding.positive else v.ABSENT),
     )
     if finding.box is None:
         return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -189,21 +191,21 @@ def _not_assessable_group(
 
     import highdicom as hd
 
-    concept = _coding.code(_coding.NOT_ASSESSABLE)
+    concept = _coding.code(v.NOT_ASSESSABLE_SR)
     measurements = [
         hd.sr.Measurement(
-            name=_coding.code(_coding.OOD_THRESHOLD),
+            name=_coding.code(v.OOD_THRESHOLD),
             value=float(refused.threshold),
-            unit=_coding.code(_coding.NO_UNITS),
+            unit=_coding.code(v.NO_UNITS),
         )
     ]
     if refused.score is not None and math.isfinite(refused.score):
         measurements.insert(
             0,
             hd.sr.Measurement(
-                name=_coding.code(_coding.OOD_SCORE),
+                name=_coding.code(v.OOD_SCORE),
                 value=float(refused.score),
-                unit=_coding.code(_coding.NO_UNITS),
+                unit=_coding.code(v.NO_UNITS),
             ),
         )
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -215,7 +217,7 @@ def _not_assessable_group(
         algorithm_id=algorithm_id,
         measurements=measurements,
         qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(name=_coding.code(_coding.ASSESSABILITY), value=concept)
+            hd.sr.QualitativeEvaluation(name=_coding.code(v.ASSESSABILITY), value=concept)
         ],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
     )

@@ -10,8 +10,8 @@ import pytest
 from _pacs_dicom import PATIENT_ID, chest_cr, new_uid, write
 from _pacs_harness import ORTHANC_AET, Pacs, storescu, wait_until
 
-from inference.explain import FINDING_CODES
 from inference.record import Record, _outbox
+from inference.vocabulary import FINDING_CODES
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference.vocabulary import FINDINGS  # the label columns are the product's finding codes
 from training.data._phantom_draw import (
     Canvas,
     blur,
@@ -27,9 +28,6 @@ from training.data._phantom_draw import (
     smooth_noise,
     vessel_tree,
 )
-
-FINDINGS: tuple[str, ...] = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
-"""Finding codes in model output order."""
 
 FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP")
 LATERAL_VIEWS: tuple[str, ...] = ("LL", "LAT")

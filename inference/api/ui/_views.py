@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from inference.explain import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
+from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
 PRIORITIES: Final = ("critical", "urgent", "routine")
 AI_STATUSES: Final = ("analysed", "not_assessable", "failed")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlencode
 
+from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
 from inference.record._types import iso, new_id, utcnow
 from inference.record.fhir import _codes as c
@@ -55,10 +56,10 @@ _DATE: Final = re.compile(
 
 def _event_type(action: str) -> dict[str, str]:
     if action == "audit:read":
-        return {"system": c.DCM, "code": "110101", "display": "Audit Log Used"}
+        return {"system": v.DCM, "code": "110101", "display": "Audit Log Used"}
     if action in _EXECUTE:
-        return {"system": c.DCM, "code": "110100", "display": "Application Activity"}
-    return {"system": c.DCM, "code": "110110", "display": "Patient Record"}
+        return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
+    return {"system": v.DCM, "code": "110110", "display": "Patient Record"}
 
 
 def _action_code(action: str) -> str:

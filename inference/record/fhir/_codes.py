@@ -1,20 +1,20 @@
-"""Terminology used by the FHIR views: code systems, LOINC vital signs, SNOMED CT findings.
+"""FHIR-only terminology (HL7 code systems, identifier systems) and the FHIR datatypes of a concept.
 
-Codes no standard system covers well (being on supplemental oxygen as a yes/no, the NEWS2 SpO2 scale,
-the model's probability component, the deterioration outcome) live in the local code system
-``urn:dxassist:codes``, so nobody mistakes them for standard codes.
+Finding concepts, vital-sign codes, Present/Absent and the clinical code systems are the product's one
+vocabulary, :mod:`inference.vocabulary`, shared with the DICOM SR. Codes no standard system covers well
+(the NEWS2 SpO2 scale, the model's probability component, the deterioration outcome) live in the local
+code system ``urn:dxassist:codes`` (:data:`inference.vocabulary.LOCAL`), so nobody mistakes them for
+standard codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
-SNOMED: Final = "http://snomed.info/sct"
-LOINC: Final = "http://loinc.org"
-UCUM: Final = "http://unitsofmeasure.org"
-DCM: Final = "http://dicom.nema.org/resources/ontology/DCM"
+from inference.vocabulary import UCUM, Concept, finding_concept
+
 RFC3986: Final = "urn:ietf:rfc:3986"
-LOCAL: Final = "urn:dxassist:codes"
 ISSUER_PREFIX: Final = "urn:dxassist:issuer:"
 FACILITY_SYSTEM: Final = "urn:dxassist:facility"
 MODEL_SHA256_SYSTEM: Final = "urn:dxassist:model-sha256"
@@ -34,25 +34,6 @@ AI_ASSERTED: Final[dict[str, str]] = {
 """``meta.security`` label on every resource a model produced."""
 
 DATA_ABSENT_REASON: Final = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-NOT_ASSESSABLE: Final = {
-    "system": LOCAL,
-    "code": "not-assessable",
-    "display": "Not assessable by the AI model (image outside its training distribution)",
-}
-"""Conclusion of a report whose image the model refused; no standard code says this."""
-
-PRESENT: Final = {"system": SNOMED, "code": "52101004", "display": "Present"}
-ABSENT: Final = {"system": SNOMED, "code": "2667000", "display": "Absent"}
-
-ACVPU: Final[dict[str, tuple[str, str]]] = {
-    # SNOMED CT answers of the UK ACVPU value set.
-    "A": ("248234008", "Mentally alert"),
-    "C": ("130987000", "Acute confusion"),
-    "V": ("300202002", "Responds to voice"),
-    "P": ("450847001", "Responds to pain"),
-    "U": ("422768004", "Unresponsive"),
-}
-
 NEWS2_BAND_RISK: Final[dict[str, tuple[str, str]]] = {
     "low": ("low", "Low likelihood"),
     "low-medium": ("moderate", "Moderate likelihood"),
@@ -61,18 +42,17 @@ NEWS2_BAND_RISK: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def finding_coding(code: str, display: str) -> dict[str, Any]:
-    """The Coding of a finding: SNOMED CT from ``inference.explain`` when known, else the local system.
+def finding_coding(code: str, display: str) -> dict[str, str]:
+    """The Coding of a finding: its SNOMED CT concept when known, else the local system.
 
     One table of finding concepts serves FHIR and DICOM SR alike, so they never disagree.
     """
-    from inference.explain._codes import FINDING_CODES
+    return finding_concept(code, display).coding()
 
-    known = FINDING_CODES.get(code)
-    if known is None:
-        return {"system": LOCAL, "code": code, "display": display}
-    system, value, name = known
-    return {"system": system, "code": value, "display": name}
+
+def codings(concepts: Sequence[Concept]) -> list[dict[str, str]]:
+    """The Codings of vocabulary concepts, in order (the first is the primary one)."""
+    return [concept.coding() for concept in concepts]
 
 
 def quantity(value: float, unit: str, code: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
+from inference import vocabulary as v
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
 from inference.record._types import fhir_date, iso
 from inference.record._views import heatmap_url
@@ -115,7 +116,7 @@ def patient(row: Patient) -> dict[str, Any]:
 
 
 def _modality(code: str) -> dict[str, str]:
-    coding = {"system": c.DCM, "code": code}
+    coding = {"system": v.DCM, "code": code}
     if code in _MODALITY_DISPLAY:
         coding["display"] = _MODALITY_DISPLAY[code]
     return coding
@@ -182,18 +183,18 @@ def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
     assert result.study_id is not None
     components: list[dict[str, Any]] = [
         {
-            "code": c.concept(c.LOCAL, "probability", "Model probability (calibrated)"),
+            "code": c.concept(v.LOCAL, "probability", "Model probability (calibrated)"),
             "valueQuantity": c.quantity(finding.probability, "1", "1"),
         },
         {
-            "code": c.concept(c.LOCAL, "threshold", "Operating threshold of the model"),
+            "code": c.concept(v.LOCAL, "threshold", "Operating threshold of the model"),
             "valueQuantity": c.quantity(finding.threshold, "1", "1"),
         },
     ]
     if finding.box is not None:
         components.append(
             {
-                "code": c.concept(c.LOCAL, "bounding-box", "Bounding box (x0, y0, x1, y1) in image pixels"),
+                "code": c.concept(v.LOCAL, "bounding-box", "Bounding box (x0, y0, x1, y1) in image pixels"),
                 "valueString": ",".join(str(v) for v in finding.box),
             }
         )
@@ -212,7 +213,7 @@ def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
         "component": components,
     }
     if result.assessable:
-        out["valueCodeableConcept"] = {"coding": [dict(c.PRESENT if finding.positive else c.ABSENT)]}
+        out["valueCodeableConcept"] = {"coding": [(v.PRESENT if finding.positive else v.ABSENT).coding()]}
         out["interpretation"] = [
             c.concept(c.INTERPRETATION, "POS", "Positive")
             if finding.positive
@@ -222,7 +223,7 @@ def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
         # Neither present nor absent: the model refused the image, so it says nothing about the finding.
         out["dataAbsentReason"] = {
             "coding": [{"system": c.DATA_ABSENT_REASON, "code": "as-text", "display": "As Text"}],
-            "text": c.NOT_ASSESSABLE["display"],
+            "text": v.NOT_ASSESSABLE.display,
         }
     if result.warnings:
         out["note"] = _notes(result)
@@ -248,7 +249,7 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
         "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
         "status": "preliminary",
         "category": [c.concept(c.V2_0074, "RAD", "Radiology")],
-        "code": c.concept(c.LOINC, "18748-4", "Diagnostic imaging study"),
+        "code": {"coding": [v.DIAGNOSTIC_IMAGING_STUDY.coding()]},
         "subject": ref("Patient", result.patient_id),
         "effectiveDateTime": _effective(result),
         "issued": iso(result.created_at),
@@ -258,7 +259,7 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
         out["conclusion"] = conclusion
     if not result.assessable:
         # "Not assessable" instead of the findings: the model refused the image as out of distribution.
-        out["conclusionCode"] = [{"coding": [dict(c.NOT_ASSESSABLE)], "text": "Not assessable"}]
+        out["conclusionCode"] = [{"coding": [v.NOT_ASSESSABLE.coding()], "text": "Not assessable"}]
         return out
     out["result"] = [ref("Observation", finding.id) for finding in result.findings]
     # The heatmap of each finding that has one (positive findings), at the API route that draws it: a
@@ -296,10 +297,6 @@ def _vital(
     }
 
 
-def _loinc(code: str, display: str) -> dict[str, str]:
-    return {"system": c.LOINC, "code": code, "display": display}
-
-
 def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
     """One vital-signs Observation per measured sign (LOINC codes, UCUM units); none for unmeasured ones."""
     out: list[dict[str, Any]] = []
@@ -308,7 +305,7 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
             _vital(
                 row,
                 "rr",
-                [_loinc("9279-1", "Respiratory rate")],
+                c.codings(v.VITAL_CODES["respiratory_rate"]),
                 "Respiratory rate",
                 valueQuantity=c.quantity(row.respiratory_rate, "breaths/minute", "/min"),
             )
@@ -317,31 +314,26 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
         spo2 = _vital(
             row,
             "spo2",
-            [
-                _loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-                _loinc("2708-6", "Oxygen saturation in Arterial blood"),
-            ],
+            c.codings(v.VITAL_CODES["spo2"]),
             "SpO2",
             valueQuantity=c.quantity(row.spo2, "%", "%"),
         )
         if row.spo2_scale is not None:
             spo2["component"] = [
                 {
-                    "code": c.concept(c.LOCAL, "news2-spo2-scale", "NEWS2 SpO2 scale"),
+                    "code": c.concept(v.LOCAL, "news2-spo2-scale", "NEWS2 SpO2 scale"),
                     "valueInteger": row.spo2_scale,
                 }
             ]
         out.append(spo2)
     if row.systolic_bp is not None or row.diastolic_bp is not None:
         components = []
-        for value, code, display in (
-            (row.systolic_bp, "8480-6", "Systolic blood pressure"),
-            (row.diastolic_bp, "8462-4", "Diastolic blood pressure"),
-        ):
+        for value, sign in ((row.systolic_bp, "systolic_bp"), (row.diastolic_bp, "diastolic_bp")):
             if value is not None:
+                codes = v.VITAL_CODES[sign]
                 components.append(
                     {
-                        "code": {"coding": [_loinc(code, display)], "text": display},
+                        "code": {"coding": c.codings(codes), "text": codes[0].display},
                         "valueQuantity": c.quantity(value, "mmHg", "mm[Hg]"),
                     }
                 )
@@ -349,7 +341,7 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
             _vital(
                 row,
                 "bp",
-                [_loinc("85354-9", "Blood pressure panel with all children optional")],
+                c.codings(v.VITAL_CODES["blood_pressure"]),
                 "Blood pressure",
                 component=components,
             )
@@ -359,7 +351,7 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
             _vital(
                 row,
                 "hr",
-                [_loinc("8867-4", "Heart rate")],
+                c.codings(v.VITAL_CODES["heart_rate"]),
                 "Heart rate",
                 valueQuantity=c.quantity(row.heart_rate, "beats/minute", "/min"),
             )
@@ -369,20 +361,20 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
             _vital(
                 row,
                 "temp",
-                [_loinc("8310-5", "Body temperature")],
+                c.codings(v.VITAL_CODES["temperature"]),
                 "Body temperature",
                 valueQuantity=c.quantity(row.temperature, "C", "Cel"),
             )
         )
     if row.consciousness is not None:
-        code, display = c.ACVPU[row.consciousness]
+        answer = v.ACVPU[row.consciousness]
         out.append(
             _vital(
                 row,
                 "acvpu",
-                [_loinc("67775-7", "Level of responsiveness")],
+                c.codings(v.VITAL_CODES["consciousness"]),
                 "Level of consciousness (ACVPU)",
-                valueCodeableConcept=c.concept(c.SNOMED, code, display, text=row.consciousness),
+                valueCodeableConcept=c.concept(*answer, text=row.consciousness),
             )
         )
     if row.on_oxygen is not None:
@@ -390,7 +382,7 @@ def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
             _vital(
                 row,
                 "o2",
-                [{"system": c.LOCAL, "code": "on-supplemental-oxygen", "display": "On supplemental oxygen"}],
+                c.codings(v.VITAL_CODES["on_oxygen"]),
                 "On supplemental oxygen",
                 valueBoolean=bool(row.on_oxygen),
             )
@@ -405,7 +397,7 @@ def risk_assessment(result: Result) -> dict[str, Any]:
     observed = result.vitals.observed_at
     predictions: list[dict[str, Any]] = [
         {
-            "outcome": c.concept(c.LOCAL, "deterioration-24h", "Clinical deterioration within 24 h"),
+            "outcome": c.concept(v.LOCAL, "deterioration-24h", "Clinical deterioration within 24 h"),
             "probabilityDecimal": payload["risk"]["probability"],
             "whenPeriod": {"start": iso(observed), "end": iso(observed + timedelta(hours=24))},
         }
@@ -419,7 +411,7 @@ def risk_assessment(result: Result) -> dict[str, Any]:
         predictions.append(
             {
                 "outcome": c.concept(
-                    c.LOCAL, "deterioration-news2", "Clinical deterioration (NEWS2 aggregate score)"
+                    v.LOCAL, "deterioration-news2", "Clinical deterioration (NEWS2 aggregate score)"
                 ),
                 "qualitativeRisk": c.concept(c.RISK_PROBABILITY, risk_code, risk_display),
                 "rationale": f"NEWS2 total {news2['total']}, band {news2['band']} (RCP 2017)."
@@ -443,7 +435,7 @@ def risk_assessment(result: Result) -> dict[str, Any]:
         "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
         "status": "preliminary",
         "method": c.concept(
-            c.LOCAL,
+            v.LOCAL,
             "vitals-triage-model",
             "Additive vital-sign triage model",
             text=f"{result.model_name} version {result.model_version}",
@@ -493,6 +485,6 @@ def device(row: Device) -> dict[str, Any]:
         "manufacturer": "dxassist",
         "deviceName": [{"name": row.model_name, "type": "model-name"}],
         "modelNumber": row.model_name,
-        "type": c.concept(c.LOCAL, "ai-model", "AI diagnostic-assist model (ONNX)"),
+        "type": c.concept(v.LOCAL, "ai-model", "AI diagnostic-assist model (ONNX)"),
         "version": [{"value": row.model_version}],
     }

@@ -1,18 +1,11 @@
-"""Rationales in English, French and Arabic; language choice from Accept-Language; codes for FHIR."""
+"""Rationales in English, French and Arabic; language choice from Accept-Language."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.explain import (
-    FINDING_CODES,
-    FINDING_DISPLAY,
-    FINDINGS,
-    SNOMED_CT,
-    choose_language,
-    imaging_rationale,
-    triage_rationale,
-)
+from inference.explain import choose_language, imaging_rationale, triage_rationale
+from inference.vocabulary import LANGUAGES, finding_display
 
 REMINDER = {
     "en": "This is an AI suggestion and must be confirmed by a clinician.",
@@ -147,17 +140,7 @@ def test_triage_rationale_says_an_incomplete_news2_is_a_lower_bound_and_names_th
     assert partial not in steady and trend not in steady
 
 
-def test_every_finding_has_a_snomed_concept_and_three_display_names() -> None:
-    assert set(FINDING_CODES) == set(FINDING_DISPLAY) == set(FINDINGS)
-    assert FINDING_CODES["pneumothorax"] == (SNOMED_CT, "36118008", "Pneumothorax")
-    assert FINDING_CODES["nodule"][1] == "786838002"
-    for names in FINDING_DISPLAY.values():
-        assert set(names) == {"en", "fr", "ar"} and all(names.values())
-
-
 def test_a_not_assessable_rationale_names_no_finding_in_any_language() -> None:
-    from inference.explain import LANGUAGES, finding_display, imaging_rationale
-
     findings = [("pneumothorax", 0.99, False), ("nodule", 0.97, False)]
     starts = {"en": "Not assessable", "fr": "Non évaluable", "ar": "غير قابلة للتقييم"}
     for lang in LANGUAGES:
