@@ -259,6 +259,16 @@ def _cmd_registry_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry_report(args: argparse.Namespace) -> int:
+    try:
+        report = importlib.import_module("training.report")
+    except ImportError as e:
+        raise CliError(f"The report needs the training package, not installed here ({e.name or e}).") from e
+    names = args.names or list(report.SERVED)
+    print(report.report(_registry(_settings()), names, alias=args.alias), end="")
+    return 0
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -486,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("rollback", help="move champion back to the previous champion")
     p.add_argument("name")
     p.set_defaults(handler=_cmd_registry_rollback)
+    p = rsub.add_parser("report", help="Markdown tables of the figures logged on the registered runs")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to report (default: both served models)")
+    p.add_argument("--alias", default="champion", help="the version each alias points at (default: champion)")
+    p.set_defaults(handler=_cmd_registry_report)
 
     p = sub.add_parser("serve", help="the HTTP API")
     p.add_argument("--host", default="127.0.0.1")

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 from model_registry._errors import NotFound, PromotionRefused, RegistryError
 from model_registry._gate import DEFAULT_TOLERANCE, evaluate_gate, is_gate_tag_figure
 from model_registry._mlflow import check_alias, check_name, check_version, import_mlflow, translated
-from model_registry._register import Artifacts, experiment_id, gate_tags, log_run
+from model_registry._register import CURVE_PREFIX, Artifacts, experiment_id, gate_tags, log_run
+from model_registry._relocate import relocate_store
 from model_registry._types import GateDecision, ModelSummary, RegisteredVersion
 
 _log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class RegistryClient:
                     # SQLite does not create missing folders; the embedded store lives in DXASSIST_HOME.
                     db = Path(self.tracking_uri.removeprefix("sqlite:///"))
                     db.parent.mkdir(parents=True, exist_ok=True)
+                    if self.artifact_root is not None:
+                        # A copied or moved DXASSIST_HOME reads and writes its own artifacts only.
+                        relocate_store(db, self.artifact_root)
                 self._client = mlflow.MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
@@ -96,6 +100,7 @@ class RegistryClient:
         sha256: str,
         git_commit: str | None = None,
         alias: str | None = CHALLENGER,
+        history: Sequence[Mapping[str, Any]] = (),
     ) -> RegisteredVersion:
         """Log a run with its ONNX model and register it as a new version of ``name``.
 
@@ -118,6 +123,8 @@ class RegistryClient:
             git_commit: Source revision; ``"unknown"`` when not given.
             alias: Alias to set on the new version (``challenger`` by default, ``None`` for none).
                 ``champion`` is refused: only :meth:`promote` moves it.
+            history: One mapping per training epoch (``epoch`` and figures such as ``train_loss``),
+                logged as training curves: metric ``epoch/<figure>`` with the epoch as its step.
 
         Returns:
             The new version.
@@ -156,6 +163,7 @@ class RegistryClient:
                 onnx_path=onnx_path,
                 params=params,
                 metrics=metrics,
+                history=history,
                 artifacts=artifacts,
                 model_card=model_card,
                 dataset=dataset,
@@ -278,6 +286,36 @@ class RegistryClient:
                 tracking_uri=self.tracking_uri,
             )
         return Path(local)
+
+    def run_metrics(self, name: str, version: str | int) -> dict[str, float]:
+        """The final figures logged on the run that produced ``version`` (training curves left out).
+
+        Raises:
+            NotFound: The version does not exist, or it was registered without a run.
+        """
+        registered = self.get_version(name, version)
+        if registered.run_id is None:
+            raise NotFound(f"Version {registered.version} of {name} was registered without a run.")
+        with translated(f"reading the run of version {registered.version} of {name}"):
+            run = self.mlflow_client.get_run(registered.run_id)
+        metrics = run.data.metrics or {}
+        return {str(k): float(v) for k, v in metrics.items() if not str(k).startswith(CURVE_PREFIX)}
+
+    def training_curve(self, name: str, version: str | int, figure: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of one per-epoch figure (e.g. ``val_loss``) of the run behind ``version``.
+
+        Returns:
+            The points in epoch order; empty when the run logged no such curve.
+
+        Raises:
+            NotFound: The version does not exist, or it was registered without a run.
+        """
+        registered = self.get_version(name, version)
+        if registered.run_id is None:
+            raise NotFound(f"Version {registered.version} of {name} was registered without a run.")
+        with translated(f"reading the training curves of version {registered.version} of {name}"):
+            points = self.mlflow_client.get_metric_history(registered.run_id, f"{CURVE_PREFIX}{figure}")
+        return sorted((int(m.step), float(m.value)) for m in points)
 
     # -- aliases, gate, rollback --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 _IMAGE_SUFFIXES = frozenset({".png", ".svg", ".jpg", ".jpeg", ".pdf"})
 _CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".safetensors"})
 _ROOT_FILES = frozenset({"metrics.json", "params.json", "model_card.md"})
+CURVE_PREFIX = "epoch/"
 
 Artifacts = Mapping[str, Path | str] | Iterable[Path | str] | None
 
@@ -106,6 +107,24 @@ def experiment_id(client: Any, name: str, artifact_location: str | None) -> str:
         return str(existing.experiment_id)
 
 
+def epoch_metrics(history: Sequence[Mapping[str, Any]], timestamp: int) -> list[Any]:
+    """The training curves of ``history`` as MLflow metrics, one step per epoch.
+
+    Each entry's ``epoch`` (1, 2, ...) is the step; its other finite figures are logged under
+    ``epoch/<figure>`` so they never hide the run's final figures (MLflow shows a key's last step).
+    Entries without an epoch number take their position (1-based).
+    """
+    from mlflow.entities import Metric
+
+    out: list[Any] = []
+    for position, entry in enumerate(history, start=1):
+        raw = entry.get("epoch", position)
+        step = int(raw) if isinstance(raw, int | float) and math.isfinite(float(raw)) else position
+        figures = numeric_metrics({k: v for k, v in entry.items() if k != "epoch"})
+        out.extend(Metric(f"{CURVE_PREFIX}{key}", value, timestamp, step) for key, value in figures.items())
+    return out
+
+
 def log_run(
     client: Any,
     *,
@@ -114,6 +133,7 @@ def log_run(
     onnx_path: Path,
     params: Mapping[str, Any],
     metrics: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
     artifacts: Artifacts,
     model_card: str | Path,
     dataset: str,
@@ -122,6 +142,8 @@ def log_run(
     version_tags: Mapping[str, str],
 ) -> tuple[str, str, str]:
     """Create a run with params, metrics, plots and card, and a logged ONNX model under it.
+
+    ``history`` (one mapping per epoch) becomes the run's training curves: see :func:`epoch_metrics`.
 
     Returns:
         ``(run_id, model_id, artifact_location)`` of the finished run and its READY logged model.
@@ -153,10 +175,9 @@ def log_run(
         items = list(flat.items())
         for start in range(0, len(items), _BATCH):
             client.log_batch(run_id, params=[Param(k, v) for k, v in items[start : start + _BATCH]])
-        metric_items = list(numbers.items())
-        for start in range(0, len(metric_items), _BATCH):
-            batch = [Metric(k, v, now, 0) for k, v in metric_items[start : start + _BATCH]]
-            client.log_batch(run_id, metrics=batch)
+        all_metrics = [Metric(k, v, now, 0) for k, v in numbers.items()] + epoch_metrics(history, now)
+        for start in range(0, len(all_metrics), _BATCH):
+            client.log_batch(run_id, metrics=all_metrics[start : start + _BATCH])
         provided: set[str] = set()
         for path in _artifact_paths(artifacts):
             if path.is_dir():

@@ -220,6 +220,7 @@ def register_outcome(
         sha256=outcome.sha256,
         git_commit=git_commit(),
         alias=alias,
+        history=outcome.history,
     )
 
 

@@ -570,10 +570,12 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     metrics_path = out_dir / "metrics.json"
     history = [
         {
-            "epoch": s.epoch,
+            "epoch": float(s.epoch),
             "train_loss": s.train_loss,
             "val_loss": s.val_loss,
             "val_macro_auroc": s.val_macro_auroc,
+            "lr": s.lr,
+            **{f"val_auroc_{name}": value for name, value in zip(labels, s.val_auroc, strict=False)},
             "seconds": s.seconds,
         }
         for s in fit.history
@@ -617,4 +619,5 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         parity_passed=report.parity_passed,
         parity_max_abs_diff=report.parity_max_abs_diff,
         sha256=report.sha256,
+        history=history,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ class TrainingOutcome:
         parity_passed: Whether ONNX Runtime matched PyTorch within tolerance.
         parity_max_abs_diff: The largest absolute difference found by the parity check.
         sha256: SHA-256 of the ONNX file.
+        history: One mapping per training epoch (``epoch`` and that epoch's figures, e.g.
+            ``train_loss``, ``val_loss``), logged as the run's training curves.
     """
 
     model_name: str  # 'vitals-triage' / 'cxr-findings'
@@ -34,3 +36,4 @@ class TrainingOutcome:
     parity_passed: bool
     parity_max_abs_diff: float
     sha256: str
+    history: list[dict[str, float]] = field(default_factory=list)

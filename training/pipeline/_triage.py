@@ -649,4 +649,14 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
         parity_passed=report.parity_passed,
         parity_max_abs_diff=report.parity_max_abs_diff,
         sha256=report.sha256,
+        history=[
+            {
+                "epoch": float(s.epoch),
+                "train_loss": s.train_loss,
+                "val_loss": s.val_loss,
+                "val_auroc": s.val_auroc,
+                "seconds": s.seconds,
+            }
+            for s in fit.history
+        ],
     )
