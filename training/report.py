@@ -11,20 +11,13 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from inference.vocabulary import FINDINGS, finding_display
 from model_registry import CHAMPION, RegisteredVersion, RegistryClient
 
 IMAGING_MODEL = "cxr-findings"
 TRIAGE_MODEL = "vitals-triage"
 SERVED: tuple[str, ...] = (IMAGING_MODEL, TRIAGE_MODEL)
 
-# The served label order (docs/internals.md); findings a run names beyond these follow alphabetically.
-_FINDING_ORDER: tuple[str, ...] = (
-    "nodule",
-    "consolidation",
-    "pleural_effusion",
-    "pneumothorax",
-    "cardiomegaly",
-)
 _AUROC_PREFIX = "test_auroc_"
 _CI_SUFFIXES = ("_ci_low", "_ci_high")
 _NOT_FINDINGS = frozenset({"news2_subset"})
@@ -55,7 +48,7 @@ def findings(metrics: Figures) -> list[str]:
         for key in metrics
         if key.startswith(_AUROC_PREFIX) and not key.endswith(_CI_SUFFIXES)
     } - _NOT_FINDINGS
-    known = [n for n in _FINDING_ORDER if n in names]
+    known = [n for n in FINDINGS if n in names]  # the model's output order, then any others
     return known + sorted(names - set(known))
 
 
@@ -79,7 +72,7 @@ def imaging_report(version: RegisteredVersion, metrics: Figures) -> str:
     ]
     for name in findings(metrics):
         lines.append(
-            f"| {name.replace('_', ' ')} | {with_ci(metrics, _AUROC_PREFIX + name)} "
+            f"| {finding_display(name)} | {with_ci(metrics, _AUROC_PREFIX + name)} "
             f"| {fmt(metrics.get(f'test_pointing_game_{name}'), 2)} |"
         )
     tolerant = metrics.get("test_pointing_game_tolerant")

@@ -11,6 +11,7 @@ from _cli_home import FINDINGS, make_home, register, registry_for
 from _dxassist_cli import DXASSIST, dxassist_env
 from tiny_models import build_imaging_onnx, build_triage_onnx
 
+from inference.vocabulary import finding_display
 from model_registry import RegistryClient
 
 
@@ -102,8 +103,8 @@ def test_report_prints_the_registered_runs_figures(report_home: Path) -> None:
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "| `cxr-findings` (360 test studies) | AUROC (95% CI) | pointing game |" in out
     for finding in FINDINGS:
-        row = rows[finding.replace("_", " ")]
-        assert row == f"| {finding.replace('_', ' ')} | {_ci(m, f'test_auroc_{finding}')} | " + (
+        row = rows[finding_display(finding)]
+        assert row == f"| {finding_display(finding)} | {_ci(m, f'test_auroc_{finding}')} | " + (
             f"{m[f'test_pointing_game_{finding}']:.2f} |"
         )
     assert rows["**macro**"] == (
