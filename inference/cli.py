@@ -239,7 +239,18 @@ def _maybe(value: float | None) -> str:
 
 
 def _cmd_registry_promote(args: argparse.Namespace) -> int:
-    decision = _registry(_settings()).promote(args.name, args.version)
+    from inference._compare_cli import promotion_evidence
+
+    settings = _settings()
+    client = _registry(settings)
+    evidence = promotion_evidence(settings, client, args.name, args.version)
+    decision = client.promote(
+        args.name,
+        args.version,
+        evidence=evidence,
+        min_shadow_studies=settings.gate_min_shadow_studies,
+        min_reader_verdicts=settings.gate_min_reader_verdicts,
+    )
     print(decision.reason)
     if decision.comparisons:
         rows = [
@@ -247,6 +258,10 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
             for c in decision.comparisons
         ]
         print(format_table(["FIGURE", "CHAMPION", "CANDIDATE", "GATE"], rows))
+    if decision.evidence:
+        rows = [[c.figure, c.value, c.required, "ok" if c.passed else "FAIL"] for c in decision.evidence]
+        print("Evidence from live traffic (shadow scoring beside the champion):")
+        print(format_table(["FIGURE", "FOUND", "REQUIRED", "GATE"], rows))
     print(f"{args.name}: champion is now version {decision.version}.")
     return 0
 
@@ -267,6 +282,25 @@ def _cmd_registry_report(args: argparse.Namespace) -> int:
     names = args.names or list(report.SERVED)
     print(report.report(_registry(_settings()), names, alias=args.alias), end="")
     return 0
+
+
+def _cmd_registry_compare(args: argparse.Namespace) -> int:
+    from inference._compare_cli import compare_command
+
+    settings = _settings()
+    record = _open_record(settings)
+    try:
+        return compare_command(
+            settings,
+            record,
+            name=args.name,
+            champion=args.champion,
+            challenger=args.challenger,
+            json_output=args.json,
+            echo=print,
+        )
+    finally:
+        record.close()
 
 
 def _is_loopback(host: str) -> bool:
@@ -500,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="models to report (default: both served models)")
     p.add_argument("--alias", default="champion", help="the version each alias points at (default: champion)")
     p.set_defaults(handler=_cmd_registry_report)
+    p = rsub.add_parser(
+        "compare", help="champion vs challenger on live studies (shadow scoring): agreement, shift, readers"
+    )
+    p.add_argument("name")
+    p.add_argument("--champion", default=None, help="champion version (default: the champion alias)")
+    p.add_argument("--challenger", default=None, help="challenger version (default: the challenger alias)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(handler=_cmd_registry_compare)
 
     p = sub.add_parser("serve", help="the HTTP API")
     p.add_argument("--host", default="127.0.0.1")

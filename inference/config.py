@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     """Population stability index at or above which a signal drifts (0.25: the usual "significant")."""
     drift_min_observations: int = Field(default=50, ge=1)
     """Results in the window before a drift alert can be raised."""
+    shadow_queue_size: int = Field(default=64, ge=0, le=10_000)
+    """Shadow-scoring jobs (challenger on live traffic) that may wait; more are dropped and counted.
+    0 turns shadow scoring off (``DXASSIST_SHADOW_QUEUE_SIZE``)."""
+    shadow_metrics_seconds: float = Field(default=10.0, ge=0)
+    """Least interval between two recomputations of the champion/challenger comparison on ``/metrics``."""
+    keep_training_inputs: bool = True
+    """Keep each imaging result's de-identified model input for retraining, while consent allows it."""
+    gate_min_shadow_studies: int = Field(default=0, ge=0)
+    """Shadow-scored inputs the promotion gate requires before a challenger may become champion."""
+    gate_min_reader_verdicts: int = Field(default=0, ge=0)
+    """Readers' verdicts on shadow-scored inputs the promotion gate requires (``registry promote``)."""
     preprocess_workers: int = Field(default=2, ge=1)
 
     # Input limits (bad input gets a 4xx, never a crash)

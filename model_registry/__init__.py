@@ -36,11 +36,13 @@ from model_registry._gate import (  # noqa: E402
 )
 from model_registry._hashing import sha256_file  # noqa: E402
 from model_registry._types import (  # noqa: E402
+    EvidenceCheck,
     FigureComparison,
     GateDecision,
     LocalModel,
     ModelSummary,
     RegisteredVersion,
+    ShadowEvidence,
 )
 
 
@@ -67,6 +69,8 @@ def fetch(name: str, alias: str, settings: RegistrySettings) -> LocalModel:
 
 
 __all__ = [
+    "EvidenceCheck",
+    "ShadowEvidence",
     "MONOTONICITY_FIGURE",
     "MONOTONICITY_TOLERANCE",
     "CHALLENGER",

@@ -14,11 +14,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model_registry._errors import NotFound, PromotionRefused, RegistryError
+from model_registry._evidence_gate import apply_evidence
 from model_registry._gate import DEFAULT_TOLERANCE, evaluate_gate, is_gate_tag_figure
 from model_registry._mlflow import check_alias, check_name, check_version, import_mlflow, translated
 from model_registry._register import CURVE_PREFIX, Artifacts, experiment_id, gate_tags, log_run
 from model_registry._relocate import relocate_store
-from model_registry._types import GateDecision, ModelSummary, RegisteredVersion
+from model_registry._types import GateDecision, ModelSummary, RegisteredVersion, ShadowEvidence
 
 _log = logging.getLogger(__name__)
 
@@ -342,6 +343,9 @@ class RegistryClient:
         *,
         tolerance: float = DEFAULT_TOLERANCE,
         champion_unservable: bool = False,
+        evidence: ShadowEvidence | None = None,
+        min_shadow_studies: int = 0,
+        min_reader_verdicts: int = 0,
     ) -> GateDecision:
         """Run the promotion gate and, if it passes, move ``champion`` to ``version``.
 
@@ -353,6 +357,11 @@ class RegistryClient:
         With ``champion_unservable`` (the caller found that the server refuses the champion, e.g. it
         predates the current ONNX contract) the candidate is judged on its own checks, as a first
         version: a model that cannot be served is no baseline. The old version stays registered.
+
+        With ``min_shadow_studies`` or ``min_reader_verdicts`` above 0 and a champion to compare with,
+        the candidate also needs that much ``evidence`` from live traffic (shadow-scored inputs and
+        readers' verdicts on them, counted from the patient record by the caller); the counts are shown
+        in the decision and recorded on the version as tags ``shadow_studies`` and ``reader_verdicts``.
 
         Returns:
             The gate's decision (already champion: a passing decision with nothing changed).
@@ -376,6 +385,13 @@ class RegistryClient:
             self.get_version(name, current) if current is not None and not champion_unservable else None
         )
         decision = evaluate_gate(candidate, champion, tolerance=tolerance)
+        if champion is not None and (evidence is not None or min_shadow_studies or min_reader_verdicts):
+            decision = apply_evidence(
+                decision,
+                evidence,
+                min_shadow_studies=min_shadow_studies,
+                min_reader_verdicts=min_reader_verdicts,
+            )
         if champion_unservable and current is not None and decision.passed:
             decision = dataclasses.replace(
                 decision,
@@ -395,6 +411,12 @@ class RegistryClient:
             if current is not None:
                 client.set_model_version_tag(name, candidate.version, "previous_champion", current)
             client.set_model_version_tag(name, candidate.version, "promoted_at", _now())
+            if evidence is not None:
+                for tag, count in (
+                    ("shadow_studies", evidence.shadow_studies),
+                    ("reader_verdicts", evidence.reader_verdicts),
+                ):
+                    client.set_model_version_tag(name, candidate.version, tag, str(count))
             history.append(candidate.version)
             client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history[-_HISTORY_MAX:]))
             if CHALLENGER in candidate.aliases:

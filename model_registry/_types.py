@@ -65,6 +65,29 @@ class FigureComparison:
 
 
 @dataclass(frozen=True)
+class ShadowEvidence:
+    """What a candidate showed on live traffic beside the champion (counted from the patient record).
+
+    Attributes:
+        shadow_studies: Inputs the champion answered and the candidate shadow-scored.
+        reader_verdicts: Readers' verdicts on those inputs.
+    """
+
+    shadow_studies: int
+    reader_verdicts: int
+
+
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """One live-traffic requirement of the gate: the count found and the count required."""
+
+    figure: str
+    value: int
+    required: int
+    passed: bool
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """Outcome of the promotion gate for one candidate version.
 
@@ -76,6 +99,7 @@ class GateDecision:
         reason: Full sentence explaining the decision.
         comparisons: Every figure the gate compared.
         tolerance: Largest drop allowed on any figure.
+        evidence: The live-traffic requirements checked (shadow-scored inputs, readers' verdicts).
     """
 
     name: str
@@ -85,6 +109,7 @@ class GateDecision:
     reason: str
     comparisons: tuple[FigureComparison, ...] = ()
     tolerance: float = 0.01
+    evidence: tuple[EvidenceCheck, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class Analysis:
             geometry; overlays are drawn from it on demand.
         ood: The out-of-distribution score, its threshold, and whether the image is assessable.
         seconds: Wall time per stage (``preprocess``, ``inference``, ``explain``).
+        model_input: The float32 ``[1, S, S]`` tensor the model scored (kept for retraining and for
+            scoring a challenger with the same preprocessing); None when not kept.
     """
 
     model: ModelInfo
@@ -102,6 +104,7 @@ class Analysis:
     rendering: Rendering
     ood: OodAnalysis
     seconds: Mapping[str, float] = field(default_factory=dict)
+    model_input: np.ndarray | None = None
 
     @property
     def geometry(self) -> Geometry:
@@ -269,6 +272,7 @@ async def analyse(
         rendering=analysis.rendering,
         ood=analysis.ood,
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
+        model_input=ready.prepared.tensor,
     )
 
 
@@ -292,4 +296,5 @@ def analyse_now(instance: Instance, served: ServedModel) -> Analysis:
         rendering=analysis.rendering,
         ood=analysis.ood,
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
+        model_input=ready.prepared.tensor,
     )

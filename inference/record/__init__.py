@@ -34,7 +34,15 @@ from inference.record._inputs import (
 )
 from inference.record._outbox import deliveries
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
+from inference.record._shadow import ShadowPair, ShadowResults, ShadowScores, ShadowVersions, reader_truth
 from inference.record._store import VERDICTS, Record
+from inference.record._training_inputs import (
+    LabelledInput,
+    ReaderLabel,
+    TrainingInputs,
+    decode_input,
+    encode_input,
+)
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 __all__ = [
@@ -49,6 +57,16 @@ __all__ = [
     "OWN",
     "SHARED",
     "Scope",
+    "ShadowPair",
+    "ShadowResults",
+    "ShadowScores",
+    "ShadowVersions",
+    "reader_truth",
+    "LabelledInput",
+    "ReaderLabel",
+    "TrainingInputs",
+    "decode_input",
+    "encode_input",
     "AuditIn",
     "ResendConflict",
     "AuditProblem",

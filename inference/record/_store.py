@@ -11,7 +11,7 @@ from sqlalchemy import case, event, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from inference.record import _audit, _break_glass, _consent, _save, _scope, _series
+from inference.record import _audit, _break_glass, _consent, _save, _scope, _series, _training_inputs
 from inference.record._anchor import HeadAnchor
 from inference.record._audit import AuditReport
 from inference.record._consent import ConsentState
@@ -621,6 +621,8 @@ class Record:
         def work(session: Session) -> ConsentState:
             if session.get(Patient, patient_id) is None:
                 raise NotFound("No patient has this id.")
+            if not ai_processing:  # an objection ends the keeping of their images for retraining
+                _training_inputs.forget(session, patient_id)
             return _consent.write(
                 session,
                 patient_id=patient_id,

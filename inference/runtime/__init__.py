@@ -18,6 +18,7 @@ from inference.runtime._drift import (
     DriftMonitor,
     DriftReference,
     DriftReport,
+    SignalReference,
     compute_report,
     probability_signal,
 )
@@ -29,7 +30,16 @@ from inference.runtime._errors import (
     ModelUnavailable,
     RuntimeErrorBase,
 )
-from inference.runtime._host import IMAGING_MODEL, SERVED_ALIAS, TRIAGE_MODEL, Fetch, ModelHost, score_batch
+from inference.runtime._host import (
+    IMAGING_MODEL,
+    SERVED_ALIAS,
+    SHADOW_ALIAS,
+    TRIAGE_MODEL,
+    Fetch,
+    ModelHost,
+    score_batch,
+    score_triage,
+)
 from inference.runtime._meta import ImagingMeta, OodMeta, TriageMeta
 from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
@@ -40,6 +50,7 @@ from inference.runtime._served import (
     make_session,
     serving_problem,
 )
+from inference.runtime._shadow import ShadowQueue
 
 __all__ = [
     "CPU",
@@ -52,6 +63,9 @@ __all__ = [
     "probability_signal",
     "IMAGING_MODEL",
     "SERVED_ALIAS",
+    "SHADOW_ALIAS",
+    "ShadowQueue",
+    "SignalReference",
     "TRIAGE_MODEL",
     "BatchHook",
     "ConfigurationError",
@@ -77,6 +91,7 @@ __all__ = [
     "make_session",
     "provider_options",
     "score_batch",
+    "score_triage",
     "select_providers",
     "serving_problem",
 ]

@@ -70,6 +70,20 @@ class SignalReference:
         expected = np.maximum(np.asarray(self.fractions), _FLOOR)
         return float(np.sum((actual - expected) * np.log(actual / expected)))
 
+    @classmethod
+    def from_sample(cls, values: Sequence[float] | np.ndarray, bins: int = 10) -> SignalReference:
+        """Quantile bins of a sample (e.g. the champion's scores, to measure a challenger's shift from them).
+
+        Tied quantiles collapse into one edge, so a sample with few distinct values gets fewer bins.
+        """
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return cls(edges=(), fractions=(1.0,))
+        edges = tuple(float(e) for e in np.unique(np.quantile(v, np.arange(1, bins) / bins)))
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        return cls(edges=edges, fractions=tuple(float(c) for c in counts / v.size))
+
 
 @dataclass(frozen=True)
 class DriftReference:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -18,12 +19,14 @@ from inference.runtime._metrics import MODEL_SWAPS
 from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import select_providers
 from inference.runtime._served import LocalModelLike, ServedModel, SessionSettings, load_served_model
+from inference.runtime._shadow import ShadowQueue
 
 logger = logging.getLogger(__name__)
 
 IMAGING_MODEL = "cxr-findings"
 TRIAGE_MODEL = "vitals-triage"
 SERVED_ALIAS = "champion"
+SHADOW_ALIAS = "challenger"
 
 Fetch = Callable[[str, str], LocalModelLike]
 """``fetch(name, alias)`` → the cached model file (``model_registry.ModelCache.fetch`` bound to a client)."""
@@ -38,6 +41,15 @@ class HostSettings(SessionSettings, Protocol):
     def batch_max_wait_ms(self) -> float: ...
     @property
     def model_watch_seconds(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class _ShadowSessionSettings:
+    """A challenger's session: the champion's provider, one thread, so it never takes the champion's cores."""
+
+    execution_provider: str
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
 
 
 def _run_imaging(model: ServedModel, stacked: np.ndarray) -> list[ImagingOutput]:
@@ -85,6 +97,20 @@ def _run_triage(model: ServedModel, values: np.ndarray, present: np.ndarray) -> 
     )
 
 
+def score_triage(model: ServedModel, values: np.ndarray, present: np.ndarray) -> TriageOutput:
+    """Score encoded vital signs in the calling thread (shadow scoring, tools); checks the shapes.
+
+    Raises:
+        InputRejected: wrong shapes or non-finite values.
+    """
+    f = len(model.triage_meta.features)
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    m = np.ascontiguousarray(present, dtype=np.float32)
+    if v.shape != (f,) or m.shape != (f,) or not (np.isfinite(v).all() and np.isfinite(m).all()):
+        raise InputRejected(f"Model {model.name} version {model.version} takes ({f},) finite values.")
+    return _run_triage(model, v, m)
+
+
 class ModelHost:
     """Loads the ``champion`` of each served model, scores requests and swaps in new versions live.
 
@@ -121,6 +147,10 @@ class ModelHost:
         self._on_batch = on_batch
         self._device_id = device_id if device_id is not None else int(getattr(settings, "cuda_device_id", 0))
         self._models: dict[ModelKind, ServedModel] = {}
+        # The challenger of each model, scored in the shadow of the champion (absent: no challenger).
+        self._challengers: dict[ModelKind, ServedModel] = {}
+        self.shadow = ShadowQueue(int(getattr(settings, "shadow_queue_size", 0)))
+        """Challenger jobs, off the request path (capacity 0: no shadow scoring)."""
         # Why the latest fetched version of a model was refused (cleared once a version loads).
         self._refused: dict[ModelKind, str] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -157,6 +187,7 @@ class ModelHost:
             on_batch=self._on_batch,
         )
         self._batcher.start()
+        self.shadow.start()
         await self.refresh()
         if self._settings.model_watch_seconds > 0:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="model-watcher")
@@ -170,6 +201,7 @@ class ModelHost:
                 await watcher
             except asyncio.CancelledError:
                 pass
+        await self.shadow.stop()
         batcher, self._batcher = self._batcher, None
         if batcher is not None:
             await batcher.stop()
@@ -177,6 +209,7 @@ class ModelHost:
         if executor is not None:
             executor.shutdown(wait=True)
         self._models.clear()
+        self._challengers.clear()
 
     @property
     def ready(self) -> bool:
@@ -217,6 +250,10 @@ class ModelHost:
     def triage(self) -> ServedModel:
         """The triage model in service (:class:`ModelUnavailable` when none is loaded)."""
         return self._current("triage")
+
+    def challenger(self, kind: ModelKind) -> ServedModel | None:
+        """The ``challenger`` of a model when shadow scoring is on and one is registered, else None."""
+        return self._challengers.get(kind) if self.shadow.enabled else None
 
     def models(self) -> list[ServedModel]:
         """The models in service (imaging first), for ``GET /v1/models``."""
@@ -273,7 +310,41 @@ class ModelHost:
                     logger.info("Serving %s version %s.", name, served.version)
                 else:
                     logger.info("Swapped %s from version %s to %s.", name, current.version, served.version)
+            if self.shadow.enabled:
+                for kind, name in self._names.items():
+                    await self._refresh_challenger(kind, name)
         return swapped
+
+    async def _refresh_challenger(self, kind: ModelKind, name: str) -> None:
+        """Load the model's ``challenger`` for shadow scoring; none registered (or unloadable): no shadow."""
+        loop = asyncio.get_running_loop()
+        try:
+            local = await loop.run_in_executor(None, self._fetch, name, SHADOW_ALIAS)
+        except Exception:  # no challenger is the usual state, not a problem
+            if self._challengers.pop(kind, None) is not None:
+                logger.info("%s has no challenger any more; shadow scoring stops.", name)
+            return
+        current = self._challengers.get(kind)
+        champion = self._models.get(kind)
+        if champion is not None and champion.version == str(local.version):
+            self._challengers.pop(kind, None)  # promoted: the champion does not shadow itself
+            return
+        if current is not None and current.version == str(local.version) and current.sha256 == local.sha256:
+            return
+        shadow_settings = _ShadowSessionSettings(self._settings.execution_provider)
+        try:
+            served = await loop.run_in_executor(
+                None,
+                lambda: load_served_model(
+                    local, shadow_settings, alias=SHADOW_ALIAS, expected_kind=kind, device_id=self._device_id
+                ),
+            )
+        except (ModelInvalid, ConfigurationError) as e:
+            logger.warning("The challenger %s version %s cannot be shadow-scored: %s", name, local.version, e)
+            self._challengers.pop(kind, None)
+            return
+        self._challengers[kind] = served
+        logger.info("Shadow-scoring %s version %s (challenger).", name, served.version)
 
     def _load(self, local: LocalModelLike, kind: ModelKind) -> ServedModel:
         return load_served_model(

@@ -16,7 +16,15 @@ from inference.analysis import ImageUnusable, analyse, observe_stage
 from inference.dicom import DicomRejected, Study, is_lateral, read_study
 from inference.explain import choose_language, imaging_rationale
 from inference.policy import max_priority
-from inference.record import FindingIn, ImagingResultIn, InstanceIn, ModelRef, PatientIn, RenderingData
+from inference.record import (
+    FindingIn,
+    ImagingResultIn,
+    InstanceIn,
+    ModelRef,
+    PatientIn,
+    RecordError,
+    RenderingData,
+)
 from inference.services import _warnings
 from inference.services._access import localise
 from inference.services._consent import check_ai_consent
@@ -25,10 +33,12 @@ from inference.services._deliveries import discard_spool, prepare_outputs, queue
 from inference.services._drift import observe_drift
 from inference.services._filing import file_result
 from inference.services._identity import identify
+from inference.services._shadow import keep_training_input, offer_study
 from inference.vocabulary import LANGUAGES, finding_display
 
 if TYPE_CHECKING:
     from inference.analysis import Analysis
+    from inference.dicom import Instance
     from inference.runtime import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -209,6 +219,7 @@ async def analyse_decoded(
     )
     if stored.created:  # a re-sent study is not a new observation of the input distribution
         observe_drift(ctx, served, analysis)
+        await _keep_for_retraining(ctx, stored.result_id, served, analysis, primary)
     logger.info(
         "imaging result filed",
         extra={
@@ -227,6 +238,22 @@ async def analyse_decoded(
         raise RuntimeError("The result just filed could not be read back.")
     queued = await queue_outputs(ctx, study=study, result=result, spool=spool)
     result = await with_deliveries(ctx, result)
+    if stored.created:  # the challenger sees the input after the champion's answer is filed
+        offer_study(ctx, result_id=stored.result_id, champion=served, analysis=analysis, instance=primary)
     return Outcome(
         result=localise(result, choose_language(accept_language)), created=stored.created, queued=queued
     )
+
+
+async def _keep_for_retraining(
+    ctx: Context, result_id: str, served: ServedModel, analysis: Analysis, instance: Instance
+) -> None:
+    try:
+        await keep_training_input(
+            ctx, result_id=result_id, served=served, analysis=analysis, instance=instance
+        )
+    except RecordError:  # the result is filed; losing one training example must not fail the answer
+        logger.warning(
+            "a training input could not be kept",
+            extra={"code": "training_input_failed", "result_id": result_id},
+        )

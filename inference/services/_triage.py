@@ -17,6 +17,7 @@ from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
 from inference.services._imaging import Outcome
+from inference.services._shadow import offer_vitals
 from inference.services._trend import series_trend
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
 from inference.vocabulary import LANGUAGES
@@ -162,4 +163,6 @@ async def analyse_vitals(
     result = await db(ctx.record.get_result, result_id=stored.result_id)
     if result is None:
         raise RuntimeError("The result just filed could not be read back.")
+    if stored.created:  # the challenger sees the input after the champion's answer is filed
+        offer_vitals(ctx, result_id=stored.result_id, champion=served, values=values, present=present)
     return Outcome(result=localise(result, choose_language(accept_language)), created=stored.created)

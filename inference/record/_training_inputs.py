@@ -1,0 +1,220 @@
+"""What retraining on the hospital's own studies needs, kept per imaging result while consent allows it.
+
+The model input of a result (the radiograph windowed, letterboxed and normalised at the model's working
+resolution, ``S x S``) is stored as a float16 ``npz`` of a few tens of KB, with the preprocessing
+parameters that made it. At that resolution, with no header kept, it is de-identified pixels: images
+whose header declares burned-in annotation are never kept. A patient who objects to AI processing has
+their kept inputs deleted in the same transaction as the objection (``forget``), and the export checks
+the consent again when it runs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, sessionmaker
+
+from inference.record import _audit, _consent
+from inference.record._engine import IMMEDIATE
+from inference.record._errors import RecordError
+from inference.record._models import Base, Feedback, Result
+from inference.record._shadow import reader_truth
+from inference.record._types import UTCDateTime, utcnow
+
+KEEPER_SUBJECT = "dxassist-training-inputs"
+
+
+class TrainingInput(Base):
+    """The de-identified model input of one imaging result (float16 ``npz``)."""
+
+    __tablename__ = "training_inputs"
+
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    input_size: Mapped[int] = mapped_column(Integer)
+    pixels: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def encode_input(
+    tensor: np.ndarray, *, mean: float, std: float, window_percentiles: tuple[float, float]
+) -> bytes:
+    """A model input ``[1, S, S]`` as a compressed float16 ``npz`` with the parameters that made it."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        tensor=np.asarray(tensor, dtype=np.float16).reshape(tensor.shape[-2:]),
+        mean=np.float64(mean),
+        std=np.float64(std),
+        window_percentiles=np.asarray(window_percentiles, dtype=np.float64),
+    )
+    return buffer.getvalue()
+
+
+def decode_input(data: bytes) -> tuple[np.ndarray, float, float]:
+    """``(tensor [S, S] float32, mean, std)`` of :func:`encode_input` bytes (``ValueError`` if malformed)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return npz["tensor"].astype(np.float32), float(npz["mean"]), float(npz["std"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError("A kept training input is not a readable npz.") from e
+
+
+@dataclass(frozen=True)
+class ReaderLabel:
+    """One reader's label for one finding of a kept input."""
+
+    code: str
+    label: bool
+    verdict: str
+    reader: str
+    model_version: str
+    model_positive: bool
+    model_probability: float
+
+
+@dataclass(frozen=True)
+class LabelledInput:
+    """A kept model input with every reader label given on its result."""
+
+    result_id: str
+    patient_id: str
+    model_name: str
+    model_version: str
+    input_size: int
+    pixels: bytes
+    labels: tuple[ReaderLabel, ...]
+
+
+class TrainingInputs:
+    """Keeping, forgetting and reading back the model inputs of imaging results.
+
+    Args:
+        sessions: The record's session factory (``Record.sessions``).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def keep(
+        self, *, result_id: str, model_name: str, model_version: str, input_size: int, pixels: bytes
+    ) -> bool:
+        """Keep the input of ``result_id`` if its patient's consent allows AI processing, with an audit entry.
+
+        Returns:
+            True when kept; False when the patient objected, the result is gone or it was kept already.
+
+        Raises:
+            RecordError: The database refused the write.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                result = session.get(Result, result_id)
+                if result is None or session.get(TrainingInput, result_id) is not None:
+                    return False
+                if not _consent.state(session, result.patient_id).ai_processing:
+                    return False
+                now = utcnow()
+                session.add(
+                    TrainingInput(
+                        result_id=result_id,
+                        patient_id=result.patient_id,
+                        model_name=model_name,
+                        model_version=model_version,
+                        input_size=input_size,
+                        pixels=pixels,
+                        created=now,
+                    )
+                )
+                _audit.append(
+                    session,
+                    time=now,
+                    subject=KEEPER_SUBJECT,
+                    role="system",
+                    facility=result.facility,
+                    action="training-input:keep",
+                    resource_type="TrainingInput",
+                    resource_id=result_id,
+                    patient_id=result.patient_id,
+                    outcome="success",
+                    client=None,
+                )
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as e:
+            raise RecordError("The training input could not be stored.") from e
+        return True
+
+    def count(self) -> int:
+        """Inputs kept."""
+        with self._sessions() as session:
+            return len(session.scalars(select(TrainingInput.result_id)).all())
+
+    def labelled(self, *, model_name: str | None = None) -> Iterator[LabelledInput]:
+        """Kept inputs whose result has readers' verdicts and whose patient still allows AI processing.
+
+        Reads one result at a time, so memory stays bounded whatever the number of inputs.
+        """
+        with self._sessions() as session:
+            query = select(TrainingInput.result_id).join(
+                Feedback, Feedback.result_id == TrainingInput.result_id
+            )
+            if model_name is not None:
+                query = query.where(TrainingInput.model_name == model_name)
+            ids = sorted(set(session.scalars(query)))
+        for result_id in ids:
+            with self._sessions() as session:
+                row = session.get(TrainingInput, result_id)
+                if row is None or not _consent.state(session, row.patient_id).ai_processing:
+                    continue
+                result = session.scalars(
+                    select(Result).where(Result.id == result_id).options(selectinload(Result.findings))
+                ).one()
+                findings: Mapping[str, Any] = {f.code: f for f in result.findings}
+                labels = []
+                for fb in session.scalars(
+                    select(Feedback)
+                    .where(Feedback.result_id == result_id)
+                    .order_by(Feedback.created, Feedback.id)
+                ):
+                    for verdict in fb.verdicts or []:
+                        finding = findings.get(str(verdict.get("code")))
+                        if finding is None:
+                            continue
+                        labels.append(
+                            ReaderLabel(
+                                code=finding.code,
+                                label=reader_truth(verdict, bool(finding.positive)),
+                                verdict=str(verdict.get("verdict")),
+                                reader=fb.reader,
+                                model_version=fb.model_version,
+                                model_positive=bool(finding.positive),
+                                model_probability=float(finding.probability),
+                            )
+                        )
+                if labels:
+                    yield LabelledInput(
+                        result_id=result_id,
+                        patient_id=row.patient_id,
+                        model_name=row.model_name,
+                        model_version=row.model_version,
+                        input_size=row.input_size,
+                        pixels=bytes(row.pixels),
+                        labels=tuple(labels),
+                    )
+
+
+def forget(session: Session, patient_id: str) -> int:
+    """Delete every kept input of a patient (inside the transaction recording their objection)."""
+    outcome = session.execute(delete(TrainingInput).where(TrainingInput.patient_id == patient_id))
+    return int(getattr(outcome, "rowcount", 0) or 0)
