@@ -79,12 +79,27 @@ def _settings() -> Settings:
     from inference.config import get_settings
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
         )
         raise CliError(f"The settings are invalid: {problems}.", status=2) from e
+    _check_database_drivers(settings)
+    return settings
+
+
+def _check_database_drivers(settings: Settings) -> None:
+    """One line, before anything connects, when a database URL needs an extra that is not installed."""
+    from inference._extras import missing_database_driver
+
+    for url, setting in (
+        (settings.record_url, "DXASSIST_DATABASE_URL"),
+        (settings.tracking_uri, "MLFLOW_TRACKING_URI"),
+    ):
+        message = missing_database_driver(url, setting)
+        if message is not None:
+            raise CliError(message, status=2)
 
 
 def _registry(settings: Settings) -> Any:

@@ -7,6 +7,7 @@ install needs neither torch nor the training code. Nothing heavy is imported at 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import subprocess
@@ -127,6 +128,11 @@ def missing_train_extra() -> list[str]:
                 missing.append(name)
         except (ImportError, ValueError):  # a broken or blocked module counts as missing
             missing.append(name)
+    try:
+        # The base install has the MLflow client only (mlflow-skinny); logging a model needs the full one.
+        importlib.metadata.version("mlflow")
+    except importlib.metadata.PackageNotFoundError:
+        missing.append("mlflow")
     return missing
 
 
