@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.runtime import MetadataKey, encode_metadata, imaging_metadata, read_metadata, write_metadata
 from inference.vocabulary import FINDINGS as LABELS
 
 IMAGING_NAME = "cxr-findings"
@@ -70,19 +71,18 @@ def build_imaging(work: Path, *, input_size: int, seed: int = 0) -> ImagingModel
     torch.manual_seed(seed)
     module = CxrNet(len(LABELS), widths=cfg.widths, depths=cfg.depths, strides=cfg.strides).eval()
     preprocess = {"input_size": input_size, "mean": 0.5, "std": 0.25, "window_percentiles": [0.5, 99.5]}
-    metadata = {
-        "dxassist.kind": "imaging",
-        "dxassist.model_name": IMAGING_NAME,
-        "dxassist.labels": list(LABELS),
-        "dxassist.thresholds": dict.fromkeys(LABELS, 0.5),
-        "dxassist.temperature": 1.0,
-        "dxassist.preprocess": preprocess,
-        "dxassist.synthetic": "true",
-        "dxassist.training_data": "benchmark model: CxrNet with fixed random weights, never trained",
-        "dxassist.config": {**cfg.to_dict(), "builder": "benchmarks/_model.py", "seed": seed},
+    metadata = imaging_metadata(
+        model_name=IMAGING_NAME,
+        labels=LABELS,
+        thresholds=dict.fromkeys(LABELS, 0.5),
+        temperature=1.0,
+        preprocess=preprocess,
+        synthetic=True,
+        training_data="benchmark model: CxrNet with fixed random weights, never trained",
+        config={**cfg.to_dict(), "builder": "benchmarks/_model.py", "seed": seed},
         # A huge threshold: every benchmark image is assessable, so the full path (heatmaps) is timed.
-        "dxassist.ood": {"method": "mahalanobis-pooled-multidepth", "threshold": 1.0e12, "pass_rate": 0.995},
-    }
+        ood={"method": "mahalanobis-pooled-multidepth", "threshold": 1.0e12, "pass_rate": 0.995},
+    )
     rng = np.random.default_rng(seed)
     example = rng.standard_normal((2, 1, input_size, input_size), dtype=np.float32)
     # The OOD statistics cost the same whatever they were fitted on; random images keep this offline.
@@ -112,14 +112,12 @@ def build_imaging(work: Path, *, input_size: int, seed: int = 0) -> ImagingModel
 def build_tiny_imaging(work: Path, *, input_size: int) -> ImagingModel:
     """Fallback when ``training`` is not installed: the onnx.helper model of ``tests/tiny_models.py``."""
     _tests_on_path()
-    from tiny_models import build_imaging_onnx, imaging_metadata
+    from tiny_models import build_imaging_onnx
 
     size = input_size - input_size % 8
     path = build_imaging_onnx(work / f"tiny-imaging-{size}.onnx", input_size=size)
-    meta = imaging_metadata(input_size=size, labels=LABELS)
-    return ImagingModel(
-        path, None, "tiny onnx.helper model (training not installed)", size, meta["dxassist.preprocess"]
-    )
+    preprocess = json.loads(read_metadata(path)[MetadataKey.PREPROCESS])
+    return ImagingModel(path, None, "tiny onnx.helper model (training not installed)", size, preprocess)
 
 
 def set_thresholds(path: Path, probabilities: np.ndarray, *, positives: int) -> dict[str, float]:
@@ -137,9 +135,7 @@ def set_thresholds(path: Path, probabilities: np.ndarray, *, positives: int) -> 
         value = p / 2 if rank < positives else (1 + p) / 2
         thresholds[LABELS[index]] = float(min(max(value, 1e-6), 1 - 1e-6))
     model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        if prop.key == "dxassist.thresholds":
-            prop.value = json.dumps(thresholds)
+    write_metadata(model, {**read_metadata(model), **encode_metadata({MetadataKey.THRESHOLDS: thresholds})})
     onnx.save_model(model, str(path))
     return thresholds
 

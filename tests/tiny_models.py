@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 import inference  # noqa: F401  (switches ONNX Runtime telemetry off before anyone imports it)
+from inference.runtime import imaging_metadata as artifact_imaging_metadata
+from inference.runtime import triage_metadata, write_metadata
 from inference.vocabulary import FINDINGS as FIVE_CODES
 
 TRIAGE_FEATURES: tuple[str, ...] = (
@@ -79,13 +81,6 @@ DEFAULT_OOD_THRESHOLD = 1.0e6
 """The tiny imaging model's OOD threshold unless a test asks for another: every image passes."""
 
 
-def _metadata(model: Any, entries: Mapping[str, Any]) -> None:
-    for key, value in entries.items():
-        prop = model.metadata_props.add()
-        prop.key = key
-        prop.value = value if isinstance(value, str) else json.dumps(value)
-
-
 def imaging_metadata(
     *,
     input_size: int,
@@ -95,30 +90,20 @@ def imaging_metadata(
     name: str = IMAGING_NAME,
     ood_threshold: float = DEFAULT_OOD_THRESHOLD,
     reference: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``dxassist.*`` metadata of a tiny imaging model (JSON-able values)."""
-    return {
-        "dxassist.kind": "imaging",
-        "dxassist.model_name": name,
-        "dxassist.temperature": temperature,
-        "dxassist.synthetic": "true",
-        "dxassist.training_data": "tiny test model with fixed random weights (no training data)",
-        "dxassist.config": {"builder": "tests/tiny_models.py", "input_size": input_size},
-        "dxassist.labels": list(labels),
-        "dxassist.thresholds": dict(thresholds) if thresholds is not None else dict.fromkeys(labels, 0.5),
-        "dxassist.preprocess": {
-            "input_size": input_size,
-            "mean": 0.5,
-            "std": 0.25,
-            "window_percentiles": [1.0, 99.0],
-        },
-        "dxassist.ood": {
-            "method": "mahalanobis-pooled-tiny",
-            "threshold": ood_threshold,
-            "pass_rate": 0.995,
-        },
-        **({"dxassist.drift_reference": dict(reference)} if reference is not None else {}),
-    }
+) -> dict[str, str]:
+    """The ``dxassist.*`` metadata of a tiny imaging model, as the artifact module writes it."""
+    return artifact_imaging_metadata(
+        model_name=name,
+        labels=labels,
+        thresholds=thresholds if thresholds is not None else dict.fromkeys(labels, 0.5),
+        temperature=temperature,
+        preprocess={"input_size": input_size, "mean": 0.5, "std": 0.25, "window_percentiles": [1.0, 99.0]},
+        synthetic=True,
+        training_data="tiny test model with fixed random weights (no training data)",
+        config={"builder": "tests/tiny_models.py", "input_size": input_size},
+        ood={"method": "mahalanobis-pooled-tiny", "threshold": ood_threshold, "pass_rate": 0.995},
+        drift_reference=reference,
+    )
 
 
 def build_imaging_onnx(
@@ -207,7 +192,7 @@ def build_imaging_onnx(
         ood_threshold=ood_threshold,
         reference=reference,
     )
-    _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
+    write_metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
     onnx.checker.check_model(model, full_check=True)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -324,19 +309,18 @@ def build_triage_onnx(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
     )
     model.ir_version = IR_VERSION
-    meta: dict[str, Any] = {
-        "dxassist.kind": "triage",
-        "dxassist.model_name": TRIAGE_NAME,
-        "dxassist.temperature": temperature,
-        "dxassist.synthetic": "true",
-        "dxassist.training_data": "tiny test model with hand-set weights (no training data)",
-        "dxassist.config": {"builder": "tests/tiny_models.py"},
-        "dxassist.features": list(TRIAGE_FEATURES),
-        "dxassist.intercept": TRIAGE_INTERCEPT,
-        "dxassist.reference": {name: TRIAGE_REFERENCE[name] for name in TRIAGE_FEATURES},
-        "dxassist.threshold": threshold,
-    }
-    _metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
+    meta = triage_metadata(
+        model_name=TRIAGE_NAME,
+        features=TRIAGE_FEATURES,
+        intercept=TRIAGE_INTERCEPT,
+        reference=TRIAGE_REFERENCE,
+        threshold=threshold,
+        temperature=temperature,
+        synthetic=True,
+        training_data="tiny test model with hand-set weights (no training data)",
+        config={"builder": "tests/tiny_models.py"},
+    )
+    write_metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
     onnx.checker.check_model(model, full_check=True)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,17 @@ from inference.runtime._host import (
     score_batch,
     score_triage,
 )
-from inference.runtime._meta import ImagingMeta, OodMeta, TriageMeta
+from inference.runtime._meta import (
+    ImagingMeta,
+    MetadataKey,
+    OodMeta,
+    TriageMeta,
+    encode_metadata,
+    imaging_metadata,
+    read_metadata,
+    triage_metadata,
+    write_metadata,
+)
 from inference.runtime._outputs import ImagingOutput, TriageOutput, calibrated_probability, is_assessable
 from inference.runtime._providers import CPU, CUDA, available_providers, provider_options, select_providers
 from inference.runtime._served import (
@@ -75,6 +85,7 @@ __all__ = [
     "InferenceFailed",
     "InputRejected",
     "LocalModelLike",
+    "MetadataKey",
     "MicroBatcher",
     "ModelHost",
     "ModelInvalid",
@@ -86,12 +97,17 @@ __all__ = [
     "TriageOutput",
     "available_providers",
     "calibrated_probability",
+    "encode_metadata",
+    "imaging_metadata",
     "is_assessable",
     "load_served_model",
     "make_session",
     "provider_options",
+    "read_metadata",
     "score_batch",
     "score_triage",
     "select_providers",
     "serving_problem",
+    "triage_metadata",
+    "write_metadata",
 ]

@@ -1,4 +1,9 @@
-"""The ``dxassist.*`` metadata of a served model, parsed and checked against the ONNX artifact contract.
+"""The ``dxassist.*`` metadata of a model artifact: written at export, read and checked when served.
+
+The one module that knows the keys and how each value is encoded. Training's export, the benchmark and
+the test models write with :func:`imaging_metadata` / :func:`triage_metadata` and :func:`write_metadata`;
+the server parses with :func:`parse_imaging` / :func:`parse_triage`; anyone reads a file's keys back with
+:func:`read_metadata`.
 
 The contract is in ``docs/internals.md`` ("ONNX artifacts"): input/output names and shapes with a dynamic
 batch axis, and every key the server needs in ``metadata_props``. A model breaking it is refused with
@@ -11,29 +16,152 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from inference.preprocess import PreprocessParams
 from inference.runtime._drift import DriftReference
 from inference.runtime._errors import ModelInvalid
 
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
 ModelKind = Literal["imaging", "triage"]
 
-COMMON_KEYS = ("dxassist.kind", "dxassist.model_name", "dxassist.temperature", "dxassist.synthetic")
+
+class MetadataKey(StrEnum):
+    """The ``metadata_props`` keys of the artifact contract."""
+
+    KIND = "dxassist.kind"
+    MODEL_NAME = "dxassist.model_name"
+    TEMPERATURE = "dxassist.temperature"
+    SYNTHETIC = "dxassist.synthetic"
+    TRAINING_DATA = "dxassist.training_data"
+    CONFIG = "dxassist.config"
+    LABELS = "dxassist.labels"
+    THRESHOLDS = "dxassist.thresholds"
+    PREPROCESS = "dxassist.preprocess"
+    OOD = "dxassist.ood"
+    DRIFT_REFERENCE = "dxassist.drift_reference"
+    FEATURES = "dxassist.features"
+    INTERCEPT = "dxassist.intercept"
+    THRESHOLD = "dxassist.threshold"
+    REFERENCE = "dxassist.reference"
+
+
+COMMON_KEYS = (MetadataKey.KIND, MetadataKey.MODEL_NAME, MetadataKey.TEMPERATURE, MetadataKey.SYNTHETIC)
 IMAGING_KEYS = (
     *COMMON_KEYS,
-    "dxassist.labels",
-    "dxassist.thresholds",
-    "dxassist.preprocess",
-    "dxassist.ood",
+    MetadataKey.LABELS,
+    MetadataKey.THRESHOLDS,
+    MetadataKey.PREPROCESS,
+    MetadataKey.OOD,
 )
 TRIAGE_KEYS = (
     *COMMON_KEYS,
-    "dxassist.features",
-    "dxassist.intercept",
-    "dxassist.threshold",
-    "dxassist.reference",
+    MetadataKey.FEATURES,
+    MetadataKey.INTERCEPT,
+    MetadataKey.THRESHOLD,
+    MetadataKey.REFERENCE,
 )
+
+
+def encode_metadata(values: Mapping[str, Any]) -> dict[str, str]:
+    """Metadata values as ONNX stores them: strings as they are (kind, name, the data line), the rest JSON."""
+    return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
+
+
+def imaging_metadata(
+    *,
+    labels: Sequence[str],
+    thresholds: Mapping[str, float],
+    temperature: float,
+    preprocess: PreprocessParams | Mapping[str, Any],
+    synthetic: bool,
+    training_data: str,
+    ood: Mapping[str, Any],
+    config: Mapping[str, Any],
+    model_name: str = "cxr-findings",
+    drift_reference: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The ``metadata_props`` of an imaging model, every value encoded as :func:`parse_imaging` reads it.
+
+    Args:
+        labels: Finding codes in output order.
+        thresholds: Operating threshold per finding code (calibrated probability).
+        temperature: Calibration temperature.
+        preprocess: How images are prepared (``PreprocessParams`` or its metadata mapping).
+        synthetic: Trained on synthetic data.
+        training_data: One line naming the data set.
+        ood: ``{"method", "threshold", "pass_rate", ...}`` of the out-of-distribution guard.
+        config: The training (or building) configuration, kept for the record.
+        model_name: Registered model name.
+        drift_reference: Validation distributions for the drift monitor (left out when None).
+    """
+    params = preprocess.to_metadata() if isinstance(preprocess, PreprocessParams) else dict(preprocess)
+    return encode_metadata(
+        {
+            MetadataKey.KIND: "imaging",
+            MetadataKey.MODEL_NAME: model_name,
+            MetadataKey.LABELS: list(labels),
+            MetadataKey.THRESHOLDS: {name: float(value) for name, value in thresholds.items()},
+            MetadataKey.TEMPERATURE: float(temperature),
+            MetadataKey.PREPROCESS: params,
+            MetadataKey.SYNTHETIC: "true" if synthetic else "false",
+            MetadataKey.TRAINING_DATA: training_data,
+            MetadataKey.CONFIG: dict(config),
+            MetadataKey.OOD: dict(ood),
+            **({MetadataKey.DRIFT_REFERENCE: dict(drift_reference)} if drift_reference is not None else {}),
+        }
+    )
+
+
+def triage_metadata(
+    *,
+    features: Sequence[str],
+    intercept: float,
+    reference: Mapping[str, float],
+    threshold: float,
+    temperature: float,
+    synthetic: bool,
+    training_data: str,
+    config: Mapping[str, Any],
+    model_name: str = "vitals-triage",
+) -> dict[str, str]:
+    """The ``metadata_props`` of a triage model, every value encoded as :func:`parse_triage` reads it."""
+    return encode_metadata(
+        {
+            MetadataKey.KIND: "triage",
+            MetadataKey.MODEL_NAME: model_name,
+            MetadataKey.FEATURES: list(features),
+            MetadataKey.INTERCEPT: float(intercept),
+            MetadataKey.REFERENCE: {name: float(value) for name, value in reference.items()},
+            MetadataKey.THRESHOLD: float(threshold),
+            MetadataKey.TEMPERATURE: float(temperature),
+            MetadataKey.SYNTHETIC: "true" if synthetic else "false",
+            MetadataKey.TRAINING_DATA: training_data,
+            MetadataKey.CONFIG: dict(config),
+        }
+    )
+
+
+def write_metadata(model: ModelProto, metadata: Mapping[str, str]) -> None:
+    """Replace every ``metadata_props`` entry of ``model`` (an ``onnx.ModelProto``) with ``metadata``."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = value
+
+
+def read_metadata(model: ModelProto | Path | str) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX model (a ``ModelProto`` or a file), as ONNX stores them."""
+    if isinstance(model, Path | str):
+        import onnx
+
+        model = onnx.load(str(model), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 @dataclass(frozen=True)

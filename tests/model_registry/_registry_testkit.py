@@ -7,15 +7,16 @@ Imported by the test modules as ``_registry_testkit`` (a unique name: test folde
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 import model_registry
+from inference.runtime import MetadataKey, imaging_metadata, write_metadata
+from inference.vocabulary import FINDINGS
 
-LABELS = ["nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly"]
+LABELS = list(FINDINGS)
 
 
 def build_tiny_cxr(path: Path, *, seed: int = 0, size: int = 2) -> str:
@@ -45,22 +46,18 @@ def build_tiny_cxr(path: Path, *, seed: int = 0, size: int = 2) -> str:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
-    helper.set_model_props(
-        model,
-        {
-            "dxassist.kind": "imaging",
-            "dxassist.model_name": "cxr-findings",
-            "dxassist.temperature": "1.0",
-            "dxassist.synthetic": "true",
-            "dxassist.training_data": "tiny test model, random weights",
-            "dxassist.config": json.dumps({"seed": seed}),
-            "dxassist.labels": json.dumps(LABELS),
-            "dxassist.thresholds": json.dumps(dict.fromkeys(LABELS, 0.5)),
-            "dxassist.preprocess": json.dumps(
-                {"input_size": size, "mean": 0.5, "std": 0.25, "window_percentiles": [1, 99]}
-            ),
-        },
+    metadata = imaging_metadata(
+        labels=LABELS,
+        thresholds=dict.fromkeys(LABELS, 0.5),
+        temperature=1.0,
+        preprocess={"input_size": size, "mean": 0.5, "std": 0.25, "window_percentiles": [1, 99]},
+        synthetic=True,
+        training_data="tiny test model, random weights",
+        config={"seed": seed},
+        ood={"method": "none", "threshold": 1.0e6},
     )
+    # A registry test model: no ``ood`` output, so without its key too (the registry never serves it).
+    write_metadata(model, {key: value for key, value in metadata.items() if key != MetadataKey.OOD})
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +39,15 @@ def export_onnx(
     output_names: Sequence[str],
     path: Path,
     *,
-    metadata: Mapping[str, Any],
+    metadata: Mapping[str, str],
     parity_outputs: Sequence[str],
     tolerance: float = 1e-4,
     opset: int = 18,
 ) -> ExportReport:
     """Export ``module`` (in eval mode) with named inputs/outputs and a dynamic batch axis.
 
-    Metadata values that are not strings are stored as JSON. The model is checked with
+    ``metadata`` is what ``inference.runtime.imaging_metadata`` / ``triage_metadata`` made (the
+    artifact contract's keys, values as stored). The model is checked with
     ``onnx.checker`` and run in ONNX Runtime on ``example_inputs``; the outputs named in
     ``parity_outputs`` must match PyTorch within ``tolerance`` (max absolute difference) or
     :class:`ParityError` is raised.
@@ -55,6 +55,8 @@ def export_onnx(
     import onnx
     import onnxruntime as ort
     import torch
+
+    from inference.runtime import write_metadata
 
     module = module.eval()
     names = list(example_inputs)
@@ -78,11 +80,7 @@ def export_onnx(
     reference_np = {n: t.detach().cpu().numpy() for n, t in zip(output_names, reference, strict=True)}
 
     model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
+    write_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, str(path), save_as_external_data=False)
 

@@ -320,24 +320,24 @@ def imaging_metadata(
     training_data: str,
     ood: dict[str, Any],
     reference: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``metadata_props`` of the ``cxr-findings`` ONNX file (docs/internals.md, "ONNX artifacts").
-
-    Non-string values are stored as JSON by :func:`training.export.export_onnx`.
+) -> dict[str, str]:
+    """The ``metadata_props`` of the ``cxr-findings`` ONNX file (docs/internals.md, "ONNX artifacts"),
+    written by the server's own artifact module so export and loader agree on every key.
     """
-    return {
-        "dxassist.kind": "imaging",
-        "dxassist.model_name": MODEL_NAME,
-        "dxassist.labels": list(labels),
-        "dxassist.thresholds": {name: float(thresholds[name]) for name in labels},
-        "dxassist.temperature": float(temperature),
-        "dxassist.preprocess": preprocess,
-        "dxassist.synthetic": "true" if cfg.dataset == "synthetic" else "false",
-        "dxassist.training_data": training_data,
-        "dxassist.config": cfg.to_dict(),
-        "dxassist.ood": ood,
-        **({"dxassist.drift_reference": reference} if reference is not None else {}),
-    }
+    from inference.runtime import imaging_metadata as artifact_metadata
+
+    return artifact_metadata(
+        model_name=MODEL_NAME,
+        labels=labels,
+        thresholds=thresholds,
+        temperature=temperature,
+        preprocess=preprocess,
+        synthetic=cfg.dataset == "synthetic",
+        training_data=training_data,
+        config=cfg.to_dict(),
+        ood=ood,
+        drift_reference=reference,
+    )
 
 
 def _load(cfg: ImagingConfig, params: Any) -> Any:

@@ -341,20 +341,23 @@ def triage_metadata(
     temperature: float,
     training_data: str,
     reference: dict[str, float],
-) -> dict[str, Any]:
-    """The ``metadata_props`` of the ``vitals-triage`` ONNX file (docs/internals.md, "ONNX artifacts")."""
-    return {
-        "dxassist.kind": "triage",
-        "dxassist.model_name": MODEL_NAME,
-        "dxassist.features": list(FEATURES),
-        "dxassist.intercept": float(intercept),
-        "dxassist.reference": {name: float(reference[name]) for name in FEATURES},
-        "dxassist.threshold": float(threshold),
-        "dxassist.temperature": float(temperature),
-        "dxassist.synthetic": "true" if cfg.dataset == "synthetic" else "false",
-        "dxassist.training_data": training_data,
-        "dxassist.config": cfg.to_dict(),
-    }
+) -> dict[str, str]:
+    """The ``metadata_props`` of the ``vitals-triage`` ONNX file (docs/internals.md, "ONNX artifacts"),
+    written by the server's own artifact module so export and loader agree on every key.
+    """
+    from inference.runtime import triage_metadata as artifact_metadata
+
+    return artifact_metadata(
+        model_name=MODEL_NAME,
+        features=FEATURES,
+        intercept=intercept,
+        reference=reference,
+        threshold=threshold,
+        temperature=temperature,
+        synthetic=cfg.dataset == "synthetic",
+        training_data=training_data,
+        config=cfg.to_dict(),
+    )
 
 
 def _model_card(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -9,7 +10,15 @@ import pytest
 import tiny_models
 
 from inference.config import Settings
-from inference.runtime import ModelInvalid, load_served_model
+from inference.runtime import (
+    MetadataKey,
+    ModelInvalid,
+    encode_metadata,
+    imaging_metadata,
+    load_served_model,
+    read_metadata,
+    write_metadata,
+)
 from model_registry import LocalModel
 
 
@@ -104,9 +113,9 @@ def test_a_fixed_batch_axis_is_refused(tmp_path: Path, settings: Settings) -> No
 def test_input_size_must_match_the_preprocess_metadata(tmp_path: Path, settings: Settings) -> None:
     path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
     model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        if prop.key == "dxassist.preprocess":
-            prop.value = prop.value.replace('"input_size": 64', '"input_size": 128')
+    metadata = read_metadata(model)
+    preprocess = {**json.loads(metadata[MetadataKey.PREPROCESS]), "input_size": 128}
+    write_metadata(model, {**metadata, **encode_metadata({MetadataKey.PREPROCESS: preprocess})})
     onnx.save_model(model, str(path))
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match="128 is required"):
@@ -141,3 +150,31 @@ def test_an_imaging_model_without_an_ood_guard_is_refused(tmp_path: Path, settin
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match="dxassist.ood"):
         load_served_model(local, settings, expected_kind="imaging")
+
+
+def test_what_the_artifact_module_writes_the_server_reads_back_unchanged(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Export (training, benchmarks, test models) and the loader share one module: every field round-trips."""
+    thresholds = {code: 0.1 + 0.1 * i for i, code in enumerate(tiny_models.FIVE_CODES)}
+    path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32)
+    model = onnx.load(str(path))
+    written = imaging_metadata(
+        labels=tiny_models.FIVE_CODES,
+        thresholds=thresholds,
+        temperature=1.7,
+        preprocess={"input_size": 32, "mean": 0.4, "std": 0.2, "window_percentiles": [2.0, 98.0]},
+        synthetic=False,
+        training_data="a named data set",
+        config={"profile": "test"},
+        ood={"method": "m", "threshold": 3.5, "pass_rate": 0.99},
+    )
+    write_metadata(model, written)
+    onnx.save_model(model, str(path))
+    assert read_metadata(path) == written
+    meta = load_served_model(_seed(tmp_path, "cxr-findings", path), settings).imaging_meta
+    assert meta.thresholds == pytest.approx(thresholds) and meta.temperature == 1.7
+    params = meta.preprocess
+    assert (params.mean, params.std, tuple(params.window_percentiles)) == (0.4, 0.2, (2.0, 98.0))
+    assert (meta.ood.method, meta.ood.threshold, meta.ood.pass_rate) == ("m", 3.5, 0.99)
+    assert not meta.synthetic and meta.training_data == "a named data set"

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
+from inference.runtime import read_metadata
 from training.data import FINDINGS
 
 INPUT_SIZE = 64
@@ -73,7 +73,7 @@ def test_ood_output_matches_a_numpy_mahalanobis_on_the_same_features(exported, o
 
 def test_metadata_is_complete_and_parseable(exported) -> None:  # type: ignore[no-untyped-def]
     _, report = exported
-    props = {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}
+    props = read_metadata(report.path)
     assert props["dxassist.kind"] == "imaging"
     assert props["dxassist.model_name"] == "cxr-findings"
     assert json.loads(props["dxassist.labels"]) == list(FINDINGS)

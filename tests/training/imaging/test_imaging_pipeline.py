@@ -6,10 +6,10 @@ import json
 import logging
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 
+from inference.runtime import read_metadata
 from training.data import FINDINGS
 from training.pipeline import ImagingConfig, TrainingOutcome, train_imaging
 
@@ -78,7 +78,7 @@ def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-un
     logits, cam = session.run(["logits", "cam"], {"image": np.zeros((3, 1, 64, 64), np.float32)})
     cells = 64 // cfg.cam_stride
     assert logits.shape == (3, len(FINDINGS)) and cam.shape == (3, len(FINDINGS), cells, cells)
-    props = {p.key: p.value for p in onnx.load(str(outcome.onnx_path)).metadata_props}
+    props = read_metadata(outcome.onnx_path)
     assert json.loads(props["dxassist.thresholds"]) == pytest.approx(
         {name: outcome.metrics[f"threshold_{name}"] for name in FINDINGS}
     )

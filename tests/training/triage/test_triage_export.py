@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
+from inference.runtime import read_metadata
 from inference.triage import FEATURES, VitalSigns, encode_batch
 from training.models import AdditiveTriage
 from training.pipeline import TriageConfig, train_triage
@@ -32,7 +32,7 @@ def session(outcome):
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return read_metadata(path)
 
 
 def test_outcome_and_artifacts(outcome) -> None:
