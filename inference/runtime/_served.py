@@ -13,6 +13,7 @@ import numpy as np
 from inference.runtime._errors import ConfigurationError, ModelInvalid
 from inference.runtime._meta import (
     ImagingMeta,
+    MetadataKey,
     ModelKind,
     TensorSpec,
     TriageMeta,
@@ -185,7 +186,7 @@ def load_served_model(
         )
     session = make_session(path, settings, device_id=device_id)
     meta_map = dict(session.get_modelmeta().custom_metadata_map)
-    declared = meta_map.get("dxassist.kind")
+    declared = meta_map.get(MetadataKey.KIND)
     if declared not in ("imaging", "triage"):
         raise ModelInvalid(
             f"Model {local.name} version {local.version} has dxassist.kind {declared!r}; "
