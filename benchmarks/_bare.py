@@ -34,7 +34,7 @@ def _probe_target(data: bytes, target_size: int | None) -> None:
     from inference.config import Settings
     from inference.dicom import Limits, read_study
 
-    read_study([data], limits=Limits.from_settings(Settings()), target_size=target_size)
+    read_study([data], limits=Limits.from_settings(Settings().limits), target_size=target_size)
 
 
 def probe_decode(files: list[EncodedFile], target_size: int, timeout: float = 60.0) -> dict[str, str]:
@@ -75,15 +75,15 @@ class BarePipeline:
         from inference.runtime import make_session
 
         settings = Settings()  # the environment the server gets, so the same threads and provider
-        self.session = make_session(onnx_path, settings)
-        self.limits = Limits.from_settings(settings)
+        self.session = make_session(onnx_path, settings.runtime)
+        self.limits = Limits.from_settings(settings.limits)
         self.params = PreprocessParams.from_metadata(preprocess)
         self.input_size = self.params.input_size
         self.onnx_path = onnx_path
         self._served: Any = None
         self.session_options = {
-            "intra_op_threads": settings.intra_op_threads,
-            "inter_op_threads": settings.inter_op_threads,
+            "intra_op_threads": settings.runtime.intra_op_threads,
+            "inter_op_threads": settings.runtime.inter_op_threads,
             "provider": self.session.get_providers()[0],
         }
 
@@ -114,7 +114,7 @@ class BarePipeline:
             path = Path(self.onnx_path)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             local = SimpleNamespace(name="cxr-findings", version="1", sha256=digest, path=path)
-            self._served = load_served_model(local, Settings(), expected_kind="imaging")
+            self._served = load_served_model(local, Settings().runtime, expected_kind="imaging")
         return self._served
 
     def analysis(self, data: bytes) -> Any:

@@ -1,33 +1,147 @@
-"""Process settings: environment first (``DXASSIST_`` prefix), embedded defaults under ``DXASSIST_HOME``."""
+"""Process settings: environment first (``DXASSIST_`` prefix), embedded defaults under ``DXASSIST_HOME``.
+
+One :class:`Settings` per process, in groups by concern (``settings.runtime``, ``settings.limits``,
+``settings.dimse``, ...). The groups are the Python shape only: every setting keeps one flat name, the
+same in the environment (``DXASSIST_MAX_PIXELS``) and as a keyword (``Settings(max_pixels=...)``), so no
+two groups may hold a field of the same name.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+_AE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # AE VR: 16 printable characters, no backslash
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_GROUP_CONFIG = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore")
 
 
-class Settings(BaseSettings):
-    """Everything one dxassist process needs to know about its environment.
+class Destination(BaseModel):
+    """One place results go back to: a DICOM node (C-STORE) or a DICOMweb server (STOW-RS).
 
-    All state lives under ``home``. ``database_url`` and ``mlflow_tracking_uri`` override the
-    embedded SQLite defaults.
+    Attributes:
+        name: Label used in the outbox, the API (``deliveries``) and the metrics.
+        kind: ``dimse`` or ``stowrs``.
+        host: DIMSE: the PACS's host name or address.
+        port: DIMSE: the PACS's DICOM port.
+        ae_title: DIMSE: the PACS's (called) AE title.
+        calling_ae_title: DIMSE: the AE title dxassist presents; the PACS must know it.
+        url: STOW-RS: the DICOMweb base URL; objects are POSTed to ``{url}/studies``.
+        username: STOW-RS: HTTP basic user (with ``password``).
+        password: STOW-RS: HTTP basic password.
+        token: STOW-RS: bearer token (instead of basic auth).
+        timeout_seconds: Network timeout of one attempt.
     """
 
-    model_config = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore", frozen=False)
+    model_config = {"frozen": True}
 
-    environment: Literal["development", "production"] = "development"
-    home: Path = Path("var")
-    database_url: str | None = None
-    mlflow_tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI")
-    )
+    name: str
+    kind: Literal["dimse", "stowrs"]
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    ae_title: str | None = None
+    calling_ae_title: str = "DXASSIST"
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
-    # ONNX Runtime
+    @model_validator(mode="after")
+    def _complete(self) -> Destination:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(
+                f"Destination name {self.name[:64]!r} is not accepted; "
+                "use 1 to 64 letters, digits, '_', '-', '.'."
+            )
+        if self.kind == "dimse":
+            if not self.host or self.port is None or not self.ae_title:
+                raise ValueError(f"DIMSE destination {self.name!r} needs host, port and ae_title.")
+            for title in (self.ae_title, self.calling_ae_title):
+                if not _AE.fullmatch(title) or not title.strip():
+                    raise ValueError(
+                        f"AE title {title!r} of destination {self.name!r} is not valid; "
+                        "an AE title has 1 to 16 "
+                        "printable characters without a backslash."
+                    )
+        elif not self.url or not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"STOW-RS destination {self.name!r} needs an http:// or https:// url.")
+        return self
+
+
+class DimseNode(BaseModel):
+    """A DICOM node allowed to send to ``dxassist listen``, and the facility that owns what it sends.
+
+    Attributes:
+        ae_title: The node's (calling) AE title.
+        facility: The facility its results belong to.
+        host: When set, the node's address: an association from elsewhere with this AE title is refused.
+    """
+
+    model_config = {"frozen": True}
+
+    ae_title: str
+    facility: Annotated[str, Field(min_length=1, max_length=128)]
+    host: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_title(self) -> DimseNode:
+        if not _AE.fullmatch(self.ae_title) or not self.ae_title.strip():
+            raise ValueError(
+                f"AE title {self.ae_title[:16]!r} of a DICOM node is not valid; an AE title has 1 to 16 "
+                "printable characters without a backslash."
+            )
+        return self
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP server: its public address, TLS, rate limits, worker threads (``settings.server``)."""
+
+    model_config = _GROUP_CONFIG
+
+    public_base_url: str | None = None
+    """The server's address as its clients reach it (``https://dxassist.hospital.example``, behind a
+    reverse proxy): the base of STOW-RS ``RetrieveURL`` and FHIR links. Unset: taken from each request."""
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    rate_limit_burst: int = Field(default=300, ge=1)
+    preprocess_workers: int = Field(default=2, ge=1)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError(
+                "DXASSIST_PUBLIC_BASE_URL must be an http(s) URL without query or fragment, "
+                "e.g. https://dxassist.hospital.example"
+            )
+        return value.strip().rstrip("/")
+
+
+class RuntimeSettings(BaseSettings):
+    """ONNX Runtime sessions, micro-batching, model hot swap and drift monitoring (``settings.runtime``)."""
+
+    model_config = _GROUP_CONFIG
+
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
     cuda_device_id: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=0, ge=0)
@@ -46,15 +160,13 @@ class Settings(BaseSettings):
     0 turns shadow scoring off (``DXASSIST_SHADOW_QUEUE_SIZE``)."""
     shadow_metrics_seconds: float = Field(default=10.0, ge=0)
     """Least interval between two recomputations of the champion/challenger comparison on ``/metrics``."""
-    keep_training_inputs: bool = True
-    """Keep each imaging result's de-identified model input for retraining, while consent allows it."""
-    gate_min_shadow_studies: int = Field(default=0, ge=0)
-    """Shadow-scored inputs the promotion gate requires before a challenger may become champion."""
-    gate_min_reader_verdicts: int = Field(default=0, ge=0)
-    """Readers' verdicts on shadow-scored inputs the promotion gate requires (``registry promote``)."""
-    preprocess_workers: int = Field(default=2, ge=1)
 
-    # Input limits (bad input gets a 4xx, never a crash)
+
+class LimitsSettings(BaseSettings):
+    """Input limits: bad input gets a 4xx, never a crash (``settings.limits``; docs/security.md)."""
+
+    model_config = _GROUP_CONFIG
+
     max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_instance_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_instances: int = Field(default=64, ge=1)
@@ -65,29 +177,224 @@ class Settings(BaseSettings):
     # Bytes of DICOM files decoded at the same time in one process (docs/security.md, "Memory bounds").
     max_decode_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
 
-    # Identity of outputs and policy
+
+class RecordSettings(BaseSettings):
+    """What the record files: output UIDs, patients' issuers, the priority policy (``settings.record``)."""
+
+    model_config = _GROUP_CONFIG
+
     org_root: str = "1.2.826.0.1.3680043.10.1453"
     site_policy: Path | None = None
+    # Patient identity (docs/security.md): the issuer a facility's senders mean when they name none
+    facility_issuers: dict[str, str] = Field(default_factory=dict)
+    default_issuer: str | None = None
+    keep_training_inputs: bool = True
+    """Keep each imaging result's de-identified model input for retraining, while consent allows it."""
+
+
+class RegistrySettings(BaseSettings):
+    """What the promotion gate requires of a challenger beyond its metrics (``settings.registry``)."""
+
+    model_config = _GROUP_CONFIG
+
+    gate_min_shadow_studies: int = Field(default=0, ge=0)
+    """Shadow-scored inputs the promotion gate requires before a challenger may become champion."""
+    gate_min_reader_verdicts: int = Field(default=0, ge=0)
+    """Readers' verdicts on shadow-scored inputs the promotion gate requires (``registry promote``)."""
+
+
+class SecuritySettings(BaseSettings):
+    """Tokens: the embedded issuer or an external one (JWKS), and the claims read (``settings.security``)."""
+
+    model_config = _GROUP_CONFIG
+
     issuer: str = "dxassist"
     audience: str = "dxassist-api"
     token_ttl_seconds: int = Field(default=3600, ge=60)
     signing_key_passphrase: SecretStr | None = None
-    public_base_url: str | None = None
-    """The server's address as its clients reach it (``https://dxassist.hospital.example``, behind a
-    reverse proxy): the base of STOW-RS ``RetrieveURL`` and FHIR links. Unset: taken from each request."""
+    jwks_url: str | None = None
+    jwt_algorithm: Literal[
+        "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"
+    ] = "EdDSA"
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    role_claim: str = "role"
+    facility_claim: str = "facility"
 
-    @field_validator("public_base_url")
+
+class UiSettings(BaseSettings):
+    """The readers' pages (docs/ui.md): session clocks, sign-in lockout, worklist guard (``settings.ui``)."""
+
+    model_config = _GROUP_CONFIG
+
+    ui_session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    ui_session_max_hours: float = Field(default=12.0, gt=0, le=7 * 24)
+    ui_lockout_attempts: int = Field(default=5, ge=1, le=100)
+    ui_lockout_minutes: int = Field(default=15, ge=1)
+    worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
+    ui_refresh_seconds: int = Field(default=30, ge=2, le=3600)
+
+
+class DimseSettings(BaseSettings):
+    """``dxassist listen``, the DIMSE entry point (``settings.dimse``; docs/pacs.md).
+
+    Attributes:
+        dimse_port: Port of ``dxassist listen`` when ``--port`` is not given.
+        dimse_allowed_aets: No longer used (a warning says so at start): register each node with its
+            facility in ``dimse_nodes``.
+        dimse_nodes: The DICOM nodes allowed to send (JSON list in ``DXASSIST_DIMSE_NODES`` of
+            ``{"ae_title", "facility", optional "host"}``); any other calling AE is refused at association.
+        dimse_open_facility: Opt into an open listener: any calling AE is accepted, and the results of an
+            unregistered one belong to this facility (``DXASSIST_DIMSE_OPEN_FACILITY``).
+        dimse_stable_seconds: Quiet period: a study is analysed once no instance arrived for this long.
+        dimse_max_attempts: Attempts at analysing a received study before its files are moved to
+            ``DXASSIST_HOME/dead-letter/studies``.
+        dimse_retry_seconds: First delay before a received study whose analysis failed is tried again;
+            doubles each attempt, up to ``delivery_backoff_cap_seconds``.
+    """
+
+    model_config = _GROUP_CONFIG
+
+    dimse_port: int = Field(default=11112, ge=1, le=65535)
+    dimse_allowed_aets: list[str] = Field(default_factory=list)
+    dimse_nodes: list[DimseNode] = Field(default_factory=list)
+    dimse_open_facility: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    dimse_stable_seconds: float = Field(default=5.0, ge=0)
+    dimse_max_attempts: int = Field(default=5, ge=1)
+    dimse_retry_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_titles(self) -> DimseSettings:
+        titles = [node.ae_title.strip() for node in self.dimse_nodes]
+        if len(set(titles)) != len(titles):
+            raise ValueError("Each DICOM node AE title may be registered once (DXASSIST_DIMSE_NODES).")
+        return self
+
+    def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:
+        """The facility owning what the calling AE ``ae_title`` (from ``host``) sends; None: refused.
+
+        A registered node gives its facility (when it names a host, only from that host); an unknown AE
+        gives the open-listener facility when the operator set one, else nothing.
+        """
+        title = (ae_title or "").strip()
+        for node in self.dimse_nodes:
+            if node.ae_title.strip() == title:
+                if node.host is not None and host is not None and node.host != host:
+                    return None
+                return node.facility
+        return self.dimse_open_facility
+
+
+class DeliverySettings(BaseSettings):
+    """Results back to the PACS: destinations, the outbox worker's retries (``settings.delivery``).
+
+    Attributes:
+        destinations: Where results are delivered (JSON list in ``DXASSIST_DESTINATIONS``).
+        delivery_backoff_seconds: First retry delay of a failed delivery; doubles each attempt.
+        delivery_backoff_cap_seconds: Longest retry delay.
+        delivery_poll_seconds: How often the outbox worker looks for due objects.
+        delivery_max_attempts: Attempts of one object to one destination before it goes to the
+            dead-letter state (120 attempts at the default backoff: about two hours of outage).
+        build_max_attempts: Attempts at building a result's DICOM outputs (the first included).
+        build_lease_seconds: How long the process that filed a result has to build its outputs before
+            the outbox worker of any process takes the build over (it did so only if that process died).
+    """
+
+    model_config = _GROUP_CONFIG
+
+    destinations: list[Destination] = Field(default_factory=list)
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0)
+    delivery_backoff_cap_seconds: float = Field(default=60.0, gt=0)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_max_attempts: int = Field(default=120, ge=1)
+    build_max_attempts: int = Field(default=3, ge=1)
+    build_lease_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DeliverySettings:
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("Destination names must be unique.")
+        return self
+
+
+class _FlatEnv(EnvSettingsSource):
+    """The environment, for :class:`Settings`'s own fields only: each group reads its own variables."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in Settings.GROUPS:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class Settings(BaseSettings):
+    """Everything one dxassist process needs to know about its environment.
+
+    All state lives under ``home``. ``database_url`` and ``mlflow_tracking_uri`` override the
+    embedded SQLite defaults. The other settings are in groups (attributes named in :attr:`GROUPS`);
+    a keyword argument may name a group (``runtime={"batch_max_size": 4}`` or a group object) or a
+    setting by its flat name (``batch_max_size=4``); what is not given comes from the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DXASSIST_", extra="ignore", frozen=False)
+
+    GROUPS: ClassVar[dict[str, type[BaseSettings]]] = {}
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Path("var")
+    database_url: str | None = None
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI")
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+    dimse: DimseSettings = Field(default_factory=DimseSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+
     @classmethod
-    def _check_public_base_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        parsed = urlsplit(value.strip())
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
-            raise ValueError(
-                "DXASSIST_PUBLIC_BASE_URL must be an http(s) URL without query or fragment, "
-                "e.g. https://dxassist.hospital.example"
-            )
-        return value.strip().rstrip("/")
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _FlatEnv(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _group_flat_names(cls, data: Any) -> Any:
+        """Put each setting given by its flat name into its group; build each group over the environment."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        flat: dict[str, dict[str, Any]] = {group: {} for group in cls.GROUPS}
+        for key, value in data.items():
+            group = _FIELD_GROUP.get(key)
+            if group is not None:
+                flat[group][key] = value
+            elif key in cls.model_fields or key in _TOP_ALIASES:
+                out[key] = value
+            else:
+                raise ValueError(f"{key!r} is not a dxassist setting.")
+        for group, model in cls.GROUPS.items():
+            given = out.get(group)
+            if given is None and not flat[group]:
+                continue
+            if isinstance(given, model):
+                given = given.model_dump()
+            values = {**(given or {}), **flat[group]}
+            try:
+                out[group] = model(**values)
+            except ValidationError as e:
+                raise ValueError(str(e)) from e
+        return out
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -127,30 +434,28 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.resolved_home / "logs"
 
-    # Security: external token issuer, rate limits, TLS (docs/security.md)
-    jwks_url: str | None = None
-    jwt_algorithm: Literal[
-        "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"
-    ] = "EdDSA"
-    jwks_cache_seconds: int = Field(default=300, ge=0)
-    role_claim: str = "role"
-    facility_claim: str = "facility"
-    rate_limit_per_minute: int = Field(default=1200, ge=0)
-    rate_limit_burst: int = Field(default=300, ge=1)
-    tls_certfile: Path | None = None
-    tls_keyfile: Path | None = None
 
-    # Web pages (docs/ui.md): session clocks, sign-in lockout, the worklist's starvation guard
-    ui_session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    ui_session_max_hours: float = Field(default=12.0, gt=0, le=7 * 24)
-    ui_lockout_attempts: int = Field(default=5, ge=1, le=100)
-    ui_lockout_minutes: int = Field(default=15, ge=1)
-    worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
-    ui_refresh_seconds: int = Field(default=30, ge=2, le=3600)
+Settings.GROUPS.update(
+    {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
+    }
+)
+_TOP_ALIASES: frozenset[str] = frozenset({"MLFLOW_TRACKING_URI", "DXASSIST_MLFLOW_TRACKING_URI"})
+_FIELD_GROUP: dict[str, str] = {}
+for _group, _model in Settings.GROUPS.items():
+    for _name in _model.model_fields:
+        if _name in _FIELD_GROUP or _name in Settings.model_fields:
+            raise RuntimeError(f"Setting {_name!r} is in two groups; each setting has one flat name.")
+        _FIELD_GROUP[_name] = _group
 
-    # Patient identity (docs/security.md): the issuer a facility's senders mean when they name none
-    facility_issuers: dict[str, str] = Field(default_factory=dict)
-    default_issuer: str | None = None
+
+def setting_names() -> dict[str, str]:
+    """Every setting's flat name → the group that holds it (``""`` for :class:`Settings`'s own)."""
+    names = {name: "" for name in Settings.model_fields if name not in Settings.GROUPS}
+    names.update(_FIELD_GROUP)
+    return names
 
 
 def get_settings() -> Settings:

@@ -34,8 +34,8 @@ LOG_FILE = "server.jsonl"
 def _body_limit(settings: Settings) -> Any:
     def limit(method: str, path: str) -> int:
         if method == "POST" and (path.rstrip("/") in UPLOAD_ROUTES or path.startswith("/dicomweb/studies/")):
-            return settings.max_request_bytes  # uploads, STOW-RS and STOW-RS into one study
-        return settings.max_json_bytes
+            return settings.limits.max_request_bytes  # uploads, STOW-RS and STOW-RS into one study
+        return settings.limits.max_json_bytes
 
     return limit
 
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         # The same engines as ``dxassist listen``: record, models, pool, policy and the outbox worker
         # that delivers results of uploads and STOW-RS to the configured destinations.
         async with open_context(settings, fetch=fetch) as ctx:
-            if not settings.jwks_url:
+            if not settings.security.jwks_url:
                 await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
             app.state.ctx = ctx
             logger.info(
@@ -109,7 +109,9 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
     install_error_handlers(app)
     # Added first, so it runs inside the request context: 429 answers are logged and counted too.
     app.add_middleware(
-        RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+        RateLimitMiddleware,
+        per_minute=settings.server.rate_limit_per_minute,
+        burst=settings.server.rate_limit_burst,
     )
     app.add_middleware(RequestContextMiddleware, body_limit=_body_limit(settings))
     app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]

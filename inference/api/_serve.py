@@ -29,8 +29,8 @@ def serve(
 
     settings = settings if settings is not None else get_settings()
     # Flags win over DXASSIST_TLS_CERTFILE / DXASSIST_TLS_KEYFILE; both or neither must be given.
-    certfile = ssl_certfile or (str(settings.tls_certfile) if settings.tls_certfile else None)
-    keyfile = ssl_keyfile or (str(settings.tls_keyfile) if settings.tls_keyfile else None)
+    certfile = ssl_certfile or (str(settings.server.tls_certfile) if settings.server.tls_certfile else None)
+    keyfile = ssl_keyfile or (str(settings.server.tls_keyfile) if settings.server.tls_keyfile else None)
     if (certfile is None) != (keyfile is None):
         raise ValueError(
             "TLS needs both a certificate file and a key file (--ssl-certfile and --ssl-keyfile)."

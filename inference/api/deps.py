@@ -165,7 +165,7 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
             "This route takes 'multipart/form-data' with one or more DICOM files in the field 'files'."
         )
     try:
-        form = await request.form(max_files=settings.max_instances + 1, max_fields=16)
+        form = await request.form(max_files=settings.limits.max_instances + 1, max_fields=16)
     except MultiPartException as e:
         raise MalformedRequest(f"The multipart body could not be parsed: {e.message}") from e
     except ApiError:
@@ -177,11 +177,11 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
                 "The form has no 'files' field; send each DICOM file as a part named 'files'.",
                 code="missing_files",
             )
-        if len(values) > settings.max_instances:
+        if len(values) > settings.limits.max_instances:
             raise ApiError(
                 413,
                 "too_many_instances",
-                f"The request has more than {settings.max_instances} files, the limit per study.",
+                f"The request has more than {settings.limits.max_instances} files, the limit per study.",
             )
         blobs: list[bytes] = []
         for value in values:
@@ -199,11 +199,12 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
                 )
             # Starlette spools each file part to disk above 1 MiB while the body streams in: an
             # instance over the limit is refused by its size, without ever being read into memory.
-            if value.size is not None and value.size > settings.max_instance_bytes:
+            if value.size is not None and value.size > settings.limits.max_instance_bytes:
                 raise ApiError(
                     413,
                     "instance_too_large",
-                    f"A file is larger than the limit of {settings.max_instance_bytes} bytes per instance.",
+                    f"A file is larger than the limit of {settings.limits.max_instance_bytes} bytes "
+                    "per instance.",
                 )
             blobs.append(await value.read())
         return blobs
@@ -238,16 +239,16 @@ async def stow_parts(
     body = SpooledBody()
     try:
         try:
-            await body.receive(request.stream(), limit=settings.max_request_bytes)
+            await body.receive(request.stream(), limit=settings.limits.max_request_bytes)
         except OverflowError as e:
-            raise PayloadTooLarge(settings.max_request_bytes) from e
+            raise PayloadTooLarge(settings.limits.max_request_bytes) from e
         try:
-            parts = body.parts(boundary, max_parts=settings.max_instances)
+            parts = body.parts(boundary, max_parts=settings.limits.max_instances)
         except ValueError as e:
             raise ApiError(
                 413,
                 "too_many_instances",
-                f"The request has more than {settings.max_instances} parts, the limit.",
+                f"The request has more than {settings.limits.max_instances} parts, the limit.",
             ) from e
         if not parts:
             raise MalformedRequest("The multipart body has no part; send at least one DICOM instance.")
@@ -255,7 +256,7 @@ async def stow_parts(
         def contents() -> Iterator[tuple[str | None, bytes | OversizedPart]]:
             for part in parts:
                 size = part.end - part.start
-                if size > settings.max_instance_bytes:
+                if size > settings.limits.max_instance_bytes:
                     yield part.content_type, OversizedPart(size)
                 else:
                     yield part.content_type, body.content(part)
@@ -283,8 +284,8 @@ def base_url(request: Request, settings: SettingsDep) -> str:
     ``DXASSIST_PUBLIC_BASE_URL`` when set (behind a reverse proxy), else as the caller reached it: the
     scheme, host and port of the request.
     """
-    if settings.public_base_url:
-        return settings.public_base_url
+    if settings.server.public_base_url:
+        return settings.server.public_base_url
     url = request.base_url
     server = request.scope.get("server")
     # Some clients (dicomweb-client 0.61) send a Host header without the port. When that Host is the

@@ -6,7 +6,7 @@ A committed imaging result becomes a TID 1500 SR and heatmap secondary captures 
 Metrics: ``dxassist_deliveries_total{destination,state}`` and ``dxassist_outbox_pending``.
 """
 
-from inference.delivery._config import Destination, PacsSettings, pacs_settings
+from inference.config import Destination
 from inference.delivery._enqueue import enqueue_result
 from inference.delivery._outputs import build_objects
 from inference.delivery._senders import DeliveryFailed, send
@@ -18,10 +18,8 @@ __all__ = [
     "DeliveryFailed",
     "Destination",
     "OutboxWorker",
-    "PacsSettings",
     "backoff",
     "build_objects",
     "enqueue_result",
-    "pacs_settings",
     "send",
 ]

@@ -11,7 +11,7 @@ from inference.delivery._outputs import build_objects
 from inference.record import _outbox
 
 if TYPE_CHECKING:
-    from inference.delivery._config import Destination
+    from inference.config import Destination
     from inference.dicom import Study
     from inference.record import Record
 

@@ -13,7 +13,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from inference.delivery._config import Destination
+    from inference.config import Destination
 
 logger = logging.getLogger(__name__)
 

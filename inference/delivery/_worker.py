@@ -30,7 +30,7 @@ from inference.record import _builds, _outbox
 from inference.record._types import utcnow
 
 if TYPE_CHECKING:
-    from inference.delivery._config import Destination, PacsSettings
+    from inference.config import DeliverySettings, Destination
     from inference.record import Record
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, record: Record, pacs: PacsSettings) -> OutboxWorker:
-        """A worker configured by :class:`~inference.delivery.PacsSettings`."""
+    def from_settings(cls, record: Record, pacs: DeliverySettings) -> OutboxWorker:
+        """A worker configured by the delivery settings (``settings.delivery``)."""
         return cls(
             record,
             pacs.destinations,

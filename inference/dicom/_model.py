@@ -37,7 +37,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: _LimitSettings) -> Limits:
-        """Take the limits from :class:`inference.config.Settings` (or anything with the same fields)."""
+        """Take the limits from ``Settings.limits`` (:class:`inference.config.LimitsSettings`, or alike)."""
         from ._plausible import MIN_SIDE
 
         return cls(

@@ -43,8 +43,7 @@ from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from inference.config import Settings
-    from inference.delivery import PacsSettings
+    from inference.config import DimseSettings, Settings
     from inference.services import Context
 
 logger = logging.getLogger(__name__)
@@ -207,18 +206,18 @@ def _on_established(event: Any, node: _Node) -> None:
         event.assoc.abort()
 
 
-def _make_ae(ae_title: str, pacs: PacsSettings, node: _Node) -> tuple[Any, list[Any]]:
+def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, list[Any]]:
     from pynetdicom import AE, evt
 
     ae = AE(ae_title=ae_title)
     ae.add_supported_context(VERIFICATION)
     for sop_class in sorted(ACCEPTED_SOP_CLASSES):
         ae.add_supported_context(sop_class, sorted(SUPPORTED_TRANSFER_SYNTAXES))
-    if pacs.dimse_open_facility is None:
+    if dimse.dimse_open_facility is None:
         # Only registered nodes may associate: an unknown calling AE gets A-ASSOCIATE-RJ (calling AE title
         # not recognised). pynetdicom treats an empty list as "any", so no node at all means a title that
         # nobody can send.
-        titles = [n.ae_title.strip() for n in pacs.dimse_nodes]
+        titles = [n.ae_title.strip() for n in dimse.dimse_nodes]
         ae._require_calling_aet = titles or [_NO_TITLE]  # the setter refuses the impossible title
     # Decoding a large radiograph takes a moment: do not drop a sender waiting for its C-STORE response.
     ae.dimse_timeout = 120
@@ -238,7 +237,6 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
     objection stands until withdrawn, so trying again would only repeat the refusal.
     """
-    from inference.delivery import pacs_settings
     from inference.record import Conflict, ConsentObjection
     from inference.security import Principal
     from inference.services import Actor, analyse_decoded
@@ -256,7 +254,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
         )
         return True
-    facility = pacs_settings(ctx.settings).node_facility(study.sender)
+    facility = ctx.settings.dimse.node_facility(study.sender)
     if facility is None:
         # Registered when it was received, not any more: nobody may own it, so it is not filed.
         logger.warning(
@@ -309,13 +307,14 @@ async def listen(
         host: Address to bind (loopback by default).
         stop: Set it to stop; SIGINT and SIGTERM set it when None.
     """
-    from inference.delivery import pacs_settings
     from inference.services import open_context
 
-    pacs = pacs_settings(settings)
-    port = pacs.dimse_port if port is None else port
+    dimse = settings.dimse
+    port = dimse.dimse_port if port is None else port
     stop = stop if stop is not None else _stop_on_signals()
-    collector = StudyCollector(settings.resolved_home / INCOMING_DIR, quiet_seconds=pacs.dimse_stable_seconds)
+    collector = StudyCollector(
+        settings.resolved_home / INCOMING_DIR, quiet_seconds=dimse.dimse_stable_seconds
+    )
     _receive_to_disk(settings.resolved_home / RECEIVING_DIR)
     recovered = collector.recover()
     if recovered:
@@ -326,22 +325,22 @@ async def listen(
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
             target = None
-        node = _Node(collector=collector, limits=ctx.limits, target_size=target, registry=pacs.node_facility)
-        if pacs.dimse_allowed_aets:
+        node = _Node(collector=collector, limits=ctx.limits, target_size=target, registry=dimse.node_facility)
+        if dimse.dimse_allowed_aets:
             logger.warning(
                 "DXASSIST_DIMSE_ALLOWED_AETS is no longer used: register each node with its facility in "
                 "DXASSIST_DIMSE_NODES",
                 extra={"code": "deprecated_setting"},
             )
-        ae, handlers = _make_ae(ae_title, pacs, node)
+        ae, handlers = _make_ae(ae_title, dimse, node)
         server = ae.start_server((host, port), block=False, evt_handlers=handlers)
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}
         )
         retry = _Retry(
-            max_attempts=pacs.dimse_max_attempts,
-            base=pacs.dimse_retry_seconds,
-            cap=pacs.delivery_backoff_cap_seconds,
+            max_attempts=dimse.dimse_max_attempts,
+            base=dimse.dimse_retry_seconds,
+            cap=settings.delivery.delivery_backoff_cap_seconds,
             dead_root=settings.resolved_home / DEAD_STUDIES_DIR,
         )
         rescanned = 0.0

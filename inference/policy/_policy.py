@@ -110,8 +110,8 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Policy:
-        """The policy named by ``settings.site_policy`` (``DXASSIST_SITE_POLICY``), else the default."""
-        return cls.load(getattr(settings, "site_policy", None))
+        """The policy named by ``settings.record.site_policy`` (``DXASSIST_SITE_POLICY``), else default."""
+        return cls.load(settings.record.site_policy)
 
     @classmethod
     def from_mapping(cls, data: Any, *, source: str = "mapping") -> Policy:

@@ -2,7 +2,7 @@
 
 Typical use (the server wires it in its lifespan)::
 
-    host = ModelHost(settings, fetch=lambda name, alias: cache.fetch(client, name, alias))
+    host = ModelHost(settings.runtime, fetch=lambda name, alias: cache.fetch(client, name, alias))
     await host.start()
     [out] = await host.score_images([tensor])          # float32 [1, S, S]
     risk = await host.score_vitals(values, present)    # float32 [F] each

@@ -119,7 +119,8 @@ class ModelHost:
     later keeps the version in service.
 
     Args:
-        settings: provider, threads, batching and watch interval (:class:`inference.config.Settings`).
+        settings: provider, threads, batching and watch interval (``Settings.runtime``,
+            :class:`inference.config.RuntimeSettings`).
         fetch: ``fetch(name, alias)`` returning the cached model (name, version, sha256, path).
         imaging_name: registered name of the imaging model.
         triage_name: registered name of the triage model.

@@ -180,7 +180,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
     try:
         record.migrate()
         for path in _dicom_files(source):
-            raw = path.read_bytes() if path.stat().st_size <= settings.max_instance_bytes else b""
+            raw = path.read_bytes() if path.stat().st_size <= settings.limits.max_instance_bytes else b""
             try:
                 ds = dcmread(BytesIO(raw))
                 identifier = str(ds.PatientID)

@@ -111,20 +111,22 @@ def _fetch(url: str, algorithm: str) -> tuple[dict[str, Any], list[Any]]:
 
 
 def _cache_for(settings: Settings) -> _Cache:
-    key = (str(settings.jwks_url), settings.jwt_algorithm)
+    key = (str(settings.security.jwks_url), settings.security.jwt_algorithm)
     with _caches_lock:
         return _caches.setdefault(key, _Cache())
 
 
 def _keys(settings: Settings, kid: str | None) -> list[Any]:
     cache = _cache_for(settings)
-    lifetime = float(settings.jwks_cache_seconds)
+    lifetime = float(settings.security.jwks_cache_seconds)
     with cache.lock:
         now = time.monotonic()
         stale = not cache.fetched_at or now - cache.fetched_at > lifetime
         unknown = kid is not None and kid not in cache.keys
         if stale or (unknown and now - cache.fetched_at > _MIN_REFETCH_SECONDS):
-            cache.keys, cache.anonymous = _fetch(str(settings.jwks_url), settings.jwt_algorithm)
+            cache.keys, cache.anonymous = _fetch(
+                str(settings.security.jwks_url), settings.security.jwt_algorithm
+            )
             cache.fetched_at = now
         if kid is not None:
             return [cache.keys[kid]] if kid in cache.keys else []
@@ -141,7 +143,7 @@ def verify_external(settings: Settings, token: str) -> dict[str, Any]:
     """
     import jwt
 
-    algorithm = settings.jwt_algorithm
+    algorithm = settings.security.jwt_algorithm
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as e:

@@ -33,7 +33,7 @@ class SigningKey:
 
 
 def _passphrase(settings: Settings) -> bytes | None:
-    secret = settings.signing_key_passphrase
+    secret = settings.security.signing_key_passphrase
     return secret.get_secret_value().encode() if secret is not None else None
 
 

@@ -44,7 +44,7 @@ def issue_token(
         subject: Who the token is for (a user or system name; not a patient).
         role: One of the roles of :class:`~inference.security.Role`.
         facility: The facility the caller belongs to, if any.
-        ttl: Lifetime in seconds (default ``settings.token_ttl_seconds``).
+        ttl: Lifetime in seconds (default ``settings.security.token_ttl_seconds``).
 
     Returns:
         The compact JWT.
@@ -58,14 +58,14 @@ def issue_token(
         raise ValueError(f"Unknown role {role!r}; accepted roles are {', '.join(sorted(ROLES))}.")
     if not subject.strip():
         raise ValueError("The token subject must not be empty.")
-    lifetime = settings.token_ttl_seconds if ttl is None else int(ttl)
+    lifetime = settings.security.token_ttl_seconds if ttl is None else int(ttl)
     if lifetime <= 0:
         raise ValueError("The token lifetime must be a positive number of seconds.")
     key = signing_key(settings)
     now = int(time.time())
     claims: dict[str, Any] = {
-        "iss": settings.issuer,
-        "aud": settings.audience,
+        "iss": settings.security.issuer,
+        "aud": settings.security.audience,
         "sub": subject,
         "role": role,
         "facility": facility,
@@ -94,8 +94,8 @@ def decode_claims(
             token,
             key,
             algorithms=[algorithm],
-            audience=settings.audience,
-            issuer=settings.issuer,
+            audience=settings.security.audience,
+            issuer=settings.security.issuer,
             leeway=LEEWAY_SECONDS,
             options={"require": required, "verify_signature": True},
         )
@@ -135,9 +135,9 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
     Raises:
         Unauthenticated: No known role (or several), no subject, or a facility that is not a string.
     """
-    role = _role(claims.get(getattr(settings, "role_claim", "role")))
+    role = _role(claims.get(settings.security.role_claim))
     subject = claims.get("sub")
-    facility = claims.get(getattr(settings, "facility_claim", "facility"))
+    facility = claims.get(settings.security.facility_claim)
     if role is None:
         raise Unauthenticated(
             "The bearer token carries no known role (or more than one).", code="invalid_token"
@@ -162,7 +162,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
     Raises:
         Unauthenticated: Anything else; the message says which check failed, never the token.
     """
-    if getattr(settings, "jwks_url", None):
+    if settings.security.jwks_url:
         from inference.security._jwks import verify_external
 
         claims = verify_external(settings, token)

@@ -29,7 +29,7 @@ class Workers:
     event loop free; the bound keeps a burst of uploads from starving ONNX Runtime of cores.
 
     Args:
-        max_workers: ``settings.preprocess_workers``.
+        max_workers: ``settings.server.preprocess_workers``.
     """
 
     def __init__(self, max_workers: int) -> None:

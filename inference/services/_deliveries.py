@@ -188,7 +188,7 @@ async def queue_outputs(
         added = await enqueue_result(
             record=ctx.record,
             destinations=outbox.destinations,
-            org_root=ctx.settings.org_root,
+            org_root=ctx.settings.record.org_root,
             study=study,
             result=result,
         )
@@ -271,7 +271,7 @@ async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
     await enqueue_result(
         record=ctx.record,
         destinations=destinations,
-        org_root=ctx.settings.org_root,
+        org_root=ctx.settings.record.org_root,
         study=study,
         result=result,
     )

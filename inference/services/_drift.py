@@ -73,16 +73,16 @@ def drift_report_offline(settings: Settings, *, alias: str = "champion") -> dict
     from inference.services._engines import registry_fetch
 
     served = load_served_model(
-        registry_fetch(settings)(IMAGING_MODEL, alias), settings, alias=alias, expected_kind="imaging"
+        registry_fetch(settings)(IMAGING_MODEL, alias), settings.runtime, alias=alias, expected_kind="imaging"
     )
     record = Record(settings.record_url)
     try:
         return _report(
             record,
             served,
-            window=settings.drift_window,
-            alert_level=settings.drift_psi_alert,
-            min_observations=settings.drift_min_observations,
+            window=settings.runtime.drift_window,
+            alert_level=settings.runtime.drift_psi_alert,
+            min_observations=settings.runtime.drift_min_observations,
         )
     finally:
         record.close()

@@ -51,7 +51,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
     """Build, start and finally stop the engines of one process.
 
     Order: the record is migrated, the models are loaded, then the outbox worker starts delivering
-    (results to the destinations of :func:`inference.delivery.pacs_settings`); on exit the worker stops
+    (results to the destinations of ``settings.delivery``); on exit the worker stops
     first (letting a send in progress finish), then the models, the pool and the record.
 
     Args:
@@ -61,22 +61,21 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
     Yields:
         The :class:`Context` every service function takes.
     """
-    from inference.delivery import OutboxWorker, pacs_settings
+    from inference.delivery import OutboxWorker
     from inference.dicom import Limits
     from inference.dicom._budget import configure_decode_budget
     from inference.policy import Policy
     from inference.record import HeadAnchor, Record
 
-    pacs = pacs_settings(settings)
-    configure_decode_budget(settings.max_decode_bytes)
+    configure_decode_budget(settings.limits.max_decode_bytes)
     # The audit head is anchored in a signed file under DXASSIST_HOME after every append.
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
-    workers = Workers(settings.preprocess_workers)
+    workers = Workers(settings.server.preprocess_workers)
     # Every model put into service, at start or by a hot swap, is written to the audit trail.
     host = AuditedModelHost(
-        settings, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
+        settings.runtime, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
     )
-    outbox = OutboxWorker.from_settings(record, pacs)
+    outbox = OutboxWorker.from_settings(record, settings.delivery)
     gauge = DeadLetterGauge.attach(record, settings.resolved_home)
     try:
         await asyncio.to_thread(record.migrate)
@@ -84,9 +83,9 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
             settings=settings,
             record=record,
             host=host,
-            policy=Policy.load(settings.site_policy),
+            policy=Policy.load(settings.record.site_policy),
             workers=workers,
-            limits=Limits.from_settings(settings),
+            limits=Limits.from_settings(settings.limits),
             outbox=outbox,
         )
         # Failed output builds are built again by the worker, with the models of this process.

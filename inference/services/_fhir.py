@@ -97,7 +97,7 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
     resource = await db(ctx.record.fhir_read, resource_type=resource_type, resource_id=resource_id)
     if resource is None:  # removed between the two reads: only a manual delete could do that
         raise NotFound(f"No {resource_type} has this id.")
-    resource = _with_device_uid(resource, ctx.settings.org_root)
+    resource = _with_device_uid(resource, ctx.settings.record.org_root)
     await audit(
         ctx,
         actor,
@@ -149,5 +149,5 @@ async def fhir_search(
     await audit_disclosed(ctx, actor, action=_ACTION, resource_type=resource_type, patients=patients)
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
-            entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.org_root)
+            entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.record.org_root)
     return bundle

@@ -43,7 +43,7 @@ def default_issuer(ctx: Context, facility: str) -> str | None:
     """The issuer a facility's senders mean when they name none (``DXASSIST_FACILITY_ISSUERS``), else the
     server-wide ``DXASSIST_DEFAULT_ISSUER``, else None."""
     settings = ctx.settings
-    return settings.facility_issuers.get(facility) or settings.default_issuer
+    return settings.record.facility_issuers.get(facility) or settings.record.default_issuer
 
 
 def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:

@@ -177,8 +177,8 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
             locked_until = await db(
                 accounts.register_failure,
                 username=account.username,
-                max_attempts=settings.ui_lockout_attempts,
-                lock_until=now + timedelta(minutes=settings.ui_lockout_minutes),
+                max_attempts=settings.ui.ui_lockout_attempts,
+                lock_until=now + timedelta(minutes=settings.ui.ui_lockout_minutes),
             )
         await audit(
             ctx, who, action="ui:sign_in", outcome="locked" if locked_until else "failure",
@@ -195,7 +195,7 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
     await db(accounts.register_success, username=account.username, now=now, new_hash=new_hash)
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
-    expires = now + timedelta(hours=settings.ui_session_max_hours)
+    expires = now + timedelta(hours=settings.ui.ui_session_max_hours)
     await db(
         accounts.open_session, id_hash=_id_hash(token), username=account.username, csrf=csrf, now=now,
         expires=expires,
@@ -215,7 +215,7 @@ async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
     if row is None:
         return None
     now = _now()
-    idle = timedelta(minutes=ctx.settings.ui_session_idle_minutes)
+    idle = timedelta(minutes=ctx.settings.ui.ui_session_idle_minutes)
     if row.account.disabled or now >= row.expires or now - row.last_seen >= idle:
         await db(accounts.close_session, id_hash=id_hash)
         return None
@@ -245,7 +245,7 @@ async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> l
     """
     principal = actor.principal
     facility = None if principal.role == Role.ADMIN else principal.facility
-    wait = ctx.settings.worklist_max_wait_minutes
+    wait = ctx.settings.ui.worklist_max_wait_minutes
     escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
     items = await db(
         ctx.record.worklist,

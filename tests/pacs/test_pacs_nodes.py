@@ -16,7 +16,7 @@ import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, wait_until
 
-from inference.delivery import PacsSettings
+from inference.config import DimseSettings, Settings
 from inference.dicom import Limits
 from inference.dicom._stable import StudyCollector
 from inference.dimse._listener import _make_ae, _Node
@@ -51,7 +51,7 @@ def _free_port() -> int:
 @contextmanager
 def _listener(tmp_path: Path, nodes: list[dict[str, str]], open_facility: str | None = None) -> Iterator[int]:
     """The listener's own AE and handlers, on a free loopback port (no models: C-ECHO and C-STORE only)."""
-    pacs = PacsSettings.model_validate({"dimse_nodes": nodes, "dimse_open_facility": open_facility})
+    pacs = Settings(dimse_nodes=nodes, dimse_open_facility=open_facility).dimse
     node = _Node(
         collector=StudyCollector(tmp_path / "incoming", quiet_seconds=60),
         limits=Limits(max_instance_bytes=10_000_000, max_pixels=10_000_000, max_instances=8),
@@ -115,12 +115,11 @@ def test_registered_nodes_only_and_from_their_host(tmp_path: Path) -> None:
 
 
 def test_an_open_listener_gives_unknown_senders_results_to_the_named_facility(tmp_path: Path) -> None:
-    pacs = PacsSettings.model_validate(
-        {"dimse_nodes": [{"ae_title": "PACS_A", "facility": "F1"}], "dimse_open_facility": "F-OPEN"}
-    )
+    nodes = [{"ae_title": "PACS_A", "facility": "F1"}]
+    pacs = Settings(dimse_nodes=nodes, dimse_open_facility="F-OPEN").dimse
     assert pacs.node_facility("PACS_A") == "F1"
     assert pacs.node_facility("WHOEVER") == "F-OPEN"
-    assert PacsSettings().node_facility("WHOEVER") is None
+    assert DimseSettings().node_facility("WHOEVER") is None
     with _listener(
         tmp_path, nodes=[{"ae_title": "PACS_A", "facility": "F1"}], open_facility="F-OPEN"
     ) as port:
@@ -128,7 +127,7 @@ def test_an_open_listener_gives_unknown_senders_results_to_the_named_facility(tm
         assert anyone.is_established  # type: ignore[attr-defined]
         anyone.release()  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="registered once"):
-        PacsSettings.model_validate({"dimse_nodes": [{"ae_title": "A", "facility": "F1"}] * 2})
+        Settings(dimse_nodes=[{"ae_title": "A", "facility": "F1"}] * 2)
     json.dumps(pacs.model_dump())  # the settings stay plain data
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from inference.delivery import PacsSettings, backoff, pacs_settings
+from inference.config import Settings
+from inference.delivery import backoff
 
 
 def test_destinations_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,10 +22,11 @@ def test_destinations_come_from_the_environment_as_json(monkeypatch: pytest.Monk
         ),
     )
     monkeypatch.setenv("DXASSIST_DIMSE_ALLOWED_AETS", '["ORTHANC"]')
-    settings = pacs_settings(object())
-    assert [d.name for d in settings.destinations] == ["pacs", "vna"]
-    assert settings.dimse_allowed_aets == ["ORTHANC"]
-    assert "s3cret" not in repr(settings.destinations[1])  # secrets never print
+    settings = Settings()
+    assert [d.name for d in settings.delivery.destinations] == ["pacs", "vna"]
+    assert settings.dimse.dimse_allowed_aets == ["ORTHANC"]
+    assert "s3cret" not in repr(settings.delivery.destinations[1])  # secrets never print
+    assert "s3cret" not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -38,7 +40,7 @@ def test_destinations_come_from_the_environment_as_json(monkeypatch: pytest.Monk
 )
 def test_an_incomplete_destination_is_refused_with_a_reason(entry: dict[str, object], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
-        PacsSettings(destinations=[entry])  # type: ignore[list-item]
+        Settings(destinations=[entry])
 
 
 def test_retry_delays_double_up_to_the_cap() -> None:

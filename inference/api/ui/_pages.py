@@ -151,8 +151,8 @@ async def _worklist(
     return render(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
         csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,
-        statuses=AI_STATUSES, max_wait=settings.worklist_max_wait_minutes,
-        refresh=settings.ui_refresh_seconds, truncated=len(items) >= WORKLIST_LIMIT, limit=WORKLIST_LIMIT,
+        statuses=AI_STATUSES, max_wait=settings.ui.worklist_max_wait_minutes,
+        refresh=settings.ui.ui_refresh_seconds, truncated=len(items) >= WORKLIST_LIMIT, limit=WORKLIST_LIMIT,
     )  # fmt: skip
 
 

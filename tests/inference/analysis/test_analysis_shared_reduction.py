@@ -24,7 +24,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     path = tiny_models.build_imaging_onnx(tmp_path_factory.mktemp("m") / "m.onnx", input_size=64)
     local = SimpleNamespace(name="cxr-findings", version="1", sha256=tiny_models.sha256_file(path), path=path)
     settings = Settings(home=tmp_path_factory.mktemp("home"), database_url=None, mlflow_tracking_uri=None)
-    return load_served_model(local, settings)
+    return load_served_model(local, settings.runtime)
 
 
 def test_reduction_keeps_four_model_sides_and_the_display_size() -> None:

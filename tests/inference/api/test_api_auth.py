@@ -30,8 +30,8 @@ from inference.security import (
 def _claims(env: Env, **changes: object) -> dict[str, object]:
     now = int(time.time())
     claims: dict[str, object] = {
-        "iss": env.settings.issuer,
-        "aud": env.settings.audience,
+        "iss": env.settings.security.issuer,
+        "aud": env.settings.security.audience,
         "sub": "x",
         "role": "admin",
         "facility": None,

@@ -279,7 +279,8 @@ def test_device_carries_the_dicom_device_uid_and_the_report_links_its_heatmaps(
         sha256=model["sha256"],
         software_version=__version__,
     )
-    expected = {"system": "urn:dicom:uid", "value": f"urn:oid:{device_uid(env.settings.org_root, algorithm)}"}
+    uid = device_uid(env.settings.record.org_root, algorithm)
+    expected = {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}
     assert expected in device["identifier"]
     searched = client.get("/fhir/Device", params={"_id": device["id"]}, headers=headers).json()
     assert expected in searched["entry"][0]["resource"]["identifier"]

@@ -156,8 +156,8 @@ def test_retrieve_url_is_built_on_the_public_base_url_when_set(
 
 
 def test_public_base_url_is_checked_and_normalised() -> None:
-    assert Settings(public_base_url="https://ai.example/base/").public_base_url == "https://ai.example/base"
-    assert Settings(public_base_url="").public_base_url is None
+    assert Settings(public_base_url="https://ai.example/base/").server.public_base_url == "https://ai.example/base"
+    assert Settings(public_base_url="").server.public_base_url is None
     for bad in ("ai.example", "ftp://ai.example", "https://ai.example/?x=1", "https:///nohost"):
         with pytest.raises(ValueError, match="DXASSIST_PUBLIC_BASE_URL"):
             Settings(public_base_url=bad)

@@ -135,7 +135,7 @@ def test_malformed_json_wrong_type_and_oversized_bodies(client: TestClient, env:
     array = client.post("/v1/vitals", json=[1, 2], headers=headers)
     assert array.status_code == 400
     huge = _body()
-    huge["patient"]["name"] = "x" * (env.settings.max_json_bytes + 10)
+    huge["patient"]["name"] = "x" * (env.settings.limits.max_json_bytes + 10)
     too_large = client.post("/v1/vitals", json=huge, headers=headers)
     assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
 

@@ -135,4 +135,4 @@ def test_small_images_are_never_reduced() -> None:
 
 def test_limits_follow_settings() -> None:
     settings = Settings(max_instance_bytes=2048, max_pixels=10, max_instances=3)
-    assert Limits.from_settings(settings) == Limits(2048, 10, 3, min_side=32)
+    assert Limits.from_settings(settings.limits) == Limits(2048, 10, 3, min_side=32)

@@ -26,7 +26,7 @@ def test_swap_under_load_fails_nothing_and_later_requests_use_the_new_version(
 ) -> None:
     cache = tiny_models.seed_both(tmp_path / "models", tmp_path / "build")
     v2_path = tiny_models.build_imaging_onnx(tmp_path / "v2.onnx", seed=1)
-    settings.model_watch_seconds = 0.05
+    settings.runtime.model_watch_seconds = 0.05
     image = np.random.default_rng(3).normal(0, 0.5, size=(1, 64, 64)).astype(np.float32)
     expected = {
         "1": _reference_logits(cache / "cxr-findings" / "1" / "model.onnx", image),
@@ -35,7 +35,7 @@ def test_swap_under_load_fails_nothing_and_later_requests_use_the_new_version(
     assert not np.allclose(expected["1"], expected["2"])
 
     async def main() -> tuple[list[ImagingOutput], list[ImagingOutput]]:
-        host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
         await host.start()
         try:
             swapped = asyncio.Event()
@@ -75,7 +75,7 @@ def test_failing_fetch_keeps_the_model_in_service(
     cache: Path, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> tuple[str, str]:
-        host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
         await host.start()
         try:
             (cache / "cxr-findings" / "aliases.json").write_text(json.dumps({}))
@@ -98,7 +98,7 @@ def test_an_invalid_new_champion_is_refused_and_the_old_one_stays(
     )
 
     async def main() -> tuple[str, bool]:
-        host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
         await host.start()
         try:
             tiny_models.seed_cache(cache, "cxr-findings", broken, version="2")

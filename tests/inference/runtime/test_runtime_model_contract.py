@@ -31,7 +31,7 @@ def test_tiny_imaging_model_loads_with_its_metadata(tmp_path: Path, settings: Se
     local = _seed(
         tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32)
     )
-    served = load_served_model(local, settings, expected_kind="imaging")
+    served = load_served_model(local, settings.runtime, expected_kind="imaging")
     meta = served.imaging_meta
     assert meta.labels == tiny_models.FIVE_CODES
     assert meta.thresholds == dict.fromkeys(tiny_models.FIVE_CODES, 0.5)
@@ -45,7 +45,7 @@ def test_tiny_triage_model_loads_with_its_metadata(tmp_path: Path, settings: Set
     local = _seed(
         tmp_path, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx", threshold=0.25)
     )
-    meta = load_served_model(local, settings, expected_kind="triage").triage_meta
+    meta = load_served_model(local, settings.runtime, expected_kind="triage").triage_meta
     assert meta.features == tiny_models.TRIAGE_FEATURES
     assert meta.intercept == tiny_models.TRIAGE_INTERCEPT
     assert meta.threshold == 0.25
@@ -58,7 +58,7 @@ def test_a_triage_model_giving_weight_to_an_unmeasured_sign_is_refused(
     path = tiny_models.build_triage_onnx(tmp_path / "t.onnx", missing_contribution=0.02)
     local = _seed(tmp_path, "vitals-triage", path)
     with pytest.raises(ModelInvalid, match="not measured"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_imaging_model_missing_a_metadata_key_is_invalid(
     path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", drop_metadata=[key])
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match=key):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_triage_model_missing_a_metadata_key_is_invalid(tmp_path: Path, settings
         tmp_path, "vitals-triage", tiny_models.build_triage_onnx(tmp_path / "t.onnx", drop_metadata=[key])
     )
     with pytest.raises(ModelInvalid, match=key):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_thresholds_must_cover_every_label(tmp_path: Path, settings: Settings) -> None:
@@ -97,7 +97,7 @@ def test_thresholds_must_cover_every_label(tmp_path: Path, settings: Settings) -
         tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx", thresholds=thresholds)
     )
     with pytest.raises(ModelInvalid, match="one threshold per label"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_a_fixed_batch_axis_is_refused(tmp_path: Path, settings: Settings) -> None:
@@ -107,7 +107,7 @@ def test_a_fixed_batch_axis_is_refused(tmp_path: Path, settings: Settings) -> No
     onnx.save_model(model, str(path))
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match="batch axis must be dynamic"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_input_size_must_match_the_preprocess_metadata(tmp_path: Path, settings: Settings) -> None:
@@ -119,20 +119,20 @@ def test_input_size_must_match_the_preprocess_metadata(tmp_path: Path, settings:
     onnx.save_model(model, str(path))
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match="128 is required"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_a_triage_model_is_not_served_as_imaging(tmp_path: Path, settings: Settings) -> None:
     local = _seed(tmp_path, "cxr-findings", tiny_models.build_triage_onnx(tmp_path / "t.onnx"))
     with pytest.raises(ModelInvalid, match="triage model"):
-        load_served_model(local, settings, expected_kind="imaging")
+        load_served_model(local, settings.runtime, expected_kind="imaging")
 
 
 def test_a_changed_file_is_refused_by_its_sha256(tmp_path: Path, settings: Settings) -> None:
     local = _seed(tmp_path, "cxr-findings", tiny_models.build_imaging_onnx(tmp_path / "m.onnx"))
     local.path.write_bytes(tiny_models.build_imaging_onnx(tmp_path / "other.onnx", seed=7).read_bytes())
     with pytest.raises(ModelInvalid, match="sha256"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_a_file_that_is_not_onnx_is_invalid(tmp_path: Path, settings: Settings) -> None:
@@ -140,7 +140,7 @@ def test_a_file_that_is_not_onnx_is_invalid(tmp_path: Path, settings: Settings) 
     junk.write_bytes(b"not a model at all")
     local = _seed(tmp_path, "cxr-findings", junk)
     with pytest.raises(ModelInvalid, match="could not load"):
-        load_served_model(local, settings)
+        load_served_model(local, settings.runtime)
 
 
 def test_an_imaging_model_without_an_ood_guard_is_refused(tmp_path: Path, settings: Settings) -> None:
@@ -149,7 +149,7 @@ def test_an_imaging_model_without_an_ood_guard_is_refused(tmp_path: Path, settin
     path = tiny_models.build_imaging_onnx(tmp_path / "m.onnx", drop_metadata=["dxassist.ood"])
     local = _seed(tmp_path, "cxr-findings", path)
     with pytest.raises(ModelInvalid, match="dxassist.ood"):
-        load_served_model(local, settings, expected_kind="imaging")
+        load_served_model(local, settings.runtime, expected_kind="imaging")
 
 
 def test_what_the_artifact_module_writes_the_server_reads_back_unchanged(
@@ -172,7 +172,7 @@ def test_what_the_artifact_module_writes_the_server_reads_back_unchanged(
     write_metadata(model, written)
     onnx.save_model(model, str(path))
     assert read_metadata(path) == written
-    meta = load_served_model(_seed(tmp_path, "cxr-findings", path), settings).imaging_meta
+    meta = load_served_model(_seed(tmp_path, "cxr-findings", path), settings.runtime).imaging_meta
     assert meta.thresholds == pytest.approx(thresholds) and meta.temperature == 1.7
     params = meta.preprocess
     assert (params.mean, params.std, tuple(params.window_percentiles)) == (0.4, 0.2, (2.0, 98.0))

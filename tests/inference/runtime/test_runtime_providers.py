@@ -51,7 +51,7 @@ def test_cuda_gets_its_device_id() -> None:
 
 def test_served_model_reports_the_provider_the_session_uses(cache: Path, settings: Settings) -> None:
     local = tiny_models.read_cache(cache, tiny_models.IMAGING_NAME, "champion")
-    served = load_served_model(local, settings)
+    served = load_served_model(local, settings.runtime)
     assert served.provider == served.session.get_providers()[0] == CPU
     assert served.describe()["provider"] == CPU
 
@@ -59,14 +59,14 @@ def test_served_model_reports_the_provider_the_session_uses(cache: Path, setting
 def test_auto_on_this_machine_uses_what_onnxruntime_offers(cache: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", execution_provider="auto", model_watch_seconds=0)
     local = tiny_models.read_cache(cache, tiny_models.TRIAGE_NAME, "champion")
-    served = load_served_model(local, settings)
+    served = load_served_model(local, settings.runtime)
     expected = CUDA if CUDA in available_providers() else CPU
     assert served.provider == expected
 
 
 def test_host_refuses_to_start_on_cuda_when_there_is_none(cache: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", execution_provider="cuda", model_watch_seconds=0)
-    host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache))
+    host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
 
     async def start() -> list[str]:
         try:

@@ -22,7 +22,7 @@ def run_with_host(
     settings: Settings, cache: Path, body: Callable[[ModelHost], Awaitable[T]], **kwargs: object
 ) -> T:
     async def main() -> T:
-        host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache), **kwargs)  # type: ignore[arg-type]
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache), **kwargs)  # type: ignore[arg-type]
         await host.start()
         try:
             return await body(host)
@@ -53,7 +53,7 @@ def test_concurrent_requests_share_session_runs_and_match_one_by_one(cache: Path
     concurrent_runs = batches[runs_before:]
     assert runs_before == 16  # one by one: one run each
     assert len(concurrent_runs) < 16 and sum(concurrent_runs) == 16
-    assert max(concurrent_runs) <= settings.batch_max_size
+    assert max(concurrent_runs) <= settings.runtime.batch_max_size
     for a, b in zip(singles, together, strict=True):
         np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)
         np.testing.assert_allclose(a.cam, b.cam, atol=1e-5)
@@ -195,7 +195,7 @@ def test_host_without_models_is_not_ready_until_they_arrive(tmp_path: Path, sett
 
 def test_requests_after_stop_get_model_unavailable(cache: Path, settings: Settings) -> None:
     async def main() -> None:
-        host = ModelHost(settings, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
         await host.start()
         served = host.imaging
         await host.stop()

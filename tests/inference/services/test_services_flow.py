@@ -44,11 +44,12 @@ async def _context(home: Path) -> AsyncIterator[Context]:
     tiny_models.seed_both(settings.model_cache, home / "build")
     record = Record(settings.record_url)
     record.migrate()
-    host = ModelHost(settings, fetch=tiny_models.cache_fetcher(settings.model_cache))
+    host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(settings.model_cache))
     workers = Workers(1)
     await host.start()
     try:
-        yield Context(settings, record, host, Policy.load(None), workers, Limits.from_settings(settings))
+        limits = Limits.from_settings(settings.limits)
+        yield Context(settings, record, host, Policy.load(None), workers, limits)
     finally:
         await host.stop()
         workers.close()

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def site(env: Env) -> Iterator[str]:
     """The API with its pages, served on a loopback port (the worklist refreshes every 2 s)."""
-    settings = env.settings.model_copy(update={"ui_refresh_seconds": 2})
+    ui = env.settings.ui.model_copy(update={"ui_refresh_seconds": 2})
+    settings = env.settings.model_copy(update={"ui": ui})
     with live_server(create_app(settings)) as base:
         yield base
 

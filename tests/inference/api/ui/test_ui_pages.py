@@ -40,7 +40,7 @@ def test_a_routine_study_that_waited_too_long_moves_up_and_says_so(client: TestC
     urgent = send_vitals(client, env, consciousness="C")
     critical = send_study(client, env, critical=True)
     assert urgent["priority"] == "urgent"
-    _backdate(env, routine_old["result_id"], env.settings.worklist_max_wait_minutes + 5)
+    _backdate(env, routine_old["result_id"], env.settings.ui.worklist_max_wait_minutes + 5)
     client.cookies.clear()
     sign_in(client, add_account(env, role="admin", facility=None))
     page = client.get("/ui/").text

@@ -139,7 +139,7 @@ def test_every_form_of_a_session_needs_its_csrf_token(client: TestClient, env: E
 def test_lockout_after_repeated_failures_even_for_the_right_password(client: TestClient, env: Env) -> None:
     username = add_account(env)
     client = _fresh(client)
-    attempts = env.settings.ui_lockout_attempts
+    attempts = env.settings.ui.ui_lockout_attempts
     for _ in range(attempts - 1):
         response = sign_in(client, username, password="wrong password!")
         assert response.status_code == 401 and "not correct" in response.text
@@ -179,7 +179,7 @@ def test_sessions_expire_when_idle_and_end_at_sign_out(client: TestClient, env: 
     assert client.get("/ui/").status_code == 200
     record = Record(env.settings.record_url)
     try:
-        idle = timedelta(minutes=env.settings.ui_session_idle_minutes + 1)
+        idle = timedelta(minutes=env.settings.ui.ui_session_idle_minutes + 1)
         with record.sessions() as session, session.begin():
             session.execute(
                 update(WebSession)
