@@ -12,7 +12,6 @@ everything that no component needs.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,11 +158,10 @@ def test_everything_referred_to_exists(tree: str) -> None:
 
 
 def _known_settings() -> set[str]:
-    """Every ``DXASSIST_`` setting: a field annotated in a settings module of ``inference``."""
-    fields: set[str] = set()
-    for path in (REPO / "inference").rglob("*.py"):
-        fields.update(re.findall(r"^\s{4,8}([a-z][a-z0-9_]*)\s*:", path.read_text(encoding="utf-8"), re.M))
-    return {f"DXASSIST_{field.upper()}" for field in fields}
+    """Every ``DXASSIST_`` setting: the flat names of :class:`inference.config.Settings` and its groups."""
+    from inference.config import setting_names
+
+    return {f"DXASSIST_{name.upper()}" for name in setting_names()}
 
 
 @pytest.mark.parametrize("tree", TREES)
@@ -185,14 +183,12 @@ def test_the_settings_are_real_and_accepted(tree: str, monkeypatch: pytest.Monke
         "DXASSIST_DESTINATIONS", _secrets()["dxassist-destinations"]["stringData"]["destinations.json"]
     )
     from inference.config import Settings
-    from inference.delivery import pacs_settings
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.environment == "production"
     assert settings.tracking_uri.startswith("http://dxassist-mlflow:")
-    pacs = pacs_settings(settings)
-    assert [node.facility for node in pacs.dimse_nodes] == ["hospital-a"]
-    assert [destination.kind for destination in pacs.destinations] == ["stowrs"]
+    assert [node.facility for node in settings.dimse.dimse_nodes] == ["hospital-a"]
+    assert [destination.kind for destination in settings.delivery.destinations] == ["stowrs"]
 
 
 def test_pods_run_unprivileged_on_a_read_only_root() -> None:
