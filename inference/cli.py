@@ -263,8 +263,8 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
         args.name,
         args.version,
         evidence=evidence,
-        min_shadow_studies=settings.gate_min_shadow_studies,
-        min_reader_verdicts=settings.gate_min_reader_verdicts,
+        min_shadow_studies=settings.registry.gate_min_shadow_studies,
+        min_reader_verdicts=settings.registry.gate_min_reader_verdicts,
     )
     print(decision.reason)
     if decision.comparisons:

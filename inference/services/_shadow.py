@@ -157,7 +157,7 @@ async def _file(ctx: Context, challenger: ServedModel, *, champion: str, **field
     SHADOW_DONE.labels(challenger.name, challenger.version).inc()
     key = (challenger.name, champion, challenger.version)
     now = time.monotonic()
-    interval = float(getattr(ctx.settings, "shadow_metrics_seconds", 10.0))
+    interval = float(ctx.settings.runtime.shadow_metrics_seconds)
     if now - _last_update.get(key, -math.inf) >= interval:
         _last_update[key] = now
         comparison = await db(
@@ -239,7 +239,7 @@ async def keep_training_input(
     Nothing is kept when the setting is off, the header declares burned-in annotation (text in the
     pixels could name the patient) or the image was not assessable (outside what the model knows).
     """
-    if not getattr(ctx.settings, "keep_training_inputs", True) or analysis.model_input is None:
+    if not ctx.settings.record.keep_training_inputs or analysis.model_input is None:
         return False
     if _burned_in(instance) or not analysis.ood.assessable:
         return False
