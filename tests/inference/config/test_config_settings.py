@@ -13,15 +13,17 @@ from inference.config import LimitsSettings, Settings, setting_names
 # the contract name these; a rename here is a breaking change for every deployment.
 EXPECTED = {
     "": "environment home database_url mlflow_tracking_uri",
+    "registry": "gate_min_shadow_studies gate_min_reader_verdicts",
     "server": (
         "public_base_url tls_certfile tls_keyfile rate_limit_per_minute rate_limit_burst preprocess_workers"
     ),
     "runtime": (
         "execution_provider cuda_device_id intra_op_threads inter_op_threads batch_max_size "
-        "batch_max_wait_ms model_watch_seconds drift_window drift_psi_alert drift_min_observations"
+        "batch_max_wait_ms model_watch_seconds drift_window drift_psi_alert drift_min_observations "
+        "shadow_queue_size shadow_metrics_seconds"
     ),
     "limits": "max_request_bytes max_instance_bytes max_instances max_pixels max_json_bytes max_decode_bytes",
-    "record": "org_root site_policy facility_issuers default_issuer",
+    "record": "org_root site_policy facility_issuers default_issuer keep_training_inputs",
     "security": (
         "issuer audience token_ttl_seconds signing_key_passphrase jwks_url jwt_algorithm jwks_cache_seconds "
         "role_claim facility_claim"
