@@ -132,11 +132,9 @@ class Rendering:
 
     def display_png(self) -> bytes:
         """The display rendering as an 8-bit grayscale PNG."""
-        from PIL import Image
+        from inference.explain import encode_png
 
-        buffer = io.BytesIO()
-        Image.fromarray(self.display, mode="L").save(buffer, format="PNG", compress_level=1)
-        return buffer.getvalue()
+        return encode_png(self.display)
 
     def to_stored(self) -> StoredRendering:
         """The serialised form (:class:`StoredRendering`)."""

@@ -6,6 +6,7 @@ and display names are in :mod:`inference.vocabulary`.
 
 from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, hottest_box
 from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
+from inference.explain._png import encode_png
 from inference.explain._rationale import (
     DEFAULT_LANGUAGE,
     choose_language,
@@ -22,6 +23,7 @@ __all__ = [
     "cam_to_heatmap",
     "choose_language",
     "display_size",
+    "encode_png",
     "format_probability",
     "heat_layer_png",
     "hottest_box",

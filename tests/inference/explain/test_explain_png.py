@@ -1,0 +1,34 @@
+"""The PNG writer of overlays, heat layers and display renderings: any reader gets the exact pixels back."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.explain import encode_png
+
+
+@pytest.mark.parametrize(("shape", "mode"), [((37, 53), "L"), ((64, 31, 3), "RGB"), ((1, 1, 4), "RGBA")])
+def test_pillow_reads_back_every_pixel(shape: tuple[int, ...], mode: str) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, size=shape, dtype=np.uint8)
+    with Image.open(io.BytesIO(encode_png(pixels))) as image:
+        image.load()
+        assert (image.format, image.mode, image.size) == ("PNG", mode, (shape[1], shape[0]))
+        assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_a_smooth_overlay_sized_picture_compresses() -> None:
+    rows = np.linspace(0, 255, 1024, dtype=np.float32)
+    pixels = np.stack([np.add.outer(rows, rows) / 2] * 3, axis=-1).astype(np.uint8)
+    assert len(encode_png(pixels)) < pixels.nbytes / 10
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros((0, 4), np.uint8)]
+)
+def test_what_is_not_an_8_bit_picture_is_refused(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="PNG"):
+        encode_png(bad)
