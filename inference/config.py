@@ -457,6 +457,24 @@ def setting_names() -> dict[str, str]:
     names.update(_FIELD_GROUP)
     return names
 
+    # Logs (docs/operations.md): JSON lines on stderr, and a rotated file unless log_file is empty
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: str | None = None
+    """Unset: ``logs/<process>.jsonl`` under the home; empty: stderr only (the platform collects it);
+    a path (relative to the home, or absolute): that file. One file per process."""
+    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    """Size at which the log file is rotated; 0 never rotates (an outside logrotate's job then)."""
+    log_backups: int = Field(default=5, ge=0, le=1000)
+
+    def log_path(self, default_name: str) -> Path | None:
+        """The log file of a process whose default file is ``logs/<default_name>``; None for stderr only."""
+        if self.log_file is None:
+            return self.log_dir / default_name
+        if not self.log_file.strip():
+            return None
+        path = Path(self.log_file.strip()).expanduser()
+        return path if path.is_absolute() else self.resolved_home / path
+
 
 def get_settings() -> Settings:
     """Read settings from the environment (a new object each call, so tests can change the environment)."""

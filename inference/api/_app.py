@@ -8,19 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from inference import __version__
 from inference.api._errors import install_error_handlers
 from inference.api._middleware import RequestContextMiddleware
+from inference.api._openapi import openapi_builder
 from inference.api._ratelimit import RateLimitMiddleware
+from inference.api.deps import declared_query_only
 from inference.api.routes import all_routers
-from inference.api.schemas import (
-    ConsentByIdentifierRequest,
-    ConsentRequest,
-    FeedbackRequest,
-    VitalsRequest,
-)
 from inference.api.ui import mount_ui
 from inference.config import Settings, get_settings
 from inference.runtime import Fetch
@@ -38,27 +34,6 @@ def _body_limit(settings: Settings) -> Any:
         return settings.limits.max_json_bytes
 
     return limit
-
-
-def _openapi_with_bodies(app: FastAPI) -> Any:
-    """Add the JSON bodies read by ``deps.json_body`` (invisible to FastAPI) to the OpenAPI components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
-            schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes, description=app.description
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (VitalsRequest, FeedbackRequest, ConsentRequest, ConsentByIdentifierRequest):
-                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(definition.pop("$defs", {}))
-                components[model.__name__] = definition
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
 
 
 def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) -> FastAPI:
@@ -79,7 +54,12 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         from inference.security import signing_key
         from inference.services import open_context
 
-        configure_logging(log_file=settings.log_dir / LOG_FILE)
+        configure_logging(
+            level=settings.log_level,
+            log_file=settings.log_path(LOG_FILE),
+            max_bytes=settings.log_max_bytes,
+            backups=settings.log_backups,
+        )
         # The same engines as ``dxassist listen``: record, models, pool, policy and the outbox worker
         # that delivers results of uploads and STOW-RS to the configured destinations.
         async with open_context(settings, fetch=fetch) as ctx:
@@ -104,7 +84,9 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
     )
     app.state.settings = settings
     for router in all_routers():
-        app.include_router(router)
+        # FHIR ignores unknown search parameters (R4 lenient handling); the rest of the API refuses them.
+        lenient = (router.prefix or "").startswith("/fhir")
+        app.include_router(router, dependencies=[] if lenient else [Depends(declared_query_only)])
     mount_ui(app)
     install_error_handlers(app)
     # Added first, so it runs inside the request context: 429 answers are logged and counted too.
@@ -114,5 +96,5 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         burst=settings.server.rate_limit_burst,
     )
     app.add_middleware(RequestContextMiddleware, body_limit=_body_limit(settings))
-    app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]
+    app.openapi = openapi_builder(app)  # type: ignore[method-assign]
     return app

@@ -115,6 +115,7 @@ def error_response(
     """The error answer for ``request``: contract shape, or an OperationOutcome under ``/fhir``."""
     if status in _REJECTED_STATUSES:
         count_rejected(code)
+    request.state.error_code = code  # for the access log line (inference.api._middleware)
     body, media_type = error_body(request.url.path, status, code, message)
     return JSONResponse(body, status_code=status, headers=headers, media_type=media_type)
 

@@ -18,11 +18,19 @@ from typing import Any, Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.api._errors import PayloadTooLarge, error_body
-from inference.observability import UNMATCHED_ROUTE, count_rejected, observe_request
+from inference.observability import (
+    UNMATCHED_ROUTE,
+    bind_request_id,
+    count_rejected,
+    observe_request,
+    reset_request_id,
+)
 
 logger = logging.getLogger("inference.api.access")
 error_logger = logging.getLogger("inference.api.errors")
 
+ERROR_CODE: Final = "error_code"
+"""Key of the request state where the error handlers leave the ``error.code`` they answered."""
 _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -53,7 +61,10 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         supplied = headers.get("x-request-id", "")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        # Every record logged while this request is served (threads it starts included) carries its id.
+        bound = bind_request_id(request_id)
         method = scope.get("method", "GET")
         limit = self.body_limit(method, scope.get("path", "/"))
         status = 500
@@ -85,6 +96,7 @@ class RequestContextMiddleware:
             if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 # Refuse before reading a byte of an announced oversized body.
                 await _send_json(send_wrapper, scope.get("path", "/"), 413, PayloadTooLarge(limit))
+                state[ERROR_CODE] = "payload_too_large"
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception as exc:  # the last resort: answer, log without the exception's text, keep serving
@@ -94,6 +106,7 @@ class RequestContextMiddleware:
                 extra={"request_id": request_id, "route": route_template(scope), "method": method},
             )
             if not response_started:
+                state[ERROR_CODE] = "internal_error"
                 await _send_json(
                     send_wrapper,
                     scope.get("path", "/"),
@@ -106,17 +119,20 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             route = route_template(scope)
             observe_request(route=route, method=method, status=status, seconds=seconds)
-            logger.info(
-                "request",
-                extra={
-                    "event": "request",
-                    "request_id": request_id,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
+            line: dict[str, Any] = {
+                "event": "request",
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            }
+            if status >= 400:
+                # The error code of the answer (set by whoever answered), so a refusal is explained in
+                # the access log without its message, which may be long.
+                line["code"] = str(state.get(ERROR_CODE) or "http_error")
+            logger.info("request", extra=line)
+            reset_request_id(bound)
 
 
 async def _send_json(

@@ -93,6 +93,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         count_rejected("rate_limited")
+        scope.setdefault("state", {})["error_code"] = "rate_limited"  # for the access log line
         retry_after = str(max(1, math.ceil(wait)))
         # Under /fhir an OperationOutcome, elsewhere the contract's error shape.
         content, media_type = error_body(

@@ -7,6 +7,7 @@ nothing about how its body would have been judged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -35,6 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 
 DICOM = "application/dicom"
 _FILE_TYPES = frozenset({DICOM, "application/octet-stream"})
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$")
 _bearer = HTTPBearer(auto_error=False, description="A token from 'dxassist token issue'.")
 
 
@@ -268,6 +270,34 @@ async def stow_parts(
 
 DicomUploads = Annotated[list[bytes], Depends(dicom_uploads)]
 StowParts = Annotated[Iterator[tuple[str | None, bytes | OversizedPart]], Depends(stow_parts)]
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """Names of the query parameters a route's dependency tree declares."""
+    names = {str(param.alias) for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def declared_query_only(request: Request) -> None:
+    """Refuse a query parameter the route does not declare (400 ``invalid_field``).
+
+    A misspelt ``?actve=true`` silently ignored would answer something else than the caller asked for.
+    FHIR routes do not take this: FHIR R4 has servers ignore unknown search parameters unless the client
+    sends ``Prefer: handling=strict`` (``inference.api._fhir``).
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    declared = _query_names(dependant)
+    unknown = sorted({name for name in request.query_params if name not in declared})
+    if unknown:
+        # The name is echoed only when it looks like a parameter name, never as free text.
+        name = unknown[0] if _PARAM_NAME.match(unknown[0]) else "(unprintable name)"
+        error = {"type": "extra_forbidden", "loc": ("query", name), "msg": "", "input": None}
+        raise RequestValidationError([error])
 
 
 def all_query_params(request: Request) -> list[tuple[str, str]]:

@@ -493,5 +493,10 @@ def run_listener(
     """
     from inference.observability import configure_logging
 
-    configure_logging(log_file=settings.log_dir / LOG_FILE)
+    configure_logging(
+        level=settings.log_level,
+        log_file=settings.log_path(LOG_FILE),
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
     asyncio.run(listen(settings, ae_title=ae_title, port=port, host=host))

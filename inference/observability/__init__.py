@@ -1,6 +1,14 @@
 """Observability of the server: Prometheus metrics of the HTTP layer and PHI-free JSON logs."""
 
-from inference.observability._logging import SAFE_FIELDS, JsonFormatter, configure_logging
+from inference.observability._logging import (
+    SAFE_FIELDS,
+    JsonFormatter,
+    RequestIdFilter,
+    bind_request_id,
+    configure_logging,
+    current_request_id,
+    reset_request_id,
+)
 from inference.observability._metrics import (
     DEAD_LETTERED,
     REJECTED_INPUTS,
@@ -32,6 +40,10 @@ __all__ = [
     "SAFE_FIELDS",
     "UNMATCHED_ROUTE",
     "JsonFormatter",
+    "RequestIdFilter",
+    "bind_request_id",
+    "current_request_id",
+    "reset_request_id",
     "PhiRedactor",
     "QuietThirdParty",
     "configure_logging",

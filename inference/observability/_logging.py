@@ -12,13 +12,15 @@ import json
 import logging
 import sys
 import traceback
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO, Any, Final
 
 from inference.observability._phi_guard import (
+    OWN_PACKAGES,
     PhiRedactor,
-    ThirdPartyOnly,
     install_warning_guard,
 )
 
@@ -80,21 +82,70 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(
-    *, level: int | str = logging.INFO, stream: IO[str] | None = None, log_file: Path | None = None
-) -> list[logging.Handler]:
-    """Send the ``inference`` and ``model_registry`` loggers to JSON handlers (idempotent).
+_REQUEST_ID: ContextVar[str | None] = ContextVar("dxassist_request_id", default=None)
 
-    Third-party loggers (WARNING and above) go to the same stream and file with their text withheld,
-    and warnings are logged without their text (:mod:`inference.observability._phi_guard`).
+
+def bind_request_id(request_id: str | None) -> Token[str | None]:
+    """Make ``request_id`` the id of every record logged in this context (and tasks and threads started
+    from it with ``asyncio.to_thread``). Returns the token for :func:`reset_request_id`."""
+    return _REQUEST_ID.set(request_id)
+
+
+def reset_request_id(token: Token[str | None]) -> None:
+    """Undo :func:`bind_request_id`."""
+    _REQUEST_ID.reset(token)
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request being served in this context, if any."""
+    return _REQUEST_ID.get()
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps the current request's id on a record that does not carry one already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``request_id`` and let the record through."""
+        if getattr(record, "request_id", None) is None:
+            request_id = _REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
+
+
+class _OwnOrWarning(logging.Filter):
+    """Our records at the level their logger lets through; third-party records from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] in OWN_PACKAGES or record.levelno >= logging.WARNING
+
+
+def configure_logging(
+    *,
+    level: int | str = logging.INFO,
+    stream: IO[str] | None = None,
+    log_file: Path | None = None,
+    max_bytes: int = 50 * 1024 * 1024,
+    backups: int = 5,
+) -> list[logging.Handler]:
+    """Send the process's log records to JSON handlers on the root logger (idempotent).
+
+    Records of the ``inference`` and ``model_registry`` loggers are written from ``level`` up;
+    third-party records (WARNING and above) go to the same stream and file with their text withheld,
+    and warnings are logged without their text (:mod:`inference.observability._phi_guard`). Every record
+    logged while an HTTP request is served carries its ``request_id``.
 
     Handlers installed by an earlier call are replaced, so an app factory may call this each time.
-    Records still propagate to the root logger (so pytest's ``caplog`` sees them).
+    They sit on the root logger, so pytest's ``caplog`` sees the same records.
 
     Args:
         level: Level of the ``inference`` and ``model_registry`` loggers.
         stream: Where to write (default ``sys.stderr``).
-        log_file: Also append JSON lines to this file (its folder is created).
+        log_file: Also append JSON lines to this file (its folder is created). None: the stream only,
+            for a platform that collects standard streams.
+        max_bytes: Size at which the file is rotated (``server.jsonl`` → ``server.jsonl.1`` ...);
+            0 never rotates (for an external ``logrotate`` with ``copytruncate``).
+        backups: Rotated files kept.
 
     Returns:
         The installed handlers.
@@ -102,42 +153,28 @@ def configure_logging(
     handlers: list[logging.Handler] = [logging.StreamHandler(stream if stream is not None else sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        # One file handler per file in the process: two handlers rotating one file would lose lines.
+        handlers.append(
+            RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        )
     formatter = JsonFormatter()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(PhiRedactor())
-        setattr(handler, _MARK, True)
-    for name in LOGGER_NAMES:
-        logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
-            logger.removeHandler(old)
-            old.close()
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(level)
-    _route_third_party(stream, log_file)
-    install_warning_guard()
-    return handlers
-
-
-def _route_third_party(stream: IO[str] | None, log_file: Path | None) -> None:
-    """Third-party records (uvicorn, pynetdicom, pydicom, highdicom ...) of level WARNING and above go
-    to the same places, as JSON, with their text withheld (see :mod:`._phi_guard`).
-
-    Without this they would reach Python's last-resort handler, which prints them raw to stderr.
-    """
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream if stream is not None else sys.stderr)]
-    if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
         old.close()
+    for name in LOGGER_NAMES:
+        logger = logging.getLogger(name)
+        # Handlers of earlier versions of this function sat on our loggers.
+        for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
+            logger.removeHandler(old)
+            old.close()
+        logger.setLevel(level)
     for handler in handlers:
-        handler.setFormatter(JsonFormatter())
-        handler.setLevel(logging.WARNING)
-        handler.addFilter(ThirdPartyOnly())
+        handler.setFormatter(formatter)
+        handler.addFilter(_OwnOrWarning())
         handler.addFilter(PhiRedactor())
+        handler.addFilter(RequestIdFilter())
         setattr(handler, _MARK, True)
         root.addHandler(handler)
+    install_warning_guard()
+    return handlers

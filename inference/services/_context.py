@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,9 @@ class Workers:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on the pool and await its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        # In the caller's context, so a record logged on the pool carries the request's id.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._pool, context.run, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
         """Wait for running work and stop the threads."""

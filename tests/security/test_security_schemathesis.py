@@ -12,6 +12,9 @@ import pytest
 import schemathesis
 from _security_env import Env, seeded_env
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
 
 from inference.api import create_app
 
@@ -52,35 +55,82 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Env, d
         thread.join(timeout=30)
 
 
-def test_no_server_error_for_any_generated_request(live: tuple[str, Env, dict]) -> None:
+# What the run holds the server to, on every generated request (schemathesis' own checks):
+CHECKS = (
+    "not_a_server_error",  # no 5xx
+    "status_code_conformance",  # every status answered is documented for the operation
+    "content_type_conformance",  # the Content-Type answered is one the document declares for that status
+    "response_headers_conformance",  # required headers (X-Request-ID, Retry-After, WWW-Authenticate) sent
+    "response_schema_conformance",  # the body validates against the declared schema (error shapes too)
+    "negative_data_rejection",  # a request that violates the document is refused with a 4xx
+    "missing_required_header",  # a request without a required header is refused with a 4xx
+    "ignored_auth",  # an operation that declares bearer auth refuses requests without or with a bad token
+)
+
+
+def _checks() -> list[schemathesis.CheckFunction]:
+    from schemathesis import checks
+
+    return [getattr(checks, name) for name in CHECKS]
+
+
+def _exercise(
+    operation: schemathesis.APIOperation,
+    mode: GenerationMode,
+    *,
+    base_url: str,
+    headers: dict[str, str],
+    statuses: set[int],
+    failures: list[str],
+) -> bool:
+    """Send up to 20 generated requests of ``mode``; False when nothing of the operation can be negated."""
+    checks = _checks()
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case: schemathesis.Case) -> None:
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
+        statuses.add(response.status_code)
+        try:
+            case.validate_response(response, checks=checks, headers=headers)
+        except FailureGroup as group:  # every check that failed on this answer
+            for failure in group.exceptions:
+                failures.append(f"{mode.value} {case.method} {case.formatted_path}: {failure}"[:1500])
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing in this operation can be made invalid (no parameters, no constrained body).
+        assert mode is GenerationMode.NEGATIVE, operation.label
+        return False
+    return True
+
+
+def test_generated_requests_are_answered_as_the_document_says(live: tuple[str, Env, dict]) -> None:
+    """Positive and negative requests for every operation; each answer must conform to the document."""
     base_url, env, openapi = live
     schema = schemathesis.openapi.from_dict(openapi)
     headers = env.headers("admin")
     failures: list[str] = []
     statuses: set[int] = set()
     operations = 0
+    runs = dict.fromkeys(GenerationMode, 0)
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=20,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-            database=None,
-        )
-        def run(case: schemathesis.Case) -> None:
-            response = case.call(base_url=base_url, headers=headers, timeout=30)
-            statuses.add(response.status_code)
-            if response.status_code >= 500:
-                failures.append(
-                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
-                )
-
-        run()
-    assert operations >= 15
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            ran = _exercise(
+                operation, mode, base_url=base_url, headers=headers, statuses=statuses, failures=failures
+            )
+            runs[mode] += ran
+    assert operations >= 25
+    assert runs[GenerationMode.POSITIVE] == operations and runs[GenerationMode.NEGATIVE] >= 20, runs
     # The run reached the routes: some requests succeeded, many were refused as the caller's fault.
-    assert {200, 400, 404} <= statuses, statuses
-    assert not failures, "\n".join(failures[:20])
+    assert {200, 400, 401, 404} <= statuses, statuses
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:15])

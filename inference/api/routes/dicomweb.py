@@ -22,7 +22,7 @@ _STOW_BODY = {
         },
     }
 }
-_STOW_RESPONSE = {"content": {DICOM_JSON: {"schema": {"type": "object"}}}}
+_STOW_RESPONSE = {"content": {DICOM_JSON: {"schema": {"$ref": "#/components/schemas/DicomJsonDataset"}}}}
 
 
 _STOW_RESPONSES = errors(

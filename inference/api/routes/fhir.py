@@ -17,7 +17,7 @@ router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiat
 
 ResourceType = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="e.g. Patient")]
 ResourceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="A FHIR logical id.")]
-_FHIR = {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}}}
+_FHIR = {"content": {FHIR_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/FhirResource"}}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": "OperationOutcome", **_FHIR} for status in (400, 401, 403, 404, 406, 429)
 }

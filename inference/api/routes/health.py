@@ -34,7 +34,7 @@ async def readyz(ctx: ContextDep) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     summary="Prometheus metrics (text exposition format).",
 )
 async def metrics() -> Response:

@@ -36,7 +36,9 @@ async def read_result(
     return await get_result(ctx=ctx, actor=actor, result_id=str(result_id), accept_language=accept_language)
 
 
-_PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
+_PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+}
 _NO_STORE = {"Cache-Control": "private, no-store"}  # patient images never sit in shared or disk caches
 
 

@@ -45,6 +45,7 @@ _UPLOAD_BODY = {
     responses=errors(
         400,
         *AUTH,
+        409,
         413,
         415,
         422,
