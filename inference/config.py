@@ -317,6 +317,21 @@ class DeliverySettings(BaseSettings):
         return self
 
 
+class LogSettings(BaseSettings):
+    """The process's JSON logs (docs/operations.md, "Logs"; ``settings.logs``)."""
+
+    model_config = _GROUP_CONFIG
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: str | None = None
+    """Unset: ``logs/<process>.jsonl`` under the home; empty: stderr only (the platform collects it);
+    a path (relative to the home, or absolute): that file. One file per process."""
+    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    """Size at which the log file is rotated; 0 never rotates (an outside logrotate's job then)."""
+    log_backups: int = Field(default=5, ge=0, le=1000)
+    """Rotated files kept."""
+
+
 class _FlatEnv(EnvSettingsSource):
     """The environment, for :class:`Settings`'s own fields only: each group reads its own variables."""
 
@@ -355,6 +370,7 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -434,6 +450,16 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.resolved_home / "logs"
 
+    def log_path(self, default_name: str) -> Path | None:
+        """The log file of a process whose default file is ``logs/<default_name>``; None: stderr only."""
+        log_file = self.logs.log_file
+        if log_file is None:
+            return self.log_dir / default_name
+        if not log_file.strip():
+            return None
+        path = Path(log_file.strip()).expanduser()
+        return path if path.is_absolute() else self.resolved_home / path
+
 
 Settings.GROUPS.update(
     {
@@ -456,24 +482,6 @@ def setting_names() -> dict[str, str]:
     names = {name: "" for name in Settings.model_fields if name not in Settings.GROUPS}
     names.update(_FIELD_GROUP)
     return names
-
-    # Logs (docs/operations.md): JSON lines on stderr, and a rotated file unless log_file is empty
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_file: str | None = None
-    """Unset: ``logs/<process>.jsonl`` under the home; empty: stderr only (the platform collects it);
-    a path (relative to the home, or absolute): that file. One file per process."""
-    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
-    """Size at which the log file is rotated; 0 never rotates (an outside logrotate's job then)."""
-    log_backups: int = Field(default=5, ge=0, le=1000)
-
-    def log_path(self, default_name: str) -> Path | None:
-        """The log file of a process whose default file is ``logs/<default_name>``; None for stderr only."""
-        if self.log_file is None:
-            return self.log_dir / default_name
-        if not self.log_file.strip():
-            return None
-        path = Path(self.log_file.strip()).expanduser()
-        return path if path.is_absolute() else self.resolved_home / path
 
 
 def get_settings() -> Settings:

@@ -55,10 +55,10 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         from inference.services import open_context
 
         configure_logging(
-            level=settings.log_level,
+            level=settings.logs.log_level,
             log_file=settings.log_path(LOG_FILE),
-            max_bytes=settings.log_max_bytes,
-            backups=settings.log_backups,
+            max_bytes=settings.logs.log_max_bytes,
+            backups=settings.logs.log_backups,
         )
         # The same engines as ``dxassist listen``: record, models, pool, policy and the outbox worker
         # that delivers results of uploads and STOW-RS to the configured destinations.

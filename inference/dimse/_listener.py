@@ -494,9 +494,9 @@ def run_listener(
     from inference.observability import configure_logging
 
     configure_logging(
-        level=settings.log_level,
+        level=settings.logs.log_level,
         log_file=settings.log_path(LOG_FILE),
-        max_bytes=settings.log_max_bytes,
-        backups=settings.log_backups,
+        max_bytes=settings.logs.log_max_bytes,
+        backups=settings.logs.log_backups,
     )
     asyncio.run(listen(settings, ae_title=ae_title, port=port, host=host))

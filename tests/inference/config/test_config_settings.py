@@ -14,6 +14,7 @@ from inference.config import LimitsSettings, Settings, setting_names
 EXPECTED = {
     "": "environment home database_url mlflow_tracking_uri",
     "registry": "gate_min_shadow_studies gate_min_reader_verdicts",
+    "logs": "log_level log_file log_max_bytes log_backups",
     "server": (
         "public_base_url tls_certfile tls_keyfile rate_limit_per_minute rate_limit_burst preprocess_workers"
     ),

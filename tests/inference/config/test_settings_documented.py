@@ -6,12 +6,10 @@ import re
 from pathlib import Path
 
 from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
 
-from inference.config import Settings
-from inference.delivery._config import PacsSettings
+from inference.config import Settings, setting_names
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "operations.md"
 PACKAGES = ("inference", "model_registry", "training")
 # Values that look like settings but are not read from the environment.
@@ -24,18 +22,14 @@ _ENVIRON = re.compile(
 _PAIRS = re.compile(r"""\(\s*["']([A-Z][A-Z0-9_]*)["'],\s*["'][^"']*["']\s*\)""")
 
 
-def _field_names(settings_class: type[BaseSettings]) -> set[str]:
-    """Environment variables of a pydantic-settings class: prefix + field name, or the field's aliases."""
-    prefix = str(settings_class.model_config.get("env_prefix", ""))
-    names = set()
-    for name, field in settings_class.model_fields.items():
+def _field_names() -> set[str]:
+    """Environment variables of :class:`Settings`: ``DXASSIST_`` + each flat name, or a field's aliases."""
+    names = {f"DXASSIST_{name}".upper() for name in setting_names()}
+    for name, field in Settings.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
+            names -= {f"DXASSIST_{name}".upper()}
             names |= {str(choice) for choice in alias.choices}
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(f"{prefix}{name}".upper())
     return names
 
 
@@ -45,7 +39,7 @@ def _sources() -> list[Path]:
 
 def settings_read_by_the_code() -> set[str]:
     """Every environment variable a dxassist process reads or sets."""
-    names = _field_names(Settings) | _field_names(PacsSettings)
+    names = _field_names()
     for path in _sources():
         text = path.read_text(encoding="utf-8")
         names |= set(_NAME.findall(text)) - NOT_SETTINGS
@@ -61,7 +55,7 @@ def documented() -> set[str]:
 
 def test_the_scan_finds_the_settings_it_must() -> None:
     found = settings_read_by_the_code()
-    # Settings fields, an alias, a PacsSettings field, and variables set with os.environ.
+    # Settings fields, an alias, a group field, and variables set with os.environ.
     assert {
         "DXASSIST_HOME",
         "DXASSIST_SITE_POLICY",
