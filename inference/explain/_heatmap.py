@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,16 +137,55 @@ def cam_to_heatmap(
     return normalised
 
 
-def _runs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    """Per row, the ``[start, end)`` column runs of True, sorted by start."""
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``[start, end)`` column runs of True, as arrays ``(row, start, end)`` sorted by row then start."""
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
     edges = np.diff(padded, axis=1)
-    starts, ends = np.argwhere(edges == 1), np.argwhere(edges == -1)
-    rows: list[list[tuple[int, int]]] = [[] for _ in range(mask.shape[0])]
-    for (row, start), (_, end) in zip(starts.tolist(), ends.tolist(), strict=True):
-        rows[row].append((start, end))
-    return rows
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    return starts[0], starts[1], ends[1]
+
+
+def _touching_runs(
+    row: np.ndarray, start: np.ndarray, end: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)`` of runs in consecutive rows (``row[i] + 1 = row[j]``) that touch.
+
+    8-connectivity: runs touch when their column ranges overlap or meet diagonally, i.e.
+    ``start[i] <= end[j]`` and ``end[i] >= start[j]`` (``end`` exclusive). Within a row the runs are
+    disjoint and sorted, so the runs of row ``r`` touching a run of row ``r + 1`` are one contiguous
+    range, found for every run at once by binary searches on ``(row, column)`` keys.
+    """
+    stride = width + 2
+    above = (row - 1) * stride
+    # First run of the row above whose end reaches this run's start, and one past the last one that
+    # starts at or before this run's end.
+    lo = np.searchsorted(row * stride + end, above + start, side="left")
+    hi = np.searchsorted(row * stride + start, above + end, side="right")
+    counts = np.maximum(hi - lo, 0)
+    j = np.repeat(np.arange(row.size), counts)
+    offsets = np.arange(j.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    i = np.repeat(lo, counts) + offsets
+    return i, j
+
+
+def _component(count: int, i: np.ndarray, j: np.ndarray, seed: int) -> np.ndarray:
+    """Mask of the runs connected to run ``seed`` through the edges ``(i, j)``.
+
+    Min-label propagation with pointer jumping: every run ends labelled with the smallest run index of
+    its component; a label only ever points to a smaller one, so the loop ends.
+    """
+    labels = np.arange(count)
+    while True:
+        low = np.minimum(labels[i], labels[j])
+        updated = labels.copy()
+        np.minimum.at(updated, i, low)
+        np.minimum.at(updated, j, low)
+        updated = updated[updated]
+        if np.array_equal(updated, labels):
+            break
+        labels = updated
+    return labels == labels[seed]
 
 
 def hottest_box(heatmap: np.ndarray, *, level: float = 0.5) -> Box | None:
@@ -173,31 +210,14 @@ def hottest_box(heatmap: np.ndarray, *, level: float = 0.5) -> Box | None:
     if peak <= 0.0:
         return None
     seed_row, seed_col = (int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))
-    runs = _runs(heat >= level * peak)
-    starts = [[s for s, _ in row] for row in runs]
-
-    seed_index = bisect.bisect_right(starts[seed_row], seed_col) - 1
-    seen = {(seed_row, seed_index)}
-    queue = deque([(seed_row, seed_index)])
-    y0 = y1 = seed_row
-    x0, x1 = runs[seed_row][seed_index]
-    while queue:
-        row, index = queue.popleft()
-        start, end = runs[row][index]
-        y0, y1 = min(y0, row), max(y1, row)
-        x0, x1 = min(x0, start), max(x1, end)
-        for other in (row - 1, row + 1):
-            if not 0 <= other < len(runs):
-                continue
-            # 8-connectivity: a run touching [start - 1, end] (diagonals included) is connected.
-            first = max(bisect.bisect_right(starts[other], start - 1) - 1, 0)
-            for j in range(first, len(runs[other])):
-                s, e = runs[other][j]
-                if s > end:
-                    break
-                if e >= start and (other, j) not in seen:
-                    seen.add((other, j))
-                    queue.append((other, j))
+    row, start, end = _runs(heat >= level * peak)
+    # The seed's run: in the seed row, the last run starting at or before the seed column.
+    in_row = np.flatnonzero(row == seed_row)
+    seed = int(in_row[np.searchsorted(start[in_row], seed_col, side="right") - 1])
+    i, j = _touching_runs(row, start, end, heat.shape[1])
+    region = _component(row.size, i, j, seed)
+    y0, y1 = int(row[region].min()), int(row[region].max())
+    x0, x1 = int(start[region].min()), int(end[region].max())
     return Box(x0=x0, y0=y0, x1=x1, y1=y1 + 1)
 
 

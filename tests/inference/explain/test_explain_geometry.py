@@ -134,3 +134,36 @@ def test_cam_box_equals_the_box_of_the_sampled_heatmap() -> None:
         expected = hottest_box(cam_to_heatmap(cam, geometry, shape=grid))
         assert cam_box(cam, geometry, grid) == expected, (shape, side, i)
     assert cam_box(-np.ones((8, 8), np.float32), Geometry.letterbox((100, 120), 64), (100, 120)) is None
+
+
+def _flood_fill_box(heat: np.ndarray, level: float) -> tuple[int, int, int, int] | None:
+    """Reference: pixel-by-pixel 8-connected flood fill from the maximum (slow, obviously right)."""
+    peak = float(heat.max(initial=0.0))
+    if peak <= 0.0:
+        return None
+    inside = heat >= level * peak
+    seed = tuple(int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))
+    seen, stack = {seed}, [seed]
+    while stack:
+        r, c = stack.pop()
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                n = (r + dr, c + dc)
+                if 0 <= n[0] < heat.shape[0] and 0 <= n[1] < heat.shape[1] and inside[n] and n not in seen:
+                    seen.add(n)
+                    stack.append(n)
+    rows = [p[0] for p in seen]
+    columns = [p[1] for p in seen]
+    return min(columns), min(rows), max(columns) + 1, max(rows) + 1
+
+
+def test_hottest_box_is_the_box_of_the_8_connected_region_around_the_maximum() -> None:
+    """Noisy maps with many separate runs per row, touching diagonally, at every level."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        rows, columns = (int(v) for v in rng.integers(1, 30, 2))
+        heat = rng.random((rows, columns)).astype(np.float32)
+        level = float(rng.uniform(0.05, 1.0))
+        box = hottest_box(heat, level=level)
+        assert box is not None
+        assert (box.x0, box.y0, box.x1, box.y1) == _flood_fill_box(heat, level)
