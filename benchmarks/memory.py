@@ -207,7 +207,7 @@ def _listener(work: Path, home: Path, side: int, make: Any) -> list[tuple[str, s
         record = Record(f"sqlite:///{home / 'record.db'}")
         try:
             deadline = time.monotonic() + 300
-            while record.latest_study_result(study_instance_uid=study) is None:
+            while record.results.latest_for_study(study_instance_uid=study) is None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("The largest radiograph was not analysed within 300 s.")
                 time.sleep(0.5)

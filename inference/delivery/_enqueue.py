@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from inference.delivery._outputs import build_objects
-from inference.record import _outbox
 
 if TYPE_CHECKING:
     from inference.config import Destination
@@ -48,14 +47,14 @@ async def enqueue_result(
         return 0
     result_id = str(result["result_id"])
     patient_id = str(result["patient"]["id"])
-    if not await asyncio.to_thread(record.sharing_allowed, patient_id=patient_id):
+    if not await asyncio.to_thread(record.consent.sharing_allowed, patient_id=patient_id):
         logger.info(
             "result not queued: the patient objected to sharing",
             extra={"event": "delivery_skipped", "result_id": result_id, "code": "consent_objection"},
         )
         return 0
     queued = {
-        row["destination"] for row in await asyncio.to_thread(_outbox.deliveries, record, result_id=result_id)
+        row["destination"] for row in await asyncio.to_thread(record.outbox.deliveries, result_id=result_id)
     }
     names = [d.name for d in destinations if d.name not in queued]
     if not names:
@@ -64,7 +63,7 @@ async def enqueue_result(
         record=record, study=study, result=result, org_root=org_root, synthetic=synthetic
     )
     added = await asyncio.to_thread(
-        _outbox.enqueue, record, result_id=result_id, destinations=names, objects=objects
+        record.outbox.enqueue, result_id=result_id, destinations=names, objects=objects
     )
     logger.info(
         "result queued for delivery",

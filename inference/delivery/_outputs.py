@@ -35,7 +35,7 @@ def stored_rendering(record: Record, result_id: str) -> Rendering | None:
     """The display rendering and CAMs of a committed result, or None (filed before they were kept)."""
     from inference.analysis import Rendering, StoredRendering
 
-    data = record.rendering(result_id=result_id)
+    data = record.results.rendering(result_id=result_id)
     if data is None:
         return None
     return Rendering.from_stored(
@@ -56,7 +56,7 @@ async def build_objects(
     Args:
         record: The patient record holding the result and its display rendering.
         study: The decoded study the result was made from (``study.primary``'s header is used).
-        result: The public JSON of the committed result (:meth:`inference.record.Record.get_result`).
+        result: The public JSON of the committed result (``Record.results.get``).
         org_root: Organisation root of the new UIDs.
         synthetic: Whether the model was trained on synthetic data; read from the result's warnings
             when None.

@@ -136,13 +136,13 @@ class OutboxWorker:
         tried = 0
         for name, destination in self._destinations.items():
             while not self._stopping:
-                item = _outbox.claim_next(self._record, destination=name, now=now)
+                item = self._record.outbox.claim_next(destination=name, now=now)
                 if item is None:
                     break
                 tried += 1
                 if not self._attempt(destination, item):
                     break
-        OUTBOX_PENDING.set(_outbox.count_pending(self._record))
+        OUTBOX_PENDING.set(self._record.outbox.count_pending())
         return tried
 
     def retry_delay(self, attempts: int) -> float:
@@ -165,7 +165,7 @@ class OutboxWorker:
                 retryable=True,
             )
             return False
-        _outbox.mark_sent(self._record, item_id=item.id)
+        self._record.outbox.mark_sent(item_id=item.id)
         DELIVERIES.labels(destination=destination.name, state="sent").inc()
         logger.info(
             "delivered",
@@ -179,8 +179,7 @@ class OutboxWorker:
         attempts = item.attempts + 1
         if retryable and attempts < self.max_attempts:
             delay = self.retry_delay(attempts)
-            _outbox.mark_retry(
-                self._record,
+            self._record.outbox.mark_retry(
                 item_id=item.id,
                 error=error,
                 code=code,
@@ -202,7 +201,7 @@ class OutboxWorker:
             return
         if retryable:
             error = f"{error} Gave up after {attempts} attempts."
-        _outbox.mark_dead(self._record, item_id=item.id, error=error, code=code)
+        self._record.outbox.mark_dead(item_id=item.id, error=error, code=code)
         DELIVERIES.labels(destination=destination.name, state="dead").inc()
         count_dead_lettered("delivery", code)
         logger.error(
@@ -222,7 +221,7 @@ class OutboxWorker:
             return 0
         tried = 0
         while not self._stopping:
-            job = await asyncio.to_thread(_builds.claim_next, self._record)
+            job = await asyncio.to_thread(self._record.builds.claim_next)
             if job is None:
                 break
             tried += 1
@@ -231,7 +230,7 @@ class OutboxWorker:
             except Exception as e:
                 await asyncio.to_thread(self._build_failed, job, e)
                 continue
-            await asyncio.to_thread(_builds.mark_done, self._record, job_id=job.id)
+            await asyncio.to_thread(self._record.builds.mark_done, job_id=job.id)
             logger.info("outputs built", extra={"event": "build_done", "result_id": job.result_id})
         return tried
 
@@ -242,8 +241,7 @@ class OutboxWorker:
         attempts = job.attempts + 1
         if attempts < self.build_max_attempts:
             delay = self.retry_delay(attempts)
-            _builds.mark_retry(
-                self._record,
+            self._record.builds.mark_retry(
                 job_id=job.id,
                 code=code,
                 error=text,
@@ -261,8 +259,8 @@ class OutboxWorker:
                 exc_info=True,
             )
             return
-        _builds.mark_dead(
-            self._record, job_id=job.id, code=code, error=f"{text} Gave up after {attempts} attempts."
+        self._record.builds.mark_dead(
+            job_id=job.id, code=code, error=f"{text} Gave up after {attempts} attempts."
         )
         count_dead_lettered("build", code)
         logger.error(

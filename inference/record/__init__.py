@@ -1,7 +1,8 @@
 """The patient record: results filed one transaction each, FHIR R4 views, reader feedback, the
 hash-chained audit trail, patient consent and the outbox of deliveries to PACS.
 
-``Record(url)`` is the service; the frozen input dataclasses describe what the services hand it.
+``Record(url)`` is the service, one attribute per concern (``record.results``, ``record.audit``, ...);
+the frozen input dataclasses describe what the services hand it.
 """
 
 from inference.record._accounts import Account, Accounts, SessionRow
@@ -17,6 +18,7 @@ from inference.record._errors import (
     RecordError,
     ResendConflict,
 )
+from inference.record._feedback import VERDICTS
 from inference.record._idempotency import request_keys
 from inference.record._inputs import (
     AuditIn,
@@ -32,10 +34,9 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._outbox import deliveries
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._shadow import ShadowPair, ShadowResults, ShadowScores, ShadowVersions, reader_truth
-from inference.record._store import VERDICTS, Record
+from inference.record._store import Record
 from inference.record._training_inputs import (
     LabelledInput,
     ReaderLabel,
@@ -93,6 +94,5 @@ __all__ = [
     "TriageRequestKeys",
     "TriageResultIn",
     "Verdict",
-    "deliveries",
     "request_keys",
 ]

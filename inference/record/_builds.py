@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
 from inference.record._types import UTCDateTime, iso, utcnow
@@ -32,7 +33,6 @@ from inference.record._types import UTCDateTime, iso, utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from inference.record._store import Record
 
 STATES: Final = ("pending", "done", "dead")
 _ERROR_MAX: Final = 512
@@ -95,191 +95,6 @@ def add_filed(
     )
 
 
-def spools_in_use(record: Record) -> set[str]:
-    """The spool folders some build row still refers to (relative to ``DXASSIST_HOME``)."""
-    with record.sessions() as session:
-        return {
-            str(spool)
-            for spool in session.scalars(
-                select(output_builds.c.spool).where(output_builds.c.spool.is_not(None)).distinct()
-            )
-        }
-
-
-def settle_filed(record: Record, *, result_id: str) -> str | None:
-    """Close the build row of a result whose outputs the filing process built and queued.
-
-    Returns:
-        The row's spool folder (relative to ``DXASSIST_HOME``), for the caller to delete; None when no
-        row was open or the outbox worker has taken it over meanwhile (it then deletes the spool).
-    """
-    try:
-        with record.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            row = session.execute(
-                select(output_builds.c.id, output_builds.c.spool).where(
-                    output_builds.c.result_id == result_id,
-                    output_builds.c.state == "pending",
-                    output_builds.c.attempts == 0,
-                )
-            ).first()
-            if row is None:
-                return None
-            session.execute(
-                update(output_builds)
-                .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
-                .values(state="done", attempts=1, lease_until=None, spool=None)
-            )
-            spool: str | None = row.spool
-            return spool
-    except DBAPIError as e:
-        raise RecordError("The build state could not be updated.") from e
-
-
-def add_failed(
-    record: Record,
-    *,
-    result_id: str,
-    destinations: Sequence[str],
-    code: str,
-    error: str,
-    spool: str | None,
-    next_attempt_at: datetime,
-    dead: bool = False,
-) -> None:
-    """Record a first failed build of a result's outputs (one attempt made).
-
-    A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row,
-    or the row filed with the result that no attempt has closed yet, is updated, for the destinations
-    named now.
-    """
-    now = utcnow()
-    values = {
-        "destinations": ",".join(destinations)[:1024],
-        "state": "dead" if dead else "pending",
-        "attempts": 1,
-        "next_attempt_at": next_attempt_at,
-        "lease_until": None,
-        "error_code": code[:32],
-        "last_error": error[:_ERROR_MAX],
-        "spool": spool,
-        "dead_at": now if dead else None,
-    }
-    try:
-        with record.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            existing = session.execute(
-                select(output_builds.c.id, output_builds.c.state, output_builds.c.attempts).where(
-                    output_builds.c.result_id == result_id
-                )
-            ).first()
-            if existing is None:
-                session.execute(insert(output_builds).values(result_id=result_id, created=now, **values))
-            elif existing.state == "done" or (existing.state == "pending" and existing.attempts == 0):
-                session.execute(
-                    update(output_builds).where(output_builds.c.id == existing.id).values(**values)
-                )
-    except (DBAPIError, IntegrityError) as e:
-        raise RecordError("The failed build could not be recorded.") from e
-
-
-def claim_next(
-    record: Record, *, now: datetime | None = None, lease_seconds: float = 300.0
-) -> BuildJob | None:
-    """Hand out the oldest due pending build that no other worker holds."""
-    now = now or utcnow()
-    with record.sessions() as session, session.begin():
-        session.connection(execution_options={IMMEDIATE: True})
-        row = session.execute(
-            select(output_builds)
-            .where(
-                output_builds.c.state == "pending",
-                output_builds.c.next_attempt_at <= now,
-                or_(output_builds.c.lease_until.is_(None), output_builds.c.lease_until <= now),
-            )
-            .order_by(output_builds.c.id)
-            .limit(1)
-        ).first()
-        if row is None:
-            return None
-        session.execute(
-            update(output_builds)
-            .where(output_builds.c.id == row.id)
-            .values(lease_until=now + timedelta(seconds=lease_seconds))
-        )
-        return BuildJob(
-            id=row.id,
-            result_id=row.result_id,
-            destinations=tuple(name for name in row.destinations.split(",") if name),
-            attempts=row.attempts,
-            spool=row.spool,
-        )
-
-
-def _finish(record: Record, job_id: int, values: dict[str, Any]) -> None:
-    try:
-        with record.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            session.execute(
-                update(output_builds)
-                .where(output_builds.c.id == job_id, output_builds.c.state == "pending")
-                .values(**values)
-            )
-    except DBAPIError as e:
-        raise RecordError("The build state could not be updated.") from e
-
-
-def mark_done(record: Record, *, job_id: int) -> None:
-    """The outputs were built and are in the outbox."""
-    _finish(
-        record,
-        job_id,
-        {"state": "done", "attempts": output_builds.c.attempts + 1, "lease_until": None, "spool": None},
-    )
-
-
-def mark_retry(record: Record, *, job_id: int, code: str, error: str, next_attempt_at: datetime) -> None:
-    """The build failed again; try after ``next_attempt_at``."""
-    _finish(
-        record,
-        job_id,
-        {
-            "attempts": output_builds.c.attempts + 1,
-            "next_attempt_at": next_attempt_at,
-            "lease_until": None,
-            "error_code": code[:32],
-            "last_error": error[:_ERROR_MAX],
-        },
-    )
-
-
-def mark_dead(record: Record, *, job_id: int, code: str, error: str) -> None:
-    """The build ran out of attempts: dead letter until an operator retries it."""
-    _finish(
-        record,
-        job_id,
-        {
-            "state": "dead",
-            "attempts": output_builds.c.attempts + 1,
-            "lease_until": None,
-            "error_code": code[:32],
-            "last_error": error[:_ERROR_MAX],
-            "dead_at": utcnow(),
-        },
-    )
-
-
-def for_result(record: Record, *, result_id: str) -> dict[str, Any] | None:
-    """The build row of a result that is not done (pending or dead), else None."""
-    with record.sessions() as session:
-        row = session.execute(
-            select(output_builds).where(
-                output_builds.c.result_id == result_id, output_builds.c.state != "done"
-            )
-        ).first()
-    return None if row is None else _public(row)
-
-
 def _public(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -294,45 +109,222 @@ def _public(row: Any) -> dict[str, Any]:
     }
 
 
-def dead(record: Record, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """The dead builds, oldest first."""
-    with record.sessions() as session:
-        rows = session.execute(
-            select(output_builds)
-            .where(output_builds.c.state == "dead")
-            .order_by(output_builds.c.id)
-            .limit(limit)
-        )
-        return [_public(row) for row in rows]
+class Builds:
+    """The queue of results whose DICOM outputs are still owed to destinations."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-def count(record: Record, *, state: str) -> int:
-    """How many builds are in ``state``."""
-    with record.sessions() as session:
-        return int(
-            session.scalar(
-                select(func.count()).select_from(output_builds).where(output_builds.c.state == state)
-            )
-            or 0
-        )
+    def spools_in_use(self) -> set[str]:
+        """The spool folders some build row still refers to (relative to ``DXASSIST_HOME``)."""
+        with self._db.sessions() as session:
+            return {
+                str(spool)
+                for spool in session.scalars(
+                    select(output_builds.c.spool).where(output_builds.c.spool.is_not(None)).distinct()
+                )
+            }
 
+    def settle_filed(self, *, result_id: str) -> str | None:
+        """Close the build row of a result whose outputs the filing process built and queued.
 
-def requeue(record: Record, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
-    """Give dead builds a fresh set of attempts (``ids``, or all when None); return those moved."""
-    now = now or utcnow()
-    try:
-        with record.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            query = select(output_builds.c.id).where(output_builds.c.state == "dead")
-            if ids is not None:
-                query = query.where(output_builds.c.id.in_(list(ids)))
-            found = list(session.scalars(query))
-            if found:
+        Returns:
+            The row's spool folder (relative to ``DXASSIST_HOME``), for the caller to delete; None when no
+            row was open or the outbox worker has taken it over meanwhile (it then deletes the spool).
+        """
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                row = session.execute(
+                    select(output_builds.c.id, output_builds.c.spool).where(
+                        output_builds.c.result_id == result_id,
+                        output_builds.c.state == "pending",
+                        output_builds.c.attempts == 0,
+                    )
+                ).first()
+                if row is None:
+                    return None
                 session.execute(
                     update(output_builds)
-                    .where(output_builds.c.id.in_(found), output_builds.c.state == "dead")
-                    .values(state="pending", attempts=0, next_attempt_at=now, lease_until=None, dead_at=None)
+                    .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
+                    .values(state="done", attempts=1, lease_until=None, spool=None)
                 )
-            return found
-    except DBAPIError as e:
-        raise RecordError("The build queue could not be updated; nothing was requeued.") from e
+                spool: str | None = row.spool
+                return spool
+        except DBAPIError as e:
+            raise RecordError("The build state could not be updated.") from e
+
+    def add_failed(
+        self,
+        *,
+        result_id: str,
+        destinations: Sequence[str],
+        code: str,
+        error: str,
+        spool: str | None,
+        next_attempt_at: datetime,
+        dead: bool = False,
+    ) -> None:
+        """Record a first failed build of a result's outputs (one attempt made).
+
+        A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row,
+        or the row filed with the result that no attempt has closed yet, is updated, for the destinations
+        named now.
+        """
+        now = utcnow()
+        values = {
+            "destinations": ",".join(destinations)[:1024],
+            "state": "dead" if dead else "pending",
+            "attempts": 1,
+            "next_attempt_at": next_attempt_at,
+            "lease_until": None,
+            "error_code": code[:32],
+            "last_error": error[:_ERROR_MAX],
+            "spool": spool,
+            "dead_at": now if dead else None,
+        }
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                existing = session.execute(
+                    select(output_builds.c.id, output_builds.c.state, output_builds.c.attempts).where(
+                        output_builds.c.result_id == result_id
+                    )
+                ).first()
+                if existing is None:
+                    session.execute(insert(output_builds).values(result_id=result_id, created=now, **values))
+                elif existing.state == "done" or (existing.state == "pending" and existing.attempts == 0):
+                    session.execute(
+                        update(output_builds).where(output_builds.c.id == existing.id).values(**values)
+                    )
+        except (DBAPIError, IntegrityError) as e:
+            raise RecordError("The failed build could not be recorded.") from e
+
+    def claim_next(self, *, now: datetime | None = None, lease_seconds: float = 300.0) -> BuildJob | None:
+        """Hand out the oldest due pending build that no other worker holds."""
+        now = now or utcnow()
+        with self._db.sessions() as session, session.begin():
+            session.connection(execution_options={IMMEDIATE: True})
+            row = session.execute(
+                select(output_builds)
+                .where(
+                    output_builds.c.state == "pending",
+                    output_builds.c.next_attempt_at <= now,
+                    or_(output_builds.c.lease_until.is_(None), output_builds.c.lease_until <= now),
+                )
+                .order_by(output_builds.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            session.execute(
+                update(output_builds)
+                .where(output_builds.c.id == row.id)
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+            )
+            return BuildJob(
+                id=row.id,
+                result_id=row.result_id,
+                destinations=tuple(name for name in row.destinations.split(",") if name),
+                attempts=row.attempts,
+                spool=row.spool,
+            )
+
+    def _finish(self, job_id: int, values: dict[str, Any]) -> None:
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                session.execute(
+                    update(output_builds)
+                    .where(output_builds.c.id == job_id, output_builds.c.state == "pending")
+                    .values(**values)
+                )
+        except DBAPIError as e:
+            raise RecordError("The build state could not be updated.") from e
+
+    def mark_done(self, *, job_id: int) -> None:
+        """The outputs were built and are in the outbox."""
+        self._finish(
+            job_id,
+            {"state": "done", "attempts": output_builds.c.attempts + 1, "lease_until": None, "spool": None},
+        )
+
+    def mark_retry(self, *, job_id: int, code: str, error: str, next_attempt_at: datetime) -> None:
+        """The build failed again; try after ``next_attempt_at``."""
+        self._finish(
+            job_id,
+            {
+                "attempts": output_builds.c.attempts + 1,
+                "next_attempt_at": next_attempt_at,
+                "lease_until": None,
+                "error_code": code[:32],
+                "last_error": error[:_ERROR_MAX],
+            },
+        )
+
+    def mark_dead(self, *, job_id: int, code: str, error: str) -> None:
+        """The build ran out of attempts: dead letter until an operator retries it."""
+        self._finish(
+            job_id,
+            {
+                "state": "dead",
+                "attempts": output_builds.c.attempts + 1,
+                "lease_until": None,
+                "error_code": code[:32],
+                "last_error": error[:_ERROR_MAX],
+                "dead_at": utcnow(),
+            },
+        )
+
+    def for_result(self, *, result_id: str) -> dict[str, Any] | None:
+        """The build row of a result that is not done (pending or dead), else None."""
+        with self._db.sessions() as session:
+            row = session.execute(
+                select(output_builds).where(
+                    output_builds.c.result_id == result_id, output_builds.c.state != "done"
+                )
+            ).first()
+        return None if row is None else _public(row)
+
+    def dead(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """The dead builds, oldest first."""
+        with self._db.sessions() as session:
+            rows = session.execute(
+                select(output_builds)
+                .where(output_builds.c.state == "dead")
+                .order_by(output_builds.c.id)
+                .limit(limit)
+            )
+            return [_public(row) for row in rows]
+
+    def count(self, *, state: str) -> int:
+        """How many builds are in ``state``."""
+        with self._db.sessions() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).select_from(output_builds).where(output_builds.c.state == state)
+                )
+                or 0
+            )
+
+    def requeue(self, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
+        """Give dead builds a fresh set of attempts (``ids``, or all when None); return those moved."""
+        now = now or utcnow()
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                query = select(output_builds.c.id).where(output_builds.c.state == "dead")
+                if ids is not None:
+                    query = query.where(output_builds.c.id.in_(list(ids)))
+                found = list(session.scalars(query))
+                if found:
+                    session.execute(
+                        update(output_builds)
+                        .where(output_builds.c.id.in_(found), output_builds.c.state == "dead")
+                        .values(
+                            state="pending", attempts=0, next_attempt_at=now, lease_until=None, dead_at=None
+                        )
+                    )
+                return found
+        except DBAPIError as e:
+            raise RecordError("The build queue could not be updated; nothing was requeued.") from e

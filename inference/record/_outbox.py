@@ -9,8 +9,8 @@ per destination however often it is enqueued. Rows of one destination are sent i
 the oldest pending row of a destination is ever handed out, so a later result never overtakes an
 earlier one that is waiting for its retry.
 
-Functions here take the :class:`~inference.record.Record` and use its sessionmaker; ``last_error`` holds
-transport and status text only, never patient data.
+:class:`Outbox` is ``Record.outbox`` (it works through the record's one session factory); ``last_error``
+holds transport and status text only, never patient data.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
 from inference.record._types import UTCDateTime, iso, utcnow
@@ -43,7 +44,6 @@ from inference.record._types import UTCDateTime, iso, utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from inference.record._store import Record
 
 logger = logging.getLogger(__name__)
 
@@ -104,303 +104,292 @@ def _write_session(session: Session) -> None:
     session.connection(execution_options={IMMEDIATE: True})
 
 
-def enqueue(
-    record: Record, *, result_id: str, destinations: Sequence[str], objects: Sequence[OutboxObject]
-) -> int:
-    """Put every object in the outbox for every destination, once; already queued pairs are kept as they are.
+class Outbox:
+    """The outbox of deliveries to PACS destinations (one row per object and destination)."""
 
-    Args:
-        record: The patient record.
-        result_id: The committed result the objects were made from.
-        destinations: Destination names (from the settings).
-        objects: The objects to deliver.
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    Returns:
-        How many rows were added (0 when everything was queued already).
+    def enqueue(self, *, result_id: str, destinations: Sequence[str], objects: Sequence[OutboxObject]) -> int:
+        """Put every object in the outbox for every destination, once; queued pairs are kept as they are.
 
-    Raises:
-        RecordError: A kind outside ``sr``/``sc`` or a database failure.
-    """
-    for obj in objects:
-        if obj.kind not in KINDS:
-            raise RecordError(
-                f"Outbox object kind {obj.kind!r} is not accepted; use one of {', '.join(KINDS)}."
+        Args:
+            result_id: The committed result the objects were made from.
+            destinations: Destination names (from the settings).
+            objects: The objects to deliver.
+
+        Returns:
+            How many rows were added (0 when everything was queued already).
+
+        Raises:
+            RecordError: A kind outside ``sr``/``sc`` or a database failure.
+        """
+        for obj in objects:
+            if obj.kind not in KINDS:
+                raise RecordError(
+                    f"Outbox object kind {obj.kind!r} is not accepted; use one of {', '.join(KINDS)}."
+                )
+        if not destinations or not objects:
+            return 0
+        for _attempt in range(3):
+            try:
+                with self._db.sessions() as session, session.begin():
+                    _write_session(session)
+                    existing = {
+                        (row.destination, row.object_uid)
+                        for row in session.execute(
+                            select(outbox.c.destination, outbox.c.object_uid).where(
+                                outbox.c.result_id == result_id
+                            )
+                        )
+                    }
+                    now = utcnow()
+                    rows = [
+                        {
+                            "result_id": result_id,
+                            "destination": destination,
+                            "kind": obj.kind,
+                            "object_uid": obj.object_uid,
+                            "sop_class_uid": obj.sop_class_uid,
+                            "payload": obj.payload,
+                            "state": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created": now,
+                        }
+                        for destination in destinations
+                        for obj in objects
+                        if (destination, obj.object_uid) not in existing
+                    ]
+                    if rows:
+                        session.execute(insert(outbox), rows)
+                    return len(rows)
+            except IntegrityError:
+                # A concurrent enqueue of the same result won the race: read what it wrote and try again.
+                logger.info("A concurrent enqueue of the same result won a race; retrying.")
+            except DBAPIError as e:
+                raise RecordError("The outbox could not be written; nothing was queued.") from e
+        raise RecordError("The outbox could not be written because concurrent enqueues kept conflicting.")
+
+    def claim_next(
+        self, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0
+    ) -> OutboxItem | None:
+        """Hand out the oldest pending object of a destination when due and not leased by another worker.
+
+        Only the oldest pending row is considered, so deliveries of one destination keep their order.
+
+        Returns:
+            The claimed item, or ``None`` when nothing of this destination is due now.
+        """
+        now = now or utcnow()
+        with self._db.sessions() as session, session.begin():
+            _write_session(session)
+            row = session.execute(
+                select(outbox)
+                .where(outbox.c.destination == destination, outbox.c.state == "pending")
+                .order_by(outbox.c.id)
+                .limit(1)
+            ).first()
+            if row is None or row.next_attempt_at > now:
+                return None
+            if row.lease_until is not None and row.lease_until > now:
+                return None
+            claimed = session.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == row.id,
+                    outbox.c.state == "pending",
+                    or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+                )
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
             )
-    if not destinations or not objects:
-        return 0
-    for _attempt in range(3):
+            if getattr(claimed, "rowcount", 0) != 1:
+                return None
+            return OutboxItem(
+                id=row.id,
+                result_id=row.result_id,
+                destination=row.destination,
+                kind=row.kind,
+                object_uid=row.object_uid,
+                sop_class_uid=row.sop_class_uid,
+                payload=row.payload,
+                attempts=row.attempts,
+            )
+
+    def _finish(self, item_id: int, values: dict[str, Any]) -> None:
         try:
-            with record.sessions() as session, session.begin():
+            with self._db.sessions() as session, session.begin():
                 _write_session(session)
-                existing = {
-                    (row.destination, row.object_uid)
-                    for row in session.execute(
-                        select(outbox.c.destination, outbox.c.object_uid).where(
-                            outbox.c.result_id == result_id
+                session.execute(
+                    update(outbox).where(outbox.c.id == item_id, outbox.c.state == "pending").values(**values)
+                )
+        except DBAPIError as e:
+            raise RecordError("The outbox state could not be updated.") from e
+
+    def mark_sent(self, *, item_id: int, now: datetime | None = None) -> None:
+        """The destination accepted the object."""
+        now = now or utcnow()
+        self._finish(
+            item_id,
+            {
+                "state": "sent",
+                "sent_at": now,
+                "attempts": outbox.c.attempts + 1,
+                "lease_until": None,
+                "last_error": None,
+            },
+        )
+
+    def mark_retry(
+        self, *, item_id: int, error: str, next_attempt_at: datetime, code: str | None = None
+    ) -> None:
+        """The attempt failed for a reason that may pass (destination down, busy, out of resources)."""
+        self._finish(
+            item_id,
+            {
+                "attempts": outbox.c.attempts + 1,
+                "next_attempt_at": next_attempt_at,
+                "lease_until": None,
+                "last_error": error[:_ERROR_MAX],
+                "error_code": code,
+            },
+        )
+
+    def mark_dead(self, *, item_id: int, error: str, code: str, now: datetime | None = None) -> None:
+        """The object goes to the dead-letter state: refused for good, or out of attempts. Not sent again
+        until an operator retries it (:func:`requeue`)."""
+        self._finish(
+            item_id,
+            {
+                "state": "dead",
+                "attempts": outbox.c.attempts + 1,
+                "lease_until": None,
+                "last_error": error[:_ERROR_MAX],
+                "error_code": code[:32],
+                "dead_at": now or utcnow(),
+            },
+        )
+
+    def dead(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """The dead letters of the outbox, oldest first: ``{id, result_id, destination, kind, object,
+        attempts, error_code, last_error, dead_at}``."""
+        with self._db.sessions() as session:
+            rows = session.execute(
+                select(
+                    outbox.c.id,
+                    outbox.c.result_id,
+                    outbox.c.destination,
+                    outbox.c.kind,
+                    outbox.c.object_uid,
+                    outbox.c.attempts,
+                    outbox.c.error_code,
+                    outbox.c.last_error,
+                    outbox.c.dead_at,
+                )
+                .where(outbox.c.state == "dead")
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            return [
+                {
+                    "id": row.id,
+                    "result_id": row.result_id,
+                    "destination": row.destination,
+                    "kind": row.kind,
+                    "object": row.object_uid,
+                    "attempts": row.attempts,
+                    "error_code": row.error_code,
+                    "last_error": row.last_error,
+                    "dead_at": iso(row.dead_at) if row.dead_at is not None else None,
+                }
+                for row in rows
+            ]
+
+    def count_dead(self) -> int:
+        """How many objects are in the dead-letter state."""
+        with self._db.sessions() as session:
+            return int(
+                session.scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "dead")) or 0
+            )
+
+    def requeue(self, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
+        """Give dead objects a fresh set of attempts (``ids``, or every dead one when None); return them.
+
+        The row keeps its id, so it takes its old place in its destination's queue: results still reach the
+        destination in the order they were filed.
+        """
+        now = now or utcnow()
+        try:
+            with self._db.sessions() as session, session.begin():
+                _write_session(session)
+                query = select(outbox.c.id).where(outbox.c.state == "dead")
+                if ids is not None:
+                    query = query.where(outbox.c.id.in_(list(ids)))
+                found = list(session.scalars(query))
+                if found:
+                    session.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(found), outbox.c.state == "dead")
+                        .values(
+                            state="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            lease_until=None,
+                            dead_at=None,
                         )
                     )
-                }
-                now = utcnow()
-                rows = [
-                    {
-                        "result_id": result_id,
-                        "destination": destination,
-                        "kind": obj.kind,
-                        "object_uid": obj.object_uid,
-                        "sop_class_uid": obj.sop_class_uid,
-                        "payload": obj.payload,
-                        "state": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created": now,
-                    }
-                    for destination in destinations
-                    for obj in objects
-                    if (destination, obj.object_uid) not in existing
-                ]
-                if rows:
-                    session.execute(insert(outbox), rows)
-                return len(rows)
-        except IntegrityError:
-            # A concurrent enqueue of the same result won the race: read what it wrote and try again.
-            logger.info("A concurrent enqueue of the same result won a race; retrying.")
+                return found
         except DBAPIError as e:
-            raise RecordError("The outbox could not be written; nothing was queued.") from e
-    raise RecordError("The outbox could not be written because concurrent enqueues kept conflicting.")
+            raise RecordError("The outbox could not be updated; nothing was requeued.") from e
 
+    def count_pending(self, *, destination: str | None = None) -> int:
+        """How many objects wait for delivery (to one destination, or to all)."""
+        query = select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
+        if destination is not None:
+            query = query.where(outbox.c.destination == destination)
+        with self._db.sessions() as session:
+            return int(session.scalar(query) or 0)
 
-def claim_next(
-    record: Record, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0
-) -> OutboxItem | None:
-    """Hand out the oldest pending object of a destination when it is due and not leased by another worker.
-
-    Only the oldest pending row is considered, so deliveries of one destination keep their order.
-
-    Returns:
-        The claimed item, or ``None`` when nothing of this destination is due now.
-    """
-    now = now or utcnow()
-    with record.sessions() as session, session.begin():
-        _write_session(session)
-        row = session.execute(
-            select(outbox)
-            .where(outbox.c.destination == destination, outbox.c.state == "pending")
-            .order_by(outbox.c.id)
-            .limit(1)
-        ).first()
-        if row is None or row.next_attempt_at > now:
-            return None
-        if row.lease_until is not None and row.lease_until > now:
-            return None
-        claimed = session.execute(
-            update(outbox)
-            .where(
-                outbox.c.id == row.id,
-                outbox.c.state == "pending",
-                or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+    def pending_destinations(self) -> list[str]:
+        """Destination names that have objects waiting."""
+        with self._db.sessions() as session:
+            return sorted(
+                session.scalars(select(outbox.c.destination).where(outbox.c.state == "pending").distinct())
             )
-            .values(lease_until=now + timedelta(seconds=lease_seconds))
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
-            return None
-        return OutboxItem(
-            id=row.id,
-            result_id=row.result_id,
-            destination=row.destination,
-            kind=row.kind,
-            object_uid=row.object_uid,
-            sop_class_uid=row.sop_class_uid,
-            payload=row.payload,
-            attempts=row.attempts,
-        )
 
+    def deliveries(self, *, result_id: str) -> list[dict[str, Any]]:
+        """The delivery state of every object of a result, for ``GET /v1/results/{id}``.
 
-def _finish(record: Record, item_id: int, values: dict[str, Any]) -> None:
-    try:
-        with record.sessions() as session, session.begin():
-            _write_session(session)
-            session.execute(
-                update(outbox).where(outbox.c.id == item_id, outbox.c.state == "pending").values(**values)
-            )
-    except DBAPIError as e:
-        raise RecordError("The outbox state could not be updated.") from e
-
-
-def mark_sent(record: Record, *, item_id: int, now: datetime | None = None) -> None:
-    """The destination accepted the object."""
-    now = now or utcnow()
-    _finish(
-        record,
-        item_id,
-        {
-            "state": "sent",
-            "sent_at": now,
-            "attempts": outbox.c.attempts + 1,
-            "lease_until": None,
-            "last_error": None,
-        },
-    )
-
-
-def mark_retry(
-    record: Record, *, item_id: int, error: str, next_attempt_at: datetime, code: str | None = None
-) -> None:
-    """The attempt failed for a reason that may pass (destination down, busy, out of resources)."""
-    _finish(
-        record,
-        item_id,
-        {
-            "attempts": outbox.c.attempts + 1,
-            "next_attempt_at": next_attempt_at,
-            "lease_until": None,
-            "last_error": error[:_ERROR_MAX],
-            "error_code": code,
-        },
-    )
-
-
-def mark_dead(record: Record, *, item_id: int, error: str, code: str, now: datetime | None = None) -> None:
-    """The object goes to the dead-letter state: refused for good, or out of attempts. Not sent again
-    until an operator retries it (:func:`requeue`)."""
-    _finish(
-        record,
-        item_id,
-        {
-            "state": "dead",
-            "attempts": outbox.c.attempts + 1,
-            "lease_until": None,
-            "last_error": error[:_ERROR_MAX],
-            "error_code": code[:32],
-            "dead_at": now or utcnow(),
-        },
-    )
-
-
-def dead(record: Record, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """The dead letters of the outbox, oldest first: ``{id, result_id, destination, kind, object,
-    attempts, error_code, last_error, dead_at}``."""
-    with record.sessions() as session:
-        rows = session.execute(
-            select(
-                outbox.c.id,
-                outbox.c.result_id,
-                outbox.c.destination,
-                outbox.c.kind,
-                outbox.c.object_uid,
-                outbox.c.attempts,
-                outbox.c.error_code,
-                outbox.c.last_error,
-                outbox.c.dead_at,
-            )
-            .where(outbox.c.state == "dead")
-            .order_by(outbox.c.id)
-            .limit(limit)
-        )
-        return [
-            {
-                "id": row.id,
-                "result_id": row.result_id,
-                "destination": row.destination,
-                "kind": row.kind,
-                "object": row.object_uid,
-                "attempts": row.attempts,
-                "error_code": row.error_code,
-                "last_error": row.last_error,
-                "dead_at": iso(row.dead_at) if row.dead_at is not None else None,
-            }
-            for row in rows
-        ]
-
-
-def count_dead(record: Record) -> int:
-    """How many objects are in the dead-letter state."""
-    with record.sessions() as session:
-        return int(
-            session.scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "dead")) or 0
-        )
-
-
-def requeue(record: Record, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
-    """Give dead objects a fresh set of attempts (``ids``, or every dead one when None); return those moved.
-
-    The row keeps its id, so it takes its old place in its destination's queue: results still reach the
-    destination in the order they were filed.
-    """
-    now = now or utcnow()
-    try:
-        with record.sessions() as session, session.begin():
-            _write_session(session)
-            query = select(outbox.c.id).where(outbox.c.state == "dead")
-            if ids is not None:
-                query = query.where(outbox.c.id.in_(list(ids)))
-            found = list(session.scalars(query))
-            if found:
-                session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(found), outbox.c.state == "dead")
-                    .values(
-                        state="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                        lease_until=None,
-                        dead_at=None,
-                    )
+        Returns:
+            ``[{destination, kind, object, state, attempts, sent_at, last_error, error}]`` in queue order;
+            ``object`` is the SOP Instance UID of the delivered DICOM object, ``error`` the code of the last
+            failure.
+        """
+        with self._db.sessions() as session:
+            rows = session.execute(
+                select(
+                    outbox.c.destination,
+                    outbox.c.kind,
+                    outbox.c.object_uid,
+                    outbox.c.state,
+                    outbox.c.attempts,
+                    outbox.c.sent_at,
+                    outbox.c.last_error,
+                    outbox.c.error_code,
                 )
-            return found
-    except DBAPIError as e:
-        raise RecordError("The outbox could not be updated; nothing was requeued.") from e
-
-
-def count_pending(record: Record, *, destination: str | None = None) -> int:
-    """How many objects wait for delivery (to one destination, or to all)."""
-    query = select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
-    if destination is not None:
-        query = query.where(outbox.c.destination == destination)
-    with record.sessions() as session:
-        return int(session.scalar(query) or 0)
-
-
-def pending_destinations(record: Record) -> list[str]:
-    """Destination names that have objects waiting."""
-    with record.sessions() as session:
-        return sorted(
-            session.scalars(select(outbox.c.destination).where(outbox.c.state == "pending").distinct())
-        )
-
-
-def deliveries(record: Record, *, result_id: str) -> list[dict[str, Any]]:
-    """The delivery state of every object of a result, for ``GET /v1/results/{id}``.
-
-    Returns:
-        ``[{destination, kind, object, state, attempts, sent_at, last_error, error}]`` in queue order;
-        ``object`` is the SOP Instance UID of the delivered DICOM object, ``error`` the code of the last
-        failure.
-    """
-    with record.sessions() as session:
-        rows = session.execute(
-            select(
-                outbox.c.destination,
-                outbox.c.kind,
-                outbox.c.object_uid,
-                outbox.c.state,
-                outbox.c.attempts,
-                outbox.c.sent_at,
-                outbox.c.last_error,
-                outbox.c.error_code,
+                .where(outbox.c.result_id == result_id)
+                .order_by(outbox.c.id)
             )
-            .where(outbox.c.result_id == result_id)
-            .order_by(outbox.c.id)
-        )
-        return [
-            {
-                "destination": row.destination,
-                "kind": row.kind,
-                "object": row.object_uid,
-                "state": row.state,
-                "attempts": row.attempts,
-                "sent_at": iso(row.sent_at) if row.sent_at is not None else None,
-                "last_error": row.last_error,
-                "error": row.error_code,
-            }
-            for row in rows
-        ]
+            return [
+                {
+                    "destination": row.destination,
+                    "kind": row.kind,
+                    "object": row.object_uid,
+                    "state": row.state,
+                    "attempts": row.attempts,
+                    "sent_at": iso(row.sent_at) if row.sent_at is not None else None,
+                    "last_error": row.last_error,
+                    "error": row.error_code,
+                }
+                for row in rows
+            ]

@@ -53,7 +53,7 @@ def audit_verify(settings: Settings, *, stream: TextIO | None = None) -> int:
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
-        report = record.verify_audit()
+        report = record.audit.verify()
     finally:
         record.close()
     if report.ok:
@@ -104,14 +104,14 @@ def _label(verdict: dict[str, Any], positive: bool) -> str:
 def _label_rows(
     record: Record, study_uid: str, pseudonym: str, new_study_uid: str, secret: bytes
 ) -> list[dict[str, str]]:
-    result = record.latest_study_result(study_instance_uid=study_uid)
+    result = record.results.latest_for_study(study_instance_uid=study_uid)
     if result is None:
         return []
     findings = {f["code"]: f for f in result.get("findings", [])}
     # The result id would link the export back to the identified record: a keyed digest replaces it.
     ref = hmac.new(secret, f"result\x00{result['result_id']}".encode(), hashlib.sha256).hexdigest()[:20]
     rows = []
-    for feedback in record.feedback(result_id=str(result["result_id"])):
+    for feedback in record.feedback.for_result(result_id=str(result["result_id"])):
         for verdict in feedback["verdicts"]:
             finding = findings.get(verdict["code"])
             if finding is None:
@@ -190,7 +190,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted
                 summary.skipped_unreadable += 1
                 continue
-            if not record.ai_processing_allowed(identifier=identifier, issuer=issuer):
+            if not record.consent.ai_processing_allowed(identifier=identifier, issuer=issuer):
                 summary.skipped_consent += 1
                 continue
             try:
@@ -228,7 +228,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             },
         }
         (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        record.append_audit(
+        record.audit.append(
             subject=f"cli:{getpass.getuser()}",
             role="admin",
             facility=None,

@@ -31,7 +31,7 @@ async def audit(
     """
     principal = actor.principal
     await db(
-        ctx.record.append_audit,
+        ctx.record.audit.append,
         subject=principal.subject,
         role=principal.role,
         facility=principal.facility,
@@ -95,7 +95,11 @@ async def authorise(
         return "success"
     scope = scope_for(actor.principal)
     ground = await db(
-        ctx.record.access_basis, scope=scope, patient_id=patient_id, owner=owner, patient_level=patient_level
+        ctx.record.patients.access_basis,
+        scope=scope,
+        patient_id=patient_id,
+        owner=owner,
+        patient_level=patient_level,
     )
     if ground is not None:
         return "break_glass" if ground == BREAK_GLASS else "success"
@@ -146,7 +150,7 @@ async def audit_disclosed(
     principal = actor.principal
     unique: list[str | None] = [*dict.fromkeys(patients)] or [None]
     await db(
-        ctx.record.append_audits,
+        ctx.record.audit.append_many,
         entries=[
             {
                 "subject": principal.subject,

@@ -35,7 +35,7 @@ async def audit_event_search(
         InvalidSearch: An unsupported parameter or a malformed value.
     """
     filters = audit_events.filters(params, strict=strict)
-    total, entries = await db(ctx.record.search_audit, **filters, facility=_facility_scope(actor))
+    total, entries = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
     # Every patient the page names is disclosed to the auditor: one entry each (one when none).
     await audit_disclosed(
         ctx,
@@ -62,9 +62,9 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
         NotFound: No entry has this id.
     """
     seq = int(event_id) if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18 else -1
-    _total, entries = await db(ctx.record.search_audit, seq=seq, limit=1, facility=_facility_scope(actor))
+    _total, entries = await db(ctx.record.audit.search, seq=seq, limit=1, facility=_facility_scope(actor))
     if not entries and _facility_scope(actor) is not None:
-        _total, hidden = await db(ctx.record.search_audit, seq=seq, limit=1)
+        _total, hidden = await db(ctx.record.audit.search, seq=seq, limit=1)
         if hidden:
             await audit(
                 ctx, actor, action=_ACTION, outcome="denied", resource_type="AuditEvent", resource_id=event_id
@@ -100,7 +100,7 @@ def record_model_change(record: Record, model: ServedModel) -> None:
     Raises:
         RecordError: The event could not be written.
     """
-    record.append_audit(
+    record.audit.append(
         subject=SYSTEM_SUBJECT,
         role=SYSTEM_ROLE,
         facility=None,

@@ -37,7 +37,7 @@ async def open_break_glass(
         issuer = patient.issuer
         if not (issuer or "").strip() and principal.facility is not None:
             issuer = default_issuer(ctx, principal.facility)
-        patient_id = await db(ctx.record.find_patient, identifier=patient.identifier, issuer=issuer)
+        patient_id = await db(ctx.record.patients.find, identifier=patient.identifier, issuer=issuer)
     if patient_id is None:
         await audit(ctx, actor, action=OPEN, outcome="not_found", resource_type="Patient")
         raise NotFound("No patient has this identifier and issuer.")
@@ -50,7 +50,7 @@ async def open_break_glass(
     )
     try:
         return await db(
-            ctx.record.open_break_glass, patient_id=patient_id, reason=reason, minutes=minutes, audit=entry
+            ctx.record.break_glass.open, patient_id=patient_id, reason=reason, minutes=minutes, audit=entry
         )
     except NotFound:
         await audit(
@@ -67,7 +67,7 @@ async def list_break_glass(
     principal = actor.principal
     facility = None if principal.role == Role.ADMIN else principal.facility
     total, items = await db(
-        ctx.record.break_glass_grants, facility=facility, active_only=active_only, limit=limit, offset=offset
+        ctx.record.break_glass.grants, facility=facility, active_only=active_only, limit=limit, offset=offset
     )
     await audit_disclosed(
         ctx, actor, action=READ, resource_type="BreakGlass", patients=[str(i["patient_id"]) for i in items]

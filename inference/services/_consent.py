@@ -24,7 +24,7 @@ async def check_ai_consent(ctx: Context, actor: Actor, *, patient: PatientIn, ac
     Raises:
         ConsentObjection: The patient objected (HTTP 409 ``consent_objection``).
     """
-    found = await db(ctx.record.consent_for, identifier=patient.identifier, issuer=patient.issuer)
+    found = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
     if found is None or found.ai_processing:
         return
     await audit(
@@ -46,7 +46,7 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         NotFound: No patient has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    state = await db(ctx.record.consent, patient_id=patient_id)
+    state = await db(ctx.record.consent.get, patient_id=patient_id)
     await authorise_patient(
         ctx,
         actor,
@@ -85,10 +85,10 @@ async def set_consent(
         NotFound: No patient has this id.
         Forbidden: The caller's facility does not hold the patient.
     """
-    await db(ctx.record.consent, patient_id=patient_id)  # NotFound before anything else
+    await db(ctx.record.consent.get, patient_id=patient_id)  # NotFound before anything else
     await authorise_holder(ctx, actor, action="consent:write", patient_id=patient_id)
     state = await db(
-        ctx.record.set_consent,
+        ctx.record.consent.set,
         patient_id=patient_id,
         ai_processing=ai_processing,
         national_sharing=national_sharing,
@@ -128,9 +128,9 @@ async def set_consent_by_identifier(
             not hold it.
     """
     patient = identify(ctx, actor, patient)
-    known = await db(ctx.record.consent_for, identifier=patient.identifier, issuer=patient.issuer)
+    known = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
     if known is None:
-        patient_id = await db(ctx.record.register_patient, patient=PatientIn(**_keys(patient)))
+        patient_id = await db(ctx.record.patients.register, patient=PatientIn(**_keys(patient)))
     else:
         patient_id = known.patient_id
     return await set_consent(
@@ -153,7 +153,7 @@ async def authorise_holder(ctx: Context, actor: Actor, *, action: str, patient_i
     scope = scope_for(principal)
     holder = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
     ground = await db(
-        ctx.record.access_basis, scope=holder, patient_id=patient_id, owner=None, patient_level=True
+        ctx.record.patients.access_basis, scope=holder, patient_id=patient_id, owner=None, patient_level=True
     )
     if ground is not None:
         return

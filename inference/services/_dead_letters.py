@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from inference.dicom._stable import DEAD_STUDIES_DIR
-from inference.record import _builds, _outbox
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -95,7 +94,7 @@ def list_dead_letters(*, record: Record, home: Path, kind: str | None = None) ->
                 error=row["last_error"],
                 since=row["dead_at"],
             )
-            for row in _builds.dead(record)
+            for row in record.builds.dead()
         ]
     if kind in (None, "delivery"):
         out += [
@@ -109,7 +108,7 @@ def list_dead_letters(*, record: Record, home: Path, kind: str | None = None) ->
                 error=row["last_error"],
                 since=row["dead_at"],
             )
-            for row in _outbox.dead(record)
+            for row in record.outbox.dead()
         ]
     return out
 
@@ -151,8 +150,8 @@ def retry_dead_letters(
         ids = [item.id for item in current]
     wanted = _parse(ids)
     known_studies = {item["key"] for item in dead_studies(home / DEAD_STUDIES_DIR)}
-    known_builds = {str(row["id"]) for row in _builds.dead(record, limit=1_000_000)}
-    known_deliveries = {str(row["id"]) for row in _outbox.dead(record, limit=1_000_000)}
+    known_builds = {str(row["id"]) for row in record.builds.dead(limit=1_000_000)}
+    known_deliveries = {str(row["id"]) for row in record.outbox.dead(limit=1_000_000)}
     missing = (
         [f"study:{ref}" for ref in wanted["study"] if ref not in known_studies]
         + [f"build:{ref}" for ref in wanted["build"] if ref not in known_builds]
@@ -168,10 +167,10 @@ def retry_dead_letters(
         if release_study(home / DEAD_STUDIES_DIR, home / INCOMING_DIR, ref)
     ]
     if wanted["build"]:
-        retried += [f"build:{n}" for n in _builds.requeue(record, ids=[int(r) for r in wanted["build"]])]
+        retried += [f"build:{n}" for n in record.builds.requeue(ids=[int(r) for r in wanted["build"]])]
     if wanted["delivery"]:
         numbers = [int(r) for r in wanted["delivery"]]
-        retried += [f"delivery:{n}" for n in _outbox.requeue(record, ids=numbers)]
+        retried += [f"delivery:{n}" for n in record.outbox.requeue(ids=numbers)]
     logger.info("dead letters retried", extra={"event": "dead_letter_retry", "instances": len(retried)})
     return retried
 
@@ -224,8 +223,8 @@ class DeadLetterGauge:
             try:
                 counts = {
                     "study": count_dead_studies(home / DEAD_STUDIES_DIR),
-                    "build": _builds.count(record, state="dead"),
-                    "delivery": _outbox.count_dead(record),
+                    "build": record.builds.count(state="dead"),
+                    "delivery": record.outbox.count_dead(),
                 }
             except Exception:  # a scrape must answer even while the database is down
                 logger.warning("The dead-letter counts could not be read for /metrics.", exc_info=True)

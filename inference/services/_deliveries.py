@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from inference.record import OutputsIn, _builds, deliveries
+from inference.record import OutputsIn, _builds
 from inference.record._types import utcnow
 from inference.services import _warnings
 from inference.services._context import Context, db
@@ -141,7 +141,7 @@ def sweep_spool(ctx: Context, *, older_than_seconds: float = _ORPHAN_AGE_SECONDS
         return 0
     removed = 0
     try:
-        in_use = _builds.spools_in_use(ctx.record)
+        in_use = ctx.record.builds.spools_in_use()
         cutoff = time.time() - older_than_seconds
         for folder in root.glob("filing-*"):
             relative = (SPOOL_DIR / folder.name).as_posix()
@@ -195,7 +195,7 @@ async def queue_outputs(
     except Exception as e:  # the result is committed; a writer or database failure must not lose it
         return await _build_failed(ctx, study=study, result=result, error=e, spool=spool)
     try:
-        settled = await db(_builds.settle_filed, ctx.record, result_id=str(result["result_id"]))
+        settled = await db(ctx.record.builds.settle_filed, result_id=str(result["result_id"]))
     except Exception:  # the outputs are queued; the build row is closed by the worker's own build
         logger.exception("the build filed with a result could not be closed")
     else:
@@ -227,8 +227,7 @@ async def _build_failed(
         if spool is None:
             spool = await db(_spool, ctx.settings.resolved_home, result_id, study.primary)
         await db(
-            _builds.add_failed,
-            ctx.record,
+            ctx.record.builds.add_failed,
             result_id=result_id,
             destinations=[d.name for d in outbox.destinations],
             code=code,
@@ -261,7 +260,7 @@ async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
 
     outbox = ctx.outbox
     assert outbox is not None
-    result = await db(ctx.record.get_result, result_id=job.result_id)
+    result = await db(ctx.record.results.get, result_id=job.result_id)
     if result is None:
         raise OutputsUnbuildable("The result of this build is no longer in the record.")
     home = ctx.settings.resolved_home
@@ -285,8 +284,8 @@ async def with_deliveries(ctx: Context, result: dict[str, Any]) -> dict[str, Any
     if result.get("kind") != "imaging":
         return result  # triage results are never delivered
     result_id = str(result["result_id"])
-    rows = await db(deliveries, ctx.record, result_id=result_id)
-    build = await db(_builds.for_result, ctx.record, result_id=result_id)
+    rows = await db(ctx.record.outbox.deliveries, result_id=result_id)
+    build = await db(ctx.record.builds.for_result, result_id=result_id)
     if build is None:
         return {**result, "deliveries": rows}
     # The outputs are not built yet: one entry per destination still waiting for them, and a warning.

@@ -35,7 +35,9 @@ def _report(
     base: dict[str, Any] = {"model": served.name, "version": served.version}
     if meta.reference is None:
         return {**base, "reference": False, "alert": False, "psi": {}, "observations": 0}
-    rows = record.recent_imaging_scores(model_name=served.name, model_version=served.version, limit=window)
+    rows = record.results.recent_imaging_scores(
+        model_name=served.name, model_version=served.version, limit=window
+    )
     report = compute_report(
         model=served.name,
         version=served.version,

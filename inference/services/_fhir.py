@@ -61,7 +61,7 @@ def _check_type(resource_type: str) -> None:
 
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
     """The CapabilityStatement of the FHIR views (no patient data: not audited)."""
-    return await db(ctx.record.capability_statement, base_url=base_url)
+    return await db(ctx.record.fhir.capability_statement, base_url=base_url)
 
 
 async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
         Forbidden: No ground of the access table lets the caller read it.
     """
     _check_type(resource_type)
-    owner = await db(ctx.record.fhir_owner, resource_type=resource_type, resource_id=resource_id)
+    owner = await db(ctx.record.fhir.owner, resource_type=resource_type, resource_id=resource_id)
     if owner is None:
         await audit(
             ctx,
@@ -94,7 +94,7 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
         resource_type=resource_type,
         resource_id=resource_id,
     )
-    resource = await db(ctx.record.fhir_read, resource_type=resource_type, resource_id=resource_id)
+    resource = await db(ctx.record.fhir.read, resource_type=resource_type, resource_id=resource_id)
     if resource is None:  # removed between the two reads: only a manual delete could do that
         raise NotFound(f"No {resource_type} has this id.")
     resource = _with_device_uid(resource, ctx.settings.record.org_root)
@@ -129,7 +129,7 @@ async def fhir_search(
     """
     _check_type(resource_type)
     bundle = await db(
-        ctx.record.fhir_search,
+        ctx.record.fhir.search,
         resource_type=resource_type,
         params=params,
         base_url=base_url,
@@ -142,7 +142,7 @@ async def fhir_search(
         patients = []
         for entry in bundle.get("entry", []):
             found = await db(
-                ctx.record.fhir_owner, resource_type="Provenance", resource_id=str(entry["resource"]["id"])
+                ctx.record.fhir.owner, resource_type="Provenance", resource_id=str(entry["resource"]["id"])
             )
             if found is not None and found[0] is not None:
                 patients.append(found[0])

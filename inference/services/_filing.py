@@ -31,9 +31,9 @@ async def file_result(
     imaging = isinstance(data, ImagingResultIn)
     try:
         if isinstance(data, ImagingResultIn):
-            stored = await db(ctx.record.save_imaging_result, data=data, audit=entry)
+            stored = await db(ctx.record.results.save_imaging, data=data, audit=entry)
         else:
-            stored = await db(ctx.record.save_triage_result, data=data, audit=entry)
+            stored = await db(ctx.record.results.save_triage, data=data, audit=entry)
     except Conflict as e:
         await audit(
             ctx,

@@ -110,10 +110,14 @@ async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) 
     cached = cache.get(key)
     if cached is not None:
         return cached
-    data = await db(ctx.record.rendering, result_id=result_id)
+    data = await db(ctx.record.results.rendering, result_id=result_id)
     if data is None:
         # Filed before renderings were kept: the overlay stored then is all there is.
-        return await db(ctx.record.heatmap, result_id=result_id, code=code) if picture == "overlay" else None
+        return (
+            await db(ctx.record.results.heatmap, result_id=result_id, code=code)
+            if picture == "overlay"
+            else None
+        )
     stored = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
     start = time.perf_counter()
     try:

@@ -151,7 +151,7 @@ async def analyse_decoded(
     stored_rendering = await ctx.workers.run(analysis.rendering.to_stored)
 
     new_priority = ctx.policy.imaging_priority(findings, assessable=assessable)
-    existing = await db(ctx.record.study_priority, study_instance_uid=study.study_instance_uid)
+    existing = await db(ctx.record.results.study_priority, study_instance_uid=study.study_instance_uid)
     # A new analysis never lowers the urgency a study already has on the worklist.
     priority = max_priority(new_priority, existing)
 
@@ -233,7 +233,7 @@ async def analyse_decoded(
             "outcome": "created" if stored.created else "duplicate",
         },
     )
-    result = await db(ctx.record.get_result, result_id=stored.result_id)
+    result = await db(ctx.record.results.get, result_id=stored.result_id)
     if result is None:  # committed a moment ago: only a concurrent manual delete could get here
         raise RuntimeError("The result just filed could not be read back.")
     queued = await queue_outputs(ctx, study=study, result=result, spool=spool)

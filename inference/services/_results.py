@@ -23,7 +23,7 @@ async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: 
         NotFound: No result has this id.
         Forbidden: No ground of the access table lets the caller read it (the refusal is audited).
     """
-    found = await db(ctx.record.result_patient, result_id=result_id)
+    found = await db(ctx.record.results.patient_of, result_id=result_id)
     if found is None:
         await audit(
             ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
@@ -54,7 +54,7 @@ async def get_result(
         Forbidden: The patient belongs to another facility than the caller's token.
     """
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    result = await db(ctx.record.get_result, result_id=result_id)
+    result = await db(ctx.record.results.get, result_id=result_id)
     if result is None:
         raise NotFound("No result has this id.")
     await audit(
@@ -78,7 +78,7 @@ async def get_study_result(
         NotFound: The study has no result yet.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    result = await db(ctx.record.latest_study_result, study_instance_uid=study_instance_uid)
+    result = await db(ctx.record.results.latest_for_study, study_instance_uid=study_instance_uid)
     if result is None:
         await audit(
             ctx,
@@ -90,7 +90,7 @@ async def get_study_result(
         )
         raise NotFound("No imaging result exists for this study yet; send the study first.")
     patient_id = str(result["patient"]["id"])
-    found = await db(ctx.record.result_patient, result_id=str(result["result_id"]))
+    found = await db(ctx.record.results.patient_of, result_id=str(result["result_id"]))
     outcome = await authorise(
         ctx,
         actor,
@@ -122,7 +122,7 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
     principal = actor.principal
     scope = scope_for(principal)
     facility = None if principal.role == Role.ADMIN else principal.facility
-    items = await db(ctx.record.worklist, limit=limit, offset=offset, facility=facility, scope=scope)
+    items = await db(ctx.record.results.worklist, limit=limit, offset=offset, facility=facility, scope=scope)
     await audit_disclosed(
         ctx,
         actor,
@@ -143,7 +143,7 @@ async def submit_feedback(
         InvalidFeedback: A verdict names a finding the result does not have.
     """
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    await db(ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
+    await db(ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
     await audit(
         ctx,
         actor,

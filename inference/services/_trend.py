@@ -29,7 +29,7 @@ async def series_trend(
     """
     policy = ctx.policy
     rows = await db(
-        ctx.record.triage_series,
+        ctx.record.results.triage_series,
         identifier=patient.identifier,
         issuer=patient.issuer,
         since=observed_at - timedelta(hours=policy.trend_window_hours),

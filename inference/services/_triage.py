@@ -160,7 +160,7 @@ async def analyse_vitals(
             "priority": priority,
         },
     )
-    result = await db(ctx.record.get_result, result_id=stored.result_id)
+    result = await db(ctx.record.results.get, result_id=stored.result_id)
     if result is None:
         raise RuntimeError("The result just filed could not be read back.")
     if stored.created:  # the challenger sees the input after the champion's answer is filed

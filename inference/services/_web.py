@@ -248,7 +248,7 @@ async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> l
     wait = ctx.settings.ui.worklist_max_wait_minutes
     escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
     items = await db(
-        ctx.record.worklist,
+        ctx.record.results.worklist,
         limit=limit,
         offset=0,
         facility=facility,
@@ -275,7 +275,7 @@ async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdict
     """
     patient_id, outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
     await db(
-        ctx.record.save_feedback, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
+        ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
         close=False,
     )  # fmt: skip
     await audit(
@@ -292,7 +292,7 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
         Forbidden: Another facility's patient.
     """
     patient_id, _outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(ctx.record.mark_read, result_id=result_id)
+    await db(ctx.record.results.mark_read, result_id=result_id)
     await audit(
         ctx, actor, action="feedback:write", outcome="read", resource_type="Result", resource_id=result_id,
         patient_id=patient_id,
@@ -301,7 +301,7 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
 
 async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict[str, str]:
     """The verdicts this reader already gave on a result, by finding code (newest wins)."""
-    rows = await db(ctx.record.feedback, result_id=result_id)
+    rows = await db(ctx.record.feedback.for_result, result_id=result_id)
     verdicts: dict[str, str] = {}
     for row in rows:
         if row["reader"] == actor.principal.subject:

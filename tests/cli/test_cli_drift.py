@@ -44,7 +44,7 @@ def _file(home: Path, n: int, score: float, effusion: float = 0.91) -> None:
         for _ in range(n):
             data = imaging()
             findings = (dataclasses.replace(data.findings[0], probability=effusion), *data.findings[1:])
-            record.save_imaging_result(
+            record.results.save_imaging(
                 data=dataclasses.replace(
                     data, findings=findings, assessable=True, ood_score=score, ood_threshold=5.0
                 )

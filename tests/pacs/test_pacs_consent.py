@@ -37,8 +37,8 @@ def test_a_study_of_a_patient_who_objected_is_dropped_once_not_retried(pacs: Pac
     identifier = f"IPP-DIMSE-{uuid.uuid4().hex[:8]}"
     record = Record(pacs.listener.record_url)
     try:
-        patient_id = record.register_patient(patient=PatientIn(identifier=identifier))
-        record.set_consent(
+        patient_id = record.patients.register(patient=PatientIn(identifier=identifier))
+        record.consent.set(
             patient_id=patient_id, ai_processing=False, national_sharing=True, by="test", role="clinician"
         )
     finally:
@@ -54,11 +54,11 @@ def test_a_study_of_a_patient_who_objected_is_dropped_once_not_retried(pacs: Pac
     record = Record(pacs.listener.record_url)
     try:
         refusals = [
-            e for e in record.audit_events(patient_id=patient_id) if e["outcome"] == "consent_objection"
+            e for e in record.audit.events(patient_id=patient_id) if e["outcome"] == "consent_objection"
         ]
         assert len(refusals) == 1
         assert refusals[0]["subject"] == f"dimse:{TEST_AET}" and refusals[0]["action"] == "studies:submit"
-        assert record.latest_study_result(study_instance_uid=study) is None
+        assert record.results.latest_for_study(study_instance_uid=study) is None
     finally:
         record.close()
     assert not folder.exists()

@@ -71,7 +71,7 @@ def test_a_study_received_before_a_restart_is_analysed_after_it(pacs: Pacs) -> N
     def analysed() -> bool:
         record = Record(pacs.listener.record_url)
         try:
-            return record.latest_study_result(study_instance_uid=study) is not None
+            return record.results.latest_for_study(study_instance_uid=study) is not None
         finally:
             record.close()
 

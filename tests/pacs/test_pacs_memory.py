@@ -82,7 +82,7 @@ def test_the_listener_stays_under_600_mb_for_any_instance(tmp_path: Path) -> Non
         def filed() -> bool:
             record = Record(listener.record_url)
             try:
-                return record.latest_study_result(study_instance_uid=study) is not None
+                return record.results.latest_for_study(study_instance_uid=study) is not None
             finally:
                 record.close()
 

@@ -149,7 +149,7 @@ def test_dimse_results_belong_to_the_node_facility(pacs: Pacs) -> None:
     def filed() -> dict | None:
         record = Record(pacs.listener.record_url)
         try:
-            return record.latest_study_result(study_instance_uid=study)
+            return record.results.latest_for_study(study_instance_uid=study)
         finally:
             record.close()
 
@@ -158,11 +158,11 @@ def test_dimse_results_belong_to_the_node_facility(pacs: Pacs) -> None:
     assert result is not None
     record = Record(pacs.listener.record_url)
     try:
-        assert record.result_patient(result_id=result["result_id"]) == (
+        assert record.results.patient_of(result_id=result["result_id"]) == (
             result["patient"]["id"],
             NODE_FACILITY,
         )
-        _total, events = record.search_audit(agent=f"dimse:{TEST_AET}", limit=100)
+        _total, events = record.audit.search(agent=f"dimse:{TEST_AET}", limit=100)
         mine = [e for e in events if e["resource_id"] == result["result_id"]]
         assert [(e["facility"], e["outcome"]) for e in mine] == [(NODE_FACILITY, "success")]
     finally:

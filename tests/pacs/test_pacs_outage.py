@@ -19,10 +19,10 @@ def _results(pacs: Pacs, study_uids: list[str]) -> list[tuple[dict[str, Any], li
     try:
         out = []
         for uid in study_uids:
-            result = record.latest_study_result(study_instance_uid=uid)
+            result = record.results.latest_for_study(study_instance_uid=uid)
             if result is None:
                 return None
-            out.append((result, _outbox.deliveries(record, result_id=result["result_id"])))
+            out.append((result, record.outbox.deliveries(result_id=result["result_id"])))
         return out
     finally:
         record.close()

@@ -22,7 +22,7 @@ import tiny_models
 from _pacs_dicom import chest_cr, new_uid, write
 from _pacs_harness import LISTENER_AET, ORTHANC_AET, Listener, Pacs, dxassist, free_port, storescu, wait_until
 
-from inference.record import Record, _builds, _outbox
+from inference.record import Record
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +56,11 @@ def _state(listener: Listener, study: str) -> tuple[dict[str, Any] | None, dict[
     """The study's result, its build row (None once built) and its deliveries, from the listener's record."""
     record = Record(listener.record_url)
     try:
-        result = record.latest_study_result(study_instance_uid=study)
+        result = record.results.latest_for_study(study_instance_uid=study)
         if result is None:
             return None, None, []
         rid = str(result["result_id"])
-        return result, _builds.for_result(record, result_id=rid), _outbox.deliveries(record, result_id=rid)
+        return result, record.builds.for_result(result_id=rid), record.outbox.deliveries(result_id=rid)
     finally:
         record.close()
 

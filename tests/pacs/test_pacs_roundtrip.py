@@ -48,10 +48,10 @@ def _delivered(pacs: Pacs, study_uid: str) -> tuple[dict[str, Any], list[dict[st
     """The listener's result of a study and its deliveries, once every delivery is sent."""
     record = Record(pacs.listener.record_url)
     try:
-        result = record.latest_study_result(study_instance_uid=study_uid)
+        result = record.results.latest_for_study(study_instance_uid=study_uid)
         if result is None:
             return None
-        deliveries = _outbox.deliveries(record, result_id=result["result_id"])
+        deliveries = record.outbox.deliveries(result_id=result["result_id"])
     finally:
         record.close()
     if not deliveries or any(d["state"] != "sent" for d in deliveries):
@@ -95,9 +95,7 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     record = Record(pacs.listener.record_url)
     try:
         again = [_outbox.OutboxObject(d["kind"], d["object"], "1.2.3", b"resend") for d in deliveries]
-        added = _outbox.enqueue(
-            record, result_id=result["result_id"], destinations=["orthanc"], objects=again
-        )
+        added = record.outbox.enqueue(result_id=result["result_id"], destinations=["orthanc"], objects=again)
     finally:
         record.close()
     assert added == 0

@@ -81,7 +81,7 @@ def _situation(client: TestClient, env: Env, column: str, reader: str) -> tuple[
         # only some roles open one: tested in test_security_custody).
         record = Record(env.settings.record_url)
         try:
-            record.open_break_glass(
+            record.break_glass.open(
                 patient_id=patient_id,
                 reason="Emergency, patient unable to consent",
                 minutes=30,
@@ -110,7 +110,7 @@ def test_each_cell_of_the_table_as_a_user_meets_it(
         assert found["total"] == (1 if may else 0), (role, column)
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.search_audit(agent=reader, limit=20)
+        _total, events = record.audit.search(agent=reader, limit=20)
     finally:
         record.close()
     reads = [e["outcome"] for e in events if e["action"] == "results:read"]

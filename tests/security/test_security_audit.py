@@ -74,9 +74,9 @@ def test_auditors_search_the_trail_as_fhir_audit_events(client: TestClient, env:
     # The auditor's own searches are in the trail.
     record = Record(env.settings.record_url)
     try:
-        _total, mine = record.search_audit(agent="auditor-1")
+        _total, mine = record.audit.search(agent="auditor-1")
         assert {e["action"] for e in mine} == {"audit:read", "fhir:read"}
-        _total, models = record.search_audit(agent=SYSTEM_SUBJECT)
+        _total, models = record.audit.search(agent=SYSTEM_SUBJECT)
         assert {e["action"] for e in models} == {"model:change"} and len(models) >= 2
     finally:
         record.close()

@@ -64,8 +64,8 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
 
     record = _record(env)
     try:
-        assert not record.sharing_allowed(patient_id=patient_id)
-        events = record.audit_events(patient_id=patient_id, limit=100)
+        assert not record.consent.sharing_allowed(patient_id=patient_id)
+        events = record.audit.events(patient_id=patient_id, limit=100)
         refusals = [(e["action"], e["outcome"]) for e in events if e["outcome"] == "consent_objection"]
         assert sorted(refusals) == sorted(
             [("studies:submit", "consent_objection")] * 2 + [("vitals:submit", "consent_objection")]
@@ -80,7 +80,7 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
     assert upload(client, pacs, patient_id=identifier, study=study).status_code == 201
     record = _record(env)
     try:
-        assert record.sharing_allowed(patient_id=patient_id)
+        assert record.consent.sharing_allowed(patient_id=patient_id)
     finally:
         record.close()
 

@@ -72,7 +72,7 @@ def _vitals(identifier: str, **patient: str) -> dict:
 def _events(env: Env, **filters: object) -> list[dict]:
     record = Record(env.settings.record_url)
     try:
-        return record.search_audit(limit=500, **filters)[1]
+        return record.audit.search(limit=500, **filters)[1]
     finally:
         record.close()
 
@@ -310,7 +310,7 @@ def test_every_result_has_exactly_one_filing_audit_entry(client: TestClient, env
             ).all()
         assert results and {rid for rid, _n in audited} == results
         assert all(n == 1 for _rid, n in audited)
-        assert record.verify_audit().ok
+        assert record.audit.verify().ok
     finally:
         record.close()
 

@@ -105,7 +105,7 @@ def _store(listener: Listener, blobs: list[bytes]) -> list[int]:
 def _result(listener: Listener, study: str) -> object:
     record = Record(listener.record_url)
     try:
-        return record.latest_study_result(study_instance_uid=study)
+        return record.results.latest_for_study(study_instance_uid=study)
     finally:
         record.close()
 

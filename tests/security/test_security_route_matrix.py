@@ -87,7 +87,7 @@ def test_route_answers_each_role_as_the_table_says(
     record = Record(env.settings.record_url)
     try:
         for role, subject in subjects.items():
-            _total, events = record.search_audit(agent=subject)
+            _total, events = record.audit.search(agent=subject)
             denied = [e for e in events if e["outcome"] == "denied" and e["action"] == permission]
             expected = 1 if role not in holders and permission in PATIENT_DATA else 0
             assert len(denied) == expected, (method, path, role, events)

@@ -73,7 +73,7 @@ def _action_code(action: str) -> str:
 
 
 def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The FHIR AuditEvent of one audit entry (as returned by ``Record.search_audit``)."""
+    """The FHIR AuditEvent of one audit entry (as returned by ``Record.audit.search``)."""
     success = entry["outcome"] in ("success", "duplicate", "break_glass")
     agent: dict[str, Any] = {
         "type": {
@@ -192,7 +192,7 @@ def supported_pairs(params: Sequence[tuple[str, str]], *, strict: bool = False) 
 
 
 def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:
-    """Keyword filters for ``Record.search_audit`` from the query's ``(name, value)`` pairs.
+    """Keyword filters for ``Record.audit.search`` from the query's ``(name, value)`` pairs.
 
     Raises:
         InvalidSearch: An unknown parameter when ``strict``, a malformed date or number, or a repeated

@@ -146,7 +146,7 @@ def test_facility_scoping_and_audit_trail(client: TestClient, env: Env) -> None:
 
     record = Record(env.settings.record_url)
     try:
-        events = record.audit_events(patient_id=patient_id, limit=100)
+        events = record.audit.events(patient_id=patient_id, limit=100)
     finally:
         record.close()
     outcomes = [(e["action"], e["role"], e["facility"], e["outcome"]) for e in events]
@@ -162,7 +162,7 @@ def test_role_denials_are_audited(client: TestClient, env: Env) -> None:
     client.get("/v1/worklist", headers=env.headers("auditor", subject=subject))
     record = Record(env.settings.record_url)
     try:
-        events = [e for e in record.audit_events(limit=500) if e["subject"] == subject]
+        events = [e for e in record.audit.events(limit=500) if e["subject"] == subject]
     finally:
         record.close()
     assert [(e["action"], e["outcome"]) for e in events] == [("worklist:read", "denied")]

@@ -80,7 +80,7 @@ def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestCli
         )
     record = Record(env.settings.record_url)
     try:
-        events = record.audit_events(patient_id=patient_id, limit=200)
+        events = record.audit.events(patient_id=patient_id, limit=200)
     finally:
         record.close()
     mine = [(e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject]

@@ -17,7 +17,7 @@ def _restore_protection(record: Record) -> None:
 
 
 def _append(record: Record, n: int, subject: str = "dr-x") -> int:
-    return record.append_audit(
+    return record.audit.append(
         subject=subject,
         role="radiologist",
         facility="F1",
@@ -34,14 +34,14 @@ def test_concurrent_appends_form_one_unbroken_chain(record: Record) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         seqs = list(pool.map(lambda n: _append(record, n), range(80)))
     assert sorted(seqs) == list(range(1, 81))
-    report = record.verify_audit()
+    report = record.audit.verify()
     assert report.ok and report.entries == 80 and report.head_seq == 80, report.problems
 
 
 def test_an_edited_entry_and_a_deleted_one_are_named(record: Record) -> None:
     for n in range(5):
         _append(record, n)
-    assert record.verify_audit().ok
+    assert record.audit.verify().ok
     with record.engine.begin() as connection:
         # What an intruder with database rights would do: lift the protection, then edit and delete.
         if record.engine.dialect.name == "postgresql":
@@ -52,7 +52,7 @@ def test_an_edited_entry_and_a_deleted_one_are_named(record: Record) -> None:
         connection.execute(text("UPDATE audit_events SET outcome = 'denied' WHERE seq = 2"))
         connection.execute(text("DELETE FROM audit_events WHERE seq = 4"))
     _restore_protection(record)
-    report = record.verify_audit()
+    report = record.audit.verify()
     assert not report.ok
     by_seq = {p.seq: p.reason for p in report.problems}
     assert "changed" in by_seq[2]
@@ -70,7 +70,7 @@ def test_a_deleted_tail_is_noticed(record: Record) -> None:
             connection.execute(text("DROP TRIGGER audit_events_no_delete"))
         connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
     _restore_protection(record)
-    report = record.verify_audit()
+    report = record.audit.verify()
     assert [p.seq for p in report.problems] == [3] and "missing" in report.problems[0].reason
 
 
@@ -86,16 +86,16 @@ def test_the_head_cannot_move_backwards(record: Record) -> None:
 def test_consent_defaults_and_changes(record: Record) -> None:
     from inference.record import PatientIn
 
-    patient_id = record.register_patient(patient=PatientIn(identifier="IPP-C-1", facility="F1"))
-    assert record.register_patient(patient=PatientIn(identifier="IPP-C-1")) == patient_id
-    assert record.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
-    assert record.sharing_allowed(patient_id=patient_id)
-    record.set_consent(
+    patient_id = record.patients.register(patient=PatientIn(identifier="IPP-C-1", facility="F1"))
+    assert record.patients.register(patient=PatientIn(identifier="IPP-C-1")) == patient_id
+    assert record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
+    assert record.consent.sharing_allowed(patient_id=patient_id)
+    record.consent.set(
         patient_id=patient_id, ai_processing=False, national_sharing=False, by="dr-c", role="clinician"
     )
-    assert not record.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
-    assert record.ai_processing_allowed(identifier="IPP-C-1", issuer="other-issuer")
-    assert not record.sharing_allowed(patient_id=patient_id)
-    assert not record.sharing_allowed(patient_id="no-such-patient")
-    state = record.consent(patient_id=patient_id).public()
+    assert not record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
+    assert record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer="other-issuer")
+    assert not record.consent.sharing_allowed(patient_id=patient_id)
+    assert not record.consent.sharing_allowed(patient_id="no-such-patient")
+    state = record.consent.get(patient_id=patient_id).public()
     assert state["ai_processing"] == "deny" and state["updated_by"] == "dr-c"

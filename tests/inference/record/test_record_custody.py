@@ -39,22 +39,22 @@ def _digested(data, digest: str):  # type: ignore[no-untyped-def]
 
 
 def test_issuer_spellings_are_one_patient_and_one_consent(record: Record) -> None:
-    first = record.save_triage_result(data=triage(pat=patient("IPP-I", issuer="chu-nord ")))
-    second = record.save_triage_result(data=triage(pat=patient("IPP-I", issuer="CHU-Nord")))
+    first = record.results.save_triage(data=triage(pat=patient("IPP-I", issuer="chu-nord ")))
+    second = record.results.save_triage(data=triage(pat=patient("IPP-I", issuer="CHU-Nord")))
     assert first.patient_id == second.patient_id
     assert _patient_row(record, first.patient_id).issuer == "CHU-NORD"
-    record.set_consent(
+    record.consent.set(
         patient_id=first.patient_id, ai_processing=False, national_sharing=True, by="dr", role="clinician"
     )
     for spelling in ("CHU-NORD", "chu-nord", "  Chu-Nord  "):
-        assert record.ai_processing_allowed(identifier="IPP-I", issuer=spelling) is False
-    assert record.find_patient(identifier="IPP-I", issuer="chu-NORD") == first.patient_id
+        assert record.consent.ai_processing_allowed(identifier="IPP-I", issuer=spelling) is False
+    assert record.patients.find(identifier="IPP-I", issuer="chu-NORD") == first.patient_id
 
 
 def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_values(record: Record) -> None:
-    north = record.save_triage_result(data=triage(pat=patient("IPP-T", sex=None)))
+    north = record.results.save_triage(data=triage(pat=patient("IPP-T", sex=None)))
     other = patient("IPP-T", name="Mallory Impostor", birth_date="1999-09-09", sex="male", facility="south")
-    taken = record.save_triage_result(data=triage(pat=other))
+    taken = record.results.save_triage(data=triage(pat=other))
     assert taken.patient_id == north.patient_id
     assert taken.mismatched == ("name", "birth_date")  # sex was not on file: filled in, not a mismatch
     row = _patient_row(record, north.patient_id)
@@ -64,42 +64,42 @@ def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_v
         "male",
         "north",
     )
-    result = record.get_result(result_id=taken.result_id)
+    result = record.results.get(result_id=taken.result_id)
     assert result is not None
     [warning] = [w for w in result["warnings"] if w.startswith("identity_mismatch:")]
     assert "name, birth date" in warning and "Mallory" not in warning
-    [mismatch] = record.identity_mismatches(patient_id=north.patient_id)
+    [mismatch] = record.patients.identity_mismatches(patient_id=north.patient_id)
     assert mismatch["facility"] == "south" and mismatch["fields"] == ["name", "birth_date"]
     assert mismatch["result_id"] == taken.result_id and "Mallory" not in str(mismatch)
     # The same person written another way ("DOE^JANE" / "Jane Doe") is no mismatch.
-    same = record.save_triage_result(
+    same = record.results.save_triage(
         data=triage(pat=patient("IPP-T", name="quixote-synthetic^ZELDA", sex="MALE"))
     )
     assert same.mismatched == ()
     # The facility that filed each result owns it; the patient stays with the facility that filed it first.
-    assert record.result_patient(result_id=north.result_id) == (north.patient_id, "north")
-    assert record.result_patient(result_id=taken.result_id) == (north.patient_id, "south")
+    assert record.results.patient_of(result_id=north.result_id) == (north.patient_id, "north")
+    assert record.results.patient_of(result_id=taken.result_id) == (north.patient_id, "south")
 
 
 def test_a_resend_is_recognised_only_from_the_same_facility_with_the_same_pixels(record: Record) -> None:
     original = _digested(imaging(), "1" * 64)
-    first = record.save_imaging_result(data=original, audit=FILER)
+    first = record.results.save_imaging(data=original, audit=FILER)
     assert first.created
-    again = record.save_imaging_result(data=original, audit=FILER)
+    again = record.results.save_imaging(data=original, audit=FILER)
     assert (again.result_id, again.created) == (first.result_id, False)
     forged_pixels = _digested(original, "2" * 64)
     with pytest.raises(ResendConflict, match="other pixel data") as refused:
-        record.save_imaging_result(data=forged_pixels, audit=FILER)
+        record.results.save_imaging(data=forged_pixels, audit=FILER)
     assert refused.value.code == "resend_conflict"
     south = replace(original, patient=patient("IPP-OTHER", facility="south"))
     with pytest.raises(ResendConflict, match="another facility"):
-        record.save_imaging_result(data=south, audit=FILER)
+        record.results.save_imaging(data=south, audit=FILER)
     # Another model version with the same UIDs but other pixels is no resend either.
     newer = replace(forged_pixels, model=replace(original.model, version="4"))
     with pytest.raises(ResendConflict, match="other pixel data"):
-        record.save_imaging_result(data=newer, audit=FILER)
+        record.results.save_imaging(data=newer, audit=FILER)
     # Nothing of the refused sends was filed, and each accepted send has exactly one audit entry.
-    total, events = record.search_audit(limit=50)
+    total, events = record.audit.search(limit=50)
     assert total == 2
     assert sorted(e["outcome"] for e in events) == ["duplicate", "success"]
     assert {e["resource_id"] for e in events} == {first.result_id}
@@ -108,29 +108,29 @@ def test_a_resend_is_recognised_only_from_the_same_facility_with_the_same_pixels
 
 
 def test_result_and_audit_entry_are_one_transaction(record: Record) -> None:
-    stored = record.save_triage_result(
+    stored = record.results.save_triage(
         data=triage(), audit=replace(FILER, action="vitals:submit", role="clinician")
     )
-    _total, events = record.search_audit(limit=10)
+    _total, events = record.audit.search(limit=10)
     assert [(e["resource_id"], e["patient_id"], e["action"]) for e in events] == [
         (stored.result_id, stored.patient_id, "vitals:submit")
     ]
     # A result the database refuses leaves no audit entry either.
     broken = replace(triage(), vitals={"consciousness": "Z"})
     with pytest.raises(RecordError):
-        record.save_triage_result(data=broken, audit=replace(FILER, action="vitals:submit"))
-    assert record.count_audit_events() == 1
-    assert record.verify_audit().ok
+        record.results.save_triage(data=broken, audit=replace(FILER, action="vitals:submit"))
+    assert record.audit.count() == 1
+    assert record.audit.verify().ok
 
 
 def test_fhir_scope_is_in_the_query_so_totals_and_pages_count_only_what_may_be_read(record: Record) -> None:
-    own = [record.save_triage_result(data=triage(pat=patient(f"IPP-N{i}"))) for i in range(3)]
-    record.save_triage_result(data=triage(pat=patient("IPP-S", facility="south")))
+    own = [record.results.save_triage(data=triage(pat=patient(f"IPP-N{i}"))) for i in range(3)]
+    record.results.save_triage(data=triage(pat=patient("IPP-S", facility="south")))
     north = _scope("north", "own_facility", "sharing_consent", "break_glass")
     base = "http://x/fhir"
 
     def search(resource_type: str, scope: Scope, **params: str) -> dict:
-        return record.fhir_search(resource_type=resource_type, params=params, base_url=base, scope=scope)
+        return record.fhir.search(resource_type=resource_type, params=params, base_url=base, scope=scope)
 
     assert search("RiskAssessment", north)["total"] == 3
     assert search("Patient", north)["total"] == 3
@@ -147,7 +147,7 @@ def test_fhir_scope_is_in_the_query_so_totals_and_pages_count_only_what_may_be_r
     # Sharing consent of one patient opens that patient's results (only) to the south.
     south = _scope("south", "own_facility", "sharing_consent", "break_glass")
     assert search("RiskAssessment", south)["total"] == 1
-    record.set_consent(
+    record.consent.set(
         patient_id=own[0].patient_id,
         ai_processing=True,
         national_sharing=True,
@@ -164,21 +164,24 @@ def test_fhir_scope_is_in_the_query_so_totals_and_pages_count_only_what_may_be_r
 
 
 def test_break_the_glass_is_personal_time_limited_and_listed(record: Record) -> None:
-    stored = record.save_triage_result(data=triage(pat=patient("IPP-B")))
+    stored = record.results.save_triage(data=triage(pat=patient("IPP-B")))
     reader = _scope("south", "own_facility", "sharing_consent", "break_glass", subject="dr-south")
     owner = None
-    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
+    assert record.patients.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
     opener = AuditIn(subject="dr-south", role="clinician", facility="south", action="break-glass:open")
-    grant = record.open_break_glass(
+    grant = record.break_glass.open(
         patient_id=stored.patient_id, reason="Unconscious in our ER, no history", minutes=30, audit=opener
     )
-    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") == "break_glass"
+    assert (
+        record.patients.access_basis(scope=reader, patient_id=stored.patient_id, owner="north")
+        == "break_glass"
+    )
     colleague = replace(reader, subject="dr-other")
-    assert record.access_basis(scope=colleague, patient_id=stored.patient_id, owner=owner) is None
-    total, listed = record.break_glass_grants(facility="north")  # the holder's auditor sees it
+    assert record.patients.access_basis(scope=colleague, patient_id=stored.patient_id, owner=owner) is None
+    total, listed = record.break_glass.grants(facility="north")  # the holder's auditor sees it
     assert total == 1 and listed[0]["grant_id"] == grant["grant_id"] and listed[0]["active"]
-    assert record.break_glass_grants(facility="east")[0] == 0
-    _total, events = record.search_audit(agent="dr-south")
+    assert record.break_glass.grants(facility="east")[0] == 0
+    _total, events = record.audit.search(agent="dr-south")
     assert [(e["action"], e["outcome"], e["patient_id"]) for e in events] == [
         ("break-glass:open", "break_glass", stored.patient_id)
     ]
@@ -186,18 +189,18 @@ def test_break_the_glass_is_personal_time_limited_and_listed(record: Record) -> 
         row = session.get(BreakGlass, grant["grant_id"])
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
-    assert record.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
-    assert record.break_glass_grants(facility=None, active_only=True)[0] == 0
+    assert record.patients.access_basis(scope=reader, patient_id=stored.patient_id, owner="north") is None
+    assert record.break_glass.grants(facility=None, active_only=True)[0] == 0
     for reason, minutes in (("short", 30), ("A long enough reason", 0), ("A long enough reason", 1441)):
         with pytest.raises(Exception, match="break-the-glass"):
-            record.open_break_glass(
+            record.break_glass.open(
                 patient_id=stored.patient_id, reason=reason, minutes=minutes, audit=opener
             )
 
 
 def test_an_upsert_cannot_rewrite_the_audit_trail(record: Record) -> None:
     for n in range(3):
-        record.append_audit(
+        record.audit.append(
             subject=f"s{n}",
             role="clinician",
             facility="north",
@@ -229,8 +232,8 @@ def test_an_upsert_cannot_rewrite_the_audit_trail(record: Record) -> None:
         with pytest.raises(DBAPIError, match="append-only|only moves forward"):
             with record.engine.begin() as connection:
                 connection.execute(text(statement))
-    assert record.verify_audit().ok
-    _total, events = record.search_audit(limit=10)
+    assert record.audit.verify().ok
+    _total, events = record.audit.search(limit=10)
     assert "forger" not in {e["subject"] for e in events}
 
 
@@ -239,27 +242,27 @@ def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(recor
     anchored = Record(url, anchor=HeadAnchor(tmp_path))
     try:
         for n in range(4):
-            anchored.save_triage_result(
+            anchored.results.save_triage(
                 data=triage(pat=patient(f"IPP-A{n}")), audit=replace(FILER, action="vitals:submit")
             )
-        report = anchored.verify_audit()
+        report = anchored.audit.verify()
         assert report.ok and report.anchored_seq == 4
         anchor_file = tmp_path / "audit" / "head.json"
         good = anchor_file.read_text()
         # The anchor cannot be moved by hand: its signature no longer matches.
         anchor_file.write_text(good.replace('"seq": 4', '"seq": 3'))
-        assert any("signature" in p.reason for p in anchored.verify_audit().problems)
+        assert any("signature" in p.reason for p in anchored.audit.verify().problems)
         anchor_file.unlink()
-        assert any("missing" in p.reason for p in anchored.verify_audit().problems)
+        assert any("missing" in p.reason for p in anchored.audit.verify().problems)
         anchor_file.write_text(good)
         # An anchor ahead of the chain (its tail cut) fails; one behind it (a crash before the write) holds.
         HeadAnchor(tmp_path).advance(9, "f" * 64)
-        assert any("tail was removed" in p.reason for p in anchored.verify_audit().problems)
+        assert any("tail was removed" in p.reason for p in anchored.audit.verify().problems)
         anchor_file.write_text(good)
-        anchored.save_triage_result(
+        anchored.results.save_triage(
             data=triage(pat=patient("IPP-A9")), audit=replace(FILER, action="vitals:submit")
         )
         anchor_file.write_text(good)
-        assert anchored.verify_audit().ok
+        assert anchored.audit.verify().ok
     finally:
         anchored.close()

@@ -27,14 +27,14 @@ def validate(resource: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def filed(record: Record) -> dict[str, Any]:
-    img = record.save_imaging_result(data=imaging())
-    tri = record.save_triage_result(data=triage())
-    other = record.save_triage_result(data=triage(pat=patient("IPP-OTHER", name="Other Synthetic")))
+    img = record.results.save_imaging(data=imaging())
+    tri = record.results.save_triage(data=triage())
+    other = record.results.save_triage(data=triage(pat=patient("IPP-OTHER", name="Other Synthetic")))
     return {"imaging": img, "triage": tri, "other": other}
 
 
 def _search(record: Record, resource_type: str, **params: str) -> dict[str, Any]:
-    bundle = record.fhir_search(resource_type=resource_type, params=params, base_url=BASE)
+    bundle = record.fhir.search(resource_type=resource_type, params=params, base_url=BASE)
     validate(bundle)
     for entry in bundle["entry"]:
         validate(entry["resource"])
@@ -45,7 +45,7 @@ def _search(record: Record, resource_type: str, **params: str) -> dict[str, Any]
 
 
 def _read(record: Record, resource_type: str, resource_id: str) -> dict[str, Any]:
-    resource = record.fhir_read(resource_type=resource_type, resource_id=resource_id)
+    resource = record.fhir.read(resource_type=resource_type, resource_id=resource_id)
     assert resource is not None, (resource_type, resource_id)
     validate(resource)
     return resource
@@ -133,16 +133,16 @@ def test_every_patient_bound_resource_maps_back_to_its_patient(record: Record, f
     pid = filed["triage"].patient_id
     for resource_type in ("ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance"):
         for entry in _search(record, resource_type, patient=pid)["entry"]:
-            found = record.fhir_owner(resource_type=resource_type, resource_id=entry["resource"]["id"])
+            found = record.fhir.owner(resource_type=resource_type, resource_id=entry["resource"]["id"])
             assert found is not None and found[0] == pid, resource_type
             assert found[2] is False, resource_type  # owned by a facility, not patient-level
     other = filed["other"]
-    found = record.fhir_owner(resource_type="Provenance", resource_id=other.result_id)
+    found = record.fhir.owner(resource_type="Provenance", resource_id=other.result_id)
     assert found is not None and found[0] == other.patient_id
-    assert record.fhir_owner(resource_type="Patient", resource_id=pid) == (pid, None, True)
-    assert record.fhir_owner(resource_type="Patient", resource_id="missing") is None
+    assert record.fhir.owner(resource_type="Patient", resource_id=pid) == (pid, None, True)
+    assert record.fhir.owner(resource_type="Patient", resource_id="missing") is None
     device = _search(record, "Device")["entry"][0]["resource"]["id"]
-    assert record.fhir_owner(resource_type="Device", resource_id=device) == (None, None, False)
+    assert record.fhir.owner(resource_type="Device", resource_id=device) == (None, None, False)
 
 
 def test_patient_carries_demographics_on_the_fhir_channel(record: Record, filed: dict) -> None:
@@ -201,24 +201,24 @@ def test_count_pages_the_bundle_but_total_counts_all(record: Record, filed: dict
 
 def test_unsupported_searches_say_what_is_accepted(record: Record) -> None:
     with pytest.raises(InvalidSearch, match="supported types are"):
-        record.fhir_search(resource_type="Encounter", params={}, base_url=BASE)
+        record.fhir.search(resource_type="Encounter", params={}, base_url=BASE)
     with pytest.raises(InvalidSearch, match="supported are"):
-        record.fhir_search(resource_type="Observation", params={"code": "x"}, base_url=BASE, strict=True)
+        record.fhir.search(resource_type="Observation", params={"code": "x"}, base_url=BASE, strict=True)
     # Lenient by default (FHIR R4): the unsupported parameter is ignored and left out of the self link.
-    lenient = record.fhir_search(resource_type="Observation", params=[("code", "x")], base_url=BASE)
+    lenient = record.fhir.search(resource_type="Observation", params=[("code", "x")], base_url=BASE)
     assert lenient["link"][0]["url"] == f"{BASE}/Observation?"
     with pytest.raises(InvalidSearch, match="_count must be an integer"):
-        record.fhir_search(resource_type="Patient", params={"_count": "many"}, base_url=BASE)
-    assert record.fhir_read(resource_type="Encounter", resource_id="x") is None
+        record.fhir.search(resource_type="Patient", params={"_count": "many"}, base_url=BASE)
+    assert record.fhir.read(resource_type="Encounter", resource_id="x") is None
     assert (
-        record.fhir_read(resource_type="Observation", resource_id="00000000-0000-0000-0000-000000000000")
+        record.fhir.read(resource_type="Observation", resource_id="00000000-0000-0000-0000-000000000000")
         is None
     )
-    assert record.fhir_read(resource_type="Patient", resource_id="missing") is None
+    assert record.fhir.read(resource_type="Patient", resource_id="missing") is None
 
 
 def test_capability_statement(record: Record) -> None:
-    statement = record.capability_statement(base_url=BASE)
+    statement = record.fhir.capability_statement(base_url=BASE)
     validate(statement)
     assert statement["fhirVersion"] == "4.0.1" and statement["format"] == ["json"]
     served = {res["type"]: res for res in statement["rest"][0]["resource"]}

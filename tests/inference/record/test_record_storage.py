@@ -71,17 +71,17 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
 
 def test_same_instances_and_model_version_return_the_existing_result(record: Record) -> None:
     data = imaging()
-    first = record.save_imaging_result(data=data)
+    first = record.results.save_imaging(data=data)
     # The PACS re-sends the study with its instances in another order.
-    again = record.save_imaging_result(data=replace(data, instances=tuple(reversed(data.instances))))
+    again = record.results.save_imaging(data=replace(data, instances=tuple(reversed(data.instances))))
     assert first.created and not again.created
     assert again.result_id == first.result_id and again.patient_id == first.patient_id
     assert _count(record, "results") == 1
     assert _count(record, "instances") == 2
 
-    newer = record.save_imaging_result(data=replace(data, model=replace(CXR_MODEL, version="4")))
+    newer = record.results.save_imaging(data=replace(data, model=replace(CXR_MODEL, version="4")))
     assert newer.created and newer.result_id != first.result_id
-    latest = record.latest_study_result(study_instance_uid=data.study_instance_uid)
+    latest = record.results.latest_for_study(study_instance_uid=data.study_instance_uid)
     assert latest is not None and latest["model"]["version"] == "4"
     assert _count(record, "devices") == 2
 
@@ -94,7 +94,7 @@ def test_concurrent_duplicates_file_one_result(record: Record) -> None:
     def submit() -> None:
         barrier.wait()
         try:
-            outcomes.append(record.save_imaging_result(data=data))
+            outcomes.append(record.results.save_imaging(data=data))
         except Exception as e:  # noqa: BLE001 - the assertion below reports it
             outcomes.append(e)
 
@@ -112,57 +112,57 @@ def test_concurrent_duplicates_file_one_result(record: Record) -> None:
 def test_a_failure_inside_the_transaction_leaves_nothing(record: Record) -> None:
     data = imaging(pat=patient("IPP-ATOMIC"), heatmap=b"GIF89a not a png at all")
     with pytest.raises(RecordError, match="nothing was saved"):
-        record.save_imaging_result(data=data)
+        record.results.save_imaging(data=data)
     for table in ("patients", "studies", "instances", "results", "findings", "heatmaps", "devices"):
         assert _count(record, table) == 0, table
-    assert record.latest_study_result(study_instance_uid=data.study_instance_uid) is None
+    assert record.results.latest_for_study(study_instance_uid=data.study_instance_uid) is None
     # The same study with a valid heatmap then files normally.
-    assert record.save_imaging_result(data=replace(data, findings=imaging().findings)).created
+    assert record.results.save_imaging(data=replace(data, findings=imaging().findings)).created
 
 
 def test_refuses_malformed_results_with_clear_messages(record: Record) -> None:
     with pytest.raises(RecordError, match="Priority 'soon' is not accepted"):
-        record.save_imaging_result(data=imaging(priority="soon"))
+        record.results.save_imaging(data=imaging(priority="soon"))
     bad = replace(imaging(), findings=(replace(imaging().findings[0], probability=float("nan")),))
     with pytest.raises(RecordError, match="between 0 and 1"):
-        record.save_imaging_result(data=bad)
+        record.results.save_imaging(data=bad)
     with pytest.raises(RecordError, match="patient identifier is longer than the 128") as caught:
-        record.save_triage_result(data=triage(pat=patient("X" * 200)))
+        record.results.save_triage(data=triage(pat=patient("X" * 200)))
     assert "XXXX" not in str(caught.value)
     with pytest.raises(RecordError, match="accepted fields are"):
-        record.save_triage_result(data=replace(triage(), vitals={"pulse": 80.0}))
+        record.results.save_triage(data=replace(triage(), vitals={"pulse": 80.0}))
     assert _count(record, "results") == 0
 
 
 def test_a_study_belongs_to_one_patient(record: Record) -> None:
     data = imaging(pat=patient("IPP-1"))
-    record.save_imaging_result(data=data)
+    record.results.save_imaging(data=data)
     other = replace(data, patient=patient("IPP-2"), instances=imaging().instances)
     other = replace(other, primary_sop_instance_uid=other.instances[0].sop_instance_uid)
     with pytest.raises(Conflict, match="another patient") as caught:
-        record.save_imaging_result(data=other)
+        record.results.save_imaging(data=other)
     assert "IPP-2" not in str(caught.value) and SECRET_NAME not in str(caught.value)
     assert _count(record, "patients") == 1
 
 
 def test_patient_is_one_per_identifier_and_issuer(record: Record) -> None:
-    first = record.save_imaging_result(data=imaging(pat=patient("IPP-7", name=None, birth_date=None)))
-    second = record.save_triage_result(data=triage(pat=patient("IPP-7")))
-    elsewhere = record.save_triage_result(data=triage(pat=patient("IPP-7", issuer="CHU-SUD")))
-    no_issuer = record.save_triage_result(data=triage(pat=patient("IPP-7", issuer=None)))
-    no_issuer_again = record.save_triage_result(data=triage(pat=patient("IPP-7", issuer=None)))
+    first = record.results.save_imaging(data=imaging(pat=patient("IPP-7", name=None, birth_date=None)))
+    second = record.results.save_triage(data=triage(pat=patient("IPP-7")))
+    elsewhere = record.results.save_triage(data=triage(pat=patient("IPP-7", issuer="CHU-SUD")))
+    no_issuer = record.results.save_triage(data=triage(pat=patient("IPP-7", issuer=None)))
+    no_issuer_again = record.results.save_triage(data=triage(pat=patient("IPP-7", issuer=None)))
     assert first.patient_id == second.patient_id
     assert len({first.patient_id, elsewhere.patient_id, no_issuer.patient_id}) == 3
     assert no_issuer_again.patient_id == no_issuer.patient_id
     # Demographics sent later complete the patient (visible on the authorised FHIR channel).
-    fhir = record.fhir_read(resource_type="Patient", resource_id=first.patient_id)
+    fhir = record.fhir.read(resource_type="Patient", resource_id=first.patient_id)
     assert fhir is not None and fhir["name"] == [{"text": SECRET_NAME}] and fhir["birthDate"] == SECRET_BIRTH
 
 
 def test_imaging_result_json_is_public_and_complete(record: Record) -> None:
     data = imaging()
-    stored = record.save_imaging_result(data=data)
-    result = record.get_result(result_id=stored.result_id)
+    stored = record.results.save_imaging(data=data)
+    result = record.results.get(result_id=stored.result_id)
     assert result is not None
     dumped = json.dumps(result, ensure_ascii=False)
     assert SECRET_NAME not in dumped and SECRET_BIRTH not in dumped and "birth" not in dumped
@@ -185,14 +185,14 @@ def test_imaging_result_json_is_public_and_complete(record: Record) -> None:
     assert pneumothorax["heatmap"] is None and pneumothorax["box"] is None
     created = datetime.fromisoformat(result["created_at"])
     assert created.tzinfo is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=1)
-    assert record.heatmap(result_id=stored.result_id, code="pleural_effusion") == png_bytes()
-    assert record.heatmap(result_id=stored.result_id, code="pneumothorax") is None
-    assert record.get_result(result_id="no-such-result") is None
+    assert record.results.heatmap(result_id=stored.result_id, code="pleural_effusion") == png_bytes()
+    assert record.results.heatmap(result_id=stored.result_id, code="pneumothorax") is None
+    assert record.results.get(result_id="no-such-result") is None
 
 
 def test_triage_result_json(record: Record) -> None:
-    stored = record.save_triage_result(data=triage())
-    result = record.get_result(result_id=stored.result_id)
+    stored = record.results.save_triage(data=triage())
+    result = record.results.get(result_id=stored.result_id)
     assert result is not None
     assert SECRET_NAME not in json.dumps(result) and SECRET_BIRTH not in json.dumps(result)
     assert result["kind"] == "triage" and result["priority"] == "critical"
@@ -201,23 +201,25 @@ def test_triage_result_json(record: Record) -> None:
     assert result["contributions"]["heart_rate"] == pytest.approx(1.69)
     assert result["intercept"] == -2.0 and result["logit"] == pytest.approx(0.99)
     assert result["news2"]["band"] == "high" and result["news2"]["subscores"]["spo2"] == 2
-    missing = record.save_triage_result(data=triage(news2=False))
-    assert record.get_result(result_id=missing.result_id)["news2"] is None  # type: ignore[index]
+    missing = record.results.save_triage(data=triage(news2=False))
+    assert record.results.get(result_id=missing.result_id)["news2"] is None  # type: ignore[index]
 
 
 def test_study_priority_follows_the_newest_result(record: Record) -> None:
     study = uid()
-    assert record.study_priority(study_instance_uid=study) is None
-    assert record.latest_study_result(study_instance_uid=study) is None
+    assert record.results.study_priority(study_instance_uid=study) is None
+    assert record.results.latest_for_study(study_instance_uid=study) is None
     data = imaging(study_uid=study, priority="routine")
-    record.save_imaging_result(data=data)
-    assert record.study_priority(study_instance_uid=study) == "routine"
-    record.save_imaging_result(data=replace(data, model=replace(CXR_MODEL, version="9"), priority="critical"))
-    assert record.study_priority(study_instance_uid=study) == "critical"
+    record.results.save_imaging(data=data)
+    assert record.results.study_priority(study_instance_uid=study) == "routine"
+    record.results.save_imaging(
+        data=replace(data, model=replace(CXR_MODEL, version="9"), priority="critical")
+    )
+    assert record.results.study_priority(study_instance_uid=study) == "critical"
 
 
 def test_audit_trail_is_append_only(record: Record) -> None:
-    record.append_audit(
+    record.audit.append(
         subject="dr-house",
         role="radiologist",
         facility="north",
@@ -228,10 +230,10 @@ def test_audit_trail_is_append_only(record: Record) -> None:
         outcome="success",
         client="127.0.0.1",
     )
-    events = record.audit_events(patient_id="p-1")
+    events = record.audit.events(patient_id="p-1")
     assert len(events) == 1 and events[0]["action"] == "read" and events[0]["time"].endswith("Z")
     for statement in ("UPDATE audit_events SET outcome = 'denied'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"), record.engine.begin() as connection:
             connection.execute(text(statement))
-    assert record.count_audit_events() == 1
-    assert record.audit_events()[0]["outcome"] == "success"
+    assert record.audit.count() == 1
+    assert record.audit.events()[0]["outcome"] == "success"

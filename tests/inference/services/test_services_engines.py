@@ -17,7 +17,7 @@ import tiny_models
 from PIL import Image
 
 from inference.config import Settings
-from inference.record import Record, _builds, deliveries
+from inference.record import Record
 from inference.security import Principal
 from inference.services import (
     Actor,
@@ -109,7 +109,7 @@ def test_results_are_queued_for_the_destinations_by_the_analysis(
             again = await analyse_study(
                 ctx=ctx, actor=PACS_F1, blobs=[blob], source="upload", accept_language=None
             )
-            rows = deliveries(ctx.record, result_id=first.result["result_id"])
+            rows = ctx.record.outbox.deliveries(result_id=first.result["result_id"])
             return first.result, again.result, rows
 
     first, again, rows = asyncio.run(main())
@@ -123,8 +123,8 @@ def test_results_are_queued_for_the_destinations_by_the_analysis(
     # The build filed with the result was closed by the filing process, its spooled header deleted.
     record = Record(settings.record_url)
     try:
-        assert _builds.for_result(record, result_id=first["result_id"]) is None
-        assert _builds.spools_in_use(record) == set()
+        assert record.builds.for_result(result_id=first["result_id"]) is None
+        assert record.builds.spools_in_use() == set()
     finally:
         record.close()
     assert sorted(p.name for p in spool.iterdir()) == ["filing-young"]

@@ -164,7 +164,7 @@ def test_vitals_patient_takes_the_callers_facility_and_is_scoped(tmp_path: Path)
             refused = False
         except Forbidden:
             refused = True
-        events = ctx.record.audit_events(patient_id=outcome.result["patient"]["id"])
+        events = ctx.record.audit.events(patient_id=outcome.result["patient"]["id"])
         return {"result": outcome.result, "events": events}, refused
 
     data, refused = _run(tmp_path, body)

@@ -183,7 +183,9 @@ def test_the_worklist_refreshes_itself_and_a_disagreement_asks_for_the_label(
     context.close()
     record = Record(env.settings.record_url)
     try:
-        verdicts = [v for row in record.feedback(result_id=arriving["result_id"]) for v in row["verdicts"]]
+        verdicts = [
+            v for row in record.feedback.for_result(result_id=arriving["result_id"]) for v in row["verdicts"]
+        ]
     finally:
         record.close()
     assert verdicts == [{"code": negative["code"], "verdict": "disagree", "correct_label": True}]

@@ -1,0 +1,109 @@
+"""The audit trail as a concern of the record: append (serialised, hash-chained), search, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from inference.record import _audit
+from inference.record._audit import AuditReport
+from inference.record._database import Database
+from inference.record._engine import IMMEDIATE
+from inference.record._errors import RecordError
+from inference.record._models import AuditEvent
+from inference.record._types import iso, utcnow
+
+
+class AuditLog:
+    """The hash-chained audit trail (see :mod:`inference.record._audit`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def append_many(self, *, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Chain several events in one transaction (a read that disclosed several patients).
+
+        Raises:
+            RecordError: The events could not be written; callers fail the request they were auditing.
+        """
+        now = utcnow()
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                for entry in entries:
+                    _audit.append(session, time=now, **entry)
+        except SQLAlchemyError as e:
+            raise RecordError("The audit events could not be written.") from e
+
+    def append(
+        self,
+        *,
+        subject: str,
+        role: str,
+        facility: str | None,
+        action: str,
+        resource_type: str | None,
+        resource_id: str | None,
+        patient_id: str | None,
+        outcome: str,
+        client: str | None,
+    ) -> int:
+        """Chain one event onto the audit trail and return its ``seq``.
+
+        Appends are serialised (the chain head is locked), so concurrent writers, threads or replicas,
+        never fork the chain. The table refuses updates and deletes.
+
+        Raises:
+            RecordError: The event could not be written; callers fail the request they were auditing.
+        """
+        columns = {
+            "time": utcnow(),
+            "subject": subject,
+            "role": role,
+            "facility": facility,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "patient_id": patient_id,
+            "outcome": outcome,
+            "client": client,
+        }
+        try:
+            with self._db.sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                return int(_audit.append(session, **columns).seq or 0)
+        except SQLAlchemyError as e:
+            raise RecordError("The audit event could not be written.") from e
+
+    def events(
+        self, *, patient_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Audit events, newest first, optionally only those about one patient (``time`` as ISO text)."""
+        with self._db.sessions() as session:
+            _total, rows = _audit.search(session, patient_id=patient_id, limit=limit, offset=offset)
+        return [{**row, "time": iso(row["time"])} for row in rows]
+
+    def search(self, **filters: Any) -> tuple[int, list[dict[str, Any]]]:
+        """Audit entries matching the filters of :func:`inference.record._audit.search`, newest first."""
+        with self._db.sessions() as session:
+            return _audit.search(session, **filters)
+
+    def count(self) -> int:
+        """How many audit events the trail holds."""
+        with self._db.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+    def verify(self) -> AuditReport:
+        """Recompute the whole audit chain; the report lists every edited, deleted or inserted entry.
+
+        With an anchor, the chain must also hold the anchored head exactly (see ``_anchor``): a
+        re-chained or truncated trail fails even when it is consistent in itself.
+        """
+        with self._db.sessions() as session:
+            report = _audit.verify(session)
+        if self._db.anchor is not None:
+            _audit.check_anchor(self._db, report)
+        return report

@@ -1,0 +1,119 @@
+"""The one session factory every concern of the record works through, and its write transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inference.record import _audit
+from inference.record._anchor import HeadAnchor
+from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
+from inference.record._errors import Conflict, RecordError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_WRITE_ATTEMPTS: Final = 3
+
+
+def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
+    """Anchor the newest audit head after every commit that appended entries (see ``_anchor``)."""
+
+    @event.listens_for(sessions, "after_commit")
+    def _committed(session: Session) -> None:
+        head = session.info.pop(_audit.PENDING_HEAD, None)
+        if head is None:
+            return
+        try:
+            anchor.advance(*head)
+        except OSError:
+            # The entries are committed; the anchor stays behind (a lower bound) until the next append.
+            logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
+
+    @event.listens_for(sessions, "after_rollback")
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(_audit.PENDING_HEAD, None)
+
+
+def _is_check_violation(error: IntegrityError) -> bool:
+    # psycopg reports SQLSTATE 23514; sqlite3 only says so in its message.
+    return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
+
+
+class Database:
+    """The engine, its one session factory and the audit head anchor, shared by every concern.
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///path/record.db`` or ``postgresql+psycopg://user@host/db``.
+        anchor: Where the newest audit head is anchored outside the database (None: not anchored).
+    """
+
+    def __init__(self, url: str, *, anchor: HeadAnchor | None = None) -> None:
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.anchor = anchor
+        if anchor is not None:
+            _watch_head(self.sessions, anchor)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (``alembic upgrade head``)."""
+        upgrade_to_head(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            logger.warning("The patient record database does not answer.", exc_info=True)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one read session."""
+        with self.sessions() as session:
+            return work(session)
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction, retrying when a concurrent writer won a UNIQUE race.
+
+        Raises:
+            RecordError: A CHECK constraint refused the data, or the database failed; nothing was saved.
+            Conflict: Concurrent writes kept conflicting.
+        """
+        last: IntegrityError | None = None
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                with self.sessions() as session, session.begin():
+                    session.connection(execution_options={IMMEDIATE: True})
+                    return work(session)
+            except IntegrityError as e:
+                if _is_check_violation(e):
+                    raise RecordError(
+                        "The result was refused by the record's integrity checks (a heatmap must be a PNG, "
+                        "probabilities lie between 0 and 1, vital signs use the contract's codes); "
+                        "nothing was saved."
+                    ) from e
+                # Another writer filed the same patient, study, device or result between our read and
+                # our insert: the next attempt reads what it wrote.
+                logger.info("A concurrent write to the record won a race; retrying the transaction.")
+                last = e
+            except DBAPIError as e:
+                raise RecordError("The record could not store the result; nothing was saved.") from e
+        raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
+
+    def write_once(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction that takes the write lock up front, without retrying."""
+        with self.sessions() as session, session.begin():
+            session.connection(execution_options={IMMEDIATE: True})
+            return work(session)

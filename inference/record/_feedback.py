@@ -1,0 +1,108 @@
+"""Readers' feedback: verdicts per finding, stored with the exact model they judged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inference.record._database import Database
+from inference.record._errors import InvalidFeedback, NotFound
+from inference.record._inputs import Verdict
+from inference.record._models import Feedback, Finding, Result
+from inference.record._types import iso, new_id, utcnow
+from inference.record._views import TRIAGE_FEEDBACK_CODE
+
+VERDICTS: Final[tuple[str, ...]] = ("agree", "disagree", "correct")
+
+
+class FeedbackLog:
+    """Readers' verdicts on results."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def save(self, *, result_id: str, reader: str, verdicts: Sequence[Verdict], close: bool = True) -> str:
+        """Store a reader's verdicts with the exact model of the result and mark the result reviewed.
+
+        With ``close=False`` the result stays open (the web viewer records a verdict per finding, and the
+        reader closes the result with ``Record.results.mark_read``).
+
+        Imaging results take one verdict per finding code; triage results take the code
+        ``deterioration``. ``correct`` needs ``correct_label`` (the label the reader says is right).
+
+        Returns:
+            The feedback id.
+
+        Raises:
+            NotFound: no such result.
+            InvalidFeedback: an unknown code or verdict, a repeated code, or no verdict at all.
+        """
+        if not verdicts:
+            raise InvalidFeedback("Feedback needs at least one verdict.")
+        codes = [verdict.code for verdict in verdicts]
+        if len(set(codes)) != len(codes):
+            raise InvalidFeedback("Each finding may receive one verdict per feedback.")
+        for verdict in verdicts:
+            if verdict.verdict not in VERDICTS:
+                raise InvalidFeedback(
+                    f"Verdict {verdict.verdict!r} is not accepted; use one of {', '.join(VERDICTS)}."
+                )
+            if verdict.verdict == "correct" and verdict.correct_label is None:
+                raise InvalidFeedback(
+                    f"A 'correct' verdict on '{verdict.code}' needs correct_label (true or false)."
+                )
+
+        def work(session: Session) -> str:
+            result = session.get(Result, result_id)
+            if result is None:
+                raise NotFound("No result has this id.")
+            if result.kind == "imaging":
+                known = set(session.scalars(select(Finding.code).where(Finding.result_id == result_id)))
+            else:
+                known = {TRIAGE_FEEDBACK_CODE}
+            unknown = sorted(set(codes) - known)
+            if unknown:
+                raise InvalidFeedback(
+                    f"Finding code(s) {', '.join(unknown)} are not part of this result; "
+                    f"accepted codes are {', '.join(sorted(known))}."
+                )
+            feedback = Feedback(
+                id=new_id(),
+                result_id=result.id,
+                reader=reader,
+                verdicts=[
+                    {"code": v.code, "verdict": v.verdict, "correct_label": v.correct_label} for v in verdicts
+                ],
+                model_name=result.model_name,
+                model_version=result.model_version,
+                created=utcnow(),
+            )
+            session.add(feedback)
+            if close:
+                result.status = "reviewed"
+            return feedback.id
+
+        return self._db.write(work)
+
+    def for_result(self, *, result_id: str) -> list[dict[str, Any]]:
+        """Every feedback on a result, oldest first, with the model name and version it judged."""
+        with self._db.sessions() as session:
+            rows = session.scalars(
+                select(Feedback)
+                .where(Feedback.result_id == result_id)
+                .order_by(Feedback.created, Feedback.id)
+            )
+            return [
+                {
+                    "feedback_id": row.id,
+                    "result_id": row.result_id,
+                    "reader": row.reader,
+                    "verdicts": list(row.verdicts),
+                    "model": {"name": row.model_name, "version": row.model_version},
+                    "created": iso(row.created),
+                }
+                for row in rows
+            ]

@@ -1,0 +1,59 @@
+"""The FHIR R4 views of the record (resources, searches, the CapabilityStatement)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from inference.record import _scope
+from inference.record._database import Database
+from inference.record.fhir import _search
+
+
+class FhirViews:
+    """FHIR R4 reads and searches over the record."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def read(self, *, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """One FHIR R4 resource as JSON, or ``None`` when absent or of a type not served.
+
+        Not scoped: callers authorise with :meth:`owner` first (to answer 403 rather than 404).
+        """
+        with self._db.sessions() as session:
+            return _search.read(session, resource_type, resource_id)
+
+    def search(
+        self,
+        *,
+        resource_type: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        base_url: str,
+        scope: _scope.Scope | None = None,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        """A FHIR ``searchset`` Bundle; ``base_url`` is the FHIR base (e.g. ``http://host/fhir``).
+
+        With ``scope``, only what the caller may read is matched: in the query, so ``total`` and the
+        pages count nothing else. Unsupported parameters are ignored unless ``strict``.
+
+        Raises:
+            InvalidSearch: unsupported type, an unsupported parameter when ``strict``, a malformed value.
+        """
+        with self._db.sessions() as session:
+            return _search.search(session, resource_type, params, base_url, scope, strict=strict)
+
+    def owner(self, *, resource_type: str, resource_id: str) -> tuple[str | None, str | None, bool] | None:
+        """``(patient id, owning facility, patient-level)`` of a FHIR resource; None when absent.
+
+        A Device has no patient; a Patient is patient-level (no owning facility: see ``_scope``).
+        """
+        with self._db.sessions() as session:
+            return _search.owner_of(session, resource_type, resource_id)
+
+    def capability_statement(self, *, base_url: str) -> dict[str, Any]:
+        """The R4 CapabilityStatement of the FHIR views."""
+        from inference import __version__
+
+        return _search.capability_statement(base_url, __version__)

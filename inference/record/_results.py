@@ -1,0 +1,229 @@
+"""Results and the worklist: filing a result in one transaction, reading it back, the readers' queue."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import case, literal, select
+from sqlalchemy.orm import Session, selectinload
+
+from inference.record import _save, _scope, _series
+from inference.record._database import Database
+from inference.record._errors import NotFound, RecordError
+from inference.record._inputs import AuditIn, ImagingResultIn, RenderingData, StoredResult, TriageResultIn
+from inference.record._models import Heatmap, Rendering, Result, Study
+from inference.record._views import public_result, worklist_item
+
+logger = logging.getLogger(__name__)
+
+_RESULT_LOAD: Final = (
+    selectinload(Result.patient),
+    selectinload(Result.findings),
+    selectinload(Result.study),
+    selectinload(Result.vitals),
+)
+
+
+class Results:
+    """Imaging and triage results: filed one transaction each (with their audit entry), read back, listed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def save_imaging(self, *, data: ImagingResultIn, audit: AuditIn | None = None) -> StoredResult:
+        """File an imaging result (patient, study, instances, device, result, findings, heatmaps) atomically.
+
+        Idempotent for a true resend: the same SOP instances with the same pixels, from the same facility,
+        analysed by the same model version return the result already filed with ``created=False``.
+        With ``audit``, the audit entry (``success``, or ``duplicate`` for a resend) is committed in the
+        same transaction as the result.
+
+        Raises:
+            RecordError: the result is malformed (priority, probabilities, heatmap not a PNG ...).
+            ResendConflict: the UIDs are already filed by another facility or with other pixels.
+            Conflict: the study or an instance is already filed under another patient or study.
+        """
+        _save.validate_imaging(data)
+        key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
+        stored = self._db.write(lambda session: _save.write_imaging(session, data, key, audit))
+        if stored.created:
+            logger.info("Filed imaging result %s.", stored.result_id)
+        return stored
+
+    def save_triage(self, *, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
+        """File a triage result (patient, vital signs, device, result) atomically, with its audit entry."""
+        _save.validate_triage(data)
+        stored = self._db.write(lambda session: _save.write_triage(session, data, audit))
+        logger.info("Filed triage result %s.", stored.result_id)
+        return stored
+
+    def triage_series(
+        self,
+        *,
+        identifier: str,
+        issuer: str | None,
+        since: datetime,
+        until: datetime,
+        scope: _scope.Scope | None = None,
+    ) -> list[dict[str, Any]]:
+        """The patient's triage observations in ``[since, until)``, oldest first (see ``_series``);
+        with ``scope``, only those the caller may read."""
+        with self._db.sessions() as session:
+            return _series.triage_series(
+                session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope
+            )
+
+    def _load(self, session: Session, result_id: str) -> Result | None:
+        return session.scalars(select(Result).options(*_RESULT_LOAD).where(Result.id == result_id)).first()
+
+    def get(self, *, result_id: str) -> dict[str, Any] | None:
+        """The public JSON of one result (no name, no birth date), or ``None``."""
+        with self._db.sessions() as session:
+            result = self._load(session, result_id)
+            return None if result is None else public_result(result)
+
+    def _latest_for_study(self, session: Session, study_instance_uid: str) -> Result | None:
+        return session.scalars(
+            select(Result)
+            .options(*_RESULT_LOAD)
+            .join(Study, Result.study_id == Study.id)
+            .where(Study.study_instance_uid == study_instance_uid)
+            .order_by(Result.created_at.desc(), Result.id.desc())
+            .limit(1)
+        ).first()
+
+    def latest_for_study(self, *, study_instance_uid: str) -> dict[str, Any] | None:
+        """The public JSON of the newest imaging result of a study, or ``None`` until there is one."""
+        with self._db.sessions() as session:
+            result = self._latest_for_study(session, study_instance_uid)
+            return None if result is None else public_result(result)
+
+    def study_priority(self, *, study_instance_uid: str) -> str | None:
+        """The priority of the newest result of a study, or ``None``."""
+        with self._db.sessions() as session:
+            return session.scalars(
+                select(Result.priority)
+                .join(Study, Result.study_id == Study.id)
+                .where(Study.study_instance_uid == study_instance_uid)
+                .order_by(Result.created_at.desc(), Result.id.desc())
+                .limit(1)
+            ).first()
+
+    def recent_imaging_scores(
+        self, *, model_name: str, model_version: str, limit: int
+    ) -> list[tuple[float | None, dict[str, float]]]:
+        """``(ood score, {finding code: probability})`` of the newest ``limit`` imaging results of one
+        model version, oldest first (what drift is measured on; no patient data)."""
+        with self._db.sessions() as session:
+            results = session.scalars(
+                select(Result)
+                .options(selectinload(Result.findings))
+                .where(
+                    Result.kind == "imaging",
+                    Result.model_name == model_name,
+                    Result.model_version == model_version,
+                )
+                .order_by(Result.created_at.desc(), Result.id.desc())
+                .limit(limit)
+            ).all()
+            rows = [
+                ((r.ood or {}).get("score"), {f.code: f.probability for f in r.findings}) for r in results
+            ]
+        return rows[::-1]
+
+    def heatmap(self, *, result_id: str, code: str) -> bytes | None:
+        """The PNG heatmap of one finding, or ``None``."""
+        with self._db.sessions() as session:
+            return session.scalars(
+                select(Heatmap.png).where(Heatmap.result_id == result_id, Heatmap.code == code)
+            ).first()
+
+    def rendering(self, *, result_id: str) -> RenderingData | None:
+        """The display rendering and CAMs of an imaging result, or ``None`` (triage, or filed before them)."""
+        with self._db.sessions() as session:
+            row = session.execute(
+                select(Rendering, Result.model_name, Result.model_version)
+                .join(Result, Result.id == Rendering.result_id)
+                .where(Rendering.result_id == result_id)
+            ).first()
+            if row is None:
+                return None
+            rendering, name, version = row
+            return RenderingData(
+                display=rendering.display,
+                cams=rendering.cams,
+                geometry=dict(rendering.geometry),
+                model=(name, version),
+            )
+
+    def worklist(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        facility: str | None = None,
+        escalate_before: datetime | None = None,
+        scope: _scope.Scope | None = None,
+    ) -> list[dict[str, Any]]:
+        """Open results, critical before urgent before routine, then oldest first.
+
+        Args:
+            limit: at most this many items (1 to 500).
+            offset: items to skip, for paging.
+            facility: only results owned by this facility.
+            escalate_before: a routine result filed before this time ranks with the urgent ones (the
+                starvation guard: pure urgency ordering lets routine studies wait without bound); its
+                item says ``escalated: true``.
+            scope: only results the caller may read (applied in the query, before paging).
+        """
+        if not 1 <= limit <= 500 or offset < 0:
+            raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
+        waited_too_long = (
+            (Result.created_at < escalate_before) if escalate_before is not None else literal(False)
+        )
+        rank = case(
+            (Result.priority == "critical", 0),
+            (Result.priority == "urgent", 1),
+            (waited_too_long, 1),
+            else_=2,
+        )
+        query = (
+            select(Result)
+            .options(*_RESULT_LOAD)
+            .where(Result.status == "open")
+            .order_by(rank, Result.created_at, Result.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if facility is not None:
+            query = query.where(Result.facility == facility)
+        if scope is not None:
+            query = query.where(_scope.results_visible(scope))
+        with self._db.sessions() as session:
+            results = session.scalars(query)
+            return [worklist_item(result, escalate_before=escalate_before) for result in results]
+
+    def mark_read(self, *, result_id: str) -> None:
+        """Mark a result reviewed: it leaves the worklist.
+
+        Raises:
+            NotFound: no such result.
+        """
+
+        def work(session: Session) -> None:
+            result = session.get(Result, result_id)
+            if result is None:
+                raise NotFound("No result has this id.")
+            result.status = "reviewed"
+
+        self._db.write(work)
+
+    def patient_of(self, *, result_id: str) -> tuple[str, str | None] | None:
+        """``(patient_id, owning facility)`` of a result, or ``None`` when there is no such result."""
+        with self._db.sessions() as session:
+            row = session.execute(
+                select(Result.patient_id, Result.facility).where(Result.id == result_id)
+            ).first()
+            return None if row is None else (row[0], row[1])
