@@ -185,7 +185,8 @@ def _component(count: int, i: np.ndarray, j: np.ndarray, seed: int) -> np.ndarra
         if np.array_equal(updated, labels):
             break
         labels = updated
-    return labels == labels[seed]
+    region: np.ndarray = labels == labels[seed]
+    return region
 
 
 def hottest_box(heatmap: np.ndarray, *, level: float = 0.5) -> Box | None:
