@@ -45,18 +45,25 @@ def resolve_pair(
     settings: Settings, record: Record, name: str, champion: str | None, challenger: str | None
 ) -> tuple[str, str] | None:
     """The versions to compare: those given, else ``champion`` and ``challenger`` now, else the newest pair
-    the record has shadow outputs of (after a promotion the challenger alias is gone)."""
+    the record has shadow outputs of (after a promotion the challenger alias is gone: the pair whose
+    challenger became champion comes first)."""
     from inference.services._shadow import shadow_store
 
+    aliases: dict[str, str] = {}
     if champion is None or challenger is None:
         aliases = _aliases(settings, name)
-        champion = champion or aliases.get("champion")
-        challenger = challenger or aliases.get("challenger")
+    if champion is None and challenger is None and "champion" in aliases and "challenger" in aliases:
+        return aliases["champion"], aliases["challenger"]
     if champion is not None and challenger is not None:
         return champion, challenger
-    for v in shadow_store(record).versions(model_name=name):
-        if champion in (None, v.champion_version) and challenger in (None, v.challenger_version):
-            return v.champion_version, v.challenger_version
+    pairs = [
+        v
+        for v in shadow_store(record).versions(model_name=name)
+        if champion in (None, v.champion_version) and challenger in (None, v.challenger_version)
+    ]
+    promoted = [v for v in pairs if v.challenger_version == aliases.get("champion")]
+    for v in promoted or pairs:
+        return v.champion_version, v.challenger_version
     return None
 
 

@@ -413,8 +413,10 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_training_set(args: argparse.Namespace) -> int:
-    from inference.security._commands import export_training_set
+    from inference.security._commands import export_kept_training_set, export_training_set
 
+    if args.source is None:
+        return export_kept_training_set(_settings(), out=args.out, model=args.model)
     return export_training_set(_settings(), out=args.out, source=args.source)
 
 
@@ -618,7 +620,14 @@ def build_parser() -> argparse.ArgumentParser:
         "export-training-set",
         help="de-identified copy (DICOM PS3.15 Basic Profile) of a DICOM folder with the readers' labels",
     )
-    p.add_argument("--source", type=Path, required=True, help="folder of DICOM files to export")
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="folder of DICOM files to export (de-identified DICOM copies); without it, the model inputs "
+        "the server kept for the readers' verdicts, in the 'dxassist-export' format `train --dataset` reads",
+    )
+    p.add_argument("--model", default="cxr-findings", help="model whose kept inputs are exported")
     p.add_argument("--out", type=Path, required=True, help="new or empty output folder")
     p.set_defaults(handler=_cmd_export_training_set)
 

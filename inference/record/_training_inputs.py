@@ -93,6 +93,7 @@ class LabelledInput:
     input_size: int
     pixels: bytes
     labels: tuple[ReaderLabel, ...]
+    model_calls: Mapping[str, bool]
 
 
 class TrainingInputs:
@@ -211,6 +212,7 @@ class TrainingInputs:
                         input_size=row.input_size,
                         pixels=bytes(row.pixels),
                         labels=tuple(labels),
+                        model_calls={code: bool(f.positive) for code, f in findings.items()},
                     )
 
 

@@ -133,6 +133,44 @@ def _label_rows(
     return rows
 
 
+def export_kept_training_set(
+    settings: Settings, *, out: Path, model: str = "cxr-findings", stream: TextIO | None = None
+) -> int:
+    """Write the labelled model inputs the server kept (``dxassist-export`` format) to ``out``, audited.
+
+    Returns:
+        0 on success; 2 when ``out`` exists and is not empty.
+    """
+    from inference.deid import deid_secret
+    from inference.record import Record
+    from inference.services._training_export import export_kept_inputs
+
+    report = stream if stream is not None else sys.stdout
+    if out.exists() and any(out.iterdir()):
+        report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
+        return 2
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+        export_kept_inputs(
+            record, out=out, secret=deid_secret(settings.keys_dir), model_name=model, report=report
+        )
+        record.append_audit(
+            subject=f"cli:{getpass.getuser()}",
+            role="admin",
+            facility=None,
+            action="export:training-set",
+            resource_type="TrainingExport",
+            resource_id=out.name[:128],
+            patient_id=None,
+            outcome="success",
+            client=None,
+        )
+    finally:
+        record.close()
+    return 0
+
+
 def export_training_set(settings: Settings, *, out: Path, source: Path, stream: TextIO | None = None) -> int:
     """Write a de-identified copy of the DICOM files under ``source`` and the readers' labels to ``out``.
 

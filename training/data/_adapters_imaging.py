@@ -10,6 +10,8 @@
   the five). Only frontal images are kept.
 - ``dicom-folder`` / ``synthetic``: ``labels.csv`` + DICOM files (see :mod:`training.data._imaging`);
   finding columns that are missing count as 0.
+- ``dxassist-export``: the model inputs the server kept, labelled by the readers
+  (``dxassist export-training-set --out``; :mod:`training.data._adapters_export`).
 
 PNG and JPEG pixels go through :func:`inference.preprocess.prepare_pixels` as MONOCHROME2 with the
 percentile window, the same code path as DICOM files without a window. No masks exist for real sets.
@@ -45,7 +47,7 @@ CHEXPERT_LABELS = {
     "Pneumothorax": "pneumothorax",
     "Cardiomegaly": "cardiomegaly",
 }
-DATASETS = ("synthetic", "nih", "chexpert", "dicom-folder")
+DATASETS = ("synthetic", "nih", "chexpert", "dicom-folder", "dxassist-export")
 Uncertain = Literal["zeros", "ones", "ignore"]
 
 
@@ -238,6 +240,10 @@ def load_dataset(
             limit=limit,
             progress=progress,
         )
+    if name == "dxassist-export":
+        from training.data._adapters_export import load_export
+
+        return load_export(Path(path), params, limit=limit, split=split, progress=progress)
     if name == "nih":
         return load_nih(Path(path), params, workers=workers, limit=limit, split=split, progress=progress)
     if name == "chexpert":

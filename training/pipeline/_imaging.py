@@ -539,6 +539,13 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     # 6. export: the CAM and the OOD score are outputs of the graph; parity on the logits and the score
     t0 = time.perf_counter()
     training_data = training_data_line(cfg, len(x))
+    if cfg.dataset == "dxassist-export" and cfg.data is not None:
+        from training.data._adapters_export import export_reader_labels
+
+        # The hospital's own readers' labels this version learned from (run metric, gate evidence).
+        metrics["reader_labels"] = float(export_reader_labels(cfg.data))
+        metrics["reader_labelled_images"] = float(len(x))
+        training_data += f"; {int(metrics['reader_labels'])} reader label(s)"
     checkpoint = out_dir / "cxr-findings.pt"
     torch.save(
         {"state_dict": model.state_dict(), "model_kwargs": model_kwargs, "config": cfg.to_dict()}, checkpoint

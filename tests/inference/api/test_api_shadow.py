@@ -4,6 +4,7 @@ results), and ``dxassist registry compare`` prints the agreement of the two vers
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -205,3 +206,51 @@ def test_cli_compare_without_a_pair_says_what_to_do(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "no champion/challenger pair" in done.stdout
     assert sys.executable  # the console script of this interpreter ran
+
+
+def _kept(env: Env) -> set[str]:
+    from sqlalchemy import select
+
+    from inference.record._training_inputs import TrainingInput
+
+    record = Record(env.settings.record_url)
+    try:
+        with record.sessions() as session:
+            return set(session.scalars(select(TrainingInput.result_id)))
+    finally:
+        record.close()
+
+
+def test_model_inputs_are_kept_only_while_consent_allows_and_never_with_burned_in_text(
+    client: TestClient, env: Env
+) -> None:
+    from pydicom import dcmread
+
+    headers = env.headers("pacs", facility="F1")
+    patient = f"KEEP-{uuid.uuid4().hex[:8]}"
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", patient_id=patient, seed=3)
+    response = client.post(
+        "/v1/studies", files=[("files", ("a.dcm", blob, "application/dicom"))], headers=headers
+    )
+    assert response.status_code == 201, response.text
+    kept = response.json()
+    assert kept["result_id"] in _kept(env)
+
+    # An image declaring burned-in annotation: analysed, but its pixels are not kept for retraining.
+    study = new_study_uid()
+    ds = dcmread(io.BytesIO(chest_dicom(study=study, sop=f"{study}.1", seed=4)))
+    ds.BurnedInAnnotation = "YES"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    response = client.post(
+        "/v1/studies", files=[("files", ("b.dcm", out.getvalue(), "application/dicom"))], headers=headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["result_id"] not in _kept(env)
+
+    # The patient objects to AI processing: what was kept of them is deleted with the objection.
+    deny = {"ai_processing": "deny", "national_sharing": "permit"}
+    path = f"/v1/patients/{kept['patient']['id']}/consent"
+    assert client.put(path, json=deny, headers=env.headers("clinician", facility="F1")).status_code == 200
+    assert kept["result_id"] not in _kept(env)

@@ -1,0 +1,190 @@
+"""The feedback loop's export: kept model inputs + readers' verdicts -> a ``dxassist-export`` data set.
+
+``dxassist export-training-set --out DIR`` (no ``--source``) writes what ``dxassist train imaging
+--dataset dxassist-export --data DIR`` reads::
+
+    DIR/labels.csv     file,split,view,<finding codes...>,model_name,model_version,readers,reader_labels,
+                       disagreements
+    DIR/verdicts.csv   every reader verdict: result_ref,finding,reader_ref,verdict,label,model_version,
+                       model_probability,model_positive
+    DIR/inputs/<ref>.npz   the model input (float16, the model's working resolution, with mean and std)
+    DIR/manifest.json  format, counts, the labelling rule
+
+Labels: a finding a reader judged takes the readers' label (``agree`` keeps the model's call,
+``disagree`` flips it, ``correct`` gives it); when readers disagree the majority wins and a tie counts
+positive (missing a finding costs more than a second look), and ``disagreements`` counts those findings.
+A finding no reader judged takes the model's filed call: the reader closed the result without
+correcting it. ``reader_labels`` counts the findings a reader judged; the training run records the total.
+
+Only results whose patient still allows AI processing are exported; result, patient and reader are
+replaced by keyed digests (the site's de-identification secret), so the export links to nothing.
+The split is drawn per patient digest (70/15/15), so one patient's studies never straddle two splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from inference.record import LabelledInput, TrainingInputs
+from inference.vocabulary import FINDINGS
+
+if TYPE_CHECKING:
+    from inference.record import Record
+
+FORMAT = "dxassist-export"
+LABELS_FILE = "labels.csv"
+VERDICTS_FILE = "verdicts.csv"
+MANIFEST_FILE = "manifest.json"
+LABEL_EXTRA = ("model_name", "model_version", "readers", "reader_labels", "disagreements")
+VERDICT_COLUMNS = (
+    "result_ref",
+    "finding",
+    "reader_ref",
+    "verdict",
+    "label",
+    "model_version",
+    "model_probability",
+    "model_positive",
+)
+
+
+@dataclass(frozen=True)
+class ExportCounts:
+    """What an export wrote."""
+
+    inputs: int
+    patients: int
+    reader_labels: int
+    verdicts: int
+    disagreements: int
+
+
+def _ref(secret: bytes, kind: str, value: str, length: int = 20) -> str:
+    return hmac.new(secret, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:length]
+
+
+def _split(patient_ref: str) -> str:
+    bucket = int(hashlib.sha256(patient_ref.encode()).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 70 else ("val" if bucket < 85 else "test")
+
+
+def _consensus(labels: Sequence[bool]) -> tuple[bool, bool]:
+    """(label, disagreement): the majority, a tie positive."""
+    positives = sum(1 for label in labels if label)
+    return positives * 2 >= len(labels), 0 < positives < len(labels)
+
+
+def _rows(
+    item: LabelledInput, secret: bytes, file: str, codes: Sequence[str]
+) -> tuple[dict[str, str], list[dict[str, str]], int, int]:
+    result_ref = _ref(secret, "result", item.result_id)
+    by_code: dict[str, list[bool]] = {}
+    verdict_rows = []
+    for label in item.labels:
+        by_code.setdefault(label.code, []).append(label.label)
+        verdict_rows.append(
+            {
+                "result_ref": result_ref,
+                "finding": label.code,
+                "reader_ref": _ref(secret, "reader", label.reader, 12),
+                "verdict": label.verdict,
+                "label": "1" if label.label else "0",
+                "model_version": label.model_version,
+                "model_probability": f"{label.model_probability:.6f}",
+                "model_positive": "1" if label.model_positive else "0",
+            }
+        )
+    row = {"file": file, "split": _split(_ref(secret, "patient", item.patient_id)), "view": ""}
+    disagreements = 0
+    for code in codes:
+        if code in by_code:
+            value, disagreed = _consensus(by_code[code])
+            disagreements += int(disagreed)
+        else:
+            value = bool(item.model_calls.get(code, False))
+        row[code] = "1" if value else "0"
+    row.update(
+        model_name=item.model_name,
+        model_version=item.model_version,
+        readers=";".join(sorted({_ref(secret, "reader", lab.reader, 12) for lab in item.labels})),
+        reader_labels=str(len(by_code)),
+        disagreements=str(disagreements),
+    )
+    return row, verdict_rows, len(by_code), disagreements
+
+
+def export_kept_inputs(
+    record: Record, *, out: Path, secret: bytes, model_name: str = "cxr-findings", report: TextIO
+) -> ExportCounts:
+    """Write the ``dxassist-export`` data set of every labelled kept input of ``model_name`` to ``out``.
+
+    Args:
+        record: The patient record.
+        out: A new or empty folder.
+        secret: The site's de-identification secret (keyed digests of results, patients, readers).
+        model_name: The model whose inputs are exported.
+        report: Where the one-line summary goes.
+    """
+    codes = list(FINDINGS)
+    inputs_dir = out / "inputs"
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    patients: set[str] = set()
+    inputs = reader_labels = verdicts = disagreements = 0
+    sizes: set[int] = set()
+    with (
+        (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as labels_handle,
+        (out / VERDICTS_FILE).open("w", newline="", encoding="utf-8") as verdicts_handle,
+    ):
+        labels_writer = csv.DictWriter(
+            labels_handle, fieldnames=["file", "split", "view", *codes, *LABEL_EXTRA]
+        )
+        verdicts_writer = csv.DictWriter(verdicts_handle, fieldnames=list(VERDICT_COLUMNS))
+        labels_writer.writeheader()
+        verdicts_writer.writeheader()
+        for item in TrainingInputs(record.sessions).labelled(model_name=model_name):
+            name = f"inputs/{_ref(secret, 'result', item.result_id)}.npz"
+            (out / name).write_bytes(item.pixels)
+            row, rows, judged, disagreed = _rows(item, secret, name, codes)
+            labels_writer.writerow(row)
+            verdicts_writer.writerows(rows)
+            inputs += 1
+            reader_labels += judged
+            verdicts += len(rows)
+            disagreements += disagreed
+            patients.add(item.patient_id)
+            sizes.add(item.input_size)
+    counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
+    manifest = {
+        "format": FORMAT,
+        "model_name": model_name,
+        "findings": codes,
+        "input_sizes": sorted(sizes),
+        "inputs": inputs,
+        "patients": len(patients),
+        "reader_labels": reader_labels,
+        "verdicts": verdicts,
+        "disagreements": disagreements,
+        "labels": (
+            "readers' verdicts (agree keeps the model's call, disagree flips it, correct gives it); the "
+            "majority when readers disagree, a tie positive; findings no reader judged keep the model's call"
+        ),
+        "deidentification": (
+            "model inputs only (windowed, letterboxed pixels at the model's resolution, no header); images "
+            "declaring burned-in annotation are never kept; result, patient and reader as keyed digests"
+        ),
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    report.write(
+        f"exported {inputs} labelled input(s) of {len(patients)} patient(s) "
+        f"({reader_labels} reader label(s), {verdicts} verdict(s), {disagreements} disagreement(s)) "
+        f"to {out} as '{FORMAT}'; train with "
+        f"`dxassist train imaging --dataset {FORMAT} --data {out} --register`\n"
+    )
+    return counts
