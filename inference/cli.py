@@ -102,6 +102,18 @@ def _check_database_drivers(settings: Settings) -> None:
             raise CliError(message, status=2)
 
 
+def _check_execution_provider(settings: Settings) -> None:
+    """One line, before a server starts, when CUDA is asked for and the ``gpu`` extra cannot give it."""
+    if settings.runtime.execution_provider != "cuda":
+        return
+    from inference.runtime import ConfigurationError, select_providers
+
+    try:
+        select_providers("cuda")
+    except ConfigurationError as e:
+        raise CliError(str(e), status=2) from e
+
+
 def _registry(settings: Settings) -> Any:
     from model_registry import RegistryClient
 
@@ -329,6 +341,7 @@ def _is_loopback(host: str) -> bool:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
+    _check_execution_provider(settings)
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         raise CliError("Give both --ssl-certfile and --ssl-keyfile for TLS, or neither.", status=2)
     if not _is_loopback(args.host) and args.ssl_certfile is None:
@@ -369,6 +382,7 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
 
 def _cmd_listen(args: argparse.Namespace) -> int:
     settings = _settings()
+    _check_execution_provider(settings)
     from inference.dimse import run_listener
 
     run_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)

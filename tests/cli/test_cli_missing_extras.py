@@ -62,3 +62,18 @@ def test_a_postgres_url_without_the_extra_is_one_line(
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "home" / "record.db").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "9"], ["listen", "--port", "9"]])
+def test_cuda_without_the_gpu_extra_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.fail("This machine's ONNX Runtime offers CUDA; the test needs the CPU-only package.")
+    done = _run(tmp_path, {"DXASSIST_EXECUTION_PROVIDER": "cuda"}, *command)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("dxassist: DXASSIST_EXECUTION_PROVIDER is 'cuda' but ONNX Runtime offers no")
+    assert "install the 'gpu' extra" in lines[0]
