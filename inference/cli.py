@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import inference  # noqa: F401  (first: switches ONNX Runtime and MLflow telemetry off)
+from inference.errors import InferenceError
 from inference.observability._phi_guard import QuietThirdParty, install_process_guard
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ _KEY_FIGURES = ("val_macro_auroc", "val_auroc")
 _ROLES_HELP = "radiologist, clinician, pacs, ml_engineer, auditor or admin"
 
 
-class CliError(Exception):
+class CliError(InferenceError):
     """A failure to report on stderr with exit status ``status``."""
 
     def __init__(self, message: str, status: int = 1) -> None:
@@ -390,7 +391,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from inference.security._commands import audit_verify
+    from inference._cli_commands import audit_verify
 
     return audit_verify(_settings())
 
@@ -427,7 +428,7 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_training_set(args: argparse.Namespace) -> int:
-    from inference.security._commands import export_kept_training_set, export_training_set
+    from inference._cli_commands import export_kept_training_set, export_training_set
 
     if args.source is None:
         return export_kept_training_set(_settings(), out=args.out, model=args.model)
@@ -435,7 +436,7 @@ def _cmd_export_training_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_user(args: argparse.Namespace) -> int:
-    from inference.security._commands import user_command
+    from inference._cli_commands import user_command
 
     try:
         return user_command(_settings(), args)

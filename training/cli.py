@@ -26,6 +26,7 @@ from model_registry import (
     RegisteredVersion,
     RegistryClient,
 )
+from training.errors import TrainingError
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -42,11 +43,11 @@ MODEL_NAMES: dict[Kind, str] = {"imaging": "cxr-findings", "triage": "vitals-tri
 _PIPELINE_NAMES = ("ImagingConfig", "train_imaging", "TriageConfig", "train_triage")
 
 
-class TrainingUnavailable(RuntimeError):
+class TrainingUnavailable(TrainingError, RuntimeError):
     """The training extras (torch, training.pipeline) are not installed in this environment."""
 
 
-class TrainingConfigError(ValueError):
+class TrainingConfigError(TrainingError, ValueError):
     """The profile, flags or YAML file do not make a valid training config."""
 
 

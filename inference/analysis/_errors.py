@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class AnalysisError(ValueError):
+
+class AnalysisError(InferenceError, ValueError):
     """Root of the analysis errors."""
 
 

@@ -156,6 +156,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 # Well-formed values outside what is physically possible (a date in year 10000): 422, like vitals.
 _PLAUSIBILITY_CODES: Final = frozenset({"implausible_date"})
 
+# The kinds of DICOM refusal (inference.dicom.DicomRejected.kind) and the statuses they are answered with.
+DICOM_STATUS: Final[dict[str, int]] = {
+    "malformed": 400,
+    "too_large": 413,
+    "unsupported_media": 415,
+    "unsupported_content": 422,
+}
+
 _VITALS_STATUS: Final[dict[str, int]] = {
     "invalid_type": 400,
     "invalid_value": 400,
@@ -191,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DicomRejected)
     async def _dicom(request: Request, exc: DicomRejected) -> JSONResponse:
-        return error_response(request, exc.status, exc.code, exc.message)
+        return error_response(request, DICOM_STATUS[exc.kind], exc.code, exc.message)
 
     @app.exception_handler(VitalsRejected)
     async def _vitals(request: Request, exc: VitalsRejected) -> JSONResponse:

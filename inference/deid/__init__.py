@@ -3,6 +3,7 @@ consistent UID remapping and per-patient date shifting (Retain Longitudinal Temp
 Dates)."""
 
 from inference.deid._deidentify import BurnedInAnnotation, Deidentifier, deid_secret
+from inference.deid._errors import DeidError
 from inference.deid._profile import (
     BASIC_PROFILE,
     CODE_MEANINGS,
@@ -23,6 +24,7 @@ __all__ = [
     "METHOD_TEXT",
     "RETAIN_LONGITUDINAL_MODIFIED_DATES",
     "BurnedInAnnotation",
+    "DeidError",
     "Deidentifier",
     "ProfileUnavailable",
     "applied_action",

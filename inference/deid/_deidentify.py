@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from inference.deid._errors import DeidError
 from inference.deid._profile import (
     CLEAN_ITEMS,
     CODE_MEANINGS,
@@ -49,7 +50,7 @@ _DUMMY: Final[dict[str, Any]] = {
 _lock = threading.Lock()
 
 
-class BurnedInAnnotation(ValueError):
+class BurnedInAnnotation(DeidError, ValueError):
     """The image declares text burned into its pixels, which header de-identification cannot remove."""
 
 

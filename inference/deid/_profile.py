@@ -37,6 +37,8 @@ import importlib
 from functools import cache
 from typing import Final
 
+from inference.deid._errors import DeidError
+
 EDITION: Final = "2026c"
 TABLE_MODULE: Final = "dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c"
 
@@ -70,7 +72,7 @@ DICOM_ROOT: Final = "1.2.840.10008."
 REMOVE, EMPTY, DUMMY, NEW_UID, CLEAN_ITEMS, SHIFT_DATE, KEEP = "X", "Z", "D", "U", "C", "S", "K"
 
 
-class ProfileUnavailable(RuntimeError):
+class ProfileUnavailable(DeidError, RuntimeError):
     """The package that ships Table E.1-1 is not installed."""
 
 

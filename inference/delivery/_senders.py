@@ -12,6 +12,8 @@ import uuid
 from io import BytesIO
 from typing import TYPE_CHECKING, Final
 
+from inference.errors import InferenceError
+
 if TYPE_CHECKING:
     from inference.config import Destination
 
@@ -23,7 +25,7 @@ _STORE_WARNINGS: Final = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
 _RETRYABLE_HTTP: Final = frozenset({401, 403, 408, 425, 429})
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(InferenceError):
     """An attempt to deliver an object failed.
 
     Attributes:

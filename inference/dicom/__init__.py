@@ -6,6 +6,11 @@ decoded on arrival. The server and the training data loader both read DICOM thro
 """
 
 from ._errors import (
+    KINDS,
+    MALFORMED,
+    TOO_LARGE,
+    UNSUPPORTED_CONTENT,
+    UNSUPPORTED_MEDIA,
     DicomMalformed,
     DicomRejected,
     DicomTooLarge,
@@ -22,6 +27,11 @@ from ._stable import StudyCollector
 from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
 
 __all__ = [
+    "KINDS",
+    "MALFORMED",
+    "TOO_LARGE",
+    "UNSUPPORTED_CONTENT",
+    "UNSUPPORTED_MEDIA",
     "ACCEPTED_SOP_CLASSES",
     "MAX_SEQUENCE_DEPTH",
     "MIN_SIDE",

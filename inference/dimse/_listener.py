@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, overload
 from inference.dicom import (
     ACCEPTED_SOP_CLASSES,
     SUPPORTED_TRANSFER_SYNTAXES,
+    TOO_LARGE,
+    UNSUPPORTED_CONTENT,
     DicomRejected,
     Limits,
     StudyCollector,
@@ -66,13 +68,13 @@ _FRAMING_SLACK: Final = 1 << 20
 def dimse_status(error: DicomRejected) -> int:
     """The C-STORE failure status for a refused instance.
 
-    Too large (HTTP 413): out of resources (0xA700). Valid DICOM whose content is not a single-frame
-    grayscale chest radiograph (HTTP 422): data set does not match SOP class (0xA900). Broken or
-    undecodable (HTTP 400, 415): cannot understand (0xC000).
+    Too large: out of resources (0xA700). Valid DICOM whose content is not a single-frame grayscale
+    chest radiograph: data set does not match SOP class (0xA900). Broken or undecodable (malformed,
+    unsupported media): cannot understand (0xC000).
     """
-    if error.status == 413:
+    if error.kind == TOO_LARGE:
         return OUT_OF_RESOURCES
-    if error.status == 422:
+    if error.kind == UNSUPPORTED_CONTENT:
         return DATASET_DOES_NOT_MATCH_SOP_CLASS
     return CANNOT_UNDERSTAND
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class PolicyError(ValueError):
+
+class PolicyError(InferenceError, ValueError):
     """A site policy file is unreadable or holds an unknown key, finding code, band or priority."""

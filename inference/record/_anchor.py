@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from inference.record._errors import RecordError
+
 ANCHOR_FILE: Final = Path("audit") / "head.json"
 KEY_FILE: Final = Path("keys") / "audit-anchor.key"
 _LOCK_FILE: Final = Path("audit") / ".head.lock"
 
 
-class AnchorError(Exception):
+class AnchorError(RecordError):
     """The anchor file is unreadable, malformed or its signature does not match (it was forged)."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class RecordError(Exception):
+
+class RecordError(InferenceError):
     """Root of every error raised by :mod:`inference.record`.
 
     Messages never carry a patient's name, identifier or birth date: they may end up in logs.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class RuntimeErrorBase(Exception):
+
+class RuntimeErrorBase(InferenceError):
     """Root of every error raised by :mod:`inference.runtime`."""
 
 

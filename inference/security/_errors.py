@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class SecurityError(Exception):
+
+class SecurityError(InferenceError):
     """Root of every error raised by :mod:`inference.security`.
 
     Attributes:

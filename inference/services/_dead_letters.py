@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from inference.dicom._stable import DEAD_STUDIES_DIR
+from inference.services._errors import ServiceError
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -34,7 +35,7 @@ KINDS: Final = ("study", "build", "delivery")
 INCOMING_DIR: Final = "incoming"
 
 
-class DeadLetterError(ValueError):
+class DeadLetterError(ServiceError, ValueError):
     """An id given to retry is malformed or names nothing in the dead-letter queue."""
 
 

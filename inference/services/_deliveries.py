@@ -30,6 +30,7 @@ from inference.record import OutputsIn, _builds
 from inference.record._types import utcnow
 from inference.services import _warnings
 from inference.services._context import Context, db
+from inference.services._errors import ServiceError
 
 if TYPE_CHECKING:
     from inference.dicom import Instance, Study
@@ -40,7 +41,7 @@ SPOOL_DIR: Final = Path("spool") / "builds"
 _SPOOL_FILE: Final = "primary.pickle"
 
 
-class OutputsUnbuildable(RuntimeError):
+class OutputsUnbuildable(ServiceError, RuntimeError):
     """A failed build cannot be tried again: its result or its spooled image is gone."""
 
     code = "output_source_missing"

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Final
 
 from inference.dicom import (
     ACCEPTED_SOP_CLASSES,
+    TOO_LARGE,
+    UNSUPPORTED_CONTENT,
     DicomRejected,
     Instance,
     Study,
@@ -99,16 +101,16 @@ class StowOutcome:
 def failure_reason(error: DicomRejected, sop_class_uid: str | None = None) -> int:
     """The PS3.18 Failure Reason for an instance refused with ``error``.
 
-    413 → out of resources (0xA700); unsupported transfer syntax → 0xC122; 422 → SOP class not supported
-    (0x0122) when the instance's SOP class is not one dxassist analyses, else data set does not match
-    SOP class (0xA900: a CR, DX or secondary capture whose content is refused, e.g. a blank image); the
-    rest (400, 415: broken or not DICOM) → cannot understand (0xC000).
+    Too large → out of resources (0xA700); unsupported transfer syntax → 0xC122; unsupported content →
+    SOP class not supported (0x0122) when the instance's SOP class is not one dxassist analyses, else
+    data set does not match SOP class (0xA900: a CR, DX or secondary capture whose content is refused,
+    e.g. a blank image); the rest (malformed, not DICOM) → cannot understand (0xC000).
     """
     if error.code == "unsupported_transfer_syntax":
         return TRANSFER_SYNTAX_NOT_SUPPORTED
-    if error.status == 413:
+    if error.kind == TOO_LARGE:
         return OUT_OF_RESOURCES
-    if error.status == 422:
+    if error.kind == UNSUPPORTED_CONTENT:
         supported = sop_class_uid is not None and sop_class_uid in ACCEPTED_SOP_CLASSES
         return DATASET_DOES_NOT_MATCH if supported else SOP_CLASS_NOT_SUPPORTED
     return CANNOT_UNDERSTAND

@@ -6,8 +6,10 @@ value outside the plausible range); the messages name the field and what is acce
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class TriageError(Exception):
+
+class TriageError(InferenceError):
     """Root of the errors raised by :mod:`inference.triage`."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inference.errors import InferenceError
 
-class WriterError(ValueError):
+
+class WriterError(InferenceError, ValueError):
     """Root of the writers' errors: the inputs cannot become a valid DICOM object."""
 
 

@@ -11,9 +11,9 @@ from _security_env import Env, TestClient, seeded_env, upload
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
+from inference._cli_commands import audit_verify
 from inference.api import create_app
 from inference.record import Record
-from inference.security._commands import audit_verify
 from inference.services._audit_trail import SYSTEM_SUBJECT
 
 

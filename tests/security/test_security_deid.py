@@ -19,9 +19,9 @@ from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from inference._cli_commands import export_training_set
 from inference.api import create_app
 from inference.deid import BurnedInAnnotation, Deidentifier, applied_action, table
-from inference.security._commands import export_training_set
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 ORIGINAL_UID = "1.2.826.0.1.3680043.10.1453.99.777"

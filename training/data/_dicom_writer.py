@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 from training.data._phantom import LATERAL_VIEWS, Phantom
+from training.errors import TrainingError
 
 UID_PREFIX = "1.2.826.0.1.3680043.10.1453."
 ISSUER = "DXASSIST-SYNTH"
@@ -31,7 +32,7 @@ _RLE = "1.2.840.10008.1.2.5"
 _BASE_DATE = dt.date(2026, 1, 5)
 
 
-class DicomWriteError(ValueError):
+class DicomWriteError(TrainingError, ValueError):
     """A phantom could not be written with the requested encoding."""
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from training.data._phantom import FINDINGS, LATERAL_VIEWS, generate_phantom
+from training.errors import TrainingError
 
 if TYPE_CHECKING:
     from inference.preprocess import PreprocessParams
@@ -36,7 +37,7 @@ LABELS_FILE = "labels.csv"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps keep mask files byte-reproducible
 
 
-class DatasetError(ValueError):
+class DatasetError(TrainingError, ValueError):
     """A data set folder or file is missing, malformed or not in the expected format."""
 
 

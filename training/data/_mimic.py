@@ -31,6 +31,7 @@ import numpy as np
 
 from inference.triage import FEATURES, PLAUSIBLE_RANGES
 from training.data._vitals import VitalsTable
+from training.errors import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ _MAPPING = {
 }
 
 
-class MimicFormatError(ValueError):
+class MimicFormatError(TrainingError, ValueError):
     """A MIMIC-IV-ED file is missing, unreadable or lacks the expected columns."""
 
 

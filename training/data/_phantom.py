@@ -28,12 +28,13 @@ from training.data._phantom_draw import (
     smooth_noise,
     vessel_tree,
 )
+from training.errors import TrainingError
 
 FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP")
 LATERAL_VIEWS: tuple[str, ...] = ("LL", "LAT")
 
 
-class PhantomError(ValueError):
+class PhantomError(TrainingError, ValueError):
     """A phantom was requested with arguments outside what the generator supports."""
 
 

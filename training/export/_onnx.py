@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from training.errors import TrainingError
 
-class ParityError(AssertionError):
+
+class ParityError(TrainingError, AssertionError):
     """ONNX Runtime and PyTorch disagree on the exported model beyond the tolerance."""
 
 

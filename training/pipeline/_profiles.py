@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from training.errors import TrainingError
+
 _C = TypeVar("_C")
 
 
-class ConfigError(ValueError):
+class ConfigError(TrainingError, ValueError):
     """A training configuration names an unknown profile or field, or holds a value of the wrong kind."""
 
 

@@ -22,6 +22,7 @@ from _dicom_factory import (
 )
 from pydicom import uid
 
+from inference.api._errors import DICOM_STATUS
 from inference.dicom import DicomRejected, DicomTooLarge, Limits, read_instance
 
 LIMITS = Limits(max_instance_bytes=8 << 20, max_pixels=4 << 20, max_instances=8)
@@ -39,12 +40,12 @@ def _rejected(data: bytes, limits: Limits = LIMITS) -> DicomRejected:
 
 def test_not_dicom_is_refused() -> None:
     assert _rejected(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200).code == "not_dicom"
-    assert _rejected(b"").status == 415
+    assert DICOM_STATUS[_rejected(b"").kind] == 415
 
 
 def test_file_over_the_byte_limit_is_refused_before_parsing() -> None:
     error = _rejected(b"\x00" * 5000, Limits(max_instance_bytes=4096, max_pixels=100, max_instances=1))
-    assert (error.code, error.status) == ("instance_too_large", 413)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("instance_too_large", 413)
     assert isinstance(error, DicomTooLarge)
 
 
@@ -53,13 +54,13 @@ def test_deflate_bomb_stops_at_the_cap() -> None:
     bomb = deflate_bomb(16 << 20)  # 16 MiB from about 16 KiB, 16 times the cap
     assert len(bomb) < 50_000
     error = _rejected(bomb, Limits(max_instance_bytes=1 << 20, max_pixels=1 << 20, max_instances=1))
-    assert (error.code, error.status) == ("deflate_bomb", 413)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("deflate_bomb", 413)
 
 
 @pytest.mark.parametrize("defined_length", [False, True])
 def test_300_deep_sequences_are_refused(defined_length: bool) -> None:
     error = _rejected(simple() + nested_sequences(300, defined_length=defined_length))
-    assert (error.code, error.status) == ("nesting_too_deep", 400)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("nesting_too_deep", 400)
 
 
 def test_16_deep_sequences_are_accepted_and_17_are_not() -> None:
@@ -71,7 +72,7 @@ def test_huge_declared_size_is_refused_before_decoding() -> None:
     ds = dataset(phantom(8, 8))
     ds.Rows = ds.Columns = 60000  # 3.6 Gpixel claimed, 128 bytes sent
     error = _rejected(to_bytes(ds))
-    assert (error.code, error.status) == ("too_large", 413)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("too_large", 413)
 
 
 def test_truncated_file_is_refused() -> None:
@@ -106,14 +107,15 @@ def test_codestream_larger_than_the_header_is_refused() -> None:
 def test_unsupported_transfer_syntax_is_refused_with_415() -> None:
     data = simple().replace(uid.ExplicitVRLittleEndian.encode() + b"\x00", b"1.2.840.10008.1.2.4.100\x00")
     error = _rejected(data)
-    assert (error.code, error.status) == ("unsupported_transfer_syntax", 415)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("unsupported_transfer_syntax", 415)
 
 
 def test_colour_is_refused() -> None:
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     ds = dataset(rgb[..., 0], photometric="RGB")
     ds.SamplesPerPixel, ds.PlanarConfiguration, ds.PixelData = 3, 0, rgb.tobytes()
-    assert (_rejected(to_bytes(ds)).code, _rejected(to_bytes(ds)).status) == ("not_grayscale", 422)
+    error = _rejected(to_bytes(ds))
+    assert (error.code, DICOM_STATUS[error.kind]) == ("not_grayscale", 422)
 
 
 def test_palette_is_refused() -> None:
@@ -129,7 +131,7 @@ def test_multi_frame_is_refused() -> None:
 
 def test_ct_is_refused_as_unsupported_modality() -> None:
     error = _rejected(to_bytes(dataset(phantom(8, 8), modality="CT", sop_class=uid.CTImageStorage)))
-    assert (error.code, error.status) == ("unsupported_modality", 422)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("unsupported_modality", 422)
 
 
 def test_dx_class_with_another_sop_class_is_refused() -> None:
@@ -141,7 +143,7 @@ def test_dx_class_with_another_sop_class_is_refused() -> None:
 
 def test_non_chest_body_part_is_refused_and_absent_is_accepted() -> None:
     error = _rejected(to_bytes(dataset(phantom(8, 8), body_part="KNEE")))
-    assert (error.code, error.status) == ("not_chest", 422)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("not_chest", 422)
     assert read_instance(to_bytes(dataset(phantom(8, 8), body_part=None)), limits=LIMITS).body_part is None
     assert read_instance(to_bytes(dataset(phantom(8, 8), body_part="THORAX")), limits=LIMITS).rows == 8
 

@@ -10,6 +10,7 @@ from _dicom_factory import dataset, phantom, to_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inference.api._errors import DICOM_STATUS
 from inference.dicom import DicomRejected, Limits, read_instance
 from inference.preprocess import PreprocessParams, prepare
 
@@ -20,7 +21,7 @@ PARAMS = PreprocessParams(input_size=64, mean=0.5, std=0.25)
 def _code(data: bytes) -> tuple[str, int]:
     with pytest.raises(DicomRejected) as caught:
         read_instance(data, limits=LIMITS, target_size=64)
-    return caught.value.code, caught.value.status
+    return caught.value.code, DICOM_STATUS[caught.value.kind]
 
 
 @pytest.mark.parametrize(

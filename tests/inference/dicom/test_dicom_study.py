@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from _dicom_factory import dataset, phantom, to_bytes
 
+from inference.api._errors import DICOM_STATUS
 from inference.dicom import DicomRejected, Limits, read_study
 
 LIMITS = Limits(max_instance_bytes=1 << 20, max_pixels=1 << 20, max_instances=4)
@@ -32,19 +33,19 @@ def test_pa_over_ap_over_unknown_and_laterals_set_aside(views: list[str | None],
 def test_only_laterals_is_refused() -> None:
     with pytest.raises(DicomRejected) as caught:
         read_study([_view("LL"), _view("RL")], limits=LIMITS)
-    assert (caught.value.code, caught.value.status) == ("no_frontal_view", 422)
+    assert (caught.value.code, DICOM_STATUS[caught.value.kind]) == ("no_frontal_view", 422)
 
 
 def test_mixed_studies_are_refused() -> None:
     with pytest.raises(DicomRejected) as caught:
         read_study([_view("PA"), _view("PA", study_uid="1.2.3.5")], limits=LIMITS)
-    assert (caught.value.code, caught.value.status) == ("mixed_studies", 400)
+    assert (caught.value.code, DICOM_STATUS[caught.value.kind]) == ("mixed_studies", 400)
 
 
 def test_too_many_and_no_instances_are_refused() -> None:
     with pytest.raises(DicomRejected) as caught:
         read_study([_view("PA")] * 5, limits=LIMITS)
-    assert (caught.value.code, caught.value.status) == ("too_many_instances", 413)
+    assert (caught.value.code, DICOM_STATUS[caught.value.kind]) == ("too_many_instances", 413)
     with pytest.raises(DicomRejected) as caught:
         read_study([], limits=LIMITS)
     assert caught.value.code == "empty_study"
