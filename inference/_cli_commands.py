@@ -155,7 +155,7 @@ def export_kept_training_set(
         export_kept_inputs(
             record, out=out, secret=deid_secret(settings.keys_dir), model_name=model, report=report
         )
-        record.append_audit(
+        record.audit.append(
             subject=f"cli:{getpass.getuser()}",
             role="admin",
             facility=None,
