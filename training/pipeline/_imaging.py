@@ -134,7 +134,6 @@ def _evaluate(
     """
     from training.evaluate import (
         auroc,
-        binary_report,
         expected_calibration_error,
         fit_temperature,
         sigmoid,
@@ -146,7 +145,7 @@ def _evaluate(
     p_test = sigmoid(test_logits / temperature)
     metrics: dict[str, float] = {"temperature": temperature}
     thresholds: dict[str, float] = {}
-    test_aurocs, val_aurocs = [], []
+    val_aurocs = []
     for k, name in enumerate(labels):
         val_auc = auroc(y_val[:, k], val_logits[:, k])
         metrics[f"val_auroc_{name}"] = val_auc
@@ -154,14 +153,6 @@ def _evaluate(
         # The operating point favours sensitivity: a triage assist that misses findings is worse than
         # one that asks a reader to look twice.
         thresholds[name] = threshold_for_sensitivity(y_val[:, k], p_val[:, k], sensitivity_target)
-        report = binary_report(y_test[:, k], p_test[:, k], thresholds[name], n_boot=n_boot, seed=seed + k)
-        metrics[f"test_auroc_{name}"] = report.auroc
-        metrics[f"test_auroc_{name}_ci_low"] = report.auroc_ci_low
-        metrics[f"test_auroc_{name}_ci_high"] = report.auroc_ci_high
-        metrics[f"test_sensitivity_{name}"] = report.sensitivity
-        metrics[f"test_specificity_{name}"] = report.specificity
-        metrics[f"test_prevalence_{name}"] = report.prevalence
-        metrics[f"test_ece_{name}"] = report.ece
         metrics[f"threshold_{name}"] = thresholds[name]
         # On the fixed validation set, for the promotion gate: the operating point at this version's own
         # threshold and where its scores sit, so a score shift with stale thresholds is caught.
@@ -173,10 +164,8 @@ def _evaluate(
             float(np.mean(p_k[~y_k] < thresholds[name])) if (~y_k).any() else math.nan
         )
         metrics[f"val_score_median_{name}"] = float(np.median(p_k))
-        test_aurocs.append(report.auroc)
     metrics["val_macro_auroc"] = float(np.nanmean(val_aurocs))
-    metrics["test_macro_auroc"] = float(np.nanmean(test_aurocs))
-    metrics["test_ece"] = expected_calibration_error(y_test.ravel(), p_test.ravel())
+    metrics.update(_test_metrics(labels, y_test, p_test, thresholds, n_boot=n_boot, seed=seed))
     metrics["val_ece"] = expected_calibration_error(y_val.ravel(), p_val.ravel())
     metrics["test_ece_uncalibrated"] = expected_calibration_error(
         y_test.ravel(), sigmoid(test_logits).ravel()
@@ -184,6 +173,35 @@ def _evaluate(
     metrics["test_n"] = float(len(y_test))
     metrics["val_n"] = float(len(y_val))
     return metrics, temperature, thresholds, p_test
+
+
+def _test_metrics(
+    labels: tuple[str, ...],
+    y_test: NDArray[np.float32],
+    p_test: NDArray[np.float64],
+    thresholds: dict[str, float],
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict[str, float]:
+    """AUROC with its bootstrap CI, sensitivity, specificity, prevalence and ECE on the test split."""
+    from training.evaluate import binary_report, expected_calibration_error
+
+    metrics: dict[str, float] = {}
+    aurocs = []
+    for k, name in enumerate(labels):
+        report = binary_report(y_test[:, k], p_test[:, k], thresholds[name], n_boot=n_boot, seed=seed + k)
+        metrics[f"test_auroc_{name}"] = report.auroc
+        metrics[f"test_auroc_{name}_ci_low"] = report.auroc_ci_low
+        metrics[f"test_auroc_{name}_ci_high"] = report.auroc_ci_high
+        metrics[f"test_sensitivity_{name}"] = report.sensitivity
+        metrics[f"test_specificity_{name}"] = report.specificity
+        metrics[f"test_prevalence_{name}"] = report.prevalence
+        metrics[f"test_ece_{name}"] = report.ece
+        aurocs.append(report.auroc)
+    metrics["test_macro_auroc"] = float(np.nanmean(aurocs))
+    metrics["test_ece"] = expected_calibration_error(y_test.ravel(), p_test.ravel())
+    return metrics
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -409,6 +427,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     from training.export import export_onnx
     from training.loops import fit_imaging, localisation_targets, predict
     from training.models import CxrNet
+    from training.pipeline._served_eval import served_probabilities
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -433,6 +452,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     #    seeded split; either way the same for every run of a profile
     train_idx, val_idx, test_idx = _split(arrays, cfg.seed)
     test_masks = arrays.masks[test_idx] if arrays.masks is not None else None
+    test_files = [arrays.files[i] for i in test_idx]
     # Where the data set has finding masks (the phantoms do), the CAM is also taught where findings
     # are; the targets are the masks' cell shares at CAM resolution, a few MB instead of the masks.
     loc_train = None
@@ -570,6 +590,31 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         parity_outputs=["logits", "ood"],
     )
     timings["seconds_export"] = time.perf_counter() - t0
+
+    # 6b. the test figures of the served path: each test file decoded, prepared and scored as a request
+    #     is (inference.dicom + inference.analysis + ONNX Runtime), not the training arrays in PyTorch
+    t0 = time.perf_counter()
+    root = _synthetic_data(cfg) if cfg.dataset == "synthetic" else cfg.data
+    served_p = None
+    if root is not None:
+        served_p = served_probabilities(report.path, Path(root), test_files, labels, model_name=MODEL_NAME)
+    if served_p is not None:
+        metrics["test_scored_by_served_path"] = 1.0
+        metrics["test_served_vs_training_max_abs_diff"] = float(np.max(np.abs(served_p - p_test)))
+        metrics.update(_test_metrics(labels, y_test, served_p, thresholds, n_boot=cfg.n_boot, seed=cfg.seed))
+        curves_roc = {name: (y_test[:, k], served_p[:, k]) for k, name in enumerate(labels)}
+        plot_roc(curves_roc, out_dir / "roc.png", title=f"{MODEL_NAME}: test ROC ({tag})")
+        plot_calibration(
+            {**curves_roc, "all findings": (y_test.ravel(), served_p.ravel())},
+            out_dir / "calibration.png",
+            title=f"{MODEL_NAME}: calibrated, test ({tag})",
+        )
+    else:
+        metrics["test_scored_by_served_path"] = 0.0
+        logger.warning(
+            "The %s data set is not DICOM; its test figures come from the training path.", cfg.dataset
+        )
+    timings["seconds_served_eval"] = time.perf_counter() - t0
     timings["seconds_total"] = time.perf_counter() - started
     metrics.update(timings)
 

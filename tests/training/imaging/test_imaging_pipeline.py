@@ -143,3 +143,13 @@ def test_validation_split_depends_on_the_seed_only(tiny_run) -> None:  # type: i
     # The promotion gate compares versions on this split: any run with the same seed sees these images.
     assert val_rows == split_indices(cfg.n_images, cfg.seed).val.tolist()
     assert outcome.metrics["val_n"] == len(val_rows)
+
+
+def test_test_figures_are_those_of_the_served_path(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    """Each test file was decoded, prepared and scored as the server does (inference.analysis on the
+    exported ONNX file); the training path's probabilities differ from it only by rounding-level amounts."""
+    _, outcome = tiny_run
+    m = outcome.metrics
+    assert m["test_scored_by_served_path"] == 1.0
+    assert 0.0 <= m["test_served_vs_training_max_abs_diff"] < 0.05
+    assert m["seconds_served_eval"] > 0.0
