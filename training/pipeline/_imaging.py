@@ -612,7 +612,8 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     else:
         metrics["test_scored_by_served_path"] = 0.0
         logger.warning(
-            "The %s data set is not DICOM; its test figures come from the training path.", cfg.dataset
+            "The %s test split cannot be read as the server reads it; its figures are the training path's.",
+            cfg.dataset,
         )
     timings["seconds_served_eval"] = time.perf_counter() - t0
     timings["seconds_total"] = time.perf_counter() - started

@@ -40,16 +40,17 @@ def served_probabilities(
 ) -> NDArray[np.float64] | None:
     """Calibrated probabilities ``[N, K]`` of the ``files`` (relative to ``root``) as the server gives them.
 
-    Returns None when a file is not DICOM (the set is scored by the training path only).
+    Returns None when a file is not DICOM or one the server refuses (the set is then scored by the
+    training path only, and the run says so).
 
     Raises:
         ValueError: The exported model's labels differ from ``labels``.
     """
     if not files or not all(name.lower().endswith(".dcm") for name in files):
         return None
-    from inference.analysis import analyse_now
+    from inference.analysis import ImageUnusable, analyse_now
     from inference.config import LimitsSettings, RuntimeSettings
-    from inference.dicom import Limits, read_study
+    from inference.dicom import DicomRejected, Limits, read_study
     from inference.runtime import load_served_model
 
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
@@ -63,8 +64,13 @@ def served_probabilities(
     limits = Limits.from_settings(LimitsSettings())
     out = np.empty((len(files), len(labels)), dtype=np.float64)
     for row, name in enumerate(files):
-        study = read_study([(root / name).read_bytes()], limits=limits, target_size=meta.input_size)
-        analysis = analyse_now(study.primary, served)
+        try:
+            study = read_study([(root / name).read_bytes()], limits=limits, target_size=meta.input_size)
+            analysis = analyse_now(study.primary, served)
+        except (DicomRejected, ImageUnusable) as e:
+            # The server would refuse this file; the split cannot be scored as served.
+            logger.warning("Test file %s is refused by the served path (%s): %s", name, type(e).__name__, e)
+            return None
         scores = {finding.code: finding.probability for finding in analysis.findings}
         out[row] = [scores[code] for code in labels]
     return out
