@@ -2,7 +2,8 @@
 
 Each entry stores ``seq`` (1, 2, 3, ... without gaps), ``prev_hash`` (the ``hash`` of entry ``seq - 1``,
 64 zeros for the first) and ``hash`` = sha256 of its canonical content (every column that says who did
-what, when, from where, to which patient and with what outcome, plus ``seq`` and ``prev_hash``).
+what, when, from where, to which patient and with what outcome, plus ``seq`` and ``prev_hash``, and the
+``request_id`` of the HTTP request that made it when there is one).
 
 Appends are serialised so the chain never forks: the one row of ``audit_chain_head`` is read with
 ``SELECT ... FOR UPDATE`` (PostgreSQL) inside a transaction that SQLite starts with ``BEGIN IMMEDIATE``
@@ -22,6 +23,7 @@ from typing import Any, Final
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from inference.observability import current_request_id
 from inference.record._errors import RecordError
 from inference.record._models import AuditChainHead, AuditEvent, Result
 from inference.record._types import as_utc
@@ -56,6 +58,9 @@ def _time_text(value: datetime) -> str:
 def canonical(content: dict[str, Any]) -> bytes:
     """The bytes an entry's hash is computed over: sorted-key compact JSON of :data:`CONTENT_FIELDS`."""
     values = {name: content.get(name) for name in CONTENT_FIELDS}
+    if content.get("request_id") is not None:
+        # Covered when present (migration 0010): entries written before it keep their hashes.
+        values["request_id"] = content["request_id"]
     if isinstance(values["time"], datetime):
         values["time"] = _time_text(values["time"])
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -67,7 +72,7 @@ def entry_hash(content: dict[str, Any]) -> str:
 
 
 def _content(event: AuditEvent) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in CONTENT_FIELDS}
+    return {name: getattr(event, name) for name in (*CONTENT_FIELDS, "request_id")}
 
 
 def append(session: Session, **columns: Any) -> AuditEvent:
@@ -76,7 +81,8 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     Args:
         session: A session in a transaction begun for writing (SQLite: ``BEGIN IMMEDIATE``).
         **columns: ``time``, ``subject``, ``role``, ``facility``, ``action``, ``resource_type``,
-            ``resource_id``, ``patient_id``, ``outcome``, ``client``.
+            ``resource_id``, ``patient_id``, ``outcome``, ``client``; ``request_id`` defaults to the id
+            of the HTTP request being served (:func:`inference.observability.current_request_id`).
 
     Raises:
         RecordError: The chain head is missing (the schema is older than migration 0003).
@@ -87,6 +93,7 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     if head is None:
         raise RecordError("The audit chain head is missing; run the record's migrations (0003).")
     seq = head.seq + 1
+    columns.setdefault("request_id", current_request_id())
     event = AuditEvent(**columns, seq=seq, prev_hash=head.hash)
     digest = entry_hash(_content(event))
     event.hash = digest
@@ -225,6 +232,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
         "patient_id": event.patient_id,
         "outcome": event.outcome,
         "client": event.client,
+        "request_id": event.request_id,
         "hash": event.hash,
     }
 

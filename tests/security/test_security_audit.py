@@ -122,3 +122,48 @@ def test_a_failing_audit_write_fails_the_request(tmp_path: Path) -> None:
         response = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
         assert response.status_code == 503 and response.json()["error"]["code"] == "record_unavailable"
         assert result_id not in response.text and "findings" not in response.text
+
+
+def test_entries_name_the_request_that_made_them_and_the_hash_covers_it(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
+    with TestClient(create_app(env.settings)) as client:
+        posted = upload(client, {**env.headers("pacs", facility="F1"), "X-Request-ID": "pacs-req-0042"})
+        assert posted.status_code == 201 and posted.headers["x-request-id"] == "pacs-req-0042"
+        result_id = posted.json()["result_id"]
+        read = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
+        generated = read.headers["x-request-id"]
+        auditor = env.headers("auditor")
+        bundle = Bundle.model_validate(
+            client.get("/fhir/AuditEvent", params={"agent": "test-pacs"}, headers=auditor).json()
+        )
+    record = Record(env.settings.record_url)
+    try:
+        _total, entries = record.audit.search(agent="test-pacs")
+        _total, reads = record.audit.search(agent="test-radiologist")
+        _total, system = record.audit.search(agent=SYSTEM_SUBJECT)
+    finally:
+        record.close()
+    assert {e["request_id"] for e in entries if e["action"] == "studies:submit"} == {"pacs-req-0042"}
+    assert {e["request_id"] for e in reads if e["resource_id"] == result_id} == {generated}
+    # Model changes at start belong to no request.
+    assert system and all(e["request_id"] is None for e in system)
+    details = {
+        d.valueString
+        for e in bundle.entry
+        for ent in e.resource.entity or []
+        for d in ent.detail or []
+        if d.type == "request-id"
+    }
+    assert "pacs-req-0042" in details
+    assert audit_verify(env.settings, stream=io.StringIO()) == 0
+    database = sqlite3.connect(env.home / "record.db")
+    try:
+        database.execute("DROP TRIGGER audit_events_no_update")
+        database.execute(
+            "UPDATE audit_events SET request_id = 'pacs-req-0043' WHERE request_id = 'pacs-req-0042'"
+        )
+        database.commit()
+    finally:
+        database.close()
+    out = io.StringIO()
+    assert audit_verify(env.settings, stream=out) == 1 and "changed" in out.getvalue()

@@ -7,7 +7,8 @@ Mapping (R4 AuditEvent, valid as R4B):
 - ``outcome``: 0 success, 4 refused or not found (``outcomeDesc`` says which).
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
   facility, ``network.address`` the client address.
-- ``entity``: the Patient (by reference) and the resource touched (by identifier), and the chain hash.
+- ``entity``: the Patient (by reference) and the resource touched (by identifier), with the chain hash
+  and, for an entry made by an HTTP request, its ``X-Request-ID`` (``detail`` ``request-id``).
 """
 
 from __future__ import annotations
@@ -119,7 +120,16 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "what": what,
                 "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "detail": [{"type": "chain-hash", "valueString": str(entry.get("hash"))}],
+                "detail": [
+                    {"type": "chain-hash", "valueString": str(entry.get("hash"))},
+                    # The X-Request-ID of the request that made the entry: the server's log lines of
+                    # that request carry the same id.
+                    *(
+                        [{"type": "request-id", "valueString": str(entry["request_id"])}]
+                        if entry.get("request_id")
+                        else []
+                    ),
+                ],
             }
         )
     resource: dict[str, Any] = {
