@@ -11,7 +11,7 @@ import ast
 import builtins
 
 import pytest
-from _imports import module_name, source_files
+from _architecture_imports import module_name, source_files
 
 ROOTS = {"inference": "InferenceError", "training": "TrainingError", "model_registry": "RegistryError"}
 BUILTIN_ERRORS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _imports import (
+from _architecture_imports import (
     PACKAGES,
     Import,
     Rules,
