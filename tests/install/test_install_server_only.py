@@ -30,7 +30,8 @@ from tiny_models import IMAGING_NAME, TRIAGE_NAME, build_imaging_onnx, build_tri
 
 from model_registry import RegistryClient, sha256_file
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# A cold pip cache downloads about 150 MB; on two shared cores the whole test took 11 minutes once.
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
 
 # What the full `mlflow` package and the `train` extra bring, and a server never imports.
 NOT_IN_A_SERVER = ("torch", "pandas", "pyarrow", "scipy", "sklearn", "matplotlib", "flask", "gunicorn")
@@ -215,7 +216,7 @@ def test_server_only_install_serves_from_the_registry_and_delivers_by_stow_rs(
         capture_output=True,
         text=True,
         check=False,
-        timeout=800,
+        timeout=1800,
         env=_environment(),
         cwd=tmp_path,
     )
