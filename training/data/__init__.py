@@ -43,3 +43,7 @@ from training.data._ood import build_ood_set as build_ood_set
 from training.data._ood import ood_image as ood_image
 from training.data._ood import ood_phantom as ood_phantom
 from training.data._ood import read_ood_kinds as read_ood_kinds
+
+# --- acquisition variation ---
+# isort: split
+from training.data._acquisition import vary_acquisition as vary_acquisition

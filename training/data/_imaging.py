@@ -158,6 +158,7 @@ def build_synthetic_imaging(
     rle_fraction: float = 0.0,
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     workers: int = 1,
+    acquisition_variation: float = 0.0,
 ) -> Path:
     """Generate ``n`` synthetic chest radiographs as DICOM files with labels, masks and splits.
 
@@ -175,6 +176,9 @@ def build_synthetic_imaging(
         rle_fraction: Fraction of files written RLE Lossless (slower to write; exercises the decoder).
         fractions: Train/val/test fractions for the ``split`` column.
         workers: Processes to generate with; the files are identical whatever the number.
+        acquisition_variation: Strength of :func:`training.data.vary_acquisition` (exposure, noise,
+            collimation, side markers, positioning) drawn on every image from a stream of its own;
+            0 writes the phantoms as generated.
 
     Returns:
         ``out_dir``.
@@ -187,7 +191,9 @@ def build_synthetic_imaging(
     split_of = np.empty(n, dtype=object)
     for name, idx in zip(("train", "val", "test"), splits, strict=True):
         split_of[idx] = name
-    job = _BuildJob(out, seed, size_range, lateral_fraction, prevalence, normal_fraction, rle_fraction)
+    job = _BuildJob(
+        out, seed, size_range, lateral_fraction, prevalence, normal_fraction, rle_fraction, acquisition_variation
+    )
     if workers > 1 and n > 1:
         import multiprocessing as mp
 
@@ -208,6 +214,7 @@ def build_synthetic_imaging(
         "prevalence": prevalence,
         "normal_fraction": normal_fraction,
         "rle_fraction": rle_fraction,
+        "acquisition_variation": acquisition_variation,
         "fractions": list(fractions),
         "findings": list(FINDINGS),
     }
@@ -227,6 +234,7 @@ class _BuildJob:
     prevalence: float
     normal_fraction: float
     rle_fraction: float
+    acquisition_variation: float = 0.0
 
     def __call__(self, i: int) -> tuple[str, str, list[int]]:
         from training.data._dicom_writer import random_style, write_study
@@ -241,6 +249,13 @@ class _BuildJob:
             prevalence=self.prevalence,
             normal_fraction=self.normal_fraction,
         )
+        if self.acquisition_variation > 0:
+            from training.data._acquisition import vary_acquisition
+
+            # A stream of its own: the phantom (and the DICOM style below) stay what they were.
+            phantom = vary_acquisition(
+                np.random.default_rng([self.seed, i, 0xAC9]), phantom, strength=self.acquisition_variation
+            )
         style = random_style(rng, rle_fraction=self.rle_fraction)
         name = f"{i:06d}"
         write_study(phantom, self.out / "images" / f"{name}.dcm", index=i, seed=self.seed, style=style)

@@ -1,11 +1,20 @@
 """``CxrNet``: a compact residual CNN for chest radiographs with its class activation maps in the graph.
 
-The network ends in global average pooling and one linear layer, so the class activation map (CAM) of
-finding ``k`` is the classifier weight ``w_k`` applied to the last feature map at every position
-(Zhou et al., 2016). The forward pass computes the CAM first and derives the logits from it
-(``logits = cam.mean((2, 3)) + bias``), which equals ``linear(avgpool(features))`` and makes the
-identity hold by construction in PyTorch and in the exported ONNX graph: the server gets an
-explanation with every prediction and never needs gradients.
+The network ends in one linear layer applied at every position of the last feature map, so the class
+activation map (CAM) of finding ``k`` is the classifier weight ``w_k`` applied to the features there
+(Zhou et al., 2016). The forward pass computes the CAM first and derives the logits from it, so the
+explanation is, by construction, what the score was computed from, in PyTorch and in the exported ONNX
+graph: the server gets an explanation with every prediction and never needs gradients.
+
+Two poolings turn the CAM into a logit:
+
+- ``mean``: ``logits = cam.mean((2, 3)) + bias``, which equals ``linear(avgpool(features))`` (the
+  textbook CAM head).
+- ``lse`` (the default of the trained profiles): ``logits = (logsumexp(r * cam) - log(h * w)) / r +
+  bias``, a smooth maximum over the CAM cells (Pinheiro and Collobert, 2015). It lies between the mean
+  (``r`` towards 0) and the maximum (``r`` large). A nodule covers one or two of the 400 cells of a 20x20
+  CAM: global average pooling divides its evidence by 400, the log-sum-exp lets a single hot cell carry
+  the logit, while large findings (effusion, cardiomegaly) still add evidence over many cells.
 """
 
 from __future__ import annotations
@@ -53,9 +62,12 @@ class CxrNet(nn.Module):
         strides: stride of the first block of each stage; the stem adds a stride of 2, so the CAM
             side is ``S / (2 * prod(strides))``.
         in_channels: input channels (1 for radiographs).
+        pooling: ``mean`` or ``lse`` (see the module docstring).
+        lse_r: sharpness ``r`` of the ``lse`` pooling.
 
     Input ``image`` is float32 ``[N, 1, S, S]``; :meth:`forward` returns ``(logits [N, K],
-    cam [N, K, h, w])`` with ``logits == cam.mean((2, 3)) + classifier.bias``.
+    cam [N, K, h, w])`` with ``logits == self.pool(cam)`` (``cam.mean((2, 3)) + classifier.bias`` for
+    ``mean`` pooling).
     """
 
     def __init__(
@@ -66,8 +78,14 @@ class CxrNet(nn.Module):
         depths: Sequence[int] = (1, 1, 1, 1),
         strides: Sequence[int] = (2, 2, 2, 1),
         in_channels: int = 1,
+        pooling: str = "mean",
+        lse_r: float = 1.0,
     ) -> None:
         super().__init__()
+        if pooling not in ("mean", "lse") or lse_r <= 0:
+            raise ValueError(f"pooling must be 'mean' or 'lse' with lse_r > 0; got {pooling!r}, {lse_r}.")
+        self.pooling = pooling
+        self.lse_r = float(lse_r)
         if not (len(widths) == len(depths) == len(strides)) or not widths:
             raise ValueError(
                 f"widths, depths and strides must be non-empty and of equal length; got {len(widths)}, "
@@ -101,5 +119,15 @@ class CxrNet(nn.Module):
         # which ONNX Runtime runs faster than an Einsum.
         weight = self.classifier.weight[:, :, None, None]
         cam = F.conv2d(feats, weight)
-        logits = cam.mean(dim=(2, 3)) + self.classifier.bias
-        return logits, cam
+        return self.pool(cam), cam
+
+    def pool(self, cam: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, K]`` from the CAM ``[N, K, h, w]``: its mean or its log-sum-exp mean, plus the bias."""
+        if self.pooling == "mean":
+            return cam.mean(dim=(2, 3)) + self.classifier.bias
+        # log(mean(exp(r * cam))) / r, shifted by the maximum for stability; a mean rather than
+        # logsumexp - log(h * w) keeps the cell count out of the traced graph (dynamic in ONNX).
+        scaled = cam.flatten(2) * self.lse_r
+        peak = scaled.amax(dim=2, keepdim=True)
+        lme = peak.squeeze(2) + torch.log(torch.exp(scaled - peak).mean(dim=2))
+        return lme / self.lse_r + self.classifier.bias

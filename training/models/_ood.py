@@ -124,7 +124,7 @@ class GuardedCxrNet(nn.Module):
         pooled, feats = pooled_features(self.net, image)
         weight = self.net.classifier.weight[:, :, None, None]
         cam = torch.nn.functional.conv2d(feats, weight)
-        logits = cam.mean(dim=(2, 3)) + self.net.classifier.bias
+        logits = self.net.pool(cam)
         score = torch.zeros(image.shape[0], dtype=image.dtype, device=image.device)
         for i, f in enumerate(pooled):
             d = f - getattr(self, f"ood_mean_{i}")

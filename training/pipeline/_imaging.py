@@ -36,6 +36,7 @@ def _synthetic_data(cfg: ImagingConfig) -> Path:
         "seed": cfg.seed,
         "size_range": list(cfg.size_range),
         "lateral_fraction": cfg.lateral_fraction,
+        "acquisition_variation": cfg.acquisition_variation,
     }
     # dataset.json is written after the last image, so its presence means a complete set.
     recipe_path = root / "dataset.json"
@@ -56,6 +57,7 @@ def _synthetic_data(cfg: ImagingConfig) -> Path:
         size_range=cfg.size_range,
         lateral_fraction=cfg.lateral_fraction,
         workers=cfg.workers,
+        acquisition_variation=cfg.acquisition_variation,
     )
     return root
 
@@ -257,6 +259,22 @@ def _model_card(
         if metrics.get("localisation_supervised")
         else "The CAM was trained by the classification loss only (no masks were used)."
     )
+    variation = (
+        f"\n- Acquisition variation (strength {cfg.acquisition_variation:g}, `training.data.vary_acquisition`): "
+        "every generated film is re-acquired with its own exposure and processing (gamma, contrast, "
+        "brightness), extra quantum noise on some, collimated bright borders, a lead side marker in an "
+        "upper corner, and positioning (rotation up to 4°, magnification -5% to +8%, off-centring up to "
+        "4%), finding masks moved alike; ordinary variation is then part of what the model and its OOD "
+        "guard know."
+        if synthetic and cfg.acquisition_variation > 0
+        else ""
+    )
+    pooling = (
+        f"Each logit is a smooth maximum of its CAM (log-sum-exp pooling, r = {cfg.lse_r:g}): one hot "
+        "cell can carry it, which small findings (nodules cover one or two cells) need."
+        if cfg.pooling == "lse"
+        else "Each logit is the mean of its CAM plus a bias (global average pooling)."
+    )
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     n_train, n_val, n_test = split_sizes
     return f"""# Model card: `{MODEL_NAME}`
@@ -273,7 +291,7 @@ exclude a finding, or decide treatment on its own: every output is reviewed by a
 ## Data
 {data_section}
 
-- Training data: {training_data}.
+- Training data: {training_data}.{variation}
 - Split (seeded with {cfg.seed}, identical for every run of the `{cfg.profile}` profile):
   {n_train} training, {n_val} validation, {n_test} test images.
 - Input: one frontal view, windowed and normalised by `inference.preprocess` to {cfg.input_size}×{
@@ -292,7 +310,7 @@ over {int(metrics.get("test_pointing_game_n", 0))} findings, or
 {_fmt(metrics.get("test_pointing_game_tolerant", math.nan))} when a maximum within
 {int(metrics.get("pointing_tolerance_px", 0))} pixels (half a CAM cell) of the region counts. The CAM has
 one value per {cfg.cam_stride}×{cfg.cam_stride} pixels, so regions smaller than a cell (small nodules) are
-hit only when they cover a cell centre. {localisation}
+hit only when they cover a cell centre. {pooling} {localisation}
 
 | finding | AUROC (95% bootstrap CI) | threshold | sensitivity | specificity | pointing game | prevalence |
 |---|---|---|---|---|---|---|
@@ -476,6 +494,8 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         "widths": cfg.widths,
         "depths": cfg.depths,
         "strides": cfg.strides,
+        "pooling": cfg.pooling,
+        "lse_r": cfg.lse_r,
     }
     model = CxrNet(**model_kwargs)
     fit = fit_imaging(

@@ -36,10 +36,16 @@ class ImagingConfig:
         n_images: synthetic images to generate.
         size_range: smallest and largest side of the generated images, in pixels.
         lateral_fraction: share of generated lateral views (the loader keeps frontal ones).
+        acquisition_variation: strength of the acquisition variation drawn on every generated image
+            (exposure, noise, collimation, side markers, positioning: ``training.data.vary_acquisition``),
+            so neither the classifier nor the OOD guard learns one perfect film; 0 turns it off.
         input_size: model input side ``S`` in pixels (also written to the preprocessing metadata).
         widths: channels per residual stage of ``CxrNet``.
         depths: residual blocks per stage.
         strides: stride of each stage; with the stem's 2, the CAM side is ``S / (2 * prod)``.
+        pooling: how the CAM becomes a logit: ``mean`` (global average, as Zhou et al.) or ``lse``
+            (log-sum-exp, a smooth maximum that small findings such as nodules are not drowned in).
+        lse_r: sharpness of ``lse`` pooling (towards the mean as it falls to 0, the maximum as it grows).
         epochs: training epochs.
         batch_size: images per optimisation step.
         lr: peak AdamW learning rate (cosine schedule after warm-up).
@@ -72,10 +78,13 @@ class ImagingConfig:
     n_images: int = 2400
     size_range: tuple[int, int] = (320, 640)
     lateral_fraction: float = 0.0
+    acquisition_variation: float = 1.0
     input_size: int = 160
     widths: tuple[int, ...] = (16, 32, 48, 64)
     depths: tuple[int, ...] = (1, 1, 1, 1)
     strides: tuple[int, ...] = (2, 2, 1, 1)
+    pooling: str = "lse"
+    lse_r: float = 1.0
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-3
@@ -125,6 +134,10 @@ class ImagingConfig:
             )
         if self.ood_eval_per_kind < 1:
             raise ConfigError("ood_eval_per_kind must be a positive integer.")
+        if self.pooling not in ("mean", "lse") or self.lse_r <= 0:
+            raise ConfigError(f"pooling must be 'mean' or 'lse' and lse_r positive; got {self.pooling!r}, {self.lse_r}.")
+        if self.acquisition_variation < 0:
+            raise ConfigError("acquisition_variation must not be negative.")
         if self.epochs < 1 or self.batch_size < 1 or self.n_images < 1:
             raise ConfigError("epochs, batch_size and n_images must be positive integers.")
         if self.dataset != "synthetic" and self.data is None:

@@ -116,3 +116,27 @@ def test_exported_model_runs_where_torch_cannot_be_imported(exported) -> None:  
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"no-torch (2, 5) (2, 5, {INPUT_SIZE // 16}, {INPUT_SIZE // 16})"
+
+
+def test_lse_pooled_net_exports_with_its_pooling_and_guard(tmp_path, images: np.ndarray, ood_stats) -> None:  # type: ignore[no-untyped-def]
+    """The default pooling of the trained model (log-sum-exp over the CAM) is part of the graph: ONNX
+    Runtime's logits equal the smooth maximum of its own CAM plus the bias, and torch's logits."""
+    from training.export import export_onnx
+    from training.models import CxrNet, GuardedCxrNet
+
+    torch.manual_seed(0)
+    net = CxrNet(5, widths=(8, 16, 16, 32), strides=(2, 2, 2, 1), pooling="lse", lse_r=1.5).eval()
+    report = export_onnx(
+        GuardedCxrNet(net, ood_stats),
+        {"image": images[:2]},
+        ["logits", "cam", "ood"],
+        tmp_path / "lse.onnx",
+        metadata={"dxassist.kind": "imaging"},
+        parity_outputs=["logits", "ood"],
+    )
+    assert report.parity_passed
+    logits, cam = _session(report.path).run(["logits", "cam"], {"image": images})
+    flat = cam.reshape(len(images), len(FINDINGS), -1).astype(np.float64)
+    peak = flat.max(axis=2, keepdims=True)
+    lse = (peak[..., 0] + np.log(np.exp(1.5 * (flat - peak)).sum(axis=2)) / 1.5) - np.log(flat.shape[2]) / 1.5
+    np.testing.assert_allclose(logits, lse + net.classifier.bias.detach().numpy(), rtol=0, atol=1e-4)

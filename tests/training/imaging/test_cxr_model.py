@@ -56,3 +56,34 @@ def test_training_step_changes_the_cam() -> None:
     opt.step()
     after = net.eval()(x)[1].detach()
     assert not torch.allclose(before, after)
+
+
+def test_lse_pooling_is_a_smooth_maximum_of_the_cam_plus_bias() -> None:
+    torch.manual_seed(0)
+    net = CxrNet(5, widths=(8, 16), depths=(1, 1), strides=(2, 2), pooling="lse", lse_r=2.0).eval()
+    x = torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, cam = net(x)
+    flat = cam.flatten(2)
+    expected = (torch.logsumexp(2.0 * flat, dim=2) - torch.log(torch.tensor(64.0))) / 2.0
+    torch.testing.assert_close(logits, expected + net.classifier.bias, rtol=0, atol=1e-5)
+    # between the CAM's mean and its maximum: a single hot cell raises the logit, unlike the mean
+    assert torch.all(logits - net.classifier.bias >= flat.mean(2) - 1e-6)
+    assert torch.all(logits - net.classifier.bias <= flat.amax(2) + 1e-6)
+
+
+def test_lse_pooling_lets_one_hot_cell_count_where_the_mean_drowns_it() -> None:
+    cam = torch.zeros(1, 1, 20, 20)
+    cam[0, 0, 7, 7] = 12.0  # a nodule-sized cell out of 400
+    mean_net = CxrNet(1, widths=(8,), depths=(1,), strides=(2,), pooling="mean")
+    lse_net = CxrNet(1, widths=(8,), depths=(1,), strides=(2,), pooling="lse", lse_r=1.0)
+    with torch.no_grad():
+        mean_net.classifier.bias.zero_()
+        lse_net.classifier.bias.zero_()
+        assert float(mean_net.pool(cam)) == pytest.approx(0.03)
+        assert float(lse_net.pool(cam)) > 5.0
+
+
+def test_unknown_pooling_is_refused() -> None:
+    with pytest.raises(ValueError, match="pooling"):
+        CxrNet(5, pooling="max")
