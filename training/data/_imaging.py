@@ -192,8 +192,9 @@ def build_synthetic_imaging(
     for name, idx in zip(("train", "val", "test"), splits, strict=True):
         split_of[idx] = name
     job = _BuildJob(
-        out, seed, size_range, lateral_fraction, prevalence, normal_fraction, rle_fraction, acquisition_variation
-    )
+        out, seed, size_range, lateral_fraction, prevalence, normal_fraction, rle_fraction,
+        acquisition_variation,
+    )  # fmt: skip
     if workers > 1 and n > 1:
         import multiprocessing as mp
 

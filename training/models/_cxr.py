@@ -122,7 +122,7 @@ class CxrNet(nn.Module):
         return self.pool(cam), cam
 
     def pool(self, cam: torch.Tensor) -> torch.Tensor:
-        """Logits ``[N, K]`` from the CAM ``[N, K, h, w]``: its mean or its log-sum-exp mean, plus the bias."""
+        """Logits ``[N, K]`` from the CAM ``[N, K, h, w]``: its mean or log-sum-exp mean, plus the bias."""
         if self.pooling == "mean":
             return cam.mean(dim=(2, 3)) + self.classifier.bias
         # log(mean(exp(r * cam))) / r, shifted by the maximum for stability; a mean rather than

@@ -260,7 +260,8 @@ def _model_card(
         else "The CAM was trained by the classification loss only (no masks were used)."
     )
     variation = (
-        f"\n- Acquisition variation (strength {cfg.acquisition_variation:g}, `training.data.vary_acquisition`): "
+        f"\n- Acquisition variation (strength {cfg.acquisition_variation:g}, "
+        "`training.data.vary_acquisition`): "
         "every generated film is re-acquired with its own exposure and processing (gamma, contrast, "
         "brightness), extra quantum noise on some, collimated bright borders, a lead side marker in an "
         "upper corner, and positioning (rotation up to 4°, magnification -5% to +8%, off-centring up to "

@@ -135,7 +135,9 @@ class ImagingConfig:
         if self.ood_eval_per_kind < 1:
             raise ConfigError("ood_eval_per_kind must be a positive integer.")
         if self.pooling not in ("mean", "lse") or self.lse_r <= 0:
-            raise ConfigError(f"pooling must be 'mean' or 'lse' and lse_r positive; got {self.pooling!r}, {self.lse_r}.")
+            raise ConfigError(
+                f"pooling must be 'mean' or 'lse' and lse_r positive; got {self.pooling!r}, {self.lse_r}."
+            )
         if self.acquisition_variation < 0:
             raise ConfigError("acquisition_variation must not be negative.")
         if self.epochs < 1 or self.batch_size < 1 or self.n_images < 1:

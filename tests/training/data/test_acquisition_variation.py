@@ -1,4 +1,4 @@
-"""Acquisition variation: bounded, deterministic, masks move with the anatomy, phantoms themselves unchanged."""
+"""Acquisition variation: bounded, deterministic, masks move with the anatomy, phantoms unchanged."""
 
 import json
 
