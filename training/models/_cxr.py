@@ -10,7 +10,7 @@ Two poolings turn the CAM into a logit:
 
 - ``mean``: ``logits = cam.mean((2, 3)) + bias``, which equals ``linear(avgpool(features))`` (the
   textbook CAM head).
-- ``lse`` (the default of the trained profiles): ``logits = (logsumexp(r * cam) - log(h * w)) / r +
+- ``lse``: ``logits = (logsumexp(r * cam) - log(h * w)) / r +
   bias``, a smooth maximum over the CAM cells (Pinheiro and Collobert, 2015). It lies between the mean
   (``r`` towards 0) and the maximum (``r`` large). A nodule covers one or two of the 400 cells of a 20x20
   CAM: global average pooling divides its evidence by 400, the log-sum-exp lets a single hot cell carry
