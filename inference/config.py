@@ -294,6 +294,9 @@ class DeliverySettings(BaseSettings):
         delivery_poll_seconds: How often the outbox worker looks for due objects.
         delivery_max_attempts: Attempts of one object to one destination before it goes to the
             dead-letter state (120 attempts at the default backoff: about two hours of outage).
+        delivery_lease_seconds: How long a worker that claimed an object has to send it before the worker
+            of another replica may take it over (it does only if the first one died mid-send). Longer
+            than every destination's ``timeout_seconds``, or two replicas could send at once.
         build_max_attempts: Attempts at building a result's DICOM outputs (the first included).
         build_lease_seconds: How long the process that filed a result has to build its outputs before
             the outbox worker of any process takes the build over (it did so only if that process died).
@@ -306,11 +309,19 @@ class DeliverySettings(BaseSettings):
     delivery_backoff_cap_seconds: float = Field(default=60.0, gt=0)
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     delivery_max_attempts: int = Field(default=120, ge=1)
+    delivery_lease_seconds: float = Field(default=120.0, gt=0)
     build_max_attempts: int = Field(default=3, ge=1)
     build_lease_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DeliverySettings:
+        slow = [d.name for d in self.destinations if d.timeout_seconds >= self.delivery_lease_seconds]
+        if slow:
+            raise ValueError(
+                f"DXASSIST_DELIVERY_LEASE_SECONDS ({self.delivery_lease_seconds:g}) must be longer than the "
+                f"timeout_seconds of every destination ({', '.join(slow)}): a lease that ends during an "
+                "attempt lets another replica send the same object at the same time."
+            )
         names = [d.name for d in self.destinations]
         if len(set(names)) != len(names):
             raise ValueError("Destination names must be unique.")

@@ -72,6 +72,8 @@ class OutboxWorker:
         max_attempts: Attempts of one object before it goes to the dead-letter state.
         build_max_attempts: Attempts of one result's output build (the first, at filing, included).
         filing_lease_seconds: How long a build filed with its result is left to the filing process.
+        lease_seconds: How long a claimed object is this worker's alone; a worker that dies mid-send
+            holds its destination's queue this long, so keep it short but above one attempt's timeout.
         send: ``send(destination, payload, sop_class_uid)``; the real C-STORE / STOW-RS by default.
         rebuild: Builds a result's outputs again (set by the services, which hold the models); without
             it, failed builds wait.
@@ -88,6 +90,7 @@ class OutboxWorker:
         max_attempts: int = 120,
         build_max_attempts: int = 3,
         filing_lease_seconds: float = 60.0,
+        lease_seconds: float = 120.0,
         send: Sender = default_send,
         rebuild: Rebuild | None = None,
     ) -> None:
@@ -100,6 +103,7 @@ class OutboxWorker:
         self.max_attempts = max(1, max_attempts)
         self.build_max_attempts = max(1, build_max_attempts)
         self.filing_lease_seconds = filing_lease_seconds
+        self.lease_seconds = lease_seconds
         self.rebuild = rebuild
         self._wake = asyncio.Event()
         self._stopping = False
@@ -117,6 +121,7 @@ class OutboxWorker:
             max_attempts=pacs.delivery_max_attempts,
             build_max_attempts=pacs.build_max_attempts,
             filing_lease_seconds=pacs.build_lease_seconds,
+            lease_seconds=pacs.delivery_lease_seconds,
         )
 
     @property
@@ -136,7 +141,9 @@ class OutboxWorker:
         tried = 0
         for name, destination in self._destinations.items():
             while not self._stopping:
-                item = self._record.outbox.claim_next(destination=name, now=now)
+                item = self._record.outbox.claim_next(
+                    destination=name, now=now, lease_seconds=self.lease_seconds
+                )
                 if item is None:
                     break
                 tried += 1

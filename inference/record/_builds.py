@@ -22,7 +22,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from inference.record._database import Database
@@ -51,6 +63,7 @@ output_builds = Table(
     Column("error_code", String(32)),
     Column("last_error", String(_ERROR_MAX)),
     Column("spool", String(255)),
+    Column("source", LargeBinary),
     Column("created", UTCDateTime(), nullable=False),
     Column("dead_at", UTCDateTime()),
 )
@@ -65,6 +78,7 @@ class BuildJob:
     destinations: tuple[str, ...]
     attempts: int
     spool: str | None
+    source: bytes | None = None
 
 
 def add_filed(
@@ -74,11 +88,13 @@ def add_filed(
     destinations: Sequence[str],
     spool: str | None,
     lease_seconds: float,
+    source: bytes | None = None,
 ) -> None:
     """Record, in the filing transaction of a new result, that its outputs are owed to ``destinations``.
 
     The row is leased to the filing process for ``lease_seconds``: the outbox worker leaves it alone
     while that process builds the outputs, and takes it over only if the process died before closing it.
+    ``source`` (the serialised source header) lets a process on another host do that.
     """
     now = utcnow()
     session.execute(
@@ -90,6 +106,7 @@ def add_filed(
             next_attempt_at=now,
             lease_until=now + timedelta(seconds=lease_seconds),
             spool=spool,
+            source=source,
             created=now,
         )
     )
@@ -147,7 +164,7 @@ class Builds:
                 session.execute(
                     update(output_builds)
                     .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
-                    .values(state="done", attempts=1, lease_until=None, spool=None)
+                    .values(state="done", attempts=1, lease_until=None, spool=None, source=None)
                 )
                 spool: str | None = row.spool
                 return spool
@@ -164,8 +181,12 @@ class Builds:
         spool: str | None,
         next_attempt_at: datetime,
         dead: bool = False,
+        source: bytes | None = None,
     ) -> None:
         """Record a first failed build of a result's outputs (one attempt made).
+
+        ``source`` (the serialised source header) replaces the row's when given; a row filed with its
+        result keeps its own otherwise.
 
         A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row,
         or the row filed with the result that no attempt has closed yet, is updated, for the destinations
@@ -183,6 +204,8 @@ class Builds:
             "spool": spool,
             "dead_at": now if dead else None,
         }
+        if source is not None:
+            values["source"] = source
         try:
             with self._db.sessions() as session, session.begin():
                 session.connection(execution_options={IMMEDIATE: True})
@@ -228,6 +251,7 @@ class Builds:
                 destinations=tuple(name for name in row.destinations.split(",") if name),
                 attempts=row.attempts,
                 spool=row.spool,
+                source=row.source,
             )
 
     def _finish(self, job_id: int, values: dict[str, Any]) -> None:
@@ -246,7 +270,13 @@ class Builds:
         """The outputs were built and are in the outbox."""
         self._finish(
             job_id,
-            {"state": "done", "attempts": output_builds.c.attempts + 1, "lease_until": None, "spool": None},
+            {
+                "state": "done",
+                "attempts": output_builds.c.attempts + 1,
+                "lease_until": None,
+                "spool": None,
+                "source": None,
+            },
         )
 
     def mark_retry(self, *, job_id: int, code: str, error: str, next_attempt_at: datetime) -> None:

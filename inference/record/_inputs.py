@@ -95,7 +95,8 @@ class AuditIn:
 class OutputsIn:
     """The DICOM outputs a new imaging result owes its PACS destinations, filed with it in one transaction.
 
-    ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source header the build needs;
+    ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source header the build needs
+    (older filings), ``source`` that header itself, kept in the record so any replica can build;
     ``lease_seconds`` how long the filing process keeps the build to itself before the outbox worker may
     take it over (after a crash of the filing process).
     """
@@ -103,6 +104,7 @@ class OutputsIn:
     destinations: tuple[str, ...]
     spool: str | None
     lease_seconds: float
+    source: bytes | None = None
 
 
 @dataclass(frozen=True)

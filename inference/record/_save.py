@@ -462,6 +462,7 @@ def write_imaging(
             destinations=data.outputs.destinations,
             spool=data.outputs.spool,
             lease_seconds=data.outputs.lease_seconds,
+            source=data.outputs.source,
         )
     session.flush()
     stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)

@@ -1,15 +1,16 @@
 """After a study result is filed: queue its DICOM outputs for every destination, and show their state.
 
-One place for every channel (upload, STOW-RS, DIMSE): :func:`prepare_outputs` spools the source header
-and names the destinations before filing, so the result is committed together with a pending build of
-its outputs (:func:`inference.record._builds.add_filed`: a crash after the commit loses no delivery, the
-outbox worker takes the build over once the filing process's lease ends); :func:`analyse_decoded` then
-calls :func:`queue_outputs` once the result is committed; the SR and heatmap captures are built from what the
-record holds (the result, its display rendering and CAMs), so nothing runs the model again.
+One place for every channel (upload, STOW-RS, DIMSE): :func:`prepare_outputs` serialises the source header
+(:func:`serialise_source`) and names the destinations before filing, so the result is committed together
+with a pending build of its outputs (:func:`inference.record._builds.add_filed`: a crash after the commit
+loses no delivery, the outbox worker takes the build over once the filing process's lease ends);
+:func:`analyse_decoded` then calls :func:`queue_outputs` once the result is committed; the SR and heatmap
+captures are built from what the record holds (the result, its display rendering and CAMs), so nothing runs
+the model again.
 
 When building fails, the result is filed all the same and the failure is recorded
-(:mod:`inference.record._builds`) with the source's header spooled under ``DXASSIST_HOME/spool/builds``
-(the one input of the build the record does not hold);
+(:mod:`inference.record._builds`) with the source's header in the build row (the one input of the build
+the result does not hold; in the record, so a replica on another host can build it);
 the outbox worker builds again with backoff (:func:`rebuild_outputs`), then dead-letters it. The result
 then says so: a warning with the code, and one ``outputs`` entry per destination in ``deliveries``.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -47,15 +47,16 @@ class OutputsUnbuildable(ServiceError, RuntimeError):
     code = "output_source_missing"
 
 
-def _spool(home: Path, name: str, primary: Instance) -> str:
-    """Keep the analysed instance's header for the next build attempts; return the folder relative to
-    ``DXASSIST_HOME``. Its pixels are left out: the captures are drawn from the stored rendering.
+def serialise_source(primary: Instance) -> bytes:
+    """The analysed instance without its pixels, for a later build on any host (kept in the record).
 
-    The spool is private to dxassist (written and read only by it, under ``DXASSIST_HOME`` like the
-    record). The header goes as a DICOM stream (pydicom's element values do not all pickle), the other
-    fields of the instance with :mod:`pickle`.
+    An ``npz`` read back with ``allow_pickle=False``: the DICOM header as a byte stream (pydicom's element
+    values do not all serialise otherwise), the VOI LUT table as an array, the other fields as JSON. The
+    captures are drawn from the stored rendering, so no pixels are kept. Nothing here is ever unpickled:
+    a row of the record cannot make a server run code.
     """
     import dataclasses
+    import json
     import warnings
     from io import BytesIO
 
@@ -66,56 +67,100 @@ def _spool(home: Path, name: str, primary: Instance) -> str:
         # A source's invalid values (the reason builds fail) make pydicom warn, quoting them: keep quiet.
         warnings.simplefilter("ignore")
         dcmwrite(header, primary.header, enforce_file_format=False)
-    fields = {f.name: getattr(primary, f.name) for f in dataclasses.fields(primary) if f.name != "header"}
-    fields["pixels"] = np.zeros((0, 0), dtype=primary.pixels.dtype)
-    relative = SPOOL_DIR / name
-    folder = home / relative
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{_SPOOL_FILE}.tmp"
-    with open(tmp, "wb") as handle:
-        pickle.dump({"fields": fields, "header": header.getvalue()}, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(folder / _SPOOL_FILE)
-    return relative.as_posix()
+    skip = {"header", "pixels", "voi_lut", "patient"}
+    fields: dict[str, Any] = {
+        f.name: getattr(primary, f.name) for f in dataclasses.fields(primary) if f.name not in skip
+    }
+    fields["patient"] = dataclasses.asdict(primary.patient)
+    fields["pixels_dtype"] = primary.pixels.dtype.str
+    arrays = {"header": np.frombuffer(header.getvalue(), dtype=np.uint8)}
+    fields["voi_lut"] = None
+    if primary.voi_lut is not None:
+        first, bits, table = primary.voi_lut
+        fields["voi_lut"] = [int(first), int(bits)]
+        arrays["voi_lut"] = np.asarray(table)
+    text = json.dumps(
+        fields, default=lambda value: value.item() if isinstance(value, np.generic) else list(value)
+    )
+    arrays["fields"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    out = BytesIO()
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
+    return out.getvalue()
 
 
-def _load_spool(home: Path, relative: str | None) -> Instance:
+def _deserialise_source(blob: bytes) -> Instance:
+    import json
     from io import BytesIO
 
     from pydicom import dcmread
 
-    from inference.dicom import Instance
+    from inference.dicom import Instance, PatientInfo
 
+    with np.load(BytesIO(blob), allow_pickle=False) as data:
+        fields = json.loads(data["fields"].tobytes())
+        header_bytes = data["header"].tobytes()
+        table = np.array(data["voi_lut"]) if "voi_lut" in data.files else None
+    lut = fields.pop("voi_lut")
+    patient = PatientInfo(**fields.pop("patient"))
+    dtype = np.dtype(fields.pop("pixels_dtype"))
+    for name in ("window_centers", "window_widths", "pixel_spacing"):
+        if fields.get(name) is not None:
+            fields[name] = tuple(fields[name])
+    return Instance(
+        **fields,
+        patient=patient,
+        pixels=np.zeros((0, 0), dtype=dtype),
+        voi_lut=(lut[0], lut[1], table) if lut is not None and table is not None else None,
+        header=dcmread(BytesIO(header_bytes), force=True),
+    )
+
+
+def _load_spool(home: Path, relative: str | None, source: bytes | None = None) -> Instance:
+    """The source of a build: from the record (``source``), else from a spool folder of this host."""
+    from io import BytesIO
+
+    if source is not None:
+        return _deserialise_source(source)
     if not relative:
         raise OutputsUnbuildable("The analysed image of this result was not kept; send the study again.")
     path = home / relative / _SPOOL_FILE
     if not path.is_file():
-        raise OutputsUnbuildable("The analysed image of this result is gone; send the study again.")
-    with open(path, "rb") as handle:
-        saved = pickle.load(handle)  # noqa: S301 - our own spool under DXASSIST_HOME
-    header = dcmread(BytesIO(saved["header"]), force=True)
-    return Instance(**saved["fields"], header=header)
+        raise OutputsUnbuildable(
+            "The analysed image of this result is gone (kept on the disk of the process that filed it); "
+            "send the study again."
+        )
+    data = path.read_bytes()
+    if not data.startswith(b"PK"):
+        # A spool written by a version before the source moved into the record: our own pickle, on this
+        # host's disk under DXASSIST_HOME (never from the database).
+        from pydicom import dcmread
+
+        from inference.dicom import Instance
+
+        saved = pickle.loads(data)  # noqa: S301
+        return Instance(**saved["fields"], header=dcmread(BytesIO(saved["header"]), force=True))
+    return _deserialise_source(data)
 
 
 async def prepare_outputs(ctx: Context, *, study: Study) -> OutputsIn | None:
     """What a new result of ``study`` owes the destinations, to file with it (None: no destinations).
 
-    The source header is spooled now, before the result is committed, so that the build filed with the
-    result can be done by any process, also after this one crashed.
+    The source header goes into the build row filed with the result, so that the build can be done by
+    any process on any host, also after this one crashed.
     """
     outbox = ctx.outbox
     if outbox is None or not outbox.destinations:
         return None
     try:
-        spool: str | None = await db(
-            _spool, ctx.settings.resolved_home, f"filing-{uuid.uuid4().hex}", study.primary
-        )
+        source: bytes | None = await db(serialise_source, study.primary)
     except Exception:  # the result is filed all the same; only a rebuild in another process lacks its header
-        logger.exception("the source header of a result could not be spooled for its output build")
-        spool = None
+        logger.exception("the source header of a result could not be kept for its output build")
+        source = None
     return OutputsIn(
         destinations=tuple(d.name for d in outbox.destinations),
-        spool=spool,
+        spool=None,
         lease_seconds=outbox.filing_lease_seconds,
+        source=source,
     )
 
 
@@ -225,8 +270,7 @@ async def _build_failed(
         extra={"event": "build_dead" if dead else "build_retry", "result_id": result_id, "code": code},
     )
     try:
-        if spool is None:
-            spool = await db(_spool, ctx.settings.resolved_home, result_id, study.primary)
+        source = await db(serialise_source, study.primary) if spool is None else None
         await db(
             ctx.record.builds.add_failed,
             result_id=result_id,
@@ -236,6 +280,7 @@ async def _build_failed(
             spool=spool,
             next_attempt_at=utcnow() + timedelta(seconds=outbox.retry_delay(1)),
             dead=dead,
+            source=source,
         )
     except Exception:
         logger.exception("the failed build of a result could not be recorded", extra={"result_id": result_id})
@@ -265,7 +310,7 @@ async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
     if result is None:
         raise OutputsUnbuildable("The result of this build is no longer in the record.")
     home = ctx.settings.resolved_home
-    primary = await db(_load_spool, home, job.spool)
+    primary = await db(_load_spool, home, job.spool, job.source)
     study = Study(study_instance_uid=primary.study_instance_uid, instances=(primary,), primary=primary)
     destinations = [d for d in outbox.destinations if d.name in job.destinations]
     await enqueue_result(
