@@ -193,7 +193,7 @@ class Builds:
         named now.
         """
         now = utcnow()
-        values = {
+        values: dict[str, Any] = {
             "destinations": ",".join(destinations)[:1024],
             "state": "dead" if dead else "pending",
             "attempts": 1,

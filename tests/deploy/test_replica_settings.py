@@ -18,5 +18,6 @@ def test_a_delivery_lease_shorter_than_a_destinations_timeout_is_refused() -> No
     """Two replicas could otherwise send one object at the same time (docs/deployment.md)."""
     with pytest.raises(ValueError, match="DXASSIST_DELIVERY_LEASE_SECONDS"):
         DeliverySettings(destinations=[DESTINATION], delivery_lease_seconds=20)
-    assert DeliverySettings(destinations=[DESTINATION], delivery_lease_seconds=45).delivery_lease_seconds == 45
+    longer = DeliverySettings(destinations=[DESTINATION], delivery_lease_seconds=45)
+    assert longer.delivery_lease_seconds == 45
     assert DeliverySettings(destinations=[DESTINATION]).delivery_lease_seconds == 120
