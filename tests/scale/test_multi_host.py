@@ -110,6 +110,19 @@ def _client(client: Host, *args: str, timeout: float = 300) -> subprocess.Comple
     return done
 
 
+def _wait_ready(client: Host, replica: Host, log: Path, timeout: float = 240) -> None:
+    """Until the replica answers /readyz 200; fail at once, with its log, if its process ended."""
+    (process,) = replica.processes
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"replica {replica.name} exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        url = f"http://{replica.address}:8000/readyz"
+        if client.run([PYTHON, str(CLIENT), "wait", url, "10"], env=_env(), timeout=60).returncode == 0:
+            return
+    pytest.fail(f"replica {replica.name} was not ready within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("DXASSIST_") and k != "MLFLOW_TRACKING_URI"
@@ -245,7 +258,7 @@ def _run_lab(
             env=env, log=logs / f"{replica.name}.log", cwd=home.parent,
         )  # fmt: skip
     for replica in (r1, r2):
-        _client(client, "wait", f"http://{replica.address}:8000/readyz", "240")
+        _wait_ready(client, replica, logs / f"{replica.name}.log")
     wait_until(
         lambda: _server_up(socket_path, "r1") and _server_up(socket_path, "r2"), timeout=30, what="HAProxy"
     )

@@ -6,8 +6,8 @@ source header the build needs (``output_builds.source``: the DICOM header and th
 fields, no pixels, no pickle) is kept in the row itself instead of a folder on the filing host's disk.
 Rows filed before this revision keep their ``spool`` folder.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
