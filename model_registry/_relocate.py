@@ -42,7 +42,7 @@ def relocate_store(db_path: Path, artifact_root: Path) -> int:
     """
     if not db_path.is_file():
         return 0
-    new_root = artifact_root.expanduser().resolve().as_uri()
+    new_root = Path(artifact_root).expanduser().resolve().as_uri()
     connection = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
     try:
         if not _old_roots(connection, new_root):
