@@ -158,6 +158,9 @@ class RuntimeSettings(BaseSettings):
     shadow_queue_size: int = Field(default=64, ge=0, le=10_000)
     """Shadow-scoring jobs (challenger on live traffic) that may wait; more are dropped and counted.
     0 turns shadow scoring off (``DXASSIST_SHADOW_QUEUE_SIZE``)."""
+    shadow_quiet_ms: float = Field(default=150.0, ge=0, le=60_000)
+    """Champion idle time (no scoring for this long) before a shadow job starts; under steady traffic the
+    jobs wait, the queue fills and further jobs are dropped, so the challenger never slows the champion."""
     shadow_metrics_seconds: float = Field(default=10.0, ge=0)
     """Least interval between two recomputations of the champion/challenger comparison on ``/metrics``."""
 

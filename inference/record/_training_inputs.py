@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, select
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, sessionmaker
 
@@ -159,7 +159,7 @@ class TrainingInputs:
     def count(self) -> int:
         """Inputs kept."""
         with self._sessions() as session:
-            return len(session.scalars(select(TrainingInput.result_id)).all())
+            return int(session.scalar(select(func.count()).select_from(TrainingInput)) or 0)
 
     def labelled(self, *, model_name: str | None = None) -> Iterator[LabelledInput]:
         """Kept inputs whose result has readers' verdicts and whose patient still allows AI processing.

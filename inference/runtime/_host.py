@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -150,7 +152,14 @@ class ModelHost:
         self._models: dict[ModelKind, ServedModel] = {}
         # The challenger of each model, scored in the shadow of the champion (absent: no challenger).
         self._challengers: dict[ModelKind, ServedModel] = {}
-        self.shadow = ShadowQueue(int(getattr(settings, "shadow_queue_size", 0)))
+        # Champion activity, so shadow jobs run only while it is quiet: requests scoring now, last end.
+        self._scoring = 0
+        self._last_scored = float("-inf")
+        self.shadow = ShadowQueue(
+            int(getattr(settings, "shadow_queue_size", 0)),
+            quiet=float(getattr(settings, "shadow_quiet_ms", 0.0)) / 1000.0,
+            idle_since=self.idle_since,
+        )
         """Challenger jobs, off the request path (capacity 0: no shadow scoring)."""
         # Why the latest fetched version of a model was refused (cleared once a version loads).
         self._refused: dict[ModelKind, str] = {}
@@ -251,6 +260,19 @@ class ModelHost:
     def triage(self) -> ServedModel:
         """The triage model in service (:class:`ModelUnavailable` when none is loaded)."""
         return self._current("triage")
+
+    def idle_since(self) -> float:
+        """``time.monotonic()`` when the champion last finished scoring; ``inf`` while it is scoring."""
+        return float("inf") if self._scoring else self._last_scored
+
+    @contextlib.contextmanager
+    def _activity(self) -> Iterator[None]:
+        self._scoring += 1
+        try:
+            yield
+        finally:
+            self._scoring -= 1
+            self._last_scored = time.monotonic()
 
     def challenger(self, kind: ModelKind) -> ServedModel | None:
         """The ``challenger`` of a model when shadow scoring is on and one is registered, else None."""
@@ -398,8 +420,9 @@ class ModelHost:
                 raise InputRejected(f"Image tensor {i} contains NaN or infinite values.")
         if self._batcher is None:
             raise ModelUnavailable("The model host is not started.")
-        futures = [self._batcher.submit(served, np.ascontiguousarray(t)) for t in tensors]
-        return list(await asyncio.gather(*futures))
+        with self._activity():
+            futures = [self._batcher.submit(served, np.ascontiguousarray(t)) for t in tensors]
+            return list(await asyncio.gather(*futures))
 
     async def score_vitals(
         self, values: np.ndarray, present: np.ndarray, *, model: ServedModel | None = None
@@ -431,4 +454,5 @@ class ModelHost:
         if self._executor is None:
             raise ModelUnavailable("The model host is not started.")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _run_triage, served, arrays[0], arrays[1])
+        with self._activity():
+            return await loop.run_in_executor(self._executor, _run_triage, served, arrays[0], arrays[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,10 +47,17 @@ class ShadowQueue:
 
     Args:
         capacity: Jobs that may wait; more are dropped (0 turns shadow scoring off).
+        quiet: Seconds the champion must have been idle before a job starts.
+        idle_since: ``time.monotonic()`` at which the champion last finished scoring, or ``math.inf``
+            while it is scoring (``ModelHost.idle_since``); None: jobs start at once.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self, capacity: int, *, quiet: float = 0.0, idle_since: Callable[[], float] | None = None
+    ) -> None:
         self.capacity = capacity
+        self.quiet = quiet
+        self._idle_since = idle_since
         self._queue: asyncio.Queue[tuple[str, Job]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -110,6 +118,16 @@ class ShadowQueue:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
+    async def _wait_for_quiet(self) -> None:
+        """Return once the champion has scored nothing for ``quiet`` seconds (clinical work first)."""
+        if self._idle_since is None or self.quiet <= 0:
+            return
+        while True:
+            idle = time.monotonic() - self._idle_since()
+            if idle >= self.quiet:
+                return
+            await asyncio.sleep(max(self.quiet - idle, 0.005) if idle >= 0 else self.quiet)
+
     async def _run(self) -> None:
         queue = self._queue
         assert queue is not None
@@ -117,6 +135,7 @@ class ShadowQueue:
             model, job = await queue.get()
             SHADOW_DEPTH.set(queue.qsize())
             try:
+                await self._wait_for_quiet()
                 await job()
             except asyncio.CancelledError:
                 queue.task_done()

@@ -254,3 +254,29 @@ def test_model_inputs_are_kept_only_while_consent_allows_and_never_with_burned_i
     path = f"/v1/patients/{kept['patient']['id']}/consent"
     assert client.put(path, json=deny, headers=env.headers("clinician", facility="F1")).status_code == 200
     assert kept["result_id"] not in _kept(env)
+
+
+def test_shadow_jobs_wait_while_the_champion_is_scoring() -> None:
+    import asyncio
+    import math
+
+    from inference.runtime import ShadowQueue
+
+    async def scenario() -> tuple[int, int]:
+        busy = {"since": math.inf}  # the champion is scoring
+        queue = ShadowQueue(4, quiet=0.05, idle_since=lambda: busy["since"])
+        queue.start()
+        ran: list[int] = []
+
+        async def job() -> None:
+            ran.append(1)
+
+        queue.offer("quiet-test", job)
+        await asyncio.sleep(0.3)
+        while_busy = len(ran)
+        busy["since"] = time.monotonic()  # the champion finished: after the quiet period the job runs
+        await asyncio.wait_for(queue.drain(), timeout=60)
+        await queue.stop()
+        return while_busy, len(ran)
+
+    assert asyncio.run(scenario()) == (0, 1)
