@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import model_registry
+from inference.vocabulary import FINDINGS as FINDINGS  # re-exported for the CLI tests
 from model_registry import RegisteredVersion, RegistryClient
-
-FINDINGS = ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly")
 
 
 def make_home(root: Path, template: Path) -> Path:

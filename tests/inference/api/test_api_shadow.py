@@ -22,6 +22,7 @@ from _dxassist_cli import DXASSIST, dxassist_env
 
 from inference.api import create_app
 from inference.record import Record, ShadowResults
+from inference.vocabulary import FINDINGS
 
 N = 20
 
@@ -118,7 +119,7 @@ def test_twenty_studies_are_answered_by_the_champion_and_shadow_scored(client: T
     assert "champion version 1 vs challenger version 2 on 20 input(s)" in out
     for header in ("FINDING", "POS AGREE", "NEG AGREE", "KAPPA", "MEAN |DIFF|", "PSI"):
         assert header in out
-    for code in ("nodule", "consolidation", "pleural_effusion", "pneumothorax", "cardiomegaly"):
+    for code in FINDINGS:
         assert code in out
     assert "OOD guard pass rate" in out
 
