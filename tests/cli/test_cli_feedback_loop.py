@@ -252,3 +252,16 @@ def test_feedback_loop_from_seed_studies_to_a_promoted_challenger(
     done = _cli(home, "registry", "rollback", "cxr-findings")
     assert done.returncode == 0, done.stderr
     assert client.aliases("cxr-findings")["champion"] == "1"
+
+
+def test_training_on_the_long_format_labels_says_which_export_to_use(tmp_path: Path) -> None:
+    from inference._cli_commands import LABEL_COLUMNS
+
+    folder = tmp_path / "old-export"
+    folder.mkdir()
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(LABEL_COLUMNS)).writeheader()
+    done = _cli(tmp_path / "home", "train", "imaging", "--dataset", "dicom-folder", "--data", str(folder))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "--dataset dxassist-export" in done.stderr and "no 'file' column" in done.stderr

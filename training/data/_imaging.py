@@ -387,8 +387,15 @@ def read_labels_csv(root: Path, *, require_file_column: str = "file") -> list[_I
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if require_file_column not in columns:
+            hint = (
+                " It is the readers' labels of `dxassist export-training-set --source` (one row per "
+                "verdict); for training, export with `dxassist export-training-set --out DIR` (no --source) "
+                "and train with `--dataset dxassist-export --data DIR`."
+                if "verdict" in columns
+                else ""
+            )
             raise DatasetError(
-                f"{LABELS_FILE} in {root} has no '{require_file_column}' column; it has {columns}."
+                f"{LABELS_FILE} in {root} has no '{require_file_column}' column; it has {columns}.{hint}"
             )
         missing = [k for k in FINDINGS if k not in columns]
         if missing:
