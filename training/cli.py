@@ -247,13 +247,12 @@ def train(
     name = MODEL_NAMES[kind]
     folder = out_dir or run_dir(settings, name)
     echo(f"Training {name} ({profile} profile) in {folder}.")
-    from training.data import DatasetError
-
+    dataset_error = _pipeline().DatasetError
     try:
         outcome = run_training(
             kind, profile=profile, out_dir=folder, dataset=dataset, data=data, config_path=config_path
         )
-    except DatasetError as e:  # a data set the adapter cannot read: one sentence, not a traceback
+    except dataset_error as e:  # a data set the adapter cannot read: one sentence, not a traceback
         raise TrainingConfigError(f"The data set cannot be used: {e}") from e
     echo(
         f"Exported {outcome.onnx_path} (sha256 {outcome.sha256[:12]}, "

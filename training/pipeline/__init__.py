@@ -1,5 +1,6 @@
 """Training pipelines: data → model → evaluation → ONNX export → model card, one function per served model."""
 
+from training.data import DatasetError
 from training.pipeline._imaging import train_imaging
 from training.pipeline._outcome import TrainingOutcome
 from training.pipeline._profiles import IMAGING_PROFILES, ConfigError, ImagingConfig
@@ -9,6 +10,7 @@ __all__ = [
     "IMAGING_PROFILES",
     "TRIAGE_PROFILES",
     "ConfigError",
+    "DatasetError",
     "ImagingConfig",
     "TrainingOutcome",
     "TriageConfig",
