@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from inference.config import Settings
-    from inference.record import Record
+    from inference.record import FeedbackVerdict, Record
 
 LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "manifest.json"
@@ -94,26 +94,28 @@ def _dicom_files(source: Path) -> Iterator[Path]:
             yield path
 
 
-def _label(verdict: dict[str, Any], positive: bool) -> str:
-    if verdict["verdict"] == "correct":
-        return "1" if verdict.get("correct_label") else "0"
-    agreed = verdict["verdict"] == "agree"
+def _label(verdict: FeedbackVerdict, positive: bool) -> str:
+    if verdict.verdict == "correct":
+        return "1" if verdict.correct_label else "0"
+    agreed = verdict.verdict == "agree"
     return "1" if positive == agreed else "0"
 
 
 def _label_rows(
     record: Record, study_uid: str, pseudonym: str, new_study_uid: str, secret: bytes
 ) -> list[dict[str, str]]:
+    from inference.record import ImagingResult
+
     result = record.results.latest_for_study(study_instance_uid=study_uid)
-    if result is None:
+    if not isinstance(result, ImagingResult):
         return []
-    findings = {f["code"]: f for f in result.get("findings", [])}
+    findings = {f.code: f for f in result.findings}
     # The result id would link the export back to the identified record: a keyed digest replaces it.
-    ref = hmac.new(secret, f"result\x00{result['result_id']}".encode(), hashlib.sha256).hexdigest()[:20]
+    ref = hmac.new(secret, f"result\x00{result.result_id}".encode(), hashlib.sha256).hexdigest()[:20]
     rows = []
-    for feedback in record.feedback.for_result(result_id=str(result["result_id"])):
-        for verdict in feedback["verdicts"]:
-            finding = findings.get(verdict["code"])
+    for feedback in record.feedback.for_result(result_id=result.result_id):
+        for verdict in feedback.verdicts:
+            finding = findings.get(verdict.code)
             if finding is None:
                 continue
             rows.append(
@@ -121,13 +123,13 @@ def _label_rows(
                     "patient_pseudonym": pseudonym,
                     "study_instance_uid": new_study_uid,
                     "result_ref": ref,
-                    "finding": verdict["code"],
-                    "model_name": feedback["model"]["name"],
-                    "model_version": feedback["model"]["version"],
-                    "probability": f"{float(finding['probability']):.6f}",
-                    "model_positive": "1" if finding["positive"] else "0",
-                    "verdict": verdict["verdict"],
-                    "label": _label(verdict, bool(finding["positive"])),
+                    "finding": verdict.code,
+                    "model_name": feedback.model.name,
+                    "model_version": feedback.model.version,
+                    "probability": f"{finding.probability:.6f}",
+                    "model_positive": "1" if finding.positive else "0",
+                    "verdict": verdict.verdict,
+                    "label": _label(verdict, finding.positive),
                 }
             )
     return rows

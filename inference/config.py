@@ -301,8 +301,8 @@ class DeliverySettings(BaseSettings):
             of another replica may take it over (it does only if the first one died mid-send). Longer
             than every destination's ``timeout_seconds``, or two replicas could send at once.
         build_max_attempts: Attempts at building a result's DICOM outputs (the first included).
-        build_lease_seconds: How long the process that filed a result has to build its outputs before
-            the outbox worker of any process takes the build over (it did so only if that process died).
+        build_lease_seconds: How long an outbox worker holds a build it claimed before the worker of any
+            process may take it over (it does so only if that worker died mid-build).
     """
 
     model_config = _GROUP_CONFIG

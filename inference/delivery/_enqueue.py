@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inference.delivery._outputs import build_objects
 
 if TYPE_CHECKING:
     from inference.config import Destination
     from inference.dicom import Study
-    from inference.record import Record
+    from inference.record import AnyResult, Record
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ async def enqueue_result(
     destinations: Sequence[Destination],
     org_root: str,
     study: Study,
-    result: dict[str, Any],
+    result: AnyResult,
     synthetic: bool | None = None,
 ) -> int:
     """Put the SR and heatmap captures of a committed result in the outbox of every destination.
@@ -37,16 +37,18 @@ async def enqueue_result(
         destinations: Where results go.
         org_root: Organisation root of the new UIDs.
         study: The decoded study the result was made from.
-        result: The public JSON of the committed result.
+        result: The committed result, as the record returns it.
         synthetic: Whether its model was trained on synthetic data (from its warnings when None).
 
     Returns:
         How many outbox rows were added.
     """
-    if not destinations or result.get("kind") != "imaging":
+    from inference.record import ImagingResult
+
+    if not destinations or not isinstance(result, ImagingResult):
         return 0
-    result_id = str(result["result_id"])
-    patient_id = str(result["patient"]["id"])
+    result_id = result.result_id
+    patient_id = result.patient.id
     if not await asyncio.to_thread(record.consent.sharing_allowed, patient_id=patient_id):
         logger.info(
             "result not queued: the patient objected to sharing",
@@ -54,7 +56,7 @@ async def enqueue_result(
         )
         return 0
     queued = {
-        row["destination"] for row in await asyncio.to_thread(record.outbox.deliveries, result_id=result_id)
+        row.destination for row in await asyncio.to_thread(record.outbox.deliveries, result_id=result_id)
     }
     names = [d.name for d in destinations if d.name not in queued]
     if not names:

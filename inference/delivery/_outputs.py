@@ -10,7 +10,6 @@ taken from the decoded study (the SR and captures join its patient and study).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +18,11 @@ from inference.record._outbox import OutboxObject
 if TYPE_CHECKING:
     from inference.analysis import Rendering
     from inference.dicom import Study
-    from inference.record import Record
+    from inference.record import ImagingResult, Record
 
 logger = logging.getLogger(__name__)
 
 _JPEG = "ISO_10918_1"  # the stored display rendering is a JPEG (inference.analysis._rendering)
-
-
-def _created_at(result: dict[str, Any]) -> dt.datetime:
-    text = str(result["created_at"]).replace("Z", "+00:00")
-    return dt.datetime.fromisoformat(text)
 
 
 def stored_rendering(record: Record, result_id: str) -> Rendering | None:
@@ -47,7 +41,7 @@ async def build_objects(
     *,
     record: Record,
     study: Study,
-    result: dict[str, Any],
+    result: ImagingResult,
     org_root: str,
     synthetic: bool | None = None,
 ) -> list[OutboxObject]:
@@ -56,7 +50,7 @@ async def build_objects(
     Args:
         record: The patient record holding the result and its display rendering.
         study: The decoded study the result was made from (``study.primary``'s header is used).
-        result: The public JSON of the committed result (``Record.results.get``).
+        result: The committed result (``Record.results.get``).
         org_root: Organisation root of the new UIDs.
         synthetic: Whether the model was trained on synthetic data; read from the result's warnings
             when None.
@@ -74,48 +68,52 @@ async def build_objects(
         write_part10,
     )
 
-    model = result["model"]
+    model = result.model
     if synthetic is None:
-        synthetic = any("synthetic" in w.lower() for w in result["warnings"])
+        synthetic = any("synthetic" in w.lower() for w in result.warnings)
     algorithm = AlgorithmInfo(
-        name=model["name"],
-        version=str(model["version"]),
-        sha256=model["sha256"],
+        name=model.name,
+        version=model.version,
+        sha256=model.sha256 or "",
         software_version=__version__,
         synthetic=synthetic,
     )
-    result_id = str(result["result_id"])
-    with_heat = [f["code"] for f in result["findings"] if f.get("heatmap")]
+    result_id = result.result_id
+    with_heat = [f.code for f in result.findings if f.heatmap]
     rendering = await asyncio.to_thread(stored_rendering, record, result_id) if with_heat else None
     if with_heat and rendering is None:
         logger.warning(
             "A result filed before display renderings were kept has no heatmap captures; its SR goes alone.",
-            extra={"result_id": result_id, "model_version": model["version"]},
+            extra={"result_id": result_id, "model_version": model.version},
         )
-    kwargs: dict[str, Any] = {"org_root": org_root, "result_id": result_id, "created_at": _created_at(result)}
-    ood = result.get("ood") or {}
+    # To the millisecond, as the API and FHIR show it (an object built again carries the same times).
+    created_at = result.created_at.replace(microsecond=result.created_at.microsecond // 1000 * 1000)
+    kwargs: dict[str, Any] = {"org_root": org_root, "result_id": result_id, "created_at": created_at}
+    ood = result.ood
     refused = (
         None
-        if result.get("assessable", True)
-        else OodRefusal(score=ood.get("score"), threshold=float(ood.get("threshold", float("nan"))))
+        if result.assessable
+        else OodRefusal(
+            score=None if ood is None else ood.score, threshold=float("nan") if ood is None else ood.threshold
+        )
     )
 
     def build() -> list[OutboxObject]:
         findings = [
             FindingOutput(
-                code=f["code"],
-                display=f["display"],
-                probability=float(f["probability"]),
-                positive=bool(f["positive"]),
-                threshold=float(f["threshold"]),
-                box=tuple(f["box"]) if f.get("box") else None,
+                code=f.code,
+                display=f.display,
+                probability=f.probability,
+                positive=f.positive,
+                threshold=f.threshold,
+                box=f.box,
                 capture=(
-                    rendering.overlay_rgb(f["code"])
-                    if rendering is not None and f["code"] in with_heat and f["code"] in rendering.cams
+                    rendering.overlay_rgb(f.code)
+                    if rendering is not None and f.code in with_heat and f.code in rendering.cams
                     else None
                 ),
             )
-            for f in result["findings"]
+            for f in result.findings
         ]
         datasets = [("sr", build_sr(study.primary, findings, algorithm, refused=refused, **kwargs))]
         datasets += [

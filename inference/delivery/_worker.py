@@ -3,8 +3,9 @@
 Attempts are bounded: an object the destination refuses for good, or that failed
 ``delivery_max_attempts`` times, goes to the dead-letter state (``dead``) with its error code, and the
 queue moves on; ``dxassist dead-letter retry`` gives it a fresh set of attempts. The worker also builds
-again the outputs of results whose first build failed (:mod:`inference.record._builds`), with the same
-backoff, up to ``build_max_attempts``.
+the outputs (SR, heatmap captures) of every newly filed result (:mod:`inference.record._builds`: the
+filing commits a pending build, and the request only wakes the worker), retrying a failed build with
+the same backoff, up to ``build_max_attempts``.
 
 One worker runs in every process that files results (the API server and ``dxassist listen``); workers
 of several processes share the outbox safely because each object is leased before it is sent. A crash
@@ -44,7 +45,7 @@ OUTBOX_PENDING = Gauge("dxassist_outbox_pending", "Result objects waiting in the
 
 Sender = Callable[["Destination", bytes, str], None]
 Rebuild = Callable[["_builds.BuildJob"], Awaitable[None]]
-"""``rebuild(job)``: build the outputs of ``job.result_id`` again and queue them; raises on failure."""
+"""``rebuild(job)``: build the outputs of ``job.result_id`` and queue them; raises on failure."""
 
 
 def error_code(error: BaseException, default: str) -> str:
@@ -71,12 +72,13 @@ class OutboxWorker:
         poll_seconds: Pause between passes when nothing was due.
         max_attempts: Attempts of one object before it goes to the dead-letter state.
         build_max_attempts: Attempts of one result's output build (the first, at filing, included).
-        filing_lease_seconds: How long a build filed with its result is left to the filing process.
         lease_seconds: How long a claimed object is this worker's alone; a worker that dies mid-send
             holds its destination's queue this long, so keep it short but above one attempt's timeout.
         send: ``send(destination, payload, sop_class_uid)``; the real C-STORE / STOW-RS by default.
-        rebuild: Builds a result's outputs again (set by the services, which hold the models); without
-            it, failed builds wait.
+        rebuild: Builds a result's outputs (set by the services: ``build_outputs``); without
+            it, builds wait.
+        build_lease_seconds: How long this worker holds a build it claimed (another worker takes it
+            over only after that, if this one died mid-build).
     """
 
     def __init__(
@@ -89,10 +91,10 @@ class OutboxWorker:
         poll_seconds: float = 1.0,
         max_attempts: int = 120,
         build_max_attempts: int = 3,
-        filing_lease_seconds: float = 60.0,
         lease_seconds: float = 120.0,
         send: Sender = default_send,
         rebuild: Rebuild | None = None,
+        build_lease_seconds: float = 60.0,
     ) -> None:
         self._record = record
         self._destinations = {d.name: d for d in destinations}
@@ -102,9 +104,9 @@ class OutboxWorker:
         self._send = send
         self.max_attempts = max(1, max_attempts)
         self.build_max_attempts = max(1, build_max_attempts)
-        self.filing_lease_seconds = filing_lease_seconds
         self.lease_seconds = lease_seconds
         self.rebuild = rebuild
+        self.build_lease_seconds = build_lease_seconds
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -120,8 +122,8 @@ class OutboxWorker:
             poll_seconds=pacs.delivery_poll_seconds,
             max_attempts=pacs.delivery_max_attempts,
             build_max_attempts=pacs.build_max_attempts,
-            filing_lease_seconds=pacs.build_lease_seconds,
             lease_seconds=pacs.delivery_lease_seconds,
+            build_lease_seconds=pacs.build_lease_seconds,
         )
 
     @property
@@ -223,12 +225,14 @@ class OutboxWorker:
         )
 
     async def build_due(self) -> int:
-        """Build again the outputs of every due failed build; return how many were tried."""
+        """Build the outputs of every due build (new results, failed builds due again); return how many."""
         if self.rebuild is None:
             return 0
         tried = 0
         while not self._stopping:
-            job = await asyncio.to_thread(self._record.builds.claim_next)
+            job = await asyncio.to_thread(
+                self._record.builds.claim_next, lease_seconds=self.build_lease_seconds
+            )
             if job is None:
                 break
             tried += 1

@@ -269,7 +269,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility), client=None
     )
     try:
-        outcome = await analyse_decoded(
+        await analyse_decoded(
             ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
         )
     except ConsentObjection as e:
@@ -286,9 +286,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             extra={"event": "dimse_study", "code": e.code},
         )
         return True
-    if not outcome.queued:
-        # Filed, but its outputs are not in the outbox: keep the files so the next try queues them.
-        raise RuntimeError("The outputs of the study's result could not be queued for delivery.")
+    # Filed with a pending build of its outputs in the same transaction: the outbox worker builds them.
     return True
 
 

@@ -30,9 +30,26 @@ from inference.record._inputs import (
     PatientIn,
     RenderingData,
     StoredResult,
+    TrainingInputIn,
     TriageRequestKeys,
     TriageResultIn,
     Verdict,
+)
+from inference.record._result_types import (
+    AnyResult,
+    Delivery,
+    FeedbackEntry,
+    FeedbackVerdict,
+    FindingResult,
+    ImagingResult,
+    ModelInfo,
+    OodScore,
+    PatientRef,
+    PendingBuild,
+    Risk,
+    TriageResult,
+    WorklistItem,
+    WorklistPatient,
 )
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._shadow import ShadowPair, ShadowResults, ShadowScores, ShadowVersions, reader_truth
@@ -44,9 +61,26 @@ from inference.record._training_inputs import (
     decode_input,
     encode_input,
 )
-from inference.record._views import TRIAGE_FEEDBACK_CODE
+from inference.record._types import iso
+from inference.record._views import TRIAGE_FEEDBACK_CODE, heatmap_url
 
 __all__ = [
+    "AnyResult",
+    "Delivery",
+    "FeedbackEntry",
+    "FeedbackVerdict",
+    "FindingResult",
+    "ImagingResult",
+    "ModelInfo",
+    "OodScore",
+    "PatientRef",
+    "PendingBuild",
+    "Risk",
+    "TriageResult",
+    "WorklistItem",
+    "WorklistPatient",
+    "heatmap_url",
+    "iso",
     "AnchorError",
     "HeadAnchor",
     "Account",
@@ -91,6 +125,7 @@ __all__ = [
     "RecordError",
     "RenderingData",
     "StoredResult",
+    "TrainingInputIn",
     "TriageRequestKeys",
     "TriageResultIn",
     "Verdict",

@@ -1,14 +1,13 @@
 """The output-build queue: results whose DICOM outputs (SR, heatmap captures) are not built yet.
 
 Every new imaging result for which destinations are configured gets a row here in its own filing
-transaction (:func:`add_filed`: ``pending``, no attempt made, leased to the filing process), so a crash
-between the commit and the outbox rows loses nothing: once the lease ends, the outbox worker builds it.
-Building the outputs of a committed result happens right after it is filed (:func:`settle_filed` then
-closes the row); when that fails (a source
-header no writer can mend, a misconfigured organisation root, memory), the result is not lost and is
-not retried forever: a row here says which destinations still wait for it, and the outbox worker builds
-it again with backoff, until it succeeds (``done``) or runs out of attempts (``dead``, the dead-letter
-state an operator sees and can retry with :func:`requeue`).
+transaction (:func:`add_filed`: ``pending``, no attempt made, due at once). The outbox worker claims it
+(:meth:`Builds.claim_next`, leased so that no other worker takes it meanwhile), builds the outputs from
+what the record holds and queues them (``done``); a build that fails (a source header no writer can
+mend, a misconfigured organisation root, memory) is tried again with backoff, until it succeeds or runs
+out of attempts (``dead``, the dead-letter state an operator sees and can retry with
+:meth:`Builds.requeue`). So nothing is built on the request path, and a crash after the commit loses
+nothing: any process's worker takes the row.
 
 ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source files the build needs; the
 record stores no absolute path, so ``DXASSIST_HOME`` can move. ``last_error`` holds the error's type and
@@ -35,11 +34,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._result_types import PendingBuild
 from inference.record._types import UTCDateTime, iso, utcnow
 
 if TYPE_CHECKING:
@@ -87,14 +87,13 @@ def add_filed(
     result_id: str,
     destinations: Sequence[str],
     spool: str | None,
-    lease_seconds: float,
     source: bytes | None = None,
 ) -> None:
     """Record, in the filing transaction of a new result, that its outputs are owed to ``destinations``.
 
-    The row is leased to the filing process for ``lease_seconds``: the outbox worker leaves it alone
-    while that process builds the outputs, and takes it over only if the process died before closing it.
-    ``source`` (the serialised source header) lets a process on another host do that.
+    The row is due at once and leased to nobody: the outbox worker (of this process, or of any other
+    after a crash) claims it and builds the outputs off the request path. ``source`` (the serialised
+    source header) lets a process on another host do that.
     """
     now = utcnow()
     session.execute(
@@ -104,7 +103,7 @@ def add_filed(
             state="pending",
             attempts=0,
             next_attempt_at=now,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_until=None,
             spool=spool,
             source=source,
             created=now,
@@ -141,87 +140,6 @@ class Builds:
                     select(output_builds.c.spool).where(output_builds.c.spool.is_not(None)).distinct()
                 )
             }
-
-    def settle_filed(self, *, result_id: str) -> str | None:
-        """Close the build row of a result whose outputs the filing process built and queued.
-
-        Returns:
-            The row's spool folder (relative to ``DXASSIST_HOME``), for the caller to delete; None when no
-            row was open or the outbox worker has taken it over meanwhile (it then deletes the spool).
-        """
-        try:
-            with self._db.sessions() as session, session.begin():
-                session.connection(execution_options={IMMEDIATE: True})
-                row = session.execute(
-                    select(output_builds.c.id, output_builds.c.spool).where(
-                        output_builds.c.result_id == result_id,
-                        output_builds.c.state == "pending",
-                        output_builds.c.attempts == 0,
-                    )
-                ).first()
-                if row is None:
-                    return None
-                session.execute(
-                    update(output_builds)
-                    .where(output_builds.c.id == row.id, output_builds.c.attempts == 0)
-                    .values(state="done", attempts=1, lease_until=None, spool=None, source=None)
-                )
-                spool: str | None = row.spool
-                return spool
-        except DBAPIError as e:
-            raise RecordError("The build state could not be updated.") from e
-
-    def add_failed(
-        self,
-        *,
-        result_id: str,
-        destinations: Sequence[str],
-        code: str,
-        error: str,
-        spool: str | None,
-        next_attempt_at: datetime,
-        dead: bool = False,
-        source: bytes | None = None,
-    ) -> None:
-        """Record a first failed build of a result's outputs (one attempt made).
-
-        ``source`` (the serialised source header) replaces the row's when given; a row filed with its
-        result keeps its own otherwise.
-
-        A result that already has a row keeps it (its spool and attempts); only a finished (``done``) row,
-        or the row filed with the result that no attempt has closed yet, is updated, for the destinations
-        named now.
-        """
-        now = utcnow()
-        values: dict[str, Any] = {
-            "destinations": ",".join(destinations)[:1024],
-            "state": "dead" if dead else "pending",
-            "attempts": 1,
-            "next_attempt_at": next_attempt_at,
-            "lease_until": None,
-            "error_code": code[:32],
-            "last_error": error[:_ERROR_MAX],
-            "spool": spool,
-            "dead_at": now if dead else None,
-        }
-        if source is not None:
-            values["source"] = source
-        try:
-            with self._db.sessions() as session, session.begin():
-                session.connection(execution_options={IMMEDIATE: True})
-                existing = session.execute(
-                    select(output_builds.c.id, output_builds.c.state, output_builds.c.attempts).where(
-                        output_builds.c.result_id == result_id
-                    )
-                ).first()
-                if existing is None:
-                    session.execute(insert(output_builds).values(result_id=result_id, created=now, **values))
-                elif existing.state == "done" or (existing.state == "pending" and existing.attempts == 0):
-                    session.execute(
-                        update(output_builds).where(output_builds.c.id == existing.id).values(**values)
-                    )
-        except (DBAPIError, IntegrityError) as e:
-            raise RecordError("The failed build could not be recorded.") from e
 
     def claim_next(self, *, now: datetime | None = None, lease_seconds: float = 300.0) -> BuildJob | None:
         """Hand out the oldest due pending build that no other worker holds."""
@@ -358,3 +276,25 @@ class Builds:
                 return found
         except DBAPIError as e:
             raise RecordError("The build queue could not be updated; nothing was requeued.") from e
+
+
+def pending_in(session: Session, result_id: str) -> PendingBuild | None:
+    """The outputs of a result still owed (its build row pending or dead), read in ``session``; else None."""
+    row = session.execute(
+        select(
+            output_builds.c.destinations,
+            output_builds.c.state,
+            output_builds.c.attempts,
+            output_builds.c.error_code,
+            output_builds.c.last_error,
+        ).where(output_builds.c.result_id == result_id, output_builds.c.state != "done")
+    ).first()
+    if row is None:
+        return None
+    return PendingBuild(
+        destinations=tuple(name for name in row.destinations.split(",") if name),
+        state=row.state,
+        attempts=row.attempts,
+        error_code=row.error_code,
+        last_error=row.last_error,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +12,8 @@ from inference.record._database import Database
 from inference.record._errors import InvalidFeedback, NotFound
 from inference.record._inputs import Verdict
 from inference.record._models import Feedback, Finding, Result
-from inference.record._types import iso, new_id, utcnow
+from inference.record._result_types import FeedbackEntry, FeedbackVerdict, ModelInfo
+from inference.record._types import new_id, utcnow
 from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 VERDICTS: Final[tuple[str, ...]] = ("agree", "disagree", "correct")
@@ -87,7 +88,7 @@ class FeedbackLog:
 
         return self._db.write(work)
 
-    def for_result(self, *, result_id: str) -> list[dict[str, Any]]:
+    def for_result(self, *, result_id: str) -> list[FeedbackEntry]:
         """Every feedback on a result, oldest first, with the model name and version it judged."""
         with self._db.sessions() as session:
             rows = session.scalars(
@@ -96,13 +97,18 @@ class FeedbackLog:
                 .order_by(Feedback.created, Feedback.id)
             )
             return [
-                {
-                    "feedback_id": row.id,
-                    "result_id": row.result_id,
-                    "reader": row.reader,
-                    "verdicts": list(row.verdicts),
-                    "model": {"name": row.model_name, "version": row.model_version},
-                    "created": iso(row.created),
-                }
+                FeedbackEntry(
+                    feedback_id=row.id,
+                    result_id=row.result_id,
+                    reader=row.reader,
+                    verdicts=tuple(
+                        FeedbackVerdict(
+                            code=v["code"], verdict=v["verdict"], correct_label=v.get("correct_label")
+                        )
+                        for v in row.verdicts
+                    ),
+                    model=ModelInfo(name=row.model_name, version=row.model_version),
+                    created=row.created,
+                )
                 for row in rows
             ]

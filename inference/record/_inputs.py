@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inference.record._result_types import AnyResult
 
 
 @dataclass(frozen=True)
@@ -96,15 +99,24 @@ class OutputsIn:
     """The DICOM outputs a new imaging result owes its PACS destinations, filed with it in one transaction.
 
     ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source header the build needs
-    (older filings), ``source`` that header itself, kept in the record so any replica can build;
-    ``lease_seconds`` how long the filing process keeps the build to itself before the outbox worker may
-    take it over (after a crash of the filing process).
+    (older filings), ``source`` that header itself, kept in the record so any replica can build. The
+    outbox worker builds the outputs (off the request path) once the result is committed.
     """
 
     destinations: tuple[str, ...]
     spool: str | None
-    lease_seconds: float
     source: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TrainingInputIn:
+    """The de-identified model input of a new imaging result (float16 ``npz``, see ``_training_inputs``),
+    kept with the result, in its filing transaction, when the patient's consent allows AI processing."""
+
+    model_name: str
+    model_version: str
+    input_size: int
+    pixels: bytes
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,11 @@ class ImagingResultIn:
     ood_score: float | None = None
     ood_threshold: float | None = None
     outputs: OutputsIn | None = None
+    keep_study_priority: bool = False
+    training_input: TrainingInputIn | None = None
+    """File the higher of ``priority`` and the priority the study already has (a new analysis never lowers
+    the urgency of a study on the worklist); decided in the filing transaction, so two concurrent
+    analyses of one study cannot lower it either."""
 
 
 @dataclass(frozen=True)
@@ -202,3 +219,5 @@ class StoredResult:
     created: bool
     mismatched: tuple[str, ...] = ()
     """Demographic fields the sender gave differently from the record on file (kept as on file)."""
+    result: AnyResult | None = None
+    """The filed result, read back in the filing transaction (an imaging one with its deliveries)."""

@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
 
 if TYPE_CHECKING:
@@ -357,39 +358,42 @@ class Outbox:
                 session.scalars(select(outbox.c.destination).where(outbox.c.state == "pending").distinct())
             )
 
-    def deliveries(self, *, result_id: str) -> list[dict[str, Any]]:
-        """The delivery state of every object of a result, for ``GET /v1/results/{id}``.
-
-        Returns:
-            ``[{destination, kind, object, state, attempts, sent_at, last_error, error}]`` in queue order;
-            ``object`` is the SOP Instance UID of the delivered DICOM object, ``error`` the code of the last
-            failure.
-        """
+    def deliveries(self, *, result_id: str) -> tuple[Delivery, ...]:
+        """The delivery state of every object of a result, in queue order (see :func:`deliveries_in`)."""
         with self._db.sessions() as session:
-            rows = session.execute(
-                select(
-                    outbox.c.destination,
-                    outbox.c.kind,
-                    outbox.c.object_uid,
-                    outbox.c.state,
-                    outbox.c.attempts,
-                    outbox.c.sent_at,
-                    outbox.c.last_error,
-                    outbox.c.error_code,
-                )
-                .where(outbox.c.result_id == result_id)
-                .order_by(outbox.c.id)
-            )
-            return [
-                {
-                    "destination": row.destination,
-                    "kind": row.kind,
-                    "object": row.object_uid,
-                    "state": row.state,
-                    "attempts": row.attempts,
-                    "sent_at": iso(row.sent_at) if row.sent_at is not None else None,
-                    "last_error": row.last_error,
-                    "error": row.error_code,
-                }
-                for row in rows
-            ]
+            return deliveries_in(session, result_id)
+
+
+def deliveries_in(session: Session, result_id: str) -> tuple[Delivery, ...]:
+    """The delivery state of every object of a result, in queue order, read in ``session``.
+
+    ``object`` is the SOP Instance UID of the delivered DICOM object, ``error`` the code of the last
+    failure.
+    """
+    rows = session.execute(
+        select(
+            outbox.c.destination,
+            outbox.c.kind,
+            outbox.c.object_uid,
+            outbox.c.state,
+            outbox.c.attempts,
+            outbox.c.sent_at,
+            outbox.c.last_error,
+            outbox.c.error_code,
+        )
+        .where(outbox.c.result_id == result_id)
+        .order_by(outbox.c.id)
+    )
+    return tuple(
+        Delivery(
+            destination=row.destination,
+            kind=row.kind,
+            object=row.object_uid,
+            state=row.state,
+            attempts=row.attempts,
+            sent_at=row.sent_at,
+            last_error=row.last_error,
+            error=row.error_code,
+        )
+        for row in rows
+    )

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import case, literal, select
 from sqlalchemy.orm import Session, selectinload
 
-from inference.record import _save, _scope, _series
+from inference.record import _builds, _outbox, _save, _scope, _series
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import AuditIn, ImagingResultIn, RenderingData, StoredResult, TriageResultIn
 from inference.record._models import Heatmap, Rendering, Result, Study
-from inference.record._views import public_result, worklist_item
+from inference.record._result_types import AnyResult, Delivery, ImagingResult, WorklistItem
+from inference.record._views import typed_result, worklist_item
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,13 @@ class Results:
         """
         _save.validate_imaging(data)
         key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
-        stored = self._db.write(lambda session: _save.write_imaging(session, data, key, audit))
+
+        def work(session: Session) -> StoredResult:
+            stored = _save.write_imaging(session, data, key, audit)
+            # Read back in the same transaction (no second round trip): the caller answers with it.
+            return replace(stored, result=self._read(session, stored.result_id, deliveries=True))
+
+        stored = self._db.write(work)
         if stored.created:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
@@ -55,7 +63,12 @@ class Results:
     def save_triage(self, *, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
         """File a triage result (patient, vital signs, device, result) atomically, with its audit entry."""
         _save.validate_triage(data)
-        stored = self._db.write(lambda session: _save.write_triage(session, data, audit))
+
+        def work(session: Session) -> StoredResult:
+            stored = _save.write_triage(session, data, audit)
+            return replace(stored, result=self._read(session, stored.result_id))
+
+        stored = self._db.write(work)
         logger.info("Filed triage result %s.", stored.result_id)
         return stored
 
@@ -78,11 +91,47 @@ class Results:
     def _load(self, session: Session, result_id: str) -> Result | None:
         return session.scalars(select(Result).options(*_RESULT_LOAD).where(Result.id == result_id)).first()
 
-    def get(self, *, result_id: str) -> dict[str, Any] | None:
-        """The public JSON of one result (no name, no birth date), or ``None``."""
+    def _typed(self, session: Session, result: Result, *, deliveries: bool) -> AnyResult:
+        typed = typed_result(result)
+        if not deliveries or not isinstance(typed, ImagingResult):
+            return typed  # triage results are never delivered
+        rows = _outbox.deliveries_in(session, result.id)
+        build = _builds.pending_in(session, result.id)
+        if build is None:
+            return replace(typed, deliveries=rows)
+        # The outputs are not built yet: one entry per destination still waiting for them.
+        sent_to = {row.destination for row in rows}
+        waiting = tuple(
+            Delivery(
+                destination=name,
+                kind="outputs",
+                object=None,
+                state=build.state,
+                attempts=build.attempts,
+                sent_at=None,
+                last_error=build.last_error,
+                error=build.error_code,
+            )
+            for name in build.destinations
+            if name not in sent_to
+        )
+        return replace(typed, deliveries=rows + waiting, build=build)
+
+    def _read(self, session: Session, result_id: str, *, deliveries: bool = False) -> AnyResult:
+        result = self._load(session, result_id)
+        if result is None:  # written in this very transaction
+            raise NotFound("No result has this id.")
+        return self._typed(session, result, deliveries=deliveries)
+
+    def get(self, *, result_id: str, deliveries: bool = False) -> AnyResult | None:
+        """One result (no name, no birth date), or ``None``.
+
+        With ``deliveries``, an imaging result carries the state of its DICOM outputs per destination
+        (and its pending build), read in the same session.
+        """
         with self._db.sessions() as session:
             result = self._load(session, result_id)
-            return None if result is None else public_result(result)
+            return None if result is None else self._typed(session, result, deliveries=deliveries)
 
     def _latest_for_study(self, session: Session, study_instance_uid: str) -> Result | None:
         return session.scalars(
@@ -94,11 +143,12 @@ class Results:
             .limit(1)
         ).first()
 
-    def latest_for_study(self, *, study_instance_uid: str) -> dict[str, Any] | None:
-        """The public JSON of the newest imaging result of a study, or ``None`` until there is one."""
+    def latest_for_study(self, *, study_instance_uid: str, deliveries: bool = False) -> AnyResult | None:
+        """The newest imaging result of a study, or ``None`` until there is one (``deliveries``: see
+        :meth:`get`)."""
         with self._db.sessions() as session:
             result = self._latest_for_study(session, study_instance_uid)
-            return None if result is None else public_result(result)
+            return None if result is None else self._typed(session, result, deliveries=deliveries)
 
     def study_priority(self, *, study_instance_uid: str) -> str | None:
         """The priority of the newest result of a study, or ``None``."""
@@ -166,7 +216,7 @@ class Results:
         facility: str | None = None,
         escalate_before: datetime | None = None,
         scope: _scope.Scope | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[WorklistItem]:
         """Open results, critical before urgent before routine, then oldest first.
 
         Args:

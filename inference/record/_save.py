@@ -10,7 +10,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inference.record import _audit, _builds
+from inference.record import _audit, _builds, _training_inputs
 from inference.record._errors import Conflict, RecordError, ResendConflict
 from inference.record._idempotency import find_filed
 from inference.record._inputs import (
@@ -381,6 +381,24 @@ def _audit_result(
     )
 
 
+def _study_priority(session: Session, study_instance_uid: str) -> str | None:
+    """The priority of the newest result of a study, or None."""
+    return session.scalars(
+        select(Result.priority)
+        .join(Study, Result.study_id == Study.id)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .order_by(Result.created_at.desc(), Result.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _higher_priority(new: str, existing: str | None) -> str:
+    """The more urgent of two priorities (:data:`PRIORITIES` lists them most urgent first)."""
+    if existing is None or existing not in PRIORITIES:
+        return new
+    return min(new, existing, key=PRIORITIES.index)
+
+
 def write_imaging(
     session: Session, data: ImagingResultIn, key: str, audit: AuditIn | None = None
 ) -> StoredResult:
@@ -396,11 +414,14 @@ def write_imaging(
         _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
         return stored
     patient, mismatched = upsert_patient(session, data.patient)
+    priority = data.priority
+    if data.keep_study_priority:
+        priority = _higher_priority(priority, _study_priority(session, data.study_instance_uid))
     study = _upsert_study(session, data, patient)
     _add_instances(session, data, study)
     device = upsert_device(session, data.model)
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
-    result = _new_result("imaging", patient, device, data.model, data.priority, warnings)
+    result = _new_result("imaging", patient, device, data.model, priority, warnings)
     result.facility = data.patient.facility
     result.study_id = study.id
     result.instance_key = key
@@ -454,19 +475,28 @@ def write_imaging(
             source=data.source,
         )
     if data.outputs is not None and data.outputs.destinations:
-        # In the result's transaction: a crash after the commit leaves a pending build the outbox worker
-        # takes over once the filing process's lease ends, so no result is filed without its outputs.
+        # In the result's transaction: the outbox worker of any process builds the outputs from it, so no
+        # result is filed without its outputs, whatever crashes after the commit.
         _builds.add_filed(
             session,
             result_id=result.id,
             destinations=data.outputs.destinations,
             spool=data.outputs.spool,
-            lease_seconds=data.outputs.lease_seconds,
             source=data.outputs.source,
         )
     session.flush()
     stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)
     _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="success")
+    if data.training_input is not None:
+        kept = data.training_input
+        _training_inputs.keep_in(
+            session,
+            result_id=result.id,
+            model_name=kept.model_name,
+            model_version=kept.model_version,
+            input_size=kept.input_size,
+            pixels=kept.pixels,
+        )
     return stored
 
 

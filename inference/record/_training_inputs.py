@@ -120,41 +120,18 @@ class TrainingInputs:
         try:
             with self._sessions() as session, session.begin():
                 session.connection(execution_options={IMMEDIATE: True})
-                result = session.get(Result, result_id)
-                if result is None or session.get(TrainingInput, result_id) is not None:
-                    return False
-                if not _consent.state(session, result.patient_id).ai_processing:
-                    return False
-                now = utcnow()
-                session.add(
-                    TrainingInput(
-                        result_id=result_id,
-                        patient_id=result.patient_id,
-                        model_name=model_name,
-                        model_version=model_version,
-                        input_size=input_size,
-                        pixels=pixels,
-                        created=now,
-                    )
-                )
-                _audit.append(
+                return keep_in(
                     session,
-                    time=now,
-                    subject=KEEPER_SUBJECT,
-                    role="system",
-                    facility=result.facility,
-                    action="training-input:keep",
-                    resource_type="TrainingInput",
-                    resource_id=result_id,
-                    patient_id=result.patient_id,
-                    outcome="success",
-                    client=None,
+                    result_id=result_id,
+                    model_name=model_name,
+                    model_version=model_version,
+                    input_size=input_size,
+                    pixels=pixels,
                 )
         except IntegrityError:
             return False
         except SQLAlchemyError as e:
             raise RecordError("The training input could not be stored.") from e
-        return True
 
     def count(self) -> int:
         """Inputs kept."""
@@ -220,3 +197,45 @@ def forget(session: Session, patient_id: str) -> int:
     """Delete every kept input of a patient (inside the transaction recording their objection)."""
     outcome = session.execute(delete(TrainingInput).where(TrainingInput.patient_id == patient_id))
     return int(getattr(outcome, "rowcount", 0) or 0)
+
+
+def keep_in(
+    session: Session, *, result_id: str, model_name: str, model_version: str, input_size: int, pixels: bytes
+) -> bool:
+    """Keep the input of ``result_id`` in ``session``'s transaction if its patient's consent allows AI
+    processing, with an audit entry (the filing of a new result calls it in its own transaction).
+
+    Returns:
+        True when kept; False when the patient objected, the result is gone or it was kept already.
+    """
+    result = session.get(Result, result_id)
+    if result is None or session.get(TrainingInput, result_id) is not None:
+        return False
+    if not _consent.state(session, result.patient_id).ai_processing:
+        return False
+    now = utcnow()
+    session.add(
+        TrainingInput(
+            result_id=result_id,
+            patient_id=result.patient_id,
+            model_name=model_name,
+            model_version=model_version,
+            input_size=input_size,
+            pixels=pixels,
+            created=now,
+        )
+    )
+    _audit.append(
+        session,
+        time=now,
+        subject=KEEPER_SUBJECT,
+        role="system",
+        facility=result.facility,
+        action="training-input:keep",
+        resource_type="TrainingInput",
+        resource_id=result_id,
+        patient_id=result.patient_id,
+        outcome="success",
+        client=None,
+    )
+    return True

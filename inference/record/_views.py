@@ -1,20 +1,35 @@
-"""The public JSON of a result (CONTRACT.md): no name, no birth date, only what a reader needs."""
+"""Typed views of stored rows (:mod:`inference.record._result_types`): no name, no birth date."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from inference.record._models import Result
-from inference.record._types import iso
+from inference.record._result_types import (
+    AnyResult,
+    Delivery,
+    FindingResult,
+    ImagingResult,
+    ModelInfo,
+    OodScore,
+    PatientRef,
+    PendingBuild,
+    Priority,
+    Risk,
+    TriageResult,
+    WorklistItem,
+    WorklistPatient,
+)
 
 TRIAGE_FEEDBACK_CODE = "deterioration"
+"""The one "finding" a triage result has, for reader feedback."""
 VITAL_FIELDS = (
     "respiratory_rate", "spo2", "spo2_scale", "on_oxygen", "systolic_bp", "diastolic_bp", "heart_rate",
     "temperature", "consciousness",
 )  # fmt: skip
 """The measured signs a triage result shows (``vitals``), in the contract's names and units."""
-"""The one "finding" a triage result has, for reader feedback."""
 
 
 def heatmap_url(result_id: str, code: str) -> str:
@@ -22,58 +37,90 @@ def heatmap_url(result_id: str, code: str) -> str:
     return f"/v1/results/{result_id}/heatmaps/{code}.png"
 
 
-def public_result(result: Result) -> dict[str, Any]:
-    """The result as the API returns it."""
-    out: dict[str, Any] = {
-        "result_id": result.id,
-        "kind": result.kind,
-        "patient": {"id": result.patient.id, "identifier": result.patient.identifier},
-        "model": {"name": result.model_name, "version": result.model_version, "sha256": result.model_sha256},
-        "priority": result.priority,
-        "status": result.status,
-        "warnings": list(result.warnings),
-        "created_at": iso(result.created_at),
-        "rationale": dict(result.rationale),
-    }
+def _box(value: Sequence[int] | None) -> tuple[int, int, int, int] | None:
+    if not value:
+        return None
+    x0, y0, x1, y1 = (int(v) for v in value)
+    return (x0, y0, x1, y1)
+
+
+def _ood(value: Mapping[str, Any] | None) -> OodScore | None:
+    if not value or value.get("threshold") is None:
+        return None
+    score = value.get("score")
+    return OodScore(score=None if score is None else float(score), threshold=float(value["threshold"]))
+
+
+def typed_result(
+    result: Result, *, deliveries: tuple[Delivery, ...] = (), build: PendingBuild | None = None
+) -> AnyResult:
+    """The typed result of a stored row (its patient, findings, study and vitals loaded)."""
+    patient = PatientRef(id=result.patient.id, identifier=result.patient.identifier)
+    model = ModelInfo(name=result.model_name, version=result.model_version, sha256=result.model_sha256)
+    priority = cast(Priority, result.priority)
     if result.kind == "imaging":
         assert result.study is not None  # the schema's CHECK guarantees it for imaging results
-        out["study_instance_uid"] = result.study.study_instance_uid
-        out["findings"] = [
-            {
-                "code": finding.code,
-                "display": finding.display,
-                "probability": finding.probability,
-                "positive": finding.positive,
-                "threshold": finding.threshold,
-                "box": finding.box,
-                "heatmap": heatmap_url(result.id, finding.code) if finding.has_heatmap else None,
-            }
-            for finding in result.findings
-        ]
-        out["assessable"] = result.assessable
-        out["ood"] = result.ood
-    else:
-        assert result.vitals is not None
-        payload = result.payload
-        out["observed_at"] = iso(result.vitals.observed_at)
-        out["risk"] = dict(payload["risk"])
-        out["contributions"] = dict(payload["contributions"])
-        out["intercept"] = payload["intercept"]
-        out["logit"] = payload["logit"]
-        out["news2"] = payload["news2"]
-        # Results filed before "missing" was stored: the unmeasured inputs are the vitals left empty.
-        out["missing"] = list(
-            payload.get(
-                "missing", [k for k in payload["contributions"] if getattr(result.vitals, k, None) is None]
-            )
+        return ImagingResult(
+            result_id=result.id,
+            patient=patient,
+            model=model,
+            priority=priority,
+            status=result.status,
+            warnings=tuple(result.warnings),
+            created_at=result.created_at,
+            rationale=dict(result.rationale),
+            study_instance_uid=result.study.study_instance_uid,
+            findings=tuple(
+                FindingResult(
+                    code=f.code,
+                    display=f.display,
+                    probability=f.probability,
+                    positive=f.positive,
+                    threshold=f.threshold,
+                    box=_box(f.box),
+                    heatmap=f.has_heatmap,
+                )
+                for f in result.findings
+            ),
+            assessable=result.assessable,
+            ood=_ood(result.ood),
+            deliveries=deliveries,
+            build=build,
         )
-        out["trend"] = payload.get("trend")
-        out["vitals"] = {
+    assert result.vitals is not None
+    payload = result.payload
+    risk = payload["risk"]
+    # Results filed before "missing" was stored: the unmeasured inputs are the vitals left empty.
+    missing = payload.get(
+        "missing", [k for k in payload["contributions"] if getattr(result.vitals, k, None) is None]
+    )
+    return TriageResult(
+        result_id=result.id,
+        patient=patient,
+        model=model,
+        priority=priority,
+        status=result.status,
+        warnings=tuple(result.warnings),
+        created_at=result.created_at,
+        rationale=dict(result.rationale),
+        observed_at=result.vitals.observed_at,
+        risk=Risk(
+            probability=float(risk["probability"]),
+            positive=bool(risk["positive"]),
+            threshold=None if risk.get("threshold") is None else float(risk["threshold"]),
+        ),
+        contributions=dict(payload["contributions"]),
+        intercept=float(payload["intercept"]),
+        logit=float(payload["logit"]),
+        news2=payload.get("news2"),
+        missing=tuple(missing),
+        trend=payload.get("trend"),
+        vitals={
             name: getattr(result.vitals, name)
             for name in VITAL_FIELDS
             if getattr(result.vitals, name) is not None
-        }
-    return out
+        },
+    )
 
 
 def _age(birth_date: str | None, at: datetime) -> int | None:
@@ -88,39 +135,41 @@ def _age(birth_date: str | None, at: datetime) -> int | None:
     return years if 0 <= years < 150 else None
 
 
-def worklist_item(result: Result, *, escalate_before: datetime | None = None) -> dict[str, Any]:
+def worklist_item(result: Result, *, escalate_before: datetime | None = None) -> WorklistItem:
     """One line of the worklist: enough to triage and open the result; of the patient only the identifier,
     age and sex (never the name or birth date)."""
-    item: dict[str, Any] = {
-        "result_id": result.id,
-        "kind": result.kind,
-        "priority": result.priority,
-        "status": result.status,
-        "created_at": iso(result.created_at),
-        "escalated": bool(
+    imaging = result.kind == "imaging"
+    study = result.study if imaging else None
+    news2 = None if imaging else result.payload.get("news2")
+    if imaging:
+        positive = tuple(f.code for f in result.findings if f.positive)
+    else:
+        positive = (TRIAGE_FEEDBACK_CODE,) if result.payload["risk"]["positive"] else ()
+    return WorklistItem(
+        result_id=result.id,
+        kind="imaging" if imaging else "triage",
+        priority=cast(Priority, result.priority),
+        status=result.status,
+        created_at=result.created_at,
+        escalated=bool(
             escalate_before is not None
             and result.priority == "routine"
             and result.created_at < escalate_before
         ),
-        "patient": {
-            "id": result.patient.id,
-            "identifier": result.patient.identifier,
-            "age": _age(result.patient.birth_date, result.created_at),
-            "sex": result.patient.sex,
-        },
-        "model": {"name": result.model_name, "version": result.model_version},
-        "warnings": list(result.warnings),
-    }
-    if result.kind == "imaging":
-        item["study_instance_uid"] = result.study.study_instance_uid if result.study else None
-        item["study_date"] = result.study.study_date if result.study else None
-        item["modality"] = result.study.modality if result.study else None
-        item["positive_findings"] = [finding.code for finding in result.findings if finding.positive]
-        item["assessable"] = result.assessable
-    else:
-        item["observed_at"] = iso(result.vitals.observed_at) if result.vitals else None
-        item["positive_findings"] = [TRIAGE_FEEDBACK_CODE] if result.payload["risk"]["positive"] else []
-        news2 = result.payload.get("news2")
-        item["news2"] = None if not news2 else {k: news2.get(k) for k in ("total", "band", "complete")}
-        item["trend"] = result.payload.get("trend")
-    return item
+        patient=WorklistPatient(
+            id=result.patient.id,
+            identifier=result.patient.identifier,
+            age=_age(result.patient.birth_date, result.created_at),
+            sex=result.patient.sex,
+        ),
+        model=ModelInfo(name=result.model_name, version=result.model_version),
+        warnings=tuple(result.warnings),
+        positive_findings=positive,
+        study_instance_uid=study.study_instance_uid if study else None,
+        study_date=study.study_date if study else None,
+        modality=study.modality if study else None,
+        assessable=result.assessable if imaging else None,
+        observed_at=result.vitals.observed_at if not imaging and result.vitals else None,
+        news2=None if not news2 else {k: news2.get(k) for k in ("total", "band", "complete")},
+        trend=None if imaging else result.payload.get("trend"),
+    )

@@ -11,7 +11,6 @@ from inference.services._access import (
     audit_disclosed,
     authorise,
     authorise_patient,
-    localise,
 )
 from inference.services._audit_trail import (
     AuditedModelHost,
@@ -40,6 +39,8 @@ from inference.services._fhir import capability, fhir_read, fhir_search
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study
 from inference.services._results import (
+    FeedbackReceipt,
+    ResultView,
     get_result,
     get_study_result,
     get_worklist,
@@ -92,7 +93,9 @@ __all__ = [
     "DeadLetter",
     "DeadLetterError",
     "FailedInstance",
+    "FeedbackReceipt",
     "Outcome",
+    "ResultView",
     "OversizedPart",
     "ServiceError",
     "StoredInstance",
@@ -124,7 +127,6 @@ __all__ = [
     "get_worklist",
     "list_dead_letters",
     "list_models",
-    "localise",
     "model_problems",
     "observe_drift",
     "open_context",

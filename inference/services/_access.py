@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from inference.record import BREAK_GLASS, RecordError
 from inference.security import Forbidden, scope_for
@@ -166,12 +165,3 @@ async def audit_disclosed(
             for patient_id in unique
         ],
     )
-
-
-def localise(result: dict[str, Any], language: str) -> dict[str, Any]:
-    """Keep the rationale in ``language`` only (English when that one is missing)."""
-    texts = result.get("rationale")
-    if isinstance(texts, dict):
-        chosen = language if language in texts else "en"
-        result = {**result, "rationale": texts.get(chosen), "rationale_language": chosen}
-    return result

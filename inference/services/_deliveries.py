@@ -1,18 +1,17 @@
-"""After a study result is filed: queue its DICOM outputs for every destination, and show their state.
+"""After a study result is filed: its DICOM outputs are owed to every destination, built off the request path.
 
 One place for every channel (upload, STOW-RS, DIMSE): :func:`prepare_outputs` serialises the source header
 (:func:`serialise_source`) and names the destinations before filing, so the result is committed together
-with a pending build of its outputs (:func:`inference.record._builds.add_filed`: a crash after the commit
-loses no delivery, the outbox worker takes the build over once the filing process's lease ends);
-:func:`analyse_decoded` then calls :func:`queue_outputs` once the result is committed; the SR and heatmap
-captures are built from what the record holds (the result, its display rendering and CAMs), so nothing runs
-the model again.
+with a pending build of its outputs (:func:`inference.record._builds.add_filed`, in the result's
+transaction, the header in the build row). The request then only wakes the outbox worker
+(:func:`outputs_owed`); the worker (of this process, or of any replica on any host after a crash) claims
+the build and calls :func:`build_outputs`, which makes the SR and heatmap captures from what the record
+holds (the result, its display rendering and CAMs, the source header), so nothing runs the model again
+and nothing is built on the request path.
 
-When building fails, the result is filed all the same and the failure is recorded
-(:mod:`inference.record._builds`) with the source's header in the build row (the one input of the build
-the result does not hold; in the record, so a replica on another host can build it);
-the outbox worker builds again with backoff (:func:`rebuild_outputs`), then dead-letters it. The result
-then says so: a warning with the code, and one ``outputs`` entry per destination in ``deliveries``.
+When building fails, the worker tries again with backoff, then dead-letters it
+(:mod:`inference.record._builds`). The result then says so: a warning with the code
+(:func:`with_build_warning`), and one ``outputs`` entry per destination in ``deliveries``.
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
-from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from inference.record import OutputsIn, _builds
-from inference.record._types import utcnow
+from inference.record import AnyResult, ImagingResult, OutputsIn, _builds
 from inference.services import _warnings
 from inference.services._context import Context, db
 from inference.services._errors import ServiceError
@@ -145,8 +143,8 @@ def _load_spool(home: Path, relative: str | None, source: bytes | None = None) -
 async def prepare_outputs(ctx: Context, *, study: Study) -> OutputsIn | None:
     """What a new result of ``study`` owes the destinations, to file with it (None: no destinations).
 
-    The source header goes into the build row filed with the result, so that the build can be done by
-    any process on any host, also after this one crashed.
+    The source header goes into the build row filed with the result, so that the outbox worker of any
+    process on any host can build the outputs, also after this one crashed.
     """
     outbox = ctx.outbox
     if outbox is None or not outbox.destinations:
@@ -159,7 +157,6 @@ async def prepare_outputs(ctx: Context, *, study: Study) -> OutputsIn | None:
     return OutputsIn(
         destinations=tuple(d.name for d in outbox.destinations),
         spool=None,
-        lease_seconds=outbox.filing_lease_seconds,
         source=source,
     )
 
@@ -202,100 +199,17 @@ def sweep_spool(ctx: Context, *, older_than_seconds: float = _ORPHAN_AGE_SECONDS
     return removed
 
 
-async def queue_outputs(
-    ctx: Context,
-    *,
-    study: Study,
-    result: dict[str, Any],
-    spool: str | None = None,
-) -> bool:
-    """Queue the SR and heatmap captures of a committed imaging result, then wake the outbox worker.
-
-    Nothing is queued for a patient who objected to sharing (see
-    :func:`inference.delivery.enqueue_result`). A build failure is recorded for the outbox worker to
-    build again with backoff (then dead-lettered), not raised: the result is filed and answerable.
-
-    Args:
-        ctx: The process's engines (``ctx.outbox`` None or without destinations: nothing to do).
-        study: The decoded study the result was made from (its header goes into the objects).
-        result: The committed result as the record returns it.
-        spool: The spool of the build filed with the result (:func:`prepare_outputs`), reused when the
-            build fails.
-
-    Returns:
-        False when the outputs could neither be queued nor their failure recorded.
-    """
-    from inference.delivery import enqueue_result
-
-    outbox = ctx.outbox
-    if outbox is None or not outbox.destinations:
-        return True
-    try:
-        added = await enqueue_result(
-            record=ctx.record,
-            destinations=outbox.destinations,
-            org_root=ctx.settings.record.org_root,
-            study=study,
-            result=result,
-        )
-    except Exception as e:  # the result is committed; a writer or database failure must not lose it
-        return await _build_failed(ctx, study=study, result=result, error=e, spool=spool)
-    try:
-        settled = await db(ctx.record.builds.settle_filed, result_id=str(result["result_id"]))
-    except Exception:  # the outputs are queued; the build row is closed by the worker's own build
-        logger.exception("the build filed with a result could not be closed")
-    else:
-        await discard_spool(ctx, settled)
-    if added:
-        outbox.wake()
-    return True
+def outputs_owed(ctx: Context) -> None:
+    """Wake the outbox worker: a result was filed with a pending build of its outputs."""
+    if ctx.outbox is not None:
+        ctx.outbox.wake()
 
 
-async def _build_failed(
-    ctx: Context, *, study: Study, result: dict[str, Any], error: Exception, spool: str | None = None
-) -> bool:
-    """Record a failed first build for the outbox worker to retry; False when even that failed."""
-    from inference.delivery._worker import error_code
-    from inference.observability import count_dead_lettered, count_retry
+async def build_outputs(ctx: Context, job: _builds.BuildJob) -> None:
+    """Build and queue the outputs of a filed result (the outbox worker calls it, off the request path).
 
-    outbox = ctx.outbox
-    assert outbox is not None
-    result_id = str(result["result_id"])
-    code = error_code(error, "output_build_failed")
-    dead = outbox.build_max_attempts <= 1
-    logger.error(
-        "the outputs of a filed result could not be built (%s)",
-        type(error).__name__,
-        exc_info=(type(error), error, error.__traceback__),
-        extra={"event": "build_dead" if dead else "build_retry", "result_id": result_id, "code": code},
-    )
-    try:
-        source = await db(serialise_source, study.primary) if spool is None else None
-        await db(
-            ctx.record.builds.add_failed,
-            result_id=result_id,
-            destinations=[d.name for d in outbox.destinations],
-            code=code,
-            error=f"Building the outputs failed ({type(error).__name__}).",
-            spool=spool,
-            next_attempt_at=utcnow() + timedelta(seconds=outbox.retry_delay(1)),
-            dead=dead,
-            source=source,
-        )
-    except Exception:
-        logger.exception("the failed build of a result could not be recorded", extra={"result_id": result_id})
-        return False
-    if dead:
-        count_dead_lettered("build", code)
-    else:
-        count_retry("build", code)
-    return True
-
-
-async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
-    """Build and queue the outputs of a result whose earlier build failed (the outbox worker calls it).
-
-    The captures are drawn from the result's stored rendering, the header from the spool.
+    The captures are drawn from the result's stored rendering, the header from the build row (or the
+    spool folder of a filing made before the header moved into the record).
 
     Raises:
         OutputsUnbuildable: The result or its spooled image is gone.
@@ -307,7 +221,7 @@ async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
     outbox = ctx.outbox
     assert outbox is not None
     result = await db(ctx.record.results.get, result_id=job.result_id)
-    if result is None:
+    if not isinstance(result, ImagingResult):
         raise OutputsUnbuildable("The result of this build is no longer in the record.")
     home = ctx.settings.resolved_home
     primary = await db(_load_spool, home, job.spool, job.source)
@@ -325,33 +239,18 @@ async def rebuild_outputs(ctx: Context, job: _builds.BuildJob) -> None:
     outbox.wake()
 
 
-async def with_deliveries(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with ``deliveries``: the state of each object queued for a destination (imaging only)."""
-    if result.get("kind") != "imaging":
-        return result  # triage results are never delivered
-    result_id = str(result["result_id"])
-    rows = await db(ctx.record.outbox.deliveries, result_id=result_id)
-    build = await db(ctx.record.builds.for_result, result_id=result_id)
-    if build is None:
-        return {**result, "deliveries": rows}
-    # The outputs are not built yet: one entry per destination still waiting for them, and a warning.
-    waiting = [
-        {
-            "destination": name,
-            "kind": "outputs",
-            "object": None,
-            "state": build["state"],
-            "attempts": build["attempts"],
-            "sent_at": None,
-            "last_error": build["last_error"],
-            "error": build["error_code"],
-        }
-        for name in build["destinations"]
-        if not any(row["destination"] == name for row in rows)
-    ]
-    if build["state"] == "pending" and build["attempts"] == 0:
-        return {**result, "deliveries": rows + waiting}  # filed a moment ago and being built: no failure
+def with_build_warning(result: AnyResult) -> AnyResult:
+    """``result`` with a warning when the outputs it owes its destinations failed to build.
+
+    A build filed a moment ago that no attempt has failed yet is no failure: its ``outputs`` entries
+    in ``deliveries`` say it is pending.
+    """
+    if not isinstance(result, ImagingResult) or result.build is None:
+        return result
+    build = result.build
+    if build.state == "pending" and build.attempts == 0:
+        return result
     warning = _warnings.outputs_not_built(
-        build["error_code"] or "output_build_failed", dead=build["state"] == "dead"
+        build.error_code or "output_build_failed", dead=build.state == "dead"
     )
-    return {**result, "deliveries": rows + waiting, "warnings": [*result.get("warnings", []), warning]}
+    return replace(result, warnings=(*result.warnings, warning))

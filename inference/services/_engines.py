@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from inference.services._audit_trail import AuditedModelHost
 from inference.services._context import Context, Workers
 from inference.services._dead_letters import DeadLetterGauge
-from inference.services._deliveries import rebuild_outputs, sweep_spool
+from inference.services._deliveries import build_outputs, sweep_spool
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -89,7 +89,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
             outbox=outbox,
         )
         # Failed output builds are built again by the worker, with the models of this process.
-        outbox.rebuild = functools.partial(rebuild_outputs, ctx)
+        outbox.rebuild = functools.partial(build_outputs, ctx)
         # Headers spooled by a filing that a crash stopped before its commit: nothing will read them.
         await asyncio.to_thread(sweep_spool, ctx)
         await host.start()

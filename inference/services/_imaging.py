@@ -10,35 +10,32 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inference.analysis import ImageUnusable, analyse, observe_stage
 from inference.dicom import DicomRejected, Study, is_lateral, read_study
 from inference.explain import choose_language, imaging_rationale
-from inference.policy import max_priority
 from inference.record import (
+    AnyResult,
     FindingIn,
     ImagingResultIn,
     InstanceIn,
     ModelRef,
     PatientIn,
-    RecordError,
     RenderingData,
 )
 from inference.services import _warnings
-from inference.services._access import localise
 from inference.services._consent import check_ai_consent
-from inference.services._context import Actor, Context, db
-from inference.services._deliveries import discard_spool, prepare_outputs, queue_outputs, with_deliveries
+from inference.services._context import Actor, Context
+from inference.services._deliveries import discard_spool, outputs_owed, prepare_outputs, with_build_warning
 from inference.services._drift import observe_drift
 from inference.services._filing import file_result
 from inference.services._identity import identify
-from inference.services._shadow import keep_training_input, offer_study
+from inference.services._shadow import offer_study, training_input
 from inference.vocabulary import LANGUAGES, finding_display
 
 if TYPE_CHECKING:
     from inference.analysis import Analysis
-    from inference.dicom import Instance
     from inference.runtime import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -46,18 +43,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """A result as the API returns it, and what became of it.
+    """A filed result and what became of the request.
 
     Attributes:
-        result: The public result (with its ``deliveries``).
+        result: The typed result (an imaging one with its ``deliveries``); the API makes its JSON.
         created: Whether this request filed it (False: it was already filed).
-        queued: False when its outputs could not be queued for the destinations (logged; sending the
-            study again queues them, since queueing is idempotent).
+        language: The language its rationale is shown in (from the caller's Accept-Language).
     """
 
-    result: dict[str, Any]
+    result: AnyResult
     created: bool
-    queued: bool = True
+    language: str = "en"
 
 
 def _study_warnings(study: Study, synthetic: bool, analysis: Analysis) -> list[str]:
@@ -150,10 +146,9 @@ async def analyse_decoded(
     assessable = analysis.ood.assessable
     stored_rendering = await ctx.workers.run(analysis.rendering.to_stored)
 
-    new_priority = ctx.policy.imaging_priority(findings, assessable=assessable)
-    existing = await db(ctx.record.results.study_priority, study_instance_uid=study.study_instance_uid)
-    # A new analysis never lowers the urgency a study already has on the worklist.
-    priority = max_priority(new_priority, existing)
+    # The record keeps the higher of this and the study's current priority (keep_study_priority): a new
+    # analysis never lowers the urgency a study already has on the worklist.
+    priority = ctx.policy.imaging_priority(findings, assessable=assessable)
 
     synthetic = served.synthetic
     data = ImagingResultIn(
@@ -189,6 +184,7 @@ async def analyse_decoded(
             for f in analysis.findings
         ),
         priority=priority,
+        keep_study_priority=True,
         warnings=tuple(_study_warnings(study, synthetic, analysis)),
         rationale={
             lang: imaging_rationale(findings, lang, synthetic=synthetic, assessable=assessable)
@@ -203,7 +199,8 @@ async def analyse_decoded(
         ),
     )
     outputs = await prepare_outputs(ctx, study=study)
-    data = replace(data, outputs=outputs)
+    kept = await training_input(ctx, served=served, analysis=analysis, instance=primary)
+    data = replace(data, outputs=outputs, training_input=kept)
     spool = outputs.spool if outputs is not None else None
     start = time.perf_counter()
     try:
@@ -219,7 +216,6 @@ async def analyse_decoded(
     )
     if stored.created:  # a re-sent study is not a new observation of the input distribution
         observe_drift(ctx, served, analysis)
-        await _keep_for_retraining(ctx, stored.result_id, served, analysis, primary)
     logger.info(
         "imaging result filed",
         extra={
@@ -228,32 +224,19 @@ async def analyse_decoded(
             "model": served.name,
             "model_version": served.version,
             "instances": len(study.instances),
-            "priority": priority,
+            "priority": stored.result.priority if stored.result is not None else priority,
             "assessable": assessable,
             "outcome": "created" if stored.created else "duplicate",
         },
     )
-    result = await db(ctx.record.results.get, result_id=stored.result_id)
-    if result is None:  # committed a moment ago: only a concurrent manual delete could get here
+    if stored.result is None:  # the record reads every filed result back in its transaction
         raise RuntimeError("The result just filed could not be read back.")
-    queued = await queue_outputs(ctx, study=study, result=result, spool=spool)
-    result = await with_deliveries(ctx, result)
+    if stored.created and outputs is not None:
+        outputs_owed(ctx)  # the outbox worker builds the SR and captures, off the request path
     if stored.created:  # the challenger sees the input after the champion's answer is filed
         offer_study(ctx, result_id=stored.result_id, champion=served, analysis=analysis, instance=primary)
     return Outcome(
-        result=localise(result, choose_language(accept_language)), created=stored.created, queued=queued
+        result=with_build_warning(stored.result),
+        created=stored.created,
+        language=choose_language(accept_language),
     )
-
-
-async def _keep_for_retraining(
-    ctx: Context, result_id: str, served: ServedModel, analysis: Analysis, instance: Instance
-) -> None:
-    try:
-        await keep_training_input(
-            ctx, result_id=result_id, served=served, analysis=analysis, instance=instance
-        )
-    except RecordError:  # the result is filed; losing one training example must not fail the answer
-        logger.warning(
-            "a training input could not be kept",
-            extra={"code": "training_input_failed", "result_id": result_id},
-        )

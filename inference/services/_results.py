@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from inference.explain import choose_language
-from inference.record import NotFound, Verdict
+from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
-from inference.services._access import audit, audit_disclosed, authorise, localise
+from inference.services._access import audit, audit_disclosed, authorise
 from inference.services._context import Actor, Context, db
-from inference.services._deliveries import with_deliveries
+from inference.services._deliveries import with_build_warning
+
+
+@dataclass(frozen=True, slots=True)
+class ResultView:
+    """A result as one caller reads it: the typed result and the language its rationale is shown in."""
+
+    result: AnyResult
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReceipt:
+    """How many verdicts were stored on a result."""
+
+    result_id: str
+    recorded: int
 
 
 async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> tuple[str, str]:
@@ -44,7 +60,7 @@ async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: 
 
 async def get_result(
     *, ctx: Context, actor: Actor, result_id: str, accept_language: str | None
-) -> dict[str, Any]:
+) -> ResultView:
     """One result, imaging or triage, with the rationale in the caller's language.
 
     An imaging result carries ``deliveries``: the state of each of its DICOM outputs per destination.
@@ -54,7 +70,7 @@ async def get_result(
         Forbidden: The patient belongs to another facility than the caller's token.
     """
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    result = await db(ctx.record.results.get, result_id=result_id)
+    result = await db(ctx.record.results.get, result_id=result_id, deliveries=True)
     if result is None:
         raise NotFound("No result has this id.")
     await audit(
@@ -66,19 +82,21 @@ async def get_result(
         resource_id=result_id,
         patient_id=patient_id,
     )
-    return localise(await with_deliveries(ctx, result), choose_language(accept_language))
+    return ResultView(with_build_warning(result), choose_language(accept_language))
 
 
 async def get_study_result(
     *, ctx: Context, actor: Actor, study_instance_uid: str, accept_language: str | None
-) -> dict[str, Any]:
+) -> ResultView:
     """The newest imaging result of a study.
 
     Raises:
         NotFound: The study has no result yet.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    result = await db(ctx.record.results.latest_for_study, study_instance_uid=study_instance_uid)
+    result = await db(
+        ctx.record.results.latest_for_study, study_instance_uid=study_instance_uid, deliveries=True
+    )
     if result is None:
         await audit(
             ctx,
@@ -89,8 +107,8 @@ async def get_study_result(
             resource_id=study_instance_uid,
         )
         raise NotFound("No imaging result exists for this study yet; send the study first.")
-    patient_id = str(result["patient"]["id"])
-    found = await db(ctx.record.results.patient_of, result_id=str(result["result_id"]))
+    patient_id = result.patient.id
+    found = await db(ctx.record.results.patient_of, result_id=result.result_id)
     outcome = await authorise(
         ctx,
         actor,
@@ -98,7 +116,7 @@ async def get_study_result(
         patient_id=patient_id,
         owner=None if found is None else found[1],
         resource_type="Result",
-        resource_id=str(result["result_id"]),
+        resource_id=result.result_id,
     )
     await audit(
         ctx,
@@ -106,13 +124,13 @@ async def get_study_result(
         action="results:read",
         outcome=outcome,
         resource_type="Result",
-        resource_id=str(result["result_id"]),
+        resource_id=result.result_id,
         patient_id=patient_id,
     )
-    return localise(await with_deliveries(ctx, result), choose_language(accept_language))
+    return ResultView(with_build_warning(result), choose_language(accept_language))
 
 
-async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -> dict[str, Any]:
+async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -> list[WorklistItem]:
     """Open results, most urgent first, then oldest first.
 
     A facility-bound token sees the results its facility owns (the facility's work queue; other
@@ -128,14 +146,14 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
         actor,
         action="worklist:read",
         resource_type="Worklist",
-        patients=[str(item["patient"]["id"]) for item in items],
+        patients=[item.patient.id for item in items],
     )
-    return {"items": items, "limit": limit, "offset": offset}
+    return items
 
 
 async def submit_feedback(
     *, ctx: Context, actor: Actor, result_id: str, verdicts: Sequence[Verdict]
-) -> dict[str, Any]:
+) -> FeedbackReceipt:
     """Store a reader's verdicts on a result (the reader is the token's subject).
 
     Raises:
@@ -153,4 +171,4 @@ async def submit_feedback(
         resource_id=result_id,
         patient_id=patient_id,
     )
-    return {"result_id": result_id, "recorded": len(verdicts)}
+    return FeedbackReceipt(result_id=result_id, recorded=len(verdicts))

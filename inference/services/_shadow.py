@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import Gauge
 
-from inference.record import ShadowResults, TrainingInputs, encode_input
+from inference.record import ShadowResults, TrainingInputIn, encode_input
 from inference.services._comparison import Comparison, compare_pairs
 from inference.services._context import Context, db
 
@@ -231,18 +231,19 @@ def _burned_in(instance: Instance) -> bool:
     return str(instance.header.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
 
 
-async def keep_training_input(
-    ctx: Context, *, result_id: str, served: ServedModel, analysis: Analysis, instance: Instance
-) -> bool:
-    """Keep the result's de-identified model input for retraining (consent checked in the transaction).
+async def training_input(
+    ctx: Context, *, served: ServedModel, analysis: Analysis, instance: Instance
+) -> TrainingInputIn | None:
+    """The de-identified model input to keep with a new result for retraining, or None.
 
-    Nothing is kept when the setting is off, the header declares burned-in annotation (text in the
-    pixels could name the patient) or the image was not assessable (outside what the model knows).
+    It is filed with the result, in its transaction, where the patient's consent is checked. Nothing is
+    kept when the setting is off, the header declares burned-in annotation (text in the pixels could name
+    the patient) or the image was not assessable (outside what the model knows).
     """
     if not ctx.settings.record.keep_training_inputs or analysis.model_input is None:
-        return False
+        return None
     if _burned_in(instance) or not analysis.ood.assessable:
-        return False
+        return None
     params = served.imaging_meta.preprocess
     pixels = await ctx.workers.run(
         encode_input,
@@ -251,12 +252,6 @@ async def keep_training_input(
         std=params.std,
         window_percentiles=(float(params.window_percentiles[0]), float(params.window_percentiles[1])),
     )
-    store = TrainingInputs(ctx.record.sessions)
-    return await db(
-        store.keep,
-        result_id=result_id,
-        model_name=served.name,
-        model_version=served.version,
-        input_size=params.input_size,
-        pixels=pixels,
+    return TrainingInputIn(
+        model_name=served.name, model_version=served.version, input_size=params.input_size, pixels=pixels
     )

@@ -264,7 +264,7 @@ async def _store_study(
             "processing_failed",
             "The study could not be analysed; the failure was logged.",
         )
-    result_id = str(analysed.result["result_id"])
+    result_id = analysed.result.result_id
     outcome.studies.append(study_uid)
     outcome.stored += [
         StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, result_id) for i in instances

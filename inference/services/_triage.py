@@ -11,9 +11,8 @@ from inference.explain import choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
-from inference.services._access import localise
 from inference.services._consent import check_ai_consent
-from inference.services._context import Actor, Context, db
+from inference.services._context import Actor, Context
 from inference.services._filing import file_result
 from inference.services._identity import identify
 from inference.services._imaging import Outcome
@@ -160,9 +159,8 @@ async def analyse_vitals(
             "priority": priority,
         },
     )
-    result = await db(ctx.record.results.get, result_id=stored.result_id)
-    if result is None:
+    if stored.result is None:  # the record reads every filed result back in its transaction
         raise RuntimeError("The result just filed could not be read back.")
     if stored.created:  # the challenger sees the input after the champion's answer is filed
         offer_vitals(ctx, result_id=stored.result_id, champion=served, values=values, present=present)
-    return Outcome(result=localise(result, choose_language(accept_language)), created=stored.created)
+    return Outcome(result=stored.result, created=stored.created, language=choose_language(accept_language))

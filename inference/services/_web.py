@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from inference.record import Accounts, NotFound, Verdict
+from inference.record import Accounts, NotFound, Verdict, WorklistItem
 from inference.security import ROLES, Principal, Role, Unauthenticated, scope_for
 from inference.security._passwords import (
     check_password_policy,
@@ -237,7 +237,7 @@ async def sign_out(*, ctx: Context, actor: Actor, token: str) -> None:
 # -- reading -----------------------------------------------------------------------------------------
 
 
-async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> list[WorklistItem]:
     """Open results of the reader's scope, most urgent first, with the starvation guard applied.
 
     A routine result that has waited longer than ``worklist_max_wait_minutes`` ranks with the urgent
@@ -260,7 +260,7 @@ async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> l
         actor,
         action="worklist:read",
         resource_type="Worklist",
-        patients=[str(item["patient"]["id"]) for item in items],
+        patients=[item.patient.id for item in items],
     )
     return items
 
@@ -304,9 +304,9 @@ async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict
     rows = await db(ctx.record.feedback.for_result, result_id=result_id)
     verdicts: dict[str, str] = {}
     for row in rows:
-        if row["reader"] == actor.principal.subject:
-            for verdict in row["verdicts"]:
-                verdicts[verdict["code"]] = verdict["verdict"]
+        if row.reader == actor.principal.subject:
+            for verdict in row.verdicts:
+                verdicts[verdict.code] = verdict.verdict
     return verdicts
 
 

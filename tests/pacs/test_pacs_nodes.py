@@ -158,12 +158,12 @@ def test_dimse_results_belong_to_the_node_facility(pacs: Pacs) -> None:
     assert result is not None
     record = Record(pacs.listener.record_url)
     try:
-        assert record.results.patient_of(result_id=result["result_id"]) == (
-            result["patient"]["id"],
+        assert record.results.patient_of(result_id=result.result_id) == (
+            result.patient.id,
             NODE_FACILITY,
         )
         _total, events = record.audit.search(agent=f"dimse:{TEST_AET}", limit=100)
-        mine = [e for e in events if e["resource_id"] == result["result_id"]]
+        mine = [e for e in events if e["resource_id"] == result.result_id]
         assert [(e["facility"], e["outcome"]) for e in mine] == [(NODE_FACILITY, "success")]
     finally:
         record.close()

@@ -22,7 +22,7 @@ def _results(pacs: Pacs, study_uids: list[str]) -> list[tuple[dict[str, Any], li
             result = record.results.latest_for_study(study_instance_uid=uid)
             if result is None:
                 return None
-            out.append((result, record.outbox.deliveries(result_id=result["result_id"])))
+            out.append((result, record.outbox.deliveries(result_id=result.result_id)))
         return out
     finally:
         record.close()
@@ -76,12 +76,12 @@ def test_results_survive_a_pacs_outage_and_arrive_exactly_once(pacs: Pacs) -> No
     def all_sent() -> Any:
         found = _results(pacs, studies)
         rows = [d for _result, deliveries in found or [] for d in deliveries]
-        return found if rows and all(d["state"] == "sent" for d in rows) else None
+        return found if rows and all(d.state == "sent" for d in rows) else None
 
     after = wait_until(all_sent, timeout=60, interval=0.3, what="every delivery after Orthanc is back")
 
     for uid, (result, deliveries) in zip(studies, after, strict=True):
-        positives = sum(1 for f in result["findings"] if f["positive"])
+        positives = sum(1 for f in result.findings if f.positive)
         study_id = pacs.orthanc.study_id(uid)
         assert study_id is not None
         instances = pacs.orthanc.get(f"/studies/{study_id}/instances")
@@ -90,7 +90,7 @@ def test_results_survive_a_pacs_outage_and_arrive_exactly_once(pacs: Pacs) -> No
         sop_uids = [
             pacs.orthanc.get(f"/instances/{i['ID']}")["MainDicomTags"]["SOPInstanceUID"] for i in instances
         ]
-        assert sorted(sop_uids) == sorted(d["object"] for d in deliveries)
+        assert sorted(sop_uids) == sorted(d.object for d in deliveries)
 
     # In order: the outbox was delivered in the order it was filled.
     sent_times = [sent_at for _id, sent_at, state, *_rest in _queue_order(pacs) if state == "sent"]

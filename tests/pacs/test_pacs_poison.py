@@ -59,7 +59,7 @@ def _state(listener: Listener, study: str) -> tuple[dict[str, Any] | None, dict[
         result = record.results.latest_for_study(study_instance_uid=study)
         if result is None:
             return None, None, []
-        rid = str(result["result_id"])
+        rid = result.result_id
         return result, record.builds.for_result(result_id=rid), record.outbox.deliveries(result_id=rid)
     finally:
         record.close()
@@ -106,7 +106,7 @@ def test_a_poison_study_ends_in_the_dead_letter_queue_and_a_retry_delivers_it_on
         assert build["error_code"] == "output_build_failed" or build["error_code"].startswith("invalid")
         assert not any((home / "incoming").iterdir())
         [item] = _dead_letters(home)
-        assert item["id"] == f"build:{build['id']}" and item["subject"] == result["result_id"]
+        assert item["id"] == f"build:{build['id']}" and item["subject"] == result.result_id
         assert item["code"] == build["error_code"] and item["attempts"] == BUILD_ATTEMPTS
         # No patient data in what the operator's listing prints.
         listing = dxassist(home, "dead-letter", "list").stdout
@@ -123,14 +123,14 @@ def test_a_poison_study_ends_in_the_dead_letter_queue_and_a_retry_delivers_it_on
 
         def deliveries_dead() -> Any:
             _result, build, deliveries = _state(listener, study)
-            done = build is None and deliveries and all(d["state"] == "dead" for d in deliveries)
+            done = build is None and deliveries and all(d.state == "dead" for d in deliveries)
             return deliveries if done else None
 
         deliveries = wait_until(deliveries_dead, timeout=90, what="every delivery to reach the dead letters")
-        positives = sum(1 for f in result["findings"] if f["positive"])
+        positives = sum(1 for f in result.findings if f.positive)
         assert len(deliveries) == 1 + positives
-        assert all(d["attempts"] == DELIVERY_ATTEMPTS for d in deliveries)
-        assert {d["error"] for d in deliveries} == {"destination_unreachable"}
+        assert all(d.attempts == DELIVERY_ATTEMPTS for d in deliveries)
+        assert {d.error for d in deliveries} == {"destination_unreachable"}
         listed = _dead_letters(home)
         assert all(i["kind"] == "delivery" and i["code"] == "destination_unreachable" for i in listed)
         assert len(listed) == len(deliveries)
@@ -147,7 +147,7 @@ def test_a_poison_study_ends_in_the_dead_letter_queue_and_a_retry_delivers_it_on
 
         def all_sent() -> Any:
             _result, _build, deliveries = _state(listener, study)
-            return deliveries if deliveries and all(d["state"] == "sent" for d in deliveries) else None
+            return deliveries if deliveries and all(d.state == "sent" for d in deliveries) else None
 
         sent = wait_until(all_sent, timeout=60, what="every delivery after the retry")
         assert _dead_letters(home) == []
@@ -157,7 +157,7 @@ def test_a_poison_study_ends_in_the_dead_letter_queue_and_a_retry_delivers_it_on
         sop_uids = sorted(
             pacs.orthanc.get(f"/instances/{i['ID']}")["MainDicomTags"]["SOPInstanceUID"] for i in instances
         )
-        assert sop_uids == sorted(d["object"] for d in sent)  # exactly once each
+        assert sop_uids == sorted(d.object for d in sent)  # exactly once each
         sr = [
             i
             for i in instances

@@ -51,10 +51,10 @@ def _delivered(pacs: Pacs, study_uid: str) -> tuple[dict[str, Any], list[dict[st
         result = record.results.latest_for_study(study_instance_uid=study_uid)
         if result is None:
             return None
-        deliveries = record.outbox.deliveries(result_id=result["result_id"])
+        deliveries = record.outbox.deliveries(result_id=result.result_id)
     finally:
         record.close()
-    if not deliveries or any(d["state"] != "sent" for d in deliveries):
+    if not deliveries or any(d.state != "sent" for d in deliveries):
         return None
     return result, deliveries
 
@@ -72,8 +72,8 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
         lambda: _delivered(pacs, study_uid), timeout=60, interval=0.5, what="dxassist's deliveries to Orthanc"
     )
     by_modality = _series_by_modality(pacs, study_id)
-    assert any("lateral" in w.lower() for w in result["warnings"]), result["warnings"]
-    positives = [f for f in result["findings"] if f["positive"]]
+    assert any("lateral" in w.lower() for w in result.warnings), result.warnings
+    positives = [f for f in result.findings if f.positive]
     assert positives, "the bright blob must make the tiny model call some findings positive"
 
     # Exactly one SR and one capture per positive finding, all in the source's study, all sent.
@@ -89,13 +89,13 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     assert len(captures) == 1 and len(captures[0]["Instances"]) == len(positives)
     assert "AI" in captures[0]["MainDicomTags"]["SeriesDescription"]
     assert "not for diagnosis" in captures[0]["MainDicomTags"]["SeriesDescription"].lower()
-    assert sorted(d["state"] for d in deliveries) == ["sent"] * (1 + len(positives))
+    assert sorted(d.state for d in deliveries) == ["sent"] * (1 + len(positives))
 
     # Enqueuing the same objects again adds nothing: exactly once per destination.
     record = Record(pacs.listener.record_url)
     try:
-        again = [_outbox.OutboxObject(d["kind"], d["object"], "1.2.3", b"resend") for d in deliveries]
-        added = record.outbox.enqueue(result_id=result["result_id"], destinations=["orthanc"], objects=again)
+        again = [_outbox.OutboxObject(d.kind, d.object, "1.2.3", b"resend") for d in deliveries]
+        added = record.outbox.enqueue(result_id=result.result_id, destinations=["orthanc"], objects=again)
     finally:
         record.close()
     assert added == 0
@@ -112,7 +112,7 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     sr = dcmread(BytesIO(sr_bytes))
     assert sr.StudyInstanceUID == study_uid and sr.PatientID == PATIENT_ID
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
-    model = result["model"]
+    model = result.model
     assert sr.ManufacturerModelName == model["name"] and sr.SoftwareVersions[0] == str(model["version"])
     assert any(
         item.get("ManufacturerModelName") == model["name"] and "DeviceUID" in item
@@ -122,13 +122,13 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     values = [value for _name, value in content]
     assert model["name"] in values and str(model["version"]) in values
     probabilities = [value for name, value in content if name == "Probability of finding"]
-    assert len(probabilities) == len(result["findings"])
+    assert len(probabilities) == len(result.findings)
     finding_codes = {value for name, value in content if name == "Finding code"}
-    for finding in result["findings"]:
-        assert FINDING_CODES[finding["code"]][1] in finding_codes, finding["code"]  # SNOMED CT concept
-        assert any(abs(p - finding["probability"] * 100) < 1e-3 for p in probabilities), finding["code"]
+    for finding in result.findings:
+        assert FINDING_CODES[finding.code][1] in finding_codes, finding.code  # SNOMED CT concept
+        assert any(abs(p - finding.probability * 100) < 1e-3 for p in probabilities), finding.code
     assert values.count("Present") == len(positives)
-    assert values.count("Absent") == len(result["findings"]) - len(positives)
+    assert values.count("Absent") == len(result.findings) - len(positives)
 
     # dciodvfy (dicom3tools) finds no error in the SR and the captures as the PACS stores them.
     for instance in [sr_series[0]["Instances"][0], *captures[0]["Instances"]]:

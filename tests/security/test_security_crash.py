@@ -63,7 +63,6 @@ def _serve(home: Path, port: int, log: Path, destination: str) -> subprocess.Pop
         "DXASSIST_DESTINATIONS": json.dumps(
             [{"name": "pacs", "kind": "stowrs", "url": destination, "timeout_seconds": 2}]
         ),
-        "DXASSIST_BUILD_LEASE_SECONDS": "2",
         "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
     }
     with open(log, "ab") as out:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from inference.api._public import public_result
 from inference.api.deps import AcceptLanguage, ContextDep, json_body, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.schemas import FeedbackAccepted, FeedbackRequest, Result
@@ -33,7 +34,8 @@ async def read_result(
     result_id: ResultId,
     accept_language: AcceptLanguage = None,
 ) -> Any:
-    return await get_result(ctx=ctx, actor=actor, result_id=str(result_id), accept_language=accept_language)
+    view = await get_result(ctx=ctx, actor=actor, result_id=str(result_id), accept_language=accept_language)
+    return public_result(view.result, language=view.language)
 
 
 _PNG: dict[int | str, dict[str, Any]] = {
@@ -104,4 +106,5 @@ async def feedback(
     body: Annotated[FeedbackRequest, json_body(FeedbackRequest)],
 ) -> Any:
     verdicts = [Verdict(code=v.code, verdict=v.verdict, correct_label=v.correct_label) for v in body.verdicts]
-    return await submit_feedback(ctx=ctx, actor=actor, result_id=str(result_id), verdicts=verdicts)
+    receipt = await submit_feedback(ctx=ctx, actor=actor, result_id=str(result_id), verdicts=verdicts)
+    return FeedbackAccepted(result_id=receipt.result_id, recorded=receipt.recorded)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
+from inference.api._public import public_result
 from inference.api.deps import AcceptLanguage, ContextDep, DicomUploads, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.schemas import ImagingResult
@@ -66,8 +67,8 @@ async def submit_study(
         ctx=ctx, actor=actor, blobs=blobs, source="upload", accept_language=accept_language
     )
     response.status_code = 201 if outcome.created else 200
-    response.headers["Location"] = f"/v1/results/{outcome.result['result_id']}"
-    return outcome.result
+    response.headers["Location"] = f"/v1/results/{outcome.result.result_id}"
+    return public_result(outcome.result, language=outcome.language)
 
 
 @router.get(
@@ -82,6 +83,7 @@ async def study_result(
     study_instance_uid: StudyUid,
     accept_language: AcceptLanguage = None,
 ) -> Any:
-    return await get_study_result(
+    view = await get_study_result(
         ctx=ctx, actor=actor, study_instance_uid=study_instance_uid, accept_language=accept_language
     )
+    return public_result(view.result, language=view.language)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
 
+from inference.api._public import public_result
 from inference.api.deps import AcceptLanguage, ContextDep, json_body, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.schemas import TriageResult, VitalsRequest
@@ -84,5 +85,5 @@ async def submit_vitals(
     # A request already answered (same Idempotency-Key, or the exact same observation) is not a new
     # resource: 200 with the result filed first.
     response.status_code = 201 if outcome.created else 200
-    response.headers["Location"] = f"/v1/results/{outcome.result['result_id']}"
-    return outcome.result
+    response.headers["Location"] = f"/v1/results/{outcome.result.result_id}"
+    return public_result(outcome.result, language=outcome.language)

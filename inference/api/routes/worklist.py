@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from inference.api._public import public_worklist
 from inference.api.deps import ContextDep, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.schemas import Worklist
@@ -21,4 +22,5 @@ async def worklist(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Any:
-    return await get_worklist(ctx=ctx, actor=actor, limit=limit, offset=offset)
+    items = await get_worklist(ctx=ctx, actor=actor, limit=limit, offset=offset)
+    return public_worklist(items, limit=limit, offset=offset)

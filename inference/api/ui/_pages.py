@@ -165,9 +165,9 @@ async def viewer_page(
 ) -> HTMLResponse:
     """The viewer of one result."""
     language = page_language(request)
-    result = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
+    shown = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
     verdicts = await reader_verdicts(ctx=ctx, actor=reader.actor, result_id=result_id)
-    view = viewer_model(result, language=language, verdicts=verdicts)
+    view = viewer_model(shown.result, language=shown.language, verdicts=verdicts)
     return render(
         request, "viewer.html", language=language, r=view, reader=reader.actor.principal,
         csrf=reader.session.csrf,

@@ -1,10 +1,12 @@
-"""View models: what a template shows, made from the services' plain dicts (no I/O here)."""
+"""View models: what a template shows, made from the record's typed results (no I/O here)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from inference.record import AnyResult, ImagingResult, WorklistItem, iso
 from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
 PRIORITIES: Final = ("critical", "urgent", "routine")
@@ -45,109 +47,114 @@ def band_name(band: str | None, language: str) -> str:
     return names.get(language, band) if names else band  # type: ignore[call-overload]
 
 
-def ai_status(item: dict[str, Any]) -> str:
+def ai_status(item: WorklistItem) -> str:
     """``analysed``, ``not_assessable`` (out of the model's distribution) or ``failed``."""
-    if item.get("kind") == "imaging" and item.get("assessable") is False:
+    if item.kind == "imaging" and item.assessable is False:
         return "not_assessable"
-    if item.get("status") == "failed" or item.get("analysis_status") == "failed":
+    if item.status == "failed":
         return "failed"
     return "analysed"
 
 
-def minutes_waiting(created_at: str, now: datetime | None = None) -> float:
+def minutes_waiting(created_at: datetime, now: datetime | None = None) -> float:
     """Minutes since a result was filed."""
-    moment = datetime.fromisoformat(created_at)
-    return ((now or datetime.now(UTC)) - moment).total_seconds() / 60
+    return ((now or datetime.now(UTC)) - created_at).total_seconds() / 60
 
 
 def worklist_rows(
-    items: list[dict[str, Any]], *, language: str, priority: str | None, status: str | None
+    items: Sequence[WorklistItem], *, language: str, priority: str | None, status: str | None
 ) -> list[dict[str, Any]]:
     """Worklist items filtered by priority and AI status, with what each column shows."""
     rows = []
     for item in items:
         state = ai_status(item)
-        if priority and item["priority"] != priority:
+        if priority and item.priority != priority:
             continue
         if status and state != status:
             continue
-        findings = [finding_name(code, language) for code in item.get("positive_findings", [])]
-        news2 = item.get("news2") or None
+        findings = [finding_name(code, language) for code in item.positive_findings]
+        news2 = item.news2 or None
+        band = None if news2 is None else news2.get("band")
         rows.append(
             {
-                "id": item["result_id"],
-                "kind": item["kind"],
-                "priority": item["priority"],
-                "escalated": bool(item.get("escalated")),
-                "minutes": minutes_waiting(item["created_at"]),
-                "created_at": item["created_at"],
-                "identifier": item["patient"]["identifier"],
-                "age": item["patient"].get("age"),
-                "sex": item["patient"].get("sex"),
-                "study_date": item.get("study_date") if item["kind"] == "imaging" else None,
-                "observed_at": item.get("observed_at"),
-                "modality": item.get("modality"),
+                "id": item.result_id,
+                "kind": item.kind,
+                "priority": item.priority,
+                "escalated": item.escalated,
+                "minutes": minutes_waiting(item.created_at),
+                "created_at": iso(item.created_at),
+                "identifier": item.patient.identifier,
+                "age": item.patient.age,
+                "sex": item.patient.sex,
+                "study_date": item.study_date if item.kind == "imaging" else None,
+                "observed_at": None if item.observed_at is None else iso(item.observed_at),
+                "modality": item.modality,
                 "ai_status": state,
-                "findings": findings if item["kind"] == "imaging" else [],
-                "at_risk": item["kind"] == "triage" and bool(item.get("positive_findings")),
-                "worsening": bool((item.get("trend") or {}).get("deteriorating")),
-                "news2_band": band_name(news2.get("band"), language) if news2 else None,
-                "news2_band_code": news2.get("band") if news2 else None,
-                "news2_total": news2.get("total") if news2 else None,
-                "model": f"{item['model']['name']} {item['model']['version']}",
+                "findings": findings if item.kind == "imaging" else [],
+                "at_risk": item.kind == "triage" and bool(item.positive_findings),
+                "worsening": bool((item.trend or {}).get("deteriorating")),
+                "news2_band": band_name(str(band), language) if band else None,
+                "news2_band_code": band,
+                "news2_total": None if news2 is None else news2.get("total"),
+                "model": f"{item.model.name} {item.model.version}",
             }
         )
     return rows
 
 
-def viewer_model(result: dict[str, Any], *, language: str, verdicts: dict[str, str]) -> dict[str, Any]:
-    """What the viewer shows of one result."""
+def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) -> dict[str, Any]:
+    """What the viewer shows of one result (its rationale in ``language``, English when missing)."""
+    chosen = language if language in result.rationale else "en"
     model: dict[str, Any] = {
-        "id": result["result_id"],
-        "kind": result["kind"],
-        "priority": result["priority"],
-        "status": result.get("status"),
-        "identifier": result["patient"]["identifier"],
-        "model_name": result["model"]["name"],
-        "model_version": result["model"]["version"],
-        "warnings": list(result.get("warnings", [])),
-        "rationale": result.get("rationale"),
-        "rationale_lang": result.get("rationale_language") or language,
-        "created_at": result.get("created_at"),
-        "synthetic": any("synthetic" in w.lower() for w in result.get("warnings", [])),
+        "id": result.result_id,
+        "kind": result.kind,
+        "priority": result.priority,
+        "status": result.status,
+        "identifier": result.patient.identifier,
+        "model_name": result.model.name,
+        "model_version": result.model.version,
+        "warnings": list(result.warnings),
+        "rationale": result.rationale.get(chosen),
+        "rationale_lang": chosen,
+        "created_at": iso(result.created_at),
+        "synthetic": any("synthetic" in w.lower() for w in result.warnings),
         # The stored display rendering (grayscale, bounded size); the page falls back to the overlays of
         # results filed before renderings were kept (the image then answers 404).
-        "display_image": f"/ui/results/{result['result_id']}/image.png"
-        if result["kind"] == "imaging"
-        else None,
+        "display_image": f"/ui/results/{result.result_id}/image.png" if result.kind == "imaging" else None,
     }
-    if result["kind"] == "imaging":
-        model["assessable"] = result.get("assessable", True) is not False
-        model["ood"] = result.get("ood")
+    if isinstance(result, ImagingResult):
+        model["assessable"] = result.assessable
+        model["ood"] = (
+            None if result.ood is None else {"score": result.ood.score, "threshold": result.ood.threshold}
+        )
         model["findings"] = [
             {
-                "code": f["code"],
-                "name": finding_name(f["code"], language),
-                "probability": f["probability"],
-                "threshold": f.get("threshold"),
-                "positive": bool(f["positive"]),
-                "has_heatmap": bool(f.get("heatmap")),
-                "box": f.get("box"),
-                "verdict": verdicts.get(f["code"]),
+                "code": f.code,
+                "name": finding_name(f.code, language),
+                "probability": f.probability,
+                "threshold": f.threshold,
+                "positive": f.positive,
+                "has_heatmap": f.heatmap,
+                "box": None if f.box is None else list(f.box),
+                "verdict": verdicts.get(f.code),
             }
-            for f in result.get("findings", [])
+            for f in result.findings
         ]
     else:
-        news2 = result.get("news2") or {}
-        subscores = news2.get("subscores") or {}
-        contributions = result.get("contributions") or {}
-        vitals = result.get("vitals") or {}
+        news2: Mapping[str, Any] = result.news2 or {}
+        subscores: Mapping[str, Any] = news2.get("subscores") or {}
+        contributions = result.contributions
+        vitals = result.vitals
         largest = max((abs(v) for v in contributions.values()), default=0.0) or 1.0
-        model["risk"] = result.get("risk") or {}
+        model["risk"] = {
+            "probability": result.risk.probability,
+            "positive": result.risk.positive,
+            "threshold": result.risk.threshold,
+        }
         model["news2"] = news2
         model["news2_band"] = band_name(news2.get("band"), language)
-        model["missing"] = list(result.get("missing") or news2.get("missing") or [])
-        model["trend"] = result.get("trend")
+        model["missing"] = list(result.missing or news2.get("missing") or [])
+        model["trend"] = result.trend
         model["vitals"] = [
             {
                 "field": name,

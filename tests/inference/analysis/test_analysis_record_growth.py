@@ -14,6 +14,7 @@ from _analysis_env import PACS, READER, all_positive_home
 from sqlalchemy import text
 
 from benchmarks._files import EXPLICIT_LE, UidTemplate, _dataset, _write, chest_pixels, uid_variants
+from inference.record import ImagingResult
 from inference.services import analyse_study, get_heatmap, open_context
 
 BUDGET = 300 * 1024
@@ -47,11 +48,12 @@ def test_an_all_positive_result_grows_the_record_by_at_most_300_kb(tmp_path: Pat
                 outcome = await analyse_study(
                     ctx=ctx, actor=PACS, blobs=[body], source="upload", accept_language=None
                 )
-                codes = [f["code"] for f in outcome.result["findings"] if f["positive"] and f["heatmap"]]
+                assert isinstance(outcome.result, ImagingResult)
+                codes = [f.code for f in outcome.result.findings if f.positive and f.heatmap]
                 positives.append(len(codes))
                 # Looking at every heatmap stores nothing more: overlays are drawn and cached in memory.
                 for code in codes:
-                    await get_heatmap(ctx=ctx, actor=READER, result_id=outcome.result["result_id"], code=code)
+                    await get_heatmap(ctx=ctx, actor=READER, result_id=outcome.result.result_id, code=code)
             return before, _size(ctx.record, database), positives
 
     before, after, positives = asyncio.run(main())

@@ -26,6 +26,7 @@ from _analysis_env import PACS, READER, all_positive_home, blocks, sr_values
 from PIL import Image
 from sqlalchemy import text
 
+from inference.record import ImagingResult
 from inference.services import analyse_study, get_heatmap, open_context
 
 SEEDS = Path(__file__).resolve().parents[3] / "seeds" / "studies"
@@ -55,11 +56,17 @@ def after(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                         source="upload",
                         accept_language=None,
                     )
-                    rid = outcome.result["result_id"]
+                    assert isinstance(outcome.result, ImagingResult)
+                    rid = outcome.result.result_id
                     pngs = {
-                        f["code"]: await get_heatmap(ctx=ctx, actor=READER, result_id=rid, code=f["code"])
-                        for f in outcome.result["findings"]
+                        f.code: await get_heatmap(ctx=ctx, actor=READER, result_id=rid, code=f.code)
+                        for f in outcome.result.findings
                     }
+                    # The SR and captures are built by the outbox worker, off the request path.
+                    for _ in range(600):
+                        if ctx.record.builds.for_result(result_id=rid) is None:
+                            break
+                        await asyncio.sleep(0.05)
                     with ctx.record.engine.connect() as connection:
                         rows = connection.execute(
                             text("SELECT kind, payload FROM outbox WHERE result_id = :r ORDER BY id"),
@@ -74,12 +81,12 @@ def after(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(BEFORE))
 def test_probabilities_and_boxes_are_unchanged(after: dict[str, Any], name: str) -> None:
     before = BEFORE[name]["findings"]
-    findings = after[name]["result"]["findings"]
-    assert [f["code"] for f in findings] == list(before)
+    findings = after[name]["result"].findings
+    assert [f.code for f in findings] == list(before)
     for f in findings:
-        assert f["positive"] and f["heatmap"]
-        assert f["probability"] == pytest.approx(before[f["code"]]["probability"], abs=1e-4)
-        assert np.abs(np.subtract(f["box"], before[f["code"]]["box"])).max() <= 1, f["code"]
+        assert f.positive and f.heatmap
+        assert f.probability == pytest.approx(before[f.code]["probability"], abs=1e-4)
+        assert np.abs(np.subtract(f.box, before[f.code]["box"])).max() <= 1, f.code
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE))

@@ -66,7 +66,7 @@ def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_v
     )
     result = record.results.get(result_id=taken.result_id)
     assert result is not None
-    [warning] = [w for w in result["warnings"] if w.startswith("identity_mismatch:")]
+    [warning] = [w for w in result.warnings if w.startswith("identity_mismatch:")]
     assert "name, birth date" in warning and "Mallory" not in warning
     [mismatch] = record.patients.identity_mismatches(patient_id=north.patient_id)
     assert mismatch["facility"] == "south" and mismatch["fields"] == ["name", "birth_date"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +12,18 @@ from _record_data import CXR_MODEL, SECRET_BIRTH, SECRET_NAME, imaging, patient,
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from inference.record import Conflict, Record, RecordError
+from inference.api._public import public_result
+from inference.record import (
+    Conflict,
+    FindingResult,
+    ImagingResult,
+    ModelInfo,
+    PatientRef,
+    Record,
+    RecordError,
+    Risk,
+    TriageResult,
+)
 
 
 def _count(record: Record, table: str) -> int:
@@ -82,7 +93,7 @@ def test_same_instances_and_model_version_return_the_existing_result(record: Rec
     newer = record.results.save_imaging(data=replace(data, model=replace(CXR_MODEL, version="4")))
     assert newer.created and newer.result_id != first.result_id
     latest = record.results.latest_for_study(study_instance_uid=data.study_instance_uid)
-    assert latest is not None and latest["model"]["version"] == "4"
+    assert latest is not None and latest.model.version == "4"
     assert _count(record, "devices") == 2
 
 
@@ -159,21 +170,33 @@ def test_patient_is_one_per_identifier_and_issuer(record: Record) -> None:
     assert fhir is not None and fhir["name"] == [{"text": SECRET_NAME}] and fhir["birthDate"] == SECRET_BIRTH
 
 
-def test_imaging_result_json_is_public_and_complete(record: Record) -> None:
+def test_imaging_result_is_typed_complete_and_its_json_public(record: Record) -> None:
     data = imaging()
     stored = record.results.save_imaging(data=data)
     result = record.results.get(result_id=stored.result_id)
-    assert result is not None
-    dumped = json.dumps(result, ensure_ascii=False)
+    assert isinstance(result, ImagingResult) and stored.result == result  # read back in the filing
+    with pytest.raises(FrozenInstanceError):
+        result.priority = "routine"  # type: ignore[misc]
+    public = public_result(result, language="fr").model_dump(mode="json")
+    dumped = json.dumps(public, ensure_ascii=False)
     assert SECRET_NAME not in dumped and SECRET_BIRTH not in dumped and "birth" not in dumped
-    assert result["kind"] == "imaging" and result["status"] == "open" and result["priority"] == "urgent"
-    assert result["patient"] == {"id": stored.patient_id, "identifier": "IPP-000123"}
-    assert result["model"] == {"name": "cxr-findings", "version": "3", "sha256": "a" * 64}
-    assert result["study_instance_uid"] == data.study_instance_uid
-    assert result["warnings"] == list(data.warnings)
-    assert result["rationale"]["fr"].startswith("Épanchement")
-    effusion, pneumothorax = result["findings"]
-    assert effusion == {
+    assert result.kind == "imaging" and result.status == "open" and result.priority == "urgent"
+    assert result.patient == PatientRef(id=stored.patient_id, identifier="IPP-000123")
+    assert result.model == ModelInfo(name="cxr-findings", version="3", sha256="a" * 64)
+    assert result.study_instance_uid == data.study_instance_uid
+    assert result.warnings == data.warnings
+    assert result.rationale["fr"].startswith("Épanchement") and public["rationale"] == result.rationale["fr"]
+    effusion, pneumothorax = result.findings
+    assert effusion == FindingResult(
+        code="pleural_effusion",
+        display="Pleural effusion",
+        probability=0.91,
+        positive=True,
+        threshold=0.5,
+        box=(10, 20, 40, 60),
+        heatmap=True,
+    )
+    assert public["findings"][0] == {
         "code": "pleural_effusion",
         "display": "Pleural effusion",
         "probability": 0.91,
@@ -182,27 +205,33 @@ def test_imaging_result_json_is_public_and_complete(record: Record) -> None:
         "box": [10, 20, 40, 60],
         "heatmap": f"/v1/results/{stored.result_id}/heatmaps/pleural_effusion.png",
     }
-    assert pneumothorax["heatmap"] is None and pneumothorax["box"] is None
-    created = datetime.fromisoformat(result["created_at"])
+    assert not pneumothorax.heatmap and pneumothorax.box is None
+    assert public["findings"][1]["heatmap"] is None
+    created = datetime.fromisoformat(public["created_at"])
+    assert created == result.created_at.replace(microsecond=result.created_at.microsecond // 1000 * 1000)
     assert created.tzinfo is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=1)
     assert record.results.heatmap(result_id=stored.result_id, code="pleural_effusion") == png_bytes()
     assert record.results.heatmap(result_id=stored.result_id, code="pneumothorax") is None
     assert record.results.get(result_id="no-such-result") is None
 
 
-def test_triage_result_json(record: Record) -> None:
+def test_triage_result_typed_and_json(record: Record) -> None:
     stored = record.results.save_triage(data=triage())
     result = record.results.get(result_id=stored.result_id)
-    assert result is not None
-    assert SECRET_NAME not in json.dumps(result) and SECRET_BIRTH not in json.dumps(result)
-    assert result["kind"] == "triage" and result["priority"] == "critical"
-    assert result["observed_at"] == "2026-11-22T08:15:00.000Z"
-    assert result["risk"] == {"probability": 0.73, "positive": True, "threshold": 0.3}
-    assert result["contributions"]["heart_rate"] == pytest.approx(1.69)
-    assert result["intercept"] == -2.0 and result["logit"] == pytest.approx(0.99)
-    assert result["news2"]["band"] == "high" and result["news2"]["subscores"]["spo2"] == 2
+    assert isinstance(result, TriageResult) and stored.result == result
+    public = public_result(result, language="en").model_dump(mode="json")
+    assert SECRET_NAME not in json.dumps(public) and SECRET_BIRTH not in json.dumps(public)
+    assert result.kind == "triage" and result.priority == "critical"
+    assert public["observed_at"] == "2026-11-22T08:15:00.000Z"
+    assert result.risk == Risk(probability=0.73, positive=True, threshold=0.3)
+    assert public["risk"] == {"probability": 0.73, "positive": True, "threshold": 0.3}
+    assert result.contributions["heart_rate"] == pytest.approx(1.69)
+    assert result.intercept == -2.0 and result.logit == pytest.approx(0.99)
+    assert result.news2 is not None and result.news2["band"] == "high"
+    assert public["news2"]["subscores"]["spo2"] == 2
     missing = record.results.save_triage(data=triage(news2=False))
-    assert record.results.get(result_id=missing.result_id)["news2"] is None  # type: ignore[index]
+    again = record.results.get(result_id=missing.result_id)
+    assert isinstance(again, TriageResult) and again.news2 is None
 
 
 def test_study_priority_follows_the_newest_result(record: Record) -> None:

@@ -10,14 +10,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tiny_models
 from PIL import Image
 
 from inference.config import Settings
-from inference.record import Record
+from inference.record import Delivery, ImagingResult, Record
 from inference.security import Principal
 from inference.services import (
     Actor,
@@ -47,7 +46,7 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
     size = 1600  # the blob covers rows and columns 400..999; the overlay is 1024 px a side
     study = f"2.25.{uuid.uuid4().int}"
 
-    async def main() -> tuple[dict[str, Any], dict[str, bytes], dict[str, bytes], bytes]:
+    async def main() -> tuple[ImagingResult, dict[str, bytes], dict[str, bytes], bytes]:
         async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
             outcome = await analyse_study(
                 ctx=ctx,
@@ -56,15 +55,16 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
                 source="upload",
                 accept_language=None,
             )
-            rid = outcome.result["result_id"]
-            codes = [f["code"] for f in outcome.result["findings"] if f["heatmap"]]
+            assert isinstance(outcome.result, ImagingResult)
+            rid = outcome.result.result_id
+            codes = [f.code for f in outcome.result.findings if f.heatmap]
             pngs = {c: await get_heatmap(ctx=ctx, actor=READER_F1, result_id=rid, code=c) for c in codes}
             layers = {c: await get_heat_layer(ctx=ctx, actor=READER_F1, result_id=rid, code=c) for c in codes}
             image = await get_result_image(ctx=ctx, actor=READER_F1, result_id=rid)
             return outcome.result, pngs, layers, image
 
     result, pngs, layers, image = asyncio.run(main())
-    boxes = [f["box"] for f in result["findings"] if f["positive"]]
+    boxes = [f.box for f in result.findings if f.positive and f.box is not None]
     assert boxes and pngs
     for x0, y0, x1, y1 in boxes:
         assert 0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size
@@ -79,7 +79,7 @@ def test_a_big_radiograph_gets_its_box_in_original_pixels_and_a_display_sized_ov
             assert layer.format == "PNG" and layer.size == (1024, 1024) and layer.mode == "RGBA"
     with Image.open(io.BytesIO(image)) as display:
         assert display.format == "PNG" and display.size == (1024, 1024) and display.mode == "L"
-    assert result["deliveries"] == []  # no destination configured
+    assert result.deliveries == () and result.build is None  # no destination configured
 
 
 def test_results_are_queued_for_the_destinations_by_the_analysis(
@@ -100,30 +100,42 @@ def test_results_are_queued_for_the_destinations_by_the_analysis(
         (spool / name / "primary.pickle").write_bytes(b"header")
     os.utime(spool / "filing-orphan", (time.time() - 7200, time.time() - 7200))
 
-    async def main() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    async def main() -> tuple[ImagingResult, ImagingResult, tuple[Delivery, ...]]:
         async with open_context(settings, fetch=tiny_models.cache_fetcher(settings.model_cache)) as ctx:
             assert ctx.outbox is not None and [d.name for d in ctx.outbox.destinations] == ["pacs"]
             first = await analyse_study(
                 ctx=ctx, actor=PACS_F1, blobs=[blob], source="upload", accept_language=None
             )
+            assert isinstance(first.result, ImagingResult)
+            rid = first.result.result_id
+            # The outbox worker builds the outputs after the request has answered.
+            for _ in range(600):
+                if ctx.record.builds.for_result(result_id=rid) is None:
+                    break
+                await asyncio.sleep(0.05)
             again = await analyse_study(
                 ctx=ctx, actor=PACS_F1, blobs=[blob], source="upload", accept_language=None
             )
-            rows = ctx.record.outbox.deliveries(result_id=first.result["result_id"])
+            assert isinstance(again.result, ImagingResult)
+            rows = ctx.record.outbox.deliveries(result_id=rid)
             return first.result, again.result, rows
 
     first, again, rows = asyncio.run(main())
-    positives = [f for f in first["findings"] if f["heatmap"]]
-    assert [r["kind"] for r in rows] == ["sr"] + ["sc"] * len(positives)
-    assert {r["destination"] for r in rows} == {"pacs"}
-    assert all(r["state"] == "pending" for r in rows)
+    # The request built nothing: it answered with the outputs owed, one entry per destination.
+    assert [(d.destination, d.kind, d.state, d.attempts) for d in first.deliveries] == [
+        ("pacs", "outputs", "pending", 0)
+    ]
+    positives = [f for f in first.findings if f.heatmap]
+    assert [r.kind for r in rows] == ["sr"] + ["sc"] * len(positives)
+    assert {r.destination for r in rows} == {"pacs"}
+    assert all(r.state == "pending" for r in rows)
     # A resend is answered from the record and queues nothing twice.
-    assert again["result_id"] == first["result_id"]
-    assert [d["object"] for d in again["deliveries"]] == [r["object"] for r in rows]
-    # The build filed with the result was closed by the filing process, its spooled header deleted.
+    assert again.result_id == first.result_id
+    assert [d.object for d in again.deliveries] == [r.object for r in rows]
+    # The build filed with the result was done by the outbox worker, its spooled header deleted.
     record = Record(settings.record_url)
     try:
-        assert record.builds.for_result(result_id=first["result_id"]) is None
+        assert record.builds.for_result(result_id=first.result_id) is None
         assert record.builds.spools_in_use() == set()
     finally:
         record.close()

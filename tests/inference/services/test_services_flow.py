@@ -95,7 +95,7 @@ def test_a_new_analysis_never_lowers_the_study_priority(tmp_path: Path) -> None:
             source="upload",
             accept_language=None,
         )
-        return first.result["priority"], second.result["priority"], second.created, alone.result["priority"]
+        return first.result.priority, second.result.priority, second.created, alone.result.priority
 
     first, second, created, alone = _run(tmp_path, body)
     assert (first, alone) == ("critical", "routine")
@@ -158,20 +158,20 @@ def test_vitals_patient_takes_the_callers_facility_and_is_scoped(tmp_path: Path)
             observed_at=None,
             accept_language="fr",
         )
-        rid = outcome.result["result_id"]
+        rid = outcome.result.result_id
         try:
             await get_result(ctx=ctx, actor=doctor_f2, result_id=rid, accept_language=None)
             refused = False
         except Forbidden:
             refused = True
-        events = ctx.record.audit.events(patient_id=outcome.result["patient"]["id"])
-        return {"result": outcome.result, "events": events}, refused
+        events = ctx.record.audit.events(patient_id=outcome.result.patient.id)
+        return {"result": outcome.result, "language": outcome.language, "events": events}, refused
 
     data, refused = _run(tmp_path, body)
     assert refused
-    news2 = data["result"]["news2"]
+    news2 = data["result"].news2
     assert news2["complete"] is False and news2["subscores"] == {"heart_rate": 0}
-    assert data["result"]["rationale_language"] == "fr"
+    assert data["language"] == "fr" and data["result"].rationale["fr"]
     assert {(e["subject"], e["outcome"]) for e in data["events"]} == {("n1", "success"), ("d2", "denied")}
 
 

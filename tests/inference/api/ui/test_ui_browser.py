@@ -11,7 +11,7 @@ from _ui_live import PASSWORD, Env, add_account, browser, live_server, send_stud
 
 from inference.api import create_app
 from inference.api.ui._i18n import translations
-from inference.record import Record
+from inference.record import FeedbackVerdict, Record
 
 pytestmark = pytest.mark.integration
 
@@ -184,8 +184,8 @@ def test_the_worklist_refreshes_itself_and_a_disagreement_asks_for_the_label(
     record = Record(env.settings.record_url)
     try:
         verdicts = [
-            v for row in record.feedback.for_result(result_id=arriving["result_id"]) for v in row["verdicts"]
+            v for row in record.feedback.for_result(result_id=arriving["result_id"]) for v in row.verdicts
         ]
     finally:
         record.close()
-    assert verdicts == [{"code": negative["code"], "verdict": "disagree", "correct_label": True}]
+    assert verdicts == [FeedbackVerdict(code=negative["code"], verdict="disagree", correct_label=True)]

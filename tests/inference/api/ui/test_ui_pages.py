@@ -184,26 +184,33 @@ def test_a_result_the_model_cannot_assess_says_so_in_the_worklist_and_the_viewer
     from inference.api.ui._i18n import Formats
     from inference.api.ui._render import environment
     from inference.api.ui._views import viewer_model, worklist_rows
+    from inference.record import (
+        FindingResult,
+        ImagingResult,
+        ModelInfo,
+        OodScore,
+        PatientRef,
+        WorklistItem,
+        WorklistPatient,
+    )
 
-    result = {
-        "result_id": "5b0c9a52-7c3e-4a57-9b7e-3f1d2b0c4e11",
-        "kind": "imaging",
-        "priority": "routine",
-        "status": "open",
-        "created_at": datetime.now(UTC).isoformat(),
-        "patient": {"id": "p", "identifier": "OOD-1", "age": 60, "sex": "female"},
-        "model": {"name": "cxr-findings", "version": "3"},
-        "warnings": [],
-        "assessable": False,
-        "ood": {"score": 0.93, "threshold": 0.5},
-        "findings": [
-            {"code": "nodule", "probability": 0.7, "threshold": 0.5, "positive": False, "heatmap": None}
-        ],
-        "positive_findings": [],
-    }
-    rows = worklist_rows([result], language="en", priority=None, status="not_assessable")
+    rid, now = "5b0c9a52-7c3e-4a57-9b7e-3f1d2b0c4e11", datetime.now(UTC)
+    model = ModelInfo(name="cxr-findings", version="3")
+    item = WorklistItem(
+        result_id=rid, kind="imaging", priority="routine", status="open", created_at=now, escalated=False,
+        patient=WorklistPatient(id="p", identifier="OOD-1", age=60, sex="female"), model=model, warnings=(),
+        positive_findings=(), assessable=False,
+    )  # fmt: skip
+    result = ImagingResult(
+        result_id=rid, patient=PatientRef(id="p", identifier="OOD-1"), model=model, priority="routine",
+        status="open", warnings=(), created_at=now, rationale={"en": "Not assessable."},
+        study_instance_uid="1.2",
+        findings=(FindingResult("nodule", "Nodule", 0.7, False, 0.5, None, False),), assessable=False,
+        ood=OodScore(score=0.93, threshold=0.5),
+    )  # fmt: skip
+    rows = worklist_rows([item], language="en", priority=None, status="not_assessable")
     assert [row["ai_status"] for row in rows] == ["not_assessable"]
-    assert worklist_rows([result], language="en", priority=None, status="analysed") == []
+    assert worklist_rows([item], language="en", priority=None, status="analysed") == []
     view = viewer_model(result, language="en", verdicts={})
     html = (
         environment("en")

@@ -1,0 +1,132 @@
+"""An upload that files a result makes at most two database round trips on its request path.
+
+A round trip here is one transaction with the record's database (a SQLAlchemy ``begin`` on its engine):
+the consent check before any pixel reaches the model, then the one write that files the result with its
+audit entry and pending output build and reads it back. What the outbox worker does afterwards (building
+the SR and captures, sending them) is off the request path and is not counted: only database work done
+on behalf of an HTTP request is (a context variable set around each request, which the threads the
+request's database calls run in inherit).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import tiny_models
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, make_settings, new_study_uid
+from sqlalchemy import event
+
+from inference.api import create_app
+
+_IN_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
+
+
+@dataclass
+class Counter:
+    """Transactions and statements run on behalf of HTTP requests."""
+
+    transactions: int = 0
+    statements: int = 0
+
+    def reset(self) -> None:
+        self.transactions = 0
+        self.statements = 0
+
+
+def _marking(app: Any) -> Any:
+    """``app`` with every HTTP request run with :data:`_IN_REQUEST` set (the lifespan is left alone)."""
+
+    async def marked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        token = _IN_REQUEST.set(True)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _IN_REQUEST.reset(token)
+
+    return marked
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, Counter, Any]]:
+    """A server with a PACS destination (so every new result owes outputs), its requests' DB work counted."""
+    home = tmp_path_factory.mktemp("dxassist-round-trips")
+    destination = {"name": "pacs", "kind": "dimse", "host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(home))
+        mp.setenv("DXASSIST_DESTINATIONS", json.dumps([destination]))
+        mp.setenv("DXASSIST_DELIVERY_BACKOFF_SECONDS", "600")  # nothing listens: objects stay queued
+        settings = make_settings(home)
+        tiny_models.seed_both(settings.model_cache, home / "build")
+        env = Env(home=home, settings=settings)
+        app = create_app(settings)
+        counter = Counter()
+        with TestClient(_marking(app)) as client:
+            engine = app.state.ctx.record.engine
+
+            def began(_connection: Any) -> None:
+                if _IN_REQUEST.get():
+                    counter.transactions += 1
+
+            def executed(*_args: Any) -> None:
+                if _IN_REQUEST.get():
+                    counter.statements += 1
+
+            event.listen(engine, "begin", began)
+            event.listen(engine, "before_cursor_execute", executed)
+            try:
+                yield env, client, counter, app
+            finally:
+                event.remove(engine, "begin", began)
+                event.remove(engine, "before_cursor_execute", executed)
+
+
+def _upload(client: TestClient, env: Env, blob: bytes) -> Any:
+    return client.post(
+        "/v1/studies",
+        files=[("files", ("pa.dcm", blob, "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+
+
+def test_an_upload_that_files_a_result_makes_two_round_trips(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    env, client, counter, app = counted
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+    warm = new_study_uid()
+    assert _upload(client, env, chest_dicom(study=warm, sop=f"{warm}.1", blob=True)).status_code == 201
+    counter.reset()
+    response = _upload(client, env, blob)
+    assert response.status_code == 201, response.text
+    assert counter.transactions == 2, (counter.transactions, counter.statements)
+    # The answer already says what the result owes its destination; the request built none of it.
+    assert [(d["kind"], d["state"], d["attempts"]) for d in response.json()["deliveries"]] == [
+        ("outputs", "pending", 0)
+    ]
+
+    # A resend is answered from the record within the same budget.
+    counter.reset()
+    again = _upload(client, env, blob)
+    assert again.status_code == 200, again.text
+    assert again.json()["result_id"] == response.json()["result_id"]
+    assert counter.transactions == 2
+
+    # The outbox worker builds the SR and captures afterwards, outside any request.
+    record = app.state.ctx.record
+    deadline = time.monotonic() + 60
+    while record.builds.for_result(result_id=response.json()["result_id"]) is not None:
+        assert time.monotonic() < deadline, "the outbox worker did not build the outputs"
+        time.sleep(0.05)
+    kinds = [d.kind for d in record.outbox.deliveries(result_id=response.json()["result_id"])]
+    assert kinds[0] == "sr" and set(kinds[1:]) <= {"sc"} and len(kinds) >= 2
