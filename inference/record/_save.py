@@ -10,7 +10,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inference.record import _audit, _builds, _training_inputs
+from inference.record import _audit, _builds, _consent, _training_inputs
 from inference.record._errors import Conflict, RecordError, ResendConflict
 from inference.record._idempotency import find_filed
 from inference.record._inputs import (
@@ -474,7 +474,9 @@ def write_imaging(
             facility=data.patient.facility,
             source=data.source,
         )
-    if data.outputs is not None and data.outputs.destinations:
+    owed = data.outputs is not None and data.outputs.destinations
+    # Nothing is owed outside the record for a patient who objected to sharing (checked again at build).
+    if owed and data.outputs is not None and _consent.state(session, patient.id).national_sharing:
         # In the result's transaction: the outbox worker of any process builds the outputs from it, so no
         # result is filed without its outputs, whatever crashes after the commit.
         _builds.add_filed(

@@ -18,6 +18,7 @@ from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnyResult,
     FindingIn,
+    ImagingResult,
     ImagingResultIn,
     InstanceIn,
     ModelRef,
@@ -208,9 +209,12 @@ async def analyse_decoded(
     except BaseException:
         await discard_spool(ctx, spool)
         raise
-    if not stored.created:  # a resend: no build row was filed, the first filing owns the outputs
+    # The outbox worker builds the outputs of a new result filed with a pending build; otherwise (a resend,
+    # whose first filing owns them, or nothing owed: no destination, or the patient objected to sharing)
+    # no build row refers to the spooled header.
+    owed = stored.created and isinstance(stored.result, ImagingResult) and stored.result.build is not None
+    if not owed:
         await discard_spool(ctx, spool)
-        spool = None
     observe_stage(
         "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
     )
@@ -231,7 +235,7 @@ async def analyse_decoded(
     )
     if stored.result is None:  # the record reads every filed result back in its transaction
         raise RuntimeError("The result just filed could not be read back.")
-    if stored.created and outputs is not None:
+    if owed:
         outputs_owed(ctx)  # the outbox worker builds the SR and captures, off the request path
     if stored.created:  # the challenger sees the input after the champion's answer is filed
         offer_study(ctx, result_id=stored.result_id, champion=served, analysis=analysis, instance=primary)

@@ -1,14 +1,17 @@
 """A result whose outputs cannot be built or delivered says so, and the dead letters show in /metrics.
 
 The server's organisation root is one the writers refuse (too long for derived UIDs), so no output can be
-built: the result is filed and answered all the same, with a warning carrying the code and one ``outputs``
+built: the result is filed and answered all the same (the outputs are built by the outbox worker, after
+the answer), and once the build has failed it says so, with a warning carrying the code and one ``outputs``
 entry per destination in ``deliveries`` (never an empty list that hides the failure).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import tiny_models
@@ -51,9 +54,25 @@ def test_a_result_whose_outputs_cannot_be_built_says_so(unbuildable: tuple[Env, 
         headers=env.headers("pacs", facility="F1"),
     )
     assert response.status_code == 201, response.text
+    # Answered before any build: the output owed to the destination, pending, no attempt, no warning.
+    filed = response.json()
+    assert [(d["destination"], d["kind"], d["state"], d["attempts"]) for d in filed["deliveries"]] == [
+        ("vna", "outputs", "pending", 0)
+    ]
+    assert not any(w.startswith("[output_build_failed]") for w in filed["warnings"])
+
+    def read() -> dict[str, Any]:
+        answer = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    deadline = time.monotonic() + 60
+    while read()["deliveries"][0]["state"] != "dead":
+        assert time.monotonic() < deadline, "the outbox worker did not dead-letter the build"
+        time.sleep(0.05)
     for result in (
-        response.json(),
-        client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist")).json(),
+        read(),
+        client.get(f"/v1/results/{filed['result_id']}", headers=env.headers("radiologist")).json(),
     ):
         assert any(w.startswith("[output_build_failed]") for w in result["warnings"]), result["warnings"]
         [entry] = result["deliveries"]

@@ -141,8 +141,10 @@ def test_an_upload_is_delivered_as_sr_and_heatmap_captures(
     result = _upload(client, env, study)
     positives = [f["code"] for f in result["findings"] if f["heatmap"]]
     assert positives, "the blob image makes the tiny model call findings positive"
-    # Queued before the answer: the upload's own response already lists the objects.
-    assert {d["kind"] for d in result["deliveries"]} == {"sr", "sc"}
+    # Answered before anything is built: the upload's response lists the outputs owed to the destination.
+    assert [(d["destination"], d["kind"], d["state"]) for d in result["deliveries"]] == [
+        ("vna", "outputs", "pending")
+    ]
 
     deliveries = _sent(client, env, result["result_id"])
     assert [d["kind"] for d in deliveries] == ["sr"] + ["sc"] * len(positives)
