@@ -113,14 +113,14 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     assert sr.StudyInstanceUID == study_uid and sr.PatientID == PATIENT_ID
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
     model = result.model
-    assert sr.ManufacturerModelName == model["name"] and sr.SoftwareVersions[0] == str(model["version"])
+    assert sr.ManufacturerModelName == model.name and sr.SoftwareVersions[0] == model.version
     assert any(
-        item.get("ManufacturerModelName") == model["name"] and "DeviceUID" in item
+        item.get("ManufacturerModelName") == model.name and "DeviceUID" in item
         for item in sr.ContributingEquipmentSequence
     ), "the Contributing Equipment Sequence names the algorithm with its Device UID"
     content = _flatten(sr.ContentSequence, [])
     values = [value for _name, value in content]
-    assert model["name"] in values and str(model["version"]) in values
+    assert model.name in values and model.version in values
     probabilities = [value for name, value in content if name == "Probability of finding"]
     assert len(probabilities) == len(result.findings)
     finding_codes = {value for name, value in content if name == "Finding code"}

@@ -167,7 +167,7 @@ async def viewer_page(
     language = page_language(request)
     shown = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
     verdicts = await reader_verdicts(ctx=ctx, actor=reader.actor, result_id=result_id)
-    view = viewer_model(shown.result, language=shown.language, verdicts=verdicts)
+    view = viewer_model(shown.result, language=language, verdicts=verdicts)
     return render(
         request, "viewer.html", language=language, r=view, reader=reader.actor.principal,
         csrf=reader.session.csrf,
