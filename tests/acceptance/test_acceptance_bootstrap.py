@@ -53,13 +53,15 @@ def test_both_champions_are_registered_with_artifacts_and_sha256(bootstrapped_ho
 
 def test_imaging_quick_profile_meets_its_targets_on_the_synthetic_test_split(bootstrapped_home: Path) -> None:
     metrics, _ = _champion_run_metrics(bootstrapped_home, "cxr-findings")
+    # Issue 10's demo-model targets (measured 0.984 macro, nodule 0.935 the lowest, on 2 shared cores).
     for finding in FINDINGS:
-        assert f"test_auroc_{finding}" in metrics
-    assert metrics["test_macro_auroc"] >= 0.90, metrics
+        assert metrics[f"test_auroc_{finding}"] >= 0.85, (finding, metrics)
+    assert metrics["test_macro_auroc"] >= 0.95, metrics
     assert metrics["test_pointing_game"] >= 0.80, metrics
     assert 0.0 <= metrics["test_ece"] <= 1.0
     # The OOD guard, as logged in MLflow: the refusal set is told apart from the test split (measured
-    # 0.9997 AUROC, 99.1% refused) and ordinary phantoms pass (measured 99.4% of the test split).
+    # 0.9997 AUROC, 99.5% refused) and ordinary phantoms, acquisition variation included, pass (measured
+    # 99.4% of the test split).
     assert metrics["ood_auroc"] >= 0.97, metrics
     assert metrics["ood_refusal_rate"] >= 0.9, metrics
     assert metrics["ood_test_pass_rate"] >= 0.98, metrics

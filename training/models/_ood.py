@@ -9,7 +9,8 @@ intermediate features to the training distribution does not depend on what the c
 costs one small matrix product per depth.
 
 For each depth ``l`` (the stem and every residual block) the feature map is averaged over space, giving
-``f_l`` of ``D_l`` channels. With the training mean ``mu_l`` and a shared (class-independent) covariance
+``f_l`` of ``D_l`` channels; the last block's map is also averaged per quadrant (``4 D_L`` values), since
+global averages ignore layout and an upside-down or turned chest would pass on them alone. With the training mean ``mu_l`` and a shared (class-independent) covariance
 ``S_l`` of the training images, shrunk towards a scaled identity so dead channels keep it invertible,
 
     score = mean_l ( (f_l - mu_l)^T S_l^{-1} (f_l - mu_l) / D_l )
@@ -34,15 +35,19 @@ from training.models._cxr import CxrNet
 
 
 def pooled_features(net: CxrNet, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Spatially averaged features after the stem and after every residual block, and the last map.
+    """Spatially averaged features after the stem and after every residual block, the last block's
+    features averaged per quadrant (a 2x2 grid, ``4 * D_L`` values), and the last map.
 
-    Returns ``([f_0 [N, D_0], ..., f_L [N, D_L]], last_feature_map)``.
+    Returns ``([f_0 [N, D_0], ..., f_L [N, D_L], g_L [N, 4 D_L]], last_feature_map)``.
     """
     x = net.stem(image)
     pooled = [x.mean(dim=(2, 3))]
     for block in net.features:
         x = block(x)
         pooled.append(x.mean(dim=(2, 3)))
+    # The last map also averaged over a 2x2 grid of quadrants: global averages are blind to layout,
+    # so a chest turned by 90 or 180 degrees would otherwise look much like an upright one.
+    pooled.append(torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1))
     return pooled, x
 
 

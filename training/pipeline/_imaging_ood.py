@@ -174,7 +174,8 @@ def guard_card_section(cfg: ImagingConfig, metrics: dict[str, float]) -> str:
     n_kind = cfg.ood_eval_per_kind
     return f"""## Out-of-distribution guard: when the model does not answer
 The graph has a third output, `ood`: the Mahalanobis distance of the image's spatially pooled features,
-after the stem and after every residual block, to the training images' features (one mean and one shared
+after the stem and after every residual block (the last one also per quadrant of a 2x2 grid, so layout
+counts: a turned chest is not an upright one), to the training images' features (one mean and one shared
 covariance per depth, shrunk towards a scaled identity by {cfg.ood_shrinkage}; each depth's squared
 distance divided by its number of channels, then averaged over depths). The means and precision matrices
 are constants of the ONNX graph, so the score costs one small matrix product per depth and travels with

@@ -78,12 +78,12 @@ class ImagingConfig:
     n_images: int = 2400
     size_range: tuple[int, int] = (320, 640)
     lateral_fraction: float = 0.0
-    acquisition_variation: float = 0.0
+    acquisition_variation: float = 1.0
     input_size: int = 160
     widths: tuple[int, ...] = (16, 32, 48, 64)
     depths: tuple[int, ...] = (1, 1, 1, 1)
     strides: tuple[int, ...] = (2, 2, 1, 1)
-    pooling: str = "mean"
+    pooling: str = "lse"
     lse_r: float = 1.0
     epochs: int = 10
     batch_size: int = 32
@@ -97,7 +97,7 @@ class ImagingConfig:
     pointing_tolerance: int | None = None
     sensitivity_target: float = 0.85
     ood_pass_rate: float = 0.995
-    ood_shrinkage: float = 0.05
+    ood_shrinkage: float = 0.01
     ood_eval_per_kind: int = 24
     n_boot: int = 1000
     workers: int = 2
