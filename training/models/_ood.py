@@ -11,7 +11,8 @@ costs one small matrix product per depth.
 For each depth ``l`` (the stem and every residual block) the feature map is averaged over space, giving
 ``f_l`` of ``D_l`` channels; the last block's map is also averaged per quadrant (``4 D_L`` values), since
 global averages ignore layout and an upside-down or turned chest would pass on them alone. With the
-training mean ``mu_l`` and a shared (class-independent) covariance ``S_l`` of the training images, shrunk towards a scaled identity so dead channels keep it invertible,
+training mean ``mu_l`` and a shared (class-independent) covariance ``S_l`` of the training images,
+shrunk towards a scaled identity so dead channels keep it invertible,
 
     score = mean_l ( (f_l - mu_l)^T S_l^{-1} (f_l - mu_l) / D_l )
 
