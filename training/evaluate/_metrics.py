@@ -84,14 +84,36 @@ def bootstrap_auroc_ci(
     return float(lo), float(hi)
 
 
-def threshold_for_sensitivity(labels: ArrayLike, probs: ArrayLike, target: float = 0.9) -> float:
-    """The highest threshold whose sensitivity reaches ``target`` (a triage tool favours sensitivity)."""
+def threshold_for_sensitivity(
+    labels: ArrayLike, probs: ArrayLike, target: float = 0.9, *, free_sensitivity: bool = False
+) -> float:
+    """The highest threshold whose sensitivity reaches ``target`` (a triage tool favours sensitivity).
+
+    With ``free_sensitivity`` the threshold is then lowered as far as it goes without letting one more
+    negative through: to the middle (in logit space) of the gap between the highest negative below it and
+    the next positive. Sensitivity rises where it costs no specificity on these data (a finding the model
+    separates perfectly is no longer missed 15% of the time by design), and the threshold sits in a gap
+    between the classes instead of on a positive's score, which leaves a margin on both sides.
+    """
     y, p = _check(labels, probs)
     positives = np.sort(p[y == 1])[::-1]
     if positives.size == 0:
         return 0.5
     k = int(np.ceil(target * positives.size)) - 1
-    return float(positives[min(max(k, 0), positives.size - 1)])
+    threshold = float(positives[min(max(k, 0), positives.size - 1)])
+    negatives = p[(y == 0) & (p < threshold)]
+    if not free_sensitivity or negatives.size == 0:
+        return threshold
+    highest_negative = float(negatives.max())
+    next_positive = float(positives[positives > highest_negative].min())
+    return _logit_middle(highest_negative, next_positive)
+
+
+def _logit_middle(a: float, b: float) -> float:
+    """The probability halfway between ``a`` and ``b`` on the logit scale."""
+    eps = 1e-12
+    la, lb = (float(np.log(max(v, eps)) - np.log(max(1.0 - v, eps))) for v in (a, b))
+    return float(1.0 / (1.0 + np.exp(-(la + lb) / 2.0)))
 
 
 def expected_calibration_error(labels: ArrayLike, probs: ArrayLike, *, n_bins: int = 10) -> float:

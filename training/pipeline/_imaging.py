@@ -154,7 +154,9 @@ def _evaluate(
         val_aurocs.append(val_auc)
         # The operating point favours sensitivity: a triage assist that misses findings is worse than
         # one that asks a reader to look twice.
-        thresholds[name] = threshold_for_sensitivity(y_val[:, k], p_val[:, k], sensitivity_target)
+        thresholds[name] = threshold_for_sensitivity(
+            y_val[:, k], p_val[:, k], sensitivity_target, free_sensitivity=True
+        )
         metrics[f"threshold_{name}"] = thresholds[name]
         # On the fixed validation set, for the promotion gate: the operating point at this version's own
         # threshold and where its scores sit, so a score shift with stale thresholds is caught.
@@ -320,9 +322,11 @@ hit only when they cover a cell centre. {pooling} {localisation}
 Confidence intervals: percentile bootstrap over test cases ({cfg.n_boot} resamples).
 
 ## Operating points
-One threshold per finding on the calibrated probability, chosen on the validation split as the highest
-threshold reaching a sensitivity of {cfg.sensitivity_target:.2f}; a triage assist prefers asking a reader
-to look twice over missing a finding. The sensitivity and specificity above are measured on the test split
+One threshold per finding on the calibrated probability, chosen on the validation split: the highest
+threshold reaching a sensitivity of {cfg.sensitivity_target:.2f}, then lowered into the middle (on the logit
+scale) of the gap between the highest validation negative below it and the next positive, so that
+sensitivity rises wherever it costs no validation specificity and the threshold keeps a margin from both
+classes; a triage assist prefers asking a reader to look twice over missing a finding. The sensitivity and specificity above are measured on the test split
 at those thresholds. Sites may choose other operating points from the ROC curves (`roc.png`).
 
 ## Calibration

@@ -85,3 +85,20 @@ def test_pointing_game_hits_only_when_the_maximum_is_inside_the_mask() -> None:
     cams[0, 3, 3] = 1.0  # inside
     cams[1, 6, 6] = 1.0  # outside
     assert pointing_game(cams, masks) == pytest.approx(0.5)
+
+
+def test_free_sensitivity_lowers_the_threshold_into_the_gap_without_losing_specificity() -> None:
+    # perfectly separated: 85% sensitivity would sit on a positive's score and miss 3 of 20
+    y = np.array([1] * 20 + [0] * 20)
+    p = np.r_[np.linspace(0.6, 0.99, 20), np.linspace(0.01, 0.3, 20)]
+    strict = threshold_for_sensitivity(y, p, 0.85)
+    free = threshold_for_sensitivity(y, p, 0.85, free_sensitivity=True)
+    assert (p[y == 1] >= strict).mean() < 1.0
+    assert 0.3 < free < 0.6 and (p[y == 1] >= free).all() and (p[y == 0] < free).all()
+    # overlapping classes: never lets one more validation negative through
+    q = np.r_[np.linspace(0.2, 0.9, 20), np.linspace(0.1, 0.7, 20)]
+    t0 = threshold_for_sensitivity(y, q, 0.85)
+    t1 = threshold_for_sensitivity(y, q, 0.85, free_sensitivity=True)
+    assert t1 <= t0
+    assert (q[y == 0] >= t1).sum() == (q[y == 0] >= t0).sum()
+    assert (q[y == 1] >= t1).mean() >= 0.85
