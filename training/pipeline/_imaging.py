@@ -326,8 +326,9 @@ One threshold per finding on the calibrated probability, chosen on the validatio
 threshold reaching a sensitivity of {cfg.sensitivity_target:.2f}, then lowered into the middle (on the logit
 scale) of the gap between the highest validation negative below it and the next positive, so that
 sensitivity rises wherever it costs no validation specificity and the threshold keeps a margin from both
-classes; a triage assist prefers asking a reader to look twice over missing a finding. The sensitivity and specificity above are measured on the test split
-at those thresholds. Sites may choose other operating points from the ROC curves (`roc.png`).
+classes; a triage assist prefers asking a reader to look twice over missing a finding. The sensitivity
+and specificity above are measured on the test split at those thresholds. Sites may choose other
+operating points from the ROC curves (`roc.png`).
 
 ## Calibration
 One temperature T = {_fmt(metrics["temperature"])} fitted on the validation logits of all findings
