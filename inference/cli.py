@@ -523,6 +523,27 @@ def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------------
 
 
+def _cmd_batch_score(args: argparse.Namespace) -> int:
+    from inference._batch_cli import batch_score_command
+    from inference.batch import BatchError
+
+    settings = _settings()
+    try:
+        return batch_score_command(
+            settings,
+            source=args.source,
+            facility=args.facility,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            model_version=args.model_version,
+            json_output=args.json,
+            progress=not args.no_progress,
+            echo=print,
+        )
+    except BatchError as e:
+        raise CliError(str(e), status=2) from e
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dxassist`` argument parser (each subcommand sets ``handler``)."""
     parser = argparse.ArgumentParser(
@@ -645,6 +666,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cxr-findings", help="model whose kept inputs are exported")
     p.add_argument("--out", type=Path, required=True, help="new or empty output folder")
     p.set_defaults(handler=_cmd_export_training_set)
+
+    batch = sub.add_parser("batch", help="score a DICOM archive on Dask distributed (the 'batch' extra)")
+    bsub = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
+    p = bsub.add_parser(
+        "score", help="score every study of a folder tree or a DICOMweb query into the record; resumable"
+    )
+    p.add_argument("source", help="a folder of DICOM files, or a QIDO-RS study query URL (.../studies?...)")
+    p.add_argument("--facility", required=True, help="the facility that owns the archive and its results")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores, max 4)")
+    p.add_argument("--model-version", default=None, help="imaging model version (default: the champion)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=_cmd_batch_score)
 
     user = sub.add_parser("user", help="local accounts for the web pages (sign-in at /ui/)")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

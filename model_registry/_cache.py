@@ -85,6 +85,37 @@ class ModelCache:
         except RegistryUnreachable as e:
             return self._offline(name, alias, str(e))
 
+    def fetch_version(self, name: str, version: str, *, client: RegistryClient | None) -> LocalModel:
+        """Return version ``version`` of ``name`` (not what an alias points at), downloading it if needed.
+
+        Used to score with a given version, e.g. re-scoring an archive after a promotion. Without a
+        client, or when the registry cannot be reached, the cached copy is used (verified again).
+
+        Raises:
+            ModelUnavailable: The registry has no such version, or it cannot be asked and the cache
+                holds no copy of it.
+            IntegrityError: A downloaded or cached file does not match its recorded sha256.
+        """
+        check_name(name)
+        if not version.isdigit():
+            raise ModelUnavailable(f"Model versions are whole numbers; {version!r} is not one.")
+        if client is not None:
+            try:
+                aliases = client.aliases(name)
+                client.get_version(name, version)
+            except NotFound as e:
+                raise ModelUnavailable(f"The registry has no version {version} of {name}.") from e
+            except RegistryUnreachable as e:
+                _log.warning("Using the cached %s version %s because %s.", name, version, str(e).rstrip("."))
+            else:
+                return self._fetch_version(client, name, version, aliases)
+        if version not in self.cached_versions(name):
+            raise ModelUnavailable(
+                f"Version {version} of {name} is not in the local model cache and the registry cannot be "
+                "asked; run once with the registry reachable."
+            )
+        return self._load_cached(name, version, quick=False)
+
     def resolve_cached(self, name: str, alias: str) -> LocalModel:
         """The cached model ``alias`` last pointed at, without asking the registry.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
@@ -13,7 +14,14 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record import _builds, _outbox, _save, _scope, _series
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError
-from inference.record._inputs import AuditIn, ImagingResultIn, RenderingData, StoredResult, TriageResultIn
+from inference.record._inputs import (
+    AuditIn,
+    ImagingResultIn,
+    ModelRef,
+    RenderingData,
+    StoredResult,
+    TriageResultIn,
+)
 from inference.record._models import Heatmap, Rendering, Result, Study
 from inference.record._result_types import AnyResult, Delivery, ImagingResult, WorklistItem
 from inference.record._views import typed_result, worklist_item
@@ -160,6 +168,20 @@ class Results:
                 .order_by(Result.created_at.desc(), Result.id.desc())
                 .limit(1)
             ).first()
+
+    def filed_imaging(
+        self, *, model: ModelRef, sop_instance_uids: Sequence[str]
+    ) -> tuple[str, str | None] | None:
+        """The result these instances already have from this model version: ``(result_id, facility)``.
+
+        The same key as :meth:`save_imaging`'s idempotency, so a batch run can skip a study it filed
+        before without decoding it or running the model again.
+        """
+        key = _save.instance_key(model, list(sop_instance_uids))
+        with self._db.sessions() as session:
+            query = select(Result.id, Result.facility).where(Result.instance_key == key)
+            row = session.execute(query).first()
+            return None if row is None else (str(row[0]), row[1])
 
     def recent_imaging_scores(
         self, *, model_name: str, model_version: str, limit: int

@@ -1,0 +1,212 @@
+"""Where the studies of a batch come from: a folder tree of DICOM files, or a DICOMweb server (QIDO-RS).
+
+A source is scanned once by the driver (headers only: the study each file belongs to) and read again,
+study by study, on the Dask workers. Both must see the same archive: a shared file system mounted at the
+same path, or the same DICOMweb server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import overload
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from inference.batch._errors import SourceError
+from inference.dicom._errors import DicomTooLarge
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """One study of the archive, as a worker needs it to read the study again.
+
+    Attributes:
+        study_instance_uid: The StudyInstanceUID (a UID, not patient data; never printed).
+        paths: Its files, for a folder source; empty for DICOMweb.
+    """
+
+    study_instance_uid: str
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a scan of the source found.
+
+    Attributes:
+        studies: The studies, in a stable order (sorted by StudyInstanceUID).
+        unreadable: Files that are not DICOM Part-10 or name no StudyInstanceUID (never analysed).
+    """
+
+    studies: tuple[StudyRef, ...]
+    unreadable: int = 0
+
+
+class _Files(Sequence[bytes]):
+    """A study's files as a sequence of their bytes, each read when asked for and refused when too large."""
+
+    def __init__(self, paths: Sequence[str], max_bytes: int) -> None:
+        self._paths = list(paths)
+        self._max = max_bytes
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def _read(self, path: str) -> bytes:
+        # Checked before reading, so one huge file never sits in a worker's memory.
+        if os.stat(path).st_size > self._max:
+            raise DicomTooLarge("instance_too_large")
+        return Path(path).read_bytes()
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self._read(path) for path in self._paths[index]]
+        return self._read(self._paths[index])
+
+
+class FolderSource:
+    """A folder tree of DICOM Part-10 files (any names, any depth), grouped by StudyInstanceUID.
+
+    Args:
+        root: The folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def describe(self) -> str:
+        """The source as named in the summary (a folder path: no patient data)."""
+        return str(self.root)
+
+    def scan(self) -> Scan:
+        """Read every file's header (no pixel data) and group the files by study.
+
+        Raises:
+            SourceError: The folder does not exist.
+        """
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        if not self.root.is_dir():
+            raise SourceError(f"The archive folder {self.root} does not exist or is not a folder.")
+        groups: dict[str, list[str]] = {}
+        unreadable = 0
+        for path in self._files():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+                uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+            except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError):
+                uid = ""
+            if not uid:
+                unreadable += 1
+                continue
+            groups.setdefault(uid, []).append(str(path))
+        studies = tuple(StudyRef(uid, tuple(sorted(paths))) for uid, paths in sorted(groups.items()))
+        return Scan(studies=studies, unreadable=unreadable)
+
+    def _files(self) -> Iterator[Path]:
+        for folder, dirs, files in os.walk(self.root):
+            dirs.sort()  # a stable order, so two scans of one archive list the studies alike
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield Path(folder) / name
+
+    def read(self, ref: StudyRef, *, max_instance_bytes: int) -> Sequence[bytes]:
+        """The study's files, read lazily (as :func:`inference.dicom.read_study` asks for them)."""
+        return _Files(ref.paths, max_instance_bytes)
+
+
+class DicomWebSource:
+    """The studies a QIDO-RS query answers, retrieved with WADO-RS.
+
+    Args:
+        url: A QIDO-RS study query, e.g. ``http://pacs/dicom-web/studies?StudyDate=20260101-20260131``
+            (the base URL is what precedes ``/studies``; the query parameters are the search filters).
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.path.rstrip("/").endswith("/studies"):
+            raise SourceError(
+                "A DICOMweb source is a QIDO-RS study query: http(s)://HOST/PATH/studies[?FILTERS]."
+            )
+        self.base = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/")[: -len("/studies")], "", "")
+        )
+        self.filters = dict(parse_qsl(parts.query))
+
+    def describe(self) -> str:
+        """The source as named in the summary: the server's base URL (filters may hold patient data)."""
+        return self.base
+
+    def _client(self) -> object:
+        try:
+            from dicomweb_client.api import DICOMwebClient
+        except ImportError as e:
+            raise SourceError(
+                "Reading a DICOMweb source needs the 'batch' extra: pip install 'dxassist[batch]'."
+            ) from e
+        return DICOMwebClient(url=self.base)
+
+    def scan(self) -> Scan:
+        """Page through the QIDO-RS answer and list the studies.
+
+        Raises:
+            SourceError: The server cannot be reached or refuses the query.
+        """
+        from requests import RequestException
+
+        client = self._client()
+        found: set[str] = set()
+        offset, page = 0, 500
+        try:
+            while True:
+                answers = client.search_for_studies(  # type: ignore[attr-defined]
+                    search_filters=self.filters, offset=offset, limit=page, fields=["StudyInstanceUID"]
+                )
+                for answer in answers:
+                    value = answer.get("0020000D", {}).get("Value") or []
+                    if value:
+                        found.add(str(value[0]))
+                if len(answers) < page:
+                    break
+                offset += page
+        except (RequestException, ValueError) as e:
+            raise SourceError(f"The DICOMweb server at {self.base} did not answer the study query.") from e
+        return Scan(studies=tuple(StudyRef(uid) for uid in sorted(found)))
+
+    def read(self, ref: StudyRef, *, max_instance_bytes: int) -> Sequence[bytes]:
+        """Retrieve the study's instances (WADO-RS) as Part-10 bytes."""
+        from requests import RequestException
+
+        client = self._client()
+        try:
+            datasets = client.retrieve_study(ref.study_instance_uid)  # type: ignore[attr-defined]
+        except (RequestException, ValueError) as e:
+            raise SourceError(
+                f"A study could not be retrieved from the DICOMweb server at {self.base}."
+            ) from e
+        blobs = []
+        for ds in datasets:
+            out = BytesIO()
+            ds.save_as(out, enforce_file_format=True)
+            if out.tell() > max_instance_bytes:
+                raise DicomTooLarge("instance_too_large")
+            blobs.append(out.getvalue())
+        return blobs
+
+
+def open_source(text: str) -> FolderSource | DicomWebSource:
+    """The source named on the command line: an ``http(s)://`` QIDO-RS URL, else a folder."""
+    if text.startswith(("http://", "https://")):
+        return DicomWebSource(text)
+    return FolderSource(Path(text))

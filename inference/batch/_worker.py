@@ -1,0 +1,224 @@
+"""What runs inside each Dask worker: one served-model context, and the scoring of one study.
+
+Each worker process opens the same engines as ``dxassist serve`` (:func:`inference.services.open_context`:
+record, model host, worker pool, site policy, outbox) once, in a plugin, on an event loop of its own, and
+scores every study it is given through the same analysis entry as the API (``source="batch"``). Results
+therefore land in the same record with the same idempotency: a study this model version already filed
+is skipped before decoding; a resend the record refuses is counted by its code, never filed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Literal
+
+from distributed import WorkerPlugin, get_worker
+
+from inference.batch._errors import BatchError
+
+if TYPE_CHECKING:
+    from inference.batch._sources import DicomWebSource, FolderSource, StudyRef
+    from inference.config import Settings
+    from inference.runtime import Fetch
+    from inference.services import Actor, Context
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "dxassist-scoring"
+IMAGING_MODEL = "cxr-findings"
+SERVED_ALIAS = "champion"
+
+Status = Literal["scored", "skipped", "refused", "failed"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What became of one study (no patient data: it travels to the driver and into the summary).
+
+    Attributes:
+        status: ``scored`` (filed now), ``skipped`` (already in the record from this model version),
+            ``refused`` (by ``code``) or ``failed`` (an error that a re-run may not repeat).
+        code: The refusal code, or the failure's error type.
+        assessable: For a scored study, whether the image was within the model's distribution.
+    """
+
+    status: Status
+    code: str | None = None
+    assessable: bool | None = None
+
+
+def pinned_fetch(settings: Settings, model_version: str | None) -> Fetch:
+    """``fetch(name, alias)`` serving ``model_version`` of the imaging model instead of its champion."""
+    from inference.services._engines import registry_fetch
+
+    fetch = registry_fetch(settings)
+    if model_version is None:
+        return fetch
+
+    def pinned(name: str, alias: str) -> Any:
+        if name != IMAGING_MODEL or alias != SERVED_ALIAS:
+            return fetch(name, alias)
+        from model_registry import ModelCache
+
+        return ModelCache(settings.model_cache).fetch_version(name, model_version, client=_client(settings))
+
+    return pinned
+
+
+def _client(settings: Settings) -> Any:
+    from pathlib import Path
+
+    from model_registry import RegistryClient
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    return RegistryClient(uri, settings.artifact_root)
+
+
+class _Engines:
+    """The context of one worker process, held open on a private event loop thread."""
+
+    def __init__(self, settings: Settings, model_version: str | None, facility: str) -> None:
+        from inference.security import Principal
+        from inference.services import Actor, open_context
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dxassist-batch", daemon=True)
+        self._thread.start()
+        self._stack = contextlib.AsyncExitStack()
+        fetch = pinned_fetch(settings, model_version)
+        self.ctx: Context = self.run(self._stack.enter_async_context(open_context(settings, fetch=fetch)))
+        # The facility that sent the archive owns its results, as a facility-bound pacs token would.
+        self.actor: Actor = Actor(Principal(subject="batch", role="pacs", facility=facility), client=None)
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        try:
+            self.run(self._stack.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+
+
+class ScoringPlugin(WorkerPlugin):
+    """A Dask worker plugin: opens the engines when the worker joins, closes them when it leaves.
+
+    The worker reads its settings from its own environment (``DXASSIST_*``, ``MLFLOW_TRACKING_URI``), as
+    a server replica does: database passwords never travel through the scheduler.
+
+    Args:
+        model_version: The imaging model version to score with; None for the champion.
+        facility: The facility the results belong to.
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self, *, model_version: str | None, facility: str) -> None:
+        self.model_version = model_version
+        self.facility = facility
+        self.engines: _Engines | None = None
+
+    async def setup(self, worker: Any) -> None:
+        """Open the engines (migrations run, models loaded) before the first study.
+
+        In a thread: loading models takes seconds, and the worker's own event loop must keep answering
+        the scheduler's heartbeats meanwhile.
+        """
+        from inference.config import get_settings
+        from inference.observability._phi_guard import install_process_guard
+
+        install_process_guard()
+        settings = get_settings()
+        self.engines = await asyncio.to_thread(_Engines, settings, self.model_version, self.facility)
+
+    async def teardown(self, worker: Any) -> None:
+        """Stop the engines (a delivery in progress finishes first)."""
+        engines, self.engines = self.engines, None
+        if engines is not None:
+            await asyncio.to_thread(engines.close)
+
+
+def _engines() -> _Engines:
+    plugin = get_worker().plugins.get(PLUGIN_NAME)
+    engines = getattr(plugin, "engines", None)
+    if engines is None:
+        raise BatchError("This Dask worker has no dxassist engines: the scoring plugin did not start.")
+    return engines
+
+
+def score_study(ref: StudyRef, source: FolderSource | DicomWebSource) -> Scored:
+    """Score one study on this worker (the Dask task)."""
+    engines = _engines()
+    try:
+        result: Scored = engines.run(_score(engines.ctx, engines.actor, ref, source))
+        return result
+    except Exception as e:  # noqa: BLE001 - one study's failure must not stop the batch; a re-run retries it
+        logger.warning(
+            "a study could not be scored (%s)",
+            type(e).__name__,
+            extra={"event": "batch_study", "code": "failed"},
+        )
+        return Scored("failed", type(e).__name__)
+
+
+def _sop_instance_uids(blobs: Sequence[bytes]) -> list[str] | None:
+    import pydicom
+
+    uids = []
+    for blob in blobs:
+        try:
+            ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        except Exception:  # noqa: BLE001 - read_study refuses the file properly, with its code
+            return None
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if not uid:
+            return None
+        uids.append(uid)
+    return uids
+
+
+async def _already_filed(ctx: Context, actor: Actor, blobs: Sequence[bytes]) -> bool:
+    from inference.record import ModelRef
+    from inference.services._context import db
+
+    uids = await ctx.workers.run(_sop_instance_uids, blobs)
+    if uids is None:
+        return False
+    served = ctx.host.imaging
+    model = ModelRef(name=served.name, version=served.version, sha256=served.sha256, provider=served.provider)
+    found = await db(ctx.record.results.filed_imaging, model=model, sop_instance_uids=uids)
+    # Filed by another facility: not ours to skip; the analysis path refuses and audits it.
+    return found is not None and found[1] == actor.principal.facility
+
+
+async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource | DicomWebSource) -> Scored:
+    from inference.dicom import DicomRejected, read_study
+    from inference.record import Conflict, ConsentObjection
+    from inference.services import analyse_decoded
+
+    served = ctx.host.imaging
+    try:
+        blobs = await ctx.workers.run(source.read, ref, max_instance_bytes=ctx.limits.max_instance_bytes)
+        if await _already_filed(ctx, actor, blobs):
+            return Scored("skipped")
+        study = await ctx.workers.run(
+            read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
+        )
+        outcome = await analyse_decoded(
+            ctx=ctx, actor=actor, study=study, source="batch", accept_language=None, served=served
+        )
+    except (DicomRejected, ConsentObjection, Conflict) as e:
+        return Scored("refused", e.code)
+    if not outcome.created:
+        return Scored("skipped")
+    return Scored("scored", assessable=bool(outcome.result.get("assessable", True)))
