@@ -16,7 +16,7 @@ from typing import overload
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from inference.batch._errors import SourceError
-from inference.dicom._errors import DicomTooLarge
+from inference.dicom import DicomTooLarge
 
 
 @dataclass(frozen=True)

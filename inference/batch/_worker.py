@@ -55,7 +55,7 @@ class Scored:
 
 def pinned_fetch(settings: Settings, model_version: str | None) -> Fetch:
     """``fetch(name, alias)`` serving ``model_version`` of the imaging model instead of its champion."""
-    from inference.services._engines import registry_fetch
+    from inference.services import registry_fetch
 
     fetch = registry_fetch(settings)
     if model_version is None:
@@ -151,7 +151,7 @@ class ScoringPlugin(WorkerPlugin):
 def _engines() -> _Engines:
     plugin = get_worker().plugins.get(PLUGIN_NAME)
     engines = getattr(plugin, "engines", None)
-    if engines is None:
+    if not isinstance(engines, _Engines):
         raise BatchError("This Dask worker has no dxassist engines: the scoring plugin did not start.")
     return engines
 
@@ -189,14 +189,13 @@ def _sop_instance_uids(blobs: Sequence[bytes]) -> list[str] | None:
 
 async def _already_filed(ctx: Context, actor: Actor, blobs: Sequence[bytes]) -> bool:
     from inference.record import ModelRef
-    from inference.services._context import db
 
     uids = await ctx.workers.run(_sop_instance_uids, blobs)
     if uids is None:
         return False
     served = ctx.host.imaging
     model = ModelRef(name=served.name, version=served.version, sha256=served.sha256, provider=served.provider)
-    found = await db(ctx.record.results.filed_imaging, model=model, sop_instance_uids=uids)
+    found = await asyncio.to_thread(ctx.record.results.filed_imaging, model=model, sop_instance_uids=uids)
     # Filed by another facility: not ours to skip; the analysis path refuses and audits it.
     return found is not None and found[1] == actor.principal.facility
 
