@@ -220,4 +220,4 @@ async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource
         return Scored("refused", e.code)
     if not outcome.created:
         return Scored("skipped")
-    return Scored("scored", assessable=bool(outcome.result.get("assessable", True)))
+    return Scored("scored", assessable=bool(getattr(outcome.result, "assessable", True)))
