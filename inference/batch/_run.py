@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class Summary:
         skipped: Already in the record from this model version (an earlier or interrupted run).
         refused: Refusals by code (the same codes as the API's errors).
         failed: Failures by error type; a re-run tries these studies again.
+        scoring_seconds: From the first study sent to a worker to the last outcome (the cluster's
+            start and the scan excluded).
     """
 
     source: str
@@ -53,6 +56,7 @@ class Summary:
     skipped: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
+    scoring_seconds: float = 0.0
 
     @property
     def done(self) -> int:
@@ -84,6 +88,7 @@ class Summary:
             "skipped": self.skipped,
             "refused": dict(sorted(self.refused.items())),
             "failed": dict(sorted(self.failed.items())),
+            "scoring_seconds": round(self.scoring_seconds, 3),
         }
 
 
@@ -215,6 +220,7 @@ def _drain(
         ref = next(pending, None)
         return None if ref is None else client.submit(score_study, ref, source, pure=False)
 
+    started = time.monotonic()
     first = [f for f in (submit() for _ in range(window)) if f is not None]
     queue = distributed.as_completed(first)
     for future in queue:
@@ -224,6 +230,7 @@ def _drain(
             scored = Scored("failed", type(e).__name__)
         future.release()
         summary.add(scored)
+        summary.scoring_seconds = time.monotonic() - started
         if progress is not None:
             progress(summary)
         following = submit()
