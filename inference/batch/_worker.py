@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
-from distributed import WorkerPlugin, get_worker
-
 from inference.batch._errors import BatchError
+
+try:
+    from distributed import WorkerPlugin as _PluginBase
+except ImportError:  # no 'batch' extra: the driver says so in one line before any plugin is made
+    _PluginBase = object  # type: ignore[misc,assignment]
 
 if TYPE_CHECKING:
     from inference.batch._sources import DicomWebSource, FolderSource, StudyRef
@@ -110,7 +113,7 @@ class _Engines:
             self._loop.close()
 
 
-class ScoringPlugin(WorkerPlugin):
+class ScoringPlugin(_PluginBase):
     """A Dask worker plugin: opens the engines when the worker joins, closes them when it leaves.
 
     The worker reads its settings from its own environment (``DXASSIST_*``, ``MLFLOW_TRACKING_URI``), as
@@ -149,6 +152,8 @@ class ScoringPlugin(WorkerPlugin):
 
 
 def _engines() -> _Engines:
+    from distributed import get_worker
+
     plugin = get_worker().plugins.get(PLUGIN_NAME)
     engines = getattr(plugin, "engines", None)
     if not isinstance(engines, _Engines):
