@@ -227,9 +227,9 @@ def main() -> int:
     import tiny_models
     from _pacs_dicom import write_large_cr
 
-    from inference.config import Settings
+    from inference.config import LimitsSettings
 
-    side = math.isqrt(Settings.model_fields["max_pixels"].default)
+    side = math.isqrt(LimitsSettings.model_fields["max_pixels"].default)
     rows: list[tuple[str, str, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="dxassist-bench-memory-") as tmp:
         work = Path(tmp)

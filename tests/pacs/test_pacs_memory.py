@@ -19,14 +19,14 @@ import tiny_models
 from _pacs_dicom import new_uid, write_large_cr
 from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, wait_until
 
-from inference.config import Settings
+from inference.config import LimitsSettings
 from inference.record import Record
 
 pytestmark = pytest.mark.integration
 
 LIMIT_MB = 600
 # The largest square image the default DXASSIST_MAX_PIXELS (24 Mi) accepts: 5016 x 5016, 16 bits (48 MiB).
-SIDE = math.isqrt(Settings.model_fields["max_pixels"].default)
+SIDE = math.isqrt(LimitsSettings.model_fields["max_pixels"].default)
 DEFAULT_MAX_INSTANCE_BYTES = 256 * 1024 * 1024
 
 
