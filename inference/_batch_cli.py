@@ -75,6 +75,8 @@ def format_summary(summary: Summary, *, seconds: float, interrupted: bool) -> st
         lines.append(
             f"  unreadable files       {summary.unreadable_files}  (not DICOM, or no StudyInstanceUID)"
         )
+    if summary.per_worker:
+        lines.append(f"  per worker             {_counts(summary.per_worker)}")
     lines.append(f"  {summary.done} studies in {seconds:.1f} s ({rate:.1f} studies/s)")
     missing = summary.studies - summary.done + failed
     if interrupted or failed:

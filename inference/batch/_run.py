@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 # Studies queued per worker: enough to keep every worker busy while the driver counts.
 _PER_WORKER = 4
+_WORKER_WAIT_SECONDS = 120
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Summary:
         skipped: Already in the record from this model version (an earlier or interrupted run).
         refused: Refusals by code (the same codes as the API's errors).
         failed: Failures by error type; a re-run tries these studies again.
+        per_worker: Studies with an outcome per Dask worker address.
         scoring_seconds: From the first study sent to a worker to the last outcome (the cluster's
             start and the scan excluded).
     """
@@ -57,6 +59,7 @@ class Summary:
     refused: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     scoring_seconds: float = 0.0
+    per_worker: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:
@@ -65,6 +68,8 @@ class Summary:
 
     def add(self, scored: Scored) -> None:
         """Count one study's outcome."""
+        if scored.worker:
+            self.per_worker[scored.worker] += 1
         if scored.status == "scored":
             self.scored += 1
             self.not_assessable += scored.assessable is False
@@ -89,6 +94,7 @@ class Summary:
             "refused": dict(sorted(self.refused.items())),
             "failed": dict(sorted(self.failed.items())),
             "scoring_seconds": round(self.scoring_seconds, 3),
+            "per_worker": dict(sorted(self.per_worker.items())),
         }
 
 
@@ -190,6 +196,13 @@ def score_archive(
         )
     try:
         with distributed.Client(cluster if cluster is not None else scheduler, timeout="30s") as client:
+            if cluster is None:
+                try:  # a cluster being started may have no worker yet: wait a little for the first
+                    client.wait_for_workers(1, timeout=_WORKER_WAIT_SECONDS)
+                except TimeoutError as e:
+                    raise BatchError(
+                        f"No Dask worker joined the scheduler at {scheduler} within {_WORKER_WAIT_SECONDS} s."
+                    ) from e
             client.register_plugin(ScoringPlugin(model_version=model_version, facility=facility))
             summary.workers = len(client.scheduler_info()["workers"])
             if summary.workers == 0:

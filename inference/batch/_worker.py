@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,11 +49,13 @@ class Scored:
             ``refused`` (by ``code``) or ``failed`` (an error that a re-run may not repeat).
         code: The refusal code, or the failure's error type.
         assessable: For a scored study, whether the image was within the model's distribution.
+        worker: The Dask worker's address (who did the work; a network address, no patient data).
     """
 
     status: Status
     code: str | None = None
     assessable: bool | None = None
+    worker: str = ""
 
 
 def pinned_fetch(settings: Settings, model_version: str | None) -> Fetch:
@@ -163,17 +165,20 @@ def _engines() -> _Engines:
 
 def score_study(ref: StudyRef, source: FolderSource | DicomWebSource) -> Scored:
     """Score one study on this worker (the Dask task)."""
+    from distributed import get_worker
+
     engines = _engines()
+    address = str(get_worker().address)
     try:
         result: Scored = engines.run(_score(engines.ctx, engines.actor, ref, source))
-        return result
     except Exception as e:  # noqa: BLE001 - one study's failure must not stop the batch; a re-run retries it
         logger.warning(
             "a study could not be scored (%s)",
             type(e).__name__,
             extra={"event": "batch_study", "code": "failed"},
         )
-        return Scored("failed", type(e).__name__)
+        result = Scored("failed", type(e).__name__)
+    return replace(result, worker=address)
 
 
 def _sop_instance_uids(blobs: Sequence[bytes]) -> list[str] | None:
