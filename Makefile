@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[train,dev,postgres]"
+	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[train,dev,postgres,batch]"
 	touch $(STAMP)
 
 run: install
