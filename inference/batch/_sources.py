@@ -155,6 +155,21 @@ class DicomWebSource:
             raise SourceError(
                 "Reading a DICOMweb source needs the 'batch' extra: pip install 'dxassist[batch]'."
             ) from e
+        # Credentials come from the environment of the process that asks (driver or worker), never from
+        # the command line (visible in `ps`) nor through the Dask scheduler.
+        username = os.environ.get("DXASSIST_BATCH_DICOMWEB_USERNAME")
+        password = os.environ.get("DXASSIST_BATCH_DICOMWEB_PASSWORD", "")
+        token = os.environ.get("DXASSIST_BATCH_DICOMWEB_TOKEN")
+        if token:
+            return DICOMwebClient(url=self.base, headers={"Authorization": f"Bearer {token}"})
+        if username:
+            from requests import Session
+            from requests.auth import HTTPBasicAuth
+
+            session = Session()
+            session.auth = HTTPBasicAuth(username, password)
+            session.trust_env = False
+            return DICOMwebClient(url=self.base, session=session)
         return DICOMwebClient(url=self.base)
 
     def scan(self) -> Scan:
