@@ -2,7 +2,8 @@
 
 An Orthanc of its own (DICOMweb plugin, HTTP basic auth) holds a few generated studies; the command,
 with the credentials in its environment only, lists them by QIDO-RS, and each worker retrieves its
-study with WADO-RS and files the result. A second run files nothing new.
+study with WADO-RS and files the result (every film out of the tiny model's distribution here, so the
+summary's "not assessable" count is exercised). A second run files nothing new.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ STUDIES = 8
 def test_dicomweb_archive_scored_and_not_twice(tmp_path: Path) -> None:
     require_tools()
     home = tmp_path / "home"
-    tiny_models.seed_both(home / "models", tmp_path / "build")
+    # An OOD threshold no image passes: every film is scored "not assessable" (the summary counts them).
+    imaging = tiny_models.build_imaging_onnx(tmp_path / "imaging.onnx", ood_threshold=1e-9)
+    tiny_models.seed_cache(home / "models", tiny_models.IMAGING_NAME, imaging)
+    triage = tiny_models.build_triage_onnx(tmp_path / "triage.onnx")
+    tiny_models.seed_cache(home / "models", tiny_models.TRIAGE_NAME, triage)
     archive = tmp_path / "archive"
     scorable, refused = write_archive(archive, STUDIES, refuse_every=4)
     (tmp_path / "orthanc").mkdir()
@@ -67,6 +72,7 @@ def test_dicomweb_archive_scored_and_not_twice(tmp_path: Path) -> None:
         scorable,
         {"unsupported_modality": refused},
     )
+    assert first["not_assessable"] == scorable
     assert (second["scored"], second["skipped"]) == (0, scorable)
     # Without credentials Orthanc answers 401: one line, exit 2, before any worker starts.
     assert denied.returncode == 2
