@@ -193,6 +193,7 @@ def score_archive(
             host="127.0.0.1",
             dashboard_address=None,
             silence_logs=logging.ERROR,
+            env=_local_worker_env(workers),
         )
     try:
         with distributed.Client(cluster if cluster is not None else scheduler, timeout="30s") as client:
@@ -214,6 +215,21 @@ def score_archive(
         if cluster is not None:
             cluster.close()
     return summary
+
+
+def _local_worker_env(workers: int) -> dict[str, str]:
+    """Thread counts for the workers of a local cluster: the machine's cores shared between them.
+
+    Each worker would otherwise size ONNX Runtime and its decode pool as a whole server does (every
+    core), and N workers would oversubscribe the machine N times. Settings the operator set win.
+    """
+    cores = os.cpu_count() or 1
+    env = {}
+    if "DXASSIST_INTRA_OP_THREADS" not in os.environ:
+        env["DXASSIST_INTRA_OP_THREADS"] = str(max(1, cores // max(1, workers)))
+    if "DXASSIST_PREPROCESS_WORKERS" not in os.environ:
+        env["DXASSIST_PREPROCESS_WORKERS"] = "1"
+    return env
 
 
 def _drain(

@@ -120,6 +120,22 @@ class FolderSource:
                 if not name.startswith("."):
                     yield Path(folder) / name
 
+    def instance_uids(self, ref: StudyRef) -> list[str] | None:
+        """The SOPInstanceUIDs of the study's files (headers only); None when a file names none."""
+        import pydicom
+
+        uids = []
+        for path in ref.paths:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            except Exception:  # noqa: BLE001 - the analysis refuses the file properly, with its code
+                return None
+            uid = str(ds.get("SOPInstanceUID", "") or "")
+            if not uid:
+                return None
+            uids.append(uid)
+        return uids
+
     def read(self, ref: StudyRef, *, max_instance_bytes: int) -> Sequence[bytes]:
         """The study's files, read lazily (as :func:`inference.dicom.read_study` asks for them)."""
         return _Files(ref.paths, max_instance_bytes)
@@ -198,6 +214,20 @@ class DicomWebSource:
         except (RequestException, ValueError) as e:
             raise SourceError(f"The DICOMweb server at {self.base} did not answer the study query.") from e
         return Scan(studies=tuple(StudyRef(uid) for uid in sorted(found)))
+
+    def instance_uids(self, ref: StudyRef) -> list[str] | None:
+        """The study's SOPInstanceUIDs by a QIDO-RS instance query (nothing retrieved)."""
+        from requests import RequestException
+
+        client = self._client()
+        try:
+            answers = client.search_for_instances(  # type: ignore[attr-defined]
+                study_instance_uid=ref.study_instance_uid, fields=["SOPInstanceUID"]
+            )
+        except (RequestException, ValueError) as e:
+            raise SourceError(f"The DICOMweb server at {self.base} did not answer an instance query.") from e
+        uids = [str((a.get("00080018", {}).get("Value") or [""])[0]) for a in answers]
+        return uids if uids and all(uids) else None
 
     def read(self, ref: StudyRef, *, max_instance_bytes: int) -> Sequence[bytes]:
         """Retrieve the study's instances (WADO-RS) as Part-10 bytes."""

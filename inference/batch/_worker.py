@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
 from inference.batch._errors import BatchError
@@ -181,26 +179,13 @@ def score_study(ref: StudyRef, source: FolderSource | DicomWebSource) -> Scored:
     return replace(result, worker=address)
 
 
-def _sop_instance_uids(blobs: Sequence[bytes]) -> list[str] | None:
-    import pydicom
-
-    uids = []
-    for blob in blobs:
-        try:
-            ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        except Exception:  # noqa: BLE001 - read_study refuses the file properly, with its code
-            return None
-        uid = str(ds.get("SOPInstanceUID", "") or "")
-        if not uid:
-            return None
-        uids.append(uid)
-    return uids
-
-
-async def _already_filed(ctx: Context, actor: Actor, blobs: Sequence[bytes]) -> bool:
+async def _already_filed(
+    ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource | DicomWebSource
+) -> bool:
     from inference.record import ModelRef
 
-    uids = await ctx.workers.run(_sop_instance_uids, blobs)
+    # Headers only (no pixel data read, nothing retrieved): resuming a large archive stays cheap.
+    uids = await ctx.workers.run(source.instance_uids, ref)
     if uids is None:
         return False
     served = ctx.host.imaging
@@ -217,9 +202,9 @@ async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource
 
     served = ctx.host.imaging
     try:
-        blobs = await ctx.workers.run(source.read, ref, max_instance_bytes=ctx.limits.max_instance_bytes)
-        if await _already_filed(ctx, actor, blobs):
+        if await _already_filed(ctx, actor, ref, source):
             return Scored("skipped")
+        blobs = await ctx.workers.run(source.read, ref, max_instance_bytes=ctx.limits.max_instance_bytes)
         study = await ctx.workers.run(
             read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
         )
