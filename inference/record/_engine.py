@@ -19,6 +19,23 @@ IMMEDIATE = "dxassist_sqlite_immediate"
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+# A replica whose host dies mid-transaction leaves its PostgreSQL session open (the server cannot tell a
+# silent host from a slow one), and that session's row locks (the audit chain's head among them) would stop
+# every other replica's writes until TCP gave up, hours later. The server ends a session left idle inside
+# a transaction after 30 s (our transactions never wait on anything but the database) and probes idle
+# connections, so the survivors stall for seconds, not hours. Keepalives on our side notice a dead server.
+_POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "options": (
+        "-c idle_in_transaction_session_timeout=30000"
+        " -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+    ),
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "connect_timeout": 10,
+}
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
@@ -39,6 +56,7 @@ def make_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs["pool_pre_ping"] = True
+    kwargs["connect_args"] = _POSTGRES_CONNECT_ARGS
     return create_engine(url, **kwargs)
 
 

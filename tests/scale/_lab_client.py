@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE.parent / "inference" / "api")]
+# The repository first: tests/ holds a folder named inference (the tests of the package), which would
+# otherwise shadow the installed package as a namespace package when the install is editable.
+sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent), str(HERE.parent / "inference" / "api")]
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 
