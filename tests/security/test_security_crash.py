@@ -40,7 +40,7 @@ _TRIGGERS = (
     "audit_chain_head_no_replace",
 )
 _CONTENT = ("seq", "time", "subject", "role", "facility", "action", "resource_type", "resource_id")
-_CONTENT += ("patient_id", "outcome", "client", "prev_hash")
+_CONTENT += ("patient_id", "outcome", "client", "prev_hash", "request_id")
 
 
 _OBJECTOR = "IPP-NO-SHARING"
