@@ -17,12 +17,12 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import urlencode
 
 from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
-from inference.record._types import iso, new_id, utcnow
+from inference.record._types import iso
 from inference.record.fhir import _codes as c
+from inference.record.fhir._resources import searchset
 
 SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
     "_id": ("token", "Logical id (the entry's sequence number)"),
@@ -257,32 +257,12 @@ def bundle(
     count: int,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base)."""
-    base = base_url.rstrip("/")
     # Only what was applied: unsupported (ignored) parameters are left out of the links.
     query = [(k, v) for k, v in supported_pairs(params) if k != "_format"]
-    links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(query)}"}]
-    if count > 0 and offset + count < total:
-        following = [(k, v) for k, v in query if k != "_offset"]
-        links.append(
-            {
-                "relation": "next",
-                "url": f"{base}/AuditEvent?{urlencode([*following, ('_offset', offset + count)])}",
-            }
-        )
     resources = [audit_event(entry) for entry in entries]
-    return {
-        "resourceType": "Bundle",
-        "id": new_id(),
-        "meta": {"lastUpdated": iso(utcnow())},
-        "type": "searchset",
-        "timestamp": iso(utcnow()),
-        "total": total,
-        "link": links,
-        "entry": [
-            {"fullUrl": f"{base}/AuditEvent/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in resources
-        ],
-    }
+    return searchset(
+        base_url.rstrip("/"), "AuditEvent", query, resources, total=total, offset=offset, count=count
+    )
 
 
 def capability_resource() -> dict[str, Any]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from inference import vocabulary as v
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
-from inference.record._types import fhir_date, iso
+from inference.record._types import fhir_date, iso, new_id, utcnow
 from inference.record._views import heatmap_url
 from inference.record.fhir import _codes as c
 
@@ -43,6 +43,44 @@ def ref(resource_type: str, resource_id: str) -> dict[str, str]:
     return {"reference": f"{resource_type}/{resource_id}"}
 
 
+def searchset(
+    base: str,
+    resource_type: str,
+    query: list[tuple[str, str]],
+    resources: list[dict[str, Any]],
+    *,
+    total: int,
+    offset: int,
+    count: int,
+) -> dict[str, Any]:
+    """A ``searchset`` Bundle of one page of ``resources``, ``total`` matches in all.
+
+    ``query`` is what the search applied (FHIR R4 search 3.1.1.3.2): the self link shows it, and the next
+    link, present while matches remain after this page, repeats it with the following ``_offset``.
+    """
+    links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(query)}"}]
+    if count > 0 and offset + count < total:
+        following = [(k, v) for k, v in query if k != "_offset"] + [("_offset", str(offset + count))]
+        links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(following)}"})
+    return {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "meta": {"lastUpdated": iso(utcnow())},
+        "type": "searchset",
+        "timestamp": iso(utcnow()),
+        "total": total,
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+            for resource in resources
+        ],
+    }
+
+
 def _ai_meta() -> dict[str, Any]:
     return {"security": [dict(c.AI_ASSERTED)]}
 
@@ -55,14 +93,7 @@ def issuer_system(issuer: str) -> str:
 def _gender(sex: str | None) -> str | None:
     if sex is None:
         return None
-    return {
-        "m": "male",
-        "male": "male",
-        "f": "female",
-        "female": "female",
-        "o": "other",
-        "other": "other",
-    }.get(sex.strip().lower(), "unknown")
+    return _GENDERS.get(sex.strip().lower(), "unknown")
 
 
 def human_name(value: str) -> dict[str, Any]:
@@ -282,112 +313,79 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
     return out
 
 
-def _vital(
-    row: VitalsObservation, suffix: str, coding: list[dict[str, str]], text: str, **value: Any
-) -> dict[str, Any]:
+def _vital(row: VitalsObservation, sign: str, suffix: str, text: str, **value: Any) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "id": f"{row.id}-{suffix}",
         "status": "final",
         "category": [c.concept(c.OBS_CATEGORY, "vital-signs", "Vital Signs")],
-        "code": {"coding": coding, "text": text},
+        "code": {"coding": c.codings(v.VITAL_CODES[sign]), "text": text},
         "subject": ref("Patient", row.patient_id),
         "effectiveDateTime": iso(row.observed_at),
         **value,
     }
 
 
+def _quantity(
+    row: VitalsObservation, sign: str, suffix: str, text: str, unit: str, ucum: str
+) -> dict[str, Any] | None:
+    """The Observation of a sign measured as one plain quantity, or None when it was not measured."""
+    value = getattr(row, sign)
+    if value is None:
+        return None
+    return _vital(row, sign, suffix, text, valueQuantity=c.quantity(value, unit, ucum))
+
+
+def _spo2(row: VitalsObservation) -> dict[str, Any] | None:
+    spo2 = _quantity(row, "spo2", "spo2", "SpO2", "%", "%")
+    if spo2 is not None and row.spo2_scale is not None:
+        spo2["component"] = [
+            {
+                "code": c.concept(v.LOCAL, "news2-spo2-scale", "NEWS2 SpO2 scale"),
+                "valueInteger": row.spo2_scale,
+            }
+        ]
+    return spo2
+
+
+def _blood_pressure(row: VitalsObservation) -> dict[str, Any] | None:
+    components = []
+    for value, sign in ((row.systolic_bp, "systolic_bp"), (row.diastolic_bp, "diastolic_bp")):
+        if value is not None:
+            codes = v.VITAL_CODES[sign]
+            components.append(
+                {
+                    "code": {"coding": c.codings(codes), "text": codes[0].display},
+                    "valueQuantity": c.quantity(value, "mmHg", "mm[Hg]"),
+                }
+            )
+    if not components:
+        return None
+    return _vital(row, "blood_pressure", "bp", "Blood pressure", component=components)
+
+
 def vital_observations(row: VitalsObservation) -> list[dict[str, Any]]:
     """One vital-signs Observation per measured sign (LOINC codes, UCUM units); none for unmeasured ones."""
-    out: list[dict[str, Any]] = []
-    if row.respiratory_rate is not None:
-        out.append(
-            _vital(
-                row,
-                "rr",
-                c.codings(v.VITAL_CODES["respiratory_rate"]),
-                "Respiratory rate",
-                valueQuantity=c.quantity(row.respiratory_rate, "breaths/minute", "/min"),
-            )
-        )
-    if row.spo2 is not None:
-        spo2 = _vital(
+    observations = [
+        _quantity(row, "respiratory_rate", "rr", "Respiratory rate", "breaths/minute", "/min"),
+        _spo2(row),
+        _blood_pressure(row),
+        _quantity(row, "heart_rate", "hr", "Heart rate", "beats/minute", "/min"),
+        _quantity(row, "temperature", "temp", "Body temperature", "C", "Cel"),
+        None
+        if row.consciousness is None
+        else _vital(
             row,
-            "spo2",
-            c.codings(v.VITAL_CODES["spo2"]),
-            "SpO2",
-            valueQuantity=c.quantity(row.spo2, "%", "%"),
-        )
-        if row.spo2_scale is not None:
-            spo2["component"] = [
-                {
-                    "code": c.concept(v.LOCAL, "news2-spo2-scale", "NEWS2 SpO2 scale"),
-                    "valueInteger": row.spo2_scale,
-                }
-            ]
-        out.append(spo2)
-    if row.systolic_bp is not None or row.diastolic_bp is not None:
-        components = []
-        for value, sign in ((row.systolic_bp, "systolic_bp"), (row.diastolic_bp, "diastolic_bp")):
-            if value is not None:
-                codes = v.VITAL_CODES[sign]
-                components.append(
-                    {
-                        "code": {"coding": c.codings(codes), "text": codes[0].display},
-                        "valueQuantity": c.quantity(value, "mmHg", "mm[Hg]"),
-                    }
-                )
-        out.append(
-            _vital(
-                row,
-                "bp",
-                c.codings(v.VITAL_CODES["blood_pressure"]),
-                "Blood pressure",
-                component=components,
-            )
-        )
-    if row.heart_rate is not None:
-        out.append(
-            _vital(
-                row,
-                "hr",
-                c.codings(v.VITAL_CODES["heart_rate"]),
-                "Heart rate",
-                valueQuantity=c.quantity(row.heart_rate, "beats/minute", "/min"),
-            )
-        )
-    if row.temperature is not None:
-        out.append(
-            _vital(
-                row,
-                "temp",
-                c.codings(v.VITAL_CODES["temperature"]),
-                "Body temperature",
-                valueQuantity=c.quantity(row.temperature, "C", "Cel"),
-            )
-        )
-    if row.consciousness is not None:
-        answer = v.ACVPU[row.consciousness]
-        out.append(
-            _vital(
-                row,
-                "acvpu",
-                c.codings(v.VITAL_CODES["consciousness"]),
-                "Level of consciousness (ACVPU)",
-                valueCodeableConcept=c.concept(*answer, text=row.consciousness),
-            )
-        )
-    if row.on_oxygen is not None:
-        out.append(
-            _vital(
-                row,
-                "o2",
-                c.codings(v.VITAL_CODES["on_oxygen"]),
-                "On supplemental oxygen",
-                valueBoolean=bool(row.on_oxygen),
-            )
-        )
-    return out
+            "consciousness",
+            "acvpu",
+            "Level of consciousness (ACVPU)",
+            valueCodeableConcept=c.concept(*v.ACVPU[row.consciousness], text=row.consciousness),
+        ),
+        None
+        if row.on_oxygen is None
+        else _vital(row, "on_oxygen", "o2", "On supplemental oxygen", valueBoolean=bool(row.on_oxygen)),
+    ]
+    return [observation for observation in observations if observation is not None]
 
 
 def risk_assessment(result: Result) -> dict[str, Any]:

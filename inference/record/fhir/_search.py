@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record._errors import InvalidSearch
 from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
 from inference.record._scope import Scope, visible
-from inference.record._types import as_utc, iso, new_id, utcnow
+from inference.record._types import as_utc, iso, utcnow
 from inference.record.fhir import _audit_event
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
@@ -412,27 +412,7 @@ def search(
     page = [build() for build in builders]
     # The self link shows what was applied (FHIR R4 search 3.1.1.3.2): ignored parameters are left out.
     query = [(k, v) for k, v in kept if k != "_format"]
-    links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(query)}"}]
-    if count > 0 and offset + count < total:
-        following = [(k, v) for k, v in query if k != "_offset"] + [("_offset", str(offset + count))]
-        links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(following)}"})
-    return {
-        "resourceType": "Bundle",
-        "id": new_id(),
-        "meta": {"lastUpdated": iso(utcnow())},
-        "type": "searchset",
-        "timestamp": iso(utcnow()),
-        "total": total,
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-                "resource": resource,
-                "search": {"mode": "match"},
-            }
-            for resource in page
-        ],
-    }
+    return r.searchset(base, resource_type, query, page, total=total, offset=offset, count=count)
 
 
 def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
