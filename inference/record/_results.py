@@ -161,13 +161,7 @@ class Results:
     def study_priority(self, *, study_instance_uid: str) -> str | None:
         """The priority of the newest result of a study, or ``None``."""
         with self._db.sessions() as session:
-            return session.scalars(
-                select(Result.priority)
-                .join(Study, Result.study_id == Study.id)
-                .where(Study.study_instance_uid == study_instance_uid)
-                .order_by(Result.created_at.desc(), Result.id.desc())
-                .limit(1)
-            ).first()
+            return _save.study_priority(session, study_instance_uid)
 
     def filed_imaging(
         self, *, model: ModelRef, sop_instance_uids: Sequence[str]

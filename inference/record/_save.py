@@ -116,14 +116,8 @@ def _check_length(what: str, value: str | None, limit: int) -> None:
 
 
 def _check_common(patient: PatientIn, model: ModelRef) -> None:
-    if not patient.identifier:
-        raise RecordError("A patient identifier is required.")
+    validate_patient(patient)
     for what, value, limit in (
-        ("patient identifier", patient.identifier, 128),
-        ("identifier issuer", patient.issuer, 128),
-        ("patient name", patient.name, 256),
-        ("patient sex", patient.sex, 16),
-        ("facility", patient.facility, 128),
         ("model name", model.name, 128),
         ("model version", model.version, 64),
         ("model sha256", model.sha256, 64),
@@ -381,7 +375,7 @@ def _audit_result(
     )
 
 
-def _study_priority(session: Session, study_instance_uid: str) -> str | None:
+def study_priority(session: Session, study_instance_uid: str) -> str | None:
     """The priority of the newest result of a study, or None."""
     return session.scalars(
         select(Result.priority)
@@ -416,7 +410,7 @@ def write_imaging(
     patient, mismatched = upsert_patient(session, data.patient)
     priority = data.priority
     if data.keep_study_priority:
-        priority = _higher_priority(priority, _study_priority(session, data.study_instance_uid))
+        priority = _higher_priority(priority, study_priority(session, data.study_instance_uid))
     study = _upsert_study(session, data, patient)
     _add_instances(session, data, study)
     device = upsert_device(session, data.model)
