@@ -6,6 +6,8 @@ without a registry.
 
 from __future__ import annotations
 
+from functools import partial
+
 from model_registry._calibration_gate import calibration_checks, is_calibration_figure
 from model_registry._types import FigureComparison, GateDecision, RegisteredVersion
 
@@ -88,50 +90,41 @@ def evaluate_gate(
     """
     label = f"Version {candidate.version} of {candidate.name}"
     previous = champion.version if champion is not None else None
+    decision = partial(
+        GateDecision,
+        name=candidate.name,
+        version=candidate.version,
+        previous_champion=previous,
+        tolerance=tolerance,
+    )
     if not candidate.parity_passed:
         diff = candidate.tags.get("parity_max_abs_diff", "unknown")
-        return GateDecision(
-            name=candidate.name,
-            version=candidate.version,
-            previous_champion=previous,
+        return decision(
             passed=False,
             reason=(
                 f"{label} cannot become champion: its ONNX export did not pass the parity check against "
                 f"PyTorch (parity_passed is not true; largest difference {diff}). Only versions whose "
                 "parity check passed are accepted."
             ),
-            tolerance=tolerance,
         )
     if not candidate.sha256:
-        return GateDecision(
-            name=candidate.name,
-            version=candidate.version,
-            previous_champion=previous,
+        return decision(
             passed=False,
             reason=(
                 f"{label} cannot become champion: it has no sha256 tag, so servers could not verify "
                 "the model file they download. Register it again with log_and_register."
             ),
-            tolerance=tolerance,
         )
     implausible = _plausibility_failure(candidate, champion)
     if implausible is not None:
-        return GateDecision(
-            name=candidate.name,
-            version=candidate.version,
-            previous_champion=previous,
+        return decision(
             passed=False,
             reason=f"{label} cannot become champion: {implausible}.",
-            tolerance=tolerance,
         )
     if champion is None:
-        return GateDecision(
-            name=candidate.name,
-            version=candidate.version,
-            previous_champion=None,
+        return decision(
             passed=True,
             reason=f"{label} becomes the first champion: there is no champion to compare with.",
-            tolerance=tolerance,
         )
 
     comparisons: list[FigureComparison] = []
@@ -164,14 +157,10 @@ def evaluate_gate(
             reason += (
                 f" A candidate may be at most {tolerance:g} below the champion on every validation AUROC."
             )
-        return GateDecision(
-            name=candidate.name,
-            version=candidate.version,
-            previous_champion=previous,
+        return decision(
             passed=False,
             reason=reason,
             comparisons=tuple(comparisons),
-            tolerance=tolerance,
         )
     if comparisons:
         aurocs = sum(1 for c in comparisons if is_auroc_figure(c.figure))
@@ -189,12 +178,8 @@ def evaluate_gate(
             f"{label} passed the promotion gate: champion version {champion.version} has no validation "
             "AUROC figure to compare with."
         )
-    return GateDecision(
-        name=candidate.name,
-        version=candidate.version,
-        previous_champion=previous,
+    return decision(
         passed=True,
         reason=reason,
         comparisons=tuple(comparisons),
-        tolerance=tolerance,
     )
