@@ -52,6 +52,7 @@ from inference.record._result_types import (
     WorklistPatient,
 )
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
+from inference.record._series import TriageIntake
 from inference.record._shadow import ShadowPair, ShadowResults, ShadowScores, ShadowVersions, reader_truth
 from inference.record._store import Record
 from inference.record._training_inputs import (
@@ -76,6 +77,7 @@ __all__ = [
     "PatientRef",
     "PendingBuild",
     "Risk",
+    "TriageIntake",
     "TriageResult",
     "WorklistItem",
     "WorklistPatient",

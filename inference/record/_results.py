@@ -96,6 +96,25 @@ class Results:
                 session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope
             )
 
+    def triage_intake(
+        self,
+        *,
+        identifier: str,
+        issuer: str | None,
+        since: datetime,
+        until: datetime,
+        scope: _scope.Scope | None = None,
+    ) -> _series.TriageIntake:
+        """The patient's consent and earlier triage observations in ``[since, until)``, in one round trip.
+
+        The first of the two transactions of ``POST /v1/vitals`` (the second files the result): the
+        consent check before anything is scored and the series the new observation's trend is made of.
+        """
+        with self._db.sessions() as session:
+            return _series.triage_intake(
+                session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope
+            )
+
     def _load(self, session: Session, result_id: str) -> Result | None:
         return session.scalars(select(Result).options(*_RESULT_LOAD).where(Result.id == result_id)).first()
 

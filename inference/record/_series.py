@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inference.record import _consent
+from inference.record._consent import ConsentState
 from inference.record._models import Patient, Result, VitalsObservation
 from inference.record._scope import Scope, results_visible
 from inference.record._types import as_utc
@@ -63,3 +66,41 @@ def triage_series(
             }
         )
     return series
+
+
+@dataclass(frozen=True)
+class TriageIntake:
+    """What scoring a new triage observation needs from the record, read in one transaction.
+
+    Attributes:
+        consent: The patient's consent; None for a patient the record does not know.
+        series: The patient's earlier observations in the trend window (see :func:`triage_series`);
+            empty when the patient objected to AI processing (nothing of theirs is read further).
+    """
+
+    consent: ConsentState | None
+    series: list[dict[str, Any]]
+
+    @property
+    def ai_processing_allowed(self) -> bool:
+        """False when the patient objected to AI processing."""
+        return self.consent is None or self.consent.ai_processing
+
+
+def triage_intake(
+    session: Session,
+    *,
+    identifier: str,
+    issuer: str | None,
+    since: datetime,
+    until: datetime,
+    scope: Scope | None = None,
+) -> TriageIntake:
+    """The patient's consent and, unless they objected, their earlier observations (one session)."""
+    consent = _consent.by_identifier(session, identifier, issuer)
+    if consent is None:  # an unknown patient has no earlier observation
+        return TriageIntake(consent=None, series=[])
+    if not consent.ai_processing:
+        return TriageIntake(consent=consent, series=[])
+    rows = triage_series(session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope)
+    return TriageIntake(consent=consent, series=rows)

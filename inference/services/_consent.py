@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import EVERYTHING, OWN, ConsentObjection, PatientIn, Scope
+from inference.record import EVERYTHING, OWN, ConsentObjection, ConsentState, PatientIn, Scope
 from inference.security import Forbidden, scope_for
 from inference.services._access import audit, authorise_patient
 from inference.services._context import Actor, Context, db
@@ -25,6 +25,15 @@ async def check_ai_consent(ctx: Context, actor: Actor, *, patient: PatientIn, ac
         ConsentObjection: The patient objected (HTTP 409 ``consent_objection``).
     """
     found = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
+    await refuse_objection(ctx, actor, found=found, action=action)
+
+
+async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | None, action: str) -> None:
+    """:func:`check_ai_consent` on a consent already read (``None``: a patient the record does not know).
+
+    Raises:
+        ConsentObjection: The patient objected (the refusal is audited first).
+    """
     if found is None or found.ai_processing:
         return
     await audit(

@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from inference.record import PatientIn, Scope
-from inference.services._context import Context, db
+from inference.services._context import Context
 from inference.triage import News2, SeriesPoint, Trend, compute_trend
 
 
-async def series_trend(
+def trend_window(ctx: Context, observed_at: datetime) -> tuple[datetime, datetime]:
+    """``(since, until)``: the earlier observations that count for the trend of one made at ``observed_at``.
+
+    The window (``triage.trend_window_hours``) comes from the site policy. Only observations strictly
+    before ``observed_at`` count, so a late-filed observation is compared with what preceded it clinically.
+    The record reads them (``Results.triage_intake``) in the transaction that checks the patient's
+    consent, with the sender's scope: another facility's vital signs never shape a trend it is not
+    allowed to see.
+    """
+    return observed_at - timedelta(hours=ctx.policy.trend_window_hours), observed_at
+
+
+def series_trend(
     ctx: Context,
     *,
-    patient: PatientIn,
+    earlier_rows: Sequence[Mapping[str, Any]],
     observed_at: datetime,
     news2: News2,
     probability: float,
     positive: bool,
-    scope: Scope | None = None,
 ) -> Trend | None:
-    """The trend of this observation, ``None`` when it is the patient's first in the window.
+    """The trend of this observation over ``earlier_rows`` (the record's series in :func:`trend_window`);
+    ``None`` when it is the patient's first in the window.
 
-    The window (``triage.trend_window_hours``) and the NEWS2 rise that counts as deterioration
-    (``triage.trend_news2_rise``) come from the site policy. Only observations strictly before
-    ``observed_at`` count, so a late-filed observation is compared with what preceded it clinically.
-    With ``scope`` (the sender's), only observations the sender may read count: another facility's vital
-    signs never shape a trend it is not allowed to see.
+    The NEWS2 rise that counts as deterioration (``triage.trend_news2_rise``) comes from the site policy.
     """
-    policy = ctx.policy
-    rows = await db(
-        ctx.record.results.triage_series,
-        identifier=patient.identifier,
-        issuer=patient.issuer,
-        since=observed_at - timedelta(hours=policy.trend_window_hours),
-        until=observed_at,
-        scope=scope,
-    )
-    earlier = [SeriesPoint(**row) for row in rows]
+    earlier = [SeriesPoint(**row) for row in earlier_rows]
     now = SeriesPoint(
         observed_at=observed_at,
         news2_total=news2.total,
@@ -44,4 +44,4 @@ async def series_trend(
         probability=probability,
         positive=positive,
     )
-    return compute_trend(now, earlier, news2_rise=policy.trend_news2_rise)
+    return compute_trend(now, earlier, news2_rise=ctx.policy.trend_news2_rise)

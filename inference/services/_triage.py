@@ -11,13 +11,13 @@ from inference.explain import choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
-from inference.services._consent import check_ai_consent
-from inference.services._context import Actor, Context
+from inference.services._consent import refuse_objection
+from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
 from inference.services._imaging import Outcome
 from inference.services._shadow import offer_vitals
-from inference.services._trend import series_trend
+from inference.services._trend import series_trend, trend_window
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
 from inference.vocabulary import LANGUAGES
 
@@ -55,7 +55,19 @@ async def analyse_vitals(
     """
     signs = VitalSigns.from_mapping(vitals)
     patient = identify(ctx, actor, patient)
-    await check_ai_consent(ctx, actor, patient=patient, action="vitals:submit")
+    observed = observed_at or datetime.now(UTC)
+    since, until = trend_window(ctx, observed)
+    # One round trip before scoring (the consent, and the earlier observations the trend is made of),
+    # one to file: the request's whole database budget.
+    intake = await db(
+        ctx.record.results.triage_intake,
+        identifier=patient.identifier,
+        issuer=patient.issuer,
+        since=since,
+        until=until,
+        scope=scope_for(actor.principal),
+    )
+    await refuse_objection(ctx, actor, found=intake.consent, action="vitals:submit")
     principal = actor.principal
     keys = request_keys(
         sender=f"{principal.subject}\x1f{principal.facility or ''}",
@@ -70,15 +82,13 @@ async def analyse_vitals(
     news2 = compute_news2(signs)
     missing_inputs = [name for name, flag in zip(FEATURES, present, strict=True) if not flag]
 
-    observed = observed_at or datetime.now(UTC)
-    trend = await series_trend(
+    trend = series_trend(
         ctx,
-        patient=patient,
+        earlier_rows=intake.series,
         observed_at=observed,
         news2=news2,
         probability=float(scores.probability),
         positive=bool(scores.positive),
-        scope=scope_for(actor.principal),
     )
     deteriorating = trend is not None and trend.deteriorating
 

@@ -130,3 +130,45 @@ def test_an_upload_that_files_a_result_makes_two_round_trips(
         time.sleep(0.05)
     kinds = [d.kind for d in record.outbox.deliveries(result_id=response.json()["result_id"])]
     assert kinds[0] == "sr" and set(kinds[1:]) <= {"sc"} and len(kinds) >= 2
+
+
+def _vitals(client: TestClient, env: Env, patient: str, at: str, **changes: Any) -> Any:
+    body = {
+        "patient": {"identifier": patient},
+        "observed_at": at,
+        "respiratory_rate": 16,
+        "spo2": 97,
+        "on_oxygen": False,
+        "systolic_bp": 120,
+        "diastolic_bp": 75,
+        "heart_rate": 70,
+        "temperature": 37.0,
+        "consciousness": "A",
+        **changes,
+    }
+    return client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+
+
+def test_vital_signs_that_file_a_result_make_two_round_trips(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    env, client, counter, _app = counted
+    patient = f"IPP-RT-{new_study_uid()[-8:]}"
+    assert _vitals(client, env, f"{patient}-warm", "2026-11-20T05:00:00Z").status_code == 201
+    first = _vitals(client, env, patient, "2026-11-20T06:00:00Z", heart_rate=95)
+    assert first.status_code == 201, first.text
+
+    # A later observation reads the consent and the earlier ones (its trend), then files: two in all.
+    counter.reset()
+    second = _vitals(client, env, patient, "2026-11-20T07:00:00Z", heart_rate=115, respiratory_rate=22)
+    assert second.status_code == 201, second.text
+    assert counter.transactions == 2, (counter.transactions, counter.statements)
+    trend = second.json()["trend"]
+    assert trend is not None and trend["observations"] == 2, trend  # the earlier one was read
+
+    # The same observation again is answered from the record within the same budget.
+    counter.reset()
+    again = _vitals(client, env, patient, "2026-11-20T07:00:00Z", heart_rate=115, respiratory_rate=22)
+    assert again.status_code == 200, again.text
+    assert again.json()["result_id"] == second.json()["result_id"]
+    assert counter.transactions == 2
