@@ -155,8 +155,11 @@ def test_vital_signs_that_file_a_result_make_two_round_trips(
     env, client, counter, _app = counted
     patient = f"IPP-RT-{new_study_uid()[-8:]}"
     assert _vitals(client, env, f"{patient}-warm", "2026-11-20T05:00:00Z").status_code == 201
+    counter.reset()
     first = _vitals(client, env, patient, "2026-11-20T06:00:00Z", heart_rate=95)
     assert first.status_code == 201, first.text
+    assert first.json()["trend"] is None  # the patient's first observation: nothing earlier to read
+    assert counter.transactions == 2, (counter.transactions, counter.statements)
 
     # A later observation reads the consent and the earlier ones (its trend), then files: two in all.
     counter.reset()
