@@ -144,6 +144,8 @@ def _prepare(instance: Instance, served: ServedModel) -> _Input:
     reduction lands on the display size, the display rendering is it. Windowing a quarter of the pixels
     once instead of all of them twice is what makes the server cheaper than decode + prepare on the
     full image; probabilities move by far less than the JPEG 2000 reduced decode's tolerance (0.02).
+    Pixels that arrive at the display size (JPEG 2000 decoded at a reduced level) are windowed once for
+    both without a reduction, which gives exactly what ``prepare`` and ``render_display`` give apart.
     """
     from inference.preprocess import prepare, prepare_unit, to_unit
 
@@ -151,10 +153,12 @@ def _prepare(instance: Instance, served: ServedModel) -> _Input:
     original = (instance.rows, instance.columns)
     shape = display_shape(original)
     f = shared_reduction(instance.pixels.shape, shape, params.input_size)
-    if f == 1:
+    if f == 1 and instance.pixels.shape != shape:
         return _Input(prepared=prepare(instance, params), display=None)
+    # Pixels already at the display size (a JPEG 2000 film decoded at a reduced level, a 1024² film) are
+    # windowed once for both, as ``prepare`` and ``render_display`` would each do: the same values.
     unit = to_unit(
-        block_mean(instance.pixels, f),
+        block_mean(instance.pixels, f) if f > 1 else instance.pixels,
         photometric=instance.photometric,
         rescale_slope=instance.rescale_slope,
         rescale_intercept=instance.rescale_intercept,
