@@ -124,7 +124,12 @@ def _full(ds: Dataset, ts: str) -> np.ndarray:
     try:
         # Unused high bits are cleared (or sign-extended) by _stored_values in one pass over the array;
         # pydicom's own correction would copy the read-only view and shift it twice more first.
-        arr, _ = decoder.as_array(ds, index=0, decoding_plugin=plugin, correct_unused_bits=False)
+        arr, _ = decoder.as_array(
+            ds,
+            index=0,
+            decoding_plugin=plugin,
+            correct_unused_bits=False,  # type: ignore[arg-type]  # pydicom types **kwargs as DecodeOptions
+        )
     except MemoryError as e:
         raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
     except Exception as e:

@@ -50,3 +50,29 @@ def test_probabilities_and_display_match_the_full_resolution_path(served) -> Non
     assert display.shape == display_shape((2048, 2048)) == (1024, 1024)
     reference = render_display(instance, served.imaging_meta.preprocess).astype(int)
     assert np.abs(display.astype(int) - reference).max() <= 1
+
+
+def test_jpeg2000_decoded_at_display_size_is_windowed_once_with_the_same_result(served) -> None:  # type: ignore[no-untyped-def]
+    """A 2048² JPEG 2000 film arrives decoded at 1024² (one wavelet level dropped), the display size: the
+    model input and the display rendering come from one windowing and are exactly what the separate
+    ``prepare`` and ``render_display`` give."""
+    from benchmarks._files import J2K_LOSSLESS
+    from inference.analysis._analysis import _prepare
+
+    pixels = chest_pixels(2048)
+    ds = _dataset(pixels, UidTemplate())
+    ds.compress(J2K_LOSSLESS, pixels, generate_instance_uid=False)  # type: ignore[attr-defined]
+    data = _write(ds, J2K_LOSSLESS)
+    # A 256-px target keeps 1024² (four times it), as a 160-px model's keeps for this film.
+    instance = read_study(
+        [data],
+        limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4),
+        target_size=256,
+    ).primary
+    assert instance.reduction > 1 and instance.pixels.shape == display_shape((2048, 2048))
+    params = served.imaging_meta.preprocess
+    shared = _prepare(instance, served)
+    assert shared.display is not None
+    np.testing.assert_array_equal(shared.display, render_display(instance, params))
+    np.testing.assert_array_equal(shared.prepared.tensor, prepare(instance, params).tensor)
+    assert shared.prepared.geometry == prepare(instance, params).geometry
