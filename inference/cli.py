@@ -495,6 +495,8 @@ def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
+    import getpass
+
     from inference.services import DeadLetterError, retry_dead_letters
 
     if not args.ids and not args.all:
@@ -505,7 +507,12 @@ def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
     record = _open_record(settings)
     try:
         retried = retry_dead_letters(
-            record=record, home=settings.resolved_home, ids=args.ids, kind=args.kind, every=args.all
+            record=record,
+            home=settings.resolved_home,
+            ids=args.ids,
+            kind=args.kind,
+            every=args.all,
+            subject=f"cli:{getpass.getuser()}",
         )
     except DeadLetterError as e:
         raise CliError(str(e), status=2) from e

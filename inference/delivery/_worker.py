@@ -11,6 +11,11 @@ One worker runs in every process that files results (the API server and ``dxassi
 of several processes share the outbox safely because each object is leased before it is sent. A crash
 between sending and marking the object sent resends it later: the PACS receives the same SOP Instance
 UID again and keeps one copy, so every object arrives exactly once per destination.
+
+Each build and each delivery attempt runs under its own correlation id (``build-<hex>``,
+``delivery-<hex>``, logged as ``request_id``), and its lines name the item (``build:7``,
+``delivery:42``, the ids of ``dxassist dead-letter``), so one attempt, and every attempt at one item,
+can be followed through the logs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from prometheus_client import Counter, Gauge
 
 from inference.delivery._senders import DeliveryFailed
 from inference.delivery._senders import send as default_send
-from inference.observability import count_dead_lettered, count_retry
+from inference.observability import correlated, count_dead_lettered, count_retry, new_correlation_id
 from inference.record import _builds, _outbox
 from inference.record._types import utcnow
 
@@ -159,13 +164,31 @@ class OutboxWorker:
         return backoff(attempts, base=self._base, cap=self._cap)
 
     def _attempt(self, destination: Destination, item: _outbox.OutboxItem) -> bool:
+        with correlated(new_correlation_id("delivery")):
+            logger.info(
+                "delivering",
+                extra={
+                    "event": "delivery_attempt",
+                    "item": f"delivery:{item.id}",
+                    "result_id": item.result_id,
+                    "destination": destination.name,
+                    "kind": item.kind,
+                    "attempts": item.attempts + 1,
+                },
+            )
+            return self._attempt_once(destination, item)
+
+    def _attempt_once(self, destination: Destination, item: _outbox.OutboxItem) -> bool:
         try:
             self._send(destination, item.payload, item.sop_class_uid)
         except DeliveryFailed as e:
             self._failed(destination, item, str(e), e.code, retryable=e.retryable)
             return False
         except Exception as e:  # a bug or an unforeseen transport error must not stop the worker
-            logger.exception("unexpected error while delivering", extra={"destination": destination.name})
+            logger.exception(
+                "unexpected error while delivering",
+                extra={"destination": destination.name, "item": f"delivery:{item.id}"},
+            )
             self._failed(
                 destination,
                 item,
@@ -178,7 +201,12 @@ class OutboxWorker:
         DELIVERIES.labels(destination=destination.name, state="sent").inc()
         logger.info(
             "delivered",
-            extra={"event": "delivery_sent", "destination": destination.name, "kind": item.kind},
+            extra={
+                "event": "delivery_sent",
+                "item": f"delivery:{item.id}",
+                "destination": destination.name,
+                "kind": item.kind,
+            },
         )
         return True
 
@@ -200,6 +228,7 @@ class OutboxWorker:
                 "delivery failed; retrying later",
                 extra={
                     "event": "delivery_retry",
+                    "item": f"delivery:{item.id}",
                     "destination": destination.name,
                     "attempts": attempts,
                     "retry_in_seconds": delay,
@@ -217,6 +246,7 @@ class OutboxWorker:
             "delivery moved to the dead-letter queue; `dxassist dead-letter retry` sends it again",
             extra={
                 "event": "delivery_dead",
+                "item": f"delivery:{item.id}",
                 "destination": destination.name,
                 "attempts": attempts,
                 "error": error,
@@ -236,14 +266,29 @@ class OutboxWorker:
             if job is None:
                 break
             tried += 1
-            try:
-                await self.rebuild(job)
-            except Exception as e:
-                await asyncio.to_thread(self._build_failed, job, e)
-                continue
-            await asyncio.to_thread(self._record.builds.mark_done, job_id=job.id)
-            logger.info("outputs built", extra={"event": "build_done", "result_id": job.result_id})
+            with correlated(new_correlation_id("build")):
+                await self._build(job)
         return tried
+
+    async def _build(self, job: _builds.BuildJob) -> None:
+        assert self.rebuild is not None
+        item = f"build:{job.id}"
+        logger.info(
+            "building the outputs of a result",
+            extra={
+                "event": "build_attempt",
+                "item": item,
+                "result_id": job.result_id,
+                "attempts": job.attempts + 1,
+            },
+        )
+        try:
+            await self.rebuild(job)
+        except Exception as e:
+            await asyncio.to_thread(self._build_failed, job, e)
+            return
+        await asyncio.to_thread(self._record.builds.mark_done, job_id=job.id)
+        logger.info("outputs built", extra={"event": "build_done", "item": item, "result_id": job.result_id})
 
     def _build_failed(self, job: _builds.BuildJob, error: Exception) -> None:
         # The error's text may quote a header value (a name, a birth date): keep its type and code only.
@@ -263,6 +308,7 @@ class OutboxWorker:
                 "building the outputs of a result failed; retrying later",
                 extra={
                     "event": "build_retry",
+                    "item": f"build:{job.id}",
                     "result_id": job.result_id,
                     "attempts": attempts,
                     "code": code,
@@ -276,7 +322,13 @@ class OutboxWorker:
         count_dead_lettered("build", code)
         logger.error(
             "the outputs of a result moved to the dead-letter queue",
-            extra={"event": "build_dead", "result_id": job.result_id, "attempts": attempts, "code": code},
+            extra={
+                "event": "build_dead",
+                "item": f"build:{job.id}",
+                "result_id": job.result_id,
+                "attempts": attempts,
+                "code": code,
+            },
             exc_info=(type(error), error, error.__traceback__),
         )
 

@@ -8,6 +8,10 @@ been quiet for ``dimse_stable_seconds`` it is analysed by the same service as an
 destination), and its folder is removed; a study whose patient objected to AI processing is dropped.
 Folders left by a stopped listener are analysed at the next start.
 
+Every log line of an association carries its id (``assoc-<hex>``, as ``request_id``), and each analysis
+of a study its own (``analysis-<hex>``), which its audit entries carry too; the analysis's first line
+names the associations that delivered the study's instances (docs/operations.md, "Correlation ids").
+
 An analysis that fails (model not loaded, database down, a bug) is tried again with exponential backoff,
 ``dimse_max_attempts`` times in all; then the study's folder moves to
 ``DXASSIST_HOME/dead-letter/studies`` (counted in ``dxassist_dead_lettered_total{kind="study"}``, listed
@@ -21,6 +25,7 @@ import contextlib
 import logging
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,6 +46,7 @@ from inference.dicom import (
     read_study,
 )
 from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
+from inference.observability import correlated, current_request_id, new_correlation_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,6 +69,10 @@ _RESCAN_SECONDS: Final = 2.0
 RECEIVING_DIR: Final = "receiving"
 # PDU headers and the command set ride along with the dataset's bytes.
 _FRAMING_SLACK: Final = 1 << 20
+_ASSOC_ID: Final = "_dxassist_correlation_id"
+# Associations remembered per study for its analysis's log line; a study sent one instance per
+# association keeps the first ones only (bounded memory).
+_MAX_ASSOCIATIONS: Final = 32
 
 
 def dimse_status(error: DicomRejected) -> int:
@@ -93,6 +103,39 @@ class _Node:
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
+    # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
+    delivered_by: dict[str, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def delivered(self, key: str, association: str | None) -> None:
+        """Remember that ``association`` delivered an instance of the study in folder ``key``."""
+        if association is None:
+            return
+        with self.lock:
+            seen = self.delivered_by.setdefault(key, [])
+            if association not in seen and len(seen) < _MAX_ASSOCIATIONS:
+                seen.append(association)
+
+    def associations(self, key: str) -> list[str]:
+        """The associations that delivered the study in folder ``key`` (since this listener started)."""
+        with self.lock:
+            return list(self.delivered_by.get(key, ()))
+
+    def forget(self, key: str) -> None:
+        """The study left ``incoming/`` (analysed, dropped or dead-lettered)."""
+        with self.lock:
+            self.delivered_by.pop(key, None)
+
+
+def _association_id(assoc: Any) -> str:
+    """The correlation id of an association, made at its first event (``assoc-<hex>``)."""
+    found = getattr(assoc, _ASSOC_ID, None)
+    if isinstance(found, str):
+        return found
+    made = new_correlation_id("assoc")
+    # pynetdicom's Association is a plain object: the id lives and dies with it.
+    setattr(assoc, _ASSOC_ID, made)
+    return made
 
 
 def _on_store(event: Any, node: _Node) -> int:
@@ -104,10 +147,11 @@ def _on_store(event: Any, node: _Node) -> int:
     validation (within the process's decode budget) and then renamed into ``incoming/``, not copied.
     """
     calling = str(event.assoc.requestor.ae_title).strip()
-    try:
-        return _store(event, node, calling)
-    finally:
-        node.receiving.pop(id(event.assoc), None)  # the next message of this association starts at zero
+    with correlated(_association_id(event.assoc)):
+        try:
+            return _store(event, node, calling)
+        finally:
+            node.receiving.pop(id(event.assoc), None)  # the next message of this association starts at zero
 
 
 def _store(event: Any, node: _Node, calling: str) -> int:
@@ -150,10 +194,14 @@ def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> int:
     study = instance.study_instance_uid
     del instance  # the decoded pixels are not needed any more: the file is what is kept
     try:
-        node.collector.store_file(study_instance_uid=study, sop_instance_uid=sop, source=path, sender=calling)
+        kept = node.collector.store_file(
+            study_instance_uid=study, sop_instance_uid=sop, source=path, sender=calling
+        )
     except OSError:
         logger.exception("a received instance could not be written to disk")
         return OUT_OF_RESOURCES
+    node.delivered(kept.parent.name, current_request_id())
+    logger.info("C-STORE stored", extra={"event": "dimse_stored", "bytes": size})
     return 0x0000
 
 
@@ -179,6 +227,11 @@ def _on_data(event: Any, node: _Node) -> None:
     This runs for every PDU as it arrives, so an instance larger than ``max_instance_bytes`` is stopped
     while it is being sent, before it fills the disk (pynetdicom writes it to ``receiving/``).
     """
+    with correlated(_association_id(event.assoc)):
+        _count_data(event, node)
+
+
+def _count_data(event: Any, node: _Node) -> None:
     key = id(event.assoc)
     total = node.receiving.get(key, 0) + len(event.data)
     node.receiving[key] = total
@@ -201,11 +254,29 @@ def _on_data(event: Any, node: _Node) -> None:
 def _on_established(event: Any, node: _Node) -> None:
     """Abort an association from a registered AE title but another host than the one registered."""
     requestor = event.assoc.requestor
-    if node.registry(str(requestor.ae_title).strip(), getattr(requestor, "address", None)) is None:
-        logger.warning(
-            "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
-        )
-        event.assoc.abort()
+    with correlated(_association_id(event.assoc)):
+        if node.registry(str(requestor.ae_title).strip(), getattr(requestor, "address", None)) is None:
+            logger.warning(
+                "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
+            )
+            event.assoc.abort()
+
+
+# The association's life in the log: the calling AE title and the address are not written (a node's
+# title can be a ward's or a person's name); the id links the lines of one association.
+_LIFECYCLE: Final = {
+    "accepted": (logging.INFO, "association accepted"),
+    "refused": (logging.WARNING, "association refused (A-ASSOCIATE-RJ)"),
+    "released": (logging.INFO, "association released"),
+    "aborted": (logging.WARNING, "association aborted"),
+}
+
+
+def _on_lifecycle(event: Any, what: str) -> None:
+    """Log an association's acceptance, refusal, release or abort under its id."""
+    level, message = _LIFECYCLE[what]
+    with correlated(_association_id(event.assoc)):
+        logger.log(level, message, extra={"event": f"association_{what}"})
 
 
 def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, list[Any]]:
@@ -228,6 +299,10 @@ def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, lis
         (evt.EVT_C_STORE, _on_store, [node]),
         (evt.EVT_ESTABLISHED, _on_established, [node]),
         (evt.EVT_DATA_RECV, _on_data, [node]),
+        (evt.EVT_ACCEPTED, _on_lifecycle, ["accepted"]),
+        (evt.EVT_REJECTED, _on_lifecycle, ["refused"]),
+        (evt.EVT_RELEASED, _on_lifecycle, ["released"]),
+        (evt.EVT_ABORTED, _on_lifecycle, ["aborted"]),
     ]
     return ae, handlers
 
@@ -353,7 +428,7 @@ async def listen(
                     _sweep(settings.resolved_home / RECEIVING_DIR)
                     rescanned = now
                 for study in collector.stable():
-                    await _process(ctx, collector, study, retry)
+                    await _process(ctx, collector, study, retry, node=node)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=_TICK_SECONDS)
         finally:
@@ -392,13 +467,24 @@ class _Retry:
     dead_root: Path
 
 
-async def _process(ctx: Context, collector: StudyCollector, study: StableStudy, retry: _Retry) -> None:
-    try:
-        remove = await _analyse(ctx, study)
-    except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
-        await asyncio.to_thread(_failed, collector, study, retry, e)
-        return
-    collector.done(study, remove=remove)
+async def _process(
+    ctx: Context, collector: StudyCollector, study: StableStudy, retry: _Retry, *, node: _Node | None = None
+) -> None:
+    """Analyse a stable study under a fresh analysis id (its log lines and audit entries carry it)."""
+    associations = node.associations(study.key) if node is not None else []
+    with correlated(new_correlation_id("analysis")):
+        logger.info(
+            "analysing a received study",
+            extra={"event": "dimse_analysis", "instances": len(study.files), "associations": associations},
+        )
+        try:
+            remove = await _analyse(ctx, study)
+        except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
+            await asyncio.to_thread(_failed, collector, study, retry, e)
+        else:
+            collector.done(study, remove=remove)
+    if node is not None and not study.folder.exists():
+        node.forget(study.key)
 
 
 def _failed(collector: StudyCollector, study: StableStudy, retry: _Retry, error: Exception) -> None:

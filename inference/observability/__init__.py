@@ -6,7 +6,9 @@ from inference.observability._logging import (
     RequestIdFilter,
     bind_request_id,
     configure_logging,
+    correlated,
     current_request_id,
+    new_correlation_id,
     reset_request_id,
 )
 from inference.observability._metrics import (
@@ -42,7 +44,9 @@ __all__ = [
     "JsonFormatter",
     "RequestIdFilter",
     "bind_request_id",
+    "correlated",
     "current_request_id",
+    "new_correlation_id",
     "reset_request_id",
     "PhiRedactor",
     "QuietThirdParty",

@@ -12,6 +12,9 @@ import json
 import logging
 import sys
 import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
@@ -52,6 +55,8 @@ SAFE_FIELDS: Final[tuple[str, ...]] = (
     "drift_value",
     "drift_level",
     "drift_window",
+    "item",
+    "associations",
 )
 """``extra`` keys a log line may carry. Patient-bearing values (names, identifiers, dates) are not here."""
 
@@ -97,8 +102,32 @@ def reset_request_id(token: Token[str | None]) -> None:
 
 
 def current_request_id() -> str | None:
-    """The id of the HTTP request being served in this context, if any."""
+    """The id of the HTTP request being served in this context, if any, or of the work outside a request
+    (a DICOM association, a study analysis, an output build, a delivery attempt) bound with
+    :func:`correlated`."""
     return _REQUEST_ID.get()
+
+
+def new_correlation_id(prefix: str) -> str:
+    """A fresh id for work that does not come from an HTTP request: ``<prefix>-<32 hex digits>``.
+
+    Random (uuid4), so it says nothing about the patient or the study it follows.
+    """
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@contextmanager
+def correlated(correlation_id: str) -> Iterator[str]:
+    """Bind ``correlation_id`` as the current request id for the block (this thread or task only).
+
+    Every record logged in the block, and every audit entry appended in it (``request_id``), carries it,
+    as they carry an HTTP request's ``X-Request-ID``; ``asyncio.to_thread`` calls inherit it.
+    """
+    token = _REQUEST_ID.set(correlation_id)
+    try:
+        yield correlation_id
+    finally:
+        _REQUEST_ID.reset(token)
 
 
 class RequestIdFilter(logging.Filter):

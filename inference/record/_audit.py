@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -103,6 +103,33 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     session.flush()
     session.info[PENDING_HEAD] = (seq, digest)
     return event
+
+
+def append_requeued(
+    session: Session, *, table: Any, ids: Sequence[int], kind: str, columns: Mapping[str, Any]
+) -> None:
+    """One entry per dead letter handed back for new attempts, in the transaction that hands it back.
+
+    Args:
+        session: The write transaction of the requeue.
+        table: The queue's table (``outbox`` or ``output_builds``: ``id`` and ``result_id`` columns).
+        ids: The rows requeued.
+        kind: ``delivery`` or ``build``: the entry's ``resource_id`` is the dead-letter id
+            (``delivery:42``), its ``resource_type`` ``DeadLetter``.
+        columns: Who asked (``subject``, ``role``, ``facility``, ``client``), the ``action`` and
+            ``outcome``; ``patient_id`` is the patient of each row's result.
+    """
+    rows = session.execute(select(table.c.id, table.c.result_id).where(table.c.id.in_(list(ids)))).all()
+    wanted = {row.result_id for row in rows}
+    patients = dict(session.execute(select(Result.id, Result.patient_id).where(Result.id.in_(wanted))).all())
+    for row in sorted(rows, key=lambda r: int(r.id)):
+        append(
+            session,
+            **columns,
+            resource_type="DeadLetter",
+            resource_id=f"{kind}:{row.id}",
+            patient_id=patients.get(row.result_id),
+        )
 
 
 @dataclass(frozen=True)

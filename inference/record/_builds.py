@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from inference.record import _audit
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
@@ -255,8 +256,17 @@ class Builds:
                 or 0
             )
 
-    def requeue(self, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
-        """Give dead builds a fresh set of attempts (``ids``, or all when None); return those moved."""
+    def requeue(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        now: datetime | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Give dead builds a fresh set of attempts (``ids``, or all when None); return those moved.
+
+        With ``audit`` (who asked), each build requeued gets an audit entry in the same transaction.
+        """
         now = now or utcnow()
         try:
             with self._db.sessions() as session, session.begin():
@@ -273,6 +283,10 @@ class Builds:
                             state="pending", attempts=0, next_attempt_at=now, lease_until=None, dead_at=None
                         )
                     )
+                    if audit is not None:
+                        _audit.append_requeued(
+                            session, table=output_builds, ids=found, kind="build", columns=audit
+                        )
                 return found
         except DBAPIError as e:
             raise RecordError("The build queue could not be updated; nothing was requeued.") from e

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from inference.record import _audit
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
@@ -313,11 +314,18 @@ class Outbox:
                 session.scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "dead")) or 0
             )
 
-    def requeue(self, *, ids: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
+    def requeue(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        now: datetime | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> list[int]:
         """Give dead objects a fresh set of attempts (``ids``, or every dead one when None); return them.
 
         The row keeps its id, so it takes its old place in its destination's queue: results still reach the
-        destination in the order they were filed.
+        destination in the order they were filed. With ``audit`` (who asked: the audit columns but the
+        resource and patient), each object requeued gets an audit entry in the same transaction.
         """
         now = now or utcnow()
         try:
@@ -339,6 +347,10 @@ class Outbox:
                             dead_at=None,
                         )
                     )
+                    if audit is not None:
+                        _audit.append_requeued(
+                            session, table=outbox, ids=found, kind="delivery", columns=audit
+                        )
                 return found
         except DBAPIError as e:
             raise RecordError("The outbox could not be updated; nothing was requeued.") from e

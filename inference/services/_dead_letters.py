@@ -11,8 +11,10 @@ Three kinds of item stop retrying after their bounded attempts:
   back in its old place in the destination's queue.
 
 Each item has an id ``<kind>:<ref>`` (``delivery:42``, ``build:7``, ``study:1.2.840...``) that
-``dxassist dead-letter retry`` takes. :class:`DeadLetterGauge` exposes the counts in ``/metrics`` as
-``dxassist_dead_letters{kind}``.
+``dxassist dead-letter retry`` takes. Every retry is audited (``dead-letter:retry``, the item's id as the
+resource): a build's or a delivery's in the transaction that hands it back, a study's right after its
+folder moved (``success``), or did not (``not_found``, ``failure``). :class:`DeadLetterGauge` exposes
+the counts in ``/metrics`` as ``dxassist_dead_letters{kind}``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from inference.dicom._stable import DEAD_STUDIES_DIR
+from inference.observability import correlated, current_request_id, new_correlation_id
 from inference.services._errors import ServiceError
 
 if TYPE_CHECKING:
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 KINDS: Final = ("study", "build", "delivery")
 INCOMING_DIR: Final = "incoming"
+RETRY_ACTION: Final = "dead-letter:retry"
 
 
 class DeadLetterError(ServiceError, ValueError):
@@ -130,9 +135,16 @@ def _parse(ids: Iterable[str]) -> dict[str, list[str]]:
 
 
 def retry_dead_letters(
-    *, record: Record, home: Path, ids: Sequence[str] = (), kind: str | None = None, every: bool = False
+    *,
+    record: Record,
+    home: Path,
+    ids: Sequence[str] = (),
+    kind: str | None = None,
+    every: bool = False,
+    subject: str,
+    role: str = "admin",
 ) -> list[str]:
-    """Give dead letters a fresh set of attempts; return the ids retried.
+    """Give dead letters a fresh set of attempts, audited; return the ids retried.
 
     Args:
         record: The patient record (builds and deliveries).
@@ -140,11 +152,24 @@ def retry_dead_letters(
         ids: Ids from :func:`list_dead_letters`.
         kind: With ``every``: only this kind.
         every: Retry every dead letter (of ``kind``) instead of ``ids``.
+        subject: Who asked, for the audit trail (``cli:<user>`` from the command line).
+        role: Their role.
 
     Raises:
-        DeadLetterError: An id is malformed or not in the dead-letter queue (nothing is retried then).
+        DeadLetterError: An id is malformed or not in the dead-letter queue (nothing is retried then),
+            or a study's folder could not be moved back (audited as ``failure``).
     """
-    from inference.dicom._stable import dead_studies, release_study
+    if current_request_id() is not None:
+        return _retry(record=record, home=home, ids=ids, kind=kind, every=every, subject=subject, role=role)
+    # From the command line: the log lines and audit entries of this retry share an id.
+    with correlated(new_correlation_id("retry")):
+        return _retry(record=record, home=home, ids=ids, kind=kind, every=every, subject=subject, role=role)
+
+
+def _retry(
+    *, record: Record, home: Path, ids: Sequence[str], kind: str | None, every: bool, subject: str, role: str
+) -> list[str]:
+    from inference.dicom._stable import dead_studies
 
     if every:
         current = list_dead_letters(record=record, home=home, kind=kind)
@@ -162,18 +187,58 @@ def retry_dead_letters(
         raise DeadLetterError(
             f"Not in the dead-letter queue: {', '.join(m[:80] for m in missing[:10])}; nothing was retried."
         )
-    retried = [
-        f"study:{ref}"
-        for ref in wanted["study"]
-        if release_study(home / DEAD_STUDIES_DIR, home / INCOMING_DIR, ref)
-    ]
+    who: dict[str, Any] = {
+        "subject": subject,
+        "role": role,
+        "facility": None,
+        "client": None,
+        "action": RETRY_ACTION,
+    }
+    retried = [f"study:{ref}" for ref in wanted["study"] if _release(record, home, ref, who)]
     if wanted["build"]:
-        retried += [f"build:{n}" for n in record.builds.requeue(ids=[int(r) for r in wanted["build"]])]
+        audit = {**who, "time": datetime.now(UTC), "outcome": "success"}
+        requeued = record.builds.requeue(ids=[int(r) for r in wanted["build"]], audit=audit)
+        retried += [f"build:{n}" for n in requeued]
     if wanted["delivery"]:
         numbers = [int(r) for r in wanted["delivery"]]
-        retried += [f"delivery:{n}" for n in record.outbox.requeue(ids=numbers)]
+        audit = {**who, "time": datetime.now(UTC), "outcome": "success"}
+        retried += [f"delivery:{n}" for n in record.outbox.requeue(ids=numbers, audit=audit)]
     logger.info("dead letters retried", extra={"event": "dead_letter_retry", "instances": len(retried)})
     return retried
+
+
+def _release(record: Record, home: Path, ref: str, who: dict[str, Any]) -> bool:
+    """Move a dead study's folder back to ``incoming/``, then audit the move with its outcome.
+
+    A folder move cannot share the database's transaction: the entry is written right after it, saying
+    what happened (``success``, ``not_found`` when it went meanwhile, ``failure`` when the move failed).
+    """
+    from inference.dicom._stable import release_study
+
+    try:
+        moved = release_study(home / DEAD_STUDIES_DIR, home / INCOMING_DIR, ref)
+    except OSError as e:
+        _audit_study(record, ref, who, "failure")
+        raise DeadLetterError(
+            f"The folder of study:{ref[:80]} could not be moved back ({type(e).__name__}); "
+            "it stays in the dead-letter queue."
+        ) from e
+    _audit_study(record, ref, who, "success" if moved else "not_found")
+    return moved
+
+
+def _audit_study(record: Record, ref: str, who: dict[str, Any], outcome: str) -> None:
+    record.audit.append(
+        subject=who["subject"],
+        role=who["role"],
+        facility=who["facility"],
+        action=who["action"],
+        resource_type="DeadLetter",
+        resource_id=f"study:{ref}"[:128],
+        patient_id=None,
+        outcome=outcome,
+        client=who["client"],
+    )
 
 
 class DeadLetterGauge:

@@ -2,13 +2,15 @@
 
 Mapping (R4 AuditEvent, valid as R4B):
 - ``id``: the entry's ``seq``; ``recorded``: its time; ``type``: DICOM audit event type (110110 Patient
-  Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes);
+  Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes and
+  dead-letter retries);
   ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
 - ``outcome``: 0 success, 4 refused or not found (``outcomeDesc`` says which).
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
   facility, ``network.address`` the client address.
 - ``entity``: the Patient (by reference) and the resource touched (by identifier), with the chain hash
-  and, for an entry made by an HTTP request, its ``X-Request-ID`` (``detail`` ``request-id``).
+  and, for an entry made by an HTTP request, its ``X-Request-ID`` (``detail`` ``request-id``); for one
+  made outside a request, the correlation id of its log lines (``analysis-...``, ``retry-...``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-typ
 
 _CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write", "break-glass:open"})
 _UPDATE: Final = frozenset({"consent:write"})
-_EXECUTE: Final = frozenset({"model:change"})
+_EXECUTE: Final = frozenset({"model:change", "dead-letter:retry"})
 _FHIR_TYPES: Final = frozenset(
     {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
 )
