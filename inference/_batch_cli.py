@@ -84,6 +84,32 @@ def format_summary(summary: Summary, *, seconds: float, interrupted: bool) -> st
     return "\n".join(lines)
 
 
+def resolve_facility(settings: Settings, given: str | None) -> str:
+    """The facility owning the run's results.
+
+    ``--facility`` first, then ``DXASSIST_BATCH_FACILITY``, then the one facility the configuration names.
+
+    Raises:
+        BatchError: None of these names exactly one facility (the message tells the operator what to do).
+    """
+    from inference.batch import BatchError
+
+    if given is not None:
+        if not given.strip():
+            raise BatchError("--facility is empty: name the facility that owns the archive's results.")
+        return given
+    if settings.batch.batch_facility:
+        return settings.batch.batch_facility
+    named = settings.configured_facilities()
+    if len(named) == 1:
+        return next(iter(named))
+    found = f"the configuration names {len(named)} facilities" if named else "the configuration names none"
+    raise BatchError(
+        f"Which facility owns this archive's results? Give --facility FACILITY or set "
+        f"DXASSIST_BATCH_FACILITY ({found})."
+    )
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -92,7 +118,7 @@ def batch_score_command(
     settings: Settings,
     *,
     source: str,
-    facility: str,
+    facility: str | None,
     scheduler: str | None,
     workers: int | None,
     model_version: str | None,
@@ -102,11 +128,15 @@ def batch_score_command(
 ) -> int:
     """Run a batch; 0 when every study has an outcome, 1 when some failed, 130 when interrupted.
 
+    ``facility`` None: see :func:`resolve_facility`.
+
     Raises:
-        BatchError: The run could not start (extra missing, source unreadable, model unavailable).
+        BatchError: The run could not start (no facility, extra missing, source unreadable, model
+            unavailable).
     """
     from inference.batch import default_workers, open_source, score_archive
 
+    owner = resolve_facility(settings, facility)
     archive = open_source(source)
     bar = ProgressBar(sys.stderr) if progress else None
     latest: list[Summary] = []
@@ -124,7 +154,7 @@ def batch_score_command(
         summary = score_archive(
             archive,
             settings=settings,
-            facility=facility,
+            facility=owner,
             scheduler=scheduler,
             workers=workers if workers is not None else default_workers(),
             model_version=model_version,

@@ -680,7 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="score every study of a folder tree or a DICOMweb query into the record; resumable"
     )
     p.add_argument("source", help="a folder of DICOM files, or a QIDO-RS study query URL (.../studies?...)")
-    p.add_argument("--facility", required=True, help="the facility that owns the archive and its results")
+    p.add_argument(
+        "--facility",
+        default=None,
+        help="the facility that owns the archive and its results "
+        "(default: DXASSIST_BATCH_FACILITY, else the one facility the configuration names)",
+    )
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores, max 4)")
     p.add_argument("--model-version", default=None, help="imaging model version (default: the champion)")

@@ -331,6 +331,20 @@ class DeliverySettings(BaseSettings):
         return self
 
 
+class BatchSettings(BaseSettings):
+    """``dxassist batch score`` (``settings.batch``).
+
+    Attributes:
+        batch_facility: The facility that owns an archive's results when ``--facility`` is not given.
+            Unset: the one facility the configuration names (``facility_issuers``, ``dimse_nodes``,
+            ``dimse_open_facility``), if there is exactly one; else the command asks for ``--facility``.
+    """
+
+    model_config = _GROUP_CONFIG
+
+    batch_facility: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+
+
 class LogSettings(BaseSettings):
     """The process's JSON logs (docs/operations.md, "Logs"; ``settings.logs``)."""
 
@@ -384,6 +398,7 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
@@ -463,6 +478,14 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.resolved_home / "logs"
+
+    def configured_facilities(self) -> frozenset[str]:
+        """The facilities the configuration names: patient-identifier issuers and DICOM nodes."""
+        named = set(self.record.facility_issuers)
+        named.update(node.facility for node in self.dimse.dimse_nodes)
+        if self.dimse.dimse_open_facility:
+            named.add(self.dimse.dimse_open_facility)
+        return frozenset(named)
 
     def log_path(self, default_name: str) -> Path | None:
         """The log file of a process whose default file is ``logs/<default_name>``; None: stderr only."""

@@ -37,14 +37,17 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _command(archive: Path, *extra: str) -> list[str]:
-    return [str(DXASSIST), "batch", "score", str(archive), "--facility", "F1", "--workers", "2", *extra]
+def _command(archive: Path, *extra: str, facility: str | None = "F1") -> list[str]:
+    owner = ["--facility", facility] if facility is not None else []
+    return [str(DXASSIST), "batch", "score", str(archive), *owner, "--workers", "2", *extra]
 
 
-def _score(home: Path, archive: Path, *extra: str) -> tuple[dict[str, object], str]:
+def _score(
+    home: Path, archive: Path, *extra: str, facility: str | None = "F1", **settings: str
+) -> tuple[dict[str, object], str]:
     proc = subprocess.run(
-        _command(archive, "--json", *extra),
-        env=_env(home),
+        _command(archive, "--json", *extra, facility=facility),
+        env=_env(home) | settings,
         capture_output=True,
         text=True,
         timeout=600,
@@ -106,7 +109,9 @@ def test_interrupted_run_resumes_without_duplicates(home: Path, archive: tuple[P
     studies = [row[0] for row in rows]
     assert len(studies) == scorable == len(set(studies))  # every scorable study once, none twice
 
-    again, _ = _score(home, root)
+    # The facility from the setting instead of --facility: the same owner, so every study is skipped
+    # (another facility would have been refused with resend_conflict).
+    again, _ = _score(home, root, facility=None, DXASSIST_BATCH_FACILITY="F1")
     assert (again["scored"], again["skipped"]) == (0, scorable)
     assert len(_batch_results(home)) == scorable
 
