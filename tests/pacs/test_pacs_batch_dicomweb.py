@@ -77,5 +77,5 @@ def test_dicomweb_archive_scored_and_not_twice(tmp_path: Path) -> None:
     # Without credentials Orthanc answers 401: one line, exit 2, before any worker starts.
     assert denied.returncode == 2
     assert denied.stderr.strip().splitlines()[-1] == (
-        f"dxassist: The DICOMweb server at {orthanc.url}/dicom-web did not answer the study query."
+        f"dxassist: The DICOMweb server at {orthanc.url}/dicom-web did not answer the study query (HTTP 401)."
     )
