@@ -135,6 +135,21 @@ def _label_rows(
     return rows
 
 
+def _audit_export(record: Record, out: Path) -> None:
+    """The audit entry of a training-set export by the administrator at this terminal."""
+    record.audit.append(
+        subject=f"cli:{getpass.getuser()}",
+        role="admin",
+        facility=None,
+        action="export:training-set",
+        resource_type="TrainingExport",
+        resource_id=out.name[:128],
+        patient_id=None,
+        outcome="success",
+        client=None,
+    )
+
+
 def export_kept_training_set(
     settings: Settings, *, out: Path, model: str = "cxr-findings", stream: TextIO | None = None
 ) -> int:
@@ -157,17 +172,7 @@ def export_kept_training_set(
         export_kept_inputs(
             record, out=out, secret=deid_secret(settings.keys_dir), model_name=model, report=report
         )
-        record.audit.append(
-            subject=f"cli:{getpass.getuser()}",
-            role="admin",
-            facility=None,
-            action="export:training-set",
-            resource_type="TrainingExport",
-            resource_id=out.name[:128],
-            patient_id=None,
-            outcome="success",
-            client=None,
-        )
+        _audit_export(record, out)
     finally:
         record.close()
     return 0
@@ -268,17 +273,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             },
         }
         (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        record.audit.append(
-            subject=f"cli:{getpass.getuser()}",
-            role="admin",
-            facility=None,
-            action="export:training-set",
-            resource_type="TrainingExport",
-            resource_id=out.name[:128],
-            patient_id=None,
-            outcome="success",
-            client=None,
-        )
+        _audit_export(record, out)
     finally:
         record.close()
     report.write(
