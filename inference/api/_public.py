@@ -8,6 +8,7 @@ URLs and the time format of the JSON.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from inference.api import schemas
 from inference.record import (
@@ -43,19 +44,26 @@ def _rationale(texts: Mapping[str, str], language: str) -> tuple[str | None, str
     return texts.get(chosen), chosen
 
 
-def _imaging(result: ImagingResult, language: str) -> schemas.ImagingResult:
+def _common(result: AnyResult, language: str) -> dict[str, Any]:
+    """The fields every kind of result has, its rationale in ``language`` (English when missing)."""
     rationale, chosen = _rationale(result.rationale, language)
+    return {
+        "result_id": result.result_id,
+        "patient": schemas.PatientRef(id=result.patient.id, identifier=result.patient.identifier),
+        "model": _model(result.model),
+        "priority": result.priority,
+        "status": result.status,
+        "warnings": list(result.warnings),
+        "created_at": iso(result.created_at),
+        "rationale": rationale,
+        "rationale_language": chosen,
+    }
+
+
+def _imaging(result: ImagingResult, language: str) -> schemas.ImagingResult:
     return schemas.ImagingResult(
         kind="imaging",
-        result_id=result.result_id,
-        patient=schemas.PatientRef(id=result.patient.id, identifier=result.patient.identifier),
-        model=_model(result.model),
-        priority=result.priority,
-        status=result.status,
-        warnings=list(result.warnings),
-        created_at=iso(result.created_at),
-        rationale=rationale,
-        rationale_language=chosen,
+        **_common(result, language),
         study_instance_uid=result.study_instance_uid,
         findings=[
             schemas.Finding(
@@ -81,20 +89,11 @@ def public_result(result: AnyResult, *, language: str) -> schemas.ImagingResult 
     """The contract's JSON of one result, its rationale in ``language`` (English when missing)."""
     if isinstance(result, ImagingResult):
         return _imaging(result, language)
-    rationale, chosen = _rationale(result.rationale, language)
     news2 = None if result.news2 is None else schemas.News2.model_validate(dict(result.news2))
     trend = None if result.trend is None else schemas.Trend.model_validate(dict(result.trend))
     return schemas.TriageResult(
         kind="triage",
-        result_id=result.result_id,
-        patient=schemas.PatientRef(id=result.patient.id, identifier=result.patient.identifier),
-        model=_model(result.model),
-        priority=result.priority,
-        status=result.status,
-        warnings=list(result.warnings),
-        created_at=iso(result.created_at),
-        rationale=rationale,
-        rationale_language=chosen,
+        **_common(result, language),
         observed_at=iso(result.observed_at),
         risk=schemas.Risk(
             probability=result.risk.probability,
