@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 
 from inference.api._errors import FHIR_MEDIA_TYPE
 from inference.api._fhir import StrictHandling, negotiate_format
@@ -29,35 +31,28 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_MEDIA_TYPE
 
 
-@router.get(
-    "/metadata",
-    response_class=FhirResponse,
-    responses={200: _FHIR, **_ERRORS},
-    summary="The CapabilityStatement.",
-)
+def _get(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A GET route answering FHIR JSON, with its errors as OperationOutcome resources."""
+    return router.get(path, response_class=FhirResponse, responses={200: _FHIR, **_ERRORS}, summary=summary)
+
+
+@_get("/metadata", "The CapabilityStatement.")
 async def metadata(
     _actor: Annotated[Actor, require("fhir:read")], ctx: ContextDep, base_url: BaseUrl
 ) -> FhirResponse:
     return FhirResponse(await capability(ctx=ctx, base_url=f"{base_url}/fhir"))
 
 
-@router.get(
-    "/AuditEvent/{event_id}",
-    response_class=FhirResponse,
-    responses={200: _FHIR, **_ERRORS},
-    summary="One audit trail entry as a FHIR AuditEvent (auditors).",
-)
+@_get("/AuditEvent/{event_id}", "One audit trail entry as a FHIR AuditEvent (auditors).")
 async def read_audit_event(
     actor: Annotated[Actor, require("audit:read")], ctx: ContextDep, event_id: ResourceId
 ) -> FhirResponse:
     return FhirResponse(await audit_event_read(ctx=ctx, actor=actor, event_id=event_id))
 
 
-@router.get(
+@_get(
     "/AuditEvent",
-    response_class=FhirResponse,
-    responses={200: _FHIR, **_ERRORS},
-    summary="Search the audit trail: date (repeatable, with ge/gt/le/lt), patient, agent, _count, _offset.",
+    "Search the audit trail: date (repeatable, with ge/gt/le/lt), patient, agent, _count, _offset.",
 )
 async def search_audit_events(
     actor: Annotated[Actor, require("audit:read")],
@@ -72,12 +67,7 @@ async def search_audit_events(
     return FhirResponse(bundle)
 
 
-@router.get(
-    "/{resource_type}/{resource_id}",
-    response_class=FhirResponse,
-    responses={200: _FHIR, **_ERRORS},
-    summary="Read one resource.",
-)
+@_get("/{resource_type}/{resource_id}", "Read one resource.")
 async def read(
     actor: Annotated[Actor, require("fhir:read")],
     ctx: ContextDep,
@@ -88,11 +78,9 @@ async def read(
     return FhirResponse(resource)
 
 
-@router.get(
+@_get(
     "/{resource_type}",
-    response_class=FhirResponse,
-    responses={200: _FHIR, **_ERRORS},
-    summary="Search: a searchset Bundle (patient=, identifier=, _id=, _count=, _offset=); other "
+    "Search: a searchset Bundle (patient=, identifier=, _id=, _count=, _offset=); other "
     "parameters are ignored unless the request says Prefer: handling=strict.",
 )
 async def search(
