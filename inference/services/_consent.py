@@ -16,6 +16,19 @@ _OBJECTION = (
 )
 
 
+async def _audit(ctx: Context, actor: Actor, *, action: str, outcome: str, patient_id: str) -> None:
+    """The audit entry of a read, write or refusal touching a patient's consent."""
+    await audit(
+        ctx,
+        actor,
+        action=action,
+        outcome=outcome,
+        resource_type="Consent",
+        resource_id=patient_id,
+        patient_id=patient_id,
+    )
+
+
 async def check_ai_consent(ctx: Context, actor: Actor, *, patient: PatientIn, action: str) -> None:
     """Refuse, before any analysis, a study or vital signs of a patient who objected to AI processing.
 
@@ -36,15 +49,7 @@ async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | 
     """
     if found is None or found.ai_processing:
         return
-    await audit(
-        ctx,
-        actor,
-        action=action,
-        outcome="consent_objection",
-        resource_type="Consent",
-        resource_id=found.patient_id,
-        patient_id=found.patient_id,
-    )
+    await _audit(ctx, actor, action=action, outcome="consent_objection", patient_id=found.patient_id)
     raise ConsentObjection(_OBJECTION)
 
 
@@ -64,15 +69,7 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         resource_type="Consent",
         resource_id=patient_id,
     )
-    await audit(
-        ctx,
-        actor,
-        action="consent:read",
-        outcome="success",
-        resource_type="Consent",
-        resource_id=patient_id,
-        patient_id=patient_id,
-    )
+    await _audit(ctx, actor, action="consent:read", outcome="success", patient_id=patient_id)
     return state.public()
 
 
@@ -105,15 +102,7 @@ async def set_consent(
         by=actor.principal.subject,
         role=actor.principal.role,
     )
-    await audit(
-        ctx,
-        actor,
-        action="consent:write",
-        outcome="success",
-        resource_type="Consent",
-        resource_id=patient_id,
-        patient_id=patient_id,
-    )
+    await _audit(ctx, actor, action="consent:write", outcome="success", patient_id=patient_id)
     return state.public()
 
 
@@ -166,15 +155,7 @@ async def authorise_holder(ctx: Context, actor: Actor, *, action: str, patient_i
     )
     if ground is not None:
         return
-    await audit(
-        ctx,
-        actor,
-        action=action,
-        outcome="denied",
-        resource_type="Consent",
-        resource_id=patient_id,
-        patient_id=patient_id,
-    )
+    await _audit(ctx, actor, action=action, outcome="denied", patient_id=patient_id)
     raise Forbidden(
         "Only a facility that holds this patient (filed the patient or one of its results) records its "
         "consent; your token's facility does not."
