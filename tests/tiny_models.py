@@ -411,3 +411,34 @@ def seed_both(cache_dir: Path | str, work_dir: Path | str, *, input_size: int = 
     seed_cache(cache_dir, IMAGING_NAME, build_imaging_onnx(work / "imaging.onnx", input_size=input_size))
     seed_cache(cache_dir, TRIAGE_NAME, build_triage_onnx(work / "triage.onnx"))
     return Path(cache_dir)
+
+
+def register_both(client: Any, work_dir: Path | str, *, profile: str, **extra: Any) -> dict[str, str]:
+    """Build both tiny models under ``work_dir``, register each in ``client``'s registry (a
+    ``model_registry.RegistryClient``, parity passed, sha256 tagged) and promote it ``champion``.
+
+    ``extra`` goes to ``log_and_register`` as it is (e.g. ``git_commit``). Returns name → version.
+    """
+    work = Path(work_dir)
+    built = {
+        IMAGING_NAME: build_imaging_onnx(work / "imaging.onnx"),
+        TRIAGE_NAME: build_triage_onnx(work / "triage.onnx"),
+    }
+    versions: dict[str, str] = {}
+    for name, path in built.items():
+        version = client.log_and_register(
+            name=name,
+            onnx_path=Path(path),
+            params={"profile": profile},
+            metrics={"val_auroc": 0.9},
+            artifacts=None,
+            model_card=f"# {name} (tiny test model)\n\nSynthetic; not for clinical use.\n",
+            dataset="tiny-synthetic (tests)",
+            parity_passed=True,
+            parity_max_abs_diff=0.0,
+            sha256=sha256_file(Path(path)),
+            **extra,
+        )
+        client.promote(name, version.version)
+        versions[name] = version.version
+    return versions

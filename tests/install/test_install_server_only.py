@@ -14,21 +14,20 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import _stow_destination
 import httpx
 import pytest
 from _dxassist_cli import REPO
-from tiny_models import IMAGING_NAME, TRIAGE_NAME, build_imaging_onnx, build_triage_onnx
+from _stow_destination import Received
+from tiny_models import IMAGING_NAME, TRIAGE_NAME, register_both
 
-from model_registry import RegistryClient, sha256_file
+from model_registry import RegistryClient
 
 # A cold pip cache downloads about 150 MB; on two shared cores the whole test took 11 minutes once.
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -73,54 +72,11 @@ def _size_mb(folder: Path) -> float:
     return total / 2**20
 
 
-@dataclass
-class Received:
-    """Every POST the STOW-RS destination was sent: ``(path, content type, body)``."""
-
-    posts: list[tuple[str, str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def datasets(self) -> list[Any]:
-        from pydicom import dcmread
-
-        with self.lock:
-            posts = list(self.posts)
-        out = []
-        for _path, content_type, body in posts:
-            boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
-            for part in body.split(f"--{boundary}".encode())[1:-1]:
-                out.append(dcmread(BytesIO(part.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n"))))
-        return out
-
-
 @pytest.fixture
 def stow_destination() -> Iterator[tuple[str, Received]]:
     """A STOW-RS endpoint on 127.0.0.1 that records every POST and answers 200."""
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with received.lock:
-                received.posts.append((self.path, self.headers.get("Content-Type", ""), body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _stow_destination.stow_destination() as served:
+        yield served
 
 
 def _chest_radiograph(study: str) -> bytes:
@@ -166,23 +122,7 @@ def _chest_radiograph(study: str) -> bytes:
 def _register_champions(home: Path) -> None:
     """Register and promote both tiny models in the home's MLflow store (with the full environment)."""
     client = RegistryClient(f"sqlite:///{home / 'mlflow.db'}", home / "mlartifacts")
-    for name, path in (
-        (IMAGING_NAME, build_imaging_onnx(home.parent / "build" / "imaging.onnx")),
-        (TRIAGE_NAME, build_triage_onnx(home.parent / "build" / "triage.onnx")),
-    ):
-        version = client.log_and_register(
-            name=name,
-            onnx_path=Path(path),
-            params={"profile": "test"},
-            metrics={"val_auroc": 0.9},
-            artifacts=None,
-            model_card=f"# {name} (tiny test model)\n\nSynthetic; not for clinical use.\n",
-            dataset="tiny-synthetic (tests)",
-            parity_passed=True,
-            parity_max_abs_diff=0.0,
-            sha256=sha256_file(Path(path)),
-        )
-        client.promote(name, version.version)
+    register_both(client, home.parent / "build", profile="test")
 
 
 def _free_port() -> int:

@@ -37,28 +37,12 @@ def _register(args: argparse.Namespace) -> None:
 
     import model_registry
 
-    work = Path(args.workdir)
     client = model_registry.RegistryClient(args.tracking_uri)
-    built = {
-        tiny_models.IMAGING_NAME: tiny_models.build_imaging_onnx(work / "imaging.onnx", input_size=64),
-        tiny_models.TRIAGE_NAME: tiny_models.build_triage_onnx(work / "triage.onnx"),
-    }
-    for name, path in built.items():
-        version = client.log_and_register(
-            name=name,
-            onnx_path=Path(path),
-            params={"profile": "multi-host test"},
-            metrics={"val_auroc": 0.9},
-            artifacts=None,
-            model_card=f"# {name} (tiny test model)\n\nRandom weights; not for clinical use.\n",
-            dataset="tiny-synthetic (tests)",
-            parity_passed=True,
-            parity_max_abs_diff=0.0,
-            sha256=model_registry.sha256_file(Path(path)),
-            git_commit="feedbeef",
-        )
-        client.promote(name, version.version)
-        print(f"{name} version {version.version} is champion")
+    versions = tiny_models.register_both(
+        client, Path(args.workdir), profile="multi-host test", git_commit="feedbeef"
+    )
+    for name, version in versions.items():
+        print(f"{name} version {version} is champion")
 
 
 def _wait(args: argparse.Namespace) -> None:

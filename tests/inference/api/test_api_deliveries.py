@@ -7,19 +7,16 @@ so what dxassist sent can be read back as DICOM.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BytesIO
 from typing import Any
 
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom, related_body
 from _api_env import Env, TestClient, make_settings, new_study_uid
+from _stow_destination import Received, stow_destination
 
 from inference.api import create_app
 
@@ -27,57 +24,11 @@ SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 
-@dataclass
-class Received:
-    """What the STOW-RS server was sent: one ``(path, content type, body)`` per POST."""
-
-    posts: list[tuple[str, str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def datasets(self) -> list[Any]:
-        """Every DICOM instance POSTed so far (one part per request, as dxassist sends them)."""
-        from pydicom import dcmread
-
-        with self.lock:
-            posts = list(self.posts)
-        out = []
-        for _path, content_type, body in posts:
-            boundary = content_type.split("boundary=", 1)[1].strip().strip('"')
-            for part in body.split(f"--{boundary}".encode())[1:-1]:
-                payload = part.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
-                out.append(dcmread(BytesIO(payload)))
-        return out
-
-
 @pytest.fixture(scope="module")
 def stow_server() -> Iterator[tuple[str, Received]]:
     """A DICOMweb STOW-RS endpoint on 127.0.0.1 that stores nothing and answers every POST with 200."""
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with received.lock:
-                received.posts.append((self.path, self.headers.get("Content-Type", ""), body))
-            answer = b"{}"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with stow_destination() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
