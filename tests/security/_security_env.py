@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import sys
-import uuid
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tiny_models
 
 from inference.config import Settings
-from inference.security import issue_token
 
 TESTS = Path(__file__).resolve().parents[1]
 for _folder in (TESTS / "inference" / "api", TESTS / "inference" / "dicom"):
@@ -26,11 +22,8 @@ from _api_dicom import (  # noqa: E402
     chest_dicom,
     related_body,
 )
-
-with warnings.catch_warnings():
-    # starlette warns (as a UserWarning) that it prefers httpx2 over httpx; the dev extra pins httpx.
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
+from _api_env import Env, TestClient, new_study_uid  # noqa: E402
+from _api_env import make_settings as api_settings  # noqa: E402
 
 __all__ = [
     "BIRTH_DATE",
@@ -47,34 +40,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Env:
-    """One server home: its settings and a way to make bearer headers."""
-
-    home: Path
-    settings: Settings
-
-    def headers(
-        self, role: str, *, facility: str | None = "F1", subject: str | None = None
-    ) -> dict[str, str]:
-        """``Authorization`` header for a fresh token of ``role``, bound to ``facility`` (F1 by default:
-        results belong to the facility that sent them; ``facility=None`` makes a token bound to none)."""
-        token = issue_token(self.settings, subject=subject or f"test-{role}", role=role, facility=facility)
-        return {"Authorization": f"Bearer {token}"}
-
-
 def make_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings for a test server: SQLite record and model cache under ``home``, no MLflow, no watcher."""
-    values: dict[str, Any] = {
-        "home": home,
-        "database_url": None,
-        "mlflow_tracking_uri": None,
-        "model_watch_seconds": 0,
-        "preprocess_workers": 1,
-        "jwks_url": None,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    """The API tests' settings (SQLite record and model cache under ``home``, no MLflow, no watcher), and
+    no JWKS: the tokens are the embedded issuer's, whatever the environment says."""
+    return api_settings(home, **{"jwks_url": None, **overrides})
 
 
 def seeded_env(home: Path, **overrides: Any) -> Env:
@@ -82,11 +51,6 @@ def seeded_env(home: Path, **overrides: Any) -> Env:
     settings = make_settings(home, **overrides)
     tiny_models.seed_both(settings.model_cache, home / "build")
     return Env(home=home, settings=settings)
-
-
-def new_study_uid() -> str:
-    """A fresh, valid study UID (the 2.25 UUID-derived form)."""
-    return f"2.25.{uuid.uuid4().int}"
 
 
 def upload(client: TestClient, headers: dict[str, str], **dicom: Any) -> Any:

@@ -8,13 +8,11 @@ fails ``test_the_documented_table_is_the_code_table``, and every cell is then as
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _security_env import Env, TestClient, seeded_env
+from _security_env import Env, TestClient
 
-from inference.api import create_app
 from inference.record import AuditIn, Record
 from inference.security import ACCESS, COLUMN_TITLES, COLUMNS, PERMISSIONS
 
@@ -46,20 +44,6 @@ CASES = [(role, column) for role, row in TABLE.items() for column in row]
 def test_the_documented_table_is_the_code_table() -> None:
     assert TABLE == {role.value: dict(row) for role, row in ACCESS.items()}
     assert len(CASES) == 6 * 4
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    home = tmp_path_factory.mktemp("dxassist-access")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DXASSIST_HOME", str(home))
-        yield seeded_env(home)
-
-
-@pytest.fixture(scope="module")
-def client(env: Env) -> Iterator[TestClient]:
-    with TestClient(create_app(env.settings)) as test_client:
-        yield test_client
 
 
 def _situation(client: TestClient, env: Env, column: str, reader: str) -> tuple[str, str, str | None]:
