@@ -21,12 +21,14 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _dxassist_cli import DXASSIST, dxassist_env
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -260,6 +262,67 @@ class Pacs:
     orthanc: Orthanc
     listener: Listener
     work: Path
+
+
+@dataclass
+class Serve:
+    """``dxassist serve`` on loopback in a subprocess (:func:`start_serve`)."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    subject: str  # the tokens it issues name ``<subject>-<role>``
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, role: str, facility: str | None = "F1") -> str:
+        """A bearer token of ``role``, bound to ``facility`` (none when ``None``), from ``dxassist token``."""
+        command = [str(DXASSIST), "token", "issue", "--subject", f"{self.subject}-{role}", "--role", role]
+        if facility:
+            command += ["--facility", facility]
+        done = subprocess.run(
+            command, env=dxassist_env(self.home), capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    def stop(self) -> None:
+        _stop(self.process, timeout=30)
+
+
+def start_serve(
+    home: Path, env: dict[str, str], *, subject: str, stdout: Path, stderr: Path | None = None
+) -> Serve:
+    """Start ``dxassist serve`` for ``home`` (its own environment, no model watcher, plus ``env``) and wait
+    until ``/readyz`` answers 200; it prints to ``stdout``, and to ``stderr`` when given (else stdout)."""
+    port = free_port()
+    with ExitStack() as files:
+        out = files.enter_context(open(stdout, "wb"))
+        err = subprocess.STDOUT if stderr is None else files.enter_context(open(stderr, "wb"))
+        process = subprocess.Popen(
+            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **env},
+            stdout=out,
+            stderr=err,
+            cwd=home,
+        )
+    serve = Serve(home, port, process, subject)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"dxassist serve exited at start:\n{(stderr or stdout).read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{serve.url}/readyz", timeout=2, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, timeout=90, interval=0.3, what="dxassist serve's /readyz")
+    except BaseException:
+        serve.stop()
+        raise
+    return serve
 
 
 def require_tools() -> None:

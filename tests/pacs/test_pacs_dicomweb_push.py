@@ -9,43 +9,17 @@ with a ``pacs`` bearer token in ``HttpHeaders``, a study uploaded to Orthanc ove
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 import tiny_models
-from _dxassist_cli import DXASSIST, dxassist_env
 from _pacs_dicom import chest_cr, new_uid
-from _pacs_harness import Orthanc, free_port, require_tools, wait_until
+from _pacs_harness import Orthanc, Serve, free_port, require_tools, start_serve, wait_until
 
 pytestmark = pytest.mark.integration
 
 FACILITY = "F-ORTHANC"
-
-
-@dataclass
-class Serve:
-    """``dxassist serve`` on loopback in a subprocess."""
-
-    home: Path
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def token(self, role: str) -> str:
-        command = [str(DXASSIST), "token", "issue", "--subject", f"orthanc-{role}", "--role", role]
-        command += ["--facility", FACILITY]
-        done = subprocess.run(
-            command, env=dxassist_env(self.home), capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -59,39 +33,15 @@ def wired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Orthanc, S
     (root / "orthanc").mkdir()
     # No listener runs here: the harness's Lua route to a DIMSE listener fails harmlessly.
     orthanc = Orthanc(root / "orthanc", free_port(), free_port(), free_port())
-    port = free_port()
-    env = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0"}
-    with open(root / "serve.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=home,
-        )
-    serve = Serve(home, port, process)
     orthanc.start()
     try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"dxassist serve exited at start:\n{(root / 'serve.log').read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{serve.url}/readyz", timeout=2, trust_env=False).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, timeout=90, interval=0.3, what="dxassist serve's /readyz")
-        yield orthanc, serve
+        serve = start_serve(home, {}, subject="orthanc", stdout=root / "serve.log")
+        try:
+            yield orthanc, serve
+        finally:
+            serve.stop()
     finally:
         orthanc.stop()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def test_orthanc_pushes_a_study_with_its_dicomweb_plugin_and_the_result_is_filed(
@@ -101,7 +51,7 @@ def test_orthanc_pushes_a_study_with_its_dicomweb_plugin_and_the_result_is_filed
     study = new_uid()
     server = {
         "Url": f"{serve.url}/dicomweb/",
-        "HttpHeaders": {"Authorization": f"Bearer {serve.token('pacs')}"},
+        "HttpHeaders": {"Authorization": f"Bearer {serve.token('pacs', FACILITY)}"},
     }
     with orthanc.client() as client:
         assert client.put("/dicom-web/servers/dxassist", content=json.dumps(server)).status_code == 200
@@ -125,10 +75,9 @@ def test_orthanc_pushes_a_study_with_its_dicomweb_plugin_and_the_result_is_filed
 
         job = wait_until(finished, timeout=120, interval=0.5, what="Orthanc's STOW-RS job")
     assert job["State"] == "Success", job
+    radiologist = {"Authorization": f"Bearer {serve.token('radiologist', FACILITY)}"}
     with httpx.Client(base_url=serve.url, timeout=30, trust_env=False) as client:
-        result = client.get(
-            f"/v1/studies/{study}/result", headers={"Authorization": f"Bearer {serve.token('radiologist')}"}
-        )
+        result = client.get(f"/v1/studies/{study}/result", headers=radiologist)
     assert result.status_code == 200, result.text
     body = result.json()
     assert body["study_instance_uid"] == study

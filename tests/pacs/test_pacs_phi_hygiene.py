@@ -14,8 +14,6 @@ the server's /metrics) is searched for any of those values.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -26,15 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 import tiny_models
-from _dxassist_cli import DXASSIST, dxassist_env
 from _pacs_dicom import chest_cr, new_uid, write
 from _pacs_harness import (
     LISTENER_AET,
     ORTHANC_AET,
     Listener,
     Orthanc,
+    Serve,
     free_port,
     require_tools,
+    start_serve,
     storescu,
     wait_until,
 )
@@ -105,38 +104,6 @@ def _related(parts: list[bytes]) -> tuple[bytes, str]:
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
-@dataclass
-class Server:
-    """``dxassist serve`` in a subprocess, stdout and stderr in separate files."""
-
-    home: Path
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def token(self, role: str, facility: str | None = "F1") -> str:
-        command = [str(DXASSIST), "token", "issue", "--subject", f"phi-{role}", "--role", role]
-        if facility:
-            command += ["--facility", facility]
-        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, check=True)
-        return done.stdout.strip()
-
-    def env(self) -> dict[str, str]:
-        return dxassist_env(self.home)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 def _destination(dicom_port: int, calling: str) -> dict[str, object]:
     return {
         "name": "orthanc",
@@ -149,41 +116,17 @@ def _destination(dicom_port: int, calling: str) -> dict[str, object]:
     }
 
 
-def _start_server(root: Path, dicom_port: int) -> Server:
+def _start_server(root: Path, dicom_port: int) -> Serve:
     home = root / "serve-home"
     home.mkdir()
     tiny_models.seed_both(home / "models", root / "serve-build")
-    port = free_port()
-    env = dxassist_env(home)
-    env.update(
-        {
-            "DXASSIST_MODEL_WATCH_SECONDS": "0",
-            "DXASSIST_DESTINATIONS": json.dumps([_destination(dicom_port, "DXASSIST-HTTP")]),
-            "DXASSIST_DELIVERY_BACKOFF_SECONDS": "0.3",
-            "DXASSIST_DELIVERY_BACKOFF_CAP_SECONDS": "1.0",
-            "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
-        }
-    )
-    with open(root / "serve.stdout", "wb") as out, open(root / "serve.stderr", "wb") as err:
-        process = subprocess.Popen(
-            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=err,
-            cwd=home,
-        )
-    server = Server(home, port, process)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"dxassist serve exited at start:\n{(root / 'serve.stderr').read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{server.url}/readyz", timeout=2, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, timeout=90, interval=0.3, what="dxassist serve's /readyz")
-    return server
+    env = {
+        "DXASSIST_DESTINATIONS": json.dumps([_destination(dicom_port, "DXASSIST-HTTP")]),
+        "DXASSIST_DELIVERY_BACKOFF_SECONDS": "0.3",
+        "DXASSIST_DELIVERY_BACKOFF_CAP_SECONDS": "1.0",
+        "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
+    }
+    return start_serve(home, env, subject="phi", stdout=root / "serve.stdout", stderr=root / "serve.stderr")
 
 
 @dataclass(frozen=True)
@@ -215,7 +158,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outputs]:
     listener = Listener(listener_home, listener_port, [_destination(dicom_port, LISTENER_AET)])
     studies = {"upload": new_uid(), "stow": new_uid(), "dimse": new_uid()}
     orthanc.start()
-    server: Server | None = None
+    server: Serve | None = None
     metrics = ""
     try:
         listener.start()
