@@ -184,6 +184,22 @@ def test_builds_log_under_one_id_and_every_dead_letter_retry_is_audited(
     again = _cli(env.home, "dead-letter", "retry", f"study:{key}")
     assert again.returncode == 2 and "nothing was retried" in again.stderr
     assert len(_retry_entries(client, env)) == 3
+
+    # A study whose folder cannot be moved back (a file stands where its incoming/ folder would go):
+    # the command says so and exits 2, the study stays a dead letter, and the failed move is audited.
+    stuck = new_study_uid()
+    (env.home / "dead-letter" / "studies" / stuck).mkdir(parents=True)
+    (env.home / "dead-letter" / "studies" / stuck / "a.dcm").write_bytes(b"DICM")
+    (env.home / "incoming" / stuck).write_bytes(b"")
+    failed = _cli(env.home, "dead-letter", "retry", f"study:{stuck}")
+    assert failed.returncode == 2 and "could not be moved back" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert f"study:{stuck}" in _cli(env.home, "dead-letter", "list").stdout
+    events = _retry_entries(client, env)
+    [entry] = [
+        e for e in events if _entity(e, ":DeadLetter")["what"]["identifier"]["value"] == f"study:{stuck}"
+    ]
+    assert entry["outcome"] == "4" and entry["outcomeDesc"] == "failure"
     verified = _cli(env.home, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
