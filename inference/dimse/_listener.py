@@ -46,7 +46,7 @@ from inference.dicom import (
     read_study,
 )
 from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
-from inference.observability import correlated, current_request_id, new_correlation_id
+from inference.observability import bind_request_id, correlated, current_request_id, new_correlation_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -272,6 +272,15 @@ _LIFECYCLE: Final = {
 }
 
 
+def _on_requested(event: Any) -> None:
+    """Bind the association's id for the rest of its thread's life (A-ASSOCIATE-RQ, its first event).
+
+    pynetdicom runs each association in a thread of its own, which dies with it, so the binding is never
+    undone: lines logged outside our handlers (pynetdicom's own warnings) carry the id too.
+    """
+    bind_request_id(_association_id(event.assoc))
+
+
 def _on_lifecycle(event: Any, what: str) -> None:
     """Log an association's acceptance, refusal, release or abort under its id."""
     level, message = _LIFECYCLE[what]
@@ -299,6 +308,7 @@ def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, lis
         (evt.EVT_C_STORE, _on_store, [node]),
         (evt.EVT_ESTABLISHED, _on_established, [node]),
         (evt.EVT_DATA_RECV, _on_data, [node]),
+        (evt.EVT_REQUESTED, _on_requested),
         (evt.EVT_ACCEPTED, _on_lifecycle, ["accepted"]),
         (evt.EVT_REJECTED, _on_lifecycle, ["refused"]),
         (evt.EVT_RELEASED, _on_lifecycle, ["released"]),
