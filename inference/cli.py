@@ -472,7 +472,7 @@ def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
     settings = _settings()
     record = _open_record(settings)
     try:
-        items = list_dead_letters(record=record, home=settings.resolved_home, kind=args.kind)
+        items = list_dead_letters(record=record, home=settings.listener_spool, kind=args.kind)
     finally:
         record.close()
     if args.json:
@@ -508,7 +508,7 @@ def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
     try:
         retried = retry_dead_letters(
             record=record,
-            home=settings.resolved_home,
+            home=settings.listener_spool,
             ids=args.ids,
             kind=args.kind,
             every=args.all,

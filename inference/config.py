@@ -253,6 +253,15 @@ class DimseSettings(BaseSettings):
             ``DXASSIST_HOME/dead-letter/studies``.
         dimse_retry_seconds: First delay before a received study whose analysis failed is tried again;
             doubles each attempt, up to ``delivery_backoff_cap_seconds``.
+        dimse_spool: The listener's spool: the folder holding ``incoming/``, ``receiving/`` and
+            ``dead-letter/studies/`` (``DXASSIST_DIMSE_SPOOL``; relative to ``DXASSIST_HOME``, which is the
+            default). Several listener instances share one spool on shared storage (NFS, an RWX volume).
+        dimse_grouping: Where the grouping state of received studies lives: ``process`` (memory of the one
+            listener, the default) or ``database`` (the record, shared by several listener instances on one
+            spool: a study is analysed once, with every instance any of them received).
+        dimse_lease_seconds: With ``database`` grouping: how long a listener's claim on a study it analyses
+            lasts without renewal (it renews every third of it); a dead instance's study is taken over
+            by another after this.
     """
 
     model_config = _GROUP_CONFIG
@@ -264,6 +273,9 @@ class DimseSettings(BaseSettings):
     dimse_stable_seconds: float = Field(default=5.0, ge=0)
     dimse_max_attempts: int = Field(default=5, ge=1)
     dimse_retry_seconds: float = Field(default=5.0, gt=0)
+    dimse_spool: Path | None = None
+    dimse_grouping: Literal["process", "database"] = "process"
+    dimse_lease_seconds: float = Field(default=60.0, ge=1)
 
     @model_validator(mode="after")
     def _unique_titles(self) -> DimseSettings:
@@ -486,6 +498,15 @@ class Settings(BaseSettings):
         if self.dimse.dimse_open_facility:
             named.add(self.dimse.dimse_open_facility)
         return frozenset(named)
+
+    @property
+    def listener_spool(self) -> Path:
+        """The listener's spool folder (``DXASSIST_DIMSE_SPOOL``, relative to home; home by default)."""
+        spool = self.dimse.dimse_spool
+        if spool is None:
+            return self.resolved_home
+        spool = spool.expanduser()
+        return spool if spool.is_absolute() else self.resolved_home / spool
 
     def log_path(self, default_name: str) -> Path | None:
         """The log file of a process whose default file is ``logs/<default_name>``; None: stderr only."""

@@ -93,6 +93,8 @@ class StudyCollector:
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._busy: set[str] = set()
+        # How often :meth:`keep` must be called while a study is analysed (None: never).
+        self.lease_seconds: float | None = None
         incoming.mkdir(parents=True, exist_ok=True)
 
     def folder(self, study_instance_uid: str) -> Path:
@@ -119,8 +121,7 @@ class StudyCollector:
         write_durably(path, data)
         if sender is not None and not (folder / SENDER_FILE).exists():
             write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
-        with self._lock:
-            self._last[folder.name] = self._clock()
+        self._arrived(folder.name)
         return path
 
     def store_file(
@@ -144,9 +145,19 @@ class StudyCollector:
             os.close(fd)
         if sender is not None and not (folder / SENDER_FILE).exists():
             write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
-        with self._lock:
-            self._last[folder.name] = self._clock()
+        self._arrived(folder.name)
         return path
+
+    def _arrived(self, key: str) -> None:
+        """An instance of study ``key`` is on disk: its quiet period restarts."""
+        with self._lock:
+            self._last[key] = self._clock()
+
+    def keep(self, study: StableStudy) -> bool:
+        """Renew this listener's hold on a study it is analysing; False when it lost it. Nothing to renew
+        here (one process holds every study); a collector sharing studies with other listeners renews
+        its lease (``lease_seconds`` says how often that is needed; None: never)."""
+        return True
 
     def pending(self) -> int:
         """How many studies are waiting for their quiet period or being analysed."""
@@ -184,16 +195,7 @@ class StudyCollector:
             if not grown:
                 self._last.pop(study.key, None)
         if remove and not grown:
-            for path in study.files:
-                path.unlink(missing_ok=True)
-            (study.folder / SENDER_FILE).unlink(missing_ok=True)
-            (study.folder / ATTEMPTS_FILE).unlink(missing_ok=True)
-            for leftover in study.folder.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
-            try:
-                study.folder.rmdir()
-            except OSError:
-                pass  # an instance is being written right now; the next quiet period takes it
+            remove_study_files(study)
 
     def retry_later(self, study: StableStudy, *, delay: float | None = None) -> None:
         """Keep a study whose analysis could not run (no model, database down) for ``delay`` seconds
@@ -236,16 +238,35 @@ class StudyCollector:
         with self._lock:
             self._busy.discard(study.key)
             self._last.pop(study.key, None)
-            target = dead_root / study.key
-            if target.exists():
-                # Dead-lettered before and released into a new folder meanwhile: keep both.
-                target = dead_root / f"{study.key}~{time.time_ns()}"
-            dead_root.mkdir(parents=True, exist_ok=True)
-            for leftover in study.folder.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
-            shutil.move(str(study.folder), str(target))
-        write_durably(target / REASON_FILE, json.dumps(reason, indent=2, sort_keys=True).encode("utf-8"))
-        return target
+            return move_to_dead_letters(study, dead_root, reason)
+
+
+def remove_study_files(study: StableStudy) -> None:
+    """Delete the analysed files of a study, and its folder once nothing else is in it."""
+    for path in study.files:
+        path.unlink(missing_ok=True)
+    (study.folder / SENDER_FILE).unlink(missing_ok=True)
+    (study.folder / ATTEMPTS_FILE).unlink(missing_ok=True)
+    for leftover in study.folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+    try:
+        study.folder.rmdir()
+    except OSError:
+        pass  # an instance is being written right now; the next quiet period takes it
+
+
+def move_to_dead_letters(study: StableStudy, dead_root: Path, reason: dict[str, Any]) -> Path:
+    """Move a study's folder into ``dead_root`` with ``reason``; return where it went."""
+    target = dead_root / study.key
+    if target.exists():
+        # Dead-lettered before and released into a new folder meanwhile: keep both.
+        target = dead_root / f"{study.key}~{time.time_ns()}"
+    dead_root.mkdir(parents=True, exist_ok=True)
+    for leftover in study.folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+    shutil.move(str(study.folder), str(target))
+    write_durably(target / REASON_FILE, json.dumps(reason, indent=2, sort_keys=True).encode("utf-8"))
+    return target
 
 
 def dead_studies(dead_root: Path) -> list[dict[str, Any]]:

@@ -46,7 +46,9 @@ from inference.dicom import (
     read_study,
 )
 from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
+from inference.dimse._shared import SharedStudyCollector, instance_name
 from inference.observability import bind_request_id, correlated, current_request_id, new_correlation_id
+from inference.record import RecordError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -397,15 +399,31 @@ async def listen(
     dimse = settings.dimse
     port = dimse.dimse_port if port is None else port
     stop = stop if stop is not None else _stop_on_signals()
-    collector = StudyCollector(
-        settings.resolved_home / INCOMING_DIR, quiet_seconds=dimse.dimse_stable_seconds
-    )
-    _receive_to_disk(settings.resolved_home / RECEIVING_DIR)
-    recovered = collector.recover()
-    if recovered:
-        logger.info("%d received studies from a previous run will be analysed", len(recovered))
+    spool = settings.listener_spool
+    shared = dimse.dimse_grouping == "database"
+    owner = instance_name() if shared else None
+    receiving = spool / RECEIVING_DIR
+    if owner is not None:
+        # Instances share the spool, not their partial transfers: each cleans only its own at start.
+        receiving = receiving / owner
+    _receive_to_disk(receiving)
     # The same engines as the HTTP API, the outbox worker included (it stops before the models).
     async with open_context(settings) as ctx:
+        collector: StudyCollector
+        if owner is not None:
+            collector = SharedStudyCollector(
+                spool / INCOMING_DIR,
+                quiet_seconds=dimse.dimse_stable_seconds,
+                claims=ctx.record.dimse_studies,
+                owner=owner,
+                lease_seconds=dimse.dimse_lease_seconds,
+            )
+            logger.info("DICOM listener instance %s shares its spool and grouping", owner)
+        else:
+            collector = StudyCollector(spool / INCOMING_DIR, quiet_seconds=dimse.dimse_stable_seconds)
+        recovered = await asyncio.to_thread(collector.recover)
+        if recovered:
+            logger.info("%d received studies from a previous run will be analysed", len(recovered))
         try:
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
@@ -426,19 +444,29 @@ async def listen(
             max_attempts=dimse.dimse_max_attempts,
             base=dimse.dimse_retry_seconds,
             cap=settings.delivery.delivery_backoff_cap_seconds,
-            dead_root=settings.resolved_home / DEAD_STUDIES_DIR,
+            dead_root=spool / DEAD_STUDIES_DIR,
         )
         rescanned = 0.0
         try:
             while not stop.is_set():
                 now = time.monotonic()
-                if now - rescanned >= _RESCAN_SECONDS:
-                    # Studies an operator released from the dead-letter folder.
-                    collector.rescan()
-                    _sweep(settings.resolved_home / RECEIVING_DIR)
-                    rescanned = now
-                for study in collector.stable():
-                    await _process(ctx, collector, study, retry, node=node)
+                try:
+                    if now - rescanned >= _RESCAN_SECONDS:
+                        # Studies an operator released from the dead-letter folder.
+                        await asyncio.to_thread(collector.rescan)
+                        await asyncio.to_thread(_sweep_spool, spool / RECEIVING_DIR, shared=owner is not None)
+                        rescanned = now
+                    while not stop.is_set() and (studies := await asyncio.to_thread(collector.stable)):
+                        for study in studies:
+                            await _process(ctx, collector, study, retry, node=node)
+                except RecordError:
+                    # The database holding the shared grouping state is down: the files stay in the spool,
+                    # claims that are not renewed run out, and the next tick tries again.
+                    logger.warning(
+                        "the shared grouping state of received studies could not be read or written",
+                        exc_info=True,
+                        extra={"code": "grouping_unavailable"},
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=_TICK_SECONDS)
         finally:
@@ -480,8 +508,12 @@ class _Retry:
 async def _process(
     ctx: Context, collector: StudyCollector, study: StableStudy, retry: _Retry, *, node: _Node | None = None
 ) -> None:
-    """Analyse a stable study under a fresh analysis id (its log lines and audit entries carry it)."""
+    """Analyse a stable study under a fresh analysis id (its log lines and audit entries carry it).
+
+    A listener sharing its studies with other instances renews its claim while the analysis runs.
+    """
     associations = node.associations(study.key) if node is not None else []
+    keeper = asyncio.create_task(_keep(collector, study)) if collector.lease_seconds else None
     with correlated(new_correlation_id("analysis")):
         logger.info(
             "analysing a received study",
@@ -490,11 +522,38 @@ async def _process(
         try:
             remove = await _analyse(ctx, study)
         except Exception as e:  # model not loaded, database down, a bug: keep the files, try again later
+            await _stop_keeping(keeper)
             await asyncio.to_thread(_failed, collector, study, retry, e)
         else:
-            collector.done(study, remove=remove)
+            await _stop_keeping(keeper)
+            await asyncio.to_thread(collector.done, study, remove=remove)
     if node is not None and not study.folder.exists():
         node.forget(study.key)
+
+
+async def _keep(collector: StudyCollector, study: StableStudy) -> None:
+    """Renew this instance's claim on ``study`` while it is analysed (every third of the lease)."""
+    interval = (collector.lease_seconds or 60.0) / 3
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            held = await asyncio.to_thread(collector.keep, study)
+        except RecordError:
+            logger.warning("the claim on a study being analysed could not be renewed", exc_info=True)
+            continue
+        if not held:
+            # Its lease ran out (the database was unreachable for longer than it): another instance may
+            # analyse it too; the record's idempotency files one result for the same instances.
+            logger.warning("the claim on a study being analysed was lost", extra={"code": "claim_lost"})
+            return
+
+
+async def _stop_keeping(keeper: asyncio.Task[None] | None) -> None:
+    if keeper is None:
+        return
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
 
 
 def _failed(collector: StudyCollector, study: StableStudy, retry: _Retry, error: Exception) -> None:
@@ -565,6 +624,18 @@ def _sweep(receiving: Path, *, idle_seconds: float = 150.0) -> None:
             with contextlib.suppress(OSError):
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()
+
+
+def _sweep_spool(receiving: Path, *, shared: bool) -> None:
+    """Sweep ``receiving`` (one listener), or every instance's folder in it (shared spool): a file whose
+    transfer stopped is old whoever wrote it."""
+    if not shared:
+        _sweep(receiving)
+        return
+    with contextlib.suppress(OSError):
+        for folder in receiving.iterdir():
+            if folder.is_dir():
+                _sweep(folder)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Table,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -40,6 +39,7 @@ from inference.record import _audit
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._lease import lease_free
 from inference.record._result_types import PendingBuild
 from inference.record._types import UTCDateTime, iso, utcnow
 
@@ -152,7 +152,7 @@ class Builds:
                 .where(
                     output_builds.c.state == "pending",
                     output_builds.c.next_attempt_at <= now,
-                    or_(output_builds.c.lease_until.is_(None), output_builds.c.lease_until <= now),
+                    lease_free(output_builds.c.lease_until, now),
                 )
                 .order_by(output_builds.c.id)
                 .limit(1)

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Table,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -40,6 +39,7 @@ from inference.record import _audit
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._lease import lease_free, took
 from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
 
@@ -201,11 +201,11 @@ class Outbox:
                 .where(
                     outbox.c.id == row.id,
                     outbox.c.state == "pending",
-                    or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+                    lease_free(outbox.c.lease_until, now),
                 )
                 .values(lease_until=now + timedelta(seconds=lease_seconds))
             )
-            if getattr(claimed, "rowcount", 0) != 1:
+            if not took(claimed):
                 return None
             return OutboxItem(
                 id=row.id,

@@ -7,6 +7,7 @@ from inference.record._audit_log import AuditLog
 from inference.record._builds import Builds
 from inference.record._consents import Consents
 from inference.record._database import Database
+from inference.record._dimse_studies import StudyClaims
 from inference.record._feedback import FeedbackLog
 from inference.record._fhir_views import FhirViews
 from inference.record._glass import BreakGlass
@@ -32,6 +33,7 @@ class Record:
         break_glass: Emergency access grants.
         outbox: DICOM objects waiting for their destinations.
         builds: Results whose DICOM outputs are not built yet.
+        dimse_studies: Received DIMSE studies shared by listener instances (grouping state, claims).
         fhir: The FHIR R4 views.
 
     Every method of a concern takes keyword arguments only.
@@ -50,6 +52,7 @@ class Record:
         self.break_glass = BreakGlass(self.db)
         self.outbox = Outbox(self.db)
         self.builds = Builds(self.db)
+        self.dimse_studies = StudyClaims(self.db)
         self.fhir = FhirViews(self.db)
 
     def migrate(self) -> None:

@@ -148,7 +148,7 @@ def retry_dead_letters(
 
     Args:
         record: The patient record (builds and deliveries).
-        home: ``DXASSIST_HOME`` (studies).
+        home: The listener's spool (``DXASSIST_DIMSE_SPOOL``, ``DXASSIST_HOME`` by default): its studies.
         ids: Ids from :func:`list_dead_letters`.
         kind: With ``every``: only this kind.
         every: Retry every dead letter (of ``kind``) instead of ``ids``.

@@ -76,7 +76,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         settings.runtime, fetch=fetch if fetch is not None else registry_fetch(settings), record=record
     )
     outbox = OutboxWorker.from_settings(record, settings.delivery)
-    gauge = DeadLetterGauge.attach(record, settings.resolved_home)
+    gauge = DeadLetterGauge.attach(record, settings.listener_spool)
     try:
         await asyncio.to_thread(record.migrate)
         ctx = Context(

@@ -35,7 +35,7 @@ EXPECTED = {
     ),
     "dimse": (
         "dimse_port dimse_allowed_aets dimse_nodes dimse_open_facility dimse_stable_seconds "
-        "dimse_max_attempts dimse_retry_seconds"
+        "dimse_max_attempts dimse_retry_seconds dimse_spool dimse_grouping dimse_lease_seconds"
     ),
     "delivery": (
         "destinations delivery_backoff_seconds delivery_backoff_cap_seconds delivery_poll_seconds "
