@@ -1,0 +1,228 @@
+"""Two `dxassist listen` instances on one shared spool and one record (DXASSIST_DIMSE_GROUPING=database).
+
+Each instance is its own process with its own ``DXASSIST_HOME`` (models, logs, audit anchor), as two
+hosts behind a DICOM load balancer would be; they share ``DXASSIST_DIMSE_SPOOL`` (a folder standing for
+the NFS or ReadWriteMany volume) and ``DXASSIST_DATABASE_URL`` (SQLite beside the spool, or a real
+PostgreSQL). A study whose instances are split between the two, over associations open at the same time,
+gives one result with every instance; a claim held by an instance that is SIGKILLed while analysing is
+taken over by the other after its lease, and the study is filed once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tiny_models
+from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, require_tools, wait_until
+from _postgres import new_postgres_database, running_postgres
+
+from inference.record import Record
+
+pytestmark = pytest.mark.integration
+
+LEASE_SECONDS = 3
+# Longer than one C-STORE round trip on a loaded machine, so the interleaved halves are one study.
+QUIET_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny models, built once; each instance's home gets a copy (hosts do not share a disk)."""
+    require_tools()
+    root = tmp_path_factory.mktemp("multi-listener-models")
+    return tiny_models.seed_both(root / "models", root / "build")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The record both instances share."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared' / 'record.db'}"
+    return new_postgres_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def pair(models: Path, record_url: str, tmp_path: Path) -> Iterator[tuple[Listener, Listener, Path]]:
+    """Listeners A and B (started one after the other: the first migrates the record); the shared spool."""
+    spool = tmp_path / "shared" / "spool"
+    spool.mkdir(parents=True)
+    listeners = []
+    for name in ("a", "b"):
+        home = tmp_path / f"host-{name}"
+        shutil.copytree(models, home / "models")
+        env = {
+            "DXASSIST_DATABASE_URL": record_url,
+            "DXASSIST_DIMSE_SPOOL": str(spool),
+            "DXASSIST_DIMSE_GROUPING": "database",
+            "DXASSIST_DIMSE_LEASE_SECONDS": str(LEASE_SECONDS),
+            "DXASSIST_DIMSE_STABLE_SECONDS": str(QUIET_SECONDS),
+        }
+        listeners.append(Listener(home, free_port(), [], extra_env=env))
+    try:
+        for listener in listeners:
+            listener.start()
+        yield listeners[0], listeners[1], spool
+    finally:
+        for listener in listeners:
+            listener.stop()
+
+
+def _datasets(study: str) -> list[Any]:
+    from pydicom import dcmread
+
+    series = new_uid()
+    views = ("PA", "LATERAL", "PA", "LATERAL")
+    return [
+        dcmread(BytesIO(chest_cr(study=study, series=series, sop=new_uid(), view=view, seed=n)))
+        for n, view in enumerate(views)
+    ]
+
+
+def _send_interleaved(study: str, ports: tuple[int, int]) -> list[str]:
+    """Send a study's instances alternately to the two listeners, both associations open throughout."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title=TEST_AET)
+    ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assocs = [ae.associate("127.0.0.1", port, ae_title=LISTENER_AET) for port in ports]
+    try:
+        assert all(assoc.is_established for assoc in assocs)
+        sent = []
+        for n, dataset in enumerate(_datasets(study)):
+            assert int(assocs[n % 2].send_c_store(dataset).Status) == 0x0000
+            sent.append(str(dataset.SOPInstanceUID))
+        return sent
+    finally:
+        for assoc in assocs:
+            assoc.release()
+
+
+def _filed(url: str, study: str) -> tuple[int, set[str]]:
+    """How many results the record holds for ``study``, and the SOP Instance UIDs it filed for it."""
+    from sqlalchemy import text
+
+    record = Record(url)
+    try:
+        with record.engine.connect() as connection:
+            results = connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM results JOIN studies ON results.study_id = studies.id "
+                    "WHERE studies.study_instance_uid = :uid"
+                ),
+                {"uid": study},
+            ).scalar_one()
+            instances = connection.execute(
+                text(
+                    "SELECT instances.sop_instance_uid FROM instances JOIN studies "
+                    "ON instances.study_id = studies.id WHERE studies.study_instance_uid = :uid"
+                ),
+                {"uid": study},
+            ).scalars()
+            return int(results), set(instances)
+    finally:
+        record.close()
+
+
+def _queue(url: str) -> list[Any]:
+    """The shared grouping state: one row per study waiting or being analysed."""
+    from sqlalchemy import text
+
+    record = Record(url)
+    try:
+        with record.engine.connect() as connection:
+            return list(connection.execute(text("SELECT study_key, claimed_by FROM dimse_studies")))
+    finally:
+        record.close()
+
+
+def _analyses(*listeners: Listener) -> int:
+    """How many times the listeners analysed a study (one ``imaging_result`` log event each, whether the
+    record filed a new result or answered with the one it holds)."""
+    count = 0
+    for listener in listeners:
+        log = listener.home / "logs" / "listener.jsonl"
+        lines = log.read_text("utf-8").splitlines() if log.exists() else []
+        count += sum(
+            1 for line in lines if line.startswith("{") and json.loads(line).get("event") == "imaging_result"
+        )
+    return count
+
+
+def _settled(url: str, spool: Path, study: str) -> bool:
+    return not _queue(url) and not (spool / "incoming" / study).exists()
+
+
+def test_a_study_split_between_two_listeners_is_analysed_once_with_every_instance(
+    pair: tuple[Listener, Listener, Path], record_url: str
+) -> None:
+    a, b, spool = pair
+    study = new_uid()
+    sent = _send_interleaved(study, (a.port, b.port))
+
+    wait_until(lambda: _filed(record_url, study)[0] > 0, timeout=90, what="the split study's result")
+    wait_until(
+        lambda: _settled(record_url, spool, study), timeout=60, what="the shared spool and queue to empty"
+    )
+    results, instances = _filed(record_url, study)
+    assert results == 1
+    assert instances == set(sent)
+    assert _analyses(a, b) == 1  # not twice: the record's idempotency would hide a second filing
+
+
+def test_a_claim_held_by_a_killed_listener_is_taken_over_after_its_lease(
+    pair: tuple[Listener, Listener, Path], record_url: str
+) -> None:
+    a, b, spool = pair
+    study = new_uid()
+    # A FIFO among the study's files: whichever instance claims the study blocks reading it, mid-analysis,
+    # while its lease keeps being renewed. It is the one killed.
+    folder = spool / "incoming" / study
+    folder.mkdir(parents=True)
+    fifo = folder / "0-blocks-the-reader.dcm"
+    os.mkfifo(fifo)
+    sent = _send_interleaved(study, (a.port, b.port))
+
+    def claimant() -> str | None:
+        rows = [row for row in _queue(record_url) if row.claimed_by]
+        return rows[0].claimed_by if rows else None
+
+    owner = wait_until(claimant, timeout=90, what="an instance to claim the study")
+    pid = int(owner.split("-")[-2])
+    by_pid = {listener.process.pid: listener for listener in (a, b) if listener.process is not None}
+    killed = by_pid[pid]
+    survivor = b if killed is a else a
+    # The blocked reader keeps its open FIFO; the survivor will find only the instances.
+    fifo.unlink()
+    assert killed.process is not None
+    killed.process.send_signal(signal.SIGKILL)
+    killed.process.wait(timeout=30)
+    killed.process = None
+
+    wait_until(
+        lambda: _filed(record_url, study)[0] > 0, timeout=120, what="the survivor to take the study over"
+    )
+    wait_until(
+        lambda: _settled(record_url, spool, study), timeout=60, what="the shared spool and queue to empty"
+    )
+    results, instances = _filed(record_url, study)
+    assert results == 1
+    assert instances == set(sent)
+    assert _analyses(a, b) == 1  # not twice: the record's idempotency would hide a second filing
+    assert survivor.process is not None and survivor.process.poll() is None
