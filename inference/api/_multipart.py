@@ -1,7 +1,11 @@
-"""Reading request bodies: the ``multipart/related`` bodies of STOW-RS, parsed here (RFC 2387 / 2046).
+"""Reading request bodies: the ``multipart/related`` bodies of STOW-RS and the ``multipart/form-data``
+uploads of ``POST /v1/studies``, parsed here (RFC 2387 / 7578 / 2046).
 
-python-multipart only speaks ``multipart/form-data``; STOW-RS sends ``multipart/related;
-type="application/dicom"``, whose parts carry a ``Content-Type`` and no ``Content-Disposition``.
+STOW-RS sends ``multipart/related; type="application/dicom"``, whose parts carry a ``Content-Type`` and no
+``Content-Disposition``, which python-multipart does not speak. Uploads are form-data, which it does, but
+Starlette's form reader hands every 64 KiB chunk of a file spooled past 1 MiB to a worker thread: about
+130 thread hops and 20 ms of CPU per 8 MB radiograph, against 8 ms for the spool below (measured in
+``benchmarks/README.md``, 2026-12-01), so both go through it.
 The body is spooled to a temporary file as it streams in (:class:`SpooledBody`, bounded by the request
 size limit) and split in place: :func:`parse_related` searches the file a window at a time and returns
 offsets, so each part's bytes are read only when its instance is read, one at a time. (Not ``mmap``: the
@@ -62,6 +66,24 @@ def media_type(header: str | None) -> tuple[str, dict[str, str]]:
     for key, value in message.get_params(failobj=[])[1:]:
         params[key.lower()] = email.utils.collapse_rfc2231_value(value)
     return message.get_content_type().lower(), params
+
+
+def form_field(part: Part) -> tuple[str | None, bool]:
+    """``(name, is_file)`` of a ``multipart/form-data`` part (RFC 7578): the ``name`` parameter of its
+    ``Content-Disposition`` (None when it has none) and whether it carries a ``filename`` (a file, not a
+    text value)."""
+    value = part.headers.get("content-disposition")
+    if not value:
+        return None, False
+    message = email.message.Message()
+    message["content-disposition"] = value
+    if message.get_content_disposition() != "form-data":
+        return None, False
+    name = message.get_param("name", header="content-disposition")
+    filename = message.get_param("filename", header="content-disposition")
+    if name is None:
+        return None, filename is not None
+    return email.utils.collapse_rfc2231_value(name), filename is not None
 
 
 def _headers(block: bytes) -> dict[str, str]:

@@ -15,11 +15,10 @@ from fastapi import Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
-from starlette.formparsers import MultiPartException
 
 from inference.api._errors import ApiError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from inference.api._json import parse_json
-from inference.api._multipart import SpooledBody, media_type
+from inference.api._multipart import SpooledBody, form_field, media_type
 from inference.config import Settings
 from inference.security import (
     PATIENT_DATA,
@@ -36,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 
 DICOM = "application/dicom"
 _FILE_TYPES = frozenset({DICOM, "application/octet-stream"})
+_MAX_OTHER_FIELDS = 16  # form fields besides the files an upload may carry (they are ignored)
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$")
 _bearer = HTTPBearer(auto_error=False, description="A token from 'dxassist token issue'.")
 
@@ -156,62 +156,82 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
     """The ``files`` parts of a ``multipart/form-data`` body, as bytes (``application/dicom`` or
     ``application/octet-stream`` parts only).
 
+    The body streams into a spool file (memory up to 1 MiB, then disk, :class:`SpooledBody`) and is split
+    in place; a file part over ``max_instance_bytes`` is refused by its size without being read.
+
     Raises:
         UnsupportedMediaType: The body is not multipart/form-data, or a part has another media type.
         MalformedRequest: The multipart body is broken or has no ``files`` part.
-        ApiError: 413 when there are more files than ``max_instances``.
+        PayloadTooLarge: The body passes ``max_request_bytes`` (413, the rest is never read).
+        ApiError: 413 when there are more files than ``max_instances``, or a file is over
+            ``max_instance_bytes``.
     """
-    kind, _params = media_type(request.headers.get("content-type"))
+    kind, params = media_type(request.headers.get("content-type"))
     if kind != "multipart/form-data":
         raise UnsupportedMediaType(
             "This route takes 'multipart/form-data' with one or more DICOM files in the field 'files'."
         )
+    boundary = params.get("boundary")
+    if not boundary:
+        raise MalformedRequest("The multipart body could not be parsed: the Content-Type has no boundary.")
+    limits = settings.limits
+    body = SpooledBody()
     try:
-        form = await request.form(max_files=settings.limits.max_instances + 1, max_fields=16)
-    except MultiPartException as e:
-        raise MalformedRequest(f"The multipart body could not be parsed: {e.message}") from e
-    except ApiError:
-        raise
-    try:
-        values = form.getlist("files")
-        if not values:
+        try:
+            await body.receive(request.stream(), limit=limits.max_request_bytes)
+        except OverflowError as e:
+            raise PayloadTooLarge(limits.max_request_bytes) from e
+        try:
+            # The files, and as many other fields as a form may carry besides them.
+            parts = body.parts(boundary, max_parts=limits.max_instances + _MAX_OTHER_FIELDS)
+        except ValueError as e:
+            raise ApiError(
+                413,
+                "too_many_instances",
+                f"The request has more than {limits.max_instances} files, the limit per study.",
+            ) from e
+        files = []
+        for part in parts:
+            name, is_file = form_field(part)
+            if name is None:
+                raise MalformedRequest(
+                    "The multipart body could not be parsed: a part has no Content-Disposition "
+                    "'form-data' with a name."
+                )
+            if name != "files":
+                continue
+            if not is_file:
+                raise MalformedRequest(
+                    "The 'files' field must hold files, not text values.", code="missing_files"
+                )
+            files.append(part)
+        if not files:
             raise MalformedRequest(
                 "The form has no 'files' field; send each DICOM file as a part named 'files'.",
                 code="missing_files",
             )
-        if len(values) > settings.limits.max_instances:
+        if len(files) > limits.max_instances:
             raise ApiError(
                 413,
                 "too_many_instances",
-                f"The request has more than {settings.limits.max_instances} files, the limit per study.",
+                f"The request has more than {limits.max_instances} files, the limit per study.",
             )
-        blobs: list[bytes] = []
-        for value in values:
-            if isinstance(value, str):
-                raise MalformedRequest(
-                    "The 'files' field must hold files, not text values.", code="missing_files"
-                )
-            part_type = (
-                media_type(value.content_type)[0] if value.content_type else "application/octet-stream"
-            )
+        for part in files:
+            part_type = part.content_type or "application/octet-stream"
             if part_type not in _FILE_TYPES:
                 raise UnsupportedMediaType(
                     f"A file part has media type '{part_type[:64]}'; send application/dicom or "
                     "application/octet-stream."
                 )
-            # Starlette spools each file part to disk above 1 MiB while the body streams in: an
-            # instance over the limit is refused by its size, without ever being read into memory.
-            if value.size is not None and value.size > settings.limits.max_instance_bytes:
+            if part.end - part.start > limits.max_instance_bytes:
                 raise ApiError(
                     413,
                     "instance_too_large",
-                    f"A file is larger than the limit of {settings.limits.max_instance_bytes} bytes "
-                    "per instance.",
+                    f"A file is larger than the limit of {limits.max_instance_bytes} bytes per instance.",
                 )
-            blobs.append(await value.read())
-        return blobs
+        return [body.content(part) for part in files]
     finally:
-        await form.close()
+        body.close()
 
 
 async def stow_parts(
