@@ -262,3 +262,19 @@ def test_the_overlays_change_what_they_say() -> None:
     assert {m["name"] for m in container["volumeMounts"]} == {"home", "keys", "tmp"}
     assert _by_kind(gpu, "ConfigMap")["dxassist-config"]["data"]["DXASSIST_EXECUTION_PROVIDER"] == "cuda"
     assert _by_kind(base, "ConfigMap")["dxassist-config"]["data"]["DXASSIST_EXECUTION_PROVIDER"] == "cpu"
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_several_listener_pods_share_their_spool_and_group_studies_in_the_record(tree: str) -> None:
+    resources = _rendered(tree)
+    listener = _by_kind(resources, "Deployment")["dxassist-listener"]
+    assert listener["spec"]["replicas"] > 1
+    pod = _pod_spec(listener)
+    (container,) = pod["containers"]
+    env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+    # Without database grouping, each pod would analyse the part of a study it received.
+    assert env["DXASSIST_DIMSE_GROUPING"] == "database"
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    spool_volume = {volume["name"]: volume for volume in pod["volumes"]}[mounts[env["DXASSIST_DIMSE_SPOOL"]]]
+    claim = _by_kind(resources, "PersistentVolumeClaim")[spool_volume["persistentVolumeClaim"]["claimName"]]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
