@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -24,6 +23,7 @@ import _stow_destination
 import httpx
 import pytest
 from _dxassist_cli import REPO
+from _loopback import free_port, wait_until
 from _stow_destination import Received
 from tiny_models import IMAGING_NAME, TRIAGE_NAME, register_both
 
@@ -125,25 +125,6 @@ def _register_champions(home: Path) -> None:
     register_both(client, home.parent / "build", profile="test")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(predicate: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout} s waiting for {what}.")
-        time.sleep(0.3)
-
-
 def test_server_only_install_serves_from_the_registry_and_delivers_by_stow_rs(
     tmp_path: Path, stow_destination: tuple[str, Received]
 ) -> None:
@@ -213,7 +194,7 @@ print(json.dumps({{"heavy": heavy, "broken": broken, "mlflow": "mlflow" in names
     home.mkdir()
     _register_champions(home)
     url, received = stow_destination
-    port = _free_port()
+    port = free_port()
     env = _environment(home) | {
         "DXASSIST_DESTINATIONS": json.dumps(
             [{"name": "vna", "kind": "stowrs", "url": url, "token": "vna-token", "timeout_seconds": 5}]
@@ -268,7 +249,7 @@ print(json.dumps({{"heavy": heavy, "broken": broken, "mlflow": "mlflow" in names
             except httpx.HTTPError:
                 return False
 
-        _wait(ready, timeout=240, what="the server-only install's /readyz")
+        wait_until(ready, timeout=240, interval=0.3, what="the server-only install's /readyz")
         with httpx.Client(base_url=base, timeout=120) as http:
             models = http.get("/v1/models", headers={"Authorization": f"Bearer {radiologist}"}).json()
             served = sorted((m["name"], m["version"], m["alias"]) for m in models["models"])
@@ -288,7 +269,9 @@ print(json.dumps({{"heavy": heavy, "broken": broken, "mlflow": "mlflow" in names
                 deliveries = got.json()["deliveries"]
                 return deliveries if deliveries and all(d["state"] == "sent" for d in deliveries) else None
 
-            deliveries = _wait(delivered, timeout=120, what="the result's STOW-RS deliveries")
+            deliveries = wait_until(
+                delivered, timeout=120, interval=0.3, what="the result's STOW-RS deliveries"
+            )
     finally:
         server.terminate()
         try:

@@ -6,7 +6,6 @@ names the facility its unknown senders' results belong to; DIMSE results owned b
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
-from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, wait_until
+from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, free_port, wait_until
 
 from inference.config import DimseSettings, Settings
 from inference.dicom import Limits
@@ -42,12 +41,6 @@ def _receive_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(receiving))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _listener(tmp_path: Path, nodes: list[dict[str, str]], open_facility: str | None = None) -> Iterator[int]:
     """The listener's own AE and handlers, on a free loopback port (no models: C-ECHO and C-STORE only)."""
@@ -59,7 +52,7 @@ def _listener(tmp_path: Path, nodes: list[dict[str, str]], open_facility: str | 
         registry=pacs.node_facility,
     )
     ae, handlers = _make_ae(LISTENER_AET, pacs, node)
-    port = _free_port()
+    port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
     try:
         yield port

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from _dxassist_cli import DXASSIST, REPO, dxassist_env
-from _lab import Lab, wait_until
+from _lab import Lab
+from _loopback import wait_until
 from tiny_models import seed_both
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))

@@ -34,7 +34,8 @@ from typing import Any
 import psycopg
 import pytest
 from _dxassist_cli import DXASSIST, dxassist_env
-from _lab import Host, Lab, Postgres, start_postgres, stop_postgres, wait_until
+from _lab import Host, Lab, Postgres, start_postgres, stop_postgres
+from _loopback import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

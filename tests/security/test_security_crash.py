@@ -30,6 +30,7 @@ from inference.security import issue_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _dxassist_cli import DXASSIST, dxassist_env  # noqa: E402
+from _loopback import free_port  # noqa: E402
 
 _TRIGGERS = (
     "audit_events_no_update",
@@ -44,14 +45,6 @@ _CONTENT += ("patient_id", "outcome", "client", "prev_hash", "request_id")
 
 
 _OBJECTOR = "IPP-NO-SHARING"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serve(home: Path, port: int, log: Path, destination: str) -> subprocess.Popen[bytes]:
@@ -167,10 +160,10 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
     home.mkdir()
     tiny_models.seed_both(home / "models", tmp_path / "build")
     settings = make_settings(home)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    destination = f"http://127.0.0.1:{_free_port()}/dicom-web"
+    destination = f"http://127.0.0.1:{free_port()}/dicom-web"
     server = _serve(home, port, log, destination)
     pacs = {"Authorization": f"Bearer {issue_token(settings, subject='pacs', role='pacs', facility='F1')}"}
     nurse = {"Authorization": f"Bearer {issue_token(settings, subject='n', role='clinician', facility='F1')}"}

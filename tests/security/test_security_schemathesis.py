@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from _loopback import free_port
 from _security_env import Env, seeded_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -39,12 +39,6 @@ def _roles(app: object) -> dict[tuple[str, str], str]:
     return roles
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Env, dict, dict]]:
     """The API under uvicorn in a thread (rate limits off: the run is one client hammering)."""
@@ -52,7 +46,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Env, d
 
     env = seeded_env(Path(tmp_path_factory.mktemp("schemathesis")), rate_limit_per_minute=0)
     app = create_app(env.settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     )

@@ -7,7 +7,6 @@ the port the client used, or is built on ``DXASSIST_PUBLIC_BASE_URL`` when that 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import tiny_models
 from _api_dicom import chest_dicom
 from _api_env import new_study_uid
 from _dxassist_cli import DXASSIST, dxassist_env
+from _loopback import free_port
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session
 from pydicom import Dataset, dcmread
@@ -33,18 +33,12 @@ RETRIEVE = 0x00081190
 FAILED = 0x00081198
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _Serve:
     def __init__(self, root: Path, extra_env: dict[str, str]) -> None:
         self.home = root / "home"
         self.home.mkdir()
         tiny_models.seed_both(self.home / "models", root / "build")
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root / "serve.log"
         env = {**dxassist_env(self.home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **extra_env}
         with open(self.log, "wb") as log:
@@ -156,7 +150,10 @@ def test_retrieve_url_is_built_on_the_public_base_url_when_set(
 
 
 def test_public_base_url_is_checked_and_normalised() -> None:
-    assert Settings(public_base_url="https://ai.example/base/").server.public_base_url == "https://ai.example/base"
+    assert (
+        Settings(public_base_url="https://ai.example/base/").server.public_base_url
+        == "https://ai.example/base"
+    )
     assert Settings(public_base_url="").server.public_base_url is None
     for bad in ("ai.example", "ftp://ai.example", "https://ai.example/?x=1", "https:///nohost"):
         with pytest.raises(ValueError, match="DXASSIST_PUBLIC_BASE_URL"):
