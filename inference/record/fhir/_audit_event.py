@@ -24,6 +24,7 @@ from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
 from inference.record._types import iso
 from inference.record.fhir import _codes as c
+from inference.record.fhir._params import COMMON_PARAMS, applied
 from inference.record.fhir._resources import searchset
 
 SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
@@ -32,7 +33,6 @@ SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
     "patient": ("reference", "The Patient the access was about"),
     "agent": ("token", "Who acted: the token subject"),
 }
-_COMMON: Final = frozenset({"_count", "_offset", "_format"})
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 500
 
@@ -188,19 +188,7 @@ def supported_pairs(params: Sequence[tuple[str, str]], *, strict: bool = False) 
     Raises:
         InvalidSearch: ``strict`` and an unsupported parameter, or a repeated non-date one.
     """
-    supported = set(SEARCH_PARAMS) | _COMMON
-    unknown = sorted({name for name, _ in params if name not in supported})
-    if unknown and strict:
-        raise InvalidSearch(
-            f"Search parameter(s) {', '.join(unknown)} not supported for AuditEvent "
-            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))}."
-        )
-    kept = [(name, value) for name, value in params if name in supported]
-    names = [name for name, _ in kept]
-    repeated = sorted({n for n in names if n != "date" and names.count(n) > 1})
-    if repeated:
-        raise InvalidSearch(f"Search parameter(s) {', '.join(repeated)} appear more than once.")
-    return kept
+    return applied("AuditEvent", params, set(SEARCH_PARAMS) | COMMON_PARAMS, strict=strict)
 
 
 def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from inference.record.fhir import _audit_event
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
+from inference.record.fhir._params import COMMON_PARAMS, applied
 
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
@@ -56,7 +57,6 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     "Device": {"_id": ("token", "Logical id")},
 }
 SUPPORTED_TYPES: Final[tuple[str, ...]] = tuple(SEARCH_PARAMS)
-_COMMON: Final[frozenset[str]] = frozenset({"_count", "_offset", "_format"})
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 500
 
@@ -342,39 +342,6 @@ def _int_param(params: Mapping[str, str], name: str, default: int, high: int) ->
     return value
 
 
-def applied(
-    resource_type: str,
-    pairs: Sequence[tuple[str, str]],
-    supported: frozenset[str] | set[str],
-    *,
-    strict: bool,
-    repeatable: frozenset[str] = frozenset({"date"}),
-) -> list[tuple[str, str]]:
-    """The ``(name, value)`` pairs of a search that the server applies, in order.
-
-    FHIR R4 (search 3.1.1.3.2): a server SHOULD ignore a parameter it does not support unless the client
-    asked for ``Prefer: handling=strict``; then it is an error. A repeated supported parameter (other than
-    ``repeatable``) is always an error: which value would apply is not defined.
-
-    Raises:
-        InvalidSearch: ``strict`` and an unsupported parameter, or a repeated supported one.
-    """
-    unknown = sorted({name for name, _ in pairs if name not in supported})
-    if unknown and strict:
-        raise InvalidSearch(
-            f"Search parameter(s) {', '.join(unknown)} not supported for {resource_type} "
-            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))}."
-        )
-    kept = [(name, value) for name, value in pairs if name in supported]
-    names = [name for name, _ in kept]
-    repeated = sorted({name for name in names if name not in repeatable and names.count(name) > 1})
-    if repeated:
-        raise InvalidSearch(
-            f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once."
-        )
-    return kept
-
-
 def search(
     session: Session,
     resource_type: str,
@@ -399,7 +366,7 @@ def search(
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    kept = applied(resource_type, pairs, set(SEARCH_PARAMS[resource_type]) | _COMMON, strict=strict)
+    kept = applied(resource_type, pairs, set(SEARCH_PARAMS[resource_type]) | COMMON_PARAMS, strict=strict)
     joined: dict[str, str] = {name: value for name, value in kept if name != "date"}
     dates = [value for name, value in kept if name == "date"]
     if dates:
