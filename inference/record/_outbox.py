@@ -40,6 +40,7 @@ from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
 from inference.record._lease import lease_free, took
+from inference.record._models import Result
 from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
 
@@ -52,6 +53,10 @@ logger = logging.getLogger(__name__)
 STATES: Final = ("pending", "sent", "dead")
 KINDS: Final = ("sr", "sc")
 _ERROR_MAX: Final = 512
+DELIVERY_SUBJECT: Final = "dxassist-outbox"
+"""The audit subject of the outbox worker's deliveries (a service, not a person)."""
+DELIVERY_ACTION: Final = "result:deliver"
+"""The audit action of a delivery to a destination: a disclosure of health data outside dxassist."""
 
 # The table as created by migration 0002 (Core, so the ORM of the record stays untouched).
 _metadata = MetaData()
@@ -218,18 +223,23 @@ class Outbox:
                 attempts=row.attempts,
             )
 
-    def _finish(self, item_id: int, values: dict[str, Any]) -> None:
+    def _finish(self, item_id: int, values: dict[str, Any], *, audit: str | None = None) -> None:
+        # ``audit``: the outcome of the delivery's audit entry, written in the transaction that ends the
+        # row's delivery, so a row is never sent (or given up) without its entry, nor the other way round.
         try:
             with self._db.sessions() as session, session.begin():
                 _write_session(session)
-                session.execute(
+                changed = session.execute(
                     update(outbox).where(outbox.c.id == item_id, outbox.c.state == "pending").values(**values)
                 )
+                if audit is not None and took(changed):
+                    _append_delivery(session, item_id=item_id, outcome=audit)
         except DBAPIError as e:
             raise RecordError("The outbox state could not be updated.") from e
 
     def mark_sent(self, *, item_id: int, now: datetime | None = None) -> None:
-        """The destination accepted the object."""
+        """The destination accepted the object: the row is ``sent`` and the disclosure audited (outcome
+        ``success``, see :func:`_append_delivery`) in one transaction."""
         now = now or utcnow()
         self._finish(
             item_id,
@@ -240,6 +250,7 @@ class Outbox:
                 "lease_until": None,
                 "last_error": None,
             },
+            audit="success",
         )
 
     def mark_retry(
@@ -259,7 +270,8 @@ class Outbox:
 
     def mark_dead(self, *, item_id: int, error: str, code: str, now: datetime | None = None) -> None:
         """The object goes to the dead-letter state: refused for good, or out of attempts. Not sent again
-        until an operator retries it (:func:`requeue`)."""
+        until an operator retries it (:func:`requeue`). The failed delivery is audited (outcome
+        ``failure``) in the same transaction."""
         self._finish(
             item_id,
             {
@@ -270,6 +282,7 @@ class Outbox:
                 "error_code": code[:32],
                 "dead_at": now or utcnow(),
             },
+            audit="failure",
         )
 
     def dead(self, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -374,6 +387,37 @@ class Outbox:
         """The delivery state of every object of a result, in queue order (see :func:`deliveries_in`)."""
         with self._db.sessions() as session:
             return deliveries_in(session, result_id)
+
+
+def _append_delivery(session: Session, *, item_id: int, outcome: str) -> None:
+    """Audit the end of one object's delivery to a destination (IHE ATNA "DICOM Instances Transferred").
+
+    Sending a result to a PACS discloses the patient's data outside dxassist, so the facility's auditors
+    must see it: the entry names the patient and the facility of the result, the destination as its
+    resource (``Destination``/name), the outbox worker as its subject, and the delivery attempt's
+    correlation id (``delivery-<hex>``, the id of the attempt's log lines) as its ``request_id``.
+    """
+    row = session.execute(
+        select(outbox.c.result_id, outbox.c.destination).where(outbox.c.id == item_id)
+    ).first()
+    if row is None:
+        return
+    owner = session.execute(
+        select(Result.patient_id, Result.facility).where(Result.id == row.result_id)
+    ).first()
+    _audit.append(
+        session,
+        time=utcnow(),
+        subject=DELIVERY_SUBJECT,
+        role="system",
+        facility=owner.facility if owner is not None else None,
+        action=DELIVERY_ACTION,
+        resource_type="Destination",
+        resource_id=row.destination,
+        patient_id=owner.patient_id if owner is not None else None,
+        outcome=outcome,
+        client=None,
+    )
 
 
 def deliveries_in(session: Session, result_id: str) -> tuple[Delivery, ...]:

@@ -3,11 +3,13 @@
 Mapping (R4 AuditEvent, valid as R4B):
 - ``id``: the entry's ``seq``; ``recorded``: its time; ``type``: DICOM audit event type (110110 Patient
   Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes and
-  dead-letter retries);
+  dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
+  to a destination);
   ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
 - ``outcome``: 0 success, 4 refused or not found (``outcomeDesc`` says which).
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
-  facility, ``network.address`` the client address.
+  facility, ``network.address`` the client address. A delivery adds ``agent[1]``, the destination
+  (DICOM 110152 Destination Role ID, by its configured name).
 - ``entity``: the Patient (by reference) and the resource touched (by identifier), with the chain hash
   and, for an entry made by an HTTP request, its ``X-Request-ID`` (``detail`` ``request-id``); for one
   made outside a request, the correlation id of its log lines (``analysis-...``, ``retry-...``).
@@ -41,6 +43,7 @@ SUBJECT_SYSTEM: Final = "urn:dxassist:subject"
 ROLE_SYSTEM: Final = "urn:dxassist:role"
 RESOURCE_SYSTEM: Final = "urn:dxassist:resource"
 HASH_SYSTEM: Final = "urn:dxassist:audit-hash"
+DESTINATION_SYSTEM: Final = "urn:dxassist:destination"
 ENTITY_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE: Final = "http://terminology.hl7.org/CodeSystem/object-role"
 AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
@@ -48,6 +51,8 @@ AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-typ
 _CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write", "break-glass:open"})
 _UPDATE: Final = frozenset({"consent:write"})
 _EXECUTE: Final = frozenset({"model:change", "dead-letter:retry"})
+DELIVERY: Final = "result:deliver"
+"""A result's objects sent to a destination: DICOM PS3.15 A.5.3.4, action R (the sender's side)."""
 _FHIR_TYPES: Final = frozenset(
     {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
 )
@@ -62,6 +67,9 @@ def _event_type(action: str) -> dict[str, str]:
         return {"system": v.DCM, "code": "110101", "display": "Audit Log Used"}
     if action in _EXECUTE:
         return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
+    if action == DELIVERY:
+        # DICOM PS3.16 CID 400 (Audit Event ID): the IHE ATNA event of instances sent to another node.
+        return {"system": v.DCM, "code": "110104", "display": "DICOM Instances Transferred"}
     return {"system": v.DCM, "code": "110110", "display": "Patient Record"}
 
 
@@ -73,6 +81,19 @@ def _action_code(action: str) -> str:
     if action in _EXECUTE:
         return "E"
     return "R"
+
+
+def _destination_agent(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # ATNA's Instances Transferred names both ends: dxassist (the source, agent[0]) and the receiver.
+    if entry["action"] != DELIVERY or not entry.get("resource_id"):
+        return []
+    return [
+        {
+            "type": {"coding": [{"system": v.DCM, "code": "110152", "display": "Destination Role ID"}]},
+            "who": {"identifier": {"system": DESTINATION_SYSTEM, "value": entry["resource_id"]}},
+            "requestor": False,
+        }
+    ]
 
 
 def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,7 +164,7 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
         "recorded": iso(entry["time"]),
         "outcome": "0" if success else "4",
         "outcomeDesc": entry["outcome"],
-        "agent": [agent],
+        "agent": [agent, *_destination_agent(entry)],
         "source": {
             "observer": {"display": "dxassist"},
             "type": [{"system": AUDIT_SOURCE, "code": "4", "display": "Application Server"}],
