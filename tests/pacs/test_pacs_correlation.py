@@ -142,9 +142,10 @@ def test_the_analysis_names_its_association_and_its_audit_entries_carry_its_id(r
     entries = [entry for entry in run.audit if entry["request_id"] == analysis_id]
     assert entries and {e["action"] for e in entries} >= {"studies:submit"}
     assert any(e["resource_id"] == filed["result_id"] for e in entries)
-    # Besides the models it loaded at start (model:change, the process's own), the listener audits only
-    # while it analyses: the filing and the kept training input carry the analysis id.
-    analysed = [e for e in run.audit if e["action"] != "model:change"]
+    # Besides the models it loaded at start (model:change, the process's own) and the deliveries (their
+    # own attempts' ids, below), the listener audits only while it analyses: the filing and the kept
+    # training input carry the analysis id.
+    analysed = [e for e in run.audit if e["action"] not in ("model:change", "result:deliver")]
     assert "studies:submit" in {e["action"] for e in analysed}
     assert {e["request_id"] for e in analysed} == {analysis_id}
 
@@ -159,6 +160,13 @@ def test_each_build_and_delivery_attempt_has_an_id_its_lines_share(run: Run) -> 
         assert [other.get("event") for other in mine] == ["delivery_attempt", "delivery_sent"]
         assert {other.get("item") for other in mine} == {line["item"]}
     assert len({line["request_id"] for line in sent}) == len(sent)
+    # Each object sent to Orthanc is audited (a disclosure) under the id of the attempt that sent it.
+    delivered = [e for e in run.audit if e["action"] == "result:deliver"]
+    # (The entry commits before its ``delivery_sent`` line: a line means an entry, not the other way.)
+    assert {line["request_id"] for line in sent} <= {e["request_id"] for e in delivered}
+    assert all(e["request_id"].startswith("delivery-") for e in delivered)
+    assert all(e["outcome"] == "success" and e["resource_type"] == "Destination" for e in delivered)
+    assert all(e["patient_id"] and e["subject"] == "dxassist-outbox" for e in delivered)
     [built] = [line for line in run.lines if line.get("event") == "build_done"]
     assert built["request_id"].startswith("build-")
     assert _ids(run.lines, "build_attempt") == {built["request_id"]}
