@@ -82,22 +82,24 @@ def pair(models: Path, record_url: str, tmp_path: Path) -> Iterator[tuple[Listen
             listener.stop()
 
 
-def _datasets(study: str) -> list[Any]:
+def _send_interleaved(
+    study: str,
+    ports: tuple[int, ...],
+    *,
+    views: tuple[str, ...] = ("PA", "LATERAL", "PA", "LATERAL"),
+    seed: int = 0,
+) -> list[str]:
+    """Send one chest CR per view of ``study`` alternately to the listeners, every association open
+    throughout (a load balancer spreading one sender's associations); return the SOP Instance UIDs."""
     from pydicom import dcmread
-
-    series = new_uid()
-    views = ("PA", "LATERAL", "PA", "LATERAL")
-    return [
-        dcmread(BytesIO(chest_cr(study=study, series=series, sop=new_uid(), view=view, seed=n)))
-        for n, view in enumerate(views)
-    ]
-
-
-def _send_interleaved(study: str, ports: tuple[int, int]) -> list[str]:
-    """Send a study's instances alternately to the two listeners, both associations open throughout."""
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE
 
+    series = new_uid()
+    datasets = [
+        dcmread(BytesIO(chest_cr(study=study, series=series, sop=new_uid(), view=view, seed=seed + n)))
+        for n, view in enumerate(views)
+    ]
     ae = AE(ae_title=TEST_AET)
     ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
@@ -105,8 +107,8 @@ def _send_interleaved(study: str, ports: tuple[int, int]) -> list[str]:
     try:
         assert all(assoc.is_established for assoc in assocs)
         sent = []
-        for n, dataset in enumerate(_datasets(study)):
-            assert int(assocs[n % 2].send_c_store(dataset).Status) == 0x0000
+        for n, dataset in enumerate(datasets):
+            assert int(assocs[n % len(assocs)].send_c_store(dataset).Status) == 0x0000
             sent.append(str(dataset.SOPInstanceUID))
         return sent
     finally:
@@ -152,21 +154,43 @@ def _queue(url: str) -> list[Any]:
         record.close()
 
 
-def _analyses(*listeners: Listener) -> int:
-    """How many times the listeners analysed a study (one ``imaging_result`` log event each, whether the
-    record filed a new result or answered with the one it holds)."""
+def _analyses(*listeners: Listener, event: str = "imaging_result") -> int:
+    """How many times the listeners analysed a study: ``imaging_result`` log events (one per filing, whether
+    the record filed a new result or answered with the one it holds), or ``dimse_analysis`` (one per claim
+    of a study, whatever came of it)."""
     count = 0
     for listener in listeners:
         log = listener.home / "logs" / "listener.jsonl"
         lines = log.read_text("utf-8").splitlines() if log.exists() else []
-        count += sum(
-            1 for line in lines if line.startswith("{") and json.loads(line).get("event") == "imaging_result"
-        )
+        count += sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == event)
     return count
 
 
 def _settled(url: str, spool: Path, study: str) -> bool:
     return not _queue(url) and not (spool / "incoming" / study).exists()
+
+
+def _blocking_file(spool: Path, study: str) -> Path:
+    """A FIFO among a study's files: the instance that claims the study blocks reading it, mid-analysis,
+    its lease renewed meanwhile, until the test opens the other end."""
+    folder = spool / "incoming" / study
+    folder.mkdir(parents=True)
+    fifo = folder / "0-blocks-the-reader.dcm"
+    os.mkfifo(fifo)
+    return fifo
+
+
+def _claimant(record_url: str, a: Listener, b: Listener) -> tuple[Listener, Listener]:
+    """Wait for one instance to claim the (only) study; return it and the other one."""
+
+    def owner() -> str | None:
+        rows = [row for row in _queue(record_url) if row.claimed_by]
+        return rows[0].claimed_by if rows else None
+
+    claimed_by = wait_until(owner, timeout=90, what="an instance to claim the study")
+    pid = int(claimed_by.split("-")[-2])  # instance names end with the process id and a random suffix
+    holder = {listener.process.pid: listener for listener in (a, b) if listener.process is not None}[pid]
+    return holder, (b if holder is a else a)
 
 
 def test_a_study_split_between_two_listeners_is_analysed_once_with_every_instance(
@@ -193,21 +217,9 @@ def test_a_claim_held_by_a_killed_listener_is_taken_over_after_its_lease(
     study = new_uid()
     # A FIFO among the study's files: whichever instance claims the study blocks reading it, mid-analysis,
     # while its lease keeps being renewed. It is the one killed.
-    folder = spool / "incoming" / study
-    folder.mkdir(parents=True)
-    fifo = folder / "0-blocks-the-reader.dcm"
-    os.mkfifo(fifo)
+    fifo = _blocking_file(spool, study)
     sent = _send_interleaved(study, (a.port, b.port))
-
-    def claimant() -> str | None:
-        rows = [row for row in _queue(record_url) if row.claimed_by]
-        return rows[0].claimed_by if rows else None
-
-    owner = wait_until(claimant, timeout=90, what="an instance to claim the study")
-    pid = int(owner.split("-")[-2])
-    by_pid = {listener.process.pid: listener for listener in (a, b) if listener.process is not None}
-    killed = by_pid[pid]
-    survivor = b if killed is a else a
+    killed, survivor = _claimant(record_url, a, b)
     # The blocked reader keeps its open FIFO; the survivor will find only the instances.
     fifo.unlink()
     assert killed.process is not None
@@ -226,3 +238,35 @@ def test_a_claim_held_by_a_killed_listener_is_taken_over_after_its_lease(
     assert instances == set(sent)
     assert _analyses(a, b) == 1  # not twice: the record's idempotency would hide a second filing
     assert survivor.process is not None and survivor.process.poll() is None
+
+
+def test_an_instance_arriving_at_the_other_listener_during_the_analysis_makes_the_study_analysed_again(
+    pair: tuple[Listener, Listener, Path], record_url: str
+) -> None:
+    a, b, spool = pair
+    study = new_uid()
+    fifo = _blocking_file(spool, study)
+    sent = _send_interleaved(study, (a.port, b.port), views=("PA", "LATERAL"))
+    holder, other = _claimant(record_url, a, b)
+    # The study grows on the other instance while the holder is analysing what it claimed.
+    sent += _send_interleaved(study, (other.port,), views=("PA",), seed=10)
+
+    def unblocked() -> int | None:
+        try:  # succeeds once the holder has the FIFO open for reading
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    descriptor = wait_until(unblocked, timeout=60, what="the holder to read the study's files")
+    fifo.unlink()
+    os.close(descriptor)  # the holder reads an empty file: that analysis of the claimed files ends
+
+    wait_until(lambda: _filed(record_url, study)[0] > 0, timeout=120, what="the grown study's result")
+    wait_until(
+        lambda: _settled(record_url, spool, study), timeout=60, what="the shared spool and queue to empty"
+    )
+    results, instances = _filed(record_url, study)
+    # Analysed again after the growth, with every instance from both listeners; nothing left behind.
+    assert results == 1
+    assert instances == set(sent)
+    assert _analyses(a, b, event="dimse_analysis") == 2
