@@ -13,6 +13,7 @@ dead-letter folder (``DXASSIST_HOME/dead-letter/studies/<study>``) with a ``dead
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -302,17 +303,34 @@ def release_study(dead_root: Path, incoming: Path, key: str) -> bool:
     """Move a dead-lettered study back to ``incoming`` for a fresh set of attempts; False if unknown.
 
     The listener takes it up within a few seconds (it rescans ``incoming``), after its quiet period.
+    The study's reason (``dead-letter.json``) and attempt count are removed only once every file is
+    back: a move that fails puts the files it had moved back in the dead-letter folder and raises, so
+    the study stays listed with its error code.
+
+    Raises:
+        OSError: The files could not be moved back (the study stays a dead letter).
     """
     if not key or "/" in key or "\\" in key or key.startswith("."):
         return False
     folder = dead_root / key
     if not folder.is_dir():
         return False
-    (folder / REASON_FILE).unlink(missing_ok=True)
-    (folder / ATTEMPTS_FILE).unlink(missing_ok=True)
     target = incoming / key.split("~", 1)[0]
-    target.mkdir(parents=True, exist_ok=True)
-    for path in folder.iterdir():
-        os.replace(path, target / path.name)
+    kept = {REASON_FILE, ATTEMPTS_FILE}
+    moved: list[Path] = []
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted(folder.iterdir()):
+            if path.name not in kept:
+                os.replace(path, target / path.name)
+                moved.append(path)
+    except OSError:
+        # Half a study in incoming/ would be analysed as a study of its own: put back what went.
+        for path in moved:
+            with contextlib.suppress(OSError):
+                os.replace(target / path.name, path)
+        raise
+    for name in kept:
+        (folder / name).unlink(missing_ok=True)
     folder.rmdir()
     return True
