@@ -122,13 +122,15 @@ def _full(ds: Dataset, ts: str) -> np.ndarray:
     # For JPEG-LS, CharLS (pyjpegls) decodes about 4x faster than libjpeg, pydicom's first choice.
     plugin = "pyjpegls" if ts in _JPEG_LS and "pyjpegls" in decoder.available_plugins else ""
     try:
-        # Unused high bits are cleared (or sign-extended) by _stored_values in one pass over the array;
-        # pydicom's own correction would copy the read-only view and shift it twice more first.
+        # Unused high bits are cleared (or sign-extended) by _stored_values in one pass that also makes
+        # the one copy of native pixels (pydicom returns a read-only view on the encoded bytes); pydicom's
+        # own correction would copy the view, shift it twice, and copy it again for writing.
         arr, _ = decoder.as_array(
             ds,
             index=0,
             decoding_plugin=plugin,
             correct_unused_bits=False,  # type: ignore[arg-type]  # pydicom types **kwargs as DecodeOptions
+            view_only=ts in _syntax.NATIVE,  # type: ignore[arg-type]
         )
     except MemoryError as e:
         raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
@@ -220,13 +222,20 @@ def _stored_values(arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
     # (they took 640 MB, docs/security.md "Memory bounds").
     unsigned = np.uint8 if layout.bits_allocated == 8 else np.uint16
     container = 8 * np.dtype(unsigned).itemsize
-    # A writeable native-endian array of the container's width (int16 for signed data) is reinterpreted,
-    # not copied: the bits are the same.
-    same_width = (
-        arr.dtype.itemsize == np.dtype(unsigned).itemsize and arr.dtype.isnative and arr.flags.writeable
-    )
-    values = arr.view(unsigned) if same_width else arr.astype(unsigned)
     spare = container - bits
+    # A native-endian array of the container's width (int16 for signed data) is reinterpreted, not
+    # copied: the bits are the same. Writeable, it is corrected in place; read-only (a view on the
+    # encoded bytes of a native file), the first pass of the correction writes the one copy.
+    same_width = arr.dtype.itemsize == np.dtype(unsigned).itemsize and arr.dtype.isnative
+    if same_width and not arr.flags.writeable and spare > 0:
+        if layout.pixel_representation == 0:
+            masked: np.ndarray = np.bitwise_and(arr.view(unsigned), unsigned((1 << bits) - 1))
+            return masked
+        shifted = np.left_shift(arr.view(unsigned), spare)
+        extended: np.ndarray = shifted.view(np.int8 if container == 8 else np.int16)
+        np.right_shift(extended, spare, out=extended)
+        return extended
+    values = arr.view(unsigned) if same_width and arr.flags.writeable else arr.astype(unsigned)
     if layout.pixel_representation == 0:
         if spare > 0:
             np.bitwise_and(values, unsigned((1 << bits) - 1), out=values)
