@@ -10,10 +10,13 @@ taken over by the other after its lease, and the study is filed once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -56,23 +59,32 @@ def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return new_postgres_database(request.getfixturevalue("postgres"))
 
 
-@pytest.fixture
-def pair(models: Path, record_url: str, tmp_path: Path) -> Iterator[tuple[Listener, Listener, Path]]:
-    """Listeners A and B (started one after the other: the first migrates the record); the shared spool."""
+def _shared_env(record_url: str, spool: Path) -> dict[str, str]:
+    return {
+        "DXASSIST_DATABASE_URL": record_url,
+        "DXASSIST_DIMSE_SPOOL": str(spool),
+        "DXASSIST_DIMSE_GROUPING": "database",
+        "DXASSIST_DIMSE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "DXASSIST_DIMSE_STABLE_SECONDS": str(QUIET_SECONDS),
+    }
+
+
+@contextlib.contextmanager
+def _running_pair(
+    tmp_path: Path, record_url: str, *, models: Path | None, env: dict[str, str] | None = None
+) -> Iterator[tuple[Listener, Listener, Path]]:
+    """Listeners A and B (started one after the other: the first migrates the record); the shared spool.
+    Without ``models`` the instances have none, so every analysis fails."""
     spool = tmp_path / "shared" / "spool"
-    spool.mkdir(parents=True)
+    spool.mkdir(parents=True, exist_ok=True)
     listeners = []
     for name in ("a", "b"):
         home = tmp_path / f"host-{name}"
-        shutil.copytree(models, home / "models")
-        env = {
-            "DXASSIST_DATABASE_URL": record_url,
-            "DXASSIST_DIMSE_SPOOL": str(spool),
-            "DXASSIST_DIMSE_GROUPING": "database",
-            "DXASSIST_DIMSE_LEASE_SECONDS": str(LEASE_SECONDS),
-            "DXASSIST_DIMSE_STABLE_SECONDS": str(QUIET_SECONDS),
-        }
-        listeners.append(Listener(home, free_port(), [], extra_env=env))
+        home.mkdir()
+        if models is not None:
+            shutil.copytree(models, home / "models")
+        extra = {**_shared_env(record_url, spool), **(env or {})}
+        listeners.append(Listener(home, free_port(), [], extra_env=extra))
     try:
         for listener in listeners:
             listener.start()
@@ -80,6 +92,12 @@ def pair(models: Path, record_url: str, tmp_path: Path) -> Iterator[tuple[Listen
     finally:
         for listener in listeners:
             listener.stop()
+
+
+@pytest.fixture
+def pair(models: Path, record_url: str, tmp_path: Path) -> Iterator[tuple[Listener, Listener, Path]]:
+    with _running_pair(tmp_path, record_url, models=models) as running:
+        yield running
 
 
 def _send_interleaved(
@@ -270,3 +288,62 @@ def test_an_instance_arriving_at_the_other_listener_during_the_analysis_makes_th
     assert results == 1
     assert instances == set(sent)
     assert _analyses(a, b, event="dimse_analysis") == 2
+
+
+def test_failed_attempts_are_counted_across_listeners_and_the_study_ends_in_the_shared_dead_letters(
+    record_url: str, tmp_path: Path
+) -> None:
+    require_tools()
+    attempts = 3
+    failing = {"DXASSIST_DIMSE_MAX_ATTEMPTS": str(attempts), "DXASSIST_DIMSE_RETRY_SECONDS": "0.2"}
+    with _running_pair(tmp_path, record_url, models=None, env=failing) as (a, b, spool):
+        study = new_uid()
+        _send_interleaved(study, (a.port, b.port), views=("PA", "LATERAL"))
+
+        def dead_letters() -> list[dict[str, Any]]:
+            # An operator's command on any host with the listener's settings.
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("DXASSIST_", "MLFLOW_"))}
+            env.update({**_shared_env(record_url, spool), "DXASSIST_HOME": str(tmp_path / "operator")})
+            done = subprocess.run(
+                [str(Path(sys.executable).with_name("dxassist")), "dead-letter", "list", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            return [item for item in json.loads(done.stdout) if item["kind"] == "study"]
+
+        (dead,) = wait_until(dead_letters, timeout=120, what="the failing study in the shared dead letters")
+        assert dead["subject"] == study
+        assert dead["attempts"] == attempts
+        wait_until(lambda: _settled(record_url, spool, study), timeout=60, what="the shared queue to empty")
+        # The attempts were counted in the record, shared: both instances together tried it `attempts` times.
+        assert _analyses(a, b, event="dimse_analysis") == attempts
+        assert sorted(path.name for path in (spool / "dead-letter" / "studies" / study).glob("*.dcm")) != []
+
+
+def test_a_spool_left_by_stopped_listeners_is_analysed_once_when_instances_start(
+    models: Path, record_url: str, tmp_path: Path
+) -> None:
+    # Left by listeners that stopped before recording anything (or by one listener moved to the shared
+    # spool): folders in incoming/ that the record does not know.
+    study = new_uid()
+    folder = tmp_path / "shared" / "spool" / "incoming" / study
+    folder.mkdir(parents=True)
+    sent = []
+    for n, view in enumerate(("PA", "LATERAL")):
+        sop = new_uid()
+        (folder / f"{sop}.dcm").write_bytes(chest_cr(study=study, sop=sop, view=view, seed=20 + n))
+        sent.append(sop)
+    (folder / "sender.txt").write_text(TEST_AET, "ascii")
+    with _running_pair(tmp_path, record_url, models=models) as (a, b, spool):
+        wait_until(lambda: _filed(record_url, study)[0] > 0, timeout=90, what="the recovered study's result")
+        wait_until(
+            lambda: _settled(record_url, spool, study), timeout=60, what="the shared spool and queue to empty"
+        )
+        results, instances = _filed(record_url, study)
+        assert results == 1
+        assert instances == set(sent)
+        assert _analyses(a, b) == 1
