@@ -1,4 +1,5 @@
-"""Servers the tests start on loopback: a free port to give them, and polling until they answer.
+"""Servers the tests start on loopback: a free port to give them, an app under uvicorn in a thread,
+and polling until they answer.
 
 Tests wait with :func:`wait_until`, never a fixed sleep: CI runs on a slower, differently loaded
 machine, where a fixed sleep turns into a race.
@@ -7,8 +8,10 @@ machine, where a fixed sleep turns into a race.
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -34,3 +37,22 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out after {timeout} s waiting for {what} (last: {value!r}).")
         time.sleep(interval)
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Run ``app`` (ASGI) under uvicorn in a thread on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=60, interval=0.05, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-from _loopback import free_port
+from _loopback import live_server
 from _security_env import Env, seeded_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -42,25 +40,10 @@ def _roles(app: object) -> dict[tuple[str, str], str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Env, dict, dict]]:
     """The API under uvicorn in a thread (rate limits off: the run is one client hammering)."""
-    import uvicorn
-
     env = seeded_env(Path(tmp_path_factory.mktemp("schemathesis")), rate_limit_per_minute=0)
     app = create_app(env.settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", env, app.openapi(), _roles(app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(app) as url:
+        yield url, env, app.openapi(), _roles(app)
 
 
 # What the run holds the server to, on every generated request (schemathesis' own checks):

@@ -4,10 +4,7 @@ driven by Playwright (never a browser downloaded by ``playwright install``)."""
 from __future__ import annotations
 
 import re
-import socket
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the API tests' h
 
 from _api_dicom import chest_dicom  # noqa: E402
 from _api_env import Env, TestClient, new_study_uid  # noqa: E402
+from _loopback import live_server  # noqa: E402
 
 from inference.record import Record  # noqa: E402
 from inference.services import add_user  # noqa: E402
@@ -51,34 +49,6 @@ __all__ = [
     "send_vitals",
     "sign_in",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread on a free loopback port; yield its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def add_account(env: Env, *, role: str = "radiologist", facility: str | None = "F1") -> str:
