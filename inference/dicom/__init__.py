@@ -5,6 +5,7 @@ of deflated data, nesting depth, declared lengths); then the header is checked a
 decoded on arrival. The server and the training data loader both read DICOM through this package.
 """
 
+from ._decode import REDUCED_MIN_LONG_SIDE
 from ._errors import (
     KINDS,
     MALFORMED,
@@ -35,6 +36,7 @@ __all__ = [
     "ACCEPTED_SOP_CLASSES",
     "MAX_SEQUENCE_DEPTH",
     "MIN_SIDE",
+    "REDUCED_MIN_LONG_SIDE",
     "SUPPORTED_TRANSFER_SYNTAXES",
     "DicomMalformed",
     "DicomRejected",

@@ -1,8 +1,9 @@
 """Pixel decoding: full resolution through pydicom's decoders, reduced resolution where the codec allows.
 
 JPEG 2000 holds a resolution pyramid and baseline JPEG can scale its inverse DCT, so when the caller
-says how large the model input is, those two decode only the resolution the model needs (JPEG 2000: at
-least four times the input size on the short side; JPEG: twice). Every other case decodes in full.
+says how large the model input is, those two decode only the resolution the model and the display need
+(JPEG 2000: at least four times the input size on the short side; JPEG: twice; both: at least the display
+rendering's side, :data:`REDUCED_MIN_LONG_SIDE`, on the long side). Every other case decodes in full.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -30,6 +31,12 @@ logger = logging.getLogger(__name__)
 # study decoded alone (the latency a sender sees) finishes sooner, and under load the work is the same.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 os.environ.setdefault("OPJ_NUM_THREADS", str(_CORES))
+
+
+REDUCED_MIN_LONG_SIDE: Final = 1024
+"""A reduced decode keeps at least this many pixels on the image's long side: the display rendering's
+side (``inference.analysis.DISPLAY_SIDE``, kept equal by a test), so the viewer, the overlays and the PACS
+captures are never interpolated up from fewer pixels than they show."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,13 @@ def check_native_length(length: int, layout: PixelLayout) -> None:
         )
 
 
-def decode(ds: Dataset, ts: str, layout: PixelLayout, target_size: int | None) -> tuple[np.ndarray, int]:
+def decode(
+    ds: Dataset,
+    ts: str,
+    layout: PixelLayout,
+    target_size: int | None,
+    min_long_side: int = REDUCED_MIN_LONG_SIDE,
+) -> tuple[np.ndarray, int]:
     """Decode the single frame of ``ds`` to stored values.
 
     Args:
@@ -63,6 +76,7 @@ def decode(ds: Dataset, ts: str, layout: PixelLayout, target_size: int | None) -
         ts: The transfer syntax the pixel data is encoded with.
         layout: Rows, columns and bit depths from the header.
         target_size: Model input size; enables reduced-resolution decoding when not None.
+        min_long_side: Fewest pixels a reduced decode keeps on the long side (the display's side).
 
     Returns:
         ``(pixels, reduction)``: 2-D stored values and the decimation factor (1 for full resolution).
@@ -75,7 +89,7 @@ def decode(ds: Dataset, ts: str, layout: PixelLayout, target_size: int | None) -
         header = j2k_header(frame) if ts in _syntax.J2K_FAMILY else jpeg_header(frame)
         if header is not None:
             _check_codestream(header, layout)
-            reduced = _reduced(frame, ts, header, layout, target_size)
+            reduced = _reduced(frame, ts, header, layout, target_size, min_long_side)
             if reduced is not None:
                 return _stored_values(reduced[0], layout), reduced[1]
     arr = _full(ds, ts)
@@ -144,32 +158,43 @@ def _full(ds: Dataset, ts: str) -> np.ndarray:
 
 
 def _reduced(
-    frame: bytes, ts: str, header: CodestreamHeader, layout: PixelLayout, target_size: int | None
+    frame: bytes,
+    ts: str,
+    header: CodestreamHeader,
+    layout: PixelLayout,
+    target_size: int | None,
+    min_long_side: int,
 ) -> tuple[np.ndarray, int] | None:
     """Try a reduced-resolution decode; None means decode in full instead."""
     if not target_size or target_size <= 0:
         return None
-    short = min(layout.rows, layout.columns)
+    short, long = sorted((layout.rows, layout.columns))
     try:
         if ts in _syntax.J2K_FAMILY:
-            return _j2k_reduced(frame, header, short, target_size)
+            return _j2k_reduced(frame, header, (short, long), target_size, min_long_side)
         if ts == _syntax.JPEG_BASELINE and header.precision == 8 and layout.bits_allocated == 8:
-            return _jpeg_draft(frame, layout, short, target_size)
+            return _jpeg_draft(frame, layout, (short, long), target_size, min_long_side)
     except Exception as e:  # the full decoder is the reference; any trouble here falls back to it
         logger.debug("reduced-resolution decode failed, decoding in full: %s", type(e).__name__)
     return None
 
 
 def _j2k_reduced(
-    frame: bytes, header: CodestreamHeader, short: int, target: int
+    frame: bytes, header: CodestreamHeader, sides: tuple[int, int], target: int, min_long: int
 ) -> tuple[np.ndarray, int] | None:
     if header.precision > 16:
         return None
     # Keep at least four times the model's side: the wavelet low-pass is not the area filter the full
     # path resizes with, and at twice the side the probabilities drifted by up to 0.05 on the served
-    # model (tests/acceptance/test_acceptance_reduced_decode.py holds them within 0.02).
+    # model (tests/acceptance/test_acceptance_reduced_decode.py holds them within 0.02). And at least
+    # the display rendering's side on the long side (REDUCED_MIN_LONG_SIDE).
+    short, long = sides
     k = 0
-    while k < header.levels and math.ceil(short / 2 ** (k + 1)) >= 4 * target:
+    while (
+        k < header.levels
+        and math.ceil(short / 2 ** (k + 1)) >= 4 * target
+        and math.ceil(long / 2 ** (k + 1)) >= min_long
+    ):
         k += 1
     if k == 0:
         return None
@@ -190,9 +215,16 @@ def _j2k_reduced(
     return values, factor
 
 
-def _jpeg_draft(frame: bytes, layout: PixelLayout, short: int, target: int) -> tuple[np.ndarray, int] | None:
+def _jpeg_draft(
+    frame: bytes, layout: PixelLayout, sides: tuple[int, int], target: int, min_long: int
+) -> tuple[np.ndarray, int] | None:
+    short, long = sides
     factor = 1
-    while factor < 8 and math.ceil(short / (factor * 2)) >= 2 * target:
+    while (
+        factor < 8
+        and math.ceil(short / (factor * 2)) >= 2 * target
+        and math.ceil(long / (factor * 2)) >= min_long
+    ):
         factor *= 2
     if factor == 1:
         return None

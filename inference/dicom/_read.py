@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _header, _plausible, _syntax
 from ._budget import decode_budget
-from ._decode import check_native_length, decode
+from ._decode import REDUCED_MIN_LONG_SIDE, check_native_length, decode
 from ._errors import DicomRejected, reject
 from ._guards import check_preamble, inflate_capped, read_file_meta, walk_structure
 from ._model import Instance, Limits, Study
@@ -25,7 +25,13 @@ MAX_SEQUENCE_DEPTH = 16
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 
-def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None) -> Instance:
+def read_instance(
+    data: bytes,
+    *,
+    limits: Limits,
+    target_size: int | None = None,
+    min_long_side: int = REDUCED_MIN_LONG_SIDE,
+) -> Instance:
     """Validate and decode one DICOM Part-10 file, all of it, now.
 
     Cheap byte-level guards run first (size, preamble, file meta, transfer syntax, capped inflation,
@@ -36,6 +42,8 @@ def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None
         data: The whole Part-10 file.
         limits: Size limits.
         target_size: Side of the model input; lets JPEG 2000 and baseline JPEG decode smaller.
+        min_long_side: Fewest pixels a reduced decode keeps on the long side (default: the display
+            rendering's side; tests of the reduced decoders on small images lower it).
 
     Returns:
         The decoded instance.
@@ -46,7 +54,7 @@ def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None
     try:
         # Decoding multiplies the file's size in memory: wait for room in the process's budget first.
         with decode_budget().hold(len(data)):
-            return _read(bytes(data), limits, target_size)
+            return _read(bytes(data), limits, target_size, min_long_side)
     except DicomRejected:
         raise
     except RecursionError as e:
@@ -62,7 +70,7 @@ def read_instance(data: bytes, *, limits: Limits, target_size: int | None = None
         ) from e
 
 
-def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
+def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: int) -> Instance:
     check_preamble(data, limits.max_instance_bytes)
     meta = read_file_meta(data)
     ts = meta.transfer_syntax_uid
@@ -109,7 +117,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None) -> Instance:
     patient = _header.patient(ds)
     slope, intercept = _plausible.rescale(ds, layout)
     centers, widths, function = _header.windows(ds)
-    pixels, reduction = decode(ds, ts, layout, target_size)
+    pixels, reduction = decode(ds, ts, layout, target_size, min_long_side)
     # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
     pixel_digest = hashlib.sha256(ds.PixelData).hexdigest()
     del ds.PixelData

@@ -76,3 +76,10 @@ def test_jpeg2000_decoded_at_display_size_is_windowed_once_with_the_same_result(
     np.testing.assert_array_equal(shared.display, render_display(instance, params))
     np.testing.assert_array_equal(shared.prepared.tensor, prepare(instance, params).tensor)
     assert shared.prepared.geometry == prepare(instance, params).geometry
+
+
+def test_the_reduced_decodes_keep_the_display_rendering_size() -> None:
+    from inference.analysis import DISPLAY_SIDE
+    from inference.dicom import REDUCED_MIN_LONG_SIDE
+
+    assert REDUCED_MIN_LONG_SIDE == DISPLAY_SIDE

@@ -109,7 +109,7 @@ def test_secondary_capture_and_cr_are_accepted(sop_class: str) -> None:
 def test_j2k_decodes_at_reduced_resolution_keeping_four_times_the_target() -> None:
     pixels = phantom(1100, 900)
     data = compressed(dataset(pixels, bits_stored=12), uid.JPEG2000Lossless)
-    reduced = _read(data, target_size=100)
+    reduced = read_instance(data, limits=LIMITS, target_size=100, min_long_side=0)
     # short side 900: 900/2 = 450 >= 400 but 900/4 = 225 < 400, so one level is dropped.
     assert reduced.reduction == 2 and reduced.pixels.shape == (550, 450)
     assert (reduced.rows, reduced.columns) == (1100, 900)
@@ -122,10 +122,23 @@ def test_j2k_decodes_at_reduced_resolution_keeping_four_times_the_target() -> No
 def test_jpeg_baseline_decodes_at_reduced_resolution() -> None:
     pixels = phantom(1024, 800, bits=8)
     data = jpeg_baseline(dataset(pixels))
-    reduced = _read(data, target_size=100)
+    reduced = read_instance(data, limits=LIMITS, target_size=100, min_long_side=0)
     assert reduced.reduction == 4 and reduced.pixels.shape == (256, 200)
     block_mean = pixels.reshape(256, 4, 200, 4).mean(axis=(1, 3))
     assert np.abs(reduced.pixels.astype(float) - block_mean).mean() < 0.02 * 255
+
+
+def test_reduced_decodes_keep_the_display_size_on_the_long_side() -> None:
+    # 1100 x 900 for a 100-px model: one JPEG 2000 level (550 x 450) keeps four model sides, but the
+    # display rendering is 1024 px on the long side, so by default nothing is dropped; a floor of 512
+    # allows the one level. Baseline JPEG likewise.
+    j2k = compressed(dataset(phantom(1100, 900), bits_stored=12), uid.JPEG2000Lossless)
+    assert _read(j2k, target_size=100).reduction == 1
+    assert read_instance(j2k, limits=LIMITS, target_size=100, min_long_side=512).reduction == 2
+    jpeg = jpeg_baseline(dataset(phantom(1024, 800, bits=8)))
+    assert _read(jpeg, target_size=100).reduction == 1
+    reduced = read_instance(jpeg, limits=LIMITS, target_size=100, min_long_side=512)
+    assert reduced.reduction == 2 and reduced.pixels.shape == (512, 400)
 
 
 def test_small_images_are_never_reduced() -> None:
