@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from inference.batch._worker import Scored
     from inference.config import Settings
 
-# Studies queued per worker: enough to keep every worker busy while the driver counts.
-_PER_WORKER = 4
+# Chunks queued per worker: one being scored, one waiting, so a worker never idles on the driver.
+_PER_WORKER = 2
+# Studies per task: large enough to amortise the scheduler's round trip, small enough that every worker
+# gets several chunks (the last ones do not leave a worker idle for long) and the progress bar moves.
+_CHUNK_MAX = 16
 _WORKER_WAIT_SECONDS = 120
 
 
@@ -232,6 +235,11 @@ def _local_worker_env(workers: int) -> dict[str, str]:
     return env
 
 
+def chunk_size(studies: int, workers: int) -> int:
+    """Studies per Dask task: about eight chunks per worker, at most :data:`_CHUNK_MAX` studies each."""
+    return max(1, min(_CHUNK_MAX, studies // max(1, workers * 8)))
+
+
 def _drain(
     distributed: Any,
     client: Any,
@@ -240,25 +248,35 @@ def _drain(
     summary: Summary,
     progress: Progress | None,
 ) -> None:
-    from inference.batch._worker import Scored, score_study
+    from inference.batch._worker import Scored, score_studies
 
+    size = chunk_size(len(studies), summary.workers)
     window = max(1, summary.workers * _PER_WORKER)
-    pending = iter(studies)
+    chunks = (studies[i : i + size] for i in range(0, len(studies), size))
+    # Only the chunk's study references travel (paths or UIDs), and each worker sends back small counts:
+    # the results themselves are written to the record by the workers, never gathered here.
+    sizes: dict[str, int] = {}
 
     def submit() -> Any:
-        ref = next(pending, None)
-        return None if ref is None else client.submit(score_study, ref, source, pure=False)
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        future = client.submit(score_studies, list(chunk), source, pure=False)
+        sizes[future.key] = len(chunk)
+        return future
 
     started = time.monotonic()
     first = [f for f in (submit() for _ in range(window)) if f is not None]
     queue = distributed.as_completed(first)
     for future in queue:
+        count = sizes.pop(future.key)
         try:
-            scored = future.result()
-        except Exception as e:  # noqa: BLE001 - a worker died under this study more than once
-            scored = Scored("failed", type(e).__name__)
+            outcomes: list[Scored] = future.result()
+        except Exception as e:  # noqa: BLE001 - a worker died under this chunk more than once
+            outcomes = [Scored("failed", type(e).__name__)] * count
         future.release()
-        summary.add(scored)
+        for scored in outcomes:
+            summary.add(scored)
         summary.scoring_seconds = time.monotonic() - started
         if progress is not None:
             progress(summary)
