@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _PER_WORKER = 2
 # Studies per task: large enough to amortise the scheduler's round trip, small enough that every worker
 # gets several chunks (the last ones do not leave a worker idle for long) and the progress bar moves.
-_CHUNK_MAX = 16
+_CHUNK_MAX = 8
 _WORKER_WAIT_SECONDS = 120
 
 
