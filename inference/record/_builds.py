@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
@@ -31,15 +31,17 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    update,
 )
-from sqlalchemy.exc import DBAPIError
 
-from inference.record import _audit
 from inference.record._database import Database
-from inference.record._engine import IMMEDIATE
-from inference.record._errors import RecordError
-from inference.record._lease import lease_free
+from inference.record._lease import (
+    claim_first,
+    database_now,
+    finish_pending,
+    lease_free,
+    requeue_dead,
+    write_session,
+)
 from inference.record._result_types import PendingBuild
 from inference.record._types import UTCDateTime, iso, utcnow
 
@@ -144,26 +146,24 @@ class Builds:
 
     def claim_next(self, *, now: datetime | None = None, lease_seconds: float = 300.0) -> BuildJob | None:
         """Hand out the oldest due pending build that no other worker holds."""
-        now = now or utcnow()
         with self._db.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            row = session.execute(
+            write_session(session)
+            now = now or database_now(session)
+            row = claim_first(
+                session,
+                output_builds,
                 select(output_builds)
                 .where(
                     output_builds.c.state == "pending",
                     output_builds.c.next_attempt_at <= now,
                     lease_free(output_builds.c.lease_until, now),
                 )
-                .order_by(output_builds.c.id)
-                .limit(1)
-            ).first()
+                .order_by(output_builds.c.id),
+                now=now,
+                lease_seconds=lease_seconds,
+            )
             if row is None:
                 return None
-            session.execute(
-                update(output_builds)
-                .where(output_builds.c.id == row.id)
-                .values(lease_until=now + timedelta(seconds=lease_seconds))
-            )
             return BuildJob(
                 id=row.id,
                 result_id=row.result_id,
@@ -174,16 +174,9 @@ class Builds:
             )
 
     def _finish(self, job_id: int, values: dict[str, Any]) -> None:
-        try:
-            with self._db.sessions() as session, session.begin():
-                session.connection(execution_options={IMMEDIATE: True})
-                session.execute(
-                    update(output_builds)
-                    .where(output_builds.c.id == job_id, output_builds.c.state == "pending")
-                    .values(**values)
-                )
-        except DBAPIError as e:
-            raise RecordError("The build state could not be updated.") from e
+        finish_pending(
+            self._db, output_builds, job_id, values, failure="The build state could not be updated."
+        )
 
     def mark_done(self, *, job_id: int) -> None:
         """The outputs were built and are in the outbox."""
@@ -267,29 +260,15 @@ class Builds:
 
         With ``audit`` (who asked), each build requeued gets an audit entry in the same transaction.
         """
-        now = now or utcnow()
-        try:
-            with self._db.sessions() as session, session.begin():
-                session.connection(execution_options={IMMEDIATE: True})
-                query = select(output_builds.c.id).where(output_builds.c.state == "dead")
-                if ids is not None:
-                    query = query.where(output_builds.c.id.in_(list(ids)))
-                found = list(session.scalars(query))
-                if found:
-                    session.execute(
-                        update(output_builds)
-                        .where(output_builds.c.id.in_(found), output_builds.c.state == "dead")
-                        .values(
-                            state="pending", attempts=0, next_attempt_at=now, lease_until=None, dead_at=None
-                        )
-                    )
-                    if audit is not None:
-                        _audit.append_requeued(
-                            session, table=output_builds, ids=found, kind="build", columns=audit
-                        )
-                return found
-        except DBAPIError as e:
-            raise RecordError("The build queue could not be updated; nothing was requeued.") from e
+        return requeue_dead(
+            self._db,
+            output_builds,
+            ids=ids,
+            now=now or utcnow(),
+            audit=audit,
+            kind="build",
+            failure="The build queue could not be updated; nothing was requeued.",
+        )
 
 
 def pending_in(session: Session, result_id: str) -> PendingBuild | None:

@@ -12,14 +12,22 @@ compare (their own clocks may disagree by seconds; the database's is one clock f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, Select, Table, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+
+from inference.record import _audit
+from inference.record._engine import IMMEDIATE
+from inference.record._errors import RecordError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement
+
+    from inference.record._database import Database
 
 
 def lease_free(lease_until: Any, now: datetime) -> ColumnElement[bool]:
@@ -45,3 +53,128 @@ def database_now(session: Session) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError("The database clock did not answer with a timestamp.")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def write_session(session: Session) -> None:
+    """Take the write lock at the start of ``session``'s transaction (SQLite: concurrent writers queue)."""
+    session.connection(execution_options={IMMEDIATE: True})
+
+
+def claim(
+    session: Session,
+    table: Table,
+    row_id: Any,
+    *,
+    now: datetime,
+    lease_seconds: float,
+    guard: Sequence[ColumnElement[bool]] = (),
+) -> bool:
+    """Lease the row ``row_id`` of ``table`` (``id``, ``lease_until``) until ``now + lease_seconds``.
+
+    A conditional UPDATE in ``session``'s transaction: it changes the row only while its lease is free at
+    ``now`` and every ``guard`` condition holds (e.g. the row is still pending); of two workers of any
+    processes that try the same row, one wins.
+
+    Returns:
+        True when this call took the lease; False when another worker holds it or a guard failed.
+    """
+    claimed = session.execute(
+        update(table)
+        .where(table.c.id == row_id, lease_free(table.c.lease_until, now), *guard)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    return took(claimed)
+
+
+def claim_first(
+    session: Session,
+    table: Table,
+    query: Select[Any],
+    *,
+    now: datetime,
+    lease_seconds: float,
+    ready: Callable[[Row[Any]], bool] | None = None,
+    guard: Sequence[ColumnElement[bool]] | None = None,
+) -> Row[Any] | None:
+    """The first row ``query`` finds, leased to the caller by :func:`claim`; None when there is none to take.
+
+    Args:
+        session: A session inside its write transaction (:func:`write_session`).
+        table: The queue's table (``id`` and ``lease_until`` columns).
+        query: The candidates in the order they are handed out (only the first is considered).
+        now: The time of the claim (usually :func:`database_now`).
+        lease_seconds: How long the row is the caller's alone.
+        ready: A further test of the row found (e.g. it is due); a row failing it is not taken.
+        guard: Conditions the UPDATE re-checks; default: the row's ``state`` is still ``pending``.
+    """
+    row = session.execute(query.limit(1)).first()
+    if row is None or (ready is not None and not ready(row)):
+        return None
+    checks = guard if guard is not None else (table.c.state == "pending",)
+    return row if claim(session, table, row.id, now=now, lease_seconds=lease_seconds, guard=checks) else None
+
+
+def finish_pending(
+    db: Database,
+    table: Table,
+    row_id: Any,
+    values: dict[str, Any],
+    *,
+    failure: str,
+    then: Callable[[Session], None] | None = None,
+) -> None:
+    """Write a claimed row's outcome (``values``), if it is still pending, in a transaction of its own.
+
+    ``then(session)`` runs in that transaction when the row changed (e.g. the outcome's audit entry).
+
+    Raises:
+        RecordError: ``failure`` (a sentence), when the database refused the write.
+    """
+    try:
+        with db.sessions() as session, session.begin():
+            write_session(session)
+            changed = session.execute(
+                update(table).where(table.c.id == row_id, table.c.state == "pending").values(**values)
+            )
+            if then is not None and took(changed):
+                then(session)
+    except DBAPIError as e:
+        raise RecordError(failure) from e
+
+
+def requeue_dead(
+    db: Database,
+    table: Table,
+    *,
+    ids: Sequence[int] | None,
+    now: datetime,
+    audit: dict[str, Any] | None,
+    kind: str,
+    failure: str,
+) -> list[int]:
+    """Give dead rows of ``table`` (``ids``, or all when None) a fresh set of attempts, due at ``now``.
+
+    Each row keeps its id (its place in the queue). With ``audit`` (who asked), each row requeued gets
+    an audit entry of ``kind`` in the same transaction.
+
+    Raises:
+        RecordError: ``failure`` (a sentence), when the database refused the write; nothing was requeued.
+    """
+    try:
+        with db.sessions() as session, session.begin():
+            write_session(session)
+            query = select(table.c.id).where(table.c.state == "dead")
+            if ids is not None:
+                query = query.where(table.c.id.in_(list(ids)))
+            found = list(session.scalars(query))
+            if found:
+                session.execute(
+                    update(table)
+                    .where(table.c.id.in_(found), table.c.state == "dead")
+                    .values(state="pending", attempts=0, next_attempt_at=now, lease_until=None, dead_at=None)
+                )
+                if audit is not None:
+                    _audit.append_requeued(session, table=table, ids=found, kind=kind, columns=audit)
+            return found
+    except DBAPIError as e:
+        raise RecordError(failure) from e

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
@@ -31,15 +31,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from inference.record import _audit
 from inference.record._database import Database
-from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
-from inference.record._lease import lease_free, took
+from inference.record._lease import claim_first, database_now, finish_pending, requeue_dead, write_session
 from inference.record._models import Result
 from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
@@ -106,11 +104,6 @@ class OutboxItem:
     attempts: int
 
 
-def _write_session(session: Session) -> None:
-    # SQLite: take the write lock up front so concurrent workers queue instead of failing.
-    session.connection(execution_options={IMMEDIATE: True})
-
-
 class Outbox:
     """The outbox of deliveries to PACS destinations (one row per object and destination)."""
 
@@ -141,7 +134,7 @@ class Outbox:
         for _attempt in range(3):
             try:
                 with self._db.sessions() as session, session.begin():
-                    _write_session(session)
+                    write_session(session)
                     existing = {
                         (row.destination, row.object_uid)
                         for row in session.execute(
@@ -188,29 +181,20 @@ class Outbox:
         Returns:
             The claimed item, or ``None`` when nothing of this destination is due now.
         """
-        now = now or utcnow()
         with self._db.sessions() as session, session.begin():
-            _write_session(session)
-            row = session.execute(
+            write_session(session)
+            now = now or database_now(session)
+            row = claim_first(
+                session,
+                outbox,
                 select(outbox)
                 .where(outbox.c.destination == destination, outbox.c.state == "pending")
-                .order_by(outbox.c.id)
-                .limit(1)
-            ).first()
-            if row is None or row.next_attempt_at > now:
-                return None
-            if row.lease_until is not None and row.lease_until > now:
-                return None
-            claimed = session.execute(
-                update(outbox)
-                .where(
-                    outbox.c.id == row.id,
-                    outbox.c.state == "pending",
-                    lease_free(outbox.c.lease_until, now),
-                )
-                .values(lease_until=now + timedelta(seconds=lease_seconds))
+                .order_by(outbox.c.id),
+                now=now,
+                lease_seconds=lease_seconds,
+                ready=lambda found: found.next_attempt_at <= now,
             )
-            if not took(claimed):
+            if row is None:
                 return None
             return OutboxItem(
                 id=row.id,
@@ -226,16 +210,16 @@ class Outbox:
     def _finish(self, item_id: int, values: dict[str, Any], *, audit: str | None = None) -> None:
         # ``audit``: the outcome of the delivery's audit entry, written in the transaction that ends the
         # row's delivery, so a row is never sent (or given up) without its entry, nor the other way round.
-        try:
-            with self._db.sessions() as session, session.begin():
-                _write_session(session)
-                changed = session.execute(
-                    update(outbox).where(outbox.c.id == item_id, outbox.c.state == "pending").values(**values)
-                )
-                if audit is not None and took(changed):
-                    _append_delivery(session, item_id=item_id, outcome=audit)
-        except DBAPIError as e:
-            raise RecordError("The outbox state could not be updated.") from e
+        finish_pending(
+            self._db,
+            outbox,
+            item_id,
+            values,
+            failure="The outbox state could not be updated.",
+            then=None
+            if audit is None
+            else lambda session: _append_delivery(session, item_id=item_id, outcome=audit),
+        )
 
     def mark_sent(self, *, item_id: int, now: datetime | None = None) -> None:
         """The destination accepted the object: the row is ``sent`` and the disclosure audited (outcome
@@ -340,33 +324,15 @@ class Outbox:
         destination in the order they were filed. With ``audit`` (who asked: the audit columns but the
         resource and patient), each object requeued gets an audit entry in the same transaction.
         """
-        now = now or utcnow()
-        try:
-            with self._db.sessions() as session, session.begin():
-                _write_session(session)
-                query = select(outbox.c.id).where(outbox.c.state == "dead")
-                if ids is not None:
-                    query = query.where(outbox.c.id.in_(list(ids)))
-                found = list(session.scalars(query))
-                if found:
-                    session.execute(
-                        update(outbox)
-                        .where(outbox.c.id.in_(found), outbox.c.state == "dead")
-                        .values(
-                            state="pending",
-                            attempts=0,
-                            next_attempt_at=now,
-                            lease_until=None,
-                            dead_at=None,
-                        )
-                    )
-                    if audit is not None:
-                        _audit.append_requeued(
-                            session, table=outbox, ids=found, kind="delivery", columns=audit
-                        )
-                return found
-        except DBAPIError as e:
-            raise RecordError("The outbox could not be updated; nothing was requeued.") from e
+        return requeue_dead(
+            self._db,
+            outbox,
+            ids=ids,
+            now=now or utcnow(),
+            audit=audit,
+            kind="delivery",
+            failure="The outbox could not be updated; nothing was requeued.",
+        )
 
     def count_pending(self, *, destination: str | None = None) -> int:
         """How many objects wait for delivery (to one destination, or to all)."""
