@@ -245,6 +245,20 @@ class Pacs:
     work: Path
 
 
+def orthanc_destination(dicom_port: int, *, calling: str = LISTENER_AET) -> dict[str, Any]:
+    """The delivery destination (``DXASSIST_DESTINATIONS`` entry) of Orthanc's DICOM port, called as
+    ``calling``."""
+    return {
+        "name": "orthanc",
+        "kind": "dimse",
+        "host": "127.0.0.1",
+        "port": dicom_port,
+        "ae_title": ORTHANC_AET,
+        "calling_ae_title": calling,
+        "timeout_seconds": 5,
+    }
+
+
 @dataclass
 class Serve:
     """``dxassist serve`` on loopback in a subprocess (:func:`start_serve`)."""

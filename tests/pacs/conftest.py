@@ -7,12 +7,11 @@ from collections.abc import Iterator
 import pytest
 import tiny_models
 from _pacs_harness import (
-    LISTENER_AET,
-    ORTHANC_AET,
     Listener,
     Orthanc,
     Pacs,
     free_port,
+    orthanc_destination,
     require_tools,
 )
 
@@ -28,15 +27,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
     listener_port, http_port, dicom_port = free_port(), free_port(), free_port()
     (root / "orthanc").mkdir()
     orthanc = Orthanc(root / "orthanc", http_port, dicom_port, listener_port)
-    destination = {
-        "name": "orthanc",
-        "kind": "dimse",
-        "host": "127.0.0.1",
-        "port": dicom_port,
-        "ae_title": ORTHANC_AET,
-        "calling_ae_title": LISTENER_AET,
-        "timeout_seconds": 5,
-    }
+    destination = orthanc_destination(dicom_port)
     listener = Listener(home, listener_port, [destination])
     orthanc.start()
     try:

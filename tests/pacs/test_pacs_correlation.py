@@ -23,12 +23,12 @@ import tiny_models
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import (
     LISTENER_AET,
-    ORTHANC_AET,
     TEST_AET,
     Listener,
     Pacs,
     dxassist,
     free_port,
+    orthanc_destination,
     wait_until,
 )
 from test_pacs_phi_hygiene import NEEDLES, named_study
@@ -75,15 +75,7 @@ def run(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     home = root / "home"
     home.mkdir()
     tiny_models.seed_both(home / "models", root / "build")
-    destination = {
-        "name": "orthanc",
-        "kind": "dimse",
-        "host": "127.0.0.1",
-        "port": pacs.orthanc.dicom_port,
-        "ae_title": ORTHANC_AET,
-        "calling_ae_title": LISTENER_AET,
-        "timeout_seconds": 5,
-    }
+    destination = orthanc_destination(pacs.orthanc.dicom_port)
     listener = Listener(home, free_port(), [destination])
     study = new_uid()
     listener.start()

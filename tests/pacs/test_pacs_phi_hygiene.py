@@ -27,11 +27,11 @@ import tiny_models
 from _pacs_dicom import chest_cr, new_uid, write
 from _pacs_harness import (
     LISTENER_AET,
-    ORTHANC_AET,
     Listener,
     Orthanc,
     Serve,
     free_port,
+    orthanc_destination,
     require_tools,
     start_serve,
     storescu,
@@ -104,24 +104,12 @@ def _related(parts: list[bytes]) -> tuple[bytes, str]:
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
-def _destination(dicom_port: int, calling: str) -> dict[str, object]:
-    return {
-        "name": "orthanc",
-        "kind": "dimse",
-        "host": "127.0.0.1",
-        "port": dicom_port,
-        "ae_title": ORTHANC_AET,
-        "calling_ae_title": calling,
-        "timeout_seconds": 5,
-    }
-
-
 def _start_server(root: Path, dicom_port: int) -> Serve:
     home = root / "serve-home"
     home.mkdir()
     tiny_models.seed_both(home / "models", root / "serve-build")
     env = {
-        "DXASSIST_DESTINATIONS": json.dumps([_destination(dicom_port, "DXASSIST-HTTP")]),
+        "DXASSIST_DESTINATIONS": json.dumps([orthanc_destination(dicom_port, calling="DXASSIST-HTTP")]),
         "DXASSIST_DELIVERY_BACKOFF_SECONDS": "0.3",
         "DXASSIST_DELIVERY_BACKOFF_CAP_SECONDS": "1.0",
         "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
@@ -155,7 +143,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outputs]:
     listener_port, http_port, dicom_port = free_port(), free_port(), free_port()
     (root / "orthanc").mkdir()
     orthanc = Orthanc(root / "orthanc", http_port, dicom_port, listener_port)
-    listener = Listener(listener_home, listener_port, [_destination(dicom_port, LISTENER_AET)])
+    listener = Listener(listener_home, listener_port, [orthanc_destination(dicom_port)])
     studies = {"upload": new_uid(), "stow": new_uid(), "dimse": new_uid()}
     orthanc.start()
     server: Serve | None = None

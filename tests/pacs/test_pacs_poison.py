@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 import tiny_models
 from _pacs_dicom import chest_cr, new_uid, write
-from _pacs_harness import LISTENER_AET, ORTHANC_AET, Listener, Pacs, dxassist, free_port, storescu, wait_until
+from _pacs_harness import (
+    LISTENER_AET,
+    Listener,
+    Pacs,
+    dxassist,
+    free_port,
+    orthanc_destination,
+    storescu,
+    wait_until,
+)
 
 from inference.record import Record
 
@@ -71,15 +80,7 @@ def test_a_poison_study_ends_in_the_dead_letter_queue_and_a_retry_delivers_it_on
     home = tmp_path / "poison-home"
     home.mkdir()
     tiny_models.seed_both(home / "models", tmp_path / "build")
-    good = {
-        "name": "orthanc",
-        "kind": "dimse",
-        "host": "127.0.0.1",
-        "port": pacs.orthanc.dicom_port,
-        "ae_title": ORTHANC_AET,
-        "calling_ae_title": LISTENER_AET,
-        "timeout_seconds": 5,
-    }
+    good = orthanc_destination(pacs.orthanc.dicom_port)
     wrong_ae = {**good, "ae_title": "NOTORTHANC"}  # Orthanc checks the called AE title: rejected
     limits = {
         "DXASSIST_BUILD_MAX_ATTEMPTS": str(BUILD_ATTEMPTS),
