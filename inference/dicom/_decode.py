@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Final
@@ -26,11 +25,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# OpenJPEG (under Pillow's reduced JPEG 2000 decode) reads its thread count from the environment when a
-# codec is made; Pillow has no other way to set it. Its code blocks then decode on every usable core: a
-# study decoded alone (the latency a sender sees) finishes sooner, and under load the work is the same.
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-os.environ.setdefault("OPJ_NUM_THREADS", str(_CORES))
+# OpenJPEG (under Pillow's reduced JPEG 2000 decode) reads OPJ_NUM_THREADS when a codec is made; it is left
+# to the operator (unset: one thread). Two threads made one study's decode faster on its own, but on a
+# loaded 2-core host the server's JPEG 2000 latency was worse with them (p50 656 against 422 ms, paired
+# runs in benchmarks/README.md): each decode waits at its wavelet barriers for a descheduled thread.
 
 
 REDUCED_MIN_LONG_SIDE: Final = 1024
