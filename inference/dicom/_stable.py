@@ -246,6 +246,9 @@ def remove_study_files(study: StableStudy) -> None:
     """Delete the analysed files of a study, and its folder once nothing else is in it."""
     for path in study.files:
         path.unlink(missing_ok=True)
+    if any(study.folder.glob(f"*{_SUFFIX}")):
+        # An instance arrived after the study was finished (it starts a new one): it needs the sender.
+        return
     (study.folder / SENDER_FILE).unlink(missing_ok=True)
     (study.folder / ATTEMPTS_FILE).unlink(missing_ok=True)
     for leftover in study.folder.glob(".*.tmp"):

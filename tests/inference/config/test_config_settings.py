@@ -120,3 +120,24 @@ def test_production_still_refuses_the_embedded_database(monkeypatch: pytest.Monk
     monkeypatch.delenv("DXASSIST_DATABASE_URL", raising=False)
     with pytest.raises(ValidationError, match="DXASSIST_DATABASE_URL must be set in production"):
         Settings(environment="production")
+
+
+def test_the_listener_spool_is_home_unless_set_and_a_relative_one_is_under_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DXASSIST_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DXASSIST_DIMSE_SPOOL", raising=False)
+    monkeypatch.delenv("DXASSIST_DIMSE_GROUPING", raising=False)
+    settings = Settings()
+    assert settings.listener_spool == settings.resolved_home
+    assert settings.dimse.dimse_grouping == "process"
+    monkeypatch.setenv("DXASSIST_DIMSE_SPOOL", "spool")
+    assert Settings().listener_spool == settings.resolved_home / "spool"
+    monkeypatch.setenv("DXASSIST_DIMSE_SPOOL", str(tmp_path / "nfs"))
+    monkeypatch.setenv("DXASSIST_DIMSE_GROUPING", "database")
+    shared = Settings()
+    assert shared.listener_spool == tmp_path / "nfs"
+    assert shared.dimse.dimse_grouping == "database"
+    monkeypatch.setenv("DXASSIST_DIMSE_GROUPING", "files")
+    with pytest.raises(ValidationError):
+        Settings()
