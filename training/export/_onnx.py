@@ -102,3 +102,25 @@ def export_onnx(
     if not report.parity_passed:
         raise ParityError(f"ONNX Runtime differs from PyTorch by {diff:.2e} (tolerance {tolerance:.0e}).")
     return report
+
+
+def restamp_metadata(report: ExportReport, metadata: Mapping[str, str]) -> ExportReport:
+    """Replace the ``metadata_props`` of an exported file (the graph is untouched, so parity still holds).
+
+    The imaging pipeline fits the temperature and the thresholds on what the exported graph computes on
+    the server's inputs, which exists only after export; this writes them into the file.
+
+    Returns:
+        The report with the file's new sha256.
+    """
+    import dataclasses
+
+    import onnx
+
+    from inference.runtime import write_metadata
+
+    model = onnx.load(str(report.path))
+    write_metadata(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(report.path), save_as_external_data=False)
+    return dataclasses.replace(report, sha256=_sha256(report.path))

@@ -280,6 +280,12 @@ def _model_card(
     )
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     n_train, n_val, n_test = split_sizes
+    served_note = (
+        "each file read by `inference.dicom`, prepared by `inference.analysis` and scored by the exported "
+        "ONNX graph in ONNX Runtime, as a request is; the test figures below are scored the same way"
+        if metrics.get("val_scored_by_served_path") and metrics.get("test_scored_by_served_path")
+        else "the data set's prepared arrays scored by the exported ONNX graph in ONNX Runtime"
+    )
     return f"""# Model card: `{MODEL_NAME}`
 
 ONNX sha256 `{sha256}`.
@@ -322,7 +328,8 @@ hit only when they cover a cell centre. {pooling} {localisation}
 Confidence intervals: percentile bootstrap over test cases ({cfg.n_boot} resamples).
 
 ## Operating points
-One threshold per finding on the calibrated probability, chosen on the validation split: the highest
+One threshold per finding on the calibrated probability, chosen on the validation split as the server
+scores it ({served_note}): the highest
 threshold reaching a sensitivity of {cfg.sensitivity_target:.2f}, then lowered into the middle (on the logit
 scale) of the gap between the highest validation negative below it and the next positive, so that
 sensitivity rises wherever it costs no validation specificity and the threshold keeps a margin from both
@@ -331,7 +338,7 @@ and specificity above are measured on the test split at those thresholds. Sites 
 operating points from the ROC curves (`roc.png`).
 
 ## Calibration
-One temperature T = {_fmt(metrics["temperature"])} fitted on the validation logits of all findings
+One temperature T = {_fmt(metrics["temperature"])} fitted on the served validation logits of all findings
 (probability = sigmoid(logit / T)). Expected calibration error on the test split, pooled over findings:
 {_fmt(metrics["test_ece"])} after scaling ({_fmt(metrics["test_ece_uncalibrated"])} before).
 Reliability diagram: `calibration.png`.
@@ -447,11 +454,17 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
 
     from inference.preprocess import PreprocessParams
     from training.data import FINDINGS
-    from training.evaluate import plot_calibration, plot_roc, sigmoid
-    from training.export import export_onnx
+    from training.evaluate import (
+        fit_temperature,
+        plot_calibration,
+        plot_roc,
+        sigmoid,
+        threshold_for_sensitivity,
+    )
+    from training.export import export_onnx, restamp_metadata
     from training.loops import fit_imaging, localisation_targets, predict
     from training.models import CxrNet
-    from training.pipeline._served_eval import served_probabilities
+    from training.pipeline._served_eval import load_for_evaluation, served_outputs
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -476,6 +489,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     #    seeded split; either way the same for every run of a profile
     train_idx, val_idx, test_idx = _split(arrays, cfg.seed)
     test_masks = arrays.masks[test_idx] if arrays.masks is not None else None
+    val_files = [arrays.files[i] for i in val_idx]
     test_files = [arrays.files[i] for i in test_idx]
     # Where the data set has finding masks (the phantoms do), the CAM is also taught where findings
     # are; the targets are the masks' cell shares at CAM resolution, a few MB instead of the masks.
@@ -527,62 +541,16 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     model = model.to(memory_format=torch.contiguous_format).eval()
     timings["seconds_train"] = time.perf_counter() - t0
 
-    # 4-5. calibrate on validation, evaluate on test
-    t0 = time.perf_counter()
-    val_logits, _ = predict(model, x[val_idx])
-    test_logits, test_cams = predict(model, x[test_idx], with_cam=True)
-    y_val, y_test = y[val_idx], y[test_idx]
-    metrics, temperature, thresholds, p_test = _evaluate(
-        labels=labels,
-        val_logits=val_logits,
-        y_val=y_val,
-        test_logits=test_logits,
-        y_test=y_test,
-        sensitivity_target=cfg.sensitivity_target,
-        n_boot=cfg.n_boot,
-        seed=cfg.seed,
-    )
-    metrics["best_epoch"] = float(fit.best_epoch)
-    tolerance = cfg.pointing_tolerance if cfg.pointing_tolerance is not None else cfg.cam_stride // 2
-    if test_masks is not None and test_cams is not None:
-        pg, pg_per, pg_n = _pointing_game(test_cams, y_test, test_masks)
-        pg_tol, _, _ = _pointing_game(test_cams, y_test, test_masks, tolerance=tolerance)
-    else:
-        pg, pg_per, pg_n, pg_tol = math.nan, [math.nan] * len(labels), 0, math.nan
-        logger.warning(
-            "The %s data set has no finding masks; the pointing game is not measured.", cfg.dataset
-        )
-    metrics["test_pointing_game"] = pg
-    metrics["test_pointing_game_tolerant"] = pg_tol
-    metrics["pointing_tolerance_px"] = float(tolerance)
-    metrics["test_pointing_game_n"] = float(pg_n)
-    for name, value in zip(labels, pg_per, strict=True):
-        metrics[f"test_pointing_game_{name}"] = value
-    metrics["localisation_supervised"] = 1.0 if loc_train is not None else 0.0
-
-    artifacts: list[Path] = []
-    curves_roc = {name: (y_test[:, k], p_test[:, k]) for k, name in enumerate(labels)}
-    tag = "SYNTHETIC phantoms" if cfg.dataset == "synthetic" else cfg.dataset
-    artifacts.append(plot_roc(curves_roc, out_dir / "roc.png", title=f"{MODEL_NAME}: test ROC ({tag})"))
-    artifacts.append(
-        plot_calibration(
-            {**curves_roc, "all findings": (y_test.ravel(), p_test.ravel())},
-            out_dir / "calibration.png",
-            title=f"{MODEL_NAME}: calibrated, test ({tag})",
-        )
-    )
-    timings["seconds_eval"] = time.perf_counter() - t0
-
-    # 5b. the OOD guard: statistics of the training features, threshold on validation, figures on the
-    #     test split and the refusal set
+    # 4. the OOD guard: statistics of the training features, threshold on validation, figures on the
+    #    test split and the refusal set
     t0 = time.perf_counter()
     guard = fit_guard(cfg, model, params, x_train=x[train_idx], x_val=x[val_idx], x_test=x[test_idx])
-    metrics.update(guard.metrics)
-    p_val = sigmoid(val_logits.astype(np.float64) / temperature)
-    reference = drift_reference(guard.val_scores, p_val, labels)
+    metrics: dict[str, float] = dict(guard.metrics)
     timings["seconds_ood"] = time.perf_counter() - t0
 
-    # 6. export: the CAM and the OOD score are outputs of the graph; parity on the logits and the score
+    # 5. export: the CAM and the OOD score are outputs of the graph; parity on the logits and the score.
+    #    The calibration and the thresholds are fitted below on what this graph computes on the server's
+    #    inputs, then written into the file (restamp_metadata); until then it holds neutral ones.
     t0 = time.perf_counter()
     training_data = training_data_line(cfg, len(x))
     if cfg.dataset == "dxassist-export" and cfg.data is not None:
@@ -596,56 +564,124 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     torch.save(
         {"state_dict": model.state_dict(), "model_kwargs": model_kwargs, "config": cfg.to_dict()}, checkpoint
     )
-    artifacts.append(checkpoint)
-    metadata = imaging_metadata(
-        cfg,
-        labels=labels,
-        thresholds=thresholds,
-        temperature=temperature,
-        preprocess=params.to_metadata(),
-        training_data=training_data,
-        ood=guard.metadata,
-        reference=reference,
-    )
+    artifacts: list[Path] = [checkpoint]
+
+    def metadata_with(
+        thresholds: dict[str, float], temperature: float, reference: dict[str, Any] | None
+    ) -> dict[str, str]:
+        return imaging_metadata(
+            cfg,
+            labels=labels,
+            thresholds=thresholds,
+            temperature=temperature,
+            preprocess=params.to_metadata(),
+            training_data=training_data,
+            ood=guard.metadata,
+            reference=reference,
+        )
+
     report = export_onnx(
         guard.guarded,
         {"image": np.ascontiguousarray(x[test_idx[:2]])},
         ["logits", "cam", "ood"],
         out_dir / ONNX_FILE,
-        metadata=metadata,
+        metadata=metadata_with(dict.fromkeys(labels, 0.5), 1.0, None),
         parity_outputs=["logits", "ood"],
     )
     timings["seconds_export"] = time.perf_counter() - t0
 
-    # 6b. the test figures of the served path: each test file decoded, prepared and scored as a request
-    #     is (inference.dicom + inference.analysis + ONNX Runtime), not the training arrays in PyTorch
+    # 6. the served path: each validation and test file read (inference.dicom), prepared
+    #    (inference.analysis) and scored by the exported graph in ONNX Runtime, as a request is
     t0 = time.perf_counter()
     root = _synthetic_data(cfg) if cfg.dataset == "synthetic" else cfg.data
-    served_p = None
-    if root is not None:
-        served_p = served_probabilities(report.path, Path(root), test_files, labels, model_name=MODEL_NAME)
-    if served_p is not None:
-        metrics["test_scored_by_served_path"] = 1.0
-        metrics["test_served_vs_training_max_abs_diff"] = float(np.max(np.abs(served_p - p_test)))
-        metrics.update(_test_metrics(labels, y_test, served_p, thresholds, n_boot=cfg.n_boot, seed=cfg.seed))
-        curves_roc = {name: (y_test[:, k], served_p[:, k]) for k, name in enumerate(labels)}
-        plot_roc(curves_roc, out_dir / "roc.png", title=f"{MODEL_NAME}: test ROC ({tag})")
+    served = load_for_evaluation(report.path, labels, model_name=MODEL_NAME)
+    root_path = Path(root) if root is not None else None
+    served_val = served_outputs(served, root=root_path, files=val_files, arrays=x[val_idx])
+    served_test = served_outputs(served, root=root_path, files=test_files, arrays=x[test_idx])
+    del served
+    for split, outputs in (("val", served_val), ("test", served_test)):
+        metrics[f"{split}_scored_by_served_path"] = 1.0 if outputs.from_files else 0.0
+        if not outputs.from_files:
+            logger.warning(
+                "The %s %s split cannot be read as the server reads it; its prepared arrays were scored "
+                "by the exported graph instead.",
+                cfg.dataset,
+                split,
+            )
+    timings["seconds_served_eval"] = time.perf_counter() - t0
+
+    # 7. calibrate and choose the thresholds on the served validation logits, evaluate the served test
+    #    probabilities; the training path (PyTorch on the training arrays) is kept for comparison only
+    t0 = time.perf_counter()
+    y_val, y_test = y[val_idx], y[test_idx]
+    served_metrics, temperature, thresholds, p_test = _evaluate(
+        labels=labels,
+        val_logits=served_val.logits.astype(np.float32),
+        y_val=y_val,
+        test_logits=served_test.logits.astype(np.float32),
+        y_test=y_test,
+        sensitivity_target=cfg.sensitivity_target,
+        n_boot=cfg.n_boot,
+        seed=cfg.seed,
+    )
+    metrics.update(served_metrics)
+    metrics["best_epoch"] = float(fit.best_epoch)
+    train_val_logits, _ = predict(model, x[val_idx])
+    train_test_logits, _ = predict(model, x[test_idx])
+    p_val = sigmoid(served_val.logits / temperature)
+    metrics["val_served_vs_training_max_abs_diff"] = float(
+        np.max(np.abs(sigmoid(train_val_logits.astype(np.float64) / temperature) - p_val), initial=0.0)
+    )
+    metrics["test_served_vs_training_max_abs_diff"] = float(
+        np.max(np.abs(sigmoid(train_test_logits.astype(np.float64) / temperature) - p_test), initial=0.0)
+    )
+    # What the temperature and thresholds would have been on the training path's validation logits.
+    train_temperature = fit_temperature(train_val_logits, y_val)
+    metrics["training_path_temperature"] = train_temperature
+    train_p_val = sigmoid(train_val_logits.astype(np.float64) / train_temperature)
+    for k, name in enumerate(labels):
+        metrics[f"training_path_threshold_{name}"] = threshold_for_sensitivity(
+            y_val[:, k], train_p_val[:, k], cfg.sensitivity_target, free_sensitivity=True
+        )
+    # The guard's threshold was set on the PyTorch scores; the rate it lets through on the served scores.
+    ood_threshold = guard.threshold
+    metrics["ood_served_val_pass_rate"] = float(np.mean(served_val.ood <= ood_threshold))
+    metrics["ood_served_test_pass_rate"] = float(np.mean(served_test.ood <= ood_threshold))
+    tolerance = cfg.pointing_tolerance if cfg.pointing_tolerance is not None else cfg.cam_stride // 2
+    if test_masks is not None:
+        pg, pg_per, pg_n = _pointing_game(served_test.cams, y_test, test_masks)
+        pg_tol, _, _ = _pointing_game(served_test.cams, y_test, test_masks, tolerance=tolerance)
+    else:
+        pg, pg_per, pg_n, pg_tol = math.nan, [math.nan] * len(labels), 0, math.nan
+        logger.warning(
+            "The %s data set has no finding masks; the pointing game is not measured.", cfg.dataset
+        )
+    metrics["test_pointing_game"] = pg
+    metrics["test_pointing_game_tolerant"] = pg_tol
+    metrics["pointing_tolerance_px"] = float(tolerance)
+    metrics["test_pointing_game_n"] = float(pg_n)
+    for name, value in zip(labels, pg_per, strict=True):
+        metrics[f"test_pointing_game_{name}"] = value
+    metrics["localisation_supervised"] = 1.0 if loc_train is not None else 0.0
+
+    curves_roc = {name: (y_test[:, k], p_test[:, k]) for k, name in enumerate(labels)}
+    tag = "SYNTHETIC phantoms" if cfg.dataset == "synthetic" else cfg.dataset
+    artifacts.append(plot_roc(curves_roc, out_dir / "roc.png", title=f"{MODEL_NAME}: test ROC ({tag})"))
+    artifacts.append(
         plot_calibration(
-            {**curves_roc, "all findings": (y_test.ravel(), served_p.ravel())},
+            {**curves_roc, "all findings": (y_test.ravel(), p_test.ravel())},
             out_dir / "calibration.png",
             title=f"{MODEL_NAME}: calibrated, test ({tag})",
         )
-    else:
-        metrics["test_scored_by_served_path"] = 0.0
-        logger.warning(
-            "The %s test split cannot be read as the server reads it; its figures are the training path's.",
-            cfg.dataset,
-        )
-    timings["seconds_served_eval"] = time.perf_counter() - t0
+    )
+    # The served validation scores are also the drift monitor's reference: what the server computed.
+    reference = drift_reference(served_val.ood, p_val, labels)
+    report = restamp_metadata(report, metadata_with(thresholds, temperature, reference))
+    timings["seconds_eval"] = time.perf_counter() - t0
     timings["seconds_total"] = time.perf_counter() - started
     metrics.update(timings)
 
-    # 7. metrics JSON and model card
+    # 8. metrics JSON and model card
     metrics_path = out_dir / "metrics.json"
     history = [
         {

@@ -146,10 +146,56 @@ def test_validation_split_depends_on_the_seed_only(tiny_run) -> None:  # type: i
 
 
 def test_test_figures_are_those_of_the_served_path(tiny_run) -> None:  # type: ignore[no-untyped-def]
-    """Each test file was decoded, prepared and scored as the server does (inference.analysis on the
-    exported ONNX file); the training path's probabilities differ from it only by rounding-level amounts."""
+    """Each validation and test file was decoded, prepared and scored as the server does
+    (inference.analysis on the exported ONNX file); the training path's probabilities differ from it only
+    by rounding-level amounts."""
     _, outcome = tiny_run
     m = outcome.metrics
-    assert m["test_scored_by_served_path"] == 1.0
+    assert m["val_scored_by_served_path"] == 1.0 and m["test_scored_by_served_path"] == 1.0
     assert 0.0 <= m["test_served_vs_training_max_abs_diff"] < 0.05
+    assert 0.0 <= m["val_served_vs_training_max_abs_diff"] < 0.05
     assert m["seconds_served_eval"] > 0.0
+
+
+def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    """The temperature and every threshold written into the ONNX file are those the served validation
+    scores give: re-scoring the validation files through the server's path with the shipped file and
+    refitting gives the same numbers; the drift reference holds the served validation scores."""
+    import csv
+    import hashlib
+
+    from inference.analysis import prepare_input
+    from inference.config import LimitsSettings, RuntimeSettings
+    from inference.dicom import Limits, read_study
+    from inference.runtime import load_served_model, score_batch
+    from training.evaluate import fit_temperature, sigmoid, threshold_for_sensitivity
+    from training.pipeline._served_eval import _Artifact
+
+    cfg, outcome = tiny_run
+    path = outcome.onnx_path
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == outcome.sha256  # the file as restamped
+    served = load_served_model(
+        _Artifact("cxr-findings", "check", outcome.sha256, path), RuntimeSettings(), expected_kind="imaging"
+    )
+    meta = served.imaging_meta
+    root = cfg.out_dir / "data"
+    with (root / "labels.csv").open(newline="") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["split"] == "val"]
+    limits = Limits.from_settings(LimitsSettings())
+    logits, labels = [], []
+    for row in rows:
+        study = read_study([(root / row["file"]).read_bytes()], limits=limits, target_size=meta.input_size)
+        if row["view"] in ("LL", "LAT", "RL"):  # the pipeline trains and evaluates frontal views only
+            continue
+        [output] = score_batch(served, prepare_input(study.primary, served).tensor[None])
+        logits.append(output.logits)
+        labels.append([float(row[code]) for code in FINDINGS])
+    y = np.asarray(labels, dtype=np.float32)
+    z = np.asarray(logits, dtype=np.float32)
+    assert len(y) == outcome.metrics["val_n"]
+    assert fit_temperature(z, y) == pytest.approx(meta.temperature, abs=1e-3)
+    p_val = sigmoid(z / meta.temperature)
+    for k, code in enumerate(FINDINGS):
+        refit = threshold_for_sensitivity(y[:, k], p_val[:, k], cfg.sensitivity_target, free_sensitivity=True)
+        assert refit == pytest.approx(meta.thresholds[code], abs=1e-4)
+    assert json.loads(read_metadata(path)["dxassist.drift_reference"])["n"] == len(y)
