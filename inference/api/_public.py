@@ -8,7 +8,7 @@ URLs and the time format of the JSON.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypedDict
 
 from inference.api import schemas
 from inference.record import (
@@ -44,7 +44,21 @@ def _rationale(texts: Mapping[str, str], language: str) -> tuple[str | None, str
     return texts.get(chosen), chosen
 
 
-def _common(result: AnyResult, language: str) -> dict[str, Any]:
+class _Common(TypedDict):
+    """The public fields every kind of result has."""
+
+    result_id: str
+    patient: schemas.PatientRef
+    model: schemas.ModelRef
+    priority: schemas.Priority
+    status: str | None
+    warnings: list[str]
+    created_at: str | None
+    rationale: str | None
+    rationale_language: str | None
+
+
+def _common(result: AnyResult, language: str) -> _Common:
     """The fields every kind of result has, its rationale in ``language`` (English when missing)."""
     rationale, chosen = _rationale(result.rationale, language)
     return {

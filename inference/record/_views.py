@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from inference.record._models import Result
 from inference.record._result_types import (
@@ -51,24 +51,37 @@ def _ood(value: Mapping[str, Any] | None) -> OodScore | None:
     return OodScore(score=None if score is None else float(score), threshold=float(value["threshold"]))
 
 
+class _Common(TypedDict):
+    """The fields every kind of typed result has."""
+
+    result_id: str
+    patient: PatientRef
+    model: ModelInfo
+    priority: Priority
+    status: str
+    warnings: tuple[str, ...]
+    created_at: datetime
+    rationale: Mapping[str, str]
+
+
 def typed_result(
     result: Result, *, deliveries: tuple[Delivery, ...] = (), build: PendingBuild | None = None
 ) -> AnyResult:
     """The typed result of a stored row (its patient, findings, study and vitals loaded)."""
-    patient = PatientRef(id=result.patient.id, identifier=result.patient.identifier)
-    model = ModelInfo(name=result.model_name, version=result.model_version, sha256=result.model_sha256)
-    priority = cast(Priority, result.priority)
+    common: _Common = {
+        "result_id": result.id,
+        "patient": PatientRef(id=result.patient.id, identifier=result.patient.identifier),
+        "model": ModelInfo(name=result.model_name, version=result.model_version, sha256=result.model_sha256),
+        "priority": cast(Priority, result.priority),
+        "status": result.status,
+        "warnings": tuple(result.warnings),
+        "created_at": result.created_at,
+        "rationale": dict(result.rationale),
+    }
     if result.kind == "imaging":
         assert result.study is not None  # the schema's CHECK guarantees it for imaging results
         return ImagingResult(
-            result_id=result.id,
-            patient=patient,
-            model=model,
-            priority=priority,
-            status=result.status,
-            warnings=tuple(result.warnings),
-            created_at=result.created_at,
-            rationale=dict(result.rationale),
+            **common,
             study_instance_uid=result.study.study_instance_uid,
             findings=tuple(
                 FindingResult(
@@ -95,14 +108,7 @@ def typed_result(
         "missing", [k for k in payload["contributions"] if getattr(result.vitals, k, None) is None]
     )
     return TriageResult(
-        result_id=result.id,
-        patient=patient,
-        model=model,
-        priority=priority,
-        status=result.status,
-        warnings=tuple(result.warnings),
-        created_at=result.created_at,
-        rationale=dict(result.rationale),
+        **common,
         observed_at=result.vitals.observed_at,
         risk=Risk(
             probability=float(risk["probability"]),
