@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -454,7 +455,9 @@ async def listen(
                     if now - rescanned >= _RESCAN_SECONDS:
                         # Studies an operator released from the dead-letter folder.
                         await asyncio.to_thread(collector.rescan)
-                        await asyncio.to_thread(_sweep_spool, spool / RECEIVING_DIR, shared=owner is not None)
+                        await asyncio.to_thread(
+                            _sweep_spool, spool / RECEIVING_DIR, own=receiving if owner else None
+                        )
                         rescanned = now
                     while not stop.is_set() and (studies := await asyncio.to_thread(collector.stable)):
                         for study in studies:
@@ -626,16 +629,30 @@ def _sweep(receiving: Path, *, idle_seconds: float = 150.0) -> None:
                     path.unlink()
 
 
-def _sweep_spool(receiving: Path, *, shared: bool) -> None:
-    """Sweep ``receiving`` (one listener), or every instance's folder in it (shared spool): a file whose
-    transfer stopped is old whoever wrote it."""
-    if not shared:
-        _sweep(receiving)
+def _sweep_spool(receiving: Path, *, own: Path | None, idle_seconds: float = 150.0) -> None:
+    """Sweep ``receiving`` (one listener), or every instance's folder in it (shared spool, ``own`` being
+    this instance's): a file whose transfer stopped is old whoever wrote it.
+
+    On a shared spool each instance also marks its own folder as alive (and recreates it should another
+    have removed it), and removes the empty folders of instances gone for ``idle_seconds``: every pod
+    restart brings a new instance name, and their folders would pile up otherwise.
+    """
+    if own is None:
+        _sweep(receiving, idle_seconds=idle_seconds)
         return
     with contextlib.suppress(OSError):
+        own.mkdir(parents=True, exist_ok=True)
+        os.utime(own)
+    cutoff = time.time() - idle_seconds
+    with contextlib.suppress(OSError):
         for folder in receiving.iterdir():
-            if folder.is_dir():
-                _sweep(folder)
+            if not folder.is_dir():
+                continue
+            _sweep(folder, idle_seconds=idle_seconds)
+            if folder != own:
+                with contextlib.suppress(OSError):
+                    if folder.stat().st_mtime < cutoff:
+                        folder.rmdir()  # only when empty: a live instance's folder is touched every sweep
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -347,3 +347,25 @@ def test_a_spool_left_by_stopped_listeners_is_analysed_once_when_instances_start
         assert results == 1
         assert instances == set(sent)
         assert _analyses(a, b) == 1
+
+
+def test_the_receiving_folders_of_instances_gone_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    from inference.dimse._listener import _sweep_spool
+
+    receiving = tmp_path / "receiving"
+    long_ago = 1_000_000_000  # 2001: far past any idle period
+    own, gone, busy, stale = (receiving / name for name in ("own", "gone", "busy", "stale"))
+    for folder in (own, gone, busy, stale):
+        folder.mkdir(parents=True)
+    (busy / "transfer-in-progress").write_bytes(b"x")
+    (stale / "transfer-cut-off").write_bytes(b"x")
+    os.utime(stale / "transfer-cut-off", (long_ago, long_ago))
+    for folder in (own, gone, busy, stale):
+        os.utime(folder, (long_ago, long_ago))
+
+    _sweep_spool(receiving, own=own)
+
+    assert own.is_dir()  # this instance's, whatever its age
+    assert not gone.exists()  # an instance gone long ago, nothing left in it
+    assert (busy / "transfer-in-progress").exists()  # a transfer in progress on another live instance
+    assert not (stale / "transfer-cut-off").exists()  # a transfer that stopped long ago
