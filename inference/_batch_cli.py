@@ -78,6 +78,8 @@ def format_summary(summary: Summary, *, seconds: float, interrupted: bool) -> st
     if summary.per_worker:
         lines.append(f"  per worker             {_counts(summary.per_worker)}")
     lines.append(f"  {summary.done} studies in {seconds:.1f} s ({rate:.1f} studies/s)")
+    if summary.run_id:
+        lines.append(f"  run id                 {summary.run_id}  (on its log lines and audit entries)")
     missing = summary.studies - summary.done + failed
     if interrupted or failed:
         lines.append(f"{missing} studies are still to score: run the same command again to score only those.")
@@ -128,12 +130,42 @@ def batch_score_command(
 ) -> int:
     """Run a batch; 0 when every study has an outcome, 1 when some failed, 130 when interrupted.
 
-    ``facility`` None: see :func:`resolve_facility`.
+    ``facility`` None: see :func:`resolve_facility`. The run has an id of its own (``batch-<hex>``,
+    printed in the summary): the driver's log lines, and the workers' log lines and audit entries,
+    carry it as ``request_id``.
 
     Raises:
         BatchError: The run could not start (no facility, extra missing, source unreadable, model
             unavailable).
     """
+    from inference.observability import correlated, new_correlation_id
+
+    with correlated(new_correlation_id("batch")):
+        return _run_batch(
+            settings,
+            source=source,
+            facility=facility,
+            scheduler=scheduler,
+            workers=workers,
+            model_version=model_version,
+            json_output=json_output,
+            progress=progress,
+            echo=echo,
+        )
+
+
+def _run_batch(
+    settings: Settings,
+    *,
+    source: str,
+    facility: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    model_version: str | None,
+    json_output: bool,
+    progress: bool,
+    echo: Echo,
+) -> int:
     from inference.batch import default_workers, open_source, score_archive
 
     owner = resolve_facility(settings, facility)

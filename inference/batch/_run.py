@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference.batch._errors import BatchError, ExtraMissing
+from inference.observability import current_request_id
 
 if TYPE_CHECKING:
     from inference.batch._sources import DicomWebSource, FolderSource
@@ -49,6 +50,7 @@ class Summary:
         per_worker: Studies with an outcome per Dask worker address.
         scoring_seconds: From the first study sent to a worker to the last outcome (the cluster's
             start and the scan excluded).
+        run_id: The run's correlation id (``batch-<hex>``), carried by its log lines and audit entries.
     """
 
     source: str
@@ -63,6 +65,7 @@ class Summary:
     failed: Counter[str] = field(default_factory=Counter)
     scoring_seconds: float = 0.0
     per_worker: Counter[str] = field(default_factory=Counter)
+    run_id: str | None = None
 
     @property
     def done(self) -> int:
@@ -98,6 +101,7 @@ class Summary:
             "failed": dict(sorted(self.failed.items())),
             "scoring_seconds": round(self.scoring_seconds, 3),
             "per_worker": dict(sorted(self.per_worker.items())),
+            "run_id": self.run_id,
         }
 
 
@@ -177,7 +181,7 @@ def score_archive(
     distributed = _distributed()
     from inference.batch._worker import ScoringPlugin
 
-    summary = Summary(source=source.describe())
+    summary = Summary(source=source.describe(), run_id=current_request_id())
     summary.model = preflight(settings, model_version)
     scan = source.scan()
     summary.studies = len(scan.studies)
@@ -207,7 +211,8 @@ def score_archive(
                     raise BatchError(
                         f"No Dask worker joined the scheduler at {scheduler} within {_WORKER_WAIT_SECONDS} s."
                     ) from e
-            client.register_plugin(ScoringPlugin(model_version=model_version, facility=facility))
+            plugin = ScoringPlugin(model_version=model_version, facility=facility, run_id=summary.run_id)
+            client.register_plugin(plugin)
             summary.workers = len(client.scheduler_info()["workers"])
             if summary.workers == 0:
                 raise BatchError("The Dask cluster has no worker to score on.")

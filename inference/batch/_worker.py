@@ -92,7 +92,9 @@ def _client(settings: Settings) -> Any:
 class _Engines:
     """The context of one worker process, held open on a private event loop thread."""
 
-    def __init__(self, settings: Settings, model_version: str | None, facility: str) -> None:
+    def __init__(
+        self, settings: Settings, model_version: str | None, facility: str, run_id: str | None = None
+    ) -> None:
         from inference.security import Principal
         from inference.services import Actor, open_context
 
@@ -100,13 +102,24 @@ class _Engines:
         self._thread = threading.Thread(target=self._loop.run_forever, name="dxassist-batch", daemon=True)
         self._thread.start()
         self._stack = contextlib.AsyncExitStack()
+        self.run_id = run_id
         fetch = pinned_fetch(settings, model_version)
         self.ctx: Context = self.run(self._stack.enter_async_context(open_context(settings, fetch=fetch)))
         # The facility that sent the archive owns its results, as a facility-bound pacs token would.
         self.actor: Actor = Actor(Principal(subject="batch", role="pacs", facility=facility), client=None)
 
     def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(self._correlated(coro), self._loop).result()
+
+    async def _correlated(self, coro: Any) -> Any:
+        # The loop's thread does not see the caller's context: bind the batch run's id here, so the lines
+        # and audit entries of this worker's analyses carry it (tasks started inside inherit it).
+        from inference.observability import correlated
+
+        if self.run_id is None:
+            return await coro
+        with correlated(self.run_id):
+            return await coro
 
     def close(self) -> None:
         try:
@@ -126,13 +139,16 @@ class ScoringPlugin(_PluginBase):
     Args:
         model_version: The imaging model version to score with; None for the champion.
         facility: The facility the results belong to.
+        run_id: The batch run's correlation id (``batch-<hex>``): the worker's analyses run under it, so
+            their log lines and audit entries share it with the driver's.
     """
 
     name = PLUGIN_NAME
 
-    def __init__(self, *, model_version: str | None, facility: str) -> None:
+    def __init__(self, *, model_version: str | None, facility: str, run_id: str | None = None) -> None:
         self.model_version = model_version
         self.facility = facility
+        self.run_id = run_id
         self.engines: _Engines | None = None
 
     async def setup(self, worker: Any) -> None:
@@ -146,7 +162,9 @@ class ScoringPlugin(_PluginBase):
 
         install_process_guard()
         settings = get_settings()
-        self.engines = await asyncio.to_thread(_Engines, settings, self.model_version, self.facility)
+        self.engines = await asyncio.to_thread(
+            _Engines, settings, self.model_version, self.facility, self.run_id
+        )
 
     async def teardown(self, worker: Any) -> None:
         """Stop the engines (a delivery in progress finishes first)."""

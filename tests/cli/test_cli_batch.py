@@ -123,12 +123,31 @@ def test_interrupted_run_resumes_without_duplicates(home: Path, archive: tuple[P
 
 def test_model_version_rescores_the_archive(home: Path, archive: tuple[Path, int, int]) -> None:
     root, scorable, _ = archive
+    before = _batch_entries(home)
     summary, _ = _score(home, root, "--model-version", "2")
     assert summary["model"] == "cxr-findings 2"
     assert summary["scored"] == scorable
+    # The run's id (in its summary) is on every audit entry its workers wrote, a filing per study among
+    # them, and on no entry of an earlier run.
+    run_id = str(summary["run_id"])
+    assert run_id.startswith("batch-")
+    entries = _batch_entries(home)[len(before) :]
+    assert entries and {request_id for request_id, _action in entries} == {run_id}
+    assert sum(action == "studies:submit" for _id, action in entries) >= scorable
+    assert run_id not in {request_id for request_id, _action in before}
     rows = _batch_results(home)
     assert sorted({row[1] for row in rows}) == ["1", "2"]
     assert sum(row[1] == "2" for row in rows) == scorable
+
+
+def _batch_entries(home: Path) -> list[tuple[str | None, str]]:
+    """(request_id, action) of the audit entries written as the batch runs' subject, in order."""
+    if not (home / "record.db").exists():  # this test run alone: no earlier run made the record
+        return []
+    with sqlite3.connect(home / "record.db") as db:
+        return db.execute(
+            "SELECT request_id, action FROM audit_events WHERE subject = 'batch' ORDER BY seq"
+        ).fetchall()
 
 
 def test_unknown_model_version_fails_before_any_work(home: Path, archive: tuple[Path, int, int]) -> None:
