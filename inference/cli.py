@@ -429,10 +429,13 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 def _cmd_export_training_set(args: argparse.Namespace) -> int:
     from inference._cli_commands import export_kept_training_set, export_training_set
+    from inference.observability import correlated, new_correlation_id
 
-    if args.source is None:
-        return export_kept_training_set(_settings(), out=args.out, model=args.model)
-    return export_training_set(_settings(), out=args.out, source=args.source)
+    # One id per export (export-<hex>): its audit entry and its log lines carry it as request_id.
+    with correlated(new_correlation_id("export")):
+        if args.source is None:
+            return export_kept_training_set(_settings(), out=args.out, model=args.model)
+        return export_training_set(_settings(), out=args.out, source=args.source)
 
 
 def _cmd_user(args: argparse.Namespace) -> int:

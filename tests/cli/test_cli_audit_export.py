@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from inference.cli import main
+from inference.config import get_settings
+from inference.record import Record
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "studies"
 
@@ -37,3 +39,12 @@ def test_export_training_set_writes_deidentified_copies_of_the_seed_studies(
         assert "SYNTHETIC" not in str(ds.PatientName)
     # a second export into the same, now non-empty, folder is refused rather than mixed
     assert main(["export-training-set", "--source", str(SEEDS), "--out", str(out)]) == 2
+    # the export is audited under an id of its own, as its log lines are
+    assert main(["export-training-set", "--source", str(SEEDS), "--out", str(tmp_path / "again")]) == 0
+    record = Record(get_settings().record_url)
+    try:
+        entries = [e for e in record.audit.events(limit=500) if e["action"] == "export:training-set"]
+    finally:
+        record.close()
+    ids = [e["request_id"] for e in entries]
+    assert len(ids) == 2 and all(str(i).startswith("export-") for i in ids) and ids[0] != ids[1]
