@@ -24,8 +24,13 @@ run: install
 	$(BIN)/dxassist bootstrap --profile quick
 	$(BIN)/dxassist serve --host 127.0.0.1 --port 8000
 
+# Two pytest-xdist workers (CI has 2 cores; most of the suite waits on the servers and hosts it starts).
+# `--dist loadscope` gives each worker whole modules; tests/conftest.py keeps tests/acceptance on one
+# worker (one bootstrap per run) and hands out the longest modules first.
+PYTEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadscope
 
 # The suite as another x86-64 CPU would run it: numpy's baseline SIMD kernels instead of AVX2/AVX-512,
 # OpenBLAS's Haswell kernels, PyTorch's AVX2 kernels, oneDNN capped at AVX2, one thread everywhere.
