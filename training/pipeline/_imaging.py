@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.pipeline._imaging_ood import drift_reference, fit_guard, guard_card_section
+from training.pipeline._imaging_ood import drift_reference, fit_guard, guard_card_section, guard_figures
 from training.pipeline._outcome import TrainingOutcome
 from training.pipeline._profiles import ImagingConfig
 
@@ -567,7 +567,10 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     artifacts: list[Path] = [checkpoint]
 
     def metadata_with(
-        thresholds: dict[str, float], temperature: float, reference: dict[str, Any] | None
+        thresholds: dict[str, float],
+        temperature: float,
+        ood: dict[str, Any],
+        reference: dict[str, Any] | None,
     ) -> dict[str, str]:
         return imaging_metadata(
             cfg,
@@ -576,7 +579,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
             temperature=temperature,
             preprocess=params.to_metadata(),
             training_data=training_data,
-            ood=guard.metadata,
+            ood=ood,
             reference=reference,
         )
 
@@ -585,7 +588,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         {"image": np.ascontiguousarray(x[test_idx[:2]])},
         ["logits", "cam", "ood"],
         out_dir / ONNX_FILE,
-        metadata=metadata_with(dict.fromkeys(labels, 0.5), 1.0, None),
+        metadata=metadata_with(dict.fromkeys(labels, 0.5), 1.0, guard.metadata, None),
         parity_outputs=["logits", "ood"],
     )
     timings["seconds_export"] = time.perf_counter() - t0
@@ -598,8 +601,11 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     root_path = Path(root) if root is not None else None
     served_val = served_outputs(served, root=root_path, files=val_files, arrays=x[val_idx])
     served_test = served_outputs(served, root=root_path, files=test_files, arrays=x[test_idx])
+    served_refused = served_outputs(
+        served, root=guard.refusal_root, files=guard.refusal_files, arrays=guard.refusal_x
+    )
     del served
-    for split, outputs in (("val", served_val), ("test", served_test)):
+    for split, outputs in (("val", served_val), ("test", served_test), ("ood_refusal_set", served_refused)):
         metrics[f"{split}_scored_by_served_path"] = 1.0 if outputs.from_files else 0.0
         if not outputs.from_files:
             logger.warning(
@@ -643,10 +649,18 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         metrics[f"training_path_threshold_{name}"] = threshold_for_sensitivity(
             y_val[:, k], train_p_val[:, k], cfg.sensitivity_target, free_sensitivity=True
         )
-    # The guard's threshold was set on the PyTorch scores; the rate it lets through on the served scores.
-    ood_threshold = guard.threshold
-    metrics["ood_served_val_pass_rate"] = float(np.mean(served_val.ood <= ood_threshold))
-    metrics["ood_served_test_pass_rate"] = float(np.mean(served_test.ood <= ood_threshold))
+    # The OOD threshold and its figures again, on the served scores (the ones written into the file).
+    metrics["training_path_ood_threshold"] = guard.threshold
+    base = {k: v for k, v in guard.metadata.items() if k not in ("threshold", "validation_pass_rate")}
+    _, ood_metrics, ood_metadata = guard_figures(
+        cfg,
+        base,
+        val=served_val.ood,
+        test=served_test.ood,
+        refused=served_refused.ood,
+        kinds=guard.refusal_kinds,
+    )
+    metrics.update(ood_metrics)
     tolerance = cfg.pointing_tolerance if cfg.pointing_tolerance is not None else cfg.cam_stride // 2
     if test_masks is not None:
         pg, pg_per, pg_n = _pointing_game(served_test.cams, y_test, test_masks)
@@ -676,7 +690,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     )
     # The served validation scores are also the drift monitor's reference: what the server computed.
     reference = drift_reference(served_val.ood, p_val, labels)
-    report = restamp_metadata(report, metadata_with(thresholds, temperature, reference))
+    report = restamp_metadata(report, metadata_with(thresholds, temperature, ood_metadata, reference))
     timings["seconds_eval"] = time.perf_counter() - t0
     timings["seconds_total"] = time.perf_counter() - started
     metrics.update(timings)

@@ -36,6 +36,10 @@ class GuardOutcome:
         metrics: ``ood_*`` figures (threshold, pass rates, AUROC overall and per kind).
         metadata: the ``dxassist.ood`` metadata value.
         val_scores: the OOD score of every validation image (the drift reference's ``ood`` signal).
+        refusal_root: the folder of the OOD evaluation set (its ``files`` are relative to it).
+        refusal_files: the OOD evaluation set's files, in the order of ``refusal_x``.
+        refusal_x: the OOD evaluation set's prepared arrays.
+        refusal_kinds: the kind of each image of the OOD evaluation set.
     """
 
     guarded: Any
@@ -43,6 +47,10 @@ class GuardOutcome:
     metrics: dict[str, float]
     metadata: dict[str, Any]
     val_scores: NDArray[np.float64]
+    refusal_root: Path
+    refusal_files: list[str]
+    refusal_x: NDArray[np.float32]
+    refusal_kinds: NDArray[Any]
 
 
 def ood_scores(guarded: Any, x: NDArray[np.float32], *, batch_size: int = 64) -> NDArray[np.float64]:
@@ -87,20 +95,56 @@ def fit_guard(
 ) -> GuardOutcome:
     """Fit the guard on ``x_train``, threshold it on ``x_val``, measure it on ``x_test`` and the OOD set."""
     from training.data import load_imaging_dataset, read_ood_kinds
-    from training.evaluate import auroc
     from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics
 
     stats = fit_ood_statistics(collect_pooled_features(model, x_train), shrinkage=cfg.ood_shrinkage)
     guarded = GuardedCxrNet(model, stats).eval()
     val = ood_scores(guarded, x_val)
     test = ood_scores(guarded, x_test)
-    threshold = float(np.quantile(val, cfg.ood_pass_rate, method="higher"))
 
     root = ood_set(cfg)
     arrays = load_imaging_dataset(root, params, with_masks=False, workers=cfg.workers)
     kinds = np.asarray(read_ood_kinds(root))
     refused = ood_scores(guarded, arrays.x)
+    base = {
+        "method": OOD_METHOD,
+        "pass_rate": cfg.ood_pass_rate,
+        "depths": len(stats.means),
+        "dims": stats.dims,
+        "shrinkage": stats.shrinkage,
+        "fitted_on": stats.n,
+    }
+    threshold, metrics, metadata = guard_figures(cfg, base, val=val, test=test, refused=refused, kinds=kinds)
+    return GuardOutcome(
+        guarded=guarded,
+        threshold=threshold,
+        metrics=metrics,
+        metadata=metadata,
+        val_scores=val,
+        refusal_root=root,
+        refusal_files=list(arrays.files),
+        refusal_x=arrays.x,
+        refusal_kinds=kinds,
+    )
 
+
+def guard_figures(
+    cfg: ImagingConfig,
+    base: dict[str, Any],
+    *,
+    val: NDArray[np.float64],
+    test: NDArray[np.float64],
+    refused: NDArray[np.float64],
+    kinds: NDArray[Any],
+) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """The threshold (the ``ood_pass_rate`` quantile of ``val``), the ``ood_*`` figures and the metadata.
+
+    The pipeline calls it twice: on the PyTorch scores when the guard is fitted, then on the scores
+    the exported graph gives to the inputs the server prepares, which are the ones written into the file.
+    """
+    from training.evaluate import auroc
+
+    threshold = float(np.quantile(val, cfg.ood_pass_rate, method="higher"))
     metrics: dict[str, float] = {
         "ood_threshold": threshold,
         "ood_val_pass_rate": float(np.mean(val <= threshold)),
@@ -120,13 +164,8 @@ def fit_guard(
             np.concatenate([test, refused[sel]]),
         )
     metadata = {
-        "method": OOD_METHOD,
+        **base,
         "threshold": threshold,
-        "pass_rate": cfg.ood_pass_rate,
-        "depths": len(stats.means),
-        "dims": stats.dims,
-        "shrinkage": stats.shrinkage,
-        "fitted_on": stats.n,
         "validation_pass_rate": metrics["ood_val_pass_rate"],
     }
     logger.info(
@@ -136,9 +175,7 @@ def fit_guard(
         metrics["ood_auroc"],
         metrics["ood_refusal_rate"],
     )
-    return GuardOutcome(
-        guarded=guarded, threshold=threshold, metrics=metrics, metadata=metadata, val_scores=val
-    )
+    return threshold, metrics, metadata
 
 
 def drift_reference(

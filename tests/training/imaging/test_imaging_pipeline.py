@@ -158,9 +158,10 @@ def test_test_figures_are_those_of_the_served_path(tiny_run) -> None:  # type: i
 
 
 def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_run) -> None:  # type: ignore[no-untyped-def]
-    """The temperature and every threshold written into the ONNX file are those the served validation
-    scores give: re-scoring the validation files through the server's path with the shipped file and
-    refitting gives the same numbers; the drift reference holds the served validation scores."""
+    """The temperature, every finding threshold and the OOD threshold written into the ONNX file are those
+    the served validation scores give: re-scoring the validation files through the server's path with the
+    shipped file and refitting gives the same numbers; the drift reference holds the served validation
+    scores."""
     import csv
     import hashlib
 
@@ -182,13 +183,14 @@ def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_
     with (root / "labels.csv").open(newline="") as fh:
         rows = [row for row in csv.DictReader(fh) if row["split"] == "val"]
     limits = Limits.from_settings(LimitsSettings())
-    logits, labels = [], []
+    logits, labels, ood = [], [], []
     for row in rows:
         study = read_study([(root / row["file"]).read_bytes()], limits=limits, target_size=meta.input_size)
         if row["view"] in ("LL", "LAT", "RL"):  # the pipeline trains and evaluates frontal views only
             continue
         [output] = score_batch(served, prepare_input(study.primary, served).tensor[None])
         logits.append(output.logits)
+        ood.append(output.ood_score)
         labels.append([float(row[code]) for code in FINDINGS])
     y = np.asarray(labels, dtype=np.float32)
     z = np.asarray(logits, dtype=np.float32)
@@ -199,3 +201,8 @@ def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_
         refit = threshold_for_sensitivity(y[:, k], p_val[:, k], cfg.sensitivity_target, free_sensitivity=True)
         assert refit == pytest.approx(meta.thresholds[code], abs=1e-4)
     assert json.loads(read_metadata(path)["dxassist.drift_reference"])["n"] == len(y)
+    # The OOD threshold too: the pass-rate quantile of the served validation scores.
+    assert meta.ood.threshold == pytest.approx(
+        float(np.quantile(ood, cfg.ood_pass_rate, method="higher")), rel=1e-5
+    )
+    assert outcome.metrics["ood_refusal_set_scored_by_served_path"] == 1.0
