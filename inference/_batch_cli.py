@@ -169,7 +169,7 @@ def _run_batch(
     from inference.batch import default_workers, open_source, score_archive
 
     owner = resolve_facility(settings, facility)
-    archive = open_source(source)
+    archive = open_source(source, page_size=settings.batch.batch_qido_page_size)
     bar = ProgressBar(sys.stderr) if progress else None
     latest: list[Summary] = []
 

@@ -350,11 +350,14 @@ class BatchSettings(BaseSettings):
         batch_facility: The facility that owns an archive's results when ``--facility`` is not given.
             Unset: the one facility the configuration names (``facility_issuers``, ``dimse_nodes``,
             ``dimse_open_facility``), if there is exactly one; else the command asks for ``--facility``.
+        batch_qido_page_size: Answers asked for per QIDO-RS page (``limit``) of a DICOMweb source, for
+            its study list and each study's instance list: at most what the server answers per page.
     """
 
     model_config = _GROUP_CONFIG
 
     batch_facility: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    batch_qido_page_size: int = Field(default=500, ge=1, le=100_000)
 
 
 class LogSettings(BaseSettings):

@@ -7,9 +7,10 @@ analysis as the API (results in the same record, same idempotency) and prints a 
 
 from __future__ import annotations
 
+from inference.batch._dicomweb import DicomWebSource
 from inference.batch._errors import BatchError, ExtraMissing, SourceError
 from inference.batch._run import Summary, default_workers, score_archive
-from inference.batch._sources import DicomWebSource, FolderSource, Scan, StudyRef, open_source
+from inference.batch._sources import FolderSource, Scan, StudyRef, open_source
 
 __all__ = [
     "BatchError",

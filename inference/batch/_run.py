@@ -20,7 +20,8 @@ from inference.batch._errors import BatchError, ExtraMissing
 from inference.observability import current_request_id
 
 if TYPE_CHECKING:
-    from inference.batch._sources import DicomWebSource, FolderSource
+    from inference.batch._dicomweb import DicomWebSource
+    from inference.batch._sources import FolderSource
     from inference.batch._worker import Scored
     from inference.config import Settings
 

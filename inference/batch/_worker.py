@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from inference.batch._errors import BatchError
+from inference.batch._errors import BatchError, SourceError
 
 try:
     from distributed import WorkerPlugin as _PluginBase
@@ -25,7 +25,8 @@ except ImportError:  # no 'batch' extra: the driver says so in one line before a
     _PluginBase = object  # type: ignore[misc,assignment]
 
 if TYPE_CHECKING:
-    from inference.batch._sources import DicomWebSource, FolderSource, StudyRef
+    from inference.batch._dicomweb import DicomWebSource
+    from inference.batch._sources import FolderSource, StudyRef
     from inference.config import Settings
     from inference.runtime import Fetch
     from inference.services import Actor, Context
@@ -209,9 +210,12 @@ async def _score_many(
             try:
                 return await _score(ctx, actor, ref, source)
             except Exception as e:  # noqa: BLE001 - one study's failure must not stop the batch; a re-run retries it
+                # A source's message names the server and what it did wrong (no patient data, no UID);
+                # any other error's text may quote the data, so only its type is logged.
+                reason = str(e) if isinstance(e, SourceError) else type(e).__name__
                 logger.warning(
                     "a study could not be scored (%s)",
-                    type(e).__name__,
+                    reason,
                     extra={"event": "batch_study", "code": "failed"},
                 )
                 return Scored("failed", type(e).__name__)
@@ -225,7 +229,7 @@ async def _already_filed(
     from inference.record import ModelRef
 
     # Headers only (no pixel data read, nothing retrieved): resuming a large archive stays cheap.
-    uids = await ctx.workers.run(source.instance_uids, ref)
+    uids = await ctx.workers.run(source.instance_uids, ref, max_instances=ctx.limits.max_instances)
     if uids is None:
         return False
     served = ctx.host.imaging
@@ -244,7 +248,12 @@ async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource
     try:
         if await _already_filed(ctx, actor, ref, source):
             return Scored("skipped")
-        blobs = await ctx.workers.run(source.read, ref, max_instance_bytes=ctx.limits.max_instance_bytes)
+        blobs = await ctx.workers.run(
+            source.read,
+            ref,
+            max_instance_bytes=ctx.limits.max_instance_bytes,
+            max_instances=ctx.limits.max_instances,
+        )
         study = await ctx.workers.run(
             read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
         )

@@ -1,7 +1,8 @@
 """The study list of a DICOMweb batch source, paged by QIDO-RS ``limit``/``offset``.
 
 Against a real Orthanc (DICOMweb plugin): pages shorter than the archive are walked to the end, the
-last page being the short one (or empty, when the archive is a multiple of the page). Against a small
+last page being the short one (or empty, when the archive is a multiple of the page), for the study list
+and for a study's instances, which are then retrieved one by one and read whole. Against a small
 HTTP server of the test's own that misbehaves as some archives do: one that ignores ``offset`` (the
 same page over and over) and one that ignores ``limit`` (everything at once): each scan stops with its
 own message instead of looping for ever or filling memory.
@@ -20,12 +21,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from _pacs_harness import PASSWORD, USER, Orthanc, free_port, require_tools
 
-from inference.batch import DicomWebSource, SourceError
+from inference.batch import DicomWebSource, SourceError, StudyRef
+from inference.dicom import DicomTooLarge, Limits, read_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference" / "api"))
+from _api_dicom import chest_dicom, uid  # noqa: E402
 from _batch_archive import write_archive  # noqa: E402
 
 STUDIES = 7
+# One more study, of five instances (a PA film, then laterals): its instance list takes pages too.
+VIEWS = 5
+LIMITS = Limits(max_instance_bytes=2**20, max_pixels=2**24, max_instances=64)
 
 
 @pytest.mark.slow
@@ -41,6 +48,11 @@ def test_orthanc_study_list_is_paged_to_the_end(tmp_path: Path, monkeypatch: pyt
         with orthanc.client() as client:
             for path in sorted(archive.rglob("IM0001")):
                 client.post("/instances", content=path.read_bytes()).raise_for_status()
+            views = uid(66, 1)
+            sops = [uid(66, 1, k) for k in range(VIEWS)]
+            for k, sop in enumerate(sops):
+                blob = chest_dicom(study=views, sop=sop, view="PA" if k == 0 else "LL", size=64, seed=k)
+                client.post("/instances", content=blob).raise_for_status()
             expected = sorted(
                 client.get(f"/studies/{study}").json()["MainDicomTags"]["StudyInstanceUID"]
                 for study in client.get("/studies").json()
@@ -55,9 +67,24 @@ def test_orthanc_study_list_is_paged_to_the_end(tmp_path: Path, monkeypatch: pyt
         # A filter is passed on with the paging parameters.
         one = DicomWebSource(f"{url}?StudyInstanceUID={expected[0]}", page_size=3).scan()
         assert [ref.study_instance_uid for ref in one.studies] == expected[:1]
+        # The five instances by pages of 2 + 2 + 1, and of 5 + 0; each retrieved alone, all read.
+        for page_size in (2, 5):
+            source = DicomWebSource(url, page_size=page_size)
+            ref = StudyRef(views)
+            assert sorted(source.instance_uids(ref, max_instances=64) or []) == sops
+            study = read_study(source.read(ref, max_instance_bytes=2**20, max_instances=64), limits=LIMITS)
+            assert sorted(i.sop_instance_uid for i in study.instances) == sops
+            assert study.primary.sop_instance_uid == sops[0]
+        # Over the caps: refused from the listing's first page, and when an instance's body passes it.
+        with pytest.raises(DicomTooLarge, match="more than 4 instances"):
+            DicomWebSource(url).instance_uids(StudyRef(views), max_instances=4)
+        too_small = DicomWebSource(url).read(StudyRef(views), max_instance_bytes=4096, max_instances=64)
+        with pytest.raises(DicomTooLarge) as caught:
+            read_study(too_small, limits=LIMITS)
+        assert caught.value.code == "instance_too_large"
     finally:
         orthanc.stop()
-    assert len(expected) == STUDIES
+    assert len(expected) == STUDIES + 1
 
 
 def _study(i: int) -> dict[str, object]:
