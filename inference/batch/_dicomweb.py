@@ -197,19 +197,30 @@ class DicomWebSource:
         """
         offset = 0
         while True:
-            answers = self._page(session, path, {**params, "offset": str(offset), "limit": str(page)}, query)
+            answers, truncated = self._page(
+                session, path, {**params, "offset": str(offset), "limit": str(page)}, query
+            )
             if len(answers) > page:
                 raise SourceError(
                     f"The DICOMweb server at {self.base} answered {len(answers)} {query.items} to a page of "
                     f"{page} (it ignores the QIDO-RS limit): {query.stopped}{query.advice}."
+                )
+            if truncated and len(answers) < page:
+                # Taken for the last page, it would end the list early without a word.
+                raise SourceError(
+                    f"The DICOMweb server at {self.base} answered {len(answers)} {query.items} to a page of "
+                    f"{page} and warns that more results exist (its pages are smaller): {query.stopped}; "
+                    f"set DXASSIST_BATCH_QIDO_PAGE_SIZE to {max(1, len(answers))} or less."
                 )
             yield offset, answers
             if len(answers) < page:
                 return
             offset += page
 
-    def _page(self, session: Any, path: str, params: dict[str, Any], query: _Query) -> list[Any]:
-        """One QIDO-RS page, its body read up to :data:`MAX_PAGE_BYTES`.
+    def _page(self, session: Any, path: str, params: dict[str, Any], query: _Query) -> tuple[list[Any], bool]:
+        """One QIDO-RS page, its body read up to :data:`MAX_PAGE_BYTES`, and whether the server warns
+        that it answered fewer results than exist (PS3.18 "Query Result Limits": a ``Warning: 299``
+        saying additional results can be requested).
 
         Raises:
             SourceError: The server refused the query, or answered too much or not JSON.
@@ -223,12 +234,14 @@ class DicomWebSource:
             timeout=_TIMEOUT,
         ) as response:
             if response.status_code == 204:
-                return []
+                return [], False
             if response.status_code >= 400:
                 raise SourceError(
                     f"The DICOMweb server at {self.base} did not answer {query.name} "
                     f"(HTTP {response.status_code})."
                 )
+            warning = response.headers.get("Warning", "").lower()
+            truncated = "299" in warning and "additional results" in warning
             body = _read_capped(response, MAX_PAGE_BYTES)
             if body is None:
                 raise SourceError(
@@ -236,7 +249,7 @@ class DicomWebSource:
                     f"to one page of {query.name}: {query.stopped}."
                 )
         if not body.strip():
-            return []
+            return [], truncated
         try:
             answers = json.loads(bytes(body))
         except ValueError as e:
@@ -245,7 +258,7 @@ class DicomWebSource:
             ) from e
         if not isinstance(answers, list):
             raise SourceError(f"The DICOMweb server at {self.base} answered {query.name} with no list.")
-        return answers
+        return answers, truncated
 
     def instance_uids(self, ref: StudyRef, *, max_instances: int) -> list[str] | None:
         """The study's SOPInstanceUIDs by QIDO-RS instance queries (nothing retrieved); None when none.

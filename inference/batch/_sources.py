@@ -1,4 +1,5 @@
-"""Where the studies of a batch come from: a folder tree of DICOM files, or a DICOMweb server (QIDO-RS).
+"""Where the studies of a batch come from: a folder tree of DICOM files, or a DICOMweb server
+(:mod:`inference.batch._dicomweb`).
 
 A source is scanned once by the driver (headers only: the study each file belongs to) and read again,
 study by study, on the Dask workers. Both must see the same archive: a shared file system mounted at the

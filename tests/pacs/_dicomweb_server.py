@@ -1,7 +1,8 @@
 """A small DICOMweb server of the tests' own (QIDO-RS studies and instances, WADO-RS per instance).
 
 It serves real DICOM files honestly by default, and misbehaves per study as some archives do: an
-instance query that ignores ``limit`` or ``offset``, fails (HTTP 500) or drops the connection, and an
+instance query that ignores ``limit`` or ``offset``, answers smaller pages than asked (with the Warning
+that more results exist), fails (HTTP 500) or drops the connection, and an
 instance retrieval that streams without end (or declares a huge ``Content-Length`` first). It counts
 the bytes it manages to send for each retrieval, so a test can tell how much a client read before it
 stopped. No authentication (Orthanc's tests cover that).
@@ -19,7 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-Listing = Literal["honest", "ignore_limit", "ignore_offset", "fail", "drop"]
+Listing = Literal["honest", "ignore_limit", "ignore_offset", "capped", "fail", "drop"]
+# A "capped" listing answers at most this many per page, with PS3.18's Warning that more results exist.
+CAPPED = 3
+WARNING = '299 test-pacs: "The number of results exceeded the maximum supported by the server. Additional results can be requested."'  # noqa: E501
 Retrieval = Literal["honest", "endless", "declared_huge"]
 BOUNDARY = "dxassist-test-boundary"
 _CHUNK = b"\0" * 65536
@@ -103,9 +107,12 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
                 listed = study.instances[offset:]
             elif study.listing == "ignore_offset":
                 listed = study.instances[:limit]
+            elif study.listing == "capped":
+                listed = study.instances[offset : offset + min(limit, CAPPED)]
             else:
                 listed = study.instances[offset : offset + limit]
-            self._json([_answer(study, i) for i in listed])
+            more = study.listing == "capped" and offset + len(listed) < len(study.instances)
+            self._json([_answer(study, i) for i in listed], warning=WARNING if more else None)
 
         def _retrieve(self, study: Study, instance: Instance) -> None:
             head = f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
@@ -138,10 +145,12 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
                     state.sent[instance.sop] = sent
                     state.ended.add(instance.sop)
 
-        def _json(self, body_data: object) -> None:
+        def _json(self, body_data: object, *, warning: str | None = None) -> None:
             body = json.dumps(body_data).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/dicom+json")
+            if warning is not None:
+                self.send_header("Warning", warning)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

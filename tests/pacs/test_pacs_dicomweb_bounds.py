@@ -104,6 +104,27 @@ def test_instance_query_ignoring_offset_stops_the_listing() -> None:
     assert server.asked == [(study.uid, 0, 4), (study.uid, 4, 4)]
 
 
+def test_instance_query_answering_smaller_pages_stops_rather_than_cut_the_list() -> None:
+    """A server whose pages are smaller than asked says so (PS3.18 Warning 299): the short page it
+    sends is not the last, and the study is not read from part of its instances."""
+    study = _study(7, 5, listing="capped")
+    with dicomweb_server([study]) as server:
+        with pytest.raises(SourceError) as caught:
+            DicomWebSource(f"{server.url}/studies", page_size=4).instance_uids(
+                StudyRef(study.uid), max_instances=64
+            )
+        # With pages the server can answer in full, the five are listed.
+        uids = DicomWebSource(f"{server.url}/studies", page_size=3).instance_uids(
+            StudyRef(study.uid), max_instances=64
+        )
+    assert str(caught.value) == (
+        f"The DICOMweb server at {server.url} answered 3 instances of a study to a page of 4 and warns "
+        "that more results exist (its pages are smaller): the study was not read; "
+        "set DXASSIST_BATCH_QIDO_PAGE_SIZE to 3 or less."
+    )
+    assert uids == [i.sop for i in study.instances]
+
+
 def test_study_over_the_instance_cap_is_refused_from_its_first_page() -> None:
     study = _listed_only(4, 10_000)
     with dicomweb_server([study]) as server:
