@@ -120,8 +120,10 @@ class DicomWebSource:
         A page shorter than asked is the last. Two misbehaviours of a server would otherwise loop for
         ever or fill the driver's memory, and each stops the scan with its own message: a full page that
         brings no study not seen already (the server ignores ``offset``), and a page longer than asked
-        (it ignores ``limit``). Each page's body is read up to a fixed size, and the studies up to
-        :data:`MAX_STUDIES`. An answer without a valid StudyInstanceUID is left out.
+        (it ignores ``limit``). So does a short page that comes with the server's warning that more
+        results exist (its pages are smaller than asked), which would otherwise end the list early. Each
+        page's body is read up to a fixed size, and the studies up to :data:`MAX_STUDIES`. An answer
+        without a valid StudyInstanceUID is left out.
 
         Raises:
             SourceError: The server cannot be reached, refuses the query, or pages wrongly.
