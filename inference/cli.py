@@ -266,22 +266,72 @@ def _maybe(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _operator_subject(args: argparse.Namespace) -> str:
+    """Who decides, for the audit trail: ``--operator``, else the operating-system login (``cli:<name>``)."""
+    import getpass
+
+    from inference.services._model_decisions import operator_subject
+
+    operator = args.operator
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (OSError, KeyError) as e:  # no login name in the environment or the password database
+            raise CliError(
+                "The operating-system login cannot be read; say who decides with --operator NAME.", 2
+            ) from e
+    return operator_subject(operator)
+
+
+def _open_decision_record(settings: Settings) -> Any:
+    """The record a registry decision is audited in (anchored, as the server's), or a refusal to decide."""
+    from inference.record import HeadAnchor, Record
+
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
+    try:
+        record.migrate()
+    except Exception as e:  # unreachable database, wrong URL: say so without a traceback
+        record.close()
+        raise CliError(
+            f"The patient record cannot be opened ({type(e).__name__}), so nothing was changed: a change of "
+            "the model in service is written to its audit trail before it is made."
+        ) from e
+    return record
+
+
+def _audited_line(action: str, subject: str, decision: Any) -> str:
+    return (
+        f"Audit trail: {action} of {decision.name}@{decision.version} by {subject}, outcome "
+        f"{decision.outcome} (entry {decision.seq}, request id {decision.request_id})."
+    )
+
+
 def _cmd_registry_promote(args: argparse.Namespace) -> int:
     from inference._compare_cli import promotion_evidence
+    from inference.services._model_decisions import PROMOTE, DecisionNotAudited, promote_model
 
     settings = _settings()
+    subject = _operator_subject(args)
     client = _registry(settings)
-    evidence = promotion_evidence(settings, client, args.name, args.version)
-    decision = client.promote(
-        args.name,
-        args.version,
-        evidence=evidence,
-        min_shadow_studies=settings.registry.gate_min_shadow_studies,
-        min_reader_verdicts=settings.registry.gate_min_reader_verdicts,
-    )
+    record = _open_decision_record(settings)
+    try:
+        made, decision = promote_model(
+            record=record,
+            registry=client,
+            name=args.name,
+            version=args.version,
+            subject=subject,
+            evidence=promotion_evidence(settings, client, args.name, args.version),
+            min_shadow_studies=settings.registry.gate_min_shadow_studies,
+            min_reader_verdicts=settings.registry.gate_min_reader_verdicts,
+        )
+    except DecisionNotAudited as e:
+        raise CliError(str(e), status=3 if e.changed else 1) from e
+    finally:
+        record.close()
     print(decision.reason)
     if decision.comparisons:
-        rows = [
+        rows: list[list[object]] = [
             [c.figure, _maybe(c.champion), _maybe(c.candidate), "ok" if c.passed else "FAIL"]
             for c in decision.comparisons
         ]
@@ -291,14 +341,25 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
         print("Evidence from live traffic (shadow scoring beside the champion):")
         print(format_table(["FIGURE", "FOUND", "REQUIRED", "GATE"], rows))
     print(f"{args.name}: champion is now version {decision.version}.")
+    print(_audited_line(PROMOTE, subject, made))
     return 0
 
 
 def _cmd_registry_rollback(args: argparse.Namespace) -> int:
-    client = _registry(_settings())
-    before = client.resolve(args.name, "champion")
-    version = client.rollback(args.name)
-    print(f"{args.name}: champion is now version {version} again (was version {before}).")
+    from inference.services._model_decisions import ROLLBACK, DecisionNotAudited, rollback_model
+
+    settings = _settings()
+    subject = _operator_subject(args)
+    client = _registry(settings)
+    record = _open_decision_record(settings)
+    try:
+        made = rollback_model(record=record, registry=client, name=args.name, subject=subject)
+    except DecisionNotAudited as e:
+        raise CliError(str(e), status=3 if e.changed else 1) from e
+    finally:
+        record.close()
+    print(f"{args.name}: champion is now version {made.version} again (was version {made.previous}).")
+    print(_audited_line(ROLLBACK, subject, made))
     return 0
 
 
@@ -586,12 +647,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("show", help="one model: aliases, versions and gate figures")
     p.add_argument("name")
     p.set_defaults(handler=_cmd_registry_show)
-    p = rsub.add_parser("promote", help="run the promotion gate, then move champion to VERSION")
+    operator_help = "who decides, audited as cli:NAME (default: the operating-system login)"
+    p = rsub.add_parser("promote", help="run the promotion gate, then move champion to VERSION (audited)")
     p.add_argument("name")
     p.add_argument("version")
+    p.add_argument("--operator", default=None, metavar="NAME", help=operator_help)
     p.set_defaults(handler=_cmd_registry_promote)
-    p = rsub.add_parser("rollback", help="move champion back to the previous champion")
+    p = rsub.add_parser("rollback", help="move champion back to the previous champion (audited)")
     p.add_argument("name")
+    p.add_argument("--operator", default=None, metavar="NAME", help=operator_help)
     p.set_defaults(handler=_cmd_registry_rollback)
     p = rsub.add_parser("report", help="Markdown tables of the figures logged on the registered runs")
     p.add_argument("names", nargs="*", metavar="NAME", help="models to report (default: both served models)")

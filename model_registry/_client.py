@@ -424,6 +424,14 @@ class RegistryClient:
         _log.info("%s", decision.reason)
         return decision
 
+    def rollback_target(self, name: str) -> str:
+        """The version :meth:`rollback` would make champion again; nothing moves.
+
+        Raises:
+            NotFound: There is no champion, or no earlier champion to return to.
+        """
+        return self._rollback_plan(name)[1]
+
     def rollback(self, name: str) -> str:
         """Move ``champion`` back to the version that was champion before the last promotion.
 
@@ -433,6 +441,17 @@ class RegistryClient:
         Raises:
             NotFound: There is no champion, or no earlier champion to return to.
         """
+        current, target, history = self._rollback_plan(name)
+        client = self.mlflow_client
+        with translated(f"rolling back {name}"):
+            client.set_registered_model_alias(name, CHAMPION, target)
+            client.set_model_version_tag(name, current, "rolled_back_at", _now())
+            client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history[-_HISTORY_MAX:]))
+        _log.info("Rolled back %s: champion is version %s again (was %s).", name, target, current)
+        return target
+
+    def _rollback_plan(self, name: str) -> tuple[str, str, list[str]]:
+        """The current champion, the version a rollback returns to, and the champion history after it."""
         current = self.aliases(name).get(CHAMPION)
         if current is None:
             raise NotFound(f"{name} has no champion, so there is nothing to roll back.")
@@ -450,13 +469,7 @@ class RegistryClient:
                 "nothing to roll back to."
             )
         self.get_version(name, target)  # the earlier champion must still exist
-        client = self.mlflow_client
-        with translated(f"rolling back {name}"):
-            client.set_registered_model_alias(name, CHAMPION, target)
-            client.set_model_version_tag(name, current, "rolled_back_at", _now())
-            client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history[-_HISTORY_MAX:]))
-        _log.info("Rolled back %s: champion is version %s again (was %s).", name, target, current)
-        return target
+        return current, target, history
 
     def _history(self, name: str, current: str | None) -> list[str]:
         """Champion versions in promotion order, ending with the current champion."""

@@ -2,11 +2,12 @@
 
 Mapping (R4 AuditEvent, valid as R4B):
 - ``id``: the entry's ``seq``; ``recorded``: its time; ``type``: DICOM audit event type (110110 Patient
-  Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes and
-  dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
-  to a destination);
+  Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes, the
+  registry decisions of an operator (``model:promote``, ``model:rollback``) and dead-letter retries,
+  110104 DICOM Instances Transferred for a delivery of a result's SR and captures to a destination);
   ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
-- ``outcome``: 0 success, 4 refused or not found (``outcomeDesc`` says which).
+- ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
+  which); none for an ``attempt``, whose outcome is a second entry with the same request id.
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
   facility, ``network.address`` the client address. A delivery adds ``agent[1]``, the destination
   (DICOM 110152 Destination Role ID, by its configured name).
@@ -50,7 +51,11 @@ AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-typ
 
 _CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write", "break-glass:open"})
 _UPDATE: Final = frozenset({"consent:write"})
-_EXECUTE: Final = frozenset({"model:change", "dead-letter:retry"})
+_EXECUTE: Final = frozenset({"model:change", "model:promote", "model:rollback", "dead-letter:retry"})
+ATTEMPT: Final = "attempt"
+"""The outcome of an entry written before an action whose result is only known afterwards (a registry
+decision: the alias lives in MLflow, the trail in the record); the result follows in its own entry."""
+_SUCCESS: Final = frozenset({"success", "duplicate", "break_glass", "unchanged"})
 DELIVERY: Final = "result:deliver"
 """A result's objects sent to a destination: DICOM PS3.15 A.5.3.4, action R (the sender's side)."""
 _FHIR_TYPES: Final = frozenset(
@@ -98,7 +103,6 @@ def _destination_agent(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The FHIR AuditEvent of one audit entry (as returned by ``Record.audit.search``)."""
-    success = entry["outcome"] in ("success", "duplicate", "break_glass")
     agent: dict[str, Any] = {
         "type": {
             "coding": [
@@ -162,7 +166,8 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
         "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}],
         "action": _action_code(entry["action"]),
         "recorded": iso(entry["time"]),
-        "outcome": "0" if success else "4",
+        # No outcome yet for an attempt: its result is the entry that follows it.
+        **({} if entry["outcome"] == ATTEMPT else {"outcome": "0" if entry["outcome"] in _SUCCESS else "4"}),
         "outcomeDesc": entry["outcome"],
         "agent": [agent, *_destination_agent(entry)],
         "source": {

@@ -1,0 +1,260 @@
+"""Registry decisions an operator makes (``dxassist registry promote`` / ``rollback``), audited.
+
+The ``champion`` alias lives in MLflow and the audit trail in the patient record: no transaction spans
+both. So each decision writes two entries sharing one correlation id (``registry-<hex>`` in
+``request_id``): first the **attempt** (outcome ``attempt``), before the registry is touched, so a
+record that cannot be written stops the decision before anything moves; then, right after the registry
+call, its **outcome**: ``success`` (the alias moved), ``unchanged`` (already champion), ``refused`` (the
+promotion gate said no; nothing moved) or ``failure`` (the registry failed and the alias is not where
+the decision wanted it). If the outcome entry cannot be written once the alias has moved,
+:class:`DecisionNotAudited` says so (``changed``); the attempt entry is in the trail either way, so no
+change of the model in service is missing from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from inference.observability import correlated, current_request_id, new_correlation_id
+from inference.record import RecordError
+from inference.security import Role
+from inference.services._errors import ServiceError
+from model_registry import CHAMPION, PromotionRefused, RegistryError
+
+if TYPE_CHECKING:
+    from inference.record import Record
+    from model_registry import GateDecision, RegistryClient, ShadowEvidence
+
+logger = logging.getLogger(__name__)
+
+PROMOTE: Final = "model:promote"
+ROLLBACK: Final = "model:rollback"
+OPERATOR_ROLE: Final = Role.ML_ENGINEER.value
+"""The role of registry entries: the command line checks no token, and moving models is ML engineering."""
+CLI_PREFIX: Final = "cli:"
+_OPERATOR: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+class DecisionNotAudited(ServiceError):
+    """The audit trail could not record a registry decision.
+
+    Attributes:
+        changed: Whether the registry moved anyway (the attempt entry is then in the trail, its outcome
+            is not: an operator records it by hand).
+    """
+
+    def __init__(self, message: str, *, changed: bool) -> None:
+        super().__init__(message)
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a promotion or a rollback did, and where the audit trail holds it.
+
+    Attributes:
+        name: Registered model name.
+        version: The version ``champion`` points at now.
+        previous: The champion before (``None`` for a first promotion).
+        outcome: ``success`` (the alias moved) or ``unchanged`` (it was there already).
+        seq: The sequence number of the outcome entry (the ``id`` of its FHIR AuditEvent).
+        request_id: The correlation id both entries carry (``registry-<hex>``).
+    """
+
+    name: str
+    version: str
+    previous: str | None
+    outcome: str
+    seq: int
+    request_id: str
+
+
+def operator_subject(operator: str) -> str:
+    """The audit subject of an operator on the command line: ``cli:<operator>``.
+
+    Raises:
+        ValueError: The name is empty, longer than 100 characters or has characters other than letters,
+            digits and ``. _ @ + -`` (it must be a login or an account name, never a patient's).
+    """
+    if not _OPERATOR.match(operator):
+        raise ValueError(
+            "The operator must be a login or account name: 1 to 100 letters, digits and . _ @ + - "
+            "(give it with --operator NAME)."
+        )
+    return f"{CLI_PREFIX}{operator}"
+
+
+def promote_model(
+    *,
+    record: Record,
+    registry: RegistryClient,
+    name: str,
+    version: str,
+    subject: str,
+    evidence: ShadowEvidence | None = None,
+    min_shadow_studies: int = 0,
+    min_reader_verdicts: int = 0,
+) -> tuple[Decision, GateDecision]:
+    """Run the promotion gate and move ``champion`` to ``version``, audited (action ``model:promote``).
+
+    Returns:
+        What was done and where it is audited, and the gate's decision (figures, evidence, reason).
+
+    Raises:
+        PromotionRefused: The gate refused; the refusal is in the trail (outcome ``refused``).
+        DecisionNotAudited: The attempt could not be written (nothing moved), or the outcome after the
+            alias moved.
+        model_registry.RegistryError: The model or version does not exist (nothing written), or the
+            registry failed during the move (outcome ``failure``, unless the alias moved).
+        ValueError: A name or version the registry does not accept.
+    """
+    with _correlation() as request_id:
+        # A version that does not exist is refused before anything is written: nothing was decided.
+        candidate = registry.get_version(name, version).version
+        _attempt(record, subject, PROMOTE, name, candidate)
+        try:
+            gate = registry.promote(
+                name,
+                candidate,
+                evidence=evidence,
+                min_shadow_studies=min_shadow_studies,
+                min_reader_verdicts=min_reader_verdicts,
+            )
+        except PromotionRefused:
+            # Nothing moved: the refusal stands even if its entry cannot be written (that is logged).
+            with suppress(DecisionNotAudited):
+                _outcome(record, subject, PROMOTE, name, candidate, "refused", request_id, changed=False)
+            raise
+        except RegistryError:
+            _after_failure(record, registry, subject, PROMOTE, name, candidate, request_id)
+            raise
+        outcome = "unchanged" if gate.previous_champion == gate.version else "success"
+        seq = _outcome(record, subject, PROMOTE, name, candidate, outcome, request_id, changed=True)
+        previous = None if outcome == "unchanged" else gate.previous_champion
+        return Decision(name, candidate, previous, outcome, seq, request_id), gate
+
+
+def rollback_model(*, record: Record, registry: RegistryClient, name: str, subject: str) -> Decision:
+    """Move ``champion`` back to the previous champion, audited (action ``model:rollback``, resource the
+    version that is champion again).
+
+    Raises:
+        model_registry.NotFound: No champion or no earlier one to return to (nothing written).
+        DecisionNotAudited: The attempt could not be written (nothing moved), or the outcome after the
+            alias moved.
+        model_registry.RegistryError: The registry failed during the move (outcome ``failure``, unless
+            the alias moved).
+        ValueError: A name the registry does not accept.
+    """
+    with _correlation() as request_id:
+        before = registry.resolve(name, CHAMPION)
+        target = registry.rollback_target(name)
+        _attempt(record, subject, ROLLBACK, name, target)
+        try:
+            now = registry.rollback(name)
+        except RegistryError:
+            _after_failure(record, registry, subject, ROLLBACK, name, target, request_id)
+            raise
+        seq = _outcome(record, subject, ROLLBACK, name, now, "success", request_id, changed=True)
+        return Decision(name, now, before, "success", seq, request_id)
+
+
+@contextmanager
+def _correlation() -> Iterator[str]:
+    """The id both entries of one decision carry (and the log lines made meanwhile)."""
+    current = current_request_id()
+    if current is not None:
+        yield current
+        return
+    with correlated(new_correlation_id("registry")) as made:
+        yield made
+
+
+def _append(record: Record, subject: str, action: str, name: str, version: str, outcome: str) -> int:
+    return record.audit.append(
+        subject=subject[:128],
+        role=OPERATOR_ROLE,
+        facility=None,
+        action=action,
+        resource_type="Model",
+        resource_id=f"{name}@{version}"[:128],
+        patient_id=None,
+        outcome=outcome,
+        client=None,
+    )
+
+
+def _attempt(record: Record, subject: str, action: str, name: str, version: str) -> None:
+    try:
+        _append(record, subject, action, name, version, "attempt")
+    except RecordError as e:
+        raise DecisionNotAudited(
+            f"The audit trail cannot be written ({type(e).__name__}), so nothing was changed: a change of "
+            "the model in service is written to the audit trail before it is made.",
+            changed=False,
+        ) from e
+
+
+def _outcome(
+    record: Record,
+    subject: str,
+    action: str,
+    name: str,
+    version: str,
+    outcome: str,
+    request_id: str,
+    *,
+    changed: bool,
+) -> int:
+    """Write the outcome entry and return its ``seq``.
+
+    Raises:
+        DecisionNotAudited: The entry could not be written (``changed``: the registry moved all the same).
+    """
+    try:
+        return _append(record, subject, action, name, version, outcome)
+    except RecordError as e:
+        logger.error(
+            "a registry decision's outcome could not be written to the audit trail",
+            extra={"code": "audit_write_failed", "model": name, "model_version": version},
+        )
+        if not changed:
+            raise DecisionNotAudited(
+                f"The outcome '{outcome}' of {action} could not be written to the audit trail "
+                f"({type(e).__name__}); nothing was changed (the trail holds the attempt, request id "
+                f"{request_id}).",
+                changed=False,
+            ) from e
+        raise DecisionNotAudited(
+            f"The champion alias of {name} DID move to version {version}, but the audit trail could not "
+            f"record the outcome ({type(e).__name__}). The trail holds the attempt ({action}, request id "
+            f"{request_id}); record the outcome '{outcome}' of {subject} by hand (docs/security.md, "
+            "Registry decisions).",
+            changed=True,
+        ) from e
+
+
+def _after_failure(
+    record: Record,
+    registry: RegistryClient,
+    subject: str,
+    action: str,
+    name: str,
+    version: str,
+    request_id: str,
+) -> None:
+    """The registry failed mid-decision: audit where the alias is (``success`` if it moved after all)."""
+    try:
+        moved = registry.resolve(name, CHAMPION) == version
+    except (RegistryError, ValueError):
+        moved = False
+    if moved:
+        _outcome(record, subject, action, name, version, "success", request_id, changed=True)
+        return
+    with suppress(DecisionNotAudited):  # the registry's own error is the one to report
+        _outcome(record, subject, action, name, version, "failure", request_id, changed=False)
