@@ -21,6 +21,7 @@ from inference.observability._phi_guard import QuietThirdParty, install_process_
 
 if TYPE_CHECKING:
     from inference.config import Settings
+    from inference.services._model_decisions import Decision
     from model_registry import ModelSummary, RegisteredVersion
 
 _KEY_FIGURES = ("val_macro_auroc", "val_auroc")
@@ -287,7 +288,9 @@ def _open_decision_record(settings: Settings) -> Any:
     """The record a registry decision is audited in (anchored, as the server's), or a refusal to decide."""
     from inference.record import HeadAnchor, Record
 
-    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
+    home = settings.resolved_home
+    new = settings.database_url is None and not (home / "record.db").exists()
+    record = Record(settings.record_url, anchor=HeadAnchor(home))
     try:
         record.migrate()
     except Exception as e:  # unreachable database, wrong URL: say so without a traceback
@@ -296,10 +299,17 @@ def _open_decision_record(settings: Settings) -> Any:
             f"The patient record cannot be opened ({type(e).__name__}), so nothing was changed: a change of "
             "the model in service is written to its audit trail before it is made."
         ) from e
+    if new:
+        # Not silent: run from a workstation without the server's settings, the entry lands in a new file.
+        print(
+            f"Note: a new patient record was made at {home / 'record.db'}; this decision is audited there. "
+            "If the server's record is elsewhere, run with its DXASSIST_HOME or DXASSIST_DATABASE_URL.",
+            file=sys.stderr,
+        )
     return record
 
 
-def _audited_line(action: str, subject: str, decision: Any) -> str:
+def _audited_line(action: str, subject: str, decision: Decision) -> str:
     return (
         f"Audit trail: {action} of {decision.name}@{decision.version} by {subject}, outcome "
         f"{decision.outcome} (entry {decision.seq}, request id {decision.request_id})."

@@ -9,6 +9,7 @@ version 2 passes the gate, version 3 is refused on pneumothorax), real SQLite re
 from __future__ import annotations
 
 import getpass
+import shutil
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -114,6 +115,23 @@ def test_no_audit_trail_no_promotion(
     assert main(["registry", "promote", MODEL, "2"]) == 1
     assert "nothing was changed" in capsys.readouterr().err
     assert registry_for(at_home).resolve(MODEL, "champion") == "1"
+
+
+def test_a_decision_audited_in_a_new_record_says_where(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run without the server's settings (a home with the registry but no record yet), the entry goes to a
+    # new record.db: the command says so instead of auditing somewhere nobody looks, silently.
+    fresh = tmp_path / "workstation"
+    fresh.mkdir()
+    shutil.copyfile(home / "mlflow.db", fresh / "mlflow.db")
+    shutil.copytree(home / "mlartifacts", fresh / "mlartifacts")
+    monkeypatch.setenv("DXASSIST_HOME", str(fresh))
+    assert main(["registry", "promote", MODEL, "2", "--operator", "elsewhere"]) == 0
+    assert f"a new patient record was made at {fresh / 'record.db'}" in capsys.readouterr().err
+    assert [e["outcome"] for e in _entries(fresh, "cli:elsewhere")] == ["attempt", "success"]
+    assert main(["registry", "rollback", MODEL, "--operator", "elsewhere"]) == 0
+    assert "a new patient record" not in capsys.readouterr().err
 
 
 def test_an_outcome_the_record_refuses_after_the_move_is_said_loudly(
