@@ -95,6 +95,15 @@ def test_a_refused_promotion_is_audited_and_moves_nothing(
     ]
 
 
+def test_promoting_the_champion_again_is_audited_as_unchanged(
+    at_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["registry", "promote", MODEL, "1", "--operator", "same-op"]) == 0
+    out = capsys.readouterr().out
+    assert "already the champion; nothing changed" in out and "outcome unchanged" in out
+    assert [e["outcome"] for e in _entries(at_home, "cli:same-op")] == ["attempt", "unchanged"]
+
+
 def test_what_decides_nothing_writes_nothing(at_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A version that does not exist, a model with nothing to roll back to, an operator name that is no
     # login: refused before any entry (and any move).
