@@ -71,11 +71,13 @@ class BarePipeline:
     def __init__(self, onnx_path: Any, preprocess: dict[str, Any]) -> None:
         from inference.config import Settings
         from inference.dicom import Limits
+        from inference.dicom._decode import configure_decode_threads
         from inference.preprocess import PreprocessParams
         from inference.runtime import make_session
 
         settings = Settings()  # the environment the server gets, so the same threads and provider
         self.session = make_session(onnx_path, settings.runtime)
+        decode_threads = configure_decode_threads(settings.runtime.decode_threads)  # as the server does
         self.limits = Limits.from_settings(settings.limits)
         self.params = PreprocessParams.from_metadata(preprocess)
         self.input_size = self.params.input_size
@@ -84,6 +86,7 @@ class BarePipeline:
         self.session_options = {
             "intra_op_threads": settings.runtime.intra_op_threads,
             "inter_op_threads": settings.runtime.inter_op_threads,
+            "decode_threads": decode_threads,
             "provider": self.session.get_providers()[0],
         }
 

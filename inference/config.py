@@ -146,6 +146,8 @@ class RuntimeSettings(BaseSettings):
     cuda_device_id: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=0, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
+    decode_threads: int = Field(default=0, ge=0, le=256)
+    """Threads OpenJPEG decodes one JPEG 2000 image on (``DXASSIST_DECODE_THREADS``; 0: the usable cores)."""
     batch_max_size: int = Field(default=8, ge=1, le=256)
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
     model_watch_seconds: float = Field(default=30.0, ge=0)

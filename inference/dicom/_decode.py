@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Final
@@ -25,10 +26,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# OpenJPEG (under Pillow's reduced JPEG 2000 decode) reads OPJ_NUM_THREADS when a codec is made; it is left
-# to the operator (unset: one thread). Two threads made one study's decode faster on its own, but on a
-# loaded 2-core host the server's JPEG 2000 latency was worse with them (p50 656 against 422 ms, paired
-# runs in benchmarks/README.md): each decode waits at its wavelet barriers for a descheduled thread.
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def configure_decode_threads(threads: int) -> int:
+    """Set how many threads OpenJPEG decodes one JPEG 2000 image on (0: the usable cores); returns it.
+
+    OpenJPEG (under Pillow's reduced-resolution decode and pylibjpeg-openjpeg's full one) reads
+    ``OPJ_NUM_THREADS`` each time it makes a codec; neither wrapper has another way to set it. On a quiet
+    2-core host two threads cut the server's JPEG 2000 latency by about 30 % and raised its throughput at
+    16 clients by about 45 % (``benchmarks/README.md``, 2026-12-02); on a host shared with other heavy work
+    they made latency worse, hence ``DXASSIST_DECODE_THREADS`` (docs/operations.md).
+    """
+    count = usable_cores() if threads <= 0 else int(threads)
+    os.environ["OPJ_NUM_THREADS"] = str(count)
+    return count
 
 
 REDUCED_MIN_LONG_SIDE: Final = 1024
