@@ -229,9 +229,7 @@ def explain(
         ),
         findings=findings,
         rendering=rendering,
-        ood=OodAnalysis(
-            score=output.ood_score, threshold=output.ood_threshold, assessable=output.assessable
-        ),
+        ood=OodAnalysis(score=output.ood_score, threshold=output.ood_threshold, assessable=output.assessable),
         seconds={"explain": time.perf_counter() - start},
     )
 

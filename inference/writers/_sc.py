@@ -33,7 +33,6 @@ MAX_SIDE: Final = 2048
 """Longest side of a heatmap capture; larger radiographs are scaled down (a guide, not for measuring)."""
 
 
-
 def build_heatmap_sc(
     source: Instance,
     finding: FindingOutput,

@@ -115,9 +115,7 @@ def read_rules(path: Path = INTERNALS) -> Rules:
         names = _TICKED.findall(cells[0])
         if not names:
             continue
-        targets = frozenset(
-            name for name in _TICKED.findall(cells[-1]) if name.split(".", 1)[0] in PACKAGES
-        )
+        targets = frozenset(name for name in _TICKED.findall(cells[-1]) if name.split(".", 1)[0] in PACKAGES)
         rules.may_import[names[0]] = targets
         for name in names:
             rules.row[name] = names[0]

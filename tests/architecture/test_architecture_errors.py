@@ -81,7 +81,9 @@ def _strays(errors: dict[str, tuple[str, set[str]]], root: str) -> list[str]:
     return sorted(
         f"{module}.{name}"
         for name, (module, ancestry) in errors.items()
-        if name != root and root not in ancestry and name not in EXEMPT
+        if name != root
+        and root not in ancestry
+        and name not in EXEMPT
         # the API's own errors are HTTP exceptions (Starlette's), mapped where they are defined
         and not module.startswith("inference.api")
     )
@@ -115,8 +117,10 @@ def test_only_the_api_gives_errors_an_http_status() -> None:
                         target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
                     )
                     value = getattr(node, "value", None)
-                    http_literal = isinstance(value, ast.Constant) and isinstance(value.value, int) and (
-                        400 <= value.value <= 599
+                    http_literal = (
+                        isinstance(value, ast.Constant)
+                        and isinstance(value.value, int)
+                        and (400 <= value.value <= 599)
                     )
                     if attribute in HTTP_ATTRIBUTES or (attribute == "status" and http_literal):
                         bad.append(f"{module}.{name}.{attribute}")
