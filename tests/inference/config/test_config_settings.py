@@ -21,7 +21,7 @@ EXPECTED = {
     "runtime": (
         "execution_provider cuda_device_id intra_op_threads inter_op_threads batch_max_size "
         "batch_max_wait_ms model_watch_seconds drift_window drift_psi_alert drift_min_observations "
-        "shadow_queue_size shadow_quiet_ms shadow_metrics_seconds"
+        "decode_threads shadow_queue_size shadow_quiet_ms shadow_metrics_seconds"
     ),
     "limits": "max_request_bytes max_instance_bytes max_instances max_pixels max_json_bytes max_decode_bytes",
     "record": "org_root site_policy facility_issuers default_issuer keep_training_inputs",
@@ -41,6 +41,7 @@ EXPECTED = {
         "destinations delivery_backoff_seconds delivery_backoff_cap_seconds delivery_poll_seconds "
         "delivery_max_attempts build_max_attempts build_lease_seconds"
     ),
+    "batch": "batch_facility batch_qido_page_size",
 }
 
 
