@@ -519,9 +519,10 @@ def _cmd_user(args: argparse.Namespace) -> int:
 
 
 def _open_record(settings: Settings) -> Any:
-    from inference.record import Record
+    """The record, migrated, anchoring the audit trail's signed head after each append (as the server)."""
+    from inference.record import HeadAnchor, Record
 
-    record = Record(settings.record_url)
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
     except Exception as e:  # unreachable database, wrong URL: say so without a traceback

@@ -31,3 +31,25 @@ def test_an_empty_queue_and_ids_that_name_nothing(tmp_path: Path) -> None:
     assert _run(tmp_path, "retry").returncode == 2  # neither ids nor --all
     everything = _run(tmp_path, "retry", "--all")
     assert everything.returncode == 0 and "0 dead letter(s)" in everything.stdout
+
+
+def test_a_retry_moves_the_audit_trails_signed_head(tmp_path: Path) -> None:
+    # A study the listener gave up on, put back by an operator: the retry's audit entry is the newest,
+    # and the signed head under DXASSIST_HOME/audit/ already names it (no server write needed first).
+    study = "1.2.826.0.1.3680043.8.498.4242"
+    folder = tmp_path / "dead-letter" / "studies" / study
+    folder.mkdir(parents=True)
+    (folder / "a.dcm").write_bytes(b"DICM")
+    (folder / "dead-letter.json").write_text(json.dumps({"code": "analysis_failed", "attempts": 3}))
+    retried = _run(tmp_path, "retry", f"study:{study}")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    verified = subprocess.run(
+        [str(DXASSIST), "audit", "verify"],
+        env=dxassist_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "anchored at seq 1" in verified.stdout, verified.stdout
