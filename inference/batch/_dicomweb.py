@@ -10,18 +10,19 @@ so instead of looping for ever or filling memory.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, Final, overload
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from inference.batch._errors import SourceError
 from inference.batch._sources import Scan, StudyRef
-from inference.dicom import DicomTooLarge, DicomUnsupportedMedia
+from inference.dicom import DicomTooLarge, DicomUnsupportedMedia, LazyInstances
 
 # Answers per QIDO-RS page (``limit``); a page's body is read up to MAX_PAGE_BYTES (an answer is < 1 KiB).
 PAGE_SIZE = 500
@@ -307,7 +308,7 @@ class DicomWebSource:
             f"/instances/{quote(sop, safe='')}"
             for sop, series in found.items()
         ]
-        return _Retrieved(self, urls, max_instance_bytes)
+        return LazyInstances(urls, functools.partial(self.retrieve, max_bytes=max_instance_bytes))
 
     def retrieve(self, url: str, *, max_bytes: int) -> bytes:
         """One instance (WADO-RS ``.../instances/UID``) as Part-10 bytes, read up to ``max_bytes``.
@@ -375,29 +376,6 @@ class DicomWebSource:
         del body[end:]
         del body[: head_end + 4]
         return body
-
-
-class _Retrieved(Sequence[bytes]):
-    """A study's instances as a sequence of Part-10 bytes, each retrieved when asked for."""
-
-    def __init__(self, source: DicomWebSource, urls: list[str], max_bytes: int) -> None:
-        self._source = source
-        self._urls = urls
-        self._max = max_bytes
-
-    def __len__(self) -> int:
-        return len(self._urls)
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return [self._source.retrieve(url, max_bytes=self._max) for url in self._urls[index]]
-        return self._source.retrieve(self._urls[index], max_bytes=self._max)
 
 
 def _read_capped(response: Any, limit: int) -> bytearray | None:

@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 from inference.batch._errors import SourceError
-from inference.dicom import DicomTooLarge
+from inference.dicom import DicomTooLarge, LazyInstances
 
 if TYPE_CHECKING:
     from inference.batch._dicomweb import DicomWebSource
@@ -45,34 +45,6 @@ class Scan:
 
     studies: tuple[StudyRef, ...]
     unreadable: int = 0
-
-
-class _Files(Sequence[bytes]):
-    """A study's files as a sequence of their bytes, each read when asked for and refused when too large."""
-
-    def __init__(self, paths: Sequence[str], max_bytes: int) -> None:
-        self._paths = list(paths)
-        self._max = max_bytes
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def _read(self, path: str) -> bytes:
-        # Checked before reading, so one huge file never sits in a worker's memory.
-        if os.stat(path).st_size > self._max:
-            raise DicomTooLarge("instance_too_large")
-        return Path(path).read_bytes()
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return [self._read(path) for path in self._paths[index]]
-        return self._read(self._paths[index])
 
 
 class FolderSource:
@@ -150,7 +122,14 @@ class FolderSource:
             DicomRejected: ``too_many_instances``; later, on access, ``instance_too_large``.
         """
         _check_count(ref, max_instances)
-        return _Files(ref.paths, max_instance_bytes)
+
+        def load(path: str) -> bytes:
+            # Checked before reading, so one huge file never sits in a worker's memory.
+            if os.stat(path).st_size > max_instance_bytes:
+                raise DicomTooLarge("instance_too_large")
+            return Path(path).read_bytes()
+
+        return LazyInstances(ref.paths, load)
 
 
 def _check_count(ref: StudyRef, max_instances: int) -> None:

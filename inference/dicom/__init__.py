@@ -20,6 +20,7 @@ from ._errors import (
     known_codes,
 )
 from ._header import ACCEPTED_CLASSES as ACCEPTED_SOP_CLASSES
+from ._lazy import LazyInstances
 from ._model import Instance, Limits, PatientInfo, Study
 from ._plausible import MIN_SIDE
 from ._read import MAX_SEQUENCE_DEPTH, one_patient, read_instance, read_study
@@ -44,6 +45,7 @@ __all__ = [
     "DicomUnsupportedContent",
     "DicomUnsupportedMedia",
     "Instance",
+    "LazyInstances",
     "Limits",
     "PatientInfo",
     "Study",

@@ -29,11 +29,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, overload
+from typing import TYPE_CHECKING, Any, Final
 
 from inference.dicom import (
     ACCEPTED_SOP_CLASSES,
@@ -41,6 +40,7 @@ from inference.dicom import (
     TOO_LARGE,
     UNSUPPORTED_CONTENT,
     DicomRejected,
+    LazyInstances,
     Limits,
     StudyCollector,
     read_instance,
@@ -333,7 +333,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
 
     served = ctx.host.imaging
     # Read one file at a time as the study is decoded, not all of them up front.
-    blobs = _Files(study.files)
+    blobs = LazyInstances(study.files, Path.read_bytes)
     try:
         decoded = await ctx.workers.run(
             read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
@@ -475,27 +475,6 @@ async def listen(
         finally:
             await asyncio.to_thread(server.shutdown)
             logger.info("DICOM listener stopped", extra={"event": "shutdown"})
-
-
-class _Files(Sequence[bytes]):
-    """The files of a study as a sequence of their bytes, each read only when it is asked for."""
-
-    def __init__(self, paths: Sequence[Path]) -> None:
-        self._paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return [path.read_bytes() for path in self._paths[index]]
-        return self._paths[index].read_bytes()
 
 
 @dataclass(frozen=True)
