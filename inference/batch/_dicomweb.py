@@ -263,6 +263,18 @@ class DicomWebSource:
             raise SourceError(f"The DICOMweb server at {self.base} answered {query.name} with no list.")
         return answers, truncated
 
+    def _listed_instances(self, ref: StudyRef, max_instances: int) -> dict[str, str]:
+        """``{SOPInstanceUID: SeriesInstanceUID}`` of the study, by paged QIDO-RS instance queries."""
+        from requests import RequestException
+
+        try:
+            with self._session() as session:
+                return self._instances(session, ref, max_instances)
+        except RequestException as e:
+            raise SourceError(
+                f"The DICOMweb server at {self.base} did not answer a study's instance query."
+            ) from e
+
     def instance_uids(self, ref: StudyRef, *, max_instances: int) -> list[str] | None:
         """The study's SOPInstanceUIDs by QIDO-RS instance queries (nothing retrieved); None when none.
 
@@ -270,15 +282,7 @@ class DicomWebSource:
             DicomRejected: ``too_many_instances``.
             SourceError: The server did not answer, or answered wrongly.
         """
-        from requests import RequestException
-
-        try:
-            with self._session() as session:
-                found = self._instances(session, ref, max_instances)
-        except RequestException as e:
-            raise SourceError(
-                f"The DICOMweb server at {self.base} did not answer a study's instance query."
-            ) from e
+        found = self._listed_instances(ref, max_instances)
         return list(found) or None
 
     # -- WADO-RS ------------------------------------------------------------------------------------
@@ -294,15 +298,7 @@ class DicomWebSource:
             DicomRejected: ``too_many_instances``; later, on access, ``instance_too_large``.
             SourceError: The server did not answer, or answered wrongly (also later, on access).
         """
-        from requests import RequestException
-
-        try:
-            with self._session() as session:
-                found = self._instances(session, ref, max_instances)
-        except RequestException as e:
-            raise SourceError(
-                f"The DICOMweb server at {self.base} did not answer a study's instance query."
-            ) from e
+        found = self._listed_instances(ref, max_instances)
         urls = [
             f"{self.base}/studies/{quote(ref.study_instance_uid, safe='')}/series/{quote(series, safe='')}"
             f"/instances/{quote(sop, safe='')}"
