@@ -170,17 +170,29 @@ def unservable_champions(settings: Settings) -> dict[str, str]:
 
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    from inference.services._model_decisions import AuditedMoves, DecisionNotAudited
+
     settings = _settings()
     training_cli = _training_cli()
+    subject = _operator_subject(args)
     unservable = unservable_champions(settings)
     for line in unservable.values():
         print(f"{line} A new version is trained to replace it (the old one stays in the registry).")
+    # Opened at the first move only (every champion in place: not at all). A first bootstrap makes the
+    # home, its record included: no note about a new record.
+    moves = AuditedMoves(lambda: _open_decision_record(settings, note_new=False), subject)
     try:
         results = training_cli.bootstrap(
-            settings, profile=args.profile, echo=print, unservable=frozenset(unservable)
+            settings, profile=args.profile, echo=print, unservable=frozenset(unservable), moves=moves
         )
     except (training_cli.TrainingUnavailable, training_cli.TrainingConfigError) as e:
         raise CliError(str(e), status=2) from e
+    except DecisionNotAudited as e:
+        raise CliError(str(e), status=3 if e.changed else 1) from e
+    finally:
+        moves.close()
+        for action, made in moves.made:  # also when a later model failed: these moves happened
+            print(_audited_line(action, subject, made))
     print()
     rows = [
         [r.name, r.version, r.action, (r.sha256 or "-")[:12], _fmt_figures(r.metrics), f"{r.seconds:.1f}"]
@@ -192,11 +204,16 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from inference.services._model_decisions import AuditedMoves, DecisionNotAudited
+
     settings = _settings()
     training_cli = _training_cli()
     missing = training_cli.missing_train_extra()
     if missing:  # before a run folder is made or anything printed
         raise CliError(training_cli.train_extra_message(missing), status=2)
+    moves = None
+    if args.register:  # ``train`` opens the record before training: no trail, no run to throw away
+        moves = AuditedMoves(lambda: _open_decision_record(settings), _operator_subject(args))
     try:
         result = training_cli.train(
             settings,
@@ -208,9 +225,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             config_path=args.config,
             out_dir=args.out,
             echo=print,
+            moves=moves,
         )
     except (training_cli.TrainingUnavailable, training_cli.TrainingConfigError) as e:
         raise CliError(str(e), status=2) from e
+    except DecisionNotAudited as e:
+        raise CliError(str(e), status=3 if e.changed else 1) from e
+    finally:
+        if moves is not None:
+            moves.close()
     outcome = result.outcome
     figures = {k: v for k, v in outcome.metrics.items() if k.startswith(("val_", "test_macro", "test_auroc"))}
     rows = [[k, _number(v)] for k, v in sorted(figures.items()) if isinstance(v, int | float)]
@@ -224,6 +247,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"Registered {result.registered.name} version {result.registered.version} as challenger; "
             f"`dxassist registry promote {result.registered.name} {result.registered.version}` runs the gate."
         )
+    if moves is not None:
+        for action, made in moves.made:
+            print(_audited_line(action, moves.subject, made))
     return 0
 
 
@@ -281,11 +307,17 @@ def _operator_subject(args: argparse.Namespace) -> str:
             raise CliError(
                 "The operating-system login cannot be read; say who decides with --operator NAME.", 2
             ) from e
-    return operator_subject(operator)
+    try:
+        return operator_subject(operator)
+    except ValueError as e:
+        raise CliError(str(e), 2) from e
 
 
-def _open_decision_record(settings: Settings) -> Any:
-    """The record a registry decision is audited in (anchored, as the server's), or a refusal to decide."""
+def _open_decision_record(settings: Settings, *, note_new: bool = True) -> Any:
+    """The record a registry decision is audited in (anchored, as the server's), or a refusal to decide.
+
+    ``note_new``: say on stderr when the record had to be made (not for ``bootstrap``, which makes homes).
+    """
     from inference.record import HeadAnchor, Record
 
     home = settings.resolved_home
@@ -299,7 +331,7 @@ def _open_decision_record(settings: Settings) -> Any:
             f"The patient record cannot be opened ({type(e).__name__}), so nothing was changed: a change of "
             "the model in service is written to its audit trail before it is made."
         ) from e
-    if new:
+    if new and note_new:
         # Not silent: run from a workstation without the server's settings, the entry lands in a new file.
         print(
             f"Note: a new patient record was made at {home / 'record.db'}; this decision is audited there. "
@@ -637,8 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dxassist {inference.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    operator_help = "who decides, audited as cli:NAME (default: the operating-system login)"
     p = sub.add_parser("bootstrap", help="train, register and promote any served model that has no champion")
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--operator", default=None, metavar="NAME", help=operator_help)
     p.set_defaults(handler=_cmd_bootstrap, log_info=True)
 
     p = sub.add_parser("train", help="train, evaluate and export a model; --register adds it as challenger")
@@ -648,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="dataset location (for non-synthetic datasets)")
     p.add_argument("--config", type=Path, default=None, help="YAML file overriding the profile's values")
     p.add_argument("--out", type=Path, default=None, help="work folder (default: DXASSIST_HOME/runs/...)")
-    p.add_argument("--register", action="store_true", help="register the result as challenger")
+    p.add_argument("--register", action="store_true", help="register the result as challenger (audited)")
+    p.add_argument("--operator", default=None, metavar="NAME", help=operator_help + "; with --register")
     p.set_defaults(handler=_cmd_train, log_info=True)
 
     registry = sub.add_parser("registry", help="inspect the model registry, promote or roll back")
@@ -658,7 +693,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("show", help="one model: aliases, versions and gate figures")
     p.add_argument("name")
     p.set_defaults(handler=_cmd_registry_show)
-    operator_help = "who decides, audited as cli:NAME (default: the operating-system login)"
     p = rsub.add_parser("promote", help="run the promotion gate, then move champion to VERSION (audited)")
     p.add_argument("name")
     p.add_argument("version")

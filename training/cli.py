@@ -3,6 +3,10 @@
 ``inference.cli`` loads this module by name only when one of these subcommands runs, so a server
 install needs neither torch nor the training code. Nothing heavy is imported at module level either:
 ``bootstrap`` with every champion in place finishes without importing torch.
+
+Every alias these commands move goes through an :class:`AliasMoves`: ``inference.cli`` passes one that
+writes each move to the patient record's audit trail (``inference.services``, which training does not
+import); called as a library without one, the registry is moved directly, unaudited.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from model_registry import (
     CHALLENGER,
     CHAMPION,
+    GateDecision,
     ModelCache,
     PromotionRefused,
     RegisteredVersion,
@@ -83,6 +88,40 @@ class TrainResult:
     outcome: TrainingOutcome
     registered: RegisteredVersion | None
     out_dir: Path
+
+
+class AliasMoves(Protocol):
+    """How ``train --register`` and ``bootstrap`` move aliases (``inference.cli`` passes audited ones)."""
+
+    def prepare(self) -> None:
+        """Called before a training run whose result will move an alias: fail now rather than after it."""
+        ...
+
+    def challenger(self, client: RegistryClient, name: str, version: str) -> None:
+        """Point ``challenger`` at ``version`` of ``name``."""
+        ...
+
+    def promote(
+        self, client: RegistryClient, name: str, version: str, *, champion_unservable: bool = False
+    ) -> GateDecision:
+        """Run the promotion gate and move ``champion`` to ``version`` (raises ``PromotionRefused``)."""
+        ...
+
+
+class DirectMoves:
+    """Moves the registry's aliases directly, unaudited: for library use (tests); the ``dxassist`` commands
+    pass audited moves instead."""
+
+    def prepare(self) -> None:
+        pass
+
+    def challenger(self, client: RegistryClient, name: str, version: str) -> None:
+        client.set_alias(name, CHALLENGER, version)
+
+    def promote(
+        self, client: RegistryClient, name: str, version: str, *, champion_unservable: bool = False
+    ) -> GateDecision:
+        return client.promote(name, version, champion_unservable=champion_unservable)
 
 
 def _stdout(line: str) -> None:
@@ -211,9 +250,10 @@ def run_training(
 
 
 def register_outcome(
-    client: RegistryClient, outcome: TrainingOutcome, *, alias: str = CHALLENGER
+    client: RegistryClient, outcome: TrainingOutcome, *, alias: str | None = CHALLENGER
 ) -> RegisteredVersion:
-    """Log and register a training outcome as a new version (``challenger`` by default)."""
+    """Log and register a training outcome as a new version (``challenger`` by default, ``None``: no
+    alias)."""
     return client.log_and_register(
         name=outcome.model_name,
         onnx_path=outcome.onnx_path,
@@ -242,9 +282,17 @@ def train(
     config_path: Path | None = None,
     out_dir: Path | None = None,
     echo: Echo = _stdout,
+    moves: AliasMoves | None = None,
 ) -> TrainResult:
-    """``dxassist train``: train, evaluate, export and optionally register as ``challenger``."""
+    """``dxassist train``: train, evaluate, export and optionally register as ``challenger``.
+
+    With ``register`` the new version is registered without an alias, then ``moves`` points
+    ``challenger`` at it (unaudited :class:`DirectMoves` when not given). Without it nothing moves.
+    """
     name = MODEL_NAMES[kind]
+    moves = moves if moves is not None else DirectMoves()
+    if register:
+        moves.prepare()
     folder = out_dir or run_dir(settings, name)
     echo(f"Training {name} ({profile} profile) in {folder}.")
     dataset_error = _pipeline().DatasetError
@@ -261,7 +309,7 @@ def train(
     registered = None
     if register:
         client = RegistryClient(settings.tracking_uri, settings.artifact_root)
-        registered = register_outcome(client, outcome)
+        registered = _register_challenger(client, outcome, moves)
         echo(f"Registered {name} version {registered.version} as {CHALLENGER}.")
     return TrainResult(outcome=outcome, registered=registered, out_dir=folder)
 
@@ -272,6 +320,7 @@ def bootstrap(
     profile: str = "quick",
     echo: Echo = _stdout,
     unservable: Collection[str] = (),
+    moves: AliasMoves | None = None,
 ) -> list[BootstrapResult]:
     """``dxassist bootstrap``: make sure every served model has a ``champion``, then cache it.
 
@@ -286,6 +335,8 @@ def bootstrap(
         unservable: served names whose champion the server cannot load (``inference.cli`` checks them
             with the server's own loader): a new version is trained and promoted without comparing it
             with that champion, which stays in the registry.
+        moves: how ``challenger`` and ``champion`` move (``inference.cli`` passes audited moves;
+            unaudited :class:`DirectMoves` when not given).
 
     Raises:
         model_registry.RegistryError: The registry cannot be reached, or a freshly trained model was
@@ -294,6 +345,7 @@ def bootstrap(
     """
     client = RegistryClient(settings.tracking_uri, settings.artifact_root)
     cache = ModelCache(settings.model_cache)
+    moves = moves if moves is not None else DirectMoves()
     results: list[BootstrapResult] = []
     for name, kind in SERVED_MODELS:
         started = time.monotonic()
@@ -306,18 +358,20 @@ def bootstrap(
         elif champion is not None:
             echo(f"{name}: champion is version {champion}; nothing to train.")
         else:
-            champion = _promote_waiting_challenger(client, name, echo)
+            champion = _promote_waiting_challenger(client, moves, name, echo)
             action = "promoted" if champion is not None else action
         if champion is None:
             if not replacing:
                 echo(f"{name}: no champion; training with the {profile} profile (this takes a few minutes).")
+            _pipeline()  # installed? (says so in one line) before the record is opened
+            moves.prepare()  # the trail can take the moves before minutes of training, not after
             outcome = run_training(kind, profile=profile, out_dir=run_dir(settings, name))
-            registered = register_outcome(client, outcome)
+            registered = _register_challenger(client, outcome, moves)
             echo(
                 f"{name}: registered version {registered.version} as {CHALLENGER}; "
                 "running the promotion gate."
             )
-            decision = client.promote(name, registered.version, champion_unservable=replacing)
+            decision = moves.promote(client, name, registered.version, champion_unservable=replacing)
             echo(f"{name}: {decision.reason}")
             champion, action = registered.version, "replaced" if replacing else "trained"
         version = client.get_version(name, champion)
@@ -336,13 +390,24 @@ def bootstrap(
     return results
 
 
-def _promote_waiting_challenger(client: RegistryClient, name: str, echo: Echo) -> str | None:
+def _register_challenger(
+    client: RegistryClient, outcome: TrainingOutcome, moves: AliasMoves
+) -> RegisteredVersion:
+    """Register a version without an alias, then let ``moves`` point ``challenger`` at it."""
+    registered = register_outcome(client, outcome, alias=None)
+    moves.challenger(client, registered.name, registered.version)
+    return client.get_version(registered.name, registered.version)
+
+
+def _promote_waiting_challenger(
+    client: RegistryClient, moves: AliasMoves, name: str, echo: Echo
+) -> str | None:
     """Promote a challenger left by an interrupted bootstrap, rather than training again."""
     challenger = client.resolve(name, CHALLENGER)
     if challenger is None:
         return None
     try:
-        decision = client.promote(name, challenger)
+        decision = moves.promote(client, name, challenger)
     except PromotionRefused as e:
         echo(f"{name}: challenger version {challenger} was not promoted: {e.reason}")
         return None

@@ -1,6 +1,8 @@
-"""Registry decisions an operator makes (``dxassist registry promote`` / ``rollback``), audited.
+"""Moves of a served model's aliases, audited: the registry decisions an operator makes (``dxassist
+registry promote`` / ``rollback``) and the moves of ``dxassist train --register`` (a new ``challenger``)
+and ``dxassist bootstrap`` (first champions), through :class:`AuditedMoves`.
 
-The ``champion`` alias lives in MLflow and the audit trail in the patient record: no transaction spans
+The aliases live in MLflow and the audit trail in the patient record: no transaction spans
 both. So each decision writes two entries sharing one correlation id (``registry-<hex>`` in
 ``request_id``): first the **attempt** (outcome ``attempt``), before the registry is touched, so a
 record that cannot be written stops the decision before anything moves; then, right after the registry
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -24,7 +26,7 @@ from inference.observability import correlated, current_request_id, new_correlat
 from inference.record import RecordError
 from inference.security import Role
 from inference.services._errors import ServiceError
-from model_registry import CHAMPION, PromotionRefused, RegistryError
+from model_registry import CHALLENGER, CHAMPION, PromotionRefused, RegistryError
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -34,9 +36,12 @@ logger = logging.getLogger(__name__)
 
 PROMOTE: Final = "model:promote"
 ROLLBACK: Final = "model:rollback"
+REGISTER: Final = "model:register"
+"""A new version given the ``challenger`` alias (``dxassist train --register``, ``bootstrap``)."""
 OPERATOR_ROLE: Final = Role.ML_ENGINEER.value
 """The role of registry entries: the command line checks no token, and moving models is ML engineering."""
 CLI_PREFIX: Final = "cli:"
+_ALIAS_OF: Final = {PROMOTE: CHAMPION, ROLLBACK: CHAMPION, REGISTER: CHALLENGER}
 _OPERATOR: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 
 
@@ -55,12 +60,12 @@ class DecisionNotAudited(ServiceError):
 
 @dataclass(frozen=True)
 class Decision:
-    """What a promotion or a rollback did, and where the audit trail holds it.
+    """What a promotion, a rollback or a registration did, and where the audit trail holds it.
 
     Attributes:
         name: Registered model name.
-        version: The version ``champion`` points at now.
-        previous: The champion before (``None`` for a first promotion).
+        version: The version the alias (``champion``; ``challenger`` for a registration) points at now.
+        previous: The version it pointed at before (``None`` if the alias was not set).
         outcome: ``success`` (the alias moved) or ``unchanged`` (it was there already).
         seq: The sequence number of the outcome entry (the ``id`` of its FHIR AuditEvent).
         request_id: The correlation id both entries carry (``registry-<hex>``).
@@ -99,8 +104,11 @@ def promote_model(
     evidence: ShadowEvidence | None = None,
     min_shadow_studies: int = 0,
     min_reader_verdicts: int = 0,
+    champion_unservable: bool = False,
 ) -> tuple[Decision, GateDecision]:
     """Run the promotion gate and move ``champion`` to ``version``, audited (action ``model:promote``).
+
+    ``champion_unservable`` is the registry's (``bootstrap`` replacing a champion the server cannot load).
 
     Returns:
         What was done and where it is audited, and the gate's decision (figures, evidence, reason).
@@ -124,6 +132,7 @@ def promote_model(
                 evidence=evidence,
                 min_shadow_studies=min_shadow_studies,
                 min_reader_verdicts=min_reader_verdicts,
+                champion_unservable=champion_unservable,
             )
         except PromotionRefused:
             # Nothing moved: the refusal stands even if its entry cannot be written (that is logged).
@@ -162,6 +171,95 @@ def rollback_model(*, record: Record, registry: RegistryClient, name: str, subje
             raise
         seq = _outcome(record, subject, ROLLBACK, name, now, "success", request_id, changed=True)
         return Decision(name, now, before, "success", seq, request_id)
+
+
+def register_challenger(
+    *, record: Record, registry: RegistryClient, name: str, version: str, subject: str
+) -> Decision:
+    """Point ``challenger`` at a newly registered ``version``, audited (action ``model:register``).
+
+    The version itself is registered before (``log_and_register(alias=None)``): a version without an
+    alias is served by nothing, so only the alias move needs the trail first.
+
+    Raises:
+        DecisionNotAudited: The attempt could not be written (the alias did not move), or the outcome
+            after the alias moved.
+        model_registry.RegistryError: The version does not exist (nothing written), or the registry
+            failed during the move (outcome ``failure``, unless the alias moved).
+    """
+    with _correlation() as request_id:
+        candidate = registry.get_version(name, version).version
+        before = registry.resolve(name, CHALLENGER)
+        _attempt(record, subject, REGISTER, name, candidate)
+        try:
+            registry.set_alias(name, CHALLENGER, candidate)
+        except RegistryError:
+            _after_failure(record, registry, subject, REGISTER, name, candidate, request_id, CHALLENGER)
+            raise
+        outcome = "unchanged" if before == candidate else "success"
+        seq = _outcome(record, subject, REGISTER, name, candidate, outcome, request_id, changed=True)
+        return Decision(name, candidate, None if outcome == "unchanged" else before, outcome, seq, request_id)
+
+
+class AuditedMoves:
+    """The alias moves of ``dxassist train --register`` and ``bootstrap``, each audited as a decision of
+    ``subject``.
+
+    ``training.cli`` takes it as its ``AliasMoves`` (by shape: training does not import the services).
+    The record is opened by :meth:`prepare` (before training starts, so a trail that cannot be written
+    costs no training run) or at the first move; a bootstrap that moves nothing never opens it.
+
+    Attributes:
+        subject: Who moves (``cli:<operator>``).
+        made: ``(action, decision)`` of every move made through this object, in order (refusals are in
+            the trail but not here).
+    """
+
+    def __init__(self, open_record: Callable[[], Record], subject: str) -> None:
+        self._open_record = open_record
+        self._record: Record | None = None
+        self.subject = subject
+        self.made: list[tuple[str, Decision]] = []
+
+    def prepare(self) -> None:
+        """Open the record now (raises whatever ``open_record`` raises when it cannot be opened)."""
+        _ = self.record
+
+    def close(self) -> None:
+        """Close the record if it was opened."""
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+
+    @property
+    def record(self) -> Record:
+        """The record the moves are audited in, opened at first use."""
+        if self._record is None:
+            self._record = self._open_record()
+        return self._record
+
+    def challenger(self, client: RegistryClient, name: str, version: str) -> None:
+        """Point ``challenger`` at ``version`` (see :func:`register_challenger`)."""
+        made = register_challenger(
+            record=self.record, registry=client, name=name, version=version, subject=self.subject
+        )
+        self.made.append((REGISTER, made))
+
+    def promote(
+        self, client: RegistryClient, name: str, version: str, *, champion_unservable: bool = False
+    ) -> GateDecision:
+        """Run the gate and move ``champion`` (see :func:`promote_model`); no live-traffic evidence is
+        asked for (a first champion has nothing to be compared with)."""
+        made, gate = promote_model(
+            record=self.record,
+            registry=client,
+            name=name,
+            version=version,
+            subject=self.subject,
+            champion_unservable=champion_unservable,
+        )
+        self.made.append((PROMOTE, made))
+        return gate
 
 
 @contextmanager
@@ -231,10 +329,10 @@ def _outcome(
                 changed=False,
             ) from e
         raise DecisionNotAudited(
-            f"The champion alias of {name} DID move to version {version}, but the audit trail could not "
-            f"record the outcome ({type(e).__name__}). The trail holds the attempt ({action}, request id "
-            f"{request_id}); record the outcome '{outcome}' of {subject} by hand (docs/security.md, "
-            "Registry decisions).",
+            f"The {_ALIAS_OF[action]} alias of {name} DID move to version {version}, but the audit trail "
+            f"could not record the outcome ({type(e).__name__}). The trail holds the attempt ({action}, "
+            f"request id {request_id}); record the outcome '{outcome}' of {subject} by hand "
+            "(docs/security.md, Registry decisions).",
             changed=True,
         ) from e
 
@@ -247,10 +345,11 @@ def _after_failure(
     name: str,
     version: str,
     request_id: str,
+    alias: str = CHAMPION,
 ) -> None:
     """The registry failed mid-decision: audit where the alias is (``success`` if it moved after all)."""
     try:
-        moved = registry.resolve(name, CHAMPION) == version
+        moved = registry.resolve(name, alias) == version
     except (RegistryError, ValueError):
         moved = False
     if moved:

@@ -3,8 +3,9 @@
 Mapping (R4 AuditEvent, valid as R4B):
 - ``id``: the entry's ``seq``; ``recorded``: its time; ``type``: DICOM audit event type (110110 Patient
   Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes, the
-  registry decisions of an operator (``model:promote``, ``model:rollback``) and dead-letter retries,
-  110104 DICOM Instances Transferred for a delivery of a result's SR and captures to a destination);
+  registry decisions of an operator (``model:promote``, ``model:rollback``, ``model:register``) and
+  dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
+  to a destination);
   ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
   which); none for an ``attempt``, whose outcome is a second entry with the same request id.
@@ -51,7 +52,9 @@ AUDIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/security-source-typ
 
 _CREATE: Final = frozenset({"studies:submit", "vitals:submit", "feedback:write", "break-glass:open"})
 _UPDATE: Final = frozenset({"consent:write"})
-_EXECUTE: Final = frozenset({"model:change", "model:promote", "model:rollback", "dead-letter:retry"})
+_EXECUTE: Final = frozenset(
+    {"model:change", "model:promote", "model:rollback", "model:register", "dead-letter:retry"}
+)
 ATTEMPT: Final = "attempt"
 """The outcome of an entry written before an action whose result is only known afterwards (a registry
 decision: the alias lives in MLflow, the trail in the record); the result follows in its own entry."""
