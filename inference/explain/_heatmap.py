@@ -240,23 +240,55 @@ def _window(
     positive: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     columns: tuple[np.ndarray, np.ndarray, np.ndarray],
-    row_range: tuple[int, int],
-    column_range: tuple[int, int],
+    row_index: slice | np.ndarray,
+    column_index: slice | np.ndarray,
 ) -> np.ndarray:
-    """Heat (unnormalised) of the output pixels ``row_range`` x ``column_range`` (half-open)."""
-    r0, r1 = row_range
-    c0, c1 = column_range
-    y0, y1, wy = (a[r0:r1] for a in rows)
-    x0, x1, wx = (a[c0:c1] for a in columns)
+    """Heat (unnormalised) of the output pixels ``row_index`` x ``column_index`` (slices or index arrays).
+
+    Element by element the same arithmetic as :func:`_sample`, so every value equals that function's.
+    """
+    y0, y1, wy = (a[row_index] for a in rows)
+    x0, x1, wx = (a[column_index] for a in columns)
     wyc, wxc = wy[:, None], wx[None, :]
     along_y = positive[y0] * (1 - wyc) + positive[y1] * wyc
     return np.asarray(along_y[:, x0] * (1 - wxc) + along_y[:, x1] * wxc, dtype=np.float32)
 
 
-def _touching(lower: np.ndarray, upper: np.ndarray, nodes: np.ndarray) -> tuple[int, int] | None:
-    """Half-open range of output pixels interpolated from any of ``nodes`` (map indices along one axis)."""
-    hit = np.flatnonzero(np.isin(lower, nodes) | np.isin(upper, nodes))
-    return None if hit.size == 0 else (int(hit[0]), int(hit[-1]) + 1)
+def _bands(lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[start, end)`` of the runs of output pixels along one axis that share their lower map index.
+
+    Within a band the pixels interpolate the same two map nodes with a weight that grows with the pixel
+    index (:func:`_axis` is monotonic), so along that axis a sample is linear in the weight.
+    """
+    changes = np.flatnonzero(lower[1:] != lower[:-1]) + 1
+    return np.concatenate(([0], changes)), np.concatenate((changes, [lower.size]))
+
+
+def _flat_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`_runs` gives, from one pass over the flattened mask (about a third of its cost)."""
+    rows, columns = mask.shape
+    stride = columns + 2
+    padded = np.zeros((rows, stride), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    # The zero columns at both ends of every row keep runs from joining across rows, so the changes of
+    # the flattened rows alternate: a run's start, its end, the next run's start...
+    changes = np.flatnonzero(np.diff(padded.ravel())) + 1
+    row, column = np.divmod(changes, stride)
+    return row[0::2], column[0::2] - 1, column[1::2] - 1
+
+
+def _region(mask: np.ndarray, seed: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Half-open ``(x0, y0, x1, y1)`` around the 8-connected True pixels of ``mask`` connected to ``seed``.
+
+    The labelling of :func:`hottest_box`, on a mask already made.
+    """
+    row, start, end = _flat_runs(mask)
+    in_row = np.flatnonzero(row == seed[0])
+    run = int(in_row[np.searchsorted(start[in_row], seed[1], side="right") - 1])
+    i, j = _touching_runs(row, start, end, mask.shape[1])
+    region = _component(row.size, i, j, run)
+    rows = row[region]
+    return int(start[region].min()), int(rows.min()), int(end[region].max()), int(rows.max()) + 1
 
 
 def cam_box(
@@ -265,9 +297,11 @@ def cam_box(
     """The hottest-region box of a class activation map, in the pixels of a ``shape`` grid over the image.
 
     Equal to ``hottest_box(cam_to_heatmap(cam, geometry, shape=shape), level=level)``, without sampling
-    the whole grid: a bilinear sample never exceeds the map values it interpolates, so only the output
-    pixels that interpolate a map node at or above the threshold can be in the region, and only those are
-    sampled (the peak's neighbourhood first, to bound the threshold from below).
+    the whole grid. The grid splits into cells: the output pixels that interpolate the same four map
+    nodes. Inside a cell a sample is bilinear in the two interpolation weights, which grow with the pixel
+    indices, so the cell's largest sample is one of its four corner pixels. Sampling only those corners
+    (a few hundred samples) bounds every cell; then only the cells that may hold the peak are sampled to
+    find it, and only the bounding box of the 8-connected hot cells around it to find the region.
 
     Args:
         cam: ``[h, w]`` map in logit units covering the whole model input.
@@ -291,28 +325,78 @@ def cam_box(
     content_rows, content_columns = geometry.content_shape
     rows = _axis(int(shape[0]), geometry.pad_top, content_rows, size, h)
     columns = _axis(int(shape[1]), geometry.pad_left, content_columns, size, w)
-    full = ((0, int(shape[0])), (0, int(shape[1])))
-    # A lower bound of the sampled peak: exact samples around the hottest node.
-    node_row, node_column = np.unravel_index(int(np.argmax(positive)), positive.shape)
-    near_rows = _touching(rows[0], rows[1], np.array([node_row]))
-    near_columns = _touching(columns[0], columns[1], np.array([node_column]))
-    bound = 0.0
-    if near_rows is not None and near_columns is not None:
-        bound = float(_window(positive, rows, columns, near_rows, near_columns).max(initial=0.0))
-    window = full
-    if bound > 0.0:
-        # A small margin keeps float rounding of the interpolation from ever excluding a pixel.
-        candidates = np.argwhere(positive >= level * bound * (1.0 - 1e-4))
-        row_range = _touching(rows[0], rows[1], np.unique(candidates[:, 0]))
-        column_range = _touching(columns[0], columns[1], np.unique(candidates[:, 1]))
-        if row_range is not None and column_range is not None:
-            window = (row_range, column_range)
-    heat = _window(positive, rows, columns, window[0], window[1])
+    row_starts, row_ends = _bands(rows[0])
+    column_starts, column_ends = _bands(columns[0])
+    # Samples at the first and last pixel of every band, and per cell the largest of its four corners
+    # (``corners``, band rows x band columns). Float rounding can put an inner sample a few ulps above its cell's corners; the relative margin
+    # (1e-4, far above float32 rounding) keeps every comparison below on the safe side, and the region
+    # itself is still labelled on exact samples.
+    # Rows (columns) of the first pixel of every band, then of the last one.
+    extremes = _window(
+        positive,
+        rows,
+        columns,
+        np.concatenate((row_starts, row_ends - 1)),
+        np.concatenate((column_starts, column_ends - 1)),
+    )
+    along_rows = np.maximum(extremes[: row_starts.size], extremes[row_starts.size :])
+    corners = np.maximum(along_rows[:, : column_starts.size], along_rows[:, column_starts.size :])
+    margin = 1.0 - 1e-4
+    corner_peak = float(corners.max(initial=0.0))
+    if corner_peak <= 0.0:
+        # No cell is surely warm at its corners: not worth an argument, sample the whole grid.
+        return _box_in(positive, rows, columns, (0, int(shape[0])), (0, int(shape[1])), level)
+    # The peak lies in a cell whose corner maximum reaches the corners' peak (less the margin): the first
+    # maximum in raster order of the box around those cells is the first maximum of the whole grid.
+    band_rows, band_columns = np.nonzero(corners >= corner_peak * margin)
+    peak_window = (
+        slice(int(row_starts[band_rows.min()]), int(row_ends[band_rows.max()])),
+        slice(int(column_starts[band_columns.min()]), int(column_ends[band_columns.max()])),
+    )
+    near = _window(positive, rows, columns, *peak_window)
+    at = np.unravel_index(int(np.argmax(near)), near.shape)
+    peak = float(near[at])
+    if peak <= 0.0:
+        return _box_in(positive, rows, columns, (0, int(shape[0])), (0, int(shape[1])), level)
+    peak_row, peak_column = int(at[0]) + peak_window[0].start, int(at[1]) + peak_window[1].start
+    # Every pixel of the region is in a cell whose corners reach level * peak (less the margin), and two
+    # 8-adjacent pixels are in the same cell or in 8-adjacent cells (bands are consecutive), so the region
+    # lies within the 8-connected hot cells around the peak's cell: the box around them holds it whole,
+    # and the labelling inside that box, seeded at the same first maximum, finds the same region.
+    hot = corners >= level * peak * margin
+    seed = (
+        int(np.searchsorted(row_starts, peak_row, side="right")) - 1,
+        int(np.searchsorted(column_starts, peak_column, side="right")) - 1,
+    )
+    hot[seed] = True
+    left, top, right, bottom = _region(hot, seed)
+    return _box_in(
+        positive,
+        rows,
+        columns,
+        (int(row_starts[top]), int(row_ends[bottom - 1])),
+        (int(column_starts[left]), int(column_ends[right - 1])),
+        level,
+    )
+
+
+def _box_in(
+    positive: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+    row_range: tuple[int, int],
+    column_range: tuple[int, int],
+    level: float,
+) -> Box | None:
+    """:func:`hottest_box` of the pixels ``row_range`` x ``column_range`` (half-open), in grid pixels."""
+    heat = _window(positive, rows, columns, slice(*row_range), slice(*column_range))
     peak = float(heat.max(initial=0.0))
     if peak <= 0.0:
         return None
-    box = hottest_box(np.clip(heat / peak, 0.0, 1.0).astype(np.float32), level=level)
-    if box is None:
-        return None
-    top, left = window[0][0], window[1][0]
-    return Box(x0=box.x0 + left, y0=box.y0 + top, x1=box.x1 + left, y1=box.y1 + top)
+    # hottest_box of the normalised window: its maximum is 1, so its threshold is ``level`` itself (the
+    # samples are finite and within [0, peak], so its NaN and clip steps change nothing).
+    normalised = heat / peak
+    seed = np.unravel_index(int(np.argmax(normalised)), normalised.shape)
+    x0, y0, x1, y1 = _region(normalised >= level, (int(seed[0]), int(seed[1])))
+    top, left = row_range[0], column_range[0]
+    return Box(x0=x0 + left, y0=y0 + top, x1=x1 + left, y1=y1 + top)
