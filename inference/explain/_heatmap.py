@@ -327,11 +327,11 @@ def cam_box(
     columns = _axis(int(shape[1]), geometry.pad_left, content_columns, size, w)
     row_starts, row_ends = _bands(rows[0])
     column_starts, column_ends = _bands(columns[0])
-    # Samples at the first and last pixel of every band, and per cell the largest of its four corners
-    # (``corners``, band rows x band columns). Float rounding can put an inner sample a few ulps above its cell's corners; the relative margin
-    # (1e-4, far above float32 rounding) keeps every comparison below on the safe side, and the region
+    # Samples at the first and last pixel of every band (rows of the first pixels, then of the last ones;
+    # columns alike), and per cell (band row x band column) the largest of its four corners. Float
+    # rounding can put an inner sample a few ulps above its cell's corners: the relative margin (1e-4,
+    # far above float32 rounding) keeps every comparison with them on the safe side, and the region
     # itself is still labelled on exact samples.
-    # Rows (columns) of the first pixel of every band, then of the last one.
     extremes = _window(
         positive,
         rows,
@@ -344,7 +344,7 @@ def cam_box(
     margin = 1.0 - 1e-4
     corner_peak = float(corners.max(initial=0.0))
     if corner_peak <= 0.0:
-        # No cell is surely warm at its corners: not worth an argument, sample the whole grid.
+        # No corner is warm (the evidence lies in the padding, say): no shortcut, sample the whole grid.
         return _box_in(positive, rows, columns, (0, int(shape[0])), (0, int(shape[1])), level)
     # The peak lies in a cell whose corner maximum reaches the corners' peak (less the margin): the first
     # maximum in raster order of the box around those cells is the first maximum of the whole grid.
@@ -355,20 +355,19 @@ def cam_box(
     )
     near = _window(positive, rows, columns, *peak_window)
     at = np.unravel_index(int(np.argmax(near)), near.shape)
-    peak = float(near[at])
-    if peak <= 0.0:
-        return _box_in(positive, rows, columns, (0, int(shape[0])), (0, int(shape[1])), level)
+    peak = float(near[at])  # at least corner_peak: those corners are in the window
     peak_row, peak_column = int(at[0]) + peak_window[0].start, int(at[1]) + peak_window[1].start
     # Every pixel of the region is in a cell whose corners reach level * peak (less the margin), and two
     # 8-adjacent pixels are in the same cell or in 8-adjacent cells (bands are consecutive), so the region
-    # lies within the 8-connected hot cells around the peak's cell: the box around them holds it whole,
-    # and the labelling inside that box, seeded at the same first maximum, finds the same region.
+    # lies within the 8-connected hot cells around the peak's cell: the box around them holds it whole.
+    # The box also holds the grid's first maximum (in the peak's cell), which is then its own first
+    # maximum, so the labelling inside it starts from the same pixel and finds the same region.
     hot = corners >= level * peak * margin
     seed = (
         int(np.searchsorted(row_starts, peak_row, side="right")) - 1,
         int(np.searchsorted(column_starts, peak_column, side="right")) - 1,
     )
-    hot[seed] = True
+    hot[seed] = True  # it is, unless rounding hides it
     left, top, right, bottom = _region(hot, seed)
     return _box_in(
         positive,
