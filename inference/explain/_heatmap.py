@@ -296,6 +296,10 @@ def _region(mask: np.ndarray, seed: tuple[int, int]) -> tuple[int, int, int, int
     The labelling of :func:`hottest_box`, on a mask already made.
     """
     row, start, end = _flat_runs(mask)
+    # Each run touching the next one (so no two share a row: runs of a row are apart) in consecutive rows
+    # is a single chain, as a smooth map gives: it is the region, no labelling needed.
+    if row[-1] - row[0] == row.size - 1 and bool(np.all((start[1:] <= end[:-1]) & (end[1:] >= start[:-1]))):
+        return int(start.min()), int(row[0]), int(end.max()), int(row[-1]) + 1
     in_row = np.flatnonzero(row == seed[0])
     run = int(in_row[np.searchsorted(start[in_row], seed[1], side="right") - 1])
     i, j = _touching_runs(row, start, end, mask.shape[1])

@@ -103,3 +103,17 @@ def test_warm_bridges_between_hot_cells_join_the_region() -> None:
         assert box is not None and (box.height > 300) is joined, level
     assert cam_box(np.zeros((20, 20), np.float32), geometry, grid) is None
     assert isinstance(cam_box(cam, geometry, grid), Box)
+
+
+def test_noise_sampled_about_one_pixel_a_node_gives_the_same_boxes() -> None:
+    # A grid about as fine as the map keeps its noise: runs that touch only at a corner, runs side by
+    # side in one row, chains that fork and join; every level.
+    rng = np.random.default_rng(3)
+    for i in range(600):
+        side = int(rng.integers(3, 30))
+        grid = (int(rng.integers(2, 40)), int(rng.integers(2, 40)))
+        geometry = Geometry.letterbox(grid, int(rng.choice([64, 160])))
+        cam = rng.random((side, side)).astype(np.float32)
+        level = float(rng.uniform(0.05, 1.0))
+        expected = hottest_box(cam_to_heatmap(cam, geometry, shape=grid), level=level)
+        assert cam_box(cam, geometry, grid, level=level) == expected, i
