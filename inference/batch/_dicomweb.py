@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -40,6 +41,8 @@ _ACCEPT_QIDO: Final = "application/dicom+json, application/json"
 # What dicomweb-client asks by default: the server's default transfer syntax (Explicit VR Little Endian).
 _ACCEPT_WADO: Final = 'multipart/related; type="application/dicom"'
 _TIMEOUT: Final = (10, 120)
+# However slowly an answer's body comes (each read within _TIMEOUT), it is abandoned after this long.
+_BODY_SECONDS: float = 600.0
 
 
 def _uid(answer: object, tag: str) -> str | None:
@@ -106,6 +109,8 @@ class DicomWebSource:
         password = os.environ.get("DXASSIST_BATCH_DICOMWEB_PASSWORD", "")
         token = os.environ.get("DXASSIST_BATCH_DICOMWEB_TOKEN")
         session = Session()
+        # Uncompressed answers only: what is read is then what is counted against the caps.
+        session.headers["Accept-Encoding"] = "identity"
         if token:
             session.headers["Authorization"] = f"Bearer {token}"
         elif username:
@@ -245,7 +250,7 @@ class DicomWebSource:
                 )
             warning = response.headers.get("Warning", "").lower()
             truncated = "299" in warning and "additional results" in warning
-            body = _read_capped(response, MAX_PAGE_BYTES)
+            body = _read_capped(response, MAX_PAGE_BYTES, self.base)
             if body is None:
                 raise SourceError(
                     f"The DICOMweb server at {self.base} answered more than {MAX_PAGE_BYTES // 2**20} MiB "
@@ -328,7 +333,11 @@ class DicomWebSource:
                     )
                 cap = max_bytes + ENVELOPE_BYTES
                 declared = response.headers.get("Content-Length", "")
-                body = None if declared.isdigit() and int(declared) > cap else _read_capped(response, cap)
+                body = (
+                    None
+                    if declared.isdigit() and int(declared) > cap
+                    else _read_capped(response, cap, self.base)
+                )
                 if body is None:
                     raise _too_large(max_bytes)
                 content_type = response.headers.get("Content-Type", "")
@@ -374,14 +383,38 @@ class DicomWebSource:
         return body
 
 
-def _read_capped(response: Any, limit: int) -> bytearray | None:
-    """The response's body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
+def _read_capped(response: Any, limit: int, base: str) -> bytearray | None:
+    """The response's body, or None as soon as it passes ``limit`` bytes (the rest is never read).
+
+    The bytes counted are those on the wire: the session asks for uncompressed answers and an answer
+    compressed all the same is refused before it is read (64 KiB of gzip can inflate to 64 MiB). A body
+    still arriving after :data:`_BODY_SECONDS` (a server trickling bytes under the read timeout) is
+    abandoned as unanswered.
+
+    Raises:
+        SourceError: The answer is compressed.
+        requests.exceptions.ReadTimeout: The body took longer than :data:`_BODY_SECONDS`.
+    """
+    from requests.exceptions import ReadTimeout
+
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise SourceError(
+            f"The DICOMweb server at {base} answered with Content-Encoding {encoding[:32]!r}; dxassist asks "
+            "for uncompressed answers (Accept-Encoding: identity) so that their size can be bounded."
+        )
+    deadline = time.monotonic() + _BODY_SECONDS
     body = bytearray()
-    for chunk in response.iter_content(chunk_size=65536):
+    while True:
+        # read1: whatever has arrived (up to 64 KiB), so a trickle cannot hold one read for hours.
+        chunk = response.raw.read1(65536, decode_content=False)
+        if not chunk:
+            return body
         body += chunk
         if len(body) > limit:
             return None
-    return body
+        if time.monotonic() > deadline:
+            raise ReadTimeout(f"An answer's body took longer than {_BODY_SECONDS:.0f} s.")
 
 
 def _too_large(max_bytes: int) -> DicomTooLarge:

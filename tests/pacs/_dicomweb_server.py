@@ -3,13 +3,15 @@
 It serves real DICOM files honestly by default, and misbehaves per study as some archives do: an
 instance query that ignores ``limit`` or ``offset``, answers smaller pages than asked (with the Warning
 that more results exist), fails (HTTP 500) or drops the connection, and an
-instance retrieval that streams without end (or declares a huge ``Content-Length`` first). It counts
+instance retrieval that streams without end (or declares a huge ``Content-Length`` first), compresses its
+answer although asked not to (a gzip bomb), or trickles a byte at a time. It counts
 the bytes it manages to send for each retrieval, so a test can tell how much a client read before it
 stopped. No authentication (Orthanc's tests cover that).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -24,7 +26,7 @@ Listing = Literal["honest", "ignore_limit", "ignore_offset", "capped", "fail", "
 # A "capped" listing answers at most this many per page, with PS3.18's Warning that more results exist.
 CAPPED = 3
 WARNING = '299 test-pacs: "The number of results exceeded the maximum supported by the server. Additional results can be requested."'  # noqa: E501
-Retrieval = Literal["honest", "endless", "declared_huge"]
+Retrieval = Literal["honest", "endless", "declared_huge", "gzip", "trickle"]
 BOUNDARY = "dxassist-test-boundary"
 _CHUNK = b"\0" * 65536
 
@@ -72,6 +74,7 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
     by_uid = {study.uid: study for study in studies}
     state = Server(url="")
     lock = threading.Lock()
+    stop = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -125,12 +128,26 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
                 self.send_header("Content-Length", str(len(head) + len(instance.blob) + len(tail)))
             elif study.retrieval == "declared_huge":
                 self.send_header("Content-Length", str(2**40))
+            elif study.retrieval == "gzip":  # 64 MiB of zeros in about 64 KiB, whatever was asked for
+                bomb = gzip.compress(head + b"\0" * (64 << 20) + tail, compresslevel=9)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(bomb)))
             self.end_headers()
             sent = 0
             try:
                 if study.retrieval == "honest":
                     self.wfile.write(head + instance.blob + tail)
                     sent = len(instance.blob)
+                elif study.retrieval == "gzip":
+                    self.wfile.write(bomb)
+                    sent = len(bomb)
+                elif study.retrieval == "trickle":  # a byte every 20 ms, each read well within any timeout
+                    self.wfile.write(head)
+                    while not stop.is_set():
+                        self.wfile.write(b"\0")
+                        self.wfile.flush()
+                        sent += 1
+                        stop.wait(0.02)
                 else:
                     self.wfile.write(head)
                     while True:  # without end: only the client going away stops it
@@ -166,5 +183,6 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
     try:
         yield state
     finally:
+        stop.set()
         server.shutdown()
         server.server_close()

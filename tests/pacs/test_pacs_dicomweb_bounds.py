@@ -160,6 +160,38 @@ def test_instance_over_the_cap_is_refused_without_reading_it(retrieval: str) -> 
     assert server.sent[sop] < 32 * CAP
 
 
+def test_a_compressed_answer_is_refused_before_it_is_inflated() -> None:
+    # Asked for identity, the server sends a gzip bomb (64 MiB of zeros in ~64 KiB): refused from its
+    # headers, never inflated, so its size can never pass the cap unseen.
+    study = _study(7, 1, retrieval="gzip")
+    with dicomweb_server([study]) as server:
+        source = DicomWebSource(f"{server.url}/studies")
+        blobs = source.read(StudyRef(study.uid), max_instance_bytes=CAP, max_instances=64)
+        with pytest.raises(SourceError) as caught:
+            read_study(blobs, limits=LIMITS)
+    assert str(caught.value) == (
+        f"The DICOMweb server at {server.url} answered with Content-Encoding 'gzip'; dxassist asks for "
+        "uncompressed answers (Accept-Encoding: identity) so that their size can be bounded."
+    )
+
+
+def test_an_answer_trickling_under_the_read_timeout_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A byte every 20 ms never trips the per-read timeout; the whole body's deadline ends it.
+    from inference.batch import _dicomweb
+
+    monkeypatch.setattr(_dicomweb, "_BODY_SECONDS", 0.5)
+    study = _study(8, 1, retrieval="trickle")
+    with dicomweb_server([study]) as server:
+        source = DicomWebSource(f"{server.url}/studies")
+        blobs = source.read(StudyRef(study.uid), max_instance_bytes=CAP, max_instances=64)
+        with pytest.raises(SourceError) as caught:
+            read_study(blobs, limits=LIMITS)
+        sop = study.instances[0].sop
+        wait_until(lambda: sop in server.ended, timeout=30, what="the server to see the client leave")
+    assert str(caught.value) == f"The DICOMweb server at {server.url} did not send an instance of a study."
+    assert 0 < server.sent[sop] < 1000  # a few seconds' trickle at most, not the study
+
+
 @pytest.mark.parametrize(
     ("listing", "message"),
     [
