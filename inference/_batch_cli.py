@@ -138,73 +138,47 @@ def batch_score_command(
         BatchError: The run could not start (no facility, extra missing, source unreadable, model
             unavailable).
     """
+    from inference.batch import default_workers, open_source, score_archive
     from inference.observability import correlated, new_correlation_id
 
     with correlated(new_correlation_id("batch")):
-        return _run_batch(
-            settings,
-            source=source,
-            facility=facility,
-            scheduler=scheduler,
-            workers=workers,
-            model_version=model_version,
-            json_output=json_output,
-            progress=progress,
-            echo=echo,
-        )
+        owner = resolve_facility(settings, facility)
+        archive = open_source(source, page_size=settings.batch.batch_qido_page_size)
+        bar = ProgressBar(sys.stderr) if progress else None
+        latest: list[Summary] = []
 
+        def on_progress(summary: Summary) -> None:
+            latest[:1] = [summary]
+            if bar is not None:
+                bar(summary)
 
-def _run_batch(
-    settings: Settings,
-    *,
-    source: str,
-    facility: str | None,
-    scheduler: str | None,
-    workers: int | None,
-    model_version: str | None,
-    json_output: bool,
-    progress: bool,
-    echo: Echo,
-) -> int:
-    from inference.batch import default_workers, open_source, score_archive
-
-    owner = resolve_facility(settings, facility)
-    archive = open_source(source, page_size=settings.batch.batch_qido_page_size)
-    bar = ProgressBar(sys.stderr) if progress else None
-    latest: list[Summary] = []
-
-    def on_progress(summary: Summary) -> None:
-        latest[:1] = [summary]
-        if bar is not None:
-            bar(summary)
-
-    # A `kill` (or a scheduler's stop) ends the run as Ctrl-C does: the cluster is closed, counts printed.
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    start = time.monotonic()
-    interrupted = False
-    try:
-        summary = score_archive(
-            archive,
-            settings=settings,
-            facility=owner,
-            scheduler=scheduler,
-            workers=workers if workers is not None else default_workers(),
-            model_version=model_version,
-            progress=on_progress,
-        )
-    except KeyboardInterrupt:
-        if not latest:
-            raise
-        summary, interrupted = latest[0], True
-        if bar is not None:
-            sys.stderr.write("\n")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    seconds = time.monotonic() - start
-    if json_output:
-        echo(json.dumps(summary.as_dict() | {"seconds": round(seconds, 3), "interrupted": interrupted}))
-    else:
-        echo(format_summary(summary, seconds=seconds, interrupted=interrupted))
-    if interrupted:
-        return 130
-    return 1 if summary.failed else 0
+        # A `kill` (or a scheduler's stop) ends the run as Ctrl-C does: the cluster is closed, counts printed.
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        start = time.monotonic()
+        interrupted = False
+        try:
+            summary = score_archive(
+                archive,
+                settings=settings,
+                facility=owner,
+                scheduler=scheduler,
+                workers=workers if workers is not None else default_workers(),
+                model_version=model_version,
+                progress=on_progress,
+            )
+        except KeyboardInterrupt:
+            if not latest:
+                raise
+            summary, interrupted = latest[0], True
+            if bar is not None:
+                sys.stderr.write("\n")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        seconds = time.monotonic() - start
+        if json_output:
+            echo(json.dumps(summary.as_dict() | {"seconds": round(seconds, 3), "interrupted": interrupted}))
+        else:
+            echo(format_summary(summary, seconds=seconds, interrupted=interrupted))
+        if interrupted:
+            return 130
+        return 1 if summary.failed else 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from inference.config import Settings
+from inference.observability import RequestIdFilter
 from inference.security import issue_token
 
 with warnings.catch_warnings():
@@ -50,3 +52,15 @@ def make_settings(home: Path, **overrides: object) -> Settings:
 def new_study_uid() -> str:
     """A fresh, valid study UID (the 2.25 UUID-derived form)."""
     return f"2.25.{uuid.uuid4().int}"
+
+
+class LogLines(logging.Handler):
+    """Keeps the records of the ``inference`` loggers with the request id the JSON handler would write."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.addFilter(RequestIdFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -22,12 +22,11 @@ from typing import Any
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom
-from _api_env import Env, TestClient, make_settings, new_study_uid
+from _api_env import Env, LogLines, TestClient, make_settings, new_study_uid
 from _dxassist_cli import DXASSIST, dxassist_env
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from inference.api import create_app
-from inference.observability import RequestIdFilter
 from inference.record import Record
 from inference.record._outbox import OutboxObject
 
@@ -35,20 +34,8 @@ BAD_ORG_ROOT = "1.2.826.0.1.3680043.10.1453.11111111111.22222222222.33333333"
 ACTION_SYSTEM = "urn:dxassist:action"
 
 
-class _Lines(logging.Handler):
-    """Keeps the records of the ``inference`` loggers with the request id the JSON handler would write."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.addFilter(RequestIdFilter())
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def dead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, _Lines]]:
+def dead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, LogLines]]:
     home = tmp_path_factory.mktemp("dxassist-dead-audit")
     destination = {
         "name": "vna",
@@ -56,7 +43,7 @@ def dead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestCl
         "url": "http://127.0.0.1:9/dicom-web",
         "timeout_seconds": 1,
     }
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("inference").addHandler(lines)
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -105,7 +92,7 @@ def _entity(event: dict[str, Any], system_suffix: str) -> dict[str, Any]:
 
 
 def test_builds_log_under_one_id_and_every_dead_letter_retry_is_audited(
-    dead: tuple[Env, TestClient, _Lines],
+    dead: tuple[Env, TestClient, LogLines],
 ) -> None:
     env, client, lines = dead
     study = new_study_uid()

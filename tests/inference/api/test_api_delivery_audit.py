@@ -21,35 +21,22 @@ from typing import Any
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom
-from _api_env import Env, TestClient, make_settings, new_study_uid
+from _api_env import Env, LogLines, TestClient, make_settings, new_study_uid
 from _dxassist_cli import DXASSIST, dxassist_env
 from _stow_destination import stow_destination
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from inference.api import create_app
-from inference.observability import RequestIdFilter
 from inference.record import Record
 
 ACTION_SYSTEM = "urn:dxassist:action"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
-class _Lines(logging.Handler):
-    """Keeps the records of the ``inference`` loggers with the request id the JSON handler would write."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.addFilter(RequestIdFilter())
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, _Lines]]:
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, LogLines]]:
     home = tmp_path_factory.mktemp("dxassist-delivery-audit")
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("inference").addHandler(lines)
     try:
         with (
@@ -119,7 +106,7 @@ def _request_id(event: dict[str, Any]) -> str:
 
 
 def test_every_delivery_and_every_given_up_one_is_audited_for_the_patients_facility(
-    audited: tuple[Env, TestClient, _Lines],
+    audited: tuple[Env, TestClient, LogLines],
 ) -> None:
     env, client, lines = audited
     patient = f"IPP-DLV-{uuid.uuid4().hex[:6]}"
@@ -188,7 +175,7 @@ def test_every_delivery_and_every_given_up_one_is_audited_for_the_patients_facil
 
 
 def test_a_patient_who_objected_to_sharing_has_no_delivery_entries(
-    audited: tuple[Env, TestClient, _Lines],
+    audited: tuple[Env, TestClient, LogLines],
 ) -> None:
     env, client, _lines = audited
     identifier = f"IPP-NOSHARE-{uuid.uuid4().hex[:6]}"
