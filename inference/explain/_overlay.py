@@ -117,7 +117,7 @@ def _overlay_image(
 ) -> Any:
     from PIL import Image
 
-    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    heat = np.asarray(heatmap, dtype=np.float32)
     base = np.asarray(base)
     if heat.ndim != 2 or base.ndim != 2:
         raise ValueError("overlay_png takes 2-D base and heatmap arrays [rows, columns].")
@@ -130,25 +130,60 @@ def _overlay_image(
     else:
         grey = np.clip(np.nan_to_num(_resize(np.asarray(base, dtype=np.float32), size)), 0.0, 1.0)
         grey_pixels = np.round(grey * 255.0).astype(np.uint8)
-    heat_image, opacity = _heat_images(heat, size, threshold, max_alpha)
-    # The blend runs in Pillow (C, GIL released): one composite; float maths on millions of RGB values
-    # cost 5x more.
-    grey_image = Image.fromarray(grey_pixels).convert("RGB")
-    image = Image.composite(heat_image.convert("RGB"), grey_image, opacity)
+    level = _level_image(_heat_levels(heat, size))
+    opacity = level.point(_alpha_lut(threshold, max_alpha))
+    # The blend runs in Pillow (C, GIL released); float maths on millions of RGB values cost 5x more.
+    # Where the opacity is 0 the blend gives the grey pixel unchanged, so only the box around the
+    # visible heat is coloured and blended (a focal finding: a fraction of the picture); the pixels
+    # are those of blending the whole picture.
+    image = Image.fromarray(grey_pixels).convert("RGB")
+    warm = opacity.getbbox()
+    if warm is not None:
+        colour = level.crop(warm)
+        colour.putpalette(_PALETTE)
+        image.paste(colour.convert("RGB"), warm, opacity.crop(warm))
     if box is not None:
         _outline(image, box, size, (rows, columns))
     return image
+
+
+def _heat_levels(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 ``round(clip(heat, 0, 1) * 255)`` of float32 ``heat`` at Pillow ``size`` (NaN as no heat).
+
+    Heat of the output's size (what :class:`inference.analysis.Rendering` draws from) is scaled,
+    clipped and rounded in place in one float buffer: ``fmax``/``fmin`` send NaN and -inf to 0 and +inf
+    to 255, as cleaning the map first would, with the same float32 products and rounding.
+    """
+    if (heat.shape[1], heat.shape[0]) != size:
+        # Resampled first, from a clean map (a NaN would spread through the bilinear filter).
+        heat = _resize(np.clip(np.nan_to_num(heat), 0.0, 1.0), size)
+    scaled: np.ndarray = np.multiply(heat, np.float32(255.0), dtype=np.float32)
+    np.fmax(scaled, np.float32(0.0), out=scaled)
+    np.fmin(scaled, np.float32(255.0), out=scaled)
+    np.rint(scaled, out=scaled)
+    levels: np.ndarray = scaled.astype(np.uint8)
+    return levels
+
+
+def _level_image(levels: np.ndarray) -> Any:
+    """The ``L`` image of uint8 ``levels`` ``[rows, columns]``.
+
+    Heat sampled column by column comes column-major (as :class:`inference.analysis.Rendering` draws
+    it); Pillow transposes that in half the time of the strided copy ``fromarray`` would make.
+    """
+    from PIL import Image
+
+    if not levels.flags.c_contiguous and levels.T.flags.c_contiguous:
+        return Image.fromarray(levels.T).transpose(Image.Transpose.TRANSPOSE)
+    return Image.fromarray(np.ascontiguousarray(levels))
 
 
 def _heat_images(
     heat: np.ndarray, size: tuple[int, int], threshold: float, max_alpha: float
 ) -> tuple[Any, Any]:
     """Heat in colour (palette image) and its opacity (``L`` image), both of Pillow ``size``."""
-    from PIL import Image
-
-    level = np.round(np.clip(_resize(heat, size), 0.0, 1.0) * 255.0).astype(np.uint8)
     # Heat level -> colour through a palette, level -> opacity through a point table.
-    heat_image = Image.fromarray(level)
+    heat_image = _level_image(_heat_levels(heat, size))
     opacity = heat_image.point(_alpha_lut(threshold, max_alpha))
     heat_image.putpalette(_PALETTE)
     return heat_image, opacity
@@ -192,7 +227,7 @@ def heat_layer_png(
     Returns:
         PNG bytes (8-bit RGBA).
     """
-    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    heat = np.asarray(heatmap, dtype=np.float32)
     if heat.ndim != 2:
         raise ValueError("heat_layer_png takes a 2-D heatmap [rows, columns].")
     rows, columns = heat.shape

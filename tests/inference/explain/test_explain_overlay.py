@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from inference.explain import Box, overlay_png
+from inference.explain import COLOUR_LUT, Box, overlay_png, overlay_rgb
 
 
 def _decode(png: bytes) -> np.ndarray:
@@ -47,3 +47,55 @@ def test_base_at_reduced_resolution_is_stretched_to_the_heatmap_geometry() -> No
     heat = np.zeros((200, 300), np.float32)
     pixels = _decode(overlay_png(base, heat))
     assert pixels.shape == (200, 300, 3) and (pixels == 255).all()
+
+
+def _reference(grey: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The overlay as documented, in float: grey blended with the colour map by the heat's opacity."""
+    level = np.round(np.clip(np.nan_to_num(heat), 0.0, 1.0) * 255.0).astype(int)
+    unit = np.linspace(0.0, 1.0, 256)[level]
+    # Opacity 0.55 at most, fading in over [0.2, 0.4] of the heat (the defaults), in 8-bit steps.
+    alpha = np.round(0.55 * np.clip((unit - 0.2) / 0.2, 0.0, 1.0) * np.maximum(unit, 0.4) * 255) / 255
+    colour = np.round(COLOUR_LUT[level])
+    return grey[..., None] * (1.0 - alpha[..., None]) + colour * alpha[..., None]
+
+
+def test_the_overlay_is_the_radiograph_blended_with_the_colour_map_and_the_box_sits_in_place() -> None:
+    rng = np.random.default_rng(11)
+    rows = np.linspace(0.0, 1.0, 1024)
+    grey = np.clip(np.add.outer(rows, rows) * 100 + rng.normal(0, 6, (1024, 1024)) + 20, 0, 255)
+    grey = grey.astype(np.uint8)
+    yy, xx = np.mgrid[0:1024, 0:1024]
+    # A focal finding, sampled column by column like the server's heat (a column-major array).
+    heat = np.asfortranarray(np.exp(-((yy - 400) ** 2 + (xx - 620) ** 2) / (2 * 90.0**2)), dtype=np.float32)
+    box = Box(x0=540, y0=330, x1=700, y1=470)
+    pixels = _decode(overlay_png(grey, heat, box=box))
+    assert np.array_equal(pixels, overlay_rgb(grey, heat, box=box))
+
+    width = 3  # round(1024 / 400): the outline's width on a 1024-px picture
+    # White outline on the box's edge, a dark one either side of it.
+    white = np.zeros((1024, 1024), bool)
+    white[box.y0 : box.y1, box.x0 : box.x1] = True
+    white[box.y0 + width : box.y1 - width, box.x0 + width : box.x1 - width] = False
+    dark = np.zeros((1024, 1024), bool)
+    dark[box.y0 - width : box.y1 + width, box.x0 - width : box.x1 + width] = True
+    dark[box.y0 + 2 * width : box.y1 - 2 * width, box.x0 + 2 * width : box.x1 - 2 * width] = False
+    dark &= ~white
+    assert (pixels[white] == 255).all() and (pixels[dark] == 0).all()
+    # Everywhere else: the blend, within one level of rounding; the grey untouched where heat is cold.
+    rest = ~(white | dark)
+    difference = np.abs(pixels - np.round(_reference(grey.astype(np.float64), heat)))
+    assert difference[rest].max() <= 1
+    cold = heat < 0.2
+    assert (pixels[cold] == grey[cold][:, None]).all()
+    assert cold.mean() > 0.5 and (pixels[~cold & rest].std(axis=-1) > 0).mean() > 0.9  # colour where warm
+
+
+def test_heat_that_is_not_a_number_shows_no_colour_and_beyond_one_shows_the_hottest() -> None:
+    grey = np.full((40, 60), 100, np.uint8)
+    heat = np.zeros((40, 60), np.float32)
+    heat[:, :20] = np.nan
+    heat[:, 20:40] = np.inf
+    heat[:, 40:] = 1.0
+    pixels = _decode(overlay_png(grey, heat))
+    assert (pixels[:, :20] == 100).all()
+    assert (pixels[:, 20:40] == pixels[:, 40:]).all() and (pixels[:, 40:] != 100).any()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -32,3 +34,22 @@ def test_a_smooth_overlay_sized_picture_compresses() -> None:
 def test_what_is_not_an_8_bit_picture_is_refused(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="PNG"):
         encode_png(bad)
+
+
+def test_every_chunk_is_standard_and_its_crc_checks() -> None:
+    pixels = np.random.default_rng(4).integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+    png = encode_png(pixels)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    at, kinds = 8, []
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        kind, data = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack(">I", png[at + 8 + length : at + 12 + length])
+        assert crc == zlib.crc32(kind + data), kind
+        kinds.append(kind)
+        at += 12 + length
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"]
+    # 8-bit RGB, and every row starts with a standard filter type.
+    assert png[16:26] == struct.pack(">IIBB", 40, 48, 8, 2)
+    rows = np.frombuffer(zlib.decompress(png[41:-12]), np.uint8).reshape(48, 40 * 3 + 1)
+    assert set(rows[:, 0].tolist()) <= {0, 1, 2, 3, 4}
