@@ -19,7 +19,7 @@ Overlays, heat layers and boxes are drawn from these (:class:`Rendering`) when t
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -160,8 +160,13 @@ class Rendering:
         )
 
     @classmethod
-    def from_stored(cls, stored: StoredRendering) -> Rendering:
+    def from_stored(cls, stored: StoredRendering, *, codes: Collection[str] | None = None) -> Rendering:
         """Read back :meth:`to_stored` output.
+
+        Args:
+            stored: The serialised form.
+            codes: The findings whose CAMs are read (one picture needs one; none for the display
+                image alone); every kept CAM when None. A code without a kept CAM is left out.
 
         Raises:
             RenderingCorrupt: The bytes or the geometry cannot be read.
@@ -174,9 +179,13 @@ class Rendering:
             with Image.open(io.BytesIO(stored.display)) as image:
                 if image.width * image.height > _MAX_STORED_PIXELS:
                     raise RenderingCorrupt("The stored display rendering is larger than any rendering made.")
-                display = np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
-            with np.load(io.BytesIO(stored.cams), allow_pickle=False) as maps:
-                cams = {code: np.asarray(maps[code], dtype=np.float32) for code in maps.files}
+                grey = image if image.mode == "L" else image.convert("L")  # a kept JPEG is "L": no copy
+                display = np.ascontiguousarray(np.asarray(grey, dtype=np.uint8))
+            cams: dict[str, np.ndarray] = {}
+            if codes is None or codes:
+                with np.load(io.BytesIO(stored.cams), allow_pickle=False) as maps:
+                    wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
+                    cams = {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
         except RenderingCorrupt:
             raise
         except (KeyError, TypeError, ValueError, OSError) as e:

@@ -72,7 +72,8 @@ def _cache(ctx: Context) -> PictureCache:
 
 
 def _draw(stored: StoredRendering, picture: Picture, code: str) -> bytes:
-    rendering = Rendering.from_stored(stored)
+    # Only what the picture shows is read back: the display image needs no CAM, a heatmap one.
+    rendering = Rendering.from_stored(stored, codes=() if picture == "image" else (code,))
     if picture == "image":
         return rendering.display_png()
     if code not in rendering.cams:
