@@ -19,6 +19,7 @@ Overlays, heat layers and boxes are drawn from these (:class:`Rendering`) when t
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -181,13 +182,31 @@ class Rendering:
                     raise RenderingCorrupt("The stored display rendering is larger than any rendering made.")
                 grey = image if image.mode == "L" else image.convert("L")  # a kept JPEG is "L": no copy
                 display = np.ascontiguousarray(np.asarray(grey, dtype=np.uint8))
-            cams: dict[str, np.ndarray] = {}
-            if codes is None or codes:
-                with np.load(io.BytesIO(stored.cams), allow_pickle=False) as maps:
-                    wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
-                    cams = {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
         except RenderingCorrupt:
             raise
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise RenderingCorrupt("The stored display rendering of this result cannot be read.") from e
-        return cls(display=display, cams=cams, geometry=geometry)
+        return cls(display=display, cams={}, geometry=geometry).with_stored_cams(stored.cams, codes)
+
+    def with_stored_cams(self, cams: bytes, codes: Collection[str] | None = None) -> Rendering:
+        """The same display and geometry with CAMs read from stored maps (:attr:`StoredRendering.cams`).
+
+        A display rendering decoded once can so draw each finding it is asked for.
+
+        Args:
+            cams: The stored maps.
+            codes: The findings whose CAMs are read; every kept CAM when None; none when empty. A code
+                without a kept CAM is left out.
+
+        Raises:
+            RenderingCorrupt: The maps cannot be read.
+        """
+        maps_read: dict[str, np.ndarray] = {}
+        if codes is None or codes:
+            try:
+                with np.load(io.BytesIO(cams), allow_pickle=False) as maps:
+                    wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
+                    maps_read = {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
+            except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
+        return Rendering(display=self.display, cams=maps_read, geometry=self.geometry)

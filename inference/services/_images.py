@@ -2,9 +2,11 @@
 
 A result keeps its display rendering and the CAMs of its positive findings (:mod:`inference.analysis`);
 the first request for a picture draws it on the worker pool and keeps the PNG in a bounded in-process
-cache, so a reader flipping between findings is answered from memory. Results filed before renderings
-were kept still answer their stored overlay PNGs. Every access is authorised like reading the result
-(same permission and facility scope) and audited.
+cache, so a reader flipping between findings is answered from memory. The decoded display rendering of
+the last results drawn is kept too, so the first request for another picture of the same result (the
+next finding, its heat layer, the image) reads neither the record's rendering nor the JPEG again.
+Results filed before renderings were kept still answer their stored overlay PNGs. Every access is
+authorised like reading the result (same permission and facility scope) and audited.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from inference.analysis import Rendering, StoredRendering, observe_stage
@@ -24,6 +27,8 @@ Picture = Literal["image", "overlay", "layer"]
 
 CACHE_BYTES: Final = 64 * 1024 * 1024
 """Memory the drawn PNGs of one process may hold (least recently used first out)."""
+KEPT_RENDERINGS: Final = 8
+"""Decoded display renderings one process keeps (at most 1024² bytes each, about 1 MB)."""
 
 
 class PictureCache:
@@ -61,24 +66,62 @@ class PictureCache:
                 self._size -= len(evicted)
 
 
-_CACHES: dict[int, PictureCache] = {}
+@dataclass(frozen=True)
+class _Decoded:
+    """A result's display rendering decoded (no CAMs), its stored CAMs and the model that made them."""
+
+    rendering: Rendering
+    cams: bytes
+    model: tuple[str, str] | None
+
+
+class _DecodedRenderings:
+    """The last :data:`KEPT_RENDERINGS` decoded renderings by result id (least recently used first out)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, _Decoded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, result_id: str) -> _Decoded | None:
+        with self._lock:
+            decoded = self._items.get(result_id)
+            if decoded is not None:
+                self._items.move_to_end(result_id)
+            return decoded
+
+    def put(self, result_id: str, decoded: _Decoded) -> None:
+        with self._lock:
+            self._items[result_id] = decoded
+            self._items.move_to_end(result_id)
+            while len(self._items) > KEPT_RENDERINGS:
+                self._items.popitem(last=False)
+
+
+_CACHES: dict[int, tuple[PictureCache, _DecodedRenderings]] = {}
 _CACHES_LOCK = threading.Lock()
 
 
-def _cache(ctx: Context) -> PictureCache:
-    # One cache per record (per process in practice), made on first use: the Context stays as it is.
+def _caches(ctx: Context) -> tuple[PictureCache, _DecodedRenderings]:
+    # One pair per record (per process in practice), made on first use: the Context stays as it is.
     with _CACHES_LOCK:
-        return _CACHES.setdefault(id(ctx.record), PictureCache())
+        return _CACHES.setdefault(id(ctx.record), (PictureCache(), _DecodedRenderings()))
 
 
-def _draw(stored: StoredRendering, picture: Picture, code: str) -> bytes:
-    # Only what the picture shows is read back: the display image needs no CAM, a heatmap one.
-    rendering = Rendering.from_stored(stored, codes=() if picture == "image" else (code,))
+def _draw(source: StoredRendering | _Decoded, picture: Picture, code: str) -> tuple[bytes, Rendering]:
+    """The PNG of one picture, and the display rendering it was drawn on (decoded when not yet)."""
+    if isinstance(source, StoredRendering):
+        display = Rendering.from_stored(source, codes=())
+        cams = source.cams
+    else:
+        display, cams = source.rendering, source.cams
     if picture == "image":
-        return rendering.display_png()
+        return display.display_png(), display
+    # Only the map of the finding drawn is read.
+    rendering = display.with_stored_cams(cams, (code,))
     if code not in rendering.cams:
         raise KeyError(code)
-    return rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
+    png = rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
+    return png, display
 
 
 _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made for positive findings."
@@ -106,27 +149,35 @@ async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Pictu
 
 
 async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) -> bytes | None:
-    cache = _cache(ctx)
+    cache, renderings = _caches(ctx)
     key = (result_id, picture, code)
     cached = cache.get(key)
     if cached is not None:
         return cached
-    data = await db(ctx.record.results.rendering, result_id=result_id)
-    if data is None:
-        # Filed before renderings were kept: the overlay stored then is all there is.
-        return (
-            await db(ctx.record.results.heatmap, result_id=result_id, code=code)
-            if picture == "overlay"
-            else None
-        )
-    stored = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+    decoded = renderings.get(result_id)
+    source: StoredRendering | _Decoded
+    if decoded is None:
+        data = await db(ctx.record.results.rendering, result_id=result_id)
+        if data is None:
+            # Filed before renderings were kept: the overlay stored then is all there is.
+            return (
+                await db(ctx.record.results.heatmap, result_id=result_id, code=code)
+                if picture == "overlay"
+                else None
+            )
+        source = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+        model = data.model
+    else:
+        source, model = decoded, decoded.model
     start = time.perf_counter()
     try:
-        png = await ctx.workers.run(_draw, stored, picture, code)
+        png, display = await ctx.workers.run(_draw, source, picture, code)
     except KeyError:
         return None
+    if isinstance(source, StoredRendering):
+        renderings.put(result_id, _Decoded(rendering=display, cams=source.cams, model=model))
     if picture != "image":
-        name, version = data.model or ("unknown", "unknown")
+        name, version = model or ("unknown", "unknown")
         observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)
     cache.put(key, png)
     return png

@@ -10,6 +10,7 @@ from _api_dicom import chest_dicom
 from _api_env import Env, TestClient, new_study_uid
 from PIL import Image
 
+from inference.analysis import Rendering, StoredRendering
 from inference.record import Record
 
 VITALS = {"patient": {"identifier": "IPP-IMG-1"}, "respiratory_rate": 18, "heart_rate": 80}
@@ -60,6 +61,39 @@ def test_display_image_heat_layer_and_overlay_share_one_geometry(client: TestCli
     # Drawn once, then served from the cache: the same bytes again.
     again = client.get(finding["heatmap"], headers=reader)
     assert again.content == client.get(finding["heatmap"], headers=reader).content
+
+
+def test_pictures_drawn_one_after_another_are_those_drawn_from_the_record(
+    client: TestClient, env: Env
+) -> None:
+    # A reader opens the image, then flips through the findings (overlay and heat layer): the decoded
+    # rendering is reused between them, and every picture is the one drawn afresh from the record.
+    result = _study(client, env)
+    rid = result["result_id"]
+    reader = env.headers("radiologist", facility="F1")
+    positives = [f for f in result["findings"] if f["positive"]]
+    assert len(positives) >= 2
+    image = client.get(f"/v1/results/{rid}/image.png", headers=reader)
+    got = {
+        f["code"]: (
+            client.get(f["heatmap"], headers=reader),
+            client.get(f"{f['heatmap']}?layer=1", headers=reader),
+        )
+        for f in positives
+    }
+    record = Record(env.settings.record_url)
+    try:
+        data = record.results.rendering(result_id=rid)
+    finally:
+        record.close()
+    assert data is not None
+    fresh = Rendering.from_stored(
+        StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+    )
+    assert _png(image).mode == "L" and image.content == fresh.display_png()
+    for code, (overlay, layer) in got.items():
+        assert _png(overlay).mode == "RGB" and overlay.content == fresh.overlay_png(code), code
+        assert _png(layer).mode == "RGBA" and layer.content == fresh.heat_layer_png(code), code
 
 
 def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestClient, env: Env) -> None:
