@@ -174,6 +174,8 @@ class LimitsSettings(BaseSettings):
 
     max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_instance_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # An upload body up to this size is split in memory; a larger one is spooled to a temporary file.
+    upload_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     max_instances: int = Field(default=64, ge=1)
     # 24 Mi pixels: above the largest CR/DX detector (43 x 43 cm at 0.1 mm, 4300 x 4300 = 18.5 M), and
     # what keeps the listener's analysis of one instance under 600 MB (docs/security.md, "Memory bounds").

@@ -4,12 +4,14 @@ uploads of ``POST /v1/studies``, parsed here (RFC 2387 / 7578 / 2046).
 STOW-RS sends ``multipart/related; type="application/dicom"``, whose parts carry a ``Content-Type`` and no
 ``Content-Disposition``, which python-multipart does not speak. Uploads are form-data, which it does, but
 Starlette's form reader hands every 64 KiB chunk of a file spooled past 1 MiB to a worker thread: about
-130 thread hops and 20 ms of CPU per 8 MB radiograph, against 8 ms for the spool below (measured in
+130 thread hops and 20 ms of CPU per 8 MB radiograph, against 8 ms for a file spool (measured in
 ``benchmarks/README.md``, 2026-12-01), so both go through it.
-The body is spooled to a temporary file as it streams in (:class:`SpooledBody`, bounded by the request
-size limit) and split in place: :func:`parse_related` searches the file a window at a time and returns
-offsets, so each part's bytes are read only when its instance is read, one at a time. (Not ``mmap``: the
-pages of a mapped file count in the process's resident set, a read window does not.)
+A body is kept in memory as it streams in up to a bound (:class:`SpooledBody`: 1 MiB for STOW-RS,
+whose parts are then copied one at a time; ``DXASSIST_UPLOAD_MEMORY_BYTES`` for uploads, whose files are
+all held until the study is read anyway), and past it spooled to a temporary file (bounded by the
+request size limit) and split in place: :func:`parse_related` searches the file a window at a time and
+returns offsets, so each part's bytes are read only when its instance is read, one at a time. (Not
+``mmap``: the pages of a mapped file count in the process's resident set, a read window does not.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ _MAX_HEADER_BYTES: Final = 16 * 1024
 # sends 73): any printable boundary up to this cap is accepted, as mature servers do.
 MAX_BOUNDARY_CHARS: Final = 200
 _CRLF: Final = b"\r\n"
-# A STOW-RS body stays in memory up to this size, then goes to a file (the body's parts are not copied).
+# A STOW-RS body stays in memory up to this size, then goes to a file (its parts are then read one at a
+# time). Uploads to ``POST /v1/studies`` use ``DXASSIST_UPLOAD_MEMORY_BYTES`` instead.
 SPOOL_IN_MEMORY_BYTES: Final = 1024 * 1024
 _SCAN_BYTES: Final = 1024 * 1024  # the window searched for a delimiter in a spooled body
 
@@ -193,22 +196,28 @@ class _FileBuffer:
 
 
 class SpooledBody:
-    """A request body written to a temporary file as it arrives, then split in place.
+    """A request body kept as it arrives, in memory up to a bound and in a temporary file past it, then
+    split in place.
 
-    Memory holds one received chunk while the body streams in (the file is in memory up to
-    :data:`SPOOL_IN_MEMORY_BYTES`, then on disk), and one part's bytes at a time while the parts are read.
+    A body of at most ``memory_bytes`` is kept as its received chunks and joined once (one copy) to be
+    split; a larger one goes to an unlinked file in the system temp directory (TMPDIR) as soon as it
+    passes the bound, and is then read one search window and one part at a time.
     """
 
-    def __init__(self) -> None:
-        # Past the in-memory size: an unlinked file in the system temp directory (TMPDIR).
-        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by close())
-            max_size=SPOOL_IN_MEMORY_BYTES
-        )
+    def __init__(self, memory_bytes: int = SPOOL_IN_MEMORY_BYTES) -> None:
+        self._memory_bytes = memory_bytes
+        self._chunks: list[bytes] = []
+        self._file: IO[bytes] | None = None
         self._buffer: _Buffer = b""
         self.size = 0
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether the body went past the in-memory bound to a temporary file."""
+        return self._file is not None
+
     async def receive(self, chunks: AsyncIterator[bytes], *, limit: int) -> None:
-        """Write the body's chunks to the spool, raising ``OverflowError`` once ``limit`` bytes are passed.
+        """Keep the body's chunks, raising ``OverflowError`` once ``limit`` bytes are passed.
 
         The rest of an oversized body is never read: the caller answers 413 at once.
         """
@@ -216,20 +225,29 @@ class SpooledBody:
             self.size += len(chunk)
             if self.size > limit:
                 raise OverflowError(limit)
-            self._file.write(chunk)
+            if self._file is not None:
+                self._file.write(chunk)
+            elif self.size <= self._memory_bytes:
+                self._chunks.append(chunk)
+            else:
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+                for kept in self._chunks:
+                    self._file.write(kept)
+                self._chunks = []
+                self._file.write(chunk)
 
     def parts(self, boundary: str, *, max_parts: int) -> list[Part]:
-        """Split the spooled body (see :func:`parse_related`, whose errors this raises)."""
-        self._file.flush()
-        if self.size <= SPOOL_IN_MEMORY_BYTES:
-            self._file.seek(0)
-            self._buffer = self._file.read()
+        """Split the body (see :func:`parse_related`, whose errors this raises)."""
+        if self._file is None:
+            self._buffer = b"".join(self._chunks)
+            self._chunks = []
         else:
+            self._file.flush()
             self._buffer = _FileBuffer(self._file, self.size)
         return parse_related(self._buffer, boundary, max_parts=max_parts)
 
     def content(self, part: Part) -> bytes:
-        """One part's bytes, read from the spool (only that part's size)."""
+        """One part's bytes (read from the file, only that part's size, for a body on disk)."""
         return self._buffer[part.start : part.end]
 
     def iter_contents(self, parts: list[Part]) -> Iterator[tuple[str | None, bytes]]:
@@ -238,6 +256,8 @@ class SpooledBody:
             yield part.content_type, self.content(part)
 
     def close(self) -> None:
-        """Remove the spool file."""
+        """Drop the body (and remove its file)."""
         self._buffer = b""
-        self._file.close()
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()

@@ -156,8 +156,9 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
     """The ``files`` parts of a ``multipart/form-data`` body, as bytes (``application/dicom`` or
     ``application/octet-stream`` parts only).
 
-    The body streams into a spool file (memory up to 1 MiB, then disk, :class:`SpooledBody`) and is split
-    in place; a file part over ``max_instance_bytes`` is refused by its size without being read.
+    The body is kept in memory up to ``upload_memory_bytes`` (past it, in a spool file on disk:
+    :class:`SpooledBody`) and split in place; a file part over ``max_instance_bytes`` is refused by its
+    size without being read.
 
     Raises:
         UnsupportedMediaType: The body is not multipart/form-data, or a part has another media type.
@@ -175,7 +176,7 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
     if not boundary:
         raise MalformedRequest("The multipart body could not be parsed: the Content-Type has no boundary.")
     limits = settings.limits
-    body = SpooledBody()
+    body = SpooledBody(memory_bytes=limits.upload_memory_bytes)
     try:
         try:
             await body.receive(request.stream(), limit=limits.max_request_bytes)

@@ -6,6 +6,7 @@ drawn when first asked for (:mod:`inference.services._results`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -145,7 +146,11 @@ async def analyse_decoded(
         raise DicomRejected("decode_failed", str(e)) from e
     findings = analysis.scores  # no finding is positive on an image the model refused
     assessable = analysis.ood.assessable
-    stored_rendering = await ctx.workers.run(analysis.rendering.to_stored)
+    # The rendering and the kept model input are encoded side by side (each on a worker thread).
+    stored_rendering, kept = await asyncio.gather(
+        ctx.workers.run(analysis.rendering.to_stored),
+        training_input(ctx, served=served, analysis=analysis, instance=primary),
+    )
 
     # The record keeps the higher of this and the study's current priority (keep_study_priority): a new
     # analysis never lowers the urgency a study already has on the worklist.
@@ -200,7 +205,6 @@ async def analyse_decoded(
         ),
     )
     outputs = await prepare_outputs(ctx, study=study)
-    kept = await training_input(ctx, served=served, analysis=analysis, instance=primary)
     data = replace(data, outputs=outputs, training_input=kept)
     spool = outputs.spool if outputs is not None else None
     start = time.perf_counter()

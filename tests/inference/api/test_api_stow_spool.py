@@ -72,3 +72,17 @@ def test_the_limit_is_refused_while_streaming_and_broken_bodies_raise() -> None:
         _spool_and_read(_body([b"y" * (2 * MIB)])[:-20], limit=64 * MIB)
     (part,) = parse_related(_body([b"z"]), "spool", max_parts=1)
     assert (part.content_type, part.end - part.start) == ("application/dicom", 1)
+
+
+@pytest.mark.parametrize("memory_bytes", [0, 3 * MIB, 64 * MIB])
+def test_the_memory_bound_chooses_memory_or_file_and_not_the_parts(memory_bytes: int) -> None:
+    contents = [bytes([n]) * MIB for n in range(4)]  # a body of a little over 4 MiB
+    body = _body(contents)
+    spool = SpooledBody(memory_bytes=memory_bytes)
+    try:
+        asyncio.run(spool.receive(_stream(body), limit=64 * MIB))
+        assert spool.on_disk is (len(body) > memory_bytes)
+        parts = spool.parts("spool", max_parts=10)
+        assert [content for _, content in spool.iter_contents(parts)] == contents
+    finally:
+        spool.close()

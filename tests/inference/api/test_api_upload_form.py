@@ -116,3 +116,26 @@ def test_limits_hold_on_files_and_on_the_body(client: TestClient, env: Env) -> N
     assert _code(_post(client, env, big + b"--b0undary--\r\n")) == (413, "instance_too_large")
     huge = _part('Content-Disposition: form-data; name="files"; filename="a"', b"\0" * MAX_REQUEST_BYTES)
     assert _code(_post(client, env, huge + b"--b0undary--\r\n")) == (413, "payload_too_large")
+
+
+def test_a_body_past_the_memory_bound_is_spooled_and_read_the_same(
+    client: TestClient, env: Env, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """DXASSIST_UPLOAD_MEMORY_BYTES only chooses where the body waits: the same files give the same result
+    from memory (the module's server, 64 MiB) and from a spool file (a server whose bound is 1 KiB)."""
+    home = tmp_path_factory.mktemp("dxassist-home-spool")
+    settings = make_settings(home, upload_memory_bytes=1024)
+    tiny_models.seed_both(settings.model_cache, home / "build")
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+    assert len(blob) > 1024
+    body = _part('Content-Disposition: form-data; name="files"; filename="a.dcm"', blob) + b"--b0undary--\r\n"
+    in_memory = _post(client, env, body)
+    with TestClient(create_app(settings)) as spooling:
+        spooled = _post(spooling, Env(home=home, settings=settings), body)
+    assert in_memory.status_code == spooled.status_code == 201, spooled.text  # type: ignore[attr-defined]
+    first, second = in_memory.json(), spooled.json()  # type: ignore[attr-defined]
+    assert first["study_instance_uid"] == second["study_instance_uid"] == study
+    assert [(f["code"], f["probability"]) for f in first["findings"]] == [
+        (f["code"], f["probability"]) for f in second["findings"]
+    ]
