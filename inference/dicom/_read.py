@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from . import _header, _plausible, _syntax
 from ._budget import decode_budget
 from ._decode import REDUCED_MIN_LONG_SIDE, check_native_length, decode
 from ._errors import DicomRejected, reject
-from ._guards import check_preamble, inflate_capped, read_file_meta, walk_structure
+from ._guards import Structure, check_preamble, inflate_capped, read_file_meta, walk_structure
 from ._model import Instance, Limits, Study
 from ._select import select_frontal
 
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 MAX_SEQUENCE_DEPTH = 16
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+# Uncompressed Pixel Data at least this large is digested on a thread while the file is read.
+_THREADED_DIGEST_BYTES = 1024 * 1024
 
 
 def read_instance(
@@ -90,6 +93,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: i
     structure = walk_structure(
         memoryview(source)[start:], implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH
     )
+    digest = _PixelDigest.start(source, start, structure) if ts in _syntax.NATIVE else None
     # The header first, without the pixel data: a file refused for its content or its pixel count is
     # refused before pydicom copies its pixels.
     head = _parse(data[132 : meta.end], source, start, implicit, little, stop_before_pixels=True)
@@ -119,7 +123,7 @@ def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: i
     centers, widths, function = _header.windows(ds)
     pixels, reduction = decode(ds, ts, layout, target_size, min_long_side)
     # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
-    pixel_digest = hashlib.sha256(ds.PixelData).hexdigest()
+    pixel_digest = digest.result() if digest is not None else hashlib.sha256(ds.PixelData).hexdigest()
     del ds.PixelData
     lut = _header.voi_lut(ds, little)
     _plausible.check_pixels(
@@ -162,6 +166,44 @@ def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: i
         header=_without_pixels(ds),
         pixel_digest=pixel_digest,
     )
+
+
+class _PixelDigest:
+    """The SHA-256 of uncompressed Pixel Data, computed on a thread of its own while the file is parsed,
+    decoded and checked (hashlib lets go of the GIL on large buffers): the value bytes lie at a known
+    offset of the body, exactly what pydicom reads into ``PixelData``, so nothing waits for the parse.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        self._value: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(view,), name="dxassist-digest", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, source: bytes, start: int, structure: Structure) -> _PixelDigest | None:
+        """A digest under way, or None when the Pixel Data is too small to be worth a thread (or absent)."""
+        offset, length = structure.pixel_data_offset, structure.pixel_data_length
+        if offset is None or length is None or length < _THREADED_DIGEST_BYTES:
+            return None
+        begin = start + offset
+        if begin + length > len(source):  # a truncated file: refused later, digested by nobody
+            return None
+        return cls(memoryview(source)[begin : begin + length])
+
+    def _run(self, view: memoryview) -> None:
+        try:
+            self._value = hashlib.sha256(view).hexdigest()
+        except BaseException as e:  # handed to the reader by result()
+            self._error = e
+
+    def result(self) -> str:
+        """The hex digest (waits for the thread)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 def _parse(

@@ -34,6 +34,31 @@ def test_native_syntaxes_give_back_the_stored_values(syntax: str) -> None:
     assert instance.reduction == 1
 
 
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        uid.ExplicitVRLittleEndian,
+        uid.ImplicitVRLittleEndian,
+        uid.ExplicitVRBigEndian,
+        uid.DeflatedExplicitVRLittleEndian,
+        uid.RLELossless,
+    ],
+)
+@pytest.mark.parametrize("side", [40, 1024])  # 1024 x 1024 x 2 bytes: digested on its own thread
+def test_the_pixel_digest_is_the_sha256_of_the_pixel_data_as_read(syntax: str, side: int) -> None:
+    """A resend is recognised by its pixels' digest: whether the Pixel Data is digested while the file is
+    parsed (large uncompressed) or after, it is the SHA-256 of the element's value as pydicom reads it."""
+    import hashlib
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    ds = dataset(phantom(side, side), bits_stored=12)
+    data = compressed(ds, syntax) if syntax == uid.RLELossless else to_bytes(ds, syntax)
+    expected = hashlib.sha256(dcmread(BytesIO(data)).PixelData).hexdigest()
+    assert _read(data).pixel_digest == expected
+
+
 @pytest.mark.parametrize("syntax", [uid.RLELossless, uid.JPEG2000Lossless])
 def test_lossless_codecs_give_back_the_stored_values(syntax: str) -> None:
     pixels = phantom(64, 48)  # the J2K encoder's 6 resolutions need at least 32 pixels a side
