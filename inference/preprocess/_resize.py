@@ -14,6 +14,8 @@ import numpy as np
 def _area_last(arr: np.ndarray, out_len: int) -> np.ndarray:
     """Area average along the last (contiguous) axis."""
     n = arr.shape[-1]
+    if 4 * out_len <= n:  # below a fourfold shrink, the segments are too short for reduceat to pay
+        return _area_last_sums(arr, out_len)
     integral = np.zeros((*arr.shape[:-1], n + 1), dtype=np.float32)
     np.cumsum(arr, axis=-1, dtype=np.float32, out=integral[..., 1:])
     edges = np.linspace(0.0, n, out_len + 1)
@@ -23,6 +25,23 @@ def _area_last(arr: np.ndarray, out_len: int) -> np.ndarray:
     below = integral[..., base]
     at_edges = below + frac * (integral[..., base + 1] - below)
     return np.asarray(np.diff(at_edges, axis=-1) * np.float32(out_len / n), dtype=np.float32)
+
+
+def _area_last_sums(arr: np.ndarray, out_len: int) -> np.ndarray:
+    """Area average along the last axis when shrinking at least fourfold: the whole pixels from each
+    output pixel's first edge to the next are summed per segment (``reduceat``, no running sum of the
+    whole row), then the part of the pixel cut by an inner edge moves from the left output to the right
+    one. Sums of a few pixels each: closer to the exact average than a float32 running sum of the row."""
+    n = arr.shape[-1]
+    edges = np.linspace(0.0, n, out_len + 1)
+    base = np.floor(edges).astype(np.intp)  # strictly increasing: consecutive edges are >= 4 apart
+    sums = np.add.reduceat(arr, base[:-1], axis=-1, dtype=np.float32)
+    inner = base[1:-1]
+    cut = arr[..., inner] * (edges[1:-1] - inner).astype(np.float32)
+    sums[..., :-1] += cut
+    sums[..., 1:] -= cut
+    sums *= np.float32(out_len / n)
+    return sums
 
 
 def _bilinear_last(arr: np.ndarray, out_len: int) -> np.ndarray:
