@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 DXASSIST = Path(sys.executable).with_name("dxassist")
@@ -17,3 +25,45 @@ def dxassist_env(home: Path) -> dict[str, str]:
     }
     env["DXASSIST_HOME"] = str(home)
     return env
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(home: Path, log: Path, **env: str) -> Iterator[str]:
+    """``dxassist serve`` on a free loopback port with ``home``, until the block ends; yields its URL."""
+    port = free_port()
+    environment = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **env}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, f"dxassist serve exited:\n{log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "dxassist serve never became ready"
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

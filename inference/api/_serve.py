@@ -26,6 +26,7 @@ def serve(
     import uvicorn
 
     from inference.api._app import create_app
+    from inference.api._http import BoundedHttpToolsProtocol
 
     settings = settings if settings is not None else get_settings()
     # Flags win over DXASSIST_TLS_CERTFILE / DXASSIST_TLS_KEYFILE; both or neither must be given.
@@ -40,6 +41,7 @@ def serve(
         app,
         host=host,
         port=port,
+        http=BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
         log_level=log_level,

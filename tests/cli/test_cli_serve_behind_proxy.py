@@ -8,65 +8,19 @@ request's id; with ``DXASSIST_LOG_FILE`` empty the logs go to stderr only.
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import tiny_models
-from _dxassist_cli import DXASSIST, dxassist_env
+from _dxassist_cli import serving
 
 from inference.config import Settings
 from inference.record import Record
 from inference.security import issue_token
 
 PROXIED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serve(home: Path, log: Path, **env: str) -> Iterator[str]:
-    port = _free_port()
-    environment = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **env}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=home,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"dxassist serve exited:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "dxassist serve never became ready"
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _audit_of(home: Path, request_id: str) -> list[dict]:
@@ -87,7 +41,9 @@ def test_forwarded_headers_are_trusted_from_the_named_proxy_only(tmp_path: Path)
     missing = f"/v1/results/{uuid.uuid4()}"
 
     # The proxy is this host (127.0.0.1): its X-Forwarded-For and X-Forwarded-Proto are believed.
-    with _serve(home, tmp_path / "trusted.log", FORWARDED_ALLOW_IPS="127.0.0.1", DXASSIST_LOG_FILE="") as url:
+    with serving(
+        home, tmp_path / "trusted.log", FORWARDED_ALLOW_IPS="127.0.0.1", DXASSIST_LOG_FILE=""
+    ) as url:
         headers = {
             "Authorization": f"Bearer {issue_token(settings, subject='proxy-reader', role='radiologist')}",
             **PROXIED,
@@ -109,7 +65,7 @@ def test_forwarded_headers_are_trusted_from_the_named_proxy_only(tmp_path: Path)
     assert access and access[0]["code"] == "not_found" and access[0]["status"] == 404
 
     # The proxy is elsewhere: a client's own X-Forwarded-For is not believed.
-    with _serve(home, tmp_path / "untrusted.log", FORWARDED_ALLOW_IPS="192.0.2.1") as url:
+    with serving(home, tmp_path / "untrusted.log", FORWARDED_ALLOW_IPS="192.0.2.1") as url:
         answer = httpx.get(url + missing, headers={**headers, "X-Request-ID": "direct-1"}, trust_env=False)
         assert answer.status_code == 404
         bundle = httpx.get(f"{url}/fhir/Patient", headers=headers, trust_env=False).json()
