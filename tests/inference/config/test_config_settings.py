@@ -23,7 +23,10 @@ EXPECTED = {
         "batch_max_wait_ms model_watch_seconds drift_window drift_psi_alert drift_min_observations "
         "decode_threads shadow_queue_size shadow_quiet_ms shadow_metrics_seconds"
     ),
-    "limits": "max_request_bytes max_instance_bytes max_instances max_pixels max_json_bytes max_decode_bytes upload_memory_bytes",
+    "limits": (
+        "max_request_bytes max_instance_bytes max_instances max_pixels max_json_bytes max_decode_bytes "
+        "upload_memory_bytes"
+    ),
     "record": "org_root site_policy facility_issuers default_issuer keep_training_inputs",
     "security": (
         "issuer audience token_ttl_seconds signing_key_passphrase jwks_url jwt_algorithm jwks_cache_seconds "
