@@ -73,11 +73,12 @@ class BarePipeline:
         from inference.dicom import Limits
         from inference.dicom._decode import configure_decode_threads
         from inference.preprocess import PreprocessParams
-        from inference.runtime import make_session
+        from inference.runtime import configure_allocator, make_session
 
         settings = Settings()  # the environment the server gets, so the same threads and provider
         self.session = make_session(onnx_path, settings.runtime)
         decode_threads = configure_decode_threads(settings.runtime.decode_threads)  # as the server does
+        kept = configure_allocator(settings.runtime.allocator_keep_bytes)  # as the server does
         self.limits = Limits.from_settings(settings.limits)
         self.params = PreprocessParams.from_metadata(preprocess)
         self.input_size = self.params.input_size
@@ -87,6 +88,7 @@ class BarePipeline:
             "intra_op_threads": settings.runtime.intra_op_threads,
             "inter_op_threads": settings.runtime.inter_op_threads,
             "decode_threads": decode_threads,
+            "allocator_keep_bytes": settings.runtime.allocator_keep_bytes if kept else 0,
             "provider": self.session.get_providers()[0],
         }
 

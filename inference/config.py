@@ -148,6 +148,9 @@ class RuntimeSettings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0)
     decode_threads: int = Field(default=0, ge=0, le=256)
     """Threads OpenJPEG decodes one JPEG 2000 image on (``DXASSIST_DECODE_THREADS``; 0: the usable cores)."""
+    allocator_keep_bytes: int = Field(default=256 * 1024 * 1024, ge=0, le=2**31 - 1)
+    """Freed memory the process keeps for reuse instead of handing it back to the system at once (glibc;
+    ``DXASSIST_ALLOCATOR_KEEP_BYTES``; 0 leaves the C allocator as it is)."""
     batch_max_size: int = Field(default=8, ge=1, le=256)
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
     model_watch_seconds: float = Field(default=30.0, ge=0)

@@ -12,6 +12,7 @@ Metrics (``prometheus_client`` default registry): ``dxassist_inference_seconds{m
 ``dxassist_batch_size{model}``, ``dxassist_queue_depth{model}``, ``dxassist_model_swaps_total{model}``.
 """
 
+from inference.runtime._allocator import configure_allocator
 from inference.runtime._batcher import BatchHook, MicroBatcher
 from inference.runtime._drift import (
     OOD_SIGNAL,
@@ -97,6 +98,7 @@ __all__ = [
     "TriageOutput",
     "available_providers",
     "calibrated_probability",
+    "configure_allocator",
     "encode_metadata",
     "imaging_metadata",
     "is_assessable",

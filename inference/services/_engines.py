@@ -67,9 +67,11 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
     from inference.dicom._decode import configure_decode_threads
     from inference.policy import Policy
     from inference.record import HeadAnchor, Record
+    from inference.runtime import configure_allocator
 
     configure_decode_budget(settings.limits.max_decode_bytes)
     configure_decode_threads(settings.runtime.decode_threads)
+    configure_allocator(settings.runtime.allocator_keep_bytes)
     # The audit head is anchored in a signed file under DXASSIST_HOME after every append.
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     workers = Workers(settings.server.preprocess_workers)

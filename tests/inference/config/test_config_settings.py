@@ -21,7 +21,7 @@ EXPECTED = {
     "runtime": (
         "execution_provider cuda_device_id intra_op_threads inter_op_threads batch_max_size "
         "batch_max_wait_ms model_watch_seconds drift_window drift_psi_alert drift_min_observations "
-        "decode_threads shadow_queue_size shadow_quiet_ms shadow_metrics_seconds"
+        "decode_threads allocator_keep_bytes shadow_queue_size shadow_quiet_ms shadow_metrics_seconds"
     ),
     "limits": (
         "max_request_bytes max_instance_bytes max_instances max_pixels max_json_bytes max_decode_bytes "
