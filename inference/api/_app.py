@@ -6,9 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from inference import __version__
 from inference.api._errors import install_error_handlers
@@ -34,6 +35,15 @@ def _body_limit(settings: Settings) -> Any:
         return settings.limits.max_json_bytes
 
     return limit
+
+
+_NO_TELEMETRY: Final[TelemetryConfig] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) -> FastAPI:
@@ -81,6 +91,10 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         # Served by inference.api.ui from vendored assets: a hospital network has no CDN.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry (spans, metrics, logs with exception messages; OTLP export when
+        # FASTAPI_OTEL_AUTO_CONFIGURE=true is in the environment): off. Nothing leaves the process but the
+        # answers, /metrics and the logs the product writes itself, whatever the host's environment says.
+        telemetry=_NO_TELEMETRY,
     )
     app.state.settings = settings
     for router in all_routers():
