@@ -35,8 +35,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(home: Path, log: Path, **env: str) -> Iterator[str]:
-    """``dxassist serve`` on a free loopback port with ``home``, until the block ends; yields its URL."""
+def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) -> Iterator[str]:
+    """``dxassist serve`` on a free loopback port with ``home``, until the block ends; yields its URL.
+
+    The model watcher is off unless ``env`` sets ``DXASSIST_MODEL_WATCH_SECONDS``; the server must answer
+    ``/readyz`` within ``ready_seconds``.
+    """
     port = free_port()
     environment = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **env}
     with open(log, "wb") as out:
@@ -49,7 +53,7 @@ def serving(home: Path, log: Path, **env: str) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_seconds
         while True:
             assert process.poll() is None, f"dxassist serve exited:\n{log.read_text()[-3000:]}"
             try:

@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _dxassist_cli import DXASSIST, REPO, dxassist_env
+from _dxassist_cli import DXASSIST, REPO, dxassist_env, serving
 
 # The first test to ask for `bootstrapped_home` pays for a whole quick bootstrap (minutes on 2 cores).
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2700)]
 
 SEEDS = REPO / "seeds" / "studies"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # Results belong to the facility that sends them: the readers and senders here work at one hospital.
@@ -49,34 +41,8 @@ def _token(home: Path, role: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(bootstrapped_home: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (bootstrapped_home / "serve-acceptance.log").open("w")
-    proc = subprocess.Popen(
-        [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=dxassist_env(bootstrapped_home),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (bootstrapped_home / "serve-acceptance.log").read_text()[-4000:]
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.5)
+    with serving(bootstrapped_home, bootstrapped_home / "serve-acceptance.log", ready_seconds=180) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,19 @@ from inference.config import Settings
 from inference.dicom import Instance, Limits, read_instance
 
 LIMITS = Limits(max_instance_bytes=64 << 20, max_pixels=16 << 20, max_instances=8)
+NATIVE_SYNTAXES = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+]
 
 
 def _read(data: bytes, target_size: int | None = None) -> Instance:
     return read_instance(data, limits=LIMITS, target_size=target_size)
 
 
-@pytest.mark.parametrize(
-    "syntax",
-    [
-        uid.ExplicitVRLittleEndian,
-        uid.ImplicitVRLittleEndian,
-        uid.ExplicitVRBigEndian,
-        uid.DeflatedExplicitVRLittleEndian,
-    ],
-)
+@pytest.mark.parametrize("syntax", NATIVE_SYNTAXES)
 def test_native_syntaxes_give_back_the_stored_values(syntax: str) -> None:
     pixels = phantom(40, 30)
     instance = _read(to_bytes(dataset(pixels, bits_stored=12), syntax))
@@ -34,16 +32,7 @@ def test_native_syntaxes_give_back_the_stored_values(syntax: str) -> None:
     assert instance.reduction == 1
 
 
-@pytest.mark.parametrize(
-    "syntax",
-    [
-        uid.ExplicitVRLittleEndian,
-        uid.ImplicitVRLittleEndian,
-        uid.ExplicitVRBigEndian,
-        uid.DeflatedExplicitVRLittleEndian,
-        uid.RLELossless,
-    ],
-)
+@pytest.mark.parametrize("syntax", [*NATIVE_SYNTAXES, uid.RLELossless])
 @pytest.mark.parametrize("side", [40, 1024])  # 1024 x 1024 x 2 bytes: digested on its own thread
 def test_the_pixel_digest_is_the_sha256_of_the_pixel_data_as_read(syntax: str, side: int) -> None:
     """A resend is recognised by its pixels' digest: whether the Pixel Data is digested while the file is
