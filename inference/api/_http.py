@@ -2,10 +2,11 @@
 
 uvicorn's default parser, h11, is pure Python: an 8 MB radiograph upload spent about 9 ms of the server's
 CPU in it, half of the time its body takes to cross the loopback (``benchmarks/README.md``). llhttp
-parses in C, but uvicorn's protocol around it puts no bound on the request head (h11 refuses one over
-16 KiB): a client could send an endless header line and the parser would keep it all. Here the bytes a
-request head has taken are counted as they arrive; past :data:`MAX_HEAD_BYTES` the request is answered
-431 and the connection closed, so memory holds at most the bound plus one read (256 KiB).
+parses in C, but uvicorn's protocol around it puts no bound on the request head: a client could send an
+endless header line and the parser would keep it all. (h11 only refuses a head still incomplete past
+16 KiB, so a 64 KiB head that arrives within one read passed it.) Here the bytes of a request head are
+counted, as fields and as reads; past :data:`MAX_HEAD_BYTES` the request is answered 431 and the
+connection closed, so memory holds at most the bound plus one read (256 KiB).
 """
 
 from __future__ import annotations
