@@ -6,9 +6,13 @@ A unique module name (test folders have no ``__init__.py``; ``conftest`` imports
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import model_registry
+from inference.config import Settings
+from inference.record import Record
 from inference.vocabulary import FINDINGS as FINDINGS  # re-exported for the CLI tests
 from model_registry import RegisteredVersion, RegistryClient
 
@@ -42,3 +46,13 @@ def register(
         sha256=model_registry.sha256_file(onnx_path),
         git_commit="feedbeef",
     )
+
+
+def audit_entries(home: Path, subject: str, actions: Collection[str]) -> list[dict[str, Any]]:
+    """The audit entries of ``subject`` with one of ``actions`` in ``home``'s record, oldest first."""
+    record = Record(Settings(home=home).record_url)
+    try:
+        _total, found = record.audit.search(agent=subject, limit=500)
+    finally:
+        record.close()
+    return [e for e in reversed(found) if e["action"] in actions]

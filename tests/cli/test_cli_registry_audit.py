@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_home import registry_for
+from _cli_home import audit_entries, registry_for
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from inference.cli import main
@@ -39,12 +39,7 @@ def at_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _entries(home: Path, subject: str) -> list[dict[str, Any]]:
     """The registry entries of ``subject``, oldest first."""
-    record = Record(Settings(home=home).record_url)
-    try:
-        _total, found = record.audit.search(agent=subject, limit=500)
-    finally:
-        record.close()
-    return [e for e in reversed(found) if e["action"] in ("model:promote", "model:rollback")]
+    return audit_entries(home, subject, ("model:promote", "model:rollback"))
 
 
 def _summary(entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -146,7 +141,13 @@ def test_a_decision_audited_in_a_new_record_says_where(
 def test_an_outcome_the_record_refuses_after_the_move_is_said_loudly(
     at_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The database refuses the outcome entry (a trigger), after the alias has moved.
+    # The database refuses the outcome entry (a trigger), after the alias has moved. The record's schema
+    # is made first: this test must not rely on an earlier one having opened the record.
+    record = Record(Settings(home=at_home).record_url)
+    try:
+        record.migrate()
+    finally:
+        record.close()
     db = sqlite3.connect(at_home / "record.db")
     try:
         db.execute(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_home import FINDINGS, make_home, register, registry_for
+from _cli_home import FINDINGS, audit_entries, make_home, register, registry_for
 from tiny_models import build_imaging_onnx, build_triage_onnx
 
 from inference.cli import main
@@ -29,12 +29,7 @@ MOVES = ("model:register", "model:promote", "model:rollback")
 
 def _moves(home: Path, subject: str) -> list[dict[str, Any]]:
     """The alias-move entries of ``subject``, oldest first."""
-    record = Record(Settings(home=home).record_url)
-    try:
-        _total, found = record.audit.search(agent=subject, limit=500)
-    finally:
-        record.close()
-    return [e for e in reversed(found) if e["action"] in MOVES]
+    return audit_entries(home, subject, MOVES)
 
 
 def _entries(home: Path, subject: str) -> list[tuple[str, str, str, str]]:

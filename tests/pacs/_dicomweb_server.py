@@ -31,6 +31,18 @@ BOUNDARY = "dxassist-test-boundary"
 _CHUNK = b"\0" * 65536
 
 
+def send_dicom_json(handler: BaseHTTPRequestHandler, body: object, *, warning: str | None = None) -> None:
+    """Answer 200 with ``body`` as ``application/dicom+json`` (and a ``Warning`` header if given)."""
+    data = json.dumps(body).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/dicom+json")
+    if warning is not None:
+        handler.send_header("Warning", warning)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass
 class Instance:
     series: str
@@ -163,14 +175,7 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
                     state.ended.add(instance.sop)
 
         def _json(self, body_data: object, *, warning: str | None = None) -> None:
-            body = json.dumps(body_data).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            if warning is not None:
-                self.send_header("Warning", warning)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_dicom_json(self, body_data, warning=warning)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from _dicomweb_server import Instance, Study, dicomweb_server
+from _dicomweb_server import Instance, Listing, Retrieval, Study, dicomweb_server
 from _dxassist_cli import DXASSIST, REPO, dxassist_env
 from _loopback import wait_until
 
@@ -34,7 +34,7 @@ CAP = 1024 * 1024  # DXASSIST_MAX_INSTANCE_BYTES of these tests
 LIMITS = Limits(max_instance_bytes=CAP, max_pixels=2**24, max_instances=64)
 
 
-def _study(n: int, instances: int, **how: str) -> Study:
+def _study(n: int, instances: int, *, listing: Listing = "honest", retrieval: Retrieval = "honest") -> Study:
     """Study ``n``: a PA film then laterals, all real files of one patient (series per instance)."""
     study = uid(88, n)
     files = [
@@ -52,13 +52,13 @@ def _study(n: int, instances: int, **how: str) -> Study:
         )
         for k in range(instances)
     ]
-    return Study(study, files, **how)  # type: ignore[arg-type]
+    return Study(study, files, listing=listing, retrieval=retrieval)
 
 
-def _listed_only(n: int, instances: int, **how: str) -> Study:
+def _listed_only(n: int, instances: int, *, listing: Listing = "honest") -> Study:
     """Study ``n`` whose instance query lists ``instances`` (nothing behind them is ever retrieved)."""
     files = [Instance(series=uid(88, n, 0, 0), sop=uid(88, n, k, 1)) for k in range(instances)]
-    return Study(uid(88, n), files, **how)  # type: ignore[arg-type]
+    return Study(uid(88, n), files, listing=listing)
 
 
 def test_instances_over_several_pages_are_listed_and_read_whole() -> None:

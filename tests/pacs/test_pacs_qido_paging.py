@@ -10,7 +10,6 @@ own message instead of looping for ever or filling memory.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from _dicomweb_server import send_dicom_json
 from _pacs_harness import PASSWORD, USER, Orthanc, free_port, require_tools
 
 from inference.batch import DicomWebSource, SourceError, StudyRef
@@ -103,12 +103,7 @@ def misbehaving() -> Iterator[Callable[[Callable[[int, int], list[dict[str, obje
                 query = parse_qs(urlsplit(self.path).query)
                 offset, limit = int(query.get("offset", ["0"])[0]), int(query.get("limit", ["0"])[0])
                 asked.append((offset, limit))
-                body = json.dumps(answer(offset, limit)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/dicom+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_dicom_json(self, answer(offset, limit))
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom
@@ -38,7 +39,7 @@ def client(env: Env) -> Iterator[TestClient]:
         yield test_client
 
 
-def _post(client: TestClient, env: Env, body: bytes, boundary: str | None = "b0undary") -> object:
+def _post(client: TestClient, env: Env, body: bytes, boundary: str | None = "b0undary") -> httpx.Response:
     content_type = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
     return client.post(
         "/v1/studies",
@@ -51,8 +52,8 @@ def _part(headers: str, content: bytes) -> bytes:
     return b"--b0undary\r\n" + headers.encode() + b"\r\n\r\n" + content + b"\r\n"
 
 
-def _code(response: object) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]  # type: ignore[attr-defined]
+def _code(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
 
 
 def test_a_study_with_other_form_fields_is_analysed(client: TestClient, env: Env) -> None:
@@ -77,7 +78,7 @@ def test_a_file_part_with_an_rfc2231_name_and_no_content_type_is_read(client: Te
         + b"--b0undary--\r\n"
     )
     response = _post(client, env, body)
-    assert response.status_code == 201, response.text  # type: ignore[attr-defined]
+    assert response.status_code == 201, response.text
 
 
 def test_text_in_the_files_field_is_refused(client: TestClient, env: Env) -> None:
@@ -133,8 +134,8 @@ def test_a_body_past_the_memory_bound_is_spooled_and_read_the_same(
     in_memory = _post(client, env, body)
     with TestClient(create_app(settings)) as spooling:
         spooled = _post(spooling, Env(home=home, settings=settings), body)
-    assert in_memory.status_code == spooled.status_code == 201, spooled.text  # type: ignore[attr-defined]
-    first, second = in_memory.json(), spooled.json()  # type: ignore[attr-defined]
+    assert in_memory.status_code == spooled.status_code == 201, spooled.text
+    first, second = in_memory.json(), spooled.json()
     assert first["study_instance_uid"] == second["study_instance_uid"] == study
     assert [(f["code"], f["probability"]) for f in first["findings"]] == [
         (f["code"], f["probability"]) for f in second["findings"]
