@@ -12,6 +12,7 @@ connection closed, so memory holds at most the bound plus one read (256 KiB).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Final
 
@@ -22,9 +23,16 @@ MAX_HEAD_BYTES: Final = 32 * 1024
 
 logger = logging.getLogger(__name__)
 
-_REFUSAL: Final = (
-    "The request line and header fields are larger than the server accepts "
-    f"({MAX_HEAD_BYTES // 1024} KiB); send shorter headers."
+# The API's error shape (CONTRACT: errors are JSON ``{"error": {"code", "message"}}``), made here because
+# the request never reaches the app.
+_REFUSAL: Final = json.dumps(
+    {
+        "error": {
+            "code": "headers_too_large",
+            "message": "The request line and header fields are larger than the server accepts "
+            f"({MAX_HEAD_BYTES // 1024} KiB); send shorter headers.",
+        }
+    }
 ).encode("ascii")
 
 
@@ -96,7 +104,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-type: application/json\r\n"
             b"content-length: " + str(len(_REFUSAL)).encode("ascii") + b"\r\n"
             b"connection: close\r\n\r\n" + _REFUSAL
         )

@@ -3,6 +3,7 @@ head bounded): what a client sees, on the real console script in a subprocess.""
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,6 +55,7 @@ def test_request_heads_are_bounded_and_large_bodies_cross(tmp_path: Path) -> Non
         answer = _exchange(address, [head[i : i + 4096] for i in range(0, len(head), 4096)] + [b"\r\n\r\n"])
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
         assert b"connection: close" in answer.lower()
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "headers_too_large"
 
         # An endless header line (64 MiB offered): refused long before the end, nothing kept of it.
         endless = [b"GET / HTTP/1.1\r\nHost: dxassist\r\nX-Endless: "] + [b"a" * 65536] * 1024
