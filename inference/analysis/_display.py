@@ -43,13 +43,48 @@ def shared_reduction(pixels_shape: tuple[int, int], display: tuple[int, int], in
     return best
 
 
+def _packed_pair_sums(pixels: np.ndarray) -> np.ndarray | None:
+    """uint32 sums of the 2 x 2 blocks of 15-bit ``uint16`` pixels, or None when they do not qualify.
+
+    Each aligned pair of neighbouring pixels is read as one ``uint32`` (low half the even column, high
+    half the odd one), so one integer addition sums two columns of two rows at once: below 2^15 a half
+    holds the sum of two pixels without carrying into the other. The halves are then added: exact
+    integer sums, with a quarter of the passes of the float sums.
+    """
+    if (
+        pixels.dtype != np.dtype("<u2")
+        or pixels.ndim != 2
+        or pixels.shape[0] < 2
+        or pixels.shape[1] < 2
+        or pixels.shape[1] % 2
+        or not pixels.flags.c_contiguous
+        or int(pixels.max()) >= 1 << 15
+    ):
+        return None
+    pairs = pixels.view(np.uint32)
+    rows = (pixels.shape[0] // 2) * 2
+    both = pairs[0:rows:2] + pairs[1:rows:2]
+    low = both & np.uint32(0xFFFF)
+    both >>= np.uint32(16)
+    both += low
+    return both
+
+
 def block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
     """float32 means of ``f`` x ``f`` blocks (up to ``f - 1`` edge rows and columns are left out).
 
     Rows are summed first, whole rows at a time (contiguous), then the columns of the ``f`` times smaller
     strip: a quarter of the strided reads of summing the ``f * f`` pixels of each block one by one.
-    Integer pixels sum exactly in float32 (below 2^24), so the order of the sums changes nothing.
+    Integer pixels sum exactly in float32 (below 2^24), so the order of the sums changes nothing, and
+    2 x 2 blocks of 15-bit pixels (12- and 14-bit radiographs) are summed as integers first
+    (:func:`_packed_pair_sums`): the same float32 sums, so the same means.
     """
+    if f == 2:
+        sums = _packed_pair_sums(pixels)
+        if sums is not None:
+            mean = sums.astype(np.float32)
+            mean *= np.float32(0.25)
+            return mean
     rows, columns = (pixels.shape[0] // f) * f, (pixels.shape[1] // f) * f
     strip = pixels[0:rows:f, :columns].astype(np.float32)
     for dy in range(1, f):
@@ -62,10 +97,16 @@ def block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
 
 
 def to_display(unit: np.ndarray) -> np.ndarray:
-    """uint8 display pixels of values in [0, 1] (NaN black; rounded half to even)."""
-    values = np.nan_to_num(np.asarray(unit, dtype=np.float32), copy=True)
-    np.clip(values, 0.0, 1.0, out=values)
-    values *= np.float32(255.0)
+    """uint8 display pixels of values in [0, 1] (NaN black; rounded half to even).
+
+    Scaled first, then clipped to [0, 255]: for values in [0, 1] the same products as clipping to [0, 1]
+    first, and out of range the same ends (infinities included). NaN is looked for in one cheap pass and
+    only then replaced, instead of every pixel going through :func:`numpy.nan_to_num`.
+    """
+    values = np.multiply(np.asarray(unit, dtype=np.float32), np.float32(255.0))
+    if np.isnan(values).any():
+        np.nan_to_num(values, copy=False)
+    np.clip(values, 0.0, 255.0, out=values)
     np.rint(values, out=values)
     return values.astype(np.uint8)
 
