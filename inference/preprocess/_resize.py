@@ -37,7 +37,8 @@ def _area_last_sums(arr: np.ndarray, out_len: int) -> np.ndarray:
     base = np.floor(edges).astype(np.intp)  # strictly increasing: consecutive edges are >= 4 apart
     sums = np.add.reduceat(arr, base[:-1], axis=-1, dtype=np.float32)
     inner = base[1:-1]
-    cut = arr[..., inner] * (edges[1:-1] - inner).astype(np.float32)
+    cut = np.take(arr, inner, axis=-1)  # the same pixels as ``arr[..., inner]``, gathered faster
+    cut *= (edges[1:-1] - inner).astype(np.float32)
     sums[..., :-1] += cut
     sums[..., 1:] -= cut
     sums *= np.float32(out_len / n)

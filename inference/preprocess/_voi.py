@@ -35,8 +35,12 @@ def window(values: np.ndarray, center: float, width: float, function: str) -> np
     if width <= 1.0:
         # w = 1 makes LINEAR a threshold at c - 0.5 (values above it are at the top of the range).
         return (values > center - 0.5).astype(np.float32)
-    linear = (values - np.float32(center - 0.5)) / np.float32(width - 1.0) + np.float32(0.5)
-    return np.asarray(np.clip(linear, 0.0, 1.0), dtype=np.float32)
+    # One new array, then in place: the same float32 operations, without a temporary for each.
+    linear: np.ndarray = np.subtract(values, np.float32(center - 0.5), dtype=np.float32)
+    linear /= np.float32(width - 1.0)
+    linear += np.float32(0.5)
+    np.clip(linear, 0.0, 1.0, out=linear)
+    return linear
 
 
 def lut(values: np.ndarray, first_mapped: int, bits: int, table: np.ndarray) -> np.ndarray:
