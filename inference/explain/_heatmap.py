@@ -281,11 +281,13 @@ def _flat_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What :func:`_runs` gives, from one pass over the flattened mask (about a third of its cost)."""
     rows, columns = mask.shape
     stride = columns + 2
-    padded = np.zeros((rows, stride), dtype=np.int8)
+    padded = np.zeros((rows, stride), dtype=np.bool_)
     padded[:, 1:-1] = mask
-    # The zero columns at both ends of every row keep runs from joining across rows, so the changes of
-    # the flattened rows alternate: a run's start, its end, the next run's start...
-    changes = np.flatnonzero(np.diff(padded.ravel())) + 1
+    # The False columns at both ends of every row keep runs from joining across rows, so the changes of
+    # the flattened rows alternate: a run's start, its end, the next run's start... (Comparing booleans
+    # finds them in a third of the time of differencing them as integers.)
+    flat = padded.ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     row, column = np.divmod(changes, stride)
     return row[0::2], column[0::2] - 1, column[1::2] - 1
 
@@ -371,9 +373,8 @@ def cam_box(
         slice(int(column_starts[band_columns.min()]), int(column_ends[band_columns.max()])),
     )
     near = _window(positive, rows, columns, *peak_window)
-    at = np.unravel_index(int(np.argmax(near)), near.shape)
-    peak = float(near[at])  # at least corner_peak: those corners are in the window
-    peak_row, peak_column = int(at[0]) + peak_window[0].start, int(at[1]) + peak_window[1].start
+    peak, at = _first_peak(near)  # at least corner_peak: those corners are in the window
+    peak_row, peak_column = at[0] + peak_window[0].start, at[1] + peak_window[1].start
     # Every pixel of the region is in a cell whose corners reach level * peak (less the margin), and two
     # 8-adjacent pixels are in the same cell or in 8-adjacent cells (bands are consecutive), so the region
     # lies within the 8-connected hot cells around the peak's cell: the box around them holds it whole.
@@ -396,6 +397,17 @@ def cam_box(
     )
 
 
+def _first_peak(heat: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """The maximum of finite samples and the ``(row, column)`` of its first occurrence in raster order.
+
+    What ``heat.max()`` and ``np.argmax(heat)`` give; the position is found among the booleans of
+    ``heat == peak``, several times cheaper than a float ``argmax`` over a large window.
+    """
+    peak = heat.max()
+    at = np.unravel_index(int(np.argmax(heat == peak)), heat.shape)
+    return float(peak), (int(at[0]), int(at[1]))
+
+
 def _box_in(
     positive: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -406,13 +418,16 @@ def _box_in(
 ) -> Box | None:
     """:func:`hottest_box` of the pixels ``row_range`` x ``column_range`` (half-open), in grid pixels."""
     heat = _window(positive, rows, columns, slice(*row_range), slice(*column_range))
-    peak = float(heat.max(initial=0.0))
+    if heat.size == 0:
+        return None
+    peak, seed = _first_peak(heat)
     if peak <= 0.0:
         return None
     # hottest_box of the normalised window: its maximum is 1, so its threshold is ``level`` itself (the
-    # samples are finite and within [0, peak], so its NaN and clip steps change nothing).
-    normalised = heat / peak
-    seed = np.unravel_index(int(np.argmax(normalised)), normalised.shape)
-    x0, y0, x1, y1 = _region(normalised >= level, (int(seed[0]), int(seed[1])))
+    # samples are finite and within [0, peak], so its NaN and clip steps change nothing). Its first
+    # maximum is the window's: a sample below the peak divides to less than 1 (float32 division is
+    # monotonic and the float just below the peak over the peak rounds below 1).
+    normalised = heat / np.float32(peak)
+    x0, y0, x1, y1 = _region(normalised >= level, seed)
     top, left = row_range[0], column_range[0]
     return Box(x0=x0 + left, y0=y0 + top, x1=x1 + left, y1=y1 + top)
