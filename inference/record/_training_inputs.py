@@ -11,6 +11,7 @@ the consent again when it runs.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,8 @@ from inference.record._shadow import reader_truth
 from inference.record._types import UTCDateTime, utcnow
 
 KEEPER_SUBJECT = "dxassist-training-inputs"
+DEFLATE_LEVEL = 1
+"""zlib level of a kept input's ``npz`` (level 6, NumPy's, made it 2.5 % smaller at 2.5 times the cost)."""
 
 
 class TrainingInput(Base):
@@ -48,15 +51,25 @@ class TrainingInput(Base):
 def encode_input(
     tensor: np.ndarray, *, mean: float, std: float, window_percentiles: tuple[float, float]
 ) -> bytes:
-    """A model input ``[1, S, S]`` as a compressed float16 ``npz`` with the parameters that made it."""
+    """A model input ``[1, S, S]`` as a compressed float16 ``npz`` with the parameters that made it.
+
+    The archive is what :func:`numpy.savez_compressed` writes (deflated ``.npy`` members, read back by
+    :func:`numpy.load`), at deflate level :data:`DEFLATE_LEVEL` instead of its 6: float16 noise barely
+    compresses further, so level 6 spent 2.5 ms per result for 2.5 % fewer bytes.
+    """
+    arrays = {
+        "tensor": np.asarray(tensor, dtype=np.float16).reshape(tensor.shape[-2:]),
+        "mean": np.float64(mean),
+        "std": np.float64(std),
+        "window_percentiles": np.asarray(window_percentiles, dtype=np.float64),
+    }
     buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        tensor=np.asarray(tensor, dtype=np.float16).reshape(tensor.shape[-2:]),
-        mean=np.float64(mean),
-        std=np.float64(std),
-        window_percentiles=np.asarray(window_percentiles, dtype=np.float64),
-    )
+    with zipfile.ZipFile(
+        buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL
+    ) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
