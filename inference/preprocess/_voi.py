@@ -11,7 +11,13 @@ _PERCENTILE_SAMPLES = 1 << 18
 
 
 def modality_lut(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Stored values → modality values (float32)."""
+    """Stored values → modality values (float32).
+
+    Without a rescale, float32 pixels (block means already reduced) are returned as they are, not
+    copied: the windows below all write their output to new arrays and never to their input.
+    """
+    if slope == 1.0 and intercept == 0.0:
+        return pixels.astype(np.float32, copy=False)
     values = pixels.astype(np.float32)
     if slope != 1.0:
         values *= np.float32(slope)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.preprocess import Geometry, PreprocessParams, prepare_pixels, resize
+from inference.preprocess import Geometry, PreprocessParams, prepare_pixels, resize, to_unit
 from inference.preprocess._voi import window
 
 
@@ -94,3 +94,25 @@ def test_the_model_input_is_the_same_tensor(shape: tuple[int, int]) -> None:
     canvas -= np.float32(params.mean)
     canvas /= np.float32(params.std)
     assert _same(tensor, canvas[None])
+
+
+@pytest.mark.parametrize(
+    "voi",
+    [
+        {"window_centers": (0.4,), "window_widths": (0.5,)},
+        {"window_centers": (0.4,), "window_widths": (0.5,), "voi_lut_function": "LINEAR_EXACT"},
+        {"window_centers": (0.4,), "window_widths": (0.5,), "voi_lut_function": "SIGMOID"},
+        {"window_centers": (0.4,), "window_widths": (1.0,)},
+        {"voi_lut": (0, 8, np.arange(256, dtype=np.uint16))},
+        {},
+    ],
+    ids=["linear", "linear-exact", "sigmoid", "threshold", "lut", "percentiles"],
+)
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_float_pixels_are_windowed_into_a_new_array(voi: dict[str, object], photometric: str) -> None:
+    """Float32 pixels (block means) are not copied before the window, so no window may write to them."""
+    pixels = np.random.default_rng(9).random((64, 48), dtype=np.float32)
+    before = pixels.copy()
+    unit = to_unit(pixels, photometric=photometric, **voi)  # type: ignore[arg-type]
+    assert unit is not pixels and not np.shares_memory(unit, pixels)
+    assert _same(pixels, before)
