@@ -7,6 +7,11 @@ endless header line and the parser would keep it all. (h11 only refuses a head s
 16 KiB, so a 64 KiB head that arrives within one read passed it.) Here the bytes of a request head are
 counted, as fields and as reads; past :data:`MAX_HEAD_BYTES` the request is answered 431 and the
 connection closed, so memory holds at most the bound plus one read (256 KiB).
+
+Every connection also gets ``TCP_NODELAY``. asyncio sets it only on sockets whose protocol number says
+TCP, and the listening socket uvicorn's supervisor hands to its workers (``dxassist serve --workers``)
+says 0: answers then waited for the client's delayed acknowledgement, 40 ms each on Linux (a
+``/healthz`` took 44 ms with two workers, 2 ms with one).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -36,6 +42,17 @@ _REFUSAL: Final = json.dumps(
 ).encode("ascii")
 
 
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send each write at once (no Nagle wait for the acknowledgement of the previous one)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # the peer went away already: nothing will be written
+        pass
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that answers 431 once a request head passes :data:`MAX_HEAD_BYTES`.
 
@@ -52,6 +69,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._fields, self._pending, self._in_head, self._refused, self._ends = 0, 0, True, False, 0
+        _no_delay(transport)
         super().connection_made(transport)
 
     def on_message_begin(self) -> None:
