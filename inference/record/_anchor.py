@@ -77,6 +77,10 @@ class HeadAnchor:
     def _mac(key: bytes, seq: int, digest: str) -> str:
         return hmac.new(key, f"dxassist-audit-head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
 
+    def ensure_key(self) -> None:
+        """Create the key now if it does not exist (before several processes could race to)."""
+        self._key(create=True)
+
     @property
     def keyed(self) -> bool:
         """True once a server has anchored this home's trail (the key exists)."""

@@ -31,7 +31,7 @@ class AuditLog:
         """
         now = utcnow()
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 session.connection(execution_options={IMMEDIATE: True})
                 for entry in entries:
                     _audit.append(session, time=now, **entry)
@@ -72,7 +72,7 @@ class AuditLog:
             "client": client,
         }
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 session.connection(execution_options={IMMEDIATE: True})
                 return int(_audit.append(session, **columns).seq or 0)
         except SQLAlchemyError as e:

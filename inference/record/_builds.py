@@ -146,7 +146,7 @@ class Builds:
 
     def claim_next(self, *, now: datetime | None = None, lease_seconds: float = 300.0) -> BuildJob | None:
         """Hand out the oldest due pending build that no other worker holds."""
-        with self._db.sessions() as session, session.begin():
+        with self._db.transaction() as session:
             write_session(session)
             now = now or database_now(session)
             row = claim_first(

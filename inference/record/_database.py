@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from types import TracebackType
 from typing import Final, TypeVar
 
 from sqlalchemy import event, text
@@ -43,6 +47,68 @@ def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
         session.info.pop(_audit.PENDING_HEAD, None)
 
 
+class _WriterTurn:
+    """One SQLite writer at a time: a thread lock for this process, and an ``flock`` on a file beside the
+    database for the processes sharing it (the workers of ``dxassist serve --workers``, a listener beside
+    a server).
+
+    A writer that finds SQLite's write lock taken sleeps in SQLite's busy handler by growing steps (1, 2,
+    5, ... 100 ms) however soon the lock is free again; one waiting here is woken as soon as the writer
+    before it commits. Reentrant within a thread (the file lock is taken by the outermost turn only);
+    the file is opened again in a forked child, whose lock must not be its parent's.
+    """
+
+    def __init__(self, lock_path: Path | None) -> None:
+        self._thread = threading.RLock()
+        self._depth = 0
+        self._path = lock_path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def __enter__(self) -> _WriterTurn:
+        self._thread.acquire()
+        if self._depth == 0:
+            try:
+                fd = self._file()
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                # Without the file (a read-only folder): SQLite's busy handler still arbitrates.
+                logger.warning("the record's writer lock file could not be used", exc_info=True)
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+def _writer_lock_path(database: str | None) -> Path | None:
+    """The lock file beside a SQLite database file (None in memory)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}.writer.lock")
+
+
 def _is_check_violation(error: IntegrityError) -> bool:
     # psycopg reports SQLSTATE 23514; sqlite3 only says so in its message.
     return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
@@ -64,11 +130,13 @@ class Database:
             _watch_head(self.sessions, anchor)
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy
         # handler by growing steps (1, 2, 5, ... 100 ms) however soon the lock is free again: under
-        # concurrent uploads the CPU idled while results waited. The writers of this process queue on a
-        # lock of their own instead, each woken as soon as the one before commits; the busy timeout still
-        # arbitrates between processes. PostgreSQL locks rows and needs none.
-        self._writers: threading.RLock | None = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        # concurrent uploads the CPU idled while results waited. The writers of this process and of the
+        # other processes on the same file queue on a lock of their own instead, each woken as soon as the
+        # one before commits (``_WriterTurn``). PostgreSQL locks rows and needs none.
+        self._writers: _WriterTurn | None = (
+            _WriterTurn(_writer_lock_path(self.engine.url.database))
+            if self.engine.dialect.name == "sqlite"
+            else None
         )
 
     def _write_turn(self) -> AbstractContextManager[object]:
@@ -91,6 +159,8 @@ class Database:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
 
     def read(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one read session."""
@@ -124,6 +194,13 @@ class Database:
             except DBAPIError as e:
                 raise RecordError("The record could not store the result; nothing was saved.") from e
         raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction in this process's and the database file's writer turn (no retry): for the
+        claims and appends that manage their own statements."""
+        with self._write_turn(), self.sessions() as session, session.begin():
+            yield session
 
     def write_once(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction that takes the write lock up front, without retrying."""

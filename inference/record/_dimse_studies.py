@@ -98,7 +98,7 @@ class StudyClaims:
         """
         for _attempt in range(3):
             try:
-                with self._db.sessions() as session, session.begin():
+                with self._db.transaction() as session:
                     _write_session(session)
                     now = database_now(session)
                     bumped = session.execute(
@@ -126,7 +126,7 @@ class StudyClaims:
         if not wanted:
             return []
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 known = set(
                     session.scalars(
@@ -156,7 +156,7 @@ class StudyClaims:
         held by one instance would run out and be taken by others meanwhile.
         """
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 now = database_now(session)
                 candidates = session.execute(
@@ -200,7 +200,7 @@ class StudyClaims:
         (the caller removes the files). False: the study grew meanwhile (or the claim was lost), and it is
         back in the queue for another quiet period."""
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 gone = session.execute(
                     delete(dimse_studies).where(
@@ -236,7 +236,7 @@ class StudyClaims:
     def count_attempt(self, *, key: str) -> int:
         """Count one failed analysis of ``key``; return the total (0 when the study is not queued)."""
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 session.execute(
                     update(dimse_studies)
@@ -253,7 +253,7 @@ class StudyClaims:
     def forget(self, *, key: str, owner: str) -> None:
         """Drop the row of a study this instance holds (moved to the dead-letter folder)."""
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 session.execute(
                     delete(dimse_studies).where(
@@ -270,7 +270,7 @@ class StudyClaims:
 
     def _update_held(self, key: str, owner: str, values: Callable[[datetime], dict[str, Any]]) -> bool:
         try:
-            with self._db.sessions() as session, session.begin():
+            with self._db.transaction() as session:
                 _write_session(session)
                 now = database_now(session)
                 changed = session.execute(

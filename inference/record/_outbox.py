@@ -133,7 +133,7 @@ class Outbox:
             return 0
         for _attempt in range(3):
             try:
-                with self._db.sessions() as session, session.begin():
+                with self._db.transaction() as session:
                     write_session(session)
                     existing = {
                         (row.destination, row.object_uid)
@@ -181,7 +181,7 @@ class Outbox:
         Returns:
             The claimed item, or ``None`` when nothing of this destination is due now.
         """
-        with self._db.sessions() as session, session.begin():
+        with self._db.transaction() as session:
             write_session(session)
             now = now or database_now(session)
             row = claim_first(
