@@ -48,8 +48,11 @@ def server_env(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, log_path: Path, *, ready_timeout: float = 120.0) -> Iterator[tuple[str, int]]:
-    """Start the server, wait for ``/readyz``; yield ``(base_url, pid)``; stop it (SIGTERM, then SIGKILL)."""
+def running_server(
+    home: Path, log_path: Path, *, ready_timeout: float = 120.0, workers: int = 1
+) -> Iterator[tuple[str, int]]:
+    """Start the server (``--workers`` processes), wait for ``/readyz``; yield ``(base_url, pid)``; stop it
+    (SIGTERM, then SIGKILL)."""
     import httpx
 
     port = free_port()
@@ -64,6 +67,8 @@ def running_server(home: Path, log_path: Path, *, ready_timeout: float = 120.0) 
         str(port),
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=server_env(home), stdout=log, stderr=subprocess.STDOUT)

@@ -443,6 +443,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _worker_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"a number of processes from 1 to 64, not {value[:20]!r}")
+    return count
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     _check_execution_provider(settings)
@@ -466,6 +476,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
         ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
         log_level=args.log_level,
+        workers=args.workers,
     )
     return 0
 
@@ -721,6 +732,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-certfile", type=Path, default=None)
     p.add_argument("--ssl-keyfile", type=Path, default=None)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=None,
+        help="server processes on the port (default DXASSIST_WORKERS, 1); about one per core",
+    )
     p.set_defaults(handler=_cmd_serve, own_logging=True)
 
     token = sub.add_parser("token", help="bearer tokens for the API")

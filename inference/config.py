@@ -110,7 +110,7 @@ class DimseNode(BaseModel):
 
 
 class ServerSettings(BaseSettings):
-    """The HTTP server: its public address, TLS, rate limits, worker threads (``settings.server``)."""
+    """The HTTP server: its public address, TLS, rate limits, processes and threads (``settings.server``)."""
 
     model_config = _GROUP_CONFIG
 
@@ -122,6 +122,10 @@ class ServerSettings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     rate_limit_burst: int = Field(default=300, ge=1)
     preprocess_workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes answering on the one port (``dxassist serve --workers``): each has its own
+    models, threads and interpreter, so the CPU-bound analysis of concurrent studies uses more than one
+    core; metrics and rate limits are shared between them."""
 
     @field_validator("public_base_url")
     @classmethod

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,8 +35,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) -> Iterator[str]:
-    """``dxassist serve`` on a free loopback port with ``home``, until the block ends; yields its URL.
+def serving_process(
+    home: Path, log: Path, *, args: Sequence[str] = (), ready_seconds: float = 120, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``dxassist serve [args]`` on a free loopback port with ``home``, until the block ends; yields its URL
+    and the process.
 
     The model watcher is off unless ``env`` sets ``DXASSIST_MODEL_WATCH_SECONDS``; the server must answer
     ``/readyz`` within ``ready_seconds``.
@@ -45,7 +48,7 @@ def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) ->
     environment = {**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0", **env}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(DXASSIST), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -63,7 +66,7 @@ def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) ->
                 pass
             assert time.monotonic() < deadline, "dxassist serve never became ready"
             time.sleep(0.3)
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -71,3 +74,14 @@ def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def serving(home: Path, log: Path, *, ready_seconds: float = 120, **env: str) -> Iterator[str]:
+    """``dxassist serve`` on a free loopback port with ``home``, until the block ends; yields its URL.
+
+    The model watcher is off unless ``env`` sets ``DXASSIST_MODEL_WATCH_SECONDS``; the server must answer
+    ``/readyz`` within ``ready_seconds``.
+    """
+    with serving_process(home, log, ready_seconds=ready_seconds, **env) as (url, _process):
+        yield url

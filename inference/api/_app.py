@@ -16,6 +16,7 @@ from inference.api._errors import install_error_handlers
 from inference.api._middleware import RequestContextMiddleware
 from inference.api._openapi import openapi_builder
 from inference.api._ratelimit import RateLimitMiddleware
+from inference.api._workers import shared_dir
 from inference.api.deps import declared_query_only
 from inference.api.routes import all_routers
 from inference.api.ui import mount_ui
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         RateLimitMiddleware,
         per_minute=settings.server.rate_limit_per_minute,
         burst=settings.server.rate_limit_burst,
+        shared=shared_dir(),  # the workers of one `dxassist serve --workers N` share their buckets
     )
     app.add_middleware(RequestContextMiddleware, body_limit=_body_limit(settings))
     app.openapi = openapi_builder(app)  # type: ignore[method-assign]

@@ -5,18 +5,25 @@ Every request also draws from its address's bucket with ten times the capacity, 
 through forged tokens is still held back. An empty bucket answers 429 with ``Retry-After``.
 
 The buckets live in this process (each replica limits on its own) and their number is bounded: the least
-recently used are forgotten first, which only ever gives a forgotten client a full bucket again.
+recently used are forgotten first, which only ever gives a forgotten client a full bucket again. The
+workers of one ``dxassist serve --workers N`` share theirs (:class:`SharedTokenBuckets`, a table in a
+file they all map), so N workers allow a client what one would.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import mmap
+import os
+import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Final
+from pathlib import Path
+from typing import Final, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +33,22 @@ from inference.observability import count_rejected
 EXEMPT: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 _MAX_BUCKETS: Final = 50_000
 _ADDRESS_FACTOR: Final = 10
+
+
+def _refill(tokens: float, last: float, now: float, rate: float, burst: float) -> tuple[float, float]:
+    """One take from a bucket that held ``tokens`` at ``last``: ``(tokens left, seconds to wait)``."""
+    tokens = min(burst, tokens + max(0.0, now - last) * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
+
+
+class Buckets(Protocol):
+    """Token buckets keyed by any string."""
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Take one token for ``key``; return 0 when granted, else the seconds until one is available."""
+        ...
 
 
 class TokenBuckets:
@@ -47,16 +70,84 @@ class TokenBuckets:
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
-            else:
-                wait = (1.0 - tokens) / self.rate
+            tokens, wait = _refill(tokens, last, now, self.rate, self.burst)
             self._buckets[key] = (tokens, now)
             while len(self._buckets) > _MAX_BUCKETS:
                 self._buckets.popitem(last=False)
             return wait
+
+
+_SLOT: Final = struct.Struct("<16sdd")  # digest of the key, tokens, when they were counted (monotonic s)
+_SHARED_SLOTS: Final = 1 << 16  # 1.5 MiB per table
+_PROBES: Final = 8
+_EMPTY: Final = bytes(16)
+
+
+class SharedTokenBuckets:
+    """Token buckets in a file mapped by every worker of one server, so they all draw from one bucket.
+
+    A fixed table of ``slots`` buckets (open addressing, ``_PROBES`` places per key; a key that finds
+    them all taken replaces the one counted longest ago, which gives that client a full bucket, as
+    :class:`TokenBuckets` forgetting it would). Keys are stored as 16-byte BLAKE2b digests. A take holds
+    an ``flock`` on the file (and a thread lock: ``flock`` does not exclude threads of one process).
+    ``time.monotonic`` is the system's monotonic clock, the same in every process.
+
+    Args:
+        path: The table's file (created, or sized, on first use; zero bytes are empty buckets).
+        rate: Tokens added per second.
+        burst: Bucket capacity.
+        slots: Buckets in the table.
+    """
+
+    def __init__(self, path: Path, rate: float, burst: float, *, slots: int = _SHARED_SLOTS) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.slots = slots
+        size = slots * _SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._fd).st_size < size:
+                os.ftruncate(self._fd, size)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._map = mmap.mmap(self._fd, size)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Take one token for ``key``; return 0 when granted, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        first = int.from_bytes(digest[:8], "little") % self.slots
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                place, tokens, last = self._find(first, digest, now)
+                tokens, wait = _refill(tokens, last, now, self.rate, self.burst)
+                _SLOT.pack_into(self._map, place * _SLOT.size, digest, tokens, now)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return wait
+
+    def _find(self, first: int, digest: bytes, now: float) -> tuple[int, float, float]:
+        """The key's slot and its bucket, or the slot it takes over with a full bucket."""
+        free: int | None = None
+        oldest, oldest_at = first, math.inf
+        for probe in range(_PROBES):
+            place = (first + probe) % self.slots
+            stored, tokens, last = _SLOT.unpack_from(self._map, place * _SLOT.size)
+            if stored == digest:
+                return place, tokens, last
+            if stored == _EMPTY:
+                free = place if free is None else free
+            elif last < oldest_at:
+                oldest, oldest_at = place, last
+        return (free if free is not None else oldest), self.burst, now
+
+    def close(self) -> None:
+        """Unmap the table and close its file."""
+        self._map.close()
+        os.close(self._fd)
 
 
 class RateLimitMiddleware:
@@ -66,14 +157,24 @@ class RateLimitMiddleware:
         app: The wrapped ASGI app.
         per_minute: Sustained requests per minute per principal (0 switches the limit off).
         burst: Requests accepted at once after a quiet period.
+        shared: A folder shared by the workers of one server: the buckets live in files there, so every
+            worker draws from the same ones. None: buckets of this process.
     """
 
-    def __init__(self, app: ASGIApp, *, per_minute: int, burst: int) -> None:
+    def __init__(self, app: ASGIApp, *, per_minute: int, burst: int, shared: Path | None = None) -> None:
         self.app = app
         self.enabled = per_minute > 0
         rate = per_minute / 60.0
-        self.principals = TokenBuckets(rate, burst)
-        self.addresses = TokenBuckets(rate * _ADDRESS_FACTOR, burst * _ADDRESS_FACTOR)
+        self.principals: Buckets
+        self.addresses: Buckets
+        if shared is not None and self.enabled:
+            self.principals = SharedTokenBuckets(shared / "rate-principals.bin", rate, burst)
+            self.addresses = SharedTokenBuckets(
+                shared / "rate-addresses.bin", rate * _ADDRESS_FACTOR, burst * _ADDRESS_FACTOR
+            )
+        else:
+            self.principals = TokenBuckets(rate, burst)
+            self.addresses = TokenBuckets(rate * _ADDRESS_FACTOR, burst * _ADDRESS_FACTOR)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http" or scope.get("path") in EXEMPT:

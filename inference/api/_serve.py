@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from inference.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def serve(
@@ -13,11 +19,16 @@ def serve(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     log_level: str = "info",
+    workers: int | None = None,
 ) -> None:
     """Serve the API until interrupted.
 
     With ``ssl_certfile`` and ``ssl_keyfile`` (or ``DXASSIST_TLS_CERTFILE`` and ``DXASSIST_TLS_KEYFILE``)
     the server speaks HTTPS only.
+
+    With ``workers`` (or ``DXASSIST_WORKERS``) above 1, uvicorn's supervisor runs that many server
+    processes on the port and replaces one that dies (``inference.api._workers``); the workers read their
+    settings from the environment, as ``dxassist serve`` does, so ``settings`` must be the environment's.
 
     uvicorn's access log is switched off: it prints the raw URL, query string included, and a query
     such as ``/fhir/Patient?identifier=...`` carries a patient identifier. The app logs one JSON line
@@ -36,9 +47,8 @@ def serve(
         raise ValueError(
             "TLS needs both a certificate file and a key file (--ssl-certfile and --ssl-keyfile)."
         )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    run = functools.partial(
+        uvicorn.run,
         host=host,
         port=port,
         http=BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
@@ -49,3 +59,21 @@ def serve(
         log_config=None,
         server_header=False,
     )
+    count = workers if workers is not None else settings.server.workers
+    if count <= 1:
+        run(create_app(settings))
+        return
+    from inference.api._workers import prepare_home, shared_state
+
+    prepare_home(settings)
+    with shared_state():
+        # Each worker builds its app from the environment (a spawned interpreter) in ``worker_app``.
+        run("inference.api._serve:worker_app", factory=True, workers=count)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of ``dxassist serve --workers N`` (uvicorn's factory, settings from the
+    environment the supervisor passed on)."""
+    from inference.api._app import create_app
+
+    return create_app(get_settings())

@@ -46,7 +46,11 @@ DELIVERIES = Counter(
     "Delivery attempts of result objects, by destination and outcome (sent, retry, dead).",
     ("destination", "state"),
 )
-OUTBOX_PENDING = Gauge("dxassist_outbox_pending", "Result objects waiting in the outbox for delivery.")
+OUTBOX_PENDING = Gauge(
+    "dxassist_outbox_pending",
+    "Result objects waiting in the outbox for delivery.",
+    multiprocess_mode="livemostrecent",  # every worker counts the same outbox: the newest count
+)
 
 Sender = Callable[["Destination", bytes, str], None]
 Rebuild = Callable[["_builds.BuildJob"], Awaitable[None]]

@@ -13,6 +13,7 @@ from inference.observability._logging import (
 )
 from inference.observability._metrics import (
     DEAD_LETTERED,
+    MULTIPROCESS_DIR_ENV,
     REJECTED_INPUTS,
     REQUEST_SECONDS,
     REQUESTS,
@@ -23,6 +24,7 @@ from inference.observability._metrics import (
     count_retry,
     exposition,
     observe_request,
+    register_scrape_collector,
 )
 from inference.observability._phi_guard import (
     PhiRedactor,
@@ -33,6 +35,8 @@ from inference.observability._phi_guard import (
 
 __all__ = [
     "DEAD_LETTERED",
+    "MULTIPROCESS_DIR_ENV",
+    "register_scrape_collector",
     "RETRIES",
     "count_dead_lettered",
     "count_retry",

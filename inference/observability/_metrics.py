@@ -6,9 +6,20 @@ identifier, and one label value per result would make the series count grow with
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
 
 UNMATCHED_ROUTE: Final = "<unmatched>"
 
@@ -41,9 +52,61 @@ def count_rejected(code: str) -> None:
     REJECTED_INPUTS.labels(code=code).inc()
 
 
+MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by ``dxassist serve --workers N`` for its workers: where each keeps its values for the others."""
+
+_SCRAPE_COLLECTORS: list[Collector] = []
+_LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def register_scrape_collector(collector: Collector) -> None:
+    """Register a collector whose values are read at scrape time (e.g. from the record), not kept by a
+    process: with several workers it is answered once, by the worker the scrape reaches."""
+    REGISTRY.register(collector)
+    _SCRAPE_COLLECTORS.append(collector)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that died (a queue depth of a dead worker is not waiting)."""
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for path in directory.glob("gauge_live*.db"):
+        match = _LIVE_FILE.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
 def exposition() -> tuple[bytes, str]:
-    """The whole process registry in Prometheus text format, and its media type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The metrics in Prometheus text format, and their media type.
+
+    One process: its registry. Several workers (``dxassist serve --workers``): every worker's counters and
+    histograms added up, gauges combined as each declares (a sum of queue depths, the worst drift), and
+    the scrape-time collectors once; whichever worker answers the scrape gives the same totals.
+    """
+    directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if not directory:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    from prometheus_client import multiprocess
+
+    _forget_dead_workers(Path(directory))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    for collector in _SCRAPE_COLLECTORS:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 RETRIES = Counter(

@@ -36,14 +36,19 @@ DRIFT_PSI = Gauge(
     "dxassist_drift_psi",
     "Population stability index of a score over the rolling window vs the version's validation reference.",
     ["model", "version", "signal"],
+    multiprocess_mode="livemax",  # with `serve --workers`: each worker's window, the worst shown
 )
 DRIFT_ALERT = Gauge(
     "dxassist_drift_alert",
     "1 while some signal's PSI is at or above the alert level (after the minimum observations), else 0.",
     ["model", "version"],
+    multiprocess_mode="livemax",
 )
 DRIFT_OBSERVATIONS = Gauge(
-    "dxassist_drift_window_observations", "Results in the rolling drift window.", ["model", "version"]
+    "dxassist_drift_window_observations",
+    "Results in the rolling drift window.",
+    ["model", "version"],
+    multiprocess_mode="livesum",
 )
 
 

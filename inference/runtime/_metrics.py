@@ -22,5 +22,10 @@ BATCH_SIZE = Histogram(
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-QUEUE_DEPTH = Gauge("dxassist_queue_depth", "Requests waiting for the micro-batcher.", ["model"])
+QUEUE_DEPTH = Gauge(
+    "dxassist_queue_depth",
+    "Requests waiting for the micro-batcher.",
+    ["model"],
+    multiprocess_mode="livesum",  # with `serve --workers`: the workers' queues added up
+)
 MODEL_SWAPS = Counter("dxassist_model_swaps", "Times a new model version was put into service.", ["model"])

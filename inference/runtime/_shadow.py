@@ -37,7 +37,9 @@ SHADOW_DONE = Counter(
     "Inputs scored by a challenger and filed as shadow outputs.",
     ["model", "version"],
 )
-SHADOW_DEPTH = Gauge("dxassist_shadow_queue_depth", "Shadow-scoring jobs waiting.")
+SHADOW_DEPTH = Gauge(
+    "dxassist_shadow_queue_depth", "Shadow-scoring jobs waiting.", multiprocess_mode="livesum"
+)
 
 Job = Callable[[], Awaitable[None]]
 

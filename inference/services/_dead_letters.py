@@ -256,11 +256,11 @@ class DeadLetterGauge:
     @classmethod
     def attach(cls, record: Record, home: Path) -> DeadLetterGauge:
         """Register the gauge once, and make it read ``record`` and ``home``."""
-        from prometheus_client import REGISTRY
+        from inference.observability import register_scrape_collector
 
         if cls._instance is None:
             cls._instance = cls()
-            REGISTRY.register(cls._instance)
+            register_scrape_collector(cls._instance)
         cls._instance._sources.append((record, home))
         return cls._instance
 

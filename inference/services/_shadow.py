@@ -34,22 +34,26 @@ SHADOW_PAIRS = Gauge(
     "dxassist_shadow_pairs",
     "Inputs answered by the champion and shadow-scored by the challenger.",
     ["model", "champion", "challenger"],
+    multiprocess_mode="livemostrecent",
 )
 SHADOW_VERDICTS = Gauge(
     "dxassist_shadow_reader_verdicts",
     "Readers' verdicts on shadow-scored inputs.",
     ["model", "champion", "challenger"],
+    multiprocess_mode="livemostrecent",
 )
 SHADOW_STAT = Gauge(
     "dxassist_shadow_comparison",
     "Champion vs challenger on shadow-scored inputs, per finding: positive_agreement, negative_agreement, "
     "kappa, mean_abs_difference, psi, and against readers champion_/challenger_sensitivity/specificity.",
     ["model", "champion", "challenger", "finding", "statistic"],
+    multiprocess_mode="livemostrecent",
 )
 SHADOW_OOD_PASS = Gauge(
     "dxassist_shadow_ood_pass_rate",
     "Share of shadow-scored inputs each version's OOD guard accepted.",
     ["model", "champion", "challenger", "side"],
+    multiprocess_mode="livemostrecent",
 )
 
 _last_update: dict[tuple[str, str, str], float] = {}

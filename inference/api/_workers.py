@@ -1,0 +1,78 @@
+"""Several server processes on one port (``dxassist serve --workers N``) and what they share.
+
+uvicorn's supervisor starts N workers on the one listening socket and starts a new one when a worker
+dies; the kernel hands each connection to one of them. Each worker is a whole server (models, threads,
+outbox worker, its own interpreter and GIL), so concurrent studies are analysed on more than one core.
+What must not be per process is shared through a private folder the supervisor makes for the run:
+
+- metrics: prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), so ``/metrics`` answers
+  the same totals whichever worker the scrape reaches;
+- rate limits: one table of token buckets mapped by every worker (``inference.api._ratelimit``).
+
+Everything else already works across processes, as it does across replicas: the record (one database),
+the audit trail and its anchor (a file lock), the outbox (leases), the model cache (atomic renames).
+Before the workers start, the supervisor brings the record's schema up to date and creates the keys
+once, so N workers never race to create them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from inference.config import Settings
+from inference.observability import MULTIPROCESS_DIR_ENV
+
+WORKERS_DIR_ENV: Final = "DXASSIST_WORKERS_DIR"
+"""Set by ``dxassist serve --workers N`` for its workers (the shared folder); not a setting to set."""
+
+
+def shared_dir() -> Path | None:
+    """The folder this process shares with the other workers of its server, or None when alone."""
+    value = os.environ.get(WORKERS_DIR_ENV)
+    return Path(value) if value else None
+
+
+@contextmanager
+def shared_state() -> Iterator[Path]:
+    """A private folder for one run of the workers, named in the environment they inherit.
+
+    Made with mode 0700 in the system's temporary folder (it holds counters and rate-limit buckets,
+    nothing about patients) and removed with its content when the run ends.
+    """
+    run = Path(tempfile.mkdtemp(prefix="dxassist-workers-"))
+    metrics = run / "metrics"
+    metrics.mkdir()
+    saved = {name: os.environ.get(name) for name in (WORKERS_DIR_ENV, MULTIPROCESS_DIR_ENV)}
+    os.environ[WORKERS_DIR_ENV] = str(run)
+    os.environ[MULTIPROCESS_DIR_ENV] = str(metrics)
+    try:
+        yield run
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def prepare_home(settings: Settings) -> None:
+    """What the first request of any worker would create, created once before the workers start: the
+    record's schema, the token signing key and the audit anchor's key."""
+    from inference.record import HeadAnchor, Record
+    from inference.security import signing_key
+
+    record = Record(settings.record_url)
+    try:
+        record.migrate()
+    finally:
+        record.close()
+    HeadAnchor(settings.resolved_home).ensure_key()
+    if not settings.security.jwks_url:
+        signing_key(settings)

@@ -1,0 +1,140 @@
+"""`dxassist serve --workers N`: several server processes on one port that answer as one server (the
+real console script in a subprocess; uvicorn's supervisor, prometheus_client's multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+import tiny_models
+from _dxassist_cli import serving_process
+
+from inference.config import Settings
+from inference.security import issue_token
+
+SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "studies"
+UPLOADS = 8
+
+
+def _study() -> bytes:
+    """A seed radiograph as a new study (new UIDs, pixels untouched)."""
+    from pydicom import dcmread
+
+    seed = next(p for p in sorted(SEEDS.glob("*.dcm")) if "_ll_" not in p.name)
+    ds = dcmread(seed)
+    root = f"2.25.{uuid.uuid4().int}"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = root, f"{root}.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.1.1"
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The server processes uvicorn's supervisor runs (spawned interpreters), by pid."""
+    children: list[int] = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    return sorted(pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _count(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in metrics.splitlines():
+        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def _fresh_get(url: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    """One request on a connection of its own, so the kernel may give it to any worker."""
+    with httpx.Client(base_url=url, headers=headers, timeout=60, trust_env=False) as client:
+        return client.get(path)
+
+
+@pytest.mark.timeout(900)
+def test_workers_answer_as_one_server(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    token = issue_token(Settings(home=home), subject="router", role="pacs", facility="F1")
+    auth = {"Authorization": f"Bearer {token}"}
+    burst = 12
+    with serving_process(
+        home,
+        tmp_path / "serve.log",
+        args=("--workers", "2"),
+        DXASSIST_RATE_LIMIT_BURST=str(burst),
+        DXASSIST_RATE_LIMIT_PER_MINUTE="1",  # a token back a minute: the test sees the burst only
+    ) as (url, supervisor):
+        workers = _workers(supervisor.pid)
+        assert len(workers) == 2, workers
+        shared = Path(
+            next(
+                item.split(b"=", 1)[1].decode()
+                for item in Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+                if item.startswith(b"DXASSIST_WORKERS_DIR=")
+            )
+        )
+        assert shared.is_dir()
+        before = {pid: _cpu_ticks(pid) for pid in workers}
+
+        # Studies from 4 concurrent clients, each on connections of its own: every one is analysed and filed.
+        studies = [_study() for _ in range(UPLOADS)]
+
+        def upload(blob: bytes) -> int:
+            with httpx.Client(base_url=url, headers=auth, timeout=120, trust_env=False) as client:
+                files = [("files", ("s.dcm", blob, "application/dicom"))]
+                return client.post("/v1/studies", files=files).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(upload, studies)) == [201] * UPLOADS
+        # Both processes worked (the kernel hands connections to whichever accepts first).
+        used = {pid: _cpu_ticks(pid) - before[pid] for pid in workers}
+        assert all(ticks > 0 for ticks in used.values()), used
+
+        # /metrics adds up the workers: every scrape, whoever answers it, counts all the uploads.
+        for _ in range(6):
+            metrics = _fresh_get(url, "/metrics", {}).text
+            assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == UPLOADS
+            assert _count(metrics, "dxassist_stage_seconds_count", stage="inference") == UPLOADS
+
+        # One rate limit for the server: `burst` requests of this token pass, whichever worker takes them
+        # (the uploads above drew 8 already).
+        statuses = [_fresh_get(url, "/v1/models", auth).status_code for _ in range(2 * burst)]
+        assert statuses.count(200) == burst - UPLOADS, statuses
+        assert set(statuses) == {200, 429}
+
+        # A worker that dies is replaced; the server keeps answering and the totals keep its requests.
+        busiest = max(used, key=lambda pid: used[pid])
+        os.kill(busiest, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            current = _workers(supervisor.pid)
+            if len(current) == 2 and busiest not in current:
+                break
+            assert time.monotonic() < deadline, f"no worker replaced the killed one: {current}"
+            time.sleep(0.5)
+        assert [_fresh_get(url, "/v1/models", {}).status_code for _ in range(6)] == [401] * 6
+        metrics = _fresh_get(url, "/metrics", {}).text
+        assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == UPLOADS
+
+    # Stopped: the supervisor ended its workers and removed the folder they shared.
+    assert supervisor.returncode == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in current)
+    assert not shared.exists()
