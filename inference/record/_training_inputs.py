@@ -11,7 +11,7 @@ the consent again when it runs.
 from __future__ import annotations
 
 import io
-import zipfile
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +31,10 @@ from inference.record._types import UTCDateTime, utcnow
 
 KEEPER_SUBJECT = "dxassist-training-inputs"
 DEFLATE_LEVEL = 1
-"""zlib level of a kept input's ``npz`` (level 6, NumPy's, made it 2.5 % smaller at 2.5 times the cost)."""
+"""libdeflate level of a kept input's ``npz``: level 2 is 4 % smaller at three times the cost."""
+# Zip records (APPNOTE 4.3): signatures, version 2.0 (deflate), method 8, 1980-01-01 00:00 as a DOS date.
+_LOCAL, _CENTRAL, _END = 0x04034B50, 0x02014B50, 0x06054B50
+_ZIP_VERSION, _ZIP_DEFLATED, _DOS_1980 = 20, 8, (1 << 5) | 1
 
 
 class TrainingInput(Base):
@@ -48,29 +51,55 @@ class TrainingInput(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``npz`` archive (a zip of deflated ``.npy`` members, what :func:`numpy.load` reads).
+
+    The members are compressed by libdeflate at :data:`DEFLATE_LEVEL` and the zip's headers are written
+    here (PKZIP 2.0: local headers, central directory, end record; fixed 1980-01-01 timestamps, so the
+    same input gives the same bytes). :mod:`zipfile` would compress through zlib, several times slower.
+    """
+    import deflate
+
+    local: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, array in arrays.items():
+        raw = io.BytesIO()
+        np.lib.format.write_array(raw, np.asanyarray(array), allow_pickle=False)
+        data = raw.getbuffer()
+        packed = deflate.deflate_compress(data, DEFLATE_LEVEL)
+        if max(len(data), len(packed), offset) >= 0xFFFFFFFF:
+            raise ValueError("A model input too large for a zip archive without ZIP64.")
+        key = f"{name}.npy".encode("ascii")
+        crc = deflate.crc32(data)
+        fields = (_ZIP_VERSION, 0, _ZIP_DEFLATED, 0, _DOS_1980, crc, len(packed), len(data), len(key))
+        local.append(struct.pack("<I5H3IHH", _LOCAL, *fields, 0) + key + packed)
+        central.append(
+            struct.pack("<IH5H3I5HII", _CENTRAL, _ZIP_VERSION, *fields, 0, 0, 0, 0, 0, offset) + key
+        )
+        offset += len(local[-1])
+    directory = b"".join(central)
+    end = struct.pack("<IHHHHIIH", _END, 0, 0, len(central), len(central), len(directory), offset, 0)
+    return b"".join((*local, directory, end))
+
+
 def encode_input(
     tensor: np.ndarray, *, mean: float, std: float, window_percentiles: tuple[float, float]
 ) -> bytes:
     """A model input ``[1, S, S]`` as a compressed float16 ``npz`` with the parameters that made it.
 
-    The archive is what :func:`numpy.savez_compressed` writes (deflated ``.npy`` members, read back by
-    :func:`numpy.load`), at deflate level :data:`DEFLATE_LEVEL` instead of its 6: float16 noise barely
-    compresses further, so level 6 spent 2.5 ms per result for 2.5 % fewer bytes.
+    The archive holds what :func:`numpy.savez_compressed` wrote before (the same members, read back by
+    :func:`numpy.load`), deflated by libdeflate at level 1 (:func:`_npz`): on the benchmark film 34.8 KB
+    in 0.4 ms, where :func:`numpy.savez_compressed` (zlib at level 6) took 2.2 ms for 33.6 KB.
     """
-    arrays = {
-        "tensor": np.asarray(tensor, dtype=np.float16).reshape(tensor.shape[-2:]),
-        "mean": np.float64(mean),
-        "std": np.float64(std),
-        "window_percentiles": np.asarray(window_percentiles, dtype=np.float64),
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(
-        buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL
-    ) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-    return buffer.getvalue()
+    return _npz(
+        {
+            "tensor": np.asarray(tensor, dtype=np.float16).reshape(tensor.shape[-2:]),
+            "mean": np.asarray(np.float64(mean)),
+            "std": np.asarray(np.float64(std)),
+            "window_percentiles": np.asarray(window_percentiles, dtype=np.float64),
+        }
+    )
 
 
 def decode_input(data: bytes) -> tuple[np.ndarray, float, float]:

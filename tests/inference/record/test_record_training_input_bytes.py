@@ -1,12 +1,14 @@
 """A kept model input reads back as the float16 tensor it was, from the bytes written now and before.
 
-The bytes are an ``npz`` that NumPy itself loads (retraining reads them years later); inputs kept before
-the cheaper deflate level (``np.savez_compressed``'s bytes) are still read by the same reader.
+The bytes are an ``npz`` that NumPy itself loads (retraining reads them years later), now written with
+libdeflate and the zip's own headers; inputs kept before (``np.savez_compressed``'s bytes) are still read
+by the same reader.
 """
 
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 
@@ -32,6 +34,10 @@ def test_a_kept_input_reads_back_as_its_float16_tensor_and_parameters() -> None:
         assert npz["tensor"].dtype == np.float16
         assert npz["window_percentiles"].tolist() == [0.5, 99.5]
     assert len(data) < tensor[0].astype(np.float16).nbytes  # deflated, not stored
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None  # every member's CRC checks out
+        assert {member.compress_type for member in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert encode_input(tensor, mean=0.5, std=0.25, window_percentiles=(0.5, 99.5)) == data
 
 
 def test_inputs_kept_by_the_previous_writer_still_read() -> None:
