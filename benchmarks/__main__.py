@@ -40,6 +40,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-server", action="store_true", help="skip the end-to-end part")
     p.add_argument("--profile", action="store_true", help="sample the server with py-spy under 16 clients")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (`dxassist serve --workers`) of the second 16-client run (default: the "
+        "cores the benchmark may use; 1 skips it)",
+    )
+    p.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -231,6 +238,32 @@ def run_server(
                 spy.wait(timeout=wall + 60)
                 results["profile"] = _profile.summarise(out)
     explicit = next((f for f in chosen if f.syntax.key == "explicit"), None)
+    workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
+    if explicit is not None and workers > 1:
+        # The same server as `dxassist serve --workers N`: one process per core the host gives it.
+        with _server.running_server(home, tmp / "server-workers.log", workers=workers) as (base, _pid):
+            n = levels[16]
+            _say(f"-- server, {workers} workers, {explicit.syntax.label}: 16 clients ({n} studies at most)")
+            warm = [
+                _server.multipart_body(v)
+                for v in _files.uid_variants(explicit.data, uids, range(counter, counter + 2 * workers))
+            ]
+            counter += len(warm)
+            _server.throughput(base, token, warm, clients=2 * workers, max_seconds=max_seconds)
+            bodies = [
+                _server.multipart_body(v)
+                for v in _files.uid_variants(explicit.data, uids, range(counter, counter + n))
+            ]
+            counter += n
+            before = _loop_timing(pipe, explicit.data, 3)
+            measured = _server.throughput(base, token, bodies, clients=16, max_seconds=max_seconds)
+            after = _loop_timing(pipe, explicit.data, 3)
+            server["workers"] = {
+                "workers": workers,
+                "throughput": {explicit.syntax.key: {"16": measured}},
+                "throughput_loop": {explicit.syntax.key: Timing(tuple(before + after)).to_dict()},
+            }
+            del bodies
     negative = results["run"].get("none_positive_model")
     if explicit is not None and negative:
         from benchmarks import _model

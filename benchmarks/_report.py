@@ -41,6 +41,10 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     paired_none = _ms((server.get("paired_loop_none_positive") or {}).get("explicit"))
     paired_none = paired_none if paired_none == paired_none else loop_for_e2e
     bare_tput = 1000.0 / loop_for_tput if loop_for_tput == loop_for_tput and loop_for_tput > 0 else math.nan
+    pool = server.get("workers") or {}
+    pool_tput = (pool.get("throughput", {}).get("explicit", {}).get("16") or {}).get("studies_per_second")
+    pool_loop = _ms((pool.get("throughput_loop") or {}).get("explicit"))
+    pool_bare = 1000.0 / pool_loop if pool_loop == pool_loop and pool_loop > 0 else math.nan
     rows = [
         (
             "e2e_vs_bare_loop",
@@ -60,6 +64,14 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             "throughput16_vs_bare_loop",
             "server throughput at 16 clients / bare loop throughput (1 / median, timed around the run)",
             (tput16 if tput16 is not None else math.nan) / bare_tput,
+            ">=",
+            0.90,
+        ),
+        (
+            "throughput16_workers_vs_bare_loop",
+            f"server throughput at 16 clients with `--workers {pool.get('workers', 'N')}` / bare loop "
+            "throughput (timed around the run)",
+            (pool_tput if pool_tput is not None else math.nan) / pool_bare,
             ">=",
             0.90,
         ),
@@ -188,6 +200,15 @@ def text_report(results: dict[str, Any]) -> str:
                     f"server throughput {key:<8} {clients:>2} clients: {t['studies_per_second']} studies/s "
                     f"({t['completed']} in {t['wall_seconds']} s, errors {t['errors']}), "
                     f"latency p50 {t['latency_p50_ms']} ms, p95 {t['latency_p95_ms']} ms"
+                )
+        pool = server.get("workers") or {}
+        for key, levels in pool.get("throughput", {}).items():
+            for clients, t in levels.items():
+                lines.append(
+                    f"server --workers {pool['workers']} {key:<8} {clients:>2} clients: "
+                    f"{t['studies_per_second']} studies/s ({t['completed']} in {t['wall_seconds']} s, "
+                    f"errors {t['errors']}), latency p50 {t['latency_p50_ms']} ms, "
+                    f"p95 {t['latency_p95_ms']} ms"
                 )
     lines.append("")
     lines.append(f"{'ratio':<28}{'value':>8}  {'target':<8} {'':<7}what")
@@ -319,6 +340,14 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
                 md.append(
                     f"| {key}, {clients} concurrent clients | {t['studies_per_second']} | "
                     f"{t['latency_p50_ms']} | {t['latency_p95_ms']} | {t['completed']} |"
+                )
+        pool = server.get("workers") or {}
+        for key, levels in pool.get("throughput", {}).items():
+            for clients, t in levels.items():
+                md.append(
+                    f"| {key}, {clients} concurrent clients, `--workers {pool['workers']}` | "
+                    f"{t['studies_per_second']} | {t['latency_p50_ms']} | {t['latency_p95_ms']} | "
+                    f"{t['completed']} |"
                 )
     if server.get("error"):
         md += ["", f"Server part failed: {server['error']}"]

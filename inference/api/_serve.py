@@ -66,7 +66,7 @@ def serve(
     from inference.api._workers import prepare_home, shared_state
 
     prepare_home(settings)
-    with shared_state():
+    with shared_state(count):
         # Each worker builds its app from the environment (a spawned interpreter) in ``worker_app``.
         run("inference.api._serve:worker_app", factory=True, workers=count)
 

@@ -38,19 +38,30 @@ def shared_dir() -> Path | None:
     return Path(value) if value else None
 
 
+_SHARED_THREADS: Final = ("DXASSIST_INTRA_OP_THREADS", "DXASSIST_DECODE_THREADS")
+"""Settings whose 0 means "every core the process may use": with N workers, each worker's share."""
+
+
 @contextmanager
-def shared_state() -> Iterator[Path]:
+def shared_state(workers: int) -> Iterator[Path]:
     """A private folder for one run of the workers, named in the environment they inherit.
 
     Made with mode 0700 in the system's temporary folder (it holds counters and rate-limit buckets,
-    nothing about patients) and removed with its content when the run ends.
+    nothing about patients) and removed with its content when the run ends. Thread counts left to their
+    default of every core become each worker's share of the cores, so N workers do not each start a
+    pool as wide as the machine.
     """
     run = Path(tempfile.mkdtemp(prefix="dxassist-workers-"))
     metrics = run / "metrics"
     metrics.mkdir()
-    saved = {name: os.environ.get(name) for name in (WORKERS_DIR_ENV, MULTIPROCESS_DIR_ENV)}
+    names = (WORKERS_DIR_ENV, MULTIPROCESS_DIR_ENV, *_SHARED_THREADS)
+    saved = {name: os.environ.get(name) for name in names}
     os.environ[WORKERS_DIR_ENV] = str(run)
     os.environ[MULTIPROCESS_DIR_ENV] = str(metrics)
+    share = max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+    for name in _SHARED_THREADS:
+        if (saved[name] or "0").strip() in ("", "0"):
+            os.environ[name] = str(share)
     try:
         yield run
     finally:
