@@ -84,14 +84,16 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
     ) as (url, supervisor):
         workers = _workers(supervisor.pid)
         assert len(workers) == 2, workers
-        shared = Path(
-            next(
-                item.split(b"=", 1)[1].decode()
-                for item in Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
-                if item.startswith(b"DXASSIST_WORKERS_DIR=")
-            )
+        environ = dict(
+            item.decode().split("=", 1)
+            for item in Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+            if b"=" in item
         )
+        shared = Path(environ["DXASSIST_WORKERS_DIR"])
         assert shared.is_dir()
+        # Thread pools left at "every core" get each worker's share of the cores.
+        share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+        assert environ["DXASSIST_INTRA_OP_THREADS"] == environ["DXASSIST_DECODE_THREADS"] == share
         before = {pid: _cpu_ticks(pid) for pid in workers}
 
         # Studies from 4 concurrent clients, each on connections of its own: every one is analysed and filed.
