@@ -68,7 +68,12 @@ def serve(
     prepare_home(settings)
     with shared_state(count):
         # Each worker builds its app from the environment (a spawned interpreter) in ``worker_app``.
-        run("inference.api._serve:worker_app", factory=True, workers=count)
+        run(
+            "inference.api._serve:worker_app",
+            factory=True,
+            workers=count,
+            loop="inference.api._workers:FairAcceptLoop",  # one accept per wake-up: bursts are shared
+        )
 
 
 def worker_app() -> FastAPI:

@@ -9,6 +9,12 @@ What must not be per process is shared through a private folder the supervisor m
   the same totals whichever worker the scrape reaches;
 - rate limits: one table of token buckets mapped by every worker (``inference.api._ratelimit``).
 
+The workers share one listening socket, and asyncio accepts every connection waiting on it each time it
+is readable (up to the backlog): the first worker to wake took the whole burst of a PACS router's or a
+benchmark's 16 connections, and with keep-alive kept them (measured: one worker did all the work while
+the other idled). Each worker's event loop here accepts one connection per wake-up
+(:class:`FairAcceptLoop`, uvicorn's ``loop`` for them), so an idle worker takes its share of a burst.
+
 Everything else already works across processes, as it does across replicas: the record (one database),
 the audit trail and its anchor (a file lock), the outbox (leases), the model cache (atomic renames).
 Before the workers start, the supervisor brings the record's schema up to date and creates the keys
@@ -17,13 +23,15 @@ once, so N workers never race to create them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from inference.config import Settings
 from inference.observability import MULTIPROCESS_DIR_ENV
@@ -87,3 +95,24 @@ def prepare_home(settings: Settings) -> None:
     HeadAnchor(settings.resolved_home).ensure_key()
     if not settings.security.jwks_url:
         signing_key(settings)
+
+
+class FairAcceptLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop, accepting one connection each time a listening socket is readable.
+
+    The listening socket stays readable while connections wait, so the loop comes back for the next one
+    after its other ready work, and a worker that is idle meanwhile takes some of them.
+    """
+
+    def _accept_connection(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        accept = super()._accept_connection  # type: ignore[misc]
+        accept(protocol_factory, sock, sslcontext, server, 1, *args, **kwargs)
