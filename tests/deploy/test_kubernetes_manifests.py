@@ -92,6 +92,8 @@ def test_the_server_is_probed_on_the_contracts_health_routes(tree: str) -> None:
     # The server listens where the probes and the Service look.
     args = container["args"]
     assert args[0] == "serve" and int(args[args.index("--port") + 1]) == ports["http"]
+    # One server process per core the pod requests.
+    assert int(args[args.index("--workers") + 1]) == int(container["resources"]["requests"]["cpu"])
     assert server["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
