@@ -468,16 +468,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from inference.api import serve
     except ImportError as e:
         raise CliError(f"The HTTP API cannot be loaded ({e}).") from e
+    from inference.api._workers import WorkersNotStarted
+
     # inference.api.serve switches uvicorn's access log off: it would log raw URLs with identifiers.
-    serve(
-        settings,
-        host=args.host,
-        port=args.port,
-        ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
-        ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
-        log_level=args.log_level,
-        workers=args.workers,
-    )
+    try:
+        serve(
+            settings,
+            host=args.host,
+            port=args.port,
+            ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
+            ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
+            log_level=args.log_level,
+            workers=args.workers,
+        )
+    except WorkersNotStarted as e:
+        raise CliError(str(e), status=3) from e  # uvicorn's status for a server that could not start
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from inference.config import Settings
+from inference.errors import InferenceError
 from inference.observability import MULTIPROCESS_DIR_ENV
 
 WORKERS_DIR_ENV: Final = "DXASSIST_WORKERS_DIR"
@@ -81,20 +82,39 @@ def shared_state(workers: int) -> Iterator[Path]:
         shutil.rmtree(run, ignore_errors=True)
 
 
+class WorkersNotStarted(InferenceError):
+    """The supervisor could not prepare what its workers share (the record, the keys); none started."""
+
+
 def prepare_home(settings: Settings) -> None:
     """What the first request of any worker would create, created once before the workers start: the
-    record's schema, the token signing key and the audit anchor's key."""
+    record's schema, the token signing key and the audit anchor's key.
+
+    Raises:
+        WorkersNotStarted: The record cannot be opened or migrated, or a key cannot be read or made.
+    """
     from inference.record import HeadAnchor, Record
     from inference.security import signing_key
 
-    record = Record(settings.record_url)
     try:
-        record.migrate()
-    finally:
-        record.close()
-    HeadAnchor(settings.resolved_home).ensure_key()
-    if not settings.security.jwks_url:
-        signing_key(settings)
+        record = Record(settings.record_url)
+        try:
+            record.migrate()
+        finally:
+            record.close()
+    except Exception as e:  # the database's own message may name hosts: the type is enough here
+        raise WorkersNotStarted(
+            f"The record could not be opened or migrated ({type(e).__name__}); check that the database "
+            "answers (DXASSIST_DATABASE_URL) and start again."
+        ) from e
+    try:
+        HeadAnchor(settings.resolved_home).ensure_key()
+        if not settings.security.jwks_url:
+            signing_key(settings)
+    except (OSError, InferenceError) as e:
+        raise WorkersNotStarted(
+            f"The keys under DXASSIST_HOME could not be read or created ({type(e).__name__})."
+        ) from e
 
 
 class FairAcceptLoop(asyncio.SelectorEventLoop):

@@ -140,3 +140,25 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
     assert supervisor.returncode == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in current)
     assert not shared.exists()
+
+
+def test_workers_do_not_start_without_their_record(tmp_path: Path) -> None:
+    import subprocess
+
+    from _dxassist_cli import DXASSIST, dxassist_env, free_port
+
+    env = {
+        **dxassist_env(tmp_path / "home"),
+        "DXASSIST_DATABASE_URL": f"postgresql+psycopg://dxassist:s3cret-pw@127.0.0.1:{free_port()}/record",
+    }
+    done = subprocess.run(
+        [str(DXASSIST), "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "The record could not be opened or migrated" in done.stderr
+    assert "s3cret-pw" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
