@@ -115,6 +115,21 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _throughput_runs(server: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """``(label, syntax, clients, figures)`` of every throughput run: one process, then the workers."""
+    runs = [
+        ("throughput", key, c, t)
+        for key, levels in server.get("throughput", {}).items()
+        for c, t in levels.items()
+    ]
+    pool = server.get("workers") or {}
+    label = f"--workers {pool.get('workers')}"
+    runs += [
+        (label, key, c, t) for key, levels in pool.get("throughput", {}).items() for c, t in levels.items()
+    ]
+    return runs
+
+
 def _fmt(v: float) -> str:
     return "—" if v != v else f"{v:.1f}"
 
@@ -194,28 +209,18 @@ def text_report(results: dict[str, Any]) -> str:
                 f"{_fmt(_ms(pictures['cached']))} ms; image.png p50 {_fmt(_ms(pictures['image']))} ms "
                 f"(n={pictures['first']['n']})"
             )
-        for key, levels in server.get("throughput", {}).items():
-            for clients, t in levels.items():
-                lines.append(
-                    f"server throughput {key:<8} {clients:>2} clients: {t['studies_per_second']} studies/s "
-                    f"({t['completed']} in {t['wall_seconds']} s, errors {t['errors']}), "
-                    f"latency p50 {t['latency_p50_ms']} ms, p95 {t['latency_p95_ms']} ms"
-                )
-        pool = server.get("workers") or {}
-        for key, levels in pool.get("throughput", {}).items():
-            for clients, t in levels.items():
-                lines.append(
-                    f"server --workers {pool['workers']} {key:<8} {clients:>2} clients: "
-                    f"{t['studies_per_second']} studies/s ({t['completed']} in {t['wall_seconds']} s, "
-                    f"errors {t['errors']}), latency p50 {t['latency_p50_ms']} ms, "
-                    f"p95 {t['latency_p95_ms']} ms"
-                )
+        for label, key, clients, t in _throughput_runs(server):
+            lines.append(
+                f"server {label:<10} {key:<8} {clients:>2} clients: {t['studies_per_second']} studies/s "
+                f"({t['completed']} in {t['wall_seconds']} s, errors {t['errors']}), "
+                f"latency p50 {t['latency_p50_ms']} ms, p95 {t['latency_p95_ms']} ms"
+            )
     lines.append("")
-    lines.append(f"{'ratio':<28}{'value':>8}  {'target':<8} {'':<7}what")
+    lines.append(f"{'ratio':<34}{'value':>8}  {'target':<8} {'':<7}what")
     for r in results["ratios"]:
         verdict = {True: "met", False: "MISSED", None: ""}[r["met"]]
         value = "—" if r["value"] is None else f"{r['value']:.2f}"
-        lines.append(f"{r['key']:<28}{value:>8}  {r['target'] or '':<8} {verdict:<7}{r['what']}")
+        lines.append(f"{r['key']:<34}{value:>8}  {r['target'] or '':<8} {verdict:<7}{r['what']}")
     profile = results.get("profile")
     if profile and profile.get("samples"):
         lines.append("")
@@ -335,20 +340,12 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
             if pictures.get(key):
                 t = pictures[key]
                 md.append(f"| {label} | | {_fmt(_ms(t))} | {_fmt(_ms(t, 'p95_ms'))} | {t['n']} |")
-        for key, levels in server.get("throughput", {}).items():
-            for clients, t in levels.items():
-                md.append(
-                    f"| {key}, {clients} concurrent clients | {t['studies_per_second']} | "
-                    f"{t['latency_p50_ms']} | {t['latency_p95_ms']} | {t['completed']} |"
-                )
-        pool = server.get("workers") or {}
-        for key, levels in pool.get("throughput", {}).items():
-            for clients, t in levels.items():
-                md.append(
-                    f"| {key}, {clients} concurrent clients, `--workers {pool['workers']}` | "
-                    f"{t['studies_per_second']} | {t['latency_p50_ms']} | {t['latency_p95_ms']} | "
-                    f"{t['completed']} |"
-                )
+        for label, key, clients, t in _throughput_runs(server):
+            where = "" if label == "throughput" else f", `{label}`"
+            md.append(
+                f"| {key}, {clients} concurrent clients{where} | {t['studies_per_second']} | "
+                f"{t['latency_p50_ms']} | {t['latency_p95_ms']} | {t['completed']} |"
+            )
     if server.get("error"):
         md += ["", f"Server part failed: {server['error']}"]
     md += ["", END]
