@@ -18,9 +18,9 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from inference.observability import current_request_id
@@ -48,6 +48,8 @@ CONTENT_FIELDS: Final[tuple[str, ...]] = (
 _MAX_PROBLEMS: Final = 50
 PENDING_HEAD: Final = "dxassist_audit_head"
 """``session.info`` key: the head this transaction appended, anchored once it commits."""
+_LOCKED_HEAD: Final = "dxassist_audit_locked_head"
+"""``session.info`` key: ``(transaction, head row)`` of the transaction that locked the head last."""
 
 
 def _time_text(value: datetime) -> str:
@@ -75,6 +77,27 @@ def _content(event: AuditEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in (*CONTENT_FIELDS, "request_id")}
 
 
+def _locked_head(session: Session) -> AuditChainHead | None:
+    """The chain head, locked for this transaction (``SELECT ... FOR UPDATE``).
+
+    A transaction that appended before holds the lock and the head it moved (in the session, not expired):
+    that head is the current one, and is not read again. Read again otherwise, and inside a savepoint
+    (rolling it back would release a lock taken in it).
+    """
+    transaction = session.get_transaction()
+    held = session.info.get(_LOCKED_HEAD)
+    if held is not None and not session.in_nested_transaction():
+        locked_in, moved = held
+        if locked_in is transaction and moved in session and not inspect(moved).expired_attributes:
+            return cast(AuditChainHead, moved)
+    head: AuditChainHead | None = session.scalars(
+        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
+    ).first()
+    if head is not None and not session.in_nested_transaction():
+        session.info[_LOCKED_HEAD] = (transaction, head)
+    return head
+
+
 def append(session: Session, **columns: Any) -> AuditEvent:
     """Chain a new entry onto the head and move the head, inside the caller's write transaction.
 
@@ -87,9 +110,15 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     Raises:
         RecordError: The chain head is missing (the schema is older than migration 0003).
     """
-    head = session.scalars(
-        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
-    ).first()
+    event = append_unflushed(session, **columns)
+    session.flush()
+    return event
+
+
+def append_unflushed(session: Session, **columns: Any) -> AuditEvent:
+    """:func:`append`, leaving the entry (and the head moved) to the session's next flush, at the latest
+    its commit: the entries of several appends in one transaction are then written together."""
+    head = _locked_head(session)
     if head is None:
         raise RecordError("The audit chain head is missing; run the record's migrations (0003).")
     seq = head.seq + 1
@@ -100,7 +129,6 @@ def append(session: Session, **columns: Any) -> AuditEvent:
     session.add(event)
     head.seq = seq
     head.hash = digest
-    session.flush()
     session.info[PENDING_HEAD] = (seq, digest)
     return event
 
