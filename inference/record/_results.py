@@ -23,8 +23,8 @@ from inference.record._inputs import (
     TriageResultIn,
 )
 from inference.record._models import Heatmap, Rendering, Result, Study
-from inference.record._result_types import AnyResult, Delivery, ImagingResult, WorklistItem
-from inference.record._views import typed_result, worklist_item
+from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
+from inference.record._views import typed_result, with_deliveries, worklist_item
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ class Results:
 
         def work(session: Session) -> StoredResult:
             stored = _save.write_imaging(session, data, key, audit)
-            # Read back in the same transaction (no second round trip): the caller answers with it.
+            if stored.result is not None:
+                return stored  # a new result, typed from the rows just written
+            # A resend: the result filed before, read back in the same transaction with its deliveries.
             return replace(stored, result=self._read(session, stored.result_id, deliveries=True))
 
         stored = self._db.write(work)
@@ -122,27 +124,9 @@ class Results:
         typed = typed_result(result)
         if not deliveries or not isinstance(typed, ImagingResult):
             return typed  # triage results are never delivered
-        rows = _outbox.deliveries_in(session, result.id)
-        build = _builds.pending_in(session, result.id)
-        if build is None:
-            return replace(typed, deliveries=rows)
-        # The outputs are not built yet: one entry per destination still waiting for them.
-        sent_to = {row.destination for row in rows}
-        waiting = tuple(
-            Delivery(
-                destination=name,
-                kind="outputs",
-                object=None,
-                state=build.state,
-                attempts=build.attempts,
-                sent_at=None,
-                last_error=build.last_error,
-                error=build.error_code,
-            )
-            for name in build.destinations
-            if name not in sent_to
+        return with_deliveries(
+            typed, _outbox.deliveries_in(session, result.id), _builds.pending_in(session, result.id)
         )
-        return replace(typed, deliveries=rows + waiting, build=build)
 
     def _read(self, session: Session, result_id: str, *, deliveries: bool = False) -> AnyResult:
         result = self._load(session, result_id)

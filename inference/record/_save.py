@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from inference.record import _audit, _builds, _consent, _training_inputs
 from inference.record._errors import Conflict, RecordError, ResendConflict
@@ -33,7 +35,9 @@ from inference.record._models import (
     Study,
     VitalsObservation,
 )
+from inference.record._result_types import ImagingResult, PendingBuild
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
+from inference.record._views import typed_result, with_deliveries
 
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
 MISMATCH_CODE: Final = "identity_mismatch"
@@ -274,44 +278,46 @@ def record_mismatch(
     )
 
 
-def upsert_device(session: Session, model: ModelRef) -> Device:
-    """The Device of this exact model version (name, version and ONNX sha256)."""
-    row = session.scalars(
+def _filed_device(session: Session, model: ModelRef) -> Device | None:
+    return session.scalars(
         select(Device).where(
             Device.model_name == model.name,
             Device.model_version == model.version,
             Device.model_sha256 == model.sha256,
         )
     ).first()
+
+
+def _new_device(model: ModelRef) -> Device:
+    return Device(
+        id=new_id(),
+        model_name=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        created=utcnow(),
+    )
+
+
+def upsert_device(session: Session, model: ModelRef) -> Device:
+    """The Device of this exact model version (name, version and ONNX sha256)."""
+    row = _filed_device(session, model)
     if row is None:
-        row = Device(
-            id=new_id(),
-            model_name=model.name,
-            model_version=model.version,
-            model_sha256=model.sha256,
-            created=utcnow(),
-        )
+        row = _new_device(model)
         session.add(row)
         session.flush()
     return row
 
 
-def _upsert_study(session: Session, data: ImagingResultIn, patient: Patient) -> Study:
+def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> Study | None:
+    """The study of ``data`` if it is filed already (accession and date completed), else None.
+
+    Raises:
+        ResendConflict: It is filed by another facility.
+        Conflict: It is filed under another patient.
+    """
     study = session.scalars(select(Study).where(Study.study_instance_uid == data.study_instance_uid)).first()
     if study is None:
-        study = Study(
-            id=new_id(),
-            study_instance_uid=data.study_instance_uid,
-            patient_id=patient.id,
-            accession=data.accession_number,
-            study_date=fhir_date(data.study_date),
-            modality=data.instances[0].modality,
-            facility=data.patient.facility,
-            created=utcnow(),
-        )
-        session.add(study)
-        session.flush()
-        return study
+        return None
     if study.facility != data.patient.facility:
         raise ResendConflict(
             "This StudyInstanceUID is already filed by another facility; a study belongs to the facility "
@@ -327,26 +333,36 @@ def _upsert_study(session: Session, data: ImagingResultIn, patient: Patient) -> 
     return study
 
 
-def _add_instances(session: Session, data: ImagingResultIn, study: Study) -> None:
-    known = _check_known_instances(session, data, study_id=study.id)
-    seen: set[str] = set()
+def _new_study(data: ImagingResultIn, patient: Patient) -> Study:
+    return Study(
+        id=new_id(),
+        study_instance_uid=data.study_instance_uid,
+        patient_id=patient.id,
+        accession=data.accession_number,
+        study_date=fhir_date(data.study_date),
+        modality=data.instances[0].modality,
+        facility=data.patient.facility,
+        created=utcnow(),
+    )
+
+
+def _new_instances(data: ImagingResultIn, study: Study, known: set[str]) -> list[Instance]:
+    """The instances of ``data`` not filed yet (``known``: those filed), each once."""
+    rows: dict[str, Instance] = {}
     for instance in data.instances:
         uid = instance.sop_instance_uid
-        if uid in known or uid in seen:
+        if uid in known or uid in rows:
             continue
-        seen.add(uid)
-        session.add(
-            Instance(
-                sop_instance_uid=uid,
-                series_instance_uid=instance.series_instance_uid,
-                sop_class_uid=instance.sop_class_uid,
-                modality=instance.modality,
-                view_position=instance.view_position,
-                study_id=study.id,
-                pixel_digest=instance.pixel_digest,
-            )
+        rows[uid] = Instance(
+            sop_instance_uid=uid,
+            series_instance_uid=instance.series_instance_uid,
+            sop_class_uid=instance.sop_class_uid,
+            modality=instance.modality,
+            view_position=instance.view_position,
+            study_id=study.id,
+            pixel_digest=instance.pixel_digest,
         )
-    session.flush()
+    return list(rows.values())
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -355,12 +371,19 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _audit_result(
-    session: Session, audit: AuditIn | None, *, resource_type: str, stored: StoredResult, outcome: str
+    session: Session,
+    audit: AuditIn | None,
+    *,
+    resource_type: str,
+    stored: StoredResult,
+    outcome: str,
+    flush: bool = True,
 ) -> None:
     # In the result's own transaction: nothing is filed without its audit entry, nothing audited unfiled.
     if audit is None:
         return
-    _audit.append(
+    chain = _audit.append if flush else _audit.append_unflushed
+    chain(
         session,
         time=utcnow(),
         subject=audit.subject,
@@ -393,6 +416,35 @@ def _higher_priority(new: str, existing: str | None) -> str:
     return min(new, existing, key=PRIORITIES.index)
 
 
+def _filed_build(destinations: Sequence[str]) -> PendingBuild:
+    """The pending build of a result just filed, as :func:`_builds.pending_in` reads back the row that
+    :func:`_builds.add_filed` wrote (its destinations column joined and cut to 1024 characters)."""
+    stored = ",".join(destinations)[:1024]
+    return PendingBuild(
+        destinations=tuple(name for name in stored.split(",") if name),
+        state="pending",
+        attempts=0,
+        error_code=None,
+        last_error=None,
+    )
+
+
+def _filed_view(
+    result: Result, *, patient: Patient, study: Study, findings: list[Finding], build: PendingBuild | None
+) -> ImagingResult:
+    """The typed result of an imaging result written in this transaction, from its rows in the session:
+    what reading it back would return (those rows are the session's identity map), without the SELECTs.
+
+    A new result has nothing in the outbox yet: its deliveries are its pending build's destinations.
+    """
+    set_committed_value(result, "patient", patient)
+    set_committed_value(result, "study", study)
+    set_committed_value(result, "findings", findings)
+    typed = typed_result(result)
+    assert isinstance(typed, ImagingResult)
+    return with_deliveries(typed, (), build)
+
+
 def write_imaging(
     session: Session, data: ImagingResultIn, key: str, audit: AuditIn | None = None
 ) -> StoredResult:
@@ -408,12 +460,23 @@ def write_imaging(
         _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
         return stored
     patient, mismatched = upsert_patient(session, data.patient)
+    # Every row is read (and every conflict refused) before the first new row is added, so the new rows
+    # go in two flushes: the result with the rows it refers to, then the rows that refer to it.
+    study = _filed_study(session, data, patient)
     priority = data.priority
-    if data.keep_study_priority:
+    if data.keep_study_priority and study is not None:  # a new study has no result yet
         priority = _higher_priority(priority, study_priority(session, data.study_instance_uid))
-    study = _upsert_study(session, data, patient)
-    _add_instances(session, data, study)
-    device = upsert_device(session, data.model)
+    new_study = _new_study(data, patient) if study is None else None
+    study = study or new_study
+    assert study is not None
+    known = _check_known_instances(session, data, study_id=study.id)
+    device = _filed_device(session, data.model)
+    new_device = _new_device(data.model) if device is None else None
+    device = device or new_device
+    assert device is not None
+    owed = data.outputs is not None and bool(data.outputs.destinations)
+    # Read once for both: the outputs owed outside the record and the training input kept.
+    consent = _consent.state(session, patient.id) if owed or data.training_input is not None else None
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
     result = _new_result("imaging", patient, device, data.model, priority, warnings)
     result.facility = data.patient.facility
@@ -430,26 +493,40 @@ def write_imaging(
             else {"score": _finite_or_none(data.ood_score), "threshold": float(data.ood_threshold)}
         ),
     }
-    session.add(result)
+    # The unit of work orders these by their relationships: study before its instances, the patient,
+    # study and device before the result.
+    session.add_all(
+        [
+            *([new_study] if new_study is not None else []),
+            *_new_instances(data, study, known),
+            *([new_device] if new_device is not None else []),
+            result,
+        ]
+    )
     session.flush()
-    for ordinal, finding in enumerate(data.findings):
-        session.add(
-            Finding(
-                id=new_id(),
-                result_id=result.id,
-                ordinal=ordinal,
-                code=finding.code,
-                display=finding.display,
-                probability=float(finding.probability),
-                positive=bool(finding.positive),
-                threshold=float(finding.threshold),
-                box=None if finding.box is None else [int(v) for v in finding.box],
-                has_heatmap=finding.heatmap_png is not None
-                or (finding.heatmap and data.rendering is not None),
-            )
+    findings = [
+        Finding(
+            id=new_id(),
+            result_id=result.id,
+            ordinal=ordinal,
+            code=finding.code,
+            display=finding.display,
+            probability=float(finding.probability),
+            positive=bool(finding.positive),
+            threshold=float(finding.threshold),
+            box=None if finding.box is None else [int(v) for v in finding.box],
+            has_heatmap=finding.heatmap_png is not None or (finding.heatmap and data.rendering is not None),
         )
-        if finding.heatmap_png is not None:
-            session.add(Heatmap(result_id=result.id, code=finding.code, png=bytes(finding.heatmap_png)))
+        for ordinal, finding in enumerate(data.findings)
+    ]
+    session.add_all(findings)
+    session.add_all(
+        [
+            Heatmap(result_id=result.id, code=finding.code, png=bytes(finding.heatmap_png))
+            for finding in data.findings
+            if finding.heatmap_png is not None
+        ]
+    )
     if data.rendering is not None:
         session.add(
             Rendering(
@@ -468,9 +545,9 @@ def write_imaging(
             facility=data.patient.facility,
             source=data.source,
         )
-    owed = data.outputs is not None and data.outputs.destinations
+    build = None
     # Nothing is owed outside the record for a patient who objected to sharing (checked again at build).
-    if owed and data.outputs is not None and _consent.state(session, patient.id).national_sharing:
+    if owed and data.outputs is not None and consent is not None and consent.national_sharing:
         # In the result's transaction: the outbox worker of any process builds the outputs from it, so no
         # result is filed without its outputs, whatever crashes after the commit.
         _builds.add_filed(
@@ -480,14 +557,24 @@ def write_imaging(
             spool=data.outputs.spool,
             source=data.outputs.source,
         )
-    session.flush()
-    stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)
-    _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="success")
-    if data.training_input is not None:
+        build = _filed_build(data.outputs.destinations)
+    stored = StoredResult(
+        result_id=result.id,
+        patient_id=patient.id,
+        created=True,
+        mismatched=mismatched,
+        result=_filed_view(result, patient=patient, study=study, findings=findings, build=build),
+    )
+    # The rows still pending are flushed with the audit entries, at the latest when the caller commits.
+    _audit_result(
+        session, audit, resource_type="ImagingResult", stored=stored, outcome="success", flush=False
+    )
+    if data.training_input is not None and consent is not None:
         kept = data.training_input
-        _training_inputs.keep_in(
+        _training_inputs.keep_new(
             session,
-            result_id=result.id,
+            result=result,
+            consent=consent,
             model_name=kept.model_name,
             model_version=kept.model_version,
             input_size=kept.input_size,

@@ -255,10 +255,53 @@ def keep_in(
         return False
     if not _consent.state(session, result.patient_id).ai_processing:
         return False
+    _keep(
+        session,
+        result=result,
+        model_name=model_name,
+        model_version=model_version,
+        input_size=input_size,
+        pixels=pixels,
+    )
+    return True
+
+
+def keep_new(
+    session: Session,
+    *,
+    result: Result,
+    consent: _consent.ConsentState,
+    model_name: str,
+    model_version: str,
+    input_size: int,
+    pixels: bytes,
+) -> bool:
+    """:func:`keep_in` for a result added in ``session``'s own transaction, whose patient's consent was
+    read in it (``consent``): nothing can be kept for it yet, so neither is looked up again.
+
+    Returns:
+        True when kept; False when the patient objected to AI processing.
+    """
+    if not consent.ai_processing:
+        return False
+    _keep(
+        session,
+        result=result,
+        model_name=model_name,
+        model_version=model_version,
+        input_size=input_size,
+        pixels=pixels,
+    )
+    return True
+
+
+def _keep(
+    session: Session, *, result: Result, model_name: str, model_version: str, input_size: int, pixels: bytes
+) -> None:
     now = utcnow()
     session.add(
         TrainingInput(
-            result_id=result_id,
+            result_id=result.id,
             patient_id=result.patient_id,
             model_name=model_name,
             model_version=model_version,
@@ -275,9 +318,8 @@ def keep_in(
         facility=result.facility,
         action="training-input:keep",
         resource_type="TrainingInput",
-        resource_id=result_id,
+        resource_id=result.id,
         patient_id=result.patient_id,
         outcome="success",
         client=None,
     )
-    return True

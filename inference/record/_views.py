@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, TypedDict, cast
 
@@ -127,6 +128,31 @@ def typed_result(
             if getattr(result.vitals, name) is not None
         },
     )
+
+
+def with_deliveries(
+    typed: ImagingResult, rows: tuple[Delivery, ...], build: PendingBuild | None
+) -> ImagingResult:
+    """``typed`` with its DICOM outputs per destination: the queued objects ``rows`` and, while the
+    outputs are not built yet (``build``), one ``outputs`` entry per destination still waiting for them."""
+    if build is None:
+        return replace(typed, deliveries=rows)
+    sent_to = {row.destination for row in rows}
+    waiting = tuple(
+        Delivery(
+            destination=name,
+            kind="outputs",
+            object=None,
+            state=build.state,
+            attempts=build.attempts,
+            sent_at=None,
+            last_error=build.last_error,
+            error=build.error_code,
+        )
+        for name in build.destinations
+        if name not in sent_to
+    )
+    return replace(typed, deliveries=rows + waiting, build=build)
 
 
 def _age(birth_date: str | None, at: datetime) -> int | None:
