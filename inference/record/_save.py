@@ -6,9 +6,9 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,10 +35,12 @@ from inference.record._models import (
     Study,
     VitalsObservation,
 )
-from inference.record._result_types import ImagingResult, PendingBuild
+from inference.record._result_types import FindingResult, ImagingResult, PendingBuild
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
-from inference.record._views import typed_result, with_deliveries
+from inference.record._views import finding_result, typed_result, with_deliveries
 
+_FINDINGS: Final = cast(Table, Finding.__table__)
+_HEATMAPS: Final = cast(Table, Heatmap.__table__)
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
 MISMATCH_CODE: Final = "identity_mismatch"
 """The code opening the warning of a result whose sender's demographics differ from the record."""
@@ -430,7 +432,12 @@ def _filed_build(destinations: Sequence[str]) -> PendingBuild:
 
 
 def _filed_view(
-    result: Result, *, patient: Patient, study: Study, findings: list[Finding], build: PendingBuild | None
+    result: Result,
+    *,
+    patient: Patient,
+    study: Study,
+    findings: tuple[FindingResult, ...],
+    build: PendingBuild | None,
 ) -> ImagingResult:
     """The typed result of an imaging result written in this transaction, from its rows in the session:
     what reading it back would return (those rows are the session's identity map), without the SELECTs.
@@ -439,8 +446,7 @@ def _filed_view(
     """
     set_committed_value(result, "patient", patient)
     set_committed_value(result, "study", study)
-    set_committed_value(result, "findings", findings)
-    typed = typed_result(result)
+    typed = typed_result(result, findings=findings)
     assert isinstance(typed, ImagingResult)
     return with_deliveries(typed, (), build)
 
@@ -504,29 +510,33 @@ def write_imaging(
         ]
     )
     session.flush()
-    findings = [
-        Finding(
-            id=new_id(),
-            result_id=result.id,
-            ordinal=ordinal,
-            code=finding.code,
-            display=finding.display,
-            probability=float(finding.probability),
-            positive=bool(finding.positive),
-            threshold=float(finding.threshold),
-            box=None if finding.box is None else [int(v) for v in finding.box],
-            has_heatmap=finding.heatmap_png is not None or (finding.heatmap and data.rendering is not None),
-        )
+    # The findings and heatmaps in one executemany each (no ORM object per row: nothing in this
+    # transaction reads them back, the answer is typed from these values).
+    findings: list[dict[str, Any]] = [
+        {
+            "id": new_id(),
+            "result_id": result.id,
+            "ordinal": ordinal,
+            "code": finding.code,
+            "display": finding.display,
+            "probability": float(finding.probability),
+            "positive": bool(finding.positive),
+            "threshold": float(finding.threshold),
+            "box": None if finding.box is None else [int(v) for v in finding.box],
+            "has_heatmap": finding.heatmap_png is not None
+            or (finding.heatmap and data.rendering is not None),
+        }
         for ordinal, finding in enumerate(data.findings)
     ]
-    session.add_all(findings)
-    session.add_all(
-        [
-            Heatmap(result_id=result.id, code=finding.code, png=bytes(finding.heatmap_png))
-            for finding in data.findings
-            if finding.heatmap_png is not None
-        ]
-    )
+    if findings:
+        session.execute(insert(_FINDINGS), findings)
+    heatmaps = [
+        {"result_id": result.id, "code": finding.code, "png": bytes(finding.heatmap_png)}
+        for finding in data.findings
+        if finding.heatmap_png is not None
+    ]
+    if heatmaps:
+        session.execute(insert(_HEATMAPS), heatmaps)
     if data.rendering is not None:
         session.add(
             Rendering(
@@ -563,7 +573,13 @@ def write_imaging(
         patient_id=patient.id,
         created=True,
         mismatched=mismatched,
-        result=_filed_view(result, patient=patient, study=study, findings=findings, build=build),
+        result=_filed_view(
+            result,
+            patient=patient,
+            study=study,
+            findings=tuple(finding_result(**row) for row in findings),
+            build=build,
+        ),
     )
     # The rows still pending are flushed with the audit entries, at the latest when the caller commits.
     _audit_result(

@@ -65,10 +65,38 @@ class _Common(TypedDict):
     rationale: Mapping[str, str]
 
 
+def finding_result(
+    *,
+    code: str,
+    display: str,
+    probability: float,
+    positive: bool,
+    threshold: float,
+    box: Sequence[int] | None,
+    has_heatmap: bool,
+    **_others: Any,
+) -> FindingResult:
+    """The typed finding of a ``findings`` row's values (by column name; other columns ignored)."""
+    return FindingResult(
+        code=code,
+        display=display,
+        probability=probability,
+        positive=positive,
+        threshold=threshold,
+        box=_box(box),
+        heatmap=has_heatmap,
+    )
+
+
 def typed_result(
-    result: Result, *, deliveries: tuple[Delivery, ...] = (), build: PendingBuild | None = None
+    result: Result,
+    *,
+    deliveries: tuple[Delivery, ...] = (),
+    build: PendingBuild | None = None,
+    findings: tuple[FindingResult, ...] | None = None,
 ) -> AnyResult:
-    """The typed result of a stored row (its patient, findings, study and vitals loaded)."""
+    """The typed result of a stored row (its patient, findings, study and vitals loaded; ``findings``:
+    those of an imaging result already typed, instead of its loaded rows)."""
     common: _Common = {
         "result_id": result.id,
         "patient": PatientRef(id=result.patient.id, identifier=result.patient.identifier),
@@ -84,15 +112,17 @@ def typed_result(
         return ImagingResult(
             **common,
             study_instance_uid=result.study.study_instance_uid,
-            findings=tuple(
-                FindingResult(
+            findings=findings
+            if findings is not None
+            else tuple(
+                finding_result(
                     code=f.code,
                     display=f.display,
                     probability=f.probability,
                     positive=f.positive,
                     threshold=f.threshold,
-                    box=_box(f.box),
-                    heatmap=f.has_heatmap,
+                    box=f.box,
+                    has_heatmap=f.has_heatmap,
                 )
                 for f in result.findings
             ),
