@@ -197,3 +197,34 @@ def test_a_refused_filing_writes_nothing(record: Record, conflict: str) -> None:
         record.results.save_imaging(data=refused, audit=AUDIT)
     assert record.audit.verify().head_seq == head
     assert _kept(record) == 1
+
+
+def test_appends_of_one_transaction_chain_through_a_rolled_back_savepoint(record: Record) -> None:
+    from inference.record import _audit
+    from inference.record._types import utcnow
+
+    def entry(n: int) -> dict[str, object]:
+        return {
+            "time": utcnow(),
+            "subject": f"dr-{n}",
+            "role": "clinician",
+            "facility": "north",
+            "action": "results:read",
+            "resource_type": "ImagingResult",
+            "resource_id": f"r-{n}",
+            "patient_id": None,
+            "outcome": "success",
+            "client": None,
+        }
+
+    with record.db.transaction() as session:
+        _audit.append(session, **entry(1))
+        _audit.append_unflushed(session, **entry(2))
+        savepoint = session.begin_nested()
+        _audit.append(session, **entry(3))  # undone with its savepoint
+        savepoint.rollback()
+        _audit.append(session, **entry(4))
+    _, entries = record.audit.search(limit=10)
+    assert [(e["seq"], e["subject"]) for e in reversed(entries)] == [(1, "dr-1"), (2, "dr-2"), (3, "dr-4")]
+    report = record.audit.verify()
+    assert report.ok and report.head_seq == 3
