@@ -85,6 +85,15 @@ class Rendering:
 
         return cam_to_heatmap(self._cam(code), self.geometry, shape=self.shape)
 
+    def heat_levels(self, code: str) -> np.ndarray:
+        """uint8 levels ``round(255 * heat)`` of :meth:`heat`, what overlays and heat layers draw.
+
+        Made without the float heat of the whole grid (:func:`inference.explain.cam_to_levels`).
+        """
+        from inference.explain import cam_to_levels
+
+        return cam_to_levels(self._cam(code), self.geometry, self.shape)
+
     @property
     def box_shape(self) -> tuple[int, int]:
         """``(rows, columns)`` of the grid boxes are found on (at most :data:`BOX_SIDE` a side)."""
@@ -115,21 +124,21 @@ class Rendering:
         from inference.explain import overlay_rgb
 
         return overlay_rgb(
-            self.display, self.heat(code), box=self.display_box(code), max_side=max(self.shape)
+            self.display, self.heat_levels(code), box=self.display_box(code), max_side=max(self.shape)
         )
 
     def overlay_png(self, code: str) -> bytes:
         """The heatmap overlay PNG of one finding (display geometry)."""
         from inference.explain import overlay_png
 
-        heat = self.heat(code)
-        return overlay_png(self.display, heat, box=self.display_box(code), max_side=max(self.shape))
+        levels = self.heat_levels(code)
+        return overlay_png(self.display, levels, box=self.display_box(code), max_side=max(self.shape))
 
     def heat_layer_png(self, code: str) -> bytes:
         """The transparent RGBA heat layer of one finding, pixel for pixel over :meth:`display_png`."""
         from inference.explain import heat_layer_png
 
-        return heat_layer_png(self.heat(code), box=self.display_box(code))
+        return heat_layer_png(self.heat_levels(code), box=self.display_box(code))
 
     def display_png(self) -> bytes:
         """The display rendering as an 8-bit grayscale PNG."""

@@ -4,7 +4,7 @@ Rationales are in English, French and Modern Standard Arabic; finding codes, the
 and display names are in :mod:`inference.vocabulary`.
 """
 
-from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, hottest_box
+from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, cam_to_levels, hottest_box
 from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
 from inference.explain._png import encode_png
 from inference.explain._rationale import (
@@ -21,6 +21,7 @@ __all__ = [
     "Box",
     "cam_box",
     "cam_to_heatmap",
+    "cam_to_levels",
     "choose_language",
     "display_size",
     "encode_png",

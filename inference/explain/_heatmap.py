@@ -138,6 +138,93 @@ def cam_to_heatmap(
     return normalised
 
 
+_BLOCK = 64
+"""Output columns sampled at a time by :func:`cam_to_levels`: 64 x 1024 float32 samples (256 KB, two
+such buffers) stay in the core's cache."""
+
+
+def cam_to_levels(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) -> np.ndarray:
+    """The 8-bit levels ``round(255 * cam_to_heatmap(cam, geometry, shape=shape))`` of one finding's heat.
+
+    What an overlay or heat layer draws (heat level -> colour and opacity), equal element for element
+    to quantising :func:`cam_to_heatmap` as the overlay does (same float32 samples, same normalisation,
+    same rounding), without its full-size float maps: the samples are made a few columns at a time, in
+    cache, once to find the peak and again to quantise them (cheaper than writing and reading back
+    4 MB). Along the columns each output column interpolates two rows of the map already sampled along
+    the rows, so a block is two outer products added, not a gather.
+
+    Args:
+        cam: ``[h, w]`` map in logit units covering the whole model input.
+        geometry: the letterbox geometry of the image.
+        shape: ``(rows, columns)`` of the levels (e.g. the display rendering's).
+
+    Returns:
+        uint8 ``[rows, columns]`` (a column-major view: the samples are made column by column); all
+        zeros when the map has no positive evidence.
+    """
+    source = np.asarray(cam, dtype=np.float32)
+    if source.ndim != 2:
+        raise ValueError(f"A class activation map is 2-D [h, w]; got shape {source.shape}.")
+    rows, columns = int(shape[0]), int(shape[1])
+    if rows < 1 or columns < 1:
+        raise ValueError(f"A heatmap shape must be positive; got {shape}.")
+    positive = np.maximum(np.nan_to_num(source, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    levels_by_column = np.zeros((columns, rows), dtype=np.uint8)
+    if float(positive.max(initial=0.0)) <= 0.0:
+        return levels_by_column.T  # every sample is 0: no heat
+    h, w = positive.shape
+    size = geometry.input_size
+    content_rows, content_columns = geometry.content_shape
+    (y0, y1, wy), _row_bands = _grid_axis(rows, geometry.pad_top, content_rows, size, h)
+    (x0, x1, wx), (band_starts, band_ends) = _grid_axis(columns, geometry.pad_left, content_columns, size, w)
+    wyc = wy[:, None]
+    # Sampled along the rows first (the small map, as _sample does): row j of along_y is map column j.
+    along_y = np.ascontiguousarray((positive[y0] * (1 - wyc) + positive[y1] * wyc).T)
+    wxc = wx[:, None]
+    keep = 1 - wxc
+    # Blocks of output columns that interpolate the same two sampled map columns (a band, or a part of
+    # a wide one): a block's samples are two outer products added, no gather.
+    blocks = [
+        (start, min(start + _BLOCK, int(end)), int(x0[start]), int(x1[start]))
+        for band_start, end in zip(band_starts, band_ends, strict=True)
+        for start in range(int(band_start), int(end), _BLOCK)
+    ]
+    scratch = np.empty((_BLOCK, rows), dtype=np.float32)
+    second = np.empty((_BLOCK, rows), dtype=np.float32)
+
+    def samples(start: int, stop: int, lower: int, upper: int) -> np.ndarray:
+        # along_y[:, x0] * (1 - wx) + along_y[:, x1] * wx of _sample, for output columns start:stop.
+        block, other = scratch[: stop - start], second[: stop - start]
+        np.multiply(keep[start:stop], along_y[lower], out=block)
+        np.multiply(wxc[start:stop], along_y[upper], out=other)
+        np.add(block, other, out=block)
+        return block
+
+    peak = 0.0
+    for block in blocks:
+        peak = max(peak, float(samples(*block).max()))
+    if not math.isfinite(peak):
+        # Overflowed samples: the general path's NaN and infinity handling.
+        heat = cam_to_heatmap(source, geometry, shape=(rows, columns))
+        scaled = np.multiply(heat, np.float32(255.0), dtype=np.float32)
+        np.fmax(scaled, np.float32(0.0), out=scaled)
+        np.fmin(scaled, np.float32(255.0), out=scaled)
+        levels: np.ndarray = np.rint(scaled).astype(np.uint8)
+        return levels
+    if peak <= 0.0:
+        return levels_by_column.T
+    # Finite samples in [0, peak]: heat / peak lies in [0, 1] (division rounds monotonically), so the
+    # clip of cam_to_heatmap and the fmax/fmin of the overlay's quantisation change nothing.
+    divisor, scale = np.float32(peak), np.float32(255.0)
+    for start, stop, lower, upper in blocks:
+        quantised = samples(start, stop, lower, upper)
+        np.divide(quantised, divisor, out=quantised)
+        np.multiply(quantised, scale, out=quantised)
+        np.rint(quantised, out=quantised)
+        levels_by_column[start:stop] = quantised
+    return levels_by_column.T
+
+
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``[start, end)`` column runs of True, as arrays ``(row, start, end)`` sorted by row then start."""
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)

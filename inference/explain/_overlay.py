@@ -79,7 +79,8 @@ def overlay_png(
     Args:
         base: display image in [0, 1] (dense structures bright), any resolution with the original
             aspect ratio (e.g. ``inference.preprocess.to_unit`` of the decoded pixels).
-        heatmap: ``[rows, columns]`` heat in [0, 1] over the image; sets the output geometry.
+        heatmap: ``[rows, columns]`` heat in [0, 1] over the image, or its 8-bit levels (uint8,
+            :func:`inference.explain.cam_to_levels`); sets the output geometry.
         box: a box in the heatmap's pixel coordinates to outline (original pixels for a heatmap in
             original geometry).
         max_side: longest side of the PNG; larger images are scaled down for transport.
@@ -117,7 +118,7 @@ def _overlay_image(
 ) -> Any:
     from PIL import Image
 
-    heat = np.asarray(heatmap, dtype=np.float32)
+    heat = _heat_or_levels(heatmap)
     base = np.asarray(base)
     if heat.ndim != 2 or base.ndim != 2:
         raise ValueError("overlay_png takes 2-D base and heatmap arrays [rows, columns].")
@@ -147,13 +148,26 @@ def _overlay_image(
     return image
 
 
+def _heat_or_levels(heatmap: np.ndarray) -> np.ndarray:
+    """uint8 heat levels as they are; any other heat as float32."""
+    heat = np.asarray(heatmap)
+    return heat if heat.dtype == np.uint8 else np.asarray(heat, dtype=np.float32)
+
+
 def _heat_levels(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 ``round(clip(heat, 0, 1) * 255)`` of float32 ``heat`` at Pillow ``size`` (NaN as no heat).
+
+    uint8 ``heat`` is such levels already (:func:`inference.explain.cam_to_levels`): kept as they are
+    at ``size``, resampled as heat ``levels / 255`` at another size.
 
     Heat of the output's size (what :class:`inference.analysis.Rendering` draws from) is scaled,
     clipped and rounded in place in one float buffer: ``fmax``/``fmin`` send NaN and -inf to 0 and +inf
     to 255, as cleaning the map first would, with the same float32 products and rounding.
     """
+    if heat.dtype == np.uint8:
+        if (heat.shape[1], heat.shape[0]) == size:
+            return heat
+        heat = np.divide(heat, np.float32(255.0), dtype=np.float32)
     if (heat.shape[1], heat.shape[0]) != size:
         # Resampled first, from a clean map (a NaN would spread through the bilinear filter).
         heat = _resize(np.clip(np.nan_to_num(heat), 0.0, 1.0), size)
@@ -219,7 +233,8 @@ def heat_layer_png(
     colours and opacities are the overlay's, so layer over image looks like the overlay.
 
     Args:
-        heatmap: ``[rows, columns]`` heat in [0, 1]; the PNG has this geometry.
+        heatmap: ``[rows, columns]`` heat in [0, 1], or its 8-bit levels (uint8,
+            :func:`inference.explain.cam_to_levels`); the PNG has this geometry.
         box: a box in the heatmap's pixel coordinates to outline (opaque).
         threshold: heat below it is fully transparent.
         max_alpha: opacity of the hottest colour.
@@ -227,7 +242,7 @@ def heat_layer_png(
     Returns:
         PNG bytes (8-bit RGBA).
     """
-    heat = np.asarray(heatmap, dtype=np.float32)
+    heat = _heat_or_levels(heatmap)
     if heat.ndim != 2:
         raise ValueError("heat_layer_png takes a 2-D heatmap [rows, columns].")
     rows, columns = heat.shape

@@ -167,3 +167,47 @@ def test_hottest_box_is_the_box_of_the_8_connected_region_around_the_maximum() -
         box = hottest_box(heat, level=level)
         assert box is not None
         assert (box.x0, box.y0, box.x1, box.y1) == _flood_fill_box(heat, level)
+
+
+def test_heat_levels_are_the_overlays_quantised_heatmap_exactly() -> None:
+    # cam_to_levels gives the levels an overlay draws without the float heat of the whole grid: equal,
+    # level for level, to quantising cam_to_heatmap as the overlay does, so the pictures are unchanged.
+    from inference.explain import cam_to_levels, heat_layer_png, overlay_png
+
+    rng = np.random.default_rng(5)
+    for i in range(120):
+        original = (int(rng.integers(1, 2600)), int(rng.integers(1, 2600)))
+        geometry = Geometry.letterbox(original, int(rng.choice([64, 160, 256])))
+        side = int(rng.choice([1, 2, 5, 8, 20]))
+        cam = (rng.normal(size=(side, side + i % 2)) * rng.choice([1e-3, 1.0, 60000.0])).astype(np.float32)
+        if i % 5 == 0:
+            cam[0, 0] = np.nan  # dropped, as by cam_to_heatmap
+        if i % 11 == 0:
+            cam = -np.abs(cam)  # no positive evidence: no heat
+        if i % 13 == 0:
+            cam = np.clip(cam, -6e4, 6e4).astype(np.float16).astype(np.float32)  # as the record keeps them
+        grid = (int(rng.integers(1, 1100)), int(rng.integers(1, 1100)))
+        heat = cam_to_heatmap(cam, geometry, shape=grid)
+        expected = np.rint(np.clip(heat, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        levels = cam_to_levels(cam, geometry, grid)
+        assert levels.dtype == np.uint8 and levels.shape == grid
+        assert np.array_equal(levels, expected), (original, side, grid, i)
+    # The pictures drawn from the levels are those drawn from the heat, byte for byte.
+    grey = rng.integers(0, 256, (300, 410), dtype=np.uint8)
+    geometry = Geometry.letterbox((600, 820), 64)
+    cam = rng.normal(size=(8, 8)).astype(np.float32)
+    heat, levels = cam_to_heatmap(cam, geometry, shape=(300, 410)), cam_to_levels(cam, geometry, (300, 410))
+    box = Box(x0=40, y0=30, x1=200, y1=150)
+    assert overlay_png(grey, levels, box=box, max_side=410) == overlay_png(grey, heat, box=box, max_side=410)
+    assert heat_layer_png(levels, box=box) == heat_layer_png(heat, box=box)
+    # Levels at another size than the picture are resampled as heat levels / 255.
+    assert _decoded_shape(overlay_png(grey, levels, max_side=200)) == (146, 200)
+
+
+def _decoded_shape(png: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.height, image.width
