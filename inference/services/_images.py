@@ -11,13 +11,16 @@ authorised like reading the result (same permission and facility scope) and audi
 
 from __future__ import annotations
 
+import asyncio
+import io
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from inference.analysis import Rendering, StoredRendering, observe_stage
+from inference.analysis import Rendering, RenderingCorrupt, StoredRendering, observe_stage
 from inference.record import NotFound
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
@@ -68,11 +71,12 @@ class PictureCache:
 
 @dataclass(frozen=True)
 class _Decoded:
-    """A result's display rendering decoded (no CAMs), its stored CAMs and the model that made them."""
+    """A result's display rendering decoded (no CAMs), its stored CAMs, their codes and the model."""
 
     rendering: Rendering
     cams: bytes
     model: tuple[str, str] | None
+    codes: frozenset[str]
 
 
 class _DecodedRenderings:
@@ -119,7 +123,7 @@ def _draw(source: StoredRendering | _Decoded, picture: Picture, code: str) -> tu
     # Only the map of the finding drawn is read.
     rendering = display.with_stored_cams(cams, (code,))
     if code not in rendering.cams:
-        raise KeyError(code)
+        raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
     png = rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
     return png, display
 
@@ -129,16 +133,28 @@ _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made fo
 
 async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Picture, code: str) -> bytes:
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    png = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
-    await audit(
+    found = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
+    audited = audit(
         ctx,
         actor,
         action="results:read",
-        outcome=outcome if png is not None else "not_found",
+        outcome=outcome if found is not None else "not_found",
         resource_type="Image" if picture == "image" else "Heatmap",
         resource_id=result_id,
         patient_id=patient_id,
     )
+    if isinstance(found, asyncio.Future):
+        # Drawn on the worker pool while the access is audited on a record thread; the picture is
+        # answered only once the audit entry is written (an access that cannot be audited fails).
+        try:
+            await audited
+        except BaseException:
+            found.add_done_callback(_consume)
+            raise
+        png: bytes | None = await found
+    else:
+        await audited
+        png = found
     if png is None:
         raise NotFound(
             "This result has no display image; images are kept for imaging results."
@@ -148,7 +164,25 @@ async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Pictu
     return png
 
 
-async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) -> bytes | None:
+def _consume(drawing: asyncio.Future[bytes]) -> None:
+    """Retrieve the outcome of a drawing nobody awaits (the request failed): no "never retrieved" log."""
+    if not drawing.cancelled():
+        drawing.exception()
+
+
+def _kept_codes(cams: bytes) -> frozenset[str]:
+    """The findings with a stored map (:attr:`StoredRendering.cams`), read from the npz's directory."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(cams)) as maps:
+            return frozenset(name.removesuffix(".npy") for name in maps.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
+
+
+async def _lookup(
+    ctx: Context, *, result_id: str, picture: Picture, code: str
+) -> bytes | asyncio.Future[bytes] | None:
+    """The cached PNG; the drawing of it (started); or None when this result has no such picture."""
     cache, renderings = _caches(ctx)
     key = (result_id, picture, code)
     cached = cache.get(key)
@@ -166,16 +200,30 @@ async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) 
                 else None
             )
         source = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
-        model = data.model
+        model, codes = data.model, _kept_codes(data.cams)
     else:
-        source, model = decoded, decoded.model
-    start = time.perf_counter()
-    try:
-        png, display = await ctx.workers.run(_draw, source, picture, code)
-    except KeyError:
+        source, model, codes = decoded, decoded.model, decoded.codes
+    if picture != "image" and code not in codes:
         return None
+    return asyncio.ensure_future(_drawn(ctx, source, picture, code, key=key, model=model, codes=codes))
+
+
+async def _drawn(
+    ctx: Context,
+    source: StoredRendering | _Decoded,
+    picture: Picture,
+    code: str,
+    *,
+    key: tuple[str, str, str],
+    model: tuple[str, str] | None,
+    codes: frozenset[str],
+) -> bytes:
+    """Draw one picture on the worker pool and keep it (and the decoded rendering) for the next ones."""
+    cache, renderings = _caches(ctx)
+    start = time.perf_counter()
+    png, display = await ctx.workers.run(_draw, source, picture, code)
     if isinstance(source, StoredRendering):
-        renderings.put(result_id, _Decoded(rendering=display, cams=source.cams, model=model))
+        renderings.put(key[0], _Decoded(rendering=display, cams=source.cams, model=model, codes=codes))
     if picture != "image":
         name, version = model or ("unknown", "unknown")
         observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)
