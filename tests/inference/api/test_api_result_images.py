@@ -122,6 +122,34 @@ def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestCli
     assert ("results:read", "F2", "denied") in {(e["action"], e["facility"], e["outcome"]) for e in events}
 
 
+def test_a_picture_whose_access_cannot_be_audited_is_not_answered(client: TestClient, env: Env) -> None:
+    # The overlay is drawn while the access is audited: when the audit entry cannot be written, the
+    # request fails and the picture is not answered; once it can, the same picture is.
+    from sqlalchemy import create_engine, text
+
+    result = _study(client, env)
+    finding = next(f for f in result["findings"] if f["positive"])
+    subject = f"unaudited-{uuid.uuid4().hex[:6]}"
+    reader = env.headers("radiologist", facility="F1", subject=subject)
+    engine = create_engine(env.settings.record_url)
+    refuse = (
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+        f"WHEN NEW.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+    )
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(refuse))
+        for path in (finding["heatmap"], f"{finding['heatmap']}?layer=1"):
+            refused = client.get(path, headers=reader)
+            assert refused.status_code >= 500 and refused.headers["content-type"] != "image/png"
+            assert "error" in refused.json()
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER IF EXISTS refuse_audit"))
+        engine.dispose()
+    _png(client.get(finding["heatmap"], headers=reader))  # drawn while refused, answered once audited
+
+
 def test_missing_pictures_are_404_in_the_error_shape(client: TestClient, env: Env) -> None:
     result = _study(client, env)
     rid = result["result_id"]
