@@ -10,6 +10,12 @@ from inference.config import Settings, get_settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long uvicorn's supervisor waits for a worker to answer its ping before killing it as hung. Its
+default, 5 s, killed workers that were only busy: the answer comes from a thread that needs the
+interpreter lock, which a worker analysing studies on a loaded host may hold for seconds in all. A
+worker that exits is still replaced at once (the supervisor checks the process first)."""
+
 
 def serve(
     settings: Settings | None = None,
@@ -73,6 +79,7 @@ def serve(
             factory=True,
             workers=count,
             loop="inference.api._workers:FairAcceptLoop",  # one accept per wake-up: bursts are shared
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 

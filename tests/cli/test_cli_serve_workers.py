@@ -3,6 +3,7 @@ real console script in a subprocess; uvicorn's supervisor, prometheus_client's m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -121,6 +122,17 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
         statuses = [_fresh_get(url, "/v1/models", auth).status_code for _ in range(2 * burst)]
         assert statuses.count(200) == burst - UPLOADS, statuses
         assert set(statuses) == {200, 429}
+
+        # A worker that does not answer for a while (stopped here for 8 s, as a starved one would be) is not
+        # taken for hung: uvicorn's default of 5 s killed busy workers.
+        os.kill(workers[0], signal.SIGSTOP)
+        try:
+            time.sleep(8)  # the stimulus itself: longer than uvicorn's default, shorter than ours
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed by the supervisor: asserted below
+                os.kill(workers[0], signal.SIGCONT)
+        assert _fresh_get(url, "/readyz", {}).status_code == 200
+        assert _workers(supervisor.pid) == workers
 
         # A worker that dies is replaced; the server keeps answering and the totals keep its requests.
         busiest = max(used, key=lambda pid: used[pid])
