@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from inference.config import Settings, get_settings
@@ -53,34 +52,37 @@ def serve(
         raise ValueError(
             "TLS needs both a certificate file and a key file (--ssl-certfile and --ssl-keyfile)."
         )
-    run = functools.partial(
-        uvicorn.run,
-        host=host,
-        port=port,
-        http=BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-        log_level=log_level,
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    options = {
+        "host": host,
+        "port": port,
+        "http": BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
+        "ssl_certfile": certfile,
+        "ssl_keyfile": keyfile,
+        "log_level": log_level,
+        "access_log": False,
+        "log_config": None,
+        "server_header": False,
+    }
     count = workers if workers is not None else settings.server.workers
     if count <= 1:
-        run(create_app(settings))
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
+    from uvicorn.supervisors import Multiprocess
+
     from inference.api._workers import prepare_home, shared_state
 
     prepare_home(settings)
+    config = uvicorn.Config(
+        "inference.api._serve:worker_app",  # each worker builds its app from the environment
+        factory=True,
+        workers=count,
+        loop="inference.api._workers:ReusePortLoop",  # each worker binds its own SO_REUSEPORT socket
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **options,  # type: ignore[arg-type]
+    )
     with shared_state(count):
-        # Each worker builds its app from the environment (a spawned interpreter) in ``worker_app``.
-        run(
-            "inference.api._serve:worker_app",
-            factory=True,
-            workers=count,
-            loop="inference.api._workers:FairAcceptLoop",  # one accept per wake-up: bursts are shared
-            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        )
+        # No socket from the supervisor: each worker binds its own (``inference.api._workers``).
+        Multiprocess(config, sockets=None).run()  # type: ignore[arg-type]
 
 
 def worker_app() -> FastAPI:

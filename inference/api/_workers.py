@@ -9,11 +9,11 @@ What must not be per process is shared through a private folder the supervisor m
   the same totals whichever worker the scrape reaches;
 - rate limits: one table of token buckets mapped by every worker (``inference.api._ratelimit``).
 
-The workers share one listening socket, and asyncio accepts every connection waiting on it each time it
-is readable (up to the backlog): the first worker to wake took the whole burst of a PACS router's or a
-benchmark's 16 connections, and with keep-alive kept them (measured: one worker did all the work while
-the other idled). Each worker's event loop here accepts one connection per wake-up
-(:class:`FairAcceptLoop`, uvicorn's ``loop`` for them), so an idle worker takes its share of a burst.
+Each worker listens on a socket of its own, bound to the same address with ``SO_REUSEPORT``: the
+kernel spreads new connections over them by a hash of their addresses. (Sharing the supervisor's one
+socket, the first worker to wake took a whole burst of connections, asyncio accepting every waiting one
+at each wake-up, and with keep-alive kept them: one worker did all the work while the other idled, in
+one run of five even with one accept per wake-up.)
 
 Everything else already works across processes, as it does across replicas: the record (one database),
 the audit trail and its anchor (a file lock), the outbox (leases), the model cache (atomic renames).
@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -117,22 +116,11 @@ def prepare_home(settings: Settings) -> None:
         ) from e
 
 
-class FairAcceptLoop(asyncio.SelectorEventLoop):
-    """asyncio's selector loop, accepting one connection each time a listening socket is readable.
 
-    The listening socket stays readable while connections wait, so the loop comes back for the next one
-    after its other ready work, and a worker that is idle meanwhile takes some of them.
-    """
+class ReusePortLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop whose servers bind with ``SO_REUSEPORT`` (uvicorn's ``loop`` for the
+    workers, each binding its own listening socket to the one address)."""
 
-    def _accept_connection(
-        self,
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
-        sock: socket.socket,
-        sslcontext: Any = None,
-        server: Any = None,
-        backlog: int = 100,
-        *args: Any,
-        **kwargs: Any,
-    ) -> None:
-        accept = super()._accept_connection  # type: ignore[misc]
-        accept(protocol_factory, sock, sslcontext, server, 1, *args, **kwargs)
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+        kwargs["reuse_port"] = True
+        return await super().create_server(*args, **kwargs)

@@ -47,6 +47,23 @@ def _workers(supervisor: int) -> list[int]:
     return sorted(pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
+def _listening_sockets(pid: int, port: int) -> set[int]:
+    """Inodes of the TCP sockets listening on ``port`` that process ``pid`` holds."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listening.add(int(fields[9]))
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                held.add(int(target[8:-1]))
+    return listening & held
+
+
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -85,6 +102,11 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
     ) as (url, supervisor):
         workers = _workers(supervisor.pid)
         assert len(workers) == 2, workers
+        # Each worker listens on a socket of its own (SO_REUSEPORT): the kernel spreads connections.
+        port = int(url.rsplit(":", 1)[1])
+        sockets = [_listening_sockets(pid, port) for pid in workers]
+        assert all(len(held) == 1 for held in sockets) and sockets[0] != sockets[1], sockets
+        assert not _listening_sockets(supervisor.pid, port)
         environ = dict(
             item.decode().split("=", 1)
             for item in Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
