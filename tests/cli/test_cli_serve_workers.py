@@ -100,11 +100,17 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
         DXASSIST_RATE_LIMIT_BURST=str(burst),
         DXASSIST_RATE_LIMIT_PER_MINUTE="1",  # a token back a minute: the test sees the burst only
     ) as (url, supervisor):
-        workers = _workers(supervisor.pid)
-        assert len(workers) == 2, workers
-        # Each worker listens on a socket of its own (SO_REUSEPORT): the kernel spreads connections.
+        # Each worker listens on a socket of its own (SO_REUSEPORT): the kernel spreads connections. The
+        # server answers as soon as one worker is up; the other binds when its models are loaded.
         port = int(url.rsplit(":", 1)[1])
-        sockets = [_listening_sockets(pid, port) for pid in workers]
+        deadline = time.monotonic() + 120
+        while True:
+            workers = _workers(supervisor.pid)
+            sockets = [_listening_sockets(pid, port) for pid in workers]
+            if len(workers) == 2 and all(sockets):
+                break
+            assert time.monotonic() < deadline, f"not every worker listens: {workers} {sockets}"
+            time.sleep(0.3)
         assert all(len(held) == 1 for held in sockets) and sockets[0] != sockets[1], sockets
         assert not _listening_sockets(supervisor.pid, port)
         environ = dict(
