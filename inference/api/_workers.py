@@ -116,7 +116,6 @@ def prepare_home(settings: Settings) -> None:
         ) from e
 
 
-
 class ReusePortLoop(asyncio.SelectorEventLoop):
     """asyncio's selector loop whose servers bind with ``SO_REUSEPORT`` (uvicorn's ``loop`` for the
     workers, each binding its own listening socket to the one address)."""
