@@ -85,6 +85,11 @@ def block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
             mean = sums.astype(np.float32)
             mean *= np.float32(0.25)
             return mean
+    return strided_block_mean(pixels, f)
+
+
+def strided_block_mean(pixels: np.ndarray, f: int) -> np.ndarray:
+    """:func:`block_mean` by float32 sums of strided views: any dtype, layout and factor."""
     rows, columns = (pixels.shape[0] // f) * f, (pixels.shape[1] // f) * f
     strip = pixels[0:rows:f, :columns].astype(np.float32)
     for dy in range(1, f):

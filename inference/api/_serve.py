@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, TypedDict
 
 from inference.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+
+class _Options(TypedDict):
+    """The uvicorn options one server process and the workers' supervisor share."""
+
+    host: str
+    port: int
+    http: type[asyncio.Protocol]
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    log_level: str
+    access_log: bool
+    log_config: None
+    server_header: bool
+
 
 WORKER_HEALTHCHECK_SECONDS = 60
 """How long uvicorn's supervisor waits for a worker to answer its ping before killing it as hung. Its
@@ -52,20 +68,20 @@ def serve(
         raise ValueError(
             "TLS needs both a certificate file and a key file (--ssl-certfile and --ssl-keyfile)."
         )
-    options = {
-        "host": host,
-        "port": port,
-        "http": BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
-        "ssl_certfile": certfile,
-        "ssl_keyfile": keyfile,
-        "log_level": log_level,
-        "access_log": False,
-        "log_config": None,
-        "server_header": False,
-    }
+    options = _Options(
+        host=host,
+        port=port,
+        http=BoundedHttpToolsProtocol,  # llhttp, the request head bounded (inference.api._http)
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        log_level=log_level,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
     count = workers if workers is not None else settings.server.workers
     if count <= 1:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -78,11 +94,11 @@ def serve(
         workers=count,
         loop="inference.api._workers:ReusePortLoop",  # each worker binds its own SO_REUSEPORT socket
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     with shared_state(count):
         # No socket from the supervisor: each worker binds its own (``inference.api._workers``).
-        Multiprocess(config, sockets=None).run()  # type: ignore[arg-type]
+        Multiprocess(config, sockets=None).run()  # type: ignore[arg-type]  # uvicorn types a list; None binds
 
 
 def worker_app() -> FastAPI:

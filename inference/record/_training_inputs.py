@@ -253,17 +253,15 @@ def keep_in(
     result = session.get(Result, result_id)
     if result is None or session.get(TrainingInput, result_id) is not None:
         return False
-    if not _consent.state(session, result.patient_id).ai_processing:
-        return False
-    _keep(
+    return keep_new(
         session,
         result=result,
+        consent=_consent.state(session, result.patient_id),
         model_name=model_name,
         model_version=model_version,
         input_size=input_size,
         pixels=pixels,
     )
-    return True
 
 
 def keep_new(
