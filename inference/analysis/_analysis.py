@@ -8,9 +8,11 @@ tests call this instead of chaining the steps themselves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -24,7 +26,7 @@ from inference.analysis._display import (
 )
 from inference.analysis._errors import ImageUnusable
 from inference.analysis._metrics import observe_stage
-from inference.analysis._rendering import Rendering
+from inference.analysis._rendering import Rendering, encode_display
 
 if TYPE_CHECKING:
     from inference.dicom import Instance
@@ -244,6 +246,7 @@ async def analyse(
     served: ServedModel,
     host: ModelHost,
     run: Runner | None = None,
+    store: bool = False,
 ) -> Analysis:
     """Analyse one decoded radiograph with a served model (the server's path: micro-batched scoring).
 
@@ -252,6 +255,9 @@ async def analyse(
         served: The imaging model version to use (kept for the whole analysis across a hot swap).
         host: The model host whose micro-batcher scores the tensor.
         run: Runs the CPU-bound steps off the event loop (the process's worker pool); inline when None.
+        store: Also encode the display rendering in the form the record keeps
+            (:attr:`Rendering.encoded_display`), on another worker while the model runs, when the
+            preprocessing made the rendering (otherwise :meth:`Rendering.to_stored` encodes it later).
 
     Raises:
         ImageUnusable: The decoded image cannot be prepared for the model.
@@ -263,15 +269,33 @@ async def analyse(
     ready: _Input = await runner(_prepare_checked, instance, served)
     scored = time.perf_counter()
     observe_stage("preprocess", seconds=scored - start, **labels)
-    [output] = await host.score_images([ready.prepared.tensor], model=served)
-    inferred = time.perf_counter()
-    observe_stage("inference", seconds=inferred - scored, **labels)
-    analysis: Analysis = await runner(explain, instance, ready.prepared, output, ready.display)
-    observe_stage("explain", seconds=analysis.seconds["explain"], **labels)
+    # The record's JPEG of the display rendering does not depend on the model's answer: it is encoded on
+    # a second worker while the image is scored and explained, off the request's critical path.
+    encoding = (
+        asyncio.ensure_future(runner(encode_display, ready.display))
+        if store and ready.display is not None
+        else None
+    )
+    try:
+        [output] = await host.score_images([ready.prepared.tensor], model=served)
+        inferred = time.perf_counter()
+        observe_stage("inference", seconds=inferred - scored, **labels)
+        analysis: Analysis = await runner(explain, instance, ready.prepared, output, ready.display)
+        observe_stage("explain", seconds=analysis.seconds["explain"], **labels)
+        encoded: bytes | None = await encoding if encoding is not None else None
+    except BaseException:
+        if encoding is not None:
+            encoding.cancel()
+            with contextlib.suppress(BaseException):  # its outcome is moot: the analysis failed
+                await encoding
+        raise
+    rendering = analysis.rendering
+    if encoded is not None and rendering.display is ready.display:
+        rendering = replace(rendering, encoded_display=encoded)
     return Analysis(
         model=analysis.model,
         findings=analysis.findings,
-        rendering=analysis.rendering,
+        rendering=rendering,
         ood=analysis.ood,
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
         model_input=ready.prepared.tensor,

@@ -39,6 +39,24 @@ DISPLAY_BUDGET: Final = 256 * 1024
 _MAX_STORED_PIXELS: Final = 4096 * 4096  # a rendering is at most 1024 a side; anything larger is corrupt
 
 
+def encode_display(display: np.ndarray) -> bytes:
+    """The stored form of a display rendering: an 8-bit grayscale JPEG within :data:`DISPLAY_BUDGET`.
+
+    Args:
+        display: uint8 ``[rows, columns]`` display rendering.
+    """
+    from PIL import Image
+
+    picture = b""
+    for quality in JPEG_QUALITIES:
+        buffer = io.BytesIO()
+        Image.fromarray(display, mode="L").save(buffer, format="JPEG", quality=quality)
+        picture = buffer.getvalue()
+        if len(picture) <= DISPLAY_BUDGET:
+            break
+    return picture
+
+
 @dataclass(frozen=True)
 class StoredRendering:
     """The serialised form the patient record keeps (bytes and JSON only).
@@ -67,6 +85,9 @@ class Rendering:
     display: np.ndarray = field(repr=False)
     cams: Mapping[str, np.ndarray] = field(repr=False)
     geometry: Geometry
+    encoded_display: bytes | None = field(default=None, repr=False)
+    """:func:`encode_display` of ``display`` when already made (the server encodes it while the model
+    runs); :meth:`to_stored` encodes it otherwise."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -148,15 +169,7 @@ class Rendering:
 
     def to_stored(self) -> StoredRendering:
         """The serialised form (:class:`StoredRendering`)."""
-        from PIL import Image
-
-        picture = b""
-        for quality in JPEG_QUALITIES:
-            buffer = io.BytesIO()
-            Image.fromarray(self.display, mode="L").save(buffer, format="JPEG", quality=quality)
-            picture = buffer.getvalue()
-            if len(picture) <= DISPLAY_BUDGET:
-                break
+        picture = self.encoded_display if self.encoded_display is not None else encode_display(self.display)
         maps = io.BytesIO()
         arrays: dict[str, Any] = {code: np.asarray(cam, dtype=np.float16) for code, cam in self.cams.items()}
         np.savez_compressed(maps, **arrays)

@@ -141,12 +141,13 @@ async def analyse_decoded(
     # Before any pixel reaches the model: a patient who objected is not analysed at all.
     await check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit")
     try:
-        analysis = await analyse(primary, served=served, host=ctx.host, run=ctx.workers.run)
+        analysis = await analyse(primary, served=served, host=ctx.host, run=ctx.workers.run, store=True)
     except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
         raise DicomRejected("decode_failed", str(e)) from e
     findings = analysis.scores  # no finding is positive on an image the model refused
     assessable = analysis.ood.assessable
-    # The rendering and the kept model input are encoded side by side (each on a worker thread).
+    # The maps (and the display rendering, unless it was encoded while the model ran) and the kept model
+    # input are encoded side by side (each on a worker thread).
     stored_rendering, kept = await asyncio.gather(
         ctx.workers.run(analysis.rendering.to_stored),
         training_input(ctx, served=served, analysis=analysis, instance=primary),

@@ -83,3 +83,49 @@ def test_the_reduced_decodes_keep_the_display_rendering_size() -> None:
     from inference.dicom import REDUCED_MIN_LONG_SIDE
 
     assert REDUCED_MIN_LONG_SIDE == DISPLAY_SIDE
+
+
+def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``analyse(store=True)`` (the server's path) encodes the record's JPEG of the display rendering
+    while the image is scored: the result and what the record keeps are those of the in-process path,
+    and the kept JPEG shows the rendering the result reports."""
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from inference.analysis import analyse
+    from inference.analysis._rendering import encode_display
+    from inference.runtime import ModelHost
+
+    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
+    cache = settings.model_cache
+    tiny_models.seed_cache(
+        cache, tiny_models.IMAGING_NAME, tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
+    )
+    data = _write(_dataset(chest_pixels(2048), UidTemplate()), EXPLICIT_LE)
+    instance = read_study(
+        [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
+    ).primary
+
+    async def main():  # type: ignore[no-untyped-def]
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
+        await host.start()
+        try:
+            served = host.imaging
+            stored = await analyse(instance, served=served, host=host, store=True)
+            plain = await analyse(instance, served=served, host=host)
+            return stored, plain, analyse_now(instance, served)
+        finally:
+            await host.stop()
+
+    stored, plain, direct = asyncio.run(main())
+    assert stored.rendering.encoded_display is not None  # made while the model ran
+    assert plain.rendering.encoded_display is None  # not asked for: to_stored encodes it
+    assert [f.probability for f in stored.findings] == [f.probability for f in direct.findings]
+    assert [f.box for f in stored.findings] == [f.box for f in direct.findings]
+    kept = stored.rendering.to_stored()
+    assert kept.display == encode_display(direct.rendering.display) == plain.rendering.to_stored().display
+    assert kept.cams == direct.rendering.to_stored().cams
+    with Image.open(io.BytesIO(kept.display)) as picture:
+        assert (picture.height, picture.width) == direct.rendering.shape == (1024, 1024)
