@@ -21,6 +21,7 @@ from inference.observability import count_rejected
 from inference.record import Conflict, ConsentObjection, InvalidFeedback, InvalidSearch, NotFound, RecordError
 from inference.runtime import ModelUnavailable, RuntimeErrorBase
 from inference.security import Forbidden, JwksUnavailable, SecurityError, Unauthenticated
+from inference.services import PictureUnreadable
 from inference.triage import VitalsRejected
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,17 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 503, exc.code, exc.message, {"Retry-After": "30"})
         logger.error("security configuration error", extra={"code": exc.code})
         return error_response(request, 500, exc.code, exc.message)
+
+    @app.exception_handler(PictureUnreadable)
+    async def _rendering(request: Request, exc: PictureUnreadable) -> JSONResponse:
+        # The server's own stored data, not the caller's request: a server error, said plainly.
+        return error_response(
+            request,
+            500,
+            "rendering_unreadable",
+            "The stored rendering of this result cannot be read, so this picture cannot be drawn; "
+            "the failure was logged. The result itself and its findings are unaffected.",
+        )
 
     @app.exception_handler(RecordError)
     async def _record(request: Request, exc: RecordError) -> JSONResponse:

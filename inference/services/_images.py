@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 import time
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from inference.analysis import Rendering, RenderingCorrupt, StoredRendering, observe_stage
 from inference.record import NotFound
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
+from inference.services._errors import PictureUnreadable
 from inference.services._results import result_patient
+
+logger = logging.getLogger(__name__)
 
 Picture = Literal["image", "overlay", "layer"]
 
@@ -111,21 +115,40 @@ def _caches(ctx: Context) -> tuple[PictureCache, _DecodedRenderings]:
         return _CACHES.setdefault(id(ctx.record), (PictureCache(), _DecodedRenderings()))
 
 
-def _draw(source: StoredRendering | _Decoded, picture: Picture, code: str) -> tuple[bytes, Rendering]:
-    """The PNG of one picture, and the display rendering it was drawn on (decoded when not yet)."""
+def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> tuple[Rendering, Rendering]:
+    """What one picture is drawn from, and the display rendering alone (decoded when not yet).
+
+    Raises:
+        RenderingCorrupt: The stored display rendering or the finding's map cannot be read.
+    """
     if isinstance(source, StoredRendering):
         display = Rendering.from_stored(source, codes=())
         cams = source.cams
     else:
         display, cams = source.rendering, source.cams
     if picture == "image":
-        return display.display_png(), display
+        return display, display
     # Only the map of the finding drawn is read.
     rendering = display.with_stored_cams(cams, (code,))
     if code not in rendering.cams:
         raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
-    png = rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
-    return png, display
+    return rendering, display
+
+
+def _paint(rendering: Rendering, picture: Picture, code: str) -> bytes:
+    """The PNG of one picture of a rendering :func:`_read` gave."""
+    if picture == "image":
+        return rendering.display_png()
+    return rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
+
+
+@dataclass(frozen=True, eq=False)
+class _Drawing:
+    """A picture being drawn: ``read`` settles once its stored rendering is read (with
+    :class:`RenderingCorrupt` when it cannot be), ``png`` when it is drawn."""
+
+    read: asyncio.Future[None]
+    png: asyncio.Future[bytes]
 
 
 _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made for positive findings."
@@ -134,24 +157,47 @@ _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made fo
 async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Picture, code: str) -> bytes:
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     found = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
+    resource_type = "Image" if picture == "image" else "Heatmap"
+    if isinstance(found, _Drawing):
+        # The access is audited once the stored rendering is read, with what became of it, while the
+        # picture is painted (on the worker pool); it is answered only once the audit entry is written
+        # (an access that cannot be audited fails).
+        try:
+            await found.read
+        except BaseException as e:
+            found.png.add_done_callback(_consume)
+            if isinstance(e, RenderingCorrupt):
+                logger.error(
+                    "stored rendering unreadable",
+                    extra={"event": "rendering_unreadable", "result_id": result_id, "picture": picture},
+                )
+                await audit(
+                    ctx,
+                    actor,
+                    action="results:read",
+                    outcome="failure",
+                    resource_type=resource_type,
+                    resource_id=result_id,
+                    patient_id=patient_id,
+                )
+                raise PictureUnreadable(str(e)) from e
+            raise
     audited = audit(
         ctx,
         actor,
         action="results:read",
         outcome=outcome if found is not None else "not_found",
-        resource_type="Image" if picture == "image" else "Heatmap",
+        resource_type=resource_type,
         resource_id=result_id,
         patient_id=patient_id,
     )
-    if isinstance(found, asyncio.Future):
-        # Drawn on the worker pool while the access is audited on a record thread; the picture is
-        # answered only once the audit entry is written (an access that cannot be audited fails).
+    if isinstance(found, _Drawing):
         try:
             await audited
         except BaseException:
-            found.add_done_callback(_consume)
+            found.png.add_done_callback(_consume)
             raise
-        png: bytes | None = await found
+        png: bytes | None = await found.png
     else:
         await audited
         png = found
@@ -164,7 +210,7 @@ async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Pictu
     return png
 
 
-def _consume(drawing: asyncio.Future[bytes]) -> None:
+def _consume(drawing: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a drawing nobody awaits (the request failed): no "never retrieved" log."""
     if not drawing.cancelled():
         drawing.exception()
@@ -179,9 +225,7 @@ def _kept_codes(cams: bytes) -> frozenset[str]:
         raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
 
 
-async def _lookup(
-    ctx: Context, *, result_id: str, picture: Picture, code: str
-) -> bytes | asyncio.Future[bytes] | None:
+async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) -> bytes | _Drawing | None:
     """The cached PNG; the drawing of it (started); or None when this result has no such picture."""
     cache, renderings = _caches(ctx)
     key = (result_id, picture, code)
@@ -205,7 +249,12 @@ async def _lookup(
         source, model, codes = decoded, decoded.model, decoded.codes
     if picture != "image" and code not in codes:
         return None
-    return asyncio.ensure_future(_drawn(ctx, source, picture, code, key=key, model=model, codes=codes))
+    read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    read.add_done_callback(_consume)  # awaited by the caller, unless its request went away first
+    png = asyncio.ensure_future(
+        _drawn(ctx, source, picture, code, key=key, model=model, codes=codes, read=read)
+    )
+    return _Drawing(read=read, png=png)
 
 
 async def _drawn(
@@ -217,13 +266,24 @@ async def _drawn(
     key: tuple[str, str, str],
     model: tuple[str, str] | None,
     codes: frozenset[str],
+    read: asyncio.Future[None],
 ) -> bytes:
-    """Draw one picture on the worker pool and keep it (and the decoded rendering) for the next ones."""
+    """Read and draw one picture on the worker pool (settling ``read`` in between) and keep it (and the
+    decoded rendering) for the next ones."""
     cache, renderings = _caches(ctx)
     start = time.perf_counter()
-    png, display = await ctx.workers.run(_draw, source, picture, code)
+    try:
+        rendering, display = await ctx.workers.run(_read, source, picture, code)
+    except asyncio.CancelledError:
+        read.cancel()
+        raise
+    except BaseException as e:
+        read.set_exception(e)
+        raise
+    read.set_result(None)
     if isinstance(source, StoredRendering):
         renderings.put(key[0], _Decoded(rendering=display, cams=source.cams, model=model, codes=codes))
+    png = await ctx.workers.run(_paint, rendering, picture, code)
     if picture != "image":
         name, version = model or ("unknown", "unknown")
         observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)

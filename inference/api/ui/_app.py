@@ -18,6 +18,7 @@ from inference.api.ui._pages import router
 from inference.api.ui._render import render
 from inference.record import InvalidFeedback, NotFound, RecordError
 from inference.security import Forbidden, SecurityError
+from inference.services import PictureUnreadable
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ def create_ui(parent: FastAPI) -> FastAPI:
             return _error_page(request, 400, "bad_request")
         logger.error("the record failed while serving a page", exc_info=exc)
         return _error_page(request, 503, "unavailable")
+
+    @ui.exception_handler(PictureUnreadable)
+    async def _rendering(request: Request, exc: PictureUnreadable) -> Response:
+        return _error_page(request, 500, "picture")
 
     @ui.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -150,6 +150,46 @@ def test_a_picture_whose_access_cannot_be_audited_is_not_answered(client: TestCl
     _png(client.get(finding["heatmap"], headers=reader))  # drawn while refused, answered once audited
 
 
+def test_a_damaged_stored_rendering_is_said_plainly_and_audited_as_a_failure(
+    client: TestClient, env: Env
+) -> None:
+    # The record's copy of the display rendering is damaged (a disk fault, a bad restore): no picture can
+    # be drawn from it. Each request gets the contract's error shape naming the cause, the access is
+    # audited as a failure (never as a picture seen), and the result itself still reads.
+    from sqlalchemy import create_engine, text
+
+    result = _study(client, env)
+    rid, patient_id = result["result_id"], result["patient"]["id"]
+    finding = next(f for f in result["findings"] if f["positive"])
+    engine = create_engine(env.settings.record_url)
+    try:
+        with engine.begin() as connection:
+            damaged = connection.execute(
+                text("UPDATE renderings SET display = :junk WHERE result_id = :rid"),
+                {"junk": b"\xff\xd8 not a JPEG any more", "rid": rid},
+            )
+            assert damaged.rowcount == 1
+    finally:
+        engine.dispose()
+    subject = f"reader-{uuid.uuid4().hex[:6]}"
+    reader = env.headers("radiologist", facility="F1", subject=subject)
+    for path in (finding["heatmap"], f"{finding['heatmap']}?layer=1", f"/v1/results/{rid}/image.png"):
+        response = client.get(path, headers=reader)
+        assert response.status_code == 500, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        error = response.json()["error"]
+        assert error["code"] == "rendering_unreadable" and "cannot be read" in error["message"]
+    assert client.get(f"/v1/results/{rid}", headers=reader).status_code == 200  # the result still reads
+    record = Record(env.settings.record_url)
+    try:
+        events = record.audit.events(patient_id=patient_id, limit=200)
+    finally:
+        record.close()
+    mine = sorted((e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject)
+    assert ("Heatmap", "success") not in mine and ("Image", "success") not in mine
+    assert mine.count(("Heatmap", "failure")) == 2 and mine.count(("Image", "failure")) == 1
+
+
 def test_missing_pictures_are_404_in_the_error_shape(client: TestClient, env: Env) -> None:
     result = _study(client, env)
     rid = result["result_id"]
