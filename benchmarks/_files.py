@@ -12,6 +12,7 @@ import io
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -216,3 +217,21 @@ def uid_variants(data: bytes, uids: UidTemplate, counters: range) -> list[bytes]
             new_head = new_head.replace(old, uids.uid(kind, counter).encode())
         variants.append(new_head + pixels)
     return variants
+
+
+def as_new_study(path: Path, *, patient_id: str | None = None) -> bytes:
+    """A DICOM file (a seed study) as a new study: fresh Study, Series and SOP Instance UIDs, pixels
+    untouched, so each upload files a new result; ``patient_id`` also moves it to another patient."""
+    import uuid
+
+    from pydicom import dcmread
+
+    ds = dcmread(path)
+    root = f"2.25.{uuid.uuid4().int}"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = root, f"{root}.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.1.1"
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

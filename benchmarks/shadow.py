@@ -20,13 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 import warnings
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import inference  # noqa: F401  (telemetry off before onnxruntime or mlflow is imported anywhere)
+from benchmarks._files import as_new_study
 from benchmarks._model import (
     IMAGING_NAME,
     build_imaging,
@@ -42,15 +41,7 @@ SEED = ROOT / "seeds" / "studies" / "01_normal_pa_cr.dcm"
 
 def _study() -> bytes:
     """The seed study with fresh UIDs (each request files a new result)."""
-    from pydicom import dcmread
-
-    ds = dcmread(SEED)
-    root = f"2.25.{uuid.uuid4().int}"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = root, f"{root}.1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.1.1"
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return as_new_study(SEED)
 
 
 def _models(work: Path, size: int) -> tuple[Path, Path, str]:

@@ -22,6 +22,7 @@ from _dxassist_cli import DXASSIST, dxassist_env
 from tiny_models import build_imaging_onnx, build_triage_onnx
 
 import model_registry
+from benchmarks._files import as_new_study
 from inference.config import Settings
 from inference.record import Record, ShadowResults, TrainingInputs
 from inference.security import issue_token
@@ -60,18 +61,7 @@ def _register(client: model_registry.RegistryClient, name: str, path: Path) -> N
 
 def _copy(seed: Path, patient: str) -> bytes:
     """A seed study as a new study of another patient (new UIDs; pixels untouched)."""
-    from io import BytesIO
-
-    from pydicom import dcmread
-
-    ds = dcmread(seed)
-    root = f"2.25.{uuid.uuid4().int}"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = root, f"{root}.1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.1.1"
-    ds.PatientID = patient
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return as_new_study(seed, patient_id=patient)
 
 
 def _truth() -> dict[str, dict[str, bool]]:

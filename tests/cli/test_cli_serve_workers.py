@@ -8,9 +8,7 @@ import os
 import re
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ import pytest
 import tiny_models
 from _dxassist_cli import serving_process
 
+from benchmarks._files import as_new_study
 from inference.config import Settings
 from inference.security import issue_token
 
@@ -27,16 +26,7 @@ UPLOADS = 8
 
 def _study() -> bytes:
     """A seed radiograph as a new study (new UIDs, pixels untouched)."""
-    from pydicom import dcmread
-
-    seed = next(p for p in sorted(SEEDS.glob("*.dcm")) if "_ll_" not in p.name)
-    ds = dcmread(seed)
-    root = f"2.25.{uuid.uuid4().int}"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = root, f"{root}.1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.1.1"
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return as_new_study(next(p for p in sorted(SEEDS.glob("*.dcm")) if "_ll_" not in p.name))
 
 
 def _workers(supervisor: int) -> list[int]:
