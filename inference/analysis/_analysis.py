@@ -266,29 +266,32 @@ async def analyse(
     runner: Runner = run if run is not None else _direct
     labels = {"model": served.name, "version": served.version}
     start = time.perf_counter()
-    ready: _Input = await runner(_prepare_checked, instance, served)
-    scored = time.perf_counter()
-    observe_stage("preprocess", seconds=scored - start, **labels)
-    # The record's JPEG of the display rendering does not depend on the model's answer: it is encoded on
-    # a second worker while the image is scored and explained, off the request's critical path.
-    encoding = (
-        asyncio.ensure_future(runner(encode_display, ready.display))
-        if store and ready.display is not None
-        else None
-    )
-    try:
-        [output] = await host.score_images([ready.prepared.tensor], model=served)
-        inferred = time.perf_counter()
-        observe_stage("inference", seconds=inferred - scored, **labels)
-        analysis: Analysis = await runner(explain, instance, ready.prepared, output, ready.display)
-        observe_stage("explain", seconds=analysis.seconds["explain"], **labels)
-        encoded: bytes | None = await encoding if encoding is not None else None
-    except BaseException:
-        if encoding is not None:
-            encoding.cancel()
-            with contextlib.suppress(BaseException):  # its outcome is moot: the analysis failed
-                await encoding
-        raise
+    # Announced while it is prepared: a batch already waiting to run waits for this image (the
+    # announcement counts it as arrived once score_images submits it, or withdraws it on failure).
+    with host.expecting_images():
+        ready: _Input = await runner(_prepare_checked, instance, served)
+        scored = time.perf_counter()
+        observe_stage("preprocess", seconds=scored - start, **labels)
+        # The record's JPEG of the display rendering does not depend on the model's answer: it is encoded on
+        # a second worker while the image is scored and explained, off the request's critical path.
+        encoding = (
+            asyncio.ensure_future(runner(encode_display, ready.display))
+            if store and ready.display is not None
+            else None
+        )
+        try:
+            [output] = await host.score_images([ready.prepared.tensor], model=served)
+            inferred = time.perf_counter()
+            observe_stage("inference", seconds=inferred - scored, **labels)
+            analysis: Analysis = await runner(explain, instance, ready.prepared, output, ready.display)
+            observe_stage("explain", seconds=analysis.seconds["explain"], **labels)
+            encoded: bytes | None = await encoding if encoding is not None else None
+        except BaseException:
+            if encoding is not None:
+                encoding.cancel()
+                with contextlib.suppress(BaseException):  # its outcome is moot: the analysis failed
+                    await encoding
+            raise
     rendering = analysis.rendering
     if encoded is not None and rendering.display is ready.display:
         rendering = replace(rendering, encoded_display=encoded)

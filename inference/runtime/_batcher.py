@@ -1,7 +1,11 @@
 """Micro-batching: concurrent requests for one model are stacked into one ``session.run``.
 
-The first request of a batch waits at most ``max_wait`` seconds for company; a batch closes early when
-``max_size`` requests are waiting. Batching is safe across a hot swap: every queued item carries the
+A batch runs as soon as its first request arrives unless more images are on their way: a caller
+announces an image it is preparing with :meth:`MicroBatcher.expecting` (and submits it inside that
+block). While announced images have not been submitted yet, the first request of a batch waits for
+them, at most ``max_wait`` seconds from its arrival; a batch closes early when ``max_size`` requests are
+waiting. A lone image, with nothing announced, is scored at once. Requests that arrive while a batch runs
+are stacked into the next one. Batching is safe across a hot swap: every queued item carries the
 :class:`ServedModel` it was submitted for, and a batch only runs items of the same model together, so a
 request always finishes on the session it started with.
 """
@@ -10,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -39,6 +45,20 @@ class _Item(Generic[R]):
     queued_at: float
 
 
+@dataclass(eq=False)
+class _Announcement:
+    """Images a caller announced to one batcher and has not submitted yet."""
+
+    batcher: MicroBatcher[Any]
+    remaining: int
+
+
+# The announcement open in this task (a task started inside the block shares it: contexts are copied).
+_announced: contextvars.ContextVar[_Announcement | None] = contextvars.ContextVar(
+    "dxassist_batch_announced", default=None
+)
+
+
 class MicroBatcher(Generic[R]):
     """Collects single-example requests into batches and runs each batch once in an executor.
 
@@ -46,7 +66,8 @@ class MicroBatcher(Generic[R]):
         run_batch: ``run_batch(model, stacked)`` runs the model on a stacked batch and returns one
             result per row; called in ``executor``.
         max_size: most requests in one batch.
-        max_wait: seconds the first request of a batch waits for others.
+        max_wait: the longest the first request of a batch waits for images announced with
+            :meth:`expecting` and not submitted yet (seconds; 0: never waits).
         executor: where ``run_batch`` runs (ONNX Runtime releases the GIL).
         label: the ``model`` label of the metrics.
         on_batch: optional hook called with ``(model_name, size, seconds)`` after every run.
@@ -74,12 +95,43 @@ class MicroBatcher(Generic[R]):
         self._pending: collections.deque[_Item[R]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Images announced with ``expecting`` and not submitted (nor given up) yet.
+        self._expected = 0
         self.batches_run = 0
 
     @property
     def depth(self) -> int:
         """Requests waiting for a batch."""
         return len(self._pending)
+
+    @property
+    def expected(self) -> int:
+        """Images announced with :meth:`expecting` that have not been submitted yet."""
+        return self._expected
+
+    @contextlib.contextmanager
+    def expecting(self, count: int = 1) -> Iterator[None]:
+        """Announce ``count`` images that this task is preparing and will :meth:`submit` inside the block.
+
+        While announced images are on their way, the first request of a batch waits for them (at most
+        ``max_wait``); without announcements a request is scored at once. A submit inside the block (in
+        this task, or a task it starts) counts as an announced image arriving. Leaving the block, however
+        it ends (an image that cannot be prepared, a cancelled request), withdraws the images not
+        submitted, and the batch waiting for them goes ahead. Call it on the event loop's thread.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}.")
+        announcement = _Announcement(self, count)
+        self._expected += count
+        token = _announced.set(announcement)
+        try:
+            yield
+        finally:
+            _announced.reset(token)
+            withdrawn, announcement.remaining = announcement.remaining, 0
+            if withdrawn:
+                self._expected -= withdrawn
+                self._wakeup.set()  # a batch waiting for these images goes ahead without them
 
     def start(self) -> None:
         """Start the worker task on the running event loop."""
@@ -115,6 +167,10 @@ class MicroBatcher(Generic[R]):
             )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_Item(model, tensor, future, asyncio.get_running_loop().time()))
+        announcement = _announced.get()
+        if announcement is not None and announcement.batcher is self and announcement.remaining > 0:
+            announcement.remaining -= 1
+            self._expected -= 1
         QUEUE_DEPTH.labels(self._label).set(len(self._pending))
         self._wakeup.set()
         return future
@@ -124,10 +180,10 @@ class MicroBatcher(Generic[R]):
             self._wakeup.clear()
             await self._wakeup.wait()
         loop = asyncio.get_running_loop()
-        # The wait counts from when the oldest request arrived: requests that queued up while the previous
-        # batch ran have waited already.
+        # Wait only for images announced and still being prepared; the wait counts from when the oldest
+        # request arrived: requests that queued up while the previous batch ran have waited already.
         deadline = self._pending[0].queued_at + self._max_wait
-        while len(self._pending) < self._max_size:
+        while len(self._pending) < self._max_size and self._expected > 0:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

@@ -384,6 +384,22 @@ class ModelHost:
 
     # -- scoring ---------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def expecting_images(self, count: int = 1) -> Iterator[None]:
+        """Announce ``count`` images this request is preparing and will pass to :meth:`score_images`
+        inside the block, so that a batch already waiting to run waits for them (at most
+        ``batch_max_wait_ms``). Without announcements an image is scored at once.
+
+        Wrap the preparation and the :meth:`score_images` call; leaving the block in any way (the image
+        cannot be prepared, the request is cancelled) withdraws what was not submitted. Nothing is
+        announced while the host is stopped. Vital signs are not batched and need no announcement.
+        """
+        if self._batcher is None:
+            yield
+            return
+        with self._batcher.expecting(count):
+            yield
+
     async def score_images(
         self, tensors: Sequence[np.ndarray], *, model: ServedModel | None = None
     ) -> list[ImagingOutput]:
