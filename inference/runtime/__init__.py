@@ -4,7 +4,9 @@ Typical use (the server wires it in its lifespan)::
 
     host = ModelHost(settings.runtime, fetch=lambda name, alias: cache.fetch(client, name, alias))
     await host.start()
-    [out] = await host.score_images([tensor])          # float32 [1, S, S]
+    with host.expecting_images():                      # a batch already waiting waits for this image
+        tensor = prepare(...)                          # float32 [1, S, S]
+        [out] = await host.score_images([tensor])
     risk = await host.score_vitals(values, present)    # float32 [F] each
     await host.stop()
 
