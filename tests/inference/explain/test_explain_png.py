@@ -53,3 +53,24 @@ def test_every_chunk_is_standard_and_its_crc_checks() -> None:
     assert png[16:26] == struct.pack(">IIBB", 40, 48, 8, 2)
     rows = np.frombuffer(zlib.decompress(png[41:-12]), np.uint8).reshape(48, 40 * 3 + 1)
     assert set(rows[:, 0].tolist()) <= {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(
+    ("shape", "mode"), [((513, 700, 3), "RGB"), ((1024, 1024), "L"), ((301, 600, 4), "RGBA")]
+)
+def test_a_picture_compressed_in_two_bands_is_one_valid_stream(shape: tuple[int, ...], mode: str) -> None:
+    # Large pictures are compressed in two bands of rows at once; joined, they must be one zlib stream
+    # (zlib checks its Adler-32) whose rows any reader turns back into the exact pixels, noise included.
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    pixels[: shape[0] // 3] //= 16  # a smooth part and a noisy part, across the band boundary
+    png = encode_png(pixels)
+    (length,) = struct.unpack(">I", png[33:37])
+    assert png[37:41] == b"IDAT"
+    stride = shape[1] * (shape[2] if len(shape) == 3 else 1) + 1
+    rows = np.frombuffer(zlib.decompress(png[41 : 41 + length]), np.uint8).reshape(shape[0], stride)
+    assert set(rows[:, 0].tolist()) <= {0, 1, 2, 3, 4}
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        assert (image.mode, image.size) == (mode, (shape[1], shape[0]))
+        assert np.array_equal(np.asarray(image), pixels)
