@@ -40,7 +40,9 @@ def _media_ranges(header: str) -> list[tuple[str, float]]:
     return out
 
 
-def negotiate_format(request: Request) -> None:
+# Both dependencies are ``async def`` (pure header and query parsing): FastAPI would run a plain ``def``
+# one in a worker thread, a hop per request.
+async def negotiate_format(request: Request) -> None:
     """Refuse with 406 a ``_format`` or ``Accept`` that JSON cannot satisfy (XML, Turtle, HTML only).
 
     ``_format`` overrides ``Accept`` (FHIR R4 http 3.1.0.1.10). No ``Accept``, ``*/*`` or any JSON type
@@ -64,7 +66,7 @@ def negotiate_format(request: Request) -> None:
         raise NotAcceptable("This FHIR server serves JSON only; accept application/fhir+json (or */*).")
 
 
-def strict_handling(request: Request) -> bool:
+async def strict_handling(request: Request) -> bool:
     """Whether the client sent ``Prefer: handling=strict`` (unsupported search parameters are errors)."""
     for header in request.headers.getlist("prefer"):
         for preference in header.replace(";", ",").split(","):

@@ -34,13 +34,15 @@ class CsrfRefused(Forbidden):
     code = "csrf_refused"
 
 
-def context(request: Request) -> Context:
+# The dependencies here are ``async def`` (nothing in them waits): FastAPI would run a plain ``def`` one
+# in a worker thread, a hop per dependency and request.
+async def context(request: Request) -> Context:
     """The engines of the API process the pages are mounted in."""
     ctx: Context = request.app.state.parent.state.ctx
     return ctx
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     """The API process's settings."""
     value: Settings = request.app.state.parent.state.settings
     return value
