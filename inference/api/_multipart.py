@@ -8,10 +8,13 @@ Starlette's form reader hands every 64 KiB chunk of a file spooled past 1 MiB to
 ``benchmarks/README.md``, 2026-12-01), so both go through it.
 A body is kept in memory as it streams in up to a bound (:class:`SpooledBody`: 1 MiB for STOW-RS,
 whose parts are then copied one at a time; ``DXASSIST_UPLOAD_MEMORY_BYTES`` for uploads, whose files are
-all held until the study is read anyway), and past it spooled to a temporary file (bounded by the
-request size limit) and split in place: :func:`parse_related` searches the file a window at a time and
-returns offsets, so each part's bytes are read only when its instance is read, one at a time. (Not
-``mmap``: the pages of a mapped file count in the process's resident set, a read window does not.)
+all held until the study is read anyway), as the chunks the server handed over, never joined: the
+parser searches them in place and each part is copied once, out of the chunks it spans, into the
+``bytes`` the DICOM reader reads without another copy. Past the bound the body is spooled to a
+temporary file (bounded by the request size limit) and split in place: :func:`parse_related` searches
+the file a window at a time and returns offsets, so each part's bytes are read only when its instance
+is read, one at a time. (Not ``mmap``: the pages of a mapped file count in the process's resident set,
+a read window does not.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import email.message
 import email.utils
 import tempfile
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, Final, Protocol
@@ -108,7 +112,8 @@ def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]
     """Split a multipart body into its parts.
 
     Args:
-        body: The whole request body (bytes, or a :class:`_FileBuffer` of the spooled body: never read whole).
+        body: The whole request body (bytes, its received chunks as a :class:`_ChunkBuffer`, or a
+            :class:`_FileBuffer` of the spooled body: neither is joined or read whole).
         boundary: The ``boundary`` parameter of the request's Content-Type.
         max_parts: Most parts accepted; one more raises (the caller answers 413).
 
@@ -195,13 +200,84 @@ class _FileBuffer:
         return -1
 
 
+class _ChunkBuffer:
+    """A body held in memory as its received chunks, seen as one buffer without joining them.
+
+    ``find`` searches each chunk in place, and the few bytes around each seam between chunks for a match
+    that straddles it; a slice is copied once, from the chunks it spans (``bytes.join`` of views).
+    """
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = [chunk for chunk in chunks if chunk]
+        self._starts: list[int] = []  # offset of each chunk in the body
+        size = 0
+        for chunk in self._chunks:
+            self._starts.append(size)
+            size += len(chunk)
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _chunk_at(self, position: int) -> int:
+        """Index of the chunk holding ``position`` (``0 <= position < len(self)``)."""
+        return bisect_right(self._starts, position) - 1
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, stop, _ = key.indices(self._size)
+        if stop <= start:
+            return b""
+        index = self._chunk_at(start)
+        first, base = self._chunks[index], self._starts[index]
+        if stop - base <= len(first):
+            return first[start - base : stop - base]
+        pieces = [memoryview(first)[start - base :]]
+        while True:
+            index += 1
+            chunk, base = self._chunks[index], self._starts[index]
+            if stop - base <= len(chunk):
+                pieces.append(memoryview(chunk)[: stop - base])
+                return b"".join(pieces)
+            pieces.append(memoryview(chunk))
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """Offset of the first ``sub`` in ``[start, end)``, or -1 (``sub`` not empty)."""
+        end = self._size if end is None else min(end, self._size)
+        start = max(start, 0)
+        if end - start < len(sub):
+            return -1
+        seam = len(sub) - 1  # a match straddling a seam starts within this many bytes before it
+        for index in range(self._chunk_at(start), len(self._chunks)):
+            base, chunk = self._starts[index], self._chunks[index]
+            # Matches inside this chunk start before any straddling its end seam, which start before any
+            # in the next chunk: searched in that order, the first one found is the first in the body.
+            found = chunk.find(sub, max(start - base, 0), end - base)
+            if found >= 0:
+                return base + found
+            chunk_end = base + len(chunk)
+            if chunk_end >= end:
+                return -1
+            if seam:
+                window_start = max(chunk_end - seam, start)
+                found = self[window_start : min(chunk_end + seam, end)].find(sub)
+                if found >= 0:
+                    return window_start + found
+        return -1
+
+
+# Chunks this small on average (a client trickling its body) are joined instead: searching them one by
+# one would cost a Python step per chunk.
+_MIN_MEAN_CHUNK_BYTES: Final = 4096
+
+
 class SpooledBody:
     """A request body kept as it arrives, in memory up to a bound and in a temporary file past it, then
     split in place.
 
-    A body of at most ``memory_bytes`` is kept as its received chunks and joined once (one copy) to be
-    split; a larger one goes to an unlinked file in the system temp directory (TMPDIR) as soon as it
-    passes the bound, and is then read one search window and one part at a time.
+    A body of at most ``memory_bytes`` is kept as its received chunks and split in place, each part
+    copied once out of them when asked for (:class:`_ChunkBuffer`); a larger one goes to an unlinked file
+    in the system temp directory (TMPDIR) as soon as it passes the bound, and is then read one search
+    window and one part at a time.
     """
 
     def __init__(self, memory_bytes: int = SPOOL_IN_MEMORY_BYTES) -> None:
@@ -239,7 +315,10 @@ class SpooledBody:
     def parts(self, boundary: str, *, max_parts: int) -> list[Part]:
         """Split the body (see :func:`parse_related`, whose errors this raises)."""
         if self._file is None:
-            self._buffer = b"".join(self._chunks)
+            if len(self._chunks) * _MIN_MEAN_CHUNK_BYTES > self.size:
+                self._buffer = b"".join(self._chunks)
+            else:
+                self._buffer = _ChunkBuffer(self._chunks)
             self._chunks = []
         else:
             self._file.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -86,3 +86,48 @@ def test_the_memory_bound_chooses_memory_or_file_and_not_the_parts(memory_bytes:
         assert [content for _, content in spool.iter_contents(parts)] == contents
     finally:
         spool.close()
+
+
+async def _pieces(body: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
+    edges = [0, *sorted(set(cuts)), len(body)]
+    for start, end in zip(edges, edges[1:], strict=False):
+        yield body[start:end]
+
+
+def _chunkings(body: bytes, boundary: str) -> Iterator[list[int]]:
+    """Cuts that put a seam between chunks at every byte of every delimiter (and just around it), and
+    cuts that leave a delimiter spread over one-byte chunks."""
+    delimiter = f"\r\n--{boundary}".encode()
+    at = body.find(delimiter)
+    while at >= 0:
+        for k in range(-1, len(delimiter) + 2):
+            yield [at + k]
+            yield [at + k, at + k + 1, at + k + 3]  # a seam of a match and a tiny chunk within it
+        yield list(range(at - 1, at + len(delimiter) + 1))  # one byte per chunk
+        at = body.find(delimiter, at + 1)
+
+
+def test_a_body_in_memory_is_split_the_same_however_its_chunks_fell() -> None:
+    """Where the server's chunks end (inside a delimiter, a byte before or after it, one byte per chunk)
+    never changes the parts read: a match across a seam is found, a near-match is not."""
+    contents = [b"A" * 200_000, b"\r\n--spoo" + b"B" * 9_000 + b"--spool\r\n", b"", b"C" * 70_000]
+    body = _body(contents)
+    chunkings = list(_chunkings(body, "spool"))
+    assert len(chunkings) >= 4 * 20  # four delimiters after a line break (three between parts, the close)
+    for cuts in [*chunkings, [], list(range(0, len(body), 7))]:
+        spool = SpooledBody(memory_bytes=64 * MIB)
+        try:
+            asyncio.run(spool.receive(_pieces(body, cuts), limit=64 * MIB))
+            assert not spool.on_disk
+            parts = spool.parts("spool", max_parts=10)
+            assert [content for _, content in spool.iter_contents(parts)] == contents, cuts
+        finally:
+            spool.close()
+    for cuts in chunkings[:: len(chunkings) // 20]:
+        spool = SpooledBody(memory_bytes=64 * MIB)
+        try:
+            asyncio.run(spool.receive(_pieces(body[:-12], cuts), limit=64 * MIB))  # no closing delimiter
+            with pytest.raises(MalformedRequest):
+                spool.parts("spool", max_parts=10)
+        finally:
+            spool.close()
