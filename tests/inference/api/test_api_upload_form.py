@@ -3,13 +3,17 @@ gets for each kind of form, and the limits that hold while the body streams in."
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import tiny_models
 from _api_dicom import chest_dicom
 from _api_env import Env, TestClient, make_settings, new_study_uid
+from _loopback import live_server
 
 from inference.api import create_app
 
@@ -140,3 +144,44 @@ def test_a_body_past_the_memory_bound_is_spooled_and_read_the_same(
     assert [(f["code"], f["probability"]) for f in first["findings"]] == [
         (f["code"], f["probability"]) for f in second["findings"]
     ]
+
+
+def test_a_chunked_upload_sent_after_100_continue_is_read_whole_by_the_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Through uvicorn on a socket: a client that sends ``Expect: 100-continue`` gets the interim answer,
+    and a ``Transfer-Encoding: chunked`` body whose chunks end inside the file and inside the closing
+    delimiter is analysed as the same file."""
+    home = tmp_path_factory.mktemp("dxassist-home-socket")
+    settings = make_settings(home)
+    tiny_models.seed_both(settings.model_cache, home / "build")
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+    body = _part('Content-Disposition: form-data; name="files"; filename="a.dcm"', blob) + b"--b0undary--\r\n"
+    close = body.rindex(b"\r\n--b0undary--")
+    cuts = [0, 7, len(body) // 2, close + 5, close + 6, len(body)]
+    token = Env(home=home, settings=settings).headers("pacs", facility="F1")["Authorization"]
+    head = (
+        f"POST /v1/studies HTTP/1.1\r\nHost: dxassist\r\nAuthorization: {token}\r\n"
+        "Content-Type: multipart/form-data; boundary=b0undary\r\nTransfer-Encoding: chunked\r\n"
+        "Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with (
+        live_server(create_app(settings)) as url,
+        socket.create_connection(
+            (str(urlsplit(url).hostname), int(urlsplit(url).port or 80)), timeout=60
+        ) as connection,
+    ):
+        connection.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += connection.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            connection.sendall(f"{end - start:x}\r\n".encode() + body[start:end] + b"\r\n")
+        connection.sendall(b"0\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["study_instance_uid"] == study
