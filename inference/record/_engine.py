@@ -37,10 +37,16 @@ _POSTGRES_CONNECT_ARGS: dict[str, Any] = {
 }
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     """An engine for ``url``: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
 
     Parameters are hidden from SQLAlchemy's error messages: they carry patients' names and identifiers.
+
+    Args:
+        url: The SQLAlchemy URL.
+        background_checkpoints: SQLite: commits never copy the write-ahead log into the database file
+            (``wal_autocheckpoint=0``); the caller checkpoints on a thread of its own
+            (:class:`inference.record._database.Database`).
     """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"hide_parameters": True}
@@ -53,14 +59,14 @@ def make_engine(url: str) -> Engine:
             kwargs["poolclass"] = StaticPool
         kwargs["connect_args"] = {"check_same_thread": False}
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, autocheckpoint=not background_checkpoints)
         return engine
     kwargs["pool_pre_ping"] = True
     kwargs["connect_args"] = _POSTGRES_CONNECT_ARGS
     return create_engine(url, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, autocheckpoint: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit transactions break BEGIN IMMEDIATE).
@@ -71,6 +77,8 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if not autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
             cursor.close()
 
