@@ -22,7 +22,7 @@ from __future__ import annotations
 import email.message
 import email.utils
 import tempfile
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, Final, Protocol
@@ -108,6 +108,21 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
+def _valid_boundary(boundary: str | None) -> bool:
+    """1 to :data:`MAX_BOUNDARY_CHARS` printable ASCII characters (so no line break: a separator, which
+    starts with one, cannot overlap itself)."""
+    return (
+        boundary is not None
+        and 0 < len(boundary) <= MAX_BOUNDARY_CHARS
+        and all(" " <= c <= "~" for c in boundary)
+    )
+
+
+def _separator(boundary: str) -> bytes:
+    """The delimiter that ends a part: a line break, ``--`` and the boundary (RFC 2046 5.1.1)."""
+    return _CRLF + b"--" + boundary.encode("latin-1")
+
+
 def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]:
     """Split a multipart body into its parts.
 
@@ -125,7 +140,7 @@ def parse_related(body: _Buffer, boundary: str, *, max_parts: int) -> list[Part]
         MalformedRequest: No opening or closing delimiter, or a part without a header/body separator.
         ValueError: More than ``max_parts`` parts.
     """
-    if not boundary or len(boundary) > MAX_BOUNDARY_CHARS or not all(" " <= c <= "~" for c in boundary):
+    if not _valid_boundary(boundary):
         raise MalformedRequest(
             f"The multipart boundary must have 1 to {MAX_BOUNDARY_CHARS} printable ASCII characters."
         )
@@ -205,9 +220,12 @@ class _ChunkBuffer:
 
     ``find`` searches each chunk in place, and the few bytes around each seam between chunks for a match
     that straddles it; a slice is copied once, from the chunks it spans (``bytes.join`` of views).
+    ``marks`` (a separator and the offsets of all its matches, found while the body arrived: see
+    :meth:`SpooledBody.receive`) answers ``find`` for that separator without searching again.
     """
 
-    def __init__(self, chunks: list[bytes]) -> None:
+    def __init__(self, chunks: list[bytes], marks: tuple[bytes, list[int]] | None = None) -> None:
+        self._marks = marks
         self._chunks = [chunk for chunk in chunks if chunk]
         self._starts: list[int] = []  # offset of each chunk in the body
         size = 0
@@ -246,6 +264,11 @@ class _ChunkBuffer:
         start = max(start, 0)
         if end - start < len(sub):
             return -1
+        if self._marks is not None and sub == self._marks[0]:
+            offsets = self._marks[1]
+            index = bisect_left(offsets, start)
+            # The first match from ``start`` on; if it does not end by ``end``, no later one does.
+            return offsets[index] if index < len(offsets) and offsets[index] + len(sub) <= end else -1
         seam = len(sub) - 1  # a match straddling a seam starts within this many bytes before it
         for index in range(self._chunk_at(start), len(self._chunks)):
             base, chunk = self._starts[index], self._chunks[index]
@@ -268,6 +291,27 @@ class _ChunkBuffer:
 # Chunks this small on average (a client trickling its body) are joined instead: searching them one by
 # one would cost a Python step per chunk.
 _MIN_MEAN_CHUNK_BYTES: Final = 4096
+# Most separator offsets noted while a body arrives; a body with more is searched again when split.
+_MAX_MARKS: Final = 1024
+
+
+def _mark(separator: bytes, marks: list[int], tail: bytes, chunk: bytes, offset: int) -> bytes:
+    """Append to ``marks`` the offset of each ``separator`` that ends in ``chunk``, in order.
+
+    ``offset`` is where ``chunk`` starts in the body and ``tail`` the body's last ``len(separator) - 1``
+    bytes before it (fewer at its start); returns the tail after ``chunk``. A separator cannot overlap
+    itself (see :func:`_valid_boundary`), so each search resumes past the last match.
+    """
+    seam = len(separator) - 1
+    if tail:  # a match across the seam starts in the tail: too short to hold one, as is chunk[:seam]
+        found = (tail + chunk[:seam]).find(separator)
+        if found >= 0:
+            marks.append(offset - len(tail) + found)
+    found = chunk.find(separator)
+    while found >= 0 and len(marks) <= _MAX_MARKS:  # past it the caller drops them all
+        marks.append(offset + found)
+        found = chunk.find(separator, found + len(separator))
+    return chunk[-seam:] if len(chunk) >= seam else (tail + chunk)[-seam:]
 
 
 class SpooledBody:
@@ -283,6 +327,7 @@ class SpooledBody:
     def __init__(self, memory_bytes: int = SPOOL_IN_MEMORY_BYTES) -> None:
         self._memory_bytes = memory_bytes
         self._chunks: list[bytes] = []
+        self._marks: tuple[bytes, list[int]] | None = None
         self._file: IO[bytes] | None = None
         self._buffer: _Buffer = b""
         self.size = 0
@@ -292,12 +337,18 @@ class SpooledBody:
         """Whether the body went past the in-memory bound to a temporary file."""
         return self._file is not None
 
-    async def receive(self, chunks: AsyncIterator[bytes], *, limit: int) -> None:
+    async def receive(self, chunks: AsyncIterator[bytes], *, limit: int, boundary: str | None = None) -> None:
         """Keep the body's chunks, raising ``OverflowError`` once ``limit`` bytes are passed.
 
-        The rest of an oversized body is never read: the caller answers 413 at once.
+        The rest of an oversized body is never read: the caller answers 413 at once. With the body's
+        ``boundary``, a body kept in memory is searched for its part separators chunk by chunk as it
+        arrives, while the server waits for the next one, instead of all at once when it is split.
         """
+        separator = _separator(boundary) if _valid_boundary(boundary) and boundary is not None else None
+        marks: list[int] | None = [] if separator is not None else None
+        tail = b""
         async for chunk in chunks:
+            offset = self.size
             self.size += len(chunk)
             if self.size > limit:
                 raise OverflowError(limit)
@@ -305,12 +356,19 @@ class SpooledBody:
                 self._file.write(chunk)
             elif self.size <= self._memory_bytes:
                 self._chunks.append(chunk)
+                if marks is not None and separator is not None and chunk:
+                    tail = _mark(separator, marks, tail, chunk, offset)
+                    if len(marks) > _MAX_MARKS:
+                        marks = None
             else:
                 self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
                 for kept in self._chunks:
                     self._file.write(kept)
                 self._chunks = []
                 self._file.write(chunk)
+                marks = None
+        if marks is not None and separator is not None:
+            self._marks = (separator, marks)
 
     def parts(self, boundary: str, *, max_parts: int) -> list[Part]:
         """Split the body (see :func:`parse_related`, whose errors this raises)."""
@@ -318,7 +376,9 @@ class SpooledBody:
             if len(self._chunks) * _MIN_MEAN_CHUNK_BYTES > self.size:
                 self._buffer = b"".join(self._chunks)
             else:
-                self._buffer = _ChunkBuffer(self._chunks)
+                marks = self._marks if _valid_boundary(boundary) else None  # else parse_related refuses it
+                known = marks if marks is not None and marks[0] == _separator(boundary) else None
+                self._buffer = _ChunkBuffer(self._chunks, known)
             self._chunks = []
         else:
             self._file.flush()
@@ -338,5 +398,6 @@ class SpooledBody:
         """Drop the body (and remove its file)."""
         self._buffer = b""
         self._chunks = []
+        self._marks = None
         if self._file is not None:
             self._file.close()

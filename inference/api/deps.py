@@ -192,7 +192,7 @@ async def dicom_uploads(request: Request, settings: SettingsDep) -> list[bytes]:
     body = SpooledBody(memory_bytes=limits.upload_memory_bytes)
     try:
         try:
-            await body.receive(request.stream(), limit=limits.max_request_bytes)
+            await body.receive(request.stream(), limit=limits.max_request_bytes, boundary=boundary)
         except OverflowError as e:
             raise PayloadTooLarge(limits.max_request_bytes) from e
         try:
@@ -275,7 +275,7 @@ async def stow_parts(
     body = SpooledBody()
     try:
         try:
-            await body.receive(request.stream(), limit=settings.limits.max_request_bytes)
+            await body.receive(request.stream(), limit=settings.limits.max_request_bytes, boundary=boundary)
         except OverflowError as e:
             raise PayloadTooLarge(settings.limits.max_request_bytes) from e
         try:

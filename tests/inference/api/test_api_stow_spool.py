@@ -107,9 +107,12 @@ def _chunkings(body: bytes, boundary: str) -> Iterator[list[int]]:
         at = body.find(delimiter, at + 1)
 
 
-def test_a_body_in_memory_is_split_the_same_however_its_chunks_fell() -> None:
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_body_in_memory_is_split_the_same_however_its_chunks_fell(announced: bool) -> None:
     """Where the server's chunks end (inside a delimiter, a byte before or after it, one byte per chunk)
-    never changes the parts read: a match across a seam is found, a near-match is not."""
+    never changes the parts read: a match across a seam is found, a near-match is not; whether the
+    delimiters were searched while the body arrived (its boundary announced) or when it is split."""
+    boundary = "spool" if announced else None
     contents = [b"A" * 200_000, b"\r\n--spoo" + b"B" * 9_000 + b"--spool\r\n", b"", b"C" * 70_000]
     body = _body(contents)
     chunkings = list(_chunkings(body, "spool"))
@@ -117,7 +120,7 @@ def test_a_body_in_memory_is_split_the_same_however_its_chunks_fell() -> None:
     for cuts in [*chunkings, [], list(range(0, len(body), 7))]:
         spool = SpooledBody(memory_bytes=64 * MIB)
         try:
-            asyncio.run(spool.receive(_pieces(body, cuts), limit=64 * MIB))
+            asyncio.run(spool.receive(_pieces(body, cuts), limit=64 * MIB, boundary=boundary))
             assert not spool.on_disk
             parts = spool.parts("spool", max_parts=10)
             assert [content for _, content in spool.iter_contents(parts)] == contents, cuts
@@ -126,8 +129,24 @@ def test_a_body_in_memory_is_split_the_same_however_its_chunks_fell() -> None:
     for cuts in chunkings[:: len(chunkings) // 20]:
         spool = SpooledBody(memory_bytes=64 * MIB)
         try:
-            asyncio.run(spool.receive(_pieces(body[:-12], cuts), limit=64 * MIB))  # no closing delimiter
+            # No closing delimiter.
+            asyncio.run(spool.receive(_pieces(body[:-12], cuts), limit=64 * MIB, boundary=boundary))
             with pytest.raises(MalformedRequest):
                 spool.parts("spool", max_parts=10)
         finally:
             spool.close()
+
+
+@pytest.mark.parametrize("memory_bytes", [64 * MIB, 0])
+def test_a_body_of_many_parts_is_split_whole_from_memory_or_disk(memory_bytes: int) -> None:
+    """More parts than the delimiters noted while a body arrives (past that many it is searched again
+    when split) are all read, as they are from a spool file."""
+    contents = [bytes([n % 251]) * (n % 7) for n in range(3000)] + [b"D" * 20_000]
+    body = _body(contents)
+    spool = SpooledBody(memory_bytes=memory_bytes)
+    try:
+        asyncio.run(spool.receive(_stream(body), limit=64 * MIB, boundary="spool"))
+        parts = spool.parts("spool", max_parts=len(contents))
+        assert [content for _, content in spool.iter_contents(parts)] == contents
+    finally:
+        spool.close()
