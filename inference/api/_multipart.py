@@ -8,9 +8,10 @@ Starlette's form reader hands every 64 KiB chunk of a file spooled past 1 MiB to
 ``benchmarks/README.md``, 2026-12-01), so both go through it.
 A body is kept in memory as it streams in up to a bound (:class:`SpooledBody`: 1 MiB for STOW-RS,
 whose parts are then copied one at a time; ``DXASSIST_UPLOAD_MEMORY_BYTES`` for uploads, whose files are
-all held until the study is read anyway), as the chunks the server handed over, never joined: the
-parser searches them in place and each part is copied once, out of the chunks it spans, into the
-``bytes`` the DICOM reader reads without another copy. Past the bound the body is spooled to a
+all held until the study is read anyway), as the chunks the server handed over, never joined: they are
+searched in place (for the part delimiters as each arrives, when the boundary is known) and each part
+is copied once, out of the chunks it spans, into the ``bytes`` the DICOM reader reads without another
+copy. Past the bound the body is spooled to a
 temporary file (bounded by the request size limit) and split in place: :func:`parse_related` searches
 the file a window at a time and returns offsets, so each part's bytes are read only when its instance
 is read, one at a time. (Not ``mmap``: the pages of a mapped file count in the process's resident set,
