@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ PUBLIC_FILE = "token-signing-ed25519.pub.pem"
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, int], SigningKey] = {}
+_checked: dict[str, tuple[float, SigningKey]] = {}
+_RECHECK_SECONDS = 1.0
+"""A key file replaced on disk (rotation) or removed is noticed within this many seconds."""
 
 
 @dataclass(frozen=True)
@@ -94,13 +98,24 @@ def signing_key(settings: Settings) -> SigningKey:
     """
     keys_dir = settings.keys_dir
     path = keys_dir / KEY_FILE
+    now = time.monotonic()
     with _lock:
-        if not path.exists():
+        # Every request verifies a token with this key: the file is looked at again at most once a
+        # second (each look is a system call, which on the event loop's thread lets a busy decoding
+        # thread take the interpreter for up to its switch interval).
+        recent = _checked.get(str(path))
+        if recent is not None and now - recent[0] < _RECHECK_SECONDS:
+            return recent[1]
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
             keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             _write_new(path, settings)
+            inode = os.stat(path).st_ino
         # Keyed by inode too, so a key replaced on disk (rotation) is picked up.
-        cache_key = (str(path), path.stat().st_ino)
+        cache_key = (str(path), inode)
         cached = _cache.get(cache_key)
         if cached is None:
             cached = _cache[cache_key] = _load(path, settings)
+        _checked[str(path)] = (now, cached)
         return cached
