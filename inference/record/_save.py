@@ -37,24 +37,13 @@ from inference.record._models import (
 )
 from inference.record._result_types import FindingResult, ImagingResult, PendingBuild
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
-from inference.record._views import finding_result, typed_result, with_deliveries
+from inference.record._views import VITAL_FIELDS, finding_result, typed_result, with_deliveries
 
 _FINDINGS: Final = cast(Table, Finding.__table__)
 _HEATMAPS: Final = cast(Table, Heatmap.__table__)
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
 MISMATCH_CODE: Final = "identity_mismatch"
 """The code opening the warning of a result whose sender's demographics differ from the record."""
-VITAL_COLUMNS: Final[tuple[str, ...]] = (
-    "respiratory_rate",
-    "spo2",
-    "spo2_scale",
-    "on_oxygen",
-    "systolic_bp",
-    "diastolic_bp",
-    "heart_rate",
-    "temperature",
-    "consciousness",
-)
 
 
 def instance_key(model: ModelRef, sop_instance_uids: list[str]) -> str:
@@ -182,10 +171,10 @@ def validate_triage(data: TriageResultIn) -> None:
     _check_common(data.patient, data.model)
     _check_priority(data.priority)
     _check_probability("deterioration", data.probability)
-    unknown = sorted(set(data.vitals) - set(VITAL_COLUMNS))
+    unknown = sorted(set(data.vitals) - set(VITAL_FIELDS))
     if unknown:
         raise RecordError(
-            f"Unknown vital-sign fields {', '.join(unknown)}; accepted fields are {', '.join(VITAL_COLUMNS)}."
+            f"Unknown vital-sign fields {', '.join(unknown)}; accepted fields are {', '.join(VITAL_FIELDS)}."
         )
 
 
@@ -619,7 +608,7 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
     vitals = VitalsObservation(
         id=new_id(), patient_id=patient.id, observed_at=as_utc(data.observed_at), created=utcnow()
     )
-    for column in VITAL_COLUMNS:
+    for column in VITAL_FIELDS:
         setattr(vitals, column, data.vitals.get(column))
     session.add(vitals)
     session.flush()

@@ -30,7 +30,8 @@ VITAL_FIELDS = (
     "respiratory_rate", "spo2", "spo2_scale", "on_oxygen", "systolic_bp", "diastolic_bp", "heart_rate",
     "temperature", "consciousness",
 )  # fmt: skip
-"""The measured signs a triage result shows (``vitals``), in the contract's names and units."""
+"""The measured signs in the contract's names and units: the vital-sign columns a triage result files
+(:mod:`inference.record._save`) and shows back (``vitals``)."""
 
 
 def heatmap_url(result_id: str, code: str) -> str:
