@@ -23,30 +23,6 @@ if TYPE_CHECKING:
     from ._inputs import AlgorithmInfo, FindingOutput
 
 NOT_FOR_DIAGNOSIS: Final = "not for diagnosis alone"
-# Attributes of the modules the outputs copy that the standard allows once (VM 1).
-_SINGLE_VALUED: Final = frozenset(
-    {
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "AccessionNumber",
-        "StudyID",
-        "StudyDate",
-        "StudyTime",
-        "ReferringPhysicianName",
-        "StudyDescription",
-        "IssuerOfPatientID",
-        "PatientAge",
-        "PatientBirthTime",
-        "SeriesDate",
-        "SeriesTime",
-        "ContentDate",
-        "ContentTime",
-        "AcquisitionDate",
-        "AcquisitionTime",
-    }
-)
 _SEX: Final = {"FEMALE": "F", "MALE": "M", "OTHER": "O"}
 _SINGLE_VALUED_VRS: Final = frozenset({"PN", "LO", "SH", "DA", "TM", "CS", "AS"})
 _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
@@ -65,6 +41,23 @@ _TYPE2_DEFAULTS: Final = (
     "StudyDate",
     "StudyTime",
     "ReferringPhysicianName",
+)
+# Attributes of the modules the outputs copy that the standard allows once (VM 1): the type 2 ones above
+# and these.
+_SINGLE_VALUED: Final = frozenset(
+    {
+        *_TYPE2_DEFAULTS,
+        "StudyDescription",
+        "IssuerOfPatientID",
+        "PatientAge",
+        "PatientBirthTime",
+        "SeriesDate",
+        "SeriesTime",
+        "ContentDate",
+        "ContentTime",
+        "AcquisitionDate",
+        "AcquisitionTime",
+    }
 )
 
 
