@@ -396,24 +396,52 @@ def _render_frontal(
         bubble = cv.polygon(ellipse(0.42 * sx, (0.66 + 0.05) * sy, 0.11, 0.065), blur=cv.px(0.015))
         att -= 0.10 * bubble * (1.0 - lung_all)
 
-    image = develop(rng, att, (rows, cols))
+    return develop_phantom(
+        rng,
+        att,
+        (rows, cols),
+        findings=masks_small,
+        body=body,
+        lungs=lung_all,
+        heart=heart_map,
+        planted=planted,
+        view=view,
+        ctr=ctr,
+        with_anatomy=with_anatomy,
+    )
+
+
+def develop_phantom(
+    rng: np.random.Generator,
+    att: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    findings: Mapping[str, np.ndarray],
+    body: np.ndarray,
+    lungs: np.ndarray,
+    heart: np.ndarray,
+    planted: Mapping[str, bool],
+    view: str,
+    ctr: float | None,
+    with_anatomy: bool,
+) -> Phantom:
+    """The phantom of a drawn attenuation map (frontal or lateral): the developed image of ``shape``,
+    each planted finding's mask (drawn at canvas size in ``findings``) kept inside the body and brought
+    to ``shape``, and the ``body``/``lungs``/``heart`` masks when ``with_anatomy``."""
+    image = develop(rng, att, shape)
     # A finding's mask never leaves the body outline (a thresholding edge could otherwise poke out).
     masks = {
-        name: (mask_to(masks_small[name] * body, (rows, cols)) if name in masks_small else _empty(rows, cols))
+        name: (mask_to(findings[name] * body, shape) if name in findings else np.zeros(shape, dtype=bool))
         for name in FINDINGS
     }
     anatomy: dict[str, np.ndarray] = {}
     if with_anatomy:
         anatomy = {
-            "body": mask_to(body, (rows, cols)),
-            "lungs": mask_to(lung_all, (rows, cols)),
-            "heart": mask_to(heart_map, (rows, cols)),
+            "body": mask_to(body, shape),
+            "lungs": mask_to(lungs, shape),
+            "heart": mask_to(heart, shape),
         }
     return Phantom(image, masks, dict(planted), view, ctr, anatomy)
-
-
-def _empty(rows: int, cols: int) -> np.ndarray:
-    return np.zeros((rows, cols), dtype=bool)
 
 
 def _pick_in_lung(rng: np.random.Generator, f: _Frontal, side: int, depth: float) -> tuple[float, float]:

@@ -11,14 +11,12 @@ import math
 
 import numpy as np
 
-from training.data._phantom import FINDINGS, Phantom, pick_size
+from training.data._phantom import Phantom, develop_phantom, pick_size
 from training.data._phantom_draw import (
     Canvas,
     blur,
-    develop,
     ellipse,
     lowpass,
-    mask_to,
     smooth_noise,
     vessel_tree,
 )
@@ -139,19 +137,19 @@ def render_lateral(
     if big_heart:
         small["cardiomegaly"] = heart_map
 
-    image = develop(rng, att, (rows, cols))
-    masks = {
-        name: (mask_to(small[name] * body, (rows, cols)) if name in small else np.zeros((rows, cols), bool))
-        for name in FINDINGS
-    }
-    anatomy: dict[str, np.ndarray] = {}
-    if with_anatomy:
-        anatomy = {
-            "body": mask_to(body, (rows, cols)),
-            "lungs": mask_to(lung, (rows, cols)),
-            "heart": mask_to(heart_map, (rows, cols)),
-        }
-    return Phantom(image, masks, dict(planted), view, None, anatomy)
+    return develop_phantom(
+        rng,
+        att,
+        (rows, cols),
+        findings=small,
+        body=body,
+        lungs=lung,
+        heart=heart_map,
+        planted=planted,
+        view=view,
+        ctr=None,
+        with_anatomy=with_anatomy,
+    )
 
 
 def _inside_points(
