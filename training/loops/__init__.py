@@ -9,6 +9,7 @@ from training.loops._imaging import (
     macro_auroc,
     predict,
 )
+from training.loops._threads import torch_threads
 from training.loops._triage import TriageEpoch, TriageFit, fit_triage, predict_triage
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "macro_auroc",
     "predict",
     "predict_triage",
+    "torch_threads",
 ]

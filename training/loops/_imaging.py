@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from training.loops._threads import torch_threads
+
 if TYPE_CHECKING:
     import torch
 
@@ -211,160 +213,120 @@ def fit_imaging(
         The best epoch by validation macro AUROC and the per-epoch history.
     """
     import torch
-
-    if len(x_train) == 0 or len(x_val) == 0:
-        raise ValueError("Training needs at least one training and one validation image; got an empty split.")
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _fit(
-            model,
-            x_train,
-            y_train,
-            x_val,
-            y_val,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            max_shift=max_shift,
-            intensity_jitter=intensity_jitter,
-            pos_weight=pos_weight,
-            loc_train=loc_train if loc_weight > 0 else None,
-            loc_weight=loc_weight,
-            seed=seed,
-            progress=progress,
-        )
-    finally:
-        torch.set_num_threads(threads_before)
-
-
-def _fit(
-    model: torch.nn.Module,
-    x_train: NDArray[np.float32],
-    y_train: NDArray[np.float32],
-    x_val: NDArray[np.float32],
-    y_val: NDArray[np.float32],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    warmup_epochs: float,
-    max_shift: int,
-    intensity_jitter: float,
-    pos_weight: bool,
-    loc_train: NDArray[np.float32] | None,
-    loc_weight: float,
-    seed: int,
-    progress: bool,
-) -> FitResult:
-    import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    generator = torch.Generator().manual_seed(seed)
-    layout = _memory_format(model)
-    model.to(memory_format=layout)
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise ValueError("Training needs at least one training and one validation image; got an empty split.")
+    if loc_weight <= 0:
+        loc_train = None
+    with torch_threads(threads):
+        generator = torch.Generator().manual_seed(seed)
+        layout = _memory_format(model)
+        model.to(memory_format=layout)
 
-    x_t = torch.from_numpy(np.ascontiguousarray(x_train))
-    y_t = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.float32))
-    loc_t = (
-        torch.from_numpy(np.ascontiguousarray(loc_train, dtype=np.float32)) if loc_train is not None else None
-    )
-    if loc_t is not None and (loc_t.shape[0] != len(x_t) or loc_t.shape[1] != y_t.shape[1]):
-        raise ValueError(
-            f"Localisation targets {tuple(loc_t.shape)} do not match {len(x_t)} training images with "
-            f"{y_t.shape[1]} labels; pass one [K, h, w] target per image."
+        x_t = torch.from_numpy(np.ascontiguousarray(x_train))
+        y_t = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.float32))
+        loc_t = (
+            torch.from_numpy(np.ascontiguousarray(loc_train, dtype=np.float32))
+            if loc_train is not None
+            else None
         )
-    cam_stride = x_t.shape[-1] // loc_t.shape[-1] if loc_t is not None else 1
-    criterion_weight = None
-    if pos_weight:
-        positives = y_t.sum(0).clamp(min=1.0)
-        criterion_weight = ((len(y_t) - positives) / positives).clamp(max=20.0)
-
-    steps_per_epoch = max(1, math.ceil(len(x_t) / batch_size))
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = max(1, int(warmup_epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-    result = FitResult(best_epoch=-1, best_val_macro_auroc=float("-inf"))
-    best_state: dict[str, torch.Tensor] | None = None
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x_t), generator=generator)
-        losses: list[float] = []
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"imaging epoch {epoch}/{epochs}", leave=False, disable=not progress
-        )
-        for step in bar:
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            xb, shifts = _augment(x_t[idx], generator, max_shift, intensity_jitter)
-            xb = xb.contiguous(memory_format=layout)
-            logits, cam = model(xb)
-            loss = F.binary_cross_entropy_with_logits(logits, y_t[idx], pos_weight=criterion_weight)
-            if loc_t is not None:
-                target = _shift_cells(loc_t[idx], shifts, cam_stride)
-                loss = loss + loc_weight * localisation_loss(cam, target, y_t[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        bar.close()
-
-        val_logits, _ = predict(model, x_val, batch_size=max(batch_size, 64))
-        val_loss = float(
-            F.binary_cross_entropy_with_logits(
-                torch.from_numpy(val_logits), torch.from_numpy(y_val.astype(np.float32))
+        if loc_t is not None and (loc_t.shape[0] != len(x_t) or loc_t.shape[1] != y_t.shape[1]):
+            raise ValueError(
+                f"Localisation targets {tuple(loc_t.shape)} do not match {len(x_t)} training images with "
+                f"{y_t.shape[1]} labels; pass one [K, h, w] target per image."
             )
-        )
-        val_macro, val_per = macro_auroc(y_val, val_logits)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=float(np.mean(losses)),
-            val_loss=val_loss,
-            val_macro_auroc=val_macro,
-            val_auroc=tuple(val_per),
-            lr=float(optimizer.param_groups[0]["lr"]),
-            seconds=time.perf_counter() - t0,
-        )
-        result.history.append(stats)
-        logger.info(
-            "imaging epoch %d/%d: train loss %.4f, val loss %.4f, val macro AUROC %.4f (%.1f s)",
-            epoch,
-            epochs,
-            stats.train_loss,
-            stats.val_loss,
-            stats.val_macro_auroc,
-            stats.seconds,
-        )
-        # ">=" keeps the later of equal epochs: same discrimination, more training.
-        if not math.isnan(val_macro) and val_macro >= result.best_val_macro_auroc:
-            result.best_epoch = epoch
-            result.best_val_macro_auroc = val_macro
-            best_state = copy.deepcopy(model.state_dict())
+        cam_stride = x_t.shape[-1] // loc_t.shape[-1] if loc_t is not None else 1
+        criterion_weight = None
+        if pos_weight:
+            positives = y_t.sum(0).clamp(min=1.0)
+            criterion_weight = ((len(y_t) - positives) / positives).clamp(max=20.0)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        # No epoch had a defined AUROC (a validation split without both classes): keep the last one.
-        result.best_epoch = epochs
-        result.best_val_macro_auroc = float("nan")
-        logger.warning(
-            "Validation AUROC was undefined at every epoch; keeping the weights of the last epoch."
-        )
-    model.eval()
-    result.seconds = time.perf_counter() - started
-    return result
+        steps_per_epoch = max(1, math.ceil(len(x_t) / batch_size))
+        total_steps = epochs * steps_per_epoch
+        warmup_steps = max(1, int(warmup_epochs * steps_per_epoch))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+        def schedule(step: int) -> float:
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+        result = FitResult(best_epoch=-1, best_val_macro_auroc=float("-inf"))
+        best_state: dict[str, torch.Tensor] | None = None
+        started = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(x_t), generator=generator)
+            losses: list[float] = []
+            bar = tqdm(
+                range(steps_per_epoch),
+                desc=f"imaging epoch {epoch}/{epochs}",
+                leave=False,
+                disable=not progress,
+            )
+            for step in bar:
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                xb, shifts = _augment(x_t[idx], generator, max_shift, intensity_jitter)
+                xb = xb.contiguous(memory_format=layout)
+                logits, cam = model(xb)
+                loss = F.binary_cross_entropy_with_logits(logits, y_t[idx], pos_weight=criterion_weight)
+                if loc_t is not None:
+                    target = _shift_cells(loc_t[idx], shifts, cam_stride)
+                    loss = loss + loc_weight * localisation_loss(cam, target, y_t[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.close()
+
+            val_logits, _ = predict(model, x_val, batch_size=max(batch_size, 64))
+            val_loss = float(
+                F.binary_cross_entropy_with_logits(
+                    torch.from_numpy(val_logits), torch.from_numpy(y_val.astype(np.float32))
+                )
+            )
+            val_macro, val_per = macro_auroc(y_val, val_logits)
+            stats = EpochStats(
+                epoch=epoch,
+                train_loss=float(np.mean(losses)),
+                val_loss=val_loss,
+                val_macro_auroc=val_macro,
+                val_auroc=tuple(val_per),
+                lr=float(optimizer.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - t0,
+            )
+            result.history.append(stats)
+            logger.info(
+                "imaging epoch %d/%d: train loss %.4f, val loss %.4f, val macro AUROC %.4f (%.1f s)",
+                epoch,
+                epochs,
+                stats.train_loss,
+                stats.val_loss,
+                stats.val_macro_auroc,
+                stats.seconds,
+            )
+            # ">=" keeps the later of equal epochs: same discrimination, more training.
+            if not math.isnan(val_macro) and val_macro >= result.best_val_macro_auroc:
+                result.best_epoch = epoch
+                result.best_val_macro_auroc = val_macro
+                best_state = copy.deepcopy(model.state_dict())
+
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            # No epoch had a defined AUROC (a validation split without both classes): keep the last one.
+            result.best_epoch = epochs
+            result.best_val_macro_auroc = float("nan")
+            logger.warning(
+                "Validation AUROC was undefined at every epoch; keeping the weights of the last epoch."
+            )
+        model.eval()
+        result.seconds = time.perf_counter() - started
+        return result

@@ -439,14 +439,10 @@ def train_imaging(cfg: ImagingConfig) -> TrainingOutcome:
         ``test_specificity_<finding>``, ``test_ece``, ``test_pointing_game``, ``val_auroc_<finding>``,
         ``val_macro_auroc``), plots, the model card and the parity result.
     """
-    import torch
+    from training.loops import torch_threads
 
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run(cfg: ImagingConfig) -> TrainingOutcome:

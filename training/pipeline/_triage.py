@@ -508,15 +508,13 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
 
     from training.evaluate import check_shapes, plot_calibration, plot_roc, sigmoid
     from training.export import export_onnx
-    from training.loops._triage import fit_triage, predict_triage
+    from training.loops import fit_triage, predict_triage, torch_threads
     from training.models._triage import AdditiveTriage
 
     started = time.perf_counter()
     out_dir = cfg.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         # 1-2. data and deterministic split
         train, val, test = load_splits(cfg)
         logger.info(
@@ -630,8 +628,6 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
         card_path.write_text(card, encoding="utf-8")
         metrics_path = out_dir / "metrics.json"
         metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
-    finally:
-        torch.set_num_threads(previous_threads)
 
     logger.info(
         "vitals-triage: test AUROC %.3f; on %d NEWS2-computable rows %.3f vs NEWS2 %.3f; %.1f s.",
