@@ -36,25 +36,17 @@ import numpy as np
 import inference  # noqa: F401  (switches ONNX Runtime telemetry off before anyone imports it)
 from inference.runtime import imaging_metadata as artifact_imaging_metadata
 from inference.runtime import triage_metadata, write_metadata
+from inference.triage import FEATURES as TRIAGE_FEATURES  # the input order training exports too
 from inference.vocabulary import FINDINGS as FIVE_CODES
 
-TRIAGE_FEATURES: tuple[str, ...] = (
-    "respiratory_rate",
-    "spo2",
-    "on_oxygen",
-    "systolic_bp",
-    "diastolic_bp",
-    "heart_rate",
-    "temperature",
-    "consciousness",
-)
 IMAGING_NAME = "cxr-findings"
 TRIAGE_NAME = "vitals-triage"
 CAM_STRIDE = 8
 OPSET = 17
 IR_VERSION = 8
 
-# Triage model: per feature (lo, hi, weight below lo, weight above hi). Normal bands loosely follow NEWS2.
+# Triage model: per feature (lo, hi, weight below lo, weight above hi), taken in TRIAGE_FEATURES order.
+# Normal bands loosely follow NEWS2.
 _TRIAGE_BANDS: dict[str, tuple[float, float, float, float]] = {
     "respiratory_rate": (12.0, 20.0, 0.25, 0.25),
     "spo2": (96.0, 101.0, 0.4, 0.0),
@@ -239,11 +231,19 @@ def tiny_imaging_reference(
     return logits, ood
 
 
+def _triage_bands() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tiny triage model's ``lo``, ``hi``, ``below`` and ``above`` weights, one float32 column each,
+    in :data:`TRIAGE_FEATURES` order."""
+    lo, hi, below, above = (
+        np.array(col, dtype=np.float32)
+        for col in zip(*(_TRIAGE_BANDS[name] for name in TRIAGE_FEATURES), strict=True)
+    )
+    return lo, hi, below, above
+
+
 def triage_reference(values: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the tiny triage model computes, in numpy: ``(logit [N], contributions [N,F])``."""
-    lo, hi, below, above = (
-        np.array(col, dtype=np.float32) for col in zip(*_TRIAGE_BANDS.values(), strict=True)
-    )
+    lo, hi, below, above = _triage_bands()
     contributions = present * (above * np.maximum(values - hi, 0.0) + below * np.maximum(lo - values, 0.0))
     return TRIAGE_INTERCEPT + contributions.sum(axis=-1), contributions
 
@@ -265,9 +265,7 @@ def build_triage_onnx(
     from onnx import TensorProto, helper, numpy_helper
 
     f = len(TRIAGE_FEATURES)
-    lo, hi, below, above = (
-        np.array(col, dtype=np.float32) for col in zip(*_TRIAGE_BANDS.values(), strict=True)
-    )
+    lo, hi, below, above = _triage_bands()
     nodes = [
         helper.make_node("Sub", ["values", "hi"], ["over_raw"]),
         helper.make_node("Relu", ["over_raw"], ["over"]),
