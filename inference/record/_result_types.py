@@ -80,13 +80,11 @@ class PendingBuild:
 
 
 @dataclass(frozen=True, slots=True)
-class ImagingResult:
-    """A filed chest radiograph analysis.
+class FiledResult:
+    """The fields every kind of filed result has (:class:`ImagingResult`, :class:`TriageResult`).
 
     Attributes:
         rationale: The explanation per language code.
-        deliveries: Its DICOM objects per destination in queue order (read with the result when asked).
-        build: Its outputs still owed (``None``: built, or no destination).
     """
 
     result_id: str
@@ -97,6 +95,17 @@ class ImagingResult:
     warnings: tuple[str, ...]
     created_at: datetime
     rationale: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingResult(FiledResult):
+    """A filed chest radiograph analysis.
+
+    Attributes:
+        deliveries: Its DICOM objects per destination in queue order (read with the result when asked).
+        build: Its outputs still owed (``None``: built, or no destination).
+    """
+
     study_instance_uid: str
     findings: tuple[FindingResult, ...]
     assessable: bool
@@ -120,17 +129,9 @@ class Risk:
 
 
 @dataclass(frozen=True, slots=True)
-class TriageResult:
+class TriageResult(FiledResult):
     """A filed vital-signs triage (``news2`` and ``trend`` keep the contract's keys)."""
 
-    result_id: str
-    patient: PatientRef
-    model: ModelInfo
-    priority: Priority
-    status: str
-    warnings: tuple[str, ...]
-    created_at: datetime
-    rationale: Mapping[str, str]
     observed_at: datetime
     risk: Risk
     contributions: Mapping[str, float]

@@ -54,7 +54,8 @@ def _ood(value: Mapping[str, Any] | None) -> OodScore | None:
 
 
 class _Common(TypedDict):
-    """The fields every kind of typed result has."""
+    """The fields of :class:`FiledResult`, which every kind of typed result has, as keyword arguments
+    (a ``TypedDict``, so ``**common`` is type-checked)."""
 
     result_id: str
     patient: PatientRef
