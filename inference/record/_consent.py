@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inference.record._errors import RecordError
-from inference.record._models import Consent, Patient
+from inference.record._models import Consent, Patient, normalise_issuer
 from inference.record._types import iso
 
 PERMIT: Final = "permit"
@@ -78,9 +78,7 @@ def state(session: Session, patient_id: str) -> ConsentState:
 def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:
     """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown."""
     patient_id = session.scalars(
-        select(Patient.id).where(
-            Patient.identifier == identifier, Patient.issuer == (issuer or "").strip().upper()
-        )
+        select(Patient.id).where(Patient.identifier == identifier, Patient.issuer == normalise_issuer(issuer))
     ).first()
     return None if patient_id is None else state(session, patient_id)
 

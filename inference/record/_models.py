@@ -23,7 +23,7 @@ class Patient(Base):
     """A patient, unique per (identifier, issuer); ``issuer`` is ``''`` when the sender named none.
 
     The empty string rather than NULL keeps the UNIQUE constraint effective: SQL treats NULLs as distinct.
-    ``issuer`` is stored normalised (trimmed, upper case). ``facility`` is the facility that first filed
+    ``issuer`` is stored normalised (:func:`normalise_issuer`). ``facility`` is the facility that first filed
     the patient; it never changes (results carry their own owning facility).
     """
 
@@ -37,6 +37,15 @@ class Patient(Base):
     sex: Mapped[str | None] = mapped_column(String(16))
     facility: Mapped[str | None] = mapped_column(String(128))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def normalise_issuer(issuer: str | None) -> str:
+    """The issuer as the record keys patients: trimmed and upper case (``''`` when none was named).
+
+    Senders write the same assigning authority as ``CHU-Nord``, ``chu-nord `` or ``CHU-NORD``; one
+    patient must not become three (and a consent recorded under one spelling must bind the others).
+    """
+    return (issuer or "").strip().upper()
 
 
 class Study(Base):

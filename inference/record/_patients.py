@@ -9,7 +9,7 @@ from sqlalchemy import select
 from inference.record import _save, _scope
 from inference.record._database import Database
 from inference.record._inputs import PatientIn
-from inference.record._models import IdentityMismatch, Patient
+from inference.record._models import IdentityMismatch, Patient, normalise_issuer
 from inference.record._types import iso
 
 
@@ -38,7 +38,7 @@ class Patients:
         with self._db.sessions() as session:
             return session.scalars(
                 select(Patient.id).where(
-                    Patient.identifier == identifier, Patient.issuer == _save.normalise_issuer(issuer)
+                    Patient.identifier == identifier, Patient.issuer == normalise_issuer(issuer)
                 )
             ).first()
 

@@ -34,6 +34,7 @@ from inference.record._models import (
     Result,
     Study,
     VitalsObservation,
+    normalise_issuer,
 )
 from inference.record._result_types import FindingResult, ImagingResult, PendingBuild
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
@@ -176,15 +177,6 @@ def validate_triage(data: TriageResultIn) -> None:
         raise RecordError(
             f"Unknown vital-sign fields {', '.join(unknown)}; accepted fields are {', '.join(VITAL_FIELDS)}."
         )
-
-
-def normalise_issuer(issuer: str | None) -> str:
-    """The issuer as the record keys patients: trimmed and upper case (``''`` when none was named).
-
-    Senders write the same assigning authority as ``CHU-Nord``, ``chu-nord `` or ``CHU-NORD``; one
-    patient must not become three (and a consent recorded under one spelling must bind the others).
-    """
-    return (issuer or "").strip().upper()
 
 
 def _name_key(name: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from inference.record import _consent
 from inference.record._consent import ConsentState
-from inference.record._models import Patient, Result, VitalsObservation
+from inference.record._models import Patient, Result, VitalsObservation, normalise_issuer
 from inference.record._scope import Scope, results_visible
 from inference.record._types import as_utc
 
@@ -44,7 +44,7 @@ def triage_series(
         .join(Patient, Patient.id == VitalsObservation.patient_id)
         .where(
             Patient.identifier == identifier,
-            Patient.issuer == (issuer or "").strip().upper(),
+            Patient.issuer == normalise_issuer(issuer),
             Result.kind == "triage",
             VitalsObservation.observed_at >= as_utc(since),
             VitalsObservation.observed_at < as_utc(until),

@@ -13,7 +13,15 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record._errors import InvalidSearch
-from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
+from inference.record._models import (
+    Device,
+    Finding,
+    Patient,
+    Result,
+    Study,
+    VitalsObservation,
+    normalise_issuer,
+)
 from inference.record._scope import Scope, visible
 from inference.record._types import as_utc, iso, utcnow
 from inference.record.fhir import _audit_event
@@ -172,7 +180,7 @@ def _patient_query(params: Mapping[str, str]) -> Select[Any]:
             if system == "":
                 issuer = ""
             elif system.startswith(c.ISSUER_PREFIX):
-                issuer = unquote(system.removeprefix(c.ISSUER_PREFIX)).strip().upper()
+                issuer = normalise_issuer(unquote(system.removeprefix(c.ISSUER_PREFIX)))
             else:
                 # Only our own issuer systems exist in this record: an unknown one matches nothing.
                 return query.where(Patient.id.is_(None))
