@@ -128,7 +128,6 @@ def build_imaging_onnx(
         with_ood: False builds a model of the older contract: no ``ood`` output (add
             ``drop_metadata=("dxassist.ood",)`` for its metadata too).
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if input_size % CAM_STRIDE:
@@ -172,10 +171,6 @@ def build_imaging_onnx(
             numpy_helper.from_array(np.array([1], dtype=np.int64), "ood_axes"),
         ][: 7 if with_ood else 4],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
-    )
-    model.ir_version = IR_VERSION
     meta = imaging_metadata(
         input_size=input_size,
         labels=labels,
@@ -184,6 +179,21 @@ def build_imaging_onnx(
         ood_threshold=ood_threshold,
         reference=reference,
     )
+    return _save_onnx(graph, meta, drop_metadata=drop_metadata, path=path)
+
+
+def _save_onnx(
+    graph: Any, meta: Mapping[str, str], *, drop_metadata: Sequence[str], path: Path | str
+) -> Path:
+    """Wrap ``graph`` in a model of the test opset and IR version, stamp ``meta`` but the keys in
+    ``drop_metadata``, check it and write it to ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
+    )
+    model.ir_version = IR_VERSION
     write_metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
     onnx.checker.check_model(model, full_check=True)
     out = Path(path)
@@ -261,7 +271,6 @@ def build_triage_onnx(
     ``missing_contribution`` other than 0 builds a model that breaks the contract (an unmeasured sign
     contributes that much), for the tests that check the server refuses it.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     f = len(TRIAGE_FEATURES)
@@ -303,10 +312,6 @@ def build_triage_onnx(
             numpy_helper.from_array(np.array(TRIAGE_INTERCEPT, dtype=np.float32), "intercept"),
         ],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models"
-    )
-    model.ir_version = IR_VERSION
     meta = triage_metadata(
         model_name=TRIAGE_NAME,
         features=TRIAGE_FEATURES,
@@ -318,12 +323,7 @@ def build_triage_onnx(
         training_data="tiny test model with hand-set weights (no training data)",
         config={"builder": "tests/tiny_models.py"},
     )
-    write_metadata(model, {key: value for key, value in meta.items() if key not in drop_metadata})
-    onnx.checker.check_model(model, full_check=True)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(out))
-    return out
+    return _save_onnx(graph, meta, drop_metadata=drop_metadata, path=path)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
