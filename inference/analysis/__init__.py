@@ -22,7 +22,14 @@ from inference.analysis._analysis import (
 from inference.analysis._display import DISPLAY_SIDE, display_shape, render_display
 from inference.analysis._errors import AnalysisError, ImageUnusable, RenderingCorrupt
 from inference.analysis._metrics import STAGE_SECONDS, STAGES, observe_stage, timed
-from inference.analysis._rendering import Rendering, StoredRendering
+from inference.analysis._rendering import (
+    FindingHeat,
+    Rendering,
+    StoredRendering,
+    finding_heat,
+    stored_geometry,
+    stored_maps,
+)
 
 __all__ = [
     "DISPLAY_SIDE",
@@ -31,6 +38,7 @@ __all__ = [
     "Analysis",
     "AnalysisError",
     "FindingAnalysis",
+    "FindingHeat",
     "ImageUnusable",
     "ModelInfo",
     "OodAnalysis",
@@ -41,8 +49,11 @@ __all__ = [
     "analyse_now",
     "display_shape",
     "explain",
+    "finding_heat",
     "observe_stage",
     "prepare_input",
     "render_display",
+    "stored_geometry",
+    "stored_maps",
     "timed",
 ]

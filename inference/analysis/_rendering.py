@@ -57,6 +57,62 @@ def encode_display(display: np.ndarray) -> bytes:
     return picture
 
 
+@dataclass(frozen=True, eq=False)
+class FindingHeat:
+    """What a picture of one finding draws over the display rendering, made from its map alone.
+
+    Attributes:
+        levels: uint8 ``[rows, columns]`` heat levels on the display rendering's grid
+            (:func:`inference.explain.cam_to_levels`).
+        box: The hottest-region box in display pixels (:class:`inference.explain.Box`), or None.
+    """
+
+    levels: np.ndarray = field(repr=False)
+    box: Any
+
+
+def finding_heat(cam: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> FindingHeat:
+    """The heat levels and box of one finding's map on a display grid of ``shape``."""
+    from inference.explain import cam_box, cam_to_levels, display_size
+
+    box_shape = display_size(geometry.original_shape, BOX_SIDE)
+    box = cam_box(cam, geometry, box_shape)
+    return FindingHeat(
+        levels=cam_to_levels(cam, geometry, shape),
+        box=None if box is None else box.rescaled(box_shape, shape),
+    )
+
+
+def stored_geometry(stored: StoredRendering) -> Geometry:
+    """The letterbox geometry kept with a stored rendering.
+
+    Raises:
+        RenderingCorrupt: The geometry cannot be read.
+    """
+    try:
+        rows, columns = (int(v) for v in stored.geometry["original_shape"])
+        return Geometry.letterbox((rows, columns), int(stored.geometry["input_size"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RenderingCorrupt("The stored display rendering of this result cannot be read.") from e
+
+
+def stored_maps(cams: bytes, codes: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """CAMs (float32) read from stored maps (:attr:`StoredRendering.cams`): those of ``codes`` that are
+    kept, every kept one when None, none when empty.
+
+    Raises:
+        RenderingCorrupt: The maps cannot be read.
+    """
+    if codes is not None and not codes:
+        return {}
+    try:
+        with np.load(io.BytesIO(cams), allow_pickle=False) as maps:
+            wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
+            return {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
+    except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
+
+
 @dataclass(frozen=True)
 class StoredRendering:
     """The serialised form the patient record keeps (bytes and JSON only).
@@ -106,6 +162,10 @@ class Rendering:
 
         return cam_to_heatmap(self._cam(code), self.geometry, shape=self.shape)
 
+    def heat_of(self, code: str) -> FindingHeat:
+        """The heat levels and display box of one finding (what its overlay and heat layer draw)."""
+        return finding_heat(self._cam(code), self.geometry, self.shape)
+
     def heat_levels(self, code: str) -> np.ndarray:
         """uint8 levels ``round(255 * heat)`` of :meth:`heat`, what overlays and heat layers draw.
 
@@ -144,22 +204,23 @@ class Rendering:
         """uint8 ``[rows, columns, 3]``: the pixels of :meth:`overlay_png` (the PACS captures show them)."""
         from inference.explain import overlay_rgb
 
-        return overlay_rgb(
-            self.display, self.heat_levels(code), box=self.display_box(code), max_side=max(self.shape)
-        )
+        heat = self.heat_of(code)
+        return overlay_rgb(self.display, heat.levels, box=heat.box, max_side=max(self.shape))
 
-    def overlay_png(self, code: str) -> bytes:
-        """The heatmap overlay PNG of one finding (display geometry)."""
+    def overlay_png(self, code: str, heat: FindingHeat | None = None) -> bytes:
+        """The heatmap overlay PNG of one finding (display geometry); ``heat``: its :meth:`heat_of`,
+        when already made."""
         from inference.explain import overlay_png
 
-        levels = self.heat_levels(code)
-        return overlay_png(self.display, levels, box=self.display_box(code), max_side=max(self.shape))
+        heat = heat if heat is not None else self.heat_of(code)
+        return overlay_png(self.display, heat.levels, box=heat.box, max_side=max(self.shape))
 
-    def heat_layer_png(self, code: str) -> bytes:
+    def heat_layer_png(self, code: str, heat: FindingHeat | None = None) -> bytes:
         """The transparent RGBA heat layer of one finding, pixel for pixel over :meth:`display_png`."""
         from inference.explain import heat_layer_png
 
-        return heat_layer_png(self.heat_levels(code), box=self.display_box(code))
+        heat = heat if heat is not None else self.heat_of(code)
+        return heat_layer_png(heat.levels, box=heat.box)
 
     def display_png(self) -> bytes:
         """The display rendering as an 8-bit grayscale PNG."""
@@ -196,9 +257,8 @@ class Rendering:
         """
         from PIL import Image
 
+        geometry = stored_geometry(stored)
         try:
-            rows, columns = (int(v) for v in stored.geometry["original_shape"])
-            geometry = Geometry.letterbox((rows, columns), int(stored.geometry["input_size"]))
             with Image.open(io.BytesIO(stored.display)) as image:
                 if image.width * image.height > _MAX_STORED_PIXELS:
                     raise RenderingCorrupt("The stored display rendering is larger than any rendering made.")
@@ -223,12 +283,4 @@ class Rendering:
         Raises:
             RenderingCorrupt: The maps cannot be read.
         """
-        maps_read: dict[str, np.ndarray] = {}
-        if codes is None or codes:
-            try:
-                with np.load(io.BytesIO(cams), allow_pickle=False) as maps:
-                    wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
-                    maps_read = {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
-            except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-                raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
-        return Rendering(display=self.display, cams=maps_read, geometry=self.geometry)
+        return Rendering(display=self.display, cams=stored_maps(cams, codes), geometry=self.geometry)

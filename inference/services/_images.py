@@ -18,10 +18,21 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from inference.analysis import Rendering, RenderingCorrupt, StoredRendering, observe_stage
+from inference.analysis import (
+    FindingHeat,
+    Rendering,
+    RenderingCorrupt,
+    StoredRendering,
+    display_shape,
+    finding_heat,
+    observe_stage,
+    stored_geometry,
+    stored_maps,
+)
 from inference.record import NotFound
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
@@ -115,31 +126,64 @@ def _caches(ctx: Context) -> tuple[PictureCache, _DecodedRenderings]:
         return _CACHES.setdefault(id(ctx.record), (PictureCache(), _DecodedRenderings()))
 
 
-def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> tuple[Rendering, Rendering]:
-    """What one picture is drawn from, and the display rendering alone (decoded when not yet).
+_decoder: ThreadPoolExecutor | None = None
+_decoder_lock = threading.Lock()
+
+
+def _second_thread() -> ThreadPoolExecutor:
+    global _decoder
+    with _decoder_lock:
+        if _decoder is None:
+            _decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dxassist-picture")
+        return _decoder
+
+
+def _read(
+    source: StoredRendering | _Decoded, picture: Picture, code: str
+) -> tuple[Rendering, Rendering, FindingHeat | None]:
+    """What one picture is drawn from, the display rendering alone (decoded when not yet), and the
+    finding's heat when already made.
 
     Raises:
         RenderingCorrupt: The stored display rendering or the finding's map cannot be read.
     """
-    if isinstance(source, StoredRendering):
-        display = Rendering.from_stored(source, codes=())
-        cams = source.cams
-    else:
-        display, cams = source.rendering, source.cams
     if picture == "image":
-        return display, display
-    # Only the map of the finding drawn is read.
-    rendering = display.with_stored_cams(cams, (code,))
+        display = (
+            Rendering.from_stored(source, codes=())
+            if isinstance(source, StoredRendering)
+            else source.rendering
+        )
+        return display, display, None
+    heat: FindingHeat | None = None
+    if isinstance(source, StoredRendering):
+        # The finding's heat (levels and box) needs only its map and the geometry: it is made here while
+        # the display rendering's JPEG is decoded on a second thread (both let go of the interpreter).
+        geometry = stored_geometry(source)
+        decoding = _second_thread().submit(Rendering.from_stored, source, codes=())
+        try:
+            maps = stored_maps(source.cams, (code,))
+            if code in maps:
+                heat = finding_heat(maps[code], geometry, display_shape(geometry.original_shape))
+        finally:
+            display = decoding.result()
+        rendering = Rendering(display=display.display, cams=maps, geometry=display.geometry)
+    else:
+        display = source.rendering
+        rendering = display.with_stored_cams(source.cams, (code,))  # only the map of the finding drawn
     if code not in rendering.cams:
         raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
-    return rendering, display
+    if heat is not None and heat.levels.shape != rendering.shape:
+        heat = None  # a rendering kept at another size than today's: drawn from the rendering itself
+    return rendering, display, heat
 
 
-def _paint(rendering: Rendering, picture: Picture, code: str) -> bytes:
+def _paint(rendering: Rendering, picture: Picture, code: str, heat: FindingHeat | None) -> bytes:
     """The PNG of one picture of a rendering :func:`_read` gave."""
     if picture == "image":
         return rendering.display_png()
-    return rendering.overlay_png(code) if picture == "overlay" else rendering.heat_layer_png(code)
+    if picture == "overlay":
+        return rendering.overlay_png(code, heat)
+    return rendering.heat_layer_png(code, heat)
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,7 +317,7 @@ async def _drawn(
     cache, renderings = _caches(ctx)
     start = time.perf_counter()
     try:
-        rendering, display = await ctx.workers.run(_read, source, picture, code)
+        rendering, display, heat = await ctx.workers.run(_read, source, picture, code)
     except asyncio.CancelledError:
         read.cancel()
         raise
@@ -283,7 +327,7 @@ async def _drawn(
     read.set_result(None)
     if isinstance(source, StoredRendering):
         renderings.put(key[0], _Decoded(rendering=display, cams=source.cams, model=model, codes=codes))
-    png = await ctx.workers.run(_paint, rendering, picture, code)
+    png = await ctx.workers.run(_paint, rendering, picture, code, heat)
     if picture != "image":
         name, version = model or ("unknown", "unknown")
         observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)

@@ -96,6 +96,29 @@ def test_pictures_drawn_one_after_another_are_those_drawn_from_the_record(
         assert _png(layer).mode == "RGBA" and layer.content == fresh.heat_layer_png(code), code
 
 
+def test_a_first_picture_drawn_while_its_rendering_is_decoded_is_the_same_picture(
+    client: TestClient, env: Env
+) -> None:
+    # The first picture of a result makes the finding's heat while the stored JPEG is decoded on
+    # another thread: an overlay, or a heat layer, asked for first is the one drawn from the record.
+    reader = env.headers("radiologist", facility="F1")
+    for layer in (False, True):
+        result = _study(client, env)
+        finding = next(f for f in result["findings"] if f["positive"])
+        got = client.get(f"{finding['heatmap']}{'?layer=1' if layer else ''}", headers=reader)
+        record = Record(env.settings.record_url)
+        try:
+            data = record.results.rendering(result_id=result["result_id"])
+        finally:
+            record.close()
+        assert data is not None
+        fresh = Rendering.from_stored(
+            StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+        )
+        expected = fresh.heat_layer_png(finding["code"]) if layer else fresh.overlay_png(finding["code"])
+        assert _png(got).mode == ("RGBA" if layer else "RGB") and got.content == expected
+
+
 def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestClient, env: Env) -> None:
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
