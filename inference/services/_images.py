@@ -142,7 +142,7 @@ def _read(
     source: StoredRendering | _Decoded, picture: Picture, code: str
 ) -> tuple[Rendering, Rendering, FindingHeat | None]:
     """What one picture is drawn from, the display rendering alone (decoded when not yet), and the
-    finding's heat when already made.
+    finding's heat (None for the display image).
 
     Raises:
         RenderingCorrupt: The stored display rendering or the finding's map cannot be read.
@@ -172,8 +172,11 @@ def _read(
         rendering = display.with_stored_cams(source.cams, (code,))  # only the map of the finding drawn
     if code not in rendering.cams:
         raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
-    if heat is not None and heat.levels.shape != rendering.shape:
-        heat = None  # a rendering kept at another size than today's: drawn from the rendering itself
+    if heat is None or heat.levels.shape != rendering.shape:
+        # Made here, before the access is audited: the heat is numpy in small steps that hold the
+        # interpreter, and would slow down the audit's record thread (and it them) if made alongside;
+        # what remains to paint (blend, PNG) mostly lets go of it.
+        heat = rendering.heat_of(code)
     return rendering, display, heat
 
 
