@@ -121,6 +121,9 @@ def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: i
     patient = _header.patient(ds)
     slope, intercept = _plausible.rescale(ds, layout)
     centers, widths, function = _header.windows(ds)
+    if digest is None:
+        # Encapsulated (compressed) Pixel Data: digested on its own thread while it is decoded.
+        digest = _PixelDigest.of(ds.PixelData)
     pixels, reduction = decode(ds, ts, layout, target_size, min_long_side)
     # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
     pixel_digest = digest.result() if digest is not None else hashlib.sha256(ds.PixelData).hexdigest()
@@ -190,6 +193,14 @@ class _PixelDigest:
         if begin + length > len(source):  # a truncated file: refused later, digested by nobody
             return None
         return cls(memoryview(source)[begin : begin + length])
+
+    @classmethod
+    def of(cls, value: bytes) -> _PixelDigest | None:
+        """A digest of a Pixel Data value already read (encapsulated fragments) under way, or None when
+        it is too small to be worth a thread."""
+        if not isinstance(value, bytes | bytearray) or len(value) < _THREADED_DIGEST_BYTES:
+            return None
+        return cls(memoryview(value))
 
     def _run(self, view: memoryview) -> None:
         try:

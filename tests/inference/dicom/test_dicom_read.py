@@ -163,3 +163,20 @@ def test_small_images_are_never_reduced() -> None:
 def test_limits_follow_settings() -> None:
     settings = Settings(max_instance_bytes=2048, max_pixels=10, max_instances=3)
     assert Limits.from_settings(settings.limits) == Limits(2048, 10, 3, min_side=32)
+
+
+def test_a_large_compressed_pixel_data_is_digested_while_decoded_with_the_same_digest() -> None:
+    """Encapsulated Pixel Data over 1 MiB (RLE of noise) is digested on its own thread during the decode:
+    the digest is still the SHA-256 of the element's value as pydicom reads it."""
+    import hashlib
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    noise = np.random.default_rng(9).integers(0, 4096, size=(1024, 1024), dtype=np.uint16)
+    data = compressed(dataset(noise, bits_stored=12), uid.RLELossless)
+    value = dcmread(BytesIO(data)).PixelData
+    assert len(value) > 1024 * 1024  # the threaded path
+    instance = _read(data)
+    assert instance.pixel_digest == hashlib.sha256(value).hexdigest()
+    np.testing.assert_array_equal(instance.pixels, noise)
