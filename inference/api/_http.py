@@ -6,7 +6,12 @@ parses in C, but uvicorn's protocol around it puts no bound on the request head:
 endless header line and the parser would keep it all. (h11 only refuses a head still incomplete past
 16 KiB, so a 64 KiB head that arrives within one read passed it.) Here the bytes of a request head are
 counted, as fields and as reads; past :data:`MAX_HEAD_BYTES` the request is answered 431 and the
-connection closed, so memory holds at most the bound plus one read (256 KiB).
+connection closed, so memory holds at most the bound plus one read (:data:`READ_BYTES`).
+
+Each connection reads up to :data:`READ_BYTES` at a time instead of asyncio's 256 KiB: the protocol stops
+reading once 64 KiB of body wait for the app and reads again when the app takes them, so a body arrives
+in one round trip through the event loop per read, and an 8 MB upload took 32 of them (about 1.5-2 ms
+of its latency went; ``benchmarks/README.md``).
 
 Every connection also gets ``TCP_NODELAY``. asyncio sets it only on sockets whose protocol number says
 TCP, and the listening socket uvicorn's supervisor hands to its workers (``dxassist serve --workers``)
@@ -26,6 +31,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES: Final = 32 * 1024
 """Most bytes of a request line and its header fields (nginx's default buffers hold 32 KiB too)."""
+READ_BYTES: Final = 1024 * 1024
+"""Most bytes one read of a connection takes from its socket."""
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +77,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._fields, self._pending, self._in_head, self._refused, self._ends = 0, 0, True, False, 0
         _no_delay(transport)
+        if hasattr(transport, "max_size"):  # asyncio's selector transports read max_size bytes at a time
+            transport.max_size = READ_BYTES
         super().connection_made(transport)
 
     def on_message_begin(self) -> None:
