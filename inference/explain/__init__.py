@@ -6,7 +6,7 @@ and display names are in :mod:`inference.vocabulary`.
 
 from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, cam_to_levels, hottest_box
 from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
-from inference.explain._png import encode_png
+from inference.explain._png import encode_png, picture_thread
 from inference.explain._rationale import (
     DEFAULT_LANGUAGE,
     choose_language,
@@ -25,6 +25,7 @@ __all__ = [
     "choose_language",
     "display_size",
     "encode_png",
+    "picture_thread",
     "format_probability",
     "heat_layer_png",
     "hottest_box",

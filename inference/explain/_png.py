@@ -34,11 +34,13 @@ _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
 
-def _second_thread() -> ThreadPoolExecutor:
+def picture_thread() -> ThreadPoolExecutor:
+    """The process's one extra thread for drawing work done beside the calling thread (a PNG's first band,
+    a stored JPEG decoded while a finding's heat is made). Its jobs never wait for one another."""
     global _helper
     with _helper_lock:
         if _helper is None:
-            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dxassist-png")
+            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dxassist-picture")
         return _helper
 
 
@@ -89,7 +91,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
     else:
         middle = rows // 2
         # The first band on a second thread while this one does the second (both let go of the GIL).
-        early = _second_thread().submit(_band, samples, filtered, 0, middle, False)
+        early = picture_thread().submit(_band, samples, filtered, 0, middle, False)
         late = _band(samples, filtered, middle, rows, True)
         bands = [early.result(), late]
     checksum = struct.pack(">I", isal_zlib.adler32(filtered.reshape(-1)))

@@ -18,7 +18,6 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -33,6 +32,7 @@ from inference.analysis import (
     stored_geometry,
     stored_maps,
 )
+from inference.explain import picture_thread
 from inference.record import NotFound
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
@@ -126,18 +126,6 @@ def _caches(ctx: Context) -> tuple[PictureCache, _DecodedRenderings]:
         return _CACHES.setdefault(id(ctx.record), (PictureCache(), _DecodedRenderings()))
 
 
-_decoder: ThreadPoolExecutor | None = None
-_decoder_lock = threading.Lock()
-
-
-def _second_thread() -> ThreadPoolExecutor:
-    global _decoder
-    with _decoder_lock:
-        if _decoder is None:
-            _decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dxassist-picture")
-        return _decoder
-
-
 def _read(
     source: StoredRendering | _Decoded, picture: Picture, code: str
 ) -> tuple[Rendering, Rendering, FindingHeat | None]:
@@ -159,7 +147,7 @@ def _read(
         # The finding's heat (levels and box) needs only its map and the geometry: it is made here while
         # the display rendering's JPEG is decoded on a second thread (both let go of the interpreter).
         geometry = stored_geometry(source)
-        decoding = _second_thread().submit(Rendering.from_stored, source, codes=())
+        decoding = picture_thread().submit(Rendering.from_stored, source, codes=())
         try:
             maps = stored_maps(source.cams, (code,))
             if code in maps:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-import tiny_models
+from _host_env import run_with_host
 
 from inference.config import Settings
 from inference.runtime import ImagingOutput, InputRejected, ModelHost
@@ -27,19 +27,7 @@ LIVENESS_S = 30.0  # far beyond any scoring of the tiny model: reaching it means
 
 
 def _run(settings: Settings, cache: Path, body: Callable[[ModelHost], Awaitable[T]], sizes: list[int]) -> T:
-    async def main() -> T:
-        host = ModelHost(
-            settings.runtime,
-            fetch=tiny_models.cache_fetcher(cache),
-            on_batch=lambda name, size, seconds: sizes.append(size),
-        )
-        await host.start()
-        try:
-            return await body(host)
-        finally:
-            await host.stop()
-
-    return asyncio.run(main())
+    return run_with_host(settings, cache, body, on_batch=lambda name, size, seconds: sizes.append(size))
 
 
 def _image(seed: int) -> np.ndarray:

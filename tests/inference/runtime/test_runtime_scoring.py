@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pytest
 import tiny_models
+from _host_env import run_with_host
 from prometheus_client import REGISTRY
 
 from inference.config import Settings
 from inference.runtime import InputRejected, ModelHost, ModelUnavailable
 
 T = TypeVar("T")
-
-
-def run_with_host(
-    settings: Settings, cache: Path, body: Callable[[ModelHost], Awaitable[T]], **kwargs: object
-) -> T:
-    async def main() -> T:
-        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache), **kwargs)  # type: ignore[arg-type]
-        await host.start()
-        try:
-            return await body(host)
-        finally:
-            await host.stop()
-
-    return asyncio.run(main())
 
 
 def _images(n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
