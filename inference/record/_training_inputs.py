@@ -308,7 +308,8 @@ def _keep(
             created=now,
         )
     )
-    _audit.append(
+    # Written with the rest of the transaction at its flush (the result's own entry is too).
+    _audit.append_unflushed(
         session,
         time=now,
         subject=KEEPER_SUBJECT,
