@@ -292,8 +292,8 @@ async def analyse(
                 with contextlib.suppress(BaseException):  # its outcome is moot: the analysis failed
                     await encoding
             raise
-    rendering = analysis.rendering
-    if encoded is not None and rendering.display is ready.display:
+    rendering = analysis.rendering  # its display is ready.display, the array encoded
+    if encoded is not None:
         rendering = replace(rendering, encoded_display=encoded)
     return Analysis(
         model=analysis.model,

@@ -71,15 +71,22 @@ class FindingHeat:
     box: Any
 
 
+def box_grid(geometry: Geometry) -> tuple[int, int]:
+    """``(rows, columns)`` of the grid boxes are found on (at most :data:`BOX_SIDE` a side)."""
+    from inference.explain import display_size
+
+    return display_size(geometry.original_shape, BOX_SIDE)
+
+
 def finding_heat(cam: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> FindingHeat:
     """The heat levels and box of one finding's map on a display grid of ``shape``."""
-    from inference.explain import cam_box, cam_to_levels, display_size
+    from inference.explain import cam_box, cam_to_levels
 
-    box_shape = display_size(geometry.original_shape, BOX_SIDE)
-    box = cam_box(cam, geometry, box_shape)
+    grid = box_grid(geometry)
+    box = cam_box(cam, geometry, grid)
     return FindingHeat(
         levels=cam_to_levels(cam, geometry, shape),
-        box=None if box is None else box.rescaled(box_shape, shape),
+        box=None if box is None else box.rescaled(grid, shape),
     )
 
 
@@ -156,48 +163,19 @@ class Rendering:
         except KeyError:
             raise KeyError(f"No class activation map is kept for finding {code!r}.") from None
 
-    def heat(self, code: str) -> np.ndarray:
-        """float32 heat in [0, 1] of one finding on the display rendering's pixel grid."""
-        from inference.explain import cam_to_heatmap
-
-        return cam_to_heatmap(self._cam(code), self.geometry, shape=self.shape)
-
     def heat_of(self, code: str) -> FindingHeat:
         """The heat levels and display box of one finding (what its overlay and heat layer draw)."""
         return finding_heat(self._cam(code), self.geometry, self.shape)
 
-    def heat_levels(self, code: str) -> np.ndarray:
-        """uint8 levels ``round(255 * heat)`` of :meth:`heat`, what overlays and heat layers draw.
-
-        Made without the float heat of the whole grid (:func:`inference.explain.cam_to_levels`).
-        """
-        from inference.explain import cam_to_levels
-
-        return cam_to_levels(self._cam(code), self.geometry, self.shape)
-
-    @property
-    def box_shape(self) -> tuple[int, int]:
-        """``(rows, columns)`` of the grid boxes are found on (at most :data:`BOX_SIDE` a side)."""
-        from inference.explain import display_size
-
-        return display_size(self.geometry.original_shape, BOX_SIDE)
-
-    def _box(self, code: str) -> Any:
-        from inference.explain import cam_box
-
-        return cam_box(self._cam(code), self.geometry, self.box_shape)
-
-    def display_box(self, code: str) -> Any:
-        """The hottest-region box of one finding in display pixels (:class:`inference.explain.Box`)."""
-        box = self._box(code)
-        return None if box is None else box.rescaled(self.box_shape, self.shape)
-
     def original_box(self, code: str) -> tuple[int, int, int, int] | None:
         """The box in original pixels ``(x0, y0, x1, y1)``, enclosing every original pixel it covers."""
-        box = self._box(code)
+        from inference.explain import cam_box
+
+        grid = box_grid(self.geometry)
+        box = cam_box(self._cam(code), self.geometry, grid)
         if box is None:
             return None
-        full = box.rescaled(self.box_shape, self.geometry.original_shape)
+        full = box.rescaled(grid, self.geometry.original_shape)
         return (full.x0, full.y0, full.x1, full.y1)
 
     def overlay_rgb(self, code: str) -> np.ndarray:

@@ -4,6 +4,7 @@ rendering is the one rendered from the full pixels."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_the_reduced_decodes_keep_the_display_rendering_size() -> None:
     assert REDUCED_MIN_LONG_SIDE == DISPLAY_SIDE
 
 
-def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_path: Path) -> None:
     """``analyse(store=True)`` (the server's path) encodes the record's JPEG of the display rendering
     while the image is scored: the result and what the record keeps are those of the in-process path,
     and the kept JPEG shows the rendering the result reports."""
@@ -94,7 +95,7 @@ def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_p
 
     from PIL import Image
 
-    from inference.analysis import analyse
+    from inference.analysis import Analysis, analyse
     from inference.analysis._rendering import encode_display
     from inference.runtime import ModelHost
 
@@ -108,7 +109,7 @@ def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_p
         [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
     ).primary
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main() -> tuple[Analysis, Analysis, Analysis]:
         host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
         await host.start()
         try:

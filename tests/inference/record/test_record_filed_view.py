@@ -66,7 +66,8 @@ def test_the_filed_answer_equals_the_result_read_back(record: Record) -> None:
     pat = patient("IPP-VIEW-1")
     # Two findings, one positive with its own heatmap PNG; the warning and rationale as sent.
     first = _file_and_compare(record, imaging(pat=pat))
-    assert first.created and [f.heatmap for f in first.result.findings] == [True, False]  # type: ignore[union-attr]
+    assert first.result is not None
+    assert first.created and [f.heatmap for f in first.result.findings] == [True, False]
     # Fourteen findings, five positive with heatmaps drawn from the rendering; an OOD score and the
     # training input kept; outputs owed to two destinations (pending build and its deliveries).
     fourteen = replace(

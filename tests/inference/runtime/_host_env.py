@@ -10,18 +10,22 @@ from typing import TypeVar
 import tiny_models
 
 from inference.config import Settings
-from inference.runtime import ModelHost
+from inference.runtime import BatchHook, ModelHost
 
 T = TypeVar("T")
 
 
 def run_with_host(
-    settings: Settings, cache: Path, body: Callable[[ModelHost], Awaitable[T]], **kwargs: object
+    settings: Settings,
+    cache: Path,
+    body: Callable[[ModelHost], Awaitable[T]],
+    *,
+    on_batch: BatchHook | None = None,
 ) -> T:
-    """Start a host on ``cache`` (``kwargs`` go to :class:`ModelHost`), run ``body`` with it, stop it."""
+    """Start a host on ``cache`` (``on_batch`` called after each batch), run ``body`` with it, stop it."""
 
     async def main() -> T:
-        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache), **kwargs)  # type: ignore[arg-type]
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache), on_batch=on_batch)
         await host.start()
         try:
             return await body(host)
