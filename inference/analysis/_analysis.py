@@ -247,6 +247,7 @@ async def analyse(
     host: ModelHost,
     run: Runner | None = None,
     store: bool = False,
+    cleared: Awaitable[object] | None = None,
 ) -> Analysis:
     """Analyse one decoded radiograph with a served model (the server's path: micro-batched scoring).
 
@@ -258,6 +259,9 @@ async def analyse(
         store: Also encode the display rendering in the form the record keeps
             (:attr:`Rendering.encoded_display`), on another worker while the model runs, when the
             preprocessing made the rendering (otherwise :meth:`Rendering.to_stored` encodes it later).
+        cleared: Awaited while the image is prepared and before it reaches the model (the patient's
+            consent read from the record): what it raises is raised, whatever became of the
+            preparation, and the image is never scored.
 
     Raises:
         ImageUnusable: The decoded image cannot be prepared for the model.
@@ -269,7 +273,7 @@ async def analyse(
     # Announced while it is prepared: a batch already waiting to run waits for this image (the
     # announcement counts it as arrived once score_images submits it, or withdraws it on failure).
     with host.expecting_images():
-        ready: _Input = await runner(_prepare_checked, instance, served)
+        ready: _Input = await _prepared_once_cleared(runner(_prepare_checked, instance, served), cleared)
         scored = time.perf_counter()
         observe_stage("preprocess", seconds=scored - start, **labels)
         # The record's JPEG of the display rendering does not depend on the model's answer: it is encoded on
@@ -303,6 +307,26 @@ async def analyse(
         seconds={"preprocess": scored - start, "inference": inferred - scored, **analysis.seconds},
         model_input=ready.prepared.tensor,
     )
+
+
+async def _prepared_once_cleared(preparing: Awaitable[_Input], cleared: Awaitable[object] | None) -> _Input:
+    """The prepared input, once ``cleared`` (if any) has completed; both run at the same time."""
+    if cleared is None:
+        return await preparing
+    task = asyncio.ensure_future(preparing)
+    try:
+        await cleared
+    except BaseException:
+        # Not scored: the preparation (on a worker thread, it cannot be stopped) is left to end, and
+        # its outcome, failure included, is retrieved so that nothing logs it as never retrieved.
+        task.add_done_callback(_retrieve)
+        raise
+    return await task
+
+
+def _retrieve(task: asyncio.Future[_Input]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def analyse_now(instance: Instance, served: ServedModel) -> Analysis:

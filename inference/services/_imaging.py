@@ -138,12 +138,19 @@ async def analyse_decoded(
             sex=patient.sex,
         ),
     )
-    # Before any pixel reaches the model: a patient who objected is not analysed at all.
-    await check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit")
+    # Before any pixel reaches the model: a patient who objected is not analysed at all. The consent is
+    # read from the record while the image is prepared (windowing and resizing are not the analysis);
+    # its refusal is raised whatever became of the preparation, and nothing is scored or kept.
+    consent = asyncio.ensure_future(check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit"))
     try:
-        analysis = await analyse(primary, served=served, host=ctx.host, run=ctx.workers.run, store=True)
+        analysis = await analyse(
+            primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
+        )
     except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
         raise DicomRejected("decode_failed", str(e)) from e
+    finally:
+        if not consent.done():  # the request went away while the consent was read
+            consent.cancel()
     findings = analysis.scores  # no finding is positive on an image the model refused
     assessable = analysis.ood.assessable
     # The maps (and the display rendering, unless it was encoded while the model ran) and the kept model

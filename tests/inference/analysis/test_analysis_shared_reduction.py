@@ -130,3 +130,69 @@ def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_p
     assert kept.cams == direct.rendering.to_stored().cams
     with Image.open(io.BytesIO(kept.display)) as picture:
         assert (picture.height, picture.width) == direct.rendering.shape == (1024, 1024)
+
+
+def test_the_image_is_prepared_while_the_consent_is_read_and_never_scored_when_refused(
+    tmp_path: Path,
+) -> None:
+    """``analyse(cleared=...)``: the consent read (``cleared``) and the preparation run at the same time;
+    a refusal is what the caller gets, even for an image that cannot be prepared, and nothing reaches
+    the model; once cleared, the analysis is the plain one."""
+    import asyncio
+    from dataclasses import replace
+
+    from inference.analysis import Analysis, ImageUnusable, analyse
+    from inference.runtime import ModelHost
+
+    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
+    cache = settings.model_cache
+    tiny_models.seed_cache(
+        cache, tiny_models.IMAGING_NAME, tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
+    )
+    data = _write(_dataset(chest_pixels(512), UidTemplate()), EXPLICIT_LE)
+    instance = read_study(
+        [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
+    ).primary
+    unusable = replace(instance, pixels=np.zeros((0, 0), dtype=np.uint16))  # nothing to prepare
+
+    class Refused(Exception):
+        pass
+
+    async def main() -> tuple[list[str], int, Analysis, Analysis]:
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
+        await host.start()
+        steps: list[str] = []
+        try:
+            served = host.imaging
+
+            async def refuse() -> None:
+                await asyncio.sleep(0.05)  # the consent read answers after the preparation began
+                steps.append("refused")
+                raise Refused
+
+            async def run(fn, *args):  # type: ignore[no-untyped-def]
+                steps.append("preparing")
+                return await asyncio.to_thread(fn, *args)
+
+            with pytest.raises(Refused):
+                await analyse(instance, served=served, host=host, run=run, cleared=refuse())
+            with pytest.raises(Refused):  # the refusal, not the image's fault, is what the sender hears
+                await analyse(unusable, served=served, host=host, cleared=refuse())
+            refused_batches = host.batches_run
+
+            async def permit() -> None:
+                await asyncio.sleep(0)
+
+            with pytest.raises(ImageUnusable):
+                await analyse(unusable, served=served, host=host, cleared=permit())
+            cleared = await analyse(instance, served=served, host=host, cleared=permit())
+            plain = await analyse(instance, served=served, host=host)
+            return steps, refused_batches, cleared, plain
+        finally:
+            await host.stop()
+
+    steps, refused_batches, cleared, plain = asyncio.run(main())
+    assert steps[:2] == ["preparing", "refused"]  # prepared while the consent was read
+    assert refused_batches == 0  # nothing of a refused patient reached the model
+    assert [f.probability for f in cleared.findings] == [f.probability for f in plain.findings]
+    assert [f.box for f in cleared.findings] == [f.box for f in plain.findings]
