@@ -78,14 +78,18 @@ def box_grid(geometry: Geometry) -> tuple[int, int]:
     return display_size(geometry.original_shape, BOX_SIDE)
 
 
-def finding_heat(cam: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> FindingHeat:
-    """The heat levels and box of one finding's map on a display grid of ``shape``."""
+def finding_heat(
+    cam: np.ndarray, geometry: Geometry, shape: tuple[int, int], *, floor: int = 0
+) -> FindingHeat:
+    """The heat levels and box of one finding's map on a display grid of ``shape``; levels up to
+    ``floor`` may be 0 (:func:`inference.explain.cam_to_levels`; an overlay passes the levels it does
+    not show, :data:`inference.explain.OVERLAY_FLOOR`)."""
     from inference.explain import cam_box, cam_to_levels
 
     grid = box_grid(geometry)
     box = cam_box(cam, geometry, grid)
     return FindingHeat(
-        levels=cam_to_levels(cam, geometry, shape),
+        levels=cam_to_levels(cam, geometry, shape, floor=floor),
         box=None if box is None else box.rescaled(grid, shape),
     )
 
@@ -163,9 +167,10 @@ class Rendering:
         except KeyError:
             raise KeyError(f"No class activation map is kept for finding {code!r}.") from None
 
-    def heat_of(self, code: str) -> FindingHeat:
-        """The heat levels and display box of one finding (what its overlay and heat layer draw)."""
-        return finding_heat(self._cam(code), self.geometry, self.shape)
+    def heat_of(self, code: str, *, floor: int = 0) -> FindingHeat:
+        """The heat levels and display box of one finding (what its overlay and heat layer draw);
+        ``floor``: see :func:`finding_heat`."""
+        return finding_heat(self._cam(code), self.geometry, self.shape, floor=floor)
 
     def original_box(self, code: str) -> tuple[int, int, int, int] | None:
         """The box in original pixels ``(x0, y0, x1, y1)``, enclosing every original pixel it covers."""
@@ -180,17 +185,17 @@ class Rendering:
 
     def overlay_rgb(self, code: str) -> np.ndarray:
         """uint8 ``[rows, columns, 3]``: the pixels of :meth:`overlay_png` (the PACS captures show them)."""
-        from inference.explain import overlay_rgb
+        from inference.explain import OVERLAY_FLOOR, overlay_rgb
 
-        heat = self.heat_of(code)
+        heat = self.heat_of(code, floor=OVERLAY_FLOOR)
         return overlay_rgb(self.display, heat.levels, box=heat.box, max_side=max(self.shape))
 
     def overlay_png(self, code: str, heat: FindingHeat | None = None) -> bytes:
         """The heatmap overlay PNG of one finding (display geometry); ``heat``: its :meth:`heat_of`,
-        when already made."""
-        from inference.explain import overlay_png
+        when already made (with a ``floor`` of at most :data:`inference.explain.OVERLAY_FLOOR`)."""
+        from inference.explain import OVERLAY_FLOOR, overlay_png
 
-        heat = heat if heat is not None else self.heat_of(code)
+        heat = heat if heat is not None else self.heat_of(code, floor=OVERLAY_FLOOR)
         return overlay_png(self.display, heat.levels, box=heat.box, max_side=max(self.shape))
 
     def heat_layer_png(self, code: str, heat: FindingHeat | None = None) -> bytes:

@@ -5,7 +5,14 @@ and display names are in :mod:`inference.vocabulary`.
 """
 
 from inference.explain._heatmap import Box, cam_box, cam_to_heatmap, cam_to_levels, hottest_box
-from inference.explain._overlay import COLOUR_LUT, display_size, heat_layer_png, overlay_png, overlay_rgb
+from inference.explain._overlay import (
+    COLOUR_LUT,
+    OVERLAY_FLOOR,
+    display_size,
+    heat_layer_png,
+    overlay_png,
+    overlay_rgb,
+)
 from inference.explain._png import encode_png, picture_thread
 from inference.explain._rationale import (
     DEFAULT_LANGUAGE,
@@ -17,6 +24,7 @@ from inference.explain._rationale import (
 
 __all__ = [
     "COLOUR_LUT",
+    "OVERLAY_FLOOR",
     "DEFAULT_LANGUAGE",
     "Box",
     "cam_box",

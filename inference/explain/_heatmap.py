@@ -143,7 +143,14 @@ _BLOCK = 64
 such buffers) stay in the core's cache."""
 
 
-def cam_to_levels(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) -> np.ndarray:
+_BOUND_MARGIN = 1e-5
+"""Relative slack on a block's bound: a sample is two float32 products added, each rounded, so it may
+exceed the larger of the two values it interpolates by a few units in the last place (below 1e-6)."""
+
+
+def cam_to_levels(
+    cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int], *, floor: int = 0
+) -> np.ndarray:
     """The 8-bit levels ``round(255 * cam_to_heatmap(cam, geometry, shape=shape))`` of one finding's heat.
 
     What an overlay or heat layer draws (heat level -> colour and opacity), equal element for element
@@ -151,12 +158,16 @@ def cam_to_levels(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) 
     same rounding), without its full-size float maps: the samples are made a few columns at a time, in
     cache, once to find the peak and again to quantise them (cheaper than writing and reading back
     4 MB). Along the columns each output column interpolates two rows of the map already sampled along
-    the rows, so a block is two outer products added, not a gather.
+    the rows, so a block is two outer products added, not a gather; no sample of a block exceeds the
+    larger of those two rows' maxima, so the peak is found in the blocks that can hold it (hottest
+    bound first) and, with ``floor``, blocks that cannot reach above it are not quantised.
 
     Args:
         cam: ``[h, w]`` map in logit units covering the whole model input.
         geometry: the letterbox geometry of the image.
         shape: ``(rows, columns)`` of the levels (e.g. the display rendering's).
+        floor: Levels up to it may be left at 0 (a picture that shows none of them: an overlay leaves
+            the image untouched where the heat is transparent). Every level above it is exact.
 
     Returns:
         uint8 ``[rows, columns]`` (a column-major view: the samples are made column by column); all
@@ -200,9 +211,13 @@ def cam_to_levels(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) 
         np.add(block, other, out=block)
         return block
 
+    column_peaks = along_y.max(axis=1)
+    bounds = [max(float(column_peaks[lower]), float(column_peaks[upper])) for *_, lower, upper in blocks]
     peak = 0.0
-    for block in blocks:
-        peak = max(peak, float(samples(*block).max()))
+    for i in sorted(range(len(blocks)), key=bounds.__getitem__, reverse=True):
+        if bounds[i] * (1 + _BOUND_MARGIN) < peak:
+            break  # this block, and every one after it, stays below the peak found
+        peak = max(peak, float(samples(*blocks[i]).max()))
     if not math.isfinite(peak):
         # Overflowed samples: the general path's NaN and infinity handling.
         heat = cam_to_heatmap(source, geometry, shape=(rows, columns))
@@ -216,7 +231,9 @@ def cam_to_levels(cam: np.ndarray, geometry: Letterbox, shape: tuple[int, int]) 
     # Finite samples in [0, peak]: heat / peak lies in [0, 1] (division rounds monotonically), so the
     # clip of cam_to_heatmap and the fmax/fmin of the overlay's quantisation change nothing.
     divisor, scale = np.float32(peak), np.float32(255.0)
-    for start, stop, lower, upper in blocks:
+    for (start, stop, lower, upper), bound in zip(blocks, bounds, strict=True):
+        if bound * (1 + _BOUND_MARGIN) / peak * 255.0 < floor + 0.25:
+            continue  # every level of this block rounds to at most ``floor``: left at 0
         quantised = samples(start, stop, lower, upper)
         np.divide(quantised, divisor, out=quantised)
         np.multiply(quantised, scale, out=quantised)

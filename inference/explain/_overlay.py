@@ -61,6 +61,17 @@ def _alpha_lut(threshold: float, max_alpha: float) -> list[int]:
 _PALETTE: Final = np.round(COLOUR_LUT).astype(np.uint8).tobytes()
 
 
+def transparent_below(threshold: float = 0.2, max_alpha: float = 0.55) -> int:
+    """The highest heat level an overlay drawn with these settings shows fully transparent (it and every
+    level under it leave the radiograph's pixel as it is)."""
+    opacity = _alpha_lut(threshold, max_alpha)
+    return next((level for level, alpha in enumerate(opacity) if alpha > 0), 256) - 1
+
+
+OVERLAY_FLOOR: Final = transparent_below()
+"""The levels :func:`overlay_png` and :func:`overlay_rgb` (default settings) do not show: up to 51."""
+
+
 def overlay_png(
     base: np.ndarray,
     heatmap: np.ndarray,

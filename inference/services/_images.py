@@ -32,7 +32,7 @@ from inference.analysis import (
     stored_geometry,
     stored_maps,
 )
-from inference.explain import picture_thread
+from inference.explain import OVERLAY_FLOOR, picture_thread
 from inference.record import NotFound
 from inference.services._access import audit
 from inference.services._context import Actor, Context, db
@@ -151,7 +151,9 @@ def _read(
         try:
             maps = stored_maps(source.cams, (code,))
             if code in maps:
-                heat = finding_heat(maps[code], geometry, display_shape(geometry.original_shape))
+                heat = finding_heat(
+                    maps[code], geometry, display_shape(geometry.original_shape), floor=_floor(picture)
+                )
         finally:
             display = decoding.result()
         rendering = Rendering(display=display.display, cams=maps, geometry=display.geometry)
@@ -164,8 +166,14 @@ def _read(
         # Made here, before the access is audited: the heat is numpy in small steps that hold the
         # interpreter, and would slow down the audit's record thread (and it them) if made alongside;
         # what remains to paint (blend, PNG) mostly lets go of it.
-        heat = rendering.heat_of(code)
+        heat = rendering.heat_of(code, floor=_floor(picture))
     return rendering, display, heat
+
+
+def _floor(picture: Picture) -> int:
+    """The heat levels a picture does not show (left at 0 when the heat is made): an overlay's
+    transparent ones; a heat layer keeps every level (its transparent pixels keep their colour)."""
+    return OVERLAY_FLOOR if picture == "overlay" else 0
 
 
 def _paint(rendering: Rendering, picture: Picture, code: str, heat: FindingHeat | None) -> bytes:

@@ -204,6 +204,38 @@ def test_heat_levels_are_the_overlays_quantised_heatmap_exactly() -> None:
     assert _decoded_shape(overlay_png(grey, levels, max_side=200)) == (146, 200)
 
 
+def test_an_overlay_draws_the_same_pixels_from_levels_made_only_where_they_show() -> None:
+    # cam_to_levels(floor=OVERLAY_FLOOR) leaves at 0 column blocks whose heat cannot rise above what an
+    # overlay shows (a focal finding: most of the picture); every level above the floor is exact, and
+    # the overlay is byte for byte the one drawn from the whole heat.
+    from inference.explain import OVERLAY_FLOOR, cam_to_levels, overlay_png
+
+    rng = np.random.default_rng(11)
+    skipped = 0
+    for i in range(60):
+        original = (int(rng.integers(200, 2600)), int(rng.integers(200, 2600)))
+        geometry = Geometry.letterbox(original, int(rng.choice([64, 160])))
+        side = int(rng.choice([5, 8, 20]))
+        cam = (rng.normal(size=(side, side)) * 0.05).astype(np.float32)  # faint everywhere
+        cam[int(rng.integers(0, side)), int(rng.integers(0, side))] = float(rng.uniform(2.0, 30.0))  # focal
+        if i % 3 == 0:
+            cam = rng.normal(size=(side, side)).astype(np.float32)  # diffuse
+        grid = (int(rng.integers(100, 1100)), int(rng.integers(100, 1100)))
+        exact = cam_to_levels(cam, geometry, grid)
+        floored = cam_to_levels(cam, geometry, grid, floor=OVERLAY_FLOOR)
+        shown = exact > OVERLAY_FLOOR
+        assert np.array_equal(floored[shown], exact[shown]), i
+        assert np.all((floored[~shown] == exact[~shown]) | (floored[~shown] == 0)), i
+        skipped += int(np.count_nonzero(floored != exact) > 0)
+        grey = rng.integers(0, 256, grid, dtype=np.uint8)
+        box = Box(x0=1, y0=1, x1=grid[1] // 2, y1=grid[0] // 2)
+        side_px = max(grid)
+        assert overlay_png(grey, floored, box=box, max_side=side_px) == overlay_png(
+            grey, exact, box=box, max_side=side_px
+        ), i
+    assert skipped > 10  # focal heat: the blocks far from it were left at 0
+
+
 def _decoded_shape(png: bytes) -> tuple[int, int]:
     import io
 
