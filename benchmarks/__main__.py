@@ -155,7 +155,7 @@ def run_server(
     """The server end to end. The bare loop is timed again, interleaved with the requests (one loop
     before each request, one per result before its heatmap GETs, a few right before and after each
     16-client run), so that each ratio compares figures taken under the same load."""
-    from benchmarks import _files, _profile, _server
+    from benchmarks import _files, _profile, _server, _stages
     from inference.config import Settings
     from inference.security import issue_token
 
@@ -167,7 +167,13 @@ def run_server(
     max_seconds = 15.0 if quick else 30.0
     from benchmarks._stats import Timing
 
-    server: dict[str, Any] = {"latency": {}, "throughput": {}, "paired_loop": {}, "throughput_loop": {}}
+    server: dict[str, Any] = {
+        "latency": {},
+        "throughput": {},
+        "paired_loop": {},
+        "throughput_loop": {},
+        "stages": {},
+    }
     results["server"] = server
     chosen = [
         f
@@ -188,7 +194,8 @@ def run_server(
             counter += latency_n
             heatmaps: list[str] = []
             loops: list[float] = []
-            server["latency"][f.syntax.key] = _server.latency(
+            scrapes: list[str] = []
+            timing = _server.latency(
                 base,
                 token,
                 bodies,
@@ -196,12 +203,22 @@ def run_server(
                 heatmaps=heatmaps,
                 baseline=lambda f=f: pipe.loop(f.data),
                 baseline_samples=loops,
-            ).to_dict()
+                metrics=scrapes,
+            )
+            server["latency"][f.syntax.key] = timing.to_dict()
             server["paired_loop"][f.syntax.key] = Timing(tuple(loops)).to_dict()
+            server["stages"][f.syntax.key] = _stages.from_scrapes(
+                scrapes, requests=timing.n, client_mean=timing.mean, route="/v1/studies"
+            )
             if f.syntax.key == "explicit" and heatmaps:
                 _say(f"-- server, {f.syntax.label}: heatmap GETs ({len(heatmaps)}, each twice)")
+                scrapes = []
                 server["pictures"] = _server.picture_gets(
-                    base, token, heatmaps, baseline=lambda f=f: pipe.loop(f.data)
+                    base, token, heatmaps, baseline=lambda f=f: pipe.loop(f.data), metrics=scrapes
+                )
+                first = server["pictures"]["first"]
+                server["pictures"]["first_stages"] = _stages.from_scrapes(
+                    scrapes, requests=first["n"], client_mean=(first["mean_ms"] or 0.0) / 1000
                 )
             server["throughput"][f.syntax.key] = {}
             for clients, n in levels.items():

@@ -115,6 +115,57 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _stage_columns(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """``(syntax, label, server budget, bare syntax entry)`` of every syntax with a stage budget."""
+    server = results.get("server") or {}
+    return [
+        (key, results["syntaxes"].get(key, {}).get("label", key), b, results["syntaxes"].get(key, {}))
+        for key, b in (server.get("stages") or {}).items()
+        if b
+    ]
+
+
+def stage_rows(results: dict[str, Any]) -> list[tuple[str, list[float]]]:
+    """Where an upload's time goes: per syntax with a stage budget, two columns, the server's mean per
+    upload of each stage (from its ``/metrics``) and the bare loop's own figure (in-process medians:
+    decode, decode+preprocess minus decode, ORT ``session.run``, explain, which the loop leaves out); then
+    what lies outside the stages, and the totals (the client's mean latency; the loop's median)."""
+    columns = _stage_columns(results)
+    if not columns:
+        return []
+    ort = _ms(results["models"].get(str(results["run"]["input_size"]), {}).get("ort"))
+    stages: list[str] = []
+    for _, _, b, _ in columns:
+        stages += [k for k in b["stages_ms"] if k not in stages]
+    rows: list[tuple[str, list[float]]] = []
+    for stage in stages:
+        values: list[float] = []
+        for _, _, b, bare in columns:
+            decode, prep = _ms(bare.get("decode")), _ms(bare.get("decode_preprocess"))
+            own = {
+                "decode": decode,
+                "preprocess": prep - decode,
+                "inference": ort,
+                "explain": _ms(bare.get("explain")),
+            }.get(stage, math.nan)
+            values += [float(b["stages_ms"].get(stage, math.nan)), own]
+        rows.append((stage, values))
+    outside: list[float] = []
+    total: list[float] = []
+    for _, _, b, bare in columns:
+        loop = _ms(bare.get("loop"))
+        outside += [float(b["outside_stages_ms"]), loop - _ms(bare.get("decode_preprocess")) - ort]
+        total += [float(b["client_mean_ms"]), loop]
+    rows.append(("outside the stages", outside))
+    rows.append(("total (client mean; loop median)", total))
+    if any(b.get("server_request_mean_ms") is not None for _, _, b, _ in columns):
+        middleware: list[float] = []
+        for _, _, b, _ in columns:
+            middleware += [float(b.get("server_request_mean_ms", math.nan)), math.nan]
+        rows.append(("of it in the server's middleware", middleware))
+    return rows
+
+
 def _throughput_runs(server: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """``(label, syntax, clients, figures)`` of every throughput run: one process, then the workers."""
     runs = [
@@ -132,6 +183,35 @@ def _throughput_runs(server: dict[str, Any]) -> list[tuple[str, str, str, dict[s
 
 def _fmt(v: float) -> str:
     return "—" if v != v else f"{v:.1f}"
+
+
+def _stage_text(results: dict[str, Any]) -> list[str]:
+    """The stage budget of the console report (nothing when the run has none)."""
+    columns = _stage_columns(results)
+    if not columns:
+        return []
+    lines = [
+        "",
+        "where the time goes, ms: server = mean per upload from its /metrics; bare = in-process median",
+    ]
+    head = f"{'':<34}" + "".join(f"{key + ' server':>16}{key + ' bare':>14}" for key, _, _, _ in columns)
+    lines.append(head)
+    for label, values in stage_rows(results):
+        cells = "".join(f"{_fmt(values[i]):>16}{_fmt(values[i + 1]):>14}" for i in range(0, len(values), 2))
+        lines.append(f"{label:<34}{cells}")
+    lines.append(f"  outside the stages = {columns[0][2]['outside_stages_is']}")
+    lines.append("  bare explain: in-process, not in the bare loop; bare outside = loop - dec+prep - ORT")
+    lines.append("  the client's wait beyond the middleware: httpx, the loopback, uvicorn before the app")
+    first = ((results.get("server") or {}).get("pictures") or {}).get("first_stages")
+    if first:
+        own = _ms(results["syntaxes"].get("explicit", {}).get("overlay"))
+        lines.append(
+            f"first heatmap GET: mean {_fmt(first['client_mean_ms'])} ms = overlay stage "
+            f"{_fmt(first['stages_ms'].get('overlay', math.nan))} ms + outside the stage "
+            f"{_fmt(first['outside_stages_ms'])} ms (n={first['requests']}); one overlay drawn in-process: "
+            f"{_fmt(own)} ms (median)"
+        )
+    return lines
 
 
 def text_report(results: dict[str, Any]) -> str:
@@ -209,6 +289,7 @@ def text_report(results: dict[str, Any]) -> str:
                 f"{_fmt(_ms(pictures['cached']))} ms; image.png p50 {_fmt(_ms(pictures['image']))} ms "
                 f"(n={pictures['first']['n']})"
             )
+        lines += _stage_text(results)
         for label, key, clients, t in _throughput_runs(server):
             lines.append(
                 f"server {label:<10} {key:<8} {clients:>2} clients: {t['studies_per_second']} studies/s "
@@ -231,6 +312,42 @@ def text_report(results: dict[str, Any]) -> str:
         for frame, share in profile["leaf"][:10]:
             lines.append(f"  {share:>6.1%}  {frame}")
     return "\n".join(lines)
+
+
+def _stage_markdown(results: dict[str, Any]) -> list[str]:
+    """The stage budget of the README's figures (nothing when the run has none)."""
+    columns = _stage_columns(results)
+    if not columns:
+        return []
+    md = [
+        "",
+        "Where an upload's time goes (`dxassist_stage_seconds` from the server's `/metrics`, read before "
+        "and after the sequential latency run: mean ms per upload) next to the bare loop's own figures "
+        "(in-process medians; its explain is not part of the loop):",
+        "",
+        "| stage, ms | " + " | ".join(f"{label}: server | bare" for _, label, _, _ in columns) + " |",
+        "|---|" + "---|---|" * len(columns),
+    ]
+    for label, values in stage_rows(results):
+        md.append(f"| {label} | " + " | ".join(_fmt(v) for v in values) + " |")
+    md += [
+        "",
+        f"Outside the stages: {columns[0][2]['outside_stages_is']}. The server's middleware times each "
+        "request from the app's side; the rest of the client's wait is httpx, the loopback and uvicorn "
+        "before the app.",
+    ]
+    first = ((results.get("server") or {}).get("pictures") or {}).get("first_stages")
+    if first:
+        own = _ms(results["syntaxes"].get("explicit", {}).get("overlay"))
+        md += [
+            "",
+            "| first heatmap GET, ms | server (mean) | in-process (median) |",
+            "|---|---|---|",
+            f"| overlay stage | {_fmt(first['stages_ms'].get('overlay', math.nan))} | {_fmt(own)} |",
+            f"| outside the stage | {_fmt(first['outside_stages_ms'])} | |",
+            f"| total (client mean) | {_fmt(first['client_mean_ms'])} | |",
+        ]
+    return md
 
 
 def write_json(results: dict[str, Any], path: Path = RESULTS) -> None:
@@ -346,6 +463,7 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
                 f"| {key}, {clients} concurrent clients{where} | {t['studies_per_second']} | "
                 f"{t['latency_p50_ms']} | {t['latency_p95_ms']} | {t['completed']} |"
             )
+    md += _stage_markdown(results)
     if server.get("error"):
         md += ["", f"Server part failed: {server['error']}"]
     md += ["", END]

@@ -115,6 +115,14 @@ def _check(response: Any) -> int:
     return sum(1 for finding in response.json().get("findings", []) if finding.get("positive"))
 
 
+def scrape(client: Any) -> str:
+    """The server's ``GET /metrics`` (Prometheus text format)."""
+    response = client.get("/metrics")
+    if response.status_code != 200:
+        raise ServerFailed(f"GET /metrics answered {response.status_code}")
+    return str(response.text)
+
+
 def latency(
     base: str,
     token: str,
@@ -124,6 +132,7 @@ def latency(
     heatmaps: list[str] | None = None,
     baseline: Callable[[], Any] | None = None,
     baseline_samples: list[float] | None = None,
+    metrics: list[str] | None = None,
 ) -> Timing:
     """Sequential requests from one client: per-request latency (the first ``warmup`` not counted).
 
@@ -131,6 +140,8 @@ def latency(
     ``baseline``, when given, is run and timed (into ``baseline_samples``) before each measured request:
     on a machine shared with other work, the ratio of two medians taken minutes apart measures the
     neighbours' load; interleaved, both sides see the same load.
+    ``metrics``, when given, receives the server's ``/metrics`` right before the first measured request
+    and right after the last (``benchmarks._stages`` reads the stage budget from them).
     """
     import httpx
 
@@ -139,6 +150,8 @@ def latency(
     positives: set[int] = set()
     with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
         for i, body in enumerate(bodies):
+            if metrics is not None and i == warmup:
+                metrics.append(scrape(client))
             if baseline is not None and baseline_samples is not None and i >= warmup:
                 t0 = time.perf_counter()
                 baseline()
@@ -151,15 +164,23 @@ def latency(
                 samples.append(elapsed)
                 if heatmaps is not None:
                     heatmaps.extend(f["heatmap"] for f in response.json()["findings"] if f.get("heatmap"))
+        if metrics:  # scraped before the first measured request
+            metrics.append(scrape(client))
     return Timing(tuple(samples), {"positive_findings_per_result": sorted(positives)})
 
 
 def picture_gets(
-    base: str, token: str, paths: Sequence[str], *, baseline: Callable[[], Any] | None = None
+    base: str,
+    token: str,
+    paths: Sequence[str],
+    *,
+    baseline: Callable[[], Any] | None = None,
+    metrics: list[str] | None = None,
 ) -> dict[str, Any]:
     """GET each heatmap path twice (the first draws the overlay, the second is served from the cache),
     and the display image of each result once; latencies of each kind. ``baseline`` is timed once per
-    result, interleaved with the GETs (``baseline`` in the answer)."""
+    result, interleaved with the GETs (``baseline`` in the answer). ``metrics``, when given, receives the
+    server's ``/metrics`` before the first GET and after the last."""
     import httpx
 
     first: list[float] = []
@@ -170,6 +191,8 @@ def picture_gets(
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=REQUEST_TIMEOUT
     ) as c:
+        if metrics is not None:
+            metrics.append(scrape(c))
         for path in paths:
             for samples in (first, again):
                 t0 = time.perf_counter()
@@ -188,6 +211,8 @@ def picture_gets(
                 if c.get(f"{result}/image.png").status_code != 200:
                     raise ServerFailed("GET image.png did not answer 200")
                 images.append(time.perf_counter() - t0)
+        if metrics is not None:
+            metrics.append(scrape(c))
     return {
         "first": Timing(tuple(first)).to_dict(),
         "cached": Timing(tuple(again)).to_dict(),

@@ -31,6 +31,10 @@ class Timing:
         return float(np.median(self.samples)) if self.samples else float("nan")
 
     @property
+    def mean(self) -> float:
+        return float(np.mean(self.samples)) if self.samples else float("nan")
+
+    @property
     def p95(self) -> float:
         return float(np.percentile(self.samples, 95)) if self.samples else float("nan")
 
@@ -39,6 +43,7 @@ class Timing:
             "n": self.n,
             "median_ms": round(self.median * 1000, 3),
             "p95_ms": round(self.p95 * 1000, 3),
+            "mean_ms": round(self.mean * 1000, 3) if self.samples else None,
             "min_ms": round(min(self.samples) * 1000, 3) if self.samples else None,
             **self.extra,
         }
