@@ -176,7 +176,7 @@ def syntax_timings(
     pipe: BarePipeline, f: EncodedFile, budget: Budget, *, positives: int = 0
 ) -> dict[str, Any]:
     """(c) and (d) for one file: loop and decode+preprocess (reduced path), full-resolution loop when it
-    differs, and decode alone."""
+    differs, decode alone and preprocess alone."""
     study = pipe.decode(f.data)
     reduction = study.primary.reduction
     shape = tuple(study.primary.pixels.shape)
@@ -184,6 +184,7 @@ def syntax_timings(
         "loop": lambda: pipe.loop(f.data),
         "decode_preprocess": lambda: pipe.prepare(pipe.decode(f.data)),
         "decode": lambda: pipe.decode(f.data),
+        "preprocess": lambda: pipe.prepare(study),  # alone, on the file decoded once
     }
     if reduction > 1:
         timed["loop_full_resolution"] = lambda: pipe.loop(f.data, reduced=False)

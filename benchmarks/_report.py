@@ -125,10 +125,16 @@ def _stage_columns(results: dict[str, Any]) -> list[tuple[str, str, dict[str, An
     ]
 
 
+def _bare_preprocess(bare: dict[str, Any]) -> float:
+    """The bare loop's preprocess alone (older results: decode+preprocess minus decode)."""
+    alone = _ms(bare.get("preprocess"))
+    return alone if alone == alone else _ms(bare.get("decode_preprocess")) - _ms(bare.get("decode"))
+
+
 def stage_rows(results: dict[str, Any]) -> list[tuple[str, list[float]]]:
     """Where an upload's time goes: per syntax with a stage budget, two columns, the server's mean per
     upload of each stage (from its ``/metrics``) and the bare loop's own figure (in-process medians:
-    decode, decode+preprocess minus decode, ORT ``session.run``, explain, which the loop leaves out); then
+    decode, preprocess, ORT ``session.run``, explain, which the loop leaves out); then
     what lies outside the stages, and the totals (the client's mean latency; the loop's median)."""
     columns = _stage_columns(results)
     if not columns:
@@ -141,10 +147,9 @@ def stage_rows(results: dict[str, Any]) -> list[tuple[str, list[float]]]:
     for stage in stages:
         values: list[float] = []
         for _, _, b, bare in columns:
-            decode, prep = _ms(bare.get("decode")), _ms(bare.get("decode_preprocess"))
             own = {
-                "decode": decode,
-                "preprocess": prep - decode,
+                "decode": _ms(bare.get("decode")),
+                "preprocess": _bare_preprocess(bare),
                 "inference": ort,
                 "explain": _ms(bare.get("explain")),
             }.get(stage, math.nan)
@@ -154,7 +159,8 @@ def stage_rows(results: dict[str, Any]) -> list[tuple[str, list[float]]]:
     total: list[float] = []
     for _, _, b, bare in columns:
         loop = _ms(bare.get("loop"))
-        outside += [float(b["outside_stages_ms"]), loop - _ms(bare.get("decode_preprocess")) - ort]
+        parts = _ms(bare.get("decode")) + _bare_preprocess(bare) + ort
+        outside += [float(b["outside_stages_ms"]), loop - parts]
         total += [float(b["client_mean_ms"]), loop]
     rows.append(("outside the stages", outside))
     rows.append(("total (client mean; loop median)", total))
@@ -200,7 +206,7 @@ def _stage_text(results: dict[str, Any]) -> list[str]:
         cells = "".join(f"{_fmt(values[i]):>16}{_fmt(values[i + 1]):>14}" for i in range(0, len(values), 2))
         lines.append(f"{label:<34}{cells}")
     lines.append(f"  outside the stages = {columns[0][2]['outside_stages_is']}")
-    lines.append("  bare explain: in-process, not in the bare loop; bare outside = loop - dec+prep - ORT")
+    lines.append("  bare explain: in-process, not in the bare loop; bare outside = loop - its three parts")
     lines.append("  the client's wait beyond the middleware: httpx, the loopback, uvicorn before the app")
     first = ((results.get("server") or {}).get("pictures") or {}).get("first_stages")
     if first:

@@ -116,6 +116,7 @@ def _results(stages: dict[str, Any]) -> dict[str, Any]:
         "decoded_shape": [2048, 2048],
         "decode": {**timing, "median_ms": 10.0},
         "decode_preprocess": {**timing, "median_ms": 25.0},
+        "preprocess": {**timing, "median_ms": 12.0},
         "loop": {**timing, "median_ms": 30.0},
         "explain": {**timing, "median_ms": 8.0, "positives": 5},
         "overlay": {**timing, "median_ms": 6.0},
@@ -166,14 +167,15 @@ def test_the_report_sets_each_stage_beside_the_bare_loops_own_figure() -> None:
 
     rows = dict(_report.stage_rows(results))
 
-    # server mean per upload | bare loop's own figure (decode, decode+preprocess - decode, ORT, explain)
+    # server mean per upload | bare loop's own figure (decode, preprocess, ORT session.run, explain)
     assert rows["decode"] == [20.0, 10.0]
-    assert rows["preprocess"] == [30.0, 15.0]
+    assert rows["preprocess"] == [30.0, 12.0]
     assert rows["inference"] == [10.0, 4.0]
     assert rows["explain"] == [40.0, 8.0]
     assert rows["record_commit"][0] == 10.0 and math.isnan(rows["record_commit"][1])
-    assert rows["outside the stages"] == [50.0, 1.0]  # 160 - 110; bare: 30 - 25 - 4
+    assert rows["outside the stages"] == [50.0, 4.0]  # 160 - 110; bare: 30 - 10 - 12 - 4
     assert rows["total (client mean; loop median)"] == [160.0, 30.0]
+    assert rows["of it in the server's middleware"][0] == 100.0  # as the middleware observed it
     text = _report.text_report(results)
     assert "where the time goes" in text
     assert "first heatmap GET: mean 90.0 ms = overlay stage 70.0 ms + outside the stage 20.0 ms" in text
@@ -190,9 +192,19 @@ def test_the_readme_figures_gain_the_stage_table_and_keep_the_rest(tmp_path: Pat
     assert "old figures" not in text
     assert "| stage, ms | Explicit VR Little Endian: server | bare |" in text
     assert "| decode | 20.0 | 10.0 |" in text
-    assert "| outside the stages | 50.0 | 1.0 |" in text
+    assert "| outside the stages | 50.0 | 4.0 |" in text
     assert "| overlay stage | 70.0 | 6.0 |" in text
     assert "| outside the stage | 20.0 | |" in text
+
+
+def test_results_without_preprocess_alone_take_it_as_decode_preprocess_minus_decode() -> None:
+    results = _results(_server_with_budget())
+    del results["syntaxes"]["explicit"]["preprocess"]
+
+    rows = dict(_report.stage_rows(results))
+
+    assert rows["preprocess"] == [30.0, 15.0]
+    assert rows["outside the stages"] == [50.0, 1.0]
 
 
 def test_a_run_without_stage_figures_prints_no_stage_table(tmp_path: Path) -> None:
