@@ -218,7 +218,10 @@ def run_server(
                 )
                 first = server["pictures"]["first"]
                 server["pictures"]["first_stages"] = _stages.from_scrapes(
-                    scrapes, requests=first["n"], client_mean=(first["mean_ms"] or 0.0) / 1000
+                    scrapes,
+                    requests=first["n"],
+                    client_mean=(first["mean_ms"] or 0.0) / 1000,
+                    outside_is=_stages.PICTURE_OUTSIDE,
                 )
             server["throughput"][f.syntax.key] = {}
             for clients, n in levels.items():

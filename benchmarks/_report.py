@@ -205,7 +205,7 @@ def _stage_text(results: dict[str, Any]) -> list[str]:
     for label, values in stage_rows(results):
         cells = "".join(f"{_fmt(values[i]):>16}{_fmt(values[i + 1]):>14}" for i in range(0, len(values), 2))
         lines.append(f"{label:<34}{cells}")
-    lines.append(f"  outside the stages = {columns[0][2]['outside_stages_is']}")
+    lines.append(f"  outside the stages: {columns[0][2]['outside_stages_is']}")
     lines.append("  bare explain: in-process, not in the bare loop; bare outside = loop - its three parts")
     lines.append("  the client's wait beyond the middleware: httpx, the loopback, uvicorn before the app")
     first = ((results.get("server") or {}).get("pictures") or {}).get("first_stages")
@@ -215,7 +215,7 @@ def _stage_text(results: dict[str, Any]) -> list[str]:
             f"first heatmap GET: mean {_fmt(first['client_mean_ms'])} ms = overlay stage "
             f"{_fmt(first['stages_ms'].get('overlay', math.nan))} ms + outside the stage "
             f"{_fmt(first['outside_stages_ms'])} ms (n={first['requests']}); one overlay drawn in-process: "
-            f"{_fmt(own)} ms (median)"
+            f"{_fmt(own)} ms (median); outside: {first['outside_stages_is']}"
         )
     return lines
 
@@ -352,6 +352,8 @@ def _stage_markdown(results: dict[str, Any]) -> list[str]:
             f"| overlay stage | {_fmt(first['stages_ms'].get('overlay', math.nan))} | {_fmt(own)} |",
             f"| outside the stage | {_fmt(first['outside_stages_ms'])} | |",
             f"| total (client mean) | {_fmt(first['client_mean_ms'])} | |",
+            "",
+            f"Outside the overlay stage: {first['outside_stages_is']}.",
         ]
     return md
 

@@ -27,10 +27,12 @@ STAGE_METRIC = "dxassist_stage_seconds"
 REQUEST_METRIC = "dxassist_request_seconds"
 # inference.analysis.STAGES, in pipeline order (not imported: reading a scrape needs none of the server).
 STAGE_ORDER = ("decode", "preprocess", "inference", "explain", "record_commit", "overlay")
-OUTSIDE_STAGES = (
-    "everything outside the stages: HTTP and multipart upload, auth, patient and consent, worker-pool hops, "
-    "stored rendering, response"
+# What no stage covers, by kind of request (``outside_stages_is`` in the results).
+UPLOAD_OUTSIDE = (
+    "HTTP and the multipart upload, auth, patient and consent, worker-pool hops, stored rendering and "
+    "training input, the response"
 )
+PICTURE_OUTSIDE = "HTTP, auth, the access audit, worker-pool hops, sending the PNG"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Budget:
         stages: Mean seconds per request of each stage observed, in pipeline order.
         per_request: Observations of each stage per request (1.0: once per request).
         server_mean: The middleware's mean time per request of ``route``, when one was asked for.
+        outside_is: What the time outside the stages is made of, in words.
     """
 
     requests: int
@@ -82,6 +85,7 @@ class Budget:
     stages: Mapping[str, float]
     per_request: Mapping[str, float]
     server_mean: float | None = None
+    outside_is: str = UPLOAD_OUTSIDE
 
     @property
     def in_stages(self) -> float:
@@ -102,7 +106,7 @@ class Budget:
             "stages_ms": {k: ms(v) for k, v in self.stages.items()},
             "in_stages_ms": ms(self.in_stages),
             "outside_stages_ms": ms(self.outside_stages),
-            "outside_stages_is": OUTSIDE_STAGES,
+            "outside_stages_is": self.outside_is,
             "observations_per_request": {k: round(v, 2) for k, v in self.per_request.items()},
         }
         if self.server_mean is not None:
@@ -112,7 +116,13 @@ class Budget:
 
 
 def budget(
-    before: Totals, after: Totals, *, requests: int, client_mean: float, route: str | None = None
+    before: Totals,
+    after: Totals,
+    *,
+    requests: int,
+    client_mean: float,
+    route: str | None = None,
+    outside_is: str = UPLOAD_OUTSIDE,
 ) -> Budget | None:
     """The stage budget of ``requests`` requests made between the scrapes ``before`` and ``after``;
     None when no stage was observed in between (a server without stage metrics)."""
@@ -134,16 +144,26 @@ def budget(
         seconds0, count0 = before.routes.get(route, (0.0, 0.0))
         if count - count0 > 0:
             server_mean = (seconds - seconds0) / (count - count0)
-    return Budget(requests, client_mean, stages, per_request, server_mean)
+    return Budget(requests, client_mean, stages, per_request, server_mean, outside_is)
 
 
 def from_scrapes(
-    scrapes: list[str], *, requests: int, client_mean: float, route: str | None = None
+    scrapes: list[str],
+    *,
+    requests: int,
+    client_mean: float,
+    route: str | None = None,
+    outside_is: str = UPLOAD_OUTSIDE,
 ) -> dict[str, Any] | None:
     """:func:`budget` of the first and last of ``scrapes`` as a results entry (None without two)."""
     if len(scrapes) < 2:
         return None
     found = budget(
-        parse(scrapes[0]), parse(scrapes[-1]), requests=requests, client_mean=client_mean, route=route
+        parse(scrapes[0]),
+        parse(scrapes[-1]),
+        requests=requests,
+        client_mean=client_mean,
+        route=route,
+        outside_is=outside_is,
     )
     return found.to_dict() if found is not None else None

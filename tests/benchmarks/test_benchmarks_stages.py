@@ -59,7 +59,7 @@ def test_budget_is_each_stages_mean_per_upload_and_the_rest_outside_them() -> No
     assert entry["observations_per_request"] == dict.fromkeys(entry["stages_ms"], 1.0)
     assert entry["server_request_mean_ms"] == 120.0  # (0.10 + 0.14) / 2; the /metrics GET left out
     assert entry["outside_server_ms"] == 80.0
-    assert "HTTP" in entry["outside_stages_is"]
+    assert entry["outside_stages_is"] == _stages.UPLOAD_OUTSIDE
 
 
 def test_a_stage_run_twice_per_request_counts_both_in_its_mean_per_request() -> None:
@@ -156,7 +156,9 @@ def _server_with_budget() -> dict[str, Any]:
     upload = _stages.from_scrapes([before, _scrape()], requests=1, client_mean=0.160, route="/v1/studies")
     before = _scrape()
     observe_stage("overlay", seconds=0.070, **MODEL)
-    first = _stages.from_scrapes([before, _scrape()], requests=1, client_mean=0.090)
+    first = _stages.from_scrapes(
+        [before, _scrape()], requests=1, client_mean=0.090, outside_is=_stages.PICTURE_OUTSIDE
+    )
     gets = {"n": 1, "median_ms": 90.0, "p95_ms": 90.0, "mean_ms": 90.0}
     pictures = {"first": gets, "cached": gets, "image": gets, "first_stages": first}
     return {"stages": {"explicit": upload}, "pictures": pictures}
@@ -195,6 +197,7 @@ def test_the_readme_figures_gain_the_stage_table_and_keep_the_rest(tmp_path: Pat
     assert "| outside the stages | 50.0 | 4.0 |" in text
     assert "| overlay stage | 70.0 | 6.0 |" in text
     assert "| outside the stage | 20.0 | |" in text
+    assert f"Outside the overlay stage: {_stages.PICTURE_OUTSIDE}." in text
 
 
 def test_results_without_preprocess_alone_take_it_as_decode_preprocess_minus_decode() -> None:
