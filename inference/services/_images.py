@@ -18,8 +18,9 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from inference.analysis import (
     FindingHeat,
@@ -38,6 +39,9 @@ from inference.services._access import audit
 from inference.services._context import Actor, Context, db
 from inference.services._errors import PictureUnreadable
 from inference.services._results import result_patient
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +88,38 @@ class PictureCache:
                 self._size -= len(evicted)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Decoded:
-    """A result's display rendering decoded (no CAMs), its stored CAMs, their codes and the model."""
+    """A result's display rendering decoded (no CAMs), its stored maps read, and the model.
+
+    Attributes:
+        rendering: The display rendering and geometry.
+        maps: The maps that could be read, by finding code.
+        unreadable: Codes listed in the stored maps whose map cannot be read.
+        model: ``(name, version)`` of the model that made them, when known.
+    """
 
     rendering: Rendering
-    cams: bytes
+    maps: Mapping[str, np.ndarray]
+    unreadable: frozenset[str]
     model: tuple[str, str] | None
-    codes: frozenset[str]
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """Every finding with a stored map (readable or not)."""
+        return frozenset(self.maps) | self.unreadable
+
+
+@dataclass(frozen=True, eq=False)
+class _Read:
+    """What :func:`_read` gives: what the picture is drawn from, the display rendering alone, the
+    finding's heat (None for the display image), and every map of a stored rendering read."""
+
+    rendering: Rendering
+    display: Rendering
+    heat: FindingHeat | None
+    maps: Mapping[str, np.ndarray]
+    unreadable: frozenset[str]
 
 
 class _DecodedRenderings:
@@ -126,48 +154,66 @@ def _caches(ctx: Context) -> tuple[PictureCache, _DecodedRenderings]:
         return _CACHES.setdefault(id(ctx.record), (PictureCache(), _DecodedRenderings()))
 
 
-def _read(
-    source: StoredRendering | _Decoded, picture: Picture, code: str
-) -> tuple[Rendering, Rendering, FindingHeat | None]:
-    """What one picture is drawn from, the display rendering alone (decoded when not yet), and the
-    finding's heat (None for the display image).
+def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _Read:
+    """What one picture is drawn from (:class:`_Read`); a stored rendering is decoded and all its maps
+    read, for the next pictures of the result.
 
     Raises:
         RenderingCorrupt: The stored display rendering or the finding's map cannot be read.
     """
-    if picture == "image":
-        display = (
-            Rendering.from_stored(source, codes=())
-            if isinstance(source, StoredRendering)
-            else source.rendering
-        )
-        return display, display, None
-    heat: FindingHeat | None = None
-    if isinstance(source, StoredRendering):
-        # The finding's heat (levels and box) needs only its map and the geometry: it is made here while
-        # the display rendering's JPEG is decoded on a second thread (both let go of the interpreter).
-        geometry = stored_geometry(source)
-        decoding = picture_thread().submit(Rendering.from_stored, source, codes=())
-        try:
-            maps = stored_maps(source.cams, (code,))
-            if code in maps:
-                heat = finding_heat(
-                    maps[code], geometry, display_shape(geometry.original_shape), floor=_floor(picture)
-                )
-        finally:
-            display = decoding.result()
-        rendering = Rendering(display=display.display, cams=maps, geometry=display.geometry)
-    else:
+    if isinstance(source, _Decoded):
         display = source.rendering
-        rendering = display.with_stored_cams(source.cams, (code,))  # only the map of the finding drawn
-    if code not in rendering.cams:
+        if picture == "image":
+            return _Read(display, display, None, source.maps, source.unreadable)
+        if code not in source.maps:
+            raise RenderingCorrupt("The stored maps of this result cannot be read.")
+        rendering = Rendering(
+            display=display.display, cams={code: source.maps[code]}, geometry=display.geometry
+        )
+        drawn = rendering.heat_of(code, floor=_floor(picture))
+        return _Read(rendering, display, drawn, source.maps, source.unreadable)
+    # The maps and the finding's heat (levels and box) need only the stored maps and the geometry:
+    # they are made here while the display rendering's JPEG is decoded on a second thread (both let go
+    # of the interpreter).
+    geometry = stored_geometry(source)
+    decoding = picture_thread().submit(Rendering.from_stored, source, codes=())
+    heat: FindingHeat | None = None
+    try:
+        maps, unreadable = _readable_maps(source.cams)
+        if picture != "image" and code in maps:
+            heat = finding_heat(
+                maps[code], geometry, display_shape(geometry.original_shape), floor=_floor(picture)
+            )
+    finally:
+        display = decoding.result()
+    if picture == "image":
+        return _Read(display, display, None, maps, unreadable)
+    if code not in maps:
         raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
+    rendering = Rendering(display=display.display, cams={code: maps[code]}, geometry=display.geometry)
     if heat is None or heat.levels.shape != rendering.shape:
-        # Made here, before the access is audited: the heat is numpy in small steps that hold the
-        # interpreter, and would slow down the audit's record thread (and it them) if made alongside;
-        # what remains to paint (blend, PNG) mostly lets go of it.
         heat = rendering.heat_of(code, floor=_floor(picture))
-    return rendering, display, heat
+    return _Read(rendering, display, heat, maps, unreadable)
+
+
+def _readable_maps(cams: bytes) -> tuple[dict[str, np.ndarray], frozenset[str]]:
+    """Every stored map that can be read (2-D, not empty), and the codes of those that cannot.
+
+    Raises:
+        RenderingCorrupt: The stored maps are not an archive of maps at all.
+    """
+    maps: dict[str, np.ndarray] = {}
+    unreadable: set[str] = set()
+    for code in _kept_codes(cams):
+        try:
+            found = stored_maps(cams, (code,)).get(code)
+        except RenderingCorrupt:
+            found = None
+        if found is None or found.ndim != 2 or found.size == 0:
+            unreadable.add(code)
+        else:
+            maps[code] = found
+    return maps, frozenset(unreadable)
 
 
 def _floor(picture: Picture) -> int:
@@ -177,7 +223,7 @@ def _floor(picture: Picture) -> int:
 
 
 def _paint(rendering: Rendering, picture: Picture, code: str, heat: FindingHeat | None) -> bytes:
-    """The PNG of one picture of a rendering :func:`_read` gave."""
+    """The PNG of one picture of what :func:`_read` gave."""
     if picture == "image":
         return rendering.display_png()
     if picture == "overlay":
@@ -188,10 +234,12 @@ def _paint(rendering: Rendering, picture: Picture, code: str, heat: FindingHeat 
 @dataclass(frozen=True, eq=False)
 class _Drawing:
     """A picture being drawn: ``read`` settles once its stored rendering is read (with
-    :class:`RenderingCorrupt` when it cannot be), ``png`` when it is drawn."""
+    :class:`RenderingCorrupt` when it cannot be), ``png`` when it is drawn; ``readable``: what it is
+    drawn from is known to be readable already (a decoded rendering and a map read before)."""
 
     read: asyncio.Future[None]
     png: asyncio.Future[bytes]
+    readable: bool
 
 
 _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made for positive findings."
@@ -201,10 +249,11 @@ async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Pictu
     patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
     found = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
     resource_type = "Image" if picture == "image" else "Heatmap"
-    if isinstance(found, _Drawing):
+    if isinstance(found, _Drawing) and not found.readable:
         # The access is audited once the stored rendering is read, with what became of it, while the
         # picture is painted (on the worker pool); it is answered only once the audit entry is written
-        # (an access that cannot be audited fails).
+        # (an access that cannot be audited fails). A picture of a rendering decoded and read before
+        # cannot fail to read: its entry is written while the whole picture is drawn.
         try:
             await found.read
         except BaseException as e:
@@ -292,12 +341,11 @@ async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) 
         source, model, codes = decoded, decoded.model, decoded.codes
     if picture != "image" and code not in codes:
         return None
+    readable = isinstance(source, _Decoded) and (picture == "image" or code in source.maps)
     read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     read.add_done_callback(_consume)  # awaited by the caller, unless its request went away first
-    png = asyncio.ensure_future(
-        _drawn(ctx, source, picture, code, key=key, model=model, codes=codes, read=read)
-    )
-    return _Drawing(read=read, png=png)
+    png = asyncio.ensure_future(_drawn(ctx, source, picture, code, key=key, model=model, read=read))
+    return _Drawing(read=read, png=png, readable=readable)
 
 
 async def _drawn(
@@ -308,7 +356,6 @@ async def _drawn(
     *,
     key: tuple[str, str, str],
     model: tuple[str, str] | None,
-    codes: frozenset[str],
     read: asyncio.Future[None],
 ) -> bytes:
     """Read and draw one picture on the worker pool (settling ``read`` in between) and keep it (and the
@@ -316,7 +363,7 @@ async def _drawn(
     cache, renderings = _caches(ctx)
     start = time.perf_counter()
     try:
-        rendering, display, heat = await ctx.workers.run(_read, source, picture, code)
+        got = await ctx.workers.run(_read, source, picture, code)
     except asyncio.CancelledError:
         read.cancel()
         raise
@@ -325,8 +372,10 @@ async def _drawn(
         raise
     read.set_result(None)
     if isinstance(source, StoredRendering):
-        renderings.put(key[0], _Decoded(rendering=display, cams=source.cams, model=model, codes=codes))
-    png = await ctx.workers.run(_paint, rendering, picture, code, heat)
+        renderings.put(
+            key[0], _Decoded(rendering=got.display, maps=got.maps, unreadable=got.unreadable, model=model)
+        )
+    png = await ctx.workers.run(_paint, got.rendering, picture, code, got.heat)
     if picture != "image":
         name, version = model or ("unknown", "unknown")
         observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)

@@ -213,6 +213,54 @@ def test_a_damaged_stored_rendering_is_said_plainly_and_audited_as_a_failure(
     assert mine.count(("Heatmap", "failure")) == 2 and mine.count(("Image", "failure")) == 1
 
 
+def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_decoded(
+    client: TestClient, env: Env
+) -> None:
+    # One finding's stored map is damaged, the others and the display rendering are intact. After a
+    # first picture of the result (which decodes it and reads every map), the other finding's pictures
+    # are still drawn, and the damaged one's are refused plainly and audited as failures, never as seen.
+    from sqlalchemy import create_engine, text
+
+    result = _study(client, env)
+    rid, patient_id = result["result_id"], result["patient"]["id"]
+    good, bad = [f for f in result["findings"] if f["positive"]][:2]
+    record = Record(env.settings.record_url)
+    try:
+        data = record.results.rendering(result_id=rid)
+    finally:
+        record.close()
+    assert data is not None
+    with np.load(io.BytesIO(data.cams)) as stored:
+        maps = {code: stored[code] for code in stored.files}
+    maps[bad["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
+    damaged = io.BytesIO()
+    np.savez_compressed(damaged, **maps)  # type: ignore[arg-type]
+    engine = create_engine(env.settings.record_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE renderings SET cams = :cams WHERE result_id = :rid"),
+                {"cams": damaged.getvalue(), "rid": rid},
+            )
+    finally:
+        engine.dispose()
+    subject = f"reader-{uuid.uuid4().hex[:6]}"
+    reader = env.headers("radiologist", facility="F1", subject=subject)
+    assert _png(client.get(good["heatmap"], headers=reader)).mode == "RGB"  # decodes the result
+    for path in (bad["heatmap"], f"{bad['heatmap']}?layer=1"):
+        response = client.get(path, headers=reader)
+        assert response.status_code == 500 and response.json()["error"]["code"] == "rendering_unreadable"
+    assert _png(client.get(f"{good['heatmap']}?layer=1", headers=reader)).mode == "RGBA"
+    assert _png(client.get(f"/v1/results/{rid}/image.png", headers=reader)).mode == "L"
+    record = Record(env.settings.record_url)
+    try:
+        events = record.audit.events(patient_id=patient_id, limit=200)
+    finally:
+        record.close()
+    mine = sorted((e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject)
+    assert mine == [("Heatmap", "failure")] * 2 + [("Heatmap", "success")] * 2 + [("Image", "success")]
+
+
 def test_missing_pictures_are_404_in_the_error_shape(client: TestClient, env: Env) -> None:
     result = _study(client, env)
     rid = result["result_id"]
