@@ -42,6 +42,11 @@ from inference.record._views import VITAL_FIELDS, finding_result, typed_result, 
 
 _FINDINGS: Final = cast(Table, Finding.__table__)
 _HEATMAPS: Final = cast(Table, Heatmap.__table__)
+_STUDIES: Final = cast(Table, Study.__table__)
+_INSTANCES: Final = cast(Table, Instance.__table__)
+_DEVICES: Final = cast(Table, Device.__table__)
+_RESULTS: Final = cast(Table, Result.__table__)
+_RENDERINGS: Final = cast(Table, Rendering.__table__)
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
 MISMATCH_CODE: Final = "identity_mismatch"
 """The code opening the warning of a result whose sender's demographics differ from the record."""
@@ -271,14 +276,29 @@ def _filed_device(session: Session, model: ModelRef) -> Device | None:
     ).first()
 
 
+def _filed_device_id(session: Session, model: ModelRef) -> str | None:
+    return session.scalars(
+        select(Device.id).where(
+            Device.model_name == model.name,
+            Device.model_version == model.version,
+            Device.model_sha256 == model.sha256,
+        )
+    ).first()
+
+
+def _new_device_row(model: ModelRef) -> dict[str, Any]:
+    """The ``devices`` row of a model version not filed yet."""
+    return {
+        "id": new_id(),
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_sha256": model.sha256,
+        "created": utcnow(),
+    }
+
+
 def _new_device(model: ModelRef) -> Device:
-    return Device(
-        id=new_id(),
-        model_name=model.name,
-        model_version=model.version,
-        model_sha256=model.sha256,
-        created=utcnow(),
-    )
+    return Device(**_new_device_row(model))
 
 
 def upsert_device(session: Session, model: ModelRef) -> Device:
@@ -316,35 +336,36 @@ def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> S
     return study
 
 
-def _new_study(data: ImagingResultIn, patient: Patient) -> Study:
-    return Study(
-        id=new_id(),
-        study_instance_uid=data.study_instance_uid,
-        patient_id=patient.id,
-        accession=data.accession_number,
-        study_date=fhir_date(data.study_date),
-        modality=data.instances[0].modality,
-        facility=data.patient.facility,
-        created=utcnow(),
-    )
+def _new_study(data: ImagingResultIn, patient: Patient) -> dict[str, Any]:
+    """The ``studies`` row of a study not filed yet."""
+    return {
+        "id": new_id(),
+        "study_instance_uid": data.study_instance_uid,
+        "patient_id": patient.id,
+        "accession": data.accession_number,
+        "study_date": fhir_date(data.study_date),
+        "modality": data.instances[0].modality,
+        "facility": data.patient.facility,
+        "created": utcnow(),
+    }
 
 
-def _new_instances(data: ImagingResultIn, study: Study, known: set[str]) -> list[Instance]:
-    """The instances of ``data`` not filed yet (``known``: those filed), each once."""
-    rows: dict[str, Instance] = {}
+def _new_instances(data: ImagingResultIn, study_id: str, known: set[str]) -> list[dict[str, Any]]:
+    """The ``instances`` rows of ``data`` not filed yet (``known``: those filed), each once."""
+    rows: dict[str, dict[str, Any]] = {}
     for instance in data.instances:
         uid = instance.sop_instance_uid
         if uid in known or uid in rows:
             continue
-        rows[uid] = Instance(
-            sop_instance_uid=uid,
-            series_instance_uid=instance.series_instance_uid,
-            sop_class_uid=instance.sop_class_uid,
-            modality=instance.modality,
-            view_position=instance.view_position,
-            study_id=study.id,
-            pixel_digest=instance.pixel_digest,
-        )
+        rows[uid] = {
+            "sop_instance_uid": uid,
+            "series_instance_uid": instance.series_instance_uid,
+            "sop_class_uid": instance.sop_class_uid,
+            "modality": instance.modality,
+            "view_position": instance.view_position,
+            "study_id": study_id,
+            "pixel_digest": instance.pixel_digest,
+        }
     return list(rows.values())
 
 
@@ -447,56 +468,57 @@ def write_imaging(
         _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
         return stored
     patient, mismatched = upsert_patient(session, data.patient)
-    # Every row is read (and every conflict refused) before the first new row is added, so the new rows
-    # go in two flushes: the result with the rows it refers to, then the rows that refer to it.
-    study = _filed_study(session, data, patient)
+    # Every row is read (and every conflict refused) before the first new row is written. The new rows
+    # are then inserted in the order their foreign keys need, each table in one statement, without an
+    # ORM object per row: nothing in this transaction reads them back, the answer is typed from these
+    # values.
+    filed_study = _filed_study(session, data, patient)
     priority = data.priority
-    if data.keep_study_priority and study is not None:  # a new study has no result yet
+    if data.keep_study_priority and filed_study is not None:  # a new study has no result yet
         priority = _higher_priority(priority, study_priority(session, data.study_instance_uid))
-    new_study = _new_study(data, patient) if study is None else None
-    study = study or new_study
-    assert study is not None
+    new_study = _new_study(data, patient) if filed_study is None else None
+    # A new study is never added to the session (its row is inserted below): this object types the answer.
+    study = filed_study if filed_study is not None else Study(**(new_study or {}))
     known = _check_known_instances(session, data, study_id=study.id)
-    device = _filed_device(session, data.model)
-    new_device = _new_device(data.model) if device is None else None
-    device = device or new_device
-    assert device is not None
+    device_id = _filed_device_id(session, data.model)
+    new_device = _new_device_row(data.model) if device_id is None else None
+    if new_device is not None:
+        device_id = new_device["id"]
+    assert device_id is not None
     owed = data.outputs is not None and bool(data.outputs.destinations)
     # Read once for both: the outputs owed outside the record and the training input kept.
     consent = _consent.state(session, patient.id) if owed or data.training_input is not None else None
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
-    result = _new_result("imaging", patient, device, data.model, priority, warnings)
-    result.facility = data.patient.facility
-    result.study_id = study.id
-    result.instance_key = key
-    result.source = data.source
-    result.rationale = dict(data.rationale)
-    result.payload = {
-        "primary_sop_instance_uid": data.primary_sop_instance_uid,
-        "assessable": bool(data.assessable),
-        "ood": (
-            None
-            if data.ood_score is None or data.ood_threshold is None
-            else {"score": _finite_or_none(data.ood_score), "threshold": float(data.ood_threshold)}
-        ),
-    }
-    # The unit of work orders these by their relationships: study before its instances, the patient,
-    # study and device before the result.
-    session.add_all(
-        [
-            *([new_study] if new_study is not None else []),
-            *_new_instances(data, study, known),
-            *([new_device] if new_device is not None else []),
-            result,
-        ]
+    values = _result_row("imaging", patient, device_id, data.model, priority, warnings)
+    values.update(
+        facility=data.patient.facility,
+        study_id=study.id,
+        instance_key=key,
+        source=data.source,
+        rationale=dict(data.rationale),
+        payload={
+            "primary_sop_instance_uid": data.primary_sop_instance_uid,
+            "assessable": bool(data.assessable),
+            "ood": (
+                None
+                if data.ood_score is None or data.ood_threshold is None
+                else {"score": _finite_or_none(data.ood_score), "threshold": float(data.ood_threshold)}
+            ),
+        },
     )
-    session.flush()
-    # The findings and heatmaps in one executemany each (no ORM object per row: nothing in this
-    # transaction reads them back, the answer is typed from these values).
+    if new_study is not None:
+        session.execute(insert(_STUDIES), new_study)
+    instances = _new_instances(data, study.id, known)
+    if instances:
+        session.execute(insert(_INSTANCES), instances)
+    if new_device is not None:
+        session.execute(insert(_DEVICES), new_device)
+    session.execute(insert(_RESULTS), values)
+    result_id: str = values["id"]
     findings: list[dict[str, Any]] = [
         {
             "id": new_id(),
-            "result_id": result.id,
+            "result_id": result_id,
             "ordinal": ordinal,
             "code": finding.code,
             "display": finding.display,
@@ -512,27 +534,28 @@ def write_imaging(
     if findings:
         session.execute(insert(_FINDINGS), findings)
     heatmaps = [
-        {"result_id": result.id, "code": finding.code, "png": bytes(finding.heatmap_png)}
+        {"result_id": result_id, "code": finding.code, "png": bytes(finding.heatmap_png)}
         for finding in data.findings
         if finding.heatmap_png is not None
     ]
     if heatmaps:
         session.execute(insert(_HEATMAPS), heatmaps)
     if data.rendering is not None:
-        session.add(
-            Rendering(
-                result_id=result.id,
-                display=bytes(data.rendering.display),
-                cams=bytes(data.rendering.cams),
-                geometry=dict(data.rendering.geometry),
-            )
+        session.execute(
+            insert(_RENDERINGS),
+            {
+                "result_id": result_id,
+                "display": bytes(data.rendering.display),
+                "cams": bytes(data.rendering.cams),
+                "geometry": dict(data.rendering.geometry),
+            },
         )
     if mismatched:
         record_mismatch(
             session,
             patient=patient,
             fields=mismatched,
-            result_id=result.id,
+            result_id=result_id,
             facility=data.patient.facility,
             source=data.source,
         )
@@ -543,14 +566,16 @@ def write_imaging(
         # result is filed without its outputs, whatever crashes after the commit.
         _builds.add_filed(
             session,
-            result_id=result.id,
+            result_id=result_id,
             destinations=data.outputs.destinations,
             spool=data.outputs.spool,
             source=data.outputs.source,
         )
         build = _filed_build(data.outputs.destinations)
+    # The result as the session would hold it, never added to it (its row is written above).
+    result = Result(**values)
     stored = StoredResult(
-        result_id=result.id,
+        result_id=result_id,
         patient_id=patient.id,
         created=True,
         mismatched=mismatched,
@@ -643,6 +668,31 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
     return stored
 
 
+def _result_row(
+    kind: str,
+    patient: Patient,
+    device_id: str,
+    model: ModelRef,
+    priority: str,
+    warnings: tuple[str, ...],
+) -> dict[str, Any]:
+    """The columns every new result has, as a ``results`` row."""
+    return {
+        "id": new_id(),
+        "kind": kind,
+        "patient_id": patient.id,
+        "device_id": device_id,
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_sha256": model.sha256,
+        "provider": model.provider,
+        "priority": priority,
+        "status": "open",
+        "warnings": list(warnings),
+        "created_at": utcnow(),
+    }
+
+
 def _new_result(
     kind: str,
     patient: Patient,
@@ -651,17 +701,4 @@ def _new_result(
     priority: str,
     warnings: tuple[str, ...],
 ) -> Result:
-    return Result(
-        id=new_id(),
-        kind=kind,
-        patient_id=patient.id,
-        device_id=device.id,
-        model_name=model.name,
-        model_version=model.version,
-        model_sha256=model.sha256,
-        provider=model.provider,
-        priority=priority,
-        status="open",
-        warnings=list(warnings),
-        created_at=utcnow(),
-    )
+    return Result(**_result_row(kind, patient, device.id, model, priority, warnings))
