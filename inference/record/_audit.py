@@ -77,6 +77,10 @@ def _content(event: AuditEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in (*CONTENT_FIELDS, "request_id")}
 
 
+_LOCK_HEAD: Final = select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
+"""Built once (building and keying a statement costs about as much as running it)."""
+
+
 def _locked_head(session: Session) -> AuditChainHead | None:
     """The chain head, locked for this transaction (``SELECT ... FOR UPDATE``).
 
@@ -90,9 +94,7 @@ def _locked_head(session: Session) -> AuditChainHead | None:
         locked_in, moved = held
         if locked_in is transaction and moved in session and not inspect(moved).expired_attributes:
             return cast(AuditChainHead, moved)
-    head: AuditChainHead | None = session.scalars(
-        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
-    ).first()
+    head: AuditChainHead | None = session.scalars(_LOCK_HEAD).first()
     if head is not None and not session.in_nested_transaction():
         session.info[_LOCKED_HEAD] = (transaction, head)
     return head

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from inference.record._errors import RecordError
@@ -62,6 +62,34 @@ class ConsentState:
 def state(session: Session, patient_id: str) -> ConsentState:
     """The consent of a patient (defaults when none was recorded)."""
     row = session.get(Consent, patient_id)
+    if row is None:
+        return ConsentState(patient_id=patient_id)
+    return ConsentState(
+        patient_id=patient_id,
+        ai_processing=row.ai_processing,
+        national_sharing=row.national_sharing,
+        facility_sharing=bool(row.facility_sharing),
+        updated_by=row.updated_by,
+        updated_role=row.updated_role,
+        updated_at=row.updated_at,
+    )
+
+
+_CONSENTS: Final = cast(Table, Consent.__table__)
+_FILED: Final = select(
+    _CONSENTS.c.ai_processing,
+    _CONSENTS.c.national_sharing,
+    _CONSENTS.c.facility_sharing,
+    _CONSENTS.c.updated_by,
+    _CONSENTS.c.updated_role,
+    _CONSENTS.c.updated_at,
+).where(_CONSENTS.c.patient_id == bindparam("patient_id"))
+
+
+def filed_state(session: Session, patient_id: str) -> ConsentState:
+    """:func:`state` as the database holds it, in one statement built once: for a transaction that has
+    not changed the patient's consent (a change still pending in ``session`` is not seen)."""
+    row = session.execute(_FILED, {"patient_id": patient_id}).first()
     if row is None:
         return ConsentState(patient_id=patient_id)
     return ConsentState(

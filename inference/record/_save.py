@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,13 +40,34 @@ from inference.record._result_types import FindingResult, ImagingResult, Pending
 from inference.record._types import as_utc, fhir_date, new_id, utcnow
 from inference.record._views import VITAL_FIELDS, finding_result, typed_result, with_deliveries
 
-_FINDINGS: Final = cast(Table, Finding.__table__)
-_HEATMAPS: Final = cast(Table, Heatmap.__table__)
 _STUDIES: Final = cast(Table, Study.__table__)
 _INSTANCES: Final = cast(Table, Instance.__table__)
 _DEVICES: Final = cast(Table, Device.__table__)
 _RESULTS: Final = cast(Table, Result.__table__)
-_RENDERINGS: Final = cast(Table, Rendering.__table__)
+# The statements of filing an imaging result, built once: building a statement and its cache key costs
+# about as much as SQLite running it.
+_INSERT_STUDY: Final = insert(_STUDIES)
+_INSERT_INSTANCES: Final = insert(_INSTANCES)
+_INSERT_DEVICE: Final = insert(_DEVICES)
+_INSERT_RESULT: Final = insert(_RESULTS)
+_INSERT_FINDINGS: Final = insert(cast(Table, Finding.__table__))
+_INSERT_HEATMAPS: Final = insert(cast(Table, Heatmap.__table__))
+_INSERT_RENDERING: Final = insert(cast(Table, Rendering.__table__))
+_FILED_BY_KEY: Final = select(
+    _RESULTS.c.id, _RESULTS.c.patient_id, _RESULTS.c.facility, _RESULTS.c.study_id
+).where(_RESULTS.c.instance_key == bindparam("key"))
+_PATIENT_BY_KEY: Final = select(Patient).where(
+    Patient.identifier == bindparam("identifier"), Patient.issuer == bindparam("issuer")
+)
+_STUDY_BY_UID: Final = select(Study).where(Study.study_instance_uid == bindparam("uid"))
+_KNOWN_INSTANCES: Final = select(
+    _INSTANCES.c.sop_instance_uid, _INSTANCES.c.study_id, _INSTANCES.c.pixel_digest
+).where(_INSTANCES.c.sop_instance_uid.in_(bindparam("uids", expanding=True)))
+_DEVICE_ID: Final = select(_DEVICES.c.id).where(
+    _DEVICES.c.model_name == bindparam("name"),
+    _DEVICES.c.model_version == bindparam("version"),
+    _DEVICES.c.model_sha256 == bindparam("sha256"),
+)
 PRIORITIES: Final[tuple[str, ...]] = ("critical", "urgent", "routine")
 MISMATCH_CODE: Final = "identity_mismatch"
 """The code opening the warning of a result whose sender's demographics differ from the record."""
@@ -61,9 +82,9 @@ def instance_key(model: ModelRef, sop_instance_uids: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def find_by_key(session: Session, key: str) -> Result | None:
-    """The result already filed under ``key``, if any."""
-    return session.scalars(select(Result).where(Result.instance_key == key)).first()
+def find_by_key(session: Session, key: str) -> Row[str, str, str | None, str | None] | None:
+    """``(id, patient_id, facility, study_id)`` of the result already filed under ``key``, if any."""
+    return session.execute(_FILED_BY_KEY, {"key": key}).first()
 
 
 _NOT_A_RESEND = (
@@ -72,7 +93,9 @@ _NOT_A_RESEND = (
 )
 
 
-def _check_resend(session: Session, data: ImagingResultIn, existing: Result) -> StoredResult:
+def _check_resend(
+    session: Session, data: ImagingResultIn, existing: Row[str, str, str | None, str | None]
+) -> StoredResult:
     """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
     if existing.facility != data.patient.facility:
         raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"))
@@ -83,11 +106,7 @@ def _check_resend(session: Session, data: ImagingResultIn, existing: Result) -> 
 def _check_known_instances(session: Session, data: ImagingResultIn, *, study_id: str | None) -> set[str]:
     """SOP instance UIDs of ``data`` already filed (under ``study_id`` with the same pixels), or refuse."""
     uids = [instance.sop_instance_uid for instance in data.instances]
-    rows = session.execute(
-        select(Instance.sop_instance_uid, Instance.study_id, Instance.pixel_digest).where(
-            Instance.sop_instance_uid.in_(uids)
-        )
-    )
+    rows = session.execute(_KNOWN_INSTANCES, {"uids": uids})
     known = {row[0]: (row[1], row[2]) for row in rows}
     for instance in data.instances:
         if instance.sop_instance_uid not in known:
@@ -207,9 +226,7 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
         The patient and the names of the fields whose sent value differs from the one on file.
     """
     issuer = normalise_issuer(patient.issuer)
-    row = session.scalars(
-        select(Patient).where(Patient.identifier == patient.identifier, Patient.issuer == issuer)
-    ).first()
+    row = session.scalars(_PATIENT_BY_KEY, {"identifier": patient.identifier, "issuer": issuer}).first()
     if row is None:
         row = Patient(
             id=new_id(),
@@ -277,13 +294,8 @@ def _filed_device(session: Session, model: ModelRef) -> Device | None:
 
 
 def _filed_device_id(session: Session, model: ModelRef) -> str | None:
-    return session.scalars(
-        select(Device.id).where(
-            Device.model_name == model.name,
-            Device.model_version == model.version,
-            Device.model_sha256 == model.sha256,
-        )
-    ).first()
+    params = {"name": model.name, "version": model.version, "sha256": model.sha256}
+    return session.execute(_DEVICE_ID, params).scalar()
 
 
 def _new_device_row(model: ModelRef) -> dict[str, Any]:
@@ -318,7 +330,7 @@ def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> S
         ResendConflict: It is filed by another facility.
         Conflict: It is filed under another patient.
     """
-    study = session.scalars(select(Study).where(Study.study_instance_uid == data.study_instance_uid)).first()
+    study = session.scalars(_STUDY_BY_UID, {"uid": data.study_instance_uid}).first()
     if study is None:
         return None
     if study.facility != data.patient.facility:
@@ -487,7 +499,7 @@ def write_imaging(
     assert device_id is not None
     owed = data.outputs is not None and bool(data.outputs.destinations)
     # Read once for both: the outputs owed outside the record and the training input kept.
-    consent = _consent.state(session, patient.id) if owed or data.training_input is not None else None
+    consent = _consent.filed_state(session, patient.id) if owed or data.training_input is not None else None
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
     values = _result_row("imaging", patient, device_id, data.model, priority, warnings)
     values.update(
@@ -507,13 +519,13 @@ def write_imaging(
         },
     )
     if new_study is not None:
-        session.execute(insert(_STUDIES), new_study)
+        session.execute(_INSERT_STUDY, new_study)
     instances = _new_instances(data, study.id, known)
     if instances:
-        session.execute(insert(_INSTANCES), instances)
+        session.execute(_INSERT_INSTANCES, instances)
     if new_device is not None:
-        session.execute(insert(_DEVICES), new_device)
-    session.execute(insert(_RESULTS), values)
+        session.execute(_INSERT_DEVICE, new_device)
+    session.execute(_INSERT_RESULT, values)
     result_id: str = values["id"]
     findings: list[dict[str, Any]] = [
         {
@@ -532,17 +544,17 @@ def write_imaging(
         for ordinal, finding in enumerate(data.findings)
     ]
     if findings:
-        session.execute(insert(_FINDINGS), findings)
+        session.execute(_INSERT_FINDINGS, findings)
     heatmaps = [
         {"result_id": result_id, "code": finding.code, "png": bytes(finding.heatmap_png)}
         for finding in data.findings
         if finding.heatmap_png is not None
     ]
     if heatmaps:
-        session.execute(insert(_HEATMAPS), heatmaps)
+        session.execute(_INSERT_HEATMAPS, heatmaps)
     if data.rendering is not None:
         session.execute(
-            insert(_RENDERINGS),
+            _INSERT_RENDERING,
             {
                 "result_id": result_id,
                 "display": bytes(data.rendering.display),

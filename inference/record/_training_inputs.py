@@ -15,10 +15,10 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
 import numpy as np
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, func, select
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, sessionmaker
 
@@ -293,20 +293,26 @@ def keep_new(
     return True
 
 
+_INSERT: Final = insert(cast(Table, TrainingInput.__table__))
+"""Built once (building and keying a statement costs about as much as running it)."""
+
+
 def _keep(
     session: Session, *, result: Result, model_name: str, model_version: str, input_size: int, pixels: bytes
 ) -> None:
     now = utcnow()
-    session.add(
-        TrainingInput(
-            result_id=result.id,
-            patient_id=result.patient_id,
-            model_name=model_name,
-            model_version=model_version,
-            input_size=input_size,
-            pixels=pixels,
-            created=now,
-        )
+    # A Core insert, not an ORM object: nothing reads the row back in this transaction.
+    session.execute(
+        _INSERT,
+        {
+            "result_id": result.id,
+            "patient_id": result.patient_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "input_size": input_size,
+            "pixels": pixels,
+            "created": now,
+        },
     )
     # Written with the rest of the transaction at its flush (the result's own entry is too).
     _audit.append_unflushed(
