@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
@@ -61,7 +61,11 @@ class ConsentState:
 
 def state(session: Session, patient_id: str) -> ConsentState:
     """The consent of a patient (defaults when none was recorded)."""
-    row = session.get(Consent, patient_id)
+    return _state_of(patient_id, session.get(Consent, patient_id))
+
+
+def _state_of(patient_id: str, row: Any) -> ConsentState:
+    """The consent in ``row`` (a ``Consent`` or a row of its columns; None: defaults)."""
     if row is None:
         return ConsentState(patient_id=patient_id)
     return ConsentState(
@@ -89,18 +93,7 @@ _FILED: Final = select(
 def filed_state(session: Session, patient_id: str) -> ConsentState:
     """:func:`state` as the database holds it, in one statement built once: for a transaction that has
     not changed the patient's consent (a change still pending in ``session`` is not seen)."""
-    row = session.execute(_FILED, {"patient_id": patient_id}).first()
-    if row is None:
-        return ConsentState(patient_id=patient_id)
-    return ConsentState(
-        patient_id=patient_id,
-        ai_processing=row.ai_processing,
-        national_sharing=row.national_sharing,
-        facility_sharing=bool(row.facility_sharing),
-        updated_by=row.updated_by,
-        updated_role=row.updated_role,
-        updated_at=row.updated_at,
-    )
+    return _state_of(patient_id, session.execute(_FILED, {"patient_id": patient_id}).first())
 
 
 def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:

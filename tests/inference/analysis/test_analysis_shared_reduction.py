@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,6 +87,19 @@ def test_the_reduced_decodes_keep_the_display_rendering_size() -> None:
     assert REDUCED_MIN_LONG_SIDE == DISPLAY_SIDE
 
 
+def _seeded(tmp_path: Path, side: int) -> tuple[Settings, Any]:
+    """Settings whose model cache holds a 64-px tiny imaging model, and a decoded ``side``² radiograph."""
+    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
+    tiny_models.seed_cache(
+        settings.model_cache,
+        tiny_models.IMAGING_NAME,
+        tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64),
+    )
+    data = _write(_dataset(chest_pixels(side), UidTemplate()), EXPLICIT_LE)
+    limits = Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4)
+    return settings, read_study([data], limits=limits, target_size=64).primary
+
+
 def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_path: Path) -> None:
     """``analyse(store=True)`` (the server's path) encodes the record's JPEG of the display rendering
     while the image is scored: the result and what the record keeps are those of the in-process path,
@@ -99,18 +113,10 @@ def test_the_server_path_stores_the_display_it_encoded_while_the_model_ran(tmp_p
     from inference.analysis._rendering import encode_display
     from inference.runtime import ModelHost
 
-    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
-    cache = settings.model_cache
-    tiny_models.seed_cache(
-        cache, tiny_models.IMAGING_NAME, tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
-    )
-    data = _write(_dataset(chest_pixels(2048), UidTemplate()), EXPLICIT_LE)
-    instance = read_study(
-        [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
-    ).primary
+    settings, instance = _seeded(tmp_path, 2048)
 
     async def main() -> tuple[Analysis, Analysis, Analysis]:
-        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(settings.model_cache))
         await host.start()
         try:
             served = host.imaging
@@ -144,22 +150,14 @@ def test_the_image_is_prepared_while_the_consent_is_read_and_never_scored_when_r
     from inference.analysis import Analysis, ImageUnusable, analyse
     from inference.runtime import ModelHost
 
-    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
-    cache = settings.model_cache
-    tiny_models.seed_cache(
-        cache, tiny_models.IMAGING_NAME, tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=64)
-    )
-    data = _write(_dataset(chest_pixels(512), UidTemplate()), EXPLICIT_LE)
-    instance = read_study(
-        [data], limits=Limits(max_instance_bytes=1 << 26, max_pixels=1 << 24, max_instances=4), target_size=64
-    ).primary
+    settings, instance = _seeded(tmp_path, 512)
     unusable = replace(instance, pixels=np.zeros((0, 0), dtype=np.uint16))  # nothing to prepare
 
     class Refused(Exception):
         pass
 
     async def main() -> tuple[list[str], int, Analysis, Analysis]:
-        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(cache))
+        host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(settings.model_cache))
         await host.start()
         steps: list[str] = []
         try:

@@ -24,6 +24,27 @@ def _study(client: TestClient, env: Env) -> dict:
     return dict(response.json())
 
 
+def _stored(env: Env, result_id: str) -> StoredRendering:
+    """What the record keeps for drawing a result's pictures."""
+    record = Record(env.settings.record_url)
+    try:
+        data = record.results.rendering(result_id=result_id)
+    finally:
+        record.close()
+    assert data is not None
+    return StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+
+
+def _accesses(env: Env, patient_id: str, subject: str) -> list[tuple[str, str]]:
+    """``(resource_type, outcome)`` of the audit entries of ``subject`` about the patient, sorted."""
+    record = Record(env.settings.record_url)
+    try:
+        events = record.audit.events(patient_id=patient_id, limit=200)
+    finally:
+        record.close()
+    return sorted((e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject)
+
+
 def _png(response) -> Image.Image:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
@@ -81,15 +102,7 @@ def test_pictures_drawn_one_after_another_are_those_drawn_from_the_record(
         )
         for f in positives
     }
-    record = Record(env.settings.record_url)
-    try:
-        data = record.results.rendering(result_id=rid)
-    finally:
-        record.close()
-    assert data is not None
-    fresh = Rendering.from_stored(
-        StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
-    )
+    fresh = Rendering.from_stored(_stored(env, rid))
     assert _png(image).mode == "L" and image.content == fresh.display_png()
     for code, (overlay, layer) in got.items():
         assert _png(overlay).mode == "RGB" and overlay.content == fresh.overlay_png(code), code
@@ -106,15 +119,7 @@ def test_a_first_picture_drawn_while_its_rendering_is_decoded_is_the_same_pictur
         result = _study(client, env)
         finding = next(f for f in result["findings"] if f["positive"])
         got = client.get(f"{finding['heatmap']}{'?layer=1' if layer else ''}", headers=reader)
-        record = Record(env.settings.record_url)
-        try:
-            data = record.results.rendering(result_id=result["result_id"])
-        finally:
-            record.close()
-        assert data is not None
-        fresh = Rendering.from_stored(
-            StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
-        )
+        fresh = Rendering.from_stored(_stored(env, result["result_id"]))
         expected = fresh.heat_layer_png(finding["code"]) if layer else fresh.overlay_png(finding["code"])
         assert _png(got).mode == ("RGBA" if layer else "RGB") and got.content == expected
 
@@ -203,12 +208,7 @@ def test_a_damaged_stored_rendering_is_said_plainly_and_audited_as_a_failure(
         error = response.json()["error"]
         assert error["code"] == "rendering_unreadable" and "cannot be read" in error["message"]
     assert client.get(f"/v1/results/{rid}", headers=reader).status_code == 200  # the result still reads
-    record = Record(env.settings.record_url)
-    try:
-        events = record.audit.events(patient_id=patient_id, limit=200)
-    finally:
-        record.close()
-    mine = sorted((e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject)
+    mine = _accesses(env, patient_id, subject)
     assert ("Heatmap", "success") not in mine and ("Image", "success") not in mine
     assert mine.count(("Heatmap", "failure")) == 2 and mine.count(("Image", "failure")) == 1
 
@@ -224,12 +224,7 @@ def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_dec
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
     good, bad = [f for f in result["findings"] if f["positive"]][:2]
-    record = Record(env.settings.record_url)
-    try:
-        data = record.results.rendering(result_id=rid)
-    finally:
-        record.close()
-    assert data is not None
+    data = _stored(env, rid)
     with np.load(io.BytesIO(data.cams)) as stored:
         maps = {code: stored[code] for code in stored.files}
     maps[bad["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
@@ -252,12 +247,7 @@ def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_dec
         assert response.status_code == 500 and response.json()["error"]["code"] == "rendering_unreadable"
     assert _png(client.get(f"{good['heatmap']}?layer=1", headers=reader)).mode == "RGBA"
     assert _png(client.get(f"/v1/results/{rid}/image.png", headers=reader)).mode == "L"
-    record = Record(env.settings.record_url)
-    try:
-        events = record.audit.events(patient_id=patient_id, limit=200)
-    finally:
-        record.close()
-    mine = sorted((e["resource_type"], e["outcome"]) for e in events if e["subject"] == subject)
+    mine = _accesses(env, patient_id, subject)
     assert mine == [("Heatmap", "failure")] * 2 + [("Heatmap", "success")] * 2 + [("Image", "success")]
 
 
