@@ -45,6 +45,7 @@
       stage.classList.add("no-image");
       document.querySelectorAll("img.layer[data-overlay]").forEach(function (layer) {
         layer.classList.add("standalone");
+        restoreLayer(layer);  // its own failure was the missing image's: the overlay is tried instead
         layer.src = layer.getAttribute("data-overlay");
       });
       document.querySelectorAll(".wl").forEach(function (el) { el.hidden = true; });
@@ -55,6 +56,42 @@
       level.value = 128; width.value = 256; draw();
     });
   }
+
+  // -- a heat layer that cannot be drawn says so instead of vanishing; its switch and slider are disabled --
+  function layerControls(layer) {
+    return document.querySelectorAll('[aria-controls="' + layer.id + '"]');
+  }
+  function layerFailed(layer) {
+    layer.hidden = true;
+    layer.setAttribute("data-failed", "true");
+    layerControls(layer).forEach(function (control) {
+      control.disabled = true;
+      if (control.hasAttribute("data-layer-switch")) {
+        control.checked = false;
+        control.setAttribute("aria-checked", "false");
+      }
+    });
+    var note = document.querySelector('[data-layer-failed="' + layer.id + '"]');
+    if (note) note.hidden = false;
+  }
+  function restoreLayer(layer) {
+    if (layer.getAttribute("data-failed") !== "true") return;
+    layer.removeAttribute("data-failed");
+    layer.hidden = false;
+    layerControls(layer).forEach(function (control) {
+      control.disabled = false;
+      if (control.hasAttribute("data-layer-switch")) {
+        control.checked = true;
+        control.setAttribute("aria-checked", "true");
+      }
+    });
+    var note = document.querySelector('[data-layer-failed="' + layer.id + '"]');
+    if (note) note.hidden = true;
+  }
+  document.querySelectorAll("img.layer").forEach(function (layer) {
+    layer.addEventListener("error", function () { layerFailed(layer); });
+    if (layer.complete && layer.naturalWidth === 0 && layer.getAttribute("src")) layerFailed(layer);
+  });
 
   // -- zoom --
   var zoom = document.getElementById("zoom");

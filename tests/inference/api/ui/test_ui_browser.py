@@ -189,3 +189,54 @@ def test_the_worklist_refreshes_itself_and_a_disagreement_asks_for_the_label(
     finally:
         record.close()
     assert verdicts == [FeedbackVerdict(code=negative["code"], verdict="disagree", correct_label=True)]
+
+
+def test_a_heatmap_that_cannot_be_drawn_says_so_and_its_switch_is_off(
+    site: str, env: Env, chromium: Any
+) -> None:
+    # One finding's stored map is damaged: the viewer does not silently show no heat (a reader could take
+    # that for no evidence). The finding says its heatmap could not be drawn, and its switch and slider
+    # are off and disabled; the radiograph and the finding's probability are still shown.
+    import numpy as np
+    from sqlalchemy import create_engine, text
+
+    from inference.api.ui._views import finding_name
+
+    study = send_study(site, env, critical=True)
+    damaged = next(f for f in study["findings"] if f["positive"] and f["heatmap"])
+    record = Record(env.settings.record_url)
+    try:
+        kept = record.results.rendering(result_id=study["result_id"])
+    finally:
+        record.close()
+    assert kept is not None
+    with np.load(io.BytesIO(kept.cams)) as stored:
+        maps = {code: stored[code] for code in stored.files}
+    maps[damaged["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
+    cams = io.BytesIO()
+    np.savez_compressed(cams, **maps)  # type: ignore[arg-type]
+    engine = create_engine(env.settings.record_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE renderings SET cams = :cams WHERE result_id = :rid"),
+                {"cams": cams.getvalue(), "rid": study["result_id"]},
+            )
+    finally:
+        engine.dispose()
+    username = add_account(env)
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username)
+    page.goto(f"{site}/ui/results/{study['result_id']}")
+    finding = page.locator(f"#finding-{damaged['code']}")
+    note = finding.get_by_role("status")
+    note.wait_for()
+    assert "could not be drawn" in note.inner_text()
+    switch = finding.get_by_role("switch", name=finding_name(damaged["code"], "en"))
+    assert switch.is_disabled() and not switch.is_checked()
+    assert finding.get_by_role("slider", name="Opacity").is_disabled()
+    assert page.locator(f"#layer-{damaged['code']}").is_hidden()
+    page.locator("#stage.loaded").wait_for()  # the radiograph itself is drawn
+    assert "%" in finding.locator(".prob").inner_text()
+    context.close()
