@@ -95,19 +95,15 @@ class _Decoded:
     Attributes:
         rendering: The display rendering and geometry.
         maps: The maps that could be read, by finding code.
-        unreadable: Codes listed in the stored maps whose map cannot be read.
+        listed: The findings the stored maps list (readable or not); None when the stored maps are not
+            an archive that can be read at all.
         model: ``(name, version)`` of the model that made them, when known.
     """
 
     rendering: Rendering
     maps: Mapping[str, np.ndarray]
-    unreadable: frozenset[str]
+    listed: frozenset[str] | None
     model: tuple[str, str] | None
-
-    @property
-    def codes(self) -> frozenset[str]:
-        """Every finding with a stored map (readable or not)."""
-        return frozenset(self.maps) | self.unreadable
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,7 +115,7 @@ class _Read:
     display: Rendering
     heat: FindingHeat | None
     maps: Mapping[str, np.ndarray]
-    unreadable: frozenset[str]
+    listed: frozenset[str] | None
 
 
 class _DecodedRenderings:
@@ -164,14 +160,14 @@ def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _R
     if isinstance(source, _Decoded):
         display = source.rendering
         if picture == "image":
-            return _Read(display, display, None, source.maps, source.unreadable)
+            return _Read(display, display, None, source.maps, source.listed)
         if code not in source.maps:
             raise RenderingCorrupt("The stored maps of this result cannot be read.")
         rendering = Rendering(
             display=display.display, cams={code: source.maps[code]}, geometry=display.geometry
         )
         drawn = rendering.heat_of(code, floor=_floor(picture))
-        return _Read(rendering, display, drawn, source.maps, source.unreadable)
+        return _Read(rendering, display, drawn, source.maps, source.listed)
     # The maps and the finding's heat (levels and box) need only the stored maps and the geometry:
     # they are made here while the display rendering's JPEG is decoded on a second thread (both let go
     # of the interpreter).
@@ -179,7 +175,7 @@ def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _R
     decoding = picture_thread().submit(Rendering.from_stored, source, codes=())
     heat: FindingHeat | None = None
     try:
-        maps, unreadable = _readable_maps(source.cams)
+        maps, listed = _readable_maps(source.cams)
         if picture != "image" and code in maps:
             heat = finding_heat(
                 maps[code], geometry, display_shape(geometry.original_shape), floor=_floor(picture)
@@ -187,33 +183,28 @@ def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _R
     finally:
         display = decoding.result()
     if picture == "image":
-        return _Read(display, display, None, maps, unreadable)
+        return _Read(display, display, None, maps, listed)
     if code not in maps:
         raise RenderingCorrupt("The stored maps of this result cannot be read.")  # listed, not readable
     rendering = Rendering(display=display.display, cams={code: maps[code]}, geometry=display.geometry)
     if heat is None or heat.levels.shape != rendering.shape:
         heat = rendering.heat_of(code, floor=_floor(picture))
-    return _Read(rendering, display, heat, maps, unreadable)
+    return _Read(rendering, display, heat, maps, listed)
 
 
-def _readable_maps(cams: bytes) -> tuple[dict[str, np.ndarray], frozenset[str]]:
-    """Every stored map that can be read (2-D, not empty), and the codes of those that cannot.
-
-    Raises:
-        RenderingCorrupt: The stored maps are not an archive of maps at all.
-    """
+def _readable_maps(cams: bytes) -> tuple[dict[str, np.ndarray], frozenset[str] | None]:
+    """Every stored map that can be read (2-D, not empty), and the findings the archive lists (None
+    when it cannot be read at all: the display image can still be drawn, no heatmap can)."""
+    listed = _kept_codes(cams)
     maps: dict[str, np.ndarray] = {}
-    unreadable: set[str] = set()
-    for code in _kept_codes(cams):
+    for code in listed or ():
         try:
             found = stored_maps(cams, (code,)).get(code)
         except RenderingCorrupt:
-            found = None
-        if found is None or found.ndim != 2 or found.size == 0:
-            unreadable.add(code)
-        else:
+            continue
+        if found is not None and found.ndim == 2 and found.size > 0:
             maps[code] = found
-    return maps, frozenset(unreadable)
+    return maps, listed
 
 
 def _floor(picture: Picture) -> int:
@@ -306,13 +297,14 @@ def _consume(drawing: asyncio.Future[Any]) -> None:
         drawing.exception()
 
 
-def _kept_codes(cams: bytes) -> frozenset[str]:
-    """The findings with a stored map (:attr:`StoredRendering.cams`), read from the npz's directory."""
+def _kept_codes(cams: bytes) -> frozenset[str] | None:
+    """The findings with a stored map (:attr:`StoredRendering.cams`), read from the npz's directory;
+    None when the stored maps are not an archive that can be read."""
     try:
         with zipfile.ZipFile(io.BytesIO(cams)) as maps:
             return frozenset(name.removesuffix(".npy") for name in maps.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
 
 
 async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) -> bytes | _Drawing | None:
@@ -336,8 +328,9 @@ async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) 
         source = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
         model, codes = data.model, _kept_codes(data.cams)
     else:
-        source, model, codes = decoded, decoded.model, decoded.codes
-    if picture != "image" and code not in codes:
+        source, model, codes = decoded, decoded.model, decoded.listed
+    # Unreadable maps (codes None) are not a missing picture: drawing it fails, and says so.
+    if picture != "image" and codes is not None and code not in codes:
         return None
     read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     read.add_done_callback(_consume)  # awaited by the caller, unless its request went away first
@@ -369,9 +362,7 @@ async def _drawn(
         raise
     read.set_result(None)
     if isinstance(source, StoredRendering):
-        renderings.put(
-            key[0], _Decoded(rendering=got.display, maps=got.maps, unreadable=got.unreadable, model=model)
-        )
+        renderings.put(key[0], _Decoded(rendering=got.display, maps=got.maps, listed=got.listed, model=model))
     png = await ctx.workers.run(_paint, got.rendering, picture, code, got.heat)
     if picture != "image":
         name, version = model or ("unknown", "unknown")

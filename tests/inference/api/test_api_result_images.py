@@ -251,6 +251,35 @@ def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_dec
     assert mine == [("Heatmap", "failure")] * 2 + [("Heatmap", "success")] * 2 + [("Image", "success")]
 
 
+def test_stored_maps_that_are_no_archive_leave_the_image_and_fail_the_heatmaps_plainly(
+    client: TestClient, env: Env
+) -> None:
+    # The record's copy of the maps is damaged as a whole (not an archive any more): the display image
+    # is still drawn; each heatmap is refused plainly (500 rendering_unreadable, audited as a failure),
+    # never answered as a missing picture (404) or an internal error.
+    from sqlalchemy import create_engine, text
+
+    result = _study(client, env)
+    rid, patient_id = result["result_id"], result["patient"]["id"]
+    finding = next(f for f in result["findings"] if f["positive"])
+    engine = create_engine(env.settings.record_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE renderings SET cams = :junk WHERE result_id = :rid"),
+                {"junk": b"PK not an archive any more", "rid": rid},
+            )
+    finally:
+        engine.dispose()
+    subject = f"reader-{uuid.uuid4().hex[:6]}"
+    reader = env.headers("radiologist", facility="F1", subject=subject)
+    assert _png(client.get(f"/v1/results/{rid}/image.png", headers=reader)).mode == "L"
+    for path in (finding["heatmap"], f"{finding['heatmap']}?layer=1"):
+        response = client.get(path, headers=reader)
+        assert response.status_code == 500 and response.json()["error"]["code"] == "rendering_unreadable"
+    assert _accesses(env, patient_id, subject) == [("Heatmap", "failure")] * 2 + [("Image", "success")]
+
+
 def test_missing_pictures_are_404_in_the_error_shape(client: TestClient, env: Env) -> None:
     result = _study(client, env)
     rid = result["result_id"]
