@@ -87,14 +87,17 @@ def test_interrupted_run_resumes_without_duplicates(home: Path, archive: tuple[P
     )
     try:
         deadline = time.monotonic() + 300
-        while _filed(home) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while _filed(home) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be interrupted"
+        # Frozen the moment its first results are filed (a whole run takes well under a second on a
+        # fast machine, so waiting for more could see it finish): what is filed now is all it filed.
+        os.killpg(proc.pid, signal.SIGSTOP)
+        before = _filed(home)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask workers, mid-study
         proc.wait(timeout=60)
-    before = _filed(home)
-    assert 3 <= before < scorable
+    assert 1 <= before < scorable
 
     summary, stderr = _score(home, root)
     assert summary["studies"] == STUDIES
