@@ -35,6 +35,23 @@ def _stored(env: Env, result_id: str) -> StoredRendering:
     return StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
 
 
+def _overwrite_rendering(env: Env, result_id: str, **columns: bytes) -> None:
+    """Damage what the record keeps for drawing a result's pictures (a disk fault, a bad restore)."""
+    from sqlalchemy import create_engine, text
+
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)  # column names from the tests
+    engine = create_engine(env.settings.record_url)
+    try:
+        with engine.begin() as connection:
+            changed = connection.execute(
+                text(f"UPDATE renderings SET {assignments} WHERE result_id = :rid"),
+                {**columns, "rid": result_id},
+            )
+            assert changed.rowcount == 1
+    finally:
+        engine.dispose()
+
+
 def _accesses(env: Env, patient_id: str, subject: str) -> list[tuple[str, str]]:
     """``(resource_type, outcome)`` of the audit entries of ``subject`` about the patient, sorted."""
     record = Record(env.settings.record_url)
@@ -184,21 +201,10 @@ def test_a_damaged_stored_rendering_is_said_plainly_and_audited_as_a_failure(
     # The record's copy of the display rendering is damaged (a disk fault, a bad restore): no picture can
     # be drawn from it. Each request gets the contract's error shape naming the cause, the access is
     # audited as a failure (never as a picture seen), and the result itself still reads.
-    from sqlalchemy import create_engine, text
-
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
     finding = next(f for f in result["findings"] if f["positive"])
-    engine = create_engine(env.settings.record_url)
-    try:
-        with engine.begin() as connection:
-            damaged = connection.execute(
-                text("UPDATE renderings SET display = :junk WHERE result_id = :rid"),
-                {"junk": b"\xff\xd8 not a JPEG any more", "rid": rid},
-            )
-            assert damaged.rowcount == 1
-    finally:
-        engine.dispose()
+    _overwrite_rendering(env, rid, display=b"\xff\xd8 not a JPEG any more")
     subject = f"reader-{uuid.uuid4().hex[:6]}"
     reader = env.headers("radiologist", facility="F1", subject=subject)
     for path in (finding["heatmap"], f"{finding['heatmap']}?layer=1", f"/v1/results/{rid}/image.png"):
@@ -219,26 +225,15 @@ def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_dec
     # One finding's stored map is damaged, the others and the display rendering are intact. After a
     # first picture of the result (which decodes it and reads every map), the other finding's pictures
     # are still drawn, and the damaged one's are refused plainly and audited as failures, never as seen.
-    from sqlalchemy import create_engine, text
-
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
     good, bad = [f for f in result["findings"] if f["positive"]][:2]
-    data = _stored(env, rid)
-    with np.load(io.BytesIO(data.cams)) as stored:
+    with np.load(io.BytesIO(_stored(env, rid).cams)) as stored:
         maps = {code: stored[code] for code in stored.files}
     maps[bad["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
     damaged = io.BytesIO()
     np.savez_compressed(damaged, **maps)  # type: ignore[arg-type]
-    engine = create_engine(env.settings.record_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text("UPDATE renderings SET cams = :cams WHERE result_id = :rid"),
-                {"cams": damaged.getvalue(), "rid": rid},
-            )
-    finally:
-        engine.dispose()
+    _overwrite_rendering(env, rid, cams=damaged.getvalue())
     subject = f"reader-{uuid.uuid4().hex[:6]}"
     reader = env.headers("radiologist", facility="F1", subject=subject)
     assert _png(client.get(good["heatmap"], headers=reader)).mode == "RGB"  # decodes the result
@@ -257,20 +252,10 @@ def test_stored_maps_that_are_no_archive_leave_the_image_and_fail_the_heatmaps_p
     # The record's copy of the maps is damaged as a whole (not an archive any more): the display image
     # is still drawn; each heatmap is refused plainly (500 rendering_unreadable, audited as a failure),
     # never answered as a missing picture (404) or an internal error.
-    from sqlalchemy import create_engine, text
-
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
     finding = next(f for f in result["findings"] if f["positive"])
-    engine = create_engine(env.settings.record_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text("UPDATE renderings SET cams = :junk WHERE result_id = :rid"),
-                {"junk": b"PK not an archive any more", "rid": rid},
-            )
-    finally:
-        engine.dispose()
+    _overwrite_rendering(env, rid, cams=b"PK not an archive any more")
     subject = f"reader-{uuid.uuid4().hex[:6]}"
     reader = env.headers("radiologist", facility="F1", subject=subject)
     assert _png(client.get(f"/v1/results/{rid}/image.png", headers=reader)).mode == "L"

@@ -45,7 +45,7 @@
       stage.classList.add("no-image");
       document.querySelectorAll("img.layer[data-overlay]").forEach(function (layer) {
         layer.classList.add("standalone");
-        restoreLayer(layer);  // its own failure was the missing image's: the overlay is tried instead
+        markLayer(layer, false);  // its own failure was the missing image's: the overlay is tried instead
         layer.src = layer.getAttribute("data-overlay");
       });
       document.querySelectorAll(".wl").forEach(function (el) { el.hidden = true; });
@@ -61,36 +61,25 @@
   function layerControls(layer) {
     return document.querySelectorAll('[aria-controls="' + layer.id + '"]');
   }
-  function layerFailed(layer) {
-    layer.hidden = true;
-    layer.setAttribute("data-failed", "true");
+  // failed: the layer could not be drawn (hidden, its controls off and disabled, its note shown); not
+  // failed: as the page first showed it.
+  function markLayer(layer, failed) {
+    if (!failed && layer.getAttribute("data-failed") !== "true") return;
+    if (failed) layer.setAttribute("data-failed", "true"); else layer.removeAttribute("data-failed");
+    layer.hidden = failed;
     layerControls(layer).forEach(function (control) {
-      control.disabled = true;
+      control.disabled = failed;
       if (control.hasAttribute("data-layer-switch")) {
-        control.checked = false;
-        control.setAttribute("aria-checked", "false");
+        control.checked = !failed;
+        control.setAttribute("aria-checked", failed ? "false" : "true");
       }
     });
     var note = document.querySelector('[data-layer-failed="' + layer.id + '"]');
-    if (note) note.hidden = false;
-  }
-  function restoreLayer(layer) {
-    if (layer.getAttribute("data-failed") !== "true") return;
-    layer.removeAttribute("data-failed");
-    layer.hidden = false;
-    layerControls(layer).forEach(function (control) {
-      control.disabled = false;
-      if (control.hasAttribute("data-layer-switch")) {
-        control.checked = true;
-        control.setAttribute("aria-checked", "true");
-      }
-    });
-    var note = document.querySelector('[data-layer-failed="' + layer.id + '"]');
-    if (note) note.hidden = true;
+    if (note) note.hidden = !failed;
   }
   document.querySelectorAll("img.layer").forEach(function (layer) {
-    layer.addEventListener("error", function () { layerFailed(layer); });
-    if (layer.complete && layer.naturalWidth === 0 && layer.getAttribute("src")) layerFailed(layer);
+    layer.addEventListener("error", function () { markLayer(layer, true); });
+    if (layer.complete && layer.naturalWidth === 0 && layer.getAttribute("src")) markLayer(layer, true);
   });
 
   // -- zoom --
