@@ -27,8 +27,8 @@ from inference.analysis._rendering import (
     Rendering,
     StoredRendering,
     finding_heat,
+    readable_maps,
     stored_geometry,
-    stored_maps,
 )
 
 __all__ = [
@@ -52,8 +52,8 @@ __all__ = [
     "finding_heat",
     "observe_stage",
     "prepare_input",
+    "readable_maps",
     "render_display",
     "stored_geometry",
-    "stored_maps",
     "timed",
 ]

@@ -107,6 +107,10 @@ def stored_geometry(stored: StoredRendering) -> Geometry:
         raise RenderingCorrupt("The stored display rendering of this result cannot be read.") from e
 
 
+_UNREADABLE: Final = (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile)
+"""What numpy raises for a damaged ``npz`` or one of its members."""
+
+
 def stored_maps(cams: bytes, codes: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """CAMs (float32) read from stored maps (:attr:`StoredRendering.cams`): those of ``codes`` that are
     kept, every kept one when None, none when empty.
@@ -120,8 +124,28 @@ def stored_maps(cams: bytes, codes: Collection[str] | None = None) -> dict[str, 
         with np.load(io.BytesIO(cams), allow_pickle=False) as maps:
             wanted = maps.files if codes is None else [c for c in maps.files if c in codes]
             return {code: np.asarray(maps[code], dtype=np.float32) for code in wanted}
-    except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except _UNREADABLE as e:
         raise RenderingCorrupt("The stored maps of this result cannot be read.") from e
+
+
+def readable_maps(cams: bytes) -> tuple[dict[str, np.ndarray], frozenset[str] | None]:
+    """Every stored map that can be read (float32, 2-D, not empty), read from one pass over the stored
+    maps, and the findings they list, readable or not (None when they are not an archive at all)."""
+    try:
+        archive = np.load(io.BytesIO(cams), allow_pickle=False)
+    except _UNREADABLE:
+        return {}, None
+    maps: dict[str, np.ndarray] = {}
+    with archive:
+        listed = frozenset(archive.files)
+        for code in listed:
+            try:
+                found = np.asarray(archive[code], dtype=np.float32)
+            except _UNREADABLE:
+                continue  # listed, not readable
+            if found.ndim == 2 and found.size > 0:
+                maps[code] = found
+    return maps, listed
 
 
 @dataclass(frozen=True)

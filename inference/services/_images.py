@@ -30,8 +30,8 @@ from inference.analysis import (
     display_shape,
     finding_heat,
     observe_stage,
+    readable_maps,
     stored_geometry,
-    stored_maps,
 )
 from inference.explain import OVERLAY_FLOOR, picture_thread
 from inference.record import NotFound
@@ -175,7 +175,7 @@ def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _R
     decoding = picture_thread().submit(Rendering.from_stored, source, codes=())
     heat: FindingHeat | None = None
     try:
-        maps, listed = _readable_maps(source.cams)
+        maps, listed = readable_maps(source.cams)
         if picture != "image" and code in maps:
             heat = finding_heat(
                 maps[code], geometry, display_shape(geometry.original_shape), floor=_floor(picture)
@@ -190,21 +190,6 @@ def _read(source: StoredRendering | _Decoded, picture: Picture, code: str) -> _R
     if heat is None or heat.levels.shape != rendering.shape:
         heat = rendering.heat_of(code, floor=_floor(picture))
     return _Read(rendering, display, heat, maps, listed)
-
-
-def _readable_maps(cams: bytes) -> tuple[dict[str, np.ndarray], frozenset[str] | None]:
-    """Every stored map that can be read (2-D, not empty), and the findings the archive lists (None
-    when it cannot be read at all: the display image can still be drawn, no heatmap can)."""
-    listed = _kept_codes(cams)
-    maps: dict[str, np.ndarray] = {}
-    for code in listed or ():
-        try:
-            found = stored_maps(cams, (code,)).get(code)
-        except RenderingCorrupt:
-            continue
-        if found is not None and found.ndim == 2 and found.size > 0:
-            maps[code] = found
-    return maps, listed
 
 
 def _floor(picture: Picture) -> int:

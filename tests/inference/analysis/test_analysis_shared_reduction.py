@@ -4,6 +4,7 @@ rendering is the one rendered from the full pixels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -168,7 +169,7 @@ def test_the_image_is_prepared_while_the_consent_is_read_and_never_scored_when_r
                 steps.append("refused")
                 raise Refused
 
-            async def run(fn, *args):  # type: ignore[no-untyped-def]
+            async def run(fn: Callable[..., Any], *args: Any) -> Any:
                 steps.append("preparing")
                 return await asyncio.to_thread(fn, *args)
 

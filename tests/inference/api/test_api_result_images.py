@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 from _api_dicom import chest_dicom
 from _api_env import Env, TestClient, new_study_uid
+from _damage import overwrite_rendering, stored_rendering, without_map
 from PIL import Image
 
 from inference.analysis import Rendering, StoredRendering
@@ -25,31 +26,11 @@ def _study(client: TestClient, env: Env) -> dict:
 
 
 def _stored(env: Env, result_id: str) -> StoredRendering:
-    """What the record keeps for drawing a result's pictures."""
-    record = Record(env.settings.record_url)
-    try:
-        data = record.results.rendering(result_id=result_id)
-    finally:
-        record.close()
-    assert data is not None
-    return StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+    return stored_rendering(env.settings.record_url, result_id)
 
 
 def _overwrite_rendering(env: Env, result_id: str, **columns: bytes) -> None:
-    """Damage what the record keeps for drawing a result's pictures (a disk fault, a bad restore)."""
-    from sqlalchemy import create_engine, text
-
-    assignments = ", ".join(f"{name} = :{name}" for name in columns)  # column names from the tests
-    engine = create_engine(env.settings.record_url)
-    try:
-        with engine.begin() as connection:
-            changed = connection.execute(
-                text(f"UPDATE renderings SET {assignments} WHERE result_id = :rid"),
-                {**columns, "rid": result_id},
-            )
-            assert changed.rowcount == 1
-    finally:
-        engine.dispose()
+    overwrite_rendering(env.settings.record_url, result_id, **columns)
 
 
 def _accesses(env: Env, patient_id: str, subject: str) -> list[tuple[str, str]]:
@@ -228,12 +209,7 @@ def test_one_damaged_map_fails_only_its_own_pictures_even_once_the_result_is_dec
     result = _study(client, env)
     rid, patient_id = result["result_id"], result["patient"]["id"]
     good, bad = [f for f in result["findings"] if f["positive"]][:2]
-    with np.load(io.BytesIO(_stored(env, rid).cams)) as stored:
-        maps = {code: stored[code] for code in stored.files}
-    maps[bad["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
-    damaged = io.BytesIO()
-    np.savez_compressed(damaged, **maps)  # type: ignore[arg-type]
-    _overwrite_rendering(env, rid, cams=damaged.getvalue())
+    _overwrite_rendering(env, rid, cams=without_map(_stored(env, rid).cams, bad["code"]))
     subject = f"reader-{uuid.uuid4().hex[:6]}"
     reader = env.headers("radiologist", facility="F1", subject=subject)
     assert _png(client.get(good["heatmap"], headers=reader)).mode == "RGB"  # decodes the result

@@ -197,33 +197,14 @@ def test_a_heatmap_that_cannot_be_drawn_says_so_and_its_switch_is_off(
     # One finding's stored map is damaged: the viewer does not silently show no heat (a reader could take
     # that for no evidence). The finding says its heatmap could not be drawn, and its switch and slider
     # are off and disabled; the radiograph and the finding's probability are still shown.
-    import numpy as np
-    from sqlalchemy import create_engine, text
+    from _damage import overwrite_rendering, stored_rendering, without_map
 
     from inference.api.ui._views import finding_name
 
     study = send_study(site, env, critical=True)
     damaged = next(f for f in study["findings"] if f["positive"] and f["heatmap"])
-    record = Record(env.settings.record_url)
-    try:
-        kept = record.results.rendering(result_id=study["result_id"])
-    finally:
-        record.close()
-    assert kept is not None
-    with np.load(io.BytesIO(kept.cams)) as stored:
-        maps = {code: stored[code] for code in stored.files}
-    maps[damaged["code"]] = np.zeros(0, dtype=np.float16)  # no longer a map
-    cams = io.BytesIO()
-    np.savez_compressed(cams, **maps)  # type: ignore[arg-type]
-    engine = create_engine(env.settings.record_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text("UPDATE renderings SET cams = :cams WHERE result_id = :rid"),
-                {"cams": cams.getvalue(), "rid": study["result_id"]},
-            )
-    finally:
-        engine.dispose()
+    url, rid = env.settings.record_url, study["result_id"]
+    overwrite_rendering(url, rid, cams=without_map(stored_rendering(url, rid).cams, damaged["code"]))
     username = add_account(env)
     context = chromium.new_context(locale="en-GB")
     page = context.new_page()
