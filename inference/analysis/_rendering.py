@@ -45,13 +45,16 @@ def encode_display(display: np.ndarray) -> bytes:
     Args:
         display: uint8 ``[rows, columns]`` display rendering.
     """
-    from PIL import Image
+    import simplejpeg
 
+    # libjpeg-turbo through simplejpeg: about a third faster than Pillow's writer for the same baseline
+    # JPEG, and it lets go of the interpreter while it encodes, so the model scoring the image beside it
+    # (this runs while the image is scored) is not held up. Pillow's writer holds the interpreter
+    # throughout (measured: a Python thread beside it ran at half speed; beside this, at full speed).
+    pixels = np.ascontiguousarray(display, dtype=np.uint8)[:, :, None]
     picture = b""
     for quality in JPEG_QUALITIES:
-        buffer = io.BytesIO()
-        Image.fromarray(display, mode="L").save(buffer, format="JPEG", quality=quality)
-        picture = buffer.getvalue()
+        picture = bytes(simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="GRAY"))
         if len(picture) <= DISPLAY_BUDGET:
             break
     return picture
