@@ -303,9 +303,11 @@ def text_report(results: dict[str, Any]) -> str:
         if server.get("error"):
             lines.append(f"server: {server['error']}")
         for key, t in server.get("latency", {}).items():
+            first = _fmt(float(t.get("first_request_ms", math.nan)))
             lines.append(
                 f"server latency {key:<10} 1 client: p50 {_fmt(_ms(t))} ms, p95 {_fmt(_ms(t, 'p95_ms'))} ms "
-                f"(n={t['n']}, positive findings per result {t.get('positive_findings_per_result')})"
+                f"(n={t['n']}, positive findings per result {t.get('positive_findings_per_result')}; "
+                f"first request of the run, not counted: {first} ms)"
             )
         for key, t in (server.get("paired_loop") or {}).items():
             lines.append(

@@ -47,6 +47,14 @@ _NO_TELEMETRY: Final[TelemetryConfig] = {
 }
 
 
+def _check_own_token(settings: Settings) -> None:
+    """Create the server's signing key if there is none, and verify a short-lived token signed with it
+    (for no one: nothing is granted or written)."""
+    from inference.security import issue_token, verify_token
+
+    verify_token(settings, issue_token(settings, subject="dxassist-start", role="pacs", ttl=60))
+
+
 def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) -> FastAPI:
     """Build the HTTP API. Nothing heavy happens here; the lifespan builds the engines.
 
@@ -62,7 +70,6 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from inference.observability import configure_logging
-        from inference.security import signing_key
         from inference.services import open_context
 
         configure_logging(
@@ -75,7 +82,9 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
         # that delivers results of uploads and STOW-RS to the configured destinations.
         async with open_context(settings, fetch=fetch) as ctx:
             if not settings.security.jwks_url:
-                await asyncio.to_thread(signing_key, settings)  # create the key now, not during a request
+                # Create the key now, not during a request, and check one token of it: the first check
+                # loads the signature code (about 40 ms the first request would otherwise wait).
+                await asyncio.to_thread(_check_own_token, settings)
             app.state.ctx = ctx
             logger.info(
                 "dxassist API started",

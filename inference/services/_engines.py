@@ -19,6 +19,7 @@ from inference.services._audit_trail import AuditedModelHost
 from inference.services._context import Context, Workers
 from inference.services._dead_letters import DeadLetterGauge
 from inference.services._deliveries import build_outputs, sweep_spool
+from inference.services._warmup import warm_up
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -97,6 +98,9 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         # Headers spooled by a filing that a crash stopped before its commit: nothing will read them.
         await asyncio.to_thread(sweep_spool, ctx)
         await host.start()
+        # The imaging path once on a synthetic image, so the first study is not the one that pays for
+        # this process's imports and first runs.
+        await warm_up(ctx)
         outbox.start()
         try:
             yield ctx
