@@ -222,7 +222,17 @@ class Listener:
             if self.process.poll() is not None:
                 pytest.fail(f"The listener exited at start:\n{self.log.read_text()[-3000:]}")
             done = subprocess.run(
-                ["echoscu", "-aet", TEST_AET, "-aec", LISTENER_AET, "-to", "2", "127.0.0.1", str(self.port)],
+                [
+                    dcmtk("echoscu"),
+                    "-aet",
+                    TEST_AET,
+                    "-aec",
+                    LISTENER_AET,
+                    "-to",
+                    "2",
+                    "127.0.0.1",
+                    str(self.port),
+                ],
                 capture_output=True,
                 check=False,
             )
@@ -320,9 +330,19 @@ def start_serve(
     return serve
 
 
+def dcmtk(tool: str) -> str:
+    """The path of dcmtk's ``tool`` (``echoscu``, ``storescu``...), looked up on PATH without the
+    virtual environment's own folder: pynetdicom installs scripts of the same names there, with other
+    options, which would answer instead in a shell where the environment is activated."""
+    ours = Path(sys.executable).parent.resolve()
+    folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != ours]
+    found = shutil.which(tool, path=os.pathsep.join(folders))
+    return found if found is not None else tool  # require_tools names it when it is missing
+
+
 def require_tools() -> None:
     missing = [tool for tool in (ORTHANC_BIN, DICOMWEB_PLUGIN) if not Path(tool).exists()]
-    missing += [tool for tool in ("storescu", "echoscu", "dciodvfy") if shutil.which(tool) is None]
+    missing += [tool for tool in ("storescu", "echoscu", "dciodvfy") if not Path(dcmtk(tool)).is_absolute()]
     if missing:
         pytest.fail(
             "The PACS tests need Debian's orthanc, orthanc-dicomweb, dcmtk and dicom3tools; "
@@ -347,7 +367,7 @@ def dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def storescu(files: list[Path], *, port: int, called: str, calling: str = "STORESCU") -> None:
     """Send files to 127.0.0.1 with dcmtk's storescu (``-xv``: JPEG 2000 lossless, then uncompressed)."""
     done = subprocess.run(
-        ["storescu", "-xv", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+        [dcmtk("storescu"), "-xv", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
         capture_output=True,
         text=True,
         check=False,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tiny_models
 from _pacs_dicom import new_uid, write_large_cr
-from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, wait_until
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, dcmtk, free_port, wait_until
 
 from inference.config import LimitsSettings
 from inference.record import Record
@@ -40,7 +40,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def _send(path: Path, port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["storescu", "-aet", TEST_AET, "-aec", LISTENER_AET, "127.0.0.1", str(port), str(path)],
+        [dcmtk("storescu"), "-aet", TEST_AET, "-aec", LISTENER_AET, "127.0.0.1", str(port), str(path)],
         capture_output=True,
         text=True,
         check=False,

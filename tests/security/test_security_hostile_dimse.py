@@ -25,7 +25,7 @@ from _security_env import TESTS, chest_dicom, new_study_uid
 if str(TESTS / "pacs") not in sys.path:
     sys.path.insert(0, str(TESTS / "pacs"))
 
-from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, wait_until  # noqa: E402
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, dcmtk, free_port, wait_until  # noqa: E402
 
 from inference.record import Record  # noqa: E402
 
@@ -138,7 +138,17 @@ def test_one_study_under_two_patients_is_not_filed(listener: Listener) -> None:
 
 def test_the_listener_is_still_ready_after_the_hostile_instances(listener: Listener) -> None:
     echo = subprocess.run(
-        ["echoscu", "-aet", TEST_AET, "-aec", LISTENER_AET, "-to", "5", "127.0.0.1", str(listener.port)],
+        [
+            dcmtk("echoscu"),
+            "-aet",
+            TEST_AET,
+            "-aec",
+            LISTENER_AET,
+            "-to",
+            "5",
+            "127.0.0.1",
+            str(listener.port),
+        ],
         capture_output=True,
         check=False,
     )
