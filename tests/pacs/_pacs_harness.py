@@ -221,22 +221,7 @@ class Listener:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"The listener exited at start:\n{self.log.read_text()[-3000:]}")
-            done = subprocess.run(
-                [
-                    dcmtk("echoscu"),
-                    "-aet",
-                    TEST_AET,
-                    "-aec",
-                    LISTENER_AET,
-                    "-to",
-                    "2",
-                    "127.0.0.1",
-                    str(self.port),
-                ],
-                capture_output=True,
-                check=False,
-            )
-            return done.returncode == 0
+            return echo(self.port, timeout=2).returncode == 0
 
         wait_until(echoes, timeout=60, interval=0.3, what="the dxassist listener's C-ECHO")
 
@@ -338,6 +323,25 @@ def dcmtk(tool: str) -> str:
     folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != ours]
     found = shutil.which(tool, path=os.pathsep.join(folders))
     return found if found is not None else tool  # require_tools names it when it is missing
+
+
+def echo(port: int, *, timeout: int) -> subprocess.CompletedProcess[bytes]:
+    """A C-ECHO from dcmtk's ``echoscu`` (as ``TEST_AET``) to the dxassist listener on 127.0.0.1."""
+    return subprocess.run(
+        [
+            dcmtk("echoscu"),
+            "-aet",
+            TEST_AET,
+            "-aec",
+            LISTENER_AET,
+            "-to",
+            str(timeout),
+            "127.0.0.1",
+            str(port),
+        ],
+        capture_output=True,
+        check=False,
+    )
 
 
 def require_tools() -> None:

@@ -9,7 +9,6 @@ still analysed.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from _security_env import TESTS, chest_dicom, new_study_uid
 if str(TESTS / "pacs") not in sys.path:
     sys.path.insert(0, str(TESTS / "pacs"))
 
-from _pacs_harness import LISTENER_AET, TEST_AET, Listener, dcmtk, free_port, wait_until  # noqa: E402
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, echo, free_port, wait_until  # noqa: E402
 
 from inference.record import Record  # noqa: E402
 
@@ -137,22 +136,8 @@ def test_one_study_under_two_patients_is_not_filed(listener: Listener) -> None:
 
 
 def test_the_listener_is_still_ready_after_the_hostile_instances(listener: Listener) -> None:
-    echo = subprocess.run(
-        [
-            dcmtk("echoscu"),
-            "-aet",
-            TEST_AET,
-            "-aec",
-            LISTENER_AET,
-            "-to",
-            "5",
-            "127.0.0.1",
-            str(listener.port),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    assert echo.returncode == 0, echo.stderr
+    answer = echo(listener.port, timeout=5)
+    assert answer.returncode == 0, answer.stderr
     assert listener.process is not None and listener.process.poll() is None
     study = new_study_uid()
     assert _store(listener, [chest(study)]) == [ACCEPTED]
