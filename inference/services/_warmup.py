@@ -14,10 +14,17 @@ served imaging model (:func:`inference.analysis.analyse_now`, the session run di
 stage metric, no drift observation), the stored form of its rendering, and the pictures drawn from it.
 Nothing is written to the record or the audit trail, nothing is logged but one line with the timing, and
 a failure is logged and ignored: a warm-up never stops a server from starting.
+
+It also imports, in one thread, the DICOM libraries the rest of the server imports inside functions (the
+SR and capture writers, the senders): two threads importing a package with circular imports (pydicom,
+highdicom) for the first time at once can see it half-initialised (``partially initialized module
+'pydicom' has no attribute 'dcmwrite'``, seen once in a threaded client); after the warm-up no request
+imports them for the first time. :data:`DEFERRED_IMPORTS` lists them; a test keeps the list complete.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import time
@@ -39,6 +46,37 @@ block-mean reduction to the display size needs at least twice its 1024 px)."""
 _BITS: Final = 12
 _UID_ROOT: Final = "2.25."  # UUID-derived UIDs (PS3.5 B.2): nothing of this image is real
 _DX_PRESENTATION: Final = "1.2.840.10008.5.1.4.1.1.1.1"
+
+DEFERRED_IMPORTS: Final = (
+    "PIL.Image",
+    "highdicom",
+    "highdicom.coding_schemes",
+    "highdicom.enum",
+    "highdicom.sr",
+    "httpx",
+    "isal",
+    "pydicom",
+    "pydicom.charset",
+    "pydicom.datadict",
+    "pydicom.dataset",
+    "pydicom.encaps",
+    "pydicom.errors",
+    "pydicom.filereader",
+    "pydicom.filewriter",
+    "pydicom.multival",
+    "pydicom.pixels.decoders.base",
+    "pydicom.sequence",
+    "pydicom.sr.codedict",
+    "pydicom.sr.coding",
+    "pydicom.uid",
+    "pydicom.valuerep",
+    "pynetdicom",
+    "simplejpeg",
+    "inference.delivery",
+    "inference.writers",
+)
+"""Modules the server imports inside functions that run on several threads at once, imported by the
+warm-up first, in one thread."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +190,12 @@ def run_imaging_path(data: bytes, *, limits: Limits, served: ServedModel | None)
     return served is not None
 
 
+def import_deferred() -> None:
+    """Import :data:`DEFERRED_IMPORTS` in this thread."""
+    for name in DEFERRED_IMPORTS:
+        importlib.import_module(name)
+
+
 def warm_codecs() -> None:
     """Load the Pillow codecs a compressed film is decoded with (JPEG 2000, baseline JPEG) by encoding
     and decoding a small image with each."""
@@ -182,6 +226,7 @@ async def warm_up(ctx: Context) -> WarmUp | None:
     except ModelUnavailable:  # not loaded yet (the watcher keeps trying): warm the rest
         served = None
     try:
+        await ctx.workers.run(import_deferred)
         data = await ctx.workers.run(synthetic_radiograph)
         imaging = await ctx.workers.run(run_imaging_path, data, limits=ctx.limits, served=served)
         await ctx.workers.run(warm_codecs)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from io import BytesIO
 
 import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 PATIENT_NAME = "Quixley^Zephyrine"
 PATIENT_ID = "IPP-API-7731"
@@ -40,9 +42,6 @@ def chest_dicom(
     seed: int = 0,
 ) -> bytes:
     """A DICOM Part-10 file of one chest image."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 400, size=(size, size), dtype=np.uint16)
     if blob:

@@ -113,7 +113,8 @@ def test_a_fresh_process_has_loaded_the_decoders_and_drawing_code_before_its_fir
     tmp_path: Path,
 ) -> None:
     """What the first study after a start would otherwise wait for (most of a second on 2 cores): pydicom's
-    pixel decoders, the JPEG and PNG writers. Checked in a new interpreter, where nothing was imported yet."""
+    pixel decoders, the JPEG and PNG writers; and the SR writer and DICOM network libraries, imported once
+    in one thread. Checked in a new interpreter, where nothing was imported yet."""
     _settings(tmp_path)  # the models the child process serves
     script = textwrap.dedent(
         f"""
@@ -123,7 +124,8 @@ def test_a_fresh_process_has_loaded_the_decoders_and_drawing_code_before_its_fir
         from inference.config import Settings
         from inference.services import open_context
 
-        WATCHED = ("pydicom.pixels.decoders.base", "simplejpeg", "isal.isal_zlib", "PIL.Jpeg2KImagePlugin")
+        WATCHED = ("pydicom.pixels.decoders.base", "simplejpeg", "isal.isal_zlib", "PIL.Jpeg2KImagePlugin",
+                   "highdicom.sr", "pydicom.sr.codedict", "pynetdicom")
         settings = Settings(home={str(tmp_path)!r}, database_url=None, mlflow_tracking_uri=None,
                             model_watch_seconds=0)
         before = [name for name in WATCHED if name in sys.modules]
@@ -146,4 +148,35 @@ def test_a_fresh_process_has_loaded_the_decoders_and_drawing_code_before_its_fir
         "simplejpeg",
         "isal.isal_zlib",
         "PIL.Jpeg2KImagePlugin",
+        "highdicom.sr",
+        "pydicom.sr.codedict",
+        "pynetdicom",
     ]
+
+
+def test_every_dicom_or_drawing_library_imported_inside_a_function_is_imported_by_the_warm_up() -> None:
+    """Two threads importing pydicom or highdicom for the first time at once can see it half-initialised
+    (``partially initialized module 'pydicom'``): what the server imports inside functions, which run on
+    several threads, the warm-up imports first, in one. A new deferred import must join the list."""
+    import ast
+
+    watched = {"PIL", "highdicom", "httpx", "isal", "pydicom", "pynetdicom", "simplejpeg"}
+    listed = set(_warmup.DEFERRED_IMPORTS)
+    covered = listed | {
+        name.rsplit(".", depth)[0] for name in listed for depth in range(1, name.count(".") + 1)
+    }
+    missing: set[str] = set()
+    for path in sorted((ROOT / "inference").rglob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    else []
+                )
+                missing |= {n for n in names if n.split(".")[0] in watched and n not in covered}
+    assert not missing, sorted(missing)
