@@ -53,6 +53,7 @@ class HeadAnchor:
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self._known_key: bytes | None = None  # read once: a home's key never changes once written
 
     @property
     def path(self) -> Path:
@@ -60,6 +61,8 @@ class HeadAnchor:
         return self.home / ANCHOR_FILE
 
     def _key(self, *, create: bool) -> bytes | None:
+        if self._known_key is not None:
+            return self._known_key
         path = self.home / KEY_FILE
         if not path.exists():
             if not create:
@@ -71,7 +74,8 @@ class HeadAnchor:
                 return path.read_bytes()  # another process created it a moment ago
             with os.fdopen(fd, "wb") as handle:
                 handle.write(secrets.token_bytes(32))
-        return path.read_bytes()
+        self._known_key = path.read_bytes()
+        return self._known_key
 
     @staticmethod
     def _mac(key: bytes, seq: int, digest: str) -> str:

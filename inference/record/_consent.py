@@ -96,12 +96,25 @@ def filed_state(session: Session, patient_id: str) -> ConsentState:
     return _state_of(patient_id, session.execute(_FILED, {"patient_id": patient_id}).first())
 
 
+_PATIENTS: Final = cast(Table, Patient.__table__)
+_BY_IDENTIFIER: Final = (
+    select(_PATIENTS.c.id, *_FILED.selected_columns)
+    .select_from(_PATIENTS.outerjoin(_CONSENTS, _CONSENTS.c.patient_id == _PATIENTS.c.id))
+    .where(_PATIENTS.c.identifier == bindparam("identifier"), _PATIENTS.c.issuer == bindparam("issuer"))
+)
+
+
 def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:
-    """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown."""
-    patient_id = session.scalars(
-        select(Patient.id).where(Patient.identifier == identifier, Patient.issuer == normalise_issuer(issuer))
+    """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown.
+
+    One statement built once (the patient and its consent row, if any, joined): it runs before every
+    upload is analysed."""
+    row = session.execute(
+        _BY_IDENTIFIER, {"identifier": identifier, "issuer": normalise_issuer(issuer)}
     ).first()
-    return None if patient_id is None else state(session, patient_id)
+    if row is None:
+        return None
+    return _state_of(row.id, row if row.ai_processing is not None else None)
 
 
 def write(
