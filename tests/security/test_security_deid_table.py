@@ -80,8 +80,9 @@ def _original(tag: int, vr: str) -> object:
         "AE": text[:16],
         "CS": text[:16],
         "SH": text,
-        "DS": "71.25",
-        "IS": "7125",
+        # Signed, so the needle cannot turn up by chance inside a random UID's digits (a flake it was).
+        "DS": "-71.25",
+        "IS": "-7125",
         "UR": f"http://{text.lower()}.example/",
         "AT": 0x00100010,
         "US": 7125,
