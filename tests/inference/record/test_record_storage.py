@@ -24,6 +24,7 @@ from inference.record import (
     Risk,
     TriageResult,
 )
+from inference.record._engine import make_engine
 
 
 def _count(record: Record, table: str) -> int:
@@ -78,6 +79,22 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
     rec.close()
+
+
+def test_sqlite_commits_are_durable_before_they_return(tmp_path) -> None:
+    # synchronous=FULL (2): each commit fsyncs the write-ahead log. NORMAL (1) could lose the last
+    # answered commits on a power loss: a stored study whose spool copy is gone, or audit entries the
+    # anchor file already names (a false "trail cut" from `audit verify`).
+    rec = Record(f"sqlite:///{tmp_path / 'record.db'}")  # the server's record: checkpoints on a thread
+    rec.migrate()
+    plain = make_engine(f"sqlite:///{tmp_path / 'other.db'}")  # commits checkpoint themselves
+    try:
+        for engine in (rec.engine, plain):
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
+    finally:
+        plain.dispose()
+        rec.close()
 
 
 def test_same_instances_and_model_version_return_the_existing_result(record: Record) -> None:
