@@ -74,7 +74,7 @@ class AuditLog:
         try:
             with self._db.transaction() as session:
                 session.connection(execution_options={IMMEDIATE: True})
-                return int(_audit.append(session, **columns).seq or 0)
+                return _audit.append_alone(session, **columns)
         except SQLAlchemyError as e:
             raise RecordError("The audit event could not be written.") from e
 

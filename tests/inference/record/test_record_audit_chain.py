@@ -38,6 +38,34 @@ def test_concurrent_appends_form_one_unbroken_chain(record: Record) -> None:
     assert report.ok and report.entries == 80 and report.head_seq == 80, report.problems
 
 
+def test_single_appends_and_batched_appends_chain_onto_each_other(record: Record) -> None:
+    # append writes its entry with Core statements, append_many through the ORM: their hashes must be
+    # computed over the same content, and each must chain onto the head the other moved.
+    entry = {
+        "subject": "dr-y",
+        "role": "auditor",
+        "facility": "F1",
+        "action": "audit:read",
+        "resource_type": "AuditEvent",
+        "resource_id": None,
+        "patient_id": "p-9",
+        "outcome": "success",
+        "client": "10.0.0.7",
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(
+            pool.map(
+                lambda n: _append(record, n) if n % 2 else record.audit.append_many(entries=[entry] * 2),
+                range(20),
+            )
+        )
+    report = record.audit.verify()
+    assert report.ok and report.entries == 30 and report.head_seq == 30, report.problems
+    rows = record.audit.events(limit=30)
+    assert sorted(r["seq"] for r in rows) == list(range(1, 31))
+    assert sum(1 for r in rows if r["subject"] == "dr-y") == 20
+
+
 def test_an_edited_entry_and_a_deleted_one_are_named(record: Record) -> None:
     for n in range(5):
         _append(record, n)
