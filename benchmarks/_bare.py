@@ -9,6 +9,7 @@ adds to it in-process is measured by calling ``inference.analysis`` itself (no c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,14 +208,19 @@ def syntax_timings(
         ).to_dict()
         out["explain"]["positives"] = positives
         analysis = pipe.analysis(f.data)
-        code = next(iter(analysis.cams), None)
-        if code is not None:
+        codes = list(analysis.cams)
+        if codes:
+            # Each finding in turn, as the server's first GETs ask for them: the cost follows how much of
+            # the picture a finding's heat covers (a finding with no visible heat costs half of a diffuse
+            # one), so timing the first finding alone understated the drawing the server does.
+            turn = itertools.cycle(codes)
             out["overlay"] = measure(
-                lambda: analysis.rendering.overlay_png(code),
+                lambda: analysis.rendering.overlay_png(next(turn)),
                 warmup=budget.warmup,
-                repeats=budget.repeats,
+                repeats=max(budget.repeats, 3 * len(codes)),
                 max_seconds=budget.max_seconds,
             ).to_dict()
+            out["overlay"]["findings"] = len(codes)
     if f.syntax.uid == JPEG_LS_LOSSLESS:
         out["pydicom_decoders"] = _jpegls_plugins(f.data, budget)
     return out
