@@ -7,7 +7,7 @@ from typing import Any, Final
 import numpy as np
 
 from inference.explain._heatmap import Box
-from inference.explain._png import encode_png
+from inference.explain._png import encode_png, encode_png_rows
 
 # Anchor colours (position, RGB) of a blue → green → yellow → red ramp; dark blue is never shown
 # because heat below the display threshold stays transparent.
@@ -101,8 +101,9 @@ def overlay_png(
     Returns:
         PNG bytes (8-bit RGB).
     """
-    image = _overlay_image(base, heatmap, box, max_side, threshold, max_alpha)
-    return encode_png(np.asarray(image, dtype=np.uint8))
+    plan = _OverlayPlan(base, heatmap, box, max_side, threshold, max_alpha)
+    # Made and compressed in two bands of rows at once: Pillow lets go of the interpreter while it blends.
+    return encode_png_rows(plan.rows, plan.columns, 3, plan.rgb_rows)
 
 
 def overlay_rgb(
@@ -115,48 +116,64 @@ def overlay_rgb(
     max_alpha: float = 0.55,
 ) -> np.ndarray:
     """The pixels of :func:`overlay_png` (uint8 RGB ``[rows, columns, 3]``), without encoding a PNG."""
-    image = _overlay_image(base, heatmap, box, max_side, threshold, max_alpha)
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    plan = _OverlayPlan(base, heatmap, box, max_side, threshold, max_alpha)
+    return np.ascontiguousarray(plan.rgb_rows(0, plan.rows))
 
 
-def _overlay_image(
-    base: np.ndarray,
-    heatmap: np.ndarray,
-    box: Box | None,
-    max_side: int,
-    threshold: float,
-    max_alpha: float,
-) -> Any:
-    from PIL import Image
+class _OverlayPlan:
+    """What an overlay is drawn from, at the output's size, and the drawing of any band of its rows.
 
-    heat = _heat_or_levels(heatmap)
-    base = np.asarray(base)
-    if heat.ndim != 2 or base.ndim != 2:
-        raise ValueError("overlay_png takes 2-D base and heatmap arrays [rows, columns].")
-    rows, columns = heat.shape
-    out_rows, out_columns = display_size((rows, columns), max_side)
-    size = (out_columns, out_rows)  # Pillow sizes are (width, height)
+    Every pixel of the overlay depends only on its own grey pixel and heat level, and on the box outline,
+    whose rectangles are placed in whole pixels: a band drawn alone has exactly the rows of the whole
+    picture drawn at once (tested).
+    """
 
-    if base.dtype == np.uint8 and (base.shape[1], base.shape[0]) == size:
-        grey_pixels = base  # already an 8-bit display rendering of the output's geometry
-    else:
-        grey = np.clip(np.nan_to_num(_resize(np.asarray(base, dtype=np.float32), size)), 0.0, 1.0)
-        grey_pixels = np.round(grey * 255.0).astype(np.uint8)
-    level = _level_image(_heat_levels(heat, size))
-    opacity = level.point(_alpha_lut(threshold, max_alpha))
-    # The blend runs in Pillow (C, GIL released); float maths on millions of RGB values cost 5x more.
-    # Where the opacity is 0 the blend gives the grey pixel unchanged, so only the box around the
-    # visible heat is coloured and blended (a focal finding: a fraction of the picture); the pixels
-    # are those of blending the whole picture.
-    image = Image.fromarray(grey_pixels).convert("RGB")
-    warm = opacity.getbbox()
-    if warm is not None:
-        colour = level.crop(warm)
-        colour.putpalette(_PALETTE)
-        image.paste(colour.convert("RGB"), warm, opacity.crop(warm))
-    if box is not None:
-        _outline(image, box, size, (rows, columns))
-    return image
+    def __init__(
+        self,
+        base: np.ndarray,
+        heatmap: np.ndarray,
+        box: Box | None,
+        max_side: int,
+        threshold: float,
+        max_alpha: float,
+    ) -> None:
+        heat = _heat_or_levels(heatmap)
+        base = np.asarray(base)
+        if heat.ndim != 2 or base.ndim != 2:
+            raise ValueError("overlay_png takes 2-D base and heatmap arrays [rows, columns].")
+        rows, columns = heat.shape
+        self.rows, self.columns = display_size((rows, columns), max_side)
+        self.size = (self.columns, self.rows)  # Pillow sizes are (width, height)
+        if base.dtype == np.uint8 and (base.shape[1], base.shape[0]) == self.size:
+            grey_pixels = base  # already an 8-bit display rendering of the output's geometry
+        else:
+            grey = np.clip(np.nan_to_num(_resize(np.asarray(base, dtype=np.float32), self.size)), 0.0, 1.0)
+            grey_pixels = np.round(grey * 255.0).astype(np.uint8)
+        self._grey = np.ascontiguousarray(grey_pixels)
+        self._level = _level_image(_heat_levels(heat, self.size))
+        self._opacity_lut = _alpha_lut(threshold, max_alpha)
+        self._box = box
+        self._heat_shape = (int(rows), int(columns))
+
+    def rgb_rows(self, start: int, stop: int) -> np.ndarray:
+        """uint8 RGB rows ``[start, stop)`` of the overlay (safe to call from several threads at once)."""
+        from PIL import Image
+
+        level = self._level.crop((0, start, self.columns, stop))
+        opacity = level.point(self._opacity_lut)
+        # The blend runs in Pillow (C, GIL released); float maths on millions of RGB values cost 5x more.
+        # Where the opacity is 0 the blend gives the grey pixel unchanged, so only the box around the
+        # visible heat is coloured and blended (a focal finding: a fraction of the picture); the pixels
+        # are those of blending the whole picture.
+        image = Image.fromarray(self._grey[start:stop]).convert("RGB")
+        warm = opacity.getbbox()
+        if warm is not None:
+            colour = level.crop(warm)
+            colour.putpalette(_PALETTE)
+            image.paste(colour.convert("RGB"), warm, opacity.crop(warm))
+        if self._box is not None:
+            _outline(image, self._box, self.size, self._heat_shape, top=start)
+        return np.asarray(image, dtype=np.uint8)
 
 
 def _heat_or_levels(heatmap: np.ndarray) -> np.ndarray:
@@ -214,8 +231,9 @@ def _heat_images(
     return heat_image, opacity
 
 
-def _outline(image: Any, box: Box, size: tuple[int, int], shape: tuple[int, int]) -> None:
-    """Outline ``box`` (in ``shape`` pixel coordinates) on ``image`` of Pillow ``size``."""
+def _outline(image: Any, box: Box, size: tuple[int, int], shape: tuple[int, int], *, top: int = 0) -> None:
+    """Outline ``box`` (in ``shape`` pixel coordinates) on ``image``: the rows of a picture of Pillow
+    ``size`` from row ``top`` on (the whole picture when 0)."""
     from PIL import ImageDraw
 
     rows, columns = shape
@@ -227,8 +245,11 @@ def _outline(image: Any, box: Box, size: tuple[int, int], shape: tuple[int, int]
     # A dark outline around a white one stays visible on bright bone, dark lung and colour alike.
     shadow = BOX_SHADOW if image.mode == "RGB" else (*BOX_SHADOW, 255)
     colour = BOX_COLOUR if image.mode == "RGB" else (*BOX_COLOUR, 255)
-    draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=shadow, width=3 * width)
-    draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
+    # Pillow truncates a rectangle's corners to whole pixels (toward zero). Truncated here first, a band's
+    # rectangles move by exactly ``top`` rows; truncating after the shift would move some by one more.
+    outer = (int(x0 - width), int(y0 - width) - top, int(x1 + width), int(y1 + width) - top)
+    draw.rectangle(outer, outline=shadow, width=3 * width)
+    draw.rectangle((int(x0), int(y0) - top, int(x1), int(y1) - top), outline=colour, width=width)
 
 
 def heat_layer_png(

@@ -99,3 +99,46 @@ def test_heat_that_is_not_a_number_shows_no_colour_and_beyond_one_shows_the_hott
     pixels = _decode(overlay_png(grey, heat))
     assert (pixels[:, :20] == 100).all()
     assert (pixels[:, 20:40] == pixels[:, 40:]).all() and (pixels[:, 40:] != 100).any()
+
+
+def _float_outline(pixels: np.ndarray, box: Box, heat_shape: tuple[int, int]) -> np.ndarray:
+    # The outline as it was drawn before overlays were drawn in bands: float corners, Pillow rounding them.
+    from PIL import ImageDraw
+
+    image = Image.fromarray(pixels)
+    rows, columns = heat_shape
+    width = max(1, round(max(image.size) / 400))
+    sx, sy = image.size[0] / columns, image.size[1] / rows
+    x0, y0 = box.x0 * sx, box.y0 * sy
+    x1, y1 = max(x0, box.x1 * sx - 1), max(y0, box.y1 * sy - 1)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=(0, 0, 0), width=3 * width)
+    draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255), width=width)
+    return np.asarray(image)
+
+
+def test_an_overlay_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> None:
+    # overlay_png makes and compresses the top and bottom halves of its rows on two threads at once. Every
+    # split of the rows, across the heat and across the box's outline, must give the same pixels, and the
+    # outline those of its float corners drawn on the whole picture (what Pillow drew before).
+    from inference.explain._overlay import _OverlayPlan
+
+    rng = np.random.default_rng(11)
+    for rows, columns, side in ((900, 700, 450), (1200, 1000, 1024), (311, 517, 1024)):
+        base = rng.random((rows, columns)).astype(np.float32)
+        heat = np.zeros((rows, columns), np.float32)
+        heat[rows // 5 : rows * 3 // 5, columns // 4 : columns * 3 // 4] = rng.random() * 0.5 + 0.5
+        heat += rng.random((rows, columns)).astype(np.float32) * 0.3
+        box = Box(x0=columns // 4 + 1, y0=rows // 5 + 3, x1=columns * 3 // 4 - 2, y1=rows * 3 // 5 - 1)
+        plan = _OverlayPlan(base, heat, box, side, 0.2, 0.55)
+        whole = plan.rgb_rows(0, plan.rows)
+        unboxed = _OverlayPlan(base, heat, None, side, 0.2, 0.55).rgb_rows(0, plan.rows)
+        assert np.array_equal(whole, _float_outline(unboxed, box, (rows, columns)))
+        outline_rows = np.flatnonzero((whole != unboxed).any(axis=(1, 2)))
+        splits = {1, plan.rows // 2, plan.rows - 1, *outline_rows[:4].tolist(), *outline_rows[-4:].tolist()}
+        for split in sorted(s for s in splits if 0 < s < plan.rows):
+            banded = np.concatenate([plan.rgb_rows(0, split), plan.rgb_rows(split, plan.rows)])
+            assert np.array_equal(banded, whole), (rows, columns, side, split)
+        with Image.open(io.BytesIO(overlay_png(base, heat, box=box, max_side=side))) as png:
+            assert np.array_equal(np.asarray(png.convert("RGB")), whole)
+        assert np.array_equal(overlay_rgb(base, heat, box=box, max_side=side), whole)
