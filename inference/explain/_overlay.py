@@ -7,7 +7,7 @@ from typing import Any, Final
 import numpy as np
 
 from inference.explain._heatmap import Box
-from inference.explain._png import encode_png, encode_png_rows
+from inference.explain._png import encode_png_rows
 
 # Anchor colours (position, RGB) of a blue → green → yellow → red ramp; dark blue is never shown
 # because heat below the display threshold stays transparent.
@@ -220,17 +220,6 @@ def _level_image(levels: np.ndarray) -> Any:
     return Image.fromarray(np.ascontiguousarray(levels))
 
 
-def _heat_images(
-    heat: np.ndarray, size: tuple[int, int], threshold: float, max_alpha: float
-) -> tuple[Any, Any]:
-    """Heat in colour (palette image) and its opacity (``L`` image), both of Pillow ``size``."""
-    # Heat level -> colour through a palette, level -> opacity through a point table.
-    heat_image = _level_image(_heat_levels(heat, size))
-    opacity = heat_image.point(_alpha_lut(threshold, max_alpha))
-    heat_image.putpalette(_PALETTE)
-    return heat_image, opacity
-
-
 def _outline(image: Any, box: Box, size: tuple[int, int], shape: tuple[int, int], *, top: int = 0) -> None:
     """Outline ``box`` (in ``shape`` pixel coordinates) on ``image``: the rows of a picture of Pillow
     ``size`` from row ``top`` on (the whole picture when 0)."""
@@ -279,9 +268,19 @@ def heat_layer_png(
         raise ValueError("heat_layer_png takes a 2-D heatmap [rows, columns].")
     rows, columns = heat.shape
     size = (columns, rows)
-    heat_image, opacity = _heat_images(heat, size, threshold, max_alpha)
-    image = heat_image.convert("RGBA")
-    image.putalpha(opacity)
-    if box is not None:
-        _outline(image, box, size, (rows, columns))
-    return encode_png(np.asarray(image, dtype=np.uint8))
+    levels = _level_image(_heat_levels(heat, size))
+    opacity_lut = _alpha_lut(threshold, max_alpha)
+
+    def rgba_rows(start: int, stop: int) -> np.ndarray:
+        # Heat level -> colour through a palette, level -> opacity through a point table; drawn in two
+        # bands of rows at once, as overlays are (the same pixels as the whole layer drawn at once).
+        band = levels.crop((0, start, columns, stop))
+        opacity = band.point(opacity_lut)
+        band.putpalette(_PALETTE)
+        image = band.convert("RGBA")
+        image.putalpha(opacity)
+        if box is not None:
+            _outline(image, box, size, (rows, columns), top=start)
+        return np.asarray(image, dtype=np.uint8)
+
+    return encode_png_rows(int(rows), int(columns), 4, rgba_rows)

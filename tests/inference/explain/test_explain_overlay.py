@@ -142,3 +142,32 @@ def test_an_overlay_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> No
         with Image.open(io.BytesIO(overlay_png(base, heat, box=box, max_side=side))) as png:
             assert np.array_equal(np.asarray(png.convert("RGB")), whole)
         assert np.array_equal(overlay_rgb(base, heat, box=box, max_side=side), whole)
+
+
+def test_a_heat_layer_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> None:
+    # heat_layer_png draws the top and bottom halves of its rows on two threads at once; the layer must be
+    # the one drawn whole: palette colour, opacity from the level, the box outlined from float corners.
+    from PIL import ImageDraw
+
+    from inference.explain import heat_layer_png
+    from inference.explain._overlay import _PALETTE, _alpha_lut
+
+    rng = np.random.default_rng(12)
+    for rows, columns in ((1024, 1024), (700, 913), (257, 300)):
+        levels = (rng.random((rows, columns)) ** 2 * 255).astype(np.uint8)
+        box = Box(x0=columns // 3 + 1, y0=rows // 2 - 7, x1=columns // 2 + 5, y1=rows // 2 + 9)
+        level = Image.fromarray(levels)
+        opacity = level.point(_alpha_lut(0.2, 0.55))
+        level.putpalette(_PALETTE)
+        whole = level.convert("RGBA")
+        whole.putalpha(opacity)
+        width = max(1, round(max(columns, rows) / 400))
+        x0, y0, x1, y1 = box.x0, box.y0, max(box.x0, box.x1 - 1), max(box.y0, box.y1 - 1)
+        draw = ImageDraw.Draw(whole)
+        draw.rectangle(
+            (x0 - width, y0 - width, x1 + width, y1 + width), outline=(0, 0, 0, 255), width=3 * width
+        )
+        draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255, 255), width=width)
+        with Image.open(io.BytesIO(heat_layer_png(levels, box=box))) as png:
+            assert png.mode == "RGBA"
+            assert np.array_equal(np.asarray(png), np.asarray(whole)), (rows, columns)
