@@ -9,7 +9,8 @@ with exactly that hash: a re-chained trail has other hashes, a truncated one has
 
 The anchor only moves forward (a file lock serialises writers; an older head never replaces a newer
 one). A crash between a commit and the file write leaves the anchor behind the chain, which is still a
-valid lower bound; it never gets ahead of it. The file is replaced atomically. Paths are relative to
+valid lower bound; it never gets ahead of it (the record's commits are on disk before they return). The
+file is replaced atomically, its new content on disk before the rename. Paths are relative to
 ``DXASSIST_HOME`` (the home can be moved).
 """
 
@@ -122,7 +123,12 @@ class HeadAnchor:
             if current is not None and current.seq >= seq:
                 return
             tmp = self.path.with_name(f".head.{os.getpid()}.tmp")
-            tmp.write_text(
-                json.dumps({"seq": seq, "hash": digest, "mac": self._mac(key, seq, digest)}), encoding="utf-8"
-            )
+            body = json.dumps({"seq": seq, "hash": digest, "mac": self._mac(key, seq, digest)})
+            with open(tmp, "wb") as handle:
+                handle.write(body.encode("utf-8"))
+                handle.flush()
+                # On disk before it is renamed into place: a filesystem that may keep the rename but not
+                # the data after a power loss (XFS does) would leave an empty anchor, which `audit verify`
+                # reports as unreadable. A rename that is lost leaves the older anchor, a lower bound.
+                os.fsync(handle.fileno())
             os.replace(tmp, self.path)

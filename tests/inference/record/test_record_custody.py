@@ -266,3 +266,34 @@ def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(recor
         assert anchored.audit.verify().ok
     finally:
         anchored.close()
+
+
+def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A filesystem may keep a rename but not the renamed file's data after a power loss (XFS does): the
+    # anchor would then be empty, which `audit verify` reports as unreadable. The new anchor's bytes are
+    # fsynced before it is renamed into place.
+    import os
+
+    from inference.record import _anchor
+
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace_file(src, dst) -> None:  # type: ignore[no-untyped-def]
+        steps.append(("replace", str(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_anchor.os, "fsync", fsync)
+    monkeypatch.setattr(_anchor.os, "replace", replace_file)
+    anchor = HeadAnchor(tmp_path)
+    anchor.advance(3, "a" * 64)
+    anchor.advance(4, "b" * 64)
+    renamed = [path for step, path in steps if step == "replace"]
+    assert len(renamed) == 2
+    for path in renamed:
+        assert steps.index(("fsync", path)) < steps.index(("replace", path))
+    assert anchor.read() == _anchor.AnchoredHead(seq=4, hash="b" * 64)
