@@ -327,6 +327,11 @@ def text_report(results: dict[str, Any]) -> str:
                 f"{_fmt(_ms(pictures['first'], 'p95_ms'))} ms; again (cached) p50 "
                 f"{_fmt(_ms(pictures['cached']))} ms; image.png p50 {_fmt(_ms(pictures['image']))} ms "
                 f"(n={pictures['first']['n']})"
+                + (
+                    f"; heat layer (viewer), first: p50 {_fmt(_ms(pictures['layer']))} ms"
+                    if pictures.get("layer")
+                    else ""
+                )
             )
         lines += _stage_text(results)
         for label, key, clients, t in _throughput_runs(server):
@@ -495,6 +500,7 @@ def update_readme(results: dict[str, Any], path: Path = README) -> bool:
             ("first", "GET heatmap overlay, first (drawn on demand)"),
             ("cached", "GET heatmap overlay, again (cached)"),
             ("image", "GET image.png (display rendering)"),
+            ("layer", "GET heat layer (`?layer=1`, the viewer's), first (drawn on demand)"),
         ):
             if pictures.get(key):
                 t = pictures[key]

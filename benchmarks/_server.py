@@ -196,7 +196,9 @@ def picture_gets(
     """GET each heatmap path twice (the first draws the overlay, the second is served from the cache),
     and the display image of each result once; latencies of each kind. ``baseline`` is timed once per
     result, interleaved with the GETs (``baseline`` in the answer). ``metrics``, when given, receives the
-    server's ``/metrics`` before the first GET and after the last."""
+    server's ``/metrics`` before the first GET and after the last. Then, outside that window, the heat
+    layer of each heatmap once (``?layer=1``, what the readers' viewer lays over ``image.png``; drawn on
+    demand too): ``layer`` in the answer."""
     import httpx
 
     first: list[float] = []
@@ -229,10 +231,20 @@ def picture_gets(
                 images.append(time.perf_counter() - t0)
         if metrics is not None:
             metrics.append(scrape(c))
+        layers: list[float] = []
+        for path in paths:
+            t0 = time.perf_counter()
+            response = c.get(path, params={"layer": "1"})
+            layers.append(time.perf_counter() - t0)
+            if response.status_code != 200 or response.headers.get("content-type") != "image/png":
+                raise ServerFailed(
+                    f"GET {path.split('/heatmaps/')[-1]}?layer=1 answered {response.status_code}"
+                )
     return {
         "first": Timing(tuple(first)).to_dict(),
         "cached": Timing(tuple(again)).to_dict(),
         "image": Timing(tuple(images)).to_dict(),
+        "layer": Timing(tuple(layers)).to_dict(),
         **({"baseline": Timing(tuple(loops)).to_dict()} if loops else {}),
     }
 

@@ -160,8 +160,9 @@ def _server_with_budget() -> dict[str, Any]:
         [before, _scrape()], requests=1, client_mean=0.090, outside_is=_stages.PICTURE_OUTSIDE
     )
     gets = {"n": 1, "median_ms": 90.0, "p95_ms": 90.0, "mean_ms": 90.0}
-    pictures = {"first": gets, "cached": gets, "image": gets, "first_stages": first}
-    return {"stages": {"explicit": upload}, "pictures": pictures}
+    layer = {**gets, "median_ms": 40.0}
+    pictures = {"first": gets, "cached": gets, "image": gets, "layer": layer, "first_stages": first}
+    return {"stages": {"explicit": upload}, "latency": {"explicit": gets}, "pictures": pictures}
 
 
 def test_the_report_sets_each_stage_beside_the_bare_loops_own_figure() -> None:
@@ -181,6 +182,7 @@ def test_the_report_sets_each_stage_beside_the_bare_loops_own_figure() -> None:
     text = _report.text_report(results)
     assert "where the time goes" in text
     assert "first heatmap GET: mean 90.0 ms = overlay stage 70.0 ms + outside the stage 20.0 ms" in text
+    assert "heat layer (viewer), first: p50 40.0 ms" in text
 
 
 def test_the_readme_figures_gain_the_stage_table_and_keep_the_rest(tmp_path: Path) -> None:
@@ -198,6 +200,9 @@ def test_the_readme_figures_gain_the_stage_table_and_keep_the_rest(tmp_path: Pat
     assert "| overlay stage | 70.0 | 6.0 |" in text
     assert "| outside the stage | 20.0 | |" in text
     assert f"Outside the overlay stage: {_stages.PICTURE_OUTSIDE}." in text
+    assert (
+        "| GET heat layer (`?layer=1`, the viewer's), first (drawn on demand) | | 40.0 | 90.0 | 1 |" in text
+    )
 
 
 def test_results_without_preprocess_alone_take_it_as_decode_preprocess_minus_decode() -> None:
