@@ -56,21 +56,17 @@ def _chunk(kind: bytes, data: bytes | bytearray) -> tuple[bytes, bytes, bytes | 
     return struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)
 
 
-def _band(
-    samples: np.ndarray, filtered: np.ndarray, start: int, stop: int, last: bool, *, above: int
-) -> bytes:
+def _band(samples: np.ndarray, filtered: np.ndarray, start: int, stop: int, last: bool) -> bytes:
     """Filter rows ``[start, stop)`` ("Up": each sample less the one above, modulo 256; the first row
     of the picture as it is) and compress them to raw deflate, ending non-final unless ``last``.
 
-    ``samples`` holds those rows, preceded by the row above ``start`` when ``above`` is 1."""
+    ``samples`` holds those rows, preceded by the row above ``start`` unless ``start`` is 0."""
     from isal import isal_zlib
 
     filtered[start:stop, 0] = _UP
-    if above:
-        np.subtract(samples[1:], samples[:-1], out=filtered[start:stop, 1:])
-    else:
-        filtered[start, 1:] = samples[0]  # "Up" above the first row is zero
-        np.subtract(samples[1:], samples[:-1], out=filtered[start + 1 : stop, 1:])
+    if start == 0:
+        filtered[0, 1:] = samples[0]  # "Up" above the first row is zero
+    np.subtract(samples[1:], samples[:-1], out=filtered[max(start, 1) : stop, 1:])
     compressor = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -15)
     head = compressor.compress(filtered[start:stop].reshape(-1))
     return head + compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
@@ -117,9 +113,9 @@ def encode_png_rows(
     filtered = np.empty((rows, width + 1), dtype=np.uint8)
 
     def band(start: int, stop: int, last: bool) -> bytes:
-        above = 1 if start > 0 else 0
-        made = np.asarray(make_rows(start - above, stop), dtype=np.uint8).reshape(stop - start + above, width)
-        return _band(made, filtered, start, stop, last, above=above)
+        first = max(start - 1, 0)  # the row above the band too: its first row's filter needs it
+        made = np.asarray(make_rows(first, stop), dtype=np.uint8).reshape(stop - first, width)
+        return _band(made, filtered, start, stop, last)
 
     if filtered.nbytes < _BAND_BYTES or rows < 2:
         bands = [band(0, rows, True)]

@@ -101,19 +101,21 @@ def test_heat_that_is_not_a_number_shows_no_colour_and_beyond_one_shows_the_hott
     assert (pixels[:, 20:40] == pixels[:, 40:]).all() and (pixels[:, 40:] != 100).any()
 
 
-def _float_outline(pixels: np.ndarray, box: Box, heat_shape: tuple[int, int]) -> np.ndarray:
-    # The outline as it was drawn before overlays were drawn in bands: float corners, Pillow rounding them.
+def _float_outline(image: Image.Image, box: Box, heat_shape: tuple[int, int]) -> np.ndarray:
+    # The outline as it was drawn before pictures were drawn in bands: float corners, Pillow rounding them.
     from PIL import ImageDraw
 
-    image = Image.fromarray(pixels)
     rows, columns = heat_shape
     width = max(1, round(max(image.size) / 400))
     sx, sy = image.size[0] / columns, image.size[1] / rows
     x0, y0 = box.x0 * sx, box.y0 * sy
     x1, y1 = max(x0, box.x1 * sx - 1), max(y0, box.y1 * sy - 1)
+    opaque = (255,) if image.mode == "RGBA" else ()
     draw = ImageDraw.Draw(image)
-    draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=(0, 0, 0), width=3 * width)
-    draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255), width=width)
+    draw.rectangle(
+        (x0 - width, y0 - width, x1 + width, y1 + width), outline=(0, 0, 0, *opaque), width=3 * width
+    )
+    draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255, *opaque), width=width)
     return np.asarray(image)
 
 
@@ -133,7 +135,7 @@ def test_an_overlay_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> No
         plan = _OverlayPlan(base, heat, box, side, 0.2, 0.55)
         whole = plan.rgb_rows(0, plan.rows)
         unboxed = _OverlayPlan(base, heat, None, side, 0.2, 0.55).rgb_rows(0, plan.rows)
-        assert np.array_equal(whole, _float_outline(unboxed, box, (rows, columns)))
+        assert np.array_equal(whole, _float_outline(Image.fromarray(unboxed), box, (rows, columns)))
         outline_rows = np.flatnonzero((whole != unboxed).any(axis=(1, 2)))
         splits = {1, plan.rows // 2, plan.rows - 1, *outline_rows[:4].tolist(), *outline_rows[-4:].tolist()}
         for split in sorted(s for s in splits if 0 < s < plan.rows):
@@ -147,8 +149,6 @@ def test_an_overlay_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> No
 def test_a_heat_layer_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> None:
     # heat_layer_png draws the top and bottom halves of its rows on two threads at once; the layer must be
     # the one drawn whole: palette colour, opacity from the level, the box outlined from float corners.
-    from PIL import ImageDraw
-
     from inference.explain import heat_layer_png
     from inference.explain._overlay import _PALETTE, _alpha_lut
 
@@ -161,13 +161,7 @@ def test_a_heat_layer_drawn_in_two_bands_has_the_pixels_of_one_drawn_whole() -> 
         level.putpalette(_PALETTE)
         whole = level.convert("RGBA")
         whole.putalpha(opacity)
-        width = max(1, round(max(columns, rows) / 400))
-        x0, y0, x1, y1 = box.x0, box.y0, max(box.x0, box.x1 - 1), max(box.y0, box.y1 - 1)
-        draw = ImageDraw.Draw(whole)
-        draw.rectangle(
-            (x0 - width, y0 - width, x1 + width, y1 + width), outline=(0, 0, 0, 255), width=3 * width
-        )
-        draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255, 255), width=width)
+        expected = _float_outline(whole, box, (rows, columns))
         with Image.open(io.BytesIO(heat_layer_png(levels, box=box))) as png:
             assert png.mode == "RGBA"
-            assert np.array_equal(np.asarray(png), np.asarray(whole)), (rows, columns)
+            assert np.array_equal(np.asarray(png), expected), (rows, columns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from _record_data import imaging, patient, triage
@@ -268,7 +269,9 @@ def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(recor
         anchored.close()
 
 
-def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A filesystem may keep a rename but not the renamed file's data after a power loss (XFS does): the
     # anchor would then be empty, which `audit verify` reports as unreadable. The new anchor's bytes are
     # fsynced before it is renamed into place.
@@ -283,7 +286,7 @@ def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(tmp_path, monkeypa
         steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
-    def replace_file(src, dst) -> None:  # type: ignore[no-untyped-def]
+    def replace_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         steps.append(("replace", str(src)))
         real_replace(src, dst)
 
