@@ -125,6 +125,13 @@ def _unqueued(db: Path, objector: str) -> set[str]:
         }
 
 
+def _open_builds(db: Path) -> int:
+    """Output builds not done: claimed or due, or claimed by the killed server and still leased to it."""
+    with sqlite3.connect(db) as connection:
+        row = connection.execute("SELECT count(*) FROM output_builds WHERE state != 'done'").fetchone()
+    return int(row[0])
+
+
 def _rewrite(db: Path, edit: str) -> None:
     """As a database administrator would: lift the triggers, edit, recompute every hash and the head."""
     with sqlite3.connect(db) as connection:
@@ -198,10 +205,12 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
         stop.set()
     db = home / "record.db"
     # A restart runs the migrations and serves again; its worker builds the outputs the killed server left
-    # unbuilt (once their filing lease ends); then it stops cleanly.
+    # unbuilt (once their filing lease ends); then it stops cleanly. A build's outputs are queued before
+    # the build is marked done (a second transaction): the wait is for both, or a stop between the two
+    # (or a build the killed server had queued but not marked, still leased to it) reads as unbuilt.
     server = _serve(home, port, log, destination)
     deadline = time.monotonic() + 300
-    while _unqueued(db, objector):
+    while _unqueued(db, objector) or _open_builds(db):
         assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-3000:]
         time.sleep(0.2)
     server.send_signal(signal.SIGTERM)
