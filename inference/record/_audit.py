@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import Table, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
@@ -27,6 +27,9 @@ from inference.observability import current_request_id
 from inference.record._errors import RecordError
 from inference.record._models import AuditChainHead, AuditEvent, Result
 from inference.record._types import as_utc
+
+if TYPE_CHECKING:
+    from inference.record._anchor import AnchoredHead, HeadAnchor
 
 GENESIS: Final = "0" * 64
 HEAD_ID: Final = 1
@@ -267,24 +270,56 @@ def verify(session: Session) -> AuditReport:
     return report
 
 
-def check_anchor(record: Any, report: AuditReport) -> None:
+_ANCHOR_MISSING: Final = "The audit head anchor file is missing (it was deleted)."
+
+
+@dataclass(frozen=True)
+class AnchorReading:
+    """What the anchor file held when it was read: its head (None: nothing anchored), or why not."""
+
+    head: AnchoredHead | None = None
+    problem: str | None = None
+
+
+def read_anchor(anchor: HeadAnchor) -> AnchorReading:
+    """Read ``anchor`` without raising."""
+    from inference.record._anchor import AnchorError
+
+    try:
+        return AnchorReading(head=anchor.read())
+    except AnchorError as e:
+        return AnchorReading(problem=str(e))
+
+
+def check_anchor(record: Any, report: AuditReport, before: AnchorReading) -> None:
     """Add a problem to ``report`` unless the chain holds the anchored head exactly.
 
     A trail rewritten from some entry on (every hash recomputed) or cut at the end (head moved back)
     verifies on its own; against the anchor written outside the database it does not.
-    """
-    from inference.record._anchor import AnchorError
 
-    anchor = record.anchor
-    try:
-        anchored = anchor.read()
-    except AnchorError as e:
-        report.add(AuditProblem(None, None, str(e)))
+    ``before`` is the anchor as read *before* the chain was walked. The anchor moves after each commit,
+    so on a server that is filing meanwhile, an anchor read after the walk may name entries committed
+    after the walk's snapshot: that would read as a cut tail. Read first, it names an entry the walk
+    saw (unless the trail was cut).
+    """
+    if before.problem is not None:
+        report.add(AuditProblem(None, None, before.problem))
         return
+    anchored = before.head
     if anchored is None:
-        if anchor.keyed and report.head_seq > 0:
-            report.add(AuditProblem(None, None, "The audit head anchor file is missing (it was deleted)."))
-        return
+        # Nothing anchored when the walk began. An anchor written since then (the first entries were
+        # being filed) is checked if the walk reached its entry; a later one says nothing of this walk.
+        after = read_anchor(record.anchor)
+        if after.problem is not None:
+            report.add(AuditProblem(None, None, after.problem))
+            return
+        if after.head is None:
+            if record.anchor.keyed and report.head_seq > 0:
+                report.add(AuditProblem(None, None, _ANCHOR_MISSING))
+            return
+        if after.head.seq > report.head_seq:
+            return
+        anchored = after.head
     report.anchored_seq = anchored.seq
     if anchored.seq > report.head_seq:
         report.add(

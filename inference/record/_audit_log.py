@@ -102,8 +102,11 @@ class AuditLog:
         With an anchor, the chain must also hold the anchored head exactly (see ``_anchor``): a
         re-chained or truncated trail fails even when it is consistent in itself.
         """
+        anchor = self._db.anchor
+        # The anchor is read before the walk: it only moves forward, after commits (see check_anchor).
+        before = _audit.read_anchor(anchor) if anchor is not None else None
         with self._db.sessions() as session:
             report = _audit.verify(session)
-        if self._db.anchor is not None:
-            _audit.check_anchor(self._db, report)
+        if before is not None:
+            _audit.check_anchor(self._db, report, before)
         return report

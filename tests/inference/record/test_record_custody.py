@@ -269,6 +269,52 @@ def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(recor
         anchored.close()
 
 
+def test_verify_on_a_record_that_is_filing_meanwhile_reports_no_cut_tail(
+    record: Record, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dxassist audit verify` run beside a live server: entries are committed and anchored while the
+    # chain is walked. The anchor read after the walk named an entry the walk's snapshot did not hold,
+    # which read as a cut tail (a false tamper alarm); the anchor is read before the walk.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.record import _audit
+
+    url = record.engine.url.render_as_string(hide_password=False)
+    anchored = Record(url, anchor=HeadAnchor(tmp_path))
+    walk = _audit.verify
+    filed: list[int] = []
+
+    def file_one() -> None:
+        anchored.results.save_triage(
+            data=triage(pat=patient(f"IPP-W{len(filed)}")), audit=replace(FILER, action="vitals:submit")
+        )
+        filed.append(1)
+
+    def walk_while_filing(session):  # type: ignore[no-untyped-def]
+        report = walk(session)
+        # The server files another result (its own connection) once the walk has read the chain.
+        with ThreadPoolExecutor(max_workers=1) as other:
+            other.submit(file_one).result()
+        return report
+
+    try:
+        for _ in range(3):
+            file_one()
+        monkeypatch.setattr(_audit, "verify", walk_while_filing)
+        report = anchored.audit.verify()
+        assert report.ok, [p.reason for p in report.problems]
+        assert report.anchored_seq == report.head_seq == 3
+        monkeypatch.setattr(_audit, "verify", walk)
+        # The next walk sees the entry filed during the first, and it is anchored.
+        report = anchored.audit.verify()
+        assert report.ok and report.anchored_seq == report.head_seq == 4
+        # A cut tail is still caught: the anchor (read first) names an entry past the chain's end.
+        HeadAnchor(tmp_path).advance(9, "f" * 64)
+        assert any("tail was removed" in p.reason for p in anchored.audit.verify().problems)
+    finally:
+        anchored.close()
+
+
 def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
