@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from _loopback import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DXASSIST = Path(sys.executable).with_name("dxassist")
@@ -25,13 +25,6 @@ def dxassist_env(home: Path) -> dict[str, str]:
     }
     env["DXASSIST_HOME"] = str(home)
     return env
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

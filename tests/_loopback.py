@@ -7,19 +7,49 @@ machine, where a fixed sleep turns into a race.
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 on Linux), a block of its own for each
+# pytest-xdist worker, each port once in turn. A port the kernel picked (``bind(0)``) was free only at
+# that moment: until the server bound it, the next call could pick it again, another worker could, or a
+# client's outgoing connection could take it as its source port.
+_FIRST_PORT: Final = 20000
+_BLOCK: Final = 1500  # eight workers' blocks end at 32000
+_next_offset: int | None = None
+
+
+def _block_start() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return _FIRST_PORT + (number % 8) * _BLOCK
+
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
+    """A TCP port free on 127.0.0.1 now, not handed out before by this process (until its block wraps)."""
+    global _next_offset
+    if _next_offset is None:
+        # A process of its own (a helper the test started) starts elsewhere in the block than the test.
+        _next_offset = random.Random(os.getpid()).randrange(_BLOCK)
+    start = _block_start()
+    for _ in range(_BLOCK):
+        port = start + _next_offset
+        _next_offset = (_next_offset + 1) % _BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (a server still running, or a socket in TIME_WAIT)
+            return port
+    with socket.socket() as sock:  # every port of the block busy: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _loopback import free_port
 
 
 def postgres_bindir() -> Path:
@@ -36,12 +36,6 @@ def postgres_bindir() -> Path:
         "PATH; install the Debian package with `apt-get install -y --no-install-recommends postgresql`. "
         "The record tests run against a real PostgreSQL and are never skipped."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -82,7 +82,7 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
     tiny_models.seed_both(home / "models", tmp_path / "build")
     token = issue_token(Settings(home=home), subject="router", role="pacs", facility="F1")
     auth = {"Authorization": f"Bearer {token}"}
-    burst = 12
+    burst = 3 * UPLOADS + 4
     with serving_process(
         home,
         tmp_path / "serve.log",
@@ -116,29 +116,35 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
         before = {pid: _cpu_ticks(pid) for pid in workers}
 
         # Studies from 4 concurrent clients, each on connections of its own: every one is analysed and filed.
-        studies = [_study() for _ in range(UPLOADS)]
-
         def upload(blob: bytes) -> int:
             with httpx.Client(base_url=url, headers=auth, timeout=120, trust_env=False) as client:
                 files = [("files", ("s.dcm", blob, "application/dicom"))]
                 return client.post("/v1/studies", files=files).status_code
 
-        with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(upload, studies)) == [201] * UPLOADS
-        # Both processes worked (the kernel hands connections to whichever accepts first).
-        used = {pid: _cpu_ticks(pid) - before[pid] for pid in workers}
+        # Both processes work. The kernel spreads connections by a hash of their addresses, so all of
+        # one round may go to one worker by chance (2 in 2^8): a round more, three at most.
+        uploaded, started = 0, time.monotonic()
+        for _round in range(3):
+            with ThreadPoolExecutor(4) as pool:
+                studies = [_study() for _ in range(UPLOADS)]
+                assert list(pool.map(upload, studies)) == [201] * UPLOADS
+            uploaded += UPLOADS
+            used = {pid: _cpu_ticks(pid) - before[pid] for pid in workers}
+            if all(ticks > 0 for ticks in used.values()):
+                break
         assert all(ticks > 0 for ticks in used.values()), used
 
         # /metrics adds up the workers: every scrape, whoever answers it, counts all the uploads.
         for _ in range(6):
             metrics = _fresh_get(url, "/metrics", {}).text
-            assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == UPLOADS
-            assert _count(metrics, "dxassist_stage_seconds_count", stage="inference") == UPLOADS
+            assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == uploaded
+            assert _count(metrics, "dxassist_stage_seconds_count", stage="inference") == uploaded
 
         # One rate limit for the server: `burst` requests of this token pass, whichever worker takes them
-        # (the uploads above drew 8 already).
+        # (the uploads above drew theirs already).
         statuses = [_fresh_get(url, "/v1/models", auth).status_code for _ in range(2 * burst)]
-        assert statuses.count(200) == burst - UPLOADS, statuses
+        refilled = int((time.monotonic() - started) // 60)  # a token a minute since the first upload
+        assert burst - uploaded <= statuses.count(200) <= burst - uploaded + refilled, statuses
         assert set(statuses) == {200, 429}
 
         # A worker that does not answer for a while (stopped here for 8 s, as a starved one would be) is not
@@ -164,7 +170,7 @@ def test_workers_answer_as_one_server(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert [_fresh_get(url, "/v1/models", {}).status_code for _ in range(6)] == [401] * 6
         metrics = _fresh_get(url, "/metrics", {}).text
-        assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == UPLOADS
+        assert _count(metrics, "dxassist_requests_total", route="/v1/studies", status="201") == uploaded
 
     # Stopped: the supervisor ended its workers and removed the folder they shared.
     assert supervisor.returncode == 0

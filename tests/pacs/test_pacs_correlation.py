@@ -2,11 +2,11 @@
 
 ``dxassist listen`` runs as a subprocess with Orthanc as its destination. A node the listener does not
 know is refused; a registered one sends, in one association, a chest radiograph whose header is full of
-patient names and identifiers, and a CT the listener refuses. Once the SR is in Orthanc the listener is
-stopped and its JSON log read: every line of the sending association carries one ``assoc-`` id (and the
-refused association another), the analysis names that association and runs under an ``analysis-`` id
-that the result's audit entries carry as ``request_id``, each build and each delivery attempt has an id
-shared by its lines, and no line holds a name, an identifier or the birth date.
+patient names and identifiers, and a CT the listener refuses. Once the SR and the captures are sent the
+listener is stopped and its JSON log read: every line of the sending association carries one ``assoc-``
+id (and the refused association another), the analysis names that association and runs under an
+``analysis-`` id that the result's audit entries carry as ``request_id``, each build and each delivery
+attempt has an id shared by its lines, and no line holds a name, an identifier or the birth date.
 """
 
 from __future__ import annotations
@@ -59,12 +59,18 @@ def _ae(calling: str) -> Any:
     return ae
 
 
-def _delivered(pacs: Pacs, study: str) -> bool:
-    study_id = pacs.orthanc.study_id(study)
-    if study_id is None:
-        return False
-    series = pacs.orthanc.get(f"/studies/{study_id}/series")
-    return "SR" in [s["MainDicomTags"].get("Modality", "") for s in series]
+def _delivered(listener: Listener, study: str) -> bool:
+    """Whether every output of the study's result is sent (the SR alone could be, its captures not yet:
+    a listener stopped then leaves them queued, and the delivery lines the tests read are missing)."""
+    record = Record(listener.record_url)
+    try:
+        result = record.results.latest_for_study(study_instance_uid=study)
+        if result is None:
+            return False
+        deliveries = record.outbox.deliveries(result_id=result.result_id)
+    finally:
+        record.close()
+    return bool(deliveries) and all(d.state == "sent" for d in deliveries)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +97,9 @@ def run(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             assert statuses == [0x0000, 0xA900]
         finally:
             assoc.release()
-        wait_until(lambda: _delivered(pacs, study), timeout=120, interval=0.5, what="the SR in Orthanc")
+        wait_until(
+            lambda: _delivered(listener, study), timeout=120, interval=0.5, what="the SR and captures sent"
+        )
     finally:
         listener.stop()
     log = home / "logs" / "listener.jsonl"

@@ -294,9 +294,14 @@ def _run_lab(
 
     # -- every output delivered: the outbox drains on the survivor (r2's leases run out first)
     def drained() -> bool:
-        pending = _rows(pg, "SELECT count(*) FROM outbox WHERE state <> 'sent'")[0][0]
-        builds = _rows(pg, "SELECT count(*) FROM output_builds WHERE state <> 'done'")[0][0]
-        return pending == 0 and builds == 0
+        # One statement, one snapshot: a build queues its outputs, then marks itself done in a second
+        # transaction; two queries could miss its rows (outbox read first) and then see it done.
+        counts = _rows(
+            pg,
+            "SELECT (SELECT count(*) FROM outbox WHERE state <> 'sent') "
+            "+ (SELECT count(*) FROM output_builds WHERE state <> 'done')",
+        )
+        return bool(counts[0][0] == 0)
 
     stage("phase 3 done")
     wait_until(drained, timeout=120, what="the outbox and the output builds to drain")

@@ -108,7 +108,9 @@ def test_builds_log_under_one_id_and_every_dead_letter_retry_is_audited(
     record = Record(env.settings.record_url)
     try:
         deadline = time.monotonic() + 60
-        while not record.builds.dead():
+        # The dead letter is committed, then logged (build_dead) by the worker's thread: wait for both.
+        logged = lambda: any(getattr(r, "event", None) == "build_dead" for r in lines.records)  # noqa: E731
+        while not (record.builds.dead() and logged()):
             assert time.monotonic() < deadline, "the outbox worker did not dead-letter the build"
             time.sleep(0.05)
         [build] = record.builds.dead()

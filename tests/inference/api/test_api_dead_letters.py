@@ -80,6 +80,9 @@ def test_a_result_whose_outputs_cannot_be_built_says_so(unbuildable: tuple[Env, 
         assert entry["state"] == "dead" and entry["error"] == "output_build_failed"
         assert entry["attempts"] == 1
 
-    metrics = client.get("/metrics").text
+    # The counter moves once the dead letter is committed (the worker's thread): a moment later.
+    counted = 'dxassist_dead_lettered_total{code="output_build_failed",kind="build"}'
+    while counted not in (metrics := client.get("/metrics").text):
+        assert time.monotonic() < deadline, "the dead letter was not counted"
+        time.sleep(0.05)
     assert 'dxassist_dead_letters{kind="build"} 1.0' in metrics
-    assert 'dxassist_dead_lettered_total{code="output_build_failed",kind="build"}' in metrics

@@ -40,8 +40,10 @@ def test_upload_returns_the_contract_imaging_result(client: TestClient, env: Env
     positives = {f["code"] for f in result["findings"] if f["positive"]}
     assert "pneumothorax" in positives
     assert result["priority"] == "critical"
-    # The public result never carries the patient's name or birth date.
-    assert "Quixley" not in response.text and "1941" not in response.text
+    # The public result never carries the patient's name or birth date (searched as dates: the year alone
+    # turns up among the random digits of the study's UID about once in 250 runs).
+    assert "Quixley" not in response.text
+    assert "19410317" not in response.text and "1941-03-17" not in response.text
     assert isinstance(result["rationale"], str) and result["rationale_language"] == "en"
 
 
