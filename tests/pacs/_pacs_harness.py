@@ -3,9 +3,10 @@
 Orthanc runs from a generated configuration in tmp: HTTP and DICOM on free ports, remote HTTP access off,
 authentication on with one registered user, HTTP compression off (Orthanc 1.10.1 gzips every reply
 otherwise, which is slow), storage and index in tmp, the DICOMweb plugin loaded, dxassist declared as
-modality ``dxassist``, and a Lua ``OnStableStudy`` that sends each new CR/DX series of a stable study to
-dxassist and never the AI's own output. Orthanc 1.10.1 cannot bind to one address: its DICOM port listens on
-every interface of this firewall-free sandbox, is ephemeral and only ever used over loopback.
+modality ``dxassist``, and a Lua ``OnStableStudy`` that sends the new CR/DX series of a stable study to
+dxassist in one job and never the AI's own output. Orthanc 1.10.1 cannot bind to one address: its DICOM
+port listens on every interface of this firewall-free sandbox, is ephemeral and only ever used over
+loopback.
 
 The listener runs in a subprocess with a tmp ``DXASSIST_HOME`` seeded with the tiny models; its only
 destination is Orthanc's DICOM port. Both processes are stopped (SIGTERM, then SIGKILL) by the fixtures.
@@ -42,9 +43,12 @@ QUIET_SECONDS = 1.0
 MAX_INSTANCE_BYTES = 1_000_000
 
 LUA_ROUTE = """
--- Send every new CR/DX series of a stable study to dxassist, never dxassist's own output.
+-- Send every new CR/DX series of a stable study to dxassist, never dxassist's own output. All of them
+-- in one store job (one association): series sent one job each could reach the listener further apart
+-- than its quiet period, which would analyse the study in two parts.
 function OnStableStudy(studyId, tags, metadata)
   local series = ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))
+  local eligible = {}
   for _, s in ipairs(series) do
     local t = s['MainDicomTags']
     local modality = t['Modality'] or ''
@@ -54,9 +58,14 @@ function OnStableStudy(studyId, tags, metadata)
       if name == 'DxassistSent' then sent = true end
     end
     if (modality == 'CR' or modality == 'DX') and manufacturer ~= 'dxassist' and not sent then
-      -- The REST route takes a series (Lua's SendToModality takes instances only in Orthanc 1.10).
-      RestApiPost('/modalities/dxassist/store', DumpJson({Resources = {s['ID']}, Synchronous = true}))
-      RestApiPut('/series/' .. s['ID'] .. '/metadata/DxassistSent', 'yes')
+      table.insert(eligible, s['ID'])
+    end
+  end
+  if #eligible > 0 then
+    -- The REST route takes series (Lua's SendToModality takes instances only in Orthanc 1.10).
+    RestApiPost('/modalities/dxassist/store', DumpJson({Resources = eligible, Synchronous = true}))
+    for _, id in ipairs(eligible) do
+      RestApiPut('/series/' .. id .. '/metadata/DxassistSent', 'yes')
     end
   end
 end
