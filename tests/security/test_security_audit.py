@@ -30,6 +30,7 @@ def _flow(client: TestClient, env: Env) -> tuple[str, str]:
 
 
 def test_auditors_search_the_trail_as_fhir_audit_events(client: TestClient, env: Env) -> None:
+    first_day = datetime.now(UTC).date()  # before the first entry: a run across midnight UTC spans two days
     _result_id, patient_id = _flow(client, env)
     auditor = env.headers("auditor", subject="auditor-1")
     found = client.get("/fhir/AuditEvent", params={"patient": patient_id}, headers=auditor)
@@ -52,16 +53,17 @@ def test_auditors_search_the_trail_as_fhir_audit_events(client: TestClient, env:
     assert by_agent.total >= 1 and all(
         e.resource.agent[0].who.identifier.value == "pacs-f2" for e in by_agent.entry
     )
-    today = datetime.now(UTC).date()
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     recent = client.get(
         "/fhir/AuditEvent",
-        params=[("date", f"ge{today}"), ("date", f"lt{today + timedelta(days=1)}"), ("patient", patient_id)],
+        params=[("date", f"ge{first_day}"), ("date", f"lt{tomorrow}"), ("patient", patient_id)],
         headers=auditor,
     )
     # Two more than before: the auditor's first search about this patient and the search by agent (whose
     # page disclosed entries about this patient) are in the trail too, one entry per patient disclosed.
     assert Bundle.model_validate(recent.json()).total == bundle.total + 2
-    old = client.get("/fhir/AuditEvent", params={"date": f"lt{today - timedelta(days=1)}"}, headers=auditor)
+    before = first_day - timedelta(days=1)
+    old = client.get("/fhir/AuditEvent", params={"date": f"lt{before}"}, headers=auditor)
     assert Bundle.model_validate(old.json()).total == 0
     one = client.get(f"/fhir/AuditEvent/{events[0].id}", headers=auditor)
     assert AuditEvent.model_validate(one.json()).id == events[0].id

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from _dicom_factory import nested_sequences, simple
 from _security_env import chest_dicom
 from hypothesis import HealthCheck, given, settings
@@ -55,7 +53,9 @@ def _mutate(data: bytes, steps: list[Mutation]) -> bytes:
 @given(seed=st.sampled_from(range(len(SEEDS))), steps=mutations)
 @settings(
     max_examples=500,
-    deadline=timedelta(seconds=2),
+    # No per-example deadline (a timed assert: a 2.5 s stall of a loaded CI machine failed it as
+    # "unreliable timings"); a hang is still caught by the suite's per-test timeout (pyproject.toml).
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
 )

@@ -101,8 +101,9 @@ def _read_one_study(
     page.get_by_label(_("Level")).fill("40")  # window/level acts on the radiograph, not on the layer
     assert _mean_brightness(page.locator("#radiograph").screenshot()) > _mean_brightness(before) + 5
 
-    finding.get_by_role("button", name=_("Agree"), exact=True).click()
-    page.wait_for_url(f"**/ui/results/{critical['result_id']}*")
+    # The form posts and the page comes back at the same address: wait for that navigation itself.
+    with page.expect_navigation(url=f"**/ui/results/{critical['result_id']}*"):
+        finding.get_by_role("button", name=_("Agree"), exact=True).click()
     agree = page.locator(f"#finding-{positive['code']}").get_by_role("button", name=_("Agree"), exact=True)
     assert agree.get_attribute("aria-pressed") == "true"
 
@@ -170,14 +171,16 @@ def test_the_worklist_refreshes_itself_and_a_disagreement_asks_for_the_label(
     assert page.url == f"{site}/ui/"  # the rows came without a reload
 
     page.get_by_role("link", name=arriving["patient"]["identifier"]).click()
+    # Loaded, viewer.js included: a click on Disagree before its handler is attached would post the form.
+    page.wait_for_url(f"{site}/ui/results/{arriving['result_id']}")
     negative = next(f for f in arriving["findings"] if not f["positive"])
     finding = page.locator(f"#finding-{negative['code']}")
     picker = finding.get_by_label("Correct label")
     assert picker.is_hidden()
     finding.get_by_role("button", name="Disagree").click()
     assert picker.is_visible() and picker.input_value() == "present"  # preset to the opposite call
-    finding.get_by_role("button", name="Disagree").click()
-    page.wait_for_url(f"**/ui/results/{arriving['result_id']}*")
+    with page.expect_navigation(url=f"**/ui/results/{arriving['result_id']}*"):
+        finding.get_by_role("button", name="Disagree").click()
     disagree = page.locator(f"#finding-{negative['code']}").get_by_role("button", name="Disagree")
     assert disagree.get_attribute("aria-pressed") == "true"
     context.close()
