@@ -386,3 +386,24 @@ def storescu(files: list[Path], *, port: int, called: str, calling: str = "STORE
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def all_sent(listener: Listener, study_uid: str) -> tuple[Any, list[Any]] | None:
+    """The listener's latest result of a study and its deliveries, once every one of them is sent.
+
+    None before: no result yet, its outputs not built and queued yet, or one still pending (the SR can
+    be in the PACS while a capture is not; a listener stopped then leaves the capture queued).
+    """
+    from inference.record import Record
+
+    record = Record(listener.record_url)
+    try:
+        result = record.results.latest_for_study(study_instance_uid=study_uid)
+        if result is None:
+            return None
+        deliveries = record.outbox.deliveries(result_id=result.result_id)
+    finally:
+        record.close()
+    if not deliveries or any(d.state != "sent" for d in deliveries):
+        return None
+    return result, list(deliveries)

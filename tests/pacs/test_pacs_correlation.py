@@ -26,6 +26,7 @@ from _pacs_harness import (
     TEST_AET,
     Listener,
     Pacs,
+    all_sent,
     dxassist,
     free_port,
     orthanc_destination,
@@ -59,20 +60,6 @@ def _ae(calling: str) -> Any:
     return ae
 
 
-def _delivered(listener: Listener, study: str) -> bool:
-    """Whether every output of the study's result is sent (the SR alone could be, its captures not yet:
-    a listener stopped then leaves them queued, and the delivery lines the tests read are missing)."""
-    record = Record(listener.record_url)
-    try:
-        result = record.results.latest_for_study(study_instance_uid=study)
-        if result is None:
-            return False
-        deliveries = record.outbox.deliveries(result_id=result.result_id)
-    finally:
-        record.close()
-    return bool(deliveries) and all(d.state == "sent" for d in deliveries)
-
-
 @pytest.fixture(scope="module")
 def run(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     from pydicom import dcmread
@@ -98,7 +85,7 @@ def run(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         finally:
             assoc.release()
         wait_until(
-            lambda: _delivered(listener, study), timeout=120, interval=0.5, what="the SR and captures sent"
+            lambda: all_sent(listener, study), timeout=120, interval=0.5, what="the SR and captures sent"
         )
     finally:
         listener.stop()

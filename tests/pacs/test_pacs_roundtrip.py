@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from _pacs_dicom import PATIENT_ID, chest_cr, new_uid, write
-from _pacs_harness import ORTHANC_AET, Pacs, storescu, wait_until
+from _pacs_harness import ORTHANC_AET, Pacs, all_sent, storescu, wait_until
 
 from inference.record import Record, _outbox
 from inference.vocabulary import FINDING_CODES
@@ -44,21 +44,6 @@ def _series_by_modality(pacs: Pacs, study_id: str) -> dict[str, list[dict[str, A
     return by
 
 
-def _delivered(pacs: Pacs, study_uid: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The listener's result of a study and its deliveries, once every delivery is sent."""
-    record = Record(pacs.listener.record_url)
-    try:
-        result = record.results.latest_for_study(study_instance_uid=study_uid)
-        if result is None:
-            return None
-        deliveries = record.outbox.deliveries(result_id=result.result_id)
-    finally:
-        record.close()
-    if not deliveries or any(d.state != "sent" for d in deliveries):
-        return None
-    return result, deliveries
-
-
 def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> None:
     study_uid = new_uid()
     frontal = write(pacs.work / "a" / "pa.dcm", chest_cr(study=study_uid, view="PA", blob=True))
@@ -69,7 +54,10 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
 
     study_id = wait_until(lambda: pacs.orthanc.study_id(study_uid), timeout=10, what="the study in Orthanc")
     result, deliveries = wait_until(
-        lambda: _delivered(pacs, study_uid), timeout=60, interval=0.5, what="dxassist's deliveries to Orthanc"
+        lambda: all_sent(pacs.listener, study_uid),
+        timeout=60,
+        interval=0.5,
+        what="dxassist's deliveries to Orthanc",
     )
     by_modality = _series_by_modality(pacs, study_id)
     assert any("lateral" in w.lower() for w in result.warnings), result.warnings
