@@ -25,6 +25,7 @@ async def enqueue_result(
     study: Study,
     result: AnyResult,
     synthetic: bool | None = None,
+    build_id: int | None = None,
 ) -> int:
     """Put the SR and heatmap captures of a committed result in the outbox of every destination.
 
@@ -39,6 +40,7 @@ async def enqueue_result(
         study: The decoded study the result was made from.
         result: The committed result, as the record returns it.
         synthetic: Whether its model was trained on synthetic data (from its warnings when None).
+        build_id: The output build this is (marked done in the transaction that queues the objects).
 
     Returns:
         How many outbox rows were added.
@@ -65,7 +67,7 @@ async def enqueue_result(
         record=record, study=study, result=result, org_root=org_root, synthetic=synthetic
     )
     added = await asyncio.to_thread(
-        record.outbox.enqueue, result_id=result_id, destinations=names, objects=objects
+        record.outbox.enqueue, result_id=result_id, destinations=names, objects=objects, build_id=build_id
     )
     logger.info(
         "result queued for delivery",

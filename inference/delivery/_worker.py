@@ -291,6 +291,8 @@ class OutboxWorker:
         except Exception as e:
             await asyncio.to_thread(self._build_failed, job, e)
             return
+        # Queuing the outputs marked the build done in its own transaction; this marks the builds that
+        # queued nothing (a patient who objected to sharing, outputs queued by an earlier attempt).
         await asyncio.to_thread(self._record.builds.mark_done, job_id=job.id)
         logger.info("outputs built", extra={"event": "build_done", "item": item, "result_id": job.result_id})
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 
 from inference.record._database import Database
@@ -114,6 +115,26 @@ def add_filed(
     )
 
 
+def _done() -> dict[str, Any]:
+    return {
+        "state": "done",
+        "attempts": output_builds.c.attempts + 1,
+        "lease_until": None,
+        "spool": None,
+        "source": None,
+    }
+
+
+def mark_done_in(session: Session, *, job_id: int) -> None:
+    """Mark a pending build done in the caller's transaction: the one that queues its outputs, so that
+    outputs queued and a build still pending (a crash between two commits) cannot both be true."""
+    session.execute(
+        update(output_builds)
+        .where(output_builds.c.id == job_id, output_builds.c.state == "pending")
+        .values(**_done())
+    )
+
+
 def _public(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -179,17 +200,8 @@ class Builds:
         )
 
     def mark_done(self, *, job_id: int) -> None:
-        """The outputs were built and are in the outbox."""
-        self._finish(
-            job_id,
-            {
-                "state": "done",
-                "attempts": output_builds.c.attempts + 1,
-                "lease_until": None,
-                "spool": None,
-                "source": None,
-            },
-        )
+        """The outputs were built and are in the outbox (a no-op once the build is done)."""
+        self._finish(job_id, _done())
 
     def mark_retry(self, *, job_id: int, code: str, error: str, next_attempt_at: datetime) -> None:
         """The build failed again; try after ``next_attempt_at``."""

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from inference.record import _audit
+from inference.record import _audit, _builds
 from inference.record._database import Database
 from inference.record._errors import RecordError
 from inference.record._lease import claim_first, database_now, finish_pending, requeue_dead, write_session
@@ -110,13 +110,21 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def enqueue(self, *, result_id: str, destinations: Sequence[str], objects: Sequence[OutboxObject]) -> int:
+    def enqueue(
+        self,
+        *,
+        result_id: str,
+        destinations: Sequence[str],
+        objects: Sequence[OutboxObject],
+        build_id: int | None = None,
+    ) -> int:
         """Put every object in the outbox for every destination, once; queued pairs are kept as they are.
 
         Args:
             result_id: The committed result the objects were made from.
             destinations: Destination names (from the settings).
             objects: The objects to deliver.
+            build_id: The output build that made them, marked done in the same transaction.
 
         Returns:
             How many rows were added (0 when everything was queued already).
@@ -163,6 +171,8 @@ class Outbox:
                     ]
                     if rows:
                         session.execute(insert(outbox), rows)
+                    if build_id is not None:
+                        _builds.mark_done_in(session, job_id=build_id)
                     return len(rows)
             except IntegrityError:
                 # A concurrent enqueue of the same result won the race: read what it wrote and try again.

@@ -233,6 +233,7 @@ async def build_outputs(ctx: Context, job: _builds.BuildJob) -> None:
         org_root=ctx.settings.record.org_root,
         study=study,
         result=result,
+        build_id=job.id,
     )
     if job.spool:
         await db(shutil.rmtree, home / job.spool, ignore_errors=True)

@@ -52,14 +52,18 @@ def test_the_build_is_committed_with_the_result_and_due_for_any_worker(record: R
     again = record.results.save_imaging(data=data)
     assert not again.created and len(_rows(record, result_id=stored.result_id)) == 1
 
-    # Built by the worker: the outbox rows replace the "outputs" entries, the build is done.
+    # Built by the worker: the outbox rows replace the "outputs" entries, the build is done, by the
+    # transaction that queued them (the worker's mark_done after it changes nothing).
     record.outbox.enqueue(
         result_id=stored.result_id,
         destinations=["pacs", "vna"],
         objects=[OutboxObject("sr", "1.2.3.4", "1.2.840.10008.5.1.4.1.1.88.34", b"sr")],
+        build_id=job.id,
     )
-    record.builds.mark_done(job_id=job.id)
     assert record.builds.for_result(result_id=stored.result_id) is None
+    record.builds.mark_done(job_id=job.id)
+    (row,) = _rows(record, result_id=stored.result_id)
+    assert (row["state"], row["attempts"], row["spool"], row["lease_until"]) == ("done", 1, None, None)
     read = record.results.get(result_id=stored.result_id, deliveries=True)
     assert isinstance(read, ImagingResult) and read.build is None
     assert read.deliveries == (
@@ -69,6 +73,42 @@ def test_the_build_is_committed_with_the_result_and_due_for_any_worker(record: R
     # Without deliveries asked for, none is read.
     plain = record.results.get(result_id=stored.result_id)
     assert isinstance(plain, ImagingResult) and plain.deliveries == () and plain.build is None
+
+
+def test_outputs_queued_and_their_build_done_are_one_transaction(
+    record: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two commits left a window: outputs queued, the build still pending and leased (a crash there left
+    # it to be built again once the lease ended; with a spool of the old kind, removed in between, the
+    # rebuild failed into a dead letter although the outputs were queued). Now nothing is queued unless
+    # the build is marked done with it.
+    from inference.record import _builds
+
+    outputs = OutputsIn(destinations=("pacs",), spool=None)
+    stored = record.results.save_imaging(data=replace(imaging(pat=patient("IPP-OUT-4")), outputs=outputs))
+    job = record.builds.claim_next()
+    assert job is not None and job.result_id == stored.result_id
+    sr = OutboxObject("sr", "1.2.3.5", "1.2.840.10008.5.1.4.1.1.88.34", b"sr")
+
+    def crash(session: Any, *, job_id: int) -> None:
+        raise RuntimeError("the process died before the build was marked")
+
+    monkeypatch.setattr(_builds, "mark_done_in", crash)
+    with pytest.raises(RuntimeError):
+        record.outbox.enqueue(
+            result_id=stored.result_id, destinations=["pacs"], objects=[sr], build_id=job.id
+        )
+    assert record.outbox.deliveries(result_id=stored.result_id) == ()
+    assert _rows(record, result_id=stored.result_id)[0]["state"] == "pending"
+    monkeypatch.undo()
+    assert (
+        record.outbox.enqueue(
+            result_id=stored.result_id, destinations=["pacs"], objects=[sr], build_id=job.id
+        )
+        == 1
+    )
+    assert [d.state for d in record.outbox.deliveries(result_id=stored.result_id)] == ["pending"]
+    assert _rows(record, result_id=stored.result_id)[0]["state"] == "done"
 
 
 def test_a_result_that_fails_to_file_leaves_no_build(record: Record) -> None:
