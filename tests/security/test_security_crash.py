@@ -205,9 +205,8 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
         stop.set()
     db = home / "record.db"
     # A restart runs the migrations and serves again; its worker builds the outputs the killed server left
-    # unbuilt (once their filing lease ends); then it stops cleanly. A build's outputs are queued before
-    # the build is marked done (a second transaction): the wait is for both, or a stop between the two
-    # (or a build the killed server had queued but not marked, still leased to it) reads as unbuilt.
+    # unbuilt (once their filing lease ends); then it stops cleanly. The wait is for the reports queued
+    # and for every build done (a build claimed by the killed server stays leased to it for a minute).
     server = _serve(home, port, log, destination)
     deadline = time.monotonic() + 300
     while _unqueued(db, objector) or _open_builds(db):
