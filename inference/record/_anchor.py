@@ -8,8 +8,11 @@ chain would verify. The anchor closes that: after every commit that appends entr
 with exactly that hash: a re-chained trail has other hashes, a truncated one has no such entry.
 
 The anchor only moves forward (a file lock serialises writers; an older head never replaces a newer
-one). A crash between a commit and the file write leaves the anchor behind the chain, which is still a
-valid lower bound; it never gets ahead of it (the record's commits are on disk before they return). The
+one), and only along the chain: a new head is anchored only while the trail still holds the anchored
+entry (the new entries chain onto it, or the record has it), and never over a damaged or forged anchor.
+Otherwise one more audited access after a re-chain or a cut would anchor the changed trail and hide it.
+A crash between a commit and the file write leaves the anchor behind the chain, which is still a valid
+lower bound; it never gets ahead of it (the record's commits are on disk before they return). The
 file is replaced atomically, its new content on disk before the rename. Paths are relative to
 ``DXASSIST_HOME`` (the home can be moved).
 """
@@ -22,6 +25,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -109,8 +113,26 @@ class HeadAnchor:
             raise AnchorError("The audit head anchor's signature does not match (it was altered or forged).")
         return AnchoredHead(seq=seq, hash=digest)
 
-    def advance(self, seq: int, digest: str) -> None:
-        """Anchor ``(seq, digest)`` unless a newer head is anchored already."""
+    def advance(
+        self,
+        seq: int,
+        digest: str,
+        *,
+        base: AnchoredHead | None = None,
+        holds: Callable[[AnchoredHead], bool] | None = None,
+    ) -> bool:
+        """Anchor ``(seq, digest)`` unless a newer head is anchored already, or the trail no longer holds
+        the anchored entry.
+
+        ``base`` is the entry the new entries chain onto. When it is the anchored entry, the chain itself
+        proves the trail still holds it; otherwise (another process appended in between, or the trail was
+        changed) ``holds`` asks the record. Without ``base`` nothing is checked (a first anchor).
+
+        Returns:
+            False when the anchor was kept because the trail no longer holds its entry, or the anchor is
+            damaged or forged: someone changed one of them, which `audit verify` reports. A new head is
+            not anchored over it, or one more append would hide the change.
+        """
         key = self._key(create=True)
         assert key is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +141,14 @@ class HeadAnchor:
             try:
                 current = self.read()
             except AnchorError:
-                current = None  # a damaged anchor is replaced by a good one; verify reports the chain itself
+                if base is not None:
+                    return False
+                current = None
             if current is not None and current.seq >= seq:
-                return
+                return True
+            if current is not None and base is not None and base != current:
+                if holds is None or not holds(current):
+                    return False
             tmp = self.path.with_name(f".head.{os.getpid()}.tmp")
             body = json.dumps({"seq": seq, "hash": digest, "mac": self._mac(key, seq, digest)})
             with open(tmp, "wb") as handle:
@@ -132,3 +159,4 @@ class HeadAnchor:
                 # reports as unreadable. A rename that is lost leaves the older anchor, a lower bound.
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
+        return True

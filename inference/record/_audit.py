@@ -50,6 +50,26 @@ CONTENT_FIELDS: Final[tuple[str, ...]] = (
 """The columns an entry's hash covers (``id`` is the database's row number and is not covered)."""
 _MAX_PROBLEMS: Final = 50
 PENDING_HEAD: Final = "dxassist_audit_head"
+
+
+@dataclass(frozen=True)
+class PendingHead:
+    """What a transaction appended to the chain: the entry its first new entry chains onto (``base_seq``,
+    ``base_hash``) and its last new entry (``seq``, ``hash``), to anchor once it commits."""
+
+    base_seq: int
+    base_hash: str
+    seq: int
+    hash: str
+
+
+def _appended(session: Session, *, prev_seq: int, prev_hash: str, seq: int, digest: str) -> None:
+    pending = session.info.get(PENDING_HEAD)
+    if isinstance(pending, PendingHead):
+        prev_seq, prev_hash = pending.base_seq, pending.base_hash
+    session.info[PENDING_HEAD] = PendingHead(prev_seq, prev_hash, seq, digest)
+
+
 """``session.info`` key: the head this transaction appended, anchored once it commits."""
 _LOCKED_HEAD: Final = "dxassist_audit_locked_head"
 """``session.info`` key: ``(transaction, head row)`` of the transaction that locked the head last."""
@@ -126,15 +146,16 @@ def append_unflushed(session: Session, **columns: Any) -> AuditEvent:
     head = _locked_head(session)
     if head is None:
         raise RecordError("The audit chain head is missing; run the record's migrations (0003).")
-    seq = head.seq + 1
+    prev_seq, prev_hash = head.seq, head.hash
+    seq = prev_seq + 1
     columns.setdefault("request_id", current_request_id())
-    event = AuditEvent(**columns, seq=seq, prev_hash=head.hash)
+    event = AuditEvent(**columns, seq=seq, prev_hash=prev_hash)
     digest = entry_hash(_content(event))
     event.hash = digest
     session.add(event)
     head.seq = seq
     head.hash = digest
-    session.info[PENDING_HEAD] = (seq, digest)
+    _appended(session, prev_seq=prev_seq, prev_hash=prev_hash, seq=seq, digest=digest)
     return event
 
 
@@ -169,7 +190,7 @@ def append_alone(session: Session, **columns: Any) -> int:
     digest = entry_hash(entry)
     session.execute(_INSERT_ENTRY, {**entry, "hash": digest})
     session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
-    session.info[PENDING_HEAD] = (seq, digest)
+    _appended(session, prev_seq=int(head.seq), prev_hash=str(head.hash), seq=seq, digest=digest)
     return seq
 
 

@@ -106,6 +106,10 @@ class AuditLog:
         # The anchor is read before the walk: it only moves forward, after commits (see check_anchor).
         before = _audit.read_anchor(anchor) if anchor is not None else None
         with self._db.sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # One snapshot for the whole walk: under READ COMMITTED each statement would see the entries
+                # committed meanwhile, and a walk past the head it read first is a false "changed by hand".
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             report = _audit.verify(session)
         if before is not None:
             _audit.check_anchor(self._db, report, before)

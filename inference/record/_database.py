@@ -12,15 +12,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inference.record import _audit
-from inference.record._anchor import HeadAnchor
+from inference.record._anchor import AnchoredHead, HeadAnchor
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, RecordError
+from inference.record._models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +35,30 @@ CHECKPOINT_INTERVAL: Final = 0.25
 def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
     """Anchor the newest audit head after every commit that appended entries (see ``_anchor``)."""
 
+    def holds(anchored: AnchoredHead) -> bool:
+        with sessions() as reading:
+            found = reading.scalar(select(AuditEvent.hash).where(AuditEvent.seq == anchored.seq))
+        return found == anchored.hash
+
     @event.listens_for(sessions, "after_commit")
     def _committed(session: Session) -> None:
         head = session.info.pop(_audit.PENDING_HEAD, None)
-        if head is None:
+        if not isinstance(head, _audit.PendingHead):
             return
         try:
-            anchor.advance(*head)
-        except OSError:
+            kept = not anchor.advance(
+                head.seq, head.hash, base=AnchoredHead(head.base_seq, head.base_hash), holds=holds
+            )
+        except (OSError, SQLAlchemyError):
             # The entries are committed; the anchor stays behind (a lower bound) until the next append.
             logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
+            return
+        if kept:
+            logger.critical(
+                "the audit trail no longer holds the anchored entry, or the anchor is damaged: the anchor is "
+                "kept; run `dxassist audit verify`",
+                extra={"event": "audit_anchor_mismatch", "code": "audit_anchor_mismatch"},
+            )
 
     @event.listens_for(sessions, "after_rollback")
     def _rolled_back(session: Session) -> None:

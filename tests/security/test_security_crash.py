@@ -25,24 +25,12 @@ import pytest
 import tiny_models
 from _security_env import chest_dicom, make_settings, new_study_uid
 
-from inference.record._audit import GENESIS, entry_hash
 from inference.security import issue_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _audit_tamper import cut_tail, rechain  # noqa: E402
 from _dxassist_cli import DXASSIST, dxassist_env  # noqa: E402
 from _loopback import free_port  # noqa: E402
-
-_TRIGGERS = (
-    "audit_events_no_update",
-    "audit_events_no_delete",
-    "audit_events_no_replace",
-    "audit_chain_head_forward",
-    "audit_chain_head_no_delete",
-    "audit_chain_head_no_replace",
-)
-_CONTENT = ("seq", "time", "subject", "role", "facility", "action", "resource_type", "resource_id")
-_CONTENT += ("patient_id", "outcome", "client", "prev_hash", "request_id")
-
 
 _OBJECTOR = "IPP-NO-SHARING"
 
@@ -130,35 +118,6 @@ def _open_builds(db: Path) -> int:
     with sqlite3.connect(db) as connection:
         row = connection.execute("SELECT count(*) FROM output_builds WHERE state != 'done'").fetchone()
     return int(row[0])
-
-
-def _rewrite(db: Path, edit: str) -> None:
-    """As a database administrator would: lift the triggers, edit, recompute every hash and the head."""
-    with sqlite3.connect(db) as connection:
-        for name in _TRIGGERS:
-            connection.execute(f"DROP TRIGGER IF EXISTS {name}")
-        connection.execute(edit)
-        rows = connection.execute(
-            f"SELECT id, {', '.join(_CONTENT)} FROM audit_events ORDER BY seq"
-        ).fetchall()
-        previous = GENESIS
-        for seq, row in enumerate(rows, start=1):
-            content = dict(zip(_CONTENT, row[1:], strict=True))
-            content.update(seq=seq, prev_hash=previous)
-            content["time"] = _aware(content["time"])
-            digest = entry_hash(content)
-            connection.execute(
-                "UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?",
-                (seq, previous, digest, row[0]),
-            )
-            previous = digest
-        connection.execute("UPDATE audit_chain_head SET seq = ?, hash = ?", (len(rows), previous))
-
-
-def _aware(value: str):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 @pytest.mark.integration
@@ -271,18 +230,12 @@ def test_kill_9_during_a_burst_leaves_no_unaudited_result_and_a_rechained_trail_
     source.backup(target)
     source.close()
     target.close()
-    with sqlite3.connect(cut) as connection:
-        for name in _TRIGGERS:
-            connection.execute(f"DROP TRIGGER IF EXISTS {name}")
-        last = connection.execute("SELECT max(seq) FROM audit_events").fetchone()[0]
-        connection.execute("DELETE FROM audit_events WHERE seq > ?", (last - 3,))
-        head = connection.execute("SELECT hash FROM audit_events WHERE seq = ?", (last - 3,)).fetchone()[0]
-        connection.execute("UPDATE audit_chain_head SET seq = ?, hash = ?", (last - 3, head))
+    cut_tail(cut, 3)
     truncated = _verify(home, DXASSIST_DATABASE_URL=f"sqlite:///{cut}")
     assert truncated.returncode == 1 and "tail was removed" in truncated.stdout, truncated.stdout
 
     # A full re-chain: the first entry's subject rewritten and every hash recomputed.
-    _rewrite(db, "UPDATE audit_events SET subject = 'someone-else' WHERE seq = 1")
+    rechain(db, "UPDATE audit_events SET subject = 'someone-else' WHERE seq = 1")
     rechained = _verify(home)
     assert rechained.returncode == 1, rechained.stdout
     assert "re-chained" in rechained.stdout

@@ -269,6 +269,73 @@ def test_the_head_anchor_catches_a_forged_or_deleted_anchor_and_a_cut_tail(recor
         anchored.close()
 
 
+@pytest.mark.parametrize("change", ["rechain", "cut"])
+def test_an_audited_access_after_the_trail_was_changed_does_not_anchor_the_change(
+    change: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Someone with database rights re-chains the trail (every hash recomputed) or cuts its tail. The next
+    # audited accesses used to anchor whatever head the database then had, signed by the server itself:
+    # one access later `audit verify` passed and the change was hidden. The anchor is now kept, and the
+    # server says so (critical), until an operator who has looked removes it.
+    from _audit_tamper import cut_tail, rechain
+
+    db = tmp_path / "record.db"
+    anchored = Record(f"sqlite:///{db}", anchor=HeadAnchor(tmp_path / "home"))
+    anchored.migrate()
+
+    def access(n: int) -> None:
+        anchored.results.save_triage(
+            data=triage(pat=patient(f"IPP-T{n}")), audit=replace(FILER, action="vitals:submit")
+        )
+
+    try:
+        for n in range(5):
+            access(n)
+        assert anchored.audit.verify().anchored_seq == 5
+        if change == "rechain":
+            rechain(db, "UPDATE audit_events SET subject = 'someone-else' WHERE seq = 3")
+            caught = "re-chained"
+        else:
+            cut_tail(db, 2)
+            caught = "tail was removed"
+        assert any(caught in p.reason for p in anchored.audit.verify().problems)
+        # Accesses go on (past the anchored entry, for the cut trail), each filed and audited.
+        for n in range(5, 9):
+            access(n)
+        report = anchored.audit.verify()
+        assert report.anchored_seq == 5 and not report.ok
+        assert any(
+            p.reason.startswith(("The entry at the anchored head", "The trail ends")) for p in report.problems
+        )
+        assert [r.code for r in caplog.records if r.levelname == "CRITICAL"][-1] == "audit_anchor_mismatch"  # type: ignore[attr-defined]
+        # An operator who has looked (and restored the trail, or accepts it) removes the anchor: the
+        # next access anchors the head again.
+        (tmp_path / "home" / "audit" / "head.json").unlink()
+        access(9)
+        assert anchored.audit.verify().ok
+    finally:
+        anchored.close()
+
+
+def test_the_anchor_moves_when_another_writer_appended_in_between(tmp_path: Path) -> None:
+    # Two processes (or hosts) file into one record: an entry chains onto one the anchor does not name
+    # yet; the record holds the anchored entry, so the anchor moves on (and verify passes).
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    first = Record(url, anchor=HeadAnchor(tmp_path / "home"))
+    first.migrate()
+    other = Record(url)  # appends without anchoring (another host's own home)
+    try:
+        for n, record in enumerate((first, other, other, first)):
+            record.results.save_triage(
+                data=triage(pat=patient(f"IPP-M{n}")), audit=replace(FILER, action="vitals:submit")
+            )
+        report = first.audit.verify()
+        assert report.ok and report.anchored_seq == report.head_seq == 4
+    finally:
+        first.close()
+        other.close()
+
+
 def test_verify_on_a_record_that_is_filing_meanwhile_reports_no_cut_tail(
     record: Record, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,6 +380,38 @@ def test_verify_on_a_record_that_is_filing_meanwhile_reports_no_cut_tail(
         assert any("tail was removed" in p.reason for p in anchored.audit.verify().problems)
     finally:
         anchored.close()
+
+
+def test_the_walk_of_verify_sees_one_snapshot_while_entries_are_filed(
+    record: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The walk reads the chain head, then the entries. On PostgreSQL (READ COMMITTED) an entry committed
+    # between the two was walked past the head just read: "The chain head does not point at the newest
+    # entry (it was changed by hand)", a false alarm beside a live server.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.record import _audit
+
+    def file_one(n: int) -> None:
+        record.results.save_triage(
+            data=triage(pat=patient(f"IPP-S{n}")), audit=replace(FILER, action="vitals:submit")
+        )
+
+    for n in range(3):
+        file_one(n)
+    rows = _audit._rows
+
+    def rows_after_a_filing(session):  # type: ignore[no-untyped-def]
+        with ThreadPoolExecutor(max_workers=1) as other:  # its own connection, committed
+            other.submit(file_one, 3).result()
+        return rows(session)
+
+    monkeypatch.setattr(_audit, "_rows", rows_after_a_filing)
+    report = record.audit.verify()
+    assert report.ok, [p.reason for p in report.problems]
+    assert report.head_seq == report.entries == 3
+    monkeypatch.setattr(_audit, "_rows", rows)
+    assert record.audit.verify().entries == 4
 
 
 def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(
