@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from inference.record._audit import GENESIS, entry_hash
+from inference.record._audit import CONTENT_FIELDS, GENESIS, entry_hash
 
 TRIGGERS: Final = (
     "audit_events_no_update",
@@ -20,21 +20,7 @@ TRIGGERS: Final = (
     "audit_chain_head_no_delete",
     "audit_chain_head_no_replace",
 )
-_CONTENT: Final = (
-    "seq",
-    "time",
-    "subject",
-    "role",
-    "facility",
-    "action",
-    "resource_type",
-    "resource_id",
-    "patient_id",
-    "outcome",
-    "client",
-    "prev_hash",
-    "request_id",
-)
+_CONTENT: Final = (*CONTENT_FIELDS, "request_id")  # what an entry's hash covers
 
 
 def lift_triggers(connection: sqlite3.Connection) -> None:
