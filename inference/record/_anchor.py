@@ -25,6 +25,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,17 @@ from inference.record._errors import RecordError
 ANCHOR_FILE: Final = Path("audit") / "head.json"
 KEY_FILE: Final = Path("keys") / "audit-anchor.key"
 _LOCK_FILE: Final = Path("audit") / ".head.lock"
+
+
+_KEY_BYTES: Final = 32
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class AnchorError(RecordError):
@@ -66,6 +78,11 @@ class HeadAnchor:
         return self.home / ANCHOR_FILE
 
     def _key(self, *, create: bool) -> bytes | None:
+        """The signing key (created when ``create`` and absent); None when absent and not created.
+
+        Raises:
+            AnchorError: The key file is not a key (empty or cut short: never sign with it).
+        """
         if self._known_key is not None:
             return self._known_key
         path = self.home / KEY_FILE
@@ -76,11 +93,24 @@ class HeadAnchor:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
-                return path.read_bytes()  # another process created it a moment ago
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-        self._known_key = path.read_bytes()
-        return self._known_key
+                # Another process created it a moment ago and may still be writing it.
+                for _ in range(100):
+                    if path.stat().st_size >= _KEY_BYTES:
+                        break
+                    time.sleep(0.01)
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(_KEY_BYTES))
+                    handle.flush()
+                    os.fsync(handle.fileno())  # a key lost to a power loss would orphan every anchor
+                _fsync_folder(path.parent)
+        key = path.read_bytes()
+        if len(key) != _KEY_BYTES:
+            raise AnchorError(
+                f"The audit anchor key ({KEY_FILE}) is damaged: {len(key)} bytes instead of {_KEY_BYTES}."
+            )
+        self._known_key = key
+        return key
 
     @staticmethod
     def _mac(key: bytes, seq: int, digest: str) -> str:
@@ -159,4 +189,6 @@ class HeadAnchor:
                 # reports as unreadable. A rename that is lost leaves the older anchor, a lower bound.
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
+            if current is None:  # the first anchor's name, lost to a power loss, would read as deleted
+                _fsync_folder(self.path.parent)
         return True

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inference.record import _audit
-from inference.record._anchor import AnchoredHead, HeadAnchor
+from inference.record._anchor import AnchoredHead, AnchorError, HeadAnchor
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, RecordError
 from inference.record._models import AuditEvent
@@ -49,7 +49,7 @@ def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
             kept = not anchor.advance(
                 head.seq, head.hash, base=AnchoredHead(head.base_seq, head.base_hash), holds=holds
             )
-        except (OSError, SQLAlchemyError):
+        except (OSError, SQLAlchemyError, AnchorError):
             # The entries are committed; the anchor stays behind (a lower bound) until the next append.
             logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
             return

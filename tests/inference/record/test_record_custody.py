@@ -414,6 +414,42 @@ def test_the_walk_of_verify_sees_one_snapshot_while_entries_are_filed(
     assert record.audit.verify().entries == 4
 
 
+def test_a_damaged_anchor_key_is_reported_and_never_signs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A key file cut short (a power loss as it was created, before it was fsynced; a bad restore) would
+    # sign anchors with a guessable secret. It is refused: verify names it, filing goes on (the anchor
+    # stays where it was; the server logs that it could not be written).
+    from inference.record import _anchor
+
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    home = tmp_path / "home"
+    anchored = Record(url, anchor=HeadAnchor(home))
+    anchored.migrate()
+    try:
+        anchored.results.save_triage(
+            data=triage(pat=patient("IPP-K0")), audit=replace(FILER, action="vitals:submit")
+        )
+        assert anchored.audit.verify().ok
+        key = home / _anchor.KEY_FILE
+        assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+        key.write_bytes(b"")
+    finally:
+        anchored.close()
+    again = Record(url, anchor=HeadAnchor(home))  # a process started after the damage
+    try:
+        stored = again.results.save_triage(
+            data=triage(pat=patient("IPP-K1")), audit=replace(FILER, action="vitals:submit")
+        )
+        assert stored.created
+        assert "anchor_write_failed" in [getattr(r, "code", None) for r in caplog.records]
+        report = again.audit.verify()
+        assert any("key" in p.reason and "damaged" in p.reason for p in report.problems), report.problems
+        assert (home / _anchor.ANCHOR_FILE).read_text().count('"seq": 1') == 1  # not moved, not re-signed
+    finally:
+        again.close()
+
+
 def test_the_anchor_is_on_disk_before_it_replaces_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
