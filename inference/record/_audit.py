@@ -50,6 +50,9 @@ CONTENT_FIELDS: Final[tuple[str, ...]] = (
 """The columns an entry's hash covers (``id`` is the database's row number and is not covered)."""
 _MAX_PROBLEMS: Final = 50
 PENDING_HEAD: Final = "dxassist_audit_head"
+"""``session.info`` key: the head this transaction appended, anchored once it commits."""
+_LOCKED_HEAD: Final = "dxassist_audit_locked_head"
+"""``session.info`` key: ``(transaction, head row)`` of the transaction that locked the head last."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,6 @@ def _appended(session: Session, *, prev_seq: int, prev_hash: str, seq: int, dige
     if isinstance(pending, PendingHead):
         prev_seq, prev_hash = pending.base_seq, pending.base_hash
     session.info[PENDING_HEAD] = PendingHead(prev_seq, prev_hash, seq, digest)
-
-
-"""``session.info`` key: the head this transaction appended, anchored once it commits."""
-_LOCKED_HEAD: Final = "dxassist_audit_locked_head"
-"""``session.info`` key: ``(transaction, head row)`` of the transaction that locked the head last."""
 
 
 def _time_text(value: datetime) -> str:

@@ -115,14 +115,14 @@ def add_filed(
     )
 
 
-def _done() -> dict[str, Any]:
-    return {
-        "state": "done",
-        "attempts": output_builds.c.attempts + 1,
-        "lease_until": None,
-        "spool": None,
-        "source": None,
-    }
+_DONE: Final = {
+    "state": "done",
+    "attempts": output_builds.c.attempts + 1,
+    "lease_until": None,
+    "spool": None,
+    "source": None,
+}
+"""What marking a build done writes (the source and spool it no longer needs are dropped)."""
 
 
 def mark_done_in(session: Session, *, job_id: int) -> None:
@@ -131,7 +131,7 @@ def mark_done_in(session: Session, *, job_id: int) -> None:
     session.execute(
         update(output_builds)
         .where(output_builds.c.id == job_id, output_builds.c.state == "pending")
-        .values(**_done())
+        .values(**_DONE)
     )
 
 
@@ -201,7 +201,7 @@ class Builds:
 
     def mark_done(self, *, job_id: int) -> None:
         """The outputs were built and are in the outbox (a no-op once the build is done)."""
-        self._finish(job_id, _done())
+        self._finish(job_id, dict(_DONE))
 
     def mark_retry(self, *, job_id: int, code: str, error: str, next_attempt_at: datetime) -> None:
         """The build failed again; try after ``next_attempt_at``."""

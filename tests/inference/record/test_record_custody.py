@@ -6,6 +6,8 @@ Each test reproduces one way a facility could take over or learn about another f
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -14,9 +16,10 @@ import pytest
 from _record_data import imaging, patient, triage
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from inference.record import AuditIn, HeadAnchor, Record, RecordError, ResendConflict, Scope
-from inference.record._models import BreakGlass, Patient
+from inference.record._models import AuditEvent, BreakGlass, Patient
 from inference.record._types import utcnow
 
 FILER = AuditIn(
@@ -307,7 +310,8 @@ def test_an_audited_access_after_the_trail_was_changed_does_not_anchor_the_chang
         assert any(
             p.reason.startswith(("The entry at the anchored head", "The trail ends")) for p in report.problems
         )
-        assert [r.code for r in caplog.records if r.levelname == "CRITICAL"][-1] == "audit_anchor_mismatch"  # type: ignore[attr-defined]
+        critical = [getattr(r, "code", None) for r in caplog.records if r.levelname == "CRITICAL"]
+        assert critical[-1] == "audit_anchor_mismatch"
         # An operator who has looked (and restored the trail, or accepts it) removes the anchor: the
         # next access anchors the head again.
         (tmp_path / "home" / "audit" / "head.json").unlink()
@@ -349,15 +353,14 @@ def test_verify_on_a_record_that_is_filing_meanwhile_reports_no_cut_tail(
     url = record.engine.url.render_as_string(hide_password=False)
     anchored = Record(url, anchor=HeadAnchor(tmp_path))
     walk = _audit.verify
-    filed: list[int] = []
+    numbers = itertools.count()
 
     def file_one() -> None:
         anchored.results.save_triage(
-            data=triage(pat=patient(f"IPP-W{len(filed)}")), audit=replace(FILER, action="vitals:submit")
+            data=triage(pat=patient(f"IPP-W{next(numbers)}")), audit=replace(FILER, action="vitals:submit")
         )
-        filed.append(1)
 
-    def walk_while_filing(session):  # type: ignore[no-untyped-def]
+    def walk_while_filing(session: Session) -> _audit.AuditReport:
         report = walk(session)
         # The server files another result (its own connection) once the walk has read the chain.
         with ThreadPoolExecutor(max_workers=1) as other:
@@ -401,7 +404,7 @@ def test_the_walk_of_verify_sees_one_snapshot_while_entries_are_filed(
         file_one(n)
     rows = _audit._rows
 
-    def rows_after_a_filing(session):  # type: ignore[no-untyped-def]
+    def rows_after_a_filing(session: Session) -> Iterator[AuditEvent]:
         with ThreadPoolExecutor(max_workers=1) as other:  # its own connection, committed
             other.submit(file_one, 3).result()
         return rows(session)
