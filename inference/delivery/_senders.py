@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Final
 from inference.errors import InferenceError
 
 if TYPE_CHECKING:
+    from pynetdicom.association import Association
+
     from inference.config import Destination
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
         str(destination.host), int(destination.port or 0), ae_title=str(destination.ae_title)
     )
     if not assoc.is_established:
+        _refused_sop_class(assoc, where, sop_class_uid)
         # Refused, aborted or unreachable: a PACS that is down or restarting answers like this.
         raise DeliveryFailed(f"No association with {where}.", retryable=True, code="destination_unreachable")
     try:
@@ -91,6 +94,32 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
         f"{where} answered C-STORE status 0x{code:04X}.",
         retryable=busy,
         code="destination_busy" if busy else "destination_refused",
+    )
+
+
+def _refused_sop_class(assoc: Association, where: str, sop_class_uid: str) -> None:
+    """Raise a permanent refusal when the PACS answered the association but accepted none of its contexts.
+
+    Every context offers this object's SOP class, so a PACS that negotiated them and accepted none does
+    not store this kind of object (its configuration, not its state): trying again gives the same
+    answer, and the destination's later objects must not wait behind this one.
+
+    Raises:
+        DeliveryFailed: ``destination_refused`` (not retryable), naming the SOP class and the PACS's answer.
+    """
+    from pydicom.uid import UID
+
+    rejected = assoc.rejected_contexts
+    if not rejected or assoc.accepted_contexts:
+        return
+    answers = ", ".join(sorted({context.status for context in rejected}))
+    name = UID(sop_class_uid).name
+    kind = f"{name} ({sop_class_uid})" if name != sop_class_uid else sop_class_uid
+    raise DeliveryFailed(
+        f"{where} accepted no presentation context for SOP class {kind} ({answers}): the PACS does not "
+        "store this kind of object. Enable the SOP class on the PACS, then retry the dead letter.",
+        retryable=False,
+        code="destination_refused",
     )
 
 

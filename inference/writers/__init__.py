@@ -2,7 +2,7 @@
 
 One imaging result becomes
 
-- a Comprehensive 3D SR (TID 1500 Measurement Report, after IHE AI Results) holding one measurement
+- a Comprehensive SR (TID 1500 Measurement Report, after IHE AI Results) holding one measurement
   group per finding: finding, Present/Absent, probability, operating threshold, the algorithm,
   and the source image (with the hottest-region box as an image region when there is one);
 - one RGB Secondary Capture per finding with a heatmap: the radiograph with the heatmap and box

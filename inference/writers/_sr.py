@@ -1,4 +1,9 @@
-"""The AI result as a Comprehensive 3D SR following TID 1500 (Measurement Report), after IHE AIR."""
+"""The AI result as a Comprehensive SR following TID 1500 (Measurement Report), after IHE AIR.
+
+The document is a Comprehensive SR (1.2.840.10008.5.1.4.1.1.88.33): its regions are SCOORD image
+coordinates, which every PACS that stores SR takes. Comprehensive 3D SR (88.34) is needed only for
+SCOORD3D content, which these reports never hold; many PACS do not accept that SOP class at all.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from ._uids import ARC_SR_INSTANCE, ARC_SR_SERIES, ARC_TRACKING, check_org_root,
 if TYPE_CHECKING:
     from highdicom.sr import (
         AlgorithmIdentification,
+        Comprehensive3DSR,
+        ComprehensiveSR,
         MeasurementsAndQualitativeEvaluations,
         PlanarROIMeasurementsAndQualitativeEvaluations,
     )
@@ -48,7 +55,8 @@ def build_sr(
 ) -> Dataset:
     """Build the SR that carries one result's findings back to the PACS.
 
-    The document is a TID 1500 Measurement Report: a Device observer (the model version), the
+    The document is a TID 1500 Measurement Report in a Comprehensive SR (a Comprehensive 3D SR only if
+    its content held 3D coordinates, which it never does): a Device observer (the model version), the
     procedure reported (LOINC 36554-4), and one measurement group per finding holding the finding
     (SNOMED CT), Present/Absent, the calibrated probability and the operating threshold (in %), the
     algorithm identification (TID 4019), and the source image: a POLYLINE around the hottest region
@@ -69,7 +77,7 @@ def build_sr(
             instead of one group per finding.
 
     Returns:
-        The SR dataset (``highdicom.sr.Comprehensive3DSR``) with file meta, ready for
+        The SR dataset (``highdicom.sr.ComprehensiveSR``) with file meta, ready for
         :func:`write_part10`.
 
     Raises:
@@ -104,7 +112,8 @@ def build_sr(
         procedure_reported=_coding.code(v.CHEST_XR_SINGLE_VIEW),
         imaging_measurements=groups,
     )
-    sr = hd.sr.Comprehensive3DSR(
+    document = _document_class(report[0])
+    sr = document(
         evidence=[header],
         content=report[0],
         series_instance_uid=derive_uid(root, ARC_SR_SERIES, result_id),
@@ -122,6 +131,22 @@ def build_sr(
     stamp_equipment(sr, algorithm, org_root=root)
     set_times(sr, created_at, header)
     return sr
+
+
+def _document_class(content: Dataset) -> type[ComprehensiveSR] | type[Comprehensive3DSR]:
+    """Comprehensive SR, unless the content holds SCOORD3D items, which only Comprehensive 3D SR allows.
+
+    The least demanding SOP class that holds the content is the one most PACS accept: a PACS that
+    stores Comprehensive SR but not Comprehensive 3D SR rejects the association's only presentation
+    context, and the report would never arrive.
+    """
+    import highdicom as hd
+    from highdicom.sr.enum import ValueTypeValues
+    from highdicom.sr.utils import find_content_items
+
+    if find_content_items(content, value_type=ValueTypeValues.SCOORD3D, recursive=True):
+        return hd.sr.Comprehensive3DSR
+    return hd.sr.ComprehensiveSR
 
 
 def _group(

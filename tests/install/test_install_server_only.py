@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(240
 NOT_IN_A_SERVER = ("torch", "pandas", "pyarrow", "scipy", "sklearn", "matplotlib", "flask", "gunicorn")
 # The base install measured 1.1 GB with the full `mlflow`; with `mlflow-skinny` about 500 MB.
 SIZE_LIMIT_MB = 700
-SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 _SKIP_IN_COPY = {".git", ".venv", "var", "build", "dist", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 

@@ -99,7 +99,7 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     sr_bytes = pacs.orthanc.get(f"/instances/{sr_series[0]['Instances'][0]}/file")
     sr = dcmread(BytesIO(sr_bytes))
     assert sr.StudyInstanceUID == study_uid and sr.PatientID == PATIENT_ID
-    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR: no 3D content
     model = result.model
     assert sr.ManufacturerModelName == model.name and sr.SoftwareVersions[0] == model.version
     assert any(

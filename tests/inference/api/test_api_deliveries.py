@@ -20,7 +20,7 @@ from _stow_destination import Received, stow_destination
 
 from inference.api import create_app
 
-SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 

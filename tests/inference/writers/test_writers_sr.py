@@ -72,14 +72,16 @@ def _finding(group: Dataset) -> str:
     return str(item.ConceptCodeSequence[0].CodeValue)
 
 
-def test_sr_is_a_tid1500_comprehensive_3d_sr_highdicom_reads(sr_bytes: bytes, sr: Dataset) -> None:
-    assert sr.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
+def test_sr_is_a_tid1500_comprehensive_sr_highdicom_reads(sr_bytes: bytes, sr: Dataset) -> None:
+    # Comprehensive SR, not Comprehensive 3D SR: the regions are 2D image coordinates, and many PACS
+    # store Comprehensive SR but reject the 3D SOP class.
+    assert sr.SOPClassUID == pydicom.uid.ComprehensiveSRStorage
     assert sr.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert sr_bytes[128:132] == b"DICM"
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert (sr.CompletionFlag, sr.VerificationFlag) == ("COMPLETE", "UNVERIFIED")
     document = hd.sr.srread(io.BytesIO(sr_bytes))
-    assert isinstance(document, hd.sr.Comprehensive3DSR)
+    assert isinstance(document, hd.sr.ComprehensiveSR)
     assert len(document.content.get_planar_roi_measurement_groups()) == 1
     assert len(document.content.get_image_measurement_groups()) == 2
 
