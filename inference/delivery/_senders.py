@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# PS3.4 C-STORE warnings: stored, with a remark.
-_STORE_WARNINGS: Final = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
 # 401/403: a credentials problem of the configuration, not of the object; fixed, the queue resumes.
 _RETRYABLE_HTTP: Final = frozenset({401, 403, 408, 425, 429})
 
@@ -60,6 +58,7 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
     from pynetdicom import AE
+    from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
     ds = dcmread(BytesIO(payload))
     ae = AE(ae_title=destination.calling_ae_title)
@@ -86,7 +85,16 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
             f"{where} sent no C-STORE response.", retryable=True, code="destination_unreachable"
         )
     code = int(status.Status)
-    if code == 0x0000 or code in _STORE_WARNINGS:
+    category = code_to_category(code)
+    if category == STATUS_SUCCESS:
+        return
+    if category == STATUS_WARNING:
+        # A warning (0001, Bxxx, 0107 attribute list error, 0116 value out of range...) means stored,
+        # with a remark (PS3.7 C.3, PS3.4 B.2.3): delivered; the code is logged for the integrator.
+        logger.warning(
+            "the destination stored the object with a warning status",
+            extra={"event": "delivery_warning", "destination": destination.name, "status": f"0x{code:04X}"},
+        )
         return
     # 0xA7xx: out of resources, try later; anything else is a refusal of this object.
     busy = (code & 0xFF00) == 0xA700

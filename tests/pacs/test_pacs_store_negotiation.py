@@ -112,3 +112,40 @@ def test_a_pacs_that_is_down_is_still_retried(tmp_path: Path) -> None:
     with pytest.raises(DeliveryFailed) as failed:
         send(destination, chest_cr(study=new_uid()), CR_IMAGE)
     assert failed.value.retryable and failed.value.code == "destination_unreachable"
+
+
+@pytest.mark.parametrize(
+    ("status", "delivered"),
+    [(0x0107, True), (0x0116, True), (0xB123, True), (0xB000, True), (0x0122, False), (0xC000, False)],
+    ids=["attribute-list-error", "value-out-of-range", "other-Bxxx", "coercion", "sop-class", "failure"],
+)
+def test_a_warning_status_is_a_delivery_and_a_failure_status_a_refusal(status: int, delivered: bool) -> None:
+    """A PACS (a pynetdicom storage SCP) that stores the object and answers ``status``: every warning
+    status (PS3.7 C.3: stored, with a remark) counts as delivered; a failure status is a refusal."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ComputedRadiographyImageStorage
+
+    received: list[str] = []
+
+    def store(event: evt.Event) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        return status
+
+    scp = AE(ae_title="WARNPACS")
+    scp.add_supported_context(ComputedRadiographyImageStorage)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    try:
+        destination = Destination(
+            name="warn", kind="dimse", host="127.0.0.1", port=port, ae_title="WARNPACS", timeout_seconds=5
+        )
+        if delivered:
+            send(destination, chest_cr(study=new_uid()), CR_IMAGE)
+        else:
+            with pytest.raises(DeliveryFailed) as refused:
+                send(destination, chest_cr(study=new_uid()), CR_IMAGE)
+            assert not refused.value.retryable and refused.value.code == "destination_refused"
+            assert f"0x{status:04X}" in str(refused.value)
+    finally:
+        server.shutdown()
+    assert len(received) == 1
