@@ -28,6 +28,11 @@ _SINGLE_VALUED_VRS: Final = frozenset({"PN", "LO", "SH", "DA", "TM", "CS", "AS"}
 _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _ISO_TIME: Final = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?")
 _LO_MAX: Final = 64
+# The single-byte character sets without code extensions (PS3.3 C.12.1.1.2, Table C.12-2): each has an
+# ISO 2022 form with code extensions, ``ISO 2022 IR n`` for ``ISO_IR n``.
+_SINGLE_BYTE_CHARSETS: Final = frozenset(
+    f"ISO_IR {n}" for n in (13, 100, 101, 109, 110, 126, 127, 138, 144, 148, 166, 203)
+)
 
 # Type 2 attributes of the Patient and General Study modules: highdicom reads them from the source,
 # so a source that omits one (allowed for some of them) gets an empty value instead of a crash.
@@ -86,8 +91,11 @@ def repair_header(header: Dataset) -> None:
     A PACS hands over what modalities wrote, and modalities write non-conformant headers. What is copied
     into the outputs must be valid DICOM, so before highdicom sees the header:
 
-    - an unknown Specific Character Set becomes UTF-8 (``ISO_IR 192``): the values were decoded
-      already (pydicom fell back to its default), and UTF-8 encodes any of them;
+    - Specific Character Set: an empty value 1 before code extensions (``\\ISO 2022 IR 87``, as
+      Japanese and Korean modalities write it) becomes ``ISO 2022 IR 6``; a single ``ISO 2022 IR n``
+      (code extensions with nothing to switch to) becomes ``ISO_IR n`` (UTF-8 where no single-byte
+      form exists); an unknown one becomes UTF-8 (``ISO_IR 192``): the values were decoded already
+      (pydicom fell back to its default), and UTF-8 encodes any of them;
     - a multi-valued attribute that the standard allows once (Patient's Name, a study-level date...)
       keeps its first value;
     - Patient's Sex spelled out (``female``) becomes its code (``F``); an unknown one is emptied;
@@ -158,7 +166,17 @@ def _repair_charset(header: Dataset) -> None:
     if "SpecificCharacterSet" not in header:
         return
     terms = [str(term or "").strip() for term in _as_list(header.SpecificCharacterSet)]
+    if len(terms) > 1 and terms[0] == "":
+        # An empty value 1 with code extensions (``\ISO 2022 IR 87``) means the default repertoire
+        # (PS3.3 C.12.1.1.2); written out it is ISO 2022 IR 6.
+        terms[0] = "ISO 2022 IR 6"
+    elif len(terms) == 1 and terms[0].startswith("ISO 2022 IR "):
+        # One term with code extensions and nothing to switch to: its single-byte form ISO_IR n where the
+        # standard defines one, else (IR 6, and the multi-byte 87, 149, 159, 58) UTF-8.
+        single = terms[0].replace("ISO 2022 IR ", "ISO_IR ")
+        terms[0] = single if single in _SINGLE_BYTE_CHARSETS else "ISO_IR 192"
     known = {item.value for item in SpecificCharacterSetValues}
+    header.SpecificCharacterSet = terms if len(terms) > 1 else terms[0]
     if all(term in python_encoding and (term in known or term == "") for term in terms):
         return
     header.SpecificCharacterSet = "ISO_IR 192"

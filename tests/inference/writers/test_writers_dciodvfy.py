@@ -11,7 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _writers_data import ALGORITHM, CREATED_AT, ORG_ROOT, RESULT_ID, findings, source
+from _writers_data import (
+    ALGORITHM,
+    CREATED_AT,
+    ORG_ROOT,
+    RESULT_ID,
+    findings,
+    source,
+    source_dataset,
+    to_bytes,
+)
 
 from inference.writers import build_heatmap_scs, build_sr, write_part10
 
@@ -124,3 +133,59 @@ def test_heatmap_captures_pass_dciodvfy(tmp_path: Path, drop: tuple[str, ...]) -
         errors, warnings = _dciodvfy(path)
         assert errors == []
         assert warnings == ALLOWED_SC_WARNINGS | (_EMPTY_IN_SOURCE if drop else set())
+
+
+# Source headers as Japanese and Korean modalities write them (PS3.5 Annex H and I examples, names
+# invented): an empty value 1 before the code extension, the multi-byte names behind ISO 2022 escape
+# sequences; and a single ISO 2022 term with nothing to switch to.
+_ISO_2022_SOURCES = {
+    "japanese-ir87": (
+        ["", "ISO 2022 IR 87"],
+        b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B",
+        "Yamada^Tarou=山田^太郎=やまだ^たろう",
+    ),
+    "korean-ir149": (
+        ["", "ISO 2022 IR 149"],
+        b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf",
+        "Hong^Gildong=洪^吉洞=홍^길동",
+    ),
+    "single-ir100": ("ISO 2022 IR 100", "Buc^Jérôme".encode("latin-1"), "Buc^Jérôme"),
+}
+
+
+@pytest.mark.parametrize("charset", sorted(_ISO_2022_SOURCES))
+def test_outputs_of_iso_2022_sources_build_and_pass_dciodvfy(tmp_path: Path, charset: str) -> None:
+    from pydicom import dcmread
+    from pydicom.dataelem import DataElement
+
+    from inference.dicom import Limits, read_instance
+
+    terms, raw_name, name = _ISO_2022_SOURCES[charset]
+    ds = source_dataset()
+    ds.SpecificCharacterSet = terms
+    del ds.PatientName
+    ds.add(DataElement(0x00100010, "PN", raw_name))
+    instance = read_instance(
+        to_bytes(ds), limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4)
+    )
+    sr = build_sr(
+        instance, findings(), ALGORITHM, org_root=ORG_ROOT, result_id=RESULT_ID, created_at=CREATED_AT
+    )
+    captures = build_heatmap_scs(
+        instance,
+        findings(),
+        ALGORITHM,
+        org_root=ORG_ROOT,
+        result_id=RESULT_ID,
+        created_at=CREATED_AT,
+        lossy_method="ISO_10918_1",
+    )
+    for number, (output, allowed) in enumerate(
+        [(sr, ALLOWED_SR_WARNINGS), *((c, ALLOWED_SC_WARNINGS) for c in captures)]
+    ):
+        path = tmp_path / f"out{number}.dcm"
+        path.write_bytes(write_part10(output))
+        assert str(dcmread(path).PatientName) == name  # the name the PACS shows is the source's
+        errors, warnings = _dciodvfy(path)
+        assert errors == []
+        assert warnings == allowed
