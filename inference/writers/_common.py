@@ -282,12 +282,16 @@ def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
 
     Building the same result twice must give byte-identical objects, so nothing may come from
     ``now()``. Dates and times copied from the source (study date and time) stay local times of the
-    site; an aware ``created_at`` is written at the source's Timezone Offset From UTC when it has
-    one (copied over), else as UTC wall-clock time.
+    site; an aware ``created_at`` is written as local time with its Timezone Offset From UTC
+    (0008,0201): the source's offset when it has a plausible one, else the server's local time zone
+    (``TZ``; ``+0000`` on a server that runs in UTC). A naive ``created_at`` is written as it is,
+    without an offset.
     """
     from pydicom.valuerep import DA, DT, TM
 
     offset = str(source.get("TimezoneOffsetFromUTC") or "") or None
+    if _offset_minutes(offset) is None:
+        offset = _local_offset(created_at)
     moment = _naive(created_at, offset)
     date, time = DA(moment.date()), TM(moment.time())
     for keyword_date, keyword_time in (
@@ -308,3 +312,17 @@ def set_times(ds: Dataset, created_at: dt.datetime, source: Dataset) -> None:
             item.ContributionDateTime = DT(moment)
     if _offset_minutes(offset) is not None:  # an implausible offset is not copied into our objects
         ds.TimezoneOffsetFromUTC = offset
+
+
+def _local_offset(created_at: dt.datetime) -> str | None:
+    """The offset (``+HHMM``) of the server's local time zone at ``created_at``; None for a naive time.
+
+    The process's time zone (``TZ``) stands for the site's: a PACS reads times without an offset as its
+    local time, so a UTC wall-clock time written bare would place the AI series hours off the study.
+    """
+    if created_at.tzinfo is None:
+        return None
+    delta = created_at.astimezone().utcoffset() or dt.timedelta(0)
+    minutes = int(delta.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"

@@ -86,8 +86,16 @@ def test_the_mended_values_are_the_sane_readings() -> None:
     assert (str(sr.PatientSex), str(sr.StudyTime)) == ("F", "081500")
 
 
-def test_an_implausible_time_zone_offset_is_neither_used_nor_copied() -> None:
-    for case in ("time zone offset beyond 24 hours", "time zone offset in superscript digits"):
-        [sr, *_] = _build(_instance(**POISON[case]))
-        assert "TimezoneOffsetFromUTC" not in sr
-        assert str(sr.ContentTime).startswith("083005")  # UTC wall-clock time of CREATED_AT
+def test_an_implausible_time_zone_offset_is_neither_used_nor_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")  # the server's own zone stands in for the source's
+    time.tzset()
+    try:
+        for case in ("time zone offset beyond 24 hours", "time zone offset in superscript digits"):
+            [sr, *_] = _build(_instance(**POISON[case]))
+            assert sr.TimezoneOffsetFromUTC == "+0000"
+            assert str(sr.ContentTime).startswith("083005")  # UTC wall-clock time of CREATED_AT
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -268,3 +268,30 @@ def test_a_refused_image_gets_one_not_assessable_group_instead_of_findings(insta
         str(i.ConceptCodeSequence[0].CodeMeaning) for i in _items(ds.ContentSequence) if i.ValueType == "CODE"
     }
     assert not meanings & {"Present", "Absent"}
+
+
+@pytest.mark.parametrize(
+    ("zone", "offset", "content"),
+    [("Asia/Tokyo", "+0900", ("20261122", "173005.250000")), ("UTC", "+0000", ("20261122", "083005.250000"))],
+)
+def test_sr_times_without_a_source_offset_are_local_with_the_servers_offset(
+    monkeypatch: pytest.MonkeyPatch, zone: str, offset: str, content: tuple[str, str]
+) -> None:
+    """A PACS reads a time without Timezone Offset From UTC as its local time: the SR of a study from a
+    site 9 hours east of UTC must not look 9 hours older than the study."""
+    import time
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        built = build_sr(
+            source(), findings(), ALGORITHM, org_root=ORG_ROOT, result_id=RESULT_ID, created_at=CREATED_AT
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    ds = pydicom.dcmread(io.BytesIO(write_part10(built)))
+    assert ds.TimezoneOffsetFromUTC == offset
+    assert (ds.ContentDate, ds.ContentTime) == content
+    assert (ds.SeriesDate, ds.SeriesTime) == content
+    assert ds.StudyTime == "081500"  # the study's own local time is copied, never shifted
