@@ -64,22 +64,46 @@ class Part:
         return media_type(value)[0] if value else None
 
 
+def _parameter(value: str | tuple[str | None, str | None, str], header: str) -> str:
+    """A header parameter's value, decoded when it is RFC 2231 encoded (``name*=charset''value``).
+
+    Raises:
+        MalformedRequest: An unknown or unusable charset (``idna``, ``undefined``), or a NUL character.
+    """
+    try:
+        return email.utils.collapse_rfc2231_value(value)
+    except (LookupError, ValueError) as e:  # UnicodeError is a ValueError; a NUL in the charset too
+        raise MalformedRequest(
+            f"A parameter of the {header} header could not be decoded: an RFC 2231 value "
+            "(name*=charset''value) must name a text charset such as utf-8, and no parameter may hold "
+            "a NUL character."
+        ) from e
+
+
 def media_type(header: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Content-Type header into the lower-cased media type and its parameters (quotes removed)."""
+    """Split a Content-Type header into the lower-cased media type and its parameters (quotes removed).
+
+    Raises:
+        MalformedRequest: A parameter that cannot be decoded (:func:`_parameter`).
+    """
     if not header:
         return "", {}
     message = email.message.Message()
     message["content-type"] = header
     params: dict[str, str] = {}
     for key, value in message.get_params(failobj=[])[1:]:
-        params[key.lower()] = email.utils.collapse_rfc2231_value(value)
+        params[key.lower()] = _parameter(value, "Content-Type")
     return message.get_content_type().lower(), params
 
 
 def form_field(part: Part) -> tuple[str | None, bool]:
     """``(name, is_file)`` of a ``multipart/form-data`` part (RFC 7578): the ``name`` parameter of its
     ``Content-Disposition`` (None when it has none) and whether it carries a ``filename`` (a file, not a
-    text value)."""
+    text value).
+
+    Raises:
+        MalformedRequest: A parameter that cannot be decoded (:func:`_parameter`).
+    """
     value = part.headers.get("content-disposition")
     if not value:
         return None, False
@@ -91,7 +115,7 @@ def form_field(part: Part) -> tuple[str | None, bool]:
     filename = message.get_param("filename", header="content-disposition")
     if name is None:
         return None, filename is not None
-    return email.utils.collapse_rfc2231_value(name), filename is not None
+    return _parameter(name, "Content-Disposition"), filename is not None
 
 
 def _headers(block: bytes) -> dict[str, str]:

@@ -209,3 +209,61 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         assert all(client.get("/healthz").status_code == 200 for _ in range(10))
         anonymous = [client.get("/v1/models").status_code for _ in range(4)]
         assert anonymous == [401, 401, 401, 429]
+
+
+RFC2231_CONTENT_TYPES = [
+    "multipart/related; type=\"application/dicom\"; boundary*=idna''abc",
+    "multipart/related; type=\"application/dicom\"; boundary=abc; charset*=undefined''x",
+    "multipart/related; type*=utf-8\x00''application%2Fdicom; boundary=abc",
+]
+
+
+@pytest.mark.parametrize("content_type", RFC2231_CONTENT_TYPES)
+def test_stow_undecodable_content_type_parameters_are_refused_400(
+    hostile: tuple[TestClient, Env], content_type: str
+) -> None:
+    client, env = hostile
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    body, _ = related_body([("application/dicom", blob)], boundary="abc")
+    stow = client.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={**env.headers("pacs", facility="F1"), "Content-Type": content_type},
+    )
+    assert stow.status_code == 400, stow.text
+    assert "RFC 2231" in stow.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "part_header"),
+    [
+        ("multipart/form-data; boundary*=idna''abc", 'Content-Disposition: form-data; name="files"'),
+        (
+            "multipart/form-data; boundary=abc",
+            "Content-Disposition: form-data; name*=idna''files; filename=a",
+        ),
+        (
+            "multipart/form-data; boundary=abc",
+            "Content-Disposition: form-data; name*=\x00''files; filename=a",
+        ),
+    ],
+)
+def test_upload_undecodable_header_parameters_are_refused_400(
+    hostile: tuple[TestClient, Env], content_type: str, part_header: str
+) -> None:
+    client, env = hostile
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    body = (
+        f"--abc\r\n{part_header}\r\nContent-Type: application/dicom\r\n\r\n".encode("latin-1")
+        + blob
+        + b"\r\n--abc--\r\n"
+    )
+    upload = client.post(
+        "/v1/studies",
+        content=body,
+        headers={**env.headers("pacs", facility="F1"), "Content-Type": content_type},
+    )
+    assert upload.status_code == 400, upload.text
+    assert "RFC 2231" in upload.json()["error"]["message"]
