@@ -229,7 +229,10 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             try:
                 ds = dcmread(BytesIO(raw))
                 identifier = str(ds.PatientID)
-                issuer = str(ds.get("IssuerOfPatientID", "") or "") or None
+                # as the ingest paths key the patient (services/_identity.identify): a file naming no
+                # issuer means the server-wide default, so an objection recorded under it is found
+                named = str(ds.get("IssuerOfPatientID", "") or "").strip()
+                issuer = (named or settings.record.default_issuer or "").upper() or None
                 study_uid = str(ds.StudyInstanceUID)
                 str(ds.SOPInstanceUID)
             except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted

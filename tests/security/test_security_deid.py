@@ -229,3 +229,27 @@ def test_export_training_set_writes_deidentified_files_and_labels(tmp_path: Path
     ):
         assert needle not in everything, needle
     assert export_training_set(env.settings, out=out, source=source, stream=io.StringIO()) == 2
+
+
+def test_export_leaves_out_an_objecting_patient_whose_file_names_no_issuer(tmp_path: Path) -> None:
+    """The consent was recorded under the server's default issuer; the file names none, and means it."""
+    env = seeded_env(tmp_path / "home", default_issuer="chu-nord")
+    source = tmp_path / "source"
+    source.mkdir()
+    study = new_study_uid()
+    ds = dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1", patient_id="IPP-EXPORT-3")))
+    ds.IssuerOfPatientID = ""
+    ds.save_as(source / "a.dcm")
+    with TestClient(create_app(env.settings)) as client:
+        consent = {
+            "patient": {"identifier": "IPP-EXPORT-3"},
+            "ai_processing": "deny",
+            "national_sharing": "deny",
+        }
+        assert client.post("/v1/consents", json=consent, headers=env.headers("clinician")).status_code == 200
+    out = tmp_path / "export"
+    report = io.StringIO()
+    assert export_training_set(env.settings, out=out, source=source, stream=report) == 0
+    assert "exported 0 instance(s)" in report.getvalue()
+    assert "skipped 1 (consent objection)" in report.getvalue()
+    assert not list(out.rglob("*.dcm"))
