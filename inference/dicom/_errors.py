@@ -64,6 +64,10 @@ _CODES: dict[str, tuple[str, str]] = {
     "mixed_studies": (MALFORMED, "The files belong to more than one study; send one study per request."),
     "invalid_characters": (MALFORMED, "A text attribute holds control characters."),
     "value_too_long": (MALFORMED, "A text attribute is longer than its value representation allows."),
+    "multi_valued_identifier": (
+        MALFORMED,
+        "An identifier the standard allows once (Patient ID, Issuer of Patient ID) holds several values.",
+    ),
     "mixed_patients": (MALFORMED, "The instances of one study name more than one patient."),
     "empty_study": (MALFORMED, "No DICOM file was sent; send at least one file."),
     "no_pixel_data": (MALFORMED, "The DICOM file has no Pixel Data."),

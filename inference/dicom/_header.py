@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,8 @@ RADIOGRAPHY = frozenset({"CR", "DX"})
 CHEST = frozenset({"CHEST", "THORAX"})
 VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+# Identifiers of value multiplicity 1 that a result is filed under: several values are refused.
+_SINGLE_IDENTIFIERS = frozenset({"PatientID", "IssuerOfPatientID"})
 _SEX = {"M": "male", "F": "female", "O": "other"}
 _EARLIEST_DATE = dt.date(1850, 1, 1)
 # Every C0 control and DEL, except ESC (ISO 2022 character set switches in PN and LO values).
@@ -58,6 +61,8 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     """Return a stripped string value, or None when absent or empty.
 
     Raises:
+        DicomRejected: ``multi_valued_identifier`` for a Patient ID or Issuer of Patient ID with
+            several values (VM 1 in the standard: which one names the patient cannot be guessed).
         DicomRejected: ``invalid_characters`` for control characters inside the value (a NUL in a
             Patient ID would be filed, then break PostgreSQL), ``value_too_long`` beyond the length its
             value representation allows (:data:`_MAX_LENGTHS`).
@@ -65,6 +70,13 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None:
         return None
+    if keyword in _SINGLE_IDENTIFIERS and _several(value):
+        # str() of a MultiValue is "['IPP1', 'IPP2']": filed as it is, it names no patient.
+        raise reject(
+            "multi_valued_identifier",
+            f"The attribute {keyword} holds {len(value)} values; it identifies one patient, so send "
+            "exactly one value (other identifiers of the patient go in Other Patient IDs Sequence).",
+        )
     text = str(value).strip().strip("\x00").strip()
     if _CONTROL.search(text):
         raise reject(
@@ -80,6 +92,11 @@ def _text(ds: Dataset, keyword: str) -> str | None:
             "allows; send the value the modality recorded.",
         )
     return text or None
+
+
+def _several(value: object) -> bool:
+    """Whether a pydicom value holds more than one value (a MultiValue; a string is one value)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) > 1
 
 
 def _code_value(value: str | None) -> str:

@@ -77,3 +77,21 @@ def test_a_study_received_before_a_restart_is_analysed_after_it(pacs: Pacs) -> N
 
     wait_until(analysed, timeout=30, what="the result of the study received before the restart")
     wait_until(lambda: not folder.exists(), timeout=10, what="the study's folder to be cleaned")
+
+
+def test_an_instance_with_several_patient_ids_is_refused_with_the_reason(pacs: Pacs) -> None:
+    """Patient ID has value multiplicity 1: "IPP1\\IPP2" was filed as the text "['IPP1', 'IPP2']"."""
+    study = new_uid()
+    several = _dataset(chest_cr(study=study))
+    several.PatientID = ["IPP-PACS-1", "IPP-PACS-2"]  # type: ignore[attr-defined]
+    assoc = _associate(pacs)
+    assert assoc.is_established  # type: ignore[attr-defined]
+    try:
+        # Cannot understand: refused for good, never "retry later"; the operator's log says why.
+        assert int(assoc.send_c_store(several).Status) == 0xC000  # type: ignore[attr-defined]
+        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000  # type: ignore[attr-defined]
+    finally:
+        assoc.release()  # type: ignore[attr-defined]
+    assert len(list((pacs.listener.home / "incoming" / study).glob("*.dcm"))) == 1  # the good one only
+    log = pacs.listener.log.read_text()
+    assert "multi_valued_identifier" in log and "IPP-PACS-2" not in log

@@ -180,3 +180,16 @@ def test_a_large_compressed_pixel_data_is_digested_while_decoded_with_the_same_d
     instance = _read(data)
     assert instance.pixel_digest == hashlib.sha256(value).hexdigest()
     np.testing.assert_array_equal(instance.pixels, noise)
+
+
+@pytest.mark.parametrize("keyword", ["PatientID", "IssuerOfPatientID"])
+def test_an_identifier_with_several_values_is_refused(keyword: str) -> None:
+    from inference.dicom import DicomRejected
+
+    ds = dataset(phantom(64, 64))
+    setattr(ds, keyword, ["IPP1", "IPP2"])
+    with pytest.raises(DicomRejected) as refused:
+        _read(to_bytes(ds))
+    assert refused.value.code == "multi_valued_identifier"
+    assert refused.value.kind == "malformed"  # 400 over HTTP, 0xC000 over DIMSE
+    assert keyword in refused.value.message and "IPP1" not in refused.value.message
