@@ -31,10 +31,11 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from inference.record import _audit, _builds
+from inference.record import _audit, _builds, _consent
 from inference.record._database import Database
 from inference.record._errors import RecordError
 from inference.record._lease import claim_first, database_now, finish_pending, requeue_dead, write_session
@@ -53,6 +54,8 @@ KINDS: Final = ("sr", "sc")
 _ERROR_MAX: Final = 512
 DELIVERY_SUBJECT: Final = "dxassist-outbox"
 """The audit subject of the outbox worker's deliveries (a service, not a person)."""
+CONSENT_WITHDRAWN: Final = "consent_withdrawn"
+"""The error code of an object cancelled because the patient objected after it was queued."""
 DELIVERY_ACTION: Final = "result:deliver"
 """The audit action of a delivery to a destination: a disclosure of health data outside dxassist."""
 
@@ -188,24 +191,34 @@ class Outbox:
 
         Only the oldest pending row is considered, so deliveries of one destination keep their order.
 
+        The patient's consent is read again in the claim's transaction: an object queued (or retried by an
+        operator) before the patient objected to national sharing or to AI processing is never handed out.
+        It goes to the dead-letter state with code ``consent_withdrawn`` (:data:`CONSENT_WITHDRAWN`), its
+        cancelled delivery audited (outcome ``failure``) in that transaction, and the next row is
+        considered. A later retry of it is cancelled again as long as the objection stands.
+
         Returns:
             The claimed item, or ``None`` when nothing of this destination is due now.
         """
         with self._db.transaction() as session:
             write_session(session)
             now = now or database_now(session)
-            row = claim_first(
-                session,
-                outbox,
-                select(outbox)
-                .where(outbox.c.destination == destination, outbox.c.state == "pending")
-                .order_by(outbox.c.id),
-                now=now,
-                lease_seconds=lease_seconds,
-                ready=lambda found: found.next_attempt_at <= now,
-            )
-            if row is None:
-                return None
+            while True:
+                row = claim_first(
+                    session,
+                    outbox,
+                    select(outbox)
+                    .where(outbox.c.destination == destination, outbox.c.state == "pending")
+                    .order_by(outbox.c.id),
+                    now=now,
+                    lease_seconds=lease_seconds,
+                    ready=lambda found: found.next_attempt_at <= now,
+                )
+                if row is None:
+                    return None
+                if _sharing_allowed(session, row.result_id):
+                    break
+                _cancel(session, row.id, now=now)
             return OutboxItem(
                 id=row.id,
                 result_id=row.result_id,
@@ -363,6 +376,39 @@ class Outbox:
         """The delivery state of every object of a result, in queue order (see :func:`deliveries_in`)."""
         with self._db.sessions() as session:
             return deliveries_in(session, result_id)
+
+
+def _sharing_allowed(session: Session, result_id: str) -> bool:
+    """Whether the patient of ``result_id`` still lets their AI results leave dxassist, read in ``session``.
+
+    Every destination is outside the record (the enqueue checks the same consent for all of them), and
+    what is sent is an AI result, so an objection to national sharing or to AI processing stops it.
+    """
+    patient_id = session.scalar(select(Result.patient_id).where(Result.id == result_id))
+    if patient_id is None:
+        return False
+    consent = _consent.state(session, patient_id)
+    return consent.national_sharing and consent.ai_processing
+
+
+def _cancel(session: Session, item_id: int, *, now: datetime) -> None:
+    """End a claimed row whose patient objected since it was queued: dead, never sent, and audited."""
+    session.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id)
+        .values(
+            state="dead",
+            lease_until=None,
+            last_error="The patient objected to sharing since the object was queued; it was not sent.",
+            error_code=CONSENT_WITHDRAWN,
+            dead_at=now,
+        )
+    )
+    _append_delivery(session, item_id=item_id, outcome="failure")
+    logger.info(
+        "delivery cancelled: the patient objected since it was queued",
+        extra={"event": "delivery_cancelled", "item_id": item_id, "code": CONSENT_WITHDRAWN},
+    )
 
 
 def _append_delivery(session: Session, *, item_id: int, outcome: str) -> None:
