@@ -18,7 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.dicom import DicomRejected
 from inference.observability import count_rejected
-from inference.record import Conflict, ConsentObjection, InvalidFeedback, InvalidSearch, NotFound, RecordError
+from inference.record import (
+    Conflict,
+    ConsentObjection,
+    InvalidData,
+    InvalidFeedback,
+    InvalidSearch,
+    NotFound,
+    RecordError,
+)
 from inference.runtime import ModelUnavailable, RuntimeErrorBase
 from inference.security import Forbidden, JwksUnavailable, SecurityError, Unauthenticated
 from inference.services import PictureUnreadable
@@ -243,6 +251,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 422, "invalid_feedback", str(exc))
         if isinstance(exc, InvalidSearch):
             return error_response(request, 400, "invalid_search", str(exc))
+        if isinstance(exc, InvalidData):
+            return error_response(request, 422, "invalid_value", str(exc))
         logger.error("record error", extra={"code": type(exc).__name__}, exc_info=exc)
         return error_response(
             request,

@@ -43,6 +43,9 @@ DICOM = "application/dicom"
 _FILE_TYPES = frozenset({DICOM, "application/octet-stream"})
 _MAX_OTHER_FIELDS = 16  # form fields besides the files an upload may carry (they are ignored)
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$")
+# C0 controls but tab, line feed and carriage return (which a pasted free-text value may hold), and DEL:
+# never part of an identifier, code, date or name, and NUL cannot be stored in PostgreSQL text at all.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _bearer = HTTPBearer(auto_error=False, description="A token from 'dxassist token issue'.")
 
 
@@ -314,13 +317,30 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
+def _refuse_control_characters(pairs: list[tuple[str, str]]) -> None:
+    """Refuse a query parameter whose name or value holds a control character (400 ``invalid_field``).
+
+    Raises:
+        RequestValidationError: A name or value holds NUL or another C0 control other than tab, line
+            feed and carriage return, or DEL (the value is never echoed).
+    """
+    for name, value in pairs:
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            shown = name if _PARAM_NAME.match(name) else "(unprintable name)"
+            msg = "it holds a control character (such as NUL, %00), which no parameter accepts"
+            error = {"type": "value_error", "loc": ("query", shown), "msg": msg, "input": None}
+            raise RequestValidationError([error])
+
+
 async def declared_query_only(request: Request) -> None:
-    """Refuse a query parameter the route does not declare (400 ``invalid_field``).
+    """Refuse a query parameter the route does not declare, or one holding a control character
+    (400 ``invalid_field``).
 
     A misspelt ``?actve=true`` silently ignored would answer something else than the caller asked for.
     FHIR routes do not take this: FHIR R4 has servers ignore unknown search parameters unless the client
     sends ``Prefer: handling=strict`` (``inference.api._fhir``).
     """
+    _refuse_control_characters(request.query_params.multi_items())
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
@@ -335,8 +355,15 @@ async def declared_query_only(request: Request) -> None:
 
 
 async def all_query_params(request: Request) -> list[tuple[str, str]]:
-    """Query parameters as ``(name, value)`` pairs in order, repeats kept (``date=ge..&date=le..``)."""
-    return list(request.query_params.multi_items())
+    """Query parameters as ``(name, value)`` pairs in order, repeats kept (``date=ge..&date=le..``).
+
+    Raises:
+        RequestValidationError: A name or value holds a control character such as NUL (400
+            ``invalid_field``; see :func:`_refuse_control_characters`).
+    """
+    pairs = list(request.query_params.multi_items())
+    _refuse_control_characters(pairs)
+    return pairs
 
 
 QueryPairs = Annotated[list[tuple[str, str]], Depends(all_query_params)]

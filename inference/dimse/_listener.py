@@ -327,7 +327,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
     objection stands until withdrawn, so trying again would only repeat the refusal.
     """
-    from inference.record import Conflict, ConsentObjection
+    from inference.record import Conflict, ConsentObjection, InvalidData
     from inference.security import Principal
     from inference.services import Actor, analyse_decoded
 
@@ -372,6 +372,13 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         logger.warning(
             "a received study was dropped: it conflicts with what the record holds",
             extra={"event": "dimse_study", "code": e.code},
+        )
+        return True
+    except InvalidData:
+        # A value the record cannot hold (an issuer too long once upper-cased): retrying repeats it.
+        logger.warning(
+            "a received study was dropped: a value does not fit the record",
+            extra={"event": "dimse_study", "code": "invalid_value"},
         )
         return True
     # Filed with a pending build of its outputs in the same transaction: the outbox worker builds them.

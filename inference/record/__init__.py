@@ -12,6 +12,7 @@ from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import (
     Conflict,
     IdempotencyKeyReused,
+    InvalidData,
     InvalidFeedback,
     InvalidSearch,
     NotFound,
@@ -118,6 +119,7 @@ __all__ = [
     "ImagingResultIn",
     "InstanceIn",
     "InvalidFeedback",
+    "InvalidData",
     "InvalidSearch",
     "ModelRef",
     "OutputsIn",

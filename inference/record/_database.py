@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inference.record import _audit
 from inference.record._anchor import AnchoredHead, AnchorError, HeadAnchor
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
-from inference.record._errors import Conflict, RecordError
+from inference.record._errors import Conflict, InvalidData, RecordError
 from inference.record._models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,11 @@ class _Checkpointer:
             thread.join(timeout=30)
 
 
+def _is_data_exception(error: DBAPIError) -> bool:
+    # SQLSTATE class 22 (psycopg): a value the column cannot hold. SQLite stores any length and any text.
+    return str(getattr(error.orig, "sqlstate", None) or "").startswith("22")
+
+
 def _is_check_violation(error: IntegrityError) -> bool:
     # psycopg reports SQLSTATE 23514; sqlite3 only says so in its message.
     return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
@@ -266,6 +271,8 @@ class Database:
         """Run ``work`` in one transaction, retrying when a concurrent writer won a UNIQUE race.
 
         Raises:
+            InvalidData: The database refused a value as data it cannot hold (too long, a NUL character);
+                nothing was saved, and the same data will be refused again.
             RecordError: A CHECK constraint refused the data, or the database failed; nothing was saved.
             Conflict: Concurrent writes kept conflicting.
         """
@@ -287,6 +294,11 @@ class Database:
                 logger.info("A concurrent write to the record won a race; retrying the transaction.")
                 last = e
             except DBAPIError as e:
+                if _is_data_exception(e):
+                    raise InvalidData(
+                        "A value is too long for the record or holds a character it cannot store (such as "
+                        "NUL); nothing was saved. Check the lengths and characters of the identifiers sent."
+                    ) from e
                 raise RecordError("The record could not store the result; nothing was saved.") from e
         raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
 

@@ -44,3 +44,9 @@ class InvalidFeedback(RecordError, ValueError):
 
 class InvalidSearch(RecordError, ValueError):
     """A FHIR search names an unsupported resource type or parameter, or a malformed value."""
+
+
+class InvalidData(RecordError, ValueError):
+    """A value the record cannot hold (too long for its column once normalised, a NUL character, a number
+    out of range: PostgreSQL's SQLSTATE class 22): the input is at fault, and sending it again fails
+    again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,15 +36,21 @@ async def audit_event_search(
         InvalidSearch: An unsupported parameter or a malformed value.
     """
     filters = audit_events.filters(params, strict=strict)
-    total, entries = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
+    named = filters.get("patient_id")
+    found: tuple[int, list[dict[str, Any]]] = (0, [])
+    if named is not None and not _is_patient_id(named):
+        # Not a patient id (a UUID): it names no patient, so it matches nothing, as an unknown id does.
+        named = None
+    else:
+        found = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
+    total, entries = found
     # Every patient the page names is disclosed to the auditor: one entry each (one when none).
     await audit_disclosed(
         ctx,
         actor,
         action=_ACTION,
         resource_type="AuditEvent",
-        patients=[str(e["patient_id"]) for e in entries if e.get("patient_id")]
-        or ([filters["patient_id"]] if filters.get("patient_id") else []),
+        patients=[str(e["patient_id"]) for e in entries if e.get("patient_id")] or ([named] if named else []),
     )
     return audit_events.bundle(
         total,
@@ -53,6 +60,14 @@ async def audit_event_search(
         offset=int(filters.get("offset", 0)),
         count=int(filters["limit"]),
     )
+
+
+def _is_patient_id(value: str) -> bool:
+    """Whether ``value`` has the form of the record's patient ids (a UUID in its 36-character form)."""
+    try:
+        return len(value) == 36 and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict[str, Any]:

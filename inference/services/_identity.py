@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from inference.record import PatientIn
+from inference.record import InvalidData, PatientIn
 from inference.security import Forbidden, Role
 from inference.services._context import Actor, Context
+
+# The record's issuer column (``Patient.issuer``); the issuer is checked once upper-cased, as stored.
+MAX_ISSUER_CHARS = 128
 
 _NO_FACILITY = (
     "A result belongs to the facility that sends it, and this token names no facility. Use a token issued "
@@ -55,7 +58,15 @@ def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:
 
     Raises:
         Forbidden: See :func:`sender_facility`.
+        InvalidData: The issuer is longer than :data:`MAX_ISSUER_CHARS` once upper-cased (``ß`` becomes
+            ``SS``, ``ﬃ`` becomes ``FFI``): refused, never truncated (two issuers would become one).
     """
     facility = sender_facility(actor, patient.facility)
-    issuer = (patient.issuer or "").strip() or default_issuer(ctx, facility) or ""
-    return replace(patient, issuer=issuer.upper(), facility=facility)
+    issuer = ((patient.issuer or "").strip() or default_issuer(ctx, facility) or "").upper()
+    if len(issuer) > MAX_ISSUER_CHARS:
+        raise InvalidData(
+            f"The issuer of the patient identifier is longer than {MAX_ISSUER_CHARS} characters once "
+            "upper-cased (letters such as 'ß' become two); send an issuer of at most "
+            f"{MAX_ISSUER_CHARS} characters in upper case."
+        )
+    return replace(patient, issuer=issuer, facility=facility)

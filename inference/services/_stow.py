@@ -25,7 +25,7 @@ from inference.dicom import (
     read_instance,
     select_frontal,
 )
-from inference.record import Conflict, ConsentObjection, RecordError
+from inference.record import Conflict, ConsentObjection, InvalidData, RecordError
 from inference.runtime import ModelUnavailable
 from inference.services._context import Actor, Context
 from inference.services._imaging import analyse_decoded
@@ -253,6 +253,8 @@ async def _store_study(
         return NOT_AUTHORIZED, e.code, str(e)
     except Conflict as e:
         return DATASET_DOES_NOT_MATCH, e.code, str(e)
+    except InvalidData as e:  # a value the record cannot hold: sending it again fails again
+        return CANNOT_UNDERSTAND, "invalid_value", str(e)
     except (ModelUnavailable, RecordError) as e:
         # Transient: the sender may send these instances again later.
         logger.warning("a STOW-RS study could not be filed now (%s)", type(e).__name__)

@@ -156,7 +156,9 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
     """
     settings = ctx.settings
     accounts = Accounts(ctx.record)
-    account = await db(accounts.get, username=username) if username and len(username) <= 64 else None
+    # A NUL can be in no username, and PostgreSQL text cannot hold one: refused like an unknown user.
+    known = username and len(username) <= 64 and "\x00" not in username
+    account = await db(accounts.get, username=username) if known else None
     now = _now()
     stored = account.password_hash if account is not None else dummy_hash()
     matches = await ctx.workers.run(verify_password, password, stored)
