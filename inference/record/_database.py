@@ -14,7 +14,7 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inference.record import _audit
@@ -193,8 +193,10 @@ class _Checkpointer:
 
 
 def _is_data_exception(error: DBAPIError) -> bool:
-    # SQLSTATE class 22 (psycopg): a value the column cannot hold. SQLite stores any length and any text.
-    return str(getattr(error.orig, "sqlstate", None) or "").startswith("22")
+    # SQLSTATE class 22: a value the column cannot hold (psycopg refuses a NUL in text itself, as a
+    # DataError without a SQLSTATE). SQLite stores any length and any text.
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    return isinstance(error, DataError) or sqlstate.startswith("22")
 
 
 def _is_check_violation(error: IntegrityError) -> bool:
