@@ -92,7 +92,9 @@ def test_an_issuer_too_long_once_upper_cased_is_refused_422(
     assert "128 characters once upper-cased" in response.json()["error"]["message"]
 
 
-def test_stow_refuses_an_issuer_too_long_once_upper_cased_for_good(served: tuple[TestClient, Env]) -> None:
+def test_stow_and_upload_refuse_an_issuer_too_long_once_upper_cased_for_good(
+    served: tuple[TestClient, Env],
+) -> None:
     client, env = served
     study = new_study_uid()
     ds = pydicom.dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1")))
@@ -110,6 +112,12 @@ def test_stow_refuses_an_issuer_too_long_once_upper_cased_for_good(served: tuple
     [failed] = stow.json()["00081198"]["Value"]
     # Cannot understand (0xC000): a refusal, not out of resources (0xA700), which the PACS sends again.
     assert failed["00081197"]["Value"] == [0xC000]
+    upload = client.post(
+        "/v1/studies",
+        files=[("files", ("a.dcm", out.getvalue(), "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert upload.status_code == 422 and upload.json()["error"]["code"] == "invalid_value", upload.text
 
 
 def test_an_audit_search_for_a_patient_that_is_no_id_matches_nothing(served: tuple[TestClient, Env]) -> None:
