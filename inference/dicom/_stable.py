@@ -2,8 +2,11 @@
 
 A PACS sends a study as a stream of C-STORE requests, possibly over several associations, with no "end
 of study" message. As Orthanc's ``StableAge``, a study counts as complete once no instance arrived for
-``quiet_seconds``. Folders live under ``<incoming>/<study uid>/<sop uid>.dcm``; every file is fsynced
-before the sender is told it was stored, and folders left by a previous run are picked up at start.
+``quiet_seconds``. Folders live under ``<incoming>/<node>_<study uid>/<sop uid>.dcm`` (:func:`study_key`:
+the calling node's tag, then the study), so two nodes sending the same Study Instance UID (two facilities,
+or a UID collision) never add to or replace each other's instances; every file is fsynced before the
+sender is told it was stored, and folders left by a previous run are picked up at start (those of the
+earlier layout, ``<incoming>/<study uid>``, too: see :meth:`StudyCollector.recover`).
 
 A study whose analysis keeps failing is not tried forever: its attempts are counted in the folder
 (``attempts.txt``, so a restart does not reset them), and after the last one the folder moves to the
@@ -40,6 +43,22 @@ def safe_name(uid: str) -> str:
     if len(uid) <= 64 and _UID.fullmatch(uid):
         return uid
     return "x" + hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+def study_key(study_instance_uid: str, sender: str | None) -> str:
+    """The spool folder name of a study sent by ``sender`` (the calling AE title; None: no node).
+
+    ``n`` and 12 hex digits of a hash of the AE title (any characters it holds stay out of the path),
+    ``_``, then :func:`safe_name` of the UID: at most 78 characters, no ``~`` (the dead-letter folder's
+    suffix) and no leading dot. Without a sender the name is the UID's alone, as before.
+    """
+    study = safe_name(study_instance_uid)
+    return study if sender is None else _node_folder(study, sender)
+
+
+def _node_folder(study: str, sender: str) -> str:
+    """The folder name of the study folder name ``study`` (a :func:`safe_name`) sent by ``sender``."""
+    return f"n{hashlib.sha256(sender.encode('utf-8', 'replace')).hexdigest()[:12]}_{study}"
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -98,16 +117,22 @@ class StudyCollector:
         self.lease_seconds: float | None = None
         incoming.mkdir(parents=True, exist_ok=True)
 
-    def folder(self, study_instance_uid: str) -> Path:
-        """The folder of a study."""
-        return self.incoming / safe_name(study_instance_uid)
+    def folder(self, study_instance_uid: str, sender: str | None = None) -> Path:
+        """The folder of a study sent by ``sender`` (see :func:`study_key`)."""
+        return self.incoming / study_key(study_instance_uid, sender)
 
     def recover(self) -> list[str]:
-        """Schedule the folders left by a previous run (their quiet period starts now); return their keys."""
+        """Schedule the folders left by a previous run (their quiet period starts now); return their keys.
+
+        A folder of the earlier layout (named by the study alone, its node in ``sender.txt``) is renamed
+        to its node's folder first, so instances of that study arriving after the restart join it; one
+        whose node's folder exists already is analysed as it is.
+        """
         found = []
         now = self._clock()
         with self._lock:
             for folder in sorted(self.incoming.iterdir()):
+                folder = _upgrade_layout(folder)
                 if folder.is_dir() and any(folder.glob(f"*{_SUFFIX}")):
                     self._last.setdefault(folder.name, now)
                     found.append(folder.name)
@@ -117,7 +142,7 @@ class StudyCollector:
         self, *, study_instance_uid: str, sop_instance_uid: str, data: bytes, sender: str | None
     ) -> Path:
         """Write one instance durably and restart its study's quiet period; return the file written."""
-        folder = self.folder(study_instance_uid)
+        folder = self.folder(study_instance_uid, sender)
         path = folder / f"{safe_name(sop_instance_uid)}{_SUFFIX}"
         write_durably(path, data)
         if sender is not None and not (folder / SENDER_FILE).exists():
@@ -133,7 +158,7 @@ class StudyCollector:
         The file is fsynced, renamed into place and its folder fsynced: nothing is copied, so an instance
         never needs memory for its bytes here.
         """
-        folder = self.folder(study_instance_uid)
+        folder = self.folder(study_instance_uid, sender)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{safe_name(sop_instance_uid)}{_SUFFIX}"
         with open(source, "rb+") as handle:
@@ -242,6 +267,27 @@ class StudyCollector:
             return move_to_dead_letters(study, dead_root, reason)
 
 
+def _upgrade_layout(folder: Path) -> Path:
+    """``folder`` renamed to :func:`study_key` of its study and sender when it has the earlier layout
+    (a study's name alone, with a ``sender.txt``); else ``folder`` itself."""
+    name = folder.name
+    sender_file = folder / SENDER_FILE
+    if not folder.is_dir() or "_" in name or name.startswith(".") or not sender_file.is_file():
+        return folder
+    try:
+        sender = sender_file.read_text("ascii", "replace").strip()
+    except OSError:
+        return folder
+    target = folder.with_name(_node_folder(name, sender))  # the name is safe_name(uid) already
+    if target.exists():
+        return folder
+    try:
+        os.replace(folder, target)
+    except OSError:
+        return folder
+    return target
+
+
 def remove_study_files(study: StableStudy) -> None:
     """Delete the analysed files of a study, and its folder once nothing else is in it."""
     for path in study.files:
@@ -274,7 +320,11 @@ def move_to_dead_letters(study: StableStudy, dead_root: Path, reason: dict[str, 
 
 
 def dead_studies(dead_root: Path) -> list[dict[str, Any]]:
-    """The studies in the dead-letter folder: ``{key, instances, sender, ...reason}``, oldest first."""
+    """The studies in the dead-letter folder: ``{key, study, instances, sender, ...reason}``, oldest first.
+
+    ``key`` is the folder's name (what ``release_study`` takes), ``study`` the study's part of it (its
+    Study Instance UID, or the hash standing for a UID that cannot be a file name), without the node.
+    """
     if not dead_root.is_dir():
         return []
     found = []
@@ -290,6 +340,7 @@ def dead_studies(dead_root: Path) -> list[dict[str, Any]]:
             {
                 **(reason if isinstance(reason, dict) else {}),
                 "key": folder.name,
+                "study": folder.name.split("~", 1)[0].split("_", 1)[-1],
                 "instances": sum(1 for _ in folder.glob(f"*{_SUFFIX}")),
                 "sender": sender_file.read_text("ascii", "replace").strip() if sender_file.exists() else None,
             }

@@ -79,7 +79,7 @@ def list_dead_letters(*, record: Record, home: Path, kind: str | None = None) ->
             DeadLetter(
                 id=f"study:{item['key']}",
                 kind="study",
-                subject=str(item["key"]),
+                subject=str(item["study"]),  # the Study UID; the id names the folder (node and study)
                 destination=None,
                 attempts=int(item.get("attempts") or 0),
                 code=item.get("code"),

@@ -10,6 +10,7 @@ import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import LISTENER_AET, QUIET_SECONDS, TEST_AET, Pacs, wait_until
 
+from inference.dicom._stable import study_key
 from inference.record import PatientIn, Record
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,7 @@ def test_a_study_of_a_patient_who_objected_is_dropped_once_not_retried(pacs: Pac
     study = new_uid()
     # Accepted on arrival (consent is the analysis's business, not the transport's), then dropped.
     assert _send(pacs, chest_cr(study=study), identifier) == 0x0000
-    folder = pacs.listener.home / "incoming" / study
+    folder = pacs.listener.home / "incoming" / study_key(study, TEST_AET)
     wait_until(lambda: not folder.exists(), timeout=30, what="the dropped study's folder to be cleaned")
     # Several quiet periods later, nothing was tried again: one refusal in the audit trail, no result.
     time.sleep(4 * QUIET_SECONDS)

@@ -8,6 +8,7 @@ import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import LISTENER_AET, TEST_AET, Pacs, wait_until
 
+from inference.dicom._stable import study_key
 from inference.record import Record
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def test_refused_instances_get_failure_statuses_and_the_association_stays_up(pac
         assert assoc.is_established  # type: ignore[attr-defined]
         assert int(assoc.send_c_store(good).Status) == 0x0000  # type: ignore[attr-defined]
         # On disk before the success status came back (the quiet period has not passed yet).
-        assert (pacs.listener.home / "incoming" / study / f"{good_sop}.dcm").is_file()
+        assert (pacs.listener.home / "incoming" / study_key(study, TEST_AET) / f"{good_sop}.dcm").is_file()
     finally:
         assoc.release()  # type: ignore[attr-defined]
 
@@ -64,7 +65,7 @@ def test_a_study_received_before_a_restart_is_analysed_after_it(pacs: Pacs) -> N
     finally:
         assoc.release()  # type: ignore[attr-defined]
     pacs.listener.stop()  # within the quiet period: nothing analysed yet
-    folder = pacs.listener.home / "incoming" / study
+    folder = pacs.listener.home / "incoming" / study_key(study, TEST_AET)
     assert any(folder.glob("*.dcm"))
     pacs.listener.start()
 
@@ -92,6 +93,8 @@ def test_an_instance_with_several_patient_ids_is_refused_with_the_reason(pacs: P
         assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000  # type: ignore[attr-defined]
     finally:
         assoc.release()  # type: ignore[attr-defined]
-    assert len(list((pacs.listener.home / "incoming" / study).glob("*.dcm"))) == 1  # the good one only
+    assert (
+        len(list((pacs.listener.home / "incoming" / study_key(study, TEST_AET)).glob("*.dcm"))) == 1
+    )  # the good one only
     log = pacs.listener.log.read_text()
     assert "multi_valued_identifier" in log and "IPP-PACS-2" not in log

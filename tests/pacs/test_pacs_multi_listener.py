@@ -28,6 +28,7 @@ from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, require_tools, wait_until
 from _postgres import new_postgres_database, running_postgres
 
+from inference.dicom._stable import study_key
 from inference.record import Record
 
 pytestmark = pytest.mark.integration
@@ -185,13 +186,13 @@ def _analyses(*listeners: Listener, event: str = "imaging_result") -> int:
 
 
 def _settled(url: str, spool: Path, study: str) -> bool:
-    return not _queue(url) and not (spool / "incoming" / study).exists()
+    return not _queue(url) and not any((spool / "incoming").glob(f"*{study}"))
 
 
 def _blocking_file(spool: Path, study: str) -> Path:
     """A FIFO among a study's files: the instance that claims the study blocks reading it, mid-analysis,
     its lease renewed meanwhile, until the test opens the other end."""
-    folder = spool / "incoming" / study
+    folder = spool / "incoming" / study_key(study, TEST_AET)
     folder.mkdir(parents=True)
     fifo = folder / "0-blocks-the-reader.dcm"
     os.mkfifo(fifo)
@@ -321,7 +322,13 @@ def test_failed_attempts_are_counted_across_listeners_and_the_study_ends_in_the_
         wait_until(lambda: _settled(record_url, spool, study), timeout=60, what="the shared queue to empty")
         # The attempts were counted in the record, shared: both instances together tried it `attempts` times.
         assert _analyses(a, b, event="dimse_analysis") == attempts
-        assert sorted(path.name for path in (spool / "dead-letter" / "studies" / study).glob("*.dcm")) != []
+        assert (
+            sorted(
+                path.name
+                for path in (spool / "dead-letter" / "studies" / study_key(study, TEST_AET)).glob("*.dcm")
+            )
+            != []
+        )
 
 
 def test_a_spool_left_by_stopped_listeners_is_analysed_once_when_instances_start(

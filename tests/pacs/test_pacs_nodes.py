@@ -17,7 +17,7 @@ from _pacs_harness import LISTENER_AET, NODE_FACILITY, TEST_AET, Pacs, free_port
 
 from inference.config import DimseSettings, Settings
 from inference.dicom import Limits
-from inference.dicom._stable import StudyCollector
+from inference.dicom._stable import StudyCollector, study_key
 from inference.dimse._listener import _make_ae, _Node
 from inference.record import Record
 
@@ -164,3 +164,63 @@ def test_dimse_results_belong_to_the_node_facility(pacs: Pacs) -> None:
         assert [(e["facility"], e["outcome"]) for e in mine] == [(NODE_FACILITY, "success")]
     finally:
         record.close()
+
+
+def _send(port: int, calling: str, blobs: list[bytes]) -> list[int]:
+    from pydicom import dcmread
+
+    assoc = _associate(port, calling)
+    assert assoc.is_established  # type: ignore[attr-defined]
+    try:
+        return [int(assoc.send_c_store(dcmread(BytesIO(blob))).Status) for blob in blobs]  # type: ignore[attr-defined]
+    finally:
+        assoc.release()  # type: ignore[attr-defined]
+
+
+def test_two_nodes_sending_the_same_study_uid_never_mix_their_instances(tmp_path: Path) -> None:
+    """Another facility's AE reusing a Study Instance UID (a collision, or a hostile sender) neither adds
+    instances to the first facility's pending study nor replaces them, and the spool still recovers."""
+    from pydicom import dcmread
+
+    nodes = [{"ae_title": "PACS_A", "facility": "F1"}, {"ae_title": "PACS_B", "facility": "F2"}]
+    study, shared_sop = new_uid(), new_uid()
+    a_only, b_only = new_uid(), new_uid()
+    with _listener(tmp_path, nodes=nodes) as port:
+        assert _send(
+            port, "PACS_A", [chest_cr(study=study, sop=s, seed=1) for s in (shared_sop, a_only)]
+        ) == [0, 0]
+        assert _send(
+            port, "PACS_B", [chest_cr(study=study, sop=s, seed=2) for s in (shared_sop, b_only)]
+        ) == [0, 0]
+    # A restart takes up what is pending (quiet period 0: stable at once).
+    collector = StudyCollector(tmp_path / "incoming", quiet_seconds=0)
+    assert len(collector.recover()) == 2
+    studies = {s.sender: s for s in collector.stable()}
+    assert set(studies) == {"PACS_A", "PACS_B"}
+    for sender, own, seed in (("PACS_A", a_only, 1), ("PACS_B", b_only, 2)):
+        files = studies[sender].files
+        assert {f.stem for f in files} == {shared_sop, own}
+        # Each facility's copy of the shared SOP is the one its node sent (B did not replace A's).
+        expected = dcmread(BytesIO(chest_cr(study=study, sop=shared_sop, seed=seed))).PixelData
+        assert dcmread(studies[sender].folder / f"{shared_sop}.dcm").PixelData == expected
+
+
+def test_a_spool_of_the_earlier_layout_is_recovered_and_joined_by_its_node(tmp_path: Path) -> None:
+    """A study folder named by the Study UID alone (before the node was part of the name) is analysed
+    after the upgrade together with the instances its node sends after the restart."""
+    study, before, after = new_uid(), new_uid(), new_uid()
+    old = tmp_path / "incoming" / study
+    old.mkdir(parents=True)
+    (old / f"{before}.dcm").write_bytes(chest_cr(study=study, sop=before))
+    (old / "sender.txt").write_text(TEST_AET, "ascii")
+    collector = StudyCollector(tmp_path / "incoming", quiet_seconds=0)
+    assert len(collector.recover()) == 1
+    collector.store(
+        study_instance_uid=study,
+        sop_instance_uid=after,
+        data=chest_cr(study=study, sop=after),
+        sender=TEST_AET,
+    )
+    (pending,) = collector.stable()
+    assert pending.sender == TEST_AET and pending.folder.name == study_key(study, TEST_AET)
+    assert {f.stem for f in pending.files} == {before, after}

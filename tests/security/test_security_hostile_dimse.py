@@ -26,6 +26,7 @@ if str(TESTS / "pacs") not in sys.path:
 
 from _pacs_harness import LISTENER_AET, TEST_AET, Listener, echo, free_port, wait_until  # noqa: E402
 
+from inference.dicom._stable import study_key  # noqa: E402
 from inference.record import Record  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,7 @@ def test_each_hostile_instance_gets_its_c_store_status(listener: Listener) -> No
     }
     # Refused on arrival: nothing written to incoming/, nothing filed.
     incoming = listener.home / "incoming"
-    assert not any((incoming / study).exists() for study in studies.values())
+    assert not any((incoming / study_key(study, TEST_AET)).exists() for study in studies.values())
 
 
 def test_one_study_under_two_patients_is_not_filed(listener: Listener) -> None:
@@ -130,7 +131,7 @@ def test_one_study_under_two_patients_is_not_filed(listener: Listener) -> None:
     second = chest_dicom(study=study, sop=f"{study}.2", patient_id="HOSTILE-B", view="AP", seed=1)
     # Each instance is valid on its own; the study is refused when it is complete (mixed_patients).
     assert _store(listener, [first, second]) == [ACCEPTED, ACCEPTED]
-    folder = listener.home / "incoming" / study
+    folder = listener.home / "incoming" / study_key(study, TEST_AET)
     wait_until(lambda: not folder.exists(), timeout=30, what="the two-patient study to be processed")
     assert _result(listener, study) is None
 
