@@ -9,6 +9,7 @@ import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
 from _pacs_harness import LISTENER_AET, TEST_AET, Pacs, wait_until
 
+from inference.dicom._stable import study_key
 from inference.record import Record
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,9 @@ def test_an_issuer_too_long_once_upper_cased_is_dropped_not_retried(pacs: Pacs) 
         assert int(assoc.send_c_store(ds).Status) == 0x0000  # valid DICOM: accepted on arrival
     finally:
         assoc.release()
-    folder = pacs.listener.home / "incoming" / study
+    folder = pacs.listener.home / "incoming" / study_key(study, TEST_AET)
     wait_until(lambda: not folder.exists(), timeout=60, what="the dropped study's folder to be cleaned")
-    assert not (pacs.listener.home / "dead-letter" / "studies" / study).exists()
+    assert not (pacs.listener.home / "dead-letter" / "studies" / study_key(study, TEST_AET)).exists()
     record = Record(pacs.listener.record_url)
     try:
         assert record.results.latest_for_study(study_instance_uid=study) is None
