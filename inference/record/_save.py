@@ -218,9 +218,10 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
     """The patient with this (identifier, issuer), created now or completed with demographics sent now.
 
     A master patient index never lets a sender silently rewrite who a patient is: a field on file keeps
-    its value, a field not on file yet is filled in, and a field sent with another value is returned as
-    a mismatch (the caller records it and warns the reader). The facility that first filed the patient
-    stays; every result carries its own owning facility.
+    its value, a field not on file yet is filled in (only by the facility that filed the patient first:
+    another facility filing a result of the patient never changes who the patient is), and a field sent
+    with another value is returned as a mismatch (the caller records it and warns the reader). The
+    facility that first filed the patient stays; every result carries its own owning facility.
 
     Returns:
         The patient and the names of the fields whose sent value differs from the one on file.
@@ -243,10 +244,11 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
         if value is None or not str(value).strip():
             continue
         on_file = getattr(row, field)
-        if on_file is None:
+        if on_file is not None:
+            if _differs(field, str(on_file), str(value)):
+                mismatched.append(field)
+        elif row.facility == patient.facility:
             setattr(row, field, value)
-        elif _differs(field, str(on_file), str(value)):
-            mismatched.append(field)
     session.flush()
     return row, tuple(mismatched)
 

@@ -58,28 +58,30 @@ def _glass(scope: Scope, patient: Any, now: datetime) -> Any:
     )
 
 
-def _custody(facility: str, patient: Any) -> Any:
-    # A facility holds a patient it filed first or one it filed a result of. Aliases keep the subqueries
-    # from correlating with an outer query on the same tables.
-    filed, results = aliased(Patient), aliased(Result)
-    return or_(
-        exists(select(filed.id).where(filed.id == patient, filed.facility == facility)),
-        exists(select(results.id).where(results.patient_id == patient, results.facility == facility)),
-    )
+def _first_facility(facility: str, patient: Any) -> Any:
+    # A patient is its first facility's own (the one that filed it first): filing a result of someone
+    # else's patient gives no hold on the patient, or any facility could take one over by filing a
+    # result under its identifier. The alias keeps the subquery from correlating with an outer query on
+    # the same table.
+    filed = aliased(Patient)
+    return exists(select(filed.id).where(filed.id == patient, filed.facility == facility))
 
 
 def visible(scope: Scope, *, owner: Any, patient: Any, now: datetime | None = None) -> Any:
     """SQL condition: the row owned by ``owner`` (a facility column) about ``patient`` may be read.
 
-    ``owner`` None means a patient-level row (the Patient itself, its consent): the caller's facility
-    must then hold the patient (filed it, or filed one of its results).
+    ``owner`` None means a patient-level row (the Patient itself, its consent): it is the caller's own
+    only when the caller's facility filed the patient first (``Patient.facility``); a facility that only
+    filed results of the patient reads those results, not the patient.
     """
     if EVERYTHING in scope.grounds:
         return true()
     now = now or utcnow()
     conditions = []
     if OWN in scope.grounds and scope.facility is not None:
-        conditions.append(_custody(scope.facility, patient) if owner is None else owner == scope.facility)
+        conditions.append(
+            _first_facility(scope.facility, patient) if owner is None else owner == scope.facility
+        )
     if SHARED in scope.grounds:
         conditions.append(_shared(patient))
     if BREAK_GLASS in scope.grounds:
@@ -101,7 +103,7 @@ def basis(
     now = utcnow()
     if OWN in scope.grounds and scope.facility is not None:
         if patient_level:
-            if session.scalar(select(_custody(scope.facility, patient_id))):
+            if session.scalar(select(_first_facility(scope.facility, patient_id))):
                 return OWN
         elif owner == scope.facility:
             return OWN

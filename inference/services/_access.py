@@ -78,8 +78,8 @@ async def authorise(
         action: The permission used (for the audit entry).
         patient_id: The patient the row is about (None: no patient, e.g. a Device; always allowed).
         owner: The facility owning the row (a result's or a study's facility).
-        patient_level: The row is the patient itself (or its consent): the caller's facility must hold
-            the patient (filed it or one of its results) for it to count as its own.
+        patient_level: The row is the patient itself (or its consent): it counts as the caller's own only
+            when the caller's facility filed the patient first (filing one of its results is not enough).
         resource_type: For the audit entry.
         resource_id: For the audit entry.
 

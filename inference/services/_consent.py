@@ -84,15 +84,16 @@ async def set_consent(
 ) -> dict[str, Any]:
     """Record a known patient's choices (``True``: allowed); the change is audited.
 
-    Only a facility that holds the patient (filed it or one of its results) records its choices; sharing
-    or break-the-glass, which open reading, do not open writing.
+    Only the patient's first facility (the one that filed it first) or an admin records its choices:
+    filing a result of another facility's patient does not, and neither do sharing or break-the-glass,
+    which open reading, not writing.
 
     Raises:
         NotFound: No patient has this id.
-        Forbidden: The caller's facility does not hold the patient.
+        Forbidden: The caller's facility is not the patient's first facility (the refusal is audited).
     """
     await db(ctx.record.consent.get, patient_id=patient_id)  # NotFound before anything else
-    await authorise_holder(ctx, actor, action="consent:write", patient_id=patient_id)
+    await authorise_first_facility(ctx, actor, action="consent:write", patient_id=patient_id)
     state = await db(
         ctx.record.consent.set,
         patient_id=patient_id,
@@ -122,8 +123,8 @@ async def set_consent_by_identifier(
     the patient however the sender spells the issuer. A new patient is filed by the caller's facility.
 
     Raises:
-        Forbidden: The token names no facility, or the patient is known and the caller's facility does
-            not hold it.
+        Forbidden: The token names no facility, or the patient is known and the caller's facility is not
+            its first facility.
     """
     patient = identify(ctx, actor, patient)
     known = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
@@ -141,24 +142,24 @@ async def set_consent_by_identifier(
     )
 
 
-async def authorise_holder(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> None:
-    """Let through only a caller whose facility holds the patient (or an admin); audit a refusal.
+async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> None:
+    """Let through only a caller of the patient's first facility (or an admin); audit a refusal.
 
     Raises:
-        Forbidden: The caller's facility does not hold the patient.
+        Forbidden: The caller's facility did not file the patient first.
     """
     principal = actor.principal
     scope = scope_for(principal)
-    holder = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
+    owner = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
     ground = await db(
-        ctx.record.patients.access_basis, scope=holder, patient_id=patient_id, owner=None, patient_level=True
+        ctx.record.patients.access_basis, scope=owner, patient_id=patient_id, owner=None, patient_level=True
     )
     if ground is not None:
         return
     await _audit(ctx, actor, action=action, outcome="denied", patient_id=patient_id)
     raise Forbidden(
-        "Only a facility that holds this patient (filed the patient or one of its results) records its "
-        "consent; your token's facility does not."
+        "Only the facility that filed this patient first (or an administrator) records its consent; your "
+        "token's facility did not file it first. Ask that facility to record the patient's choices."
     )
 
 

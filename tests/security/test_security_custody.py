@@ -130,6 +130,55 @@ def test_takeover_by_another_facility_is_refused(client: TestClient, env: Env) -
     assert nobody.status_code == 403 and nobody.json()["error"]["code"] == "facility_required"
 
 
+def test_filing_a_result_of_another_facility_s_patient_gives_no_hold_on_the_patient(
+    client: TestClient, env: Env
+) -> None:
+    identifier = _ident()
+    f1 = env.headers("clinician", facility="F1")
+    f2 = env.headers("clinician", facility="F2")
+    # F1 files the patient first (a consent before any result: no demographics), then a result.
+    keys = {"identifier": identifier, "issuer": "CHU-NORD"}
+    created = client.post(
+        "/v1/consents",
+        json={"patient": keys, "ai_processing": "permit", "national_sharing": "permit"},
+        headers=f1,
+    )
+    assert created.status_code == 200, created.text
+    patient_id = created.json()["patient_id"]
+    a_result = client.post("/v1/vitals", json=_vitals(identifier), headers=f1).json()["result_id"]
+    # F2 files vital signs under F1's identifier and issuer, with demographics of its own.
+    body = _vitals(
+        identifier, issuer="CHU-NORD", name="Mallory Impostor", birth_date="1999-09-09", sex="female"
+    )
+    b_post = client.post("/v1/vitals", json=body, headers=f2)
+    assert b_post.status_code == 201 and b_post.json()["patient"]["id"] == patient_id
+    assert client.get(f"/v1/results/{b_post.json()['result_id']}", headers=f2).status_code == 200  # its own
+    # F2 reads nothing of the patient itself, and learns nothing by searching its identifier.
+    assert client.get(f"/fhir/Patient/{patient_id}", headers=f2).status_code == 403
+    assert client.get("/fhir/Patient", params={"identifier": identifier}, headers=f2).json()["total"] == 0
+    path = f"/v1/patients/{patient_id}/consent"
+    assert client.get(path, headers=f2).status_code == 403
+    # F2 can neither open the patient's results to itself nor block F1 by an objection.
+    share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
+    assert client.put(path, json=share, headers=f2).status_code == 403
+    objection = {"patient": keys, "ai_processing": "deny", "national_sharing": "deny"}
+    refused = client.post("/v1/consents", json=objection, headers=f2)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert identifier not in refused.text
+    assert client.get(f"/v1/results/{a_result}", headers=f2).status_code == 403
+    consent = client.get(path, headers=f1).json()
+    assert (consent["ai_processing"], consent["facility_sharing"]) == ("permit", "deny")
+    assert client.post("/v1/vitals", json=_vitals(identifier), headers=f1).status_code == 201
+    # F2's demographics were not filed into F1's patient, not even where F1 had sent none.
+    fhir = client.get(f"/fhir/Patient/{patient_id}", headers=f1).json()
+    assert "Mallory" not in str(fhir) and "birthDate" not in fhir and "gender" not in fhir
+    refusals = sorted(e["action"] for e in _events(env, patient_id=patient_id) if e["outcome"] == "denied")
+    assert refusals == ["consent:read", "consent:write", "consent:write", "fhir:read", "results:read"]
+    # An admin still records the patient's choices.
+    no_national = {"ai_processing": "permit", "national_sharing": "deny"}
+    assert client.put(path, json=no_national, headers=env.headers("admin")).status_code == 200
+
+
 def test_a_forged_resend_is_refused_and_audited(client: TestClient, env: Env) -> None:
     study = new_study_uid()
     original = _dicom(study, patient_id=_ident())

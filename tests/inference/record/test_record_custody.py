@@ -60,12 +60,14 @@ def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_v
     other = patient("IPP-T", name="Mallory Impostor", birth_date="1999-09-09", sex="male", facility="south")
     taken = record.results.save_triage(data=triage(pat=other))
     assert taken.patient_id == north.patient_id
-    assert taken.mismatched == ("name", "birth_date")  # sex was not on file: filled in, not a mismatch
+    # Sex was not on file: no mismatch, and not filled in either (only the patient's first facility
+    # completes the patient; another facility filing a result never changes who the patient is).
+    assert taken.mismatched == ("name", "birth_date")
     row = _patient_row(record, north.patient_id)
     assert (row.name, row.birth_date, row.sex, row.facility) == (
         "Zelda Quixote-Synthetic",
         "1950-02-01",
-        "male",
+        None,
         "north",
     )
     result = record.results.get(result_id=taken.result_id)
@@ -80,6 +82,7 @@ def test_demographics_are_never_overwritten_and_a_mismatch_is_recorded_without_v
         data=triage(pat=patient("IPP-T", name="quixote-synthetic^ZELDA", sex="MALE"))
     )
     assert same.mismatched == ()
+    assert _patient_row(record, north.patient_id).sex == "MALE"  # filled in by the first facility
     # The facility that filed each result owns it; the patient stays with the facility that filed it first.
     assert record.results.patient_of(result_id=north.result_id) == (north.patient_id, "north")
     assert record.results.patient_of(result_id=taken.result_id) == (north.patient_id, "south")
