@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from inference.record import BREAK_GLASS, RecordError
+from inference.record import BREAK_GLASS, EVERYTHING, OWN, RecordError, Scope
 from inference.security import Forbidden, scope_for
 from inference.services._context import Actor, Context, db
 
@@ -114,6 +114,54 @@ async def authorise(
     if scope.none:
         raise Forbidden(_REFUSED_ROLE)
     raise Forbidden(_REFUSED.format(what="patient" if patient_level else "result"))
+
+
+_REFUSED_WRITE = (
+    "Only the facility that filed this result (or an administrator) records feedback on it or closes it; "
+    "your token's facility did not file it. Sharing consent and break-the-glass open a result for "
+    "reading only."
+)
+
+
+async def authorise_write(
+    ctx: Context,
+    actor: Actor,
+    *,
+    action: str,
+    patient_id: str,
+    owner: str | None,
+    resource_type: str,
+    resource_id: str,
+) -> None:
+    """Let the caller change a row only on the own-facility ground (or as an admin); audit a refusal.
+
+    The grounds that open another facility's rows (sharing consent, break-the-glass) open them for
+    reading: a verdict, feedback or closing a result belongs to the facility that owns it.
+
+    Raises:
+        Forbidden: The caller's facility does not own the row (the refusal is audited ``denied``).
+    """
+    scope = scope_for(actor.principal)
+    writer = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
+    ground = await db(
+        ctx.record.patients.access_basis,
+        scope=writer,
+        patient_id=patient_id,
+        owner=owner,
+        patient_level=False,
+    )
+    if ground is not None:
+        return
+    await audit(
+        ctx,
+        actor,
+        action=action,
+        outcome="denied",
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
+    )
+    raise Forbidden(_REFUSED_ROLE if scope.none else _REFUSED_WRITE)
 
 
 async def authorise_patient(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from inference.explain import choose_language
 from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
-from inference.services._access import audit, audit_disclosed, authorise
+from inference.services._access import audit, audit_disclosed, authorise, authorise_write
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
 
@@ -56,6 +56,35 @@ async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: 
         resource_id=result_id,
     )
     return patient_id, outcome
+
+
+async def result_to_change(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
+    """The patient id of a result the caller may change: its own facility's, or any for an admin.
+
+    A missing result and a refusal are audited.
+
+    Raises:
+        NotFound: No result has this id.
+        Forbidden: The result belongs to another facility (readable or not under sharing consent or
+            break-the-glass, which open reading only).
+    """
+    found = await db(ctx.record.results.patient_of, result_id=result_id)
+    if found is None:
+        await audit(
+            ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
+        )
+        raise NotFound("No result has this id.")
+    patient_id, owner = found
+    await authorise_write(
+        ctx,
+        actor,
+        action=action,
+        patient_id=patient_id,
+        owner=owner,
+        resource_type="Result",
+        resource_id=result_id,
+    )
+    return patient_id
 
 
 async def get_result(
@@ -154,19 +183,23 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
 async def submit_feedback(
     *, ctx: Context, actor: Actor, result_id: str, verdicts: Sequence[Verdict]
 ) -> FeedbackReceipt:
-    """Store a reader's verdicts on a result (the reader is the token's subject).
+    """Store a reader's verdicts on a result (the reader is the token's subject) and close it.
+
+    Only the result's own facility (or an admin) gives feedback: another facility reading the result
+    under sharing consent or break-the-glass is refused.
 
     Raises:
         NotFound: No result has this id.
+        Forbidden: The result belongs to another facility (the refusal is audited).
         InvalidFeedback: A verdict names a finding the result does not have.
     """
-    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
+    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
     await db(ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
     await audit(
         ctx,
         actor,
         action="feedback:write",
-        outcome=outcome,
+        outcome="success",
         resource_type="Result",
         resource_id=result_id,
         patient_id=patient_id,

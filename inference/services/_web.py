@@ -25,7 +25,7 @@ from inference.security._passwords import (
 )
 from inference.services._access import audit, audit_disclosed
 from inference.services._context import Actor, Context, db
-from inference.services._results import result_patient
+from inference.services._results import result_to_change
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -272,16 +272,16 @@ async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdict
 
     Raises:
         NotFound: No result has this id.
-        Forbidden: Another facility's patient.
+        Forbidden: Another facility's result (sharing consent and break-the-glass open reading only).
         InvalidFeedback: A verdict names a finding the result does not have.
     """
-    patient_id, outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
     await db(
         ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
         close=False,
     )  # fmt: skip
     await audit(
-        ctx, actor, action="feedback:write", outcome=outcome, resource_type="Result", resource_id=result_id,
+        ctx, actor, action="feedback:write", outcome="success", resource_type="Result", resource_id=result_id,
         patient_id=patient_id,
     )  # fmt: skip
 
@@ -291,9 +291,9 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
 
     Raises:
         NotFound: No result has this id.
-        Forbidden: Another facility's patient.
+        Forbidden: Another facility's result (sharing consent and break-the-glass open reading only).
     """
-    patient_id, _outcome = await result_patient(ctx, actor, action="feedback:write", result_id=result_id)
+    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
     await db(ctx.record.results.mark_read, result_id=result_id)
     await audit(
         ctx, actor, action="feedback:write", outcome="read", resource_type="Result", resource_id=result_id,
