@@ -21,12 +21,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import Table, bindparam, func, insert, inspect, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inference.observability import current_request_id
 from inference.record._errors import RecordError
+from inference.record._inputs import AuditIn
 from inference.record._models import AuditChainHead, AuditEvent, Result
-from inference.record._types import as_utc
+from inference.record._types import as_utc, utcnow
 
 if TYPE_CHECKING:
     from inference.record._anchor import AnchoredHead, HeadAnchor
@@ -155,6 +157,44 @@ def append_unflushed(session: Session, **columns: Any) -> AuditEvent:
     head.hash = digest
     _appended(session, prev_seq=prev_seq, prev_hash=prev_hash, seq=seq, digest=digest)
     return event
+
+
+def append_change(
+    session: Session,
+    audit: AuditIn,
+    *,
+    resource_type: str,
+    resource_id: str,
+    patient_id: str | None,
+    outcome: str = "success",
+) -> AuditEvent:
+    """The entry of a change made by ``audit.subject``, chained in the transaction of the change itself:
+    the change is committed with its entry or not at all.
+
+    The change's pending rows are flushed first, so their own errors (a concurrent writer that won a
+    race, which the caller retries) surface as they are.
+
+    Raises:
+        RecordError: The entry could not be written; the caller's transaction, the change with it, is
+            rolled back.
+    """
+    session.flush()
+    try:
+        return append(
+            session,
+            time=utcnow(),
+            subject=audit.subject,
+            role=audit.role,
+            facility=audit.facility,
+            action=audit.action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+            outcome=outcome,
+            client=audit.client,
+        )
+    except SQLAlchemyError as e:
+        raise RecordError("The audit entry could not be written; nothing was changed.") from e
 
 
 _ENTRIES: Final = cast(Table, AuditEvent.__table__)

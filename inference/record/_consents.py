@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from inference.record import _consent, _training_inputs
+from inference.record import _audit, _consent, _save, _training_inputs
 from inference.record._consent import ConsentState
 from inference.record._database import Database
 from inference.record._errors import NotFound
+from inference.record._inputs import AuditIn, PatientIn
 from inference.record._models import Patient
 from inference.record._types import utcnow
 
@@ -43,21 +44,23 @@ class Consents:
         by: str,
         role: str,
         facility_sharing: bool | None = None,
+        audit: AuditIn | None = None,
     ) -> ConsentState:
         """Record a patient's choices (``True``: allowed), replacing earlier ones.
 
-        ``facility_sharing`` None keeps the recorded consent to sharing between facilities.
+        ``facility_sharing`` None keeps the recorded consent to sharing between facilities. ``audit``
+        (who records them) is written to the audit trail in the same transaction: the choices, and the
+        training inputs an objection deletes, change with their entry or not at all.
 
         Raises:
             NotFound: No patient has this id.
+            RecordError: The audit entry could not be written (nothing changed).
         """
 
         def work(session: Session) -> ConsentState:
             if session.get(Patient, patient_id) is None:
                 raise NotFound("No patient has this id.")
-            if not ai_processing:  # an objection ends the keeping of their images for retraining
-                _training_inputs.forget(session, patient_id)
-            return _consent.write(
+            return _write(
                 session,
                 patient_id=patient_id,
                 ai_processing=ai_processing,
@@ -65,7 +68,48 @@ class Consents:
                 facility_sharing=facility_sharing,
                 by=by,
                 role=role,
-                at=utcnow(),
+                audit=audit,
+            )
+
+        return self._db.write(work)
+
+    def set_for_new_patient(
+        self,
+        *,
+        patient: PatientIn,
+        ai_processing: bool,
+        national_sharing: bool,
+        by: str,
+        role: str,
+        audit: AuditIn,
+        facility_sharing: bool | None = None,
+    ) -> ConsentState | None:
+        """File the patient ``(identifier, issuer)`` under ``patient.facility`` with its choices and the
+        audit entry, in one transaction (so an objection is recorded before the first study arrives).
+
+        Returns:
+            The recorded consent; None, changing nothing, when the patient is on file already (filed by
+            another request meanwhile): the caller then authorises a write to a known patient.
+
+        Raises:
+            RecordError: The patient cannot be filed (see ``validate_patient``), or the audit entry could
+                not be written (nothing was filed).
+        """
+        _save.validate_patient(patient)
+
+        def work(session: Session) -> ConsentState | None:
+            if _consent.by_identifier(session, patient.identifier, patient.issuer) is not None:
+                return None
+            row, _mismatched = _save.upsert_patient(session, patient)
+            return _write(
+                session,
+                patient_id=row.id,
+                ai_processing=ai_processing,
+                national_sharing=national_sharing,
+                facility_sharing=facility_sharing,
+                by=by,
+                role=role,
+                audit=audit,
             )
 
         return self._db.write(work)
@@ -84,3 +128,33 @@ class Consents:
             if session.get(Patient, patient_id) is None:
                 return False
             return _consent.state(session, patient_id).national_sharing
+
+
+def _write(
+    session: Session,
+    *,
+    patient_id: str,
+    ai_processing: bool,
+    national_sharing: bool,
+    facility_sharing: bool | None,
+    by: str,
+    role: str,
+    audit: AuditIn | None,
+) -> ConsentState:
+    if not ai_processing:  # an objection ends the keeping of their images for retraining
+        _training_inputs.forget(session, patient_id)
+    state = _consent.write(
+        session,
+        patient_id=patient_id,
+        ai_processing=ai_processing,
+        national_sharing=national_sharing,
+        facility_sharing=facility_sharing,
+        by=by,
+        role=role,
+        at=utcnow(),
+    )
+    if audit is not None:
+        _audit.append_change(
+            session, audit, resource_type="Consent", resource_id=patient_id, patient_id=patient_id
+        )
+    return state

@@ -8,9 +8,10 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inference.record import _audit
 from inference.record._database import Database
 from inference.record._errors import InvalidFeedback, NotFound
-from inference.record._inputs import Verdict
+from inference.record._inputs import AuditIn, Verdict
 from inference.record._models import Feedback, Finding, Result
 from inference.record._result_types import FeedbackEntry, FeedbackVerdict, ModelInfo
 from inference.record._types import new_id, utcnow
@@ -25,11 +26,21 @@ class FeedbackLog:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def save(self, *, result_id: str, reader: str, verdicts: Sequence[Verdict], close: bool = True) -> str:
+    def save(
+        self,
+        *,
+        result_id: str,
+        reader: str,
+        verdicts: Sequence[Verdict],
+        close: bool = True,
+        audit: AuditIn | None = None,
+    ) -> str:
         """Store a reader's verdicts with the exact model of the result and mark the result reviewed.
 
         With ``close=False`` the result stays open (the web viewer records a verdict per finding, and the
-        reader closes the result with ``Record.results.mark_read``).
+        reader closes the result with ``Record.results.mark_read``). ``audit`` (who gives the feedback)
+        is written to the audit trail in the same transaction (outcome ``success``): the feedback is
+        stored with its entry or not at all.
 
         Imaging results take one verdict per finding code; triage results take the code
         ``deterioration``. ``correct`` needs ``correct_label`` (the label the reader says is right).
@@ -40,6 +51,7 @@ class FeedbackLog:
         Raises:
             NotFound: no such result.
             InvalidFeedback: an unknown code or verdict, a repeated code, or no verdict at all.
+            RecordError: The audit entry could not be written (nothing was stored).
         """
         if not verdicts:
             raise InvalidFeedback("Feedback needs at least one verdict.")
@@ -84,6 +96,14 @@ class FeedbackLog:
             session.add(feedback)
             if close:
                 result.status = "reviewed"
+            if audit is not None:
+                _audit.append_change(
+                    session,
+                    audit,
+                    resource_type="Result",
+                    resource_id=result.id,
+                    patient_id=result.patient_id,
+                )
             return feedback.id
 
         return self._db.write(work)

@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import case, literal, select
 from sqlalchemy.orm import Session, selectinload
 
-from inference.record import _builds, _outbox, _save, _scope, _series
+from inference.record import _audit, _builds, _outbox, _save, _scope, _series
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import (
@@ -274,11 +274,15 @@ class Results:
             results = session.scalars(query)
             return [worklist_item(result, escalate_before=escalate_before) for result in results]
 
-    def mark_read(self, *, result_id: str) -> None:
+    def mark_read(self, *, result_id: str, audit: AuditIn | None = None) -> None:
         """Mark a result reviewed: it leaves the worklist.
+
+        ``audit`` (who closes it) is written to the audit trail in the same transaction (outcome
+        ``read``): the result is closed with its entry or not at all.
 
         Raises:
             NotFound: no such result.
+            RecordError: The audit entry could not be written (the result stays open).
         """
 
         def work(session: Session) -> None:
@@ -286,6 +290,15 @@ class Results:
             if result is None:
                 raise NotFound("No result has this id.")
             result.status = "reviewed"
+            if audit is not None:
+                _audit.append_change(
+                    session,
+                    audit,
+                    resource_type="Result",
+                    resource_id=result.id,
+                    patient_id=result.patient_id,
+                    outcome="read",
+                )
 
         self._db.write(work)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from inference.record import BREAK_GLASS, EVERYTHING, OWN, RecordError, Scope
+from inference.record import BREAK_GLASS, EVERYTHING, OWN, AuditIn, RecordError, Scope
 from inference.security import Forbidden, scope_for
 from inference.services._context import Actor, Context, db
 
@@ -39,6 +39,19 @@ async def audit(
         resource_id=resource_id,
         patient_id=patient_id,
         outcome=outcome,
+        client=actor.client,
+    )
+
+
+def audit_entry(actor: Actor, *, action: str) -> AuditIn:
+    """Who does what, for the record to write the audit entry of a change in the change's own
+    transaction (the change is committed with its entry or not at all)."""
+    principal = actor.principal
+    return AuditIn(
+        subject=principal.subject,
+        role=principal.role,
+        facility=principal.facility,
+        action=action,
         client=actor.client,
     )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import EVERYTHING, OWN, ConsentObjection, ConsentState, PatientIn, Scope
+from inference.record import EVERYTHING, OWN, ConsentObjection, ConsentState, PatientIn, RecordError, Scope
 from inference.security import Forbidden, scope_for
-from inference.services._access import audit, authorise_patient
+from inference.services._access import audit, audit_entry, authorise_patient
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
@@ -91,6 +91,7 @@ async def set_consent(
     Raises:
         NotFound: No patient has this id.
         Forbidden: The caller's facility is not the patient's first facility (the refusal is audited).
+        RecordError: The audit entry could not be written; nothing changed.
     """
     await db(ctx.record.consent.get, patient_id=patient_id)  # NotFound before anything else
     await authorise_first_facility(ctx, actor, action="consent:write", patient_id=patient_id)
@@ -102,8 +103,8 @@ async def set_consent(
         facility_sharing=facility_sharing,
         by=actor.principal.subject,
         role=actor.principal.role,
+        audit=audit_entry(actor, action="consent:write"),
     )
-    await _audit(ctx, actor, action="consent:write", outcome="success", patient_id=patient_id)
     return state.public()
 
 
@@ -125,17 +126,34 @@ async def set_consent_by_identifier(
     Raises:
         Forbidden: The token names no facility, or the patient is known and the caller's facility is not
             its first facility.
+        RecordError: The audit entry could not be written; nothing was filed or changed.
     """
     patient = identify(ctx, actor, patient)
     known = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
     if known is None:
-        patient_id = await db(ctx.record.patients.register, patient=PatientIn(**_keys(patient)))
-    else:
-        patient_id = known.patient_id
+        # The new patient, its choices and the audit entry are filed in one transaction.
+        state = await db(
+            ctx.record.consent.set_for_new_patient,
+            patient=PatientIn(**_keys(patient)),
+            ai_processing=ai_processing,
+            national_sharing=national_sharing,
+            facility_sharing=facility_sharing,
+            by=actor.principal.subject,
+            role=actor.principal.role,
+            audit=audit_entry(actor, action="consent:write"),
+        )
+        if state is not None:
+            return state.public()
+        # Filed by another request meanwhile: a known patient, whose first facility may be another.
+        known = await db(
+            ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer
+        )
+        if known is None:  # only a manual delete could remove it in between
+            raise RecordError("The patient could not be filed; nothing was recorded.")
     return await set_consent(
         ctx=ctx,
         actor=actor,
-        patient_id=patient_id,
+        patient_id=known.patient_id,
         ai_processing=ai_processing,
         national_sharing=national_sharing,
         facility_sharing=facility_sharing,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from inference.explain import choose_language
 from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
-from inference.services._access import audit, audit_disclosed, authorise, authorise_write
+from inference.services._access import audit, audit_disclosed, audit_entry, authorise, authorise_write
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
 
@@ -60,6 +60,8 @@ async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: 
 
 async def result_to_change(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
     """The patient id of a result the caller may change: its own facility's, or any for an admin.
+
+    The change itself is audited by the record, in the change's transaction (:func:`audit_entry`).
 
     A missing result and a refusal are audited.
 
@@ -192,16 +194,14 @@ async def submit_feedback(
         NotFound: No result has this id.
         Forbidden: The result belongs to another facility (the refusal is audited).
         InvalidFeedback: A verdict names a finding the result does not have.
+        RecordError: The audit entry could not be written; nothing was stored.
     """
-    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts)
-    await audit(
-        ctx,
-        actor,
-        action="feedback:write",
-        outcome="success",
-        resource_type="Result",
-        resource_id=result_id,
-        patient_id=patient_id,
+    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
+    await db(
+        ctx.record.feedback.save,
+        result_id=result_id,
+        reader=actor.principal.subject,
+        verdicts=verdicts,
+        audit=audit_entry(actor, action="feedback:write"),
     )
     return FeedbackReceipt(result_id=result_id, recorded=len(verdicts))

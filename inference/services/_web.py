@@ -23,7 +23,7 @@ from inference.security._passwords import (
     needs_rehash,
     verify_password,
 )
-from inference.services._access import audit, audit_disclosed
+from inference.services._access import audit, audit_disclosed, audit_entry
 from inference.services._context import Actor, Context, db
 from inference.services._results import result_to_change
 
@@ -274,15 +274,12 @@ async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdict
         NotFound: No result has this id.
         Forbidden: Another facility's result (sharing consent and break-the-glass open reading only).
         InvalidFeedback: A verdict names a finding the result does not have.
+        RecordError: The audit entry could not be written; nothing was stored.
     """
-    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
+    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
     await db(
         ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
-        close=False,
-    )  # fmt: skip
-    await audit(
-        ctx, actor, action="feedback:write", outcome="success", resource_type="Result", resource_id=result_id,
-        patient_id=patient_id,
+        close=False, audit=audit_entry(actor, action="feedback:write"),
     )  # fmt: skip
 
 
@@ -292,13 +289,12 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
     Raises:
         NotFound: No result has this id.
         Forbidden: Another facility's result (sharing consent and break-the-glass open reading only).
+        RecordError: The audit entry could not be written; the result stays open.
     """
-    patient_id = await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(ctx.record.results.mark_read, result_id=result_id)
-    await audit(
-        ctx, actor, action="feedback:write", outcome="read", resource_type="Result", resource_id=result_id,
-        patient_id=patient_id,
-    )  # fmt: skip
+    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
+    await db(
+        ctx.record.results.mark_read, result_id=result_id, audit=audit_entry(actor, action="feedback:write")
+    )
 
 
 async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict[str, str]:

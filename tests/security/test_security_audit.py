@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,10 @@ from fhir.resources.R4B.bundle import Bundle
 from inference._cli_commands import audit_verify
 from inference.api import create_app
 from inference.record import Record
+from inference.services import add_user
 from inference.services._audit_trail import SYSTEM_SUBJECT
+
+PASSWORD = "correct horse battery staple"
 
 
 def _flow(client: TestClient, env: Env) -> tuple[str, str]:
@@ -169,3 +173,114 @@ def test_entries_name_the_request_that_made_them_and_the_hash_covers_it(tmp_path
         database.close()
     out = io.StringIO()
     assert audit_verify(env.settings, stream=out) == 1 and "changed" in out.getvalue()
+
+
+def _refuse_audit_of(env: Env, subject: str) -> None:
+    """From now on, every audit entry of a change made by ``subject`` fails to be written."""
+    database = sqlite3.connect(env.home / "record.db")
+    try:
+        database.execute(
+            "CREATE TRIGGER audit_of_changes_broken BEFORE INSERT ON audit_events "
+            f"WHEN NEW.subject = '{subject}' AND NEW.action IN ('feedback:write', 'consent:write') "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        database.commit()
+    finally:
+        database.close()
+
+
+def _count(env: Env, sql: str, *values: str) -> int:
+    database = sqlite3.connect(env.home / "record.db")
+    try:
+        return int(database.execute(sql, values).fetchone()[0])
+    finally:
+        database.close()
+
+
+def test_a_change_whose_audit_entry_cannot_be_written_does_not_happen(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
+    with TestClient(create_app(env.settings)) as client:
+        posted = upload(client, env.headers("pacs", facility="F1"), patient_id="IPP-UNAUDITED")
+        assert posted.status_code == 201
+        result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
+        kept = "SELECT count(*) FROM training_inputs WHERE patient_id = ?"
+        assert _count(env, kept, patient_id) == 1
+        radiologist = env.headers("radiologist", facility="F1", subject="dr-unaudited")
+        clinician = env.headers("clinician", facility="F1", subject="dr-unaudited")
+        _refuse_audit_of(env, "dr-unaudited")
+
+        verdicts = {"verdicts": [{"code": posted.json()["findings"][0]["code"], "verdict": "disagree"}]}
+        feedback = client.post(f"/v1/results/{result_id}/feedback", json=verdicts, headers=radiologist)
+        objection = {"ai_processing": "deny", "national_sharing": "deny", "facility_sharing": "permit"}
+        consent = client.put(f"/v1/patients/{patient_id}/consent", json=objection, headers=clinician)
+        early = {"patient": {"identifier": "IPP-NEVER-FILED"}, **objection}
+        new_patient = client.post("/v1/consents", json=early, headers=clinician)
+        for refused in (feedback, consent, new_patient):
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "record_unavailable"
+
+        # Nothing changed: the result is open without feedback, the consent and the kept training input
+        # are as they were, and the patient of the early objection was not filed.
+        result = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist", facility="F1"))
+        assert result.json()["status"] == "open"
+        assert _count(env, "SELECT count(*) FROM feedback WHERE result_id = ?", result_id) == 0
+        now = client.get(
+            f"/v1/patients/{patient_id}/consent", headers=env.headers("clinician", facility="F1")
+        )
+        assert now.json() | {"updated_at": None} == {
+            "patient_id": patient_id,
+            "ai_processing": "permit",
+            "national_sharing": "permit",
+            "facility_sharing": "deny",
+            "updated_by": None,
+            "updated_at": None,
+        }
+        assert _count(env, kept, patient_id) == 1
+        assert _count(env, "SELECT count(*) FROM patients WHERE identifier = ?", "IPP-NEVER-FILED") == 0
+    assert audit_verify(env.settings, stream=io.StringIO()) == 0
+
+
+def test_a_verdict_or_mark_as_read_on_the_pages_whose_audit_fails_does_not_happen(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
+    with TestClient(create_app(env.settings)) as client:
+        posted = upload(client, env.headers("pacs", facility="F1"))
+        result_id, code = posted.json()["result_id"], posted.json()["findings"][0]["code"]
+        record = Record(env.settings.record_url)
+        try:
+            add_user(record, username="dr.unaudited", password=PASSWORD, role="radiologist", facility="F1")
+        finally:
+            record.close()
+        form = client.get("/ui/signin")
+        token = _csrf(form.text)
+        signed_in = client.post(
+            "/ui/signin",
+            data={
+                "username": "dr.unaudited",
+                "password": "correct horse battery staple",
+                "csrf_token": token,
+            },
+            follow_redirects=False,
+        )
+        assert signed_in.status_code == 303
+        token = _csrf(client.get(f"/ui/results/{result_id}").text)
+        _refuse_audit_of(env, "dr.unaudited")
+        verdict = client.post(
+            f"/ui/results/{result_id}/feedback",
+            data={"code": code, "verdict": "disagree", "csrf_token": token},
+            follow_redirects=False,
+        )
+        read = client.post(
+            f"/ui/results/{result_id}/read", data={"csrf_token": token}, follow_redirects=False
+        )
+        assert verdict.status_code == read.status_code == 503
+        assert result_id in client.get("/ui/").text  # still on the worklist
+        client.cookies.clear()
+        result = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist", facility="F1"))
+        assert result.json()["status"] == "open"
+    assert _count(env, "SELECT count(*) FROM feedback WHERE result_id = ?", result_id) == 0
+    assert audit_verify(env.settings, stream=io.StringIO()) == 0
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
