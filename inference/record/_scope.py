@@ -8,6 +8,7 @@ read, and :func:`basis` names the ground one access rests on (for the audit trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -112,6 +113,24 @@ def basis(
     if BREAK_GLASS in scope.grounds and session.scalar(select(_glass(scope, patient_id, now))):
         return BREAK_GLASS
     return None
+
+
+def granted(session: Session, scope: Scope, patient_ids: Sequence[str]) -> set[str]:
+    """The patients among ``patient_ids`` that the caller may read through its own unexpired
+    break-the-glass grant (none for a caller whose role does not use that ground, or reads everything)."""
+    if EVERYTHING in scope.grounds or BREAK_GLASS not in scope.grounds or not patient_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(BreakGlass.patient_id)
+            .where(
+                BreakGlass.patient_id.in_(set(patient_ids)),
+                BreakGlass.subject == scope.subject,
+                BreakGlass.expires_at > utcnow(),
+            )
+            .distinct()
+        )
+    )
 
 
 def active_grant(session: Session, scope: Scope, patient_id: str) -> BreakGlass | None:

@@ -9,7 +9,7 @@ from inference import __version__
 from inference.record import NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
 from inference.security import scope_for
-from inference.services._access import audit, audit_disclosed, authorise
+from inference.services._access import Disclosed, audit, audit_disclosed, authorise, under_grant
 from inference.services._context import Actor, Context, db
 from inference.writers import AlgorithmInfo, device_uid
 
@@ -57,6 +57,22 @@ def _check_type(resource_type: str) -> None:
             f"Resource type '{resource_type[:64]}' is not served; "
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
+
+
+async def _glass_rows(
+    ctx: Context, actor: Actor, resource_type: str, disclosed: Sequence[tuple[str, str]]
+) -> list[Disclosed]:
+    """The disclosed rows of the patients the caller holds a break-the-glass grant on, each with its
+    owning facility, so the search is audited ``break_glass`` where that is the ground it rests on."""
+    granted = await under_grant(ctx, actor, [patient for _resource_id, patient in disclosed])
+    rows = []
+    for resource_id, patient in disclosed:
+        if patient not in granted:
+            continue
+        found = await db(ctx.record.fhir.owner, resource_type=resource_type, resource_id=resource_id)
+        if found is not None and found[0] is not None:
+            rows.append(Disclosed(patient_id=found[0], owner=found[1], patient_level=found[2]))
+    return rows
 
 
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
@@ -136,17 +152,29 @@ async def fhir_search(
         scope=scope_for(actor.principal),
         strict=strict,
     )
-    patients = [p for p in (_patient_of(e.get("resource", {})) for e in bundle.get("entry", [])) if p]
-    if resource_type == "Provenance":
-        # Provenance names its patient only through its targets: ask the record.
-        patients = []
-        for entry in bundle.get("entry", []):
+    disclosed: list[tuple[str, str]] = []  # (resource id, patient id) of each entry about a patient
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        patient: str | None
+        if resource_type == "Provenance":
+            # Provenance names its patient only through its targets: ask the record.
             found = await db(
-                ctx.record.fhir.owner, resource_type="Provenance", resource_id=str(entry["resource"]["id"])
+                ctx.record.fhir.owner, resource_type="Provenance", resource_id=str(resource["id"])
             )
-            if found is not None and found[0] is not None:
-                patients.append(found[0])
-    await audit_disclosed(ctx, actor, action=_ACTION, resource_type=resource_type, patients=patients)
+            patient = None if found is None else found[0]
+        else:
+            patient = _patient_of(resource)
+        if patient:
+            disclosed.append((str(resource.get("id")), patient))
+    patients = [patient for _resource_id, patient in disclosed]
+    await audit_disclosed(
+        ctx,
+        actor,
+        action=_ACTION,
+        resource_type=resource_type,
+        patients=patients,
+        rows=await _glass_rows(ctx, actor, resource_type, disclosed),
+    )
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
             entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.record.org_root)

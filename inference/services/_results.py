@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from inference.explain import choose_language
 from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
-from inference.services._access import audit, audit_disclosed, audit_entry, authorise, authorise_write
+from inference.services._access import (
+    Disclosed,
+    audit,
+    audit_disclosed,
+    audit_entry,
+    authorise,
+    authorise_write,
+    under_grant,
+)
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
 
@@ -172,14 +180,30 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
     scope = scope_for(principal)
     facility = None if principal.role == Role.ADMIN else principal.facility
     items = await db(ctx.record.results.worklist, limit=limit, offset=offset, facility=facility, scope=scope)
+    await audit_worklist(ctx, actor, items=items, facility=facility)
+    return items
+
+
+async def audit_worklist(
+    ctx: Context, actor: Actor, *, items: Sequence[WorklistItem], facility: str | None
+) -> None:
+    """Audit a worklist read (``worklist:read``): one entry per patient listed, ``break_glass`` for a
+    patient whose listed results only an emergency access lets the caller read.
+
+    Args:
+        items: The results listed.
+        facility: The facility the list was limited to (its results are the caller's own), or None.
+    """
+    patients = [item.patient.id for item in items]
+    granted = await under_grant(ctx, actor, patients)
     await audit_disclosed(
         ctx,
         actor,
         action="worklist:read",
         resource_type="Worklist",
-        patients=[item.patient.id for item in items],
+        patients=patients,
+        rows=[Disclosed(patient_id=p, owner=facility) for p in patients if p in granted],
     )
-    return items
 
 
 async def submit_feedback(

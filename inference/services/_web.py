@@ -23,9 +23,9 @@ from inference.security._passwords import (
     needs_rehash,
     verify_password,
 )
-from inference.services._access import audit, audit_disclosed, audit_entry
+from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
-from inference.services._results import result_to_change
+from inference.services._results import audit_worklist, result_to_change
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -257,13 +257,7 @@ async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> l
         escalate_before=escalate_before,
         scope=scope_for(principal),
     )
-    await audit_disclosed(
-        ctx,
-        actor,
-        action="worklist:read",
-        resource_type="Worklist",
-        patients=[item.patient.id for item in items],
-    )
+    await audit_worklist(ctx, actor, items=items, facility=facility)
     return items
 
 

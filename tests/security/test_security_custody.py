@@ -323,6 +323,50 @@ def test_break_the_glass_opens_a_reasoned_audited_time_limited_access(client: Te
     assert any(p and p[0]["coding"][0]["code"] == "BTG" for p in purposes)
 
 
+def test_reads_through_break_the_glass_are_audited_as_such_in_searches_and_worklists_too(
+    client: TestClient, env: Env
+) -> None:
+    identifier = _ident()
+    f1 = client.post(
+        "/v1/vitals",
+        json=_vitals(identifier, issuer="CHU-NORD"),
+        headers=env.headers("clinician", facility="F1"),
+    ).json()
+    patient_id = f1["patient"]["id"]
+    er = f"dr-er-{uuid.uuid4().hex[:6]}"
+    headers = env.headers("clinician", facility="F2", subject=er)
+    # The ER's own facility files a result of the patient too: that one is its own, no emergency access.
+    own = client.post("/v1/vitals", json=_vitals(identifier, issuer="CHU-NORD"), headers=headers).json()
+    grant = {"patient_id": patient_id, "reason": "Unconscious in ER, no history available"}
+    assert client.post("/v1/break-glass", json=grant, headers=headers).status_code == 201
+
+    def outcomes() -> list[str]:
+        events = _events(env, agent=er)
+        return [e["outcome"] for e in events if e["action"] in ("fhir:read", "worklist:read")]
+
+    mixed = client.get("/fhir/RiskAssessment", params={"patient": patient_id}, headers=headers).json()
+    assert mixed["total"] == 2  # F1's result through the grant, and F2's own
+    assert outcomes() == ["break_glass"]
+    mine = client.get("/fhir/RiskAssessment", params={"_id": own["result_id"]}, headers=headers).json()
+    assert mine["total"] == 1
+    assert outcomes() == ["success", "break_glass"]  # newest first
+    patient = client.get("/fhir/Patient", params={"identifier": identifier}, headers=headers).json()
+    assert patient["total"] == 1  # F1's patient: readable only through the grant
+    assert outcomes() == ["break_glass", "success", "break_glass"]
+    # A reader bound to no facility owns nothing: its worklist lists the result through its grant.
+    roaming = f"dr-roaming-{uuid.uuid4().hex[:6]}"
+    roaming_headers = env.headers("radiologist", facility=None, subject=roaming)
+    assert client.post("/v1/break-glass", json=grant, headers=roaming_headers).status_code == 201
+    worklist = client.get("/v1/worklist", params={"limit": 200}, headers=roaming_headers).json()
+    assert f1["result_id"] in {item["result_id"] for item in worklist["items"]}
+    listed = [e for e in _events(env, agent=roaming) if e["action"] == "worklist:read"]
+    assert [e["outcome"] for e in listed if e["patient_id"] == patient_id] == ["break_glass"]
+    # The grant's reads, counted for auditors, are these break-the-glass entries.
+    grants = client.get("/v1/break-glass", headers=env.headers("auditor", facility=None)).json()["items"]
+    [opened] = [g for g in grants if g["subject"] == er]
+    assert opened["accesses"] == 2
+
+
 def test_multi_patient_reads_audit_every_patient_disclosed(client: TestClient, env: Env) -> None:
     facility = f"F-{uuid.uuid4().hex[:6]}"
     patients = set()
