@@ -12,6 +12,11 @@ from dataclasses import dataclass
 # Start-of-frame markers: JPEG processes (C0-CF less DHT C4, JPG C8, DAC CC) and JPEG-LS (F7).
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# Define hierarchical progression: the size of the whole image of a hierarchical JPEG (T.81 B.3.2).
+_DHP = 0xDE
+# The JP2 signature box (ISO/IEC 15444-1 I.5.1) and the box holding the codestream (I.5.4).
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+_JP2_CODESTREAM_BOX = b"jp2c"
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,14 @@ class CodestreamHeader:
 
 
 def jpeg_header(frame: bytes) -> CodestreamHeader | None:
-    """Read the SOF segment of a JPEG or JPEG-LS codestream; None when there is none to read."""
+    """Read the frame header of a JPEG or JPEG-LS codestream; None when there is none to read.
+
+    The markers are walked from SOI as the standard lays them out: fill bytes (0xFF) may precede a marker
+    (ITU-T T.81 B.1.1.2), anything else between two marker segments is not JPEG and ends the walk (None),
+    as does a segment length shorter than its own length field. The first start-of-frame segment (or,
+    for a hierarchical codestream, its DHP segment, which declares the size of the whole image) is the
+    header.
+    """
     if len(frame) < 4 or frame[0:2] != b"\xff\xd8":
         return None
     pos = 2
@@ -53,7 +65,9 @@ def jpeg_header(frame: bytes) -> CodestreamHeader | None:
             pos += 2
             continue
         (length,) = struct.unpack_from(">H", frame, pos + 2)
-        if marker in _SOF:
+        if length < 2:
+            return None
+        if marker in _SOF or marker == _DHP:
             if pos + 10 > len(frame):
                 return None
             precision, rows, columns, components = struct.unpack_from(">BHHB", frame, pos + 4)
@@ -65,7 +79,19 @@ def jpeg_header(frame: bytes) -> CodestreamHeader | None:
 
 
 def j2k_header(frame: bytes) -> CodestreamHeader | None:
-    """Read the SIZ and COD segments of a raw JPEG 2000 codestream; None for JP2 or unreadable input."""
+    """Read the SIZ and COD segments of a JPEG 2000 codestream, raw or in a JP2 file; None if unreadable.
+
+    A JP2 file (which DICOM does not foresee but decoders read) is searched for its codestream box, the
+    first ``jp2c`` box at the top level, which is the one decoders decode.
+    """
+    if frame[0:12] == _JP2_SIGNATURE:
+        codestream = _jp2_codestream(frame)
+        return None if codestream is None else _siz(codestream)
+    return _siz(frame)
+
+
+def _siz(frame: bytes | memoryview) -> CodestreamHeader | None:
+    """Read a raw codestream's SIZ segment and the decomposition levels of its COD segment."""
     if len(frame) < 43 or frame[0:4] != b"\xff\x4f\xff\x51":
         return None
     (lsiz,) = struct.unpack_from(">H", frame, 4)
@@ -92,3 +118,24 @@ def j2k_header(frame: bytes) -> CodestreamHeader | None:
         marker=0x51,
         levels=levels,
     )
+
+
+def _jp2_codestream(jp2: bytes) -> memoryview | None:
+    """The content of the first top-level ``jp2c`` box of a JP2 file; None when there is none."""
+    pos = 0
+    while pos + 8 <= len(jp2):
+        length, kind = struct.unpack_from(">I4s", jp2, pos)
+        header = 8
+        if length == 1:  # the length follows as 64 bits (XLBox)
+            if pos + 16 > len(jp2):
+                return None
+            (length,) = struct.unpack_from(">Q", jp2, pos + 8)
+            header = 16
+        elif length == 0:  # the last box runs to the end of the file
+            length = len(jp2) - pos
+        if length < header:
+            return None
+        if kind == _JP2_CODESTREAM_BOX:
+            return memoryview(jp2)[pos + header : min(pos + length, len(jp2))]
+        pos += length
+    return None

@@ -95,16 +95,19 @@ def decode(
         ``(pixels, reduction)``: 2-D stored values and the decimation factor (1 for full resolution).
 
     Raises:
-        DicomRejected: ``codestream_mismatch``, ``not_grayscale`` or ``decode_failed``.
+        DicomRejected: ``codestream_mismatch``, ``not_grayscale`` or ``decode_failed`` (also when the
+            frame header of a JPEG, JPEG-LS or JPEG 2000 frame cannot be read: the size a decoder would
+            allocate is then unknown, so the frame is refused rather than decoded).
     """
     if ts in _syntax.JPEG_FAMILY or ts in _syntax.J2K_FAMILY:
         frame = _first_frame(ds)
         header = j2k_header(frame) if ts in _syntax.J2K_FAMILY else jpeg_header(frame)
-        if header is not None:
-            _check_codestream(header, layout)
-            reduced = _reduced(frame, ts, header, layout, target_size, min_long_side)
-            if reduced is not None:
-                return _stored_values(reduced[0], layout), reduced[1]
+        if header is None:
+            raise reject("decode_failed", _UNREADABLE_HEADER["J2K" if ts in _syntax.J2K_FAMILY else "JPEG"])
+        _check_codestream(header, layout)
+        reduced = _reduced(frame, ts, header, layout, target_size, min_long_side)
+        if reduced is not None:
+            return _stored_values(reduced[0], layout), reduced[1]
     arr = _full(ds, ts)
     if arr.shape != (layout.rows, layout.columns):
         raise reject(
@@ -124,18 +127,47 @@ def _first_frame(ds: Dataset) -> bytes:
         raise reject("decode_failed", "The encapsulated Pixel Data has no readable frame.") from e
 
 
+# A decoder sizes its output from the frame header: without one, nothing bounds what it would allocate
+# (a 7.5 KB JP2 file claiming 20000 x 20000 pixels grew the process by 2.3 GiB before being refused).
+_UNREADABLE_HEADER: Final = {
+    "JPEG": (
+        "The JPEG frame header (the SOF marker segment) of the compressed image could not be read, so its "
+        "size cannot be checked before decoding; send a JPEG codestream with nothing but fill bytes "
+        "(0xFF) between its marker segments."
+    ),
+    "J2K": (
+        "The JPEG 2000 frame header (the SIZ marker segment) of the compressed image could not be read, "
+        "so its size cannot be checked before decoding; send a JPEG 2000 codestream (or a JP2 file with "
+        "its codestream box) that starts with SOC and SIZ."
+    ),
+}
+
+
 def _check_codestream(header: CodestreamHeader, layout: PixelLayout) -> None:
+    """Refuse a frame whose header declares another size or sample layout than Rows and Columns.
+
+    A decoder allocates what the frame header declares, so this is what holds decoding to the pixel
+    limit that :func:`inference.dicom._header.pixel_layout` applied to Rows and Columns.
+    """
     if header.components != 1:
         raise reject(
             "not_grayscale",
             f"The compressed image has {header.components} colour components; only grayscale "
             "(one component) images are accepted.",
         )
-    if header.columns != layout.columns or header.rows not in (0, layout.rows):
+    if header.rows == 0:
+        # The height would come after the image data (a DNL marker, or a JPEG-LS LSE segment), too late
+        # to bound what the decoder allocates.
         raise reject(
             "codestream_mismatch",
-            f"The compressed image declares {header.rows} x {header.columns} pixels but the header "
-            f"declares {layout.rows} x {layout.columns}; send a consistent file.",
+            f"The compressed image's frame header declares 0 rows (its height follows the image data) "
+            f"where the header declares {layout.rows}; send a frame header that declares the size.",
+        )
+    if header.columns != layout.columns or header.rows != layout.rows:
+        raise reject(
+            "codestream_mismatch",
+            f"The compressed image's frame header declares {header.rows} x {header.columns} pixels but "
+            f"the DICOM header declares {layout.rows} x {layout.columns}; send a consistent file.",
         )
 
 

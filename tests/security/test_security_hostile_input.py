@@ -10,7 +10,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from _dicom_factory import nested_sequences, simple
+from _dicom_factory import encapsulated, jp2_frame, jpeg_frame, nested_sequences, restate_frame_size, simple
 from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body, seeded_env
 
 from inference.api import create_app
@@ -72,6 +72,23 @@ def _rle_giant() -> bytes:
     return out.getvalue()
 
 
+def _frame_claiming(side: int, transfer_syntax: str, *, before_sof: bytes = b"") -> bytes:
+    """A 64 x 64 chest image whose compressed frame header claims ``side`` x ``side`` pixels (JPEG 2000 in
+    a JP2 file, or baseline JPEG with ``before_sof`` ahead of its SOF marker)."""
+    from pydicom import dcmread
+    from pydicom.uid import JPEG2000Lossless
+
+    study = new_study_uid()
+    ds = dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1", size=64)))
+    pixels = ds.pixel_array
+    if transfer_syntax == JPEG2000Lossless:
+        frame = jp2_frame(pixels, bits_stored=ds.BitsStored)
+    else:
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        frame = jpeg_frame((pixels >> 1).astype("uint8"))
+    return encapsulated(ds, restate_frame_size(frame, side, side, before_sof=before_sof), transfer_syntax)
+
+
 def _lying_length() -> bytes:
     # An element after Pixel Data that claims 2 GB while 4 bytes follow.
     return simple() + struct.pack("<HH2sHI", 0x0009, 0x1010, b"OB", 0, 0x7FFFFFF0) + b"abcd"
@@ -89,6 +106,18 @@ HOSTILE = {
         lambda: simple() + nested_sequences(300, defined_length=True),
         400,
         "nesting_too_deep",
+    ),
+    # The frame header is where a decoder learns what to allocate: found inside the JP2 boxes and checked,
+    # or, when stray bytes hide it, the frame is refused rather than decoded blind (+2.3 / +4 GiB before).
+    "JP2 file claiming 20000 x 20000": (
+        lambda: _frame_claiming(20000, "1.2.840.10008.1.2.4.90"),
+        400,
+        "codestream_mismatch",
+    ),
+    "JPEG with a stray byte before SOF claiming 30000 x 30000": (
+        lambda: _frame_claiming(30000, "1.2.840.10008.1.2.4.50", before_sof=b"\x00"),
+        400,
+        "decode_failed",
     ),
     "lying length": (_lying_length, 400, None),
     "invalid VR": (_wrong_vr, 400, None),

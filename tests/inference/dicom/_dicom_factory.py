@@ -116,15 +116,57 @@ def compressed(ds: Dataset, transfer_syntax: str, **options: object) -> bytes:
 
 def jpeg_baseline(ds: Dataset, quality: int = 95) -> bytes:
     """8-bit baseline JPEG through Pillow, encapsulated by pydicom."""
+    arr = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(ds.Rows, ds.Columns)
+    return encapsulated(ds, jpeg_frame(arr, quality), JPEGBaseline8Bit)
+
+
+def jpeg_frame(pixels: np.ndarray, quality: int = 95) -> bytes:
+    """An 8-bit baseline JPEG codestream of ``pixels`` (Pillow)."""
     from PIL import Image
 
-    arr = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(ds.Rows, ds.Columns)
     out = io.BytesIO()
-    Image.fromarray(arr, mode="L").save(out, format="JPEG", quality=quality)
-    ds.PixelData = encapsulate([out.getvalue()])
+    Image.fromarray(pixels, mode="L").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def jp2_frame(pixels: np.ndarray, bits_stored: int) -> bytes:
+    """A lossless JPEG 2000 codestream of ``pixels`` in a JP2 file (boxes around the codestream), as some
+    encoders write it although DICOM expects the bare codestream."""
+    import openjpeg
+
+    jp2 = bytes(openjpeg.encode(pixels, bits_stored=bits_stored, codec_format=1))  # 1: JP2
+    assert jp2[4:8] == b"jP  " and b"jp2c" in jp2
+    return jp2
+
+
+def encapsulated(ds: Dataset, frame: bytes, transfer_syntax: str) -> bytes:
+    """``ds`` with ``frame`` as its one compressed frame, written in ``transfer_syntax``."""
+    ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    return to_bytes(ds, JPEGBaseline8Bit)
+    return to_bytes(ds, transfer_syntax)
+
+
+def restate_frame_size(frame: bytes, rows: int, columns: int, *, before_sof: bytes = b"") -> bytes:
+    """A compressed ``frame`` claiming another size, the compressed data unchanged.
+
+    Baseline JPEG: the SOF0 segment's height and width, with ``before_sof`` inserted before its marker.
+    JPEG 2000 (bare or in a JP2 file): SIZ's image and tile sizes, and the JP2 image header box's.
+    """
+    out = bytearray(frame)
+    sof = out.find(b"\xff\xc0\x00\x0b")
+    if sof >= 0:
+        struct.pack_into(">HH", out, sof + 5, rows, columns)
+        out[sof:sof] = before_sof
+        return bytes(out)
+    siz = out.find(b"\xff\x4f\xff\x51")
+    assert siz >= 0 and not before_sof
+    # SIZ: marker, Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz
+    struct.pack_into(">IIIIII", out, siz + 8, columns, rows, 0, 0, columns, rows)
+    ihdr = out.find(b"ihdr")
+    if ihdr >= 0:
+        struct.pack_into(">II", out, ihdr + 4, rows, columns)
+    return bytes(out)
 
 
 def simple(rows: int = 64, columns: int = 48, **kwargs: object) -> bytes:

@@ -6,6 +6,8 @@ How fast each refusal is gets measured in ``python -m benchmarks.refusals``, not
 from __future__ import annotations
 
 import struct
+import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,8 +17,12 @@ from _dicom_factory import (
     compressed,
     dataset,
     deflate_bomb,
+    encapsulated,
+    jp2_frame,
+    jpeg_frame,
     nested_sequences,
     phantom,
+    restate_frame_size,
     simple,
     to_bytes,
 )
@@ -55,6 +61,91 @@ def test_deflate_bomb_stops_at_the_cap() -> None:
     assert len(bomb) < 50_000
     error = _rejected(bomb, Limits(max_instance_bytes=1 << 20, max_pixels=1 << 20, max_instances=1))
     assert (error.code, DICOM_STATUS[error.kind]) == ("deflate_bomb", 413)
+
+
+def _peak_bytes(action: Callable[[], object]) -> int:
+    """The most memory Python and numpy allocated and held at once during ``action`` (refused or not)."""
+    tracemalloc.start()
+    try:
+        action()
+    except DicomRejected:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+# ---- compressed frames: a decoder allocates what the frame header declares --------------------------
+
+
+def _refused_frame(frame: bytes, pixels: np.ndarray, transfer_syntax: str) -> tuple[DicomRejected, int]:
+    """Refusal and peak memory of a file whose header describes ``pixels`` and whose frame is ``frame``."""
+    data = encapsulated(
+        dataset(pixels, bits_stored=12 if pixels.dtype.itemsize == 2 else 8), frame, transfer_syntax
+    )
+    assert len(data) < 16_000  # kilobytes that claim hundreds of megabytes
+    error = _rejected(data)
+    return error, _peak_bytes(lambda: read_instance(data, limits=LIMITS, target_size=64))
+
+
+@pytest.mark.timeout(60)  # the old code decoded the 20000 x 20000 claim in full: 2.3 GiB, then a 400
+def test_a_jp2_file_claiming_20000_squared_pixels_is_refused_from_its_frame_header() -> None:
+    pixels = phantom(64, 64)
+    bomb = restate_frame_size(jp2_frame(pixels, bits_stored=12), 20000, 20000)
+    error, peak = _refused_frame(bomb, pixels, uid.JPEG2000Lossless)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("codestream_mismatch", 400)
+    assert "frame header declares 20000 x 20000 pixels" in error.message
+    assert "declares 64 x 64" in error.message
+    assert peak < 16 << 20  # nothing of the 800 MB the frame claims
+
+
+@pytest.mark.timeout(60)  # the old code decoded the 30000 x 30000 claim in full: 4 GiB, then a 400
+@pytest.mark.parametrize("stray", [b"\x00", b"junk"])
+def test_a_jpeg_with_stray_bytes_before_its_frame_header_is_refused_not_decoded_blind(stray: bytes) -> None:
+    pixels = phantom(64, 64, bits=8)
+    bomb = restate_frame_size(jpeg_frame(pixels), 30000, 30000, before_sof=stray)
+    error, peak = _refused_frame(bomb, pixels, uid.JPEGBaseline8Bit)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("decode_failed", 400)
+    assert "JPEG frame header (the SOF marker segment)" in error.message
+    assert "cannot be checked before decoding" in error.message
+    assert peak < 16 << 20
+
+
+def test_fill_bytes_before_the_frame_header_are_skipped_as_jpeg_allows() -> None:
+    pixels = phantom(64, 64, bits=8)
+    filled = restate_frame_size(jpeg_frame(pixels), 64, 64, before_sof=b"\xff\xff\xff")
+    instance = read_instance(encapsulated(dataset(pixels), filled, uid.JPEGBaseline8Bit), limits=LIMITS)
+    assert instance.pixels.shape == (64, 64)
+    assert np.abs(instance.pixels.astype(float) - pixels).mean() < 0.02 * 255
+    bomb = restate_frame_size(jpeg_frame(pixels), 30000, 30000, before_sof=b"\xff\xff\xff")
+    error, peak = _refused_frame(bomb, pixels, uid.JPEGBaseline8Bit)
+    assert error.code == "codestream_mismatch"
+    assert "frame header declares 30000 x 30000 pixels" in error.message
+    assert peak < 16 << 20
+
+
+@pytest.mark.timeout(60)
+def test_a_jpeg_frame_deferring_its_height_is_refused() -> None:
+    # Height 0 in SOF: the number of lines would come in a DNL marker after the first scan. The old code
+    # let it through to a decoder, which allocated until the process ran out of memory.
+    pixels = phantom(64, 64, bits=8)
+    error, _ = _refused_frame(restate_frame_size(jpeg_frame(pixels), 0, 64), pixels, uid.JPEGBaseline8Bit)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("codestream_mismatch", 400)
+    assert "declares 0 rows" in error.message
+
+
+@pytest.mark.timeout(60)  # the old code handed them to the decoders, one of which never answered
+@pytest.mark.parametrize(
+    "frame", [b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\r\n\x87\n" + b"\x00" * 60, b"\xff\xd8\xff\xd9"]
+)
+def test_a_frame_without_a_readable_header_is_refused(frame: bytes) -> None:
+    # A JP2 signature without boxes, the short JP2 signature OpenJPEG also accepts, a JPEG without SOF.
+    pixels = phantom(64, 64)
+    transfer_syntax = uid.JPEGExtended12Bit if frame.startswith(b"\xff\xd8") else uid.JPEG2000Lossless
+    error, _ = _refused_frame(frame + b"\x00" * 64, pixels, transfer_syntax)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("decode_failed", 400)
+    assert "frame header" in error.message
 
 
 @pytest.mark.parametrize("defined_length", [False, True])

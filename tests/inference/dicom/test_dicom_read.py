@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _dicom_factory import PATIENT_ID, STUDY_UID, compressed, dataset, jpeg_baseline, phantom, to_bytes
+from _dicom_factory import (
+    PATIENT_ID,
+    STUDY_UID,
+    compressed,
+    dataset,
+    encapsulated,
+    jp2_frame,
+    jpeg_baseline,
+    phantom,
+    to_bytes,
+)
 from pydicom import uid
 
 from inference.config import Settings
@@ -131,6 +141,15 @@ def test_j2k_decodes_at_reduced_resolution_keeping_four_times_the_target() -> No
     assert full.reduction == 1 and full.pixels.shape == (1100, 900)
     block_mean = full.pixels.reshape(550, 2, 450, 2).mean(axis=(1, 3))
     assert np.abs(reduced.pixels.astype(float) - block_mean).mean() < 0.01 * 4095
+
+
+def test_jpeg_2000_in_a_jp2_file_decodes_and_reduces_like_a_bare_codestream() -> None:
+    pixels = phantom(1100, 900)
+    data = encapsulated(dataset(pixels, bits_stored=12), jp2_frame(pixels, 12), uid.JPEG2000Lossless)
+    np.testing.assert_array_equal(_read(data).pixels, pixels)
+    # Its frame header is read inside the JP2 boxes: checked, and decoded at reduced resolution too.
+    reduced = read_instance(data, limits=LIMITS, target_size=100, min_long_side=0)
+    assert reduced.reduction == 2 and reduced.pixels.shape == (550, 450)
 
 
 def test_jpeg_baseline_decodes_at_reduced_resolution() -> None:
