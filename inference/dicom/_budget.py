@@ -1,10 +1,11 @@
 """A process-wide budget that bounds how many bytes of DICOM are being decoded at once.
 
 Decoding expands a file several times over (pydicom's copy of the pixel data, the decoded array, its
-float conversion). Every :func:`inference.dicom.read_instance` holds the budget for its file's size
-while it decodes, so however many uploads, STOW-RS requests and C-STOREs arrive together, at most
-``capacity`` bytes of files are being decoded at one time; the others wait their turn. A single file
-larger than the capacity still gets through, alone.
+float conversion). Every :func:`inference.dicom.read_instance` holds the budget while it decodes, for
+the largest of its file's size, its inflated dataset (Deflated Explicit VR Little Endian) and the frame
+its header declares once decoded (a few kilobytes of JPEG 2000 may declare megapixels), so however many
+uploads, STOW-RS requests and C-STOREs arrive together, at most ``capacity`` bytes are being decoded at
+one time; the others wait their turn. A single file larger than the capacity still gets through, alone.
 """
 
 from __future__ import annotations

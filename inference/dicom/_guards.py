@@ -11,18 +11,23 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ._errors import reject
+from ._errors import DicomRejected, reject
 
 UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
+_ROWS = 0x00280010
+_COLUMNS = 0x00280011
+_BITS_ALLOCATED = 0x00280100
+_DECLARED = frozenset({_ROWS, _COLUMNS, _BITS_ALLOCATED})
 # Explicit VRs whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 _INFLATE_CHUNK = 1 << 20
+_INFLATE_INPUT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class Structure:
     pixel_data_offset: int | None  # offset of the value inside the body
     pixel_data_length: int | None  # None when encapsulated (undefined length)
     max_depth: int
+    # Rows, Columns and Bits Allocated as the top level declares them (2-byte values; None otherwise),
+    # read before anything is parsed to size what decoding the frame will take.
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
 
 
 def check_preamble(data: bytes, max_bytes: int) -> None:
@@ -97,30 +107,88 @@ def read_file_meta(data: bytes) -> FileMeta:
     return FileMeta(end=pos, transfer_syntax_uid=ts)
 
 
-def inflate_capped(deflated: bytes, cap: int) -> bytes:
-    """Inflate a raw-deflate stream in chunks, refusing output larger than ``cap`` bytes."""
+def inflated_size(deflated: bytes | memoryview, cap: int) -> int:
+    """Inflate a raw-deflate stream without keeping its output, and return how many bytes it inflates to.
+
+    The stream is fed in slices and inflated a chunk at a time, so however far a stream would inflate,
+    this holds about one chunk (1 MiB): a bomb is refused once its output passes ``cap``, having kept
+    nothing of it.
+
+    Args:
+        deflated: The deflated dataset (after the file meta group).
+        cap: Most bytes the dataset may inflate to (the per-instance limit, ``Limits.max_instance_bytes``).
+
+    Returns:
+        The inflated size, at most ``cap``.
+
+    Raises:
+        DicomRejected: ``deflate_bomb`` (413) past ``cap``, ``malformed_header`` for a stream that is not
+            deflate, ``truncated`` when the stream ends early.
+    """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = bytearray()
-    pending = deflated
+    view = memoryview(deflated)
+    size = 0
     try:
-        # Stop at the end of the deflate stream: bytes after it (pydicom pads odd lengths with one)
-        # stay in unused_data and would otherwise be fed again forever.
-        while pending and not inflater.eof:
-            out += inflater.decompress(pending, _INFLATE_CHUNK)
-            if len(out) > cap:
-                raise reject(
-                    "deflate_bomb",
-                    f"The deflated dataset inflates to more than {cap} bytes, the per-instance limit.",
-                )
-            pending = inflater.unconsumed_tail
-        out += inflater.flush()
+        for begin in range(0, len(view), _INFLATE_INPUT):
+            # A slice at a time: ``unconsumed_tail`` is a copy of the input left, which must stay small.
+            pending: bytes | memoryview = view[begin : begin + _INFLATE_INPUT]
+            # Stop at the end of the deflate stream: bytes after it (pydicom pads odd lengths with one)
+            # stay in unused_data and would otherwise be fed again forever.
+            while pending and not inflater.eof:
+                size += len(inflater.decompress(pending, _INFLATE_CHUNK))
+                if size > cap:
+                    raise _bomb(cap)
+                pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        size += len(inflater.flush())
     except zlib.error as e:
         raise reject("malformed_header", "The deflated dataset is not a valid deflate stream.") from e
-    if len(out) > cap:
-        raise reject("deflate_bomb", f"The deflated dataset inflates to more than {cap} bytes.")
+    if size > cap:
+        raise _bomb(cap)
     if not inflater.eof:
         raise reject("truncated", "The deflated dataset ends before the deflate stream does.")
-    return bytes(out)
+    return size
+
+
+def inflate_capped(deflated: bytes | memoryview, cap: int, size: int | None = None) -> bytes:
+    """Inflate a raw-deflate stream into one bytes object, refusing output larger than ``cap`` bytes.
+
+    The stream is measured first (:func:`inflated_size`, unless ``size`` already says), then inflated
+    into an object of exactly that size: the inflated dataset is held once, never a growing buffer and
+    a copy of it.
+
+    Args:
+        deflated: The deflated dataset (after the file meta group).
+        cap: Most bytes the dataset may inflate to.
+        size: What :func:`inflated_size` returned for this stream and cap, if it was called already.
+
+    Returns:
+        The inflated dataset.
+
+    Raises:
+        DicomRejected: As :func:`inflated_size`.
+    """
+    if size is None:
+        size = inflated_size(deflated, cap)
+    if size == 0:
+        return b""
+    try:
+        # With an output buffer of the exact size, zlib hands back that one buffer, uncopied.
+        out = zlib.decompress(deflated, -zlib.MAX_WBITS, size)
+    except zlib.error as e:
+        raise reject("malformed_header", "The deflated dataset is not a valid deflate stream.") from e
+    if len(out) != size:  # not the stream that was measured
+        raise reject("malformed_header", "The deflated dataset is not a valid deflate stream.")
+    return out
+
+
+def _bomb(cap: int) -> DicomRejected:
+    return reject(
+        "deflate_bomb",
+        f"The deflated dataset inflates to more than {cap} bytes, the limit for one DICOM file "
+        "(deflated or not).",
+    )
 
 
 class _Walker:
@@ -134,6 +202,7 @@ class _Walker:
         self.deepest = 0
         self.pixel_offset: int | None = None
         self.pixel_length: int | None = None
+        self.declared: dict[int, int] = {}
 
     def _u32(self, pos: int) -> int:
         return int(struct.unpack_from(self.endian + "I", self.buf, pos)[0])
@@ -178,6 +247,8 @@ class _Walker:
                 header = 8
         value = pos + header
         at_top = depth == 0
+        if at_top and tag in _DECLARED and length == 2 and value + 2 <= end:
+            self.declared[tag] = int(struct.unpack_from(self.endian + "H", self.buf, value)[0])
         if tag == _PIXEL_DATA and at_top:
             self.pixel_offset = value
             self.pixel_length = None if length == UNDEFINED else length
@@ -263,11 +334,18 @@ def walk_structure(body: bytes | memoryview, *, implicit: bool, little: bool, ma
         max_depth: Deepest accepted sequence nesting.
 
     Returns:
-        Where the top-level Pixel Data is and how deep sequences go.
+        Where the top-level Pixel Data is, how deep sequences go, and the declared image size.
 
     Raises:
         DicomRejected: ``truncated``, ``malformed_header`` or ``nesting_too_deep``.
     """
     walker = _Walker(body, implicit, little, max_depth)
     walker.dataset(0, len(body), 0, implicit, in_item=False)
-    return Structure(walker.pixel_offset, walker.pixel_length, walker.deepest)
+    return Structure(
+        walker.pixel_offset,
+        walker.pixel_length,
+        walker.deepest,
+        rows=walker.declared.get(_ROWS),
+        columns=walker.declared.get(_COLUMNS),
+        bits_allocated=walker.declared.get(_BITS_ALLOCATED),
+    )

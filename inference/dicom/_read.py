@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,15 @@ from . import _header, _plausible, _syntax
 from ._budget import decode_budget
 from ._decode import REDUCED_MIN_LONG_SIDE, check_native_length, decode
 from ._errors import DicomRejected, reject
-from ._guards import Structure, check_preamble, inflate_capped, read_file_meta, walk_structure
+from ._guards import (
+    FileMeta,
+    Structure,
+    check_preamble,
+    inflate_capped,
+    inflated_size,
+    read_file_meta,
+    walk_structure,
+)
 from ._model import Instance, Limits, Study
 from ._select import select_frontal
 
@@ -55,9 +64,11 @@ def read_instance(
         DicomRejected: With a precise ``code`` for anything refused; no other exception escapes.
     """
     try:
-        # Decoding multiplies the file's size in memory: wait for room in the process's budget first.
-        with decode_budget().hold(len(data)):
-            return _read(bytes(data), limits, target_size, min_long_side)
+        data = bytes(data)
+        plan = _plan(data, limits)
+        # Decoding multiplies the data in memory: wait for room in the process's budget first.
+        with decode_budget().hold(plan.cost):
+            return _read(data, plan, limits, target_size, min_long_side)
     except DicomRejected:
         raise
     except RecursionError as e:
@@ -73,7 +84,24 @@ def read_instance(
         ) from e
 
 
-def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: int) -> Instance:
+@dataclass(frozen=True)
+class _Plan:
+    """What the cheap guards found before anything is parsed or decoded, and what the read will cost."""
+
+    meta: FileMeta
+    inflated: int | None  # a deflated dataset's inflated size, measured without keeping it
+    structure: Structure | None  # walked in place; None for a deflated dataset, walked once inflated
+    cost: int  # bytes of the decode budget the read holds
+
+
+def _plan(data: bytes, limits: Limits) -> _Plan:
+    """Run the guards that need no more memory than the file itself, and size the read.
+
+    The read holds the decode budget for the largest thing it will hold: the file, the inflated dataset
+    of a deflated one, or the frame the header declares once decoded (a few kilobytes of JPEG 2000 may
+    declare megapixels). Above the pixel limit nothing is decoded (refused first), so that is the most
+    a frame is charged.
+    """
     check_preamble(data, limits.max_instance_bytes)
     meta = read_file_meta(data)
     ts = meta.transfer_syntax_uid
@@ -83,14 +111,34 @@ def _read(data: bytes, limits: Limits, target_size: int | None, min_long_side: i
             f"Transfer syntax {ts if len(ts) <= 64 else ts[:64]} is not supported; "
             f"accepted: {_syntax.SUPPORTED_NAMES}.",
         )
+    if ts == _syntax.DEFLATED_LE:
+        # Native pixels in the inflated dataset: the decoded frame is no larger than it.
+        inflated = inflated_size(memoryview(data)[meta.end :], limits.max_instance_bytes)
+        return _Plan(meta, inflated, None, max(len(data), inflated))
+    implicit, little = _syntax.encoding(ts)
+    structure = walk_structure(
+        memoryview(data)[meta.end :], implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH
+    )
+    frame = 0
+    if structure.rows is not None and structure.columns is not None:
+        sample = 1 if structure.bits_allocated == 8 else 2
+        frame = min(structure.rows * structure.columns, limits.max_pixels) * sample
+    return _Plan(meta, None, structure, max(len(data), frame))
+
+
+def _read(data: bytes, plan: _Plan, limits: Limits, target_size: int | None, min_long_side: int) -> Instance:
+    meta, ts = plan.meta, plan.meta.transfer_syntax_uid
     # The dataset is read where it lies in ``data`` (a view, and pydicom reading from an offset): a copy of
     # the body would double the memory of the largest file (docs/security.md, "Memory bounds").
     if ts == _syntax.DEFLATED_LE:
-        source, start = inflate_capped(data[meta.end :], limits.max_instance_bytes), 0
+        source, start = (
+            inflate_capped(memoryview(data)[meta.end :], limits.max_instance_bytes, plan.inflated),
+            0,
+        )
     else:
         source, start = data, meta.end
     implicit, little = _syntax.encoding(ts)
-    structure = walk_structure(
+    structure = plan.structure or walk_structure(
         memoryview(source)[start:], implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH
     )
     digest = _PixelDigest.start(source, start, structure) if ts in _syntax.NATIVE else None

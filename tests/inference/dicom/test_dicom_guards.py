@@ -76,6 +76,40 @@ def _peak_bytes(action: Callable[[], object]) -> int:
     return peak
 
 
+@pytest.mark.timeout(60)
+def test_a_deflate_bomb_is_refused_having_held_a_chunk_not_the_limit() -> None:
+    cap = 32 << 20
+    bomb = deflate_bomb(4 * cap)
+    limits = Limits(max_instance_bytes=cap, max_pixels=1 << 20, max_instances=1)
+    error = _rejected(bomb, limits)
+    assert (error.code, DICOM_STATUS[error.kind]) == ("deflate_bomb", 413)
+    assert f"more than {cap} bytes" in error.message
+    # Measured, not kept: the refusal comes after inflating past the limit, without holding the output.
+    assert _peak_bytes(lambda: read_instance(bomb, limits=limits)) < cap // 8
+
+
+def test_a_deflated_dataset_is_inflated_into_one_buffer_not_grown_and_copied() -> None:
+    import zlib
+
+    from inference.dicom._guards import inflate_capped
+
+    raw = bytes(range(251)) * ((48 << 20) // 251)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    stream = compressor.compress(raw) + compressor.flush()
+    out: list[bytes] = []
+    peak = _peak_bytes(lambda: out.append(inflate_capped(stream, cap=64 << 20)))
+    assert out == [raw]
+    assert peak < len(raw) * 1.2  # the dataset once (a grown buffer and its copy held twice as much)
+
+
+def test_a_legitimate_deflated_file_is_read_with_its_stored_values() -> None:
+    pixels = phantom(256, 200)
+    instance = read_instance(
+        to_bytes(dataset(pixels, bits_stored=12), uid.DeflatedExplicitVRLittleEndian), limits=LIMITS
+    )
+    np.testing.assert_array_equal(instance.pixels, pixels)
+
+
 # ---- compressed frames: a decoder allocates what the frame header declares --------------------------
 
 
