@@ -230,9 +230,9 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
                 ds = dcmread(BytesIO(raw))
                 identifier = str(ds.PatientID)
                 # as the ingest paths key the patient (services/_identity.identify): a file naming no
-                # issuer means the server-wide default, so an objection recorded under it is found
-                named = str(ds.get("IssuerOfPatientID", "") or "").strip()
-                issuer = (named or settings.record.default_issuer or "").upper() or None
+                # issuer means the server-wide default, so an objection recorded under it is found (the
+                # record trims and upper-cases the issuer itself)
+                issuer = str(ds.get("IssuerOfPatientID", "") or "").strip() or settings.record.default_issuer
                 study_uid = str(ds.StudyInstanceUID)
                 str(ds.SOPInstanceUID)
             except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted

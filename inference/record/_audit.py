@@ -159,6 +159,31 @@ def append_unflushed(session: Session, **columns: Any) -> AuditEvent:
     return event
 
 
+def columns_of(
+    audit: AuditIn,
+    *,
+    resource_type: str,
+    resource_id: str,
+    patient_id: str | None,
+    outcome: str,
+    time: datetime | None = None,
+) -> dict[str, Any]:
+    """The columns of :func:`append` for the entry of ``audit`` (who does what) on one resource, at
+    ``time`` (default now)."""
+    return {
+        "time": time or utcnow(),
+        "subject": audit.subject,
+        "role": audit.role,
+        "facility": audit.facility,
+        "action": audit.action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "patient_id": patient_id,
+        "outcome": outcome,
+        "client": audit.client,
+    }
+
+
 def append_change(
     session: Session,
     audit: AuditIn,
@@ -182,16 +207,13 @@ def append_change(
     try:
         return append(
             session,
-            time=utcnow(),
-            subject=audit.subject,
-            role=audit.role,
-            facility=audit.facility,
-            action=audit.action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            patient_id=patient_id,
-            outcome=outcome,
-            client=audit.client,
+            **columns_of(
+                audit,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=patient_id,
+                outcome=outcome,
+            ),
         )
     except SQLAlchemyError as e:
         raise RecordError("The audit entry could not be written; nothing was changed.") from e

@@ -58,16 +58,14 @@ def open_grant(
     session.flush()
     _audit.append(
         session,
-        time=now,
-        subject=audit.subject,
-        role=audit.role,
-        facility=audit.facility,
-        action=audit.action,
-        resource_type="BreakGlass",
-        resource_id=grant.id,
-        patient_id=patient_id,
-        outcome="break_glass",
-        client=audit.client,
+        **_audit.columns_of(
+            audit,
+            resource_type="BreakGlass",
+            resource_id=grant.id,
+            patient_id=patient_id,
+            outcome="break_glass",
+            time=now,
+        ),
     )
     return public(grant, accesses=0, now=now)
 

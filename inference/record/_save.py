@@ -403,16 +403,13 @@ def _audit_result(
     chain = _audit.append if flush else _audit.append_unflushed
     chain(
         session,
-        time=utcnow(),
-        subject=audit.subject,
-        role=audit.role,
-        facility=audit.facility,
-        action=audit.action,
-        resource_type=resource_type,
-        resource_id=stored.result_id,
-        patient_id=stored.patient_id,
-        outcome=outcome,
-        client=audit.client,
+        **_audit.columns_of(
+            audit,
+            resource_type=resource_type,
+            resource_id=stored.result_id,
+            patient_id=stored.patient_id,
+            outcome=outcome,
+        ),
     )
 
 

@@ -146,11 +146,17 @@ async def authorise_write(
     owner: str | None,
     resource_type: str,
     resource_id: str,
+    patient_level: bool = False,
+    refusal: str = _REFUSED_WRITE,
 ) -> None:
     """Let the caller change a row only on the own-facility ground (or as an admin); audit a refusal.
 
     The grounds that open another facility's rows (sharing consent, break-the-glass) open them for
-    reading: a verdict, feedback or closing a result belongs to the facility that owns it.
+    reading: a verdict, feedback or closing a result belongs to the facility that owns it, and a
+    patient-level row (``patient_level``: the patient's consent) to the patient's first facility.
+
+    Args:
+        refusal: The message of the refusal (to a caller whose role has a ground to read at all).
 
     Raises:
         Forbidden: The caller's facility does not own the row (the refusal is audited ``denied``).
@@ -162,7 +168,7 @@ async def authorise_write(
         scope=writer,
         patient_id=patient_id,
         owner=owner,
-        patient_level=False,
+        patient_level=patient_level,
     )
     if ground is not None:
         return
@@ -175,7 +181,7 @@ async def authorise_write(
         resource_id=resource_id,
         patient_id=patient_id,
     )
-    raise Forbidden(_REFUSED_ROLE if scope.none else _REFUSED_WRITE)
+    raise Forbidden(_REFUSED_ROLE if scope.none else refusal)
 
 
 async def authorise_patient(

@@ -37,13 +37,12 @@ async def audit_event_search(
     """
     filters = audit_events.filters(params, strict=strict)
     named = filters.get("patient_id")
-    found: tuple[int, list[dict[str, Any]]] = (0, [])
+    entries: list[dict[str, Any]]
     if named is not None and not _is_patient_id(named):
         # Not a patient id (a UUID): it names no patient, so it matches nothing, as an unknown id does.
-        named = None
+        named, total, entries = None, 0, []
     else:
-        found = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
-    total, entries = found
+        total, entries = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
     # Every patient the page names is disclosed to the auditor: one entry each (one when none).
     await audit_disclosed(
         ctx,

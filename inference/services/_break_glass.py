@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import AuditIn, NotFound, PatientIn
+from inference.record import NotFound, PatientIn
 from inference.security import Role
-from inference.services._access import audit, audit_disclosed
+from inference.services._access import audit, audit_disclosed, audit_entry
 from inference.services._context import Actor, Context, db
 from inference.services._identity import default_issuer
 
@@ -41,13 +41,7 @@ async def open_break_glass(
     if patient_id is None:
         await audit(ctx, actor, action=OPEN, outcome="not_found", resource_type="Patient")
         raise NotFound("No patient has this identifier and issuer.")
-    entry = AuditIn(
-        subject=principal.subject,
-        role=principal.role,
-        facility=principal.facility,
-        action=OPEN,
-        client=actor.client,
-    )
+    entry = audit_entry(actor, action=OPEN)
     try:
         return await db(
             ctx.record.break_glass.open, patient_id=patient_id, reason=reason, minutes=minutes, audit=entry

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import EVERYTHING, OWN, ConsentObjection, ConsentState, PatientIn, RecordError, Scope
-from inference.security import Forbidden, scope_for
-from inference.services._access import audit, audit_entry, authorise_patient
+from inference.record import ConsentObjection, ConsentState, PatientIn, RecordError
+from inference.services._access import audit, audit_entry, authorise_patient, authorise_write
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
@@ -166,18 +165,19 @@ async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, p
     Raises:
         Forbidden: The caller's facility did not file the patient first.
     """
-    principal = actor.principal
-    scope = scope_for(principal)
-    owner = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
-    ground = await db(
-        ctx.record.patients.access_basis, scope=owner, patient_id=patient_id, owner=None, patient_level=True
-    )
-    if ground is not None:
-        return
-    await _audit(ctx, actor, action=action, outcome="denied", patient_id=patient_id)
-    raise Forbidden(
-        "Only the facility that filed this patient first (or an administrator) records its consent; your "
-        "token's facility did not file it first. Ask that facility to record the patient's choices."
+    await authorise_write(
+        ctx,
+        actor,
+        action=action,
+        patient_id=patient_id,
+        owner=None,
+        patient_level=True,
+        resource_type="Consent",
+        resource_id=patient_id,
+        refusal=(
+            "Only the facility that filed this patient first (or an administrator) records its consent; "
+            "your token's facility did not file it first. Ask that facility to record the patient's choices."
+        ),
     )
 
 

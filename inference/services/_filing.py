@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from inference.record import AuditIn, Conflict, ImagingResultIn, StoredResult, TriageResultIn
-from inference.services._access import audit
+from inference.record import Conflict, ImagingResultIn, StoredResult, TriageResultIn
+from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
 
 logger = logging.getLogger(__name__)
@@ -20,14 +20,7 @@ async def file_result(
         Conflict: The data contradicts the record (a resend from another facility or with other pixels,
             a study of another patient); the refusal is audited (outcome ``conflict``) before it is raised.
     """
-    principal = actor.principal
-    entry = AuditIn(
-        subject=principal.subject,
-        role=principal.role,
-        facility=principal.facility,
-        action=action,
-        client=actor.client,
-    )
+    entry = audit_entry(actor, action=action)
     imaging = isinstance(data, ImagingResultIn)
     try:
         if isinstance(data, ImagingResultIn):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import BytesIO
+from typing import TYPE_CHECKING
 
 import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
@@ -11,10 +12,14 @@ from _pacs_harness import LISTENER_AET, TEST_AET, Pacs, wait_until
 from inference.dicom._stable import study_key
 from inference.record import Record
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+    from pynetdicom.association import Association
+
 pytestmark = pytest.mark.integration
 
 
-def _associate(pacs: Pacs, calling: str = TEST_AET) -> object:
+def _associate(pacs: Pacs, calling: str = TEST_AET) -> Association:
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE
 
@@ -24,7 +29,7 @@ def _associate(pacs: Pacs, calling: str = TEST_AET) -> object:
     return ae.associate("127.0.0.1", pacs.listener.port, ae_title=LISTENER_AET)
 
 
-def _dataset(data: bytes) -> object:
+def _dataset(data: bytes) -> Dataset:
     from pydicom import dcmread
 
     return dcmread(BytesIO(data))
@@ -32,7 +37,7 @@ def _dataset(data: bytes) -> object:
 
 def test_unknown_calling_ae_title_is_rejected(pacs: Pacs) -> None:
     assoc = _associate(pacs, calling="INTRUDER")
-    assert assoc.is_rejected  # type: ignore[attr-defined]
+    assert assoc.is_rejected
 
 
 def test_refused_instances_get_failure_statuses_and_the_association_stays_up(pacs: Pacs) -> None:
@@ -40,30 +45,30 @@ def test_refused_instances_get_failure_statuses_and_the_association_stays_up(pac
     not_chest_modality = _dataset(chest_cr(study=study, modality="CT"))
     too_large = _dataset(chest_cr(study=study, size=800))  # 1.3 MB > the listener's 1 MB limit
     truncated = _dataset(chest_cr(study=study))
-    truncated.PixelData = truncated.PixelData[:1000]  # type: ignore[attr-defined]
+    truncated.PixelData = truncated.PixelData[:1000]
     good_sop = new_uid()
     good = _dataset(chest_cr(study=study, sop=good_sop))
 
     assoc = _associate(pacs)
-    assert assoc.is_established  # type: ignore[attr-defined]
+    assert assoc.is_established
     try:
-        statuses = [int(assoc.send_c_store(ds).Status) for ds in (not_chest_modality, too_large, truncated)]  # type: ignore[attr-defined]
+        statuses = [int(assoc.send_c_store(ds).Status) for ds in (not_chest_modality, too_large, truncated)]
         assert statuses == [0xA900, 0xA700, 0xC000]
-        assert assoc.is_established  # type: ignore[attr-defined]
-        assert int(assoc.send_c_store(good).Status) == 0x0000  # type: ignore[attr-defined]
+        assert assoc.is_established
+        assert int(assoc.send_c_store(good).Status) == 0x0000
         # On disk before the success status came back (the quiet period has not passed yet).
         assert (pacs.listener.home / "incoming" / study_key(study, TEST_AET) / f"{good_sop}.dcm").is_file()
     finally:
-        assoc.release()  # type: ignore[attr-defined]
+        assoc.release()
 
 
 def test_a_study_received_before_a_restart_is_analysed_after_it(pacs: Pacs) -> None:
     study = new_uid()
     assoc = _associate(pacs)
     try:
-        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000  # type: ignore[attr-defined]
+        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000
     finally:
-        assoc.release()  # type: ignore[attr-defined]
+        assoc.release()
     pacs.listener.stop()  # within the quiet period: nothing analysed yet
     folder = pacs.listener.home / "incoming" / study_key(study, TEST_AET)
     assert any(folder.glob("*.dcm"))
@@ -84,15 +89,15 @@ def test_an_instance_with_several_patient_ids_is_refused_with_the_reason(pacs: P
     """Patient ID has value multiplicity 1: "IPP1\\IPP2" was filed as the text "['IPP1', 'IPP2']"."""
     study = new_uid()
     several = _dataset(chest_cr(study=study))
-    several.PatientID = ["IPP-PACS-1", "IPP-PACS-2"]  # type: ignore[attr-defined]
+    several.PatientID = ["IPP-PACS-1", "IPP-PACS-2"]
     assoc = _associate(pacs)
-    assert assoc.is_established  # type: ignore[attr-defined]
+    assert assoc.is_established
     try:
         # Cannot understand: refused for good, never "retry later"; the operator's log says why.
-        assert int(assoc.send_c_store(several).Status) == 0xC000  # type: ignore[attr-defined]
-        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000  # type: ignore[attr-defined]
+        assert int(assoc.send_c_store(several).Status) == 0xC000
+        assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000
     finally:
-        assoc.release()  # type: ignore[attr-defined]
+        assoc.release()
     assert (
         len(list((pacs.listener.home / "incoming" / study_key(study, TEST_AET)).glob("*.dcm"))) == 1
     )  # the good one only

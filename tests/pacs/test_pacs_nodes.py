@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from _pacs_dicom import CR_IMAGE, chest_cr, new_uid
@@ -20,6 +21,9 @@ from inference.dicom import Limits
 from inference.dicom._stable import StudyCollector, study_key
 from inference.dimse._listener import _make_ae, _Node
 from inference.record import Record
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 pytestmark = pytest.mark.integration
 VERIFICATION = "1.2.840.10008.1.1"
@@ -60,7 +64,7 @@ def _listener(tmp_path: Path, nodes: list[dict[str, str]], open_facility: str | 
         server.shutdown()
 
 
-def _associate(port: int, calling: str) -> object:
+def _associate(port: int, calling: str) -> Association:
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE
 
@@ -71,16 +75,16 @@ def _associate(port: int, calling: str) -> object:
     return ae.associate("127.0.0.1", port, ae_title=LISTENER_AET)
 
 
-def _store(assoc: object) -> int:
+def _store(assoc: Association) -> int:
     from pydicom import dcmread
 
-    return int(assoc.send_c_store(dcmread(BytesIO(chest_cr(study=new_uid())))).Status)  # type: ignore[attr-defined]
+    return int(assoc.send_c_store(dcmread(BytesIO(chest_cr(study=new_uid())))).Status)
 
 
 def test_with_no_node_registered_every_ae_is_refused(tmp_path: Path) -> None:
     with _listener(tmp_path, nodes=[]) as port:
         for calling in ("ANY-SCU", "ORTHANC", "STORESCU"):
-            assert _associate(port, calling).is_rejected, calling  # type: ignore[attr-defined]
+            assert _associate(port, calling).is_rejected, calling
 
 
 def test_registered_nodes_only_and_from_their_host(tmp_path: Path) -> None:
@@ -89,16 +93,16 @@ def test_registered_nodes_only_and_from_their_host(tmp_path: Path) -> None:
         {"ae_title": "PACS_FAR", "facility": "F2", "host": "10.99.99.99"},
     ]
     with _listener(tmp_path, nodes=nodes) as port:
-        assert _associate(port, "INTRUDER").is_rejected  # type: ignore[attr-defined]
+        assert _associate(port, "INTRUDER").is_rejected
         good = _associate(port, "PACS_A")
-        assert good.is_established  # type: ignore[attr-defined]
+        assert good.is_established
         try:
             assert _store(good) == 0x0000
         finally:
-            good.release()  # type: ignore[attr-defined]
+            good.release()
         # The right title from the wrong host: aborted, and nothing it sends is stored.
         spoofed = _associate(port, "PACS_FAR")
-        if spoofed.is_established:  # type: ignore[attr-defined]
+        if spoofed.is_established:
             try:
                 status = _store(spoofed)
             except Exception:  # the listener aborted the association under our feet
@@ -106,7 +110,7 @@ def test_registered_nodes_only_and_from_their_host(tmp_path: Path) -> None:
             assert status != 0x0000
         # The listener's A-ABORT reaches the requestor's thread a moment later: wait for it, never store.
         wait_until(
-            lambda: not spoofed.is_established,  # type: ignore[attr-defined]
+            lambda: not spoofed.is_established,
             timeout=30, what="the spoofed association aborted",
         )  # fmt: skip
 
@@ -121,8 +125,8 @@ def test_an_open_listener_gives_unknown_senders_results_to_the_named_facility(tm
         tmp_path, nodes=[{"ae_title": "PACS_A", "facility": "F1"}], open_facility="F-OPEN"
     ) as port:
         anyone = _associate(port, "WHOEVER")
-        assert anyone.is_established  # type: ignore[attr-defined]
-        anyone.release()  # type: ignore[attr-defined]
+        assert anyone.is_established
+        anyone.release()
     with pytest.raises(ValueError, match="registered once"):
         Settings(dimse_nodes=[{"ae_title": "A", "facility": "F1"}] * 2)
     json.dumps(pacs.model_dump())  # the settings stay plain data
@@ -170,11 +174,11 @@ def _send(port: int, calling: str, blobs: list[bytes]) -> list[int]:
     from pydicom import dcmread
 
     assoc = _associate(port, calling)
-    assert assoc.is_established  # type: ignore[attr-defined]
+    assert assoc.is_established
     try:
-        return [int(assoc.send_c_store(dcmread(BytesIO(blob))).Status) for blob in blobs]  # type: ignore[attr-defined]
+        return [int(assoc.send_c_store(dcmread(BytesIO(blob))).Status) for blob in blobs]
     finally:
-        assoc.release()  # type: ignore[attr-defined]
+        assoc.release()
 
 
 def test_two_nodes_sending_the_same_study_uid_never_mix_their_instances(tmp_path: Path) -> None:
