@@ -107,6 +107,38 @@ async def authorise(
     if patient_id is None:
         return "success"
     scope = scope_for(actor.principal)
+    ground = await _ground_or_refuse(
+        ctx,
+        actor,
+        scope,
+        action=action,
+        patient_id=patient_id,
+        owner=owner,
+        patient_level=patient_level,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        refusal=_REFUSED_ROLE
+        if scope.none
+        else _REFUSED.format(what="patient" if patient_level else "result"),
+    )
+    return "break_glass" if ground == BREAK_GLASS else "success"
+
+
+async def _ground_or_refuse(
+    ctx: Context,
+    actor: Actor,
+    scope: Scope,
+    *,
+    action: str,
+    patient_id: str,
+    owner: str | None,
+    patient_level: bool,
+    resource_type: str | None,
+    resource_id: str | None,
+    refusal: str,
+) -> str:
+    """The ground of ``scope`` that opens the row; without one, the access is audited ``denied`` and
+    ``refusal`` raised."""
     ground = await db(
         ctx.record.patients.access_basis,
         scope=scope,
@@ -115,7 +147,7 @@ async def authorise(
         patient_level=patient_level,
     )
     if ground is not None:
-        return "break_glass" if ground == BREAK_GLASS else "success"
+        return str(ground)
     await audit(
         ctx,
         actor,
@@ -125,9 +157,7 @@ async def authorise(
         resource_id=resource_id,
         patient_id=patient_id,
     )
-    if scope.none:
-        raise Forbidden(_REFUSED_ROLE)
-    raise Forbidden(_REFUSED.format(what="patient" if patient_level else "result"))
+    raise Forbidden(refusal)
 
 
 _REFUSED_WRITE = (
@@ -163,25 +193,18 @@ async def authorise_write(
     """
     scope = scope_for(actor.principal)
     writer = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
-    ground = await db(
-        ctx.record.patients.access_basis,
-        scope=writer,
+    await _ground_or_refuse(
+        ctx,
+        actor,
+        writer,
+        action=action,
         patient_id=patient_id,
         owner=owner,
         patient_level=patient_level,
-    )
-    if ground is not None:
-        return
-    await audit(
-        ctx,
-        actor,
-        action=action,
-        outcome="denied",
         resource_type=resource_type,
         resource_id=resource_id,
-        patient_id=patient_id,
+        refusal=_REFUSED_ROLE if scope.none else refusal,
     )
-    raise Forbidden(_REFUSED_ROLE if scope.none else refusal)
 
 
 async def authorise_patient(
