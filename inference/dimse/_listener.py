@@ -54,6 +54,8 @@ from inference.record import RecordError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pydicom import Dataset
+
     from inference.config import DimseSettings, Settings
     from inference.services import Context
 
@@ -141,7 +143,7 @@ def _association_id(assoc: Any) -> str:
     return made
 
 
-def _on_store(event: Any, node: _Node) -> int:
+def _on_store(event: Any, node: _Node) -> int | Dataset:
     """C-STORE: validate, write durably, then answer (runs in the association's thread).
 
     pynetdicom has already written the dataset to a file under ``receiving/`` as it arrived
@@ -152,36 +154,53 @@ def _on_store(event: Any, node: _Node) -> int:
     calling = str(event.assoc.requestor.ae_title).strip()
     with correlated(_association_id(event.assoc)):
         try:
-            return _store(event, node, calling)
+            status, code = _store(event, node, calling)
         finally:
             node.receiving.pop(id(event.assoc), None)  # the next message of this association starts at zero
+    return status if code is None else _failure(status, code)
 
 
-def _store(event: Any, node: _Node, calling: str) -> int:
+def _failure(status: int, code: str) -> Dataset:
+    """A C-STORE response that says why: the status and an Error Comment (0000,0902) naming the reason.
+
+    The comment is the reason code the logs and the HTTP API use (``not_chest``, ``decode_failed``...),
+    so a PACS administrator reading the sender's log can look it up in docs/pacs.md; it never quotes
+    the data set (no patient data). Error Comment is LO: at most 64 characters, no backslash.
+    """
+    from pydicom import Dataset
+
+    response = Dataset()
+    response.Status = status
+    response.ErrorComment = f"dxassist refused: {code}"[:64].replace("\\", "/")
+    return response
+
+
+def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
+    """The status to answer and, for a refusal, its reason code."""
     if node.registry(calling, getattr(event.assoc.requestor, "address", None)) is None:
         # Association-time checks let it in, but this node may not send from this host.
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
-        return NOT_AUTHORIZED
+        return NOT_AUTHORIZED, "unknown_node"
     try:
         path = _received_file(event, node)
         size = path.stat().st_size
     except (AttributeError, TypeError, ValueError, OSError):  # pynetdicom could not even frame the dataset
         logger.warning("a C-STORE dataset could not be written as a file", extra={"code": "malformed_header"})
-        return CANNOT_UNDERSTAND
-    status = _validate_and_keep(path, size, node, calling)
+        return CANNOT_UNDERSTAND, "malformed_header"
+    status, code = _validate_and_keep(path, size, node, calling)
     if status != 0x0000:
         path.unlink(missing_ok=True)  # nothing of a refused instance is kept
-    return status
+    return status, code
 
 
-def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> int:
+def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> tuple[int, str | None]:
     if size > node.limits.max_instance_bytes:
         logger.warning(
             "C-STORE refused (instance_too_large), answered 0x%04X",
             OUT_OF_RESOURCES,
             extra={"event": "dimse_refused", "code": "instance_too_large", "bytes": size},
         )
-        return OUT_OF_RESOURCES
+        return OUT_OF_RESOURCES, "instance_too_large"
     try:
         instance = read_instance(path.read_bytes(), limits=node.limits, target_size=node.target_size)
     except DicomRejected as e:
@@ -192,7 +211,7 @@ def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> int:
             status,
             extra={"event": "dimse_refused", "code": e.code},
         )
-        return status
+        return status, e.code
     sop = instance.sop_instance_uid
     study = instance.study_instance_uid
     del instance  # the decoded pixels are not needed any more: the file is what is kept
@@ -202,10 +221,10 @@ def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> int:
         )
     except OSError:
         logger.exception("a received instance could not be written to disk")
-        return OUT_OF_RESOURCES
+        return OUT_OF_RESOURCES, "storage_unavailable"
     node.delivered(kept.parent.name, current_request_id())
     logger.info("C-STORE stored", extra={"event": "dimse_stored", "bytes": size})
-    return 0x0000
+    return 0x0000, None
 
 
 def _received_file(event: Any, node: _Node) -> Path:

@@ -52,8 +52,14 @@ def test_refused_instances_get_failure_statuses_and_the_association_stays_up(pac
     assoc = _associate(pacs)
     assert assoc.is_established
     try:
-        statuses = [int(assoc.send_c_store(ds).Status) for ds in (not_chest_modality, too_large, truncated)]
-        assert statuses == [0xA900, 0xA700, 0xC000]
+        answers = [assoc.send_c_store(ds) for ds in (not_chest_modality, too_large, truncated)]
+        assert [int(a.Status) for a in answers] == [0xA900, 0xA700, 0xC000]
+        # The sender's log says why, in the reason codes of docs/pacs.md (never the data set's values).
+        assert [str(a.ErrorComment) for a in answers] == [
+            "dxassist refused: unsupported_modality",
+            "dxassist refused: instance_too_large",
+            "dxassist refused: pixel_length_mismatch",
+        ]
         assert assoc.is_established
         assert int(assoc.send_c_store(good).Status) == 0x0000
         # On disk before the success status came back (the quiet period has not passed yet).
@@ -94,7 +100,10 @@ def test_an_instance_with_several_patient_ids_is_refused_with_the_reason(pacs: P
     assert assoc.is_established
     try:
         # Cannot understand: refused for good, never "retry later"; the operator's log says why.
-        assert int(assoc.send_c_store(several).Status) == 0xC000
+        answer = assoc.send_c_store(several)
+        assert int(answer.Status) == 0xC000
+        assert answer.ErrorComment == "dxassist refused: multi_valued_identifier"
+        assert "IPP-PACS" not in answer.ErrorComment
         assert int(assoc.send_c_store(_dataset(chest_cr(study=study))).Status) == 0x0000
     finally:
         assoc.release()
