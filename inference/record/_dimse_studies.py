@@ -16,8 +16,9 @@ database's clock (:func:`database_now`), and which instance analyses it:
   (``not_before``); an instance that dies holding a claim stops renewing, and another takes the study
   once the lease has run out.
 
-Keys are the study folders' names (``safe_name`` of the Study Instance UID), never paths, so the spool
-can move.
+Keys are the study folders' names (:func:`inference.dicom._stable.study_key`: a hash of the calling AE
+title and ``safe_name`` of the Study Instance UID, so two nodes sending the same UID are two studies),
+never paths, so the spool can move.
 """
 
 from __future__ import annotations
