@@ -204,6 +204,22 @@ def _is_check_violation(error: IntegrityError) -> bool:
     return getattr(error.orig, "sqlstate", None) == "23514" or "CHECK constraint failed" in str(error.orig)
 
 
+def _refusal(error: DBAPIError) -> InvalidData | None:
+    """The refusal for good that a database error stands for (the same data would be refused again), or
+    None when trying again may succeed (a lost race, a connection that failed)."""
+    if isinstance(error, IntegrityError) and _is_check_violation(error):
+        return InvalidData(
+            "The record's integrity checks refused a value (a heatmap must be a PNG, probabilities lie "
+            "between 0 and 1, vital signs and outbox states use the contract's codes); nothing was saved."
+        )
+    if _is_data_exception(error):
+        return InvalidData(
+            "A value is too long for the record or holds a character it cannot store (such as NUL); "
+            "nothing was saved. Check the lengths and characters of the identifiers sent."
+        )
+    return None
+
+
 class Database:
     """The engine, its one session factory and the audit head anchor, shared by every concern.
 
@@ -273,9 +289,10 @@ class Database:
         """Run ``work`` in one transaction, retrying when a concurrent writer won a UNIQUE race.
 
         Raises:
-            InvalidData: The database refused a value as data it cannot hold (too long, a NUL character);
-                nothing was saved, and the same data will be refused again.
-            RecordError: A CHECK constraint refused the data, or the database failed; nothing was saved.
+            InvalidData: The database refused a value for good: data it cannot hold (too long, a NUL
+                character) or a value its CHECK constraints refuse; nothing was saved, and the same data
+                will be refused again.
+            RecordError: The database failed; nothing was saved.
             Conflict: Concurrent writes kept conflicting.
         """
         last: IntegrityError | None = None
@@ -284,35 +301,32 @@ class Database:
                 with self._write_turn(), self.sessions() as session, session.begin():
                     session.connection(execution_options={IMMEDIATE: True})
                     return work(session)
-            except IntegrityError as e:
-                if _is_check_violation(e):
-                    raise RecordError(
-                        "The result was refused by the record's integrity checks (a heatmap must be a PNG, "
-                        "probabilities lie between 0 and 1, vital signs use the contract's codes); "
-                        "nothing was saved."
-                    ) from e
+            except DBAPIError as e:
+                refused = _refusal(e)
+                if refused is not None:
+                    raise refused from e
+                if not isinstance(e, IntegrityError):
+                    raise RecordError("The record could not store the result; nothing was saved.") from e
                 # Another writer filed the same patient, study, device or result between our read and
                 # our insert: the next attempt reads what it wrote.
                 logger.info("A concurrent write to the record won a race; retrying the transaction.")
                 last = e
-            except DBAPIError as e:
-                if _is_data_exception(e):
-                    raise InvalidData(
-                        "A value is too long for the record or holds a character it cannot store (such as "
-                        "NUL); nothing was saved. Check the lengths and characters of the identifiers sent."
-                    ) from e
-                raise RecordError("The record could not store the result; nothing was saved.") from e
         raise Conflict("The result could not be stored because concurrent writes kept conflicting.") from last
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One transaction in this process's and the database file's writer turn (no retry): for the
-        claims and appends that manage their own statements."""
-        with self._write_turn(), self.sessions() as session, session.begin():
-            yield session
+        claims and appends that manage their own statements.
 
-    def write_once(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction that takes the write lock up front, without retrying."""
-        with self._write_turn(), self.sessions() as session, session.begin():
-            session.connection(execution_options={IMMEDIATE: True})
-            return work(session)
+        Raises:
+            InvalidData: The database refused a value for good (see :meth:`write`); nothing was saved.
+        """
+        with self._write_turn(), self.sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except DBAPIError as e:
+                refused = _refusal(e)
+                if refused is not None:
+                    raise refused from e
+                raise
