@@ -20,14 +20,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sqlalchemy import Table, bindparam, func, insert, inspect, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    inspect,
+    literal,
+    or_,
+    select,
+    table,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inference.observability import current_request_id
 from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
-from inference.record._models import AuditChainHead, AuditEvent, Result
+from inference.record._models import AuditChainHead, AuditEvent, Finding, Patient, Result, Study
 from inference.record._types import as_utc, utcnow
 
 if TYPE_CHECKING:
@@ -445,6 +461,68 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+# Audit entries name what they touched by these resource types (the API's and the FHIR views').
+_RESULT_TYPES: Final = ("Result", "DiagnosticReport", "RiskAssessment", "Provenance")
+_PATIENT_TYPES: Final = ("Patient", "Consent")
+
+
+def _about_data_of(facility: str) -> Any:
+    """Entries about a row ``facility`` owns: one of its results (or a FHIR view of one: report, risk
+    assessment, provenance, a finding's or a vital sign's Observation), one of its studies, or a patient
+    it filed first (the patient itself and its consent, which are that facility's to keep), an operator's
+    retry of one of its results' dead letters, and the break-the-glass grants that opened its results.
+
+    Filing a result of a patient does not open the rest of the patient's trail: who at another facility
+    read that facility's results is the other facility's business, not this one's.
+    """
+    results = select(Result.id).where(Result.facility == facility)
+    findings = (
+        select(Finding.id).join(Result, Finding.result_id == Result.id).where(Result.facility == facility)
+    )
+    vitals = select(Result.vitals_id).where(Result.facility == facility, Result.vitals_id.is_not(None))
+    studies = select(Study.id).where(Study.facility == facility)
+    patients = select(Patient.id).where(Patient.facility == facility)
+    return or_(
+        and_(AuditEvent.resource_type.in_(_RESULT_TYPES), AuditEvent.resource_id.in_(results)),
+        and_(
+            AuditEvent.resource_type == "Observation",
+            or_(
+                AuditEvent.resource_id.in_(findings),
+                # A vital sign's Observation id is its vitals row's id (36 characters), a dash, a suffix.
+                func.substr(AuditEvent.resource_id, 1, 36).in_(vitals),
+            ),
+        ),
+        and_(AuditEvent.resource_type == "ImagingStudy", AuditEvent.resource_id.in_(studies)),
+        and_(AuditEvent.resource_type.in_(_PATIENT_TYPES), AuditEvent.patient_id.in_(patients)),
+        # An operator's retry of a dead letter re-sends one of its results' outputs.
+        and_(AuditEvent.resource_type == "DeadLetter", AuditEvent.resource_id.in_(_dead_letters_of(results))),
+        # A break-the-glass grant opens every result of its patient, this facility's among them.
+        and_(
+            AuditEvent.resource_type == "BreakGlass",
+            AuditEvent.action == "break-glass:open",
+            or_(
+                AuditEvent.patient_id.in_(patients),
+                AuditEvent.patient_id.in_(select(Result.patient_id).where(Result.facility == facility)),
+            ),
+        ),
+    )
+
+
+def _dead_letters_of(results: Any) -> Any:
+    """The dead-letter ids (``delivery:42``, ``build:7``: :func:`append_requeued`) of the outbox rows and
+    output builds of ``results`` (a SELECT of result ids)."""
+    queues = (("delivery", "outbox"), ("build", "output_builds"))
+    parts = []
+    for kind, name in queues:
+        queue = table(name, column("id"), column("result_id"))
+        parts.append(
+            select(literal(f"{kind}:", String) + sql_cast(queue.c.id, String)).where(
+                queue.c.result_id.in_(results)
+            )
+        )
+    return union_all(*parts)
+
+
 def search(
     session: Session,
     *,
@@ -461,13 +539,12 @@ def search(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Entries matching every given filter, newest first: ``(total matches, one page)``.
 
-    ``facility`` scopes the trail for an auditor of that facility: entries of its own staff, and every
-    entry about a patient it filed results of (so it sees who else read its patients).
+    ``facility`` scopes the trail for an auditor of that facility to what it needs to know: entries of its
+    own staff, and every entry about its own data, whoever made it (:func:`_about_data_of`).
     """
     conditions: list[Any] = [AuditEvent.seq.is_not(None)]
     if facility is not None:
-        held = select(Result.patient_id).where(Result.facility == facility)
-        conditions.append(or_(AuditEvent.facility == facility, AuditEvent.patient_id.in_(held)))
+        conditions.append(or_(AuditEvent.facility == facility, _about_data_of(facility)))
     if since is not None:
         conditions.append(AuditEvent.time >= since if since_inclusive else AuditEvent.time > since)
     if until is not None:

@@ -103,7 +103,8 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
 
 def _facility_scope(actor: Actor) -> str | None:
     """The facility an auditor's reads are limited to (None: the whole trail, for admin and national
-    auditors): entries of its own staff and every entry about a patient it filed results of."""
+    auditors): entries of its own staff and every entry about its own data (results, studies, patients it
+    filed first, grants opened on its results)."""
     principal = actor.principal
     return None if principal.role == Role.ADMIN else principal.facility
 

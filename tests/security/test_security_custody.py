@@ -452,3 +452,48 @@ def test_auditors_of_a_facility_read_their_staff_and_their_patients_entries(
         "/fhir/AuditEvent", params={"patient": patient_id}, headers=env.headers("admin", facility=None)
     )
     assert everything.json()["total"] >= seen["total"]
+
+
+def test_filing_one_result_of_a_patient_does_not_open_the_rest_of_its_trail(
+    client: TestClient, env: Env
+) -> None:
+    """A second facility that files a study of a patient sees the entries about its own result, not who at
+    the first facility read the first facility's results (which a decoy upload used to open)."""
+    identifier, issuer = _ident(), "CIN-MA"
+    first = _upload(
+        client,
+        env.headers("pacs", facility="F1"),
+        _dicom(new_study_uid(), patient_id=identifier, issuer=issuer),
+    ).json()
+    second = _upload(
+        client,
+        env.headers("pacs", facility="F2"),
+        _dicom(new_study_uid(), patient_id=identifier, issuer=issuer),
+    ).json()
+    patient_id = first["patient"]["id"]
+    assert second["patient"]["id"] == patient_id  # one patient in the shared record, two facilities' results
+    f1_reader = f"f1-reader-{uuid.uuid4().hex[:6]}"
+    f2_reader = f"f2-reader-{uuid.uuid4().hex[:6]}"
+    nosy = f"nosy-{uuid.uuid4().hex[:6]}"
+    f1_headers = env.headers("radiologist", facility="F1", subject=f1_reader)
+    assert client.get(f"/v1/results/{first['result_id']}", headers=f1_headers).status_code == 200
+    f2_headers = env.headers("radiologist", facility="F2", subject=f2_reader)
+    assert client.get(f"/v1/results/{second['result_id']}", headers=f2_headers).status_code == 200
+    # Someone at a third facility tries F2's result: F2's business.
+    f3_headers = env.headers("clinician", facility="F3", subject=nosy)
+    assert client.get(f"/v1/results/{second['result_id']}", headers=f3_headers).status_code == 403
+
+    def agents(facility: str) -> set[str]:
+        page = client.get(
+            "/fhir/AuditEvent",
+            params={"patient": patient_id, "_count": "200"},
+            headers=env.headers("auditor", facility=facility),
+        ).json()
+        return {e["resource"]["agent"][0]["who"]["identifier"]["value"] for e in page.get("entry", [])}
+
+    f2_sees = agents("F2")
+    assert f2_reader in f2_sees and nosy in f2_sees  # its staff, and who tried its result
+    assert f1_reader not in f2_sees  # F1's staff reading F1's result is not F2's to see
+    f1_sees = agents("F1")
+    assert f1_reader in f1_sees
+    assert f2_reader not in f1_sees and nosy not in f1_sees  # F2's result, F2's staff: not F1's either
