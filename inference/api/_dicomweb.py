@@ -67,11 +67,25 @@ def stow_dataset(outcome: StowOutcome, base_url: str) -> dict[str, Any]:
     return dataset
 
 
+RETRY_AFTER_SECONDS: Final = 30
+
+
 def stow_status(outcome: StowOutcome) -> int:
-    """200 when every instance was stored, 202 when some failed, 409 when all failed (PS3.18 §10.5.3)."""
+    """200 when every instance was stored, 202 when some failed, 409 when all failed for good, 503 when all
+    failed only for now (the model or the record unavailable: PS3.18 §10.5.3 "Busy"; the sender retries
+    after ``Retry-After``, where a 409 would have it give up)."""
     if not outcome.failed:
         return 200
-    return 202 if outcome.stored else 409
+    if outcome.stored:
+        return 202
+    return 503 if outcome.failed_for_now else 409
+
+
+def stow_response(outcome: StowOutcome, base_url: str) -> DicomJSONResponse:
+    """The STOW-RS response: its dataset, its status and, for a 503, when to send again."""
+    status = stow_status(outcome)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=status, headers=headers)
 
 
 def count_failures(outcome: StowOutcome) -> None:

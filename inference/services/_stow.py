@@ -42,6 +42,7 @@ PROCESSING_FAILURE: Final = 0x0110  # our fault: a bug or an unexpected failure,
 NOT_AUTHORIZED: Final = 0x0124  # PS3.7 C.4.2 "Refused: Not Authorized": here, the patient's objection
 SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 OUT_OF_RESOURCES: Final = 0xA700  # too large, or the model or record is unavailable now: send again later
+UNAVAILABLE: Final = "unavailable"  # the code of an instance refused only for now (model or record down)
 DATASET_DOES_NOT_MATCH: Final = 0xA900  # a supported SOP class whose content we refuse (422)
 CANNOT_UNDERSTAND: Final = 0xC000  # broken, inconsistent or not DICOM (400, 415)
 TRANSFER_SYNTAX_NOT_SUPPORTED: Final = 0xC122
@@ -96,6 +97,12 @@ class StowOutcome:
     stored: list[StoredInstance] = field(default_factory=list)
     failed: list[FailedInstance] = field(default_factory=list)
     studies: list[str] = field(default_factory=list)
+
+    @property
+    def failed_for_now(self) -> bool:
+        """Nothing was stored, and only because the model or the record is unavailable: sending the same
+        instances again later may succeed."""
+        return bool(self.failed) and not self.stored and all(f.code == UNAVAILABLE for f in self.failed)
 
 
 def failure_reason(error: DicomRejected, sop_class_uid: str | None = None) -> int:
@@ -258,7 +265,7 @@ async def _store_study(
     except (ModelUnavailable, RecordError) as e:
         # Transient: the sender may send these instances again later.
         logger.warning("a STOW-RS study could not be filed now (%s)", type(e).__name__)
-        return OUT_OF_RESOURCES, "unavailable", "The study could not be analysed now; send it again later."
+        return OUT_OF_RESOURCES, UNAVAILABLE, "The study could not be analysed now; send it again later."
     except Exception as e:  # a bug must not fail the request's other studies: logged, reported, no 500
         logger.error("a STOW-RS study failed to be analysed", extra={"code": type(e).__name__}, exc_info=e)
         return (

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_dataset, stow_status
+from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_response
 from inference.api.deps import AcceptLanguage, BaseUrl, ContextDep, StowParts, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.routes.studies import StudyUid
@@ -30,11 +30,20 @@ _STOW_RESPONSES = errors(
     *AUTH,
     413,
     415,
-    503,
     extra={
         200: {"description": "Every instance stored and analysed.", **_STOW_RESPONSE},
         202: {"description": "Some instances failed (FailedSOPSequence).", **_STOW_RESPONSE},
-        409: {"description": "Every instance failed.", **_STOW_RESPONSE},
+        409: {"description": "Every instance failed for good.", **_STOW_RESPONSE},
+        503: {
+            "description": (
+                "Every instance failed only for now (the model or the record unavailable; FailedSOPSequence, "
+                "Retry-After), or the server cannot take the request now (the error shape)."
+            ),
+            "content": {
+                **_STOW_RESPONSE["content"],
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+            },
+        },
     },
 )
 
@@ -55,7 +64,7 @@ async def stow(
 ) -> DicomJSONResponse:
     outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
     count_failures(outcome)
-    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=stow_status(outcome))
+    return stow_response(outcome, base_url)
 
 
 @router.post(
@@ -81,4 +90,4 @@ async def stow_study(
         study_instance_uid=study_instance_uid,
     )
     count_failures(outcome)
-    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=stow_status(outcome))
+    return stow_response(outcome, base_url)

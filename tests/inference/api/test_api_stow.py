@@ -230,3 +230,37 @@ def test_a_part_over_the_instance_limit_fails_by_its_size_and_the_others_are_sto
     assert [_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]] == [f"{study}.1"]
     (failed,) = dataset[FAILED]["Value"]
     assert _value(failed, REASON) == 0xA700
+
+
+def test_every_instance_failing_only_for_now_is_503_with_retry_after_and_a_resend_later_is_stored(
+    tmp_path: Path,
+) -> None:
+    """The record failing (here: a trigger that names a missing table, so SQLite answers "no such table"
+    to every result written): nothing is wrong with the instances, so the sender is told to send them
+    again (503 and Retry-After), not that they conflict (409, which a PACS treats as final)."""
+    import sqlite3
+
+    settings = make_settings(tmp_path)
+    tiny_models.seed_both(settings.model_cache, tmp_path / "build")
+    env = Env(tmp_path, settings)
+    study = new_study_uid()
+    part = ("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))
+    with TestClient(create_app(settings)) as client:
+        database = sqlite3.connect(tmp_path / "record.db")
+        try:
+            database.execute(
+                "CREATE TRIGGER record_broken BEFORE INSERT ON results BEGIN INSERT INTO gone VALUES (1); END"
+            )
+            database.commit()
+            response = _stow(client, env, [part])
+            assert response.status_code == 503, response.text
+            assert int(response.headers["Retry-After"]) > 0
+            (failed,) = response.json()[FAILED]["Value"]
+            assert _value(failed, SOP_INSTANCE) == f"{study}.1"
+            assert _value(failed, REASON) == 0xA700
+            database.execute("DROP TRIGGER record_broken")
+            database.commit()
+        finally:
+            database.close()
+        again = _stow(client, env, [part])
+    assert again.status_code == 200, again.text
