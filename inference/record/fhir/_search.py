@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record._errors import InvalidSearch
@@ -71,6 +71,8 @@ MAX_COUNT: Final = 500
 Builder = Callable[[], dict[str, Any]]
 
 _VITAL_ID = re.compile(rf"^(?P<vid>[0-9a-f-]{{36}})-(?P<suffix>{'|'.join(r.VITAL_SUFFIXES)})$")
+# Results read at a time by an Observation search (several Observations each, so it cannot page in SQL).
+_OBSERVATION_BATCH: Final = 200
 _RESULT_LOAD = (
     selectinload(Result.findings),
     selectinload(Result.study),
@@ -257,19 +259,35 @@ def _matches(
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
-    out: list[Builder] = []
+    wanted = params.get("_id")
     query = scoped(_results_query(id_filter, None), Result.facility, Result.patient_id)
-    for result in session.scalars(query):
+    if wanted is not None:
+        # A finding's Observation id is the finding's id; a vital sign's, its vitals row's id and a suffix.
+        query = query.where(
+            or_(
+                Result.id.in_(select(Finding.result_id).where(Finding.id == wanted)),
+                Result.vitals_id == wanted[:36],
+            )
+        )
+    # The results are streamed (a batch of rows at a time, each dropped once counted) and only the page's
+    # builders are kept: memory holds one batch and one page, however many results the search matches.
+    total = 0
+    page: list[Builder] = []
+    for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
         if when is not None and not when(_observed(result)):
             continue
+        builders: list[Builder] = []
         if result.kind == "imaging" and category in (None, "imaging"):
-            out += [partial(r.finding_observation, result, f) for f in result.findings]
+            builders = [partial(r.finding_observation, result, f) for f in result.findings]
         if result.kind == "triage" and category in (None, "vital-signs") and result.vitals is not None:
-            out += [partial(dict, o) for o in r.vital_observations(result.vitals)]
-    if "_id" in params:
-        wanted = params["_id"]
-        out = [build for build in out if build()["id"] == wanted]
-    return len(out), out[offset : offset + count]
+            builders = [partial(dict, o) for o in r.vital_observations(result.vitals)]
+        for make in builders:
+            if wanted is not None and make()["id"] != wanted:
+                continue
+            if offset <= total < offset + count:
+                page.append(make)
+            total += 1
+    return total, page
 
 
 #: Internal separator of repeated ``date`` values (``date=ge..&date=le..``) in the single-valued params

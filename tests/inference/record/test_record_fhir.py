@@ -228,3 +228,34 @@ def test_capability_statement(record: Record) -> None:
     }  # fmt: skip
     assert {p["name"] for p in served["Observation"]["searchParam"]} >= {"patient", "_count"}
     assert {p["name"] for p in served["Patient"]["searchParam"]} >= {"identifier"}
+
+
+def test_observation_pages_across_many_results_are_complete_and_found_by_id(
+    record: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Observations are several per result, so the search streams results (a batch at a time) and keeps one
+    page: the pages still add up to every Observation once, in order, on both backends, and ``_id`` finds a
+    finding's and a vital sign's Observation."""
+    from inference.record.fhir import _search as search_module
+
+    monkeypatch.setattr(search_module, "_OBSERVATION_BATCH", 3)  # several batches with a few results
+    for n in range(5):
+        record.results.save_imaging(data=imaging(pat=patient(f"IPP-OBS-{n}")))
+        record.results.save_triage(data=triage(pat=patient(f"IPP-OBS-{n}")))
+    everything = _search(record, "Observation", _count="500")
+    ids = [entry["resource"]["id"] for entry in everything["entry"]]
+    assert everything["total"] == len(ids) == len(set(ids)) == 5 * (2 + 7)
+    paged: list[str] = []
+    for offset in range(0, len(ids), 4):
+        page = _search(record, "Observation", _count="4", _offset=str(offset))
+        assert page["total"] == len(ids)
+        paged += [entry["resource"]["id"] for entry in page["entry"]]
+    assert paged == ids
+    by_kind = {
+        entry["resource"]["category"][0]["coding"][0]["code"]: entry["resource"]["id"]
+        for entry in everything["entry"]
+    }
+    for wanted in by_kind.values():
+        found = _search(record, "Observation", _id=wanted)
+        assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == wanted
+    assert _search(record, "Observation", _id="no-such-observation")["total"] == 0
