@@ -2,8 +2,9 @@
 
 A row is written before any attempt to send it (``pending``), and leaves that state once: ``sent`` when
 the destination accepted it, ``dead`` (the dead-letter state) when the destination refused it for good or
-it ran out of attempts; an operator's retry (:func:`requeue`) makes a dead row ``pending`` again, in its
-old place in the queue. The UNIQUE constraint
+it ran out of attempts, ``withheld`` when the patient objected to sharing after it was queued (never
+sent, never retried: the intended outcome, not a dead letter); an operator's retry (:func:`requeue`)
+makes a dead row ``pending`` again, in its old place in the queue. The UNIQUE constraint
 on ``(result_id, destination, object_uid)`` makes enqueuing idempotent, so a result is delivered once
 per destination however often it is enqueued. Rows of one destination are sent in ``id`` order: only
 the oldest pending row of a destination is ever handed out, so a later result never overtakes an
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATES: Final = ("pending", "sent", "dead")
+STATES: Final = ("pending", "sent", "dead", "withheld")
 KINDS: Final = ("sr", "sc")
 _ERROR_MAX: Final = 512
 DELIVERY_SUBJECT: Final = "dxassist-outbox"
@@ -193,9 +194,10 @@ class Outbox:
 
         The patient's consent is read again in the claim's transaction: an object queued (or retried by an
         operator) before the patient objected to national sharing or to AI processing is never handed out.
-        It goes to the dead-letter state with code ``consent_withdrawn`` (:data:`CONSENT_WITHDRAWN`), its
+        It goes to the state ``withheld`` with code ``consent_withdrawn`` (:data:`CONSENT_WITHDRAWN`), its
         cancelled delivery audited (outcome ``failure``) in that transaction, and the next row is
-        considered. A later retry of it is cancelled again as long as the objection stands.
+        considered. It is not a dead letter: no retry hands it back. A dead letter an operator retries is
+        cancelled the same way as long as the objection stands.
 
         Returns:
             The claimed item, or ``None`` when nothing of this destination is due now.
@@ -392,12 +394,12 @@ def _sharing_allowed(session: Session, result_id: str) -> bool:
 
 
 def _cancel(session: Session, item_id: int, *, now: datetime) -> None:
-    """End a claimed row whose patient objected since it was queued: dead, never sent, and audited."""
+    """End a claimed row whose patient objected since it was queued: withheld, never sent, and audited."""
     session.execute(
         update(outbox)
         .where(outbox.c.id == item_id)
         .values(
-            state="dead",
+            state="withheld",
             lease_until=None,
             last_error="The patient objected to sharing since the object was queued; it was not sent.",
             error_code=CONSENT_WITHDRAWN,

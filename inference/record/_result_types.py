@@ -61,7 +61,7 @@ class Delivery:
     destination: str
     kind: Literal["sr", "sc", "outputs"]
     object: str | None
-    state: Literal["pending", "sent", "dead"]
+    state: Literal["pending", "sent", "dead", "withheld"]
     attempts: int
     sent_at: datetime | None
     last_error: str | None

@@ -40,14 +40,70 @@ def test_an_object_queued_before_the_objection_is_cancelled_not_sent(record: Rec
     item = record.outbox.claim_next(destination="pacs")
     assert item is not None and item.result_id == kept
     (delivery,) = record.outbox.deliveries(result_id=withdrawn)
-    assert (delivery.state, delivery.error) == ("dead", "consent_withdrawn")
+    assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
     _total, entries = record.audit.search(patient_id=patient_id)
     (audited,) = [e for e in entries if e["action"] == DELIVERY_ACTION]
     assert (audited["outcome"], audited["resource_id"]) == ("failure", "pacs")
 
-    # An operator's retry of the dead letters does not send it either while the objection stands.
+    # Not a dead letter: an operator's list and count of them stay clean, and retrying every dead letter
+    # does not hand it back.
+    assert record.outbox.dead() == [] and record.outbox.count_dead() == 0
     record.outbox.mark_sent(item_id=item.id)
-    assert record.outbox.requeue() != []
+    assert record.outbox.requeue() == []
     assert record.outbox.claim_next(destination="pacs") is None
     (delivery,) = record.outbox.deliveries(result_id=withdrawn)
-    assert (delivery.state, delivery.error) == ("dead", "consent_withdrawn")
+    assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
+
+
+def test_a_dead_letter_retried_after_the_objection_is_withheld_not_sent(record: Record) -> None:
+    result_id, patient_id = _queued(record, "IPP-OBJ-3")
+    item = record.outbox.claim_next(destination="pacs")
+    assert item is not None and item.result_id == result_id
+    record.outbox.mark_dead(item_id=item.id, error="rejected by the PACS", code="destination_refused")
+    record.consent.set(
+        patient_id=patient_id, by="dr-who", role="clinician", ai_processing=True, national_sharing=False
+    )
+    assert record.outbox.count_dead() == 1
+    assert record.outbox.requeue() != []  # the operator retries it
+    assert record.outbox.claim_next(destination="pacs") is None  # the objection stands: not handed out
+    (delivery,) = record.outbox.deliveries(result_id=result_id)
+    assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
+    assert record.outbox.count_dead() == 0
+
+
+def test_migration_0013_moves_cancelled_deliveries_out_of_the_dead_letters_and_back(record: Record) -> None:
+    """Databases of earlier versions kept cancelled deliveries as dead letters: upgrading makes them
+    withheld, downgrading makes them dead again (the CHECK of each revision holds)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from inference.record._engine import MIGRATIONS_DIR
+
+    withdrawn, patient_id = _queued(record, "IPP-OBJ-4")
+    record.consent.set(
+        patient_id=patient_id, by="dr-who", role="clinician", ai_processing=True, national_sharing=False
+    )
+    assert record.outbox.claim_next(destination="pacs") is None
+
+    def migrate(to: str) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+        with record.engine.connect() as connection:
+            config.attributes["connection"] = connection
+            (command.downgrade if to != "head" else command.upgrade)(config, to)
+            connection.commit()
+
+    def states() -> list[tuple[str, str]]:
+        with record.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT state, error_code FROM outbox WHERE result_id = :r"), {"r": withdrawn}
+            )
+            return [(row[0], row[1]) for row in rows]
+
+    migrate("0012")
+    assert states() == [("dead", "consent_withdrawn")]
+    migrate("head")
+    assert states() == [("withheld", "consent_withdrawn")]
+    assert record.outbox.count_dead() == 0
