@@ -68,6 +68,11 @@ _CODES: dict[str, tuple[str, str]] = {
         MALFORMED,
         "An identifier the standard allows once (Patient ID, Issuer of Patient ID) holds several values.",
     ),
+    "multi_valued_attribute": (
+        MALFORMED,
+        "An attribute the standard allows once (a UID, the modality, the view, a date...) holds several "
+        "values.",
+    ),
     "mixed_patients": (MALFORMED, "The instances of one study name more than one patient."),
     "empty_study": (MALFORMED, "No DICOM file was sent; send at least one file."),
     "no_pixel_data": (MALFORMED, "The DICOM file has no Pixel Data."),

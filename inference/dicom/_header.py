@@ -62,7 +62,9 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
     Raises:
         DicomRejected: ``multi_valued_identifier`` for a Patient ID or Issuer of Patient ID with
-            several values (VM 1 in the standard: which one names the patient cannot be guessed).
+            several values (VM 1 in the standard: which one names the patient cannot be guessed),
+            ``multi_valued_attribute`` for any other attribute read here with several values (all have
+            value multiplicity 1: UIDs, modality, body part, view, laterality, sex, name, dates...).
         DicomRejected: ``invalid_characters`` for control characters inside the value (a NUL in a
             Patient ID would be filed, then break PostgreSQL), ``value_too_long`` beyond the length its
             value representation allows (:data:`_MAX_LENGTHS`).
@@ -70,12 +72,20 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None:
         return None
-    if keyword in _SINGLE_IDENTIFIERS and _several(value):
-        # str() of a MultiValue is "['IPP1', 'IPP2']": filed as it is, it names no patient.
+    if _several(value):
+        # str() of a MultiValue is "['IPP1', 'IPP2']": filed as it is, it names no patient, no study, no
+        # view. Every attribute read here has value multiplicity 1 in the standard.
+        count = len(value)
+        if keyword in _SINGLE_IDENTIFIERS:
+            raise reject(
+                "multi_valued_identifier",
+                f"The attribute {keyword} holds {count} values; it identifies one patient, so send "
+                "exactly one value (other identifiers of the patient go in Other Patient IDs Sequence).",
+            )
         raise reject(
-            "multi_valued_identifier",
-            f"The attribute {keyword} holds {len(value)} values; it identifies one patient, so send "
-            "exactly one value (other identifiers of the patient go in Other Patient IDs Sequence).",
+            "multi_valued_attribute",
+            f"The attribute {keyword} holds {count} values where the standard allows one (value "
+            "multiplicity 1); send the one value the modality recorded.",
         )
     text = str(value).strip().strip("\x00").strip()
     if _CONTROL.search(text):

@@ -212,3 +212,26 @@ def test_an_identifier_with_several_values_is_refused(keyword: str) -> None:
     assert refused.value.code == "multi_valued_identifier"
     assert refused.value.kind == "malformed"  # 400 over HTTP, 0xC000 over DIMSE
     assert keyword in refused.value.message and "IPP1" not in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("keyword", "values"),
+    [
+        ("AccessionNumber", ["ACC1", "ACC2"]),
+        ("PatientName", ["Doe^Jane", "Roe^Jane"]),
+        ("ViewPosition", ["PA", "AP"]),
+        ("StudyInstanceUID", ["1.2.3", "1.2.4"]),
+    ],
+)
+def test_any_single_valued_attribute_with_several_values_is_refused(keyword: str, values: list[str]) -> None:
+    """Value multiplicity 1 everywhere the reader looks: str() of several values ("['ACC1', 'ACC2']") was
+    filed as an accession number, a patient's name, a view."""
+    from inference.dicom import DicomRejected
+
+    ds = dataset(phantom(64, 64))
+    setattr(ds, keyword, values)
+    with pytest.raises(DicomRejected) as refused:
+        _read(to_bytes(ds))
+    assert refused.value.code == "multi_valued_attribute"
+    assert refused.value.kind == "malformed"  # 400 over HTTP, 0xC000 over DIMSE
+    assert keyword in refused.value.message and values[0] not in refused.value.message
