@@ -35,6 +35,13 @@ VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # Identifiers of value multiplicity 1 that a result is filed under: several values are refused.
 _SINGLE_IDENTIFIERS = frozenset({"PatientID", "IssuerOfPatientID"})
+# Descriptive attributes that modalities do write with several values (a name with a backslash): their
+# first value is the sane reading, as the writers mend them (``inference.writers._common``). Any other
+# attribute read here decides what the image is (UIDs, modality, body part, view, laterality, pixels'
+# meaning): several values of it are refused, not guessed.
+_FIRST_VALUE_READS = frozenset(
+    {"PatientName", "PatientSex", "PatientBirthDate", "StudyDate", "AccessionNumber"}
+)
 _SEX = {"M": "male", "F": "female", "O": "other"}
 _EARLIEST_DATE = dt.date(1850, 1, 1)
 # Every C0 control and DEL, except ESC (ISO 2022 character set switches in PN and LO values).
@@ -64,7 +71,8 @@ def _text(ds: Dataset, keyword: str) -> str | None:
         DicomRejected: ``multi_valued_identifier`` for a Patient ID or Issuer of Patient ID with
             several values (VM 1 in the standard: which one names the patient cannot be guessed),
             ``multi_valued_attribute`` for any other attribute read here with several values (all have
-            value multiplicity 1: UIDs, modality, body part, view, laterality, sex, name, dates...).
+            value multiplicity 1: UIDs, modality, body part, view, laterality...), except the
+            descriptive ones of :data:`_FIRST_VALUE_READS`, whose first value is read.
         DicomRejected: ``invalid_characters`` for control characters inside the value (a NUL in a
             Patient ID would be filed, then break PostgreSQL), ``value_too_long`` beyond the length its
             value representation allows (:data:`_MAX_LENGTHS`).
@@ -82,11 +90,13 @@ def _text(ds: Dataset, keyword: str) -> str | None:
                 f"The attribute {keyword} holds {count} values; it identifies one patient, so send "
                 "exactly one value (other identifiers of the patient go in Other Patient IDs Sequence).",
             )
-        raise reject(
-            "multi_valued_attribute",
-            f"The attribute {keyword} holds {count} values where the standard allows one (value "
-            "multiplicity 1); send the one value the modality recorded.",
-        )
+        if keyword not in _FIRST_VALUE_READS:
+            raise reject(
+                "multi_valued_attribute",
+                f"The attribute {keyword} holds {count} values where the standard allows one (value "
+                "multiplicity 1); send the one value the modality recorded.",
+            )
+        value = value[0]
     text = str(value).strip().strip("\x00").strip()
     if _CONTROL.search(text):
         raise reject(

@@ -217,15 +217,14 @@ def test_an_identifier_with_several_values_is_refused(keyword: str) -> None:
 @pytest.mark.parametrize(
     ("keyword", "values"),
     [
-        ("AccessionNumber", ["ACC1", "ACC2"]),
-        ("PatientName", ["Doe^Jane", "Roe^Jane"]),
         ("ViewPosition", ["PA", "AP"]),
+        ("BodyPartExamined", ["CHEST", "ABDOMEN"]),
         ("StudyInstanceUID", ["1.2.3", "1.2.4"]),
     ],
 )
 def test_any_single_valued_attribute_with_several_values_is_refused(keyword: str, values: list[str]) -> None:
-    """Value multiplicity 1 everywhere the reader looks: str() of several values ("['ACC1', 'ACC2']") was
-    filed as an accession number, a patient's name, a view."""
+    """Value multiplicity 1 everywhere the reader looks: str() of several values ("['PA', 'AP']") was
+    read as the view, the body part."""
     from inference.dicom import DicomRejected
 
     ds = dataset(phantom(64, 64))
@@ -235,3 +234,14 @@ def test_any_single_valued_attribute_with_several_values_is_refused(keyword: str
     assert refused.value.code == "multi_valued_attribute"
     assert refused.value.kind == "malformed"  # 400 over HTTP, 0xC000 over DIMSE
     assert keyword in refused.value.message and values[0] not in refused.value.message
+
+
+def test_a_descriptive_attribute_with_several_values_is_read_as_its_first() -> None:
+    """A patient's name or an accession number written with a backslash (as modalities do) is read as its
+    first value, the writers' reading too, never as the text of a list."""
+    ds = dataset(phantom(64, 64))
+    ds.PatientName = ["Doe^Jane", "Roe^Jane"]
+    ds.AccessionNumber = ["ACC1", "ACC2"]
+    instance = _read(to_bytes(ds))
+    assert instance.patient.name == "Doe^Jane"
+    assert instance.accession_number == "ACC1"
