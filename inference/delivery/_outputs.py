@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from inference.record._outbox import OutboxObject
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from inference.analysis import Rendering
     from inference.dicom import Study
     from inference.record import ImagingResult, Record
+    from inference.writers import PriorReport
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,10 @@ async def build_objects(
         )
     )
 
+    prior = await asyncio.to_thread(record.outbox.prior_report, result_id=result_id)
+
     def build() -> list[OutboxObject]:
+        replaces = None if prior is None else _prior_report(prior)
         findings = [
             FindingOutput(
                 code=f.code,
@@ -115,7 +120,9 @@ async def build_objects(
             )
             for f in result.findings
         ]
-        datasets = [("sr", build_sr(study.primary, findings, algorithm, refused=refused, **kwargs))]
+        datasets = [
+            ("sr", build_sr(study.primary, findings, algorithm, refused=refused, replaces=replaces, **kwargs))
+        ]
         datasets += [
             ("sc", ds)
             for ds in build_heatmap_scs(study.primary, findings, algorithm, lossy_method=_JPEG, **kwargs)
@@ -131,3 +138,23 @@ async def build_objects(
         ]
 
     return await asyncio.to_thread(build)
+
+
+def _prior_report(payload: bytes) -> PriorReport | None:
+    """The UIDs of an SR this process wrote and a destination received (None if it cannot be read)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from inference.writers import PriorReport
+
+    try:
+        ds = dcmread(BytesIO(payload), stop_before_pixels=True)
+        return PriorReport(
+            study_instance_uid=str(ds.StudyInstanceUID),
+            series_instance_uid=str(ds.SeriesInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+        )
+    except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError):
+        logger.warning("The SR of an earlier result could not be read; the new SR names no predecessor.")
+        return None

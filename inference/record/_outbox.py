@@ -379,6 +379,35 @@ class Outbox:
         with self._db.sessions() as session:
             return deliveries_in(session, result_id)
 
+    def prior_report(self, *, result_id: str) -> bytes | None:
+        """The Part-10 SR of the latest earlier result of the same study and facility that a destination
+        received (state ``sent``): the report a new SR of ``result_id`` supersedes. None when there is none.
+        """
+        with self._db.sessions() as session:
+            this = session.execute(
+                select(Result.study_id, Result.facility, Result.created_at).where(Result.id == result_id)
+            ).first()
+            if this is None or this.study_id is None:
+                return None
+            earlier = (
+                select(outbox.c.payload)
+                .join(Result.__table__, Result.id == outbox.c.result_id)
+                .where(
+                    Result.study_id == this.study_id,
+                    Result.facility == this.facility
+                    if this.facility is not None
+                    else Result.facility.is_(None),
+                    Result.id != result_id,
+                    Result.created_at <= this.created_at,
+                    outbox.c.kind == "sr",
+                    outbox.c.state == "sent",
+                )
+                .order_by(Result.created_at.desc(), outbox.c.id.desc())
+                .limit(1)
+            )
+            payload = session.scalar(earlier)
+        return None if payload is None else bytes(payload)
+
 
 def _sharing_allowed(session: Session, result_id: str) -> bool:
     """Whether the patient of ``result_id`` still lets their AI results leave dxassist, read in ``session``.

@@ -15,13 +15,14 @@ time (the same result gives byte-identical files). See ``docs/dicom-outputs.md``
 """
 
 from ._errors import InvalidFinding, InvalidUID, WriterError
-from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal
+from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal, PriorReport
 from ._part10 import write_part10
 from ._sc import MAX_SIDE, build_heatmap_sc, build_heatmap_scs
 from ._sr import build_sr
 from ._uids import check_uid, device_uid
 
 __all__ = [
+    "PriorReport",
     "MAX_SIDE",
     "AlgorithmInfo",
     "FindingOutput",

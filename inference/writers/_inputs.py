@@ -11,6 +11,23 @@ from ._errors import InvalidFinding, WriterError
 
 
 @dataclass(frozen=True)
+class PriorReport:
+    """An SR of an earlier result of the same study that a PACS received: the one a new SR replaces.
+
+    Attributes:
+        study_instance_uid: Its study (the new SR's too).
+        series_instance_uid: Its series.
+        sop_class_uid: Its SOP class.
+        sop_instance_uid: Its SOP instance.
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
 class AlgorithmInfo:
     """The algorithm (served model version) that produced a result.
 

@@ -24,7 +24,16 @@ from ._common import (
     set_times,
     stamp_equipment,
 )
-from ._uids import ARC_SR_INSTANCE, ARC_SR_SERIES, ARC_TRACKING, check_org_root, derive_uid, device_uid
+from ._errors import WriterError
+from ._uids import (
+    ARC_SR_INSTANCE,
+    ARC_SR_SERIES,
+    ARC_TRACKING,
+    check_org_root,
+    check_uid,
+    derive_uid,
+    device_uid,
+)
 
 if TYPE_CHECKING:
     from highdicom.sr import (
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
 
     from inference.dicom import Instance
 
-    from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal
+    from ._inputs import AlgorithmInfo, FindingOutput, OodRefusal, PriorReport
 
 
 def build_sr(
@@ -52,6 +61,7 @@ def build_sr(
     series_number: int = 9001,
     instance_number: int = 1,
     refused: OodRefusal | None = None,
+    replaces: PriorReport | None = None,
 ) -> Dataset:
     """Build the SR that carries one result's findings back to the PACS.
 
@@ -75,6 +85,9 @@ def build_sr(
         refused: set when the algorithm refused the image as out of its distribution: the report then
             holds one image-level group saying "not assessable" (with the OOD score and threshold)
             instead of one group per finding.
+        replaces: The SR of an earlier result of the same study that the PACS received (the study was
+            analysed again, e.g. once more instances arrived): named in the Predecessor Documents
+            Sequence (0040,A360), so a PACS or viewer shows the new report as the one that supersedes it.
 
     Returns:
         The SR dataset (``highdicom.sr.ComprehensiveSR``) with file meta, ready for
@@ -130,7 +143,32 @@ def build_sr(
     )
     stamp_equipment(sr, algorithm, org_root=root)
     set_times(sr, created_at, header)
+    if replaces is not None:
+        sr.PredecessorDocumentsSequence = [_predecessor(replaces, header)]
     return sr
+
+
+def _predecessor(prior: PriorReport, header: Dataset) -> Dataset:
+    """One item of the Predecessor Documents Sequence (SR Document General module, Hierarchical SOP
+    Instance Reference macro): the earlier SR's study, series and instance."""
+    from pydicom import Dataset
+
+    study_uid = check_uid(prior.study_instance_uid, "predecessor StudyInstanceUID")
+    series_uid = check_uid(prior.series_instance_uid, "predecessor SeriesInstanceUID")
+    class_uid = check_uid(prior.sop_class_uid, "predecessor SOPClassUID")
+    instance_uid = check_uid(prior.sop_instance_uid, "predecessor SOPInstanceUID")
+    if study_uid != header.StudyInstanceUID:
+        raise WriterError("A predecessor SR must belong to the study of the new SR.")
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = class_uid
+    instance.ReferencedSOPInstanceUID = instance_uid
+    series = Dataset()
+    series.SeriesInstanceUID = series_uid
+    series.ReferencedSOPSequence = [instance]
+    study = Dataset()
+    study.StudyInstanceUID = study_uid
+    study.ReferencedSeriesSequence = [series]
+    return study
 
 
 def _document_class(content: Dataset) -> type[ComprehensiveSR] | type[Comprehensive3DSR]:

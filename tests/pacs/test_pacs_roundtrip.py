@@ -124,3 +124,58 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
         checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
         errors = [line for line in checked.stderr.splitlines() if line.startswith("Error")]
         assert not errors, errors
+
+
+def test_a_study_analysed_again_sends_an_sr_naming_the_report_it_supersedes(pacs: Pacs) -> None:
+    """An instance that arrives after its study was analysed makes a new result and a new SR: the PACS
+    gets it with a Predecessor Documents Sequence naming the first SR, so a viewer shows one current
+    report instead of two unrelated ones."""
+    from _pacs_harness import LISTENER_AET
+    from pydicom import dcmread
+    from sqlalchemy import text
+
+    study_uid = new_uid()
+    first_file = write(pacs.work / "b" / "pa1.dcm", chest_cr(study=study_uid, view="PA", blob=True))
+    storescu([first_file], port=pacs.listener.port, called=LISTENER_AET)
+    first, first_deliveries = wait_until(
+        lambda: all_sent(pacs.listener, study_uid), timeout=60, interval=0.5, what="the first result sent"
+    )
+    (first_sr,) = [d.object for d in first_deliveries if d.kind == "sr"]
+
+    second_file = write(pacs.work / "b" / "pa2.dcm", chest_cr(study=study_uid, view="PA", blob=True, seed=5))
+    storescu([second_file], port=pacs.listener.port, called=LISTENER_AET)
+
+    def second_sent() -> tuple[Any, list[Any]] | None:
+        found = all_sent(pacs.listener, study_uid)
+        return found if found is not None and found[0].result_id != first.result_id else None
+
+    second, second_deliveries = wait_until(
+        second_sent, timeout=60, interval=0.5, what="the second result sent"
+    )
+    (second_sr,) = [d.object for d in second_deliveries if d.kind == "sr"]
+    assert second_sr != first_sr
+
+    record = Record(pacs.listener.record_url)
+    try:
+        with record.engine.connect() as connection:
+            payload, first_payload = (
+                connection.execute(
+                    text("SELECT payload FROM outbox WHERE object_uid = :uid"), {"uid": uid}
+                ).scalar_one()
+                for uid in (second_sr, first_sr)
+            )
+    finally:
+        record.close()
+    sr = dcmread(BytesIO(payload))
+    (study,) = sr.PredecessorDocumentsSequence
+    assert study.StudyInstanceUID == study_uid
+    (series,) = study.ReferencedSeriesSequence
+    (instance,) = series.ReferencedSOPSequence
+    assert instance.ReferencedSOPInstanceUID == first_sr
+    assert instance.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"
+    assert "PredecessorDocumentsSequence" not in dcmread(BytesIO(first_payload))  # the first replaces none
+    # The SR with its predecessor is still a valid SR for dciodvfy.
+    path = write(pacs.work / "b" / "sr2.dcm", bytes(payload))
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    errors = [line for line in checked.stderr.splitlines() if line.startswith("Error")]
+    assert not errors, errors
