@@ -514,6 +514,7 @@ def _dead_letters_of(results: Any) -> Any:
     queues = (("delivery", "outbox"), ("build", "output_builds"))
     parts = []
     for kind, name in queues:
+        # The two columns by name: ``_outbox`` and ``_builds`` declare the tables and import this module.
         queue = table(name, column("id"), column("result_id"))
         parts.append(
             select(literal(f"{kind}:", String) + sql_cast(queue.c.id, String)).where(

@@ -394,9 +394,7 @@ class Outbox:
                 .join(Result.__table__, Result.id == outbox.c.result_id)
                 .where(
                     Result.study_id == this.study_id,
-                    Result.facility == this.facility
-                    if this.facility is not None
-                    else Result.facility.is_(None),
+                    Result.facility.is_not_distinct_from(this.facility),
                     Result.id != result_id,
                     Result.created_at <= this.created_at,
                     outbox.c.kind == "sr",
