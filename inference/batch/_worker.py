@@ -210,6 +210,8 @@ async def _score_many(
             try:
                 return await _score(ctx, actor, ref, source)
             except Exception as e:  # noqa: BLE001 - one study's failure must not stop the batch; a re-run retries it
+                # Only errors that may not repeat get here (record or model unavailable, source unreachable,
+                # a bug): the input's own faults are refusals, counted by code in _score.
                 # A source's message names the server and what it did wrong (no patient data, no UID);
                 # any other error's text may quote the data, so only its type is logged.
                 reason = str(e) if isinstance(e, SourceError) else type(e).__name__
@@ -241,7 +243,7 @@ async def _already_filed(
 
 async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource | DicomWebSource) -> Scored:
     from inference.dicom import DicomRejected, read_study
-    from inference.record import Conflict, ConsentObjection
+    from inference.record import Conflict, ConsentObjection, InvalidData
     from inference.services import analyse_decoded
 
     served = ctx.host.imaging
@@ -262,6 +264,10 @@ async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource
         )
     except (DicomRejected, ConsentObjection, Conflict) as e:
         return Scored("refused", e.code)
+    except InvalidData:
+        # A value the record cannot hold (an issuer too long once upper-cased): refused the same way on
+        # every run, so counted under the API's code, never as a failure that tells the operator to re-run.
+        return Scored("refused", "invalid_value")
     if not outcome.created:
         return Scored("skipped")
     return Scored("scored", assessable=bool(getattr(outcome.result, "assessable", True)))
