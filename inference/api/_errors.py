@@ -252,7 +252,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidSearch):
             return error_response(request, 400, "invalid_search", str(exc))
         if isinstance(exc, InvalidData):
-            return error_response(request, 422, "invalid_value", str(exc))
+            return error_response(request, 422, exc.code, str(exc))
         logger.error("record error", extra={"code": type(exc).__name__}, exc_info=exc)
         return error_response(
             request,

@@ -264,10 +264,10 @@ async def _score(ctx: Context, actor: Actor, ref: StudyRef, source: FolderSource
         )
     except (DicomRejected, ConsentObjection, Conflict) as e:
         return Scored("refused", e.code)
-    except InvalidData:
+    except InvalidData as e:
         # A value the record cannot hold (an issuer too long once upper-cased): refused the same way on
         # every run, so counted under the API's code, never as a failure that tells the operator to re-run.
-        return Scored("refused", "invalid_value")
+        return Scored("refused", e.code)
     if not outcome.created:
         return Scored("skipped")
     return Scored("scored", assessable=bool(getattr(outcome.result, "assessable", True)))

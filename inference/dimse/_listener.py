@@ -393,11 +393,11 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             extra={"event": "dimse_study", "code": e.code},
         )
         return True
-    except InvalidData:
+    except InvalidData as e:
         # A value the record cannot hold (an issuer too long once upper-cased): retrying repeats it.
         logger.warning(
             "a received study was dropped: a value does not fit the record",
-            extra={"event": "dimse_study", "code": "invalid_value"},
+            extra={"event": "dimse_study", "code": e.code},
         )
         return True
     # Filed with a pending build of its outputs in the same transaction: the outbox worker builds them.

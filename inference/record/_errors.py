@@ -49,4 +49,10 @@ class InvalidSearch(RecordError, ValueError):
 class InvalidData(RecordError, ValueError):
     """A value the record cannot hold (too long for its column once normalised, a NUL character, a number
     out of range: PostgreSQL's SQLSTATE class 22): the input is at fault, and sending it again fails
-    again."""
+    again.
+
+    Attributes:
+        code: The API error code every entry point reports it under (``invalid_value``).
+    """
+
+    code = "invalid_value"

@@ -261,7 +261,7 @@ async def _store_study(
     except Conflict as e:
         return DATASET_DOES_NOT_MATCH, e.code, str(e)
     except InvalidData as e:  # a value the record cannot hold: sending it again fails again
-        return CANNOT_UNDERSTAND, "invalid_value", str(e)
+        return CANNOT_UNDERSTAND, e.code, str(e)
     except (ModelUnavailable, RecordError) as e:
         # Transient: the sender may send these instances again later.
         logger.warning("a STOW-RS study could not be filed now (%s)", type(e).__name__)
