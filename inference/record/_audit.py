@@ -26,6 +26,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    exists,
     func,
     insert,
     inspect,
@@ -38,12 +39,21 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from inference.observability import current_request_id
 from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
-from inference.record._models import AuditChainHead, AuditEvent, Finding, Patient, Result, Study
+from inference.record._models import (
+    AuditChainHead,
+    AuditEvent,
+    BreakGlass,
+    Consent,
+    Finding,
+    Patient,
+    Result,
+    Study,
+)
 from inference.record._types import as_utc, utcnow
 
 if TYPE_CHECKING:
@@ -462,15 +472,56 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 
 
 # Audit entries name what they touched by these resource types (the API's and the FHIR views').
-_RESULT_TYPES: Final = ("Result", "DiagnosticReport", "RiskAssessment", "Provenance")
+_RESULT_TYPES: Final = ("Result", "DiagnosticReport", "RiskAssessment", "Provenance", "Image", "Heatmap")
 _PATIENT_TYPES: Final = ("Patient", "Consent")
+# A read of several patients at once (a FHIR search, a worklist) writes one entry per patient disclosed
+# and names no row (:func:`inference.services.audit_disclosed`); these types list results.
+_LISTING_TYPES: Final = (
+    "DiagnosticReport",
+    "RiskAssessment",
+    "Provenance",
+    "Observation",
+    "ImagingStudy",
+    "Worklist",
+)
+# The one role that reads every facility's results (the access table's "none of these" column).
+_READS_EVERYTHING: Final = "admin"
+
+
+def grants_of(facility: str) -> Any:
+    """SQL condition on :class:`BreakGlass` rows: the grants ``facility``'s auditor reviews.
+
+    Those its staff opened, those on a patient it filed first (the patient itself is its own), and those
+    that opened one of its results: it had filed a result of the patient before the grant expired. A
+    grant that ran out before the facility filed anything of the patient opened nothing of its own, so
+    filing a study of a patient does not open the patient's past emergency accesses either.
+    """
+    own_patient = aliased(Patient)
+    own_result = aliased(Result)
+    return or_(
+        BreakGlass.facility == facility,
+        exists(
+            select(own_patient.id).where(
+                own_patient.id == BreakGlass.patient_id, own_patient.facility == facility
+            )
+        ),
+        exists(
+            select(own_result.id).where(
+                own_result.patient_id == BreakGlass.patient_id,
+                own_result.facility == facility,
+                own_result.created_at < BreakGlass.expires_at,
+            )
+        ),
+    )
 
 
 def _about_data_of(facility: str) -> Any:
     """Entries about a row ``facility`` owns: one of its results (or a FHIR view of one: report, risk
-    assessment, provenance, a finding's or a vital sign's Observation), one of its studies, or a patient
-    it filed first (the patient itself and its consent, which are that facility's to keep), an operator's
-    retry of one of its results' dead letters, and the break-the-glass grants that opened its results.
+    assessment, provenance, a finding's or a vital sign's Observation; its image or a heatmap), one of its
+    studies, or a patient it filed first (the patient itself and its consent, which are that facility's
+    to keep), an operator's retry of one of its results' dead letters, the break-the-glass grants that
+    opened its results (:func:`grants_of`), and the searches and worklists that may have disclosed one
+    of its results (:func:`_listing_of`).
 
     Filing a result of a patient does not open the rest of the patient's trail: who at another facility
     read that facility's results is the other facility's business, not this one's.
@@ -496,15 +547,47 @@ def _about_data_of(facility: str) -> Any:
         and_(AuditEvent.resource_type.in_(_PATIENT_TYPES), AuditEvent.patient_id.in_(patients)),
         # An operator's retry of a dead letter re-sends one of its results' outputs.
         and_(AuditEvent.resource_type == "DeadLetter", AuditEvent.resource_id.in_(_dead_letters_of(results))),
-        # A break-the-glass grant opens every result of its patient, this facility's among them.
         and_(
             AuditEvent.resource_type == "BreakGlass",
             AuditEvent.action == "break-glass:open",
-            or_(
-                AuditEvent.patient_id.in_(patients),
-                AuditEvent.patient_id.in_(select(Result.patient_id).where(Result.facility == facility)),
-            ),
+            AuditEvent.resource_id.in_(select(BreakGlass.id).where(grants_of(facility))),
         ),
+        _listing_of(facility),
+    )
+
+
+def _listing_of(facility: str) -> Any:
+    """Entries of searches and worklists (one per patient, naming no row) that may have disclosed one of
+    ``facility``'s results: it had filed a result of the patient by then, and the reader could read
+    another facility's results of the patient (a break-the-glass grant it read through, a reader of every
+    facility's results, or the patient's consent to sharing between facilities). A worklist of a
+    facility-bound reader lists that facility's results only.
+
+    Its own staff's reads are its own already; a reader of another facility that could read only its own
+    facility's rows disclosed nothing of this one's, and is not shown.
+    """
+    filed_then = exists(
+        select(Result.id).where(
+            Result.patient_id == AuditEvent.patient_id,
+            Result.facility == facility,
+            Result.created_at <= AuditEvent.time,
+        )
+    )
+    shared = exists(
+        select(Consent.patient_id).where(
+            Consent.patient_id == AuditEvent.patient_id, Consent.facility_sharing
+        )
+    )
+    return and_(
+        AuditEvent.resource_id.is_(None),
+        AuditEvent.resource_type.in_(_LISTING_TYPES),
+        or_(
+            AuditEvent.resource_type != "Worklist",
+            AuditEvent.facility.is_(None),
+            AuditEvent.role == _READS_EVERYTHING,
+        ),
+        or_(AuditEvent.outcome == "break_glass", AuditEvent.role == _READS_EVERYTHING, shared),
+        filed_then,
     )
 
 
@@ -541,7 +624,10 @@ def search(
     """Entries matching every given filter, newest first: ``(total matches, one page)``.
 
     ``facility`` scopes the trail for an auditor of that facility to what it needs to know: entries of its
-    own staff, and every entry about its own data, whoever made it (:func:`_about_data_of`).
+    own staff, and every entry about its own data, whoever made it (:func:`_about_data_of`): its results,
+    its studies, the patients it filed first, the grants that opened its results, the searches and
+    worklists that may have disclosed them. Filing a result of another facility's patient shows nothing
+    of who at the other facility read the other facility's data.
     """
     conditions: list[Any] = [AuditEvent.seq.is_not(None)]
     if facility is not None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from inference.record import _audit
 from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import AuditIn
-from inference.record._models import AuditEvent, BreakGlass, Patient, Result
+from inference.record._models import AuditEvent, BreakGlass, Patient
 from inference.record._types import iso, new_id, utcnow
 
 MAX_MINUTES: Final = 24 * 60
@@ -92,16 +92,15 @@ def listing(
     """Grants, newest first, with how many reads each made possible: ``(total, page)``.
 
     Args:
-        facility: Only grants opened by this facility's staff or on patients it filed results of
-            (an auditor of a facility reviews both); None: every grant.
+        facility: Only the grants this facility's auditor reviews (:func:`inference.record._audit.grants_of`):
+            those its staff opened, those on a patient it filed first, and those that opened one of its
+            results (it had filed a result of the patient before the grant expired); the same grants its
+            auditor reads on the audit trail. None: every grant.
     """
     now = utcnow()
     conditions: list[Any] = []
     if facility is not None:
-        holds = select(Result.id).where(
-            Result.patient_id == BreakGlass.patient_id, Result.facility == facility
-        )
-        conditions.append(or_(BreakGlass.facility == facility, holds.exists()))
+        conditions.append(_audit.grants_of(facility))
     if active_only:
         conditions.append(BreakGlass.expires_at > now)
     total = int(session.scalar(select(func.count()).select_from(BreakGlass).where(*conditions)) or 0)

@@ -56,8 +56,9 @@ async def open_break_glass(
 async def list_break_glass(
     *, ctx: Context, actor: Actor, active_only: bool, limit: int, offset: int
 ) -> dict[str, Any]:
-    """Grants, newest first. An auditor bound to a facility sees those its staff opened and those on
-    patients it filed results of; the listing is audited (one entry per patient shown)."""
+    """Grants, newest first. An auditor bound to a facility sees those its staff opened, those on a
+    patient it filed first and those that opened one of its results; the listing is audited (one entry
+    per patient shown)."""
     principal = actor.principal
     facility = None if principal.role == Role.ADMIN else principal.facility
     total, items = await db(
