@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import case, literal, select
+from sqlalchemy import case, literal, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _outbox, _save, _scope, _series
@@ -245,7 +245,8 @@ class Results:
             escalate_before: a routine result filed before this time ranks with the urgent ones (the
                 starvation guard: pure urgency ordering lets routine studies wait without bound); its
                 item says ``escalated: true``.
-            scope: only results the caller may read (applied in the query, before paging).
+            scope: only results the caller may read (applied in the query, before paging); each item
+                shows the patient's age and sex only where the caller may read the patient itself.
         """
         if not 1 <= limit <= 500 or offset < 0:
             raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
@@ -258,8 +259,9 @@ class Results:
             (waited_too_long, 1),
             else_=2,
         )
+        shown = true() if scope is None else _scope.visible(scope, owner=None, patient=Result.patient_id)
         query = (
-            select(Result)
+            select(Result, shown)
             .options(*_RESULT_LOAD)
             .where(Result.status == "open")
             .order_by(rank, Result.created_at, Result.id)
@@ -271,8 +273,10 @@ class Results:
         if scope is not None:
             query = query.where(_scope.results_visible(scope))
         with self._db.sessions() as session:
-            results = session.scalars(query)
-            return [worklist_item(result, escalate_before=escalate_before) for result in results]
+            return [
+                worklist_item(result, patient_shown=bool(patient_shown), escalate_before=escalate_before)
+                for result, patient_shown in session.execute(query)
+            ]
 
     def mark_read(self, *, result_id: str, audit: AuditIn | None = None) -> None:
         """Mark a result reviewed: it leaves the worklist.

@@ -199,9 +199,19 @@ def _age(birth_date: str | None, at: datetime) -> int | None:
     return years if 0 <= years < 150 else None
 
 
-def worklist_item(result: Result, *, escalate_before: datetime | None = None) -> WorklistItem:
+def worklist_item(
+    result: Result, *, patient_shown: bool, escalate_before: datetime | None = None
+) -> WorklistItem:
     """One line of the worklist: enough to triage and open the result; of the patient only the identifier,
-    age and sex (never the name or birth date)."""
+    age and sex (never the name or birth date).
+
+    Args:
+        patient_shown: The reader may read the patient itself (``_scope.visible`` of a patient-level
+            row: its first facility, the patient's sharing consent, the reader's break-the-glass grant).
+            Otherwise age and sex are None: they are what the patient's first facility recorded (another
+            facility's demographics are never filed), and a facility that filed a result of someone
+            else's patient reads its result, not the patient.
+    """
     imaging = result.kind == "imaging"
     study = result.study if imaging else None
     news2 = None if imaging else result.payload.get("news2")
@@ -223,8 +233,8 @@ def worklist_item(result: Result, *, escalate_before: datetime | None = None) ->
         patient=WorklistPatient(
             id=result.patient.id,
             identifier=result.patient.identifier,
-            age=_age(result.patient.birth_date, result.created_at),
-            sex=result.patient.sex,
+            age=_age(result.patient.birth_date, result.created_at) if patient_shown else None,
+            sex=result.patient.sex if patient_shown else None,
         ),
         model=ModelInfo(name=result.model_name, version=result.model_version),
         warnings=tuple(result.warnings),

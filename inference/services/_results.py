@@ -196,13 +196,18 @@ async def audit_worklist(
     """
     patients = [item.patient.id for item in items]
     granted = await under_grant(ctx, actor, patients)
+    # An item shows the patient's age and sex only to a reader of the patient itself (a patient-level row).
+    shown = {
+        item.patient.id for item in items if item.patient.age is not None or item.patient.sex is not None
+    }
     await audit_disclosed(
         ctx,
         actor,
         action="worklist:read",
         resource_type="Worklist",
         patients=patients,
-        rows=[Disclosed(patient_id=p, owner=facility) for p in patients if p in granted],
+        rows=[Disclosed(patient_id=p, owner=facility) for p in patients if p in granted]
+        + [Disclosed(patient_id=p, owner=None, patient_level=True) for p in shown if p in granted],
     )
 
 

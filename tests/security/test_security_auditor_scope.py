@@ -1,11 +1,14 @@
 """Need to know, as two facilities sharing a patient meet it on SQLite and on a real PostgreSQL: a facility
 that files one study of another facility's patient reads, as auditor, what its staff did and every access
 to its own results (break-the-glass grants, single reads, searches that disclosed them), not what the
-patient's first facility did with its own data.
+patient's first facility did with its own data; and its worklist does not show the demographics the
+first facility recorded unless it may read the patient.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,8 +23,10 @@ from inference.api import create_app
 from inference.record import Record
 from inference.record._models import BreakGlass
 from inference.record._types import utcnow
+from inference.services import add_user
 
 REASON = "Unconscious in our ER, no history available"
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +195,67 @@ def test_searches_and_picture_reads_that_disclosed_a_result_are_on_its_facility_
     shared = client.get("/fhir/DiagnosticReport", params={"patient": patient_id}, headers=f1_headers).json()
     assert {e["resource"]["id"] for e in shared["entry"]} == {first["result_id"], second["result_id"]}
     assert (f1_search, "fhir:read") in _trail(client, env, "F2", patient_id)
+
+
+def _account(env: Env, facility: str) -> str:
+    """A fresh radiologist's account of ``facility`` for the pages; its username is its subject."""
+    username = _name("dr")
+    record = Record(env.settings.record_url)
+    try:
+        add_user(record, username=username, password=PASSWORD, role="radiologist", facility=facility)
+    finally:
+        record.close()
+    return username
+
+
+def _shown(client: TestClient, username: str, result_id: str) -> str:
+    """What the worklist page's line of ``result_id`` says of the patient under its identifier (age and
+    sex, a dash for each the reader is not shown), as ``username`` sees it once signed in."""
+    client.cookies.clear()
+    try:
+        form = client.get("/ui/signin")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf is not None
+        data = {"username": username, "password": PASSWORD, "csrf_token": csrf.group(1)}
+        assert client.post("/ui/signin", data=data, follow_redirects=False).status_code == 303
+        page = client.get("/ui/")
+        assert page.status_code == 200
+    finally:
+        client.cookies.clear()
+    line = re.search(
+        rf'href="/ui/results/{result_id}">[^<]*</a><br><span class="muted small">([^<]*)</span>', page.text
+    )
+    assert line is not None, "the result is not on the reader's worklist"
+    return html.unescape(line.group(1))
+
+
+def test_a_worklist_shows_another_facility_s_demographics_only_to_who_may_read_the_patient(
+    served: tuple[TestClient, Env],
+) -> None:
+    client, env = served
+    identifier, issuer = _name("IPP"), "CIN-MA"
+    first = _file(client, env, "F1", identifier, issuer)
+    second = _file(client, env, "F2", identifier, issuer)
+    patient_id = first["patient"]["id"]
+    mine = _shown(client, _account(env, "F1"), first["result_id"])
+    assert re.fullmatch(r"\d+ y · female", mine), mine  # F1's own patient: the age and sex it recorded
+    # F2 lists its own result of the patient; the age and sex on file are what F1 recorded, not F2's.
+    f2_reader = _account(env, "F2")
+    assert _shown(client, f2_reader, second["result_id"]) == "– · –"
+    # A break-the-glass grant opens the patient to its holder alone.
+    f2_er = _account(env, "F2")
+    _open(client, env.headers("radiologist", facility="F2", subject=f2_er), patient_id)
+    assert _shown(client, f2_er, second["result_id"]) == mine
+    record = Record(env.settings.record_url)
+    try:
+        listed = [e for e in record.audit.search(agent=f2_er)[1] if e["action"] == "worklist:read"]
+    finally:
+        record.close()
+    # Its own result, but the patient through the grant: audited as an emergency access.
+    assert [e["outcome"] for e in listed if e["patient_id"] == patient_id] == ["break_glass"]
+    assert _shown(client, f2_reader, second["result_id"]) == "– · –"
+    # The patient's consent to sharing between facilities opens it to every facility's readers.
+    share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
+    consent = env.headers("clinician", facility="F1")
+    assert client.put(f"/v1/patients/{patient_id}/consent", json=share, headers=consent).status_code == 200
+    assert _shown(client, f2_reader, second["result_id"]) == mine
