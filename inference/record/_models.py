@@ -146,6 +146,11 @@ class Result(Base):
     observation_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     facility: Mapped[str | None] = mapped_column(String(128))
+    # Migration 0014: the patient's age (whole years when filed) and sex as this result's facility sent
+    # them. The patient row keeps the first facility's; a facility reading its own result of another
+    # facility's patient sees what it sent, not what the other facility recorded.
+    patient_age: Mapped[int | None] = mapped_column(Integer)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
 
     patient: Mapped[Patient] = relationship()
     study: Mapped[Study | None] = relationship()

@@ -37,7 +37,7 @@ from inference.record._models import (
     normalise_issuer,
 )
 from inference.record._result_types import FindingResult, ImagingResult, PendingBuild
-from inference.record._types import as_utc, fhir_date, new_id, utcnow
+from inference.record._types import age_at, as_utc, fhir_date, new_id, utcnow
 from inference.record._views import VITAL_FIELDS, finding_result, typed_result, with_deliveries
 
 _STUDIES: Final = cast(Table, Study.__table__)
@@ -500,7 +500,7 @@ def write_imaging(
     # Read once for both: the outputs owed outside the record and the training input kept.
     consent = _consent.filed_state(session, patient.id) if owed or data.training_input is not None else None
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
-    values = _result_row("imaging", patient, device_id, data.model, priority, warnings)
+    values = _result_row("imaging", patient, data.patient, device_id, data.model, priority, warnings)
     values.update(
         facility=data.patient.facility,
         study_id=study.id,
@@ -642,7 +642,7 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
     session.flush()
     device = upsert_device(session, data.model)
     warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
-    result = _new_result("triage", patient, device, data.model, data.priority, warnings)
+    result = _new_result("triage", patient, data.patient, device, data.model, data.priority, warnings)
     result.facility = data.patient.facility
     result.vitals_id = vitals.id
     if data.request is not None:
@@ -682,16 +682,25 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
 def _result_row(
     kind: str,
     patient: Patient,
+    sent: PatientIn,
     device_id: str,
     model: ModelRef,
     priority: str,
     warnings: tuple[str, ...],
 ) -> dict[str, Any]:
-    """The columns every new result has, as a ``results`` row."""
+    """The columns every new result has, as a ``results`` row.
+
+    ``sent`` is the patient as this result's sender described it: its age when filed and its sex are kept
+    with the result (the patient row keeps the first facility's demographics and never another's).
+    """
+    now = utcnow()
+    sex = sent.sex.strip() if sent.sex else None
     return {
         "id": new_id(),
         "kind": kind,
         "patient_id": patient.id,
+        "patient_age": age_at(fhir_date(sent.birth_date), now),
+        "patient_sex": sex or None,
         "device_id": device_id,
         "model_name": model.name,
         "model_version": model.version,
@@ -700,16 +709,17 @@ def _result_row(
         "priority": priority,
         "status": "open",
         "warnings": list(warnings),
-        "created_at": utcnow(),
+        "created_at": now,
     }
 
 
 def _new_result(
     kind: str,
     patient: Patient,
+    sent: PatientIn,
     device: Device,
     model: ModelRef,
     priority: str,
     warnings: tuple[str, ...],
 ) -> Result:
-    return Result(**_result_row(kind, patient, device.id, model, priority, warnings))
+    return Result(**_result_row(kind, patient, sent, device.id, model, priority, warnings))

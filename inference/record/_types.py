@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import DateTime
@@ -72,3 +72,15 @@ def fhir_date(value: str | None) -> str | None:
     except ValueError:
         return None
     return text
+
+
+def age_at(birth_date: str | None, at: datetime) -> int | None:
+    """Age in whole years at ``at`` of an ISO birth date (None when unknown, malformed or implausible)."""
+    if not birth_date:
+        return None
+    try:
+        born = date.fromisoformat(birth_date)
+    except ValueError:
+        return None
+    years = at.year - born.year - ((at.month, at.day) < (born.month, born.day))
+    return years if 0 <= years < 150 else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from inference.record._models import Result
@@ -23,6 +23,7 @@ from inference.record._result_types import (
     WorklistItem,
     WorklistPatient,
 )
+from inference.record._types import age_at
 
 TRIAGE_FEEDBACK_CODE = "deterioration"
 """The one "finding" a triage result has, for reader feedback."""
@@ -187,18 +188,6 @@ def with_deliveries(
     return replace(typed, deliveries=rows + waiting, build=build)
 
 
-def _age(birth_date: str | None, at: datetime) -> int | None:
-    """Age in whole years at ``at`` (None when the birth date is unknown or malformed)."""
-    if not birth_date:
-        return None
-    try:
-        born = date.fromisoformat(birth_date)
-    except ValueError:
-        return None
-    years = at.year - born.year - ((at.month, at.day) < (born.month, born.day))
-    return years if 0 <= years < 150 else None
-
-
 def worklist_item(
     result: Result, *, patient_shown: bool, escalate_before: datetime | None = None
 ) -> WorklistItem:
@@ -207,10 +196,10 @@ def worklist_item(
 
     Args:
         patient_shown: The reader may read the patient itself (``_scope.visible`` of a patient-level
-            row: its first facility, the patient's sharing consent, the reader's break-the-glass grant).
-            Otherwise age and sex are None: they are what the patient's first facility recorded (another
-            facility's demographics are never filed), and a facility that filed a result of someone
-            else's patient reads its result, not the patient.
+            row: its first facility, the patient's sharing consent, the reader's break-the-glass grant):
+            age and sex are the patient's on file (what its first facility recorded). Otherwise they are
+            what this result's own facility sent with it (None for results filed before migration 0014):
+            a facility that filed a result of someone else's patient reads its result, not the patient.
     """
     imaging = result.kind == "imaging"
     study = result.study if imaging else None
@@ -233,8 +222,8 @@ def worklist_item(
         patient=WorklistPatient(
             id=result.patient.id,
             identifier=result.patient.identifier,
-            age=_age(result.patient.birth_date, result.created_at) if patient_shown else None,
-            sex=result.patient.sex if patient_shown else None,
+            age=age_at(result.patient.birth_date, result.created_at) if patient_shown else result.patient_age,
+            sex=result.patient.sex if patient_shown else result.patient_sex,
         ),
         model=ModelInfo(name=result.model_name, version=result.model_version),
         warnings=tuple(result.warnings),

@@ -196,7 +196,8 @@ async def audit_worklist(
     """
     patients = [item.patient.id for item in items]
     granted = await under_grant(ctx, actor, patients)
-    # An item shows the patient's age and sex only to a reader of the patient itself (a patient-level row).
+    # An item of a patient opened by a grant shows the patient's own age and sex (a patient-level row);
+    # otherwise what it shows is the result's own sender's.
     shown = {
         item.patient.id for item in items if item.patient.age is not None or item.patient.sex is not None
     }

@@ -1,8 +1,8 @@
 """Need to know, as two facilities sharing a patient meet it on SQLite and on a real PostgreSQL: a facility
 that files one study of another facility's patient reads, as auditor, what its staff did and every access
 to its own results (break-the-glass grants, single reads, searches that disclosed them), not what the
-patient's first facility did with its own data; and its worklist does not show the demographics the
-first facility recorded unless it may read the patient.
+patient's first facility did with its own data; and its worklist shows the demographics it sent itself,
+not those the first facility recorded unless it may read the patient.
 """
 
 from __future__ import annotations
@@ -51,22 +51,26 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _study(identifier: str, issuer: str) -> bytes:
+def _study(identifier: str, issuer: str, *, sex: str = "F", birth_date: str | None = None) -> bytes:
     from pydicom import dcmread
 
     study = new_study_uid()
     ds = dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1", patient_id=identifier)))
     ds.IssuerOfPatientID = issuer
+    ds.PatientSex = sex
+    if birth_date is not None:
+        ds.PatientBirthDate = birth_date
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
 
 
-def _file(client: TestClient, env: Env, facility: str, identifier: str, issuer: str) -> dict:
-    """One study of the patient ``(identifier, issuer)`` sent by ``facility``'s PACS: its result."""
+def _file(client: TestClient, env: Env, facility: str, identifier: str, issuer: str, **header: str) -> dict:
+    """One study of the patient ``(identifier, issuer)`` sent by ``facility``'s PACS (``header``: the
+    patient's sex and birth date it sends, see :func:`_study`): its result."""
     posted = client.post(
         "/v1/studies",
-        files=[("files", ("a.dcm", _study(identifier, issuer), "application/dicom"))],
+        files=[("files", ("a.dcm", _study(identifier, issuer, **header), "application/dicom"))],
         headers=env.headers("pacs", facility=facility),
     )
     assert posted.status_code == 201, posted.text
@@ -235,13 +239,15 @@ def test_a_worklist_shows_another_facility_s_demographics_only_to_who_may_read_t
     client, env = served
     identifier, issuer = _name("IPP"), "CIN-MA"
     first = _file(client, env, "F1", identifier, issuer)
-    second = _file(client, env, "F2", identifier, issuer)
+    # F2 knows the same person under other demographics (a data-entry difference between facilities).
+    second = _file(client, env, "F2", identifier, issuer, sex="M", birth_date="20000101")
     patient_id = first["patient"]["id"]
     mine = _shown(client, _account(env, "F1"), first["result_id"])
     assert re.fullmatch(r"\d+ y · female", mine), mine  # F1's own patient: the age and sex it recorded
-    # F2 lists its own result of the patient; the age and sex on file are what F1 recorded, not F2's.
+    # F2 lists its own result of the patient with what F2 sent, not what F1 recorded.
     f2_reader = _account(env, "F2")
-    assert _shown(client, f2_reader, second["result_id"]) == "– · –"
+    sent = _shown(client, f2_reader, second["result_id"])
+    assert re.fullmatch(r"\d+ y · male", sent) and sent != mine, sent
     # A break-the-glass grant opens the patient to its holder alone.
     f2_er = _account(env, "F2")
     _open(client, env.headers("radiologist", facility="F2", subject=f2_er), patient_id)
@@ -253,7 +259,7 @@ def test_a_worklist_shows_another_facility_s_demographics_only_to_who_may_read_t
         record.close()
     # Its own result, but the patient through the grant: audited as an emergency access.
     assert [e["outcome"] for e in listed if e["patient_id"] == patient_id] == ["break_glass"]
-    assert _shown(client, f2_reader, second["result_id"]) == "– · –"
+    assert _shown(client, f2_reader, second["result_id"]) == sent
     # The patient's consent to sharing between facilities opens it to every facility's readers.
     share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
     consent = env.headers("clinician", facility="F1")
