@@ -31,7 +31,7 @@ error_logger = logging.getLogger("inference.api.errors")
 
 ERROR_CODE: Final = "error_code"
 """Key of the request state where the error handlers leave the ``error.code`` they answered."""
-_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def route_template(scope: Scope) -> str:
@@ -60,7 +60,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         supplied = headers.get("x-request-id", "")
-        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         # Every record logged while this request is served (threads it starts included) carries its id.

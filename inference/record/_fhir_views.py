@@ -52,6 +52,14 @@ class FhirViews:
         with self._db.sessions() as session:
             return _search.owner_of(session, resource_type, resource_id)
 
+    def owners(
+        self, *, resource_type: str, resource_ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, str | None, bool]]:
+        """:meth:`owner` of several resources of one type, in one session: ``{id: owner}`` of those found."""
+        with self._db.sessions() as session:
+            found = {rid: _search.owner_of(session, resource_type, rid) for rid in set(resource_ids)}
+        return {rid: owner for rid, owner in found.items() if owner is not None}
+
     def capability_statement(self, *, base_url: str) -> dict[str, Any]:
         """The R4 CapabilityStatement of the FHIR views."""
         from inference import __version__

@@ -65,14 +65,15 @@ async def _glass_rows(
     """The disclosed rows of the patients the caller holds a break-the-glass grant on, each with its
     owning facility, so the search is audited ``break_glass`` where that is the ground it rests on."""
     granted = await under_grant(ctx, actor, [patient for _resource_id, patient in disclosed])
-    rows = []
-    for resource_id, patient in disclosed:
-        if patient not in granted:
-            continue
-        found = await db(ctx.record.fhir.owner, resource_type=resource_type, resource_id=resource_id)
-        if found is not None and found[0] is not None:
-            rows.append(Disclosed(patient_id=found[0], owner=found[1], patient_level=found[2]))
-    return rows
+    wanted = [resource_id for resource_id, patient in disclosed if patient in granted]
+    if not wanted:
+        return []
+    owners = await db(ctx.record.fhir.owners, resource_type=resource_type, resource_ids=wanted)
+    return [
+        Disclosed(patient_id=found[0], owner=found[1], patient_level=found[2])
+        for found in (owners.get(resource_id) for resource_id in wanted)
+        if found is not None and found[0] is not None
+    ]
 
 
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
