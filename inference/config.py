@@ -116,7 +116,7 @@ class ServerSettings(BaseSettings):
 
     public_base_url: str | None = None
     """The server's address as its clients reach it (``https://dxassist.hospital.example``, behind a
-    reverse proxy): the base of STOW-RS ``RetrieveURL`` and FHIR links. Unset: taken from each request."""
+    reverse proxy): the base of FHIR links. Unset: taken from each request."""
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     rate_limit_per_minute: int = Field(default=1200, ge=0)

@@ -29,15 +29,20 @@ def _ui(value: str) -> dict[str, Any]:
     return {"vr": "UI", "Value": [value]}
 
 
-def stow_dataset(outcome: StowOutcome, base_url: str) -> dict[str, Any]:
-    """The STOW-RS response dataset.
+def _empty_url() -> dict[str, Any]:
+    return {"vr": "UR"}
 
-    ``RetrieveURL`` points at the result of the study in this API (``/v1/studies/{uid}/result``): the
-    server analyses images but does not archive them, so there is no WADO-RS resource to point at.
+
+def stow_dataset(outcome: StowOutcome) -> dict[str, Any]:
+    """The STOW-RS response dataset (PS3.18 Table I.1-1, Store Instances Response Module).
+
+    ``RetrieveURL`` (0008,1190) is Type 2 at the top level (the Studies Retrieve resource) and in each
+    ``ReferencedSOPSequence`` item (the Instance's): always present, and empty (DICOM JSON ``{"vr": "UR"}``,
+    no ``Value``) because the server analyses images without archiving them and serves no WADO-RS
+    Retrieve. The client finds the analysis of each study it sent, by the Study Instance UID of its
+    instances, at ``GET /v1/studies/{uid}/result``.
     """
-    dataset: dict[str, Any] = {}
-    if len(outcome.studies) == 1:
-        dataset[RETRIEVE_URL] = {"vr": "UR", "Value": [f"{base_url}/v1/studies/{outcome.studies[0]}/result"]}
+    dataset: dict[str, Any] = {RETRIEVE_URL: _empty_url()}
     if outcome.stored:
         dataset[REFERENCED_SOP_SEQUENCE] = {
             "vr": "SQ",
@@ -45,10 +50,7 @@ def stow_dataset(outcome: StowOutcome, base_url: str) -> dict[str, Any]:
                 {
                     REFERENCED_SOP_CLASS_UID: _ui(item.sop_class_uid),
                     REFERENCED_SOP_INSTANCE_UID: _ui(item.sop_instance_uid),
-                    RETRIEVE_URL: {
-                        "vr": "UR",
-                        "Value": [f"{base_url}/v1/studies/{item.study_instance_uid}/result"],
-                    },
+                    RETRIEVE_URL: _empty_url(),
                 }
                 for item in outcome.stored
             ],
@@ -81,11 +83,11 @@ def stow_status(outcome: StowOutcome) -> int:
     return 503 if outcome.failed_for_now else 409
 
 
-def stow_response(outcome: StowOutcome, base_url: str) -> DicomJSONResponse:
+def stow_response(outcome: StowOutcome) -> DicomJSONResponse:
     """The STOW-RS response: its dataset, its status and, for a 503, when to send again."""
     status = stow_status(outcome)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return DicomJSONResponse(stow_dataset(outcome, base_url), status_code=status, headers=headers)
+    return DicomJSONResponse(stow_dataset(outcome), status_code=status, headers=headers)
 
 
 def count_failures(outcome: StowOutcome) -> None:

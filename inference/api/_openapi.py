@@ -141,7 +141,8 @@ _FHIR_RESOURCE: Final[dict[str, Any]] = {
 _DICOM_JSON: Final[dict[str, Any]] = {
     "title": "DicomJsonDataset",
     "description": "A dataset in the DICOM JSON Model (PS3.18 F.2): attributes keyed by 8 hex digit tags; "
-    "the STOW-RS response (RetrieveURL, ReferencedSOPSequence, FailedSOPSequence).",
+    "the STOW-RS response (RetrieveURL, always empty: no WADO-RS Retrieve is served; ReferencedSOPSequence, "
+    "FailedSOPSequence).",
     "type": "object",
     "propertyNames": {"pattern": "^[0-9A-F]{8}$"},
     "additionalProperties": {

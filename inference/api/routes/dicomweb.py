@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_response
-from inference.api.deps import AcceptLanguage, BaseUrl, ContextDep, StowParts, require
+from inference.api.deps import AcceptLanguage, ContextDep, StowParts, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.routes.studies import StudyUid
 from inference.services import Actor, store_instances
@@ -59,12 +59,11 @@ async def stow(
     actor: Annotated[Actor, require("studies:submit")],
     ctx: ContextDep,
     parts: StowParts,
-    base_url: BaseUrl,
     accept_language: AcceptLanguage = None,
 ) -> DicomJSONResponse:
     outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
     count_failures(outcome)
-    return stow_response(outcome, base_url)
+    return stow_response(outcome)
 
 
 @router.post(
@@ -79,7 +78,6 @@ async def stow_study(
     ctx: ContextDep,
     study_instance_uid: StudyUid,
     parts: StowParts,
-    base_url: BaseUrl,
     accept_language: AcceptLanguage = None,
 ) -> DicomJSONResponse:
     outcome = await store_instances(
@@ -90,4 +88,4 @@ async def stow_study(
         study_instance_uid=study_instance_uid,
     )
     count_failures(outcome)
-    return stow_response(outcome, base_url)
+    return stow_response(outcome)

@@ -31,6 +31,11 @@ def _value(item: dict, tag: str) -> object:
     return item[tag]["Value"][0]
 
 
+# PS3.18 Table I.1-1: Retrieve URL is Type 2 at the top level and in each Referenced SOP Sequence item.
+# dxassist serves no WADO-RS Retrieve, so it is present and empty: a UR without a Value.
+EMPTY_URL = {"vr": "UR"}
+
+
 def test_all_stored_is_200_with_referenced_sops_and_the_result_is_filed(client: TestClient, env: Env) -> None:
     study = new_study_uid()
     parts = [
@@ -46,10 +51,32 @@ def test_all_stored_is_200_with_referenced_sops_and_the_result_is_filed(client: 
     assert referenced["vr"] == "SQ"
     assert {_value(i, SOP_INSTANCE) for i in referenced["Value"]} == {f"{study}.1", f"{study}.2"}
     assert all(_value(i, SOP_CLASS) == CR_IMAGE for i in referenced["Value"])
-    assert all(str(_value(i, RETRIEVE)).endswith(f"/v1/studies/{study}/result") for i in referenced["Value"])
+    assert dataset[RETRIEVE] == EMPTY_URL
+    assert [i[RETRIEVE] for i in referenced["Value"]] == [EMPTY_URL, EMPTY_URL]
     # Analysis ran before the answer: the result is there now.
     result = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
     assert result.status_code == 200 and result.json()["study_instance_uid"] == study
+
+
+def test_two_studies_in_one_request_get_an_empty_retrieve_url_and_each_result_is_filed(
+    client: TestClient, env: Env
+) -> None:
+    first, second = new_study_uid(), new_study_uid()
+    parts = [
+        ("application/dicom", chest_dicom(study=first, sop=f"{first}.1", view="PA")),
+        ("application/dicom", chest_dicom(study=second, sop=f"{second}.1", view="PA")),
+    ]
+    response = _stow(client, env, parts)
+    assert response.status_code == 200, response.text
+    dataset = response.json()
+    assert dataset[RETRIEVE] == EMPTY_URL
+    referenced = dataset[REFERENCED]["Value"]
+    assert {_value(i, SOP_INSTANCE) for i in referenced} == {f"{first}.1", f"{second}.1"}
+    assert [i[RETRIEVE] for i in referenced] == [EMPTY_URL, EMPTY_URL]
+    # The client finds each analysis by the Study Instance UID of what it sent.
+    for study in (first, second):
+        result = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
+        assert result.status_code == 200 and result.json()["study_instance_uid"] == study
 
 
 def test_some_failed_is_202_with_failure_reasons(client: TestClient, env: Env) -> None:
@@ -81,6 +108,7 @@ def test_all_failed_is_409(client: TestClient, env: Env) -> None:
     assert response.status_code == 409
     dataset = response.json()
     assert REFERENCED not in dataset
+    assert dataset[RETRIEVE] == EMPTY_URL
     assert _value(dataset[FAILED]["Value"][0], SOP_INSTANCE) == f"{study}.1"
 
 

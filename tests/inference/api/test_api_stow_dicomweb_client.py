@@ -1,7 +1,9 @@
 """``dicomweb-client`` (a client nobody here wrote) stores instances into a live ``dxassist serve``.
 
-Both STOW-RS forms: ``POST /dicomweb/studies`` and ``POST /dicomweb/studies/{uid}``. ``RetrieveURL`` keeps
-the port the client used, or is built on ``DXASSIST_PUBLIC_BASE_URL`` when that is set.
+Both STOW-RS forms: ``POST /dicomweb/studies`` and ``POST /dicomweb/studies/{uid}``. ``RetrieveURL`` is
+present and empty (PS3.18 Table I.1-1, Type 2: no WADO-RS Retrieve is served); the client finds each result by
+its study's UID. Links of the same server (FHIR) keep the port the client used, or are built on
+``DXASSIST_PUBLIC_BASE_URL`` when that is set.
 """
 
 from __future__ import annotations
@@ -66,18 +68,27 @@ class _Serve:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self) -> DICOMwebClient:
+    def token(self, role: str, facility: str | None = None) -> str:
+        args = ["--facility", facility] if facility else []
         done = subprocess.run(
-            [str(DXASSIST), "token", "issue", "--subject", "dwc", "--role", "pacs", "--facility", "F1"],
+            [str(DXASSIST), "token", "issue", "--subject", "dwc", "--role", role, *args],
             env=dxassist_env(self.home),
             capture_output=True,
             text=True,
             check=True,
         )
+        return done.stdout.strip()
+
+    def client(self) -> DICOMwebClient:
         session = create_session()
         session.trust_env = False  # loopback only, whatever proxy the environment names
-        session.headers["Authorization"] = f"Bearer {done.stdout.strip()}"
+        session.headers["Authorization"] = f"Bearer {self.token('pacs', 'F1')}"
         return DICOMwebClient(url=f"{self.url}/dicomweb", session=session)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        auth = {"Authorization": f"Bearer {self.token('radiologist', 'F1')}"}
+        headers = {**auth, **(headers or {})}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30, trust_env=False)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -106,11 +117,17 @@ def _instance(study: str, number: int, view: str = "PA") -> Dataset:
     return dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.{number}", view=view)))
 
 
-def _retrieve_urls(answer: Dataset) -> set[str]:
-    return {str(item[RETRIEVE].value) for item in answer[REFERENCED].value}
+def _stored(answer: Dataset) -> set[str]:
+    return {str(item[0x00081155].value) for item in answer[REFERENCED].value}
 
 
-def test_store_instances_with_and_without_the_study_uid_keeps_the_port(
+def _retrieve_url_is_empty(answer: Dataset) -> bool:
+    """Retrieve URL (Type 2) is there and empty, at the top level and in each Referenced SOP item."""
+    items = [answer, *answer[REFERENCED].value]
+    return all(RETRIEVE in item and item[RETRIEVE].VR == "UR" and item[RETRIEVE].is_empty for item in items)
+
+
+def test_store_instances_with_and_without_the_study_uid_answers_an_empty_retrieve_url(
     serve: Callable[[dict[str, str]], _Serve],
 ) -> None:
     server = serve({})
@@ -118,13 +135,30 @@ def test_store_instances_with_and_without_the_study_uid_keeps_the_port(
     study = new_study_uid()
     answer = client.store_instances(datasets=[_instance(study, 1), _instance(study, 2, "LL")])
     assert FAILED not in answer
-    assert _retrieve_urls(answer) == {f"{server.url}/v1/studies/{study}/result"}
+    assert _stored(answer) == {f"{study}.1", f"{study}.2"}
+    assert _retrieve_url_is_empty(answer)
 
     other = new_study_uid()
     answer = client.store_instances(datasets=[_instance(other, 1)], study_instance_uid=other)
     assert FAILED not in answer
-    assert str(answer[RETRIEVE].value) == f"{server.url}/v1/studies/{other}/result"
-    assert _retrieve_urls(answer) == {f"{server.url}/v1/studies/{other}/result"}
+    assert _stored(answer) == {f"{other}.1"}
+    assert _retrieve_url_is_empty(answer)
+    # Where the result is: by the UID of the study the client sent.
+    result = server.get(f"/v1/studies/{other}/result")
+    assert result.status_code == 200 and result.json()["study_instance_uid"] == other
+
+
+def test_two_studies_in_one_store_answer_an_empty_retrieve_url(
+    serve: Callable[[dict[str, str]], _Serve],
+) -> None:
+    server = serve({})
+    first, second = new_study_uid(), new_study_uid()
+    answer = server.client().store_instances(datasets=[_instance(first, 1), _instance(second, 1)])
+    assert FAILED not in answer
+    assert _stored(answer) == {f"{first}.1", f"{second}.1"}
+    assert _retrieve_url_is_empty(answer)
+    for study in (first, second):
+        assert server.get(f"/v1/studies/{study}/result").status_code == 200, study
 
 
 def test_an_instance_of_another_study_fails_in_the_study_form(
@@ -137,16 +171,27 @@ def test_an_instance_of_another_study_fails_in_the_study_form(
         datasets=[_instance(target, 1), _instance(stray, 1)], study_instance_uid=target
     )
     assert [str(item[0x00081155].value) for item in answer[FAILED].value] == [f"{stray}.1"]
-    assert _retrieve_urls(answer) == {f"{server.url}/v1/studies/{target}/result"}
+    assert _stored(answer) == {f"{target}.1"}
+    assert _retrieve_url_is_empty(answer)
 
 
-def test_retrieve_url_is_built_on_the_public_base_url_when_set(
-    serve: Callable[[dict[str, str]], _Serve],
-) -> None:
+def test_links_keep_the_port_a_client_left_out_of_host(serve: Callable[[dict[str, str]], _Serve]) -> None:
+    # dicomweb-client 0.61 sends Host without the port; the FHIR base is then the address it connected to.
+    server = serve({})
+    metadata = server.get("/fhir/metadata", headers={"Host": "127.0.0.1"})
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["implementation"]["url"] == f"{server.url}/fhir"
+
+
+def test_links_are_built_on_the_public_base_url_when_set(serve: Callable[[dict[str, str]], _Serve]) -> None:
     server = serve({"DXASSIST_PUBLIC_BASE_URL": "https://dxassist.hospital.example:8443/ai/"})
+    metadata = server.get("/fhir/metadata")
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["implementation"]["url"] == "https://dxassist.hospital.example:8443/ai/fhir"
     study = new_study_uid()
     answer = server.client().store_instances(datasets=[_instance(study, 1)], study_instance_uid=study)
-    assert _retrieve_urls(answer) == {f"https://dxassist.hospital.example:8443/ai/v1/studies/{study}/result"}
+    assert _stored(answer) == {f"{study}.1"}
+    assert _retrieve_url_is_empty(answer)
 
 
 def test_public_base_url_is_checked_and_normalised() -> None:
