@@ -21,9 +21,15 @@ class Conflict(RecordError):
 
     Attributes:
         code: The API error code (``conflict``, or ``resend_conflict`` for :class:`ResendConflict`).
+        study_id: The record's id of the filed study the data collided with (its ``ImagingStudy`` id), when
+            there is one: the refusal is audited on it, so that study's facility sees the attempt.
     """
 
     code = "conflict"
+
+    def __init__(self, message: str, *, study_id: str | None = None) -> None:
+        super().__init__(message)
+        self.study_id = study_id
 
 
 class ResendConflict(Conflict):

@@ -98,7 +98,7 @@ def _check_resend(
 ) -> StoredResult:
     """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
     if existing.facility != data.patient.facility:
-        raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"))
+        raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"), study_id=existing.study_id)
     _check_known_instances(session, data, study_id=existing.study_id)
     return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
 
@@ -113,9 +113,9 @@ def _check_known_instances(session: Session, data: ImagingResultIn, *, study_id:
             continue
         filed_study, digest = known[instance.sop_instance_uid]
         if study_id is not None and filed_study != study_id:
-            raise ResendConflict(_NOT_A_RESEND.format(why="under another study"))
+            raise ResendConflict(_NOT_A_RESEND.format(why="under another study"), study_id=filed_study)
         if digest is not None and instance.pixel_digest is not None and digest != instance.pixel_digest:
-            raise ResendConflict(_NOT_A_RESEND.format(why="with other pixel data"))
+            raise ResendConflict(_NOT_A_RESEND.format(why="with other pixel data"), study_id=filed_study)
     return set(known)
 
 
@@ -338,12 +338,14 @@ def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> S
     if study.facility != data.patient.facility:
         raise ResendConflict(
             "This StudyInstanceUID is already filed by another facility; a study belongs to the facility "
-            "that sent it first. Nothing was filed."
+            "that sent it first. Nothing was filed.",
+            study_id=study.id,
         )
     if study.patient_id != patient.id:
         raise Conflict(
             "This StudyInstanceUID is already filed under another patient; a study belongs to one patient. "
-            "Check the patient identifier and issuer the sender used."
+            "Check the patient identifier and issuer the sender used.",
+            study_id=study.id,
         )
     study.accession = study.accession or data.accession_number
     study.study_date = study.study_date or fhir_date(data.study_date)

@@ -18,7 +18,8 @@ async def file_result(
 
     Raises:
         Conflict: The data contradicts the record (a resend from another facility or with other pixels,
-            a study of another patient); the refusal is audited (outcome ``conflict``) before it is raised.
+            a study of another patient); the refusal is audited (outcome ``conflict``) before it is raised,
+            on the filed study it collided with where there is one.
     """
     entry = audit_entry(actor, action=action)
     imaging = isinstance(data, ImagingResultIn)
@@ -34,7 +35,10 @@ async def file_result(
             action=action,
             outcome="conflict",
             resource_type="ImagingStudy" if imaging else "TriageResult",
-            resource_id=data.study_instance_uid if isinstance(data, ImagingResultIn) else None,
+            # The filed study it collided with (its facility's auditor reads the attempt on its trail);
+            # else the StudyInstanceUID sent.
+            resource_id=e.study_id
+            or (data.study_instance_uid if isinstance(data, ImagingResultIn) else None),
         )
         logger.warning("a result was refused: it conflicts with the record", extra={"code": e.code})
         raise

@@ -206,6 +206,20 @@ def test_a_forged_resend_is_refused_and_audited(client: TestClient, env: Env) ->
     conflicts = [e for e in _events(env, agent="pacs-b-forger") if e["outcome"] == "conflict"]
     assert len(conflicts) == 3 and {e["action"] for e in conflicts} == {"studies:submit"}
 
+    # Each attempt on A's study is on A's auditor's trail (the entry names A's study), not on a third's.
+    def attempts(facility: str) -> int:
+        page = client.get(
+            "/fhir/AuditEvent",
+            params={"agent": "pacs-b-forger", "_count": "100"},
+            headers=env.headers("auditor", facility=facility),
+        )
+        assert page.status_code == 200, page.text
+        return sum(e["resource"]["outcomeDesc"] == "conflict" for e in page.json().get("entry", []))
+
+    assert attempts("F1") == 3
+    assert attempts("F3") == 0
+    assert attempts("F2") == 3  # its own PACS's refusals
+
 
 def test_fhir_is_scoped_in_the_query_for_every_type(client: TestClient, env: Env) -> None:
     identifier = _ident()
