@@ -12,6 +12,12 @@ earlier one that is waiting for its retry.
 
 :class:`Outbox` is ``Record.outbox`` (it works through the record's one session factory); ``last_error``
 holds transport and status text only, never patient data.
+
+A row keeps its Part-10 bytes only while they may still be sent: a capture (``sc``, a few megabytes of
+RGB pixels) drops them once ``sent``, and every ``withheld`` row drops them (nothing of a patient who
+objected to sharing is kept for sharing). A sent SR keeps its bytes (a few kilobytes): the SR of a study
+analysed again names it as the report it supersedes (:meth:`Outbox.prior_report`). A dead letter keeps
+them for an operator's retry.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    case,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -52,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 STATES: Final = ("pending", "sent", "dead", "withheld")
 KINDS: Final = ("sr", "sc")
+KEPT_ONCE_SENT: Final = ("sr",)
+"""Kinds whose bytes a ``sent`` row keeps (the others drop them: :data:`NO_PAYLOAD`)."""
+NO_PAYLOAD: Final = b""
+"""What a row holds in ``payload`` once its bytes are no longer needed (the column is NOT NULL)."""
 _ERROR_MAX: Final = 512
 DELIVERY_SUBJECT: Final = "dxassist-outbox"
 """The audit subject of the outbox worker's deliveries (a service, not a person)."""
@@ -258,6 +270,10 @@ class Outbox:
                 "attempts": outbox.c.attempts + 1,
                 "lease_until": None,
                 "last_error": None,
+                # The destination has it: a capture's bytes are not needed again (an SR's are, see above).
+                "payload": case(
+                    (outbox.c.kind.in_(KEPT_ONCE_SENT), outbox.c.payload), else_=literal(NO_PAYLOAD)
+                ),
             },
             audit="success",
         )
@@ -427,6 +443,7 @@ def _cancel(session: Session, item_id: int, *, now: datetime) -> None:
         .where(outbox.c.id == item_id)
         .values(
             state="withheld",
+            payload=NO_PAYLOAD,
             lease_until=None,
             last_error="The patient objected to sharing since the object was queued; it was not sent.",
             error_code=CONSENT_WITHDRAWN,

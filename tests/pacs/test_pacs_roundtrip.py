@@ -44,6 +44,24 @@ def _series_by_modality(pacs: Pacs, study_id: str) -> dict[str, list[dict[str, A
     return by
 
 
+def _held_bytes(pacs: Pacs, result_id: str) -> dict[str, int]:
+    """Bytes the outbox rows of ``result_id`` still hold, by kind."""
+    from sqlalchemy import text
+
+    record = Record(pacs.listener.record_url)
+    try:
+        with record.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT kind, length(payload) FROM outbox WHERE result_id = :r"), {"r": result_id}
+            )
+            held: dict[str, int] = {}
+            for kind, size in rows:
+                held[kind] = held.get(kind, 0) + int(size)
+            return held
+    finally:
+        record.close()
+
+
 def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> None:
     study_uid = new_uid()
     frontal = write(pacs.work / "a" / "pa.dcm", chest_cr(study=study_uid, view="PA", blob=True))
@@ -87,6 +105,9 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     finally:
         record.close()
     assert added == 0
+    # Once Orthanc has them, the record keeps the SR's bytes (a later SR names it) and no capture's.
+    held = _held_bytes(pacs, result.result_id)
+    assert held["sr"] > 0 and held["sc"] == 0, held
 
     # DICOMweb (QIDO-RS) lists the same series in the same study.
     dicomweb = pacs.orthanc.get(f"/dicom-web/studies/{study_uid}/series")
