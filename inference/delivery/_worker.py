@@ -2,10 +2,11 @@
 
 Attempts are bounded: an object the destination refuses for good, or that failed
 ``delivery_max_attempts`` times, goes to the dead-letter state (``dead``) with its error code, and the
-queue moves on; ``dxassist dead-letter retry`` gives it a fresh set of attempts. The worker also builds
-the outputs (SR, heatmap captures) of every newly filed result (:mod:`inference.record._builds`: the
-filing commits a pending build, and the request only wakes the worker), retrying a failed build with
-the same backoff, up to ``build_max_attempts``.
+queue moves on; ``dxassist dead-letter retry`` gives it a fresh set of attempts. An object whose patient
+objected to sharing or to AI processing after it was queued is withheld, never sent (``Outbox.claim``),
+and counted. The worker also builds the outputs (SR, heatmap captures) of every newly filed result
+(:mod:`inference.record._builds`: the filing commits a pending build, and the request only wakes the
+worker), retrying a failed build with the same backoff, up to ``build_max_attempts``.
 
 One worker runs in every process that files results (the API server and ``dxassist listen``); workers
 of several processes share the outbox safely because each object is leased before it is sent. A crash
@@ -43,7 +44,9 @@ logger = logging.getLogger(__name__)
 
 DELIVERIES = Counter(
     "dxassist_deliveries",
-    "Delivery attempts of result objects, by destination and outcome (sent, retry, dead).",
+    "Delivery attempts of result objects, by destination and outcome (sent, retry, dead), and objects "
+    "never sent because their patient objected to sharing or to AI processing after they were queued "
+    "(withheld).",
     ("destination", "state"),
 )
 OUTBOX_PENDING = Gauge(
@@ -147,14 +150,18 @@ class OutboxWorker:
     def deliver_due(self, *, now: datetime | None = None) -> int:
         """One pass (blocking): send every due object, in order per destination; return how many were tried.
 
-        A destination's pass stops at its first failure, so its later objects never overtake it.
+        A destination's pass stops at its first failure, so its later objects never overtake it. Objects
+        whose patient objected since they were queued are withheld by the claim, not tried, and counted
+        as ``dxassist_deliveries_total{state="withheld"}``.
         """
         tried = 0
         for name, destination in self._destinations.items():
             while not self._stopping:
-                item = self._record.outbox.claim_next(
-                    destination=name, now=now, lease_seconds=self.lease_seconds
-                )
+                claim = self._record.outbox.claim(destination=name, now=now, lease_seconds=self.lease_seconds)
+                if claim.withheld:
+                    # Withheld by the record inside the claim, never attempted: counted here, once committed.
+                    DELIVERIES.labels(destination=name, state="withheld").inc(claim.withheld)
+                item = claim.item
                 if item is None:
                     break
                 tried += 1

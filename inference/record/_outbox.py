@@ -120,6 +120,21 @@ class OutboxItem:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one claim of a destination's queue did (:meth:`Outbox.claim`).
+
+    Attributes:
+        item: The object handed out, or ``None`` when nothing of the destination is due now.
+        withheld: How many objects the claim moved to ``withheld`` on its way to ``item`` (their patient
+            objected since they were queued), committed before the claim returned: what the delivery
+            worker counts as ``dxassist_deliveries_total{state="withheld"}``.
+    """
+
+    item: OutboxItem | None
+    withheld: int = 0
+
+
 class Outbox:
     """The outbox of deliveries to PACS destinations (one row per object and destination)."""
 
@@ -197,9 +212,7 @@ class Outbox:
                 raise RecordError("The outbox could not be written; nothing was queued.") from e
         raise RecordError("The outbox could not be written because concurrent enqueues kept conflicting.")
 
-    def claim_next(
-        self, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0
-    ) -> OutboxItem | None:
+    def claim(self, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0) -> Claim:
         """Hand out the oldest pending object of a destination when due and not leased by another worker.
 
         Only the oldest pending row is considered, so deliveries of one destination keep their order.
@@ -212,8 +225,10 @@ class Outbox:
         cancelled the same way as long as the objection stands.
 
         Returns:
-            The claimed item, or ``None`` when nothing of this destination is due now.
+            The claimed item (``None`` when nothing of this destination is due now) and how many objects
+            were withheld on the way; both committed when this returns.
         """
+        withheld = 0
         with self._db.transaction() as session:
             write_session(session)
             now = now or database_now(session)
@@ -229,20 +244,33 @@ class Outbox:
                     ready=lambda found: found.next_attempt_at <= now,
                 )
                 if row is None:
-                    return None
+                    item = None
+                    break
                 if _sharing_allowed(session, row.result_id):
+                    item = OutboxItem(
+                        id=row.id,
+                        result_id=row.result_id,
+                        destination=row.destination,
+                        kind=row.kind,
+                        object_uid=row.object_uid,
+                        sop_class_uid=row.sop_class_uid,
+                        payload=row.payload,
+                        attempts=row.attempts,
+                    )
                     break
                 _cancel(session, row.id, now=now)
-            return OutboxItem(
-                id=row.id,
-                result_id=row.result_id,
-                destination=row.destination,
-                kind=row.kind,
-                object_uid=row.object_uid,
-                sop_class_uid=row.sop_class_uid,
-                payload=row.payload,
-                attempts=row.attempts,
-            )
+                withheld += 1
+        return Claim(item=item, withheld=withheld)
+
+    def claim_next(
+        self, *, destination: str, now: datetime | None = None, lease_seconds: float = 120.0
+    ) -> OutboxItem | None:
+        """The item of :meth:`claim` alone (objects withheld on the way are withheld all the same).
+
+        Returns:
+            The claimed item, or ``None`` when nothing of this destination is due now.
+        """
+        return self.claim(destination=destination, now=now, lease_seconds=lease_seconds).item
 
     def _finish(self, item_id: int, values: dict[str, Any], *, audit: str | None = None) -> None:
         # ``audit``: the outcome of the delivery's audit entry, written in the transaction that ends the

@@ -9,7 +9,7 @@ import pytest
 from _record_data import imaging, patient
 
 from inference.record import OutputsIn, Record
-from inference.record._outbox import DELIVERY_ACTION, OutboxObject
+from inference.record._outbox import DELIVERY_ACTION, Claim, OutboxObject
 
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -36,9 +36,12 @@ def test_an_object_queued_before_the_objection_is_cancelled_not_sent(record: Rec
     choices = {"ai_processing": True, "national_sharing": True, objection: False}
     record.consent.set(patient_id=patient_id, by="dr-who", role="clinician", **choices)
 
-    # The objecting patient's object was first in line; the worker gets the next patient's instead.
-    item = record.outbox.claim_next(destination="pacs")
+    # The objecting patient's object was first in line; the worker gets the next patient's instead, and
+    # learns that one object was withheld on the way (what it counts in /metrics).
+    claim = record.outbox.claim(destination="pacs")
+    item = claim.item
     assert item is not None and item.result_id == kept
+    assert claim.withheld == 1
     (delivery,) = record.outbox.deliveries(result_id=withdrawn)
     assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
     _total, entries = record.audit.search(patient_id=patient_id)
@@ -50,7 +53,7 @@ def test_an_object_queued_before_the_objection_is_cancelled_not_sent(record: Rec
     assert record.outbox.dead() == [] and record.outbox.count_dead() == 0
     record.outbox.mark_sent(item_id=item.id)
     assert record.outbox.requeue() == []
-    assert record.outbox.claim_next(destination="pacs") is None
+    assert record.outbox.claim(destination="pacs") == Claim(item=None, withheld=0)  # counted once only
     (delivery,) = record.outbox.deliveries(result_id=withdrawn)
     assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
 
@@ -65,7 +68,8 @@ def test_a_dead_letter_retried_after_the_objection_is_withheld_not_sent(record: 
     )
     assert record.outbox.count_dead() == 1
     assert record.outbox.requeue() != []  # the operator retries it
-    assert record.outbox.claim_next(destination="pacs") is None  # the objection stands: not handed out
+    # The objection stands: not handed out, withheld (and reported so) instead.
+    assert record.outbox.claim(destination="pacs") == Claim(item=None, withheld=1)
     (delivery,) = record.outbox.deliveries(result_id=result_id)
     assert (delivery.state, delivery.error) == ("withheld", "consent_withdrawn")
     assert record.outbox.count_dead() == 0
