@@ -64,13 +64,14 @@ def _config(sop_classes: tuple[str, ...]) -> str:
 
 
 @contextmanager
-def storescp(root: Path, sop_classes: tuple[str, ...]) -> Iterator[StoreScp]:
-    """Run ``storescp`` on a free loopback port, accepting only ``sop_classes`` (dcmtk names) and echo."""
+def storescp(root: Path, sop_classes: tuple[str, ...], *, port: int | None = None) -> Iterator[StoreScp]:
+    """Run ``storescp`` on ``port`` (a free loopback port by default), accepting only ``sop_classes``
+    (dcmtk names) and echo; a destination configured with ``port`` earlier is unreachable until then."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "out").mkdir()
     config = root / "storescp.cfg"
     config.write_text(_config(sop_classes))
-    port = free_port()
+    port = port or free_port()
     with open(root / "storescp.log", "wb") as log:
         process = subprocess.Popen(
             [dcmtk("storescp"), "-xf", str(config), "Site", "-aet", STORESCP_AET, "-od", str(root / "out")]
