@@ -503,9 +503,14 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
 def _cmd_listen(args: argparse.Namespace) -> int:
     settings = _settings()
     _check_execution_provider(settings)
-    from inference.dimse import run_listener
+    from inference.dimse import AddressUnavailable, run_listener
 
-    run_listener(settings, ae_title=args.ae_title, port=args.port, host=args.host)
+    try:
+        run_listener(
+            settings, ae_title=args.ae_title, port=args.port, host=args.host, metrics_port=args.metrics_port
+        )
+    except AddressUnavailable as e:
+        raise CliError(str(e), status=2) from e
     return 0
 
 
@@ -758,6 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ae-title", default="DXASSIST")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default DXASSIST_DIMSE_PORT or 11112")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) on this port of DXASSIST_DIMSE_METRICS_HOST (loopback); "
+        "default DXASSIST_DIMSE_METRICS_PORT, unset: not served",
+    )
     p.set_defaults(handler=_cmd_listen, own_logging=True)
 
     p = sub.add_parser(

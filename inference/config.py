@@ -273,6 +273,9 @@ class DimseSettings(BaseSettings):
         dimse_lease_seconds: With ``database`` grouping: how long a listener's claim on a study it analyses
             lasts without renewal (it renews every third of it); a dead instance's study is taken over
             by another after this.
+        dimse_metrics_port: Port of the listener's ``GET /metrics`` (Prometheus; ``--metrics-port``); None:
+            not served. The listener's analyses, deliveries and dead letters are counted in its process.
+        dimse_metrics_host: Address the listener's metrics are served on (loopback by default).
     """
 
     model_config = _GROUP_CONFIG
@@ -287,6 +290,8 @@ class DimseSettings(BaseSettings):
     dimse_spool: Path | None = None
     dimse_grouping: Literal["process", "database"] = "process"
     dimse_lease_seconds: float = Field(default=60.0, ge=1)
+    dimse_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    dimse_metrics_host: Annotated[str, Field(min_length=1, max_length=255)] = "127.0.0.1"
 
     @model_validator(mode="after")
     def _unique_titles(self) -> DimseSettings:

@@ -48,7 +48,15 @@ from inference.dicom import (
 )
 from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
 from inference.dimse._shared import SharedStudyCollector, instance_name
-from inference.observability import bind_request_id, correlated, current_request_id, new_correlation_id
+from inference.errors import InferenceError
+from inference.observability import (
+    MetricsExporter,
+    bind_request_id,
+    correlated,
+    current_request_id,
+    new_correlation_id,
+)
+from inference.observability._exporter import PATH as METRICS_PATH
 from inference.record import RecordError
 
 if TYPE_CHECKING:
@@ -404,6 +412,10 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     return True
 
 
+class AddressUnavailable(InferenceError):
+    """``dxassist listen`` cannot bind its DICOM or its metrics address (a port in use, a foreign host)."""
+
+
 async def listen(
     settings: Settings,
     *,
@@ -411,6 +423,7 @@ async def listen(
     port: int | None = None,
     host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Run the DICOM listener, the study analysis loop and the outbox worker until ``stop`` is set.
 
@@ -420,11 +433,44 @@ async def listen(
         port: TCP port; ``dimse_port`` of the PACS settings when None.
         host: Address to bind (loopback by default).
         stop: Set it to stop; SIGINT and SIGTERM set it when None.
+        metrics_port: Port of ``GET /metrics`` on ``dimse_metrics_host``; ``dimse_metrics_port`` when
+            None, and none served when that is None too.
+
+    Raises:
+        AddressUnavailable: The DICOM or the metrics address cannot be bound (a port in use).
     """
+    dimse = settings.dimse
+    port = dimse.dimse_port if port is None else port
+    metrics_port = dimse.dimse_metrics_port if metrics_port is None else metrics_port
+    # Bound before anything starts, so a port in use stops the listener at once with the reason.
+    exporter = None
+    if metrics_port is not None:
+        try:
+            exporter = MetricsExporter(dimse.dimse_metrics_host, metrics_port)
+        except OSError as e:
+            raise AddressUnavailable(
+                f"The listener's metrics cannot be served on {dimse.dimse_metrics_host}:{metrics_port} "
+                f"({e.strerror or type(e).__name__})."
+            ) from e
+    try:
+        await _listen(settings, ae_title=ae_title, port=port, host=host, stop=stop, exporter=exporter)
+    finally:
+        if exporter is not None:
+            await asyncio.to_thread(exporter.stop)
+
+
+async def _listen(
+    settings: Settings,
+    *,
+    ae_title: str,
+    port: int,
+    host: str,
+    stop: asyncio.Event | None,
+    exporter: MetricsExporter | None,
+) -> None:
     from inference.services import open_context
 
     dimse = settings.dimse
-    port = dimse.dimse_port if port is None else port
     stop = stop if stop is not None else _stop_on_signals()
     spool = settings.listener_spool
     shared = dimse.dimse_grouping == "database"
@@ -463,10 +509,24 @@ async def listen(
                 extra={"code": "deprecated_setting"},
             )
         ae, handlers = _make_ae(ae_title, dimse, node)
-        server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        try:
+            server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        except OSError as e:
+            raise AddressUnavailable(
+                f"The DICOM listener cannot listen on {host}:{port} ({e.strerror or type(e).__name__})."
+            ) from e
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}
         )
+        if exporter is not None:
+            exporter.start()
+            logger.info(
+                "listener metrics on %s:%d%s",
+                dimse.dimse_metrics_host,
+                exporter.port,
+                METRICS_PATH,
+                extra={"event": "metrics_listening"},
+            )
         retry = _Retry(
             max_attempts=dimse.dimse_max_attempts,
             base=dimse.dimse_retry_seconds,
@@ -670,7 +730,12 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def run_listener(
-    settings: Settings, *, ae_title: str = "DXASSIST", port: int | None = None, host: str = "127.0.0.1"
+    settings: Settings,
+    *,
+    ae_title: str = "DXASSIST",
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    metrics_port: int | None = None,
 ) -> None:
     """Blocking entry point of ``dxassist listen``: run :func:`listen` until SIGINT or SIGTERM.
 
@@ -679,6 +744,8 @@ def run_listener(
         ae_title: The listener's AE title.
         port: TCP port (``DXASSIST_DIMSE_PORT``, default 11112, when None).
         host: Address to bind; keep loopback unless the PACS is on another machine.
+        metrics_port: Port of the listener's ``GET /metrics`` (``DXASSIST_DIMSE_METRICS_PORT`` when None;
+            not served when both are unset).
     """
     from inference.observability import configure_logging
 
@@ -688,4 +755,4 @@ def run_listener(
         max_bytes=settings.logs.log_max_bytes,
         backups=settings.logs.log_backups,
     )
-    asyncio.run(listen(settings, ae_title=ae_title, port=port, host=host))
+    asyncio.run(listen(settings, ae_title=ae_title, port=port, host=host, metrics_port=metrics_port))

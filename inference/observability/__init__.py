@@ -1,5 +1,6 @@
 """Observability of the server: Prometheus metrics of the HTTP layer and PHI-free JSON logs."""
 
+from inference.observability._exporter import MetricsExporter
 from inference.observability._logging import (
     SAFE_FIELDS,
     JsonFormatter,
@@ -36,6 +37,7 @@ from inference.observability._phi_guard import (
 __all__ = [
     "DEAD_LETTERED",
     "MULTIPROCESS_DIR_ENV",
+    "MetricsExporter",
     "register_scrape_collector",
     "RETRIES",
     "count_dead_lettered",

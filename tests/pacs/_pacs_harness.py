@@ -181,6 +181,7 @@ class Listener:
     destinations: list[dict[str, Any]]
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None  # the listener's GET /metrics (DXASSIST_DIMSE_METRICS_PORT), if any
 
     @property
     def log(self) -> Path:
@@ -212,6 +213,8 @@ class Listener:
                 "DXASSIST_DELIVERY_POLL_SECONDS": "0.2",
             }
         )
+        if self.metrics_port is not None:
+            env["DXASSIST_DIMSE_METRICS_PORT"] = str(self.metrics_port)
         env.update(self.extra_env)
         command = [
             str(Path(sys.executable).with_name("dxassist")),

@@ -28,7 +28,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
     (root / "orthanc").mkdir()
     orthanc = Orthanc(root / "orthanc", http_port, dicom_port, listener_port)
     destination = orthanc_destination(dicom_port)
-    listener = Listener(home, listener_port, [destination])
+    listener = Listener(home, listener_port, [destination], metrics_port=free_port())
     orthanc.start()
     try:
         listener.start()

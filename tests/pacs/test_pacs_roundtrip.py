@@ -105,6 +105,22 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     finally:
         record.close()
     assert added == 0
+    # The listener's own /metrics counts what it analysed and delivered (serve's cannot see it).
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scraped = httpx.get(f"http://127.0.0.1:{pacs.listener.metrics_port}/metrics", timeout=10)
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+    }
+    sent = samples.get(("dxassist_deliveries_total", (("destination", "orthanc"), ("state", "sent"))), 0)
+    assert sent >= 1 + len(positives), sent
+    decoded = [v for (name, labels), v in samples.items() if name == "dxassist_stage_seconds_count"]
+    assert decoded and max(decoded) >= 1, "the listener's analysis stages are timed"
+    assert httpx.get(f"http://127.0.0.1:{pacs.listener.metrics_port}/", timeout=10).status_code == 404
     # Once Orthanc has them, the record keeps the SR's bytes (a later SR names it) and no capture's.
     held = _held_bytes(pacs, result.result_id)
     assert held["sr"] > 0 and held["sc"] == 0, held
