@@ -503,13 +503,13 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
 def _cmd_listen(args: argparse.Namespace) -> int:
     settings = _settings()
     _check_execution_provider(settings)
-    from inference.dimse import AddressUnavailable, run_listener
+    from inference.dimse import CannotListen, run_listener
 
     try:
         run_listener(
             settings, ae_title=args.ae_title, port=args.port, host=args.host, metrics_port=args.metrics_port
         )
-    except AddressUnavailable as e:
+    except CannotListen as e:
         raise CliError(str(e), status=2) from e
     return 0
 

@@ -46,6 +46,11 @@ class Destination(BaseModel):
         password: STOW-RS: HTTP basic password.
         token: STOW-RS: bearer token (instead of basic auth).
         timeout_seconds: Network timeout of one attempt.
+        tls: DIMSE: associate over TLS (DICOM TLS, PS3.15 Annex B; TLS 1.2 or newer), the PACS's certificate
+            verified against ``tls_cafile`` (else the system's authorities) and its host name.
+        tls_cafile: DIMSE with ``tls``: certificates (PEM) the PACS's certificate must chain to.
+        tls_certfile: DIMSE with ``tls``: dxassist's certificate (PEM), for a PACS that requires one.
+        tls_keyfile: DIMSE with ``tls``: the private key of ``tls_certfile`` (PEM, unencrypted).
     """
 
     model_config = {"frozen": True}
@@ -61,6 +66,10 @@ class Destination(BaseModel):
     password: SecretStr | None = None
     token: SecretStr | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    tls: bool = False
+    tls_cafile: Path | None = None
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Destination:
@@ -81,6 +90,15 @@ class Destination(BaseModel):
                     )
         elif not self.url or not self.url.startswith(("http://", "https://")):
             raise ValueError(f"STOW-RS destination {self.name!r} needs an http:// or https:// url.")
+        files = (self.tls_cafile, self.tls_certfile, self.tls_keyfile)
+        if self.kind != "dimse" and (self.tls or any(f is not None for f in files)):
+            raise ValueError(
+                f"tls of destination {self.name!r} is for DIMSE; a STOW-RS destination uses an https:// url."
+            )
+        if not self.tls and any(f is not None for f in files):
+            raise ValueError(f'Destination {self.name!r} names TLS files without "tls": true.')
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError(f"tls_certfile and tls_keyfile of destination {self.name!r} go together.")
         return self
 
 
@@ -276,6 +294,11 @@ class DimseSettings(BaseSettings):
         dimse_metrics_port: Port of the listener's ``GET /metrics`` (Prometheus; ``--metrics-port``); None:
             not served. The listener's analyses, deliveries and dead letters are counted in its process.
         dimse_metrics_host: Address the listener's metrics are served on (loopback by default).
+        dimse_tls_certfile: The listener's certificate (PEM, with its chain): with ``dimse_tls_keyfile``,
+            associations are accepted over TLS only (DICOM TLS, PS3.15 Annex B; TLS 1.2 or newer).
+        dimse_tls_keyfile: The private key of ``dimse_tls_certfile`` (PEM, unencrypted).
+        dimse_tls_cafile: Certificates (PEM) a sending node's certificate must chain to: with it, a node
+            without such a certificate is refused at the handshake (mutual TLS, as IHE ATNA's secure node).
     """
 
     model_config = _GROUP_CONFIG
@@ -292,6 +315,27 @@ class DimseSettings(BaseSettings):
     dimse_lease_seconds: float = Field(default=60.0, ge=1)
     dimse_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     dimse_metrics_host: Annotated[str, Field(min_length=1, max_length=255)] = "127.0.0.1"
+    dimse_tls_certfile: Path | None = None
+    dimse_tls_keyfile: Path | None = None
+    dimse_tls_cafile: Path | None = None
+
+    @property
+    def dimse_tls(self) -> bool:
+        """Whether the listener accepts associations over TLS only."""
+        return self.dimse_tls_certfile is not None
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> DimseSettings:
+        if (self.dimse_tls_certfile is None) != (self.dimse_tls_keyfile is None):
+            raise ValueError(
+                "DXASSIST_DIMSE_TLS_CERTFILE and DXASSIST_DIMSE_TLS_KEYFILE go together: set both or neither."
+            )
+        if self.dimse_tls_cafile is not None and self.dimse_tls_certfile is None:
+            raise ValueError(
+                "DXASSIST_DIMSE_TLS_CAFILE verifies the senders' certificates over TLS: set "
+                "DXASSIST_DIMSE_TLS_CERTFILE and DXASSIST_DIMSE_TLS_KEYFILE too."
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_titles(self) -> DimseSettings:

@@ -8,6 +8,7 @@ Error texts name the destination, the transport and the status, never patient da
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from io import BytesIO
 from typing import TYPE_CHECKING, Final
@@ -60,6 +61,7 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
     from pynetdicom import AE
     from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
+    tls = _tls_args(destination)
     ds = dcmread(BytesIO(payload))
     ae = AE(ae_title=destination.calling_ae_title)
     ae.acse_timeout = destination.timeout_seconds
@@ -70,7 +72,7 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
     ae.add_requested_context(sop_class_uid, ImplicitVRLittleEndian)
     where = f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port})"
     assoc = ae.associate(
-        str(destination.host), int(destination.port or 0), ae_title=str(destination.ae_title)
+        str(destination.host), int(destination.port or 0), ae_title=str(destination.ae_title), tls_args=tls
     )
     if not assoc.is_established:
         _refused_sop_class(assoc, where, sop_class_uid)
@@ -103,6 +105,33 @@ def _c_store(destination: Destination, payload: bytes, sop_class_uid: str) -> No
         retryable=busy,
         code="destination_busy" if busy else "destination_refused",
     )
+
+
+def _tls_args(destination: Destination) -> tuple[ssl.SSLContext, str] | None:
+    """The TLS client context of a DIMSE destination with ``tls`` (and the host name its certificate must
+    name), None without TLS.
+
+    Raises:
+        DeliveryFailed: A TLS file cannot be loaded (``destination_tls``, not retryable: the operator fixes
+            the configuration, then retries the dead letters).
+    """
+    if not destination.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if destination.tls_cafile is not None:
+            context.load_verify_locations(cafile=destination.tls_cafile)
+        if destination.tls_certfile is not None and destination.tls_keyfile is not None:
+            context.load_cert_chain(destination.tls_certfile, destination.tls_keyfile)
+    except OSError as e:  # ssl.SSLError included
+        reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else e.strerror
+        raise DeliveryFailed(
+            f"The TLS files of {destination.name} cannot be loaded ({reason or type(e).__name__}).",
+            retryable=False,
+            code="destination_tls",
+        ) from e
+    return context, str(destination.host)
 
 
 def _refused_sop_class(assoc: Association, where: str, sop_class_uid: str) -> None:

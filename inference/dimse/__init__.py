@@ -6,6 +6,6 @@ by study after a quiet period, then analysed by the same service as an HTTP uplo
 :mod:`inference.services`; no package below it imports it.
 """
 
-from inference.dimse._listener import AddressUnavailable, dimse_status, listen, run_listener
+from inference.dimse._listener import CannotListen, dimse_status, listen, run_listener
 
-__all__ = ["AddressUnavailable", "dimse_status", "listen", "run_listener"]
+__all__ = ["CannotListen", "dimse_status", "listen", "run_listener"]

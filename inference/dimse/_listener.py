@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import tempfile
 import threading
 import time
@@ -412,8 +413,36 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     return True
 
 
-class AddressUnavailable(InferenceError):
-    """``dxassist listen`` cannot bind its DICOM or its metrics address (a port in use, a foreign host)."""
+class CannotListen(InferenceError):
+    """``dxassist listen`` cannot start: its DICOM or metrics address cannot be bound (a port in use, a
+    foreign host), or its TLS certificate, key or authorities cannot be loaded."""
+
+
+def _tls_context(dimse: DimseSettings) -> ssl.SSLContext | None:
+    """The listener's TLS server context (DICOM TLS, BCP 195: TLS 1.2 or newer), None without TLS.
+
+    With ``dimse_tls_cafile`` a sending node must present a certificate that chains to it.
+
+    Raises:
+        CannotListen: A file is missing or unreadable, or the key does not match the certificate.
+    """
+    if dimse.dimse_tls_certfile is None or dimse.dimse_tls_keyfile is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(dimse.dimse_tls_certfile, dimse.dimse_tls_keyfile)
+        if dimse.dimse_tls_cafile is not None:
+            context.load_verify_locations(cafile=dimse.dimse_tls_cafile)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except OSError as e:  # ssl.SSLError included
+        # The library's reason (a missing file, a key that does not match), never a certificate's content.
+        reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else e.strerror
+        raise CannotListen(
+            "The DICOM listener's TLS certificate, key or authorities cannot be loaded "
+            f"({reason or type(e).__name__})."
+        ) from e
+    return context
 
 
 async def listen(
@@ -437,23 +466,26 @@ async def listen(
             None, and none served when that is None too.
 
     Raises:
-        AddressUnavailable: The DICOM or the metrics address cannot be bound (a port in use).
+        CannotListen: The DICOM or the metrics address cannot be bound (a port in use).
     """
     dimse = settings.dimse
     port = dimse.dimse_port if port is None else port
     metrics_port = dimse.dimse_metrics_port if metrics_port is None else metrics_port
-    # Bound before anything starts, so a port in use stops the listener at once with the reason.
+    # Loaded and bound before anything starts, so a bad file or a port in use stops it at once.
+    tls = _tls_context(dimse)
     exporter = None
     if metrics_port is not None:
         try:
             exporter = MetricsExporter(dimse.dimse_metrics_host, metrics_port)
         except OSError as e:
-            raise AddressUnavailable(
+            raise CannotListen(
                 f"The listener's metrics cannot be served on {dimse.dimse_metrics_host}:{metrics_port} "
                 f"({e.strerror or type(e).__name__})."
             ) from e
     try:
-        await _listen(settings, ae_title=ae_title, port=port, host=host, stop=stop, exporter=exporter)
+        await _listen(
+            settings, ae_title=ae_title, port=port, host=host, stop=stop, exporter=exporter, tls=tls
+        )
     finally:
         if exporter is not None:
             await asyncio.to_thread(exporter.stop)
@@ -467,6 +499,7 @@ async def _listen(
     host: str,
     stop: asyncio.Event | None,
     exporter: MetricsExporter | None,
+    tls: ssl.SSLContext | None,
 ) -> None:
     from inference.services import open_context
 
@@ -510,13 +543,18 @@ async def _listen(
             )
         ae, handlers = _make_ae(ae_title, dimse, node)
         try:
-            server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+            server = ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=tls)
         except OSError as e:
-            raise AddressUnavailable(
+            raise CannotListen(
                 f"The DICOM listener cannot listen on {host}:{port} ({e.strerror or type(e).__name__})."
             ) from e
         logger.info(
-            "DICOM listener %s on %s:%d (C-ECHO, C-STORE)", ae_title, host, port, extra={"event": "listening"}
+            "DICOM listener %s on %s:%d (C-ECHO, C-STORE%s)",
+            ae_title,
+            host,
+            port,
+            ", TLS only" if dimse.dimse_tls else "",
+            extra={"event": "listening"},
         )
         if exporter is not None:
             exporter.start()

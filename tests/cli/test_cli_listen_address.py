@@ -1,5 +1,5 @@
-"""``dxassist listen`` whose DICOM or metrics port is taken stops at once with the reason and exit status 2,
-not a traceback (the real console script)."""
+"""``dxassist listen`` whose DICOM or metrics port is taken, or whose TLS files cannot be loaded, stops at
+once with the reason and exit status 2, not a traceback (the real console script)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,33 @@ def test_a_port_in_use_is_named_with_the_reason(tmp_path: Path, flag: str) -> No
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dxassist: ") and f"127.0.0.1:{port}" in last and "in use" in last, last
     assert "Traceback" not in done.stderr
+
+
+def test_tls_files_that_cannot_be_loaded_are_named_before_anything_starts(tmp_path: Path) -> None:
+    env = dxassist_env(tmp_path / "home") | {
+        "DXASSIST_DIMSE_TLS_CERTFILE": str(tmp_path / "missing.pem"),
+        "DXASSIST_DIMSE_TLS_KEYFILE": str(tmp_path / "missing.key"),
+    }
+    done = subprocess.run(
+        [str(DXASSIST), "listen", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "TLS certificate, key or authorities cannot be loaded" in last and "No such file" in last, last
+    assert "Traceback" not in done.stderr
+    # Half a configuration is refused as such.
+    env.pop("DXASSIST_DIMSE_TLS_KEYFILE")
+    done = subprocess.run(
+        [str(DXASSIST), "listen", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode != 0 and "go together" in done.stderr, done.stderr[-2000:]

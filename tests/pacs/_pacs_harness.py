@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,7 @@ class Listener:
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_port: int | None = None  # the listener's GET /metrics (DXASSIST_DIMSE_METRICS_PORT), if any
+    echo_args: tuple[str, ...] = ()  # echoscu's options to reach it (a TLS listener: +tls key cert...)
 
     @property
     def log(self) -> Path:
@@ -233,7 +235,7 @@ class Listener:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"The listener exited at start:\n{self.log.read_text()[-3000:]}")
-            return echo(self.port, timeout=2).returncode == 0
+            return echo(self.port, timeout=2, options=self.echo_args).returncode == 0
 
         wait_until(echoes, timeout=60, interval=0.3, what="the dxassist listener's C-ECHO")
 
@@ -337,11 +339,13 @@ def dcmtk(tool: str) -> str:
     return found if found is not None else tool  # require_tools names it when it is missing
 
 
-def echo(port: int, *, timeout: int) -> subprocess.CompletedProcess[bytes]:
-    """A C-ECHO from dcmtk's ``echoscu`` (as ``TEST_AET``) to the dxassist listener on 127.0.0.1."""
+def echo(port: int, *, timeout: int, options: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
+    """A C-ECHO from dcmtk's ``echoscu`` (as ``TEST_AET``, with ``options``) to the dxassist listener on
+    127.0.0.1."""
     return subprocess.run(
         [
             dcmtk("echoscu"),
+            *options,
             "-aet",
             TEST_AET,
             "-aec",

@@ -10,7 +10,7 @@ rejected with "abstract syntax not supported", as such a PACS answers. Received 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +64,15 @@ def _config(sop_classes: tuple[str, ...]) -> str:
 
 
 @contextmanager
-def storescp(root: Path, sop_classes: tuple[str, ...], *, port: int | None = None) -> Iterator[StoreScp]:
+def storescp(
+    root: Path, sop_classes: tuple[str, ...], *, port: int | None = None, tls: Sequence[str] = ()
+) -> Iterator[StoreScp]:
     """Run ``storescp`` on ``port`` (a free loopback port by default), accepting only ``sop_classes``
-    (dcmtk names) and echo; a destination configured with ``port`` earlier is unreachable until then."""
+    (dcmtk names) and echo; a destination configured with ``port`` earlier is unreachable until then.
+
+    ``tls``: dcmtk's TLS options of the PACS (``+tls key cert +cf ca``: DICOM TLS, a client certificate
+    required) and of the echo that waits for it (the same key and certificate).
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "out").mkdir()
     config = root / "storescp.cfg"
@@ -74,8 +80,8 @@ def storescp(root: Path, sop_classes: tuple[str, ...], *, port: int | None = Non
     port = port or free_port()
     with open(root / "storescp.log", "wb") as log:
         process = subprocess.Popen(
-            [dcmtk("storescp"), "-xf", str(config), "Site", "-aet", STORESCP_AET, "-od", str(root / "out")]
-            + [str(port)],
+            [dcmtk("storescp"), *tls, "-xf", str(config), "Site", "-aet", STORESCP_AET]
+            + ["-od", str(root / "out"), str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -85,7 +91,7 @@ def storescp(root: Path, sop_classes: tuple[str, ...], *, port: int | None = Non
             if process.poll() is not None:
                 raise AssertionError(f"storescp exited at start:\n{(root / 'storescp.log').read_text()}")
             done = subprocess.run(
-                [dcmtk("echoscu"), "-aec", STORESCP_AET, "-to", "2", "127.0.0.1", str(port)],
+                [dcmtk("echoscu"), *tls, "-aec", STORESCP_AET, "-to", "2", "127.0.0.1", str(port)],
                 capture_output=True,
                 check=False,
             )

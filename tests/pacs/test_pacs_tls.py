@@ -1,0 +1,190 @@
+"""DICOM TLS (PS3.15 Annex B) both ways, with dcmtk at the other end: a listener configured with a
+certificate, a key and the authorities of the sending nodes accepts a study only over TLS from a node
+holding a certificate of those authorities, and delivers its SR and captures over TLS to a PACS that
+requires dxassist's own certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import tiny_models
+from _pacs_dicom import chest_cr, new_uid, write
+from _pacs_harness import (
+    LISTENER_AET,
+    QUIET_SECONDS,
+    TEST_AET,
+    Listener,
+    all_sent,
+    dcmtk,
+    free_port,
+    require_tools,
+    wait_until,
+)
+from _storescp import COMPREHENSIVE_SR, SECONDARY_CAPTURE, storescp
+
+from inference.record import Record
+
+pytestmark = pytest.mark.integration
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A test authority and, signed by it, a server and a client certificate for 127.0.0.1 (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey) -> bytes:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dxassist test authority")]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=key is signer, path_length=None), critical=True)
+        )
+        if key is not signer:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def private(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+
+    authority = ec.generate_private_key(ec.SECP256R1())
+    paths = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(certificate("dxassist test authority", authority, authority))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        paths[f"{who}_cert"] = folder / f"{who}.pem"
+        paths[f"{who}_key"] = folder / f"{who}.key"
+        paths[f"{who}_cert"].write_bytes(certificate(who, key, authority))
+        paths[f"{who}_key"].write_bytes(private(key))
+    return paths
+
+
+def _store(port: int, path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            dcmtk("storescu"),
+            *options,
+            "-aet",
+            TEST_AET,
+            "-aec",
+            LISTENER_AET,
+            "127.0.0.1",
+            str(port),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
+    require_tools()
+    certs = _certificates(tmp_path)
+    node_tls = ("+tls", str(certs["client_key"]), str(certs["client_cert"]), "+cf", str(certs["ca"]))
+    # The PACS: its server certificate (the same authority's), and dxassist must show one of its own.
+    pacs_tls = ("+tls", str(certs["server_key"]), str(certs["server_cert"]), "+cf", str(certs["ca"]))
+    with storescp(tmp_path / "pacs", (COMPREHENSIVE_SR, SECONDARY_CAPTURE), tls=pacs_tls) as pacs:
+        destination = pacs.destination("secure-pacs") | {
+            "tls": True,
+            "tls_cafile": str(certs["ca"]),
+            "tls_certfile": str(certs["client_cert"]),
+            "tls_keyfile": str(certs["client_key"]),
+        }
+        home = tmp_path / "home"
+        home.mkdir()
+        tiny_models.seed_both(home / "models", tmp_path / "build")
+        listener = Listener(
+            home,
+            free_port(),
+            [destination],
+            extra_env={
+                "DXASSIST_DIMSE_TLS_CERTFILE": str(certs["server_cert"]),
+                "DXASSIST_DIMSE_TLS_KEYFILE": str(certs["server_key"]),
+                "DXASSIST_DIMSE_TLS_CAFILE": str(certs["ca"]),
+            },
+            echo_args=node_tls,
+        )
+        listener.start()
+        try:
+            # Without TLS, or over TLS without a certificate of the authority: no association at all.
+            refused = {}
+            for how, options in (("plain", ()), ("anonymous TLS", ("+tla", "+cf", str(certs["ca"])))):
+                study = new_uid()
+                sent = _store(
+                    listener.port, write(tmp_path / "a" / f"{how}.dcm", chest_cr(study=study)), *options
+                )
+                assert sent.returncode != 0, how
+                refused[how] = study
+            # Over TLS with the node's certificate: stored, analysed, its outputs delivered over TLS.
+            study = new_uid()
+            sent = _store(listener.port, write(tmp_path / "a" / "tls.dcm", chest_cr(study=study)), *node_tls)
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            result, deliveries = wait_until(
+                lambda: all_sent(listener, study), timeout=60, interval=0.5, what="the deliveries over TLS"
+            )
+            stored = pacs.stored()
+            assert {d.object for d in deliveries} <= {str(ds.SOPInstanceUID) for ds in stored}
+            assert {str(ds.StudyInstanceUID) for ds in stored} == {study}
+            assert any(str(ds.Modality) == "SR" for ds in stored)
+            time.sleep(3 * QUIET_SECONDS)  # what was refused was never received, so never analysed
+            record = Record(listener.record_url)
+            try:
+                for how, uid in refused.items():
+                    assert record.results.latest_for_study(study_instance_uid=uid) is None, how
+            finally:
+                record.close()
+            log = listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()
+            assert "TLS only" in log
+        finally:
+            listener.stop()
+
+
+def test_a_destination_names_its_tls_files_only_with_tls() -> None:
+    from pydantic import ValidationError
+
+    from inference.config import Destination
+
+    base = {"name": "p", "kind": "dimse", "host": "127.0.0.1", "port": 104, "ae_title": "PACS"}
+    with pytest.raises(ValidationError, match="without"):
+        Destination.model_validate(base | {"tls_cafile": "/etc/ca.pem"})
+    with pytest.raises(ValidationError, match="go together"):
+        Destination.model_validate(base | {"tls": True, "tls_certfile": "/etc/c.pem"})
+    stow = {"name": "w", "kind": "stowrs", "url": "https://pacs.example/dicom-web", "tls": True}
+    with pytest.raises(ValidationError, match="https"):
+        Destination.model_validate(stow)
+    assert Destination.model_validate(base | {"tls": True}).tls
+    assert json.loads(Destination.model_validate(base).model_dump_json())["tls"] is False
+
+
+def test_a_tls_file_that_cannot_be_loaded_is_refused_for_good_not_retried(tmp_path: Path) -> None:
+    from inference.config import Destination
+    from inference.delivery._senders import DeliveryFailed, send
+
+    destination = Destination.model_validate(
+        {"name": "p", "kind": "dimse", "host": "127.0.0.1", "port": free_port(), "ae_title": "PACS"}
+        | {"tls": True, "tls_cafile": str(tmp_path / "missing.pem")}
+    )
+    with pytest.raises(DeliveryFailed) as refused:
+        send(destination, chest_cr(study=new_uid()), "1.2.840.10008.5.1.4.1.1.1")
+    assert (refused.value.code, refused.value.retryable) == ("destination_tls", False)
+    assert "TLS files of p cannot be loaded" in str(refused.value)
