@@ -109,6 +109,9 @@ class DimseNode(BaseModel):
         ae_title: The node's (calling) AE title.
         facility: The facility its results belong to.
         host: When set, the node's address: an association from elsewhere with this AE title is refused.
+        certificate_cn: When set (DICOM TLS with ``dimse_tls_cafile``), the common name of the node's
+            certificate: an association with this AE title presenting another certificate is refused, so a
+            node certified by the same authorities cannot send as another facility's node.
     """
 
     model_config = {"frozen": True}
@@ -116,6 +119,7 @@ class DimseNode(BaseModel):
     ae_title: str
     facility: Annotated[str, Field(min_length=1, max_length=128)]
     host: str | None = None
+    certificate_cn: Annotated[str | None, Field(min_length=1, max_length=255)] = None
 
     @model_validator(mode="after")
     def _valid_title(self) -> DimseNode:
@@ -335,6 +339,11 @@ class DimseSettings(BaseSettings):
                 "DXASSIST_DIMSE_TLS_CAFILE verifies the senders' certificates over TLS: set "
                 "DXASSIST_DIMSE_TLS_CERTFILE and DXASSIST_DIMSE_TLS_KEYFILE too."
             )
+        if self.dimse_tls_cafile is None and any(n.certificate_cn is not None for n in self.dimse_nodes):
+            raise ValueError(
+                "A DICOM node's certificate_cn is checked against a verified certificate: set "
+                "DXASSIST_DIMSE_TLS_CAFILE (and the listener's certificate and key)."
+            )
         return self
 
     @model_validator(mode="after")
@@ -343,6 +352,15 @@ class DimseSettings(BaseSettings):
         if len(set(titles)) != len(titles):
             raise ValueError("Each DICOM node AE title may be registered once (DXASSIST_DIMSE_NODES).")
         return self
+
+    def node_certified(self, ae_title: str | None, common_name: str | None) -> bool:
+        """Whether an association as ``ae_title`` may present a certificate named ``common_name`` (None:
+        none): a registered node with a ``certificate_cn`` only with that name; any other, yes."""
+        title = (ae_title or "").strip()
+        for node in self.dimse_nodes:
+            if node.ae_title.strip() == title:
+                return node.certificate_cn is None or node.certificate_cn == common_name
+        return True
 
     def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:
         """The facility owning what the calling AE ``ae_title`` (from ``host``) sends; None: refused.

@@ -115,6 +115,7 @@ class _Node:
     limits: Limits
     target_size: int | None
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
+    certified: Callable[[str | None, str | None], bool] = lambda _title, _common_name: True
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
     # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
@@ -190,6 +191,11 @@ def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
         # Association-time checks let it in, but this node may not send from this host.
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
         return NOT_AUTHORIZED, "unknown_node"
+    if not node.certified(calling, _peer_common_name(event.assoc)):
+        logger.warning(
+            "C-STORE refused: the node's certificate names another", extra={"code": "certificate_mismatch"}
+        )
+        return NOT_AUTHORIZED, "certificate_mismatch"
     try:
         path = _received_file(event, node)
         size = path.stat().st_size
@@ -283,14 +289,35 @@ def _count_data(event: Any, node: _Node) -> None:
 
 
 def _on_established(event: Any, node: _Node) -> None:
-    """Abort an association from a registered AE title but another host than the one registered."""
+    """Abort an association from a registered AE title but another host than the one registered, or
+    over TLS with a certificate that does not name the node registered under that AE title."""
     requestor = event.assoc.requestor
+    title = str(requestor.ae_title).strip()
     with correlated(_association_id(event.assoc)):
-        if node.registry(str(requestor.ae_title).strip(), getattr(requestor, "address", None)) is None:
+        if node.registry(title, getattr(requestor, "address", None)) is None:
             logger.warning(
                 "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
             )
             event.assoc.abort()
+        elif not node.certified(title, _peer_common_name(event.assoc)):
+            logger.warning(
+                "association aborted: the DICOM node's certificate names another node",
+                extra={"code": "certificate_mismatch"},
+            )
+            event.assoc.abort()
+
+
+def _peer_common_name(assoc: Any) -> str | None:
+    """The common name of the certificate the peer presented over TLS (None without TLS or certificate)."""
+    connection = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if not isinstance(connection, ssl.SSLSocket):
+        return None
+    certificate: dict[str, Any] = dict(connection.getpeercert() or {})
+    for entry in certificate.get("subject", ()):
+        for pair in entry:
+            if pair[0] == "commonName":
+                return str(pair[1])
+    return None
 
 
 # The association's life in the log: the calling AE title and the address are not written (a node's
@@ -534,7 +561,13 @@ async def _listen(
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
             target = None
-        node = _Node(collector=collector, limits=ctx.limits, target_size=target, registry=dimse.node_facility)
+        node = _Node(
+            collector=collector,
+            limits=ctx.limits,
+            target_size=target,
+            registry=dimse.node_facility,
+            certified=dimse.node_certified,
+        )
         if dimse.dimse_allowed_aets:
             logger.warning(
                 "DXASSIST_DIMSE_ALLOWED_AETS is no longer used: register each node with its facility in "

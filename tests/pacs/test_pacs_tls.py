@@ -17,6 +17,7 @@ import tiny_models
 from _pacs_dicom import chest_cr, new_uid, write
 from _pacs_harness import (
     LISTENER_AET,
+    NODE_FACILITY,
     QUIET_SECONDS,
     TEST_AET,
     Listener,
@@ -77,13 +78,13 @@ def _certificates(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _store(port: int, path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def _store(port: int, path: Path, *options: str, calling: str = TEST_AET) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             dcmtk("storescu"),
             *options,
             "-aet",
-            TEST_AET,
+            calling,
             "-aec",
             LISTENER_AET,
             "127.0.0.1",
@@ -121,6 +122,13 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                 "DXASSIST_DIMSE_TLS_CERTFILE": str(certs["server_cert"]),
                 "DXASSIST_DIMSE_TLS_KEYFILE": str(certs["server_key"]),
                 "DXASSIST_DIMSE_TLS_CAFILE": str(certs["ca"]),
+                # Each node bound to its certificate: the same authority's "client" cannot send as another.
+                "DXASSIST_DIMSE_NODES": json.dumps(
+                    [
+                        {"ae_title": TEST_AET, "facility": NODE_FACILITY, "certificate_cn": "client"},
+                        {"ae_title": "OTHERNODE", "facility": "F-OTHER", "certificate_cn": "other-node"},
+                    ]
+                ),
             },
             echo_args=node_tls,
         )
@@ -135,6 +143,12 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                 )
                 assert sent.returncode != 0, how
                 refused[how] = study
+            # A certified node calling itself another facility's node: aborted, nothing stored.
+            study = new_uid()
+            path = write(tmp_path / "a" / "impostor.dcm", chest_cr(study=study))
+            sent = _store(listener.port, path, *node_tls, calling="OTHERNODE")
+            assert sent.returncode != 0, sent.stdout + sent.stderr
+            refused["another node's AE title"] = study
             # Over TLS with the node's certificate: stored, analysed, its outputs delivered over TLS.
             study = new_uid()
             sent = _store(listener.port, write(tmp_path / "a" / "tls.dcm", chest_cr(study=study)), *node_tls)
@@ -154,7 +168,7 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
             finally:
                 record.close()
             log = listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()
-            assert "TLS only" in log
+            assert "TLS only" in log and "certificate_mismatch" in log
         finally:
             listener.stop()
 
@@ -188,3 +202,23 @@ def test_a_tls_file_that_cannot_be_loaded_is_refused_for_good_not_retried(tmp_pa
         send(destination, chest_cr(study=new_uid()), "1.2.840.10008.5.1.4.1.1.1")
     assert (refused.value.code, refused.value.retryable) == ("destination_tls", False)
     assert "TLS files of p cannot be loaded" in str(refused.value)
+
+
+def test_a_node_bound_to_a_certificate_needs_verified_certificates() -> None:
+    from pydantic import ValidationError
+
+    from inference.config import DimseSettings
+
+    node = {"ae_title": "CR1", "facility": "F1", "certificate_cn": "cr1.hospital.example"}
+    with pytest.raises(ValidationError, match="DXASSIST_DIMSE_TLS_CAFILE"):
+        DimseSettings(dimse_nodes=[node])
+    settings = DimseSettings(
+        dimse_nodes=[node, {"ae_title": "CR2", "facility": "F1"}],
+        dimse_tls_certfile="/etc/dx/cert.pem",
+        dimse_tls_keyfile="/etc/dx/key.pem",
+        dimse_tls_cafile="/etc/dx/ca.pem",
+    )
+    assert settings.node_certified("CR1", "cr1.hospital.example")
+    assert not settings.node_certified("CR1", "cr2.hospital.example")
+    assert not settings.node_certified("CR1", None)
+    assert settings.node_certified("CR2", "anything")  # not bound: its AE title and host decide
