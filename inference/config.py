@@ -47,10 +47,12 @@ class Destination(BaseModel):
         token: STOW-RS: bearer token (instead of basic auth).
         timeout_seconds: Network timeout of one attempt.
         tls: DIMSE: associate over TLS (DICOM TLS, PS3.15 Annex B; TLS 1.2 or newer), the PACS's certificate
-            verified against ``tls_cafile`` (else the system's authorities) and its host name.
-        tls_cafile: DIMSE with ``tls``: certificates (PEM) the PACS's certificate must chain to.
-        tls_certfile: DIMSE with ``tls``: dxassist's certificate (PEM), for a PACS that requires one.
-        tls_keyfile: DIMSE with ``tls``: the private key of ``tls_certfile`` (PEM, unencrypted).
+            verified against ``tls_cafile`` (else the system's authorities) and its host name. STOW-RS: the
+            ``https://`` url decides.
+        tls_cafile: DIMSE with ``tls``, or STOW-RS over ``https://``: certificates (PEM) the destination's
+            certificate must chain to (a hospital's own authority), instead of the system's authorities.
+        tls_certfile: dxassist's certificate (PEM), for a destination that requires one (same cases).
+        tls_keyfile: The private key of ``tls_certfile`` (PEM, unencrypted).
     """
 
     model_config = {"frozen": True}
@@ -90,12 +92,15 @@ class Destination(BaseModel):
                     )
         elif not self.url or not self.url.startswith(("http://", "https://")):
             raise ValueError(f"STOW-RS destination {self.name!r} needs an http:// or https:// url.")
-        files = (self.tls_cafile, self.tls_certfile, self.tls_keyfile)
-        if self.kind != "dimse" and (self.tls or any(f is not None for f in files)):
-            raise ValueError(
-                f"tls of destination {self.name!r} is for DIMSE; a STOW-RS destination uses an https:// url."
-            )
-        if not self.tls and any(f is not None for f in files):
+        files = any(f is not None for f in (self.tls_cafile, self.tls_certfile, self.tls_keyfile))
+        if self.kind == "stowrs":
+            if self.tls:
+                raise ValueError(
+                    f'"tls" of destination {self.name!r} is for DIMSE; STOW-RS uses TLS with an https:// url.'
+                )
+            if files and not str(self.url).startswith("https://"):
+                raise ValueError(f"Destination {self.name!r} names TLS files for a url that is not https://.")
+        elif not self.tls and files:
             raise ValueError(f'Destination {self.name!r} names TLS files without "tls": true.')
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError(f"tls_certfile and tls_keyfile of destination {self.name!r} go together.")

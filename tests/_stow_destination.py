@@ -6,12 +6,14 @@ PACS or a national record would have stored.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 
@@ -37,8 +39,11 @@ class Received:
 
 
 @contextmanager
-def stow_destination() -> Iterator[tuple[str, Received]]:
-    """Serve a STOW-RS endpoint on 127.0.0.1 while the block runs: its base URL and what it received."""
+def stow_destination(tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, Received]]:
+    """Serve a STOW-RS endpoint on 127.0.0.1 while the block runs: its base URL and what it received.
+
+    ``tls``: ``(certificate, key)`` PEM files: HTTPS with that certificate.
+    """
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
@@ -57,10 +62,15 @@ def stow_destination() -> Iterator[tuple[str, Received]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web", received
+        scheme = "http" if tls is None else "https"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/dicom-web", received
     finally:
         server.shutdown()
         server.server_close()

@@ -117,7 +117,17 @@ def _tls_args(destination: Destination) -> tuple[ssl.SSLContext, str] | None:
     """
     if not destination.tls:
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
+    return _tls_context(destination), str(destination.host)
+
+
+def _tls_context(destination: Destination) -> ssl.SSLContext:
+    """A TLS client context verifying the destination against ``tls_cafile`` (else the system's
+    authorities) and presenting ``tls_certfile`` when set.
+
+    Raises:
+        DeliveryFailed: A TLS file cannot be loaded (``destination_tls``, not retryable).
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         if destination.tls_cafile is not None:
@@ -131,7 +141,7 @@ def _tls_args(destination: Destination) -> tuple[ssl.SSLContext, str] | None:
             retryable=False,
             code="destination_tls",
         ) from e
-    return context, str(destination.host)
+    return context
 
 
 def _refused_sop_class(assoc: Association, where: str, sop_class_uid: str) -> None:
@@ -180,8 +190,10 @@ def _stow(destination: Destination, payload: bytes) -> None:
         password = destination.password.get_secret_value() if destination.password is not None else ""
         auth = httpx.BasicAuth(destination.username, password)
     url = f"{str(destination.url).rstrip('/')}/studies"
+    custom = destination.tls_cafile is not None or destination.tls_certfile is not None
+    verify: ssl.SSLContext | bool = _tls_context(destination) if custom else True
     try:
-        with httpx.Client(timeout=destination.timeout_seconds, trust_env=False) as client:
+        with httpx.Client(timeout=destination.timeout_seconds, trust_env=False, verify=verify) as client:
             if auth is None:
                 response = client.post(url, content=body, headers=headers)
             else:

@@ -5,8 +5,6 @@ requires dxassist's own certificate."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import subprocess
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
+from _certificates import certificates
 from _pacs_dicom import chest_cr, new_uid, write
 from _pacs_harness import (
     LISTENER_AET,
@@ -32,50 +31,6 @@ from _storescp import COMPREHENSIVE_SR, SECONDARY_CAPTURE, storescp
 from inference.record import Record
 
 pytestmark = pytest.mark.integration
-
-
-def _certificates(folder: Path) -> dict[str, Path]:
-    """A test authority and, signed by it, a server and a client certificate for 127.0.0.1 (PEM files)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-
-    def certificate(name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey) -> bytes:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dxassist test authority")]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=key is signer, path_length=None), critical=True)
-        )
-        if key is not signer:
-            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-            builder = builder.add_extension(san, critical=False)
-        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-    def private(key: ec.EllipticCurvePrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-
-    authority = ec.generate_private_key(ec.SECP256R1())
-    paths = {"ca": folder / "ca.pem"}
-    paths["ca"].write_bytes(certificate("dxassist test authority", authority, authority))
-    for who in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        paths[f"{who}_cert"] = folder / f"{who}.pem"
-        paths[f"{who}_key"] = folder / f"{who}.key"
-        paths[f"{who}_cert"].write_bytes(certificate(who, key, authority))
-        paths[f"{who}_key"].write_bytes(private(key))
-    return paths
 
 
 def _store(port: int, path: Path, *options: str, calling: str = TEST_AET) -> subprocess.CompletedProcess[str]:
@@ -100,7 +55,7 @@ def _store(port: int, path: Path, *options: str, calling: str = TEST_AET) -> sub
 
 def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
     require_tools()
-    certs = _certificates(tmp_path)
+    certs = certificates(tmp_path)
     node_tls = ("+tls", str(certs["client_key"]), str(certs["client_cert"]), "+cf", str(certs["ca"]))
     # The PACS: its server certificate (the same authority's), and dxassist must show one of its own.
     pacs_tls = ("+tls", str(certs["server_key"]), str(certs["server_cert"]), "+cf", str(certs["ca"]))
@@ -186,6 +141,10 @@ def test_a_destination_names_its_tls_files_only_with_tls() -> None:
     stow = {"name": "w", "kind": "stowrs", "url": "https://pacs.example/dicom-web", "tls": True}
     with pytest.raises(ValidationError, match="https"):
         Destination.model_validate(stow)
+    with pytest.raises(ValidationError, match="not https"):
+        Destination.model_validate(
+            stow | {"tls": False, "url": "http://vna/dicom-web", "tls_cafile": "/ca.pem"}
+        )
     assert Destination.model_validate(base | {"tls": True}).tls
     assert json.loads(Destination.model_validate(base).model_dump_json())["tls"] is False
 
@@ -222,3 +181,36 @@ def test_a_node_bound_to_a_certificate_needs_verified_certificates() -> None:
     assert not settings.node_certified("CR1", "cr2.hospital.example")
     assert not settings.node_certified("CR1", None)
     assert settings.node_certified("CR2", "anything")  # not bound: its AE title and host decide
+
+
+def test_stow_rs_reaches_an_https_destination_certified_by_the_hospital_s_own_authority(
+    tmp_path: Path,
+) -> None:
+    """A VNA behind the hospital's own certificate authority: trusted through ``tls_cafile`` only."""
+    from _stow_destination import stow_destination
+
+    from inference.config import Destination
+    from inference.delivery._senders import DeliveryFailed, send
+
+    certs = certificates(tmp_path)
+    payload = chest_cr(study=new_uid())
+    with stow_destination(tls=(certs["server_cert"], certs["server_key"])) as (url, received):
+        assert url.startswith("https://")
+        plain = Destination.model_validate(
+            {"name": "vna", "kind": "stowrs", "url": url, "timeout_seconds": 5}
+        )
+        with pytest.raises(DeliveryFailed) as untrusted:  # the system's authorities do not know it
+            send(plain, payload, "1.2.840.10008.5.1.4.1.1.1")
+        assert untrusted.value.retryable and received.datasets() == []
+        trusted = Destination.model_validate(
+            {
+                "name": "vna",
+                "kind": "stowrs",
+                "url": url,
+                "tls_cafile": str(certs["ca"]),
+                "timeout_seconds": 5,
+            }
+        )
+        send(trusted, payload, "1.2.840.10008.5.1.4.1.1.1")
+        (stored,) = received.datasets()
+        assert stored.Modality == "CR"
