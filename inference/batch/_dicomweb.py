@@ -109,6 +109,14 @@ class DicomWebSource:
         password = os.environ.get("DXASSIST_BATCH_DICOMWEB_PASSWORD", "")
         token = os.environ.get("DXASSIST_BATCH_DICOMWEB_TOKEN")
         session = Session()
+        # A server certified by the hospital's own authority: trusted through that authority's PEM file.
+        authority = os.environ.get("DXASSIST_BATCH_DICOMWEB_CAFILE")
+        if authority:
+            if not os.path.isfile(authority):
+                raise SourceError("DXASSIST_BATCH_DICOMWEB_CAFILE names no readable file.")
+            session.verify = authority
+            # Else REQUESTS_CA_BUNDLE (set by many distributions) would replace it for every request.
+            session.trust_env = False
         # Uncompressed answers only: what is read is then what is counted against the caps.
         session.headers["Accept-Encoding"] = "identity"
         if token:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -81,8 +83,8 @@ def _answer(study: Study | None, instance: Instance | None = None) -> dict[str, 
 
 
 @contextmanager
-def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
-    """Serve ``studies`` on 127.0.0.1 until the block ends."""
+def dicomweb_server(studies: list[Study], *, tls: tuple[Path, Path] | None = None) -> Iterator[Server]:
+    """Serve ``studies`` on 127.0.0.1 until the block ends (``tls``: ``(certificate, key)``: over HTTPS)."""
     by_uid = {study.uid: study for study in studies}
     state = Server(url="")
     lock = threading.Lock()
@@ -182,7 +184,12 @@ def dicomweb_server(studies: list[Study]) -> Iterator[Server]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/dicom-web"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -252,3 +252,25 @@ def test_batch_score_goes_past_studies_the_server_serves_wrongly(tmp_path: Path)
     assert not any(study.uid in stderr for study in studies)
     assert PATIENT_NAME not in stderr
     assert server.sent[endless] < 32 * CAP
+
+
+def test_a_server_certified_by_the_hospital_s_own_authority_is_read_once_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from _certificates import certificates
+
+    certs = certificates(tmp_path)
+    study = _study(2, 2)
+    with dicomweb_server([study], tls=(certs["server_cert"], certs["server_key"])) as server:
+        assert server.url.startswith("https://")
+        monkeypatch.delenv("DXASSIST_BATCH_DICOMWEB_CAFILE", raising=False)
+        with pytest.raises(SourceError):  # the system's authorities do not know it
+            DicomWebSource(f"{server.url}/studies").scan()
+        monkeypatch.setenv("DXASSIST_BATCH_DICOMWEB_CAFILE", str(tmp_path / "missing.pem"))
+        with pytest.raises(SourceError, match="CAFILE"):
+            DicomWebSource(f"{server.url}/studies").scan()
+        monkeypatch.setenv("DXASSIST_BATCH_DICOMWEB_CAFILE", str(certs["ca"]))
+        source = DicomWebSource(f"{server.url}/studies")
+        assert [ref.study_instance_uid for ref in source.scan().studies] == [study.uid]
+        blobs = source.read(StudyRef(study.uid), max_instance_bytes=CAP, max_instances=64)
+    assert len(blobs) == 2
