@@ -96,7 +96,6 @@ class StowOutcome:
 
     stored: list[StoredInstance] = field(default_factory=list)
     failed: list[FailedInstance] = field(default_factory=list)
-    studies: list[str] = field(default_factory=list)
 
     @property
     def failed_for_now(self) -> bool:
@@ -274,7 +273,6 @@ async def _store_study(
             "The study could not be analysed; the failure was logged.",
         )
     result_id = analysed.result.result_id
-    outcome.studies.append(study_uid)
     outcome.stored += [
         StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, result_id) for i in instances
     ]

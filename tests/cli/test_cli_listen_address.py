@@ -11,6 +11,13 @@ import pytest
 from _dxassist_cli import DXASSIST, dxassist_env
 
 
+def _listen(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``dxassist listen ARGS`` run to its end (it is expected to stop at start)."""
+    return subprocess.run(
+        [str(DXASSIST), "listen", *args], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
 @pytest.mark.parametrize("flag", ["--metrics-port", "--port"])
 def test_a_port_in_use_is_named_with_the_reason(tmp_path: Path, flag: str) -> None:
     with socket.socket() as taken:
@@ -18,14 +25,7 @@ def test_a_port_in_use_is_named_with_the_reason(tmp_path: Path, flag: str) -> No
         taken.listen()
         port = taken.getsockname()[1]
         others = ["--port", "0"] if flag == "--metrics-port" else []
-        done = subprocess.run(
-            [str(DXASSIST), "listen", *others, flag, str(port)],
-            env=dxassist_env(tmp_path / "home"),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = _listen(dxassist_env(tmp_path / "home"), *others, flag, str(port))
     assert done.returncode == 2, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dxassist: ") and f"127.0.0.1:{port}" in last and "in use" in last, last
@@ -37,26 +37,12 @@ def test_tls_files_that_cannot_be_loaded_are_named_before_anything_starts(tmp_pa
         "DXASSIST_DIMSE_TLS_CERTFILE": str(tmp_path / "missing.pem"),
         "DXASSIST_DIMSE_TLS_KEYFILE": str(tmp_path / "missing.key"),
     }
-    done = subprocess.run(
-        [str(DXASSIST), "listen", "--port", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _listen(env, "--port", "0")
     assert done.returncode == 2, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert "TLS certificate, key or authorities cannot be loaded" in last and "No such file" in last, last
     assert "Traceback" not in done.stderr
     # Half a configuration is refused as such.
     env.pop("DXASSIST_DIMSE_TLS_KEYFILE")
-    done = subprocess.run(
-        [str(DXASSIST), "listen", "--port", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _listen(env, "--port", "0")
     assert done.returncode != 0 and "go together" in done.stderr, done.stderr[-2000:]

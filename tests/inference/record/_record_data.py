@@ -15,6 +15,7 @@ from inference.record import (
     InstanceIn,
     ModelRef,
     PatientIn,
+    Record,
     TriageResultIn,
 )
 
@@ -144,3 +145,19 @@ def triage(*, pat: PatientIn | None = None, priority: str = "critical", news2: b
 
 
 __all__ = ["CXR_MODEL", "TRIAGE_MODEL", "imaging", "patient", "png_bytes", "replace", "triage", "uid"]
+
+
+def migrate(record: Record, to: str) -> None:
+    """Bring ``record``'s schema to revision ``to`` (``head``: upgrade; any other: downgrade to it)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from inference.record._engine import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    with record.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if to != "head" else command.upgrade)(config, to)
+        connection.commit()

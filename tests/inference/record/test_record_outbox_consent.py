@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from _record_data import imaging, patient
+from _record_data import imaging, migrate, patient
 
 from inference.record import OutputsIn, Record
 from inference.record._outbox import DELIVERY_ACTION, Claim, OutboxObject
@@ -78,26 +78,13 @@ def test_a_dead_letter_retried_after_the_objection_is_withheld_not_sent(record: 
 def test_migration_0013_moves_cancelled_deliveries_out_of_the_dead_letters_and_back(record: Record) -> None:
     """Databases of earlier versions kept cancelled deliveries as dead letters: upgrading makes them
     withheld, downgrading makes them dead again (the CHECK of each revision holds)."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
-
-    from inference.record._engine import MIGRATIONS_DIR
 
     withdrawn, patient_id = _queued(record, "IPP-OBJ-4")
     record.consent.set(
         patient_id=patient_id, by="dr-who", role="clinician", ai_processing=True, national_sharing=False
     )
     assert record.outbox.claim_next(destination="pacs") is None
-
-    def migrate(to: str) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
-        with record.engine.connect() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if to != "head" else command.upgrade)(config, to)
-            connection.commit()
 
     def states() -> list[tuple[str, str]]:
         with record.engine.connect() as connection:
@@ -106,8 +93,8 @@ def test_migration_0013_moves_cancelled_deliveries_out_of_the_dead_letters_and_b
             )
             return [(row[0], row[1]) for row in rows]
 
-    migrate("0012")
+    migrate(record, "0012")
     assert states() == [("dead", "consent_withdrawn")]
-    migrate("head")
+    migrate(record, "head")
     assert states() == [("withheld", "consent_withdrawn")]
     assert record.outbox.count_dead() == 0

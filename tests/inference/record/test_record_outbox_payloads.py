@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from _record_data import imaging, patient, uid
+from _record_data import imaging, migrate, patient, uid
 from sqlalchemy import func, select, text
 
 from inference.record import OutputsIn, Record
@@ -104,23 +104,10 @@ def test_a_dead_letter_keeps_its_bytes_for_the_retry_a_withheld_object_keeps_non
 
 def test_migration_0015_drops_the_bytes_already_kept(record: Record) -> None:
     """Rows sent or withheld by earlier versions held their bytes: the upgrade drops them."""
-    from alembic import command
-    from alembic.config import Config
-
-    from inference.record._engine import MIGRATIONS_DIR
 
     result_id = _queued(record, "IPP-BYTES-3")
 
-    def migrate(to: str) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
-        with record.engine.connect() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if to != "head" else command.upgrade)(config, to)
-            connection.commit()
-
-    migrate("0014")
+    migrate(record, "0014")
     with record.engine.begin() as connection:  # what an earlier version left: sent with every byte
         connection.execute(
             text("UPDATE outbox SET state = 'sent' WHERE result_id = :r AND destination = 'pacs'"),
@@ -131,7 +118,7 @@ def test_migration_0015_drops_the_bytes_already_kept(record: Record) -> None:
             {"r": result_id},
         )
     assert _held(record, result_id)[("pacs", "sc", "sent")] == 2 * len(CAPTURE)
-    migrate("head")
+    migrate(record, "head")
     assert _held(record, result_id) == {
         ("pacs", "sr", "sent"): len(REPORT),
         ("pacs", "sc", "sent"): 0,

@@ -4,7 +4,7 @@ patient sees on its worklist what it sent, not what the first facility recorded,
 
 from __future__ import annotations
 
-from _record_data import imaging, patient, triage
+from _record_data import imaging, migrate, patient, triage
 
 from inference.record import Record, Scope
 from inference.record._scope import OWN, SHARED
@@ -52,26 +52,16 @@ def test_a_triage_result_keeps_what_its_sender_sent_and_nothing_when_it_sent_not
 
 
 def test_migration_0014_adds_the_columns_and_downgrades_cleanly(record: Record) -> None:
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect
-
-    from inference.record._engine import MIGRATIONS_DIR
 
     filed = record.results.save_imaging(data=imaging(pat=patient("IPP-DEMO-3")))
 
-    def migrate(to: str) -> set[str]:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
-        with record.engine.connect() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if to != "head" else command.upgrade)(config, to)
-            connection.commit()
+    def columns(to: str) -> set[str]:
+        migrate(record, to)
         return {c["name"] for c in inspect(record.engine).get_columns("results")}
 
-    assert not {"patient_age", "patient_sex"} & migrate("0013")
-    assert {"patient_age", "patient_sex"} <= migrate("head")
+    assert not {"patient_age", "patient_sex"} & columns("0013")
+    assert {"patient_age", "patient_sex"} <= columns("head")
     # A result filed before the upgrade is still listed with the patient's demographics on file; one
     # filed after it keeps its sender's.
     assert _line(record, "north", filed.result_id)[1] == "female"
