@@ -154,10 +154,13 @@ class _Checkpointer:
             return
         if self._thread is None or self._pid != os.getpid():
             with self._lock:
-                if self._thread is None or self._pid != os.getpid():
+                # Under the lock :meth:`stop` takes: it never sees a thread not started yet, and once it
+                # has run, no thread starts.
+                if not self._stop.is_set() and (self._thread is None or self._pid != os.getpid()):
+                    thread = threading.Thread(target=self._run, name="dxassist-checkpoint", daemon=True)
+                    thread.start()
                     self._pid = os.getpid()
-                    self._thread = threading.Thread(target=self._run, name="dxassist-checkpoint", daemon=True)
-                    self._thread.start()
+                    self._thread = thread
         self._wake.set()
 
     def _run(self) -> None:
@@ -185,10 +188,11 @@ class _Checkpointer:
 
     def stop(self) -> None:
         """Stop the thread (the engine's last connection to close copies the rest of the log)."""
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid() and thread is not threading.current_thread():
+        with self._lock:
+            self._stop.set()
+            self._wake.set()
+            thread, pid = self._thread, self._pid
+        if thread is not None and pid == os.getpid() and thread is not threading.current_thread():
             thread.join(timeout=30)
 
 
