@@ -237,7 +237,7 @@ def test_network_policies_deny_all_but_what_each_component_needs() -> None:
         return ports
 
     assert allowed_ports("server", "ingress") == {8000}
-    assert allowed_ports("listener", "ingress") == {11112}
+    assert allowed_ports("listener", "ingress") == {11112, 9464}  # DICOM, and its /metrics
     assert allowed_ports("mlflow", "ingress") == {5000}
     assert allowed_ports("migrate", "ingress") == set()
     assert allowed_ports("server", "egress") == {5432, 5000, 443, 104, 11112, 53}
