@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import tempfile
 import threading
@@ -445,6 +446,34 @@ class CannotListen(InferenceError):
     foreign host), or its TLS certificate, key or authorities cannot be loaded."""
 
 
+class _HandshakeInAssociation(ssl.SSLContext):
+    """A server context whose sockets do their TLS handshake in the association's own thread.
+
+    pynetdicom wraps each accepted connection in its accept loop, where the default handshake-on-wrap
+    would wait for the client: one connection that sends nothing would stop every other node from
+    associating. The handshake is deferred to the association's first read (OpenSSL negotiates it then),
+    in the thread pynetdicom runs for that association.
+    """
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return super().wrap_socket(
+            sock,
+            server_side=server_side,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=suppress_ragged_eofs,
+            server_hostname=server_hostname,
+            session=session,
+        )
+
+
 def _tls_context(dimse: DimseSettings) -> ssl.SSLContext | None:
     """The listener's TLS server context (DICOM TLS, BCP 195: TLS 1.2 or newer), None without TLS.
 
@@ -455,7 +484,7 @@ def _tls_context(dimse: DimseSettings) -> ssl.SSLContext | None:
     """
     if dimse.dimse_tls_certfile is None or dimse.dimse_tls_keyfile is None:
         return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = _HandshakeInAssociation(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(dimse.dimse_tls_certfile, dimse.dimse_tls_keyfile)

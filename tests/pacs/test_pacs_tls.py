@@ -6,6 +6,7 @@ requires dxassist's own certificate."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from _pacs_harness import (
     Listener,
     all_sent,
     dcmtk,
+    echo,
     free_port,
     require_tools,
     wait_until,
@@ -89,6 +91,9 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
         )
         listener.start()
         try:
+            # A connection that never starts its handshake does not stop other nodes from associating.
+            with socket.create_connection(("127.0.0.1", listener.port)):
+                assert echo(listener.port, timeout=10, options=node_tls).returncode == 0
             # Without TLS, or over TLS without a certificate of the authority: no association at all.
             refused = {}
             for how, options in (("plain", ()), ("anonymous TLS", ("+tla", "+cf", str(certs["ca"])))):
