@@ -522,7 +522,8 @@ async def listen(
             None, and none served when that is None too.
 
     Raises:
-        CannotListen: The DICOM or the metrics address cannot be bound (a port in use).
+        CannotListen: The DICOM or the metrics address cannot be bound (a port in use), or the TLS
+            certificate, key or authorities cannot be loaded.
     """
     dimse = settings.dimse
     port = dimse.dimse_port if port is None else port

@@ -115,8 +115,8 @@ def test_stow_groups_instances_by_study(tmp_path: Path) -> None:
         return await store_instances(ctx=ctx, actor=PACS_F1, parts=parts, accept_language=None)
 
     outcome = _run(tmp_path, body)
-    assert sorted(outcome.studies) == sorted([a, b])
     by_study = {s.study_instance_uid: s.result_id for s in outcome.stored}
+    assert sorted(by_study) == sorted([a, b])
     assert len(outcome.stored) == 3 and len(set(by_study.values())) == 2
     assert [f.code for f in outcome.failed] == ["unsupported_media_type"]
 
