@@ -474,6 +474,33 @@ class _HandshakeInAssociation(ssl.SSLContext):
         )
 
 
+_PDU_CUT: Final = "Connection closed before the entire PDU was received"
+
+
+class _HandshakeFailures(logging.Filter):
+    """With DICOM TLS, one WARNING line with a code for a connection that failed its handshake.
+
+    pynetdicom logs each such connection (a plain client, no certificate or a foreign one, a port probe)
+    as two ERROR records with a traceback, from the association's first read: noise an operator would be
+    paged for. Attached to ``pynetdicom.dul`` while the listener runs with TLS; other records pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _PDU_CUT and not record.exc_info:
+            return False  # the record with the exception follows and is reported below
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ssl.SSLError):
+            logger.warning(
+                "a connection failed its TLS handshake; no association",
+                extra={"code": "tls_handshake_failed"},
+            )
+            return False
+        if error is not None and record.msg is error:  # LOGGER.exception(exc) of a cut connection
+            logger.warning("a connection closed in the middle of a PDU", extra={"code": "connection_lost"})
+            return False
+        return True
+
+
 def _tls_context(dimse: DimseSettings) -> ssl.SSLContext | None:
     """The listener's TLS server context (DICOM TLS, BCP 195: TLS 1.2 or newer), None without TLS.
 
@@ -539,11 +566,16 @@ async def listen(
                 f"The listener's metrics cannot be served on {dimse.dimse_metrics_host}:{metrics_port} "
                 f"({e.strerror or type(e).__name__})."
             ) from e
+    quiet = _HandshakeFailures() if tls is not None else None
+    if quiet is not None:
+        logging.getLogger("pynetdicom.dul").addFilter(quiet)
     try:
         await _listen(
             settings, ae_title=ae_title, port=port, host=host, stop=stop, exporter=exporter, tls=tls
         )
     finally:
+        if quiet is not None:
+            logging.getLogger("pynetdicom.dul").removeFilter(quiet)
         if exporter is not None:
             await asyncio.to_thread(exporter.stop)
 

@@ -129,6 +129,12 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                 record.close()
             log = listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()
             assert "TLS only" in log and "certificate_mismatch" in log
+            # The refused handshakes are one warning each, not pynetdicom's errors with a traceback.
+            assert "tls_handshake_failed" in log
+            lines = [json.loads(line) for line in (home / "logs" / "listener.jsonl").read_text().splitlines()]
+            assert not [
+                line for line in lines if line["logger"].startswith("pynetdicom") and line["level"] == "ERROR"
+            ]
         finally:
             listener.stop()
 
