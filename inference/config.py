@@ -9,6 +9,7 @@ two groups may hold a field of the same name.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -114,9 +115,10 @@ class DimseNode(BaseModel):
         ae_title: The node's (calling) AE title.
         facility: The facility its results belong to.
         host: When set, the node's address: an association from elsewhere with this AE title is refused.
-        certificate_cn: When set (DICOM TLS with ``dimse_tls_cafile``), the common name of the node's
-            certificate: an association with this AE title presenting another certificate is refused, so a
-            node certified by the same authorities cannot send as another facility's node.
+        certificate_cn: When set (DICOM TLS with ``dimse_tls_cafile``), the name of the node's certificate:
+            its subject's common name or one of its DNS subject alternative names. An association with this
+            AE title presenting a certificate of another name is refused, so a node certified by the same
+            authorities cannot send as another facility's node.
     """
 
     model_config = {"frozen": True}
@@ -358,13 +360,14 @@ class DimseSettings(BaseSettings):
             raise ValueError("Each DICOM node AE title may be registered once (DXASSIST_DIMSE_NODES).")
         return self
 
-    def node_certified(self, ae_title: str | None, common_name: str | None) -> bool:
-        """Whether an association as ``ae_title`` may present a certificate named ``common_name`` (None:
-        none): a registered node with a ``certificate_cn`` only with that name; any other, yes."""
+    def node_certified(self, ae_title: str | None, names: Collection[str]) -> bool:
+        """Whether an association as ``ae_title`` may present a certificate of these ``names`` (its common
+        name and DNS alternative names; empty: none): a registered node with a ``certificate_cn`` only
+        with that name among them; any other, yes."""
         title = (ae_title or "").strip()
         for node in self.dimse_nodes:
             if node.ae_title.strip() == title:
-                return node.certificate_cn is None or node.certificate_cn == common_name
+                return node.certificate_cn is None or node.certificate_cn in names
         return True
 
     def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:

@@ -28,7 +28,10 @@ def certificates(folder: Path) -> dict[str, Path]:
             .add_extension(x509.BasicConstraints(ca=key is signer, path_length=None), critical=True)
         )
         if key is not signer:
-            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            # Its address, and a DNS name of its own (``<name>.node.example``).
+            san = x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName(f"{name}.node.example")]
+            )
             builder = builder.add_extension(san, critical=False)
         return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 

@@ -116,7 +116,7 @@ class _Node:
     limits: Limits
     target_size: int | None
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
-    certified: Callable[[str | None, str | None], bool] = lambda _title, _common_name: True
+    certified: Callable[[str | None, frozenset[str]], bool] = lambda _title, _names: True
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
     # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
@@ -192,7 +192,7 @@ def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
         # Association-time checks let it in, but this node may not send from this host.
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
         return NOT_AUTHORIZED, "unknown_node"
-    if not node.certified(calling, _peer_common_name(event.assoc)):
+    if not node.certified(calling, _peer_names(event.assoc)):
         logger.warning(
             "C-STORE refused: the node's certificate names another", extra={"code": "certificate_mismatch"}
         )
@@ -300,7 +300,7 @@ def _on_established(event: Any, node: _Node) -> None:
                 "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
             )
             event.assoc.abort()
-        elif not node.certified(title, _peer_common_name(event.assoc)):
+        elif not node.certified(title, _peer_names(event.assoc)):
             logger.warning(
                 "association aborted: the DICOM node's certificate names another node",
                 extra={"code": "certificate_mismatch"},
@@ -308,17 +308,18 @@ def _on_established(event: Any, node: _Node) -> None:
             event.assoc.abort()
 
 
-def _peer_common_name(assoc: Any) -> str | None:
-    """The common name of the certificate the peer presented over TLS (None without TLS or certificate)."""
+def _peer_names(assoc: Any) -> frozenset[str]:
+    """The names of the certificate the peer presented over TLS: its subject's common name and its DNS
+    subject alternative names (empty without TLS or a certificate)."""
     connection = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
     if not isinstance(connection, ssl.SSLSocket):
-        return None
+        return frozenset()
     certificate: dict[str, Any] = dict(connection.getpeercert() or {})
-    for entry in certificate.get("subject", ()):
-        for pair in entry:
-            if pair[0] == "commonName":
-                return str(pair[1])
-    return None
+    names = {
+        str(pair[1]) for entry in certificate.get("subject", ()) for pair in entry if pair[0] == "commonName"
+    }
+    names.update(str(value) for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS")
+    return frozenset(names)
 
 
 # The association's life in the log: the calling AE title and the address are not written (a node's

@@ -82,7 +82,12 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                 # Each node bound to its certificate: the same authority's "client" cannot send as another.
                 "DXASSIST_DIMSE_NODES": json.dumps(
                     [
-                        {"ae_title": TEST_AET, "facility": NODE_FACILITY, "certificate_cn": "client"},
+                        # Bound by its DNS alternative name (its common name, "client", would do too).
+                        {
+                            "ae_title": TEST_AET,
+                            "facility": NODE_FACILITY,
+                            "certificate_cn": "client.node.example",
+                        },
                         {"ae_title": "OTHERNODE", "facility": "F-OTHER", "certificate_cn": "other-node"},
                     ]
                 ),
@@ -188,10 +193,10 @@ def test_a_node_bound_to_a_certificate_needs_verified_certificates() -> None:
         dimse_tls_keyfile="/etc/dx/key.pem",
         dimse_tls_cafile="/etc/dx/ca.pem",
     )
-    assert settings.node_certified("CR1", "cr1.hospital.example")
-    assert not settings.node_certified("CR1", "cr2.hospital.example")
-    assert not settings.node_certified("CR1", None)
-    assert settings.node_certified("CR2", "anything")  # not bound: its AE title and host decide
+    assert settings.node_certified("CR1", {"cr1", "cr1.hospital.example"})
+    assert not settings.node_certified("CR1", {"cr2.hospital.example"})
+    assert not settings.node_certified("CR1", frozenset())
+    assert settings.node_certified("CR2", {"anything"})  # not bound: its AE title and host decide
 
 
 def test_stow_rs_reaches_an_https_destination_certified_by_the_hospital_s_own_authority(
