@@ -60,6 +60,7 @@ from inference.observability import (
 )
 from inference.observability._exporter import PATH as METRICS_PATH
 from inference.record import RecordError
+from inference.record.fhir import audit_events
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,6 +118,8 @@ class _Node:
     target_size: int | None
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
     certified: Callable[[str | None, frozenset[str]], bool] = lambda _title, _names: True
+    # Audits a refused node (calling AE title, its address, the reason code): see :class:`_RefusalAudit`.
+    refused: Callable[[str, str | None, str], None] = lambda _title, _address, _code: None
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
     # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
@@ -294,18 +297,31 @@ def _on_established(event: Any, node: _Node) -> None:
     over TLS with a certificate that does not name the node registered under that AE title."""
     requestor = event.assoc.requestor
     title = str(requestor.ae_title).strip()
+    address = getattr(requestor, "address", None)
     with correlated(_association_id(event.assoc)):
-        if node.registry(title, getattr(requestor, "address", None)) is None:
+        if node.registry(title, address) is None:
             logger.warning(
                 "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
             )
             event.assoc.abort()
+            node.refused(title, address, "unknown_node")
         elif not node.certified(title, _peer_names(event.assoc)):
             logger.warning(
                 "association aborted: the DICOM node's certificate names another node",
                 extra={"code": "certificate_mismatch"},
             )
             event.assoc.abort()
+            node.refused(title, address, "certificate_mismatch")
+
+
+def _on_rejected(event: Any, node: _Node) -> None:
+    """Audit an association refused because its calling AE title is not a registered node."""
+    requestor = event.assoc.requestor
+    title = str(requestor.ae_title).strip()
+    address = getattr(requestor, "address", None)
+    if node.registry(title, address) is None:
+        with correlated(_association_id(event.assoc)):  # the entry carries the association's id
+            node.refused(title, address, "unknown_node")
 
 
 def _peer_names(assoc: Any) -> frozenset[str]:
@@ -371,6 +387,7 @@ def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, lis
         (evt.EVT_REQUESTED, _on_requested),
         (evt.EVT_ACCEPTED, _on_lifecycle, ["accepted"]),
         (evt.EVT_REJECTED, _on_lifecycle, ["refused"]),
+        (evt.EVT_REJECTED, _on_rejected, [node]),
         (evt.EVT_RELEASED, _on_lifecycle, ["released"]),
         (evt.EVT_ABORTED, _on_lifecycle, ["aborted"]),
     ]
@@ -440,6 +457,50 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         return True
     # Filed with a pending build of its outputs in the same transaction: the outbox worker builds them.
     return True
+
+
+class _RefusalAudit:
+    """Audits a refused DICOM node (IHE ATNA's node-authentication failure): ``dimse:associate``, outcome
+    ``denied``, the calling AE title as subject (``dimse:<title>``), the address as client, the reason code
+    as resource id, and the facility of the node whose title was claimed (its auditor sees who tried to
+    send as its node; None for an unknown title: admins and facility-less auditors).
+
+    At most one entry a minute per (title, address, reason): a sender retrying in a loop must not grow the
+    append-only trail without bound (the log keeps every refusal). A trail that cannot be written is
+    logged; the association is refused either way.
+    """
+
+    _EVERY_SECONDS: Final = 60.0
+
+    def __init__(self, record: Any, registry: Callable[[str | None, str | None], str | None]) -> None:
+        self._record = record
+        self._registry = registry
+        self._last: dict[tuple[str, str | None, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, title: str, address: str | None, code: str) -> None:
+        key = (title, address, code)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self._EVERY_SECONDS) < self._EVERY_SECONDS:
+                return
+            if len(self._last) > 4096:  # titles are the sender's choice: bound what is remembered
+                self._last.clear()
+            self._last[key] = now
+        try:
+            self._record.audit.append(
+                subject=f"dimse:{title or 'unknown'}"[:128],
+                role="pacs",
+                facility=self._registry(title, None),
+                action=audit_events.NODE_REFUSED,
+                resource_type="DicomNode",
+                resource_id=code,
+                patient_id=None,
+                outcome="denied",
+                client=address,
+            )
+        except RecordError:
+            logger.warning("a refused DICOM node could not be audited", extra={"code": "audit_unavailable"})
 
 
 class CannotListen(InferenceError):
@@ -630,6 +691,7 @@ async def _listen(
             target_size=target,
             registry=dimse.node_facility,
             certified=dimse.node_certified,
+            refused=_RefusalAudit(ctx.record, dimse.node_facility),
         )
         if dimse.dimse_allowed_aets:
             logger.warning(

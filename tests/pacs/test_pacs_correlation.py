@@ -132,9 +132,19 @@ def test_the_analysis_names_its_association_and_its_audit_entries_carry_its_id(r
     # Besides the models it loaded at start (model:change, the process's own) and the deliveries (their
     # own attempts' ids, below), the listener audits only while it analyses: the filing and the kept
     # training input carry the analysis id.
-    analysed = [e for e in run.audit if e["action"] not in ("model:change", "result:deliver")]
+    # A refused node is audited under its association's id (below).
+    analysed = [
+        e for e in run.audit if e["action"] not in ("model:change", "result:deliver", "dimse:associate")
+    ]
     assert "studies:submit" in {e["action"] for e in analysed}
     assert {e["request_id"] for e in analysed} == {analysis_id}
+    [refused_id] = _ids(run.lines, "association_refused")
+    [intruder] = [e for e in run.audit if e["action"] == "dimse:associate"]
+    assert (intruder["subject"], intruder["outcome"], intruder["request_id"]) == (
+        "dimse:INTRUDER",
+        "denied",
+        refused_id,
+    )
 
 
 def test_each_build_and_delivery_attempt_has_an_id_its_lines_share(run: Run) -> None:

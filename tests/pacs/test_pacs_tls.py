@@ -111,9 +111,12 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
             # A certified node calling itself another facility's node: aborted, nothing stored.
             study = new_uid()
             path = write(tmp_path / "a" / "impostor.dcm", chest_cr(study=study))
-            sent = _store(listener.port, path, *node_tls, calling="OTHERNODE")
-            assert sent.returncode != 0, sent.stdout + sent.stderr
+            for _attempt in range(2):  # a sender retrying: audited once a minute, logged every time
+                sent = _store(listener.port, path, *node_tls, calling="OTHERNODE")
+                assert sent.returncode != 0, sent.stdout + sent.stderr
             refused["another node's AE title"] = study
+            # A title no node is registered under: A-ASSOCIATE-RJ.
+            assert _store(listener.port, path, *node_tls, calling="STRANGER").returncode != 0
             # Over TLS with the node's certificate: stored, analysed, its outputs delivered over TLS.
             study = new_uid()
             sent = _store(listener.port, write(tmp_path / "a" / "tls.dcm", chest_cr(study=study)), *node_tls)
@@ -130,6 +133,28 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
             try:
                 for how, uid in refused.items():
                     assert record.results.latest_for_study(study_instance_uid=uid) is None, how
+
+                # Each node-authentication failure is on the audit trail, under the facility of the node
+                # whose title was claimed (its auditor sees who tried to send as its node).
+                def attempts(subject: str) -> list[tuple[object, ...]]:
+                    entries = record.audit.search(agent=subject, limit=50)[1]
+                    return [
+                        (e["action"], e["outcome"], e["resource_id"], e["facility"], e["client"])
+                        for e in entries
+                    ]
+
+                assert attempts("dimse:OTHERNODE") == [
+                    ("dimse:associate", "denied", "certificate_mismatch", "F-OTHER", "127.0.0.1")
+                ]
+                assert attempts("dimse:STRANGER") == [
+                    ("dimse:associate", "denied", "unknown_node", None, "127.0.0.1")
+                ]
+                # As FHIR: an IHE ATNA Security Alert (DICOM 110113), action E.
+                from inference.record.fhir import audit_events
+
+                (entry,) = record.audit.search(agent="dimse:OTHERNODE", limit=5)[1]
+                alert = audit_events.audit_event(entry)
+                assert (alert["type"]["code"], alert["action"]) == ("110113", "E")
             finally:
                 record.close()
             log = listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()

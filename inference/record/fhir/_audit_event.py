@@ -61,6 +61,9 @@ decision: the alias lives in MLflow, the trail in the record); the result follow
 _SUCCESS: Final = frozenset({"success", "duplicate", "break_glass", "unchanged"})
 DELIVERY: Final = "result:deliver"
 """A result's objects sent to a destination: DICOM PS3.15 A.5.3.4, action R (the sender's side)."""
+NODE_REFUSED: Final = "dimse:associate"
+"""A DICOM node refused at association (unknown title, another host, another certificate): DICOM PS3.15
+A.5.3.11 Security Alert (node authentication failure), action E."""
 _FHIR_TYPES: Final = frozenset(
     {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
 )
@@ -78,6 +81,8 @@ def _event_type(action: str) -> dict[str, str]:
     if action == DELIVERY:
         # DICOM PS3.16 CID 400 (Audit Event ID): the IHE ATNA event of instances sent to another node.
         return {"system": v.DCM, "code": "110104", "display": "DICOM Instances Transferred"}
+    if action == NODE_REFUSED:
+        return {"system": v.DCM, "code": "110113", "display": "Security Alert"}
     return {"system": v.DCM, "code": "110110", "display": "Patient Record"}
 
 
@@ -86,7 +91,7 @@ def _action_code(action: str) -> str:
         return "C"
     if action in _UPDATE:
         return "U"
-    if action in _EXECUTE:
+    if action in _EXECUTE or action == NODE_REFUSED:
         return "E"
     return "R"
 
