@@ -5,7 +5,8 @@ Mapping (R4 AuditEvent, valid as R4B):
   Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes, the
   registry decisions of an operator (``model:promote``, ``model:rollback``, ``model:register``) and
   dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
-  to a destination);
+  to a destination, 110114 User Authentication for a sign-in or sign-out of the pages, 110113 Security
+  Alert for a DICOM node refused at association);
   ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
   which); none for an ``attempt``, whose outcome is a second entry with the same request id.
@@ -61,6 +62,8 @@ decision: the alias lives in MLflow, the trail in the record); the result follow
 _SUCCESS: Final = frozenset({"success", "duplicate", "break_glass", "unchanged"})
 DELIVERY: Final = "result:deliver"
 """A result's objects sent to a destination: DICOM PS3.15 A.5.3.4, action R (the sender's side)."""
+_AUTHENTICATION: Final = frozenset({"ui:sign_in", "ui:sign_out"})
+"""A person signing in or out of the pages: DICOM PS3.15 A.5.3.12 User Authentication, action E."""
 NODE_REFUSED: Final = "dimse:associate"
 """A DICOM node refused at association (unknown title, another host, another certificate): DICOM PS3.15
 A.5.3.11 Security Alert (node authentication failure), action E."""
@@ -83,6 +86,8 @@ def _event_type(action: str) -> dict[str, str]:
         return {"system": v.DCM, "code": "110104", "display": "DICOM Instances Transferred"}
     if action == NODE_REFUSED:
         return {"system": v.DCM, "code": "110113", "display": "Security Alert"}
+    if action in _AUTHENTICATION:
+        return {"system": v.DCM, "code": "110114", "display": "User Authentication"}
     return {"system": v.DCM, "code": "110110", "display": "Patient Record"}
 
 
@@ -91,7 +96,7 @@ def _action_code(action: str) -> str:
         return "C"
     if action in _UPDATE:
         return "U"
-    if action in _EXECUTE or action == NODE_REFUSED:
+    if action in _EXECUTE or action == NODE_REFUSED or action in _AUTHENTICATION:
         return "E"
     return "R"
 

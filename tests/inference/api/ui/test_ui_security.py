@@ -154,6 +154,12 @@ def test_lockout_after_repeated_failures_even_for_the_right_password(client: Tes
         record.close()
     outcomes = [e["outcome"] for e in events if e["action"] == "ui:sign_in"]
     assert outcomes.count("failure") == attempts - 1 and outcomes.count("locked") == 2
+    # As FHIR AuditEvents: IHE ATNA User Authentication (DICOM 110114), action E, failures outcome 4.
+    from inference.record.fhir import audit_events
+
+    rendered = [audit_events.audit_event(e) for e in events if e["action"] == "ui:sign_in"]
+    assert {(r["type"]["code"], r["action"]) for r in rendered} == {("110114", "E")}
+    assert {r["outcome"] for r in rendered} == {"4"}
 
 
 def test_unknown_user_and_disabled_account_get_the_same_answer(client: TestClient, env: Env) -> None:
