@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
+from http.server import HTTPServer
 from pathlib import Path
 
 
@@ -52,3 +54,10 @@ def certificates(folder: Path) -> dict[str, Path]:
         paths[f"{who}_cert"].write_bytes(certificate(who, key, authority))
         paths[f"{who}_key"].write_bytes(private(key))
     return paths
+
+
+def serve_tls(server: HTTPServer, certificate: Path, key: Path) -> None:
+    """Make ``server`` (not serving yet) speak HTTPS with ``certificate`` and ``key``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -6,7 +6,6 @@ PACS or a national record would have stored.
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+
+from _certificates import serve_tls
 
 
 @dataclass
@@ -63,9 +64,7 @@ def stow_destination(tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        serve_tls(server, *tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

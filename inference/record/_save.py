@@ -696,13 +696,12 @@ def _result_row(
     with the result (the patient row keeps the first facility's demographics and never another's).
     """
     now = utcnow()
-    sex = sent.sex.strip() if sent.sex else None
     return {
         "id": new_id(),
         "kind": kind,
         "patient_id": patient.id,
         "patient_age": age_at(fhir_date(sent.birth_date), now),
-        "patient_sex": sex or None,
+        "patient_sex": (sent.sex or "").strip() or None,
         "device_id": device_id,
         "model_name": model.name,
         "model_version": model.version,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from _certificates import serve_tls
 
 Listing = Literal["honest", "ignore_limit", "ignore_offset", "capped", "fail", "drop"]
 # A "capped" listing answers at most this many per page, with PS3.18's Warning that more results exist.
@@ -185,9 +186,7 @@ def dicomweb_server(studies: list[Study], *, tls: tuple[Path, Path] | None = Non
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     if tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        serve_tls(server, *tls)
     scheme = "http" if tls is None else "https"
     state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/dicom-web"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -15,8 +15,7 @@ from datetime import timedelta
 from io import BytesIO
 
 import pytest
-from _postgres import new_postgres_database, running_postgres
-from _security_env import Env, TestClient, chest_dicom, new_study_uid, seeded_env
+from _security_env import Env, TestClient, chest_dicom, new_study_uid
 from sqlalchemy import update
 
 from inference.api import create_app
@@ -30,21 +29,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with running_postgres() as url:
-        yield url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[TestClient, Env]]:
-    overrides = {}
-    if request.param == "postgresql":
-        overrides["database_url"] = new_postgres_database(request.getfixturevalue("postgres_server"))
-    env = seeded_env(tmp_path_factory.mktemp(f"auditor-scope-{request.param}"), **overrides)
-    with TestClient(create_app(env.settings)) as client:
-        yield client, env
+def served(backend_env: Env) -> Iterator[tuple[TestClient, Env]]:
+    with TestClient(create_app(backend_env.settings)) as client:
+        yield client, backend_env
 
 
 def _name(prefix: str) -> str:

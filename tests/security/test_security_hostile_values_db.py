@@ -12,29 +12,16 @@ from io import BytesIO
 
 import pydicom
 import pytest
-from _postgres import new_postgres_database, running_postgres
-from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body, seeded_env
+from _security_env import Env, TestClient, chest_dicom, new_study_uid, related_body
 
 from inference.api import create_app
 
 
 @pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with running_postgres() as url:
-        yield url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[TestClient, Env]]:
-    overrides = {}
-    if request.param == "postgresql":
-        overrides["database_url"] = new_postgres_database(request.getfixturevalue("postgres_server"))
-    env = seeded_env(tmp_path_factory.mktemp(f"hostile-db-{request.param}"), **overrides)
+def served(backend_env: Env) -> Iterator[tuple[TestClient, Env]]:
     # raise_server_exceptions=False: a 500 must show up as a 500 answer, as a real client would see it.
-    with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
-        yield client, env
+    with TestClient(create_app(backend_env.settings), raise_server_exceptions=False) as client:
+        yield client, backend_env
 
 
 @pytest.mark.parametrize(
