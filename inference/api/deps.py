@@ -7,7 +7,8 @@ nothing about how its body would have been judged.
 Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop
 that costs a request about a millisecond even on an idle server and tens of milliseconds while decoding
 threads hold the GIL. None of these waits on anything (they read the request, the app state and the
-settings); what may wait (the JWKS fetch of :func:`get_principal`) is sent to a worker thread itself.
+settings); what may wait (the JWKS fetch of :func:`get_principal`, the audit entry of a refused token) is
+sent to a worker thread itself.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from inference.security import (
     allowed,
     verify_token,
 )
-from inference.services import Actor, Context, OversizedPart, audit_denial
+from inference.services import (
+    Actor,
+    Context,
+    OversizedPart,
+    audit_denial,
+    audit_refused_authentication,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,25 +74,34 @@ AcceptLanguage = Annotated[str | None, Header(max_length=256, description="en, f
 
 
 async def get_principal(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller, from ``Authorization: Bearer <token>``.
 
     A token of this server's own key is checked on the event loop (a signature check against the key
     loaded at startup); one of an external issuer in a worker thread, as checking it may first fetch the
-    issuer's JWKS over the network.
+    issuer's JWKS over the network. A refusal is written to the audit trail (``api:authenticate``, at
+    most one entry a minute per client address and reason: :func:`audit_refused_authentication`).
 
     Raises:
         Unauthenticated: No bearer token, or one that fails verification.
         JwksUnavailable: The external issuer's JWKS cannot be fetched (503).
     """
-    if credentials is None:
-        raise Unauthenticated(
-            "This route needs 'Authorization: Bearer <token>'; get a token with 'dxassist token issue'."
-        )
-    if settings.security.jwks_url:
-        return await run_in_threadpool(verify_token, settings, credentials.credentials)
-    return verify_token(settings, credentials.credentials)
+    try:
+        if credentials is None:
+            raise Unauthenticated(
+                "This route needs 'Authorization: Bearer <token>'; get a token with 'dxassist token issue'."
+            )
+        if settings.security.jwks_url:
+            return await run_in_threadpool(verify_token, settings, credentials.credentials)
+        return verify_token(settings, credentials.credentials)
+    except Unauthenticated as refusal:
+        client = request.client.host if request.client else None
+        await audit_refused_authentication(ctx, client=client, refusal=refusal)
+        raise
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from inference.errors import InferenceError
+
+if TYPE_CHECKING:
+    from inference.security._tokens import Principal
 
 
 class SecurityError(InferenceError):
@@ -23,9 +28,19 @@ class SecurityError(InferenceError):
 
 
 class Unauthenticated(SecurityError):
-    """No bearer token, or a token that is malformed, expired, not yet valid or not ours (HTTP 401)."""
+    """No bearer token, or a token that is malformed, expired, not yet valid or not ours (HTTP 401).
+
+    Attributes:
+        claimed: Who the token speaks for when it is genuine (signature, issuer, audience, role and
+            subject verified) and was refused only because it expired; None otherwise. The audit entry of
+            the refusal names it; nothing else trusts it.
+    """
 
     code = "unauthenticated"
+
+    def __init__(self, message: str, *, code: str | None = None, claimed: Principal | None = None) -> None:
+        super().__init__(message, code=code)
+        self.claimed = claimed
 
 
 class Forbidden(SecurityError):

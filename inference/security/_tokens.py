@@ -100,7 +100,11 @@ def decode_claims(
             options={"require": required, "verify_signature": True},
         )
     except jwt.ExpiredSignatureError as e:
-        raise Unauthenticated("The bearer token has expired; ask for a new one.", code="token_expired") from e
+        raise Unauthenticated(
+            "The bearer token has expired; ask for a new one.",
+            code="token_expired",
+            claimed=_expired_principal(settings, token, key, algorithm=algorithm, required=required),
+        ) from e
     except jwt.ImmatureSignatureError as e:
         raise Unauthenticated("The bearer token is not valid yet.", code="invalid_token") from e
     except jwt.InvalidAudienceError as e:
@@ -117,6 +121,31 @@ def decode_claims(
             f"The bearer token is not a valid token of this server ({algorithm}-signed JWT).",
             code="invalid_token",
         ) from e
+
+
+def _expired_principal(
+    settings: Settings, token: str, key: Any, *, algorithm: str, required: list[str]
+) -> Principal | None:
+    """Who an expired token speaks for if every other check passes (its signature above all), else None.
+
+    Only the audit entry of the refusal uses it: the token is refused either way. An attacker's token
+    never gets this far (its signature fails), so its claims never reach the trail.
+    """
+    import jwt
+
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=settings.security.audience,
+            issuer=settings.security.issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": required, "verify_signature": True, "verify_exp": False},
+        )
+        return principal_from_claims(settings, claims)
+    except (jwt.InvalidTokenError, Unauthenticated):
+        return None
 
 
 def _role(value: Any) -> str | None:

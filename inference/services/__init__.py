@@ -18,6 +18,7 @@ from inference.services._audit_trail import (
     audit_event_search,
     record_model_change,
 )
+from inference.services._auth_audit import audit_refused_authentication
 from inference.services._break_glass import list_break_glass, open_break_glass
 from inference.services._consent import (
     check_ai_consent,
@@ -109,6 +110,7 @@ __all__ = [
     "audit_event_read",
     "audit_event_search",
     "audit_denial",
+    "audit_refused_authentication",
     "audit_disclosed",
     "authorise",
     "list_break_glass",

@@ -5,9 +5,11 @@ Mapping (R4 AuditEvent, valid as R4B):
   Record for patient data, 110101 Audit Log Used, 110100 Application Activity for model changes, the
   registry decisions of an operator (``model:promote``, ``model:rollback``, ``model:register``) and
   dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
-  to a destination, 110114 User Authentication for a sign-in or sign-out of the pages, 110113 Security
-  Alert for a DICOM node refused at association);
-  ``subtype``: our permission name (``urn:dxassist:action``); ``action``: C, R, U or E.
+  to a destination, 110114 User Authentication for a sign-in or sign-out of the pages and a bearer token
+  refused by the API, 110113 Security Alert for a DICOM node refused at association, 110112 Query for a
+  worklist or a FHIR search, 110106 Export for a training-set export);
+  ``subtype``: our permission name (``urn:dxassist:action``), and for User Authentication its DICOM event
+  type (110122 Login, 110123 Logout); ``action``: C, R, U or E.
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
   which); none for an ``attempt``, whose outcome is a second entry with the same request id.
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
@@ -62,8 +64,19 @@ decision: the alias lives in MLflow, the trail in the record); the result follow
 _SUCCESS: Final = frozenset({"success", "duplicate", "break_glass", "unchanged"})
 DELIVERY: Final = "result:deliver"
 """A result's objects sent to a destination: DICOM PS3.15 A.5.3.4, action R (the sender's side)."""
-_AUTHENTICATION: Final = frozenset({"ui:sign_in", "ui:sign_out"})
-"""A person signing in or out of the pages: DICOM PS3.15 A.5.3.12 User Authentication, action E."""
+API_AUTHENTICATION: Final = "api:authenticate"
+"""A bearer token the API refused (none, malformed, expired, signed by another key): DICOM PS3.15 A.5.3.12
+User Authentication (a failed login), action E."""
+_AUTHENTICATION: Final = frozenset({"ui:sign_in", "ui:sign_out", API_AUTHENTICATION})
+"""A person signing in or out of the pages, a refused bearer token: DICOM PS3.15 A.5.3.12 User
+Authentication, action E, with its event type Login (110122) or Logout (110123)."""
+_QUERIES: Final = frozenset({"worklist:read"})
+"""Lists of what matched (a worklist; FHIR searches too, :func:`_is_query`): DICOM PS3.15 A.5.3.10 Query,
+action E."""
+_SEARCHED: Final = "fhir:read"
+EXPORT: Final = "export:training-set"
+"""Labelled model inputs written out of the system (``dxassist export-training-set``): DICOM PS3.15 A.5.3.4
+Export, action R."""
 NODE_REFUSED: Final = "dimse:associate"
 """A DICOM node refused at association (unknown title, another host, another certificate): DICOM PS3.15
 A.5.3.11 Security Alert (node authentication failure), action E."""
@@ -76,7 +89,19 @@ _DATE: Final = re.compile(
 )
 
 
-def _event_type(action: str) -> dict[str, str]:
+def _is_query(entry: Mapping[str, Any]) -> bool:
+    """A worklist, or a FHIR search: its entries name the resource type searched and no resource (one
+    entry per patient disclosed), where a read names the resource it read."""
+    if entry["action"] in _QUERIES:
+        return True
+    return entry["action"] == _SEARCHED and bool(entry.get("resource_type")) and not entry.get("resource_id")
+
+
+def _event_type(action: str, *, query: bool = False) -> dict[str, str]:
+    if query:
+        return {"system": v.DCM, "code": "110112", "display": "Query"}
+    if action == EXPORT:
+        return {"system": v.DCM, "code": "110106", "display": "Export"}
     if action == "audit:read":
         return {"system": v.DCM, "code": "110101", "display": "Audit Log Used"}
     if action in _EXECUTE:
@@ -91,7 +116,9 @@ def _event_type(action: str) -> dict[str, str]:
     return {"system": v.DCM, "code": "110110", "display": "Patient Record"}
 
 
-def _action_code(action: str) -> str:
+def _action_code(action: str, *, query: bool = False) -> str:
+    if query:
+        return "E"
     if action in _CREATE:
         return "C"
     if action in _UPDATE:
@@ -99,6 +126,16 @@ def _action_code(action: str) -> str:
     if action in _EXECUTE or action == NODE_REFUSED or action in _AUTHENTICATION:
         return "E"
     return "R"
+
+
+def _login_or_logout(action: str) -> list[dict[str, str]]:
+    # User Authentication's event type (mandatory in the DICOM message): a sign-out is a Logout, a sign-in
+    # or a bearer token presented to the API a Login.
+    if action not in _AUTHENTICATION:
+        return []
+    if action == "ui:sign_out":
+        return [{"system": v.DCM, "code": "110123", "display": "Logout"}]
+    return [{"system": v.DCM, "code": "110122", "display": "Login"}]
 
 
 def _destination_agent(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -175,9 +212,9 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(entry["seq"]),
-        "type": _event_type(entry["action"]),
-        "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}],
-        "action": _action_code(entry["action"]),
+        "type": _event_type(entry["action"], query=_is_query(entry)),
+        "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}, *_login_or_logout(entry["action"])],
+        "action": _action_code(entry["action"], query=_is_query(entry)),
         "recorded": iso(entry["time"]),
         # No outcome yet for an attempt: its result is the entry that follows it.
         **({} if entry["outcome"] == ATTEMPT else {"outcome": "0" if entry["outcome"] in _SUCCESS else "4"}),
