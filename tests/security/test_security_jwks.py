@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from inference.api import create_app
 from inference.config import Settings
+from inference.record import Record
 from inference.security import JwksUnavailable, Unauthenticated, _jwks, issue_token, verify_token
 
 ISSUER = "https://idp.test/realms/hospital"
@@ -190,3 +191,39 @@ def test_the_api_accepts_issuer_tokens_and_answers_503_when_the_jwks_is_down(
         client.app.state.settings = down  # the same app, now pointing at a JWKS nobody serves
         refused = client.get("/v1/models", headers={"Authorization": f"Bearer {_token(key, 'k1')}"})
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "jwks_unavailable"
+
+
+def test_a_refused_issuer_token_is_audited_under_its_subject_only_when_the_issuer_signed_it(
+    jwks: Jwks, tmp_path: Path
+) -> None:
+    key, stranger = _rsa(), _rsa()
+    jwks.keys = [_jwk(key, "k1")]
+    env = seeded_env(tmp_path, jwks_url=jwks.url, issuer=ISSUER, jwt_algorithm="RS256")
+    hour_ago = int(time.time()) - 3600
+    tokens = {
+        # The issuer's own token, replayed an hour after it expired: whose it was is known.
+        "127.0.0.21": _token(key, "k1", iat=hour_ago - 300, exp=hour_ago),
+        # The same claims signed by a key the issuer never published, under its kid or another one.
+        "127.0.0.22": _token(stranger, "k1", iat=hour_ago - 300, exp=hour_ago),
+        "127.0.0.23": _token(stranger, "k-unknown", sub="dr-mallory"),
+    }
+    with TestClient(create_app(env.settings)) as client:
+        for address, token in tokens.items():
+            caller = TestClient(client.app, client=(address, 40000))
+            refused = caller.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 401
+    record = Record(env.settings.record_url)
+    try:
+        _total, rows = record.audit.search(limit=500)
+    finally:
+        record.close()
+    seen = {
+        e["client"]: (e["subject"], e["role"], e["facility"], e["resource_id"])
+        for e in rows
+        if e["action"] == "api:authenticate"
+    }
+    assert seen == {
+        "127.0.0.21": ("dr-who", "radiologist", "CHU-NORD", "token_expired"),
+        "127.0.0.22": ("unknown-user", "none", None, "invalid_token"),
+        "127.0.0.23": ("unknown-user", "none", None, "invalid_token"),
+    }
