@@ -618,7 +618,10 @@ def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
     for item in items:
         if item.error:
             print(f"{item.id}: {item.error}")
-    print(f"\n{len(items)} dead letter(s); `dxassist dead-letter retry ID...` (or --all) tries them again.")
+    print(
+        f"\n{len(items)} dead letter(s); `dxassist dead-letter retry ID...` (or --all) tries them again, "
+        "`dxassist dead-letter discard ID...` gives up on them for good."
+    )
     return 0
 
 
@@ -651,6 +654,52 @@ def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
     print(
         f"{len(retried)} dead letter(s) handed back for a fresh set of attempts; the running "
         "`dxassist serve` / `dxassist listen` takes them up within seconds."
+    )
+    return 0
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days <= 36_500:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"a number of days from 0 to 36500, not {value[:20]!r}")
+    return days
+
+
+def _cmd_dead_letter_discard(args: argparse.Namespace) -> int:
+    import getpass
+    from datetime import timedelta
+
+    from inference.services import DeadLetterError, discard_dead_letters
+
+    if not args.ids and not args.all:
+        raise CliError("Name the dead letters to discard (ids from `dxassist dead-letter list`) or --all.", 2)
+    if args.ids and args.all:
+        raise CliError("Give ids or --all, not both.", status=2)
+    if args.older_than is not None and not args.all:
+        raise CliError("--older-than goes with --all (it picks among every dead letter).", status=2)
+    settings = _settings()
+    record = _open_record(settings)
+    try:
+        discarded = discard_dead_letters(
+            record=record,
+            home=settings.listener_spool,
+            ids=args.ids,
+            kind=args.kind,
+            every=args.all,
+            older_than=None if args.older_than is None else timedelta(days=args.older_than),
+            subject=f"cli:{getpass.getuser()}",
+        )
+    except DeadLetterError as e:
+        raise CliError(str(e), status=2) from e
+    finally:
+        record.close()
+    for item in discarded:
+        print(f"discarded {item}")
+    print(
+        f"{len(discarded)} dead letter(s) discarded for good: never retried, their bytes and files deleted."
     )
     return 0
 
@@ -784,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = sub.add_parser(
         "dead-letter",
-        help="what stopped retrying (received studies, output builds, deliveries): list it, retry it",
+        help="what stopped retrying (received studies, output builds, deliveries): list, retry or discard it",
     )
     dsub = dead.add_subparsers(dest="dead_letter_command", required=True, metavar="ACTION")
     p = dsub.add_parser("list", help="every dead letter with its error code")
@@ -796,6 +845,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every dead letter (of --kind)")
     p.add_argument("--kind", choices=("study", "build", "delivery"), default=None)
     p.set_defaults(handler=_cmd_dead_letter_retry)
+    p = dsub.add_parser(
+        "discard", help="give up on dead letters for good: their bytes and files are deleted (audited)"
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="ids from `dxassist dead-letter list`")
+    p.add_argument("--all", action="store_true", help="every dead letter (of --kind)")
+    p.add_argument("--kind", choices=("study", "build", "delivery"), default=None)
+    p.add_argument(
+        "--older-than",
+        type=_days,
+        default=None,
+        metavar="DAYS",
+        help="with --all: only those dead for at least DAYS days (see SINCE in `list`)",
+    )
+    p.set_defaults(handler=_cmd_dead_letter_discard)
 
     p = sub.add_parser(
         "drift",

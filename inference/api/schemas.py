@@ -241,10 +241,11 @@ class Delivery(_Public):
         description="sr: the TID 1500 report; sc: a heatmap capture; outputs: the outputs not built yet."
     )
     object: str | None = Field(default=None, description="SOP Instance UID of the delivered object.")
-    state: Literal["pending", "sent", "dead", "withheld"] = Field(
+    state: Literal["pending", "sent", "dead", "withheld", "discarded"] = Field(
         description="dead: refused for good or out of attempts (dead letter; an operator can retry it). "
         "withheld: not sent because the patient objected to sharing after it was queued (error "
-        "consent_withdrawn; never retried)."
+        "consent_withdrawn; never retried). discarded: a dead letter an operator gave up on (never "
+        "retried)."
     )
     attempts: int
     sent_at: str | None = None

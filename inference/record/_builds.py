@@ -6,7 +6,8 @@ transaction (:func:`add_filed`: ``pending``, no attempt made, due at once). The 
 what the record holds and queues them (``done``); a build that fails (a source header no writer can
 mend, a misconfigured organisation root, memory) is tried again with backoff, until it succeeds or runs
 out of attempts (``dead``, the dead-letter state an operator sees and can retry with
-:meth:`Builds.requeue`). So nothing is built on the request path, and a crash after the commit loses
+:meth:`Builds.requeue`, or give up on with :meth:`Builds.discard`: ``discarded``, never built, its
+source dropped). So nothing is built on the request path, and a crash after the commit loses
 nothing: any process's worker takes the row.
 
 ``spool`` is the folder, relative to ``DXASSIST_HOME``, holding the source files the build needs; the
@@ -38,6 +39,7 @@ from inference.record._database import Database
 from inference.record._lease import (
     claim_first,
     database_now,
+    discard_dead,
     finish_pending,
     lease_free,
     requeue_dead,
@@ -50,7 +52,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-STATES: Final = ("pending", "done", "dead")
+STATES: Final = ("pending", "done", "dead", "discarded")
+OWED: Final = ("pending", "dead")
+"""The states of a build whose outputs are still owed (a result shows them among its deliveries)."""
 _ERROR_MAX: Final = 512
 
 _metadata = MetaData()
@@ -60,7 +64,7 @@ output_builds = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("result_id", String(36), nullable=False),
     Column("destinations", String(1024), nullable=False),
-    Column("state", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("lease_until", UTCDateTime()),
@@ -231,11 +235,11 @@ class Builds:
         )
 
     def for_result(self, *, result_id: str) -> dict[str, Any] | None:
-        """The build row of a result that is not done (pending or dead), else None."""
+        """The build row of a result that is neither done nor discarded (pending or dead), else None."""
         with self._db.sessions() as session:
             row = session.execute(
                 select(output_builds).where(
-                    output_builds.c.result_id == result_id, output_builds.c.state != "done"
+                    output_builds.c.result_id == result_id, output_builds.c.state.in_(OWED)
                 )
             ).first()
         return None if row is None else _public(row)
@@ -282,9 +286,36 @@ class Builds:
             failure="The build queue could not be updated; nothing was requeued.",
         )
 
+    def discard(
+        self, *, ids: Sequence[int], audit: dict[str, Any], dead_before: datetime | None = None
+    ) -> list[int]:
+        """Give up on dead builds for good (``ids``; with ``dead_before``, only those dead since then or
+        earlier); return those discarded.
+
+        A discarded build is never tried again and drops the source header and spool folder name it held
+        (the spool folder itself goes at the next start of ``dxassist serve``); its result no longer lists
+        the outputs as owed. Each build discarded is audited (``audit``: who asked and the action; outcome
+        ``success``, or ``not_found`` for an id no longer dead) in the same transaction.
+
+        Raises:
+            RecordError: The database refused the write; nothing was discarded.
+        """
+        return discard_dead(
+            self._db,
+            output_builds,
+            ids=ids,
+            dead_before=dead_before,
+            emptied={"source": None, "spool": None},
+            audit=audit,
+            kind="build",
+            failure="The build queue could not be updated; nothing was discarded.",
+        )
+
 
 def pending_in(session: Session, result_id: str) -> PendingBuild | None:
-    """The outputs of a result still owed (its build row pending or dead), read in ``session``; else None."""
+    """The outputs of a result still owed (its build row pending or dead), read in ``session``; else None.
+
+    A discarded build owes nothing: its result lists no outputs for the destinations it was for."""
     row = session.execute(
         select(
             output_builds.c.destinations,
@@ -292,7 +323,7 @@ def pending_in(session: Session, result_id: str) -> PendingBuild | None:
             output_builds.c.attempts,
             output_builds.c.error_code,
             output_builds.c.last_error,
-        ).where(output_builds.c.result_id == result_id, output_builds.c.state != "done")
+        ).where(output_builds.c.result_id == result_id, output_builds.c.state.in_(OWED))
     ).first()
     if row is None:
         return None

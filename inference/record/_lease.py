@@ -178,3 +178,51 @@ def requeue_dead(
             return found
     except DBAPIError as e:
         raise RecordError(failure) from e
+
+
+def discard_dead(
+    db: Database,
+    table: Table,
+    *,
+    ids: Sequence[int],
+    dead_before: datetime | None,
+    emptied: dict[str, Any],
+    audit: dict[str, Any],
+    kind: str,
+    failure: str,
+) -> list[int]:
+    """End dead rows of ``table`` (``ids``) for good: state ``discarded``, ``emptied`` written over what
+    they held; with ``dead_before``, only rows dead since then or earlier. Return the rows discarded.
+
+    A discarded row is never claimed (only ``pending`` rows are) nor requeued (only ``dead`` ones are).
+    Each row discarded gets an audit entry of ``kind`` (``audit``: who asked, the action, outcome
+    ``success``), and each of ``ids`` that was no longer such a dead letter one with outcome ``not_found``,
+    in the same transaction.
+
+    Raises:
+        RecordError: ``failure`` (a sentence), when the database refused the write; nothing was discarded.
+    """
+    try:
+        with db.sessions() as session, session.begin():
+            write_session(session)
+            query = select(table.c.id).where(table.c.state == "dead", table.c.id.in_(list(ids)))
+            if dead_before is not None:
+                query = query.where(table.c.dead_at <= dead_before)
+            found = sorted(session.scalars(query))
+            if found:
+                session.execute(
+                    update(table)
+                    .where(table.c.id.in_(found), table.c.state == "dead")
+                    .values(state="discarded", lease_until=None, **emptied)
+                )
+                _audit.append_requeued(
+                    session, table=table, ids=found, kind=kind, columns={**audit, "outcome": "success"}
+                )
+            gone = sorted(set(ids) - set(found))
+            if gone:
+                _audit.append_requeued(
+                    session, table=table, ids=gone, kind=kind, columns={**audit, "outcome": "not_found"}
+                )
+            return found
+    except DBAPIError as e:
+        raise RecordError(failure) from e

@@ -4,7 +4,8 @@ A row is written before any attempt to send it (``pending``), and leaves that st
 the destination accepted it, ``dead`` (the dead-letter state) when the destination refused it for good or
 it ran out of attempts, ``withheld`` when the patient objected to sharing after it was queued (never
 sent, never retried: the intended outcome, not a dead letter); an operator's retry (:func:`requeue`)
-makes a dead row ``pending`` again, in its old place in the queue. The UNIQUE constraint
+makes a dead row ``pending`` again, in its old place in the queue, and an operator's discard
+(:meth:`Outbox.discard`) makes it ``discarded`` for good (never sent, never retried). The UNIQUE constraint
 on ``(result_id, destination, object_uid)`` makes enqueuing idempotent, so a result is delivered once
 per destination however often it is enqueued. Rows of one destination are sent in ``id`` order: only
 the oldest pending row of a destination is ever handed out, so a later result never overtakes an
@@ -15,9 +16,10 @@ holds transport and status text only, never patient data.
 
 A row keeps its Part-10 bytes only while they may still be sent: a capture (``sc``, a few megabytes of
 RGB pixels) drops them once ``sent``, and every ``withheld`` row drops them (nothing of a patient who
-objected to sharing is kept for sharing). A sent SR keeps its bytes (a few kilobytes): the SR of a study
-analysed again names it as the report it supersedes (:meth:`Outbox.prior_report`). A dead letter keeps
-them for an operator's retry.
+objected to sharing is kept for sharing), and so does every ``discarded`` row. A sent SR keeps its bytes
+(a few kilobytes): the SR of a study analysed again names it as the report it supersedes
+(:meth:`Outbox.prior_report`; an SR never sent, discarded included, is never named). A dead letter keeps
+them for an operator's retry, until an operator discards it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from inference.record import _audit, _builds, _consent
 from inference.record._database import Database
 from inference.record._errors import RecordError
-from inference.record._lease import claim_first, database_now, finish_pending, requeue_dead, write_session
+from inference.record._lease import (
+    claim_first,
+    database_now,
+    discard_dead,
+    finish_pending,
+    requeue_dead,
+    write_session,
+)
 from inference.record._models import Result
 from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
@@ -58,7 +67,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATES: Final = ("pending", "sent", "dead", "withheld")
+STATES: Final = ("pending", "sent", "dead", "withheld", "discarded")
 KINDS: Final = ("sr", "sc")
 KEPT_ONCE_SENT: Final = ("sr",)
 """Kinds whose bytes a ``sent`` row keeps (the others drop them: :data:`NO_PAYLOAD`)."""
@@ -72,7 +81,7 @@ CONSENT_WITHDRAWN: Final = "consent_withdrawn"
 DELIVERY_ACTION: Final = "result:deliver"
 """The audit action of a delivery to a destination: a disclosure of health data outside dxassist."""
 
-# The table as created by migration 0002 (Core, so the ORM of the record stays untouched).
+# The table as created by migration 0002 and widened by 0016 (Core, so the record's ORM stays untouched).
 _metadata = MetaData()
 outbox = Table(
     "outbox",
@@ -84,7 +93,7 @@ outbox = Table(
     Column("object_uid", String(64), nullable=False),
     Column("sop_class_uid", String(64), nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("state", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("lease_until", UTCDateTime()),
@@ -401,6 +410,31 @@ class Outbox:
             audit=audit,
             kind="delivery",
             failure="The outbox could not be updated; nothing was requeued.",
+        )
+
+    def discard(
+        self, *, ids: Sequence[int], audit: dict[str, Any], dead_before: datetime | None = None
+    ) -> list[int]:
+        """End dead objects for good (``ids``; with ``dead_before``, only those dead since then or earlier);
+        return those discarded.
+
+        A discarded row keeps its place in the result's deliveries (state ``discarded``, its error code
+        and text) but not its bytes, and is never sent nor retried: the result is not queued again for
+        that destination either. Each object discarded is audited (``audit``: who asked and the action;
+        outcome ``success``, or ``not_found`` for an id no longer dead) in the same transaction.
+
+        Raises:
+            RecordError: The database refused the write; nothing was discarded.
+        """
+        return discard_dead(
+            self._db,
+            outbox,
+            ids=ids,
+            dead_before=dead_before,
+            emptied={"payload": NO_PAYLOAD},
+            audit=audit,
+            kind="delivery",
+            failure="The outbox could not be updated; nothing was discarded.",
         )
 
     def count_pending(self, *, destination: str | None = None) -> int:

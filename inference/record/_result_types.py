@@ -61,7 +61,7 @@ class Delivery:
     destination: str
     kind: Literal["sr", "sc", "outputs"]
     object: str | None
-    state: Literal["pending", "sent", "dead", "withheld"]
+    state: Literal["pending", "sent", "dead", "withheld", "discarded"]
     attempts: int
     sent_at: datetime | None
     last_error: str | None

@@ -30,6 +30,7 @@ from inference.services._context import Actor, Context, Workers
 from inference.services._dead_letters import (
     DeadLetter,
     DeadLetterError,
+    discard_dead_letters,
     list_dead_letters,
     retry_dead_letters,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "authorise_patient",
     "capability",
     "check_ai_consent",
+    "discard_dead_letters",
     "drift_report",
     "fhir_read",
     "fhir_search",

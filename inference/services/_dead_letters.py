@@ -1,4 +1,4 @@
-"""The dead-letter queue as operators see it: what no longer retries by itself, and retrying it.
+"""The dead-letter queue as operators see it: what no longer retries by itself, retrying it, discarding it.
 
 Three kinds of item stop retrying after their bounded attempts:
 
@@ -11,18 +11,24 @@ Three kinds of item stop retrying after their bounded attempts:
   back in its old place in the destination's queue.
 
 Each item has an id ``<kind>:<ref>`` (``delivery:42``, ``build:7``, ``study:1.2.840...``) that
-``dxassist dead-letter retry`` takes. Every retry is audited (``dead-letter:retry``, the item's id as the
-resource): a build's or a delivery's in the transaction that hands it back, a study's right after its
-folder moved (``success``), or did not (``not_found``, ``failure``). :class:`DeadLetterGauge` exposes
-the counts in ``/metrics`` as ``dxassist_dead_letters{kind}``.
+``dxassist dead-letter retry`` and ``discard`` take. Every retry is audited (``dead-letter:retry``, the
+item's id as the resource): a build's or a delivery's in the transaction that hands it back, a study's
+right after its folder moved (``success``), or did not (``not_found``, ``failure``).
+
+Discarding gives up on an item for good, so that what will never be sent stops holding patient data: a
+delivery keeps its row (state ``discarded``) but not its bytes, a build is never tried again and drops
+its source header, a study's folder is deleted from disk. Every discard is audited
+(``dead-letter:discard``) the same way as a retry. :class:`DeadLetterGauge` exposes the counts in
+``/metrics`` as ``dxassist_dead_letters{kind}``.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,10 +44,12 @@ logger = logging.getLogger(__name__)
 KINDS: Final = ("study", "build", "delivery")
 INCOMING_DIR: Final = "incoming"
 RETRY_ACTION: Final = "dead-letter:retry"
+DISCARD_ACTION: Final = "dead-letter:discard"
 
 
 class DeadLetterError(ServiceError, ValueError):
-    """An id given to retry is malformed or names nothing in the dead-letter queue."""
+    """An id given to retry or discard is malformed or names nothing in the dead-letter queue, or a
+    study's folder could not be moved back or deleted."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class DeadLetter:
     """One item of the dead-letter queue.
 
     Attributes:
-        id: ``<kind>:<ref>``, what ``retry`` takes.
+        id: ``<kind>:<ref>``, what ``retry`` and ``discard`` take.
         kind: ``study``, ``build`` or ``delivery``.
         subject: The result id (build, delivery) or the study's folder name (study).
         destination: The destination (delivery), the destinations waiting (build), or None.
@@ -169,24 +177,10 @@ def retry_dead_letters(
 def _retry(
     *, record: Record, home: Path, ids: Sequence[str], kind: str | None, every: bool, subject: str, role: str
 ) -> list[str]:
-    from inference.dicom._stable import dead_studies
-
     if every:
         current = list_dead_letters(record=record, home=home, kind=kind)
         ids = [item.id for item in current]
-    wanted = _parse(ids)
-    known_studies = {item["key"] for item in dead_studies(home / DEAD_STUDIES_DIR)}
-    known_builds = {str(row["id"]) for row in record.builds.dead(limit=1_000_000)}
-    known_deliveries = {str(row["id"]) for row in record.outbox.dead(limit=1_000_000)}
-    missing = (
-        [f"study:{ref}" for ref in wanted["study"] if ref not in known_studies]
-        + [f"build:{ref}" for ref in wanted["build"] if ref not in known_builds]
-        + [f"delivery:{ref}" for ref in wanted["delivery"] if ref not in known_deliveries]
-    )
-    if missing:
-        raise DeadLetterError(
-            f"Not in the dead-letter queue: {', '.join(m[:80] for m in missing[:10])}; nothing was retried."
-        )
+    wanted = _known(record, home, _parse(ids), done="retried")
     who: dict[str, Any] = {
         "subject": subject,
         "role": role,
@@ -205,6 +199,166 @@ def _retry(
         retried += [f"delivery:{n}" for n in record.outbox.requeue(ids=numbers, audit=audit)]
     logger.info("dead letters retried", extra={"event": "dead_letter_retry", "instances": len(retried)})
     return retried
+
+
+def _known(record: Record, home: Path, wanted: dict[str, list[str]], *, done: str) -> dict[str, list[str]]:
+    """``wanted`` when each of its ids is in the dead-letter queue now.
+
+    Raises:
+        DeadLetterError: Some are not (nothing is ``done`` then: ``retried``, ``discarded``).
+    """
+    from inference.dicom._stable import dead_studies
+
+    known_studies = {item["key"] for item in dead_studies(home / DEAD_STUDIES_DIR)}
+    known_builds = {str(row["id"]) for row in record.builds.dead(limit=1_000_000)}
+    known_deliveries = {str(row["id"]) for row in record.outbox.dead(limit=1_000_000)}
+    missing = (
+        [f"study:{ref}" for ref in wanted["study"] if ref not in known_studies]
+        + [f"build:{ref}" for ref in wanted["build"] if ref not in known_builds]
+        + [f"delivery:{ref}" for ref in wanted["delivery"] if ref not in known_deliveries]
+    )
+    if missing:
+        raise DeadLetterError(
+            f"Not in the dead-letter queue: {', '.join(m[:80] for m in missing[:10])}; nothing was {done}."
+        )
+    return wanted
+
+
+def discard_dead_letters(
+    *,
+    record: Record,
+    home: Path,
+    ids: Sequence[str] = (),
+    kind: str | None = None,
+    every: bool = False,
+    older_than: timedelta | None = None,
+    subject: str,
+    role: str = "admin",
+) -> list[str]:
+    """Give up on dead letters for good, audited; return the ids discarded.
+
+    A delivery becomes ``discarded`` and drops its bytes (never sent, never retried; the result lists it
+    so); a build becomes ``discarded`` and drops its source header (never built; the result no longer
+    lists its outputs as owed); a study's folder under ``dead-letter/studies`` is deleted with its files.
+    Each is audited (``dead-letter:discard``, the item's id as the resource): a build's or a delivery's in
+    the transaction that discards it, a study's right after its folder was deleted (``success``), or was
+    gone (``not_found``) or could not be deleted (``failure``).
+
+    Args:
+        record: The patient record (builds and deliveries).
+        home: The listener's spool (``DXASSIST_DIMSE_SPOOL``, ``DXASSIST_HOME`` by default): its studies.
+        ids: Ids from :func:`list_dead_letters`.
+        kind: With ``every``: only this kind.
+        every: Discard every dead letter (of ``kind``) instead of ``ids``.
+        older_than: With ``every``: only the dead letters that became dead at least this long ago (a
+            study whose reason file says not when is kept).
+        subject: Who asked, for the audit trail (``cli:<user>`` from the command line).
+        role: Their role.
+
+    Raises:
+        DeadLetterError: An id is malformed or not in the dead-letter queue, or ``older_than`` came
+            without ``every`` (nothing is discarded then), or a study's folder could not be deleted
+            (audited as ``failure``; what is left of it stays a dead letter).
+    """
+    if older_than is not None and not every:
+        raise DeadLetterError(
+            "An age limit applies to every dead letter (--all), not to ids given one by one."
+        )
+    if current_request_id() is not None:
+        return _discard(
+            record=record,
+            home=home,
+            ids=ids,
+            kind=kind,
+            every=every,
+            older_than=older_than,
+            who=(subject, role),
+        )
+    # From the command line: the log lines and audit entries of this discard share an id.
+    with correlated(new_correlation_id("discard")):
+        return _discard(
+            record=record,
+            home=home,
+            ids=ids,
+            kind=kind,
+            every=every,
+            older_than=older_than,
+            who=(subject, role),
+        )
+
+
+def _discard(
+    *,
+    record: Record,
+    home: Path,
+    ids: Sequence[str],
+    kind: str | None,
+    every: bool,
+    older_than: timedelta | None,
+    who: tuple[str, str],
+) -> list[str]:
+    dead_before = None if older_than is None else datetime.now(UTC) - older_than
+    if every:
+        current = list_dead_letters(record=record, home=home, kind=kind)
+        ids = [item.id for item in current if dead_before is None or _dead_by(item.since, dead_before)]
+    wanted = _known(record, home, _parse(ids), done="discarded")
+    asked: dict[str, Any] = {
+        "subject": who[0],
+        "role": who[1],
+        "facility": None,
+        "client": None,
+        "action": DISCARD_ACTION,
+    }
+    discarded = [f"study:{ref}" for ref in wanted["study"] if _remove(record, home, ref, asked)]
+    if wanted["build"]:
+        numbers = [int(r) for r in wanted["build"]]
+        audit = {**asked, "time": datetime.now(UTC)}
+        gone = record.builds.discard(ids=numbers, audit=audit, dead_before=dead_before)
+        discarded += [f"build:{n}" for n in gone]
+    if wanted["delivery"]:
+        numbers = [int(r) for r in wanted["delivery"]]
+        audit = {**asked, "time": datetime.now(UTC)}
+        gone = record.outbox.discard(ids=numbers, audit=audit, dead_before=dead_before)
+        discarded += [f"delivery:{n}" for n in gone]
+    logger.info("dead letters discarded", extra={"event": "dead_letter_discard", "instances": len(discarded)})
+    return discarded
+
+
+def _dead_by(since: str | None, cutoff: datetime) -> bool:
+    """Whether a dead letter whose ``since`` is this became dead at ``cutoff`` or earlier (False: unknown)."""
+    if not since:
+        return False
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError:
+        return False
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)) <= cutoff
+
+
+def _remove(record: Record, home: Path, ref: str, who: dict[str, Any]) -> bool:
+    """Delete a dead study's folder and its files, then audit the deletion with its outcome.
+
+    Like a retry's move, a deletion cannot share the database's transaction: the entry is written right
+    after it (``success``, ``not_found`` when the folder went meanwhile, ``failure`` when it could not be
+    deleted, what is left of it still listed).
+    """
+    folder = home / DEAD_STUDIES_DIR / ref
+    if "/" in ref or "\\" in ref or ref.startswith(".") or not folder.is_dir():
+        _audit_study(record, ref, who, "not_found")
+        return False
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        _audit_study(record, ref, who, "not_found")
+        return False
+    except OSError as e:
+        _audit_study(record, ref, who, "failure")
+        raise DeadLetterError(
+            f"The folder of study:{ref[:80]} could not be deleted ({type(e).__name__}); "
+            "what is left of it stays in the dead-letter queue."
+        ) from e
+    _audit_study(record, ref, who, "success")
+    return True
 
 
 def _release(record: Record, home: Path, ref: str, who: dict[str, Any]) -> bool:

@@ -1,9 +1,11 @@
-"""``dxassist dead-letter``: an empty queue says so; ids that name nothing are refused with exit 2."""
+"""``dxassist dead-letter``: an empty queue says so; ids that name nothing are refused with exit 2; a
+discard deletes what it names (with ``--older-than``, only what has been dead that long)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _dxassist_cli import DXASSIST, dxassist_env
@@ -53,3 +55,52 @@ def test_a_retry_moves_the_audit_trails_signed_head(tmp_path: Path) -> None:
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "anchored at seq 1" in verified.stdout, verified.stdout
+
+
+def test_discard_deletes_dead_studies_and_refuses_ids_that_name_nothing(tmp_path: Path) -> None:
+    studies = tmp_path / "dead-letter" / "studies"
+    now = datetime.now(UTC)
+    old, young = "1.2.826.0.1.3680043.8.498.5151", "1.2.826.0.1.3680043.8.498.5252"
+    for key, age in ((old, timedelta(days=45)), (young, timedelta(days=1))):
+        (studies / key).mkdir(parents=True)
+        (studies / key / "a.dcm").write_bytes(b"DICM")
+        reason = {
+            "code": "analysis_failed",
+            "attempts": 3,
+            "dead_at": (now - age).isoformat(timespec="seconds"),
+        }
+        (studies / key / "dead-letter.json").write_text(json.dumps(reason))
+
+    # Anything malformed or unknown among the ids: exit 2, a sentence, and nothing deleted.
+    for bad in (["nonsense"], [f"study:{old}", "delivery:x"], [f"study:{old}", "delivery:12"]):
+        refused = _run(tmp_path, "discard", *bad)
+        assert refused.returncode == 2, (bad, refused.stdout, refused.stderr)
+        assert "dead-letter" in refused.stderr and "Traceback" not in refused.stderr
+    for bad in (
+        [],
+        ["--all", f"study:{old}"],
+        [f"study:{old}", "--older-than", "30"],
+        ["--all", "--older-than", "-1"],
+    ):
+        assert _run(tmp_path, "discard", *bad).returncode == 2, bad
+    assert (studies / old / "a.dcm").exists() and (studies / young / "a.dcm").exists()
+
+    # --older-than: only what has been dead that long.
+    aged = _run(tmp_path, "discard", "--all", "--older-than", "30")
+    assert aged.returncode == 0, aged.stdout + aged.stderr
+    assert f"discarded study:{old}" in aged.stdout and "1 dead letter(s) discarded" in aged.stdout
+    assert not (studies / old).exists() and (studies / young / "a.dcm").exists()
+    named = _run(tmp_path, "discard", f"study:{young}")
+    assert named.returncode == 0 and f"discarded study:{young}" in named.stdout
+    assert not (studies / young).exists() and not (tmp_path / "incoming" / young).exists()
+    assert "empty" in _run(tmp_path, "list").stdout
+    # Both deletions are on the audit trail, whose chain still verifies.
+    verified = subprocess.run(
+        [str(DXASSIST), "audit", "verify"],
+        env=dxassist_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert verified.returncode == 0 and "anchored at seq 2" in verified.stdout, verified.stdout

@@ -58,6 +58,9 @@ _UPDATE: Final = frozenset({"consent:write"})
 _EXECUTE: Final = frozenset(
     {"model:change", "model:promote", "model:rollback", "model:register", "dead-letter:retry"}
 )
+_DELETE: Final = frozenset({"dead-letter:discard"})
+"""An operator giving up on a dead letter (its bytes or files deleted): type 110100 Application Activity
+(as a retry), action D (FHIR AuditEventAction Delete)."""
 ATTEMPT: Final = "attempt"
 """The outcome of an entry written before an action whose result is only known afterwards (a registry
 decision: the alias lives in MLflow, the trail in the record); the result follows in its own entry."""
@@ -106,6 +109,8 @@ def _event_type(action: str, *, query: bool = False) -> dict[str, str]:
         return {"system": v.DCM, "code": "110101", "display": "Audit Log Used"}
     if action in _EXECUTE:
         return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
+    if action in _DELETE:
+        return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
     if action == DELIVERY:
         # DICOM PS3.16 CID 400 (Audit Event ID): the IHE ATNA event of instances sent to another node.
         return {"system": v.DCM, "code": "110104", "display": "DICOM Instances Transferred"}
@@ -119,6 +124,8 @@ def _event_type(action: str, *, query: bool = False) -> dict[str, str]:
 def _action_code(action: str, *, query: bool = False) -> str:
     if query:
         return "E"
+    if action in _DELETE:
+        return "D"
     if action in _CREATE:
         return "C"
     if action in _UPDATE:

@@ -86,3 +86,71 @@ def test_a_result_whose_outputs_cannot_be_built_says_so(unbuildable: tuple[Env, 
         assert time.monotonic() < deadline, "the dead letter was not counted"
         time.sleep(0.05)
     assert 'dxassist_dead_letters{kind="build"} 1.0' in metrics
+
+
+def test_discarded_dead_letters_leave_the_metrics_and_show_in_the_result(
+    unbuildable: tuple[Env, TestClient],
+) -> None:
+    from sqlalchemy import select
+
+    from inference.record import Record
+    from inference.record._outbox import OutboxObject, outbox
+    from inference.services import discard_dead_letters
+
+    env, client = unbuildable
+    study = new_study_uid()
+    response = client.post(
+        "/v1/studies",
+        files=[
+            ("files", ("pa.dcm", chest_dicom(study=study, sop=f"{study}.1", blob=True), "application/dicom"))
+        ],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert response.status_code == 201, response.text
+    result_id = response.json()["result_id"]
+
+    def read() -> dict[str, Any]:
+        answer = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def gauges() -> tuple[float, float]:
+        lines = client.get("/metrics").text.splitlines()
+        values = {
+            kind: float(line.rsplit(" ", 1)[1])
+            for kind in ("build", "delivery")
+            for line in lines
+            if line.startswith(f'dxassist_dead_letters{{kind="{kind}"}} ')
+        }
+        return values["build"], values["delivery"]
+
+    deadline = time.monotonic() + 60
+    while read()["deliveries"][0]["state"] != "dead":
+        assert time.monotonic() < deadline, "the outbox worker did not dead-letter the build"
+        time.sleep(0.05)
+    record = Record(env.settings.record_url)
+    try:
+        [build] = [b for b in record.builds.dead() if b["result_id"] == result_id]
+        # A capture refused for good by a destination this server does not deliver to.
+        capture = OutboxObject("sc", new_study_uid(), "1.2.840.10008.5.1.4.1.1.7", b"RGB" * 100_000)
+        record.outbox.enqueue(result_id=result_id, destinations=["elsewhere"], objects=[capture])
+        with record.sessions() as session:
+            delivery = int(session.scalar(select(outbox.c.id).where(outbox.c.result_id == result_id)))
+        record.outbox.mark_dead(item_id=delivery, error="Refused.", code="destination_refused")
+        builds, deliveries = gauges()
+        ids = [f"build:{build['id']}", f"delivery:{delivery}"]
+        assert (
+            discard_dead_letters(
+                record=record, home=env.settings.listener_spool, ids=ids, subject="cli:operator"
+            )
+            == ids
+        )
+    finally:
+        record.close()
+    assert gauges() == (builds - 1, deliveries - 1)
+    # The result still answers: the discarded capture says so, the outputs are no longer owed.
+    result = read()
+    assert [(d["destination"], d["kind"], d["state"], d["error"]) for d in result["deliveries"]] == [
+        ("elsewhere", "sc", "discarded", "destination_refused")
+    ]
+    assert not any(w.startswith("[output_build_failed]") for w in result["warnings"]), result["warnings"]
