@@ -310,6 +310,13 @@ class DimseSettings(BaseSettings):
         dimse_tls_keyfile: The private key of ``dimse_tls_certfile`` (PEM, unencrypted).
         dimse_tls_cafile: Certificates (PEM) a sending node's certificate must chain to: with it, a node
             without such a certificate is refused at the handshake (mutual TLS, as IHE ATNA's secure node).
+        dimse_network_timeout: Seconds an association may stay silent before it is aborted, and within
+            which each PDU (a TLS handshake too) must arrive whole once its first byte has: a peer that
+            stops or trickles in the middle of one is cut off instead of holding its thread.
+        dimse_max_associations: Connections the listener serves at once; more are closed on arrival.
+        dimse_max_associations_per_host: Of those, how many from one address, so that one peer (a
+            stuck router, a scanner of the network) cannot take every slot. Behind a load balancer that
+            hides the senders' addresses, set it to ``dimse_max_associations``.
     """
 
     model_config = _GROUP_CONFIG
@@ -329,6 +336,9 @@ class DimseSettings(BaseSettings):
     dimse_tls_certfile: Path | None = None
     dimse_tls_keyfile: Path | None = None
     dimse_tls_cafile: Path | None = None
+    dimse_network_timeout: float = Field(default=120.0, ge=0.5, le=3600)
+    dimse_max_associations: int = Field(default=20, ge=1, le=1000)
+    dimse_max_associations_per_host: int = Field(default=10, ge=1, le=1000)
 
     @property
     def dimse_tls(self) -> bool:

@@ -49,6 +49,12 @@ from inference.dicom import (
     read_study,
 )
 from inference.dicom._stable import DEAD_STUDIES_DIR, StableStudy
+from inference.dimse._connections import (
+    PduStalled,
+    PduTooLarge,
+    framed_ssl_socket_class,
+    guarded_server_class,
+)
 from inference.dimse._shared import SharedStudyCollector, instance_name
 from inference.errors import InferenceError
 from inference.observability import (
@@ -379,7 +385,9 @@ def _make_ae(ae_title: str, dimse: DimseSettings, node: _Node) -> tuple[Any, lis
         ae._require_calling_aet = titles or [_NO_TITLE]  # the setter refuses the impossible title
     # Decoding a large radiograph takes a moment: do not drop a sender waiting for its C-STORE response.
     ae.dimse_timeout = 120
-    ae.network_timeout = 120
+    ae.network_timeout = dimse.dimse_network_timeout
+    # Connections over the bounds are closed on arrival (_connections); none reaches this one.
+    ae.maximum_associations = dimse.dimse_max_associations
     handlers = [
         (evt.EVT_C_STORE, _on_store, [node]),
         (evt.EVT_ESTABLISHED, _on_established, [node]),
@@ -514,8 +522,11 @@ class _HandshakeInAssociation(ssl.SSLContext):
     pynetdicom wraps each accepted connection in its accept loop, where the default handshake-on-wrap
     would wait for the client: one connection that sends nothing would stop every other node from
     associating. The handshake is deferred to the association's first read (OpenSSL negotiates it then),
-    in the thread pynetdicom runs for that association.
+    in the thread pynetdicom runs for that association, under the bounds of :mod:`._connections` (its
+    sockets are :class:`_FramedSSLSocket`: a handshake that stalls is cut off like a PDU that does).
     """
+
+    sslsocket_class = framed_ssl_socket_class()
 
     def wrap_socket(
         self,
@@ -539,28 +550,31 @@ class _HandshakeInAssociation(ssl.SSLContext):
 _PDU_CUT: Final = "Connection closed before the entire PDU was received"
 
 
-class _HandshakeFailures(logging.Filter):
-    """With DICOM TLS, one WARNING line with a code for a connection that failed its handshake.
+class _TransportFailures(logging.Filter):
+    """One WARNING line with a code for a connection that failed below DICOM (TLS, framing, a cut).
 
-    pynetdicom logs each such connection (a plain client, no certificate or a foreign one, a port probe)
-    as two ERROR records with a traceback, from the association's first read: noise an operator would be
-    paged for. Attached to ``pynetdicom.dul`` while the listener runs with TLS; other records pass.
+    pynetdicom logs each such connection (a plain client on a TLS port, no certificate or a foreign one, a
+    port probe, a peer gone or stalled in the middle of a PDU, a PDU over the size the listener reads) as
+    two ERROR records with a traceback, from the association's read: noise an operator would be paged
+    for. Attached to ``pynetdicom.dul`` while the listener runs; other records pass.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == _PDU_CUT and not record.exc_info:
             return False  # the record with the exception follows and is reported below
         error = record.exc_info[1] if record.exc_info else None
+        if error is None or record.msg is not error:  # not LOGGER.exception(exc) of a failed read
+            return True
         if isinstance(error, ssl.SSLError):
-            logger.warning(
-                "a connection failed its TLS handshake; no association",
-                extra={"code": "tls_handshake_failed"},
-            )
-            return False
-        if error is not None and record.msg is error:  # LOGGER.exception(exc) of a cut connection
-            logger.warning("a connection closed in the middle of a PDU", extra={"code": "connection_lost"})
-            return False
-        return True
+            message, code = "a connection failed its TLS handshake; no association", "tls_handshake_failed"
+        elif isinstance(error, PduStalled):
+            message, code = "a connection stalled in the middle of a PDU and was closed", "connection_stalled"
+        elif isinstance(error, PduTooLarge):
+            message, code = "a connection announced a PDU too large to read and was closed", "pdu_too_large"
+        else:
+            message, code = "a connection closed in the middle of a PDU", "connection_lost"
+        logger.warning(message, extra={"code": code})
+        return False
 
 
 def _tls_context(dimse: DimseSettings) -> ssl.SSLContext | None:
@@ -628,16 +642,14 @@ async def listen(
                 f"The listener's metrics cannot be served on {dimse.dimse_metrics_host}:{metrics_port} "
                 f"({e.strerror or type(e).__name__})."
             ) from e
-    quiet = _HandshakeFailures() if tls is not None else None
-    if quiet is not None:
-        logging.getLogger("pynetdicom.dul").addFilter(quiet)
+    quiet = _TransportFailures()
+    logging.getLogger("pynetdicom.dul").addFilter(quiet)
     try:
         await _listen(
             settings, ae_title=ae_title, port=port, host=host, stop=stop, exporter=exporter, tls=tls
         )
     finally:
-        if quiet is not None:
-            logging.getLogger("pynetdicom.dul").removeFilter(quiet)
+        logging.getLogger("pynetdicom.dul").removeFilter(quiet)
         if exporter is not None:
             await asyncio.to_thread(exporter.stop)
 
@@ -701,11 +713,14 @@ async def _listen(
             )
         ae, handlers = _make_ae(ae_title, dimse, node)
         try:
-            server = ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=tls)
+            server = ae.make_server(
+                (host, port), evt_handlers=handlers, ssl_context=tls, server_class=guarded_server_class(dimse)
+            )
         except OSError as e:
             raise CannotListen(
                 f"The DICOM listener cannot listen on {host}:{port} ({e.strerror or type(e).__name__})."
             ) from e
+        threading.Thread(target=server.serve_forever, name="dxassist-dimse-accept", daemon=True).start()
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE%s)",
             ae_title,
