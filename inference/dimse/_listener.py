@@ -88,6 +88,8 @@ DATASET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
 CANNOT_UNDERSTAND: Final = 0xC000
 _TICK_SECONDS: Final = 0.25
 _RESCAN_SECONDS: Final = 2.0
+# The analysis loop's longest expected round: a large study's analysis under load, with its database waits.
+_STUCK_SECONDS: Final = 600.0
 RECEIVING_DIR: Final = "receiving"
 # PDU headers and the command set ride along with the dataset's bytes.
 _FRAMING_SLACK: Final = 1 << 20
@@ -654,6 +656,30 @@ async def listen(
             await asyncio.to_thread(exporter.stop)
 
 
+class _Health:
+    """What ``GET /healthz`` of the listener's metrics port checks (Kubernetes probes it).
+
+    Unhealthy when the DICOM acceptor's thread has ended (no association can start), or when the loop that
+    analyses received studies has shown no progress (a tick, a study done) for :data:`_STUCK_SECONDS`: a
+    loop stuck that long holds every received study.
+    """
+
+    def __init__(self, acceptor: threading.Thread) -> None:
+        self._acceptor = acceptor
+        self._beat = time.monotonic()
+
+    def beat(self, now: float) -> None:
+        self._beat = now
+
+    def problem(self) -> str | None:
+        if not self._acceptor.is_alive():
+            return "the DICOM acceptor has stopped: no association can start"
+        stuck = time.monotonic() - self._beat
+        if stuck > _STUCK_SECONDS:
+            return f"the analysis of received studies has not come round for {stuck:.0f} s"
+        return None
+
+
 async def _listen(
     settings: Settings,
     *,
@@ -720,7 +746,9 @@ async def _listen(
             raise CannotListen(
                 f"The DICOM listener cannot listen on {host}:{port} ({e.strerror or type(e).__name__})."
             ) from e
-        threading.Thread(target=server.serve_forever, name="dxassist-dimse-accept", daemon=True).start()
+        acceptor = threading.Thread(target=server.serve_forever, name="dxassist-dimse-accept", daemon=True)
+        acceptor.start()
+        health = _Health(acceptor)
         logger.info(
             "DICOM listener %s on %s:%d (C-ECHO, C-STORE%s)",
             ae_title,
@@ -730,7 +758,7 @@ async def _listen(
             extra={"event": "listening"},
         )
         if exporter is not None:
-            exporter.start()
+            exporter.start(health=health.problem)
             logger.info(
                 "listener metrics on %s:%d%s",
                 dimse.dimse_metrics_host,
@@ -748,6 +776,7 @@ async def _listen(
         try:
             while not stop.is_set():
                 now = time.monotonic()
+                health.beat(now)
                 try:
                     if now - rescanned >= _RESCAN_SECONDS:
                         # Studies an operator released from the dead-letter folder.
@@ -759,6 +788,7 @@ async def _listen(
                     while not stop.is_set() and (studies := await asyncio.to_thread(collector.stable)):
                         for study in studies:
                             await _process(ctx, collector, study, retry, node=node)
+                            health.beat(time.monotonic())
                 except RecordError:
                     # The database holding the shared grouping state is down: the files stay in the spool,
                     # claims that are not renewed run out, and the next tick tries again.

@@ -3,19 +3,24 @@
 The DICOM listener analyses studies, builds their outputs and delivers them: its stage timings, model,
 drift, delivery and dead-letter figures live in its own process, which ``/metrics`` of ``dxassist serve``
 cannot read. The exporter answers ``GET /metrics`` with :func:`~inference.observability.exposition`
-(the same text format) and 404 to anything else; it logs nothing per request (a scraper every few
-seconds would fill the log) and holds a connection at most ten seconds.
+(the same text format) and ``GET /healthz`` with 200 while the process's own check finds nothing wrong,
+503 with the reason otherwise (an orchestrator's probe: for the listener, its DICOM acceptor is running
+and its analysis loop is not stuck; unlike a TCP probe of the DICOM port, it costs no association and,
+with DICOM TLS, no failed handshake in the log). Anything else is 404. It logs nothing per request (a
+scraper every few seconds would fill the log) and holds a connection at most ten seconds.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
 from inference.observability._metrics import exposition
 
 PATH: Final = "/metrics"
+HEALTH_PATH: Final = "/healthz"
 _TIMEOUT_SECONDS: Final = 10.0
 
 
@@ -24,9 +29,21 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = _TIMEOUT_SECONDS
 
+    server: _Server
+
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        if self.path.split("?", 1)[0] != PATH:
-            self._answer(404, b"Not found: the listener serves GET /metrics only.\n", "text/plain")
+        path = self.path.split("?", 1)[0]
+        if path == HEALTH_PATH:
+            problem = self.server.health()
+            if problem is None:
+                self._answer(200, b"ok\n", "text/plain; charset=utf-8")
+            else:
+                self._answer(503, f"{problem}\n".encode(), "text/plain; charset=utf-8")
+            return
+        if path != PATH:
+            self._answer(
+                404, b"Not found: the listener serves GET /metrics and /healthz only.\n", "text/plain"
+            )
             return
         body, media_type = exposition()
         self._answer(200, body, media_type)
@@ -42,8 +59,18 @@ class _Handler(BaseHTTPRequestHandler):
         """Requests are not logged (see the module)."""
 
 
+def _healthy() -> str | None:
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    health: Callable[[], str | None] = staticmethod(_healthy)
+
+
 class MetricsExporter:
-    """An HTTP server of ``GET /metrics`` on ``host``:``port``, in a daemon thread until :meth:`stop`."""
+    """An HTTP server of ``GET /metrics`` and ``GET /healthz`` on ``host``:``port``, in a daemon thread
+    until :meth:`stop`."""
 
     def __init__(self, host: str, port: int) -> None:
         """Bind the port (nothing is served before :meth:`start`).
@@ -51,8 +78,7 @@ class MetricsExporter:
         Raises:
             OSError: The address cannot be bound (the port is in use, the host is not this machine's).
         """
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
 
     @property
@@ -60,8 +86,15 @@ class MetricsExporter:
         """The bound port."""
         return int(self._server.server_address[1])
 
-    def start(self) -> MetricsExporter:
-        """Serve in the background; returns itself."""
+    def start(self, *, health: Callable[[], str | None] | None = None) -> MetricsExporter:
+        """Serve in the background; returns itself.
+
+        Args:
+            health: What ``GET /healthz`` asks: None while all is well, else the reason (a sentence
+                without patient data) it answers 503 with. Without it, 200 while the process serves.
+        """
+        if health is not None:
+            self._server.health = health
         self._thread.start()
         return self
 

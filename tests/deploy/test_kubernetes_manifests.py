@@ -280,3 +280,10 @@ def test_several_listener_pods_share_their_spool_and_group_studies_in_the_record
     spool_volume = {volume["name"]: volume for volume in pod["volumes"]}[mounts[env["DXASSIST_DIMSE_SPOOL"]]]
     claim = _by_kind(resources, "PersistentVolumeClaim")[spool_volume["persistentVolumeClaim"]["claimName"]]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    # Probed on the listener's own /healthz (the DICOM acceptor and the analysis loop), not by TCP on the
+    # DICOM port, which a stopped acceptor still answers and DICOM TLS logs as a failed handshake.
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    arguments = build_parser().parse_args(container["args"])
+    assert ports["metrics"] == arguments.metrics_port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}

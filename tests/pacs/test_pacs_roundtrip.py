@@ -121,6 +121,9 @@ def test_study_routed_by_orthanc_comes_back_with_sr_and_heatmaps(pacs: Pacs) -> 
     decoded = [v for (name, labels), v in samples.items() if name == "dxassist_stage_seconds_count"]
     assert decoded and max(decoded) >= 1, "the listener's analysis stages are timed"
     assert httpx.get(f"http://127.0.0.1:{pacs.listener.metrics_port}/", timeout=10).status_code == 404
+    # Its /healthz (Kubernetes' probe): the acceptor runs and the analysis loop comes round.
+    health = httpx.get(f"http://127.0.0.1:{pacs.listener.metrics_port}/healthz", timeout=10)
+    assert (health.status_code, health.text) == (200, "ok\n")
     # Once Orthanc has them, the record keeps the SR's bytes (a later SR names it) and no capture's.
     held = _held_bytes(pacs, result.result_id)
     assert held["sr"] > 0 and held["sc"] == 0, held
