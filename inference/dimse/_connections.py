@@ -27,6 +27,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import Counter as MetricCounter
@@ -148,13 +149,19 @@ class _Slots:
 
 
 class _Guarded:
-    """What both socket classes add: the framing of what is read, and the slot given back on close."""
+    """What both socket classes add: the framing of what is read, the slot given back on close, and (TLS)
+    a report of a handshake that failed."""
 
     _framing: _Framing | None = None
     _slot: tuple[_Slots, str] | None = None
+    _handshake: tuple[str, Callable[[str, str], None]] | None = None  # the peer's address, whom to tell
 
     def guard(self, framing: _Framing) -> None:
         self._framing = framing
+
+    def report_handshake(self, host: str, report: Callable[[str, str], None]) -> None:
+        """Have ``report(host, code)`` called if the TLS handshake fails (:func:`handshake_code`)."""
+        self._handshake = (host, report)
 
     def hold(self, slots: _Slots, host: str) -> None:
         self._slot = (slots, host)
@@ -172,11 +179,25 @@ class _Guarded:
                 raise
             DROPPED.labels(reason="stalled").inc()
             raise PduStalled("the PDU did not arrive whole within the network timeout") from e
+        except ssl.SSLError as e:
+            self._handshake_failed(e)
+            raise
+        self._handshake = None  # past the handshake: an error now is not the peer's authentication
         framing.consume(data)
         if framing.between_pdus:
             # What the listener sends (its responses) may wait as long as a whole PDU may.
             self.settimeout(framing.timeout)  # type: ignore[attr-defined]
         return data
+
+    def _handshake_failed(self, error: ssl.SSLError) -> None:
+        watched, self._handshake = self._handshake, None
+        if watched is None:
+            return
+        host, report = watched
+        try:
+            report(host, handshake_code(error))
+        except Exception:  # the connection fails either way; the report is the listener's concern
+            logger.warning("a failed TLS handshake could not be reported", exc_info=True)
 
     def _release(self) -> None:
         slot, self._slot = self._slot, None
@@ -206,8 +227,22 @@ class _FramedSSLSocket(_Guarded, ssl.SSLSocket):
         super().close()
 
 
-def guarded_server_class(dimse: DimseSettings) -> type[Any]:
-    """pynetdicom's threaded association server with the bounds of ``dimse`` on every connection."""
+def handshake_code(error: ssl.SSLError) -> str:
+    """``tls_certificate_refused`` when the peer's certificate was missing or not trusted, else
+    ``tls_handshake_failed`` (a plain client, no common protocol or cipher, a connection cut short)."""
+    return "tls_certificate_refused" if "CERTIFICATE" in str(error.reason or "") else "tls_handshake_failed"
+
+
+def guarded_server_class(
+    dimse: DimseSettings, *, on_handshake_failure: Callable[[str, str], None] | None = None
+) -> type[Any]:
+    """pynetdicom's threaded association server with the bounds of ``dimse`` on every connection.
+
+    Args:
+        dimse: The listener's settings (timeout, connection limits).
+        on_handshake_failure: Called as ``(peer address, code)`` in the connection's thread when a DICOM
+            TLS handshake fails (:func:`handshake_code`).
+    """
     from pynetdicom.transport import ThreadedAssociationServer
 
     slots = _Slots(dimse.dimse_max_associations, dimse.dimse_max_associations_per_host)
@@ -220,6 +255,8 @@ def guarded_server_class(dimse: DimseSettings) -> type[Any]:
             connection: Any
             if self.ssl_context is not None:
                 connection = self.ssl_context.wrap_socket(accepted, server_side=True)  # a _FramedSSLSocket
+                if on_handshake_failure is not None:
+                    connection.report_handshake(str(address[0]), on_handshake_failure)
             else:
                 connection = _FramedSocket(
                     accepted.family, accepted.type, accepted.proto, fileno=accepted.detach()

@@ -740,7 +740,13 @@ async def _listen(
         ae, handlers = _make_ae(ae_title, dimse, node)
         try:
             server = ae.make_server(
-                (host, port), evt_handlers=handlers, ssl_context=tls, server_class=guarded_server_class(dimse)
+                (host, port),
+                evt_handlers=handlers,
+                ssl_context=tls,
+                # A failed handshake is a node-authentication failure too (no AE title known yet).
+                server_class=guarded_server_class(
+                    dimse, on_handshake_failure=lambda address, code: node.refused("", address, code)
+                ),
             )
         except OSError as e:
             raise CannotListen(

@@ -149,6 +149,12 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                 assert attempts("dimse:STRANGER") == [
                     ("dimse:associate", "denied", "unknown_node", None, "127.0.0.1")
                 ]
+                # So is each failed handshake (no AE title yet): a plain client, or TLS without a certificate
+                # of the authorities (the silent connection above counts as a failed handshake too).
+                assert set(attempts("dimse:unknown")) == {
+                    ("dimse:associate", "denied", "tls_handshake_failed", None, "127.0.0.1"),
+                    ("dimse:associate", "denied", "tls_certificate_refused", None, "127.0.0.1"),
+                }
                 # As FHIR: an IHE ATNA Security Alert (DICOM 110113), action E.
                 from inference.record.fhir import audit_events
 
