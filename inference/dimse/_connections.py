@@ -249,6 +249,12 @@ def guarded_server_class(
     timeout = dimse.dimse_network_timeout
 
     class _GuardedServer(ThreadedAssociationServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # As AE.start_server does: pynetdicom's shutdown() takes the server out of this list (and
+            # raised ValueError, failing the listener's stop, when it was not in it).
+            self.ae._servers.append(self)
+
         def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
             assert self.socket is not None  # bound before it serves
             accepted, address = self.socket.accept()

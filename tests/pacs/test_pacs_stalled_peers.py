@@ -188,3 +188,14 @@ def test_a_tls_handshake_that_stops_half_way_is_cut_off(tmp_path: Path) -> None:
         assert echo(listener.port, timeout=10, options=listener.echo_args).returncode == 0
     finally:
         listener.stop()
+
+
+def test_the_listener_stops_cleanly_with_its_bounded_server(tmp_path: Path) -> None:
+    listener = _start(tmp_path, "stop")
+    process = listener.process
+    assert process is not None
+    listener.stop()  # SIGTERM, as systemd and Kubernetes stop it
+    log = listener.log.read_text()
+    assert process.returncode == 0, log[-3000:]
+    assert "DICOM listener stopped" in log
+    assert "Traceback" not in log
