@@ -43,6 +43,21 @@ def _rebuild(table: str, constraint: str, states: Sequence[str], width: int, bef
     with op.batch_alter_table(table) as batch:
         batch.alter_column("state", type_=sa.String(width), existing_nullable=False)
         batch.create_check_constraint(constraint, _states(states))
+    _carry_on_ids(table)
+
+
+def _carry_on_ids(table: str) -> None:
+    """On PostgreSQL, make ``table``'s ``id`` sequence carry on after the ids its rows hold.
+
+    The batch copy is a new table with a new sequence starting at 1, while the copied rows keep their ids:
+    the next row inserted (the build of the next result filed, its deliveries) collided with the first.
+    """
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(
+        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+        f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+    )
 
 
 def upgrade() -> None:
