@@ -74,6 +74,7 @@ DEFERRED_IMPORTS: Final = (
     "pydicom.valuerep",
     "pynetdicom",
     "pynetdicom.status",
+    "pynetdicom.transport",
     "simplejpeg",
     "inference.delivery",
     "inference.writers",
