@@ -163,7 +163,8 @@ def requeue_dead(
     try:
         with db.sessions() as session, session.begin():
             write_session(session)
-            query = select(table.c.id).where(table.c.state == "dead")
+            # FOR UPDATE (PostgreSQL): a discard ending the rows meanwhile is waited for (see discard_dead).
+            query = select(table.c.id).where(table.c.state == "dead").with_for_update()
             if ids is not None:
                 query = query.where(table.c.id.in_(list(ids)))
             found = list(session.scalars(query))
@@ -205,7 +206,11 @@ def discard_dead(
     try:
         with db.sessions() as session, session.begin():
             write_session(session)
-            query = select(table.c.id).where(table.c.state == "dead", table.c.id.in_(list(ids)))
+            # FOR UPDATE (PostgreSQL): a retry handing the rows back meanwhile is waited for, and its rows
+            # are no longer dead letters; without the lock they were reported and audited as discarded.
+            query = (
+                select(table.c.id).where(table.c.state == "dead", table.c.id.in_(list(ids))).with_for_update()
+            )
             if dead_before is not None:
                 query = query.where(table.c.dead_at <= dead_before)
             found = sorted(session.scalars(query))
