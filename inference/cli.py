@@ -520,6 +520,19 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return audit_verify(_settings())
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from inference._backup_cli import BackupRefused, backup_create, backup_restore, backup_verify
+
+    try:
+        if args.backup_command == "create":
+            return backup_create(_settings(), args.dest, logs=args.logs)
+        if args.backup_command == "verify":
+            return backup_verify(args.dest)
+        return backup_restore(args.backup, args.home)
+    except BackupRefused as e:
+        raise CliError(str(e), status=2) from e
+
+
 def _cmd_drift(args: argparse.Namespace) -> int:
     import json
     import math
@@ -830,6 +843,22 @@ def build_parser() -> argparse.ArgumentParser:
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = asub.add_parser("verify", help="check the chain; exit 1 and name the entries if any was altered")
     p.set_defaults(handler=_cmd_audit_verify)
+
+    backup = sub.add_parser("backup", help="a consistent, verifiable copy of DXASSIST_HOME, while it serves")
+    bksub = backup.add_subparsers(dest="backup_command", required=True, metavar="ACTION")
+    p = bksub.add_parser("create", help="copy the home into DEST (a new or empty folder), manifest last")
+    p.add_argument("dest", type=Path, metavar="DEST")
+    p.add_argument("--logs", action="store_true", help="also copy logs/ (left out by default)")
+    p.set_defaults(handler=_cmd_backup)
+    p = bksub.add_parser("verify", help="check every file and the copied audit trail; exit 1 naming problems")
+    p.add_argument("dest", type=Path, metavar="DEST")
+    p.set_defaults(handler=_cmd_backup)
+    p = bksub.add_parser(
+        "restore", help="copy a verified backup into HOME (a new or empty folder), then check it"
+    )
+    p.add_argument("backup", type=Path, metavar="BACKUP")
+    p.add_argument("home", type=Path, metavar="HOME")
+    p.set_defaults(handler=_cmd_backup)
 
     dead = sub.add_parser(
         "dead-letter",

@@ -8,6 +8,7 @@ the frozen input dataclasses describe what the services hand it.
 from inference.record._accounts import Account, Accounts, SessionRow
 from inference.record._anchor import AnchorError, HeadAnchor
 from inference.record._audit import AuditProblem, AuditReport
+from inference.record._audit_log import verify_sqlite_copy
 from inference.record._consent import ConsentObjection, ConsentState
 from inference.record._errors import (
     Conflict,
@@ -134,4 +135,5 @@ __all__ = [
     "TriageResultIn",
     "Verdict",
     "request_keys",
+    "verify_sqlite_copy",
 ]

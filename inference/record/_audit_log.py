@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from inference.record import _audit
+from inference.record._anchor import HeadAnchor
 from inference.record._audit import AuditReport
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
@@ -114,3 +120,42 @@ class AuditLog:
         if before is not None:
             _audit.check_anchor(self._db, report, before)
         return report
+
+
+@dataclass(frozen=True)
+class _ReadOnlyCopy:
+    """What :func:`inference.record._audit.check_anchor` asks of a record: its anchor and sessions."""
+
+    anchor: HeadAnchor
+    sessions: sessionmaker[Session]
+
+
+def verify_sqlite_copy(path: Path, *, anchor: HeadAnchor | None) -> AuditReport:
+    """Recompute the audit chain of a SQLite record file opened read-only (a backup's copy).
+
+    The same checks as :meth:`AuditLog.verify` (``dxassist audit verify``), against ``anchor`` when
+    given. Nothing is written to the file or beside it: no schema upgrade, no journal-mode change, no
+    writer lock file, so a checksum taken before still matches afterwards.
+
+    Raises:
+        RecordError: The file cannot be read as a patient record.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+        poolclass=NullPool,
+        hide_parameters=True,
+    )
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    try:
+        before = _audit.read_anchor(anchor) if anchor is not None else None
+        with sessions() as session:
+            report = _audit.verify(session)
+        if anchor is not None and before is not None:
+            _audit.check_anchor(_ReadOnlyCopy(anchor, sessions), report, before)
+    except SQLAlchemyError as e:
+        raise RecordError("The record file cannot be read as a patient record.") from e
+    finally:
+        engine.dispose()
+    return report

@@ -1,0 +1,592 @@
+"""The bodies of ``dxassist backup create | verify | restore`` (the CLI only parses flags).
+
+A backup is a folder: the record and the MLflow store copied through SQLite's online backup API (a
+consistent snapshot while ``serve`` and ``listen`` keep filing), the MLflow artifacts, the model cache,
+``keys/``, the audit anchor, the DIMSE spool's received studies and dead letters, the output builds'
+spool and, when asked, the logs; then ``manifest.json``, written last, names every file with its size
+and sha256 (paths relative to the backup: it can be moved) and the audit chain's head found in the
+copied record. Without a manifest a folder is not a backup.
+
+Messages name files and folders of the installation, never a patient's name, identifier or birth date.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+import inference
+from inference.errors import InferenceError
+
+if TYPE_CHECKING:
+    from inference.config import Settings
+    from inference.record import AuditReport
+
+MANIFEST: Final = "manifest.json"
+PARTIAL: Final = ".partial"
+FORMAT: Final = "dxassist-backup"
+FORMAT_VERSION: Final = 1
+RECORD_FILE: Final = "record.db"
+REGISTRY_FILE: Final = "mlflow.db"
+ANCHOR_FILE: Final = "audit/head.json"
+DIMSE_SPOOL_COPY: Final = "dimse-spool"
+"""Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
+
+# Folders copied as they are, relative to the home. ``receiving/`` (instances of associations still
+# open: the sender has no answer yet and sends them again) and ``runs/`` (training work folders: the
+# registered models are in ``mlartifacts/``) are left out.
+_HOME_TREES: Final = ("mlartifacts", "models", "keys", "spool")
+_SPOOL_TREES: Final = ("incoming", "dead-letter")
+_NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_CHUNK: Final = 1 << 20
+
+
+class BackupRefused(InferenceError):
+    """The backup (or restore) cannot be made where asked; nothing that looks like a backup was left."""
+
+
+def _private_file(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _private_folder(path: Path) -> None:
+    """Make ``path`` and any missing folder above it, each 0700 (``mkdir(parents=True)`` would not)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+
+
+def _copy_file(source: Path, target: Path) -> bool:
+    """Copy one file (0600, on disk before it returns); False when it went away before it was opened."""
+    try:
+        reader = open(source, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:  # a study analysed, a cache entry replaced since the folder was listed
+        return False
+    _private_folder(target.parent)
+    with reader, open(target, "xb", opener=_private_file) as writer:
+        shutil.copyfileobj(reader, writer, _CHUNK)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return True
+
+
+def _copy_tree(source: Path, target: Path) -> int:
+    """Copy the regular files under ``source`` (dot-named temporary and lock files left out)."""
+    copied = 0
+    if not source.is_dir():
+        return 0
+    for folder, subfolders, files in os.walk(source):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        here = Path(folder)
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            copied += _copy_file(path, target / path.relative_to(source))
+    return copied
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (its write-ahead log included), in one file.
+
+    ``Connection.backup`` copies every page in one step under a read transaction: a snapshot of the
+    committed state, while writers go on (WAL). The copy is switched to a rollback journal so that it
+    is one self-contained file, readable read-only; a server opening it switches it back to WAL.
+    """
+    _private_folder(target.parent)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    live = sqlite3.connect(source, timeout=30)  # read only by the backup; a WAL file needs a writable open
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            live.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            copy.close()
+    finally:
+        live.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: Path) -> Iterator[str]:
+    """Every file under ``root`` as a relative POSIX path (links and other non-files too: named, not read)."""
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            yield (Path(folder) / name).relative_to(root).as_posix()
+
+
+def _inventory(root: Path) -> dict[str, dict[str, Any]]:
+    return {
+        rel: {"size": (root / rel).stat().st_size, "sha256": _sha256(root / rel)}
+        for rel in _files(root)
+        if rel != MANIFEST
+    }
+
+
+def _revision(database: Path) -> str | None:
+    """The record's Alembic revision (None when it has no schema yet)."""
+    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return None if row is None else str(row[0])
+
+
+def _audit_of(root: Path) -> AuditReport:
+    """The audit chain of ``root/record.db``, checked against ``root``'s anchor, read-only.
+
+    Raises:
+        RecordError: The file is not a readable record.
+    """
+    from inference.record import HeadAnchor, verify_sqlite_copy
+
+    return verify_sqlite_copy(root / RECORD_FILE, anchor=HeadAnchor(root))
+
+
+def _problem_lines(report: AuditReport) -> list[str]:
+    lines = []
+    for problem in report.problems:
+        where = f"entry seq {problem.seq}" if problem.seq is not None else "entry without seq"
+        row = f" (row id {problem.row_id})" if problem.row_id is not None else ""
+        lines.append(f"record.db: audit {where}{row}: {problem.reason}")
+    return lines
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL, None for any other database."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url or url[len(prefix) :].startswith("file:"):
+        return None
+    name = url[len(prefix) :]
+    return Path(name) if name not in ("", ":memory:") else None
+
+
+def _dialect(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
+@dataclass
+class _Plan:
+    """What one ``backup create`` wrote, for the manifest and the closing lines."""
+
+    notes: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    registry: dict[str, Any] = field(default_factory=dict)
+    dimse_spool: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _refuse_destination(dest: Path, home: Path) -> bool:
+    """Refuse a destination that is not a new or empty folder outside the home; True when it exists."""
+    if dest.exists() or dest.is_symlink():
+        if not dest.is_dir():
+            raise BackupRefused(f"{dest} exists and is not a folder; give a new or empty folder.")
+        if any(dest.iterdir()):
+            raise BackupRefused(
+                f"{dest} is not empty; give a new or empty folder (a backup never overwrites)."
+            )
+        existed = True
+    else:
+        existed = False
+    resolved = dest.resolve()
+    if resolved == home or resolved.is_relative_to(home):
+        raise BackupRefused(f"{dest} is inside DXASSIST_HOME ({home}); give a folder outside it.")
+    return existed
+
+
+def _record_part(settings: Settings, partial: Path, plan: _Plan) -> None:
+    source = _sqlite_file(settings.record_url)
+    if source is None:
+        plan.record = {"kind": "external", "dialect": _dialect(settings.record_url)}
+        plan.notes.append(
+            "The patient record is in an external database (DXASSIST_DATABASE_URL) and is NOT in this "
+            "backup: back it up with pg_dump (or continuous archiving) at the same time."
+        )
+        return
+    if not source.exists():
+        plan.record = {"kind": "absent"}
+        plan.notes.append("This home holds no patient record yet (no record.db): none was copied.")
+        return
+    _sqlite_copy(source, partial / RECORD_FILE)
+    plan.record = {"kind": "sqlite", "file": RECORD_FILE, "revision": _revision(partial / RECORD_FILE)}
+
+
+def _registry_part(settings: Settings, partial: Path, plan: _Plan) -> None:
+    source = _sqlite_file(settings.tracking_uri)
+    if source is None:
+        plan.registry = {"kind": "external", "dialect": _dialect(settings.tracking_uri)}
+        plan.notes.append(
+            "The MLflow registry is an external store (MLFLOW_TRACKING_URI) and is not in this backup; "
+            "its artifacts under mlartifacts/ are."
+        )
+    elif source.exists():
+        _sqlite_copy(source, partial / REGISTRY_FILE)
+        plan.registry = {"kind": "sqlite", "file": REGISTRY_FILE}
+    else:
+        plan.registry = {"kind": "absent"}
+
+
+def _spool_place(settings: Settings, home: Path) -> str:
+    spool = settings.listener_spool.resolve()
+    if spool == home:
+        return "."
+    if spool.is_relative_to(home):
+        return spool.relative_to(home).as_posix()
+    return DIMSE_SPOOL_COPY
+
+
+def _anchor_part(partial: Path, anchor_bytes: bytes | None, plan: _Plan) -> None:
+    """Put the live anchor (read before the record was copied: a lower bound of the copy's head) beside
+    the copied record, check the copy against it, then move the copy's own anchor to the copy's head."""
+    from inference.record import HeadAnchor, RecordError
+
+    if anchor_bytes is not None:
+        _private_folder(partial / "audit")
+        with open(partial / ANCHOR_FILE, "xb", opener=_private_file) as handle:
+            handle.write(anchor_bytes)
+    if plan.record.get("kind") != "sqlite":
+        return
+    try:
+        report = _audit_of(partial)
+    except RecordError:
+        plan.problems.append("record.db: the copied record cannot be read as a patient record.")
+        return
+    plan.record["audit_head"] = {"seq": report.head_seq, "hash": report.head_hash}
+    if not report.ok:
+        plan.problems += _problem_lines(report)
+        return
+    anchor = HeadAnchor(partial)
+    if anchor.keyed and report.head_seq > 0:
+        # The copy holds the anchored entry (checked above): its own anchor names exactly its head.
+        anchor.advance(report.head_seq, report.head_hash)
+        (partial / "audit" / ".head.lock").unlink(missing_ok=True)
+        (partial / ANCHOR_FILE).chmod(0o600)
+
+
+def _no_room(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in _NO_ROOM
+    return "full" in str(error).lower()
+
+
+def backup_create(settings: Settings, dest: Path, *, logs: bool = False, stream: TextIO | None = None) -> int:
+    """Write a consistent, verifiable copy of ``DXASSIST_HOME`` into ``dest`` (a new or empty folder).
+
+    Safe while ``dxassist serve`` and ``dxassist listen`` run. Everything is written into
+    ``dest/.partial`` and moved into ``dest`` at the end, ``manifest.json`` last; on any failure what
+    was written is removed.
+
+    Returns:
+        0 when the backup was written (with an external record: everything else, and a note saying so);
+        1 when it was written but the audit trail it holds does not verify (the problems are printed).
+
+    Raises:
+        BackupRefused: ``dest`` is not a new or empty folder outside the home, cannot be written, or
+            its file system ran out of room.
+    """
+    out = stream if stream is not None else sys.stdout
+    home = settings.resolved_home
+    existed = _refuse_destination(dest, home)
+    partial = dest / PARTIAL
+    try:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial.mkdir(mode=0o700)
+    except OSError as e:
+        raise BackupRefused(f"{dest} cannot be written ({e.strerror or type(e).__name__}).") from e
+    plan = _Plan()
+    try:
+        files = _write(settings, home, partial, plan, logs=logs)
+    except (OSError, sqlite3.Error) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not existed:
+            shutil.rmtree(dest, ignore_errors=True)
+        if _no_room(e):
+            raise BackupRefused(
+                f"The file system of {dest} ran out of room (or over a size limit); the partial backup "
+                "was removed. Free space or give a folder on a larger file system."
+            ) from e
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise BackupRefused(
+            f"The backup could not be written into {dest} ({reason}); nothing was kept."
+        ) from e
+    size = sum(int(f["size"]) for f in files.values())
+    out.write(
+        "WARNING: this backup holds the installation's secrets (keys/: the token signing key, the "
+        "de-identification secret, the audit anchor key) and patient data: store it encrypted, where "
+        "only its custodians can read it.\n"
+    )
+    for note in plan.notes:
+        out.write(f"Note: {note}\n")
+    head = plan.record.get("audit_head")
+    about = (
+        f"; record at revision {plan.record.get('revision') or '-'}, audit head seq {head['seq']} "
+        f"sha256 {head['hash']}"
+        if head
+        else ""
+    )
+    out.write(f"backup written to {dest}: {len(files)} files, {size} bytes{about}.\n")
+    if plan.problems:
+        out.write("The audit trail in this backup does NOT verify (nor, then, the live one):\n")
+        for line in plan.problems:
+            out.write(f"  {line}\n")
+        out.write("Run `dxassist audit verify` on the installation and tell the security officer.\n")
+        return 1
+    out.write(f"Check it with `dxassist backup verify {dest}` (and again before it is needed).\n")
+    return 0
+
+
+def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: bool) -> dict[str, Any]:
+    """Copy everything into ``partial``, write the manifest, move it all into place; the file list."""
+    from inference.record import HeadAnchor
+
+    live_anchor = HeadAnchor(home).path
+    # Read before the record is copied: the anchor only moves forward after commits, so what it names
+    # is in the snapshot taken after it.
+    anchor_bytes = live_anchor.read_bytes() if live_anchor.is_file() else None
+    _record_part(settings, partial, plan)
+    _registry_part(settings, partial, plan)
+    for name in _HOME_TREES:
+        _copy_tree(home / name, partial / name)
+    place = _spool_place(settings, home)
+    plan.dimse_spool = place
+    for name in _SPOOL_TREES:
+        _copy_tree(settings.listener_spool / name, partial / place / name)
+    if place == DIMSE_SPOOL_COPY:
+        plan.notes.append(
+            "The DIMSE spool is outside DXASSIST_HOME: its incoming/ and dead-letter/ are in "
+            f"{DIMSE_SPOOL_COPY}/."
+        )
+    if logs:
+        _copy_tree(settings.log_dir, partial / "logs")
+    _anchor_part(partial, anchor_bytes, plan)
+    files = _inventory(partial)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dxassist_version": inference.__version__,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "record": plan.record,
+        "registry": plan.registry,
+        "dimse_spool": plan.dimse_spool,
+        "logs": logs,
+        "files": files,
+    }
+    with open(partial / MANIFEST, "x", encoding="utf-8", opener=_private_file) as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    dest = partial.parent
+    for entry in sorted(partial.iterdir(), key=lambda p: p.name == MANIFEST):  # the manifest last
+        os.rename(entry, dest / entry.name)
+    partial.rmdir()
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return files
+
+
+# -- verify -----------------------------------------------------------------------------------------
+
+
+def _read_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest, or why there is none usable."""
+    path = root / MANIFEST
+    if not path.is_file():
+        partial = " (an interrupted `backup create` left .partial/)" if (root / PARTIAL).exists() else ""
+        return None, f"{root} holds no {MANIFEST}: it is not a complete dxassist backup{partial}."
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        ok = (
+            manifest["format"] == FORMAT
+            and isinstance(manifest["files"], dict)
+            and all(
+                isinstance(rel, str)
+                and not PurePosixPath(rel).is_absolute()
+                and ".." not in PurePosixPath(rel).parts
+                and isinstance(entry, dict)
+                and isinstance(entry.get("sha256"), str)
+                and isinstance(entry.get("size"), int)
+                for rel, entry in manifest["files"].items()
+            )
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        return None, f"{MANIFEST} is unreadable or not a dxassist backup manifest."
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        return None, f"{MANIFEST} is of a newer format ({manifest['format_version']}); use a newer dxassist."
+    return manifest, None
+
+
+def _file_problems(root: Path, listed: dict[str, dict[str, Any]], *, extras: bool) -> list[str]:
+    problems = []
+    present = {rel for rel in _files(root) if rel != MANIFEST}
+    for rel in sorted(listed):
+        path = root / rel
+        if rel not in present or path.is_symlink() or not path.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        entry = listed[rel]
+        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+            problems.append(f"{rel}: altered (its size or sha256 differs from the manifest)")
+    if extras:
+        problems += [f"{rel}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
+    return problems
+
+
+def _record_problems(root: Path, manifest: dict[str, Any]) -> tuple[list[str], AuditReport | None]:
+    from inference.record import RecordError
+
+    record = manifest.get("record") or {}
+    if record.get("kind") != "sqlite" or not (root / RECORD_FILE).is_file():
+        return [], None
+    try:
+        report = _audit_of(root)
+    except RecordError:
+        return [f"{RECORD_FILE}: cannot be read as a patient record"], None
+    problems = _problem_lines(report)
+    head = record.get("audit_head") or {}
+    if (report.head_seq, report.head_hash) != (head.get("seq"), head.get("hash")):
+        problems.append(
+            f"{RECORD_FILE}: its audit chain head is seq {report.head_seq}, the manifest names seq "
+            f"{head.get('seq')} (sha256 {head.get('hash')})"
+        )
+    return problems, report
+
+
+def _check(root: Path, manifest: dict[str, Any], *, extras: bool) -> tuple[list[str], AuditReport | None]:
+    problems = _file_problems(root, manifest["files"], extras=extras)
+    record_problems, report = _record_problems(root, manifest)
+    return problems + record_problems, report
+
+
+def backup_verify(dest: Path, *, stream: TextIO | None = None) -> int:
+    """Check a backup: every file against the manifest (missing, altered, extra), and the copied record's
+    audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head.
+
+    Returns:
+        0 when the backup is intact; 1 naming every problem otherwise.
+
+    Raises:
+        BackupRefused: ``dest`` is not a folder.
+    """
+    out = stream if stream is not None else sys.stdout
+    if not dest.is_dir():
+        raise BackupRefused(f"{dest} is not a folder.")
+    manifest, why = _read_manifest(dest)
+    if manifest is None:
+        out.write(f"backup NOT usable: {why}\n")
+        return 1
+    problems, report = _check(dest, manifest, extras=True)
+    if problems:
+        out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+        for line in problems:
+            out.write(f"  {line}\n")
+        return 1
+    out.write(f"backup intact: {len(manifest['files'])} files as listed in its manifest")
+    if report is not None:
+        out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
+    out.write(
+        f" (taken {manifest.get('created_at', '-')} by dxassist {manifest.get('dxassist_version', '-')})\n"
+    )
+    for note in _restore_notes(manifest):
+        out.write(f"Note: {note}\n")
+    return 0
+
+
+def _restore_notes(manifest: dict[str, Any]) -> list[str]:
+    notes = []
+    if (manifest.get("record") or {}).get("kind") == "external":
+        notes.append("the patient record is not in this backup (external database): restore it from pg_dump.")
+    if (manifest.get("registry") or {}).get("kind") == "external":
+        notes.append("the MLflow registry's database is not in this backup (external store).")
+    if manifest.get("dimse_spool") == DIMSE_SPOOL_COPY:
+        notes.append(
+            f"the DIMSE spool was outside the home: move {DIMSE_SPOOL_COPY}/ to DXASSIST_DIMSE_SPOOL."
+        )
+    return notes
+
+
+# -- restore ----------------------------------------------------------------------------------------
+
+
+def backup_restore(backup: Path, home: Path, *, stream: TextIO | None = None) -> int:
+    """Copy a verified backup into ``home`` (a new or empty folder), then check the copy.
+
+    Returns:
+        0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
+        is broken (nothing is copied) or the restored copy does not verify.
+
+    Raises:
+        BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
+            be written.
+    """
+    out = stream if stream is not None else sys.stdout
+    if not backup.is_dir():
+        raise BackupRefused(f"{backup} is not a folder.")
+    if home.exists() and (not home.is_dir() or any(home.iterdir())):
+        raise BackupRefused(
+            f"{home} is not a new or empty folder; a restore never writes over an installation."
+        )
+    manifest, why = _read_manifest(backup)
+    if manifest is None:
+        out.write(f"restore refused: {why}\n")
+        return 1
+    problems, _report = _check(backup, manifest, extras=False)
+    if problems:
+        out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was copied\n")
+        for line in problems:
+            out.write(f"  {line}\n")
+        return 1
+    try:
+        _private_folder(home)
+        for rel in sorted(manifest["files"]):
+            _copy_file(backup / rel, home / rel)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise BackupRefused(
+            f"{home} could not be written ({reason}); the files copied so far are not a usable home: "
+            "empty it before the next try."
+        ) from e
+    problems, report = _check(home, manifest, extras=False)
+    if problems:
+        out.write(f"restored into {home}, but the copy does NOT verify ({len(problems)} problem(s)):\n")
+        for line in problems:
+            out.write(f"  {line}\n")
+        return 1
+    out.write(f"restored {len(manifest['files'])} files into {home}")
+    if report is not None:
+        out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
+    out.write(".\n")
+    for note in _restore_notes(manifest):
+        out.write(f"Note: {note}\n")
+    out.write(f"Start the processes with DXASSIST_HOME={home}, then run `dxassist audit verify`.\n")
+    return 0
