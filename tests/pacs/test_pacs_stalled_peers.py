@@ -199,3 +199,12 @@ def test_the_listener_stops_cleanly_with_its_bounded_server(tmp_path: Path) -> N
     assert process.returncode == 0, log[-3000:]
     assert "DICOM listener stopped" in log
     assert "Traceback" not in log
+
+
+def test_connections_closed_before_any_request_give_their_slot_back_at_once(listener: Listener) -> None:
+    # A load balancer's TCP health check: connect, close. Each must not hold its address's slot until the
+    # association-request timer (30 s) runs out, or a few checks lock the address out.
+    for _ in range(3 * PER_HOST):
+        _connect(listener.port).close()
+    # Well within the 30 s the slots would otherwise be held.
+    wait_until(lambda: _echo_from(listener.port, HOSTILE), timeout=10, what="a C-ECHO from 127.0.0.2")

@@ -59,8 +59,8 @@ _EXECUTE: Final = frozenset(
     {"model:change", "model:promote", "model:rollback", "model:register", "dead-letter:retry"}
 )
 _DELETE: Final = frozenset({"dead-letter:discard"})
-"""An operator giving up on a dead letter (its bytes or files deleted): type 110100 Application Activity
-(as a retry), action D (FHIR AuditEventAction Delete)."""
+"""An operator giving up on a dead letter (a patient's objects or received files deleted): type 110110
+Patient Record, action D (DICOM PS3.15 A.5.3: Application Activity takes action E only)."""
 ATTEMPT: Final = "attempt"
 """The outcome of an entry written before an action whose result is only known afterwards (a registry
 decision: the alias lives in MLflow, the trail in the record); the result follows in its own entry."""
@@ -108,8 +108,6 @@ def _event_type(action: str, *, query: bool = False) -> dict[str, str]:
     if action == "audit:read":
         return {"system": v.DCM, "code": "110101", "display": "Audit Log Used"}
     if action in _EXECUTE:
-        return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
-    if action in _DELETE:
         return {"system": v.DCM, "code": "110100", "display": "Application Activity"}
     if action == DELIVERY:
         # DICOM PS3.16 CID 400 (Audit Event ID): the IHE ATNA event of instances sent to another node.

@@ -123,7 +123,7 @@ def test_a_discarded_delivery_keeps_no_bytes_and_is_never_retried(record: Record
     assert {e["patient_id"] for e in entries} == {found.patient.id}
     event = audit_events.audit_event(entries[0])
     AuditEvent.model_validate(event)
-    assert (event["type"]["code"], event["action"], event["outcome"]) == ("110100", "D", "0")
+    assert (event["type"]["code"], event["action"], event["outcome"]) == ("110110", "D", "0")
 
 
 def test_a_discarded_sr_is_never_named_as_the_report_a_new_one_supersedes(record: Record) -> None:
