@@ -154,6 +154,12 @@ def test_a_moved_backup_restores_into_a_new_home_that_serves_its_results(
     restored = _dxassist(new_home, "backup", "restore", str(moved), str(new_home))
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert not (new_home / "manifest.json").exists()
+    head = _manifest(taken.backup)["record"]["audit_head"]
+    audited = _dxassist(new_home, "audit", "verify")  # the backup's anchor names its own head
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert (
+        f"head seq {head['seq']}, head sha256 {head['hash']}, anchored at seq {head['seq']}" in audited.stdout
+    )
     with serving(new_home, tmp_path / "serve.log") as url:
         with httpx.Client(base_url=url, timeout=60, trust_env=False) as client:
             headers = {"Authorization": f"Bearer {taken.token}"}  # the restored home's own key signed it
@@ -176,6 +182,12 @@ def test_verify_names_an_altered_file(taken: TakenBackup, tmp_path: Path) -> Non
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"{victim.relative_to(copy).as_posix()}: altered" in done.stdout
     assert "Traceback" not in done.stderr
+    # Nothing is restored from a broken backup.
+    new_home = tmp_path / "restored"
+    refused = _dxassist(new_home, "backup", "restore", str(copy), str(new_home))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{victim.relative_to(copy).as_posix()}: altered" in refused.stdout
+    assert not new_home.exists()
 
 
 def test_verify_names_a_deleted_file(taken: TakenBackup, tmp_path: Path) -> None:
@@ -189,20 +201,42 @@ def test_verify_names_a_deleted_file(taken: TakenBackup, tmp_path: Path) -> None
 
 def test_verify_names_a_row_appended_to_the_copied_audit_trail(taken: TakenBackup, tmp_path: Path) -> None:
     copy = _copy(taken, tmp_path)
-    columns = "time, subject, role, facility, action, resource_type, resource_id, patient_id, outcome, client"
-    connection = sqlite3.connect(copy / "record.db")
-    with connection:
-        connection.execute(
-            f"INSERT INTO audit_events ({columns}, seq, prev_hash, hash) "
-            f"SELECT {columns}, seq + 1, hash, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-        )
-    connection.close()
+    _append_audit_row(copy / "record.db", chained=True)
     done = _dxassist(taken.home, "backup", "verify", str(copy))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "record.db: altered" in done.stdout
     head = _manifest(copy)["record"]["audit_head"]
     assert f"record.db: audit entry seq {head['seq'] + 1}" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def _append_audit_row(database: Path, *, chained: bool) -> None:
+    """Insert an audit entry by hand: after the head (``chained``) or without a place in the chain."""
+    columns = "time, subject, role, facility, action, resource_type, resource_id, patient_id, outcome, client"
+    chain = ", seq, prev_hash, hash" if chained else ""
+    values = ", seq + 1, hash, hash" if chained else ""
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute(
+            f"INSERT INTO audit_events ({columns}{chain}) "
+            f"SELECT {columns}{values} FROM audit_events ORDER BY seq DESC LIMIT 1"
+        )
+    connection.close()
+
+
+def test_a_home_whose_trail_does_not_verify_is_backed_up_and_reported(
+    taken: TakenBackup, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(taken.home, home)  # the server is stopped: a plain copy is consistent
+    _append_audit_row(home / "record.db", chained=False)
+    dest = tmp_path / "dest"
+    done = _dxassist(home, "backup", "create", str(dest))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "does NOT verify" in done.stdout and "inserted by hand" in done.stdout
+    assert (dest / "manifest.json").is_file()  # the data is kept: it is what the site has
+    verified = _dxassist(home, "backup", "verify", str(dest))
+    assert verified.returncode == 1 and "inserted by hand" in verified.stdout
 
 
 def test_a_folder_that_is_not_empty_is_refused(taken: TakenBackup, tmp_path: Path) -> None:
