@@ -265,7 +265,22 @@ class SecuritySettings(BaseSettings):
 
 
 class UiSettings(BaseSettings):
-    """The readers' pages (docs/ui.md): session clocks, sign-in lockout, worklist guard (``settings.ui``)."""
+    """The readers' pages (docs/ui.md): session clocks, sign-in lockout, worklist guard, and single sign-on
+    with the hospital's OpenID Connect provider (``settings.ui``).
+
+    Attributes:
+        ui_oidc_issuer: The provider's issuer URL (its discovery document is at
+            ``<issuer>/.well-known/openid-configuration``); None: no single sign-on, the sign-in page offers
+            the local accounts only. https, or plain http on the loopback (tests).
+        ui_oidc_client_id: The client id the provider registered for the pages (required with an issuer).
+        ui_oidc_client_secret: Its secret (``client_secret_basic``, or ``client_secret_post`` when the
+            provider offers only that); None: a public client (PKCE only).
+        ui_oidc_scopes: The scopes asked for (``openid`` is always added).
+        ui_oidc_username_claim: The ID token's claim that names the local account.
+        ui_oidc_display_name: The provider's name on the sign-in page's button ("Sign in with ...").
+        ui_oidc_cafile: Certificates (PEM) the provider's TLS certificate must chain to, for a private
+            authority; None: the system's trust store.
+    """
 
     model_config = _GROUP_CONFIG
 
@@ -275,6 +290,36 @@ class UiSettings(BaseSettings):
     ui_lockout_minutes: int = Field(default=15, ge=1)
     worklist_max_wait_minutes: int = Field(default=240, ge=0)  # 0 turns the guard off
     ui_refresh_seconds: int = Field(default=30, ge=2, le=3600)
+    ui_oidc_issuer: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
+    ui_oidc_client_id: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    ui_oidc_client_secret: SecretStr | None = None
+    ui_oidc_scopes: Annotated[str, Field(min_length=1, max_length=1024)] = "openid profile"
+    ui_oidc_username_claim: Annotated[str, Field(min_length=1, max_length=255)] = "preferred_username"
+    ui_oidc_display_name: Annotated[str, Field(min_length=1, max_length=64)] = "the hospital account"
+    ui_oidc_cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _oidc(self) -> UiSettings:
+        if self.ui_oidc_issuer is None:
+            return self
+        parts = urlsplit(self.ui_oidc_issuer)
+        loopback = parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
+        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                "DXASSIST_UI_OIDC_ISSUER must be the provider's https issuer URL, without query or fragment "
+                "(plain http is accepted on 127.0.0.1 only)."
+            )
+        if self.ui_oidc_client_id is None:
+            raise ValueError(
+                "DXASSIST_UI_OIDC_ISSUER is set but DXASSIST_UI_OIDC_CLIENT_ID is not: give the client id "
+                "the identity provider registered for the pages."
+            )
+        return self
+
+    @property
+    def ui_oidc(self) -> bool:
+        """Whether the pages offer single sign-on."""
+        return self.ui_oidc_issuer is not None
 
 
 class DimseSettings(BaseSettings):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,9 +23,11 @@ from inference.security._passwords import (
     needs_rehash,
     verify_password,
 )
+from inference.services import _sso
 from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
 from inference.services._results import audit_worklist, result_to_change
+from inference.services._sso import SsoRefused, SsoStart, SsoUnavailable
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -194,16 +196,83 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
             )
         raise SignInRefused("The username or password is not correct, or the account is disabled.")
     new_hash = await ctx.workers.run(hash_password, password) if needs_rehash(account.password_hash) else None
-    await db(accounts.register_success, username=account.username, now=now, new_hash=new_hash)
+    return await _open_session(ctx, who, now=now, new_hash=new_hash, method=None)
+
+
+async def _open_session(
+    ctx: Context, who: Actor, *, now: datetime, new_hash: str | None, method: str | None
+) -> WebSession:
+    """The session of an account whose holder was just proven (password or single sign-on)."""
+    accounts = Accounts(ctx.record)
+    username = who.principal.subject
+    await db(accounts.register_success, username=username, now=now, new_hash=new_hash)
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
-    expires = now + timedelta(hours=settings.ui.ui_session_max_hours)
+    expires = now + timedelta(hours=ctx.settings.ui.ui_session_max_hours)
     await db(
-        accounts.open_session, id_hash=_id_hash(token), username=account.username, csrf=csrf, now=now,
-        expires=expires,
+        accounts.open_session, id_hash=_id_hash(token), username=username, csrf=csrf, now=now, expires=expires
+    )
+    await audit(
+        ctx, who, action="ui:sign_in", outcome="success", resource_type="Account", resource_id=method
     )  # fmt: skip
-    await audit(ctx, who, action="ui:sign_in", outcome="success", resource_type="Account")
     return WebSession(token=token, principal=who.principal, csrf=csrf, expires=expires)
+
+
+# -- single sign-on (OpenID Connect) -----------------------------------------------------------------
+
+# The audit entries of a single sign-on name this as their resource (``Account`` / ``oidc``), where a
+# password sign-in names the ``Account`` alone.
+SSO_METHOD = "oidc"
+
+
+async def _audit_sso_failure(ctx: Context, who: Actor) -> None:
+    await audit(
+        ctx, who, action="ui:sign_in", outcome="failure", resource_type="Account", resource_id=SSO_METHOD
+    )
+
+
+async def start_sso(*, ctx: Context, redirect_uri: str) -> SsoStart:
+    """Begin a single sign-on: the provider's authorization URL and the flow's cookie value.
+
+    Raises:
+        SsoUnavailable: Single sign-on is configured but the provider's discovery document cannot be read.
+    """
+    return await _sso.start(ctx.settings, redirect_uri=redirect_uri)
+
+
+async def finish_sso(
+    *, ctx: Context, params: Mapping[str, str], flow: str, redirect_uri: str, client: str | None
+) -> WebSession:
+    """Check the provider's answer and open a session for the active local account it names.
+
+    The account (same username as the provider's username claim) gives the role and facility, as for a
+    password sign-in; the password lockout does not apply (it guards the password) and a success resets
+    it. Every attempt is audited (``ui:sign_in``, resource ``Account`` / ``oidc``); until the provider
+    vouched for someone, under the same placeholder subject as an unknown username.
+
+    Raises:
+        SsoRefused: A stale or forged flow, a provider's error or refusal, an ID token that does not
+            verify, an unknown or disabled account (one message for all).
+        SsoUnavailable: The provider cannot be reached (audited as a failure too).
+    """
+    nobody = Actor(principal=Principal(subject="unknown-user", role="none"), client=client)
+    try:
+        username = await _sso.finish(ctx.settings, params=params, flow=flow, redirect_uri=redirect_uri)
+    except (SsoRefused, SsoUnavailable):
+        await _audit_sso_failure(ctx, nobody)
+        raise
+    known = len(username) <= 64 and set(username) <= _USERNAME_CHARS
+    account = await db(Accounts(ctx.record).get, username=username) if known else None
+    if account is None or account.disabled:
+        who = (
+            nobody
+            if account is None
+            else Actor(principal=_principal(account.username, account.role, account.facility), client=client)
+        )
+        await _audit_sso_failure(ctx, who)
+        raise SsoRefused("The identity provider vouched for no active account of these pages.")
+    who = Actor(principal=_principal(account.username, account.role, account.facility), client=client)
+    return await _open_session(ctx, who, now=_now(), new_hash=None, method=SSO_METHOD)
 
 
 async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
@@ -306,10 +375,14 @@ __all__ = [
     "AccountLocked",
     "NotFound",
     "SignInRefused",
+    "SsoRefused",
+    "SsoStart",
+    "SsoUnavailable",
     "WebSession",
     "add_user",
     "check_username",
     "disable_user",
+    "finish_sso",
     "list_users",
     "mark_read",
     "reader_verdicts",
@@ -318,4 +391,5 @@ __all__ = [
     "resume_session",
     "sign_in",
     "sign_out",
+    "start_sso",
 ]

@@ -67,6 +67,17 @@ def cookie_options(settings: Settings) -> dict[str, Any]:
     return {"httponly": True, "samesite": "strict", "secure": secure_cookies(settings), "path": "/"}
 
 
+def sso_cookie_name(settings: Settings) -> str:
+    """The single sign-on flow's cookie: ``__Host-`` prefixed when cookies are Secure."""
+    return "__Host-dxassist_sso" if secure_cookies(settings) else "dxassist_sso"
+
+
+def sso_cookie_options(settings: Settings) -> dict[str, Any]:
+    """The flow cookie's attributes: ``SameSite=Lax``, the one exception to Strict, because the provider
+    sends the browser back with a top-level navigation from its own site, which carries Lax cookies only."""
+    return {"httponly": True, "samesite": "lax", "secure": secure_cookies(settings), "path": "/"}
+
+
 @dataclass(frozen=True, slots=True)
 class Reader:
     """The signed-in reader of a page: the actor for the services, the session for CSRF and sign-out."""

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.api.ui._auth import (
     SIGNIN_CSRF_COOKIE,
@@ -23,6 +24,8 @@ from inference.api.ui._auth import (
     new_signin_token,
     page_permission,
     session_cookie_name,
+    sso_cookie_name,
+    sso_cookie_options,
 )
 from inference.api.ui._render import page_language, render
 from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_rows
@@ -30,6 +33,10 @@ from inference.record import Verdict
 from inference.services import (
     AccountLocked,
     SignInRefused,
+    SsoRefused,
+    SsoUnavailable,
+    WebSession,
+    finish_sso,
     get_heat_layer,
     get_heatmap,
     get_result,
@@ -40,6 +47,7 @@ from inference.services import (
     record_verdicts,
     sign_in,
     sign_out,
+    start_sso,
 )
 
 router = APIRouter()
@@ -60,9 +68,17 @@ _IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
 def _signin_page(request: Request, *, status: int = 200, error: str | None = None) -> HTMLResponse:
     token = new_signin_token()
     settings = request.app.state.parent.state.settings
-    response = render(request, "signin.html", status=status, csrf=token, error=error)
+    sso = settings.ui.ui_oidc_display_name if settings.ui.ui_oidc else None
+    response = render(request, "signin.html", status=status, csrf=token, error=error, sso=sso)
     response.set_cookie(SIGNIN_CSRF_COOKIE, token, max_age=1800, **cookie_options(settings))
     return response
+
+
+def _set_session_cookie(response: Response, settings: SettingsDep, session: WebSession) -> None:
+    max_age = int((session.expires - datetime.now(UTC)).total_seconds())
+    response.set_cookie(
+        session_cookie_name(settings), session.token, max_age=max_age, **cookie_options(settings)
+    )
 
 
 @router.get("/signin", response_class=HTMLResponse, name="signin")
@@ -90,12 +106,63 @@ async def signin_submit(
     except SignInRefused:
         return _signin_page(request, status=401, error="refused")
     response = RedirectResponse("/ui/", status_code=303)
-    max_age = int((session.expires - datetime.now(UTC)).total_seconds())
-    response.set_cookie(
-        session_cookie_name(settings), session.token, max_age=max_age, **cookie_options(settings)
-    )
+    _set_session_cookie(response, settings, session)
     response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/")
     return response
+
+
+def _callback_url(request: Request) -> str:
+    # The URL the provider registered for the pages; it sends the browser back here and nowhere else.
+    return str(request.url.replace(path="/ui/sso/callback", query="", fragment=""))
+
+
+def _without_flow(response: Response, settings: SettingsDep) -> Response:
+    options = sso_cookie_options(settings)
+    response.delete_cookie(
+        sso_cookie_name(settings), path=options["path"], secure=options["secure"], httponly=True,
+        samesite=options["samesite"],
+    )  # fmt: skip
+    return response
+
+
+@router.get("/sso/start", name="sso_start")
+async def sso_start(request: Request, ctx: ContextDep, settings: SettingsDep) -> Response:
+    """Single sign-on: send the browser to the identity provider (404 when none is configured)."""
+    if not settings.ui.ui_oidc:
+        raise StarletteHTTPException(404)
+    try:
+        begun = await start_sso(ctx=ctx, redirect_uri=_callback_url(request))
+    except SsoUnavailable:
+        return _signin_page(request, status=503, error="sso_unavailable")
+    response = RedirectResponse(begun.url, status_code=302)
+    response.set_cookie(sso_cookie_name(settings), begun.flow, max_age=600, **sso_cookie_options(settings))
+    return response
+
+
+@router.get("/sso/callback", response_class=HTMLResponse, name="sso_callback")
+async def sso_callback(request: Request, ctx: ContextDep, settings: SettingsDep) -> Response:
+    """Single sign-on: the provider's answer; on success the session opens and the worklist follows.
+
+    The next page is always the worklist (never a URL from the request). It comes from a page of ours
+    rather than a redirect: the session cookie is ``SameSite=Strict``, and a browser sends it only on a
+    navigation that a page of this site started.
+    """
+    if not settings.ui.ui_oidc:
+        raise StarletteHTTPException(404)
+    params = {key: value[:4096] for key, value in request.query_params.items()}
+    client = request.client.host if request.client else None
+    try:
+        session = await finish_sso(
+            ctx=ctx, params=params, flow=request.cookies.get(sso_cookie_name(settings), ""),
+            redirect_uri=_callback_url(request), client=client,
+        )  # fmt: skip
+    except SsoUnavailable:
+        return _without_flow(_signin_page(request, status=503, error="sso_unavailable"), settings)
+    except SsoRefused:
+        return _without_flow(_signin_page(request, status=401, error="sso"), settings)
+    response = render(request, "signed_in.html")
+    _set_session_cookie(response, settings, session)
+    return _without_flow(response, settings)
 
 
 @router.post("/signout")

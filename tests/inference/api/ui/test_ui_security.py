@@ -30,7 +30,13 @@ from inference.record import Record
 from inference.record._accounts import WebSession
 from inference.security import PERMISSIONS
 
-UI_OPEN = {("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")}
+UI_OPEN = {
+    ("GET", "/signin"),
+    ("POST", "/signin"),
+    ("POST", "/signout"),
+    ("GET", "/sso/start"),
+    ("GET", "/sso/callback"),
+}
 
 
 def _fresh(client: TestClient) -> TestClient:

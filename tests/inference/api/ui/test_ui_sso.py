@@ -1,0 +1,351 @@
+"""Single sign-on of the pages with a real OpenID Connect provider (IdentityPython's ``idpyoidc`` server on
+loopback, :mod:`_oidc_provider`): the browser's round trip followed by hand, an account provisioned with
+``dxassist user add`` signing in through the provider, and every way the answer can be wrong refused with
+the sign-in page and an audit entry."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+from _api_env import make_settings  # noqa: I001  (the API tests' helpers, on the path through _ui_live)
+from _oidc_provider import CLIENT_ID, CLIENT_SECRET, OTHER_CLIENT_ID, Provider, oidc_provider, query
+from _ui_live import PASSWORD, Env, TestClient, add_account, csrf_of, send_study, sign_in
+
+from inference.api import create_app
+from inference.api._app import LOG_FILE
+from inference.api.ui._render import PAGE_CSP
+from inference.record import Record
+from inference.services import disable_user
+
+CALLBACK = "http://testserver/ui/sso/callback"
+DISPLAY = "Hôpital ID"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with oidc_provider(CALLBACK) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sso(env: Env, provider: Provider) -> Iterator[TestClient]:
+    """The API of ``env`` with single sign-on through ``provider``."""
+    settings = make_settings(
+        env.home, ui_oidc_issuer=provider.issuer, ui_oidc_client_id=CLIENT_ID,
+        ui_oidc_client_secret=CLIENT_SECRET, ui_oidc_display_name=DISPLAY,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def browser_session(sso: TestClient, provider: Provider) -> Iterator[TestClient]:
+    """``sso`` with no cookies, the provider vouching for nobody in particular and behaving."""
+    sso.cookies.clear()
+    provider.tamper_id_token, provider.foreign_key = {}, False
+    yield sso
+    sso.cookies.clear()
+    provider.tamper_id_token, provider.foreign_key = {}, False
+
+
+def _to_provider(client: TestClient) -> str:
+    """Click "Sign in with ...": the provider's authorization URL the pages send the browser to."""
+    page = client.get("/ui/signin")
+    assert 'href="/ui/sso/start"' in page.text
+    response = client.get("/ui/sso/start", follow_redirects=False)
+    assert response.status_code == 302, response.text
+    return str(response.headers["location"])
+
+
+def _at_provider(url: str) -> str:
+    """The provider approves (as the user of ``Provider.sign_in_as``): the URL it sends the browser back to."""
+    response = httpx.get(url, follow_redirects=False, timeout=30)
+    assert response.status_code == 302, response.text
+    location = str(response.headers["location"])
+    assert location.startswith(CALLBACK + "?")
+    return location
+
+
+def _replace(url: str, **values: str) -> str:
+    parts = urlsplit(url)
+    params = query(url)
+    params.update(values)
+    return urlunsplit(parts._replace(query=urlencode(params)))
+
+
+def _sso_audit(env: Env, since: datetime, agent: str) -> list[dict[str, Any]]:
+    record = Record(env.settings.record_url)
+    try:
+        _total, events = record.audit.search(agent=agent, since=since, limit=500)
+    finally:
+        record.close()
+    return [e for e in events if e["action"] == "ui:sign_in" and e["resource_id"] == "oidc"]
+
+
+def _alert(html: str) -> str:
+    found = re.findall(r'role="alert">([^<]+)<', html)
+    assert found, "the page says nothing"
+    return str(found[0])
+
+
+def _refused(response: httpx.Response, client: TestClient) -> None:
+    """The sign-in page again, with the generic message, and no session."""
+    assert response.status_code == 401, response.text
+    assert "Single sign-on did not succeed" in _alert(response.text)
+    assert 'name="username"' in response.text  # the local sign-in is offered again
+    assert not any("dxassist_session" in c for c in response.headers.get_list("set-cookie"))
+    assert client.get("/ui/", follow_redirects=False).status_code == 303  # to the sign-in page
+
+
+def test_a_provisioned_account_signs_in_through_the_provider_and_sees_its_facility(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    client = browser_session
+    own = send_study(client, env, critical=True, facility="F1")
+    other = send_study(client, env, critical=True, facility="F2")
+    username = add_account(env, facility="F1")
+    provider.sign_in_as(username)
+    since = datetime.now(UTC)
+
+    authorization = _to_provider(client)
+    assert authorization.startswith(provider.issuer + "/authorization?")
+    sent = query(authorization)
+    assert sent["client_id"] == CLIENT_ID and sent["redirect_uri"] == CALLBACK
+    assert sent["response_type"] == "code" and sent["code_challenge_method"] == "S256"
+    assert set(sent["scope"].split()) >= {"openid", "profile"}
+    assert sent["state"] and sent["nonce"] and sent["code_challenge"]
+    answer = _at_provider(authorization)
+    landed = client.get(answer, follow_redirects=False)
+
+    assert landed.status_code == 200, landed.text
+    assert landed.headers["content-security-policy"] == PAGE_CSP
+    assert '<meta http-equiv="refresh" content="0;url=/ui/">' in landed.text
+    cookie = next(c for c in landed.headers.get_list("set-cookie") if c.startswith("dxassist_session="))
+    assert {"httponly", "samesite=strict", "path=/"} <= {p.strip().lower() for p in cookie.split(";")}
+    worklist = client.get("/ui/")
+    assert worklist.status_code == 200
+    assert username in worklist.text  # the header names the reader
+    assert own["patient"]["identifier"] in worklist.text
+    assert other["patient"]["identifier"] not in worklist.text  # another facility's patient
+
+    events = _sso_audit(env, since, username)
+    assert [e["outcome"] for e in events] == ["success"]
+    assert events[0]["facility"] == "F1" and events[0]["role"] == "radiologist"
+    log = (env.settings.log_dir / LOG_FILE).read_text(encoding="utf-8")
+    assert query(answer)["code"] not in log and sent["state"] not in log and sent["nonce"] not in log
+
+
+def test_the_flow_cookie_is_lax_short_lived_and_the_session_cookie_stays_strict(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    client = browser_session
+    client.get("/ui/signin")
+    response = client.get("/ui/sso/start", follow_redirects=False)
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("dxassist_sso="))
+    flags = {p.strip().lower() for p in cookie.split(";")}
+    assert {"httponly", "samesite=lax", "path=/", "max-age=600"} <= flags
+    username = add_account(env)
+    provider.sign_in_as(username)
+    landed = client.get(_at_provider(str(response.headers["location"])), follow_redirects=False)
+    assert landed.status_code == 200
+    cleared = next(c for c in landed.headers.get_list("set-cookie") if c.startswith("dxassist_sso="))
+    assert "max-age=0" in cleared.lower()  # the flow is used up
+
+
+def test_an_unknown_username_is_refused_and_audited_without_naming_it(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    stranger = f"nobody-{uuid.uuid4().hex[:8]}"
+    provider.sign_in_as(stranger)
+    since = datetime.now(UTC)
+    response = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
+    _refused(response, browser_session)
+    assert stranger not in response.text
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+    assert _sso_audit(env, since, stranger) == []
+    assert stranger not in (env.settings.log_dir / LOG_FILE).read_text(encoding="utf-8")
+
+
+def test_a_disabled_account_is_refused_like_an_unknown_one(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    record = Record(env.settings.record_url)
+    try:
+        disable_user(record, username=username)
+    finally:
+        record.close()
+    provider.sign_in_as(username)
+    since = datetime.now(UTC)
+    disabled = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
+    _refused(disabled, browser_session)
+    assert [e["outcome"] for e in _sso_audit(env, since, username)] == ["failure"]
+
+    provider.sign_in_as(f"nobody-{uuid.uuid4().hex[:8]}")
+    unknown = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
+    assert _alert(unknown.text) == _alert(disabled.text)  # which usernames exist is not told
+
+
+def test_a_tampered_state_or_an_answer_without_the_flow_cookie_is_refused(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    since = datetime.now(UTC)
+    client = browser_session
+    answer = _at_provider(_to_provider(client))
+    tokens_before = provider.token_requests
+    _refused(client.get(_replace(answer, state="x" * 43), follow_redirects=False), client)
+
+    # An answer meant for another browser (login CSRF): this one started no flow.
+    answer = _at_provider(_to_provider(client))
+    client.cookies.clear()
+    _refused(client.get(answer, follow_redirects=False), client)
+    assert provider.token_requests == tokens_before  # the code was never even redeemed
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure", "failure"]
+
+
+def test_a_replayed_code_is_refused_by_the_provider_and_here(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    client = browser_session
+    authorization = _to_provider(client)
+    flow = client.cookies.get("dxassist_sso")
+    answer = _at_provider(authorization)
+    assert client.get(answer, follow_redirects=False).status_code == 200
+    since = datetime.now(UTC)
+
+    # The same answer again, with the same flow cookie (a copied browser history, a leaked URL).
+    client.cookies.clear()
+    client.cookies.set("dxassist_sso", flow)
+    before = provider.token_requests
+    _refused(client.get(answer, follow_redirects=False), client)
+    assert provider.token_requests == before + 1  # the provider was asked, and refused the used code
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+
+
+def test_an_id_token_with_another_nonce_is_refused(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    since = datetime.now(UTC)
+    authorization = _to_provider(browser_session)
+    # The provider signs whatever nonce it was sent: one of another flow (a replayed ID token's).
+    answer = _at_provider(_replace(authorization, nonce="n" * 43))
+    _refused(browser_session.get(answer, follow_redirects=False), browser_session)
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+    assert _sso_audit(env, since, username) == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": OTHER_CLIENT_ID},
+        {"aud": [OTHER_CLIENT_ID, CLIENT_ID]},  # several audiences, and we are not the authorized party
+        {"iss": "https://impostor.example"},
+        {"exp": int(time.time()) - 3600},
+    ],
+    ids=["audience", "audiences-without-azp", "issuer", "expired"],
+)
+def test_an_id_token_for_another_audience_issuer_or_time_is_refused(
+    browser_session: TestClient, provider: Provider, env: Env, claims: dict[str, Any]
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    provider.tamper_id_token = claims
+    since = datetime.now(UTC)
+    answer = _at_provider(_to_provider(browser_session))
+    _refused(browser_session.get(answer, follow_redirects=False), browser_session)
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+
+
+def test_an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    provider.foreign_key = True
+    since = datetime.now(UTC)
+    answer = _at_provider(_to_provider(browser_session))
+    _refused(browser_session.get(answer, follow_redirects=False), browser_session)
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+
+
+def test_an_id_token_signed_again_by_the_provider_with_harmless_changes_is_accepted(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    # The control of the test above: the re-signing itself is sound, only the claims it changed are not.
+    username = add_account(env)
+    provider.sign_in_as(username)
+    provider.tamper_id_token = {
+        "name": "Dr Someone Else",
+        "aud": [CLIENT_ID, OTHER_CLIENT_ID],
+        "azp": CLIENT_ID,
+    }
+    since = datetime.now(UTC)
+    landed = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
+    assert landed.status_code == 200, landed.text
+    assert [e["outcome"] for e in _sso_audit(env, since, username)] == ["success"]
+
+
+def test_an_error_from_the_provider_is_refused(browser_session: TestClient, env: Env) -> None:
+    authorization = _to_provider(browser_session)
+    state = query(authorization)["state"]
+    denied = f"{CALLBACK}?{urlencode({'error': 'access_denied', 'state': state})}"
+    _refused(browser_session.get(denied, follow_redirects=False), browser_session)
+
+
+def test_the_local_sign_in_still_works_beside_single_sign_on(browser_session: TestClient, env: Env) -> None:
+    page = browser_session.get("/ui/signin")
+    assert re.search(r'<label for="username">Username</label>', page.text)
+    assert re.search(r'<label for="password">Password</label>', page.text)
+    assert '<button type="submit" class="primary">Sign in</button>' in page.text
+    assert f'<a class="button" href="/ui/sso/start">Sign in with {DISPLAY}</a>' in page.text
+    french = browser_session.get("/ui/signin", headers={"Accept-Language": "fr"})
+    assert f"Se connecter avec {DISPLAY}" in french.text
+    username = add_account(env)
+    response = sign_in(browser_session, username)
+    assert response.status_code == 303 and response.headers["location"] == "/ui/"
+    assert browser_session.get("/ui/").status_code == 200
+    wrong = sign_in(browser_session, username, password="not the password")
+    assert wrong.status_code == 401 and "not correct" in _alert(wrong.text)
+
+
+def test_without_an_issuer_there_is_no_single_sign_on(client: TestClient) -> None:
+    client.cookies.clear()
+    page = client.get("/ui/signin")
+    assert page.status_code == 200 and "/ui/sso" not in page.text and "Sign in with" not in page.text
+    assert client.get("/ui/sso/start", follow_redirects=False).status_code == 404
+    assert client.get("/ui/sso/callback?code=x&state=y", follow_redirects=False).status_code == 404
+
+
+def test_an_unreachable_provider_gets_a_clear_page_not_a_traceback(env: Env) -> None:
+    from _loopback import free_port
+
+    settings = make_settings(
+        env.home, ui_oidc_issuer=f"http://127.0.0.1:{free_port()}", ui_oidc_client_id=CLIENT_ID
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/ui/sso/start", follow_redirects=False)
+        assert response.status_code == 503
+        assert "identity provider does not answer" in _alert(response.text)
+        assert 'name="username"' in response.text  # the password sign-in stays at hand
+        form = client.get("/ui/signin")
+        username = add_account(env)
+        signed = client.post(
+            "/ui/signin",
+            data={"username": username, "password": PASSWORD, "csrf_token": csrf_of(form.text)},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303
