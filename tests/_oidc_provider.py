@@ -4,8 +4,9 @@ The protocol is IdentityPython's ``idpyoidc.server`` (an OpenID-certified provid
 own discovery document, authorization endpoint (PKCE S256 required), token endpoint (client
 authentication, one use per code), ID tokens signed with its own RSA key, and its JWKS. This module only
 carries HTTP to it (Starlette under uvicorn, like the other loopback servers of the suite) and lets a test
-choose who the provider says signed in (``provider.user``): the provider approves every authorization
-request as that user, which is what a hospital's identity provider does once its own login page passed.
+choose who the provider says signed in (``provider.sign_in_as``): the provider approves every authorization
+request as that user, which is what a hospital's identity provider does once its own login page passed
+(``provider.consent``: after a page of its own with an "Approve" link, for a browser).
 
 A test can also make the provider misbehave in the one way a correct provider never would, to prove the
 pages notice: ``provider.tamper_id_token`` re-signs the next ID tokens, with the provider's own key, with
@@ -16,6 +17,7 @@ publish.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import tempfile
 from collections.abc import Iterator
@@ -24,12 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from _loopback import live_server
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-
-from _loopback import live_server
 
 CLIENT_ID = "dxassist-pages"
 CLIENT_SECRET = "a-long-client-secret-for-the-tests"
@@ -126,6 +127,7 @@ class Provider:
     user: str = "nobody"
     tamper_id_token: dict[str, Any] = field(default_factory=dict)
     foreign_key: bool = False
+    consent: bool = False
     token_requests: int = 0
 
     def sign_in_as(self, username: str, *, name: str = "Dr Test") -> None:
@@ -171,6 +173,12 @@ def _app(state: dict[str, Provider]) -> Starlette:
         return JSONResponse(keyjar.export_jwks(issuer_id=""))
 
     async def authorization(request: Request) -> Response:
+        if provider().consent:  # the provider's own page first, as a real login or consent page is
+            link = html.escape(f"/approve?{request.url.query}")
+            return HTMLResponse(f'<!DOCTYPE html><title>Consent</title><a href="{link}">Approve</a>')
+        return await approve(request)
+
+    async def approve(request: Request) -> Response:
         endpoint = provider().server.get_endpoint("authorization")
         http_info = _http_info(request)
         parsed = endpoint.parse_request(dict(request.query_params), http_info=http_info)
@@ -212,6 +220,7 @@ def _app(state: dict[str, Provider]) -> Starlette:
             Route("/.well-known/openid-configuration", discovery),
             Route("/jwks", jwks),
             Route("/authorization", authorization),
+            Route("/approve", approve),
             Route("/token", token, methods=["POST"]),
         ]
     )
@@ -235,14 +244,16 @@ def _resign(provider: Provider, id_token: str) -> str:
 
 
 @contextmanager
-def oidc_provider(redirect_uri: str) -> Iterator[Provider]:
+def oidc_provider(redirect_uri: str, *, host: str = "127.0.0.1") -> Iterator[Provider]:
     """Start the provider on a free loopback port with our client (``CLIENT_ID``) and another one
-    registered, both redirecting to ``redirect_uri``."""
+    registered, both redirecting to ``redirect_uri``; ``host`` names the loopback in its issuer URL
+    (``localhost``: another site than ``127.0.0.1`` for a browser's SameSite rules)."""
     from idpyoidc.server import Server
     from idpyoidc.server.configure import OPConfiguration
 
     state: dict[str, Provider] = {}
-    with tempfile.TemporaryDirectory() as home, live_server(_app(state)) as base:
+    with tempfile.TemporaryDirectory() as home, live_server(_app(state)) as loopback:
+        base = loopback.replace("127.0.0.1", host)
         conf = OPConfiguration(conf=_configuration(base), base_path=home)
         server = Server(conf, cwd=home)
         provider = Provider(issuer=base, server=server)

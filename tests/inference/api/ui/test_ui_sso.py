@@ -17,7 +17,17 @@ import httpx
 import pytest
 from _api_env import make_settings  # noqa: I001  (the API tests' helpers, on the path through _ui_live)
 from _oidc_provider import CLIENT_ID, CLIENT_SECRET, OTHER_CLIENT_ID, Provider, oidc_provider, query
-from _ui_live import PASSWORD, Env, TestClient, add_account, csrf_of, send_study, sign_in
+from _ui_live import (
+    PASSWORD,
+    Env,
+    TestClient,
+    add_account,
+    browser,
+    csrf_of,
+    live_server,
+    send_study,
+    sign_in,
+)
 
 from inference.api import create_app
 from inference.api._app import LOG_FILE
@@ -66,7 +76,7 @@ def _to_provider(client: TestClient) -> str:
 
 
 def _at_provider(url: str) -> str:
-    """The provider approves (as the user of ``Provider.sign_in_as``): the URL it sends the browser back to."""
+    """The provider approves (as ``Provider.sign_in_as`` chose): the URL it sends the browser back to."""
     response = httpx.get(url, follow_redirects=False, timeout=30)
     assert response.status_code == 302, response.text
     location = str(response.headers["location"])
@@ -322,12 +332,17 @@ def test_the_local_sign_in_still_works_beside_single_sign_on(browser_session: Te
     assert wrong.status_code == 401 and "not correct" in _alert(wrong.text)
 
 
-def test_without_an_issuer_there_is_no_single_sign_on(client: TestClient) -> None:
+def test_single_sign_on_is_there_with_an_issuer_and_only_then(
+    client: TestClient, browser_session: TestClient
+) -> None:
     client.cookies.clear()
     page = client.get("/ui/signin")
     assert page.status_code == 200 and "/ui/sso" not in page.text and "Sign in with" not in page.text
     assert client.get("/ui/sso/start", follow_redirects=False).status_code == 404
     assert client.get("/ui/sso/callback?code=x&state=y", follow_redirects=False).status_code == 404
+    # The same pages with an issuer: the link, and the route that follows it.
+    assert "Sign in with" in browser_session.get("/ui/signin").text
+    assert browser_session.get("/ui/sso/start", follow_redirects=False).status_code == 302
 
 
 def test_an_unreachable_provider_gets_a_clear_page_not_a_traceback(env: Env) -> None:
@@ -349,3 +364,33 @@ def test_an_unreachable_provider_gets_a_clear_page_not_a_traceback(env: Env) -> 
             follow_redirects=False,
         )
         assert signed.status_code == 303
+
+
+@pytest.mark.integration
+def test_a_reader_signs_in_through_the_provider_in_a_real_browser(env: Env) -> None:
+    """Debian's Chromium, the pages on 127.0.0.1 and the provider on ``localhost``: two sites, so the
+    browser applies its SameSite rules to the flow cookie and the session cookie as it would in a hospital."""
+    with oidc_provider("http://unused.invalid/", host="localhost") as idp, browser() as chromium:
+        settings = make_settings(
+            env.home, ui_oidc_issuer=idp.issuer, ui_oidc_client_id=CLIENT_ID,
+            ui_oidc_client_secret=CLIENT_SECRET, ui_oidc_display_name=DISPLAY,
+        )  # fmt: skip
+        with live_server(create_app(settings)) as base:
+            idp.register(CLIENT_ID, CLIENT_SECRET, f"{base}/ui/sso/callback")
+            username = add_account(env, facility="F1")
+            idp.sign_in_as(username)
+            idp.consent = True
+            page = chromium.new_page()
+            try:
+                page.goto(f"{base}/ui/")
+                page.get_by_role("link", name=f"Sign in with {DISPLAY}").click()
+                page.get_by_role("link", name="Approve").click()  # on the provider's site
+                page.wait_for_url(f"{base}/ui/")
+                expect = page.get_by_role("columnheader", name="Priority")
+                expect.wait_for()
+                assert username in page.get_by_role("banner").inner_text()
+                page.get_by_role("button", name="Sign out").click()
+                page.wait_for_url(f"{base}/ui/signin")
+                assert page.get_by_role("button", name="Sign in").is_visible()
+            finally:
+                page.close()
