@@ -248,7 +248,7 @@ async def _exchange(
         )
         raise SsoUnavailable("The identity provider's token endpoint failed.")
     if status != 200:
-        raise _refused("the provider refused the code")
+        raise _refused(f"the provider refused the code (HTTP {status})")
     try:
         tokens = json.loads(body)
     except (ValueError, RecursionError) as e:

@@ -111,8 +111,12 @@ async def signin_submit(
     return response
 
 
-def _callback_url(request: Request) -> str:
+def _callback_url(request: Request, settings: SettingsDep) -> str:
     # The URL the provider registered for the pages; it sends the browser back here and nowhere else.
+    # Behind a proxy the public address is the configured one, not what the proxy's request says.
+    base = settings.server.public_base_url
+    if base:
+        return f"{base}/ui/sso/callback"
     return str(request.url.replace(path="/ui/sso/callback", query="", fragment=""))
 
 
@@ -131,7 +135,7 @@ async def sso_start(request: Request, ctx: ContextDep, settings: SettingsDep) ->
     if not settings.ui.ui_oidc:
         raise StarletteHTTPException(404)
     try:
-        begun = await start_sso(ctx=ctx, redirect_uri=_callback_url(request))
+        begun = await start_sso(ctx=ctx, redirect_uri=_callback_url(request, settings))
     except SsoUnavailable:
         return _signin_page(request, status=503, error="sso_unavailable")
     response = RedirectResponse(begun.url, status_code=302)
@@ -154,7 +158,7 @@ async def sso_callback(request: Request, ctx: ContextDep, settings: SettingsDep)
     try:
         session = await finish_sso(
             ctx=ctx, params=params, flow=request.cookies.get(sso_cookie_name(settings), ""),
-            redirect_uri=_callback_url(request), client=client,
+            redirect_uri=_callback_url(request, settings), client=client,
         )  # fmt: skip
     except SsoUnavailable:
         return _without_flow(_signin_page(request, status=503, error="sso_unavailable"), settings)

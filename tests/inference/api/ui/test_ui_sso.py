@@ -394,3 +394,35 @@ def test_a_reader_signs_in_through_the_provider_in_a_real_browser(env: Env) -> N
                 assert page.get_by_role("button", name="Sign in").is_visible()
             finally:
                 page.close()
+
+
+def test_behind_a_proxy_the_provider_sends_the_browser_back_to_the_public_address(
+    env: Env, provider: Provider
+) -> None:
+    settings = make_settings(
+        env.home, ui_oidc_issuer=provider.issuer, ui_oidc_client_id=CLIENT_ID,
+        public_base_url="https://dxassist.hospital.example",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/ui/sso/start", headers={"Host": "internal:8000"}, follow_redirects=False)
+    assert response.status_code == 302
+    assert query(response.headers["location"])["redirect_uri"] == (
+        "https://dxassist.hospital.example/ui/sso/callback"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"ui_oidc_issuer": "http://idp.hospital.example/realms/h", "ui_oidc_client_id": "x"}, "https"),
+        ({"ui_oidc_issuer": "https://idp.hospital.example/realms/h"}, "DXASSIST_UI_OIDC_CLIENT_ID"),
+    ],
+    ids=["plain-http", "no-client-id"],
+)
+def test_an_unusable_provider_setting_is_refused_at_start(
+    env: Env, values: dict[str, str], says: str
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=says):
+        make_settings(env.home, **values)
