@@ -308,7 +308,8 @@ def user_command(
         record.migrate()
         if args.user_command == "add":
             source = stdin if stdin is not None else sys.stdin
-            password = _read_password(source, from_stdin=args.password_stdin)
+            sso_only = getattr(args, "sso_only", False)
+            password = None if sso_only else _read_password(source, from_stdin=args.password_stdin)
             try:
                 add_user(
                     record, username=args.username, password=password, role=args.role, facility=args.facility

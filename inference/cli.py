@@ -937,7 +937,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", required=True)
     p.add_argument("--role", required=True, help=_ROLES_HELP)
     p.add_argument("--facility", default=None, help="the facility whose patients the user may see")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    how.add_argument(
+        "--sso-only", action="store_true",
+        help="no password: the account signs in through the identity provider only (DXASSIST_UI_OIDC_ISSUER)",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_user)
     p = usub.add_parser("list", help="every account with its role, facility and state")
     p.set_defaults(handler=_cmd_user)

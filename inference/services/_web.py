@@ -36,6 +36,8 @@ _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 # The session's idle clock is written at most this often: a page that refreshes itself every 30 s would
 # otherwise write to the database on every refresh.
 _TOUCH_EVERY = timedelta(seconds=60)
+# The stored "hash" of an account without a password: no password verifies against it (not a scrypt hash).
+SSO_ONLY = "!sso-only"
 
 
 class SignInRefused(Unauthenticated):
@@ -94,8 +96,9 @@ def check_username(username: str) -> str:
 # -- accounts (the ``dxassist user`` commands) -------------------------------------------------------
 
 
-def add_user(record: Record, *, username: str, password: str, role: str, facility: str | None) -> None:
-    """Create a local account.
+def add_user(record: Record, *, username: str, password: str | None, role: str, facility: str | None) -> None:
+    """Create a local account; ``password=None``: one without a password, which signs in through single
+    sign-on only (``dxassist user add --sso-only``).
 
     Raises:
         ValueError: Bad username, unknown role, or a password the policy refuses.
@@ -106,10 +109,10 @@ def add_user(record: Record, *, username: str, password: str, role: str, facilit
         raise ValueError(f"Unknown role {role!r}; accepted roles are {', '.join(sorted(ROLES))}.")
     if facility is not None and not 0 < len(facility) <= 128:
         raise ValueError("A facility name has 1 to 128 characters.")
-    check_password_policy(password)
-    Accounts(record).add(
-        username=username, password_hash=hash_password(password), role=role, facility=facility, now=_now()
-    )
+    if password is not None:
+        check_password_policy(password)
+    stored = hash_password(password) if password is not None else SSO_ONLY
+    Accounts(record).add(username=username, password_hash=stored, role=role, facility=facility, now=_now())
 
 
 def list_users(record: Record) -> list[dict[str, Any]]:
@@ -162,7 +165,9 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
     known = username and len(username) <= 64 and "\x00" not in username
     account = await db(accounts.get, username=username) if known else None
     now = _now()
-    stored = account.password_hash if account is not None else dummy_hash()
+    # An account without a password costs a hash like the others: the timing does not tell it apart.
+    usable = account is not None and account.password_hash != SSO_ONLY
+    stored = account.password_hash if account is not None and usable else dummy_hash()
     matches = await ctx.workers.run(verify_password, password, stored)
     who = (
         Actor(principal=_principal(account.username, account.role, account.facility), client=client)
@@ -175,7 +180,7 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
             "This account is locked after repeated failed sign-ins; try again later or ask an administrator.",
             until=account.locked_until,
         )
-    if account is None or not matches or account.disabled:
+    if account is None or not usable or not matches or account.disabled:
         locked_until = None
         if account is not None and not account.disabled:
             locked_until = await db(

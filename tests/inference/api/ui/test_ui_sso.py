@@ -6,6 +6,7 @@ the sign-in page and an audit entry."""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -426,3 +427,25 @@ def test_an_unusable_provider_setting_is_refused_at_start(
 
     with pytest.raises(ValidationError, match=says):
         make_settings(env.home, **values)
+
+
+def test_an_account_added_for_single_sign_on_only_has_no_password_that_works(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    from _dxassist_cli import DXASSIST, dxassist_env
+
+    username = f"dr.sso-{uuid.uuid4().hex[:6]}"
+    add = subprocess.run(
+        [str(DXASSIST), "user", "add", "--username", username, "--role", "radiologist", "--facility", "F1",
+         "--sso-only"],
+        env=dxassist_env(env.home), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    for guess in ("", "!sso-only", PASSWORD):
+        refused = sign_in(browser_session, username, password=guess)
+        assert refused.status_code == 401 and "not correct" in _alert(refused.text)
+    provider.sign_in_as(username)
+    landed = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
+    assert landed.status_code == 200
+    assert browser_session.get("/ui/").status_code == 200
