@@ -13,6 +13,7 @@ from inference.security._access import (
     scope_for,
 )
 from inference.security._errors import Forbidden, SecurityError, SigningKeyError, Unauthenticated
+from inference.security._id_tokens import IdTokenInvalid, jwk_keys, unverified_header, verify_id_token
 from inference.security._jwks import JwksUnavailable
 from inference.security._keys import KEY_FILE, SigningKey, signing_key
 from inference.security._permissions import (
@@ -41,6 +42,7 @@ __all__ = [
     "PERMISSIONS",
     "ROLES",
     "Forbidden",
+    "IdTokenInvalid",
     "JwksUnavailable",
     "Principal",
     "Role",
@@ -51,6 +53,9 @@ __all__ = [
     "allowed",
     "facility_allows",
     "issue_token",
+    "jwk_keys",
     "signing_key",
+    "unverified_header",
+    "verify_id_token",
     "verify_token",
 ]

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
-from inference.security import SecurityError, Unauthenticated
+from inference.security import (
+    IdTokenInvalid,
+    SecurityError,
+    Unauthenticated,
+    jwk_keys,
+    unverified_header,
+    verify_id_token,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -268,8 +275,6 @@ def _form(value: str) -> str:
 async def _signing_keys(
     settings: Settings, provider: _Provider, *, kid: str | None, algorithm: str
 ) -> list[Any]:
-    import jwt
-
     keys = _keys.get(provider.jwks_uri)
     now = time.monotonic()
     if (
@@ -296,24 +301,17 @@ async def _signing_keys(
         candidates = [keys.by_kid[kid]] if kid in keys.by_kid else keys.anonymous
     # The key's type must be the algorithm's: a symmetric (``oct``) key never verifies an ID token here.
     wanted = _KEY_TYPES.get(algorithm[:2])
-    found = []
-    for entry in candidates:
-        if entry.get("kty") != wanted or entry.get("alg", algorithm) != algorithm:
-            continue
-        try:
-            found.append(jwt.PyJWK(entry, algorithm=algorithm).key)
-        except (jwt.PyJWKError, ValueError, TypeError):
-            continue
-    return found
+    return jwk_keys(
+        (e for e in candidates if e.get("kty") == wanted and e.get("alg", algorithm) == algorithm),
+        algorithm=algorithm,
+    )
 
 
 async def _claims(settings: Settings, provider: _Provider, id_token: str, *, nonce: str) -> dict[str, Any]:
-    import jwt
-
     try:
-        header = jwt.get_unverified_header(id_token)
-    except jwt.InvalidTokenError as e:
-        raise _refused("the ID token is not a JWT") from e
+        header = unverified_header(id_token)
+    except IdTokenInvalid as e:
+        raise _refused(e.message) from e
     algorithm = header.get("alg")
     if not isinstance(algorithm, str) or algorithm not in provider.algorithms:
         raise _refused("the ID token's algorithm is not accepted")
@@ -324,20 +322,13 @@ async def _claims(settings: Settings, provider: _Provider, id_token: str, *, non
     if not keys:
         raise _refused("the ID token was signed with a key the provider does not publish")
     client_id = str(settings.ui.ui_oidc_client_id)
-    claims: dict[str, Any] | None = None
-    for key in keys:
-        try:
-            claims = jwt.decode(
-                id_token, key, algorithms=[algorithm], audience=client_id, issuer=provider.issuer,
-                leeway=_LEEWAY_SECONDS, options={"require": ["iss", "aud", "exp", "iat", "sub"]},
-            )  # fmt: skip
-            break
-        except jwt.InvalidSignatureError:
-            continue
-        except jwt.InvalidTokenError as e:
-            raise _refused(f"the ID token does not verify ({type(e).__name__})") from e
-    if claims is None:
-        raise _refused("the ID token's signature does not verify")
+    try:
+        claims = verify_id_token(
+            id_token, keys, algorithm=algorithm, audience=client_id, issuer=provider.issuer,
+            leeway=_LEEWAY_SECONDS, required=("iss", "aud", "exp", "iat", "sub"),
+        )  # fmt: skip
+    except IdTokenInvalid as e:
+        raise _refused(e.message) from e
     audience = claims["aud"]
     # OpenID Connect Core 3.1.3.7: with several audiences, the authorized party must be this client.
     if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != client_id:
