@@ -47,6 +47,7 @@ DIMSE_SPOOL_COPY: Final = "dimse-spool"
 # registered models are in ``mlartifacts/``) are left out.
 _HOME_TREES: Final = ("mlartifacts", "models", "keys", "spool")
 _SPOOL_TREES: Final = ("incoming", "dead-letter")
+_SPOOL_RECEIVING: Final = "receiving"
 _NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _CHUNK: Final = 1 << 20
 
@@ -84,14 +85,15 @@ def _copy_file(source: Path, target: Path) -> bool:
     return True
 
 
-def _copy_tree(source: Path, target: Path) -> int:
-    """Copy the regular files under ``source`` (dot-named temporary and lock files left out)."""
+def _copy_tree(source: Path, target: Path, *, skip: frozenset[Path] = frozenset()) -> int:
+    """Copy the regular files under ``source`` (dot-named temporary and lock files, and the folders
+    ``skip`` names, left out)."""
     copied = 0
     if not source.is_dir():
         return 0
     for folder, subfolders, files in os.walk(source):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         here = Path(folder)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and here / d not in skip)
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or path.is_symlink() or not path.is_file():
@@ -371,10 +373,17 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
     anchor_bytes = live_anchor.read_bytes() if live_anchor.is_file() else None
     _record_part(settings, partial, plan)
     _registry_part(settings, partial, plan)
-    for name in _HOME_TREES:
-        _copy_tree(home / name, partial / name)
     place = _spool_place(settings, home)
     plan.dimse_spool = place
+    # A DIMSE spool inside one of the home's trees (``DXASSIST_DIMSE_SPOOL=spool``) is copied once, by
+    # the spool's own step below, and its ``receiving/`` not at all.
+    spool_folders = (
+        frozenset(home / place / name for name in (*_SPOOL_TREES, _SPOOL_RECEIVING))
+        if place != DIMSE_SPOOL_COPY
+        else frozenset()
+    )
+    for name in _HOME_TREES:
+        _copy_tree(home / name, partial / name, skip=spool_folders)
     for name in _SPOOL_TREES:
         _copy_tree(settings.listener_spool / name, partial / place / name)
     if place == DIMSE_SPOOL_COPY:

@@ -301,3 +301,32 @@ def test_restore_refuses_a_home_that_is_not_empty(taken: TakenBackup, tmp_path: 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "not a new or empty folder" in done.stderr
     assert (home / "record.db").read_bytes() == b"a newer record"
+
+
+def test_a_dimse_spool_inside_the_homes_spool_folder_is_backed_up_once_without_receiving(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    spool = home / "spool"
+    for rel, data in {
+        "incoming/STUDY-A/1.dcm": b"waiting for analysis",
+        "dead-letter/studies/STUDY-B/1.dcm": b"stopped retrying",
+        "receiving/listener-1/2.dcm": b"association still open",
+        "builds/build-1.hdr": b"source header of an output build",
+    }.items():
+        (spool / rel).parent.mkdir(parents=True, exist_ok=True)
+        (spool / rel).write_bytes(data)
+    dest = tmp_path / "backup"
+    done = _dxassist(home, "backup", "create", str(dest), DXASSIST_DIMSE_SPOOL="spool")
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = _manifest(dest)["files"]
+    assert {
+        "spool/incoming/STUDY-A/1.dcm",
+        "spool/dead-letter/studies/STUDY-B/1.dcm",
+        "spool/builds/build-1.hdr",
+    } <= set(files)
+    assert not any("receiving" in rel for rel in files)
+    restored = tmp_path / "restored"
+    done = _dxassist(home, "backup", "restore", str(dest), str(restored))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (restored / "spool/incoming/STUDY-A/1.dcm").read_bytes() == b"waiting for analysis"
