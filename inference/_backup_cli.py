@@ -433,8 +433,14 @@ def _read_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{root} holds no {MANIFEST}: it is not a complete dxassist backup{partial}."
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+        version = manifest.get("format_version", 0)
+        record = manifest.get("record") or {}
         ok = (
             manifest["format"] == FORMAT
+            and isinstance(version, int)
+            and isinstance(record, dict)
+            and isinstance(record.get("audit_head") or {}, dict)
+            and isinstance(manifest.get("registry") or {}, dict)
             and isinstance(manifest["files"], dict)
             and all(
                 isinstance(rel, str)
@@ -446,11 +452,11 @@ def _read_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
                 for rel, entry in manifest["files"].items()
             )
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         ok = False
     if not ok:
         return None, f"{MANIFEST} is unreadable or not a dxassist backup manifest."
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    if version > FORMAT_VERSION:
         return None, f"{MANIFEST} is of a newer format ({manifest['format_version']}); use a newer dxassist."
     return manifest, None
 

@@ -330,3 +330,29 @@ def test_a_dimse_spool_inside_the_homes_spool_folder_is_backed_up_once_without_r
     done = _dxassist(home, "backup", "restore", str(dest), str(restored))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (restored / "spool/incoming/STUDY-A/1.dcm").read_bytes() == b"waiting for analysis"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format_version": "1"},
+        {"format_version": None},
+        {"record": "sqlite"},
+        {"record": {"audit_head": [1]}},
+    ],
+    ids=["version-text", "version-null", "record-text", "head-list"],
+)
+def test_a_manifest_of_the_wrong_shape_is_refused_in_one_line(
+    taken: TakenBackup, tmp_path: Path, change: dict[str, Any]
+) -> None:
+    copy = _copy(taken, tmp_path)
+    manifest = _manifest(copy)
+    manifest.update(change)
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    verified = _dxassist(taken.home, "backup", "verify", str(copy))
+    assert verified.returncode == 1, verified.stdout + verified.stderr
+    assert "not a dxassist backup manifest" in verified.stdout
+    restored = _dxassist(taken.home, "backup", "restore", str(copy), str(tmp_path / "home"))
+    assert restored.returncode == 1, restored.stdout + restored.stderr
+    assert "restore refused" in restored.stdout and "Traceback" not in restored.stderr
+    assert not (tmp_path / "home").exists()
