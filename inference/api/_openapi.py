@@ -61,6 +61,7 @@ OPERATION_IDS: Final[dict[tuple[str, str], str]] = {
     ("get", "/fhir/metadata"): "fhirCapabilities",
     ("get", "/fhir/AuditEvent/{event_id}"): "fhirReadAuditEvent",
     ("get", "/fhir/AuditEvent"): "fhirSearchAuditEvents",
+    ("get", "/fhir/Patient/{patient_id}/$everything"): "fhirPatientEverything",
     ("get", "/fhir/{resource_type}/{resource_id}"): "fhirRead",
     ("get", "/fhir/{resource_type}"): "fhirSearch",
 }

@@ -7,7 +7,7 @@ from typing import Any
 
 from inference.record import _scope
 from inference.record._database import Database
-from inference.record.fhir import _search
+from inference.record.fhir import _capability, _everything, _search
 
 
 class FhirViews:
@@ -44,6 +44,27 @@ class FhirViews:
         with self._db.sessions() as session:
             return _search.search(session, resource_type, params, base_url, scope, strict=strict)
 
+    def everything(
+        self,
+        *,
+        patient_id: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        base_url: str,
+        scope: _scope.Scope | None = None,
+        strict: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Patient ``$everything``: ``(searchset Bundle of one page, whether the caller may read anything of
+        the patient at all)``, in one session. With ``scope``, only what the per-type searches would show
+        the caller is matched (the same scoped queries).
+
+        Raises:
+            InvalidSearch: an unsupported parameter when ``strict``, a repeated one, a malformed value, a
+                ``_type`` outside the patient's record.
+        """
+        with self._db.sessions() as session:
+            bundle = _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
+            return bundle, _everything.reachable(session, patient_id, scope)
+
     def owner(self, *, resource_type: str, resource_id: str) -> tuple[str | None, str | None, bool] | None:
         """``(patient id, owning facility, patient-level)`` of a FHIR resource; None when absent.
 
@@ -64,4 +85,4 @@ class FhirViews:
         """The R4 CapabilityStatement of the FHIR views."""
         from inference import __version__
 
-        return _search.capability_statement(base_url, __version__)
+        return _capability.capability_statement(base_url, __version__)

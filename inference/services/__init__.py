@@ -37,7 +37,7 @@ from inference.services._dead_letters import (
 from inference.services._drift import drift_report, observe_drift
 from inference.services._engines import open_context, registry_fetch
 from inference.services._errors import PictureUnreadable, ServiceError
-from inference.services._fhir import capability, fhir_read, fhir_search
+from inference.services._fhir import capability, fhir_read, fhir_search, patient_everything
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study
 from inference.services._results import (
@@ -92,6 +92,7 @@ __all__ = [
     "finish_sso",
     "list_users",
     "mark_read",
+    "patient_everything",
     "reader_verdicts",
     "reading_worklist",
     "record_verdicts",

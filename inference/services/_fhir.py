@@ -6,10 +6,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inference import __version__
-from inference.record import NotFound
+from inference.record import InvalidSearch, NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
 from inference.security import scope_for
-from inference.services._access import Disclosed, audit, audit_disclosed, authorise, under_grant
+from inference.services._access import (
+    Disclosed,
+    audit,
+    audit_disclosed,
+    authorise,
+    authorise_patient,
+    under_grant,
+)
 from inference.services._context import Actor, Context, db
 from inference.writers import AlgorithmInfo, device_uid
 
@@ -179,4 +186,76 @@ async def fhir_search(
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
             entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.record.org_root)
+    return bundle
+
+
+async def patient_everything(
+    *,
+    ctx: Context,
+    actor: Actor,
+    resource_type: str,
+    patient_id: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Patient ``$everything``: one page of the patient's record as a ``searchset`` Bundle, the Patient
+    first, then what the per-type searches with ``patient={id}`` show the caller (nothing else).
+
+    A patient the caller may read nothing of is answered as ``GET /fhir/Patient/{id}`` is: 404 (audited
+    ``not_found``) when unknown, 403 (audited ``denied``) when no ground opens it. Each page is audited
+    like the searches: per resource type it discloses, one ``fhir:read`` entry naming the type and the
+    patient and no resource (an AuditEvent of type Query), ``break_glass`` where that is the only ground.
+
+    Raises:
+        NotFound: Unknown resource type, or unknown patient.
+        InvalidSearch: The operation on another type than Patient; an unsupported parameter when
+            ``strict``, a malformed value, a ``_type`` outside the patient's record.
+        Forbidden: The caller may read nothing of the patient.
+    """
+    _check_type(resource_type)
+    if resource_type != "Patient":
+        raise InvalidSearch(
+            f"The operation $everything is defined on Patient only (GET /fhir/Patient/{{id}}/$everything); "
+            f"{resource_type} has no such operation."
+        )
+    if await db(ctx.record.fhir.owner, resource_type="Patient", resource_id=patient_id) is None:
+        await audit(
+            ctx,
+            actor,
+            action=_ACTION,
+            outcome="not_found",
+            resource_type="Patient",
+            resource_id=patient_id,
+        )
+        raise NotFound("No Patient has this id.")
+    bundle, reachable = await db(
+        ctx.record.fhir.everything,
+        patient_id=patient_id,
+        params=params,
+        base_url=base_url,
+        scope=scope_for(actor.principal),
+        strict=strict,
+    )
+    if not reachable:
+        # Refused (and audited ``denied``) exactly as a read of the Patient would be.
+        await authorise_patient(
+            ctx, actor, action=_ACTION, patient_id=patient_id, resource_type="Patient", resource_id=patient_id
+        )
+    disclosed: dict[str, list[tuple[str, str]]] = {}  # type -> (resource id, patient id) on this page
+    for entry in bundle.get("entry", []):
+        resource = entry["resource"]
+        disclosed.setdefault(str(resource["resourceType"]), []).append((str(resource["id"]), patient_id))
+    if not disclosed:
+        # An empty page is still on the trail (as an empty search is: one entry without a patient).
+        await audit_disclosed(ctx, actor, action=_ACTION, resource_type="Patient", patients=[])
+    for disclosed_type, rows in disclosed.items():
+        await audit_disclosed(
+            ctx,
+            actor,
+            action=_ACTION,
+            resource_type=disclosed_type,
+            patients=[patient for _resource_id, patient in rows],
+            rows=await _glass_rows(ctx, actor, disclosed_type, rows),
+        )
     return bundle

@@ -12,7 +12,15 @@ from fastapi.types import DecoratedCallable
 from inference.api._errors import FHIR_MEDIA_TYPE
 from inference.api._fhir import StrictHandling, negotiate_format
 from inference.api.deps import BaseUrl, ContextDep, QueryPairs, require
-from inference.services import Actor, audit_event_read, audit_event_search, capability, fhir_read, fhir_search
+from inference.services import (
+    Actor,
+    audit_event_read,
+    audit_event_search,
+    capability,
+    fhir_read,
+    fhir_search,
+    patient_everything,
+)
 
 # Every FHIR route serves JSON only: XML (``_format``, ``Accept``) answers 406 before anything else.
 router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiate_format)])
@@ -63,6 +71,55 @@ async def search_audit_events(
 ) -> FhirResponse:
     bundle = await audit_event_search(
         ctx=ctx, actor=actor, params=params, base_url=f"{base_url}/fhir", strict=strict
+    )
+    return FhirResponse(bundle)
+
+
+@_get(
+    "/Patient/{patient_id}/$everything",
+    "Patient $everything: the patient's record as a paged searchset Bundle, the Patient first (_type, "
+    "_since, start, end, _count, _offset); only what the per-type searches show the caller.",
+)
+async def everything(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    patient_id: ResourceId,
+    params: QueryPairs,
+    base_url: BaseUrl,
+    strict: StrictHandling,
+) -> FhirResponse:
+    bundle = await patient_everything(
+        ctx=ctx,
+        actor=actor,
+        resource_type="Patient",
+        patient_id=patient_id,
+        params=params,
+        base_url=f"{base_url}/fhir",
+        strict=strict,
+    )
+    return FhirResponse(bundle)
+
+
+# $everything on another type: a 400 OperationOutcome naming the one type that has it (404 for a type
+# not served), not the bare "no such route". Out of the OpenAPI document: it only ever refuses.
+@router.get(
+    "/{resource_type}/{resource_id}/$everything", response_class=FhirResponse, include_in_schema=False
+)
+async def everything_elsewhere(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    resource_type: ResourceType,
+    resource_id: ResourceId,
+    params: QueryPairs,
+    base_url: BaseUrl,
+) -> FhirResponse:
+    bundle = await patient_everything(
+        ctx=ctx,
+        actor=actor,
+        resource_type=resource_type,
+        patient_id=resource_id,
+        params=params,
+        base_url=f"{base_url}/fhir",
     )
     return FhirResponse(bundle)
 

@@ -1,17 +1,23 @@
-"""FHIR R4 views of the patient record: read, search (searchset Bundles), the CapabilityStatement, and
+"""FHIR R4 views of the patient record: read, search (searchset Bundles), Patient
+``$everything``, the CapabilityStatement, and
 the audit trail as AuditEvent resources."""
 
 from inference.record.fhir import _audit_event as audit_events
+from inference.record.fhir._capability import capability_statement
 from inference.record.fhir._codes import AI_ASSERTED, MODEL_SHA256_SYSTEM
-from inference.record.fhir._search import SEARCH_PARAMS, SUPPORTED_TYPES, capability_statement, read, search
+from inference.record.fhir._everything import TYPES as EVERYTHING_TYPES
+from inference.record.fhir._everything import everything
+from inference.record.fhir._search import SEARCH_PARAMS, SUPPORTED_TYPES, read, search
 
 __all__ = [
     "AI_ASSERTED",
+    "EVERYTHING_TYPES",
     "MODEL_SHA256_SYSTEM",
     "SEARCH_PARAMS",
     "SUPPORTED_TYPES",
     "audit_events",
     "capability_statement",
+    "everything",
     "read",
     "search",
 ]

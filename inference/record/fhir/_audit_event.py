@@ -7,7 +7,8 @@ Mapping (R4 AuditEvent, valid as R4B):
   dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
   to a destination, 110114 User Authentication for a sign-in or sign-out of the pages and a bearer token
   refused by the API, 110113 Security Alert for a DICOM node refused at association, 110112 Query for a
-  worklist or a FHIR search, 110106 Export for a training-set export);
+  worklist, a FHIR search or a page of Patient ``$everything`` (one entry per resource type it disclosed),
+  110106 Export for a training-set export);
   ``subtype``: our permission name (``urn:dxassist:action``), and for User Authentication its DICOM event
   type (110122 Login, 110123 Logout); ``action``: C, R, U or E.
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
@@ -74,8 +75,8 @@ _AUTHENTICATION: Final = frozenset({"ui:sign_in", "ui:sign_out", API_AUTHENTICAT
 """A person signing in or out of the pages, a refused bearer token: DICOM PS3.15 A.5.3.12 User
 Authentication, action E, with its event type Login (110122) or Logout (110123)."""
 _QUERIES: Final = frozenset({"worklist:read"})
-"""Lists of what matched (a worklist; FHIR searches too, :func:`_is_query`): DICOM PS3.15 A.5.3.10 Query,
-action E."""
+"""Lists of what matched (a worklist; FHIR searches and Patient ``$everything`` too, :func:`_is_query`):
+DICOM PS3.15 A.5.3.10 Query, action E."""
 _SEARCHED: Final = "fhir:read"
 EXPORT: Final = "export:training-set"
 """Labelled model inputs written out of the system (``dxassist export-training-set``): DICOM PS3.15 A.5.3.4

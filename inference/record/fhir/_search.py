@@ -23,8 +23,7 @@ from inference.record._models import (
     normalise_issuer,
 )
 from inference.record._scope import Scope, visible
-from inference.record._types import as_utc, iso, utcnow
-from inference.record.fhir import _audit_event
+from inference.record._types import as_utc
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
@@ -192,7 +191,7 @@ def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     return query
 
 
-def _results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
+def results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
     query = select(Result).options(*_RESULT_LOAD).order_by(Result.created_at, Result.id)
     if kind is not None:
         query = query.where(Result.kind == kind)
@@ -201,6 +200,12 @@ def _results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
     if "patient" in params:
         query = query.where(Result.patient_id == _patient_id(params["patient"]))
     return query
+
+
+def scoped_query(scope: Scope | None, query: Select[Any], owner: Any, patient: Any) -> Select[Any]:
+    """``query`` restricted to the rows the caller may read (``scope``; None: unrestricted), the rows'
+    owning facility being ``owner`` (None for a patient-level row) and their patient ``patient``."""
+    return query if scope is None else query.where(visible(scope, owner=owner, patient=patient))
 
 
 def _sql_matches(
@@ -222,10 +227,7 @@ def _matches(
     count: int,
 ) -> tuple[int, list[Builder]]:
     """``(total, builders of one page)``; the caller's scope is part of every query."""
-
-    def scoped(query: Select[Any], owner: Any, patient: Any) -> Select[Any]:
-        return query if scope is None else query.where(visible(scope, owner=owner, patient=patient))
-
+    scoped = partial(scoped_query, scope)
     if resource_type == "Patient":
         query = scoped(_patient_query(params), None, Patient.id)
         return _sql_matches(session, query, r.patient, offset, count)
@@ -250,7 +252,7 @@ def _matches(
             "RiskAssessment": r.risk_assessment,
             "Provenance": r.provenance,
         }[resource_type]
-        query = scoped(_results_query(params, kind), Result.facility, Result.patient_id)
+        query = scoped(results_query(params, kind), Result.facility, Result.patient_id)
         return _sql_matches(session, query, build, offset, count)
     # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
     # observations per result: the scoped results are expanded here (the scope is still in the query).
@@ -260,7 +262,7 @@ def _matches(
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
     wanted = params.get("_id")
-    query = scoped(_results_query(id_filter, None), Result.facility, Result.patient_id)
+    query = scoped(results_query(id_filter, None), Result.facility, Result.patient_id)
     if wanted is not None:
         # A finding's Observation id is the finding's id; a vital sign's, its vitals row's id and a suffix.
         query = query.where(
@@ -274,7 +276,7 @@ def _matches(
     total = 0
     page: list[Builder] = []
     for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
-        if when is not None and not when(_observed(result)):
+        if when is not None and not when(observed(result)):
             continue
         builders: list[Builder] = []
         if result.kind == "imaging" and category in (None, "imaging"):
@@ -343,7 +345,7 @@ def _before(bound: datetime, moment: datetime, *, inclusive: bool = False) -> bo
     return moment <= bound if inclusive else moment < bound
 
 
-def _observed(result: Result) -> datetime:
+def observed(result: Result) -> datetime:
     """The instant an Observation of ``result`` is about: the vital signs' time, the study date, or filing."""
     if result.kind == "triage" and result.vitals is not None:
         return result.vitals.observed_at
@@ -355,7 +357,7 @@ def _observed(result: Result) -> datetime:
     return result.created_at
 
 
-def _int_param(params: Mapping[str, str], name: str, default: int, high: int) -> int:
+def int_param(params: Mapping[str, str], name: str, default: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
@@ -398,61 +400,11 @@ def search(
     if dates:
         joined["date"] = DATE_SEPARATOR.join(dates)
     params = joined
-    count = _int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
-    offset = _int_param(params, "_offset", 0, 10**9)
+    count = int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
+    offset = int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")
     total, builders = _matches(session, resource_type, params, scope, offset, count)
     page = [build() for build in builders]
     # The self link shows what was applied (FHIR R4 search 3.1.1.3.2): ignored parameters are left out.
     query = [(k, v) for k, v in kept if k != "_format"]
     return r.searchset(base, resource_type, query, page, total=total, offset=offset, count=count)
-
-
-def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
-    """The server's R4 CapabilityStatement: read and search-type for every served type, JSON only."""
-    base = base_url.rstrip("/")
-    resources = []
-    for resource_type, params in SEARCH_PARAMS.items():
-        resources.append(
-            {
-                "type": resource_type,
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": [
-                    {"name": name, "type": kind, "documentation": doc} for name, (kind, doc) in params.items()
-                ]
-                + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
-            }
-        )
-    # The audit trail is served too, to auditors only (permission audit:read).
-    resources.append(_audit_event.capability_resource())
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": iso(utcnow()),
-        "publisher": "dxassist",
-        "kind": "instance",
-        "software": {"name": "dxassist", "version": software_version},
-        "implementation": {"description": "dxassist patient record (AI diagnostic assist)", "url": base},
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "rest": [
-            {
-                "mode": "server",
-                "documentation": "Read-only views of AI results; every route takes a bearer token. Search "
-                "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
-                "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
-                "formats answer 406.",
-                "security": {
-                    "service": [
-                        c.concept(
-                            "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                            "OAuth",
-                            "OAuth",
-                        )
-                    ],
-                    "description": "Authorization: Bearer <token> issued by dxassist.",
-                },
-                "resource": resources,
-            }
-        ],
-    }

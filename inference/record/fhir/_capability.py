@@ -1,0 +1,63 @@
+"""The server's R4 CapabilityStatement: what the FHIR views serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.record._types import iso, utcnow
+from inference.record.fhir import _audit_event, _everything
+from inference.record.fhir import _codes as c
+from inference.record.fhir._search import MAX_COUNT, SEARCH_PARAMS
+
+
+def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
+    """The server's R4 CapabilityStatement: read and search-type for every served type, Patient
+    ``$everything``, JSON only."""
+    base = base_url.rstrip("/")
+    resources: list[dict[str, Any]] = []
+    for resource_type, params in SEARCH_PARAMS.items():
+        resource: dict[str, Any] = {
+            "type": resource_type,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": name, "type": kind, "documentation": doc} for name, (kind, doc) in params.items()
+            ]
+            + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
+        }
+        if resource_type == "Patient":
+            # Patient $everything: the patient's record in one paged Bundle.
+            resource["operation"] = [_everything.capability_operation()]
+        resources.append(resource)
+    # The audit trail is served too, to auditors only (permission audit:read).
+    resources.append(_audit_event.capability_resource())
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": iso(utcnow()),
+        "publisher": "dxassist",
+        "kind": "instance",
+        "software": {"name": "dxassist", "version": software_version},
+        "implementation": {"description": "dxassist patient record (AI diagnostic assist)", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "Read-only views of AI results; every route takes a bearer token. Search "
+                "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
+                "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
+                "formats answer 406.",
+                "security": {
+                    "service": [
+                        c.concept(
+                            "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                            "OAuth",
+                            "OAuth",
+                        )
+                    ],
+                    "description": "Authorization: Bearer <token> issued by dxassist.",
+                },
+                "resource": resources,
+            }
+        ],
+    }

@@ -1,0 +1,265 @@
+"""Patient ``$everything`` (FHIR R4 Patient operation): one patient's record as one paged searchset Bundle.
+
+The Bundle holds what the per-type searches with ``patient={id}`` (``_id={id}`` for the Patient) return to
+the same caller, through the same scoped queries, in this order: the Patient, its ImagingStudies,
+DiagnosticReports, RiskAssessments, Observations, Provenances. Devices are about no patient: they are
+left out (every reader reads them by the reference the reports and assessments carry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from inference.record._errors import InvalidSearch
+from inference.record._models import Patient, Result, Study
+from inference.record._scope import Scope
+from inference.record._types import as_utc, fhir_date
+from inference.record.fhir import _resources as r
+from inference.record.fhir._audit_event import _DATE, _day_bounds
+from inference.record.fhir._params import applied
+from inference.record.fhir._search import (
+    DEFAULT_COUNT,
+    MAX_COUNT,
+    int_param,
+    observed,
+    results_query,
+    scoped_query,
+)
+
+TYPES: Final[tuple[str, ...]] = (
+    "Patient",
+    "ImagingStudy",
+    "DiagnosticReport",
+    "RiskAssessment",
+    "Observation",
+    "Provenance",
+)
+"""The types of a patient's record, in the order the Bundle gives them."""
+PARAMS: Final[dict[str, tuple[str, str]]] = {
+    # name -> (FHIR type, what it does)
+    "_type": ("string", f"Comma-separated resource types to include, of {', '.join(TYPES)}"),
+    "_since": (
+        "instant",
+        "Only resources the record filed at or after this instant (the record keeps when it filed each "
+        "row, not later changes)",
+    ),
+    "start": (
+        "date",
+        "Only resources whose clinical date is on or after this day (the Patient has none: always kept)",
+    ),
+    "end": (
+        "date",
+        "Only resources whose clinical date is on or before this day (the Patient has none: always kept)",
+    ),
+    "_count": ("integer", f"Page size, at most {MAX_COUNT}"),
+}
+_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format"})
+_RESULT_KIND: Final[dict[str, str | None]] = {
+    "DiagnosticReport": "imaging",
+    "RiskAssessment": "triage",
+    "Observation": None,
+    "Provenance": None,
+}
+
+Builder = Callable[[], dict[str, Any]]
+Keep = Callable[[datetime, datetime | None], bool]
+"""Whether a row is in: (when the record filed it, its clinical date or None)."""
+
+
+def _types(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return TYPES
+    wanted = {name.strip() for name in value.split(",")}
+    unknown = sorted(repr(name[:64]) for name in wanted - set(TYPES))
+    if unknown:
+        raise InvalidSearch(
+            f"Parameter _type names type(s) that are not part of a patient's record here: "
+            f"{', '.join(unknown)}; accepted are {', '.join(TYPES)} (comma-separated)."
+        )
+    return tuple(name for name in TYPES if name in wanted)
+
+
+def _since(value: str) -> datetime:
+    match = _DATE.match(value)
+    if match is None or match["prefix"] or "T" not in value:
+        raise InvalidSearch(
+            "Parameter _since takes an instant with a time zone (e.g. 2026-11-20T07:00:00Z), "
+            "without a prefix."
+        )
+    return _bounds("_since", match["value"])[0]
+
+
+def _day(name: str, value: str) -> tuple[datetime, datetime]:
+    match = _DATE.match(value)
+    if match is None or match["prefix"]:
+        raise InvalidSearch(
+            f"Parameter {name} takes a date (YYYY-MM-DD) or a dateTime with a time zone, without a prefix."
+        )
+    return _bounds(name, match["value"])
+
+
+def _bounds(name: str, value: str) -> tuple[datetime, datetime]:
+    try:
+        return _day_bounds(value)
+    except InvalidSearch as e:
+        raise InvalidSearch(
+            f"Parameter {name} must be a valid date (YYYY-MM-DD) or dateTime, years 1 to 9999 in UTC."
+        ) from e
+
+
+def _keep(params: Mapping[str, str]) -> Keep:
+    """The row filter of ``_since``, ``start`` and ``end`` (all of them; each optional).
+
+    Raises:
+        InvalidSearch: A malformed value.
+    """
+    since = _since(params["_since"]) if "_since" in params else None
+    start = _day("start", params["start"])[0] if "start" in params else None
+    # A day ends at midnight after it; a dateTime is its own end (inclusive).
+    end = _day("end", params["end"]) if "end" in params else None
+
+    def keep(filed: datetime, clinical: datetime | None) -> bool:
+        if since is not None and as_utc(filed) < since:
+            return False
+        if clinical is None:
+            return True
+        moment = as_utc(clinical)
+        if start is not None and moment < start:
+            return False
+        if end is not None:
+            low, high = end
+            return moment <= low if low == high else moment < high
+        return True
+
+    return keep
+
+
+def _study_date(study: Study) -> datetime:
+    """An ImagingStudy's clinical date: the study date (``started``), else when the record filed it."""
+    day = fhir_date(study.study_date)
+    if day is None:
+        return study.created
+    return _day_bounds(day)[0]
+
+
+def _builders(
+    session: Session, patient_id: str, resource_type: str, scope: Scope | None, keep: Keep
+) -> Iterator[Builder]:
+    """The resources of one type about the patient that the caller may read and ``keep`` admits, in the
+    order of that type's search (the same scoped queries)."""
+    if resource_type == "Patient":
+        query = scoped_query(scope, select(Patient).where(Patient.id == patient_id), None, Patient.id)
+        for patient in session.scalars(query):
+            if keep(patient.created, None):
+                yield partial(r.patient, patient)
+        return
+    if resource_type == "ImagingStudy":
+        studies = (
+            select(Study)
+            .options(selectinload(Study.instances))
+            .where(Study.patient_id == patient_id)
+            .order_by(Study.created, Study.id)
+        )
+        for study in session.scalars(scoped_query(scope, studies, Study.facility, Study.patient_id)):
+            if keep(study.created, _study_date(study)):
+                yield partial(r.imaging_study, study)
+        return
+    query = scoped_query(
+        scope,
+        results_query({"patient": patient_id}, _RESULT_KIND[resource_type]),
+        Result.facility,
+        Result.patient_id,
+    )
+    for result in session.scalars(query):
+        # A result's resources share its clinical date: the one an Observation search's ``date`` uses.
+        if not keep(result.created_at, observed(result)):
+            continue
+        if resource_type == "DiagnosticReport":
+            yield partial(r.diagnostic_report, result)
+        elif resource_type == "RiskAssessment":
+            yield partial(r.risk_assessment, result)
+        elif resource_type == "Provenance":
+            yield partial(r.provenance, result)
+        elif result.kind == "imaging":
+            yield from (partial(r.finding_observation, result, finding) for finding in result.findings)
+        elif result.vitals is not None:
+            yield from (partial(dict, obs) for obs in r.vital_observations(result.vitals))
+
+
+def reachable(session: Session, patient_id: str, scope: Scope | None) -> bool:
+    """Whether the caller may read anything of the patient (the Patient or one of its rows), whatever the
+    operation's filters: a caller that may read nothing is refused as a read of the Patient is."""
+    checks = (
+        scoped_query(scope, select(Patient.id).where(Patient.id == patient_id), None, Patient.id),
+        scoped_query(
+            scope, select(Study.id).where(Study.patient_id == patient_id), Study.facility, Study.patient_id
+        ),
+        scoped_query(
+            scope,
+            select(Result.id).where(Result.patient_id == patient_id),
+            Result.facility,
+            Result.patient_id,
+        ),
+    )
+    return any(session.execute(check.limit(1)).first() is not None for check in checks)
+
+
+def everything(
+    session: Session,
+    patient_id: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+    scope: Scope | None = None,
+    *,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """A ``searchset`` Bundle of one page of the patient's record (``total``: every match the caller may
+    read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``.
+
+    Unsupported parameters are ignored and left out of the links unless ``strict``.
+
+    Raises:
+        InvalidSearch: An unsupported parameter when ``strict``, a repeated one, a malformed value, a
+            ``_type`` naming a type outside the patient's record.
+    """
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    kept = applied("Patient/$everything", pairs, _APPLIED, strict=strict, repeatable=frozenset())
+    values = dict(kept)
+    types = _types(values.get("_type"))
+    keep = _keep(values)
+    count = int_param(values, "_count", DEFAULT_COUNT, MAX_COUNT)
+    offset = int_param(values, "_offset", 0, 10**9)
+    total = 0
+    page: list[Builder] = []
+    for resource_type in types:
+        for build in _builders(session, patient_id, resource_type, scope, keep):
+            if offset <= total < offset + count:
+                page.append(build)
+            total += 1
+    query = [(k, v) for k, v in kept if k != "_format"]
+    base = base_url.rstrip("/")
+    return r.searchset(
+        base,
+        f"Patient/{patient_id}/$everything",
+        query,
+        [build() for build in page],
+        total=total,
+        offset=offset,
+        count=count,
+    )
+
+
+def capability_operation() -> dict[str, Any]:
+    """The CapabilityStatement's declaration of the operation (on the Patient resource)."""
+    documentation = "; ".join(f"{name}: {doc}" for name, (_kind, doc) in PARAMS.items())
+    return {
+        "name": "everything",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        "documentation": f"GET only. {documentation}; _offset pages (the next link gives it).",
+    }
