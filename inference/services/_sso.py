@@ -11,6 +11,7 @@ is kept. No token or claim value is ever logged or shown.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -45,6 +46,9 @@ _DISCOVERY_SECONDS: Final = 3600.0
 _JWKS_SECONDS: Final = 600.0
 _MIN_REFETCH_SECONDS: Final = 10.0
 _TIMEOUT: Final = 10.0
+# httpx's timeout bounds each read, not the answer: a provider trickling its answer a byte at a time
+# would hold the request (and the reader's browser) for ever. The whole exchange has this long.
+_DEADLINE: Final = 30.0
 _MAX_BYTES: Final = 1 << 20
 # Clocks of the provider and this server drift a little; more would widen a stolen token's window.
 _LEEWAY_SECONDS: Final = 60
@@ -120,12 +124,12 @@ def _verify(settings: Settings) -> ssl.SSLContext | bool:
 
 
 async def _read(response: httpx.Response) -> bytes:
-    body = b""
+    body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
         if len(body) > _MAX_BYTES:
             raise ValueError("the answer is too large")
-    return body
+    return bytes(body)
 
 
 async def _get_json(settings: Settings, url: str, what: str) -> dict[str, Any]:
@@ -133,6 +137,7 @@ async def _get_json(settings: Settings, url: str, what: str) -> dict[str, Any]:
 
     try:
         async with (
+            asyncio.timeout(_DEADLINE),
             httpx.AsyncClient(verify=_verify(settings), timeout=_TIMEOUT) as client,
             client.stream("GET", url, headers={"Accept": "application/json"}) as response,
         ):
@@ -237,6 +242,7 @@ async def _exchange(
         form["client_secret"] = secret.get_secret_value()
     try:
         async with (
+            asyncio.timeout(_DEADLINE),
             httpx.AsyncClient(verify=_verify(settings), timeout=_TIMEOUT) as client,
             client.stream("POST", provider.token_endpoint, data=form, headers=headers) as response,
         ):
