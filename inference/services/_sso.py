@@ -336,8 +336,10 @@ async def _claims(settings: Settings, provider: _Provider, id_token: str, *, non
     except IdTokenInvalid as e:
         raise _refused(e.message) from e
     audience = claims["aud"]
-    # OpenID Connect Core 3.1.3.7: with several audiences, the authorized party must be this client.
-    if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != client_id:
+    # OpenID Connect Core 3.1.3.7: with several audiences, the authorized party must be this client; an
+    # authorized party named at all must be this client (a token another client obtained for us).
+    several = isinstance(audience, list) and len(audience) > 1
+    if (several or "azp" in claims) and claims.get("azp") != client_id:
         raise _refused("the ID token is meant for another party")
     sent = claims.get("nonce")
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):

@@ -264,10 +264,11 @@ def test_an_id_token_with_another_nonce_is_refused(
     [
         {"aud": OTHER_CLIENT_ID},
         {"aud": [OTHER_CLIENT_ID, CLIENT_ID]},  # several audiences, and we are not the authorized party
+        {"azp": OTHER_CLIENT_ID},  # for us, but obtained by another client (OIDC Core 3.1.3.7 step 5)
         {"iss": "https://impostor.example"},
         {"exp": int(time.time()) - 3600},
     ],
-    ids=["audience", "audiences-without-azp", "issuer", "expired"],
+    ids=["audience", "audiences-without-azp", "azp-of-another-client", "issuer", "expired"],
 )
 def test_an_id_token_for_another_audience_issuer_or_time_is_refused(
     browser_session: TestClient, provider: Provider, env: Env, claims: dict[str, Any]
