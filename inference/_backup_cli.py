@@ -85,20 +85,37 @@ def _copy_file(source: Path, target: Path) -> bool:
     return True
 
 
-def _copy_tree(source: Path, target: Path, *, skip: frozenset[Path] = frozenset()) -> int:
+def _copy_tree(
+    source: Path, target: Path, *, skip: frozenset[Path] = frozenset(), unfollowed: list[Path] | None = None
+) -> int:
     """Copy the regular files under ``source`` (dot-named temporary and lock files, and the folders
-    ``skip`` names, left out)."""
+    ``skip`` names, left out).
+
+    A symbolic link to a file inside ``source`` is copied as the file it names: a Kubernetes Secret or
+    ConfigMap mounted as a folder (``keys/``) is made of such links into its own dot-named folder. A link
+    that leads out of ``source``, or to no file, is not followed; its place in the backup is added to
+    ``unfollowed``.
+    """
     copied = 0
     if not source.is_dir():
         return 0
+    root = source.resolve()
     for folder, subfolders, files in os.walk(source):
         here = Path(folder)
         subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and here / d not in skip)
         for name in sorted(files):
             path = here / name
-            if name.startswith(".") or path.is_symlink() or not path.is_file():
+            if name.startswith("."):
                 continue
-            copied += _copy_file(path, target / path.relative_to(source))
+            if path.is_symlink():
+                named = path.resolve()
+                if not named.is_relative_to(root) or not named.is_file():
+                    if unfollowed is not None:
+                        unfollowed.append(target / path.relative_to(source))
+                    continue
+                copied += _copy_file(named, target / path.relative_to(source))
+            elif path.is_file():
+                copied += _copy_file(path, target / path.relative_to(source))
     return copied
 
 
@@ -382,17 +399,25 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
         if place != DIMSE_SPOOL_COPY
         else frozenset()
     )
+    unfollowed: list[Path] = []
     for name in _HOME_TREES:
-        _copy_tree(home / name, partial / name, skip=spool_folders)
+        _copy_tree(home / name, partial / name, skip=spool_folders, unfollowed=unfollowed)
     for name in _SPOOL_TREES:
-        _copy_tree(settings.listener_spool / name, partial / place / name)
+        _copy_tree(settings.listener_spool / name, partial / place / name, unfollowed=unfollowed)
     if place == DIMSE_SPOOL_COPY:
         plan.notes.append(
             "The DIMSE spool is outside DXASSIST_HOME: its incoming/ and dead-letter/ are in "
             f"{DIMSE_SPOOL_COPY}/."
         )
     if logs:
-        _copy_tree(settings.log_dir, partial / "logs")
+        _copy_tree(settings.log_dir, partial / "logs", unfollowed=unfollowed)
+    if unfollowed:
+        shown = ", ".join(path.relative_to(partial).as_posix() for path in unfollowed[:10])
+        more = f" and {len(unfollowed) - 10} more" if len(unfollowed) > 10 else ""
+        plan.notes.append(
+            f"{len(unfollowed)} symbolic link(s) leading out of their folder (or to no file) were not "
+            f"followed and are NOT in this backup: {shown}{more}."
+        )
     _anchor_part(partial, anchor_bytes, plan)
     files = _inventory(partial)
     manifest = {

@@ -356,3 +356,34 @@ def test_a_manifest_of_the_wrong_shape_is_refused_in_one_line(
     assert restored.returncode == 1, restored.stdout + restored.stderr
     assert "restore refused" in restored.stdout and "Traceback" not in restored.stderr
     assert not (tmp_path / "home").exists()
+
+
+def test_links_into_a_mounted_secret_are_copied_and_links_out_of_the_home_are_not(tmp_path: Path) -> None:
+    # ``keys/`` as Kubernetes mounts a Secret (docs/deployment.md): every key a link into ``..data``, itself
+    # a link to the current dot-named version folder.
+    home = tmp_path / "home"
+    version = home / "keys" / "..2026_12_04_08_00_00.000000001"
+    version.mkdir(parents=True)
+    (version / "deid-secret.bin").write_bytes(b"the de-identification secret")
+    (home / "keys" / "..data").symlink_to(version.name)
+    (home / "keys" / "deid-secret.bin").symlink_to("..data/deid-secret.bin")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"a file of the host, not of the installation")
+    (home / "keys" / "host-file").symlink_to(outside)
+    (home / "models").mkdir()
+    (home / "models" / "escape.onnx").symlink_to("../../outside.txt")
+    dest = tmp_path / "backup"
+    done = _dxassist(home, "backup", "create", str(dest))
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = _manifest(dest)["files"]
+    assert "keys/deid-secret.bin" in files
+    assert not any("outside" in rel or rel in ("keys/host-file", "models/escape.onnx") for rel in files)
+    assert "keys/host-file" in done.stdout and "models/escape.onnx" in done.stdout
+    assert "NOT in this backup" in done.stdout
+    restored = tmp_path / "restored"
+    done = _dxassist(home, "backup", "restore", str(dest), str(restored))
+    assert done.returncode == 0, done.stdout + done.stderr
+    secret = restored / "keys" / "deid-secret.bin"
+    assert secret.read_bytes() == b"the de-identification secret" and not secret.is_symlink()
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert not (restored / "keys" / "host-file").exists()
