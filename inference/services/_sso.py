@@ -109,11 +109,14 @@ _providers: dict[str, tuple[float, _Provider]] = {}
 _keys: dict[str, _Keys] = {}
 
 
-def _check_url(url: object, what: str) -> str:
+def _check_url(url: object, what: str, *, issuer: str) -> str:
     if not isinstance(url, str):
         raise SsoUnavailable(f"The identity provider's discovery document has no {what}.")
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+    # Plain http only beside an issuer that is plain http on the loopback itself (a test provider): an
+    # https provider naming an http endpoint would have the code and the client secret cross in clear.
+    plain = urlsplit(issuer).scheme == "http" and parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if parts.scheme == "https" or plain:
         return url
     raise SsoUnavailable(f"The identity provider's {what} is not an https URL.")
 
@@ -168,9 +171,11 @@ async def _provider(settings: Settings) -> _Provider:
     algorithms = document.get("id_token_signing_alg_values_supported", ["RS256"])
     provider = _Provider(
         issuer=issuer,
-        authorization_endpoint=_check_url(document.get("authorization_endpoint"), "authorization endpoint"),
-        token_endpoint=_check_url(document.get("token_endpoint"), "token endpoint"),
-        jwks_uri=_check_url(document.get("jwks_uri"), "key set (jwks_uri)"),
+        authorization_endpoint=_check_url(
+            document.get("authorization_endpoint"), "authorization endpoint", issuer=issuer
+        ),
+        token_endpoint=_check_url(document.get("token_endpoint"), "token endpoint", issuer=issuer),
+        jwks_uri=_check_url(document.get("jwks_uri"), "key set (jwks_uri)", issuer=issuer),
         auth_methods=tuple(m for m in methods if isinstance(m, str)) if isinstance(methods, list) else (),
         algorithms=frozenset(a for a in algorithms if a in _ALGORITHMS) if isinstance(algorithms, list)
         else frozenset(),

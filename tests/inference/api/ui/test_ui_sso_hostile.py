@@ -1,5 +1,6 @@
 """Single sign-on against a provider that misbehaves on the wire: one that trickles its answer a byte at a
-time must not hold the reader's request (and a worker of the server) for as long as it likes.
+time must not hold the reader's request (and a worker of the server) for as long as it likes, and an https
+provider naming a plain http endpoint is not used.
 
 The provider is a plain socket server on loopback that answers the discovery document at once and then,
 at the endpoint under test, sends headers and a body one space at a time.
@@ -13,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from _api_env import make_settings  # noqa: I001  (the API tests' helpers, on the path through _ui_live)
@@ -115,3 +118,48 @@ def test_a_provider_trickling_its_answer_is_given_up_on_with_a_clear_page(
             assert 'name="username"' in answer.text  # the password sign-in stays at hand
         assert trickler.finished.wait(60), "the provider never finished its answer"
         assert trickler.dropped.is_set(), "the server waited for the provider's whole trickled answer"
+
+
+def test_an_https_provider_naming_a_plain_http_endpoint_is_not_used(env: Env, tmp_path: Path) -> None:
+    """The client secret and the code would cross in clear to whatever listens there."""
+    from _certificates import certificates, serve_tls
+
+    tls = certificates(tmp_path)
+    plain_port = free_port()
+    issuer = f"https://127.0.0.1:{free_port()}"
+    document = json.dumps(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorization",
+            "token_endpoint": f"http://127.0.0.1:{plain_port}/token",
+            "jwks_uri": f"{issuer}/jwks",
+        }
+    ).encode()
+
+    class Discovery(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's signature
+            pass
+
+    server = HTTPServer(("127.0.0.1", int(issuer.rsplit(":", 1)[1])), Discovery)
+    serve_tls(server, tls["server_cert"], tls["server_key"])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = make_settings(
+            env.home, ui_oidc_issuer=issuer, ui_oidc_client_id=CLIENT_ID, ui_oidc_cafile=tls["ca"]
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            start = client.get("/ui/sso/start", follow_redirects=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+    assert start.status_code == 503, start.headers.get("location")
+    assert "identity provider does not answer" in start.text
