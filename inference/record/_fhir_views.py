@@ -52,18 +52,20 @@ class FhirViews:
         base_url: str,
         scope: _scope.Scope | None = None,
         strict: bool = False,
-    ) -> tuple[dict[str, Any], bool]:
-        """Patient ``$everything``: ``(searchset Bundle of one page, whether the caller may read anything of
-        the patient at all)``, in one session. With ``scope``, only what the per-type searches would show
-        the caller is matched (the same scoped queries).
+    ) -> dict[str, Any] | None:
+        """Patient ``$everything``: the searchset Bundle of one page, in one session; None when the caller
+        may read nothing of the patient at all (checked first: such a caller learns nothing of the
+        parameters either, and is refused as a read of the Patient is). With ``scope``, only what the
+        per-type searches would show the caller is matched (the same scoped queries).
 
         Raises:
             InvalidSearch: an unsupported parameter when ``strict``, a repeated one, a malformed value, a
                 ``_type`` outside the patient's record.
         """
         with self._db.sessions() as session:
-            bundle = _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
-            return bundle, _everything.reachable(session, patient_id, scope)
+            if not _everything.reachable(session, patient_id, scope):
+                return None
+            return _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
 
     def owner(self, *, resource_type: str, resource_id: str) -> tuple[str | None, str | None, bool] | None:
         """``(patient id, owning facility, patient-level)`` of a FHIR resource; None when absent.

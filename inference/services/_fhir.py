@@ -8,7 +8,7 @@ from typing import Any
 from inference import __version__
 from inference.record import InvalidSearch, NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
-from inference.security import scope_for
+from inference.security import Forbidden, scope_for
 from inference.services._access import (
     Disclosed,
     audit,
@@ -229,26 +229,43 @@ async def patient_everything(
             resource_id=patient_id,
         )
         raise NotFound("No Patient has this id.")
-    bundle, reachable = await db(
-        ctx.record.fhir.everything,
-        patient_id=patient_id,
-        params=params,
-        base_url=base_url,
-        scope=scope_for(actor.principal),
-        strict=strict,
-    )
-    if not reachable:
-        # Refused (and audited ``denied``) exactly as a read of the Patient would be.
+
+    async def read() -> dict[str, Any] | None:
+        return await db(
+            ctx.record.fhir.everything,
+            patient_id=patient_id,
+            params=params,
+            base_url=base_url,
+            scope=scope_for(actor.principal),
+            strict=strict,
+        )
+
+    bundle = await read()
+    if bundle is None:
+        # Refused (and audited ``denied``) exactly as a read of the Patient would be, whatever the
+        # parameters (a malformed one is no way around the refusal and its entry on the trail).
         await authorise_patient(
             ctx, actor, action=_ACTION, patient_id=patient_id, resource_type="Patient", resource_id=patient_id
         )
+        bundle = await read()  # a ground (a grant) opened between the two checks
+        if bundle is None:
+            raise Forbidden("You may read nothing of this patient.")
     disclosed: dict[str, list[tuple[str, str]]] = {}  # type -> (resource id, patient id) on this page
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
         disclosed.setdefault(str(resource["resourceType"]), []).append((str(resource["id"]), patient_id))
     if not disclosed:
-        # An empty page is still on the trail (as an empty search is: one entry without a patient).
-        await audit_disclosed(ctx, actor, action=_ACTION, resource_type="Patient", patients=[])
+        # An empty page still tells the caller about this patient (its total; that nothing matched the
+        # filters): on the trail under the patient, ``break_glass`` where the grant is the only ground.
+        granted = await under_grant(ctx, actor, [patient_id])
+        await audit_disclosed(
+            ctx,
+            actor,
+            action=_ACTION,
+            resource_type="Patient",
+            patients=[patient_id],
+            rows=[Disclosed(patient_id=patient_id, owner=None, patient_level=True)] if granted else [],
+        )
     for disclosed_type, rows in disclosed.items():
         await audit_disclosed(
             ctx,
