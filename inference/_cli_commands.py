@@ -287,20 +287,32 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
     return 0
 
 
+def _audit_account(record: Record, *, action: str, username: str) -> None:
+    """The audit entry of an account change by the administrator at this terminal."""
+    record.audit.append(
+        subject=f"cli:{getpass.getuser()}", role="admin", facility=None, action=action,
+        resource_type="Account", resource_id=username, patient_id=None, outcome="success", client=None,
+    )  # fmt: skip
+
+
 def user_command(
     settings: Settings, args: Any, *, stdin: TextIO | None = None, stream: TextIO | None = None
 ) -> int:
-    """``dxassist user add|list|disable``: local accounts of the web pages.
+    """``dxassist user add|list|disable|sso-unbind``: local accounts of the web pages.
+
+    ``add --sso-subject`` binds the account to the provider's subject up front and ``sso-unbind`` forgets
+    the binding; both are audited (``user:sso_bind``, ``user:sso_unbind``).
 
     Returns:
-        0, or 1 when the account exists already (add) or does not exist (disable).
+        0, or 1 when the account exists already or another is bound to the subject (add), or it does not
+        exist (disable, sso-unbind).
 
     Raises:
-        ValueError: A bad username, role or password (the CLI exits 2 with the message).
+        ValueError: A bad username, role, password or subject (the CLI exits 2 with the message).
     """
     from inference.cli import format_table
     from inference.record import Conflict, NotFound, Record
-    from inference.services import add_user, disable_user, list_users
+    from inference.services import add_user, disable_user, list_users, unbind_user
 
     out = stream if stream is not None else sys.stdout
     record = Record(settings.record_url)
@@ -309,22 +321,43 @@ def user_command(
         if args.user_command == "add":
             source = stdin if stdin is not None else sys.stdin
             sso_only = getattr(args, "sso_only", False)
+            subject = getattr(args, "sso_subject", None)
             password = None if sso_only else _read_password(source, from_stdin=args.password_stdin)
             try:
                 add_user(
-                    record, username=args.username, password=password, role=args.role, facility=args.facility
-                )
+                    record, username=args.username, password=password, role=args.role, facility=args.facility,
+                    sso_issuer=settings.ui.ui_oidc_issuer, sso_subject=subject,
+                )  # fmt: skip
             except Conflict as e:
                 sys.stderr.write(f"dxassist: {e}\n")
                 return 1
-            out.write(f"account {args.username} added (role {args.role}, facility {args.facility or '-'})\n")
+            if subject is not None:
+                _audit_account(record, action="user:sso_bind", username=args.username)
+            bound = "; bound to its identity-provider subject" if subject is not None else ""
+            out.write(
+                f"account {args.username} added (role {args.role}, facility {args.facility or '-'}){bound}\n"
+            )
         elif args.user_command == "list":
             rows = [
                 [u["username"], u["role"], u["facility"] or "-", u["state"],
+                 "sso only" if u["sso_only"] else "password or sso",
+                 "bound" if u["sso_bound"] else "-",
                  u["last_sign_in"].strftime("%Y-%m-%d %H:%M") if u["last_sign_in"] else "-"]
                 for u in list_users(record)
             ]  # fmt: skip
-            out.write(format_table(["username", "role", "facility", "state", "last sign-in"], rows) + "\n")
+            header = ["username", "role", "facility", "state", "sign-in", "sso subject", "last sign-in"]
+            out.write(format_table(header, rows) + "\n")
+        elif args.user_command == "sso-unbind":
+            try:
+                was = unbind_user(record, username=args.username)
+            except NotFound as e:
+                sys.stderr.write(f"dxassist: {e}\n")
+                return 1
+            if not was:
+                out.write(f"account {args.username} was not bound; nothing changed\n")
+                return 0
+            _audit_account(record, action="user:sso_unbind", username=args.username)
+            out.write(f"account {args.username} unbound; its next single sign-on binds it again\n")
         else:
             try:
                 disable_user(record, username=args.username)

@@ -943,10 +943,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--sso-only", action="store_true",
         help="no password: the account signs in through the identity provider only (DXASSIST_UI_OIDC_ISSUER)",
     )  # fmt: skip
+    p.add_argument(
+        "--sso-subject", default=None, metavar="SUB",
+        help="bind the account to this subject (sub) of the identity provider from the start (otherwise "
+        "its first single sign-on binds it)",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_user)
     p = usub.add_parser("list", help="every account with its role, facility and state")
     p.set_defaults(handler=_cmd_user)
     p = usub.add_parser("disable", help="disable an account and end its sessions")
+    p.add_argument("username")
+    p.set_defaults(handler=_cmd_user)
+    p = usub.add_parser(
+        "sso-unbind",
+        help="forget the identity-provider subject an account is bound to (its next single sign-on binds "
+        "it again)",
+    )
     p.add_argument("username")
     p.set_defaults(handler=_cmd_user)
     return parser

@@ -130,11 +130,22 @@ class Provider:
     consent: bool = False
     token_requests: int = 0
 
-    def sign_in_as(self, username: str, *, name: str = "Dr Test") -> None:
-        """The next authorization requests are approved as ``username`` (its ``preferred_username`` too)."""
-        self.server.context.userinfo.db[username] = {"preferred_username": username, "name": name}
-        self.user = username
-        self.server.context.authn_broker.get_method_by_id("auto").user = username
+    def sign_in_as(self, username: str, *, name: str = "Dr Test", person: str | None = None) -> None:
+        """The next authorization requests are approved as ``username`` (its ``preferred_username`` too).
+
+        ``person``: the provider's own user behind that username (default: the username itself); another
+        person under the same ``preferred_username`` (a username recycled or renamed at the provider) gets
+        ID tokens with another ``sub``.
+        """
+        uid = person if person is not None else username
+        self.server.context.userinfo.db[uid] = {"preferred_username": username, "name": name}
+        self.user = uid
+        self.server.context.authn_broker.get_method_by_id("auto").user = uid
+
+    def subject_of(self, person: str) -> str:
+        """The ``sub`` the provider's ID tokens carry for its user ``person``."""
+        manager = self.server.context.session_manager
+        return str(manager.sub_func["public"](person, salt=manager.get_salt(), sector_identifier=""))
 
     def register(self, client_id: str, secret: str, redirect_uri: str) -> None:
         """Register a confidential client of this provider (as its administrator would)."""

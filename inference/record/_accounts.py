@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from inference.record._errors import Conflict, NotFound, RecordError
 from inference.record._models import Base
@@ -38,6 +38,8 @@ class UserAccount(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     last_sign_in: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sso_issuer: Mapped[str | None] = mapped_column(String(2048))
+    sso_subject: Mapped[str | None] = mapped_column(String(255))
 
 
 class WebSession(Base):
@@ -66,6 +68,8 @@ class Account:
     created: datetime
     last_sign_in: datetime | None
     password_hash: str
+    sso_issuer: str | None = None
+    sso_subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,8 @@ def _account(row: UserAccount) -> Account:
         created=row.created,
         last_sign_in=row.last_sign_in,
         password_hash=row.password_hash,
+        sso_issuer=row.sso_issuer,
+        sso_subject=row.sso_subject,
     )
 
 
@@ -105,19 +111,23 @@ class Accounts:
         self._sessions = record.sessions
 
     def add(
-        self, *, username: str, password_hash: str, role: str, facility: str | None, now: datetime
-    ) -> None:
-        """Create an account.
+        self, *, username: str, password_hash: str, role: str, facility: str | None, now: datetime,
+        sso: tuple[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """Create an account; ``sso``: the provider's ``(issuer, subject)`` it is bound to from the start.
 
         Raises:
-            Conflict: An account with this username exists.
+            Conflict: An account with this username exists, or another one is bound to ``sso``.
         """
         row = UserAccount(
             username=username, password_hash=password_hash, role=role, facility=facility, disabled=False,
             failed_attempts=0, locked_until=None, created=now, last_sign_in=None,
+            sso_issuer=sso[0] if sso else None, sso_subject=sso[1] if sso else None,
         )  # fmt: skip
         try:
             with self._sessions() as session, session.begin():
+                if sso is not None and self._bound_to(session, sso) is not None:
+                    raise Conflict("Another account is bound to this identity-provider subject.")
                 session.add(row)
         except IntegrityError as e:
             raise Conflict(f"An account named {username!r} already exists.") from e
@@ -148,6 +158,53 @@ class Accounts:
             row.disabled = disabled
             if disabled:
                 session.execute(delete(WebSession).where(WebSession.username == username))
+
+    @staticmethod
+    def _bound_to(session: Session, sso: tuple[str, str]) -> str | None:
+        return session.scalar(
+            select(UserAccount.username).where(
+                UserAccount.sso_issuer == sso[0], UserAccount.sso_subject == sso[1]
+            )
+        )
+
+    def bind_sso(self, *, username: str, issuer: str, subject: str) -> bool:
+        """Bind an unbound account to the provider's ``(issuer, subject)`` (its first single sign-on).
+
+        Returns:
+            True when the account is now bound to this pair (bound here, or already to it); False when it
+            is bound to another pair, does not exist, or another account is bound to this pair.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                holder = self._bound_to(session, (issuer, subject))
+                if holder is not None:
+                    return holder == username
+                # One conditional UPDATE: two first sign-ins at once cannot both bind.
+                bound = session.execute(
+                    update(UserAccount)
+                    .where(UserAccount.username == username, UserAccount.sso_subject.is_(None))
+                    .values(sso_issuer=issuer, sso_subject=subject)
+                )
+                return bool(getattr(bound, "rowcount", 0))
+        except IntegrityError:  # the same pair bound to another account meanwhile
+            return False
+
+    def unbind_sso(self, *, username: str) -> bool:
+        """Forget an account's provider subject (its next single sign-on binds it again).
+
+        Returns:
+            Whether the account was bound.
+
+        Raises:
+            NotFound: No account has this username.
+        """
+        with self._sessions() as session, session.begin():
+            row = session.get(UserAccount, username)
+            if row is None:
+                raise NotFound(f"No account is named {username!r}.")
+            was = row.sso_subject is not None
+            row.sso_issuer = row.sso_subject = None
+            return was
 
     def register_failure(self, *, username: str, max_attempts: int, lock_until: datetime) -> datetime | None:
         """Count a failed sign-in; lock the account once ``max_attempts`` failures follow each other.

@@ -77,6 +77,7 @@ from inference.services._web import (
     sign_in,
     sign_out,
     start_sso,
+    unbind_user,
 )
 
 __all__ = [
@@ -100,6 +101,7 @@ __all__ = [
     "sign_in",
     "sign_out",
     "start_sso",
+    "unbind_user",
     "SYNTHETIC_WARNING",
     "Actor",
     "AuditedModelHost",

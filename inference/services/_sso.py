@@ -5,8 +5,9 @@ The provider's discovery document (``<issuer>/.well-known/openid-configuration``
 is cached for an hour, its key set (JWKS) for ten minutes (an unknown ``kid`` refetches it, at most every
 10 seconds: the provider's key rotation). The flow's secrets (state, nonce, PKCE verifier) travel in a
 short-lived cookie of the browser that started it; the ID token is verified here (signature by the
-provider's JWKS with an asymmetric algorithm, issuer, audience, expiry, nonce) and only its username claim
-is kept. No token or claim value is ever logged or shown.
+provider's JWKS with an asymmetric algorithm, issuer, audience, expiry, nonce); its username claim picks the
+local account and its ``(iss, sub)`` pair is the one the account is bound to. No token or claim value is
+ever logged or shown.
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ class SsoStart:
 
     url: str
     flow: str
+
+
+@dataclass(frozen=True, slots=True)
+class SsoIdentity:
+    """Who the provider vouched for, from a verified ID token.
+
+    Attributes:
+        username: The username claim's value (names the local account).
+        issuer: The token's ``iss`` (the configured provider).
+        subject: Its ``sub``: the provider's stable, never reassigned identifier of the person.
+    """
+
+    username: str
+    issuer: str
+    subject: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,8 +368,10 @@ async def _claims(settings: Settings, provider: _Provider, id_token: str, *, non
     return claims
 
 
-async def finish(settings: Settings, *, params: Mapping[str, str], flow: str, redirect_uri: str) -> str:
-    """Check the provider's answer to a flow and return the username it vouches for.
+async def finish(
+    settings: Settings, *, params: Mapping[str, str], flow: str, redirect_uri: str
+) -> SsoIdentity:
+    """Check the provider's answer to a flow and return who it vouches for.
 
     Args:
         settings: The pages' settings.
@@ -362,11 +380,11 @@ async def finish(settings: Settings, *, params: Mapping[str, str], flow: str, re
         redirect_uri: The callback URL, as sent at the start.
 
     Returns:
-        The value of the ID token's username claim (not yet checked against the accounts).
+        The ID token's username claim, issuer and subject (not yet checked against the accounts).
 
     Raises:
         SsoRefused: A missing or different state, an error answer, a refused code, an ID token that does
-            not verify, or one without a usable username claim.
+            not verify, or one without a usable username claim or subject.
         SsoUnavailable: The provider cannot be reached.
     """
     parts = flow.split(".")
@@ -390,4 +408,8 @@ async def finish(settings: Settings, *, params: Mapping[str, str], flow: str, re
     username = claims.get(settings.ui.ui_oidc_username_claim)
     if not isinstance(username, str) or not username:
         raise _refused("the ID token has no username claim")
-    return username
+    subject = claims["sub"]
+    # OpenID Connect Core 2: at most 255 ASCII characters.
+    if not isinstance(subject, str) or not 0 < len(subject) <= 255 or not subject.isascii():
+        raise _refused("the ID token's subject is not usable")
+    return SsoIdentity(username=username, issuer=provider.issuer, subject=subject)

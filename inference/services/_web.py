@@ -8,6 +8,7 @@ A page is one more client of the services: the same roles, facility scope and au
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from inference.services._sso import SsoRefused, SsoStart, SsoUnavailable
 
 if TYPE_CHECKING:
     from inference.record import Record
+
+logger = logging.getLogger(__name__)
 
 _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 # The session's idle clock is written at most this often: a page that refreshes itself every 30 s would
@@ -96,27 +99,46 @@ def check_username(username: str) -> str:
 # -- accounts (the ``dxassist user`` commands) -------------------------------------------------------
 
 
-def add_user(record: Record, *, username: str, password: str | None, role: str, facility: str | None) -> None:
+def add_user(
+    record: Record, *, username: str, password: str | None, role: str, facility: str | None,
+    sso_issuer: str | None = None, sso_subject: str | None = None,
+) -> None:  # fmt: skip
     """Create a local account; ``password=None``: one without a password, which signs in through single
-    sign-on only (``dxassist user add --sso-only``).
+    sign-on only (``dxassist user add --sso-only``). ``sso_subject``: the provider's ``sub`` of the person,
+    bound from the start (``--sso-subject``; with ``sso_issuer``, the configured provider), so that only
+    this person's ID tokens sign in to it, also at the first single sign-on.
 
     Raises:
-        ValueError: Bad username, unknown role, or a password the policy refuses.
-        Conflict: The username is taken.
+        ValueError: Bad username, unknown role, a password the policy refuses, a subject without an
+            issuer or longer than 255 characters.
+        Conflict: The username is taken, or another account is bound to this subject.
     """
     check_username(username)
     if role not in ROLES:
         raise ValueError(f"Unknown role {role!r}; accepted roles are {', '.join(sorted(ROLES))}.")
     if facility is not None and not 0 < len(facility) <= 128:
         raise ValueError("A facility name has 1 to 128 characters.")
+    sso = None
+    if sso_subject is not None:
+        if sso_issuer is None:
+            raise ValueError(
+                "An identity-provider subject needs single sign-on configured (DXASSIST_UI_OIDC_ISSUER)."
+            )
+        if not 0 < len(sso_subject) <= 255 or not sso_subject.isascii() or not sso_subject.isprintable():
+            raise ValueError("An identity-provider subject has 1 to 255 printable ASCII characters.")
+        sso = (sso_issuer, sso_subject)
     if password is not None:
         check_password_policy(password)
     stored = hash_password(password) if password is not None else SSO_ONLY
-    Accounts(record).add(username=username, password_hash=stored, role=role, facility=facility, now=_now())
+    Accounts(record).add(
+        username=username, password_hash=stored, role=role, facility=facility, now=_now(), sso=sso
+    )
 
 
 def list_users(record: Record) -> list[dict[str, Any]]:
-    """Every account: username, role, facility, state, last sign-in (never the hash)."""
+    """Every account: username, role, facility, state, last sign-in, whether it signs in through single
+    sign-on only (``sso_only``) and whether it is bound to a provider subject (``sso_bound``); never the
+    hash, never the subject itself."""
     now = _now()
     return [
         {
@@ -127,9 +149,24 @@ def list_users(record: Record) -> list[dict[str, Any]]:
             if a.disabled
             else ("locked" if a.locked_until is not None and a.locked_until > now else "active"),
             "last_sign_in": a.last_sign_in,
+            "sso_only": a.password_hash == SSO_ONLY,
+            "sso_bound": a.sso_subject is not None,
         }
         for a in Accounts(record).list()
     ]
+
+
+def unbind_user(record: Record, *, username: str) -> bool:
+    """Forget the provider subject an account is bound to: its next single sign-on binds it again (when
+    the person's account at the provider really changed). The caller audits it.
+
+    Returns:
+        Whether the account was bound.
+
+    Raises:
+        NotFound: No such account.
+    """
+    return Accounts(record).unbind_sso(username=username)
 
 
 def disable_user(record: Record, *, username: str) -> None:
@@ -228,6 +265,9 @@ async def _open_session(
 # The audit entries of a single sign-on name this as their resource (``Account`` / ``oidc``), where a
 # password sign-in names the ``Account`` alone.
 SSO_METHOD = "oidc"
+# An account bound to the provider's subject at its first single sign-on (trust on first use); the
+# administrator's binding and unbinding at the terminal are ``user:sso_bind`` and ``user:sso_unbind``.
+SSO_BIND = "ui:sso_bind"
 
 
 async def _audit_sso_failure(ctx: Context, who: Actor) -> None:
@@ -251,23 +291,30 @@ async def finish_sso(
     """Check the provider's answer and open a session for the active local account it names.
 
     The account (same username as the provider's username claim) gives the role and facility, as for a
-    password sign-in; the password lockout does not apply (it guards the password) and a success resets
-    it. Every attempt is audited (``ui:sign_in``, resource ``Account`` / ``oidc``); until the provider
-    vouched for someone, under the same placeholder subject as an unknown username.
+    password sign-in. It must be bound to the ID token's ``(iss, sub)``: an unbound account is bound at
+    this first single sign-on (audited as ``ui:sso_bind``); a token of another subject under the same
+    username (recycled or renamed at the provider), or of a subject bound to another account, is refused
+    (audited under the placeholder subject). The password lockout does not apply (it guards the password)
+    and a success resets it. Every attempt is audited (``ui:sign_in``, resource ``Account`` / ``oidc``);
+    until the provider vouched for the account's person, under the same placeholder subject as an unknown
+    username.
 
     Raises:
         SsoRefused: A stale or forged flow, a provider's error or refusal, an ID token that does not
-            verify, an unknown or disabled account (one message for all).
+            verify, an unknown or disabled account, an account bound to another subject (one message
+            for all).
         SsoUnavailable: The provider cannot be reached (audited as a failure too).
     """
     nobody = Actor(principal=Principal(subject="unknown-user", role="none"), client=client)
     try:
-        username = await _sso.finish(ctx.settings, params=params, flow=flow, redirect_uri=redirect_uri)
+        identity = await _sso.finish(ctx.settings, params=params, flow=flow, redirect_uri=redirect_uri)
     except (SsoRefused, SsoUnavailable):
         await _audit_sso_failure(ctx, nobody)
         raise
+    username = identity.username
+    accounts = Accounts(ctx.record)
     known = len(username) <= 64 and set(username) <= _USERNAME_CHARS
-    account = await db(Accounts(ctx.record).get, username=username) if known else None
+    account = await db(accounts.get, username=username) if known else None
     if account is None or account.disabled:
         who = (
             nobody
@@ -277,7 +324,29 @@ async def finish_sso(
         await _audit_sso_failure(ctx, who)
         raise SsoRefused("The identity provider vouched for no active account of these pages.")
     who = Actor(principal=_principal(account.username, account.role, account.facility), client=client)
+    pair = (identity.issuer, identity.subject)
+    if account.sso_subject is None:
+        # Trust on first use: the first single sign-on binds the account to the person it proved.
+        if not await db(accounts.bind_sso, username=username, issuer=pair[0], subject=pair[1]):
+            _mismatch()
+            await _audit_sso_failure(ctx, nobody)
+            raise SsoRefused("The identity provider vouched for no active account of these pages.")
+        await audit(
+            ctx, who, action=SSO_BIND, outcome="success", resource_type="Account", resource_id=username
+        )
+    elif (account.sso_issuer, account.sso_subject) != pair:
+        # Another person under the same username (recycled or renamed at the provider).
+        _mismatch()
+        await _audit_sso_failure(ctx, nobody)
+        raise SsoRefused("The identity provider vouched for no active account of these pages.")
     return await _open_session(ctx, who, now=_now(), new_hash=None, method=SSO_METHOD)
+
+
+def _mismatch() -> None:
+    logger.warning(
+        "a single sign-on was refused: the account is bound to another subject of the provider",
+        extra={"code": "sso_refused", "reason": "subject"},
+    )
 
 
 async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
@@ -397,4 +466,5 @@ __all__ = [
     "sign_in",
     "sign_out",
     "start_sso",
+    "unbind_user",
 ]

@@ -450,3 +450,114 @@ def test_an_account_added_for_single_sign_on_only_has_no_password_that_works(
     landed = browser_session.get(_at_provider(_to_provider(browser_session)), follow_redirects=False)
     assert landed.status_code == 200
     assert browser_session.get("/ui/").status_code == 200
+
+
+# -- the account bound to the provider's subject (iss, sub) -------------------------------------------
+
+
+def _user(env: Env, provider: Provider, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dxassist user ARGS`` on ``env``'s home, single sign-on configured as the pages have it."""
+    from _dxassist_cli import DXASSIST, dxassist_env
+
+    environment = dxassist_env(env.home) | {
+        "DXASSIST_UI_OIDC_ISSUER": provider.issuer, "DXASSIST_UI_OIDC_CLIENT_ID": CLIENT_ID,
+    }  # fmt: skip
+    return subprocess.run(
+        [str(DXASSIST), "user", *args], env=environment, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _listed(env: Env, provider: Provider, username: str) -> list[str]:
+    """The cells of ``username``'s row in ``dxassist user list``."""
+    listing = _user(env, provider, "list")
+    assert listing.returncode == 0, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    assert "sso subject" in header
+    row = next(r for r in rows if r.split()[0] == username)
+    return [cell.strip() for cell in re.split(r"\s{2,}", row.strip())]
+
+
+def _trail(env: Env, since: datetime, action: str) -> list[dict[str, Any]]:
+    record = Record(env.settings.record_url)
+    try:
+        _total, events = record.audit.search(since=since, limit=500)
+    finally:
+        record.close()
+    return [e for e in events if e["action"] == action]
+
+
+def _sso_sign_in(client: TestClient) -> httpx.Response:
+    client.cookies.clear()
+    return client.get(_at_provider(_to_provider(client)), follow_redirects=False)
+
+
+def test_the_first_single_sign_on_binds_the_account_and_another_person_under_its_username_is_refused(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    assert _listed(env, provider, username)[4:6] == ["password or sso", "-"]
+    since = datetime.now(UTC)
+    provider.sign_in_as(username)
+    assert _sso_sign_in(browser_session).status_code == 200
+    assert _listed(env, provider, username)[5] == "bound"
+    bound = _trail(env, since, "ui:sso_bind")
+    assert [(e["subject"], e["outcome"], e["resource_id"]) for e in bound] == [
+        (username, "success", username)
+    ]
+
+    # The provider gives the username to another person (recycled, or renamed): another ``sub``.
+    provider.sign_in_as(username, person=f"successor-{uuid.uuid4().hex[:6]}")
+    since = datetime.now(UTC)
+    refused = _sso_sign_in(browser_session)
+    _refused(refused, browser_session)
+    assert [e["outcome"] for e in _sso_audit(env, since, "unknown-user")] == ["failure"]
+    assert _sso_audit(env, since, username) == []
+    assert _trail(env, since, "ui:sso_bind") == []
+    # The account's own person still signs in.
+    provider.sign_in_as(username)
+    assert _sso_sign_in(browser_session).status_code == 200
+
+
+def test_a_subject_given_at_provisioning_binds_the_account_up_front(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = f"dr.sso-{uuid.uuid4().hex[:6]}"
+    person = f"person-{uuid.uuid4().hex[:6]}"
+    since = datetime.now(UTC)
+    add = _user(
+        env, provider, "add", "--username", username, "--role", "radiologist", "--facility", "F1",
+        "--sso-only", "--sso-subject", provider.subject_of(person),
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    assert _listed(env, provider, username)[4:6] == ["sso only", "bound"]
+    assert [e["resource_id"] for e in _trail(env, since, "user:sso_bind")] == [username]
+
+    # The first to sign in under this username is not the person provisioned: refused, nothing bound.
+    provider.sign_in_as(username)
+    _refused(_sso_sign_in(browser_session), browser_session)
+    provider.sign_in_as(username, person=person)
+    assert _sso_sign_in(browser_session).status_code == 200
+    assert browser_session.get("/ui/").status_code == 200
+
+
+def test_an_administrator_unbinds_an_account_and_its_next_single_sign_on_binds_it_again(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    username = add_account(env)
+    provider.sign_in_as(username)
+    assert _sso_sign_in(browser_session).status_code == 200
+    successor = f"new-account-{uuid.uuid4().hex[:6]}"  # the person's new account at the provider
+    provider.sign_in_as(username, person=successor)
+    _refused(_sso_sign_in(browser_session), browser_session)
+
+    since = datetime.now(UTC)
+    unbind = _user(env, provider, "sso-unbind", username)
+    assert unbind.returncode == 0, unbind.stderr
+    assert _listed(env, provider, username)[5] == "-"
+    assert [e["resource_id"] for e in _trail(env, since, "user:sso_unbind")] == [username]
+    assert _sso_sign_in(browser_session).status_code == 200  # the new account binds
+    assert _listed(env, provider, username)[5] == "bound"
+    provider.sign_in_as(username)  # and the old one no longer signs in
+    _refused(_sso_sign_in(browser_session), browser_session)
+    assert _user(env, provider, "sso-unbind", "nobody-at-all").returncode == 1
