@@ -67,6 +67,10 @@ _RESULT_KIND: Final[dict[str, str | None]] = {
     "Provenance": None,
 }
 
+_BATCH: Final = 100
+"""Rows read at a time: every row of the patient is walked to count ``total`` (an ICU stay files vital
+signs many times a day), so only a batch of them, and the page's, is held at once."""
+
 Builder = Callable[[], dict[str, Any]]
 Keep = Callable[[datetime, datetime | None], bool]
 """Whether a row is in: (when the record filed it, its clinical date or None)."""
@@ -166,7 +170,8 @@ def _builders(
             .where(Study.patient_id == patient_id)
             .order_by(Study.created, Study.id)
         )
-        for study in session.scalars(scoped_query(scope, studies, Study.facility, Study.patient_id)):
+        studies = scoped_query(scope, studies, Study.facility, Study.patient_id)
+        for study in session.scalars(studies.execution_options(yield_per=_BATCH)):
             if keep(study.created, _study_date(study)):
                 yield partial(r.imaging_study, study)
         return
@@ -176,7 +181,7 @@ def _builders(
         Result.facility,
         Result.patient_id,
     )
-    for result in session.scalars(query):
+    for result in session.scalars(query.execution_options(yield_per=_BATCH)):
         # A result's resources share its clinical date: the one an Observation search's ``date`` uses.
         if not keep(result.created_at, observed(result)):
             continue
