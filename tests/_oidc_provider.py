@@ -6,7 +6,10 @@ authentication, one use per code), ID tokens signed with its own RSA key, and it
 carries HTTP to it (Starlette under uvicorn, like the other loopback servers of the suite) and lets a test
 choose who the provider says signed in (``provider.sign_in_as``): the provider approves every authorization
 request as that user, which is what a hospital's identity provider does once its own login page passed
-(``provider.consent``: after a page of its own with an "Approve" link, for a browser).
+(``provider.consent``: after a page of its own with an "Approve" link, for a browser). With a
+``post_logout_redirect_uri`` it also has an end-session endpoint (RP-Initiated Logout), which verifies the
+``id_token_hint`` and the registered return address before it sends the browser back
+(``provider.signed_out``: whom it signed out).
 
 A test can also make the provider misbehave in the one way a correct provider never would, to prove the
 pages notice: ``provider.tamper_id_token`` re-signs the next ID tokens, with the provider's own key, with
@@ -129,6 +132,8 @@ class Provider:
     foreign_key: bool = False
     consent: bool = False
     token_requests: int = 0
+    end_session: bool = False
+    signed_out: list[dict[str, str]] = field(default_factory=list)
 
     def sign_in_as(self, username: str, *, name: str = "Dr Test", person: str | None = None) -> None:
         """The next authorization requests are approved as ``username`` (its ``preferred_username`` too).
@@ -147,12 +152,16 @@ class Provider:
         manager = self.server.context.session_manager
         return str(manager.sub_func["public"](person, salt=manager.get_salt(), sector_identifier=""))
 
-    def register(self, client_id: str, secret: str, redirect_uri: str) -> None:
-        """Register a confidential client of this provider (as its administrator would)."""
+    def register(
+        self, client_id: str, secret: str, redirect_uri: str, *, post_logout_redirect_uri: str | None = None
+    ) -> None:
+        """Register a confidential client of this provider (as its administrator would), with the page its
+        RP-initiated logouts may return to."""
         self.server.context.cdb[client_id] = {
             "client_id": client_id,
             "client_secret": secret,
             "redirect_uris": [(redirect_uri, {})],
+            "post_logout_redirect_uris": [post_logout_redirect_uri] if post_logout_redirect_uri else [],
             "response_types_supported": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
             "allowed_scopes": ["openid", "profile", "email"],
@@ -177,7 +186,37 @@ def _app(state: dict[str, Provider]) -> Starlette:
         endpoint = provider().server.get_endpoint("provider_config")
         args = endpoint.process_request(None)
         info = endpoint.do_response(**args)
-        return Response(info["response"], media_type="application/json")
+        if not provider().end_session:
+            return Response(info["response"], media_type="application/json")
+        document = json.loads(info["response"])
+        document["end_session_endpoint"] = provider().issuer + "/end_session"
+        return JSONResponse(document)
+
+    async def end_session(request: Request) -> Response:
+        """OpenID Connect RP-Initiated Logout 1.0 at its strictest: the hint must be an ID token this
+        provider signed for the client, and the return address one that client registered."""
+        from cryptojwt.jws.jws import factory
+
+        current = provider()
+        params = dict(request.query_params)
+        hint = params.get("id_token_hint", "")
+        signed = factory(hint)
+        if signed is None:
+            return PlainTextResponse("id_token_hint is not a JWS", status_code=400)
+        keys = current.server.context.keyjar.get_signing_key("RSA", issuer_id="")
+        try:
+            claims = signed.verify_compact(hint, keys)
+        except Exception as e:  # cryptojwt raises several kinds on a bad signature
+            return PlainTextResponse(f"id_token_hint does not verify: {e}", status_code=400)
+        client_id = params.get("client_id", "")
+        client = current.server.context.cdb.get(client_id, {})
+        if claims.get("iss") != current.issuer or claims.get("aud") not in (client_id, [client_id]):
+            return PlainTextResponse("id_token_hint is not this client's", status_code=400)
+        back = params.get("post_logout_redirect_uri", "")
+        if back not in client.get("post_logout_redirect_uris", []):
+            return PlainTextResponse("post_logout_redirect_uri is not registered", status_code=400)
+        current.signed_out.append({"sub": claims["sub"], "client_id": client_id, "uri": back})
+        return RedirectResponse(back, status_code=302)
 
     async def jwks(request: Request) -> Response:
         keyjar = provider().server.context.keyjar
@@ -233,6 +272,7 @@ def _app(state: dict[str, Provider]) -> Starlette:
             Route("/authorization", authorization),
             Route("/approve", approve),
             Route("/token", token, methods=["POST"]),
+            Route("/end_session", end_session),
         ]
     )
 
@@ -255,10 +295,16 @@ def _resign(provider: Provider, id_token: str) -> str:
 
 
 @contextmanager
-def oidc_provider(redirect_uri: str, *, host: str = "127.0.0.1") -> Iterator[Provider]:
+def oidc_provider(
+    redirect_uri: str, *, host: str = "127.0.0.1", post_logout_redirect_uri: str | None = None
+) -> Iterator[Provider]:
     """Start the provider on a free loopback port with our client (``CLIENT_ID``) and another one
     registered, both redirecting to ``redirect_uri``; ``host`` names the loopback in its issuer URL
-    (``localhost``: another site than ``127.0.0.1`` for a browser's SameSite rules)."""
+    (``localhost``: another site than ``127.0.0.1`` for a browser's SameSite rules).
+
+    ``post_logout_redirect_uri``: the provider has an end-session endpoint (RP-Initiated Logout, named in
+    its discovery document) and our client registered this page to come back to after it.
+    """
     from idpyoidc.server import Server
     from idpyoidc.server.configure import OPConfiguration
 
@@ -268,7 +314,10 @@ def oidc_provider(redirect_uri: str, *, host: str = "127.0.0.1") -> Iterator[Pro
         conf = OPConfiguration(conf=_configuration(base), base_path=home)
         server = Server(conf, cwd=home)
         provider = Provider(issuer=base, server=server)
-        provider.register(CLIENT_ID, CLIENT_SECRET, redirect_uri)
+        provider.end_session = post_logout_redirect_uri is not None
+        provider.register(
+            CLIENT_ID, CLIENT_SECRET, redirect_uri, post_logout_redirect_uri=post_logout_redirect_uri
+        )
         provider.register(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET, redirect_uri)
         state["provider"] = provider
         yield provider

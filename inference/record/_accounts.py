@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, select, update
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -53,6 +53,7 @@ class WebSession(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     expires: Mapped[datetime] = mapped_column(UTCDateTime())
+    id_token_hint: Mapped[str | None] = mapped_column(Text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,16 +241,19 @@ class Accounts:
                     row.password_hash = new_hash
 
     def open_session(
-        self, *, id_hash: str, username: str, csrf: str, now: datetime, expires: datetime
-    ) -> None:
-        """Store a new session (expired ones of every user are purged on the way)."""
+        self, *, id_hash: str, username: str, csrf: str, now: datetime, expires: datetime,
+        id_token_hint: str | None = None,
+    ) -> None:  # fmt: skip
+        """Store a new session (expired ones of every user are purged on the way); ``id_token_hint``: the
+        ID token of a single sign-on, for the sign-out at the provider."""
         with self._sessions() as session, session.begin():
             session.execute(delete(WebSession).where(WebSession.expires < now))
             session.add(
                 WebSession(
-                    id_hash=id_hash, username=username, csrf=csrf, created=now, last_seen=now, expires=expires
+                    id_hash=id_hash, username=username, csrf=csrf, created=now, last_seen=now,
+                    expires=expires, id_token_hint=id_token_hint,
                 )
-            )
+            )  # fmt: skip
 
     def session(self, *, id_hash: str) -> SessionRow | None:
         """A stored session with its account, or None."""
@@ -270,7 +274,13 @@ class Accounts:
         with self._sessions() as session, session.begin():
             session.execute(update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen=now))
 
-    def close_session(self, *, id_hash: str) -> None:
-        """Forget a session (sign-out, expiry)."""
+    def close_session(self, *, id_hash: str) -> str | None:
+        """Forget a session (sign-out, expiry).
+
+        Returns:
+            The ID token it kept (a session opened by single sign-on), or None.
+        """
         with self._sessions() as session, session.begin():
+            hint = session.scalar(select(WebSession.id_token_hint).where(WebSession.id_hash == id_hash))
             session.execute(delete(WebSession).where(WebSession.id_hash == id_hash))
+            return hint

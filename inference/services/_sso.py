@@ -23,7 +23,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
@@ -97,11 +97,14 @@ class SsoIdentity:
         username: The username claim's value (names the local account).
         issuer: The token's ``iss`` (the configured provider).
         subject: Its ``sub``: the provider's stable, never reassigned identifier of the person.
+        id_token: The ID token itself, kept with the session as the ``id_token_hint`` of a sign-out at
+            the provider (never logged).
     """
 
     username: str
     issuer: str
     subject: str
+    id_token: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class _Provider:
     jwks_uri: str
     auth_methods: tuple[str, ...]
     algorithms: frozenset[str]
+    end_session_endpoint: str | None
 
 
 @dataclass
@@ -135,6 +139,17 @@ def _check_url(url: object, what: str, *, issuer: str) -> str:
     if parts.scheme == "https" or plain:
         return url
     raise SsoUnavailable(f"The identity provider's {what} is not an https URL.")
+
+
+def _end_session(url: object, *, issuer: str) -> str | None:
+    # Optional (RP-Initiated Logout 1.0): one that is not https is not used, and sign-out stays local.
+    if url is None:
+        return None
+    try:
+        return _check_url(url, "end-session endpoint", issuer=issuer)
+    except SsoUnavailable:
+        logger.warning("the identity provider's end-session endpoint is not used: not an https URL")
+        return None
 
 
 def _verify(settings: Settings) -> ssl.SSLContext | bool:
@@ -195,6 +210,7 @@ async def _provider(settings: Settings) -> _Provider:
         auth_methods=tuple(m for m in methods if isinstance(m, str)) if isinstance(methods, list) else (),
         algorithms=frozenset(a for a in algorithms if a in _ALGORITHMS) if isinstance(algorithms, list)
         else frozenset(),
+        end_session_endpoint=_end_session(document.get("end_session_endpoint"), issuer=issuer),
     )  # fmt: skip
     _providers[issuer] = (time.monotonic(), provider)
     return provider
@@ -412,4 +428,27 @@ async def finish(
     # OpenID Connect Core 2: at most 255 ASCII characters.
     if not isinstance(subject, str) or not 0 < len(subject) <= 255 or not subject.isascii():
         raise _refused("the ID token's subject is not usable")
-    return SsoIdentity(username=username, issuer=provider.issuer, subject=subject)
+    return SsoIdentity(username=username, issuer=provider.issuer, subject=subject, id_token=id_token)
+
+
+async def end_session_url(settings: Settings, *, id_token: str, post_logout_redirect_uri: str) -> str | None:
+    """Where to send the browser to sign out at the provider too (OpenID Connect RP-Initiated Logout 1.0):
+    its ``end_session_endpoint`` with ``id_token_hint``, ``client_id`` and ``post_logout_redirect_uri``.
+
+    Returns:
+        The URL, or None when the provider names no end-session endpoint or cannot be read now (the
+        sign-out then stays local: it never fails because of the provider).
+    """
+    try:
+        provider = await _provider(settings)
+    except SsoUnavailable:
+        return None
+    if provider.end_session_endpoint is None:
+        return None
+    params = {
+        "id_token_hint": id_token,
+        "client_id": str(settings.ui.ui_oidc_client_id),
+        "post_logout_redirect_uri": post_logout_redirect_uri,
+    }
+    separator = "&" if urlsplit(provider.end_session_endpoint).query else "?"
+    return provider.end_session_endpoint + separator + urlencode(params)

@@ -242,8 +242,9 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
 
 
 async def _open_session(
-    ctx: Context, who: Actor, *, now: datetime, new_hash: str | None, method: str | None
-) -> WebSession:
+    ctx: Context, who: Actor, *, now: datetime, new_hash: str | None, method: str | None,
+    id_token_hint: str | None = None,
+) -> WebSession:  # fmt: skip
     """The session of an account whose holder was just proven (password or single sign-on)."""
     accounts = Accounts(ctx.record)
     username = who.principal.subject
@@ -252,8 +253,9 @@ async def _open_session(
     csrf = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=ctx.settings.ui.ui_session_max_hours)
     await db(
-        accounts.open_session, id_hash=_id_hash(token), username=username, csrf=csrf, now=now, expires=expires
-    )
+        accounts.open_session, id_hash=_id_hash(token), username=username, csrf=csrf, now=now,
+        expires=expires, id_token_hint=id_token_hint,
+    )  # fmt: skip
     await audit(
         ctx, who, action="ui:sign_in", outcome="success", resource_type="Account", resource_id=method
     )  # fmt: skip
@@ -339,7 +341,9 @@ async def finish_sso(
         _mismatch()
         await _audit_sso_failure(ctx, nobody)
         raise SsoRefused("The identity provider vouched for no active account of these pages.")
-    return await _open_session(ctx, who, now=_now(), new_hash=None, method=SSO_METHOD)
+    return await _open_session(
+        ctx, who, now=_now(), new_hash=None, method=SSO_METHOD, id_token_hint=identity.id_token
+    )
 
 
 def _mismatch() -> None:
@@ -373,10 +377,31 @@ async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
     )  # fmt: skip
 
 
-async def sign_out(*, ctx: Context, actor: Actor, token: str) -> None:
-    """End a session (audited as ``ui:sign_out``)."""
-    await db(Accounts(ctx.record).close_session, id_hash=_id_hash(token))
+async def sign_out(*, ctx: Context, actor: Actor, token: str, post_logout_redirect_uri: str) -> str | None:
+    """End a session (audited as ``ui:sign_out``).
+
+    A session opened by single sign-on is ended at the identity provider too when its discovery document
+    names an ``end_session_endpoint`` (OpenID Connect RP-Initiated Logout 1.0): the local session is gone
+    first, then the browser goes there with the session's ID token as ``id_token_hint``.
+
+    Args:
+        ctx: The services' context.
+        actor: Who signs out.
+        token: The session cookie's value.
+        post_logout_redirect_uri: Where the provider sends the browser back (the sign-in page; it must be
+            registered at the provider).
+
+    Returns:
+        The provider's end-session URL to send the browser to, or None: the sign-out was local only (a
+        password session, a provider without the endpoint or that cannot be read now).
+    """
+    hint = await db(Accounts(ctx.record).close_session, id_hash=_id_hash(token))
     await audit(ctx, actor, action="ui:sign_out", outcome="success", resource_type="Account")
+    if hint is None or not ctx.settings.ui.ui_oidc:
+        return None
+    return await _sso.end_session_url(
+        ctx.settings, id_token=hint, post_logout_redirect_uri=post_logout_redirect_uri
+    )
 
 
 # -- reading -----------------------------------------------------------------------------------------

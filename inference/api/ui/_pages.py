@@ -111,13 +111,17 @@ async def signin_submit(
     return response
 
 
-def _callback_url(request: Request, settings: SettingsDep) -> str:
-    # The URL the provider registered for the pages; it sends the browser back here and nowhere else.
+def _public_url(request: Request, settings: SettingsDep, path: str) -> str:
+    # A URL the provider registered for the pages; it sends the browser back there and nowhere else.
     # Behind a proxy the public address is the configured one, not what the proxy's request says.
     base = settings.server.public_base_url
     if base:
-        return f"{base}/ui/sso/callback"
-    return str(request.url.replace(path="/ui/sso/callback", query="", fragment=""))
+        return f"{base}{path}"
+    return str(request.url.replace(path=path, query="", fragment=""))
+
+
+def _callback_url(request: Request, settings: SettingsDep) -> str:
+    return _public_url(request, settings, "/ui/sso/callback")
 
 
 def _without_flow(response: Response, settings: SettingsDep) -> Response:
@@ -171,11 +175,23 @@ async def sso_callback(request: Request, ctx: ContextDep, settings: SettingsDep)
 
 @router.post("/signout")
 async def signout(
-    ctx: ContextDep, settings: SettingsDep, reader: Annotated[Reader, form_permission(None)]
+    request: Request, ctx: ContextDep, settings: SettingsDep, reader: Annotated[Reader, form_permission(None)]
 ) -> Response:
-    """End the session and go back to the sign-in form."""
-    await sign_out(ctx=ctx, actor=reader.actor, token=reader.token)
-    response = RedirectResponse("/ui/signin", status_code=303)
+    """End the session and go back to the sign-in form; a session opened by single sign-on is then ended
+    at the provider too, when it names an end-session endpoint (it sends the browser back to the form).
+
+    The provider's page follows from a page of ours rather than a redirect: the pages' ``form-action
+    'self'`` forbids a form's answer to redirect to another site, and stays.
+    """
+    provider = await sign_out(
+        ctx=ctx, actor=reader.actor, token=reader.token,
+        post_logout_redirect_uri=_public_url(request, settings, "/ui/signin"),
+    )  # fmt: skip
+    response: Response
+    if provider is None:
+        response = RedirectResponse("/ui/signin", status_code=303)
+    else:
+        response = render(request, "signed_out.html", provider=provider)
     response.delete_cookie(session_cookie_name(settings), path="/", secure=cookie_options(settings)["secure"])
     return response
 

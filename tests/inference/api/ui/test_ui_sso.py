@@ -5,6 +5,7 @@ the sign-in page and an audit entry."""
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import time
@@ -561,3 +562,87 @@ def test_an_administrator_unbinds_an_account_and_its_next_single_sign_on_binds_i
     provider.sign_in_as(username)  # and the old one no longer signs in
     _refused(_sso_sign_in(browser_session), browser_session)
     assert _user(env, provider, "sso-unbind", "nobody-at-all").returncode == 1
+
+
+# -- sign-out at the provider too (OpenID Connect RP-Initiated Logout 1.0) ----------------------------
+
+SIGNIN = "http://testserver/ui/signin"
+
+
+@pytest.fixture(scope="module")
+def logout_provider() -> Iterator[Provider]:
+    """A provider with an end-session endpoint, where the pages registered their sign-in page."""
+    with oidc_provider(CALLBACK, post_logout_redirect_uri=SIGNIN) as running:
+        yield running
+
+
+@pytest.fixture
+def logout_client(env: Env, logout_provider: Provider) -> Iterator[TestClient]:
+    settings = make_settings(
+        env.home, ui_oidc_issuer=logout_provider.issuer, ui_oidc_client_id=CLIENT_ID,
+        ui_oidc_client_secret=CLIENT_SECRET,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _sign_out(client: TestClient) -> httpx.Response:
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    return client.post("/ui/signout", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
+
+
+def test_a_single_sign_on_session_signs_out_at_the_provider_too_and_a_password_session_stays_local(
+    logout_client: TestClient,
+    logout_provider: Provider,
+    browser_session: TestClient,
+    provider: Provider,
+    env: Env,
+) -> None:
+    client = logout_client
+    username = add_account(env)
+    logout_provider.sign_in_as(username)
+    assert _sso_sign_in(client).status_code == 200
+    since = datetime.now(UTC)
+
+    signed_out = _sign_out(client)
+    assert signed_out.status_code == 200, signed_out.text
+    assert signed_out.headers["content-security-policy"] == PAGE_CSP  # form-action 'self' stays
+    cleared = next(c for c in signed_out.headers.get_list("set-cookie") if c.startswith("dxassist_session="))
+    assert "max-age=0" in cleared.lower()
+    found = re.search(r'<meta http-equiv="refresh" content="0;url=([^"]+)">', signed_out.text)
+    assert found, signed_out.text
+    at_provider = html.unescape(found.group(1))
+    assert at_provider.startswith(logout_provider.issuer + "/end_session?")
+    sent = query(at_provider)
+    assert sent["post_logout_redirect_uri"] == SIGNIN and sent["client_id"] == CLIENT_ID
+    assert sent["id_token_hint"].count(".") == 2
+    # The local session is gone before the browser even reaches the provider.
+    assert client.get("/ui/", follow_redirects=False).status_code == 303
+    assert [e["action"] for e in _trail(env, since, "ui:sign_out") if e["subject"] == username] == [
+        "ui:sign_out"
+    ]
+
+    # The provider verifies the hint, ends its session and sends the browser back to the sign-in page.
+    back = httpx.get(at_provider, follow_redirects=False, timeout=30)
+    assert back.status_code == 302, back.text
+    assert back.headers["location"] == SIGNIN
+    assert logout_provider.signed_out[-1]["sub"] == logout_provider.subject_of(username)
+    assert sent["id_token_hint"] not in (env.settings.log_dir / LOG_FILE).read_text(encoding="utf-8")
+
+    # A password session of the same pages signs out of the pages only, as before.
+    client.cookies.clear()
+    assert sign_in(client, username).status_code == 303
+    before = len(logout_provider.signed_out)
+    signed_out = _sign_out(client)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui/signin"
+    assert client.get("/ui/", follow_redirects=False).status_code == 303
+    assert len(logout_provider.signed_out) == before
+
+    # So does a single sign-on session when the provider names no end-session endpoint.
+    other = add_account(env)
+    provider.sign_in_as(other)
+    assert _sso_sign_in(browser_session).status_code == 200
+    signed_out = _sign_out(browser_session)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui/signin"
+    assert browser_session.get("/ui/", follow_redirects=False).status_code == 303
