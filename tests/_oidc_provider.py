@@ -9,7 +9,8 @@ request as that user, which is what a hospital's identity provider does once its
 (``provider.consent``: after a page of its own with an "Approve" link, for a browser). With a
 ``post_logout_redirect_uri`` it also has an end-session endpoint (RP-Initiated Logout), which verifies the
 ``id_token_hint`` and the registered return address before it sends the browser back
-(``provider.signed_out``: whom it signed out).
+(``provider.signed_out``: whom it signed out). ``provider.down`` makes its discovery document answer 503,
+as a provider in an outage does (``provider.discovery_requests`` counts the requests it got).
 
 A test can also make the provider misbehave in the one way a correct provider never would, to prove the
 pages notice: ``provider.tamper_id_token`` re-signs the next ID tokens, with the provider's own key, with
@@ -134,6 +135,8 @@ class Provider:
     token_requests: int = 0
     end_session: bool = False
     signed_out: list[dict[str, str]] = field(default_factory=list)
+    down: bool = False
+    discovery_requests: int = 0
 
     def sign_in_as(self, username: str, *, name: str = "Dr Test", person: str | None = None) -> None:
         """The next authorization requests are approved as ``username`` (its ``preferred_username`` too).
@@ -183,6 +186,9 @@ def _app(state: dict[str, Provider]) -> Starlette:
         return state["provider"]
 
     async def discovery(request: Request) -> Response:
+        provider().discovery_requests += 1
+        if provider().down:  # an outage behind the provider's load balancer
+            return PlainTextResponse("Service Unavailable", status_code=503)
         endpoint = provider().server.get_endpoint("provider_config")
         args = endpoint.process_request(None)
         info = endpoint.do_response(**args)

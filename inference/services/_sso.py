@@ -2,7 +2,8 @@
 and ``nonce``, against the hospital's identity provider (Keycloak and the like).
 
 The provider's discovery document (``<issuer>/.well-known/openid-configuration``) names its endpoints; it
-is cached for an hour, its key set (JWKS) for ten minutes (an unknown ``kid`` refetches it, at most every
+is cached for an hour (one that could not be read, for 30 seconds: the provider is not asked again
+meanwhile), its key set (JWKS) for ten minutes (an unknown ``kid`` refetches it, at most every
 10 seconds: the provider's key rotation). The flow's secrets (state, nonce, PKCE verifier) travel in a
 short-lived cookie of the browser that started it; the ID token is verified here (signature by the
 provider's JWKS with an asymmetric algorithm, issuer, audience, expiry, nonce); its username claim picks the
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DISCOVERY_SECONDS: Final = 3600.0
+# A discovery document that could not be read is not asked for again this long: a burst of sign-ins
+# while the provider is down costs it one request, not one each (negative caching).
+_DISCOVERY_FAILED_SECONDS: Final = 30.0
 _JWKS_SECONDS: Final = 600.0
 _MIN_REFETCH_SECONDS: Final = 10.0
 _TIMEOUT: Final = 10.0
@@ -126,6 +130,7 @@ class _Keys:
 
 
 _providers: dict[str, tuple[float, _Provider]] = {}
+_failed: dict[str, tuple[float, SsoUnavailable]] = {}
 _keys: dict[str, _Keys] = {}
 
 
@@ -192,6 +197,20 @@ async def _provider(settings: Settings) -> _Provider:
     cached = _providers.get(issuer)
     if cached is not None and time.monotonic() - cached[0] < _DISCOVERY_SECONDS:
         return cached[1]
+    failed = _failed.get(issuer)
+    if failed is not None and time.monotonic() - failed[0] < _DISCOVERY_FAILED_SECONDS:
+        raise SsoUnavailable(failed[1].message)
+    try:
+        provider = await _discover(settings, issuer)
+    except SsoUnavailable as e:
+        _failed[issuer] = (time.monotonic(), e)
+        raise
+    _failed.pop(issuer, None)
+    _providers[issuer] = (time.monotonic(), provider)
+    return provider
+
+
+async def _discover(settings: Settings, issuer: str) -> _Provider:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     document = await _get_json(settings, url, "discovery document")
     # OpenID Connect Discovery 4.3: the document must name exactly the issuer it was fetched for.
@@ -212,7 +231,6 @@ async def _provider(settings: Settings) -> _Provider:
         else frozenset(),
         end_session_endpoint=_end_session(document.get("end_session_endpoint"), issuer=issuer),
     )  # fmt: skip
-    _providers[issuer] = (time.monotonic(), provider)
     return provider
 
 

@@ -646,3 +646,16 @@ def test_a_single_sign_on_session_signs_out_at_the_provider_too_and_a_password_s
     signed_out = _sign_out(browser_session)
     assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui/signin"
     assert browser_session.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_a_provider_that_is_down_is_asked_once_by_a_burst_of_sign_ins(env: Env) -> None:
+    with oidc_provider(CALLBACK) as idp:
+        idp.down = True
+        settings = make_settings(env.home, ui_oidc_issuer=idp.issuer, ui_oidc_client_id=CLIENT_ID)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            for _ in range(8):  # readers pressing "Sign in with" again and again during the outage
+                response = client.get("/ui/sso/start", follow_redirects=False)
+                assert response.status_code == 503
+                assert "identity provider does not answer" in _alert(response.text)
+                assert 'name="username"' in response.text  # the password sign-in stays at hand
+        assert idp.discovery_requests == 1
