@@ -301,7 +301,8 @@ def user_command(
     """``dxassist user add|list|disable|sso-unbind``: local accounts of the web pages.
 
     ``add --sso-subject`` binds the account to the provider's subject up front and ``sso-unbind`` forgets
-    the binding; both are audited (``user:sso_bind``, ``user:sso_unbind``).
+    the binding. Every change is audited under ``cli:<the terminal's user>``: ``user:add``,
+    ``user:disable``, ``user:sso_bind``, ``user:sso_unbind``.
 
     Returns:
         0, or 1 when the account exists already or another is bound to the subject (add), or it does not
@@ -331,6 +332,7 @@ def user_command(
             except Conflict as e:
                 sys.stderr.write(f"dxassist: {e}\n")
                 return 1
+            _audit_account(record, action="user:add", username=args.username)
             if subject is not None:
                 _audit_account(record, action="user:sso_bind", username=args.username)
             bound = "; bound to its identity-provider subject" if subject is not None else ""
@@ -364,6 +366,7 @@ def user_command(
             except NotFound as e:
                 sys.stderr.write(f"dxassist: {e}\n")
                 return 1
+            _audit_account(record, action="user:disable", username=args.username)
             out.write(f"account {args.username} disabled; its sessions are closed\n")
     finally:
         record.close()

@@ -347,3 +347,51 @@ def test_a_refusal_whose_audit_entry_cannot_be_written_is_still_a_401(
         assert client.get("/v1/models", headers=env.headers("ml_engineer")).status_code == 200
     assert _entries(env, "testclient") == []
     assert audit_verify(env.settings, stream=io.StringIO()) == 0
+
+
+def test_account_changes_at_the_terminal_are_audited_as_security_alerts(tmp_path: Path) -> None:
+    """Creating and disabling a reader's account changes who may read patient data: each is on the audit
+    trail (it was not), under the terminal's user, as an IHE ATNA Security Alert with its CID 401 type."""
+    import subprocess
+
+    from _dxassist_cli import DXASSIST, dxassist_env
+
+    from inference.config import Settings
+    from inference.record import Record
+    from inference.record.fhir import audit_events
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dxassist_env(home)
+    add = ["user", "add", "--username", "dr.audit", "--role", "radiologist", "--facility", "F1"]
+    for args, stdin in (
+        ([*add, "--password-stdin"], "a-long-enough-password\n"),
+        (["user", "disable", "dr.audit"], None),
+    ):
+        done = subprocess.run(
+            [str(DXASSIST), *args],
+            input=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    record = Record(Settings(home=home).record_url)
+    try:
+        _total, entries = record.audit.search(limit=50)
+    finally:
+        record.close()
+    changes = [e for e in entries if e["action"].startswith("user:")]
+    assert sorted((e["action"], e["resource_id"], e["outcome"]) for e in changes) == [
+        ("user:add", "dr.audit", "success"),
+        ("user:disable", "dr.audit", "success"),
+    ]
+    assert all(e["subject"].startswith("cli:") and e["role"] == "admin" for e in changes)
+    for entry, event_type in zip(
+        sorted(changes, key=lambda e: e["action"]), ("110136", "110137"), strict=True
+    ):
+        alert = audit_events.audit_event(entry)
+        assert (alert["type"]["code"], alert["action"]) == ("110113", "E")
+        assert {c["code"] for c in alert["subtype"]} >= {entry["action"], event_type}

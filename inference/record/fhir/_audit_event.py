@@ -6,11 +6,13 @@ Mapping (R4 AuditEvent, valid as R4B):
   registry decisions of an operator (``model:promote``, ``model:rollback``, ``model:register``) and
   dead-letter retries, 110104 DICOM Instances Transferred for a delivery of a result's SR and captures
   to a destination, 110114 User Authentication for a sign-in or sign-out of the pages and a bearer token
-  refused by the API, 110113 Security Alert for a DICOM node refused at association, 110112 Query for a
+  refused by the API, 110113 Security Alert for a DICOM node refused at association and a reader's account
+  created, disabled, bound to or unbound from the identity provider, 110112 Query for a
   worklist, a FHIR search or a page of Patient ``$everything`` (one entry per resource type it disclosed),
   110106 Export for a training-set export);
-  ``subtype``: our permission name (``urn:dxassist:action``), and for User Authentication its DICOM event
-  type (110122 Login, 110123 Logout); ``action``: C, R, U or E.
+  ``subtype``: our permission name (``urn:dxassist:action``), and for User Authentication and Security
+  Alert its DICOM event type (110122 Login, 110123 Logout; 110126 Node Authentication, 110136 Security
+  Roles Changed, 110137 User Security Attributes Changed); ``action``: C, R, U, D or E.
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
   which); none for an ``attempt``, whose outcome is a second entry with the same request id.
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
@@ -81,6 +83,15 @@ _SEARCHED: Final = "fhir:read"
 EXPORT: Final = "export:training-set"
 """Labelled model inputs written out of the system (``dxassist export-training-set``): DICOM PS3.15 A.5.3.4
 Export, action R."""
+ACCOUNT_CHANGES: Final = {
+    "user:add": ("110136", "Security Roles Changed"),
+    "user:disable": ("110137", "User Security Attributes Changed"),
+    "user:sso_bind": ("110137", "User Security Attributes Changed"),
+    "user:sso_unbind": ("110137", "User Security Attributes Changed"),
+    "ui:sso_bind": ("110137", "User Security Attributes Changed"),
+}
+"""A reader's account created, disabled, bound to or unbound from the identity provider's subject: DICOM
+PS3.15 A.5.3.11 Security Alert (action E) with its event type from CID 401."""
 NODE_REFUSED: Final = "dimse:associate"
 """A DICOM node refused at association (unknown title, another host, another certificate): DICOM PS3.15
 A.5.3.11 Security Alert (node authentication failure), action E."""
@@ -113,7 +124,7 @@ def _event_type(action: str, *, query: bool = False) -> dict[str, str]:
     if action == DELIVERY:
         # DICOM PS3.16 CID 400 (Audit Event ID): the IHE ATNA event of instances sent to another node.
         return {"system": v.DCM, "code": "110104", "display": "DICOM Instances Transferred"}
-    if action == NODE_REFUSED:
+    if action == NODE_REFUSED or action in ACCOUNT_CHANGES:
         return {"system": v.DCM, "code": "110113", "display": "Security Alert"}
     if action in _AUTHENTICATION:
         return {"system": v.DCM, "code": "110114", "display": "User Authentication"}
@@ -129,14 +140,20 @@ def _action_code(action: str, *, query: bool = False) -> str:
         return "C"
     if action in _UPDATE:
         return "U"
-    if action in _EXECUTE or action == NODE_REFUSED or action in _AUTHENTICATION:
+    if action in _EXECUTE or action == NODE_REFUSED or action in _AUTHENTICATION or action in ACCOUNT_CHANGES:
         return "E"
     return "R"
 
 
-def _login_or_logout(action: str) -> list[dict[str, str]]:
-    # User Authentication's event type (mandatory in the DICOM message): a sign-out is a Logout, a sign-in
-    # or a bearer token presented to the API a Login.
+def _dicom_event_type(action: str) -> list[dict[str, str]]:
+    # The DICOM event type that User Authentication and Security Alert require: a sign-out is a Logout, a
+    # sign-in or a bearer token presented to the API a Login; a refused node a Node Authentication; an
+    # account change its CID 401 code.
+    if action == NODE_REFUSED:
+        return [{"system": v.DCM, "code": "110126", "display": "Node Authentication"}]
+    if action in ACCOUNT_CHANGES:
+        code, display = ACCOUNT_CHANGES[action]
+        return [{"system": v.DCM, "code": code, "display": display}]
     if action not in _AUTHENTICATION:
         return []
     if action == "ui:sign_out":
@@ -219,7 +236,7 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
         "resourceType": "AuditEvent",
         "id": str(entry["seq"]),
         "type": _event_type(entry["action"], query=_is_query(entry)),
-        "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}, *_login_or_logout(entry["action"])],
+        "subtype": [{"system": ACTION_SYSTEM, "code": entry["action"]}, *_dicom_event_type(entry["action"])],
         "action": _action_code(entry["action"], query=_is_query(entry)),
         "recorded": iso(entry["time"]),
         # No outcome yet for an attempt: its result is the entry that follows it.
