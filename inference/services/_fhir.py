@@ -7,7 +7,7 @@ from typing import Any
 
 from inference import __version__
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES
 from inference.security import Forbidden, scope_for
 from inference.services._access import (
     Disclosed,
@@ -83,6 +83,24 @@ async def _glass_rows(
     ]
 
 
+async def _searched_patient(
+    ctx: Context, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+) -> str | None:
+    """The existing patient a search is scoped to (``patient=`` of the types that take it, ``_id=`` of a
+    Patient search), or None: a search about no one patient, or an id the record does not hold."""
+    name = "_id" if resource_type == "Patient" else "patient"
+    if name not in SEARCH_PARAMS[resource_type]:
+        return None
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    value = next((value for key, value in pairs if key == name), None)
+    if not value:
+        return None
+    patient_id = value.removeprefix("Patient/") if name == "patient" else value
+    if await db(ctx.record.fhir.owner, resource_type="Patient", resource_id=patient_id) is None:
+        return None
+    return patient_id
+
+
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
     """The CapabilityStatement of the FHIR views (no patient data: not audited)."""
     return await db(ctx.record.fhir.capability_statement, base_url=base_url)
@@ -144,7 +162,9 @@ async def fhir_search(
     strict: bool = False,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of what the caller may read: the scope is part of the query, so ``total``
-    and the pages count nothing else. Every patient the page discloses is written to the audit trail.
+    and the pages count nothing else. Every patient the page discloses is written to the audit trail; a
+    page that lists nothing of a search scoped to one existing patient (``patient=``, or ``_id=`` of a
+    Patient search: ``_count=0``, a page past the end, no match) is audited under that patient.
     Unsupported parameters are ignored (FHIR R4) unless ``strict`` (``Prefer: handling=strict``).
 
     Raises:
@@ -175,14 +195,28 @@ async def fhir_search(
         if patient:
             disclosed.append((str(resource.get("id")), patient))
     patients = [patient for _resource_id, patient in disclosed]
-    await audit_disclosed(
-        ctx,
-        actor,
-        action=_ACTION,
-        resource_type=resource_type,
-        patients=patients,
-        rows=await _glass_rows(ctx, actor, resource_type, disclosed),
-    )
+    scoped_to = None if patients else await _searched_patient(ctx, resource_type, params)
+    if scoped_to is not None:
+        # A page that lists nothing still tells the caller about the one patient searched (its total;
+        # that nothing matched): on the trail under the patient, ``break_glass`` on a grant alone.
+        granted = await under_grant(ctx, actor, [scoped_to])
+        await audit_disclosed(
+            ctx,
+            actor,
+            action=_ACTION,
+            resource_type=resource_type,
+            patients=[scoped_to],
+            rows=[Disclosed(patient_id=scoped_to, owner=None, patient_level=True)] if granted else [],
+        )
+    else:
+        await audit_disclosed(
+            ctx,
+            actor,
+            action=_ACTION,
+            resource_type=resource_type,
+            patients=patients,
+            rows=await _glass_rows(ctx, actor, resource_type, disclosed),
+        )
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
             entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.record.org_root)
