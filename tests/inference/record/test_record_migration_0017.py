@@ -63,3 +63,27 @@ def test_accounts_bind_after_the_upgrade_and_the_downgrade_forgets_the_binding(r
         "dr.after": None,
         "dr.before": None,
     }
+
+
+def test_signed_in_sessions_survive_the_upgrade_and_the_downgrade(record: Record) -> None:
+    # SQLite rebuilds user_accounts (a new CHECK constraint): its sessions point at it by foreign key.
+    migrate(record, "0016")
+    _account_before_0017(record, "dr.signed-in")
+    with record.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO web_sessions (id_hash, username, csrf, created, last_seen, expires) "
+                "VALUES (:h, 'dr.signed-in', :c, :now, :now, :now)"
+            ),
+            {"h": "a" * 64, "c": "c" * 43, "now": NOW.replace(tzinfo=None).isoformat(" ")},
+        )
+    migrate(record, "head")
+    accounts = Accounts(record)
+    assert accounts.session(id_hash="a" * 64) is not None  # still signed in after the upgrade
+    assert accounts.bind_sso(username="dr.signed-in", issuer=ISSUER, subject="sub-1")
+    migrate(record, "0016")
+    with record.engine.connect() as connection:
+        hashes = connection.execute(text("SELECT id_hash FROM web_sessions")).scalars()
+        assert list(hashes) == ["a" * 64]
+    migrate(record, "head")
+    assert accounts.session(id_hash="a" * 64) is not None
