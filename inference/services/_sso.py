@@ -131,6 +131,9 @@ class _Keys:
 
 _providers: dict[str, tuple[float, _Provider]] = {}
 _failed: dict[str, tuple[float, SsoUnavailable]] = {}
+# One discovery at a time per issuer: sign-ins arriving together wait for its answer (or its failure)
+# rather than each asking the provider. A lock belongs to its event loop.
+_discovering: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
 _keys: dict[str, _Keys] = {}
 
 
@@ -194,20 +197,40 @@ async def _get_json(settings: Settings, url: str, what: str) -> dict[str, Any]:
 
 async def _provider(settings: Settings) -> _Provider:
     issuer = str(settings.ui.ui_oidc_issuer)
+    cached = _cached(issuer)
+    if cached is not None:
+        return cached
+    loop = asyncio.get_running_loop()
+    held = _discovering.get(issuer)
+    if held is None or held[0] is not loop:
+        held = _discovering[issuer] = (loop, asyncio.Lock())
+    async with held[1]:
+        cached = _cached(issuer)  # read (or found unreadable) while this sign-in waited
+        if cached is not None:
+            return cached
+        try:
+            provider = await _discover(settings, issuer)
+        except SsoUnavailable as e:
+            _failed[issuer] = (time.monotonic(), e)
+            raise
+        _failed.pop(issuer, None)
+        _providers[issuer] = (time.monotonic(), provider)
+        return provider
+
+
+def _cached(issuer: str) -> _Provider | None:
+    """The provider's cached discovery, or None when it is to be read (again).
+
+    Raises:
+        SsoUnavailable: It could not be read moments ago (negative caching).
+    """
     cached = _providers.get(issuer)
     if cached is not None and time.monotonic() - cached[0] < _DISCOVERY_SECONDS:
         return cached[1]
     failed = _failed.get(issuer)
     if failed is not None and time.monotonic() - failed[0] < _DISCOVERY_FAILED_SECONDS:
         raise SsoUnavailable(failed[1].message)
-    try:
-        provider = await _discover(settings, issuer)
-    except SsoUnavailable as e:
-        _failed[issuer] = (time.monotonic(), e)
-        raise
-    _failed.pop(issuer, None)
-    _providers[issuer] = (time.monotonic(), provider)
-    return provider
+    return None
 
 
 async def _discover(settings: Settings, issuer: str) -> _Provider:

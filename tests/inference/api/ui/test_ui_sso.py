@@ -5,6 +5,7 @@ the sign-in page and an audit entry."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import subprocess
@@ -658,4 +659,20 @@ def test_a_provider_that_is_down_is_asked_once_by_a_burst_of_sign_ins(env: Env) 
                 assert response.status_code == 503
                 assert "identity provider does not answer" in _alert(response.text)
                 assert 'name="username"' in response.text  # the password sign-in stays at hand
+        assert idp.discovery_requests == 1
+
+
+def test_a_provider_that_is_down_is_asked_once_by_sign_ins_arriving_together(env: Env) -> None:
+    # The readers of a ward pressing "Sign in with" in the same second: they wait for one answer.
+    from inference.services import SsoUnavailable, _sso
+
+    async def burst(settings: Any) -> list[BaseException | object]:
+        starts = (_sso.start(settings, redirect_uri=CALLBACK) for _ in range(8))
+        return await asyncio.gather(*starts, return_exceptions=True)
+
+    with oidc_provider(CALLBACK) as idp:
+        idp.down = True
+        settings = make_settings(env.home, ui_oidc_issuer=idp.issuer, ui_oidc_client_id=CLIENT_ID)
+        outcomes = asyncio.run(burst(settings))
+        assert all(isinstance(o, SsoUnavailable) for o in outcomes)
         assert idp.discovery_requests == 1
