@@ -186,7 +186,11 @@ class Accounts:
                     .where(UserAccount.username == username, UserAccount.sso_subject.is_(None))
                     .values(sso_issuer=issuer, sso_subject=subject)
                 )
-                return bool(getattr(bound, "rowcount", 0))
+                if getattr(bound, "rowcount", 0):
+                    return True
+                # Bound meanwhile by a sign-in this one waited for (PostgreSQL: read committed): by the
+                # same person (a second workstation) or another.
+                return self._bound_to(session, (issuer, subject)) == username
         except IntegrityError:  # the same pair bound to another account meanwhile
             return False
 
