@@ -234,7 +234,9 @@ async def patient_everything(
     strict: bool = False,
 ) -> dict[str, Any]:
     """Patient ``$everything``: one page of the patient's record as a ``searchset`` Bundle, the Patient
-    first, then what the per-type searches with ``patient={id}`` show the caller (nothing else).
+    first, then what the per-type searches with ``patient={id}`` show the caller (nothing else), then the
+    Devices (model versions) the page references (``search.mode`` ``include``, with their DICOM Device UID
+    as a read of the Device gives it; about no patient, so not audited).
 
     A patient the caller may read nothing of is answered as ``GET /fhir/Patient/{id}`` is: 404 (audited
     ``not_found``) when unknown, 403 (audited ``denied``) when no ground opens it. Each page is audited
@@ -287,6 +289,9 @@ async def patient_everything(
     disclosed: dict[str, list[tuple[str, str]]] = {}  # type -> (resource id, patient id) on this page
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
+        if entry["search"]["mode"] == "include":  # a Device the page references: about no patient
+            entry["resource"] = _with_device_uid(resource, ctx.settings.record.org_root)
+            continue
         disclosed.setdefault(str(resource["resourceType"]), []).append((str(resource["id"]), patient_id))
     if not disclosed:
         # An empty page still tells the caller about this patient (its total; that nothing matched the

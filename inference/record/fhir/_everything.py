@@ -2,8 +2,10 @@
 
 The Bundle holds what the per-type searches with ``patient={id}`` (``_id={id}`` for the Patient) return to
 the same caller, through the same scoped queries, in this order: the Patient, its ImagingStudies,
-DiagnosticReports, RiskAssessments, Observations, Provenances. Devices are about no patient: they are
-left out (every reader reads them by the reference the reports and assessments carry).
+DiagnosticReports, RiskAssessments, Observations, Provenances. Devices are about no patient, so they are
+no match; each page adds the Devices its resources reference (the model versions), once each, as
+``search.mode`` ``include`` (FHIR R4: the server SHOULD return the resources the included ones reference),
+not counted in ``total``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record._errors import InvalidSearch
-from inference.record._models import Patient, Result, Study
+from inference.record._models import Device, Patient, Result, Study
 from inference.record._scope import Scope
 from inference.record._types import as_utc, fhir_date
 from inference.record.fhir import _resources as r
@@ -197,6 +199,43 @@ def _builders(
             yield from (partial(dict, obs) for obs in r.vital_observations(result.vitals))
 
 
+def _referenced_devices(resources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids of the Devices ``resources`` reference, each once, in the order first referenced."""
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            reference = value.get("reference")
+            if isinstance(reference, str) and reference.startswith("Device/"):
+                found.setdefault(reference.removeprefix("Device/"), None)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for resource in resources:
+        walk(resource)
+    return [*found]
+
+
+def _included(session: Session, base: str, resources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The Bundle entries (``search.mode`` ``include``) of the Devices ``resources`` reference."""
+    wanted = _referenced_devices(resources)
+    if not wanted:
+        return []
+    rows = {row.id: row for row in session.scalars(select(Device).where(Device.id.in_(wanted)))}
+    return [
+        {
+            "fullUrl": f"{base}/Device/{device_id}",
+            "resource": r.device(rows[device_id]),
+            "search": {"mode": "include"},
+        }
+        for device_id in wanted
+        if device_id in rows
+    ]
+
+
 def reachable(session: Session, patient_id: str, scope: Scope | None) -> bool:
     """Whether the caller may read anything of the patient (the Patient or one of its rows), whatever the
     operation's filters: a caller that may read nothing is refused as a read of the Patient is."""
@@ -225,7 +264,8 @@ def everything(
     strict: bool = False,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of the patient's record (``total``: every match the caller may
-    read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``.
+    read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``, then the Devices the
+    page's resources reference (``search.mode`` ``include``, once each, not counted in ``total``).
 
     Unsupported parameters are ignored and left out of the links unless ``strict``.
 
@@ -249,15 +289,12 @@ def everything(
             total += 1
     query = [(k, v) for k, v in kept if k != "_format"]
     base = base_url.rstrip("/")
-    return r.searchset(
-        base,
-        f"Patient/{patient_id}/$everything",
-        query,
-        [build() for build in page],
-        total=total,
-        offset=offset,
-        count=count,
+    resources = [build() for build in page]
+    bundle = r.searchset(
+        base, f"Patient/{patient_id}/$everything", query, resources, total=total, offset=offset, count=count
     )
+    bundle["entry"] += _included(session, base, resources)
+    return bundle
 
 
 def capability_operation() -> dict[str, Any]:

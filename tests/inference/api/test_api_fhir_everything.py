@@ -80,7 +80,33 @@ def _bundle(response: Any) -> dict[str, Any]:
 
 
 def _ids(bundle: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle.get("entry", [])]
+    """The matches of a page (``search.mode`` ``match``), not the resources it includes."""
+    return [
+        (e["resource"]["resourceType"], e["resource"]["id"])
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == "match"
+    ]
+
+
+def _included(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources a page includes (``search.mode`` ``include``), in order."""
+    return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "include"]
+
+
+def _device_references(bundle: dict[str, Any]) -> set[str]:
+    """The Device ids the matches of a page reference (reports' findings, assessments, provenance)."""
+    found: set[str] = set()
+    for entry in bundle.get("entry", []):
+        if entry["search"]["mode"] != "match":
+            continue
+        resource = entry["resource"]
+        references = [
+            resource.get("device", {}).get("reference", ""),
+            resource.get("performer", {}).get("reference", ""),
+            *(a["who"].get("reference", "") for a in resource.get("agent", [])),
+        ]
+        found |= {ref.removeprefix("Device/") for ref in references if ref.startswith("Device/")}
+    return found
 
 
 def _per_type(client: TestClient, headers: dict[str, str], patient_id: str) -> set[tuple[str, str]]:
@@ -118,7 +144,10 @@ def test_everything_is_what_the_per_type_searches_show_the_patient_first(
     # The imaging result and the vitals are both there, with their provenance.
     assert {t for t, _ in ids} == {"Patient", *TYPES}
     assert page["link"][0]["url"].endswith(f"/fhir/Patient/{patient_id}/$everything?")
-    assert all(e["fullUrl"].endswith(f"/fhir/{t}/{i}") for e, (t, i) in zip(page["entry"], ids, strict=True))
+    assert all(
+        e["fullUrl"].endswith(f"/fhir/{t}/{i}")
+        for e, (t, i) in zip(page["entry"][: len(ids)], ids, strict=True)
+    )
 
 
 def test_fhirpy_walks_pages_of_two_through_the_next_links(
@@ -133,7 +162,7 @@ def test_fhirpy_walks_pages_of_two_through_the_next_links(
     pages = 0
     while True:
         Bundle.model_validate(page)
-        assert len(page.get("entry", [])) <= 2
+        assert len(_ids(page)) <= 2  # matches; the Devices they reference come beside them
         seen += _ids(page)
         pages += 1
         following = [link["url"] for link in page["link"] if link["relation"] == "next"]
@@ -362,3 +391,40 @@ def test_a_break_the_glass_reader_gets_the_record_audited_as_break_glass(
     assert {e["outcome"] for e in events} == {"break_glass"}
     assert _ids(page)[0] == ("Patient", patient_id)
     assert set(_ids(page)) == _per_type(client, headers, patient_id)
+
+
+def test_each_page_includes_the_devices_it_references_once_not_counted(
+    client: TestClient, env: Env, patient_id: str
+) -> None:
+    headers = env.headers("clinician")
+    [page] = list(_everything(client, headers, patient_id))
+    devices = _included(page)
+    # The two models (imaging findings, vitals triage), each once, after the matches; total counts matches.
+    assert {d["resourceType"] for d in devices} == {"Device"} and len(devices) == 2
+    assert [d["id"] for d in devices] == list(dict.fromkeys(d["id"] for d in devices))
+    assert {d["id"] for d in devices} == _device_references(page)
+    assert page["total"] == len(_ids(page))
+    modes = [e["search"]["mode"] for e in page["entry"]]
+    assert modes == ["match"] * page["total"] + ["include"] * 2
+    # Each as a read of the Device gives it, with the DICOM Device UID of the model version.
+    for entry, device in zip(page["entry"][-2:], devices, strict=True):
+        assert entry["fullUrl"].endswith(f"/fhir/Device/{device['id']}")
+        read = client.get(f"/fhir/Device/{device['id']}", headers=headers)
+        assert read.status_code == 200 and device == read.json()
+        assert any(i["system"] == "urn:dicom:uid" for i in device["identifier"])
+    # Paged: every page includes the Devices its own matches reference.
+    pages = list(_everything(client, headers, patient_id, _count="2"))
+    assert len(pages) > 2
+    for each in pages:
+        assert {d["id"] for d in _included(each)} == _device_references(each)
+        assert len(_included(each)) == len({d["id"] for d in _included(each)})
+    # Only the types that reference a Device bring one: the triage model's alone for the assessments.
+    [assessments] = list(_everything(client, headers, patient_id, _type="RiskAssessment"))
+    assert [d["id"] for d in _included(assessments)] == [
+        e["resource"]["performer"]["reference"].removeprefix("Device/") for e in assessments["entry"][:1]
+    ]
+    for types in ("Patient,ImagingStudy", "Patient"):
+        [plain] = list(_everything(client, headers, patient_id, _type=types))
+        assert _included(plain) == [] and plain["total"] == len(plain["entry"]) > 0
+    [counted] = list(_everything(client, headers, patient_id, _count="0"))
+    assert counted["total"] > 0 and not counted.get("entry")

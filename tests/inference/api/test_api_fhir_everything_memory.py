@@ -63,7 +63,9 @@ def test_a_long_record_is_walked_in_batches_not_held_whole(
             headers=headers,
         )
     )
-    assert page["total"] == RESULTS and len(page["entry"]) == 5
+    assert page["total"] == RESULTS and [e["search"]["mode"] for e in page["entry"]] == ["match"] * 5 + [
+        "include"  # the model's Device the assessments reference
+    ]
     # Every result was read to count them, at most two batches of a hundred at a time (the one being read
     # and the one before it), not the whole record.
     assert 0 < held[0] <= 250, held[0]
