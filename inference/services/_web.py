@@ -337,8 +337,9 @@ async def finish_sso(
             ctx, who, action=SSO_BIND, outcome="success", resource_type="Account", resource_id=username
         )
     elif (account.sso_issuer, account.sso_subject) != pair:
-        # Another person under the same username (recycled or renamed at the provider).
-        _mismatch()
+        # Another person under the same username (recycled or renamed at the provider), or a binding made
+        # with the hospital's former provider (DXASSIST_UI_OIDC_ISSUER changed): the administrator unbinds.
+        _mismatch(issuer=account.sso_issuer != pair[0])
         await _audit_sso_failure(ctx, nobody)
         raise SsoRefused("The identity provider vouched for no active account of these pages.")
     return await _open_session(
@@ -346,7 +347,15 @@ async def finish_sso(
     )
 
 
-def _mismatch() -> None:
+def _mismatch(*, issuer: bool = False) -> None:
+    if issuer:
+        logger.warning(
+            "a single sign-on was refused: the account is bound at another identity provider (issuer); "
+            "after a change of DXASSIST_UI_OIDC_ISSUER, `dxassist user sso-unbind` lets its next single "
+            "sign-on bind it to the new one",
+            extra={"code": "sso_refused", "reason": "issuer"},
+        )
+        return
     logger.warning(
         "a single sign-on was refused: the account is bound to another subject of the provider",
         extra={"code": "sso_refused", "reason": "subject"},

@@ -35,7 +35,7 @@ from _ui_live import (
 from inference.api import create_app
 from inference.api._app import LOG_FILE
 from inference.api.ui._render import PAGE_CSP
-from inference.record import Record
+from inference.record import Accounts, Record
 from inference.services import disable_user
 
 CALLBACK = "http://testserver/ui/sso/callback"
@@ -563,6 +563,26 @@ def test_an_administrator_unbinds_an_account_and_its_next_single_sign_on_binds_i
     provider.sign_in_as(username)  # and the old one no longer signs in
     _refused(_sso_sign_in(browser_session), browser_session)
     assert _user(env, provider, "sso-unbind", "nobody-at-all").returncode == 1
+
+
+def test_an_account_bound_at_the_former_provider_is_refused_with_the_way_out_in_the_log(
+    browser_session: TestClient, provider: Provider, env: Env
+) -> None:
+    # The hospital moved to another identity provider (DXASSIST_UI_OIDC_ISSUER changed).
+    username = add_account(env)
+    record = Record(env.settings.record_url)
+    try:
+        assert Accounts(record).bind_sso(
+            username=username, issuer="https://old-idp.hospital.example/realms/h", subject=username
+        )
+    finally:
+        record.close()
+    provider.sign_in_as(username)
+    _refused(_sso_sign_in(browser_session), browser_session)
+    log = (env.settings.log_dir / LOG_FILE).read_text(encoding="utf-8")
+    assert "bound at another identity provider" in log and "sso-unbind" in log
+    assert _user(env, provider, "sso-unbind", username).returncode == 0
+    assert _sso_sign_in(browser_session).status_code == 200
 
 
 # -- sign-out at the provider too (OpenID Connect RP-Initiated Logout 1.0) ----------------------------
