@@ -10,13 +10,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _api_env import Env, TestClient
+import tiny_models
+from _api_env import Env, TestClient, make_settings
 from sqlalchemy import event
 from test_api_fhir_everything import _bundle
 
 from inference.record._models import Result
 
 RESULTS = 500
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """The shared test home, with a rate limit above the RESULTS uploads of one clinician (the default
+    burst of 300 refused the rest with 429)."""
+    home = tmp_path_factory.mktemp("dxassist-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(home))
+        settings = make_settings(home, rate_limit_burst=2 * RESULTS, rate_limit_per_minute=60 * RESULTS)
+        tiny_models.seed_both(settings.model_cache, home / "build")
+        yield Env(home=home, settings=settings)
 
 
 @pytest.fixture
