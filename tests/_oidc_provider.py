@@ -137,6 +137,7 @@ class Provider:
     signed_out: list[dict[str, str]] = field(default_factory=list)
     down: bool = False
     discovery_requests: int = 0
+    end_session_suffix: str = ""
 
     def sign_in_as(self, username: str, *, name: str = "Dr Test", person: str | None = None) -> None:
         """The next authorization requests are approved as ``username`` (its ``preferred_username`` too).
@@ -195,7 +196,7 @@ def _app(state: dict[str, Provider]) -> Starlette:
         if not provider().end_session:
             return Response(info["response"], media_type="application/json")
         document = json.loads(info["response"])
-        document["end_session_endpoint"] = provider().issuer + "/end_session"
+        document["end_session_endpoint"] = provider().issuer + "/end_session" + provider().end_session_suffix
         return JSONResponse(document)
 
     async def end_session(request: Request) -> Response:

@@ -154,10 +154,14 @@ def _end_session(url: object, *, issuer: str) -> str | None:
     if url is None:
         return None
     try:
-        return _check_url(url, "end-session endpoint", issuer=issuer)
+        checked = _check_url(url, "end-session endpoint", issuer=issuer)
     except SsoUnavailable:
         logger.warning("the identity provider's end-session endpoint is not used: not an https URL")
         return None
+    if urlsplit(checked).fragment:  # the parameters would follow it, never sent to the provider
+        logger.warning("the identity provider's end-session endpoint is not used: it has a fragment")
+        return None
+    return checked
 
 
 def _verify(settings: Settings) -> ssl.SSLContext | bool:

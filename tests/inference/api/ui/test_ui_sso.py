@@ -669,6 +669,23 @@ def test_a_single_sign_on_session_signs_out_at_the_provider_too_and_a_password_s
     assert browser_session.get("/ui/", follow_redirects=False).status_code == 303
 
 
+def test_an_end_session_endpoint_with_a_fragment_is_not_used_and_the_sign_out_stays_local(
+    logout_client: TestClient, logout_provider: Provider, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RP-Initiated Logout 1.0 allows no fragment: the hint and return address would land after it, in
+    # a part of the URL the browser never sends, and the provider would show an error page instead.
+    from inference.services import _sso
+
+    monkeypatch.setattr(_sso, "_providers", {})  # this provider's document, read afresh
+    monkeypatch.setattr(logout_provider, "end_session_suffix", "#logout")
+    username = add_account(env)
+    logout_provider.sign_in_as(username)
+    assert _sso_sign_in(logout_client).status_code == 200
+    signed_out = _sign_out(logout_client)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui/signin"
+    assert logout_client.get("/ui/", follow_redirects=False).status_code == 303
+
+
 def test_a_provider_that_is_down_is_asked_once_by_a_burst_of_sign_ins(env: Env) -> None:
     with oidc_provider(CALLBACK) as idp:
         idp.down = True
