@@ -43,6 +43,7 @@ logger = logging.getLogger("inference.dimse._listener")
 # P-DATA; an A-ASSOCIATE-RQ with every presentation context a PACS proposes stays far below this.
 MAX_PDU_BYTES: Final = 4 << 20
 _HEADER: Final = 6
+_LOG_EVERY_SECONDS: Final = 60.0
 
 DROPPED = MetricCounter(
     "dxassist_dimse_connections_dropped",
@@ -148,6 +149,28 @@ class _Slots:
                 del self._open[host]
 
 
+class _Quieted:
+    """At most one log line per reason every ``every`` seconds: a peer opening connections in a loop must
+    not flood the log (the metric counts each)."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def since_last(self, reason: str) -> int | None:
+        """None to stay quiet, else how many were held back since the last line of ``reason``."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(reason)
+            if last is not None and now - last < self._every:
+                self._held[reason] += 1
+                return None
+            self._last[reason] = now
+            return self._held.pop(reason, 0)
+
+
 class _Guarded:
     """What both socket classes add: the framing of what is read, the slot given back on close, and (TLS)
     a report of a handshake that failed."""
@@ -246,6 +269,7 @@ def guarded_server_class(
     from pynetdicom.transport import ThreadedAssociationServer
 
     slots = _Slots(dimse.dimse_max_associations, dimse.dimse_max_associations_per_host)
+    quieted = _Quieted(_LOG_EVERY_SECONDS)
     timeout = dimse.dimse_network_timeout
 
     class _GuardedServer(ThreadedAssociationServer):
@@ -275,11 +299,15 @@ def guarded_server_class(
             refused = slots.take(host)
             if refused is not None:
                 DROPPED.labels(reason=refused).inc()
-                logger.warning(
-                    "a DICOM connection was closed on arrival: too many open %s",
-                    "from its address" if refused == "host_limit" else "in all",
-                    extra={"code": f"dimse_{refused}"},
-                )
+                quiet = quieted.since_last(refused)
+                if quiet is not None:
+                    logger.warning(
+                        "a DICOM connection was closed on arrival: too many open %s (%d more since the "
+                        "last such line; all in dxassist_dimse_connections_dropped_total)",
+                        "from its address" if refused == "host_limit" else "in all",
+                        quiet,
+                        extra={"code": f"dimse_{refused}"},
+                    )
                 return False
             if isinstance(request, _Guarded):
                 request.hold(slots, host)
