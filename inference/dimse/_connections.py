@@ -179,6 +179,11 @@ class _Guarded:
     _slot: tuple[_Slots, str] | None = None
     _handshake: tuple[str, Callable[[str, str], None]] | None = None  # the peer's address, whom to tell
 
+    if TYPE_CHECKING:
+        # Provided by the socket class each subclass also derives from (declared for the type checker only,
+        # so that at run time the socket's own method is the one called).
+        def settimeout(self, value: float | None, /) -> None: ...
+
     def guard(self, framing: _Framing) -> None:
         self._framing = framing
 
@@ -194,7 +199,7 @@ class _Guarded:
         if framing is None:
             data: bytes = read(bufsize, flags)
             return data
-        self.settimeout(framing.wait())  # type: ignore[attr-defined]
+        self.settimeout(framing.wait())
         try:
             data = read(bufsize, flags)
         except TimeoutError as e:
@@ -209,7 +214,7 @@ class _Guarded:
         framing.consume(data)
         if framing.between_pdus:
             # What the listener sends (its responses) may wait as long as a whole PDU may.
-            self.settimeout(framing.timeout)  # type: ignore[attr-defined]
+            self.settimeout(framing.timeout)
         return data
 
     def _handshake_failed(self, error: ssl.SSLError) -> None:
