@@ -46,7 +46,10 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     "Observation": {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the observation is about"),
-        "category": ("token", "imaging or vital-signs"),
+        "category": (
+            "token",
+            "imaging or vital-signs, alone or as http://terminology.hl7.org/CodeSystem/observation-category|code",
+        ),
         "date": (
             "date",
             "When observed (vital signs: observed_at; AI findings: the study date, else when filed); "
@@ -170,6 +173,16 @@ def _patient_id(value: str) -> str:
     return value.removeprefix("Patient/")
 
 
+def _category(token: str | None) -> str | None:
+    """The category code an Observation search asks for: a token ``code`` or ``system|code`` (FHIR R4 search
+    3.1.1.4.2). A ``system`` other than HL7's observation-category, or ``|code`` (a code without a system),
+    names a concept no Observation here carries: ``""``, which matches nothing."""
+    if token is None or "|" not in token:
+        return token
+    system, code = token.split("|", 1)
+    return code if system == c.OBS_CATEGORY else ""
+
+
 def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     query = select(Patient).order_by(Patient.created, Patient.id)
     if "_id" in params:
@@ -256,7 +269,7 @@ def _matches(
         return _sql_matches(session, query, build, offset, count)
     # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
     # observations per result: the scoped results are expanded here (the scope is still in the query).
-    category = params.get("category")
+    category = _category(params.get("category"))
     if category not in (None, "imaging", "vital-signs"):
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}

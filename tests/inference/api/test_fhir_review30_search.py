@@ -1,0 +1,72 @@
+"""FHIR search as a shared-record integrator uses it: token values with their code system, partial dates,
+paging that a client follows to the end while new data arrives."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, new_study_uid
+from fhir.resources.R4B.bundle import Bundle
+
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _file_vitals(client: TestClient, env: Env, identifier: str, observed_at: str) -> str:
+    body = {
+        "patient": {"identifier": identifier},
+        "observed_at": observed_at,
+        "respiratory_rate": 22,
+        "heart_rate": 104,
+    }
+    response = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    assert response.status_code == 201, response.text
+    return str(response.json()["patient"]["id"])
+
+
+def _file_study(client: TestClient, env: Env, identifier: str) -> str:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True, patient_id=identifier)
+    response = client.post(
+        "/v1/studies",
+        files=[("files", ("a.dcm", blob, "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["patient"]["id"])
+
+
+@pytest.fixture(scope="module")
+def patient_id(client: TestClient, env: Env) -> str:
+    """A patient of F1 with one imaging result and vital signs observed on 2026-11-22."""
+    identifier = f"RV-{uuid.uuid4().hex[:10]}"
+    patient = _file_study(client, env, identifier)
+    assert _file_vitals(client, env, identifier, "2026-11-22T08:15:00Z") == patient
+    return patient
+
+
+def _search(client: TestClient, env: Env, path: str, **params: str) -> dict[str, Any]:
+    response = client.get(path, params=params, headers=env.headers("clinician"))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    Bundle.model_validate(body)
+    return body
+
+
+def _codes(bundle: dict[str, Any]) -> list[str]:
+    return sorted(e["resource"]["category"][0]["coding"][0]["code"] for e in bundle.get("entry", []))
+
+
+def test_category_token_with_its_code_system_matches(client: TestClient, env: Env, patient_id: str) -> None:
+    # FHIR token search: `system|code` is what integrators send (the code alone matches too).
+    plain = _search(client, env, "/fhir/Observation", patient=patient_id, category="vital-signs")
+    assert plain["total"] == 2 and _codes(plain) == ["vital-signs", "vital-signs"]
+    coded = _search(client, env, "/fhir/Observation", patient=patient_id, category=f"{CATEGORY}|vital-signs")
+    assert coded["total"] == 2 and _codes(coded) == ["vital-signs", "vital-signs"]
+    imaging = _search(client, env, "/fhir/Observation", patient=patient_id, category=f"{CATEGORY}|imaging")
+    assert imaging["total"] > 0 and set(_codes(imaging)) == {"imaging"}
+    # Another system, or `|code` (a code without a system), is another concept: nothing matches.
+    for other in ("http://example.org/categories|vital-signs", "|vital-signs"):
+        assert _search(client, env, "/fhir/Observation", patient=patient_id, category=other)["total"] == 0
