@@ -20,7 +20,7 @@ from inference.analysis._analysis import (
     prepare_input,
 )
 from inference.analysis._display import DISPLAY_SIDE, display_shape, render_display
-from inference.analysis._errors import AnalysisError, ImageUnusable, RenderingCorrupt
+from inference.analysis._errors import AnalysisError, ImageTooSmall, ImageUnusable, RenderingCorrupt
 from inference.analysis._metrics import STAGE_SECONDS, STAGES, observe_stage, timed
 from inference.analysis._rendering import (
     FindingHeat,
@@ -39,6 +39,7 @@ __all__ = [
     "AnalysisError",
     "FindingAnalysis",
     "FindingHeat",
+    "ImageTooSmall",
     "ImageUnusable",
     "ModelInfo",
     "OodAnalysis",

@@ -24,7 +24,7 @@ from inference.analysis._display import (
     shared_reduction,
     to_display,
 )
-from inference.analysis._errors import ImageUnusable
+from inference.analysis._errors import ImageTooSmall, ImageUnusable
 from inference.analysis._metrics import observe_stage
 from inference.analysis._rendering import Rendering, encode_display
 
@@ -174,7 +174,25 @@ def _prepare(instance: Instance, served: ServedModel) -> _Input:
     return _Input(prepared=prepared, display=to_display(unit) if unit.shape == shape else None)
 
 
+def _check_size(instance: Instance, served: ServedModel) -> None:
+    """Refuse an image whose long side is shorter than the model's input.
+
+    Every image a model is trained on is larger than its input, so the letterbox always shrinks it. An
+    image it would have to enlarge (a PACS thumbnail, a screenshot) is one the model never saw: with the
+    quick-trained model most normal 64-80 px phantoms come back with a "nodule", while the OOD guard,
+    which sees only the enlarged input, lets them pass.
+    """
+    size = served.imaging_meta.input_size
+    if max(instance.rows, instance.columns) < size:
+        raise ImageTooSmall(
+            f"The image has {instance.rows} x {instance.columns} pixels; model {served.name} version "
+            f"{served.version} analyses radiographs with at least {size} pixels on their longer side (it "
+            "was never trained on enlarged images). Send the original radiograph, not a thumbnail."
+        )
+
+
 def _prepare_checked(instance: Instance, served: ServedModel) -> _Input:
+    _check_size(instance, served)
     try:
         return _prepare(instance, served)
     except ValueError as e:
@@ -187,6 +205,7 @@ def prepare_input(instance: Instance, served: ServedModel) -> Prepared:
     """The model input of a decoded radiograph, with the served model's preprocessing.
 
     Raises:
+        ImageTooSmall: The image is smaller than the model's input.
         ImageUnusable: The decoded image cannot be prepared (empty, not 2-D, ...).
     """
     return _prepare_checked(instance, served).prepared
@@ -264,6 +283,7 @@ async def analyse(
             preparation, and the image is never scored.
 
     Raises:
+        ImageTooSmall: The image is smaller than the model's input.
         ImageUnusable: The decoded image cannot be prepared for the model.
         ModelUnavailable: The host is stopped or overloaded.
     """
@@ -333,6 +353,7 @@ def analyse_now(instance: Instance, served: ServedModel) -> Analysis:
     """:func:`analyse` in the calling thread, the session run directly (benchmarks, evaluation, tools).
 
     Raises:
+        ImageTooSmall: The image is smaller than the model's input.
         ImageUnusable: The decoded image cannot be prepared for the model.
     """
     from inference.runtime import score_batch

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from inference.analysis import ImageUnusable, analyse, observe_stage
-from inference.dicom import DicomRejected, Study, is_lateral, read_study
+from inference.analysis import ImageTooSmall, ImageUnusable, analyse, observe_stage
+from inference.dicom import DicomRejected, DicomUnsupportedContent, Study, is_lateral, read_study
 from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnyResult,
@@ -99,7 +99,8 @@ async def analyse_study(
         accept_language: The caller's Accept-Language header (for the rationale).
 
     Raises:
-        DicomRejected: A file or the study is refused (mixed studies, CT, lateral only, ...).
+        DicomRejected: A file or the study is refused (mixed studies, CT, lateral only, an image smaller
+            than the model's input, ...).
         ConsentObjection: The patient objected to AI processing (nothing is analysed).
         ModelUnavailable: No imaging model is loaded.
     """
@@ -146,6 +147,8 @@ async def analyse_decoded(
         analysis = await analyse(
             primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
         )
+    except ImageTooSmall as e:  # valid, but not what the model can answer about: 422, like the header's
+        raise DicomUnsupportedContent("image_too_small", str(e)) from e
     except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
         raise DicomRejected("decode_failed", str(e)) from e
     finally:
