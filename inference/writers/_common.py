@@ -17,6 +17,7 @@ from ._uids import check_uid, device_uid
 if TYPE_CHECKING:
     from highdicom import ContributingEquipment
     from pydicom import Dataset
+    from pydicom.dataelem import DataElement
 
     from inference.dicom import Instance
 
@@ -33,6 +34,8 @@ _LO_MAX: Final = 64
 _SINGLE_BYTE_CHARSETS: Final = frozenset(
     f"ISO_IR {n}" for n in (13, 100, 101, 109, 110, 126, 127, 138, 144, 148, 166, 203)
 )
+# The VRs whose values the Specific Character Set applies to (PS3.5 6.1.2.3) and that may hold text.
+_TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 
 # Type 2 attributes of the Patient and General Study modules: highdicom reads them from the source,
 # so a source that omits one (allowed for some of them) gets an empty value instead of a crash.
@@ -91,7 +94,10 @@ def repair_header(header: Dataset) -> None:
     A PACS hands over what modalities wrote, and modalities write non-conformant headers. What is copied
     into the outputs must be valid DICOM, so before highdicom sees the header:
 
-    - Specific Character Set: an empty value 1 before code extensions (``\\ISO 2022 IR 87``, as
+    - Specific Character Set: none declared while the text is not ASCII (legacy modalities write Latin-1,
+      or UTF-8, without saying so) becomes the set the bytes are in: UTF-8 (``ISO_IR 192``) when every
+      such value is valid UTF-8, else Latin-1 (``ISO_IR 100``), so the bytes copied are the source's
+      and a viewer shows the accents; an empty value 1 before code extensions (``\\ISO 2022 IR 87``, as
       Japanese and Korean modalities write it) becomes ``ISO 2022 IR 6``; a single ``ISO 2022 IR n``
       (code extensions with nothing to switch to) becomes ``ISO_IR n`` (UTF-8 where no single-byte
       form exists); an unknown one becomes UTF-8 (``ISO_IR 192``): the values were decoded already
@@ -164,6 +170,7 @@ def _repair_charset(header: Dataset) -> None:
     from pydicom.charset import python_encoding
 
     if "SpecificCharacterSet" not in header:
+        _declare_undeclared_charset(header)
         return
     terms = [str(term or "").strip() for term in _as_list(header.SpecificCharacterSet)]
     if len(terms) > 1 and terms[0] == "":
@@ -180,6 +187,45 @@ def _repair_charset(header: Dataset) -> None:
     if all(term in python_encoding and (term in known or term == "") for term in terms):
         return
     header.SpecificCharacterSet = "ISO_IR 192"
+
+
+def _text_elements(ds: Dataset) -> list[DataElement]:
+    """The text elements of ``ds`` and of its sequences' items, whose values are not ASCII."""
+    found = []
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value or []:
+                found += _text_elements(item)
+        elif element.VR in _TEXT_VRS and not all(str(item).isascii() for item in _as_list(element.value)):
+            found.append(element)
+    return found
+
+
+def _declare_undeclared_charset(header: Dataset) -> None:
+    """Declare the character set of a header that declares none but holds non-ASCII text.
+
+    pydicom decodes such text as Latin-1 (its default), so each value's Latin-1 bytes are the bytes of
+    the source. Without a declaration, the outputs would carry those bytes in the default repertoire
+    (ASCII), which validators refuse and viewers show garbled. UTF-8 is chosen when all of them decode
+    as UTF-8 (Latin-1 accented text almost never does), then the values are decoded again as UTF-8.
+    """
+    elements = _text_elements(header)
+    if not elements:
+        return
+    try:
+        raw = [[str(item).encode("latin-1") for item in _as_list(e.value)] for e in elements]
+    except UnicodeEncodeError:  # not decoded as Latin-1 after all: UTF-8 writes any text
+        header.SpecificCharacterSet = "ISO_IR 192"
+        return
+    try:
+        texts = [[item.decode("utf-8") for item in values] for values in raw]
+        header.SpecificCharacterSet = "ISO_IR 192"
+    except UnicodeDecodeError:
+        texts = [[item.decode("latin-1") for item in values] for values in raw]
+        header.SpecificCharacterSet = "ISO_IR 100"
+    for element, values in zip(elements, texts, strict=True):
+        # Plain strings: a PersonName would keep the bytes it was decoded from, under the old encoding.
+        element.value = values[0] if len(values) == 1 else values
 
 
 def check_findings(findings: Sequence[FindingOutput], source: Instance) -> None:
