@@ -349,18 +349,25 @@ def _spo2(row: VitalsObservation) -> dict[str, Any] | None:
 
 
 def _blood_pressure(row: VitalsObservation) -> dict[str, Any] | None:
+    """The blood-pressure panel, or None when neither pressure was measured.
+
+    The FHIR R4 blood-pressure profile requires both the systolic and the diastolic component, each with a
+    value or a ``dataAbsentReason`` (vs-3): a pressure that was not sent is a component saying so.
+    """
+    if row.systolic_bp is None and row.diastolic_bp is None:
+        return None
     components = []
     for value, sign in ((row.systolic_bp, "systolic_bp"), (row.diastolic_bp, "diastolic_bp")):
-        if value is not None:
-            codes = v.VITAL_CODES[sign]
-            components.append(
-                {
-                    "code": {"coding": c.codings(codes), "text": codes[0].display},
-                    "valueQuantity": c.quantity(value, "mmHg", "mm[Hg]"),
-                }
-            )
-    if not components:
-        return None
+        codes = v.VITAL_CODES[sign]
+        component: dict[str, Any] = {"code": {"coding": c.codings(codes), "text": codes[0].display}}
+        if value is None:
+            component["dataAbsentReason"] = {
+                "coding": [{"system": c.DATA_ABSENT_REASON, "code": "unknown", "display": "Unknown"}],
+                "text": "Not sent with the other vital signs",
+            }
+        else:
+            component["valueQuantity"] = c.quantity(value, "mmHg", "mm[Hg]")
+        components.append(component)
     return _vital(row, "blood_pressure", "bp", "Blood pressure", component=components)
 
 
