@@ -359,8 +359,9 @@ class DimseSettings(BaseSettings):
             which each PDU (a TLS handshake too) must arrive whole once its first byte has: a peer that
             stops or trickles in the middle of one is cut off instead of holding its thread.
         dimse_max_associations: Connections the listener serves at once; more are closed on arrival.
-        dimse_max_associations_per_host: Of those, how many from one address, so that one peer (a
-            stuck router, a scanner of the network) cannot take every slot. Behind a load balancer that
+        dimse_max_associations_per_host: Of those, how many from one peer, so that one peer (a
+            stuck router, a scanner of the network) cannot take every slot: an IPv4 address, or an IPv6
+            /64 (a registered node's own ``host`` keeps a share of its own). Behind a load balancer that
             hides the senders' addresses, set it to ``dimse_max_associations``.
     """
 

@@ -14,12 +14,14 @@ Here every accepted connection is a :class:`_FramedSocket` (or, with DICOM TLS, 
 ``dimse_network_timeout`` seconds of its first byte, and one that announces more than :data:`MAX_PDU_BYTES`
 is refused before its body is read. pynetdicom sees either as a transport error (its Evt17): the
 association ends and its thread with it. :class:`_Slots` admits at most ``dimse_max_associations``
-connections at once, ``dimse_max_associations_per_host`` of them from one address; a connection over
-either is closed as soon as it is accepted, so a peer holding its share cannot starve the other nodes.
+connections at once, ``dimse_max_associations_per_host`` of them from one peer (:func:`peer_share`: an
+address, or an IPv6 /64); a connection over either is closed as soon as it is accepted, so a peer holding
+its share cannot starve the other nodes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import ssl
@@ -123,30 +125,70 @@ class _Framing:
                 self._started = None
 
 
-class _Slots:
-    """Connections open at once: in all, and per peer address."""
+def peer_share(host: str, exact: frozenset[str] = frozenset()) -> str:
+    """The share of ``dimse_max_associations_per_host`` a connection from ``host`` counts against.
 
-    def __init__(self, total: int, per_host: int) -> None:
+    An IPv4 address is its own share, and so is an IPv4-mapped IPv6 address (``::ffff:10.0.0.5``, how a
+    listener bound to ``::`` sees an IPv4 peer): as its IPv4 address. Any other IPv6 address counts by its
+    /64, the smallest block a site is given and the one a single host picks new addresses from at will
+    (privacy addresses, SLAAC), so one host cannot take every slot by cycling through its addresses. An
+    address in ``exact`` (a registered node's ``host``) keeps a share of its own within its /64.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # a link-local address's "%zone" too
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        if str(address) in exact:
+            return str(address)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _registered_hosts(dimse: DimseSettings) -> frozenset[str]:
+    """The registered nodes' ``host`` addresses, in the form :func:`peer_share` compares."""
+    found = set()
+    for node in dimse.dimse_nodes:
+        try:
+            address = ipaddress.ip_address((node.host or "").split("%", 1)[0])
+        except ValueError:
+            continue
+        found.add(str(address))
+    return frozenset(found)
+
+
+class _Slots:
+    """Connections open at once: in all, and per peer (:func:`peer_share`)."""
+
+    def __init__(self, total: int, per_host: int, exact: frozenset[str] = frozenset()) -> None:
         self.total = total
         self.per_host = per_host
+        self._exact = exact
         self._open: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def take(self, host: str) -> str | None:
-        """Take a slot for a connection from ``host``: None when granted, else the reason it is not."""
+        """Take a slot for a connection from ``host``: None when granted, else the reason it is not.
+
+        Give it back with :meth:`give_back` and the same ``host``.
+        """
+        share = peer_share(host, self._exact)
         with self._lock:
-            if self._open[host] >= self.per_host:
+            if self._open[share] >= self.per_host:
                 return "host_limit"
             if self._open.total() >= self.total:
                 return "limit"
-            self._open[host] += 1
+            self._open[share] += 1
             return None
 
     def give_back(self, host: str) -> None:
+        share = peer_share(host, self._exact)
         with self._lock:
-            self._open[host] -= 1
-            if self._open[host] <= 0:
-                del self._open[host]
+            self._open[share] -= 1
+            if self._open[share] <= 0:
+                del self._open[share]
 
 
 class _Quieted:
@@ -273,7 +315,9 @@ def guarded_server_class(
     """
     from pynetdicom.transport import ThreadedAssociationServer
 
-    slots = _Slots(dimse.dimse_max_associations, dimse.dimse_max_associations_per_host)
+    slots = _Slots(
+        dimse.dimse_max_associations, dimse.dimse_max_associations_per_host, _registered_hosts(dimse)
+    )
     quieted = _Quieted(_LOG_EVERY_SECONDS)
     timeout = dimse.dimse_network_timeout
 

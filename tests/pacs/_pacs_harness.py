@@ -184,6 +184,7 @@ class Listener:
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_port: int | None = None  # the listener's GET /metrics (DXASSIST_DIMSE_METRICS_PORT), if any
     echo_args: tuple[str, ...] = ()  # echoscu's options to reach it (a TLS listener: +tls key cert...)
+    host: str | None = None  # the address it binds (``--host``); 127.0.0.1 when None
 
     @property
     def log(self) -> Path:
@@ -225,6 +226,7 @@ class Listener:
             LISTENER_AET,
             "--port",
             str(self.port),
+            *(("--host", self.host) if self.host is not None else ()),
         ]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
