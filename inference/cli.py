@@ -87,6 +87,14 @@ def _settings() -> Settings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
         )
         raise CliError(f"The settings are invalid: {problems}.", status=2) from e
+    try:
+        settings.resolved_home  # noqa: B018  (made here, once: every command keeps its state there)
+    except OSError as e:
+        raise CliError(
+            f"DXASSIST_HOME ({settings.home}) cannot be used as the state folder ({e.strerror}); point it "
+            "at a folder this user may create and write.",
+            status=2,
+        ) from e
     _check_database_drivers(settings)
     return settings
 
@@ -318,7 +326,7 @@ def _open_decision_record(settings: Settings, *, note_new: bool = True) -> Any:
 
     ``note_new``: say on stderr when the record had to be made (not for ``bootstrap``, which makes homes).
     """
-    from inference.record import HeadAnchor, Record
+    from inference.record import HeadAnchor, Record, RecordUnavailable
 
     home = settings.resolved_home
     new = settings.database_url is None and not (home / "record.db").exists()
@@ -327,8 +335,12 @@ def _open_decision_record(settings: Settings, *, note_new: bool = True) -> Any:
         record.migrate()
     except Exception as e:  # unreachable database, wrong URL: say so without a traceback
         record.close()
+        if isinstance(e, RecordUnavailable):  # which database, and why it did not open
+            why = str(e)
+        else:  # a failed migration's message may quote rows: the type only
+            why = f"The patient record cannot be opened ({type(e).__name__})."
         raise CliError(
-            f"The patient record cannot be opened ({type(e).__name__}), so nothing was changed: a change of "
+            f"{why} So nothing was changed: a change of "
             "the model in service is written to its audit trail before it is made."
         ) from e
     if new and note_new:
@@ -434,6 +446,40 @@ def _cmd_registry_compare(args: argparse.Namespace) -> int:
         record.close()
 
 
+def _check_address(host: str, port: int, *, what: str, option: str) -> None:
+    """Refuse to start when ``host:port`` cannot be bound, before anything is loaded.
+
+    Without this, a port another process holds was found only after the record was migrated and the
+    models loaded, and reported in a third-party message the log guard withholds ("text withheld"), or
+    as a traceback. The probe binds as the servers do (``SO_REUSEADDR``, no ``SO_REUSEPORT``), so a
+    port held by the workers of another ``dxassist serve --workers N`` (each bound with
+    ``SO_REUSEPORT``) is refused too instead of silently shared with them.
+
+    Raises:
+        CliError: The address is taken, not this host's, or not allowed to this user (exit status 2, as
+            ``dxassist listen`` for its own port).
+    """
+    import socket
+
+    try:
+        candidates = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise CliError(f"{what}: the address {host!r} cannot be resolved ({e.strerror}).", status=2) from e
+    for family, kind, proto, _name, address in candidates[:1]:
+        probe = socket.socket(family, kind, proto)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+        except OSError as e:
+            raise CliError(
+                f"{what} cannot listen on {host}:{port} ({e.strerror}): another process may listen there "
+                f"(another {what}?); stop it or choose another {option}.",
+                status=2,
+            ) from e
+        finally:
+            probe.close()
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -464,11 +510,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "clear. Use --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy.",
             file=sys.stderr,
         )
+    _check_address(args.host, args.port, what="dxassist serve", option="--port")
     try:
         from inference.api import serve
     except ImportError as e:
         raise CliError(f"The HTTP API cannot be loaded ({e}).") from e
-    from inference.api._workers import WorkersNotStarted
+    from inference.api._workers import ServerNotStarted
 
     # inference.api.serve switches uvicorn's access log off: it would log raw URLs with identifiers.
     try:
@@ -481,7 +528,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             workers=args.workers,
         )
-    except WorkersNotStarted as e:
+    except ServerNotStarted as e:
         raise CliError(str(e), status=3) from e  # uvicorn's status for a server that could not start
     return 0
 
@@ -586,12 +633,15 @@ def _cmd_user(args: argparse.Namespace) -> int:
 
 def _open_record(settings: Settings) -> Any:
     """The record, migrated, anchoring the audit trail's signed head after each append (as the server)."""
-    from inference.record import HeadAnchor, Record
+    from inference.record import HeadAnchor, Record, RecordUnavailable
 
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
-    except Exception as e:  # unreachable database, wrong URL: say so without a traceback
+    except RecordUnavailable as e:  # which database, and why it did not open
+        record.close()
+        raise CliError(str(e), status=3) from e
+    except Exception as e:  # a failed migration's message may quote rows: the type only
         record.close()
         raise CliError(f"The patient record cannot be opened ({type(e).__name__}).") from e
     return record
@@ -978,6 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(QuietThirdParty())
     # Before anything runs: warnings, third-party records and uncaught errors never print patient data.
     install_process_guard()
+    from inference.record import RecordUnavailable
     from model_registry import PromotionRefused, RegistryError
 
     try:
@@ -1000,6 +1051,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dxassist: interrupted.", file=sys.stderr)
         return 130
+    except RecordUnavailable as e:  # which database did not open, and why: no driver traceback
+        print(f"dxassist: {e}", file=sys.stderr)
+        return 3
     return status
 
 

@@ -47,6 +47,7 @@ def serve(
     With ``ssl_certfile`` and ``ssl_keyfile`` (or ``DXASSIST_TLS_CERTFILE`` and ``DXASSIST_TLS_KEYFILE``)
     the server speaks HTTPS only.
 
+    The record's schema and the keys are prepared first (:func:`inference.api._workers.prepare_home`).
     With ``workers`` (or ``DXASSIST_WORKERS``) above 1, uvicorn's supervisor runs that many server
     processes on the port and replaces one that dies (``inference.api._workers``); the workers read their
     settings from the environment, as ``dxassist serve`` does, so ``settings`` must be the environment's.
@@ -54,6 +55,9 @@ def serve(
     uvicorn's access log is switched off: it prints the raw URL, query string included, and a query
     such as ``/fhir/Patient?identifier=...`` carries a patient identifier. The app logs one JSON line
     per request with the route template instead.
+
+    Raises:
+        ServerNotStarted: The record cannot be opened or migrated, or the keys cannot be read or made.
     """
     import uvicorn
 
@@ -79,15 +83,17 @@ def serve(
         log_config=None,
         server_header=False,
     )
+    from inference.api._workers import prepare_home, shared_state
+
+    # Before uvicorn: a database that does not answer is one line (ServerNotStarted), not the traceback
+    # uvicorn prints for a failed start-up. The app's own start then finds the schema at its revision.
+    prepare_home(settings)
     count = workers if workers is not None else settings.server.workers
     if count <= 1:
         uvicorn.run(create_app(settings), **options)
         return
     from uvicorn.supervisors import Multiprocess
 
-    from inference.api._workers import prepare_home, shared_state
-
-    prepare_home(settings)
     config = uvicorn.Config(
         "inference.api._serve:worker_app",  # each worker builds its app from the environment
         factory=True,

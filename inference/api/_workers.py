@@ -81,18 +81,19 @@ def shared_state(workers: int) -> Iterator[Path]:
         shutil.rmtree(run, ignore_errors=True)
 
 
-class WorkersNotStarted(InferenceError):
-    """The supervisor could not prepare what its workers share (the record, the keys); none started."""
+class ServerNotStarted(InferenceError):
+    """What the server needs before it starts (the record, the keys) could not be prepared; nothing
+    started."""
 
 
 def prepare_home(settings: Settings) -> None:
-    """What the first request of any worker would create, created once before the workers start: the
+    """What the first request would create, created once before the server (or its workers) start: the
     record's schema, the token signing key and the audit anchor's key.
 
     Raises:
-        WorkersNotStarted: The record cannot be opened or migrated, or a key cannot be read or made.
+        ServerNotStarted: The record cannot be opened or migrated, or a key cannot be read or made.
     """
-    from inference.record import HeadAnchor, Record
+    from inference.record import HeadAnchor, Record, RecordUnavailable
     from inference.security import signing_key
 
     try:
@@ -101,8 +102,10 @@ def prepare_home(settings: Settings) -> None:
             record.migrate()
         finally:
             record.close()
-    except Exception as e:  # the database's own message may name hosts: the type is enough here
-        raise WorkersNotStarted(
+    except RecordUnavailable as e:  # which database, and the driver's reason for not connecting
+        raise ServerNotStarted(str(e)) from e
+    except Exception as e:  # a failed migration's message may quote rows: the type is enough here
+        raise ServerNotStarted(
             f"The record could not be opened or migrated ({type(e).__name__}); check that the database "
             "answers (DXASSIST_DATABASE_URL) and start again."
         ) from e
@@ -111,7 +114,7 @@ def prepare_home(settings: Settings) -> None:
         if not settings.security.jwks_url:
             signing_key(settings)
     except (OSError, InferenceError) as e:
-        raise WorkersNotStarted(
+        raise ServerNotStarted(
             f"The keys under DXASSIST_HOME could not be read or created ({type(e).__name__})."
         ) from e
 

@@ -18,6 +18,7 @@ from inference.record._errors import (
     InvalidSearch,
     NotFound,
     RecordError,
+    RecordUnavailable,
     ResendConflict,
 )
 from inference.record._feedback import VERDICTS
@@ -128,6 +129,7 @@ __all__ = [
     "PatientIn",
     "Record",
     "RecordError",
+    "RecordUnavailable",
     "RenderingData",
     "StoredResult",
     "TrainingInputIn",

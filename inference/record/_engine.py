@@ -6,9 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
+
+from inference.record._errors import RecordUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +97,41 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool = True) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_REASON_CHARS = 300
+
+
+def connect_or_explain(engine: Engine) -> Connection:
+    """A connection of ``engine``, or :class:`RecordUnavailable` saying which database did not open and
+    why, in one line an operator can act on (instead of the driver's traceback).
+
+    Raises:
+        RecordUnavailable: The connection could not be made.
+    """
+    try:
+        return engine.connect()
+    except DBAPIError as e:
+        where = engine.url.set(query={}).render_as_string(hide_password=True)
+        lines = [line.strip() for line in str(e.orig).splitlines() if line.strip()]
+        reason = (lines[0] if lines else type(e.orig).__name__)[:_REASON_CHARS]
+        raise RecordUnavailable(
+            f"The patient record's database {where} cannot be opened: {reason}. Check "
+            "DXASSIST_DATABASE_URL (or DXASSIST_HOME) and that the database answers, then start again."
+        ) from e
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Run ``alembic upgrade head`` on ``engine`` without an ``alembic.ini``."""
+    """Run ``alembic upgrade head`` on ``engine`` without an ``alembic.ini``.
+
+    Raises:
+        RecordUnavailable: The database cannot be reached or opened.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
-    with engine.connect() as connection:
+    with connect_or_explain(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()

@@ -12,6 +12,15 @@ class RecordError(InferenceError):
     """
 
 
+class RecordUnavailable(RecordError):
+    """The record's database cannot be reached or opened (no server at the address, credentials
+    refused, a database file that cannot be created): nothing was read or changed.
+
+    The message names the database (without its password or query) and the driver's reason, which an
+    operator needs and which holds no patient data (it is raised before any statement runs).
+    """
+
+
 class NotFound(RecordError, LookupError):
     """The result, patient or resource asked for is not in the record."""
 
