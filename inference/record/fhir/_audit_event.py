@@ -99,8 +99,9 @@ _FHIR_TYPES: Final = frozenset(
     {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
 )
 _DATE: Final = re.compile(
-    r"^(?P<prefix>eq|ge|gt|le|lt)?(?P<value>\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
-    r"(Z|[+-]\d{2}:\d{2}))?)$"
+    # A year, a month, a day, or a dateTime with a time zone (FHIR R4 search 3.1.1.4.2: any precision).
+    r"^(?P<prefix>eq|ge|gt|le|lt)?(?P<value>\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+    r"(Z|[+-]\d{2}:\d{2}))?)?)?)$"
 )
 
 
@@ -267,17 +268,35 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _day_bounds(value: str) -> tuple[datetime, datetime]:
+    """``(start, end)`` of a FHIR date search value in UTC: a dateTime is one instant (``start == end``); a
+    day, a month (``YYYY-MM``) or a year (``YYYY``) is the UTC range it covers, ``end`` excluded.
+
+    Raises:
+        InvalidSearch: Not a valid date, or out of years 1 to 9999 once in UTC.
+    """
     try:
         if "T" in value:
             # In UTC now: a moment near year 1 or 9999 with a time zone must fail here, not in the query.
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
             return moment, moment
+        if len(value) == 4:
+            year = datetime.strptime(value, "%Y").replace(tzinfo=UTC)
+            return year, year.replace(year=year.year + 1)
+        if len(value) == 7:
+            month = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
+            following = (
+                month.replace(year=month.year + 1, month=1)
+                if month.month == 12
+                else month.replace(month=month.month + 1)
+            )
+            return month, following
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
         return day, day + timedelta(days=1)
     except (ValueError, OverflowError) as e:
         raise InvalidSearch(
-            "Search parameter date must be a valid date (YYYY-MM-DD) or dateTime, years 1 to 9999 in UTC."
+            "Search parameter date must be a valid date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime, "
+            "years 1 to 9999 in UTC."
         ) from e
 
 
@@ -305,7 +324,7 @@ def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[
             if match is None:
                 raise InvalidSearch(
                     "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
-                    "(YYYY-MM-DD) or a dateTime with a time zone."
+                    "(YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone."
                 )
             prefix = match["prefix"] or "eq"
             start, end = _day_bounds(match["value"])

@@ -105,7 +105,8 @@ def _day(name: str, value: str) -> tuple[datetime, datetime]:
     match = _DATE.match(value)
     if match is None or match["prefix"]:
         raise InvalidSearch(
-            f"Parameter {name} takes a date (YYYY-MM-DD) or a dateTime with a time zone, without a prefix."
+            f"Parameter {name} takes a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone, "
+            "without a prefix."
         )
     return _bounds(name, match["value"])
 
@@ -115,7 +116,8 @@ def _bounds(name: str, value: str) -> tuple[datetime, datetime]:
         return _day_bounds(value)
     except InvalidSearch as e:
         raise InvalidSearch(
-            f"Parameter {name} must be a valid date (YYYY-MM-DD) or dateTime, years 1 to 9999 in UTC."
+            f"Parameter {name} must be a valid date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime, years 1 to "
+            "9999 in UTC."
         ) from e
 
 

@@ -313,7 +313,8 @@ DATE_SEPARATOR: Final = "|"
 def date_filter(value: str) -> Callable[[datetime], bool]:
     """A predicate on an instant for a FHIR ``date`` search value (repeats joined by ``DATE_SEPARATOR``).
 
-    ``eq`` (or no prefix) with a day matches that whole UTC day; with a dateTime, that instant. ``ge``,
+    ``eq`` (or no prefix) with a day, month or year matches that whole UTC range; with a dateTime, that
+    instant. ``ge``,
     ``gt``, ``le`` and ``lt`` compare with the start (or end) of the day or with the instant.
 
     Raises:
@@ -325,7 +326,7 @@ def date_filter(value: str) -> Callable[[datetime], bool]:
         if match is None:
             raise InvalidSearch(
                 "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
-                "(YYYY-MM-DD) or a dateTime with a time zone."
+                "(YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone."
             )
         start, end = _day_bounds(match["value"])
         instant = start == end

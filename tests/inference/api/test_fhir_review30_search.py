@@ -70,3 +70,54 @@ def test_category_token_with_its_code_system_matches(client: TestClient, env: En
     # Another system, or `|code` (a code without a system), is another concept: nothing matches.
     for other in ("http://example.org/categories|vital-signs", "|vital-signs"):
         assert _search(client, env, "/fhir/Observation", patient=patient_id, category=other)["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("date", "matches"),
+    [
+        # FHIR R4 search 3.1.1.4.2: a date of any precision is the range it covers (a year, a month).
+        ("2026", True),
+        ("2026-11", True),
+        ("eq2026-11", True),
+        ("2026-10", False),
+        ("ge2026-11", True),
+        ("ge2026-12", False),
+        ("gt2026-10", True),
+        ("gt2026-11", False),
+        ("le2026-11", True),
+        ("lt2026-11", False),
+        ("lt2027", True),
+        ("2026-11-22T08:15Z", True),
+    ],
+)
+def test_partial_dates_are_the_range_they_cover(
+    client: TestClient, env: Env, patient_id: str, date: str, matches: bool
+) -> None:
+    bundle = _search(client, env, "/fhir/Observation", patient=patient_id, category="vital-signs", date=date)
+    assert bundle["total"] == (2 if matches else 0), date
+
+
+def test_partial_dates_in_audit_event_and_everything(client: TestClient, env: Env, patient_id: str) -> None:
+    auditor = env.headers("auditor")
+    trail = client.get("/fhir/AuditEvent", params={"patient": patient_id, "date": "ge2026"}, headers=auditor)
+    assert trail.status_code == 200, trail.text
+    assert trail.json()["total"] > 0
+    headers = env.headers("clinician")
+    types = "Observation,RiskAssessment"
+    november = client.get(
+        f"/fhir/Patient/{patient_id}/$everything",
+        params={"_type": types, "start": "2026-11", "end": "2026-11"},
+        headers=headers,
+    )
+    assert november.status_code == 200, november.text
+    kinds = sorted(e["resource"]["resourceType"] for e in november.json()["entry"])
+    assert kinds.count("RiskAssessment") == 1 and kinds.count("Observation") == 2
+    october = client.get(
+        f"/fhir/Patient/{patient_id}/$everything",
+        params={"_type": "RiskAssessment", "end": "2026-10"},
+        headers=headers,
+    )
+    assert october.status_code == 200 and october.json()["total"] == 0
+    for bad in ("2026-13", "202", "2026-1", "ge2026-11-3"):
+        refused = client.get("/fhir/Observation", params={"date": bad}, headers=headers)
+        assert refused.status_code == 400, bad
