@@ -96,6 +96,10 @@ _CODES: dict[str, tuple[str, str]] = {
         UNSUPPORTED_CONTENT,
         "The study has only lateral views; a frontal (PA or AP) chest radiograph is needed.",
     ),
+    "paediatric_study": (
+        UNSUPPORTED_CONTENT,
+        "The patient was a child at the time of the study; the imaging model is for adults only.",
+    ),
 }
 
 

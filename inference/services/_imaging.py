@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Final
 
 from inference.analysis import ImageTooSmall, ImageUnusable, analyse, observe_stage
-from inference.dicom import DicomRejected, DicomUnsupportedContent, Study, is_lateral, read_study
+from inference.dicom import DicomRejected, DicomUnsupportedContent, Instance, Study, is_lateral, read_study
 from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnyResult,
@@ -58,6 +60,49 @@ class Outcome:
     language: str = "en"
 
 
+ADULT_AGE_YEARS: Final = 18
+"""Youngest age at the study the imaging model answers for (its model card: paediatric studies are out of
+scope; a child's heart is normally larger against the chest, so adult thresholds would call cardiomegaly)."""
+_PATIENT_AGE = re.compile(r"^(\d{3})([DWMY])$")  # DICOM AS: 3 digits and a unit
+
+
+def _years_between(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def age_at_study(instance: Instance) -> int | None:
+    """The patient's age in whole years at the study, as its header says; None when it does not say.
+
+    From Patient's Birth Date and Study Date; without a study date, today's age (the age at the study was
+    at most that); without a usable birth date, Patient's Age (``018M`` is 1 year).
+    """
+    birth = date.fromisoformat(instance.patient.birth_date) if instance.patient.birth_date else None
+    on = date.fromisoformat(instance.study_date) if instance.study_date else datetime.now(UTC).date()
+    if birth is not None and birth <= on:
+        return _years_between(birth, on)
+    match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
+    if match is None:
+        return None
+    count, unit = int(match.group(1)), match.group(2)
+    return count if unit == "Y" else count // {"D": 365, "W": 52, "M": 12}[unit]
+
+
+def refuse_paediatric(instance: Instance) -> None:
+    """Refuse a study of a patient under :data:`ADULT_AGE_YEARS` (a header without an age is analysed).
+
+    Raises:
+        DicomRejected: ``paediatric_study`` (422); the message names neither the age nor a date.
+    """
+    age = age_at_study(instance)
+    if age is not None and age < ADULT_AGE_YEARS:
+        raise DicomUnsupportedContent(
+            "paediatric_study",
+            f"The patient was under {ADULT_AGE_YEARS} at the time of the study (Patient's Birth Date and "
+            "Study Date, or Patient's Age); the imaging model was made for adults' chest radiographs and "
+            "does not answer for children's. Read the study without it.",
+        )
+
+
 def _study_warnings(study: Study, synthetic: bool, analysis: Analysis) -> list[str]:
     warnings = []
     if not analysis.ood.assessable:  # first: it changes how every other line of the result is read
@@ -99,8 +144,8 @@ async def analyse_study(
         accept_language: The caller's Accept-Language header (for the rationale).
 
     Raises:
-        DicomRejected: A file or the study is refused (mixed studies, CT, lateral only, an image smaller
-            than the model's input, ...).
+        DicomRejected: A file or the study is refused (mixed studies, CT, lateral only, a patient under
+            18, an image smaller than the model's input, ...).
         ConsentObjection: The patient objected to AI processing (nothing is analysed).
         ModelUnavailable: No imaging model is loaded.
     """
@@ -127,6 +172,7 @@ async def analyse_decoded(
     """Analyse a study already decoded by :mod:`inference.dicom` (the STOW-RS and DIMSE paths)."""
     served = served if served is not None else ctx.host.imaging
     primary = study.primary
+    refuse_paediatric(primary)  # from the header alone: nothing is filed, no pixel is scored
     patient = primary.patient
     patient_in = identify(
         ctx,
