@@ -12,9 +12,24 @@ LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})
 _RANK = {"PA": 0, "AP": 1}
 
 
+def _antero_posterior_axis(instance: Instance) -> bool:
+    """Whether Patient Orientation gives a row or column direction that runs anterior-posterior.
+
+    A frontal film lies in the coronal plane: its rows run to the patient's left or right and its columns
+    to the head or feet (``L\\F``, ``R\\F``). An axis whose main direction is A or P (``P\\F``, ``A\\FL``)
+    is that of a lateral (or oblique) projection, whatever View Position says or omits.
+    """
+    orientation = instance.header.get("PatientOrientation")
+    if not orientation:
+        return False
+    axes = [orientation] if isinstance(orientation, str | bytes) else list(orientation)
+    return any(str(axis).strip().upper()[:1] in ("A", "P") for axis in axes)
+
+
 def is_lateral(instance: Instance) -> bool:
-    """True for lateral and lateral-decubitus projections (ViewPosition LL, RL, LAT, LLD, RLD)."""
-    return (instance.view_position or "").upper() in LATERAL_VIEWS
+    """True for lateral and lateral-decubitus projections (ViewPosition LL, RL, LAT, LLD, RLD), and for an
+    image whose Patient Orientation has an anterior-posterior axis (a lateral without View Position)."""
+    return (instance.view_position or "").upper() in LATERAL_VIEWS or _antero_posterior_axis(instance)
 
 
 def select_frontal(instances: Sequence[Instance]) -> Instance:
