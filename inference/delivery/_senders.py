@@ -7,11 +7,12 @@ Error texts name the destination, the transport and the status, never patient da
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import uuid
 from io import BytesIO
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from inference.errors import InferenceError
 
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 # 401/403: a credentials problem of the configuration, not of the object; fixed, the queue resumes.
 _RETRYABLE_HTTP: Final = frozenset({401, 403, 408, 425, 429})
+# Store Instances Response Module (PS3.18 Annex I), as DICOM JSON keys.
+_REFERENCED_SOP_SEQUENCE: Final = "00081199"
+_FAILED_SOP_SEQUENCE: Final = "00081198"
+_REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
+_FAILURE_REASON: Final = "00081197"
 
 
 class DeliveryFailed(InferenceError):
@@ -205,13 +211,7 @@ def _stow(destination: Destination, payload: bytes) -> None:
             code="destination_unreachable",
         ) from e
     if response.status_code in (200, 202):
-        # 202: some instances failed; this request had one, so look at the failed list.
-        if response.status_code == 202 and b"00081198" in response.content:
-            raise DeliveryFailed(
-                f"STOW-RS to {destination.name} refused the object (202).",
-                retryable=False,
-                code="destination_refused",
-            )
+        _stored_or_raise(destination.name, response.status_code, response.content, payload)
         return
     status = response.status_code
     retryable = status >= 500 or status in _RETRYABLE_HTTP
@@ -222,3 +222,85 @@ def _stow(destination: Destination, payload: bytes) -> None:
     raise DeliveryFailed(
         f"STOW-RS to {destination.name} answered HTTP {status}.", retryable=retryable, code=code
     )
+
+
+def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> None:
+    """Return when a 200 or 202 STOW-RS answer says the object was stored; raise otherwise.
+
+    A DICOM JSON answer with a Referenced or Failed SOP Sequence decides (PS3.18 Annex I): the object
+    listed as stored is delivered; listed as failed, it is refused for good, or retried when the reason
+    is out of resources (0xA7xx); listed in neither, it was not stored and is retried. Orthanc 1.10 with
+    its DICOMweb plugin 1.7 answers 200 with both sequences empty when its storage is full: taken at its
+    status, the object was marked sent, its bytes dropped, and it never reached the PACS. An answer
+    without those sequences (not DICOM JSON) is judged by its status, as before: 200 stored, 202 with a
+    Failed SOP Sequence refused.
+
+    Raises:
+        DeliveryFailed: The answer does not list the object as stored.
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not {_REFERENCED_SOP_SEQUENCE, _FAILED_SOP_SEQUENCE} & answer.keys():
+        if status == 202 and _FAILED_SOP_SEQUENCE.encode() in body:
+            raise DeliveryFailed(
+                f"STOW-RS to {name} refused the object (202).", retryable=False, code="destination_refused"
+            )
+        return
+    uid = _sop_instance_uid(payload)
+    if uid in {_item_uid(item) for item in _items(answer, _REFERENCED_SOP_SEQUENCE)}:
+        return
+    failed = _items(answer, _FAILED_SOP_SEQUENCE)
+    if failed:
+        # One object per request: an item naming it, else the only failure there is.
+        item = next((i for i in failed if _item_uid(i) == uid), failed[0])
+        reason = _failure_reason(item)
+        busy = reason is not None and (reason & 0xFF00) == 0xA700
+        said = f"failure reason 0x{reason:04X}" if reason is not None else "no failure reason"
+        raise DeliveryFailed(
+            f"STOW-RS to {name} refused the object (HTTP {status}, {said}).",
+            retryable=busy,
+            code="destination_busy" if busy else "destination_refused",
+        )
+    raise DeliveryFailed(
+        f"STOW-RS to {name} answered HTTP {status} without listing the object as stored.",
+        retryable=True,
+        code="destination_busy",
+    )
+
+
+def _items(answer: dict[str, Any], tag: str) -> list[dict[str, Any]]:
+    element = answer.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return [item for item in values if isinstance(item, dict)] if isinstance(values, list) else []
+
+
+def _first_value(item: dict[str, Any], tag: str) -> object:
+    element = item.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _item_uid(item: dict[str, Any]) -> str | None:
+    value = _first_value(item, _REFERENCED_SOP_INSTANCE_UID)
+    return value.strip() if isinstance(value, str) else None
+
+
+def _failure_reason(item: dict[str, Any]) -> int | None:
+    value = _first_value(item, _FAILURE_REASON)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _sop_instance_uid(payload: bytes) -> str:
+    """The SOP Instance UID of one of our Part-10 objects."""
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(payload), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+    return str(ds.SOPInstanceUID)
