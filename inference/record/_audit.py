@@ -617,11 +617,15 @@ def search(
     patient_id: str | None = None,
     agent: str | None = None,
     seq: int | None = None,
+    max_seq: int | None = None,
     limit: int = 50,
     offset: int = 0,
     facility: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Entries matching every given filter, newest first: ``(total matches, one page)``.
+
+    ``max_seq`` leaves out the entries appended after it, so that the pages of one search stay the same
+    list while the trail grows (each page read is an entry itself).
 
     ``facility`` scopes the trail for an auditor of that facility to what it needs to know: entries of its
     own staff, and every entry about its own data, whoever made it (:func:`_about_data_of`): its results,
@@ -642,6 +646,8 @@ def search(
         conditions.append(AuditEvent.subject == agent)
     if seq is not None:
         conditions.append(AuditEvent.seq == seq)
+    if max_seq is not None:
+        conditions.append(AuditEvent.seq <= max_seq)
     total = int(session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions)) or 0)
     if limit == 0:
         return total, []

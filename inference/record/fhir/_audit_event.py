@@ -45,6 +45,10 @@ SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
 }
 DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 500
+SNAPSHOT: Final = "_snapshot"
+"""Parameter of the ``next`` links: the newest entry (sequence number) the paged search lists. The trail
+grows while a client pages (each page read is an entry, newest first): without it, every later page
+would start with entries of the previous one."""
 
 ACTION_SYSTEM: Final = "urn:dxassist:action"
 SUBJECT_SYSTEM: Final = "urn:dxassist:subject"
@@ -306,7 +310,7 @@ def supported_pairs(params: Sequence[tuple[str, str]], *, strict: bool = False) 
     Raises:
         InvalidSearch: ``strict`` and an unsupported parameter, or a repeated non-date one.
     """
-    return applied("AuditEvent", params, set(SEARCH_PARAMS) | COMMON_PARAMS, strict=strict)
+    return applied("AuditEvent", params, set(SEARCH_PARAMS) | COMMON_PARAMS | {SNAPSHOT}, strict=strict)
 
 
 def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:
@@ -345,6 +349,10 @@ def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[
             # An id that is not a sequence number matches nothing (the search still answers a Bundle).
             ok = value.isascii() and value.isdigit() and len(value) <= 18
             out["seq"] = int(value) if ok else -1
+        elif name == SNAPSHOT:
+            if not (value.isascii() and value.isdigit() and len(value) <= 18):
+                raise InvalidSearch(f"Search parameter {SNAPSHOT} must be an entry's sequence number.")
+            out["max_seq"] = int(value)
         elif name in ("_count", "_offset"):
             high = MAX_COUNT if name == "_count" else 10**9
             # isascii: str.isdigit() also accepts '²', which int() refuses.
@@ -364,12 +372,19 @@ def bundle(
     offset: int,
     count: int,
 ) -> dict[str, Any]:
-    """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base)."""
+    """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base).
+
+    The ``next`` link of a first page carries ``_snapshot``, its newest entry, so the later pages list the
+    entries that were there when paging began (the trail grows meanwhile, newest first).
+    """
     # Only what was applied: unsupported (ignored) parameters are left out of the links.
     query = [(k, v) for k, v in supported_pairs(params) if k != "_format"]
+    pin = [(k, v) for k, v in query if k == SNAPSHOT]
+    if not pin and offset == 0 and entries:
+        pin = [(SNAPSHOT, str(entries[0]["seq"]))]
     resources = [audit_event(entry) for entry in entries]
     return searchset(
-        base_url.rstrip("/"), "AuditEvent", query, resources, total=total, offset=offset, count=count
+        base_url.rstrip("/"), "AuditEvent", query, resources, total=total, offset=offset, count=count, pin=pin
     )
 
 

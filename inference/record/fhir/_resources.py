@@ -6,6 +6,7 @@ Every resource a model produced (finding Observations, DiagnosticReport, RiskAss
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -52,15 +53,20 @@ def searchset(
     total: int,
     offset: int,
     count: int,
+    pin: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of ``resources``, ``total`` matches in all.
 
     ``query`` is what the search applied (FHIR R4 search 3.1.1.3.2): the self link shows it, and the next
-    link, present while matches remain after this page, repeats it with the following ``_offset``.
+    link, present while matches remain after this page, repeats it with the following ``_offset`` and
+    ``pin``: the parameters that keep the later pages to the matches of this one's time (rows added since
+    would shift the offsets: an entry twice, or one never seen).
     """
     links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(query)}"}]
     if count > 0 and offset + count < total:
-        following = [(k, v) for k, v in query if k != "_offset"] + [("_offset", str(offset + count))]
+        pinned = {k for k, _ in pin}
+        following = [(k, v) for k, v in query if k != "_offset" and k not in pinned]
+        following += [*pin, ("_offset", str(offset + count))]
         links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(following)}"})
     return {
         "resourceType": "Bundle",
