@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -57,6 +60,7 @@ SAFE_FIELDS: Final[tuple[str, ...]] = (
     "drift_window",
     "item",
     "associations",
+    "lines_lost",
 )
 """``extra`` keys a log line may carry. Patient-bearing values (names, identifiers, dates) are not here."""
 
@@ -149,6 +153,57 @@ class _OwnOrWarning(logging.Filter):
         return record.name.split(".", 1)[0] in OWN_PACKAGES or record.levelno >= logging.WARNING
 
 
+class _LogFile(RotatingFileHandler):
+    """The JSON log file, which says once a minute on the stream that it cannot be written (a full disk, a
+    removed folder) instead of a traceback for every line.
+
+    Every line also reaches the stream handler, so nothing is lost from the stream while the file fails;
+    the report counts the lines the file missed since the last one.
+    """
+
+    REPORT_EVERY_SECONDS: Final = 60.0
+
+    def __init__(self, path: Path, *, report: IO[str], max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._report = report
+        self._failures = threading.Lock()
+        self._lost = 0
+        self._reported = -math.inf
+
+    def close(self) -> None:
+        try:
+            super().close()  # flushes what the file could not take, and closes it whatever happens
+        except OSError:
+            pass  # those lines reached the stream; the stop of a server must not fail on them
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
+        error = sys.exc_info()[1]
+        with self._failures:
+            self._lost += 1
+            now = time.monotonic()
+            if now - self._reported < self.REPORT_EVERY_SECONDS:
+                return
+            self._reported, lost, self._lost = now, self._lost, 0
+        note = logging.LogRecord(
+            "inference.observability",
+            logging.ERROR,
+            __file__,
+            0,
+            "the log file cannot be written (%s); its lines go to the standard error stream only until it "
+            "can, and this is said again at most once a minute",
+            ((error.strerror if isinstance(error, OSError) else None) or type(error).__name__,),
+            None,
+        )
+        note.event = "log_file_failed"
+        note.item = str(self.baseFilename)
+        note.lines_lost = lost  # since the last report
+        try:
+            self._report.write(JsonFormatter().format(note) + "\n")
+            self._report.flush()
+        except Exception:  # noqa: BLE001  (the stream failing too: nowhere left to say it)
+            pass
+
+
 def configure_logging(
     *,
     level: int | str = logging.INFO,
@@ -171,7 +226,8 @@ def configure_logging(
         level: Level of the ``inference`` and ``model_registry`` loggers.
         stream: Where to write (default ``sys.stderr``).
         log_file: Also append JSON lines to this file (its folder is created). None: the stream only,
-            for a platform that collects standard streams.
+            for a platform that collects standard streams. A file that cannot be written (a full disk)
+            is said on the stream once a minute, with the count of lines it missed.
         max_bytes: Size at which the file is rotated (``server.jsonl`` → ``server.jsonl.1`` ...);
             0 never rotates (for an external ``logrotate`` with ``copytruncate``).
         backups: Rotated files kept.
@@ -179,13 +235,12 @@ def configure_logging(
     Returns:
         The installed handlers.
     """
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream if stream is not None else sys.stderr)]
+    out = stream if stream is not None else sys.stderr
+    handlers: list[logging.Handler] = [logging.StreamHandler(out)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         # One file handler per file in the process: two handlers rotating one file would lose lines.
-        handlers.append(
-            RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-        )
+        handlers.append(_LogFile(log_file, report=out, max_bytes=max_bytes, backups=backups))
     formatter = JsonFormatter()
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
