@@ -1,15 +1,23 @@
-"""The STOW-RS response: a DICOM JSON dataset (PS3.18 §10.5.3, PS3.18 Annex F) and its HTTP status."""
+"""The STOW-RS response: a DICOM JSON dataset (PS3.18 §10.5.3, PS3.18 Annex F) and its HTTP status; the
+same dataset in the Native DICOM Model XML (PS3.19 Annex A) for a client that asks for
+``application/dicom+xml``."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any, Final
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from inference.observability import count_rejected
 from inference.services import StowOutcome
 
 DICOM_JSON: Final = "application/dicom+json"
+DICOM_XML: Final = "application/dicom+xml"
+NATIVE_DICOM_MODEL: Final = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
+# Media ranges of an Accept header that each representation satisfies (a wildcard: both, JSON first).
+_JSON_RANGES: Final = frozenset({DICOM_JSON, "application/json", "*/*", "application/*"})
+_XML_RANGES: Final = frozenset({DICOM_XML, "*/*", "application/*"})
 
 RETRIEVE_URL: Final = "00081190"
 FAILED_SOP_SEQUENCE: Final = "00081198"
@@ -17,6 +25,15 @@ REFERENCED_SOP_SEQUENCE: Final = "00081199"
 FAILURE_REASON: Final = "00081197"
 REFERENCED_SOP_CLASS_UID: Final = "00081150"
 REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
+# The keywords of the response's attributes, written beside their tags in the XML representation.
+_KEYWORDS: Final = {
+    RETRIEVE_URL: "RetrieveURL",
+    FAILED_SOP_SEQUENCE: "FailedSOPSequence",
+    REFERENCED_SOP_SEQUENCE: "ReferencedSOPSequence",
+    FAILURE_REASON: "FailureReason",
+    REFERENCED_SOP_CLASS_UID: "ReferencedSOPClassUID",
+    REFERENCED_SOP_INSTANCE_UID: "ReferencedSOPInstanceUID",
+}
 
 
 class DicomJSONResponse(JSONResponse):
@@ -83,11 +100,68 @@ def stow_status(outcome: StowOutcome) -> int:
     return 503 if outcome.failed_for_now else 409
 
 
-def stow_response(outcome: StowOutcome) -> DicomJSONResponse:
-    """The STOW-RS response: its dataset, its status and, for a 503, when to send again."""
+def stow_response(outcome: StowOutcome, *, accept: str | None = None) -> Response:
+    """The STOW-RS response: its dataset, its status and, for a 503, when to send again.
+
+    DICOM JSON, the default; the Native DICOM Model XML when ``accept`` prefers ``application/dicom+xml``
+    (as dcm4che's ``stowrs`` asks by default), PS3.18 Table 10.5.4-1.
+    """
     status = stow_status(outcome)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return DicomJSONResponse(stow_dataset(outcome), status_code=status, headers=headers)
+    dataset = stow_dataset(outcome)
+    if prefers_xml(accept):
+        return Response(native_xml(dataset), status_code=status, headers=headers, media_type=DICOM_XML)
+    return DicomJSONResponse(dataset, status_code=status, headers=headers)
+
+
+def prefers_xml(accept: str | None) -> bool:
+    """Whether an ``Accept`` header ranks ``application/dicom+xml`` above DICOM JSON (a tie is JSON's)."""
+    if not accept:
+        return False
+    best = {"json": 0.0, "xml": 0.0}
+    for element in accept.split(","):
+        media, *params = (part.strip() for part in element.split(";"))
+        media, q, kind = media.lower(), 1.0, ""
+        for param in params:
+            name, _, value = param.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"').lower()
+            if name == "q":
+                try:
+                    q = max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    q = 0.0
+            elif name == "type":
+                kind = value
+        # multipart/related; type="application/dicom+xml" is PS3.18's name for the XML representation.
+        if media == "multipart/related" and kind == DICOM_XML:
+            media = DICOM_XML
+        if media in _JSON_RANGES:
+            best["json"] = max(best["json"], q)
+        if media in _XML_RANGES:
+            best["xml"] = max(best["xml"], q)
+    return best["xml"] > best["json"]
+
+
+def native_xml(dataset: dict[str, Any]) -> bytes:
+    """A DICOM JSON dataset as a PS3.19 Native DICOM Model document (UTF-8, with its declaration)."""
+    root = ET.Element("NativeDicomModel", xmlns=NATIVE_DICOM_MODEL)
+    _xml_attributes(root, dataset)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
+
+
+def _xml_attributes(parent: ET.Element, dataset: dict[str, Any]) -> None:
+    for tag in sorted(dataset):
+        element = dataset[tag]
+        attribute = ET.SubElement(parent, "DicomAttribute", {"tag": tag, "vr": element["vr"]})
+        keyword = _KEYWORDS.get(tag)
+        if keyword:
+            attribute.set("keyword", keyword)
+        for number, value in enumerate(element.get("Value", []), start=1):
+            if element["vr"] == "SQ":
+                _xml_attributes(ET.SubElement(attribute, "Item", {"number": str(number)}), value)
+            else:
+                ET.SubElement(attribute, "Value", {"number": str(number)}).text = str(value)
 
 
 def count_failures(outcome: StowOutcome) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
+from fastapi.responses import Response
 
-from inference.api._dicomweb import DICOM_JSON, DicomJSONResponse, count_failures, stow_response
+from inference.api._dicomweb import DICOM_JSON, DICOM_XML, DicomJSONResponse, count_failures, stow_response
 from inference.api.deps import AcceptLanguage, ContextDep, StowParts, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.routes.studies import StudyUid
@@ -22,7 +23,21 @@ _STOW_BODY = {
         },
     }
 }
-_STOW_RESPONSE = {"content": {DICOM_JSON: {"schema": {"$ref": "#/components/schemas/DicomJsonDataset"}}}}
+_STOW_RESPONSE = {
+    "content": {
+        DICOM_JSON: {"schema": {"$ref": "#/components/schemas/DicomJsonDataset"}},
+        DICOM_XML: {"schema": {"type": "string", "description": "The dataset as PS3.19 Native DICOM Model."}},
+    }
+}
+# application/dicom+xml (PS3.19 Native DICOM Model) when preferred over DICOM JSON, else DICOM JSON.
+StowAccept = Annotated[
+    str | None,
+    Header(
+        alias="accept",
+        max_length=1024,
+        description="application/dicom+json (default) or application/dicom+xml.",
+    ),
+]
 
 
 _STOW_RESPONSES = errors(
@@ -60,10 +75,11 @@ async def stow(
     ctx: ContextDep,
     parts: StowParts,
     accept_language: AcceptLanguage = None,
-) -> DicomJSONResponse:
+    accept: StowAccept = None,
+) -> Response:
     outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
     count_failures(outcome)
-    return stow_response(outcome)
+    return stow_response(outcome, accept=accept)
 
 
 @router.post(
@@ -79,7 +95,8 @@ async def stow_study(
     study_instance_uid: StudyUid,
     parts: StowParts,
     accept_language: AcceptLanguage = None,
-) -> DicomJSONResponse:
+    accept: StowAccept = None,
+) -> Response:
     outcome = await store_instances(
         ctx=ctx,
         actor=actor,
@@ -88,4 +105,4 @@ async def stow_study(
         study_instance_uid=study_instance_uid,
     )
     count_failures(outcome)
-    return stow_response(outcome)
+    return stow_response(outcome, accept=accept)

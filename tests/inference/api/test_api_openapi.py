@@ -50,8 +50,8 @@ def test_error_media_types_and_schemas(doc: dict) -> None:
             if status[0] not in "45" or path == "/readyz":
                 continue
             if path.startswith("/dicomweb") and status == "409":
-                # Every instance failed: a STOW-RS response with FailedSOPSequence, in DICOM JSON.
-                assert list(answer["content"]) == ["application/dicom+json"]
+                # Every instance failed: a STOW-RS response with FailedSOPSequence, in DICOM JSON (or XML).
+                assert list(answer["content"]) == ["application/dicom+json", "application/dicom+xml"]
             elif path.startswith("/fhir"):
                 assert answer["content"] == {
                     "application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}
@@ -81,7 +81,10 @@ def test_success_media_types(doc: dict) -> None:
     paths = doc["paths"]
     stow = paths["/dicomweb/studies"]["post"]["responses"]
     assert stow["200"]["content"] == {
-        "application/dicom+json": {"schema": {"$ref": "#/components/schemas/DicomJsonDataset"}}
+        "application/dicom+json": {"schema": {"$ref": "#/components/schemas/DicomJsonDataset"}},
+        "application/dicom+xml": {
+            "schema": {"type": "string", "description": "The dataset as PS3.19 Native DICOM Model."}
+        },
     }
     image = paths["/v1/results/{result_id}/image.png"]["get"]["responses"]["200"]["content"]
     assert image == {"image/png": {"schema": {"type": "string", "format": "binary"}}}
