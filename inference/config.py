@@ -119,6 +119,11 @@ class DimseNode(BaseModel):
             its subject's common name or one of its DNS subject alternative names. An association with this
             AE title presenting a certificate of another name is refused, so a node certified by the same
             authorities cannot send as another facility's node.
+        certificate_sha256: When set (DICOM TLS with ``dimse_tls_cafile``), the SHA-256 fingerprint of the
+            one certificate the node may present (64 hex digits, colons allowed, as ``openssl x509
+            -fingerprint -sha256`` prints it). Another certificate, even one the same authorities signed
+            with the same names, is refused (``tls_certificate_refused``): after a key rotation the old
+            key, or a stolen one, no longer sends as this node.
     """
 
     model_config = {"frozen": True}
@@ -127,6 +132,20 @@ class DimseNode(BaseModel):
     facility: Annotated[str, Field(min_length=1, max_length=128)]
     host: str | None = None
     certificate_cn: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    certificate_sha256: str | None = None
+
+    @field_validator("certificate_sha256")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise ValueError(
+                "certificate_sha256 of a DICOM node is the SHA-256 fingerprint of its certificate: 64 hex "
+                "digits, colons allowed (openssl x509 -noout -fingerprint -sha256 -in node.pem)."
+            )
+        return digits
 
     @model_validator(mode="after")
     def _valid_title(self) -> DimseNode:
@@ -402,10 +421,11 @@ class DimseSettings(BaseSettings):
                 "DXASSIST_DIMSE_TLS_CAFILE verifies the senders' certificates over TLS: set "
                 "DXASSIST_DIMSE_TLS_CERTFILE and DXASSIST_DIMSE_TLS_KEYFILE too."
             )
-        if self.dimse_tls_cafile is None and any(n.certificate_cn is not None for n in self.dimse_nodes):
+        bound = (n.certificate_cn is not None or n.certificate_sha256 is not None for n in self.dimse_nodes)
+        if self.dimse_tls_cafile is None and any(bound):
             raise ValueError(
-                "A DICOM node's certificate_cn is checked against a verified certificate: set "
-                "DXASSIST_DIMSE_TLS_CAFILE (and the listener's certificate and key)."
+                "A DICOM node's certificate_cn and certificate_sha256 are checked against a verified "
+                "certificate: set DXASSIST_DIMSE_TLS_CAFILE (and the listener's certificate and key)."
             )
         return self
 
@@ -424,6 +444,16 @@ class DimseSettings(BaseSettings):
         for node in self.dimse_nodes:
             if node.ae_title.strip() == title:
                 return node.certificate_cn is None or node.certificate_cn in names
+        return True
+
+    def node_pinned(self, ae_title: str | None, sha256: str | None) -> bool:
+        """Whether an association as ``ae_title`` may present the certificate of fingerprint ``sha256``
+        (lower-case hex; None: no certificate): a registered node with a ``certificate_sha256`` only that
+        one; any other, yes."""
+        title = (ae_title or "").strip()
+        for node in self.dimse_nodes:
+            if node.ae_title.strip() == title:
+                return node.certificate_sha256 is None or node.certificate_sha256 == sha256
         return True
 
     def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:

@@ -9,8 +9,12 @@ from http.server import HTTPServer
 from pathlib import Path
 
 
-def certificates(folder: Path) -> dict[str, Path]:
-    """A test authority and, signed by it, a server and a client certificate for 127.0.0.1 (PEM files)."""
+def certificates(folder: Path, *, also: tuple[tuple[str, str], ...] = ()) -> dict[str, Path]:
+    """A test authority and, signed by it, a server and a client certificate for 127.0.0.1 (PEM files).
+
+    ``also``: more certificates of the same authority, ``(stem, common name)`` each (``<stem>_cert`` and
+    ``<stem>_key``), e.g. a node's second key under the same name.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,11 +51,11 @@ def certificates(folder: Path) -> dict[str, Path]:
     authority = ec.generate_private_key(ec.SECP256R1())
     paths = {"ca": folder / "ca.pem"}
     paths["ca"].write_bytes(certificate("dxassist test authority", authority, authority))
-    for who in ("server", "client"):
+    for who, name in (("server", "server"), ("client", "client"), *also):
         key = ec.generate_private_key(ec.SECP256R1())
         paths[f"{who}_cert"] = folder / f"{who}.pem"
         paths[f"{who}_key"] = folder / f"{who}.key"
-        paths[f"{who}_cert"].write_bytes(certificate(who, key, authority))
+        paths[f"{who}_cert"].write_bytes(certificate(name, key, authority))
         paths[f"{who}_key"].write_bytes(private(key))
     return paths
 

@@ -55,6 +55,14 @@ from inference.dimse._connections import (
     framed_ssl_socket_class,
     guarded_server_class,
 )
+from inference.dimse._identity import (
+    PeerCertificate,
+    audit_client,
+    delivered_by,
+    forget,
+    peer_certificate,
+    remember,
+)
 from inference.dimse._shared import SharedStudyCollector, instance_name
 from inference.errors import InferenceError
 from inference.observability import (
@@ -126,8 +134,11 @@ class _Node:
     target_size: int | None
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
     certified: Callable[[str | None, frozenset[str]], bool] = lambda _title, _names: True
-    # Audits a refused node (calling AE title, its address, the reason code): see :class:`_RefusalAudit`.
-    refused: Callable[[str, str | None, str], None] = lambda _title, _address, _code: None
+    pinned: Callable[[str | None, str | None], bool] = lambda _title, _sha256: True
+    # Audits a node refused, or accepted over mutual TLS (calling AE title, its address, the reason code,
+    # the certificate it presented): see :class:`_NodeAudit`.
+    refused: Callable[[str, str | None, str, PeerCertificate | None], None] = lambda *_args: None
+    accepted: Callable[[str, str | None, str, PeerCertificate | None], None] = lambda *_args: None
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
     # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
@@ -199,28 +210,49 @@ def _failure(status: int, code: str) -> Dataset:
 
 def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
     """The status to answer and, for a refusal, its reason code."""
-    if node.registry(calling, getattr(event.assoc.requestor, "address", None)) is None:
+    address = getattr(event.assoc.requestor, "address", None)
+    if node.registry(calling, address) is None:
         # Association-time checks let it in, but this node may not send from this host.
         logger.warning("C-STORE refused: unregistered DICOM node", extra={"code": "unknown_node"})
         return NOT_AUTHORIZED, "unknown_node"
-    if not node.certified(calling, _peer_names(event.assoc)):
-        logger.warning(
-            "C-STORE refused: the node's certificate names another", extra={"code": "certificate_mismatch"}
-        )
-        return NOT_AUTHORIZED, "certificate_mismatch"
+    certificate = peer_certificate(event.assoc)
+    refusal = _certificate_refusal(node, calling, certificate)
+    if refusal is not None:
+        logger.warning("C-STORE refused: %s", _CERTIFICATE_REFUSALS[refusal], extra={"code": refusal})
+        return NOT_AUTHORIZED, refusal
     try:
         path = _received_file(event, node)
         size = path.stat().st_size
     except (AttributeError, TypeError, ValueError, OSError):  # pynetdicom could not even frame the dataset
         logger.warning("a C-STORE dataset could not be written as a file", extra={"code": "malformed_header"})
         return CANNOT_UNDERSTAND, "malformed_header"
-    status, code = _validate_and_keep(path, size, node, calling)
+    peer = audit_client(address, certificate) if certificate is not None else None
+    status, code = _validate_and_keep(path, size, node, calling, peer)
     if status != 0x0000:
         path.unlink(missing_ok=True)  # nothing of a refused instance is kept
     return status, code
 
 
-def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> tuple[int, str | None]:
+def _certificate_refusal(node: _Node, title: str, certificate: PeerCertificate | None) -> str | None:
+    """Why the node registered as ``title`` may not present ``certificate``; None when it may."""
+    if not node.certified(title, certificate.names if certificate is not None else frozenset()):
+        return "certificate_mismatch"
+    if not node.pinned(title, certificate.sha256 if certificate is not None else None):
+        return "tls_certificate_refused"
+    return None
+
+
+_CERTIFICATE_REFUSALS: Final = {
+    "certificate_mismatch": "the node's certificate names another",
+    "tls_certificate_refused": "the node presented another certificate than the one registered",
+}
+
+
+def _validate_and_keep(
+    path: Path, size: int, node: _Node, calling: str, peer: str | None = None
+) -> tuple[int, str | None]:
+    """Validate a received file and move it into its study; ``peer``: the certificate identity that sent
+    it (:func:`audit_client`), kept with the study for the audit entry of its filing."""
     if size > node.limits.max_instance_bytes:
         logger.warning(
             "C-STORE refused (instance_too_large), answered 0x%04X",
@@ -250,6 +282,8 @@ def _validate_and_keep(path: Path, size: int, node: _Node, calling: str) -> tupl
         logger.exception("a received instance could not be written to disk")
         return OUT_OF_RESOURCES, "storage_unavailable"
     node.delivered(kept.parent.name, current_request_id())
+    if peer is not None:
+        remember(kept.parent, peer)
     logger.info("C-STORE stored", extra={"event": "dimse_stored", "bytes": size})
     return 0x0000, None
 
@@ -302,24 +336,25 @@ def _count_data(event: Any, node: _Node) -> None:
 
 def _on_established(event: Any, node: _Node) -> None:
     """Abort an association from a registered AE title but another host than the one registered, or
-    over TLS with a certificate that does not name the node registered under that AE title."""
+    over TLS with a certificate that does not name the node registered under that AE title, or is not
+    the one certificate registered for it; audit one accepted over mutual TLS with its certificate."""
     requestor = event.assoc.requestor
     title = str(requestor.ae_title).strip()
     address = getattr(requestor, "address", None)
+    certificate = peer_certificate(event.assoc)
     with correlated(_association_id(event.assoc)):
         if node.registry(title, address) is None:
             logger.warning(
                 "association aborted: DICOM node from an unregistered host", extra={"code": "unknown_node"}
             )
             event.assoc.abort()
-            node.refused(title, address, "unknown_node")
-        elif not node.certified(title, _peer_names(event.assoc)):
-            logger.warning(
-                "association aborted: the DICOM node's certificate names another node",
-                extra={"code": "certificate_mismatch"},
-            )
+            node.refused(title, address, "unknown_node", certificate)
+        elif (refusal := _certificate_refusal(node, title, certificate)) is not None:
+            logger.warning("association aborted: %s", _CERTIFICATE_REFUSALS[refusal], extra={"code": refusal})
             event.assoc.abort()
-            node.refused(title, address, "certificate_mismatch")
+            node.refused(title, address, refusal, certificate)
+        elif certificate is not None:
+            node.accepted(title, address, "accepted", certificate)
 
 
 def _on_rejected(event: Any, node: _Node) -> None:
@@ -329,21 +364,7 @@ def _on_rejected(event: Any, node: _Node) -> None:
     address = getattr(requestor, "address", None)
     if node.registry(title, address) is None:
         with correlated(_association_id(event.assoc)):  # the entry carries the association's id
-            node.refused(title, address, "unknown_node")
-
-
-def _peer_names(assoc: Any) -> frozenset[str]:
-    """The names of the certificate the peer presented over TLS: its subject's common name and its DNS
-    subject alternative names (empty without TLS or a certificate)."""
-    connection = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
-    if not isinstance(connection, ssl.SSLSocket):
-        return frozenset()
-    certificate: dict[str, Any] = dict(connection.getpeercert() or {})
-    names = {
-        str(pair[1]) for entry in certificate.get("subject", ()) for pair in entry if pair[0] == "commonName"
-    }
-    names.update(str(value) for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS")
-    return frozenset(names)
+            node.refused(title, address, "unknown_node", peer_certificate(event.assoc))
 
 
 # The association's life in the log: the calling AE title and the address are not written (a node's
@@ -436,9 +457,11 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             extra={"event": "dimse_study", "code": "unknown_node"},
         )
         return True
-    # The node's facility owns the result, as a facility-bound pacs token's would.
+    # The node's facility owns the result, as a facility-bound pacs token's would. Over mutual TLS the
+    # entry names the certificate(s) that delivered the instances, with their addresses.
     actor = Actor(
-        Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility), client=None
+        Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility),
+        client=await asyncio.to_thread(delivered_by, study.folder),
     )
     try:
         await analyse_decoded(
@@ -469,30 +492,43 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     return True
 
 
-class _RefusalAudit:
-    """Audits a refused DICOM node (IHE ATNA's node-authentication failure): ``dimse:associate``, outcome
-    ``denied``, the calling AE title as subject (``dimse:<title>``), the address as client, the reason code
-    as resource id, and the facility of the node whose title was claimed (its auditor sees who tried to
-    send as its node; None for an unknown title: admins and facility-less auditors).
+class _NodeAudit:
+    """Audits a refused DICOM node (IHE ATNA's node-authentication failure), or one accepted over mutual
+    TLS: ``dimse:associate``, outcome ``denied`` (``success``), the calling AE title as subject
+    (``dimse:<title>``), the address as client (with the certificate the peer presented over TLS:
+    :func:`audit_client`), the reason code (``accepted``) as resource id, and the facility of the node
+    whose title was claimed (its auditor sees who tried to send as its node; None for an unknown title:
+    admins and facility-less auditors).
 
-    At most one entry a minute per (title, address, reason): a sender retrying in a loop must not grow the
-    append-only trail without bound (the log keeps every refusal). A trail that cannot be written is
-    logged; the association is refused either way.
+    At most one entry every ``every`` seconds per (title, address, certificate, reason): a sender retrying
+    in a loop must not grow the append-only trail without bound (the log keeps every refusal), and a
+    certificate not seen before is recorded at its first association. A trail that cannot be written is
+    logged; the association goes on (or is refused) either way.
     """
 
-    _EVERY_SECONDS: Final = 60.0
-
-    def __init__(self, record: Any, registry: Callable[[str | None, str | None], str | None]) -> None:
+    def __init__(
+        self,
+        record: Any,
+        registry: Callable[[str | None, str | None], str | None],
+        *,
+        outcome: str = "denied",
+        every: float = 60.0,
+    ) -> None:
         self._record = record
         self._registry = registry
+        self._outcome = outcome
+        self._every = every
         self._last: dict[tuple[str, str | None, str], float] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, title: str, address: str | None, code: str) -> None:
-        key = (title, address, code)
+    def __call__(
+        self, title: str, address: str | None, code: str, certificate: PeerCertificate | None = None
+    ) -> None:
+        client = audit_client(address, certificate)
+        key = (title, client, code)
         now = time.monotonic()
         with self._lock:
-            if now - self._last.get(key, -self._EVERY_SECONDS) < self._EVERY_SECONDS:
+            if now - self._last.get(key, -self._every) < self._every:
                 return
             if len(self._last) > 4096:  # titles are the sender's choice: bound what is remembered
                 self._last.clear()
@@ -506,11 +542,11 @@ class _RefusalAudit:
                 resource_type="DicomNode",
                 resource_id=code,
                 patient_id=None,
-                outcome="denied",
-                client=address,
+                outcome=self._outcome,
+                client=client,
             )
         except RecordError:
-            logger.warning("a refused DICOM node could not be audited", extra={"code": "audit_unavailable"})
+            logger.warning("a DICOM node could not be audited", extra={"code": "audit_unavailable"})
 
 
 class CannotListen(InferenceError):
@@ -729,7 +765,10 @@ async def _listen(
             target_size=target,
             registry=dimse.node_facility,
             certified=dimse.node_certified,
-            refused=_RefusalAudit(ctx.record, dimse.node_facility),
+            pinned=dimse.node_pinned,
+            refused=_NodeAudit(ctx.record, dimse.node_facility),
+            # Once an hour per node, address and certificate: a new certificate at its first association.
+            accepted=_NodeAudit(ctx.record, dimse.node_facility, outcome="success", every=3600.0),
         )
         if dimse.dimse_allowed_aets:
             logger.warning(
@@ -745,7 +784,7 @@ async def _listen(
                 ssl_context=tls,
                 # A failed handshake is a node-authentication failure too (no AE title known yet).
                 server_class=guarded_server_class(
-                    dimse, on_handshake_failure=lambda address, code: node.refused("", address, code)
+                    dimse, on_handshake_failure=lambda address, code: node.refused("", address, code, None)
                 ),
             )
         except OSError as e:
@@ -842,6 +881,8 @@ async def _process(
         else:
             await _stop_keeping(keeper)
             await asyncio.to_thread(collector.done, study, remove=remove)
+            if remove:
+                await asyncio.to_thread(forget, study.folder)  # the certificates that delivered it
     if node is not None and not study.folder.exists():
         node.forget(study.key)
 

@@ -143,11 +143,21 @@ def test_studies_arrive_and_results_leave_over_tls_only(tmp_path: Path) -> None:
                         for e in entries
                     ]
 
+                # With the certificate the peer presented (the node's own "client" here).
+                from cryptography import x509
+                from cryptography.hazmat.primitives import hashes
+
+                fingerprint = (
+                    x509.load_pem_x509_certificate(certs["client_cert"].read_bytes())
+                    .fingerprint(hashes.SHA256())
+                    .hex()
+                )
+                peer = f"127.0.0.1 certificate sha256:{fingerprint} CN=client DNS=client.node.example"
                 assert attempts("dimse:OTHERNODE") == [
-                    ("dimse:associate", "denied", "certificate_mismatch", "F-OTHER", "127.0.0.1")
+                    ("dimse:associate", "denied", "certificate_mismatch", "F-OTHER", peer)
                 ]
                 assert attempts("dimse:STRANGER") == [
-                    ("dimse:associate", "denied", "unknown_node", None, "127.0.0.1")
+                    ("dimse:associate", "denied", "unknown_node", None, peer)
                 ]
                 # So is each failed handshake (no AE title yet): a plain client, or TLS without a certificate
                 # of the authorities (the silent connection above counts as a failed handshake too).

@@ -16,8 +16,9 @@ Mapping (R4 AuditEvent, valid as R4B):
 - ``outcome``: 0 success (or nothing to change), 4 refused, not found or failed (``outcomeDesc`` says
   which); none for an ``attempt``, whose outcome is a second entry with the same request id.
 - ``agent[0]``: the caller: ``who.identifier`` the token subject, ``role`` its role, ``location`` its
-  facility, ``network.address`` the client address. A delivery adds ``agent[1]``, the destination
-  (DICOM 110152 Destination Role ID, by its configured name).
+  facility, ``network.address`` the client address; for a DICOM node over mutual TLS, ``altId`` the
+  certificate it presented (``certificate sha256:<hex> CN=... DNS=...``, :data:`CERTIFICATE`). A delivery
+  adds ``agent[1]``, the destination (DICOM 110152 Destination Role ID, by its configured name).
 - ``entity``: the Patient (by reference) and the resource touched (by identifier), with the chain hash
   and, for an entry made by an HTTP request, its ``X-Request-ID`` (``detail`` ``request-id``); for one
   made outside a request, the correlation id of its log lines (``analysis-...``, ``retry-...``).
@@ -97,8 +98,13 @@ ACCOUNT_CHANGES: Final = {
 """A reader's account created, disabled, bound to or unbound from the identity provider's subject: DICOM
 PS3.15 A.5.3.11 Security Alert (action E) with its event type from CID 401."""
 NODE_REFUSED: Final = "dimse:associate"
-"""A DICOM node refused at association (unknown title, another host, another certificate): DICOM PS3.15
-A.5.3.11 Security Alert (node authentication failure), action E."""
+"""A DICOM node refused at association (unknown title, another host, another certificate), or accepted
+over mutual TLS (outcome ``success``): DICOM PS3.15 A.5.3.11 Security Alert (node authentication), action
+E."""
+CERTIFICATE: Final = " certificate sha256:"
+"""In an entry's ``client``, what follows the address when a DICOM node authenticated with a certificate
+(``10.1.2.3 certificate sha256:<hex> CN=<name> DNS=<names>``; a study delivered over several associations
+lists each, ``; ``-separated): shown as the agent's ``altId``, the address as its network address."""
 _FHIR_TYPES: Final = frozenset(
     {"Patient", "ImagingStudy", "DiagnosticReport", "Observation", "RiskAssessment", "Provenance", "Device"}
 )
@@ -201,7 +207,10 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
             "display": entry["facility"],
         }
     if entry.get("client"):
-        agent["network"] = {"address": str(entry["client"])[:256], "type": "2"}
+        address, certified, certificate = str(entry["client"]).partition(CERTIFICATE)
+        agent["network"] = {"address": address[:256], "type": "2"}
+        if certified:
+            agent["altId"] = f"{certified.strip()}{certificate}"[:1024]
     entities: list[dict[str, Any]] = []
     if entry.get("patient_id"):
         entities.append(
