@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record._errors import InvalidSearch
 from inference.record._models import Device, Patient, Result, Study
 from inference.record._scope import Scope
-from inference.record._types import as_utc, fhir_date
+from inference.record._types import as_utc, fhir_date, utcnow
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
 from inference.record.fhir._params import applied
@@ -61,7 +61,11 @@ PARAMS: Final[dict[str, tuple[str, str]]] = {
     ),
     "_count": ("integer", f"Page size, at most {MAX_COUNT}"),
 }
-_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format"})
+SNAPSHOT: Final = "_snapshot"
+"""Parameter of the ``next`` links: when the first page was read (an instant). The later pages keep to the
+rows the record had filed by then: a result filed meanwhile sorts among the pages still to come (its
+report, assessment and Observations within their types) and would shift their offsets, an entry twice."""
+_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format", SNAPSHOT})
 _RESULT_KIND: Final[dict[str, str | None]] = {
     "DiagnosticReport": "imaging",
     "RiskAssessment": "triage",
@@ -121,8 +125,18 @@ def _bounds(name: str, value: str) -> tuple[datetime, datetime]:
         ) from e
 
 
-def _keep(params: Mapping[str, str]) -> Keep:
-    """The row filter of ``_since``, ``start`` and ``end`` (all of them; each optional).
+def _snapshot(value: str) -> datetime:
+    match = _DATE.match(value)
+    if match is None or match["prefix"] or "T" not in value:
+        raise InvalidSearch(
+            f"Parameter {SNAPSHOT} is an instant with a time zone, as the next link gives it."
+        )
+    return _bounds(SNAPSHOT, match["value"])[0]
+
+
+def _keep(params: Mapping[str, str], snapshot: datetime) -> Keep:
+    """The row filter of ``_since``, ``start`` and ``end`` (all of them; each optional), and of the paging's
+    ``snapshot``: nothing filed after it.
 
     Raises:
         InvalidSearch: A malformed value.
@@ -134,6 +148,8 @@ def _keep(params: Mapping[str, str]) -> Keep:
 
     def keep(filed: datetime, clinical: datetime | None) -> bool:
         if since is not None and as_utc(filed) < since:
+            return False
+        if as_utc(filed) > snapshot:
             return False
         if clinical is None:
             return True
@@ -267,7 +283,9 @@ def everything(
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of the patient's record (``total``: every match the caller may
     read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``, then the Devices the
-    page's resources reference (``search.mode`` ``include``, once each, not counted in ``total``).
+    page's resources reference (``search.mode`` ``include``, once each, not counted in ``total``). The
+    ``next`` link carries ``_snapshot``, when the first page was read: the later pages list what was filed
+    by then, each row once, however many results arrive while the client pages.
 
     Unsupported parameters are ignored and left out of the links unless ``strict``.
 
@@ -279,7 +297,8 @@ def everything(
     kept = applied("Patient/$everything", pairs, _APPLIED, strict=strict, repeatable=frozenset())
     values = dict(kept)
     types = _types(values.get("_type"))
-    keep = _keep(values)
+    snapshot = _snapshot(values[SNAPSHOT]) if SNAPSHOT in values else utcnow()
+    keep = _keep(values, snapshot)
     count = int_param(values, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = int_param(values, "_offset", 0, 10**9)
     total = 0
@@ -292,8 +311,17 @@ def everything(
     query = [(k, v) for k, v in kept if k != "_format"]
     base = base_url.rstrip("/")
     resources = [build() for build in page]
+    # Microseconds: the precision the record files rows with.
+    pin = [(SNAPSHOT, snapshot.isoformat(timespec="microseconds").replace("+00:00", "Z"))]
     bundle = r.searchset(
-        base, f"Patient/{patient_id}/$everything", query, resources, total=total, offset=offset, count=count
+        base,
+        f"Patient/{patient_id}/$everything",
+        query,
+        resources,
+        total=total,
+        offset=offset,
+        count=count,
+        pin=pin,
     )
     bundle["entry"] += _included(session, base, resources)
     return bundle
@@ -305,5 +333,5 @@ def capability_operation() -> dict[str, Any]:
     return {
         "name": "everything",
         "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-        "documentation": f"GET only. {documentation}; _offset pages (the next link gives it).",
+        "documentation": f"GET only. {documentation}; _offset and _snapshot page (the next link gives them).",
     }

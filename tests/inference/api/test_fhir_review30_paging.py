@@ -73,3 +73,40 @@ def test_next_links_lead_to_the_end_of_the_audit_trail(client: TestClient, env: 
     assert url is None, f"still a next link after 20 pages: {seen}"
     assert len(seen) == len(set(seen)) and len(totals) == 1
     assert len(seen) == totals.pop()
+
+
+def _file_vitals(client: TestClient, env: Env, identifier: str) -> None:
+    body = {"patient": {"identifier": identifier}, "respiratory_rate": 20, "heart_rate": 90, "spo2": 96}
+    response = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    assert response.status_code == 201, response.text
+
+
+def test_everything_pages_each_resource_once_while_results_arrive(client: TestClient, env: Env) -> None:
+    identifier = f"PG-{uuid.uuid4().hex[:10]}"
+    patient_id = _file_study(client, env, identifier)
+    _file_vitals(client, env, identifier)
+    headers = env.headers("clinician")
+    path = f"/fhir/Patient/{patient_id}/$everything"
+    whole = client.get(path, params={"_count": "500"}, headers=headers).json()
+    before = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in whole["entry"]}
+    url: str | None = f"{path}?_count=3"
+    seen: list[tuple[str, str]] = []
+    for page in range(30):
+        if url is None:
+            break
+        response = client.get(url, headers={**headers, "Prefer": "handling=strict"})
+        assert response.status_code == 200, response.text
+        bundle = Bundle.model_validate(response.json())
+        seen += [
+            (entry.resource.get_resource_type(), str(entry.resource.id))
+            for entry in bundle.entry or []
+            if entry.search is not None and entry.search.mode == "match"
+        ]
+        if page == 1:
+            # New vital signs while the client pages: a RiskAssessment, Observations and a Provenance
+            # that sort among the resources of the pages still to come.
+            _file_vitals(client, env, identifier)
+        url = next((link.url for link in bundle.link or [] if link.relation == "next"), None)
+    assert url is None
+    assert len(seen) == len(set(seen)), "a resource came twice"
+    assert set(seen) == before - {("Device", d) for _, d in before}
