@@ -249,7 +249,9 @@ def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> Non
             )
         return
     uid = _sop_instance_uid(payload)
-    if uid in {_item_uid(item) for item in _items(answer, _REFERENCED_SOP_SEQUENCE)}:
+    referenced = {_item_uid(item) for item in _items(answer, _REFERENCED_SOP_SEQUENCE)}
+    # A server that lists what it stored without the UIDs still says it stored our only object.
+    if uid in referenced or referenced == {None}:
         return
     failed = _items(answer, _FAILED_SOP_SEQUENCE)
     if failed:
