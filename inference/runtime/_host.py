@@ -163,6 +163,11 @@ class ModelHost:
         """Challenger jobs, off the request path (capacity 0: no shadow scoring)."""
         # Why the latest fetched version of a model was refused (cleared once a version loads).
         self._refused: dict[ModelKind, str] = {}
+        # Why the served alias of a model could not be fetched, since the last fetch that worked: the
+        # first reason of the run (a file that failed its sha256 check is deleted by the cache, and the
+        # next attempt only finds it missing, which would hide why).
+        self._unfetched: dict[ModelKind, str] = {}
+        self._fetch_error: dict[ModelKind, str] = {}  # the last reason logged
         self._executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[ImagingOutput] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -237,14 +242,22 @@ class ModelHost:
         return self._batcher.batches_run if self._batcher is not None else 0
 
     def problems(self) -> list[str]:
-        """One sentence per model whose latest version was refused: model, version, why, what to run."""
-        return [self._refused[k] for k in ("imaging", "triage") if k in self._refused]
+        """One sentence per model whose latest version was refused (model, version, why, what to run), or
+        whose served alias could not be fetched (the first reason since the last fetch that worked)."""
+        return [
+            problem
+            for k in ("imaging", "triage")
+            for problem in (self._refused.get(k), self._unfetched.get(k))
+            if problem is not None
+        ]
 
     def _current(self, kind: ModelKind) -> ServedModel:
         model = self._models.get(kind)
         if model is None:
             if kind in self._refused:
                 raise ModelUnavailable(self._refused[kind])
+            if kind in self._unfetched:
+                raise ModelUnavailable(self._unfetched[kind])
             raise ModelUnavailable(
                 f"Model {self._names[kind]} is not loaded yet (no '{self._alias}' version could be fetched "
                 "and loaded); retry later."
@@ -289,7 +302,8 @@ class ModelHost:
 
         A new version is loaded and validated completely before the reference is replaced, so requests
         never see a half-built session; requests already running keep the session they started with.
-        Fetch or load failures are logged and the version in service stays.
+        Fetch or load failures are logged (once per reason), listed by :meth:`problems` (``/readyz``), and
+        the version in service stays.
         """
         if self._refresh_lock is None:
             raise ModelUnavailable("The model host is not started.")
@@ -297,14 +311,14 @@ class ModelHost:
         async with self._refresh_lock:
             loop = asyncio.get_running_loop()
             for kind, name in self._names.items():
+                current = self._models.get(kind)
                 try:
                     local = await loop.run_in_executor(None, self._fetch, name, self._alias)
                 except Exception as e:  # any fetch failure (registry down, empty cache) keeps what is served
-                    logger.warning(
-                        "Could not fetch %s@%s; keeping the version in service: %s", name, self._alias, e
-                    )
+                    self._fetch_failed(kind, name, current, e)
                     continue
-                current = self._models.get(kind)
+                self._unfetched.pop(kind, None)
+                self._fetch_error.pop(kind, None)
                 if (
                     current is not None
                     and current.version == str(local.version)
@@ -337,6 +351,28 @@ class ModelHost:
                 for kind, name in self._names.items():
                     await self._refresh_challenger(kind, name)
         return swapped
+
+    def _fetch_failed(
+        self, kind: ModelKind, name: str, current: ServedModel | None, error: Exception
+    ) -> None:
+        """Log a failed fetch once per reason and keep the run's first reason for ``/readyz``."""
+        if current is None:
+            problem = f"Model {name} is not loaded: its '{self._alias}' version could not be fetched. {error}"
+        else:
+            problem = (
+                f"Model {name} keeps version {current.version} in service: its '{self._alias}' version "
+                f"could not be fetched. {error}"
+            )
+        if self._fetch_error.get(kind) != str(error):  # the watcher retries: say each reason once
+            self._fetch_error[kind] = str(error)
+            logger.warning(
+                "Could not fetch %s@%s; %s: %s",
+                name,
+                self._alias,
+                "no version is in service" if current is None else "keeping the version in service",
+                error,
+            )
+        self._unfetched.setdefault(kind, problem)
 
     async def _refresh_challenger(self, kind: ModelKind, name: str) -> None:
         """Load the model's ``challenger`` for shadow scoring; none registered (or unloadable): no shadow."""

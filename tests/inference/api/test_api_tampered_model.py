@@ -1,0 +1,37 @@
+"""A champion whose file no longer matches its recorded sha256: ``/readyz`` says which model and why.
+
+The cache deletes a file that fails its check and the server refuses to serve it, which is right; but the
+ML engineer looking at ``/readyz`` (503) saw an empty ``problems`` list, and a request that needed the
+model was told to retry later, as if it were still loading. The reason was only in a warning of the log.
+"""
+
+from __future__ import annotations
+
+import tiny_models
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, make_settings, new_study_uid
+
+from inference.api import create_app
+
+
+def test_readyz_names_the_champion_whose_file_changed(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    tiny_models.seed_both(settings.model_cache, tmp_path / "build")
+    cached = settings.model_cache / tiny_models.IMAGING_NAME / "1" / "model.onnx"
+    cached.write_bytes(cached.read_bytes() + b"\0")  # changed after it was verified and cached
+
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        [problem] = ready.json()["problems"]
+        assert problem.startswith("Model cxr-findings is not loaded: its 'champion' version could not be"), (
+            problem
+        )
+        assert "sha256" in problem
+
+        study = new_study_uid()
+        files = [("files", ("a.dcm", chest_dicom(study=study, sop=f"{study}.1"), "application/dicom"))]
+        upload = client.post("/v1/studies", files=files, headers=Env(tmp_path, settings).headers("pacs"))
+        assert upload.status_code == 503
+        message = upload.json()["error"]["message"]
+        assert message == problem  # the reason, not "retry later": it will not mend itself
