@@ -54,6 +54,7 @@ from inference.dimse._connections import (
     PduTooLarge,
     framed_ssl_socket_class,
     guarded_server_class,
+    peer_share,
 )
 from inference.dimse._identity import (
     PeerCertificate,
@@ -500,10 +501,12 @@ class _NodeAudit:
     whose title was claimed (its auditor sees who tried to send as its node; None for an unknown title:
     admins and facility-less auditors).
 
-    At most one entry every ``every`` seconds per (title, address, certificate, reason): a sender retrying
-    in a loop must not grow the append-only trail without bound (the log keeps every refusal), and a
-    certificate not seen before is recorded at its first association. A trail that cannot be written is
-    logged; the association goes on (or is refused) either way.
+    At most one entry every ``every`` seconds per (registered title, peer, certificate, reason): a sender
+    retrying in a loop must not grow the append-only trail without bound (the log keeps every refusal),
+    and a certificate not seen before is recorded at its first association. Titles nobody registered, and
+    IPv6 addresses within a /64, are the sender's free choice: they count as one (the entry names the
+    first one tried), or a peer cycling through them would write an entry per association. A trail that
+    cannot be written is logged; the association goes on (or is refused) either way.
     """
 
     def __init__(
@@ -511,26 +514,34 @@ class _NodeAudit:
         record: Any,
         registry: Callable[[str | None, str | None], str | None],
         *,
+        registered: frozenset[str] = frozenset(),
         outcome: str = "denied",
         every: float = 60.0,
     ) -> None:
         self._record = record
         self._registry = registry
+        self._registered = registered
         self._outcome = outcome
         self._every = every
-        self._last: dict[tuple[str, str | None, str], float] = {}
+        self._last: dict[tuple[str, str, str | None, str], float] = {}
         self._lock = threading.Lock()
 
     def __call__(
         self, title: str, address: str | None, code: str, certificate: PeerCertificate | None = None
     ) -> None:
         client = audit_client(address, certificate)
-        key = (title, client, code)
+        known = title if title in self._registered else ""
+        key = (
+            known,
+            peer_share(address or ""),
+            certificate.sha256 if certificate is not None and known else None,
+            code,
+        )
         now = time.monotonic()
         with self._lock:
             if now - self._last.get(key, -self._every) < self._every:
                 return
-            if len(self._last) > 4096:  # titles are the sender's choice: bound what is remembered
+            if len(self._last) > 4096:  # addresses are many: bound what is remembered
                 self._last.clear()
             self._last[key] = now
         try:
@@ -759,6 +770,7 @@ async def _listen(
             target = ctx.host.imaging.imaging_meta.input_size
         except Exception:  # no model yet: decode at full resolution on arrival
             target = None
+        titles = frozenset(n.ae_title.strip() for n in dimse.dimse_nodes)
         node = _Node(
             collector=collector,
             limits=ctx.limits,
@@ -766,9 +778,11 @@ async def _listen(
             registry=dimse.node_facility,
             certified=dimse.node_certified,
             pinned=dimse.node_pinned,
-            refused=_NodeAudit(ctx.record, dimse.node_facility),
+            refused=_NodeAudit(ctx.record, dimse.node_facility, registered=titles),
             # Once an hour per node, address and certificate: a new certificate at its first association.
-            accepted=_NodeAudit(ctx.record, dimse.node_facility, outcome="success", every=3600.0),
+            accepted=_NodeAudit(
+                ctx.record, dimse.node_facility, registered=titles, outcome="success", every=3600.0
+            ),
         )
         if dimse.dimse_allowed_aets:
             logger.warning(

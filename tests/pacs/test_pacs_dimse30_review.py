@@ -1,0 +1,64 @@
+"""Adversarial review of ``dxassist listen``: what a hostile or broken peer costs the audit trail and the
+disk the record shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tiny_models
+from _pacs_harness import LISTENER_AET, Listener, free_port, require_tools
+
+from inference.record import Record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Listener]:
+    require_tools()
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    started = Listener(home, free_port(), [])
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _associate_as(port: int, calling: str) -> bool:
+    """Whether an association as ``calling`` (pynetdicom, C-ECHO context) is accepted."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    ae.acse_timeout = ae.network_timeout = 10
+    association = ae.associate("127.0.0.1", port, ae_title=LISTENER_AET)
+    try:
+        return bool(association.is_established)
+    finally:
+        if association.is_established:
+            association.release()
+        ae.shutdown()
+
+
+def test_a_peer_cycling_calling_ae_titles_does_not_grow_the_audit_trail_an_entry_per_association(
+    listener: Listener,
+) -> None:
+    # Unknown titles are the sender's free choice: a loop of associations, each under a new title, was one
+    # append-only entry (and one write under the record's lock) per association, without bound.
+    for n in range(8):
+        assert not _associate_as(listener.port, f"PROBE{n:03d}")
+    record = Record(listener.record_url)
+    try:
+        total, entries = record.audit.search(limit=50)
+        refusals = [e for e in entries if e["action"] == "dimse:associate"]
+    finally:
+        record.close()
+    # One entry for the address this minute, naming the first title it tried; the log has every refusal.
+    assert [(e["subject"], e["outcome"], e["resource_id"], e["client"]) for e in refusals] == [
+        ("dimse:PROBE000", "denied", "unknown_node", "127.0.0.1")
+    ]
