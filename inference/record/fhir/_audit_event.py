@@ -35,7 +35,7 @@ from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
 from inference.record._types import iso
 from inference.record.fhir import _codes as c
-from inference.record.fhir._params import COMMON_PARAMS, applied
+from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
 from inference.record.fhir._resources import searchset
 
 SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
@@ -362,12 +362,13 @@ def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[
             if not (value.isascii() and value.isdigit() and len(value) <= 18):
                 raise InvalidSearch(f"Search parameter {SNAPSHOT} must be an entry's sequence number.")
             out["max_seq"] = int(value)
-        elif name in ("_count", "_offset"):
-            high = MAX_COUNT if name == "_count" else 10**9
+        elif name == "_count":
+            out["limit"] = page_size(value, DEFAULT_COUNT, MAX_COUNT)
+        elif name == "_offset":
             # isascii: str.isdigit() also accepts '²', which int() refuses.
-            if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= high:
-                raise InvalidSearch(f"Search parameter {name} must be an integer from 0 to {high}.")
-            out["limit" if name == "_count" else "offset"] = int(value)
+            if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 10**9:
+                raise InvalidSearch(f"Search parameter {name} must be an integer from 0 to {10**9}.")
+            out["offset"] = int(value)
     out.setdefault("limit", DEFAULT_COUNT)
     return out
 
@@ -387,7 +388,7 @@ def bundle(
     entries that were there when paging began (the trail grows meanwhile, newest first).
     """
     # Only what was applied: unsupported (ignored) parameters are left out of the links.
-    query = [(k, v) for k, v in supported_pairs(params) if k != "_format"]
+    query = with_count([(k, v) for k, v in supported_pairs(params) if k != "_format"], count)
     pin = [(k, v) for k, v in query if k == SNAPSHOT]
     if not pin and offset == 0 and entries:
         pin = [(SNAPSHOT, str(entries[0]["seq"]))]

@@ -24,7 +24,7 @@ from inference.record._scope import Scope
 from inference.record._types import as_utc, fhir_date, utcnow
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
-from inference.record.fhir._params import applied
+from inference.record.fhir._params import applied, page_size, with_count
 from inference.record.fhir._search import (
     DEFAULT_COUNT,
     MAX_COUNT,
@@ -299,7 +299,7 @@ def everything(
     types = _types(values.get("_type"))
     snapshot = _snapshot(values[SNAPSHOT]) if SNAPSHOT in values else utcnow()
     keep = _keep(values, snapshot)
-    count = int_param(values, "_count", DEFAULT_COUNT, MAX_COUNT)
+    count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT)
     offset = int_param(values, "_offset", 0, 10**9)
     total = 0
     page: list[Builder] = []
@@ -308,7 +308,7 @@ def everything(
             if offset <= total < offset + count:
                 page.append(build)
             total += 1
-    query = [(k, v) for k, v in kept if k != "_format"]
+    query = with_count([(k, v) for k, v in kept if k != "_format"], count)
     base = base_url.rstrip("/")
     resources = [build() for build in page]
     # Microseconds: the precision the record files rows with.

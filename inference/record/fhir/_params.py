@@ -42,3 +42,23 @@ def applied(
             f"Search parameter(s) {', '.join(repeated)} appear more than once; give each at most once."
         )
     return kept
+
+
+def page_size(raw: str | None, default: int, high: int) -> int:
+    """The page size a ``_count`` asks for, at most ``high``: FHIR R4 (search, ``_count``) lets a server
+    return fewer than asked, never more, so a larger one is served as ``high`` (see :func:`with_count`).
+
+    Raises:
+        InvalidSearch: Not a non-negative integer.
+    """
+    if raw is None:
+        return default
+    # isascii: str.isdigit() also accepts '²', which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise InvalidSearch(f"Search parameter _count must be an integer from 0 (pages hold at most {high}).")
+    return min(int(raw), high)
+
+
+def with_count(query: Sequence[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+    """``query`` with its ``_count`` as served: the links show the page size applied, not the one asked."""
+    return [(name, str(count) if name == "_count" else value) for name, value in query]

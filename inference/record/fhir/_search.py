@@ -27,7 +27,7 @@ from inference.record._types import as_utc
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
-from inference.record.fhir._params import COMMON_PARAMS, applied
+from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
 
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
@@ -414,11 +414,11 @@ def search(
     if dates:
         joined["date"] = DATE_SEPARATOR.join(dates)
     params = joined
-    count = int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
+    count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT)
     offset = int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")
     total, builders = _matches(session, resource_type, params, scope, offset, count)
     page = [build() for build in builders]
     # The self link shows what was applied (FHIR R4 search 3.1.1.3.2): ignored parameters are left out.
-    query = [(k, v) for k, v in kept if k != "_format"]
+    query = with_count([(k, v) for k, v in kept if k != "_format"], count)
     return r.searchset(base, resource_type, query, page, total=total, offset=offset, count=count)

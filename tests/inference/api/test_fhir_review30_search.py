@@ -121,3 +121,25 @@ def test_partial_dates_in_audit_event_and_everything(client: TestClient, env: En
     for bad in ("2026-13", "202", "2026-1", "ge2026-11-3"):
         refused = client.get("/fhir/Observation", params={"date": bad}, headers=headers)
         assert refused.status_code == 400, bad
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/fhir/Observation", "/fhir/AuditEvent", "/fhir/Patient/{patient_id}/$everything"],
+)
+def test_a_count_above_the_page_limit_is_served_as_the_limit(
+    client: TestClient, env: Env, patient_id: str, path: str
+) -> None:
+    # FHIR R4 search (_count): "the server is not bound to return the number requested, but cannot return
+    # more". A client asking for 1000 gets pages of 500 and links that say so, not a 400.
+    headers = env.headers("auditor" if "AuditEvent" in path else "clinician")
+    url = path.format(patient_id=patient_id)
+    params = {"_count": "1000"} if "$everything" in path else {"_count": "1000", "patient": patient_id}
+    response = client.get(url, params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    bundle = Bundle.model_validate(response.json())
+    self_link = next(link.url for link in bundle.link or [] if link.relation == "self")
+    assert "_count=500" in self_link and "_count=1000" not in self_link
+    assert len(bundle.entry or []) <= 500
+    for bad in ("-1", "many"):
+        assert client.get(url, params={"_count": bad}, headers=headers).status_code == 400, bad
