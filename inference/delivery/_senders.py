@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from inference.errors import InferenceError
 
 if TYPE_CHECKING:
+    import httpx
     from pynetdicom.association import Association
 
     from inference.config import Destination
@@ -195,21 +196,29 @@ def _stow(destination: Destination, payload: bytes) -> None:
     elif destination.username is not None:
         password = destination.password.get_secret_value() if destination.password is not None else ""
         auth = httpx.BasicAuth(destination.username, password)
-    url = f"{str(destination.url).rstrip('/')}/studies"
+    base = str(destination.url).rstrip("/")
     custom = destination.tls_cafile is not None or destination.tls_certfile is not None
     verify: ssl.SSLContext | bool = _tls_context(destination) if custom else True
     try:
-        with httpx.Client(timeout=destination.timeout_seconds, trust_env=False, verify=verify) as client:
-            if auth is None:
-                response = client.post(url, content=body, headers=headers)
-            else:
-                response = client.post(url, content=body, headers=headers, auth=auth)
+        with httpx.Client(
+            timeout=destination.timeout_seconds, trust_env=False, verify=verify, auth=auth
+        ) as client:
+            response = client.post(f"{base}/studies", content=body, headers=headers)
+            held = response.status_code == 409 and _already_held(client, base, headers, payload)
     except httpx.HTTPError as e:
         raise DeliveryFailed(
             f"STOW-RS to {destination.name} failed: {type(e).__name__}.",
             retryable=True,
             code="destination_unreachable",
         ) from e
+    if held:
+        # Sent before (a timeout after the archive stored it, a worker that died before recording it):
+        # Google's and Microsoft's archives answer a resend 409 instead of storing it again.
+        logger.info(
+            "the destination already holds the object; a resend is not stored twice",
+            extra={"event": "delivery_already_held", "destination": destination.name},
+        )
+        return
     if response.status_code in (200, 202):
         _stored_or_raise(destination.name, response.status_code, response.content, payload)
         return
@@ -269,6 +278,47 @@ def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> Non
         f"STOW-RS to {name} answered HTTP {status} without listing the object as stored.",
         retryable=True,
         code="destination_busy",
+    )
+
+
+# A QIDO-RS answer naming one instance is well under this; a larger one is not read.
+_MAX_QIDO_BYTES: Final = 64 * 1024
+
+
+def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payload: bytes) -> bool:
+    """Whether the destination's QIDO-RS finds the object a STOW-RS request was refused (409) for.
+
+    Our objects' UIDs derive from the result, and building a result again gives the same bytes, so an
+    instance the archive holds under the object's UIDs is the object: it was delivered before. False
+    when the archive serves no QIDO-RS, answers anything else, or cannot be reached.
+    """
+    import httpx
+    from pydicom import dcmread
+
+    ds = dcmread(
+        BytesIO(payload),
+        stop_before_pixels=True,
+        specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+    )
+    uid = str(ds.SOPInstanceUID)
+    url = f"{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances"
+    query = {"Accept": "application/dicom+json"}
+    if "Authorization" in headers:
+        query["Authorization"] = headers["Authorization"]
+    try:
+        with client.stream("GET", url, params={"SOPInstanceUID": uid}, headers=query) as response:
+            if response.status_code != 200:
+                return False
+            data = b""
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > _MAX_QIDO_BYTES:
+                    return False
+        answers = json.loads(data)
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(answers, list) and any(
+        isinstance(answer, dict) and _first_value(answer, "00080018") == uid for answer in answers
     )
 
 
