@@ -382,6 +382,10 @@ class DimseSettings(BaseSettings):
             stuck router, a scanner of the network) cannot take every slot: an IPv4 address, or an IPv6
             /64 (a registered node's own ``host`` keeps a share of its own). Behind a load balancer that
             hides the senders' addresses, set it to ``dimse_max_associations``.
+        dimse_min_free_bytes: Free space the listener leaves on its spool's file system: a C-STORE that
+            arrives when less is free is answered 0xA700 (``storage_full``; the sender keeps the instance
+            and tries again), so the record, on the same disk by default, keeps room to file the studies
+            already received. 0: no reserve.
     """
 
     model_config = _GROUP_CONFIG
@@ -404,6 +408,7 @@ class DimseSettings(BaseSettings):
     dimse_network_timeout: float = Field(default=120.0, ge=0.5, le=3600)
     dimse_max_associations: int = Field(default=20, ge=1, le=1000)
     dimse_max_associations_per_host: int = Field(default=10, ge=1, le=1000)
+    dimse_min_free_bytes: int = Field(default=256 << 20, ge=0)
 
     @property
     def dimse_tls(self) -> bool:

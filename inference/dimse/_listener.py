@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -133,6 +134,7 @@ class _Node:
     collector: StudyCollector
     limits: Limits
     target_size: int | None
+    min_free: int = 0  # bytes left free on the spool's file system (dimse_min_free_bytes)
     registry: Callable[[str | None, str | None], str | None] = lambda _title, _host: None
     certified: Callable[[str | None, frozenset[str]], bool] = lambda _title, _names: True
     pinned: Callable[[str | None, str | None], bool] = lambda _title, _sha256: True
@@ -228,10 +230,35 @@ def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
         logger.warning("a C-STORE dataset could not be written as a file", extra={"code": "malformed_header"})
         return CANNOT_UNDERSTAND, "malformed_header"
     peer = audit_client(address, certificate) if certificate is not None else None
-    status, code = _validate_and_keep(path, size, node, calling, peer)
+    status: int
+    code: str | None
+    if _short_of_space(path, node.min_free):
+        logger.warning(
+            "C-STORE refused (storage_full), answered 0x%04X: the spool's disk is nearly full",
+            OUT_OF_RESOURCES,
+            extra={"event": "dimse_refused", "code": "storage_full", "bytes": size},
+        )
+        status, code = OUT_OF_RESOURCES, "storage_full"
+    else:
+        status, code = _validate_and_keep(path, size, node, calling, peer)
     if status != 0x0000:
         path.unlink(missing_ok=True)  # nothing of a refused instance is kept
     return status, code
+
+
+def _short_of_space(path: Path, reserve: int) -> bool:
+    """Whether the file system of ``path`` (the spool's) has less than ``reserve`` bytes free.
+
+    The record shares it by default: filled to the last byte, nothing could be filed, not even the studies
+    already received, whose filing frees their space. A file system that cannot be asked is not refused
+    for it (writing the instance then fails on its own, ``storage_unavailable``).
+    """
+    if reserve <= 0:
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < reserve
+    except OSError:
+        return False
 
 
 def _certificate_refusal(node: _Node, title: str, certificate: PeerCertificate | None) -> str | None:
@@ -775,6 +802,7 @@ async def _listen(
             collector=collector,
             limits=ctx.limits,
             target_size=target,
+            min_free=dimse.dimse_min_free_bytes,
             registry=dimse.node_facility,
             certified=dimse.node_certified,
             pinned=dimse.node_pinned,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from _pacs_harness import LISTENER_AET, Listener, free_port, require_tools
+from _pacs_dicom import chest_cr, new_uid, write
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, require_tools
 
 from inference.record import Record
 
@@ -62,3 +63,40 @@ def test_a_peer_cycling_calling_ae_titles_does_not_grow_the_audit_trail_an_entry
     assert [(e["subject"], e["outcome"], e["resource_id"], e["client"]) for e in refusals] == [
         ("dimse:PROBE000", "denied", "unknown_node", "127.0.0.1")
     ]
+
+
+def test_a_c_store_is_refused_out_of_resources_when_the_spool_disk_is_nearly_full(tmp_path: Path) -> None:
+    # The spool shares its file system with the record by default: filled to the last byte, nothing could
+    # be filed any more, not even the studies already received (whose filing would free their space). A
+    # reserve larger than this disk's free space stands for a disk that is nearly full.
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    require_tools()
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    listener = Listener(home, free_port(), [], extra_env={"DXASSIST_DIMSE_MIN_FREE_BYTES": str(1 << 60)})
+    listener.start()
+    try:
+        dataset = dcmread(write(tmp_path / "a" / "cr.dcm", chest_cr(study=new_uid())))
+        ae = AE(ae_title=TEST_AET)
+        ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+        ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 30
+        association = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+        try:
+            assert association.is_established
+            status = association.send_c_store(dataset)
+            # Out of resources, with the reason in the Error Comment: the sender keeps it and tries later.
+            assert (status.Status, status.ErrorComment) == (0xA700, "dxassist refused: storage_full")
+            assert association.is_established  # the association stays up
+        finally:
+            if association.is_established:
+                association.release()
+            ae.shutdown()
+        incoming = home / "incoming"
+        assert not incoming.exists() or not any(incoming.rglob("*.dcm"))
+        assert not any((home / "receiving").rglob("*.dcm"))
+    finally:
+        listener.stop()
+    assert "storage_full" in listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()
