@@ -25,6 +25,7 @@ INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInt
 PROVENANCE_AGENT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 RISK_PROBABILITY: Final = "http://terminology.hl7.org/CodeSystem/risk-probability"
+MEDIA_TYPE: Final = "http://terminology.hl7.org/CodeSystem/media-type"
 
 AI_ASSERTED: Final[dict[str, str]] = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",

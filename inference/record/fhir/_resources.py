@@ -301,16 +301,32 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
     out["result"] = [ref("Observation", finding.id) for finding in result.findings]
     # The heatmap of each finding that has one (positive findings), at the API route that draws it: a
     # reader's FHIR client finds the images the SR and the Secondary Captures carry to the PACS.
-    media = [
-        {
-            "comment": f"Heatmap: {f.display}",
-            "link": {"reference": heatmap_url(result.id, f.code), "display": f"Heatmap of {f.display} (PNG)"},
-        }
-        for f in result.findings
-        if f.has_heatmap
-    ]
-    if media:
-        out["media"] = media
+    # ``media.link`` is a Reference(Media): a contained Media whose content is the PNG at that route (an
+    # API path is not a reference, and validators refuse it).
+    heatmaps = [f for f in result.findings if f.has_heatmap]
+    if heatmaps:
+        out["contained"] = [
+            {
+                "resourceType": "Media",
+                "id": f"heatmap-{f.id}",
+                "status": "completed",
+                "type": c.concept(c.MEDIA_TYPE, "image", "Image"),
+                "subject": ref("Patient", result.patient_id),
+                "content": {
+                    "contentType": "image/png",
+                    "url": heatmap_url(result.id, f.code),
+                    "title": f"Heatmap of {f.display} (PNG)",
+                },
+            }
+            for f in heatmaps
+        ]
+        out["media"] = [
+            {
+                "comment": f"Heatmap: {f.display}",
+                "link": {"reference": f"#heatmap-{f.id}", "display": f"Heatmap of {f.display} (PNG)"},
+            }
+            for f in heatmaps
+        ]
     positives = [finding for finding in result.findings if finding.positive]
     if positives:
         out["conclusionCode"] = [

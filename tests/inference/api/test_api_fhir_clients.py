@@ -287,8 +287,10 @@ def test_device_carries_the_dicom_device_uid_and_the_report_links_its_heatmaps(
     # media: one heatmap per finding that has one (the positive ones), each a PNG the reader can fetch.
     heatmaps = sorted(f["heatmap"] for f in result["findings"] if f.get("heatmap"))
     assert heatmaps, "the blob study has positive findings"
-    assert sorted(m["link"]["reference"] for m in report["media"]) == heatmaps
-    png = client.get(report["media"][0]["link"]["reference"], headers=headers)
+    contained = {f"#{c['id']}": c for c in report["contained"]}
+    urls = [contained[m["link"]["reference"]]["content"]["url"] for m in report["media"]]
+    assert sorted(urls) == heatmaps
+    png = client.get(urls[0], headers=headers)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
 
 

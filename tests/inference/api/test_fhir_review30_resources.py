@@ -3,10 +3,14 @@ Observation, DiagnosticReport and Bundle are R4's) and the vital-signs profiles'
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
-from _api_env import Env, TestClient
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, new_study_uid
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 
 LOINC = "http://loinc.org"
@@ -66,3 +70,51 @@ def test_blood_pressure_panel_has_both_components_when_one_pressure_is_missing(
     )
     assert [c["valueQuantity"]["value"] for c in both["component"]] == [120, 80]
     assert all("dataAbsentReason" not in c for c in both["component"])
+
+
+_LITERAL = re.compile(r"^(https?://[^ ]+/)?[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for item in value.values() for r in _references(item)]
+    if isinstance(value, list):
+        return [r for item in value for r in _references(item)]
+    return []
+
+
+def test_every_reference_is_a_literal_reference_that_resolves(client: TestClient, env: Env) -> None:
+    # FHIR R4 references (2.3.0 Reference.reference): `Type/id`, an absolute URL, or `#id` of a contained
+    # resource. A heatmap's API path in DiagnosticReport.media.link (Reference(Media)) is none of them.
+    identifier = f"RV-{uuid.uuid4().hex[:10]}"
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True, patient_id=identifier)
+    filed = client.post(
+        "/v1/studies",
+        files=[("files", ("a.dcm", blob, "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert filed.status_code == 201, filed.text
+    headers = env.headers("radiologist")
+    everything = client.get(f"/fhir/Patient/{filed.json()['patient']['id']}/$everything", headers=headers)
+    assert everything.status_code == 200, everything.text
+    Bundle.model_validate(everything.json())
+    resources = [entry["resource"] for entry in everything.json()["entry"]]
+    for resource in resources:
+        contained = {f"#{c['id']}" for c in resource.get("contained", [])}
+        for reference in _references(resource):
+            assert _LITERAL.match(reference) or reference in contained, (resource["resourceType"], reference)
+    [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
+    DiagnosticReport.model_validate(report)
+    assert report["media"], "the blob study has positive findings"
+    media = {f"#{c['id']}": c for c in report["contained"]}
+    for item in report["media"]:
+        image = media[item["link"]["reference"]]
+        assert image["resourceType"] == "Media" and image["status"] == "completed"
+        assert image["content"]["contentType"] == "image/png"
+        png = client.get(image["content"]["url"], headers=headers)
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    # A read gives the same report.
+    read = client.get(f"/fhir/DiagnosticReport/{report['id']}", headers=headers).json()
+    assert read["media"] == report["media"] and read["contained"] == report["contained"]
