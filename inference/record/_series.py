@@ -35,11 +35,12 @@ def triage_series(
     signs must not leak into a trend through its counts and changes).
 
     Each item: ``observed_at`` (aware, UTC), ``news2_total``, ``news2_complete``, ``probability``,
-    ``positive``. A result filed before NEWS2 was reported for incomplete observations (``news2`` null)
-    counts as an incomplete score of 0, which the trend rule never reads as a baseline.
+    ``positive``, ``model_version`` (of the triage model that scored it). A result filed before NEWS2
+    was reported for incomplete observations (``news2`` null) counts as an incomplete score of 0, which
+    the trend rule never reads as a baseline.
     """
     query = (
-        select(VitalsObservation.observed_at, Result.payload)
+        select(VitalsObservation.observed_at, Result.payload, Result.model_version)
         .join(Result, Result.vitals_id == VitalsObservation.id)
         .join(Patient, Patient.id == VitalsObservation.patient_id)
         .where(
@@ -54,7 +55,7 @@ def triage_series(
         query = query.where(results_visible(scope))
     rows = session.execute(query.order_by(VitalsObservation.observed_at.desc()).limit(MAX_SERIES)).all()
     series = []
-    for observed_at, payload in reversed(rows):
+    for observed_at, payload, model_version in reversed(rows):
         news2 = payload.get("news2") or {}
         series.append(
             {
@@ -63,6 +64,7 @@ def triage_series(
                 "news2_complete": bool(news2) and bool(news2.get("complete", True)),
                 "probability": float(payload["risk"]["probability"]),
                 "positive": bool(payload["risk"]["positive"]),
+                "model_version": str(model_version),
             }
         )
     return series

@@ -30,11 +30,14 @@ def series_trend(
     news2: News2,
     probability: float,
     positive: bool,
+    model_version: str | None = None,
 ) -> Trend | None:
     """The trend of this observation over ``earlier_rows`` (the record's series in :func:`trend_window`);
     ``None`` when it is the patient's first in the window.
 
     The NEWS2 rise that counts as deterioration (``triage.trend_news2_rise``) comes from the site policy.
+    ``model_version`` is the triage model version that scored this observation: the model's part of the
+    trend compares only observations that version scored.
     """
     earlier = [SeriesPoint(**row) for row in earlier_rows]
     now = SeriesPoint(
@@ -43,5 +46,6 @@ def series_trend(
         news2_complete=news2.complete,
         probability=probability,
         positive=positive,
+        model_version=model_version,
     )
     return compute_trend(now, earlier, news2_rise=ctx.policy.trend_news2_rise)

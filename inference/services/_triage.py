@@ -89,6 +89,7 @@ async def analyse_vitals(
         news2=news2,
         probability=float(scores.probability),
         positive=bool(scores.positive),
+        model_version=served.version,
     )
     deteriorating = trend is not None and trend.deteriorating
 

@@ -11,7 +11,11 @@ Rule for ``deteriorating`` (documented in ``docs/api.md``): true when
   window (an incomplete earlier score is only a lower bound, so it cannot show a rise; the score now may
   be incomplete, its known part already proves the rise), or
 - the model's risk crossed its threshold upwards: positive now, and some earlier observation in the
-  window was below the threshold.
+  window **scored by the same model version** was below the threshold.
+
+The model's part of the trend (the crossing and ``risk_change``) compares only observations scored by the
+version that scores this one: after a promotion, another version's probabilities and threshold say
+nothing about a change in the patient (a lower threshold would make every steady patient "cross").
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class SeriesPoint:
         news2_complete: Every NEWS2 sign was measured.
         probability: The model's calibrated risk.
         positive: The risk is at or above the model's threshold.
+        model_version: The triage model version that scored it (None: unknown, compared with any).
     """
 
     observed_at: datetime
@@ -38,6 +43,7 @@ class SeriesPoint:
     news2_complete: bool
     probability: float
     positive: bool
+    model_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +54,8 @@ class Trend:
         observations: Observations in the window, this one included (at least 2).
         hours: Hours from the earliest observation in the window to this one.
         news2_change: NEWS2 total now minus the earliest one in the window.
-        risk_change: Model probability now minus the earliest one in the window.
+        risk_change: Model probability now minus the earliest one in the window scored by the same model
+            version (0 when none was).
         deteriorating: By the rule in the module docstring.
     """
 
@@ -87,11 +94,20 @@ def compute_trend(now: SeriesPoint, earlier: Sequence[SeriesPoint], *, news2_ris
     first = before[0]
     complete = [p.news2_total for p in before if p.news2_complete]
     risen = bool(complete) and now.news2_total - min(complete) >= news2_rise
-    crossed = now.positive and any(not p.positive for p in before)
+    same_model = [p for p in before if _same_version(p, now)]
+    crossed = now.positive and any(not p.positive for p in same_model)
     return Trend(
         observations=len(before) + 1,
         hours=round((now.observed_at - first.observed_at).total_seconds() / 3600.0, 2),
         news2_change=now.news2_total - first.news2_total,
-        risk_change=round(now.probability - first.probability, 4),
+        risk_change=round(now.probability - same_model[0].probability, 4) if same_model else 0.0,
         deteriorating=risen or crossed,
+    )
+
+
+def _same_version(earlier: SeriesPoint, now: SeriesPoint) -> bool:
+    return (
+        earlier.model_version is None
+        or now.model_version is None
+        or earlier.model_version == now.model_version
     )
