@@ -8,6 +8,7 @@ two groups may hold a field of the same name.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection
 from functools import cached_property
@@ -464,16 +465,34 @@ class DimseSettings(BaseSettings):
     def node_facility(self, ae_title: str | None, host: str | None = None) -> str | None:
         """The facility owning what the calling AE ``ae_title`` (from ``host``) sends; None: refused.
 
-        A registered node gives its facility (when it names a host, only from that host); an unknown AE
-        gives the open-listener facility when the operator set one, else nothing.
+        A registered node gives its facility (when it names a host, only from that host: the same address
+        however written, an IPv4 one also as a listener bound to ``::`` sees it, ``::ffff:a.b.c.d``); an
+        unknown AE gives the open-listener facility when the operator set one, else nothing.
         """
         title = (ae_title or "").strip()
         for node in self.dimse_nodes:
             if node.ae_title.strip() == title:
-                if node.host is not None and host is not None and node.host != host:
+                if node.host is not None and host is not None and not _same_address(node.host, host):
                     return None
                 return node.facility
         return self.dimse_open_facility
+
+
+def _same_address(registered: str, peer: str) -> bool:
+    """Whether a node's registered ``host`` is the peer's address: IP addresses compared as addresses
+    (``0:0:0:0:0:0:0:1`` is ``::1``, an IPv4-mapped IPv6 address is its IPv4 address), anything else as
+    text."""
+
+    def canonical(text: str) -> str:
+        try:
+            address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+        except ValueError:
+            return text.strip().lower()
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(address)
+
+    return canonical(registered) == canonical(peer)
 
 
 class DeliverySettings(BaseSettings):

@@ -11,6 +11,7 @@ peers, which it sees as IPv4-mapped addresses.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,50 @@ def test_ipv6_peers_share_the_per_host_limit_by_their_64_and_mapped_ipv4_peers_b
                 peer.close()
     # Given back when they close: ::1 associates again.
     wait_until(lambda: _echo_over_ipv6(port), timeout=30, what="a C-ECHO over ::1")
+
+
+def _echo(port: int, calling: str, *, over: str) -> bool:
+    """Whether a C-ECHO as ``calling`` from ``over`` (``127.0.0.1`` or ``::1``) is answered."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    ae.acse_timeout = ae.network_timeout = 10
+    association = ae.associate(over, port, ae_title=LISTENER_AET)
+    try:
+        # A node from another host is aborted once established: its C-ECHO then has no status.
+        answer = association.send_c_echo() if association.is_established else None
+        return answer is not None and "Status" in answer and answer.Status == 0
+    finally:
+        if association.is_established:
+            association.release()
+        ae.shutdown()
+
+
+def test_a_node_registered_with_its_host_sends_to_a_listener_bound_to_every_ipv6_address(
+    tmp_path: Path,
+) -> None:
+    # Bound to "::", the listener sees an IPv4 node at ::ffff:a.b.c.d: compared as text with the "host"
+    # the operator registered, every IPv4 node registered with its host was refused (unknown_node), and so
+    # was an IPv6 one whose address was written another way (0:0:0:0:0:0:0:1 for ::1, capitals).
+    require_tools()
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    nodes = [
+        {"ae_title": TEST_AET, "facility": "F-PACS"},
+        {"ae_title": "CR_ROOM1", "facility": "F-PACS", "host": "127.0.0.1"},
+        {"ae_title": "CR_ROOM2", "facility": "F-PACS", "host": "0:0:0:0:0:0:0:1"},
+    ]
+    listener = Listener(
+        home, free_port(), [], extra_env={"DXASSIST_DIMSE_NODES": json.dumps(nodes)}, host="::"
+    )
+    listener.start()
+    try:
+        assert _echo(listener.port, "CR_ROOM1", over="127.0.0.1")
+        assert _echo(listener.port, "CR_ROOM2", over="::1")
+        # From elsewhere than its host, a node is still refused.
+        assert not _echo(listener.port, "CR_ROOM1", over="::1")
+        assert not _echo(listener.port, "CR_ROOM2", over="127.0.0.1")
+    finally:
+        listener.stop()
