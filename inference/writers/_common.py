@@ -94,7 +94,8 @@ def repair_header(header: Dataset) -> None:
     A PACS hands over what modalities wrote, and modalities write non-conformant headers. What is copied
     into the outputs must be valid DICOM, so before highdicom sees the header:
 
-    - Specific Character Set: none declared while the text is not ASCII (legacy modalities write Latin-1,
+    - Specific Character Set: an empty value is the default repertoire, as if absent; none declared
+      while the text is not ASCII (legacy modalities write Latin-1,
       or UTF-8, without saying so) becomes the set the bytes are in: UTF-8 (``ISO_IR 192``) when every
       such value is valid UTF-8, else Latin-1 (``ISO_IR 100``), so the bytes copied are the source's
       and a viewer shows the accents; an empty value 1 before code extensions (``\\ISO 2022 IR 87``, as
@@ -173,6 +174,12 @@ def _repair_charset(header: Dataset) -> None:
         _declare_undeclared_charset(header)
         return
     terms = [str(term or "").strip() for term in _as_list(header.SpecificCharacterSet)]
+    if not any(terms):
+        # Present but empty, as some modalities write it: the default repertoire, as if absent (highdicom
+        # refuses the empty value, so the outputs could not be built).
+        del header.SpecificCharacterSet
+        _declare_undeclared_charset(header)
+        return
     if len(terms) > 1 and terms[0] == "":
         # An empty value 1 with code extensions (``\ISO 2022 IR 87``) means the default repertoire
         # (PS3.3 C.12.1.1.2); written out it is ISO 2022 IR 6.

@@ -74,3 +74,28 @@ def test_ascii_only_text_keeps_the_default_repertoire() -> None:
         source, findings(), ALGORITHM, org_root=ORG_ROOT, result_id=RESULT_ID, created_at=CREATED_AT
     )
     assert "SpecificCharacterSet" not in pydicom.dcmread(BytesIO(write_part10(sr)))
+
+
+@pytest.mark.parametrize(("name", "declared"), [("Dupont^Jean", None), (NAME, "ISO_IR 100")])
+def test_an_empty_specific_character_set_is_the_default_repertoire(
+    tmp_path: Path, name: str, declared: str | None
+) -> None:
+    # (0008,0005) present with no value, as some modalities write it: highdicom refused it, so the
+    # result's SR and captures were never built (a dead letter, nothing in the PACS).
+    ds = source_dataset()
+    ds.add(DataElement(0x00080005, "CS", ""))
+    ds.add(DataElement(0x00100010, "PN", name.encode("latin-1")))
+    source = read_instance(
+        to_bytes(ds), limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4)
+    )
+    kwargs = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
+    objects = [build_sr(source, findings(), ALGORITHM, **kwargs)]
+    objects += build_heatmap_scs(source, findings(), ALGORITHM, lossy_method="ISO_10918_1", **kwargs)
+    assert len(objects) == 3
+    for number, built in enumerate(objects):
+        path = tmp_path / f"out{number}.dcm"
+        path.write_bytes(write_part10(built))
+        assert _errors(path) == [], str(built.SOPClassUID)
+        back = pydicom.dcmread(BytesIO(path.read_bytes()))
+        assert back.get("SpecificCharacterSet") == declared
+        assert str(back.PatientName) == name
