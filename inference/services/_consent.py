@@ -55,12 +55,15 @@ async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | 
 async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[str, Any]:
     """A patient's consent (``permit`` for a purpose nobody recorded an objection to).
 
+    The read is audited ``break_glass`` when only the caller's break-the-glass grant opens the patient
+    (so it is counted on the grant and reviewed with it), ``success`` otherwise.
+
     Raises:
         NotFound: No patient has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
     state = await db(ctx.record.consent.get, patient_id=patient_id)
-    await authorise_patient(
+    outcome = await authorise_patient(
         ctx,
         actor,
         action="consent:read",
@@ -68,7 +71,7 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         resource_type="Consent",
         resource_id=patient_id,
     )
-    await _audit(ctx, actor, action="consent:read", outcome="success", patient_id=patient_id)
+    await _audit(ctx, actor, action="consent:read", outcome=outcome, patient_id=patient_id)
     return state.public()
 
 

@@ -1,0 +1,79 @@
+"""Review 30 of the access rules, as an attacker holding one facility's token and a security officer
+reviewing the trail meet them: reads through break-the-glass are on the trail as such, whatever they read.
+
+Facility F1's identifiers are issued by CHU-NORD (``DXASSIST_FACILITY_ISSUERS``); F2 is another facility.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from _security_env import Env, TestClient, seeded_env
+
+from inference.api import create_app
+from inference.record import Record
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    home = tmp_path_factory.mktemp("dxassist-review30")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(home))
+        yield seeded_env(home, facility_issuers={"F1": "CHU-NORD"})
+
+
+@pytest.fixture(scope="module")
+def client(env: Env) -> Iterator[TestClient]:
+    with TestClient(create_app(env.settings)) as test_client:
+        yield test_client
+
+
+def _f1_patient(client: TestClient, env: Env) -> str:
+    """A patient F1 filed (vital signs), its id."""
+    body = {"patient": {"identifier": f"IPP-{uuid.uuid4().hex[:10]}"}, "respiratory_rate": 18, "spo2": 97}
+    posted = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    assert posted.status_code == 201, posted.text
+    return str(posted.json()["patient"]["id"])
+
+
+def _events(env: Env, **filters: object) -> list[dict]:
+    record = Record(env.settings.record_url)
+    try:
+        return record.audit.search(limit=500, **filters)[1]
+    finally:
+        record.close()
+
+
+def test_a_consent_read_through_break_the_glass_is_audited_as_such_and_counted_on_the_grant(
+    client: TestClient, env: Env
+) -> None:
+    patient_id = _f1_patient(client, env)
+    subject = f"dr-er-{uuid.uuid4().hex[:6]}"
+    er = env.headers("clinician", facility="F2", subject=subject)
+    assert client.get(f"/v1/patients/{patient_id}/consent", headers=er).status_code == 403
+    opened = client.post(
+        "/v1/break-glass",
+        json={"patient_id": patient_id, "reason": "Unconscious in ER, checking the patient's choices"},
+        headers=er,
+    )
+    assert opened.status_code == 201, opened.text
+    read = client.get(f"/v1/patients/{patient_id}/consent", headers=er)
+    assert read.status_code == 200, read.text
+    reads = [e["outcome"] for e in _events(env, agent=subject) if e["action"] == "consent:read"]
+    # The refusal, then the read the grant alone made possible: on the trail as an emergency access
+    # (FHIR purposeOfEvent BTG), where the officer reviewing emergency accesses looks.
+    assert reads == ["break_glass", "denied"]
+    listed = client.get("/v1/break-glass", headers=env.headers("auditor", facility="F1")).json()
+    [grant] = [g for g in listed["items"] if g["grant_id"] == opened.json()["grant_id"]]
+    assert grant["accesses"] == 1
+    # Its own facility reads it on its own ground: a plain read.
+    own = f"own-{uuid.uuid4().hex[:6]}"
+    assert (
+        client.get(
+            f"/v1/patients/{patient_id}/consent", headers=env.headers("clinician", facility="F1", subject=own)
+        ).status_code
+        == 200
+    )
+    assert [e["outcome"] for e in _events(env, agent=own) if e["action"] == "consent:read"] == ["success"]
