@@ -159,14 +159,14 @@ def export_kept_training_set(
         0 on success; 2 when ``out`` exists and is not empty.
     """
     from inference.deid import deid_secret
-    from inference.record import Record
+    from inference.record import HeadAnchor, Record
     from inference.services._training_export import export_kept_inputs
 
     report = stream if stream is not None else sys.stdout
     if out.exists() and any(out.iterdir()):
         report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
         return 2
-    record = Record(settings.record_url)
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
         export_kept_inputs(
@@ -202,7 +202,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
         deid_secret,
         table,
     )
-    from inference.record import Record
+    from inference.record import HeadAnchor, Record
 
     report = stream if stream is not None else sys.stdout
     if not source.is_dir():
@@ -221,7 +221,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
     summary = ExportSummary()
     labelled: set[str] = set()
     rows: list[dict[str, str]] = []
-    record = Record(settings.record_url)
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
         for path in _dicom_files(source):
@@ -312,11 +312,11 @@ def user_command(
         ValueError: A bad username, role, password or subject (the CLI exits 2 with the message).
     """
     from inference.cli import format_table
-    from inference.record import Conflict, NotFound, Record
+    from inference.record import Conflict, HeadAnchor, NotFound, Record
     from inference.services import add_user, disable_user, list_users, unbind_user
 
     out = stream if stream is not None else sys.stdout
-    record = Record(settings.record_url)
+    record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
         if args.user_command == "add":
