@@ -101,7 +101,8 @@ def repair_header(header: Dataset) -> None:
       and a viewer shows the accents; an empty value 1 before code extensions (``\\ISO 2022 IR 87``, as
       Japanese and Korean modalities write it) becomes ``ISO 2022 IR 6``; a single ``ISO 2022 IR n``
       (code extensions with nothing to switch to) becomes ``ISO_IR n`` (UTF-8 where no single-byte
-      form exists); an unknown one becomes UTF-8 (``ISO_IR 192``): the values were decoded already
+      form exists); several sets without code extensions, or an unknown one, become UTF-8
+      (``ISO_IR 192``): the values were decoded already
       (pydicom fell back to its default), and UTF-8 encodes any of them;
     - a multi-valued attribute that the standard allows once (Patient's Name, a study-level date...)
       keeps its first value;
@@ -184,7 +185,13 @@ def _repair_charset(header: Dataset) -> None:
         # An empty value 1 with code extensions (``\ISO 2022 IR 87``) means the default repertoire
         # (PS3.3 C.12.1.1.2); written out it is ISO 2022 IR 6.
         terms[0] = "ISO 2022 IR 6"
-    elif len(terms) == 1 and terms[0].startswith("ISO 2022 IR "):
+    if len(terms) > 1 and not all(term.startswith("ISO 2022 IR ") for term in terms):
+        # Several sets without code extensions (``ISO_IR 100\ISO_IR 144``): not a valid combination
+        # (highdicom refuses it, so the outputs could not be built); the values were decoded already, and
+        # UTF-8 encodes any of them.
+        header.SpecificCharacterSet = "ISO_IR 192"
+        return
+    if len(terms) == 1 and terms[0].startswith("ISO 2022 IR "):
         # One term with code extensions and nothing to switch to: its single-byte form ISO_IR n where the
         # standard defines one, else (IR 6, and the multi-byte 87, 149, 159, 58) UTF-8.
         single = terms[0].replace("ISO 2022 IR ", "ISO_IR ")

@@ -99,3 +99,23 @@ def test_an_empty_specific_character_set_is_the_default_repertoire(
         back = pydicom.dcmread(BytesIO(path.read_bytes()))
         assert back.get("SpecificCharacterSet") == declared
         assert str(back.PatientName) == name
+
+
+def test_several_character_sets_without_code_extensions_become_utf8(tmp_path: Path) -> None:
+    # ISO_IR 100\ISO_IR 144 is not a valid combination (several sets need the ISO 2022 forms); highdicom
+    # refused it, so the outputs were never built. The decoded values are written in UTF-8.
+    ds = source_dataset()
+    ds.add(DataElement(0x00080005, "CS", ["ISO_IR 100", "ISO_IR 144"]))
+    ds.add(DataElement(0x00100010, "PN", NAME.encode("latin-1")))
+    source = read_instance(
+        to_bytes(ds), limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4)
+    )
+    kwargs = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
+    objects = [build_sr(source, findings(), ALGORITHM, **kwargs)]
+    objects += build_heatmap_scs(source, findings(), ALGORITHM, lossy_method="ISO_10918_1", **kwargs)
+    for number, built in enumerate(objects):
+        path = tmp_path / f"out{number}.dcm"
+        path.write_bytes(write_part10(built))
+        assert _errors(path) == [], str(built.SOPClassUID)
+        back = pydicom.dcmread(BytesIO(path.read_bytes()))
+        assert (back.SpecificCharacterSet, str(back.PatientName)) == ("ISO_IR 192", NAME)
