@@ -15,6 +15,8 @@ from typing import Any, Final
 from inference.vocabulary import UCUM, Concept, finding_concept
 
 RFC3986: Final = "urn:ietf:rfc:3986"
+DICOM_UID: Final = "urn:dicom:uid"
+"""Identifier.system of DICOM UIDs (value ``urn:oid:<uid>``), as FHIR R4 ImagingStudy gives the study's."""
 ISSUER_PREFIX: Final = "urn:dxassist:issuer:"
 FACILITY_SYSTEM: Final = "urn:dxassist:facility"
 MODEL_SHA256_SYSTEM: Final = "urn:dxassist:model-sha256"

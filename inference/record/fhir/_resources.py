@@ -160,8 +160,11 @@ def _modality(code: str) -> dict[str, str]:
 
 
 def imaging_study(row: Study) -> dict[str, Any]:
-    """ImagingStudy: study UID as ``urn:oid:``, accession, series and instances with their SOP classes."""
-    identifiers: list[dict[str, Any]] = [{"system": c.RFC3986, "value": f"urn:oid:{row.study_instance_uid}"}]
+    """ImagingStudy: study UID (system ``urn:dicom:uid``, value ``urn:oid:<uid>``), accession, series and
+    instances with their SOP classes."""
+    identifiers: list[dict[str, Any]] = [
+        {"use": "official", "system": c.DICOM_UID, "value": f"urn:oid:{row.study_instance_uid}"}
+    ]
     if row.accession:
         identifiers.append(
             {

@@ -11,6 +11,7 @@ from _api_dicom import chest_dicom
 from _api_env import Env, TestClient, new_study_uid
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.observation import Observation
 
 LOINC = "http://loinc.org"
@@ -118,3 +119,27 @@ def test_every_reference_is_a_literal_reference_that_resolves(client: TestClient
     # A read gives the same report.
     read = client.get(f"/fhir/DiagnosticReport/{report['id']}", headers=headers).json()
     assert read["media"] == report["media"] and read["contained"] == report["contained"]
+
+
+def test_imaging_study_names_its_study_instance_uid_in_the_dicom_uid_system(
+    client: TestClient, env: Env
+) -> None:
+    # FHIR R4 ImagingStudy: the Study Instance UID is an identifier of system urn:dicom:uid (value
+    # urn:oid:<uid>), as national imaging profiles require and as the Device's DICOM UID already is.
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True, patient_id=f"RV-{uuid.uuid4().hex[:10]}")
+    filed = client.post(
+        "/v1/studies",
+        files=[("files", ("a.dcm", blob, "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert filed.status_code == 201, filed.text
+    response = client.get(
+        "/fhir/ImagingStudy",
+        params={"patient": filed.json()["patient"]["id"]},
+        headers=env.headers("clinician"),
+    )
+    [entry] = response.json()["entry"]
+    ImagingStudy.model_validate(entry["resource"])
+    uids = [i for i in entry["resource"]["identifier"] if i.get("system") == "urn:dicom:uid"]
+    assert [i["value"] for i in uids] == [f"urn:oid:{study}"]
