@@ -171,6 +171,10 @@ class ServerSettings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     rate_limit_burst: int = Field(default=300, ge=1)
     preprocess_workers: int = Field(default=2, ge=1)
+    http_read_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds a request head may take to arrive whole from its first byte, and a request body may go
+    without a byte while the server waits for it (``DXASSIST_HTTP_READ_TIMEOUT``); then 408 and the
+    connection is closed (nginx's ``client_header_timeout`` and ``client_body_timeout``)."""
     workers: int = Field(default=1, ge=1, le=64)
     """Server processes answering on the one port (``dxassist serve --workers``): each has its own
     models, threads and interpreter, so the CPU-bound analysis of concurrent studies uses more than one

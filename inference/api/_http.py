@@ -13,6 +13,12 @@ reading once 64 KiB of body wait for the app and reads again when the app takes 
 in one round trip through the event loop per read, and an 8 MB upload took 32 of them (about 1.5-2 ms
 of its latency went; ``benchmarks/README.md``).
 
+A request must also keep coming: its head whole within :data:`read_timeout` seconds of its first byte,
+and no gap that long in its body while the app waits for it (a body the app has not taken yet pauses
+the count). Otherwise it is answered 408 (when nothing was answered yet) and the connection closed;
+without this a client that sent half a head, or stopped in the middle of an upload, held its connection
+(and the upload's buffered part) for ever, and enough of them held every descriptor of the process.
+
 Every connection also gets ``TCP_NODELAY``. asyncio sets it only on sockets whose protocol number says
 TCP, and the listening socket uvicorn's supervisor hands to its workers (``dxassist serve --workers``)
 says 0: answers then waited for the client's delayed acknowledgement, 40 ms each on Linux (a
@@ -34,6 +40,12 @@ MAX_HEAD_BYTES: Final = 32 * 1024
 READ_BYTES: Final = 1024 * 1024
 """Most bytes one read of a connection takes from its socket."""
 
+READ_TIMED_OUT: Final = "dxassist_read_timed_out"
+"""Key set in a request's ``scope["state"]`` when its connection was closed by the read timeout, so that
+its access log line says 408 ``request_timeout`` (what the client was answered)."""
+DEFAULT_READ_TIMEOUT: Final = 60.0
+"""Seconds (``DXASSIST_HTTP_READ_TIMEOUT``; :func:`set_read_timeout`)."""
+
 logger = logging.getLogger(__name__)
 
 # The API's error shape (CONTRACT: errors are JSON ``{"error": {"code", "message"}}``), made here because
@@ -47,6 +59,23 @@ _REFUSAL: Final = json.dumps(
         }
     }
 ).encode("ascii")
+
+
+_TIMEOUT: Final = json.dumps(
+    {
+        "error": {
+            "code": "request_timeout",
+            "message": "The request did not arrive in time (its head not whole, or its body stopped); "
+            "send it again.",
+        }
+    }
+).encode("ascii")
+
+
+def set_read_timeout(seconds: float) -> None:
+    """The read timeout of the connections this process accepts from now on (``serve`` and each worker
+    set it from ``settings.server.http_read_timeout``)."""
+    BoundedHttpToolsProtocol.read_timeout = seconds
 
 
 def _no_delay(transport: asyncio.BaseTransport) -> None:
@@ -68,14 +97,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     read that ended inside a head (a head that never ends, or a header line without end, is cut there).
     """
 
+    read_timeout: float = DEFAULT_READ_TIMEOUT
     _fields = 0  # bytes of the target and header fields of the current head
     _pending = 0  # bytes of the reads that ended inside the current head
     _in_head = True
     _refused = False
     _ends = 0  # heads and messages ended: a read in which one ended is not all head
+    _deadline: asyncio.TimerHandle | None = None  # the current request's head or body must come by then
+    _phase = "idle"  # "head" (from its first byte), "body" (the app may wait for it), "idle" (between)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._fields, self._pending, self._in_head, self._refused, self._ends = 0, 0, True, False, 0
+        self._deadline, self._phase = None, "idle"
         _no_delay(transport)
         if hasattr(transport, "max_size"):  # asyncio's selector transports read max_size bytes at a time
             transport.max_size = READ_BYTES
@@ -83,6 +116,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._fields, self._in_head = 0, True
+        # The head's deadline runs from its first byte, whatever comes after: a trickled head gains nothing.
+        self._phase = "head"
+        self._arm()
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -96,17 +132,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._pending, self._ends = False, 0, self._ends + 1
+        self._phase = "body"  # a body's deadline runs from its last byte (on_message_complete ends it)
+        self._arm()
         if not self._refused:  # a refused request never reaches the app
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            if not self.cycle.response_complete:  # a body nobody waits for any more earns no time
+                self._arm()
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head, self._pending, self._ends = True, 0, self._ends + 1
+        self._phase = "idle"  # the app answers in its own time; uvicorn's keep-alive timeout follows
+        self._disarm()
         if not self._refused:
             super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -118,6 +164,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refused = self._pending > MAX_HEAD_BYTES
         if self._refused and not self.transport.is_closing():
             self._refuse_head()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.read_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self._phase == "idle":
+            return
+        if self._phase == "body" and self.flow.read_paused:
+            self._arm()  # the app has not taken what came: the client is not the one late
+            return
+        logger.warning(
+            "a request that stopped arriving was answered 408 and its connection closed",
+            extra={"event": "request_timeout", "kind": self._phase},
+        )
+        cycle = self.cycle
+        if self._phase == "body" and cycle is not None:
+            cycle.scope.setdefault("state", {})[READ_TIMED_OUT] = True
+        if self._phase == "head" or cycle is None or not cycle.response_started:
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\n"
+                b"content-type: application/json\r\n"
+                b"content-length: " + str(len(_TIMEOUT)).encode("ascii") + b"\r\n"
+                b"connection: close\r\n\r\n" + _TIMEOUT
+            )
+        self.transport.close()
 
     def _count(self, size: int) -> None:
         self._fields += size

@@ -15,9 +15,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.api._errors import PayloadTooLarge, error_body
+from inference.api._http import READ_TIMED_OUT
 from inference.observability import (
     UNMATCHED_ROUTE,
     bind_request_id,
@@ -99,6 +101,14 @@ class RequestContextMiddleware:
                 state[ERROR_CODE] = "payload_too_large"
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
+        except ClientDisconnect:
+            # The client went away before its request arrived whole: it gave up, or the server's read
+            # timeout answered 408 and closed it (inference.api._http). Nobody is left to answer, and it
+            # is no failure of the server's (it was a 500 with a stack in the log).
+            if not response_started:
+                timed_out = bool(state.get(READ_TIMED_OUT))
+                status = 408 if timed_out else _CLIENT_CLOSED_REQUEST
+                state[ERROR_CODE] = "request_timeout" if timed_out else "client_disconnected"
         except Exception as exc:  # the last resort: answer, log without the exception's text, keep serving
             error_logger.error(
                 "unhandled exception",
@@ -133,6 +143,10 @@ class RequestContextMiddleware:
                 line["code"] = str(state.get(ERROR_CODE) or "http_error")
             logger.info("request", extra=line)
             reset_request_id(bound)
+
+
+_CLIENT_CLOSED_REQUEST: Final = 499
+"""The status the access log and metrics give a request its client abandoned (nginx's convention)."""
 
 
 async def _send_json(

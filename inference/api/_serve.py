@@ -62,9 +62,10 @@ def serve(
     import uvicorn
 
     from inference.api._app import create_app
-    from inference.api._http import BoundedHttpToolsProtocol
+    from inference.api._http import BoundedHttpToolsProtocol, set_read_timeout
 
     settings = settings if settings is not None else get_settings()
+    set_read_timeout(settings.server.http_read_timeout)
     # Flags win over DXASSIST_TLS_CERTFILE / DXASSIST_TLS_KEYFILE; both or neither must be given.
     certfile = ssl_certfile or (str(settings.server.tls_certfile) if settings.server.tls_certfile else None)
     keyfile = ssl_keyfile or (str(settings.server.tls_keyfile) if settings.server.tls_keyfile else None)
@@ -111,5 +112,8 @@ def worker_app() -> FastAPI:
     """The app of one worker of ``dxassist serve --workers N`` (uvicorn's factory, settings from the
     environment the supervisor passed on)."""
     from inference.api._app import create_app
+    from inference.api._http import set_read_timeout
 
-    return create_app(get_settings())
+    settings = get_settings()
+    set_read_timeout(settings.server.http_read_timeout)
+    return create_app(settings)
