@@ -107,6 +107,7 @@ _ASSOC_ID: Final = "_dxassist_correlation_id"
 # Associations remembered per study for its analysis's log line; a study sent one instance per
 # association keeps the first ones only (bounded memory).
 _MAX_ASSOCIATIONS: Final = 32
+_MAX_PROPOSED: Final = 32  # presentation contexts named in a log line (a peer may propose 128)
 
 
 def dimse_status(error: DicomRejected) -> int:
@@ -381,8 +382,26 @@ def _on_established(event: Any, node: _Node) -> None:
             logger.warning("association aborted: %s", _CERTIFICATE_REFUSALS[refusal], extra={"code": refusal})
             event.assoc.abort()
             node.refused(title, address, refusal, certificate)
-        elif certificate is not None:
-            node.accepted(title, address, "accepted", certificate)
+        else:
+            if certificate is not None:
+                node.accepted(title, address, "accepted", certificate)
+            if not event.assoc.accepted_contexts:
+                _nothing_supported(event.assoc)
+
+
+def _nothing_supported(assoc: Any) -> None:
+    """Log an association whose every presentation context was rejected: the node can send nothing on it,
+    and the operator needs to know what it proposed (SOP class and transfer syntax UIDs, no patient data)
+    to tell its administrator what the listener takes instead (docs/pacs.md)."""
+    proposed = sorted(
+        {f"{cx.abstract_syntax} {syntax}" for cx in assoc.rejected_contexts for syntax in cx.transfer_syntax}
+    )
+    logger.warning(
+        "association accepted, but the node proposed no SOP class and transfer syntax the listener "
+        "supports; it proposed (SOP class, transfer syntax): %s",
+        ", ".join(proposed[:_MAX_PROPOSED]),
+        extra={"code": "no_presentation_context"},
+    )
 
 
 def _on_rejected(event: Any, node: _Node) -> None:

@@ -3,13 +3,14 @@ disk the record shares."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import tiny_models
 from _pacs_dicom import chest_cr, new_uid, write
-from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, require_tools
+from _pacs_harness import LISTENER_AET, TEST_AET, Listener, free_port, require_tools, wait_until
 
 from inference.record import Record
 
@@ -100,3 +101,34 @@ def test_a_c_store_is_refused_out_of_resources_when_the_spool_disk_is_nearly_ful
     finally:
         listener.stop()
     assert "storage_full" in listener.log.read_text() + (home / "logs" / "listener.jsonl").read_text()
+
+
+def test_an_association_with_nothing_the_listener_supports_is_named_in_its_log(listener: Listener) -> None:
+    # A modality set up to send what the listener does not take (a CT, a CR only in HTJ2K) gets an
+    # association whose every presentation context is rejected: it sends nothing. The listener's log said
+    # "association accepted" then "released", and the operator could not tell why no study arrived.
+    from pynetdicom import AE
+
+    ct, cr, htj2k = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.1.2.4.201"
+    ae = AE(ae_title=TEST_AET)
+    ae.add_requested_context(ct, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(cr, htj2k)
+    ae.acse_timeout = ae.network_timeout = 10
+    association = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    try:
+        assert not association.accepted_contexts  # pynetdicom aborts an association it cannot use
+    finally:
+        if association.is_established:
+            association.release()
+        ae.shutdown()
+    log = listener.home / "logs" / "listener.jsonl"
+
+    def warned() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        return [line for line in lines if line.get("code") == "no_presentation_context"]
+
+    (line,) = wait_until(warned, timeout=10, what="the association without a usable context logged")
+    assert line["level"] == "WARNING"
+    # What it proposed (SOP classes and transfer syntaxes: UIDs, no patient data), so the operator can
+    # tell the modality what to send instead.
+    assert str(line["message"]).endswith(f"{cr} {htj2k}, {ct} 1.2.840.10008.1.2.1")
