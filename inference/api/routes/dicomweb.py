@@ -32,11 +32,7 @@ _STOW_RESPONSE = {
 # application/dicom+xml (PS3.19 Native DICOM Model) when preferred over DICOM JSON, else DICOM JSON.
 StowAccept = Annotated[
     str | None,
-    Header(
-        alias="accept",
-        max_length=1024,
-        description="application/dicom+json (default) or application/dicom+xml.",
-    ),
+    Header(alias="accept", description="application/dicom+json (default) or application/dicom+xml."),
 ]
 
 

@@ -70,3 +70,12 @@ def test_dicom_json_stays_the_default_and_wins_a_tie(client: TestClient, env: En
         client, env, [("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))], preferred
     )
     assert response.headers["content-type"].startswith("application/dicom+xml")
+
+
+def test_a_long_accept_header_is_read_not_refused(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    accept = ", ".join(f"application/x-vendor-{n};q=0.1" for n in range(60)) + ", application/dicom+xml"
+    assert len(accept) > 1024
+    response = _stow(client, env, [("application/dicom", chest_dicom(study=study, sop=f"{study}.1"))], accept)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/dicom+xml")
