@@ -362,9 +362,14 @@ def _mismatch(*, issuer: bool = False) -> None:
     )
 
 
-async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
+async def resume_session(*, ctx: Context, token: str, activity: bool = True) -> WebSession | None:
     """The session a cookie names, or None when it is unknown, idle too long, past its absolute expiry,
-    or its account was disabled (an expired session is deleted)."""
+    or its account was disabled (an expired session is deleted).
+
+    ``activity``: the request is the reader's (it moves the idle clock). False for one a page makes by
+    itself (the worklist's refresh every 30 s): it must not keep the session of a workstation nobody
+    is at open past ``ui_session_idle_minutes``.
+    """
     if not token or len(token) > 128:
         return None
     accounts = Accounts(ctx.record)
@@ -377,7 +382,7 @@ async def resume_session(*, ctx: Context, token: str) -> WebSession | None:
     if row.account.disabled or now >= row.expires or now - row.last_seen >= idle:
         await db(accounts.close_session, id_hash=id_hash)
         return None
-    if now - row.last_seen >= _TOUCH_EVERY:
+    if activity and now - row.last_seen >= _TOUCH_EVERY:
         await db(accounts.touch, id_hash=id_hash, now=now)
     account = row.account
     return WebSession(

@@ -88,13 +88,27 @@ class Reader:
 
 
 async def current_reader(request: Request, ctx: ContextDep, settings: SettingsDep) -> Reader:
-    """The reader of the session cookie.
+    """The reader of the session cookie; the request counts as the reader's activity (idle clock).
 
     Raises:
         SignInNeeded: No cookie, or a session that is unknown, idle too long or expired.
     """
+    return await _reader(request, ctx, settings, activity=True)
+
+
+async def unattended_reader(request: Request, ctx: ContextDep, settings: SettingsDep) -> Reader:
+    """Like :func:`current_reader`, for a request a page makes by itself (the worklist's refresh): the
+    session's idle clock keeps running, so a worklist left open on a workstation still signs out.
+
+    Raises:
+        SignInNeeded: No cookie, or a session that is unknown, idle too long or expired.
+    """
+    return await _reader(request, ctx, settings, activity=False)
+
+
+async def _reader(request: Request, ctx: Context, settings: Settings, *, activity: bool) -> Reader:
     token = request.cookies.get(session_cookie_name(settings), "")
-    session = await resume_session(ctx=ctx, token=token) if token else None
+    session = await resume_session(ctx=ctx, token=token, activity=activity) if token else None
     if session is None:
         raise SignInNeeded("Sign in to see this page.")
     actor = Actor(principal=session.principal, client=request.client.host if request.client else None)
@@ -104,12 +118,17 @@ async def current_reader(request: Request, ctx: ContextDep, settings: SettingsDe
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 
 
-def page_permission(permission: str) -> Any:
-    """A dependency: the signed-in reader, if the role holds ``permission`` (denials audited, 403)."""
+def page_permission(permission: str, *, activity: bool = True) -> Any:
+    """A dependency: the signed-in reader, if the role holds ``permission`` (denials audited, 403).
+
+    ``activity=False``: a request the page makes by itself, which does not move the idle clock.
+    """
     if permission not in PERMISSIONS:
         raise ValueError(f"Permission {permission!r} is not in the permission table; add it there first.")
+    who = Depends(current_reader if activity else unattended_reader)
 
-    async def dependency(ctx: ContextDep, reader: ReaderDep) -> Reader:
+    # ``who`` is a local, which a string annotation (PEP 563) could not name: it goes in the default.
+    async def dependency(ctx: ContextDep, reader: Reader = who) -> Reader:
         role = reader.actor.principal.role
         if not allowed(role, permission):
             if permission in PATIENT_DATA:

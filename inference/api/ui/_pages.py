@@ -214,11 +214,12 @@ async def worklist_rows_fragment(
     request: Request,
     ctx: ContextDep,
     settings: SettingsDep,
-    reader: Annotated[Reader, page_permission("worklist:read")],
+    reader: Annotated[Reader, page_permission("worklist:read", activity=False)],
     priority: Annotated[Priority | None, Query()] = None,
     status: Annotated[AiStatus | None, Query()] = None,
 ) -> HTMLResponse:
-    """The worklist's rows alone (the page refreshes itself with these)."""
+    """The worklist's rows alone (the page refreshes itself with these; a refresh is not the reader's
+    activity, so a worklist left open still reaches the session's idle timeout)."""
     return await _worklist(request, ctx, settings, reader, priority, status, template="_rows.html")
 
 
