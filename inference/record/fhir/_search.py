@@ -50,6 +50,11 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
             "token",
             "imaging or vital-signs, alone or as http://terminology.hl7.org/CodeSystem/observation-category|code",
         ),
+        "code": (
+            "token",
+            "The Observation's code (LOINC of a vital sign, SNOMED CT of a finding): code or system|code, "
+            "comma-separated for any of several",
+        ),
         "date": (
             "date",
             "When observed (vital signs: observed_at; AI findings: the study date, else when filed); "
@@ -183,6 +188,24 @@ def _category(token: str | None) -> str | None:
     return code if system == c.OBS_CATEGORY else ""
 
 
+def _tokens(value: str) -> list[tuple[str | None, str]]:
+    """The ``(system or None, code)`` alternatives of a token search value: comma-separated (any of them),
+    each ``code``, ``system|code`` or ``|code`` (a code without a system: system ``""``)."""
+    out: list[tuple[str | None, str]] = []
+    for token in value.split(","):
+        system, bar, code = token.partition("|")
+        out.append((system, code) if bar else (None, token))
+    return out
+
+
+def _token_matches(tokens: Sequence[tuple[str | None, str]], coding: Mapping[str, str]) -> bool:
+    """Whether a Coding matches one of the ``tokens`` (FHIR R4 token search)."""
+    return any(
+        code == coding.get("code") and (system is None or system == coding.get("system", ""))
+        for system, code in tokens
+    )
+
+
 def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     query = select(Patient).order_by(Patient.created, Patient.id)
     if "_id" in params:
@@ -275,6 +298,7 @@ def _matches(
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
     wanted = params.get("_id")
+    codes = _tokens(params["code"]) if "code" in params else None
     query = scoped(results_query(id_filter, None), Result.facility, Result.patient_id)
     if wanted is not None:
         # A finding's Observation id is the finding's id; a vital sign's, its vitals row's id and a suffix.
@@ -291,12 +315,18 @@ def _matches(
     for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
         if when is not None and not when(observed(result)):
             continue
-        builders: list[Builder] = []
+        # (the Observation's code's codings, its builder)
+        builders: list[tuple[list[dict[str, str]], Builder]] = []
         if result.kind == "imaging" and category in (None, "imaging"):
-            builders = [partial(r.finding_observation, result, f) for f in result.findings]
+            builders = [
+                ([c.finding_coding(f.code, f.display)], partial(r.finding_observation, result, f))
+                for f in result.findings
+            ]
         if result.kind == "triage" and category in (None, "vital-signs") and result.vitals is not None:
-            builders = [partial(dict, o) for o in r.vital_observations(result.vitals)]
-        for make in builders:
+            builders = [(o["code"]["coding"], partial(dict, o)) for o in r.vital_observations(result.vitals)]
+        for codings, make in builders:
+            if codes is not None and not any(_token_matches(codes, coding) for coding in codings):
+                continue
             if wanted is not None and make()["id"] != wanted:
                 continue
             if offset <= total < offset + count:
@@ -314,8 +344,8 @@ def date_filter(value: str) -> Callable[[datetime], bool]:
     """A predicate on an instant for a FHIR ``date`` search value (repeats joined by ``DATE_SEPARATOR``).
 
     ``eq`` (or no prefix) with a day, month or year matches that whole UTC range; with a dateTime, that
-    instant. ``ge``,
-    ``gt``, ``le`` and ``lt`` compare with the start (or end) of the day or with the instant.
+    instant. ``ge``, ``gt``, ``le`` and ``lt`` compare with the start (or end) of the range or with the
+    instant.
 
     Raises:
         InvalidSearch: A malformed value or prefix.

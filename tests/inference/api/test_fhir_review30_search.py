@@ -143,3 +143,32 @@ def test_a_count_above_the_page_limit_is_served_as_the_limit(
     assert len(bundle.entry or []) <= 500
     for bad in ("-1", "many"):
         assert client.get(url, params={"_count": bad}, headers=headers).status_code == 400, bad
+
+
+def _observation_codes(bundle: dict[str, Any]) -> list[str]:
+    return sorted(e["resource"]["code"]["coding"][0]["code"] for e in bundle.get("entry", []))
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("http://loinc.org|8867-4", ["8867-4"]),
+        ("8867-4", ["8867-4"]),
+        ("http://loinc.org|8867-4,http://loinc.org|9279-1", ["8867-4", "9279-1"]),
+        ("http://snomed.info/sct|36118008", ["36118008"]),
+        ("http://example.org/codes|8867-4", []),
+        ("|8867-4", []),
+    ],
+)
+def test_observations_by_code(
+    client: TestClient, env: Env, patient_id: str, code: str, expected: list[str]
+) -> None:
+    # What a shared record asks for a series: one LOINC vital sign (or a finding's SNOMED CT concept). The
+    # code parameter was ignored, so every Observation of the patient came back.
+    headers = {**env.headers("clinician"), "Prefer": "handling=strict"}
+    response = client.get("/fhir/Observation", params={"patient": patient_id, "code": code}, headers=headers)
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    Bundle.model_validate(bundle)
+    assert _observation_codes(bundle) == expected and bundle["total"] == len(expected)
+    assert "code=" in bundle["link"][0]["url"]

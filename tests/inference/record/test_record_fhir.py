@@ -203,9 +203,11 @@ def test_unsupported_searches_say_what_is_accepted(record: Record) -> None:
     with pytest.raises(InvalidSearch, match="supported types are"):
         record.fhir.search(resource_type="Encounter", params={}, base_url=BASE)
     with pytest.raises(InvalidSearch, match="supported are"):
-        record.fhir.search(resource_type="Observation", params={"code": "x"}, base_url=BASE, strict=True)
+        record.fhir.search(
+            resource_type="Observation", params={"value-quantity": "x"}, base_url=BASE, strict=True
+        )
     # Lenient by default (FHIR R4): the unsupported parameter is ignored and left out of the self link.
-    lenient = record.fhir.search(resource_type="Observation", params=[("code", "x")], base_url=BASE)
+    lenient = record.fhir.search(resource_type="Observation", params=[("value-quantity", "x")], base_url=BASE)
     assert lenient["link"][0]["url"] == f"{BASE}/Observation?"
     with pytest.raises(InvalidSearch, match="_count must be an integer"):
         record.fhir.search(resource_type="Patient", params={"_count": "many"}, base_url=BASE)
