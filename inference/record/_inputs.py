@@ -17,7 +17,9 @@ class PatientIn:
     ``identifier`` is unique within ``issuer`` (the assigning authority); the record keeps one patient
     per (identifier, issuer, normalised: trimmed, upper case), fills in demographics it does not have yet
     and never overwrites those it has (a difference is recorded as an identity mismatch). ``facility`` is
-    the facility sending the data: it owns the result filed with it.
+    the facility sending the data: it owns the result filed with it. ``home_facility``, when set, is the
+    facility a patient not on file yet is filed under (its first facility) instead of the sender: the
+    facility whose own assigning authority issued the identifier.
     """
 
     identifier: str
@@ -26,6 +28,7 @@ class PatientIn:
     birth_date: str | None = None
     sex: str | None = None
     facility: str | None = None
+    home_facility: str | None = None
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,9 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
             id=new_id(),
             identifier=patient.identifier,
             issuer=issuer,
-            facility=patient.facility,
+            # An identifier of another facility's own authority is that facility's patient, whoever files
+            # it first: a sender could otherwise file it ahead of its facility and hold its consent.
+            facility=patient.home_facility or patient.facility,
             created=utcnow(),
         )
         session.add(row)

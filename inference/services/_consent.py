@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from inference.record import ConsentObjection, ConsentState, PatientIn, RecordError
+from inference.security import Forbidden, Role
 from inference.services._access import audit, audit_entry, authorise_patient, authorise_write
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
+_OTHER_ISSUER = (
+    "The patient's identifier is issued by another facility's own assigning authority: the patient is that "
+    "facility's, which records its consent (or an administrator). Name the patient by your facility's own "
+    "identifier, or ask that facility."
+)
 _OBJECTION = (
     "The patient has objected to AI processing of their data; nothing was analysed. "
     "The objection can be withdrawn by a clinician or an administrator (PUT /v1/patients/{id}/consent)."
@@ -123,15 +129,24 @@ async def set_consent_by_identifier(
 
     So an objection can be recorded before the patient's first study arrives. The issuer is normalised
     and defaults to the caller's facility's issuer, as for studies and vital signs, so the consent binds
-    the patient however the sender spells the issuer. A new patient is filed by the caller's facility.
+    the patient however the sender spells the issuer. A new patient is filed by the caller's facility,
+    unless its issuer is another facility's own (``DXASSIST_FACILITY_ISSUERS``): that facility's patient,
+    whose consent only it (or an admin) records.
 
     Raises:
-        Forbidden: The token names no facility, or the patient is known and the caller's facility is not
-            its first facility.
+        Forbidden: The token names no facility, the patient is known and the caller's facility is not
+            its first facility, or the patient is unknown and its issuer is another facility's own (the
+            refusal is audited).
         RecordError: The audit entry could not be written; nothing was filed or changed.
     """
     patient = identify(ctx, actor, patient)
     known = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
+    if known is None and patient.home_facility is not None and actor.principal.role != Role.ADMIN:
+        # A patient of another facility's own issuer is that facility's once filed: its consent is not
+        # this caller's to record (else any facility could pre-file the next identifiers of another and
+        # open their results to everyone, or block their analysis).
+        await audit(ctx, actor, action="consent:write", outcome="denied", resource_type="Consent")
+        raise Forbidden(_OTHER_ISSUER)
     if known is None:
         # The new patient, its choices and the audit entry are filed in one transaction.
         state = await db(
@@ -186,4 +201,9 @@ async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, p
 
 def _keys(patient: PatientIn) -> dict[str, Any]:
     # Only what identifies and scopes the patient: demographics arrive with their data, not with consent.
-    return {"identifier": patient.identifier, "issuer": patient.issuer, "facility": patient.facility}
+    return {
+        "identifier": patient.identifier,
+        "issuer": patient.issuer,
+        "facility": patient.facility,
+        "home_facility": patient.home_facility,
+    }

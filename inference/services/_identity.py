@@ -54,7 +54,8 @@ def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:
 
     The issuer is trimmed and upper-cased (the record does the same); a missing one becomes the sender
     facility's default issuer, so ``IPP-1`` sent without issuer by a facility whose identifiers are issued
-    by ``CHU-NORD`` is the same patient (and the same consent) as ``IPP-1`` of ``chu-nord``.
+    by ``CHU-NORD`` is the same patient (and the same consent) as ``IPP-1`` of ``chu-nord``. An issuer
+    that is another facility's own names that facility as the patient's home (:func:`issuing_facility`).
 
     Raises:
         Forbidden: See :func:`sender_facility`.
@@ -69,4 +70,21 @@ def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:
             "upper-cased (letters such as 'ß' become two); send an issuer of at most "
             f"{MAX_ISSUER_CHARS} characters in upper case."
         )
-    return replace(patient, issuer=issuer, facility=facility)
+    return replace(
+        patient, issuer=issuer, facility=facility, home_facility=issuing_facility(ctx, issuer, facility)
+    )
+
+
+def issuing_facility(ctx: Context, issuer: str, sender: str) -> str | None:
+    """The facility whose own assigning authority is ``issuer`` (``DXASSIST_FACILITY_ISSUERS``), when it
+    is another one than ``sender``: a patient of that issuer not on file yet is that facility's (its first
+    facility), not the sender's. None when the issuer is the sender's, nobody's, or several facilities'.
+    """
+    owners = {
+        facility
+        for facility, own in ctx.settings.record.facility_issuers.items()
+        if own.strip().upper() == issuer
+    }
+    if len(owners) != 1 or sender in owners:
+        return None
+    return owners.pop()

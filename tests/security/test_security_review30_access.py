@@ -77,3 +77,51 @@ def test_a_consent_read_through_break_the_glass_is_audited_as_such_and_counted_o
         == 200
     )
     assert [e["outcome"] for e in _events(env, agent=own) if e["action"] == "consent:read"] == ["success"]
+
+
+def _vitals(identifier: str, issuer: str | None = None) -> dict:
+    patient = {"identifier": identifier} if issuer is None else {"identifier": identifier, "issuer": issuer}
+    return {"patient": patient, "respiratory_rate": 18, "spo2": 97, "heart_rate": 70}
+
+
+def test_another_facility_cannot_file_ahead_a_patient_of_f1_s_issuer_and_hold_its_consent(
+    client: TestClient, env: Env
+) -> None:
+    # F1's identifiers are issued by CHU-NORD, in sequence. A clinician of F2 used to file the next ones
+    # first (a consent, or vital signs naming issuer CHU-NORD): F2 became the patients' first facility,
+    # recorded "share between facilities" (every facility then read F1's results of them) or an
+    # objection to AI (F1's studies refused), and F1 could not undo it.
+    squatter = f"squatter-{uuid.uuid4().hex[:6]}"
+    f2 = env.headers("clinician", facility="F2", subject=squatter)
+    squatted = f"IPP-{uuid.uuid4().hex[:10]}"
+    share = {"ai_processing": "deny", "national_sharing": "permit", "facility_sharing": "permit"}
+    refused = client.post(
+        "/v1/consents", json={"patient": {"identifier": squatted, "issuer": "chu-nord"}, **share}, headers=f2
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "forbidden"
+    # By filing vital signs first instead: F2 owns its result, not the patient.
+    filed = f"IPP-{uuid.uuid4().hex[:10]}"
+    early = client.post("/v1/vitals", json=_vitals(filed, issuer="CHU-NORD"), headers=f2)
+    assert early.status_code == 201, early.text
+    patient_id = early.json()["patient"]["id"]
+    assert client.get(f"/v1/results/{early.json()['result_id']}", headers=f2).status_code == 200
+    put = client.put(f"/v1/patients/{patient_id}/consent", json=share, headers=f2)
+    assert put.status_code == 403, put.text
+    # F1 files its patient (its own issuer, named or not) and keeps it: analysed, read by F1 only, and
+    # its consent is F1's to record.
+    f1 = env.headers("clinician", facility="F1")
+    for identifier in (squatted, filed):
+        own = client.post("/v1/vitals", json=_vitals(identifier), headers=f1)
+        assert own.status_code == 201, own.text
+        result_id = own.json()["result_id"]
+        third = env.headers("clinician", facility="F3")
+        assert client.get(f"/v1/results/{result_id}", headers=third).status_code == 403
+        consent = client.put(
+            f"/v1/patients/{own.json()['patient']['id']}/consent",
+            json={"ai_processing": "permit", "national_sharing": "permit"},
+            headers=f1,
+        )
+        assert consent.status_code == 200, consent.text
+    denied = [e for e in _events(env, agent=squatter) if e["outcome"] == "denied"]
+    assert {e["action"] for e in denied} == {"consent:write"} and len(denied) == 2
