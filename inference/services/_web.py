@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,8 @@ _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 # The session's idle clock is written at most this often: a page that refreshes itself every 30 s would
 # otherwise write to the database on every refresh.
 _TOUCH_EVERY = timedelta(seconds=60)
+# A filtered worklist reads at most this many open results to find its items.
+_WORKLIST_SCAN = 20_000
 # The stored "hash" of an account without a password: no password verifies against it (not a scrypt hash).
 SSO_ONLY = "!sso-only"
 
@@ -421,24 +423,46 @@ async def sign_out(*, ctx: Context, actor: Actor, token: str, post_logout_redire
 # -- reading -----------------------------------------------------------------------------------------
 
 
-async def reading_worklist(*, ctx: Context, actor: Actor, limit: int = 200) -> list[WorklistItem]:
+async def reading_worklist(
+    *, ctx: Context, actor: Actor, limit: int = 200, keep: Callable[[WorklistItem], bool] | None = None
+) -> list[WorklistItem]:
     """Open results of the reader's scope, most urgent first, with the starvation guard applied.
 
     A routine result that has waited longer than ``worklist_max_wait_minutes`` ranks with the urgent
     ones and its item says ``escalated``.
+
+    Args:
+        ctx: The services' context.
+        actor: The reader.
+        limit: At most this many items (1 to 500).
+        keep: The page's filters: only the items it accepts, chosen before the limit, so that a filter
+            finds its items however many others rank above them (the open results are read in batches,
+            at most ``_WORKLIST_SCAN`` of them).
     """
     principal = actor.principal
     facility = None if principal.role == Role.ADMIN else principal.facility
     wait = ctx.settings.ui.worklist_max_wait_minutes
     escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
-    items = await db(
-        ctx.record.results.worklist,
-        limit=limit,
-        offset=0,
-        facility=facility,
-        escalate_before=escalate_before,
-        scope=scope_for(principal),
-    )
+    batch = limit if keep is None else 500
+    items: list[WorklistItem] = []
+    seen: set[str] = set()
+    offset = 0
+    while len(items) < limit and offset < _WORKLIST_SCAN:
+        page = await db(
+            ctx.record.results.worklist,
+            limit=batch,
+            offset=offset,
+            facility=facility,
+            escalate_before=escalate_before,
+            scope=scope_for(principal),
+        )
+        # A result filed or closed between two batches shifts the next one: never list an item twice.
+        items.extend(i for i in page if i.result_id not in seen and (keep is None or keep(i)))
+        seen.update(i.result_id for i in page)
+        if keep is None or len(page) < batch:
+            break
+        offset += batch
+    items = items[:limit]
     await audit_worklist(ctx, actor, items=items, facility=facility)
     return items
 

@@ -28,7 +28,7 @@ from inference.api.ui._auth import (
     sso_cookie_options,
 )
 from inference.api.ui._render import page_language, render
-from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_rows
+from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_filter, worklist_rows
 from inference.record import Verdict
 from inference.services import (
     AccountLocked,
@@ -234,8 +234,10 @@ async def _worklist(
     template: str,
 ) -> HTMLResponse:
     language = page_language(request)
-    items = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT)
-    rows = worklist_rows(items, language=language, priority=priority, status=status)
+    # The filters choose before the limit: a filter finds its items however many others rank above.
+    keep = worklist_filter(priority, status)
+    items = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT, keep=keep)
+    rows = worklist_rows(items, language=language)
     return render(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
         csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -61,17 +61,28 @@ def minutes_waiting(created_at: datetime, now: datetime | None = None) -> float:
     return ((now or datetime.now(UTC)) - created_at).total_seconds() / 60
 
 
+def worklist_filter(priority: str | None, status: str | None) -> Callable[[WorklistItem], bool] | None:
+    """The worklist's filters by priority and AI status as a test of one item; None without a filter."""
+    if not priority and not status:
+        return None
+
+    def keep(item: WorklistItem) -> bool:
+        return (not priority or item.priority == priority) and (not status or ai_status(item) == status)
+
+    return keep
+
+
 def worklist_rows(
-    items: Sequence[WorklistItem], *, language: str, priority: str | None, status: str | None
+    items: Sequence[WorklistItem], *, language: str, priority: str | None = None, status: str | None = None
 ) -> list[dict[str, Any]]:
-    """Worklist items filtered by priority and AI status, with what each column shows."""
+    """Worklist items filtered by priority and AI status (:func:`worklist_filter`), with what each column
+    shows."""
+    keep = worklist_filter(priority, status)
     rows = []
     for item in items:
+        if keep is not None and not keep(item):
+            continue
         state = ai_status(item)
-        if priority and item.priority != priority:
-            continue
-        if status and state != status:
-            continue
         findings = [finding_name(code, language) for code in item.positive_findings]
         news2 = item.news2 or None
         band = None if news2 is None else news2.get("band")
