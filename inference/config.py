@@ -354,7 +354,8 @@ class DimseSettings(BaseSettings):
         dimse_allowed_aets: No longer used (a warning says so at start): register each node with its
             facility in ``dimse_nodes``.
         dimse_nodes: The DICOM nodes allowed to send (JSON list in ``DXASSIST_DIMSE_NODES`` of
-            ``{"ae_title", "facility", optional "host"}``); any other calling AE is refused at association.
+            ``{"ae_title", "facility"}``, optionally ``"host"``, ``"certificate_cn"``,
+            ``"certificate_sha256"``: :class:`DimseNode`); any other calling AE is refused at association.
         dimse_open_facility: Opt into an open listener: any calling AE is accepted, and the results of an
             unregistered one belong to this facility (``DXASSIST_DIMSE_OPEN_FACILITY``).
         dimse_stable_seconds: Quiet period: a study is analysed once no instance arrived for this long.
