@@ -10,10 +10,9 @@ from inference.services._access import audit, audit_entry, authorise_patient, au
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
-_OTHER_ISSUER = (
-    "The patient's identifier is issued by another facility's own assigning authority: the patient is that "
-    "facility's, which records its consent (or an administrator). Name the patient by your facility's own "
-    "identifier, or ask that facility."
+_NOT_FIRST = (
+    "Only the facility that filed this patient first (or an administrator) records its consent; your token's "
+    "facility did not file it first. Ask that facility to record the patient's choices."
 )
 _OBJECTION = (
     "The patient has objected to AI processing of their data; nothing was analysed. "
@@ -146,7 +145,9 @@ async def set_consent_by_identifier(
         # this caller's to record (else any facility could pre-file the next identifiers of another and
         # open their results to everyone, or block their analysis).
         await audit(ctx, actor, action="consent:write", outcome="denied", resource_type="Consent")
-        raise Forbidden(_OTHER_ISSUER)
+        # The same answer as for a patient on file that another facility filed first: whether the record
+        # knows the identifier is not told.
+        raise Forbidden(_NOT_FIRST)
     if known is None:
         # The new patient, its choices and the audit entry are filed in one transaction.
         state = await db(
@@ -192,10 +193,7 @@ async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, p
         patient_level=True,
         resource_type="Consent",
         resource_id=patient_id,
-        refusal=(
-            "Only the facility that filed this patient first (or an administrator) records its consent; "
-            "your token's facility did not file it first. Ask that facility to record the patient's choices."
-        ),
+        refusal=_NOT_FIRST,
     )
 
 

@@ -94,12 +94,24 @@ def test_another_facility_cannot_file_ahead_a_patient_of_f1_s_issuer_and_hold_it
     squatter = f"squatter-{uuid.uuid4().hex[:6]}"
     f2 = env.headers("clinician", facility="F2", subject=squatter)
     squatted = f"IPP-{uuid.uuid4().hex[:10]}"
+    filed_by_f1 = f"IPP-{uuid.uuid4().hex[:10]}"
+    assert (
+        client.post("/v1/vitals", json=_vitals(filed_by_f1), headers=env.headers("clinician")).status_code
+        == 201
+    )
     share = {"ai_processing": "deny", "national_sharing": "permit", "facility_sharing": "permit"}
     refused = client.post(
         "/v1/consents", json={"patient": {"identifier": squatted, "issuer": "chu-nord"}, **share}, headers=f2
     )
     assert refused.status_code == 403, refused.text
     assert refused.json()["error"]["code"] == "forbidden"
+    # The answer does not tell whether the record knows the identifier: the same as for one on file.
+    on_file = client.post(
+        "/v1/consents",
+        json={"patient": {"identifier": filed_by_f1, "issuer": "CHU-NORD"}, **share},
+        headers=f2,
+    )
+    assert on_file.status_code == 403 and on_file.json() == refused.json()
     # By filing vital signs first instead: F2 owns its result, not the patient.
     filed = f"IPP-{uuid.uuid4().hex[:10]}"
     early = client.post("/v1/vitals", json=_vitals(filed, issuer="CHU-NORD"), headers=f2)
@@ -124,4 +136,4 @@ def test_another_facility_cannot_file_ahead_a_patient_of_f1_s_issuer_and_hold_it
         )
         assert consent.status_code == 200, consent.text
     denied = [e for e in _events(env, agent=squatter) if e["outcome"] == "denied"]
-    assert {e["action"] for e in denied} == {"consent:write"} and len(denied) == 2
+    assert {e["action"] for e in denied} == {"consent:write"} and len(denied) == 3
