@@ -48,7 +48,8 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
         "patient": ("reference", "The Patient the observation is about"),
         "category": (
             "token",
-            "imaging or vital-signs, alone or as http://terminology.hl7.org/CodeSystem/observation-category|code",
+            "imaging or vital-signs, alone or as "
+            "http://terminology.hl7.org/CodeSystem/observation-category|code; comma-separated: any of them",
         ),
         "code": (
             "token",
@@ -178,16 +179,6 @@ def _patient_id(value: str) -> str:
     return value.removeprefix("Patient/")
 
 
-def _category(token: str | None) -> str | None:
-    """The category code an Observation search asks for: a token ``code`` or ``system|code`` (FHIR R4 search
-    3.1.1.4.2). A ``system`` other than HL7's observation-category, or ``|code`` (a code without a system),
-    names a concept no Observation here carries: ``""``, which matches nothing."""
-    if token is None or "|" not in token:
-        return token
-    system, code = token.split("|", 1)
-    return code if system == c.OBS_CATEGORY else ""
-
-
 def _tokens(value: str) -> list[tuple[str | None, str]]:
     """The ``(system or None, code)`` alternatives of a token search value: comma-separated (any of them),
     each ``code``, ``system|code`` or ``|code`` (a code without a system: system ``""``)."""
@@ -292,8 +283,13 @@ def _matches(
         return _sql_matches(session, query, build, offset, count)
     # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
     # observations per result: the scoped results are expanded here (the scope is still in the query).
-    category = _category(params.get("category"))
-    if category not in (None, "imaging", "vital-signs"):
+    # Category: a token (``code``, ``system|code``; comma-separated for any of several).
+    categories = _tokens(params["category"]) if "category" in params else None
+    imaging, vital_signs = (
+        categories is None or _token_matches(categories, {"system": c.OBS_CATEGORY, "code": code})
+        for code in ("imaging", "vital-signs")
+    )
+    if not (imaging or vital_signs):
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
@@ -317,12 +313,12 @@ def _matches(
             continue
         # (the Observation's code's codings, its builder)
         builders: list[tuple[list[dict[str, str]], Builder]] = []
-        if result.kind == "imaging" and category in (None, "imaging"):
+        if result.kind == "imaging" and imaging:
             builders = [
                 ([c.finding_coding(f.code, f.display)], partial(r.finding_observation, result, f))
                 for f in result.findings
             ]
-        if result.kind == "triage" and category in (None, "vital-signs") and result.vitals is not None:
+        if result.kind == "triage" and vital_signs and result.vitals is not None:
             builders = [(o["code"]["coding"], partial(dict, o)) for o in r.vital_observations(result.vitals)]
         for codings, make in builders:
             if codes is not None and not any(_token_matches(codes, coding) for coding in codings):

@@ -172,3 +172,14 @@ def test_observations_by_code(
     Bundle.model_validate(bundle)
     assert _observation_codes(bundle) == expected and bundle["total"] == len(expected)
     assert "code=" in bundle["link"][0]["url"]
+
+
+def test_comma_separated_categories_match_any_of_them(client: TestClient, env: Env, patient_id: str) -> None:
+    # FHIR R4 search 3.1.1.3: `a,b` is "a or b".
+    every = _search(client, env, "/fhir/Observation", patient=patient_id)
+    both = _search(client, env, "/fhir/Observation", patient=patient_id, category="imaging,vital-signs")
+    assert both["total"] == every["total"] > 2
+    coded = _search(
+        client, env, "/fhir/Observation", patient=patient_id, category=f"{CATEGORY}|vital-signs,laboratory"
+    )
+    assert coded["total"] == 2 and _codes(coded) == ["vital-signs", "vital-signs"]
