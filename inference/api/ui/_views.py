@@ -32,11 +32,11 @@ def finding_name(code: str, language: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def vital_name(field: str, language: str) -> str:
-    """A vital sign's display name in ``language``, capitalised."""
+def vital_name(field: str, language: str, *, capitalised: bool = True) -> str:
+    """A vital sign's display name in ``language``, capitalised for a label unless told otherwise."""
     names = VITAL_DISPLAY.get(field)
     text = names.get(language, names["en"]) if names else field.replace("_", " ")  # type: ignore[call-overload]
-    return text[:1].upper() + text[1:]
+    return text[:1].upper() + text[1:] if capitalised else text
 
 
 def band_name(band: str | None, language: str) -> str:
@@ -164,7 +164,9 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         }
         model["news2"] = news2
         model["news2_band"] = band_name(news2.get("band"), language)
-        model["missing"] = list(result.missing or news2.get("missing") or [])
+        # The unmeasured signs by their names in the page's language (the record keeps the field names).
+        unmeasured = result.missing or news2.get("missing") or []
+        model["missing"] = [vital_name(name, language, capitalised=False) for name in unmeasured]
         model["trend"] = result.trend
         model["vitals"] = [
             {
