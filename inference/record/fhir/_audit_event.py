@@ -370,6 +370,8 @@ def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[
                 raise InvalidSearch(f"Search parameter {name} must be an integer from 0 to {10**9}.")
             out["offset"] = int(value)
     out.setdefault("limit", DEFAULT_COUNT)
+    if ("_summary", "count") in params:
+        out["limit"] = 0  # the total alone
     return out
 
 

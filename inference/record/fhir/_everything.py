@@ -299,7 +299,7 @@ def everything(
     types = _types(values.get("_type"))
     snapshot = _snapshot(values[SNAPSHOT]) if SNAPSHOT in values else utcnow()
     keep = _keep(values, snapshot)
-    count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT)
+    count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=values.get("_summary"))
     offset = int_param(values, "_offset", 0, 10**9)
     total = 0
     page: list[Builder] = []

@@ -9,6 +9,9 @@ from inference.record._errors import InvalidSearch
 
 COMMON_PARAMS: Final[frozenset[str]] = frozenset({"_count", "_offset", "_format"})
 """Parameters every search type takes besides its own."""
+SUMMARIES: Final[frozenset[str]] = frozenset({"count", "false"})
+"""The ``_summary`` values served: ``count`` (the total alone, as ``_count=0``) and ``false`` (whole
+resources, which is what every search returns). Others (``true``, ``text``, ``data``) are unsupported."""
 
 
 def applied(
@@ -22,19 +25,25 @@ def applied(
     """The ``(name, value)`` pairs of a search that the server applies, in order.
 
     FHIR R4 (search 3.1.1.3.2): a server SHOULD ignore a parameter it does not support unless the client
-    asked for ``Prefer: handling=strict``; then it is an error. A repeated supported parameter (other than
+    asked for ``Prefer: handling=strict``; then it is an error. ``_summary`` is supported with the values
+    of :data:`SUMMARIES` (see :func:`page_size`). A repeated supported parameter (other than
     ``repeatable``) is always an error: which value would apply is not defined.
 
     Raises:
         InvalidSearch: ``strict`` and an unsupported parameter, or a repeated supported one.
     """
-    unknown = sorted({name for name, _ in pairs if name not in supported})
+
+    def served(name: str, value: str) -> bool:
+        return name in supported or (name == "_summary" and value in SUMMARIES)
+
+    unknown = sorted({name for name, value in pairs if not served(name, value)})
     if unknown and strict:
         raise InvalidSearch(
             f"Search parameter(s) {', '.join(unknown)} not supported for {resource_type} "
-            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))}."
+            f"(Prefer: handling=strict); supported are {', '.join(sorted(supported))} "
+            f"and _summary={' or '.join(sorted(SUMMARIES))}."
         )
-    kept = [(name, value) for name, value in pairs if name in supported]
+    kept = [(name, value) for name, value in pairs if served(name, value)]
     names = [name for name, _ in kept]
     repeated = sorted({name for name in names if name not in repeatable and names.count(name) > 1})
     if repeated:
@@ -44,13 +53,16 @@ def applied(
     return kept
 
 
-def page_size(raw: str | None, default: int, high: int) -> int:
+def page_size(raw: str | None, default: int, high: int, *, summary: str | None = None) -> int:
     """The page size a ``_count`` asks for, at most ``high``: FHIR R4 (search, ``_count``) lets a server
     return fewer than asked, never more, so a larger one is served as ``high`` (see :func:`with_count`).
+    ``_summary=count`` (``summary``) asks for the total alone: 0, whatever ``_count`` says.
 
     Raises:
         InvalidSearch: Not a non-negative integer.
     """
+    if summary == "count":
+        return 0
     if raw is None:
         return default
     # isascii: str.isdigit() also accepts '²', which int() refuses.
@@ -60,5 +72,8 @@ def page_size(raw: str | None, default: int, high: int) -> int:
 
 
 def with_count(query: Sequence[tuple[str, str]], count: int) -> list[tuple[str, str]]:
-    """``query`` with its ``_count`` as served: the links show the page size applied, not the one asked."""
+    """``query`` with its ``_count`` as served: the links show the page size applied, not the one asked
+    (a ``_summary=count`` query keeps its ``_count``: the summary says why the page is empty)."""
+    if ("_summary", "count") in query:
+        return list(query)
     return [(name, str(count) if name == "_count" else value) for name, value in query]

@@ -440,7 +440,7 @@ def search(
     if dates:
         joined["date"] = DATE_SEPARATOR.join(dates)
     params = joined
-    count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT)
+    count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=params.get("_summary"))
     offset = int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")
     total, builders = _matches(session, resource_type, params, scope, offset, count)

@@ -183,3 +183,31 @@ def test_comma_separated_categories_match_any_of_them(client: TestClient, env: E
         client, env, "/fhir/Observation", patient=patient_id, category=f"{CATEGORY}|vital-signs,laboratory"
     )
     assert coded["total"] == 2 and _codes(coded) == ["vital-signs", "vital-signs"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/fhir/Observation?patient={p}", "/fhir/AuditEvent?patient={p}", "/fhir/Patient/{p}/$everything"]
+)
+def test_summary_count_answers_the_total_alone(
+    client: TestClient, env: Env, patient_id: str, path: str
+) -> None:
+    # FHIR R4 search (_summary=count): "just return a count of the matching resources". It was ignored:
+    # the whole first page came back.
+    headers = env.headers("auditor" if "AuditEvent" in path else "clinician")
+    url = path.format(p=patient_id)
+    full = client.get(url, headers=headers).json()
+    query = f"{url}&_summary=count" if "?" in url else f"{url}?_summary=count"
+    counted = client.get(query, headers={**headers, "Prefer": "handling=strict"})
+    assert counted.status_code == 200, counted.text
+    bundle = Bundle.model_validate(counted.json())
+    assert not bundle.entry and full["entry"]
+    # The trail grows with each search of it (each is audited); the others stand still.
+    assert (bundle.total or 0) >= full["total"] if "AuditEvent" in path else bundle.total == full["total"]
+    assert "_summary=count" in bundle.link[0].url
+    assert [link.relation for link in bundle.link] == ["self"]
+    # Other summaries are not served: ignored (left out of the self link), refused when strict.
+    lenient = client.get(url, params={"_summary": "true"}, headers=headers)
+    assert lenient.status_code == 200 and lenient.json()["entry"]
+    assert "_summary" not in lenient.json()["link"][0]["url"]
+    strict = client.get(url, params={"_summary": "true"}, headers={**headers, "Prefer": "handling=strict"})
+    assert strict.status_code == 400
