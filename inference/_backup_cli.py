@@ -7,6 +7,13 @@ spool and, when asked, the logs; then ``manifest.json``, written last, names eve
 and sha256 (paths relative to the backup: it can be moved) and the audit chain's head found in the
 copied record. Without a manifest a folder is not a backup.
 
+A **sealed** backup (``backup create DEST --encrypt-to CUSTODIAN.pub``) is that same folder, staged in
+a private folder of the home, then written into ``DEST`` as one file encrypted to the custodian's public
+key (``backup.sealed``, :mod:`inference.security._sealing`) beside a manifest that names only that file
+(size, sha256, the key's fingerprint) and the audit head; the host that takes it cannot open it, nor can
+whoever finds the medium. ``verify`` checks the sealed file as written without the key and everything
+inside with it; ``restore`` needs the key.
+
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
 """
 
@@ -19,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +39,14 @@ from inference.errors import InferenceError
 if TYPE_CHECKING:
     from inference.config import Settings
     from inference.record import AuditReport
+    from inference.security._sealing import Recipient
 
 MANIFEST: Final = "manifest.json"
 PARTIAL: Final = ".partial"
 FORMAT: Final = "dxassist-backup"
 FORMAT_VERSION: Final = 1
+SEALED_FORMAT: Final = "dxassist-backup-sealed"
+SEALED_FILE: Final = "backup.sealed"
 RECORD_FILE: Final = "record.db"
 REGISTRY_FILE: Final = "mlflow.db"
 ANCHOR_FILE: Final = "audit/head.json"
@@ -314,12 +325,20 @@ def _no_room(error: BaseException) -> bool:
     return "full" in str(error).lower()
 
 
-def backup_create(settings: Settings, dest: Path, *, logs: bool = False, stream: TextIO | None = None) -> int:
+def backup_create(
+    settings: Settings,
+    dest: Path,
+    *,
+    logs: bool = False,
+    encrypt_to: Path | None = None,
+    stream: TextIO | None = None,
+) -> int:
     """Write a consistent, verifiable copy of ``DXASSIST_HOME`` into ``dest`` (a new or empty folder).
 
     Safe while ``dxassist serve`` and ``dxassist listen`` run. Everything is written into
     ``dest/.partial`` and moved into ``dest`` at the end, ``manifest.json`` last; on any failure what
-    was written is removed.
+    was written is removed. With ``encrypt_to`` (a custodian's public key) the copy is staged in a
+    private folder of the home and only its sealed form reaches ``dest``.
 
     Returns:
         0 when the backup was written (with an external record: everything else, and a note saying so);
@@ -331,6 +350,7 @@ def backup_create(settings: Settings, dest: Path, *, logs: bool = False, stream:
     """
     out = stream if stream is not None else sys.stdout
     home = settings.resolved_home
+    recipient = _recipient(encrypt_to) if encrypt_to is not None else None
     existed = _refuse_destination(dest, home)
     partial = dest / PARTIAL
     try:
@@ -340,7 +360,10 @@ def backup_create(settings: Settings, dest: Path, *, logs: bool = False, stream:
         raise BackupRefused(f"{dest} cannot be written ({e.strerror or type(e).__name__}).") from e
     plan = _Plan()
     try:
-        files = _write(settings, home, partial, plan, logs=logs)
+        if recipient is None:
+            files = _write(settings, home, partial, plan, logs=logs)
+        else:
+            files = _write_sealed(settings, home, partial, plan, logs=logs, recipient=recipient)
     except (OSError, sqlite3.Error) as e:
         shutil.rmtree(partial, ignore_errors=True)
         if not existed:
@@ -355,11 +378,17 @@ def backup_create(settings: Settings, dest: Path, *, logs: bool = False, stream:
             f"The backup could not be written into {dest} ({reason}); nothing was kept."
         ) from e
     size = sum(int(f["size"]) for f in files.values())
-    out.write(
-        "WARNING: this backup holds the installation's secrets (keys/: the token signing key, the "
-        "de-identification secret, the audit anchor key) and patient data: store it encrypted, where "
-        "only its custodians can read it.\n"
-    )
+    if recipient is None:
+        out.write(
+            "WARNING: this backup holds the installation's secrets (keys/: the token signing key, the "
+            "de-identification secret, the audit anchor key) and patient data: store it encrypted, where "
+            "only its custodians can read it (or take it with --encrypt-to).\n"
+        )
+    else:
+        out.write(
+            f"Sealed for the custodian key {recipient.fingerprint[:16]}: only its private key opens it "
+            "(keep that key apart from this backup and from this host).\n"
+        )
     for note in plan.notes:
         out.write(f"Note: {note}\n")
     head = plan.record.get("audit_head")
@@ -447,6 +476,121 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
     return files
 
 
+def _recipient(path: Path) -> Recipient:
+    from inference.security._sealing import SealError, load_recipient
+
+    try:
+        return load_recipient(path)
+    except SealError as e:
+        raise BackupRefused(str(e)) from e
+
+
+def _write_sealed(
+    settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: bool, recipient: Recipient
+) -> dict[str, Any]:
+    """Stage the backup in a private folder of the home, seal it into ``partial``, move it into place;
+    the staged file list. The staging folder is removed whatever happens."""
+    from inference.security._sealing import SealError, SealWriter
+
+    staging = Path(tempfile.mkdtemp(prefix=".backup-staging-", dir=home))  # 0700, beside the live data
+    try:
+        inner = staging / PARTIAL
+        inner.mkdir(mode=0o700)
+        files = _write(settings, home, inner, plan, logs=logs)
+        sealed = partial / SEALED_FILE
+        with open(sealed, "xb", opener=_private_file) as handle:
+            writer = SealWriter(handle, recipient)
+            for rel in [*sorted(files), MANIFEST]:
+                writer.add(rel, staging / rel)
+            writer.close()
+            handle.flush()
+            os.fsync(handle.fileno())
+    except SealError as e:
+        raise OSError(errno.EIO, str(e)) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = {
+        "format": SEALED_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dxassist_version": inference.__version__,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "record": plan.record,
+        "sealed": {
+            "file": SEALED_FILE,
+            "size": sealed.stat().st_size,
+            "sha256": _sha256(sealed),
+            "files": len(files),
+            "recipient": recipient.fingerprint,
+        },
+    }
+    with open(partial / MANIFEST, "x", encoding="utf-8", opener=_private_file) as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    dest = partial.parent
+    os.rename(sealed, dest / SEALED_FILE)
+    os.rename(partial / MANIFEST, dest / MANIFEST)
+    partial.rmdir()
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return files
+
+
+def _sealed_manifest(root: Path) -> dict[str, Any] | None:
+    """The outer manifest of a sealed backup, or None when ``root`` does not hold one."""
+    try:
+        manifest: dict[str, Any] = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != SEALED_FORMAT:
+            return None
+        sealed = manifest["sealed"]
+        if not (
+            isinstance(sealed.get("size"), int)
+            and isinstance(sealed.get("sha256"), str)
+            and isinstance(sealed.get("recipient"), str)
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    return manifest
+
+
+def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
+    sealed = root / SEALED_FILE
+    expected = manifest["sealed"]
+    if sealed.is_symlink() or not sealed.is_file():
+        return [f"{SEALED_FILE}: missing"]
+    if sealed.stat().st_size != expected["size"] or _sha256(sealed) != expected["sha256"]:
+        return [f"{SEALED_FILE}: altered (its size or sha256 differs from the manifest)"]
+    extras = sorted(rel for rel in _files(root) if rel not in (MANIFEST, SEALED_FILE))
+    return [f"{rel}: extra (not in the manifest)" for rel in extras]
+
+
+def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Path:
+    """Open the sealed backup in ``root`` into a new private folder in ``near``; the folder.
+
+    Raises:
+        BackupRefused: The key cannot be used, or the sealed file is not this key's, altered or cut short.
+    """
+    from inference.security._sealing import SealError, load_custodian_key, unseal
+
+    try:
+        private = load_custodian_key(key, passphrase)
+    except SealError as e:
+        raise BackupRefused(str(e)) from e
+    staging = Path(tempfile.mkdtemp(prefix=".dxassist-unsealed-", dir=near))
+    try:
+        with open(root / SEALED_FILE, "rb") as handle:
+            unseal(handle, private, staging, lambda _rel: True)
+    except (SealError, OSError) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
+        raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
+    return staging
+
+
 # -- verify -----------------------------------------------------------------------------------------
 
 
@@ -528,19 +672,45 @@ def _check(root: Path, manifest: dict[str, Any], *, extras: bool) -> tuple[list[
     return problems + record_problems, report
 
 
-def backup_verify(dest: Path, *, stream: TextIO | None = None) -> int:
+def backup_verify(
+    dest: Path, *, key: Path | None = None, passphrase: bytes | None = None, stream: TextIO | None = None
+) -> int:
     """Check a backup: every file against the manifest (missing, altered, extra), and the copied record's
     audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head.
+
+    A sealed backup is checked as written (the sealed file's size and sha256) without ``key``, and opened
+    with it (the custodian's private key) into a private temporary folder, checked as above, removed.
 
     Returns:
         0 when the backup is intact; 1 naming every problem otherwise.
 
     Raises:
-        BackupRefused: ``dest`` is not a folder.
+        BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup.
     """
     out = stream if stream is not None else sys.stdout
     if not dest.is_dir():
         raise BackupRefused(f"{dest} is not a folder.")
+    sealed = _sealed_manifest(dest)
+    if sealed is not None:
+        problems = _sealed_problems(dest, sealed)
+        if problems:
+            out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+            for line in problems:
+                out.write(f"  {line}\n")
+            return 1
+        if key is None:
+            out.write(
+                f"sealed backup intact as written ({SEALED_FILE}: size and sha256 as in its manifest; "
+                f"sealed for the custodian key {sealed['sealed']['recipient'][:16]}). Its content is "
+                "checked only with that key: `dxassist backup verify DEST --key CUSTODIAN.key`.\n"
+            )
+            return 0
+        opened = _unsealed(dest, key, passphrase, Path(tempfile.gettempdir()))
+        try:
+            out.write("sealed backup opened with the custodian key; its content:\n")
+            return backup_verify(opened, stream=out)
+        finally:
+            shutil.rmtree(opened, ignore_errors=True)
     manifest, why = _read_manifest(dest)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
@@ -578,8 +748,18 @@ def _restore_notes(manifest: dict[str, Any]) -> list[str]:
 # -- restore ----------------------------------------------------------------------------------------
 
 
-def backup_restore(backup: Path, home: Path, *, stream: TextIO | None = None) -> int:
+def backup_restore(
+    backup: Path,
+    home: Path,
+    *,
+    key: Path | None = None,
+    passphrase: bytes | None = None,
+    stream: TextIO | None = None,
+) -> int:
     """Copy a verified backup into ``home`` (a new or empty folder), then check the copy.
+
+    A sealed backup needs ``key`` (the custodian's private key): it is opened into a private folder
+    beside ``home``, restored from there, and that folder removed.
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
@@ -596,6 +776,28 @@ def backup_restore(backup: Path, home: Path, *, stream: TextIO | None = None) ->
         raise BackupRefused(
             f"{home} is not a new or empty folder; a restore never writes over an installation."
         )
+    sealed = _sealed_manifest(backup)
+    if sealed is not None:
+        problems = _sealed_problems(backup, sealed)
+        if problems:
+            out.write(
+                f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was copied\n"
+            )
+            for line in problems:
+                out.write(f"  {line}\n")
+            return 1
+        if key is None:
+            raise BackupRefused(
+                f"{backup} is sealed (for the custodian key {sealed['sealed']['recipient'][:16]}): give its "
+                "private key with --key."
+            )
+        near = home.resolve().parent
+        _private_folder(near)
+        opened = _unsealed(backup, key, passphrase, near)
+        try:
+            return backup_restore(opened, home, stream=out)
+        finally:
+            shutil.rmtree(opened, ignore_errors=True)
     manifest, why = _read_manifest(backup)
     if manifest is None:
         out.write(f"restore refused: {why}\n")

@@ -567,17 +567,46 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return audit_verify(_settings())
 
 
+def _backup_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The custodian key's passphrase from the first line of stdin (``--passphrase-stdin``), or None."""
+    if not getattr(args, "passphrase_stdin", False):
+        return None
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise CliError("--passphrase-stdin: stdin gave no passphrase.", status=2)
+    return line.encode("utf-8")
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     from inference._backup_cli import BackupRefused, backup_create, backup_restore, backup_verify
 
     try:
+        if args.backup_command == "keygen":
+            return _backup_keygen(args)
         if args.backup_command == "create":
-            return backup_create(_settings(), args.dest, logs=args.logs)
+            return backup_create(_settings(), args.dest, logs=args.logs, encrypt_to=args.encrypt_to)
         if args.backup_command == "verify":
-            return backup_verify(args.dest)
-        return backup_restore(args.backup, args.home)
+            return backup_verify(args.dest, key=args.key, passphrase=_backup_passphrase(args))
+        return backup_restore(args.backup, args.home, key=args.key, passphrase=_backup_passphrase(args))
     except BackupRefused as e:
         raise CliError(str(e), status=2) from e
+
+
+def _backup_keygen(args: argparse.Namespace) -> int:
+    from inference.security._sealing import SealError, generate_custodian_key
+
+    prefix: Path = args.prefix
+    private, public = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    try:
+        fingerprint = generate_custodian_key(private, public, _backup_passphrase(args))
+    except SealError as e:
+        raise CliError(str(e), status=2) from e
+    print(
+        f"custodian key {fingerprint[:16]}: private key {private} (keep it off the server, with the "
+        f"backups' custodians), public key {public} (for `dxassist backup create DEST --encrypt-to "
+        f"{public}`)."
+    )
+    return 0
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
@@ -899,15 +928,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = bksub.add_parser("create", help="copy the home into DEST (a new or empty folder), manifest last")
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--logs", action="store_true", help="also copy logs/ (left out by default)")
+    p.add_argument(
+        "--encrypt-to",
+        type=Path,
+        metavar="CUSTODIAN.pub",
+        help="seal the backup for this custodian's public key (`backup keygen`); only its private key "
+        "opens it",
+    )
     p.set_defaults(handler=_cmd_backup)
+    key_help = "the custodian's private key, to open a sealed backup"
+    pass_help = "read the custodian key's passphrase from the first line of stdin"
     p = bksub.add_parser("verify", help="check every file and the copied audit trail; exit 1 naming problems")
     p.add_argument("dest", type=Path, metavar="DEST")
+    p.add_argument("--key", type=Path, metavar="CUSTODIAN.key", help=key_help)
+    p.add_argument("--passphrase-stdin", action="store_true", help=pass_help)
     p.set_defaults(handler=_cmd_backup)
     p = bksub.add_parser(
         "restore", help="copy a verified backup into HOME (a new or empty folder), then check it"
     )
     p.add_argument("backup", type=Path, metavar="BACKUP")
     p.add_argument("home", type=Path, metavar="HOME")
+    p.add_argument("--key", type=Path, metavar="CUSTODIAN.key", help=key_help)
+    p.add_argument("--passphrase-stdin", action="store_true", help=pass_help)
+    p.set_defaults(handler=_cmd_backup)
+    p = bksub.add_parser(
+        "keygen", help="make a custodian key pair PREFIX.key / PREFIX.pub for sealed backups (off the server)"
+    )
+    p.add_argument("prefix", type=Path, metavar="PREFIX")
+    p.add_argument("--passphrase-stdin", action="store_true", help="protect PREFIX.key with a passphrase")
     p.set_defaults(handler=_cmd_backup)
 
     dead = sub.add_parser(

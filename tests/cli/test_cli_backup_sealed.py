@@ -1,0 +1,196 @@
+"""Sealed backups: `dxassist backup keygen`, `backup create DEST --encrypt-to CUSTODIAN.pub`, and `verify`
+/ `restore` with `--key`. A backup holds the installation's keys and every patient's record; sealed,
+neither the host that took it nor whoever finds the medium can read it, and a change to it is found.
+
+The real console script; a server files a patient's vital signs first, so the record has something to
+hide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import tiny_models
+from _dxassist_cli import DXASSIST, dxassist_env, serving
+
+IDENTIFIER = "IPP-SEALED-4711"
+NAME = "Benali^Khadija"
+
+
+def _dxassist(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DXASSIST), *args],
+        env=dxassist_env(home),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+@dataclass(frozen=True)
+class Sealed:
+    home: Path
+    root: Path
+    backup: Path
+    key: Path
+    public: Path
+    create: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
+    root = tmp_path_factory.mktemp("sealed")
+    home = root / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", root / "build")
+    token = _dxassist(home, "token", "issue", "--subject", "ward", "--role", "clinician", "--facility", "F1")
+    assert token.returncode == 0, token.stderr
+    with serving(home, root / "serve.log") as url:
+        filed = httpx.post(
+            f"{url}/v1/vitals",
+            json={
+                "patient": {"identifier": IDENTIFIER, "name": NAME, "birth_date": "1950-02-01"},
+                "heart_rate": 118,
+                "respiratory_rate": 24,
+            },
+            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+            trust_env=False,
+            timeout=60,
+        )
+        assert filed.status_code == 201, filed.text
+    custodians = root / "custodians"
+    custodians.mkdir()
+    keygen = _dxassist(home, "backup", "keygen", str(custodians / "records-office"))
+    assert keygen.returncode == 0, keygen.stderr
+    key, public = custodians / "records-office.key", custodians / "records-office.pub"
+    create = _dxassist(home, "backup", "create", str(root / "backup"), "--encrypt-to", str(public))
+    yield Sealed(home, root, root / "backup", key, public, create)
+
+
+def test_a_sealed_backup_holds_nothing_readable_and_leaves_no_plain_copy(sealed: Sealed) -> None:
+    assert sealed.create.returncode == 0, sealed.create.stdout + sealed.create.stderr
+    assert "Sealed for the custodian key" in sealed.create.stdout
+    assert stat.S_IMODE(sealed.key.stat().st_mode) == 0o600
+    names = sorted(p.name for p in sealed.backup.iterdir())
+    assert names == ["backup.sealed", "manifest.json"]
+    for path in sealed.backup.iterdir():
+        data = path.read_bytes()
+        assert IDENTIFIER.encode() not in data and b"Benali" not in data
+        assert b"SQLite format 3" not in data and b"PRIVATE KEY" not in data
+    manifest = json.loads((sealed.backup / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == "dxassist-backup-sealed"
+    assert manifest["record"]["audit_head"]["seq"] >= 1
+    # The staging copy in the home is gone.
+    assert not [p for p in sealed.home.iterdir() if p.name.startswith(".backup-staging-")]
+
+
+def test_verify_checks_the_sealed_file_without_the_key_and_everything_with_it(sealed: Sealed) -> None:
+    plain = _dxassist(sealed.home, "backup", "verify", str(sealed.backup))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "sealed backup intact as written" in plain.stdout and "--key" in plain.stdout
+    full = _dxassist(sealed.home, "backup", "verify", str(sealed.backup), "--key", str(sealed.key))
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "backup intact" in full.stdout and "audit trail intact" in full.stdout
+
+
+def test_a_changed_or_cut_sealed_backup_is_found_even_with_its_manifest_rewritten(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    for damage in ("flip", "cut"):
+        copy = tmp_path / damage
+        shutil.copytree(sealed.backup, copy)
+        blob = copy / "backup.sealed"
+        data = bytearray(blob.read_bytes())
+        if damage == "flip":
+            data[len(data) // 2] ^= 0x01
+        else:
+            del data[-4096:]
+        blob.write_bytes(bytes(data))
+        # Without the key: the sealed file no longer matches its manifest.
+        assert _dxassist(sealed.home, "backup", "verify", str(copy)).returncode == 1
+        # Whoever changed it also rewrote the manifest: the key still finds it.
+        manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+        manifest["sealed"]["size"] = len(data)
+        manifest["sealed"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+        (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        assert _dxassist(sealed.home, "backup", "verify", str(copy)).returncode == 0  # as written
+        opened = _dxassist(sealed.home, "backup", "verify", str(copy), "--key", str(sealed.key))
+        assert opened.returncode == 2, opened.stdout + opened.stderr
+        assert "altered or cut short" in opened.stderr or "cut short" in opened.stderr, opened.stderr
+        restored = _dxassist(
+            sealed.home,
+            "backup",
+            "restore",
+            str(copy),
+            str(tmp_path / f"home-{damage}"),
+            "--key",
+            str(sealed.key),
+        )
+        assert restored.returncode == 2, restored.stdout + restored.stderr
+        assert not (tmp_path / f"home-{damage}").exists() or not any((tmp_path / f"home-{damage}").iterdir())
+
+
+def test_restore_needs_the_custodian_key_and_the_restored_home_serves(sealed: Sealed, tmp_path: Path) -> None:
+    target = tmp_path / "restored"
+    without = _dxassist(sealed.home, "backup", "restore", str(sealed.backup), str(target))
+    assert without.returncode == 2 and "--key" in without.stderr, without.stderr
+    # Another custodian's key is told apart from damage.
+    other = _dxassist(sealed.home, "backup", "keygen", str(tmp_path / "other"))
+    assert other.returncode == 0, other.stderr
+    wrong = _dxassist(
+        sealed.home,
+        "backup",
+        "restore",
+        str(sealed.backup),
+        str(target),
+        "--key",
+        str(tmp_path / "other.key"),
+    )
+    assert wrong.returncode == 2 and "another custodian key" in wrong.stderr, wrong.stderr
+    done = _dxassist(
+        sealed.home, "backup", "restore", str(sealed.backup), str(target), "--key", str(sealed.key)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit trail intact" in done.stdout
+    # Nothing opened is left beside the restored home.
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".dxassist-unsealed-")]
+    audit = _dxassist(target, "audit", "verify")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    users = _dxassist(target, "token", "issue", "--subject", "r", "--role", "radiologist", "--facility", "F1")
+    assert users.returncode == 0  # the restored signing key works
+
+
+def test_a_passphrase_protected_custodian_key(sealed: Sealed, tmp_path: Path) -> None:
+    made = _dxassist(
+        sealed.home, "backup", "keygen", str(tmp_path / "vault"), "--passphrase-stdin", stdin="s3cret\n"
+    )
+    assert made.returncode == 0, made.stderr
+    assert b"ENCRYPTED" in (tmp_path / "vault.key").read_bytes()
+    backup = tmp_path / "backup"
+    create = _dxassist(
+        sealed.home, "backup", "create", str(backup), "--encrypt-to", str(tmp_path / "vault.pub")
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    key = str(tmp_path / "vault.key")
+    asked = _dxassist(sealed.home, "backup", "verify", str(backup), "--key", key)
+    assert asked.returncode == 2 and "passphrase" in asked.stderr, asked.stderr
+    wrong = _dxassist(
+        sealed.home, "backup", "verify", str(backup), "--key", key, "--passphrase-stdin", stdin="nope\n"
+    )
+    assert wrong.returncode == 2 and "passphrase" in wrong.stderr, wrong.stderr
+    right = _dxassist(
+        sealed.home, "backup", "verify", str(backup), "--key", key, "--passphrase-stdin", stdin="s3cret\n"
+    )
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert "s3cret" not in right.stdout + right.stderr
