@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -36,6 +37,8 @@ from inference.record._errors import RecordError
 ANCHOR_FILE: Final = Path("audit") / "head.json"
 KEY_FILE: Final = Path("keys") / "audit-anchor.key"
 _LOCK_FILE: Final = Path("audit") / ".head.lock"
+
+logger = logging.getLogger(__name__)
 
 
 _KEY_BYTES: Final = 32
@@ -174,6 +177,18 @@ class HeadAnchor:
                 if base is not None:
                     return False
                 current = None
+            if current is None and base is not None and base.seq > 0:
+                # Entries were chained before these, yet no anchor names any: it was removed (an officer's
+                # reset after review, or someone hiding a cut tail) or this home is anchored for the
+                # first time since it had entries (an upgrade). From here on the trail verifies again, so
+                # the moment is said loudly: an officer who did not remove it compares the head hash
+                # kept elsewhere.
+                logger.critical(
+                    "the audit head anchor was missing; the trail's head is anchored afresh: if no security "
+                    "officer removed audit/head.json, run `dxassist audit verify` against the head hash "
+                    "kept elsewhere",
+                    extra={"event": "audit_anchor_reset", "code": "audit_anchor_reset"},
+                )
             if current is not None and current.seq >= seq:
                 return True
             if current is not None and base is not None and base != current:
