@@ -40,6 +40,13 @@ def _media_ranges(header: str) -> list[tuple[str, float]]:
     return out
 
 
+def _format_type(value: str) -> str:
+    """The media type a ``_format`` value names. A ``+`` written unencoded in the URL
+    (``_format=application/fhir+json``, as the FHIR specification prints it) arrives as a space: no media
+    type contains one, so it is read back as the ``+``."""
+    return value.split(";")[0].strip().replace(" ", "+").lower()
+
+
 # Both dependencies are ``async def`` (pure header and query parsing): FastAPI would run a plain ``def``
 # one in a worker thread, a hop per request.
 async def negotiate_format(request: Request) -> None:
@@ -53,7 +60,7 @@ async def negotiate_format(request: Request) -> None:
     """
     wanted = request.query_params.getlist("_format")
     if wanted:
-        refused = [value for value in wanted if value.split(";")[0].strip().lower() not in _JSON]
+        refused = [value for value in wanted if _format_type(value) not in _JSON]
         if refused:
             raise NotAcceptable(
                 "This FHIR server serves JSON only; _format must be json or application/fhir+json."
