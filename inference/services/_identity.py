@@ -78,13 +78,13 @@ def identify(ctx: Context, actor: Actor, patient: PatientIn) -> PatientIn:
 def issuing_facility(ctx: Context, issuer: str, sender: str) -> str | None:
     """The facility whose own assigning authority is ``issuer`` (``DXASSIST_FACILITY_ISSUERS``), when it
     is another one than ``sender``: a patient of that issuer not on file yet is that facility's (its first
-    facility), not the sender's. None when the issuer is the sender's, nobody's, or several facilities'.
+    facility), not the sender's. None when the issuer is the sender's, nobody's, several facilities', or
+    the server-wide ``DXASSIST_DEFAULT_ISSUER`` (shared by every facility without an issuer of its own).
     """
-    owners = {
-        facility
-        for facility, own in ctx.settings.record.facility_issuers.items()
-        if own.strip().upper() == issuer
-    }
+    record = ctx.settings.record
+    if issuer == (record.default_issuer or "").strip().upper():
+        return None
+    owners = {facility for facility, own in record.facility_issuers.items() if own.strip().upper() == issuer}
     if len(owners) != 1 or sender in owners:
         return None
     return owners.pop()

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from _security_env import Env, TestClient, seeded_env
+from _security_env import Env, TestClient, make_settings, seeded_env
 
 from inference.api import create_app
-from inference.record import Record
+from inference.record import PatientIn, Record
+from inference.security import Principal
+from inference.services import Actor
+from inference.services._identity import identify
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +143,16 @@ def test_another_facility_cannot_file_ahead_a_patient_of_f1_s_issuer_and_hold_it
         assert consent.status_code == 200, consent.text
     denied = [e for e in _events(env, agent=squatter) if e["outcome"] == "denied"]
     assert {e["action"] for e in denied} == {"consent:write"} and len(denied) == 3
+
+
+def test_the_shared_default_issuer_is_no_facility_s_own(tmp_path: Path) -> None:
+    # F1 configured with the national issuer every other facility uses by default: a patient F2 files
+    # first under it stays F2's (its consent F2's to record), as before; only an issuer of F1's own moves
+    # a new patient to F1.
+    settings = make_settings(
+        tmp_path, facility_issuers={"F1": "national", "F3": "CHU-SUD"}, default_issuer="NATIONAL"
+    )
+    ctx: Any = SimpleNamespace(settings=settings)
+    f2 = Actor(Principal(subject="dr-f2", role="clinician", facility="F2"), client=None)
+    assert identify(ctx, f2, PatientIn(identifier="IPP-1")).home_facility is None
+    assert identify(ctx, f2, PatientIn(identifier="IPP-1", issuer="chu-sud")).home_facility == "F3"
