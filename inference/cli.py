@@ -11,6 +11,7 @@ import importlib
 import ipaddress
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -155,26 +156,46 @@ def unservable_champions(settings: Settings) -> dict[str, str]:
     Raises:
         model_registry.RegistryError: The registry cannot be asked.
     """
-    from inference.runtime import IMAGING_MODEL, TRIAGE_MODEL, serving_problem
-    from model_registry import CHAMPION, ModelCache
+    from inference.runtime import IMAGING_MODEL, TRIAGE_MODEL
+    from model_registry import CHAMPION
 
     client = _registry(settings)
-    cache = ModelCache(settings.model_cache)
     found: dict[str, str] = {}
-    served: tuple[tuple[str, Literal["imaging", "triage"]], ...] = (
-        (IMAGING_MODEL, "imaging"),
-        (TRIAGE_MODEL, "triage"),
-    )
-    for name, kind in served:
+    for name in (IMAGING_MODEL, TRIAGE_MODEL):
         version = client.resolve(name, CHAMPION)
         if version is None:
             continue
-        problem = serving_problem(cache.fetch(name, CHAMPION, client=client), kind)
+        problem = serving_problem_of(settings, client, name)
         if problem is not None:
             found[name] = (
                 f"{name}: champion version {version} cannot be served by this version of dxassist: {problem}"
             )
     return found
+
+
+def serving_problem_of(settings: Settings, client: Any, name: str, version: str | None = None) -> str | None:
+    """Why this server cannot load ``version`` of ``name`` (its champion when ``None``); ``None`` when it
+    loads or ``name`` is no served model.
+
+    The champion is fetched into the local model cache, a given version into a scratch folder, and loaded
+    by ``inference.runtime.serving_problem`` (used by ``bootstrap``, ``registry promote`` and ``rollback``).
+
+    Raises:
+        model_registry.RegistryError: The registry cannot be asked, has no such version, or its file does
+            not match its sha256 (``IntegrityError``).
+    """
+    from inference.runtime import IMAGING_MODEL, TRIAGE_MODEL, serving_problem
+    from model_registry import CHAMPION, ModelCache
+
+    kinds: dict[str, Literal["imaging", "triage"]] = {IMAGING_MODEL: "imaging", TRIAGE_MODEL: "triage"}
+    kind = kinds.get(name)
+    if kind is None:
+        return None
+    if version is None:
+        return serving_problem(ModelCache(settings.model_cache).fetch(name, CHAMPION, client=client), kind)
+    # A candidate is judged from a scratch copy: the server's cache (and its aliases.json) is left alone.
+    with tempfile.TemporaryDirectory(prefix="dxassist-check-") as scratch:
+        return serving_problem(ModelCache(Path(scratch)).fetch_version(name, version, client=client), kind)
 
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -362,7 +383,12 @@ def _audited_line(action: str, subject: str, decision: Decision) -> str:
 
 def _cmd_registry_promote(args: argparse.Namespace) -> int:
     from inference._compare_cli import promotion_evidence
-    from inference.services._model_decisions import PROMOTE, DecisionNotAudited, promote_model
+    from inference.services._model_decisions import (
+        PROMOTE,
+        DecisionNotAudited,
+        VersionUnservable,
+        promote_model,
+    )
 
     settings = _settings()
     subject = _operator_subject(args)
@@ -378,7 +404,10 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
             evidence=promotion_evidence(settings, client, args.name, args.version),
             min_shadow_studies=settings.registry.gate_min_shadow_studies,
             min_reader_verdicts=settings.registry.gate_min_reader_verdicts,
+            serving_problem=lambda name, version: serving_problem_of(settings, client, name, version),
         )
+    except VersionUnservable as e:
+        raise CliError(f"promotion refused. {e}") from e
     except DecisionNotAudited as e:
         raise CliError(str(e), status=3 if e.changed else 1) from e
     finally:
@@ -400,14 +429,27 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_registry_rollback(args: argparse.Namespace) -> int:
-    from inference.services._model_decisions import ROLLBACK, DecisionNotAudited, rollback_model
+    from inference.services._model_decisions import (
+        ROLLBACK,
+        DecisionNotAudited,
+        VersionUnservable,
+        rollback_model,
+    )
 
     settings = _settings()
     subject = _operator_subject(args)
     client = _registry(settings)
     record = _open_decision_record(settings)
     try:
-        made = rollback_model(record=record, registry=client, name=args.name, subject=subject)
+        made = rollback_model(
+            record=record,
+            registry=client,
+            name=args.name,
+            subject=subject,
+            serving_problem=lambda name, version: serving_problem_of(settings, client, name, version),
+        )
+    except VersionUnservable as e:
+        raise CliError(f"rollback refused. {e}") from e
     except DecisionNotAudited as e:
         raise CliError(str(e), status=3 if e.changed else 1) from e
     finally:

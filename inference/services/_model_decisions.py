@@ -7,10 +7,10 @@ both. So each decision writes two entries sharing one correlation id (``registry
 ``request_id``): first the **attempt** (outcome ``attempt``), before the registry is touched, so a
 record that cannot be written stops the decision before anything moves; then, right after the registry
 call, its **outcome**: ``success`` (the alias moved), ``unchanged`` (already champion), ``refused`` (the
-promotion gate said no; nothing moved) or ``failure`` (the registry failed and the alias is not where
-the decision wanted it). If the outcome entry cannot be written once the alias has moved,
-:class:`DecisionNotAudited` says so (``changed``); the attempt entry is in the trail either way, so no
-change of the model in service is missing from it.
+promotion gate said no, or the target is a version this server cannot load; nothing moved) or
+``failure`` (the registry failed and the alias is not where the decision wanted it). If the outcome
+entry cannot be written once the alias has moved, :class:`DecisionNotAudited` says so (``changed``);
+the attempt entry is in the trail either way, so no change of the model in service is missing from it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from inference.observability import correlated, current_request_id, new_correlation_id
 from inference.record import RecordError
+from inference.runtime import TRIAGE_MODEL
 from inference.security import Role
 from inference.services._errors import ServiceError
 from model_registry import CHALLENGER, CHAMPION, PromotionRefused, RegistryError
@@ -43,6 +44,28 @@ OPERATOR_ROLE: Final = Role.ML_ENGINEER.value
 CLI_PREFIX: Final = "cli:"
 _ALIAS_OF: Final = {PROMOTE: CHAMPION, ROLLBACK: CHAMPION, REGISTER: CHALLENGER}
 _OPERATOR: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+ServingProblem = Callable[[str, str], str | None]
+"""``(name, version)`` → why this server cannot load that version (``None`` when it loads)."""
+
+
+class VersionUnservable(ServiceError):
+    """A promotion or rollback targets a version this server cannot load; nothing moved.
+
+    The refusal is in the audit trail (outcome ``refused``).
+
+    Attributes:
+        name: Registered model name.
+        version: The version that was refused.
+        problem: Why the server cannot load it (the loader's own sentence).
+    """
+
+    def __init__(self, message: str, *, name: str, version: str, problem: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.version = version
+        self.problem = problem
 
 
 class DecisionNotAudited(ServiceError):
@@ -105,16 +128,21 @@ def promote_model(
     min_shadow_studies: int = 0,
     min_reader_verdicts: int = 0,
     champion_unservable: bool = False,
+    serving_problem: ServingProblem | None = None,
 ) -> tuple[Decision, GateDecision]:
     """Run the promotion gate and move ``champion`` to ``version``, audited (action ``model:promote``).
 
     ``champion_unservable`` is the registry's (``bootstrap`` replacing a champion the server cannot load).
+    ``serving_problem`` (``dxassist registry promote``: the server's own loader) is asked first: a
+    version it cannot load is refused before the gate runs.
 
     Returns:
         What was done and where it is audited, and the gate's decision (figures, evidence, reason).
 
     Raises:
         PromotionRefused: The gate refused; the refusal is in the trail (outcome ``refused``).
+        VersionUnservable: ``serving_problem`` says the server cannot load ``version``; the refusal is in
+            the trail (outcome ``refused``).
         DecisionNotAudited: The attempt could not be written (nothing moved), or the outcome after the
             alias moved.
         model_registry.RegistryError: The model or version does not exist (nothing written), or the
@@ -125,6 +153,9 @@ def promote_model(
         # A version that does not exist is refused before anything is written: nothing was decided.
         candidate = registry.get_version(name, version).version
         _attempt(record, subject, PROMOTE, name, candidate)
+        _refuse_unservable(
+            record, registry, subject, PROMOTE, name, candidate, request_id, serving_problem, "move to"
+        )
         try:
             gate = registry.promote(
                 name,
@@ -148,12 +179,24 @@ def promote_model(
         return Decision(name, candidate, previous, outcome, seq, request_id), gate
 
 
-def rollback_model(*, record: Record, registry: RegistryClient, name: str, subject: str) -> Decision:
+def rollback_model(
+    *,
+    record: Record,
+    registry: RegistryClient,
+    name: str,
+    subject: str,
+    serving_problem: ServingProblem | None = None,
+) -> Decision:
     """Move ``champion`` back to the previous champion, audited (action ``model:rollback``, resource the
     version that is champion again).
 
+    ``serving_problem`` (``dxassist registry rollback``: the server's own loader) is asked first: an
+    earlier champion this server cannot load (e.g. one of an older ONNX contract) is refused.
+
     Raises:
         model_registry.NotFound: No champion or no earlier one to return to (nothing written).
+        VersionUnservable: ``serving_problem`` says the server cannot load the earlier champion; the
+            refusal is in the trail (outcome ``refused``).
         DecisionNotAudited: The attempt could not be written (nothing moved), or the outcome after the
             alias moved.
         model_registry.RegistryError: The registry failed during the move (outcome ``failure``, unless
@@ -164,6 +207,9 @@ def rollback_model(*, record: Record, registry: RegistryClient, name: str, subje
         before = registry.resolve(name, CHAMPION)
         target = registry.rollback_target(name)
         _attempt(record, subject, ROLLBACK, name, target)
+        _refuse_unservable(
+            record, registry, subject, ROLLBACK, name, target, request_id, serving_problem, "roll back to"
+        )
         try:
             now = registry.rollback(name)
         except RegistryError:
@@ -284,6 +330,54 @@ def _append(record: Record, subject: str, action: str, name: str, version: str, 
         patient_id=None,
         outcome=outcome,
         client=None,
+    )
+
+
+def _refuse_unservable(
+    record: Record,
+    registry: RegistryClient,
+    subject: str,
+    action: str,
+    name: str,
+    version: str,
+    request_id: str,
+    serving_problem: ServingProblem | None,
+    verb: str,
+) -> None:
+    """Refuse (outcome ``refused``) a target ``serving_problem`` says this server cannot load.
+
+    Asked after the attempt is written: fetching the file can fail, and the trail then holds the attempt
+    with its ``failure``.
+
+    Raises:
+        VersionUnservable: The server cannot load ``version``.
+        model_registry.RegistryError: The version's file could not be fetched (outcome ``failure``).
+    """
+    if serving_problem is None:
+        return
+    try:
+        problem = serving_problem(name, version)
+    except RegistryError:
+        with suppress(DecisionNotAudited):  # the registry's own error is the one to report
+            _outcome(record, subject, action, name, version, "failure", request_id, changed=False)
+        raise
+    if problem is None:
+        return
+    with suppress(DecisionNotAudited):  # nothing moved: the refusal stands (a failed write is logged)
+        _outcome(record, subject, action, name, version, "refused", request_id, changed=False)
+    try:
+        current = registry.resolve(name, CHAMPION)
+    except (RegistryError, ValueError):
+        current = None
+    stays = f"champion stays version {current}" if current else "champion is not moved"
+    raise VersionUnservable(
+        f"Version {version} of {name} cannot be served by this version of dxassist, so champion cannot "
+        f"{verb} it: {problem.rstrip('.')}. Nothing was changed ({stays}). Register a version this server "
+        f"loads (`dxassist train {'triage' if name == TRIAGE_MODEL else 'imaging'} --register`) and "
+        f"promote that one; `dxassist registry show {name}` lists the versions.",
+        name=name,
+        version=version,
+        problem=problem,
     )
 
 
