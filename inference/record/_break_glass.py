@@ -7,6 +7,7 @@ under each.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -14,7 +15,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from inference.record import _audit
-from inference.record._errors import NotFound, RecordError
+from inference.record._errors import InvalidData, NotFound
 from inference.record._inputs import AuditIn
 from inference.record._models import AuditEvent, BreakGlass, Patient
 from inference.record._types import iso, new_id, utcnow
@@ -31,16 +32,19 @@ def open_grant(
 
     Raises:
         NotFound: No patient has this id.
-        RecordError: A reason too short or too long, or a duration outside 1 minute to 24 hours.
+        InvalidData: A reason too short or too long (only visible characters count: spaces, zero-width
+            and bidirectional formatting characters say nothing), or a duration outside 1 minute to 24
+            hours. The caller's input is at fault (HTTP 422), never the record.
     """
     reason = reason.strip()
-    if not REASON_MIN <= len(reason) <= REASON_MAX:
-        raise RecordError(
-            f"A break-the-glass access needs a reason of {REASON_MIN} to {REASON_MAX} characters "
-            "saying why the patient's care requires it."
+    if not REASON_MIN <= len(reason) <= REASON_MAX or _visible(reason) < REASON_MIN:
+        raise InvalidData(
+            f"A break-the-glass access needs a reason of {REASON_MIN} to {REASON_MAX} characters, at least "
+            f"{REASON_MIN} of them visible (not spaces or formatting characters), saying why the patient's "
+            "care requires it."
         )
     if not 1 <= minutes <= MAX_MINUTES:
-        raise RecordError(f"A break-the-glass access lasts from 1 to {MAX_MINUTES} minutes.")
+        raise InvalidData(f"A break-the-glass access lasts from 1 to {MAX_MINUTES} minutes.")
     if session.get(Patient, patient_id) is None:
         raise NotFound("No patient has this id.")
     now = utcnow()
@@ -68,6 +72,11 @@ def open_grant(
         ),
     )
     return public(grant, accesses=0, now=now)
+
+
+def _visible(text: str) -> int:
+    """How many characters of ``text`` a reviewer sees: letters, marks, digits, punctuation, symbols."""
+    return sum(1 for ch in text if unicodedata.category(ch)[0] in "LMNPS")
 
 
 def public(grant: BreakGlass, *, accesses: int, now: datetime) -> dict[str, Any]:

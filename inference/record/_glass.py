@@ -20,7 +20,7 @@ class BreakGlass:
 
         Raises:
             NotFound: No patient has this id.
-            RecordError: A reason or duration outside the accepted range (see ``_break_glass``).
+            InvalidData: A reason or duration outside the accepted range (see ``_break_glass``).
         """
         return self._db.write(
             lambda session: _break_glass.open_grant(

@@ -30,7 +30,7 @@ async def open_break_glass(
 
     Raises:
         NotFound: No such patient.
-        RecordError: A reason or duration outside the accepted range.
+        InvalidData: A reason or duration outside the accepted range (HTTP 422 ``invalid_value``).
     """
     principal = actor.principal
     if patient_id is None and patient is not None:

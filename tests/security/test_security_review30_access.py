@@ -156,3 +156,37 @@ def test_the_shared_default_issuer_is_no_facility_s_own(tmp_path: Path) -> None:
     f2 = Actor(Principal(subject="dr-f2", role="clinician", facility="F2"), client=None)
     assert identify(ctx, f2, PatientIn(identifier="IPP-1")).home_facility is None
     assert identify(ctx, f2, PatientIn(identifier="IPP-1", issuer="chu-sud")).home_facility == "F3"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        " " * 20 + "x",
+        "\u00a0" * 12 + "urgent",
+        "\u200b" * 12,
+        "\u202e" * 11 + "x",
+        "\u2060 \u200b \u200c\u200d" * 3,
+    ],
+)
+def test_a_break_the_glass_reason_that_says_nothing_is_refused_as_the_caller_s_input(
+    client: TestClient, env: Env, reason: str
+) -> None:
+    # An emergency access needs a reason of at least 10 characters. Spaces around a single word passed the
+    # API's length check, then failed the record's: the caller was told 503 "retry later" (and the
+    # server logged an error). Zero-width and bidirectional formatting characters passed both: a grant
+    # with an invisible reason, for the auditor to review.
+    patient_id = _f1_patient(client, env)
+    subject = f"dr-er-{uuid.uuid4().hex[:6]}"
+    er = env.headers("clinician", facility="F2", subject=subject)
+    opened = client.post("/v1/break-glass", json={"patient_id": patient_id, "reason": reason}, headers=er)
+    assert opened.status_code == 422, opened.text
+    assert opened.json()["error"]["code"] == "invalid_value"
+    assert "visible" in opened.json()["error"]["message"]
+    assert [e["action"] for e in _events(env, agent=subject)] == []  # no grant, nothing opened
+    # A reason a reviewer can read, even with a formatting character in it, opens one.
+    readable = client.post(
+        "/v1/break-glass",
+        json={"patient_id": patient_id, "reason": "\u200bUnconscious in ER, no history"},
+        headers=er,
+    )
+    assert readable.status_code == 201, readable.text
