@@ -7,7 +7,7 @@ from typing import Any
 
 from inference import __version__
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES, subject_as_patient
 from inference.security import Forbidden, scope_for
 from inference.services._access import (
     Disclosed,
@@ -92,7 +92,12 @@ async def _searched_patient(
     if name not in SEARCH_PARAMS[resource_type]:
         return None
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    value = next((value for key, value in pairs if key == name), None)
+    if name == "patient":
+        # ``subject=`` names the patient as ``patient=`` does (both given and different: nobody).
+        named = {key: value for key, value in pairs if key in ("patient", "subject")}
+        value = subject_as_patient(named).get("patient")
+    else:
+        value = next((value for key, value in pairs if key == name), None)
     if not value:
         return None
     patient_id = value.removeprefix("Patient/") if name == "patient" else value

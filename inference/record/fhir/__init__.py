@@ -7,7 +7,13 @@ from inference.record.fhir._capability import capability_statement
 from inference.record.fhir._codes import AI_ASSERTED, MODEL_SHA256_SYSTEM
 from inference.record.fhir._everything import TYPES as EVERYTHING_TYPES
 from inference.record.fhir._everything import everything
-from inference.record.fhir._search import SEARCH_PARAMS, SUPPORTED_TYPES, read, search
+from inference.record.fhir._search import (
+    SEARCH_PARAMS,
+    SUPPORTED_TYPES,
+    read,
+    search,
+    subject_as_patient,
+)
 
 __all__ = [
     "AI_ASSERTED",
@@ -20,4 +26,5 @@ __all__ = [
     "everything",
     "read",
     "search",
+    "subject_as_patient",
 ]

@@ -38,14 +38,26 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     "ImagingStudy": {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the study is about"),
+        "subject": (
+            "reference",
+            "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
     },
     "DiagnosticReport": {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the report is about"),
+        "subject": (
+            "reference",
+            "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
     },
     "Observation": {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the observation is about"),
+        "subject": (
+            "reference",
+            "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
         "category": (
             "token",
             "imaging or vital-signs, alone or as "
@@ -65,6 +77,10 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     "RiskAssessment": {
         "_id": ("token", "Logical id"),
         "patient": ("reference", "The Patient the assessment is about"),
+        "subject": (
+            "reference",
+            "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
     },
     "Provenance": {
         "_id": ("token", "Logical id"),
@@ -177,6 +193,21 @@ def owner_of(
 def _patient_id(value: str) -> str:
     # Accept both "123" and "Patient/123", as FHIR clients send either.
     return value.removeprefix("Patient/")
+
+
+def subject_as_patient(params: Mapping[str, str]) -> dict[str, str]:
+    """``params`` with ``subject`` folded into ``patient`` (R4: ``patient`` is ``subject`` restricted to
+    Patients). A subject of another type, or one that differs from ``patient``, leaves a ``patient`` no
+    row has: nothing matches."""
+    out = dict(params)
+    if "subject" not in out:
+        return out
+    subject = out.pop("subject")
+    patient = "" if "/" in subject and not subject.startswith("Patient/") else _patient_id(subject)
+    if "patient" in out and _patient_id(out["patient"]) != patient:
+        patient = ""
+    out["patient"] = patient
+    return out
 
 
 def _tokens(value: str) -> list[tuple[str | None, str]]:
@@ -439,7 +470,7 @@ def search(
     dates = [value for name, value in kept if name == "date"]
     if dates:
         joined["date"] = DATE_SEPARATOR.join(dates)
-    params = joined
+    params = subject_as_patient(joined)
     count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=params.get("_summary"))
     offset = int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")

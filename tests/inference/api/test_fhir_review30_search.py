@@ -211,3 +211,48 @@ def test_summary_count_answers_the_total_alone(
     assert "_summary" not in lenient.json()["link"][0]["url"]
     strict = client.get(url, params={"_summary": "true"}, headers={**headers, "Prefer": "handling=strict"})
     assert strict.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "resource_type", ["Observation", "DiagnosticReport", "ImagingStudy", "RiskAssessment"]
+)
+def test_subject_is_the_patient_searched(
+    client: TestClient, env: Env, patient_id: str, resource_type: str
+) -> None:
+    # R4 `subject` (what `patient` is a shortcut for) was ignored: `subject=Patient/A` answered every
+    # patient's resources, which an integrator would file under A.
+    other = f"RV-{uuid.uuid4().hex[:10]}"
+    _file_study(client, env, other)
+    _file_vitals(client, env, other, "2026-11-23T09:00:00Z")
+    by_patient = _search(client, env, f"/fhir/{resource_type}", patient=patient_id)
+    assert by_patient["total"] > 0
+    for subject in (f"Patient/{patient_id}", patient_id):
+        by_subject = _search(client, env, f"/fhir/{resource_type}", subject=subject)
+        assert by_subject["total"] == by_patient["total"], subject
+        assert {e["resource"]["subject"]["reference"] for e in by_subject["entry"]} == {
+            f"Patient/{patient_id}"
+        }
+    assert _search(client, env, f"/fhir/{resource_type}", subject=f"Group/{patient_id}")["total"] == 0
+    # Both given: both hold.
+    assert _search(client, env, f"/fhir/{resource_type}", subject=patient_id, patient=patient_id)["total"] > 0
+    other_id = _search(client, env, "/fhir/Patient", identifier=other)["entry"][0]["resource"]["id"]
+    assert _search(client, env, f"/fhir/{resource_type}", subject=patient_id, patient=other_id)["total"] == 0
+
+
+def test_a_count_only_search_by_subject_is_audited_under_the_patient(
+    client: TestClient, env: Env, patient_id: str
+) -> None:
+    subject = f"sub-{uuid.uuid4().hex[:8]}"
+    headers = env.headers("clinician", subject=subject)
+    response = client.get(
+        "/fhir/Observation", params={"subject": f"Patient/{patient_id}", "_count": "0"}, headers=headers
+    )
+    assert response.status_code == 200 and response.json()["total"] > 0
+    trail = client.get("/fhir/AuditEvent", params={"agent": subject}, headers=env.headers("auditor")).json()
+    patients = [
+        entity["what"]["reference"]
+        for event in trail["entry"]
+        for entity in event["resource"].get("entity", [])
+        if "reference" in entity["what"]
+    ]
+    assert patients == [f"Patient/{patient_id}"]
