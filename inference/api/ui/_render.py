@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -19,6 +20,8 @@ PAGE_CSP: Final = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
+# Query parameters a language link keeps (the worklist's filters): switching the language shows the same list.
+KEPT_BY_LANGUAGE_LINKS: Final = ("priority", "status")
 PAGE_HEADERS: Final[dict[str, str]] = {
     "Content-Security-Policy": PAGE_CSP,
     "X-Frame-Options": "DENY",
@@ -62,10 +65,12 @@ def render(
     """
     language = language or page_language(request)
     page = environment(language).get_template(template)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k in KEPT_BY_LANGUAGE_LINKS]
     html = page.render(
         lang=language,
         dir="rtl" if language in RTL else "ltr",
         languages=LANGUAGES,
+        language_links={code: "?" + urlencode([*kept, ("lang", code)]) for code in LANGUAGES},
         fmt=Formats(language),
         version=__version__,
         path=request.url.path,
