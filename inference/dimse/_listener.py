@@ -477,7 +477,8 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
 
     Filing the result also queues its SR and heatmap captures for every destination (in the service,
     as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
-    objection stands until withdrawn, so trying again would only repeat the refusal.
+    objection stands until withdrawn, so trying again would only repeat the refusal; so is one the
+    service refuses (a patient under 18, an image smaller than the model's input), as a lateral-only one.
     """
     from inference.record import Conflict, ConsentObjection, InvalidData
     from inference.security import Principal
@@ -514,6 +515,13 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         await analyse_decoded(
             ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
         )
+    except DicomRejected as e:
+        # Refused by the service before any pixel is scored (a child's film, an image smaller than the
+        # model's input): as final as a refusal of the header, so not a failure to try again.
+        logger.warning(
+            "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
+        )
+        return True
     except ConsentObjection as e:
         # The service wrote the refusal to the audit trail; the log names no patient.
         logger.warning(
