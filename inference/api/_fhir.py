@@ -22,7 +22,8 @@ class NotAcceptable(ApiError):
 
 
 def _media_ranges(header: str) -> list[tuple[str, float]]:
-    """``(media range, q)`` of each element of an ``Accept`` header (RFC 9110 12.5.1)."""
+    """``(media range, q)`` of each element of an ``Accept`` header (RFC 9110 12.5.1); q is 0 for a range
+    that asks for another FHIR version than the one served (``fhirVersion``, see :func:`_other_version`)."""
     out: list[tuple[str, float]] = []
     for element in header.split(","):
         media, *params = (part.strip() for part in element.split(";"))
@@ -36,15 +37,29 @@ def _media_ranges(header: str) -> list[tuple[str, float]]:
                     q = float(value.strip())
                 except ValueError:
                     q = 0.0
-        out.append((media.lower(), q))
+        out.append((media.lower(), 0.0 if _other_version(params) else q))
     return out
+
+
+def _other_version(params: list[str]) -> bool:
+    """Whether media type parameters ask for a FHIR version other than R4 (``fhirVersion=4.0``; FHIR
+    versioning: the major.minor version): an R4B or R5 client must not take these resources for its own."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "fhirversion":
+            major_minor = ".".join(value.strip().strip('"').split(".")[:2])
+            return major_minor != "4.0"
+    return False
 
 
 def _format_type(value: str) -> str:
     """The media type a ``_format`` value names. A ``+`` written unencoded in the URL
     (``_format=application/fhir+json``, as the FHIR specification prints it) arrives as a space: no media
     type contains one, so it is read back as the ``+``."""
-    return value.split(";")[0].strip().replace(" ", "+").lower()
+    media, *params = (part.strip() for part in value.split(";"))
+    if _other_version(params):
+        return ""
+    return media.replace(" ", "+").lower()
 
 
 # Both dependencies are ``async def`` (pure header and query parsing): FastAPI would run a plain ``def``
@@ -63,14 +78,17 @@ async def negotiate_format(request: Request) -> None:
         refused = [value for value in wanted if _format_type(value) not in _JSON]
         if refused:
             raise NotAcceptable(
-                "This FHIR server serves JSON only; _format must be json or application/fhir+json."
+                "This FHIR server serves FHIR R4 (4.0) JSON only; _format must be json or "
+                "application/fhir+json."
             )
         return
     header = request.headers.get("accept")
     if header is None or not header.strip():
         return
     if not any(media in _JSON_RANGES and q > 0 for media, q in _media_ranges(header)):
-        raise NotAcceptable("This FHIR server serves JSON only; accept application/fhir+json (or */*).")
+        raise NotAcceptable(
+            "This FHIR server serves FHIR R4 (4.0) JSON only; accept application/fhir+json (or */*)."
+        )
 
 
 async def strict_handling(request: Request) -> bool:
