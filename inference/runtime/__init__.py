@@ -63,7 +63,7 @@ from inference.runtime._served import (
     make_session,
     serving_problem,
 )
-from inference.runtime._shadow import ShadowQueue
+from inference.runtime._shadow import ShadowQueue, ShadowRefused
 
 __all__ = [
     "CPU",
@@ -78,6 +78,7 @@ __all__ = [
     "SERVED_ALIAS",
     "SHADOW_ALIAS",
     "ShadowQueue",
+    "ShadowRefused",
     "SignalReference",
     "TRIAGE_MODEL",
     "BatchHook",

@@ -5,6 +5,10 @@ its output) after its own result is filed. The queue holds at most ``capacity`` 
 full queue is dropped and counted (``dxassist_shadow_dropped_total``), so shadow scoring can never hold
 a clinical answer back. One worker runs the jobs one at a time, and the challenger's session runs on its
 own single thread (``executor``), never on the champion's micro-batcher or worker pool.
+
+A job whose challenger refuses the input for a known reason (an image smaller than its input) raises
+:class:`ShadowRefused`: counted under its reason (``dxassist_shadow_refused_total``), logged once per
+model, version and reason without a stack, not a failure.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge
+
+from inference.runtime._errors import RuntimeErrorBase
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,12 @@ SHADOW_FAILED = Counter(
     "Shadow-scoring jobs that raised (logged; the champion is unaffected).",
     ["model"],
 )
+SHADOW_REFUSED = Counter(
+    "dxassist_shadow_refused_total",
+    "Shadow-scoring jobs whose challenger refused the input for a known reason (reason: image_too_small, "
+    "an image smaller than the challenger's input); not failures.",
+    ["model", "reason"],
+)
 SHADOW_DONE = Counter(
     "dxassist_shadow_scored_total",
     "Inputs scored by a challenger and filed as shadow outputs.",
@@ -42,6 +54,23 @@ SHADOW_DEPTH = Gauge(
 )
 
 Job = Callable[[], Awaitable[None]]
+
+
+class ShadowRefused(RuntimeErrorBase):
+    """A job's challenger refused its input for a known reason; nothing was filed, nothing failed.
+
+    The queue counts it under ``reason`` and logs the message once per model, ``version`` and reason, so
+    the message must say what the challenger accepts, never what the input held.
+
+    Attributes:
+        reason: The metric label (``image_too_small``).
+        version: The challenger version that refused.
+    """
+
+    def __init__(self, message: str, *, reason: str, version: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.version = version
 
 
 class ShadowQueue:
@@ -64,6 +93,7 @@ class ShadowQueue:
         self._worker: asyncio.Task[None] | None = None
         self.executor: ThreadPoolExecutor | None = None
         """The single thread challenger sessions run on (None until started)."""
+        self._told: set[tuple[str, str, str]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -142,6 +172,17 @@ class ShadowQueue:
             except asyncio.CancelledError:
                 queue.task_done()
                 raise
+            except ShadowRefused as e:
+                SHADOW_REFUSED.labels(model, e.reason).inc()
+                if (model, e.version, e.reason) not in self._told:
+                    self._told.add((model, e.version, e.reason))
+                    logger.warning(
+                        "%s Counted in dxassist_shadow_refused_total (reason %s), logged once per "
+                        "challenger version.",
+                        e,
+                        e.reason,
+                        extra={"code": "shadow_refused", "model": model, "model_version": e.version},
+                    )
             except Exception:  # a failing challenger must never reach the champion's requests
                 SHADOW_FAILED.labels(model).inc()
                 logger.warning(

@@ -69,12 +69,27 @@ def _same_preprocessing(a: ServedModel, b: ServedModel) -> bool:
 
 
 def _score_study(challenger: ServedModel, tensor: np.ndarray | None, instance: Instance | None) -> Any:
-    from inference.analysis import prepare_input
-    from inference.runtime import score_batch
+    """The challenger's output for a study (on the shadow thread).
+
+    Raises:
+        ShadowRefused: The image is smaller than the challenger's input (``image_too_small``), which
+            would have to score an enlargement it never saw (the champion's answer stands).
+    """
+    from inference.analysis import ImageTooSmall, prepare_input
+    from inference.runtime import ShadowRefused, score_batch
 
     if tensor is None:
         assert instance is not None
-        tensor = prepare_input(instance, challenger).tensor
+        try:
+            tensor = prepare_input(instance, challenger).tensor
+        except ImageTooSmall as e:
+            raise ShadowRefused(
+                f"Challenger {challenger.name} version {challenger.version} analyses radiographs with at "
+                f"least {challenger.imaging_meta.input_size} pixels on their longer side; a smaller image "
+                "answered by the champion is not compared.",
+                reason="image_too_small",
+                version=challenger.version,
+            ) from e
     [output] = score_batch(challenger, tensor[None])
     return output
 
