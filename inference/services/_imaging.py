@@ -73,18 +73,22 @@ def _years_between(birth: date, on: date) -> int:
 def age_at_study(instance: Instance) -> int | None:
     """The patient's age in whole years at the study, as its header says; None when it does not say.
 
-    From Patient's Birth Date and Study Date; without a study date, today's age (the age at the study was
-    at most that); without a usable birth date, Patient's Age (``018M`` is 1 year).
+    From Patient's Birth Date and Study Date; without a usable birth date, or without a study date,
+    Patient's Age (the age at the study; ``018M`` is 1 year); with a birth date but neither, today's age
+    (the age at the study was at most that).
     """
     birth = date.fromisoformat(instance.patient.birth_date) if instance.patient.birth_date else None
-    on = date.fromisoformat(instance.study_date) if instance.study_date else datetime.now(UTC).date()
-    if birth is not None and birth <= on:
+    on = date.fromisoformat(instance.study_date) if instance.study_date else None
+    if birth is not None and on is not None and birth <= on:
         return _years_between(birth, on)
     match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
-    if match is None:
-        return None
-    count, unit = int(match.group(1)), match.group(2)
-    return count if unit == "Y" else count // {"D": 365, "W": 52, "M": 12}[unit]
+    if match is not None:
+        count, unit = int(match.group(1)), match.group(2)
+        return count if unit == "Y" else count // {"D": 365, "W": 52, "M": 12}[unit]
+    today = datetime.now(UTC).date()
+    if birth is not None and on is None and birth <= today:
+        return _years_between(birth, today)
+    return None
 
 
 def refuse_paediatric(instance: Instance) -> None:
