@@ -130,6 +130,10 @@ def listing(
             .where(
                 and_(
                     AuditEvent.subject == grant.subject,
+                    # Reads the grant made: its holder's, for the facility it was opened for.
+                    AuditEvent.facility.is_(None)
+                    if grant.facility is None
+                    else AuditEvent.facility == grant.facility,
                     AuditEvent.patient_id == grant.patient_id,
                     AuditEvent.outcome == "break_glass",
                     AuditEvent.action != "break-glass:open",

@@ -51,10 +51,22 @@ def _shared(patient: Any) -> Any:
     return exists(select(Consent.patient_id).where(Consent.patient_id == patient, Consent.facility_sharing))
 
 
+def _holder(scope: Scope) -> Any:
+    """SQL condition: the grant was opened by this caller, for the facility it reads for now.
+
+    A grant is personal and opened for one facility's care (its reason is that facility's, its auditor
+    reviews it): the same subject reading for another facility (a locum's second token) needs its own.
+    """
+    facility = (
+        BreakGlass.facility.is_(None) if scope.facility is None else BreakGlass.facility == scope.facility
+    )
+    return and_(BreakGlass.subject == scope.subject, facility)
+
+
 def _glass(scope: Scope, patient: Any, now: datetime) -> Any:
     return exists(
         select(BreakGlass.id).where(
-            BreakGlass.patient_id == patient, BreakGlass.subject == scope.subject, BreakGlass.expires_at > now
+            BreakGlass.patient_id == patient, _holder(scope), BreakGlass.expires_at > now
         )
     )
 
@@ -125,7 +137,7 @@ def granted(session: Session, scope: Scope, patient_ids: Sequence[str]) -> set[s
             select(BreakGlass.patient_id)
             .where(
                 BreakGlass.patient_id.in_(set(patient_ids)),
-                BreakGlass.subject == scope.subject,
+                _holder(scope),
                 BreakGlass.expires_at > utcnow(),
             )
             .distinct()
@@ -140,7 +152,7 @@ def active_grant(session: Session, scope: Scope, patient_id: str) -> BreakGlass 
         .where(
             and_(
                 BreakGlass.patient_id == patient_id,
-                BreakGlass.subject == scope.subject,
+                _holder(scope),
                 BreakGlass.expires_at > utcnow(),
             )
         )

@@ -190,3 +190,36 @@ def test_a_break_the_glass_reason_that_says_nothing_is_refused_as_the_caller_s_i
         headers=er,
     )
     assert readable.status_code == 201, readable.text
+
+
+def test_a_grant_opens_the_patient_to_its_holder_at_the_facility_it_was_opened_for(
+    client: TestClient, env: Env
+) -> None:
+    # A locum reads for two facilities with one subject. A grant opened while working for F2 (its reason
+    # is F2's, F2's auditor reviews it) used to open the patient to the same subject's F3 token too: F3's
+    # auditor then saw its staff's emergency reads but could not list the grant that justified them.
+    body = {"patient": {"identifier": f"IPP-{uuid.uuid4().hex[:10]}"}, "respiratory_rate": 18, "spo2": 97}
+    posted = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
+    locum = f"dr-locum-{uuid.uuid4().hex[:6]}"
+    at_f2 = env.headers("clinician", facility="F2", subject=locum)
+    at_f3 = env.headers("clinician", facility="F3", subject=locum)
+    opened = client.post(
+        "/v1/break-glass",
+        json={"patient_id": patient_id, "reason": "Unconscious in F2's ER, no history"},
+        headers=at_f2,
+    )
+    assert opened.status_code == 201, opened.text
+    assert client.get(f"/v1/results/{result_id}", headers=at_f2).status_code == 200
+    assert client.get(f"/v1/results/{result_id}", headers=at_f3).status_code == 403
+    assert client.get(f"/fhir/RiskAssessment/{result_id}", headers=at_f3).status_code == 403
+    assert (
+        client.get("/fhir/RiskAssessment", params={"patient": patient_id}, headers=at_f3).json()["total"] == 0
+    )
+    reads = [
+        (e["facility"], e["outcome"]) for e in _events(env, agent=locum) if e["action"] == "results:read"
+    ]
+    assert sorted(reads) == [("F2", "break_glass"), ("F3", "denied")]
+    listed = client.get("/v1/break-glass", headers=env.headers("auditor", facility="F2")).json()
+    [grant] = [g for g in listed["items"] if g["grant_id"] == opened.json()["grant_id"]]
+    assert grant["accesses"] == 1
