@@ -19,6 +19,7 @@ from inference.config import Settings
 from inference.security import PATIENT_DATA, PERMISSIONS, Forbidden, Unauthenticated, allowed
 from inference.services import Actor, Context, WebSession, audit_denial, resume_session
 
+# The sign-in form's cookie in development; see signin_cookie_name.
 SIGNIN_CSRF_COOKIE: Final = "dxassist_signin"
 
 
@@ -60,6 +61,12 @@ def secure_cookies(settings: Settings) -> bool:
 def session_cookie_name(settings: Settings) -> str:
     """``__Host-dxassist_session`` when cookies are Secure, ``dxassist_session`` in development."""
     return "__Host-dxassist_session" if secure_cookies(settings) else "dxassist_session"
+
+
+def signin_cookie_name(settings: Settings) -> str:
+    """The sign-in form's double-submit cookie: ``__Host-`` prefixed when cookies are Secure, so that a
+    sibling host of the hospital's domain cannot plant one and sign a browser in to its own account."""
+    return f"__Host-{SIGNIN_CSRF_COOKIE}" if secure_cookies(settings) else SIGNIN_CSRF_COOKIE
 
 
 def cookie_options(settings: Settings) -> dict[str, Any]:

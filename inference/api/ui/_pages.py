@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.api.ui._auth import (
-    SIGNIN_CSRF_COOKIE,
     ContextDep,
     Reader,
     SettingsDep,
@@ -24,6 +23,7 @@ from inference.api.ui._auth import (
     new_signin_token,
     page_permission,
     session_cookie_name,
+    signin_cookie_name,
     sso_cookie_name,
     sso_cookie_options,
 )
@@ -70,7 +70,7 @@ def _signin_page(request: Request, *, status: int = 200, error: str | None = Non
     settings = request.app.state.parent.state.settings
     sso = settings.ui.ui_oidc_display_name if settings.ui.ui_oidc else None
     response = render(request, "signin.html", status=status, csrf=token, error=error, sso=sso)
-    response.set_cookie(SIGNIN_CSRF_COOKIE, token, max_age=1800, **cookie_options(settings))
+    response.set_cookie(signin_cookie_name(settings), token, max_age=1800, **cookie_options(settings))
     return response
 
 
@@ -97,7 +97,7 @@ async def signin_submit(
     csrf_token: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
     """Check the credentials; on success set the session cookie and go to the worklist."""
-    check_csrf(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), csrf_token)
+    check_csrf(request.cookies.get(signin_cookie_name(settings), ""), csrf_token)
     client = request.client.host if request.client else None
     try:
         session = await sign_in(ctx=ctx, username=username.strip(), password=password, client=client)
@@ -107,7 +107,7 @@ async def signin_submit(
         return _signin_page(request, status=401, error="refused")
     response = RedirectResponse("/ui/", status_code=303)
     _set_session_cookie(response, settings, session)
-    response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/")
+    response.delete_cookie(signin_cookie_name(settings), path="/", secure=cookie_options(settings)["secure"])
     return response
 
 
