@@ -32,7 +32,7 @@ PEERS_FILE: Final = "tls-peers.txt"
 _MAX_PEERS: Final = 4  # identities kept per study: a study normally comes from one node, one key
 _MAX_NAME: Final = 64
 _MAX_DNS: Final = 4
-_UNPRINTABLE: Final = re.compile(r"[^\x20-\x7e]")
+_UNPRINTABLE: Final = re.compile(r"[^\x20-\x3a\x3c-\x7e]")  # ";" separates the identities
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class PeerCertificate:
         return frozenset((*(() if self.common_name is None else (self.common_name,)), *self.dns))
 
     def described(self) -> str:
-        """``sha256:<hex> CN=<name> DNS=<a>,<b>``: one line, printable ASCII, bounded (names are cut)."""
+        """``sha256:<hex> CN=<name> DNS=<a>,<b>``: one line, printable ASCII without ``;`` (which separates
+        the identities of a study's entry: :func:`delivered_by`), bounded (names are cut)."""
         parts = [f"sha256:{self.sha256}"]
         if self.common_name is not None:
             parts.append(f"CN={_printable(self.common_name)}")
@@ -66,7 +67,8 @@ class PeerCertificate:
 
 
 def _printable(name: str) -> str:
-    # A certificate's names are the issuer's choice: printable ASCII only, never a line break.
+    # A certificate's names are the issuer's choice: printable ASCII only, never a line break, nor the
+    # "; " between identities (a name "x; 10.6.6.6 certificate ..." would list another sender).
     return _UNPRINTABLE.sub("?", name)[:_MAX_NAME]
 
 
