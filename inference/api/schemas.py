@@ -349,7 +349,11 @@ class ServedModel(_Public):
     sha256: str
     provider: str
     kind: Literal["imaging", "triage"]
-    synthetic: bool
+    synthetic: bool = Field(description="Trained on synthetic data only (every result then says so).")
+    training_data: str | None = Field(
+        description="What the model was trained on: the one line of its ONNX metadata "
+        "(dxassist.training_data, written at export); null when the file does not say."
+    )
 
 
 class Models(_Public):

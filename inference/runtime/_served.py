@@ -81,6 +81,12 @@ class ServedModel:
         return self.meta.synthetic
 
     @property
+    def training_data(self) -> str | None:
+        """The one line naming the data it was trained on (``dxassist.training_data``); None when the
+        file does not say."""
+        return self.meta.training_data.strip() or None
+
+    @property
     def imaging_meta(self) -> ImagingMeta:
         """The metadata of an imaging model (``TypeError`` for a triage model)."""
         if not isinstance(self.meta, ImagingMeta):

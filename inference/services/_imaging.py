@@ -107,15 +107,14 @@ def refuse_paediatric(instance: Instance) -> None:
         )
 
 
-def _study_warnings(study: Study, synthetic: bool, analysis: Analysis) -> list[str]:
+def _study_warnings(study: Study, served: ServedModel, analysis: Analysis) -> list[str]:
     warnings = []
     if not analysis.ood.assessable:  # first: it changes how every other line of the result is read
         model = analysis.model
         warnings.append(
             _warnings.not_assessable(analysis.ood.score, analysis.ood.threshold, model.name, model.version)
         )
-    if synthetic:
-        warnings.append(_warnings.SYNTHETIC)
+    warnings.append(_warnings.training(served))
     laterals = sum(1 for instance in study.instances if is_lateral(instance))
     if laterals:
         warnings.append(_warnings.lateral_set_aside(laterals))
@@ -252,7 +251,7 @@ async def analyse_decoded(
         ),
         priority=priority,
         keep_study_priority=True,
-        warnings=tuple(_study_warnings(study, synthetic, analysis)),
+        warnings=tuple(_study_warnings(study, served, analysis)),
         rationale={
             lang: imaging_rationale(findings, lang, synthetic=synthetic, assessable=assessable)
             for lang in LANGUAGES

@@ -18,5 +18,11 @@ def model_problems(*, ctx: Context) -> list[str]:
 
 
 def list_models(*, ctx: Context) -> dict[str, Any]:
-    """The models in service: name, version, alias, sha256, execution provider, kind, synthetic."""
-    return {"models": [{**m.describe(), "synthetic": m.synthetic} for m in ctx.host.models()]}
+    """The models in service: name, version, alias, sha256, execution provider, kind, and what each was
+    trained on (``synthetic``, ``training_data``: the line its ONNX metadata carries, None if none)."""
+    return {
+        "models": [
+            {**m.describe(), "synthetic": m.synthetic, "training_data": m.training_data}
+            for m in ctx.host.models()
+        ]
+    }

@@ -93,7 +93,7 @@ async def analyse_vitals(
     )
     deteriorating = trend is not None and trend.deteriorating
 
-    warnings = [_warnings.SYNTHETIC] if served.synthetic else []
+    warnings = [_warnings.training(served)]
     if not news2.complete:
         warnings.append(_warnings.news2_missing(list(news2.missing)))
     if missing_inputs:

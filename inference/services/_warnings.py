@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from inference.runtime import ServedModel
 
 SYNTHETIC: Final = (
     "This model was trained on synthetic data only; its output has not been validated on real patients "
     "and must not be used for diagnosis."
 )
+
+
+def training(served: ServedModel) -> str:
+    """What the model that made a result was trained on (every result carries it): :data:`SYNTHETIC`, or
+    the data set its ONNX metadata names (``dxassist.training_data``) for a model trained on real data.
+
+    The second never uses the word "synthetic": outputs and pages take a warning holding it for the
+    synthetic one.
+    """
+    if served.synthetic:
+        return SYNTHETIC
+    label = f"Model {served.name} version {served.version}"
+    if served.training_data is None:
+        return (
+            f"{label} does not say what data it was trained on; ask who registered it before relying on "
+            "its output."
+        )
+    return (
+        f"{label} was trained on {served.training_data.rstrip('.')}. Its output holds for patients and "
+        "equipment like those of that data; a clinician decides."
+    )
 
 
 NOT_ASSESSABLE_CODE: Final = "not_assessable"
