@@ -190,6 +190,11 @@ def owner_of(
     return None if row is None else (row[0], row[1], False)
 
 
+def _ids(params: Mapping[str, str]) -> list[str]:
+    """The ids an ``_id`` search asks for: comma-separated, any of them (FHIR R4 token search)."""
+    return params["_id"].split(",")
+
+
 def _patient_id(value: str) -> str:
     # Accept both "123" and "Patient/123", as FHIR clients send either.
     return value.removeprefix("Patient/")
@@ -231,7 +236,7 @@ def _token_matches(tokens: Sequence[tuple[str | None, str]], coding: Mapping[str
 def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     query = select(Patient).order_by(Patient.created, Patient.id)
     if "_id" in params:
-        query = query.where(Patient.id == params["_id"])
+        query = query.where(Patient.id.in_(_ids(params)))
     if "identifier" in params:
         token = params["identifier"]
         if "|" in token:
@@ -254,7 +259,7 @@ def results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
     if kind is not None:
         query = query.where(Result.kind == kind)
     if "_id" in params:
-        query = query.where(Result.id == params["_id"])
+        query = query.where(Result.id.in_(_ids(params)))
     if "patient" in params:
         query = query.where(Result.patient_id == _patient_id(params["patient"]))
     return query
@@ -293,12 +298,12 @@ def _matches(
         # Devices are model versions, about no patient: every FHIR reader sees them.
         query = select(Device).order_by(Device.created, Device.id)
         if "_id" in params:
-            query = query.where(Device.id == params["_id"])
+            query = query.where(Device.id.in_(_ids(params)))
         return _sql_matches(session, query, r.device, offset, count)
     if resource_type == "ImagingStudy":
         studies = select(Study).options(selectinload(Study.instances)).order_by(Study.created, Study.id)
         if "_id" in params:
-            studies = studies.where(Study.id == params["_id"])
+            studies = studies.where(Study.id.in_(_ids(params)))
         if "patient" in params:
             studies = studies.where(Study.patient_id == _patient_id(params["patient"]))
         studies = scoped(studies, Study.facility, Study.patient_id)
@@ -324,15 +329,15 @@ def _matches(
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
-    wanted = params.get("_id")
+    wanted = set(_ids(params)) if "_id" in params else None
     codes = _tokens(params["code"]) if "code" in params else None
     query = scoped(results_query(id_filter, None), Result.facility, Result.patient_id)
     if wanted is not None:
         # A finding's Observation id is the finding's id; a vital sign's, its vitals row's id and a suffix.
         query = query.where(
             or_(
-                Result.id.in_(select(Finding.result_id).where(Finding.id == wanted)),
-                Result.vitals_id == wanted[:36],
+                Result.id.in_(select(Finding.result_id).where(Finding.id.in_(sorted(wanted)))),
+                Result.vitals_id.in_(sorted({one[:36] for one in wanted})),
             )
         )
     # The results are streamed (a batch of rows at a time, each dropped once counted) and only the page's
@@ -354,7 +359,7 @@ def _matches(
         for codings, make in builders:
             if codes is not None and not any(_token_matches(codes, coding) for coding in codings):
                 continue
-            if wanted is not None and make()["id"] != wanted:
+            if wanted is not None and make()["id"] not in wanted:
                 continue
             if offset <= total < offset + count:
                 page.append(make)

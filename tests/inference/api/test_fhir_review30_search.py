@@ -256,3 +256,22 @@ def test_a_count_only_search_by_subject_is_audited_under_the_patient(
         if "reference" in entity["what"]
     ]
     assert patients == [f"Patient/{patient_id}"]
+
+
+def test_comma_separated_ids_fetch_each_of_them(client: TestClient, env: Env, patient_id: str) -> None:
+    # `_id=a,b` is "a or b" (FHIR R4 token search): how a client resolves several references in one call.
+    other = _file_study(client, env, f"RV-{uuid.uuid4().hex[:10]}")
+    patients = _search(client, env, "/fhir/Patient", _id=f"{patient_id},{other}")
+    assert sorted(e["resource"]["id"] for e in patients["entry"]) == sorted([patient_id, other])
+    observations = _search(client, env, "/fhir/Observation", patient=patient_id)["entry"]
+    finding = next(e["resource"]["id"] for e in observations if e["resource"]["status"] == "preliminary")
+    vital = next(e["resource"]["id"] for e in observations if e["resource"]["status"] == "final")
+    both = _search(client, env, "/fhir/Observation", _id=f"{finding},{vital},no-such-id")
+    assert sorted(e["resource"]["id"] for e in both["entry"]) == sorted([finding, vital])
+    reports = _search(client, env, "/fhir/DiagnosticReport", patient=patient_id)["entry"]
+    report = reports[0]["resource"]["id"]
+    found = _search(client, env, "/fhir/DiagnosticReport", _id=f"nothing,{report}")
+    assert [e["resource"]["id"] for e in found["entry"]] == [report]
+    studies = _search(client, env, "/fhir/ImagingStudy", patient=patient_id)["entry"]
+    study = studies[0]["resource"]["id"]
+    assert _search(client, env, "/fhir/ImagingStudy", _id=f"{study},x")["total"] == 1
