@@ -559,8 +559,10 @@ class _NodeAudit:
     retrying in a loop must not grow the append-only trail without bound (the log keeps every refusal),
     and a certificate not seen before is recorded at its first association. Titles nobody registered, and
     IPv6 addresses within a /64, are the sender's free choice: they count as one (the entry names the
-    first one tried), or a peer cycling through them would write an entry per association. A trail that
-    cannot be written is logged; the association goes on (or is refused) either way.
+    first one tried), or a peer cycling through them would write an entry per association. A certificate
+    is not (the authorities signed it): each counts apart, under an unregistered title too, where it is
+    the sender's only identity (an open listener). A trail that cannot be written is logged; the
+    association goes on (or is refused) either way.
     """
 
     def __init__(
@@ -588,7 +590,7 @@ class _NodeAudit:
         key = (
             known,
             peer_share(address or ""),
-            certificate.sha256 if certificate is not None and known else None,
+            certificate.sha256 if certificate is not None else None,
             code,
         )
         now = time.monotonic()
