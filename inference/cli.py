@@ -575,9 +575,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_id(value: str) -> str:
+    if not 0 < len(value) <= 64 or not value.isascii() or not value.isalnum():
+        raise argparse.ArgumentTypeError("a token id is up to 64 letters and digits (from `token issue`)")
+    return value
+
+
+def _token_subject(value: str) -> str:
+    if not value.strip() or len(value) > 128 or not value.isprintable():
+        raise argparse.ArgumentTypeError("a subject is 1 to 128 printable characters")
+    return value
+
+
+def _terminal_user() -> str:
+    """Who runs this command, for the audit trail: ``cli:<the terminal's user>``."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _cmd_token_issue(args: argparse.Namespace) -> int:
     settings = _settings()
-    from inference.security import issue_token
+    from inference.security import issue_token, verify_token
 
     try:
         token = issue_token(
@@ -585,7 +604,77 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise CliError(str(e), status=2) from e
+    issued = verify_token(settings, token)
+    lifetime = settings.security.token_ttl_seconds if args.ttl is None else args.ttl
+    # A credential handed out is on the trail before anyone can use it: who, for whom, which id.
+    record = _open_record(settings)
+    try:
+        record.audit.append(
+            subject=_terminal_user(), role="admin", facility=None, action="token:issue",
+            resource_type="Token", resource_id=f"{issued.subject[:90]} jti:{issued.token_id}",
+            patient_id=None, outcome="success", client=None,
+        )  # fmt: skip
+    finally:
+        record.close()
     print(token)
+    print(
+        f"token id (jti) {issued.token_id} for {issued.subject} ({issued.role}), valid {lifetime} s; "
+        f"revoke it with `dxassist token revoke --jti {issued.token_id}`.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from inference.record import AuditIn
+
+    settings = _settings()
+    if (args.jti is None) == (args.subject is None):
+        raise CliError("Give --jti ID (one token) or --subject NAME (every token of it issued so far).", 2)
+    reason = args.reason.strip() if args.reason else None
+    if reason is not None and (len(reason) > 500 or not reason.isprintable()):
+        raise CliError("--reason: at most 500 printable characters.", status=2)
+    record = _open_record(settings)
+    try:
+        record.tokens.revoke(
+            jti=args.jti,
+            subject=args.subject,
+            now=datetime.now(UTC),
+            reason=reason,
+            audit=AuditIn(subject=_terminal_user(), role="admin", facility=None, action="token:revoke"),
+        )
+    finally:
+        record.close()
+    what = f"token {args.jti}" if args.jti else f"every token of {args.subject} issued until now"
+    print(f"revoked {what}; servers refuse it within seconds (audited token:revoke).")
+    return 0
+
+
+def _cmd_token_revocations(args: argparse.Namespace) -> int:
+    record = _open_record(_settings())
+    try:
+        rows = record.tokens.listing()
+    finally:
+        record.close()
+    print(
+        format_table(
+            ["revoked at", "token id", "subject (issued until)", "by", "reason"],
+            [
+                [
+                    r.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    r.jti or "-",
+                    f"{r.subject} ({r.issued_until:%Y-%m-%dT%H:%M:%SZ})"
+                    if r.subject and r.issued_until
+                    else "-",
+                    r.revoked_by,
+                    r.reason or "",
+                ]
+                for r in rows
+            ],
+        )
+    )
     return 0
 
 
@@ -941,6 +1030,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--facility", default=None)
     p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     p.set_defaults(handler=_cmd_token_issue)
+    p = tsub.add_parser("revoke", help="refuse one token (--jti) or every token of a subject issued so far")
+    p.add_argument("--jti", default=None, type=_token_id, help="the token's id (printed by `token issue`)")
+    p.add_argument("--subject", default=None, type=_token_subject, help="every token of this subject")
+    p.add_argument("--reason", default=None, help="why (kept with the revocation; no patient data)")
+    p.set_defaults(handler=_cmd_token_revoke)
+    p = tsub.add_parser("revocations", help="list the revoked tokens and subjects")
+    p.set_defaults(handler=_cmd_token_revocations)
 
     p = sub.add_parser("listen", help="DICOM DIMSE listener (C-ECHO, C-STORE)")
     p.add_argument("--ae-title", default="DXASSIST")

@@ -278,6 +278,9 @@ class SecuritySettings(BaseSettings):
     issuer: str = "dxassist"
     audience: str = "dxassist-api"
     token_ttl_seconds: int = Field(default=3600, ge=60)
+    token_max_ttl_seconds: int = Field(default=366 * 24 * 3600, ge=60)
+    """Longest lifetime ``dxassist token issue --ttl`` grants (``DXASSIST_TOKEN_MAX_TTL_SECONDS``; a
+    year and a day): a leaked token stays valid that long unless revoked (``dxassist token revoke``)."""
     signing_key_passphrase: SecretStr | None = None
     jwks_url: str | None = None
     jwt_algorithm: Literal[

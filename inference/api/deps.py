@@ -42,6 +42,7 @@ from inference.services import (
     OversizedPart,
     audit_denial,
     audit_refused_authentication,
+    token_revoked,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,8 +97,16 @@ async def get_principal(
                 "This route needs 'Authorization: Bearer <token>'; get a token with 'dxassist token issue'."
             )
         if settings.security.jwks_url:
-            return await run_in_threadpool(verify_token, settings, credentials.credentials)
-        return verify_token(settings, credentials.credentials)
+            principal = await run_in_threadpool(verify_token, settings, credentials.credentials)
+        else:
+            principal = verify_token(settings, credentials.credentials)
+        if await token_revoked(ctx=ctx, principal=principal):
+            raise Unauthenticated(
+                "This bearer token was revoked (dxassist token revoke); ask for a new one.",
+                code="token_revoked",
+                claimed=principal,
+            )
+        return principal
     except Unauthenticated as refusal:
         client = request.client.host if request.client else None
         await audit_refused_authentication(ctx, client=client, refusal=refusal)

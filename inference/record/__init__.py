@@ -54,6 +54,7 @@ from inference.record._result_types import (
     WorklistItem,
     WorklistPatient,
 )
+from inference.record._revocations import RevocationRow, Revoked, TokenRevocations
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._series import TriageIntake
 from inference.record._shadow import ShadowPair, ShadowResults, ShadowScores, ShadowVersions, reader_truth
@@ -129,6 +130,9 @@ __all__ = [
     "PatientIn",
     "Record",
     "RecordError",
+    "RevocationRow",
+    "Revoked",
+    "TokenRevocations",
     "RecordUnavailable",
     "RenderingData",
     "StoredResult",

@@ -14,6 +14,7 @@ from inference.record._glass import BreakGlass
 from inference.record._outbox import Outbox
 from inference.record._patients import Patients
 from inference.record._results import Results
+from inference.record._revocations import TokenRevocations
 
 
 class Record:
@@ -35,6 +36,7 @@ class Record:
         builds: Results whose DICOM outputs are not built yet.
         dimse_studies: Received DIMSE studies shared by listener instances (grouping state, claims).
         fhir: The FHIR R4 views.
+        tokens: Revoked bearer tokens.
 
     Every method of a concern takes keyword arguments only.
     """
@@ -54,6 +56,7 @@ class Record:
         self.builds = Builds(self.db)
         self.dimse_studies = StudyClaims(self.db)
         self.fhir = FhirViews(self.db)
+        self.tokens = TokenRevocations(self.db)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (``alembic upgrade head``); safe to run every start."""

@@ -32,8 +32,8 @@ class Unauthenticated(SecurityError):
 
     Attributes:
         claimed: Who the token speaks for when it is genuine (signature, issuer, audience, role and
-            subject verified) and was refused only because it expired; None otherwise. The audit entry of
-            the refusal names it; nothing else trusts it.
+            subject verified) and was refused only because it expired or was revoked; None otherwise.
+            The audit entry of the refusal names it; nothing else trusts it.
     """
 
     code = "unauthenticated"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from inference.security._errors import Unauthenticated
@@ -18,15 +19,23 @@ ALGORITHM = "EdDSA"
 # Clocks of the machines of one hospital drift a little; more would widen the replay window.
 LEEWAY_SECONDS = 30
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
+_NAME_MAX = 128
+"""Longest subject or facility a token may carry (the audit trail's columns)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller: who, in which role, bound to which facility (None: not bound)."""
+    """The authenticated caller: who, in which role, bound to which facility (None: not bound).
+
+    A bearer token's caller also carries the token's id (``jti``) and issue time (``iat``), which a
+    revocation names (``dxassist token revoke``); neither takes part in comparisons.
+    """
 
     subject: str
     role: str
     facility: str | None = None
+    token_id: str | None = field(default=None, compare=False)
+    issued_at: datetime | None = field(default=None, compare=False)
 
 
 def issue_token(
@@ -58,9 +67,20 @@ def issue_token(
         raise ValueError(f"Unknown role {role!r}; accepted roles are {', '.join(sorted(ROLES))}.")
     if not subject.strip():
         raise ValueError("The token subject must not be empty.")
+    # What verification accepts (principal_from_claims), so that no token is issued that would never work.
+    if len(subject) > _NAME_MAX or not subject.isprintable():
+        raise ValueError(f"The token subject must be at most {_NAME_MAX} printable characters.")
+    if facility is not None and (not facility or len(facility) > _NAME_MAX or not facility.isprintable()):
+        raise ValueError(f"The facility must be 1 to {_NAME_MAX} printable characters.")
     lifetime = settings.security.token_ttl_seconds if ttl is None else int(ttl)
     if lifetime <= 0:
         raise ValueError("The token lifetime must be a positive number of seconds.")
+    longest = settings.security.token_max_ttl_seconds
+    if lifetime > longest:
+        raise ValueError(
+            f"The token lifetime may be at most {longest} seconds (DXASSIST_TOKEN_MAX_TTL_SECONDS); a "
+            "token that leaks stays valid that long unless revoked (`dxassist token revoke`)."
+        )
     key = signing_key(settings)
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -171,13 +191,25 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
         raise Unauthenticated(
             "The bearer token carries no known role (or more than one).", code="invalid_token"
         )
-    if not isinstance(subject, str) or not subject or len(subject) > 128:
+    if not isinstance(subject, str) or not subject or len(subject) > _NAME_MAX:
         raise Unauthenticated("The bearer token carries no usable subject.", code="invalid_token")
-    if facility is not None and (not isinstance(facility, str) or not 0 < len(facility) <= 128):
+    if facility is not None and (not isinstance(facility, str) or not 0 < len(facility) <= _NAME_MAX):
         raise Unauthenticated(
             "The bearer token's facility claim must be a short string.", code="invalid_token"
         )
-    return Principal(subject=subject, role=role, facility=facility)
+    token_id = claims.get("jti")
+    issued = claims.get("iat")
+    return Principal(
+        subject=subject,
+        role=role,
+        facility=facility,
+        token_id=token_id if isinstance(token_id, str) and 0 < len(token_id) <= 64 else None,
+        issued_at=(
+            datetime.fromtimestamp(issued, UTC)
+            if isinstance(issued, int | float) and not isinstance(issued, bool) and 0 <= issued < 2**37
+            else None
+        ),
+    )
 
 
 def verify_token(settings: Settings, token: str) -> Principal:

@@ -48,6 +48,7 @@ from inference.services._results import (
     get_worklist,
     submit_feedback,
 )
+from inference.services._revocations import RevocationList, token_revoked
 from inference.services._status import list_models, model_problems, readiness
 from inference.services._stow import (
     FailedInstance,
@@ -126,6 +127,8 @@ __all__ = [
     "audit_denial",
     "audit_refused_authentication",
     "audit_disclosed",
+    "token_revoked",
+    "RevocationList",
     "authorise",
     "list_break_glass",
     "open_break_glass",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from inference.record import Record
     from inference.runtime import ModelHost
     from inference.security import Principal
+    from inference.services._revocations import RevocationList
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,6 +62,8 @@ class Context:
         limits: DICOM size limits.
         outbox: Delivers results to the configured destinations; None in a process that delivers
             nothing (results are then filed only).
+        revocations: The revoked bearer tokens (``dxassist token revoke``) the API refuses; None in a
+            process that takes no tokens.
     """
 
     settings: Settings
@@ -70,6 +73,7 @@ class Context:
     workers: Workers
     limits: Limits
     outbox: OutboxWorker | None = None
+    revocations: RevocationList | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from inference.services._audit_trail import AuditedModelHost
 from inference.services._context import Context, Workers
 from inference.services._dead_letters import DeadLetterGauge
 from inference.services._deliveries import build_outputs, sweep_spool
+from inference.services._revocations import RevocationList
 from inference.services._warmup import warm_up
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
             workers=workers,
             limits=Limits.from_settings(settings.limits),
             outbox=outbox,
+            revocations=RevocationList(record),
         )
         # Failed output builds are built again by the worker, with the models of this process.
         outbox.rebuild = functools.partial(build_outputs, ctx)
