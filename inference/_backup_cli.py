@@ -584,8 +584,10 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Pa
     try:
         with open(root / SEALED_FILE, "rb") as handle:
             unseal(handle, private, staging, lambda _rel: True)
-    except (SealError, OSError) as e:
+    except BaseException as e:  # an interrupt too: what was opened is patient data, never left behind
         shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(e, SealError | OSError):
+            raise
         reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
         raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
     return staging

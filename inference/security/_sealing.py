@@ -280,9 +280,12 @@ def unseal(
             break
         if length > _PATH_MAX:
             raise SealError("The sealed backup names a file path longer than any backup writes.")
-        rel = plain.read(length).decode("utf-8", errors="strict")
+        try:
+            rel = plain.read(length).decode("utf-8", errors="strict")
+        except UnicodeDecodeError as e:
+            raise SealError("The sealed backup names a file a backup never holds (not UTF-8).") from e
         parts = PurePosixPath(rel).parts
-        if PurePosixPath(rel).is_absolute() or ".." in parts or not parts or not check(rel):
+        if "\x00" in rel or PurePosixPath(rel).is_absolute() or ".." in parts or not parts or not check(rel):
             raise SealError(f"The sealed backup names a file a backup never holds ({rel[:80]!r}).")
         target = dest.joinpath(*parts)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -194,3 +194,45 @@ def test_a_passphrase_protected_custodian_key(sealed: Sealed, tmp_path: Path) ->
     )
     assert right.returncode == 0, right.stdout + right.stderr
     assert "s3cret" not in right.stdout + right.stderr
+
+
+def _reseal(sealed: Sealed, backup: Path, names: list[str], payload: Path) -> None:
+    """Replace the sealed file of ``backup`` with one made for the same public key (which the host
+    holds: anyone who has it can seal), and its manifest's size and sha256 with the new file's."""
+    from inference.security._sealing import SealWriter, load_recipient
+
+    blob = backup / "backup.sealed"
+    with open(blob, "wb") as handle:
+        writer = SealWriter(handle, load_recipient(sealed.public))
+        for name in names:
+            writer.add(name, payload)
+        writer.close()
+    data = blob.read_bytes()
+    manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    manifest["sealed"]["size"] = len(data)
+    manifest["sealed"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_a_sealed_stream_naming_an_impossible_file_is_refused_and_leaves_nothing_opened(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    backup = tmp_path / "forged"
+    shutil.copytree(sealed.backup, backup)
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"plain text of the first file")
+    _reseal(sealed, backup, ["keys/first", "keys/bad\x00name"], payload)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    opened = subprocess.run(
+        [str(DXASSIST), "backup", "verify", str(backup), "--key", str(sealed.key)],
+        env={**dxassist_env(sealed.home), "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert opened.returncode == 2, opened.stdout + opened.stderr
+    assert "Traceback" not in opened.stderr and "cannot be opened" in opened.stderr, opened.stderr
+    # What was opened before the refusal is not left in the temporary folder.
+    assert list(scratch.iterdir()) == []
