@@ -593,6 +593,22 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Pa
     return staging
 
 
+def _outer_problems(outer: dict[str, Any], opened: Path) -> list[str]:
+    """What the outer manifest of a sealed backup says that its sealed content does not. The outer
+    manifest is not sealed: whoever can write the medium can change the audit head it names."""
+    inner, why = _read_manifest(opened)
+    if inner is None:
+        return [f"{SEALED_FILE}: its content is not a backup ({why})"]
+    problems = []
+    if outer.get("record") != inner.get("record"):
+        problems.append(
+            f"{MANIFEST}: the record and audit head it names are not those sealed inside (it was changed)"
+        )
+    if outer["sealed"].get("files") != len(inner["files"]):
+        problems.append(f"{MANIFEST}: the file count it names is not that sealed inside (it was changed)")
+    return problems
+
+
 # -- verify -----------------------------------------------------------------------------------------
 
 
@@ -709,6 +725,12 @@ def backup_verify(
             return 0
         opened = _unsealed(dest, key, passphrase, Path(tempfile.gettempdir()))
         try:
+            problems = _outer_problems(sealed, opened)
+            if problems:
+                out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+                for line in problems:
+                    out.write(f"  {line}\n")
+                return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
             return backup_verify(opened, stream=out)
         finally:
@@ -797,6 +819,13 @@ def backup_restore(
         _private_folder(near)
         opened = _unsealed(backup, key, passphrase, near)
         try:
+            problems = _outer_problems(sealed, opened)
+            if problems:
+                out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); ")
+                out.write("nothing was copied\n")
+                for line in problems:
+                    out.write(f"  {line}\n")
+                return 1
             return backup_restore(opened, home, stream=out)
         finally:
             shutil.rmtree(opened, ignore_errors=True)

@@ -236,3 +236,20 @@ def test_a_sealed_stream_naming_an_impossible_file_is_refused_and_leaves_nothing
     assert "Traceback" not in opened.stderr and "cannot be opened" in opened.stderr, opened.stderr
     # What was opened before the refusal is not left in the temporary folder.
     assert list(scratch.iterdir()) == []
+
+
+def test_verify_with_the_key_finds_an_outer_manifest_that_says_another_audit_head(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    backup = tmp_path / "relabelled"
+    shutil.copytree(sealed.backup, backup)
+    manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    manifest["record"]["audit_head"]["seq"] += 1000  # claims to cover entries it does not hold
+    (backup / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    opened = _dxassist(sealed.home, "backup", "verify", str(backup), "--key", str(sealed.key))
+    assert opened.returncode == 1, opened.stdout + opened.stderr
+    assert "audit head" in opened.stdout, opened.stdout
+    target = tmp_path / "restored"
+    restored = _dxassist(sealed.home, "backup", "restore", str(backup), str(target), "--key", str(sealed.key))
+    assert restored.returncode == 1, restored.stdout + restored.stderr
+    assert not target.exists() or not any(target.iterdir())
