@@ -493,33 +493,56 @@ def _check_address(host: str, port: int, *, what: str, option: str) -> None:
 
     Without this, a port another process holds was found only after the record was migrated and the
     models loaded, and reported in a third-party message the log guard withholds ("text withheld"), or
-    as a traceback. The probe binds as the servers do (``SO_REUSEADDR``, no ``SO_REUSEPORT``), so a
-    port held by the workers of another ``dxassist serve --workers N`` (each bound with
-    ``SO_REUSEPORT``) is refused too instead of silently shared with them.
+    as a traceback. The probe binds as the servers do (asyncio's ``create_server``: every address the
+    host resolves to, ``SO_REUSEADDR``, IPv6 sockets IPv6 only, an address this host lacks skipped; no
+    ``SO_REUSEPORT``), so a port held by the workers of another ``dxassist serve --workers N`` (each
+    bound with ``SO_REUSEPORT``) is refused too instead of silently shared with them, and an address
+    the server can bind is never refused (``--host ::`` beside an IPv4 listener of the port,
+    ``localhost`` naming ``::1`` on a host without IPv6).
 
     Raises:
         CliError: The address is taken, not this host's, or not allowed to this user (exit status 2, as
             ``dxassist listen`` for its own port).
     """
+    import errno
     import socket
 
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         candidates = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise CliError(f"{what}: the address {host!r} cannot be resolved ({e.strerror}).", status=2) from e
-    for family, kind, proto, _name, address in candidates[:1]:
+    bound = 0
+    unavailable: OSError | None = None
+    for family, kind, proto, _name, address in candidates:
         probe = socket.socket(family, kind, proto)
         try:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind(address)
+            bound += 1
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:  # asyncio skips it too (that family is not enabled)
+                unavailable = e
+                continue
+            if e.errno == errno.EACCES:
+                why = "this user may not listen on that port; ports below 1024 need the privilege"
+            else:
+                why = f"another process may listen there (another {what}?); stop it"
             raise CliError(
-                f"{what} cannot listen on {host}:{port} ({e.strerror}): another process may listen there "
-                f"(another {what}?); stop it or choose another {option}.",
+                f"{what} cannot listen on {where} ({e.strerror}): {why} or choose another {option}.",
                 status=2,
             ) from e
         finally:
             probe.close()
+    if not bound:
+        reason = unavailable.strerror if unavailable is not None else "no address"
+        raise CliError(
+            f"{what} cannot listen on {where} ({reason}): it is not an address of this host; choose "
+            "another --host.",
+            status=2,
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -9,12 +9,15 @@ cannot be a folder, a pathlib traceback.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from _dxassist_cli import DXASSIST, dxassist_env
 from _loopback import free_port
@@ -101,3 +104,30 @@ def test_a_home_that_cannot_be_a_folder_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "DXASSIST_HOME" in done.stderr and "cannot be used" in done.stderr
+
+
+def test_serve_on_the_ipv6_wildcard_starts_beside_an_ipv4_listener_of_its_port(tmp_path: Path) -> None:
+    """`--host ::` binds IPv6 only (asyncio sets IPV6_V6ONLY), so it coexists with another program on the
+    IPv4 loopback of the same port; the check before loading must not refuse what the server can bind."""
+    home = tmp_path / "home"
+    log = tmp_path / "serve.log"
+    with _held_port() as port, open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(DXASSIST), "serve", "--host", "::", "--port", str(port)],
+            env={**dxassist_env(home), "DXASSIST_MODEL_WATCH_SECONDS": "0"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            answered = False
+            while not answered and process.poll() is None:
+                try:
+                    answered = httpx.get(
+                        f"http://[::1]:{port}/healthz", timeout=2, trust_env=False
+                    ).is_success
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            assert answered, log.read_text()[-2000:]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
