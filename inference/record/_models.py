@@ -6,6 +6,7 @@ for queries. Ids are UUID strings so that they double as FHIR resource ids.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,40 @@ class Patient(Base):
     sex: Mapped[str | None] = mapped_column(String(16))
     facility: Mapped[str | None] = mapped_column(String(128))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The name's words as FHIR name searches compare them (migration 0020; :func:`name_words`).
+    name_words: Mapped[str | None] = mapped_column(String(400))
+    family_words: Mapped[str | None] = mapped_column(String(400))
+    given_words: Mapped[str | None] = mapped_column(String(400))
+
+
+_WORDS_MAX = 400
+
+
+def fold_words(text: str) -> str:
+    """``text`` as name searches compare it: accents dropped, case folded, words separated by single
+    spaces, with a space before each word (``" benali khadija"``), so that ``LIKE '% ben%'`` is "a word
+    starts with ben". Empty when there is no letter or digit."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    letters = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    words = "".join(ch if ch.isalnum() else " " for ch in letters).split()
+    return "".join(f" {word}" for word in words)[:_WORDS_MAX]
+
+
+def name_words(name: str | None) -> tuple[str | None, str | None, str | None]:
+    """``(all words, family words, given words)`` of a stored name, folded (:func:`fold_words`).
+
+    A DICOM PN (``family^given^middle^prefix^suffix``, first non-empty ``=`` group) has a family and given
+    names; a name sent as free text (JSON) has words only, so it is found by ``name`` but not by
+    ``family`` or ``given``.
+    """
+    if name is None or not name.strip():
+        return None, None, None
+    if "^" not in name and "=" not in name:
+        return fold_words(name) or None, None, None
+    group = next((g for g in name.split("=") if g.strip("^ ")), "")
+    family, given, middle, prefix, suffix = ([*group.split("^"), "", "", "", ""])[:5]
+    every = fold_words(" ".join((prefix, given, middle, family, suffix)))
+    return every or None, fold_words(family) or None, fold_words(f"{given} {middle}") or None
 
 
 def normalise_issuer(issuer: str | None) -> str:

@@ -34,6 +34,7 @@ from inference.record._models import (
     Result,
     Study,
     VitalsObservation,
+    name_words,
     normalise_issuer,
 )
 from inference.record._result_types import FindingResult, ImagingResult, PendingBuild
@@ -251,6 +252,8 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
                 mismatched.append(field)
         elif row.facility == patient.facility:
             setattr(row, field, value)
+            if field == "name":
+                row.name_words, row.family_words, row.given_words = name_words(str(value))
     session.flush()
     return row, tuple(mismatched)
 

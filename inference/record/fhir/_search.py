@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record._errors import InvalidSearch
@@ -20,6 +20,7 @@ from inference.record._models import (
     Result,
     Study,
     VitalsObservation,
+    fold_words,
     normalise_issuer,
 )
 from inference.record._scope import Scope, visible
@@ -34,6 +35,19 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     "Patient": {
         "_id": ("token", "Logical id of the Patient"),
         "identifier": ("token", "A patient identifier, as value or system|value"),
+        "name": (
+            "string",
+            "A word of the name starts with it (case and accents ignored; several words: in that order); "
+            "comma-separated for any of several",
+        ),
+        "family": ("string", "The same on the family name (names sent as DICOM PN family^given)"),
+        "given": ("string", "The same on the given and middle names (names sent as DICOM PN)"),
+        "birthdate": (
+            "date",
+            "Birth date: YYYY, YYYY-MM or YYYY-MM-DD with an optional prefix (eq, ge, gt, le, lt); may be "
+            "repeated for a range",
+        ),
+        "gender": ("token", "male, female, other or unknown (administrative-gender); comma-separated"),
     },
     "ImagingStudy": {
         "_id": ("token", "Logical id"),
@@ -233,8 +247,90 @@ def _token_matches(tokens: Sequence[tuple[str | None, str]], coding: Mapping[str
     )
 
 
+_BIRTHDATE: Final = re.compile(
+    r"^(?P<prefix>eq|ge|gt|le|lt)?(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2}))?)?$"
+)
+_GENDER_SYSTEM: Final = "http://hl7.org/fhir/administrative-gender"
+_SEXES: Final = {"male": ("m", "male"), "female": ("f", "female"), "other": ("o", "other")}
+
+
+_NAME_PARAMS: Final = ("name", "family", "given")
+_AND: Final = "\x1f"  # joins repeats of a name parameter (a character folded names never hold)
+
+
+def _words(column: Any, name: str, value: str) -> Any:
+    """A string search on folded name words: every repeat, each any of its comma-separated values, each a
+    word prefix (several words: in that order)."""
+    conditions = []
+    for repeat in value.split(_AND):
+        wanted = [fold_words(part) for part in repeat.split(",")]
+        if not all(wanted):
+            raise InvalidSearch(f"Search parameter {name} needs letters or digits (e.g. {name}=benali).")
+        conditions.append(or_(*(column.like(f"%{words}%") for words in wanted)))
+    return and_(*conditions)
+
+
+def _birthdate(value: str) -> Any:
+    """The birth dates a FHIR date search value (repeats joined by ``DATE_SEPARATOR``) covers, compared
+    as ISO dates (``YYYY-MM-DD`` sorts as it reads)."""
+    conditions = []
+    for part in value.split(DATE_SEPARATOR):
+        match = _BIRTHDATE.match(part)
+        try:
+            if match is None:
+                raise ValueError(part)
+            year, month, day = int(match["year"]), int(match["month"] or 1), int(match["day"] or 1)
+            start = date(year, month, day)
+            if match["day"]:
+                end = start + timedelta(days=1)
+            elif match["month"]:
+                end = date(year + month // 12, month % 12 + 1, 1)
+            else:
+                end = date(year + 1, 1, 1)
+        except (ValueError, OverflowError) as e:
+            raise InvalidSearch(
+                "Search parameter birthdate takes an optional prefix (eq, ge, gt, le, lt) and a date "
+                "(YYYY, YYYY-MM or YYYY-MM-DD)."
+            ) from e
+        low, high = start.isoformat(), end.isoformat()
+        column = Patient.birth_date
+        conditions.append(
+            {
+                "eq": (column >= low) & (column < high),
+                "ge": column >= low,
+                "gt": column >= high,
+                "le": column < high,
+                "lt": column < low,
+            }[match["prefix"] or "eq"]
+        )
+    return and_(Patient.birth_date.is_not(None), *conditions)
+
+
+def _gender(value: str) -> Any:
+    """Patients whose recorded sex is one of the tokens (``code`` or ``administrative-gender|code``)."""
+    sex = func.lower(func.trim(Patient.sex))
+    known = [code for codes in _SEXES.values() for code in codes]
+    matches: list[Any] = []
+    for system, code in _tokens(value):
+        if system not in (None, _GENDER_SYSTEM):
+            continue
+        if code in _SEXES:
+            matches.append(sex.in_(_SEXES[code]))
+        elif code == "unknown":
+            matches.append(Patient.sex.is_not(None) & sex.not_in(known))
+    return or_(*matches) if matches else Patient.id.is_(None)
+
+
 def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     query = select(Patient).order_by(Patient.created, Patient.id)
+    columns = (Patient.name_words, Patient.family_words, Patient.given_words)
+    for name, column in zip(_NAME_PARAMS, columns, strict=True):
+        if name in params:
+            query = query.where(_words(column, name, params[name]))
+    if "birthdate" in params:
+        query = query.where(_birthdate(params["birthdate"]))
+    if "gender" in params:
+        query = query.where(_gender(params["gender"]))
     if "_id" in params:
         query = query.where(Patient.id.in_(_ids(params)))
     if "identifier" in params:
@@ -470,11 +566,19 @@ def search(
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    kept = applied(resource_type, pairs, set(SEARCH_PARAMS[resource_type]) | COMMON_PARAMS, strict=strict)
-    joined: dict[str, str] = {name: value for name, value in kept if name != "date"}
-    dates = [value for name, value in kept if name == "date"]
-    if dates:
-        joined["date"] = DATE_SEPARATOR.join(dates)
+    repeated = {"date": DATE_SEPARATOR, "birthdate": DATE_SEPARATOR, **dict.fromkeys(_NAME_PARAMS, _AND)}
+    kept = applied(
+        resource_type,
+        pairs,
+        set(SEARCH_PARAMS[resource_type]) | COMMON_PARAMS,
+        strict=strict,
+        repeatable=frozenset(repeated),
+    )
+    joined: dict[str, str] = {name: value for name, value in kept if name not in repeated}
+    for name, separator in repeated.items():
+        values = [value for key, value in kept if key == name]
+        if values:  # each repeat narrows the search (FHIR: repeated parameters are joined by AND)
+            joined[name] = separator.join(values)
     params = subject_as_patient(joined)
     count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=params.get("_summary"))
     offset = int_param(params, "_offset", 0, 10**9)
