@@ -105,8 +105,17 @@ def connect_or_explain(engine: Engine) -> Connection:
     why, in one line an operator can act on (instead of the driver's traceback).
 
     Raises:
-        RecordUnavailable: The connection could not be made.
+        RecordUnavailable: The connection could not be made, or the URL's host holds an ``@`` (a
+            password's unencoded end, never printed).
     """
+    if "@" in (engine.url.host or ""):
+        # A password holding "@" written as is: the parser took its end for part of the host, which
+        # the message below (and the driver's reason) would print.
+        raise RecordUnavailable(
+            "The patient record's database URL (DXASSIST_DATABASE_URL) names a host with '@' in it: a "
+            "password (or user name) holding '@' must be written percent-encoded, %40. Nothing was "
+            "contacted."
+        )
     try:
         return engine.connect()
     except DBAPIError as e:

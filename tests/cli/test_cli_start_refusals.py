@@ -131,3 +131,17 @@ def test_serve_on_the_ipv6_wildcard_starts_beside_an_ipv4_listener_of_its_port(t
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+
+
+def test_a_password_with_an_unencoded_at_sign_is_not_shown_in_the_refusal(tmp_path: Path) -> None:
+    """``s3cr@t-tail`` written as is: the URL's parser takes ``t-tail@127.0.0.1`` for the host, which the
+    refusal named (and the driver's reason quoted), printing the end of the password on stderr."""
+    env = {
+        **dxassist_env(tmp_path / "home"),
+        "DXASSIST_DATABASE_URL": f"postgresql+psycopg://dxassist:s3cr@t-tail@127.0.0.1:{free_port()}/record",
+    }
+    done = _run(["user", "list"], env)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "t-tail" not in done.stderr + done.stdout
+    assert "%40" in done.stderr  # what to write instead
