@@ -21,7 +21,7 @@ KEY_FILE = "token-signing-ed25519.pem"
 PUBLIC_FILE = "token-signing-ed25519.pub.pem"
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, int], SigningKey] = {}
+_cache: dict[tuple[str, int, int, int, int], SigningKey] = {}
 _checked: dict[str, tuple[float, SigningKey]] = {}
 _RECHECK_SECONDS = 1.0
 """A key file replaced on disk (rotation) or removed is noticed within this many seconds."""
@@ -107,13 +107,15 @@ def signing_key(settings: Settings) -> SigningKey:
         if recent is not None and now - recent[0] < _RECHECK_SECONDS:
             return recent[1]
         try:
-            inode = os.stat(path).st_ino
+            found = os.stat(path)
         except FileNotFoundError:
             keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             _write_new(path, settings)
-            inode = os.stat(path).st_ino
-        # Keyed by inode too, so a key replaced on disk (rotation) is picked up.
-        cache_key = (str(path), inode)
+            found = os.stat(path)
+        # Keyed by the file's identity, so a key replaced on disk (rotation) is picked up. The inode alone
+        # is not enough: a file system reuses a freed inode at once, and a key removed and made again could
+        # come back under the old one's number (the old key then stayed in use: seen under load).
+        cache_key = (str(path), found.st_dev, found.st_ino, found.st_mtime_ns, found.st_ctime_ns)
         cached = _cache.get(cache_key)
         if cached is None:
             cached = _cache[cache_key] = _load(path, settings)

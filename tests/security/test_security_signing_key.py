@@ -41,3 +41,23 @@ def test_a_removed_key_is_made_again(tmp_path: Path) -> None:
     (settings.keys_dir / KEY_FILE).unlink()
     wait_until(lambda: signing_key(settings).kid != first.kid, timeout=10, what="a new signing key made")
     assert (settings.keys_dir / KEY_FILE).exists()
+
+
+def test_a_key_rewritten_in_place_is_noticed(tmp_path: Path) -> None:
+    # The same file (same inode) given another key, as `cp new.pem token-signing-ed25519.pem` does; a file
+    # system that reuses a freed inode gives a removed key's successor the same number too. The key kept
+    # in memory must not outlive its file's content.
+    settings = Settings(home=tmp_path / "home", database_url=None, mlflow_tracking_uri=None)
+    first = signing_key(settings)
+    other = Settings(home=tmp_path / "other", database_url=None, mlflow_tracking_uri=None)
+    replacement = signing_key(other)
+    path = settings.keys_dir / KEY_FILE
+    inode = path.stat().st_ino
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write((other.keys_dir / KEY_FILE).read_bytes())
+    assert path.stat().st_ino == inode
+    wait_until(
+        lambda: signing_key(settings).kid == replacement.kid, timeout=10, what="the rewritten key in use"
+    )
+    assert replacement.kid != first.kid
