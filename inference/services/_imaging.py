@@ -64,6 +64,7 @@ ADULT_AGE_YEARS: Final = 18
 """Youngest age at the study the imaging model answers for (its model card: paediatric studies are out of
 scope; a child's heart is normally larger against the chest, so adult thresholds would call cardiomegaly)."""
 _PATIENT_AGE = re.compile(r"^(\d{3})([DWMY])$")  # DICOM AS: 3 digits and a unit
+_DAYS_A_YEAR = 365.2425
 
 
 def _years_between(birth: date, on: date) -> int:
@@ -84,7 +85,12 @@ def age_at_study(instance: Instance) -> int | None:
     match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
     if match is not None:
         count, unit = int(match.group(1)), match.group(2)
-        return count if unit == "Y" else count // {"D": 365, "W": 52, "M": 12}[unit]
+        if unit == "Y":
+            return count
+        if unit == "M":
+            return count // 12
+        # Days and weeks in calendar years (52 weeks are 364 days: 936-939W are under 18 years).
+        return int(count * (7 if unit == "W" else 1) / _DAYS_A_YEAR)
     today = datetime.now(UTC).date()
     if birth is not None and on is None and birth <= today:
         return _years_between(birth, today)

@@ -59,3 +59,11 @@ def test_patients_age_in_the_header_is_read_when_the_birth_date_is_absent(
     assert (status, body.get("error", {}).get("code")) == (422, "paediatric_study"), body
     status, body = _post(client, env, birth_date="", age="045Y")
     assert status == 201, body
+
+
+def test_an_age_in_weeks_counts_calendar_years(client: TestClient, env: Env) -> None:
+    # 939 weeks are 17.99 years (a 52-week year made it 18 and the child's film was scored).
+    status, body = _post(client, env, birth_date="", age="939W")
+    assert (status, body.get("error", {}).get("code")) == (422, "paediatric_study"), body
+    status, body = _post(client, env, birth_date="", age="940W")  # 18.02 years
+    assert status == 201, body
