@@ -13,9 +13,10 @@ reading once 64 KiB of body wait for the app and reads again when the app takes 
 in one round trip through the event loop per read, and an 8 MB upload took 32 of them (about 1.5-2 ms
 of its latency went; ``benchmarks/README.md``).
 
-A request must also keep coming: its head whole within :data:`read_timeout` seconds of its first byte,
-and no gap that long in its body while the app waits for it (a body the app has not taken yet pauses
-the count). Otherwise it is answered 408 (when nothing was answered yet) and the connection closed;
+A request must also keep coming: a new connection's first byte within :data:`read_timeout` seconds (a
+silent one is closed), its head whole within as long of its first byte, and no gap that long in its
+body while the app waits for it (a body the app has not taken yet pauses the count). Otherwise it is
+answered 408 (when a request began and nothing was answered yet) and the connection closed;
 without this a client that sent half a head, or stopped in the middle of an upload, held its connection
 (and the upload's buffered part) for ever, and enough of them held every descriptor of the process.
 
@@ -104,7 +105,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _refused = False
     _ends = 0  # heads and messages ended: a read in which one ended is not all head
     _deadline: asyncio.TimerHandle | None = None  # the current request's head or body must come by then
-    _phase = "idle"  # "head" (from its first byte), "body" (the app may wait for it), "idle" (between)
+    _phase = "idle"  # "open" (nothing sent yet), "head" (from its first byte), "body" (the app may wait
+    # for it), "idle" (between requests)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._fields, self._pending, self._in_head, self._refused, self._ends = 0, 0, True, False, 0
@@ -113,6 +115,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if hasattr(transport, "max_size"):  # asyncio's selector transports read max_size bytes at a time
             transport.max_size = READ_BYTES
         super().connection_made(transport)
+        # A connection that never sends a byte starts no head: it gets the same time, then is closed.
+        self._phase = "open"
+        self._arm()
 
     def on_message_begin(self) -> None:
         self._fields, self._in_head = 0, True
@@ -177,6 +182,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _timed_out(self) -> None:
         self._deadline = None
         if self.transport.is_closing() or self._phase == "idle":
+            return
+        if self._phase == "open":  # connected and silent since: no request to answer, only to close
+            self.transport.close()
             return
         if self._phase == "body" and self.flow.read_paused:
             self._arm()  # the app has not taken what came: the client is not the one late

@@ -134,3 +134,20 @@ def test_requests_that_stop_arriving_are_answered_408_and_the_rest_is_served(
         (408, "request_timeout"),
         (499, "client_disconnected"),
     ]
+
+
+@pytest.mark.timeout(600)
+def test_a_connection_that_never_sends_a_byte_is_closed(tmp_path: Path) -> None:
+    """The simplest slow-loris: connections opened and left silent. Their head had no first byte to
+    start its deadline, so each was held for good (uvicorn's keep-alive timeout starts only after a
+    response)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    with serving(home, tmp_path / "serve.log", DXASSIST_HTTP_READ_TIMEOUT=str(TIMEOUT_SECONDS)) as url:
+        parts = urlsplit(url)
+        address = (str(parts.hostname), int(parts.port or 80))
+        with socket.create_connection(address, timeout=LIVENESS_SECONDS) as connection:
+            # Closed by the server (nothing to answer: no request began); a timeout here is the old hold.
+            assert _answer(connection) == b""
+        assert httpx.get(f"{url}/healthz", trust_env=False).status_code == 200
