@@ -247,6 +247,30 @@ def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
     return status, code
 
 
+def _check_reserve(spool: Path, reserve: int) -> None:
+    """Refuse to start with a reserve the spool's whole file system cannot leave free: every C-STORE would
+    be answered 0xA700 for ever, and the PACS would retry without end.
+
+    Raises:
+        CannotListen: ``DXASSIST_DIMSE_MIN_FREE_BYTES`` is not below the file system's size.
+    """
+    if reserve <= 0:
+        return
+    place = spool
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        total = shutil.disk_usage(place).total
+    except OSError:
+        return  # not asked, not refused: a C-STORE then finds out
+    if reserve >= total:
+        raise CannotListen(
+            f"DXASSIST_DIMSE_MIN_FREE_BYTES ({reserve} bytes) is not below the size of the DIMSE spool's "
+            f"file system ({total} bytes): every instance would be refused as storage_full. Lower it, or "
+            "put the spool (DXASSIST_DIMSE_SPOOL) on a larger file system."
+        )
+
+
 def _short_of_space(path: Path, reserve: int) -> bool:
     """Whether the file system of ``path`` (the spool's) has less than ``reserve`` bytes free.
 
@@ -737,6 +761,7 @@ async def listen(
     port = dimse.dimse_port if port is None else port
     metrics_port = dimse.dimse_metrics_port if metrics_port is None else metrics_port
     # Loaded and bound before anything starts, so a bad file or a port in use stops it at once.
+    _check_reserve(settings.listener_spool, dimse.dimse_min_free_bytes)
     tls = _tls_context(dimse)
     exporter = None
     if metrics_port is not None:

@@ -46,3 +46,13 @@ def test_tls_files_that_cannot_be_loaded_are_named_before_anything_starts(tmp_pa
     env.pop("DXASSIST_DIMSE_TLS_KEYFILE")
     done = _listen(env, "--port", "0")
     assert done.returncode != 0 and "go together" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_reserve_larger_than_the_spools_disk_is_refused_at_start(tmp_path: Path) -> None:
+    # Every C-STORE would be answered 0xA700 (storage_full) for ever, and the PACS would retry without end.
+    env = dxassist_env(tmp_path / "home") | {"DXASSIST_DIMSE_MIN_FREE_BYTES": str(1 << 62)}
+    done = _listen(env, "--port", "0")
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "DXASSIST_DIMSE_MIN_FREE_BYTES" in last and "storage_full" in last, last
+    assert "Traceback" not in done.stderr
