@@ -721,11 +721,27 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return audit_verify(_settings())
 
 
-def _backup_passphrase(args: argparse.Namespace) -> bytes | None:
-    """The custodian key's passphrase from the first line of stdin (``--passphrase-stdin``), or None."""
+def _backup_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes | None:
+    """The custodian key's passphrase from the first line of stdin (``--passphrase-stdin``), or None.
+
+    Typed at a terminal, it is asked for with the terminal's echo off (and, with ``confirm``, twice):
+    read as a line, it stayed on the screen and in the terminal's scrollback.
+
+    Raises:
+        CliError: No passphrase, or the two typed differ (exit status 2).
+    """
     if not getattr(args, "passphrase_stdin", False):
         return None
-    line = sys.stdin.readline().rstrip("\r\n")
+    if sys.stdin.isatty():
+        import getpass
+
+        line = getpass.getpass("Passphrase of the custodian key: ")
+        if confirm and getpass.getpass("The same passphrase again: ") != line:
+            raise CliError(
+                "--passphrase-stdin: the two passphrases typed differ; nothing was written.", status=2
+            )
+    else:
+        line = sys.stdin.readline().rstrip("\r\n")
     if not line:
         raise CliError("--passphrase-stdin: stdin gave no passphrase.", status=2)
     return line.encode("utf-8")
@@ -752,7 +768,7 @@ def _backup_keygen(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix
     private, public = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
     try:
-        fingerprint = generate_custodian_key(private, public, _backup_passphrase(args))
+        fingerprint = generate_custodian_key(private, public, _backup_passphrase(args, confirm=True))
     except SealError as e:
         raise CliError(str(e), status=2) from e
     print(

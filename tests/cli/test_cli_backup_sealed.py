@@ -8,11 +8,16 @@ hide.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import pty
+import select
 import shutil
 import stat
 import subprocess
+import termios
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +258,64 @@ def test_verify_with_the_key_finds_an_outer_manifest_that_says_another_audit_hea
     restored = _dxassist(sealed.home, "backup", "restore", str(backup), str(target), "--key", str(sealed.key))
     assert restored.returncode == 1, restored.stdout + restored.stderr
     assert not target.exists() or not any(target.iterdir())
+
+
+def _at_terminal(args: list[str], home: Path, typed: list[bytes]) -> tuple[int, bytes]:
+    """Run ``dxassist args`` on a pseudo-terminal (its controlling terminal), typing each of ``typed``
+    after the next prompt ending in ': '; its exit status and everything the terminal showed."""
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [str(DXASSIST), *args],
+        env=dxassist_env(home),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=controlling_terminal,  # noqa: PLW1509  (a terminal of its own, as a person's shell)
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        for answer in typed:
+            prompts = shown.count(b": ")
+            while shown.count(b": ") == prompts:
+                ready, _, _ = select.select([master], [], [], 60)
+                assert ready, f"no prompt for the passphrase: {shown!r}"  # liveness bound
+                shown += os.read(master, 4096)
+            os.write(master, answer + b"\n")
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                more = os.read(master, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not more:
+                break
+            shown += more
+        return process.wait(timeout=60), shown
+    finally:
+        os.close(master)
+
+
+def test_a_passphrase_typed_at_a_terminal_is_not_shown_and_keygen_asks_twice(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    prefix = str(tmp_path / "typed")
+    status, shown = _at_terminal(
+        ["backup", "keygen", prefix, "--passphrase-stdin"], sealed.home, [b"typed-s3cret", b"typed-s3cret"]
+    )
+    assert status == 0, shown
+    assert b"typed-s3cret" not in shown  # the terminal did not echo it
+    assert b"ENCRYPTED" in (tmp_path / "typed.key").read_bytes()
+    # Two that differ write nothing.
+    status, shown = _at_terminal(
+        ["backup", "keygen", str(tmp_path / "typo"), "--passphrase-stdin"], sealed.home, [b"one", b"two"]
+    )
+    assert status == 2 and b"differ" in shown, shown
+    assert not (tmp_path / "typo.key").exists()
