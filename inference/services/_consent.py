@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.record import ConsentObjection, ConsentState, PatientIn, RecordError
+from inference.record import ConsentObjection, ConsentState, NotFound, PatientIn, RecordError
 from inference.security import Forbidden, Role
 from inference.services._access import audit, audit_entry, authorise_patient, authorise_write
 from inference.services._context import Actor, Context, db
@@ -57,6 +57,18 @@ async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | 
     raise ConsentObjection(_OBJECTION)
 
 
+async def _known(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> ConsentState:
+    """The patient's consent, or :class:`NotFound` with the attempt on the audit trail (``not_found``), as
+    a read of an unknown result is."""
+    try:
+        return await db(ctx.record.consent.get, patient_id=patient_id)
+    except NotFound:
+        await audit(
+            ctx, actor, action=action, outcome="not_found", resource_type="Consent", resource_id=patient_id
+        )
+        raise
+
+
 async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[str, Any]:
     """A patient's consent (``permit`` for a purpose nobody recorded an objection to).
 
@@ -67,7 +79,7 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         NotFound: No patient has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    state = await db(ctx.record.consent.get, patient_id=patient_id)
+    state = await _known(ctx, actor, action="consent:read", patient_id=patient_id)
     outcome = await authorise_patient(
         ctx,
         actor,
@@ -100,7 +112,7 @@ async def set_consent(
         Forbidden: The caller's facility is not the patient's first facility (the refusal is audited).
         RecordError: The audit entry could not be written; nothing changed.
     """
-    await db(ctx.record.consent.get, patient_id=patient_id)  # NotFound before anything else
+    await _known(ctx, actor, action="consent:write", patient_id=patient_id)  # NotFound before anything else
     await authorise_first_facility(ctx, actor, action="consent:write", patient_id=patient_id)
     state = await db(
         ctx.record.consent.set,
