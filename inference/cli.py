@@ -599,8 +599,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _token_id(value: str) -> str:
-    if not 0 < len(value) <= 64 or not value.isascii() or not value.isalnum():
-        raise argparse.ArgumentTypeError("a token id is up to 64 letters and digits (from `token issue`)")
+    # As the token carries it: ours are hex, an identity provider's may hold dashes, dots, underscores.
+    if not 0 < len(value) <= 64 or not value.isascii() or not value.isprintable() or " " in value:
+        raise argparse.ArgumentTypeError(
+            "a token id is 1 to 64 ASCII characters without spaces (from `token issue`, or the jti claim of "
+            "the identity provider's token)"
+        )
     return value
 
 
