@@ -234,8 +234,12 @@ class _Plain:
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
-    def rest(self) -> bytes:
-        return self._buffer + b"".join(self._chunks)
+    def ends_here(self) -> bool:
+        """Whether nothing follows: every remaining chunk is authenticated (the last-chunk flag checked),
+        one at a time, and the first byte found after the end answers False (memory stays one chunk)."""
+        if self._buffer:
+            return False
+        return not any(self._chunks)
 
 
 def unseal(
@@ -297,6 +301,6 @@ def unseal(
                 handle.write(block)
                 left -= len(block)
         written.append(rel)
-    if plain.rest():
+    if not plain.ends_here():
         raise SealError("The sealed backup holds data after its end marker.")
     return written
