@@ -106,6 +106,30 @@ async def _searched_patient(
     return patient_id
 
 
+async def _counted_patients(
+    ctx: Context, actor: Actor, params: Mapping[str, str] | Sequence[tuple[str, str]], base_url: str
+) -> list[tuple[str, str]]:
+    """``(resource id, patient id)`` of the patients a Patient search's total counts when its page lists
+    none (``_count=0``, ``_summary=count``, a page past the end): "one patient named X born on D" tells
+    the caller that patient is on file, so the trail names them (the first :data:`_COUNTED_MAX`)."""
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    paging = ("_count", "_offset", "_summary")
+    again = [(key, value) for key, value in pairs if key not in paging] + [("_count", str(_COUNTED_MAX))]
+    bundle = await db(
+        ctx.record.fhir.search,
+        resource_type="Patient",
+        params=again,
+        base_url=base_url,
+        scope=scope_for(actor.principal),
+    )
+    ids = [str(entry.get("resource", {}).get("id")) for entry in bundle.get("entry", [])]
+    return [(patient_id, patient_id) for patient_id in ids]
+
+
+_COUNTED_MAX = 500
+"""Most patients a count-only Patient search names on the trail (the search's largest page)."""
+
+
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
     """The CapabilityStatement of the FHIR views (no patient data: not audited)."""
     return await db(ctx.record.fhir.capability_statement, base_url=base_url)
@@ -169,8 +193,10 @@ async def fhir_search(
     """A ``searchset`` Bundle of what the caller may read: the scope is part of the query, so ``total``
     and the pages count nothing else. Every patient the page discloses is written to the audit trail; a
     page that lists nothing of a search scoped to one existing patient (``patient=``, or ``_id=`` of a
-    Patient search: ``_count=0``, a page past the end, no match) is audited under that patient.
-    Unsupported parameters are ignored (FHIR R4) unless ``strict`` (``Prefer: handling=strict``).
+    Patient search: ``_count=0``, a page past the end, no match) is audited under that patient, and a
+    Patient search by demographics or identifier whose page lists none of the patients its total counts
+    under those patients (:func:`_counted_patients`). Unsupported parameters are ignored (FHIR R4)
+    unless ``strict`` (``Prefer: handling=strict``).
 
     Raises:
         NotFound: Unknown resource type.
@@ -201,6 +227,9 @@ async def fhir_search(
             disclosed.append((str(resource.get("id")), patient))
     patients = [patient for _resource_id, patient in disclosed]
     scoped_to = None if patients else await _searched_patient(ctx, resource_type, params)
+    if scoped_to is None and not patients and resource_type == "Patient" and bundle.get("total", 0) > 0:
+        disclosed = await _counted_patients(ctx, actor, params, base_url)
+        patients = [patient for _resource_id, patient in disclosed]
     if scoped_to is not None:
         # A page that lists nothing still tells the caller about the one patient searched (its total;
         # that nothing matched): on the trail under the patient, ``break_glass`` on a grant alone.
