@@ -60,18 +60,19 @@ def fold_words(text: str) -> str:
 def name_words(name: str | None) -> tuple[str | None, str | None, str | None]:
     """``(all words, family words, given words)`` of a stored name, folded (:func:`fold_words`).
 
-    A DICOM PN (``family^given^middle^prefix^suffix``, first non-empty ``=`` group) has a family and given
-    names; a name sent as free text (JSON) has words only, so it is found by ``name`` but not by
-    ``family`` or ``given``.
+    A DICOM PN (``family^given^middle^prefix^suffix``) has a family and given names, in each of its ``=``
+    groups (alphabetic, ideographic, phonetic: the same person in three scripts, each searched); a name
+    sent as free text (JSON) has words only, so it is found by ``name`` but not by ``family`` or ``given``.
     """
     if name is None or not name.strip():
         return None, None, None
     if "^" not in name and "=" not in name:
         return fold_words(name) or None, None, None
-    group = next((g for g in name.split("=") if g.strip("^ ")), "")
-    family, given, middle, prefix, suffix = ([*group.split("^"), "", "", "", ""])[:5]
-    every = fold_words(" ".join((prefix, given, middle, family, suffix)))
-    return every or None, fold_words(family) or None, fold_words(f"{given} {middle}") or None
+    groups = [([*group.split("^"), "", "", "", ""])[:5] for group in name.split("=") if group.strip("^ ")]
+    every = fold_words(" ".join(f"{p} {g} {m} {f} {s}" for f, g, m, p, s in groups))
+    family = fold_words(" ".join(f for f, _g, _m, _p, _s in groups))
+    given = fold_words(" ".join(f"{g} {m}" for _f, g, m, _p, _s in groups))
+    return every or None, family or None, given or None
 
 
 def normalise_issuer(issuer: str | None) -> str:
