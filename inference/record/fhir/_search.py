@@ -321,6 +321,28 @@ def _gender(value: str) -> Any:
     return or_(*matches) if matches else Patient.id.is_(None)
 
 
+_DEMOGRAPHICS: Final = frozenset({*_NAME_PARAMS, "birthdate", "gender"})
+
+
+def _refuse_modifiers(resource_type: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse a demographic parameter with a modifier (``family:exact``, ``name:contains``, ``gender:not``)
+    even in a lenient search: ignored, it would answer every patient in scope, the first of whom is not
+    the one looked for (FHIR R4: an unsupported modifier is rejected).
+
+    Raises:
+        InvalidSearch: Such a parameter.
+    """
+    if resource_type != "Patient":
+        return
+    for key, _value in pairs:
+        name, colon, modifier = key.partition(":")
+        if colon and name in _DEMOGRAPHICS:
+            raise InvalidSearch(
+                f"Search parameter {name} takes no modifier (:{modifier[:32]} is not supported); give "
+                f"{name}= alone (names: a word starts with it, case and accents ignored)."
+            )
+
+
 def _patient_query(params: Mapping[str, str]) -> Select[Any]:
     query = select(Patient).order_by(Patient.created, Patient.id)
     columns = (Patient.name_words, Patient.family_words, Patient.given_words)
@@ -566,6 +588,7 @@ def search(
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    _refuse_modifiers(resource_type, pairs)
     repeated = {"date": DATE_SEPARATOR, "birthdate": DATE_SEPARATOR, **dict.fromkeys(_NAME_PARAMS, _AND)}
     kept = applied(
         resource_type,

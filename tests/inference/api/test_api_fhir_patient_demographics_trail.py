@@ -37,3 +37,15 @@ def test_a_count_only_demographic_search_names_the_patients_it_counts(client: Te
         assert counted["total"] == 1 and not counted.get("entry"), params
     reads = [(e["patient_id"], e["outcome"]) for e in _trail(env, subject) if e["action"] == "fhir:read"]
     assert reads == [(probed, "success")] * len(probes)
+
+
+def test_a_demographic_parameter_with_a_modifier_is_refused_not_ignored(client: TestClient, env: Env) -> None:
+    # FHIR clients send family:exact= to match a patient; ignored, every patient in scope came back.
+    marker = uuid.uuid4().hex[:8]
+    _file(client, env, f"Tazi{marker}^Nadia", "1990-04-05")
+    _file(client, env, f"Idrissi{marker}^Hamza", "1991-04-05")
+    headers = env.headers("clinician", facility="F1")
+    for params in ({"family:exact": f"Tazi{marker}"}, {"name:contains": "zzz"}, {"gender:not": "male"}):
+        refused = client.get("/fhir/Patient", params=params, headers=headers)
+        assert refused.status_code == 400, params
+        assert refused.json()["resourceType"] == "OperationOutcome"
