@@ -623,7 +623,7 @@ def _terminal_user() -> str:
 
 def _cmd_token_issue(args: argparse.Namespace) -> int:
     settings = _settings()
-    from inference.security import issue_token, verify_token
+    from inference.security import issue_token, own_token
 
     try:
         token = issue_token(
@@ -631,7 +631,7 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise CliError(str(e), status=2) from e
-    issued = verify_token(settings, token)
+    issued = own_token(settings, token)
     lifetime = settings.security.token_ttl_seconds if args.ttl is None else args.ttl
     # A credential handed out is on the trail before anyone can use it: who, for whom, which id.
     record = _open_record(settings)
@@ -1257,7 +1257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(QuietThirdParty())
     # Before anything runs: warnings, third-party records and uncaught errors never print patient data.
     install_process_guard()
-    from inference.record import RecordUnavailable
+    from inference.record import RecordError, RecordUnavailable
     from model_registry import PromotionRefused, RegistryError
 
     try:
@@ -1281,6 +1281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dxassist: interrupted.", file=sys.stderr)
         return 130
     except RecordUnavailable as e:  # which database did not open, and why: no driver traceback
+        print(f"dxassist: {e}", file=sys.stderr)
+        return 3
+    except RecordError as e:  # the record failed (locked, full, refused): its messages hold no patient data
         print(f"dxassist: {e}", file=sys.stderr)
         return 3
     return status

@@ -25,7 +25,7 @@ from inference.security._permissions import (
     facility_allows,
 )
 from inference.security._roles import ROLES, Role
-from inference.security._tokens import ALGORITHM, Principal, issue_token, verify_token
+from inference.security._tokens import ALGORITHM, Principal, issue_token, own_token, verify_token
 
 __all__ = [
     "ACCESS",
@@ -53,6 +53,7 @@ __all__ = [
     "allowed",
     "facility_allows",
     "issue_token",
+    "own_token",
     "jwk_keys",
     "signing_key",
     "unverified_header",

@@ -212,6 +212,19 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
     )
 
 
+def own_token(settings: Settings, token: str) -> Principal:
+    """Who a token this server's own key just signed speaks for (``dxassist token issue``), checked with
+    that key whatever issuer the server trusts (``DXASSIST_JWKS_URL`` names another).
+
+    Raises:
+        Unauthenticated: The token is not one of this key's.
+    """
+    key = signing_key(settings)
+    return principal_from_claims(
+        settings, decode_claims(settings, token, key.public, algorithm=ALGORITHM, required=_REQUIRED_CLAIMS)
+    )
+
+
 def verify_token(settings: Settings, token: str) -> Principal:
     """Check a bearer token and return who it speaks for.
 

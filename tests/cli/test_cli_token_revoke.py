@@ -119,3 +119,15 @@ def test_tokens_that_would_never_work_or_live_too_long_are_not_issued(tmp_path: 
         assert refused.returncode == 2 and not refused.stdout.strip(), refused.stderr
     odd = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1\nF2")
     assert odd.returncode == 2 and not odd.stdout.strip()
+
+
+def test_a_token_is_still_issued_beside_an_external_issuer(tmp_path: Path) -> None:
+    # With DXASSIST_JWKS_URL the server trusts another issuer; `token issue` still signs with this key
+    # (for a server of this key) instead of failing on the other issuer's JWKS with a traceback.
+    env = dxassist_env(tmp_path / "home") | {"DXASSIST_JWKS_URL": "https://127.0.0.1:9/jwks.json"}
+    done = subprocess.run(
+        [str(DXASSIST), "token", "issue", "--subject", "pacs", "--role", "pacs"],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".") == 2 and "Traceback" not in done.stderr

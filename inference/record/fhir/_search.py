@@ -259,14 +259,15 @@ _AND: Final = "\x1f"  # joins repeats of a name parameter (a character folded na
 
 
 def _words(column: Any, name: str, value: str) -> Any:
-    """A string search on folded name words: every repeat, each any of its comma-separated values, each a
-    word prefix (several words: in that order)."""
+    """A string search on folded name words: every repeat, each any of its comma-separated values, each
+    value's words starting words of the name in any order (``benali khadija`` as DICOM shows it, or
+    ``khadija benali``)."""
     conditions = []
     for repeat in value.split(_AND):
-        wanted = [fold_words(part) for part in repeat.split(",")]
+        wanted = [fold_words(part).split() for part in repeat.split(",")]
         if not all(wanted):
             raise InvalidSearch(f"Search parameter {name} needs letters or digits (e.g. {name}=benali).")
-        conditions.append(or_(*(column.like(f"%{words}%") for words in wanted)))
+        conditions.append(or_(*(and_(*(column.like(f"% {word}%") for word in words)) for words in wanted)))
     return and_(*conditions)
 
 
