@@ -4,6 +4,7 @@ disk the record shares."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def test_a_c_store_is_refused_out_of_resources_when_the_spool_disk_is_nearly_ful
     home = tmp_path / "home"
     home.mkdir()
     tiny_models.seed_both(home / "models", tmp_path / "build")
-    listener = Listener(home, free_port(), [], extra_env={"DXASSIST_DIMSE_MIN_FREE_BYTES": str(1 << 60)})
+    # Just under the disk's size (a reserve as large as the disk is refused at start: every store would
+    # fail), and above what is free: the disk reads as nearly full.
+    reserve = shutil.disk_usage(home).total - 1
+    listener = Listener(home, free_port(), [], extra_env={"DXASSIST_DIMSE_MIN_FREE_BYTES": str(reserve)})
     listener.start()
     try:
         dataset = dcmread(write(tmp_path / "a" / "cr.dcm", chest_cr(study=new_uid())))
