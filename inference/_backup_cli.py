@@ -460,6 +460,13 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
         "logs": logs,
         "files": files,
     }
+    _publish(partial, manifest)
+    return files
+
+
+def _publish(partial: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` into ``partial``, move everything into its parent (the manifest last: a
+    folder without one is not a backup), and put the moves on disk."""
     with open(partial / MANIFEST, "x", encoding="utf-8", opener=_private_file) as handle:
         handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         handle.flush()
@@ -473,7 +480,6 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
         os.fsync(fd)
     finally:
         os.close(fd)
-    return files
 
 
 def _recipient(path: Path) -> Recipient:
@@ -523,19 +529,7 @@ def _write_sealed(
             "recipient": recipient.fingerprint,
         },
     }
-    with open(partial / MANIFEST, "x", encoding="utf-8", opener=_private_file) as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    dest = partial.parent
-    os.rename(sealed, dest / SEALED_FILE)
-    os.rename(partial / MANIFEST, dest / MANIFEST)
-    partial.rmdir()
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _publish(partial, manifest)
     return files
 
 
