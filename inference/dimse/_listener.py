@@ -107,6 +107,9 @@ _ASSOC_ID: Final = "_dxassist_correlation_id"
 # Associations remembered per study for its analysis's log line; a study sent one instance per
 # association keeps the first ones only (bounded memory).
 _MAX_ASSOCIATIONS: Final = 32
+_REMEMBERED_STUDIES: Final = 4096
+"""Studies whose delivering associations a listener remembers before it forgets those no longer in its
+spool (each is a few dozen bytes)."""
 _MAX_PROPOSED: Final = 32  # presentation contexts named in a log line (a peer may propose 128)
 
 
@@ -145,15 +148,28 @@ class _Node:
     accepted: Callable[[str, str | None, str, PeerCertificate | None], None] = lambda *_args: None
     # Bytes received so far of the message in progress, per association (keyed by id()).
     receiving: dict[int, int] = field(default_factory=dict)
-    # Ids of the associations that delivered instances of each study in incoming/ (by folder name).
+    # Ids of the associations that delivered instances of each study in incoming/ (by folder name), and
+    # the folders, to forget the studies that left it by another way (another instance analysed them).
     delivered_by: dict[str, list[str]] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def delivered(self, key: str, association: str | None) -> None:
-        """Remember that ``association`` delivered an instance of the study in folder ``key``."""
+    def delivered(self, folder: Path, association: str | None) -> None:
+        """Remember that ``association`` delivered an instance of the study in ``folder``.
+
+        Memory stays bounded: past :data:`_REMEMBERED_STUDIES` studies, those whose folder is gone are
+        forgotten (with studies shared between listener instances, one another instance analysed never
+        comes back through :meth:`forget` here).
+        """
         if association is None:
             return
+        key = folder.name
         with self.lock:
+            if key not in self.delivered_by and len(self.delivered_by) >= _REMEMBERED_STUDIES:
+                for gone in [k for k, place in self.folders.items() if not place.exists()]:
+                    self.delivered_by.pop(gone, None)
+                    self.folders.pop(gone, None)
+            self.folders[key] = folder
             seen = self.delivered_by.setdefault(key, [])
             if association not in seen and len(seen) < _MAX_ASSOCIATIONS:
                 seen.append(association)
@@ -167,6 +183,7 @@ class _Node:
         """The study left ``incoming/`` (analysed, dropped or dead-lettered)."""
         with self.lock:
             self.delivered_by.pop(key, None)
+            self.folders.pop(key, None)
 
 
 def _association_id(assoc: Any) -> str:
@@ -334,7 +351,7 @@ def _validate_and_keep(
     except OSError:
         logger.exception("a received instance could not be written to disk")
         return OUT_OF_RESOURCES, "storage_unavailable"
-    node.delivered(kept.parent.name, current_request_id())
+    node.delivered(kept.parent, current_request_id())
     if peer is not None:
         remember(kept.parent, peer)
     logger.info("C-STORE stored", extra={"event": "dimse_stored", "bytes": size})
