@@ -22,6 +22,7 @@ from inference.observability._phi_guard import QuietThirdParty, install_process_
 
 if TYPE_CHECKING:
     from inference.config import Settings
+    from inference.security import Principal
     from inference.services._model_decisions import Decision
     from model_registry import ModelSummary, RegisteredVersion
 
@@ -638,7 +639,7 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
     try:
         record.audit.append(
             subject=_terminal_user(), role="admin", facility=None, action="token:issue",
-            resource_type="Token", resource_id=f"{issued.subject[:90]} jti:{issued.token_id}",
+            resource_type="Token", resource_id=_issued_line(issued),
             patient_id=None, outcome="success", client=None,
         )  # fmt: skip
     finally:
@@ -650,6 +651,13 @@ def _cmd_token_issue(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _issued_line(issued: Principal) -> str:
+    """What a ``token:issue`` entry names (its resource id, 128 characters): the token's id, role and
+    facility first (what a security officer sorts by), then as much of the subject as fits."""
+    head = f"jti:{issued.token_id} role:{issued.role} facility:{issued.facility or '-'} sub:"
+    return (head + issued.subject)[:128]
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:

@@ -96,7 +96,9 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
             )
         ]
     assert sum(r["action"] == "token:issue" for r in rows) == 4
-    assert f"pacs-a jti:{leaked_id}" in {r["resource_id"] for r in rows if r["action"] == "token:issue"}
+    # Who got which credential: id, role and facility, then the subject.
+    issued_lines = {r["resource_id"] for r in rows if r["action"] == "token:issue"}
+    assert f"jti:{leaked_id} role:pacs facility:F1 sub:pacs-a" in issued_lines
     assert [r["resource_id"] for r in rows if r["action"] == "token:revoke"] == [
         f"jti:{leaked_id}",
         "subject:pacs-a",
