@@ -104,6 +104,7 @@ RECEIVING_DIR: Final = "receiving"
 # PDU headers and the command set ride along with the dataset's bytes.
 _FRAMING_SLACK: Final = 1 << 20
 _ASSOC_ID: Final = "_dxassist_correlation_id"
+_RECEIVED: Final = "_dxassist_bytes_received"  # bytes of the message in progress, on its association
 # Associations remembered per study for its analysis's log line; a study sent one instance per
 # association keeps the first ones only (bounded memory).
 _MAX_ASSOCIATIONS: Final = 32
@@ -146,8 +147,6 @@ class _Node:
     # the certificate it presented): see :class:`_NodeAudit`.
     refused: Callable[[str, str | None, str, PeerCertificate | None], None] = lambda *_args: None
     accepted: Callable[[str, str | None, str, PeerCertificate | None], None] = lambda *_args: None
-    # Bytes received so far of the message in progress, per association (keyed by id()).
-    receiving: dict[int, int] = field(default_factory=dict)
     # Ids of the associations that delivered instances of each study in incoming/ (by folder name), and
     # the folders, to forget the studies that left it by another way (another instance analysed them).
     delivered_by: dict[str, list[str]] = field(default_factory=dict)
@@ -210,7 +209,7 @@ def _on_store(event: Any, node: _Node) -> int | Dataset:
         try:
             status, code = _store(event, node, calling)
         finally:
-            node.receiving.pop(id(event.assoc), None)  # the next message of this association starts at zero
+            setattr(event.assoc, _RECEIVED, 0)  # the next message of this association starts at zero
     return status if code is None else _failure(status, code)
 
 
@@ -385,11 +384,12 @@ def _on_data(event: Any, node: _Node) -> None:
 
 
 def _count_data(event: Any, node: _Node) -> None:
-    key = id(event.assoc)
-    total = node.receiving.get(key, 0) + len(event.data)
-    node.receiving[key] = total
+    # Kept on the association itself: counts keyed by id() outlived an association cut mid-message, and a
+    # later association given the same id() started from that count (a valid instance then "too large").
+    total = getattr(event.assoc, _RECEIVED, 0) + len(event.data)
+    setattr(event.assoc, _RECEIVED, total)
     if total > node.limits.max_instance_bytes + _FRAMING_SLACK:
-        node.receiving.pop(key, None)
+        setattr(event.assoc, _RECEIVED, 0)
         logger.warning(
             "association aborted: an instance larger than the limit was being sent",
             extra={"event": "dimse_refused", "code": "instance_too_large", "bytes": total},
