@@ -900,7 +900,6 @@ def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
-    import getpass
 
     from inference.services import DeadLetterError, retry_dead_letters
 
@@ -917,7 +916,7 @@ def _cmd_dead_letter_retry(args: argparse.Namespace) -> int:
             ids=args.ids,
             kind=args.kind,
             every=args.all,
-            subject=f"cli:{getpass.getuser()}",
+            subject=_terminal_user(),
         )
     except DeadLetterError as e:
         raise CliError(str(e), status=2) from e
@@ -943,7 +942,6 @@ def _days(value: str) -> float:
 
 
 def _cmd_dead_letter_discard(args: argparse.Namespace) -> int:
-    import getpass
     from datetime import timedelta
 
     from inference.services import DeadLetterError, discard_dead_letters
@@ -964,7 +962,7 @@ def _cmd_dead_letter_discard(args: argparse.Namespace) -> int:
             kind=args.kind,
             every=args.all,
             older_than=None if args.older_than is None else timedelta(days=args.older_than),
-            subject=f"cli:{getpass.getuser()}",
+            subject=_terminal_user(),
         )
     except DeadLetterError as e:
         raise CliError(str(e), status=2) from e

@@ -57,6 +57,16 @@ def fold_words(text: str) -> str:
     return "".join(f" {word}" for word in words)[:_WORDS_MAX]
 
 
+def pn_groups(name: str) -> list[tuple[str, str, str, str, str]]:
+    """The non-empty component groups of a DICOM PN (``alphabetic=ideographic=phonetic``), each as
+    ``(family, given, middle, prefix, suffix)``."""
+    return [
+        (f, g, m, p, s)
+        for f, g, m, p, s, *_rest in ([*group.split("^"), "", "", "", ""] for group in name.split("="))
+        if f"{f}{g}{m}{p}{s}".strip()
+    ]
+
+
 def name_words(name: str | None) -> tuple[str | None, str | None, str | None]:
     """``(all words, family words, given words)`` of a stored name, folded (:func:`fold_words`).
 
@@ -68,7 +78,7 @@ def name_words(name: str | None) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     if "^" not in name and "=" not in name:
         return fold_words(name) or None, None, None
-    groups = [([*group.split("^"), "", "", "", ""])[:5] for group in name.split("=") if group.strip("^ ")]
+    groups = pn_groups(name)
     every = fold_words(" ".join(f"{p} {g} {m} {f} {s}" for f, g, m, p, s in groups))
     family = fold_words(" ".join(f for f, _g, _m, _p, _s in groups))
     given = fold_words(" ".join(f"{g} {m}" for _f, g, m, _p, _s in groups))

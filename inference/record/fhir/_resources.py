@@ -12,7 +12,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from inference import vocabulary as v
-from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation
+from inference.record._models import Device, Finding, Patient, Result, Study, VitalsObservation, pn_groups
 from inference.record._types import fhir_date, iso, new_id, utcnow
 from inference.record._views import heatmap_url
 from inference.record.fhir import _codes as c
@@ -111,8 +111,8 @@ def human_name(value: str) -> dict[str, Any]:
     """
     if "^" not in value and "=" not in value:
         return {"text": value}
-    group = next((g for g in value.split("=") if g.strip("^ ")), "")
-    family, given, middle, prefix, suffix = ([*group.split("^"), "", "", "", ""])[:5]
+    groups = pn_groups(value)
+    family, given, middle, prefix, suffix = groups[0] if groups else ("", "", "", "", "")
     out: dict[str, Any] = {}
     if family.strip():
         out["family"] = family.strip()
