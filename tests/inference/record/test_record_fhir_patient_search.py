@@ -104,6 +104,24 @@ def test_patients_on_file_before_the_migration_are_found(record: Record) -> None
             ),
             {"at": datetime(2026, 1, 1, tzinfo=UTC)},
         )
+        # More patients than the migration fills in one batch (1000): the last ones too are found.
+        connection.execute(
+            text(
+                "INSERT INTO patients (id, identifier, issuer, name, facility, created) "
+                "VALUES (:id, :identifier, 'CHU-NORD', :name, 'north', :at)"
+            ),
+            [
+                {
+                    "id": f"old-{n:05d}",
+                    "identifier": f"P-{n}",
+                    "name": f"Filali{n}^Amina",
+                    "at": datetime(2026, 1, 1, tzinfo=UTC),
+                }
+                for n in range(2, 1203)
+            ],
+        )
     migrate(record, "head")
     assert _ids(record, family="tazi") == {"P-OLD"}
     assert _ids(record, name="rach") == {"P-OLD"}
+    assert _ids(record, family="filali1202") == {"P-1202"}
+    assert _ids(record, family="filali1001") == {"P-1001"}

@@ -35,6 +35,11 @@ def upgrade() -> None:
         op.add_column("patients", sa.Column(column, sa.String(400)))
     patients = sa.table("patients", sa.column("id", sa.String), sa.column("name", sa.String),
                         *(sa.column(c, sa.String) for c in _COLUMNS))  # fmt: skip
+    update = (
+        patients.update()
+        .where(patients.c.id == sa.bindparam("patient_id"))
+        .values({c: sa.bindparam(f"new_{c}") for c in _COLUMNS})
+    )
     connection = op.get_bind()
     last = ""
     while True:
@@ -46,14 +51,20 @@ def upgrade() -> None:
         ).all()
         if not rows:
             break
-        for patient_id, name in rows:
-            every, family, given = name_words(name)
-            connection.execute(
-                patients.update()
-                .where(patients.c.id == patient_id)
-                .values(name_words=every, family_words=family, given_words=given)
-            )
+        # One statement per batch, executed for every row (the driver's executemany: a pipeline on
+        # PostgreSQL), not one round trip per patient.
+        connection.execute(update, [_words(patient_id, name) for patient_id, name in rows])
         last = rows[-1][0]
+
+
+def _words(patient_id: str, name: str) -> dict[str, str | None]:
+    every, family, given = name_words(name)
+    return {
+        "patient_id": patient_id,
+        "new_name_words": every,
+        "new_family_words": family,
+        "new_given_words": given,
+    }
 
 
 def downgrade() -> None:
