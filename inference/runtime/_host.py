@@ -165,8 +165,9 @@ class ModelHost:
         self._refused: dict[ModelKind, str] = {}
         # Why the served alias of a model could not be fetched, since the last fetch that worked: the
         # first reason of the run (a file that failed its sha256 check is deleted by the cache, and the
-        # next attempt only finds it missing, which would hide why).
-        self._unfetched: dict[ModelKind, str] = {}
+        # next attempt only finds it missing, which would hide why): ``(summary, reason)``. ``/readyz`` (no
+        # login) shows the summary only: the reason names registry hosts and cache paths, and is logged.
+        self._unfetched: dict[ModelKind, tuple[str, str]] = {}
         self._fetch_error: dict[ModelKind, str] = {}  # the last reason logged
         self._executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[ImagingOutput] | None = None
@@ -243,13 +244,15 @@ class ModelHost:
 
     def problems(self) -> list[str]:
         """One sentence per model whose latest version was refused (model, version, why, what to run), or
-        whose served alias could not be fetched (the first reason since the last fetch that worked)."""
-        return [
-            problem
-            for k in ("imaging", "triage")
-            for problem in (self._refused.get(k), self._unfetched.get(k))
-            if problem is not None
-        ]
+        whose served alias could not be fetched: then only which model and that the server log says why
+        (the fetch error names the registry host and cache paths; ``/readyz`` answers without a login)."""
+        problems: list[str] = []
+        for k in ("imaging", "triage"):
+            if k in self._refused:
+                problems.append(self._refused[k])
+            if k in self._unfetched:
+                problems.append(f"{self._unfetched[k][0]} The server log says why.")
+        return problems
 
     def _current(self, kind: ModelKind) -> ServedModel:
         model = self._models.get(kind)
@@ -257,7 +260,8 @@ class ModelHost:
             if kind in self._refused:
                 raise ModelUnavailable(self._refused[kind])
             if kind in self._unfetched:
-                raise ModelUnavailable(self._unfetched[kind])
+                summary, reason = self._unfetched[kind]
+                raise ModelUnavailable(f"{summary} {reason}")
             raise ModelUnavailable(
                 f"Model {self._names[kind]} is not loaded yet (no '{self._alias}' version could be fetched "
                 "and loaded); retry later."
@@ -355,13 +359,13 @@ class ModelHost:
     def _fetch_failed(
         self, kind: ModelKind, name: str, current: ServedModel | None, error: Exception
     ) -> None:
-        """Log a failed fetch once per reason and keep the run's first reason for ``/readyz``."""
+        """Log a failed fetch once per reason; keep the first reason for requests that need the model."""
         if current is None:
-            problem = f"Model {name} is not loaded: its '{self._alias}' version could not be fetched. {error}"
+            summary = f"Model {name} is not loaded: its '{self._alias}' version could not be fetched."
         else:
-            problem = (
+            summary = (
                 f"Model {name} keeps version {current.version} in service: its '{self._alias}' version "
-                f"could not be fetched. {error}"
+                "could not be fetched."
             )
         if self._fetch_error.get(kind) != str(error):  # the watcher retries: say each reason once
             self._fetch_error[kind] = str(error)
@@ -372,7 +376,7 @@ class ModelHost:
                 "no version is in service" if current is None else "keeping the version in service",
                 error,
             )
-        self._unfetched.setdefault(kind, problem)
+        self._unfetched.setdefault(kind, (summary, str(error)))
 
     async def _refresh_challenger(self, kind: ModelKind, name: str) -> None:
         """Load the model's ``challenger`` for shadow scoring; none registered (or unloadable): no shadow."""

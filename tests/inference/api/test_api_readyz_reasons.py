@@ -1,0 +1,43 @@
+"""``/readyz`` answers without a login: it says which model is missing, never the raw fetch error.
+
+A fetch error names the registry host and the server's cache paths; a probe, a load balancer or anyone
+on the network reading ``/readyz`` learns only which model is not served and that the log says why. The
+operator finds the reason in the server log, and a signed-in caller that needed the model reads it in
+the 503 answer.
+"""
+
+from __future__ import annotations
+
+from _api_env import Env, TestClient, make_settings
+
+from inference.api import create_app
+from inference.api._app import LOG_FILE
+
+
+def test_readyz_names_the_unfetched_model_without_the_reason(tmp_path) -> None:
+    settings = make_settings(tmp_path)  # an empty model cache and no registry
+    cache = str(settings.model_cache)
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        problems = ready.json()["problems"]
+        assert problems == [
+            "Model cxr-findings is not loaded: its 'champion' version could not be fetched. The server log "
+            "says why.",
+            "Model vitals-triage is not loaded: its 'champion' version could not be fetched. The server log "
+            "says why.",
+        ]
+        assert not any(cache in p or str(tmp_path) in p for p in problems)
+
+        vitals = client.post(
+            "/v1/vitals",
+            json={"patient": {"identifier": "R-1"}, "heart_rate": 70},
+            headers=Env(tmp_path, settings).headers("clinician"),
+        )
+        assert vitals.status_code == 503
+        message = vitals.json()["error"]["message"]
+        assert message.startswith("Model vitals-triage is not loaded: its 'champion' version could not be")
+        assert "bootstrap" in message  # what to run, for a caller who needs the model
+
+    log = (settings.log_dir / LOG_FILE).read_text()
+    assert "Could not fetch vitals-triage@champion" in log and cache in log
