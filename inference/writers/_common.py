@@ -29,6 +29,23 @@ _SINGLE_VALUED_VRS: Final = frozenset({"PN", "LO", "SH", "DA", "TM", "CS", "AS"}
 _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _ISO_TIME: Final = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?")
 _LO_MAX: Final = 64
+# The longest value each VR allows, in characters (PS3.5 Table 6.2-1); for PN, of one component group.
+_MAX_CHARS: Final = {
+    "AE": 16,
+    "AS": 4,
+    "CS": 16,
+    "DS": 16,
+    "IS": 12,
+    "LO": 64,
+    "LT": 10240,
+    "PN": 64,
+    "SH": 16,
+    "ST": 1024,
+}
+# Free text that keeps its meaning when cut; an identifier does not (it would name another object).
+_CUT_VRS: Final = frozenset({"LO", "SH", "ST", "LT", "PN"})
+_IDENTIFIER_ENDINGS: Final = ("ID", "IDs", "Number", "Numbers", "Identifier")
+_AGE: Final = re.compile(r"\d{3}[DWMY]")
 # The single-byte character sets without code extensions (PS3.3 C.12.1.1.2, Table C.12-2): each has an
 # ISO 2022 form with code extensions, ``ISO 2022 IR n`` for ``ISO_IR n``.
 _SINGLE_BYTE_CHARSETS: Final = frozenset(
@@ -132,6 +149,7 @@ def repair_header(header: Dataset) -> None:
             element.value = _mend_temporal(element.value, DA, _ISO_DATE, "")
         elif element.VR == "TM":
             element.value = _mend_temporal(element.value, TM, _ISO_TIME, "")
+    _fit_lengths(header)
 
 
 def _mend_temporal(value: object, kind: type, pattern: re.Pattern[str], joiner: str) -> object:
@@ -154,6 +172,67 @@ def _mend_temporal(value: object, kind: type, pattern: re.Pattern[str], joiner: 
     if len(mended) == 1:
         return mended[0] or None
     return [item for item in mended if item] or None
+
+
+def _fit_lengths(ds: Dataset) -> None:
+    """Make every value of ``ds`` and of its sequences' items fit its VR (see :func:`repair_header`).
+
+    A PACS hands over what the modality wrote; copied as it is, an over-long value makes the SR and
+    captures invalid (dciodvfy: *Length invalid for this VR*), and a strict archive refuses them.
+    """
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value or []:
+                _fit_lengths(item)
+            continue
+        limit = _MAX_CHARS.get(element.VR)
+        if limit is None or element.value is None or element.tag.is_private:
+            continue
+        values = _as_list(element.value)
+        if element.VR != "AS" and all(_fits(str(item), element.VR, limit) for item in values):
+            continue
+        fitted = [_fitted(str(item), element.VR, element.keyword, limit) for item in values]
+        kept = [item for item in fitted if item]
+        element.value = (kept[0] if len(kept) == 1 else kept) if kept else None
+
+
+def _fits(text: str, vr: str, limit: int) -> bool:
+    groups = text.split("=") if vr == "PN" else [text]
+    return all(len(group) <= limit for group in groups)
+
+
+def _fitted(text: str, vr: str, keyword: str, limit: int) -> str:
+    """``text`` made to fit ``vr``; empty when no shorter value means the same."""
+    from pydicom.valuerep import format_number_as_ds
+
+    if vr == "AS":
+        return text if _AGE.fullmatch(text) else ""
+    if _fits(text, vr, limit):
+        return text
+    if vr == "DS":
+        try:
+            return format_number_as_ds(float(text))
+        except (ValueError, OverflowError):
+            return ""
+    if vr not in _CUT_VRS or keyword.endswith(_IDENTIFIER_ENDINGS):
+        return ""
+    if vr != "PN":
+        return text[:limit].rstrip()
+    return "=".join(_cut_name_group(group, limit) for group in text.split("="))
+
+
+def _cut_name_group(group: str, limit: int) -> str:
+    """A person name's component group in ``limit`` characters: its longest components are cut first,
+    so a long family name still leaves the given name."""
+    if len(group) <= limit:
+        return group
+    parts = group.rstrip("^").split("^")  # trailing empty components may go (PS3.5 6.2.1.1)
+    room = limit - 1 if len(parts) == 1 else limit  # a lone component keeps its caret (_mend_name)
+    while (excess := len("^".join(parts)) - room) > 0:
+        longest = max(range(len(parts)), key=lambda index: len(parts[index]))
+        parts[longest] = parts[longest][: max(len(parts[longest]) - excess, 0)].rstrip()
+    text = "^".join(parts)
+    return text if len(parts) > 1 else f"{text}^"
 
 
 def _mend_name(value: object) -> str:
