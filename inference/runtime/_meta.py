@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -189,7 +190,8 @@ class ImagingMeta:
         temperature: calibration temperature (probability = sigmoid(logit / T)).
         preprocess: how images are prepared for this model.
         synthetic: trained on synthetic data (every result then carries a warning).
-        training_data: one line naming the data set.
+        training_data: one line naming the data set, without the folders it names
+            (:func:`public_training_data`).
         ood: the out-of-distribution score's method and threshold.
         reference: the validation distributions drift is measured against (None: drift not monitored).
     """
@@ -221,7 +223,8 @@ class TriageMeta:
         threshold: operating threshold on the calibrated probability.
         temperature: calibration temperature.
         synthetic: trained on synthetic data.
-        training_data: one line naming the data set.
+        training_data: one line naming the data set, without the folders it names
+            (:func:`public_training_data`).
     """
 
     features: tuple[str, ...]
@@ -260,6 +263,23 @@ def _number(meta: Mapping[str, str], key: str, *, positive: bool = False, probab
             f"Metadata key '{key}' must be a probability strictly between 0 and 1; got {value}."
         )
     return float(value)
+
+
+# An absolute or home-relative path (POSIX, Windows drive, UNC), up to the next , ; ( ) or the line's end.
+_PATH = r"(?:[A-Za-z]:[\\/]|\\\\|~?/)[^,;()\n]*?(?=\s*(?:[,;()]|$))"
+_AT_PATH = re.compile(r"\s+(?:at|in|from|under)\s+" + _PATH)
+_BARE_PATH = re.compile(r"(?<![^\s(\"'])" + _PATH)
+
+
+def public_training_data(line: str) -> str:
+    """The ``dxassist.training_data`` line as users see it: without the folders it names.
+
+    Earlier exports wrote the folder the data was read from on the ML engineer's machine into the line
+    (``... data set at /srv/exports/2026-11 (n=1840 frontal images)``); ``GET /v1/models`` and every
+    result's warnings show the line, so a folder (``at``/``in``/``from``/``under`` one) is left out and a
+    path standing alone reads ``a local folder``. The ONNX file keeps the line as it was written.
+    """
+    return _BARE_PATH.sub("a local folder", _AT_PATH.sub("", line)).strip()
 
 
 def _require(
@@ -383,7 +403,7 @@ def parse_imaging(
         temperature=_number(meta, "dxassist.temperature", positive=True),
         preprocess=preprocess,
         synthetic=_synthetic(meta),
-        training_data=meta.get("dxassist.training_data", ""),
+        training_data=public_training_data(meta.get("dxassist.training_data", "")),
         ood=_ood(meta),
         reference=_reference(meta),
     )
@@ -464,5 +484,5 @@ def parse_triage(
         threshold=_number(meta, "dxassist.threshold", probability=True),
         temperature=_number(meta, "dxassist.temperature", positive=True),
         synthetic=_synthetic(meta),
-        training_data=meta.get("dxassist.training_data", ""),
+        training_data=public_training_data(meta.get("dxassist.training_data", "")),
     )

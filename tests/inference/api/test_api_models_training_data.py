@@ -20,7 +20,9 @@ from _api_env import Env, TestClient, make_settings, new_study_uid
 from inference.api import create_app
 from inference.runtime import read_metadata, write_metadata
 
-HOSPITAL_LINE = "chest-radiographs data set of Hopital Nord, 2025 export (n=4200 frontal images)"
+# As an export of 0.2 wrote it: with the folder the data was read from on the ML engineer's machine.
+EXPORTED_LINE = "dxassist-export data set at /home/ml-eng/exports/hopital-nord-2025 (n=4200 frontal images)"
+HOSPITAL_LINE = "dxassist-export data set (n=4200 frontal images)"
 
 
 def _retrained(path: Path, line: str) -> Path:
@@ -40,7 +42,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         mp.setenv("DXASSIST_HOME", str(home))
         settings = make_settings(home)
         cache = settings.model_cache
-        imaging = _retrained(tiny_models.build_imaging_onnx(build / "imaging.onnx"), HOSPITAL_LINE)
+        imaging = _retrained(tiny_models.build_imaging_onnx(build / "imaging.onnx"), EXPORTED_LINE)
         tiny_models.seed_cache(cache, tiny_models.IMAGING_NAME, imaging)
         tiny_models.seed_cache(
             cache, tiny_models.TRIAGE_NAME, tiny_models.build_triage_onnx(build / "t.onnx")
@@ -64,7 +66,8 @@ def test_models_say_what_each_was_trained_on_beside_the_contract_fields(client: 
         assert {"name", "version", "alias", "sha256", "provider"} <= set(model)
         assert model["version"] == "1" and model["alias"] == "champion" and len(model["sha256"]) == 64
     assert imaging["synthetic"] is False
-    assert imaging["training_data"] == HOSPITAL_LINE
+    assert imaging["training_data"] == HOSPITAL_LINE  # what it was trained on, not where it was read from
+    assert "/home/ml-eng" not in response.text
     assert triage["synthetic"] is True
     assert triage["training_data"] == "tiny test model with hand-set weights (no training data)"
 
@@ -84,6 +87,7 @@ def test_a_result_of_a_model_retrained_on_hospital_data_says_what_it_was_trained
     warnings = response.json()["warnings"]
     [said] = [w for w in warnings if HOSPITAL_LINE in w]
     assert "cxr-findings version 1" in said
+    assert "/home/ml-eng" not in response.text  # the training machine's folder
     # Not taken for a synthetic model's warning (outputs and pages look for that word).
     assert not any("synthetic" in w.lower() for w in warnings)
 
