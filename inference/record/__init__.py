@@ -38,6 +38,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
+from inference.record._reads import DENIED, Audited
 from inference.record._result_types import (
     AnyResult,
     Delivery,
@@ -70,6 +71,8 @@ from inference.record._types import iso
 from inference.record._views import TRIAGE_FEEDBACK_CODE, heatmap_url
 
 __all__ = [
+    "DENIED",
+    "Audited",
     "AnyResult",
     "Delivery",
     "FeedbackEntry",

@@ -189,7 +189,7 @@ def columns_of(
     audit: AuditIn,
     *,
     resource_type: str,
-    resource_id: str,
+    resource_id: str | None,
     patient_id: str | None,
     outcome: str,
     time: datetime | None = None,
@@ -267,16 +267,47 @@ def append_alone(session: Session, **columns: Any) -> int:
     Raises:
         RecordError: The chain head is missing (the schema is older than migration 0003).
     """
+    return append_onto(session, lock_head_row(session), **columns)
+
+
+def lock_head_row(session: Session) -> Any:
+    """The chain head's ``(seq, hash)``, locked for the rest of the transaction (``SELECT ... FOR UPDATE``
+    on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the one write lock): taken first by an
+    audited read, every audited change of the data it reads (a consent withdrawn, a grant opened) is
+    ordered wholly before or wholly after it, in the chain as in the data.
+
+    Raises:
+        RecordError: The chain head is missing (the schema is older than migration 0003).
+    """
     head = session.execute(_HEAD_ROW).first()
     if head is None:
         raise RecordError("The audit chain head is missing; run the record's migrations (0003).")
-    seq = int(head.seq) + 1
-    columns.setdefault("request_id", current_request_id())
-    entry = {**columns, "seq": seq, "prev_hash": head.hash}
-    digest = entry_hash(entry)
-    session.execute(_INSERT_ENTRY, {**entry, "hash": digest})
-    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
-    _appended(session, prev_seq=int(head.seq), prev_hash=str(head.hash), seq=seq, digest=digest)
+    return head
+
+
+def append_onto(session: Session, head: Any, **columns: Any) -> int:
+    """:func:`append_alone` onto a head already locked by :func:`lock_head_row` in this transaction (and
+    not moved since). Returns the entry's ``seq``."""
+    return append_all_onto(session, head, [columns])
+
+
+def append_all_onto(session: Session, head: Any, entries: Sequence[Mapping[str, Any]]) -> int:
+    """Chain ``entries`` (the columns of :func:`append`, in order) onto a head locked by
+    :func:`lock_head_row` in this transaction: one insert of every entry and one move of the head.
+    Returns the last entry's ``seq`` (the head's when ``entries`` is empty)."""
+    seq, prev_hash = int(head.seq), str(head.hash)
+    rows = []
+    request_id = current_request_id()
+    for columns in entries:
+        seq += 1
+        entry = {"request_id": request_id, **columns, "seq": seq, "prev_hash": prev_hash}
+        prev_hash = entry_hash(entry)
+        rows.append({**entry, "hash": prev_hash})
+    if not rows:
+        return seq
+    session.execute(_INSERT_ENTRY, rows)
+    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+    _appended(session, prev_seq=int(head.seq), prev_hash=str(head.hash), seq=seq, digest=prev_hash)
     return seq
 
 

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import case, literal, select, true
+from sqlalchemy import Table, bindparam, case, literal, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _outbox, _save, _scope, _series
@@ -23,10 +23,17 @@ from inference.record._inputs import (
     TriageResultIn,
 )
 from inference.record._models import Heatmap, Rendering, Result, Study
+from inference.record._reads import Audited, Target, read_audited
 from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
 
 logger = logging.getLogger(__name__)
+
+_RESULTS: Final = cast(Table, Result.__table__)
+_OWNER: Final = select(_RESULTS.c.patient_id, _RESULTS.c.facility).where(
+    _RESULTS.c.id == bindparam("result_id")
+)
+"""Built once: a result's patient and owning facility, what its access is judged on."""
 
 _RESULT_LOAD: Final = (
     selectinload(Result.patient),
@@ -143,6 +150,67 @@ class Results:
         with self._db.sessions() as session:
             result = self._load(session, result_id)
             return None if result is None else self._typed(session, result, deliveries=deliveries)
+
+    def read(
+        self, *, result_id: str, scope: _scope.Scope, audit: AuditIn, deliveries: bool = False
+    ) -> Audited[AnyResult]:
+        """One result as :meth:`get` reads it, if the caller may, with the access audited in the same
+        transaction (:func:`inference.record._reads.read_audited`): ``not_found``, ``denied``, or
+        ``success`` / ``break_glass`` with the result.
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def locate(session: Session) -> Target | None:
+            row = session.execute(_OWNER, {"result_id": result_id}).first()
+            return None if row is None else Target(patient_id=row.patient_id, owner=row.facility)
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Result",
+            resource_id=result_id,
+            locate=locate,
+            fetch=lambda session, _target: self._fetch(session, result_id, deliveries=deliveries),
+        )
+
+    def read_latest_for_study(
+        self, *, study_instance_uid: str, scope: _scope.Scope, audit: AuditIn, deliveries: bool = False
+    ) -> Audited[AnyResult]:
+        """The newest imaging result of a study as :meth:`read` reads one (a study without a result is
+        audited ``not_found`` on the ImagingStudy; the result found, on the result)."""
+
+        def locate(session: Session) -> Target | None:
+            row = session.execute(
+                select(Result.id, Result.patient_id, Result.facility)
+                .join(Study, Result.study_id == Study.id)
+                .where(Study.study_instance_uid == study_instance_uid)
+                .order_by(Result.created_at.desc(), Result.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            return Target(
+                patient_id=row.patient_id, owner=row.facility, resource_type="Result", resource_id=row.id
+            )
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="ImagingStudy",
+            resource_id=study_instance_uid,
+            locate=locate,
+            fetch=lambda session, target: self._fetch(
+                session, str(target.resource_id), deliveries=deliveries
+            ),
+        )
+
+    def _fetch(self, session: Session, result_id: str, *, deliveries: bool) -> AnyResult | None:
+        result = self._load(session, result_id)
+        return None if result is None else self._typed(session, result, deliveries=deliveries)
 
     def _latest_for_study(self, session: Session, study_instance_uid: str) -> Result | None:
         return session.scalars(

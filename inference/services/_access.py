@@ -5,12 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from inference.record import BREAK_GLASS, EVERYTHING, OWN, AuditIn, RecordError, Scope
+from inference.record import (
+    BREAK_GLASS,
+    DENIED,
+    EVERYTHING,
+    OWN,
+    Audited,
+    AuditIn,
+    NotFound,
+    RecordError,
+    Scope,
+)
 from inference.security import Forbidden, scope_for
 from inference.services._context import Actor, Context, db
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def audit(
@@ -71,6 +84,25 @@ _REFUSED = (
     "access (POST /v1/break-glass, with a reason); it is audited and reviewed."
 )
 _REFUSED_ROLE = "Your role does not read patients' data of this kind on any ground (see docs/security.md)."
+
+
+def served(actor: Actor, found: Audited[T], *, missing: str, what: str = "result") -> T:
+    """The data of a read the record audited (:func:`inference.record._reads.read_audited`), or the
+    refusal its entry says.
+
+    Args:
+        missing: The message of a read of something that does not exist.
+        what: What a refusal calls the row (``result``, ``patient``).
+
+    Raises:
+        NotFound: Nothing had this id (audited ``not_found``).
+        Forbidden: No ground of the access table lets the caller read it (audited ``denied``).
+    """
+    if found.outcome == DENIED:
+        raise Forbidden(_REFUSED_ROLE if scope_for(actor.principal).none else _REFUSED.format(what=what))
+    if not found.served or found.value is None:
+        raise NotFound(missing)
+    return found.value
 
 
 async def authorise(

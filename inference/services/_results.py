@@ -15,6 +15,7 @@ from inference.services._access import (
     audit_entry,
     authorise,
     authorise_write,
+    served,
     under_grant,
 )
 from inference.services._context import Actor, Context, db
@@ -108,18 +109,16 @@ async def get_result(
         NotFound: No result has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    result = await db(ctx.record.results.get, result_id=result_id, deliveries=True)
-    if result is None:
-        raise NotFound("No result has this id.")
-    await audit(
-        ctx,
+    result = served(
         actor,
-        action="results:read",
-        outcome=outcome,
-        resource_type="Result",
-        resource_id=result_id,
-        patient_id=patient_id,
+        await db(
+            ctx.record.results.read,
+            result_id=result_id,
+            scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="results:read"),
+            deliveries=True,
+        ),
+        missing="No result has this id.",
     )
     return ResultView(with_build_warning(result), choose_language(accept_language))
 
@@ -133,38 +132,16 @@ async def get_study_result(
         NotFound: The study has no result yet.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    result = await db(
-        ctx.record.results.latest_for_study, study_instance_uid=study_instance_uid, deliveries=True
-    )
-    if result is None:
-        await audit(
-            ctx,
-            actor,
-            action="results:read",
-            outcome="not_found",
-            resource_type="ImagingStudy",
-            resource_id=study_instance_uid,
-        )
-        raise NotFound("No imaging result exists for this study yet; send the study first.")
-    patient_id = result.patient.id
-    found = await db(ctx.record.results.patient_of, result_id=result.result_id)
-    outcome = await authorise(
-        ctx,
+    result = served(
         actor,
-        action="results:read",
-        patient_id=patient_id,
-        owner=None if found is None else found[1],
-        resource_type="Result",
-        resource_id=result.result_id,
-    )
-    await audit(
-        ctx,
-        actor,
-        action="results:read",
-        outcome=outcome,
-        resource_type="Result",
-        resource_id=result.result_id,
-        patient_id=patient_id,
+        await db(
+            ctx.record.results.read_latest_for_study,
+            study_instance_uid=study_instance_uid,
+            scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="results:read"),
+            deliveries=True,
+        ),
+        missing="No imaging result exists for this study yet; send the study first.",
     )
     return ResultView(with_build_warning(result), choose_language(accept_language))
 

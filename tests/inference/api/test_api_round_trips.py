@@ -175,3 +175,27 @@ def test_vital_signs_that_file_a_result_make_two_round_trips(
     assert again.status_code == 200, again.text
     assert again.json()["result_id"] == second.json()["result_id"]
     assert counter.transactions == 2
+
+
+def test_reading_a_result_is_one_round_trip_with_its_audit_entry(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # The access check, the read and the audit entry were four transactions (the result's owner, the
+    # ground, the result, the entry): now one, and no more statements than before.
+    env, client, counter, app = counted
+    study = new_study_uid()
+    posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert posted.status_code == 201, posted.text
+    result_id = posted.json()["result_id"]
+    headers = env.headers("radiologist", facility="F1")
+    assert client.get(f"/v1/results/{result_id}", headers=headers).status_code == 200
+    entries = app.state.ctx.record.audit.count()
+    counter.reset()
+    read = client.get(f"/v1/results/{result_id}", headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["result_id"] == result_id
+    assert counter.transactions == 1, (counter.transactions, counter.statements)
+    # The head locked, the result's owner, the result with its patient, findings, study and vital signs,
+    # its deliveries and pending build, the entry and the head moved (13 before, in three transactions).
+    assert counter.statements <= 11, counter.statements
+    assert app.state.ctx.record.audit.count() == entries + 1

@@ -1,0 +1,198 @@
+"""A read of patient data is authorised, done and audited in one transaction, as a security officer checks
+it on a real PostgreSQL (``tests/_postgres.py``) through the real app.
+
+The check (facility, the patient's consent to sharing, a break-the-glass grant), the read and the audit
+entry were three transactions: a consent withdrawn between the check and the read let the result out after
+the withdrawal, with an entry saying ``success`` chained after the withdrawal's own. Now the trail orders
+every read wholly before or wholly after a consent change, and what it says is what was served.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from _postgres import new_postgres_database
+from _security_env import Env, TestClient, seeded_env, upload
+from sqlalchemy import create_engine, event, text
+
+from inference.api import create_app
+from inference.record import Record
+
+_SHARE = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
+_WITHDRAW = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "deny"}
+_LIVENESS_S = 60.0  # a bound on waiting for the other transaction, never an assertion on time
+
+
+@dataclass(frozen=True)
+class Served:
+    client: TestClient
+    env: Env
+    app: Any
+    url: str
+
+
+@pytest.fixture(scope="module")
+def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    url = new_postgres_database(postgres_server)
+    env = seeded_env(tmp_path_factory.mktemp("read-audit"), database_url=url)
+    app = create_app(env.settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Served(client, env, app, url)
+
+
+def _shared_result(s: Served) -> dict[str, Any]:
+    """An imaging result filed by F1, whose patient consented to sharing between facilities."""
+    posted = upload(
+        s.client, s.env.headers("pacs", facility="F1"), patient_id=f"IPP-RA-{uuid.uuid4().hex[:8]}"
+    )
+    assert posted.status_code == 201, posted.text
+    result: dict[str, Any] = posted.json()
+    consent = s.client.put(
+        f"/v1/patients/{result['patient']['id']}/consent",
+        json=_SHARE,
+        headers=s.env.headers("clinician", facility="F1"),
+    )
+    assert consent.status_code == 200, consent.text
+    return result
+
+
+def _trail(s: Served, patient_id: str) -> list[dict[str, Any]]:
+    record = Record(s.url)
+    try:
+        _total, entries = record.audit.search(patient_id=patient_id, limit=100)
+    finally:
+        record.close()
+    return sorted(entries, key=lambda e: int(e["seq"]))
+
+
+def _lock_waiters(url: str) -> Callable[[], int]:
+    """How many sessions of the test database wait on a lock (the withdrawal, held behind the read)."""
+    engine = create_engine(url)
+
+    def count() -> int:
+        with engine.connect() as connection:
+            found = connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        return int(found or 0)
+
+    return count
+
+
+def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_withdrawal(
+    served: Served,
+) -> None:
+    s = served
+    result = _shared_result(s)
+    patient_id, result_id = result["patient"]["id"], result["result_id"]
+    reader = f"dr-f2-{uuid.uuid4().hex[:6]}"
+    f2 = s.env.headers("radiologist", facility="F2", subject=reader)
+    assert s.client.get(f"/v1/results/{result_id}", headers=f2).status_code == 200  # sharing opens it
+
+    # F1 withdraws the consent to sharing at the moment F2's read, its access already checked, loads the
+    # result's findings: the database is not mocked, the withdrawal is a real request beside the read.
+    withdrawn: dict[str, Any] = {}
+    waiters = _lock_waiters(s.url)
+
+    def withdraw() -> None:
+        withdrawn["response"] = s.client.put(
+            f"/v1/patients/{patient_id}/consent",
+            json=_WITHDRAW,
+            headers=s.env.headers("clinician", facility="F1"),
+        )
+
+    worker = threading.Thread(target=withdraw)
+    fired = threading.Event()
+
+    def between_check_and_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if fired.is_set() or "FROM findings" not in statement:
+            return
+        fired.set()
+        worker.start()
+        # Go on once the withdrawal has committed, or once it waits on a lock the read holds.
+        worker.join(timeout=0.05)
+        deadline = threading.Event()
+        timer = threading.Timer(_LIVENESS_S, deadline.set)
+        timer.start()
+        try:
+            while worker.is_alive() and waiters() == 0 and not deadline.is_set():
+                worker.join(timeout=0.05)
+        finally:
+            timer.cancel()
+
+    engine = s.app.state.ctx.record.engine
+    event.listen(engine, "before_cursor_execute", between_check_and_read)
+    try:
+        read = s.client.get(f"/v1/results/{result_id}", headers=f2)
+    finally:
+        event.remove(engine, "before_cursor_execute", between_check_and_read)
+    assert fired.is_set()
+    worker.join(timeout=_LIVENESS_S)
+    assert not worker.is_alive()
+    assert withdrawn["response"].status_code == 200, withdrawn["response"].text
+
+    trail = _trail(s, patient_id)
+    withdrawal = [e for e in trail if e["action"] == "consent:write"][-1]
+    reads = [e for e in trail if e["subject"] == reader and e["action"] == "results:read"]
+    last = reads[-1]
+    if read.status_code == 200:
+        # Served: on the trail, the read happened while the patient still shared their results.
+        assert read.json()["result_id"] == result_id
+        assert last["outcome"] == "success"
+        assert last["seq"] < withdrawal["seq"], (last, withdrawal)
+    else:
+        # Refused: the check saw the withdrawal, and the trail says so.
+        assert read.status_code == 403, read.text
+        assert last["outcome"] == "denied" and last["seq"] > withdrawal["seq"]
+    # Either way, once withdrawn, F2 reads nothing more.
+    assert s.client.get(f"/v1/results/{result_id}", headers=f2).status_code == 403
+    assert _trail(s, patient_id)[-1]["outcome"] == "denied"
+
+
+def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(served: Served) -> None:
+    s = served
+    result = _shared_result(s)
+    patient_id, result_id = result["patient"]["id"], result["result_id"]
+    blocked = f"dr-blocked-{uuid.uuid4().hex[:6]}"
+    engine = create_engine(s.url)
+    # The database refuses this reader's audit entries (as a full disk or a broken chain would).
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION refuse_entry() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.subject = '{blocked}' THEN RAISE EXCEPTION 'audit refused by the test'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_entry BEFORE INSERT ON audit_events "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_entry()"
+            )
+        )
+    try:
+        before = _trail(s, patient_id)
+        read = s.client.get(
+            f"/v1/results/{result_id}", headers=s.env.headers("radiologist", facility="F2", subject=blocked)
+        )
+        assert read.status_code == 503, read.text
+        assert result_id not in read.text and patient_id not in read.text
+        assert _trail(s, patient_id) == before
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER refuse_entry ON audit_events"))
+            connection.execute(text("DROP FUNCTION refuse_entry()"))
+        engine.dispose()
+    record = Record(s.url)
+    try:
+        assert record.audit.verify().ok
+    finally:
+        record.close()
