@@ -14,6 +14,7 @@ from inference.record._consent import ConsentState
 from inference.record._models import Patient, Result, VitalsObservation, normalise_issuer
 from inference.record._scope import Scope, results_visible
 from inference.record._types import as_utc
+from inference.record._views import VITAL_FIELDS
 
 #: Most earlier observations read for one trend: a window of 24 h at one observation a minute is 1440;
 #: bounding the read keeps memory bounded whatever a sender posted.
@@ -35,12 +36,13 @@ def triage_series(
     signs must not leak into a trend through its counts and changes).
 
     Each item: ``observed_at`` (aware, UTC), ``news2_total``, ``news2_complete``, ``probability``,
-    ``positive``, ``model_version`` (of the triage model that scored it). A result filed before NEWS2
-    was reported for incomplete observations (``news2`` null) counts as an incomplete score of 0, which
-    the trend rule never reads as a baseline.
+    ``positive``, ``model_version`` (of the triage model that scored it), ``vitals`` (``(name, value)``
+    per measured sign, in the order of ``VITAL_FIELDS``: what tells one reading sent twice). A result
+    filed before NEWS2 was reported for incomplete observations (``news2`` null) counts as an incomplete
+    score of 0, which the trend rule never reads as a baseline.
     """
     query = (
-        select(VitalsObservation.observed_at, Result.payload, Result.model_version)
+        select(VitalsObservation, Result.payload, Result.model_version)
         .join(Result, Result.vitals_id == VitalsObservation.id)
         .join(Patient, Patient.id == VitalsObservation.patient_id)
         .where(
@@ -55,16 +57,21 @@ def triage_series(
         query = query.where(results_visible(scope))
     rows = session.execute(query.order_by(VitalsObservation.observed_at.desc()).limit(MAX_SERIES)).all()
     series = []
-    for observed_at, payload, model_version in reversed(rows):
+    for observation, payload, model_version in reversed(rows):
         news2 = payload.get("news2") or {}
         series.append(
             {
-                "observed_at": as_utc(observed_at),
+                "observed_at": as_utc(observation.observed_at),
                 "news2_total": int(news2.get("total", 0)),
                 "news2_complete": bool(news2) and bool(news2.get("complete", True)),
                 "probability": float(payload["risk"]["probability"]),
                 "positive": bool(payload["risk"]["positive"]),
                 "model_version": str(model_version),
+                "vitals": tuple(
+                    (name, getattr(observation, name))
+                    for name in VITAL_FIELDS
+                    if getattr(observation, name) is not None
+                ),
             }
         )
     return series

@@ -16,6 +16,11 @@ Rule for ``deteriorating`` (documented in ``docs/api.md``): true when
 The model's part of the trend (the crossing and ``risk_change``) compares only observations scored by the
 version that scores this one: after a promotion, another version's probabilities and threshold say
 nothing about a change in the patient (a lower threshold would make every steady patient "cross").
+
+One reading counts once: the same values at the same time (a bedside monitor's gateway and a nurse's app
+both sending the observation) are one observation of the patient, not two, so they neither add to
+``observations`` nor make a steady patient look more often measured. Of such copies the one scored by
+this observation's model version is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+Reading = tuple[tuple[str, float | int | bool | str], ...]
+"""The measured values of an observation, ``(name, value)`` per measured sign in a fixed order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,8 @@ class SeriesPoint:
         probability: The model's calibrated risk.
         positive: The risk is at or above the model's threshold.
         model_version: The triage model version that scored it (None: unknown, compared with any).
+        vitals: Its measured values; another point at the same time with the same values is the same
+            reading sent twice (None: unknown, never taken for a copy).
     """
 
     observed_at: datetime
@@ -44,6 +54,7 @@ class SeriesPoint:
     probability: float
     positive: bool
     model_version: str | None = None
+    vitals: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +93,16 @@ def compute_trend(now: SeriesPoint, earlier: Sequence[SeriesPoint], *, news2_ris
     Args:
         now: This observation.
         earlier: Earlier observations of the same patient inside the window, in any order; observations
-            at or after ``now.observed_at`` are ignored.
+            at or after ``now.observed_at`` are ignored, copies of one reading count once.
         news2_rise: The NEWS2 rise that counts as deterioration.
 
     Returns:
         ``None`` when there is no earlier observation in the window (a first observation).
     """
-    before = sorted((p for p in earlier if p.observed_at < now.observed_at), key=lambda p: p.observed_at)
+    before = sorted(
+        _readings([p for p in earlier if p.observed_at < now.observed_at], now),
+        key=lambda p: p.observed_at,
+    )
     if not before:
         return None
     first = before[0]
@@ -103,6 +117,18 @@ def compute_trend(now: SeriesPoint, earlier: Sequence[SeriesPoint], *, news2_ris
         risk_change=round(now.probability - same_model[0].probability, 4) if same_model else 0.0,
         deteriorating=risen or crossed,
     )
+
+
+def _readings(points: Sequence[SeriesPoint], now: SeriesPoint) -> list[SeriesPoint]:
+    """``points`` with each reading once: of copies (same time, same values) the first scored by
+    ``now``'s model version, else the first."""
+    kept: dict[object, SeriesPoint] = {}
+    for i, point in enumerate(points):
+        key: object = i if point.vitals is None else (point.observed_at, point.vitals)
+        first = kept.get(key)
+        if first is None or (not _same_version(first, now) and _same_version(point, now)):
+            kept[key] = point
+    return list(kept.values())
 
 
 def _same_version(earlier: SeriesPoint, now: SeriesPoint) -> bool:

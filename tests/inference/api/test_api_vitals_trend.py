@@ -157,3 +157,21 @@ def test_the_fhir_risk_assessment_names_an_incomplete_news2_as_a_lower_bound(
         "NEWS2 of the measured signs: at least 12, band at least high (RCP 2017); not measured: on_oxygen, "
         "systolic_bp, temperature."
     )
+
+
+def test_one_reading_sent_by_two_senders_counts_once(client: TestClient, env: Env) -> None:
+    """A monitor's gateway and a nurse's app both send the 06:00 reading: the ward sees one observation."""
+    patient = _patient()
+    body = {"patient": patient, "observed_at": START.isoformat(), **NORMAL, "heart_rate": 95}
+    for sender in ("monitor-gateway", "nurse-app"):
+        sent = client.post("/v1/vitals", json=body, headers=env.headers("clinician", subject=sender))
+        assert sent.status_code == 201, sent.text
+    # A different reading at the same time is another observation, and still counts.
+    _post(client, env, patient, START + timedelta(hours=1), heart_rate=96)
+    again = {**body, "observed_at": (START + timedelta(hours=1)).isoformat(), "heart_rate": 93}
+    assert client.post("/v1/vitals", json=again, headers=env.headers("clinician")).status_code == 201
+
+    later = _post(client, env, patient, START + timedelta(hours=4), **RISING[-1])
+    assert later["trend"]["observations"] == 4  # 06:00 once, the two 07:00 readings, and this one
+    assert later["trend"]["hours"] == 4.0 and later["trend"]["news2_change"] == 4
+    assert any(w.startswith("Deteriorating over 4 h (4 observations)") for w in later["warnings"])

@@ -42,3 +42,21 @@ def test_a_risk_crossing_its_threshold_upwards_is_deterioration() -> None:
     assert compute_trend(_point(2, 1, positive=True), [_point(0, 1, positive=False)]).deteriorating
     assert not compute_trend(_point(2, 1, positive=True), [_point(0, 1, positive=True)]).deteriorating
     assert not compute_trend(_point(2, 1, positive=False), [_point(0, 1, positive=True)]).deteriorating
+
+
+def test_a_reading_sent_twice_counts_once() -> None:
+    reading = (("heart_rate", 95.0), ("respiratory_rate", 16.0))
+    first = SeriesPoint(T0, 1, True, 0.05, False, "1", reading)
+    copy = SeriesPoint(T0, 1, True, 0.05, False, "1", reading)
+    other = SeriesPoint(T0, 1, True, 0.05, False, "1", (("heart_rate", 94.0), ("respiratory_rate", 16.0)))
+    trend = compute_trend(_point(2, 1), [first, copy])
+    assert trend is not None and trend.observations == 2
+    trend = compute_trend(_point(2, 1), [first, copy, other])
+    assert trend is not None and trend.observations == 3
+    # Of copies scored by two model versions, the one of this observation's version makes the risk change.
+    older = SeriesPoint(T0, 1, True, 0.90, True, "1", reading)
+    newer = SeriesPoint(T0, 1, True, 0.10, False, "2", reading)
+    now = SeriesPoint(T0 + timedelta(hours=2), 1, True, 0.30, True, "2")
+    trend = compute_trend(now, [older, newer])
+    assert trend is not None and trend.observations == 2
+    assert trend.risk_change == 0.2 and trend.deteriorating  # crossed its version's threshold upwards
