@@ -22,6 +22,7 @@ _XML_RANGES: Final = frozenset({DICOM_XML, "*/*", "application/*"})
 RETRIEVE_URL: Final = "00081190"
 FAILED_SOP_SEQUENCE: Final = "00081198"
 REFERENCED_SOP_SEQUENCE: Final = "00081199"
+OTHER_FAILURES_SEQUENCE: Final = "0008119A"
 FAILURE_REASON: Final = "00081197"
 REFERENCED_SOP_CLASS_UID: Final = "00081150"
 REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
@@ -30,6 +31,7 @@ _KEYWORDS: Final = {
     RETRIEVE_URL: "RetrieveURL",
     FAILED_SOP_SEQUENCE: "FailedSOPSequence",
     REFERENCED_SOP_SEQUENCE: "ReferencedSOPSequence",
+    OTHER_FAILURES_SEQUENCE: "OtherFailuresSequence",
     FAILURE_REASON: "FailureReason",
     REFERENCED_SOP_CLASS_UID: "ReferencedSOPClassUID",
     REFERENCED_SOP_INSTANCE_UID: "ReferencedSOPInstanceUID",
@@ -46,6 +48,10 @@ def _ui(value: str) -> dict[str, Any]:
     return {"vr": "UI", "Value": [value]}
 
 
+def _reason(reason: int) -> dict[str, Any]:
+    return {"vr": "US", "Value": [reason]}
+
+
 def _empty_url() -> dict[str, Any]:
     return {"vr": "UR"}
 
@@ -58,6 +64,10 @@ def stow_dataset(outcome: StowOutcome) -> dict[str, Any]:
     no ``Value``) because the server analyses images without archiving them and serves no WADO-RS
     Retrieve. The client finds the analysis of each study it sent, by the Study Instance UID of its
     instances, at ``GET /v1/studies/{uid}/result``.
+
+    A refused instance whose SOP Class and Instance UIDs were read is a ``FailedSOPSequence`` (0008,1198)
+    item; a refused part that names no instance (not DICOM, over the size limit, unreadable) is an
+    ``OtherFailuresSequence`` (0008,119A) item with its Failure Reason alone.
     """
     dataset: dict[str, Any] = {RETRIEVE_URL: _empty_url()}
     if outcome.stored:
@@ -72,17 +82,25 @@ def stow_dataset(outcome: StowOutcome) -> dict[str, Any]:
                 for item in outcome.stored
             ],
         }
-    if outcome.failed:
-        items = []
-        for failure in outcome.failed:
-            item: dict[str, Any] = {}
-            if failure.sop_class_uid:
-                item[REFERENCED_SOP_CLASS_UID] = _ui(failure.sop_class_uid)
-            if failure.sop_instance_uid:
-                item[REFERENCED_SOP_INSTANCE_UID] = _ui(failure.sop_instance_uid)
-            item[FAILURE_REASON] = {"vr": "US", "Value": [failure.reason]}
-            items.append(item)
-        dataset[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": items}
+    # A Failed SOP Sequence item names its instance (both UIDs are Type 1, PS3.18 Table 10.5.3-3); a part
+    # that is not DICOM, too large to read, or whose UIDs could not be read is an Other Failures item.
+    identified: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    for failure in outcome.failed:
+        if failure.sop_class_uid and failure.sop_instance_uid:
+            identified.append(
+                {
+                    REFERENCED_SOP_CLASS_UID: _ui(failure.sop_class_uid),
+                    REFERENCED_SOP_INSTANCE_UID: _ui(failure.sop_instance_uid),
+                    FAILURE_REASON: _reason(failure.reason),
+                }
+            )
+        else:
+            others.append({FAILURE_REASON: _reason(failure.reason)})
+    if identified:
+        dataset[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": identified}
+    if others:
+        dataset[OTHER_FAILURES_SEQUENCE] = {"vr": "SQ", "Value": others}
     return dataset
 
 

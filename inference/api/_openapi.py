@@ -143,7 +143,7 @@ _DICOM_JSON: Final[dict[str, Any]] = {
     "title": "DicomJsonDataset",
     "description": "A dataset in the DICOM JSON Model (PS3.18 F.2): attributes keyed by 8 hex digit tags; "
     "the STOW-RS response (RetrieveURL, always empty: no WADO-RS Retrieve is served; ReferencedSOPSequence, "
-    "FailedSOPSequence).",
+    "FailedSOPSequence; OtherFailuresSequence for parts that name no instance).",
     "type": "object",
     "propertyNames": {"pattern": "^[0-9A-F]{8}$"},
     "additionalProperties": {

@@ -43,7 +43,10 @@ _STOW_RESPONSES = errors(
     415,
     extra={
         200: {"description": "Every instance stored and analysed.", **_STOW_RESPONSE},
-        202: {"description": "Some instances failed (FailedSOPSequence).", **_STOW_RESPONSE},
+        202: {
+            "description": "Some instances failed (FailedSOPSequence, OtherFailuresSequence).",
+            **_STOW_RESPONSE,
+        },
         409: {"description": "Every instance failed for good.", **_STOW_RESPONSE},
         503: {
             "description": (

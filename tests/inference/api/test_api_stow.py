@@ -15,6 +15,7 @@ from inference.security import issue_token
 
 REFERENCED = "00081199"
 FAILED = "00081198"
+OTHER_FAILURES = "0008119A"
 REASON = "00081197"
 SOP_CLASS = "00081150"
 SOP_INSTANCE = "00081155"
@@ -90,14 +91,34 @@ def test_some_failed_is_202_with_failure_reasons(client: TestClient, env: Env) -
     assert response.status_code == 202
     dataset = response.json()
     assert [_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]] == [f"{good}.1"]
-    failed = dataset[FAILED]["Value"]
-    assert len(failed) == 2
-    ct_item = next(i for i in failed if SOP_INSTANCE in i)
+    (ct_item,) = dataset[FAILED]["Value"]
     assert _value(ct_item, SOP_INSTANCE) == f"{ct}.1" and _value(ct_item, SOP_CLASS) == CT_IMAGE
     assert _value(ct_item, REASON) == 0x0122  # SOP class not supported
-    garbage = next(i for i in failed if SOP_INSTANCE not in i)
-    assert _value(garbage, REASON) == 0xC000  # cannot understand
-    assert all(i[REASON]["vr"] == "US" for i in failed)
+    # The garbage names no instance: an Other Failures item (PS3.18), not a Failed SOP item without UIDs.
+    (garbage,) = dataset[OTHER_FAILURES]["Value"]
+    assert garbage == {REASON: {"vr": "US", "Value": [0xC000]}}  # cannot understand
+    assert ct_item[REASON]["vr"] == "US"
+
+
+def test_parts_that_name_no_instance_are_other_failures_and_every_failed_sop_names_its_instance(
+    client: TestClient, env: Env
+) -> None:
+    # PS3.18 Table 10.5.3-3: a Failed SOP Sequence item's SOP Class and Instance UIDs are Type 1. A part
+    # that is not DICOM had an item without them, which strict clients (dcm4che's stowrs) cannot read.
+    study = new_study_uid()
+    parts = [
+        ("text/plain", b"a note, not an image"),
+        ("application/dicom", b"DICM" * 64),
+        ("application/dicom", chest_dicom(study=study, sop=f"{study}.1", view="LL")),
+    ]
+    response = _stow(client, env, parts)
+    assert response.status_code == 409, response.text
+    dataset = response.json()
+    assert [(_value(i, SOP_CLASS), _value(i, SOP_INSTANCE)) for i in dataset[FAILED]["Value"]] == [
+        (CR_IMAGE, f"{study}.1")
+    ]
+    assert [_value(i, REASON) for i in dataset[OTHER_FAILURES]["Value"]] == [0xC000, 0xC000]
+    assert all(set(i) == {REASON} for i in dataset[OTHER_FAILURES]["Value"])
 
 
 def test_all_failed_is_409(client: TestClient, env: Env) -> None:
@@ -192,7 +213,8 @@ def test_a_body_spooled_to_disk_files_every_good_study_and_reports_each_bad_part
     dataset = response.json()
     stored = {_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]}
     assert stored == {f"{first}.1", f"{first}.2", f"{second}.1"}
-    assert [_value(i, REASON) for i in dataset[FAILED]["Value"]] == [0xC000]
+    assert FAILED not in dataset
+    assert [_value(i, REASON) for i in dataset[OTHER_FAILURES]["Value"]] == [0xC000]
     for study in (first, second):
         result = client.get(f"/v1/studies/{study}/result", headers=env.headers("radiologist"))
         assert result.status_code == 200, study
@@ -256,7 +278,8 @@ def test_a_part_over_the_instance_limit_fails_by_its_size_and_the_others_are_sto
     assert response.status_code == 202, response.text
     dataset = response.json()
     assert [_value(i, SOP_INSTANCE) for i in dataset[REFERENCED]["Value"]] == [f"{study}.1"]
-    (failed,) = dataset[FAILED]["Value"]
+    assert FAILED not in dataset
+    (failed,) = dataset[OTHER_FAILURES]["Value"]
     assert _value(failed, REASON) == 0xA700
 
 
