@@ -671,18 +671,27 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     reason = args.reason.strip() if args.reason else None
     if reason is not None and (len(reason) > 500 or not reason.isprintable()):
         raise CliError("--reason: at most 500 printable characters.", status=2)
+    from inference.services._revocations import CLOCK_SKEW
+
+    now = datetime.now(UTC)
     record = _open_record(settings)
     try:
         record.tokens.revoke(
             jti=args.jti,
             subject=args.subject,
-            now=datetime.now(UTC),
+            now=now,
             reason=reason,
             audit=AuditIn(subject=_terminal_user(), role="admin", facility=None, action="token:revoke"),
         )
     finally:
         record.close()
-    what = f"token {args.jti}" if args.jti else f"every token of {args.subject} issued until now"
+    what = (
+        f"token {args.jti}"
+        if args.jti
+        else f"every token of {args.subject} issued until now (and in the next {CLOCK_SKEW.seconds} s: "
+        "issuers' clocks may be that far ahead); a new token for it works if issued after "
+        f"{now + CLOCK_SKEW:%Y-%m-%dT%H:%M:%SZ}"
+    )
     print(f"revoked {what}; servers refuse it within seconds (audited token:revoke).")
     return 0
 

@@ -9,7 +9,7 @@ revocation is written with its audit entry in one transaction; the table holds n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, String, select
@@ -51,13 +51,20 @@ class Revoked:
     token_ids: frozenset[str]
     subjects: dict[str, datetime]
 
-    def covers(self, *, token_id: str | None, subject: str, issued_at: datetime | None) -> bool:
-        """Whether a token with these claims is revoked (a subject's cut-off covers a token without
-        ``iat``: it cannot show it was issued after)."""
+    def covers(
+        self, *, token_id: str | None, subject: str, issued_at: datetime | None, skew: timedelta
+    ) -> bool:
+        """Whether a token with these claims is revoked.
+
+        A subject's cut-off is the revoking machine's clock; the token's ``iat`` is its issuer's. A
+        token issued before the revocation by an issuer whose clock is ahead carries a later ``iat``:
+        the cut-off covers every ``iat`` up to ``skew`` after it (the clock difference tokens are
+        accepted with), and a token without ``iat`` (it cannot show it was issued after).
+        """
         if token_id is not None and token_id in self.token_ids:
             return True
         until = self.subjects.get(subject)
-        return until is not None and (issued_at is None or issued_at <= until)
+        return until is not None and (issued_at is None or issued_at <= until + skew)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import Final
 
 from inference.record import Record, RecordError, Revoked
 from inference.security import Principal
+from inference.security._tokens import LEEWAY_SECONDS
 from inference.services._context import Context
 
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS: Final = 5.0
 """How old the list may be: a revocation takes effect within this long on every server and replica."""
+CLOCK_SKEW: Final = timedelta(seconds=LEEWAY_SECONDS)
+"""How far a subject's cut-off reaches past the revocation's time: the clock difference between machines
+that tokens are accepted with (their ``nbf``). A token issued before the revocation by an issuer whose
+clock is that much ahead is refused, and so is a token of the subject issued within that long after it."""
 
 
 class RevocationList:
@@ -55,10 +61,14 @@ class RevocationList:
         return self._revoked
 
     async def revoked(self, principal: Principal) -> bool:
-        """Whether a token's caller was revoked (by the token's id, or its subject's cut-off)."""
+        """Whether a token's caller was revoked (by the token's id, or its subject's cut-off and
+        :data:`CLOCK_SKEW`)."""
         current = await self._current()
         return current.covers(
-            token_id=principal.token_id, subject=principal.subject, issued_at=principal.issued_at
+            token_id=principal.token_id,
+            subject=principal.subject,
+            issued_at=principal.issued_at,
+            skew=CLOCK_SKEW,
         )
 
 

@@ -75,12 +75,13 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
         assert _status(url, sibling) == (200, "") and _status(url, other) == (200, "")
 
         # Every token of a subject issued so far (its id unknown: a router's configuration was copied).
-        assert _dxassist(home, "token", "revoke", "--subject", "pacs-a").returncode == 0
+        by_subject = _dxassist(home, "token", "revoke", "--subject", "pacs-a")
+        assert by_subject.returncode == 0, by_subject.stderr
+        # When a new token of the subject works (its cut-off reaches over the issuers' clock skew:
+        # tests/security/test_security_revocation_skew.py).
+        assert "a new token for it works if issued after" in by_subject.stdout
         assert _refused_within(url, sibling) == (401, "token_revoked")
         assert _status(url, other) == (200, "")
-        time.sleep(1.1)  # a token issued after the revocation's second
-        renewed, _ = _issue(home, "pacs-a")
-        assert _status(url, renewed) == (200, "")
 
     listing = _dxassist(home, "token", "revocations")
     assert listing.returncode == 0 and leaked_id in listing.stdout and "laptop stolen" in listing.stdout
@@ -95,7 +96,7 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
                 "WHERE action IN ('token:issue', 'token:revoke', 'api:authenticate') ORDER BY seq"
             )
         ]
-    assert sum(r["action"] == "token:issue" for r in rows) == 4
+    assert sum(r["action"] == "token:issue" for r in rows) == 3
     # Who got which credential: id, role and facility, then the subject.
     issued_lines = {r["resource_id"] for r in rows if r["action"] == "token:issue"}
     assert f"jti:{leaked_id} role:pacs facility:F1 sub:pacs-a" in issued_lines

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from inference.record import AuditIn, Record
 
 NOW = datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
+SKEW = timedelta(0)
 OPERATOR = AuditIn(subject="cli:ops", role="admin", facility=None, action="token:revoke")
 
 
@@ -24,10 +25,12 @@ def test_revocations_round_trip_with_their_audit_entry(record: Record) -> None:
         jti=None, subject="pacs-7", now=NOW + timedelta(hours=1), reason=None, audit=OPERATOR
     )
     revoked = record.tokens.revoked()
-    assert revoked.covers(token_id="a" * 32, subject="anyone", issued_at=NOW + timedelta(days=1))
-    assert revoked.covers(token_id=None, subject="pacs-7", issued_at=NOW + timedelta(minutes=30))
-    assert not revoked.covers(token_id="b" * 32, subject="pacs-7", issued_at=NOW + timedelta(hours=2))
-    assert not revoked.covers(token_id="b" * 32, subject="pacs-8", issued_at=NOW)
+    assert revoked.covers(token_id="a" * 32, subject="anyone", issued_at=NOW + timedelta(days=1), skew=SKEW)
+    assert revoked.covers(token_id=None, subject="pacs-7", issued_at=NOW + timedelta(minutes=30), skew=SKEW)
+    assert not revoked.covers(
+        token_id="b" * 32, subject="pacs-7", issued_at=NOW + timedelta(hours=2), skew=SKEW
+    )
+    assert not revoked.covers(token_id="b" * 32, subject="pacs-8", issued_at=NOW, skew=SKEW)
     with record.engine.connect() as connection:
         actions = (
             connection.execute(
