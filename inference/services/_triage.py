@@ -18,7 +18,7 @@ from inference.services._identity import identify
 from inference.services._imaging import Outcome
 from inference.services._shadow import offer_vitals
 from inference.services._trend import series_trend, trend_window
-from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features
+from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, model_inputs
 from inference.vocabulary import LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ async def analyse_vitals(
     idempotency_key: str | None = None,
 ) -> Outcome:
     """Score one set of vital signs with NEWS2 (the measured part when incomplete), file and return it.
+
+    SpO2 charted on NEWS2 Scale 2 is scored by NEWS2 on Scale 2 and withheld from the triage model, which
+    knows Scale 1 only (:func:`inference.triage.model_inputs`); the result's warnings say so.
 
     Args:
         ctx: The process's engines.
@@ -77,7 +80,9 @@ async def analyse_vitals(
         idempotency_key=idempotency_key,
     )
     served = ctx.host.triage
-    values, present = encode_features(signs)
+    # SpO2 on Scale 2 is withheld from the model (it knows Scale 1 only); the result says so.
+    model_signs, withheld = model_inputs(signs)
+    values, present = encode_features(model_signs)
     scores = await ctx.host.score_vitals(values, present, model=served)
     news2 = compute_news2(signs)
     missing_inputs = [name for name, flag in zip(FEATURES, present, strict=True) if not flag]
@@ -96,8 +101,11 @@ async def analyse_vitals(
     warnings = [_warnings.training(served)]
     if not news2.complete:
         warnings.append(_warnings.news2_missing(list(news2.missing)))
-    if missing_inputs:
-        warnings.append(_warnings.triage_missing(missing_inputs))
+    if withheld:
+        warnings.append(_warnings.spo2_withheld(served.name, served.version))
+    not_measured = [name for name in missing_inputs if name not in withheld]
+    if not_measured:
+        warnings.append(_warnings.triage_missing(not_measured))
     if trend is not None and deteriorating:
         warnings.append(
             _warnings.deteriorating(

@@ -85,6 +85,19 @@ def triage_missing(missing: list[str]) -> str:
     )
 
 
+SPO2_WITHHELD_CODE: Final = "spo2_withheld"
+"""Stable prefix of the warning of a triage result whose SpO2 the model was not given (match on it)."""
+
+
+def spo2_withheld(model: str, version: str) -> str:
+    """SpO2 on NEWS2 Scale 2: the triage model, which knows Scale 1 only, estimated the risk without it."""
+    return (
+        f"{SPO2_WITHHELD_CODE}: SpO2 was charted on NEWS2 Scale 2 (target 88-92 %); model {model} version "
+        f"{version} was not trained with the scale and reads every saturation on Scale 1, so it estimated "
+        "the risk without SpO2 (contribution 0, listed in missing). NEWS2 scored SpO2 on Scale 2."
+    )
+
+
 def deteriorating(
     observations: int, hours: float, news2_change: int, risk_change: float, raised: bool
 ) -> str:

@@ -11,6 +11,7 @@ from inference.triage._features import (
     REFERENCE,
     encode_batch,
     encode_features,
+    model_inputs,
 )
 from inference.triage._news2 import (
     NEWS2_FIELDS,
@@ -51,6 +52,7 @@ __all__ = [
     "encode_batch",
     "encode_features",
     "missing_for_news2",
+    "model_inputs",
     "news2_band",
     "score_consciousness",
     "score_heart_rate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 import numpy as np
@@ -52,6 +53,19 @@ usual adult normal range (for the NEWS2 rows, the zero-scoring range widened by 
 The point a model learned is exported as ``dxassist.reference``; :data:`REFERENCE` is its start."""
 
 CONSCIOUSNESS_CODES: Final[dict[str, int]] = {level: i for i, level in enumerate(CONSCIOUSNESS_LEVELS)}
+
+
+def model_inputs(v: VitalSigns) -> tuple[VitalSigns, tuple[str, ...]]:
+    """The signs the triage model is given, and the measured ones it is not (in :data:`FEATURES` order).
+
+    SpO2 charted on NEWS2 Scale 2 (hypercapnic respiratory failure, prescribed target 88–92 %) is
+    withheld: the model has no ``spo2_scale`` input, so it reads every saturation on Scale 1, where 88 %
+    is alarming, while on Scale 2 it is the target. It scores such a patient as if SpO2 were not measured
+    (contribution 0); NEWS2 still scores SpO2 on Scale 2.
+    """
+    if v.spo2 is not None and v.spo2_scale == 2:
+        return replace(v, spo2=None), ("spo2",)
+    return v, ()
 
 
 def _encoded(v: VitalSigns, name: str) -> float | None:

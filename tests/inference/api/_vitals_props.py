@@ -46,9 +46,11 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def check_request(client: TestClient, env: Env, signs: dict[str, Any]) -> None:
-    """Unsent signs contribute exactly 0 and are listed; intercept + contributions = logit; NEWS2 adds up."""
+    """Unsent signs (and SpO2 on Scale 2, withheld from the model) contribute exactly 0 and are listed;
+    intercept + contributions = logit; NEWS2 adds up."""
     result = post(client, env, signs)
-    unsent = [name for name in FEATURES if name not in signs]
+    withheld = {"spo2"} if signs.get("spo2_scale") == 2 else set()
+    unsent = [name for name in FEATURES if name not in signs or name in withheld]
     assert result["missing"] == unsent
     for name in unsent:
         assert result["contributions"][name] == 0.0

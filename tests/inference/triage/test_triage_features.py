@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from inference.triage import FEATURES, VitalSigns, encode_batch, encode_features
+from inference.triage import FEATURES, VitalSigns, encode_batch, encode_features, model_inputs
 
 
 def test_feature_order_is_the_contract() -> None:
@@ -55,3 +55,13 @@ def test_batch_matches_single_rows() -> None:
         np.testing.assert_array_equal(values[i], single_values)
         np.testing.assert_array_equal(present[i], single_present)
     assert encode_batch([])[0].shape == (0, len(FEATURES))
+
+
+def test_spo2_on_scale_2_is_withheld_from_the_model_only() -> None:
+    scale_2 = VitalSigns(spo2=88, spo2_scale=2, on_oxygen=True, heart_rate=70)
+    given, withheld = model_inputs(scale_2)
+    assert withheld == ("spo2",) and given.spo2 is None and given.heart_rate == 70
+    assert given.on_oxygen is True  # only the saturation the model would misread
+    scale_1 = VitalSigns(spo2=88, on_oxygen=True)
+    assert model_inputs(scale_1) == (scale_1, ())
+    assert model_inputs(VitalSigns(spo2_scale=2, heart_rate=70))[1] == ()  # nothing to withhold
