@@ -16,7 +16,9 @@ for _key, _value in (
 ):
     os.environ[_key] = _value
 
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -75,6 +77,26 @@ def _priority(unit: str) -> int:
     """The rank of a unit in `_LONG_UNITS_FIRST`; every other unit ranks after them."""
     ranks = (i for i, prefix in enumerate(_LONG_UNITS_FIRST) if unit.startswith(prefix))
     return next(ranks, len(_LONG_UNITS_FIRST))
+
+
+# The suite's temporary folders peak at about 1.3 GB (PostgreSQL clusters, Orthanc storage, trained
+# models; measured on a full `make test`, 2026-12-04): under this, it would fail with hundreds of
+# confusing errors ("No space left on device" from the first test), so it does not start.
+MIN_FREE_BYTES = 3 * 1024**3 // 2
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to start, in one line, on a disk that cannot hold the suite's temporary folders."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller checked
+    folder = Path(tempfile.gettempdir())
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        pytest.exit(
+            f"Only {free / 1024**2:.0f} MB free for {folder}; the test suite needs about "
+            f"{MIN_FREE_BYTES / 1024**2:.0f} MB there (PostgreSQL, Orthanc, trained models).",
+            returncode=3,
+        )
 
 
 @pytest.hookimpl(optionalhook=True)
