@@ -5,10 +5,12 @@ same dataset in the Native DICOM Model XML (PS3.19 Annex A) for a client that as
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+from fastapi import Header
 from fastapi.responses import JSONResponse, Response
 
+from inference.api._errors import ApiError
 from inference.observability import count_rejected
 from inference.services import StowOutcome
 
@@ -134,8 +136,38 @@ def stow_response(outcome: StowOutcome, *, accept: str | None = None) -> Respons
 
 def prefers_xml(accept: str | None) -> bool:
     """Whether an ``Accept`` header ranks ``application/dicom+xml`` above DICOM JSON (a tie is JSON's)."""
-    if not accept:
-        return False
+    json_q, xml_q = _ranks(accept)
+    return xml_q > json_q
+
+
+# ``async def``: pure header parsing, no worker thread hop.
+async def acceptable_stow(
+    accept: Annotated[
+        str | None,
+        Header(description="application/dicom+json (default) or application/dicom+xml."),
+    ] = None,
+) -> str | None:
+    """The ``Accept`` header of a STOW-RS request, refused with 406 when no response representation
+    satisfies it (PS3.18 8.3.3.1: the origin server answers 406 Not Acceptable), before the body is
+    read, so nothing is stored or analysed for a client that could not read the answer.
+
+    Raises:
+        ApiError: 406 ``not_acceptable`` when the header accepts neither DICOM JSON nor DICOM XML.
+    """
+    if accept is not None and accept.strip() and max(_ranks(accept)) <= 0.0:
+        raise ApiError(
+            406,
+            "not_acceptable",
+            "The STOW-RS response is application/dicom+json or application/dicom+xml; the Accept header "
+            "allows neither. Accept one of them (or */*).",
+        )
+    return accept
+
+
+def _ranks(accept: str | None) -> tuple[float, float]:
+    """The q an ``Accept`` header gives DICOM JSON and DICOM XML (1.0 each when it is absent or empty)."""
+    if accept is None or not accept.strip():
+        return 1.0, 1.0
     best = {"json": 0.0, "xml": 0.0}
     for element in accept.split(","):
         media, *params = (part.strip() for part in element.split(";"))
@@ -157,7 +189,7 @@ def prefers_xml(accept: str | None) -> bool:
             best["json"] = max(best["json"], q)
         if media in _XML_RANGES:
             best["xml"] = max(best["xml"], q)
-    return best["xml"] > best["json"]
+    return best["json"], best["xml"]
 
 
 def native_xml(dataset: dict[str, Any]) -> bytes:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from inference.api._dicomweb import DICOM_JSON, DICOM_XML, DicomJSONResponse, count_failures, stow_response
+from inference.api._dicomweb import (
+    DICOM_JSON,
+    DICOM_XML,
+    DicomJSONResponse,
+    acceptable_stow,
+    count_failures,
+    stow_response,
+)
 from inference.api.deps import AcceptLanguage, ContextDep, StowParts, require
 from inference.api.routes._responses import AUTH, errors
 from inference.api.routes.studies import StudyUid
@@ -29,16 +36,16 @@ _STOW_RESPONSE = {
         DICOM_XML: {"schema": {"type": "string", "description": "The dataset as PS3.19 Native DICOM Model."}},
     }
 }
-# application/dicom+xml (PS3.19 Native DICOM Model) when preferred over DICOM JSON, else DICOM JSON.
-StowAccept = Annotated[
-    str | None,
-    Header(alias="accept", description="application/dicom+json (default) or application/dicom+xml."),
-]
+# application/dicom+xml (PS3.19 Native DICOM Model) when preferred over DICOM JSON, else DICOM JSON; an
+# Accept that allows neither is refused with 406 before the body is read. Declared before the body's
+# dependency, so it is checked first.
+StowAccept = Annotated[str | None, Depends(acceptable_stow)]
 
 
 _STOW_RESPONSES = errors(
     400,
     *AUTH,
+    406,
     413,
     415,
     extra={
@@ -62,6 +69,10 @@ _STOW_RESPONSES = errors(
 )
 
 
+# Each route is served with a trailing slash too (``/dicomweb/studies/``, as clients build it from a base
+# URL that ends in one): the framework's redirect (307) is one that many STOW-RS clients do not follow
+# for a POST, so their upload failed.
+@router.post("/studies/", response_class=DicomJSONResponse, include_in_schema=False)
 @router.post(
     "/studies",
     response_class=DicomJSONResponse,
@@ -71,16 +82,17 @@ _STOW_RESPONSES = errors(
 )
 async def stow(
     actor: Annotated[Actor, require("studies:submit")],
+    accept: StowAccept,
     ctx: ContextDep,
     parts: StowParts,
     accept_language: AcceptLanguage = None,
-    accept: StowAccept = None,
 ) -> Response:
     outcome = await store_instances(ctx=ctx, actor=actor, parts=parts, accept_language=accept_language)
     count_failures(outcome)
     return stow_response(outcome, accept=accept)
 
 
+@router.post("/studies/{study_instance_uid}/", response_class=DicomJSONResponse, include_in_schema=False)
 @router.post(
     "/studies/{study_instance_uid}",
     response_class=DicomJSONResponse,
@@ -90,11 +102,11 @@ async def stow(
 )
 async def stow_study(
     actor: Annotated[Actor, require("studies:submit")],
+    accept: StowAccept,
     ctx: ContextDep,
     study_instance_uid: StudyUid,
     parts: StowParts,
     accept_language: AcceptLanguage = None,
-    accept: StowAccept = None,
 ) -> Response:
     outcome = await store_instances(
         ctx=ctx,
