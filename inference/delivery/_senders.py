@@ -289,8 +289,12 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
     """Whether the destination's QIDO-RS finds the object a STOW-RS request was refused (409) for.
 
     Our objects' UIDs derive from the result, and building a result again gives the same bytes, so an
-    instance the archive holds under the object's UIDs is the object: it was delivered before. False
-    when the archive serves no QIDO-RS, answers anything else, or cannot be reached.
+    instance the archive holds under the object's study, series and instance UIDs is the object: it was
+    delivered before. The three are compared in the answer: an archive that holds the SOP Instance UID
+    in another study or series (a study the PACS merged or split, or a search that ignored the URL's
+    study and series) does not hold the object where a viewer of the study looks for it, and the 409
+    stays a refusal. False when the archive serves no QIDO-RS, answers anything else, or cannot be
+    reached.
     """
     import httpx
     from pydicom import dcmread
@@ -301,6 +305,7 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
         specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
     )
     uid = str(ds.SOPInstanceUID)
+    wanted = {"0020000D": str(ds.StudyInstanceUID), "0020000E": str(ds.SeriesInstanceUID), "00080018": uid}
     url = f"{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances"
     query = {"Accept": "application/dicom+json"}
     if "Authorization" in headers:
@@ -318,7 +323,8 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
     except (httpx.HTTPError, ValueError):
         return False
     return isinstance(answers, list) and any(
-        isinstance(answer, dict) and _first_value(answer, "00080018") == uid for answer in answers
+        isinstance(answer, dict) and all(_first_value(answer, tag) == value for tag, value in wanted.items())
+        for answer in answers
     )
 
 

@@ -35,9 +35,13 @@ _ALREADY_EXISTS = (
 
 
 @contextmanager
-def _archive(refused_series: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _archive(
+    refused_series: set[str], *, search_ignores_path: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """A STOW-RS and QIDO-RS archive that answers 409 for a SOP Instance UID it holds, and for any
-    instance of ``refused_series`` (a conflict of another kind: nothing is stored)."""
+    instance of ``refused_series`` (a conflict of another kind: nothing is stored). Its QIDO-RS answers
+    the instance's study, series and instance UIDs, as Google's does; with ``search_ignores_path`` it
+    finds an instance by its SOP Instance UID in any study and series."""
     held: dict[str, Any] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -58,9 +62,13 @@ def _archive(refused_series: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
             wanted = parse_qs(parts.query).get("SOPInstanceUID", [""])[0]
             series = parts.path.split("/series/")[1].split("/")[0]
             found = [
-                {"00080018": {"vr": "UI", "Value": [uid]}}
+                {
+                    "0020000D": {"vr": "UI", "Value": [str(ds.StudyInstanceUID)]},
+                    "0020000E": {"vr": "UI", "Value": [str(ds.SeriesInstanceUID)]},
+                    "00080018": {"vr": "UI", "Value": [uid]},
+                }
                 for uid, ds in held.items()
-                if uid == wanted and str(ds.SeriesInstanceUID) == series
+                if uid == wanted and (search_ignores_path or str(ds.SeriesInstanceUID) == series)
             ]
             self._answer(200, json.dumps(found).encode())
 
@@ -106,3 +114,16 @@ def test_a_409_for_an_object_the_archive_does_not_hold_is_still_refused() -> Non
             send(_destination(url), chest_cr(study=new_uid(), series=series), CR_IMAGE)
         assert (refused.value.retryable, refused.value.code) == (False, "destination_refused")
         assert held == {}
+
+
+def test_a_409_for_an_instance_the_archive_holds_in_another_study_is_still_refused() -> None:
+    # The archive holds the SOP Instance UID under another study (a study the PACS merged or split, or
+    # an object filed before the source was corrected), and its search ignores the URL's study and
+    # series. The object was taken for delivered, though a viewer of its study never finds it.
+    sop = new_uid()
+    with _archive(set(), search_ignores_path=True) as (url, held):
+        send(_destination(url), chest_cr(study=new_uid(), sop=sop), CR_IMAGE)
+        with pytest.raises(DeliveryFailed) as refused:
+            send(_destination(url), chest_cr(study=new_uid(), sop=sop), CR_IMAGE)
+        assert (refused.value.retryable, refused.value.code) == (False, "destination_refused")
+        assert list(held) == [sop]
