@@ -38,7 +38,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._reads import DENIED, Audited
+from inference.record._reads import DENIED, FAILURE, Audited
 from inference.record._result_types import (
     AnyResult,
     Delivery,
@@ -55,6 +55,7 @@ from inference.record._result_types import (
     WorklistItem,
     WorklistPatient,
 )
+from inference.record._results import PictureRows
 from inference.record._revocations import RevocationRow, Revoked, TokenRevocations
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._series import TriageIntake
@@ -72,6 +73,8 @@ from inference.record._views import TRIAGE_FEEDBACK_CODE, heatmap_url
 
 __all__ = [
     "DENIED",
+    "FAILURE",
+    "PictureRows",
     "Audited",
     "AnyResult",
     "Delivery",

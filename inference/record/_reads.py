@@ -35,6 +35,7 @@ SUCCESS: Final = "success"
 BREAK_GLASS: Final = "break_glass"
 DENIED: Final = "denied"
 NOT_FOUND: Final = "not_found"
+FAILURE: Final = "failure"
 SERVED: Final = frozenset({SUCCESS, BREAK_GLASS})
 """The outcomes of a read that served its data."""
 
@@ -65,16 +66,19 @@ class Audited(Generic[T]):
     """What an audited read gave: its entry's outcome and the data, served only on a ground.
 
     Attributes:
-        outcome: ``success`` or ``break_glass`` (served); ``denied`` (no ground) or ``not_found``.
+        outcome: ``success`` or ``break_glass`` (served); ``denied`` (no ground), ``not_found``, or
+            ``failure`` (the data could not be made into what was asked: :attr:`error`).
         value: The data read (None unless served, or when what was asked does not exist).
         patient_id: The patient the entry names.
         resource_id: The id the entry names.
+        error: Why the read failed (outcome ``failure``).
     """
 
     outcome: str
     value: T | None
     patient_id: str | None
     resource_id: str | None
+    error: Exception | None = None
 
     @property
     def served(self) -> bool:
@@ -98,6 +102,7 @@ def read_audited(
     resource_id: str | None,
     locate: Callable[[Session], Target | None],
     fetch: Callable[[Session, Target], T | None],
+    failures: tuple[type[Exception], ...] = (),
 ) -> Audited[T]:
     """Check the caller's ground on one row, read it and audit the access, in one transaction.
 
@@ -111,6 +116,8 @@ def read_audited(
             without a patient).
         fetch: The data, read once the ground is found; None when it does not exist (audited
             ``not_found``, with the patient).
+        failures: Errors of ``fetch`` that say the data cannot be served (a damaged stored picture):
+            audited ``failure`` and returned in :attr:`Audited.error`, in the same transaction.
 
     Returns:
         The outcome and, on a ground, the data (committed with its entry).
@@ -124,6 +131,7 @@ def read_audited(
             head = _audit.lock_head_row(session)
             target = locate(session)
             value: T | None = None
+            error: Exception | None = None
             patient_id: str | None = None
             if target is None:
                 outcome = NOT_FOUND
@@ -133,9 +141,13 @@ def read_audited(
                 resource_id = target.resource_id or resource_id
                 outcome = outcome_of(_ground(session, scope, target))
                 if outcome in SERVED:
-                    value = fetch(session, target)
-                    if value is None:
-                        outcome = NOT_FOUND
+                    try:
+                        value = fetch(session, target)
+                    except failures as e:
+                        outcome, error = FAILURE, e
+                    else:
+                        if value is None:
+                            outcome = NOT_FOUND
             entry = _audit.columns_of(
                 audit,
                 resource_type=resource_type,
@@ -146,7 +158,7 @@ def read_audited(
             _audit.append_onto(session, head, **entry)
     except SQLAlchemyError as e:
         raise RecordError("The read could not be audited; nothing was served.") from e
-    return Audited(outcome=outcome, value=value, patient_id=patient_id, resource_id=resource_id)
+    return Audited(outcome=outcome, value=value, patient_id=patient_id, resource_id=resource_id, error=error)
 
 
 def _ground(session: Session, scope: _scope.Scope, target: Target) -> str | None:

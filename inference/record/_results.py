@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, case, literal, select, true
 from sqlalchemy.orm import Session, selectinload
@@ -28,6 +28,18 @@ from inference.record._result_types import AnyResult, ImagingResult, WorklistIte
 from inference.record._views import typed_result, with_deliveries, worklist_item
 
 logger = logging.getLogger(__name__)
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class PictureRows:
+    """What a result's pictures are drawn from: its display rendering and CAMs, or (filed before those
+    were kept) the finding's stored overlay PNG."""
+
+    rendering: RenderingData | None
+    overlay: bytes | None
+
 
 _RESULTS: Final = cast(Table, Result.__table__)
 _OWNER: Final = select(_RESULTS.c.patient_id, _RESULTS.c.facility).where(
@@ -208,6 +220,57 @@ class Results:
             ),
         )
 
+    def read_picture(
+        self,
+        *,
+        result_id: str,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        resource_type: str,
+        load: bool,
+        overlay_code: str | None,
+        prepare: Callable[[PictureRows | None], P | None],
+        failures: tuple[type[Exception], ...] = (),
+    ) -> Audited[P]:
+        """A picture of a result, as :meth:`read` reads the result: ``prepare`` makes what is served from
+        the stored rendering (``load``; else from what the caller keeps in memory, given None), in the
+        read's transaction, so its entry says what became of it: ``not_found`` when it gives None,
+        ``failure`` when it raises one of ``failures``.
+
+        Args:
+            overlay_code: With ``load``, the finding whose stored overlay PNG a result filed before
+                renderings were kept is read instead.
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def locate(session: Session) -> Target | None:
+            row = session.execute(_OWNER, {"result_id": result_id}).first()
+            return None if row is None else Target(patient_id=row.patient_id, owner=row.facility)
+
+        def fetch(session: Session, _target: Target) -> P | None:
+            if not load:
+                return prepare(None)
+            rendering = self._rendering(session, result_id)
+            overlay = None
+            if rendering is None and overlay_code is not None:
+                overlay = session.scalars(
+                    select(Heatmap.png).where(Heatmap.result_id == result_id, Heatmap.code == overlay_code)
+                ).first()
+            return prepare(PictureRows(rendering=rendering, overlay=overlay))
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type=resource_type,
+            resource_id=result_id,
+            locate=locate,
+            fetch=fetch,
+            failures=failures,
+        )
+
     def _fetch(self, session: Session, result_id: str, *, deliveries: bool) -> AnyResult | None:
         result = self._load(session, result_id)
         return None if result is None else self._typed(session, result, deliveries=deliveries)
@@ -280,20 +343,23 @@ class Results:
     def rendering(self, *, result_id: str) -> RenderingData | None:
         """The display rendering and CAMs of an imaging result, or ``None`` (triage, or filed before them)."""
         with self._db.sessions() as session:
-            row = session.execute(
-                select(Rendering, Result.model_name, Result.model_version)
-                .join(Result, Result.id == Rendering.result_id)
-                .where(Rendering.result_id == result_id)
-            ).first()
-            if row is None:
-                return None
-            rendering, name, version = row
-            return RenderingData(
-                display=rendering.display,
-                cams=rendering.cams,
-                geometry=dict(rendering.geometry),
-                model=(name, version),
-            )
+            return self._rendering(session, result_id)
+
+    def _rendering(self, session: Session, result_id: str) -> RenderingData | None:
+        row = session.execute(
+            select(Rendering, Result.model_name, Result.model_version)
+            .join(Result, Result.id == Rendering.result_id)
+            .where(Rendering.result_id == result_id)
+        ).first()
+        if row is None:
+            return None
+        rendering, name, version = row
+        return RenderingData(
+            display=rendering.display,
+            cams=rendering.cams,
+            geometry=dict(rendering.geometry),
+            model=(name, version),
+        )
 
     def worklist(
         self,

@@ -6,21 +6,22 @@ cache, so a reader flipping between findings is answered from memory. The decode
 the last results drawn is kept too, so the first request for another picture of the same result (the
 next finding, its heat layer, the image) reads neither the record's rendering nor the JPEG again.
 Results filed before renderings were kept still answer their stored overlay PNGs. Every access is
-authorised like reading the result (same permission and facility scope) and audited.
+authorised like reading the result (same permission and facility scope) and audited, in the transaction
+that reads the stored rendering and decodes what the picture is drawn from (``Results.read_picture``), so
+its entry says what became of it; the picture is painted once that has committed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import threading
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from inference.analysis import (
     FindingHeat,
@@ -34,11 +35,11 @@ from inference.analysis import (
     stored_geometry,
 )
 from inference.explain import OVERLAY_FLOOR, picture_thread
-from inference.record import NotFound
-from inference.services._access import audit
+from inference.record import FAILURE, NotFound, PictureRows
+from inference.security import scope_for
+from inference.services._access import audit_entry, served
 from inference.services._context import Actor, Context, db
 from inference.services._errors import PictureUnreadable
-from inference.services._results import result_patient
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,78 +209,105 @@ def _paint(rendering: Rendering, picture: Picture, code: str, heat: FindingHeat 
 
 
 @dataclass(frozen=True, eq=False)
-class _Drawing:
-    """A picture being drawn: ``read`` settles once its stored rendering is read (with
-    :class:`RenderingCorrupt` when it cannot be), ``png`` when it is drawn."""
+class _Prepared:
+    """What a picture request serves, made in its read's transaction: a PNG (drawn before, or stored
+    before renderings were kept), or what :func:`_read` gave to paint it from.
 
-    read: asyncio.Future[None]
-    png: asyncio.Future[bytes]
+    Attributes:
+        png: The PNG to serve as it is.
+        read: What the picture is painted from.
+        source: Where ``read`` came from (a stored rendering is kept decoded for the next pictures).
+        model: ``(name, version)`` of the model that made the maps.
+        start: ``time.perf_counter()`` when reading began (the overlay stage's duration).
+    """
+
+    png: bytes | None = None
+    read: _Read | None = None
+    source: StoredRendering | _Decoded | None = None
+    model: tuple[str, str] | None = None
+    start: float = 0.0
 
 
 _NO_HEATMAP = "This result has no heatmap for this finding; heatmaps are made for positive findings."
+_NO_IMAGE = "This result has no display image; images are kept for imaging results."
+
+
+def _preparer(
+    *, picture: Picture, code: str, cached: bytes | None, decoded: _Decoded | None
+) -> Callable[[PictureRows | None], _Prepared | None]:
+    """What the read's transaction runs (on its thread) once the caller's ground is found: the PNG or
+    what it is painted from, None when the result has no such picture; :class:`RenderingCorrupt` when
+    the stored rendering or the finding's map cannot be read (audited ``failure``)."""
+
+    def prepare(rows: PictureRows | None) -> _Prepared | None:
+        if cached is not None:
+            return _Prepared(png=cached)
+        source: StoredRendering | _Decoded
+        if decoded is not None:
+            source, model, codes = decoded, decoded.model, decoded.listed
+        else:
+            if rows is None or rows.rendering is None:
+                # Filed before renderings were kept: the overlay stored then is all there is.
+                return None if rows is None or rows.overlay is None else _Prepared(png=rows.overlay)
+            data = rows.rendering
+            source = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
+            model, codes = data.model, _kept_codes(data.cams)
+        # Unreadable maps (codes None) are not a missing picture: drawing it fails, and says so.
+        if picture != "image" and codes is not None and code not in codes:
+            return None
+        start = time.perf_counter()
+        return _Prepared(read=_read(source, picture, code), source=source, model=model, start=start)
+
+    return prepare
 
 
 async def _picture(ctx: Context, actor: Actor, *, result_id: str, picture: Picture, code: str) -> bytes:
-    patient_id, outcome = await result_patient(ctx, actor, action="results:read", result_id=result_id)
-    found = await _lookup(ctx, result_id=result_id, picture=picture, code=code)
-    resource_type = "Image" if picture == "image" else "Heatmap"
-    if isinstance(found, _Drawing):
-        # The access is audited once the stored rendering is read, with what became of it, while the
-        # picture is painted (on the worker pool); it is answered only once the audit entry is written
-        # (an access that cannot be audited fails). Not earlier, even when the rendering was decoded
-        # before: the entry written while the heat is made slows both (measured: 1-2 ms per picture).
-        try:
-            await found.read
-        except BaseException as e:
-            found.png.add_done_callback(_consume)
-            if isinstance(e, RenderingCorrupt):
-                logger.error(
-                    "stored rendering unreadable",
-                    extra={"event": "rendering_unreadable", "result_id": result_id, "picture": picture},
-                )
-                await audit(
-                    ctx,
-                    actor,
-                    action="results:read",
-                    outcome="failure",
-                    resource_type=resource_type,
-                    resource_id=result_id,
-                    patient_id=patient_id,
-                )
-                raise PictureUnreadable(str(e)) from e
-            raise
-    audited = audit(
-        ctx,
-        actor,
-        action="results:read",
-        outcome=outcome if found is not None else "not_found",
-        resource_type=resource_type,
-        resource_id=result_id,
-        patient_id=patient_id,
+    cache, renderings = _caches(ctx)
+    key = (result_id, picture, code)
+    cached = cache.get(key)
+    decoded = renderings.get(result_id) if cached is None else None
+    # The ground, the stored rendering (unless this process keeps the picture or its decoded rendering),
+    # what the picture is drawn from and the audit entry saying what became of it: one transaction.
+    found = await db(
+        ctx.record.results.read_picture,
+        result_id=result_id,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action="results:read"),
+        resource_type="Image" if picture == "image" else "Heatmap",
+        load=cached is None and decoded is None,
+        overlay_code=code if picture == "overlay" else None,
+        prepare=_preparer(picture=picture, code=code, cached=cached, decoded=decoded),
+        failures=(RenderingCorrupt,),
     )
-    if isinstance(found, _Drawing):
-        try:
-            await audited
-        except BaseException:
-            found.png.add_done_callback(_consume)
-            raise
-        png: bytes | None = await found.png
-    else:
-        await audited
-        png = found
-    if png is None:
-        raise NotFound(
-            "This result has no display image; images are kept for imaging results."
-            if picture == "image"
-            else _NO_HEATMAP
+    if found.outcome == FAILURE:
+        logger.error(
+            "stored rendering unreadable",
+            extra={"event": "rendering_unreadable", "result_id": result_id, "picture": picture},
         )
+        raise PictureUnreadable(str(found.error)) from found.error
+    missing = (
+        "No result has this id."
+        if found.patient_id is None
+        else _NO_IMAGE
+        if picture == "image"
+        else _NO_HEATMAP
+    )
+    prepared = served(actor, found, missing=missing)
+    if prepared.png is not None:
+        return prepared.png
+    got, source = prepared.read, prepared.source
+    if got is None or source is None:  # a _Prepared is made with a PNG or with both
+        raise NotFound(missing)
+    if isinstance(source, StoredRendering):
+        renderings.put(
+            result_id, _Decoded(rendering=got.display, maps=got.maps, listed=got.listed, model=prepared.model)
+        )
+    png = await ctx.workers.run(_paint, got.rendering, picture, code, got.heat)
+    if picture != "image":
+        name, version = prepared.model or ("unknown", "unknown")
+        observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - prepared.start)
+    cache.put(key, png)
     return png
-
-
-def _consume(drawing: asyncio.Future[Any]) -> None:
-    """Retrieve the outcome of a drawing nobody awaits (the request failed): no "never retrieved" log."""
-    if not drawing.cancelled():
-        drawing.exception()
 
 
 def _kept_codes(cams: bytes) -> frozenset[str] | None:
@@ -290,70 +318,6 @@ def _kept_codes(cams: bytes) -> frozenset[str] | None:
             return frozenset(name.removesuffix(".npy") for name in maps.namelist())
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
-
-
-async def _lookup(ctx: Context, *, result_id: str, picture: Picture, code: str) -> bytes | _Drawing | None:
-    """The cached PNG; the drawing of it (started); or None when this result has no such picture."""
-    cache, renderings = _caches(ctx)
-    key = (result_id, picture, code)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    decoded = renderings.get(result_id)
-    source: StoredRendering | _Decoded
-    if decoded is None:
-        data = await db(ctx.record.results.rendering, result_id=result_id)
-        if data is None:
-            # Filed before renderings were kept: the overlay stored then is all there is.
-            return (
-                await db(ctx.record.results.heatmap, result_id=result_id, code=code)
-                if picture == "overlay"
-                else None
-            )
-        source = StoredRendering(display=data.display, cams=data.cams, geometry=data.geometry)
-        model, codes = data.model, _kept_codes(data.cams)
-    else:
-        source, model, codes = decoded, decoded.model, decoded.listed
-    # Unreadable maps (codes None) are not a missing picture: drawing it fails, and says so.
-    if picture != "image" and codes is not None and code not in codes:
-        return None
-    read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    read.add_done_callback(_consume)  # awaited by the caller, unless its request went away first
-    png = asyncio.ensure_future(_drawn(ctx, source, picture, code, key=key, model=model, read=read))
-    return _Drawing(read=read, png=png)
-
-
-async def _drawn(
-    ctx: Context,
-    source: StoredRendering | _Decoded,
-    picture: Picture,
-    code: str,
-    *,
-    key: tuple[str, str, str],
-    model: tuple[str, str] | None,
-    read: asyncio.Future[None],
-) -> bytes:
-    """Read and draw one picture on the worker pool (settling ``read`` in between) and keep it (and the
-    decoded rendering) for the next ones."""
-    cache, renderings = _caches(ctx)
-    start = time.perf_counter()
-    try:
-        got = await ctx.workers.run(_read, source, picture, code)
-    except asyncio.CancelledError:
-        read.cancel()
-        raise
-    except BaseException as e:
-        read.set_exception(e)
-        raise
-    read.set_result(None)
-    if isinstance(source, StoredRendering):
-        renderings.put(key[0], _Decoded(rendering=got.display, maps=got.maps, listed=got.listed, model=model))
-    png = await ctx.workers.run(_paint, got.rendering, picture, code, got.heat)
-    if picture != "image":
-        name, version = model or ("unknown", "unknown")
-        observe_stage("overlay", model=name, version=version, seconds=time.perf_counter() - start)
-    cache.put(key, png)
-    return png
 
 
 async def get_heatmap(*, ctx: Context, actor: Actor, result_id: str, code: str) -> bytes:

@@ -13,7 +13,6 @@ from inference.services._access import (
     audit,
     audit_disclosed,
     audit_entry,
-    authorise,
     authorise_write,
     served,
     under_grant,
@@ -36,35 +35,6 @@ class FeedbackReceipt:
 
     result_id: str
     recorded: int
-
-
-async def result_patient(ctx: Context, actor: Actor, *, action: str, result_id: str) -> tuple[str, str]:
-    """``(patient id, audit outcome)`` of a result the caller may read (a missing result is audited).
-
-    The outcome is ``success``, or ``break_glass`` when only an emergency access lets the caller read
-    it: callers audit their access with it.
-
-    Raises:
-        NotFound: No result has this id.
-        Forbidden: No ground of the access table lets the caller read it (the refusal is audited).
-    """
-    found = await db(ctx.record.results.patient_of, result_id=result_id)
-    if found is None:
-        await audit(
-            ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
-        )
-        raise NotFound("No result has this id.")
-    patient_id, owner = found
-    outcome = await authorise(
-        ctx,
-        actor,
-        action=action,
-        patient_id=patient_id,
-        owner=owner,
-        resource_type="Result",
-        resource_id=result_id,
-    )
-    return patient_id, outcome
 
 
 async def result_to_change(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:

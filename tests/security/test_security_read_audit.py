@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _postgres import new_postgres_database
 from _security_env import Env, TestClient, seeded_env, upload
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from inference.api import create_app
 from inference.record import Record
@@ -47,9 +47,9 @@ def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def _shared_result(s: Served) -> dict[str, Any]:
     """An imaging result filed by F1, whose patient consented to sharing between facilities."""
-    posted = upload(
-        s.client, s.env.headers("pacs", facility="F1"), patient_id=f"IPP-RA-{uuid.uuid4().hex[:8]}"
-    )
+    # A bright blob: the result has positive findings, so heatmaps to draw.
+    patient = f"IPP-RA-{uuid.uuid4().hex[:8]}"
+    posted = upload(s.client, s.env.headers("pacs", facility="F1"), patient_id=patient, blob=True)
     assert posted.status_code == 201, posted.text
     result: dict[str, Any] = posted.json()
     consent = s.client.put(
@@ -70,9 +70,8 @@ def _trail(s: Served, patient_id: str) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: int(e["seq"]))
 
 
-def _lock_waiters(url: str) -> Callable[[], int]:
+def _lock_waiters(engine: Engine) -> Callable[[], int]:
     """How many sessions of the test database wait on a lock (the withdrawal, held behind the read)."""
-    engine = create_engine(url)
 
     def count() -> int:
         with engine.connect() as connection:
@@ -87,20 +86,36 @@ def _lock_waiters(url: str) -> Callable[[], int]:
     return count
 
 
+def _heatmap(result: dict[str, Any]) -> str:
+    return str(next(f for f in result["findings"] if f["positive"])["heatmap"])
+
+
+# What F2 reads, the statement that reads its data once the access is checked, and the read's entry.
+_READS = {
+    "result": (lambda r: f"/v1/results/{r['result_id']}", "FROM findings", "Result"),
+    "heatmap": (_heatmap, "FROM renderings", "Heatmap"),
+    "image": (lambda r: f"/v1/results/{r['result_id']}/image.png", "FROM renderings", "Image"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(_READS))
 def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_withdrawal(
-    served: Served,
+    served: Served, what: str
 ) -> None:
     s = served
+    path_of, data_statement, resource_type = _READS[what]
     result = _shared_result(s)
-    patient_id, result_id = result["patient"]["id"], result["result_id"]
+    patient_id, path = result["patient"]["id"], path_of(result)
     reader = f"dr-f2-{uuid.uuid4().hex[:6]}"
     f2 = s.env.headers("radiologist", facility="F2", subject=reader)
-    assert s.client.get(f"/v1/results/{result_id}", headers=f2).status_code == 200  # sharing opens it
+    # Sharing opens the result to F2 (the picture is not drawn yet: this reads the result alone).
+    assert s.client.get(f"/v1/results/{result['result_id']}", headers=f2).status_code == 200
 
-    # F1 withdraws the consent to sharing at the moment F2's read, its access already checked, loads the
-    # result's findings: the database is not mocked, the withdrawal is a real request beside the read.
+    # F1 withdraws the consent to sharing at the moment F2's read, its access already checked, reads the
+    # data: the database is not mocked, the withdrawal is a real request beside the read.
     withdrawn: dict[str, Any] = {}
-    waiters = _lock_waiters(s.url)
+    watching = create_engine(s.url)
+    waiters = _lock_waiters(watching)
 
     def withdraw() -> None:
         withdrawn["response"] = s.client.put(
@@ -113,7 +128,7 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
     fired = threading.Event()
 
     def between_check_and_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if fired.is_set() or "FROM findings" not in statement:
+        if fired.is_set() or data_statement not in statement:
             return
         fired.set()
         worker.start()
@@ -131,9 +146,10 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
     engine = s.app.state.ctx.record.engine
     event.listen(engine, "before_cursor_execute", between_check_and_read)
     try:
-        read = s.client.get(f"/v1/results/{result_id}", headers=f2)
+        read = s.client.get(path, headers=f2)
     finally:
         event.remove(engine, "before_cursor_execute", between_check_and_read)
+        watching.dispose()
     assert fired.is_set()
     worker.join(timeout=_LIVENESS_S)
     assert not worker.is_alive()
@@ -141,11 +157,11 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
 
     trail = _trail(s, patient_id)
     withdrawal = [e for e in trail if e["action"] == "consent:write"][-1]
-    reads = [e for e in trail if e["subject"] == reader and e["action"] == "results:read"]
+    reads = [e for e in trail if e["subject"] == reader and e["resource_type"] == resource_type]
     last = reads[-1]
     if read.status_code == 200:
         # Served: on the trail, the read happened while the patient still shared their results.
-        assert read.json()["result_id"] == result_id
+        assert read.content and last["action"] == "results:read"
         assert last["outcome"] == "success"
         assert last["seq"] < withdrawal["seq"], (last, withdrawal)
     else:
@@ -153,12 +169,16 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
         assert read.status_code == 403, read.text
         assert last["outcome"] == "denied" and last["seq"] > withdrawal["seq"]
     # Either way, once withdrawn, F2 reads nothing more.
-    assert s.client.get(f"/v1/results/{result_id}", headers=f2).status_code == 403
+    assert s.client.get(path, headers=f2).status_code == 403
     assert _trail(s, patient_id)[-1]["outcome"] == "denied"
 
 
-def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(served: Served) -> None:
+@pytest.mark.parametrize("what", sorted(_READS))
+def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(
+    served: Served, what: str
+) -> None:
     s = served
+    path_of, _statement, _type = _READS[what]
     result = _shared_result(s)
     patient_id, result_id = result["patient"]["id"], result["result_id"]
     blocked = f"dr-blocked-{uuid.uuid4().hex[:6]}"
@@ -181,9 +201,10 @@ def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(s
     try:
         before = _trail(s, patient_id)
         read = s.client.get(
-            f"/v1/results/{result_id}", headers=s.env.headers("radiologist", facility="F2", subject=blocked)
+            path_of(result), headers=s.env.headers("radiologist", facility="F2", subject=blocked)
         )
         assert read.status_code == 503, read.text
+        assert read.headers["content-type"].startswith("application/json")
         assert result_id not in read.text and patient_id not in read.text
         assert _trail(s, patient_id) == before
     finally:

@@ -199,3 +199,24 @@ def test_reading_a_result_is_one_round_trip_with_its_audit_entry(
     # its deliveries and pending build, the entry and the head moved (13 before, in three transactions).
     assert counter.statements <= 11, counter.statements
     assert app.state.ctx.record.audit.count() == entries + 1
+
+
+def test_a_picture_is_one_round_trip_with_its_audit_entry_drawn_or_kept(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # A heatmap's access check, its stored rendering and its audit entry were three transactions (two
+    # once the picture was kept in memory): now one, drawn or kept.
+    env, client, counter, app = counted
+    study = new_study_uid()
+    posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert posted.status_code == 201, posted.text
+    heatmap = next(f for f in posted.json()["findings"] if f["positive"])["heatmap"]
+    headers = env.headers("radiologist", facility="F1")
+    for _first_then_kept in range(2):
+        entries = app.state.ctx.record.audit.count()
+        counter.reset()
+        drawn = client.get(heatmap, headers=headers)
+        assert drawn.status_code == 200, drawn.text
+        assert drawn.headers["content-type"] == "image/png" and drawn.content
+        assert counter.transactions == 1, (counter.transactions, counter.statements)
+        assert app.state.ctx.record.audit.count() == entries + 1
