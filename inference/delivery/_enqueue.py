@@ -33,6 +33,11 @@ async def enqueue_result(
     outside the record). Idempotent: a result already queued for every destination is not built again,
     and the outbox's UNIQUE constraint keeps one row per object and destination whatever happens.
 
+    The SR names, as the report it supersedes, the latest earlier SR of the study that each destination
+    received: destinations whose histories differ (one was down when the study was first analysed) get
+    their own SR, with the same UIDs and findings but its own Predecessor Documents Sequence, so no
+    archive is pointed at a report it never received.
+
     Args:
         record: The patient record (the result and its display rendering are committed there already).
         destinations: Where results go.
@@ -63,14 +68,28 @@ async def enqueue_result(
     names = [d.name for d in destinations if d.name not in queued]
     if not names:
         return 0
-    objects = await build_objects(
-        record=record, study=study, result=result, org_root=org_root, synthetic=synthetic
-    )
-    added = await asyncio.to_thread(
-        record.outbox.enqueue, result_id=result_id, destinations=names, objects=objects, build_id=build_id
-    )
-    logger.info(
-        "result queued for delivery",
-        extra={"event": "delivery_queued", "result_id": result_id, "objects": len(objects), "rows": added},
-    )
+    by_prior: dict[bytes | None, list[str]] = {}
+    for name in names:
+        prior = await asyncio.to_thread(record.outbox.prior_report, result_id=result_id, destination=name)
+        by_prior.setdefault(prior, []).append(name)
+    added = 0
+    groups = list(by_prior.items())
+    for number, (prior, group) in enumerate(groups, start=1):
+        objects = await build_objects(
+            record=record, study=study, result=result, org_root=org_root, synthetic=synthetic, prior=prior
+        )
+        # The build is done once every destination is queued: after a crash between two groups, it is
+        # built again for the destinations not queued yet.
+        rows = await asyncio.to_thread(
+            record.outbox.enqueue,
+            result_id=result_id,
+            destinations=group,
+            objects=objects,
+            build_id=build_id if number == len(groups) else None,
+        )
+        logger.info(
+            "result queued for delivery",
+            extra={"event": "delivery_queued", "result_id": result_id, "objects": len(objects), "rows": rows},
+        )
+        added += rows
     return added

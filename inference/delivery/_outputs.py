@@ -46,6 +46,7 @@ async def build_objects(
     result: ImagingResult,
     org_root: str,
     synthetic: bool | None = None,
+    prior: bytes | None = None,
 ) -> list[OutboxObject]:
     """Build the SR and the heatmap captures of a committed imaging result, as Part-10 bytes.
 
@@ -56,6 +57,9 @@ async def build_objects(
         org_root: Organisation root of the new UIDs.
         synthetic: Whether the model was trained on synthetic data; read from the result's warnings
             when None.
+        prior: The Part-10 SR of an earlier result of the study that the destinations these objects go to
+            received (:meth:`inference.record.Outbox.prior_report`): the new SR names it in its
+            Predecessor Documents Sequence. None: the SR supersedes none.
 
     Returns:
         The SR first, then one capture per finding with a heatmap.
@@ -99,8 +103,6 @@ async def build_objects(
             score=None if ood is None else ood.score, threshold=float("nan") if ood is None else ood.threshold
         )
     )
-
-    prior = await asyncio.to_thread(record.outbox.prior_report, result_id=result_id)
 
     def build() -> list[OutboxObject]:
         replaces = None if prior is None else _prior_report(prior)

@@ -17,9 +17,9 @@ holds transport and status text only, never patient data.
 A row keeps its Part-10 bytes only while they may still be sent: a capture (``sc``, a few megabytes of
 RGB pixels) drops them once ``sent``, and every ``withheld`` row drops them (nothing of a patient who
 objected to sharing is kept for sharing), and so does every ``discarded`` row. A sent SR keeps its bytes
-(a few kilobytes): the SR of a study analysed again names it as the report it supersedes
-(:meth:`Outbox.prior_report`; an SR never sent, discarded included, is never named). A dead letter keeps
-them for an operator's retry, until an operator discards it.
+(a few kilobytes): the SR of a study analysed again names it as the report it supersedes at that
+destination (:meth:`Outbox.prior_report`; an SR never sent there, discarded included, is never named).
+A dead letter keeps them for an operator's retry, until an operator discards it.
 """
 
 from __future__ import annotations
@@ -457,9 +457,13 @@ class Outbox:
         with self._db.sessions() as session:
             return deliveries_in(session, result_id)
 
-    def prior_report(self, *, result_id: str) -> bytes | None:
-        """The Part-10 SR of the latest earlier result of the same study and facility that a destination
-        received (state ``sent``): the report a new SR of ``result_id`` supersedes. None when there is none.
+    def prior_report(self, *, result_id: str, destination: str) -> bytes | None:
+        """The Part-10 SR of the latest earlier result of the same study and facility that ``destination``
+        received (state ``sent``): the report a new SR of ``result_id`` supersedes there. None when there is
+        none.
+
+        Per destination: an SR that reached another destination only (this one was down, or refused it)
+        is not in this one's archive, so a new SR naming it would point its viewers at nothing.
         """
         with self._db.sessions() as session:
             this = session.execute(
@@ -477,6 +481,7 @@ class Outbox:
                     Result.created_at <= this.created_at,
                     outbox.c.kind == "sr",
                     outbox.c.state == "sent",
+                    outbox.c.destination == destination,
                 )
                 .order_by(Result.created_at.desc(), outbox.c.id.desc())
                 .limit(1)

@@ -136,7 +136,7 @@ def test_a_discarded_sr_is_never_named_as_the_report_a_new_one_supersedes(record
     assert record.outbox.discard(ids=_ids(record, second), audit=_who()) != []
     third = _filed(record, "IPP-DISCARD-2", study_uid=study)
     # The PACS holds the first SR; the second never reached it (and holds no bytes now).
-    assert record.outbox.prior_report(result_id=third) == b"DICM-sr" * 100
+    assert record.outbox.prior_report(result_id=third, destination="pacs") == b"DICM-sr" * 100
     assert [state for _, state, _ in _rows(record, first)] == ["sent", "sent"]
 
 

@@ -77,7 +77,7 @@ def test_a_sent_capture_drops_its_bytes_a_sent_sr_keeps_them(record: Record) -> 
     assert item is not None and item.payload == CAPTURE
     # The study analysed again: its SR still names the report the PACS received.
     again = _queued(record, "IPP-BYTES-1", study_uid=study)
-    assert record.outbox.prior_report(result_id=again) == REPORT
+    assert record.outbox.prior_report(result_id=again, destination="pacs") == REPORT
 
 
 def test_a_dead_letter_keeps_its_bytes_for_the_retry_a_withheld_object_keeps_none(record: Record) -> None:

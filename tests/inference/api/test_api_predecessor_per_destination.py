@@ -1,0 +1,126 @@
+"""A study analysed again: each destination's SR names the report that destination received, not another's.
+
+The archive "vna" is down while the first result of a study goes out; the PACS receives its SR. When the
+study is analysed again (a late instance), the new SR supersedes the first at the PACS; at the archive,
+which never received the first, it supersedes nothing. Before, one SR went to both, naming the first SR
+everywhere: the archive's viewers were pointed at a report it does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from io import BytesIO
+
+import pytest
+import tiny_models
+from _api_dicom import chest_dicom
+from _api_env import Env, TestClient, make_settings, new_study_uid
+from _loopback import free_port
+from _stow_destination import Received, stow_destination
+from pydicom import dcmread
+from sqlalchemy import text
+
+from inference.api import create_app
+from inference.record import Record
+
+
+@pytest.fixture(scope="module")
+def two_destinations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, Received]]:
+    """A server delivering to a PACS that answers (the test's STOW-RS endpoint) and an archive that is down
+    (nothing listens on its port: its objects stay pending)."""
+    home = tmp_path_factory.mktemp("dxassist-two-destinations")
+    with stow_destination() as (url, received):
+        destinations = [
+            {"name": "pacs", "kind": "stowrs", "url": url, "token": "pacs-token", "timeout_seconds": 5},
+            {
+                "name": "vna",
+                "kind": "stowrs",
+                "url": f"http://127.0.0.1:{free_port()}/dicom-web",
+                "token": "vna-token",
+                "timeout_seconds": 5,
+            },
+        ]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DXASSIST_HOME", str(home))
+            mp.setenv("DXASSIST_DESTINATIONS", json.dumps(destinations))
+            mp.setenv("DXASSIST_DELIVERY_POLL_SECONDS", "0.1")
+            mp.setenv("DXASSIST_DELIVERY_BACKOFF_SECONDS", "0.2")
+            settings = make_settings(home)
+            tiny_models.seed_both(settings.model_cache, home / "build")
+            env = Env(home=home, settings=settings)
+            with TestClient(create_app(settings)) as client:
+                yield env, client, received
+
+
+def _upload(client: TestClient, env: Env, study: str, number: int, view: str) -> str:
+    blob = chest_dicom(study=study, sop=f"{study}.{number}", view=view, blob=True)
+    response = client.post(
+        "/v1/studies",
+        files=[("files", (f"{number}.dcm", blob, "application/dicom"))],
+        headers=env.headers("pacs", facility="F1"),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["result_id"])
+
+
+def _sr_sent_to_pacs(client: TestClient, env: Env, result_id: str, timeout: float = 30.0) -> str:
+    """The SOP Instance UID of the result's SR once the PACS received it (fails after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
+        assert response.status_code == 200, response.text
+        deliveries = response.json()["deliveries"]
+        sent = [d for d in deliveries if (d["destination"], d["kind"], d["state"]) == ("pacs", "sr", "sent")]
+        if sent:
+            return str(sent[0]["object"])
+        if time.monotonic() > deadline:
+            pytest.fail(f"The SR of the result did not reach the PACS in {timeout} s: {deliveries}")
+        time.sleep(0.1)
+
+
+def _queued_srs(env: Env, result_id: str) -> dict[str, bytes]:
+    """The SR bytes queued for each destination (kept while pending, and after it was sent)."""
+    record = Record(env.settings.record_url)
+    try:
+        with record.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT destination, payload FROM outbox WHERE result_id = :id AND kind = 'sr'"),
+                {"id": result_id},
+            ).all()
+    finally:
+        record.close()
+    return {str(row.destination): bytes(row.payload) for row in rows}
+
+
+def _predecessors(payload: bytes) -> list[str]:
+    sr = dcmread(BytesIO(payload))
+    return [
+        str(instance.ReferencedSOPInstanceUID)
+        for study in sr.get("PredecessorDocumentsSequence", [])
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    ]
+
+
+def test_each_destination_gets_an_sr_naming_the_report_it_received(
+    two_destinations: tuple[Env, TestClient, Received],
+) -> None:
+    env, client, received = two_destinations
+    study = new_study_uid()
+    first = _upload(client, env, study, 1, "PA")
+    first_sr = _sr_sent_to_pacs(client, env, first)
+    second = _upload(client, env, study, 2, "AP")
+    assert second != first
+    second_sr = _sr_sent_to_pacs(client, env, second)
+
+    queued = _queued_srs(env, second)
+    assert set(queued) == {"pacs", "vna"}
+    assert _predecessors(queued["pacs"]) == [first_sr]
+    assert _predecessors(queued["vna"]) == []  # the archive never received the first SR
+    # The same report at both: one SOP Instance UID, the same findings.
+    assert {str(dcmread(BytesIO(payload)).SOPInstanceUID) for payload in queued.values()} == {second_sr}
+    # What the PACS received is the SR naming the first.
+    [delivered] = [ds for ds in received.datasets() if str(ds.SOPInstanceUID) == second_sr]
+    assert delivered.PredecessorDocumentsSequence[0].StudyInstanceUID == study
