@@ -148,7 +148,10 @@ def make_session(path: Path, settings: SessionSettings, *, device_id: int = 0) -
             str(path), sess_options=options, providers=provider_options(providers, device_id=device_id)
         )
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types, all meaning "cannot load"
-        raise ModelInvalid(f"ONNX Runtime could not load the model file {path.name}: {e}") from e
+        # ORT quotes the file's full path (the server's cache folder); the message reaches ``/readyz``,
+        # which answers without a login, so it names the file only.
+        reason = str(e).replace(str(path), path.name)
+        raise ModelInvalid(f"ONNX Runtime could not load the model file {path.name}: {reason}") from e
     actual = session.get_providers()
     if settings.execution_provider == "cuda" and CUDA not in actual:
         raise ConfigurationError(

@@ -8,6 +8,7 @@ the 503 answer.
 
 from __future__ import annotations
 
+import tiny_models
 from _api_env import Env, TestClient, make_settings
 
 from inference.api import create_app
@@ -41,3 +42,24 @@ def test_readyz_names_the_unfetched_model_without_the_reason(tmp_path) -> None:
 
     log = (settings.log_dir / LOG_FILE).read_text()
     assert "Could not fetch vitals-triage@champion" in log and cache in log
+
+
+def test_readyz_names_a_champion_onnx_runtime_cannot_load_without_the_cache_path(tmp_path) -> None:
+    # ONNX Runtime's own error quotes the file's full path ("Load model from /.../model.onnx failed"):
+    # /readyz said which folder the server keeps its models in to anyone on the network.
+    settings = make_settings(tmp_path)
+    build = tmp_path / "build"
+    build.mkdir()
+    broken = build / "broken.onnx"
+    broken.write_bytes(b"not an ONNX model " * 8)
+    tiny_models.seed_cache(settings.model_cache, tiny_models.IMAGING_NAME, broken, version="3")
+    tiny_models.seed_cache(
+        settings.model_cache, tiny_models.TRIAGE_NAME, tiny_models.build_triage_onnx(build / "triage.onnx")
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        [problem] = ready.json()["problems"]
+        assert problem.startswith("cxr-findings version 3 cannot be served: ONNX Runtime could not load")
+        assert "model.onnx" in problem and "`dxassist bootstrap`" in problem
+        assert str(tmp_path) not in ready.text
