@@ -29,6 +29,7 @@ _RETRYABLE_HTTP: Final = frozenset({401, 403, 408, 425, 429})
 # Store Instances Response Module (PS3.18 Annex I), as DICOM JSON keys.
 _REFERENCED_SOP_SEQUENCE: Final = "00081199"
 _FAILED_SOP_SEQUENCE: Final = "00081198"
+_OTHER_FAILURES_SEQUENCE: Final = "0008119A"
 _REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
 _FAILURE_REASON: Final = "00081197"
 
@@ -236,13 +237,14 @@ def _stow(destination: Destination, payload: bytes) -> None:
 def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> None:
     """Return when a 200 or 202 STOW-RS answer says the object was stored; raise otherwise.
 
-    A DICOM JSON answer with a Referenced or Failed SOP Sequence decides (PS3.18 Annex I): the object
-    listed as stored is delivered; listed as failed, it is refused for good, or retried when the reason
-    is out of resources (0xA7xx); listed in neither, it was not stored and is retried. Orthanc 1.10 with
-    its DICOMweb plugin 1.7 answers 200 with both sequences empty when its storage is full: taken at its
-    status, the object was marked sent, its bytes dropped, and it never reached the PACS. An answer
-    without those sequences (not DICOM JSON) is judged by its status, as before: 200 stored, 202 with a
-    Failed SOP Sequence refused.
+    A DICOM JSON answer with a Referenced SOP, Failed SOP or Other Failures Sequence decides (PS3.18
+    Annex I): the object listed as stored is delivered; listed as failed, or a failure that names no
+    instance (Other Failures: the request carried this one object), it is refused for good, or retried
+    when the reason is out of resources (0xA7xx); listed in neither, it was not stored and is retried.
+    Orthanc 1.10 with its DICOMweb plugin 1.7 answers 200 with both sequences empty when its storage is
+    full: taken at its status, the object was marked sent, its bytes dropped, and it never reached the
+    PACS. An answer without those sequences (not DICOM JSON) is judged by its status, as before: 200
+    stored, 202 with a Failed SOP or Other Failures Sequence refused.
 
     Raises:
         DeliveryFailed: The answer does not list the object as stored.
@@ -251,8 +253,11 @@ def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> Non
         answer = json.loads(body)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict) or not {_REFERENCED_SOP_SEQUENCE, _FAILED_SOP_SEQUENCE} & answer.keys():
-        if status == 202 and _FAILED_SOP_SEQUENCE.encode() in body:
+    decisive = {_REFERENCED_SOP_SEQUENCE, _FAILED_SOP_SEQUENCE, _OTHER_FAILURES_SEQUENCE}
+    if not isinstance(answer, dict) or not decisive & answer.keys():
+        if status == 202 and (
+            _FAILED_SOP_SEQUENCE.encode() in body or _OTHER_FAILURES_SEQUENCE.encode() in body
+        ):
             raise DeliveryFailed(
                 f"STOW-RS to {name} refused the object (202).", retryable=False, code="destination_refused"
             )
@@ -262,7 +267,7 @@ def _stored_or_raise(name: str, status: int, body: bytes, payload: bytes) -> Non
     # A server that lists what it stored without the UIDs still says it stored our only object.
     if uid in referenced or referenced == {None}:
         return
-    failed = _items(answer, _FAILED_SOP_SEQUENCE)
+    failed = _items(answer, _FAILED_SOP_SEQUENCE) or _items(answer, _OTHER_FAILURES_SEQUENCE)
     if failed:
         # One object per request: an item naming it, else the only failure there is.
         item = next((i for i in failed if _item_uid(i) == uid), failed[0])
