@@ -33,7 +33,9 @@ error_logger = logging.getLogger("inference.api.errors")
 
 ERROR_CODE: Final = "error_code"
 """Key of the request state where the error handlers leave the ``error.code`` they answered."""
-_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+CLIENT_REQUEST_ID: Final = "client_request_id"
+"""Key of the request state (and field of the access-log line) holding the caller's own ``X-Request-ID``."""
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def route_template(scope: Scope) -> str:
@@ -61,10 +63,16 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # The request's id is always the server's own: the audit trail and the logs name requests by it, so
+        # a caller must not choose it (it could give its entries the id of another request, or the
+        # `retry-`/`registry-` id of the server's own work). A caller's id of the safe shape is kept
+        # beside it, on the access-log line, to join the caller's (or a proxy's) logs with ours.
         supplied = headers.get("x-request-id", "")
-        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
+        client_id = supplied if _CLIENT_ID.fullmatch(supplied) else None
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state[CLIENT_REQUEST_ID] = client_id
         # Every record logged while this request is served (threads it starts included) carries its id.
         bound = bind_request_id(request_id)
         method = scope.get("method", "GET")
@@ -137,6 +145,8 @@ class RequestContextMiddleware:
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
             }
+            if client_id is not None:
+                line[CLIENT_REQUEST_ID] = client_id
             if status >= 400:
                 # The error code of the answer (set by whoever answered), so a refusal is explained in
                 # the access log without its message, which may be long.

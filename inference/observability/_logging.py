@@ -33,6 +33,7 @@ from inference.observability._phi_guard import (
 SAFE_FIELDS: Final[tuple[str, ...]] = (
     "event",
     "request_id",
+    "client_request_id",
     "method",
     "route",
     "status",

@@ -49,10 +49,11 @@ def test_forwarded_headers_are_trusted_from_the_named_proxy_only(tmp_path: Path)
             **PROXIED,
         }
         answer = httpx.get(url + missing, headers={**headers, "X-Request-ID": "via-proxy-1"}, trust_env=False)
-        assert answer.status_code == 404 and answer.headers["x-request-id"] == "via-proxy-1"
+        assert answer.status_code == 404
+        trusted_id = answer.headers["x-request-id"]
         bundle = httpx.get(f"{url}/fhir/Patient", headers=headers, trust_env=False).json()
         assert bundle["link"][0]["url"].startswith("https://")
-    (entry,) = _audit_of(home, "via-proxy-1")
+    (entry,) = _audit_of(home, trusted_id)
     assert entry["client"] == "203.0.113.9" and entry["outcome"] == "not_found"
     # DXASSIST_LOG_FILE empty: no file, the access line on stderr with the request id and error code.
     assert not (home / "logs" / "server.jsonl").exists()
@@ -63,13 +64,16 @@ def test_forwarded_headers_are_trusted_from_the_named_proxy_only(tmp_path: Path)
     ]
     access = [line for line in lines if line.get("event") == "request"]
     assert access and access[0]["code"] == "not_found" and access[0]["status"] == 404
+    # The proxy's id leads to the server's, which the trail names.
+    assert access[0]["client_request_id"] == "via-proxy-1" and access[0]["request_id"] == trusted_id
 
     # The proxy is elsewhere: a client's own X-Forwarded-For is not believed.
     with serving(home, tmp_path / "untrusted.log", FORWARDED_ALLOW_IPS="192.0.2.1") as url:
         answer = httpx.get(url + missing, headers={**headers, "X-Request-ID": "direct-1"}, trust_env=False)
         assert answer.status_code == 404
+        direct_id = answer.headers["x-request-id"]
         bundle = httpx.get(f"{url}/fhir/Patient", headers=headers, trust_env=False).json()
         assert bundle["link"][0]["url"].startswith("http://127.0.0.1:")
-    (entry,) = _audit_of(home, "direct-1")
+    (entry,) = _audit_of(home, direct_id)
     assert entry["client"] == "127.0.0.1"
     assert (home / "logs" / "server.jsonl").exists()

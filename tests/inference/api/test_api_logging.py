@@ -49,7 +49,9 @@ def test_every_event_of_a_request_carries_its_id(tmp_path: Path) -> None:
             "/v1/studies", files=files, headers=_headers(settings, "pacs", **{"X-Request-ID": "pacs-7f3a.1"})
         )
         assert imaging.status_code == 201
-        assert imaging.headers["x-request-id"] == "pacs-7f3a.1"
+        own = imaging.headers["x-request-id"]
+        # The server's id, never the caller's: the caller's is kept beside it on the access line.
+        assert len(own) == 32 and own != "pacs-7f3a.1"
         triage = client.post(
             "/v1/vitals",
             json={"patient": {"identifier": "LOG-REQ-1"}, "heart_rate": 130},
@@ -63,12 +65,14 @@ def test_every_event_of_a_request_carries_its_id(tmp_path: Path) -> None:
     for line in lines:
         by_event.setdefault(line.get("event"), []).append(line)
     (filed,) = by_event["imaging_result"]
-    assert filed["request_id"] == "pacs-7f3a.1"
+    assert filed["request_id"] == own
     assert filed["result_id"] == imaging.json()["result_id"]
     (scored,) = by_event["triage_result"]
     assert scored["request_id"] == generated
     access = {line["request_id"]: line for line in by_event["request"]}
-    assert access["pacs-7f3a.1"]["route"] == "/v1/studies" and access["pacs-7f3a.1"]["status"] == 201
+    assert access[own]["route"] == "/v1/studies" and access[own]["status"] == 201
+    assert access[own]["client_request_id"] == "pacs-7f3a.1"
+    assert "client_request_id" not in access[generated]  # "not a valid id" is not written anywhere
     assert access[generated]["route"] == "/v1/vitals"
     # Lines of the lifespan (startup, model loading) belong to no request and carry no id.
     assert all("request_id" not in line for line in by_event["startup"])
@@ -90,7 +94,7 @@ def test_the_access_log_names_the_error_code_of_refusals(tmp_path: Path) -> None
         ]
     assert statuses == [401, 404, 400, 429, 200]
     access = {
-        line["request_id"]: line
+        line["client_request_id"]: line
         for line in _lines(settings.log_dir / LOG_FILE)
         if line.get("event") == "request"
     }

@@ -70,8 +70,10 @@ def test_metrics_count_requests_by_route_template_and_rejections_by_code(
     assert "/v1/results/" + "0" * 8 not in text
 
 
-def test_request_id_is_echoed(client: TestClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+def test_every_answer_carries_the_server_s_own_request_id(client: TestClient) -> None:
+    first = client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+    again = client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+    assert len(first) == len(again) == 32 and first != again
     assert len(client.get("/healthz", headers={"X-Request-ID": "bad id\n"}).headers["x-request-id"]) == 32
 
 

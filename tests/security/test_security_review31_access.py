@@ -1,0 +1,71 @@
+"""Review 31 of the HTTP API, as a hospital's security officer attacking it with one facility's token:
+what the answers and the audit trail tell about other facilities' patients, and who the trail names.
+
+Facility F1's identifiers are issued by CHU-NORD (``DXASSIST_FACILITY_ISSUERS``); F2 is another facility.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from _security_env import Env, TestClient, seeded_env
+
+from inference.api import create_app
+from inference.record import Record
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    home = tmp_path_factory.mktemp("dxassist-review31")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(home))
+        yield seeded_env(home, facility_issuers={"F1": "CHU-NORD"})
+
+
+@pytest.fixture(scope="module")
+def client(env: Env) -> Iterator[TestClient]:
+    with TestClient(create_app(env.settings)) as test_client:
+        yield test_client
+
+
+def _events(env: Env, **filters: object) -> list[dict]:
+    record = Record(env.settings.record_url)
+    try:
+        return record.audit.search(limit=500, **filters)[1]
+    finally:
+        record.close()
+
+
+def _vitals(identifier: str, **patient: str) -> dict:
+    return {"patient": {"identifier": identifier, **patient}, "respiratory_rate": 18, "spo2": 97}
+
+
+def test_a_caller_cannot_give_its_audit_entries_the_id_of_another_request(
+    client: TestClient, env: Env
+) -> None:
+    # A clinician's request: its entries carry its id, which the server returned to it.
+    nurse = f"nurse-{uuid.uuid4().hex[:6]}"
+    filed = client.post(
+        "/v1/vitals",
+        json=_vitals(f"IPP-{uuid.uuid4().hex[:10]}"),
+        headers=env.headers("clinician", facility="F1", subject=nurse),
+    )
+    assert filed.status_code == 201, filed.text
+    theirs = filed.headers["x-request-id"]
+    # Another caller names that id (or the id of the server's own retry work) as its X-Request-ID: its
+    # entries used to carry it, so the trail showed one request doing both users' accesses.
+    mallory = f"mallory-{uuid.uuid4().hex[:6]}"
+    for chosen in (theirs, f"retry-{uuid.uuid4().hex}"):
+        read = client.get(
+            f"/v1/results/{filed.json()['result_id']}",
+            headers={**env.headers("radiologist", facility="F1", subject=mallory), "X-Request-ID": chosen},
+        )
+        assert read.status_code == 200, read.text
+        assert read.headers["x-request-id"] != chosen
+    [own] = [e for e in _events(env, agent=nurse) if e["action"] == "vitals:submit"]
+    assert own["request_id"] == theirs
+    forged = [e["request_id"] for e in _events(env, agent=mallory)]
+    assert len(forged) == 2 and theirs not in forged
+    assert not any(str(r).startswith("retry-") for r in forged)
