@@ -11,8 +11,11 @@ A **sealed** backup (``backup create DEST --encrypt-to CUSTODIAN.pub``) is that 
 a private folder of the home, then written into ``DEST`` as one file encrypted to the custodian's public
 key (``backup.sealed``, :mod:`inference.security._sealing`) beside a manifest that names only that file
 (size, sha256, the key's fingerprint) and the audit head; the host that takes it cannot open it, nor can
-whoever finds the medium. ``verify`` checks the sealed file as written without the key and everything
-inside with it; ``restore`` needs the key.
+whoever finds the medium. The manifest also carries a statement signed with the server's backup-signing
+key (the sealed file's sha256 and size, the custodian key, when, on which host and home): ``verify
+--signer SERVER.pub`` and ``restore`` check who made it (anyone holding the custodian's public key could
+seal one). ``verify`` checks the sealed file as written without the key and everything inside with it;
+``restore`` needs the key.
 
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
 """
@@ -24,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -31,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 import inference
 from inference.errors import InferenceError
@@ -39,7 +43,7 @@ from inference.errors import InferenceError
 if TYPE_CHECKING:
     from inference.config import Settings
     from inference.record import AuditReport
-    from inference.security._sealing import Recipient
+    from inference.security._sealing import BackupSigner, Recipient
 
 MANIFEST: Final = "manifest.json"
 PARTIAL: Final = ".partial"
@@ -350,7 +354,7 @@ def backup_create(
     """
     out = stream if stream is not None else sys.stdout
     home = settings.resolved_home
-    recipient = _recipient(encrypt_to) if encrypt_to is not None else None
+    sealing = (_recipient(encrypt_to), _signer(settings)) if encrypt_to is not None else None
     existed = _refuse_destination(dest, home)
     partial = dest / PARTIAL
     try:
@@ -360,10 +364,12 @@ def backup_create(
         raise BackupRefused(f"{dest} cannot be written ({e.strerror or type(e).__name__}).") from e
     plan = _Plan()
     try:
-        if recipient is None:
+        if sealing is None:
             files = _write(settings, home, partial, plan, logs=logs)
         else:
-            files = _write_sealed(settings, home, partial, plan, logs=logs, recipient=recipient)
+            files = _write_sealed(
+                settings, home, partial, plan, logs=logs, recipient=sealing[0], signer=sealing[1]
+            )
     except (OSError, sqlite3.Error) as e:
         shutil.rmtree(partial, ignore_errors=True)
         if not existed:
@@ -378,16 +384,22 @@ def backup_create(
             f"The backup could not be written into {dest} ({reason}); nothing was kept."
         ) from e
     size = sum(int(f["size"]) for f in files.values())
-    if recipient is None:
+    if sealing is None:
         out.write(
             "WARNING: this backup holds the installation's secrets (keys/: the token signing key, the "
             "de-identification secret, the audit anchor key) and patient data: store it encrypted, where "
             "only its custodians can read it (or take it with --encrypt-to).\n"
         )
     else:
+        recipient, signer = sealing
         out.write(
             f"Sealed for the custodian key {recipient.fingerprint[:16]}: only its private key opens it "
             "(keep that key apart from this backup and from this host).\n"
+        )
+        out.write(
+            f"Signed with this server's backup-signing key {signer.fingerprint[:16]}: "
+            "custodians check it with `backup verify|restore --signer SERVER.pub` (`dxassist backup "
+            "signer > SERVER.pub` writes that file; keep it apart from the backups).\n"
         )
     for note in plan.notes:
         out.write(f"Note: {note}\n")
@@ -454,6 +466,7 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
         "format_version": FORMAT_VERSION,
         "dxassist_version": inference.__version__,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "origin": _origin(),
         "record": plan.record,
         "registry": plan.registry,
         "dimse_spool": plan.dimse_spool,
@@ -482,6 +495,38 @@ def _publish(partial: Path, manifest: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _origin() -> dict[str, str]:
+    """Where a backup is made: the host's name (shown by ``verify`` and ``restore`` with the time, so that
+    a backup of another server, or an older one put in place of a newer, is seen). No path: a backup
+    names none, it can be moved."""
+    return {"host": socket.gethostname()}
+
+
+def _signer(settings: Settings) -> BackupSigner:
+    from inference.security._sealing import SealError, backup_signer
+
+    secret = settings.security.signing_key_passphrase
+    try:
+        return backup_signer(settings.keys_dir, secret.get_secret_value().encode() if secret else None)
+    except SealError as e:
+        raise BackupRefused(str(e)) from e
+
+
+def backup_signer_key(settings: Settings, stream: BinaryIO | None = None) -> int:
+    """Write this server's backup-signing public key (PEM; the key is made on first use) to ``stream``
+    (stdout), its fingerprint on stderr: the file custodians give to ``verify|restore --signer``.
+
+    Raises:
+        BackupRefused: The key cannot be made or read.
+    """
+    signer = _signer(settings)
+    out = stream if stream is not None else sys.stdout.buffer
+    out.write(signer.public_pem())
+    out.flush()
+    sys.stderr.write(f"backup-signing key {signer.fingerprint[:16]} of {settings.resolved_home}\n")
+    return 0
+
+
 def _recipient(path: Path) -> Recipient:
     from inference.security._sealing import SealError, load_recipient
 
@@ -492,11 +537,18 @@ def _recipient(path: Path) -> Recipient:
 
 
 def _write_sealed(
-    settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: bool, recipient: Recipient
+    settings: Settings,
+    home: Path,
+    partial: Path,
+    plan: _Plan,
+    *,
+    logs: bool,
+    recipient: Recipient,
+    signer: BackupSigner,
 ) -> dict[str, Any]:
-    """Stage the backup in a private folder of the home, seal it into ``partial``, move it into place;
-    the staged file list. The staging folder is removed whatever happens."""
-    from inference.security._sealing import SealError, SealWriter
+    """Stage the backup in a private folder of the home, seal it into ``partial``, sign what was sealed,
+    move it into place; the staged file list. The staging folder is removed whatever happens."""
+    from inference.security._sealing import SealError, SealWriter, sign_statement
 
     staging = Path(tempfile.mkdtemp(prefix=".backup-staging-", dir=home))  # 0700, beside the live data
     try:
@@ -515,19 +567,31 @@ def _write_sealed(
         raise OSError(errno.EIO, str(e)) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    size, digest = sealed.stat().st_size, _sha256(sealed)
+    statement = {
+        "format": SEALED_FORMAT,
+        "sealed_sha256": digest,
+        "sealed_size": size,
+        "recipient": recipient.fingerprint,
+        "created_at": created,
+        "origin": _origin(),
+        "dxassist_version": inference.__version__,
+    }
     manifest = {
         "format": SEALED_FORMAT,
         "format_version": FORMAT_VERSION,
         "dxassist_version": inference.__version__,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": created,
         "record": plan.record,
         "sealed": {
             "file": SEALED_FILE,
-            "size": sealed.stat().st_size,
-            "sha256": _sha256(sealed),
+            "size": size,
+            "sha256": digest,
             "files": len(files),
             "recipient": recipient.fingerprint,
         },
+        "signed": sign_statement(signer, statement),
     }
     _publish(partial, manifest)
     return files
@@ -585,6 +649,73 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Pa
         reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
         raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
     return staging
+
+
+def _shown(value: Any) -> str:
+    """A value of a manifest as a terminal may show it (whoever wrote the medium chose it)."""
+    text = value if isinstance(value, str) else "-"
+    return "".join(c if c.isprintable() else "?" for c in text[:200]) or "-"
+
+
+def _made(claims: dict[str, Any]) -> str:
+    """When and where a backup says it was made: its time and host."""
+    origin = claims.get("origin")
+    host = origin.get("host") if isinstance(origin, dict) else None
+    return f"{_shown(claims.get('created_at'))} on host {_shown(host)}"
+
+
+def _origin_line(
+    root: Path, manifest: dict[str, Any], *, signer: Path | None, any_origin: bool, opening: bool
+) -> str:
+    """Who made the sealed backup in ``root`` and when, as a line to print: checked against ``signer`` (a
+    server's backup-signing public key), or said unchecked.
+
+    Raises:
+        BackupRefused: ``signer`` cannot be read; the backup is unsigned, signed by another key, or its
+            signature does not verify or names another sealed file; or it is to be opened (``opening``)
+            with neither ``signer`` nor ``any_origin``.
+    """
+    from inference.security._sealing import SealError, check_statement, load_signer_public
+
+    signed = manifest.get("signed")
+    if signer is None:
+        claims = signed.get("statement") if isinstance(signed, dict) else None
+        said = _made(claims if isinstance(claims, dict) else manifest)
+        if any_origin:
+            return (
+                "WARNING: who made this backup is NOT checked (--trust-any-origin): anyone holding the "
+                f"custodian's public key can seal a backup. It says it was made {said}."
+            )
+        if opening:
+            raise BackupRefused(
+                f"{root}: give --signer SERVER.pub, the backup-signing public key of the server that made "
+                "it (`dxassist backup signer` there), to check who made it: anyone holding the custodian's "
+                "public key can seal a backup. --trust-any-origin opens it unchecked."
+            )
+        return f"It says it was made {said} (not checked: give --signer SERVER.pub)."
+    try:
+        public, fingerprint = load_signer_public(signer)
+    except SealError as e:
+        raise BackupRefused(str(e)) from e
+    try:
+        if not isinstance(signed, dict):
+            raise SealError(
+                "It is not signed (made by a dxassist that did not sign sealed backups, or its signature "
+                "was removed)."
+            )
+        statement = check_statement(signed, public, fingerprint)
+    except SealError as e:
+        raise BackupRefused(
+            f"{root} is refused, nothing was opened: {e} (--trust-any-origin opens it unchecked)"
+        ) from e
+    sealed = manifest["sealed"]
+    named = (statement.get("sealed_sha256"), statement.get("sealed_size"), statement.get("recipient"))
+    if named != (sealed["sha256"], sealed["size"], sealed["recipient"]):
+        raise BackupRefused(
+            f"{root} is refused, nothing was opened: its {SEALED_FILE} is not the one its signature names "
+            "(it was replaced)."
+        )
+    return f"Signed by the backup-signing key {fingerprint[:16]} ({signer}): made {_made(statement)}."
 
 
 def _outer_problems(outer: dict[str, Any], opened: Path) -> list[str]:
@@ -685,19 +816,29 @@ def _check(root: Path, manifest: dict[str, Any], *, extras: bool) -> tuple[list[
 
 
 def backup_verify(
-    dest: Path, *, key: Path | None = None, passphrase: bytes | None = None, stream: TextIO | None = None
+    dest: Path,
+    *,
+    key: Path | None = None,
+    passphrase: bytes | None = None,
+    signer: Path | None = None,
+    any_origin: bool = False,
+    stream: TextIO | None = None,
 ) -> int:
     """Check a backup: every file against the manifest (missing, altered, extra), and the copied record's
-    audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head.
+    audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head. When and
+    on which host and home it was made is printed.
 
     A sealed backup is checked as written (the sealed file's size and sha256) without ``key``, and opened
     with it (the custodian's private key) into a private temporary folder, checked as above, removed.
+    Its signature is checked against ``signer`` (the backup-signing public key of the server that made
+    it); opening it needs ``signer``, or ``any_origin`` to open it unchecked.
 
     Returns:
         0 when the backup is intact; 1 naming every problem otherwise.
 
     Raises:
-        BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup.
+        BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup; the sealed backup
+            is not signed by ``signer`` (or, to be opened, no ``signer`` was given).
     """
     out = stream if stream is not None else sys.stdout
     if not dest.is_dir():
@@ -710,13 +851,16 @@ def backup_verify(
             for line in problems:
                 out.write(f"  {line}\n")
             return 1
+        origin = _origin_line(dest, sealed, signer=signer, any_origin=any_origin, opening=key is not None)
         if key is None:
+            out.write(f"{origin}\n")
             out.write(
                 f"sealed backup intact as written ({SEALED_FILE}: size and sha256 as in its manifest; "
                 f"sealed for the custodian key {sealed['sealed']['recipient'][:16]}). Its content is "
                 "checked only with that key: `dxassist backup verify DEST --key CUSTODIAN.key`.\n"
             )
             return 0
+        out.write(f"{origin}\n")
         opened = _unsealed(dest, key, passphrase, Path(tempfile.gettempdir()))
         try:
             problems = _outer_problems(sealed, opened)
@@ -742,9 +886,7 @@ def backup_verify(
     out.write(f"backup intact: {len(manifest['files'])} files as listed in its manifest")
     if report is not None:
         out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
-    out.write(
-        f" (taken {manifest.get('created_at', '-')} by dxassist {manifest.get('dxassist_version', '-')})\n"
-    )
+    out.write(f" (taken {_made(manifest)} by dxassist {_shown(manifest.get('dxassist_version'))})\n")
     for note in _restore_notes(manifest):
         out.write(f"Note: {note}\n")
     return 0
@@ -772,11 +914,15 @@ def backup_restore(
     *,
     key: Path | None = None,
     passphrase: bytes | None = None,
+    signer: Path | None = None,
+    any_origin: bool = False,
     stream: TextIO | None = None,
 ) -> int:
-    """Copy a verified backup into ``home`` (a new or empty folder), then check the copy.
+    """Copy a verified backup into ``home`` (a new or empty folder), then check the copy. When and on
+    which host and home it was made is printed.
 
-    A sealed backup needs ``key`` (the custodian's private key): it is opened into a private folder
+    A sealed backup needs ``key`` (the custodian's private key) and ``signer`` (the backup-signing public
+    key of the server that made it; ``any_origin``: not checked): it is opened into a private folder
     beside ``home``, restored from there, and that folder removed.
 
     Returns:
@@ -785,7 +931,8 @@ def backup_restore(
 
     Raises:
         BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
-            be written.
+            be written; a sealed backup is not signed by ``signer`` (or neither it nor ``any_origin``
+            was given), or ``key`` cannot open it.
     """
     out = stream if stream is not None else sys.stdout
     if not backup.is_dir():
@@ -809,6 +956,7 @@ def backup_restore(
                 f"{backup} is sealed (for the custodian key {sealed['sealed']['recipient'][:16]}): give its "
                 "private key with --key."
             )
+        out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
         near = home.resolve().parent
         _private_folder(near)
         opened = _unsealed(backup, key, passphrase, near)
@@ -849,7 +997,7 @@ def backup_restore(
         for line in problems:
             out.write(f"  {line}\n")
         return 1
-    out.write(f"restored {len(manifest['files'])} files into {home}")
+    out.write(f"restored {len(manifest['files'])} files into {home}, from a backup made {_made(manifest)}")
     if report is not None:
         out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
     out.write(".\n")

@@ -769,16 +769,27 @@ def _backup_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> by
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    from inference._backup_cli import BackupRefused, backup_create, backup_restore, backup_verify
+    from inference._backup_cli import (
+        BackupRefused,
+        backup_create,
+        backup_restore,
+        backup_signer_key,
+        backup_verify,
+    )
 
     try:
         if args.backup_command == "keygen":
             return _backup_keygen(args)
+        if args.backup_command == "signer":
+            return backup_signer_key(_settings())
         if args.backup_command == "create":
             return backup_create(_settings(), args.dest, logs=args.logs, encrypt_to=args.encrypt_to)
+        origin = {"signer": args.signer, "any_origin": args.trust_any_origin}
         if args.backup_command == "verify":
-            return backup_verify(args.dest, key=args.key, passphrase=_backup_passphrase(args))
-        return backup_restore(args.backup, args.home, key=args.key, passphrase=_backup_passphrase(args))
+            return backup_verify(args.dest, key=args.key, passphrase=_backup_passphrase(args), **origin)
+        return backup_restore(
+            args.backup, args.home, key=args.key, passphrase=_backup_passphrase(args), **origin
+        )
     except BackupRefused as e:
         raise CliError(str(e), status=2) from e
 
@@ -1134,10 +1145,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_backup)
     key_help = "the custodian's private key, to open a sealed backup"
     pass_help = "read the custodian key's passphrase from the first line of stdin"
+
+    def origin_flags(p: argparse.ArgumentParser) -> None:
+        who = p.add_mutually_exclusive_group()
+        who.add_argument(
+            "--signer",
+            type=Path,
+            metavar="SERVER.pub",
+            help="check that a sealed backup was made by this server (its `backup signer` public key)",
+        )
+        who.add_argument(
+            "--trust-any-origin",
+            action="store_true",
+            help="open a sealed backup without checking who made it (unsigned, or the signer's key lost): "
+            "anyone with the custodian's public key can seal one",
+        )
+
     p = bksub.add_parser("verify", help="check every file and the copied audit trail; exit 1 naming problems")
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--key", type=Path, metavar="CUSTODIAN.key", help=key_help)
     p.add_argument("--passphrase-stdin", action="store_true", help=pass_help)
+    origin_flags(p)
     p.set_defaults(handler=_cmd_backup)
     p = bksub.add_parser(
         "restore", help="copy a verified backup into HOME (a new or empty folder), then check it"
@@ -1146,6 +1174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("home", type=Path, metavar="HOME")
     p.add_argument("--key", type=Path, metavar="CUSTODIAN.key", help=key_help)
     p.add_argument("--passphrase-stdin", action="store_true", help=pass_help)
+    origin_flags(p)
+    p.set_defaults(handler=_cmd_backup)
+    p = bksub.add_parser(
+        "signer", help="print this server's backup-signing public key (PEM), for custodians' --signer"
+    )
     p.set_defaults(handler=_cmd_backup)
     p = bksub.add_parser(
         "keygen", help="make a custodian key pair PREFIX.key / PREFIX.pub for sealed backups (off the server)"

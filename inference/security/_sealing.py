@@ -12,20 +12,29 @@ host itself, cannot open what was sealed. The construction is the usual hybrid o
 
 Header: :data:`MAGIC`, the ephemeral public key, the salt, the first 8 bytes of the recipient key's
 fingerprint (to say "sealed for another key" rather than "corrupt").
+
+Sealing hides a backup; anyone holding the public key can seal one. The server that makes a backup also
+**signs** it with a backup-signing key of its home (Ed25519, :func:`backup_signer`, made on first use):
+a statement naming the sealed file's sha256 and size, the custodian key, when and where it was made.
+The custodian checks it against that key's public half (:func:`check_statement`), so a backup sealed
+elsewhere (with another ``keys/`` and record inside) is told apart from the server's own.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -42,6 +51,10 @@ _HEADER: Final = len(MAGIC) + _KEY + _SALT + _FINGERPRINT_BYTES
 _INFO: Final = b"dxassist sealed backup v1"
 _PATH_MAX: Final = 4096
 _RECORD: Final = struct.Struct(">HQ")  # path length, file size
+SIGNER_FILE: Final = "backup-signing-ed25519.pem"
+"""This server's backup-signing key, in the home's ``keys/`` (copied into its backups with the rest)."""
+SIGNER_PUBLIC_FILE: Final = "backup-signing-ed25519.pub.pem"
+_STATEMENT_CONTEXT: Final = b"dxassist sealed backup statement v1\n"
 
 
 class SealError(SecurityError):
@@ -304,3 +317,139 @@ def unseal(
     if not plain.ends_here():
         raise SealError("The sealed backup holds data after its end marker.")
     return written
+
+
+@dataclass(frozen=True)
+class BackupSigner:
+    """This server's backup-signing key and its fingerprint (sha256 of the raw public key, hex)."""
+
+    private: Ed25519PrivateKey
+    fingerprint: str
+
+    def public_pem(self) -> bytes:
+        """The public key, PEM (SubjectPublicKeyInfo): what custodians give to ``--signer``."""
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def _ed_fingerprint(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def backup_signer(keys_dir: Path, passphrase: bytes | None) -> BackupSigner:
+    """This server's backup-signing key, made on first use: ``keys_dir/backup-signing-ed25519.pem``
+    (PKCS#8, 0600, encrypted with ``passphrase`` when given) and its public key beside it.
+
+    Raises:
+        SealError: The key cannot be written, read, or opened with ``passphrase``, or is of another kind.
+    """
+    path = keys_dir / SIGNER_FILE
+    try:
+        if not path.exists():
+            keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_signer(path, passphrase)
+        data = path.read_bytes()
+    except OSError as e:
+        raise SealError(
+            f"The backup-signing key {path} cannot be made or read ({e.strerror or type(e).__name__})."
+        ) from e
+    try:
+        private = serialization.load_pem_private_key(data, password=passphrase or None)
+    except (TypeError, ValueError) as e:
+        raise SealError(
+            f"The backup-signing key {path} cannot be read with DXASSIST_SIGNING_KEY_PASSPHRASE."
+        ) from e
+    if not isinstance(private, Ed25519PrivateKey):
+        raise SealError(f"The backup-signing key {path} is not an Ed25519 key.")
+    return BackupSigner(private, _ed_fingerprint(private.public_key()))
+
+
+def _write_signer(path: Path, passphrase: bytes | None) -> None:
+    """A new key, written to a private file and linked into place (another process may win: its key stays)."""
+    private = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        tmp.unlink(missing_ok=True)
+    (path.parent / SIGNER_PUBLIC_FILE).write_bytes(BackupSigner(private, "").public_pem())
+
+
+def load_signer_public(path: Path) -> tuple[Ed25519PublicKey, str]:
+    """A server's backup-signing public key (PEM, as ``dxassist backup signer`` prints it) and its
+    fingerprint.
+
+    Raises:
+        SealError: The file cannot be read or holds no Ed25519 public key.
+    """
+    try:
+        public = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise SealError(
+            f"{path} cannot be read as a server's backup-signing public key (PEM, Ed25519: "
+            "`dxassist backup signer` on that server prints it)."
+        ) from e
+    if not isinstance(public, Ed25519PublicKey):
+        raise SealError(
+            f"{path} is not a backup-signing public key (Ed25519: `dxassist backup signer` prints it)."
+        )
+    return public, _ed_fingerprint(public)
+
+
+def _statement_bytes(statement: dict[str, Any]) -> bytes:
+    return _STATEMENT_CONTEXT + json.dumps(
+        statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
+def sign_statement(signer: BackupSigner, statement: dict[str, Any]) -> dict[str, Any]:
+    """The signed form of ``statement`` (JSON values only), for a sealed backup's manifest."""
+    return {
+        "statement": statement,
+        "signer": signer.fingerprint,
+        "signature": base64.b64encode(signer.private.sign(_statement_bytes(statement))).decode("ascii"),
+    }
+
+
+def check_statement(signed: Any, public: Ed25519PublicKey, fingerprint: str) -> dict[str, Any]:
+    """The statement of ``signed`` (what :func:`sign_statement` wrote), once its signature is found to
+    be the key ``public``'s.
+
+    Raises:
+        SealError: It is not a signed statement, it names another signer, or its signature does not
+            verify (the statement was changed after it was signed).
+    """
+    try:
+        statement, signer, value = signed["statement"], signed["signer"], signed["signature"]
+        if not (isinstance(statement, dict) and isinstance(signer, str) and isinstance(value, str)):
+            raise TypeError
+        signature = base64.b64decode(value, validate=True)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SealError("Its signature is not one dxassist writes (damaged).") from e
+    if signer != fingerprint:
+        raise SealError(
+            f"It was signed by another backup-signing key ({signer[:16]}), not the one given "
+            f"({fingerprint[:16]}): it was not made by that server."
+        )
+    try:
+        public.verify(signature, _statement_bytes(statement))
+    except InvalidSignature as e:
+        raise SealError(
+            "Its signature does not verify with the key given: what it signed (the sealed file's sha256, "
+            "when and where it was made) was changed since."
+        ) from e
+    return statement

@@ -15,6 +15,7 @@ import os
 import pty
 import select
 import shutil
+import socket
 import stat
 import subprocess
 import termios
@@ -50,6 +51,7 @@ class Sealed:
     backup: Path
     key: Path
     public: Path
+    signer: Path
     create: subprocess.CompletedProcess[str]
 
 
@@ -80,7 +82,12 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
     assert keygen.returncode == 0, keygen.stderr
     key, public = custodians / "records-office.key", custodians / "records-office.pub"
     create = _dxassist(home, "backup", "create", str(root / "backup"), "--encrypt-to", str(public))
-    yield Sealed(home, root, root / "backup", key, public, create)
+    # The server's backup-signing public key, as its operator hands it to the custodians.
+    exported = _dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    signer = custodians / "server.pub"
+    signer.write_text(exported.stdout, encoding="utf-8")
+    yield Sealed(home, root, root / "backup", key, public, signer, create)
 
 
 def test_a_sealed_backup_holds_nothing_readable_and_leaves_no_plain_copy(sealed: Sealed) -> None:
@@ -104,7 +111,16 @@ def test_verify_checks_the_sealed_file_without_the_key_and_everything_with_it(se
     plain = _dxassist(sealed.home, "backup", "verify", str(sealed.backup))
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "sealed backup intact as written" in plain.stdout and "--key" in plain.stdout
-    full = _dxassist(sealed.home, "backup", "verify", str(sealed.backup), "--key", str(sealed.key))
+    full = _dxassist(
+        sealed.home,
+        "backup",
+        "verify",
+        str(sealed.backup),
+        "--key",
+        str(sealed.key),
+        "--signer",
+        str(sealed.signer),
+    )
     assert full.returncode == 0, full.stdout + full.stderr
     assert "backup intact" in full.stdout and "audit trail intact" in full.stdout
 
@@ -130,7 +146,22 @@ def test_a_changed_or_cut_sealed_backup_is_found_even_with_its_manifest_rewritte
         manifest["sealed"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
         (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
         assert _dxassist(sealed.home, "backup", "verify", str(copy)).returncode == 0  # as written
-        opened = _dxassist(sealed.home, "backup", "verify", str(copy), "--key", str(sealed.key))
+        # Its signature names the sealed file that was written: the replaced one is refused unopened.
+        signed = _dxassist(
+            sealed.home,
+            "backup",
+            "verify",
+            str(copy),
+            "--key",
+            str(sealed.key),
+            "--signer",
+            str(sealed.signer),
+        )
+        assert signed.returncode == 2 and "not the one its signature names" in signed.stderr, signed.stderr
+        # Opened without that check, the chunks' authentication finds it.
+        opened = _dxassist(
+            sealed.home, "backup", "verify", str(copy), "--key", str(sealed.key), "--trust-any-origin"
+        )
         assert opened.returncode == 2, opened.stdout + opened.stderr
         assert "altered or cut short" in opened.stderr or "cut short" in opened.stderr, opened.stderr
         restored = _dxassist(
@@ -141,6 +172,7 @@ def test_a_changed_or_cut_sealed_backup_is_found_even_with_its_manifest_rewritte
             str(tmp_path / f"home-{damage}"),
             "--key",
             str(sealed.key),
+            "--trust-any-origin",
         )
         assert restored.returncode == 2, restored.stdout + restored.stderr
         assert not (tmp_path / f"home-{damage}").exists() or not any((tmp_path / f"home-{damage}").iterdir())
@@ -161,10 +193,20 @@ def test_restore_needs_the_custodian_key_and_the_restored_home_serves(sealed: Se
         str(target),
         "--key",
         str(tmp_path / "other.key"),
+        "--signer",
+        str(sealed.signer),
     )
     assert wrong.returncode == 2 and "another custodian key" in wrong.stderr, wrong.stderr
     done = _dxassist(
-        sealed.home, "backup", "restore", str(sealed.backup), str(target), "--key", str(sealed.key)
+        sealed.home,
+        "backup",
+        "restore",
+        str(sealed.backup),
+        str(target),
+        "--key",
+        str(sealed.key),
+        "--signer",
+        str(sealed.signer),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "audit trail intact" in done.stdout
@@ -174,6 +216,60 @@ def test_restore_needs_the_custodian_key_and_the_restored_home_serves(sealed: Se
     assert audit.returncode == 0, audit.stdout + audit.stderr
     users = _dxassist(target, "token", "issue", "--subject", "r", "--role", "radiologist", "--facility", "F1")
     assert users.returncode == 0  # the restored signing key works
+
+
+def test_a_backup_sealed_elsewhere_for_the_same_custodian_is_refused_and_nothing_restored(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    # The custodian's public key is no secret (the server holds it): whoever has it seals a backup of
+    # their own making, with their own keys/ (a token signing key) and record inside.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    forged = tmp_path / "forged"
+    made = _dxassist(elsewhere, "backup", "create", str(forged), "--encrypt-to", str(sealed.public))
+    assert made.returncode == 0, made.stdout + made.stderr
+    target = tmp_path / "restored"
+    key = ("--key", str(sealed.key))
+    signer = ("--signer", str(sealed.signer))
+
+    refused = _dxassist(sealed.home, "backup", "restore", str(forged), str(target), *key, *signer)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "another backup-signing key" in refused.stderr, refused.stderr
+    assert not target.exists() or not any(target.iterdir())
+    # Its signature taken out: unsigned, refused as well.
+    manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["signed"]
+    (forged / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    unsigned = _dxassist(sealed.home, "backup", "restore", str(forged), str(target), *key, *signer)
+    assert unsigned.returncode == 2 and "not signed" in unsigned.stderr, unsigned.stderr
+    assert not target.exists() or not any(target.iterdir())
+    # Opening without naming the signer is refused, saying how to check it.
+    unnamed = _dxassist(sealed.home, "backup", "verify", str(forged), *key)
+    assert unnamed.returncode == 2 and "--signer" in unnamed.stderr, unnamed.stderr
+    # The documented override opens it, saying that who made it was not checked.
+    anyway = _dxassist(sealed.home, "backup", "verify", str(forged), *key, "--trust-any-origin")
+    assert anyway.returncode == 0, anyway.stdout + anyway.stderr
+    assert "NOT checked" in anyway.stdout
+
+
+def test_verify_and_restore_say_when_and_where_the_backup_was_made(sealed: Sealed, tmp_path: Path) -> None:
+    # An older backup put in place of a newer one, or another server's, shows in what the custodian reads.
+    as_written = _dxassist(
+        sealed.home, "backup", "verify", str(sealed.backup), "--signer", str(sealed.signer)
+    )
+    assert as_written.returncode == 0, as_written.stdout + as_written.stderr
+    made = json.loads((sealed.backup / "manifest.json").read_text(encoding="utf-8"))["created_at"]
+    out = as_written.stdout
+    assert "Signed by the backup-signing key" in out and made in out, out
+    assert f"on host {socket.gethostname()}" in out, out
+    target = tmp_path / "restored"
+    done = _dxassist(
+        sealed.home, "backup", "restore", str(sealed.backup), str(target), "--key", str(sealed.key),
+        "--signer", str(sealed.signer),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"made {made} on host {socket.gethostname()}" in done.stdout, done.stdout
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".dxassist-unsealed-")]
 
 
 def test_a_passphrase_protected_custodian_key(sealed: Sealed, tmp_path: Path) -> None:
@@ -187,15 +283,31 @@ def test_a_passphrase_protected_custodian_key(sealed: Sealed, tmp_path: Path) ->
         sealed.home, "backup", "create", str(backup), "--encrypt-to", str(tmp_path / "vault.pub")
     )
     assert create.returncode == 0, create.stdout + create.stderr
-    key = str(tmp_path / "vault.key")
-    asked = _dxassist(sealed.home, "backup", "verify", str(backup), "--key", key)
+    key, signer = str(tmp_path / "vault.key"), ("--signer", str(sealed.signer))
+    asked = _dxassist(sealed.home, "backup", "verify", str(backup), "--key", key, *signer)
     assert asked.returncode == 2 and "passphrase" in asked.stderr, asked.stderr
     wrong = _dxassist(
-        sealed.home, "backup", "verify", str(backup), "--key", key, "--passphrase-stdin", stdin="nope\n"
+        sealed.home,
+        "backup",
+        "verify",
+        str(backup),
+        "--key",
+        key,
+        *signer,
+        "--passphrase-stdin",
+        stdin="nope\n",
     )
     assert wrong.returncode == 2 and "passphrase" in wrong.stderr, wrong.stderr
     right = _dxassist(
-        sealed.home, "backup", "verify", str(backup), "--key", key, "--passphrase-stdin", stdin="s3cret\n"
+        sealed.home,
+        "backup",
+        "verify",
+        str(backup),
+        "--key",
+        key,
+        *signer,
+        "--passphrase-stdin",
+        stdin="s3cret\n",
     )
     assert right.returncode == 0, right.stdout + right.stderr
     assert "s3cret" not in right.stdout + right.stderr
@@ -230,7 +342,7 @@ def test_a_sealed_stream_naming_an_impossible_file_is_refused_and_leaves_nothing
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     opened = subprocess.run(
-        [str(DXASSIST), "backup", "verify", str(backup), "--key", str(sealed.key)],
+        [str(DXASSIST), "backup", "verify", str(backup), "--key", str(sealed.key), "--trust-any-origin"],
         env={**dxassist_env(sealed.home), "TMPDIR": str(scratch)},
         capture_output=True,
         text=True,
@@ -251,11 +363,12 @@ def test_verify_with_the_key_finds_an_outer_manifest_that_says_another_audit_hea
     manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
     manifest["record"]["audit_head"]["seq"] += 1000  # claims to cover entries it does not hold
     (backup / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    opened = _dxassist(sealed.home, "backup", "verify", str(backup), "--key", str(sealed.key))
+    key = ("--key", str(sealed.key), "--signer", str(sealed.signer))
+    opened = _dxassist(sealed.home, "backup", "verify", str(backup), *key)
     assert opened.returncode == 1, opened.stdout + opened.stderr
     assert "audit head" in opened.stdout, opened.stdout
     target = tmp_path / "restored"
-    restored = _dxassist(sealed.home, "backup", "restore", str(backup), str(target), "--key", str(sealed.key))
+    restored = _dxassist(sealed.home, "backup", "restore", str(backup), str(target), *key)
     assert restored.returncode == 1, restored.stdout + restored.stderr
     assert not target.exists() or not any(target.iterdir())
 

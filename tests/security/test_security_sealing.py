@@ -15,9 +15,13 @@ from inference.security._sealing import (
     MAGIC,
     SealError,
     SealWriter,
+    backup_signer,
+    check_statement,
     generate_custodian_key,
     load_custodian_key,
     load_recipient,
+    load_signer_public,
+    sign_statement,
     unseal,
 )
 
@@ -89,3 +93,24 @@ def test_a_path_outside_the_folder_is_refused(keys: tuple[Path, Path], tmp_path:
     with pytest.raises(SealError):
         unseal(io.BytesIO(out.getvalue()), load_custodian_key(private, None), dest, lambda _rel: True)
     assert not (tmp_path / "outside").exists()
+
+
+def test_a_signed_statement_changed_after_signing_or_of_another_key_is_refused(tmp_path: Path) -> None:
+    server = backup_signer(tmp_path / "keys", None)
+    assert (tmp_path / "keys" / "backup-signing-ed25519.pem").stat().st_mode & 0o777 == 0o600
+    assert backup_signer(tmp_path / "keys", None).fingerprint == server.fingerprint  # made once, then kept
+    public_file = tmp_path / "server.pub"
+    public_file.write_bytes(server.public_pem())
+    public, fingerprint = load_signer_public(public_file)
+    signed = sign_statement(server, {"sealed_sha256": "ab" * 32, "created_at": "2026-12-04T10:00:00Z"})
+    assert check_statement(signed, public, fingerprint)["created_at"] == "2026-12-04T10:00:00Z"
+    # An older backup's time rewritten as a newer one's.
+    changed = {**signed, "statement": {**signed["statement"], "created_at": "2026-12-05T10:00:00Z"}}
+    with pytest.raises(SealError, match="does not verify"):
+        check_statement(changed, public, fingerprint)
+    # Signed by another home's key, its fingerprint written as the server's.
+    other = sign_statement(backup_signer(tmp_path / "other", None), signed["statement"])
+    with pytest.raises(SealError, match="another backup-signing key"):
+        check_statement(other, public, fingerprint)
+    with pytest.raises(SealError, match="does not verify"):
+        check_statement({**other, "signer": fingerprint}, public, fingerprint)
