@@ -235,7 +235,13 @@ async def _already_filed(
     if uids is None:
         return False
     served = ctx.host.imaging
-    model = ModelRef(name=served.name, version=served.version, sha256=served.sha256, provider=served.provider)
+    model = ModelRef(
+        name=served.name,
+        version=served.version,
+        sha256=served.sha256,
+        provider=served.provider,
+        synthetic=served.synthetic,
+    )
     found = await asyncio.to_thread(ctx.record.results.filed_imaging, model=model, sop_instance_uids=uids)
     # Filed by another facility: not ours to skip; the analysis path refuses and audits it.
     return found is not None and found[1] == actor.principal.facility

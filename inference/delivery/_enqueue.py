@@ -44,7 +44,7 @@ async def enqueue_result(
         org_root: Organisation root of the new UIDs.
         study: The decoded study the result was made from.
         result: The committed result, as the record returns it.
-        synthetic: Whether its model was trained on synthetic data (from its warnings when None).
+        synthetic: Whether its model was trained on synthetic data (its ``model.synthetic`` when None).
         build_id: The output build this is (marked done in the transaction that queues the objects).
 
     Returns:

@@ -55,8 +55,8 @@ async def build_objects(
         study: The decoded study the result was made from (``study.primary``'s header is used).
         result: The committed result (``Record.results.get``).
         org_root: Organisation root of the new UIDs.
-        synthetic: Whether the model was trained on synthetic data; read from the result's warnings
-            when None.
+        synthetic: Whether the model was trained on synthetic data; the result's typed flag
+            (``result.model.synthetic``) when None, never the wording of its warnings.
         prior: The Part-10 SR of an earlier result of the study that the destinations these objects go to
             received (:meth:`inference.record.Outbox.prior_report`): the new SR names it in its
             Predecessor Documents Sequence. None: the SR supersedes none.
@@ -76,7 +76,7 @@ async def build_objects(
 
     model = result.model
     if synthetic is None:
-        synthetic = any("synthetic" in w.lower() for w in result.warnings)
+        synthetic = result.model.synthetic
     algorithm = AlgorithmInfo(
         name=model.name,
         version=model.version,

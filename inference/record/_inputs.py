@@ -33,12 +33,15 @@ class PatientIn:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """The exact model that produced a result: registered name, version, ONNX sha256, execution provider."""
+    """The exact model that produced a result: registered name, version, ONNX sha256, execution provider,
+    and whether it was trained on synthetic data only (its ``dxassist.synthetic`` metadata; every output
+    of the result then says so, whatever its warnings read)."""
 
     name: str
     version: str
     sha256: str
     provider: str
+    synthetic: bool
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,18 @@ class PatientRef:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """The exact model that produced a result."""
+    """The exact model that produced a result.
+
+    Attributes:
+        synthetic: It was trained on synthetic data only (its ``dxassist.synthetic`` metadata, kept with
+            the result): outputs and pages mark the result from this flag, never from the wording of a
+            warning. Feedback entries leave it False.
+    """
 
     name: str
     version: str
     sha256: str | None = None
+    synthetic: bool = False
 
 
 @dataclass(frozen=True, slots=True)

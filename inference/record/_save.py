@@ -515,6 +515,7 @@ def write_imaging(
         source=data.source,
         rationale=dict(data.rationale),
         payload={
+            "synthetic": bool(data.model.synthetic),
             "primary_sop_instance_uid": data.primary_sop_instance_uid,
             "assessable": bool(data.assessable),
             "ood": (
@@ -658,6 +659,7 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
         result.observation_key = data.request.observation_key
     result.rationale = dict(data.rationale)
     result.payload = {
+        "synthetic": bool(data.model.synthetic),
         "risk": {
             "probability": float(data.probability),
             "positive": bool(data.positive),

@@ -35,6 +35,22 @@ VITAL_FIELDS = (
 (:mod:`inference.record._save`) and shows back (``vitals``)."""
 
 
+# The warning the server wrote in every result of a synthetic model before the flag was kept with results.
+_SYNTHETIC_WARNING_BEFORE_FLAG = "This model was trained on synthetic data only;"
+
+
+def filed_synthetic(result: Result) -> bool:
+    """Whether the model of a stored result was trained on synthetic data only.
+
+    The flag filed with the result (``payload["synthetic"]``); a result filed before the flag was kept
+    has the English sentence the server then wrote for such a model, word for word, as its evidence.
+    """
+    flag = (result.payload or {}).get("synthetic")
+    if isinstance(flag, bool):
+        return flag
+    return any(w.startswith(_SYNTHETIC_WARNING_BEFORE_FLAG) for w in result.warnings or ())
+
+
 def heatmap_url(result_id: str, code: str) -> str:
     """The API path of a finding's heatmap, relative to the server root."""
     return f"/v1/results/{result_id}/heatmaps/{code}.png"
@@ -103,7 +119,12 @@ def typed_result(
     common: _Common = {
         "result_id": result.id,
         "patient": PatientRef(id=result.patient.id, identifier=result.patient.identifier),
-        "model": ModelInfo(name=result.model_name, version=result.model_version, sha256=result.model_sha256),
+        "model": ModelInfo(
+            name=result.model_name,
+            version=result.model_version,
+            sha256=result.model_sha256,
+            synthetic=filed_synthetic(result),
+        ),
         "priority": cast(Priority, result.priority),
         "status": result.status,
         "warnings": tuple(result.warnings),
@@ -225,7 +246,9 @@ def worklist_item(
             age=age_at(result.patient.birth_date, result.created_at) if patient_shown else result.patient_age,
             sex=result.patient.sex if patient_shown else result.patient_sex,
         ),
-        model=ModelInfo(name=result.model_name, version=result.model_version),
+        model=ModelInfo(
+            name=result.model_name, version=result.model_version, synthetic=filed_synthetic(result)
+        ),
         warnings=tuple(result.warnings),
         positive_findings=positive,
         study_instance_uid=study.study_instance_uid if study else None,

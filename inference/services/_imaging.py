@@ -241,7 +241,11 @@ async def analyse_decoded(
         ),
         primary_sop_instance_uid=primary.sop_instance_uid,
         model=ModelRef(
-            name=served.name, version=served.version, sha256=served.sha256, provider=served.provider
+            name=served.name,
+            version=served.version,
+            sha256=served.sha256,
+            provider=served.provider,
+            synthetic=served.synthetic,
         ),
         findings=tuple(
             FindingIn(

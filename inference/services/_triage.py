@@ -151,7 +151,11 @@ async def analyse_vitals(
         observed_at=observed,
         vitals=signs.as_dict(),
         model=ModelRef(
-            name=served.name, version=served.version, sha256=served.sha256, provider=served.provider
+            name=served.name,
+            version=served.version,
+            sha256=served.sha256,
+            provider=served.provider,
+            synthetic=served.synthetic,
         ),
         probability=float(scores.probability),
         positive=bool(scores.positive),

@@ -128,7 +128,7 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         "rationale": result.rationale.get(chosen),
         "rationale_lang": chosen,
         "created_at": iso(result.created_at),
-        "synthetic": any("synthetic" in w.lower() for w in result.warnings),
+        "synthetic": result.model.synthetic,
         # The stored display rendering (grayscale, bounded size); the page falls back to the overlays of
         # results filed before renderings were kept (the image then answers 404).
         "display_image": f"/ui/results/{result.result_id}/image.png" if result.kind == "imaging" else None,

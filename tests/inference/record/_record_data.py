@@ -19,8 +19,12 @@ from inference.record import (
     TriageResultIn,
 )
 
-CXR_MODEL = ModelRef(name="cxr-findings", version="3", sha256="a" * 64, provider="CPUExecutionProvider")
-TRIAGE_MODEL = ModelRef(name="vitals-triage", version="2", sha256="b" * 64, provider="CPUExecutionProvider")
+CXR_MODEL = ModelRef(
+    name="cxr-findings", version="3", sha256="a" * 64, provider="CPUExecutionProvider", synthetic=False
+)
+TRIAGE_MODEL = ModelRef(
+    name="vitals-triage", version="2", sha256="b" * 64, provider="CPUExecutionProvider", synthetic=False
+)
 SECRET_NAME = "Zelda Quixote-Synthetic"
 SECRET_BIRTH = "1950-02-01"
 
