@@ -28,6 +28,7 @@ from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
+from inference.record._types import utcnow
 
 T = TypeVar("T")
 
@@ -183,3 +184,61 @@ def grounds_of(session: Session, scope: _scope.Scope, rows: Sequence[Target]) ->
         if _ground(session, scope, row) == _scope.BREAK_GLASS:
             glass.add(row.patient_id)
     return glass
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """What a listing disclosed: the patients listed (in order), and the rows each is listed with (as
+    the access rules judge them; only those of patients under the caller's break-the-glass grant are
+    judged, to tell an entry ``break_glass`` from ``success``)."""
+
+    patients: Sequence[str]
+    rows: Sequence[Target] = ()
+
+
+def read_listing(
+    db: Database,
+    *,
+    scope: _scope.Scope,
+    audit: AuditIn,
+    resource_type: str,
+    fetch: Callable[[Session], T],
+    disclosed: Callable[[T], Disclosure],
+) -> T:
+    """A read of several patients' data at once (a worklist, a search), audited in its transaction: one
+    entry per patient disclosed (``break_glass`` for one of which a row is read on no other ground, else
+    ``success``), or one entry naming no patient when it disclosed nobody.
+
+    ``fetch`` reads only what the caller may read (its query is scoped: :func:`_scope.visible`).
+
+    Raises:
+        RecordError: The record failed, or the entries could not be written: nothing is served.
+    """
+    try:
+        with db.transaction() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            head = _audit.lock_head_row(session)
+            value = fetch(session)
+            shown = disclosed(value)
+            unique: list[str | None] = [*dict.fromkeys(shown.patients)] or [None]
+            granted = _scope.granted(session, scope, [p for p in unique if p is not None])
+            glass = grounds_of(session, scope, [row for row in shown.rows if row.patient_id in granted])
+            now = utcnow()
+            _audit.append_all_onto(
+                session,
+                head,
+                [
+                    _audit.columns_of(
+                        audit,
+                        resource_type=resource_type,
+                        resource_id=None,
+                        patient_id=patient_id,
+                        outcome=BREAK_GLASS if patient_id in glass else SUCCESS,
+                        time=now,
+                    )
+                    for patient_id in unique
+                ],
+            )
+    except SQLAlchemyError as e:
+        raise RecordError("The read could not be audited; nothing was served.") from e
+    return value

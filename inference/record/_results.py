@@ -23,7 +23,7 @@ from inference.record._inputs import (
     TriageResultIn,
 )
 from inference.record._models import Heatmap, Rendering, Result, Study
-from inference.record._reads import Audited, Target, read_audited
+from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
 from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
 
@@ -382,6 +382,21 @@ class Results:
             scope: only results the caller may read (applied in the query, before paging); each item
                 shows the patient's age and sex only where the caller may read the patient itself.
         """
+        query = self._worklist_query(
+            limit=limit, offset=offset, facility=facility, escalate_before=escalate_before, scope=scope
+        )
+        with self._db.sessions() as session:
+            return self._worklist_items(session, query, escalate_before)
+
+    def _worklist_query(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        facility: str | None,
+        escalate_before: datetime | None,
+        scope: _scope.Scope | None,
+    ) -> Any:
         if not 1 <= limit <= 500 or offset < 0:
             raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
         waited_too_long = (
@@ -406,11 +421,57 @@ class Results:
             query = query.where(Result.facility == facility)
         if scope is not None:
             query = query.where(_scope.results_visible(scope))
-        with self._db.sessions() as session:
-            return [
-                worklist_item(result, patient_shown=bool(patient_shown), escalate_before=escalate_before)
-                for result, patient_shown in session.execute(query)
-            ]
+        return query
+
+    def read_worklist(
+        self,
+        *,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        limit: int = 50,
+        offset: int = 0,
+        facility: str | None = None,
+        escalate_before: datetime | None = None,
+    ) -> list[WorklistItem]:
+        """:meth:`worklist` for a caller, audited in its transaction (``read_listing``): one ``Worklist``
+        entry per patient listed, ``break_glass`` for a patient whose listed results (or age and sex)
+        only the caller's grant opens.
+
+        Raises:
+            RecordError: Bad paging, the record failed, or the entries could not be written (nothing is
+                served).
+        """
+        query = self._worklist_query(
+            limit=limit, offset=offset, facility=facility, escalate_before=escalate_before, scope=scope
+        )
+
+        def disclosed(items: list[WorklistItem]) -> Disclosure:
+            patients = [item.patient.id for item in items]
+            # An item of a patient opened by a grant shows the patient's own age and sex (a patient-level
+            # row); otherwise what it shows is the result's own sender's.
+            shown = [i.patient.id for i in items if i.patient.age is not None or i.patient.sex is not None]
+            return Disclosure(
+                patients=patients,
+                rows=[Target(patient_id=p, owner=facility) for p in patients]
+                + [Target(patient_id=p, owner=None, patient_level=True) for p in shown],
+            )
+
+        return read_listing(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Worklist",
+            fetch=lambda session: self._worklist_items(session, query, escalate_before),
+            disclosed=disclosed,
+        )
+
+    def _worklist_items(
+        self, session: Session, query: Any, escalate_before: datetime | None
+    ) -> list[WorklistItem]:
+        return [
+            worklist_item(result, patient_shown=bool(patient_shown), escalate_before=escalate_before)
+            for result, patient_shown in session.execute(query)
+        ]
 
     def mark_read(self, *, result_id: str, audit: AuditIn | None = None) -> None:
         """Mark a result reviewed: it leaves the worklist.

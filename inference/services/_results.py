@@ -124,11 +124,15 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
     what the access table lets it read. Every patient listed is written to the audit trail.
     """
     principal = actor.principal
-    scope = scope_for(principal)
-    facility = None if principal.role == Role.ADMIN else principal.facility
-    items = await db(ctx.record.results.worklist, limit=limit, offset=offset, facility=facility, scope=scope)
-    await audit_worklist(ctx, actor, items=items, facility=facility)
-    return items
+    # Read and audited in one transaction (one entry per patient listed, as :func:`audit_worklist`).
+    return await db(
+        ctx.record.results.read_worklist,
+        scope=scope_for(principal),
+        audit=audit_entry(actor, action="worklist:read"),
+        limit=limit,
+        offset=offset,
+        facility=None if principal.role == Role.ADMIN else principal.facility,
+    )
 
 
 async def audit_worklist(

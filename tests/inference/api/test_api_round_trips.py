@@ -220,3 +220,22 @@ def test_a_picture_is_one_round_trip_with_its_audit_entry_drawn_or_kept(
         assert drawn.headers["content-type"] == "image/png" and drawn.content
         assert counter.transactions == 1, (counter.transactions, counter.statements)
         assert app.state.ctx.record.audit.count() == entries + 1
+
+
+def test_a_worklist_is_one_round_trip_with_an_entry_per_patient_listed(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # The list, the patients under a grant, their grounds and the entries were three or four
+    # transactions: now one, with one entry per patient listed.
+    env, client, counter, app = counted
+    study = new_study_uid()
+    assert _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True)).status_code == 201
+    headers = env.headers("radiologist", facility="F1")
+    entries = app.state.ctx.record.audit.count()
+    counter.reset()
+    listed = client.get("/v1/worklist?limit=500", headers=headers)
+    assert listed.status_code == 200, listed.text
+    patients = {item["patient"]["identifier"] for item in listed.json()["items"]}
+    assert patients
+    assert counter.transactions == 1, (counter.transactions, counter.statements)
+    assert app.state.ctx.record.audit.count() == entries + len(patients)
