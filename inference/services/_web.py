@@ -196,7 +196,8 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
     Raises:
         SignInRefused: Unknown user, wrong password or disabled account (one message for all three, so
             the page does not tell which usernames exist).
-        AccountLocked: The account is locked.
+        AccountLocked: The account is locked (a ``SignInRefused``: the pages answer it like the others,
+            only the audit trail says ``locked``).
     """
     settings = ctx.settings
     accounts = Accounts(ctx.record)

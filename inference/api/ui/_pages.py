@@ -31,7 +31,6 @@ from inference.api.ui._render import page_language, render
 from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_filter, worklist_rows
 from inference.record import Verdict
 from inference.services import (
-    AccountLocked,
     SignInRefused,
     SsoRefused,
     SsoUnavailable,
@@ -96,14 +95,16 @@ async def signin_submit(
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
-    """Check the credentials; on success set the session cookie and go to the worklist."""
+    """Check the credentials; on success set the session cookie and go to the worklist.
+
+    A refusal is one page whatever its reason (unknown username, wrong password, disabled or locked
+    account), so that the form tells nobody which usernames exist; the audit trail keeps the reason.
+    """
     check_csrf(request.cookies.get(signin_cookie_name(settings), ""), csrf_token)
     client = request.client.host if request.client else None
     try:
         session = await sign_in(ctx=ctx, username=username.strip(), password=password, client=client)
-    except AccountLocked:
-        return _signin_page(request, status=401, error="locked")
-    except SignInRefused:
+    except SignInRefused:  # AccountLocked included
         return _signin_page(request, status=401, error="refused")
     response = RedirectResponse("/ui/", status_code=303)
     _set_session_cookie(response, settings, session)
