@@ -227,12 +227,19 @@ def _cut_name_group(group: str, limit: int) -> str:
     if len(group) <= limit:
         return group
     parts = group.rstrip("^").split("^")  # trailing empty components may go (PS3.5 6.2.1.1)
+    if len(parts) > 5:
+        # Not a name's five components (PS3.5 6.2.1.1) but a run of carets, as a source may send: carets
+        # alone can outgrow the limit once every component is cut away, so the empty ones go first.
+        parts = [part for part in parts if part] or [""]
     room = limit - 1 if len(parts) == 1 else limit  # a lone component keeps its caret (_mend_name)
     while (excess := len("^".join(parts)) - room) > 0:
         longest = max(range(len(parts)), key=lambda index: len(parts[index]))
+        if not parts[longest]:  # only carets are left: no component to cut any more
+            parts = [""]
+            break
         parts[longest] = parts[longest][: max(len(parts[longest]) - excess, 0)].rstrip()
     text = "^".join(parts)
-    return text if len(parts) > 1 else f"{text}^"
+    return text if len(parts) > 1 or not text else f"{text}^"
 
 
 def _mend_name(value: object) -> str:

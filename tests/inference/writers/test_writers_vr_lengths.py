@@ -35,12 +35,12 @@ OVER_LONG = {
 }
 
 
-def _source() -> Instance:
+def _source(values: dict[int, tuple[str, str]] = OVER_LONG) -> Instance:
     ds = source_dataset()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns while writing the invalid values this test wants
         with pydicom.config.disable_value_validation():
-            for tag, (vr, value) in OVER_LONG.items():
+            for tag, (vr, value) in values.items():
                 ds.add(DataElement(tag, vr, value))
             data = to_bytes(ds)
     return read_instance(data, limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4))
@@ -79,3 +79,25 @@ def test_over_long_source_values_are_made_to_fit_and_the_outputs_pass_dciodvfy(t
         assert float(back.PatientWeight) == pytest.approx(72.5)
         assert "PatientAge" not in back or not back.PatientAge
         assert back.PatientID == source.header.PatientID
+
+
+def test_a_name_of_carets_longer_than_its_vr_allows_is_made_to_fit(tmp_path: Path) -> None:
+    # A name group of more carets than the limit: cutting its longest components first emptied every one
+    # and then looped for ever on the carets left, so the upload that made the SR never answered (and
+    # held a thread at full CPU).
+    source = _source(
+        {
+            0x00100010: ("PN", "Doe" + "^" * 70 + "John"),
+            0x00080090: ("PN", "^".join("Q" * 3 for _ in range(80))),
+        }
+    )
+    kwargs = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        built = build_sr(source, findings(), ALGORITHM, **kwargs)
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(write_part10(built))
+    assert _errors(path) == []
+    back = pydicom.dcmread(BytesIO(path.read_bytes()))
+    assert str(back.PatientName) == "Doe^John"  # the empty components go, the name stays
+    assert len(str(back.ReferringPhysicianName)) <= 64
