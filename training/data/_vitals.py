@@ -92,9 +92,15 @@ class VitalsTable:
         )
 
     def arrays(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """``(values, present)``, float32 ``[N, F]`` in :data:`FEATURES` order, as the ONNX model takes."""
+        """``(values, present)``, float32 ``[N, F]`` in :data:`FEATURES` order, as the ONNX model takes.
+
+        SpO2 charted on NEWS2 Scale 2 is not present, as the server does not give it to the model
+        (:func:`inference.triage.model_inputs`): the model has no scale input, and the low target
+        saturations of hypercapnic patients would teach it that hypoxaemia matters less for everyone.
+        """
         stacked = np.stack([self.columns[name] for name in FEATURES], axis=1)
         present = ~np.isnan(stacked)
+        present[:, FEATURES.index("spo2")] &= self.spo2_scale != 2
         values = np.where(present, stacked, 0.0)
         return values.astype(np.float32), present.astype(np.float32)
 

@@ -82,3 +82,19 @@ def test_seed_file_is_what_the_command_writes(tmp_path: Path) -> None:
     assert 8 <= len(written) <= 12
     assert all(r["patient"]["identifier"].startswith("IPP-SYN-") for r in written)
     assert any("temperature" not in r or "on_oxygen" not in r or "respiratory_rate" not in r for r in written)
+
+
+def test_the_model_learns_from_what_the_server_gives_it(table) -> None:
+    """SpO2 on NEWS2 Scale 2 is withheld from the model in training as in serving."""
+    from inference.triage import encode_features, model_inputs
+
+    values, present = table.arrays()
+    spo2 = FEATURES.index("spo2")
+    scale_2 = (table.spo2_scale == 2) & ~np.isnan(table.columns["spo2"])
+    assert scale_2.sum() > 100  # the generator charts hypercapnic patients on Scale 2
+    assert np.all(present[scale_2, spo2] == 0) and np.all(values[scale_2, spo2] == 0)
+    assert np.all(present[(table.spo2_scale == 1) & ~np.isnan(table.columns["spo2"]), spo2] == 1)
+    for i in [*np.flatnonzero(scale_2)[:20], *np.flatnonzero(~scale_2)[:20]]:
+        served_values, served_present = encode_features(model_inputs(to_vital_signs(table, int(i)))[0])
+        np.testing.assert_array_equal(present[i], served_present)
+        np.testing.assert_array_equal(values[i], served_values)
