@@ -298,7 +298,9 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
     delivered before. The three are compared in the answer: an archive that holds the SOP Instance UID
     in another study or series (a study the PACS merged or split, or a search that ignored the URL's
     study and series) does not hold the object where a viewer of the study looks for it, and the 409
-    stays a refusal. False when the archive serves no QIDO-RS, answers anything else, or cannot be
+    stays a refusal. An answer without the study or series UID is taken as the URL's: for a series'
+    instances PS3.18 asks only the instance-level attributes (Table 10.6.3-5), and an archive answering
+    so holds the object. False when the archive serves no QIDO-RS, answers anything else, or cannot be
     reached.
     """
     import httpx
@@ -310,7 +312,7 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
         specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
     )
     uid = str(ds.SOPInstanceUID)
-    wanted = {"0020000D": str(ds.StudyInstanceUID), "0020000E": str(ds.SeriesInstanceUID), "00080018": uid}
+    parents = {"0020000D": str(ds.StudyInstanceUID), "0020000E": str(ds.SeriesInstanceUID)}
     url = f"{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances"
     query = {"Accept": "application/dicom+json"}
     if "Authorization" in headers:
@@ -328,7 +330,9 @@ def _already_held(client: httpx.Client, base: str, headers: dict[str, str], payl
     except (httpx.HTTPError, ValueError):
         return False
     return isinstance(answers, list) and any(
-        isinstance(answer, dict) and all(_first_value(answer, tag) == value for tag, value in wanted.items())
+        isinstance(answer, dict)
+        and _first_value(answer, "00080018") == uid
+        and all(_first_value(answer, tag) in (None, value) for tag, value in parents.items())
         for answer in answers
     )
 

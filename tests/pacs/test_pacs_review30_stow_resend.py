@@ -36,12 +36,13 @@ _ALREADY_EXISTS = (
 
 @contextmanager
 def _archive(
-    refused_series: set[str], *, search_ignores_path: bool = False
+    refused_series: set[str], *, search_ignores_path: bool = False, parent_uids: bool = True
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """A STOW-RS and QIDO-RS archive that answers 409 for a SOP Instance UID it holds, and for any
     instance of ``refused_series`` (a conflict of another kind: nothing is stored). Its QIDO-RS answers
-    the instance's study, series and instance UIDs, as Google's does; with ``search_ignores_path`` it
-    finds an instance by its SOP Instance UID in any study and series."""
+    the instance's study, series and instance UIDs, as Google's does (without ``parent_uids``, the
+    instance-level attributes only, as PS3.18 Table 10.6.3-5 asks for a series' instances); with
+    ``search_ignores_path`` it finds an instance by its SOP Instance UID in any study and series."""
     held: dict[str, Any] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,8 +64,14 @@ def _archive(
             series = parts.path.split("/series/")[1].split("/")[0]
             found = [
                 {
-                    "0020000D": {"vr": "UI", "Value": [str(ds.StudyInstanceUID)]},
-                    "0020000E": {"vr": "UI", "Value": [str(ds.SeriesInstanceUID)]},
+                    **(
+                        {
+                            "0020000D": {"vr": "UI", "Value": [str(ds.StudyInstanceUID)]},
+                            "0020000E": {"vr": "UI", "Value": [str(ds.SeriesInstanceUID)]},
+                        }
+                        if parent_uids
+                        else {}
+                    ),
                     "00080018": {"vr": "UI", "Value": [uid]},
                 }
                 for uid, ds in held.items()
@@ -104,6 +111,18 @@ def test_a_resend_of_an_object_the_archive_holds_is_delivered() -> None:
         payload = chest_cr(study=new_uid(), sop=sop)
         send(_destination(url), payload, CR_IMAGE)
         send(_destination(url), payload, CR_IMAGE)  # the answer to the first was lost: sent again
+        assert list(held) == [sop]
+
+
+def test_a_resend_is_delivered_when_the_search_answers_instance_attributes_only() -> None:
+    # PS3.18 asks a search of a series' instances for the instance-level attributes only: an archive that
+    # leaves the study and series UIDs out of its answer (the URL named them) holds the object, and the
+    # 409 to its resend is no dead letter.
+    with _archive(set(), parent_uids=False) as (url, held):
+        sop = new_uid()
+        payload = chest_cr(study=new_uid(), sop=sop)
+        send(_destination(url), payload, CR_IMAGE)
+        send(_destination(url), payload, CR_IMAGE)
         assert list(held) == [sop]
 
 
