@@ -35,8 +35,8 @@ async def enqueue_result(
 
     The SR names, as the report it supersedes, the latest earlier SR of the study that each destination
     received: destinations whose histories differ (one was down when the study was first analysed) get
-    their own SR, with the same UIDs and findings but its own Predecessor Documents Sequence, so no
-    archive is pointed at a report it never received.
+    their own SR, with the same findings and series but its own Predecessor Documents Sequence (and so
+    its own SOP Instance UID), so no archive is pointed at a report it never received.
 
     Args:
         record: The patient record (the result and its display rendering are committed there already).

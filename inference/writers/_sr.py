@@ -77,8 +77,9 @@ def build_sr(
         findings: Every finding of the result, positive and negative.
         algorithm: The model version that made them.
         org_root: Organisation root of the UIDs written.
-        result_id: Identifier of the result; the series and instance UIDs are derived from it, so
-            building the same result again gives the same object (a re-send replaces it).
+        result_id: Identifier of the result; the series and instance UIDs are derived from it (the
+            instance UID from the predecessor's too, when ``replaces`` names one: one UID, one content),
+            so building the same result again gives the same object (a re-send replaces it).
         created_at: When the result was made: Content Date/Time and every other timestamp.
         series_number: Series Number of the SR series.
         instance_number: Instance Number of the SR.
@@ -88,6 +89,7 @@ def build_sr(
         replaces: The SR of an earlier result of the same study that the PACS received (the study was
             analysed again, e.g. once more instances arrived): named in the Predecessor Documents
             Sequence (0040,A360), so a PACS or viewer shows the new report as the one that supersedes it.
+            Destinations that received different earlier SRs get SRs with different instance UIDs.
 
     Returns:
         The SR dataset (``highdicom.sr.ComprehensiveSR``) with file meta, ready for
@@ -126,12 +128,15 @@ def build_sr(
         imaging_measurements=groups,
     )
     document = _document_class(report[0])
+    # The predecessor is part of the content: an SR naming another one (for a destination that received
+    # another earlier SR) is another instance, never the same UID with different content.
+    identity = (result_id,) if replaces is None else (result_id, replaces.sop_instance_uid)
     sr = document(
         evidence=[header],
         content=report[0],
         series_instance_uid=derive_uid(root, ARC_SR_SERIES, result_id),
         series_number=series_number,
-        sop_instance_uid=derive_uid(root, ARC_SR_INSTANCE, result_id),
+        sop_instance_uid=derive_uid(root, ARC_SR_INSTANCE, *identity),
         instance_number=instance_number,
         manufacturer=algorithm.manufacturer,
         is_complete=True,

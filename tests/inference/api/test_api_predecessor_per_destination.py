@@ -119,8 +119,11 @@ def test_each_destination_gets_an_sr_naming_the_report_it_received(
     assert set(queued) == {"pacs", "vna"}
     assert _predecessors(queued["pacs"]) == [first_sr]
     assert _predecessors(queued["vna"]) == []  # the archive never received the first SR
-    # The same report at both: one SOP Instance UID, the same findings.
-    assert {str(dcmread(BytesIO(payload)).SOPInstanceUID) for payload in queued.values()} == {second_sr}
+    # The same report in the same series at both; naming different predecessors, they are two instances
+    # (one SOP Instance UID never stands for two contents).
+    pacs, vna = (dcmread(BytesIO(queued[name])) for name in ("pacs", "vna"))
+    assert pacs.SeriesInstanceUID == vna.SeriesInstanceUID
+    assert str(pacs.SOPInstanceUID) == second_sr != str(vna.SOPInstanceUID)
     # What the PACS received is the SR naming the first.
     [delivered] = [ds for ds in received.datasets() if str(ds.SOPInstanceUID) == second_sr]
     assert delivered.PredecessorDocumentsSequence[0].StudyInstanceUID == study
