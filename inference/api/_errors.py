@@ -156,6 +156,13 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         )
     if first.get("type") == "missing":
         return "invalid_field", f"{kind} '{where}' is required{more}."
+    if first.get("type") == "invalid_characters":
+        return (
+            "invalid_characters",
+            f"{kind} '{where}' holds a control character (U+0000-U+001F, U+007F-U+009F) or an invisible "
+            "formatting character (a line or paragraph separator, a bidirectional override or isolate); "
+            f"send printable text{more}.",
+        )
     if first.get("type") in _PLAUSIBILITY_CODES:
         # Our own validators' sentences: they name the field and the accepted range, never the value.
         return str(first["type"]), f"Field {detail}{more}."
@@ -164,6 +171,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 # Well-formed values outside what is physically possible (a date in year 10000): 422, like vitals.
 _PLAUSIBILITY_CODES: Final = frozenset({"implausible_date"})
+# Codes of validation errors answered 422: well-formed JSON whose values cannot be taken as they are.
+_UNPROCESSABLE: Final = _PLAUSIBILITY_CODES | {"invalid_characters"}
 
 # The kinds of DICOM refusal (inference.dicom.DicomRejected.kind) and the statuses they are answered with.
 DICOM_STATUS: Final[dict[str, int]] = {
@@ -204,7 +213,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = _validation_message(exc)
-        return error_response(request, 422 if code in _PLAUSIBILITY_CODES else 400, code, message)
+        return error_response(request, 422 if code in _UNPROCESSABLE else 400, code, message)
 
     @app.exception_handler(DicomRejected)
     async def _dicom(request: Request, exc: DicomRejected) -> JSONResponse:

@@ -7,16 +7,50 @@ server: a service may hand back more (stored fields), and ``response_model`` dro
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic_core import PydanticCustomError
 
 from inference.api._dates import check_birth_date, check_born_before, check_observed_at
 
 Priority = Literal["critical", "urgent", "routine"]
 StrictNumber = Annotated[float, Field(strict=True)]
+
+# Characters no identifier, name or reason holds, refused where a request gives text (422
+# ``invalid_characters``, naming the field): the C1 controls U+0080-U+009F (NEL is a line break to log
+# readers and terminals, CSI starts an escape sequence, and DICOM PN accepts neither), DEL and the C0
+# controls (NUL and most C0 are already refused while the body is parsed), lone surrogates (no text: they
+# cannot be stored as UTF-8), the line and paragraph separators, and the bidirectional embeddings,
+# overrides and isolates, which make a name or a reason read other than it is stored (on a page, in an
+# audit review). Tab and line breaks stay accepted in free text (a reason), never in a one-line value.
+_CONTROLS: Final = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_NOT_IN_TEXT: Final = re.compile(f"[{_CONTROLS}]")
+_NOT_IN_LINE: Final = re.compile(f"[\t\n\r{_CONTROLS}]")
+
+
+def _refuse_characters(value: str | None, forbidden: re.Pattern[str]) -> str | None:
+    if value is not None and forbidden.search(value):
+        # The value is never echoed (it may be a patient's name); the error handler names the field.
+        raise PydanticCustomError("invalid_characters", "holds a control or invisible formatting character")
+    return value
+
+
+def _one_line(value: str | None) -> str | None:
+    return _refuse_characters(value, _NOT_IN_LINE)
+
+
+def _free_text(value: str | None) -> str | None:
+    return _refuse_characters(value, _NOT_IN_TEXT)
+
+
+Line = AfterValidator(_one_line)
+"""An identifier, code or name: printable text on one line (see :data:`_CONTROLS`)."""
+Text = AfterValidator(_free_text)
+"""Free text (a reason): printable, tab and line breaks accepted."""
 
 
 class _Request(BaseModel):
@@ -49,12 +83,12 @@ class ErrorResponse(_Public):
 class PatientRequest(_Request):
     """Who the vital signs belong to. Only ``identifier`` is required."""
 
-    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
-    issuer: Annotated[str | None, Field(strict=True, max_length=128)] = None
-    name: Annotated[str | None, Field(strict=True, max_length=256)] = None
+    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$"), Line]
+    issuer: Annotated[str | None, Field(strict=True, max_length=128), Line] = None
+    name: Annotated[str | None, Field(strict=True, max_length=256), Line] = None
     birth_date: Annotated[date | None, AfterValidator(check_birth_date)] = None
     sex: Literal["male", "female", "other", "unknown"] | None = None
-    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128)] = None
+    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128), Line] = None
 
 
 class VitalsRequest(_Request):
@@ -87,7 +121,7 @@ class VitalsRequest(_Request):
 class VerdictRequest(_Request):
     """A reader's verdict on one finding (``deterioration`` for a triage result)."""
 
-    code: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    code: Annotated[str, Field(strict=True, min_length=1, max_length=64), Line]
     verdict: Literal["agree", "disagree", "correct"]
     correct_label: StrictBool | None = None
 
@@ -126,9 +160,9 @@ class ConsentRequest(_Request):
 class PatientKey(_Request):
     """Who a consent is about, as the hospital identifies them."""
 
-    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
-    issuer: Annotated[str | None, Field(strict=True, max_length=128)] = None
-    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128)] = None
+    identifier: Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^\S(.*\S)?$"), Line]
+    issuer: Annotated[str | None, Field(strict=True, max_length=128), Line] = None
+    facility: Annotated[str | None, Field(strict=True, min_length=1, max_length=128), Line] = None
 
 
 class ConsentByIdentifierRequest(ConsentRequest):
@@ -395,7 +429,7 @@ class BreakGlassRequest(_Request):
 
     patient_id: uuid.UUID | None = None
     patient: PatientKey | None = None
-    reason: Annotated[str, Field(strict=True, min_length=10, max_length=500)] = Field(
+    reason: Annotated[str, Field(strict=True, min_length=10, max_length=500), Text] = Field(
         description="Why the patient's care requires the access (kept, shown to auditors)."
     )
     minutes: Annotated[int, Field(strict=True, ge=1, le=1440)] = 60

@@ -69,3 +69,36 @@ def test_a_caller_cannot_give_its_audit_entries_the_id_of_another_request(
     forged = [e["request_id"] for e in _events(env, agent=mallory)]
     assert len(forged) == 2 and theirs not in forged
     assert not any(str(r).startswith("retry-") for r in forged)
+
+
+@pytest.mark.parametrize(
+    ("field", "body", "path"),
+    [
+        # NEL (U+0085): a line break to log readers and terminals; DICOM PN accepts no control character.
+        ("patient.name", _vitals("IPP-C1-NAME", name="DUPONT^JEAN\u0085ADMIN^ROOT"), "/v1/vitals"),
+        # CSI (U+009B) starts a terminal escape sequence in a log viewer.
+        ("patient.identifier", _vitals("IPP-C1\u009b31m"), "/v1/vitals"),
+        ("patient.issuer", _vitals("IPP-C1-ISSUER", issuer="CHU\u0090NORD"), "/v1/vitals"),
+        # A right-to-left override makes a reason read, to the auditor reviewing it, other than it is.
+        (
+            "reason",
+            {"patient": {"identifier": "IPP-C1-GLASS"}, "reason": "Unconscious in ER \u202edetaluger\u202c"},
+            "/v1/break-glass",
+        ),
+        (
+            "patient.identifier",
+            {"patient": {"identifier": "IPP\u2028C1"}, "ai_processing": "deny", "national_sharing": "deny"},
+            "/v1/consents",
+        ),
+    ],
+)
+def test_control_and_invisible_formatting_characters_are_refused_naming_the_field(
+    client: TestClient, env: Env, field: str, body: dict, path: str
+) -> None:
+    refused = client.post(path, json=body, headers=env.headers("clinician", facility="F1"))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_characters"
+    assert f"'{field}'" in error["message"]
+    # The value is not echoed.
+    assert "DUPONT" not in error["message"] and "IPP" not in error["message"]

@@ -27,7 +27,7 @@ _BODY = {
     "/break-glass",
     response_model=BreakGlassView,
     status_code=201,
-    responses=errors(400, *AUTH, 404, 415),
+    responses=errors(400, *AUTH, 404, 415, 422),
     openapi_extra=_BODY,
     summary="Open a break-the-glass access to one patient's results (reason required, time-limited).",
 )

@@ -61,7 +61,7 @@ async def write_consent(
 @router.post(
     "/consents",
     response_model=ConsentView,
-    responses=errors(400, *AUTH, 415),
+    responses=errors(400, *AUTH, 415, 422),
     openapi_extra=_body(ConsentByIdentifierRequest),
     summary="Record the consent of a patient named by identifier (filed now if not yet known).",
 )
