@@ -23,15 +23,18 @@ Messages name files and folders of the installation, never a patient's name, ide
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -55,6 +58,8 @@ RECORD_FILE: Final = "record.db"
 REGISTRY_FILE: Final = "mlflow.db"
 ANCHOR_FILE: Final = "audit/head.json"
 DIMSE_SPOOL_COPY: Final = "dimse-spool"
+UNSEALING: Final = ".backup-unsealed"
+"""Where ``verify`` (in the home) and ``restore`` (in the new home) open a sealed backup, 0700."""
 """Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
 
 # Folders copied as they are, relative to the home. ``receiving/`` (instances of associations still
@@ -626,8 +631,47 @@ def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
     return [f"{rel}: extra (not in the manifest)" for rel in extras]
 
 
-def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Path:
-    """Open the sealed backup in ``root`` into a new private folder in ``near``; the folder.
+def _clean_unsealing(base: Path) -> None:
+    """Remove what an earlier ``verify`` or ``restore`` opened into ``base/.backup-unsealed`` and did not
+    remove (killed, the machine stopped): every folder there whose lock no running process holds."""
+    area = base / UNSEALING
+    if not area.is_dir() or area.is_symlink():
+        return
+    for entry in sorted(area.iterdir()):
+        if entry.suffix == ".lock":
+            continue
+        lock = area / f"{entry.name}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # its lock is made before it and removed after it: left over
+            _remove(entry)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another verify or restore is reading it now
+        else:
+            _remove(entry)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    for lock in area.glob("*.lock"):
+        if not (area / lock.stem).exists():
+            lock.unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> Iterator[Path]:
+    """Open the sealed backup in ``root`` into a new private folder of ``base/.backup-unsealed`` (0700,
+    never a shared temporary folder) for the block; removed after it. What a process killed meanwhile
+    leaves there is removed by the next ``verify`` or ``restore`` (:func:`_clean_unsealing`).
 
     Raises:
         BackupRefused: The key cannot be used, or the sealed file is not this key's, altered or cut short.
@@ -638,17 +682,30 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, near: Path) -> Pa
         private = load_custodian_key(key, passphrase)
     except SealError as e:
         raise BackupRefused(str(e)) from e
-    staging = Path(tempfile.mkdtemp(prefix=".dxassist-unsealed-", dir=near))
+    area = base / UNSEALING
+    _private_folder(area)
+    name = secrets.token_hex(8)
+    lock = area / f"{name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # before the folder: see _clean_unsealing
     try:
-        with open(root / SEALED_FILE, "rb") as handle:
-            unseal(handle, private, staging, lambda _rel: True)
-    except BaseException as e:  # an interrupt too: what was opened is patient data, never left behind
-        shutil.rmtree(staging, ignore_errors=True)
-        if not isinstance(e, SealError | OSError):
-            raise
-        reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
-        raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
-    return staging
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        staging = area / name
+        staging.mkdir(mode=0o700)
+        try:
+            try:
+                with open(root / SEALED_FILE, "rb") as handle:
+                    unseal(handle, private, staging, lambda _rel: True)
+            except (SealError, OSError) as e:
+                reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
+                raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
+            yield staging
+        finally:  # an interrupt too: what was opened is patient data, never left behind
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        with suppress(OSError):
+            area.rmdir()  # when no other verify or restore uses it
 
 
 def _shown(value: Any) -> str:
@@ -822,15 +879,17 @@ def backup_verify(
     passphrase: bytes | None = None,
     signer: Path | None = None,
     any_origin: bool = False,
+    scratch: Path | None = None,
     stream: TextIO | None = None,
 ) -> int:
     """Check a backup: every file against the manifest (missing, altered, extra), and the copied record's
     audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head. When and
-    on which host and home it was made is printed.
+    on which host it was made is printed.
 
     A sealed backup is checked as written (the sealed file's size and sha256) without ``key``, and opened
-    with it (the custodian's private key) into a private temporary folder, checked as above, removed.
-    Its signature is checked against ``signer`` (the backup-signing public key of the server that made
+    with it (the custodian's private key) into a private folder of ``scratch/.backup-unsealed`` (the
+    home; what an earlier verify killed there left is removed first), checked as above, removed. Its
+    signature is checked against ``signer`` (the backup-signing public key of the server that made
     it); opening it needs ``signer``, or ``any_origin`` to open it unchecked.
 
     Returns:
@@ -839,8 +898,11 @@ def backup_verify(
     Raises:
         BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup; the sealed backup
             is not signed by ``signer`` (or, to be opened, no ``signer`` was given).
+        ValueError: ``key`` without ``scratch``.
     """
     out = stream if stream is not None else sys.stdout
+    if scratch is not None:
+        _clean_unsealing(scratch)
     if not dest.is_dir():
         raise BackupRefused(f"{dest} is not a folder.")
     sealed = _sealed_manifest(dest)
@@ -861,8 +923,9 @@ def backup_verify(
             )
             return 0
         out.write(f"{origin}\n")
-        opened = _unsealed(dest, key, passphrase, Path(tempfile.gettempdir()))
-        try:
+        if scratch is None:
+            raise ValueError("Opening a sealed backup needs a folder of its own to open it in (scratch).")
+        with _unsealed(dest, key, passphrase, scratch) as opened:
             problems = _outer_problems(sealed, opened)
             if problems:
                 out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
@@ -871,8 +934,6 @@ def backup_verify(
                 return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
             return backup_verify(opened, stream=out)
-        finally:
-            shutil.rmtree(opened, ignore_errors=True)
     manifest, why = _read_manifest(dest)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
@@ -919,11 +980,12 @@ def backup_restore(
     stream: TextIO | None = None,
 ) -> int:
     """Copy a verified backup into ``home`` (a new or empty folder), then check the copy. When and on
-    which host and home it was made is printed.
+    which host it was made is printed.
 
     A sealed backup needs ``key`` (the custodian's private key) and ``signer`` (the backup-signing public
-    key of the server that made it; ``any_origin``: not checked): it is opened into a private folder
-    beside ``home``, restored from there, and that folder removed.
+    key of the server that made it; ``any_origin``: not checked): it is opened into a private folder of
+    ``home/.backup-unsealed``, restored from there, and that folder removed (a restore killed meanwhile
+    leaves it: the next restore into ``home`` removes it first).
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
@@ -937,6 +999,10 @@ def backup_restore(
     out = stream if stream is not None else sys.stdout
     if not backup.is_dir():
         raise BackupRefused(f"{backup} is not a folder.")
+    if home.is_dir():
+        _clean_unsealing(home)
+        with suppress(OSError):
+            (home / UNSEALING).rmdir()
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise BackupRefused(
             f"{home} is not a new or empty folder; a restore never writes over an installation."
@@ -957,10 +1023,7 @@ def backup_restore(
                 "private key with --key."
             )
         out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
-        near = home.resolve().parent
-        _private_folder(near)
-        opened = _unsealed(backup, key, passphrase, near)
-        try:
+        with _unsealed(backup, key, passphrase, home) as opened:
             problems = _outer_problems(sealed, opened)
             if problems:
                 out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); ")
@@ -968,9 +1031,13 @@ def backup_restore(
                 for line in problems:
                     out.write(f"  {line}\n")
                 return 1
-            return backup_restore(opened, home, stream=out)
-        finally:
-            shutil.rmtree(opened, ignore_errors=True)
+            return _restore_files(opened, home, out)
+    return _restore_files(backup, home, out)
+
+
+def _restore_files(backup: Path, home: Path, out: TextIO) -> int:
+    """The plain backup in ``backup`` checked, copied into ``home`` and checked there (the body of
+    :func:`backup_restore`, ``home`` checked new or empty by it)."""
     manifest, why = _read_manifest(backup)
     if manifest is None:
         out.write(f"restore refused: {why}\n")

@@ -786,7 +786,10 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             return backup_create(_settings(), args.dest, logs=args.logs, encrypt_to=args.encrypt_to)
         origin = {"signer": args.signer, "any_origin": args.trust_any_origin}
         if args.backup_command == "verify":
-            return backup_verify(args.dest, key=args.key, passphrase=_backup_passphrase(args), **origin)
+            scratch = _settings().resolved_home if args.key is not None else None  # opened in the home
+            return backup_verify(
+                args.dest, key=args.key, passphrase=_backup_passphrase(args), scratch=scratch, **origin
+            )
         return backup_restore(
             args.backup, args.home, key=args.key, passphrase=_backup_passphrase(args), **origin
         )
