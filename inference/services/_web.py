@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from inference.record import Accounts, NotFound, Verdict, WorklistItem
+from inference.record import Accounts, NotFound, SessionRow, Verdict, WorklistItem
 from inference.security import ROLES, Principal, Role, Unauthenticated, scope_for
 from inference.security._passwords import (
     check_password_policy,
@@ -187,11 +187,15 @@ def _principal(username: str, role: str, facility: str | None) -> Principal:
     return Principal(subject=username, role=role, facility=facility)
 
 
-async def sign_in(*, ctx: Context, username: str, password: str, client: str | None) -> WebSession:
+async def sign_in(
+    *, ctx: Context, username: str, password: str, client: str | None, replaces: str = ""
+) -> WebSession:
     """Check a username and password; open a session.
 
     Every attempt is audited (``ui:sign_in``), failures too. After ``ui_lockout_attempts`` failures in a
     row the account is locked for ``ui_lockout_minutes``; a locked account refuses even the right password.
+    ``replaces``: the session cookie the browser already had, if any; a successful sign-in ends that
+    session (audited as its reader's ``ui:sign_out``), a refused one leaves it open.
 
     Raises:
         SignInRefused: Unknown user, wrong password or disabled account (one message for all three, so
@@ -241,14 +245,16 @@ async def sign_in(*, ctx: Context, username: str, password: str, client: str | N
             )
         raise SignInRefused("The username or password is not correct, or the account is disabled.")
     new_hash = await ctx.workers.run(hash_password, password) if needs_rehash(account.password_hash) else None
-    return await _open_session(ctx, who, now=now, new_hash=new_hash, method=None)
+    return await _open_session(ctx, who, now=now, new_hash=new_hash, method=None, replaces=replaces)
 
 
 async def _open_session(
-    ctx: Context, who: Actor, *, now: datetime, new_hash: str | None, method: str | None,
+    ctx: Context, who: Actor, *, now: datetime, new_hash: str | None, method: str | None, replaces: str,
     id_token_hint: str | None = None,
 ) -> WebSession:  # fmt: skip
-    """The session of an account whose holder was just proven (password or single sign-on)."""
+    """The session of an account whose holder was just proven (password or single sign-on), in place of
+    the browser's session ``replaces`` (a cookie value, or empty)."""
+    await _end_replaced(ctx, replaces, client=who.client, now=now)
     accounts = Accounts(ctx.record)
     username = who.principal.subject
     await db(accounts.register_success, username=username, now=now, new_hash=new_hash)
@@ -263,6 +269,32 @@ async def _open_session(
         ctx, who, action="ui:sign_in", outcome="success", resource_type="Account", resource_id=method
     )  # fmt: skip
     return WebSession(token=token, principal=who.principal, csrf=csrf, expires=expires)
+
+
+async def _end_replaced(ctx: Context, token: str, *, client: str | None, now: datetime) -> None:
+    """End the session a browser had open when it signs in again: on a workstation handed to the next
+    reader without a sign-out, the former reader's session must not stay usable until its idle timeout.
+    Audited as that session's own reader's ``ui:sign_out``; ended here, not at the identity provider."""
+    if not token or len(token) > 128:
+        return
+    accounts = Accounts(ctx.record)
+    id_hash = _id_hash(token)
+    row = await db(accounts.session, id_hash=id_hash)
+    if row is None:
+        return
+    await db(accounts.close_session, id_hash=id_hash)
+    if _ended(row, now=now, idle_minutes=ctx.settings.ui.ui_session_idle_minutes):
+        return  # over already, not signed out now
+    account = row.account
+    who = Actor(principal=_principal(account.username, account.role, account.facility), client=client)
+    await audit(ctx, who, action="ui:sign_out", outcome="success", resource_type="Account")
+
+
+def _ended(row: SessionRow, *, now: datetime, idle_minutes: int) -> bool:
+    """Whether a stored session no longer signs anyone in: its account disabled, idle too long, expired."""
+    return (
+        row.account.disabled or now >= row.expires or now - row.last_seen >= timedelta(minutes=idle_minutes)
+    )
 
 
 # -- single sign-on (OpenID Connect) -----------------------------------------------------------------
@@ -291,8 +323,9 @@ async def start_sso(*, ctx: Context, redirect_uri: str) -> SsoStart:
 
 
 async def finish_sso(
-    *, ctx: Context, params: Mapping[str, str], flow: str, redirect_uri: str, client: str | None
-) -> WebSession:
+    *, ctx: Context, params: Mapping[str, str], flow: str, redirect_uri: str, client: str | None,
+    replaces: str = "",
+) -> WebSession:  # fmt: skip
     """Check the provider's answer and open a session for the active local account it names.
 
     The account (same username as the provider's username claim) gives the role and facility, as for a
@@ -302,7 +335,7 @@ async def finish_sso(
     (audited under the placeholder subject). The password lockout does not apply (it guards the password)
     and a success resets it. Every attempt is audited (``ui:sign_in``, resource ``Account`` / ``oidc``);
     until the provider vouched for the account's person, under the same placeholder subject as an unknown
-    username.
+    username. ``replaces``: the browser's session cookie, ended by a success as in :func:`sign_in`.
 
     Raises:
         SsoRefused: A stale or forged flow, a provider's error or refusal, an ID token that does not
@@ -346,8 +379,9 @@ async def finish_sso(
         await _audit_sso_failure(ctx, nobody)
         raise SsoRefused("The identity provider vouched for no active account of these pages.")
     return await _open_session(
-        ctx, who, now=_now(), new_hash=None, method=SSO_METHOD, id_token_hint=identity.id_token
-    )
+        ctx, who, now=_now(), new_hash=None, method=SSO_METHOD, replaces=replaces,
+        id_token_hint=identity.id_token,
+    )  # fmt: skip
 
 
 def _mismatch(*, issuer: bool = False) -> None:
@@ -381,8 +415,7 @@ async def resume_session(*, ctx: Context, token: str, activity: bool = True) -> 
     if row is None:
         return None
     now = _now()
-    idle = timedelta(minutes=ctx.settings.ui.ui_session_idle_minutes)
-    if row.account.disabled or now >= row.expires or now - row.last_seen >= idle:
+    if _ended(row, now=now, idle_minutes=ctx.settings.ui.ui_session_idle_minutes):
         await db(accounts.close_session, id_hash=id_hash)
         return None
     if activity and now - row.last_seen >= _TOUCH_EVERY:

@@ -95,7 +95,8 @@ async def signin_submit(
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
-    """Check the credentials; on success set the session cookie and go to the worklist.
+    """Check the credentials; on success set the session cookie and go to the worklist (the browser's
+    former session, if it had one open, ends).
 
     A refusal is one page whatever its reason (unknown username, wrong password, disabled or locked
     account), so that the form tells nobody which usernames exist; the audit trail keeps the reason.
@@ -103,7 +104,10 @@ async def signin_submit(
     check_csrf(request.cookies.get(signin_cookie_name(settings), ""), csrf_token)
     client = request.client.host if request.client else None
     try:
-        session = await sign_in(ctx=ctx, username=username.strip(), password=password, client=client)
+        session = await sign_in(
+            ctx=ctx, username=username.strip(), password=password, client=client,
+            replaces=request.cookies.get(session_cookie_name(settings), ""),
+        )  # fmt: skip
     except SignInRefused:  # AccountLocked included
         return _signin_page(request, status=401, error="refused")
     response = RedirectResponse("/ui/", status_code=303)
@@ -164,6 +168,7 @@ async def sso_callback(request: Request, ctx: ContextDep, settings: SettingsDep)
         session = await finish_sso(
             ctx=ctx, params=params, flow=request.cookies.get(sso_cookie_name(settings), ""),
             redirect_uri=_callback_url(request, settings), client=client,
+            replaces=request.cookies.get(session_cookie_name(settings), ""),
         )  # fmt: skip
     except SsoUnavailable:
         return _without_flow(_signin_page(request, status=503, error="sso_unavailable"), settings)
