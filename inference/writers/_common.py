@@ -44,7 +44,7 @@ _MAX_CHARS: Final = {
 }
 # Free text that keeps its meaning when cut; an identifier does not (it would name another object).
 _CUT_VRS: Final = frozenset({"LO", "SH", "ST", "LT", "PN"})
-_IDENTIFIER_ENDINGS: Final = ("ID", "IDs", "Number", "Numbers", "Identifier")
+_IDENTIFIER_ENDINGS: Final = ("ID", "IDs", "Number", "Numbers", "Identifier", "Version")
 _AGE: Final = re.compile(r"\d{3}[DWMY]")
 # The single-byte character sets without code extensions (PS3.3 C.12.1.1.2, Table C.12-2): each has an
 # ISO 2022 form with code extensions, ``ISO 2022 IR n`` for ``ISO_IR n``.
@@ -127,7 +127,14 @@ def repair_header(header: Dataset) -> None:
     - a one-component person name gets its trailing caret (``Bono^``), as PS3.5 6.2.1.2 allows, so
       highdicom does not warn with the name in the message;
     - a date written ``YYYY-MM-DD`` becomes ``YYYYMMDD`` and a time ``HH:MM:SS`` becomes ``HHMMSS``;
-      a date or time that still cannot be read is emptied (every one of them highdicom copies is type 2).
+      a date or time that still cannot be read is emptied (every one of them highdicom copies is type 2);
+    - a value longer than its VR allows (PS3.5 Table 6.2-1) is made to fit: free text (LO, SH, ST, LT)
+      is cut at the limit and a person name's component group at 64 characters (its longest component
+      first); a decimal string is written again in 16 characters; a Code Value over 16 characters moves
+      to Long Code Value, and a coded item whose Coding Scheme Designator is over 16 is left out of its
+      sequence (the sequence too when no item is left); an identifier (Accession Number, Study ID...), a
+      code string, an integer string or an age that does not fit is emptied, since a cut one would
+      name something else. A Patient's Age not in the ``nnnD/W/M/Y`` form is emptied too.
 
     What still fails after this is refused by the writer, and the delivery machinery files the result's
     outputs in the dead-letter queue.
@@ -180,10 +187,24 @@ def _fit_lengths(ds: Dataset) -> None:
     A PACS hands over what the modality wrote; copied as it is, an over-long value makes the SR and
     captures invalid (dciodvfy: *Length invalid for this VR*), and a strict archive refuses them.
     """
-    for element in ds:
+    for element in list(ds):
         if element.VR == "SQ":
-            for item in element.value or []:
+            items = list(element.value or [])
+            # A coded item whose Coding Scheme Designator does not fit SH names a scheme no reader knows,
+            # cut or emptied: the item goes (its sequence may be left empty).
+            kept = [item for item in items if len(str(item.get("CodingSchemeDesignator", "") or "")) <= 16]
+            if not kept and items:
+                del ds[element.tag]
+                continue
+            if len(kept) != len(items):
+                element.value = kept
+            for item in kept:
                 _fit_lengths(item)
+            continue
+        if element.keyword == "CodeValue" and isinstance(element.value, str) and len(element.value) > 16:
+            # A code longer than SH allows goes in Long Code Value (UC), as PS3.3 8.8 has it written.
+            ds.LongCodeValue = element.value
+            del ds.CodeValue
             continue
         limit = _MAX_CHARS.get(element.VR)
         if limit is None or element.value is None or element.tag.is_private:

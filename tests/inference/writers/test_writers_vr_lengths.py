@@ -101,3 +101,38 @@ def test_a_name_of_carets_longer_than_its_vr_allows_is_made_to_fit(tmp_path: Pat
     back = pydicom.dcmread(BytesIO(path.read_bytes()))
     assert str(back.PatientName) == "Doe^John"  # the empty components go, the name stays
     assert len(str(back.ReferringPhysicianName)) <= 64
+
+
+def _coded(value: str, designator: str, meaning: str) -> pydicom.Dataset:
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, designator, meaning
+    return item
+
+
+def test_a_long_code_value_moves_to_long_code_value_and_an_unusable_coded_item_is_left_out(
+    tmp_path: Path,
+) -> None:
+    # Procedure Code Sequence, copied from the source's General Study module: a local code of 20
+    # characters (Code Value is SH, 16) was cut into another code; a designator over 16 names no scheme.
+    ds = source_dataset()
+    ds.ProcedureCodeSequence = [_coded("RPID-CHEST-PA-2VIEW", "L", "XR chest 2 views")]
+    ds.AdmittingDiagnosesCodeSequence = [_coded("J93", "HOSPITAL-LOCAL-CODES", "Pneumothorax")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns while writing the invalid values this test wants
+        with pydicom.config.disable_value_validation():
+            data = to_bytes(ds)
+    source = read_instance(
+        data, limits=Limits(max_instance_bytes=1 << 28, max_pixels=1 << 26, max_instances=4)
+    )
+    kwargs = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
+    objects = [build_sr(source, findings(), ALGORITHM, **kwargs)]
+    objects += build_heatmap_scs(source, findings(), ALGORITHM, lossy_method="ISO_10918_1", **kwargs)
+    for number, built in enumerate(objects):
+        path = tmp_path / f"coded{number}.dcm"
+        path.write_bytes(write_part10(built))
+        assert _errors(path) == [], str(built.SOPClassUID)
+        back = pydicom.dcmread(BytesIO(path.read_bytes()))
+        (code,) = back.ProcedureCodeSequence
+        assert (code.LongCodeValue, "CodeValue" in code) == ("RPID-CHEST-PA-2VIEW", False)
+        assert code.CodingSchemeDesignator == "L"
+        assert "AdmittingDiagnosesCodeSequence" not in back
