@@ -54,3 +54,14 @@ def test_a_trailing_slash_is_served_without_a_redirect(client: TestClient, env: 
     assert response.status_code == 200, (response.status_code, response.headers.get("location"))
     assert response.json()[REFERENCED]["Value"][0][SOP_INSTANCE]["Value"] == [f"{study}.1"]
     assert _filed(client, env, study) == 200
+
+
+def test_the_accept_is_refused_before_the_body_is_read(client: TestClient, env: Env) -> None:
+    # A body that is not even multipart: read first, it would have been a 400; the 406 comes first.
+    headers = {
+        **env.headers("pacs", facility="F1"),
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=b',
+        "Accept": "text/html",
+    }
+    response = client.post("/dicomweb/studies", content=b"not multipart at all", headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (406, "not_acceptable")
