@@ -9,6 +9,7 @@ from inference.record._consents import Consents
 from inference.record._database import Database
 from inference.record._dimse_studies import StudyClaims
 from inference.record._feedback import FeedbackLog
+from inference.record._fhir_reads import FhirReads
 from inference.record._fhir_views import FhirViews
 from inference.record._glass import BreakGlass
 from inference.record._outbox import Outbox
@@ -36,6 +37,7 @@ class Record:
         builds: Results whose DICOM outputs are not built yet.
         dimse_studies: Received DIMSE studies shared by listener instances (grouping state, claims).
         fhir: The FHIR R4 views.
+        fhir_reads: FHIR reads for a caller, authorised and audited in the read's transaction.
         tokens: Revoked bearer tokens.
 
     Every method of a concern takes keyword arguments only.
@@ -56,6 +58,7 @@ class Record:
         self.builds = Builds(self.db)
         self.dimse_studies = StudyClaims(self.db)
         self.fhir = FhirViews(self.db)
+        self.fhir_reads = FhirReads(self.db)
         self.tokens = TokenRevocations(self.db)
 
     def migrate(self) -> None:

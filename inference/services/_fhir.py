@@ -13,8 +13,9 @@ from inference.services._access import (
     Disclosed,
     audit,
     audit_disclosed,
-    authorise,
+    audit_entry,
     authorise_patient,
+    served,
     under_grant,
 )
 from inference.services._context import Actor, Context, db
@@ -143,42 +144,20 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
         Forbidden: No ground of the access table lets the caller read it.
     """
     _check_type(resource_type)
-    owner = await db(ctx.record.fhir.owner, resource_type=resource_type, resource_id=resource_id)
-    if owner is None:
-        await audit(
-            ctx,
-            actor,
-            action=_ACTION,
-            outcome="not_found",
-            resource_type=resource_type,
-            resource_id=resource_id,
-        )
-        raise NotFound(f"No {resource_type} has this id.")
-    patient_id, facility, patient_level = owner
-    outcome = await authorise(
-        ctx,
-        actor,
-        action=_ACTION,
-        patient_id=patient_id,
-        owner=facility,
-        patient_level=patient_level,
+    found = await db(
+        ctx.record.fhir_reads.read,
         resource_type=resource_type,
         resource_id=resource_id,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action=_ACTION),
     )
-    resource = await db(ctx.record.fhir.read, resource_type=resource_type, resource_id=resource_id)
-    if resource is None:  # removed between the two reads: only a manual delete could do that
-        raise NotFound(f"No {resource_type} has this id.")
-    resource = _with_device_uid(resource, ctx.settings.record.org_root)
-    await audit(
-        ctx,
+    resource = served(
         actor,
-        action=_ACTION,
-        outcome=outcome,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        patient_id=patient_id,
+        found,
+        missing=f"No {resource_type} has this id.",
+        what="patient" if resource_type == "Patient" else "result",
     )
-    return resource
+    return _with_device_uid(resource, ctx.settings.record.org_root)
 
 
 async def fhir_search(

@@ -95,7 +95,13 @@ _READS = {
     "result": (lambda r: f"/v1/results/{r['result_id']}", "FROM findings", "Result"),
     "heatmap": (_heatmap, "FROM renderings", "Heatmap"),
     "image": (lambda r: f"/v1/results/{r['result_id']}/image.png", "FROM renderings", "Image"),
+    "fhir-report": (
+        lambda r: f"/fhir/DiagnosticReport/{r['result_id']}",
+        "FROM findings",
+        "DiagnosticReport",
+    ),
 }
+_ACTIONS = {"fhir-report": "fhir:read"}  # the others: results:read
 
 
 @pytest.mark.parametrize("what", sorted(_READS))
@@ -161,7 +167,7 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
     last = reads[-1]
     if read.status_code == 200:
         # Served: on the trail, the read happened while the patient still shared their results.
-        assert read.content and last["action"] == "results:read"
+        assert read.content and last["action"] == _ACTIONS.get(what, "results:read")
         assert last["outcome"] == "success"
         assert last["seq"] < withdrawal["seq"], (last, withdrawal)
     else:
@@ -204,7 +210,7 @@ def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(
             path_of(result), headers=s.env.headers("radiologist", facility="F2", subject=blocked)
         )
         assert read.status_code == 503, read.text
-        assert read.headers["content-type"].startswith("application/json")
+        assert read.headers["content-type"].split(";")[0] in ("application/json", "application/fhir+json")
         assert result_id not in read.text and patient_id not in read.text
         assert _trail(s, patient_id) == before
     finally:

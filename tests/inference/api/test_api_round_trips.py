@@ -239,3 +239,24 @@ def test_a_worklist_is_one_round_trip_with_an_entry_per_patient_listed(
     assert patients
     assert counter.transactions == 1, (counter.transactions, counter.statements)
     assert app.state.ctx.record.audit.count() == entries + len(patients)
+
+
+def test_a_fhir_read_is_one_round_trip_with_its_audit_entry(
+    counted: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # The resource's owner, the ground, the resource and the entry were three or four transactions.
+    env, client, counter, app = counted
+    study = new_study_uid()
+    posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert posted.status_code == 201, posted.text
+    headers = env.headers("radiologist", facility="F1")
+    for path in (
+        f"/fhir/DiagnosticReport/{posted.json()['result_id']}",
+        f"/fhir/Patient/{posted.json()['patient']['id']}",
+    ):
+        entries = app.state.ctx.record.audit.count()
+        counter.reset()
+        read = client.get(path, headers=headers)
+        assert read.status_code == 200, read.text
+        assert counter.transactions == 1, (path, counter.transactions, counter.statements)
+        assert app.state.ctx.record.audit.count() == entries + 1
