@@ -85,7 +85,7 @@ async def _glass_rows(
 
 
 async def _searched_patient(
-    ctx: Context, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+    ctx: Context, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]], base_url: str
 ) -> str | None:
     """The existing patient a search is scoped to (``patient=`` of the types that take it, ``_id=`` of a
     Patient search), or None: a search about no one patient, or an id the record does not hold."""
@@ -96,7 +96,7 @@ async def _searched_patient(
     if name == "patient":
         # ``subject=`` names the patient as ``patient=`` does (both given and different: nobody).
         named = {key: value for key, value in pairs if key in ("patient", "subject")}
-        value = subject_as_patient(named).get("patient")
+        value = subject_as_patient(named, base_url).get("patient")
     else:
         value = next((value for key, value in pairs if key == name), None)
     if not value:
@@ -205,7 +205,7 @@ async def fhir_search(
         if patient:
             disclosed.append((str(resource.get("id")), patient))
     patients = [patient for _resource_id, patient in disclosed]
-    scoped_to = None if patients else await _searched_patient(ctx, resource_type, params)
+    scoped_to = None if patients else await _searched_patient(ctx, resource_type, params, base_url)
     if scoped_to is None and not patients and resource_type == "Patient" and bundle.get("total", 0) > 0:
         disclosed = await _counted_patients(ctx, actor, params, base_url)
         patients = [patient for _resource_id, patient in disclosed]

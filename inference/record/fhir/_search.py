@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -30,11 +30,15 @@ from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds
 from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
 
+_REFERENCE: Final = "its id, Patient/id, or this server's absolute URL of it (another server's: 400)"
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
     "Patient": {
         "_id": ("token", "Logical id of the Patient"),
-        "identifier": ("token", "A patient identifier, as value or system|value"),
+        "identifier": (
+            "token",
+            "A patient identifier, as value or system|value; system| alone: any the system assigned",
+        ),
         "name": (
             "string",
             "A word of the name starts with it (case and accents ignored; several words: in that order); "
@@ -51,7 +55,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "ImagingStudy": {
         "_id": ("token", "Logical id"),
-        "patient": ("reference", "The Patient the study is about"),
+        "patient": ("reference", f"The Patient the study is about: {_REFERENCE}"),
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
@@ -59,7 +63,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "DiagnosticReport": {
         "_id": ("token", "Logical id"),
-        "patient": ("reference", "The Patient the report is about"),
+        "patient": ("reference", f"The Patient the report is about: {_REFERENCE}"),
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
@@ -67,7 +71,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "Observation": {
         "_id": ("token", "Logical id"),
-        "patient": ("reference", "The Patient the observation is about"),
+        "patient": ("reference", f"The Patient the observation is about: {_REFERENCE}"),
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
@@ -90,7 +94,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "RiskAssessment": {
         "_id": ("token", "Logical id"),
-        "patient": ("reference", "The Patient the assessment is about"),
+        "patient": ("reference", f"The Patient the assessment is about: {_REFERENCE}"),
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
@@ -98,7 +102,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "Provenance": {
         "_id": ("token", "Logical id"),
-        "patient": ("reference", "The Patient of the resources the provenance is about"),
+        "patient": ("reference", f"The Patient of the resources the provenance is about: {_REFERENCE}"),
     },
     "Device": {"_id": ("token", "Logical id")},
 }
@@ -214,11 +218,51 @@ def _patient_id(value: str) -> str:
     return value.removeprefix("Patient/")
 
 
-def subject_as_patient(params: Mapping[str, str]) -> dict[str, str]:
+_ABSOLUTE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+
+
+def _origin(url: str) -> tuple[str, str, str]:
+    """``(scheme, host[:port], path)`` of a URL, scheme and host lower-cased, a default port left out."""
+    parts = urlsplit(url)
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+    netloc = netloc.removesuffix(_DEFAULT_PORTS.get(scheme, ""))
+    return scheme, netloc, parts.path.rstrip("/")
+
+
+def local_reference(value: str, base: str) -> str:
+    """A reference search value in its relative form: ``https://<base>/Patient/123`` (what a client makes
+    of our relative references) as ``Patient/123``; a relative one (``Patient/123``, ``123``) as it is.
+
+    Raises:
+        InvalidSearch: An absolute reference to another server than this FHIR ``base`` (this record holds
+            none of its resources: answering "none" would read as "this patient has nothing").
+    """
+    if not _ABSOLUTE.match(value):
+        return value
+    scheme, netloc, path = _origin(value)
+    ours = _origin(base)
+    if (scheme, netloc) != ours[:2] or not path.startswith(f"{ours[2]}/") or urlsplit(value).query:
+        raise InvalidSearch(
+            f"A reference search value names a resource on another server; this server's FHIR base is "
+            f"{base.rstrip('/')}: give Patient/<id>, the id alone, or {base.rstrip('/')}/Patient/<id>."
+        )
+    return path.removeprefix(f"{ours[2]}/")
+
+
+def subject_as_patient(params: Mapping[str, str], base: str) -> dict[str, str]:
     """``params`` with ``subject`` folded into ``patient`` (R4: ``patient`` is ``subject`` restricted to
-    Patients). A subject of another type, or one that differs from ``patient``, leaves a ``patient`` no
-    row has: nothing matches."""
-    out = dict(params)
+    Patients), both in their relative form (:func:`local_reference`; ``base`` is this server's FHIR base).
+    A subject of another type, or one that differs from ``patient``, leaves a ``patient`` no row has:
+    nothing matches.
+
+    Raises:
+        InvalidSearch: ``patient`` or ``subject`` refers to another server.
+    """
+    out = {
+        name: local_reference(value, base) if name in ("patient", "subject") else value
+        for name, value in params.items()
+    }
     if "subject" not in out:
         return out
     subject = out.pop("subject")
@@ -367,7 +411,9 @@ def _patient_query(params: Mapping[str, str]) -> Select[Any]:
             else:
                 # Only our own issuer systems exist in this record: an unknown one matches nothing.
                 return query.where(Patient.id.is_(None))
-            query = query.where(Patient.identifier == value, Patient.issuer == issuer)
+            query = query.where(Patient.issuer == issuer)
+            if value:  # ``system|`` alone: any identifier the system assigned (FHIR R4 token search)
+                query = query.where(Patient.identifier == value)
         else:
             query = query.where(Patient.identifier == token)
     return query
@@ -603,7 +649,7 @@ def search(
         values = [value for key, value in kept if key == name]
         if values:  # each repeat narrows the search (FHIR: repeated parameters are joined by AND)
             joined[name] = separator.join(values)
-    params = subject_as_patient(joined)
+    params = subject_as_patient(joined, base_url)
     count = page_size(params.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=params.get("_summary"))
     offset = int_param(params, "_offset", 0, 10**9)
     base = base_url.rstrip("/")

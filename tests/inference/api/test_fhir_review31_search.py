@@ -1,0 +1,125 @@
+"""FHIR search as an integrator of the shared record uses it (review 31): references in the absolute form
+a client makes of ours, and a token with its system alone."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from _api_env import Env, TestClient
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+ISSUER_SYSTEM = "urn:dxassist:issuer:"
+
+
+def _file_vitals(client: TestClient, env: Env, identifier: str, issuer: str) -> str:
+    body = {
+        "patient": {"identifier": identifier, "issuer": issuer},
+        "observed_at": "2026-11-22T08:15:00Z",
+        "respiratory_rate": 22,
+        "heart_rate": 104,
+    }
+    response = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    assert response.status_code == 201, response.text
+    return str(response.json()["patient"]["id"])
+
+
+@pytest.fixture(scope="module")
+def issuer() -> str:
+    """An assigning authority of this module's patients only."""
+    return f"HOSP-{uuid.uuid4().hex[:8].upper()}"
+
+
+@pytest.fixture(scope="module")
+def patients(client: TestClient, env: Env, issuer: str) -> list[str]:
+    """Two patients of F1 identified by ``issuer``, each with vital signs; one of another issuer."""
+    ours = [_file_vitals(client, env, f"IPP-{n}-{uuid.uuid4().hex[:6]}", issuer) for n in range(2)]
+    _file_vitals(client, env, f"IPP-X-{uuid.uuid4().hex[:6]}", f"{issuer}-OTHER")
+    return ours
+
+
+def _get(client: TestClient, env: Env, path: str, **params: str) -> Any:
+    return client.get(path, params=params, headers=env.headers("clinician", facility="F1"))
+
+
+def _bundle(client: TestClient, env: Env, path: str, **params: str) -> dict[str, Any]:
+    response = _get(client, env, path, **params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    Bundle.model_validate(body)
+    return body
+
+
+def test_a_patient_given_as_our_absolute_url_is_that_patient(
+    client: TestClient, env: Env, patients: list[str]
+) -> None:
+    patient = patients[0]
+    relative = _bundle(client, env, "/fhir/Observation", patient=f"Patient/{patient}")
+    assert relative["total"] == 2
+    # A client resolves our relative references against our base: it searches with what it got.
+    base = str(client.base_url).rstrip("/")
+    for absolute in (f"{base}/fhir/Patient/{patient}", f"{base.upper()}:80/fhir/Patient/{patient}"):
+        for name in ("patient", "subject"):
+            found = _bundle(client, env, "/fhir/Observation", **{name: absolute})
+            assert found["total"] == 2, (name, absolute)
+            assert {e["resource"]["subject"]["reference"] for e in found["entry"]} == {f"Patient/{patient}"}
+    # The same on the other types that take a patient.
+    assessments = _bundle(client, env, "/fhir/RiskAssessment", patient=f"{base}/fhir/Patient/{patient}")
+    assert assessments["total"] == 1
+
+
+def test_a_count_only_search_by_our_absolute_url_is_audited_under_the_patient(
+    client: TestClient, env: Env, patients: list[str]
+) -> None:
+    subject = f"sub-{uuid.uuid4().hex[:8]}"
+    absolute = f"{str(client.base_url).rstrip('/')}/fhir/Patient/{patients[1]}"
+    response = client.get(
+        "/fhir/Observation",
+        params={"patient": absolute, "_count": "0"},
+        headers=env.headers("clinician", facility="F1", subject=subject),
+    )
+    assert response.status_code == 200 and response.json()["total"] == 2
+    trail = client.get("/fhir/AuditEvent", params={"agent": subject}, headers=env.headers("auditor")).json()
+    named = [
+        entity["what"]["reference"]
+        for event in trail["entry"]
+        for entity in event["resource"].get("entity", [])
+        if "reference" in entity["what"]
+    ]
+    assert named == [f"Patient/{patients[1]}"]
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        "https://shared-record.example/fhir/Patient/{id}",
+        "{base}/other/Patient/{id}",
+        "{base}:8443/fhir/Patient/{id}",
+    ],
+)
+def test_a_patient_on_another_server_is_refused(
+    client: TestClient, env: Env, patients: list[str], foreign: str
+) -> None:
+    # "Nothing found" would read as "this patient has no observations": a 400 says why instead.
+    base = str(client.base_url).rstrip("/")
+    value = foreign.format(base=base, id=patients[0])
+    for name in ("patient", "subject"):
+        response = _get(client, env, "/fhir/Observation", **{name: value})
+        assert response.status_code == 400, response.text
+        outcome = OperationOutcome.model_validate(response.json())
+        assert outcome.issue[0].code == "invalid"
+        assert f"{base}/fhir" in (outcome.issue[0].diagnostics or "")
+        assert patients[0] not in response.text
+
+
+def test_an_identifier_system_alone_matches_every_identifier_it_assigned(
+    client: TestClient, env: Env, issuer: str, patients: list[str]
+) -> None:
+    # FHIR R4 token search: `system|` is any identifier in that system.
+    found = _bundle(client, env, "/fhir/Patient", identifier=f"{ISSUER_SYSTEM}{issuer}|")
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == sorted(patients)
+    assert found["total"] == 2
+    unknown = _bundle(client, env, "/fhir/Patient", identifier=f"{ISSUER_SYSTEM}{issuer}-NONE|")
+    assert unknown["total"] == 0
