@@ -69,6 +69,8 @@ _HOME_TREES: Final = ("mlartifacts", "models", "keys", "spool")
 _SPOOL_TREES: Final = ("incoming", "dead-letter")
 _SPOOL_RECEIVING: Final = "receiving"
 _NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_HEADROOM: Final = 64 << 20
+"""Free space a backup leaves on each file system it writes to (the live server's, the manifest)."""
 _CHUNK: Final = 1 << 20
 
 
@@ -328,6 +330,75 @@ def _anchor_part(partial: Path, anchor_bytes: bytes | None, plan: _Plan) -> None
         (partial / ANCHOR_FILE).chmod(0o600)
 
 
+def _tree_bytes(source: Path, skip: frozenset[Path] = frozenset()) -> int:
+    """The bytes :func:`_copy_tree` would copy from ``source`` (about: links counted as their files)."""
+    total = 0
+    for folder, subfolders, files in os.walk(source):
+        here = Path(folder)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and here / d not in skip]
+        for name in files:
+            if not name.startswith("."):
+                with suppress(OSError):
+                    total += (here / name).stat().st_size
+    return total
+
+
+def _backup_bytes(settings: Settings, home: Path, *, logs: bool) -> int:
+    """About how many bytes a backup of ``home`` holds (at most: a database with its write-ahead log)."""
+    total = 0
+    for url in (settings.record_url, settings.tracking_uri):
+        database = _sqlite_file(url)
+        if database is not None:
+            for path in (database, database.with_name(database.name + "-wal")):
+                with suppress(OSError):
+                    total += path.stat().st_size
+    place = _spool_place(settings, home)
+    spool_folders = (
+        frozenset(home / place / name for name in (*_SPOOL_TREES, _SPOOL_RECEIVING))
+        if place != DIMSE_SPOOL_COPY
+        else frozenset()
+    )
+    total += sum(_tree_bytes(home / name, spool_folders) for name in _HOME_TREES)
+    total += sum(_tree_bytes(settings.listener_spool / name) for name in _SPOOL_TREES)
+    if logs:
+        total += _tree_bytes(settings.log_dir)
+    return total
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{-(-size // (1 << 20))} MiB"
+
+
+def _refuse_without_room(settings: Settings, home: Path, dest: Path, *, logs: bool, staged: bool) -> None:
+    """Refuse, before anything is written, a backup the free space cannot hold: its size (and
+    :data:`_HEADROOM`) on ``dest``'s file system and, for a sealed backup, once more on the home's (the
+    staged copy: filling the live disk would stop the server's own writes).
+
+    Raises:
+        BackupRefused: A file system has less free space than the backup needs there.
+    """
+    size = _backup_bytes(settings, home, logs=logs)
+    existing = dest
+    while not existing.exists():
+        existing = existing.parent
+    needs: dict[int, tuple[int, Path, list[str]]] = {}
+    places = [(existing, "the backup")] + ([(home, "the copy staged in the home")] if staged else [])
+    for where, what in places:
+        device = where.stat().st_dev
+        total, _where, whats = needs.get(device, (_HEADROOM, where, []))
+        needs[device] = (total + size, _where, [*whats, what])
+    for need, where, whats in needs.values():
+        free = shutil.disk_usage(where).free
+        if free < need:
+            each = f"{_gib(size)} each" if len(whats) > 1 else _gib(size)
+            raise BackupRefused(
+                f"Not enough free space: {' and '.join(whats)} {'need' if len(whats) > 1 else 'needs'} "
+                f"about {_gib(need)} on the file system of {where} ({each}, and {_gib(_HEADROOM)} to "
+                f"spare); {_gib(free)} are free. Nothing was written: free space, or give a DEST on "
+                "another file system."
+            )
+
+
 def _no_room(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno in _NO_ROOM
@@ -354,13 +425,16 @@ def backup_create(
         1 when it was written but the audit trail it holds does not verify (the problems are printed).
 
     Raises:
-        BackupRefused: ``dest`` is not a new or empty folder outside the home, cannot be written, or
-            its file system ran out of room.
+        BackupRefused: ``dest`` is not a new or empty folder outside the home, cannot be written, its
+            file system (or the home's, for the staged copy of a sealed backup) has not the room the
+            backup needs (checked before anything is written), or ran out of room.
     """
     out = stream if stream is not None else sys.stdout
     home = settings.resolved_home
-    sealing = (_recipient(encrypt_to), _signer(settings)) if encrypt_to is not None else None
+    recipient = _recipient(encrypt_to) if encrypt_to is not None else None
     existed = _refuse_destination(dest, home)
+    _refuse_without_room(settings, home, dest, logs=logs, staged=recipient is not None)
+    sealing = (recipient, _signer(settings)) if recipient is not None else None
     partial = dest / PARTIAL
     try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
