@@ -457,13 +457,26 @@ async def sign_out(*, ctx: Context, actor: Actor, token: str, post_logout_redire
 # -- reading -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ReadingList:
+    """A reader's worklist as the page shows it.
+
+    Attributes:
+        items: The open results listed, most urgent first.
+        more: Whether more open results (that the filters accept) wait than are listed.
+    """
+
+    items: list[WorklistItem]
+    more: bool
+
+
 async def reading_worklist(
     *, ctx: Context, actor: Actor, limit: int = 200, keep: Callable[[WorklistItem], bool] | None = None
-) -> list[WorklistItem]:
+) -> ReadingList:
     """Open results of the reader's scope, most urgent first, with the starvation guard applied.
 
     A routine result that has waited longer than ``worklist_max_wait_minutes`` ranks with the urgent
-    ones and its item says ``escalated``.
+    ones and its item says ``escalated``. The read is audited for the items listed only.
 
     Args:
         ctx: The services' context.
@@ -477,11 +490,12 @@ async def reading_worklist(
     facility = None if principal.role == Role.ADMIN else principal.facility
     wait = ctx.settings.ui.worklist_max_wait_minutes
     escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
-    batch = limit if keep is None else 500
+    # One item past the limit tells whether more wait than are listed.
+    batch = min(limit + 1, 500) if keep is None else 500
     items: list[WorklistItem] = []
     seen: set[str] = set()
     offset = 0
-    while len(items) < limit and offset < _WORKLIST_SCAN:
+    while len(items) <= limit and offset < _WORKLIST_SCAN:
         page = await db(
             ctx.record.results.worklist,
             limit=batch,
@@ -493,12 +507,13 @@ async def reading_worklist(
         # A result filed or closed between two batches shifts the next one: never list an item twice.
         items.extend(i for i in page if i.result_id not in seen and (keep is None or keep(i)))
         seen.update(i.result_id for i in page)
-        if keep is None or len(page) < batch:
+        if len(page) < batch:
             break
         offset += batch
+    more = len(items) > limit
     items = items[:limit]
     await audit_worklist(ctx, actor, items=items, facility=facility)
-    return items
+    return ReadingList(items=items, more=more)
 
 
 async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdicts: Sequence[Verdict]) -> None:
@@ -545,6 +560,7 @@ async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict
 __all__ = [
     "AccountLocked",
     "NotFound",
+    "ReadingList",
     "SignInRefused",
     "SsoRefused",
     "SsoStart",

@@ -242,13 +242,13 @@ async def _worklist(
     language = page_language(request)
     # The filters choose before the limit: a filter finds its items however many others rank above.
     keep = worklist_filter(priority, status)
-    items = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT, keep=keep)
-    rows = worklist_rows(items, language=language)
+    listed = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT, keep=keep)
+    rows = worklist_rows(listed.items, language=language)
     return render(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
         csrf=reader.session.csrf, priority=priority, ai_filter=status, priorities=PRIORITIES,
         statuses=AI_STATUSES, max_wait=settings.ui.worklist_max_wait_minutes,
-        refresh=settings.ui.ui_refresh_seconds, truncated=len(items) >= WORKLIST_LIMIT, limit=WORKLIST_LIMIT,
+        refresh=settings.ui.ui_refresh_seconds, truncated=listed.more, limit=WORKLIST_LIMIT,
     )  # fmt: skip
 
 
