@@ -10,6 +10,8 @@ from inference.record._database import Database
 from inference.record._errors import NotFound
 from inference.record._inputs import AuditIn, PatientIn
 from inference.record._models import Patient
+from inference.record._reads import Audited, Target, read_audited
+from inference.record._scope import Scope
 from inference.record._types import utcnow
 
 
@@ -29,6 +31,30 @@ class Consents:
             if session.get(Patient, patient_id) is None:
                 raise NotFound("No patient has this id.")
             return _consent.state(session, patient_id)
+
+    def read(self, *, patient_id: str, scope: Scope, audit: AuditIn) -> Audited[ConsentState]:
+        """:meth:`get` for a caller, authorised on the patient itself (its first facility, sharing,
+        a grant) and audited in the same transaction (``not_found``, ``denied``, ``success`` or
+        ``break_glass``, on the Consent).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def locate(session: Session) -> Target | None:
+            if session.get(Patient, patient_id) is None:
+                return None
+            return Target(patient_id=patient_id, owner=None, patient_level=True)
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Consent",
+            resource_id=patient_id,
+            locate=locate,
+            fetch=lambda session, _target: _consent.state(session, patient_id),
+        )
 
     def for_identifier(self, *, identifier: str, issuer: str | None) -> ConsentState | None:
         """The consent of the patient known by ``(identifier, issuer)``; None for an unknown patient."""

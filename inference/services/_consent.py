@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from inference.record import ConsentObjection, ConsentState, NotFound, PatientIn, RecordError
-from inference.security import Forbidden, Role
-from inference.services._access import audit, audit_entry, authorise_patient, authorise_write
+from inference.security import Forbidden, Role, scope_for
+from inference.services._access import audit, audit_entry, authorise_write, served
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
@@ -79,17 +79,13 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         NotFound: No patient has this id.
         Forbidden: The patient belongs to another facility than the caller's token.
     """
-    state = await _known(ctx, actor, action="consent:read", patient_id=patient_id)
-    outcome = await authorise_patient(
-        ctx,
-        actor,
-        action="consent:read",
+    found = await db(
+        ctx.record.consent.read,
         patient_id=patient_id,
-        resource_type="Consent",
-        resource_id=patient_id,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action="consent:read"),
     )
-    await _audit(ctx, actor, action="consent:read", outcome=outcome, patient_id=patient_id)
-    return state.public()
+    return served(actor, found, missing="No patient has this id.", what="patient").public()
 
 
 async def set_consent(

@@ -100,8 +100,14 @@ _READS = {
         "FROM findings",
         "DiagnosticReport",
     ),
+    # The consent was read before its check: the withdrawal comes just before the entry is chained.
+    "consent": (
+        lambda r: f"/v1/patients/{r['patient']['id']}/consent",
+        "FROM audit_chain_head",
+        "Consent",
+    ),
 }
-_ACTIONS = {"fhir-report": "fhir:read"}  # the others: results:read
+_ACTIONS = {"fhir-report": "fhir:read", "consent": "consent:read"}  # the others: results:read
 
 
 @pytest.mark.parametrize("what", sorted(_READS))

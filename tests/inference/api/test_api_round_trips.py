@@ -241,7 +241,7 @@ def test_a_worklist_is_one_round_trip_with_an_entry_per_patient_listed(
     assert app.state.ctx.record.audit.count() == entries + len(patients)
 
 
-def test_a_fhir_read_is_one_round_trip_with_its_audit_entry(
+def test_a_fhir_or_consent_read_is_one_round_trip_with_its_audit_entry(
     counted: tuple[Env, TestClient, Counter, Any],
 ) -> None:
     # The resource's owner, the ground, the resource and the entry were three or four transactions.
@@ -253,6 +253,7 @@ def test_a_fhir_read_is_one_round_trip_with_its_audit_entry(
     for path in (
         f"/fhir/DiagnosticReport/{posted.json()['result_id']}",
         f"/fhir/Patient/{posted.json()['patient']['id']}",
+        f"/v1/patients/{posted.json()['patient']['id']}/consent",  # the consent's read, likewise
     ):
         entries = app.state.ctx.record.audit.count()
         counter.reset()
