@@ -68,6 +68,7 @@ async def enqueue_result(
     names = [d.name for d in destinations if d.name not in queued]
     if not names:
         return 0
+    earlier = await asyncio.to_thread(record.outbox.earlier_results, result_id=result_id)
     by_prior: dict[bytes | None, list[str]] = {}
     for name in names:
         prior = await asyncio.to_thread(record.outbox.prior_report, result_id=result_id, destination=name)
@@ -76,7 +77,13 @@ async def enqueue_result(
     groups = list(by_prior.items())
     for number, (prior, group) in enumerate(groups, start=1):
         objects = await build_objects(
-            record=record, study=study, result=result, org_root=org_root, synthetic=synthetic, prior=prior
+            record=record,
+            study=study,
+            result=result,
+            org_root=org_root,
+            synthetic=synthetic,
+            prior=prior,
+            earlier=earlier,
         )
         # The build is done once every destination is queued: after a crash between two groups, it is
         # built again for the destinations not queued yet.

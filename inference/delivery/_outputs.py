@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The first analysis's SR series; its heatmap series is the next number, and each later analysis of the
+# study takes the next two (after the acquired series in most viewers' lists).
+SR_SERIES_NUMBER = 9001
 _JPEG = "ISO_10918_1"  # the stored display rendering is a JPEG (inference.analysis._rendering)
 
 
@@ -47,6 +50,7 @@ async def build_objects(
     org_root: str,
     synthetic: bool | None = None,
     prior: bytes | None = None,
+    earlier: int = 0,
 ) -> list[OutboxObject]:
     """Build the SR and the heatmap captures of a committed imaging result, as Part-10 bytes.
 
@@ -60,6 +64,9 @@ async def build_objects(
         prior: The Part-10 SR of an earlier result of the study that the destinations these objects go to
             received (:meth:`inference.record.Outbox.prior_report`): the new SR names it in its
             Predecessor Documents Sequence. None: the SR supersedes none.
+        earlier: How many earlier results of the study there are
+            (:meth:`inference.record.Outbox.earlier_results`): the SR series is numbered 9001 + 2n and
+            the heatmap series 9002 + 2n, so a study analysed again shows no two series of one number.
 
     Returns:
         The SR first, then one capture per finding with a heatmap.
@@ -123,11 +130,29 @@ async def build_objects(
             for f in result.findings
         ]
         datasets = [
-            ("sr", build_sr(study.primary, findings, algorithm, refused=refused, replaces=replaces, **kwargs))
+            (
+                "sr",
+                build_sr(
+                    study.primary,
+                    findings,
+                    algorithm,
+                    refused=refused,
+                    replaces=replaces,
+                    series_number=SR_SERIES_NUMBER + 2 * earlier,
+                    **kwargs,
+                ),
+            )
         ]
         datasets += [
             ("sc", ds)
-            for ds in build_heatmap_scs(study.primary, findings, algorithm, lossy_method=_JPEG, **kwargs)
+            for ds in build_heatmap_scs(
+                study.primary,
+                findings,
+                algorithm,
+                lossy_method=_JPEG,
+                series_number=SR_SERIES_NUMBER + 1 + 2 * earlier,
+                **kwargs,
+            )
         ]
         return [
             OutboxObject(

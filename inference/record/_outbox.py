@@ -37,10 +37,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
     case,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -456,6 +458,31 @@ class Outbox:
         """The delivery state of every object of a result, in queue order (see :func:`deliveries_in`)."""
         with self._db.sessions() as session:
             return deliveries_in(session, result_id)
+
+    def earlier_results(self, *, result_id: str) -> int:
+        """How many results of the same study and facility were filed before ``result_id`` (0 for the
+        study's first analysis; ties in time broken by id): the outputs of each analysis get series
+        numbers of their own."""
+        with self._db.sessions() as session:
+            this = session.execute(
+                select(Result.study_id, Result.facility, Result.created_at).where(Result.id == result_id)
+            ).first()
+            if this is None or this.study_id is None:
+                return 0
+            earlier = (
+                select(func.count())
+                .select_from(Result)
+                .where(
+                    Result.study_id == this.study_id,
+                    Result.facility.is_not_distinct_from(this.facility),
+                    Result.id != result_id,
+                    or_(
+                        Result.created_at < this.created_at,
+                        and_(Result.created_at == this.created_at, Result.id < result_id),
+                    ),
+                )
+            )
+            return int(session.scalar(earlier) or 0)
 
     def prior_report(self, *, result_id: str, destination: str) -> bytes | None:
         """The Part-10 SR of the latest earlier result of the same study and facility that ``destination``

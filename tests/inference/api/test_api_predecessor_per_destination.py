@@ -1,4 +1,5 @@
-"""A study analysed again: each destination's SR names the report that destination received, not another's.
+"""A study analysed again: each destination's SR names the report that destination received, not another's,
+and the new series are numbered after the earlier analysis's.
 
 The archive "vna" is down while the first result of a study goes out; the PACS receives its SR. When the
 study is analysed again (a late instance), the new SR supersedes the first at the PACS; at the archive,
@@ -66,28 +67,34 @@ def _upload(client: TestClient, env: Env, study: str, number: int, view: str) ->
 
 
 def _sr_sent_to_pacs(client: TestClient, env: Env, result_id: str, timeout: float = 30.0) -> str:
-    """The SOP Instance UID of the result's SR once the PACS received it (fails after ``timeout`` s)."""
+    """The SOP Instance UID of the result's SR once the PACS received it and the archive's copy is queued
+    (each destination's objects are built and queued in turn; fails after ``timeout`` s)."""
     deadline = time.monotonic() + timeout
     while True:
         response = client.get(f"/v1/results/{result_id}", headers=env.headers("radiologist"))
         assert response.status_code == 200, response.text
         deliveries = response.json()["deliveries"]
         sent = [d for d in deliveries if (d["destination"], d["kind"], d["state"]) == ("pacs", "sr", "sent")]
-        if sent:
+        archived = [d for d in deliveries if (d["destination"], d["kind"]) == ("vna", "sr")]
+        if sent and archived:
             return str(sent[0]["object"])
         if time.monotonic() > deadline:
             pytest.fail(f"The SR of the result did not reach the PACS in {timeout} s: {deliveries}")
         time.sleep(0.1)
 
 
-def _queued_srs(env: Env, result_id: str) -> dict[str, bytes]:
-    """The SR bytes queued for each destination (kept while pending, and after it was sent)."""
+def _queued(env: Env, result_id: str, kind: str = "sr") -> dict[str, bytes]:
+    """The bytes of the result's first object of ``kind`` queued for each destination (an SR keeps them
+    while pending and after it was sent, a capture while pending)."""
     record = Record(env.settings.record_url)
     try:
         with record.engine.connect() as connection:
             rows = connection.execute(
-                text("SELECT destination, payload FROM outbox WHERE result_id = :id AND kind = 'sr'"),
-                {"id": result_id},
+                text(
+                    "SELECT destination, payload FROM outbox WHERE result_id = :id AND kind = :kind "
+                    "ORDER BY id DESC"
+                ),
+                {"id": result_id, "kind": kind},
             ).all()
     finally:
         record.close()
@@ -115,7 +122,7 @@ def test_each_destination_gets_an_sr_naming_the_report_it_received(
     assert second != first
     second_sr = _sr_sent_to_pacs(client, env, second)
 
-    queued = _queued_srs(env, second)
+    queued = _queued(env, second)
     assert set(queued) == {"pacs", "vna"}
     assert _predecessors(queued["pacs"]) == [first_sr]
     assert _predecessors(queued["vna"]) == []  # the archive never received the first SR
@@ -127,3 +134,22 @@ def test_each_destination_gets_an_sr_naming_the_report_it_received(
     # What the PACS received is the SR naming the first.
     [delivered] = [ds for ds in received.datasets() if str(ds.SOPInstanceUID) == second_sr]
     assert delivered.PredecessorDocumentsSequence[0].StudyInstanceUID == study
+
+
+def test_a_study_analysed_again_gets_series_numbers_of_its_own(
+    two_destinations: tuple[Env, TestClient, Received],
+) -> None:
+    # Before, every analysis of a study made an SR series 9001 and a heatmap series 9002: a study analysed
+    # twice listed two series of each number in the PACS, which viewers and hanging protocols confuse.
+    env, client, _received = two_destinations
+    study = new_study_uid()
+    results = [_upload(client, env, study, 1, "PA")]
+    _sr_sent_to_pacs(client, env, results[0])
+    results.append(_upload(client, env, study, 2, "AP"))
+    _sr_sent_to_pacs(client, env, results[1])
+    numbers = []
+    for result_id in results:
+        # The archive is down: what is queued for it is still held, captures included.
+        sr, sc = (dcmread(BytesIO(_queued(env, result_id, kind)["vna"])) for kind in ("sr", "sc"))
+        numbers.append((int(sr.SeriesNumber), int(sc.SeriesNumber)))
+    assert numbers == [(9001, 9002), (9003, 9004)]
