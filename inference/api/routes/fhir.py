@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
+from starlette.types import Receive, Scope, Send
 
 from inference.api._errors import FHIR_MEDIA_TYPE
 from inference.api._fhir import StrictHandling, negotiate_format
@@ -34,14 +35,33 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class FhirResponse(JSONResponse):
-    """JSON with the FHIR media type."""
+    """JSON with the FHIR media type; to a HEAD request, the headers a GET gets (its Content-Length
+    included) and no body (RFC 9110 9.3.2)."""
 
     media_type = FHIR_MEDIA_TYPE
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await super().__call__(scope, receive, send)
+
 
 def _get(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """A GET route answering FHIR JSON, with its errors as OperationOutcome resources."""
-    return router.get(path, response_class=FhirResponse, responses={200: _FHIR, **_ERRORS}, summary=summary)
+    """A GET route answering FHIR JSON, with its errors as OperationOutcome resources, and the same route
+    for HEAD (FHIR R4 http: a client may ask whether a resource is there, or how large, without it).
+    HEAD is a read like GET (authorised and audited the same), left out of the OpenAPI document."""
+    get = router.get(path, response_class=FhirResponse, responses={200: _FHIR, **_ERRORS}, summary=summary)
+    head = router.head(path, response_class=FhirResponse, include_in_schema=False)
+
+    def register(endpoint: DecoratedCallable) -> DecoratedCallable:
+        head(endpoint)
+        return get(endpoint)
+
+    return register
 
 
 @_get("/metadata", "The CapabilityStatement.")

@@ -123,3 +123,40 @@ def test_an_identifier_system_alone_matches_every_identifier_it_assigned(
     assert found["total"] == 2
     unknown = _bundle(client, env, "/fhir/Patient", identifier=f"{ISSUER_SYSTEM}{issuer}-NONE|")
     assert unknown["total"] == 0
+
+
+def test_head_answers_as_get_without_a_body(client: TestClient, env: Env, patients: list[str]) -> None:
+    subject = f"head-{uuid.uuid4().hex[:8]}"
+    headers = env.headers("clinician", facility="F1", subject=subject)
+    for path in (
+        f"/fhir/Patient/{patients[0]}",
+        f"/fhir/Observation?patient={patients[0]}",
+        "/fhir/metadata",
+    ):
+        got = client.get(path, headers=headers)
+        head = client.head(path, headers=headers)
+        assert got.status_code == head.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-type"].startswith("application/fhir+json")
+        assert int(head.headers["content-length"]) > 0
+    # The resource read has the same length as its GET (a search's Bundle id and time differ between two).
+    read = f"/fhir/Patient/{patients[0]}"
+    assert client.head(read, headers=headers).headers["content-length"] == str(
+        len(client.get(read, headers=headers).content)
+    )
+    # An unknown id is a 404, as for GET; a HEAD read is a read: on the audit trail under the patient.
+    assert client.head("/fhir/Patient/no-such-patient", headers=headers).status_code == 404
+    head_only = f"head-{uuid.uuid4().hex[:8]}"
+    assert (
+        client.head(read, headers=env.headers("clinician", facility="F1", subject=head_only)).status_code
+        == 200
+    )
+    trail = client.get("/fhir/AuditEvent", params={"agent": head_only}, headers=env.headers("auditor")).json()
+    named = [
+        entity["what"]["reference"]
+        for event in trail["entry"]
+        for entity in event["resource"].get("entity", [])
+        if "reference" in entity["what"]
+    ]
+    assert set(named) == {f"Patient/{patients[0]}"}
