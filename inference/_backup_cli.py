@@ -971,7 +971,8 @@ def backup_verify(
 
     Raises:
         BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup; the sealed backup
-            is not signed by ``signer`` (or, to be opened, no ``signer`` was given).
+            is not signed by ``signer`` (or, to be opened, no ``signer`` was given); ``key`` or ``signer``
+            was given for a plain backup.
         ValueError: ``key`` without ``scratch``.
     """
     out = stream if stream is not None else sys.stdout
@@ -1008,6 +1009,7 @@ def backup_verify(
                 return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
             return backup_verify(opened, stream=out)
+    _refuse_plain(dest, key=key, signer=signer)
     manifest, why = _read_manifest(dest)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
@@ -1068,7 +1070,7 @@ def backup_restore(
     Raises:
         BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
             be written; a sealed backup is not signed by ``signer`` (or neither it nor ``any_origin``
-            was given), or ``key`` cannot open it.
+            was given), or ``key`` cannot open it; ``key`` or ``signer`` was given for a plain backup.
     """
     out = stream if stream is not None else sys.stdout
     if not backup.is_dir():
@@ -1106,7 +1108,24 @@ def backup_restore(
                     out.write(f"  {line}\n")
                 return 1
             return _restore_files(opened, home, out)
+    _refuse_plain(backup, key=key, signer=signer)
     return _restore_files(backup, home, out)
+
+
+def _refuse_plain(root: Path, *, key: Path | None, signer: Path | None) -> None:
+    """Refuse a plain backup where a sealed one was expected (``key`` or ``signer`` given): it needs no
+    custodian key to be made and carries no signature, so taking it would pass the check of who made
+    the backup by not sealing it at all.
+
+    Raises:
+        BackupRefused: ``key`` or ``signer`` was given.
+    """
+    if key is not None or signer is not None:
+        raise BackupRefused(
+            f"{root} is not sealed (no {SEALED_FILE} named by a sealed manifest), though --key or --signer "
+            "was given: a plain backup is signed by nobody, anyone can make one. Nothing was opened or "
+            "copied; without --key and --signer it is checked as a plain backup."
+        )
 
 
 def _restore_files(backup: Path, home: Path, out: TextIO) -> int:

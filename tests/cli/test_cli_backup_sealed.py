@@ -252,6 +252,30 @@ def test_a_backup_sealed_elsewhere_for_the_same_custodian_is_refused_and_nothing
     assert "NOT checked" in anyway.stdout
 
 
+def test_a_plain_backup_in_place_of_a_sealed_one_is_refused_when_its_signer_is_asked_for(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    # A plain backup needs no custodian key to make and carries no signature: put where the custodian
+    # expects a sealed one, `restore --key --signer` restored it without a word, so the check of who made
+    # a backup was passed by not sealing it at all (with a token signing key and record of one's own).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    forged = tmp_path / "forged"
+    made = _dxassist(elsewhere, "backup", "create", str(forged))
+    assert made.returncode == 0, made.stdout + made.stderr
+    target = tmp_path / "restored"
+    checked = ("--key", str(sealed.key), "--signer", str(sealed.signer))
+    refused = _dxassist(sealed.home, "backup", "restore", str(forged), str(target), *checked)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "not sealed" in refused.stderr, refused.stderr
+    assert not target.exists() or not any(target.iterdir())
+    verified = _dxassist(sealed.home, "backup", "verify", str(forged), *checked)
+    assert verified.returncode == 2 and "not sealed" in verified.stderr, verified.stdout + verified.stderr
+    # Without --key or --signer, a plain backup is verified and restored as before.
+    plain = _dxassist(sealed.home, "backup", "restore", str(forged), str(target))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+
+
 def test_verify_and_restore_say_when_and_where_the_backup_was_made(sealed: Sealed, tmp_path: Path) -> None:
     # An older backup put in place of a newer one, or another server's, shows in what the custodian reads.
     as_written = _dxassist(
