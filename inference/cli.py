@@ -696,6 +696,30 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token_unrevoke(args: argparse.Namespace) -> int:
+    from inference.record import AuditIn
+
+    if (args.jti is None) == (args.subject is None):
+        raise CliError("Give --jti ID or --subject NAME (as `token revocations` lists it).", 2)
+    record = _open_record(_settings())
+    try:
+        taken_back = record.tokens.unrevoke(
+            jti=args.jti,
+            subject=args.subject,
+            audit=AuditIn(subject=_terminal_user(), role="admin", facility=None, action="token:unrevoke"),
+        )
+    finally:
+        record.close()
+    what = f"token {args.jti}" if args.jti else f"the tokens of {args.subject}"
+    if not taken_back:
+        raise CliError(f"No revocation of {what} to take back (`token revocations` lists them).", 1)
+    print(
+        f"took back {taken_back} revocation(s) of {what}; servers accept it within seconds "
+        "(audited token:unrevoke)."
+    )
+    return 0
+
+
 def _cmd_token_revocations(args: argparse.Namespace) -> int:
     record = _open_record(_settings())
     try:
@@ -1107,6 +1131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default=None, type=_token_subject, help="every token of this subject")
     p.add_argument("--reason", default=None, help="why (kept with the revocation; no patient data)")
     p.set_defaults(handler=_cmd_token_revoke)
+    p = tsub.add_parser("unrevoke", help="take back a revocation made by mistake (--jti or --subject)")
+    p.add_argument("--jti", default=None, type=_token_id, help="the revoked token's id")
+    p.add_argument("--subject", default=None, type=_token_subject, help="every revocation of this subject")
+    p.set_defaults(handler=_cmd_token_unrevoke)
     p = tsub.add_parser("revocations", help="list the revoked tokens and subjects")
     p.set_defaults(handler=_cmd_token_revocations)
 

@@ -125,6 +125,42 @@ class TokenRevocations:
 
         self._db.write(work)
 
+    def unrevoke(self, *, jti: str | None, subject: str | None, audit: AuditIn) -> int:
+        """Take back the revocation of the token ``jti``, or every revocation of ``subject``'s tokens
+        (exactly one of the two; a revocation made by mistake), with its audit entry
+        (``token:unrevoke``) in the same transaction. The tokens it covered work again once the servers
+        re-read the list.
+
+        Returns:
+            How many revocations were taken back; 0 when none names ``jti`` or ``subject`` (nothing is
+            written then, no audit entry either).
+
+        Raises:
+            ValueError: Neither or both of ``jti`` and ``subject``.
+            RecordError: Nothing was written.
+        """
+        if (jti is None) == (subject is None):
+            raise ValueError(
+                "Take back one token's revocation (its id) or one subject's, not both or neither."
+            )
+        named = TokenRevocation.jti == jti if jti is not None else TokenRevocation.subject == subject
+
+        def work(session: Session) -> int:
+            rows = session.scalars(select(TokenRevocation).where(named)).all()
+            for row in rows:
+                session.delete(row)
+            if rows:
+                _audit.append_change(
+                    session,
+                    audit,
+                    resource_type="Token",
+                    resource_id=f"jti:{jti}" if jti is not None else f"subject:{subject}"[:128],
+                    patient_id=None,
+                )
+            return len(rows)
+
+        return self._db.write(work)
+
     def revoked(self) -> Revoked:
         """Everything revoked (read by the server every few seconds).
 

@@ -96,10 +96,11 @@ ACCOUNT_CHANGES: Final = {
     "ui:sso_bind": ("110137", "User Security Attributes Changed"),
     "token:issue": ("110137", "User Security Attributes Changed"),
     "token:revoke": ("110137", "User Security Attributes Changed"),
+    "token:unrevoke": ("110137", "User Security Attributes Changed"),
 }
 """A reader's account created, disabled, bound to or unbound from the identity provider's subject, a bearer
-token issued or revoked: DICOM PS3.15 A.5.3.11 Security Alert (action E) with its event type from CID
-401."""
+token issued, revoked or its revocation taken back: DICOM PS3.15 A.5.3.11 Security Alert (action E) with
+its event type from CID 401."""
 NODE_REFUSED: Final = "dimse:associate"
 """A DICOM node refused at association (unknown title, another host, another certificate), or accepted
 over mutual TLS (outcome ``success``): DICOM PS3.15 A.5.3.11 Security Alert (node authentication), action
