@@ -55,7 +55,7 @@ PATIENT_DATA: Final[frozenset[str]] = frozenset(
 """Permissions whose use touches patient data and is therefore audited, denials included."""
 
 OPEN_ROUTES: Final[frozenset[str]] = frozenset(
-    {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
 """Paths served without a token (probes, scrapers, the API description, ``/`` → the pages). Every other
 route must name a permission of :data:`PERMISSIONS` through ``inference.api.deps.require``; the test suite

@@ -8,7 +8,7 @@ from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -82,7 +82,12 @@ def install_docs(app: FastAPI) -> None:
 
     The app must have been created with ``docs_url=None, redoc_url=None``.
     """
-    headers = {"Content-Security-Policy": DOCS_CSP, "X-Frame-Options": "DENY"}
+    headers = {
+        "Content-Security-Policy": DOCS_CSP,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -96,13 +101,11 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/ui/static/favicon.svg",
-            oauth2_redirect_url="/docs/oauth2-redirect",
+            # The API has no OAuth2 flow to try out (bearer tokens come from `dxassist token issue`), so
+            # Swagger UI's OAuth2 redirect page (/docs/oauth2-redirect, an inline script) is not served.
+            oauth2_redirect_url=None,
         )
         return _with_local_init(page, headers)
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def swagger_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
