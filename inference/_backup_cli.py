@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import socket
 import sqlite3
@@ -707,45 +706,34 @@ def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
 
 def _clean_unsealing(base: Path) -> None:
     """Remove what an earlier ``verify`` or ``restore`` opened into ``base/.backup-unsealed`` and did not
-    remove (killed, the machine stopped): every folder there whose lock no running process holds."""
+    remove (killed, the machine stopped): every folder there that no running process holds locked."""
     area = base / UNSEALING
     if not area.is_dir() or area.is_symlink():
         return
     for entry in sorted(area.iterdir()):
-        if entry.suffix == ".lock":
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)
             continue
-        lock = area / f"{entry.name}.lock"
         try:
-            fd = os.open(lock, os.O_RDWR)
-        except FileNotFoundError:  # its lock is made before it and removed after it: left over
-            _remove(entry)
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # its own process removed it meanwhile
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             continue  # another verify or restore is reading it now
         else:
-            _remove(entry)
-            lock.unlink(missing_ok=True)
+            shutil.rmtree(entry, ignore_errors=True)
         finally:
             os.close(fd)
-    for lock in area.glob("*.lock"):
-        if not (area / lock.stem).exists():
-            lock.unlink(missing_ok=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 @contextmanager
 def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> Iterator[Path]:
     """Open the sealed backup in ``root`` into a new private folder of ``base/.backup-unsealed`` (0700,
-    never a shared temporary folder) for the block; removed after it. What a process killed meanwhile
-    leaves there is removed by the next ``verify`` or ``restore`` (:func:`_clean_unsealing`).
+    never a shared temporary folder) for the block; removed after it. The folder is locked (``flock``)
+    while open: what a process killed meanwhile leaves is removed by the next ``verify`` or ``restore``
+    (:func:`_clean_unsealing`), and a folder in use is not.
 
     Raises:
         BackupRefused: The key cannot be used, or the sealed file is not this key's, altered or cut short.
@@ -757,27 +745,28 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> It
     except SealError as e:
         raise BackupRefused(str(e)) from e
     area = base / UNSEALING
-    _private_folder(area)
-    name = secrets.token_hex(8)
-    lock = area / f"{name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # before the folder: see _clean_unsealing
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        staging = area / name
-        staging.mkdir(mode=0o700)
+        _private_folder(area)
+        staging = Path(tempfile.mkdtemp(dir=area))  # 0700
+    except OSError as e:
+        raise BackupRefused(f"{area} cannot be written ({e.strerror or type(e).__name__}).") from e
+    fd = -1
+    try:
         try:
-            try:
-                with open(root / SEALED_FILE, "rb") as handle:
-                    unseal(handle, private, staging, lambda _rel: True)
-            except (SealError, OSError) as e:
-                reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
-                raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
-            yield staging
-        finally:  # an interrupt too: what was opened is patient data, never left behind
-            shutil.rmtree(staging, ignore_errors=True)
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
+            # A cleaner that locked it before this lock removes it: the opening then fails and says
+            # so; nothing is ever opened into a folder that is not locked.
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open(root / SEALED_FILE, "rb") as handle:
+                unseal(handle, private, staging, lambda _rel: True)
+        except (SealError, OSError) as e:
+            reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
+            raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
+        yield staging
+    finally:  # an interrupt too: what was opened is patient data, never left behind
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(staging, ignore_errors=True)
         with suppress(OSError):
             area.rmdir()  # when no other verify or restore uses it
 

@@ -298,11 +298,8 @@ def test_verify_and_restore_say_when_and_where_the_backup_was_made(sealed: Seale
 
 def _left_by_a_killed_run(base: Path, name: str) -> Path:
     """What a verify or restore killed (-9) while the backup was open leaves in ``base``: the opened
-    files in a private folder of ``base/.backup-unsealed`` and its lock file, held by no one."""
-    area = base / ".backup-unsealed"
-    area.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (area / f"{name}.lock").touch(mode=0o600)
-    opened = area / name
+    files in a private folder of ``base/.backup-unsealed``, locked by no one."""
+    opened = base / ".backup-unsealed" / name
     (opened / "keys").mkdir(mode=0o700, parents=True)
     (opened / "record.db").write_bytes(IDENTIFIER.encode())
     (opened / "keys" / "token-signing-ed25519.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----")
@@ -316,32 +313,28 @@ def test_a_sealed_backup_is_opened_in_the_home_never_in_tmp_and_what_a_killed_ru
     home.mkdir()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    left = _left_by_a_killed_run(home, "0123456789abcdef")
-    orphan = home / ".backup-unsealed" / "fedcba9876543210"  # its lock already removed
-    orphan.mkdir(mode=0o700)
-    (orphan / "record.db").write_bytes(IDENTIFIER.encode())
-    # Another verify reading its own opened copy right now: its folder stays.
-    busy = _left_by_a_killed_run(home, "00000000000000aa")
-    with open(home / ".backup-unsealed" / "00000000000000aa.lock", "rb") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+    left = [_left_by_a_killed_run(home, "tmp1a2b3c4d"), _left_by_a_killed_run(home, "tmp5e6f7a8b")]
+    # Another verify reading its own opened copy right now (it holds its folder locked): that stays.
+    busy = _left_by_a_killed_run(home, "tmp00000000")
+    held = os.open(busy, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
         done = subprocess.run(
             [str(DXASSIST), "backup", "verify", str(sealed.backup), "--key", str(sealed.key),
              "--signer", str(sealed.signer)],
             env={**dxassist_env(home), "TMPDIR": str(scratch)},
             capture_output=True, text=True, check=False, timeout=300,
         )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert not left.exists() and not orphan.exists()
-        assert busy.exists()
-    assert sorted(p.name for p in (home / ".backup-unsealed").iterdir()) == [
-        "00000000000000aa",
-        "00000000000000aa.lock",
-    ]
+    finally:
+        os.close(held)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any(path.exists() for path in left)
+    assert [p.name for p in (home / ".backup-unsealed").iterdir()] == [busy.name]
     assert list(scratch.iterdir()) == []  # nothing opened in the shared temporary folder
 
     # A restore killed while it was opening: the next restore into the same new home cleans up first.
     target = tmp_path / "restored"
-    _left_by_a_killed_run(target, "0123456789abcdef")
+    _left_by_a_killed_run(target, "tmp1a2b3c4d")
     restored = subprocess.run(
         [str(DXASSIST), "backup", "restore", str(sealed.backup), str(target), "--key", str(sealed.key),
          "--signer", str(sealed.signer)],
