@@ -12,10 +12,11 @@ a private folder of the home, then written into ``DEST`` as one file encrypted t
 key (``backup.sealed``, :mod:`inference.security._sealing`) beside a manifest that names only that file
 (size, sha256, the key's fingerprint) and the audit head; the host that takes it cannot open it, nor can
 whoever finds the medium. The manifest also carries a statement signed with the server's backup-signing
-key (the sealed file's sha256 and size, the custodian key, when, on which host and home): ``verify
---signer SERVER.pub`` and ``restore`` check who made it (anyone holding the custodian's public key could
-seal one). ``verify`` checks the sealed file as written without the key and everything inside with it;
-``restore`` needs the key.
+key (the sealed file's sha256 and size, the custodian key, when and on which host): ``verify --signer
+SERVER.pub`` and ``restore`` check who made it (anyone holding the custodian's public key could seal
+one). A sealed backup is opened into a private folder of the home (``restore``: of the new home), never
+a shared temporary folder. ``verify`` checks the sealed file as written without the key and everything
+inside with it; ``restore`` needs the key.
 
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
 """
@@ -57,9 +58,9 @@ RECORD_FILE: Final = "record.db"
 REGISTRY_FILE: Final = "mlflow.db"
 ANCHOR_FILE: Final = "audit/head.json"
 DIMSE_SPOOL_COPY: Final = "dimse-spool"
+"""Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
 UNSEALING: Final = ".backup-unsealed"
 """Where ``verify`` (in the home) and ``restore`` (in the new home) open a sealed backup, 0700."""
-"""Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
 
 # Folders copied as they are, relative to the home. ``receiving/`` (instances of associations still
 # open: the sender has no answer yet and sends them again) and ``runs/`` (training work folders: the
