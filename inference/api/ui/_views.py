@@ -165,7 +165,9 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         model["news2"] = news2
         model["news2_band"] = band_name(news2.get("band"), language)
         # The unmeasured signs by their names in the page's language (the record keeps the field names).
-        unmeasured = result.missing or news2.get("missing") or []
+        # The model's ``missing`` inputs also list a sign it was not given though measured (SpO2 on NEWS2
+        # Scale 2): that one was measured, and the score is no lower bound for it.
+        unmeasured = [n for n in result.missing or news2.get("missing") or [] if vitals.get(n) is None]
         model["missing"] = [vital_name(name, language, capitalised=False) for name in unmeasured]
         model["trend"] = result.trend
         model["vitals"] = [
