@@ -317,6 +317,33 @@ def _day_bounds(value: str) -> tuple[datetime, datetime]:
         ) from e
 
 
+_PRECISION: Final = re.compile(r"^\d{2}:\d{2}(?P<seconds>:\d{2}(?:\.(?P<fraction>\d{1,6}))?)?")
+
+
+def search_range(value: str) -> tuple[datetime, datetime]:
+    """``(low, high)`` of the range a FHIR date search value implies, in UTC, ``high`` excluded (FHIR R4
+    search 3.1.1.4.2): a year, a month or a day as :func:`_day_bounds` has them; a dateTime to its
+    precision: its minute, its second, or its last fractional digit (``T10:00Z`` is ten o'clock's minute).
+
+    Raises:
+        InvalidSearch: Not a valid date, or out of years 1 to 9999 once in UTC.
+    """
+    low, high = _day_bounds(value)
+    if low != high:
+        return low, high
+    precision = _PRECISION.match(value.partition("T")[2])
+    if precision is not None and precision["fraction"]:
+        step = timedelta(microseconds=10 ** (6 - len(precision["fraction"])))
+    elif precision is not None and precision["seconds"]:
+        step = timedelta(seconds=1)
+    else:
+        step = timedelta(minutes=1)
+    try:
+        return low, low + step
+    except OverflowError as e:
+        raise InvalidSearch("Search parameter date must be a dateTime before year 10000 in UTC.") from e
+
+
 def supported_pairs(params: Sequence[tuple[str, str]], *, strict: bool = False) -> list[tuple[str, str]]:
     """The pairs of an AuditEvent search that are applied: unsupported ones are ignored unless ``strict``.
 
@@ -343,17 +370,15 @@ def filters(params: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[
                     "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
                     "(YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone."
                 )
+            # The range the value implies (a dateTime: its minute, second or fraction), ``end`` excluded.
             prefix = match["prefix"] or "eq"
-            start, end = _day_bounds(match["value"])
+            start, end = search_range(match["value"])
             if prefix == "eq":
                 out["since"], out["until"] = start, end
-                out["until_inclusive"] = start == end
             elif prefix in ("ge", "gt"):
                 out["since"] = start if prefix == "ge" else end
-                out["since_inclusive"] = prefix == "ge" or start != end
             else:
                 out["until"] = end if prefix == "le" else start
-                out["until_inclusive"] = prefix == "le" and start == end
         elif name == "patient":
             out["patient_id"] = value.removeprefix("Patient/")
         elif name == "agent":

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
 from inference.record._models import (
     Device,
@@ -27,7 +28,7 @@ from inference.record._scope import Scope, visible
 from inference.record._types import as_utc
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
-from inference.record.fhir._audit_event import _DATE, _day_bounds
+from inference.record.fhir._audit_event import _DATE, _day_bounds, search_range
 from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
 
 _REFERENCE: Final = "its id, Patient/id, or this server's absolute URL of it (another server's: 400)"
@@ -67,6 +68,21 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
+        "date": (
+            "date",
+            "The report's clinical time (effectiveDateTime: the study date, a whole day, else when filed); "
+            "prefixes eq, ge, gt, le, lt; may be repeated for a range",
+        ),
+        "status": (
+            "token",
+            "The report's status (diagnostic-report-status); every report here is preliminary (made by a "
+            "model, not confirmed by a reader); comma-separated for any of several",
+        ),
+        "code": (
+            "token",
+            f"The report's code: {v.DIAGNOSTIC_IMAGING_STUDY.code} (LOINC, "
+            f"{v.DIAGNOSTIC_IMAGING_STUDY.display}) for every report here; code or system|code",
         ),
     },
     "Observation": {
@@ -446,6 +462,32 @@ def _sql_matches(
     return total, [partial(build, row) for row in session.scalars(query.limit(count).offset(offset))]
 
 
+_REPORT_STATUS: Final = {"system": "http://hl7.org/fhir/diagnostic-report-status", "code": "preliminary"}
+
+
+def _report_matches(
+    session: Session, query: Select[Any], params: Mapping[str, str], offset: int, count: int
+) -> tuple[int, list[Builder]]:
+    """A DiagnosticReport search: ``status`` and ``code`` are the same for every report (preliminary,
+    LOINC 18748-4), so they match all or none; ``date`` is the report's clinical time
+    (:func:`observed_range`), checked as the results are streamed (the study date is a text column)."""
+    for name, coding in (("status", _REPORT_STATUS), ("code", v.DIAGNOSTIC_IMAGING_STUDY.coding())):
+        if name in params and not _token_matches(_tokens(params[name]), coding):
+            return 0, []
+    if "date" not in params:
+        return _sql_matches(session, query, r.diagnostic_report, offset, count)
+    when = date_filter(params["date"])
+    total = 0
+    page: list[Builder] = []
+    for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
+        if not when(*observed_range(result)):
+            continue
+        if offset <= total < offset + count:
+            page.append(partial(r.diagnostic_report, result))
+        total += 1
+    return total, page
+
+
 def _matches(
     session: Session,
     resource_type: str,
@@ -481,6 +523,8 @@ def _matches(
             "Provenance": r.provenance,
         }[resource_type]
         query = scoped(results_query(params, kind), Result.facility, Result.patient_id)
+        if resource_type == "DiagnosticReport":
+            return _report_matches(session, query, params, offset, count)
         return _sql_matches(session, query, build, offset, count)
     # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
     # observations per result: the scoped results are expanded here (the scope is still in the query).
@@ -510,7 +554,7 @@ def _matches(
     total = 0
     page: list[Builder] = []
     for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
-        if when is not None and not when(observed(result)):
+        if when is not None and not when(*observed_range(result)):
             continue
         # (the Observation's code's codings, its builder)
         builders: list[tuple[list[dict[str, str]], Builder]] = []
@@ -537,17 +581,19 @@ def _matches(
 DATE_SEPARATOR: Final = "|"
 
 
-def date_filter(value: str) -> Callable[[datetime], bool]:
-    """A predicate on an instant for a FHIR ``date`` search value (repeats joined by ``DATE_SEPARATOR``).
+def date_filter(value: str) -> Callable[[datetime, datetime], bool]:
+    """A predicate on the ``(start, end)`` a resource's date covers (``end`` excluded; an instant:
+    ``start == end``) for a FHIR ``date`` search value (repeats joined by ``DATE_SEPARATOR``).
 
-    ``eq`` (or no prefix) with a day, month or year matches that whole UTC range; with a dateTime, that
-    instant. ``ge``, ``gt``, ``le`` and ``lt`` compare with the start (or end) of the range or with the
-    instant.
+    FHIR R4 search 3.1.1.4.2: the value is the range its precision implies (a year, a month, a day; a
+    dateTime to the minute, second or fraction given), and ``eq`` (or no prefix) matches a resource
+    whose range lies within it; ``gt`` one whose range reaches past its end, ``lt`` before its start;
+    ``ge`` and ``le`` either that or ``eq``.
 
     Raises:
         InvalidSearch: A malformed value or prefix.
     """
-    checks: list[Callable[[datetime], bool]] = []
+    checks: list[Callable[[datetime, datetime], bool]] = []
     for part in value.split(DATE_SEPARATOR):
         match = _DATE.match(part)
         if match is None:
@@ -555,35 +601,43 @@ def date_filter(value: str) -> Callable[[datetime], bool]:
                 "Search parameter date takes an optional prefix (eq, ge, gt, le, lt) and a date "
                 "(YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone."
             )
-        start, end = _day_bounds(match["value"])
-        instant = start == end
-        prefix = match["prefix"] or "eq"
-        if prefix == "eq":
-            checks.append(partial(_between, start, end, instant))
-        elif prefix == "ge":
-            checks.append(partial(_at_or_after, start))
-        elif prefix == "gt":
-            # An instant excludes itself; a day starts being "after" at its end.
-            checks.append(
-                partial(_at_or_after, start, strict=True) if instant else partial(_at_or_after, end)
-            )
-        elif prefix == "le":
-            checks.append(partial(_before, start, inclusive=True) if instant else partial(_before, end))
-        else:
-            checks.append(partial(_before, start))
-    return lambda moment: all(check(as_utc(moment)) for check in checks)
+        low, high = search_range(match["value"])
+        checks.append(partial(_RANGE_CHECKS[match["prefix"] or "eq"], low, high))
+    return lambda start, end: all(check(as_utc(start), as_utc(end)) for check in checks)
 
 
-def _between(start: datetime, end: datetime, instant: bool, moment: datetime) -> bool:
-    return moment == start if instant else start <= moment < end
+def _within(low: datetime, high: datetime, start: datetime, end: datetime) -> bool:
+    # An instant (start == end) is within [low, high) when low <= it < high.
+    return low <= start and (end < high if start == end else end <= high)
 
 
-def _at_or_after(bound: datetime, moment: datetime, *, strict: bool = False) -> bool:
-    return moment > bound if strict else moment >= bound
+def _after(low: datetime, high: datetime, start: datetime, end: datetime) -> bool:
+    return end >= high if start == end else end > high
 
 
-def _before(bound: datetime, moment: datetime, *, inclusive: bool = False) -> bool:
-    return moment <= bound if inclusive else moment < bound
+def _before(low: datetime, high: datetime, start: datetime, end: datetime) -> bool:
+    return start < low
+
+
+_RANGE_CHECKS: Final[dict[str, Callable[[datetime, datetime, datetime, datetime], bool]]] = {
+    "eq": _within,
+    "gt": _after,
+    "lt": _before,
+    "ge": lambda *a: _after(*a) or _within(*a),
+    "le": lambda *a: _before(*a) or _within(*a),
+}
+
+
+def observed_range(result: Result) -> tuple[datetime, datetime]:
+    """``(start, end)`` of the time the resources of ``result`` are about (``end`` excluded): the vital
+    signs' instant, the study date's whole day, or the instant it was filed (``start == end``)."""
+    if result.kind == "imaging" and result.study is not None and result.study.study_date:
+        try:
+            return _day_bounds(result.study.study_date)
+        except InvalidSearch:
+            pass
+    moment = observed(result)
+    return moment, moment
 
 
 def observed(result: Result) -> datetime:
