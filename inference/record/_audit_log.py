@@ -19,7 +19,10 @@ from inference.record._audit import AuditReport
 from inference.record._database import Database
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._inputs import AuditIn
 from inference.record._models import AuditEvent
+from inference.record._reads import DENIED, NOT_FOUND, SUCCESS, Audited, Disclosure, read_listing
+from inference.record._scope import Scope
 from inference.record._types import iso, utcnow
 
 
@@ -96,6 +99,64 @@ class AuditLog:
         """Audit entries matching the filters of :func:`inference.record._audit.search`, newest first."""
         with self._db.sessions() as session:
             return _audit.search(session, **filters)
+
+    def search_audited(
+        self, *, scope: Scope, audit: AuditIn, named: str | None = None, matches: bool = True, **filters: Any
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """:meth:`search` for an auditor, audited in its transaction (``read_listing``): one
+        ``AuditEvent`` entry per patient the page names (``named``, the patient searched for, when it
+        names none; one entry without a patient when neither). ``matches`` False: a search that matches
+        nothing (a patient named by no patient id), audited all the same.
+
+        Raises:
+            RecordError: The record failed, or the entries could not be written: nothing is served.
+        """
+
+        def fetch(session: Session) -> tuple[int, list[dict[str, Any]]]:
+            return _audit.search(session, **filters) if matches else (0, [])
+
+        def disclosed(found: tuple[int, list[dict[str, Any]]]) -> Disclosure:
+            patients = [str(e["patient_id"]) for e in found[1] if e.get("patient_id")]
+            return Disclosure(patients=patients or ([named] if named else []))
+
+        return read_listing(
+            self._db, scope=scope, audit=audit, resource_type="AuditEvent", fetch=fetch, disclosed=disclosed
+        )
+
+    def read_audited(
+        self, *, seq: int, facility: str | None, audit: AuditIn, resource_id: str
+    ) -> Audited[dict[str, Any]]:
+        """One entry by ``seq`` for an auditor (``facility``: the part of the trail it reads, see
+        :func:`inference.record._audit.search`), its read audited in the same transaction: ``success``
+        (with the entry's patient), ``not_found``, or ``denied`` for an entry outside ``facility``'s part.
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+        try:
+            with self._db.transaction() as session:
+                session.connection(execution_options={IMMEDIATE: True})
+                head = _audit.lock_head_row(session)
+                _total, entries = _audit.search(session, seq=seq, limit=1, facility=facility)
+                outcome = SUCCESS if entries else NOT_FOUND
+                if not entries and facility is not None and _audit.search(session, seq=seq, limit=1)[1]:
+                    outcome = DENIED
+                entry = entries[0] if entries else None
+                patient_id = None if entry is None else entry["patient_id"]
+                _audit.append_onto(
+                    session,
+                    head,
+                    **_audit.columns_of(
+                        audit,
+                        resource_type="AuditEvent",
+                        resource_id=resource_id,
+                        patient_id=patient_id,
+                        outcome=outcome,
+                    ),
+                )
+        except SQLAlchemyError as e:
+            raise RecordError("The read could not be audited; nothing was served.") from e
+        return Audited(outcome=outcome, value=entry, patient_id=patient_id, resource_id=resource_id)
 
     def count(self) -> int:
         """How many audit events the trail holds."""

@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from inference.record import NotFound, RecordError
+from inference.record import DENIED, NotFound, RecordError
 from inference.record.fhir import audit_events
 from inference.runtime import ModelHost
-from inference.security import Forbidden, Role
-from inference.services._access import audit, audit_disclosed
+from inference.security import Forbidden, Role, scope_for
+from inference.services._access import audit_entry
 from inference.services._context import Actor, Context, db
 
 if TYPE_CHECKING:
@@ -37,19 +37,18 @@ async def audit_event_search(
     """
     filters = audit_events.filters(params, strict=strict)
     named = filters.get("patient_id")
-    entries: list[dict[str, Any]]
-    if named is not None and not _is_patient_id(named):
-        # Not a patient id (a UUID): it names no patient, so it matches nothing, as an unknown id does.
-        named, total, entries = None, 0, []
-    else:
-        total, entries = await db(ctx.record.audit.search, **filters, facility=_facility_scope(actor))
-    # Every patient the page names is disclosed to the auditor: one entry each (one when none).
-    await audit_disclosed(
-        ctx,
-        actor,
-        action=_ACTION,
-        resource_type="AuditEvent",
-        patients=[str(e["patient_id"]) for e in entries if e.get("patient_id")] or ([named] if named else []),
+    # Not a patient id (a UUID): it names no patient, so it matches nothing, as an unknown id does.
+    matches = named is None or _is_patient_id(named)
+    # Every patient the page names is disclosed to the auditor: one entry each (one when none), written in
+    # the transaction that reads the page.
+    total, entries = await db(
+        ctx.record.audit.search_audited,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action=_ACTION),
+        named=named if matches else None,
+        matches=matches,
+        **filters,
+        facility=_facility_scope(actor),
     )
     return audit_events.bundle(
         total,
@@ -76,29 +75,21 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
         NotFound: No entry has this id.
     """
     seq = int(event_id) if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18 else -1
-    _total, entries = await db(ctx.record.audit.search, seq=seq, limit=1, facility=_facility_scope(actor))
-    if not entries and _facility_scope(actor) is not None:
-        _total, hidden = await db(ctx.record.audit.search, seq=seq, limit=1)
-        if hidden:
-            await audit(
-                ctx, actor, action=_ACTION, outcome="denied", resource_type="AuditEvent", resource_id=event_id
-            )
-            raise Forbidden(
-                "This audit entry is about another facility's staff and patients; an auditor bound to a "
-                "facility reads the entries of its own staff and of the patients it holds."
-            )
-    await audit(
-        ctx,
-        actor,
-        action=_ACTION,
-        outcome="success" if entries else "not_found",
-        resource_type="AuditEvent",
+    found = await db(
+        ctx.record.audit.read_audited,
+        seq=seq,
+        facility=_facility_scope(actor),
+        audit=audit_entry(actor, action=_ACTION),
         resource_id=event_id,
-        patient_id=entries[0]["patient_id"] if entries else None,
     )
-    if not entries:
+    if found.outcome == DENIED:
+        raise Forbidden(
+            "This audit entry is about another facility's staff and patients; an auditor bound to a "
+            "facility reads the entries of its own staff and of the patients it holds."
+        )
+    if found.value is None:
         raise NotFound("No AuditEvent has this id.")
-    return audit_events.audit_event(entries[0])
+    return audit_events.audit_event(found.value)
 
 
 def _facility_scope(actor: Actor) -> str | None:

@@ -10,11 +10,13 @@ request's database calls run in inherit).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,14 +58,14 @@ def _marking(app: Any) -> Any:
     return marked
 
 
-@pytest.fixture(scope="module")
-def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, Counter, Any]]:
-    """A server with a PACS destination (so every new result owes outputs), its requests' DB work counted."""
-    home = tmp_path_factory.mktemp("dxassist-round-trips")
-    destination = {"name": "pacs", "kind": "dimse", "host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}
+@contextlib.contextmanager
+def _counted_server(
+    home: Path, destinations: list[dict[str, Any]]
+) -> Iterator[tuple[Env, TestClient, Counter, Any]]:
+    """A server whose requests' DB work is counted."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DXASSIST_HOME", str(home))
-        mp.setenv("DXASSIST_DESTINATIONS", json.dumps([destination]))
+        mp.setenv("DXASSIST_DESTINATIONS", json.dumps(destinations))
         mp.setenv("DXASSIST_DELIVERY_BACKOFF_SECONDS", "600")  # nothing listens: objects stay queued
         settings = make_settings(home)
         tiny_models.seed_both(settings.model_cache, home / "build")
@@ -88,6 +90,23 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, Tes
             finally:
                 event.remove(engine, "begin", began)
                 event.remove(engine, "before_cursor_execute", executed)
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, Counter, Any]]:
+    """A server with a PACS destination (so every new result owes outputs), its requests' DB work counted."""
+    destination = {"name": "pacs", "kind": "dimse", "host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}
+    with _counted_server(tmp_path_factory.mktemp("dxassist-round-trips"), [destination]) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, TestClient, Counter, Any]]:
+    """A server without destinations, its requests' DB work counted: nothing appends to the audit trail
+    in the background (an output build or delivery chained meanwhile would make the request's commit
+    check the anchored head, a round trip of its own)."""
+    with _counted_server(tmp_path_factory.mktemp("dxassist-round-trips-reads"), []) as served:
+        yield served
 
 
 def _upload(client: TestClient, env: Env, blob: bytes) -> Any:
@@ -178,11 +197,11 @@ def test_vital_signs_that_file_a_result_make_two_round_trips(
 
 
 def test_reading_a_result_is_one_round_trip_with_its_audit_entry(
-    counted: tuple[Env, TestClient, Counter, Any],
+    quiet: tuple[Env, TestClient, Counter, Any],
 ) -> None:
     # The access check, the read and the audit entry were four transactions (the result's owner, the
     # ground, the result, the entry): now one, and no more statements than before.
-    env, client, counter, app = counted
+    env, client, counter, app = quiet
     study = new_study_uid()
     posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
     assert posted.status_code == 201, posted.text
@@ -202,11 +221,11 @@ def test_reading_a_result_is_one_round_trip_with_its_audit_entry(
 
 
 def test_a_picture_is_one_round_trip_with_its_audit_entry_drawn_or_kept(
-    counted: tuple[Env, TestClient, Counter, Any],
+    quiet: tuple[Env, TestClient, Counter, Any],
 ) -> None:
     # A heatmap's access check, its stored rendering and its audit entry were three transactions (two
     # once the picture was kept in memory): now one, drawn or kept.
-    env, client, counter, app = counted
+    env, client, counter, app = quiet
     study = new_study_uid()
     posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
     assert posted.status_code == 201, posted.text
@@ -223,11 +242,11 @@ def test_a_picture_is_one_round_trip_with_its_audit_entry_drawn_or_kept(
 
 
 def test_a_worklist_is_one_round_trip_with_an_entry_per_patient_listed(
-    counted: tuple[Env, TestClient, Counter, Any],
+    quiet: tuple[Env, TestClient, Counter, Any],
 ) -> None:
     # The list, the patients under a grant, their grounds and the entries were three or four
     # transactions: now one, with one entry per patient listed.
-    env, client, counter, app = counted
+    env, client, counter, app = quiet
     study = new_study_uid()
     assert _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True)).status_code == 201
     headers = env.headers("radiologist", facility="F1")
@@ -242,10 +261,10 @@ def test_a_worklist_is_one_round_trip_with_an_entry_per_patient_listed(
 
 
 def test_a_fhir_or_consent_read_is_one_round_trip_with_its_audit_entry(
-    counted: tuple[Env, TestClient, Counter, Any],
+    quiet: tuple[Env, TestClient, Counter, Any],
 ) -> None:
     # The resource's owner, the ground, the resource and the entry were three or four transactions.
-    env, client, counter, app = counted
+    env, client, counter, app = quiet
     study = new_study_uid()
     posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
     assert posted.status_code == 201, posted.text
@@ -261,3 +280,26 @@ def test_a_fhir_or_consent_read_is_one_round_trip_with_its_audit_entry(
         assert read.status_code == 200, read.text
         assert counter.transactions == 1, (path, counter.transactions, counter.statements)
         assert app.state.ctx.record.audit.count() == entries + 1
+
+
+def test_an_auditor_s_read_of_the_trail_is_one_round_trip_with_its_own_entry(
+    quiet: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # The page (or the entry) and the auditor's own entries were two or three transactions: now one.
+    env, client, counter, app = quiet
+    study = new_study_uid()
+    posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert posted.status_code == 201, posted.text
+    patient_id = posted.json()["patient"]["id"]
+    auditor = env.headers("auditor", facility="F1")
+    counter.reset()
+    page = client.get(f"/fhir/AuditEvent?patient={patient_id}&_count=5", headers=auditor)
+    assert page.status_code == 200, page.text
+    assert counter.transactions == 1, (counter.transactions, counter.statements)
+    seq = page.json()["entry"][0]["resource"]["id"]
+    entries = app.state.ctx.record.audit.count()
+    counter.reset()
+    read = client.get(f"/fhir/AuditEvent/{seq}", headers=auditor)
+    assert read.status_code == 200, read.text
+    assert counter.transactions == 1, (counter.transactions, counter.statements)
+    assert app.state.ctx.record.audit.count() == entries + 1
