@@ -256,13 +256,18 @@ def local_reference(value: str, base: str) -> str:
     """
     if not _ABSOLUTE.match(value):
         return value
-    scheme, netloc, path = _origin(value)
+    foreign = InvalidSearch(
+        f"A reference search value names a resource on another server; this server's FHIR base is "
+        f"{base.rstrip('/')}: give Patient/<id>, the id alone, or {base.rstrip('/')}/Patient/<id>."
+    )
+    try:
+        scheme, netloc, path = _origin(value)
+        query = urlsplit(value).query
+    except ValueError as e:  # not a URL urllib reads (an unclosed IPv6 bracket): no resource of ours
+        raise foreign from e
     ours = _origin(base)
-    if (scheme, netloc) != ours[:2] or not path.startswith(f"{ours[2]}/") or urlsplit(value).query:
-        raise InvalidSearch(
-            f"A reference search value names a resource on another server; this server's FHIR base is "
-            f"{base.rstrip('/')}: give Patient/<id>, the id alone, or {base.rstrip('/')}/Patient/<id>."
-        )
+    if (scheme, netloc) != ours[:2] or not path.startswith(f"{ours[2]}/") or query:
+        raise foreign
     return path.removeprefix(f"{ours[2]}/")
 
 

@@ -97,6 +97,7 @@ def test_a_count_only_search_by_our_absolute_url_is_audited_under_the_patient(
         "https://shared-record.example/fhir/Patient/{id}",
         "{base}/other/Patient/{id}",
         "{base}:8443/fhir/Patient/{id}",
+        "http://[{id}/fhir/Patient/{id}",  # no URL urllib reads (an unclosed IPv6 bracket): it was a 500
     ],
 )
 def test_a_patient_on_another_server_is_refused(
