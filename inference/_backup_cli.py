@@ -59,6 +59,8 @@ REGISTRY_FILE: Final = "mlflow.db"
 ANCHOR_FILE: Final = "audit/head.json"
 DIMSE_SPOOL_COPY: Final = "dimse-spool"
 """Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
+STAGING: Final = ".backup-staging-"
+"""The name's start of the private folder of the home a sealed backup is staged in."""
 UNSEALING: Final = ".backup-unsealed"
 """Where ``verify`` (in the home) and ``restore`` (in the new home) open a sealed backup, 0700."""
 
@@ -418,7 +420,8 @@ def backup_create(
     Safe while ``dxassist serve`` and ``dxassist listen`` run. Everything is written into
     ``dest/.partial`` and moved into ``dest`` at the end, ``manifest.json`` last; on any failure what
     was written is removed. With ``encrypt_to`` (a custodian's public key) the copy is staged in a
-    private folder of the home and only its sealed form reaches ``dest``.
+    private folder of the home and only its sealed form reaches ``dest``; a staging folder a create
+    killed meanwhile left there is removed first.
 
     Returns:
         0 when the backup was written (with an external record: everything else, and a note saying so);
@@ -433,6 +436,7 @@ def backup_create(
     home = settings.resolved_home
     recipient = _recipient(encrypt_to) if encrypt_to is not None else None
     existed = _refuse_destination(dest, home)
+    _remove_unlocked(home.glob(f"{STAGING}*"))  # a plain copy a killed sealed backup left in the home
     _refuse_without_room(settings, home, dest, logs=logs, staged=recipient is not None)
     sealing = (recipient, _signer(settings)) if recipient is not None else None
     partial = dest / PARTIAL
@@ -629,8 +633,10 @@ def _write_sealed(
     move it into place; the staged file list. The staging folder is removed whatever happens."""
     from inference.security._sealing import SealError, SealWriter, sign_statement
 
-    staging = Path(tempfile.mkdtemp(prefix=".backup-staging-", dir=home))  # 0700, beside the live data
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=home))  # 0700, beside the live data
+    fd = -1
     try:
+        fd = _locked(staging)  # a create killed meanwhile leaves it: the next create removes it
         inner = staging / PARTIAL
         inner.mkdir(mode=0o700)
         files = _write(settings, home, inner, plan, logs=logs)
@@ -645,6 +651,8 @@ def _write_sealed(
     except SealError as e:
         raise OSError(errno.EIO, str(e)) from e
     finally:
+        if fd >= 0:
+            os.close(fd)
         shutil.rmtree(staging, ignore_errors=True)
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     size, digest = sealed.stat().st_size, _sha256(sealed)
@@ -705,13 +713,10 @@ def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
     return [f"{rel}: extra (not in the manifest)" for rel in extras]
 
 
-def _clean_unsealing(base: Path) -> None:
-    """Remove what an earlier ``verify`` or ``restore`` opened into ``base/.backup-unsealed`` and did not
-    remove (killed, the machine stopped): every folder there that no running process holds locked."""
-    area = base / UNSEALING
-    if not area.is_dir() or area.is_symlink():
-        return
-    for entry in sorted(area.iterdir()):
+def _remove_unlocked(folders: Iterator[Path]) -> None:
+    """Remove each of ``folders`` that no running process holds locked (:func:`_locked`): what a
+    ``backup`` command killed (-9, the machine stopped) left behind."""
+    for entry in folders:
         if entry.is_symlink() or not entry.is_dir():
             entry.unlink(missing_ok=True)
             continue
@@ -722,11 +727,36 @@ def _clean_unsealing(base: Path) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            continue  # another verify or restore is reading it now
+            continue  # in use by a running command
         else:
             shutil.rmtree(entry, ignore_errors=True)
         finally:
             os.close(fd)
+
+
+def _locked(folder: Path) -> int:
+    """Lock ``folder`` (``flock``, until the descriptor returned is closed) against
+    :func:`_remove_unlocked`. A remover that locked it first removes it: what is then written into it
+    fails, loudly; nothing is written into a folder that is not locked.
+
+    Raises:
+        OSError: ``folder`` was removed meanwhile.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _clean_unsealing(base: Path) -> None:
+    """Remove what an earlier ``verify`` or ``restore`` opened into ``base/.backup-unsealed`` and did not
+    remove (killed, the machine stopped): every folder there that no running process holds locked."""
+    area = base / UNSEALING
+    if area.is_dir() and not area.is_symlink():
+        _remove_unlocked(iter(sorted(area.iterdir())))
 
 
 @contextmanager
@@ -754,10 +784,7 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> It
     fd = -1
     try:
         try:
-            # A cleaner that locked it before this lock removes it: the opening then fails and says
-            # so; nothing is ever opened into a folder that is not locked.
-            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = _locked(staging)
             with open(root / SEALED_FILE, "rb") as handle:
                 unseal(handle, private, staging, lambda _rel: True)
         except (SealError, OSError) as e:
