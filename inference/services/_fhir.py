@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inference import __version__
+from inference import vocabulary as v
 from inference.record import InvalidSearch, NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES, subject_as_patient
 from inference.security import Forbidden, scope_for
@@ -19,11 +20,18 @@ from inference.services._access import (
     under_grant,
 )
 from inference.services._context import Actor, Context, db
+from inference.services._warnings import training
 from inference.writers import AlgorithmInfo, device_uid
 
 _ACTION = "fhir:read"
 #: DICOM UIDs as FHIR identifiers (R4 Identifier: system urn:dicom:uid, value urn:oid:...).
 DICOM_UID_SYSTEM = "urn:dicom:uid"
+#: Device.property.type of the data set a model was trained on (a local code: no standard one exists).
+TRAINING_DATA_CODING: dict[str, str] = {
+    "system": v.LOCAL,
+    "code": "training-data",
+    "display": "Data set the model was trained on",
+}
 
 
 def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
@@ -44,6 +52,38 @@ def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
     algorithm = AlgorithmInfo(name=name, version=version, sha256=sha256, software_version=__version__)
     uid = {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{device_uid(org_root, algorithm)}"}
     return {**resource, "identifier": [*resource.get("identifier", []), uid]}
+
+
+def _device_view(resource: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A Device as served: its DICOM Device UID and, when its model version is in service, what that model
+    was trained on (``note``: the sentence every result of that model carries; ``property``
+    ``training-data``: the data-set line of its ONNX metadata, without the folders it names). Neither is
+    in the record's row: the UID comes from a setting, the training statement from the model file.
+    """
+    resource = _with_device_uid(resource, ctx.settings.record.org_root)
+    if resource.get("resourceType") != "Device":
+        return resource
+    identifiers = {str(i.get("value")) for i in resource.get("identifier", [])}
+    version = str((resource.get("version") or [{}])[0].get("value", ""))
+    model = next(
+        (
+            m
+            for m in ctx.host.models()
+            if m.name == resource.get("modelNumber") and m.version == version and m.sha256 in identifiers
+        ),
+        None,
+    )
+    if model is None:
+        return resource
+    out = {**resource, "note": [{"text": training(model)}]}
+    if model.training_data is not None:
+        out["property"] = [
+            {
+                "type": {"coding": [TRAINING_DATA_CODING], "text": "Training data"},
+                "valueCode": [{"text": model.training_data}],
+            }
+        ]
+    return out
 
 
 def _patient_of(resource: Mapping[str, Any]) -> str | None:
@@ -157,7 +197,7 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
         missing=f"No {resource_type} has this id.",
         what="patient" if resource_type == "Patient" else "result",
     )
-    return _with_device_uid(resource, ctx.settings.record.org_root)
+    return _device_view(resource, ctx)
 
 
 async def fhir_search(
@@ -232,7 +272,7 @@ async def fhir_search(
         )
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
-            entry["resource"] = _with_device_uid(entry["resource"], ctx.settings.record.org_root)
+            entry["resource"] = _device_view(entry["resource"], ctx)
     return bundle
 
 
@@ -303,7 +343,7 @@ async def patient_everything(
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
         if entry["search"]["mode"] == "include":  # a Device the page references: about no patient
-            entry["resource"] = _with_device_uid(resource, ctx.settings.record.org_root)
+            entry["resource"] = _device_view(resource, ctx)
             continue
         disclosed.setdefault(str(resource["resourceType"]), []).append((str(resource["id"]), patient_id))
     if not disclosed:
