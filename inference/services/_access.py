@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from inference.record import (
     BREAK_GLASS,
@@ -78,28 +78,51 @@ async def audit_denial(ctx: Context, actor: Actor, *, action: str) -> None:
         logger.error("could not write the audit event of a denied access", extra={"permission": action})
 
 
-_REFUSED = (
-    "This {what} belongs to another facility than the one your token is bound to, and the patient has not "
-    "consented to sharing between facilities. If the patient's care requires it, open a break-the-glass "
-    "access (POST /v1/break-glass, with a reason); it is audited and reviewed."
+_UNSEEN = (
+    "No {what} is open to you: {none}, or it belongs to another facility and no ground opens it to you "
+    "(your facility's, the patient's consent to sharing between facilities, your break-the-glass access). "
+    "If the patient's care requires it, open a break-the-glass access (POST /v1/break-glass, with a "
+    "reason); it is audited and reviewed."
 )
 _REFUSED_ROLE = "Your role does not read patients' data of this kind on any ground (see docs/security.md)."
 
 
-def served(actor: Actor, found: Audited[T], *, missing: str, what: str = "result") -> T:
+def unseen(what: str, *, none: str = "none exists") -> str:
+    """The answer (404 ``not_found``) to a read of a ``what`` (a result, a patient, a FHIR resource) that
+    does not exist, and to one that no ground opens to the caller: the same words, so that the answer
+    does not tell a caller that another facility's row exists (the trail says which it was: ``not_found``
+    or ``denied``).
+
+    Args:
+        what: The row asked for ("No *result with this id* is open to you").
+        none: How the sentence says that there is no such row.
+    """
+    return _UNSEEN.format(what=what, none=none)
+
+
+UNSEEN_RESULT: Final = unseen("result with this id")
+UNSEEN_PATIENT: Final = unseen("patient with this id")
+
+
+def served(actor: Actor, found: Audited[T], *, missing: str, hidden: str = UNSEEN_RESULT) -> T:
     """The data of a read the record audited (:func:`inference.record._reads.read_audited`), or the
     refusal its entry says.
 
     Args:
-        missing: The message of a read of something that does not exist.
-        what: What a refusal calls the row (``result``, ``patient``).
+        missing: The message of a read of a row the caller may read that holds nothing to serve (a
+            result without that heatmap, a study without a result).
+        hidden: The message of a read of a row that does not exist or that no ground opens to the
+            caller: one answer for both (:func:`unseen`).
 
     Raises:
-        NotFound: Nothing had this id (audited ``not_found``).
-        Forbidden: No ground of the access table lets the caller read it (audited ``denied``).
+        NotFound: Nothing had this id (audited ``not_found``), or no ground of the access table lets the
+            caller read it (audited ``denied``).
+        Forbidden: The caller's role reads no patient data on any ground.
     """
-    if found.outcome == DENIED:
-        raise Forbidden(_REFUSED_ROLE if scope_for(actor.principal).none else _REFUSED.format(what=what))
+    if not found.served and scope_for(actor.principal).none:
+        raise Forbidden(_REFUSED_ROLE)
+    if found.outcome == DENIED or (not found.served and found.patient_id is None):
+        raise NotFound(hidden)
     if not found.served or found.value is None:
         raise NotFound(missing)
     return found.value
@@ -115,6 +138,7 @@ async def authorise(
     patient_level: bool = False,
     resource_type: str | None,
     resource_id: str | None,
+    hidden: str | None = None,
 ) -> str:
     """Let the caller read a row on a ground of the access table, or refuse (and audit the refusal).
 
@@ -128,49 +152,42 @@ async def authorise(
             when the caller's facility filed the patient first (filing one of its results is not enough).
         resource_type: For the audit entry.
         resource_id: For the audit entry.
+        hidden: The message of the refusal, the caller's answer to a row that does not exist too (default:
+            :func:`unseen` of a result, or of a patient for a patient-level row).
 
     Returns:
         The outcome to audit the access with: ``success``, or ``break_glass`` when that is the only
         ground (so the trail lists every access made through an emergency access).
 
     Raises:
-        Forbidden: No ground of the table lets this caller read the row.
+        NotFound: No ground of the table lets this caller read the row (audited ``denied``): answered
+            as a row that does not exist is, so that the caller does not learn that it exists.
+        Forbidden: The caller's role reads no patient data on any ground.
     """
     if patient_id is None:
         return "success"
     scope = scope_for(actor.principal)
-    ground = await _ground_or_refuse(
-        ctx,
-        actor,
-        scope,
-        action=action,
-        patient_id=patient_id,
-        owner=owner,
-        patient_level=patient_level,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        refusal=_REFUSED_ROLE
-        if scope.none
-        else _REFUSED.format(what="patient" if patient_level else "result"),
-    )
+    ground = await _ground(ctx, scope, patient_id=patient_id, owner=owner, patient_level=patient_level)
+    if ground is None:
+        await audit(
+            ctx,
+            actor,
+            action=action,
+            outcome="denied",
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+        )
+        if scope.none:
+            raise Forbidden(_REFUSED_ROLE)
+        raise NotFound(hidden or (UNSEEN_PATIENT if patient_level else UNSEEN_RESULT))
     return "break_glass" if ground == BREAK_GLASS else "success"
 
 
-async def _ground_or_refuse(
-    ctx: Context,
-    actor: Actor,
-    scope: Scope,
-    *,
-    action: str,
-    patient_id: str,
-    owner: str | None,
-    patient_level: bool,
-    resource_type: str | None,
-    resource_id: str | None,
-    refusal: str,
-) -> str:
-    """The ground of ``scope`` that opens the row; without one, the access is audited ``denied`` and
-    ``refusal`` raised."""
+async def _ground(
+    ctx: Context, scope: Scope, *, patient_id: str, owner: str | None, patient_level: bool
+) -> str | None:
+    """The ground of ``scope`` that opens the row; None: none does."""
     ground = await db(
         ctx.record.patients.access_basis,
         scope=scope,
@@ -178,18 +195,7 @@ async def _ground_or_refuse(
         owner=owner,
         patient_level=patient_level,
     )
-    if ground is not None:
-        return str(ground)
-    await audit(
-        ctx,
-        actor,
-        action=action,
-        outcome="denied",
-        resource_type=resource_type,
-        resource_id=resource_id,
-        patient_id=patient_id,
-    )
-    raise Forbidden(refusal)
+    return None if ground is None else str(ground)
 
 
 _REFUSED_WRITE = (
@@ -210,6 +216,7 @@ async def authorise_write(
     resource_id: str,
     patient_level: bool = False,
     refusal: str = _REFUSED_WRITE,
+    hidden: str = UNSEEN_RESULT,
 ) -> None:
     """Let the caller change a row only on the own-facility ground (or as an admin); audit a refusal.
 
@@ -218,25 +225,35 @@ async def authorise_write(
     patient-level row (``patient_level``: the patient's consent) to the patient's first facility.
 
     Args:
-        refusal: The message of the refusal (to a caller whose role has a ground to read at all).
+        refusal: The message of the refusal to a caller who may read the row (so knows it exists).
+        hidden: The message of the refusal to a caller who may not even read it: the answer to a row
+            that does not exist (:func:`unseen`).
 
     Raises:
-        Forbidden: The caller's facility does not own the row (the refusal is audited ``denied``).
+        Forbidden: The caller's facility does not own the row, which the caller may read (the refusal
+            is audited ``denied``).
+        NotFound: The caller may not read the row either (audited ``denied``).
     """
     scope = scope_for(actor.principal)
     writer = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
-    await _ground_or_refuse(
+    if await _ground(ctx, writer, patient_id=patient_id, owner=owner, patient_level=patient_level):
+        return
+    await audit(
         ctx,
         actor,
-        writer,
         action=action,
-        patient_id=patient_id,
-        owner=owner,
-        patient_level=patient_level,
+        outcome="denied",
         resource_type=resource_type,
         resource_id=resource_id,
-        refusal=_REFUSED_ROLE if scope.none else refusal,
+        patient_id=patient_id,
     )
+    if scope.none:
+        raise Forbidden(_REFUSED_ROLE)
+    # Told why it may not change the row only if it may read it, else the row is as unknown to it as
+    # one that does not exist.
+    if not await _ground(ctx, scope, patient_id=patient_id, owner=owner, patient_level=patient_level):
+        raise NotFound(hidden)
+    raise Forbidden(refusal)
 
 
 async def authorise_patient(
@@ -247,6 +264,7 @@ async def authorise_patient(
     patient_id: str | None,
     resource_type: str | None,
     resource_id: str | None,
+    hidden: str = UNSEEN_PATIENT,
 ) -> str:
     """:func:`authorise` for the patient itself (its consent, its Patient resource)."""
     return await authorise(
@@ -258,6 +276,7 @@ async def authorise_patient(
         patient_level=True,
         resource_type=resource_type,
         resource_id=resource_id,
+        hidden=hidden,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from inference.record import ConsentObjection, ConsentState, NotFound, PatientIn, RecordError
 from inference.security import Forbidden, Role, scope_for
-from inference.services._access import audit, audit_entry, authorise_write, served
+from inference.services._access import UNSEEN_PATIENT, audit, audit_entry, authorise_write, served
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
@@ -59,14 +59,15 @@ async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | 
 
 async def _known(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> ConsentState:
     """The patient's consent, or :class:`NotFound` with the attempt on the audit trail (``not_found``), as
-    a read of an unknown result is."""
+    a read of an unknown result is (in the words of a refusal to a caller who may not read the patient:
+    :data:`~inference.services._access.UNSEEN_PATIENT`)."""
     try:
         return await db(ctx.record.consent.get, patient_id=patient_id)
-    except NotFound:
+    except NotFound as e:
         await audit(
             ctx, actor, action=action, outcome="not_found", resource_type="Consent", resource_id=patient_id
         )
-        raise
+        raise NotFound(UNSEEN_PATIENT) from e
 
 
 async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[str, Any]:
@@ -76,8 +77,8 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
     (so it is counted on the grant and reviewed with it), ``success`` otherwise.
 
     Raises:
-        NotFound: No patient has this id.
-        Forbidden: The patient belongs to another facility than the caller's token.
+        NotFound: No patient has this id, or none the caller may read (one answer, audited
+            ``not_found`` or ``denied``).
     """
     found = await db(
         ctx.record.consent.read,
@@ -85,7 +86,7 @@ async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[st
         scope=scope_for(actor.principal),
         audit=audit_entry(actor, action="consent:read"),
     )
-    return served(actor, found, missing="No patient has this id.", what="patient").public()
+    return served(actor, found, missing=UNSEEN_PATIENT, hidden=UNSEEN_PATIENT).public()
 
 
 async def set_consent(
@@ -104,8 +105,9 @@ async def set_consent(
     which open reading, not writing.
 
     Raises:
-        NotFound: No patient has this id.
-        Forbidden: The caller's facility is not the patient's first facility (the refusal is audited).
+        NotFound: No patient has this id, or none the caller may read (one answer; audited).
+        Forbidden: The caller's facility is not the patient's first facility, and the caller reads the
+            patient (under sharing consent or break-the-glass; the refusal is audited).
         RecordError: The audit entry could not be written; nothing changed.
     """
     await _known(ctx, actor, action="consent:write", patient_id=patient_id)  # NotFound before anything else
@@ -176,21 +178,27 @@ async def set_consent_by_identifier(
         )
         if known is None:  # only a manual delete could remove it in between
             raise RecordError("The patient could not be filed; nothing was recorded.")
-    return await set_consent(
-        ctx=ctx,
-        actor=actor,
-        patient_id=known.patient_id,
-        ai_processing=ai_processing,
-        national_sharing=national_sharing,
-        facility_sharing=facility_sharing,
-    )
+    try:
+        return await set_consent(
+            ctx=ctx,
+            actor=actor,
+            patient_id=known.patient_id,
+            ai_processing=ai_processing,
+            national_sharing=national_sharing,
+            facility_sharing=facility_sharing,
+        )
+    except NotFound as e:
+        # A patient on file the caller may not read (the refusal is audited): answered as any patient
+        # whose consent is not the caller's to record, known to the record or not.
+        raise Forbidden(_NOT_FIRST) from e
 
 
 async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> None:
     """Let through only a caller of the patient's first facility (or an admin); audit a refusal.
 
     Raises:
-        Forbidden: The caller's facility did not file the patient first.
+        Forbidden: The caller's facility did not file the patient first, and the caller reads it.
+        NotFound: The caller may not read the patient either (one answer with an unknown patient's).
     """
     await authorise_write(
         ctx,
@@ -202,6 +210,7 @@ async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, p
         resource_type="Consent",
         resource_id=patient_id,
         refusal=_NOT_FIRST,
+        hidden=UNSEEN_PATIENT,
     )
 
 

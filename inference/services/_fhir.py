@@ -9,7 +9,7 @@ from inference import __version__
 from inference import vocabulary as v
 from inference.record import InvalidSearch, NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES, subject_as_patient
-from inference.security import Forbidden, scope_for
+from inference.security import scope_for
 from inference.services._access import (
     Disclosed,
     audit,
@@ -18,6 +18,7 @@ from inference.services._access import (
     authorise_patient,
     served,
     under_grant,
+    unseen,
 )
 from inference.services._context import Actor, Context, db
 from inference.services._warnings import training
@@ -180,8 +181,8 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
     """One resource by type and id, under the access rules (Provenance and Observation included).
 
     Raises:
-        NotFound: Unknown type or id.
-        Forbidden: No ground of the access table lets the caller read it.
+        NotFound: Unknown type or id, or no ground of the access table lets the caller read it (one
+            answer; audited ``not_found`` or ``denied``).
     """
     _check_type(resource_type)
     found = await db(
@@ -194,8 +195,8 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
     resource = served(
         actor,
         found,
-        missing=f"No {resource_type} has this id.",
-        what="patient" if resource_type == "Patient" else "result",
+        missing=unseen(f"{resource_type} with this id"),
+        hidden=unseen(f"{resource_type} with this id"),
     )
     return _device_view(resource, ctx)
 
@@ -291,16 +292,17 @@ async def patient_everything(
     Devices (model versions) the page references (``search.mode`` ``include``, with their DICOM Device UID
     as a read of the Device gives it; about no patient, so not audited).
 
-    A patient the caller may read nothing of is answered as ``GET /fhir/Patient/{id}`` is: 404 (audited
-    ``not_found``) when unknown, 403 (audited ``denied``) when no ground opens it. Each page is audited
-    like the searches: per resource type it discloses, one ``fhir:read`` entry naming the type and the
-    patient and no resource (an AuditEvent of type Query), ``break_glass`` where that is the only ground.
+    A patient the caller may read nothing of is answered as ``GET /fhir/Patient/{id}`` is: 404 in the same
+    words when unknown (audited ``not_found``) and when no ground opens it (audited ``denied``). Each page
+    is audited like the searches: per resource type it discloses, one ``fhir:read`` entry naming the type
+    and the patient and no resource (an AuditEvent of type Query), ``break_glass`` where that is the only
+    ground.
 
     Raises:
-        NotFound: Unknown resource type, or unknown patient.
+        NotFound: Unknown resource type, unknown patient, or a patient the caller may read nothing of
+            (one answer).
         InvalidSearch: The operation on another type than Patient; an unsupported parameter when
             ``strict``, a malformed value, a ``_type`` outside the patient's record.
-        Forbidden: The caller may read nothing of the patient.
     """
     _check_type(resource_type)
     if resource_type != "Patient":
@@ -317,7 +319,7 @@ async def patient_everything(
             resource_type="Patient",
             resource_id=patient_id,
         )
-        raise NotFound("No Patient has this id.")
+        raise NotFound(unseen("Patient with this id"))
 
     async def read() -> dict[str, Any] | None:
         return await db(
@@ -334,11 +336,17 @@ async def patient_everything(
         # Refused (and audited ``denied``) exactly as a read of the Patient would be, whatever the
         # parameters (a malformed one is no way around the refusal and its entry on the trail).
         await authorise_patient(
-            ctx, actor, action=_ACTION, patient_id=patient_id, resource_type="Patient", resource_id=patient_id
+            ctx,
+            actor,
+            action=_ACTION,
+            patient_id=patient_id,
+            resource_type="Patient",
+            resource_id=patient_id,
+            hidden=unseen("Patient with this id"),
         )
         bundle = await read()  # a ground (a grant) opened between the two checks
         if bundle is None:
-            raise Forbidden("You may read nothing of this patient.")
+            raise NotFound(unseen("Patient with this id"))
     disclosed: dict[str, list[tuple[str, str]]] = {}  # type -> (resource id, patient id) on this page
     for entry in bundle.get("entry", []):
         resource = entry["resource"]

@@ -9,6 +9,7 @@ from inference.explain import choose_language
 from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
 from inference.services._access import (
+    UNSEEN_RESULT,
     Disclosed,
     audit,
     audit_disclosed,
@@ -16,9 +17,12 @@ from inference.services._access import (
     authorise_write,
     served,
     under_grant,
+    unseen,
 )
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
+
+_UNSEEN_STUDY = unseen("imaging result of this study", none="the study has none yet (send it first)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +49,17 @@ async def result_to_change(ctx: Context, actor: Actor, *, action: str, result_id
     A missing result and a refusal are audited.
 
     Raises:
-        NotFound: No result has this id.
-        Forbidden: The result belongs to another facility (readable or not under sharing consent or
-            break-the-glass, which open reading only).
+        NotFound: No result has this id, or the caller may not even read it (one answer, see
+            :func:`~inference.services._access.unseen`).
+        Forbidden: The result belongs to another facility and the caller reads it (under sharing
+            consent or break-the-glass, which open reading only).
     """
     found = await db(ctx.record.results.patient_of, result_id=result_id)
     if found is None:
         await audit(
             ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
         )
-        raise NotFound("No result has this id.")
+        raise NotFound(UNSEEN_RESULT)
     patient_id, owner = found
     await authorise_write(
         ctx,
@@ -76,8 +81,7 @@ async def get_result(
     An imaging result carries ``deliveries``: the state of each of its DICOM outputs per destination.
 
     Raises:
-        NotFound: No result has this id.
-        Forbidden: The patient belongs to another facility than the caller's token.
+        NotFound: No result has this id, or none that the caller may read (one answer).
     """
     result = served(
         actor,
@@ -88,7 +92,7 @@ async def get_result(
             audit=audit_entry(actor, action="results:read"),
             deliveries=True,
         ),
-        missing="No result has this id.",
+        missing=UNSEEN_RESULT,
     )
     return ResultView(with_build_warning(result), choose_language(accept_language))
 
@@ -99,8 +103,7 @@ async def get_study_result(
     """The newest imaging result of a study.
 
     Raises:
-        NotFound: The study has no result yet.
-        Forbidden: The patient belongs to another facility than the caller's token.
+        NotFound: The study has no result yet, or none that the caller may read (one answer).
     """
     result = served(
         actor,
@@ -111,7 +114,8 @@ async def get_study_result(
             audit=audit_entry(actor, action="results:read"),
             deliveries=True,
         ),
-        missing="No imaging result exists for this study yet; send the study first.",
+        missing=_UNSEEN_STUDY,
+        hidden=_UNSEEN_STUDY,
     )
     return ResultView(with_build_warning(result), choose_language(accept_language))
 
@@ -172,8 +176,8 @@ async def submit_feedback(
     under sharing consent or break-the-glass is refused.
 
     Raises:
-        NotFound: No result has this id.
-        Forbidden: The result belongs to another facility (the refusal is audited).
+        NotFound: No result has this id, or none that the caller may read (one answer).
+        Forbidden: The result belongs to another facility, and the caller reads it (audited).
         InvalidFeedback: A verdict names a finding the result does not have.
         RecordError: The audit entry could not be written; nothing was stored.
     """

@@ -29,7 +29,7 @@ def _flow(client: TestClient, env: Env) -> tuple[str, str]:
     denied = client.get(
         f"/v1/results/{result_id}", headers=env.headers("pacs", facility="F2", subject="pacs-f2")
     )
-    assert denied.status_code == 403
+    assert denied.status_code == 404
     return result_id, patient_id
 
 

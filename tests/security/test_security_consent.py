@@ -28,7 +28,7 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
 
     deny = {"ai_processing": "deny", "national_sharing": "deny"}
     assert client.put(path, json=deny, headers=env.headers("radiologist")).status_code == 403
-    assert client.put(path, json=deny, headers=env.headers("clinician", facility="F2")).status_code == 403
+    assert client.put(path, json=deny, headers=env.headers("clinician", facility="F2")).status_code == 404
     assert client.put(path, json={"ai_processing": "no"}, headers=env.headers("clinician")).status_code == 400
     put = client.put(path, json=deny, headers=env.headers("clinician", facility="F1", subject="dr-consent"))
     assert put.status_code == 200
@@ -100,7 +100,7 @@ def test_an_objection_recorded_before_the_first_study(client: TestClient, env: E
     assert refused.status_code == 409
     # The patient was filed under the clinician's facility: another facility cannot read or change it.
     other = client.get(f"/v1/patients/{patient_id}/consent", headers=env.headers("clinician", facility="F4"))
-    assert other.status_code == 403
+    assert other.status_code == 404  # as for an unknown patient
     again = client.post("/v1/consents", json=body, headers=env.headers("clinician", facility="F4"))
     assert again.status_code == 403
     assert client.get(f"/v1/patients/{uuid.uuid4()}/consent", headers=env.headers("admin")).status_code == 404

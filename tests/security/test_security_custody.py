@@ -96,7 +96,7 @@ def test_takeover_by_another_facility_is_refused(client: TestClient, env: Env) -
         == 200
     )
     denied = client.get(f"/v1/results/{a_result}", headers=env.headers("radiologist", facility="F2"))
-    assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+    assert denied.status_code == 404 and denied.json()["error"]["code"] == "not_found"
     b_result = b_post.json()["result_id"]
     assert (
         client.get(f"/v1/results/{b_result}", headers=env.headers("clinician", facility="F2")).status_code
@@ -154,18 +154,18 @@ def test_filing_a_result_of_another_facility_s_patient_gives_no_hold_on_the_pati
     assert b_post.status_code == 201 and b_post.json()["patient"]["id"] == patient_id
     assert client.get(f"/v1/results/{b_post.json()['result_id']}", headers=f2).status_code == 200  # its own
     # F2 reads nothing of the patient itself, and learns nothing by searching its identifier.
-    assert client.get(f"/fhir/Patient/{patient_id}", headers=f2).status_code == 403
+    assert client.get(f"/fhir/Patient/{patient_id}", headers=f2).status_code == 404
     assert client.get("/fhir/Patient", params={"identifier": identifier}, headers=f2).json()["total"] == 0
     path = f"/v1/patients/{patient_id}/consent"
-    assert client.get(path, headers=f2).status_code == 403
+    assert client.get(path, headers=f2).status_code == 404
     # F2 can neither open the patient's results to itself nor block F1 by an objection.
     share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
-    assert client.put(path, json=share, headers=f2).status_code == 403
+    assert client.put(path, json=share, headers=f2).status_code == 404
     objection = {"patient": keys, "ai_processing": "deny", "national_sharing": "deny"}
     refused = client.post("/v1/consents", json=objection, headers=f2)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
     assert identifier not in refused.text
-    assert client.get(f"/v1/results/{a_result}", headers=f2).status_code == 403
+    assert client.get(f"/v1/results/{a_result}", headers=f2).status_code == 404
     consent = client.get(path, headers=f1).json()
     assert (consent["ai_processing"], consent["facility_sharing"]) == ("permit", "deny")
     assert client.post("/v1/vitals", json=_vitals(identifier), headers=f1).status_code == 201
@@ -234,7 +234,7 @@ def test_fhir_is_scoped_in_the_query_for_every_type(client: TestClient, env: Env
         f"/fhir/DiagnosticReport/{result_id}",
         f"/fhir/Patient/{patient_id}",
     ):
-        assert client.get(path, headers=b).status_code == 403, path
+        assert client.get(path, headers=b).status_code == 404, path
         assert client.get(path, headers=a).status_code == 200, path
     for resource_type in ("Provenance", "DiagnosticReport", "Observation", "ImagingStudy"):
         found = client.get(f"/fhir/{resource_type}", params={"patient": patient_id}, headers=b).json()
@@ -292,7 +292,7 @@ def test_break_the_glass_opens_a_reasoned_audited_time_limited_access(client: Te
     )
     result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
     er = env.headers("clinician", facility="F2", subject="dr-er-f2")
-    assert client.get(f"/v1/results/{result_id}", headers=er).status_code == 403
+    assert client.get(f"/v1/results/{result_id}", headers=er).status_code == 404
     too_short = client.post("/v1/break-glass", json={"patient_id": patient_id, "reason": "why"}, headers=er)
     assert too_short.status_code == 400
     opened = client.post(
@@ -312,7 +312,7 @@ def test_break_the_glass_opens_a_reasoned_audited_time_limited_access(client: Te
     # Personal: a colleague of the same facility still needs their own.
     assert (
         client.get(f"/v1/results/{result_id}", headers=env.headers("clinician", facility="F2")).status_code
-        == 403
+        == 404
     )
     # A pacs cannot open one.
     pacs = client.post(
@@ -449,7 +449,7 @@ def test_auditors_of_a_facility_read_their_staff_and_their_patients_entries(
         client.get(
             f"/v1/results/{result_id}", headers=env.headers("clinician", facility="F3", subject=nosy)
         ).status_code
-        == 403
+        == 404
     )
     f1 = env.headers("auditor", facility="F1")
     seen = client.get("/fhir/AuditEvent", params={"patient": patient_id, "_count": "50"}, headers=f1).json()
@@ -495,7 +495,7 @@ def test_filing_one_result_of_a_patient_does_not_open_the_rest_of_its_trail(
     assert client.get(f"/v1/results/{second['result_id']}", headers=f2_headers).status_code == 200
     # Someone at a third facility tries F2's result: F2's business.
     f3_headers = env.headers("clinician", facility="F3", subject=nosy)
-    assert client.get(f"/v1/results/{second['result_id']}", headers=f3_headers).status_code == 403
+    assert client.get(f"/v1/results/{second['result_id']}", headers=f3_headers).status_code == 404
 
     def agents(facility: str) -> set[str]:
         page = client.get(

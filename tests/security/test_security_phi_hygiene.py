@@ -101,7 +101,7 @@ def _run_flow(client: TestClient, headers: dict[str, dict[str, str]]) -> None:
         == 201
     )
     # Denials and consent.
-    assert client.get(f"/v1/results/{result_id}", headers=headers["pacs_f2"]).status_code == 403
+    assert client.get(f"/v1/results/{result_id}", headers=headers["pacs_f2"]).status_code == 404
     assert client.get("/v1/worklist", headers=headers["auditor"]).status_code == 403
     consent = {"patient": {"identifier": IDENTIFIER}, "ai_processing": "deny", "national_sharing": "deny"}
     assert client.post("/v1/consents", json=consent, headers=clinician).status_code == 200

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from _security_env import Env, TestClient, seeded_env
+from _security_env import Env, TestClient, new_study_uid, seeded_env, upload
 
 from inference.api import create_app
 from inference.record import Record
@@ -102,3 +102,62 @@ def test_control_and_invisible_formatting_characters_are_refused_naming_the_fiel
     assert f"'{field}'" in error["message"]
     # The value is not echoed.
     assert "DUPONT" not in error["message"] and "IPP" not in error["message"]
+
+
+def test_another_facility_s_rows_are_answered_as_rows_that_do_not_exist_and_the_attempt_is_audited(
+    client: TestClient, env: Env
+) -> None:
+    # F1 files a study; a clinician of F2 (no sharing consent, no break-the-glass) probes its ids. A 403
+    # where an unknown id got 404 told it that the study, the result and the patient exist elsewhere.
+    study = new_study_uid()
+    posted = upload(
+        client, env.headers("pacs", facility="F1"), study=study, patient_id=f"IPP-{uuid.uuid4().hex[:8]}"
+    )
+    assert posted.status_code == 201, posted.text
+    result_id, patient_id = posted.json()["result_id"], posted.json()["patient"]["id"]
+    code = next(f["code"] for f in posted.json()["findings"])
+    prober = f"prober-{uuid.uuid4().hex[:6]}"
+    f2 = env.headers("clinician", facility="F2", subject=prober)
+    radiologist_f2 = env.headers("radiologist", facility="F2", subject=prober)
+    unknown_result, unknown_patient, unknown_study = uuid.uuid4(), uuid.uuid4(), new_study_uid()
+    share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
+    probes = [
+        ("GET", "/v1/results/{}", result_id, unknown_result, f2, None),
+        ("GET", "/v1/results/{}/image.png", result_id, unknown_result, f2, None),
+        ("GET", "/v1/results/{}/heatmaps/" + code + ".png", result_id, unknown_result, f2, None),
+        ("GET", "/v1/studies/{}/result", study, unknown_study, f2, None),
+        ("GET", "/fhir/RiskAssessment/{}", result_id, unknown_result, f2, None),
+        ("GET", "/fhir/Patient/{}", patient_id, unknown_patient, f2, None),
+        ("GET", "/fhir/Patient/{}/$everything", patient_id, unknown_patient, f2, None),
+        ("GET", "/v1/patients/{}/consent", patient_id, unknown_patient, f2, None),
+        ("PUT", "/v1/patients/{}/consent", patient_id, unknown_patient, f2, share),
+        (
+            "POST",
+            "/v1/results/{}/feedback",
+            result_id,
+            unknown_result,
+            radiologist_f2,
+            {"verdicts": [{"code": code, "verdict": "agree"}]},
+        ),
+    ]
+    for method, path, existing, unknown, headers, body in probes:
+        theirs = client.request(method, path.format(existing), headers=headers, json=body)
+        nothing = client.request(method, path.format(unknown), headers=headers, json=body)
+        assert theirs.status_code == nothing.status_code == 404, (path, theirs.text)
+        assert theirs.json() == nothing.json(), path
+        assert theirs.headers["content-type"] == nothing.headers["content-type"]
+    # The trail still tells the officer which probe hit another facility's row.
+    outcomes = [(e["resource_id"], e["outcome"]) for e in _events(env, agent=prober)]
+    assert (result_id, "denied") in outcomes and (str(unknown_result), "not_found") in outcomes
+    assert (patient_id, "denied") in outcomes and (str(unknown_patient), "not_found") in outcomes
+    # A caller who may read the result (sharing consent) is still told why it may not change it.
+    client.put(
+        f"/v1/patients/{patient_id}/consent", json=share, headers=env.headers("clinician", facility="F1")
+    )
+    assert client.get(f"/v1/results/{result_id}", headers=radiologist_f2).status_code == 200
+    verdict = client.post(
+        f"/v1/results/{result_id}/feedback",
+        json={"verdicts": [{"code": code, "verdict": "agree"}]},
+        headers=radiologist_f2,
+    )
+    assert verdict.status_code == 403 and verdict.json()["error"]["code"] == "forbidden"

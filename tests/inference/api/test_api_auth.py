@@ -136,11 +136,11 @@ def test_facility_scoping_and_audit_trail(client: TestClient, env: Env) -> None:
     patient_id = posted.json()["patient"]["id"]
     path = f"/v1/results/{rid}"
     assert client.get(path, headers=env.headers("pacs", facility="F1")).status_code == 200
-    assert client.get(path, headers=env.headers("pacs", facility="F2")).status_code == 403
-    assert client.get(path, headers=env.headers("pacs", facility=None)).status_code == 403
-    assert client.get(path, headers=env.headers("radiologist", facility="F2")).status_code == 403
+    assert client.get(path, headers=env.headers("pacs", facility="F2")).status_code == 404
+    assert client.get(path, headers=env.headers("pacs", facility=None)).status_code == 404
+    assert client.get(path, headers=env.headers("radiologist", facility="F2")).status_code == 404
     # A token bound to no facility owns nothing: without the patient's sharing consent it reads nothing.
-    assert client.get(path, headers=env.headers("radiologist", facility=None)).status_code == 403
+    assert client.get(path, headers=env.headers("radiologist", facility=None)).status_code == 404
     assert client.get(path, headers=env.headers("radiologist", facility="F1")).status_code == 200
     assert client.get(path, headers=env.headers("admin", facility="F2")).status_code == 200
 

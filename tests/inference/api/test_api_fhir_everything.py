@@ -246,9 +246,12 @@ def test_since_start_and_end_filter_by_filing_time_and_clinical_date(
 def _denied_like_a_read(client: TestClient, headers: dict[str, str], patient_id: str) -> None:
     read = client.get(f"/fhir/Patient/{patient_id}", headers=headers)
     everything = client.get(f"/fhir/Patient/{patient_id}/$everything", headers=headers)
-    assert read.status_code == everything.status_code == 403
+    # Answered as an unknown patient is, so that the caller does not learn that the patient exists.
+    unknown = client.get(f"/fhir/Patient/{uuid.uuid4()}/$everything", headers=headers)
+    assert read.status_code == everything.status_code == unknown.status_code == 404
     assert everything.headers["content-type"].startswith(FHIR_JSON)
-    assert OperationOutcome.model_validate(everything.json()).issue[0].code == "forbidden"
+    assert everything.json() == unknown.json()
+    assert OperationOutcome.model_validate(everything.json()).issue[0].code == "not-found"
 
 
 def test_another_facility_sees_what_its_searches_show_and_a_shared_record_with_consent(
@@ -317,7 +320,7 @@ def test_each_page_is_audited_per_type_disclosed_as_queries(
     # A refusal is audited as a refused read of the Patient is.
     refused_subject = f"everything-refused-{uuid.uuid4().hex[:8]}"
     stranger = env.headers("clinician", facility="F3", subject=refused_subject)
-    assert client.get(f"/fhir/Patient/{patient_id}/$everything", headers=stranger).status_code == 403
+    assert client.get(f"/fhir/Patient/{patient_id}/$everything", headers=stranger).status_code == 404
     [denied] = _trail(env, refused_subject)
     assert (denied["action"], denied["outcome"], denied["resource_type"], denied["resource_id"]) == (
         "fhir:read",

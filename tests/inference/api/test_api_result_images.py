@@ -133,7 +133,7 @@ def test_pictures_are_refused_like_the_result_itself_and_audited(client: TestCli
         assert client.get(path).status_code == 401
         assert client.get(path, headers=env.headers("auditor")).status_code == 403
         denied = client.get(path, headers=env.headers("radiologist", facility="F2"))
-        assert denied.status_code == 403 and denied.json()["error"]["code"]
+        assert denied.status_code == 404 and denied.json()["error"]["code"] == "not_found"
         assert (
             client.get(path, headers=env.headers("radiologist", facility="F1", subject=subject)).status_code
             == 200
