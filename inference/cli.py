@@ -661,7 +661,7 @@ def _issued_line(issued: Principal) -> str:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from inference.record import AuditIn
 
@@ -689,8 +689,9 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
         f"token {args.jti}"
         if args.jti
         else f"every token of {args.subject} issued until now (and in the next {CLOCK_SKEW.seconds} s: "
-        "issuers' clocks may be that far ahead); a new token for it works if issued after "
-        f"{now + CLOCK_SKEW:%Y-%m-%dT%H:%M:%SZ}"
+        "issuers' clocks may be that far ahead); a new token for it works if issued from "
+        # The first whole second after the cut-off: a token's iat is in whole seconds.
+        f"{(now + CLOCK_SKEW).replace(microsecond=0) + timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} on"
     )
     print(f"revoked {what}; servers refuse it within seconds (audited token:revoke).")
     return 0

@@ -57,4 +57,4 @@ def test_a_token_from_an_issuer_with_its_clock_ahead_does_not_escape_its_subject
         assert client.get("/v1/models", headers={"Authorization": f"Bearer {renewed}"}).status_code == 200
         assert client.get("/v1/models", headers={"Authorization": f"Bearer {other}"}).status_code == 200
     # The operator is told when a new token of the subject works.
-    assert "30 s" in said and "a new token for it works if issued after" in said
+    assert "30 s" in said and "a new token for it works if issued from" in said
