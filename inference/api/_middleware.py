@@ -90,6 +90,15 @@ class RequestContextMiddleware:
             await send(message)
 
         received = 0
+        page = _is_page(scope.get("path", "/"))
+
+        def too_large() -> PayloadTooLarge:
+            # Raised inside the route's body read; the error handlers answer 413. The access line names
+            # it whoever answers; the pages' HTML answer is counted here (the API's JSON counts itself).
+            state[ERROR_CODE] = "payload_too_large"
+            if page:
+                count_rejected("payload_too_large")
+            return PayloadTooLarge(limit)
 
         async def receive_wrapper() -> Message:
             nonlocal received
@@ -97,16 +106,23 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # Raised inside the route's body read; the error handlers answer 413.
-                    raise PayloadTooLarge(limit)
+                    raise too_large()
             return message
+
+        async def refuse_body() -> Message:
+            raise too_large()
 
         try:
             declared = headers.get("content-length")
             if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 # Refuse before reading a byte of an announced oversized body.
-                await _send_json(send_wrapper, scope.get("path", "/"), 413, PayloadTooLarge(limit))
-                state[ERROR_CODE] = "payload_too_large"
+                if page:
+                    # The pages answer with an HTML page in the reader's language: their form read fails
+                    # at once, without a byte read, and their error handler answers 413.
+                    await self.app(scope, refuse_body, send_wrapper)
+                else:
+                    await _send_json(send_wrapper, scope.get("path", "/"), 413, PayloadTooLarge(limit))
+                    state[ERROR_CODE] = "payload_too_large"
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except ClientDisconnect:
@@ -153,6 +169,11 @@ class RequestContextMiddleware:
                 line["code"] = str(state.get(ERROR_CODE) or "http_error")
             logger.info("request", extra=line)
             reset_request_id(bound)
+
+
+def _is_page(path: str) -> bool:
+    """Whether ``path`` is one of the web pages (``inference.api.ui``), whose errors are HTML pages."""
+    return path == "/ui" or path.startswith("/ui/")
 
 
 _CLIENT_CLOSED_REQUEST: Final = 499

@@ -71,8 +71,11 @@ def create_ui(parent: FastAPI) -> FastAPI:
 
     @ui.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = {404: "not_found", 405: "bad_request", 413: "bad_request"}.get(exc.status_code, "bad_request")
-        return _error_page(request, exc.status_code, kind)
+        kind = {404: "not_found", 413: "too_large"}.get(exc.status_code, "bad_request")
+        page = _error_page(request, exc.status_code, kind)
+        if exc.status_code == 413:
+            page.headers["connection"] = "close"  # the rest of the body is never read
+        return page
 
     return ui
 
