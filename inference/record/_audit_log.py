@@ -115,7 +115,7 @@ class AuditLog:
         def fetch(session: Session) -> tuple[int, list[dict[str, Any]]]:
             return _audit.search(session, **filters) if matches else (0, [])
 
-        def disclosed(found: tuple[int, list[dict[str, Any]]]) -> Disclosure:
+        def disclosed(_session: Session, found: tuple[int, list[dict[str, Any]]]) -> Disclosure:
             patients = [str(e["patient_id"]) for e in found[1] if e.get("patient_id")]
             return Disclosure(patients=patients or ([named] if named else []))
 

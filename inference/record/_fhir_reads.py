@@ -6,15 +6,16 @@ resources, read through :func:`inference.record._reads.read_audited`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from inference.record import _scope
 from inference.record._database import Database
 from inference.record._inputs import AuditIn
-from inference.record._reads import Audited, Target, read_audited
-from inference.record.fhir import _search
+from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
+from inference.record.fhir import SEARCH_PARAMS, _search, subject_as_patient
 
 
 class FhirReads:
@@ -50,3 +51,137 @@ class FhirReads:
             locate=locate,
             fetch=lambda session, _target: _search.read(session, resource_type, resource_id),
         )
+
+    def search(
+        self,
+        *,
+        resource_type: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        base_url: str,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        """A ``searchset`` Bundle of what the caller may read (the scope is part of the query), audited in
+        the same transaction (``read_listing``): one entry per patient the page discloses (``break_glass``
+        where a grant is the only ground of one of its rows); a page that lists nothing of a search scoped
+        to one existing patient (``patient=``, ``subject=``, or ``_id=`` of a Patient search) under that
+        patient; a Patient search whose page lists none of the patients its total counts under those
+        patients (the first :data:`COUNTED_MAX`); one entry without a patient when it disclosed nobody.
+
+        Raises:
+            InvalidSearch: An unsupported parameter when ``strict``, a malformed value (nothing audited).
+            RecordError: The record failed or the entries could not be written; nothing is served.
+        """
+        return read_listing(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type=resource_type,
+            fetch=lambda session: _search.search(
+                session, resource_type, params, base_url, scope, strict=strict
+            ),
+            disclosed=lambda session, bundle: _disclosure(
+                session, resource_type, params, base_url, scope, bundle
+            ),
+        )
+
+
+COUNTED_MAX: Final = 500
+"""Most patients a count-only Patient search names on the trail (the search's largest page)."""
+
+
+def patient_of(resource: Mapping[str, Any]) -> str | None:
+    """The id of the Patient a resource is about (itself for a Patient), or None."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id"))
+    for key in ("subject", "patient"):
+        reference = resource.get(key)
+        if isinstance(reference, Mapping):
+            ref = str(reference.get("reference", ""))
+            if ref.startswith("Patient/"):
+                return ref.removeprefix("Patient/")
+    return None
+
+
+def _disclosure(
+    session: Session,
+    resource_type: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+    scope: _scope.Scope,
+    bundle: Mapping[str, Any],
+) -> Disclosure:
+    """Whom a search's page discloses (see :meth:`FhirReads.search`)."""
+    disclosed: list[tuple[str, str]] = []  # (resource id, patient id) of each entry about a patient
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        patient: str | None
+        if resource_type == "Provenance":
+            # Provenance names its patient only through its targets: ask the record.
+            found = _search.owner_of(session, "Provenance", str(resource["id"]))
+            patient = None if found is None else found[0]
+        else:
+            patient = patient_of(resource)
+        if patient:
+            disclosed.append((str(resource.get("id")), patient))
+    if not disclosed:
+        scoped_to = _searched_patient(session, resource_type, params, base_url)
+        if scoped_to is not None:
+            # A page that lists nothing still tells the caller about the one patient searched (its total;
+            # that nothing matched): under the patient, ``break_glass`` on a grant alone.
+            return Disclosure(patients=[scoped_to], rows=[Target(scoped_to, None, patient_level=True)])
+        if resource_type == "Patient" and int(bundle.get("total", 0)) > 0:
+            disclosed = _counted_patients(session, params, base_url, scope)
+            return Disclosure(patients=[patient for _resource_id, patient in disclosed])
+
+    def rows(granted: set[str]) -> list[Target]:
+        # The rows of the patients under the caller's grant, with their owners, so the entry says
+        # ``break_glass`` where that is the ground it rests on.
+        found = (_search.owner_of(session, resource_type, rid) for rid, p in disclosed if p in granted)
+        return [Target(o[0], o[1], patient_level=o[2]) for o in found if o is not None and o[0] is not None]
+
+    return Disclosure(patients=[patient for _resource_id, patient in disclosed], rows=rows)
+
+
+def _searched_patient(
+    session: Session,
+    resource_type: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+) -> str | None:
+    """The existing patient a search is scoped to (``patient=`` of the types that take it, ``_id=`` of a
+    Patient search), or None: a search about no one patient, or an id the record does not hold."""
+    name = "_id" if resource_type == "Patient" else "patient"
+    if name not in SEARCH_PARAMS[resource_type]:
+        return None
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    if name == "patient":
+        # ``subject=`` names the patient as ``patient=`` does (both given and different: nobody).
+        named = {key: value for key, value in pairs if key in ("patient", "subject")}
+        value = subject_as_patient(named, base_url).get("patient")
+    else:
+        value = next((value for key, value in pairs if key == name), None)
+    if not value:
+        return None
+    patient_id = value.removeprefix("Patient/") if name == "patient" else value
+    if _search.owner_of(session, "Patient", patient_id) is None:
+        return None
+    return patient_id
+
+
+def _counted_patients(
+    session: Session,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    base_url: str,
+    scope: _scope.Scope,
+) -> list[tuple[str, str]]:
+    """``(resource id, patient id)`` of the patients a Patient search's total counts when its page lists
+    none (``_count=0``, ``_summary=count``, a page past the end): "one patient named X born on D" tells
+    the caller that patient is on file, so the trail names them (the first :data:`COUNTED_MAX`)."""
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    paging = ("_count", "_offset", "_summary")
+    again = [(key, value) for key, value in pairs if key not in paging] + [("_count", str(COUNTED_MAX))]
+    bundle = _search.search(session, "Patient", again, base_url, scope)
+    ids = [str(entry.get("resource", {}).get("id")) for entry in bundle.get("entry", [])]
+    return [(patient_id, patient_id) for patient_id in ids]

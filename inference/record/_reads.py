@@ -190,10 +190,16 @@ def grounds_of(session: Session, scope: _scope.Scope, rows: Sequence[Target]) ->
 class Disclosure:
     """What a listing disclosed: the patients listed (in order), and the rows each is listed with (as
     the access rules judge them; only those of patients under the caller's break-the-glass grant are
-    judged, to tell an entry ``break_glass`` from ``success``)."""
+    judged, to tell an entry ``break_glass`` from ``success``).
+
+    Attributes:
+        patients: The patients listed.
+        rows: The rows listed, or a function giving those of the patients it is given (the patients under
+            a grant: rows whose owner must be looked up are looked up for those only).
+    """
 
     patients: Sequence[str]
-    rows: Sequence[Target] = ()
+    rows: Sequence[Target] | Callable[[set[str]], Sequence[Target]] = ()
 
 
 def read_listing(
@@ -203,13 +209,14 @@ def read_listing(
     audit: AuditIn,
     resource_type: str,
     fetch: Callable[[Session], T],
-    disclosed: Callable[[T], Disclosure],
+    disclosed: Callable[[Session, T], Disclosure],
 ) -> T:
     """A read of several patients' data at once (a worklist, a search), audited in its transaction: one
     entry per patient disclosed (``break_glass`` for one of which a row is read on no other ground, else
     ``success``), or one entry naming no patient when it disclosed nobody.
 
-    ``fetch`` reads only what the caller may read (its query is scoped: :func:`_scope.visible`).
+    ``fetch`` reads only what the caller may read (its query is scoped: :func:`_scope.visible`);
+    ``disclosed`` says whom it disclosed, in the same transaction.
 
     Raises:
         RecordError: The record failed, or the entries could not be written: nothing is served.
@@ -219,10 +226,11 @@ def read_listing(
             session.connection(execution_options={IMMEDIATE: True})
             head = _audit.lock_head_row(session)
             value = fetch(session)
-            shown = disclosed(value)
+            shown = disclosed(session, value)
             unique: list[str | None] = [*dict.fromkeys(shown.patients)] or [None]
             granted = _scope.granted(session, scope, [p for p in unique if p is not None])
-            glass = grounds_of(session, scope, [row for row in shown.rows if row.patient_id in granted])
+            rows = shown.rows(granted) if callable(shown.rows) else shown.rows
+            glass = grounds_of(session, scope, [row for row in rows if row.patient_id in granted])
             now = utcnow()
             _audit.append_all_onto(
                 session,

@@ -445,7 +445,7 @@ class Results:
             limit=limit, offset=offset, facility=facility, escalate_before=escalate_before, scope=scope
         )
 
-        def disclosed(items: list[WorklistItem]) -> Disclosure:
+        def disclosed(_session: Session, items: list[WorklistItem]) -> Disclosure:
             patients = [item.patient.id for item in items]
             # An item of a patient opened by a grant shows the patient's own age and sex (a patient-level
             # row); otherwise what it shows is the result's own sender's.

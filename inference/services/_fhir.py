@@ -8,7 +8,7 @@ from typing import Any
 from inference import __version__
 from inference import vocabulary as v
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SEARCH_PARAMS, SUPPORTED_TYPES, subject_as_patient
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
 from inference.security import scope_for
 from inference.services._access import (
     Disclosed,
@@ -87,19 +87,6 @@ def _device_view(resource: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _patient_of(resource: Mapping[str, Any]) -> str | None:
-    """The id of the Patient a resource is about (itself for a Patient), or None."""
-    if resource.get("resourceType") == "Patient":
-        return str(resource.get("id"))
-    for key in ("subject", "patient"):
-        reference = resource.get(key)
-        if isinstance(reference, Mapping):
-            ref = str(reference.get("reference", ""))
-            if ref.startswith("Patient/"):
-                return ref.removeprefix("Patient/")
-    return None
-
-
 def _check_type(resource_type: str) -> None:
     if resource_type not in SUPPORTED_TYPES:
         raise NotFound(
@@ -123,53 +110,6 @@ async def _glass_rows(
         for found in (owners.get(resource_id) for resource_id in wanted)
         if found is not None and found[0] is not None
     ]
-
-
-async def _searched_patient(
-    ctx: Context, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]], base_url: str
-) -> str | None:
-    """The existing patient a search is scoped to (``patient=`` of the types that take it, ``_id=`` of a
-    Patient search), or None: a search about no one patient, or an id the record does not hold."""
-    name = "_id" if resource_type == "Patient" else "patient"
-    if name not in SEARCH_PARAMS[resource_type]:
-        return None
-    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    if name == "patient":
-        # ``subject=`` names the patient as ``patient=`` does (both given and different: nobody).
-        named = {key: value for key, value in pairs if key in ("patient", "subject")}
-        value = subject_as_patient(named, base_url).get("patient")
-    else:
-        value = next((value for key, value in pairs if key == name), None)
-    if not value:
-        return None
-    patient_id = value.removeprefix("Patient/") if name == "patient" else value
-    if await db(ctx.record.fhir.owner, resource_type="Patient", resource_id=patient_id) is None:
-        return None
-    return patient_id
-
-
-async def _counted_patients(
-    ctx: Context, actor: Actor, params: Mapping[str, str] | Sequence[tuple[str, str]], base_url: str
-) -> list[tuple[str, str]]:
-    """``(resource id, patient id)`` of the patients a Patient search's total counts when its page lists
-    none (``_count=0``, ``_summary=count``, a page past the end): "one patient named X born on D" tells
-    the caller that patient is on file, so the trail names them (the first :data:`_COUNTED_MAX`)."""
-    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    paging = ("_count", "_offset", "_summary")
-    again = [(key, value) for key, value in pairs if key not in paging] + [("_count", str(_COUNTED_MAX))]
-    bundle = await db(
-        ctx.record.fhir.search,
-        resource_type="Patient",
-        params=again,
-        base_url=base_url,
-        scope=scope_for(actor.principal),
-    )
-    ids = [str(entry.get("resource", {}).get("id")) for entry in bundle.get("entry", [])]
-    return [(patient_id, patient_id) for patient_id in ids]
-
-
-_COUNTED_MAX = 500
-"""Most patients a count-only Patient search names on the trail (the search's largest page)."""
 
 
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
@@ -215,7 +155,7 @@ async def fhir_search(
     page that lists nothing of a search scoped to one existing patient (``patient=``, or ``_id=`` of a
     Patient search: ``_count=0``, a page past the end, no match) is audited under that patient, and a
     Patient search by demographics or identifier whose page lists none of the patients its total counts
-    under those patients (:func:`_counted_patients`). Unsupported parameters are ignored (FHIR R4)
+    under those patients (``FhirReads.search``). Unsupported parameters are ignored (FHIR R4)
     unless ``strict`` (``Prefer: handling=strict``).
 
     Raises:
@@ -223,54 +163,16 @@ async def fhir_search(
         InvalidSearch: Unsupported parameter when ``strict``, or a malformed value.
     """
     _check_type(resource_type)
+    # The page and its entries in one transaction (``FhirReads.search``).
     bundle = await db(
-        ctx.record.fhir.search,
+        ctx.record.fhir_reads.search,
         resource_type=resource_type,
         params=params,
         base_url=base_url,
         scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action=_ACTION),
         strict=strict,
     )
-    disclosed: list[tuple[str, str]] = []  # (resource id, patient id) of each entry about a patient
-    for entry in bundle.get("entry", []):
-        resource = entry.get("resource", {})
-        patient: str | None
-        if resource_type == "Provenance":
-            # Provenance names its patient only through its targets: ask the record.
-            found = await db(
-                ctx.record.fhir.owner, resource_type="Provenance", resource_id=str(resource["id"])
-            )
-            patient = None if found is None else found[0]
-        else:
-            patient = _patient_of(resource)
-        if patient:
-            disclosed.append((str(resource.get("id")), patient))
-    patients = [patient for _resource_id, patient in disclosed]
-    scoped_to = None if patients else await _searched_patient(ctx, resource_type, params, base_url)
-    if scoped_to is None and not patients and resource_type == "Patient" and bundle.get("total", 0) > 0:
-        disclosed = await _counted_patients(ctx, actor, params, base_url)
-        patients = [patient for _resource_id, patient in disclosed]
-    if scoped_to is not None:
-        # A page that lists nothing still tells the caller about the one patient searched (its total;
-        # that nothing matched): on the trail under the patient, ``break_glass`` on a grant alone.
-        granted = await under_grant(ctx, actor, [scoped_to])
-        await audit_disclosed(
-            ctx,
-            actor,
-            action=_ACTION,
-            resource_type=resource_type,
-            patients=[scoped_to],
-            rows=[Disclosed(patient_id=scoped_to, owner=None, patient_level=True)] if granted else [],
-        )
-    else:
-        await audit_disclosed(
-            ctx,
-            actor,
-            action=_ACTION,
-            resource_type=resource_type,
-            patients=patients,
-            rows=await _glass_rows(ctx, actor, resource_type, disclosed),
-        )
     if resource_type == "Device":
         for entry in bundle.get("entry", []):
             entry["resource"] = _device_view(entry["resource"], ctx)

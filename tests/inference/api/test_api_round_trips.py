@@ -303,3 +303,24 @@ def test_an_auditor_s_read_of_the_trail_is_one_round_trip_with_its_own_entry(
     assert read.status_code == 200, read.text
     assert counter.transactions == 1, (counter.transactions, counter.statements)
     assert app.state.ctx.record.audit.count() == entries + 1
+
+
+def test_a_fhir_search_is_one_round_trip_with_its_entries(
+    quiet: tuple[Env, TestClient, Counter, Any],
+) -> None:
+    # The page, the patients under a grant, their rows' owners and the entries were three or more
+    # transactions: now one, with one entry per patient the page discloses.
+    env, client, counter, app = quiet
+    study = new_study_uid()
+    posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert posted.status_code == 201, posted.text
+    patient_id = posted.json()["patient"]["id"]
+    headers = env.headers("radiologist", facility="F1")
+    for query in (f"DiagnosticReport?patient={patient_id}", f"Observation?patient={patient_id}&_count=0"):
+        entries = app.state.ctx.record.audit.count()
+        counter.reset()
+        page = client.get(f"/fhir/{query}", headers=headers)
+        assert page.status_code == 200, page.text
+        assert page.json()["total"] >= 1
+        assert counter.transactions == 1, (query, counter.transactions, counter.statements)
+        assert app.state.ctx.record.audit.count() == entries + 1  # the one patient it names
