@@ -96,13 +96,20 @@ class Formats:
         return f"+{text}" if value > 0 else (f"−{text}" if value < 0 else text)
 
     def datetime(self, value: str | datetime | None) -> str:
-        """A timestamp (ISO string or datetime) as a short date and time in the locale."""
+        """A timestamp (ISO string or datetime) as the locale's medium date, short time and the time zone:
+        ``Mar 4, 2026, 10:05 AM UTC``. The month by name: an all-digit short date (``3/4/26``) reads as
+        another day to a reader used to the other order, and English pages serve both."""
         if not value:
             return "–"
-        from babel.dates import format_datetime
+        from babel.dates import format_date, format_time, get_datetime_format
 
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return format_datetime(moment, format="short", locale=self.language)
+        date = format_date(moment, format="medium", locale=self.language)
+        time = format_time(moment, format="short", locale=self.language)
+        both = (
+            str(get_datetime_format("medium", locale=self.language)).replace("{1}", date).replace("{0}", time)
+        )
+        return f"{both} {_zone(moment)}"
 
     def date(self, value: str | None) -> str:
         """A DICOM (``YYYYMMDD``) or ISO date in the locale's medium form."""
@@ -134,3 +141,15 @@ class Formats:
             padded = format_decimal(mins, format="00", locale=self.language)
             return self._t.gettext("{hours} h {minutes}").format(hours=n(hours), minutes=padded)
         return self._t.gettext("{minutes} min").format(minutes=n(mins))
+
+
+def _zone(moment: datetime) -> str:
+    """``UTC``, or the offset from it (``UTC+01:00``) of a timestamp that carries its own; a naive one is
+    taken as UTC, as the record stores them."""
+    offset = moment.utcoffset()
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes > 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
