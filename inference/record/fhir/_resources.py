@@ -7,7 +7,7 @@ Every resource a model produced (finding Observations, DiagnosticReport, RiskAss
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -87,8 +87,14 @@ def searchset(
     }
 
 
-def _ai_meta() -> dict[str, Any]:
-    return {"security": [dict(c.AI_ASSERTED)]}
+def _ai_meta(result: Result) -> dict[str, Any]:
+    return {**_meta(result.created_at), "security": [dict(c.AI_ASSERTED)]}
+
+
+def _meta(created: datetime) -> dict[str, Any]:
+    """``meta.lastUpdated`` of a resource the record never changes once filed (a result's resources, the
+    vital signs, a Device): when it was filed. No ``versionId``: each has one version only."""
+    return {"lastUpdated": iso(created)}
 
 
 def issuer_system(issuer: str) -> str:
@@ -241,7 +247,7 @@ def finding_observation(result: Result, finding: Finding) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "Observation",
         "id": finding.id,
-        "meta": _ai_meta(),
+        "meta": _ai_meta(result),
         "status": "preliminary",
         "category": [c.concept(c.OBS_CATEGORY, "imaging", "Imaging")],
         "code": {"coding": [c.finding_coding(finding.code, finding.display)], "text": finding.display},
@@ -285,7 +291,7 @@ def diagnostic_report(result: Result) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": result.id,
-        "meta": _ai_meta(),
+        "meta": _ai_meta(result),
         "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
         "status": "preliminary",
         "category": [c.concept(c.V2_0074, "RAD", "Radiology")],
@@ -342,6 +348,7 @@ def _vital(row: VitalsObservation, sign: str, suffix: str, text: str, **value: A
     return {
         "resourceType": "Observation",
         "id": f"{row.id}-{suffix}",
+        "meta": _meta(row.created),
         "status": "final",
         "category": [c.concept(c.OBS_CATEGORY, "vital-signs", "Vital Signs")],
         "code": {"coding": c.codings(v.VITAL_CODES[sign]), "text": text},
@@ -461,7 +468,7 @@ def risk_assessment(result: Result) -> dict[str, Any]:
     return {
         "resourceType": "RiskAssessment",
         "id": result.id,
-        "meta": _ai_meta(),
+        "meta": _ai_meta(result),
         "identifier": [{"system": c.RFC3986, "value": f"urn:uuid:{result.id}"}],
         "status": "preliminary",
         "method": c.concept(
@@ -494,6 +501,7 @@ def provenance(result: Result) -> dict[str, Any]:
     return {
         "resourceType": "Provenance",
         "id": result.id,
+        "meta": _meta(result.created_at),
         "target": targets,
         "recorded": iso(result.created_at),
         "activity": c.concept(c.DATA_OPERATION, "CREATE", "create"),
@@ -510,6 +518,7 @@ def device(row: Device) -> dict[str, Any]:
     return {
         "resourceType": "Device",
         "id": row.id,
+        "meta": _meta(row.created),
         "identifier": [{"system": c.MODEL_SHA256_SYSTEM, "value": row.model_sha256}],
         "status": "active",
         "manufacturer": "dxassist",

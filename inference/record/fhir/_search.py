@@ -31,6 +31,11 @@ from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds, search_range
 from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
 
+_LAST_UPDATED: Final = (
+    "date",
+    "When the record filed it (meta.lastUpdated; it never changes after); prefixes eq, ge, gt, le, lt; "
+    "may be repeated for a range",
+)
 _REFERENCE: Final = "its id, Patient/id, or this server's absolute URL of it (another server's: 400)"
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
@@ -64,6 +69,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "DiagnosticReport": {
         "_id": ("token", "Logical id"),
+        "_lastUpdated": _LAST_UPDATED,
         "patient": ("reference", f"The Patient the report is about: {_REFERENCE}"),
         "subject": (
             "reference",
@@ -87,6 +93,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "Observation": {
         "_id": ("token", "Logical id"),
+        "_lastUpdated": _LAST_UPDATED,
         "patient": ("reference", f"The Patient the observation is about: {_REFERENCE}"),
         "subject": (
             "reference",
@@ -110,6 +117,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "RiskAssessment": {
         "_id": ("token", "Logical id"),
+        "_lastUpdated": _LAST_UPDATED,
         "patient": ("reference", f"The Patient the assessment is about: {_REFERENCE}"),
         "subject": (
             "reference",
@@ -118,9 +126,10 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "Provenance": {
         "_id": ("token", "Logical id"),
+        "_lastUpdated": _LAST_UPDATED,
         "patient": ("reference", f"The Patient of the resources the provenance is about: {_REFERENCE}"),
     },
-    "Device": {"_id": ("token", "Logical id")},
+    "Device": {"_id": ("token", "Logical id"), "_lastUpdated": _LAST_UPDATED},
 }
 SUPPORTED_TYPES: Final[tuple[str, ...]] = tuple(SEARCH_PARAMS)
 DEFAULT_COUNT: Final = 50
@@ -448,7 +457,37 @@ def results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
         query = query.where(Result.id.in_(_ids(params)))
     if "patient" in params:
         query = query.where(Result.patient_id == _patient_id(params["patient"]))
+    if "_lastUpdated" in params:
+        query = query.where(_filed_within(Result.created_at, params["_lastUpdated"]))
     return query
+
+
+def _filed_within(column: Any, value: str) -> Any:
+    """The rows whose instant ``column`` a ``_lastUpdated`` search value (repeats joined by
+    ``DATE_SEPARATOR``) admits, as :func:`date_filter` has it for an instant.
+
+    Raises:
+        InvalidSearch: A malformed value or prefix.
+    """
+    conditions = []
+    for part in value.split(DATE_SEPARATOR):
+        match = _DATE.match(part)
+        if match is None:
+            raise InvalidSearch(
+                "Search parameter _lastUpdated takes an optional prefix (eq, ge, gt, le, lt) and a date "
+                "(YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone."
+            )
+        low, high = search_range(match["value"])
+        conditions.append(
+            {
+                "eq": (column >= low) & (column < high),
+                "ge": column >= low,
+                "gt": column >= high,
+                "le": column < high,
+                "lt": column < low,
+            }[match["prefix"] or "eq"]
+        )
+    return and_(*conditions)
 
 
 def scoped_query(scope: Scope | None, query: Select[Any], owner: Any, patient: Any) -> Select[Any]:
@@ -511,6 +550,8 @@ def _matches(
         query = select(Device).order_by(Device.created, Device.id)
         if "_id" in params:
             query = query.where(Device.id.in_(_ids(params)))
+        if "_lastUpdated" in params:
+            query = query.where(_filed_within(Device.created, params["_lastUpdated"]))
         return _sql_matches(session, query, r.device, offset, count)
     if resource_type == "ImagingStudy":
         studies = select(Study).options(selectinload(Study.instances)).order_by(Study.created, Study.id)
@@ -543,6 +584,7 @@ def _matches(
         return 0, []
     id_filter = {k: v for k, v in params.items() if k == "patient"}
     when = date_filter(params["date"]) if "date" in params else None
+    filed = date_filter(params["_lastUpdated"]) if "_lastUpdated" in params else None
     wanted = set(_ids(params)) if "_id" in params else None
     codes = _tokens(params["code"]) if "code" in params else None
     query = scoped(results_query(id_filter, None), Result.facility, Result.patient_id)
@@ -560,6 +602,10 @@ def _matches(
     page: list[Builder] = []
     for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
         if when is not None and not when(*observed_range(result)):
+            continue
+        # meta.lastUpdated: when the finding's result, or the vital signs, were filed.
+        updated = result.vitals.created if result.kind == "triage" and result.vitals else result.created_at
+        if filed is not None and not filed(updated, updated):
             continue
         # (the Observation's code's codings, its builder)
         builders: list[tuple[list[dict[str, str]], Builder]] = []
@@ -695,7 +741,12 @@ def search(
         )
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     _refuse_modifiers(resource_type, pairs)
-    repeated = {"date": DATE_SEPARATOR, "birthdate": DATE_SEPARATOR, **dict.fromkeys(_NAME_PARAMS, _AND)}
+    repeated = {
+        "date": DATE_SEPARATOR,
+        "birthdate": DATE_SEPARATOR,
+        "_lastUpdated": DATE_SEPARATOR,
+        **dict.fromkeys(_NAME_PARAMS, _AND),
+    }
     kept = applied(
         resource_type,
         pairs,

@@ -109,7 +109,7 @@ def test_triage_result_as_risk_assessment_and_vital_signs(record: Record, filed:
     for obs_id in vitals:
         obs = _read(record, "Observation", obs_id)
         assert obs["category"][0]["coding"][0]["code"] == "vital-signs"
-        assert "meta" not in obs  # measured, not AI-asserted
+        assert "security" not in obs["meta"]  # measured, not AI-asserted
         codes[obs["code"]["coding"][0]["code"]] = obs
     assert codes["9279-1"]["valueQuantity"]["code"] == "/min"
     assert codes["8310-5"]["valueQuantity"] == {
