@@ -9,13 +9,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from inference.record import _scope
+from inference.record import _audit, _scope
 from inference.record._database import Database
+from inference.record._engine import IMMEDIATE
+from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
-from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
-from inference.record.fhir import SEARCH_PARAMS, _search, subject_as_patient
+from inference.record._reads import (
+    BREAK_GLASS,
+    DENIED,
+    NOT_FOUND,
+    SUCCESS,
+    Audited,
+    Disclosure,
+    Target,
+    grounds_of,
+    read_audited,
+    read_listing,
+)
+from inference.record._types import utcnow
+from inference.record.fhir import SEARCH_PARAMS, _everything, _search, subject_as_patient
 
 
 class FhirReads:
@@ -85,6 +100,90 @@ class FhirReads:
                 session, resource_type, params, base_url, scope, bundle
             ),
         )
+
+    def everything(
+        self,
+        *,
+        patient_id: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        base_url: str,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        strict: bool = False,
+    ) -> Audited[dict[str, Any]]:
+        """Patient ``$everything`` for a caller (one page, see ``FhirViews.everything``), audited in the
+        same transaction: ``not_found`` (an unknown patient) or ``denied`` (the caller may read nothing
+        of it) on the Patient; else, per resource type the page discloses, one entry naming the type and
+        the patient and no resource (``break_glass`` where a grant is the only ground of one of its
+        rows), or one on the Patient when the page lists nothing.
+
+        Raises:
+            InvalidSearch: An unsupported parameter when ``strict``, a repeated one, a malformed value, a
+                ``_type`` outside the patient's record (nothing audited).
+            RecordError: The record failed or the entries could not be written; nothing is served.
+        """
+        try:
+            with self._db.transaction() as session:
+                session.connection(execution_options={IMMEDIATE: True})
+                head = _audit.lock_head_row(session)
+                refused: tuple[str, str | None] | None = None
+                if _search.owner_of(session, "Patient", patient_id) is None:
+                    refused = (NOT_FOUND, None)
+                elif not _everything.reachable(session, patient_id, scope):
+                    refused = (DENIED, patient_id)
+                if refused is not None:
+                    outcome, named = refused
+                    entry = _audit.columns_of(
+                        audit,
+                        resource_type="Patient",
+                        resource_id=patient_id,
+                        patient_id=named,
+                        outcome=outcome,
+                    )
+                    _audit.append_onto(session, head, **entry)
+                    return Audited(outcome=outcome, value=None, patient_id=named, resource_id=patient_id)
+                bundle = _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
+                _audit.append_all_onto(
+                    session, head, _everything_entries(session, scope, audit, patient_id, bundle)
+                )
+        except SQLAlchemyError as e:
+            raise RecordError("The read could not be audited; nothing was served.") from e
+        return Audited(outcome=SUCCESS, value=bundle, patient_id=patient_id, resource_id=patient_id)
+
+
+def _everything_entries(
+    session: Session, scope: _scope.Scope, audit: AuditIn, patient_id: str, bundle: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The entries of one ``$everything`` page (see :meth:`FhirReads.everything`)."""
+    disclosed: dict[str, list[str]] = {}  # type -> resource ids on this page
+    for item in bundle.get("entry", []):
+        if item["search"]["mode"] == "include":  # a Device the page references: about no patient
+            continue
+        resource = item["resource"]
+        disclosed.setdefault(str(resource["resourceType"]), []).append(str(resource["id"]))
+    granted = bool(_scope.granted(session, scope, [patient_id]))
+    now = utcnow()
+
+    def entry(resource_type: str, rows: Sequence[Target]) -> dict[str, Any]:
+        glass = patient_id in grounds_of(session, scope, rows) if granted else False
+        return _audit.columns_of(
+            audit,
+            resource_type=resource_type,
+            resource_id=None,
+            patient_id=patient_id,
+            outcome=BREAK_GLASS if glass else SUCCESS,
+            time=now,
+        )
+
+    if not disclosed:
+        # An empty page still tells the caller about this patient (its total; that nothing matched).
+        return [entry("Patient", [Target(patient_id, None, patient_level=True)])]
+    entries = []
+    for resource_type, ids in disclosed.items():
+        owners = [_search.owner_of(session, resource_type, rid) for rid in ids] if granted else []
+        rows = [Target(o[0], o[1], patient_level=o[2]) for o in owners if o is not None and o[0] is not None]
+        entries.append(entry(resource_type, rows))
+    return entries
 
 
 COUNTED_MAX: Final = 500

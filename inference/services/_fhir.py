@@ -11,13 +11,8 @@ from inference.record import InvalidSearch, NotFound
 from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
 from inference.security import scope_for
 from inference.services._access import (
-    Disclosed,
-    audit,
-    audit_disclosed,
     audit_entry,
-    authorise_patient,
     served,
-    under_grant,
     unseen,
 )
 from inference.services._context import Actor, Context, db
@@ -93,23 +88,6 @@ def _check_type(resource_type: str) -> None:
             f"Resource type '{resource_type[:64]}' is not served; "
             f"supported types are {', '.join(SUPPORTED_TYPES)}."
         )
-
-
-async def _glass_rows(
-    ctx: Context, actor: Actor, resource_type: str, disclosed: Sequence[tuple[str, str]]
-) -> list[Disclosed]:
-    """The disclosed rows of the patients the caller holds a break-the-glass grant on, each with its
-    owning facility, so the search is audited ``break_glass`` where that is the ground it rests on."""
-    granted = await under_grant(ctx, actor, [patient for _resource_id, patient in disclosed])
-    wanted = [resource_id for resource_id, patient in disclosed if patient in granted]
-    if not wanted:
-        return []
-    owners = await db(ctx.record.fhir.owners, resource_type=resource_type, resource_ids=wanted)
-    return [
-        Disclosed(patient_id=found[0], owner=found[1], patient_level=found[2])
-        for found in (owners.get(resource_id) for resource_id in wanted)
-        if found is not None and found[0] is not None
-    ]
 
 
 async def capability(*, ctx: Context, base_url: str) -> dict[str, Any]:
@@ -212,69 +190,19 @@ async def patient_everything(
             f"The operation $everything is defined on Patient only (GET /fhir/Patient/{{id}}/$everything); "
             f"{resource_type} has no such operation."
         )
-    if await db(ctx.record.fhir.owner, resource_type="Patient", resource_id=patient_id) is None:
-        await audit(
-            ctx,
-            actor,
-            action=_ACTION,
-            outcome="not_found",
-            resource_type="Patient",
-            resource_id=patient_id,
-        )
-        raise NotFound(unseen("Patient with this id"))
-
-    async def read() -> dict[str, Any] | None:
-        return await db(
-            ctx.record.fhir.everything,
-            patient_id=patient_id,
-            params=params,
-            base_url=base_url,
-            scope=scope_for(actor.principal),
-            strict=strict,
-        )
-
-    bundle = await read()
-    if bundle is None:
-        # Refused (and audited ``denied``) exactly as a read of the Patient would be, whatever the
-        # parameters (a malformed one is no way around the refusal and its entry on the trail).
-        await authorise_patient(
-            ctx,
-            actor,
-            action=_ACTION,
-            patient_id=patient_id,
-            resource_type="Patient",
-            resource_id=patient_id,
-            hidden=unseen("Patient with this id"),
-        )
-        bundle = await read()  # a ground (a grant) opened between the two checks
-        if bundle is None:
-            raise NotFound(unseen("Patient with this id"))
-    disclosed: dict[str, list[tuple[str, str]]] = {}  # type -> (resource id, patient id) on this page
+    # The patient's existence, the caller's grounds, the page and its entries: one transaction.
+    found = await db(
+        ctx.record.fhir_reads.everything,
+        patient_id=patient_id,
+        params=params,
+        base_url=base_url,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action=_ACTION),
+        strict=strict,
+    )
+    hidden = unseen("Patient with this id")
+    bundle = served(actor, found, missing=hidden, hidden=hidden)
     for entry in bundle.get("entry", []):
-        resource = entry["resource"]
         if entry["search"]["mode"] == "include":  # a Device the page references: about no patient
-            entry["resource"] = _device_view(resource, ctx)
-            continue
-        disclosed.setdefault(str(resource["resourceType"]), []).append((str(resource["id"]), patient_id))
-    if not disclosed:
-        # An empty page still tells the caller about this patient (its total; that nothing matched the
-        # filters): on the trail under the patient, ``break_glass`` where the grant is the only ground.
-        granted = await under_grant(ctx, actor, [patient_id])
-        await audit_disclosed(
-            ctx,
-            actor,
-            action=_ACTION,
-            resource_type="Patient",
-            patients=[patient_id],
-            rows=[Disclosed(patient_id=patient_id, owner=None, patient_level=True)] if granted else [],
-        )
-    for disclosed_type, rows in disclosed.items():
-        await audit_disclosed(
-            ctx,
-            actor,
-            action=_ACTION,
-            resource_type=disclosed_type,
-            patients=[patient for _resource_id, patient in rows],
-            rows=await _glass_rows(ctx, actor, disclosed_type, rows),
-        )
+            entry["resource"] = _device_view(entry["resource"], ctx)
     return bundle

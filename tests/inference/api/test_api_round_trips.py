@@ -316,7 +316,11 @@ def test_a_fhir_search_is_one_round_trip_with_its_entries(
     assert posted.status_code == 201, posted.text
     patient_id = posted.json()["patient"]["id"]
     headers = env.headers("radiologist", facility="F1")
-    for query in (f"DiagnosticReport?patient={patient_id}", f"Observation?patient={patient_id}&_count=0"):
+    for query in (
+        f"DiagnosticReport?patient={patient_id}",
+        f"Observation?patient={patient_id}&_count=0",
+        f"Patient/{patient_id}/$everything?_type=DiagnosticReport",  # one entry per type it discloses
+    ):
         entries = app.state.ctx.record.audit.count()
         counter.reset()
         page = client.get(f"/fhir/{query}", headers=headers)
