@@ -51,8 +51,9 @@ from inference.services import (
 
 router = APIRouter()
 
-Priority = Literal["critical", "urgent", "routine"]
-AiStatus = Literal["analysed", "not_assessable", "failed"]
+# The filter form's "All" sends an empty value: no filter on that column.
+Priority = Literal["critical", "urgent", "routine", ""]
+AiStatus = Literal["analysed", "not_assessable", "failed", ""]
 ResultId = Annotated[
     str,
     Path(
