@@ -66,7 +66,7 @@ def _upload(client: TestClient, env: Env, study: str, number: int, view: str) ->
     return str(response.json()["result_id"])
 
 
-def _sr_sent_to_pacs(client: TestClient, env: Env, result_id: str, timeout: float = 30.0) -> str:
+def _sr_sent_to_pacs(client: TestClient, env: Env, result_id: str, timeout: float = 60.0) -> str:
     """The SOP Instance UID of the result's SR once the PACS received it and the archive's copy is queued
     (each destination's objects are built and queued in turn; fails after ``timeout`` s)."""
     deadline = time.monotonic() + timeout
