@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from inference.record import NotFound, PatientIn
-from inference.security import Role
-from inference.services._access import audit, audit_disclosed, audit_entry
+from inference.security import Role, scope_for
+from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
 from inference.services._identity import default_issuer
 
@@ -60,11 +60,14 @@ async def list_break_glass(
     patient it filed first and those that opened one of its results; the listing is audited (one entry
     per patient shown)."""
     principal = actor.principal
-    facility = None if principal.role == Role.ADMIN else principal.facility
+    # The page and its entries in one transaction.
     total, items = await db(
-        ctx.record.break_glass.grants, facility=facility, active_only=active_only, limit=limit, offset=offset
-    )
-    await audit_disclosed(
-        ctx, actor, action=READ, resource_type="BreakGlass", patients=[str(i["patient_id"]) for i in items]
+        ctx.record.break_glass.read_grants,
+        facility=None if principal.role == Role.ADMIN else principal.facility,
+        scope=scope_for(principal),
+        audit=audit_entry(actor, action=READ),
+        active_only=active_only,
+        limit=limit,
+        offset=offset,
     )
     return {"total": total, "items": items, "limit": limit, "offset": offset}

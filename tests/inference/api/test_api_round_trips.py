@@ -285,7 +285,8 @@ def test_a_fhir_or_consent_read_is_one_round_trip_with_its_audit_entry(
 def test_an_auditor_s_read_of_the_trail_is_one_round_trip_with_its_own_entry(
     quiet: tuple[Env, TestClient, Counter, Any],
 ) -> None:
-    # The page (or the entry) and the auditor's own entries were two or three transactions: now one.
+    # The page (or the entry, or the grants) and the auditor's own entries were two or three
+    # transactions: now one.
     env, client, counter, app = quiet
     study = new_study_uid()
     posted = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
@@ -303,6 +304,12 @@ def test_an_auditor_s_read_of_the_trail_is_one_round_trip_with_its_own_entry(
     assert read.status_code == 200, read.text
     assert counter.transactions == 1, (counter.transactions, counter.statements)
     assert app.state.ctx.record.audit.count() == entries + 1
+    # The break-the-glass grants, likewise (one entry without a patient when none is listed).
+    counter.reset()
+    grants = client.get("/v1/break-glass", headers=auditor)
+    assert grants.status_code == 200, grants.text
+    assert counter.transactions == 1, (counter.transactions, counter.statements)
+    assert app.state.ctx.record.audit.count() == entries + 2
 
 
 def test_a_fhir_search_is_one_round_trip_with_its_entries(
