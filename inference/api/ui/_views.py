@@ -191,5 +191,6 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
             }
             for name, value in sorted(contributions.items(), key=lambda kv: -abs(kv[1]))
         ]
+        model["observed_at"] = iso(result.observed_at)
         model["verdict"] = verdicts.get("deterioration")
     return model

@@ -39,3 +39,16 @@ def test_a_time_on_the_pages_names_its_month_and_its_zone(client: TestClient, en
     analysed = re.search(r"<span>[^<]*: ([^<]+)</span>\s*</p>", viewer)
     assert analysed and analysed.group(1).endswith(" UTC"), analysed
     assert not re.search(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b", analysed.group(1)), analysed.group(1)
+
+
+@pytest.mark.parametrize(("lang", "label"), [("en", "Measured"), ("fr", "Heure de mesure")])
+def test_the_triage_viewer_says_when_the_signs_were_measured(
+    client: TestClient, env: Env, lang: str, label: str
+) -> None:
+    vitals = send_vitals(client, env, observed_at=OBSERVED, respiratory_rate=28)
+    client.cookies.clear()
+    client.cookies.set("dxassist_lang", lang)
+    assert sign_in(client, add_account(env)).status_code == 303
+    viewer = _spaced(client.get(f"/ui/results/{vitals['result_id']}").text)
+    date, time = SHOWN[lang]
+    assert re.search(rf"{label}: <strong>{re.escape(date)}[^<]*{re.escape(time)}</strong>", viewer), viewer
