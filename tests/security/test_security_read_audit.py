@@ -110,21 +110,10 @@ _READS = {
 _ACTIONS = {"fhir-report": "fhir:read", "consent": "consent:read"}  # the others: results:read
 
 
-@pytest.mark.parametrize("what", sorted(_READS))
-def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_withdrawal(
-    served: Served, what: str
-) -> None:
-    s = served
-    path_of, data_statement, resource_type = _READS[what]
-    result = _shared_result(s)
-    patient_id, path = result["patient"]["id"], path_of(result)
-    reader = f"dr-f2-{uuid.uuid4().hex[:6]}"
-    f2 = s.env.headers("radiologist", facility="F2", subject=reader)
-    # Sharing opens the result to F2 (the picture is not drawn yet: this reads the result alone).
-    assert s.client.get(f"/v1/results/{result['result_id']}", headers=f2).status_code == 200
-
-    # F1 withdraws the consent to sharing at the moment F2's read, its access already checked, reads the
-    # data: the database is not mocked, the withdrawal is a real request beside the read.
+def _read_while_withdrawn(s: Served, patient_id: str, data_statement: str, read: Callable[[], Any]) -> Any:
+    """``read()``, during which F1 withdraws the patient's consent to sharing at the moment the read, its
+    access already checked, runs ``data_statement``: the database is not mocked, the withdrawal is a real
+    request beside the read."""
     withdrawn: dict[str, Any] = {}
     watching = create_engine(s.url)
     waiters = _lock_waiters(watching)
@@ -158,7 +147,7 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
     engine = s.app.state.ctx.record.engine
     event.listen(engine, "before_cursor_execute", between_check_and_read)
     try:
-        read = s.client.get(path, headers=f2)
+        answer = read()
     finally:
         event.remove(engine, "before_cursor_execute", between_check_and_read)
         watching.dispose()
@@ -166,7 +155,23 @@ def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_
     worker.join(timeout=_LIVENESS_S)
     assert not worker.is_alive()
     assert withdrawn["response"].status_code == 200, withdrawn["response"].text
+    return answer
 
+
+@pytest.mark.parametrize("what", sorted(_READS))
+def test_a_consent_withdrawn_while_a_result_is_read_never_lets_it_out_after_the_withdrawal(
+    served: Served, what: str
+) -> None:
+    s = served
+    path_of, data_statement, resource_type = _READS[what]
+    result = _shared_result(s)
+    patient_id, path = result["patient"]["id"], path_of(result)
+    reader = f"dr-f2-{uuid.uuid4().hex[:6]}"
+    f2 = s.env.headers("radiologist", facility="F2", subject=reader)
+    # Sharing opens the result to F2 (the picture is not drawn yet: this reads the result alone).
+    assert s.client.get(f"/v1/results/{result['result_id']}", headers=f2).status_code == 200
+
+    read = _read_while_withdrawn(s, patient_id, data_statement, lambda: s.client.get(path, headers=f2))
     trail = _trail(s, patient_id)
     withdrawal = [e for e in trail if e["action"] == "consent:write"][-1]
     reads = [e for e in trail if e["subject"] == reader and e["resource_type"] == resource_type]
@@ -229,3 +234,28 @@ def test_a_read_whose_audit_entry_is_refused_serves_nothing_and_writes_nothing(
         assert record.audit.verify().ok
     finally:
         record.close()
+
+
+def test_a_consent_withdrawn_while_a_fhir_search_runs_never_lets_its_page_out_after_the_withdrawal(
+    served: Served,
+) -> None:
+    # A search's page and the entries naming whom it disclosed were two transactions or more: the page
+    # was read under the consent, then the entries chained after its withdrawal.
+    s = served
+    result = _shared_result(s)
+    patient_id = result["patient"]["id"]
+    reader = f"dr-f2-{uuid.uuid4().hex[:6]}"
+    f2 = s.env.headers("radiologist", facility="F2", subject=reader)
+    path = f"/fhir/DiagnosticReport?patient={patient_id}"
+    page = _read_while_withdrawn(s, patient_id, "FROM findings", lambda: s.client.get(path, headers=f2))
+    assert page.status_code == 200, page.text
+    trail = _trail(s, patient_id)
+    withdrawal = [e for e in trail if e["action"] == "consent:write"][-1]
+    search = [e for e in trail if e["subject"] == reader and e["resource_type"] == "DiagnosticReport"][-1]
+    if page.json()["total"] > 0:
+        # Served: on the trail, the search ran while the patient still shared their results.
+        assert search["outcome"] == "success" and search["seq"] < withdrawal["seq"], (search, withdrawal)
+    else:
+        assert search["seq"] > withdrawal["seq"]
+    # Once withdrawn, F2's search finds nothing of F1's.
+    assert s.client.get(path, headers=f2).json()["total"] == 0
