@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from inference.record import AnyResult, ImagingResult, WorklistItem, iso
+from inference.services import SYNTHETIC_WARNING
 from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
 PRIORITIES: Final = ("critical", "urgent", "routine")
@@ -124,7 +125,9 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         "identifier": result.patient.identifier,
         "model_name": result.model.name,
         "model_version": result.model.version,
-        "warnings": list(result.warnings),
+        # The synthetic-only sentence is shown as the page's own translated banner (``synthetic``); every
+        # other warning as it is, whatever words it holds (a hospital data set's line may say "synthetic").
+        "warnings": [w for w in result.warnings if w != SYNTHETIC_WARNING],
         "rationale": result.rationale.get(chosen),
         "rationale_lang": chosen,
         "created_at": iso(result.created_at),
