@@ -61,13 +61,17 @@ class Results:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def save_imaging(self, *, data: ImagingResultIn, audit: AuditIn | None = None) -> StoredResult:
+    def save_imaging(
+        self, *, data: ImagingResultIn, audit: AuditIn | None = None, sender: _scope.Scope | None = None
+    ) -> StoredResult:
         """File an imaging result (patient, study, instances, device, result, findings, heatmaps) atomically.
 
         Idempotent for a true resend: the same SOP instances with the same pixels, from the same facility,
         analysed by the same model version return the result already filed with ``created=False``.
         With ``audit``, the audit entry (``success``, or ``duplicate`` for a resend) is committed in the
-        same transaction as the result.
+        same transaction as the result. ``sender``: the scope of who sends it; a warning names the
+        demographics that differ from the record only to a sender who may read the patient
+        (:func:`inference.record._save.told_mismatches`).
 
         Raises:
             RecordError: the result is malformed (priority, probabilities, heatmap not a PNG ...).
@@ -78,7 +82,7 @@ class Results:
         key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
 
         def work(session: Session) -> StoredResult:
-            stored = _save.write_imaging(session, data, key, audit)
+            stored = _save.write_imaging(session, data, key, audit, sender)
             if stored.result is not None:
                 return stored  # a new result, typed from the rows just written
             # A resend: the result filed before, read back in the same transaction with its deliveries.
@@ -89,12 +93,18 @@ class Results:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
 
-    def save_triage(self, *, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
-        """File a triage result (patient, vital signs, device, result) atomically, with its audit entry."""
+    def save_triage(
+        self, *, data: TriageResultIn, audit: AuditIn | None = None, sender: _scope.Scope | None = None
+    ) -> StoredResult:
+        """File a triage result (patient, vital signs, device, result) atomically, with its audit entry.
+
+        ``sender``: the scope of who sends it; a warning names the demographics that differ from the record
+        only to a sender who may read the patient (:func:`inference.record._save.told_mismatches`).
+        """
         _save.validate_triage(data)
 
         def work(session: Session) -> StoredResult:
-            stored = _save.write_triage(session, data, audit)
+            stored = _save.write_triage(session, data, audit, sender)
             return replace(stored, result=self._read(session, stored.result_id))
 
         stored = self._db.write(work)

@@ -12,7 +12,7 @@ from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from inference.record import _audit, _builds, _consent, _training_inputs
+from inference.record import _audit, _builds, _consent, _scope, _training_inputs
 from inference.record._errors import Conflict, RecordError, ResendConflict
 from inference.record._idempotency import find_filed
 from inference.record._inputs import (
@@ -258,6 +258,18 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
     return row, tuple(mismatched)
 
 
+def told_mismatches(
+    session: Session, patient: Patient, mismatched: tuple[str, ...], sender: _scope.Scope | None
+) -> tuple[str, ...]:
+    """The mismatched fields the sender's result may name: all of them to a sender who may read the patient
+    itself (``sender`` None: not judged), none to another (which field differs, trial by trial, would tell
+    it the record's demographics of a patient it may not read; the mismatch is still filed and logged)."""
+    if not mismatched or sender is None:
+        return mismatched
+    ground = _scope.basis(session, sender, patient_id=patient.id, owner=None, patient_level=True)
+    return mismatched if ground is not None else ()
+
+
 def mismatch_warning(fields: tuple[str, ...]) -> str:
     """The warning a result carries when its sender's demographics differ from the patient on file."""
     named = ", ".join(field.replace("_", " ") for field in fields)
@@ -472,7 +484,11 @@ def _filed_view(
 
 
 def write_imaging(
-    session: Session, data: ImagingResultIn, key: str, audit: AuditIn | None = None
+    session: Session,
+    data: ImagingResultIn,
+    key: str,
+    audit: AuditIn | None = None,
+    sender: _scope.Scope | None = None,
 ) -> StoredResult:
     """Every row of one imaging result and its audit entry; the caller commits or rolls back the whole.
 
@@ -506,7 +522,8 @@ def write_imaging(
     owed = data.outputs is not None and bool(data.outputs.destinations)
     # Read once for both: the outputs owed outside the record and the training input kept.
     consent = _consent.filed_state(session, patient.id) if owed or data.training_input is not None else None
-    warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
+    told = told_mismatches(session, patient, mismatched, sender)
+    warnings = (*data.warnings, mismatch_warning(told)) if told else data.warnings
     values = _result_row("imaging", patient, data.patient, device_id, data.model, priority, warnings)
     values.update(
         facility=data.patient.facility,
@@ -624,7 +641,9 @@ def write_imaging(
     return stored
 
 
-def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None = None) -> StoredResult:
+def write_triage(
+    session: Session, data: TriageResultIn, audit: AuditIn | None = None, sender: _scope.Scope | None = None
+) -> StoredResult:
     """Every row of one triage result and its audit entry; the caller commits or rolls back the whole.
 
     A request already answered (same ``Idempotency-Key``, or the exact same observation from the same
@@ -649,7 +668,8 @@ def write_triage(session: Session, data: TriageResultIn, audit: AuditIn | None =
     session.add(vitals)
     session.flush()
     device = upsert_device(session, data.model)
-    warnings = (*data.warnings, mismatch_warning(mismatched)) if mismatched else data.warnings
+    told = told_mismatches(session, patient, mismatched, sender)
+    warnings = (*data.warnings, mismatch_warning(told)) if told else data.warnings
     result = _new_result("triage", patient, data.patient, device, data.model, data.priority, warnings)
     result.facility = data.patient.facility
     result.vitals_id = vitals.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from inference.record import Conflict, ImagingResultIn, StoredResult, TriageResultIn
+from inference.security import scope_for
 from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
 
@@ -22,12 +23,15 @@ async def file_result(
             on the filed study it collided with where there is one.
     """
     entry = audit_entry(actor, action=action)
+    # Told which demographics differ from the record only if it may read the patient (else it would
+    # learn them by trial).
+    sender = scope_for(actor.principal)
     imaging = isinstance(data, ImagingResultIn)
     try:
         if isinstance(data, ImagingResultIn):
-            stored = await db(ctx.record.results.save_imaging, data=data, audit=entry)
+            stored = await db(ctx.record.results.save_imaging, data=data, audit=entry, sender=sender)
         else:
-            stored = await db(ctx.record.results.save_triage, data=data, audit=entry)
+            stored = await db(ctx.record.results.save_triage, data=data, audit=entry, sender=sender)
     except Conflict as e:
         await audit(
             ctx,

@@ -161,3 +161,44 @@ def test_another_facility_s_rows_are_answered_as_rows_that_do_not_exist_and_the_
         headers=radiologist_f2,
     )
     assert verdict.status_code == 403 and verdict.json()["error"]["code"] == "forbidden"
+
+
+def test_a_sender_who_may_not_read_the_patient_cannot_guess_its_demographics_from_warnings(
+    client: TestClient, env: Env
+) -> None:
+    # F1 files its patient (F1's issuer CHU-NORD) with a birth date and sex.
+    identifier = f"IPP-{uuid.uuid4().hex[:10]}"
+    f1 = env.headers("clinician", facility="F1")
+    filed = client.post(
+        "/v1/vitals", json=_vitals(identifier, birth_date="1961-04-12", sex="female"), headers=f1
+    )
+    assert filed.status_code == 201, filed.text
+    patient_id = filed.json()["patient"]["id"]
+    # F2 files vital signs under that identifier, trying birth dates and sexes: a warning naming the
+    # fields that differ told it, one trial at a time, what F1 recorded (right when the warning went).
+    f2 = env.headers("clinician", facility="F2")
+
+    def warned(**guess: str) -> list[str]:
+        body = _vitals(identifier, issuer="CHU-NORD", **guess)
+        answer = client.post("/v1/vitals", json=body, headers=f2)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["patient"]["id"] == patient_id
+        return [w for w in answer.json()["warnings"] if w.startswith("identity_mismatch")]
+
+    assert warned(birth_date="1970-01-01", sex="male") == warned(birth_date="1961-04-12", sex="female") == []
+    # The mismatch is still filed for the patient's facility (fields, no values).
+    record = Record(env.settings.record_url)
+    try:
+        assert {"birth_date", "sex"} <= set(
+            record.patients.identity_mismatches(patient_id=patient_id)[0]["fields"]
+        )
+    finally:
+        record.close()
+    # F1 itself, which reads its patient, is told which fields differ (never the values).
+    own = client.post("/v1/vitals", json=_vitals(identifier, birth_date="1970-01-01"), headers=f1)
+    [warning] = [w for w in own.json()["warnings"] if w.startswith("identity_mismatch")]
+    assert "birth date" in warning and "1961" not in warning
+    # Once the patient consents to sharing between facilities, F2 reads it, and is told too.
+    share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
+    assert client.put(f"/v1/patients/{patient_id}/consent", json=share, headers=f1).status_code == 200
+    assert warned(birth_date="1970-01-01") != []
