@@ -269,6 +269,9 @@ def _number(meta: Mapping[str, str], key: str, *, positive: bool = False, probab
 _PATH = r"(?:[A-Za-z]:[\\/]|\\\\|~?/)[^,;()\n]*?(?=\s*(?:[,;()]|$))"
 _AT_PATH = re.compile(r"\s+(?:at|in|from|under)\s+" + _PATH)
 _BARE_PATH = re.compile(r"(?<![^\s(\"'])" + _PATH)
+# The two forms earlier exports wrote (``... data set at {--data} (n=...)``, ``..., training split of the
+# data at {--data}``): what follows "at" there is the folder however it was typed, relative ones included.
+_EXPORTED_AT = re.compile(r"( data set| split of the data) at \S.*?(?=\s*\(n=\d|$)")
 
 
 def public_training_data(line: str) -> str:
@@ -276,10 +279,11 @@ def public_training_data(line: str) -> str:
 
     Earlier exports wrote the folder the data was read from on the ML engineer's machine into the line
     (``... data set at /srv/exports/2026-11 (n=1840 frontal images)``); ``GET /v1/models`` and every
-    result's warnings show the line, so a folder (``at``/``in``/``from``/``under`` one) is left out and a
-    path standing alone reads ``a local folder``. The ONNX file keeps the line as it was written.
+    result's warnings show the line, so a folder (``at``/``in``/``from``/``under`` one; in the two forms
+    those exports wrote, whatever follows ``at``, a relative folder too) is left out and a path standing
+    alone reads ``a local folder``. The ONNX file keeps the line as it was written.
     """
-    return _BARE_PATH.sub("a local folder", _AT_PATH.sub("", line)).strip()
+    return _BARE_PATH.sub("a local folder", _AT_PATH.sub("", _EXPORTED_AT.sub(r"\1", line))).strip()
 
 
 def _require(
