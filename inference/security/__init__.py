@@ -25,6 +25,7 @@ from inference.security._permissions import (
     facility_allows,
 )
 from inference.security._roles import ROLES, Role
+from inference.security._subjects import WEB_PREFIX, web_subject
 from inference.security._tokens import ALGORITHM, Principal, issue_token, own_token, verify_token
 
 __all__ = [
@@ -59,4 +60,6 @@ __all__ = [
     "unverified_header",
     "verify_id_token",
     "verify_token",
+    "WEB_PREFIX",
+    "web_subject",
 ]

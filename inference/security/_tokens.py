@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from inference.security._errors import Unauthenticated
 from inference.security._keys import signing_key
 from inference.security._roles import ROLES
+from inference.security._subjects import reserved
 
 if TYPE_CHECKING:
     from inference.config import Settings
@@ -21,6 +22,11 @@ LEEWAY_SECONDS = 30
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 _NAME_MAX = 128
 """Longest subject or facility a token may carry (the audit trail's columns)."""
+_RESERVED = (
+    "The token subject names one of the server's own kinds of actor (web users are 'web:<username>', the "
+    "command line 'cli:<user>', DICOM senders 'dimse:<AE title>', and its own services' names); a token "
+    "may not speak for them on the audit trail. Choose another subject."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +65,9 @@ def issue_token(
         The compact JWT.
 
     Raises:
-        ValueError: An unknown role, an empty subject or a non-positive lifetime.
+        ValueError: An unknown role, an empty subject, a subject of the server's own kinds of actor
+            (``web:<user>``, ``cli:<user>``, ``dimse:<AE>``, ...: :mod:`inference.security._subjects`) or a
+            non-positive lifetime.
     """
     import jwt
 
@@ -70,6 +78,8 @@ def issue_token(
     # What verification accepts (principal_from_claims), so that no token is issued that would never work.
     if len(subject) > _NAME_MAX or not subject.isprintable():
         raise ValueError(f"The token subject must be at most {_NAME_MAX} printable characters.")
+    if reserved(subject):
+        raise ValueError(_RESERVED)
     if facility is not None and (not facility or len(facility) > _NAME_MAX or not facility.isprintable()):
         raise ValueError(f"The facility must be 1 to {_NAME_MAX} printable characters.")
     lifetime = settings.security.token_ttl_seconds if ttl is None else int(ttl)
@@ -182,7 +192,8 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
     """The caller a verified token speaks for (role and facility from the configured claim names).
 
     Raises:
-        Unauthenticated: No known role (or several), no subject, or a facility that is not a string.
+        Unauthenticated: No known role (or several), no subject, a subject of the server's own kinds of
+            actor (web users, the CLI, DICOM senders), or a facility that is not a string.
     """
     role = _role(claims.get(settings.security.role_claim))
     subject = claims.get("sub")
@@ -193,6 +204,9 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
         )
     if not isinstance(subject, str) or not subject or len(subject) > _NAME_MAX:
         raise Unauthenticated("The bearer token carries no usable subject.", code="invalid_token")
+    if reserved(subject):
+        # A token speaking for a web user or the server's own actors would be that actor on the trail.
+        raise Unauthenticated(_RESERVED, code="invalid_token")
     if facility is not None and (not isinstance(facility, str) or not 0 < len(facility) <= _NAME_MAX):
         raise Unauthenticated(
             "The bearer token's facility claim must be a short string.", code="invalid_token"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inference.record import Accounts, NotFound, SessionRow, Verdict, WorklistItem
-from inference.security import ROLES, Principal, Role, Unauthenticated, scope_for
+from inference.security import ROLES, WEB_PREFIX, Principal, Role, Unauthenticated, scope_for, web_subject
 from inference.security._passwords import (
     check_password_policy,
     dummy_hash,
@@ -184,7 +184,8 @@ def disable_user(record: Record, *, username: str) -> None:
 
 
 def _principal(username: str, role: str, facility: str | None) -> Principal:
-    return Principal(subject=username, role=role, facility=facility)
+    # ``web:<username>``: a web user is never the same actor as a token of the same name (a PACS's).
+    return Principal(subject=web_subject(username), role=role, facility=facility)
 
 
 async def sign_in(
@@ -256,7 +257,7 @@ async def _open_session(
     the browser's session ``replaces`` (a cookie value, or empty)."""
     await _end_replaced(ctx, replaces, client=who.client, now=now)
     accounts = Accounts(ctx.record)
-    username = who.principal.subject
+    username = who.principal.subject.removeprefix(WEB_PREFIX)
     await db(accounts.register_success, username=username, now=now, new_hash=new_hash)
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)

@@ -263,7 +263,7 @@ def test_a_verdict_or_mark_as_read_on_the_pages_whose_audit_fails_does_not_happe
         )
         assert signed_in.status_code == 303
         token = _csrf(client.get(f"/ui/results/{result_id}").text)
-        _refuse_audit_of(env, "dr.unaudited")
+        _refuse_audit_of(env, "web:dr.unaudited")
         verdict = client.post(
             f"/ui/results/{result_id}/feedback",
             data={"code": code, "verdict": "disagree", "csrf_token": token},

@@ -316,7 +316,9 @@ def test_sign_ins_and_sign_outs_of_the_pages_name_their_login_or_logout(
     signed_out = browser.post("/ui/signout", data={"csrf_token": _csrf(page.text)}, follow_redirects=False)
     assert signed_out.status_code == 303
     events = [
-        e for e in _rendered(client, env, agent=username) if e["subtype"][0]["code"].startswith("ui:sign")
+        e
+        for e in _rendered(client, env, agent=f"web:{username}")
+        if e["subtype"][0]["code"].startswith("ui:sign")
     ]
     # DICOM User Authentication's event type: 110122 Login, 110123 Logout.
     assert {(e["subtype"][0]["code"], e["type"]["code"], e["subtype"][1]["code"]) for e in events} == {

@@ -126,7 +126,7 @@ def test_the_pages_refuse_another_facility_s_verdict_and_mark_as_read(client: Te
     finally:
         client.cookies.clear()
     assert _still_open(client, env, result_id)
-    assert _denied_writes(env, username) == [result_id, result_id]
+    assert _denied_writes(env, f"web:{username}") == [result_id, result_id]
     record = Record(env.settings.record_url)
     try:
         assert record.feedback.for_result(result_id=result_id) == []

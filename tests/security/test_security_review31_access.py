@@ -6,6 +6,7 @@ Facility F1's identifiers are issued by CHU-NORD (``DXASSIST_FACILITY_ISSUERS``)
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +15,8 @@ from _security_env import Env, TestClient, new_study_uid, seeded_env, upload
 
 from inference.api import create_app
 from inference.record import Record
+from inference.security import issue_token
+from inference.services import add_user
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +205,52 @@ def test_a_sender_who_may_not_read_the_patient_cannot_guess_its_demographics_fro
     share = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
     assert client.put(f"/v1/patients/{patient_id}/consent", json=share, headers=f1).status_code == 200
     assert warned(birth_date="1970-01-01") != []
+
+
+def _sign_in(client: TestClient, username: str, password: str) -> None:
+    form = client.get("/ui/signin").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert csrf is not None
+    data = {"username": username, "password": password, "csrf_token": csrf.group(1)}
+    assert client.post("/ui/signin", data=data, follow_redirects=False).status_code == 303
+
+
+def test_a_web_user_is_not_the_same_actor_as_a_token_of_the_same_name(client: TestClient, env: Env) -> None:
+    # F2's PACS token is named "pacs-f2-<n>"; an administrator creates a web account of that name (or a
+    # reader picks it). Its accesses were written under the same subject as the PACS's: the trail showed
+    # one actor, and a break-the-glass grant of one was the other's.
+    name = f"pacs-f2-{uuid.uuid4().hex[:6]}"
+    record = Record(env.settings.record_url)
+    try:
+        add_user(
+            record, username=name, password="correct horse battery staple", role="clinician", facility="F2"
+        )
+    finally:
+        record.close()
+    filed = client.post(
+        "/v1/vitals",
+        json=_vitals(f"IPP-{uuid.uuid4().hex[:10]}"),
+        headers=env.headers("clinician", facility="F1"),
+    )
+    patient_id, result_id = filed.json()["patient"]["id"], filed.json()["result_id"]
+    # The token of that name breaks the glass on F1's patient.
+    token = env.headers("clinician", facility="F2", subject=name)
+    opened = client.post(
+        "/v1/break-glass",
+        json={"patient_id": patient_id, "reason": "Unconscious in F2's ER, no history"},
+        headers=token,
+    )
+    assert opened.status_code == 201, opened.text
+    assert client.get(f"/v1/results/{result_id}", headers=token).status_code == 200
+    # The web user of that name is another actor: the grant is not its, and the trail tells them apart.
+    browser = TestClient(client.app)
+    _sign_in(browser, name, "correct horse battery staple")
+    assert browser.get(f"/ui/results/{result_id}").status_code == 404
+    on_trail = {(e["subject"], e["action"]) for e in _events(env, patient_id=patient_id)}
+    assert (name, "break-glass:open") in on_trail and (name, "results:read") in on_trail
+    assert (f"web:{name}", "results:read") in on_trail
+    assert {e["subject"] for e in _events(env, agent=f"web:{name}")} == {f"web:{name}"}
+    # No token may speak for a web user (or the server's own actors) either.
+    for subject in (f"web:{name}", "cli:root", "dimse:ORTHANC", "dxassist-outbox"):
+        with pytest.raises(ValueError, match="own kinds of actor"):
+            issue_token(env.settings, subject=subject, role="clinician", facility="F2")

@@ -37,7 +37,7 @@ def _worklist_with(client: TestClient, token: str) -> httpx.Response:
 def _trail(env: Env, agent: str, since: datetime) -> list[str]:
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.audit.search(agent=agent, since=since, limit=500)
+        _total, events = record.audit.search(agent=f"web:{agent}", since=since, limit=500)
     finally:
         record.close()
     ordered = sorted(events, key=lambda e: e["seq"])

@@ -40,7 +40,7 @@ def test_a_locked_account_answers_like_an_unknown_user_or_a_wrong_password(
     # The lock holds, and the audit trail keeps the real reason of each refusal.
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.audit.search(agent=username)
+        _total, events = record.audit.search(agent=f"web:{username}")
     finally:
         record.close()
     outcomes = [e["outcome"] for e in events if e["action"] == "ui:sign_in"]

@@ -44,7 +44,7 @@ def test_the_limit_note_shows_only_when_more_results_wait_than_are_shown(
     # The audit trail names the patients the page listed, not the one it left out.
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.audit.search(agent=reader, since=since, limit=500)
+        _total, events = record.audit.search(agent=f"web:{reader}", since=since, limit=500)
     finally:
         record.close()
     listed = {e["patient_id"] for e in events if e["action"] == "worklist:read"}

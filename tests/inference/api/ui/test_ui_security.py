@@ -155,7 +155,7 @@ def test_lockout_after_repeated_failures_even_for_the_right_password(client: Tes
     assert response.status_code == 401 and "locked" in response.text
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.audit.search(agent=username)
+        _total, events = record.audit.search(agent=f"web:{username}")
     finally:
         record.close()
     outcomes = [e["outcome"] for e in events if e["action"] == "ui:sign_in"]
@@ -250,8 +250,8 @@ def test_page_access_is_audited_like_the_api(client: TestClient, env: Env) -> No
     assert client.get("/ui/").status_code == 403  # worklist:read is not a clinician's
     record = Record(env.settings.record_url)
     try:
-        _n, reads = record.audit.search(agent=username)
-        _m, denials = record.audit.search(agent=clinician)
+        _n, reads = record.audit.search(agent=f"web:{username}")
+        _m, denials = record.audit.search(agent=f"web:{clinician}")
     finally:
         record.close()
     assert any(

@@ -95,9 +95,11 @@ def _replace(url: str, **values: str) -> str:
 
 
 def _sso_audit(env: Env, since: datetime, agent: str) -> list[dict[str, Any]]:
+    # A web user is ``web:<username>`` on the trail; the placeholder of a refused sign-in is itself.
+    subject = agent if agent == "unknown-user" else f"web:{agent}"
     record = Record(env.settings.record_url)
     try:
-        _total, events = record.audit.search(agent=agent, since=since, limit=500)
+        _total, events = record.audit.search(agent=subject, since=since, limit=500)
     finally:
         record.close()
     return [e for e in events if e["action"] == "ui:sign_in" and e["resource_id"] == "oidc"]
@@ -505,7 +507,7 @@ def test_the_first_single_sign_on_binds_the_account_and_another_person_under_its
     assert _listed(env, provider, username)[5] == "bound"
     bound = _trail(env, since, "ui:sso_bind")
     assert [(e["subject"], e["outcome"], e["resource_id"]) for e in bound] == [
-        (username, "success", username)
+        (f"web:{username}", "success", username)
     ]
 
     # The provider gives the username to another person (recycled, or renamed): another ``sub``.
@@ -640,7 +642,7 @@ def test_a_single_sign_on_session_signs_out_at_the_provider_too_and_a_password_s
     assert sent["id_token_hint"].count(".") == 2
     # The local session is gone before the browser even reaches the provider.
     assert client.get("/ui/", follow_redirects=False).status_code == 303
-    assert [e["action"] for e in _trail(env, since, "ui:sign_out") if e["subject"] == username] == [
+    assert [e["action"] for e in _trail(env, since, "ui:sign_out") if e["subject"] == f"web:{username}"] == [
         "ui:sign_out"
     ]
 
