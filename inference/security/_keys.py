@@ -42,17 +42,26 @@ def _passphrase(settings: Settings) -> bytes | None:
 
 
 def _write_new(path: Path, settings: Settings) -> None:
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    key = Ed25519PrivateKey.generate()
-    passphrase = _passphrase(settings)
+    publish_private_key(path, Ed25519PrivateKey.generate(), _passphrase(settings), path.parent / PUBLIC_FILE)
+
+
+def publish_private_key(
+    path: Path, key: Ed25519PrivateKey, passphrase: bytes | None, public_path: Path
+) -> bool:
+    """Write a new private key to ``path`` (PEM, PKCS#8, encrypted with ``passphrase`` when given, mode
+    0600) and its public key to ``public_path``; False, writing nothing, when a key is already there.
+
+    The key goes to a private temporary file first, then is hard-linked into place: the link fails if
+    another process won the race (its key stays), and nobody ever reads a half-written key.
+    """
+    from cryptography.hazmat.primitives import serialization
+
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    # Write to a private temporary file, then hard-link it into place: the link fails if another process
-    # won the race, and nobody ever reads a half-written key.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -63,13 +72,15 @@ def _write_new(path: Path, settings: Settings) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            return
+            return False
     finally:
         tmp.unlink(missing_ok=True)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
-    (path.parent / PUBLIC_FILE).write_bytes(public_pem)
+    return True
 
 
 def _load(path: Path, settings: Settings) -> SigningKey:

@@ -368,25 +368,9 @@ def backup_signer(keys_dir: Path, passphrase: bytes | None) -> BackupSigner:
 
 def _write_signer(path: Path, passphrase: bytes | None) -> None:
     """A new key, written to a private file and linked into place (another process may win: its key stays)."""
-    private = Ed25519PrivateKey.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
-    )
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-    finally:
-        tmp.unlink(missing_ok=True)
-    (path.parent / SIGNER_PUBLIC_FILE).write_bytes(BackupSigner(private, "").public_pem())
+    from inference.security._keys import publish_private_key
+
+    publish_private_key(path, Ed25519PrivateKey.generate(), passphrase, path.parent / SIGNER_PUBLIC_FILE)
 
 
 def load_signer_public(path: Path) -> tuple[Ed25519PublicKey, str]:
