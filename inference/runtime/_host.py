@@ -163,11 +163,10 @@ class ModelHost:
         """Challenger jobs, off the request path (capacity 0: no shadow scoring)."""
         # Why the latest fetched version of a model was refused (cleared once a version loads).
         self._refused: dict[ModelKind, str] = {}
-        # Why the served alias of a model could not be fetched, since the last fetch that worked: the
-        # first reason of the run (a file that failed its sha256 check is deleted by the cache, and the
-        # next attempt only finds it missing, which would hide why): ``(summary, reason)``. ``/readyz`` (no
-        # login) shows the summary only: the reason names registry hosts and cache paths, and is logged.
-        self._unfetched: dict[ModelKind, tuple[str, str]] = {}
+        # Models whose served alias could not be fetched since the last fetch that worked, with the
+        # summary ``/readyz`` shows. The reason itself (registry addresses, cache paths, the cache's own
+        # checks) goes to the server log only, never to a caller, signed in or not.
+        self._unfetched: dict[ModelKind, str] = {}
         self._fetch_error: dict[ModelKind, str] = {}  # the last reason logged
         self._executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[ImagingOutput] | None = None
@@ -251,17 +250,27 @@ class ModelHost:
             if k in self._refused:
                 problems.append(self._refused[k])
             if k in self._unfetched:
-                problems.append(f"{self._unfetched[k][0]} The server log says why.")
+                problems.append(f"{self._unfetched[k]} The server log says why.")
         return problems
 
     def _current(self, kind: ModelKind) -> ServedModel:
+        """The model in service of ``kind``.
+
+        Raises:
+            ModelUnavailable: None is loaded. The message names the model and what an administrator can
+                do; a fetch error stays in the server log (it names the registry and the cache's folders,
+                and this message reaches every caller that needed the model).
+        """
         model = self._models.get(kind)
         if model is None:
             if kind in self._refused:
                 raise ModelUnavailable(self._refused[kind])
             if kind in self._unfetched:
-                summary, reason = self._unfetched[kind]
-                raise ModelUnavailable(f"{summary} {reason}")
+                raise ModelUnavailable(
+                    f"Model {self._names[kind]} is not loaded: its '{self._alias}' version could not be "
+                    "fetched. The server log says why; an administrator can make the model registry "
+                    "reachable or register a version (`dxassist bootstrap`)."
+                )
             raise ModelUnavailable(
                 f"Model {self._names[kind]} is not loaded yet (no '{self._alias}' version could be fetched "
                 "and loaded); retry later."
@@ -359,7 +368,8 @@ class ModelHost:
     def _fetch_failed(
         self, kind: ModelKind, name: str, current: ServedModel | None, error: Exception
     ) -> None:
-        """Log a failed fetch once per reason; keep the first reason for requests that need the model."""
+        """Log a failed fetch once per reason (the log is the only place that says why) and note the
+        model as unfetched for ``/readyz`` and the requests that need it."""
         if current is None:
             summary = f"Model {name} is not loaded: its '{self._alias}' version could not be fetched."
         else:
@@ -376,7 +386,7 @@ class ModelHost:
                 "no version is in service" if current is None else "keeping the version in service",
                 error,
             )
-        self._unfetched.setdefault(kind, (summary, str(error)))
+        self._unfetched.setdefault(kind, summary)
 
     async def _refresh_challenger(self, kind: ModelKind, name: str) -> None:
         """Load the model's ``challenger`` for shadow scoring; none registered (or unloadable): no shadow."""

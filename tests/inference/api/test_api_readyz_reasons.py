@@ -2,8 +2,8 @@
 
 A fetch error names the registry host and the server's cache paths; a probe, a load balancer or anyone
 on the network reading ``/readyz`` learns only which model is not served and that the log says why. The
-operator finds the reason in the server log, and a signed-in caller that needed the model reads it in
-the 503 answer.
+operator finds the reason in the server log; a signed-in caller that needed the model reads which model
+is missing and what an administrator can do (test_api_model_unavailable_message.py).
 """
 
 from __future__ import annotations
