@@ -28,7 +28,7 @@ from inference.record import (
     RecordError,
 )
 from inference.runtime import ModelUnavailable, RuntimeErrorBase
-from inference.security import Forbidden, JwksUnavailable, SecurityError, Unauthenticated
+from inference.security import Forbidden, SecurityError, TokenCheckUnavailable, Unauthenticated
 from inference.services import PictureUnreadable
 from inference.triage import VitalsRejected
 
@@ -232,8 +232,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 401, exc.code, exc.message, {"WWW-Authenticate": challenge})
         if isinstance(exc, Forbidden):
             return error_response(request, 403, exc.code, exc.message)
-        if isinstance(exc, JwksUnavailable):
-            return error_response(request, 503, exc.code, exc.message, {"Retry-After": "30"})
+        if isinstance(exc, TokenCheckUnavailable):
+            retry_after = {"Retry-After": str(exc.retry_after_seconds)}
+            return error_response(request, 503, exc.code, exc.message, retry_after)
         logger.error("security configuration error", extra={"code": exc.code})
         return error_response(request, 500, exc.code, exc.message)
 

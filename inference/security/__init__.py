@@ -12,7 +12,13 @@ from inference.security._access import (
     may_read,
     scope_for,
 )
-from inference.security._errors import Forbidden, SecurityError, SigningKeyError, Unauthenticated
+from inference.security._errors import (
+    Forbidden,
+    SecurityError,
+    SigningKeyError,
+    TokenCheckUnavailable,
+    Unauthenticated,
+)
 from inference.security._id_tokens import IdTokenInvalid, jwk_keys, unverified_header, verify_id_token
 from inference.security._jwks import JwksUnavailable
 from inference.security._keys import KEY_FILE, SigningKey, signing_key
@@ -50,6 +56,7 @@ __all__ = [
     "SecurityError",
     "SigningKey",
     "SigningKeyError",
+    "TokenCheckUnavailable",
     "Unauthenticated",
     "allowed",
     "facility_allows",

@@ -1,4 +1,4 @@
-"""Errors of :mod:`inference.security`: one root, two children the API maps to 401 and 403."""
+"""Errors of :mod:`inference.security`: one root, children the API maps to 401, 403 and 503."""
 
 from __future__ import annotations
 
@@ -53,3 +53,22 @@ class SigningKeyError(SecurityError):
     """The signing key cannot be read (wrong passphrase, corrupted file); a server configuration problem."""
 
     code = "signing_key_unreadable"
+
+
+class TokenCheckUnavailable(SecurityError):
+    """A bearer token cannot be checked now: what it is checked against cannot be read (HTTP 503, with
+    ``Retry-After``). Nothing is wrong with the token; the same request may succeed later.
+
+    Attributes:
+        retry_after_seconds: When to try again (the ``Retry-After`` header).
+    """
+
+    code = "token_check_unavailable"
+    retry_after_seconds = 30
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_seconds: int | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        if retry_after_seconds is not None:
+            self.retry_after_seconds = retry_after_seconds

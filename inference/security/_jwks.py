@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from inference.security._errors import SecurityError, Unauthenticated
+from inference.security._errors import TokenCheckUnavailable, Unauthenticated
 from inference.security._tokens import decode_claims
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ _LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _KEY_TYPES: Final[dict[str, str]] = {"EdDSA": "OKP", "RS": "RSA", "PS": "RSA", "ES": "EC"}
 
 
-class JwksUnavailable(SecurityError):
+class JwksUnavailable(TokenCheckUnavailable):
     """The issuer's JWKS cannot be fetched or read (a configuration or network problem: HTTP 503)."""
 
     code = "jwks_unavailable"
