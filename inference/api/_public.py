@@ -23,7 +23,12 @@ from inference.record import (
 
 
 def _model(model: ModelInfo, *, sha256: bool = True) -> schemas.ModelRef:
-    return schemas.ModelRef(name=model.name, version=model.version, sha256=model.sha256 if sha256 else None)
+    return schemas.ModelRef(
+        name=model.name,
+        version=model.version,
+        sha256=model.sha256 if sha256 else None,
+        synthetic=model.synthetic,
+    )
 
 
 def _delivery(delivery: Delivery) -> schemas.Delivery:

@@ -187,6 +187,10 @@ class ModelRef(_Public):
     name: str
     version: str
     sha256: str | None = None
+    synthetic: bool = Field(
+        description="Trained on synthetic data only: the result has not been validated on real patients and "
+        "must not be used for diagnosis (its warnings say so too)."
+    )
 
 
 class Finding(_Public):
