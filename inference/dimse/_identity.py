@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import ssl
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -132,9 +133,43 @@ def delivered_by(folder: Path) -> str | None:
 
 
 def forget(folder: Path) -> None:
-    """Remove :data:`PEERS_FILE` and the folder once it holds no instance (the study was filed)."""
-    if not folder.is_dir() or any(folder.glob("*.dcm")):
+    """Remove :data:`PEERS_FILE` and the folder once it holds no instance (the study was filed).
+
+    An instance of the study may arrive at any moment (a late one, on another association or another
+    listener instance): it is moved in first, then its identity is added (:func:`remember`), which finds
+    the file and adds nothing when the same certificate delivered the filed instances. So the file is
+    first taken away under a name of its own, and only then is the folder looked at: an instance found
+    there gets the identities back; one moved in later finds no file and writes its own.
+    """
+    if not folder.is_dir():
+        return
+    aside = folder / f".{PEERS_FILE}.{uuid.uuid4().hex}.tmp"
+    taken: Path | None = aside
+    try:
+        os.rename(folder / PEERS_FILE, aside)
+    except FileNotFoundError:
+        taken = None  # no certificate was presented, or its identities went with an earlier filing
+    except OSError:
+        return  # left as it is: the next filing of the study forgets it
+    if any(folder.glob("*.dcm")):
+        if taken is not None:
+            _give_back(taken, folder / PEERS_FILE)
         return
     with contextlib.suppress(OSError):
-        (folder / PEERS_FILE).unlink(missing_ok=True)
-        folder.rmdir()
+        if taken is not None:
+            taken.unlink()
+        folder.rmdir()  # only when empty: an instance being moved in right now keeps it
+
+
+def _give_back(taken: Path, path: Path) -> None:
+    """Append the identities in ``taken`` to ``path`` (an instance may have started it meanwhile)."""
+    with contextlib.suppress(OSError):
+        lines = taken.read_text("ascii", "replace").splitlines()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(
+                descriptor, "".join(f"{line}\n" for line in lines if line.strip()).encode("ascii", "replace")
+            )
+        finally:
+            os.close(descriptor)
+        taken.unlink()
