@@ -14,8 +14,10 @@ key (``backup.sealed``, :mod:`inference.security._sealing`) beside a manifest th
 whoever finds the medium. The manifest also carries a statement signed with the server's backup-signing
 key (the sealed file's sha256 and size, the custodian key, when and on which host): ``verify --signer
 SERVER.pub`` and ``restore`` check who made it (anyone holding the custodian's public key could seal
-one). A sealed backup is opened into a private folder of the home (``restore``: of the new home), never
-a shared temporary folder. ``verify`` checks the sealed file as written without the key and everything
+one). Once the server has that key (``backup signer``), a plain backup's manifest is signed too (its
+sha256, when and on which host): ``--signer`` checks it the same way, and refuses an unsigned one.
+A sealed backup is opened into a private folder of the home (``restore``: of the new home), never a
+shared temporary folder. ``verify`` checks the sealed file as written without the key and everything
 inside with it; ``restore`` needs the key.
 
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
@@ -439,6 +441,9 @@ def backup_create(
     _remove_unlocked(home.glob(f"{STAGING}*"))  # a plain copy a killed sealed backup left in the home
     _refuse_without_room(settings, home, dest, logs=logs, staged=recipient is not None)
     sealing = (recipient, _signer(settings)) if recipient is not None else None
+    # A plain backup is signed once the server has a backup-signing key (`backup signer`, or a sealed
+    # backup made): custodians then check who made it and when. Without one, none is made for it.
+    plain_signer = _signer(settings) if sealing is None and _has_signer(settings) else None
     partial = dest / PARTIAL
     try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -448,7 +453,7 @@ def backup_create(
     plan = _Plan()
     try:
         if sealing is None:
-            files = _write(settings, home, partial, plan, logs=logs)
+            files = _write(settings, home, partial, plan, logs=logs, signer=plain_signer)
         else:
             files = _write_sealed(
                 settings, home, partial, plan, logs=logs, recipient=sealing[0], signer=sealing[1]
@@ -473,6 +478,11 @@ def backup_create(
             "de-identification secret, the audit anchor key) and patient data: store it encrypted, where "
             "only its custodians can read it (or take it with --encrypt-to).\n"
         )
+        if plain_signer is not None:
+            out.write(
+                f"Signed with this server's backup-signing key {plain_signer.fingerprint[:16]}: check who "
+                "made it and when with `backup verify|restore --signer SERVER.pub`.\n"
+            )
     else:
         recipient, signer = sealing
         out.write(
@@ -504,8 +514,17 @@ def backup_create(
     return 0
 
 
-def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: bool) -> dict[str, Any]:
-    """Copy everything into ``partial``, write the manifest, move it all into place; the file list."""
+def _write(
+    settings: Settings,
+    home: Path,
+    partial: Path,
+    plan: _Plan,
+    *,
+    logs: bool,
+    signer: BackupSigner | None = None,
+) -> dict[str, Any]:
+    """Copy everything into ``partial``, write the manifest (signed with ``signer`` when given), move it
+    all into place; the file list."""
     from inference.record import HeadAnchor
 
     live_anchor = HeadAnchor(home).path
@@ -556,8 +575,31 @@ def _write(settings: Settings, home: Path, partial: Path, plan: _Plan, *, logs: 
         "logs": logs,
         "files": files,
     }
+    if signer is not None:
+        from inference.security._sealing import sign_statement
+
+        manifest["signed"] = sign_statement(signer, _plain_statement(manifest))
     _publish(partial, manifest)
     return files
+
+
+def _manifest_sha256(manifest: dict[str, Any]) -> str:
+    """The sha256 of a plain backup's manifest without its signature (its canonical JSON): what the
+    signature of a plain backup covers, and through the files' sha256 every file."""
+    unsigned = {name: value for name, value in manifest.items() if name != "signed"}
+    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _plain_statement(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the backup-signing key signs of a plain backup: its manifest, when and where it was made."""
+    return {
+        "format": FORMAT,
+        "manifest_sha256": _manifest_sha256(manifest),
+        "created_at": manifest["created_at"],
+        "origin": manifest["origin"],
+        "dxassist_version": manifest["dxassist_version"],
+    }
 
 
 def _publish(partial: Path, manifest: dict[str, Any]) -> None:
@@ -583,6 +625,13 @@ def _origin() -> dict[str, str]:
     a backup of another server, or an older one put in place of a newer, is seen). No path: a backup
     names none, it can be moved."""
     return {"host": socket.gethostname()}
+
+
+def _has_signer(settings: Settings) -> bool:
+    """Whether this server has its backup-signing key (made by ``backup signer`` or a sealed backup)."""
+    from inference.security._sealing import SIGNER_FILE
+
+    return (settings.keys_dir / SIGNER_FILE).exists()
 
 
 def _signer(settings: Settings) -> BackupSigner:
@@ -981,15 +1030,16 @@ def backup_verify(
     with it (the custodian's private key) into a private folder of ``scratch/.backup-unsealed`` (the
     home; what an earlier verify killed there left is removed first), checked as above, removed. Its
     signature is checked against ``signer`` (the backup-signing public key of the server that made
-    it); opening it needs ``signer``, or ``any_origin`` to open it unchecked.
+    it); opening it needs ``signer``, or ``any_origin`` to open it unchecked. A plain backup's signature
+    (made once the server has a backup-signing key) is checked against ``signer`` when given.
 
     Returns:
         0 when the backup is intact; 1 naming every problem otherwise.
 
     Raises:
         BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup; the sealed backup
-            is not signed by ``signer`` (or, to be opened, no ``signer`` was given); ``key`` or ``signer``
-            was given for a plain backup.
+            is not signed by ``signer`` (or, to be opened, no ``signer`` was given); ``key`` was given
+            for a plain backup, or ``signer`` for one it did not sign (unsigned, or changed since).
         ValueError: ``key`` without ``scratch``.
     """
     out = stream if stream is not None else sys.stdout
@@ -1026,7 +1076,9 @@ def backup_verify(
                 return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
             return backup_verify(opened, stream=out)
-    _refuse_plain(dest, key=key, signer=signer)
+    made_by = _plain_origin(dest, key=key, signer=signer, any_origin=any_origin)
+    if made_by is not None:
+        out.write(f"{made_by}\n")
     manifest, why = _read_manifest(dest)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
@@ -1078,7 +1130,8 @@ def backup_restore(
     A sealed backup needs ``key`` (the custodian's private key) and ``signer`` (the backup-signing public
     key of the server that made it; ``any_origin``: not checked): it is opened into a private folder of
     ``home/.backup-unsealed``, restored from there, and that folder removed (a restore killed meanwhile
-    leaves it: the next restore into ``home`` removes it first).
+    leaves it: the next restore into ``home`` removes it first). A plain backup's signature is checked
+    against ``signer`` when given, before anything is copied.
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
@@ -1087,7 +1140,8 @@ def backup_restore(
     Raises:
         BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
             be written; a sealed backup is not signed by ``signer`` (or neither it nor ``any_origin``
-            was given), or ``key`` cannot open it; ``key`` or ``signer`` was given for a plain backup.
+            was given), or ``key`` cannot open it; ``key`` was given for a plain backup, or ``signer``
+            for one it did not sign (unsigned, or changed since).
     """
     out = stream if stream is not None else sys.stdout
     if not backup.is_dir():
@@ -1125,24 +1179,70 @@ def backup_restore(
                     out.write(f"  {line}\n")
                 return 1
             return _restore_files(opened, home, out)
-    _refuse_plain(backup, key=key, signer=signer)
+    made_by = _plain_origin(backup, key=key, signer=signer, any_origin=any_origin)
+    if made_by is not None:
+        out.write(f"{made_by}\n")
     return _restore_files(backup, home, out)
 
 
-def _refuse_plain(root: Path, *, key: Path | None, signer: Path | None) -> None:
-    """Refuse a plain backup where a sealed one was expected (``key`` or ``signer`` given): it needs no
-    custodian key to be made and carries no signature, so taking it would pass the check of who made
-    the backup by not sealing it at all.
+def _plain_origin(root: Path, *, key: Path | None, signer: Path | None, any_origin: bool) -> str | None:
+    """Who made the plain backup in ``root`` and when, as a line to print (None for an unsigned backup
+    checked without ``signer``): its manifest's signature checked against ``signer``, or said unchecked.
+
+    A plain backup is refused where a sealed one was expected (``key``), and where its maker is to be
+    checked (``signer``) when it is unsigned: anyone can make a plain backup, so taking an unsigned one
+    would pass the check of who made it by not signing it at all.
 
     Raises:
-        BackupRefused: ``key`` or ``signer`` was given.
+        BackupRefused: ``key`` was given; ``signer`` cannot be read, or the backup is unsigned, signed by
+            another key, or its manifest was changed after it was signed.
     """
-    if key is not None or signer is not None:
+    from inference.security._sealing import SealError, check_statement, load_signer_public
+
+    if key is not None:
         raise BackupRefused(
-            f"{root} is not sealed (no {SEALED_FILE} named by a sealed manifest), though --key or --signer "
-            "was given: a plain backup is signed by nobody, anyone can make one. Nothing was opened or "
-            "copied; without --key and --signer it is checked as a plain backup."
+            f"{root} is not sealed (no {SEALED_FILE} named by a sealed manifest), though --key was given: "
+            "a plain backup needs no custodian key to be made, anyone can make one. Nothing was opened or "
+            "copied; without --key it is checked as a plain backup."
         )
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        manifest = None
+    signed = manifest.get("signed") if isinstance(manifest, dict) else None
+    if signer is None:
+        if not isinstance(manifest, dict) or signed is None:
+            return None
+        claims = signed.get("statement") if isinstance(signed, dict) else None
+        said = _made(claims if isinstance(claims, dict) else manifest)
+        if any_origin:
+            return (
+                "WARNING: who made this backup is NOT checked (--trust-any-origin); "
+                f"it says it was made {said}."
+            )
+        return f"It says it was made {said} (signed; not checked: give --signer SERVER.pub)."
+    try:
+        public, fingerprint = load_signer_public(signer)
+    except SealError as e:
+        raise BackupRefused(str(e)) from e
+    try:
+        if not isinstance(manifest, dict) or not isinstance(signed, dict):
+            raise SealError(
+                "It is not signed (made by a server without a backup-signing key, by a dxassist that did "
+                "not sign plain backups, or its signature was removed)"
+            )
+        statement = check_statement(signed, public, fingerprint)
+    except SealError as e:
+        raise BackupRefused(
+            f"{root} is refused, nothing was opened or copied: {str(e).rstrip('.')}. "
+            "--trust-any-origin (instead of --signer) takes it unchecked."
+        ) from e
+    if statement.get("format") != FORMAT or statement.get("manifest_sha256") != _manifest_sha256(manifest):
+        raise BackupRefused(
+            f"{root} is refused, nothing was opened or copied: its {MANIFEST} is not the one its signature "
+            "names (it was changed after the backup was made)."
+        )
+    return f"Signed by the backup-signing key {fingerprint[:16]} ({signer}): made {_made(statement)}."
 
 
 def _restore_files(backup: Path, home: Path, out: TextIO) -> int:

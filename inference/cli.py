@@ -1184,12 +1184,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--signer",
             type=Path,
             metavar="SERVER.pub",
-            help="check that a sealed backup was made by this server (its `backup signer` public key)",
+            help="check that the backup was made by this server (its `backup signer` public key); an "
+            "unsigned backup is refused",
         )
         who.add_argument(
             "--trust-any-origin",
             action="store_true",
-            help="open a sealed backup without checking who made it (unsigned, or the signer's key lost): "
+            help="take a backup without checking who made it (unsigned, or the signer's key lost): "
             "anyone with the custodian's public key can seal one",
         )
 

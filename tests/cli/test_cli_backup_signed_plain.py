@@ -1,0 +1,144 @@
+"""Plain (unsealed) backups signed with the server's backup-signing key once it has one (`dxassist backup
+signer`): `verify` and `restore --signer SERVER.pub` check who made the backup and when, as for sealed
+backups. Before, a plain backup's time and host were whatever its manifest said: an older backup, or
+another server's, put in its place read as this server's latest. A plain backup the signer did not sign
+(unsigned, another server's, its manifest changed) is refused when the signer is asked for.
+
+The real console script on a home whose record holds the audit entries of the tokens issued.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _dxassist_cli import DXASSIST, dxassist_env
+
+
+def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DXASSIST), *args],
+        env=dxassist_env(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def _home(root: Path, name: str, *, signer: bool) -> tuple[Path, Path | None]:
+    """A home with a record (a token issued), and its backup-signing public key when ``signer``."""
+    home = root / name
+    home.mkdir()
+    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    if not signer:
+        return home, None
+    exported = _dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    public = root / f"{name}.pub"
+    public.write_text(exported.stdout, encoding="utf-8")
+    return home, public
+
+
+def _manifest(backup: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+@dataclass(frozen=True)
+class Signed:
+    home: Path
+    signer: Path
+    backup: Path
+    create: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
+    root = tmp_path_factory.mktemp("signed-plain")
+    home, signer = _home(root, "server", signer=True)
+    assert signer is not None
+    create = _dxassist(home, "backup", "create", str(root / "backup"))
+    return Signed(home, signer, root / "backup", create)
+
+
+def test_a_plain_backup_is_signed_and_verify_and_restore_say_who_made_it_and_when(
+    signed: Signed, tmp_path: Path
+) -> None:
+    assert signed.create.returncode == 0, signed.create.stdout + signed.create.stderr
+    assert "Signed with this server's backup-signing key" in signed.create.stdout
+    made = _manifest(signed.backup)["created_at"]
+
+    checked = _dxassist(signed.home, "backup", "verify", str(signed.backup), "--signer", str(signed.signer))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Signed by the backup-signing key" in checked.stdout, checked.stdout
+    assert f"made {made} on host {socket.gethostname()}" in checked.stdout, checked.stdout
+    assert "backup intact" in checked.stdout
+
+    # Without --signer it is checked as before, and says that who made it was not checked.
+    unchecked = _dxassist(signed.home, "backup", "verify", str(signed.backup))
+    assert unchecked.returncode == 0 and "not checked" in unchecked.stdout, unchecked.stdout
+
+    target = tmp_path / "restored"
+    done = _dxassist(
+        signed.home, "backup", "restore", str(signed.backup), str(target), "--signer", str(signed.signer)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Signed by the backup-signing key" in done.stdout and (target / "record.db").is_file()
+
+
+def test_a_plain_backup_whose_time_or_host_was_changed_is_refused_and_nothing_restored(
+    signed: Signed, tmp_path: Path
+) -> None:
+    # An older backup passed off as a newer one: its manifest's time and host rewritten, files untouched.
+    backup = tmp_path / "backup"
+    subprocess.run(["cp", "-a", str(signed.backup), str(backup)], check=True)
+    manifest = _manifest(backup)
+    manifest["created_at"] = "2031-01-01T00:00:00Z"
+    manifest["origin"] = {"host": "pacs-gateway-2"}
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    signer = ("--signer", str(signed.signer))
+
+    verified = _dxassist(signed.home, "backup", "verify", str(backup), *signer)
+    assert verified.returncode == 2, verified.stdout + verified.stderr
+    assert "changed after the backup was made" in verified.stderr, verified.stderr
+    assert "backup intact" not in verified.stdout
+    target = tmp_path / "restored"
+    refused = _dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert not target.exists() or not any(target.iterdir())
+
+
+def test_an_unsigned_or_another_servers_plain_backup_is_refused_when_the_signer_is_asked_for(
+    signed: Signed, tmp_path: Path
+) -> None:
+    # A server without a backup-signing key makes unsigned plain backups (and makes no key for them).
+    bare, _ = _home(tmp_path, "bare", signer=False)
+    unsigned = tmp_path / "unsigned"
+    made = _dxassist(bare, "backup", "create", str(unsigned))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "signed" not in _manifest(unsigned) and "Signed with" not in made.stdout
+    assert not (bare / "keys" / "backup-signing-ed25519.pem").exists()
+    # Another server, with its own key.
+    other, _ = _home(tmp_path, "other", signer=True)
+    foreign = tmp_path / "foreign"
+    assert _dxassist(other, "backup", "create", str(foreign)).returncode == 0
+
+    target = tmp_path / "restored"
+    signer = ("--signer", str(signed.signer))
+    for backup, why in ((unsigned, "not signed"), (foreign, "another backup-signing key")):
+        verified = _dxassist(signed.home, "backup", "verify", str(backup), *signer)
+        assert verified.returncode == 2 and why in verified.stderr, verified.stdout + verified.stderr
+        refused = _dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
+        assert refused.returncode == 2 and why in refused.stderr, refused.stdout + refused.stderr
+        assert not target.exists() or not any(target.iterdir())
+    # The documented override takes it, saying that who made it was not checked.
+    anyway = _dxassist(signed.home, "backup", "restore", str(foreign), str(target), "--trust-any-origin")
+    assert anyway.returncode == 0, anyway.stdout + anyway.stderr
+    assert "NOT checked" in anyway.stdout
