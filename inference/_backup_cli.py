@@ -1027,8 +1027,9 @@ def backup_verify(
     on which host it was made is printed.
 
     A sealed backup is checked as written (the sealed file's size and sha256) without ``key``, and opened
-    with it (the custodian's private key) into a private folder of ``scratch/.backup-unsealed`` (the
-    home; what an earlier verify killed there left is removed first), checked as above, removed. Its
+    with it (the custodian's private key) into a private folder of ``scratch/.backup-unsealed`` (an
+    existing home, or the folder the custodian names; what an earlier verify killed there left is removed
+    first), checked as above, removed. Nothing else is written anywhere. Its
     signature is checked against ``signer`` (the backup-signing public key of the server that made
     it); opening it needs ``signer``, or ``any_origin`` to open it unchecked. A plain backup's signature
     (made once the server has a backup-signing key) is checked against ``signer`` when given.

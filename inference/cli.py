@@ -77,7 +77,7 @@ def _version_row(version: RegisteredVersion, *, with_name: bool) -> list[object]
 # -- settings and registry --------------------------------------------------------------------------
 
 
-def _settings() -> Settings:
+def _settings(*, make_home: bool = True) -> Settings:
     from pydantic import ValidationError
 
     from inference.config import get_settings
@@ -89,6 +89,8 @@ def _settings() -> Settings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
         )
         raise CliError(f"The settings are invalid: {problems}.", status=2) from e
+    if not make_home:
+        return settings
     try:
         settings.resolved_home  # noqa: B018  (made here, once: every command keeps its state there)
     except OSError as e:
@@ -811,7 +813,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             return backup_create(_settings(), args.dest, logs=args.logs, encrypt_to=args.encrypt_to)
         origin = {"signer": args.signer, "any_origin": args.trust_any_origin}
         if args.backup_command == "verify":
-            scratch = _settings().resolved_home if args.key is not None else None  # opened in the home
+            scratch = _unsealing_place(args.scratch) if args.key is not None else None
             return backup_verify(
                 args.dest, key=args.key, passphrase=_backup_passphrase(args), scratch=scratch, **origin
             )
@@ -820,6 +822,29 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         )
     except BackupRefused as e:
         raise CliError(str(e), status=2) from e
+
+
+def _unsealing_place(scratch: Path | None) -> Path:
+    """Where ``backup verify --key`` opens a sealed backup: ``--scratch DIR``, or else the home when it
+    exists. Never made: on a custodian's machine a verify made a ``DXASSIST_HOME`` (``./var``) that stayed.
+
+    Raises:
+        CliError: ``scratch`` is not a folder, or neither it was given nor the home exists (exit 2).
+    """
+    if scratch is not None:
+        if not scratch.is_dir():
+            raise CliError(f"--scratch {scratch}: not an existing folder; nothing was opened.", status=2)
+        return scratch
+    home = _settings(make_home=False).home.expanduser().resolve()
+    if not home.is_dir():
+        raise CliError(
+            "backup verify --key opens the sealed backup into a private folder of an existing folder, "
+            f"and DXASSIST_HOME ({home}) does not exist: give --scratch DIR (a folder of yours on a disk "
+            "only you read, with room for the backup's content; what is opened there is removed after). "
+            "Nothing was opened or created.",
+            status=2,
+        )
+    return home
 
 
 def _backup_keygen(args: argparse.Namespace) -> int:
@@ -1197,6 +1222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = bksub.add_parser("verify", help="check every file and the copied audit trail; exit 1 naming problems")
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--key", type=Path, metavar="CUSTODIAN.key", help=key_help)
+    p.add_argument(
+        "--scratch",
+        type=Path,
+        metavar="DIR",
+        help="with --key: open the sealed backup into a private folder of DIR, removed after (default: "
+        "DXASSIST_HOME when it exists; verify never makes it)",
+    )
     p.add_argument("--passphrase-stdin", action="store_true", help=pass_help)
     origin_flags(p)
     p.set_defaults(handler=_cmd_backup)
