@@ -17,7 +17,7 @@ from inference.api._middleware import RequestContextMiddleware
 from inference.api._openapi import openapi_builder
 from inference.api._ratelimit import RateLimitMiddleware
 from inference.api._workers import shared_dir
-from inference.api.deps import declared_query_only
+from inference.api.deps import declared_query_only, printable_parameters
 from inference.api.routes import all_routers
 from inference.api.ui import mount_ui
 from inference.config import Settings, get_settings
@@ -109,8 +109,10 @@ def create_app(settings: Settings | None = None, *, fetch: Fetch | None = None) 
     app.state.settings = settings
     for router in all_routers():
         # FHIR ignores unknown search parameters (R4 lenient handling); the rest of the API refuses them.
+        # Every route refuses control and invisible formatting characters in its parameters.
         lenient = (router.prefix or "").startswith("/fhir")
-        app.include_router(router, dependencies=[] if lenient else [Depends(declared_query_only)])
+        checks = [Depends(printable_parameters)] + ([] if lenient else [Depends(declared_query_only)])
+        app.include_router(router, dependencies=checks)
     mount_ui(app)
     install_error_handlers(app)
     # Added first, so it runs inside the request context: 429 answers are logged and counted too.

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from inference.api._text import invalid_characters_message
 from inference.dicom import DicomRejected
 from inference.observability import count_rejected
 from inference.record import (
@@ -95,6 +96,14 @@ class MalformedRequest(ApiError):
         super().__init__(400, code, message)
 
 
+class InvalidCharacters(ApiError):
+    """A value of the request holds a character no value holds (HTTP 422 ``invalid_characters``), named
+    by its field or parameter, never quoted (see :mod:`inference.api._text`)."""
+
+    def __init__(self, kind: str, where: str) -> None:
+        super().__init__(422, "invalid_characters", invalid_characters_message(kind, where))
+
+
 def is_fhir(path: str) -> bool:
     """Whether ``path`` is under the FHIR base, whose errors are OperationOutcomes."""
     return path == "/fhir" or path.startswith("/fhir/")
@@ -157,12 +166,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     if first.get("type") == "missing":
         return "invalid_field", f"{kind} '{where}' is required{more}."
     if first.get("type") == "invalid_characters":
-        return (
-            "invalid_characters",
-            f"{kind} '{where}' holds a control character (U+0000-U+001F, U+007F-U+009F) or an invisible "
-            "formatting character (a line or paragraph separator, a bidirectional override or isolate); "
-            f"send printable text{more}.",
-        )
+        return "invalid_characters", invalid_characters_message(kind, where, more)
     if first.get("type") in _PLAUSIBILITY_CODES:
         # Our own validators' sentences: they name the field and the accepted range, never the value.
         return str(first["type"]), f"Field {detail}{more}."

@@ -15,7 +15,8 @@ import math
 import re
 from typing import Any, Final
 
-from inference.api._errors import MalformedRequest
+from inference.api._errors import InvalidCharacters, MalformedRequest
+from inference.api._text import UNPRINTABLE_NAME, shown_name
 
 MAX_JSON_DEPTH: Final = 32
 """Deepest nesting of arrays and objects accepted in a JSON body (the API's own bodies need 4)."""
@@ -112,8 +113,9 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     Raises:
         JsonTooDeep: Nesting deeper than ``max_depth`` (400 ``json_too_deep``).
         MalformedRequest: Not JSON (400 ``malformed``), ``NaN``/``Infinity`` or an overflowing number
-            (400 ``invalid_json_number``), a key repeated in one object (400 ``duplicate_json_key``), or
-            a control character in a string (400 ``invalid_characters``).
+            (400 ``invalid_json_number``), or a key repeated in one object (400 ``duplicate_json_key``).
+        InvalidCharacters: A string (key or value) holds a C0 control other than tab and line breaks, or
+            DEL (422 ``invalid_characters``, naming the field).
     """
     try:
         # RFC 8259: JSON between systems is UTF-8. Decoding first also keeps the depth scan honest (in
@@ -130,26 +132,34 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except (ValueError, RecursionError) as e:
         # RecursionError cannot happen within the depth limit; caught anyway so no parser path can 500.
         raise MalformedRequest("The request body is not valid JSON; send a JSON object.") from e
-    if _has_control(value):
-        raise MalformedRequest(
-            "A text value of the JSON body holds control characters (such as \\u0000); send printable "
-            "text (tab and line breaks are accepted).",
-            code="invalid_characters",
-        )
+    where = _control_at(value, ())
+    if where is not None:
+        # 422 naming the field, as the schemas answer the other refused characters (C1, bidi overrides).
+        raise InvalidCharacters("Field", ".".join(where) or "body")
     return value
 
 
 # C0 controls and DEL except tab, line feed and carriage return: a NUL in an identifier would be filed
-# and then break PostgreSQL, which refuses NUL in text.
+# and then break PostgreSQL, which refuses NUL in text. The other characters of inference.api._text are
+# refused by the schemas, field by field (a one-line value refuses line breaks too).
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _has_control(value: Any) -> bool:
-    """Whether any string (key or value) in ``value`` holds a control character; depth is bounded."""
+def _control_at(value: Any, where: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Where the first string (key or value) of ``value`` holding a control character is, as the names
+    and list positions leading to it (``("verdicts", "0", "code")``), or None; depth is bounded."""
     if isinstance(value, str):
-        return _CONTROL.search(value) is not None
+        return where if _CONTROL.search(value) else None
     if isinstance(value, dict):
-        return any(_has_control(k) or _has_control(v) for k, v in value.items())
+        for key, item in value.items():
+            if _CONTROL.search(key):
+                return (*where, UNPRINTABLE_NAME)
+            found = _control_at(item, (*where, shown_name(key)))
+            if found is not None:
+                return found
     if isinstance(value, list):
-        return any(_has_control(v) for v in value)
-    return False
+        for position, item in enumerate(value):
+            found = _control_at(item, (*where, str(position)))
+            if found is not None:
+                return found
+    return None

@@ -4,8 +4,9 @@ FastAPI describes what its own machinery would do; this server differs in ways t
 so the document is corrected here, in one place, after generation:
 
 - a request that fails validation gets 400 in the contract's error shape (``inference.api._errors``),
-  never FastAPI's 422 ``HTTPValidationError``; 422 stays only where a route declares it (valid but
-  unsupported input, with ``ErrorResponse``);
+  never FastAPI's 422 ``HTTPValidationError``; 422 (``ErrorResponse``) is valid but unsupported input,
+  where a route declares it, and a value holding a control or invisible formatting character
+  (``invalid_characters``) on every route with parameters or a body;
 - errors outside ``/fhir`` are ``application/json`` ``ErrorResponse`` whatever the route's success media
   type (STOW-RS answers DICOM JSON on success, JSON on error); under ``/fhir`` they are
   ``OperationOutcome`` in ``application/fhir+json``;
@@ -165,7 +166,8 @@ _DESCRIPTIONS: Final[dict[int, str]] = {
     409: "The request contradicts what the record holds.",
     413: "The body is larger than the configured limit.",
     415: "The body's Content-Type is not one this route accepts.",
-    422: "Well-formed but not acceptable (implausible values, an unsupported kind of image).",
+    422: "Well-formed but not acceptable (implausible values, an unsupported kind of image, a parameter or "
+    "field holding a control or invisible formatting character).",
     429: "Too many requests from this token or address; wait `Retry-After` seconds.",
     503: "The patient record, the models or the token issuer is unavailable; try again later.",
 }
@@ -214,7 +216,8 @@ def _fix_operation(method: str, path: str, operation: dict[str, Any]) -> None:
     body = "requestBody" in operation
     needed: set[int] = set()
     if validated or operation.get("parameters") or body:
-        needed.add(400)
+        # 422: a parameter or field holding a control or invisible formatting character (deps, _json).
+        needed |= {400, 422}
     if secured:
         needed |= {401, 403, 503}
     if body:

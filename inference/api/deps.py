@@ -13,7 +13,6 @@ sent to a worker thread itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -26,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from inference.api._errors import ApiError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from inference.api._json import parse_json
 from inference.api._multipart import SpooledBody, form_field, media_type
+from inference.api._text import NOT_IN_LINE, UNPRINTABLE_NAME, shown_name
 from inference.config import Settings
 from inference.security import (
     PATIENT_DATA,
@@ -50,10 +50,6 @@ M = TypeVar("M", bound=BaseModel)
 DICOM = "application/dicom"
 _FILE_TYPES = frozenset({DICOM, "application/octet-stream"})
 _MAX_OTHER_FIELDS = 16  # form fields besides the files an upload may carry (they are ignored)
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$")
-# C0 controls but tab, line feed and carriage return (which a pasted free-text value may hold), and DEL:
-# never part of an identifier, code, date or name, and NUL cannot be stored in PostgreSQL text at all.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _bearer = HTTPBearer(auto_error=False, description="A token from 'dxassist token issue'.")
 
 
@@ -342,30 +338,44 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-def _refuse_control_characters(pairs: list[tuple[str, str]]) -> None:
-    """Refuse a query parameter whose name or value holds a control character (400 ``invalid_field``).
+def _refuse_unprintable(place: str, pairs: list[tuple[str, str]]) -> None:
+    """Refuse a parameter whose name or value holds a character no value holds (422
+    ``invalid_characters``, naming the parameter; see :mod:`inference.api._text`).
 
     Raises:
-        RequestValidationError: A name or value holds NUL or another C0 control other than tab, line
-            feed and carriage return, or DEL (the value is never echoed).
+        RequestValidationError: A name or value holds a control character (tab and line breaks
+            included: a parameter is one line), a lone surrogate, a line or paragraph separator or a
+            bidirectional override (the value is never echoed).
     """
     for name, value in pairs:
-        if _CONTROL.search(name) or _CONTROL.search(value):
-            shown = name if _PARAM_NAME.match(name) else "(unprintable name)"
-            msg = "it holds a control character (such as NUL, %00), which no parameter accepts"
-            error = {"type": "value_error", "loc": ("query", shown), "msg": msg, "input": None}
+        if NOT_IN_LINE.search(name) or NOT_IN_LINE.search(value):
+            shown = UNPRINTABLE_NAME if NOT_IN_LINE.search(name) else shown_name(name)
+            msg = "holds a control or invisible formatting character"
+            error = {"type": "invalid_characters", "loc": (place, shown), "msg": msg, "input": None}
             raise RequestValidationError([error])
 
 
+async def printable_parameters(request: Request) -> None:
+    """Refuse a query or path parameter holding a control or invisible formatting character (422
+    ``invalid_characters``, naming the parameter), on every route, FHIR's included: the same characters
+    a JSON body's fields refuse, so that none reaches a search, the record or the audit trail.
+
+    Raises:
+        RequestValidationError: See :func:`_refuse_unprintable`.
+    """
+    path_params: dict[str, Any] = request.scope.get("path_params") or {}
+    _refuse_unprintable("path", [(str(k), v) for k, v in path_params.items() if isinstance(v, str)])
+    _refuse_unprintable("query", request.query_params.multi_items())
+
+
 async def declared_query_only(request: Request) -> None:
-    """Refuse a query parameter the route does not declare, or one holding a control character
-    (400 ``invalid_field``).
+    """Refuse a query parameter the route does not declare (400 ``invalid_field``).
 
     A misspelt ``?actve=true`` silently ignored would answer something else than the caller asked for.
     FHIR routes do not take this: FHIR R4 has servers ignore unknown search parameters unless the client
-    sends ``Prefer: handling=strict`` (``inference.api._fhir``).
+    sends ``Prefer: handling=strict`` (``inference.api._fhir``). Every route takes
+    :func:`printable_parameters` before this.
     """
-    _refuse_control_characters(request.query_params.multi_items())
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
@@ -374,8 +384,12 @@ async def declared_query_only(request: Request) -> None:
     unknown = sorted({name for name in request.query_params if name not in declared})
     if unknown:
         # The name is echoed only when it looks like a parameter name, never as free text.
-        name = unknown[0] if _PARAM_NAME.match(unknown[0]) else "(unprintable name)"
-        error = {"type": "extra_forbidden", "loc": ("query", name), "msg": "", "input": None}
+        error = {
+            "type": "extra_forbidden",
+            "loc": ("query", shown_name(unknown[0])),
+            "msg": "",
+            "input": None,
+        }
         raise RequestValidationError([error])
 
 
@@ -383,11 +397,12 @@ async def all_query_params(request: Request) -> list[tuple[str, str]]:
     """Query parameters as ``(name, value)`` pairs in order, repeats kept (``date=ge..&date=le..``).
 
     Raises:
-        RequestValidationError: A name or value holds a control character such as NUL (400
-            ``invalid_field``; see :func:`_refuse_control_characters`).
+        RequestValidationError: A name or value holds a control or invisible formatting character (422
+            ``invalid_characters``; see :func:`_refuse_unprintable`).
     """
     pairs = list(request.query_params.multi_items())
-    _refuse_control_characters(pairs)
+    # printable_parameters refused these already on the app's routes; said here too for any other caller.
+    _refuse_unprintable("query", pairs)
     return pairs
 
 

@@ -10,28 +10,20 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
 from inference.api._dates import check_birth_date, check_born_before, check_observed_at
+from inference.api._text import NOT_IN_LINE, NOT_IN_TEXT
 
 Priority = Literal["critical", "urgent", "routine"]
 StrictNumber = Annotated[float, Field(strict=True)]
 
-# Characters no identifier, name or reason holds, refused where a request gives text (422
-# ``invalid_characters``, naming the field): the C1 controls U+0080-U+009F (NEL is a line break to log
-# readers and terminals, CSI starts an escape sequence, and DICOM PN accepts neither), DEL and the C0
-# controls (NUL and most C0 are already refused while the body is parsed), lone surrogates (no text: they
-# cannot be stored as UTF-8), the line and paragraph separators, and the bidirectional embeddings,
-# overrides and isolates, which make a name or a reason read other than it is stored (on a page, in an
-# audit review). Tab and line breaks stay accepted in free text (a reason), never in a one-line value.
-_CONTROLS: Final = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-_NOT_IN_TEXT: Final = re.compile(f"[{_CONTROLS}]")
-_NOT_IN_LINE: Final = re.compile(f"[\t\n\r{_CONTROLS}]")
 
-
+# Refused where a request gives text (422 ``invalid_characters``, naming the field): the characters of
+# inference.api._text, tab and line breaks too in a one-line value.
 def _refuse_characters(value: str | None, forbidden: re.Pattern[str]) -> str | None:
     if value is not None and forbidden.search(value):
         # The value is never echoed (it may be a patient's name); the error handler names the field.
@@ -40,15 +32,15 @@ def _refuse_characters(value: str | None, forbidden: re.Pattern[str]) -> str | N
 
 
 def _one_line(value: str | None) -> str | None:
-    return _refuse_characters(value, _NOT_IN_LINE)
+    return _refuse_characters(value, NOT_IN_LINE)
 
 
 def _free_text(value: str | None) -> str | None:
-    return _refuse_characters(value, _NOT_IN_TEXT)
+    return _refuse_characters(value, NOT_IN_TEXT)
 
 
 Line = AfterValidator(_one_line)
-"""An identifier, code or name: printable text on one line (see :data:`_CONTROLS`)."""
+"""An identifier, code or name: printable text on one line (see :mod:`inference.api._text`)."""
 Text = AfterValidator(_free_text)
 """Free text (a reason): printable, tab and line breaks accepted."""
 

@@ -35,13 +35,13 @@ def served(backend_env: Env) -> Iterator[tuple[TestClient, Env]]:
         ("AuditEvent", "patient=%00"),
     ],
 )
-def test_control_characters_in_fhir_searches_are_refused_400(
+def test_control_characters_in_fhir_searches_are_refused_422(
     served: tuple[TestClient, Env], resource: str, query: str
 ) -> None:
     client, env = served
     role = "auditor" if resource == "AuditEvent" else "admin"
     response = client.get(f"/fhir/{resource}?{query}", headers=env.headers(role))
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert "control character" in outcome["issue"][0]["diagnostics"]

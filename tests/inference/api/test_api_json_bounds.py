@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.api._errors import MalformedRequest
+from inference.api._errors import InvalidCharacters, MalformedRequest
 from inference.api._json import MAX_JSON_DEPTH, json_depth, parse_json
 
 
@@ -63,15 +63,28 @@ def test_depth_matches_the_structure_of_any_document(value: object) -> None:
         ('{"a": "\u00e9"}'.encode("utf-16"), "malformed"),
         (b'{"a": 1', "malformed"),
         (b'{"n": ' + b"9" * 5000 + b"}", "malformed"),  # beyond Python's integer-string limit
-        (b'{"patient": {"identifier": "IPP\\u0000X"}}', "invalid_characters"),
-        (b'{"a\\u001b": 1}', "invalid_characters"),  # in a key too
-        (b'[["\\u007f"]]', "invalid_characters"),
     ],
 )
 def test_hostile_bodies_are_refused_with_a_precise_code(raw: bytes, code: str) -> None:
     with pytest.raises(MalformedRequest) as caught:
         parse_json(raw)
     assert (caught.value.status_code, caught.value.code) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"patient": {"identifier": "IPP\\u0000X"}}', "patient.identifier"),
+        (b'{"a\\u001b": 1}', "(unprintable name)"),  # in a key too, never quoted
+        (b'[["\\u007f"]]', "0.0"),
+        (b'"\\u0001"', "body"),
+    ],
+)
+def test_control_characters_are_refused_422_naming_the_field(raw: bytes, field: str) -> None:
+    with pytest.raises(InvalidCharacters) as caught:
+        parse_json(raw)
+    assert (caught.value.status_code, caught.value.code) == (422, "invalid_characters")
+    assert f"Field '{field}' holds a control character" in caught.value.message
 
 
 def test_bodies_at_the_depth_limit_parse() -> None:
