@@ -35,13 +35,20 @@ class PatientIn:
 class ModelRef:
     """The exact model that produced a result: registered name, version, ONNX sha256, execution provider,
     and whether it was trained on synthetic data only (its ``dxassist.synthetic`` metadata; every output
-    of the result then says so, whatever its warnings read)."""
+    of the result then says so, whatever its warnings read).
+
+    ``training`` and ``training_data`` are what the model was trained on, as its file says (the sentence
+    every result of it carries, and the data-set line of its metadata): kept on the model's Device when
+    it is first filed, so that the Device still says it once the version is no longer served.
+    """
 
     name: str
     version: str
     sha256: str
     provider: str
     synthetic: bool
+    training: str | None = None
+    training_data: str | None = None
 
 
 @dataclass(frozen=True)

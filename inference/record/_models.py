@@ -38,6 +38,9 @@ class Patient(Base):
     sex: Mapped[str | None] = mapped_column(String(16))
     facility: Mapped[str | None] = mapped_column(String(128))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the record last changed what the Patient resource shows (migration 0022): filed, or a
+    # demographic filled in since (FHIR meta.lastUpdated, ``_lastUpdated``, ``$everything``'s ``_since``).
+    updated: Mapped[datetime] = mapped_column(UTCDateTime())
     # The name's words as FHIR name searches compare them (migration 0020; :func:`name_words`).
     name_words: Mapped[str | None] = mapped_column(String(400))
     family_words: Mapped[str | None] = mapped_column(String(400))
@@ -107,6 +110,9 @@ class Study(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     facility: Mapped[str | None] = mapped_column(String(128))
+    # When the record last changed what the ImagingStudy shows (migration 0022): filed, or instances,
+    # accession or study date added since by a later result of the study.
+    updated: Mapped[datetime] = mapped_column(UTCDateTime())
 
     instances: Mapped[list[Instance]] = relationship(order_by="Instance.sop_instance_uid")
 
@@ -147,7 +153,13 @@ class VitalsObservation(Base):
 
 
 class Device(Base):
-    """One model version as a FHIR Device: a retrained model is a new device."""
+    """One model version as a FHIR Device: a retrained model is a new device.
+
+    What the model was trained on is kept with it (migration 0022), as its model file said when the
+    device was filed, so that the Device of a model no longer served still says it: ``training`` is the
+    sentence every result of the model carries, ``training_data`` the data-set line of its metadata
+    (None when the file names none; both None for a device filed before 0022 whose results did not say).
+    """
 
     __tablename__ = "devices"
 
@@ -156,6 +168,8 @@ class Device(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     model_sha256: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    training: Mapped[str | None] = mapped_column(Text)
+    training_data: Mapped[str | None] = mapped_column(Text)
 
 
 class Result(Base):

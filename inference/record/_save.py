@@ -229,6 +229,7 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
     """
     issuer = normalise_issuer(patient.issuer)
     row = session.scalars(_PATIENT_BY_KEY, {"identifier": patient.identifier, "issuer": issuer}).first()
+    now = utcnow()
     if row is None:
         row = Patient(
             id=new_id(),
@@ -237,7 +238,8 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
             # An identifier of another facility's own authority is that facility's patient, whoever files
             # it first: a sender could otherwise file it ahead of its facility and hold its consent.
             facility=patient.home_facility or patient.facility,
-            created=utcnow(),
+            created=now,
+            updated=now,
         )
         session.add(row)
     # A birth date is kept as an ISO date (DICOM YYYYMMDD is converted); an unreadable one is not kept.
@@ -252,6 +254,7 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
                 mismatched.append(field)
         elif row.facility == patient.facility:
             setattr(row, field, value)
+            row.updated = now  # the Patient resource shows it from now on (meta.lastUpdated)
             if field == "name":
                 row.name_words, row.family_words, row.given_words = name_words(str(value))
     session.flush()
@@ -325,6 +328,10 @@ def _new_device_row(model: ModelRef) -> dict[str, Any]:
         "model_version": model.version,
         "model_sha256": model.sha256,
         "created": utcnow(),
+        # What the model was trained on, as its file says now: the Device keeps saying it once the
+        # version is no longer served.
+        "training": model.training,
+        "training_data": model.training_data,
     }
 
 
@@ -364,13 +371,17 @@ def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> S
             "Check the patient identifier and issuer the sender used.",
             study_id=study.id,
         )
-    study.accession = study.accession or data.accession_number
-    study.study_date = study.study_date or fhir_date(data.study_date)
+    accession = study.accession or data.accession_number
+    study_date = study.study_date or fhir_date(data.study_date)
+    if (accession, study_date) != (study.accession, study.study_date):
+        study.accession, study.study_date = accession, study_date
+        study.updated = utcnow()  # the ImagingStudy shows them from now on (meta.lastUpdated)
     return study
 
 
 def _new_study(data: ImagingResultIn, patient: Patient) -> dict[str, Any]:
     """The ``studies`` row of a study not filed yet."""
+    now = utcnow()
     return {
         "id": new_id(),
         "study_instance_uid": data.study_instance_uid,
@@ -379,7 +390,8 @@ def _new_study(data: ImagingResultIn, patient: Patient) -> dict[str, Any]:
         "study_date": fhir_date(data.study_date),
         "modality": data.instances[0].modality,
         "facility": data.patient.facility,
-        "created": utcnow(),
+        "created": now,
+        "updated": now,
     }
 
 
@@ -546,6 +558,8 @@ def write_imaging(
         session.execute(_INSERT_STUDY, new_study)
     instances = _new_instances(data, study.id, known)
     if instances:
+        if filed_study is not None:  # its ImagingStudy lists them from now on (meta.lastUpdated)
+            filed_study.updated = utcnow()
         session.execute(_INSERT_INSTANCES, instances)
     if new_device is not None:
         session.execute(_INSERT_DEVICE, new_device)

@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inference import __version__
-from inference import vocabulary as v
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES, TRAINING_DATA
 from inference.security import scope_for
 from inference.services._access import (
     audit_entry,
@@ -22,12 +21,6 @@ from inference.writers import AlgorithmInfo, device_uid
 _ACTION = "fhir:read"
 #: DICOM UIDs as FHIR identifiers (R4 Identifier: system urn:dicom:uid, value urn:oid:...).
 DICOM_UID_SYSTEM = "urn:dicom:uid"
-#: Device.property.type of the data set a model was trained on (a local code: no standard one exists).
-TRAINING_DATA_CODING: dict[str, str] = {
-    "system": v.LOCAL,
-    "code": "training-data",
-    "display": "Data set the model was trained on",
-}
 
 
 def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
@@ -51,13 +44,14 @@ def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
 
 
 def _device_view(resource: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """A Device as served: its DICOM Device UID and, when its model version is in service, what that model
-    was trained on (``note``: the sentence every result of that model carries; ``property``
-    ``training-data``: the data-set line of its ONNX metadata, without the folders it names). Neither is
-    in the record's row: the UID comes from a setting, the training statement from the model file.
+    """A Device as served: its DICOM Device UID (from a setting, so not in the record's row) and what its
+    model was trained on (``note``: the sentence every result of that model carries; ``property``
+    ``training-data``: the data-set line of its ONNX metadata, without the folders it names). The record
+    keeps the latter with the device (migration 0022); a device filed before that whose results did not
+    say it is completed from the model file while its version is in service.
     """
     resource = _with_device_uid(resource, ctx.settings.record.org_root)
-    if resource.get("resourceType") != "Device":
+    if resource.get("resourceType") != "Device" or "note" in resource:
         return resource
     identifiers = {str(i.get("value")) for i in resource.get("identifier", [])}
     version = str((resource.get("version") or [{}])[0].get("value", ""))
@@ -75,7 +69,7 @@ def _device_view(resource: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if model.training_data is not None:
         out["property"] = [
             {
-                "type": {"coding": [TRAINING_DATA_CODING], "text": "Training data"},
+                "type": {"coding": [dict(TRAINING_DATA)], "text": "Training data"},
                 "valueCode": [{"text": model.training_data}],
             }
         ]

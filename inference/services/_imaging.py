@@ -246,6 +246,8 @@ async def analyse_decoded(
             sha256=served.sha256,
             provider=served.provider,
             synthetic=served.synthetic,
+            training=_warnings.training(served),
+            training_data=served.training_data,
         ),
         findings=tuple(
             FindingIn(

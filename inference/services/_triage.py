@@ -156,6 +156,8 @@ async def analyse_vitals(
             sha256=served.sha256,
             provider=served.provider,
             synthetic=served.synthetic,
+            training=_warnings.training(served),
+            training_data=served.training_data,
         ),
         probability=float(scores.probability),
         positive=bool(scores.positive),

@@ -4,7 +4,7 @@ the audit trail as AuditEvent resources."""
 
 from inference.record.fhir import _audit_event as audit_events
 from inference.record.fhir._capability import capability_statement
-from inference.record.fhir._codes import AI_ASSERTED, MODEL_SHA256_SYSTEM
+from inference.record.fhir._codes import AI_ASSERTED, MODEL_SHA256_SYSTEM, TRAINING_DATA
 from inference.record.fhir._everything import TYPES as EVERYTHING_TYPES
 from inference.record.fhir._everything import everything
 from inference.record.fhir._search import (
@@ -21,6 +21,7 @@ __all__ = [
     "MODEL_SHA256_SYSTEM",
     "SEARCH_PARAMS",
     "SUPPORTED_TYPES",
+    "TRAINING_DATA",
     "audit_events",
     "capability_statement",
     "everything",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from inference.vocabulary import UCUM, Concept, finding_concept
+from inference.vocabulary import LOCAL, UCUM, Concept, finding_concept
 
 RFC3986: Final = "urn:ietf:rfc:3986"
 DICOM_UID: Final = "urn:dicom:uid"
@@ -35,6 +35,13 @@ AI_ASSERTED: Final[dict[str, str]] = {
     "display": "Artificial Intelligence asserted",
 }
 """``meta.security`` label on every resource a model produced."""
+
+TRAINING_DATA: Final[dict[str, str]] = {
+    "system": LOCAL,
+    "code": "training-data",
+    "display": "Data set the model was trained on",
+}
+"""Device.property.type of the data set a model was trained on (a local code: no standard one exists)."""
 
 DATA_ABSENT_REASON: Final = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 NEWS2_BAND_RISK: Final[dict[str, tuple[str, str]]] = {

@@ -10,6 +10,7 @@ not counted in ``total``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -29,7 +30,7 @@ from inference.record.fhir._search import (
     DEFAULT_COUNT,
     MAX_COUNT,
     int_param,
-    observed,
+    observed_range,
     results_query,
     scoped_query,
 )
@@ -48,16 +49,18 @@ PARAMS: Final[dict[str, tuple[str, str]]] = {
     "_type": ("string", f"Comma-separated resource types to include, of {', '.join(TYPES)}"),
     "_since": (
         "instant",
-        "Only resources the record filed at or after this instant (the record keeps when it filed each "
-        "row, not later changes)",
+        "Only resources the record changed at or after this instant (their meta.lastUpdated; a Patient "
+        "or an ImagingStudy changes when a later filing completes it)",
     ),
     "start": (
         "date",
-        "Only resources whose clinical date is on or after this day (the Patient has none: always kept)",
+        "Only resources whose care date (a study's date, when the vital signs were taken, else when "
+        "filed) is on or after this day, month or year, in UTC (the Patient has none: always kept)",
     ),
     "end": (
         "date",
-        "Only resources whose clinical date is on or before this day (the Patient has none: always kept)",
+        "Only resources whose care date is on or before this day, month or year, in UTC (the Patient has "
+        "none: always kept)",
     ),
     "_count": ("integer", f"Page size, at most {MAX_COUNT}"),
 }
@@ -78,8 +81,12 @@ _BATCH: Final = 100
 signs many times a day), so only a batch of them, and the page's, is held at once."""
 
 Builder = Callable[[], dict[str, Any]]
-Keep = Callable[[datetime, datetime | None], bool]
-"""Whether a row is in: (when the record filed it, its clinical date or None)."""
+Span = tuple[datetime, datetime]
+"""The care date a resource is about, ``(start, end)`` in UTC, ``end`` excluded (an instant: equal)."""
+Keep = Callable[[datetime, datetime, Span | None], bool]
+"""Whether a row is in: (when the record filed it, its meta.lastUpdated, its care date or None)."""
+_INSTANT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+_DAY: Final = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
 def _types(value: str | None) -> tuple[str, ...]:
@@ -96,26 +103,26 @@ def _types(value: str | None) -> tuple[str, ...]:
 
 
 def _since(value: str) -> datetime:
-    match = _DATE.match(value)
-    if match is None or match["prefix"] or "T" not in value:
+    """The instant of ``_since`` (FHIR R4 type instant: to the second at least, with a time zone)."""
+    if _INSTANT.match(value) is None:
         raise InvalidSearch(
-            "Parameter _since takes an instant with a time zone (e.g. 2026-11-20T07:00:00Z), "
-            "without a prefix."
+            "Parameter _since takes an instant: a date and time to the second with a time zone "
+            "(e.g. 2026-11-20T07:00:00Z), without a prefix."
         )
-    return _bounds("_since", match["value"])[0]
+    return _bounds("_since", value)[0]
 
 
-def _day(name: str, value: str) -> tuple[datetime, datetime]:
-    match = _DATE.match(value)
-    if match is None or match["prefix"]:
+def _day(name: str, value: str) -> Span:
+    """The days ``start`` or ``end`` covers (FHIR R4 type date: a year, a month or a day), in UTC."""
+    if _DAY.match(value) is None:
         raise InvalidSearch(
-            f"Parameter {name} takes a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime with a time zone, "
-            "without a prefix."
+            f"Parameter {name} takes a date (YYYY, YYYY-MM or YYYY-MM-DD), without a prefix or a time: "
+            "$everything's start and end are care dates, whole days."
         )
-    return _bounds(name, match["value"])
+    return _bounds(name, value)
 
 
-def _bounds(name: str, value: str) -> tuple[datetime, datetime]:
+def _bounds(name: str, value: str) -> Span:
     try:
         return _day_bounds(value)
     except InvalidSearch as e:
@@ -138,38 +145,40 @@ def _keep(params: Mapping[str, str], snapshot: datetime) -> Keep:
     """The row filter of ``_since``, ``start`` and ``end`` (all of them; each optional), and of the paging's
     ``snapshot``: nothing filed after it.
 
+    FHIR R4 (Patient $everything): ``start`` and ``end`` are dates about care, not the record: a resource
+    is in when its care date falls on one of the days from ``start`` to ``end``, both included (a study of
+    the end day is in, whatever its time). ``_since`` is an instant about the record: a resource is in
+    when it was changed at or after it (its meta.lastUpdated).
+
     Raises:
         InvalidSearch: A malformed value.
     """
     since = _since(params["_since"]) if "_since" in params else None
-    start = _day("start", params["start"])[0] if "start" in params else None
-    # A day ends at midnight after it; a dateTime is its own end (inclusive).
-    end = _day("end", params["end"]) if "end" in params else None
+    first = _day("start", params["start"])[0] if "start" in params else None
+    after = _day("end", params["end"])[1] if "end" in params else None
 
-    def keep(filed: datetime, clinical: datetime | None) -> bool:
-        if since is not None and as_utc(filed) < since:
-            return False
+    def keep(filed: datetime, updated: datetime, care: Span | None) -> bool:
         if as_utc(filed) > snapshot:
             return False
-        if clinical is None:
-            return True
-        moment = as_utc(clinical)
-        if start is not None and moment < start:
+        if since is not None and as_utc(updated) < since:
             return False
-        if end is not None:
-            low, high = end
-            return moment <= low if low == high else moment < high
-        return True
+        if care is None:
+            return True
+        low, high = as_utc(care[0]), as_utc(care[1])
+        # An instant is on a day when it is within it; a day (a study date) when it is that day.
+        if first is not None and (low < first if low == high else high <= first):
+            return False
+        return after is None or low < after
 
     return keep
 
 
-def _study_date(study: Study) -> datetime:
-    """An ImagingStudy's clinical date: the study date (``started``), else when the record filed it."""
+def _study_date(study: Study) -> Span:
+    """An ImagingStudy's care date: its study date (``started``), the whole day, else when it was filed."""
     day = fhir_date(study.study_date)
     if day is None:
-        return study.created
-    return _day_bounds(day)[0]
+        return study.created, study.created
+    return _day_bounds(day)
 
 
 def _builders(
@@ -180,7 +189,7 @@ def _builders(
     if resource_type == "Patient":
         query = scoped_query(scope, select(Patient).where(Patient.id == patient_id), None, Patient.id)
         for patient in session.scalars(query):
-            if keep(patient.created, None):
+            if keep(patient.created, patient.updated, None):
                 yield partial(r.patient, patient)
         return
     if resource_type == "ImagingStudy":
@@ -192,7 +201,7 @@ def _builders(
         )
         studies = scoped_query(scope, studies, Study.facility, Study.patient_id)
         for study in session.scalars(studies.execution_options(yield_per=_BATCH)):
-            if keep(study.created, _study_date(study)):
+            if keep(study.created, study.updated, _study_date(study)):
                 yield partial(r.imaging_study, study)
         return
     query = scoped_query(
@@ -202,8 +211,12 @@ def _builders(
         Result.patient_id,
     )
     for result in session.scalars(query.execution_options(yield_per=_BATCH)):
-        # A result's resources share its clinical date: the one an Observation search's ``date`` uses.
-        if not keep(result.created_at, observed(result)):
+        # A result's resources share its care date: the one an Observation search's ``date`` uses. Their
+        # meta.lastUpdated is when the result was filed, the vital signs' when they were.
+        updated = result.created_at
+        if resource_type == "Observation" and result.kind == "triage" and result.vitals is not None:
+            updated = result.vitals.created
+        if not keep(result.created_at, updated, observed_range(result)):
             continue
         if resource_type == "DiagnosticReport":
             yield partial(r.diagnostic_report, result)

@@ -97,6 +97,12 @@ def _meta(created: datetime) -> dict[str, Any]:
     return {"lastUpdated": iso(created)}
 
 
+def _changed(updated: datetime) -> dict[str, Any]:
+    """``meta.lastUpdated`` of a resource the record completes over time (a Patient, an ImagingStudy): when
+    it last changed what the resource shows. No ``versionId``: the record keeps no earlier versions."""
+    return {"lastUpdated": iso(updated)}
+
+
 def issuer_system(issuer: str) -> str:
     """The Identifier.system of patient identifiers assigned by ``issuer``."""
     return c.ISSUER_PREFIX + quote(issuer, safe="")
@@ -140,7 +146,12 @@ def patient(row: Patient) -> dict[str, Any]:
     identifier: dict[str, Any] = {"use": "usual", "value": row.identifier}
     if row.issuer:
         identifier["system"] = issuer_system(row.issuer)
-    out: dict[str, Any] = {"resourceType": "Patient", "id": row.id, "identifier": [identifier]}
+    out: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": row.id,
+        "meta": _changed(row.updated),
+        "identifier": [identifier],
+    }
     name = human_name(row.name) if row.name else {}
     if name:
         out["name"] = [name]
@@ -185,6 +196,7 @@ def imaging_study(row: Study) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "id": row.id,
+        "meta": _changed(row.updated),
         "identifier": identifiers,
         "status": "available",
         "subject": ref("Patient", row.patient_id),
@@ -514,8 +526,10 @@ def provenance(result: Result) -> dict[str, Any]:
 
 
 def device(row: Device) -> dict[str, Any]:
-    """Device of one model version: name, version, and the ONNX file's sha256 as identifier."""
-    return {
+    """Device of one model version: name, version, the ONNX file's sha256 as identifier, and what the model
+    was trained on as its file said when the device was filed (``note``: the sentence every result of it
+    carries; ``property`` ``training-data``: the data-set line of its metadata), served or not."""
+    out: dict[str, Any] = {
         "resourceType": "Device",
         "id": row.id,
         "meta": _meta(row.created),
@@ -527,3 +541,13 @@ def device(row: Device) -> dict[str, Any]:
         "type": c.concept(v.LOCAL, "ai-model", "AI diagnostic-assist model (ONNX)"),
         "version": [{"value": row.model_version}],
     }
+    if row.training:
+        out["note"] = [{"text": row.training}]
+    if row.training_data:
+        out["property"] = [
+            {
+                "type": {"coding": [dict(c.TRAINING_DATA)], "text": "Training data"},
+                "valueCode": [{"text": row.training_data}],
+            }
+        ]
+    return out

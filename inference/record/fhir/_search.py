@@ -36,11 +36,17 @@ _LAST_UPDATED: Final = (
     "When the record filed it (meta.lastUpdated; it never changes after); prefixes eq, ge, gt, le, lt; "
     "may be repeated for a range",
 )
+_CHANGED: Final = (
+    "date",
+    "When the record last changed it (meta.lastUpdated: filed, or completed since by a later filing); "
+    "prefixes eq, ge, gt, le, lt; may be repeated for a range",
+)
 _REFERENCE: Final = "its id, Patient/id, or this server's absolute URL of it (another server's: 400)"
 SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     # type -> parameter -> (FHIR search param type, what it matches)
     "Patient": {
         "_id": ("token", "Logical id of the Patient"),
+        "_lastUpdated": _CHANGED,
         "identifier": (
             "token",
             "A patient identifier, as value or system|value; system| alone: any the system assigned",
@@ -61,6 +67,7 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     },
     "ImagingStudy": {
         "_id": ("token", "Logical id"),
+        "_lastUpdated": _CHANGED,
         "patient": ("reference", f"The Patient the study is about: {_REFERENCE}"),
         "subject": (
             "reference",
@@ -430,6 +437,8 @@ def _patient_query(params: Mapping[str, str]) -> Select[Any]:
         query = query.where(_gender(params["gender"]))
     if "_id" in params:
         query = query.where(Patient.id.in_(_ids(params)))
+    if "_lastUpdated" in params:
+        query = query.where(_filed_within(Patient.updated, params["_lastUpdated"]))
     if "identifier" in params:
         token = params["identifier"]
         if "|" in token:
@@ -463,8 +472,8 @@ def results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
 
 
 def _filed_within(column: Any, value: str) -> Any:
-    """The rows whose instant ``column`` a ``_lastUpdated`` search value (repeats joined by
-    ``DATE_SEPARATOR``) admits, as :func:`date_filter` has it for an instant.
+    """The rows whose instant ``column`` (their meta.lastUpdated) a ``_lastUpdated`` search value (repeats
+    joined by ``DATE_SEPARATOR``) admits, as :func:`date_filter` has it for an instant.
 
     Raises:
         InvalidSearch: A malformed value or prefix.
@@ -559,6 +568,8 @@ def _matches(
             studies = studies.where(Study.id.in_(_ids(params)))
         if "patient" in params:
             studies = studies.where(Study.patient_id == _patient_id(params["patient"]))
+        if "_lastUpdated" in params:
+            studies = studies.where(_filed_within(Study.updated, params["_lastUpdated"]))
         studies = scoped(studies, Study.facility, Study.patient_id)
         return _sql_matches(session, studies, r.imaging_study, offset, count)
     if resource_type in ("DiagnosticReport", "RiskAssessment", "Provenance"):
