@@ -47,8 +47,9 @@ async def analyse_vitals(
         observed_at: When measured (now when None).
         accept_language: The caller's Accept-Language header (for the rationale).
         idempotency_key: The caller's ``Idempotency-Key`` header. A request already answered (the same
-            key, or without a key the exact same observation: same sender, patient, ``observed_at`` and
-            values) files nothing and returns the result filed first (``created`` false).
+            key, or the same reading: same facility, patient, ``observed_at`` and values, or without
+            ``observed_at`` the same values within :data:`inference.record.RESEND_WINDOW`) files nothing
+            and returns the result filed first (``created`` false).
 
     Raises:
         VitalsRejected: A value is of the wrong type, implausible or inconsistent.
@@ -58,7 +59,8 @@ async def analyse_vitals(
     """
     signs = VitalSigns.from_mapping(vitals)
     patient = identify(ctx, actor, patient)
-    observed = observed_at or datetime.now(UTC)
+    received = datetime.now(UTC)
+    observed = observed_at or received
     since, until = trend_window(ctx, observed)
     # One round trip before scoring (the consent, and the earlier observations the trend is made of),
     # one to file: the request's whole database budget.
@@ -73,9 +75,11 @@ async def analyse_vitals(
     await refuse_objection(ctx, actor, found=intake.consent, action="vitals:submit")
     principal = actor.principal
     keys = request_keys(
-        sender=f"{principal.subject}\x1f{principal.facility or ''}",
+        subject=principal.subject,
+        facility=principal.facility,
         patient=patient,
         observed_at=observed_at,
+        received_at=received,
         vitals=signs.as_dict(),
         idempotency_key=idempotency_key,
     )

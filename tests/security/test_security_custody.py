@@ -6,6 +6,7 @@ Facility F1's identifiers are issued by CHU-NORD (``DXASSIST_FACILITY_ISSUERS``)
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from io import BytesIO
@@ -56,6 +57,9 @@ def _upload(client: TestClient, headers: dict[str, str], blob: bytes) -> object:
     )
 
 
+_HEART_RATES = itertools.count()  # each call another reading (the same one again would be answered)
+
+
 def _vitals(identifier: str, **patient: str) -> dict:
     return {
         "patient": {"identifier": identifier, **patient},
@@ -63,7 +67,7 @@ def _vitals(identifier: str, **patient: str) -> dict:
         "spo2": 97,
         "on_oxygen": False,
         "systolic_bp": 125,
-        "heart_rate": 72,
+        "heart_rate": 51 + next(_HEART_RATES) % 40,  # NEWS2 0 points, as 72 was
         "temperature": 37.0,
         "consciousness": "A",
     }

@@ -6,6 +6,7 @@ Facility F1's identifiers are issued by CHU-NORD (``DXASSIST_FACILITY_ISSUERS``)
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections.abc import Iterator
@@ -41,8 +42,16 @@ def _events(env: Env, **filters: object) -> list[dict]:
         record.close()
 
 
+_READINGS = itertools.count()  # each call another reading (the same one again would be answered)
+
+
 def _vitals(identifier: str, **patient: str) -> dict:
-    return {"patient": {"identifier": identifier, **patient}, "respiratory_rate": 18, "spo2": 97}
+    n = next(_READINGS)  # respiratory rate 12-20 and SpO2 96-100: NEWS2 0 points, as 18 and 97 were
+    return {
+        "patient": {"identifier": identifier, **patient},
+        "respiratory_rate": 12 + n % 9,
+        "spo2": 96 + n // 9 % 5,
+    }
 
 
 def test_a_caller_cannot_give_its_audit_entries_the_id_of_another_request(

@@ -38,7 +38,9 @@ _BODY = {
         extra={
             200: {
                 "model": TriageResult,
-                "description": "Already answered (same Idempotency-Key, or the exact same observation).",
+                "description": "Already answered: the same Idempotency-Key, or the same reading (same "
+                "facility, patient, observed_at and values; without observed_at, the same values received "
+                "within 5 minutes).",
             }
         },
     ),

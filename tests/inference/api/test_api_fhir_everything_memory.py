@@ -64,7 +64,7 @@ def test_a_long_record_is_walked_in_batches_not_held_whole(
             "patient": {"identifier": identifier},
             "respiratory_rate": 14 + beat % 10,
             "spo2": 95,
-            "heart_rate": 80,
+            "heart_rate": 60 + beat // 10,  # each beat another reading (a resend would be answered)
         }
         response = client.post("/v1/vitals", json=body, headers=headers)
         assert response.status_code == 201, response.text

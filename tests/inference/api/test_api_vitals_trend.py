@@ -160,12 +160,16 @@ def test_the_fhir_risk_assessment_names_an_incomplete_news2_as_a_lower_bound(
 
 
 def test_one_reading_sent_by_two_senders_counts_once(client: TestClient, env: Env) -> None:
-    """A monitor's gateway and a nurse's app both send the 06:00 reading: the ward sees one observation."""
+    """A monitor's gateway and a nurse's app both send the 06:00 reading: the ward sees one observation
+    (one result: the second sender is answered with the first's, test_api_vitals_same_reading.py)."""
     patient = _patient()
     body = {"patient": patient, "observed_at": START.isoformat(), **NORMAL, "heart_rate": 95}
-    for sender in ("monitor-gateway", "nurse-app"):
-        sent = client.post("/v1/vitals", json=body, headers=env.headers("clinician", subject=sender))
-        assert sent.status_code == 201, sent.text
+    answers = [
+        client.post("/v1/vitals", json=body, headers=env.headers("clinician", subject=sender))
+        for sender in ("monitor-gateway", "nurse-app")
+    ]
+    assert [a.status_code for a in answers] == [201, 200], answers[-1].text
+    assert answers[1].json()["result_id"] == answers[0].json()["result_id"]
     # A different reading at the same time is another observation, and still counts.
     _post(client, env, patient, START + timedelta(hours=1), heart_rate=96)
     again = {**body, "observed_at": (START + timedelta(hours=1)).isoformat(), "heart_rate": 93}

@@ -3,6 +3,7 @@ while the record keeps changing (each page of the audit trail is itself audited)
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -75,8 +76,16 @@ def test_next_links_lead_to_the_end_of_the_audit_trail(client: TestClient, env: 
     assert len(seen) == totals.pop()
 
 
+_HEART_RATES = itertools.count()  # each call another reading (the same one again would be answered)
+
+
 def _file_vitals(client: TestClient, env: Env, identifier: str) -> None:
-    body = {"patient": {"identifier": identifier}, "respiratory_rate": 20, "heart_rate": 90, "spo2": 96}
+    body = {
+        "patient": {"identifier": identifier},
+        "respiratory_rate": 20,
+        "heart_rate": 51 + next(_HEART_RATES) % 40,
+        "spo2": 96,
+    }
     response = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
     assert response.status_code == 201, response.text
 
