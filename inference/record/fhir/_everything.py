@@ -126,10 +126,8 @@ def _bounds(name: str, value: str) -> Span:
     try:
         return _day_bounds(value)
     except InvalidSearch as e:
-        raise InvalidSearch(
-            f"Parameter {name} must be a valid date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime, years 1 to "
-            "9999 in UTC."
-        ) from e
+        kind = "dateTime" if "T" in value else "date (YYYY, YYYY-MM or YYYY-MM-DD)"
+        raise InvalidSearch(f"Parameter {name} must be a valid {kind}, years 1 to 9999 in UTC.") from e
 
 
 def _snapshot(value: str) -> datetime:

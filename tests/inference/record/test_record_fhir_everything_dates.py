@@ -70,3 +70,13 @@ def test_a_time_where_a_date_is_defined_is_refused(
         record.fhir.everything(patient_id=patient_id, params=params, base_url=BASE)
     [name] = params
     assert name in str(refused.value)
+
+
+def test_an_impossible_day_is_refused_as_a_date(record: Record, patient_id: str) -> None:
+    with pytest.raises(InvalidSearch) as refused:
+        record.fhir.everything(patient_id=patient_id, params={"end": "2026-02-30"}, base_url=BASE)
+    # Not "or dateTime": a time is no way to give end.
+    assert (
+        str(refused.value)
+        == "Parameter end must be a valid date (YYYY, YYYY-MM or YYYY-MM-DD), years 1 to 9999 in UTC."
+    )
