@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
     from inference.config import DimseSettings, Settings
-    from inference.services import Context
+    from inference.services import Actor, Context
 
 logger = logging.getLogger(__name__)
 
@@ -541,10 +541,12 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     as for uploads and STOW-RS). A study whose patient objected to AI processing is dropped: the
     objection stands until withdrawn, so trying again would only repeat the refusal; so is one the
     service refuses (a patient under 18, an image smaller than the model's input), as a lateral-only one.
+
+    Instances of a study the record holds a result of (they came after its folder was analysed and
+    removed) join that study: see :func:`_result_stands`.
     """
     from inference.record import Conflict, ConsentObjection, InvalidData
-    from inference.security import Principal
-    from inference.services import Actor, analyse_decoded
+    from inference.services import analyse_decoded
 
     served = ctx.host.imaging
     # Read one file at a time as the study is decoded, not all of them up front.
@@ -555,24 +557,29 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         )
     except DicomRejected as e:
         # Every instance was valid on arrival; the study as a whole is not analysable (lateral only, ...).
+        actor = await _actor(ctx, study) if e.code == _NO_FRONTAL else None
+        if actor is not None:
+            study_uid, sops = await asyncio.to_thread(_uids_of, study.files)
+            if await _result_stands(ctx, actor, study_instance_uid=study_uid, sops=sops, frontal=None):
+                return True
         logger.warning(
             "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
         )
         return True
-    facility = ctx.settings.dimse.node_facility(study.sender)
-    if facility is None:
+    actor = await _actor(ctx, study)
+    if actor is None:
         # Registered when it was received, not any more: nobody may own it, so it is not filed.
         logger.warning(
             "a received study was dropped: its DICOM node is no longer registered",
             extra={"event": "dimse_study", "code": "unknown_node"},
         )
         return True
-    # The node's facility owns the result, as a facility-bound pacs token's would. Over mutual TLS the
-    # entry names the certificate(s) that delivered the instances, with their addresses.
-    actor = Actor(
-        Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility),
-        client=await asyncio.to_thread(delivered_by, study.folder),
-    )
+    sops = tuple(instance.sop_instance_uid for instance in decoded.instances)
+    frontal = decoded.primary.view_position or ""
+    if await _result_stands(
+        ctx, actor, study_instance_uid=decoded.study_instance_uid, sops=sops, frontal=frontal
+    ):
+        return True
     try:
         await analyse_decoded(
             ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
@@ -606,6 +613,100 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         )
         return True
     # Filed with a pending build of its outputs in the same transaction: the outbox worker builds them.
+    return True
+
+
+_NO_FRONTAL: Final = "no_frontal_view"
+_FRONTAL_RANK: Final = {"PA": 0, "AP": 1}
+"""As :func:`inference.dicom.select_frontal` ranks the frontal views of a study: PA, AP, then a frontal of
+unknown kind."""
+
+
+def _rank(view: str | None) -> int:
+    return _FRONTAL_RANK.get((view or "").strip().upper(), len(_FRONTAL_RANK))
+
+
+async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
+    """Who files ``study``: its node, for the node's facility (as a facility-bound pacs token would), with
+    the certificate(s) that delivered it over mutual TLS; None when the node is no longer registered."""
+    from inference.security import Principal
+    from inference.services import Actor
+
+    facility = ctx.settings.dimse.node_facility(study.sender)
+    if facility is None:
+        return None
+    return Actor(
+        Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility),
+        client=await asyncio.to_thread(delivered_by, study.folder),
+    )
+
+
+def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...]]:
+    """The Study Instance UID and the SOP Instance UIDs of a study's files (headers only; each was read
+    whole and found valid on arrival, and the folder is its study's)."""
+    from pydicom import dcmread
+
+    study = ""
+    sops = []
+    for path in files:
+        header = dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID"])
+        study = str(header.StudyInstanceUID)
+        sops.append(str(header.SOPInstanceUID))
+    return study, tuple(sops)
+
+
+async def _result_stands(
+    ctx: Context, actor: Actor, *, study_instance_uid: str, sops: tuple[str, ...], frontal: str | None
+) -> bool:
+    """Whether instances of a study that arrived after it was analysed leave its result as it is.
+
+    A PACS may send an instance of a study after the study's quiet period, once its folder was analysed
+    and removed (a view taken later, a series forwarded late). Those instances belong to the study the
+    record already holds a result of (for this node's facility), and are judged as if they had come with
+    it: the view analysed is the best frontal view of them all (:func:`inference.dicom.select_frontal`).
+    So the result stands (nothing is filed, nothing is refused) when they hold no frontal view (a lateral
+    only: ``frontal`` None) or only one of a lower rank than the view the result analysed (an AP after a
+    PA); a frontal of the same or a higher rank (a retake, a PA after an AP) is analysed, and its result
+    supersedes the earlier one (its SR names the earlier SR). Instances the record holds already (a
+    resend) are analysed as before: the record answers them from the result they were filed with.
+
+    The record is read for the node, audited ``studies:submit`` on the study's result.
+
+    Raises:
+        RecordError: The record could not be read (the study is tried again later).
+    """
+    from inference.record import AuditIn
+    from inference.security import scope_for
+
+    principal = actor.principal
+    found = await asyncio.to_thread(
+        ctx.record.results.read_analysed,
+        study_instance_uid=study_instance_uid,
+        sop_instance_uids=sops,
+        scope=scope_for(principal),
+        audit=AuditIn(
+            subject=principal.subject,
+            role=principal.role,
+            facility=principal.facility,
+            action="studies:submit",
+            client=actor.client,
+        ),
+    )
+    analysed = found.value if found is not None and found.served else None
+    if analysed is None or analysed.filed:
+        return False
+    if frontal is not None and _rank(frontal) <= _rank(analysed.view_position):
+        return False
+    logger.info(
+        "instances of a study analysed before arrived; its result stands (%s)",
+        "no frontal view among them" if frontal is None else "the view it analysed ranks above theirs",
+        extra={
+            "event": "dimse_study",
+            "code": "already_analysed",
+            "outcome": _NO_FRONTAL if frontal is None else "lower_ranked_view",
+            "result_id": analysed.result_id,
+        },
+    )
     return True
 
 

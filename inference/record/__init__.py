@@ -55,7 +55,7 @@ from inference.record._result_types import (
     WorklistItem,
     WorklistPatient,
 )
-from inference.record._results import PictureRows
+from inference.record._results import AnalysedStudy, PictureRows
 from inference.record._revocations import RevocationRow, Revoked, TokenRevocations
 from inference.record._scope import BASES, BREAK_GLASS, EVERYTHING, OWN, SHARED, Scope
 from inference.record._series import TriageIntake
@@ -75,6 +75,7 @@ __all__ = [
     "DENIED",
     "FAILURE",
     "PictureRows",
+    "AnalysedStudy",
     "Audited",
     "AnyResult",
     "Delivery",

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, case, literal, select, true
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _outbox, _save, _scope, _series
@@ -22,7 +23,7 @@ from inference.record._inputs import (
     StoredResult,
     TriageResultIn,
 )
-from inference.record._models import Heatmap, Rendering, Result, Study
+from inference.record._models import Heatmap, Instance, Rendering, Result, Study
 from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
 from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
@@ -53,6 +54,21 @@ _RESULT_LOAD: Final = (
     selectinload(Result.study),
     selectinload(Result.vitals),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysedStudy:
+    """What the record holds of a study analysed before, for instances of it that arrive later.
+
+    Attributes:
+        result_id: Its newest imaging result.
+        view_position: View Position of the instance that result analysed (None: not given).
+        filed: Which of the SOP instance UIDs asked about are filed already (in any study).
+    """
+
+    result_id: str
+    view_position: str | None
+    filed: frozenset[str]
 
 
 class Results:
@@ -204,19 +220,53 @@ class Results:
         """The newest imaging result of a study as :meth:`read` reads one (a study without a result is
         audited ``not_found`` on the ImagingStudy; the result found, on the result)."""
 
-        def locate(session: Session) -> Target | None:
-            row = session.execute(
-                select(Result.id, Result.patient_id, Result.facility)
-                .join(Study, Result.study_id == Study.id)
-                .where(Study.study_instance_uid == study_instance_uid)
-                .order_by(Result.created_at.desc(), Result.id.desc())
-                .limit(1)
-            ).first()
-            if row is None:
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="ImagingStudy",
+            resource_id=study_instance_uid,
+            locate=lambda session: self._newest_of_study(session, study_instance_uid),
+            fetch=lambda session, target: self._fetch(
+                session, str(target.resource_id), deliveries=deliveries
+            ),
+        )
+
+    def read_analysed(
+        self,
+        *,
+        study_instance_uid: str,
+        sop_instance_uids: Sequence[str],
+        scope: _scope.Scope,
+        audit: AuditIn,
+    ) -> Audited[AnalysedStudy] | None:
+        """The newest imaging result of a study, the view it analysed and which of ``sop_instance_uids``
+        are filed, read and audited on the result as :meth:`read_latest_for_study` reads it; None, without
+        an entry, when the study has no result (nothing of a patient is read).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+        try:
+            with self._db.sessions() as session:
+                if _save.study_priority(session, study_instance_uid) is None:
+                    return None
+        except SQLAlchemyError as e:
+            raise RecordError("The record could not be read.") from e
+        uids = sorted(set(sop_instance_uids))
+
+        def fetch(session: Session, target: Target) -> AnalysedStudy | None:
+            if target.resource_id is None:
                 return None
-            return Target(
-                patient_id=row.patient_id, owner=row.facility, resource_type="Result", resource_id=row.id
+            payload = session.scalar(select(Result.payload).where(Result.id == target.resource_id))
+            if not isinstance(payload, dict):
+                return None
+            primary = payload.get("primary_sop_instance_uid")
+            view = session.scalar(select(Instance.view_position).where(Instance.sop_instance_uid == primary))
+            filed = session.scalars(
+                select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
             )
+            return AnalysedStudy(result_id=target.resource_id, view_position=view, filed=frozenset(filed))
 
         return read_audited(
             self._db,
@@ -224,10 +274,8 @@ class Results:
             audit=audit,
             resource_type="ImagingStudy",
             resource_id=study_instance_uid,
-            locate=locate,
-            fetch=lambda session, target: self._fetch(
-                session, str(target.resource_id), deliveries=deliveries
-            ),
+            locate=lambda session: self._newest_of_study(session, study_instance_uid),
+            fetch=fetch,
         )
 
     def read_picture(
@@ -279,6 +327,22 @@ class Results:
             locate=locate,
             fetch=fetch,
             failures=failures,
+        )
+
+    @staticmethod
+    def _newest_of_study(session: Session, study_instance_uid: str) -> Target | None:
+        """The newest result of a study, as the access rules judge it (audited on the result)."""
+        row = session.execute(
+            select(Result.id, Result.patient_id, Result.facility)
+            .join(Study, Result.study_id == Study.id)
+            .where(Study.study_instance_uid == study_instance_uid)
+            .order_by(Result.created_at.desc(), Result.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return Target(
+            patient_id=row.patient_id, owner=row.facility, resource_type="Result", resource_id=row.id
         )
 
     def _fetch(self, session: Session, result_id: str, *, deliveries: bool) -> AnyResult | None:
