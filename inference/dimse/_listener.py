@@ -558,8 +558,9 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     except DicomRejected as e:
         # Every instance was valid on arrival; the study as a whole is not analysable (lateral only, ...).
         actor = await _actor(ctx, study) if e.code == _NO_FRONTAL else None
-        if actor is not None:
-            study_uid, sops = await asyncio.to_thread(_uids_of, study.files)
+        uids = await asyncio.to_thread(_uids_of, study.files) if actor is not None else None
+        if actor is not None and uids is not None:
+            study_uid, sops = uids
             if await _result_stands(ctx, actor, study_instance_uid=study_uid, sops=sops, frontal=None):
                 return True
         logger.warning(
@@ -641,18 +642,24 @@ async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
     )
 
 
-def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...]]:
+def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...]] | None:
     """The Study Instance UID and the SOP Instance UIDs of a study's files (headers only; each was read
-    whole and found valid on arrival, and the folder is its study's)."""
+    whole and found valid on arrival, and the folder is its study's); None when one cannot be read."""
     from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
 
-    study = ""
+    studies = set()
     sops = []
-    for path in files:
-        header = dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID"])
-        study = str(header.StudyInstanceUID)
-        sops.append(str(header.SOPInstanceUID))
-    return study, tuple(sops)
+    try:
+        for path in files:
+            header = dcmread(
+                path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID"]
+            )
+            studies.add(str(header.StudyInstanceUID))
+            sops.append(str(header.SOPInstanceUID))
+    except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError):
+        return None
+    return (studies.pop(), tuple(sops)) if len(studies) == 1 else None
 
 
 async def _result_stands(
