@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, case, literal, select, true
+from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_, select, true
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
@@ -47,6 +47,25 @@ _OWNER: Final = select(_RESULTS.c.patient_id, _RESULTS.c.facility).where(
     _RESULTS.c.id == bindparam("result_id")
 )
 """Built once: a result's patient and owning facility, what its access is judged on."""
+
+_PRIORITIES: Final = ("critical", "urgent", "routine")
+_NOT_ASSESSABLE: Final = and_(
+    Result.kind == "imaging",
+    # Stored as a JSON boolean; results filed before the OOD guard have none and count as assessable.
+    func.coalesce(Result.payload["assessable"].as_boolean(), true()) == false(),
+)
+_AI_STATUS: Final = {
+    "analysed": and_(not_(_NOT_ASSESSABLE), Result.status != "failed"),
+    "not_assessable": _NOT_ASSESSABLE,
+    "failed": and_(not_(_NOT_ASSESSABLE), Result.status == "failed"),
+}
+"""The pages' AI status of a result (``inference.api.ui._views.ai_status``) as a condition of the query."""
+
+
+def _check_paging(limit: int, offset: int) -> None:
+    if not 1 <= limit <= 500 or offset < 0:
+        raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
+
 
 _RESULT_LOAD: Final = (
     selectinload(Result.patient),
@@ -456,6 +475,7 @@ class Results:
             scope: only results the caller may read (applied in the query, before paging); each item
                 shows the patient's age and sex only where the caller may read the patient itself.
         """
+        _check_paging(limit, offset)
         query = self._worklist_query(
             limit=limit, offset=offset, facility=facility, escalate_before=escalate_before, scope=scope
         )
@@ -470,9 +490,9 @@ class Results:
         facility: str | None,
         escalate_before: datetime | None,
         scope: _scope.Scope | None,
+        priority: str | None = None,
+        ai_status: str | None = None,
     ) -> Any:
-        if not 1 <= limit <= 500 or offset < 0:
-            raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
         waited_too_long = (
             (Result.created_at < escalate_before) if escalate_before is not None else literal(False)
         )
@@ -495,6 +515,10 @@ class Results:
             query = query.where(Result.facility == facility)
         if scope is not None:
             query = query.where(_scope.results_visible(scope))
+        if priority is not None:
+            query = query.where(Result.priority == priority)
+        if ai_status is not None:
+            query = query.where(_AI_STATUS[ai_status])
         return query
 
     def read_worklist(
@@ -515,11 +539,84 @@ class Results:
             RecordError: Bad paging, the record failed, or the entries could not be written (nothing is
                 served).
         """
-        query = self._worklist_query(
-            limit=limit, offset=offset, facility=facility, escalate_before=escalate_before, scope=scope
-        )
+        _check_paging(limit, offset)
+        items, _more = self._read_open(
+            scope=scope, audit=audit, limit=limit, offset=offset, facility=facility,
+            escalate_before=escalate_before, peek=False,
+        )  # fmt: skip
+        return items
 
-        def disclosed(_session: Session, items: list[WorklistItem]) -> Disclosure:
+    def read_worklist_page(
+        self,
+        *,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        limit: int,
+        facility: str | None = None,
+        escalate_before: datetime | None = None,
+        priority: str | None = None,
+        ai_status: str | None = None,
+    ) -> tuple[list[WorklistItem], bool]:
+        """The first ``limit`` items of :meth:`read_worklist` that the page's filters accept, and whether
+        more wait, audited in the read's transaction for the items listed only.
+
+        The filters are applied in the query, so that a filter finds its items however many others rank
+        above them, and the read takes one statement however long the queue.
+
+        Args:
+            scope: The caller's grounds.
+            audit: Who reads, and the action.
+            limit: At most this many items (1 to 500).
+            facility: Only results owned by this facility.
+            escalate_before: As for :meth:`worklist` (an escalated routine result keeps its priority
+                ``routine`` for the filter).
+            priority: Only results of this priority (``critical``, ``urgent``, ``routine``).
+            ai_status: Only results of this AI status: ``analysed``, ``not_assessable`` (an imaging result
+                whose image the model refused as out of its distribution) or ``failed`` (as the pages'
+                ``ai_status`` tells them apart).
+
+        Returns:
+            The items, most urgent first, and True when more open results that the filters accept wait.
+
+        Raises:
+            RecordError: A limit out of range or an unknown filter value, the record failed, or the
+                entries could not be written (nothing is served).
+        """
+        _check_paging(limit, 0)
+        if priority is not None and priority not in _PRIORITIES:
+            raise RecordError(f"The worklist's priority filter takes one of {', '.join(_PRIORITIES)}.")
+        if ai_status is not None and ai_status not in _AI_STATUS:
+            raise RecordError(f"The worklist's AI status filter takes one of {', '.join(_AI_STATUS)}.")
+        return self._read_open(
+            scope=scope, audit=audit, limit=limit, offset=0, facility=facility,
+            escalate_before=escalate_before, priority=priority, ai_status=ai_status, peek=True,
+        )  # fmt: skip
+
+    def _read_open(
+        self,
+        *,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        limit: int,
+        offset: int,
+        facility: str | None,
+        escalate_before: datetime | None,
+        priority: str | None = None,
+        ai_status: str | None = None,
+        peek: bool,
+    ) -> tuple[list[WorklistItem], bool]:
+        # ``peek``: one item past the limit tells whether more wait; it is neither served nor audited.
+        query = self._worklist_query(
+            limit=limit + 1 if peek else limit, offset=offset, facility=facility,
+            escalate_before=escalate_before, scope=scope, priority=priority, ai_status=ai_status,
+        )  # fmt: skip
+
+        def fetch(session: Session) -> tuple[list[WorklistItem], bool]:
+            items = self._worklist_items(session, query, escalate_before)
+            return items[:limit], len(items) > limit
+
+        def disclosed(_session: Session, page: tuple[list[WorklistItem], bool]) -> Disclosure:
+            items = page[0]
             patients = [item.patient.id for item in items]
             # An item of a patient opened by a grant shows the patient's own age and sex (a patient-level
             # row); otherwise what it shows is the result's own sender's.
@@ -535,7 +632,7 @@ class Results:
             scope=scope,
             audit=audit,
             resource_type="Worklist",
-            fetch=lambda session: self._worklist_items(session, query, escalate_before),
+            fetch=fetch,
             disclosed=disclosed,
         )
 

@@ -10,13 +10,10 @@ from inference.record import AnyResult, NotFound, Verdict, WorklistItem
 from inference.security import Role, scope_for
 from inference.services._access import (
     UNSEEN_RESULT,
-    Disclosed,
     audit,
-    audit_disclosed,
     audit_entry,
     authorise_write,
     served,
-    under_grant,
     unseen,
 )
 from inference.services._context import Actor, Context, db
@@ -128,7 +125,7 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
     what the access table lets it read. Every patient listed is written to the audit trail.
     """
     principal = actor.principal
-    # Read and audited in one transaction (one entry per patient listed, as :func:`audit_worklist`).
+    # Read and audited in one transaction: one entry per patient listed.
     return await db(
         ctx.record.results.read_worklist,
         scope=scope_for(principal),
@@ -136,34 +133,6 @@ async def get_worklist(*, ctx: Context, actor: Actor, limit: int, offset: int) -
         limit=limit,
         offset=offset,
         facility=None if principal.role == Role.ADMIN else principal.facility,
-    )
-
-
-async def audit_worklist(
-    ctx: Context, actor: Actor, *, items: Sequence[WorklistItem], facility: str | None
-) -> None:
-    """Audit a worklist read (``worklist:read``): one entry per patient listed, ``break_glass`` for a
-    patient whose listed results only an emergency access lets the caller read.
-
-    Args:
-        items: The results listed.
-        facility: The facility the list was limited to (its results are the caller's own), or None.
-    """
-    patients = [item.patient.id for item in items]
-    granted = await under_grant(ctx, actor, patients)
-    # An item of a patient opened by a grant shows the patient's own age and sex (a patient-level row);
-    # otherwise what it shows is the result's own sender's.
-    shown = {
-        item.patient.id for item in items if item.patient.age is not None or item.patient.sex is not None
-    }
-    await audit_disclosed(
-        ctx,
-        actor,
-        action="worklist:read",
-        resource_type="Worklist",
-        patients=patients,
-        rows=[Disclosed(patient_id=p, owner=facility) for p in patients if p in granted]
-        + [Disclosed(patient_id=p, owner=None, patient_level=True) for p in shown if p in granted],
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from inference.security._passwords import (
 from inference.services import _sso
 from inference.services._access import audit, audit_entry
 from inference.services._context import Actor, Context, db
-from inference.services._results import audit_worklist, result_to_change
+from inference.services._results import result_to_change
 from inference.services._sso import SsoRefused, SsoStart, SsoUnavailable
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 # The session's idle clock is written at most this often: a page that refreshes itself every 30 s would
 # otherwise write to the database on every refresh.
 _TOUCH_EVERY = timedelta(seconds=60)
-# A filtered worklist reads at most this many open results to find its items.
-_WORKLIST_SCAN = 20_000
 # The stored "hash" of an account without a password: no password verifies against it (not a scrypt hash).
 SSO_ONLY = "!sso-only"
 
@@ -472,48 +470,43 @@ class ReadingList:
 
 
 async def reading_worklist(
-    *, ctx: Context, actor: Actor, limit: int = 200, keep: Callable[[WorklistItem], bool] | None = None
+    *,
+    ctx: Context,
+    actor: Actor,
+    limit: int = 200,
+    priority: str | None = None,
+    ai_status: str | None = None,
 ) -> ReadingList:
     """Open results of the reader's scope, most urgent first, with the starvation guard applied.
 
     A routine result that has waited longer than ``worklist_max_wait_minutes`` ranks with the urgent
-    ones and its item says ``escalated``. The read is audited for the items listed only.
+    ones and its item says ``escalated``. The list is read and audited in one transaction, for the items
+    listed only: an entry that cannot be written serves nothing.
 
     Args:
         ctx: The services' context.
         actor: The reader.
         limit: At most this many items (1 to 500).
-        keep: The page's filters: only the items it accepts, chosen before the limit, so that a filter
-            finds its items however many others rank above them (the open results are read in batches,
-            at most ``_WORKLIST_SCAN`` of them).
+        priority: The page's priority filter (``critical``, ``urgent``, ``routine``), or None.
+        ai_status: The page's AI status filter (``analysed``, ``not_assessable``, ``failed``), or None.
+            The filters choose before the limit, in the query: a filter finds its items however many
+            others rank above them.
+
+    Raises:
+        RecordError: The record failed, or the audit entries could not be written; nothing is listed.
     """
     principal = actor.principal
-    facility = None if principal.role == Role.ADMIN else principal.facility
     wait = ctx.settings.ui.worklist_max_wait_minutes
-    escalate_before = _now() - timedelta(minutes=wait) if wait > 0 else None
-    # One item past the limit tells whether more wait than are listed.
-    batch = min(limit + 1, 500) if keep is None else 500
-    items: list[WorklistItem] = []
-    seen: set[str] = set()
-    offset = 0
-    while len(items) <= limit and offset < _WORKLIST_SCAN:
-        page = await db(
-            ctx.record.results.worklist,
-            limit=batch,
-            offset=offset,
-            facility=facility,
-            escalate_before=escalate_before,
-            scope=scope_for(principal),
-        )
-        # A result filed or closed between two batches shifts the next one: never list an item twice.
-        items.extend(i for i in page if i.result_id not in seen and (keep is None or keep(i)))
-        seen.update(i.result_id for i in page)
-        if len(page) < batch:
-            break
-        offset += batch
-    more = len(items) > limit
-    items = items[:limit]
-    await audit_worklist(ctx, actor, items=items, facility=facility)
+    items, more = await db(
+        ctx.record.results.read_worklist_page,
+        scope=scope_for(principal),
+        audit=audit_entry(actor, action="worklist:read"),
+        limit=limit,
+        facility=None if principal.role == Role.ADMIN else principal.facility,
+        escalate_before=_now() - timedelta(minutes=wait) if wait > 0 else None,
+        priority=priority,
+        ai_status=ai_status,
+    )
     return ReadingList(items=items, more=more)
 
 

@@ -28,7 +28,7 @@ from inference.api.ui._auth import (
     sso_cookie_options,
 )
 from inference.api.ui._render import page_language, render
-from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_filter, worklist_rows
+from inference.api.ui._views import AI_STATUSES, PRIORITIES, viewer_model, worklist_rows
 from inference.record import Verdict
 from inference.services import (
     SignInRefused,
@@ -241,9 +241,11 @@ async def _worklist(
     template: str,
 ) -> HTMLResponse:
     language = page_language(request)
-    # The filters choose before the limit: a filter finds its items however many others rank above.
-    keep = worklist_filter(priority, status)
-    listed = await reading_worklist(ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT, keep=keep)
+    # The filters choose before the limit (in the worklist's query): a filter finds its items however
+    # many others rank above them. "" is a column left at "All".
+    listed = await reading_worklist(
+        ctx=ctx, actor=reader.actor, limit=WORKLIST_LIMIT, priority=priority or None, ai_status=status or None
+    )
     rows = worklist_rows(listed.items, language=language)
     return render(
         request, template, language=language, rows=rows, reader=reader.actor.principal,
