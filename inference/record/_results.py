@@ -62,17 +62,17 @@ _AI_STATUS: Final = {
 """The pages' AI status of a result (``inference.api.ui._views.ai_status``) as a condition of the query."""
 
 
-def _check_paging(limit: int, offset: int) -> None:
-    if not 1 <= limit <= 500 or offset < 0:
-        raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
-
-
 _RESULT_LOAD: Final = (
     selectinload(Result.patient),
     selectinload(Result.findings),
     selectinload(Result.study),
     selectinload(Result.vitals),
 )
+
+
+def _check_paging(limit: int, offset: int) -> None:
+    if not 1 <= limit <= 500 or offset < 0:
+        raise RecordError("The worklist takes a limit from 1 to 500 and a non-negative offset.")
 
 
 @dataclass(frozen=True, slots=True)
