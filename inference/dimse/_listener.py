@@ -679,6 +679,10 @@ async def _result_stands(
 
     The record is read for the node, audited ``studies:submit`` on the study's result.
 
+    Args:
+        sops: The SOP Instance UIDs of the instances that arrived.
+        frontal: View Position of the best frontal view among them (empty when not given); None: none.
+
     Raises:
         RecordError: The record could not be read (the study is tried again later).
     """
