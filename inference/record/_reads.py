@@ -16,9 +16,10 @@ data and appends its entry, and commits. So:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -94,6 +95,23 @@ def outcome_of(ground: str | None) -> str:
     return BREAK_GLASS if ground == _scope.BREAK_GLASS else SUCCESS
 
 
+@contextmanager
+def audited_transaction(db: Database) -> Iterator[tuple[Session, Any]]:
+    """A transaction for an audited read: the audit chain's head locked first (the write lock on SQLite),
+    yielded with the session for :func:`_audit.append_onto` / :func:`_audit.append_all_onto`.
+
+    Raises:
+        RecordError: The record failed, or the read's entries could not be written or committed: nothing
+            read in it may be served.
+    """
+    try:
+        with db.transaction() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            yield session, _audit.lock_head_row(session)
+    except SQLAlchemyError as e:
+        raise RecordError("The read could not be audited; nothing was served.") from e
+
+
 def read_audited(
     db: Database,
     *,
@@ -126,39 +144,34 @@ def read_audited(
     Raises:
         RecordError: The record failed, or the entry could not be written: nothing is served.
     """
-    try:
-        with db.transaction() as session:
-            session.connection(execution_options={IMMEDIATE: True})
-            head = _audit.lock_head_row(session)
-            target = locate(session)
-            value: T | None = None
-            error: Exception | None = None
-            patient_id: str | None = None
-            if target is None:
-                outcome = NOT_FOUND
-            else:
-                patient_id = target.patient_id
-                resource_type = target.resource_type or resource_type
-                resource_id = target.resource_id or resource_id
-                outcome = outcome_of(_ground(session, scope, target))
-                if outcome in SERVED:
-                    try:
-                        value = fetch(session, target)
-                    except failures as e:
-                        outcome, error = FAILURE, e
-                    else:
-                        if value is None:
-                            outcome = NOT_FOUND
-            entry = _audit.columns_of(
-                audit,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                patient_id=patient_id,
-                outcome=outcome,
-            )
-            _audit.append_onto(session, head, **entry)
-    except SQLAlchemyError as e:
-        raise RecordError("The read could not be audited; nothing was served.") from e
+    with audited_transaction(db) as (session, head):
+        target = locate(session)
+        value: T | None = None
+        error: Exception | None = None
+        patient_id: str | None = None
+        if target is None:
+            outcome = NOT_FOUND
+        else:
+            patient_id = target.patient_id
+            resource_type = target.resource_type or resource_type
+            resource_id = target.resource_id or resource_id
+            outcome = outcome_of(_ground(session, scope, target))
+            if outcome in SERVED:
+                try:
+                    value = fetch(session, target)
+                except failures as e:
+                    outcome, error = FAILURE, e
+                else:
+                    if value is None:
+                        outcome = NOT_FOUND
+        entry = _audit.columns_of(
+            audit,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+            outcome=outcome,
+        )
+        _audit.append_onto(session, head, **entry)
     return Audited(outcome=outcome, value=value, patient_id=patient_id, resource_id=resource_id, error=error)
 
 
@@ -221,32 +234,27 @@ def read_listing(
     Raises:
         RecordError: The record failed, or the entries could not be written: nothing is served.
     """
-    try:
-        with db.transaction() as session:
-            session.connection(execution_options={IMMEDIATE: True})
-            head = _audit.lock_head_row(session)
-            value = fetch(session)
-            shown = disclosed(session, value)
-            unique: list[str | None] = [*dict.fromkeys(shown.patients)] or [None]
-            granted = _scope.granted(session, scope, [p for p in unique if p is not None])
-            rows = shown.rows(granted) if callable(shown.rows) else shown.rows
-            glass = grounds_of(session, scope, [row for row in rows if row.patient_id in granted])
-            now = utcnow()
-            _audit.append_all_onto(
-                session,
-                head,
-                [
-                    _audit.columns_of(
-                        audit,
-                        resource_type=resource_type,
-                        resource_id=None,
-                        patient_id=patient_id,
-                        outcome=BREAK_GLASS if patient_id in glass else SUCCESS,
-                        time=now,
-                    )
-                    for patient_id in unique
-                ],
-            )
-    except SQLAlchemyError as e:
-        raise RecordError("The read could not be audited; nothing was served.") from e
+    with audited_transaction(db) as (session, head):
+        value = fetch(session)
+        shown = disclosed(session, value)
+        unique: list[str | None] = [*dict.fromkeys(shown.patients)] or [None]
+        granted = _scope.granted(session, scope, [p for p in unique if p is not None])
+        rows = shown.rows(granted) if callable(shown.rows) else shown.rows
+        glass = grounds_of(session, scope, [row for row in rows if row.patient_id in granted])
+        now = utcnow()
+        _audit.append_all_onto(
+            session,
+            head,
+            [
+                _audit.columns_of(
+                    audit,
+                    resource_type=resource_type,
+                    resource_id=None,
+                    patient_id=patient_id,
+                    outcome=BREAK_GLASS if patient_id in glass else SUCCESS,
+                    time=now,
+                )
+                for patient_id in unique
+            ],
+        )
     return value
