@@ -98,7 +98,7 @@ class MalformedRequest(ApiError):
 
 class InvalidCharacters(ApiError):
     """A value of the request holds a character no value holds (HTTP 422 ``invalid_characters``), named
-    by its field or parameter, never quoted (see :mod:`inference.api._text`)."""
+    by its field or parameter, never quoted (see :data:`inference.security.NOT_IN_TEXT`)."""
 
     def __init__(self, kind: str, where: str) -> None:
         super().__init__(422, "invalid_characters", invalid_characters_message(kind, where))

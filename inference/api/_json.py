@@ -140,7 +140,7 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
 
 
 # C0 controls and DEL except tab, line feed and carriage return: a NUL in an identifier would be filed
-# and then break PostgreSQL, which refuses NUL in text. The other characters of inference.api._text are
+# and then break PostgreSQL, which refuses NUL in text. The other characters of inference.security._text are
 # refused by the schemas, field by field (a one-line value refuses line breaks too).
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -1,26 +1,13 @@
-"""The characters no request value holds, one rule for JSON fields, query and path parameters and the
-pages' form fields; and the sentence that refuses them (``invalid_characters``, naming the value's field
-or parameter, never quoting the value).
-
-Refused: the C0 controls but tab, line feed and carriage return (NUL cannot be stored in PostgreSQL text
-at all), DEL and the C1 controls U+0080-U+009F (NEL is a line break to log readers and terminals, CSI
-starts an escape sequence, and DICOM PN accepts neither), lone surrogates (no text: they cannot be stored
-as UTF-8), the line and paragraph separators, and the bidirectional embeddings, overrides and isolates,
-which make a name, a reason or a search read other than it is stored (on a page, in an audit review).
-Tab and line breaks stay accepted in free text (a reason), never in a one-line value (an identifier).
+"""The sentence that refuses a request value holding a character no value holds (422
+``invalid_characters``, naming the value's field or parameter, never quoting the value), for JSON fields,
+query and path parameters; the characters themselves are :data:`inference.security.NOT_IN_TEXT` and
+:data:`inference.security.NOT_IN_LINE`, which the pages' forms refuse too.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
-
-CONTROLS: Final = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-"""The refused characters, as the inside of a regular expression's character class."""
-NOT_IN_TEXT: Final = re.compile(f"[{CONTROLS}]")
-"""Matches a character that no text value holds (free text: tab and line breaks accepted)."""
-NOT_IN_LINE: Final = re.compile(f"[\t\n\r{CONTROLS}]")
-"""Matches a character that no one-line value (an identifier, code or name) holds."""
 
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$")
 UNPRINTABLE_NAME: Final = "(unprintable name)"
@@ -33,8 +20,8 @@ def shown_name(name: str) -> str:
 
 
 def invalid_characters_message(kind: str, where: str, more: str = "") -> str:
-    """The sentence of a 422 ``invalid_characters``: which value (``kind`` ``Field``, ``Query
-    parameter``, ``Path parameter`` or ``Form field``, and its name) and what is accepted."""
+    """The sentence of a 422 ``invalid_characters``: which value (``kind``: ``Field``, ``Query
+    parameter`` or ``Path parameter``; and its name) and what is accepted."""
     return (
         f"{kind} '{where}' holds a control character (U+0000-U+001F, U+007F-U+009F) or an invisible "
         "formatting character (a line or paragraph separator, a bidirectional override or isolate); "

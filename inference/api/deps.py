@@ -25,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from inference.api._errors import ApiError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from inference.api._json import parse_json
 from inference.api._multipart import SpooledBody, form_field, media_type
-from inference.api._text import NOT_IN_LINE, UNPRINTABLE_NAME, shown_name
+from inference.api._text import UNPRINTABLE_NAME, shown_name
 from inference.config import Settings
 from inference.security import (
+    NOT_IN_LINE,
     PATIENT_DATA,
     PERMISSIONS,
     Forbidden,
@@ -340,7 +341,7 @@ def _query_names(dependant: Any) -> set[str]:
 
 def _refuse_unprintable(place: str, pairs: list[tuple[str, str]]) -> None:
     """Refuse a parameter whose name or value holds a character no value holds (422
-    ``invalid_characters``, naming the parameter; see :mod:`inference.api._text`).
+    ``invalid_characters``, naming the parameter; see :data:`inference.security.NOT_IN_LINE`).
 
     Raises:
         RequestValidationError: A name or value holds a control character (tab and line breaks

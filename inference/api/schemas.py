@@ -16,14 +16,14 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from inference.api._dates import check_birth_date, check_born_before, check_observed_at
-from inference.api._text import NOT_IN_LINE, NOT_IN_TEXT
+from inference.security import NOT_IN_LINE, NOT_IN_TEXT
 
 Priority = Literal["critical", "urgent", "routine"]
 StrictNumber = Annotated[float, Field(strict=True)]
 
 
 # Refused where a request gives text (422 ``invalid_characters``, naming the field): the characters of
-# inference.api._text, tab and line breaks too in a one-line value.
+# inference.security.NOT_IN_TEXT, tab and line breaks too in a one-line value (NOT_IN_LINE).
 def _refuse_characters(value: str | None, forbidden: re.Pattern[str]) -> str | None:
     if value is not None and forbidden.search(value):
         # The value is never echoed (it may be a patient's name); the error handler names the field.
@@ -40,7 +40,7 @@ def _free_text(value: str | None) -> str | None:
 
 
 Line = AfterValidator(_one_line)
-"""An identifier, code or name: printable text on one line (see :mod:`inference.api._text`)."""
+"""An identifier, code or name: printable text on one line (see :data:`inference.security.NOT_IN_LINE`)."""
 Text = AfterValidator(_free_text)
 """Free text (a reason): printable, tab and line breaks accepted."""
 

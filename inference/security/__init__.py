@@ -32,6 +32,7 @@ from inference.security._permissions import (
 )
 from inference.security._roles import ROLES, Role
 from inference.security._subjects import WEB_PREFIX, web_subject
+from inference.security._text import NOT_IN_LINE, NOT_IN_TEXT
 from inference.security._tokens import ALGORITHM, Principal, issue_token, own_token, verify_token
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "ALGORITHM",
     "FACILITY_BOUND",
     "KEY_FILE",
+    "NOT_IN_LINE",
+    "NOT_IN_TEXT",
     "OPEN_ROUTES",
     "PATIENT_DATA",
     "PERMISSIONS",

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Final
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.api.ui._auth import SignInNeeded
+from inference.api.ui._input import printable_request
 from inference.api.ui._pages import router
 from inference.api.ui._render import render
 from inference.record import InvalidFeedback, NotFound, RecordError
@@ -39,7 +40,8 @@ def create_ui(parent: FastAPI) -> FastAPI:
     """The pages' app; ``parent`` is the API app whose engines (``state.ctx``) and settings it uses."""
     ui = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     ui.state.parent = parent
-    ui.include_router(router)
+    # Every route refuses control and invisible formatting characters in what it is sent (._input).
+    ui.include_router(router, dependencies=[Depends(printable_request)])
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @ui.exception_handler(SecurityError)
@@ -67,6 +69,8 @@ def create_ui(parent: FastAPI) -> FastAPI:
 
     @ui.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if any(error.get("type") == "invalid_characters" for error in exc.errors()):
+            return _error_page(request, 422, "invalid_characters")
         return _error_page(request, 400, "bad_request")
 
     @ui.exception_handler(StarletteHTTPException)
