@@ -65,6 +65,9 @@ def test_imaging_quick_profile_meets_its_targets_on_the_synthetic_test_split(boo
     assert metrics["ood_auroc"] >= 0.97, metrics
     assert metrics["ood_refusal_rate"] >= 0.9, metrics
     assert metrics["ood_test_pass_rate"] >= 0.98, metrics
+    # Lateral phantoms tagged as frontal (PA, frontal orientation): the distance to the frontal images
+    # alone let 71 of 100 through; the lateral contrast term refuses them (measured 24 of 24).
+    assert metrics["ood_refusal_rate_lateral"] >= 0.9, metrics
 
 
 def test_triage_model_beats_news2_on_the_same_split(bootstrapped_home: Path) -> None:

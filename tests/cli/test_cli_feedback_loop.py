@@ -37,6 +37,7 @@ TINY = {
     "batch_size": 16,
     "n_boot": 20,
     "ood_eval_per_kind": 2,
+    "ood_contrast_laterals": 4,
     "workers": 1,
     "threads": 1,
     "progress": False,

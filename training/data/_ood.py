@@ -16,6 +16,9 @@ Kinds (each drawn procedurally or taken from files that installed packages ship)
   ultrasound-like frames, re-tagged as CR.
 - ``artefact``: chest phantoms under heavy artefacts (a large metal plate, strong grid lines, severe
   noise, half the film burnt out).
+- ``lateral``: lateral chest phantoms tagged as frontal (View Position PA, a frontal Patient
+  Orientation): the mislabelled lateral a PACS sends, which only the image itself gives away. The
+  imaging model was trained on frontal views only.
 
 The set depends only on ``(seed, per_kind)``; the labels file has a ``kind`` column.
 """
@@ -26,7 +29,7 @@ import csv
 import gzip
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,7 @@ OOD_KINDS: tuple[str, ...] = (
     "gradient",
     "other_modality",
     "artefact",
+    "lateral",
 )
 """Kinds of images in the OOD evaluation set, in file order."""
 
@@ -242,6 +246,10 @@ def _artefact(rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
+def _lateral(rng: np.random.Generator) -> np.ndarray:
+    return generate_phantom(rng, size_range=_SIZE_RANGE, view="LL").image
+
+
 _DRAW: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "limb": _limb,
     "skull": _skull,
@@ -252,6 +260,7 @@ _DRAW: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "gradient": _gradient,
     "other_modality": _other_modality,
     "artefact": _artefact,
+    "lateral": _lateral,
 }
 
 
@@ -274,11 +283,13 @@ def ood_phantom(kind: str, rng: np.random.Generator) -> Phantom:
     )
 
 
-def build_ood_set(out_dir: Path, *, per_kind: int, seed: int) -> Path:
+def build_ood_set(out_dir: Path, *, per_kind: int, seed: int, kinds: Sequence[str] = OOD_KINDS) -> Path:
     """Write ``per_kind`` images of every kind as chest CR DICOM, with ``labels.csv`` and ``dataset.json``.
 
     The labels file has the columns a ``labels.csv`` data set has (every finding 0, split ``ood``, view
     ``PA``) plus ``kind``. ``dataset.json`` is written last, so its presence means a complete set.
+    ``kinds`` (default: every one) chooses the kinds, e.g. the lateral views the guard is fitted to tell
+    apart, drawn with another seed than the evaluation set's.
     """
     from training.data._dicom_writer import random_style, write_study
 
@@ -288,7 +299,10 @@ def build_ood_set(out_dir: Path, *, per_kind: int, seed: int) -> Path:
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     index = 0
-    for k, kind in enumerate(OOD_KINDS):
+    for kind in kinds:
+        if kind not in _DRAW:
+            raise ValueError(f"Unknown OOD kind {kind!r}; the kinds are {', '.join(OOD_KINDS)}.")
+    for k, kind in enumerate(kinds):
         for i in range(per_kind):
             rng = np.random.default_rng([seed, 7919, k, i])
             phantom = ood_phantom(kind, rng)
@@ -300,7 +314,7 @@ def build_ood_set(out_dir: Path, *, per_kind: int, seed: int) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["file", "split", "view", "kind", *FINDINGS])
         writer.writerows(rows)
-    recipe = {"kind": "ood-evaluation-set", "seed": seed, "per_kind": per_kind, "kinds": list(OOD_KINDS)}
+    recipe = {"kind": "ood-evaluation-set", "seed": seed, "per_kind": per_kind, "kinds": list(kinds)}
     (out / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out
 

@@ -8,6 +8,7 @@ from training.models._ood import (
     fit_ood_statistics,
     mahalanobis_score,
     pooled_features,
+    with_contrast,
 )
 from training.models._triage import AdditiveTriage
 
@@ -20,4 +21,5 @@ __all__ = [
     "fit_ood_statistics",
     "mahalanobis_score",
     "pooled_features",
+    "with_contrast",
 ]

@@ -20,12 +20,25 @@ Dividing by ``D_l`` puts every depth on the same scale (about 1 for a training i
 texture statistics (noise, photographs, other modalities) and deep shape statistics (other anatomy,
 wrong orientation) weigh alike. ``mu_l`` and ``S_l^{-1}`` are constants of the exported graph: the score
 travels with the model version and the server computes nothing but ONNX Runtime's output ``ood``.
+
+**A known neighbour.** A lateral chest film tagged as frontal is close to the frontal training images:
+same anatomy, same textures, and a distance to the frontal features alone let most lateral phantoms
+through. Where the training knows what such a neighbour looks like (``contrast_means``: the mean
+features of lateral views, with the frontal images' precision), the score adds
+
+    contrast_weight * max(0, score - score_lateral)
+
+where ``score_lateral`` is the same distance to the lateral mean. With one shared precision the
+difference is linear in the features (a linear discriminant between the two means), zero for an image
+nearer the frontal mean and growing as the image lies on the lateral side: a film that looks more like
+a lateral than a frontal is refused however near both it is. The threshold is still the validation
+frontal images' quantile of the whole score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -61,12 +74,19 @@ class OodStatistics:
         precisions: ``[D_l, D_l]`` per depth (inverse of the shrunk covariance), float64.
         shrinkage: weight of the scaled identity in the shrunk covariance.
         n: training images the statistics were estimated on.
+        contrast_means: ``[D_l]`` per depth: the mean features of a known neighbour the score must tell
+            apart (lateral views), or None.
+        contrast_n: images ``contrast_means`` were estimated on.
+        contrast_weight: weight of the neighbour term in the score.
     """
 
     means: tuple[NDArray[np.float64], ...]
     precisions: tuple[NDArray[np.float64], ...]
     shrinkage: float
     n: int
+    contrast_means: tuple[NDArray[np.float64], ...] | None = None
+    contrast_n: int = 0
+    contrast_weight: float = 0.0
 
     @property
     def dims(self) -> list[int]:
@@ -100,13 +120,47 @@ def fit_ood_statistics(features: Sequence[NDArray[np.floating]], *, shrinkage: f
     return OodStatistics(means=tuple(means), precisions=tuple(precisions), shrinkage=shrinkage, n=n)
 
 
-def mahalanobis_score(features: Sequence[NDArray[np.floating]], stats: OodStatistics) -> NDArray[np.float64]:
-    """The OOD score in NumPy (float64), the reference the exported graph is checked against."""
+def with_contrast(
+    stats: OodStatistics, features: Sequence[NDArray[np.floating]], *, weight: float
+) -> OodStatistics:
+    """``stats`` with a known neighbour to tell apart: its mean features ``[N, D_l]`` per depth (lateral
+    views), weighted by ``weight`` in the score (see the module docstring).
+
+    Raises:
+        ValueError: For a weight that is not positive, or features whose depths or widths differ from
+            ``stats``.
+    """
+    if not weight > 0.0:
+        raise ValueError(f"The contrast weight must be positive; got {weight}.")
+    shape_error = "The neighbour's features need one [N, D_l] array (N >= 1) per depth of the statistics."
+    if len(features) != len(stats.means) or len(features[0]) < 1:
+        raise ValueError(shape_error)
+    means = []
+    for f, mu in zip(features, stats.means, strict=True):
+        f64 = np.asarray(f, dtype=np.float64)
+        if f64.ndim != 2 or f64.shape[1] != len(mu) or len(f64) != len(features[0]):
+            raise ValueError(shape_error)
+        means.append(f64.mean(axis=0))
+    return replace(stats, contrast_means=tuple(means), contrast_n=len(features[0]), contrast_weight=weight)
+
+
+def _distance(
+    features: Sequence[NDArray[np.floating]], means: Sequence[NDArray[np.float64]], stats: OodStatistics
+) -> NDArray[np.float64]:
     total = np.zeros(len(features[0]), dtype=np.float64)
-    for f, mu, precision in zip(features, stats.means, stats.precisions, strict=True):
+    for f, mu, precision in zip(features, means, stats.precisions, strict=True):
         d = np.asarray(f, dtype=np.float64) - mu
         total += np.einsum("nd,de,ne->n", d, precision, d) / len(mu)
     return total / len(stats.means)
+
+
+def mahalanobis_score(features: Sequence[NDArray[np.floating]], stats: OodStatistics) -> NDArray[np.float64]:
+    """The OOD score in NumPy (float64), the reference the exported graph is checked against."""
+    score = _distance(features, stats.means, stats)
+    if stats.contrast_means is None:
+        return score
+    nearer = np.maximum(score - _distance(features, stats.contrast_means, stats), 0.0)
+    return score + stats.contrast_weight * nearer
 
 
 class GuardedCxrNet(nn.Module):
@@ -124,6 +178,9 @@ class GuardedCxrNet(nn.Module):
             # Scaled by 1 / (D_l * L) here so the graph needs no division.
             scaled = precision / (len(mu) * self.depths)
             self.register_buffer(f"ood_precision_{i}", torch.tensor(scaled, dtype=torch.float32))
+        self.contrast_weight = float(stats.contrast_weight) if stats.contrast_means is not None else 0.0
+        for i, mu in enumerate(stats.contrast_means or ()):
+            self.register_buffer(f"ood_contrast_mean_{i}", torch.tensor(mu, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(logits [N, K], cam [N, K, h, w], ood [N])`` for a batch of preprocessed images."""
@@ -131,11 +188,18 @@ class GuardedCxrNet(nn.Module):
         weight = self.net.classifier.weight[:, :, None, None]
         cam = torch.nn.functional.conv2d(feats, weight)
         logits = self.net.pool(cam)
-        score = torch.zeros(image.shape[0], dtype=image.dtype, device=image.device)
-        for i, f in enumerate(pooled):
-            d = f - getattr(self, f"ood_mean_{i}")
-            score = score + ((d @ getattr(self, f"ood_precision_{i}")) * d).sum(dim=1)
+        score = self._distance(pooled, "ood_mean")
+        if self.contrast_weight > 0.0:
+            nearer = torch.clamp(score - self._distance(pooled, "ood_contrast_mean"), min=0.0)
+            score = score + self.contrast_weight * nearer
         return logits, cam, score
+
+    def _distance(self, pooled: list[torch.Tensor], means: str) -> torch.Tensor:
+        score = torch.zeros(pooled[0].shape[0], dtype=pooled[0].dtype, device=pooled[0].device)
+        for i, f in enumerate(pooled):
+            d = f - getattr(self, f"{means}_{i}")
+            score = score + ((d @ getattr(self, f"ood_precision_{i}")) * d).sum(dim=1)
+        return score
 
 
 def collect_pooled_features(

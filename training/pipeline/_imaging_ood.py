@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,22 +67,52 @@ def ood_scores(guarded: Any, x: NDArray[np.float32], *, batch_size: int = 64) ->
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _generated(root: Path, wanted: dict[str, Any], build: Callable[[], Path], what: str) -> Path:
+    """``root`` as it is when its ``dataset.json`` says ``wanted`` (same recipe), else ``build()`` it."""
+    recipe: dict[str, Any] = {}
+    try:
+        recipe = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recipe = {}
+    if isinstance(recipe, dict) and {key: recipe.get(key) for key in wanted} == wanted:
+        return root
+    logger.info("Generating %s into %s.", what, root)
+    return build()
+
+
 def ood_set(cfg: ImagingConfig) -> Path:
     """Generate the OOD evaluation set into ``out_dir/ood`` unless the same recipe is already there."""
-    from training.data import build_ood_set
+    from training.data import OOD_KINDS, build_ood_set
 
     root = cfg.out_dir / "ood"
-    recipe_path = root / "dataset.json"
-    wanted = {"seed": cfg.seed, "per_kind": cfg.ood_eval_per_kind}
-    if recipe_path.is_file():
-        try:
-            recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            recipe = {}
-        if {key: recipe.get(key) for key in wanted} == wanted:
-            return root
-    logger.info("Generating the out-of-distribution evaluation set into %s.", root)
-    return build_ood_set(root, per_kind=cfg.ood_eval_per_kind, seed=cfg.seed)
+    wanted = {"seed": cfg.seed, "per_kind": cfg.ood_eval_per_kind, "kinds": list(OOD_KINDS)}
+    return _generated(
+        root,
+        wanted,
+        lambda: build_ood_set(root, per_kind=cfg.ood_eval_per_kind, seed=cfg.seed),
+        "the out-of-distribution evaluation set",
+    )
+
+
+def contrast_laterals(cfg: ImagingConfig, params: Any) -> NDArray[np.float32] | None:
+    """The lateral phantoms tagged frontal the guard is fitted to tell apart (prepared arrays), drawn with
+    another seed than the evaluation set's and kept in ``out_dir/ood-laterals``; None when the term is
+    off (``ood_contrast_laterals`` 0, or a data set other than the synthetic one)."""
+    from training.data import build_ood_set, load_imaging_dataset
+
+    if cfg.ood_contrast_laterals == 0 or cfg.dataset != "synthetic":
+        return None
+    root = cfg.out_dir / "ood-laterals"
+    seed = cfg.seed + 1  # never the evaluation set's laterals
+    n = cfg.ood_contrast_laterals
+    _generated(
+        root,
+        {"seed": seed, "per_kind": n, "kinds": ["lateral"]},
+        lambda: build_ood_set(root, per_kind=n, seed=seed, kinds=("lateral",)),
+        f"{n} lateral phantoms for the OOD guard",
+    )
+    x: NDArray[np.float32] = load_imaging_dataset(root, params, with_masks=False, workers=cfg.workers).x
+    return x
 
 
 def fit_guard(
@@ -95,9 +126,12 @@ def fit_guard(
 ) -> GuardOutcome:
     """Fit the guard on ``x_train``, threshold it on ``x_val``, measure it on ``x_test`` and the OOD set."""
     from training.data import load_imaging_dataset, read_ood_kinds
-    from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics
+    from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics, with_contrast
 
     stats = fit_ood_statistics(collect_pooled_features(model, x_train), shrinkage=cfg.ood_shrinkage)
+    laterals = contrast_laterals(cfg, params)
+    if laterals is not None:
+        stats = with_contrast(stats, collect_pooled_features(model, laterals), weight=cfg.ood_contrast_weight)
     guarded = GuardedCxrNet(model, stats).eval()
     val = ood_scores(guarded, x_val)
     test = ood_scores(guarded, x_test)
@@ -114,6 +148,12 @@ def fit_guard(
         "shrinkage": stats.shrinkage,
         "fitted_on": stats.n,
     }
+    if stats.contrast_means is not None:
+        base["contrast"] = {
+            "neighbour": "lateral chest phantoms tagged frontal",
+            "fitted_on": stats.contrast_n,
+            "weight": stats.contrast_weight,
+        }
     threshold, metrics, metadata = guard_figures(cfg, base, val=val, test=test, refused=refused, kinds=kinds)
     return GuardOutcome(
         guarded=guarded,
@@ -209,6 +249,19 @@ def guard_card_section(cfg: ImagingConfig, metrics: dict[str, float]) -> str:
         for kind in OOD_KINDS
     )
     n_kind = cfg.ood_eval_per_kind
+    contrast = (
+        f"""
+A known neighbour: a lateral film tagged as frontal is close to the frontal training images (same
+anatomy and textures), and the distance alone let most lateral phantoms through. The score therefore adds
+{cfg.ood_contrast_weight:g} x max(0, distance to the frontal mean - distance to the mean of
+{cfg.ood_contrast_laterals} lateral phantoms), with the frontal precision: a linear discriminant between
+the two means, zero for an image nearer the frontal one. Those laterals were drawn with another seed than
+the refusal set's `lateral` kind, but by the same generator, so the `lateral` row below is a phantom
+figure: how a real lateral film fares was not measured.
+"""
+        if cfg.ood_contrast_laterals and cfg.dataset == "synthetic"
+        else ""
+    )
     return f"""## Out-of-distribution guard: when the model does not answer
 The graph has a third output, `ood`: the Mahalanobis distance of the image's spatially pooled features,
 after the stem and after every residual block (the last one also per quadrant of a 2x2 grid, so layout
@@ -217,7 +270,7 @@ covariance per depth, shrunk towards a scaled identity by {cfg.ood_shrinkage}; e
 distance divided by its number of channels, then averaged over depths). The means and precision matrices
 are constants of the ONNX graph, so the score costs one small matrix product per depth and travels with
 this version.
-
+{contrast}
 Why this score: the classifier has no "none of these" output, and its sigmoid confidence on an image
 unlike its training data is arbitrary (before this guard, uniform noise scored pneumothorax 1.0). A
 distance in feature space does not depend on what the classifier concluded; shallow depths see texture

@@ -64,6 +64,11 @@ class ImagingConfig:
             threshold is that quantile of the validation OOD scores.
         ood_shrinkage: weight of the scaled identity in the shrunk feature covariance of the OOD guard.
         ood_eval_per_kind: images per kind in the generated out-of-distribution evaluation set.
+        ood_contrast_laterals: lateral phantoms (drawn apart from the evaluation set) whose mean features
+            the OOD guard learns to tell frontal films from (``training.models._ood``, "A known
+            neighbour"); 0 turns the term off. Synthetic data only: a model trained on another data set
+            would need that set's own laterals.
+        ood_contrast_weight: weight of that term in the OOD score.
         n_boot: bootstrap resamples for AUROC confidence intervals.
         workers: processes decoding DICOM files when loading the data set.
         threads: torch intra-op threads.
@@ -99,6 +104,8 @@ class ImagingConfig:
     ood_pass_rate: float = 0.995
     ood_shrinkage: float = 0.01
     ood_eval_per_kind: int = 24
+    ood_contrast_laterals: int = 160
+    ood_contrast_weight: float = 10.0
     n_boot: int = 1000
     workers: int = 2
     threads: int = 2
@@ -134,6 +141,11 @@ class ImagingConfig:
             )
         if self.ood_eval_per_kind < 1:
             raise ConfigError("ood_eval_per_kind must be a positive integer.")
+        if self.ood_contrast_laterals < 0 or not self.ood_contrast_weight > 0:
+            raise ConfigError(
+                "ood_contrast_laterals must not be negative and ood_contrast_weight must be positive; got "
+                f"{self.ood_contrast_laterals} and {self.ood_contrast_weight}."
+            )
         if self.pooling not in ("mean", "lse") or self.lse_r <= 0:
             raise ConfigError(
                 f"pooling must be 'mean' or 'lse' and lse_r positive; got {self.pooling!r}, {self.lse_r}."

@@ -27,6 +27,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImagingConfig, T
         epochs=2,
         n_boot=50,
         ood_eval_per_kind=3,
+        ood_contrast_laterals=12,
         workers=1,
         threads=1,
         progress=False,
@@ -87,6 +88,8 @@ def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-un
     ood_meta = json.loads(props["dxassist.ood"])
     assert ood_meta["threshold"] == pytest.approx(outcome.metrics["ood_threshold"])
     assert ood_meta["method"] == "mahalanobis-pooled-multidepth" and ood_meta["pass_rate"] == 0.995
+    # The known neighbour the guard tells frontal films from, and how many laterals it was fitted on.
+    assert ood_meta["contrast"]["fitted_on"] == 12 and ood_meta["contrast"]["weight"] == 10.0
 
 
 def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run) -> None:  # type: ignore[no-untyped-def]
@@ -101,6 +104,8 @@ def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run) -> None:  # ty
     for kind in OOD_KINDS:
         assert 0.0 <= m[f"ood_refusal_rate_{kind}"] <= 1.0
     assert "## Out-of-distribution guard" in outcome.model_card
+    assert "lateral" in OOD_KINDS and "| lateral |" in outcome.model_card
+    assert "12 lateral phantoms" in outcome.model_card
     assert f"{m['ood_auroc']:.3f}" in outcome.model_card
     session = ort.InferenceSession(str(outcome.onnx_path), providers=["CPUExecutionProvider"])
     noise = np.random.default_rng(0).uniform(-3, 3, size=(2, 1, 64, 64)).astype(np.float32)
