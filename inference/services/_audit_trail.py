@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from inference.record import DENIED, NotFound, RecordError
 from inference.record.fhir import audit_events
 from inference.runtime import ModelHost
-from inference.security import Forbidden, Role, scope_for
+from inference.security import Role, scope_for
 from inference.services._access import audit_entry
 from inference.services._context import Actor, Context, db
 
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _ACTION = "audit:read"
+# One answer to an id no entry has and to one outside the caller's part of the trail (see audit_event_read).
+_UNSEEN_EVENT = (
+    "No AuditEvent with this id is open to you: none exists, or it is about another facility's staff "
+    "and patients (an auditor bound to a facility reads the entries of its own staff and of the "
+    "patients it holds)."
+)
 SYSTEM_SUBJECT = "dxassist-model-host"
 SYSTEM_ROLE = "system"
 
@@ -71,8 +77,12 @@ def _is_patient_id(value: str) -> bool:
 async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict[str, Any]:
     """One AuditEvent by id (the entry's sequence number).
 
+    An entry outside the caller's part of the trail is answered as one that does not exist (the same
+    404, the same words), so that an auditor bound to a facility cannot tell which ids of other
+    facilities' entries exist; the trail says which it was (``denied`` or ``not_found``).
+
     Raises:
-        NotFound: No entry has this id.
+        NotFound: No entry has this id, or none the caller may read.
     """
     seq = int(event_id) if event_id.isascii() and event_id.isdigit() and len(event_id) <= 18 else -1
     found = await db(
@@ -82,13 +92,8 @@ async def audit_event_read(*, ctx: Context, actor: Actor, event_id: str) -> dict
         audit=audit_entry(actor, action=_ACTION),
         resource_id=event_id,
     )
-    if found.outcome == DENIED:
-        raise Forbidden(
-            "This audit entry is about another facility's staff and patients; an auditor bound to a "
-            "facility reads the entries of its own staff and of the patients it holds."
-        )
-    if found.value is None:
-        raise NotFound("No AuditEvent has this id.")
+    if found.outcome == DENIED or found.value is None:
+        raise NotFound(_UNSEEN_EVENT)
     return audit_events.audit_event(found.value)
 
 

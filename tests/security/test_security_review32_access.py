@@ -147,3 +147,35 @@ def test_a_c0_control_in_a_list_item_names_its_position(client: TestClient, env:
     )
     assert answer.status_code == 422, answer.text
     assert "Field 'verdicts.1.code'" in answer.json()["error"]["message"]
+
+
+def test_an_audit_entry_outside_the_auditor_s_part_is_answered_as_one_that_does_not_exist(
+    client: TestClient, env: Env
+) -> None:
+    # An F1 clinician's access: an entry of F1's part of the trail.
+    nurse = f"nurse-{uuid.uuid4().hex[:6]}"
+    filed = client.post(
+        "/v1/vitals",
+        json=_vitals(f"IPP-{uuid.uuid4().hex[:10]}"),
+        headers=env.headers("clinician", facility="F1", subject=nurse),
+    )
+    assert filed.status_code == 201, filed.text
+    [entry] = [e for e in _events(env, agent=nurse) if e["action"] == "vitals:submit"]
+    theirs, nothing = str(entry["seq"]), str(entry["seq"] + 10**9)
+    # F2's auditor probes ids: a 403 where an unused id got 404 told it which of F1's entries exist.
+    prober = f"auditor-f2-{uuid.uuid4().hex[:6]}"
+    f2 = env.headers("auditor", facility="F2", subject=prober)
+    hidden = client.get(f"/fhir/AuditEvent/{theirs}", headers=f2)
+    unknown = client.get(f"/fhir/AuditEvent/{nothing}", headers=f2)
+    assert hidden.status_code == unknown.status_code == 404, hidden.text
+    assert hidden.json() == unknown.json()
+    assert hidden.headers["content-type"] == unknown.headers["content-type"]
+    assert hidden.json()["resourceType"] == "OperationOutcome"
+    # The trail tells the officer which probe hit another facility's entry.
+    outcomes = {(e["resource_id"], e["outcome"]) for e in _events(env, agent=prober)}
+    assert outcomes == {(theirs, "denied"), (nothing, "not_found")}
+    # F1's auditor reads it.
+    assert (
+        client.get(f"/fhir/AuditEvent/{theirs}", headers=env.headers("auditor", facility="F1")).status_code
+        == 200
+    )
