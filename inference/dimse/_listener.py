@@ -560,8 +560,10 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         actor = await _actor(ctx, study) if e.code == _NO_FRONTAL else None
         uids = await asyncio.to_thread(_uids_of, study.files) if actor is not None else None
         if actor is not None and uids is not None:
-            study_uid, sops = uids
-            if await _result_stands(ctx, actor, study_instance_uid=study_uid, sops=sops, frontal=None):
+            study_uid, sops, patient = uids
+            if await _result_stands(
+                ctx, actor, study_instance_uid=study_uid, sops=sops, frontal=None, patient=patient
+            ):
                 return True
         logger.warning(
             "a received study cannot be analysed (%s)", e.code, extra={"event": "dimse_study", "code": e.code}
@@ -577,8 +579,14 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         return True
     sops = tuple(instance.sop_instance_uid for instance in decoded.instances)
     frontal = decoded.primary.view_position or ""
+    named = decoded.primary.patient
     if await _result_stands(
-        ctx, actor, study_instance_uid=decoded.study_instance_uid, sops=sops, frontal=frontal
+        ctx,
+        actor,
+        study_instance_uid=decoded.study_instance_uid,
+        sops=sops,
+        frontal=frontal,
+        patient=(named.patient_id, named.issuer),
     ):
         return True
     try:
@@ -642,28 +650,39 @@ async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
     )
 
 
-def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...]] | None:
-    """The Study Instance UID and the SOP Instance UIDs of a study's files (headers only; each was read
-    whole and found valid on arrival, and the folder is its study's); None when one cannot be read."""
+def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...], tuple[str, str | None]] | None:
+    """The Study Instance UID, the SOP Instance UIDs and the patient (Patient ID, Issuer of Patient ID)
+    of a study's files (headers only; each was read whole and found valid on arrival, and the folder is
+    its study's); None when one cannot be read, or they name more than one study or patient."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
     studies = set()
+    patients = set()
     sops = []
+    tags = ["StudyInstanceUID", "SOPInstanceUID", "PatientID", "IssuerOfPatientID"]
     try:
         for path in files:
-            header = dcmread(
-                path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID"]
-            )
+            header = dcmread(path, stop_before_pixels=True, specific_tags=tags)
             studies.add(str(header.StudyInstanceUID))
             sops.append(str(header.SOPInstanceUID))
+            issuer = str(header.get("IssuerOfPatientID") or "").strip() or None
+            patients.add((str(header.get("PatientID") or "").strip(), issuer))
     except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError):
         return None
-    return (studies.pop(), tuple(sops)) if len(studies) == 1 else None
+    if len(studies) != 1 or len(patients) != 1:
+        return None
+    return studies.pop(), tuple(sops), patients.pop()
 
 
 async def _result_stands(
-    ctx: Context, actor: Actor, *, study_instance_uid: str, sops: tuple[str, ...], frontal: str | None
+    ctx: Context,
+    actor: Actor,
+    *,
+    study_instance_uid: str,
+    sops: tuple[str, ...],
+    frontal: str | None,
+    patient: tuple[str, str | None],
 ) -> bool:
     """Whether instances of a study that arrived after it was analysed leave its result as it is.
 
@@ -675,18 +694,21 @@ async def _result_stands(
     only: ``frontal`` None) or only one of a lower rank than the view the result analysed (an AP after a
     PA); a frontal of the same or a higher rank (a retake, a PA after an AP) is analysed, and its result
     supersedes the earlier one (its SR names the earlier SR). Instances the record holds already (a
-    resend) are analysed as before: the record answers them from the result they were filed with.
+    resend) are analysed as before: the record answers them from the result they were filed with; so
+    are instances naming another patient than the study's (filing them is refused as a conflict, audited
+    and logged, and nothing of the study's patient is read for them).
 
     The record is read for the node, audited ``studies:submit`` on the study's result.
 
     Args:
         sops: The SOP Instance UIDs of the instances that arrived.
         frontal: View Position of the best frontal view among them (empty when not given); None: none.
+        patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
 
     Raises:
         RecordError: The record could not be read (the study is tried again later).
     """
-    from inference.record import AuditIn
+    from inference.record import AuditIn, PatientIn
     from inference.security import scope_for
 
     principal = actor.principal
@@ -702,6 +724,7 @@ async def _result_stands(
             action="studies:submit",
             client=actor.client,
         ),
+        patient=PatientIn(identifier=patient[0], issuer=patient[1]),
     )
     analysed = found.value if found is not None and found.served else None
     if analysed is None or analysed.filed:

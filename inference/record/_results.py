@@ -19,11 +19,12 @@ from inference.record._inputs import (
     AuditIn,
     ImagingResultIn,
     ModelRef,
+    PatientIn,
     RenderingData,
     StoredResult,
     TriageResultIn,
 )
-from inference.record._models import Heatmap, Instance, Rendering, Result, Study
+from inference.record._models import Heatmap, Instance, Patient, Rendering, Result, Study, normalise_issuer
 from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
 from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
@@ -68,6 +69,20 @@ _RESULT_LOAD: Final = (
     selectinload(Result.study),
     selectinload(Result.vitals),
 )
+
+
+def _filed_under(session: Session, study_instance_uid: str, patient: PatientIn) -> bool:
+    """Whether the filed study is ``patient``'s: the same identifier, and the same issuer when one is
+    sent (without one, the sender facility's default issuer applies, which the record does not know)."""
+    row = session.execute(
+        select(Patient.identifier, Patient.issuer)
+        .join(Study, Study.patient_id == Patient.id)
+        .where(Study.study_instance_uid == study_instance_uid)
+    ).first()
+    if row is None:
+        return True
+    sent = normalise_issuer(patient.issuer)
+    return bool(row.identifier == patient.identifier and (not sent or sent == row.issuer))
 
 
 def _check_paging(limit: int, offset: int) -> None:
@@ -258,10 +273,13 @@ class Results:
         sop_instance_uids: Sequence[str],
         scope: _scope.Scope,
         audit: AuditIn,
+        patient: PatientIn | None = None,
     ) -> Audited[AnalysedStudy] | None:
         """The newest imaging result of a study, the view it analysed and which of ``sop_instance_uids``
         are filed, read and audited on the result as :meth:`read_latest_for_study` reads it; None, without
-        an entry, when the study has no result (nothing of a patient is read).
+        an entry, when the study has no result, or is filed under another patient than ``patient`` (the
+        one its late instances name: filing them is a conflict, audited as such), so nothing of a
+        patient is read.
 
         Raises:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
@@ -269,6 +287,8 @@ class Results:
         try:
             with self._db.sessions() as session:
                 if _save.study_priority(session, study_instance_uid) is None:
+                    return None
+                if patient is not None and not _filed_under(session, study_instance_uid, patient):
                     return None
         except SQLAlchemyError as e:
             raise RecordError("The record could not be read.") from e
