@@ -22,7 +22,7 @@ from inference.record._errors import (
     ResendConflict,
 )
 from inference.record._feedback import VERDICTS
-from inference.record._idempotency import RESEND_WINDOW, request_keys
+from inference.record._idempotency import request_keys
 from inference.record._inputs import (
     AuditIn,
     FindingIn,
@@ -142,7 +142,6 @@ __all__ = [
     "TokenRevocations",
     "RecordUnavailable",
     "RenderingData",
-    "RESEND_WINDOW",
     "StoredResult",
     "TrainingInputIn",
     "TriageRequestKeys",

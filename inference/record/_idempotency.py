@@ -10,9 +10,9 @@ one ward sending the same reading) must file one result, one line on the worklis
   issuer), the same ``observed_at`` instant and the same values, sent by anyone of the same facility, is
   the same reading and returns the result filed first. Another time or another value is another
   reading, a correction included: it is filed, never answered with the earlier values;
-- a request without ``observed_at`` is observed when it arrives, so a resend arrives "later": the same
-  patient and values from the same facility, received within :data:`RESEND_WINDOW` of a filed copy,
-  are that reading. Past the window the server cannot tell a resend from a new, identical reading.
+- a request without ``observed_at`` is observed when it arrives: the server cannot tell its resend
+  from a new reading of the same values a moment later (both are filed). A sender that retries sends
+  ``observed_at`` or an ``Idempotency-Key``.
 
 A token bound to no facility shares its readings with no other token. A reading is never matched across
 facilities: each facility files and reads its own results.
@@ -25,22 +25,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inference.record._errors import IdempotencyKeyReused
 from inference.record._inputs import PatientIn, TriageRequestKeys
-from inference.record._models import Result, VitalsObservation
+from inference.record._models import Result
 from inference.record._types import as_utc, iso
-
-RESEND_WINDOW: Final = timedelta(minutes=5)
-"""How long after a reading sent without ``observed_at`` the same values from the same facility for the
-same patient are taken for its resend. A device's retries after a lost answer come within seconds to a
-minute or two; repeated observations of a patient are charted minutes apart at the closest, and a copy
-with every value equal adds nothing to the worklist or the trend."""
 
 
 def _digest(*parts: str) -> str:
@@ -53,7 +47,6 @@ def request_keys(
     facility: str | None,
     patient: PatientIn,
     observed_at: datetime | None,
-    received_at: datetime,
     vitals: Mapping[str, Any],
     idempotency_key: str | None,
 ) -> TriageRequestKeys:
@@ -63,8 +56,8 @@ def request_keys(
         subject: Who sends it (the authenticated subject).
         facility: The sender's facility (``None``: bound to none).
         patient: The patient as sent (identifier and issuer identify them).
-        observed_at: The observation time as sent (``None`` when the sender let the server use "now").
-        received_at: When the server received it: the observation time of a request without one.
+        observed_at: The observation time as sent (``None`` when the sender let the server use "now":
+            such a request is never taken for another's copy).
         vitals: The validated vital signs (numbers as floats), keyed by request field.
         idempotency_key: The ``Idempotency-Key`` header, if any.
     """
@@ -80,26 +73,17 @@ def request_keys(
     sender = f"{subject}\x1f{facility or ''}"
     # Whoever of a facility sends a reading; a token bound to no facility owns nothing, so only its own.
     owner = f"facility\x1f{facility}" if facility else f"subject\x1f{subject}"
+    observation: str | None = None
+    earlier: tuple[str, ...] = ()
     if observed_at is not None:
         observation = _digest("reading", owner, content)
         # Versions before readings were keyed by facility stored the sending token's key.
-        earlier: tuple[str, ...] = (_digest("observation", sender, content),)
-        between = None
-    else:
-        # Windows of RESEND_WINDOW: a copy received within RESEND_WINDOW of this one (before it, or just
-        # after it when requests overtake each other) was stored under this window's key or a neighbour's;
-        # ``observed_between`` keeps only those within it. Two copies arriving together share a key, so
-        # the UNIQUE index files one.
-        window = int(as_utc(received_at).timestamp() // RESEND_WINDOW.total_seconds())
-        observation = _digest("untimed", owner, content, str(window))
-        earlier = tuple(_digest("untimed", owner, content, str(w)) for w in (window - 1, window + 1))
-        between = (as_utc(received_at) - RESEND_WINDOW, as_utc(received_at) + RESEND_WINDOW)
+        earlier = (_digest("observation", sender, content),)
     return TriageRequestKeys(
         idempotency_key=None if idempotency_key is None else _digest("key", sender, idempotency_key),
         request_digest=_digest("request", content),
         observation_key=observation,
         earlier_keys=earlier,
-        observed_between=between,
     )
 
 
@@ -121,9 +105,4 @@ def find_filed(session: Session, keys: TriageRequestKeys) -> Result | None:
     if keys.observation_key is None:
         return None
     query = select(Result).where(Result.observation_key.in_([keys.observation_key, *keys.earlier_keys]))
-    if keys.observed_between is not None:
-        since, until = keys.observed_between
-        query = query.join(VitalsObservation, VitalsObservation.id == Result.vitals_id).where(
-            VitalsObservation.observed_at >= since, VitalsObservation.observed_at <= until
-        )
     return session.scalars(query.order_by(Result.created_at, Result.id)).first()

@@ -205,20 +205,16 @@ class TriageRequestKeys:
     Attributes:
         idempotency_key: Sender + ``Idempotency-Key`` header, or ``None`` when no key was sent.
         request_digest: The request's content (patient, observation time as sent, values).
-        observation_key: The reading: the sender's facility + patient + observation time + values; for a
-            request without an observation time, its values and the resend window it arrived in. Stored
-            with the result (UNIQUE).
-        earlier_keys: Other keys the same reading may have been filed under: the neighbouring resend
-            windows of an untimed reading, the sender's own key of versions that keyed readings by token.
-        observed_between: For an untimed reading, when a filed copy must have been observed (received)
-            to be this reading (:data:`inference.record.RESEND_WINDOW` either side); ``None``: any time.
+        observation_key: The reading: the sender's facility + patient + observation time + values;
+            ``None`` for a request without an observation time. Stored with the result (UNIQUE).
+        earlier_keys: Other keys the same reading may have been filed under: the sender's own key of
+            versions that keyed readings by token.
     """
 
     idempotency_key: str | None
     request_digest: str
     observation_key: str | None
     earlier_keys: tuple[str, ...] = ()
-    observed_between: tuple[datetime, datetime] | None = None
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ async def analyse_vitals(
         observed_at: When measured (now when None).
         accept_language: The caller's Accept-Language header (for the rationale).
         idempotency_key: The caller's ``Idempotency-Key`` header. A request already answered (the same
-            key, or the same reading: same facility, patient, ``observed_at`` and values, or without
-            ``observed_at`` the same values within :data:`inference.record.RESEND_WINDOW`) files nothing
+            key, or the same reading: same facility, patient, ``observed_at`` and values) files nothing
             and returns the result filed first (``created`` false).
 
     Raises:
@@ -79,7 +78,6 @@ async def analyse_vitals(
         facility=principal.facility,
         patient=patient,
         observed_at=observed_at,
-        received_at=received,
         vitals=signs.as_dict(),
         idempotency_key=idempotency_key,
     )

@@ -1,10 +1,8 @@
-"""One reading of a patient's vital signs files one result, whoever of the facility sends it and however
-late a resend without an observation time arrives within the resend window; on both backends.
+"""One reading of a patient's vital signs files one result, whoever of the facility sends it; on both
+backends. A request without an observation time is never taken for another's copy.
 
 Before, a reading was "the same" only from the same token: a monitor's gateway and a nurse's app of one
-ward sending the same reading filed two results, and a reading sent without ``observed_at`` (the server
-stamps it with the time it arrives) was never the same as its resend a second later. Each showed as two
-lines on the worklist.
+ward sending the same reading filed two results, two lines on the worklist.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from _record_data import patient, triage
 from sqlalchemy import text
 
-from inference.record import RESEND_WINDOW, Record, StoredResult, TriageResultIn, request_keys
+from inference.record import Record, StoredResult, TriageResultIn, request_keys
 
 CHARTED = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
 
@@ -46,7 +44,6 @@ def _send(
         facility=facility,
         patient=data.patient,
         observed_at=charted,
-        received_at=received,
         vitals=sent,
         idempotency_key=None,
     )
@@ -82,32 +79,19 @@ def test_a_token_without_a_facility_shares_its_readings_with_no_other(record: Re
     assert other.created
 
 
-def test_an_untimed_reading_resent_within_the_window_is_the_same_reading(record: Record) -> None:
+def test_untimed_copies_are_each_filed(record: Record) -> None:
+    """Without ``observed_at`` the server cannot tell a resend from a new reading of the same values a
+    moment later: each is filed (a sender that retries charts ``observed_at`` or sends a key)."""
     data = triage(pat=patient("IPP-UNTIMED"))
     now = datetime.now(UTC)
     first = _send(record, data, charted=None, received=now)
-    # A device resending after a lost answer, the same values just before the window closes.
-    for delay in (timedelta(seconds=1), RESEND_WINDOW - timedelta(seconds=1)):
-        resend = _send(record, data, charted=None, received=now + delay)
-        assert not resend.created and resend.result_id == first.result_id, delay
-    assert _count(record, "results") == 1
-
-    # Other values at once are another reading; so are the same values past the window.
-    other = _send(record, data, charted=None, received=now, vitals={**data.vitals, "heart_rate": 120.0})
-    assert other.created
-    late = _send(record, data, charted=None, received=now + RESEND_WINDOW + timedelta(seconds=1))
-    assert late.created and late.result_id != first.result_id
-    # ...and a resend of that later reading is answered from it.
-    again = _send(record, data, charted=None, received=now + RESEND_WINDOW + timedelta(seconds=30))
-    assert not again.created and again.result_id == late.result_id
-    # A copy received just before one already filed (requests overtake each other) is that reading too.
-    overtaken = _send(record, data, charted=None, received=now + RESEND_WINDOW - timedelta(seconds=2))
-    assert not overtaken.created and overtaken.result_id in (first.result_id, late.result_id)
-    assert _count(record, "results") == 3
+    again = _send(record, data, charted=None, received=now + timedelta(seconds=1))
+    assert first.created and again.created and again.result_id != first.result_id
+    assert _count(record, "results") == 2
 
 
-def test_concurrent_untimed_resends_file_one_result(record: Record) -> None:
-    data = triage(pat=patient("IPP-UNTIMED-RACE"))
+def test_concurrent_copies_of_one_reading_file_one_result(record: Record) -> None:
+    data = triage(pat=patient("IPP-RACE"))
     received = datetime.now(UTC)
     barrier = threading.Barrier(4)
     outcomes: list[object] = []
@@ -115,7 +99,7 @@ def test_concurrent_untimed_resends_file_one_result(record: Record) -> None:
     def submit() -> None:
         barrier.wait()
         try:
-            outcomes.append(_send(record, data, charted=None, received=received))
+            outcomes.append(_send(record, data, subject=f"sender-{threading.get_ident()}", received=received))
         except Exception as e:  # noqa: BLE001 - the assertion below reports it
             outcomes.append(e)
 
