@@ -41,6 +41,9 @@ _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 _TOUCH_EVERY = timedelta(seconds=60)
 # The stored "hash" of an account without a password: no password verifies against it (not a scrypt hash).
 SSO_ONLY = "!sso-only"
+# The username a refused sign-in that counts against no account counts its failure on: no account has it
+# (check_username), so the count's UPDATE changes no row.
+_NO_ACCOUNT = ""
 
 
 class SignInRefused(Unauthenticated):
@@ -217,30 +220,29 @@ async def sign_in(
         if account is not None
         else Actor(principal=Principal(subject="unknown-user", role="none"), client=client)
     )
-    if account is not None and account.locked_until is not None and account.locked_until > now:
-        await audit(ctx, who, action="ui:sign_in", outcome="locked", resource_type="Account")
-        raise AccountLocked(
-            "This account is locked after repeated failed sign-ins; try again later or ask an administrator.",
-            until=account.locked_until,
+    locked = account is not None and account.locked_until is not None and account.locked_until > now
+    if account is None or not usable or not matches or account.disabled or locked:
+        # Every refusal does the same work whatever its reason, so that neither the page nor the time it
+        # takes tells which usernames exist: the password check above, one failure counted (on the
+        # account when it is open to guesses, else on no row: an UPDATE of the same shape), one audit
+        # entry. Only the trail tells the reasons apart.
+        counted = account is not None and not account.disabled and not locked
+        locked_until = await db(
+            accounts.register_failure,
+            username=account.username if counted and account is not None else _NO_ACCOUNT,
+            max_attempts=settings.ui.ui_lockout_attempts,
+            lock_until=now + timedelta(minutes=settings.ui.ui_lockout_minutes),
         )
-    if account is None or not usable or not matches or account.disabled:
-        locked_until = None
-        if account is not None and not account.disabled:
-            locked_until = await db(
-                accounts.register_failure,
-                username=account.username,
-                max_attempts=settings.ui.ui_lockout_attempts,
-                lock_until=now + timedelta(minutes=settings.ui.ui_lockout_minutes),
-            )
+        until = account.locked_until if locked and account is not None else locked_until
         await audit(
-            ctx, who, action="ui:sign_in", outcome="locked" if locked_until else "failure",
+            ctx, who, action="ui:sign_in", outcome="failure" if until is None else "locked",
             resource_type="Account",
         )  # fmt: skip
-        if locked_until is not None:
+        if until is not None:
             raise AccountLocked(
-                "This account is now locked after repeated failed sign-ins; try again later or ask an "
+                "This account is locked after repeated failed sign-ins; try again later or ask an "
                 "administrator.",
-                until=locked_until,
+                until=until,
             )
         raise SignInRefused("The username or password is not correct, or the account is disabled.")
     new_hash = await ctx.workers.run(hash_password, password) if needs_rehash(account.password_hash) else None
