@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inference.api._text import invalid_characters_message
+from inference.api._text import UNPRINTABLE_NAME, invalid_characters_message
 from inference.dicom import DicomRejected
 from inference.observability import count_rejected
 from inference.record import (
@@ -139,8 +139,15 @@ def error_response(
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    parts = [_shown(p) for p in loc if p not in ("body",)]
     return ".".join(parts) or "body"
+
+
+def _shown(part: Any) -> str:
+    """A part of an error's location as the message may quote it: an unknown key a caller sent is its
+    own text, which may hold a bidirectional override or a line break (never echoed) or be very long."""
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 64 else UNPRINTABLE_NAME
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -154,7 +161,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         "Path parameter" if loc[:1] == ("path",) else "Query parameter" if loc[:1] == ("query",) else "Field"
     )
     if loc[:1] in (("path",), ("query",)):
-        where = ".".join(str(p) for p in loc[1:])
+        where = ".".join(_shown(p) for p in loc[1:])
     # pydantic's msg names the expected type; the offending input is never echoed (it may be PHI).
     detail = str(first.get("msg", "is invalid"))
     more = f" ({len(errors) - 1} more problem(s) in the request)" if len(errors) > 1 else ""

@@ -179,3 +179,18 @@ def test_an_audit_entry_outside_the_auditor_s_part_is_answered_as_one_that_does_
         client.get(f"/fhir/AuditEvent/{theirs}", headers=env.headers("auditor", facility="F1")).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("key", ["x\u202ey", "n\u0085ame", "k" * 500])
+def test_an_unknown_key_holding_hidden_characters_is_refused_without_echoing_it(
+    client: TestClient, env: Env, key: str
+) -> None:
+    # A key the API does not take was quoted in the refusal: a right-to-left override or a line break a
+    # caller chose went into the answer (and to whatever shows or logs it), a long one whole.
+    body = {"patient": {"identifier": "IPP-KEY", key: "x"}, "respiratory_rate": 18, "spo2": 97}
+    refused = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_field"
+    assert "Field 'patient.(unprintable name)' is not accepted" in error["message"]
+    assert key not in error["message"]
