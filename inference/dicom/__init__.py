@@ -24,7 +24,7 @@ from ._lazy import LazyInstances
 from ._model import Instance, Limits, PatientInfo, Study
 from ._plausible import MIN_SIDE
 from ._read import MAX_SEQUENCE_DEPTH, one_patient, read_instance, read_study
-from ._select import is_lateral, select_frontal
+from ._select import frontal_alternatives, is_lateral, select_frontal
 from ._stable import StudyCollector
 from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
 
@@ -55,5 +55,6 @@ __all__ = [
     "one_patient",
     "read_instance",
     "read_study",
+    "frontal_alternatives",
     "select_frontal",
 ]

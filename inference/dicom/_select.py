@@ -54,4 +54,22 @@ def select_frontal(instances: Sequence[Instance]) -> Instance:
             "no_frontal_view",
             f"All {len(instances)} instances are lateral views; send a frontal (PA or AP) chest radiograph.",
         )
-    return min(frontal, key=lambda instance: _RANK.get((instance.view_position or "").upper(), 2))
+    return min(frontal, key=_rank)
+
+
+def _rank(instance: Instance) -> int:
+    return _RANK.get((instance.view_position or "").upper(), 2)
+
+
+def frontal_alternatives(instances: Sequence[Instance], chosen: Instance) -> list[Instance]:
+    """The study's other frontal views, best first (as :func:`select_frontal` ranks them; ties in the
+    order they came in): what to analyse when the model cannot assess ``chosen``, e.g. a lateral film
+    tagged as PA, which only the image gives away."""
+    others = [
+        instance
+        for instance in instances
+        if instance is not chosen
+        and instance.sop_instance_uid != chosen.sop_instance_uid
+        and not is_lateral(instance)
+    ]
+    return sorted(others, key=_rank)

@@ -10,13 +10,21 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Final
 
 from inference.analysis import ImageTooSmall, ImageUnusable, analyse, observe_stage
-from inference.dicom import DicomRejected, DicomUnsupportedContent, Instance, Study, is_lateral, read_study
+from inference.dicom import (
+    DicomRejected,
+    DicomUnsupportedContent,
+    Instance,
+    Study,
+    frontal_alternatives,
+    is_lateral,
+    read_study,
+)
 from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnyResult,
@@ -113,7 +121,40 @@ def refuse_paediatric(instance: Instance) -> None:
         )
 
 
-def _study_warnings(study: Study, served: ServedModel, analysis: Analysis) -> list[str]:
+MAX_ALTERNATIVES: Final = 3
+"""At most this many other frontal views of a study are analysed when the model cannot assess the one
+chosen (each costs one more inference; a study rarely holds more than two frontal views)."""
+
+
+async def _assessable_alternative(
+    ctx: Context, study: Study, served: ServedModel, refused: Analysis, consent: Awaitable[object]
+) -> tuple[Study, Analysis, int]:
+    """When the model cannot assess the frontal view chosen, the study's next frontal views, best first.
+
+    A lateral film tagged PA (View Position and orientation both say frontal, only the image does not)
+    is chosen like any PA; the model refuses it as out of its distribution, and a real frontal view of
+    the same study would go unanalysed. Returns the study with the first assessable view as its primary,
+    that view's analysis and how many views were refused before it; or the study as it came, the first
+    refusal and 0 when no other view is assessable (the result is then "not assessable", as before).
+    An alternative that cannot be prepared (too small, unusable) is skipped: the study was accepted.
+    """
+    refused_views = 1
+    for candidate in frontal_alternatives(study.instances, study.primary)[:MAX_ALTERNATIVES]:
+        try:
+            tried = await analyse(
+                candidate, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
+            )
+        except (ImageTooSmall, ImageUnusable):
+            continue
+        if tried.ood.assessable:
+            return replace(study, primary=candidate), tried, refused_views
+        refused_views += 1
+    return study, refused, 0
+
+
+def _study_warnings(
+    study: Study, served: ServedModel, analysis: Analysis, *, set_aside: int = 0
+) -> list[str]:
     warnings = []
     if not analysis.ood.assessable:  # first: it changes how every other line of the result is read
         model = analysis.model
@@ -124,7 +165,9 @@ def _study_warnings(study: Study, served: ServedModel, analysis: Analysis) -> li
     laterals = sum(1 for instance in study.instances if is_lateral(instance))
     if laterals:
         warnings.append(_warnings.lateral_set_aside(laterals))
-    others = len(study.instances) - laterals - 1
+    if set_aside:
+        warnings.append(_warnings.not_frontal_set_aside(set_aside))
+    others = len(study.instances) - laterals - 1 - set_aside
     if others > 0:
         warnings.append(_warnings.other_frontals(others))
     if study.primary.reduction > 1:
@@ -202,6 +245,11 @@ async def analyse_decoded(
         analysis = await analyse(
             primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
         )
+        if not analysis.ood.assessable:
+            study, analysis, set_aside = await _assessable_alternative(ctx, study, served, analysis, consent)
+            primary = study.primary
+        else:
+            set_aside = 0
     except ImageTooSmall as e:  # valid, but not what the model can answer about: 422, like the header's
         raise DicomUnsupportedContent("image_too_small", str(e)) from e
     except ImageUnusable as e:  # a decoded image preprocessing cannot use is still the sender's bad input
@@ -263,7 +311,7 @@ async def analyse_decoded(
         ),
         priority=priority,
         keep_study_priority=True,
-        warnings=tuple(_study_warnings(study, served, analysis)),
+        warnings=tuple(_study_warnings(study, served, analysis, set_aside=set_aside)),
         rationale={
             lang: imaging_rationale(findings, lang, synthetic=synthetic, assessable=assessable)
             for lang in LANGUAGES

@@ -55,6 +55,16 @@ def lateral_set_aside(count: int) -> str:
     return f"{count} lateral {views} set aside; only the frontal view was analysed."
 
 
+def not_frontal_set_aside(count: int) -> str:
+    """Images tagged frontal that the model refused as out of its distribution, another view analysed."""
+    images, were = ("image", "was") if count == 1 else ("images", "were")
+    return (
+        f"{count} {images} tagged as a frontal view {were} set aside: the model did not recognise "
+        f"{'it' if count == 1 else 'them'} as a frontal chest radiograph (a lateral or another projection "
+        "tagged PA or AP?); another frontal view of the study was analysed."
+    )
+
+
 def other_frontals(count: int) -> str:
     """Only one frontal image is analysed per study."""
     images = "image was" if count == 1 else "images were"

@@ -198,6 +198,46 @@ def test_images_the_model_must_refuse_come_back_not_assessable(
     print(json.dumps(refused))
 
 
+def test_a_lateral_tagged_pa_sent_before_the_pa_is_set_aside_and_the_pa_analysed(
+    server: str, radiologist: dict[str, str]
+) -> None:
+    """A PACS sends a study's lateral film tagged PA (View Position and orientation frontal) before its
+    real PA. The header chooses the first; the guard refuses it (it looks like a lateral); the PA of the
+    same study is analysed instead, and the result says an image was set aside. Sent alone, the same
+    lateral is not assessable, as before."""
+    import numpy as np
+
+    from training.data import generate_phantom, ood_phantom, study_bytes
+
+    rng = np.random.default_rng([515151, 1])
+    lateral = study_bytes(ood_phantom("lateral", rng), index=5151, seed=515151, study_index=5151)
+    pa_phantom = generate_phantom(rng, findings={"pleural_effusion": True}, size_range=(480, 560))
+    pa = study_bytes(pa_phantom, index=5152, seed=515151, study_index=5151, series_number=2)
+    r = httpx.post(
+        f"{server}/v1/studies",
+        headers=radiologist,
+        files=[
+            ("files", ("1.dcm", lateral, "application/dicom")),
+            ("files", ("2.dcm", pa, "application/dicom")),
+        ],
+        timeout=120,
+    )
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert result["assessable"] is True, (result["ood"], result["warnings"])
+    assert result["ood"]["score"] <= result["ood"]["threshold"]
+    assert any("tagged as a frontal view was set aside" in w for w in result["warnings"]), result["warnings"]
+    assert not any("received but not analysed" in w for w in result["warnings"]), result["warnings"]
+    assert not any(w.startswith("not_assessable") for w in result["warnings"])
+    assert "pleural_effusion" in {f["code"] for f in result["findings"] if f["positive"]}, result["findings"]
+
+    rng = np.random.default_rng([515151, 2])
+    alone = study_bytes(ood_phantom("lateral", rng), index=5153, seed=515151)
+    refused = _post_study(server, radiologist, "lateral.dcm", alone)
+    assert refused["assessable"] is False
+    assert not any("set aside" in w for w in refused["warnings"])
+
+
 def test_seed_studies_come_back_assessable_with_their_labelled_findings(
     server: str, radiologist: dict[str, str]
 ) -> None:
