@@ -111,24 +111,27 @@ class FeedbackLog:
     def for_result(self, *, result_id: str) -> list[FeedbackEntry]:
         """Every feedback on a result, oldest first, with the model name and version it judged."""
         with self._db.sessions() as session:
-            rows = session.scalars(
-                select(Feedback)
-                .where(Feedback.result_id == result_id)
-                .order_by(Feedback.created, Feedback.id)
-            )
-            return [
-                FeedbackEntry(
-                    feedback_id=row.id,
-                    result_id=row.result_id,
-                    reader=row.reader,
-                    verdicts=tuple(
-                        FeedbackVerdict(
-                            code=v["code"], verdict=v["verdict"], correct_label=v.get("correct_label")
-                        )
-                        for v in row.verdicts
-                    ),
-                    model=ModelInfo(name=row.model_name, version=row.model_version),
-                    created=row.created,
-                )
-                for row in rows
-            ]
+            return entries_in(session, result_id)
+
+
+def entries_in(session: Session, result_id: str, *, reader: str | None = None) -> list[FeedbackEntry]:
+    """The feedback on a result (only ``reader``'s, when given), oldest first, read in ``session``'s
+    transaction (an audited read's: :func:`inference.record._reads.read_audited`)."""
+    query = select(Feedback).where(Feedback.result_id == result_id)
+    if reader is not None:
+        query = query.where(Feedback.reader == reader)
+    rows = session.scalars(query.order_by(Feedback.created, Feedback.id))
+    return [
+        FeedbackEntry(
+            feedback_id=row.id,
+            result_id=row.result_id,
+            reader=row.reader,
+            verdicts=tuple(
+                FeedbackVerdict(code=v["code"], verdict=v["verdict"], correct_label=v.get("correct_label"))
+                for v in row.verdicts
+            ),
+            model=ModelInfo(name=row.model_name, version=row.model_version),
+            created=row.created,
+        )
+        for row in rows
+    ]

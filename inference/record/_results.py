@@ -12,7 +12,7 @@ from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_,
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
-from inference.record import _audit, _builds, _outbox, _save, _scope, _series
+from inference.record import _audit, _builds, _feedback, _outbox, _save, _scope, _series
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import (
@@ -26,7 +26,7 @@ from inference.record._inputs import (
 )
 from inference.record._models import Heatmap, Instance, Patient, Rendering, Result, Study, normalise_issuer
 from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
-from inference.record._result_types import AnyResult, ImagingResult, WorklistItem
+from inference.record._result_types import AnyResult, FeedbackEntry, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,13 @@ _OWNER: Final = select(_RESULTS.c.patient_id, _RESULTS.c.facility).where(
     _RESULTS.c.id == bindparam("result_id")
 )
 """Built once: a result's patient and owning facility, what its access is judged on."""
+
+
+def _result_target(session: Session, result_id: str) -> Target | None:
+    """A result as the access rules judge it (its patient and owning facility); None: no such result."""
+    row = session.execute(_OWNER, {"result_id": result_id}).first()
+    return None if row is None else Target(patient_id=row.patient_id, owner=row.facility)
+
 
 _PRIORITIES: Final = ("critical", "urgent", "routine")
 _NOT_ASSESSABLE: Final = and_(
@@ -234,9 +241,32 @@ class Results:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
         """
 
-        def locate(session: Session) -> Target | None:
-            row = session.execute(_OWNER, {"result_id": result_id}).first()
-            return None if row is None else Target(patient_id=row.patient_id, owner=row.facility)
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Result",
+            resource_id=result_id,
+            locate=lambda session: _result_target(session, result_id),
+            fetch=lambda session, _target: self._fetch(session, result_id, deliveries=deliveries),
+        )
+
+    def read_with_feedback(
+        self, *, result_id: str, reader: str, scope: _scope.Scope, audit: AuditIn, deliveries: bool = False
+    ) -> Audited[tuple[AnyResult, list[FeedbackEntry]]]:
+        """One result as :meth:`read` reads it, with the feedback ``reader`` already gave on it (oldest
+        first), both read in the transaction of the read's one audit entry: the feedback is served only
+        with the result, on the same ground (the web viewer's verdicts).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def fetch(session: Session, _target: Target) -> tuple[AnyResult, list[FeedbackEntry]] | None:
+            result = self._fetch(session, result_id, deliveries=deliveries)
+            if result is None:
+                return None
+            return result, _feedback.entries_in(session, result_id, reader=reader)
 
         return read_audited(
             self._db,
@@ -244,8 +274,8 @@ class Results:
             audit=audit,
             resource_type="Result",
             resource_id=result_id,
-            locate=locate,
-            fetch=lambda session, _target: self._fetch(session, result_id, deliveries=deliveries),
+            locate=lambda session: _result_target(session, result_id),
+            fetch=fetch,
         )
 
     def read_latest_for_study(
@@ -342,10 +372,6 @@ class Results:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
         """
 
-        def locate(session: Session) -> Target | None:
-            row = session.execute(_OWNER, {"result_id": result_id}).first()
-            return None if row is None else Target(patient_id=row.patient_id, owner=row.facility)
-
         def fetch(session: Session, _target: Target) -> P | None:
             if not load:
                 return prepare(None)
@@ -363,7 +389,7 @@ class Results:
             audit=audit,
             resource_type=resource_type,
             resource_id=result_id,
-            locate=locate,
+            locate=lambda session: _result_target(session, result_id),
             fetch=fetch,
             failures=failures,
         )

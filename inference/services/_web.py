@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from inference.explain import choose_language
 from inference.record import Accounts, NotFound, SessionRow, Verdict, WorklistItem
 from inference.security import ROLES, WEB_PREFIX, Principal, Role, Unauthenticated, scope_for, web_subject
 from inference.security._passwords import (
@@ -25,9 +26,10 @@ from inference.security._passwords import (
     verify_password,
 )
 from inference.services import _sso
-from inference.services._access import audit, audit_entry
+from inference.services._access import UNSEEN_RESULT, audit, audit_entry, served
 from inference.services._context import Actor, Context, db
-from inference.services._results import result_to_change
+from inference.services._deliveries import with_build_warning
+from inference.services._results import ResultView, result_to_change
 from inference.services._sso import SsoRefused, SsoStart, SsoUnavailable
 
 if TYPE_CHECKING:
@@ -542,15 +544,48 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
     )
 
 
-async def reader_verdicts(*, ctx: Context, actor: Actor, result_id: str) -> dict[str, str]:
-    """The verdicts this reader already gave on a result, by finding code (newest wins)."""
-    rows = await db(ctx.record.feedback.for_result, result_id=result_id)
+@dataclass(frozen=True, slots=True)
+class ViewedResult:
+    """A result as the viewer page shows it to one reader.
+
+    Attributes:
+        shown: The result, with the rationale in the reader's language.
+        verdicts: The verdicts this reader already gave on it, by finding code (newest wins).
+    """
+
+    shown: ResultView
+    verdicts: dict[str, str]
+
+
+async def viewed_result(
+    *, ctx: Context, actor: Actor, result_id: str, accept_language: str | None
+) -> ViewedResult:
+    """One result for the viewer, as :func:`~inference.services.get_result` reads it, with the verdicts
+    the reader already gave on it: both read in the transaction of the read's one audit entry.
+
+    Raises:
+        NotFound: No result has this id, or none that the reader may read (one answer).
+        RecordError: The record failed, or the audit entry could not be written; nothing is shown.
+    """
+    result, feedback = served(
+        actor,
+        await db(
+            ctx.record.results.read_with_feedback,
+            result_id=result_id,
+            reader=actor.principal.subject,
+            scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="results:read"),
+            deliveries=True,
+        ),
+        missing=UNSEEN_RESULT,
+    )
     verdicts: dict[str, str] = {}
-    for row in rows:
-        if row.reader == actor.principal.subject:
-            for verdict in row.verdicts:
-                verdicts[verdict.code] = verdict.verdict
-    return verdicts
+    for entry in feedback:
+        for verdict in entry.verdicts:
+            verdicts[verdict.code] = verdict.verdict
+    return ViewedResult(
+        shown=ResultView(with_build_warning(result), choose_language(accept_language)), verdicts=verdicts
+    )
 
 
 __all__ = [
@@ -561,6 +596,7 @@ __all__ = [
     "SsoRefused",
     "SsoStart",
     "SsoUnavailable",
+    "ViewedResult",
     "WebSession",
     "add_user",
     "check_username",
@@ -568,7 +604,6 @@ __all__ = [
     "finish_sso",
     "list_users",
     "mark_read",
-    "reader_verdicts",
     "reading_worklist",
     "record_verdicts",
     "resume_session",
@@ -576,4 +611,5 @@ __all__ = [
     "sign_out",
     "start_sso",
     "unbind_user",
+    "viewed_result",
 ]

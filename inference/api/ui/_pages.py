@@ -38,15 +38,14 @@ from inference.services import (
     finish_sso,
     get_heat_layer,
     get_heatmap,
-    get_result,
     get_result_image,
     mark_read,
-    reader_verdicts,
     reading_worklist,
     record_verdicts,
     sign_in,
     sign_out,
     start_sso,
+    viewed_result,
 )
 
 router = APIRouter()
@@ -264,9 +263,9 @@ async def viewer_page(
 ) -> HTMLResponse:
     """The viewer of one result."""
     language = page_language(request)
-    shown = await get_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
-    verdicts = await reader_verdicts(ctx=ctx, actor=reader.actor, result_id=result_id)
-    view = viewer_model(shown.result, language=language, verdicts=verdicts)
+    # The result and the reader's verdicts on it: one read, audited in its transaction.
+    viewed = await viewed_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
+    view = viewer_model(viewed.shown.result, language=language, verdicts=viewed.verdicts)
     return render(
         request, "viewer.html", language=language, r=view, reader=reader.actor.principal,
         csrf=reader.session.csrf,
