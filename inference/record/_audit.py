@@ -506,7 +506,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 _RESULT_TYPES: Final = ("Result", "DiagnosticReport", "RiskAssessment", "Provenance", "Image", "Heatmap")
 _PATIENT_TYPES: Final = ("Patient", "Consent")
 # A read of several patients at once (a FHIR search, a worklist) writes one entry per patient disclosed
-# and names no row (:func:`inference.services.audit_disclosed`); these types list results.
+# and names no row (:func:`inference.record._reads.read_listing`); these types list results.
 _LISTING_TYPES: Final = (
     "DiagnosticReport",
     "RiskAssessment",

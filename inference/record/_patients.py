@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -33,26 +32,6 @@ class Patients:
             return _scope.basis(
                 session, scope, patient_id=patient_id, owner=owner, patient_level=patient_level
             )
-
-    def under_grant(self, *, scope: _scope.Scope, patient_ids: Sequence[str]) -> set[str]:
-        """The patients among ``patient_ids`` the caller holds an unexpired break-the-glass grant on."""
-        with self._db.sessions() as session:
-            return _scope.granted(session, scope, patient_ids)
-
-    def glass_only(self, *, scope: _scope.Scope, rows: Sequence[tuple[str, str | None, bool]]) -> set[str]:
-        """The patients of which one of ``rows`` (``(patient id, owning facility, patient-level)``, as
-        for :meth:`access_basis`) is read on no other ground than break-the-glass."""
-        glass: set[str] = set()
-        with self._db.sessions() as session:
-            for patient_id, owner, patient_level in dict.fromkeys(rows):
-                if patient_id in glass:
-                    continue
-                ground = _scope.basis(
-                    session, scope, patient_id=patient_id, owner=owner, patient_level=patient_level
-                )
-                if ground == _scope.BREAK_GLASS:
-                    glass.add(patient_id)
-        return glass
 
     def find(self, *, identifier: str, issuer: str | None) -> str | None:
         """The id of the patient ``(identifier, issuer)`` (issuer normalised), or None."""

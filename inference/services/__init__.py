@@ -8,7 +8,6 @@ an :class:`Actor` (who asks, from where) so facility scoping and the audit trail
 from inference.services._access import (
     audit,
     audit_denial,
-    audit_disclosed,
     authorise,
     authorise_patient,
 )
@@ -128,7 +127,6 @@ __all__ = [
     "audit_event_search",
     "audit_denial",
     "audit_refused_authentication",
-    "audit_disclosed",
     "token_revoked",
     "RevocationList",
     "authorise",

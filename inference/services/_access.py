@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from inference.record import (
@@ -277,68 +275,4 @@ async def authorise_patient(
         resource_type=resource_type,
         resource_id=resource_id,
         hidden=hidden,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Disclosed:
-    """One row a read disclosed, as :func:`authorise` judges it: its patient, the facility owning it
-    (None for a patient-level row), and whether it is the patient itself (or its consent)."""
-
-    patient_id: str
-    owner: str | None
-    patient_level: bool = False
-
-
-async def under_grant(ctx: Context, actor: Actor, patients: Sequence[str]) -> set[str]:
-    """The patients among ``patients`` the caller holds an unexpired break-the-glass grant on: the only
-    ones whose disclosure :func:`audit_disclosed` needs the rows of."""
-    if not patients:
-        return set()
-    return await db(ctx.record.patients.under_grant, scope=scope_for(actor.principal), patient_ids=patients)
-
-
-async def audit_disclosed(
-    ctx: Context,
-    actor: Actor,
-    *,
-    action: str,
-    resource_type: str,
-    patients: Sequence[str],
-    rows: Sequence[Disclosed] = (),
-) -> None:
-    """Audit a read that disclosed several patients (worklist, searches): one entry per patient.
-
-    Each entry's outcome is the ground used, as for a single read (:func:`authorise`): ``break_glass``
-    for a patient of which one of ``rows`` is read on no other ground than break-the-glass, ``success``
-    otherwise. ``rows`` need only name the disclosed rows of the patients :func:`under_grant` returns.
-
-    All entries are chained in one transaction; a read that disclosed nobody leaves one entry without
-    a patient, so the search itself is still on the trail.
-    """
-    principal = actor.principal
-    unique: list[str | None] = [*dict.fromkeys(patients)] or [None]
-    glass: set[str] = set()
-    if rows:
-        glass = await db(
-            ctx.record.patients.glass_only,
-            scope=scope_for(principal),
-            rows=[(row.patient_id, row.owner, row.patient_level) for row in rows],
-        )
-    await db(
-        ctx.record.audit.append_many,
-        entries=[
-            {
-                "subject": principal.subject,
-                "role": principal.role,
-                "facility": principal.facility,
-                "action": action,
-                "resource_type": resource_type,
-                "resource_id": None,
-                "patient_id": patient_id,
-                "outcome": "break_glass" if patient_id in glass else "success",
-                "client": actor.client,
-            }
-            for patient_id in unique
-        ],
     )
