@@ -85,6 +85,15 @@ class RevocationList:
         self._revoked = revoked
         self._failing = False
 
+    async def read_once(self) -> bool:
+        """Whether the list has been read at least once (reading it now when it is due): until it has,
+        the server refuses every bearer token, so it is not ready for traffic (``/readyz``)."""
+        try:
+            await self._current()
+        except RevocationsUnread:
+            return False
+        return True
+
     async def revoked(self, principal: Principal) -> bool:
         """Whether a token's caller was revoked (by the token's id, or its subject's cut-off and
         :data:`CLOCK_SKEW`).

@@ -8,8 +8,13 @@ from inference.services._context import Context, db
 
 
 async def readiness(*, ctx: Context) -> dict[str, bool]:
-    """Which dependencies answer: ``models`` (both loaded) and ``database`` (a trivial query works)."""
-    return {"models": ctx.host.ready, "database": await db(ctx.record.ping)}
+    """Which dependencies answer: ``models`` (both loaded), ``database`` (a trivial query works) and,
+    where bearer tokens are checked, ``revocations`` (the revoked tokens were read from the record at
+    least once: until then every bearer token is refused with 503 ``revocations_unavailable``)."""
+    checks = {"models": ctx.host.ready, "database": await db(ctx.record.ping)}
+    if ctx.revocations is not None:
+        checks["revocations"] = await ctx.revocations.read_once()
+    return checks
 
 
 def model_problems(*, ctx: Context) -> list[str]:

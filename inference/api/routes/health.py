@@ -22,7 +22,10 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     responses={503: {"model": Health}},
-    summary="Readiness: 200 when both models are loaded and the database answers, 503 otherwise.",
+    summary=(
+        "Readiness: 200 when both models are loaded, the database answers and the revoked tokens have been "
+        "read, 503 otherwise."
+    ),
 )
 async def readyz(ctx: ContextDep) -> Response:
     checks = await readiness(ctx=ctx)
