@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ from inference.dicom import (
     TOO_LARGE,
     UNSUPPORTED_CONTENT,
     DicomRejected,
+    Instance,
     LazyInstances,
     Limits,
     StudyCollector,
@@ -75,7 +77,7 @@ from inference.observability import (
     new_correlation_id,
 )
 from inference.observability._exporter import PATH as METRICS_PATH
-from inference.record import RecordError
+from inference.record import InstanceIn, RecordError
 from inference.record.fhir import audit_events
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
     from inference.config import DimseSettings, Settings
+    from inference.record import AnalysedStudy
     from inference.services import Actor, Context
 
 logger = logging.getLogger(__name__)
@@ -558,11 +561,11 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     except DicomRejected as e:
         # Every instance was valid on arrival; the study as a whole is not analysable (lateral only, ...).
         actor = await _actor(ctx, study) if e.code == _NO_FRONTAL else None
-        uids = await asyncio.to_thread(_uids_of, study.files) if actor is not None else None
-        if actor is not None and uids is not None:
-            study_uid, sops, patient = uids
+        headers = await asyncio.to_thread(_headers_of, study.files) if actor is not None else None
+        if actor is not None and headers is not None:
+            study_uid, instances, patient = headers
             if await _result_stands(
-                ctx, actor, study_instance_uid=study_uid, sops=sops, frontal=None, patient=patient
+                ctx, actor, study_instance_uid=study_uid, instances=instances, frontal=None, patient=patient
             ):
                 return True
         logger.warning(
@@ -577,14 +580,13 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             extra={"event": "dimse_study", "code": "unknown_node"},
         )
         return True
-    sops = tuple(instance.sop_instance_uid for instance in decoded.instances)
     frontal = decoded.primary.view_position or ""
     named = decoded.primary.patient
     if await _result_stands(
         ctx,
         actor,
         study_instance_uid=decoded.study_instance_uid,
-        sops=sops,
+        instances=tuple(_instance_in(instance) for instance in decoded.instances),
         frontal=frontal,
         patient=(named.patient_id, named.issuer),
     ):
@@ -650,29 +652,55 @@ async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
     )
 
 
-def _uids_of(files: tuple[Path, ...]) -> tuple[str, tuple[str, ...], tuple[str, str | None]] | None:
-    """The Study Instance UID, the SOP Instance UIDs and the patient (Patient ID, Issuer of Patient ID)
-    of a study's files (headers only; each was read whole and found valid on arrival, and the folder is
-    its study's); None when one cannot be read, or they name more than one study or patient."""
+def _instance_in(instance: Instance) -> InstanceIn:
+    """A decoded instance as the record files it."""
+    return InstanceIn(
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        series_instance_uid=instance.series_instance_uid,
+        modality=instance.modality,
+        view_position=instance.view_position,
+        pixel_digest=instance.pixel_digest or None,
+    )
+
+
+def _headers_of(
+    files: tuple[Path, ...],
+) -> tuple[str, tuple[InstanceIn, ...], tuple[str, str | None]] | None:
+    """The Study Instance UID, the instances (as the record files them, their Pixel Data digested as
+    :func:`inference.dicom.read_instance` digests it) and the patient (Patient ID, Issuer of Patient ID)
+    of a study's files, which were each read whole and found valid on arrival (the folder is its
+    study's); None when one cannot be read, or they name more than one study or patient."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
+    def text(ds: Dataset, keyword: str) -> str:
+        return str(ds.get(keyword) or "").strip()
+
     studies = set()
     patients = set()
-    sops = []
-    tags = ["StudyInstanceUID", "SOPInstanceUID", "PatientID", "IssuerOfPatientID"]
+    instances = []
     try:
         for path in files:
-            header = dcmread(path, stop_before_pixels=True, specific_tags=tags)
-            studies.add(str(header.StudyInstanceUID))
-            sops.append(str(header.SOPInstanceUID))
-            issuer = str(header.get("IssuerOfPatientID") or "").strip() or None
-            patients.add((str(header.get("PatientID") or "").strip(), issuer))
-    except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError):
+            ds = dcmread(path)
+            studies.add(text(ds, "StudyInstanceUID"))
+            patients.add((text(ds, "PatientID"), text(ds, "IssuerOfPatientID") or None))
+            instances.append(
+                InstanceIn(
+                    sop_instance_uid=text(ds, "SOPInstanceUID"),
+                    sop_class_uid=text(ds, "SOPClassUID"),
+                    series_instance_uid=text(ds, "SeriesInstanceUID"),
+                    modality=text(ds, "Modality").upper(),
+                    view_position=text(ds, "ViewPosition").upper() or None,
+                    pixel_digest=hashlib.sha256(ds.PixelData).hexdigest(),
+                )
+            )
+            del ds
+    except (InvalidDicomError, AttributeError, TypeError, ValueError, EOFError, OSError):
         return None
     if len(studies) != 1 or len(patients) != 1:
         return None
-    return studies.pop(), tuple(sops), patients.pop()
+    return studies.pop(), tuple(instances), patients.pop()
 
 
 async def _result_stands(
@@ -680,42 +708,52 @@ async def _result_stands(
     actor: Actor,
     *,
     study_instance_uid: str,
-    sops: tuple[str, ...],
+    instances: tuple[InstanceIn, ...],
     frontal: str | None,
     patient: tuple[str, str | None],
 ) -> bool:
-    """Whether instances of a study that arrived after it was analysed leave its result as it is.
+    """Whether instances of a study that arrived after it was analysed leave its result as it is; they
+    then join the study in the record.
 
     A PACS may send an instance of a study after the study's quiet period, once its folder was analysed
     and removed (a view taken later, a series forwarded late). Those instances belong to the study the
     record already holds a result of (for this node's facility), and are judged as if they had come with
     it: the view analysed is the best frontal view of them all (:func:`inference.dicom.select_frontal`).
-    So the result stands (nothing is filed, nothing is refused) when they hold no frontal view (a lateral
+    So the result stands (nothing is refused, no result filed) when they hold no frontal view (a lateral
     only: ``frontal`` None) or only one of a lower rank than the view the result analysed (an AP after a
-    PA); a frontal of the same or a higher rank (a retake, a PA after an AP) is analysed, and its result
-    supersedes the earlier one (its SR names the earlier SR). Instances the record holds already (a
-    resend) are analysed as before: the record answers them from the result they were filed with; so
-    are instances naming another patient than the study's (filing them is refused as a conflict, audited
-    and logged, and nothing of the study's patient is read for them).
+    PA): the instances are filed in the study, without a result of their own (its FHIR ImagingStudy
+    counts and lists them, as the PACS holds them), and the result and its SR are left as they are. A
+    frontal of the same or a higher rank (a retake, a PA after an AP) is analysed, and its result
+    supersedes the earlier one (its SR names the earlier SR). Instances the record holds already in the
+    study with the same pixels (a resend) are judged likewise, and not filed twice. Instances filed under
+    another study or with other pixels, or naming another patient than the study's, are analysed as
+    before: filing them is refused as a conflict, audited and logged, and nothing of the study's patient
+    is read for them.
 
-    The record is read for the node, audited ``studies:submit`` on the study's result.
+    The record is read for the node and the instances filed in one transaction, audited
+    ``studies:submit`` on the study's result (the read) and on its ImagingStudy (the instances filed).
 
     Args:
-        sops: The SOP Instance UIDs of the instances that arrived.
+        instances: The instances that arrived.
         frontal: View Position of the best frontal view among them (empty when not given); None: none.
         patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
 
     Raises:
-        RecordError: The record could not be read (the study is tried again later).
+        RecordError: The record could not be read or written (the study is tried again later).
     """
     from inference.record import AuditIn, PatientIn
     from inference.security import scope_for
 
+    def stands(analysed: AnalysedStudy) -> bool:
+        return frontal is None or _rank(frontal) > _rank(analysed.view_position)
+
     principal = actor.principal
     found = await asyncio.to_thread(
-        ctx.record.results.read_analysed,
+        ctx.record.results.join_analysed,
         study_instance_uid=study_instance_uid,
-        sop_instance_uids=sops,
+        instances=instances,
+        patient=PatientIn(identifier=patient[0], issuer=patient[1]),
+        stands=stands,
         scope=scope_for(principal),
         audit=AuditIn(
             subject=principal.subject,
@@ -724,12 +762,9 @@ async def _result_stands(
             action="studies:submit",
             client=actor.client,
         ),
-        patient=PatientIn(identifier=patient[0], issuer=patient[1]),
     )
     analysed = found.value if found is not None and found.served else None
-    if analysed is None or analysed.filed:
-        return False
-    if frontal is not None and _rank(frontal) <= _rank(analysed.view_position):
+    if analysed is None or not analysed.stands:
         return False
     logger.info(
         "instances of a study analysed before arrived; its result stands (%s)",
@@ -739,6 +774,7 @@ async def _result_stands(
             "code": "already_analysed",
             "outcome": _NO_FRONTAL if frontal is None else "lower_ranked_view",
             "result_id": analysed.result_id,
+            "instances": len(analysed.joined),
         },
     )
     return True

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_, select, true
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _feedback, _outbox, _save, _scope, _series
@@ -18,6 +17,7 @@ from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import (
     AuditIn,
     ImagingResultIn,
+    InstanceIn,
     ModelRef,
     PatientIn,
     RenderingData,
@@ -25,7 +25,18 @@ from inference.record._inputs import (
     TriageResultIn,
 )
 from inference.record._models import Heatmap, Instance, Patient, Rendering, Result, Study, normalise_issuer
-from inference.record._reads import Audited, Disclosure, Target, read_audited, read_listing
+from inference.record._reads import (
+    NOT_FOUND,
+    SERVED,
+    SUCCESS,
+    Audited,
+    Disclosure,
+    Target,
+    audited_transaction,
+    outcome_of,
+    read_audited,
+    read_listing,
+)
 from inference.record._result_types import AnyResult, FeedbackEntry, ImagingResult, WorklistItem
 from inference.record._views import typed_result, with_deliveries, worklist_item
 
@@ -104,12 +115,15 @@ class AnalysedStudy:
     Attributes:
         result_id: Its newest imaging result.
         view_position: View Position of the instance that result analysed (None: not given).
-        filed: Which of the SOP instance UIDs asked about are filed already (in any study).
+        stands: Whether the result stands for the late instances: they joined the study.
+        joined: The SOP instance UIDs of those filed in the study now (none when the result does not
+            stand, or each was filed already).
     """
 
     result_id: str
     view_position: str | None
-    filed: frozenset[str]
+    stands: bool = False
+    joined: tuple[str, ...] = ()
 
 
 class Results:
@@ -296,55 +310,91 @@ class Results:
             ),
         )
 
-    def read_analysed(
+    def join_analysed(
         self,
         *,
         study_instance_uid: str,
-        sop_instance_uids: Sequence[str],
+        instances: Sequence[InstanceIn],
+        patient: PatientIn,
+        stands: Callable[[AnalysedStudy], bool],
         scope: _scope.Scope,
         audit: AuditIn,
-        patient: PatientIn | None = None,
     ) -> Audited[AnalysedStudy] | None:
-        """The newest imaging result of a study, the view it analysed and which of ``sop_instance_uids``
-        are filed, read and audited on the result as :meth:`read_latest_for_study` reads it; None, without
-        an entry, when the study has no result, or is filed under another patient than ``patient`` (the
-        one its late instances name: filing them is a conflict, audited as such), so nothing of a
-        patient is read.
+        """Instances of a study analysed before that arrive late: the study's newest imaging result, read
+        for their sender and judged by ``stands``; when its result stands, the instances not filed yet are
+        filed in the study with no result of their own (its ImagingStudy lists them from then on), and
+        the result, its SR and its outputs are left as they are.
+
+        One transaction: the read is audited on the result as :meth:`read_latest_for_study` audits one,
+        and the instances filed (if any) ``success`` on the ImagingStudy, with ``audit``'s action; both
+        entries are committed with the rows or not at all.
+
+        None, with no entry, nothing read and nothing filed, when the study has no result, is filed by
+        another facility than ``audit``'s or under another patient than ``patient`` (the one the
+        instances name), or when one of the instances is filed under another study, with other pixels,
+        or holds a value over its column's size: analysed as a study, they are refused (a conflict,
+        audited as such), never read into another's study.
 
         Raises:
-            RecordError: The record failed or the audit entry could not be written; nothing is served.
+            RecordError: The record failed or an entry could not be written; nothing was filed.
         """
         try:
-            with self._db.sessions() as session:
-                if _save.study_priority(session, study_instance_uid) is None:
-                    return None
-                if patient is not None and not _filed_under(session, study_instance_uid, patient):
-                    return None
-        except SQLAlchemyError as e:
-            raise RecordError("The record could not be read.") from e
-        uids = sorted(set(sop_instance_uids))
+            _save.validate_instances(instances)
+        except RecordError:
+            return None
 
-        def fetch(session: Session, target: Target) -> AnalysedStudy | None:
-            if target.resource_id is None:
-                return None
-            payload = session.scalar(select(Result.payload).where(Result.id == target.resource_id))
+        def analysed_of(session: Session, result_id: str) -> AnalysedStudy | None:
+            payload = session.scalar(select(Result.payload).where(Result.id == result_id))
             if not isinstance(payload, dict):
                 return None
             primary = payload.get("primary_sop_instance_uid")
             view = session.scalar(select(Instance.view_position).where(Instance.sop_instance_uid == primary))
-            filed = session.scalars(
-                select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
-            )
-            return AnalysedStudy(result_id=target.resource_id, view_position=view, filed=frozenset(filed))
+            return AnalysedStudy(result_id=result_id, view_position=view)
 
-        return read_audited(
-            self._db,
-            scope=scope,
-            audit=audit,
-            resource_type="ImagingStudy",
-            resource_id=study_instance_uid,
-            locate=lambda session: self._newest_of_study(session, study_instance_uid),
-            fetch=fetch,
+        with audited_transaction(self._db) as (session, head):
+            study = session.scalars(
+                select(Study).where(Study.study_instance_uid == study_instance_uid)
+            ).first()
+            if study is None or study.facility is None or study.facility != audit.facility:
+                return None
+            if not _filed_under(session, study_instance_uid, patient):
+                return None
+            known = _save.filed_in_study(session, instances, study_id=study.id)
+            target = self._newest_of_study(session, study_instance_uid)
+            if known is None or target is None or target.resource_id is None or target.patient_id is None:
+                return None
+            ground = _scope.basis(
+                session, scope, patient_id=target.patient_id, owner=target.owner, patient_level=False
+            )
+            outcome = outcome_of(ground)
+            analysed = analysed_of(session, target.resource_id) if outcome in SERVED else None
+            if outcome in SERVED and analysed is None:
+                outcome = NOT_FOUND
+            if analysed is not None and stands(analysed):
+                joined = _save.add_instances(session, study, instances, known)
+                analysed = replace(analysed, stands=True, joined=joined)
+            entries = [
+                _audit.columns_of(
+                    audit,
+                    resource_type=str(target.resource_type),
+                    resource_id=target.resource_id,
+                    patient_id=target.patient_id,
+                    outcome=outcome,
+                )
+            ]
+            if analysed is not None and analysed.joined:
+                entries.append(
+                    _audit.columns_of(
+                        audit,
+                        resource_type="ImagingStudy",
+                        resource_id=study.id,
+                        patient_id=study.patient_id,
+                        outcome=SUCCESS,
+                    )
+                )
+            _audit.append_all_onto(session, head, entries)
+        return Audited(
+            outcome=outcome, value=analysed, patient_id=target.patient_id, resource_id=target.resource_id
         )
 
     def read_picture(

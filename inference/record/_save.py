@@ -18,6 +18,7 @@ from inference.record._idempotency import find_filed
 from inference.record._inputs import (
     AuditIn,
     ImagingResultIn,
+    InstanceIn,
     ModelRef,
     PatientIn,
     StoredResult,
@@ -100,16 +101,19 @@ def _check_resend(
     """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
     if existing.facility != data.patient.facility:
         raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"), study_id=existing.study_id)
-    _check_known_instances(session, data, study_id=existing.study_id)
+    _check_known_instances(session, data.instances, study_id=existing.study_id)
     return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
 
 
-def _check_known_instances(session: Session, data: ImagingResultIn, *, study_id: str | None) -> set[str]:
-    """SOP instance UIDs of ``data`` already filed (under ``study_id`` with the same pixels), or refuse."""
-    uids = [instance.sop_instance_uid for instance in data.instances]
+def _check_known_instances(
+    session: Session, instances: Sequence[InstanceIn], *, study_id: str | None
+) -> set[str]:
+    """SOP instance UIDs of ``instances`` already filed (under ``study_id`` with the same pixels), or
+    refuse."""
+    uids = [instance.sop_instance_uid for instance in instances]
     rows = session.execute(_KNOWN_INSTANCES, {"uids": uids})
     known = {row[0]: (row[1], row[2]) for row in rows}
-    for instance in data.instances:
+    for instance in instances:
         if instance.sop_instance_uid not in known:
             continue
         filed_study, digest = known[instance.sop_instance_uid]
@@ -168,15 +172,7 @@ def validate_imaging(data: ImagingResultIn) -> None:
     _check_length("StudyInstanceUID", data.study_instance_uid, 64)
     _check_length("accession number", data.accession_number, 64)
     _check_length("source", data.source, 32)
-    for instance in data.instances:
-        for what, value in (
-            ("SOPInstanceUID", instance.sop_instance_uid),
-            ("SOPClassUID", instance.sop_class_uid),
-            ("SeriesInstanceUID", instance.series_instance_uid),
-        ):
-            _check_length(what, value, 64)
-        _check_length("modality", instance.modality, 16)
-        _check_length("view position", instance.view_position, 16)
+    validate_instances(data.instances)
     if not data.instances:
         raise RecordError("An imaging result needs at least one analysed instance.")
     uids = {instance.sop_instance_uid for instance in data.instances}
@@ -190,6 +186,19 @@ def validate_imaging(data: ImagingResultIn) -> None:
         _check_probability(f"the threshold of finding '{finding.code}'", finding.threshold)
         if finding.box is not None and len(finding.box) != 4:
             raise RecordError(f"The box of finding '{finding.code}' must be (x0, y0, x1, y1).")
+
+
+def validate_instances(instances: Sequence[InstanceIn]) -> None:
+    """Refuse instances the record cannot file faithfully (values over their column sizes)."""
+    for instance in instances:
+        for what, value in (
+            ("SOPInstanceUID", instance.sop_instance_uid),
+            ("SOPClassUID", instance.sop_class_uid),
+            ("SeriesInstanceUID", instance.series_instance_uid),
+        ):
+            _check_length(what, value, 64)
+        _check_length("modality", instance.modality, 16)
+        _check_length("view position", instance.view_position, 16)
 
 
 def validate_triage(data: TriageResultIn) -> None:
@@ -395,10 +404,10 @@ def _new_study(data: ImagingResultIn, patient: Patient) -> dict[str, Any]:
     }
 
 
-def _new_instances(data: ImagingResultIn, study_id: str, known: set[str]) -> list[dict[str, Any]]:
-    """The ``instances`` rows of ``data`` not filed yet (``known``: those filed), each once."""
+def _new_instances(instances: Sequence[InstanceIn], study_id: str, known: set[str]) -> list[dict[str, Any]]:
+    """The ``instances`` rows of ``instances`` not filed yet (``known``: those filed), each once."""
     rows: dict[str, dict[str, Any]] = {}
-    for instance in data.instances:
+    for instance in instances:
         uid = instance.sop_instance_uid
         if uid in known or uid in rows:
             continue
@@ -412,6 +421,31 @@ def _new_instances(data: ImagingResultIn, study_id: str, known: set[str]) -> lis
             "pixel_digest": instance.pixel_digest,
         }
     return list(rows.values())
+
+
+def filed_in_study(session: Session, instances: Sequence[InstanceIn], *, study_id: str) -> set[str] | None:
+    """The SOP instance UIDs of ``instances`` filed already in the study ``study_id`` with the same pixels;
+    None when one is filed under another study or with other pixels (a conflict, not a resend)."""
+    try:
+        return _check_known_instances(session, instances, study_id=study_id)
+    except ResendConflict:
+        return None
+
+
+def add_instances(
+    session: Session, study: Study, instances: Sequence[InstanceIn], known: set[str]
+) -> tuple[str, ...]:
+    """File ``instances`` not filed yet (``known``: those filed, :func:`filed_in_study`) in ``study``,
+    with no result of their own; the caller audits the write in the same transaction.
+
+    Returns:
+        The SOP instance UIDs filed now.
+    """
+    rows = _new_instances(instances, study.id, known)
+    if rows:
+        study.updated = utcnow()  # its ImagingStudy lists them from now on (meta.lastUpdated)
+        session.execute(_INSERT_INSTANCES, rows)
+    return tuple(row["sop_instance_uid"] for row in rows)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -525,7 +559,7 @@ def write_imaging(
     new_study = _new_study(data, patient) if filed_study is None else None
     # A new study is never added to the session (its row is inserted below): this object types the answer.
     study = filed_study if filed_study is not None else Study(**(new_study or {}))
-    known = _check_known_instances(session, data, study_id=study.id)
+    known = _check_known_instances(session, data.instances, study_id=study.id)
     device_id = _filed_device_id(session, data.model)
     new_device = _new_device_row(data.model) if device_id is None else None
     if new_device is not None:
@@ -556,7 +590,7 @@ def write_imaging(
     )
     if new_study is not None:
         session.execute(_INSERT_STUDY, new_study)
-    instances = _new_instances(data, study.id, known)
+    instances = _new_instances(data.instances, study.id, known)
     if instances:
         if filed_study is not None:  # its ImagingStudy lists them from now on (meta.lastUpdated)
             filed_study.updated = utcnow()
