@@ -24,7 +24,7 @@ from ._lazy import LazyInstances
 from ._model import Instance, Limits, PatientInfo, Study
 from ._plausible import MIN_SIDE
 from ._read import MAX_SEQUENCE_DEPTH, one_patient, read_instance, read_study
-from ._select import frontal_alternatives, is_lateral, select_frontal
+from ._select import frontal_alternatives, frontal_rank, is_lateral, select_frontal
 from ._stable import StudyCollector
 from ._syntax import SUPPORTED as SUPPORTED_TRANSFER_SYNTAXES
 
@@ -50,6 +50,7 @@ __all__ = [
     "PatientInfo",
     "Study",
     "StudyCollector",
+    "frontal_rank",
     "is_lateral",
     "known_codes",
     "one_patient",

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ._errors import reject
 from ._model import Instance
 
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})
 # Lower is better: PA is the reference projection, AP (bedside) next, then frontal of unknown kind.
-_RANK = {"PA": 0, "AP": 1}
+_RANK: Final = {"PA": 0, "AP": 1}
+
+
+def frontal_rank(view_position: str | None) -> int:
+    """How a frontal view ranks when a study's view to analyse is chosen, lower first: PA (0), AP (1),
+    then a frontal of any other or no View Position (2), as :func:`select_frontal` ranks them (a DICOM
+    listener judges instances that arrive after their study was analysed by the same rank).
+
+    Args:
+        view_position: View Position (0018,5101), as received (case and padding do not matter).
+    """
+    return _RANK.get((view_position or "").strip().upper(), len(_RANK))
 
 
 def _antero_posterior_axis(instance: Instance) -> bool:
@@ -58,7 +70,7 @@ def select_frontal(instances: Sequence[Instance]) -> Instance:
 
 
 def _rank(instance: Instance) -> int:
-    return _RANK.get((instance.view_position or "").upper(), 2)
+    return frontal_rank(instance.view_position)
 
 
 def frontal_alternatives(instances: Sequence[Instance], chosen: Instance) -> list[Instance]:

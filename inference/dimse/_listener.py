@@ -48,6 +48,7 @@ from inference.dicom import (
     LazyInstances,
     Limits,
     StudyCollector,
+    frontal_rank,
     read_instance,
     read_study,
 )
@@ -628,13 +629,6 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
 
 
 _NO_FRONTAL: Final = "no_frontal_view"
-_FRONTAL_RANK: Final = {"PA": 0, "AP": 1}
-"""As :func:`inference.dicom.select_frontal` ranks the frontal views of a study: PA, AP, then a frontal of
-unknown kind."""
-
-
-def _rank(view: str | None) -> int:
-    return _FRONTAL_RANK.get((view or "").strip().upper(), len(_FRONTAL_RANK))
 
 
 async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
@@ -745,7 +739,7 @@ async def _result_stands(
     from inference.security import scope_for
 
     def stands(analysed: AnalysedStudy) -> bool:
-        return frontal is None or _rank(frontal) > _rank(analysed.view_position)
+        return frontal is None or frontal_rank(frontal) > frontal_rank(analysed.view_position)
 
     principal = actor.principal
     found = await asyncio.to_thread(
