@@ -21,7 +21,15 @@ from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
 from inference.record._models import AuditEvent
-from inference.record._reads import DENIED, NOT_FOUND, SUCCESS, Audited, Disclosure, read_listing
+from inference.record._reads import (
+    DENIED,
+    NOT_FOUND,
+    SUCCESS,
+    Audited,
+    Disclosure,
+    audited_transaction,
+    read_listing,
+)
 from inference.record._scope import Scope
 from inference.record._types import iso, utcnow
 
@@ -133,29 +141,24 @@ class AuditLog:
         Raises:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
         """
-        try:
-            with self._db.transaction() as session:
-                session.connection(execution_options={IMMEDIATE: True})
-                head = _audit.lock_head_row(session)
-                _total, entries = _audit.search(session, seq=seq, limit=1, facility=facility)
-                outcome = SUCCESS if entries else NOT_FOUND
-                if not entries and facility is not None and _audit.search(session, seq=seq, limit=1)[1]:
-                    outcome = DENIED
-                entry = entries[0] if entries else None
-                patient_id = None if entry is None else entry["patient_id"]
-                _audit.append_onto(
-                    session,
-                    head,
-                    **_audit.columns_of(
-                        audit,
-                        resource_type="AuditEvent",
-                        resource_id=resource_id,
-                        patient_id=patient_id,
-                        outcome=outcome,
-                    ),
-                )
-        except SQLAlchemyError as e:
-            raise RecordError("The read could not be audited; nothing was served.") from e
+        with audited_transaction(self._db) as (session, head):
+            _total, entries = _audit.search(session, seq=seq, limit=1, facility=facility)
+            outcome = SUCCESS if entries else NOT_FOUND
+            if not entries and facility is not None and _audit.search(session, seq=seq, limit=1)[1]:
+                outcome = DENIED
+            entry = entries[0] if entries else None
+            patient_id = None if entry is None else entry["patient_id"]
+            _audit.append_onto(
+                session,
+                head,
+                **_audit.columns_of(
+                    audit,
+                    resource_type="AuditEvent",
+                    resource_id=resource_id,
+                    patient_id=patient_id,
+                    outcome=outcome,
+                ),
+            )
         return Audited(outcome=outcome, value=entry, patient_id=patient_id, resource_id=resource_id)
 
     def count(self) -> int:

@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inference.record import _audit, _scope
 from inference.record._database import Database
-from inference.record._engine import IMMEDIATE
-from inference.record._errors import RecordError
 from inference.record._inputs import AuditIn
 from inference.record._reads import (
     BREAK_GLASS,
@@ -25,6 +22,7 @@ from inference.record._reads import (
     Audited,
     Disclosure,
     Target,
+    audited_transaction,
     grounds_of,
     read_audited,
     read_listing,
@@ -122,32 +120,27 @@ class FhirReads:
                 ``_type`` outside the patient's record (nothing audited).
             RecordError: The record failed or the entries could not be written; nothing is served.
         """
-        try:
-            with self._db.transaction() as session:
-                session.connection(execution_options={IMMEDIATE: True})
-                head = _audit.lock_head_row(session)
-                refused: tuple[str, str | None] | None = None
-                if _search.owner_of(session, "Patient", patient_id) is None:
-                    refused = (NOT_FOUND, None)
-                elif not _everything.reachable(session, patient_id, scope):
-                    refused = (DENIED, patient_id)
-                if refused is not None:
-                    outcome, named = refused
-                    entry = _audit.columns_of(
-                        audit,
-                        resource_type="Patient",
-                        resource_id=patient_id,
-                        patient_id=named,
-                        outcome=outcome,
-                    )
-                    _audit.append_onto(session, head, **entry)
-                    return Audited(outcome=outcome, value=None, patient_id=named, resource_id=patient_id)
-                bundle = _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
-                _audit.append_all_onto(
-                    session, head, _everything_entries(session, scope, audit, patient_id, bundle)
+        with audited_transaction(self._db) as (session, head):
+            refused: tuple[str, str | None] | None = None
+            if _search.owner_of(session, "Patient", patient_id) is None:
+                refused = (NOT_FOUND, None)
+            elif not _everything.reachable(session, patient_id, scope):
+                refused = (DENIED, patient_id)
+            if refused is not None:
+                outcome, named = refused
+                entry = _audit.columns_of(
+                    audit,
+                    resource_type="Patient",
+                    resource_id=patient_id,
+                    patient_id=named,
+                    outcome=outcome,
                 )
-        except SQLAlchemyError as e:
-            raise RecordError("The read could not be audited; nothing was served.") from e
+                _audit.append_onto(session, head, **entry)
+                return Audited(outcome=outcome, value=None, patient_id=named, resource_id=patient_id)
+            bundle = _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
+            _audit.append_all_onto(
+                session, head, _everything_entries(session, scope, audit, patient_id, bundle)
+            )
         return Audited(outcome=SUCCESS, value=bundle, patient_id=patient_id, resource_id=patient_id)
 
 
