@@ -36,6 +36,9 @@ REASON_FILE: Final = "dead-letter.json"
 DEAD_STUDIES_DIR: Final = Path("dead-letter") / "studies"
 """Where studies that ran out of attempts go, relative to ``DXASSIST_HOME``."""
 _SUFFIX: Final = ".dcm"
+_STORE_TRIES: Final = 3
+"""How often an instance is put into its study's folder when the folder is removed under it (see
+:meth:`StudyCollector.store_file`): once per finished study it could race with, a bound all the same."""
 
 
 def safe_name(uid: str) -> str:
@@ -141,13 +144,20 @@ class StudyCollector:
     def store(
         self, *, study_instance_uid: str, sop_instance_uid: str, data: bytes, sender: str | None
     ) -> Path:
-        """Write one instance durably and restart its study's quiet period; return the file written."""
+        """Write one instance durably and restart its study's quiet period; return the file written.
+
+        Made again when its study's folder is removed under it, as :meth:`store_file` is.
+
+        Raises:
+            OSError: The file could not be written (the disk is full or gone).
+        """
         folder = self.folder(study_instance_uid, sender)
         path = folder / f"{safe_name(sop_instance_uid)}{_SUFFIX}"
-        write_durably(path, data)
-        if sender is not None and not (folder / SENDER_FILE).exists():
-            write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
-        self._arrived(folder.name)
+
+        def write() -> None:
+            write_durably(path, data)
+
+        self._into_folder(folder, write, sender)
         return path
 
     def store_file(
@@ -157,22 +167,65 @@ class StudyCollector:
 
         The file is fsynced, renamed into place and its folder fsynced: nothing is copied, so an instance
         never needs memory for its bytes here.
+
+        The folder of a study just finished is removed once it holds no instance (:meth:`done`, by the
+        analysis loop, or another listener instance on a shared spool), possibly between its making here
+        and the move into it: the move then finds no folder and is made again in a new one, so an
+        instance that arrives as its study is cleared is kept (a study of its own, analysed after its
+        quiet period), never refused for it.
+
+        Raises:
+            OSError: The file could not be kept (the disk is full or gone, or ``source`` is gone).
         """
         folder = self.folder(study_instance_uid, sender)
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{safe_name(sop_instance_uid)}{_SUFFIX}"
-        with open(source, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(source, path)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+        def move() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(source, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(source, path)
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        def gone() -> bool:
+            return not source.exists()  # the received file itself: nothing to move
+
+        self._into_folder(folder, move, sender, gone=gone)
+        return path
+
+    def _into_folder(
+        self,
+        folder: Path,
+        put: Callable[[], None],
+        sender: str | None,
+        *,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Run ``put`` (it makes ``folder`` and puts an instance in it) until the folder stays, note the
+        sender and restart the study's quiet period.
+
+        A folder removed between its making and ``put``'s write into it (:func:`remove_study_files`) makes
+        the write fail with FileNotFoundError: it is made again, at most :data:`_STORE_TRIES` times in all,
+        unless ``gone`` says the failure was not the folder's.
+
+        Raises:
+            OSError: ``put`` failed otherwise, or every time.
+        """
+        for attempt in range(1, _STORE_TRIES + 1):
+            try:
+                put()
+                break
+            except FileNotFoundError:
+                if attempt == _STORE_TRIES or gone():
+                    raise
+        # The instance holds the folder now (it is removed only once it holds none).
         if sender is not None and not (folder / SENDER_FILE).exists():
             write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
         self._arrived(folder.name)
-        return path
 
     def _arrived(self, key: str) -> None:
         """An instance of study ``key`` is on disk: its quiet period restarts."""

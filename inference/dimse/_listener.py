@@ -112,7 +112,6 @@ _RECEIVED: Final = "_dxassist_bytes_received"  # bytes of the message in progres
 # Associations remembered per study for its analysis's log line; a study sent one instance per
 # association keeps the first ones only (bounded memory).
 _MAX_ASSOCIATIONS: Final = 32
-_MOVE_TRIES: Final = 3  # a study's folder removed under a late instance being moved in (see _move_in)
 _REMEMBERED_STUDIES: Final = 4096
 """Studies whose delivering associations a listener remembers before it forgets those no longer in its
 spool (each is a few dozen bytes)."""
@@ -365,20 +364,12 @@ def _move_in(collector: StudyCollector, path: Path, *, study: str, sop: str, cal
 
     The folder of a study whose earlier instances were just filed is removed once empty (by the analysis
     loop, or by another listener instance on a shared spool), possibly between its making and the move
-    here: the move then finds no folder, and is made again in a new one, so a late instance is never
-    refused for it.
+    here: the collector then makes it again (:meth:`StudyCollector.store_file`), so a late instance is
+    never refused for it.
 
     Raises:
         OSError: The file could not be kept (the disk is full or gone).
     """
-    for _ in range(_MOVE_TRIES - 1):
-        try:
-            return collector.store_file(
-                study_instance_uid=study, sop_instance_uid=sop, source=path, sender=calling
-            )
-        except FileNotFoundError:
-            if not path.exists():
-                raise  # the received file itself is gone: nothing to move
     return collector.store_file(study_instance_uid=study, sop_instance_uid=sop, source=path, sender=calling)
 
 
