@@ -11,7 +11,7 @@ from typing import Any, Final, TypeVar, cast
 from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_, select, true
 from sqlalchemy.orm import Session, selectinload
 
-from inference.record import _audit, _builds, _feedback, _outbox, _save, _scope, _series
+from inference.record import _audit, _builds, _consent, _feedback, _outbox, _save, _scope, _series
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError
 from inference.record._inputs import (
@@ -333,7 +333,9 @@ class Results:
         another facility than ``audit``'s or under another patient than ``patient`` (the one the
         instances name), or when one of the instances is filed under another study, with other pixels,
         or holds a value over its column's size: analysed as a study, they are refused (a conflict,
-        audited as such), never read into another's study.
+        audited as such), never read into another's study. Likewise when the study's patient objected to
+        AI processing: nothing of theirs is taken in, the instances are refused as any study of theirs
+        (``consent_objection``, audited).
 
         Raises:
             RecordError: The record failed or an entry could not be written; nothing was filed.
@@ -359,6 +361,8 @@ class Results:
                 return None
             if not _filed_under(session, study_instance_uid, patient):
                 return None
+            if not _consent.filed_state(session, study.patient_id).ai_processing:
+                return None  # analysed as a study, they are refused as theirs are (consent_objection)
             known = _save.filed_in_study(session, instances, study_id=study.id)
             target = self._newest_of_study(session, study_instance_uid)
             if known is None or target is None or target.resource_id is None or target.patient_id is None:
