@@ -222,9 +222,17 @@ class StudyCollector:
             except FileNotFoundError:
                 if attempt == _STORE_TRIES or gone():
                     raise
-        # The instance holds the folder now (it is removed only once it holds none).
-        if sender is not None and not (folder / SENDER_FILE).exists():
-            write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
+        # The instance holds the folder now (it is removed only once it holds none), but a study finished
+        # meanwhile clears what else is in it: a sender file being written may be taken with it.
+        for attempt in range(1, _STORE_TRIES + 1):
+            if sender is None or (folder / SENDER_FILE).exists():
+                break
+            try:
+                write_durably(folder / SENDER_FILE, sender.encode("ascii", "replace"))
+                break
+            except FileNotFoundError:
+                if attempt == _STORE_TRIES:
+                    raise
         self._arrived(folder.name)
 
     def _arrived(self, key: str) -> None:
@@ -342,13 +350,33 @@ def _upgrade_layout(folder: Path) -> Path:
 
 
 def remove_study_files(study: StableStudy) -> None:
-    """Delete the analysed files of a study, and its folder once nothing else is in it."""
+    """Delete the analysed files of a study, and its folder once nothing else is in it.
+
+    An instance of the study may be stored at any moment (:meth:`StudyCollector.store_file`: moved in,
+    then the sender file written unless it is there). So the sender file is first taken away under a name
+    of its own, and only then is the folder looked at: an instance found there gets it back (it starts a
+    new study, which needs its sender); one moved in later finds no sender file and writes its own.
+    """
     for path in study.files:
         path.unlink(missing_ok=True)
+    sender = study.folder / SENDER_FILE
+    taken = study.folder / f".{SENDER_FILE}.{os.getpid()}.{threading.get_ident()}.aside.tmp"
+    aside: Path | None = taken
+    try:
+        os.rename(sender, taken)
+    except FileNotFoundError:
+        aside = None
+    except OSError:
+        return  # left as it is: the next finished study of the folder removes it
     if any(study.folder.glob(f"*{_SUFFIX}")):
-        # An instance arrived after the study was finished (it starts a new one): it needs the sender.
+        # An instance arrived after the study was finished (it starts a new one): it needs the sender
+        # (the same node's, whichever of the two files stays).
+        if aside is not None:
+            with contextlib.suppress(OSError):
+                os.replace(aside, sender)
         return
-    (study.folder / SENDER_FILE).unlink(missing_ok=True)
+    if aside is not None:
+        aside.unlink(missing_ok=True)
     (study.folder / ATTEMPTS_FILE).unlink(missing_ok=True)
     for leftover in study.folder.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)

@@ -15,8 +15,11 @@ folder is removed (``_HoldAt``, as in ``test_pacs_dimse32_filing_race``); the wa
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -74,3 +77,60 @@ def test_an_instance_stored_while_its_study_folder_is_removed_is_kept(
     # The late instance is a study of its own to analyse, with the node that sent it.
     (again,) = collector.stable()
     assert (again.files, again.sender) == ((path,), _SENDER)
+
+
+class _HoldAtCall:
+    """Stops the thread it runs a function in before its ``nth`` call of ``function``, until :meth:`go`."""
+
+    def __init__(self, function: Callable[..., Any], nth: int) -> None:
+        self._function = function
+        self._left = nth
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def _profile(self, _frame: FrameType, event: str, arg: Any) -> None:
+        if event == "c_call" and arg is self._function:
+            self._left -= 1
+            if self._left == 0:
+                self.reached.set()
+                self._released.wait(60)
+
+    def run(self, fn: Callable[[], Any]) -> threading.Thread:
+        def target() -> None:
+            sys.setprofile(self._profile)
+            try:
+                fn()
+            finally:
+                sys.setprofile(None)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread
+
+    def go(self) -> None:
+        self._released.set()
+
+
+def test_an_instance_moved_in_once_its_study_folder_was_found_empty_keeps_its_sender(tmp_path: Path) -> None:
+    """The collector found the finished study's folder without instances, then removed its sender file
+    (``sender.txt``, the node that sent the study): a late instance moved in between, which found the
+    file still there, was left in a folder without it, and was analysed as sent by no node (the DICOM
+    listener drops such a study: 'its DICOM node is no longer registered')."""
+    collector = StudyCollector(tmp_path / "incoming", quiet_seconds=0.0)
+    study = new_uid()
+    _by_move(collector, tmp_path, study, 1)()
+    (finished,) = collector.stable()
+
+    # Held once the finished study's own file is removed and its folder looked at (found empty): the
+    # next file it removes is the first of what an empty folder keeps.
+    hold = _HoldAtCall(os.unlink, nth=len(finished.files) + 1)
+    removing = hold.run(lambda: collector.done(finished, remove=True))
+    assert hold.reached.wait(60), "the finished study's folder was never cleared"
+    path = _by_move(collector, tmp_path, study, 2)()  # a late instance, stored whole meanwhile
+    hold.go()
+    removing.join(60)
+    assert not removing.is_alive()
+
+    assert path.is_file()
+    (late,) = collector.stable()
+    assert (late.files, late.sender) == ((path,), _SENDER)
