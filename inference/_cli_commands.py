@@ -104,16 +104,28 @@ def _label(verdict: FeedbackVerdict, positive: bool) -> str:
 def _label_rows(
     record: Record, study_uid: str, pseudonym: str, new_study_uid: str, secret: bytes
 ) -> list[dict[str, str]]:
-    from inference.record import ImagingResult
+    from inference.record import AuditIn, ImagingResult
+    from inference.security import Principal, scope_for
 
-    result = record.results.latest_for_study(study_instance_uid=study_uid)
+    # The study's newest result and its readers' feedback are health data: read in one transaction with
+    # their audit entry (``results:read`` by the administrator at this terminal, on the result and its
+    # patient, under the export's request id).
+    subject = f"cli:{getpass.getuser()}"
+    found = record.feedback.read_for_study(
+        study_instance_uid=study_uid,
+        scope=scope_for(Principal(subject=subject, role="admin")),
+        audit=AuditIn(subject=subject, role="admin", facility=None, action="results:read"),
+    )
+    if found.value is None:
+        return []
+    result, feedback_entries = found.value
     if not isinstance(result, ImagingResult):
         return []
     findings = {f.code: f for f in result.findings}
     # The result id would link the export back to the identified record: a keyed digest replaces it.
     ref = hmac.new(secret, f"result\x00{result.result_id}".encode(), hashlib.sha256).hexdigest()[:20]
     rows = []
-    for feedback in record.feedback.for_result(result_id=result.result_id):
+    for feedback in feedback_entries:
         for verdict in feedback.verdicts:
             finding = findings.get(verdict.code)
             if finding is None:
