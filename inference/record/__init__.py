@@ -38,7 +38,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._reads import DENIED, FAILURE, Audited
+from inference.record._reads import DENIED, FAILURE, Audited, Changed
 from inference.record._result_types import (
     AnyResult,
     Delivery,
@@ -77,6 +77,7 @@ __all__ = [
     "PictureRows",
     "AnalysedStudy",
     "Audited",
+    "Changed",
     "AnyResult",
     "Delivery",
     "FeedbackEntry",

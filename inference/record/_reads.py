@@ -258,3 +258,100 @@ def read_listing(
             ],
         )
     return value
+
+
+WRITERS_GROUNDS: Final = frozenset({_scope.OWN, _scope.EVERYTHING})
+"""The grounds that open a row for changing: sharing consent and break-the-glass open it for reading only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changed(Generic[T]):
+    """What an audited change did: its entry's outcome and, when made, what the change returned.
+
+    Attributes:
+        outcome: The change's own outcome when made (``success``, or what the change is audited with);
+            ``not_found`` (no such row) or ``denied`` (no ground opens the row for changing).
+        value: What the change returned (None unless made).
+        patient_id: The patient the entry names.
+        readable: On ``denied``: the caller may read the row (so may be told why it may not change it).
+    """
+
+    outcome: str
+    value: T | None
+    patient_id: str | None
+    readable: bool = False
+
+    @property
+    def made(self) -> bool:
+        """True when the change was made (and committed with its entry)."""
+        return self.outcome not in (DENIED, NOT_FOUND)
+
+
+def write_audited(
+    db: Database,
+    *,
+    scope: _scope.Scope,
+    audit: AuditIn,
+    resource_type: str,
+    resource_id: str,
+    locate: Callable[[Session], Target | None],
+    change: Callable[[Session, Target], T],
+    outcome: str = SUCCESS,
+) -> Changed[T]:
+    """Check the caller's ground to change one row, change it and audit the change, in one transaction.
+
+    A row is changed on its facility's own ground (or by a caller that reads everything, an admin): the
+    grounds that open another facility's row (:data:`WRITERS_GROUNDS`) open it for reading only. As for
+    :func:`read_audited`, the audit chain's head is locked first, so a consent withdrawn or a grant opened
+    by another transaction is wholly before the check or wholly after the change; and the change is
+    committed with its entry or not at all.
+
+    Args:
+        db: The record's database.
+        scope: The caller's grounds (:func:`inference.security.scope_for`).
+        audit: Who changes, and the action.
+        resource_type: The entry's resource type.
+        resource_id: The entry's resource id.
+        locate: The row's patient and owner; None when there is no such row (audited ``not_found``,
+            without a patient, nothing changed).
+        change: The change, made once the ground is found; what it raises rolls the transaction back
+            (no entry is written).
+        outcome: The entry's outcome when the change is made.
+
+    Returns:
+        The outcome, and what ``change`` returned when it was made.
+
+    Raises:
+        RecordError: The record failed, or the entry could not be written: nothing was changed.
+    """
+    try:
+        with db.transaction() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            head = _audit.lock_head_row(session)
+            target = locate(session)
+            value: T | None = None
+            readable = False
+            patient_id = None if target is None else target.patient_id
+            if target is None:
+                outcome = NOT_FOUND
+            else:
+                writer = _scope.Scope(
+                    subject=scope.subject, facility=scope.facility, grounds=scope.grounds & WRITERS_GROUNDS
+                )
+                if _ground(session, writer, target) is None:
+                    outcome = DENIED
+                    readable = _ground(session, scope, target) is not None
+                else:
+                    value = change(session, target)
+                    session.flush()
+            entry = _audit.columns_of(
+                audit,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=patient_id,
+                outcome=outcome,
+            )
+            _audit.append_onto(session, head, **entry)
+    except SQLAlchemyError as e:
+        raise RecordError("The change could not be audited; nothing was changed.") from e
+    return Changed(outcome=outcome, value=value, patient_id=patient_id, readable=readable)

@@ -12,6 +12,7 @@ from inference.record import (
     OWN,
     Audited,
     AuditIn,
+    Changed,
     NotFound,
     RecordError,
     Scope,
@@ -252,6 +253,28 @@ async def authorise_write(
     if not await _ground(ctx, scope, patient_id=patient_id, owner=owner, patient_level=patient_level):
         raise NotFound(hidden)
     raise Forbidden(refusal)
+
+
+def written(
+    actor: Actor, changed: Changed[T], *, refusal: str = _REFUSED_WRITE, hidden: str = UNSEEN_RESULT
+) -> T | None:
+    """What a change the record checked and audited in its transaction returned
+    (:func:`inference.record._reads.write_audited`), or the refusal its entry says, as
+    :func:`authorise_write` answers one.
+
+    Raises:
+        NotFound: Nothing had this id (audited ``not_found``), or the caller may not even read the row
+            (audited ``denied``): one answer.
+        Forbidden: The caller's facility does not own the row, which the caller may read (audited
+            ``denied``); or the caller's role reads no patient data on any ground.
+    """
+    if changed.made:
+        return changed.value
+    if changed.outcome == DENIED and scope_for(actor.principal).none:
+        raise Forbidden(_REFUSED_ROLE)
+    if changed.outcome == DENIED and changed.readable:
+        raise Forbidden(refusal)
+    raise NotFound(hidden)
 
 
 async def authorise_patient(

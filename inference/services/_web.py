@@ -26,10 +26,10 @@ from inference.security._passwords import (
     verify_password,
 )
 from inference.services import _sso
-from inference.services._access import UNSEEN_RESULT, audit, audit_entry, served
+from inference.services._access import UNSEEN_RESULT, audit, audit_entry, served, written
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
-from inference.services._results import ResultView, result_to_change
+from inference.services._results import ResultView
 from inference.services._sso import SsoRefused, SsoStart, SsoUnavailable
 
 if TYPE_CHECKING:
@@ -523,10 +523,15 @@ async def record_verdicts(*, ctx: Context, actor: Actor, result_id: str, verdict
         InvalidFeedback: A verdict names a finding the result does not have.
         RecordError: The audit entry could not be written; nothing was stored.
     """
-    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(
-        ctx.record.feedback.save, result_id=result_id, reader=actor.principal.subject, verdicts=verdicts,
-        close=False, audit=audit_entry(actor, action="feedback:write"),
+    # The check, the verdicts and their entry in one transaction: a consent withdrawn or a grant ended
+    # meanwhile is wholly before or wholly after them; an entry refused leaves nothing stored.
+    written(
+        actor,
+        await db(
+            ctx.record.feedback.save_checked, result_id=result_id, reader=actor.principal.subject,
+            verdicts=verdicts, close=False, scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="feedback:write"),
+        ),
     )  # fmt: skip
 
 
@@ -538,10 +543,13 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
         Forbidden: Another facility's result (sharing consent and break-the-glass open reading only).
         RecordError: The audit entry could not be written; the result stays open.
     """
-    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(
-        ctx.record.results.mark_read, result_id=result_id, audit=audit_entry(actor, action="feedback:write")
-    )
+    written(
+        actor,
+        await db(
+            ctx.record.feedback.close_checked, result_id=result_id, scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="feedback:write"),
+        ),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
