@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inference.explain import choose_language
-from inference.record import AnyResult, NotFound, Verdict, WorklistItem
+from inference.record import AnyResult, Verdict, WorklistItem
 from inference.security import Role, scope_for
 from inference.services._access import (
     UNSEEN_RESULT,
-    audit,
     audit_entry,
-    authorise_write,
     served,
     unseen,
+    written,
 )
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import with_build_warning
@@ -36,38 +35,6 @@ class FeedbackReceipt:
 
     result_id: str
     recorded: int
-
-
-async def result_to_change(ctx: Context, actor: Actor, *, action: str, result_id: str) -> str:
-    """The patient id of a result the caller may change: its own facility's, or any for an admin.
-
-    The change itself is audited by the record, in the change's transaction (:func:`audit_entry`).
-
-    A missing result and a refusal are audited.
-
-    Raises:
-        NotFound: No result has this id, or the caller may not even read it (one answer, see
-            :func:`~inference.services._access.unseen`).
-        Forbidden: The result belongs to another facility and the caller reads it (under sharing
-            consent or break-the-glass, which open reading only).
-    """
-    found = await db(ctx.record.results.patient_of, result_id=result_id)
-    if found is None:
-        await audit(
-            ctx, actor, action=action, outcome="not_found", resource_type="Result", resource_id=result_id
-        )
-        raise NotFound(UNSEEN_RESULT)
-    patient_id, owner = found
-    await authorise_write(
-        ctx,
-        actor,
-        action=action,
-        patient_id=patient_id,
-        owner=owner,
-        resource_type="Result",
-        resource_id=result_id,
-    )
-    return patient_id
 
 
 async def get_result(
@@ -150,12 +117,15 @@ async def submit_feedback(
         InvalidFeedback: A verdict names a finding the result does not have.
         RecordError: The audit entry could not be written; nothing was stored.
     """
-    await result_to_change(ctx, actor, action="feedback:write", result_id=result_id)
-    await db(
-        ctx.record.feedback.save,
-        result_id=result_id,
-        reader=actor.principal.subject,
-        verdicts=verdicts,
-        audit=audit_entry(actor, action="feedback:write"),
-    )
+    # The check, the verdicts, the closing and their entry in one transaction (as the pages' verdicts): a
+    # consent withdrawn or a grant ended meanwhile is wholly before or wholly after them; an entry refused
+    # leaves nothing stored and the result open.
+    written(
+        actor,
+        await db(
+            ctx.record.feedback.save_checked, result_id=result_id, reader=actor.principal.subject,
+            verdicts=verdicts, close=True, scope=scope_for(actor.principal),
+            audit=audit_entry(actor, action="feedback:write"),
+        ),
+    )  # fmt: skip
     return FeedbackReceipt(result_id=result_id, recorded=len(verdicts))

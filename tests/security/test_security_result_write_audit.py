@@ -53,6 +53,13 @@ class _Reader:
     browser: TestClient
     subject: str
     csrf: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _api_reader(s: Served, facility: str) -> _Reader:
+    """A radiologist of ``facility`` with a bearer token (``POST /v1/results/{id}/feedback``)."""
+    subject = f"dr-api-{uuid.uuid4().hex[:8]}"
+    return _Reader(s.client, subject, "", s.env.headers("radiologist", facility=facility, subject=subject))
 
 
 def _reader(s: Served, facility: str, result_id: str) -> _Reader:
@@ -94,7 +101,13 @@ def _result(s: Served, facility: str, *, shared: bool = False) -> dict[str, Any]
 
 
 def _change(reader: _Reader, result: dict[str, Any], what: str) -> Any:
-    """The viewer's form: a verdict on the first finding (the result stays open), or "Mark as read"."""
+    """The viewer's form: a verdict on the first finding (the result stays open), or "Mark as read"; or
+    (``api``) the API's feedback, a verdict that closes the result."""
+    if what == "api":
+        body = {"verdicts": [{"code": result["findings"][0]["code"], "verdict": "agree"}]}
+        return reader.browser.post(
+            f"/v1/results/{result['result_id']}/feedback", json=body, headers=reader.headers
+        )
     data = {"csrf_token": reader.csrf}
     if what == "verdict":
         data |= {"code": result["findings"][0]["code"], "verdict": "agree"}
@@ -160,7 +173,7 @@ def _stored(s: Served, result_id: str) -> tuple[int, str]:
     return int(rows or 0), str(status)
 
 
-@pytest.mark.parametrize("what", ["verdict", "read"])
+@pytest.mark.parametrize("what", ["verdict", "read", "api"])
 def test_a_change_of_the_readers_own_result_is_checked_made_and_audited_in_one_transaction(
     served: Served, what: str
 ) -> None:
@@ -168,7 +181,7 @@ def test_a_change_of_the_readers_own_result_is_checked_made_and_audited_in_one_t
     facility = f"F-{uuid.uuid4().hex[:6]}"
     result = _result(s, facility)
     result_id, patient_id = result["result_id"], result["patient"]["id"]
-    reader = _reader(s, facility, result_id)
+    reader = _api_reader(s, facility) if what == "api" else _reader(s, facility, result_id)
     before = _stored(s, result_id)
 
     # The database refuses this reader's entries (as a full disk or a broken chain would): nothing changes.
@@ -202,20 +215,25 @@ def test_a_change_of_the_readers_own_result_is_checked_made_and_audited_in_one_t
     ]
 
     answer, seen = _watched(s, lambda: _change(reader, result, what))
-    assert answer.status_code == 303, answer.text
+    assert answer.status_code == (201 if what == "api" else 303), answer.text
     # The result's owner was checked in the one transaction that made the change and wrote its entry.
     checked = seen.of(statement="FROM results", naming=result_id)
     audited = seen.of(statement="INSERT INTO audit_events", naming=reader.subject)
-    changed = seen.of(statement="INSERT INTO feedback" if what == "verdict" else "UPDATE results")
+    changed = seen.of(statement="INSERT INTO feedback" if what != "read" else "UPDATE results")
     assert len(audited) == 1, seen.statements
     assert checked == audited == changed, (checked, audited, changed)
     rows, status = _stored(s, result_id)
-    assert (rows, status) == ((before[0] + 1, before[1]) if what == "verdict" else (before[0], "reviewed"))
+    expected = {
+        "verdict": (before[0] + 1, before[1]),
+        "read": (before[0], "reviewed"),
+        "api": (before[0] + 1, "reviewed"),
+    }
+    assert (rows, status) == expected[what]
     entry = [e for e in _trail(s, patient_id) if e["subject"] == reader.subject][-1]
     assert (entry["action"], entry["resource_id"], entry["outcome"]) == (
         "feedback:write",
         result_id,
-        "success" if what == "verdict" else "read",
+        "read" if what == "read" else "success",
     )
     record = Record(s.url)
     try:
@@ -224,13 +242,13 @@ def test_a_change_of_the_readers_own_result_is_checked_made_and_audited_in_one_t
         record.close()
 
 
-@pytest.mark.parametrize("what", ["verdict", "read"])
+@pytest.mark.parametrize("what", ["verdict", "read", "api"])
 def test_a_refused_change_is_checked_and_audited_in_one_transaction(served: Served, what: str) -> None:
     # F2 reads F1's result under the patient's consent to sharing, which opens it for reading only.
     s = served
     result = _result(s, "F1", shared=True)
     result_id, patient_id = result["result_id"], result["patient"]["id"]
-    reader = _reader(s, "F2", result_id)
+    reader = _api_reader(s, "F2") if what == "api" else _reader(s, "F2", result_id)
     before = _stored(s, result_id)
     answer, seen = _watched(s, lambda: _change(reader, result, what))
     assert answer.status_code == 403, answer.text
