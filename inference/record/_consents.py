@@ -10,7 +10,7 @@ from inference.record._database import Database
 from inference.record._errors import NotFound
 from inference.record._inputs import AuditIn, PatientIn
 from inference.record._models import Patient
-from inference.record._reads import Audited, Target, read_audited
+from inference.record._reads import Audited, Changed, Target, read_audited, write_audited
 from inference.record._scope import Scope
 from inference.record._types import utcnow
 
@@ -32,6 +32,50 @@ class Consents:
                 raise NotFound("No patient has this id.")
             return _consent.state(session, patient_id)
 
+    def set_checked(
+        self,
+        *,
+        patient_id: str,
+        ai_processing: bool,
+        national_sharing: bool,
+        by: str,
+        role: str,
+        scope: Scope,
+        audit: AuditIn,
+        facility_sharing: bool | None = None,
+    ) -> Changed[ConsentState]:
+        """:meth:`set`, if the caller may record the patient's choices (the patient's first facility, or
+        an admin: sharing and break-the-glass open reading only), the check, the choices and their entry
+        in one transaction (:func:`inference.record._reads.write_audited`): ``not_found`` or ``denied``
+        (audited, nothing changed; ``readable`` says whether the caller may read the patient), or
+        ``success`` with the new state.
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written (nothing changed).
+        """
+
+        def change(session: Session, _target: Target) -> ConsentState:
+            return _write(
+                session,
+                patient_id=patient_id,
+                ai_processing=ai_processing,
+                national_sharing=national_sharing,
+                facility_sharing=facility_sharing,
+                by=by,
+                role=role,
+                audit=None,  # write_audited appends the entry, in this transaction
+            )
+
+        return write_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Consent",
+            resource_id=patient_id,
+            locate=lambda session: _patient_target(session, patient_id),
+            change=change,
+        )
+
     def read(self, *, patient_id: str, scope: Scope, audit: AuditIn) -> Audited[ConsentState]:
         """:meth:`get` for a caller, authorised on the patient itself (its first facility, sharing,
         a grant) and audited in the same transaction (``not_found``, ``denied``, ``success`` or
@@ -41,18 +85,13 @@ class Consents:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
         """
 
-        def locate(session: Session) -> Target | None:
-            if session.get(Patient, patient_id) is None:
-                return None
-            return Target(patient_id=patient_id, owner=None, patient_level=True)
-
         return read_audited(
             self._db,
             scope=scope,
             audit=audit,
             resource_type="Consent",
             resource_id=patient_id,
-            locate=locate,
+            locate=lambda session: _patient_target(session, patient_id),
             fetch=lambda session, _target: _consent.state(session, patient_id),
         )
 
@@ -154,6 +193,13 @@ class Consents:
             if session.get(Patient, patient_id) is None:
                 return False
             return _consent.state(session, patient_id).national_sharing
+
+
+def _patient_target(session: Session, patient_id: str) -> Target | None:
+    """The patient as the access rules judge its consent (a patient-level row); None when unknown."""
+    if session.get(Patient, patient_id) is None:
+        return None
+    return Target(patient_id=patient_id, owner=None, patient_level=True)
 
 
 def _write(

@@ -8,8 +8,6 @@ from typing import Final, TypeVar
 from inference.record import (
     BREAK_GLASS,
     DENIED,
-    EVERYTHING,
-    OWN,
     Audited,
     AuditIn,
     Changed,
@@ -204,63 +202,12 @@ _REFUSED_WRITE = (
 )
 
 
-async def authorise_write(
-    ctx: Context,
-    actor: Actor,
-    *,
-    action: str,
-    patient_id: str,
-    owner: str | None,
-    resource_type: str,
-    resource_id: str,
-    patient_level: bool = False,
-    refusal: str = _REFUSED_WRITE,
-    hidden: str = UNSEEN_RESULT,
-) -> None:
-    """Let the caller change a row only on the own-facility ground (or as an admin); audit a refusal.
-
-    The grounds that open another facility's rows (sharing consent, break-the-glass) open them for
-    reading: a verdict, feedback or closing a result belongs to the facility that owns it, and a
-    patient-level row (``patient_level``: the patient's consent) to the patient's first facility.
-
-    Args:
-        refusal: The message of the refusal to a caller who may read the row (so knows it exists).
-        hidden: The message of the refusal to a caller who may not even read it: the answer to a row
-            that does not exist (:func:`unseen`).
-
-    Raises:
-        Forbidden: The caller's facility does not own the row, which the caller may read (the refusal
-            is audited ``denied``).
-        NotFound: The caller may not read the row either (audited ``denied``).
-    """
-    scope = scope_for(actor.principal)
-    writer = Scope(subject=scope.subject, facility=scope.facility, grounds=scope.grounds & {OWN, EVERYTHING})
-    if await _ground(ctx, writer, patient_id=patient_id, owner=owner, patient_level=patient_level):
-        return
-    await audit(
-        ctx,
-        actor,
-        action=action,
-        outcome="denied",
-        resource_type=resource_type,
-        resource_id=resource_id,
-        patient_id=patient_id,
-    )
-    if scope.none:
-        raise Forbidden(_REFUSED_ROLE)
-    # Told why it may not change the row only if it may read it, else the row is as unknown to it as
-    # one that does not exist.
-    if not await _ground(ctx, scope, patient_id=patient_id, owner=owner, patient_level=patient_level):
-        raise NotFound(hidden)
-    raise Forbidden(refusal)
-
-
 def written(
     actor: Actor, changed: Changed[T], *, refusal: str = _REFUSED_WRITE, hidden: str = UNSEEN_RESULT
 ) -> T | None:
     """What a change the record checked and audited in its transaction returned
-    (:func:`inference.record._reads.write_audited`), or the refusal its entry says, as
-    :func:`authorise_write` answers one.
+    (:func:`inference.record._reads.write_audited`), or the refusal its entry says: 403 to a caller who
+    may read the row, else the answer to a row that does not exist.
 
     Raises:
         NotFound: Nothing had this id (audited ``not_found``), or the caller may not even read the row

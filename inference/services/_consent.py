@@ -6,7 +6,7 @@ from typing import Any
 
 from inference.record import ConsentObjection, ConsentState, NotFound, PatientIn, RecordError
 from inference.security import Forbidden, Role, scope_for
-from inference.services._access import UNSEEN_PATIENT, audit, audit_entry, authorise_write, served
+from inference.services._access import UNSEEN_PATIENT, audit, audit_entry, served, written
 from inference.services._context import Actor, Context, db
 from inference.services._identity import identify
 
@@ -57,19 +57,6 @@ async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | 
     raise ConsentObjection(_OBJECTION)
 
 
-async def _known(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> ConsentState:
-    """The patient's consent, or :class:`NotFound` with the attempt on the audit trail (``not_found``), as
-    a read of an unknown result is (in the words of a refusal to a caller who may not read the patient:
-    :data:`~inference.services._access.UNSEEN_PATIENT`)."""
-    try:
-        return await db(ctx.record.consent.get, patient_id=patient_id)
-    except NotFound as e:
-        await audit(
-            ctx, actor, action=action, outcome="not_found", resource_type="Consent", resource_id=patient_id
-        )
-        raise NotFound(UNSEEN_PATIENT) from e
-
-
 async def get_consent(*, ctx: Context, actor: Actor, patient_id: str) -> dict[str, Any]:
     """A patient's consent (``permit`` for a purpose nobody recorded an objection to).
 
@@ -110,18 +97,23 @@ async def set_consent(
             patient (under sharing consent or break-the-glass; the refusal is audited).
         RecordError: The audit entry could not be written; nothing changed.
     """
-    await _known(ctx, actor, action="consent:write", patient_id=patient_id)  # NotFound before anything else
-    await authorise_first_facility(ctx, actor, action="consent:write", patient_id=patient_id)
-    state = await db(
-        ctx.record.consent.set,
+    # The check, the choices and their entry (or the refusal's) in one transaction, audit head locked
+    # first: a grant or a sharing consent changed meanwhile is wholly before or wholly after them, and an
+    # entry refused leaves the choices as they were.
+    changed = await db(
+        ctx.record.consent.set_checked,
         patient_id=patient_id,
         ai_processing=ai_processing,
         national_sharing=national_sharing,
         facility_sharing=facility_sharing,
         by=actor.principal.subject,
         role=actor.principal.role,
+        scope=scope_for(actor.principal),
         audit=audit_entry(actor, action="consent:write"),
     )
+    state = written(actor, changed, refusal=_NOT_FIRST, hidden=UNSEEN_PATIENT)
+    if state is None:  # written returns the change's value whenever it was made
+        raise RecordError("The consent could not be recorded; nothing changed.")
     return state.public()
 
 
@@ -191,27 +183,6 @@ async def set_consent_by_identifier(
         # A patient on file the caller may not read (the refusal is audited): answered as any patient
         # whose consent is not the caller's to record, known to the record or not.
         raise Forbidden(_NOT_FIRST) from e
-
-
-async def authorise_first_facility(ctx: Context, actor: Actor, *, action: str, patient_id: str) -> None:
-    """Let through only a caller of the patient's first facility (or an admin); audit a refusal.
-
-    Raises:
-        Forbidden: The caller's facility did not file the patient first, and the caller reads it.
-        NotFound: The caller may not read the patient either (one answer with an unknown patient's).
-    """
-    await authorise_write(
-        ctx,
-        actor,
-        action=action,
-        patient_id=patient_id,
-        owner=None,
-        patient_level=True,
-        resource_type="Consent",
-        resource_id=patient_id,
-        refusal=_NOT_FIRST,
-        hidden=UNSEEN_PATIENT,
-    )
 
 
 def _keys(patient: PatientIn) -> dict[str, Any]:
