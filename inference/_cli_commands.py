@@ -111,7 +111,7 @@ def _label_rows(
     # their audit entry (``results:read`` by the administrator at this terminal, on the result and its
     # patient, under the export's request id).
     subject = f"cli:{getpass.getuser()}"
-    found = record.feedback.read_for_study(
+    found = record.results.read_latest_with_feedback(
         study_instance_uid=study_uid,
         scope=scope_for(Principal(subject=subject, role="admin")),
         audit=AuditIn(subject=subject, role="admin", facility=None, action="results:read"),

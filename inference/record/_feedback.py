@@ -6,17 +6,17 @@ from collections.abc import Sequence
 from typing import Final
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from inference.record import _audit, _scope
 from inference.record._database import Database
 from inference.record._errors import InvalidFeedback, NotFound
 from inference.record._inputs import AuditIn, Verdict
-from inference.record._models import Feedback, Finding, Result, Study
-from inference.record._reads import Audited, Changed, Target, read_audited, write_audited
-from inference.record._result_types import AnyResult, FeedbackEntry, FeedbackVerdict, ModelInfo
+from inference.record._models import Feedback, Finding, Result
+from inference.record._reads import Changed, Target, write_audited
+from inference.record._result_types import FeedbackEntry, FeedbackVerdict, ModelInfo
 from inference.record._types import new_id, utcnow
-from inference.record._views import TRIAGE_FEEDBACK_CODE, typed_result
+from inference.record._views import TRIAGE_FEEDBACK_CODE
 
 VERDICTS: Final[tuple[str, ...]] = ("agree", "disagree", "correct")
 
@@ -144,58 +144,6 @@ class FeedbackLog:
         """Every feedback on a result, oldest first, with the model name and version it judged."""
         with self._db.sessions() as session:
             return entries_in(session, result_id)
-
-    def read_for_study(
-        self, *, study_instance_uid: str, scope: _scope.Scope, audit: AuditIn
-    ) -> Audited[tuple[AnyResult, list[FeedbackEntry]]]:
-        """The newest result of a study with every feedback on it (oldest first), if the caller may read
-        the result, audited in the same transaction as the read
-        (:func:`inference.record._reads.read_audited`): ``not_found`` on the ImagingStudy when the study
-        has no result, else on the result (``denied``, or ``success`` / ``break_glass`` with the result
-        and its feedback).
-
-        Raises:
-            RecordError: The record failed or the audit entry could not be written; nothing is served.
-        """
-
-        def locate(session: Session) -> Target | None:
-            row = session.execute(
-                select(Result.id, Result.patient_id, Result.facility)
-                .join(Study, Result.study_id == Study.id)
-                .where(Study.study_instance_uid == study_instance_uid)
-                .order_by(Result.created_at.desc(), Result.id.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            return Target(
-                patient_id=row.patient_id, owner=row.facility, resource_type="Result", resource_id=row.id
-            )
-
-        def fetch(session: Session, target: Target) -> tuple[AnyResult, list[FeedbackEntry]] | None:
-            result = session.scalars(
-                select(Result)
-                .options(
-                    selectinload(Result.patient),
-                    selectinload(Result.findings),
-                    selectinload(Result.study),
-                    selectinload(Result.vitals),
-                )
-                .where(Result.id == target.resource_id)
-            ).first()
-            if result is None:
-                return None
-            return typed_result(result), entries_in(session, result.id)
-
-        return read_audited(
-            self._db,
-            scope=scope,
-            audit=audit,
-            resource_type="ImagingStudy",
-            resource_id=study_instance_uid,
-            locate=locate,
-            fetch=fetch,
-        )
 
 
 def _check(verdicts: Sequence[Verdict]) -> None:

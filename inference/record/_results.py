@@ -310,6 +310,32 @@ class Results:
             ),
         )
 
+    def read_latest_with_feedback(
+        self, *, study_instance_uid: str, scope: _scope.Scope, audit: AuditIn
+    ) -> Audited[tuple[AnyResult, list[FeedbackEntry]]]:
+        """The newest result of a study with every feedback on it (oldest first), as
+        :meth:`read_latest_for_study` reads it, in the transaction of its audit entry: ``not_found`` on the
+        ImagingStudy when the study has no result, else on the result (``denied``, or ``success`` /
+        ``break_glass`` with the result and its feedback).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def fetch(session: Session, target: Target) -> tuple[AnyResult, list[FeedbackEntry]] | None:
+            result = self._fetch(session, str(target.resource_id), deliveries=False)
+            return None if result is None else (result, _feedback.entries_in(session, result.result_id))
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="ImagingStudy",
+            resource_id=study_instance_uid,
+            locate=lambda session: self._newest_of_study(session, study_instance_uid),
+            fetch=fetch,
+        )
+
     def join_analysed(
         self,
         *,

@@ -4,10 +4,14 @@ training images are scored far above the threshold, in PyTorch, in NumPy and in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from conftest import INPUT_SIZE, _small_net
+
+if TYPE_CHECKING:
+    from training.models import OodStatistics
 
 
 def _blocks(rng: np.random.Generator, n: int, *, shift: float = 0.0) -> np.ndarray:
@@ -18,8 +22,12 @@ def _blocks(rng: np.random.Generator, n: int, *, shift: float = 0.0) -> np.ndarr
     return np.repeat(np.repeat(base, 8, axis=2), 8, axis=3)
 
 
+Fitted = tuple[Any, "OodStatistics", "OodStatistics"]
+"""The small net, its plain statistics, and the same with a neighbour."""
+
+
 @pytest.fixture(scope="module")
-def fitted():  # type: ignore[no-untyped-def]
+def fitted() -> Fitted:
     from training.models import collect_pooled_features, fit_ood_statistics, with_contrast
 
     net = _small_net()
@@ -62,7 +70,7 @@ def test_images_nearer_the_neighbour_are_refused_and_the_others_are_not() -> Non
     )
 
 
-def test_the_exported_graph_computes_the_neighbour_term(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_exported_graph_computes_the_neighbour_term(fitted: Fitted, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from training.export import export_onnx
@@ -86,7 +94,7 @@ def test_the_exported_graph_computes_the_neighbour_term(fitted, tmp_path: Path) 
     assert reference[3:].min() > reference[:3].max()
 
 
-def test_a_neighbour_that_does_not_fit_the_statistics_is_refused(fitted) -> None:  # type: ignore[no-untyped-def]
+def test_a_neighbour_that_does_not_fit_the_statistics_is_refused(fitted: Fitted) -> None:
     from training.models import with_contrast
 
     _, plain, _ = fitted
