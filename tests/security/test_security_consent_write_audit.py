@@ -13,21 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _postgres import new_postgres_database
-from _security_env import TestClient, seeded_env
+from _pages_audit import Served, serve
 from sqlalchemy import create_engine, text
-from test_security_result_write_audit import _WITHDRAW, Served, _result, _trail, _watched
-
-from inference.api import create_app
+from test_security_result_write_audit import _WITHDRAW, _result, _trail, _watched
 
 
 @pytest.fixture(scope="module")
 def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    url = new_postgres_database(postgres_server)
-    env = seeded_env(tmp_path_factory.mktemp("consent-write-audit"), database_url=url)
-    app = create_app(env.settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Served(client, env, app, url)
+    yield from serve(postgres_server, tmp_path_factory, "consent-write-audit")
 
 
 _OBJECT = {"ai_processing": "deny", "national_sharing": "deny", "facility_sharing": "deny"}

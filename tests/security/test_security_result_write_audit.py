@@ -17,35 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _postgres import new_postgres_database
-from _security_env import Env, TestClient, seeded_env, upload
+from _pages_audit import Served, Transactions, serve, signed_in, watching
+from _security_env import TestClient, upload
 from sqlalchemy import Engine, create_engine, event, text
 
-from inference.api import create_app
 from inference.record import Record
-from inference.services import add_user
 
-_PASSWORD = "correct horse battery staple"
 _SHARE = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "permit"}
 _WITHDRAW = {"ai_processing": "permit", "national_sharing": "permit", "facility_sharing": "deny"}
 _LIVENESS_S = 60.0  # a bound on waiting for the other transaction, never an assertion on time
 
 
-@dataclass(frozen=True)
-class Served:
-    client: TestClient
-    env: Env
-    app: Any
-    url: str
-
-
 @pytest.fixture(scope="module")
 def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    url = new_postgres_database(postgres_server)
-    env = seeded_env(tmp_path_factory.mktemp("write-audit"), database_url=url)
-    app = create_app(env.settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Served(client, env, app, url)
+    yield from serve(postgres_server, tmp_path_factory, "write-audit")
 
 
 @dataclass
@@ -65,23 +50,12 @@ def _api_reader(s: Served, facility: str) -> _Reader:
 def _reader(s: Served, facility: str, result_id: str) -> _Reader:
     """A radiologist of ``facility`` signed in to the pages (a browser of its own), having opened the
     viewer of ``result_id`` (its form's CSRF token)."""
-    username = f"dr.{uuid.uuid4().hex[:8]}"
-    record = Record(s.url)
-    try:
-        add_user(record, username=username, password=_PASSWORD, role="radiologist", facility=facility)
-    finally:
-        record.close()
-    browser = TestClient(s.app, raise_server_exceptions=False)
-    form = browser.get("/ui/signin").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert csrf is not None
-    data = {"username": username, "password": _PASSWORD, "csrf_token": csrf.group(1)}
-    assert browser.post("/ui/signin", data=data, follow_redirects=False).status_code == 303
+    browser, subject = signed_in(s, facility)
     page = browser.get(f"/ui/results/{result_id}")
     assert page.status_code == 200, page.text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf is not None
-    return _Reader(browser, f"web:{username}", csrf.group(1))
+    return _Reader(browser, subject, csrf.group(1))
 
 
 def _result(s: Served, facility: str, *, shared: bool = False) -> dict[str, Any]:
@@ -117,36 +91,9 @@ def _change(reader: _Reader, result: dict[str, Any], what: str) -> Any:
     return reader.browser.post(f"/ui/results/{result['result_id']}/read", data=data, follow_redirects=False)
 
 
-@dataclass
-class _Transactions:
-    """The statements run on the app's engine, by the transaction they ran in."""
-
-    begun: int = 0
-    statements: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def of(self, *, statement: str, naming: str = "") -> set[int]:
-        """The transactions that ran a statement holding ``statement`` with parameters naming ``naming``."""
-        return {t for t, sql, params in self.statements if statement in sql and naming in params}
-
-
-def _watched(s: Served, act: Callable[[], Any]) -> tuple[Any, _Transactions]:
-    seen = _Transactions()
-
-    def began(connection: Any) -> None:
-        seen.begun += 1
-        connection.info["transaction"] = seen.begun
-
-    def executed(connection: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.statements.append((connection.info.get("transaction", 0), statement, repr(parameters)))
-
-    engine = s.app.state.ctx.record.engine
-    event.listen(engine, "begin", began)
-    event.listen(engine, "before_cursor_execute", executed)
-    try:
+def _watched(s: Served, act: Callable[[], Any]) -> tuple[Any, Transactions]:
+    with watching(s.app.state.ctx.record.engine) as seen:
         answer = act()
-    finally:
-        event.remove(engine, "begin", began)
-        event.remove(engine, "before_cursor_execute", executed)
     return answer, seen
 
 

@@ -12,58 +12,23 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _postgres import new_postgres_database
-from _security_env import Env, TestClient, seeded_env, upload
+from _pages_audit import Served, serve, signed_in, watching
+from _security_env import upload
 from sqlalchemy import create_engine, event, text
 
-from inference.api import create_app
 from inference.record import Record
 from inference.record._models import Result
-from inference.services import add_user
 
-_PASSWORD = "correct horse battery staple"
 _LIVENESS_S = 60.0  # a bound on waiting for the other transaction, never an assertion on time
-
-
-@dataclass(frozen=True)
-class Served:
-    client: TestClient
-    env: Env
-    app: Any
-    url: str
 
 
 @pytest.fixture(scope="module")
 def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    url = new_postgres_database(postgres_server)
     # F1's identifiers are issued by CHU-NORD: another facility names F1's patients by that issuer.
-    env = seeded_env(
-        tmp_path_factory.mktemp("worklist-page"), database_url=url, facility_issuers={"F1": "CHU-NORD"}
-    )
-    app = create_app(env.settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Served(client, env, app, url)
-
-
-def _reader(s: Served, facility: str) -> tuple[TestClient, str]:
-    """A radiologist of ``facility`` signed in to the pages (a browser of its own); and its trail subject."""
-    username = f"dr.{uuid.uuid4().hex[:8]}"
-    record = Record(s.url)
-    try:
-        add_user(record, username=username, password=_PASSWORD, role="radiologist", facility=facility)
-    finally:
-        record.close()
-    browser = TestClient(s.app, raise_server_exceptions=False)
-    form = browser.get("/ui/signin").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert csrf is not None
-    data = {"username": username, "password": _PASSWORD, "csrf_token": csrf.group(1)}
-    assert browser.post("/ui/signin", data=data, follow_redirects=False).status_code == 303
-    return browser, f"web:{username}"
+    yield from serve(postgres_server, tmp_path_factory, "worklist-page", facility_issuers={"F1": "CHU-NORD"})
 
 
 def _study(s: Served, facility: str, *, critical: bool) -> dict[str, Any]:
@@ -90,39 +55,12 @@ def _worklist_entries(s: Served, subject: str) -> list[dict[str, Any]]:
     return [e for e in entries if e["action"] == "worklist:read"]
 
 
-@dataclass
-class _Transactions:
-    """The statements run on the app's engine, by the transaction they ran in."""
-
-    begun: int = 0
-    statements: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def ran(self, transaction: int, statement: str, parameters: Any) -> None:
-        self.statements.append((transaction, statement, repr(parameters)))
-
-    def of(self, *, statement: str, naming: str = "") -> set[int]:
-        """The transactions that ran a statement holding ``statement`` with parameters naming ``naming``."""
-        return {t for t, sql, params in self.statements if statement in sql and naming in params}
-
-
 def test_the_worklist_page_reads_its_rows_in_the_transaction_of_their_audit_entries(served: Served) -> None:
     s = served
     facility = f"F-{uuid.uuid4().hex[:6]}"
     filed = [_study(s, facility, critical=True), _study(s, facility, critical=False)]
-    browser, subject = _reader(s, facility)
-    seen = _Transactions()
-
-    def began(connection: Any) -> None:
-        seen.begun += 1
-        connection.info["transaction"] = seen.begun
-
-    def executed(connection: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.ran(connection.info.get("transaction", 0), statement, parameters)
-
-    engine = s.app.state.ctx.record.engine
-    event.listen(engine, "begin", began)
-    event.listen(engine, "before_cursor_execute", executed)
-    try:
+    browser, subject = signed_in(s, facility)
+    with watching(s.app.state.ctx.record.engine) as seen:
         for path, params in (("/ui/", {}), ("/ui/worklist/rows", {"priority": "routine"})):
             seen.statements.clear()
             page = browser.get(path, params=params)
@@ -134,9 +72,6 @@ def test_the_worklist_page_reads_its_rows_in_the_transaction_of_their_audit_entr
             audited = seen.of(statement="INSERT INTO audit_events", naming=subject)
             assert len(audited) == 1, (path, seen.statements)
             assert listed == audited, (path, listed, audited)
-    finally:
-        event.remove(engine, "begin", began)
-        event.remove(engine, "before_cursor_execute", executed)
     patients = {e["patient_id"] for e in _worklist_entries(s, subject)}
     assert patients == {r["patient"]["id"] for r in filed}
     # So an entry refused takes the page with it: an error page, no row, nothing on the trail.
@@ -203,7 +138,7 @@ def test_a_filter_finds_its_results_behind_twenty_thousand_others(served: Served
             )
     finally:
         engine.dispose()
-    browser, subject = _reader(s, facility)
+    browser, subject = signed_in(s, facility)
 
     unfiltered = browser.get("/ui/").text
     assert len(_rows(unfiltered)) == 200 and routine["result_id"] not in _rows(unfiltered)
@@ -247,7 +182,7 @@ def test_a_consent_withdrawn_while_the_worklist_page_is_read_is_on_the_trail_aft
     )
     assert theirs.status_code == 201, theirs.text
     assert theirs.json()["patient"]["id"] == patient_id
-    browser, subject = _reader(s, facility)
+    browser, subject = signed_in(s, facility)
     recorded, sent = "76 y", "25 y"  # the ages of F1's record and of F2's result, today
     assert recorded in browser.get("/ui/").text
 
