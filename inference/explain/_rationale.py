@@ -151,9 +151,10 @@ def _as_language(primary: str) -> Language | None:
 
 
 def format_probability(probability: float, lang: Language) -> str:
-    """A probability as a whole percentage in the conventions of ``lang`` (``<1%`` for tiny values)."""
+    """A probability as a whole percentage in the conventions of ``lang``: ``<1%`` and ``>99%`` at the
+    ends, never ``0%`` or ``100%``, which a model's output cannot mean (a certainty no model has)."""
     percent = probability * 100.0
-    text = "<1" if 0.0 < percent < 0.5 else f"{percent:.0f}"
+    text = "<1" if percent < 0.5 else (">99" if percent >= 99.5 else f"{percent:.0f}")
     if lang == "fr":
         return f"{text}{_NBSP}%"
     if lang == "ar":

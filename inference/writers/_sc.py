@@ -194,10 +194,17 @@ def _fit(capture: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
 
 
+def _percent(probability: float) -> str:
+    # ">99.9%" and "<0.1%" at the ends: a model's output never means certainty.
+    if probability >= 0.9995:
+        return ">99.9%"
+    return "<0.1%" if probability < 0.0005 else f"{probability * 100:.1f}%"
+
+
 def _comment(finding: FindingOutput, algorithm: AlgorithmInfo) -> str:
     verdict = "at or above" if finding.positive else "below"
     return (
-        f"{finding.display}: AI probability {finding.probability * 100:.1f}% ({verdict} the operating "
+        f"{finding.display}: AI probability {_percent(finding.probability)} ({verdict} the operating "
         f"threshold {finding.threshold * 100:.1f}%). Colour shows where the model looked, not the extent "
         f"of disease. {provenance(algorithm)}"
     )

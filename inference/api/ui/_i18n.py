@@ -72,11 +72,16 @@ class Formats:
         self._t = translations(language)
 
     def percent(self, value: float | None) -> str:
-        """``0.873`` → ``87 %`` (``87 %`` in French, Arabic digits in Arabic)."""
+        """A probability: ``0.873`` → ``87.3%`` (``87,3 %`` in French); ``>99.9%`` and ``<0.1%`` at the
+        ends, never ``100.0%`` or ``0.0%``, which a model's output cannot mean."""
         if value is None:
             return "–"
         from babel.numbers import format_percent
 
+        if value >= 0.9995:
+            return ">" + format_percent(0.999, format="#,##0.0%", locale=self.language)
+        if value < 0.0005:
+            return "<" + format_percent(0.001, format="#,##0.0%", locale=self.language)
         return format_percent(value, format="#,##0.0%", locale=self.language)
 
     def number(self, value: float | int | None, digits: int = 0) -> str:

@@ -148,3 +148,22 @@ def test_a_not_assessable_rationale_names_no_finding_in_any_language() -> None:
         assert text.startswith(starts[lang])
         assert finding_display("pneumothorax", lang) not in text and "99" not in text
         assert imaging_rationale(findings, lang, synthetic=True) != text
+
+
+@pytest.mark.parametrize(
+    ("probability", "lang", "shown"),
+    [
+        (0.99955, "en", ">99%"),
+        (1.0, "en", ">99%"),
+        (0.996, "fr", ">99\u00a0%"),
+        (0.0, "en", "<1%"),
+        (0.004, "en", "<1%"),
+        (0.5, "en", "50%"),
+        (0.994, "en", "99%"),
+    ],
+)
+def test_a_probability_is_never_shown_as_a_certainty(probability: float, lang: str, shown: str) -> None:
+    # A saturated output (0.9995 on a phantom) read "probability 100%": a certainty no model has.
+    text = imaging_rationale([("pleural_effusion", probability, probability >= 0.5)], lang)  # type: ignore[arg-type]
+    assert shown in text
+    assert "100%" not in text and "100\u00a0%" not in text

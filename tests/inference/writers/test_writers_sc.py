@@ -161,3 +161,14 @@ def test_sc_and_sr_keep_a_non_ascii_patient_name() -> None:
         back = pydicom.dcmread(io.BytesIO(write_part10(ds)))
         assert back.SpecificCharacterSet == "ISO_IR 192"
         assert str(back.PatientName) == "Âmel^Zoé"
+
+
+@pytest.mark.parametrize(("probability", "shown"), [(0.99971, ">99.9%"), (1.0, ">99.9%"), (0.0002, "<0.1%")])
+def test_sc_never_calls_a_probability_certain(instance: Instance, probability: float, shown: str) -> None:
+    # A saturated output printed as "100.0%" in the PACS reads as a certainty no model has.
+    from dataclasses import replace
+
+    finding = replace(findings()[0], probability=probability)
+    sc = build_heatmap_sc(instance, finding, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    assert shown in sc.ImageComments
+    assert "100.0%" not in sc.ImageComments and "AI probability 0.0%" not in sc.ImageComments
