@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from inference.api._errors import FHIR_MEDIA_TYPE
 from inference.api._ratelimit import EXEMPT
 from inference.api.schemas import (
+    BreakGlassRequest,
     ConsentByIdentifierRequest,
     ConsentRequest,
     FeedbackRequest,
@@ -245,7 +246,14 @@ def correct(schema: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(schema)
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (VitalsRequest, FeedbackRequest, ConsentRequest, ConsentByIdentifierRequest):
+    # The request bodies the routes declare by hand (their handlers parse the body themselves).
+    for model in (
+        VitalsRequest,
+        FeedbackRequest,
+        ConsentRequest,
+        ConsentByIdentifierRequest,
+        BreakGlassRequest,
+    ):
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(definition.pop("$defs", {}))
         schemas[model.__name__] = definition
