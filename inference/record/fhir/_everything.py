@@ -187,7 +187,7 @@ def _builders(
     if resource_type == "Patient":
         query = scoped_query(scope, select(Patient).where(Patient.id == patient_id), None, Patient.id)
         for patient in session.scalars(query):
-            if keep(patient.created, patient.updated, None):
+            if keep(patient.created, r.changed_at(patient), None):
                 yield partial(r.patient, patient)
         return
     if resource_type == "ImagingStudy":
@@ -199,7 +199,7 @@ def _builders(
         )
         studies = scoped_query(scope, studies, Study.facility, Study.patient_id)
         for study in session.scalars(studies.execution_options(yield_per=_BATCH)):
-            if keep(study.created, study.updated, _study_date(study)):
+            if keep(study.created, r.changed_at(study), _study_date(study)):
                 yield partial(r.imaging_study, study)
         return
     query = scoped_query(

@@ -97,10 +97,18 @@ def _meta(created: datetime) -> dict[str, Any]:
     return {"lastUpdated": iso(created)}
 
 
-def _changed(updated: datetime) -> dict[str, Any]:
+def changed_at(row: Patient | Study) -> datetime:
+    """When the record last changed what a Patient or an ImagingStudy shows: ``updated``, else (a row an
+    older server version filed into a migrated SQLite record during an upgrade: it leaves ``updated``
+    NULL) when it was filed. The searches compare the same (``_search.changed_within``)."""
+    updated: datetime | None = row.updated
+    return row.created if updated is None else updated
+
+
+def _changed(row: Patient | Study) -> dict[str, Any]:
     """``meta.lastUpdated`` of a resource the record completes over time (a Patient, an ImagingStudy): when
     it last changed what the resource shows. No ``versionId``: the record keeps no earlier versions."""
-    return {"lastUpdated": iso(updated)}
+    return {"lastUpdated": iso(changed_at(row))}
 
 
 def issuer_system(issuer: str) -> str:
@@ -149,7 +157,7 @@ def patient(row: Patient) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "Patient",
         "id": row.id,
-        "meta": _changed(row.updated),
+        "meta": _changed(row),
         "identifier": [identifier],
     }
     name = human_name(row.name) if row.name else {}
@@ -196,7 +204,7 @@ def imaging_study(row: Study) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "id": row.id,
-        "meta": _changed(row.updated),
+        "meta": _changed(row),
         "identifier": identifiers,
         "status": "available",
         "subject": ref("Patient", row.patient_id),
