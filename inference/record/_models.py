@@ -40,7 +40,8 @@ class Patient(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     # When the record last changed what the Patient resource shows (migration 0022): filed, or a
     # demographic filled in since (FHIR meta.lastUpdated, ``_lastUpdated``, ``$everything``'s ``_since``).
-    updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Indexed (migration 0023, ``ix_patients_updated``).
+    updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     # The name's words as FHIR name searches compare them (migration 0020; :func:`name_words`).
     name_words: Mapped[str | None] = mapped_column(String(400))
     family_words: Mapped[str | None] = mapped_column(String(400))
@@ -111,8 +112,9 @@ class Study(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     facility: Mapped[str | None] = mapped_column(String(128))
     # When the record last changed what the ImagingStudy shows (migration 0022): filed, or instances,
-    # accession or study date added since by a later result of the study.
-    updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    # accession or study date added since by a later result of the study. Indexed (migration 0023,
+    # ``ix_studies_updated``).
+    updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     instances: Mapped[list[Instance]] = relationship(order_by="Instance.sop_instance_uid")
 
