@@ -33,6 +33,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -733,11 +734,25 @@ def _write_sealed(
     return files
 
 
-def _sealed_manifest(root: Path) -> dict[str, Any] | None:
-    """The outer manifest of a sealed backup, or None when ``root`` does not hold one."""
+def _load_manifest(root: Path) -> Any:
+    """The JSON of ``root``'s manifest, read once (None when it cannot be read or is not JSON).
+
+    ``verify`` and ``restore`` read it here only and pass on what they read: whoever can write the
+    backup folder could otherwise put another manifest in place between its check (its signature) and
+    its use (the files it names).
+    """
     try:
-        manifest: dict[str, Any] = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != SEALED_FORMAT:
+        return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _sealed_manifest(loaded: Any) -> dict[str, Any] | None:
+    """The outer manifest of a sealed backup (``loaded``: :func:`_load_manifest`), or None when it is not
+    one."""
+    try:
+        manifest: dict[str, Any] = loaded
+        if not isinstance(manifest, dict) or manifest.get("format") != SEALED_FORMAT:
             return None
         sealed = manifest["sealed"]
         if not (
@@ -915,10 +930,11 @@ def _origin_line(
     return f"Signed by the backup-signing key {fingerprint[:16]} ({signer}): made {_made(statement)}."
 
 
-def _outer_problems(outer: dict[str, Any], opened: Path) -> list[str]:
-    """What the outer manifest of a sealed backup says that its sealed content does not. The outer
-    manifest is not sealed: whoever can write the medium can change the audit head it names."""
-    inner, why = _read_manifest(opened)
+def _outer_problems(outer: dict[str, Any], opened: Path, loaded: Any) -> list[str]:
+    """What the outer manifest of a sealed backup says that its sealed content (its manifest ``loaded``
+    from ``opened``) does not. The outer manifest is not sealed: whoever can write the medium can change
+    the audit head it names."""
+    inner, why = _read_manifest(opened, loaded)
     if inner is None:
         return [f"{SEALED_FILE}: its content is not a backup ({why})"]
     problems = []
@@ -934,14 +950,14 @@ def _outer_problems(outer: dict[str, Any], opened: Path) -> list[str]:
 # -- verify -----------------------------------------------------------------------------------------
 
 
-def _read_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest, or why there is none usable."""
+def _read_manifest(root: Path, loaded: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest ``loaded`` from ``root`` (:func:`_load_manifest`), or why there is none usable."""
     path = root / MANIFEST
-    if not path.is_file():
+    if loaded is None and not path.is_file():
         partial = " (an interrupted `backup create` left .partial/)" if (root / PARTIAL).exists() else ""
         return None, f"{root} holds no {MANIFEST}: it is not a complete dxassist backup{partial}."
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = loaded
         version = manifest.get("format_version", 0)
         record = manifest.get("record") or {}
         ok = (
@@ -1048,7 +1064,8 @@ def backup_verify(
         _clean_unsealing(scratch)
     if not dest.is_dir():
         raise BackupRefused(f"{dest} is not a folder.")
-    sealed = _sealed_manifest(dest)
+    loaded = _load_manifest(dest)
+    sealed = _sealed_manifest(loaded)
     if sealed is not None:
         problems = _sealed_problems(dest, sealed)
         if problems:
@@ -1069,18 +1086,25 @@ def backup_verify(
         if scratch is None:
             raise ValueError("Opening a sealed backup needs a folder of its own to open it in (scratch).")
         with _unsealed(dest, key, passphrase, scratch) as opened:
-            problems = _outer_problems(sealed, opened)
+            inner = _load_manifest(opened)
+            problems = _outer_problems(sealed, opened, inner)
             if problems:
                 out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
                 for line in problems:
                     out.write(f"  {line}\n")
                 return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
-            return backup_verify(opened, stream=out)
-    made_by = _plain_origin(dest, key=key, signer=signer, any_origin=any_origin)
+            return _verify_plain(opened, inner, out)
+    made_by = _plain_origin(dest, loaded, key=key, signer=signer, any_origin=any_origin)
     if made_by is not None:
         out.write(f"{made_by}\n")
-    manifest, why = _read_manifest(dest)
+    return _verify_plain(dest, loaded, out)
+
+
+def _verify_plain(dest: Path, loaded: Any, out: TextIO) -> int:
+    """Check the plain backup in ``dest`` against its manifest as ``loaded`` (read once, and checked
+    before when signed): the body of :func:`backup_verify`."""
+    manifest, why = _read_manifest(dest, loaded)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
         return 1
@@ -1155,7 +1179,8 @@ def backup_restore(
         raise BackupRefused(
             f"{home} is not a new or empty folder; a restore never writes over an installation."
         )
-    sealed = _sealed_manifest(backup)
+    loaded = _load_manifest(backup)
+    sealed = _sealed_manifest(loaded)
     if sealed is not None:
         problems = _sealed_problems(backup, sealed)
         if problems:
@@ -1172,23 +1197,27 @@ def backup_restore(
             )
         out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
         with _unsealed(backup, key, passphrase, home) as opened:
-            problems = _outer_problems(sealed, opened)
+            inner = _load_manifest(opened)
+            problems = _outer_problems(sealed, opened, inner)
             if problems:
                 out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); ")
                 out.write("nothing was copied\n")
                 for line in problems:
                     out.write(f"  {line}\n")
                 return 1
-            return _restore_files(opened, home, out)
-    made_by = _plain_origin(backup, key=key, signer=signer, any_origin=any_origin)
+            return _restore_files(opened, home, out, inner)
+    made_by = _plain_origin(backup, loaded, key=key, signer=signer, any_origin=any_origin)
     if made_by is not None:
         out.write(f"{made_by}\n")
-    return _restore_files(backup, home, out)
+    return _restore_files(backup, home, out, loaded)
 
 
-def _plain_origin(root: Path, *, key: Path | None, signer: Path | None, any_origin: bool) -> str | None:
+def _plain_origin(
+    root: Path, loaded: Any, *, key: Path | None, signer: Path | None, any_origin: bool
+) -> str | None:
     """Who made the plain backup in ``root`` and when, as a line to print (None for an unsigned backup
-    checked without ``signer``): its manifest's signature checked against ``signer``, or said unchecked.
+    checked without ``signer``): the signature of its manifest as ``loaded`` (:func:`_load_manifest`: the
+    manifest then used, not read again) checked against ``signer``, or said unchecked.
 
     A plain backup is refused where a sealed one was expected (``key``), and where its maker is to be
     checked (``signer``) when it is unsigned: anyone can make a plain backup, so taking an unsigned one
@@ -1206,10 +1235,7 @@ def _plain_origin(root: Path, *, key: Path | None, signer: Path | None, any_orig
             "a plain backup needs no custodian key to be made, anyone can make one. Nothing was opened or "
             "copied; without --key it is checked as a plain backup."
         )
-    try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        manifest = None
+    manifest = loaded
     signed = manifest.get("signed") if isinstance(manifest, dict) else None
     if signer is None:
         if not isinstance(manifest, dict) or signed is None:
@@ -1246,32 +1272,99 @@ def _plain_origin(root: Path, *, key: Path | None, signer: Path | None, any_orig
     return f"Signed by the backup-signing key {fingerprint[:16]} ({signer}): made {_made(statement)}."
 
 
-def _restore_files(backup: Path, home: Path, out: TextIO) -> int:
-    """The plain backup in ``backup`` checked, copied into ``home`` and checked there (the body of
-    :func:`backup_restore`, ``home`` checked new or empty by it)."""
-    manifest, why = _read_manifest(backup)
+def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> str | None:
+    """Copy ``source`` to ``target`` (0600, on disk before it returns; ``target`` None: only read it),
+    hashing the very bytes copied; why they are not the file ``entry`` names (None when they are).
+
+    The bytes checked are the bytes written: whoever can write the backup cannot put another file in
+    place between a check and the copy. A link, or anything not a regular file, is not read.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return "missing"
+        raise
+    with open(fd, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            return "missing"
+        digest, size = hashlib.sha256(), 0
+        writer = None
+        if target is not None:
+            _private_folder(target.parent)
+            writer = open(target, "xb", opener=_private_file)  # noqa: SIM115 - closed below
+        try:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if writer is not None:
+                    writer.write(chunk)
+            if writer is not None:
+                writer.flush()
+                os.fsync(writer.fileno())
+        finally:
+            if writer is not None:
+                writer.close()
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        return "altered (its size or sha256 differs from the manifest)"
+    return None
+
+
+def _undo_restore(home: Path, *, made: bool) -> None:
+    """Remove what a failed restore wrote into ``home`` (new or empty before it; a sealed backup's
+    opened copy, in use, is left to its own removal), and ``home`` itself when the restore ``made`` it."""
+    with suppress(OSError):
+        for entry in home.iterdir():
+            if entry.name == UNSEALING:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    if made:
+        with suppress(OSError):
+            home.rmdir()
+
+
+def _restore_files(backup: Path, home: Path, out: TextIO, loaded: Any) -> int:
+    """The plain backup in ``backup`` (its manifest as ``loaded``) copied into ``home``, each file checked
+    on the bytes copied, then the copied record's audit trail checked there (the body of
+    :func:`backup_restore`, ``home`` checked new or empty by it). On any problem what was copied is
+    removed: a home that does not verify is never left to be started."""
+    manifest, why = _read_manifest(backup, loaded)
     if manifest is None:
         out.write(f"restore refused: {why}\n")
         return 1
-    problems, _report = _check(backup, manifest, extras=False)
-    if problems:
-        out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was copied\n")
-        for line in problems:
-            out.write(f"  {line}\n")
-        return 1
+    present = {rel for rel in _files(backup) if rel != MANIFEST}
+    made = not home.exists()
+    problems: list[str] = []
     try:
         _private_folder(home)
         for rel in sorted(manifest["files"]):
-            _copy_file(backup / rel, home / rel)
+            if rel not in present:
+                problems.append(f"{rel}: missing")
+                continue
+            # After a first problem the rest is only read, to name every problem.
+            problem = _copy_checked(backup / rel, None if problems else home / rel, manifest["files"][rel])
+            if problem is not None:
+                problems.append(f"{rel}: {problem}")
+        report = None
+        if not problems:
+            problems, report = _record_problems(home, manifest)
     except OSError as e:
+        _undo_restore(home, made=made)
         reason = e.strerror or type(e).__name__
         raise BackupRefused(
-            f"{home} could not be written ({reason}); the files copied so far are not a usable home: "
-            "empty it before the next try."
+            f"{home} could not be written ({reason}); what was copied was removed. Nothing was restored."
         ) from e
-    problems, report = _check(home, manifest, extras=False)
+    except BaseException:
+        _undo_restore(home, made=made)
+        raise
     if problems:
-        out.write(f"restored into {home}, but the copy does NOT verify ({len(problems)} problem(s)):\n")
+        _undo_restore(home, made=made)
+        out.write(
+            f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was restored\n"
+        )
         for line in problems:
             out.write(f"  {line}\n")
         return 1

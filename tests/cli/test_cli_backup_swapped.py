@@ -1,0 +1,139 @@
+"""A backup folder written by someone else while `backup verify` or `restore` reads it: what is checked is
+what is used. Before, a signed plain backup's `manifest.json` was read once to check its signature and
+again to restore from: a manifest swapped in between (naming a planted key) was restored, and said
+signed. Each file was hashed in the backup, then read again to be copied: a file swapped in between was
+copied into the new home and left there, the restore only saying that the copy did not verify.
+
+The swaps are made at a point each command really passes (right after the signature is checked, right
+after the backup's audit trail is read), on the real files of a backup made by the console script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _dxassist_cli import DXASSIST, dxassist_env
+
+import inference.record
+import inference.security._sealing as sealing
+from inference._backup_cli import backup_restore, backup_verify
+
+PLANTED = b"-----BEGIN PRIVATE KEY-----\na key of the one who wrote the backup folder\n"
+
+
+def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DXASSIST), *args],
+        env=dxassist_env(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+@dataclass(frozen=True)
+class Signed:
+    signer: Path
+    backup: Path
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
+    """A signed plain backup of a home whose record holds an audit entry, and the server's public key."""
+    root = tmp_path_factory.mktemp("swapped")
+    home = root / "server"
+    home.mkdir()
+    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    exported = _dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    public = root / "server.pub"
+    public.write_text(exported.stdout, encoding="utf-8")
+    made = _dxassist(home, "backup", "create", str(root / "backup"))
+    assert made.returncode == 0, made.stdout + made.stderr
+    return Signed(public, root / "backup")
+
+
+def _copy(signed: Signed, tmp_path: Path) -> Path:
+    backup = tmp_path / "backup"
+    shutil.copytree(signed.backup, backup)
+    return backup
+
+
+def _plant(backup: Path) -> None:
+    """What whoever can write the backup folder does: add a key, and a manifest naming it."""
+    manifest: dict[str, Any] = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    (backup / "keys" / "planted.pem").write_bytes(PLANTED)
+    manifest["files"]["keys/planted.pem"] = {
+        "size": len(PLANTED),
+        "sha256": hashlib.sha256(PLANTED).hexdigest(),
+    }
+    manifest["created_at"] = "2031-01-01T00:00:00Z"
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def _after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, swap: Callable[[], None]) -> None:
+    """Run ``swap`` once, right after the first call of ``owner.name`` returns."""
+    real = getattr(owner, name)
+    done: list[bool] = []
+
+    def then_swap(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if not done:
+            done.append(True)
+            swap()
+        return result
+
+    monkeypatch.setattr(owner, name, then_swap)
+
+
+def test_a_manifest_swapped_after_its_signature_was_checked_is_not_restored(
+    signed: Signed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = _copy(signed, tmp_path)
+    _after(monkeypatch, sealing, "check_statement", lambda: _plant(backup))
+    out = io.StringIO()
+    home = tmp_path / "home"
+    code = backup_restore(backup, home, signer=signed.signer, stream=out)
+    assert not (home / "keys" / "planted.pem").exists(), out.getvalue()
+    assert "2031-01-01" not in out.getvalue()
+    assert code == 0, out.getvalue()  # the signed manifest's files, all of them intact
+    assert (home / "record.db").is_file()
+
+
+def test_a_manifest_swapped_after_its_signature_was_checked_is_not_said_intact(
+    signed: Signed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = _copy(signed, tmp_path)
+    _after(monkeypatch, sealing, "check_statement", lambda: _plant(backup))
+    out = io.StringIO()
+    code = backup_verify(backup, signer=signed.signer, stream=out)
+    # Checked against the manifest that was signed, the planted key is a file it does not name.
+    assert code == 1, out.getvalue()
+    assert "keys/planted.pem: extra" in out.getvalue() and "backup intact" not in out.getvalue()
+
+
+def test_a_file_swapped_after_it_was_checked_never_reaches_the_new_home(
+    signed: Signed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = _copy(signed, tmp_path)
+    key = sorted(path for path in (backup / "keys").iterdir() if path.is_file())[0]
+    genuine = key.read_bytes()
+    _after(monkeypatch, inference.record, "verify_sqlite_copy", lambda: key.write_bytes(PLANTED))
+    out = io.StringIO()
+    home = tmp_path / "home"
+    code = backup_restore(backup, home, signer=signed.signer, stream=out)
+    restored = home / key.relative_to(backup)
+    assert not (restored.exists() and restored.read_bytes() == PLANTED), out.getvalue()
+    assert code == 0, out.getvalue()
+    assert restored.read_bytes() == genuine
