@@ -370,6 +370,18 @@ class FeedbackAccepted(_Public):
     recorded: int
 
 
+class OodGuard(_Public):
+    """The imaging model's out-of-distribution guard."""
+
+    method: str = Field(description="The score's name (dxassist.ood).")
+    threshold: float = Field(description="An image scoring above it is not assessable.")
+    lateral_contrast: bool = Field(
+        description="True when the score refuses lateral films whose header says frontal by design (its "
+        "lateral contrast term); false for a model exported without it, which refuses such a film only "
+        "when it happens to lie far from the frontal films: retrain to add it."
+    )
+
+
 class ServedModel(_Public):
     """A model in service."""
 
@@ -383,6 +395,9 @@ class ServedModel(_Public):
     training_data: str | None = Field(
         description="What the model was trained on: the one line of its ONNX metadata "
         "(dxassist.training_data, written at export); null when the file does not say."
+    )
+    ood_guard: OodGuard | None = Field(
+        default=None, description="The imaging model's guard; null for triage."
     )
 
 

@@ -360,6 +360,17 @@ class ModelHost:
                     logger.info("Serving %s version %s.", name, served.version)
                 else:
                     logger.info("Swapped %s from version %s to %s.", name, current.version, served.version)
+                guard = served.ood_guard
+                if guard is not None and not guard["lateral_contrast"]:
+                    logger.warning(
+                        "%s version %s: its out-of-distribution guard has no lateral contrast (exported "
+                        "before it, or trained on data without lateral films): a lateral film whose header "
+                        "says frontal may be scored as a frontal. Retrain with ood_contrast_laterals to "
+                        "refuse such films (docs/internals.md, the guard).",
+                        name,
+                        served.version,
+                        extra={"event": "model_guard_without_lateral_contrast", "model": name},
+                    )
             if self.shadow.enabled:
                 for kind, name in self._names.items():
                     await self._refresh_challenger(kind, name)

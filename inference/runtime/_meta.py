@@ -173,11 +173,15 @@ class OodMeta:
         method: name of the score (e.g. ``mahalanobis-pooled-multidepth``).
         threshold: an image whose score is above it is not assessable by this model.
         pass_rate: share of in-distribution validation images the threshold was chosen to let through.
+        lateral_contrast: whether the score adds the lateral contrast term (``contrast`` in the metadata):
+            without it, a lateral film whose header says frontal is refused only when it is far from the
+            frontal films, which most are not (29 of 100 lateral phantoms were).
     """
 
     method: str
     threshold: float
     pass_rate: float | None
+    lateral_contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -443,6 +447,7 @@ def _ood(meta: Mapping[str, str]) -> OodMeta:
         method=raw["method"],
         threshold=float(threshold),
         pass_rate=None if pass_rate is None else float(pass_rate),
+        lateral_contrast=isinstance(raw.get("contrast"), dict),
     )
 
 

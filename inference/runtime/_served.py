@@ -87,6 +87,15 @@ class ServedModel:
         return self.meta.training_data.strip() or None
 
     @property
+    def ood_guard(self) -> dict[str, Any] | None:
+        """What the imaging model's out-of-distribution guard is (None for a triage model): its score's
+        method, threshold, and whether it refuses lateral films tagged as frontal by design."""
+        if not isinstance(self.meta, ImagingMeta):
+            return None
+        ood = self.meta.ood
+        return {"method": ood.method, "threshold": ood.threshold, "lateral_contrast": ood.lateral_contrast}
+
+    @property
     def imaging_meta(self) -> ImagingMeta:
         """The metadata of an imaging model (``TypeError`` for a triage model)."""
         if not isinstance(self.meta, ImagingMeta):

@@ -24,10 +24,16 @@ def model_problems(*, ctx: Context) -> list[str]:
 
 def list_models(*, ctx: Context) -> dict[str, Any]:
     """The models in service: name, version, alias, sha256, execution provider, kind, and what each was
-    trained on (``synthetic``, ``training_data``: the line its ONNX metadata carries, None if none)."""
+    trained on (``synthetic``, ``training_data``: the line its ONNX metadata carries, None if none), and
+    the imaging model's out-of-distribution guard (``ood_guard``)."""
     return {
         "models": [
-            {**m.describe(), "synthetic": m.synthetic, "training_data": m.training_data}
+            {
+                **m.describe(),
+                "synthetic": m.synthetic,
+                "training_data": m.training_data,
+                "ood_guard": m.ood_guard,
+            }
             for m in ctx.host.models()
         ]
     }
