@@ -68,7 +68,13 @@ SNAPSHOT: Final = "_snapshot"
 """Parameter of the ``next`` links: when the first page was read (an instant). The later pages keep to the
 rows the record had filed by then: a result filed meanwhile sorts among the pages still to come (its
 report, assessment and Observations within their types) and would shift their offsets, an entry twice."""
-_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format", SNAPSHOT})
+AFTER: Final = "_after"
+"""Parameter of the ``next`` links: the last match of the page (``Type/id``); the next page starts after
+it. With ``_since``, a Patient or an ImagingStudy that a filing changes while the client pages joins the
+matches, ahead of the pages still to come (the Bundle lists them first): offsets would shift, an entry
+twice. It is brought by the next ``$everything`` (its meta.lastUpdated is after the first page's time)."""
+_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format", SNAPSHOT, AFTER})
+_AFTER: Final = re.compile(rf"^({'|'.join(TYPES)})/[A-Za-z0-9.-]{{1,80}}$")
 _RESULT_KIND: Final[dict[str, str | None]] = {
     "DiagnosticReport": "imaging",
     "RiskAssessment": "triage",
@@ -81,6 +87,8 @@ _BATCH: Final = 100
 signs many times a day), so only a batch of them, and the page's, is held at once."""
 
 Builder = Callable[[], dict[str, Any]]
+Entry = tuple[str, Builder]
+"""A match: its ``Type/id`` (known before it is built) and its builder."""
 Span = tuple[datetime, datetime]
 """The care date a resource is about, ``(start, end)`` in UTC, ``end`` excluded (an instant: equal)."""
 Keep = Callable[[datetime, datetime, Span | None], bool]
@@ -171,6 +179,14 @@ def _keep(params: Mapping[str, str], snapshot: datetime) -> Keep:
     return keep
 
 
+def _after(value: str) -> str:
+    if _AFTER.match(value) is None:
+        raise InvalidSearch(
+            f"Parameter {AFTER} is a resource of the record (Type/id), as the next link gives it."
+        )
+    return value
+
+
 def _study_date(study: Study) -> Span:
     """An ImagingStudy's care date: its study date (``started``), the whole day, else when it was filed."""
     day = fhir_date(study.study_date)
@@ -179,16 +195,41 @@ def _study_date(study: Study) -> Span:
     return _day_bounds(day)
 
 
+def _entries(
+    session: Session, patient_id: str, types: Sequence[str], scope: Scope | None, keep: Keep
+) -> Iterator[Entry]:
+    """The matches of the Bundle, in its order."""
+    for resource_type in types:
+        yield from _builders(session, patient_id, resource_type, scope, keep)
+
+
+def _page(
+    entries: Iterator[Entry], offset: int, after: str | None, count: int
+) -> tuple[int, int | None, list[Entry]]:
+    """``(total, where the page starts, its entries)``: ``count`` entries from ``offset``, or from right after
+    the entry ``after`` names (the start None when no entry is ``after``)."""
+    start = offset if after is None else None
+    total = 0
+    page: list[Entry] = []
+    for index, entry in enumerate(entries):
+        if start is not None and start <= index < start + count:
+            page.append(entry)
+        if entry[0] == after:
+            start = index + 1
+        total = index + 1
+    return total, start, page
+
+
 def _builders(
     session: Session, patient_id: str, resource_type: str, scope: Scope | None, keep: Keep
-) -> Iterator[Builder]:
+) -> Iterator[Entry]:
     """The resources of one type about the patient that the caller may read and ``keep`` admits, in the
     order of that type's search (the same scoped queries)."""
     if resource_type == "Patient":
         query = scoped_query(scope, select(Patient).where(Patient.id == patient_id), None, Patient.id)
         for patient in session.scalars(query):
             if keep(patient.created, r.changed_at(patient), None):
-                yield partial(r.patient, patient)
+                yield f"Patient/{patient.id}", partial(r.patient, patient)
         return
     if resource_type == "ImagingStudy":
         studies = (
@@ -200,7 +241,7 @@ def _builders(
         studies = scoped_query(scope, studies, Study.facility, Study.patient_id)
         for study in session.scalars(studies.execution_options(yield_per=_BATCH)):
             if keep(study.created, r.changed_at(study), _study_date(study)):
-                yield partial(r.imaging_study, study)
+                yield f"ImagingStudy/{study.id}", partial(r.imaging_study, study)
         return
     query = scoped_query(
         scope,
@@ -217,15 +258,21 @@ def _builders(
         if not keep(result.created_at, updated, observed_range(result)):
             continue
         if resource_type == "DiagnosticReport":
-            yield partial(r.diagnostic_report, result)
+            yield f"DiagnosticReport/{result.id}", partial(r.diagnostic_report, result)
         elif resource_type == "RiskAssessment":
-            yield partial(r.risk_assessment, result)
+            yield f"RiskAssessment/{result.id}", partial(r.risk_assessment, result)
         elif resource_type == "Provenance":
-            yield partial(r.provenance, result)
+            yield f"Provenance/{result.id}", partial(r.provenance, result)
         elif result.kind == "imaging":
-            yield from (partial(r.finding_observation, result, finding) for finding in result.findings)
+            yield from (
+                (f"Observation/{finding.id}", partial(r.finding_observation, result, finding))
+                for finding in result.findings
+            )
         elif result.vitals is not None:
-            yield from (partial(dict, obs) for obs in r.vital_observations(result.vitals))
+            yield from (
+                (f"Observation/{obs['id']}", partial(dict, obs))
+                for obs in r.vital_observations(result.vitals)
+            )
 
 
 def _referenced_devices(resources: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -312,25 +359,26 @@ def everything(
     keep = _keep(values, snapshot)
     count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=values.get("_summary"))
     offset = int_param(values, "_offset", 0, 10**9)
-    total = 0
-    page: list[Builder] = []
-    for resource_type in types:
-        for build in _builders(session, patient_id, resource_type, scope, keep):
-            if offset <= total < offset + count:
-                page.append(build)
-            total += 1
+    after = _after(values[AFTER]) if AFTER in values else None
+    total, start, page = _page(_entries(session, patient_id, types, scope, keep), offset, after, count)
+    if start is None:
+        # No longer listed (a sharing consent withdrawn, say): the page is the one at ``_offset``.
+        start = offset
+        total, _, page = _page(_entries(session, patient_id, types, scope, keep), offset, None, count)
     query = with_count([(k, v) for k, v in kept if k != "_format"], count)
     base = base_url.rstrip("/")
-    resources = [build() for build in page]
+    resources = [build() for _, build in page]
     # Microseconds: the precision the record files rows with.
     pin = [(SNAPSHOT, snapshot.isoformat(timespec="microseconds").replace("+00:00", "Z"))]
+    if page:
+        pin.append((AFTER, page[-1][0]))
     bundle = r.searchset(
         base,
         f"Patient/{patient_id}/$everything",
         query,
         resources,
         total=total,
-        offset=offset,
+        offset=start,
         count=count,
         pin=pin,
     )
@@ -344,5 +392,7 @@ def capability_operation() -> dict[str, Any]:
     return {
         "name": "everything",
         "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-        "documentation": f"GET only. {documentation}; _offset and _snapshot page (the next link gives them).",
+        "documentation": (
+            f"GET only. {documentation}; _offset, _snapshot and _after page (the next link gives them)."
+        ),
     }

@@ -55,3 +55,7 @@ def test_pages_across_many_batches_are_complete_and_in_order(
         assert bundle["total"] == len(ids)
         paged += [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"] if _match(e)]
     assert paged == ids
+    # A next link's ``_after`` no longer listed (a consent withdrawn meanwhile): ``_offset`` places it.
+    gone = page(_count="4", _offset="4", _after="Observation/no-longer-listed")
+    listed = [(e["resource"]["resourceType"], e["resource"]["id"]) for e in gone["entry"] if _match(e)]
+    assert listed == ids[4:8]

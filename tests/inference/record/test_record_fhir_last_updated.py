@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from _record_data import imaging, patient, triage, uid
 from sqlalchemy import update
 
-from inference.record import Record
+from inference.record import InvalidSearch, Record
 from inference.record._models import Patient, Result, Study
 from inference.record._types import iso, utcnow
 
@@ -116,3 +118,49 @@ def test_the_capability_statement_declares_last_updated_on_them(record: Record) 
     for name in ("Patient", "ImagingStudy"):
         declared = {p["name"]: p["type"] for p in types[name]["searchParam"]}
         assert declared["_lastUpdated"] == "date", name
+
+
+def test_everything_since_pages_the_same_whatever_changes_between_pages(record: Record) -> None:
+    study_uid = uid()
+    first = record.results.save_imaging(
+        data=imaging(pat=patient("IPP-LU-4", name=None, birth_date=None), study_uid=study_uid)
+    )
+    _filed_in_january(record)
+    with record.engine.begin() as connection:
+        connection.execute(update(Result).values(created_at=JANUARY))
+    since = iso(utcnow())
+    for _ in range(2):  # what changed since: two assessments, their vital signs and Provenances
+        record.results.save_triage(data=triage(pat=patient("IPP-LU-4", name=None, birth_date=None)))
+
+    def matches(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            (e["resource"]["resourceType"], e["resource"]["id"])
+            for e in bundle["entry"]
+            if e["search"]["mode"] == "match"
+        ]
+
+    def page(params: list[tuple[str, str]]) -> dict[str, Any]:
+        bundle = record.fhir.everything(patient_id=first.patient_id, params=params, base_url=BASE)
+        assert bundle is not None
+        return bundle
+
+    listed = matches(page([("_since", since), ("_count", "500")]))
+    assert len(listed) > 6 and {t for t, _ in listed} == {"RiskAssessment", "Observation", "Provenance"}
+    bundle = page([("_since", since), ("_count", "3")])
+    paged = matches(bundle)
+    # Between the first page and the next: the patient's name and a later image of its January study
+    # arrive. The Patient and the ImagingStudy now changed since ``_since`` (they come first in the
+    # Bundle): the pages the client still reads must not shift under it.
+    record.results.save_imaging(
+        data=imaging(pat=patient("IPP-LU-4", name="Synthetic^Person", birth_date=None), study_uid=study_uid)
+    )
+    while True:
+        following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        bundle = page(parse_qsl(urlsplit(following[0]).query))
+        paged += matches(bundle)
+    assert paged == listed
+    # The next link's ``_after`` names a resource of the record; anything else is refused.
+    with pytest.raises(InvalidSearch):
+        page([("_since", since), ("_after", "Device/not-of-a-patient")])
