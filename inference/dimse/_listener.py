@@ -583,10 +583,34 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         patient=(named.patient_id, named.issuer),
     ):
         return True
+
+    async def judge_scored(view: Instance) -> None:
+        # The view scored, when the one chosen by its tag was refused as not assessable (a lateral film
+        # tagged PA), is what the study's standing result is superseded by or not: judged again by it.
+        if view.sop_instance_uid == decoded.primary.sop_instance_uid:
+            return
+        if await _result_stands(
+            ctx,
+            actor,
+            study_instance_uid=decoded.study_instance_uid,
+            instances=tuple(_instance_in(instance) for instance in decoded.instances),
+            frontal=view.view_position or "",
+            patient=(named.patient_id, named.issuer),
+        ):
+            raise _ResultStood
+
     try:
         await analyse_decoded(
-            ctx=ctx, actor=actor, study=decoded, source="dimse", accept_language=None, served=served
+            ctx=ctx,
+            actor=actor,
+            study=decoded,
+            source="dimse",
+            accept_language=None,
+            served=served,
+            scored=judge_scored,
         )
+    except _ResultStood:
+        return True  # the instances joined the study; its result stands (logged as such)
     except DicomRejected as e:
         # Refused by the service before any pixel is scored (a child's film, an image smaller than the
         # model's input): as final as a refusal of the header, so not a failure to try again.
@@ -620,6 +644,11 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
 
 
 _NO_FRONTAL: Final = "no_frontal_view"
+
+
+class _ResultStood(InferenceError):
+    """The view a late study's analysis scored ranks below the view of the study's standing result: the
+    instances joined the study (:func:`_result_stands`) and nothing is filed of the analysis."""
 
 
 async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
@@ -720,7 +749,8 @@ async def _result_stands(
 
     Args:
         instances: The instances that arrived.
-        frontal: View Position of the best frontal view among them (empty when not given); None: none.
+        frontal: View Position of the frontal view judged (empty when not given; the best one by its
+            tag, then the one the analysis scored when the model refused that one); None: none.
         patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
 
     Raises:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Final
@@ -220,8 +220,16 @@ async def analyse_decoded(
     source: str,
     accept_language: str | None,
     served: ServedModel | None = None,
+    scored: Callable[[Instance], Awaitable[None]] | None = None,
 ) -> Outcome:
-    """Analyse a study already decoded by :mod:`inference.dicom` (the STOW-RS and DIMSE paths)."""
+    """Analyse a study already decoded by :mod:`inference.dicom` (the STOW-RS and DIMSE paths).
+
+    Args:
+        scored: Called with the view the analysis scored (the chosen one, or the next frontal view when
+            the model could not assess it) before anything is filed; what it raises is raised, and nothing
+            is filed (the DICOM listener's late instances: a view ranked below the study's standing
+            result's leaves that result standing).
+    """
     served = served if served is not None else ctx.host.imaging
     primary = study.primary
     refuse_paediatric(primary)  # from the header alone: nothing is filed, no pixel is scored
@@ -257,6 +265,8 @@ async def analyse_decoded(
     finally:
         if not consent.done():  # the request went away while the consent was read
             consent.cancel()
+    if scored is not None:
+        await scored(primary)
     findings = analysis.scores  # no finding is positive on an image the model refused
     assessable = analysis.ood.assessable
     # The maps (and the display rendering, unless it was encoded while the model ran) and the kept model

@@ -1,0 +1,169 @@
+"""Late instances of a study analysed over DIMSE, judged by the view the analysis actually scored.
+
+The listener runs here in process (its analysis step on received study folders), with a SQLite record and
+the tiny imaging model whose OOD threshold lies between the scores of a plain film (about 0.01) and of one
+with the bright square (about 0.2): the bright one stands for a lateral film tagged PA, which the guard
+refuses, so the analysis falls back on the study's next frontal view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import tiny_models
+from sqlalchemy import text
+
+from inference.config import DimseSettings, Settings
+from inference.dicom import Limits
+from inference.dicom._stable import StableStudy
+from inference.dimse import _listener
+from inference.policy import Policy
+from inference.record import ImagingResult, Record
+from inference.runtime import ModelHost
+from inference.services import Context, Workers
+
+API_TESTS = Path(__file__).resolve().parents[1] / "api"
+sys.path.insert(0, str(API_TESTS))
+from _api_dicom import chest_dicom  # noqa: E402
+
+T = TypeVar("T")
+OOD_THRESHOLD = 0.1
+"""Above a plain film's OOD score, below that of a film with the bright square (a lateral tagged PA)."""
+NODE = "MODALITY1"
+
+
+@asynccontextmanager
+async def _context(home: Path) -> AsyncIterator[Context]:
+    settings = Settings(
+        home=home,
+        database_url=None,
+        mlflow_tracking_uri=None,
+        model_watch_seconds=0,
+        dimse=DimseSettings(dimse_open_facility="F1"),
+    )
+    build = home / "build"
+    imaging = tiny_models.build_imaging_onnx(build / "imaging.onnx", ood_threshold=OOD_THRESHOLD)
+    tiny_models.seed_cache(settings.model_cache, tiny_models.IMAGING_NAME, imaging)
+    triage = tiny_models.build_triage_onnx(build / "triage.onnx")
+    tiny_models.seed_cache(settings.model_cache, tiny_models.TRIAGE_NAME, triage)
+    record = Record(settings.record_url)
+    record.migrate()
+    host = ModelHost(settings.runtime, fetch=tiny_models.cache_fetcher(settings.model_cache))
+    workers = Workers(1)
+    await host.start()
+    try:
+        yield Context(
+            settings, record, host, Policy.load(None), workers, Limits.from_settings(settings.limits)
+        )
+    finally:
+        await host.stop()
+        workers.close()
+        record.close()
+
+
+def _run(tmp_path: Path, body: Callable[[Context], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with _context(tmp_path / "home") as ctx:
+            return await body(ctx)
+
+    return asyncio.run(main())
+
+
+def _film(study: str, view: str, *, lateral: bool = False, seed: int = 0, sop: str | None = None) -> bytes:
+    """A chest CR tagged ``view``, in a series of its own; ``lateral``: an image the guard refuses."""
+    sop = sop or f"{study}.{uuid.uuid4().int % 10**12}"
+    return chest_dicom(study=study, sop=sop, series=f"{sop}.1", view=view, blob=lateral, seed=seed)
+
+
+def _received(folder: Path, films: list[bytes]) -> StableStudy:
+    """A study folder as the collector hands it to the analysis once quiet."""
+    folder.mkdir(parents=True)
+    files = []
+    for film in films:
+        path = folder / f"{uuid.uuid4().hex}.dcm"
+        path.write_bytes(film)
+        files.append(path)
+    return StableStudy(key=folder.name, folder=folder, files=tuple(files), sender=NODE, snapshot=0.0)
+
+
+def _results_of(ctx: Context, study: str) -> list[str]:
+    with ctx.record.engine.connect() as connection:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT results.id FROM results JOIN studies ON results.study_id = studies.id "
+                    "WHERE studies.study_instance_uid = :uid"
+                ),
+                {"uid": study},
+            ).scalars()
+        )
+
+
+def _instances_of(ctx: Context, study: str) -> set[str]:
+    with ctx.record.engine.connect() as connection:
+        return set(
+            connection.execute(
+                text(
+                    "SELECT instances.sop_instance_uid FROM instances JOIN studies "
+                    "ON instances.study_id = studies.id WHERE studies.study_instance_uid = :uid"
+                ),
+                {"uid": study},
+            ).scalars()
+        )
+
+
+def _study_uid() -> str:
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def test_a_late_lateral_tagged_pa_with_an_ap_leaves_the_result_of_the_real_pa(tmp_path: Path) -> None:
+    """The late pair ranks as a PA by its tag, but the analysis scores its AP (the lateral is refused):
+    an AP's result must not supersede the result of the study's real PA."""
+    study = _study_uid()
+    fake_pa, ap = f"{study}.2", f"{study}.3"
+
+    async def body(ctx: Context) -> tuple[str | None, list[str], str | None, set[str]]:
+        assert await _listener._analyse(ctx, _received(tmp_path / "first", [_film(study, "PA", seed=1)]))
+        first = ctx.record.results.latest_for_study(study_instance_uid=study)
+        assert isinstance(first, ImagingResult) and first.assessable
+        late = [_film(study, "PA", lateral=True, seed=2, sop=fake_pa), _film(study, "AP", seed=3, sop=ap)]
+        assert await _listener._analyse(ctx, _received(tmp_path / "late", late))
+        newest = ctx.record.results.latest_for_study(study_instance_uid=study)
+        return (
+            first.result_id,
+            _results_of(ctx, study),
+            newest.result_id if newest is not None else None,
+            _instances_of(ctx, study),
+        )
+
+    first, results, newest, instances = _run(tmp_path, body)
+    assert results == [first]
+    assert newest == first
+    assert {fake_pa, ap} <= instances  # joined the study, as the PACS holds them
+
+
+def test_a_late_lateral_tagged_pa_with_an_ap_after_an_ap_still_supersedes(tmp_path: Path) -> None:
+    """Ranked by the view scored, an AP after an AP is a retake of the same rank: analysed, a new result."""
+    study = _study_uid()
+
+    async def body(ctx: Context) -> tuple[str | None, list[str], str | None]:
+        assert await _listener._analyse(ctx, _received(tmp_path / "first", [_film(study, "AP", seed=1)]))
+        first = ctx.record.results.latest_for_study(study_instance_uid=study)
+        late = [_film(study, "PA", lateral=True, seed=2), _film(study, "AP", seed=3)]
+        assert await _listener._analyse(ctx, _received(tmp_path / "late", late))
+        newest = ctx.record.results.latest_for_study(study_instance_uid=study)
+        assert isinstance(newest, ImagingResult) and newest.assessable
+        return (
+            first.result_id if first is not None else None,
+            _results_of(ctx, study),
+            newest.result_id,
+        )
+
+    first, results, newest = _run(tmp_path, body)
+    assert len(results) == 2 and newest != first
