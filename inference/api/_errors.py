@@ -52,6 +52,10 @@ _FHIR_ISSUE_CODES: Final[dict[int, str]] = {
     429: "throttled",
     503: "transient",
 }
+# Errors whose FHIR issue type is more precise than their status's: a parameter holding a character no
+# value holds is an invalid value (FHIR ``value``, a kind of ``invalid``), not the server failing at the
+# request (``processing``, the other 422s: valid but unsupported).
+_FHIR_ISSUE_CODES_BY_ERROR: Final[dict[str, str]] = {"invalid_characters": "value"}
 
 
 class ApiError(StarletteHTTPException):
@@ -112,12 +116,13 @@ def is_fhir(path: str) -> bool:
 def error_body(path: str, status: int, code: str, message: str) -> tuple[dict[str, Any], str]:
     """``(body, media type)`` of an error at ``path``: the contract's shape, or an OperationOutcome."""
     if is_fhir(path):
+        issue = _FHIR_ISSUE_CODES_BY_ERROR.get(code) or _FHIR_ISSUE_CODES.get(status, "exception")
         outcome = {
             "resourceType": "OperationOutcome",
             "issue": [
                 {
                     "severity": "error",
-                    "code": _FHIR_ISSUE_CODES.get(status, "exception"),
+                    "code": issue,
                     "details": {"coding": [{"system": "urn:dxassist:error", "code": code}], "text": message},
                     "diagnostics": message,
                 }

@@ -161,3 +161,25 @@ def test_head_answers_as_get_without_a_body(client: TestClient, env: Env, patien
         if "reference" in entity["what"]
     ]
     assert set(named) == {f"Patient/{patients[0]}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/fhir/Patient", {"identifier": "IPP-\u202e1"}),  # a bidi override in a parameter's value
+        ("/fhir/Observation", {"patient": "Patient/\u00851"}),  # a C1 control (NEL)
+        ("/fhir/Patient/abc\u2028def", {}),  # a line separator in the path's id
+    ],
+)
+def test_a_parameter_holding_a_hidden_character_is_an_invalid_value(
+    client: TestClient, env: Env, path: str, params: dict[str, str]
+) -> None:
+    # FHIR issue type ``value`` ("an element or header value is invalid"), a kind of ``invalid``: the
+    # request was refused for what the client sent, before anything was processed (it read ``processing``,
+    # which a client takes for the server failing at what it was asked).
+    response = _get(client, env, path, **params)
+    assert response.status_code == 422, response.text
+    outcome = OperationOutcome.model_validate(response.json())
+    assert outcome.issue[0].code == "value"
+    assert outcome.issue[0].details is not None and outcome.issue[0].details.coding is not None
+    assert outcome.issue[0].details.coding[0].code == "invalid_characters"
