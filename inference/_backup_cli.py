@@ -41,7 +41,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO, cast
 
 import inference
 from inference.errors import InferenceError
@@ -823,10 +823,30 @@ def _clean_unsealing(base: Path) -> None:
         _remove_unlocked(iter(sorted(area.iterdir())))
 
 
+class _Digesting:
+    """A reader that hashes, and counts, the bytes read through it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
 @contextmanager
-def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> Iterator[Path]:
+def _unsealed(
+    root: Path, key: Path, passphrase: bytes | None, base: Path, expected: dict[str, Any]
+) -> Iterator[Path]:
     """Open the sealed backup in ``root`` into a new private folder of ``base/.backup-unsealed`` (0700,
-    never a shared temporary folder) for the block; removed after it. The folder is locked (``flock``)
+    never a shared temporary folder) for the block; removed after it. The bytes opened are hashed as they
+    are read and must be the sealed file ``expected`` names (the manifest's ``sealed``, whose size and
+    sha256 were checked, and its signature): whoever can write the backup folder could otherwise put
+    another sealed file in place between those checks and the opening. The folder is locked (``flock``)
     while open: what a process killed meanwhile leaves is removed by the next ``verify`` or ``restore``
     (:func:`_clean_unsealing`), and a folder in use is not.
 
@@ -850,10 +870,18 @@ def _unsealed(root: Path, key: Path, passphrase: bytes | None, base: Path) -> It
         try:
             fd = _locked(staging)
             with open(root / SEALED_FILE, "rb") as handle:
-                unseal(handle, private, staging, lambda _rel: True)
+                reader = _Digesting(handle)
+                unseal(cast("BinaryIO", reader), private, staging, lambda _rel: True)
+                while reader.read(_CHUNK):  # what follows the sealed stream is part of the file too
+                    pass
         except (SealError, OSError) as e:
             reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
             raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
+        if (reader.size, reader.digest.hexdigest()) != (expected["size"], expected["sha256"]):
+            raise BackupRefused(
+                f"{root / SEALED_FILE} is refused, nothing was restored or checked: the file opened is not "
+                "the one its manifest and signature name (it was replaced while it was read)."
+            )
         yield staging
     finally:  # an interrupt too: what was opened is patient data, never left behind
         if fd >= 0:
@@ -1085,7 +1113,7 @@ def backup_verify(
         out.write(f"{origin}\n")
         if scratch is None:
             raise ValueError("Opening a sealed backup needs a folder of its own to open it in (scratch).")
-        with _unsealed(dest, key, passphrase, scratch) as opened:
+        with _unsealed(dest, key, passphrase, scratch, sealed["sealed"]) as opened:
             inner = _load_manifest(opened)
             problems = _outer_problems(sealed, opened, inner)
             if problems:
@@ -1196,7 +1224,7 @@ def backup_restore(
                 "private key with --key."
             )
         out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
-        with _unsealed(backup, key, passphrase, home) as opened:
+        with _unsealed(backup, key, passphrase, home, sealed["sealed"]) as opened:
             inner = _load_manifest(opened)
             problems = _outer_problems(sealed, opened, inner)
             if problems:

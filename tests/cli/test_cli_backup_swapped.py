@@ -25,7 +25,7 @@ from _dxassist_cli import DXASSIST, dxassist_env
 
 import inference.record
 import inference.security._sealing as sealing
-from inference._backup_cli import backup_restore, backup_verify
+from inference._backup_cli import BackupRefused, backup_restore, backup_verify
 
 PLANTED = b"-----BEGIN PRIVATE KEY-----\na key of the one who wrote the backup folder\n"
 
@@ -137,3 +137,41 @@ def test_a_file_swapped_after_it_was_checked_never_reaches_the_new_home(
     assert not (restored.exists() and restored.read_bytes() == PLANTED), out.getvalue()
     assert code == 0, out.getvalue()
     assert restored.read_bytes() == genuine
+
+
+def test_a_sealed_file_swapped_after_its_signature_was_checked_is_not_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone holding the custodian's public key can seal a backup: here, of a copy of the server's home
+    # with a key of their own, the same record (the same audit head) and as many files.
+    home = tmp_path / "server"
+    home.mkdir()
+    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    assert _dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
+    custodian = tmp_path / "custodian.pub"
+    other = tmp_path / "other"
+    shutil.copytree(home, other)
+    key = sorted(p for p in (other / "keys").iterdir() if p.is_file() and p.name != "audit-anchor.key")[0]
+    key.write_bytes(PLANTED)
+    for where, backup in ((home, "backup"), (other, "forged")):
+        made = _dxassist(where, "backup", "create", str(tmp_path / backup), "--encrypt-to", str(custodian))
+        assert made.returncode == 0, made.stdout + made.stderr
+    exported = _dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    signer = tmp_path / "server.pub"
+    signer.write_text(exported.stdout, encoding="utf-8")
+    backup, forged = tmp_path / "backup", tmp_path / "forged" / "backup.sealed"
+
+    _after(monkeypatch, sealing, "check_statement", lambda: shutil.copyfile(forged, backup / "backup.sealed"))
+    out = io.StringIO()
+    restored = tmp_path / "restored"
+    refused: BackupRefused | None = None
+    try:
+        backup_restore(backup, restored, key=tmp_path / "custodian.key", signer=signer, stream=out)
+    except BackupRefused as e:
+        refused = e
+    planted = restored / key.relative_to(other)
+    assert not (planted.exists() and planted.read_bytes() == PLANTED), out.getvalue()
+    assert refused is not None and "backup.sealed" in str(refused), out.getvalue()
+    assert not restored.exists() or not any(restored.iterdir())
