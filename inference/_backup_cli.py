@@ -441,10 +441,10 @@ def backup_create(
     existed = _refuse_destination(dest, home)
     _remove_unlocked(home.glob(f"{STAGING}*"))  # a plain copy a killed sealed backup left in the home
     _refuse_without_room(settings, home, dest, logs=logs, staged=recipient is not None)
-    sealing = (recipient, _signer(settings)) if recipient is not None else None
+    sealing = (recipient, _signer(settings, _SIGNS_SEALED)) if recipient is not None else None
     # A plain backup is signed once the server has a backup-signing key (`backup signer`, or a sealed
     # backup made): custodians then check who made it and when. Without one, none is made for it.
-    plain_signer = _signer(settings) if sealing is None and _has_signer(settings) else None
+    plain_signer = _signer(settings, _SIGNS_PLAIN) if sealing is None and _has_signer(settings) else None
     partial = dest / PARTIAL
     try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -635,13 +635,48 @@ def _has_signer(settings: Settings) -> bool:
     return (settings.keys_dir / SIGNER_FILE).exists()
 
 
-def _signer(settings: Settings) -> BackupSigner:
-    from inference.security._sealing import SealError, backup_signer
+_SIGNS_PLAIN: Final = (
+    "This server signs its plain backups (it has a backup-signing key: `backup signer` was run, or a "
+    "sealed backup made), so that custodians can check who made each one and when"
+)
+_SIGNS_SEALED: Final = (
+    "A sealed backup is signed with this server's backup-signing key, so that custodians can check who "
+    "made it"
+)
+_PRINTS_SIGNER: Final = "`backup signer` prints the public key of this server's backup-signing key"
+
+
+def _signer(settings: Settings, why: str) -> BackupSigner:
+    """This server's backup-signing key, opened with ``DXASSIST_SIGNING_KEY_PASSPHRASE``.
+
+    Raises:
+        BackupRefused: The key cannot be made or opened: the message says ``why`` it is needed and, for
+            a passphrase, whether it is unset or not the key's (never the passphrase itself).
+    """
+    from inference.security._sealing import SIGNER_FILE, SealError, backup_signer
 
     secret = settings.security.signing_key_passphrase
+    passphrase = secret.get_secret_value().encode() if secret else b""
     try:
-        return backup_signer(settings.keys_dir, secret.get_secret_value().encode() if secret else None)
+        return backup_signer(settings.keys_dir, passphrase or None)
     except SealError as e:
+        path = settings.keys_dir / SIGNER_FILE
+        try:
+            encrypted = b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
+        except OSError:
+            raise BackupRefused(str(e)) from e
+        if encrypted and not passphrase:
+            raise BackupRefused(
+                f"{why}; its key {path} is encrypted and DXASSIST_SIGNING_KEY_PASSPHRASE is not set. Set "
+                "DXASSIST_SIGNING_KEY_PASSPHRASE to the passphrase the key was made with in this command's "
+                "environment (a scheduled job's too: cron and systemd timers do not read a login shell's "
+                "profile). Nothing was written."
+            ) from e
+        if encrypted:
+            raise BackupRefused(
+                f"{why}; DXASSIST_SIGNING_KEY_PASSPHRASE does not open its key {path} (it is not the "
+                "passphrase the key was made with). Nothing was written."
+            ) from e
         raise BackupRefused(str(e)) from e
 
 
@@ -652,7 +687,7 @@ def backup_signer_key(settings: Settings, stream: BinaryIO | None = None) -> int
     Raises:
         BackupRefused: The key cannot be made or read.
     """
-    signer = _signer(settings)
+    signer = _signer(settings, _PRINTS_SIGNER)
     out = stream if stream is not None else sys.stdout.buffer
     out.write(signer.public_pem())
     out.flush()

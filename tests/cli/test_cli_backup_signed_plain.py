@@ -142,3 +142,52 @@ def test_an_unsigned_or_another_servers_plain_backup_is_refused_when_the_signer_
     anyway = _dxassist(signed.home, "backup", "restore", str(foreign), str(target), "--trust-any-origin")
     assert anyway.returncode == 0, anyway.stdout + anyway.stderr
     assert "NOT checked" in anyway.stdout
+
+
+def test_a_plain_backup_of_a_home_whose_signing_key_is_encrypted_says_what_to_set(tmp_path: Path) -> None:
+    # The key made with DXASSIST_SIGNING_KEY_PASSPHRASE set; the scheduled backup run without it.
+    home = tmp_path / "server"
+    home.mkdir()
+    passphrase = "a-synthetic-passphrase-7f3a"
+    made = subprocess.run(
+        [str(DXASSIST), "backup", "signer"],
+        env={**dxassist_env(home), "DXASSIST_SIGNING_KEY_PASSPHRASE": passphrase},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    assert b"ENCRYPTED" in (home / "keys" / "backup-signing-ed25519.pem").read_bytes()
+
+    dest = tmp_path / "backup"
+    refused = _dxassist(home, "backup", "create", str(dest))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = refused.stderr
+    # What to set, where, and why; never the secret itself; and that nothing was written.
+    assert "DXASSIST_SIGNING_KEY_PASSPHRASE is not set" in said, said
+    assert "scheduled" in said and "signs its plain backups" in said, said
+    assert "Nothing was written" in said, said
+    assert passphrase not in said + refused.stdout
+    assert not dest.exists() or not any(dest.iterdir())
+
+    wrong = subprocess.run(
+        [str(DXASSIST), "backup", "create", str(dest)],
+        env={**dxassist_env(home), "DXASSIST_SIGNING_KEY_PASSPHRASE": "not-the-passphrase"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert wrong.returncode == 2 and "does not open" in wrong.stderr, wrong.stdout + wrong.stderr
+    assert "not-the-passphrase" not in wrong.stderr + wrong.stdout
+
+    done = subprocess.run(
+        [str(DXASSIST), "backup", "create", str(dest)],
+        env={**dxassist_env(home), "DXASSIST_SIGNING_KEY_PASSPHRASE": passphrase},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "Signed with" in done.stdout, done.stdout + done.stderr
