@@ -65,6 +65,17 @@ _STUDY_BY_UID: Final = select(Study).where(Study.study_instance_uid == bindparam
 _KNOWN_INSTANCES: Final = select(
     _INSTANCES.c.sop_instance_uid, _INSTANCES.c.study_id, _INSTANCES.c.pixel_digest
 ).where(_INSTANCES.c.sop_instance_uid.in_(bindparam("uids", expanding=True)))
+_NEWEST_OF_STUDY: Final = (
+    select(_RESULTS.c.id, _RESULTS.c.patient_id, _RESULTS.c.facility, _RESULTS.c.study_id)
+    .where(
+        _RESULTS.c.study_id == bindparam("study_id"),
+        _RESULTS.c.kind == "imaging",
+        _RESULTS.c.model_name == bindparam("name"),
+        _RESULTS.c.model_version == bindparam("version"),
+    )
+    .order_by(_RESULTS.c.created_at.desc(), _RESULTS.c.id.desc())
+    .limit(1)
+)
 _DEVICE_ID: Final = select(_DEVICES.c.id).where(
     _DEVICES.c.model_name == bindparam("name"),
     _DEVICES.c.model_version == bindparam("version"),
@@ -103,6 +114,30 @@ def _check_resend(
         raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"), study_id=existing.study_id)
     _check_known_instances(session, data.instances, study_id=existing.study_id)
     return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
+
+
+def _held_by_study(session: Session, data: ImagingResultIn) -> Row[str, str, str | None, str | None] | None:
+    """The study's newest result of this model version, when every instance of ``data`` is filed in its
+    study already with the same pixels, for the same facility and patient; else None.
+
+    A resend of a study that grew after its analysis (a late instance joined it with no result of its own,
+    :meth:`inference.record.Results.join_analysed`) is no result's set of instances, so its instance key
+    finds nothing; it is still instances the record holds, and answered as a resend of that result.
+    """
+    study = session.scalars(_STUDY_BY_UID, {"uid": data.study_instance_uid}).first()
+    if study is None or study.facility != data.patient.facility:
+        return None
+    issuer = normalise_issuer(data.patient.issuer)
+    patient = session.scalars(
+        _PATIENT_BY_KEY, {"identifier": data.patient.identifier, "issuer": issuer}
+    ).first()
+    if patient is None or patient.id != study.patient_id:
+        return None
+    known = filed_in_study(session, data.instances, study_id=study.id)
+    if known is None or any(instance.sop_instance_uid not in known for instance in data.instances):
+        return None
+    params = {"study_id": study.id, "name": data.model.name, "version": data.model.version}
+    return session.execute(_NEWEST_OF_STUDY, params).first()
 
 
 def _check_known_instances(
@@ -543,6 +578,8 @@ def write_imaging(
         Conflict: The study is filed under another patient.
     """
     existing = find_by_key(session, key)
+    if existing is None:
+        existing = _held_by_study(session, data)
     if existing is not None:
         stored = _check_resend(session, data, existing)
         _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")

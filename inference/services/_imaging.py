@@ -186,7 +186,9 @@ async def analyse_study(
     """Analyse the DICOM files of one study and file the result before returning it.
 
     Decoding runs on the worker pool at a resolution just sufficient for the served model's input.
-    Sending the same instances again returns the result already filed (``created`` False).
+    Sending the same instances again returns the result already filed (``created`` False); so does
+    sending instances that are all filed in the study already with the same pixels (the whole study again,
+    once late instances joined it with no result of their own): the study's newest result.
 
     Args:
         ctx: The process's engines.

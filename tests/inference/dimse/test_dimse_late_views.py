@@ -26,7 +26,8 @@ from inference.dimse import _listener
 from inference.policy import Policy
 from inference.record import ImagingResult, Record
 from inference.runtime import ModelHost
-from inference.services import Context, Workers
+from inference.security import Principal
+from inference.services import Actor, Context, Workers, analyse_study
 
 API_TESTS = Path(__file__).resolve().parents[1] / "api"
 sys.path.insert(0, str(API_TESTS))
@@ -167,3 +168,48 @@ def test_a_late_lateral_tagged_pa_with_an_ap_after_an_ap_still_supersedes(tmp_pa
 
     first, results, newest = _run(tmp_path, body)
     assert len(results) == 2 and newest != first
+
+
+async def _analysed_with_late_lateral(tmp_path: Path, ctx: Context, study: str) -> tuple[str, list[bytes]]:
+    """``study`` analysed from its PA over DIMSE, then a late lateral that joined it (its result standing):
+    the result, and the study's files as the PACS holds them."""
+    pa, lateral = _film(study, "PA", seed=1), _film(study, "LL", seed=2)
+    assert await _listener._analyse(ctx, _received(tmp_path / "first", [pa]))
+    first = ctx.record.results.latest_for_study(study_instance_uid=study)
+    assert first is not None
+    assert await _listener._analyse(ctx, _received(tmp_path / "late", [lateral]))
+    assert _results_of(ctx, study) == [first.result_id]
+    assert len(_instances_of(ctx, study)) == 2
+    return first.result_id, [pa, lateral]
+
+
+def test_the_whole_study_sent_again_over_dimse_after_a_late_instance_files_no_second_result(
+    tmp_path: Path,
+) -> None:
+    study = _study_uid()
+
+    async def body(ctx: Context) -> tuple[str, list[str], str | None]:
+        first, films = await _analysed_with_late_lateral(tmp_path, ctx, study)
+        assert await _listener._analyse(ctx, _received(tmp_path / "again", films))
+        newest = ctx.record.results.latest_for_study(study_instance_uid=study)
+        return first, _results_of(ctx, study), newest.result_id if newest is not None else None
+
+    first, results, newest = _run(tmp_path, body)
+    assert results == [first]
+    assert newest == first
+
+
+def test_the_whole_study_uploaded_again_after_a_late_instance_is_answered_with_its_result(
+    tmp_path: Path,
+) -> None:
+    study = _study_uid()
+    pacs = Actor(Principal(subject="pacs-1", role="pacs", facility="F1"), client="127.0.0.1")
+
+    async def body(ctx: Context) -> tuple[str, list[str], str, bool]:
+        first, films = await _analysed_with_late_lateral(tmp_path, ctx, study)
+        outcome = await analyse_study(ctx=ctx, actor=pacs, blobs=films, source="upload", accept_language=None)
+        return first, _results_of(ctx, study), outcome.result.result_id, outcome.created
+
+    first, results, answered, created = _run(tmp_path, body)
+    assert results == [first]
+    assert (answered, created) == (first, False)
