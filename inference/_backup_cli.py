@@ -704,6 +704,28 @@ def _recipient(path: Path) -> Recipient:
         raise BackupRefused(str(e)) from e
 
 
+class _Digesting:
+    """A file that hashes, and counts, the bytes read or written through it: what is signed or checked
+    is then the very bytes written or used, not those of a later read of a file someone else can replace.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+
 def _write_sealed(
     settings: Settings,
     home: Path,
@@ -727,7 +749,10 @@ def _write_sealed(
         files = _write(settings, home, inner, plan, logs=logs)
         sealed = partial / SEALED_FILE
         with open(sealed, "xb", opener=_private_file) as handle:
-            writer = SealWriter(handle, recipient)
+            # Hashed as written: DEST may be a medium others write (the file is replaced after it is
+            # written, before it would be read back), and the server signs this hash.
+            written = _Digesting(handle)
+            writer = SealWriter(cast("BinaryIO", written), recipient)
             for rel in [*sorted(files), MANIFEST]:
                 writer.add(rel, staging / rel)
             writer.close()
@@ -740,7 +765,7 @@ def _write_sealed(
             os.close(fd)
         shutil.rmtree(staging, ignore_errors=True)
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    size, digest = sealed.stat().st_size, _sha256(sealed)
+    size, digest = written.size, written.digest.hexdigest()
     statement = {
         "format": SEALED_FORMAT,
         "sealed_sha256": digest,
@@ -856,21 +881,6 @@ def _clean_unsealing(base: Path) -> None:
     area = base / UNSEALING
     if area.is_dir() and not area.is_symlink():
         _remove_unlocked(iter(sorted(area.iterdir())))
-
-
-class _Digesting:
-    """A reader that hashes, and counts, the bytes read through it."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self.digest.update(data)
-        self.size += len(data)
-        return data
 
 
 @contextmanager

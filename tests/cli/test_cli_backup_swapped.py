@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from _dxassist_cli import DXASSIST, dxassist_env
 
 import inference.record
 import inference.security._sealing as sealing
-from inference._backup_cli import BackupRefused, backup_restore, backup_verify
+from inference._backup_cli import BackupRefused, backup_create, backup_restore, backup_verify
+from inference.config import Settings
 
 PLANTED = b"-----BEGIN PRIVATE KEY-----\na key of the one who wrote the backup folder\n"
 
@@ -175,3 +177,30 @@ def test_a_sealed_file_swapped_after_its_signature_was_checked_is_not_opened(
     assert not (planted.exists() and planted.read_bytes() == PLANTED), out.getvalue()
     assert refused is not None and "backup.sealed" in str(refused), out.getvalue()
     assert not restored.exists() or not any(restored.iterdir())
+
+
+def test_a_sealed_file_swapped_while_it_is_written_is_not_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backup medium is writable by others (a shared mount): the sealed file is replaced right after
+    # it was written, before the server hashes and signs what it wrote.
+    home = tmp_path / "server"
+    home.mkdir()
+    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    assert _dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
+    for name in [k for k in os.environ if k.startswith("DXASSIST_") or k == "MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    dest = tmp_path / "backup"
+
+    def replace() -> None:
+        (dest / ".partial" / "backup.sealed").write_bytes(b"not the sealed backup the server wrote")
+
+    _after(monkeypatch, sealing.SealWriter, "close", replace)
+    made = backup_create(Settings(), dest, encrypt_to=tmp_path / "custodian.pub", stream=io.StringIO())
+    assert made == 0
+    out = io.StringIO()
+    # What the server signed is what it wrote: the replaced file does not pass for it.
+    assert backup_verify(dest, stream=out) == 1, out.getvalue()
+    assert "backup.sealed: altered" in out.getvalue()
