@@ -147,6 +147,26 @@ def _label_rows(
     return rows
 
 
+def _ai_processing_allowed(record: Record, identifier: str, issuer: str | None) -> bool:
+    """False when the patient ``(identifier, issuer)`` objected to AI processing (or its consent could
+    not be served): read in one transaction with its audit entry (``consent:read`` by the administrator
+    at this terminal, on the patient's Consent; ``not_found``, naming nobody, for a patient the record
+    does not know, who objected to nothing)."""
+    from inference.record import AuditIn
+    from inference.security import Principal, scope_for
+
+    subject = f"cli:{getpass.getuser()}"
+    found = record.consent.read_by_identifier(
+        identifier=identifier,
+        issuer=issuer,
+        scope=scope_for(Principal(subject=subject, role="admin")),
+        audit=AuditIn(subject=subject, role="admin", facility=None, action="consent:read"),
+    )
+    if found.value is None:
+        return found.outcome == "not_found"
+    return found.value.ai_processing
+
+
 def _audit_export(record: Record, out: Path) -> None:
     """The audit entry of a training-set export by the administrator at this terminal."""
     record.audit.append(
@@ -171,7 +191,7 @@ def export_kept_training_set(
         0 on success; 2 when ``out`` exists and is not empty.
     """
     from inference.deid import deid_secret
-    from inference.record import HeadAnchor, Record
+    from inference.record import AuditIn, HeadAnchor, Record
     from inference.services._training_export import export_kept_inputs
 
     report = stream if stream is not None else sys.stdout
@@ -181,10 +201,18 @@ def export_kept_training_set(
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
-        export_kept_inputs(
-            record, out=out, secret=deid_secret(settings.keys_dir), model_name=model, report=report
+        # each exported patient is named on the trail (one entry each: who saw this patient's data)
+        audit = AuditIn(
+            subject=f"cli:{getpass.getuser()}", role="admin", facility=None, action="export:training-set"
         )
-        _audit_export(record, out)
+        export_kept_inputs(
+            record,
+            out=out,
+            secret=deid_secret(settings.keys_dir),
+            audit=audit,
+            model_name=model,
+            report=report,
+        )
     finally:
         record.close()
     return 0
@@ -233,6 +261,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
     summary = ExportSummary()
     labelled: set[str] = set()
     rows: list[dict[str, str]] = []
+    allowed: dict[tuple[str, str | None], bool] = {}  # each patient's consent is read (and audited) once
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
@@ -250,7 +279,9 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted
                 summary.skipped_unreadable += 1
                 continue
-            if not record.consent.ai_processing_allowed(identifier=identifier, issuer=issuer):
+            if (identifier, issuer) not in allowed:
+                allowed[identifier, issuer] = _ai_processing_allowed(record, identifier, issuer)
+            if not allowed[identifier, issuer]:
                 summary.skipped_consent += 1
                 continue
             try:

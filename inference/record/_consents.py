@@ -95,6 +95,35 @@ class Consents:
             fetch=lambda session, _target: _consent.state(session, patient_id),
         )
 
+    def read_by_identifier(
+        self, *, identifier: str, issuer: str | None, scope: Scope, audit: AuditIn
+    ) -> Audited[ConsentState]:
+        """:meth:`read` of the patient known by ``(identifier, issuer)``: the lookup, the consent and its
+        entry in one transaction (``not_found``, naming no patient, for a patient the record does not
+        know; else as :meth:`read`, on the Consent of the patient it names).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+
+        def locate(session: Session) -> Target | None:
+            found = _consent.by_identifier(session, identifier, issuer)
+            if found is None:
+                return None
+            return Target(
+                patient_id=found.patient_id, owner=None, patient_level=True, resource_id=found.patient_id
+            )
+
+        return read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Consent",
+            resource_id=None,
+            locate=locate,
+            fetch=lambda session, target: _consent.state(session, str(target.patient_id)),
+        )
+
     def for_identifier(self, *, identifier: str, issuer: str | None) -> ConsentState | None:
         """The consent of the patient known by ``(identifier, issuer)``; None for an unknown patient."""
         with self._db.sessions() as session:

@@ -27,12 +27,13 @@ import csv
 import hashlib
 import hmac
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from inference.record import LabelledInput, TrainingInputs
+from inference.record import AuditIn, LabelledInput, RecordError, TrainingInputs
 from inference.vocabulary import FINDINGS
 
 if TYPE_CHECKING:
@@ -120,22 +121,63 @@ def _rows(
     return row, verdict_rows, len(by_code), disagreements
 
 
+def _audit(record: Record, audit: AuditIn, *, out: Path, patients: Sequence[str]) -> None:
+    """The export's entries, one per patient, in one transaction; what was written is removed when they
+    cannot be written (nothing leaves the record unaudited)."""
+    named: list[str | None] = [*patients] or [None]
+    entries = [
+        {
+            "subject": audit.subject,
+            "role": audit.role,
+            "facility": audit.facility,
+            "action": audit.action,
+            "resource_type": "TrainingExport",
+            "resource_id": out.name[:128],
+            "patient_id": patient_id,
+            "outcome": "success",
+            "client": audit.client,
+        }
+        for patient_id in named
+    ]
+    try:
+        record.audit.append_many(entries=entries)
+    except RecordError:
+        shutil.rmtree(out / "inputs", ignore_errors=True)
+        (out / LABELS_FILE).unlink(missing_ok=True)
+        (out / VERDICTS_FILE).unlink(missing_ok=True)
+        raise
+
+
 def export_kept_inputs(
-    record: Record, *, out: Path, secret: bytes, model_name: str = "cxr-findings", report: TextIO
+    record: Record,
+    *,
+    out: Path,
+    secret: bytes,
+    audit: AuditIn,
+    model_name: str = "cxr-findings",
+    report: TextIO,
 ) -> ExportCounts:
     """Write the ``dxassist-export`` data set of every labelled kept input of ``model_name`` to ``out``.
+
+    The export is audited (``audit``, on the ``TrainingExport`` named as ``out``): one entry per patient
+    exported, all in one transaction (one naming no patient when none was), so an auditor asking who
+    saw a patient's data finds it.
 
     Args:
         record: The patient record.
         out: A new or empty folder.
         secret: The site's de-identification secret (keyed digests of results, patients, readers).
+        audit: Who exports, and the action.
         model_name: The model whose inputs are exported.
         report: Where the one-line summary goes.
+
+    Raises:
+        RecordError: The entries could not be written: what was written to ``out`` is removed.
     """
     codes = list(FINDINGS)
     inputs_dir = out / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    patients: set[str] = set()
+    patients: dict[str, None] = {}  # in the order exported
     inputs = reader_labels = verdicts = disagreements = 0
     sizes: set[int] = set()
     with (
@@ -158,8 +200,9 @@ def export_kept_inputs(
             reader_labels += judged
             verdicts += len(rows)
             disagreements += disagreed
-            patients.add(item.patient_id)
+            patients[item.patient_id] = None
             sizes.add(item.input_size)
+    _audit(record, audit, out=out, patients=list(patients))
     counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
     manifest = {
         "format": FORMAT,
