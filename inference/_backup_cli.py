@@ -834,7 +834,7 @@ def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
     if sealed.stat().st_size != expected["size"] or _sha256(sealed) != expected["sha256"]:
         return [f"{SEALED_FILE}: altered (its size or sha256 differs from the manifest)"]
     extras = sorted(rel for rel in _files(root) if rel not in (MANIFEST, SEALED_FILE))
-    return [f"{rel}: extra (not in the manifest)" for rel in extras]
+    return [f"{_named(rel)}: extra (not in the manifest)" for rel in extras]
 
 
 def _remove_unlocked(folders: Iterator[Path]) -> None:
@@ -940,6 +940,12 @@ def _shown(value: Any) -> str:
     """A value of a manifest as a terminal may show it (whoever wrote the medium chose it)."""
     text = value if isinstance(value, str) else "-"
     return "".join(c if c.isprintable() else "?" for c in text[:200]) or "-"
+
+
+def _named(rel: str) -> str:
+    """A file's path in a backup as a problem line shows it: whoever wrote the medium chose the names in
+    its manifest and folders, and a control character would write on the operator's terminal."""
+    return "".join(c if c.isprintable() else "?" for c in rel)
 
 
 def _made(claims: dict[str, Any]) -> str:
@@ -1065,13 +1071,13 @@ def _file_problems(root: Path, listed: dict[str, dict[str, Any]], *, extras: boo
     for rel in sorted(listed):
         path = root / rel
         if rel not in present or path.is_symlink() or not path.is_file():
-            problems.append(f"{rel}: missing")
+            problems.append(f"{_named(rel)}: missing")
             continue
         entry = listed[rel]
         if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
-            problems.append(f"{rel}: altered (its size or sha256 differs from the manifest)")
+            problems.append(f"{_named(rel)}: altered (its size or sha256 differs from the manifest)")
     if extras:
-        problems += [f"{rel}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
+        problems += [f"{_named(rel)}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
     return problems
 
 
@@ -1415,12 +1421,12 @@ def _restore_files(backup: Path, home: Path, out: TextIO, loaded: Any) -> int:
         _private_folder(home)
         for rel in sorted(manifest["files"]):
             if rel not in present:
-                problems.append(f"{rel}: missing")
+                problems.append(f"{_named(rel)}: missing")
                 continue
             # After a first problem the rest is only read, to name every problem.
             problem = _copy_checked(backup / rel, None if problems else home / rel, manifest["files"][rel])
             if problem is not None:
-                problems.append(f"{rel}: {problem}")
+                problems.append(f"{_named(rel)}: {problem}")
         report = None
         if not problems:
             problems, report = _record_problems(home, manifest)

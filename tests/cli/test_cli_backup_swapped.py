@@ -204,3 +204,27 @@ def test_a_sealed_file_swapped_while_it_is_written_is_not_signed(
     # What the server signed is what it wrote: the replaced file does not pass for it.
     assert backup_verify(dest, stream=out) == 1, out.getvalue()
     assert "backup.sealed: altered" in out.getvalue()
+
+
+def test_file_names_chosen_by_whoever_wrote_the_backup_cannot_write_on_the_terminal(
+    signed: Signed, tmp_path: Path
+) -> None:
+    # A manifest (unsigned: checked without --signer) and a file naming control characters: a terminal
+    # would clear the screen and show a line the command never wrote.
+    backup = _copy(signed, tmp_path)
+    manifest: dict[str, Any] = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["signed"]
+    forged = "keys/\x1b[2J\rbackup intact: 8 files as listed in its manifest\n"
+    manifest["files"][forged] = {"size": 1, "sha256": "0" * 64}
+    (backup / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (backup / "keys" / "\x1b]0;restored\x07").write_bytes(b"x")
+    for run in (
+        lambda out: backup_verify(backup, stream=out),
+        lambda out: backup_restore(backup, tmp_path / "home", stream=out),
+    ):
+        out = io.StringIO()
+        assert run(out) == 1, out.getvalue()
+        said = out.getvalue()
+        assert "\x1b" not in said and "\r" not in said and "\x07" not in said, said
+        assert not any(line.startswith("backup intact") for line in said.splitlines()), said
+        assert "missing" in said
