@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from inference.api._errors import InvalidCharacters, MalformedRequest
 from inference.api._text import UNPRINTABLE_NAME, shown_name
+from inference.security import NOT_IN_LINE, NOT_IN_TEXT
 
 MAX_JSON_DEPTH: Final = 32
 """Deepest nesting of arrays and objects accepted in a JSON body (the API's own bodies need 4)."""
@@ -114,8 +115,9 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         JsonTooDeep: Nesting deeper than ``max_depth`` (400 ``json_too_deep``).
         MalformedRequest: Not JSON (400 ``malformed``), ``NaN``/``Infinity`` or an overflowing number
             (400 ``invalid_json_number``), or a key repeated in one object (400 ``duplicate_json_key``).
-        InvalidCharacters: A string (key or value) holds a C0 control other than tab and line breaks, or
-            DEL (422 ``invalid_characters``, naming the field).
+        InvalidCharacters: A string holds a character no text value holds (a C0 control other than tab
+            and line breaks, DEL, a C1 control, a line or paragraph separator, a bidirectional override or
+            isolate), or a key a tab or line break too (422 ``invalid_characters``, naming the field).
     """
     try:
         # RFC 8259: JSON between systems is UTF-8. Decoding first also keeps the depth scan honest (in
@@ -134,15 +136,19 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise MalformedRequest("The request body is not valid JSON; send a JSON object.") from e
     where = _control_at(value, ())
     if where is not None:
-        # 422 naming the field, as the schemas answer the other refused characters (C1, bidi overrides).
+        # 422 naming the field, as the schemas answer a one-line value holding a line break.
         raise InvalidCharacters("Field", ".".join(where) or "body")
     return value
 
 
-# C0 controls and DEL except tab, line feed and carriage return: a NUL in an identifier would be filed
-# and then break PostgreSQL, which refuses NUL in text. The other characters of inference.security._text are
-# refused by the schemas, field by field (a one-line value refuses line breaks too).
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every string refuses what no text value holds (inference.security._text: C0 controls but tab and line
+# breaks, DEL, C1 controls, line and paragraph separators, bidirectional embeddings, overrides and
+# isolates, lone surrogates), so a field declared without the schemas' Line/Text annotation, or one no
+# schema declares, refuses them too: a NUL in an identifier would be filed and then break PostgreSQL, and
+# a bidi override makes a value read other than it is stored. Free text keeps its tab and line breaks; a
+# one-line value refuses those in its schema (Line). A key is a field's name: one line.
+_CONTROL: Final = NOT_IN_TEXT
+_KEY_CONTROL: Final = NOT_IN_LINE
 
 
 def _control_at(value: Any, where: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -152,7 +158,7 @@ def _control_at(value: Any, where: tuple[str, ...]) -> tuple[str, ...] | None:
         return where if _CONTROL.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if _CONTROL.search(key):
+            if _KEY_CONTROL.search(key):
                 return (*where, UNPRINTABLE_NAME)
             found = _control_at(item, (*where, shown_name(key)))
             if found is not None:

@@ -155,6 +155,48 @@ def test_a_nul_in_a_json_string_is_refused_422_naming_the_field_on_every_json_ro
     assert "'patient.identifier'" in response.json()["error"]["message"]
 
 
+# Characters the schemas refused only in the fields annotated Line/Text: refused by the JSON parser in every
+# string now, a field declared without the annotation (or no field at all) included.
+HIDDEN_CHARACTERS = {"NEL (C1)": "\u0085", "CSI (C1)": "\u009b", "RLO": "\u202e", "RLI": "\u2067"}
+
+
+@pytest.mark.parametrize("route", JSON_ROUTES, ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("name", list(HIDDEN_CHARACTERS))
+def test_a_hidden_character_in_a_field_without_text_rules_is_refused_422_on_every_json_route(
+    served: tuple[TestClient, Env], route: tuple[str, str, str], name: str
+) -> None:
+    client, env = served
+    method, path, role = route
+    hidden = HIDDEN_CHARACTERS[name]
+    for body, field in (
+        ({"note": f"a{hidden}b"}, "'note'"),  # a field no request model declares
+        ({f"note{hidden}": "x"}, "'(unprintable name)'"),  # in a key
+    ):
+        response = client.request(
+            method,
+            _concrete(path),
+            json=body,
+            headers={**env.headers(role), "Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_characters", response.text
+        assert field in response.json()["error"]["message"]
+
+
+def test_a_hidden_character_in_a_choice_is_refused_422_naming_the_field(
+    served: tuple[TestClient, Env],
+) -> None:
+    """``verdict`` is a choice of three words, declared without the Line annotation."""
+    client, env = served
+    body = {"verdicts": [{"code": "nodule", "verdict": "agree\u202e"}]}
+    response = client.post(
+        f"/v1/results/{uuid.uuid4()}/feedback", json=body, headers=env.headers("radiologist")
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_characters", response.text
+    assert "'verdicts.0.verdict'" in response.json()["error"]["message"]
+
+
 def test_stow_with_one_good_study_and_one_hostile_instance_is_partial_and_resendable(
     served: tuple[TestClient, Env],
 ) -> None:

@@ -189,8 +189,11 @@ def test_an_unknown_key_holding_hidden_characters_is_refused_without_echoing_it(
     # caller chose went into the answer (and to whatever shows or logs it), a long one whole.
     body = {"patient": {"identifier": "IPP-KEY", key: "x"}, "respiratory_rate": 18, "spo2": 97}
     refused = client.post("/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"))
-    assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
-    assert error["code"] == "invalid_field"
-    assert "Field 'patient.(unprintable name)' is not accepted" in error["message"]
+    if len(key) > 100:
+        assert (refused.status_code, error["code"]) == (400, "invalid_field"), refused.text
+        assert "Field 'patient.(unprintable name)' is not accepted" in error["message"]
+    else:  # refused by the JSON parser, as any string holding them, before the schema sees the key
+        assert (refused.status_code, error["code"]) == (422, "invalid_characters"), refused.text
+        assert "Field 'patient.(unprintable name)' holds" in error["message"]
     assert key not in error["message"]

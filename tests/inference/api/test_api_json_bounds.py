@@ -78,6 +78,14 @@ def test_hostile_bodies_are_refused_with_a_precise_code(raw: bytes, code: str) -
         (b'{"a\\u001b": 1}', "(unprintable name)"),  # in a key too, never quoted
         (b'[["\\u007f"]]', "0.0"),
         (b'"\\u0001"', "body"),
+        # C1 controls, line and paragraph separators, bidirectional overrides and isolates: every string
+        (b'{"sex": "male\\u0085"}', "sex"),
+        (b'{"verdicts": [{"verdict": "agree\\u202e"}]}', "verdicts.0.verdict"),
+        (b'{"a": "\\u2067x\\u2069"}', "a"),
+        (b'{"a": "x\\u2028y"}', "a"),
+        (b'{"a": "\\u009b31m"}', "a"),
+        (b'{"a\\u202e": 1}', "(unprintable name)"),
+        (b'{"a\\n": 1}', "(unprintable name)"),  # a key is one line
     ],
 )
 def test_control_characters_are_refused_422_naming_the_field(raw: bytes, field: str) -> None:
