@@ -1239,7 +1239,8 @@ def backup_restore(
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
-        is broken (nothing is copied) or the restored copy does not verify.
+        is broken or a file changes while it is copied (each is checked on the bytes copied): what was
+        copied is then removed.
 
     Raises:
         BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
