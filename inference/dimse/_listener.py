@@ -48,7 +48,6 @@ from inference.dicom import (
     LazyInstances,
     Limits,
     StudyCollector,
-    frontal_rank,
     read_instance,
     read_study,
 )
@@ -87,7 +86,6 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
     from inference.config import DimseSettings, Settings
-    from inference.record import AnalysedStudy
     from inference.services import Actor, Context
 
 logger = logging.getLogger(__name__)
@@ -756,30 +754,17 @@ async def _result_stands(
     Raises:
         RecordError: The record could not be read or written (the study is tried again later).
     """
-    from inference.record import AuditIn, PatientIn
-    from inference.security import scope_for
+    from inference.services import join_analysed
 
-    def stands(analysed: AnalysedStudy) -> bool:
-        return frontal is None or frontal_rank(frontal) > frontal_rank(analysed.view_position)
-
-    principal = actor.principal
-    found = await asyncio.to_thread(
-        ctx.record.results.join_analysed,
+    analysed = await join_analysed(
+        ctx,
+        actor,
         study_instance_uid=study_instance_uid,
         instances=instances,
-        patient=PatientIn(identifier=patient[0], issuer=patient[1]),
-        stands=stands,
-        scope=scope_for(principal),
-        audit=AuditIn(
-            subject=principal.subject,
-            role=principal.role,
-            facility=principal.facility,
-            action="studies:submit",
-            client=actor.client,
-        ),
+        frontal=frontal,
+        patient=patient,
     )
-    analysed = found.value if found is not None and found.served else None
-    if analysed is None or not analysed.stands:
+    if analysed is None:
         return False
     logger.info(
         "instances of a study analysed before arrived; its result stands (%s)",

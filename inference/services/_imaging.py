@@ -22,12 +22,15 @@ from inference.dicom import (
     Instance,
     Study,
     frontal_alternatives,
+    frontal_rank,
     is_lateral,
     read_study,
 )
 from inference.explain import choose_language, imaging_rationale
 from inference.record import (
+    AnalysedStudy,
     AnyResult,
+    AuditIn,
     FindingIn,
     ImagingResult,
     ImagingResultIn,
@@ -36,6 +39,7 @@ from inference.record import (
     PatientIn,
     RenderingData,
 )
+from inference.security import scope_for
 from inference.services import _warnings
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context
@@ -150,6 +154,69 @@ async def _assessable_alternative(
             return replace(study, primary=candidate), tried, refused_views
         refused_views += 1
     return study, refused, 0
+
+
+def late_instance_in(instance: Instance) -> InstanceIn:
+    """A decoded instance as the record files it."""
+    return InstanceIn(
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        series_instance_uid=instance.series_instance_uid,
+        modality=instance.modality,
+        view_position=instance.view_position,
+        pixel_digest=instance.pixel_digest or None,
+    )
+
+
+async def join_analysed(
+    ctx: Context,
+    actor: Actor,
+    *,
+    study_instance_uid: str,
+    instances: tuple[InstanceIn, ...],
+    frontal: str | None,
+    patient: tuple[str, str | None],
+) -> AnalysedStudy | None:
+    """The study's standing result, when instances of a study analysed before (sent after it, by a PACS:
+    over DIMSE or STOW-RS) leave it as it is; they then joined the study in the record. None: analyse them.
+
+    They are judged as if they had come with the study: its result stands when they hold no frontal view
+    (``frontal`` None) or only one ranked below the view the result scored (an AP after a PA,
+    :func:`inference.dicom.frontal_rank`); a frontal of the same or a higher rank is analysed, and its
+    result supersedes the earlier one. Instances filed under another study or with other pixels, or naming
+    another patient than the study's, are analysed as a study (their filing is refused as a conflict).
+    The read and the instances filed are one transaction, audited ``studies:submit`` for ``actor``
+    (:meth:`inference.record.Results.join_analysed`).
+
+    Args:
+        frontal: View Position of the frontal view judged (empty when not given); None: none among them.
+        patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
+
+    Raises:
+        RecordError: The record could not be read or written.
+    """
+
+    def stands(analysed: AnalysedStudy) -> bool:
+        return frontal is None or frontal_rank(frontal) > frontal_rank(analysed.view_position)
+
+    principal = actor.principal
+    found = await asyncio.to_thread(
+        ctx.record.results.join_analysed,
+        study_instance_uid=study_instance_uid,
+        instances=instances,
+        patient=PatientIn(identifier=patient[0], issuer=patient[1]),
+        stands=stands,
+        scope=scope_for(principal),
+        audit=AuditIn(
+            subject=principal.subject,
+            role=principal.role,
+            facility=principal.facility,
+            action="studies:submit",
+            client=actor.client,
+        ),
+    )
+    analysed = found.value if found is not None and found.served else None
+    return analysed if analysed is not None and analysed.stands else None
 
 
 def _study_warnings(

@@ -25,10 +25,11 @@ from inference.dicom import (
     read_instance,
     select_frontal,
 )
+from inference.errors import InferenceError
 from inference.record import Conflict, ConsentObjection, InvalidData, RecordError
 from inference.runtime import ModelUnavailable
 from inference.services._context import Actor, Context
-from inference.services._imaging import analyse_decoded
+from inference.services._imaging import analyse_decoded, join_analysed, late_instance_in
 
 if TYPE_CHECKING:
     from inference.runtime import ServedModel
@@ -230,6 +231,52 @@ async def store_instances(
     return outcome
 
 
+_NO_FRONTAL: Final = "no_frontal_view"
+
+
+class _Joined(InferenceError):
+    """The view a late study's analysis scored ranks below the view of the study's standing result: its
+    instances joined the study (:func:`_joins_analysed`), nothing of the analysis is filed."""
+
+
+async def _joins_analysed(
+    ctx: Context,
+    actor: Actor,
+    study_uid: str,
+    instances: list[Instance],
+    frontal: str | None,
+    outcome: StowOutcome,
+) -> bool:
+    """Whether ``instances`` of a study analysed before (a PACS pushing a series that came late) leave its
+    result standing, as over DIMSE (:func:`inference.services.join_analysed`); they are then filed in the
+    study and answered as stored, with the study's result."""
+    patient = instances[0].patient
+    analysed = await join_analysed(
+        ctx,
+        actor,
+        study_instance_uid=study_uid,
+        instances=tuple(late_instance_in(i) for i in instances),
+        frontal=frontal,
+        patient=(patient.patient_id, patient.issuer),
+    )
+    if analysed is None:
+        return False
+    logger.info(
+        "instances of a study analysed before arrived; its result stands",
+        extra={
+            "event": "stow_study",
+            "code": "already_analysed",
+            "outcome": _NO_FRONTAL if frontal is None else "lower_ranked_view",
+            "result_id": analysed.result_id,
+            "instances": len(analysed.joined),
+        },
+    )
+    outcome.stored += [
+        StoredInstance(i.sop_class_uid, i.sop_instance_uid, study_uid, analysed.result_id) for i in instances
+    ]
+    return True
+
+
 async def _store_study(
     ctx: Context,
     actor: Actor,
@@ -246,12 +293,36 @@ async def _store_study(
     """
     try:
         one_patient(instances)
-        study = Study(
-            study_instance_uid=study_uid, instances=tuple(instances), primary=select_frontal(instances)
-        )
+        try:
+            primary = select_frontal(instances)
+        except DicomRejected as e:
+            if e.code == _NO_FRONTAL and await _joins_analysed(
+                ctx, actor, study_uid, instances, None, outcome
+            ):
+                return None
+            raise
+        if await _joins_analysed(ctx, actor, study_uid, instances, primary.view_position or "", outcome):
+            return None
+        study = Study(study_instance_uid=study_uid, instances=tuple(instances), primary=primary)
+
+        async def judge_scored(view: Instance) -> None:
+            # The model refused the view chosen by its tag (a lateral tagged PA): judged by the one scored.
+            if view.sop_instance_uid != primary.sop_instance_uid and await _joins_analysed(
+                ctx, actor, study_uid, instances, view.view_position or "", outcome
+            ):
+                raise _Joined
+
         analysed = await analyse_decoded(
-            ctx=ctx, actor=actor, study=study, source="stow", accept_language=accept_language, served=served
+            ctx=ctx,
+            actor=actor,
+            study=study,
+            source="stow",
+            accept_language=accept_language,
+            served=served,
+            scored=judge_scored,
         )
+    except _Joined:
+        return None
     except DicomRejected as e:
         sop_classes = {i.sop_class_uid for i in instances}
         return failure_reason(e, sop_classes.pop() if len(sop_classes) == 1 else None), e.code, e.message
