@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from inference.config import Settings
-    from inference.record import FeedbackVerdict, Record
+    from inference.record import AuditIn, FeedbackVerdict, Record
 
 LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "manifest.json"
@@ -147,39 +147,31 @@ def _label_rows(
     return rows
 
 
-def _ai_processing_allowed(record: Record, identifier: str, issuer: str | None) -> bool:
-    """False when the patient ``(identifier, issuer)`` objected to AI processing (or its consent could
-    not be served): read in one transaction with its audit entry (``consent:read`` by the administrator
-    at this terminal, on the patient's Consent; ``not_found``, naming nobody, for a patient the record
-    does not know, who objected to nothing)."""
+def _cli_audit(action: str) -> AuditIn:
+    """Who does ``action``: the administrator at this terminal."""
     from inference.record import AuditIn
+
+    return AuditIn(subject=f"cli:{getpass.getuser()}", role="admin", facility=None, action=action)
+
+
+def _consent_of(record: Record, identifier: str, issuer: str | None) -> tuple[bool, str | None]:
+    """Whether the patient ``(identifier, issuer)`` allows AI processing (False when it objected, or its
+    consent could not be served), and its id in the record (None: unknown to it). Read in one
+    transaction with its audit entry (``consent:read`` by the administrator at this terminal, on the
+    patient's Consent; ``not_found``, naming nobody, for a patient the record does not know, who
+    objected to nothing)."""
     from inference.security import Principal, scope_for
 
-    subject = f"cli:{getpass.getuser()}"
+    audit = _cli_audit("consent:read")
     found = record.consent.read_by_identifier(
         identifier=identifier,
         issuer=issuer,
-        scope=scope_for(Principal(subject=subject, role="admin")),
-        audit=AuditIn(subject=subject, role="admin", facility=None, action="consent:read"),
+        scope=scope_for(Principal(subject=audit.subject, role="admin")),
+        audit=audit,
     )
     if found.value is None:
-        return found.outcome == "not_found"
-    return found.value.ai_processing
-
-
-def _audit_export(record: Record, out: Path) -> None:
-    """The audit entry of a training-set export by the administrator at this terminal."""
-    record.audit.append(
-        subject=f"cli:{getpass.getuser()}",
-        role="admin",
-        facility=None,
-        action="export:training-set",
-        resource_type="TrainingExport",
-        resource_id=out.name[:128],
-        patient_id=None,
-        outcome="success",
-        client=None,
-    )
+        return found.outcome == "not_found", found.patient_id
+    return found.value.ai_processing, found.patient_id
 
 
 def export_kept_training_set(
@@ -191,7 +183,7 @@ def export_kept_training_set(
         0 on success; 2 when ``out`` exists and is not empty.
     """
     from inference.deid import deid_secret
-    from inference.record import AuditIn, HeadAnchor, Record
+    from inference.record import HeadAnchor, Record
     from inference.services._training_export import export_kept_inputs
 
     report = stream if stream is not None else sys.stdout
@@ -202,9 +194,7 @@ def export_kept_training_set(
     try:
         record.migrate()
         # each exported patient is named on the trail (one entry each: who saw this patient's data)
-        audit = AuditIn(
-            subject=f"cli:{getpass.getuser()}", role="admin", facility=None, action="export:training-set"
-        )
+        audit = _cli_audit("export:training-set")
         export_kept_inputs(
             record,
             out=out,
@@ -243,6 +233,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
         table,
     )
     from inference.record import HeadAnchor, Record
+    from inference.services._training_export import audit_export
 
     report = stream if stream is not None else sys.stdout
     if not source.is_dir():
@@ -261,7 +252,8 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
     summary = ExportSummary()
     labelled: set[str] = set()
     rows: list[dict[str, str]] = []
-    allowed: dict[tuple[str, str | None], bool] = {}  # each patient's consent is read (and audited) once
+    consents: dict[tuple[str, str | None], tuple[bool, str | None]] = {}  # each read (and audited) once
+    exported: dict[str, None] = {}  # the record's patients exported, in order
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()
@@ -279,9 +271,10 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             except Exception:  # noqa: BLE001 - anything pydicom cannot read is skipped and counted
                 summary.skipped_unreadable += 1
                 continue
-            if (identifier, issuer) not in allowed:
-                allowed[identifier, issuer] = _ai_processing_allowed(record, identifier, issuer)
-            if not allowed[identifier, issuer]:
+            if (identifier, issuer) not in consents:
+                consents[identifier, issuer] = _consent_of(record, identifier, issuer)
+            allowed, patient_id = consents[identifier, issuer]
+            if not allowed:
                 summary.skipped_consent += 1
                 continue
             try:
@@ -294,6 +287,8 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             target.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(target, enforce_file_format=True)
             summary.instances += 1
+            if patient_id is not None:
+                exported[patient_id] = None
             summary.patients.add(pseudonym)
             summary.studies.add(str(ds.StudyInstanceUID))
             if study_uid not in labelled:
@@ -319,7 +314,7 @@ def export_training_set(settings: Settings, *, out: Path, source: Path, stream: 
             },
         }
         (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _audit_export(record, out)
+        audit_export(record, _cli_audit("export:training-set"), out=out, patients=list(exported))
     finally:
         record.close()
     report.write(

@@ -121,10 +121,16 @@ def _rows(
     return row, verdict_rows, len(by_code), disagreements
 
 
-def _audit(record: Record, audit: AuditIn, *, out: Path, patients: Sequence[str]) -> None:
-    """The export's entries, one per patient, in one transaction; what was written is removed when they
-    cannot be written (nothing leaves the record unaudited)."""
-    named: list[str | None] = [*patients] or [None]
+def audit_export(record: Record, audit: AuditIn, *, out: Path, patients: Sequence[str]) -> None:
+    """The entries of a training-set export to ``out`` (a folder that was new or empty): one per patient
+    exported (one naming no patient when none was), on the ``TrainingExport`` named as ``out``, all in
+    one transaction, so an auditor asking who saw a patient's data finds the export.
+
+    Raises:
+        RecordError: The entries could not be written: everything written to ``out`` is removed (nothing
+            leaves the record unaudited).
+    """
+    named: list[str | None] = [*dict.fromkeys(patients)] or [None]
     entries = [
         {
             "subject": audit.subject,
@@ -142,9 +148,11 @@ def _audit(record: Record, audit: AuditIn, *, out: Path, patients: Sequence[str]
     try:
         record.audit.append_many(entries=entries)
     except RecordError:
-        shutil.rmtree(out / "inputs", ignore_errors=True)
-        (out / LABELS_FILE).unlink(missing_ok=True)
-        (out / VERDICTS_FILE).unlink(missing_ok=True)
+        for written in out.iterdir() if out.is_dir() else ():
+            if written.is_dir() and not written.is_symlink():
+                shutil.rmtree(written, ignore_errors=True)
+            else:
+                written.unlink(missing_ok=True)
         raise
 
 
@@ -202,7 +210,7 @@ def export_kept_inputs(
             disagreements += disagreed
             patients[item.patient_id] = None
             sizes.add(item.input_size)
-    _audit(record, audit, out=out, patients=list(patients))
+    audit_export(record, audit, out=out, patients=list(patients))
     counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
     manifest = {
         "format": FORMAT,

@@ -12,10 +12,12 @@ import getpass
 import io
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from _pages_audit import watching
 from _security_env import Env, TestClient, chest_dicom, new_study_uid, seeded_env
+from sqlalchemy import Engine
 
 from inference._cli_commands import export_kept_training_set, export_training_set
 from inference.api import create_app
@@ -125,4 +127,53 @@ def test_an_export_of_kept_inputs_that_cannot_be_audited_leaves_no_input(tmp_pat
     out = tmp_path / "export"
     with pytest.raises(RecordError):
         export_kept_training_set(env.settings, out=out, stream=io.StringIO())
+    assert not out.exists() or not any(out.iterdir())
+
+
+# Every engine the command opens (it opens its own record): the class, not one engine.
+EVERY_ENGINE = cast(Engine, Engine)
+
+
+def test_each_consent_read_and_its_entry_are_one_transaction(backend_env: Env, tmp_path: Path) -> None:
+    env = backend_env
+    source = tmp_path / "source"
+    source.mkdir()
+    patients = [f"IPP-EXPORT-TX-{n}" for n in range(2)]
+    ids = {_file_with_feedback(env, source, p)["patient"]["id"] for p in patients}
+    with watching(EVERY_ENGINE) as seen:
+        assert (
+            export_training_set(env.settings, out=tmp_path / "out", source=source, stream=io.StringIO()) == 0
+        )
+    audited = seen.of(statement="INSERT INTO audit_events", naming="consent:read")
+    for patient in patients:
+        # the query that finds the patient by its identifier reads its consent: in an audited transaction
+        reads = seen.of(statement="consents", naming=patient)
+        assert reads and reads <= audited, patient
+    assert {e["patient_id"] for e in _entries(env, "consent:read") if e["patient_id"] in ids} == ids
+    # and the export itself is found under each patient it exported
+    assert all(_entries(env, "export:training-set", patient_id=patient) for patient in ids)
+
+
+def test_the_kept_export_names_its_patients_in_one_transaction(backend_env: Env, tmp_path: Path) -> None:
+    env = backend_env
+    source = tmp_path / "source"
+    source.mkdir()
+    ids = {_file_with_feedback(env, source, f"IPP-KEPT-TX-{n}")["patient"]["id"] for n in range(2)}
+    out = tmp_path / "kept"
+    with watching(EVERY_ENGINE) as seen:
+        assert export_kept_training_set(env.settings, out=out, stream=io.StringIO()) == 0
+    assert len(seen.of(statement="INSERT INTO audit_events", naming="export:training-set")) == 1
+    named = {e["patient_id"] for e in _entries(env, "export:training-set")}
+    assert ids <= named and None not in named
+
+
+def test_an_export_of_files_whose_entries_cannot_be_written_leaves_nothing(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path / "home")
+    source = tmp_path / "source"
+    source.mkdir()
+    _file_with_feedback(env, source, "IPP-FILES-REFUSED")
+    _refuse(env, "export:training-set")
+    out = tmp_path / "export"
+    with pytest.raises(RecordError):
+        export_training_set(env.settings, out=out, source=source, stream=io.StringIO())
     assert not out.exists() or not any(out.iterdir())
