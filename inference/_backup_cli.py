@@ -192,6 +192,25 @@ def _inventory(root: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def _inventory_at(folder: int) -> dict[str, dict[str, Any]]:
+    """:func:`_inventory` of the folder open as ``folder``, each file read through it (links not
+    followed): the files written into it, even if its name now names another folder."""
+    files: dict[str, dict[str, Any]] = {}
+    for where, subfolders, names, at in os.fwalk(".", dir_fd=folder):
+        subfolders.sort()
+        for name in sorted(names):
+            rel = PurePosixPath(where, name).as_posix()
+            if rel == MANIFEST:
+                continue
+            digest, size = hashlib.sha256(), 0
+            with open(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at), "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+            files[rel] = {"size": size, "sha256": digest.hexdigest()}
+    return files
+
+
 def _revision(database: Path) -> str | None:
     """The record's Alembic revision (None when it has no schema yet)."""
     connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
@@ -449,12 +468,15 @@ def backup_create(
     try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial.mkdir(mode=0o700)
+        # The folder made, held open: what is listed and signed is read through it, whatever name
+        # another process with write access to DEST (a shared mount) puts in its place meanwhile.
+        made = os.open(partial, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as e:
         raise BackupRefused(f"{dest} cannot be written ({e.strerror or type(e).__name__}).") from e
     plan = _Plan()
     try:
         if sealing is None:
-            files = _write(settings, home, partial, plan, logs=logs, signer=plain_signer)
+            files = _write(settings, home, partial, plan, logs=logs, signer=plain_signer, made=made)
         else:
             files = _write_sealed(
                 settings, home, partial, plan, logs=logs, recipient=sealing[0], signer=sealing[1]
@@ -472,6 +494,8 @@ def backup_create(
         raise BackupRefused(
             f"The backup could not be written into {dest} ({reason}); nothing was kept."
         ) from e
+    finally:
+        os.close(made)
     size = sum(int(f["size"]) for f in files.values())
     if sealing is None:
         out.write(
@@ -523,9 +547,11 @@ def _write(
     *,
     logs: bool,
     signer: BackupSigner | None = None,
+    made: int | None = None,
 ) -> dict[str, Any]:
     """Copy everything into ``partial``, write the manifest (signed with ``signer`` when given), move it
-    all into place; the file list."""
+    all into place; the file list. ``made``: ``partial`` as made, open: the files are listed and hashed
+    through it (a private folder of the home needs none)."""
     from inference.record import HeadAnchor
 
     live_anchor = HeadAnchor(home).path
@@ -563,7 +589,7 @@ def _write(
             f"followed and are NOT in this backup: {shown}{more}."
         )
     _anchor_part(partial, anchor_bytes, plan)
-    files = _inventory(partial)
+    files = _inventory(partial) if made is None else _inventory_at(made)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

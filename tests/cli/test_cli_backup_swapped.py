@@ -228,3 +228,42 @@ def test_file_names_chosen_by_whoever_wrote_the_backup_cannot_write_on_the_termi
         assert "\x1b" not in said and "\r" not in said and "\x07" not in said, said
         assert not any(line.startswith("backup intact") for line in said.splitlines()), said
         assert "missing" in said
+
+
+def test_a_folder_swapped_into_dest_while_a_plain_backup_is_written_is_not_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DEST is an existing folder others can write (a shared mount): after the files are copied into
+    # DEST/.partial and before they are listed and signed, that folder is put aside and another one, the
+    # same files and a key of its own, put in its place.
+    home = tmp_path / "server"
+    home.mkdir()
+    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    exported = _dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    signer = tmp_path / "server.pub"
+    signer.write_text(exported.stdout, encoding="utf-8")
+    for name in [k for k in os.environ if k.startswith("DXASSIST_") or k == "MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    dest = tmp_path / "backup"
+    dest.mkdir()
+
+    def swap() -> None:
+        partial = dest / ".partial"
+        shutil.copytree(partial, dest / ".theirs")
+        (dest / ".theirs" / "keys" / "planted.pem").write_bytes(PLANTED)
+        partial.rename(tmp_path / "put-aside")
+        (dest / ".theirs").rename(partial)
+
+    _after(monkeypatch, inference.record, "verify_sqlite_copy", swap)
+    made = io.StringIO()
+    backup_create(Settings(), dest, stream=made)
+    assert "Signed with" in made.getvalue(), made.getvalue()
+    monkeypatch.undo()
+    out = io.StringIO()
+    code = backup_verify(dest, signer=signer, stream=out)
+    # What the server signed is what it wrote: the planted key is not vouched for.
+    assert code == 1, out.getvalue()
+    assert "keys/planted.pem: extra" in out.getvalue()
