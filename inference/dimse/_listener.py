@@ -582,18 +582,20 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     ):
         return True
 
-    async def judge_scored(view: Instance) -> None:
+    async def judge_scored(view: Instance, assessable: bool) -> None:
         # The view scored, when the one chosen by its tag was refused as not assessable (a lateral film
-        # tagged PA), is what the study's standing result is superseded by or not: judged again by it.
-        if view.sop_instance_uid == decoded.primary.sop_instance_uid:
+        # tagged PA), is what the study's standing result is superseded by or not: judged again by it;
+        # a view the model refused (none of theirs assessable) supersedes nothing.
+        if assessable and view.sop_instance_uid == decoded.primary.sop_instance_uid:
             return
         if await _result_stands(
             ctx,
             actor,
             study_instance_uid=decoded.study_instance_uid,
             instances=tuple(_instance_in(instance) for instance in decoded.instances),
-            frontal=view.view_position or "",
+            frontal=view.view_position or "" if assessable else None,
             patient=(named.patient_id, named.issuer),
+            outcome=None if assessable else _NOT_ASSESSABLE,
         ):
             raise _ResultStood
 
@@ -642,6 +644,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
 
 
 _NO_FRONTAL: Final = "no_frontal_view"
+_NOT_ASSESSABLE: Final = "not_assessable"
 
 
 class _ResultStood(InferenceError):
@@ -723,6 +726,7 @@ async def _result_stands(
     instances: tuple[InstanceIn, ...],
     frontal: str | None,
     patient: tuple[str, str | None],
+    outcome: str | None = None,
 ) -> bool:
     """Whether instances of a study that arrived after it was analysed leave its result as it is; they
     then join the study in the record.
@@ -750,6 +754,8 @@ async def _result_stands(
         frontal: View Position of the frontal view judged (empty when not given; the best one by its
             tag, then the one the analysis scored when the model refused that one); None: none.
         patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
+        outcome: Why it stands, as logged (default: ``no_frontal_view`` when ``frontal`` is None, else
+            ``lower_ranked_view``; ``not_assessable``: the model refused every frontal view of theirs).
 
     Raises:
         RecordError: The record could not be read or written (the study is tried again later).
@@ -766,13 +772,17 @@ async def _result_stands(
     )
     if analysed is None:
         return False
+    outcome = outcome or (_NO_FRONTAL if frontal is None else "lower_ranked_view")
     logger.info(
         "instances of a study analysed before arrived; its result stands (%s)",
-        "no frontal view among them" if frontal is None else "the view it analysed ranks above theirs",
+        {
+            _NO_FRONTAL: "no frontal view among them",
+            _NOT_ASSESSABLE: "the model could not assess their views",
+        }.get(outcome, "the view it analysed ranks above theirs"),
         extra={
             "event": "dimse_study",
             "code": "already_analysed",
-            "outcome": _NO_FRONTAL if frontal is None else "lower_ranked_view",
+            "outcome": outcome,
             "result_id": analysed.result_id,
             "instances": len(analysed.joined),
         },

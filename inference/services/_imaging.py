@@ -189,7 +189,8 @@ async def join_analysed(
     (:meth:`inference.record.Results.join_analysed`).
 
     Args:
-        frontal: View Position of the frontal view judged (empty when not given); None: none among them.
+        frontal: View Position of the frontal view judged (empty when not given); None: none among them,
+            or none the model could assess.
         patient: The Patient ID and Issuer of Patient ID (None: not given) they name.
 
     Raises:
@@ -289,15 +290,15 @@ async def analyse_decoded(
     source: str,
     accept_language: str | None,
     served: ServedModel | None = None,
-    scored: Callable[[Instance], Awaitable[None]] | None = None,
+    scored: Callable[[Instance, bool], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Analyse a study already decoded by :mod:`inference.dicom` (the STOW-RS and DIMSE paths).
 
     Args:
         scored: Called with the view the analysis scored (the chosen one, or the next frontal view when
-            the model could not assess it) before anything is filed; what it raises is raised, and nothing
-            is filed (the DICOM listener's late instances: a view ranked below the study's standing
-            result's leaves that result standing).
+            the model could not assess it) and whether the model could assess it, before anything is
+            filed; what it raises is raised, and nothing is filed (late instances: a view ranked below
+            the study's standing result's, or one the model refused, leaves that result standing).
     """
     served = served if served is not None else ctx.host.imaging
     primary = study.primary
@@ -335,7 +336,7 @@ async def analyse_decoded(
         if not consent.done():  # the request went away while the consent was read
             consent.cancel()
     if scored is not None:
-        await scored(primary)
+        await scored(primary, analysis.ood.assessable)
     findings = analysis.scores  # no finding is positive on an image the model refused
     assessable = analysis.ood.assessable
     # The maps (and the display rendering, unless it was encoded while the model ran) and the kept model

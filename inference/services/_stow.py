@@ -246,6 +246,7 @@ async def _joins_analysed(
     instances: list[Instance],
     frontal: str | None,
     outcome: StowOutcome,
+    why: str | None = None,
 ) -> bool:
     """Whether ``instances`` of a study analysed before (a PACS pushing a series that came late) leave its
     result standing, as over DIMSE (:func:`inference.services.join_analysed`); they are then filed in the
@@ -266,7 +267,7 @@ async def _joins_analysed(
         extra={
             "event": "stow_study",
             "code": "already_analysed",
-            "outcome": _NO_FRONTAL if frontal is None else "lower_ranked_view",
+            "outcome": why or (_NO_FRONTAL if frontal is None else "lower_ranked_view"),
             "result_id": analysed.result_id,
             "instances": len(analysed.joined),
         },
@@ -305,11 +306,14 @@ async def _store_study(
             return None
         study = Study(study_instance_uid=study_uid, instances=tuple(instances), primary=primary)
 
-        async def judge_scored(view: Instance) -> None:
-            # The model refused the view chosen by its tag (a lateral tagged PA): judged by the one scored.
-            if view.sop_instance_uid != primary.sop_instance_uid and await _joins_analysed(
-                ctx, actor, study_uid, instances, view.view_position or "", outcome
-            ):
+        async def judge_scored(view: Instance, assessable: bool) -> None:
+            # The model refused the view chosen by its tag (a lateral tagged PA): judged by the one scored;
+            # one the model refused (none of theirs assessable) supersedes nothing.
+            if assessable and view.sop_instance_uid == primary.sop_instance_uid:
+                return
+            frontal = view.view_position or "" if assessable else None
+            why = None if assessable else "not_assessable"
+            if await _joins_analysed(ctx, actor, study_uid, instances, frontal, outcome, why):
                 raise _Joined
 
         analysed = await analyse_decoded(

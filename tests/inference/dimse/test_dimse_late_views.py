@@ -213,3 +213,22 @@ def test_the_whole_study_uploaded_again_after_a_late_instance_is_answered_with_i
     first, results, answered, created = _run(tmp_path, body)
     assert results == [first]
     assert (answered, created) == (first, False)
+
+
+def test_a_late_lateral_tagged_pa_alone_leaves_the_result_of_the_real_pa(tmp_path: Path) -> None:
+    """The model refuses the late view and the study's result scored a PA: a "not assessable" result
+    would supersede it (and its SR the PA's in the PACS); the PA's result stands, the instance joins."""
+    study = _study_uid()
+    fake_pa = f"{study}.2"
+
+    async def body(ctx: Context) -> tuple[str, list[str], set[str]]:
+        assert await _listener._analyse(ctx, _received(tmp_path / "first", [_film(study, "PA", seed=1)]))
+        first = ctx.record.results.latest_for_study(study_instance_uid=study)
+        assert first is not None
+        late = [_film(study, "PA", lateral=True, seed=2, sop=fake_pa)]
+        assert await _listener._analyse(ctx, _received(tmp_path / "late", late))
+        return first.result_id, _results_of(ctx, study), _instances_of(ctx, study)
+
+    first, results, instances = _run(tmp_path, body)
+    assert results == [first]
+    assert fake_pa in instances

@@ -144,3 +144,27 @@ def test_a_late_lateral_tagged_pa_with_an_ap_pushed_over_stow_leaves_the_result_
         (ap_uid, filed.result_id),
     }
     assert results == [filed.result_id]
+
+
+def test_a_late_lateral_tagged_pa_alone_pushed_over_stow_leaves_the_result_of_the_pa(
+    tmp_path: Path,
+) -> None:
+    """Refused by the guard, the late view was not scored: the PA's result stands."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dimse"))
+    from test_dimse_late_views import _context as _guarded_context
+
+    study = f"2.25.{uuid.uuid4().int}"
+    _, pa = _film(study, "PA", seed=1)
+    fake_pa_uid = f"{study}.2"
+    fake_pa = chest_dicom(study=study, sop=fake_pa_uid, series=f"{study}.2.1", view="PA", blob=True, seed=2)
+
+    async def main() -> tuple[StowOutcome, StowOutcome, list[str]]:
+        async with _guarded_context(tmp_path / "home") as ctx:
+            first = await _stow(ctx, PACS_F1, [pa])
+            late = await _stow(ctx, PACS_F1, [fake_pa])
+            return first, late, _results_of(ctx, study)
+
+    first, late, results = asyncio.run(main())
+    (filed,) = first.stored
+    assert [(s.sop_instance_uid, s.result_id) for s in late.stored] == [(fake_pa_uid, filed.result_id)]
+    assert results == [filed.result_id]
