@@ -14,12 +14,13 @@ compared on the same images:
   :data:`SHIFT_TOLERANCE` while the threshold stayed put (moved by under a quarter of the shift) and the
   operating point changed, the thresholds were not recalibrated: refused, with the figures.
 - ``ood_test_pass_rate`` (in-distribution images the OOD guard lets through) at least
-  :data:`MIN_OOD_PASS_RATE`; ``ood_auroc`` at most :data:`OOD_AUROC_TOLERANCE` below the champion's.
+  :data:`MIN_OOD_PASS_RATE`; ``ood_auroc`` at most :data:`OOD_AUROC_TOLERANCE` below the champion's, on
+  the refusal-set kinds both versions faced (``ood_auroc_<kind>``; see :func:`ood_auroc`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from model_registry._types import FigureComparison
 
@@ -29,7 +30,7 @@ SHIFT_TOLERANCE = 0.05
 MIN_OOD_PASS_RATE = 0.98
 OOD_AUROC_TOLERANCE = 0.02
 
-_PREFIXES = ("val_sensitivity_", "val_specificity_", "val_score_median_", "threshold_")
+_PREFIXES = ("val_sensitivity_", "val_specificity_", "val_score_median_", "threshold_", "ood_auroc_")
 _EXACT = ("val_ece", "ood_test_pass_rate", "ood_auroc")
 _SLACK = 1e-9
 
@@ -45,22 +46,31 @@ def _findings(metrics: Mapping[str, float]) -> set[str]:
 
 def calibration_checks(
     candidate: Mapping[str, float], champion: Mapping[str, float], champion_version: str
-) -> tuple[list[FigureComparison], list[str]]:
-    """Compare the calibration figures; return the comparisons and a sentence per failure.
+) -> tuple[list[FigureComparison], list[str], list[str]]:
+    """Compare the calibration figures; return the comparisons, a sentence per failure and notes on
+    what was compared where the versions' figures are not alike (the OOD refusal set's kinds).
 
     A figure the champion lacks is not compared (older versions predate it), except the absolute floor
     on the candidate's OOD pass rate.
     """
     comparisons: list[FigureComparison] = []
     failures: list[str] = []
+    notes: list[str] = []
     of_champion = f"champion version {champion_version}"
 
-    def compare(figure: str, ok: bool, sentence: str) -> None:
+    def compare(
+        figure: str,
+        ok: bool,
+        sentence: str,
+        *,
+        candidate_value: float | None = None,
+        champion_value: float | None = None,
+    ) -> None:
         comparisons.append(
             FigureComparison(
                 figure=figure,
-                candidate=candidate.get(figure),
-                champion=champion.get(figure, float("nan")),
+                candidate=candidate.get(figure) if candidate_value is None else candidate_value,
+                champion=champion.get(figure, float("nan")) if champion_value is None else champion_value,
                 passed=ok,
             )
         )
@@ -143,6 +153,33 @@ def calibration_checks(
             f"{MIN_OOD_PASS_RATE:g} required)",
         )
     if "ood_auroc" in champion:
+        ood_auroc(candidate, champion, of_champion, compare, failures, notes)
+    return comparisons, failures, notes
+
+
+def _kind_figures(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The per-kind refusal AUROC figures (``ood_auroc_<kind>``), by kind."""
+    return {k.removeprefix("ood_auroc_"): v for k, v in metrics.items() if k.startswith("ood_auroc_")}
+
+
+def ood_auroc(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float],
+    of_champion: str,
+    compare: Callable[..., None],
+    failures: list[str],
+    notes: list[str],
+) -> None:
+    """Compare the OOD guard's refusal AUROC on the refusal-set kinds both versions faced.
+
+    The refusal set has as many images of every kind and one shared in-distribution test split, so the
+    pooled AUROC is the mean of the per-kind figures; the pooled figures of two versions whose refusal
+    sets differ (a kind added, e.g. ``lateral``) are not comparable. Then the mean over the kinds both
+    faced is compared (``ood_auroc_shared_kinds``); a kind only the candidate faced is reported, not
+    compared; a kind the champion faced and the candidate lacks is a missing figure.
+    """
+    ours, theirs = _kind_figures(candidate), _kind_figures(champion)
+    if not theirs or set(ours) == set(theirs):
         value = candidate.get("ood_auroc")
         ok = value is not None and value >= champion["ood_auroc"] - OOD_AUROC_TOLERANCE - _SLACK
         compare(
@@ -152,4 +189,40 @@ def calibration_checks(
             if value is None
             else f"ood_auroc is {value:.4f} against {champion['ood_auroc']:.4f} for {of_champion}",
         )
-    return comparisons, failures
+        if theirs:
+            notes.append(f"ood_auroc compared on the same {len(theirs)} refusal-set kinds")
+        elif ours:
+            notes.append(
+                f"ood_auroc compared as pooled: {of_champion} records no per-kind figures, so its refusal "
+                "set's kinds are not known"
+            )
+        return
+    missing = sorted(set(theirs) - set(ours))
+    for kind in missing:
+        failures.append(
+            f"ood_auroc_{kind} is missing, while {of_champion} has {theirs[kind]:.4f} (the candidate's OOD "
+            f"guard was not evaluated on the {kind} images of the refusal set)"
+        )
+    shared = sorted(set(theirs) & set(ours))
+    if shared:
+        value = sum(ours[k] for k in shared) / len(shared)
+        reference = sum(theirs[k] for k in shared) / len(shared)
+        ok = value >= reference - OOD_AUROC_TOLERANCE - _SLACK
+        compare(
+            "ood_auroc_shared_kinds",
+            ok,
+            f"ood_auroc on the {len(shared)} refusal-set kinds both versions faced is {value:.4f} against "
+            f"{reference:.4f} for {of_champion}",
+            candidate_value=value,
+            champion_value=reference,
+        )
+        notes.append(
+            f"ood_auroc compared on the {len(shared)} refusal-set kinds both versions faced "
+            f"({', '.join(shared)})"
+        )
+    new = sorted(set(ours) - set(theirs))
+    if new:
+        notes.append(
+            "not compared: "
+            + ", ".join(f"{kind} ({ours[kind]:.4f}; {of_champion} never faced it)" for kind in new)
+        )

@@ -146,13 +146,15 @@ def evaluate_gate(
                 f"a drop of {reference - value:.4f}"
             )
     auroc_failed = bool(failures)
-    calibration, calibration_failures = calibration_checks(
+    calibration, calibration_failures, notes = calibration_checks(
         candidate.metrics, champion.metrics, champion.version
     )
     comparisons += calibration
     failures += calibration_failures
     if failures:
         reason = f"{label} was refused by the promotion gate: " + "; ".join(failures) + "."
+        if notes:
+            reason += " OOD guard: " + "; ".join(notes) + "."
         if auroc_failed:
             reason += (
                 f" A candidate may be at most {tolerance:g} below the champion on every validation AUROC."
@@ -178,6 +180,8 @@ def evaluate_gate(
             f"{label} passed the promotion gate: champion version {champion.version} has no validation "
             "AUROC figure to compare with."
         )
+    if notes:
+        reason += " OOD guard: " + "; ".join(notes) + "."
     return decision(
         passed=True,
         reason=reason,

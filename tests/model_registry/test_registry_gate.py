@@ -229,3 +229,77 @@ def test_gate_refuses_worse_calibration_and_an_ood_guard_that_refuses_ordinary_i
         champion,
     )
     assert ok.passed, ok.reason
+
+
+_FIRST_KINDS = (
+    "limb",
+    "skull",
+    "rotated_chest",
+    "photo",
+    "texture",
+    "noise",
+    "gradient",
+    "other_modality",
+    "artefact",
+)
+
+
+def _ood(per_kind: dict[str, float]) -> dict[str, float]:
+    """The OOD guard's figures as training logs them: the pooled refusal AUROC (the refusal set has as many
+    images of every kind, so it is the mean of the per-kind figures) and one ``ood_auroc_<kind>`` per kind."""
+    pooled = sum(per_kind.values()) / len(per_kind)
+    return {"ood_auroc": pooled, **{f"ood_auroc_{k}": v for k, v in per_kind.items()}}
+
+
+def test_ood_auroc_is_compared_on_the_refusal_kinds_both_versions_faced(store: Store) -> None:
+    """The refusal set gained a ``lateral`` kind the champion never faced: the candidate's pooled figure
+    (0.961, dragged down by the new, hard kind) is not held against the champion's (0.99 without it).
+    The gate compares the kinds both faced, says which, and reports the new kind without comparing it."""
+    store.register("gate-ood-kinds", aurocs={**CHAMPION, **_ood(dict.fromkeys(_FIRST_KINDS, 0.99))})
+    store.client.promote("gate-ood-kinds", 1)
+
+    # Worse on the kinds both faced: refused, naming what was compared, even with a perfect lateral figure.
+    worse = {**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 0.96), "lateral": 1.0})}
+    store.register("gate-ood-kinds", aurocs=worse)
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-ood-kinds", 2)
+    assert (
+        "ood_auroc on the 9 refusal-set kinds both versions faced is 0.9600 against 0.9900 for champion "
+        "version 1" in refused.value.reason
+    )
+
+    with_lateral = {**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 0.99), "lateral": 0.70})}
+    store.register("gate-ood-kinds", aurocs=with_lateral)
+    decision = store.client.promote("gate-ood-kinds", 3)
+
+    assert decision.passed, decision.reason
+    assert "ood_auroc compared on the 9 refusal-set kinds both versions faced" in decision.reason
+    assert "not compared: lateral (0.7000; champion version 1 never faced it)" in decision.reason
+    shared = [c for c in decision.comparisons if c.figure.startswith("ood_auroc")]
+    assert [c.figure for c in shared] == ["ood_auroc_shared_kinds"]
+    assert shared[0].candidate == pytest.approx(0.99) and shared[0].champion == pytest.approx(0.99)
+
+
+def test_a_candidate_not_evaluated_on_a_kind_the_champion_faced_is_refused() -> None:
+    champion = RegisteredVersion(
+        name="cxr-findings",
+        version="1",
+        run_id=None,
+        sha256="a" * 64,
+        parity_passed=True,
+        metrics={**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 0.99), "lateral": 0.9})},
+    )
+    without_lateral = {**CHAMPION, **_ood(dict.fromkeys(_FIRST_KINDS, 0.99))}
+    decision = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings",
+            version="2",
+            run_id=None,
+            sha256="b" * 64,
+            parity_passed=True,
+            metrics=without_lateral,
+        ),
+        champion,
+    )
+    assert not decision.passed
+    assert "ood_auroc_lateral is missing" in decision.reason
