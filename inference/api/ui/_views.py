@@ -109,6 +109,9 @@ def worklist_rows(
                 "news2_band_code": band,
                 "news2_total": None if news2 is None else news2.get("total"),
                 "model": f"{item.model.name} {item.model.version}",
+                # Said on the line itself (the viewer's banner is one click away): a reader scanning the
+                # list must see which suggestions come from a model trained on synthetic data only.
+                "synthetic": item.model.synthetic,
             }
         )
     return rows

@@ -225,3 +225,28 @@ def test_a_heatmap_that_cannot_be_drawn_says_so_and_its_switch_is_off(
     page.locator("#stage.loaded").wait_for()  # the radiograph itself is drawn
     assert "%" in finding.locator(".prob").inner_text()
     context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_each_worklist_line_says_its_suggestion_comes_from_a_synthetic_data_model(
+    site: str, env: Env, chromium: Any, language: str
+) -> None:
+    """The served models were trained on synthetic data only (``model.synthetic``): a reader scanning the
+    worklist sees it on every line, in words (not a colour) that a screen reader reads with the line."""
+    _ = translations(language).gettext
+    study = send_study(site, env, critical=True)
+    assert study["model"]["synthetic"] is True
+    username = add_account(env)
+    context = chromium.new_context(locale="fr-FR" if language == "fr" else "en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username, language)
+    row = page.get_by_role("row").filter(has_text=study["patient"]["identifier"])
+    expect_marker = row.get_by_text(_("synthetic-data model"), exact=True)
+    assert expect_marker.count() == 1 and expect_marker.is_visible()
+    # In the line's cell of the model, beside its name: the accessible cell reads both.
+    model_cell = row.get_by_role("cell").last
+    assert _("synthetic-data model") in model_cell.inner_text()
+    assert study["model"]["name"] in model_cell.inner_text()
+    title = expect_marker.get_attribute("title") or ""
+    assert _("Trained on synthetic data only; not validated on real patients.") == title
+    context.close()
