@@ -968,6 +968,12 @@ def _shown(value: Any) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:200]) or "-"
 
 
+def _shown_seq(value: Any) -> str:
+    """An audit position a manifest names, as a terminal may show it (a number, or what :func:`_shown`
+    makes of anything else)."""
+    return str(value) if isinstance(value, int) else _shown(value)
+
+
 def _named(rel: str) -> str:
     """A file's path in a backup as a problem line shows it: whoever wrote the medium chose the names in
     its manifest and folders, and a control character would write on the operator's terminal."""
@@ -1122,7 +1128,7 @@ def _record_problems(root: Path, manifest: dict[str, Any]) -> tuple[list[str], A
     if (report.head_seq, report.head_hash) != (head.get("seq"), head.get("hash")):
         problems.append(
             f"{RECORD_FILE}: its audit chain head is seq {report.head_seq}, the manifest names seq "
-            f"{head.get('seq')} (sha256 {head.get('hash')})"
+            f"{_shown_seq(head.get('seq'))} (sha256 {_shown(head.get('hash'))})"
         )
     return problems, report
 
@@ -1183,7 +1189,7 @@ def backup_verify(
             out.write(f"{origin}\n")
             out.write(
                 f"sealed backup intact as written ({SEALED_FILE}: size and sha256 as in its manifest; "
-                f"sealed for the custodian key {sealed['sealed']['recipient'][:16]}). Its content is "
+                f"sealed for the custodian key {_shown(sealed['sealed']['recipient'])[:16]}). Its content is "
                 "checked only with that key: `dxassist backup verify DEST --key CUSTODIAN.key`.\n"
             )
             return 0
@@ -1298,8 +1304,8 @@ def backup_restore(
             return 1
         if key is None:
             raise BackupRefused(
-                f"{backup} is sealed (for the custodian key {sealed['sealed']['recipient'][:16]}): give its "
-                "private key with --key."
+                f"{backup} is sealed (for the custodian key {_shown(sealed['sealed']['recipient'])[:16]}): "
+                "give its private key with --key."
             )
         out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
         with _unsealed(backup, key, passphrase, home, sealed["sealed"]) as opened:
