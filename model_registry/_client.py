@@ -384,6 +384,8 @@ class RegistryClient:
         champion = (
             self.get_version(name, current) if current is not None and not champion_unservable else None
         )
+        if champion is not None:
+            candidate, champion = self._with_run_ood_kinds(candidate), self._with_run_ood_kinds(champion)
         decision = evaluate_gate(candidate, champion, tolerance=tolerance)
         if champion is not None and (evidence is not None or min_shadow_studies or min_reader_verdicts):
             decision = apply_evidence(
@@ -484,6 +486,26 @@ class RegistryClient:
         if current is not None and (not history or history[-1] != current):
             history.append(current)  # champion set outside promote(): keep the record consistent
         return history
+
+    def _with_run_ood_kinds(self, version: RegisteredVersion) -> RegisteredVersion:
+        """``version`` with its run's per-kind OOD AUROC figures (``ood_auroc_<kind>``) when its tags lack
+        them: a version registered before they travelled as tags has them only in its training run, and the
+        gate compares the refusal AUROC on the kinds both versions faced (``_calibration_gate``)."""
+        metrics = version.metrics
+        if (
+            "ood_auroc" not in metrics
+            or any(k.startswith("ood_auroc_") for k in metrics)
+            or not version.run_id
+        ):
+            return version
+        try:
+            with translated(f"reading the run of version {version.version} of {version.name}"):
+                logged = self.mlflow_client.get_run(version.run_id).data.metrics
+        except RegistryError as e:
+            _log.warning("No per-kind OOD figures for version %s: %s", version.version, e)
+            return version
+        kinds = {str(k): float(v) for k, v in logged.items() if str(k).startswith("ood_auroc_")}
+        return dataclasses.replace(version, metrics={**metrics, **kinds}) if kinds else version
 
     @staticmethod
     def _version_info(mv: Any, aliases: Mapping[str, str]) -> RegisteredVersion:

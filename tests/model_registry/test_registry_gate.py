@@ -303,3 +303,23 @@ def test_a_candidate_not_evaluated_on_a_kind_the_champion_faced_is_refused() -> 
     )
     assert not decision.passed
     assert "ood_auroc_lateral is missing" in decision.reason
+
+
+def test_a_champion_registered_before_the_per_kind_tags_is_compared_on_its_runs_kinds(store: Store) -> None:
+    """A champion registered before the per-kind figures travelled as version tags still has them in its
+    training run's metrics: the gate reads them there and compares on the kinds both versions faced."""
+    store.register("gate-ood-old", aurocs={**CHAMPION, **_ood(dict.fromkeys(_FIRST_KINDS, 0.99))})
+    store.client.promote("gate-ood-old", 1)
+    mlflow = store.client.mlflow_client
+    for kind in _FIRST_KINDS:
+        mlflow.delete_model_version_tag("gate-ood-old", "1", f"ood_auroc_{kind}")
+    assert not any(k.startswith("ood_auroc_") for k in store.client.get_version("gate-ood-old", 1).metrics)
+    store.register(
+        "gate-ood-old", aurocs={**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 0.99), "lateral": 0.70})}
+    )
+
+    decision = store.client.promote("gate-ood-old", 2)
+
+    assert decision.passed, decision.reason
+    assert "ood_auroc compared on the 9 refusal-set kinds both versions faced" in decision.reason
+    assert "not compared: lateral" in decision.reason
