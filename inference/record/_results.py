@@ -115,6 +115,8 @@ class AnalysedStudy:
     Attributes:
         result_id: Its newest imaging result.
         view_position: View Position of the instance that result analysed (None: not given).
+        assessable: Whether the model could assess that instance (False: a "not assessable" result,
+            which no frontal view arriving later ranks below).
         stands: Whether the result stands for the late instances: they joined the study.
         joined: The SOP instance UIDs of those filed in the study now (none when the result does not
             stand, or each was filed already).
@@ -122,6 +124,7 @@ class AnalysedStudy:
 
     result_id: str
     view_position: str | None
+    assessable: bool = True
     stands: bool = False
     joined: tuple[str, ...] = ()
 
@@ -377,7 +380,9 @@ class Results:
                 return None
             primary = payload.get("primary_sop_instance_uid")
             view = session.scalar(select(Instance.view_position).where(Instance.sop_instance_uid == primary))
-            return AnalysedStudy(result_id=result_id, view_position=view)
+            return AnalysedStudy(
+                result_id=result_id, view_position=view, assessable=bool(payload.get("assessable", True))
+            )
 
         with audited_transaction(self._db) as (session, head):
             study = session.scalars(

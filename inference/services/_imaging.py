@@ -183,8 +183,10 @@ async def join_analysed(
     They are judged as if they had come with the study: its result stands when they hold no frontal view
     (``frontal`` None) or only one ranked below the view the result scored (an AP after a PA,
     :func:`inference.dicom.frontal_rank`); a frontal of the same or a higher rank is analysed, and its
-    result supersedes the earlier one. Instances filed under another study or with other pixels, or naming
-    another patient than the study's, are analysed as a study (their filing is refused as a conflict).
+    result supersedes the earlier one. A result the model could not assess (its film refused by the
+    guard, e.g. a lateral tagged PA) outranks no frontal view: any is analysed. Instances filed under
+    another study or with other pixels, or naming another patient than the study's, are analysed as a
+    study (their filing is refused as a conflict).
     The read and the instances filed are one transaction, audited ``studies:submit`` for ``actor``
     (:meth:`inference.record.Results.join_analysed`).
 
@@ -198,7 +200,9 @@ async def join_analysed(
     """
 
     def stands(analysed: AnalysedStudy) -> bool:
-        return frontal is None or frontal_rank(frontal) > frontal_rank(analysed.view_position)
+        if frontal is None:
+            return True
+        return analysed.assessable and frontal_rank(frontal) > frontal_rank(analysed.view_position)
 
     principal = actor.principal
     found = await asyncio.to_thread(

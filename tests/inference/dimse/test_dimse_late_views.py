@@ -232,3 +232,23 @@ def test_a_late_lateral_tagged_pa_alone_leaves_the_result_of_the_real_pa(tmp_pat
     first, results, instances = _run(tmp_path, body)
     assert results == [first]
     assert fake_pa in instances
+
+
+def test_a_late_ap_after_a_not_assessable_result_is_analysed(tmp_path: Path) -> None:
+    """The study's first film was a lateral tagged PA (the guard refused it: a "not assessable" result);
+    a real AP sent later is analysed and its result supersedes it, though its tag ranks below PA."""
+    study = _study_uid()
+
+    async def body(ctx: Context) -> tuple[ImagingResult, ImagingResult, list[str]]:
+        late_first = [_film(study, "PA", lateral=True, seed=2, sop=f"{study}.2")]
+        assert await _listener._analyse(ctx, _received(tmp_path / "first", late_first))
+        first = ctx.record.results.latest_for_study(study_instance_uid=study)
+        assert await _listener._analyse(ctx, _received(tmp_path / "late", [_film(study, "AP", seed=3)]))
+        latest = ctx.record.results.latest_for_study(study_instance_uid=study)
+        assert isinstance(first, ImagingResult) and isinstance(latest, ImagingResult)
+        return first, latest, _results_of(ctx, study)
+
+    first, latest, results = _run(tmp_path, body)
+    assert not first.assessable
+    assert latest.result_id != first.result_id and latest.assessable
+    assert len(results) == 2

@@ -168,3 +168,29 @@ def test_a_late_lateral_tagged_pa_alone_pushed_over_stow_leaves_the_result_of_th
     (filed,) = first.stored
     assert [(s.sop_instance_uid, s.result_id) for s in late.stored] == [(fake_pa_uid, filed.result_id)]
     assert results == [filed.result_id]
+
+
+def test_a_late_ap_after_a_not_assessable_result_is_analysed(tmp_path: Path) -> None:
+    """A study whose first film the guard refused (a lateral tagged PA) has a "not assessable" result; a
+    real AP sent later ranks below that film's tag, but a result the model could not assess must not
+    keep a view it can from being analysed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dimse"))
+    from test_dimse_late_views import _context as _guarded_context
+
+    study = f"2.25.{uuid.uuid4().int}"
+    fake_pa_uid = f"{study}.2"
+    fake_pa = chest_dicom(study=study, sop=fake_pa_uid, series=f"{study}.2.1", view="PA", blob=True, seed=2)
+    ap_uid, ap = _film(study, "AP", seed=3)
+
+    async def main() -> tuple[StowOutcome, StowOutcome, list[str]]:
+        async with _guarded_context(tmp_path / "home") as ctx:
+            first = await _stow(ctx, PACS_F1, [fake_pa])
+            late = await _stow(ctx, PACS_F1, [ap])
+            return first, late, _results_of(ctx, study)
+
+    first, late, results = asyncio.run(main())
+    (refused,) = first.stored
+    (analysed,) = late.stored
+    assert analysed.sop_instance_uid == ap_uid
+    assert analysed.result_id != refused.result_id, "the AP joined the not-assessable result unanalysed"
+    assert sorted(results) == sorted([refused.result_id, analysed.result_id])
