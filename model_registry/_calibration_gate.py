@@ -3,8 +3,9 @@
 AUROC alone misses what changes a deployed model's behaviour: a version can rank cases slightly better
 while its whole score distribution moves (a reported vendor update moved the median abnormality score
 from 0.35 to 0.61), so that the old operating threshold silently changes sensitivity and specificity.
-Every figure here is measured on the fixed validation set of the profile, so champion and candidate are
-compared on the same images:
+Every figure here is measured on the version's validation set: the same images for two versions trained
+on the same data set (the fixed validation set of a profile), but not for a version retrained on a
+hospital's export against a champion trained elsewhere (the gate then says so, ``_gate``):
 
 - ``val_ece``: expected calibration error of the calibrated probabilities; may not grow by more than
   :data:`ECE_TOLERANCE`.
@@ -134,7 +135,7 @@ def calibration_checks(
                 median_key,
                 not stale,
                 f"the {name} score distribution shifted (median probability {champion[median_key]:.2f} -> "
-                f"{median:.2f} on the fixed validation set) while its threshold stayed at {threshold:.3f} "
+                f"{median:.2f} on the validation set) while its threshold stayed at {threshold:.3f} "
                 f"({of_champion}: {champion[threshold_key]:.3f}): the thresholds were not recalibrated after "
                 f"the score shift, so sensitivity went {sens[0]:.3f} -> {sens[1]:.3f} and specificity "
                 f"{spec[0]:.3f} -> {spec[1]:.3f}; recalibrate the thresholds on the validation set and "

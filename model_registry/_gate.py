@@ -78,7 +78,9 @@ def evaluate_gate(
     (a triage model), keep them plausible (``shape_monotonicity_violation`` within
     ``MONOTONICITY_TOLERANCE``); for every gate figure the
     champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
-    (both are measured on the same fixed validation set). A first version passes on its own checks.
+    (each measured on the version's validation set: the same images when both were trained on the same
+    data set; when their ``dataset`` tags differ the reason says the figures were measured on different
+    sets). A first version passes on its own checks.
 
     Args:
         candidate: The version asked to become champion.
@@ -161,7 +163,7 @@ def evaluate_gate(
             )
         return decision(
             passed=False,
-            reason=reason,
+            reason=reason + _unlike_sets(candidate, champion),
             comparisons=tuple(comparisons),
         )
     if comparisons:
@@ -184,6 +186,17 @@ def evaluate_gate(
         reason += " OOD guard: " + "; ".join(notes) + "."
     return decision(
         passed=True,
-        reason=reason,
+        reason=reason + _unlike_sets(candidate, champion),
         comparisons=tuple(comparisons),
+    )
+
+
+def _unlike_sets(candidate: RegisteredVersion, champion: RegisteredVersion) -> str:
+    """A sentence when the two versions were trained (hence validated) on different data sets, else ''."""
+    if candidate.dataset is None or champion.dataset is None or candidate.dataset == champion.dataset:
+        return ""
+    return (
+        " Note: the validation figures were measured on different data sets (candidate: "
+        f"{candidate.dataset}; champion version {champion.version}: {champion.dataset}), not on the same "
+        "images."
     )

@@ -323,3 +323,51 @@ def test_a_champion_registered_before_the_per_kind_tags_is_compared_on_its_runs_
     assert decision.passed, decision.reason
     assert "ood_auroc compared on the 9 refusal-set kinds both versions faced" in decision.reason
     assert "not compared: lateral" in decision.reason
+
+
+def test_the_gate_says_when_the_two_versions_were_validated_on_different_data_sets() -> None:
+    """A version retrained on the hospital's export is validated on the hospital's studies, the champion on
+    its own set: the figures are not measured on the same images, and the gate's reason must not say
+    they are."""
+    champion = RegisteredVersion(
+        name="cxr-findings",
+        version="1",
+        run_id=None,
+        sha256="a" * 64,
+        parity_passed=True,
+        metrics=CHAMPION,
+        dataset="synthetic",
+    )
+    stale = _calibrated(auroc=0.91, median=0.61, threshold=0.40, sensitivity=0.99, specificity=0.52)
+    decision = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings",
+            version="2",
+            run_id=None,
+            sha256="b" * 64,
+            parity_passed=True,
+            metrics=stale,
+            dataset="dicom-export",
+        ),
+        champion,
+    )
+    assert not decision.passed
+    assert "fixed validation set" not in decision.reason
+    assert (
+        "the validation figures were measured on different data sets (candidate: dicom-export; champion "
+        "version 1: synthetic), not on the same images" in decision.reason
+    )
+    recalibrated = _calibrated(auroc=0.91, median=0.61, threshold=0.66, sensitivity=0.87, specificity=0.81)
+    passed = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings",
+            version="3",
+            run_id=None,
+            sha256="c" * 64,
+            parity_passed=True,
+            metrics=recalibrated,
+            dataset="dicom-export",
+        ),
+        champion,
+    )
+    assert passed.passed and "measured on different data sets" in passed.reason
