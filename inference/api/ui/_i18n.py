@@ -84,6 +84,13 @@ class Formats:
             return "<" + format_percent(0.001, format="#,##0.0%", locale=self.language)
         return format_percent(value, format="#,##0.0%", locale=self.language)
 
+    def items(self, values: list[str]) -> str:
+        """A list in the locale's words: ``A, B and C``, ``A, B et C``, ``A وB وC`` (Arabic joins with
+        its own conjunction, never a Latin comma)."""
+        from babel.lists import format_list
+
+        return format_list(list(values), style="standard", locale=self.language) if values else ""
+
     def number(self, value: float | int | None, digits: int = 0) -> str:
         """A decimal number with ``digits`` fraction digits."""
         if value is None:
