@@ -16,9 +16,9 @@ key (the sealed file's sha256 and size, the custodian key, when and on which hos
 SERVER.pub`` and ``restore`` check who made it (anyone holding the custodian's public key could seal
 one). Once the server has that key (``backup signer``), a plain backup's manifest is signed too (its
 sha256, when and on which host): ``--signer`` checks it the same way, and refuses an unsigned one.
-A sealed backup is opened into a private folder of the home (``restore``: of the new home), never a
-shared temporary folder. ``verify`` checks the sealed file as written without the key and everything
-inside with it; ``restore`` needs the key.
+A sealed backup is opened into a private folder of the home (``restore``: of its staging folder, beside
+the new home), never a shared temporary folder. ``verify`` checks the sealed file as written without the
+key and everything inside with it; ``restore`` needs the key.
 
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
 """
@@ -65,7 +65,10 @@ DIMSE_SPOOL_COPY: Final = "dimse-spool"
 STAGING: Final = ".backup-staging-"
 """The name's start of the private folder of the home a sealed backup is staged in."""
 UNSEALING: Final = ".backup-unsealed"
-"""Where ``verify`` (in the home) and ``restore`` (in the new home) open a sealed backup, 0700."""
+"""Where ``verify`` (in the home) opens a sealed backup, 0700 (``restore``: in its staging folder)."""
+RESTORING: Final = ".restoring-"
+"""The name's end (after ``.HOME``, beside the new home) or start (inside it, when the home is a mount
+point or its parent cannot be written) of the private folder a restore is staged in, 0700."""
 
 # Folders copied as they are, relative to the home. ``receiving/`` (instances of associations still
 # open: the sender has no answer yet and sends them again) and ``runs/`` (training work folders: the
@@ -1264,10 +1267,11 @@ def backup_restore(
     which host it was made is printed.
 
     A sealed backup needs ``key`` (the custodian's private key) and ``signer`` (the backup-signing public
-    key of the server that made it; ``any_origin``: not checked): it is opened into a private folder of
-    ``home/.backup-unsealed``, restored from there, and that folder removed (a restore killed meanwhile
-    leaves it: the next restore into ``home`` removes it first). A plain backup's signature is checked
-    against ``signer`` when given, before anything is copied.
+    key of the server that made it; ``any_origin``: not checked): it is opened into the staging folder
+    and restored from there. A plain backup's signature is checked against ``signer`` when given, before
+    anything is copied. Everything is copied and checked in a private staging folder beside ``home``
+    (:func:`_restoring`), then moved into place: a restore killed meanwhile (-9, the machine stopped)
+    leaves ``home`` as it was and that hidden folder, which the next restore into ``home`` removes first.
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
@@ -1283,8 +1287,9 @@ def backup_restore(
     out = stream if stream is not None else sys.stdout
     if not backup.is_dir():
         raise BackupRefused(f"{backup} is not a folder.")
+    _clean_restoring(home)
     if home.is_dir():
-        _clean_unsealing(home)
+        _clean_unsealing(home)  # what a restore of an earlier dxassist left
         with suppress(OSError):
             (home / UNSEALING).rmdir()
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
@@ -1308,7 +1313,7 @@ def backup_restore(
                 "give its private key with --key."
             )
         out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
-        with _unsealed(backup, key, passphrase, home, sealed["sealed"]) as opened:
+        with _restoring(home) as work, _unsealed(backup, key, passphrase, work, sealed["sealed"]) as opened:
             inner = _load_manifest(opened)
             problems = _outer_problems(sealed, opened, inner)
             if problems:
@@ -1317,11 +1322,12 @@ def backup_restore(
                 for line in problems:
                     out.write(f"  {line}\n")
                 return 1
-            return _restore_files(opened, home, out, inner)
+            return _restore_files(opened, home, work, out, inner)
     made_by = _plain_origin(backup, loaded, key=key, signer=signer, any_origin=any_origin)
     if made_by is not None:
         out.write(f"{made_by}\n")
-    return _restore_files(backup, home, out, loaded)
+    with _restoring(home) as work:
+        return _restore_files(backup, home, work, out, loaded)
 
 
 def _plain_origin(
@@ -1422,58 +1428,113 @@ def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> s
     return None
 
 
-def _undo_restore(home: Path, *, made: bool) -> None:
-    """Remove what a failed restore wrote into ``home`` (new or empty before it; a sealed backup's
-    opened copy, in use, is left to its own removal), and ``home`` itself when the restore ``made`` it."""
-    with suppress(OSError):
-        for entry in home.iterdir():
-            if entry.name == UNSEALING:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-    if made:
-        with suppress(OSError):
-            home.rmdir()
+def _staged_inside(home: Path) -> bool:
+    """Whether a restore into ``home`` is staged inside it: it is a mount point (a volume: a folder
+    beside it is on another file system) or its parent cannot be written."""
+    return home.is_dir() and (os.path.ismount(home) or not os.access(home.parent, os.W_OK))
 
 
-def _restore_files(backup: Path, home: Path, out: TextIO, loaded: Any) -> int:
-    """The plain backup in ``backup`` (its manifest as ``loaded``) copied into ``home``, each file checked
-    on the bytes copied, then the copied record's audit trail checked there (the body of
-    :func:`backup_restore`, ``home`` checked new or empty by it). On any problem what was copied is
-    removed: a home that does not verify is never left to be started."""
+def _staging_places(home: Path) -> list[tuple[Path, str]]:
+    """Where a restore into ``home`` stages (folder, name's start): beside it, or inside it."""
+    return [(home.parent, f".{home.name}{RESTORING}"), (home, RESTORING)]
+
+
+def _clean_restoring(home: Path) -> None:
+    """Remove what a restore into ``home`` killed (-9, the machine stopped) staged beside or inside it
+    and did not move into place: every such folder no running restore holds locked."""
+    home = Path(os.path.abspath(home))
+    for base, start in _staging_places(home):
+        if base.is_dir() and not base.is_symlink():
+            _remove_unlocked(iter(sorted(base.glob(f"{start}*"))))
+
+
+@contextmanager
+def _restoring(home: Path) -> Iterator[Path]:
+    """A new private folder (0700, locked: :func:`_clean_restoring` leaves it while in use) a restore
+    into ``home`` is staged in for the block, beside the home (or inside it, :func:`_staged_inside`):
+    the restored home is made in its ``home/`` and moved into place whole once checked; removed after,
+    whatever happens. A restore killed meanwhile leaves it, never a half-restored home; the next restore
+    removes it.
+
+    Raises:
+        BackupRefused: The folder cannot be made.
+    """
+    home = Path(os.path.abspath(home))
+    base, start = _staging_places(home)[1 if _staged_inside(home) else 0]
+    try:
+        _private_folder(base)
+        work = Path(tempfile.mkdtemp(prefix=start, dir=base))  # 0700
+    except OSError as e:
+        raise BackupRefused(f"{base} cannot be written ({e.strerror or type(e).__name__}).") from e
+    fd = -1
+    try:
+        try:
+            fd = _locked(work)
+        except OSError as e:
+            raise BackupRefused(f"{work} cannot be written ({e.strerror or type(e).__name__}).") from e
+        yield work
+    finally:  # an interrupt too: what was copied is patient data, never left behind
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(staged: Path, home: Path) -> None:
+    """Move the checked home ``staged`` to ``home`` (absent or empty): one rename, beside it; each of its
+    entries renamed into it when staged inside it (the record last). The moves are put on disk."""
+    if staged.parent.parent == home:
+        for entry in sorted(staged.iterdir(), key=lambda p: p.name == RECORD_FILE):
+            os.rename(entry, home / entry.name)
+        _fsync_folder(home)
+        return
+    if home.is_dir():
+        staged.chmod(stat.S_IMODE(home.stat().st_mode))  # an empty home made for it keeps its mode
+    os.rename(staged, home)  # onto an empty folder too; refused if something was written in it meanwhile
+    _fsync_folder(home.parent)
+
+
+def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: Any) -> int:
+    """The plain backup in ``backup`` (its manifest as ``loaded``) copied into ``work/home``, each file
+    checked on the bytes copied, then the copied record's audit trail checked there, and only then moved
+    to ``home`` (the body of :func:`backup_restore`, ``home`` checked new or empty by it; ``work`` from
+    :func:`_restoring`). On any problem nothing is moved: a home that does not verify is never left to be
+    started."""
     manifest, why = _read_manifest(backup, loaded)
     if manifest is None:
         out.write(f"restore refused: {why}\n")
         return 1
     present = {rel for rel in _files(backup) if rel != MANIFEST}
-    made = not home.exists()
+    staged = work / "home"
     problems: list[str] = []
     try:
-        _private_folder(home)
+        _private_folder(staged)
         for rel in sorted(manifest["files"]):
             if rel not in present:
                 problems.append(f"{_named(rel)}: missing")
                 continue
             # After a first problem the rest is only read, to name every problem.
-            problem = _copy_checked(backup / rel, None if problems else home / rel, manifest["files"][rel])
+            problem = _copy_checked(backup / rel, None if problems else staged / rel, manifest["files"][rel])
             if problem is not None:
                 problems.append(f"{_named(rel)}: {problem}")
         report = None
         if not problems:
-            problems, report = _record_problems(home, manifest)
+            problems, report = _record_problems(staged, manifest)
+        if not problems:
+            _move_into_place(staged, Path(os.path.abspath(home)))
     except OSError as e:
-        _undo_restore(home, made=made)
         reason = e.strerror or type(e).__name__
         raise BackupRefused(
             f"{home} could not be written ({reason}); what was copied was removed. Nothing was restored."
         ) from e
-    except BaseException:
-        _undo_restore(home, made=made)
-        raise
     if problems:
-        _undo_restore(home, made=made)
         out.write(
             f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was restored\n"
         )
