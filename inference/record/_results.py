@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _consent, _feedback, _outbox, _save, _scope, _series
 from inference.record._database import Database
-from inference.record._errors import NotFound, RecordError
+from inference.record._errors import NotFound, RecordError, ResendConflict
 from inference.record._inputs import (
     AuditIn,
     ImagingResultIn,
@@ -129,6 +129,21 @@ class AnalysedStudy:
     joined: tuple[str, ...] = ()
 
 
+def _resend_key(sent: _save.Sent) -> str:
+    return _save.instance_key(sent.model, [i.sop_instance_uid for i in sent.instances])
+
+
+def _fileable(sent: _save.Sent) -> bool:
+    """Whether :meth:`Results.save_imaging` would get as far as its resend check (else it refuses them
+    the normal way, after the analysis)."""
+    try:
+        _save.validate_patient(sent.patient)
+        _save.validate_instances(sent.instances)
+    except RecordError:
+        return False
+    return bool(sent.instances) and len(sent.study_instance_uid) <= 64
+
+
 class Results:
     """Imaging and triage results: filed one transaction each (with their audit entry), read back, listed."""
 
@@ -166,6 +181,51 @@ class Results:
         if stored.created:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
+
+    def is_resend(
+        self, *, study_instance_uid: str, patient: PatientIn, instances: Sequence[InstanceIn], model: ModelRef
+    ) -> bool:
+        """Whether :meth:`save_imaging` would answer these instances now with a result already filed
+        (``created`` False), by the same rule (:func:`inference.record._save.filed_resend`): a read that
+        writes nothing, so that a resend need not be analysed again. False for anything else (new
+        instances, other pixels, another facility, a patient the study is not filed under, a conflict).
+        """
+        sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
+        if not _fileable(sent):
+            return False
+        with self._db.sessions() as session:
+            try:
+                return _save.filed_resend(session, sent, _resend_key(sent)) is not None
+            except ResendConflict:
+                return False
+
+    def answer_resend(
+        self,
+        *,
+        study_instance_uid: str,
+        patient: PatientIn,
+        instances: Sequence[InstanceIn],
+        model: ModelRef,
+        audit: AuditIn | None = None,
+    ) -> StoredResult | None:
+        """The result already filed that these instances are a resend of, as :meth:`save_imaging` answers
+        a resend: audited ``duplicate`` and read back with its deliveries in one transaction; None (nothing
+        written) when they are not a resend any more (:meth:`is_resend` is judged again here).
+        """
+        sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
+        if not _fileable(sent):
+            return None
+
+        def work(session: Session) -> StoredResult | None:
+            try:
+                stored = _save.write_resend(session, sent, _resend_key(sent), audit)
+            except ResendConflict:
+                return None  # filed the normal way, the refusal audited there
+            if stored is None:
+                return None
+            return replace(stored, result=self._read(session, stored.result_id, deliveries=True))
+
+        return self._db.write(work)
 
     def save_triage(
         self, *, data: TriageResultIn, audit: AuditIn | None = None, sender: _scope.Scope | None = None

@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
@@ -106,8 +107,19 @@ _NOT_A_RESEND = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a resend is recognised by: the study, its instances (with their pixel digests), the patient as
+    :func:`inference.services.identify` keys it with the sender's facility, and the model version."""
+
+    study_instance_uid: str
+    patient: PatientIn
+    instances: tuple[InstanceIn, ...]
+    model: ModelRef
+
+
 def _check_resend(
-    session: Session, data: ImagingResultIn, existing: Row[str, str, str | None, str | None]
+    session: Session, data: ImagingResultIn | Sent, existing: Row[str, str, str | None, str | None]
 ) -> StoredResult:
     """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
     if existing.facility != data.patient.facility:
@@ -116,7 +128,9 @@ def _check_resend(
     return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
 
 
-def _held_by_study(session: Session, data: ImagingResultIn) -> Row[str, str, str | None, str | None] | None:
+def _held_by_study(
+    session: Session, data: ImagingResultIn | Sent
+) -> Row[str, str, str | None, str | None] | None:
     """The study's newest result of this model version, when every instance of ``data`` is filed in its
     study already with the same pixels, for the same facility and patient; else None.
 
@@ -564,6 +578,34 @@ def _filed_view(
     return with_deliveries(typed, (), build)
 
 
+def filed_resend(session: Session, data: ImagingResultIn | Sent, key: str) -> StoredResult | None:
+    """The result already filed that ``data`` is a true resend of (``created`` False), else None: the
+    result filed under its instance key, or the newest of its study when every instance is filed there
+    already (:func:`_held_by_study`).
+
+    Raises:
+        ResendConflict: The UIDs are filed already by another facility or with other pixels.
+    """
+    existing = find_by_key(session, key)
+    if existing is None:
+        existing = _held_by_study(session, data)
+    return None if existing is None else _check_resend(session, data, existing)
+
+
+def write_resend(
+    session: Session, data: ImagingResultIn | Sent, key: str, audit: AuditIn | None = None
+) -> StoredResult | None:
+    """:func:`filed_resend`, audited ``duplicate`` in the caller's transaction when it finds the result.
+
+    Raises:
+        ResendConflict: The UIDs are filed already by another facility or with other pixels.
+    """
+    stored = filed_resend(session, data, key)
+    if stored is not None:
+        _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
+    return stored
+
+
 def write_imaging(
     session: Session,
     data: ImagingResultIn,
@@ -577,13 +619,9 @@ def write_imaging(
         ResendConflict: The UIDs are filed already by another facility or with other pixels.
         Conflict: The study is filed under another patient.
     """
-    existing = find_by_key(session, key)
-    if existing is None:
-        existing = _held_by_study(session, data)
-    if existing is not None:
-        stored = _check_resend(session, data, existing)
-        _audit_result(session, audit, resource_type="ImagingResult", stored=stored, outcome="duplicate")
-        return stored
+    resent = write_resend(session, data, key, audit)
+    if resent is not None:
+        return resent
     patient, mismatched = upsert_patient(session, data.patient)
     # Every row is read (and every conflict refused) before the first new row is written. The new rows
     # are then inserted in the order their foreign keys need, each table in one statement, without an

@@ -38,11 +38,13 @@ from inference.record import (
     ModelRef,
     PatientIn,
     RenderingData,
+    StoredResult,
 )
 from inference.security import scope_for
+from inference.services._access import audit_entry
 from inference.services import _warnings
 from inference.services._consent import check_ai_consent
-from inference.services._context import Actor, Context
+from inference.services._context import Actor, Context, db
 from inference.services._deliveries import discard_spool, outputs_owed, prepare_outputs, with_build_warning
 from inference.services._drift import observe_drift
 from inference.services._filing import file_result
@@ -224,6 +226,55 @@ async def join_analysed(
     return analysed if analysed is not None and analysed.stands else None
 
 
+def _model_ref(served: ServedModel) -> ModelRef:
+    """The served model version as the record files it with a result."""
+    return ModelRef(
+        name=served.name,
+        version=served.version,
+        sha256=served.sha256,
+        provider=served.provider,
+        synthetic=served.synthetic,
+        training=_warnings.training(served),
+        training_data=served.training_data,
+    )
+
+
+async def _answered_before(
+    ctx: Context,
+    actor: Actor,
+    *,
+    study: Study,
+    served: ServedModel,
+    patient: PatientIn,
+    consent: Awaitable[object],
+) -> StoredResult | None:
+    """The result already filed that ``study`` is a resend of, when filing its analysis would answer with
+    it (:meth:`inference.record.Results.is_resend`: the same instances and pixels, facility and patient);
+    None: analyse it. Looked up once the pixels are decoded (their digests are the instances'), before the
+    model runs: a resend costs its decoding and two reads, not an analysis whose every product the record
+    would throw away. Served as a resend filed after its analysis is: once the patient's consent is
+    cleared (an objection is raised as before), audited ``duplicate`` in the transaction that reads it
+    back, nothing owed again to the PACS (the first filing owns its outputs).
+    """
+    sent = {
+        "study_instance_uid": study.study_instance_uid,
+        "patient": patient,
+        "instances": tuple(late_instance_in(i) for i in study.instances),
+        "model": _model_ref(served),
+    }
+    if not await db(ctx.record.results.is_resend, **sent):
+        return None
+    await consent
+    start = time.perf_counter()
+    stored = await db(
+        ctx.record.results.answer_resend, **sent, audit=audit_entry(actor, action="studies:submit")
+    )
+    observe_stage(
+        "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
+    )
+    return stored
+
+
 def _study_warnings(
     study: Study, served: ServedModel, analysis: Analysis, *, set_aside: int = 0
 ) -> list[str]:
@@ -324,6 +375,11 @@ async def analyse_decoded(
     # its refusal is raised whatever became of the preparation, and nothing is scored or kept.
     consent = asyncio.ensure_future(check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit"))
     try:
+        resent = await _answered_before(
+            ctx, actor, study=study, served=served, patient=patient_in, consent=consent
+        )
+        if resent is not None:
+            return _resent_outcome(resent, served, instances=len(study.instances), language=accept_language)
         analysis = await analyse(
             primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
         )
@@ -360,27 +416,9 @@ async def analyse_decoded(
         study_instance_uid=study.study_instance_uid,
         accession_number=primary.accession_number,
         study_date=primary.study_date,
-        instances=tuple(
-            InstanceIn(
-                sop_instance_uid=i.sop_instance_uid,
-                sop_class_uid=i.sop_class_uid,
-                series_instance_uid=i.series_instance_uid,
-                modality=i.modality,
-                view_position=i.view_position,
-                pixel_digest=i.pixel_digest or None,
-            )
-            for i in study.instances
-        ),
+        instances=tuple(late_instance_in(i) for i in study.instances),
         primary_sop_instance_uid=primary.sop_instance_uid,
-        model=ModelRef(
-            name=served.name,
-            version=served.version,
-            sha256=served.sha256,
-            provider=served.provider,
-            synthetic=served.synthetic,
-            training=_warnings.training(served),
-            training_data=served.training_data,
-        ),
+        model=_model_ref(served),
         findings=tuple(
             FindingIn(
                 code=f.code,
@@ -451,4 +489,28 @@ async def analyse_decoded(
         result=with_build_warning(stored.result),
         created=stored.created,
         language=choose_language(accept_language),
+    )
+
+
+def _resent_outcome(
+    stored: StoredResult, served: ServedModel, *, instances: int, language: str | None
+) -> Outcome:
+    """The answer to a resend served before any analysis: what the filing of a resend answers."""
+    if stored.result is None:  # the record reads the result back in its transaction
+        raise RuntimeError("The result already filed could not be read back.")
+    logger.info(
+        "imaging result filed",
+        extra={
+            "event": "imaging_result",
+            "result_id": stored.result_id,
+            "model": served.name,
+            "model_version": served.version,
+            "instances": instances,
+            "priority": stored.result.priority,
+            "assessable": getattr(stored.result, "assessable", True),
+            "outcome": "duplicate",
+        },
+    )
+    return Outcome(
+        result=with_build_warning(stored.result), created=False, language=choose_language(language)
     )

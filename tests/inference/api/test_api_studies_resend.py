@@ -1,0 +1,125 @@
+"""A PACS resending a study it sent before: answered from the record, without running the model again."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from _api_dicom import chest_dicom, related_body
+from _api_env import Env, TestClient, new_study_uid
+
+from inference.record import Record
+
+_INFERENCES = re.compile(
+    r'^dxassist_stage_seconds_count\{model="cxr-findings",stage="inference",version="1"\} (\S+)$', re.M
+)
+
+
+def _inferences(client: TestClient, env: Env) -> float:
+    """How many times the imaging model has run in this server, as its /metrics counts them."""
+    found = _INFERENCES.search(client.get("/metrics", headers=env.headers("admin")).text)
+    return float(found.group(1)) if found else 0.0
+
+
+def _entries(env: Env, patient_id: str) -> list[tuple[str, str, str | None, str]]:
+    """``(action, resource_type, resource_id, outcome)`` of the audit entries about the patient, oldest
+    first."""
+    record = Record(env.settings.record_url)
+    try:
+        events = record.audit.events(patient_id=patient_id, limit=500)
+    finally:
+        record.close()
+    return [(e["action"], e["resource_type"], e["resource_id"], e["outcome"]) for e in reversed(events)]
+
+
+def _upload(client: TestClient, env: Env, blob: bytes) -> Any:
+    parts = [("files", ("f.dcm", blob, "application/dicom"))]
+    return client.post("/v1/studies", files=parts, headers=env.headers("pacs", facility="F1"))
+
+
+def _stow(client: TestClient, env: Env, blob: bytes) -> Any:
+    body, content_type = related_body([("application/dicom", blob)])
+    headers = {**env.headers("pacs", facility="F1"), "Content-Type": content_type}
+    return client.post("/dicomweb/studies", content=body, headers=headers)
+
+
+def test_a_resent_study_is_answered_from_the_record_without_running_the_model(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    first = _upload(client, env, blob)
+    assert first.status_code == 201, first.text
+    result = first.json()
+    patient_id = result["patient"]["id"]
+    ran = _inferences(client, env)
+    before = len(_entries(env, patient_id))
+
+    again = _upload(client, env, blob)
+
+    assert again.status_code == 200, again.text
+    assert again.json() == result
+    # As the filing-time duplicate path audits it: one entry, the result served again.
+    assert _entries(env, patient_id)[before:] == [
+        ("studies:submit", "ImagingResult", result["result_id"], "duplicate")
+    ]
+    assert _inferences(client, env) == ran  # the model did not run for the resend
+
+
+def test_a_study_resent_over_stow_rs_is_answered_from_the_record_without_running_the_model(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    assert _stow(client, env, blob).status_code == 200
+    reader = env.headers("radiologist", facility="F1")
+    result = client.get(f"/v1/studies/{study}/result", headers=reader).json()
+    ran = _inferences(client, env)
+    before = len(_entries(env, result["patient"]["id"]))
+
+    again = _stow(client, env, blob)
+
+    assert again.status_code == 200, again.text
+    # As today: the study's result read for the late-instance rule (the same view does not supersede
+    # it), then the resend served.
+    assert _entries(env, result["patient"]["id"])[before:] == [
+        ("studies:submit", "Result", result["result_id"], "success"),
+        ("studies:submit", "ImagingResult", result["result_id"], "duplicate"),
+    ]
+    assert _inferences(client, env) == ran
+    assert client.get(f"/v1/studies/{study}/result", headers=reader).json() == result
+
+
+def test_other_pixels_under_the_same_uids_run_the_model_and_are_refused_as_before(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    assert _upload(client, env, chest_dicom(study=study, sop=f"{study}.1")).status_code == 201
+    ran = _inferences(client, env)
+    other = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", blob=True))
+    assert other.status_code == 409, other.text
+    assert _inferences(client, env) == ran + 1
+
+
+def test_a_new_instance_in_the_study_is_analysed(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    first = _upload(client, env, blob).json()
+    ran = _inferences(client, env)
+    more = _upload(client, env, chest_dicom(study=study, sop=f"{study}.2", blob=True))
+    assert more.status_code == 201, more.text
+    assert more.json()["result_id"] != first["result_id"]
+    assert _inferences(client, env) == ran + 1
+
+
+def test_a_resend_from_another_facility_runs_the_model_and_is_refused_as_before(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1")
+    assert _upload(client, env, blob).status_code == 201
+    ran = _inferences(client, env)
+    parts = [("files", ("f.dcm", blob, "application/dicom"))]
+    other = client.post("/v1/studies", files=parts, headers=env.headers("pacs", facility="F2"))
+    assert other.status_code == 409, other.text
+    assert _inferences(client, env) == ran + 1
