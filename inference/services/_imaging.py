@@ -41,8 +41,8 @@ from inference.record import (
     StoredResult,
 )
 from inference.security import scope_for
-from inference.services._access import audit_entry
 from inference.services import _warnings
+from inference.services._access import audit_entry
 from inference.services._consent import check_ai_consent
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import discard_spool, outputs_owed, prepare_outputs, with_build_warning
@@ -256,18 +256,23 @@ async def _answered_before(
     cleared (an objection is raised as before), audited ``duplicate`` in the transaction that reads it
     back, nothing owed again to the PACS (the first filing owns its outputs).
     """
-    sent = {
-        "study_instance_uid": study.study_instance_uid,
-        "patient": patient,
-        "instances": tuple(late_instance_in(i) for i in study.instances),
-        "model": _model_ref(served),
-    }
-    if not await db(ctx.record.results.is_resend, **sent):
+    uid = study.study_instance_uid
+    instances = tuple(late_instance_in(i) for i in study.instances)
+    model = _model_ref(served)
+    results = ctx.record.results
+    if not await db(
+        results.is_resend, study_instance_uid=uid, patient=patient, instances=instances, model=model
+    ):
         return None
     await consent
     start = time.perf_counter()
     stored = await db(
-        ctx.record.results.answer_resend, **sent, audit=audit_entry(actor, action="studies:submit")
+        results.answer_resend,
+        study_instance_uid=uid,
+        patient=patient,
+        instances=instances,
+        model=model,
+        audit=audit_entry(actor, action="studies:submit"),
     )
     observe_stage(
         "record_commit", model=served.name, version=served.version, seconds=time.perf_counter() - start
