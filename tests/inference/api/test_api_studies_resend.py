@@ -123,3 +123,29 @@ def test_a_resend_from_another_facility_runs_the_model_and_is_refused_as_before(
     other = client.post("/v1/studies", files=parts, headers=env.headers("pacs", facility="F2"))
     assert other.status_code == 409, other.text
     assert _inferences(client, env) == ran + 1
+
+
+def test_a_resend_of_a_patient_who_objected_since_is_refused_as_a_new_study_of_theirs(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    patient = f"IPP-RESEND-{study[-8:]}"
+    blob = chest_dicom(study=study, sop=f"{study}.1", patient_id=patient)
+    result = _upload(client, env, blob).json()
+    patient_id = result["patient"]["id"]
+    deny = {"ai_processing": "deny", "national_sharing": "permit"}
+    clinician = env.headers("clinician", facility="F1")
+    assert client.put(f"/v1/patients/{patient_id}/consent", json=deny, headers=clinician).status_code == 200
+    ran = _inferences(client, env)
+    trail = len(_entries(env, patient_id))
+
+    again = _upload(client, env, blob)
+    resent = _entries(env, patient_id)[trail:]
+    other = new_study_uid()
+    new = _upload(client, env, chest_dicom(study=other, sop=f"{other}.1", patient_id=patient))
+
+    assert again.status_code == new.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "consent_objection"
+    assert _inferences(client, env) == ran
+    assert resent == _entries(env, patient_id)[trail + len(resent) :]  # audited as any study of theirs
+    assert [outcome for *_, outcome in resent] == ["consent_objection"]
