@@ -1,0 +1,1 @@
+"""The bodies of ``dxassist backup``, one module per concern (:mod:`inference._backup_cli` names them)."""

@@ -1,0 +1,296 @@
+"""Constants of ``dxassist backup`` and what it does with files: private folders, copies, hashes, the
+file list of a folder, locks on staging folders, names shown on a terminal.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
+
+from inference.errors import InferenceError
+
+if TYPE_CHECKING:
+    pass
+
+
+MANIFEST: Final = "manifest.json"
+
+
+PARTIAL: Final = ".partial"
+
+
+FORMAT: Final = "dxassist-backup"
+
+
+FORMAT_VERSION: Final = 1
+
+
+SEALED_FORMAT: Final = "dxassist-backup-sealed"
+
+
+SEALED_FILE: Final = "backup.sealed"
+
+
+RECORD_FILE: Final = "record.db"
+
+
+REGISTRY_FILE: Final = "mlflow.db"
+
+
+ANCHOR_FILE: Final = "audit/head.json"
+
+
+DIMSE_SPOOL_COPY: Final = "dimse-spool"
+"""Where a DIMSE spool kept outside ``DXASSIST_HOME`` (``DXASSIST_DIMSE_SPOOL``) is put in the backup."""
+
+
+STAGING: Final = ".backup-staging-"
+"""The name's start of the private folder of the home a sealed backup is staged in."""
+
+
+UNSEALING: Final = ".backup-unsealed"
+"""Where ``verify`` (in the home) opens a sealed backup, 0700 (``restore``: in its staging folder)."""
+
+
+RESTORING: Final = ".restoring-"
+"""The name's end (after ``.HOME``, beside the new home) or start (inside it, when the home is a mount
+point or its parent cannot be written) of the private folder a restore is staged in, 0700."""
+
+
+# Folders copied as they are, relative to the home. ``receiving/`` (instances of associations still
+# open: the sender has no answer yet and sends them again) and ``runs/`` (training work folders: the
+# registered models are in ``mlartifacts/``) are left out.
+_HOME_TREES: Final = ("mlartifacts", "models", "keys", "spool")
+
+
+_SPOOL_TREES: Final = ("incoming", "dead-letter")
+
+
+_SPOOL_RECEIVING: Final = "receiving"
+
+
+_NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+_HEADROOM: Final = 64 << 20
+"""Free space a backup leaves on each file system it writes to (the live server's, the manifest)."""
+
+
+_CHUNK: Final = 1 << 20
+
+
+class BackupRefused(InferenceError):
+    """The backup (or restore) cannot be made where asked; nothing that looks like a backup was left."""
+
+
+def _private_file(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _private_folder(path: Path) -> None:
+    """Make ``path`` and any missing folder above it, each 0700 (``mkdir(parents=True)`` would not)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+
+
+def _copy_file(source: Path, target: Path) -> bool:
+    """Copy one file (0600, on disk before it returns); False when it went away before it was opened."""
+    try:
+        reader = open(source, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:  # a study analysed, a cache entry replaced since the folder was listed
+        return False
+    _private_folder(target.parent)
+    with reader, open(target, "xb", opener=_private_file) as writer:
+        shutil.copyfileobj(reader, writer, _CHUNK)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return True
+
+
+def _copy_tree(
+    source: Path, target: Path, *, skip: frozenset[Path] = frozenset(), unfollowed: list[Path] | None = None
+) -> int:
+    """Copy the regular files under ``source`` (dot-named temporary and lock files, and the folders
+    ``skip`` names, left out).
+
+    A symbolic link to a file inside ``source`` is copied as the file it names: a Kubernetes Secret or
+    ConfigMap mounted as a folder (``keys/``) is made of such links into its own dot-named folder. A link
+    that leads out of ``source``, or to no file, is not followed; its place in the backup is added to
+    ``unfollowed``.
+    """
+    copied = 0
+    if not source.is_dir():
+        return 0
+    root = source.resolve()
+    for folder, subfolders, files in os.walk(source):
+        here = Path(folder)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and here / d not in skip)
+        for name in sorted(files):
+            path = here / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                named = path.resolve()
+                if not named.is_relative_to(root) or not named.is_file():
+                    if unfollowed is not None:
+                        unfollowed.append(target / path.relative_to(source))
+                    continue
+                copied += _copy_file(named, target / path.relative_to(source))
+            elif path.is_file():
+                copied += _copy_file(path, target / path.relative_to(source))
+    return copied
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (its write-ahead log included), in one file.
+
+    ``Connection.backup`` copies every page in one step under a read transaction: a snapshot of the
+    committed state, while writers go on (WAL). The copy is switched to a rollback journal so that it
+    is one self-contained file, readable read-only; a server opening it switches it back to WAL.
+    """
+    _private_folder(target.parent)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    live = sqlite3.connect(source, timeout=30)  # read only by the backup; a WAL file needs a writable open
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            live.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            copy.close()
+    finally:
+        live.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: Path) -> Iterator[str]:
+    """Every file under ``root`` as a relative POSIX path (links and other non-files too: named, not read)."""
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            yield (Path(folder) / name).relative_to(root).as_posix()
+
+
+def _inventory(root: Path) -> dict[str, dict[str, Any]]:
+    return {
+        rel: {"size": (root / rel).stat().st_size, "sha256": _sha256(root / rel)}
+        for rel in _files(root)
+        if rel != MANIFEST
+    }
+
+
+def _inventory_at(folder: int) -> dict[str, dict[str, Any]]:
+    """:func:`_inventory` of the folder open as ``folder``, each file read through it (links not
+    followed): the files written into it, even if its name now names another folder."""
+    files: dict[str, dict[str, Any]] = {}
+    for where, subfolders, names, at in os.fwalk(".", dir_fd=folder):
+        subfolders.sort()
+        for name in sorted(names):
+            rel = PurePosixPath(where, name).as_posix()
+            if rel == MANIFEST:
+                continue
+            digest, size = hashlib.sha256(), 0
+            with open(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at), "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+            files[rel] = {"size": size, "sha256": digest.hexdigest()}
+    return files
+
+
+class _Digesting:
+    """A file that hashes, and counts, the bytes read or written through it: what is signed or checked
+    is then the very bytes written or used, not those of a later read of a file someone else can replace.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+
+def _remove_unlocked(folders: Iterator[Path]) -> None:
+    """Remove each of ``folders`` that no running process holds locked (:func:`_locked`): what a
+    ``backup`` command killed (-9, the machine stopped) left behind."""
+    for entry in folders:
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # its own process removed it meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # in use by a running command
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _locked(folder: Path) -> int:
+    """Lock ``folder`` (``flock``, until the descriptor returned is closed) against
+    :func:`_remove_unlocked`. A remover that locked it first removes it: what is then written into it
+    fails, loudly; nothing is written into a folder that is not locked.
+
+    Raises:
+        OSError: ``folder`` was removed meanwhile.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _shown(value: Any) -> str:
+    """A value of a manifest as a terminal may show it (whoever wrote the medium chose it)."""
+    text = value if isinstance(value, str) else "-"
+    return "".join(c if c.isprintable() else "?" for c in text[:200]) or "-"
+
+
+def _shown_seq(value: Any) -> str:
+    """An audit position a manifest names, as a terminal may show it (a number, or what :func:`_shown`
+    makes of anything else)."""
+    return str(value) if isinstance(value, int) else _shown(value)
+
+
+def _named(rel: str) -> str:
+    """A file's path in a backup as a problem line shows it: whoever wrote the medium chose the names in
+    its manifest and folders, and a control character would write on the operator's terminal."""
+    return "".join(c if c.isprintable() else "?" for c in rel)

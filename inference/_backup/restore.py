@@ -1,0 +1,278 @@
+"""``dxassist backup restore``: a verified backup copied into a new home, staged and checked beside it,
+then moved into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    pass
+
+from inference._backup.files import (
+    _CHUNK,
+    MANIFEST,
+    RECORD_FILE,
+    RESTORING,
+    UNSEALING,
+    BackupRefused,
+    _files,
+    _locked,
+    _named,
+    _private_file,
+    _private_folder,
+    _remove_unlocked,
+    _shown,
+)
+from inference._backup.manifest import _load_manifest, _made, _read_manifest, _sealed_manifest
+from inference._backup.sealed import _clean_unsealing, _outer_problems, _sealed_problems, _unsealed
+from inference._backup.signing import _origin_line, _plain_origin
+from inference._backup.verify import _record_problems, _restore_notes
+
+
+def backup_restore(
+    backup: Path,
+    home: Path,
+    *,
+    key: Path | None = None,
+    passphrase: bytes | None = None,
+    signer: Path | None = None,
+    any_origin: bool = False,
+    stream: TextIO | None = None,
+) -> int:
+    """Copy a verified backup into ``home`` (a new or empty folder), then check the copy. When and on
+    which host it was made is printed.
+
+    A sealed backup needs ``key`` (the custodian's private key) and ``signer`` (the backup-signing public
+    key of the server that made it; ``any_origin``: not checked): it is opened into the staging folder
+    and restored from there. A plain backup's signature is checked against ``signer`` when given, before
+    anything is copied. Everything is copied and checked in a private staging folder beside ``home``
+    (:func:`_restoring`), then moved into place: a restore killed meanwhile (-9, the machine stopped)
+    leaves ``home`` as it was and that hidden folder, which the next restore into ``home`` removes first.
+
+    Returns:
+        0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
+        is broken or a file changes while it is copied (each is checked on the bytes copied): what was
+        copied is then removed.
+
+    Raises:
+        BackupRefused: ``backup`` is not a folder, ``home`` is not a new or empty folder, or it cannot
+            be written; a sealed backup is not signed by ``signer`` (or neither it nor ``any_origin``
+            was given), or ``key`` cannot open it; ``key`` was given for a plain backup, or ``signer``
+            for one it did not sign (unsigned, or changed since).
+    """
+    out = stream if stream is not None else sys.stdout
+    if not backup.is_dir():
+        raise BackupRefused(f"{backup} is not a folder.")
+    _clean_restoring(home)
+    if home.is_dir():
+        _clean_unsealing(home)  # what a restore of an earlier dxassist left
+        with suppress(OSError):
+            (home / UNSEALING).rmdir()
+    if home.exists() and (not home.is_dir() or any(home.iterdir())):
+        raise BackupRefused(
+            f"{home} is not a new or empty folder; a restore never writes over an installation."
+        )
+    loaded = _load_manifest(backup)
+    sealed = _sealed_manifest(loaded)
+    if sealed is not None:
+        problems = _sealed_problems(backup, sealed)
+        if problems:
+            out.write(
+                f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was copied\n"
+            )
+            for line in problems:
+                out.write(f"  {line}\n")
+            return 1
+        if key is None:
+            raise BackupRefused(
+                f"{backup} is sealed (for the custodian key {_shown(sealed['sealed']['recipient'])[:16]}): "
+                "give its private key with --key."
+            )
+        out.write(f"{_origin_line(backup, sealed, signer=signer, any_origin=any_origin, opening=True)}\n")
+        with _restoring(home) as work, _unsealed(backup, key, passphrase, work, sealed["sealed"]) as opened:
+            inner = _load_manifest(opened)
+            problems = _outer_problems(sealed, opened, inner)
+            if problems:
+                out.write(f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); ")
+                out.write("nothing was copied\n")
+                for line in problems:
+                    out.write(f"  {line}\n")
+                return 1
+            return _restore_files(opened, home, work, out, inner)
+    made_by = _plain_origin(backup, loaded, key=key, signer=signer, any_origin=any_origin)
+    if made_by is not None:
+        out.write(f"{made_by}\n")
+    with _restoring(home) as work:
+        return _restore_files(backup, home, work, out, loaded)
+
+
+def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> str | None:
+    """Copy ``source`` to ``target`` (0600, on disk before it returns; ``target`` None: only read it),
+    hashing the very bytes copied; why they are not the file ``entry`` names (None when they are).
+
+    The bytes checked are the bytes written: whoever can write the backup cannot put another file in
+    place between a check and the copy. A link, or anything not a regular file, is not read.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return "missing"
+        raise
+    with open(fd, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            return "missing"
+        digest, size = hashlib.sha256(), 0
+        writer = None
+        if target is not None:
+            _private_folder(target.parent)
+            writer = open(target, "xb", opener=_private_file)  # noqa: SIM115 - closed below
+        try:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if writer is not None:
+                    writer.write(chunk)
+            if writer is not None:
+                writer.flush()
+                os.fsync(writer.fileno())
+        finally:
+            if writer is not None:
+                writer.close()
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        return "altered (its size or sha256 differs from the manifest)"
+    return None
+
+
+def _staged_inside(home: Path) -> bool:
+    """Whether a restore into ``home`` is staged inside it: it is a mount point (a volume: a folder
+    beside it is on another file system) or its parent cannot be written."""
+    return home.is_dir() and (os.path.ismount(home) or not os.access(home.parent, os.W_OK))
+
+
+def _staging_places(home: Path) -> list[tuple[Path, str]]:
+    """Where a restore into ``home`` stages (folder, name's start): beside it, or inside it."""
+    return [(home.parent, f".{home.name}{RESTORING}"), (home, RESTORING)]
+
+
+def _clean_restoring(home: Path) -> None:
+    """Remove what a restore into ``home`` killed (-9, the machine stopped) staged beside or inside it
+    and did not move into place: every such folder no running restore holds locked."""
+    home = Path(os.path.abspath(home))
+    for base, start in _staging_places(home):
+        if base.is_dir() and not base.is_symlink():
+            _remove_unlocked(iter(sorted(base.glob(f"{start}*"))))
+
+
+@contextmanager
+def _restoring(home: Path) -> Iterator[Path]:
+    """A new private folder (0700, locked: :func:`_clean_restoring` leaves it while in use) a restore
+    into ``home`` is staged in for the block, beside the home (or inside it, :func:`_staged_inside`):
+    the restored home is made in its ``home/`` and moved into place whole once checked; removed after,
+    whatever happens. A restore killed meanwhile leaves it, never a half-restored home; the next restore
+    removes it.
+
+    Raises:
+        BackupRefused: The folder cannot be made.
+    """
+    home = Path(os.path.abspath(home))
+    base, start = _staging_places(home)[1 if _staged_inside(home) else 0]
+    try:
+        _private_folder(base)
+        work = Path(tempfile.mkdtemp(prefix=start, dir=base))  # 0700
+    except OSError as e:
+        raise BackupRefused(f"{base} cannot be written ({e.strerror or type(e).__name__}).") from e
+    fd = -1
+    try:
+        try:
+            fd = _locked(work)
+        except OSError as e:
+            raise BackupRefused(f"{work} cannot be written ({e.strerror or type(e).__name__}).") from e
+        yield work
+    finally:  # an interrupt too: what was copied is patient data, never left behind
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(staged: Path, home: Path) -> None:
+    """Move the checked home ``staged`` to ``home`` (absent or empty): one rename, beside it; each of its
+    entries renamed into it when staged inside it (the record last). The moves are put on disk."""
+    if staged.parent.parent == home:
+        for entry in sorted(staged.iterdir(), key=lambda p: p.name == RECORD_FILE):
+            os.rename(entry, home / entry.name)
+        _fsync_folder(home)
+        return
+    if home.is_dir():
+        staged.chmod(stat.S_IMODE(home.stat().st_mode))  # an empty home made for it keeps its mode
+    os.rename(staged, home)  # onto an empty folder too; refused if something was written in it meanwhile
+    _fsync_folder(home.parent)
+
+
+def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: Any) -> int:
+    """The plain backup in ``backup`` (its manifest as ``loaded``) copied into ``work/home``, each file
+    checked on the bytes copied, then the copied record's audit trail checked there, and only then moved
+    to ``home`` (the body of :func:`backup_restore`, ``home`` checked new or empty by it; ``work`` from
+    :func:`_restoring`). On any problem nothing is moved: a home that does not verify is never left to be
+    started."""
+    manifest, why = _read_manifest(backup, loaded)
+    if manifest is None:
+        out.write(f"restore refused: {why}\n")
+        return 1
+    present = {rel for rel in _files(backup) if rel != MANIFEST}
+    staged = work / "home"
+    problems: list[str] = []
+    try:
+        _private_folder(staged)
+        for rel in sorted(manifest["files"]):
+            if rel not in present:
+                problems.append(f"{_named(rel)}: missing")
+                continue
+            # After a first problem the rest is only read, to name every problem.
+            problem = _copy_checked(backup / rel, None if problems else staged / rel, manifest["files"][rel])
+            if problem is not None:
+                problems.append(f"{_named(rel)}: {problem}")
+        report = None
+        if not problems:
+            problems, report = _record_problems(staged, manifest)
+        if not problems:
+            _move_into_place(staged, Path(os.path.abspath(home)))
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise BackupRefused(
+            f"{home} could not be written ({reason}); what was copied was removed. Nothing was restored."
+        ) from e
+    if problems:
+        out.write(
+            f"restore refused: the backup is BROKEN ({len(problems)} problem(s)); nothing was restored\n"
+        )
+        for line in problems:
+            out.write(f"  {line}\n")
+        return 1
+    out.write(f"restored {len(manifest['files'])} files into {home}, from a backup made {_made(manifest)}")
+    if report is not None:
+        out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
+    out.write(".\n")
+    for note in _restore_notes(manifest):
+        out.write(f"Note: {note}\n")
+    out.write(f"Start the processes with DXASSIST_HOME={home}, then run `dxassist audit verify`.\n")
+    return 0

@@ -1,0 +1,183 @@
+"""``dxassist backup verify``: every file of a backup against its manifest, and its record's audit trail."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from inference.record import AuditReport
+
+from inference._backup.files import (
+    DIMSE_SPOOL_COPY,
+    MANIFEST,
+    RECORD_FILE,
+    SEALED_FILE,
+    BackupRefused,
+    _files,
+    _named,
+    _sha256,
+    _shown,
+    _shown_seq,
+)
+from inference._backup.manifest import (
+    _audit_of,
+    _load_manifest,
+    _made,
+    _problem_lines,
+    _read_manifest,
+    _sealed_manifest,
+)
+from inference._backup.sealed import _clean_unsealing, _outer_problems, _sealed_problems, _unsealed
+from inference._backup.signing import _origin_line, _plain_origin
+
+
+def _file_problems(root: Path, listed: dict[str, dict[str, Any]], *, extras: bool) -> list[str]:
+    problems = []
+    present = {rel for rel in _files(root) if rel != MANIFEST}
+    for rel in sorted(listed):
+        path = root / rel
+        if rel not in present or path.is_symlink() or not path.is_file():
+            problems.append(f"{_named(rel)}: missing")
+            continue
+        entry = listed[rel]
+        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+            problems.append(f"{_named(rel)}: altered (its size or sha256 differs from the manifest)")
+    if extras:
+        problems += [f"{_named(rel)}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
+    return problems
+
+
+def _record_problems(root: Path, manifest: dict[str, Any]) -> tuple[list[str], AuditReport | None]:
+    from inference.record import RecordError
+
+    record = manifest.get("record") or {}
+    if record.get("kind") != "sqlite" or not (root / RECORD_FILE).is_file():
+        return [], None
+    try:
+        report = _audit_of(root)
+    except RecordError:
+        return [f"{RECORD_FILE}: cannot be read as a patient record"], None
+    problems = _problem_lines(report)
+    head = record.get("audit_head") or {}
+    if (report.head_seq, report.head_hash) != (head.get("seq"), head.get("hash")):
+        problems.append(
+            f"{RECORD_FILE}: its audit chain head is seq {report.head_seq}, the manifest names seq "
+            f"{_shown_seq(head.get('seq'))} (sha256 {_shown(head.get('hash'))})"
+        )
+    return problems, report
+
+
+def _check(root: Path, manifest: dict[str, Any], *, extras: bool) -> tuple[list[str], AuditReport | None]:
+    problems = _file_problems(root, manifest["files"], extras=extras)
+    record_problems, report = _record_problems(root, manifest)
+    return problems + record_problems, report
+
+
+def backup_verify(
+    dest: Path,
+    *,
+    key: Path | None = None,
+    passphrase: bytes | None = None,
+    signer: Path | None = None,
+    any_origin: bool = False,
+    scratch: Path | None = None,
+    stream: TextIO | None = None,
+) -> int:
+    """Check a backup: every file against the manifest (missing, altered, extra), and the copied record's
+    audit chain (the checks of ``dxassist audit verify``, read-only) up to the manifest's head. When and
+    on which host it was made is printed.
+
+    A sealed backup is checked as written (the sealed file's size and sha256) without ``key``, and opened
+    with it (the custodian's private key) into a private folder of ``scratch/.backup-unsealed`` (an
+    existing home, or the folder the custodian names; what an earlier verify killed there left is removed
+    first), checked as above, removed. Nothing else is written anywhere. Its
+    signature is checked against ``signer`` (the backup-signing public key of the server that made
+    it); opening it needs ``signer``, or ``any_origin`` to open it unchecked. A plain backup's signature
+    (made once the server has a backup-signing key) is checked against ``signer`` when given.
+
+    Returns:
+        0 when the backup is intact; 1 naming every problem otherwise.
+
+    Raises:
+        BackupRefused: ``dest`` is not a folder; the key cannot open the sealed backup; the sealed backup
+            is not signed by ``signer`` (or, to be opened, no ``signer`` was given); ``key`` was given
+            for a plain backup, or ``signer`` for one it did not sign (unsigned, or changed since).
+        ValueError: ``key`` without ``scratch``.
+    """
+    out = stream if stream is not None else sys.stdout
+    if scratch is not None:
+        _clean_unsealing(scratch)
+    if not dest.is_dir():
+        raise BackupRefused(f"{dest} is not a folder.")
+    loaded = _load_manifest(dest)
+    sealed = _sealed_manifest(loaded)
+    if sealed is not None:
+        problems = _sealed_problems(dest, sealed)
+        if problems:
+            out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+            for line in problems:
+                out.write(f"  {line}\n")
+            return 1
+        origin = _origin_line(dest, sealed, signer=signer, any_origin=any_origin, opening=key is not None)
+        if key is None:
+            out.write(f"{origin}\n")
+            out.write(
+                f"sealed backup intact as written ({SEALED_FILE}: size and sha256 as in its manifest; "
+                f"sealed for the custodian key {_shown(sealed['sealed']['recipient'])[:16]}). Its content is "
+                "checked only with that key: `dxassist backup verify DEST --key CUSTODIAN.key`.\n"
+            )
+            return 0
+        out.write(f"{origin}\n")
+        if scratch is None:
+            raise ValueError("Opening a sealed backup needs a folder of its own to open it in (scratch).")
+        with _unsealed(dest, key, passphrase, scratch, sealed["sealed"]) as opened:
+            inner = _load_manifest(opened)
+            problems = _outer_problems(sealed, opened, inner)
+            if problems:
+                out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+                for line in problems:
+                    out.write(f"  {line}\n")
+                return 1
+            out.write("sealed backup opened with the custodian key; its content:\n")
+            return _verify_plain(opened, inner, out)
+    made_by = _plain_origin(dest, loaded, key=key, signer=signer, any_origin=any_origin)
+    if made_by is not None:
+        out.write(f"{made_by}\n")
+    return _verify_plain(dest, loaded, out)
+
+
+def _verify_plain(dest: Path, loaded: Any, out: TextIO) -> int:
+    """Check the plain backup in ``dest`` against its manifest as ``loaded`` (read once, and checked
+    before when signed): the body of :func:`backup_verify`."""
+    manifest, why = _read_manifest(dest, loaded)
+    if manifest is None:
+        out.write(f"backup NOT usable: {why}\n")
+        return 1
+    problems, report = _check(dest, manifest, extras=True)
+    if problems:
+        out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
+        for line in problems:
+            out.write(f"  {line}\n")
+        return 1
+    out.write(f"backup intact: {len(manifest['files'])} files as listed in its manifest")
+    if report is not None:
+        out.write(f"; audit trail intact up to head seq {report.head_seq} sha256 {report.head_hash}")
+    out.write(f" (taken {_made(manifest)} by dxassist {_shown(manifest.get('dxassist_version'))})\n")
+    for note in _restore_notes(manifest):
+        out.write(f"Note: {note}\n")
+    return 0
+
+
+def _restore_notes(manifest: dict[str, Any]) -> list[str]:
+    notes = []
+    if (manifest.get("record") or {}).get("kind") == "external":
+        notes.append("the patient record is not in this backup (external database): restore it from pg_dump.")
+    if (manifest.get("registry") or {}).get("kind") == "external":
+        notes.append("the MLflow registry's database is not in this backup (external store).")
+    if manifest.get("dimse_spool") == DIMSE_SPOOL_COPY:
+        notes.append(
+            f"the DIMSE spool was outside the home: move {DIMSE_SPOOL_COPY}/ to DXASSIST_DIMSE_SPOOL."
+        )
+    return notes
