@@ -6,6 +6,8 @@ by study after a quiet period, then analysed by the same service as an HTTP uplo
 :mod:`inference.services`; no package below it imports it.
 """
 
-from inference.dimse._listener import CannotListen, dimse_status, listen, run_listener
+from inference.dimse._association import CannotListen
+from inference.dimse._listener import listen, run_listener
+from inference.dimse._receive import dimse_status
 
 __all__ = ["CannotListen", "dimse_status", "listen", "run_listener"]

@@ -8,16 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from inference.dimse import _listener
+from inference.dimse import _nodes
 
 
 def test_studies_another_instance_analysed_are_forgotten(tmp_path: Path) -> None:
-    node = _listener._Node(collector=cast(Any, None), limits=cast(Any, None), target_size=None)
+    node = _nodes._Node(collector=cast(Any, None), limits=cast(Any, None), target_size=None)
     incoming = tmp_path / "incoming"
     waiting = incoming / "still-waiting"
     waiting.mkdir(parents=True)
     node.delivered(waiting, "assoc-waiting")
-    bound = _listener._REMEMBERED_STUDIES
+    bound = _nodes._REMEMBERED_STUDIES
     for n in range(bound + 500):
         # Received here, then analysed (and removed) by another listener instance: no forget() here.
         node.delivered(incoming / f"study-{n}", f"assoc-{n}")

@@ -28,7 +28,7 @@ import pytest
 from _pacs_dicom import chest_cr, new_uid
 
 from inference.dicom import Limits, StudyCollector
-from inference.dimse import _listener
+from inference.dimse import _nodes, _receive
 from inference.dimse._identity import delivered_by, forget
 
 _REMOVALS = (os.unlink, os.rename, os.replace, os.rmdir)
@@ -72,10 +72,10 @@ class _HoldAt:
         self._released.set()
 
 
-def _node(tmp_path: Path) -> _listener._Node:
+def _node(tmp_path: Path) -> _nodes._Node:
     collector = StudyCollector(tmp_path / "incoming", quiet_seconds=0.0)
     limits = Limits(max_instance_bytes=1_000_000, max_pixels=1 << 24, max_instances=100)
-    return _listener._Node(collector=collector, limits=limits, target_size=None)
+    return _nodes._Node(collector=collector, limits=limits, target_size=None)
 
 
 def _received(tmp_path: Path, study: str, view: str) -> Path:
@@ -87,12 +87,12 @@ def _received(tmp_path: Path, study: str, view: str) -> Path:
     return path
 
 
-def _store(node: _listener._Node, path: Path) -> tuple[int, str | None]:
+def _store(node: _nodes._Node, path: Path) -> tuple[int, str | None]:
     """What an association thread does with a received instance from the node, over mutual TLS."""
-    return _listener._validate_and_keep(path, path.stat().st_size, node, _NODE_TITLE, _CERTIFICATE)
+    return _receive._validate_and_keep(path, path.stat().st_size, node, _NODE_TITLE, _CERTIFICATE)
 
 
-def _filed(tmp_path: Path) -> tuple[_listener._Node, str, Path]:
+def _filed(tmp_path: Path) -> tuple[_nodes._Node, str, Path]:
     """A study received over TLS, analysed and removed: its folder keeps only ``tls-peers.txt``."""
     node = _node(tmp_path)
     study = new_uid()
