@@ -44,7 +44,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
     removed) join that study: see :func:`_result_stands`.
     """
     from inference.record import Conflict, ConsentObjection, InvalidData
-    from inference.services import analyse_decoded
+    from inference.services import analyse_decoded, instance_in
 
     served = ctx.host.imaging
     # Read one file at a time as the study is decoded, not all of them up front.
@@ -81,7 +81,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
         ctx,
         actor,
         study_instance_uid=decoded.study_instance_uid,
-        instances=tuple(_instance_in(instance) for instance in decoded.instances),
+        instances=tuple(instance_in(instance) for instance in decoded.instances),
         frontal=frontal,
         patient=(named.patient_id, named.issuer),
     ):
@@ -97,7 +97,7 @@ async def _analyse(ctx: Context, study: StableStudy) -> bool:
             ctx,
             actor,
             study_instance_uid=decoded.study_instance_uid,
-            instances=tuple(_instance_in(instance) for instance in decoded.instances),
+            instances=tuple(instance_in(instance) for instance in decoded.instances),
             frontal=view.view_position or "" if assessable else None,
             patient=(named.patient_id, named.issuer),
             outcome=None if assessable else _NOT_ASSESSABLE,
@@ -169,18 +169,6 @@ async def _actor(ctx: Context, study: StableStudy) -> Actor | None:
     return Actor(
         Principal(subject=f"dimse:{study.sender or 'unknown'}", role="pacs", facility=facility),
         client=await asyncio.to_thread(delivered_by, study.folder),
-    )
-
-
-def _instance_in(instance: Instance) -> InstanceIn:
-    """A decoded instance as the record files it."""
-    return InstanceIn(
-        sop_instance_uid=instance.sop_instance_uid,
-        sop_class_uid=instance.sop_class_uid,
-        series_instance_uid=instance.series_instance_uid,
-        modality=instance.modality,
-        view_position=instance.view_position,
-        pixel_digest=instance.pixel_digest or None,
     )
 
 

@@ -38,7 +38,7 @@ from inference.services._engines import open_context, registry_fetch
 from inference.services._errors import PictureUnreadable, ServiceError
 from inference.services._fhir import capability, fhir_read, fhir_search, patient_everything
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
-from inference.services._imaging import Outcome, analyse_decoded, analyse_study, join_analysed
+from inference.services._imaging import Outcome, analyse_decoded, analyse_study, instance_in, join_analysed
 from inference.services._results import (
     FeedbackReceipt,
     ResultView,
@@ -122,6 +122,7 @@ __all__ = [
     "analyse_decoded",
     "analyse_study",
     "analyse_vitals",
+    "instance_in",
     "join_analysed",
     "audit",
     "audit_event_read",

@@ -158,8 +158,8 @@ async def _assessable_alternative(
     return study, refused, 0
 
 
-def late_instance_in(instance: Instance) -> InstanceIn:
-    """A decoded instance as the record files it."""
+def instance_in(instance: Instance) -> InstanceIn:
+    """A decoded instance as the record files it (every intake: upload, STOW-RS, DIMSE)."""
     return InstanceIn(
         sop_instance_uid=instance.sop_instance_uid,
         sop_class_uid=instance.sop_class_uid,
@@ -257,7 +257,7 @@ async def _answered_before(
     back, nothing owed again to the PACS (the first filing owns its outputs).
     """
     uid = study.study_instance_uid
-    instances = tuple(late_instance_in(i) for i in study.instances)
+    instances = tuple(instance_in(i) for i in study.instances)
     model = _model_ref(served)
     results = ctx.record.results
     if not await db(
@@ -421,7 +421,7 @@ async def analyse_decoded(
         study_instance_uid=study.study_instance_uid,
         accession_number=primary.accession_number,
         study_date=primary.study_date,
-        instances=tuple(late_instance_in(i) for i in study.instances),
+        instances=tuple(instance_in(i) for i in study.instances),
         primary_sop_instance_uid=primary.sop_instance_uid,
         model=_model_ref(served),
         findings=tuple(

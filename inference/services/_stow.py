@@ -29,7 +29,7 @@ from inference.errors import InferenceError
 from inference.record import Conflict, ConsentObjection, InvalidData, RecordError
 from inference.runtime import ModelUnavailable
 from inference.services._context import Actor, Context
-from inference.services._imaging import analyse_decoded, join_analysed, late_instance_in
+from inference.services._imaging import analyse_decoded, instance_in, join_analysed
 
 if TYPE_CHECKING:
     from inference.runtime import ServedModel
@@ -256,7 +256,7 @@ async def _joins_analysed(
         ctx,
         actor,
         study_instance_uid=study_uid,
-        instances=tuple(late_instance_in(i) for i in instances),
+        instances=tuple(instance_in(i) for i in instances),
         frontal=frontal,
         patient=(patient.patient_id, patient.issuer),
     )
