@@ -169,7 +169,7 @@ def _staging_places(home: Path) -> list[tuple[Path, str]]:
 def _clean_restoring(home: Path) -> None:
     """Remove what a restore into ``home`` killed (-9, the machine stopped) staged beside or inside it
     and did not move into place: every such folder no running restore holds locked."""
-    home = Path(os.path.abspath(home))
+    home = Path(os.path.realpath(home))  # a link to the folder: staged beside that folder
     for base, start in _staging_places(home):
         if base.is_dir() and not base.is_symlink():
             _remove_unlocked(iter(sorted(base.glob(f"{start}*"))))
@@ -186,7 +186,7 @@ def _restoring(home: Path) -> Iterator[Path]:
     Raises:
         BackupRefused: The folder cannot be made.
     """
-    home = Path(os.path.abspath(home))
+    home = Path(os.path.realpath(home))  # a link to the folder: staged beside that folder
     base, start = _staging_places(home)[1 if _staged_inside(home) else 0]
     try:
         _private_folder(base)
@@ -255,7 +255,7 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
         if not problems:
             problems, report = _record_problems(staged, manifest)
         if not problems:
-            _move_into_place(staged, Path(os.path.abspath(home)))
+            _move_into_place(staged, Path(os.path.realpath(home)))
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise BackupRefused(
