@@ -12,6 +12,7 @@ from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_,
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _builds, _consent, _feedback, _outbox, _save, _scope, _series
+from inference.record._consent import ConsentState
 from inference.record._database import Database
 from inference.record._errors import NotFound, RecordError, ResendConflict
 from inference.record._inputs import (
@@ -144,6 +145,16 @@ def _fileable(sent: _save.Sent) -> bool:
     return bool(sent.instances) and len(sent.study_instance_uid) <= 64
 
 
+def _resend_in(session: Session, sent: _save.Sent) -> bool:
+    """Whether filing ``sent`` would answer it with a result already filed (:meth:`Results.is_resend`)."""
+    if not _fileable(sent):
+        return False
+    try:
+        return _save.filed_resend(session, sent, _resend_key(sent)) is not None
+    except ResendConflict:
+        return False
+
+
 class Results:
     """Imaging and triage results: filed one transaction each (with their audit entry), read back, listed."""
 
@@ -191,13 +202,20 @@ class Results:
         instances, other pixels, another facility, a patient the study is not filed under, a conflict).
         """
         sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
-        if not _fileable(sent):
-            return False
         with self._db.sessions() as session:
-            try:
-                return _save.filed_resend(session, sent, _resend_key(sent)) is not None
-            except ResendConflict:
-                return False
+            return _resend_in(session, sent)
+
+    def intake(
+        self, *, study_instance_uid: str, patient: PatientIn, instances: Sequence[InstanceIn], model: ModelRef
+    ) -> tuple[ConsentState | None, bool]:
+        """What a study's intake needs of the record before the model runs, in one read (one round trip on
+        the request path): the consent of ``patient`` (None: a patient the record does not know) and
+        whether the study is a resend (:meth:`is_resend`)."""
+        sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
+        with self._db.sessions() as session:
+            return _consent.by_identifier(session, patient.identifier, patient.issuer), _resend_in(
+                session, sent
+            )
 
     def answer_resend(
         self,

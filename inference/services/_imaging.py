@@ -26,6 +26,7 @@ from inference.dicom import (
     is_lateral,
     read_study,
 )
+from inference.errors import InferenceError
 from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnalysedStudy,
@@ -43,7 +44,7 @@ from inference.record import (
 from inference.security import scope_for
 from inference.services import _warnings
 from inference.services._access import audit_entry
-from inference.services._consent import check_ai_consent
+from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import discard_spool, outputs_owed, prepare_outputs, with_build_warning
 from inference.services._drift import observe_drift
@@ -239,39 +240,45 @@ def _model_ref(served: ServedModel) -> ModelRef:
     )
 
 
-async def _answered_before(
-    ctx: Context,
-    actor: Actor,
-    *,
-    study: Study,
-    served: ServedModel,
-    patient: PatientIn,
-    consent: Awaitable[object],
+class _Resent(InferenceError):
+    """The study is a resend (:meth:`inference.record.Results.intake`): answered from the record, never
+    scored (raised through the model's gate, so the prepared input never reaches the model)."""
+
+
+async def _cleared(
+    ctx: Context, actor: Actor, *, study: Study, served: ServedModel, patient: PatientIn
+) -> None:
+    """The gate before the model: one read of the record (:meth:`inference.record.Results.intake`, the
+    patient's consent and whether the study is a resend, while the image is prepared), then a patient who
+    objected is refused (audited, :class:`ConsentObjection`) and a resend is answered from the record
+    (:class:`_Resent`). Looked up once the pixels are decoded (their digests are the instances'): a
+    resend costs its decoding and two round trips, not an analysis whose every product the record would
+    throw away."""
+    found, resend = await db(
+        ctx.record.results.intake,
+        study_instance_uid=study.study_instance_uid,
+        patient=patient,
+        instances=tuple(instance_in(i) for i in study.instances),
+        model=_model_ref(served),
+    )
+    await refuse_objection(ctx, actor, found=found, action="studies:submit")
+    if resend:
+        raise _Resent
+
+
+async def _answer_resend(
+    ctx: Context, actor: Actor, *, study: Study, served: ServedModel, patient: PatientIn
 ) -> StoredResult | None:
-    """The result already filed that ``study`` is a resend of, when filing its analysis would answer with
-    it (:meth:`inference.record.Results.is_resend`: the same instances and pixels, facility and patient);
-    None: analyse it. Looked up once the pixels are decoded (their digests are the instances'), before the
-    model runs: a resend costs its decoding and two reads, not an analysis whose every product the record
-    would throw away. Served as a resend filed after its analysis is: once the patient's consent is
-    cleared (an objection is raised as before), audited ``duplicate`` in the transaction that reads it
-    back, nothing owed again to the PACS (the first filing owns its outputs).
-    """
-    uid = study.study_instance_uid
-    instances = tuple(instance_in(i) for i in study.instances)
-    model = _model_ref(served)
-    results = ctx.record.results
-    if not await db(
-        results.is_resend, study_instance_uid=uid, patient=patient, instances=instances, model=model
-    ):
-        return None
-    await consent
+    """The result already filed that ``study`` is a resend of, served as a resend filed after its analysis
+    is: audited ``duplicate`` in the transaction that reads it back, nothing owed again to the PACS (the
+    first filing owns its outputs); None when it is not a resend any more (analyse it)."""
     start = time.perf_counter()
     stored = await db(
-        results.answer_resend,
-        study_instance_uid=uid,
+        ctx.record.results.answer_resend,
+        study_instance_uid=study.study_instance_uid,
         patient=patient,
-        instances=instances,
-        model=model,
+        instances=tuple(instance_in(i) for i in study.instances),
+        model=_model_ref(served),
         audit=audit_entry(actor, action="studies:submit"),
     )
     observe_stage(
@@ -378,16 +385,27 @@ async def analyse_decoded(
     # Before any pixel reaches the model: a patient who objected is not analysed at all. The consent is
     # read from the record while the image is prepared (windowing and resizing are not the analysis);
     # its refusal is raised whatever became of the preparation, and nothing is scored or kept.
-    consent = asyncio.ensure_future(check_ai_consent(ctx, actor, patient=patient_in, action="studies:submit"))
+    consent: asyncio.Future[None] = asyncio.ensure_future(
+        _cleared(ctx, actor, study=study, served=served, patient=patient_in)
+    )
     try:
-        resent = await _answered_before(
-            ctx, actor, study=study, served=served, patient=patient_in, consent=consent
-        )
-        if resent is not None:
-            return _resent_outcome(resent, served, instances=len(study.instances), language=accept_language)
-        analysis = await analyse(
-            primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
-        )
+        try:
+            analysis = await analyse(
+                primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
+            )
+        except _Resent:
+            resent = await _answer_resend(ctx, actor, study=study, served=served, patient=patient_in)
+            if resent is not None:
+                return _resent_outcome(
+                    resent, served, instances=len(study.instances), language=accept_language
+                )
+            # Not a resend any more (the record changed in between): analysed as any study, its consent
+            # cleared by the same read.
+            consent = asyncio.get_running_loop().create_future()
+            consent.set_result(None)
+            analysis = await analyse(
+                primary, served=served, host=ctx.host, run=ctx.workers.run, store=True, cleared=consent
+            )
         if not analysis.ood.assessable:
             study, analysis, set_aside = await _assessable_alternative(ctx, study, served, analysis, consent)
             primary = study.primary
