@@ -72,7 +72,7 @@ class Formats:
         self._t = translations(language)
 
     def percent(self, value: float | None) -> str:
-        """A probability: ``0.873`` → ``87.3%`` (``87,3 %`` in French); ``>99.9%`` and ``<0.1%`` at the
+        """A probability: ``0.873`` → ``87.3%`` (``87,3%`` in French); ``>99.9%`` and ``<0.1%`` at the
         ends, never ``100.0%`` or ``0.0%``, which a model's output cannot mean."""
         if value is None:
             return "–"
