@@ -27,6 +27,30 @@ def dxassist_env(home: Path) -> dict[str, str]:
     return env
 
 
+def run_dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dxassist ARGS`` with ``home`` as its home, its output captured (text), never raising on failure."""
+    return subprocess.run(
+        [str(DXASSIST), *args],
+        env=dxassist_env(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def plain_backup(root: Path) -> Path:
+    """``root/backup``: an unsigned plain backup of ``root/server``, a home whose record holds an audit
+    entry (a token issued)."""
+    home = root / "server"
+    home.mkdir()
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    made = run_dxassist(home, "backup", "create", str(root / "backup"))
+    assert made.returncode == 0, made.stdout + made.stderr
+    return root / "backup"
+
+
 @contextmanager
 def serving_process(
     home: Path, log: Path, *, args: Sequence[str] = (), ready_seconds: float = 120, **env: str

@@ -18,20 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _dxassist_cli import DXASSIST, dxassist_env
+from _dxassist_cli import DXASSIST, dxassist_env, run_dxassist
 
 _LARGE = 160 << 20  # long enough to copy and hash that the kill lands while it is copied
-
-
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +29,13 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("killed-restore")
     home = root / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
     (home / "models").mkdir(exist_ok=True)
     with open(home / "models" / "large.onnx", "wb") as handle:
         for i in range(_LARGE >> 20):
             handle.write(bytes([i % 251]) * (1 << 20))
-    made = _dxassist(home, "backup", "create", str(root / "backup"))
+    made = run_dxassist(home, "backup", "create", str(root / "backup"))
     assert made.returncode == 0, made.stdout + made.stderr
     return root / "backup"
 
@@ -89,10 +78,10 @@ def test_a_restore_killed_while_it_copies_leaves_no_half_restored_home(
     left = {p.name for p in tmp_path.iterdir()} - before - {"restored", "elsewhere"}
     assert left and all(name.startswith(".") for name in left), left  # hidden, beside the home
 
-    done = _dxassist(home, "backup", "restore", str(backup), str(home))
+    done = run_dxassist(home, "backup", "restore", str(backup), str(home))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (home / "models" / "large.onnx").stat().st_size == _LARGE
     assert {p.name for p in tmp_path.iterdir()} - before - {"elsewhere"} == {"restored"}
     assert not [p.name for p in home.iterdir() if p.name.startswith(".")]
-    audited = _dxassist(home, "audit", "verify")
+    audited = run_dxassist(home, "audit", "verify")
     assert audited.returncode == 0, audited.stdout + audited.stderr

@@ -6,37 +6,18 @@ restored into the folder the link names. It does again, staged beside that folde
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 
 import pytest
-from _dxassist_cli import DXASSIST, dxassist_env
+from _dxassist_cli import plain_backup
 
 from inference._backup_cli import backup_restore
-
-
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain backup of a home whose record holds an audit entry."""
-    root = tmp_path_factory.mktemp("link")
-    home = root / "server"
-    home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
-    assert issued.returncode == 0, issued.stderr
-    made = _dxassist(home, "backup", "create", str(root / "backup"))
-    assert made.returncode == 0, made.stdout + made.stderr
-    return root / "backup"
+    return plain_backup(tmp_path_factory.mktemp("link"))
 
 
 def test_a_new_home_that_is_a_link_to_an_empty_folder_is_restored_into_that_folder(

@@ -11,12 +11,11 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _dxassist_cli import DXASSIST, dxassist_env
+from _dxassist_cli import plain_backup, run_dxassist
 
 from inference._backup_cli import backup_restore, backup_verify
 
@@ -24,28 +23,10 @@ FORGED = "\x1b[2J\x1b[Hbackup intact: 9 files as listed in its manifest\x1b[8m"
 """Clears the screen, writes a line of its own, and hides what follows."""
 
 
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An unsigned plain backup of a home whose record holds an audit entry."""
-    root = tmp_path_factory.mktemp("shown")
-    home = root / "server"
-    home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
-    assert issued.returncode == 0, issued.stderr
-    made = _dxassist(home, "backup", "create", str(root / "backup"))
-    assert made.returncode == 0, made.stdout + made.stderr
-    return root / "backup"
+    return plain_backup(tmp_path_factory.mktemp("shown"))
 
 
 def _with_head(plain: Path, tmp_path: Path, head: dict[str, Any]) -> Path:
@@ -74,11 +55,13 @@ def test_an_audit_head_chosen_by_whoever_wrote_the_medium_cannot_write_on_the_te
 def test_a_custodian_key_named_by_the_medium_cannot_write_on_the_terminal(tmp_path: Path) -> None:
     home = tmp_path / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
-    assert _dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
+    assert run_dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
     backup = tmp_path / "backup"
-    made = _dxassist(home, "backup", "create", str(backup), "--encrypt-to", str(tmp_path / "custodian.pub"))
+    made = run_dxassist(
+        home, "backup", "create", str(backup), "--encrypt-to", str(tmp_path / "custodian.pub")
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
     manifest["sealed"]["recipient"] = "\x1b[2J\x1b[H" + manifest["sealed"]["recipient"]

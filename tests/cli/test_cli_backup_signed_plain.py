@@ -17,29 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _dxassist_cli import DXASSIST, dxassist_env
-
-
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+from _dxassist_cli import DXASSIST, dxassist_env, run_dxassist
 
 
 def _home(root: Path, name: str, *, signer: bool) -> tuple[Path, Path | None]:
     """A home with a record (a token issued), and its backup-signing public key when ``signer``."""
     home = root / name
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
     if not signer:
         return home, None
-    exported = _dxassist(home, "backup", "signer")
+    exported = run_dxassist(home, "backup", "signer")
     assert exported.returncode == 0, exported.stderr
     public = root / f"{name}.pub"
     public.write_text(exported.stdout, encoding="utf-8")
@@ -64,7 +53,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
     root = tmp_path_factory.mktemp("signed-plain")
     home, signer = _home(root, "server", signer=True)
     assert signer is not None
-    create = _dxassist(home, "backup", "create", str(root / "backup"))
+    create = run_dxassist(home, "backup", "create", str(root / "backup"))
     return Signed(home, signer, root / "backup", create)
 
 
@@ -75,18 +64,20 @@ def test_a_plain_backup_is_signed_and_verify_and_restore_say_who_made_it_and_whe
     assert "Signed with this server's backup-signing key" in signed.create.stdout
     made = _manifest(signed.backup)["created_at"]
 
-    checked = _dxassist(signed.home, "backup", "verify", str(signed.backup), "--signer", str(signed.signer))
+    checked = run_dxassist(
+        signed.home, "backup", "verify", str(signed.backup), "--signer", str(signed.signer)
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Signed by the backup-signing key" in checked.stdout, checked.stdout
     assert f"made {made} on host {socket.gethostname()}" in checked.stdout, checked.stdout
     assert "backup intact" in checked.stdout
 
     # Without --signer it is checked as before, and says that who made it was not checked.
-    unchecked = _dxassist(signed.home, "backup", "verify", str(signed.backup))
+    unchecked = run_dxassist(signed.home, "backup", "verify", str(signed.backup))
     assert unchecked.returncode == 0 and "not checked" in unchecked.stdout, unchecked.stdout
 
     target = tmp_path / "restored"
-    done = _dxassist(
+    done = run_dxassist(
         signed.home, "backup", "restore", str(signed.backup), str(target), "--signer", str(signed.signer)
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -105,12 +96,12 @@ def test_a_plain_backup_whose_time_or_host_was_changed_is_refused_and_nothing_re
     (backup / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     signer = ("--signer", str(signed.signer))
 
-    verified = _dxassist(signed.home, "backup", "verify", str(backup), *signer)
+    verified = run_dxassist(signed.home, "backup", "verify", str(backup), *signer)
     assert verified.returncode == 2, verified.stdout + verified.stderr
     assert "changed after the backup was made" in verified.stderr, verified.stderr
     assert "backup intact" not in verified.stdout
     target = tmp_path / "restored"
-    refused = _dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
+    refused = run_dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert not target.exists() or not any(target.iterdir())
 
@@ -121,25 +112,25 @@ def test_an_unsigned_or_another_servers_plain_backup_is_refused_when_the_signer_
     # A server without a backup-signing key makes unsigned plain backups (and makes no key for them).
     bare, _ = _home(tmp_path, "bare", signer=False)
     unsigned = tmp_path / "unsigned"
-    made = _dxassist(bare, "backup", "create", str(unsigned))
+    made = run_dxassist(bare, "backup", "create", str(unsigned))
     assert made.returncode == 0, made.stdout + made.stderr
     assert "signed" not in _manifest(unsigned) and "Signed with" not in made.stdout
     assert not (bare / "keys" / "backup-signing-ed25519.pem").exists()
     # Another server, with its own key.
     other, _ = _home(tmp_path, "other", signer=True)
     foreign = tmp_path / "foreign"
-    assert _dxassist(other, "backup", "create", str(foreign)).returncode == 0
+    assert run_dxassist(other, "backup", "create", str(foreign)).returncode == 0
 
     target = tmp_path / "restored"
     signer = ("--signer", str(signed.signer))
     for backup, why in ((unsigned, "not signed"), (foreign, "another backup-signing key")):
-        verified = _dxassist(signed.home, "backup", "verify", str(backup), *signer)
+        verified = run_dxassist(signed.home, "backup", "verify", str(backup), *signer)
         assert verified.returncode == 2 and why in verified.stderr, verified.stdout + verified.stderr
-        refused = _dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
+        refused = run_dxassist(signed.home, "backup", "restore", str(backup), str(target), *signer)
         assert refused.returncode == 2 and why in refused.stderr, refused.stdout + refused.stderr
         assert not target.exists() or not any(target.iterdir())
     # The documented override takes it, saying that who made it was not checked.
-    anyway = _dxassist(signed.home, "backup", "restore", str(foreign), str(target), "--trust-any-origin")
+    anyway = run_dxassist(signed.home, "backup", "restore", str(foreign), str(target), "--trust-any-origin")
     assert anyway.returncode == 0, anyway.stdout + anyway.stderr
     assert "NOT checked" in anyway.stdout
 
@@ -161,7 +152,7 @@ def test_a_plain_backup_of_a_home_whose_signing_key_is_encrypted_says_what_to_se
     assert b"ENCRYPTED" in (home / "keys" / "backup-signing-ed25519.pem").read_bytes()
 
     dest = tmp_path / "backup"
-    refused = _dxassist(home, "backup", "create", str(dest))
+    refused = run_dxassist(home, "backup", "create", str(dest))
     assert refused.returncode == 2, refused.stdout + refused.stderr
     said = refused.stderr
     # What to set, where, and why; never the secret itself; and that nothing was written.

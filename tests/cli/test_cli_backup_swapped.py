@@ -15,14 +15,13 @@ import io
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _dxassist_cli import DXASSIST, dxassist_env
+from _dxassist_cli import run_dxassist
 
 import inference.record
 import inference.security._sealing as sealing
@@ -30,17 +29,6 @@ from inference._backup_cli import BackupRefused, backup_create, backup_restore, 
 from inference.config import Settings
 
 PLANTED = b"-----BEGIN PRIVATE KEY-----\na key of the one who wrote the backup folder\n"
-
-
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 @dataclass(frozen=True)
@@ -55,13 +43,13 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
     root = tmp_path_factory.mktemp("swapped")
     home = root / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
-    exported = _dxassist(home, "backup", "signer")
+    exported = run_dxassist(home, "backup", "signer")
     assert exported.returncode == 0, exported.stderr
     public = root / "server.pub"
     public.write_text(exported.stdout, encoding="utf-8")
-    made = _dxassist(home, "backup", "create", str(root / "backup"))
+    made = run_dxassist(home, "backup", "create", str(root / "backup"))
     assert made.returncode == 0, made.stdout + made.stderr
     return Signed(public, root / "backup")
 
@@ -148,18 +136,18 @@ def test_a_sealed_file_swapped_after_its_signature_was_checked_is_not_opened(
     # with a key of their own, the same record (the same audit head) and as many files.
     home = tmp_path / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
-    assert _dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
+    assert run_dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
     custodian = tmp_path / "custodian.pub"
     other = tmp_path / "other"
     shutil.copytree(home, other)
     key = sorted(p for p in (other / "keys").iterdir() if p.is_file() and p.name != "audit-anchor.key")[0]
     key.write_bytes(PLANTED)
     for where, backup in ((home, "backup"), (other, "forged")):
-        made = _dxassist(where, "backup", "create", str(tmp_path / backup), "--encrypt-to", str(custodian))
+        made = run_dxassist(where, "backup", "create", str(tmp_path / backup), "--encrypt-to", str(custodian))
         assert made.returncode == 0, made.stdout + made.stderr
-    exported = _dxassist(home, "backup", "signer")
+    exported = run_dxassist(home, "backup", "signer")
     assert exported.returncode == 0, exported.stderr
     signer = tmp_path / "server.pub"
     signer.write_text(exported.stdout, encoding="utf-8")
@@ -186,9 +174,9 @@ def test_a_sealed_file_swapped_while_it_is_written_is_not_signed(
     # it was written, before the server hashes and signs what it wrote.
     home = tmp_path / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
-    assert _dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
+    assert run_dxassist(home, "backup", "keygen", str(tmp_path / "custodian")).returncode == 0
     for name in [k for k in os.environ if k.startswith("DXASSIST_") or k == "MLFLOW_TRACKING_URI"]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DXASSIST_HOME", str(home))
@@ -238,9 +226,9 @@ def test_a_folder_swapped_into_dest_while_a_plain_backup_is_written_is_not_signe
     # same files and a key of its own, put in its place.
     home = tmp_path / "server"
     home.mkdir()
-    issued = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
-    exported = _dxassist(home, "backup", "signer")
+    exported = run_dxassist(home, "backup", "signer")
     assert exported.returncode == 0, exported.stderr
     signer = tmp_path / "server.pub"
     signer.write_text(exported.stdout, encoding="utf-8")

@@ -18,25 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 import tiny_models
-from _dxassist_cli import DXASSIST, dxassist_env, serving
+from _dxassist_cli import DXASSIST, dxassist_env, run_dxassist, serving
 
 LIVENESS_SECONDS = 60
 
 
-def _dxassist(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DXASSIST), *args],
-        env=dxassist_env(home),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 def _issue(home: Path, subject: str, *extra: str) -> tuple[str, str]:
     """``(token, its id)`` from `dxassist token issue` (the id from its stderr line)."""
-    done = _dxassist(
+    done = run_dxassist(
         home, "token", "issue", "--subject", subject, "--role", "pacs", "--facility", "F1", *extra
     )
     assert done.returncode == 0, done.stderr
@@ -69,13 +58,13 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
     other, _ = _issue(home, "pacs-b")
     with serving(home, tmp_path / "serve.log") as url:
         assert _status(url, leaked) == (200, "")
-        revoke = _dxassist(home, "token", "revoke", "--jti", leaked_id, "--reason", "laptop stolen")
+        revoke = run_dxassist(home, "token", "revoke", "--jti", leaked_id, "--reason", "laptop stolen")
         assert revoke.returncode == 0, revoke.stderr
         assert _refused_within(url, leaked) == (401, "token_revoked")
         assert _status(url, sibling) == (200, "") and _status(url, other) == (200, "")
 
         # Every token of a subject issued so far (its id unknown: a router's configuration was copied).
-        by_subject = _dxassist(home, "token", "revoke", "--subject", "pacs-a")
+        by_subject = run_dxassist(home, "token", "revoke", "--subject", "pacs-a")
         assert by_subject.returncode == 0, by_subject.stderr
         # When a new token of the subject works (its cut-off reaches over the issuers' clock skew:
         # tests/security/test_security_revocation_skew.py).
@@ -83,9 +72,9 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
         assert _refused_within(url, sibling) == (401, "token_revoked")
         assert _status(url, other) == (200, "")
 
-    listing = _dxassist(home, "token", "revocations")
+    listing = run_dxassist(home, "token", "revocations")
     assert listing.returncode == 0 and leaked_id in listing.stdout and "laptop stolen" in listing.stdout
-    trail = _dxassist(home, "audit", "verify")
+    trail = run_dxassist(home, "audit", "verify")
     assert trail.returncode == 0, trail.stdout + trail.stderr
     with closing(sqlite3.connect(f"file:{home / 'record.db'}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
@@ -114,13 +103,15 @@ def test_a_revoked_token_is_refused_and_the_others_still_work(tmp_path: Path) ->
 
 def test_tokens_that_would_never_work_or_live_too_long_are_not_issued(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    too_long = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--ttl", str(10**12))
+    too_long = run_dxassist(
+        home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--ttl", str(10**12)
+    )
     assert too_long.returncode == 2 and "DXASSIST_TOKEN_MAX_TTL_SECONDS" in too_long.stderr
     assert not too_long.stdout.strip()
     for subject in ("x" * 129, "pacs\nadmin"):
-        refused = _dxassist(home, "token", "issue", "--subject", subject, "--role", "pacs")
+        refused = run_dxassist(home, "token", "issue", "--subject", subject, "--role", "pacs")
         assert refused.returncode == 2 and not refused.stdout.strip(), refused.stderr
-    odd = _dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1\nF2")
+    odd = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1\nF2")
     assert odd.returncode == 2 and not odd.stdout.strip()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inference.explain import choose_language, imaging_rationale, triage_rationale
-from inference.vocabulary import LANGUAGES, finding_display
+from inference.vocabulary import LANGUAGES, Language, finding_display
 
 REMINDER = {
     "en": "This is an AI suggestion and must be confirmed by a clinician.",
@@ -162,8 +162,8 @@ def test_a_not_assessable_rationale_names_no_finding_in_any_language() -> None:
         (0.994, "en", "99%"),
     ],
 )
-def test_a_probability_is_never_shown_as_a_certainty(probability: float, lang: str, shown: str) -> None:
+def test_a_probability_is_never_shown_as_a_certainty(probability: float, lang: Language, shown: str) -> None:
     # A saturated output (0.9995 on a phantom) read "probability 100%": a certainty no model has.
-    text = imaging_rationale([("pleural_effusion", probability, probability >= 0.5)], lang)  # type: ignore[arg-type]
+    text = imaging_rationale([("pleural_effusion", probability, probability >= 0.5)], lang)
     assert shown in text
     assert "100%" not in text and "100\u00a0%" not in text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from typing import TypedDict
 
 import highdicom as hd
 import numpy as np
@@ -37,7 +39,14 @@ from inference.writers import (
     write_part10,
 )
 
-KWARGS = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
+
+class _Identity(TypedDict):
+    org_root: str
+    result_id: str
+    created_at: dt.datetime
+
+
+KWARGS: _Identity = {"org_root": ORG_ROOT, "result_id": RESULT_ID, "created_at": CREATED_AT}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +56,7 @@ def instance() -> Instance:
 
 @pytest.fixture(scope="module")
 def sc_bytes(instance: Instance) -> bytes:
-    return write_part10(build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS))  # type: ignore[arg-type]
+    return write_part10(build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS))
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +112,16 @@ def test_sc_equipment_and_timestamps(sc: Dataset) -> None:
 
 
 def test_sc_is_byte_identical_when_built_again(instance: Instance, sc_bytes: bytes) -> None:
-    again = build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    again = build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS)
     assert write_part10(again) == sc_bytes
 
 
 def test_scs_one_per_heatmap_in_one_series_apart_from_the_sr(instance: Instance) -> None:
-    captures = build_heatmap_scs(instance, findings(), ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    captures = build_heatmap_scs(instance, findings(), ALGORITHM, **KWARGS)
     assert [c.InstanceNumber for c in captures] == [1, 2]
     assert len({c.SeriesInstanceUID for c in captures}) == 1
     assert len({c.SOPInstanceUID for c in captures}) == 2
-    sr = build_sr(instance, findings(), ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    sr = build_sr(instance, findings(), ALGORITHM, **KWARGS)
     assert sr.SeriesInstanceUID != captures[0].SeriesInstanceUID
 
 
@@ -128,35 +137,35 @@ def test_sc_large_radiograph_is_scaled_to_the_display_limit() -> None:
         box=(2000, 10, 2100, 60),
         capture=capture(rows, columns, (30, 2050), box=(2000, 10, 2100, 60)),
     )
-    ds = build_heatmap_sc(wide, finding, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    ds = build_heatmap_sc(wide, finding, ALGORITHM, **KWARGS)
     assert max(ds.Rows, ds.Columns) == MAX_SIDE
     assert ds.Columns / ds.Rows == pytest.approx(columns / rows, rel=0.02)
 
 
 def test_sc_refuses_a_finding_without_heatmap_or_with_a_wrong_one(instance: Instance) -> None:
     with pytest.raises(InvalidFinding, match="no heatmap"):
-        build_heatmap_sc(instance, findings()[1], ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+        build_heatmap_sc(instance, findings()[1], ALGORITHM, **KWARGS)
     wrong = FindingOutput(
         "pneumothorax", "Pneumothorax", 0.9, True, 0.5, capture=np.zeros((10, 40, 3), np.uint8)
     )
     with pytest.raises(InvalidFinding, match="source image scaled"):
-        build_heatmap_sc(instance, wrong, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+        build_heatmap_sc(instance, wrong, ALGORITHM, **KWARGS)
     with pytest.raises(InvalidFinding, match="uint8 RGB"):
         FindingOutput("pneumothorax", "Pneumothorax", 0.9, True, 0.5, capture=np.zeros((10, 10), np.float32))
 
 
 def test_sc_drawn_on_a_lossy_rendering_says_so(instance: Instance) -> None:
-    ds = build_heatmap_sc(instance, findings()[0], ALGORITHM, lossy_method="ISO_10918_1", **KWARGS)  # type: ignore[arg-type]
+    ds = build_heatmap_sc(instance, findings()[0], ALGORITHM, lossy_method="ISO_10918_1", **KWARGS)
     assert (ds.LossyImageCompression, ds.LossyImageCompressionMethod) == ("01", "ISO_10918_1")
-    plain = build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    plain = build_heatmap_sc(instance, findings()[0], ALGORITHM, **KWARGS)
     assert plain.LossyImageCompression == "00"
 
 
 def test_sc_and_sr_keep_a_non_ascii_patient_name() -> None:
     accented = source(SpecificCharacterSet="ISO_IR 192", PatientName="Âmel^Zoé")
     for ds in (
-        build_heatmap_sc(accented, findings()[0], ALGORITHM, **KWARGS),  # type: ignore[arg-type]
-        build_sr(accented, findings(), ALGORITHM, **KWARGS),  # type: ignore[arg-type]
+        build_heatmap_sc(accented, findings()[0], ALGORITHM, **KWARGS),
+        build_sr(accented, findings(), ALGORITHM, **KWARGS),
     ):
         back = pydicom.dcmread(io.BytesIO(write_part10(ds)))
         assert back.SpecificCharacterSet == "ISO_IR 192"
@@ -169,6 +178,6 @@ def test_sc_never_calls_a_probability_certain(instance: Instance, probability: f
     from dataclasses import replace
 
     finding = replace(findings()[0], probability=probability)
-    sc = build_heatmap_sc(instance, finding, ALGORITHM, **KWARGS)  # type: ignore[arg-type]
+    sc = build_heatmap_sc(instance, finding, ALGORITHM, **KWARGS)
     assert shown in sc.ImageComments
     assert "100.0%" not in sc.ImageComments and "AI probability 0.0%" not in sc.ImageComments
