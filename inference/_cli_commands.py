@@ -349,7 +349,7 @@ def user_command(
     Raises:
         ValueError: A bad username, role, password or subject (the CLI exits 2 with the message).
     """
-    from inference.cli import format_table
+    from inference._common_cli import format_table
     from inference.record import Conflict, HeadAnchor, NotFound, Record
     from inference.services import add_user, disable_user, list_users, unbind_user
 

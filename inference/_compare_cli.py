@@ -80,7 +80,7 @@ def _proportion(p: Proportion) -> str:
 
 def render(comparison: Comparison, echo: Echo) -> None:
     """Print a comparison as the operator reads it."""
-    from inference.cli import format_table
+    from inference._common_cli import format_table
 
     c = comparison
     echo(
