@@ -193,13 +193,26 @@ def _full(ds: Dataset, ts: str) -> np.ndarray:
         )
     except MemoryError as e:
         raise reject("decode_failed", "The pixel data needs more memory to decode than is available.") from e
-    except Exception as e:
+    except BaseException as e:
+        if not _decoder_failure(e):
+            raise
         raise reject(
             "decode_failed",
             f"The pixel data could not be decoded with transfer syntax {ts} ({type(e).__name__}); "
             "send an intact file.",
         ) from e
     return np.asarray(arr)
+
+
+def _decoder_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a decoder's failure on bad data rather than the process being stopped.
+
+    Decoders written in Rust (pylibjpeg-rle, pydicom's first choice for RLE) raise ``PanicException``
+    when a panic (e.g. a segment that decodes past its frame) crosses into Python; PyO3 derives it from
+    ``BaseException`` so that ``except Exception`` does not swallow it, which left such a file as an
+    unhandled error (HTTP 500) instead of a refusal.
+    """
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 def _reduced(

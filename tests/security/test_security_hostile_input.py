@@ -72,6 +72,20 @@ def _rle_giant() -> bytes:
     return out.getvalue()
 
 
+def _rle_overrunning_segment() -> bytes:
+    """A 64 x 64 RLE Lossless file whose first segment decodes to more bytes than the frame has pixels (the
+    Rust RLE decoder panics on it, an exception that is not an ``Exception``)."""
+    from pydicom import dcmread
+    from pydicom.uid import RLELossless
+
+    study = new_study_uid()
+    ds = dcmread(BytesIO(chest_dicom(study=study, sop=f"{study}.1", size=64)))
+    assert ds.BitsAllocated == 16  # two segments of 64 * 64 bytes
+    runs = b"\x81\x07" * 40  # 40 runs of 128 copies: 5120 bytes for a 4096-byte segment
+    header = struct.pack("<16I", 2, 64, 64 + len(runs), *([0] * 13))
+    return encapsulated(ds, header + runs + b"\x81\x00" * 32, RLELossless)
+
+
 def _frame_claiming(side: int, transfer_syntax: str, *, before_sof: bytes = b"") -> bytes:
     """A 64 x 64 chest image whose compressed frame header claims ``side`` x ``side`` pixels (JPEG 2000 in
     a JP2 file, or baseline JPEG with ``before_sof`` ahead of its SOF marker)."""
@@ -101,6 +115,7 @@ def _wrong_vr() -> bytes:
 HOSTILE = {
     "deflate bomb (1 GiB)": (lambda: _deflate_bomb(1 << 30), 413, "deflate_bomb"),
     "RLE claiming 65535 x 65535": (_rle_giant, 413, "too_large"),
+    "RLE segment decoding past its frame": (_rle_overrunning_segment, 400, "decode_failed"),
     "300-deep nested sequences": (lambda: simple() + nested_sequences(300), 400, "nesting_too_deep"),
     "300-deep defined-length sequences": (
         lambda: simple() + nested_sequences(300, defined_length=True),
