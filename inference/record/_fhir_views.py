@@ -7,6 +7,7 @@ from typing import Any
 
 from inference.record import _scope
 from inference.record._database import Database
+from inference.record._types import utcnow
 from inference.record.fhir import _capability, _everything, _search
 
 
@@ -62,10 +63,13 @@ class FhirViews:
             InvalidSearch: an unsupported parameter when ``strict``, a repeated one, a malformed value, a
                 ``_type`` outside the patient's record.
         """
+        now = utcnow()  # before the first query: the Bundle's timestamp (``_everything.everything``)
         with self._db.sessions() as session:
             if not _everything.reachable(session, patient_id, scope):
                 return None
-            return _everything.everything(session, patient_id, params, base_url, scope, strict=strict)
+            return _everything.everything(
+                session, patient_id, params, base_url, scope, strict=strict, now=now
+            )
 
     def owner(self, *, resource_type: str, resource_id: str) -> tuple[str | None, str | None, bool] | None:
         """``(patient id, owning facility, patient-level)`` of a FHIR resource; None when absent.

@@ -338,12 +338,15 @@ def everything(
     scope: Scope | None = None,
     *,
     strict: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of the patient's record (``total``: every match the caller may
     read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``, then the Devices the
     page's resources reference (``search.mode`` ``include``, once each, not counted in ``total``). The
     ``next`` link carries ``_snapshot``, when the first page was read: the later pages list what was filed
-    by then, each row once, however many results arrive while the client pages.
+    by then, each row once, however many results arrive while the client pages. The Bundle's ``timestamp``
+    is that snapshot: ``now`` (default: when called), taken by the caller before the transaction's first
+    query, so that a client that resumes with ``_since=<timestamp>`` misses nothing committed meanwhile.
 
     Unsupported parameters are ignored and left out of the links unless ``strict``.
 
@@ -355,7 +358,10 @@ def everything(
     kept = applied("Patient/$everything", pairs, _APPLIED, strict=strict, repeatable=frozenset())
     values = dict(kept)
     types = _types(values.get("_type"))
-    snapshot = _snapshot(values[SNAPSHOT]) if SNAPSHOT in values else utcnow()
+    if SNAPSHOT in values:
+        snapshot = _snapshot(values[SNAPSHOT])
+    else:
+        snapshot = utcnow() if now is None else now
     keep = _keep(values, snapshot)
     count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=values.get("_summary"))
     offset = int_param(values, "_offset", 0, 10**9)
@@ -381,6 +387,7 @@ def everything(
         offset=start,
         count=count,
         pin=pin,
+        timestamp=snapshot,
     )
     bundle["entry"] += _included(session, base, resources)
     return bundle

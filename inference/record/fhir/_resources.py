@@ -54,8 +54,14 @@ def searchset(
     offset: int,
     count: int,
     pin: Sequence[tuple[str, str]] = (),
+    timestamp: datetime | None = None,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of ``resources``, ``total`` matches in all.
+
+    ``timestamp`` (default: now) is the Bundle's ``timestamp`` and ``meta.lastUpdated``: when the page was
+    read from, taken before the page's first query, so that a client that syncs from it
+    (``_lastUpdated=ge<timestamp>``, ``$everything?_since=<timestamp>``) misses no change committed while
+    the page was read (it may see one twice). Served to the millisecond, rounded down.
 
     ``query`` is what the search applied (FHIR R4 search 3.1.1.3.2): the self link shows it, and the next
     link, present while matches remain after this page, repeats it with the following ``_offset`` and
@@ -68,12 +74,13 @@ def searchset(
         following = [(k, v) for k, v in query if k != "_offset" and k not in pinned]
         following += [*pin, ("_offset", str(offset + count))]
         links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(following)}"})
+    moment = iso(utcnow() if timestamp is None else timestamp)
     return {
         "resourceType": "Bundle",
         "id": new_id(),
-        "meta": {"lastUpdated": iso(utcnow())},
+        "meta": {"lastUpdated": moment},
         "type": "searchset",
-        "timestamp": iso(utcnow()),
+        "timestamp": moment,
         "total": total,
         "link": links,
         "entry": [

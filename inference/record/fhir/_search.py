@@ -25,7 +25,7 @@ from inference.record._models import (
     normalise_issuer,
 )
 from inference.record._scope import Scope, visible
-from inference.record._types import as_utc
+from inference.record._types import as_utc, utcnow
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds, search_range
@@ -761,6 +761,10 @@ def search(
     Raises:
         InvalidSearch: Unknown type; an unsupported parameter when ``strict``; a bad value.
     """
+    # The Bundle's timestamp, taken before the first query (see ``r.searchset``): on PostgreSQL each
+    # statement reads what was committed when it starts, on SQLite the transaction what was committed at
+    # its first statement (an audited search holds the write lock from its start).
+    moment = utcnow()
     if resource_type not in SEARCH_PARAMS:
         raise InvalidSearch(
             f"Resource type {resource_type!r} is not served; "
@@ -794,4 +798,6 @@ def search(
     page = [build() for build in builders]
     # The self link shows what was applied (FHIR R4 search 3.1.1.3.2): ignored parameters are left out.
     query = with_count([(k, v) for k, v in kept if k != "_format"], count)
-    return r.searchset(base, resource_type, query, page, total=total, offset=offset, count=count)
+    return r.searchset(
+        base, resource_type, query, page, total=total, offset=offset, count=count, timestamp=moment
+    )
