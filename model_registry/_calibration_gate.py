@@ -16,7 +16,8 @@ hospital's export against a champion trained elsewhere (the gate then says so, `
   operating point changed, the thresholds were not recalibrated: refused, with the figures.
 - ``ood_test_pass_rate`` (in-distribution images the OOD guard lets through) at least
   :data:`MIN_OOD_PASS_RATE`; ``ood_auroc`` at most :data:`OOD_AUROC_TOLERANCE` below the champion's, on
-  the refusal-set kinds both versions faced (``ood_auroc_<kind>``; see :func:`ood_auroc`).
+  the refusal-set kinds both versions faced (``ood_auroc_<kind>``; see :func:`ood_auroc`), and each of
+  those kinds' ``ood_auroc_<kind>`` at most the same tolerance below the champion's.
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ def ood_auroc(
     pooled AUROC is the mean of the per-kind figures; the pooled figures of two versions whose refusal
     sets differ (a kind added, e.g. ``lateral``) are not comparable. Then the mean over the kinds both
     faced is compared (``ood_auroc_shared_kinds``); a kind only the candidate faced is reported, not
-    compared; a kind the champion faced and the candidate lacks is a missing figure.
+    compared; a kind the champion faced and the candidate lacks is a missing figure. Every kind both
+    faced is also compared on its own (``ood_auroc_<kind>``), with the same tolerance, so a drop on one
+    kind cannot hide behind gains on the others in the mean.
     """
     ours, theirs = _kind_figures(candidate), _kind_figures(champion)
     if not theirs or set(ours) == set(theirs):
@@ -191,7 +194,8 @@ def ood_auroc(
             else f"ood_auroc is {value:.4f} against {champion['ood_auroc']:.4f} for {of_champion}",
         )
         if theirs:
-            notes.append(f"ood_auroc compared on the same {len(theirs)} refusal-set kinds")
+            _each_kind(ours, theirs, sorted(theirs), of_champion, compare)
+            notes.append(f"ood_auroc compared on the same {len(theirs)} refusal-set kinds, and on each")
         elif ours:
             notes.append(
                 f"ood_auroc compared as pooled: {of_champion} records no per-kind figures, so its refusal "
@@ -217,13 +221,41 @@ def ood_auroc(
             candidate_value=value,
             champion_value=reference,
         )
+        _each_kind(ours, theirs, shared, of_champion, compare)
         notes.append(
             f"ood_auroc compared on the {len(shared)} refusal-set kinds both versions faced "
-            f"({', '.join(shared)})"
+            f"({', '.join(shared)}), and on each"
         )
     new = sorted(set(ours) - set(theirs))
     if new:
         notes.append(
             "not compared: "
             + ", ".join(f"{kind} ({ours[kind]:.4f}; {of_champion} never faced it)" for kind in new)
+        )
+
+
+def _each_kind(
+    ours: Mapping[str, float],
+    theirs: Mapping[str, float],
+    kinds: list[str],
+    of_champion: str,
+    compare: Callable[..., None],
+) -> None:
+    """Hold each kind both versions faced to the pooled check's tolerance.
+
+    The pooled figure is a mean: a guard that now lets one kind through (limbs, say) can keep it by ranking
+    the other kinds a little better. Each kind is a way a wrong image reaches the model, so none may drop.
+    """
+    for kind in kinds:
+        if kind not in ours:
+            continue  # reported as missing by the caller
+        figure = f"ood_auroc_{kind}"
+        value, reference = ours[kind], theirs[kind]
+        compare(
+            figure,
+            value >= reference - OOD_AUROC_TOLERANCE - _SLACK,
+            f"{figure} is {value:.4f} against {reference:.4f} for {of_champion} (the OOD guard ranks the "
+            f"{kind} images of the refusal set worse by more than {OOD_AUROC_TOLERANCE:g})",
+            candidate_value=value,
+            champion_value=reference,
         )

@@ -276,7 +276,11 @@ def test_ood_auroc_is_compared_on_the_refusal_kinds_both_versions_faced(store: S
     assert "ood_auroc compared on the 9 refusal-set kinds both versions faced" in decision.reason
     assert "not compared: lateral (0.7000; champion version 1 never faced it)" in decision.reason
     shared = [c for c in decision.comparisons if c.figure.startswith("ood_auroc")]
-    assert [c.figure for c in shared] == ["ood_auroc_shared_kinds"]
+    # The mean over the shared kinds, then each shared kind on its own; lateral is not compared.
+    assert [c.figure for c in shared] == [
+        "ood_auroc_shared_kinds",
+        *(f"ood_auroc_{kind}" for kind in sorted(_FIRST_KINDS)),
+    ]
     assert shared[0].candidate == pytest.approx(0.99) and shared[0].champion == pytest.approx(0.99)
 
 
@@ -371,3 +375,51 @@ def test_the_gate_says_when_the_two_versions_were_validated_on_different_data_se
         champion,
     )
     assert passed.passed and "measured on different data sets" in passed.reason
+
+
+def test_a_drop_on_one_refusal_kind_does_not_hide_behind_gains_on_the_others(store: Store) -> None:
+    """Same refusal kinds on both sides: the pooled figure (the mean) barely moves when one kind falls
+    from 0.99 to 0.90 and the eight others rise to 1.0, yet the guard now lets far more limb films
+    through. Each kind is held to the pooled check's tolerance, and the reason names the kind."""
+    store.register("gate-ood-per-kind", aurocs={**CHAMPION, **_ood(dict.fromkeys(_FIRST_KINDS, 0.99))})
+    store.client.promote("gate-ood-per-kind", 1)
+    hidden = {**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 1.0), "limb": 0.90})}
+    assert hidden["ood_auroc"] >= 0.99 - 0.02  # the pooled check alone lets it through
+    store.register("gate-ood-per-kind", aurocs=hidden)
+
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-ood-per-kind", 2)
+
+    reason = refused.value.reason
+    assert "ood_auroc_limb is 0.9000 against 0.9900 for champion version 1" in reason
+    assert "skull" not in reason.split("OOD guard:")[0]
+    assert store.client.resolve("gate-ood-per-kind", "champion") == "1"
+    assert refused.value.decision is not None
+    limb = next(c for c in refused.value.decision.comparisons if c.figure == "ood_auroc_limb")
+    assert not limb.passed and limb.champion == pytest.approx(0.99)
+
+    # A drop of at most the tolerance on one kind is accepted.
+    small = {**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 0.99), "limb": 0.97})}
+    store.register("gate-ood-per-kind", aurocs=small)
+    assert store.client.promote("gate-ood-per-kind", 3).passed
+
+
+def test_a_drop_on_one_shared_kind_is_refused_when_the_candidate_faced_a_new_kind_too() -> None:
+    champion = RegisteredVersion(
+        name="cxr-findings",
+        version="1",
+        run_id=None,
+        sha256="a" * 64,
+        parity_passed=True,
+        metrics={**CHAMPION, **_ood(dict.fromkeys(_FIRST_KINDS, 0.99))},
+    )
+    hidden = {**CHAMPION, **_ood({**dict.fromkeys(_FIRST_KINDS, 1.0), "photo": 0.90, "lateral": 0.8})}
+    decision = evaluate_gate(
+        RegisteredVersion(
+            name="cxr-findings", version="2", run_id=None, sha256="b" * 64, parity_passed=True, metrics=hidden
+        ),
+        champion,
+    )
+    assert not decision.passed
+    assert "ood_auroc_photo is 0.9000 against 0.9900 for champion version 1" in decision.reason
+    assert "not compared: lateral" in decision.reason
