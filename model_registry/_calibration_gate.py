@@ -143,20 +143,44 @@ def calibration_checks(
                 "register again",
             )
 
-    pass_rate = candidate.get("ood_test_pass_rate")
-    if pass_rate is not None or "ood_test_pass_rate" in champion:
-        ok = pass_rate is not None and pass_rate >= MIN_OOD_PASS_RATE - _SLACK
-        compare(
-            "ood_test_pass_rate",
-            ok,
-            "ood_test_pass_rate is missing (the version has no OOD guard figures)"
-            if pass_rate is None
-            else f"its OOD guard lets only {pass_rate:.3f} of in-distribution test images through (at least "
-            f"{MIN_OOD_PASS_RATE:g} required)",
-        )
+    floor = ood_pass_rate_check(candidate, champion)
+    if floor is not None:
+        comparisons.append(floor[0])
+        if floor[1] is not None:
+            failures.append(floor[1])
     if "ood_auroc" in champion:
         ood_auroc(candidate, champion, of_champion, compare, failures, notes)
     return comparisons, failures, notes
+
+
+def ood_pass_rate_check(
+    candidate: Mapping[str, float], champion: Mapping[str, float]
+) -> tuple[FigureComparison, str | None] | None:
+    """The absolute floor on the OOD guard's pass rate: the comparison and, when it fails, why.
+
+    Absolute, so it holds for every candidate, a first champion too (pass ``{}`` as ``champion``): a guard
+    that refuses more than 2 % of ordinary films is not acceptable whatever it replaces. ``None`` when
+    neither version has the figure (a model without an OOD guard, such as ``vitals-triage``); a candidate
+    without it replacing a champion that has it fails.
+    """
+    pass_rate = candidate.get("ood_test_pass_rate")
+    if pass_rate is None and "ood_test_pass_rate" not in champion:
+        return None
+    ok = pass_rate is not None and pass_rate >= MIN_OOD_PASS_RATE - _SLACK
+    comparison = FigureComparison(
+        figure="ood_test_pass_rate",
+        candidate=pass_rate,
+        champion=champion.get("ood_test_pass_rate", float("nan")),
+        passed=ok,
+    )
+    if ok:
+        return comparison, None
+    return comparison, (
+        "ood_test_pass_rate is missing (the version has no OOD guard figures)"
+        if pass_rate is None
+        else f"its OOD guard lets only {pass_rate:.3f} of in-distribution test images through (at least "
+        f"{MIN_OOD_PASS_RATE:g} required)"
+    )
 
 
 def _kind_figures(metrics: Mapping[str, float]) -> dict[str, float]:

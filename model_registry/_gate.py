@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from model_registry._calibration_gate import calibration_checks, is_calibration_figure
+from model_registry._calibration_gate import (
+    calibration_checks,
+    is_calibration_figure,
+    ood_pass_rate_check,
+)
 from model_registry._types import FigureComparison, GateDecision, RegisteredVersion
 
 #: Largest drop of any validation AUROC figure allowed when replacing the champion.
@@ -80,7 +84,8 @@ def evaluate_gate(
     champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
     (each measured on the version's validation set: the same images when both were trained on the same
     data set; when their ``dataset`` tags differ the reason says the figures were measured on different
-    sets). A first version passes on its own checks.
+    sets). A first version (``champion`` None) is held to the absolute criteria only: parity, sha256,
+    plausible shapes and the OOD guard's pass-rate floor (``MIN_OOD_PASS_RATE``).
 
     Args:
         candidate: The version asked to become champion.
@@ -124,9 +129,21 @@ def evaluate_gate(
             reason=f"{label} cannot become champion: {implausible}.",
         )
     if champion is None:
+        # Absolute criteria hold for every candidate; only the relative ones need a champion.
+        floor = ood_pass_rate_check(candidate.metrics, {})
+        if floor is not None and floor[1] is not None:
+            return decision(
+                passed=False,
+                reason=(
+                    f"{label} cannot become the first champion: {floor[1]}. The floor holds for every "
+                    "candidate, with or without a champion to compare with."
+                ),
+                comparisons=(floor[0],),
+            )
         return decision(
             passed=True,
             reason=f"{label} becomes the first champion: there is no champion to compare with.",
+            comparisons=(floor[0],) if floor is not None else (),
         )
 
     comparisons: list[FigureComparison] = []

@@ -423,3 +423,21 @@ def test_a_drop_on_one_shared_kind_is_refused_when_the_candidate_faced_a_new_kin
     assert not decision.passed
     assert "ood_auroc_photo is 0.9000 against 0.9900 for champion version 1" in decision.reason
     assert "not compared: lateral" in decision.reason
+
+
+def test_a_first_champion_is_held_to_the_ood_pass_rate_floor(store: Store) -> None:
+    """The 98 % floor is absolute (docs/ml-engineer.md, section 6): a guard that refuses one ordinary
+    film in ten does not become the first champion just because there is nothing to compare it with."""
+    store.register("gate-first-floor", extra_metrics={"ood_test_pass_rate": 0.90})
+
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-first-floor", 1)
+
+    assert "lets only 0.900 of in-distribution test images through (at least 0.98 required)" in (
+        refused.value.reason
+    )
+    assert store.client.resolve("gate-first-floor", "champion") is None
+
+    store.register("gate-first-floor", extra_metrics={"ood_test_pass_rate": 0.99})
+    decision = store.client.promote("gate-first-floor", 2)
+    assert decision.passed and "first champion" in decision.reason
