@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
@@ -45,6 +46,9 @@ REGISTRY_FILE: Final = "mlflow.db"
 
 
 ANCHOR_FILE: Final = "audit/head.json"
+
+
+ANCHOR_KEY_FILE: Final = "keys/audit-anchor.key"
 
 
 DIMSE_SPOOL_COPY: Final = "dimse-spool"
@@ -173,6 +177,44 @@ def _sqlite_copy(source: Path, target: Path) -> None:
             copy.close()
     finally:
         live.close()
+
+
+def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> str | None:
+    """Copy ``source`` to ``target`` (0600, on disk before it returns; ``target`` None: only read it),
+    hashing the very bytes copied; why they are not the file ``entry`` names (None when they are).
+
+    The bytes checked are the bytes written: whoever can write the backup cannot put another file in
+    place between a check and the copy. A link, or anything not a regular file, is not read.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return "missing"
+        raise
+    with open(fd, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            return "missing"
+        digest, size = hashlib.sha256(), 0
+        writer = None
+        if target is not None:
+            _private_folder(target.parent)
+            writer = open(target, "xb", opener=_private_file)  # noqa: SIM115 - closed below
+        try:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if writer is not None:
+                    writer.write(chunk)
+            if writer is not None:
+                writer.flush()
+                os.fsync(writer.fileno())
+        finally:
+            if writer is not None:
+                writer.close()
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        return "altered (its size or sha256 differs from the manifest)"
+    return None
 
 
 def _sha256(path: Path) -> str:

@@ -4,8 +4,6 @@ then moved into place.
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -20,16 +18,15 @@ if TYPE_CHECKING:
     pass
 
 from inference._backup.files import (
-    _CHUNK,
     MANIFEST,
     RECORD_FILE,
     RESTORING,
     UNSEALING,
     BackupRefused,
+    _copy_checked,
     _files,
     _locked,
     _named,
-    _private_file,
     _private_folder,
     _remove_unlocked,
     _shown,
@@ -115,44 +112,6 @@ def backup_restore(
         out.write(f"{made_by}\n")
     with _restoring(home) as work:
         return _restore_files(backup, home, work, out, loaded)
-
-
-def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> str | None:
-    """Copy ``source`` to ``target`` (0600, on disk before it returns; ``target`` None: only read it),
-    hashing the very bytes copied; why they are not the file ``entry`` names (None when they are).
-
-    The bytes checked are the bytes written: whoever can write the backup cannot put another file in
-    place between a check and the copy. A link, or anything not a regular file, is not read.
-    """
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-            return "missing"
-        raise
-    with open(fd, "rb") as reader:
-        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
-            return "missing"
-        digest, size = hashlib.sha256(), 0
-        writer = None
-        if target is not None:
-            _private_folder(target.parent)
-            writer = open(target, "xb", opener=_private_file)  # noqa: SIM115 - closed below
-        try:
-            while chunk := reader.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                if writer is not None:
-                    writer.write(chunk)
-            if writer is not None:
-                writer.flush()
-                os.fsync(writer.fileno())
-        finally:
-            if writer is not None:
-                writer.close()
-    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-        return "altered (its size or sha256 differs from the manifest)"
-    return None
 
 
 def _staged_inside(home: Path) -> bool:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 if TYPE_CHECKING:
     from inference.record import AuditReport
 
 from inference._backup.files import (
+    ANCHOR_FILE,
+    ANCHOR_KEY_FILE,
     DIMSE_SPOOL_COPY,
     MANIFEST,
     RECORD_FILE,
     SEALED_FILE,
     BackupRefused,
+    _copy_checked,
     _files,
+    _locked,
     _named,
+    _remove_unlocked,
     _sha256,
     _shown,
     _shown_seq,
@@ -32,8 +42,20 @@ from inference._backup.manifest import (
 from inference._backup.sealed import _clean_unsealing, _outer_problems, _sealed_problems, _unsealed
 from inference._backup.signing import _origin_line, _plain_origin
 
+_AUDITED: Final = (RECORD_FILE, ANCHOR_FILE, ANCHOR_KEY_FILE)
+"""The files the audit trail of a backup is checked with: its record, its anchor and the anchor's key."""
 
-def _file_problems(root: Path, listed: dict[str, dict[str, Any]], *, extras: bool) -> list[str]:
+
+VERIFYING: Final = ".dxassist-backup-verify-"
+"""The name's start of the private folder (0700, in the temporary folder) a plain ``verify`` copies
+:data:`_AUDITED` into, as it hashes them, to check the audit trail on the very bytes it hashed."""
+
+
+def _file_problems(
+    root: Path, listed: dict[str, dict[str, Any]], *, extras: bool, copies: Path | None = None
+) -> list[str]:
+    """Every file of ``listed`` checked in ``root`` (missing, altered; extra when ``extras``); those of
+    :data:`_AUDITED` copied into ``copies`` as they are hashed, when given."""
     problems = []
     present = {rel for rel in _files(root) if rel != MANIFEST}
     for rel in sorted(listed):
@@ -42,7 +64,11 @@ def _file_problems(root: Path, listed: dict[str, dict[str, Any]], *, extras: boo
             problems.append(f"{_named(rel)}: missing")
             continue
         entry = listed[rel]
-        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+        if copies is not None and rel in _AUDITED:
+            problem = _copy_checked(path, copies / rel, entry)
+            if problem is not None:
+                problems.append(f"{_named(rel)}: {problem}")
+        elif path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
             problems.append(f"{_named(rel)}: altered (its size or sha256 differs from the manifest)")
     if extras:
         problems += [f"{_named(rel)}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
@@ -69,10 +95,61 @@ def _record_problems(root: Path, manifest: dict[str, Any]) -> tuple[list[str], A
     return problems, report
 
 
-def _check(root: Path, manifest: dict[str, Any], *, extras: bool) -> tuple[list[str], AuditReport | None]:
-    problems = _file_problems(root, manifest["files"], extras=extras)
-    record_problems, report = _record_problems(root, manifest)
+def _check(root: Path, manifest: dict[str, Any], *, private: bool) -> tuple[list[str], AuditReport | None]:
+    """Every file of the backup in ``root`` against ``manifest``, then its record's audit trail.
+
+    Unless ``root`` is ``private`` (a sealed backup this process opened into a folder of its own), others
+    may write it while it is read: the record, its anchor and the anchor's key are then copied into a
+    private folder as they are hashed, and the trail is checked on those copies, the bytes hashed.
+
+    Raises:
+        BackupRefused: The private copy cannot be made (no room in the temporary folder).
+    """
+    if private:
+        problems = _file_problems(root, manifest["files"], extras=True)
+        record_problems, report = _record_problems(root, manifest)
+        return problems + record_problems, report
+    with _verifying() as copies:
+        try:
+            problems = _file_problems(root, manifest["files"], extras=True, copies=copies)
+        except OSError as e:
+            raise BackupRefused(
+                f"{RECORD_FILE} could not be copied into a private folder of {copies.parent} "
+                f"({e.strerror or type(e).__name__}), to check its audit trail on the bytes hashed: "
+                "set TMPDIR to a folder with room for it. Nothing was kept."
+            ) from e
+        record_problems, report = _record_problems(copies, manifest)
     return problems + record_problems, report
+
+
+def _mine(entry: Path) -> bool:
+    """Whether ``entry`` (not followed) belongs to this user: others' folders are theirs to clean."""
+    try:
+        return entry.lstat().st_uid == os.geteuid()
+    except OSError:
+        return False
+
+
+@contextmanager
+def _verifying() -> Iterator[Path]:
+    """A new private folder (0700, locked) of the temporary folder for the block, removed after; what a
+    ``verify`` killed meanwhile (-9, the machine stopped) left there is removed by the next one.
+
+    Raises:
+        BackupRefused: The folder cannot be made.
+    """
+    base = Path(tempfile.gettempdir())
+    _remove_unlocked(entry for entry in sorted(base.glob(f"{VERIFYING}*")) if _mine(entry))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=VERIFYING, dir=base))  # 0700
+        fd = _locked(work)
+    except OSError as e:
+        raise BackupRefused(f"{base} cannot be written ({e.strerror or type(e).__name__}).") from e
+    try:
+        yield work
+    finally:  # an interrupt too: the copy is patient data, never left behind
+        os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def backup_verify(
@@ -141,21 +218,21 @@ def backup_verify(
                     out.write(f"  {line}\n")
                 return 1
             out.write("sealed backup opened with the custodian key; its content:\n")
-            return _verify_plain(opened, inner, out)
+            return _verify_plain(opened, inner, out, private=True)
     made_by = _plain_origin(dest, loaded, key=key, signer=signer, any_origin=any_origin)
     if made_by is not None:
         out.write(f"{made_by}\n")
-    return _verify_plain(dest, loaded, out)
+    return _verify_plain(dest, loaded, out, private=False)
 
 
-def _verify_plain(dest: Path, loaded: Any, out: TextIO) -> int:
+def _verify_plain(dest: Path, loaded: Any, out: TextIO, *, private: bool) -> int:
     """Check the plain backup in ``dest`` against its manifest as ``loaded`` (read once, and checked
-    before when signed): the body of :func:`backup_verify`."""
+    before when signed): the body of :func:`backup_verify`. ``private``: :func:`_check`."""
     manifest, why = _read_manifest(dest, loaded)
     if manifest is None:
         out.write(f"backup NOT usable: {why}\n")
         return 1
-    problems, report = _check(dest, manifest, extras=True)
+    problems, report = _check(dest, manifest, private=private)
     if problems:
         out.write(f"backup BROKEN: {len(problems)} problem(s) in {dest}\n")
         for line in problems:
