@@ -1,7 +1,7 @@
 """The ``dxassist.training_data`` line an export writes: what the model learned from, not where from.
 
 Servers show the line to every user (``GET /v1/models``, each result's warnings): the folder the data was
-read from on the ML engineer's machine stays in ``dxassist.config``, out of that line.
+read from on the ML engineer's machine stays out of that line (``dxassist.config`` keeps only its name).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def training_data_line(cfg: ImagingConfig, n: int) -> str:
     """The one-line ``dxassist.training_data`` description: what the model learned from, synthetic or not.
 
     Servers show it to every user (``GET /v1/models``, each result's warnings), so it names the data set,
-    never the folder it was read from on the training machine (that stays in ``dxassist.config``).
+    never the folder it was read from on the training machine (``dxassist.config`` keeps only its name).
     """
     if cfg.dataset == "synthetic":
         return (
@@ -282,7 +282,7 @@ def _model_card(
         if cfg.pooling == "lse"
         else "Each logit is the mean of its CAM plus a bias (global average pooling)."
     )
-    config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+    config_json = json.dumps(cfg.to_record(), indent=2, sort_keys=True)
     n_train, n_val, n_test = split_sizes
     served_note = (
         "each file read by `inference.dicom`, prepared by `inference.analysis` and scored by the exported "
@@ -387,7 +387,7 @@ def imaging_metadata(
         preprocess=preprocess,
         synthetic=cfg.dataset == "synthetic",
         training_data=training_data,
-        config=cfg.to_dict(),
+        config=cfg.to_record(),
         ood=ood,
         drift_reference=reference,
     )
@@ -562,7 +562,8 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         training_data += f"; {int(metrics['reader_labels'])} reader label(s)"
     checkpoint = out_dir / "cxr-findings.pt"
     torch.save(
-        {"state_dict": model.state_dict(), "model_kwargs": model_kwargs, "config": cfg.to_dict()}, checkpoint
+        {"state_dict": model.state_dict(), "model_kwargs": model_kwargs, "config": cfg.to_record()},
+        checkpoint,
     )
     artifacts: list[Path] = [checkpoint]
 
@@ -740,7 +741,7 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     return TrainingOutcome(
         model_name=MODEL_NAME,
         onnx_path=report.path,
-        params=cfg.to_dict(),
+        params=cfg.to_record(),
         metrics=metrics,
         artifacts=artifacts,
         model_card=card,

@@ -2,12 +2,14 @@
 
 Precedence, lowest first: the dataclass defaults, the profile preset, a YAML file, keyword arguments
 (the command-line flags). The resolved config travels with every artifact (checkpoint, ONNX
-metadata, model card), so a model can always be traced back to how it was trained.
+metadata, model card, MLflow params; :func:`config_record`: without the training machine's folders), so a
+model can always be traced back to how it was trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +181,10 @@ class ImagingConfig:
             out[f.name] = value
         return out
 
+    def to_record(self) -> dict[str, Any]:
+        """The config as it travels with the model: see :func:`config_record`."""
+        return config_record(self.to_dict())
+
     @classmethod
     def from_profile(
         cls, profile: str = "quick", *, yaml_path: Path | None = None, **overrides: Any
@@ -188,6 +194,22 @@ class ImagingConfig:
         ``None`` overrides are ignored, so unset command-line flags keep the preset's value.
         """
         return resolve_config(cls, "imaging", IMAGING_PROFILES, profile, yaml_path, overrides)
+
+
+def config_record(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's :meth:`to_dict` values as they travel with the model (ONNX ``dxassist.config``, model
+    card, checkpoint, MLflow params), without the training machine's folders.
+
+    ``data`` keeps only its folder's name (the data set's own name, an export's ``2026-12``); ``out_dir``,
+    where the run wrote its files, is left out. What reproduction needs stays: ``dataset``, ``seed`` and
+    every training setting. A model is read on other machines (registry, servers, other sites), and the
+    folders of the machine that trained it are of no use there and none of their business.
+    """
+    record = {key: value for key, value in values.items() if key != "out_dir"}
+    if record.get("data") is not None:
+        # abspath: a relative folder ("." or "exports/2026-12") is named as well, without touching disk.
+        record["data"] = Path(os.path.abspath(record["data"])).name
+    return record
 
 
 def resolve_config(

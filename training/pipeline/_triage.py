@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from inference.triage import FEATURES, REFERENCE
 from training.data._vitals import VitalsTable
 from training.pipeline._outcome import TrainingOutcome
-from training.pipeline._profiles import ConfigError, resolve_config
+from training.pipeline._profiles import ConfigError, config_record, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ class TriageConfig:
             for v in [getattr(self, f.name)]
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """The config as it travels with the model: see :func:`config_record`."""
+        return config_record(self.to_dict())
+
     @classmethod
     def from_profile(
         cls, profile: str = "quick", *, yaml_path: Path | None = None, **overrides: Any
@@ -190,7 +194,7 @@ def training_data_line(cfg: TriageConfig, train: VitalsTable) -> str:
     """One line naming the training data (``dxassist.training_data``).
 
     Servers show it to every user (``GET /v1/models``, each result's warnings), so it names the data set,
-    never the folder it was read from on the training machine (that stays in ``dxassist.config``).
+    never the folder it was read from on the training machine (``dxassist.config`` keeps only its name).
     """
     if cfg.dataset == "synthetic":
         return (
@@ -360,7 +364,7 @@ def triage_metadata(
         temperature=temperature,
         synthetic=cfg.dataset == "synthetic",
         training_data=training_data,
-        config=cfg.to_dict(),
+        config=cfg.to_record(),
     )
 
 
@@ -491,7 +495,7 @@ before scaling). Reliability diagram: `calibration.png`.
 
 ## Training configuration
 ```json
-{json.dumps(cfg.to_dict(), indent=2, sort_keys=True)}
+{json.dumps(cfg.to_record(), indent=2, sort_keys=True)}
 ```
 """
 
@@ -644,7 +648,7 @@ def train_triage(cfg: TriageConfig) -> TrainingOutcome:
     return TrainingOutcome(
         model_name=MODEL_NAME,
         onnx_path=report.path,
-        params=cfg.to_dict(),
+        params=cfg.to_record(),
         metrics=metrics,
         artifacts=[roc_path, calibration_path, shapes_path, metrics_path, card_path],
         model_card=card,

@@ -211,3 +211,19 @@ def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_
         float(np.quantile(ood, cfg.ood_pass_rate, method="higher")), rel=1e-5
     )
     assert outcome.metrics["ood_refusal_set_scored_by_served_path"] == 1.0
+
+
+def test_nothing_kept_with_the_model_names_the_runs_work_folder(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    """The model card, the MLflow params, the ONNX metadata and the checkpoint travel with the model
+    (registry, servers, other sites); the folder the run wrote into on the training machine is none of
+    their business, and reproduction does not need it."""
+    import torch
+
+    cfg, outcome = tiny_run
+    folder = str(cfg.out_dir)
+    assert folder not in outcome.model_card
+    assert folder not in json.dumps(outcome.params) and "out_dir" not in outcome.params
+    assert not [key for key, value in read_metadata(outcome.onnx_path).items() if folder in value]
+    checkpoint = torch.load(cfg.out_dir / "cxr-findings.pt", weights_only=True)
+    assert folder not in json.dumps(checkpoint["config"])
+    assert outcome.params["seed"] == cfg.seed and outcome.params["dataset"] == "synthetic"
