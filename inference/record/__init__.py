@@ -38,6 +38,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
+from inference.record._priors import PRIORS_SHOWN, PriorStudies, PriorStudy, ViewerRead
 from inference.record._reads import DENIED, FAILURE, Audited, Changed
 from inference.record._result_types import (
     AnyResult,
@@ -75,6 +76,10 @@ __all__ = [
     "DENIED",
     "FAILURE",
     "PictureRows",
+    "PRIORS_SHOWN",
+    "PriorStudies",
+    "PriorStudy",
+    "ViewerRead",
     "AnalysedStudy",
     "Audited",
     "Changed",

@@ -14,6 +14,7 @@ from inference.record._fhir_views import FhirViews
 from inference.record._glass import BreakGlass
 from inference.record._outbox import Outbox
 from inference.record._patients import Patients
+from inference.record._priors import PriorReads
 from inference.record._results import Results
 from inference.record._revocations import TokenRevocations
 
@@ -28,6 +29,7 @@ class Record:
     Attributes:
         results: Imaging and triage results, the worklist (filed one transaction each with their audit
             entry and pending output build).
+        priors: The viewer's read of a result with the patient's prior studies, audited as one.
         patients: Patient lookups for authorisation and registration.
         feedback: Readers' verdicts.
         audit: The hash-chained audit trail.
@@ -49,6 +51,7 @@ class Record:
         self.sessions = self.db.sessions
         self.anchor = anchor
         self.results = Results(self.db)
+        self.priors = PriorReads(self.db, self.results)
         self.patients = Patients(self.db)
         self.feedback = FeedbackLog(self.db)
         self.audit = AuditLog(self.db)

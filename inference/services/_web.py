@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inference.explain import choose_language
-from inference.record import Accounts, NotFound, SessionRow, Verdict, WorklistItem
+from inference.record import Accounts, NotFound, PriorStudies, SessionRow, Verdict, WorklistItem
 from inference.security import ROLES, WEB_PREFIX, Principal, Role, Unauthenticated, scope_for, web_subject
 from inference.security._passwords import (
     check_password_policy,
@@ -559,40 +559,45 @@ class ViewedResult:
     Attributes:
         shown: The result, with the rationale in the reader's language.
         verdicts: The verdicts this reader already gave on it, by finding code (newest wins).
+        priors: The patient's prior studies this reader may read, newest first (None for vital signs).
     """
 
     shown: ResultView
     verdicts: dict[str, str]
+    priors: PriorStudies | None = None
 
 
 async def viewed_result(
     *, ctx: Context, actor: Actor, result_id: str, accept_language: str | None
 ) -> ViewedResult:
     """One result for the viewer, as :func:`~inference.services.get_result` reads it, with the verdicts
-    the reader already gave on it: both read in the transaction of the read's one audit entry.
+    the reader already gave on it and, for a chest radiograph, the patient's prior studies the reader may
+    read (the worklist's access rules; at most ``PRIORS_SHOWN``): all read in one transaction with their
+    audit entries, the result's and one per prior shown.
 
     Raises:
         NotFound: No result has this id, or none that the reader may read (one answer).
-        RecordError: The record failed, or the audit entry could not be written; nothing is shown.
+        RecordError: The record failed, or the audit entries could not be written; nothing is shown.
     """
-    result, feedback = served(
+    read = served(
         actor,
         await db(
-            ctx.record.results.read_with_feedback,
+            ctx.record.priors.read_with_priors,
             result_id=result_id,
             reader=actor.principal.subject,
             scope=scope_for(actor.principal),
             audit=audit_entry(actor, action="results:read"),
-            deliveries=True,
         ),
         missing=UNSEEN_RESULT,
     )
     verdicts: dict[str, str] = {}
-    for entry in feedback:
+    for entry in read.feedback:
         for verdict in entry.verdicts:
             verdicts[verdict.code] = verdict.verdict
     return ViewedResult(
-        shown=ResultView(with_build_warning(result), choose_language(accept_language)), verdicts=verdicts
+        shown=ResultView(with_build_warning(read.result), choose_language(accept_language)),
+        verdicts=verdicts,
+        priors=read.priors,
     )
 
 

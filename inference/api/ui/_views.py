@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from inference.record import AnyResult, ImagingResult, WorklistItem, iso
+from inference.record import AnyResult, ImagingResult, PriorStudies, WorklistItem, iso
 from inference.services import SYNTHETIC_WARNING
 from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
@@ -200,3 +200,43 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         model["observed_at"] = iso(result.observed_at)
         model["verdict"] = verdicts.get("deterioration")
     return model
+
+
+def priors_model(priors: PriorStudies | None, *, language: str) -> dict[str, Any] | None:
+    """What the viewer's "Prior studies" panel shows (None: no panel, a vital-signs result): per prior,
+    newest first, its date, triage level, positive findings with their probabilities (none for an image
+    the model refused), model, the readers' verdicts and whether it was marked read."""
+    if priors is None:
+        return None
+    studies = []
+    for prior in priors.studies:
+        names = {f.code: finding_name(f.code, language) for f in prior.findings}
+        studies.append(
+            {
+                "id": prior.result_id,
+                # The study's own date; a study sent without one is dated by the day its result was filed.
+                "date": prior.study_date or iso(prior.created_at),
+                "priority": prior.priority,
+                "assessable": prior.assessable,
+                # A refused image has no score to compare with: its findings are not shown.
+                "positives": [
+                    {"name": names[f.code], "probability": f.probability}
+                    for f in prior.findings
+                    if prior.assessable and f.positive
+                ],
+                "model": f"{prior.model.name} {prior.model.version}",
+                "synthetic": prior.model.synthetic,
+                "verdicts": [
+                    {
+                        "name": names.get(v.code, finding_name(v.code, language)),
+                        "verdict": v.verdict,
+                        "label": None
+                        if v.verdict == "agree" or v.correct_label is None
+                        else ("present" if v.correct_label else "absent"),
+                    }
+                    for v in prior.verdicts.values()
+                ],
+                "read": prior.status == "reviewed",
+            }
+        )
+    return {"studies": studies, "older": priors.older}

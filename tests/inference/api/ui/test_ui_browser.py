@@ -250,3 +250,116 @@ def test_each_worklist_line_says_its_suggestion_comes_from_a_synthetic_data_mode
     title = expect_marker.get_attribute("title") or ""
     assert _("Trained on synthetic data only; not validated on real patients.") == title
     context.close()
+
+
+def _send_dated(base: str, env: Env, *, patient: str, date: str, critical: bool, facility: str = "F1") -> Any:
+    """A study of ``patient`` dated ``date`` (DICOM ``YYYYMMDD``), sent by the facility's PACS."""
+    import httpx
+    import pydicom
+    from _api_dicom import chest_dicom
+    from _ui_live import new_study_uid
+
+    study = new_study_uid()
+    dataset = pydicom.dcmread(
+        io.BytesIO(chest_dicom(study=study, sop=f"{study}.1", blob=critical, patient_id=patient))
+    )
+    dataset.StudyDate = date
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    response = httpx.post(
+        f"{base}/v1/studies",
+        files=[("files", ("a.dcm", out.getvalue(), "application/dicom"))],
+        headers=env.headers("pacs", facility=facility),
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_the_viewer_lists_the_patients_prior_studies_in_french_and_audits_each_one(
+    site: str, env: Env, chromium: Any
+) -> None:
+    """A reader compares the film with the patient's earlier ones: the viewer lists the priors of its own
+    scope, newest first, with date, triage level, positive findings and their probabilities, model and the
+    readers' verdicts, each a link to its viewer; another patient's study and the same patient's study at
+    another facility (no sharing consent) are not listed; each prior shown is a read of that result,
+    audited in the page's own transaction."""
+    import uuid
+
+    import httpx
+
+    from inference.api.ui._i18n import Formats
+    from inference.api.ui._views import finding_name
+
+    _ = translations("fr").gettext
+    fmt = Formats("fr")
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    older = _send_dated(site, env, patient=patient, date="20261001", critical=False)
+    newer = _send_dated(site, env, patient=patient, date="20261105", critical=True)
+    elsewhere = _send_dated(site, env, patient=patient, date="20261110", critical=True, facility="F2")
+    other = send_study(site, env, critical=True)
+    current = _send_dated(site, env, patient=patient, date="20261120", critical=True)
+    assert newer["patient"]["id"] == current["patient"]["id"] == elsewhere["patient"]["id"]
+    agreed = next(f for f in newer["findings"] if f["positive"])
+    verdict = httpx.post(
+        f"{site}/v1/results/{newer['result_id']}/feedback",
+        json={"verdicts": [{"code": agreed["code"], "verdict": "agree"}]},
+        headers=env.headers("radiologist", facility="F1"),
+        timeout=60,
+    )
+    assert verdict.status_code == 201, verdict.text
+
+    username = add_account(env)
+    context = chromium.new_context(locale="fr-FR")
+    page = context.new_page()
+    _sign_in(page, site, username, "fr")
+    page.goto(f"{site}/ui/results/{current['result_id']}")
+    panel = page.get_by_role("region", name=_("Prior studies"))
+    for header in ("Date", "Priority", "Findings", "Model", "Reader's verdict"):
+        assert panel.get_by_role("columnheader", name=_(header), exact=True).count() == 1
+    rows = panel.get_by_role("row").all_inner_texts()[1:]
+    assert len(rows) == 2, rows  # neither the other patient's study nor the other facility's
+    assert fmt.date("2026-11-05") in rows[0] and fmt.date("2026-10-01") in rows[1]
+    for finding in (f for f in newer["findings"] if f["positive"]):
+        shown = f"{finding_name(finding['code'], 'fr')} {fmt.percent(finding['probability'])}"
+        assert shown in rows[0], (shown, rows[0])
+    assert _(newer["priority"]) in rows[0] and _(older["priority"]) in rows[1]
+    assert f"{finding_name(agreed['code'], 'fr')}: {_('agree')}" in rows[0]
+    assert f"{newer['model']['name']} {newer['model']['version']}" in rows[0]
+    if not any(f["positive"] for f in older["findings"]):
+        assert _("No positive finding") in rows[1]
+    html = page.content()
+    for hidden in (elsewhere, other):
+        assert hidden["result_id"] not in html
+    assert other["patient"]["identifier"] not in html
+
+    # A prior opens its own viewer, whose priors are the studies before it.
+    panel.get_by_role("link", name=fmt.date("2026-11-05")).click()
+    page.wait_for_url(f"{site}/ui/results/{newer['result_id']}")
+    rows = page.get_by_role("region", name=_("Prior studies")).get_by_role("row").all_inner_texts()[1:]
+    assert len(rows) == 1 and fmt.date("2026-10-01") in rows[0]
+    page.goto(f"{site}/ui/results/{older['result_id']}")
+    assert page.get_by_role("region", name=_("Prior studies")).get_by_text(_("No prior studies")).is_visible()
+    context.close()
+
+    record = Record(env.settings.record_url)
+    try:
+        _n, entries = record.audit.search(agent=f"web:{username}")
+    finally:
+        record.close()
+    page_read = next(
+        e
+        for e in entries
+        if (e["action"], e["resource_type"], e["resource_id"])
+        == ("results:read", "Result", current["result_id"])
+    )
+    # The page's read and one entry per prior shown, chained together in its transaction.
+    same_read = sorted(
+        (e for e in entries if page_read["seq"] <= e["seq"] <= page_read["seq"] + 2), key=lambda e: e["seq"]
+    )
+    assert [(e["action"], e["resource_type"], e["resource_id"], e["outcome"]) for e in same_read] == [
+        ("results:read", "Result", r["result_id"], "success") for r in (current, newer, older)
+    ]
+    assert {(e["patient_id"], e["request_id"]) for e in same_read} == {
+        (current["patient"]["id"], page_read["request_id"])
+    }

@@ -268,3 +268,71 @@ def test_a_study_the_model_refuses_is_not_assessable_on_the_row_and_in_the_viewe
         assert "Not assessable" in viewer and 'role="switch"' not in viewer
         arabic = client.get(f"/ui/results/{result['result_id']}", params={"lang": "ar"}).text
         assert "غير قابلة للتقييم" in arabic
+
+
+def test_the_prior_studies_panel_says_not_assessable_instead_of_a_score_and_how_many_it_left() -> None:
+    from markupsafe import escape
+
+    from inference.api.ui._i18n import Formats, translations
+    from inference.api.ui._render import environment
+    from inference.api.ui._views import priors_model, viewer_model
+    from inference.record import (
+        FeedbackVerdict,
+        FindingResult,
+        ImagingResult,
+        ModelInfo,
+        PatientRef,
+        PriorStudies,
+        PriorStudy,
+    )
+
+    now = datetime.now(UTC)
+    model = ModelInfo(name="cxr-findings", version="3")
+    result = ImagingResult(
+        result_id="5b0c9a52-7c3e-4a57-9b7e-3f1d2b0c4e12", patient=PatientRef(id="p", identifier="PRIOR-1"),
+        model=model, priority="urgent", status="open", warnings=(), created_at=now, rationale={},
+        study_instance_uid="1.2", findings=(), assessable=True, ood=None,
+    )  # fmt: skip
+    effusion = FindingResult("pleural_effusion", "Pleural effusion", 0.9996, True, 0.5, None, True)
+    scored = PriorStudy(
+        result_id="11111111-1111-4111-8111-111111111111", study_date="2026-11-05", created_at=now,
+        priority="critical", status="reviewed", model=model, assessable=True, findings=(effusion,),
+        verdicts={"pleural_effusion": FeedbackVerdict("pleural_effusion", "disagree", False)},
+    )  # fmt: skip
+    refused = PriorStudy(
+        result_id="22222222-2222-4222-8222-222222222222", study_date=None,
+        created_at=datetime(2026, 10, 1, 9, 30, tzinfo=UTC), priority="routine", status="open",
+        model=ModelInfo(name="cxr-findings", version="2"), assessable=False,
+        findings=(FindingResult("nodule", "Nodule", 0.7, False, 0.5, None, False),), verdicts={},
+    )  # fmt: skip
+
+    def panel(priors: PriorStudies, language: str) -> str:
+        html = (
+            environment(language)
+            .get_template("viewer.html")
+            .render(
+                r=viewer_model(result, language=language, verdicts={}),
+                lang=language,
+                dir="rtl" if language == "ar" else "ltr",
+                languages={},
+                fmt=Formats(language),
+                version="t",
+                path="/",
+                csrf="c",
+                priors=priors_model(priors, language=language),
+            )  # fmt: skip
+        )
+        return html.split('<section class="card priors"')[1].split("</section>")[0]
+
+    for language in ("en", "ar"):
+        _ = translations(language).gettext
+        fmt = Formats(language)
+        html = panel(PriorStudies(studies=(scored, refused), older=4), language)
+        first, second = html.split("<tbody>")[1].split("</tr>")[:2]
+        assert escape(fmt.percent(0.9996)) in first and fmt.percent(0.9996).startswith(">")  # never 100 %
+        assert f"{_('disagree')} ({_('absent')})" in first and _("marked as read") in first
+        assert fmt.date("2026-10-01") in second  # dated by its filing when the study had no date
+        assert _("not assessable") in second and "%" not in second  # no score of a refused image
+        assert 'href="/ui/results/22222222-2222-4222-8222-222222222222"' in second
+        assert _("Older studies not shown: %(n)s") % {"n": fmt.number(4)} in html
+        assert _("No prior studies") in panel(PriorStudies(studies=(), older=0), language)

@@ -1,0 +1,110 @@
+"""The viewer's read of a result with the patient's prior studies (``record.priors``), on each backend: the
+patient's earlier studies that the reader may read, newest first and bounded, each by its newest result,
+and every prior shown audited as a read in the page's own transaction, on its own ground."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from _record_data import imaging, patient
+
+from inference.record import FeedbackVerdict, Record, Scope, Verdict
+from inference.record._inputs import AuditIn, ImagingResultIn, ModelRef
+from inference.record._scope import BREAK_GLASS, OWN, SHARED
+
+NORTH = Scope(subject="web:dr-north", facility="north", grounds=frozenset({OWN, SHARED, BREAK_GLASS}))
+SOUTH = Scope(subject="web:dr-south", facility="south", grounds=frozenset({OWN, SHARED, BREAK_GLASS}))
+
+
+def _audit(scope: Scope) -> AuditIn:
+    return AuditIn(subject=scope.subject, role="radiologist", facility=scope.facility, action="results:read")
+
+
+def _file(record: Record, data: ImagingResultIn, *, date: str, **changes: object) -> str:
+    return record.results.save_imaging(data=replace(data, study_date=date, **changes)).result_id  # type: ignore[arg-type]
+
+
+def _entries(record: Record, scope: Scope) -> list[tuple[str, str, str]]:
+    _total, entries = record.audit.search(agent=scope.subject, limit=50)
+    return [
+        (e["resource_type"], e["resource_id"], e["outcome"]) for e in sorted(entries, key=lambda e: e["seq"])
+    ]
+
+
+def test_priors_are_the_earlier_studies_newest_first_bounded_and_each_audited(record: Record) -> None:
+    north = patient("IPP-PRIOR-1", facility="north")
+    first = _file(record, imaging(pat=north), date="20260901")
+    refused = _file(record, imaging(pat=north), date="20261001", assessable=False)
+    rescored = imaging(pat=north)
+    _file(record, rescored, date="20261101")
+    newer_model = ModelRef(
+        name="cxr-findings", version="4", sha256="b" * 64, provider="CPUExecutionProvider", synthetic=False
+    )
+    latest_of_study = _file(record, rescored, date="20261101", model=newer_model)
+    _file(record, imaging(pat=patient("IPP-PRIOR-1", facility="south")), date="20261110")  # south's
+    _file(record, imaging(pat=patient("IPP-OTHER", facility="north")), date="20261105")  # another patient
+    current = _file(record, imaging(pat=north), date="20261201")
+    _file(record, imaging(pat=north), date="20261215")  # after the study read: not a prior
+    record.feedback.save(
+        result_id=latest_of_study, reader="dr-other", verdicts=[Verdict("pleural_effusion", "agree")]
+    )
+    record.feedback.save(
+        result_id=latest_of_study,
+        reader="dr-third",
+        verdicts=[Verdict("pleural_effusion", "disagree", False)],
+    )
+
+    read = record.priors.read_with_priors(
+        result_id=current, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH), limit=2
+    )
+    assert read.outcome == "success" and read.value is not None and read.value.priors is not None
+    priors = read.value.priors
+    assert [p.result_id for p in priors.studies] == [latest_of_study, refused]
+    assert priors.older == 1  # the first study, not shown
+    shown, not_assessed = priors.studies
+    assert (shown.study_date, shown.model.version) == ("2026-11-01", "4")
+    assert shown.verdicts == {"pleural_effusion": FeedbackVerdict("pleural_effusion", "disagree", False)}
+    assert not not_assessed.assessable
+    assert _entries(record, NORTH) == [
+        ("Result", current, "success"), ("Result", latest_of_study, "success"), ("Result", refused, "success")
+    ]  # fmt: skip
+
+    whole = record.priors.read_with_priors(
+        result_id=current, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert whole.value is not None and whole.value.priors is not None
+    assert [p.result_id for p in whole.value.priors.studies] == [latest_of_study, refused, first]
+    assert whole.value.priors.older == 0
+    none_before = record.priors.read_with_priors(
+        result_id=first, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert none_before.value is not None and none_before.value.priors is not None
+    assert none_before.value.priors.studies == ()
+
+
+def test_another_facility_reads_priors_on_its_grant_and_a_refused_read_shows_none(record: Record) -> None:
+    north = patient("IPP-PRIOR-2", facility="north")
+    earlier = _file(record, imaging(pat=north), date="20260901")
+    theirs = _file(record, imaging(pat=patient("IPP-PRIOR-2", facility="south")), date="20261001")
+    current = _file(record, imaging(pat=north), date="20261101")
+
+    refused = record.priors.read_with_priors(
+        result_id=current, reader=SOUTH.subject, scope=SOUTH, audit=_audit(SOUTH)
+    )
+    assert refused.outcome == "denied" and refused.value is None
+    assert _entries(record, SOUTH) == [("Result", current, "denied")]  # nothing of the priors read
+
+    patient_id = refused.patient_id
+    assert patient_id is not None
+    record.break_glass.open(
+        patient_id=patient_id, reason="Emergency: patient transferred unconscious, prior films needed.",
+        minutes=30, audit=replace(_audit(SOUTH), action="break_glass:open"),
+    )  # fmt: skip
+    read = record.priors.read_with_priors(
+        result_id=current, reader=SOUTH.subject, scope=SOUTH, audit=_audit(SOUTH)
+    )
+    assert read.outcome == "break_glass" and read.value is not None and read.value.priors is not None
+    assert [p.result_id for p in read.value.priors.studies] == [theirs, earlier]
+    assert [e for e in _entries(record, SOUTH) if e[0] == "Result"][-3:] == [
+        ("Result", current, "break_glass"), ("Result", theirs, "success"), ("Result", earlier, "break_glass")
+    ]  # fmt: skip
