@@ -9,6 +9,7 @@ and vital signs, signs in through the page with Debian's Chromium and writes
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
@@ -46,6 +47,7 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
         )
         response.raise_for_status()
         ids[key] = response.json()["result_id"]
+    priors = _file_priors(base, env, of=by_study["03"][0])
     vitals = json.loads((SEEDS / "vitals.json").read_text(encoding="utf-8"))
     for index, body in enumerate(vitals[:4]):
         response = httpx.post(
@@ -60,6 +62,8 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
         now = datetime.now(UTC)
         ages = {"01": 300, "02": 95, "03": 62, "04": 41, "05": 18, "v0": 130, "v1": 75, "v2": 33, "v3": 7}
         with record.sessions() as session, session.begin():
+            # The viewer's patient's earlier films were read then: they are not on the worklist.
+            session.execute(update(Result).where(Result.id.in_(priors)).values(status="reviewed"))
             for key, minutes in ages.items():
                 if key in ids:
                     session.execute(
@@ -69,6 +73,33 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
                     )
     finally:
         record.close()
+    return ids
+
+
+def _file_priors(base: str, env, *, of: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """Two earlier films of the viewer's patient (the seed study ``of`` under new UIDs, taken two weeks and
+    three months ago), so that its viewer shows prior studies; return their result ids."""
+    import httpx
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ids = []
+    for days in (14, 98):
+        dataset = pydicom.dcmread(of)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        # Days before today: the seed's own date lies in the future, which the record does not keep.
+        dataset.StudyDate = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y%m%d")
+        out = io.BytesIO()
+        dataset.save_as(out, enforce_file_format=True)
+        response = httpx.post(
+            f"{base}/v1/studies",
+            files=[("files", ("prior.dcm", out.getvalue(), "application/dicom"))],
+            headers=env.headers("pacs", facility="F1"),
+            timeout=120,
+        )
+        response.raise_for_status()
+        ids.append(response.json()["result_id"])
     return ids
 
 
