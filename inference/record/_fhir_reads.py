@@ -7,6 +7,7 @@ resources, read through :func:`inference.record._reads.read_audited`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 from sqlalchemy.orm import Session
@@ -28,7 +29,7 @@ from inference.record._reads import (
     read_listing,
 )
 from inference.record._types import utcnow
-from inference.record.fhir import SEARCH_PARAMS, _everything, _search, subject_as_patient
+from inference.record.fhir import SEARCH_PARAMS, _everything, _search, subject_as_patient, version_of
 
 
 class FhirReads:
@@ -48,22 +49,50 @@ class FhirReads:
             RecordError: The record failed or the audit entry could not be written; nothing is served.
         """
 
-        def locate(session: Session) -> Target | None:
-            found = _search.owner_of(session, resource_type, resource_id)
-            if found is None:
-                return None
-            patient_id, owner, patient_level = found
-            return Target(patient_id=patient_id, owner=owner, patient_level=patient_level)
-
         return read_audited(
             self._db,
             scope=scope,
             audit=audit,
             resource_type=resource_type,
             resource_id=resource_id,
-            locate=locate,
+            locate=partial(_locate, resource_type, resource_id),
             fetch=lambda session, _target: _search.read(session, resource_type, resource_id),
         )
+
+    def vread(
+        self, *, resource_type: str, resource_id: str, version_id: str, scope: _scope.Scope, audit: AuditIn
+    ) -> tuple[Audited[dict[str, Any]], str | None]:
+        """One version of a resource (FHIR ``vread``), checked, read and audited as :meth:`read` is, in one
+        transaction. The record keeps the current version only: another ``version_id`` is audited
+        ``not_found`` (naming the patient, as a read of what is not there), and its current version is
+        returned beside, so the caller can say which one is kept (only to a caller that may read it).
+
+        Returns:
+            The audited read (the resource only when ``version_id`` is current), and the current version
+            when the caller may read the resource but asked for another one (else None).
+
+        Raises:
+            RecordError: The record failed or the audit entry could not be written; nothing is served.
+        """
+        current: list[str] = []
+
+        def fetch(session: Session, _target: Target) -> dict[str, Any] | None:
+            resource = _search.read(session, resource_type, resource_id)
+            if resource is None or version_of(resource) == version_id:
+                return resource
+            current.append(version_of(resource))
+            return None
+
+        found = read_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            locate=partial(_locate, resource_type, resource_id),
+            fetch=fetch,
+        )
+        return found, (current[0] if current else None)
 
     def search(
         self,
@@ -145,6 +174,15 @@ class FhirReads:
                 session, head, _everything_entries(session, scope, audit, patient_id, bundle)
             )
         return Audited(outcome=SUCCESS, value=bundle, patient_id=patient_id, resource_id=patient_id)
+
+
+def _locate(resource_type: str, resource_id: str, session: Session) -> Target | None:
+    """The patient and owner of a resource a read or a vread asks for; None when there is none."""
+    found = _search.owner_of(session, resource_type, resource_id)
+    if found is None:
+        return None
+    patient_id, owner, patient_level = found
+    return Target(patient_id=patient_id, owner=owner, patient_level=patient_level)
 
 
 def _everything_entries(

@@ -42,6 +42,9 @@ class Patient(Base):
     # demographic filled in since (FHIR meta.lastUpdated, ``_lastUpdated``, ``$everything``'s ``_since``).
     # Indexed (migration 0023, ``ix_patients_updated``).
     updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # How many times the record changed what the Patient resource shows, from 1 (migration 0024; FHIR
+    # meta.versionId): one more in each transaction that sets ``updated`` on a filed row.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # The name's words as FHIR name searches compare them (migration 0020; :func:`name_words`).
     name_words: Mapped[str | None] = mapped_column(String(400))
     family_words: Mapped[str | None] = mapped_column(String(400))
@@ -115,6 +118,8 @@ class Study(Base):
     # accession or study date added since by a later result of the study. Indexed (migration 0023,
     # ``ix_studies_updated``).
     updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The ImagingStudy's meta.versionId, as ``Patient.version`` (migration 0024).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     instances: Mapped[list[Instance]] = relationship(order_by="Instance.sop_instance_uid")
 

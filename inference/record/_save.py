@@ -7,10 +7,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, cast
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Row, Table, bindparam, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
 from inference.record import _audit, _builds, _consent, _scope, _training_inputs
@@ -273,6 +275,27 @@ def _differs(field: str, on_file: str, sent: str) -> bool:
     return on_file.strip().casefold() != sent.strip().casefold()
 
 
+_COUNTED: Final = "dxassist_versions_counted"
+"""``session.info`` key: per transaction, the rows whose version it has counted already."""
+
+
+def changed(session: Session, row: Patient | Study, now: datetime | None = None) -> None:
+    """``row`` (filed before this transaction) changes what its FHIR resource shows: ``updated`` (its
+    meta.lastUpdated) is now, and its ``version`` (meta.versionId, migration 0024) one more, once per
+    transaction however many of its fields change. Counted in SQL (``SET version = version + 1``), so two
+    writers completing the same row count two versions (PostgreSQL runs the second on the first's row)."""
+    row.updated = utcnow() if now is None else now
+    transactions: WeakKeyDictionary[SessionTransaction, set[tuple[str, str]]] = session.info.setdefault(
+        _COUNTED, WeakKeyDictionary()
+    )
+    transaction = session.get_transaction()
+    counted = set() if transaction is None else transactions.setdefault(transaction, set())
+    key = (row.__tablename__, row.id)
+    if key not in counted:
+        counted.add(key)
+        row.version = cast(int, type(row).version + 1)
+
+
 def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple[str, ...]]:
     """The patient with this (identifier, issuer), created now or completed with demographics sent now.
 
@@ -288,6 +311,7 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
     issuer = normalise_issuer(patient.issuer)
     row = session.scalars(_PATIENT_BY_KEY, {"identifier": patient.identifier, "issuer": issuer}).first()
     now = utcnow()
+    filed = row is not None
     if row is None:
         row = Patient(
             id=new_id(),
@@ -298,6 +322,7 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
             facility=patient.home_facility or patient.facility,
             created=now,
             updated=now,
+            version=1,
         )
         session.add(row)
     # A birth date is kept as an ISO date (DICOM YYYYMMDD is converted); an unreadable one is not kept.
@@ -312,7 +337,9 @@ def upsert_patient(session: Session, patient: PatientIn) -> tuple[Patient, tuple
                 mismatched.append(field)
         elif row.facility == patient.facility:
             setattr(row, field, value)
-            row.updated = now  # the Patient resource shows it from now on (meta.lastUpdated)
+            # The Patient resource shows it from now on (meta.lastUpdated; a new row is version 1).
+            if filed:
+                changed(session, row, now)
             if field == "name":
                 row.name_words, row.family_words, row.given_words = name_words(str(value))
     session.flush()
@@ -433,7 +460,7 @@ def _filed_study(session: Session, data: ImagingResultIn, patient: Patient) -> S
     study_date = study.study_date or fhir_date(data.study_date)
     if (accession, study_date) != (study.accession, study.study_date):
         study.accession, study.study_date = accession, study_date
-        study.updated = utcnow()  # the ImagingStudy shows them from now on (meta.lastUpdated)
+        changed(session, study)  # the ImagingStudy shows them from now on (meta.lastUpdated)
     return study
 
 
@@ -450,6 +477,7 @@ def _new_study(data: ImagingResultIn, patient: Patient) -> dict[str, Any]:
         "facility": data.patient.facility,
         "created": now,
         "updated": now,
+        "version": 1,
     }
 
 
@@ -492,7 +520,7 @@ def add_instances(
     """
     rows = _new_instances(instances, study.id, known)
     if rows:
-        study.updated = utcnow()  # its ImagingStudy lists them from now on (meta.lastUpdated)
+        changed(session, study)  # its ImagingStudy lists them from now on (meta.lastUpdated)
         session.execute(_INSERT_INSTANCES, rows)
     return tuple(row["sop_instance_uid"] for row in rows)
 
@@ -668,7 +696,7 @@ def write_imaging(
     instances = _new_instances(data.instances, study.id, known)
     if instances:
         if filed_study is not None:  # its ImagingStudy lists them from now on (meta.lastUpdated)
-            filed_study.updated = utcnow()
+            changed(session, filed_study)
         session.execute(_INSERT_INSTANCES, instances)
     if new_device is not None:
         session.execute(_INSERT_DEVICE, new_device)

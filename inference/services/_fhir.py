@@ -113,6 +113,36 @@ async def fhir_read(*, ctx: Context, actor: Actor, resource_type: str, resource_
     return _device_view(resource, ctx)
 
 
+async def fhir_vread(
+    *, ctx: Context, actor: Actor, resource_type: str, resource_id: str, version_id: str
+) -> dict[str, Any]:
+    """One version of a resource (FHIR ``vread``), under the access rules and audited as :func:`fhir_read`
+    is. The record keeps the current version only (``meta.versionId``): it is the one served.
+
+    Raises:
+        NotFound: Unknown type or id, or no ground lets the caller read it (the words of a read; audited
+            ``not_found`` or ``denied``); or another version than the current one (audited
+            ``not_found``), saying that only the current version is kept and which it is.
+    """
+    _check_type(resource_type)
+    found, current = await db(
+        ctx.record.fhir_reads.vread,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version_id=version_id,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action=_ACTION),
+    )
+    if current is not None:
+        raise NotFound(
+            f"Version {version_id[:64]} of this {resource_type} is not kept: the record keeps only the "
+            f"current version of a resource (version {current}); read {resource_type}/{resource_id} or "
+            f"its _history/{current}."
+        )
+    hidden = unseen(f"{resource_type} with this id")
+    return _device_view(served(actor, found, missing=hidden, hidden=hidden), ctx)
+
+
 async def fhir_search(
     *,
     ctx: Context,

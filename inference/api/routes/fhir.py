@@ -20,6 +20,7 @@ from inference.services import (
     capability,
     fhir_read,
     fhir_search,
+    fhir_vread,
     patient_everything,
 )
 
@@ -144,6 +145,26 @@ async def everything_elsewhere(
     return FhirResponse(bundle)
 
 
+def _versioned(resource: dict[str, Any]) -> FhirResponse:
+    """A resource with its version as a weak ``ETag`` (FHIR R4 http: ``W/"<meta.versionId>"``)."""
+    version = resource.get("meta", {}).get("versionId")
+    return FhirResponse(resource, headers={"ETag": f'W/"{version}"'} if version else None)
+
+
+@_get("/{resource_type}/{resource_id}/_history/{version_id}", "Read one version of a resource (vread).")
+async def vread(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    resource_type: ResourceType,
+    resource_id: ResourceId,
+    version_id: ResourceId,
+) -> FhirResponse:
+    resource = await fhir_vread(
+        ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id, version_id=version_id
+    )
+    return _versioned(resource)
+
+
 @_get("/{resource_type}/{resource_id}", "Read one resource.")
 async def read(
     actor: Annotated[Actor, require("fhir:read")],
@@ -152,7 +173,7 @@ async def read(
     resource_id: ResourceId,
 ) -> FhirResponse:
     resource = await fhir_read(ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id)
-    return FhirResponse(resource)
+    return _versioned(resource)
 
 
 @_get(

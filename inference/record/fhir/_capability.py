@@ -11,14 +11,18 @@ from inference.record.fhir._search import MAX_COUNT, SEARCH_PARAMS
 
 
 def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
-    """The server's R4 CapabilityStatement: read and search-type for every served type, Patient
-    ``$everything``, JSON only."""
+    """The server's R4 CapabilityStatement: read, vread (the current version) and search-type for every
+    served type, Patient ``$everything``, JSON only."""
     base = base_url.rstrip("/")
     resources: list[dict[str, Any]] = []
     for resource_type, params in SEARCH_PARAMS.items():
         resource: dict[str, Any] = {
             "type": resource_type,
-            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+            # meta.versionId on every resource; only the current version is kept (a vread of an older
+            # one is 404), so no history is read.
+            "versioning": "versioned",
+            "readHistory": False,
             "searchParam": [
                 {"name": name, "type": kind, "documentation": doc} for name, (kind, doc) in params.items()
             ]
@@ -43,7 +47,9 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
         "rest": [
             {
                 "mode": "server",
-                "documentation": "Read-only views of AI results; every route takes a bearer token. Search "
+                "documentation": "Read-only views of AI results; every route takes a bearer token. Every "
+                'resource carries meta.versionId (a read\'s ETag W/"n"); the record keeps the current '
+                "version only: a vread of another version answers 404. Search "
                 "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
                 "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
                 "formats answer 406.",

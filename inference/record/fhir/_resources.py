@@ -99,9 +99,9 @@ def _ai_meta(result: Result) -> dict[str, Any]:
 
 
 def _meta(created: datetime) -> dict[str, Any]:
-    """``meta.lastUpdated`` of a resource the record never changes once filed (a result's resources, the
-    vital signs, a Device): when it was filed. No ``versionId``: each has one version only."""
-    return {"lastUpdated": iso(created)}
+    """``meta`` of a resource the record never changes once filed (a result's resources, the vital signs, a
+    Device): ``versionId`` 1, its one version, and ``lastUpdated``, when it was filed."""
+    return {"versionId": "1", "lastUpdated": iso(created)}
 
 
 def changed_at(row: Patient | Study) -> datetime:
@@ -112,10 +112,16 @@ def changed_at(row: Patient | Study) -> datetime:
     return row.created if updated is None else updated
 
 
+def version_of(resource: dict[str, Any]) -> str:
+    """A served resource's ``meta.versionId`` (its current version: the record keeps no earlier one)."""
+    return str(resource["meta"]["versionId"])
+
+
 def _changed(row: Patient | Study) -> dict[str, Any]:
-    """``meta.lastUpdated`` of a resource the record completes over time (a Patient, an ImagingStudy): when
-    it last changed what the resource shows. No ``versionId``: the record keeps no earlier versions."""
-    return {"lastUpdated": iso(changed_at(row))}
+    """``meta`` of a resource the record completes over time (a Patient, an ImagingStudy): ``versionId``,
+    how many times the record has changed what it shows (1 when filed; migration 0024: the record keeps
+    the current version only), and ``lastUpdated``, when it last did."""
+    return {"versionId": str(row.version or 1), "lastUpdated": iso(changed_at(row))}
 
 
 def issuer_system(issuer: str) -> str:
