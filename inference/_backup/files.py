@@ -184,37 +184,58 @@ def _copy_checked(source: Path, target: Path | None, entry: dict[str, Any]) -> s
     hashing the very bytes copied; why they are not the file ``entry`` names (None when they are).
 
     The bytes checked are the bytes written: whoever can write the backup cannot put another file in
-    place between a check and the copy. A link, or anything not a regular file, is not read.
+    place between a check and the copy. A link, or anything not a regular file, is not read. A file that
+    cannot be read (its mode, a medium's error) is a problem of the backup, said so (what was copied of
+    it is removed).
+
+    Raises:
+        OSError: ``target`` cannot be written.
     """
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
             return "missing"
-        raise
+        return _unreadable(e)
     with open(fd, "rb") as reader:
         if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
             return "missing"
-        digest, size = hashlib.sha256(), 0
+        digest, size, unread = hashlib.sha256(), 0, None
         writer = None
         if target is not None:
             _private_folder(target.parent)
             writer = open(target, "xb", opener=_private_file)  # noqa: SIM115 - closed below
         try:
-            while chunk := reader.read(_CHUNK):
+            while True:
+                try:
+                    chunk = reader.read(_CHUNK)
+                except OSError as e:
+                    unread = _unreadable(e)
+                    break
+                if not chunk:
+                    break
                 digest.update(chunk)
                 size += len(chunk)
                 if writer is not None:
                     writer.write(chunk)
-            if writer is not None:
+            if writer is not None and unread is None:
                 writer.flush()
                 os.fsync(writer.fileno())
         finally:
             if writer is not None:
                 writer.close()
+    if unread is not None:
+        if target is not None:
+            target.unlink(missing_ok=True)
+        return unread
     if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
         return "altered (its size or sha256 differs from the manifest)"
     return None
+
+
+def _unreadable(error: OSError) -> str:
+    """A file of a backup that cannot be read, as a problem line says it (the system's reason only)."""
+    return f"cannot be read ({error.strerror or type(error).__name__})"
 
 
 def _sha256(path: Path) -> str:

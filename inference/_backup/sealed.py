@@ -28,6 +28,7 @@ from inference._backup.files import (
     _private_folder,
     _remove_unlocked,
     _sha256,
+    _unreadable,
 )
 from inference._backup.manifest import _read_manifest
 
@@ -37,7 +38,11 @@ def _sealed_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
     expected = manifest["sealed"]
     if sealed.is_symlink() or not sealed.is_file():
         return [f"{SEALED_FILE}: missing"]
-    if sealed.stat().st_size != expected["size"] or _sha256(sealed) != expected["sha256"]:
+    try:
+        intact = sealed.stat().st_size == expected["size"] and _sha256(sealed) == expected["sha256"]
+    except OSError as e:
+        return [f"{SEALED_FILE}: {_unreadable(e)}"]
+    if not intact:
         return [f"{SEALED_FILE}: altered (its size or sha256 differs from the manifest)"]
     extras = sorted(rel for rel in _files(root) if rel not in (MANIFEST, SEALED_FILE))
     return [f"{_named(rel)}: extra (not in the manifest)" for rel in extras]

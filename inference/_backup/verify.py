@@ -30,6 +30,7 @@ from inference._backup.files import (
     _sha256,
     _shown,
     _shown_seq,
+    _unreadable,
 )
 from inference._backup.manifest import (
     _audit_of,
@@ -68,8 +69,14 @@ def _file_problems(
             problem = _copy_checked(path, copies / rel, entry)
             if problem is not None:
                 problems.append(f"{_named(rel)}: {problem}")
-        elif path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
-            problems.append(f"{_named(rel)}: altered (its size or sha256 differs from the manifest)")
+        else:
+            try:
+                intact = path.stat().st_size == entry["size"] and _sha256(path) == entry["sha256"]
+            except OSError as e:
+                problems.append(f"{_named(rel)}: {_unreadable(e)}")
+                continue
+            if not intact:
+                problems.append(f"{_named(rel)}: altered (its size or sha256 differs from the manifest)")
     if extras:
         problems += [f"{_named(rel)}: extra (not in the manifest)" for rel in sorted(present - set(listed))]
     return problems
