@@ -65,6 +65,7 @@ OPERATION_IDS: Final[dict[tuple[str, str], str]] = {
     ("get", "/fhir/AuditEvent"): "fhirSearchAuditEvents",
     ("get", "/fhir/Patient/{patient_id}/$everything"): "fhirPatientEverything",
     ("get", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): "fhirVread",
+    ("get", "/fhir/{resource_type}/{resource_id}/_history"): "fhirHistoryInstance",
     ("get", "/fhir/{resource_type}/{resource_id}"): "fhirRead",
     ("get", "/fhir/{resource_type}"): "fhirSearch",
 }

@@ -36,7 +36,14 @@ from inference.services._dead_letters import (
 from inference.services._drift import drift_report, observe_drift
 from inference.services._engines import open_context, registry_fetch
 from inference.services._errors import PictureUnreadable, ServiceError
-from inference.services._fhir import capability, fhir_read, fhir_search, fhir_vread, patient_everything
+from inference.services._fhir import (
+    capability,
+    fhir_history,
+    fhir_read,
+    fhir_search,
+    fhir_vread,
+    patient_everything,
+)
 from inference.services._images import get_heat_layer, get_heatmap, get_result_image
 from inference.services._imaging import Outcome, analyse_decoded, analyse_study, instance_in, join_analysed
 from inference.services._results import (
@@ -139,6 +146,7 @@ __all__ = [
     "check_ai_consent",
     "discard_dead_letters",
     "drift_report",
+    "fhir_history",
     "fhir_read",
     "fhir_search",
     "fhir_vread",

@@ -7,7 +7,7 @@ from typing import Any
 
 from inference import __version__
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES, TRAINING_DATA
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES, TRAINING_DATA, history
 from inference.security import scope_for
 from inference.services._access import (
     audit_entry,
@@ -141,6 +141,35 @@ async def fhir_vread(
         )
     hidden = unseen(f"{resource_type} with this id")
     return _device_view(served(actor, found, missing=hidden, hidden=hidden), ctx)
+
+
+async def fhir_history(
+    *,
+    ctx: Context,
+    actor: Actor,
+    resource_type: str,
+    resource_id: str,
+    params: Sequence[tuple[str, str]],
+    base_url: str,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """A resource's instance ``_history``: a ``history`` Bundle of its current version, the only one the
+    record keeps, read (authorised and audited) as :func:`fhir_read` reads it. Its parameters (``_count``,
+    ``_since``, ``_at``) change nothing of one version: ignored, unless ``strict``.
+
+    Raises:
+        NotFound: As :func:`fhir_read`.
+        InvalidSearch: A parameter when ``strict`` (nothing read, nothing audited).
+    """
+    given = sorted({name for name, _value in params if name != "_format"})
+    if strict and given:
+        raise InvalidSearch(
+            f"Parameter(s) {', '.join(name[:64] for name in given)} not supported by _history here "
+            "(Prefer: handling=strict): the record keeps the current version of a resource only, and "
+            "the history lists it alone."
+        )
+    resource = await fhir_read(ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id)
+    return history(base_url.rstrip("/"), resource)
 
 
 async def fhir_search(

@@ -18,6 +18,7 @@ from inference.services import (
     audit_event_read,
     audit_event_search,
     capability,
+    fhir_history,
     fhir_read,
     fhir_search,
     fhir_vread,
@@ -163,6 +164,31 @@ async def vread(
         ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id, version_id=version_id
     )
     return _versioned(resource)
+
+
+@_get(
+    "/{resource_type}/{resource_id}/_history",
+    "The history of a resource: a history Bundle of its current version, the only one kept.",
+)
+async def instance_history(
+    actor: Annotated[Actor, require("fhir:read")],
+    ctx: ContextDep,
+    resource_type: ResourceType,
+    resource_id: ResourceId,
+    params: QueryPairs,
+    base_url: BaseUrl,
+    strict: StrictHandling,
+) -> FhirResponse:
+    bundle = await fhir_history(
+        ctx=ctx,
+        actor=actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        params=params,
+        base_url=f"{base_url}/fhir",
+        strict=strict,
+    )
+    return FhirResponse(bundle)
 
 
 @_get("/{resource_type}/{resource_id}", "Read one resource.")

@@ -7,7 +7,7 @@ from inference.record.fhir._capability import capability_statement
 from inference.record.fhir._codes import AI_ASSERTED, MODEL_SHA256_SYSTEM, TRAINING_DATA
 from inference.record.fhir._everything import TYPES as EVERYTHING_TYPES
 from inference.record.fhir._everything import everything
-from inference.record.fhir._resources import version_of
+from inference.record.fhir._resources import history, version_of
 from inference.record.fhir._search import (
     SEARCH_PARAMS,
     SUPPORTED_TYPES,
@@ -26,6 +26,7 @@ __all__ = [
     "audit_events",
     "capability_statement",
     "everything",
+    "history",
     "read",
     "search",
     "subject_as_patient",

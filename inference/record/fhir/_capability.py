@@ -18,9 +18,17 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
     for resource_type, params in SEARCH_PARAMS.items():
         resource: dict[str, Any] = {
             "type": resource_type,
-            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+            "interaction": [
+                {"code": "read"},
+                {"code": "vread"},
+                {
+                    "code": "history-instance",
+                    "documentation": "A history Bundle of the current version, the only one kept.",
+                },
+                {"code": "search-type"},
+            ],
             # meta.versionId on every resource; only the current version is kept (a vread of an older
-            # one is 404), so no history is read.
+            # one is 404, the history lists the current one), so no earlier version is read.
             "versioning": "versioned",
             "readHistory": False,
             "searchParam": [
@@ -49,7 +57,8 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
                 "mode": "server",
                 "documentation": "Read-only views of AI results; every route takes a bearer token. Every "
                 'resource carries meta.versionId (a read\'s ETag W/"n"); the record keeps the current '
-                "version only: a vread of another version answers 404. Search "
+                "version only: a vread of another version answers 404, an instance's _history lists "
+                "the current version alone. Search "
                 "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
                 "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
                 "formats answer 406.",

@@ -94,6 +94,38 @@ def searchset(
     }
 
 
+def history(base: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """The ``history`` Bundle of one resource (instance ``_history``): its current version, the only one the
+    record keeps (``total`` 1), with the ``request`` and ``response`` a history entry carries (R4 bdl-3,
+    bdl-4): version 1 as the resource's creation, a later one as an update of it."""
+    resource_type, resource_id = str(resource["resourceType"]), str(resource["id"])
+    version = version_of(resource)
+    first = version == "1"
+    return {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "meta": {"lastUpdated": iso(utcnow())},
+        "type": "history",
+        "total": 1,
+        "link": [{"relation": "self", "url": f"{base}/{resource_type}/{resource_id}/_history"}],
+        "entry": [
+            {
+                "fullUrl": f"{base}/{resource_type}/{resource_id}",
+                "resource": resource,
+                "request": {
+                    "method": "POST" if first else "PUT",
+                    "url": resource_type if first else f"{resource_type}/{resource_id}",
+                },
+                "response": {
+                    "status": "201 Created" if first else "200 OK",
+                    "etag": f'W/"{version}"',
+                    "lastModified": resource["meta"]["lastUpdated"],
+                },
+            }
+        ],
+    }
+
+
 def _ai_meta(result: Result) -> dict[str, Any]:
     return {**_meta(result.created_at), "security": [dict(c.AI_ASSERTED)]}
 

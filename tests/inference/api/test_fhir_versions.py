@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from _api_dicom import chest_dicom
 from _api_env import Env, TestClient, new_study_uid
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -124,6 +125,15 @@ def test_a_completed_patient_and_a_grown_study_move_to_their_next_version(
     [listed] = fhir.resources("ImagingStudy").search(_id=study_id).fetch_all()
     assert listed["meta"]["versionId"] == "2"
 
+    # The instance's history lists the one version kept: the current one.
+    history = fhir.execute(f"Patient/{patient_id}/_history", method="get")
+    assert Bundle.model_validate(history).type == "history" and history["total"] == 1
+    [entry] = history["entry"]
+    assert entry["resource"] == fhir.execute(f"Patient/{patient_id}", method="get")
+    assert entry["fullUrl"] == f"{base_url}/fhir/Patient/{patient_id}"
+    assert entry["response"]["etag"] == 'W/"2"'
+    assert entry["response"]["lastModified"] == entry["resource"]["meta"]["lastUpdated"]
+
 
 def test_reads_carry_an_etag_and_resources_filed_once_are_version_1(
     client: TestClient, env: Env, base_url: str
@@ -144,9 +154,18 @@ def test_reads_carry_an_etag_and_resources_filed_once_are_version_1(
         # A version id that no version ever had is the same 404 as an older one.
         missing = client.get(f"{path}/_history/7", headers=headers)
         assert missing.status_code == 404 and "only the current version" in missing.text
+        # The history's parameters change nothing of one version: ignored, or a 400 when strict.
+        since = {"_since": "2000-01-01T00:00:00Z"}
+        assert client.get(f"{path}/_history", params=since, headers=headers).json()["total"] == 1
+        strict = client.get(
+            f"{path}/_history", params=since, headers={**headers, "Prefer": "handling=strict"}
+        )
+        assert strict.status_code == 400 and "_since" in strict.json()["issue"][0]["diagnostics"]
 
 
-def test_a_vread_is_authorised_and_audited_as_a_read(client: TestClient, env: Env, base_url: str) -> None:
+def test_a_vread_and_a_history_are_authorised_and_audited_as_a_read(
+    client: TestClient, env: Env, base_url: str
+) -> None:
     identifier = f"VA-{uuid.uuid4().hex[:10]}"
     study = new_study_uid()
     result = _file_image(client, env, identifier, study, f"{study}.1", "Synthetic^Audit")
@@ -155,18 +174,21 @@ def test_a_vread_is_authorised_and_audited_as_a_read(client: TestClient, env: En
     fhir = _fhirpy(env, base_url, subject=ours)
     assert fhir.execute(f"DiagnosticReport/{report}/_history/1", method="get")["id"] == report
     _not_kept(fhir, f"DiagnosticReport/{report}/_history/2")
+    assert fhir.execute(f"DiagnosticReport/{report}/_history", method="get")["total"] == 1
     assert _trail(env, ours) == [
         ("DiagnosticReport", report, patient_id, "success"),
         ("DiagnosticReport", report, patient_id, "not_found"),
+        ("DiagnosticReport", report, patient_id, "success"),
     ]
     # Another facility, without the patient's sharing consent: the same 404 as a read of it, denied.
     other = _fhirpy(env, base_url, facility="F2", subject=theirs)
     with pytest.raises(ResourceNotFound) as read:
         other.execute(f"DiagnosticReport/{report}", method="get")
-    with pytest.raises(ResourceNotFound) as vread:
-        other.execute(f"DiagnosticReport/{report}/_history/1", method="get")
-    assert json.loads(str(vread.value))["issue"] == json.loads(str(read.value))["issue"]
-    assert _trail(env, theirs) == [("DiagnosticReport", report, patient_id, "denied")] * 2
+    for path in (f"DiagnosticReport/{report}/_history/1", f"DiagnosticReport/{report}/_history"):
+        with pytest.raises(ResourceNotFound) as refused:
+            other.execute(path, method="get")
+        assert json.loads(str(refused.value))["issue"] == json.loads(str(read.value))["issue"]
+    assert _trail(env, theirs) == [("DiagnosticReport", report, patient_id, "denied")] * 3
 
 
 def test_the_capability_statement_declares_versions_and_vread(client: TestClient, env: Env) -> None:
@@ -178,5 +200,5 @@ def test_the_capability_statement_declares_versions_and_vread(client: TestClient
         if resource.type == "AuditEvent":
             continue
         codes = {i.code for i in resource.interaction or []}
-        assert codes == {"read", "vread", "search-type"}, resource.type
+        assert codes == {"read", "vread", "history-instance", "search-type"}, resource.type
         assert resource.versioning == "versioned" and resource.readHistory is False, resource.type
