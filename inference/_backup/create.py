@@ -40,8 +40,7 @@ from inference._backup.files import (
     BackupRefused,
     _copy_tree,
     _Digesting,
-    _inventory,
-    _inventory_at,
+    _entry,
     _locked,
     _private_file,
     _private_folder,
@@ -386,17 +385,20 @@ def _write(
         else frozenset()
     )
     unfollowed: list[Path] = []
+    # Each file hashed as it is copied: DEST may ignore permissions (a shared mount), and a file rewritten
+    # there after its copy must not be listed, and signed, as the server's.
+    copied: dict[Path, dict[str, Any]] = {}
     for name in _HOME_TREES:
-        _copy_tree(home / name, partial / name, skip=spool_folders, unfollowed=unfollowed)
+        copied |= _copy_tree(home / name, partial / name, skip=spool_folders, unfollowed=unfollowed)
     for name in _SPOOL_TREES:
-        _copy_tree(settings.listener_spool / name, partial / place / name, unfollowed=unfollowed)
+        copied |= _copy_tree(settings.listener_spool / name, partial / place / name, unfollowed=unfollowed)
     if place == DIMSE_SPOOL_COPY:
         plan.notes.append(
             "The DIMSE spool is outside DXASSIST_HOME: its incoming/ and dead-letter/ are in "
             f"{DIMSE_SPOOL_COPY}/."
         )
     if logs:
-        _copy_tree(settings.log_dir, partial / "logs", unfollowed=unfollowed)
+        copied |= _copy_tree(settings.log_dir, partial / "logs", unfollowed=unfollowed)
     if unfollowed:
         shown = ", ".join(path.relative_to(partial).as_posix() for path in unfollowed[:10])
         more = f" and {len(unfollowed) - 10} more" if len(unfollowed) > 10 else ""
@@ -405,7 +407,19 @@ def _write(
             f"followed and are NOT in this backup: {shown}{more}."
         )
     _anchor_part(partial, anchor_bytes, plan)
-    files = _inventory(partial) if made is None else _inventory_at(made)
+    files = {place.relative_to(partial).as_posix(): entry for place, entry in copied.items()}
+    # What SQLite and the anchor wrote, read once they are complete (through ``made``: the files written).
+    written = [
+        rel
+        for rel, wrote in (
+            (RECORD_FILE, plan.record.get("kind") == "sqlite"),
+            (REGISTRY_FILE, plan.registry.get("kind") == "sqlite"),
+            (ANCHOR_FILE, anchor_bytes is not None),
+        )
+        if wrote
+    ]
+    files |= {rel: _entry(partial, rel, folder=made) for rel in written}
+    files = dict(sorted(files.items()))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -109,34 +109,37 @@ def _private_folder(path: Path) -> None:
         folder.chmod(0o700)
 
 
-def _copy_file(source: Path, target: Path) -> bool:
-    """Copy one file (0600, on disk before it returns); False when it went away before it was opened."""
+def _copy_file(source: Path, target: Path) -> dict[str, Any] | None:
+    """Copy one file (0600, on disk before it returns); the size and sha256 of the very bytes written
+    (the manifest's entry: a file rewritten in ``target`` afterwards does not pass for it), or None when
+    it went away before it was opened."""
     try:
         reader = open(source, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:  # a study analysed, a cache entry replaced since the folder was listed
-        return False
+        return None
     _private_folder(target.parent)
     with reader, open(target, "xb", opener=_private_file) as writer:
-        shutil.copyfileobj(reader, writer, _CHUNK)
+        written = _Digesting(writer)
+        shutil.copyfileobj(reader, written, _CHUNK)
         writer.flush()
         os.fsync(writer.fileno())
-    return True
+    return {"size": written.size, "sha256": written.digest.hexdigest()}
 
 
 def _copy_tree(
     source: Path, target: Path, *, skip: frozenset[Path] = frozenset(), unfollowed: list[Path] | None = None
-) -> int:
+) -> dict[Path, dict[str, Any]]:
     """Copy the regular files under ``source`` (dot-named temporary and lock files, and the folders
-    ``skip`` names, left out).
+    ``skip`` names, left out); each copy's place and its entry (:func:`_copy_file`).
 
     A symbolic link to a file inside ``source`` is copied as the file it names: a Kubernetes Secret or
     ConfigMap mounted as a folder (``keys/``) is made of such links into its own dot-named folder. A link
     that leads out of ``source``, or to no file, is not followed; its place in the backup is added to
     ``unfollowed``.
     """
-    copied = 0
+    copied: dict[Path, dict[str, Any]] = {}
     if not source.is_dir():
-        return 0
+        return copied
     root = source.resolve()
     for folder, subfolders, files in os.walk(source):
         here = Path(folder)
@@ -145,15 +148,20 @@ def _copy_tree(
             path = here / name
             if name.startswith("."):
                 continue
+            place = target / path.relative_to(source)
             if path.is_symlink():
                 named = path.resolve()
                 if not named.is_relative_to(root) or not named.is_file():
                     if unfollowed is not None:
-                        unfollowed.append(target / path.relative_to(source))
+                        unfollowed.append(place)
                     continue
-                copied += _copy_file(named, target / path.relative_to(source))
+                entry = _copy_file(named, place)
             elif path.is_file():
-                copied += _copy_file(path, target / path.relative_to(source))
+                entry = _copy_file(path, place)
+            else:
+                continue
+            if entry is not None:
+                copied[place] = entry
     return copied
 
 
@@ -254,31 +262,25 @@ def _files(root: Path) -> Iterator[str]:
             yield (Path(folder) / name).relative_to(root).as_posix()
 
 
-def _inventory(root: Path) -> dict[str, dict[str, Any]]:
-    return {
-        rel: {"size": (root / rel).stat().st_size, "sha256": _sha256(root / rel)}
-        for rel in _files(root)
-        if rel != MANIFEST
-    }
-
-
-def _inventory_at(folder: int) -> dict[str, dict[str, Any]]:
-    """:func:`_inventory` of the folder open as ``folder``, each file read through it (links not
-    followed): the files written into it, even if its name now names another folder."""
-    files: dict[str, dict[str, Any]] = {}
-    for where, subfolders, names, at in os.fwalk(".", dir_fd=folder):
-        subfolders.sort()
-        for name in sorted(names):
-            rel = PurePosixPath(where, name).as_posix()
-            if rel == MANIFEST:
-                continue
-            digest, size = hashlib.sha256(), 0
-            with open(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at), "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-            files[rel] = {"size": size, "sha256": digest.hexdigest()}
-    return files
+def _entry(root: Path, rel: str, *, folder: int | None = None) -> dict[str, Any]:
+    """The size and sha256 of ``root/rel``, read through ``folder`` (``root`` as made, held open; links
+    not followed) when given: the file written into it, even if its name now names another folder."""
+    if folder is None:
+        return {"size": (root / rel).stat().st_size, "sha256": _sha256(root / rel)}
+    parts = PurePosixPath(rel).parts
+    at, opened = folder, []
+    try:
+        for part in parts[:-1]:
+            at = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
+            opened.append(at)
+        with open(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at), "rb") as handle:
+            read = _Digesting(handle)
+            while read.read(_CHUNK):
+                pass
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return {"size": read.size, "sha256": read.digest.hexdigest()}
 
 
 class _Digesting:

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _dxassist_cli import plain_backup
+from _dxassist_cli import plain_backup, run_dxassist
 
+import inference._backup.create as create_module
 import inference._backup.verify as verify_module
-from inference._backup_cli import backup_verify
+from inference._backup_cli import backup_create, backup_verify
+from inference.config import Settings
 
 PLANTED = b"-----BEGIN PRIVATE KEY-----\na key of the one who wrote the backup medium\n"
 
@@ -91,3 +93,38 @@ def test_verify_leaves_no_copy_of_the_record_behind(
     assert backup_verify(plain, stream=out) == 0, out.getvalue()
     assert list(scratch.iterdir()) == []
     assert not [p for p in plain.rglob("*") if p.name.startswith(".")]
+
+
+def test_a_file_rewritten_in_a_plain_backup_after_it_was_copied_is_not_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DEST ignores permissions (a shared mount): a key the server copied into DEST/.partial is rewritten
+    # there before the server lists and signs what it wrote.
+    home = tmp_path / "server"
+    home.mkdir()
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    exported = run_dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    signer = tmp_path / "server.pub"
+    signer.write_text(exported.stdout, encoding="utf-8")
+    for name in [k for k in os.environ if k.startswith("DXASSIST_") or k == "MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    dest = tmp_path / "backup"
+    key = sorted(p.name for p in (home / "keys").iterdir() if p.is_file() and p.name != "audit-anchor.key")[0]
+
+    def rewrite() -> None:
+        (dest / ".partial" / "keys" / key).write_bytes(PLANTED)
+
+    # The audit trail of the copied record is checked after every file was copied, before the listing.
+    _after(monkeypatch, create_module, "_audit_of", rewrite)
+    made = io.StringIO()
+    assert backup_create(Settings(), dest, stream=made) == 0, made.getvalue()
+    assert "Signed with" in made.getvalue(), made.getvalue()
+    monkeypatch.undo()
+    out = io.StringIO()
+    code = backup_verify(dest, signer=signer, stream=out)
+    # What the server signed is what it copied: the rewritten key does not pass for it.
+    assert code == 1, out.getvalue()
+    assert f"keys/{key}: altered" in out.getvalue()
