@@ -203,6 +203,7 @@ _VITALS_STATUS: Final[dict[str, int]] = {
     "invalid_value": 400,
     "implausible_value": 422,
     "inconsistent_values": 422,
+    "no_vital_signs": 422,
 }
 
 

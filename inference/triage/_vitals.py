@@ -35,6 +35,9 @@ VITAL_FIELDS: Final[tuple[str, ...]] = (
     "consciousness",
 )
 
+MEASURED_FIELDS: Final[tuple[str, ...]] = tuple(name for name in VITAL_FIELDS if name != "spo2_scale")
+"""The fields that are observations of the patient (``spo2_scale`` says how to read SpO2, nothing more)."""
+
 
 def _check_number(name: str, value: object) -> float | None:
     if value is None:
@@ -119,9 +122,17 @@ class VitalSigns:
         caller); a missing key or ``null`` means not measured; ``spo2_scale`` defaults to 1.
 
         Raises:
-            VitalsRejected: A value has the wrong type or is implausible.
+            VitalsRejected: A value has the wrong type or is implausible, or no sign is measured at all
+                (``no_vital_signs``: nothing measured is not a low risk, and a score made of the model's
+                intercept alone would read as one).
         """
         kwargs = {name: data[name] for name in VITAL_FIELDS if name in data and data[name] is not None}
+        if not any(name in kwargs for name in MEASURED_FIELDS):
+            raise VitalsRejected(
+                "no_vital_signs",
+                f"The request has no vital sign; send at least one of {', '.join(MEASURED_FIELDS)}.",
+                field=MEASURED_FIELDS[0],
+            )
         return cls(**kwargs)
 
     def as_dict(self) -> dict[str, Any]:

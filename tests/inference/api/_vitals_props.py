@@ -36,7 +36,7 @@ def post(client: TestClient, env: Env, signs: dict[str, Any], **extra: Any) -> d
 
 @st.composite
 def requests(draw: st.DrawFn) -> dict[str, Any]:
-    names = draw(st.lists(st.sampled_from(sorted(_SIGNS)), unique=True, max_size=len(_SIGNS)))
+    names = draw(st.lists(st.sampled_from(sorted(_SIGNS)), unique=True, min_size=1, max_size=len(_SIGNS)))
     signs = {name: draw(_SIGNS[name]) for name in names}
     if "systolic_bp" in signs and "diastolic_bp" in signs and signs["diastolic_bp"] >= signs["systolic_bp"]:
         del signs["diastolic_bp"]  # the API refuses a diastolic not below the systolic pressure

@@ -116,6 +116,26 @@ def test_bad_values_are_refused(client: TestClient, env: Env, changes: dict, sta
     assert response.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("extra", [{}, {"spo2_scale": 2}], ids=["nothing", "only the SpO2 scale"])
+def test_a_request_without_any_vital_sign_is_refused_and_files_nothing(
+    client: TestClient, env: Env, extra: dict[str, Any]
+) -> None:
+    # Nothing measured is not a low risk: a "routine, 2 %" result filed from no data would read as one.
+    body = _body(**dict.fromkeys(VITALS, ...))
+    body.update(extra)
+    response = _post(client, env, body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "no_vital_signs"
+    assert "heart_rate" in error["message"] and body["patient"]["identifier"] not in error["message"]
+    found = client.get(
+        "/fhir/Patient", params={"identifier": body["patient"]["identifier"]}, headers=env.headers("clinician")
+    )
+    assert found.status_code == 200 and found.json().get("total", 0) == 0
+    # One measured sign is enough to score (the rest is reported missing).
+    assert _post(client, env, {"patient": body["patient"], "heart_rate": 80}).status_code == 201
+
+
 def test_patient_identifier_is_required(client: TestClient, env: Env) -> None:
     body = _body()
     del body["patient"]["identifier"]
