@@ -181,7 +181,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         return "invalid_characters", invalid_characters_message(kind, where, more)
     if first.get("type") in _PLAUSIBILITY_CODES:
         # Our own validators' sentences: they name the field and the accepted range, never the value.
-        return str(first["type"]), f"Field {detail}{more}."
+        return str(first["type"]), f"Field {detail.rstrip('.')}{more}."
     return "invalid_field", f"{kind} '{where}' is invalid: {detail}{more}."
 
 

@@ -89,11 +89,12 @@ _TEXT: Final[dict[str, dict[Language, str]]] = {
         "ar": "مجموع نقاط NEWS2 هو {total} (خطر سريري {band}).",
     },
     "news2_partial": {
-        "en": "NEWS2 of the measured vital signs: at least {total} ({band} clinical risk); some are missing.",
-        "fr": f"Score NEWS2 des paramètres mesurés{_NBSP}: au moins {{total}} (risque clinique {{band}})"
-        "; certains manquent.",
-        "ar": "مجموع نقاط NEWS2 للعلامات الحيوية المقيسة: {total} على الأقل (خطر سريري {band})؛ "
-        "بعضها غير متوفر.",
+        "en": "NEWS2 of the measured vital signs: at least {total} (clinical risk band at least {band}); "
+        "some are missing.",
+        "fr": f"Score NEWS2 des paramètres mesurés{_NBSP}: au moins {{total}} (risque clinique au moins "
+        f"{{band}}){_NBSP}; certains manquent.",
+        "ar": "مجموع نقاط NEWS2 للعلامات الحيوية المقيسة: {total} على الأقل (فئة الخطر السريري {band} على "
+        "الأقل)؛ بعضها غير متوفر.",
     },
     "deteriorating": {
         "en": "The patient's observations over the last {hours} h show deterioration.",

@@ -267,7 +267,11 @@ def test_implausible_dates_are_refused_with_422(served: tuple[TestClient, Env], 
     body = {"patient": {"identifier": "HOSTILE-V"}, "heart_rate": 80, **HOSTILE_VITALS[name]}
     response = client.post("/v1/vitals", json=body, headers=env.headers("clinician"))
     assert response.status_code == 422, response.text
-    assert response.json()["error"]["code"] == "implausible_date"
+    error = response.json()["error"]
+    assert error["code"] == "implausible_date"
+    # One sentence, ended once (the validator's sentence and the API's frame both ended it: "now..").
+    assert error["message"].startswith("Field '") and error["message"].endswith(".")
+    assert not error["message"].endswith("..")
     assert "2999" not in response.text and "HOSTILE" not in response.text
 
 

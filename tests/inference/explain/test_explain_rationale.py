@@ -140,6 +140,24 @@ def test_triage_rationale_says_an_incomplete_news2_is_a_lower_bound_and_names_th
     assert partial not in steady and trend not in steady
 
 
+@pytest.mark.parametrize(
+    ("lang", "bound", "claim"),
+    [
+        ("en", "band at least low", "(low clinical risk)"),
+        ("fr", "au moins faible", "(risque clinique faible)"),
+        ("ar", "منخفض على الأقل", "(خطر سريري منخفض)"),
+    ],
+)
+def test_an_incomplete_news2_gives_its_band_as_a_lower_bound_not_as_the_risk(
+    lang: Language, bound: str, claim: str
+) -> None:
+    # Heart rate alone, normal: the measured part scores 0, "low", but the unmeasured signs may score 3 each.
+    text = triage_rationale(0.05, False, [("heart_rate", -0.1)], 0, "low", lang, news2_complete=False)
+    assert bound in text and claim not in text
+    complete = triage_rationale(0.05, False, [("heart_rate", -0.1)], 0, "low", lang)
+    assert claim in complete
+
+
 def test_a_not_assessable_rationale_names_no_finding_in_any_language() -> None:
     findings = [("pneumothorax", 0.99, False), ("nodule", 0.97, False)]
     starts = {"en": "Not assessable", "fr": "Non évaluable", "ar": "غير قابلة للتقييم"}
