@@ -30,7 +30,9 @@ def test_readyz_is_503_until_models_are_cached_then_200(tmp_path) -> None:
         assert before.json()["checks"] == {"models": False, "database": True, "revocations": True}
         # Scoring needs the model: 503 in the error shape, not a crash.
         vitals = client.post(
-            "/v1/vitals", json={"patient": {"identifier": "R-1"}, "heart_rate": 80}, headers=_headers(settings, "clinician")
+            "/v1/vitals",
+            json={"patient": {"identifier": "R-1"}, "heart_rate": 80},
+            headers=_headers(settings, "clinician"),
         )
         assert vitals.status_code == 503 and vitals.json()["error"]["code"] == "model_unavailable"
         tiny_models.seed_both(settings.model_cache, tmp_path / "build")

@@ -129,7 +129,9 @@ def test_a_request_without_any_vital_sign_is_refused_and_files_nothing(
     assert error["code"] == "no_vital_signs"
     assert "heart_rate" in error["message"] and body["patient"]["identifier"] not in error["message"]
     found = client.get(
-        "/fhir/Patient", params={"identifier": body["patient"]["identifier"]}, headers=env.headers("clinician")
+        "/fhir/Patient",
+        params={"identifier": body["patient"]["identifier"]},
+        headers=env.headers("clinician"),
     )
     assert found.status_code == 200 and found.json().get("total", 0) == 0
     # One measured sign is enough to score (the rest is reported missing).
