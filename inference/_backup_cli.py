@@ -23,7 +23,7 @@ key and everything inside with it; ``restore`` needs the key.
 Messages name files and folders of the installation, never a patient's name, identifier or birth date.
 
 The bodies live in :mod:`inference._backup`, one module per concern (``files``, ``manifest``,
-``signing``, ``sealed``, ``create``, ``verify``, ``restore``); the CLI imports them from here.
+``signing``, ``sealed``, ``create``, ``verify``, ``restore``, ``journal``); the CLI imports them from here.
 """
 
 from inference._backup.create import backup_create

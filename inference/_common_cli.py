@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from inference.errors import InferenceError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from inference.config import Settings
     from inference.services._model_decisions import Decision
     from model_registry import RegisteredVersion
@@ -88,8 +90,30 @@ def _settings(*, make_home: bool = True) -> Settings:
             "at a folder this user may create and write.",
             status=2,
         ) from e
+    _finish_restore(settings.resolved_home)
     _check_database_drivers(settings)
     return settings
+
+
+def _finish_restore(home: Path) -> None:
+    """Complete a ``backup restore`` into ``home`` killed while it moved the checked files into place
+    (:mod:`inference._backup.journal`): no command starts on a half-restored home."""
+    from inference._backup.journal import finish_moves
+
+    try:
+        finished = finish_moves(home, complete=True, remove=False)
+    except OSError as e:
+        raise CliError(
+            f"DXASSIST_HOME ({home}) holds a restore killed while its files were moved into place, and it "
+            f"could not be completed ({e.strerror or type(e).__name__}); run `dxassist backup restore` "
+            "into it again.",
+            status=2,
+        ) from e
+    if finished:
+        sys.stderr.write(
+            f"dxassist: completed the restore into {home} that was killed while its checked files were "
+            "moved into place.\n"
+        )
 
 
 def _check_database_drivers(settings: Settings) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 
 from inference._backup.files import (
     MANIFEST,
-    RECORD_FILE,
     RESTORING,
     UNSEALING,
     BackupRefused,
@@ -28,9 +26,9 @@ from inference._backup.files import (
     _locked,
     _named,
     _private_folder,
-    _remove_unlocked,
     _shown,
 )
+from inference._backup.journal import STAGED, finish_moves, move_entries
 from inference._backup.manifest import _load_manifest, _made, _read_manifest, _sealed_manifest
 from inference._backup.sealed import _clean_unsealing, _outer_problems, _sealed_problems, _unsealed
 from inference._backup.signing import _origin_line, _plain_origin
@@ -54,8 +52,10 @@ def backup_restore(
     key of the server that made it; ``any_origin``: not checked): it is opened into the staging folder
     and restored from there. A plain backup's signature is checked against ``signer`` when given, before
     anything is copied. Everything is copied and checked in a private staging folder beside ``home``
-    (:func:`_restoring`), then moved into place: a restore killed meanwhile (-9, the machine stopped)
-    leaves ``home`` as it was and that hidden folder, which the next restore into ``home`` removes first.
+    (:func:`_restoring`), then moved into place (:func:`_move_into_place`): a restore killed meanwhile
+    (-9, the machine stopped) leaves ``home`` as it was and that hidden folder, which the next restore
+    into ``home`` removes first; one killed while it moves the files into an existing home is completed
+    by the next ``dxassist`` command on it, or taken back by the next restore.
 
     Returns:
         0 when the backup was restored and the restored files and audit trail verify; 1 when the backup
@@ -126,21 +126,19 @@ def _staging_places(home: Path) -> list[tuple[Path, str]]:
 
 
 def _clean_restoring(home: Path) -> None:
-    """Remove what a restore into ``home`` killed (-9, the machine stopped) staged beside or inside it
-    and did not move into place: every such folder no running restore holds locked."""
-    home = Path(os.path.realpath(home))  # a link to the folder: staged beside that folder
-    for base, start in _staging_places(home):
-        if base.is_dir() and not base.is_symlink():
-            _remove_unlocked(iter(sorted(base.glob(f"{start}*"))))
+    """Remove what a restore into ``home`` killed (-9, the machine stopped) staged beside or inside it:
+    every such folder no running restore holds locked, and what one killed while it moved its entries
+    into the home had moved there (:mod:`inference._backup.journal`: the home is empty again)."""
+    finish_moves(home, complete=False, remove=True)
 
 
 @contextmanager
 def _restoring(home: Path) -> Iterator[Path]:
     """A new private folder (0700, locked: :func:`_clean_restoring` leaves it while in use) a restore
     into ``home`` is staged in for the block, beside the home (or inside it, :func:`_staged_inside`):
-    the restored home is made in its ``home/`` and moved into place whole once checked; removed after,
-    whatever happens. A restore killed meanwhile leaves it, never a half-restored home; the next restore
-    removes it.
+    the restored home is made in its ``home/`` and moved into place once checked (:func:`_move_into_place`);
+    removed after, whatever happens. A restore killed meanwhile leaves it, never a half-restored home; the
+    next restore removes it.
 
     Raises:
         BackupRefused: The folder cannot be made.
@@ -174,16 +172,15 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _move_into_place(staged: Path, home: Path) -> None:
-    """Move the checked home ``staged`` to ``home`` (absent or empty): one rename, beside it; each of its
-    entries renamed into it when staged inside it (the record last). The moves are put on disk."""
-    if staged.parent.parent == home:
-        for entry in sorted(staged.iterdir(), key=lambda p: p.name == RECORD_FILE):
-            os.rename(entry, home / entry.name)
-        _fsync_folder(home)
-        return
+    """Move the checked home ``staged`` to ``home``: one rename when it is new; into it, entry by entry
+    (the record last), when it exists (empty: an operator's folder, kept with its owner, mode and ACLs;
+    a mount point), once a journal names the moves (:func:`~inference._backup.journal.move_entries`: a
+    restore killed between two of them is completed by the next ``dxassist`` command on the home, or
+    taken back by the next restore). The moves are put on disk."""
     if home.is_dir():
-        staged.chmod(stat.S_IMODE(home.stat().st_mode))  # an empty home made for it keeps its mode
-    os.rename(staged, home)  # onto an empty folder too; refused if something was written in it meanwhile
+        move_entries(staged.parent, home)
+        return
+    os.rename(staged, home)  # refused if something was put there meanwhile (a file, a folder not empty)
     _fsync_folder(home.parent)
 
 
@@ -198,7 +195,7 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
         out.write(f"restore refused: {why}\n")
         return 1
     present = {rel for rel in _files(backup) if rel != MANIFEST}
-    staged = work / "home"
+    staged = work / STAGED
     problems: list[str] = []
     try:
         _private_folder(staged)

@@ -1,0 +1,138 @@
+"""`backup restore` into a home that exists: an empty folder the operator made (its owner, mode and ACLs
+set for the service), or a mount point (a volume; the restore is staged inside it). Its files are moved
+into it one by one, and the folder itself is kept.
+
+Before, an empty home made for the restore was replaced by the staged folder (renamed over it): its owner
+and ACLs were lost (only its mode bits were copied). A restore into a mount point moved the entries one
+by one with nothing to finish them: killed there (`kill -9`, a power cut), it left a home with some of
+them (its keys, no record), which `dxassist serve` would start on as a new installation.
+
+Now the moves are written down first (a journal in the staging folder, once everything was checked): a
+`dxassist` command started on the home completes them; the next restore into it takes them back and
+restores anew. The real console script in a subprocess, killed with SIGKILL right after its first move
+(the moves take microseconds: the kill is made by the process itself, at that point); a mount point
+needs root to make, so that case is staged inside the home as for a mount point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _dxassist_cli import dxassist_env, plain_backup, run_dxassist
+
+from inference._backup_cli import backup_restore
+
+# Run as the restore's process: its first move into the home done, it is killed (-9) by itself.
+_KILLED_AFTER_FIRST_MOVE = """
+import os, signal, sys
+from pathlib import Path
+import inference._backup.restore as restore
+
+if sys.argv[3] == "inside":  # staged inside the home, as for a mount point
+    restore._staged_inside = lambda home: True
+real = os.rename
+
+def rename(source, target, *args, **kwargs):
+    real(source, target, *args, **kwargs)
+    if Path(target).parent == Path(sys.argv[2]).resolve():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.rename = rename
+sys.exit(restore.backup_restore(Path(sys.argv[1]), Path(sys.argv[2])))
+"""
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain backup of a home whose record holds an audit entry."""
+    return plain_backup(tmp_path_factory.mktemp("move-into-place"))
+
+
+def _manifest(backup: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+def _restored_whole(backup: Path, home: Path, *, opened: bool = False) -> None:
+    """Every file of the backup is in ``home`` as backed up (``opened``: its record apart, which the
+    command that opened it changed), and nothing of a staging folder is left."""
+    for rel, entry in _manifest(backup)["files"].items():
+        if opened and rel == "record.db":
+            continue
+        assert hashlib.sha256((home / rel).read_bytes()).hexdigest() == entry["sha256"], rel
+    assert not [p for p in home.parent.rglob("*") if "restoring" in p.name]
+
+
+def _kill_after_first_move(backup: Path, home: Path, staged: str) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_FIRST_MOVE, str(backup), str(home), staged],
+        env=dxassist_env(home.parent / "elsewhere"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # Killed between two moves: some of the backup's entries are in the home, not all.
+    moved = {p.name for p in home.iterdir() if not p.name.startswith(".")}
+    assert moved and "record.db" not in moved, moved
+
+
+@pytest.mark.parametrize("staged", ["beside", "inside"])
+def test_a_restore_killed_while_it_moves_files_into_the_home_is_completed_by_the_next_start(
+    plain: Path, tmp_path: Path, staged: str
+) -> None:
+    home = tmp_path / "restored"
+    home.mkdir()
+    _kill_after_first_move(plain, home, staged)
+
+    audited = run_dxassist(home, "audit", "verify")
+    said = audited.stdout + audited.stderr
+    assert audited.returncode == 0, said
+    assert "completed the restore" in audited.stderr, said
+    head = _manifest(plain)["record"]["audit_head"]["seq"]
+    assert f"anchored at seq {head}" in said, said  # the backup's record, and its anchor
+    _restored_whole(plain, home, opened=True)
+
+
+@pytest.mark.parametrize("staged", ["beside", "inside"])
+def test_a_restore_killed_while_it_moves_files_into_the_home_is_taken_back_by_the_next_restore(
+    plain: Path, tmp_path: Path, staged: str
+) -> None:
+    home = tmp_path / "restored"
+    home.mkdir()
+    _kill_after_first_move(plain, home, staged)
+
+    done = run_dxassist(home.parent / "elsewhere", "backup", "restore", str(plain), str(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    _restored_whole(plain, home)
+    audited = run_dxassist(home, "audit", "verify")
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+
+
+def test_an_empty_home_made_for_the_restore_is_kept_with_its_mode_and_owner(
+    plain: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "restored"
+    home.mkdir()
+    home.chmod(0o2750)  # the service's group may enter it, and what is made in it is the group's
+    if os.geteuid() == 0:
+        os.chown(home, 4242, 4243)  # the service user's, not the restoring operator's
+    before = home.stat()
+    out = io.StringIO()
+    assert backup_restore(plain, home, stream=out) == 0, out.getvalue()
+    after = home.stat()
+    assert (after.st_ino, after.st_dev) == (before.st_ino, before.st_dev)  # the very folder, not a new one
+    assert stat.S_IMODE(after.st_mode) == 0o2750
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    _restored_whole(plain, home)
