@@ -108,7 +108,7 @@ class PriorReads:
     def read_with_priors(
         self, *, result_id: str, reader: str, scope: _scope.Scope, audit: AuditIn, limit: int = PRIORS_SHOWN
     ) -> Audited[ViewerRead]:
-        """One result as ``results.read_with_feedback`` reads it (with its deliveries), and, for an
+        """One result as ``results.read`` reads it (with its deliveries), and, for an
         imaging result, the patient's prior studies the caller may read (at most ``limit``), in the
         transaction of the read's entries: the result's (``not_found``, ``denied``, or ``success`` /
         ``break_glass``), then one ``Result`` entry per prior shown.

@@ -346,33 +346,6 @@ class Results:
             fetch=lambda session, _target: self._fetch(session, result_id, deliveries=deliveries),
         )
 
-    def read_with_feedback(
-        self, *, result_id: str, reader: str, scope: _scope.Scope, audit: AuditIn, deliveries: bool = False
-    ) -> Audited[tuple[AnyResult, list[FeedbackEntry]]]:
-        """One result as :meth:`read` reads it, with the feedback ``reader`` already gave on it (oldest
-        first), both read in the transaction of the read's one audit entry: the feedback is served only
-        with the result, on the same ground (the web viewer's verdicts).
-
-        Raises:
-            RecordError: The record failed or the audit entry could not be written; nothing is served.
-        """
-
-        def fetch(session: Session, _target: Target) -> tuple[AnyResult, list[FeedbackEntry]] | None:
-            result = self._fetch(session, result_id, deliveries=deliveries)
-            if result is None:
-                return None
-            return result, _feedback.entries_in(session, result_id, reader=reader)
-
-        return read_audited(
-            self._db,
-            scope=scope,
-            audit=audit,
-            resource_type="Result",
-            resource_id=result_id,
-            locate=lambda session: _result_target(session, result_id),
-            fetch=fetch,
-        )
-
     def read_latest_for_study(
         self, *, study_instance_uid: str, scope: _scope.Scope, audit: AuditIn, deliveries: bool = False
     ) -> Audited[AnyResult]:
