@@ -84,6 +84,11 @@ class Formats:
             return "<" + format_percent(0.001, format="#,##0.0%", locale=self.language)
         return format_percent(value, format="#,##0.0%", locale=self.language)
 
+    def label(self, text: str) -> str:
+        """``text`` as the label of what follows: ``Patient:`` (``Patient\u00a0:`` in French, whose
+        typography puts a no-break space before a colon)."""
+        return f"{text}\u00a0:" if self.language == "fr" else f"{text}:"
+
     def items(self, values: list[str]) -> str:
         """A list in the locale's words: ``A, B and C``, ``A, B et C``, ``A وB وC`` (Arabic joins with
         its own conjunction, never a Latin comma)."""

@@ -132,6 +132,9 @@ def test_numbers_and_dates_follow_the_locale(client: TestClient, env: Env) -> No
     sign_in(client, add_account(env))
     fr = client.get(f"/ui/results/{result['result_id']}", params={"lang": "fr"}).text
     assert re.search(r"Probabilité [\d,\u202f ]+\u00a0?% — seuil", fr), "French percentages use a comma"
+    assert "Patient\u00a0: <strong>" in fr and "Modèle\u00a0: <strong>" in fr  # a space before a colon
+    en = client.get(f"/ui/results/{result['result_id']}", params={"lang": "en"}).text
+    assert "Patient: <strong>" in en and "Model: <strong>" in en
     worklist = client.get("/ui/", params={"lang": "fr"}).text
     assert "5 janv. 2026" in worklist  # the test studies' StudyDate 20260105
     client.get("/ui/", params={"lang": "en"})
