@@ -76,7 +76,7 @@ def backup_restore(
         _clean_unsealing(home)  # what a restore of an earlier dxassist left
         with suppress(OSError):
             (home / UNSEALING).rmdir()
-    if home.exists() and (not home.is_dir() or any(home.iterdir())):
+    if home.exists() and (not home.is_dir() or any(p.name != _FILE_SYSTEMS_OWN for p in home.iterdir())):
         raise BackupRefused(
             f"{home} is not a new or empty folder; a restore never writes over an installation."
         )
@@ -112,6 +112,11 @@ def backup_restore(
         out.write(f"{made_by}\n")
     with _restoring(home) as work:
         return _restore_files(backup, home, work, out, loaded)
+
+
+_FILE_SYSTEMS_OWN = "lost+found"
+"""What ``mkfs`` leaves at the root of every new ext2/3/4 volume: a home on a volume of its own is empty
+with it (it is kept as it is; a backup never holds an entry of that name)."""
 
 
 def _staged_inside(home: Path) -> bool:

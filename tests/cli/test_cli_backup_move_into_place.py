@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from _dxassist_cli import dxassist_env, plain_backup, run_dxassist
 
-from inference._backup_cli import backup_restore
+from inference._backup_cli import BackupRefused, backup_restore
 
 # Run as the restore's process: its first move into the home done, it is killed (-9) by itself.
 _KILLED_AFTER_FIRST_MOVE = """
@@ -136,3 +136,22 @@ def test_an_empty_home_made_for_the_restore_is_kept_with_its_mode_and_owner(
     assert stat.S_IMODE(after.st_mode) == 0o2750
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
     _restored_whole(plain, home)
+
+
+def test_a_freshly_formatted_volume_with_its_lost_and_found_is_an_empty_home(
+    plain: Path, tmp_path: Path
+) -> None:
+    # mkfs.ext4 leaves lost+found at the root of every new volume: a restore onto the volume was refused
+    # as "not empty". It is the file system's, never the installation's: kept, left as it is.
+    home = tmp_path / "volume"
+    (home / "lost+found").mkdir(parents=True, mode=0o700)
+    out = io.StringIO()
+    assert backup_restore(plain, home, stream=out) == 0, out.getvalue()
+    _restored_whole(plain, home)
+    assert (home / "lost+found").is_dir() and not any((home / "lost+found").iterdir())
+    # Anything else in it still makes the folder an installation a restore never writes over.
+    other = tmp_path / "other"
+    (other / "lost+found").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(BackupRefused, match="not a new or empty folder"):
+        backup_restore(plain, other, stream=io.StringIO())
