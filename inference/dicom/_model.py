@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ._digest import DigestField
+
 if TYPE_CHECKING:
     from pydicom import Dataset
 
@@ -103,8 +105,23 @@ class Instance:
     pixel_spacing: tuple[float, float] | None
     transfer_syntax_uid: str
     header: Dataset
-    pixel_digest: str = ""
-    """sha256 (hex) of the Pixel Data element's bytes as received (a resend must carry the same pixels)."""
+    pixel_digest: DigestField = DigestField()
+    """sha256 (hex) of the Pixel Data element's bytes as received (a resend must carry the same pixels).
+    A large uncompressed one may still be under way on its own thread when the instance is handed out
+    (:func:`inference.dicom.read_study` with ``digest_later``): reading it waits for the thread, and
+    :meth:`digested` waits without holding up an event loop."""
+
+    async def digested(self) -> None:
+        """Wait until :attr:`pixel_digest` is known, without holding up the event loop."""
+        pending = DigestField.pending(self)
+        if pending is not None:
+            await pending.wait()
+
+    def abandon_digest(self) -> None:
+        """Stop a digest still under way (the instance was refused or dropped; nobody will read it)."""
+        pending = DigestField.pending(self)
+        if pending is not None:
+            pending.abandon()
 
     def describe(self) -> dict[str, Any]:
         """Return a log-safe summary (no patient data)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import _header, _plausible, _syntax
 from ._budget import decode_budget
 from ._decode import REDUCED_MIN_LONG_SIDE, check_native_length, decode
+from ._digest import PixelDigest
 from ._errors import DicomRejected, reject
 from ._guards import (
     FileMeta,
@@ -43,6 +43,7 @@ def read_instance(
     limits: Limits,
     target_size: int | None = None,
     min_long_side: int = REDUCED_MIN_LONG_SIDE,
+    digest_later: bool = False,
 ) -> Instance:
     """Validate and decode one DICOM Part-10 file, all of it, now.
 
@@ -56,6 +57,10 @@ def read_instance(
         target_size: Side of the model input; lets JPEG 2000 and baseline JPEG decode smaller.
         min_long_side: Fewest pixels a reduced decode keeps on the long side (default: the display
             rendering's side; tests of the reduced decoders on small images lower it).
+        digest_later: Hand the instance out while the digest of large uncompressed Pixel Data, read in
+            place in ``data`` (given as ``bytes``), is still under way on its own thread
+            (``Instance.pixel_digest`` waits for it, ``Instance.digested`` awaits it): the caller prepares
+            the image meanwhile. The thread holds ``data``, which the caller holds anyway, until it is done.
 
     Returns:
         The decoded instance.
@@ -63,12 +68,13 @@ def read_instance(
     Raises:
         DicomRejected: With a precise ``code`` for anything refused; no other exception escapes.
     """
+    given = data
     try:
-        data = bytes(data)
+        data = bytes(data)  # the same object when given bytes
         plan = _plan(data, limits)
         # Decoding multiplies the data in memory: wait for room in the process's budget first.
         with decode_budget().hold(plan.cost):
-            return _read(data, plan, limits, target_size, min_long_side)
+            return _read(data, plan, limits, target_size, min_long_side, digest_later and data is given)
     except DicomRejected:
         raise
     except RecursionError as e:
@@ -126,7 +132,14 @@ def _plan(data: bytes, limits: Limits) -> _Plan:
     return _Plan(meta, None, structure, max(len(data), frame))
 
 
-def _read(data: bytes, plan: _Plan, limits: Limits, target_size: int | None, min_long_side: int) -> Instance:
+def _read(
+    data: bytes,
+    plan: _Plan,
+    limits: Limits,
+    target_size: int | None,
+    min_long_side: int,
+    digest_later: bool,
+) -> Instance:
     meta, ts = plan.meta, plan.meta.transfer_syntax_uid
     # The dataset is read where it lies in ``data`` (a view, and pydicom reading from an offset): a copy of
     # the body would double the memory of the largest file (docs/security.md, "Memory bounds").
@@ -141,128 +154,118 @@ def _read(data: bytes, plan: _Plan, limits: Limits, target_size: int | None, min
     structure = plan.structure or walk_structure(
         memoryview(source)[start:], implicit=implicit, little=little, max_depth=MAX_SEQUENCE_DEPTH
     )
-    digest = _PixelDigest.start(source, start, structure) if ts in _syntax.NATIVE else None
-    # The header first, without the pixel data: a file refused for its content or its pixel count is
-    # refused before pydicom copies its pixels.
-    head = _parse(data[132 : meta.end], source, start, implicit, little, stop_before_pixels=True)
-    _header.check_content(head)
-    _header.pixel_layout(head, limits)
-    del head
-    ds = _parse(data[132 : meta.end], source, start, implicit, little)
-    del source
+    digest = _digest_in_place(source, start, structure) if ts in _syntax.NATIVE else None
+    # Handed out still under way only when its thread reads the caller's own file: an inflated copy of a
+    # deflated dataset would outlive the decode budget that covers it.
+    later = digest_later and digest is not None and source is data
+    try:
+        # The header first, without the pixel data: a file refused for its content or its pixel count is
+        # refused before pydicom copies its pixels.
+        head = _parse(data[132 : meta.end], source, start, implicit, little, stop_before_pixels=True)
+        _header.check_content(head)
+        _header.pixel_layout(head, limits)
+        del head
+        ds = _parse(data[132 : meta.end], source, start, implicit, little)
+        del source
 
-    modality, sop_class = _header.check_content(ds)
-    layout = _header.pixel_layout(ds, limits)
-    if structure.pixel_data_offset is None or "PixelData" not in ds:
-        raise reject("no_pixel_data", "The DICOM file has no Pixel Data (7FE0,0010); an image is required.")
-    if ts in _syntax.NATIVE:
-        if structure.pixel_data_length is None:
-            raise reject("malformed_header", "Uncompressed Pixel Data must have a defined length.")
-        check_native_length(structure.pixel_data_length, layout)
-    elif structure.pixel_data_length is not None:
-        raise reject("malformed_header", f"Pixel Data must be encapsulated for transfer syntax {ts}.")
+        modality, sop_class = _header.check_content(ds)
+        layout = _header.pixel_layout(ds, limits)
+        if structure.pixel_data_offset is None or "PixelData" not in ds:
+            raise reject(
+                "no_pixel_data", "The DICOM file has no Pixel Data (7FE0,0010); an image is required."
+            )
+        if ts in _syntax.NATIVE:
+            if structure.pixel_data_length is None:
+                raise reject("malformed_header", "Uncompressed Pixel Data must have a defined length.")
+            check_native_length(structure.pixel_data_length, layout)
+        elif structure.pixel_data_length is not None:
+            raise reject("malformed_header", f"Pixel Data must be encapsulated for transfer syntax {ts}.")
 
-    identifiers = {
-        keyword: _header.uid(ds, keyword)
-        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-    }
-    patient = _header.patient(ds)
-    slope, intercept = _plausible.rescale(ds, layout)
-    centers, widths, function = _header.windows(ds)
-    if digest is None:
-        # Encapsulated (compressed) Pixel Data: digested on its own thread while it is decoded.
-        digest = _PixelDigest.of(ds.PixelData)
-    pixels, reduction = decode(ds, ts, layout, target_size, min_long_side)
-    # The encoded pixels are not needed any more once decoded and digested: free them before the checks.
-    pixel_digest = digest.result() if digest is not None else hashlib.sha256(ds.PixelData).hexdigest()
-    del ds.PixelData
-    lut = _header.voi_lut(ds, little)
-    _plausible.check_pixels(
-        pixels,
-        rows=layout.rows,
-        columns=layout.columns,
-        min_side=limits.min_side,
-        slope=slope,
-        intercept=intercept,
-        window=(centers[0], widths[0]) if centers else None,
-        voi_lut=lut,
-    )
-    return Instance(
-        sop_instance_uid=identifiers["SOPInstanceUID"],
-        sop_class_uid=sop_class,
-        study_instance_uid=identifiers["StudyInstanceUID"],
-        series_instance_uid=identifiers["SeriesInstanceUID"],
-        modality=modality,
-        view_position=(_header.text(ds, "ViewPosition") or "").upper() or None,
-        body_part=(_header.text(ds, "BodyPartExamined") or "").upper() or None,
-        laterality=_header.text(ds, "ImageLaterality") or _header.text(ds, "Laterality"),
-        patient=patient,
-        accession_number=_header.text(ds, "AccessionNumber"),
-        study_date=_header.iso_date(ds, "StudyDate"),
-        rows=layout.rows,
-        columns=layout.columns,
-        pixels=pixels,
-        reduction=reduction,
-        photometric=str(ds.PhotometricInterpretation).strip().upper(),
-        bits_stored=layout.bits_stored,
-        pixel_representation=layout.pixel_representation,
-        rescale_slope=slope,
-        rescale_intercept=intercept,
-        window_centers=centers,
-        window_widths=widths,
-        voi_lut_function=function,
-        voi_lut=lut,
-        pixel_spacing=_header.spacing(ds),
-        transfer_syntax_uid=ts,
-        header=_without_pixels(ds),
-        pixel_digest=pixel_digest,
-    )
+        identifiers = {
+            keyword: _header.uid(ds, keyword)
+            for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        }
+        patient = _header.patient(ds)
+        slope, intercept = _plausible.rescale(ds, layout)
+        centers, widths, function = _header.windows(ds)
+        if digest is None:
+            # Encapsulated (compressed) Pixel Data: digested on its own thread while it is decoded.
+            digest = _digest_of(ds.PixelData)
+        pixels, reduction = decode(ds, ts, layout, target_size, min_long_side)
+        # The encoded pixels are not needed any more once decoded (and digested, unless the digest reads
+        # the file's own bytes and is handed out under way): free them before the checks.
+        pixel_digest: str | PixelDigest
+        if digest is None:
+            pixel_digest = hashlib.sha256(ds.PixelData).hexdigest()
+        else:
+            pixel_digest = digest if later else digest.result()
+        del ds.PixelData
+        lut = _header.voi_lut(ds, little)
+        _plausible.check_pixels(
+            pixels,
+            rows=layout.rows,
+            columns=layout.columns,
+            min_side=limits.min_side,
+            slope=slope,
+            intercept=intercept,
+            window=(centers[0], widths[0]) if centers else None,
+            voi_lut=lut,
+        )
+        return Instance(
+            sop_instance_uid=identifiers["SOPInstanceUID"],
+            sop_class_uid=sop_class,
+            study_instance_uid=identifiers["StudyInstanceUID"],
+            series_instance_uid=identifiers["SeriesInstanceUID"],
+            modality=modality,
+            view_position=(_header.text(ds, "ViewPosition") or "").upper() or None,
+            body_part=(_header.text(ds, "BodyPartExamined") or "").upper() or None,
+            laterality=_header.text(ds, "ImageLaterality") or _header.text(ds, "Laterality"),
+            patient=patient,
+            accession_number=_header.text(ds, "AccessionNumber"),
+            study_date=_header.iso_date(ds, "StudyDate"),
+            rows=layout.rows,
+            columns=layout.columns,
+            pixels=pixels,
+            reduction=reduction,
+            photometric=str(ds.PhotometricInterpretation).strip().upper(),
+            bits_stored=layout.bits_stored,
+            pixel_representation=layout.pixel_representation,
+            rescale_slope=slope,
+            rescale_intercept=intercept,
+            window_centers=centers,
+            window_widths=widths,
+            voi_lut_function=function,
+            voi_lut=lut,
+            pixel_spacing=_header.spacing(ds),
+            transfer_syntax_uid=ts,
+            header=_without_pixels(ds),
+            pixel_digest=pixel_digest,
+        )
+    except BaseException:
+        if digest is not None:  # refused: nobody will read the digest, and its thread lets go of the file
+            digest.abandon()
+        raise
 
 
-class _PixelDigest:
-    """The SHA-256 of uncompressed Pixel Data, computed on a thread of its own while the file is parsed,
-    decoded and checked (hashlib lets go of the GIL on large buffers): the value bytes lie at a known
-    offset of the body, exactly what pydicom reads into ``PixelData``, so nothing waits for the parse.
-    """
+def _digest_in_place(source: bytes, start: int, structure: Structure) -> PixelDigest | None:
+    """The digest of uncompressed Pixel Data under way, read where its value bytes lie in the body (exactly
+    what pydicom reads into ``PixelData``, so nothing waits for the parse); None when the Pixel Data is too
+    small to be worth a thread (or absent)."""
+    offset, length = structure.pixel_data_offset, structure.pixel_data_length
+    if offset is None or length is None or length < _THREADED_DIGEST_BYTES:
+        return None
+    begin = start + offset
+    if begin + length > len(source):  # a truncated file: refused later, digested by nobody
+        return None
+    return PixelDigest(memoryview(source)[begin : begin + length])
 
-    def __init__(self, view: memoryview) -> None:
-        self._value: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(view,), name="dxassist-digest", daemon=True)
-        self._thread.start()
 
-    @classmethod
-    def start(cls, source: bytes, start: int, structure: Structure) -> _PixelDigest | None:
-        """A digest under way, or None when the Pixel Data is too small to be worth a thread (or absent)."""
-        offset, length = structure.pixel_data_offset, structure.pixel_data_length
-        if offset is None or length is None or length < _THREADED_DIGEST_BYTES:
-            return None
-        begin = start + offset
-        if begin + length > len(source):  # a truncated file: refused later, digested by nobody
-            return None
-        return cls(memoryview(source)[begin : begin + length])
-
-    @classmethod
-    def of(cls, value: bytes) -> _PixelDigest | None:
-        """A digest of a Pixel Data value already read (encapsulated fragments) under way, or None when
-        it is too small to be worth a thread."""
-        if not isinstance(value, bytes | bytearray) or len(value) < _THREADED_DIGEST_BYTES:
-            return None
-        return cls(memoryview(value))
-
-    def _run(self, view: memoryview) -> None:
-        try:
-            self._value = hashlib.sha256(view).hexdigest()
-        except BaseException as e:  # handed to the reader by result()
-            self._error = e
-
-    def result(self) -> str:
-        """The hex digest (waits for the thread)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
+def _digest_of(value: bytes) -> PixelDigest | None:
+    """The digest of a Pixel Data value already read (encapsulated fragments) under way, or None when it is
+    too small to be worth a thread."""
+    if not isinstance(value, bytes | bytearray) or len(value) < _THREADED_DIGEST_BYTES:
+        return None
+    return PixelDigest(memoryview(value))
 
 
 def _parse(
@@ -336,13 +339,16 @@ def one_patient(instances: Sequence[Instance]) -> None:
         )
 
 
-def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | None = None) -> Study:
+def read_study(
+    blobs: Sequence[bytes], *, limits: Limits, target_size: int | None = None, digest_later: bool = False
+) -> Study:
     """Read every file of one study and choose the frontal view to analyse.
 
     Args:
         blobs: Part-10 files, all of one study.
         limits: Size limits (``max_instances`` applies to ``blobs``).
         target_size: Passed to :func:`read_instance`.
+        digest_later: Passed to :func:`read_instance`; a refused study's digests under way are abandoned.
 
     Returns:
         The study; duplicate SOP Instance UIDs are kept once (a resend is not an error).
@@ -360,15 +366,22 @@ def read_study(blobs: Sequence[bytes], *, limits: Limits, target_size: int | Non
             f"The request has {len(blobs)} instances, more than the limit of {limits.max_instances}.",
         )
     instances: dict[str, Instance] = {}
-    for blob in blobs:
-        instance = read_instance(blob, limits=limits, target_size=target_size)
-        instances.setdefault(instance.sop_instance_uid, instance)
-    studies = {instance.study_instance_uid for instance in instances.values()}
-    if len(studies) > 1:
-        raise reject(
-            "mixed_studies",
-            f"The files belong to {len(studies)} different studies; send the files of one study per request.",
-        )
-    accepted = tuple(instances.values())
-    one_patient(accepted)
-    return Study(study_instance_uid=studies.pop(), instances=accepted, primary=select_frontal(accepted))
+    try:
+        for blob in blobs:
+            instance = read_instance(blob, limits=limits, target_size=target_size, digest_later=digest_later)
+            if instances.setdefault(instance.sop_instance_uid, instance) is not instance:
+                instance.abandon_digest()  # a duplicate, dropped
+        studies = {instance.study_instance_uid for instance in instances.values()}
+        if len(studies) > 1:
+            raise reject(
+                "mixed_studies",
+                f"The files belong to {len(studies)} different studies; send the files of one study per "
+                "request.",
+            )
+        accepted = tuple(instances.values())
+        one_patient(accepted)
+        return Study(study_instance_uid=studies.pop(), instances=accepted, primary=select_frontal(accepted))
+    except BaseException:
+        for instance in instances.values():  # refused: the digests under way are read by nobody
+            instance.abandon_digest()
+        raise

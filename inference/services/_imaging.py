@@ -253,7 +253,12 @@ async def _cleared(
     objected is refused (audited, :class:`ConsentObjection`) and a resend is answered from the record
     (:class:`_Resent`). Looked up once the pixels are decoded (their digests are the instances'): a
     resend costs its decoding and two round trips, not an analysis whose every product the record would
-    throw away."""
+    throw away.
+
+    The digests of large uncompressed films may still be under way when the study comes (``read_study``
+    with ``digest_later``): they are awaited here, beside the image's preparation, not in the decode."""
+    for instance in study.instances:
+        await instance.digested()
     found, resend = await db(
         ctx.record.results.intake,
         study_instance_uid=study.study_instance_uid,
@@ -340,13 +345,20 @@ async def analyse_study(
     """
     served = ctx.host.imaging
     start = time.perf_counter()
+    # The pixels' digests (a resend's, a conflict's evidence) are finished on their own threads while the
+    # image is prepared: only the record's reads and writes need them.
     study = await ctx.workers.run(
-        read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size
+        read_study, blobs, limits=ctx.limits, target_size=served.imaging_meta.input_size, digest_later=True
     )
     observe_stage("decode", model=served.name, version=served.version, seconds=time.perf_counter() - start)
-    return await analyse_decoded(
-        ctx=ctx, actor=actor, study=study, source=source, accept_language=accept_language, served=served
-    )
+    try:
+        return await analyse_decoded(
+            ctx=ctx, actor=actor, study=study, source=source, accept_language=accept_language, served=served
+        )
+    except BaseException:
+        for instance in study.instances:  # refused, or gone: a digest still under way is read by nobody
+            instance.abandon_digest()
+        raise
 
 
 async def analyse_decoded(

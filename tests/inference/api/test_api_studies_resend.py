@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from io import BytesIO
 from typing import Any
 
 from _api_dicom import chest_dicom, related_body
 from _api_env import Env, TestClient, new_study_uid
+from pydicom import dcmread
 
 from inference.record import Record
 
@@ -149,3 +152,52 @@ def test_a_resend_of_a_patient_who_objected_since_is_refused_as_a_new_study_of_t
     assert _inferences(client, env) == ran
     assert resent == _entries(env, patient_id)[trail + len(resent) :]  # audited as any study of theirs
     assert [outcome for *_, outcome in resent] == ["consent_objection"]
+
+
+# 1024 x 1024 x 2 bytes of uncompressed pixels: digested on its own thread, finished while the image is
+# prepared (not in the decode).
+_LARGE = 1024
+
+
+def _filed_digests(env: Env, study: str) -> dict[str, str | None]:
+    """The pixel digest the record filed for each instance of ``study``."""
+    from sqlalchemy import select
+
+    from inference.record._models import Instance, Study
+
+    record = Record(env.settings.record_url)
+    try:
+        with record.sessions() as session:
+            rows = session.execute(
+                select(Instance.sop_instance_uid, Instance.pixel_digest)
+                .join(Study, Study.id == Instance.study_id)
+                .where(Study.study_instance_uid == study)
+            ).all()
+    finally:
+        record.close()
+    return {str(sop): digest for sop, digest in rows}
+
+
+def test_a_large_films_pixel_digest_is_filed_and_its_resend_answered_from_the_record(
+    client: TestClient, env: Env
+) -> None:
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", size=_LARGE)
+    first = _upload(client, env, blob)
+    assert first.status_code == 201, first.text
+    pixels = dcmread(BytesIO(blob)).PixelData
+    assert _filed_digests(env, study) == {f"{study}.1": hashlib.sha256(pixels).hexdigest()}
+    ran = _inferences(client, env)
+
+    again = _upload(client, env, blob)
+
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert _inferences(client, env) == ran
+
+
+def test_other_pixels_of_a_large_film_under_the_same_uids_are_refused(client: TestClient, env: Env) -> None:
+    study = new_study_uid()
+    assert _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", size=_LARGE)).status_code == 201
+    other = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1", size=_LARGE, blob=True))
+    assert other.status_code == 409, other.text
