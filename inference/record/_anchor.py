@@ -11,14 +11,22 @@ The anchor only moves forward (a file lock serialises writers; an older head nev
 one), and only along the chain: a new head is anchored only while the trail still holds the anchored
 entry (the new entries chain onto it, or the record has it), and never over a damaged or forged anchor.
 Otherwise one more audited access after a re-chain or a cut would anchor the changed trail and hide it.
-A crash between a commit and the file write leaves the anchor behind the chain, which is still a valid
-lower bound; it never gets ahead of it (the record's commits are on disk before they return). The
-file is replaced atomically, its new content on disk before the rename. Paths are relative to
-``DXASSIST_HOME`` (the home can be moved).
+
+The file is written by one anchoring thread per process, not by the committing request (a write and its
+fsync cost about as much as the commit): each commit hands its head over (:meth:`HeadAnchor.submit`) and
+the thread anchors the newest head committed meanwhile, checking that the heads handed over chain onto
+one another as every commit's own write would have. The anchor therefore trails the chain by the time one
+anchor write takes (milliseconds). :meth:`HeadAnchor.read` (``audit verify``), :meth:`HeadAnchor.flush`
+and :meth:`HeadAnchor.close` (the record's ``close``, and the interpreter's exit) wait until this
+process's commits are anchored. A crash between a commit and its anchoring leaves the anchor behind the
+chain, which is still a valid lower bound; it never gets ahead of it (the record's commits are on disk
+before they are handed over). The file is replaced atomically, its new content on disk before the rename.
+Paths are relative to ``DXASSIST_HOME`` (the home can be moved).
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import hmac
@@ -26,7 +34,9 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +74,30 @@ class AnchoredHead:
     hash: str
 
 
+@dataclass(frozen=True)
+class _Handed:
+    """A committed transaction's appended entries, handed to the anchoring thread: the entry its first new
+    entry chains onto (``base``), its newest entry (``head``), and how to ask the record for an entry."""
+
+    base: AnchoredHead
+    head: AnchoredHead
+    holds: Callable[[AnchoredHead], bool]
+
+
+_FLUSH_AT_EXIT_SECONDS: Final = 10.0
+_anchoring: weakref.WeakSet[HeadAnchor] = weakref.WeakSet()  # anchors whose thread may hold heads
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A command that exits without closing its record still anchors what it committed (the anchoring
+    thread is a daemon: it would be stopped mid-way otherwise)."""
+    for anchor in list(_anchoring):
+        anchor.flush(timeout=_FLUSH_AT_EXIT_SECONDS)
+
+
 class HeadAnchor:
-    """The signed head file of one ``DXASSIST_HOME``.
+    """The signed head file of one ``DXASSIST_HOME``, and the thread that anchors this process's commits.
 
     Args:
         home: ``DXASSIST_HOME``; the key is created there on first use.
@@ -74,6 +106,16 @@ class HeadAnchor:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._known_key: bytes | None = None  # read once: a home's key never changes once written
+        self._reset_thread()
+
+    def _reset_thread(self) -> None:
+        # Also in a forked child, whose copy of the lock may be held by a thread that does not exist there.
+        self._pid = os.getpid()
+        self._turn = threading.Condition()
+        self._handed: list[_Handed] = []
+        self._submitted = 0  # heads handed over
+        self._settled = 0  # heads anchored, or kept out (logged)
+        self._thread: threading.Thread | None = None
 
     @property
     def path(self) -> Path:
@@ -129,11 +171,15 @@ class HeadAnchor:
         return (self.home / KEY_FILE).exists()
 
     def read(self) -> AnchoredHead | None:
-        """The anchored head, or None when nothing was anchored yet.
+        """The anchored head, once this process's commits are anchored; None when nothing was anchored yet.
 
         Raises:
             AnchorError: The file exists but is malformed, or its signature does not match.
         """
+        self.flush()
+        return self._read_file()
+
+    def _read_file(self) -> AnchoredHead | None:
         if not self.path.exists():
             return None
         key = self._key(create=False)
@@ -172,7 +218,7 @@ class HeadAnchor:
         with open(self.home / _LOCK_FILE, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                current = self.read()
+                current = self._read_file()
             except AnchorError:
                 if base is not None:
                     return False
@@ -207,3 +253,88 @@ class HeadAnchor:
             if current is None:  # the first anchor's name, lost to a power loss, would read as deleted
                 _fsync_folder(self.path.parent)
         return True
+
+    def submit(
+        self, seq: int, digest: str, *, base: AnchoredHead, holds: Callable[[AnchoredHead], bool]
+    ) -> None:
+        """Hand over a committed head (``seq``, ``digest``) chained onto ``base``, for the anchoring thread
+        (:meth:`advance`, with ``holds``). Returns at once; :meth:`flush` waits for it."""
+        if self._pid != os.getpid():
+            self._reset_thread()
+        with self._turn:
+            self._handed.append(_Handed(base, AnchoredHead(seq, digest), holds))
+            self._submitted += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dxassist-anchor", daemon=True)
+                self._thread.start()
+                _anchoring.add(self)
+            self._turn.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every head this process handed over so far is anchored (or kept out, and logged).
+
+        Returns:
+            False when ``timeout`` seconds passed first.
+        """
+        if self._pid != os.getpid():
+            self._reset_thread()
+        with self._turn:
+            target = self._submitted
+            return self._turn.wait_for(lambda: self._settled >= target, timeout)
+
+    def close(self) -> None:
+        """Anchor what was handed over, then stop the anchoring thread (a later :meth:`submit` starts it
+        again)."""
+        self.flush()
+        with self._turn:
+            thread, self._thread = self._thread, None
+            self._turn.notify_all()
+        if thread is not None:
+            thread.join()
+        _anchoring.discard(self)
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._turn:
+                while not self._handed and self._thread is me:
+                    self._turn.wait()
+                if not self._handed:  # closed, and nothing left
+                    return
+                batch, self._handed = self._handed, []
+            try:
+                for run in _runs(batch):
+                    self._anchor_run(run)
+            finally:
+                with self._turn:
+                    self._settled += len(batch)
+                    self._turn.notify_all()
+
+    def _anchor_run(self, run: list[_Handed]) -> None:
+        """Anchor the newest head of ``run`` (heads that chain onto one another), from the first one's
+        base: what advancing after each of its commits in turn would have anchored."""
+        first, last = run[0], run[-1]
+        try:
+            kept = not self.advance(last.head.seq, last.head.hash, base=first.base, holds=last.holds)
+        except Exception:  # the file system's or the database's: logged, and the thread goes on
+            # The entries are committed; the anchor stays behind (a lower bound) until the next append.
+            logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
+            return
+        if kept:
+            logger.critical(
+                "the audit trail no longer holds the anchored entry, or the anchor is damaged: the anchor is "
+                "kept; run `dxassist audit verify`",
+                extra={"event": "audit_anchor_mismatch", "code": "audit_anchor_mismatch"},
+            )
+
+
+def _runs(batch: list[_Handed]) -> list[list[_Handed]]:
+    """``batch`` in chain order, cut where a head does not chain onto the one before it (another process
+    appended in between, or the trail was changed): each run is anchored with its own checks."""
+    runs: list[list[_Handed]] = []
+    for handed in sorted(batch, key=lambda h: h.head.seq):
+        if runs and runs[-1][-1].head == handed.base:
+            runs[-1].append(handed)
+        else:
+            runs.append([handed])
+    return runs

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from inference.record import _audit
-from inference.record._anchor import AnchoredHead, AnchorError, HeadAnchor
+from inference.record._anchor import AnchoredHead, HeadAnchor
 from inference.record._engine import IMMEDIATE, make_engine, upgrade_to_head
 from inference.record._errors import Conflict, InvalidData, RecordError
 from inference.record._models import AuditEvent
@@ -33,7 +33,8 @@ CHECKPOINT_INTERVAL: Final = 0.25
 
 
 def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
-    """Anchor the newest audit head after every commit that appended entries (see ``_anchor``)."""
+    """Hand the newest audit head to the anchoring thread after every commit that appended entries (see
+    ``_anchor``): the committing request does not wait for the anchor's write."""
 
     def holds(anchored: AnchoredHead) -> bool:
         with sessions() as reading:
@@ -43,22 +44,8 @@ def _watch_head(sessions: sessionmaker[Session], anchor: HeadAnchor) -> None:
     @event.listens_for(sessions, "after_commit")
     def _committed(session: Session) -> None:
         head = session.info.pop(_audit.PENDING_HEAD, None)
-        if not isinstance(head, _audit.PendingHead):
-            return
-        try:
-            kept = not anchor.advance(
-                head.seq, head.hash, base=AnchoredHead(head.base_seq, head.base_hash), holds=holds
-            )
-        except (OSError, SQLAlchemyError, AnchorError):
-            # The entries are committed; the anchor stays behind (a lower bound) until the next append.
-            logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
-            return
-        if kept:
-            logger.critical(
-                "the audit trail no longer holds the anchored entry, or the anchor is damaged: the anchor is "
-                "kept; run `dxassist audit verify`",
-                extra={"event": "audit_anchor_mismatch", "code": "audit_anchor_mismatch"},
-            )
+        if isinstance(head, _audit.PendingHead):
+            anchor.submit(head.seq, head.hash, base=AnchoredHead(head.base_seq, head.base_hash), holds=holds)
 
     @event.listens_for(sessions, "after_rollback")
     def _rolled_back(session: Session) -> None:
@@ -277,7 +264,10 @@ class Database:
         return True
 
     def close(self) -> None:
-        """Close every pooled connection (the log is copied into the database file as they close)."""
+        """Anchor the audit head this process committed, then close every pooled connection (the log is
+        copied into the database file as they close)."""
+        if self.anchor is not None:
+            self.anchor.close()  # it may ask the record whether the trail still holds the anchored entry
         if self._checkpoints is not None:
             self._checkpoints.stop()
         self.engine.dispose()

@@ -448,6 +448,7 @@ def test_a_damaged_anchor_key_is_reported_and_never_signs(
             data=triage(pat=patient("IPP-K1")), audit=replace(FILER, action="vitals:submit")
         )
         assert stored.created
+        assert again.anchor is not None and again.anchor.flush()  # its thread tried to anchor it
         assert "anchor_write_failed" in [getattr(r, "code", None) for r in caplog.records]
         report = again.audit.verify()
         assert any("key" in p.reason and "damaged" in p.reason for p in report.problems), report.problems
