@@ -146,7 +146,7 @@ def _fileable(sent: _save.Sent) -> bool:
 
 
 def _resend_in(session: Session, sent: _save.Sent) -> bool:
-    """Whether filing ``sent`` would answer it with a result already filed (:meth:`Results.is_resend`)."""
+    """Whether filing ``sent`` would answer it with a result already filed (:meth:`Results.intake`)."""
     if not _fileable(sent):
         return False
     try:
@@ -193,24 +193,15 @@ class Results:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
 
-    def is_resend(
-        self, *, study_instance_uid: str, patient: PatientIn, instances: Sequence[InstanceIn], model: ModelRef
-    ) -> bool:
-        """Whether :meth:`save_imaging` would answer these instances now with a result already filed
-        (``created`` False), by the same rule (:func:`inference.record._save.filed_resend`): a read that
-        writes nothing, so that a resend need not be analysed again. False for anything else (new
-        instances, other pixels, another facility, a patient the study is not filed under, a conflict).
-        """
-        sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
-        with self._db.sessions() as session:
-            return _resend_in(session, sent)
-
     def intake(
         self, *, study_instance_uid: str, patient: PatientIn, instances: Sequence[InstanceIn], model: ModelRef
     ) -> tuple[ConsentState | None, bool]:
         """What a study's intake needs of the record before the model runs, in one read (one round trip on
         the request path): the consent of ``patient`` (None: a patient the record does not know) and
-        whether the study is a resend (:meth:`is_resend`)."""
+        whether the study is a resend: :meth:`save_imaging` would answer these instances now with a result
+        already filed (``created`` False), by the same rule (:func:`inference.record._save.filed_resend`), a
+        read that writes nothing, so that a resend need not be analysed again. False for anything else (new
+        instances, other pixels, another facility, a patient the study is not filed under, a conflict)."""
         sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
         with self._db.sessions() as session:
             return _consent.by_identifier(session, patient.identifier, patient.issuer), _resend_in(
@@ -228,7 +219,7 @@ class Results:
     ) -> StoredResult | None:
         """The result already filed that these instances are a resend of, as :meth:`save_imaging` answers
         a resend: audited ``duplicate`` and read back with its deliveries in one transaction; None (nothing
-        written) when they are not a resend any more (:meth:`is_resend` is judged again here).
+        written) when they are not a resend any more (judged again here, as :meth:`intake` judged it).
         """
         sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
         if not _fileable(sent):

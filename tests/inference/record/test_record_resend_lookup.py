@@ -17,12 +17,12 @@ def _with_digests(data: ImagingResultIn, *digests: str) -> ImagingResultIn:
 
 
 def _is_resend(record: Record, data: ImagingResultIn) -> bool:
-    return record.results.is_resend(
+    return record.results.intake(
         study_instance_uid=data.study_instance_uid,
         patient=data.patient,
         instances=data.instances,
         model=data.model,
-    )
+    )[1]
 
 
 def _filed_as(record: Record, data: ImagingResultIn) -> str:
