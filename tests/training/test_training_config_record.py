@@ -8,6 +8,7 @@ depends on them.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 
 from tiny_models import build_imaging_onnx, sha256_file
@@ -41,6 +42,28 @@ def test_the_imaging_metadata_names_the_data_set_folder_without_the_machines_fol
     assert "out_dir" not in config
     # What reproduction needs stays: the data set, its seed, every training setting.
     assert config["dataset"] == "dxassist-export" and config["seed"] == 7 and config["input_size"] == 160
+
+
+def test_the_imaging_model_card_names_the_data_set_folder_without_the_machines_folders() -> None:
+    """The card travels with the model (registry artifact, other sites): its data section names the data
+    set and its folder's name, never where the folder was on the training machine."""
+    cfg = ImagingConfig.from_profile(
+        "quick", dataset="dxassist-export", data=DATA, out_dir=RUNS / "cxr-findings", seed=7
+    )
+    figures: defaultdict[str, float] = defaultdict(lambda: 0.5)
+    card = _imaging._model_card(
+        cfg,
+        labels=("nodule",),
+        metrics=figures,
+        thresholds={"nodule": 0.4},
+        training_data=_imaging.training_data_line(cfg, 12),
+        split_sizes=(8, 2, 2),
+        sha256="0" * 64,
+        best_epoch=1,
+    )
+
+    assert MACHINE not in card
+    assert "`dxassist-export` read from `hopital-nord-2025`" in card
 
 
 def test_the_triage_metadata_and_card_name_no_folder_of_the_machine() -> None:

@@ -247,9 +247,11 @@ def _model_card(
         "below describe how well the model separates findings in these phantoms; they say nothing about its "
         "performance on real radiographs.** Every result this model produces carries a warning saying so."
         if synthetic
-        else f"Data set `{cfg.dataset}` read from `{cfg.data}`. Check the data set's own documentation for "
-        "its population, labelling method (often report-mined, hence noisy) and licence before drawing "
-        "conclusions."
+        # The folder's name only (``config_record``): the card travels where the training machine's folders
+        # mean nothing.
+        else f"Data set `{cfg.dataset}` read from `{cfg.to_record()['data']}`. Check the data set's own "
+        "documentation for its population, labelling method (often report-mined, hence noisy) and licence "
+        "before drawing conclusions."
     )
     data_limit = (
         "Trained on synthetic phantoms only: real radiographs differ in anatomy, devices, noise, "
