@@ -185,7 +185,10 @@ def _cmd_dead_letter_list(args: argparse.Namespace) -> int:
     settings = _settings()
     record = _open_record(settings)
     try:
-        items = list_dead_letters(record=record, home=settings.listener_spool, kind=args.kind)
+        # What is listed names results and studies: read with its audit entries (dead-letter:read).
+        items = list_dead_letters(
+            record=record, home=settings.listener_spool, kind=args.kind, subject=_terminal_user()
+        )
     finally:
         record.close()
     if args.json:

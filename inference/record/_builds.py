@@ -153,6 +153,14 @@ def _public(row: Any) -> dict[str, Any]:
     }
 
 
+def dead_in(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    """The dead builds, oldest first, read in ``session``'s transaction."""
+    rows = session.execute(
+        select(output_builds).where(output_builds.c.state == "dead").order_by(output_builds.c.id).limit(limit)
+    )
+    return [_public(row) for row in rows]
+
+
 class Builds:
     """The queue of results whose DICOM outputs are still owed to destinations."""
 
@@ -247,13 +255,7 @@ class Builds:
     def dead(self, *, limit: int = 1000) -> list[dict[str, Any]]:
         """The dead builds, oldest first."""
         with self._db.sessions() as session:
-            rows = session.execute(
-                select(output_builds)
-                .where(output_builds.c.state == "dead")
-                .order_by(output_builds.c.id)
-                .limit(limit)
-            )
-            return [_public(row) for row in rows]
+            return dead_in(session, limit=limit)
 
     def count(self, *, state: str) -> int:
         """How many builds are in ``state``."""

@@ -51,6 +51,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from inference.record import _audit, _builds, _consent
 from inference.record._database import Database
 from inference.record._errors import RecordError
+from inference.record._inputs import AuditIn
 from inference.record._lease import (
     claim_first,
     database_now,
@@ -60,6 +61,7 @@ from inference.record._lease import (
     write_session,
 )
 from inference.record._models import Result
+from inference.record._reads import audited_transaction
 from inference.record._result_types import Delivery
 from inference.record._types import UTCDateTime, iso, utcnow
 
@@ -353,36 +355,58 @@ class Outbox:
         """The dead letters of the outbox, oldest first: ``{id, result_id, destination, kind, object,
         attempts, error_code, last_error, dead_at}``."""
         with self._db.sessions() as session:
-            rows = session.execute(
-                select(
-                    outbox.c.id,
-                    outbox.c.result_id,
-                    outbox.c.destination,
-                    outbox.c.kind,
-                    outbox.c.object_uid,
-                    outbox.c.attempts,
-                    outbox.c.error_code,
-                    outbox.c.last_error,
-                    outbox.c.dead_at,
-                )
-                .where(outbox.c.state == "dead")
-                .order_by(outbox.c.id)
-                .limit(limit)
+            return _dead_in(session, limit=limit)
+
+    def read_dead_letters(
+        self,
+        *,
+        audit: AuditIn,
+        builds: bool = True,
+        deliveries: bool = True,
+        studies: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The dead builds and dead deliveries an operator lists (``([], ...)`` for a kind not asked),
+        read in one transaction with the listing's audit entries.
+
+        One entry per dead letter listed (``audit``'s action, resource ``DeadLetter``, the id
+        ``build:7``, ``delivery:42``, or ``study:<folder>`` for each of ``studies``, the dead studies read
+        from the spool beforehand; outcome ``success``), naming the patient of its result, so each
+        facility's auditor finds who saw its results' dead letters; one entry naming nothing when the
+        queue is empty. The audit chain's head is locked first, as for every audited read.
+
+        Raises:
+            RecordError: The record failed, or the entries could not be written: nothing is listed.
+        """
+        with audited_transaction(self._db) as (session, head):
+            dead_builds = _builds.dead_in(session, limit=limit) if builds else []
+            dead_deliveries = _dead_in(session, limit=limit) if deliveries else []
+            wanted = {row["result_id"] for row in (*dead_builds, *dead_deliveries)}
+            patients: dict[str, str] = (
+                dict(session.execute(select(Result.id, Result.patient_id).where(Result.id.in_(wanted))).all())
+                if wanted
+                else {}
             )
-            return [
-                {
-                    "id": row.id,
-                    "result_id": row.result_id,
-                    "destination": row.destination,
-                    "kind": row.kind,
-                    "object": row.object_uid,
-                    "attempts": row.attempts,
-                    "error_code": row.error_code,
-                    "last_error": row.last_error,
-                    "dead_at": iso(row.dead_at) if row.dead_at is not None else None,
-                }
-                for row in rows
-            ]
+            listed: list[tuple[str | None, str | None]] = [(f"study:{key}"[:128], None) for key in studies]
+            listed += [(f"build:{row['id']}", patients.get(row["result_id"])) for row in dead_builds]
+            listed += [(f"delivery:{row['id']}", patients.get(row["result_id"])) for row in dead_deliveries]
+            now = utcnow()
+            _audit.append_all_onto(
+                session,
+                head,
+                [
+                    _audit.columns_of(
+                        audit,
+                        resource_type="DeadLetter",
+                        resource_id=resource_id,
+                        patient_id=patient_id,
+                        outcome="success",
+                        time=now,
+                    )
+                    for resource_id, patient_id in listed or [(None, None)]
+                ],
+            )
+        return dead_builds, dead_deliveries
 
     def count_dead(self) -> int:
         """How many objects are in the dead-letter state."""
@@ -615,3 +639,37 @@ def deliveries_in(session: Session, result_id: str) -> tuple[Delivery, ...]:
         )
         for row in rows
     )
+
+
+def _dead_in(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    """:meth:`Outbox.dead` in ``session``'s transaction."""
+    rows = session.execute(
+        select(
+            outbox.c.id,
+            outbox.c.result_id,
+            outbox.c.destination,
+            outbox.c.kind,
+            outbox.c.object_uid,
+            outbox.c.attempts,
+            outbox.c.error_code,
+            outbox.c.last_error,
+            outbox.c.dead_at,
+        )
+        .where(outbox.c.state == "dead")
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [
+        {
+            "id": row.id,
+            "result_id": row.result_id,
+            "destination": row.destination,
+            "kind": row.kind,
+            "object": row.object_uid,
+            "attempts": row.attempts,
+            "error_code": row.error_code,
+            "last_error": row.last_error,
+            "dead_at": iso(row.dead_at) if row.dead_at is not None else None,
+        }
+        for row in rows
+    ]

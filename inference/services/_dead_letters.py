@@ -10,6 +10,9 @@ Three kinds of item stop retrying after their bounded attempts:
 - ``delivery``: one output to one destination, refused for good or out of attempts; retrying puts it
   back in its old place in the destination's queue.
 
+Listing them is audited (``dead-letter:read``, one entry per item listed, naming its result's
+patient): the builds and deliveries listed are read in the transaction that appends the entries.
+
 Each item has an id ``<kind>:<ref>`` (``delivery:42``, ``build:7``, ``study:1.2.840...``) that
 ``dxassist dead-letter retry`` and ``discard`` take. Every retry is audited (``dead-letter:retry``, the
 item's id as the resource): a build's or a delivery's in the transaction that hands it back, a study's
@@ -37,7 +40,7 @@ from inference.observability import correlated, current_request_id, new_correlat
 from inference.services._errors import ServiceError
 
 if TYPE_CHECKING:
-    from inference.record import Record
+    from inference.record import AuditIn, Record
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ KINDS: Final = ("study", "build", "delivery")
 INCOMING_DIR: Final = "incoming"
 RETRY_ACTION: Final = "dead-letter:retry"
 DISCARD_ACTION: Final = "dead-letter:discard"
+READ_ACTION: Final = "dead-letter:read"
 
 
 class DeadLetterError(ServiceError, ValueError):
@@ -77,53 +81,92 @@ class DeadLetter:
     since: str | None
 
 
-def list_dead_letters(*, record: Record, home: Path, kind: str | None = None) -> list[DeadLetter]:
-    """Every dead letter (of one ``kind`` when given), studies first, then builds, then deliveries."""
+def list_dead_letters(
+    *, record: Record, home: Path, kind: str | None = None, subject: str, role: str = "admin"
+) -> list[DeadLetter]:
+    """Every dead letter (of one ``kind`` when given), studies first, then builds, then deliveries, audited.
+
+    What is listed names results and studies (health data): the builds and deliveries are read in one
+    transaction with the listing's audit entries (``dead-letter:read`` by ``subject``, one per item
+    listed with the patient of its result, one naming nothing for an empty queue); the dead studies are
+    read from the spool just before and named in the same entries.
+
+    Args:
+        record: The patient record (builds and deliveries).
+        home: The listener's spool (``DXASSIST_DIMSE_SPOOL``, ``DXASSIST_HOME`` by default): its studies.
+        kind: Only this kind.
+        subject: Who lists, for the audit trail (``cli:<user>`` from the command line).
+        role: Their role.
+
+    Raises:
+        RecordError: The entries could not be written: nothing is listed.
+    """
+    from inference.record import AuditIn
+
+    audit = AuditIn(subject=subject, role=role, facility=None, action=READ_ACTION)
+    if current_request_id() is not None:
+        return _listed(record, home, kind, audit=audit)
+    # From the command line: the log lines and audit entries of this listing share an id.
+    with correlated(new_correlation_id("dead-letters")):
+        return _listed(record, home, kind, audit=audit)
+
+
+def _listed(record: Record, home: Path, kind: str | None, *, audit: AuditIn | None) -> list[DeadLetter]:
+    """The dead letters (of ``kind``); read with their audit entries when ``audit`` is given, else
+    unaudited, for a retry or a discard of every one (which audits each item it acts on)."""
     from inference.dicom._stable import dead_studies
 
-    out: list[DeadLetter] = []
-    if kind in (None, "study"):
-        out += [
-            DeadLetter(
-                id=f"study:{item['key']}",
-                kind="study",
-                subject=str(item["study"]),  # the Study UID; the id names the folder (node and study)
-                destination=None,
-                attempts=int(item.get("attempts") or 0),
-                code=item.get("code"),
-                error=item.get("error"),
-                since=item.get("dead_at"),
-            )
-            for item in dead_studies(home / DEAD_STUDIES_DIR)
-        ]
-    if kind in (None, "build"):
-        out += [
-            DeadLetter(
-                id=f"build:{row['id']}",
-                kind="build",
-                subject=row["result_id"],
-                destination=",".join(row["destinations"]) or None,
-                attempts=row["attempts"],
-                code=row["error_code"],
-                error=row["last_error"],
-                since=row["dead_at"],
-            )
-            for row in record.builds.dead()
-        ]
-    if kind in (None, "delivery"):
-        out += [
-            DeadLetter(
-                id=f"delivery:{row['id']}",
-                kind="delivery",
-                subject=row["result_id"],
-                destination=row["destination"],
-                attempts=row["attempts"],
-                code=row["error_code"],
-                error=row["last_error"],
-                since=row["dead_at"],
-            )
-            for row in record.outbox.dead()
-        ]
+    studies = [
+        DeadLetter(
+            id=f"study:{item['key']}",
+            kind="study",
+            subject=str(item["study"]),  # the Study UID; the id names the folder (node and study)
+            destination=None,
+            attempts=int(item.get("attempts") or 0),
+            code=item.get("code"),
+            error=item.get("error"),
+            since=item.get("dead_at"),
+        )
+        for item in (dead_studies(home / DEAD_STUDIES_DIR) if kind in (None, "study") else [])
+    ]
+    builds, deliveries = kind in (None, "build"), kind in (None, "delivery")
+    if audit is not None:
+        dead_builds, dead_deliveries = record.outbox.read_dead_letters(
+            audit=audit,
+            builds=builds,
+            deliveries=deliveries,
+            studies=[item.id.removeprefix("study:") for item in studies],
+        )
+    else:
+        dead_builds = record.builds.dead() if builds else []
+        dead_deliveries = record.outbox.dead() if deliveries else []
+    out = list(studies)
+    out += [
+        DeadLetter(
+            id=f"build:{row['id']}",
+            kind="build",
+            subject=row["result_id"],
+            destination=",".join(row["destinations"]) or None,
+            attempts=row["attempts"],
+            code=row["error_code"],
+            error=row["last_error"],
+            since=row["dead_at"],
+        )
+        for row in dead_builds
+    ]
+    out += [
+        DeadLetter(
+            id=f"delivery:{row['id']}",
+            kind="delivery",
+            subject=row["result_id"],
+            destination=row["destination"],
+            attempts=row["attempts"],
+            code=row["error_code"],
+            error=row["last_error"],
+            since=row["dead_at"],
+        )
+        for row in dead_deliveries
+    ]
     return out
 
 
@@ -178,8 +221,7 @@ def _retry(
     *, record: Record, home: Path, ids: Sequence[str], kind: str | None, every: bool, subject: str, role: str
 ) -> list[str]:
     if every:
-        current = list_dead_letters(record=record, home=home, kind=kind)
-        ids = [item.id for item in current]
+        ids = [item.id for item in _listed(record, home, kind, audit=None)]
     wanted = _known(record, home, _parse(ids), done="retried")
     who: dict[str, Any] = {
         "subject": subject,
@@ -299,7 +341,7 @@ def _discard(
 ) -> list[str]:
     dead_before = None if older_than is None else datetime.now(UTC) - older_than
     if every:
-        current = list_dead_letters(record=record, home=home, kind=kind)
+        current = _listed(record, home, kind, audit=None)
         ids = [item.id for item in current if dead_before is None or _dead_by(item.since, dead_before)]
     wanted = _known(record, home, _parse(ids), done="discarded")
     asked: dict[str, Any] = {

@@ -94,7 +94,7 @@ def test_discard_deletes_dead_studies_and_refuses_ids_that_name_nothing(tmp_path
     assert named.returncode == 0 and f"discarded study:{young}" in named.stdout
     assert not (studies / young).exists() and not (tmp_path / "incoming" / young).exists()
     assert "empty" in _run(tmp_path, "list").stdout
-    # Both deletions are on the audit trail, whose chain still verifies.
+    # Both deletions are on the audit trail (and the listing after them), whose chain still verifies.
     verified = subprocess.run(
         [str(DXASSIST), "audit", "verify"],
         env=dxassist_env(tmp_path),
@@ -103,4 +103,43 @@ def test_discard_deletes_dead_studies_and_refuses_ids_that_name_nothing(tmp_path
         check=False,
         timeout=120,
     )
-    assert verified.returncode == 0 and "anchored at seq 2" in verified.stdout, verified.stdout
+    assert verified.returncode == 0 and "anchored at seq 3" in verified.stdout, verified.stdout
+
+
+def test_a_listing_is_on_the_trail_under_the_terminals_user_or_not_shown(tmp_path: Path) -> None:
+    import getpass
+    import sqlite3
+
+    from inference.record import Record
+
+    study = "1.2.826.0.1.3680043.8.498.8181"
+    folder = tmp_path / "dead-letter" / "studies" / f"NODE_{study}"
+    folder.mkdir(parents=True)
+    (folder / "a.dcm").write_bytes(b"DICM")
+    (folder / "dead-letter.json").write_text(json.dumps({"code": "analysis_failed", "attempts": 3}))
+    listed = _run(tmp_path, "list")
+    assert listed.returncode == 0 and study in listed.stdout, listed.stdout + listed.stderr
+    record = Record(f"sqlite:///{tmp_path / 'record.db'}")
+    try:
+        reads = [e for e in record.audit.events(limit=50) if e["action"] == "dead-letter:read"]
+    finally:
+        record.close()
+    assert [(e["subject"], e["resource_id"], e["outcome"]) for e in reads] == [
+        (f"cli:{getpass.getuser()}", f"study:NODE_{study}", "success")
+    ]
+    assert str(reads[0]["request_id"]).startswith("dead-letters-")
+
+    # The record refuses the listing's entries: nothing is shown, and the operator is told why.
+    db = sqlite3.connect(tmp_path / "record.db")
+    try:
+        db.execute(
+            "CREATE TRIGGER refuse_listing BEFORE INSERT ON audit_events "
+            "WHEN NEW.action = 'dead-letter:read' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+        db.commit()
+        for args in (["list"], ["list", "--json"]):
+            refused = _run(tmp_path, *args)
+            assert refused.returncode == 3, refused.stdout + refused.stderr
+            assert study not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        db.close()

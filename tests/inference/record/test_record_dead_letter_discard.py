@@ -96,7 +96,7 @@ def test_a_discarded_delivery_keeps_no_bytes_and_is_never_retried(record: Record
     result_id = _queued(record, "IPP-DISCARD-1")
     _kill_all(record)
     assert _rows(record, result_id) == [("sr", "dead", 700), ("sc", "dead", len(CAPTURE))]
-    ids = [item.id for item in list_dead_letters(record=record, home=tmp_path)]
+    ids = [item.id for item in list_dead_letters(record=record, home=tmp_path, subject=OPERATOR)]
     assert len(ids) == 2 and all(i.startswith("delivery:") for i in ids)
     assert _gauge(record, tmp_path)["delivery"] == 2
 
@@ -110,7 +110,7 @@ def test_a_discarded_delivery_keeps_no_bytes_and_is_never_retried(record: Record
         ("sc", "discarded", "destination_refused"),
     ]
     # Gone from the queue: not listed, not counted, not retried (by id or with everything else).
-    assert list_dead_letters(record=record, home=tmp_path) == []
+    assert list_dead_letters(record=record, home=tmp_path, subject=OPERATOR) == []
     assert _gauge(record, tmp_path)["delivery"] == 0
     with pytest.raises(DeadLetterError, match="Not in the dead-letter queue"):
         retry_dead_letters(record=record, home=tmp_path, ids=ids[:1], subject=OPERATOR)
@@ -124,6 +124,57 @@ def test_a_discarded_delivery_keeps_no_bytes_and_is_never_retried(record: Record
     event = audit_events.audit_event(entries[0])
     AuditEvent.model_validate(event)
     assert (event["type"]["code"], event["action"], event["outcome"]) == ("110110", "D", "0")
+
+
+def test_listing_the_dead_letters_puts_each_one_shown_on_the_trail(record: Record, tmp_path: Path) -> None:
+    # What an operator lists names results and studies (health data): each item shown is on the trail,
+    # under the operator's name, with the patient of its result, so each facility's auditor finds it.
+    delivered = _queued(record, "IPP-LIST-1")
+    _kill_all(record)
+    built = _filed(record, "IPP-LIST-2")
+    job = record.builds.claim_next()
+    assert job is not None and job.result_id == built
+    record.builds.mark_dead(job_id=job.id, code="build_failed", error="ValueError")
+    _dead_study(tmp_path, "NODE_1.2.826.0.1.3680043.8.498.7171")
+
+    listed = list_dead_letters(record=record, home=tmp_path, subject=OPERATOR)
+    assert [item.kind for item in listed] == ["study", "build", "delivery", "delivery"]
+    patients = {}
+    for result_id in (delivered, built):
+        found = record.results.get(result_id=result_id)
+        assert found is not None
+        patients[result_id] = found.patient.id
+    reads = _reads(record)
+    assert [(e["resource_type"], e["resource_id"], e["patient_id"], e["outcome"]) for e in reads] == [
+        ("DeadLetter", item.id, patients.get(item.subject), "success") for item in listed
+    ]
+    assert {e["role"] for e in reads} == {"admin"}
+    # The facility that filed the results finds who listed their dead letters in its part of the trail.
+    seen = record.audit.search(facility="north", limit=100)[1]
+    assert {e["resource_id"] for e in seen if e["action"] == "dead-letter:read"} == {
+        item.id for item in listed if item.kind != "study"
+    }
+    # An empty list (of one kind) is a listing too: one entry naming nothing.
+    record.outbox.discard(ids=[int(i.id.split(":")[1]) for i in listed[2:]], audit=_asked())
+    assert list_dead_letters(record=record, home=tmp_path, kind="delivery", subject=OPERATOR) == []
+    assert [(e["resource_id"], e["patient_id"]) for e in _reads(record)[len(reads) :]] == [(None, None)]
+
+
+def _asked() -> dict[str, Any]:
+    return {
+        "time": datetime.now(UTC),
+        "subject": OPERATOR,
+        "role": "admin",
+        "facility": None,
+        "client": None,
+        "action": "dead-letter:discard",
+    }
+
+
+def _reads(record: Record) -> list[dict[str, Any]]:
+    """The audit entries of the operator's listings, oldest first."""
+    entries = record.audit.search(agent=OPERATOR, limit=100)[1]
+    return sorted((e for e in entries if e["action"] == "dead-letter:read"), key=lambda e: e["seq"])
 
 
 def test_a_discarded_sr_is_never_named_as_the_report_a_new_one_supersedes(record: Record) -> None:
@@ -175,7 +226,7 @@ def test_a_discarded_build_drops_its_source_and_owes_nothing(record: Record, tmp
     assert isinstance(found, ImagingResult)
     assert found.build is None and found.deliveries == ()
     assert record.builds.claim_next() is None and record.builds.requeue() == []
-    assert list_dead_letters(record=record, home=tmp_path) == []
+    assert list_dead_letters(record=record, home=tmp_path, subject=OPERATOR) == []
     assert _gauge(record, tmp_path)["build"] == 0
     [entry] = _discards(record)
     assert (entry["resource_id"], entry["outcome"], entry["patient_id"]) == (
@@ -194,7 +245,7 @@ def test_a_discarded_study_is_deleted_from_disk(record: Record, tmp_path: Path) 
     ]
     assert not folder.exists()
     assert not (tmp_path / "incoming").exists()  # deleted, not handed back
-    assert list_dead_letters(record=record, home=tmp_path) == []
+    assert list_dead_letters(record=record, home=tmp_path, subject=OPERATOR) == []
     assert _gauge(record, tmp_path)["study"] == 0
     [entry] = _discards(record)
     assert (entry["resource_id"], entry["outcome"], entry["patient_id"]) == (f"study:{key}", "success", None)
@@ -209,7 +260,9 @@ def test_a_discarded_study_is_deleted_from_disk(record: Record, tmp_path: Path) 
     with pytest.raises(DeadLetterError, match="could not be deleted"):
         discard_dead_letters(record=record, home=tmp_path, ids=[f"study:{stuck}"], subject=OPERATOR)
     assert (elsewhere / "1.dcm").exists()
-    assert [item.id for item in list_dead_letters(record=record, home=tmp_path)] == [f"study:{stuck}"]
+    assert [item.id for item in list_dead_letters(record=record, home=tmp_path, subject=OPERATOR)] == [
+        f"study:{stuck}"
+    ]
     assert [(e["resource_id"], e["outcome"]) for e in _discards(record)][-1] == (f"study:{stuck}", "failure")
 
 
@@ -232,7 +285,7 @@ def test_older_than_leaves_the_younger_dead_letters(record: Record, tmp_path: Pa
     )
     assert [state for _, state, _ in _rows(record, old_result)] == ["discarded", "discarded"]
     assert [state for _, state, _ in _rows(record, young_result)] == ["dead", "dead"]
-    left = {item.id for item in list_dead_letters(record=record, home=tmp_path)}
+    left = {item.id for item in list_dead_letters(record=record, home=tmp_path, subject=OPERATOR)}
     assert left == {f"study:{young_study}", f"study:{undated}"} | {
         f"delivery:{n}" for n in _ids(record, young_result)
     }
