@@ -208,11 +208,6 @@ class Consents:
 
         return self._db.write(work)
 
-    def ai_processing_allowed(self, *, identifier: str, issuer: str | None) -> bool:
-        """False when the patient ``(identifier, issuer)`` objected to AI processing."""
-        found = self.for_identifier(identifier=identifier, issuer=issuer)
-        return found is None or found.ai_processing
-
     def sharing_allowed(self, *, patient_id: str) -> bool:
         """False when the patient objected to sharing with the national record or does not exist.
 

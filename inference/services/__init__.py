@@ -20,7 +20,6 @@ from inference.services._audit_trail import (
 from inference.services._auth_audit import audit_refused_authentication
 from inference.services._break_glass import list_break_glass, open_break_glass
 from inference.services._consent import (
-    check_ai_consent,
     get_consent,
     set_consent,
     set_consent_by_identifier,
@@ -143,7 +142,6 @@ __all__ = [
     "open_break_glass",
     "authorise_patient",
     "capability",
-    "check_ai_consent",
     "discard_dead_letters",
     "drift_report",
     "fhir_history",

@@ -33,20 +33,13 @@ async def _audit(ctx: Context, actor: Actor, *, action: str, outcome: str, patie
     )
 
 
-async def check_ai_consent(ctx: Context, actor: Actor, *, patient: PatientIn, action: str) -> None:
-    """Refuse, before any analysis, a study or vital signs of a patient who objected to AI processing.
-
-    The refusal is written to the audit trail (outcome ``consent_objection``).
-
-    Raises:
-        ConsentObjection: The patient objected (HTTP 409 ``consent_objection``).
-    """
-    found = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
-    await refuse_objection(ctx, actor, found=found, action=action)
-
-
 async def refuse_objection(ctx: Context, actor: Actor, *, found: ConsentState | None, action: str) -> None:
-    """:func:`check_ai_consent` on a consent already read (``None``: a patient the record does not know).
+    """Refuse, before any analysis, a study or vital signs of a patient who objected to AI processing,
+    on the consent the request's first round trip read (``None``: a patient the record does not know).
+
+    The refusal is written to the audit trail (outcome ``consent_objection``); a consent that allows is
+    not audited here: the filing that follows is (its entry names the patient), and nothing is filed
+    without it.
 
     Raises:
         ConsentObjection: The patient objected (the refusal is audited first).

@@ -2,8 +2,9 @@
 as a security officer checks it on a real record (SQLite, as the CLI runs on a single-server install).
 
 From DICOM files (``--source``), the export read each file's patient's consent through
-``Consents.ai_processing_allowed``, audited nowhere. From the kept model inputs (no ``--source``), its one
-entry named no patient: an auditor asking who saw a patient's data did not find the export.
+``Consents.ai_processing_allowed`` (since removed), audited nowhere. From the kept model inputs (no
+``--source``), its one entry named no patient: an auditor asking who saw a patient's data did not find
+the export.
 """
 
 from __future__ import annotations

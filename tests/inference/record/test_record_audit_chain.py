@@ -116,13 +116,15 @@ def test_consent_defaults_and_changes(record: Record) -> None:
 
     patient_id = record.patients.register(patient=PatientIn(identifier="IPP-C-1", facility="F1"))
     assert record.patients.register(patient=PatientIn(identifier="IPP-C-1")) == patient_id
-    assert record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
+    allowed = record.consent.for_identifier(identifier="IPP-C-1", issuer=None)
+    assert allowed is not None and allowed.ai_processing
     assert record.consent.sharing_allowed(patient_id=patient_id)
     record.consent.set(
         patient_id=patient_id, ai_processing=False, national_sharing=False, by="dr-c", role="clinician"
     )
-    assert not record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer=None)
-    assert record.consent.ai_processing_allowed(identifier="IPP-C-1", issuer="other-issuer")
+    objected = record.consent.for_identifier(identifier="IPP-C-1", issuer=None)
+    assert objected is not None and not objected.ai_processing
+    assert record.consent.for_identifier(identifier="IPP-C-1", issuer="other-issuer") is None
     assert not record.consent.sharing_allowed(patient_id=patient_id)
     assert not record.consent.sharing_allowed(patient_id="no-such-patient")
     state = record.consent.get(patient_id=patient_id).public()

@@ -51,7 +51,8 @@ def test_issuer_spellings_are_one_patient_and_one_consent(record: Record) -> Non
         patient_id=first.patient_id, ai_processing=False, national_sharing=True, by="dr", role="clinician"
     )
     for spelling in ("CHU-NORD", "chu-nord", "  Chu-Nord  "):
-        assert record.consent.ai_processing_allowed(identifier="IPP-I", issuer=spelling) is False
+        found = record.consent.for_identifier(identifier="IPP-I", issuer=spelling)
+        assert found is not None and found.ai_processing is False
     assert record.patients.find(identifier="IPP-I", issuer="chu-NORD") == first.patient_id
 
 
