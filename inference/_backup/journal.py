@@ -104,10 +104,11 @@ def _staging_folders(home: Path) -> list[Path]:
 
 def finish_moves(home: Path, *, complete: bool, remove: bool) -> int:
     """Finish what restores into ``home`` killed while they moved its entries into place left: each
-    staging folder with a journal that no running restore holds locked; ``complete``: the entries still
-    staged are moved into the home (they were all checked), else those already moved are removed from it
-    (the home is empty again). ``remove``: every unlocked staging folder is removed too (a restore killed
-    before its moves: what it staged). Returns how many interrupted restores were finished.
+    staging folder with a journal that no running restore holds locked (with ``complete``, one whose moves
+    are under way, by its restore or another command completing them, is waited for); ``complete``: the
+    entries still staged are moved into the home (they were all checked), else those already moved are
+    removed from it (the home is empty again). ``remove``: every unlocked staging folder is removed too (a
+    restore killed before its moves: what it staged). Returns how many interrupted restores were finished.
     """
     home = Path(os.path.realpath(home))
     finished = 0
@@ -124,9 +125,13 @@ def finish_moves(home: Path, *, complete: bool, remove: bool) -> int:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    continue  # in use by a running restore
-                raise
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                if not (complete and (work / JOURNAL).exists()):
+                    continue  # in use by a running restore, still copying
+                # Its moves are under way (the restore's last step, or another command completing them):
+                # they take moments, and a command that went on now would start on a half-restored home.
+                fcntl.flock(fd, fcntl.LOCK_EX)
             names = _journal(work, home)
             if names is not None:
                 if complete:

@@ -16,6 +16,7 @@ needs root to make, so that case is staged inside the home as for a mount point.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -24,12 +25,15 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _dxassist_cli import dxassist_env, plain_backup, run_dxassist
 
+from inference._backup.journal import finish_moves
 from inference._backup_cli import BackupRefused, backup_restore
 
 # Run as the restore's process: its first move into the home done, it is killed (-9) by itself.
@@ -155,3 +159,47 @@ def test_a_freshly_formatted_volume_with_its_lost_and_found_is_an_empty_home(
     (other / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(BackupRefused, match="not a new or empty folder"):
         backup_restore(plain, other, stream=io.StringIO())
+
+
+def _waits_on_lock(folder: Path) -> bool:
+    """Whether some process waits (blocked) for the ``flock`` of ``folder`` (``/proc/locks``: ``->``)."""
+    inode = os.stat(folder).st_ino
+    for line in Path("/proc/locks").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if "->" in fields and fields[-3].rsplit(":", 1)[-1] == str(inode):
+            return True
+    return False
+
+
+def test_a_command_started_while_another_completes_the_moves_starts_on_the_whole_home(
+    plain: Path, tmp_path: Path
+) -> None:
+    # Two commands started at once on a home a killed restore left half moved: the first completes the
+    # moves (it holds the staging folder's lock); the second skipped the locked folder as "a running
+    # restore" and started on the half-restored home (its keys, no record: a new installation).
+    home = tmp_path / "restored"
+    home.mkdir()
+    _kill_after_first_move(plain, home, "beside")
+    (work,) = [p for p in tmp_path.iterdir() if "restoring" in p.name]
+    finished: list[int] = []
+    whole_then: list[bool] = []
+
+    def second_command() -> None:
+        finished.append(finish_moves(home, complete=True, remove=False))
+        whole_then.append((home / "record.db").exists())
+
+    holder = os.open(work, os.O_RDONLY | os.O_DIRECTORY)  # the first command, completing the moves
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    second = threading.Thread(target=second_command)
+    try:
+        second.start()
+        for _ in range(6000):  # a bound, so a regression fails instead of hanging
+            if not second.is_alive() or _waits_on_lock(work):
+                break
+            time.sleep(0.01)
+        assert second.is_alive(), f"started on a home without its record: {whole_then}"
+    finally:
+        os.close(holder)  # the first command is done with it (here: it did nothing; the second does it)
+        second.join(timeout=300)
+    assert finished == [1] and whole_then == [True]
+    _restored_whole(plain, home)
