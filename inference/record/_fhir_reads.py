@@ -150,7 +150,7 @@ class FhirReads:
             RecordError: The record failed or the entries could not be written; nothing is served.
         """
         with audited_transaction(self._db) as (session, head):
-            now = utcnow()  # before the first query: the Bundle's timestamp (``_everything.everything``)
+            now = _search.read_from(session)  # before the first query: the Bundle's timestamp
             refused: tuple[str, str | None] | None = None
             if _search.owner_of(session, "Patient", patient_id) is None:
                 refused = (NOT_FOUND, None)

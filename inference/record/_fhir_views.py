@@ -7,7 +7,6 @@ from typing import Any
 
 from inference.record import _scope
 from inference.record._database import Database
-from inference.record._types import utcnow
 from inference.record.fhir import _capability, _everything, _search
 
 
@@ -63,8 +62,8 @@ class FhirViews:
             InvalidSearch: an unsupported parameter when ``strict``, a repeated one, a malformed value, a
                 ``_type`` outside the patient's record.
         """
-        now = utcnow()  # before the first query: the Bundle's timestamp (``_everything.everything``)
         with self._db.sessions() as session:
+            now = _search.read_from(session)  # before the first query: the Bundle's timestamp
             if not _everything.reachable(session, patient_id, scope):
                 return None
             return _everything.everything(

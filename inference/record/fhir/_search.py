@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from inference import vocabulary as v
@@ -743,6 +743,31 @@ def int_param(params: Mapping[str, str], name: str, default: int, high: int) -> 
     return value
 
 
+_OLDEST_OPEN: Final = text(
+    "SELECT min(xact_start) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+)
+
+
+def read_from(session: Session) -> datetime:
+    """The instant a read in ``session`` reads the record from: a Bundle's ``timestamp``, from which a
+    client resumes (``_lastUpdated=ge``, ``_since``) and must miss nothing. Call it before the read's first
+    query (after the audit head is locked, where it is).
+
+    A filing stamps its rows (``updated``, a result's ``created_at``) when it writes them and commits
+    later; a read in between does not see them. On SQLite an audited read waits for the one writer, so
+    now will do. On PostgreSQL a filing runs beside the read: the instant is no later than the start of
+    the oldest other transaction open on the database, which precedes its stamps (a filing stamps after
+    its first statement). A long transaction (a dump) holds it back: a resuming client gets some changes
+    twice, never loses one.
+    """
+    now = utcnow()
+    if session.get_bind().dialect.name != "postgresql":
+        return now
+    oldest = session.execute(_OLDEST_OPEN).scalar()
+    return now if oldest is None else min(now, as_utc(oldest))
+
+
 def search(
     session: Session,
     resource_type: str,
@@ -761,10 +786,10 @@ def search(
     Raises:
         InvalidSearch: Unknown type; an unsupported parameter when ``strict``; a bad value.
     """
-    # The Bundle's timestamp, taken before the first query (see ``r.searchset``): on PostgreSQL each
-    # statement reads what was committed when it starts, on SQLite the transaction what was committed at
-    # its first statement (an audited search holds the write lock from its start).
-    moment = utcnow()
+    # The Bundle's timestamp, taken before the first query (see ``r.searchset`` and ``read_from``): on
+    # PostgreSQL each statement reads what was committed when it starts, on SQLite the transaction what was
+    # committed at its first statement (an audited search holds the write lock from its start).
+    moment = read_from(session)
     if resource_type not in SEARCH_PARAMS:
         raise InvalidSearch(
             f"Resource type {resource_type!r} is not served; "

@@ -9,6 +9,7 @@ on PostgreSQL each statement reads its own."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,9 @@ from typing import Any
 from _record_data import patient, triage
 from sqlalchemy import event, update
 
-from inference.record import Record
+from inference.record import AuditIn, Record
 from inference.record._models import Patient
+from inference.record._scope import EVERYTHING, Scope
 
 BASE = "http://127.0.0.1:8000/fhir"
 
@@ -128,3 +130,54 @@ def test_a_change_in_the_same_millisecond_as_since_is_brought(record: Record) ->
     assert bundle is not None and first.patient_id in _ids(bundle, "Patient")
     found = record.fhir.search(resource_type="Patient", params={"_lastUpdated": f"ge{since}"}, base_url=BASE)
     assert first.patient_id in _ids(found, "Patient")
+
+
+def test_a_filing_in_flight_while_an_audited_search_reads_is_found_by_the_next_sync(record: Record) -> None:
+    """A filing stamps the new patient's ``updated`` when it writes the row, and commits later (its audit
+    entry, its result's rows): a search that reads in between does not see it, so the Bundle's timestamp
+    must not be later than that stamp, or a client syncing with ``_lastUpdated=ge<timestamp>`` never gets
+    the patient. The search is the API's (audited, scoped)."""
+    record.results.save_triage(data=triage(pat=patient("IPP-GAP-F0")))
+    scope = Scope(subject="sync-client", facility=None, grounds=frozenset({EVERYTHING}))
+    audit = AuditIn(subject="sync-client", role="admin", facility=None, action="fhir:read")
+    stamped, searched = threading.Event(), threading.Event()
+
+    def after(*args: Any) -> None:
+        sql = str(args[2]).lstrip().upper()
+        if threading.current_thread() is writer and sql.startswith("INSERT INTO PATIENTS"):
+            stamped.set()
+            # PostgreSQL: the search reads meanwhile. SQLite: the search waits for this writer's lock (the
+            # wait below times out, the filing commits, then the search reads it).
+            searched.wait(timeout=2)
+
+    filed: list[str] = []
+    writer = threading.Thread(
+        target=lambda: filed.append(
+            record.results.save_triage(data=triage(pat=patient("IPP-GAP-F1"))).patient_id
+        )
+    )
+    event.listen(record.engine, "after_cursor_execute", after)
+    try:
+        writer.start()
+        assert stamped.wait(timeout=30)
+        time.sleep(0.003)  # the search's instants are to the millisecond: it starts in a later one
+        bundle = record.fhir_reads.search(
+            resource_type="Patient",
+            params={"_lastUpdated": "ge2000-01-01", "_count": "500"},
+            base_url=BASE,
+            scope=scope,
+            audit=audit,
+        )
+        searched.set()
+        writer.join(timeout=30)
+    finally:
+        event.remove(record.engine, "after_cursor_execute", after)
+    assert filed
+    synced = record.fhir_reads.search(
+        resource_type="Patient",
+        params={"_lastUpdated": f"ge{bundle['timestamp']}", "_count": "500"},
+        base_url=BASE,
+        scope=scope,
+        audit=audit,
+    )
+    assert filed[0] in _ids(bundle, "Patient") | _ids(synced, "Patient")
