@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, session
 from inference.record import _audit, _consent
 from inference.record._engine import IMMEDIATE
 from inference.record._errors import RecordError
+from inference.record._inputs import AuditIn
 from inference.record._models import Base, Feedback, Result
 from inference.record._shadow import reader_truth
 from inference.record._types import UTCDateTime, utcnow
@@ -180,59 +181,106 @@ class TrainingInputs:
         with self._sessions() as session:
             return int(session.scalar(select(func.count()).select_from(TrainingInput)) or 0)
 
-    def labelled(self, *, model_name: str | None = None) -> Iterator[LabelledInput]:
-        """Kept inputs whose result has readers' verdicts and whose patient still allows AI processing.
+    def export_labelled(
+        self,
+        *,
+        write: Callable[[LabelledInput], None],
+        audit: AuditIn,
+        resource_id: str,
+        model_name: str | None = None,
+    ) -> list[str]:
+        """Hand ``write`` every kept input whose result has readers' verdicts and whose patient still
+        allows AI processing, and audit the export, in one transaction; return the patients exported.
 
-        Reads one result at a time, so memory stays bounded whatever the number of inputs.
+        The audit chain's head is locked first (as for every audited read), so a consent withdrawn
+        meanwhile is wholly before the export (its patient is left out) or wholly after it (on the trail
+        after the export's entries). The entries (``audit``'s action on the ``TrainingExport``
+        ``resource_id``, outcome ``success``) are one per patient exported, or one naming no patient when
+        none was. Reads one result at a time (each let go once written), so memory stays bounded.
+
+        Raises:
+            RecordError: The record failed, or the entries could not be written (what ``write`` wrote
+                must then be undone by the caller); what ``write`` raises rolls the entries back.
         """
-        with self._sessions() as session:
-            query = select(TrainingInput.result_id).join(
-                Feedback, Feedback.result_id == TrainingInput.result_id
-            )
-            if model_name is not None:
-                query = query.where(TrainingInput.model_name == model_name)
-            ids = sorted(set(session.scalars(query)))
-        for result_id in ids:
-            with self._sessions() as session:
-                row = session.get(TrainingInput, result_id)
-                if row is None or not _consent.state(session, row.patient_id).ai_processing:
-                    continue
-                result = session.scalars(
-                    select(Result).where(Result.id == result_id).options(selectinload(Result.findings))
-                ).one()
-                findings: Mapping[str, Any] = {f.code: f for f in result.findings}
-                labels = []
-                for fb in session.scalars(
-                    select(Feedback)
-                    .where(Feedback.result_id == result_id)
-                    .order_by(Feedback.created, Feedback.id)
-                ):
-                    for verdict in fb.verdicts or []:
-                        finding = findings.get(str(verdict.get("code")))
-                        if finding is None:
-                            continue
-                        labels.append(
-                            ReaderLabel(
-                                code=finding.code,
-                                label=reader_truth(verdict, bool(finding.positive)),
-                                verdict=str(verdict.get("verdict")),
-                                reader=fb.reader,
-                                model_version=fb.model_version,
-                                model_positive=bool(finding.positive),
-                                model_probability=float(finding.probability),
-                            )
+        patients: dict[str, None] = {}  # in the order exported
+        try:
+            with self._sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
+                head = _audit.lock_head_row(session)
+                query = select(TrainingInput.result_id).join(
+                    Feedback, Feedback.result_id == TrainingInput.result_id
+                )
+                if model_name is not None:
+                    query = query.where(TrainingInput.model_name == model_name)
+                for result_id in sorted(set(session.scalars(query))):
+                    item = _labelled_in(session, result_id)
+                    session.expunge_all()  # the pixels read are let go once written
+                    if item is None:
+                        continue
+                    write(item)
+                    patients[item.patient_id] = None
+                now = utcnow()
+                _audit.append_all_onto(
+                    session,
+                    head,
+                    [
+                        _audit.columns_of(
+                            audit,
+                            resource_type="TrainingExport",
+                            resource_id=resource_id[:128],
+                            patient_id=patient_id,
+                            outcome="success",
+                            time=now,
                         )
-                if labels:
-                    yield LabelledInput(
-                        result_id=result_id,
-                        patient_id=row.patient_id,
-                        model_name=row.model_name,
-                        model_version=row.model_version,
-                        input_size=row.input_size,
-                        pixels=bytes(row.pixels),
-                        labels=tuple(labels),
-                        model_calls={code: bool(f.positive) for code, f in findings.items()},
-                    )
+                        for patient_id in list[str | None]([*patients]) or [None]
+                    ],
+                )
+        except SQLAlchemyError as e:
+            raise RecordError("The export could not be audited; nothing was exported.") from e
+        return list(patients)
+
+
+def _labelled_in(session: Session, result_id: str) -> LabelledInput | None:
+    """The kept input of ``result_id`` with its readers' labels; None when it is gone, its patient
+    objected to AI processing, or no verdict names one of its findings."""
+    row = session.get(TrainingInput, result_id)
+    if row is None or not _consent.state(session, row.patient_id).ai_processing:
+        return None
+    result = session.scalars(
+        select(Result).where(Result.id == result_id).options(selectinload(Result.findings))
+    ).one()
+    findings: Mapping[str, Any] = {f.code: f for f in result.findings}
+    labels = []
+    for fb in session.scalars(
+        select(Feedback).where(Feedback.result_id == result_id).order_by(Feedback.created, Feedback.id)
+    ):
+        for verdict in fb.verdicts or []:
+            finding = findings.get(str(verdict.get("code")))
+            if finding is None:
+                continue
+            labels.append(
+                ReaderLabel(
+                    code=finding.code,
+                    label=reader_truth(verdict, bool(finding.positive)),
+                    verdict=str(verdict.get("verdict")),
+                    reader=fb.reader,
+                    model_version=fb.model_version,
+                    model_positive=bool(finding.positive),
+                    model_probability=float(finding.probability),
+                )
+            )
+    if not labels:
+        return None
+    return LabelledInput(
+        result_id=result_id,
+        patient_id=row.patient_id,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        input_size=row.input_size,
+        pixels=bytes(row.pixels),
+        labels=tuple(labels),
+        model_calls={code: bool(f.positive) for code, f in findings.items()},
+    )
 
 
 def forget(session: Session, patient_id: str) -> int:

@@ -148,12 +148,17 @@ def audit_export(record: Record, audit: AuditIn, *, out: Path, patients: Sequenc
     try:
         record.audit.append_many(entries=entries)
     except RecordError:
-        for written in out.iterdir() if out.is_dir() else ():
-            if written.is_dir() and not written.is_symlink():
-                shutil.rmtree(written, ignore_errors=True)
-            else:
-                written.unlink(missing_ok=True)
+        _remove_written(out)
         raise
+
+
+def _remove_written(out: Path) -> None:
+    """Remove everything written to ``out`` (an export whose entries could not be written)."""
+    for written in out.iterdir() if out.is_dir() else ():
+        if written.is_dir() and not written.is_symlink():
+            shutil.rmtree(written, ignore_errors=True)
+        else:
+            written.unlink(missing_ok=True)
 
 
 def export_kept_inputs(
@@ -168,8 +173,9 @@ def export_kept_inputs(
     """Write the ``dxassist-export`` data set of every labelled kept input of ``model_name`` to ``out``.
 
     The export is audited (``audit``, on the ``TrainingExport`` named as ``out``): one entry per patient
-    exported, all in one transaction (one naming no patient when none was), so an auditor asking who
-    saw a patient's data finds it.
+    exported (one naming no patient when none was), in the transaction that reads the inputs, so an
+    auditor asking who saw a patient's data finds it, and a consent withdrawn meanwhile is wholly before
+    the export (the patient left out) or after it on the trail.
 
     Args:
         record: The patient record.
@@ -180,13 +186,13 @@ def export_kept_inputs(
         report: Where the one-line summary goes.
 
     Raises:
-        RecordError: The entries could not be written: what was written to ``out`` is removed.
+        RecordError: The inputs could not be read or the entries written: what was written to ``out`` is
+            removed.
     """
     codes = list(FINDINGS)
     inputs_dir = out / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    patients: dict[str, None] = {}  # in the order exported
-    inputs = reader_labels = verdicts = disagreements = 0
+    tally = {"inputs": 0, "reader_labels": 0, "verdicts": 0, "disagreements": 0}
     sizes: set[int] = set()
     with (
         (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as labels_handle,
@@ -198,19 +204,30 @@ def export_kept_inputs(
         verdicts_writer = csv.DictWriter(verdicts_handle, fieldnames=list(VERDICT_COLUMNS))
         labels_writer.writeheader()
         verdicts_writer.writeheader()
-        for item in TrainingInputs(record.sessions).labelled(model_name=model_name):
+
+        def write(item: LabelledInput) -> None:
             name = f"inputs/{_ref(secret, 'result', item.result_id)}.npz"
             (out / name).write_bytes(item.pixels)
             row, rows, judged, disagreed = _rows(item, secret, name, codes)
             labels_writer.writerow(row)
             verdicts_writer.writerows(rows)
-            inputs += 1
-            reader_labels += judged
-            verdicts += len(rows)
-            disagreements += disagreed
-            patients[item.patient_id] = None
+            tally["inputs"] += 1
+            tally["reader_labels"] += judged
+            tally["verdicts"] += len(rows)
+            tally["disagreements"] += disagreed
             sizes.add(item.input_size)
-    audit_export(record, audit, out=out, patients=list(patients))
+
+        # The inputs are read and the export's entries appended in one transaction: the entries name
+        # exactly the patients whose data was read, from one state of their consent.
+        try:
+            patients = TrainingInputs(record.sessions).export_labelled(
+                write=write, audit=audit, resource_id=out.name, model_name=model_name
+            )
+        except RecordError:
+            _remove_written(out)
+            raise
+    inputs, reader_labels = tally["inputs"], tally["reader_labels"]
+    verdicts, disagreements = tally["verdicts"], tally["disagreements"]
     counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
     manifest = {
         "format": FORMAT,
