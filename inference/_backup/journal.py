@@ -53,6 +53,10 @@ def move_entries(work: Path, home: Path) -> None:
         _move(staged, home, names)
     except BaseException:  # refused (something was written into the home meanwhile), interrupted
         _take_back(staged, home, names)
+        # Nothing to complete any more: a command waiting for the staging folder's lock must not move
+        # the rest in once the restore lets go of it (it said nothing was restored).
+        with suppress(OSError):
+            (work / JOURNAL).unlink()
         raise
     (work / JOURNAL).unlink()
 

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from _dxassist_cli import dxassist_env, plain_backup, run_dxassist
 
-from inference._backup.journal import finish_moves
+from inference._backup.journal import finish_moves, move_entries
 from inference._backup_cli import BackupRefused, backup_restore
 
 # Run as the restore's process: its first move into the home done, it is killed (-9) by itself.
@@ -203,3 +203,25 @@ def test_a_command_started_while_another_completes_the_moves_starts_on_the_whole
         second.join(timeout=300)
     assert finished == [1] and whole_then == [True]
     _restored_whole(plain, home)
+
+
+def test_moves_refused_and_taken_back_are_not_completed_by_the_next_command(tmp_path: Path) -> None:
+    # A restore whose moves were refused (a folder written into the home meanwhile) takes back what it
+    # moved and says nothing was restored; its journal was left in the staging folder, so a command
+    # started before the folder was removed (one waiting for its lock) completed the moves anyway.
+    work = tmp_path / ".home.restoring-x"
+    staged = work / "home"
+    for rel in ("audit/head.json", "keys/audit-anchor.key", "record.db"):
+        (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staged / rel).write_bytes(b"restored")
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "written-meanwhile").write_bytes(b"theirs")
+
+    with pytest.raises(OSError):
+        move_entries(work, home)
+    assert sorted(p.name for p in home.iterdir()) == ["keys"]  # what it moved, taken back
+
+    assert finish_moves(home, complete=True, remove=False) == 0
+    assert sorted(p.name for p in home.iterdir()) == ["keys"]
+    assert [p.name for p in (home / "keys").iterdir()] == ["written-meanwhile"]
