@@ -132,52 +132,87 @@ def test_a_change_in_the_same_millisecond_as_since_is_brought(record: Record) ->
     assert first.patient_id in _ids(found, "Patient")
 
 
+SYNC_CLIENT = Scope(subject="sync-client", facility=None, grounds=frozenset({EVERYTHING}))
+SYNC_AUDIT = AuditIn(subject="sync-client", role="admin", facility=None, action="fhir:read")
+
+
+def _read_while_filing(
+    record: Record, paused_after: str, file: Callable[[], str], read: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], str]:
+    """``read()`` while ``file()`` runs in another thread, paused after its statement that starts with
+    ``paused_after`` (its rows stamped, not committed) until the read ends. On SQLite the read waits for
+    that writer's lock: the pause times out, the filing commits, then the read reads it. Returns the read's
+    Bundle and what ``file`` returned."""
+    stamped, done = threading.Event(), threading.Event()
+
+    def after(*args: Any) -> None:
+        if threading.current_thread() is writer and str(args[2]).lstrip().upper().startswith(paused_after):
+            stamped.set()
+            done.wait(timeout=2)
+
+    filed: list[str] = []
+    writer = threading.Thread(target=lambda: filed.append(file()))
+    event.listen(record.engine, "after_cursor_execute", after)
+    try:
+        writer.start()
+        assert stamped.wait(timeout=30)
+        time.sleep(0.003)  # the read's instants are to the millisecond: it starts in a later one
+        bundle = read()
+        done.set()
+        writer.join(timeout=30)
+    finally:
+        event.remove(record.engine, "after_cursor_execute", after)
+    assert filed
+    return bundle, filed[0]
+
+
 def test_a_filing_in_flight_while_an_audited_search_reads_is_found_by_the_next_sync(record: Record) -> None:
     """A filing stamps the new patient's ``updated`` when it writes the row, and commits later (its audit
     entry, its result's rows): a search that reads in between does not see it, so the Bundle's timestamp
     must not be later than that stamp, or a client syncing with ``_lastUpdated=ge<timestamp>`` never gets
     the patient. The search is the API's (audited, scoped)."""
     record.results.save_triage(data=triage(pat=patient("IPP-GAP-F0")))
-    scope = Scope(subject="sync-client", facility=None, grounds=frozenset({EVERYTHING}))
-    audit = AuditIn(subject="sync-client", role="admin", facility=None, action="fhir:read")
-    stamped, searched = threading.Event(), threading.Event()
 
-    def after(*args: Any) -> None:
-        sql = str(args[2]).lstrip().upper()
-        if threading.current_thread() is writer and sql.startswith("INSERT INTO PATIENTS"):
-            stamped.set()
-            # PostgreSQL: the search reads meanwhile. SQLite: the search waits for this writer's lock (the
-            # wait below times out, the filing commits, then the search reads it).
-            searched.wait(timeout=2)
-
-    filed: list[str] = []
-    writer = threading.Thread(
-        target=lambda: filed.append(
-            record.results.save_triage(data=triage(pat=patient("IPP-GAP-F1"))).patient_id
-        )
-    )
-    event.listen(record.engine, "after_cursor_execute", after)
-    try:
-        writer.start()
-        assert stamped.wait(timeout=30)
-        time.sleep(0.003)  # the search's instants are to the millisecond: it starts in a later one
-        bundle = record.fhir_reads.search(
+    def search(since: str) -> dict[str, Any]:
+        return record.fhir_reads.search(
             resource_type="Patient",
-            params={"_lastUpdated": "ge2000-01-01", "_count": "500"},
+            params={"_lastUpdated": f"ge{since}", "_count": "500"},
             base_url=BASE,
-            scope=scope,
-            audit=audit,
+            scope=SYNC_CLIENT,
+            audit=SYNC_AUDIT,
         )
-        searched.set()
-        writer.join(timeout=30)
-    finally:
-        event.remove(record.engine, "after_cursor_execute", after)
-    assert filed
-    synced = record.fhir_reads.search(
-        resource_type="Patient",
-        params={"_lastUpdated": f"ge{bundle['timestamp']}", "_count": "500"},
-        base_url=BASE,
-        scope=scope,
-        audit=audit,
+
+    bundle, patient_id = _read_while_filing(
+        record,
+        "INSERT INTO PATIENTS",
+        lambda: record.results.save_triage(data=triage(pat=patient("IPP-GAP-F1"))).patient_id,
+        lambda: search("2000-01-01"),
     )
-    assert filed[0] in _ids(bundle, "Patient") | _ids(synced, "Patient")
+    synced = search(bundle["timestamp"])
+    assert patient_id in _ids(bundle, "Patient") | _ids(synced, "Patient")
+
+
+def test_a_result_in_flight_while_an_audited_everything_reads_is_brought_by_since(record: Record) -> None:
+    """The same for ``$everything`` (the API's, audited): a result filed while the page was read is on it
+    or brought by ``_since=<timestamp>``."""
+    first = record.results.save_triage(data=triage(pat=patient("IPP-GAP-FE")))
+
+    def everything(**params: str) -> dict[str, Any]:
+        read = record.fhir_reads.everything(
+            patient_id=first.patient_id,
+            params={"_count": "500", **params},
+            base_url=BASE,
+            scope=SYNC_CLIENT,
+            audit=SYNC_AUDIT,
+        )
+        assert read.value is not None
+        return read.value
+
+    bundle, result_id = _read_while_filing(
+        record,
+        "INSERT INTO RESULTS",
+        lambda: record.results.save_triage(data=triage(pat=patient("IPP-GAP-FE"))).result_id,
+        everything,
+    )
+    synced = everything(_since=bundle["timestamp"])
+    assert result_id in _ids(bundle, "RiskAssessment") | _ids(synced, "RiskAssessment")
