@@ -250,9 +250,34 @@ class Results:
             stored = _save.write_triage(session, data, audit, sender)
             return replace(stored, result=self._read(session, stored.result_id))
 
-        stored = self._db.write(work)
+        try:
+            stored = self._db.write(work)
+        except _consent.ConsentObjection:
+            # The patient objected after the request read their consent: the refusal is on the trail.
+            if audit is not None:
+                self._refused(data, audit)
+            raise
         logger.info("Filed triage result %s.", stored.result_id)
         return stored
+
+    def _refused(self, data: TriageResultIn, audit: AuditIn) -> None:
+        """The entry of vital signs refused at filing: their patient objected to AI processing."""
+
+        def work(session: Session) -> None:
+            found = _consent.by_identifier(session, data.patient.identifier, data.patient.issuer)
+            patient_id = None if found is None else found.patient_id
+            _audit.append(
+                session,
+                **_audit.columns_of(
+                    audit,
+                    resource_type="Consent",
+                    resource_id=patient_id,
+                    patient_id=patient_id,
+                    outcome="consent_objection",
+                ),
+            )
+
+        self._db.write(work)
 
     def triage_series(
         self,

@@ -856,6 +856,13 @@ def write_triage(
     session.flush()
     stored = StoredResult(result_id=result.id, patient_id=patient.id, created=True, mismatched=mismatched)
     _audit_result(session, audit, resource_type="TriageResult", stored=stored, outcome="success")
+    # The consent the request read before scoring was another transaction's: read again here, once the
+    # entry above holds the audit chain's head, an objection committed meanwhile is seen (nothing is
+    # filed), and one committed later waits for this filing and follows it on the trail.
+    if not _consent.filed_state(session, patient.id).ai_processing:
+        raise _consent.ConsentObjection(
+            "The patient has objected to AI processing of their data; nothing was filed."
+        )
     return stored
 
 
