@@ -9,9 +9,12 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -92,6 +95,25 @@ _CHUNK: Final = 1 << 20
 
 class BackupRefused(InferenceError):
     """The backup (or restore) cannot be made where asked; nothing that looks like a backup was left."""
+
+
+@contextmanager
+def _stopped_as_interrupted() -> Iterator[None]:
+    """For the block, a SIGTERM (a scheduler's timeout, a service stop) interrupts as Ctrl-C does, so the
+    ``finally`` that removes a private copy of patient data runs: by default it ends the process at once
+    and leaves the copy (only the next verify or restore would remove it). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _private_file(path: str, flags: int) -> int:

@@ -27,6 +27,7 @@ from inference._backup.files import (
     _named,
     _private_folder,
     _shown,
+    _stopped_as_interrupted,
 )
 from inference._backup.journal import STAGED, finish_moves, move_entries
 from inference._backup.manifest import _load_manifest, _made, _read_manifest, _sealed_manifest
@@ -161,8 +162,9 @@ def _restoring(home: Path) -> Iterator[Path]:
             fd = _locked(work)
         except OSError as e:
             raise BackupRefused(f"{work} cannot be written ({e.strerror or type(e).__name__}).") from e
-        yield work
-    finally:  # an interrupt too: what was copied is patient data, never left behind
+        with _stopped_as_interrupted():
+            yield work
+    finally:  # an interrupt too (SIGTERM included): what was copied is patient data, never left behind
         if fd >= 0:
             os.close(fd)
         shutil.rmtree(work, ignore_errors=True)

@@ -28,6 +28,7 @@ from inference._backup.files import (
     _private_folder,
     _remove_unlocked,
     _sha256,
+    _stopped_as_interrupted,
     _unreadable,
 )
 from inference._backup.manifest import _read_manifest
@@ -85,23 +86,24 @@ def _unsealed(
         raise BackupRefused(f"{area} cannot be written ({e.strerror or type(e).__name__}).") from e
     fd = -1
     try:
-        try:
-            fd = _locked(staging)
-            with open(root / SEALED_FILE, "rb") as handle:
-                reader = _Digesting(handle)
-                unseal(cast("BinaryIO", reader), private, staging, lambda _rel: True)
-                while reader.read(_CHUNK):  # what follows the sealed stream is part of the file too
-                    pass
-        except (SealError, OSError) as e:
-            reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
-            raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
-        if (reader.size, reader.digest.hexdigest()) != (expected["size"], expected["sha256"]):
-            raise BackupRefused(
-                f"{root / SEALED_FILE} is refused, nothing was restored or checked: the file opened is not "
-                "the one its manifest and signature name (it was replaced while it was read)."
-            )
-        yield staging
-    finally:  # an interrupt too: what was opened is patient data, never left behind
+        with _stopped_as_interrupted():
+            try:
+                fd = _locked(staging)
+                with open(root / SEALED_FILE, "rb") as handle:
+                    reader = _Digesting(handle)
+                    unseal(cast("BinaryIO", reader), private, staging, lambda _rel: True)
+                    while reader.read(_CHUNK):  # what follows the sealed stream is part of the file too
+                        pass
+            except (SealError, OSError) as e:
+                reason = str(e) if isinstance(e, SealError) else (e.strerror or type(e).__name__)
+                raise BackupRefused(f"{root / SEALED_FILE} cannot be opened: {reason}") from e
+            if (reader.size, reader.digest.hexdigest()) != (expected["size"], expected["sha256"]):
+                raise BackupRefused(
+                    f"{root / SEALED_FILE} is refused, nothing was restored or checked: the file opened is "
+                    "not the one its manifest and signature name (it was replaced while it was read)."
+                )
+            yield staging
+    finally:  # an interrupt too (SIGTERM included): what was opened is patient data, never left behind
         if fd >= 0:
             os.close(fd)
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +30,7 @@ from inference._backup.files import (
     _sha256,
     _shown,
     _shown_seq,
+    _stopped_as_interrupted,
     _unreadable,
 )
 from inference._backup.manifest import (
@@ -154,24 +153,12 @@ def _verifying() -> Iterator[Path]:
         fd = _locked(work)
     except OSError as e:
         raise BackupRefused(f"{base} cannot be written ({e.strerror or type(e).__name__}).") from e
-    # A SIGTERM (a scheduler's timeout, a service stop) interrupts as Ctrl-C does, so the copy is removed:
-    # by default it would end the process at once and leave the copy for the next verify, perhaps never.
-    terminated = (
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-        if threading.current_thread() is threading.main_thread()
-        else None
-    )
     try:
-        yield work
-    finally:  # an interrupt too: the copy is patient data, never left behind
+        with _stopped_as_interrupted():
+            yield work
+    finally:  # an interrupt too (SIGTERM included): the copy is patient data, never left behind
         os.close(fd)
         shutil.rmtree(work, ignore_errors=True)
-        if terminated is not None:
-            signal.signal(signal.SIGTERM, terminated)
-
-
-def _terminate_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def backup_verify(
