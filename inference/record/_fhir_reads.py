@@ -150,7 +150,9 @@ class FhirReads:
             RecordError: The record failed or the entries could not be written; nothing is served.
         """
         with audited_transaction(self._db) as (session, head):
-            now = _search.read_from(session)  # before the first query: the Bundle's timestamp
+            # Before the first query: the Bundle's timestamp, then the snapshot its pages list.
+            timestamp = _search.read_from(session)
+            now = utcnow()
             refused: tuple[str, str | None] | None = None
             if _search.owner_of(session, "Patient", patient_id) is None:
                 refused = (NOT_FOUND, None)
@@ -168,7 +170,7 @@ class FhirReads:
                 _audit.append_onto(session, head, **entry)
                 return Audited(outcome=outcome, value=None, patient_id=named, resource_id=patient_id)
             bundle = _everything.everything(
-                session, patient_id, params, base_url, scope, strict=strict, now=now
+                session, patient_id, params, base_url, scope, strict=strict, now=now, timestamp=timestamp
             )
             _audit.append_all_onto(
                 session, head, _everything_entries(session, scope, audit, patient_id, bundle)

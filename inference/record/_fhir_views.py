@@ -7,6 +7,7 @@ from typing import Any
 
 from inference.record import _scope
 from inference.record._database import Database
+from inference.record._types import utcnow
 from inference.record.fhir import _capability, _everything, _search
 
 
@@ -63,11 +64,13 @@ class FhirViews:
                 ``_type`` outside the patient's record.
         """
         with self._db.sessions() as session:
-            now = _search.read_from(session)  # before the first query: the Bundle's timestamp
+            # Before the first query: the Bundle's timestamp, then the snapshot its pages list.
+            timestamp = _search.read_from(session)
+            now = utcnow()
             if not _everything.reachable(session, patient_id, scope):
                 return None
             return _everything.everything(
-                session, patient_id, params, base_url, scope, strict=strict, now=now
+                session, patient_id, params, base_url, scope, strict=strict, now=now, timestamp=timestamp
             )
 
     def owner(self, *, resource_type: str, resource_id: str) -> tuple[str | None, str | None, bool] | None:

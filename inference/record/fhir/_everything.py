@@ -73,7 +73,12 @@ AFTER: Final = "_after"
 it. With ``_since``, a Patient or an ImagingStudy that a filing changes while the client pages joins the
 matches, ahead of the pages still to come (the Bundle lists them first): offsets would shift, an entry
 twice. It is brought by the next ``$everything`` (its meta.lastUpdated is after the first page's time)."""
-_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format", SNAPSHOT, AFTER})
+SINCE_TIMESTAMP: Final = "_timestamp"
+"""Parameter of the ``next`` links: the first page's Bundle ``timestamp``, which every page repeats (a
+client resumes with ``_since`` from any of them). Not later than ``_snapshot``, and earlier on PostgreSQL
+while another transaction is open (``_search.read_from``): the snapshot says what the pages list, this
+what a resuming client must ask for again."""
+_APPLIED: Final = frozenset({*PARAMS, "_offset", "_format", SNAPSHOT, AFTER, SINCE_TIMESTAMP})
 _AFTER: Final = re.compile(rf"^({'|'.join(TYPES)})/[A-Za-z0-9.-]{{1,80}}$")
 _RESULT_KIND: Final[dict[str, str | None]] = {
     "DiagnosticReport": "imaging",
@@ -138,13 +143,11 @@ def _bounds(name: str, value: str) -> Span:
         raise InvalidSearch(f"Parameter {name} must be a valid {kind}, years 1 to 9999 in UTC.") from e
 
 
-def _snapshot(value: str) -> datetime:
+def _snapshot(value: str, name: str = SNAPSHOT) -> datetime:
     match = _DATE.match(value)
     if match is None or match["prefix"] or "T" not in value:
-        raise InvalidSearch(
-            f"Parameter {SNAPSHOT} is an instant with a time zone, as the next link gives it."
-        )
-    return _bounds(SNAPSHOT, match["value"])[0]
+        raise InvalidSearch(f"Parameter {name} is an instant with a time zone, as the next link gives it.")
+    return _bounds(name, match["value"])[0]
 
 
 def _keep(params: Mapping[str, str], snapshot: datetime) -> Keep:
@@ -339,14 +342,17 @@ def everything(
     *,
     strict: bool = False,
     now: datetime | None = None,
+    timestamp: datetime | None = None,
 ) -> dict[str, Any]:
     """A ``searchset`` Bundle of one page of the patient's record (``total``: every match the caller may
     read), with ``self`` and ``next`` links to ``{base}/Patient/{id}/$everything``, then the Devices the
     page's resources reference (``search.mode`` ``include``, once each, not counted in ``total``). The
     ``next`` link carries ``_snapshot``, when the first page was read: the later pages list what was filed
-    by then, each row once, however many results arrive while the client pages. The Bundle's ``timestamp``
-    is that snapshot: ``now`` (default: when called), taken by the caller before the transaction's first
-    query, so that a client that resumes with ``_since=<timestamp>`` misses nothing committed meanwhile.
+    by then, each row once, however many results arrive while the client pages: ``now`` (default: when
+    called), taken by the caller before the transaction's first query. The Bundle's ``timestamp`` is
+    ``timestamp`` (default: the snapshot; ``_search.read_from``), taken before it too, so that a client
+    that resumes with ``_since=<timestamp>`` misses nothing committed meanwhile; the ``next`` link carries
+    it (``_timestamp``), so every page repeats the first page's.
 
     Unsupported parameters are ignored and left out of the links unless ``strict``.
 
@@ -360,8 +366,12 @@ def everything(
     types = _types(values.get("_type"))
     if SNAPSHOT in values:
         snapshot = _snapshot(values[SNAPSHOT])
+        # A link of an older server carries no _timestamp: its snapshot was its timestamp.
+        given = values.get(SINCE_TIMESTAMP)
+        timestamp = snapshot if given is None else min(_snapshot(given, SINCE_TIMESTAMP), snapshot)
     else:
         snapshot = utcnow() if now is None else now
+        timestamp = snapshot if timestamp is None else min(timestamp, snapshot)
     keep = _keep(values, snapshot)
     count = page_size(values.get("_count"), DEFAULT_COUNT, MAX_COUNT, summary=values.get("_summary"))
     offset = int_param(values, "_offset", 0, 10**9)
@@ -375,7 +385,10 @@ def everything(
     base = base_url.rstrip("/")
     resources = [build() for _, build in page]
     # Microseconds: the precision the record files rows with.
-    pin = [(SNAPSHOT, snapshot.isoformat(timespec="microseconds").replace("+00:00", "Z"))]
+    pin = [
+        (name, instant.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+        for name, instant in ((SNAPSHOT, snapshot), (SINCE_TIMESTAMP, timestamp))
+    ]
     if page:
         pin.append((AFTER, page[-1][0]))
     bundle = r.searchset(
@@ -387,7 +400,7 @@ def everything(
         offset=start,
         count=count,
         pin=pin,
-        timestamp=snapshot,
+        timestamp=timestamp,
     )
     bundle["entry"] += _included(session, base, resources)
     return bundle

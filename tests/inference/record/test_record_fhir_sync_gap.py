@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from _record_data import patient, triage
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from inference.record import AuditIn, Record
 from inference.record._models import Patient
@@ -216,3 +217,36 @@ def test_a_result_in_flight_while_an_audited_everything_reads_is_brought_by_sinc
     )
     synced = everything(_since=bundle["timestamp"])
     assert result_id in _ids(bundle, "RiskAssessment") | _ids(synced, "RiskAssessment")
+
+
+def test_everything_lists_what_was_filed_while_another_transaction_stays_open(record: Record) -> None:
+    """A transaction left open on the database (a dump, an idle session) holds the Bundle's timestamp back,
+    never what the page lists: a result committed before the read is on it, and on the next page too."""
+    first = record.results.save_triage(data=triage(pat=patient("IPP-GAP-OPEN")))
+    with record.engine.connect() as open_elsewhere, open_elsewhere.begin():
+        open_elsewhere.execute(select(Patient.id).limit(1)).all()
+        time.sleep(0.003)
+        filed = record.results.save_triage(data=triage(pat=patient("IPP-GAP-OPEN"))).result_id
+        read = record.fhir_reads.everything(
+            patient_id=first.patient_id,
+            params={"_count": "1", "_type": "RiskAssessment"},
+            base_url=BASE,
+            scope=SYNC_CLIENT,
+            audit=SYNC_AUDIT,
+        )
+        assert read.value is not None
+        listed = _ids(read.value, "RiskAssessment")
+        assert read.value["total"] == 2
+        following = dict(
+            parse_qsl(
+                urlsplit(next(link["url"] for link in read.value["link"] if link["relation"] == "next")).query
+            )
+        )
+        second = record.fhir_reads.everything(
+            patient_id=first.patient_id, params=following, base_url=BASE, scope=SYNC_CLIENT, audit=SYNC_AUDIT
+        )
+        assert second.value is not None
+        listed |= _ids(second.value, "RiskAssessment")
+        assert filed in listed
+        # Every page carries the first page's timestamp, which a resuming client may use.
+        assert second.value["timestamp"] == read.value["timestamp"]
