@@ -224,6 +224,10 @@ def _priors(
         ground = _scope.basis(
             session, scope, patient_id=current.patient_id, owner=candidate.facility, patient_level=False
         )
+        if ground is None:
+            # Listed by the query, refused now: a break-the-glass grant that expired in between. Not shown
+            # (and so not audited as shown); the list's own filter and this check read the same clock.
+            continue
         prior = PriorStudy(
             result_id=result.id,
             study_date=candidate.study_date,
