@@ -93,7 +93,13 @@ def _flush_at_exit() -> None:
     """A command that exits without closing its record still anchors what it committed (the anchoring
     thread is a daemon: it would be stopped mid-way otherwise)."""
     for anchor in list(_anchoring):
-        anchor.flush(timeout=_FLUSH_AT_EXIT_SECONDS)
+        if not anchor.flush(timeout=_FLUSH_AT_EXIT_SECONDS):
+            # The anchor stays behind the trail (a lower bound): said, as a failed anchor write is.
+            logger.error(
+                "the process exits with audit entries it committed not anchored (the anchor file stayed "
+                "locked or its disk stalled): the anchor is behind the trail; run `dxassist audit verify`",
+                extra={"code": "anchor_write_failed"},
+            )
 
 
 class HeadAnchor:

@@ -165,3 +165,31 @@ def test_a_command_that_exits_without_closing_its_record_has_anchored_what_it_co
     finally:
         record.close()
     assert report.ok and report.anchored_seq == report.head_seq == 3
+
+
+def test_a_command_that_exits_before_its_commits_are_anchored_says_so(tmp_path: Path) -> None:
+    # The anchor file stays locked (another process's write on a stalled disk) past the wait at exit: the
+    # process ends with its commits unanchored (a lower bound, still verifies), and it said nothing.
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    home = tmp_path / "home"
+    script = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from inference.record import HeadAnchor, Record\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s')\n"
+        "record = Record(sys.argv[1], anchor=HeadAnchor(Path(sys.argv[2])))\n"
+        "record.migrate()\n"
+        "record.audit.append(subject='ops', role='admin', facility=None, action='users:add',\n"
+        "                    resource_type=None, resource_id=None, patient_id=None,\n"
+        "                    outcome='success', client=None)\n"
+    )
+    with _anchor_held(home):
+        done = subprocess.run(
+            [sys.executable, "-c", script, url, str(home)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "ERROR" in done.stderr and "not anchored" in done.stderr, done.stderr
