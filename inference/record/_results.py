@@ -303,16 +303,44 @@ class Results:
         since: datetime,
         until: datetime,
         scope: _scope.Scope | None = None,
+        audit: AuditIn | None = None,
     ) -> _series.TriageIntake:
         """The patient's consent and earlier triage observations in ``[since, until)``, in one round trip.
 
         The first of the two transactions of ``POST /v1/vitals`` (the second files the result): the
         consent check before anything is scored and the series the new observation's trend is made of.
+
+        With ``audit`` (and ``scope``): when the series holds another facility's observations (read on
+        the patient's sharing consent or the reader's break-the-glass grant), they are read again in a
+        transaction that audits their disclosure (``read_listing``: one entry naming the patient,
+        resource type ``Observation``, ``break_glass`` when only the grant opens one of them), so the
+        other facility's auditor finds it; that case takes one more round trip.
+
+        Raises:
+            RecordError: The disclosure's entry could not be written: nothing is served.
         """
-        with self._db.sessions() as session:
+
+        def fetch(session: Session) -> _series.TriageIntake:
             return _series.triage_intake(
                 session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope
             )
+
+        with self._db.sessions() as session:
+            intake = fetch(session)
+        if audit is None or scope is None or not intake.others:
+            return intake
+
+        def disclosed(_session: Session, found: _series.TriageIntake) -> Disclosure:
+            if found.consent is None or not found.others:
+                return Disclosure(patients=[])
+            patient = found.consent.patient_id
+            return Disclosure(
+                patients=[patient], rows=[Target(patient_id=patient, owner=owner) for owner in found.others]
+            )
+
+        return read_listing(
+            self._db, scope=scope, audit=audit, resource_type="Observation", fetch=fetch, disclosed=disclosed
+        )
 
     def _load(self, session: Session, result_id: str) -> Result | None:
         return session.scalars(select(Result).options(*_RESULT_LOAD).where(Result.id == result_id)).first()

@@ -41,8 +41,20 @@ def triage_series(
     filed before NEWS2 was reported for incomplete observations (``news2`` null) counts as an incomplete
     score of 0, which the trend rule never reads as a baseline.
     """
+    return [item for item, _owner in _series_of(session, identifier, issuer, since, until, scope)]
+
+
+def _series_of(
+    session: Session,
+    identifier: str,
+    issuer: str | None,
+    since: datetime,
+    until: datetime,
+    scope: Scope | None,
+) -> list[tuple[dict[str, Any], str | None]]:
+    """:func:`triage_series`, each item with the facility owning its result."""
     query = (
-        select(VitalsObservation, Result.payload, Result.model_version)
+        select(VitalsObservation, Result.payload, Result.model_version, Result.facility)
         .join(Result, Result.vitals_id == VitalsObservation.id)
         .join(Patient, Patient.id == VitalsObservation.patient_id)
         .where(
@@ -57,9 +69,9 @@ def triage_series(
         query = query.where(results_visible(scope))
     rows = session.execute(query.order_by(VitalsObservation.observed_at.desc()).limit(MAX_SERIES)).all()
     series = []
-    for observation, payload, model_version in reversed(rows):
+    for observation, payload, model_version, owner in reversed(rows):
         news2 = payload.get("news2") or {}
-        series.append(
+        item = (
             {
                 "observed_at": as_utc(observation.observed_at),
                 "news2_total": int(news2.get("total", 0)),
@@ -72,8 +84,10 @@ def triage_series(
                     for name in VITAL_FIELDS
                     if getattr(observation, name) is not None
                 ),
-            }
+            },
+            owner,
         )
+        series.append(item)
     return series
 
 
@@ -89,6 +103,9 @@ class TriageIntake:
 
     consent: ConsentState | None
     series: list[dict[str, Any]]
+    others: frozenset[str] = frozenset()
+    """The facilities other than the reader's whose observations are in :attr:`series` (read on the
+    patient's sharing consent or the reader's break-the-glass grant: a disclosure to audit)."""
 
     @property
     def ai_processing_allowed(self) -> bool:
@@ -111,5 +128,7 @@ def triage_intake(
         return TriageIntake(consent=None, series=[])
     if not consent.ai_processing:
         return TriageIntake(consent=consent, series=[])
-    rows = triage_series(session, identifier=identifier, issuer=issuer, since=since, until=until, scope=scope)
-    return TriageIntake(consent=consent, series=rows)
+    rows = _series_of(session, identifier, issuer, since, until, scope)
+    reader = None if scope is None else scope.facility
+    others = frozenset(owner for _item, owner in rows if owner is not None and owner != reader)
+    return TriageIntake(consent=consent, series=[item for item, _owner in rows], others=others)

@@ -11,6 +11,7 @@ from inference.explain import choose_language, triage_rationale
 from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
+from inference.services._access import audit_entry
 from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
@@ -70,6 +71,8 @@ async def analyse_vitals(
         since=since,
         until=until,
         scope=scope_for(actor.principal),
+        # Another facility's observations in the trend are a disclosure of its data: audited as a read.
+        audit=audit_entry(actor, action="results:read"),
     )
     await refuse_objection(ctx, actor, found=intake.consent, action="vitals:submit")
     principal = actor.principal

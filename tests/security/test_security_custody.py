@@ -445,6 +445,55 @@ def test_another_facility_s_vital_signs_do_not_leak_into_a_trend(client: TestCli
     assert other["trend"] is None
 
 
+def test_another_facility_s_vital_signs_read_into_a_trend_under_a_grant_are_audited_as_such(
+    client: TestClient, env: Env
+) -> None:
+    # F2's clinician opens break-the-glass on F1's patient and sends vital signs: F1's earlier
+    # observations make F2's trend (a disclosure of F1's data), so the read is on the trail as one
+    # through the grant, where F1's auditor finds it.
+    from datetime import UTC, datetime, timedelta
+
+    identifier = _ident()
+    start = datetime.now(UTC) - timedelta(hours=2)
+    a = env.headers("clinician", facility="F1")
+    for minutes in (0, 30):
+        body = {
+            **_vitals(identifier, issuer="REGION"),
+            "observed_at": (start + timedelta(minutes=minutes)).isoformat(),
+        }
+        posted = client.post("/v1/vitals", json=body, headers=a)
+        assert posted.status_code == 201, posted.text
+    patient_id = posted.json()["patient"]["id"]
+    reader = f"er-{uuid.uuid4().hex[:6]}"
+    b = env.headers("clinician", facility="F2", subject=reader)
+    reason = "Unconscious patient arriving by ambulance, history needed now."
+    opened = client.post("/v1/break-glass", json={"patient_id": patient_id, "reason": reason}, headers=b)
+    assert opened.status_code == 201, opened.text
+    later = {
+        **_vitals(identifier, issuer="REGION"),
+        "observed_at": (start + timedelta(minutes=60)).isoformat(),
+    }
+    other = client.post("/v1/vitals", json=later, headers=b)
+    assert other.status_code == 201, other.text
+    assert other.json()["patient"]["id"] == patient_id
+    assert other.json()["trend"]["observations"] == 3  # F1's two and F2's own
+    f1 = env.headers("auditor", facility="F1")
+    seen = client.get("/fhir/AuditEvent", params={"patient": patient_id, "_count": "100"}, headers=f1).json()
+    by_reader = [
+        e["resource"]
+        for e in seen["entry"]
+        if e["resource"]["agent"][0]["who"]["identifier"]["value"] == reader
+    ]
+    record = Record(env.settings.record_url)
+    try:
+        entries = record.audit.search(agent=reader, limit=50)[1]
+    finally:
+        record.close()
+    read = [e for e in entries if e["resource_type"] == "Observation" and e["patient_id"] == patient_id]
+    assert [(e["action"], e["outcome"]) for e in read] == [("results:read", "break_glass")], entries
+    assert str(read[0]["seq"]) in {r["id"] for r in by_reader}  # in F1's part of the trail
+
+
 def test_auditors_of_a_facility_read_their_staff_and_their_patients_entries(
     client: TestClient, env: Env
 ) -> None:
