@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -102,7 +103,7 @@ def _staging_folders(home: Path) -> list[Path]:
     found: list[Path] = []
     for base, start in ((home.parent, f".{home.name}{RESTORING}"), (home, RESTORING)):
         if base.is_dir() and not base.is_symlink():
-            found += sorted(base.glob(f"{start}*"))
+            found += sorted(base.glob(f"{glob.escape(start)}*"))  # the home's name is not a pattern
     return found
 
 

@@ -225,3 +225,16 @@ def test_moves_refused_and_taken_back_are_not_completed_by_the_next_command(tmp_
     assert finish_moves(home, complete=True, remove=False) == 0
     assert sorted(p.name for p in home.iterdir()) == ["keys"]
     assert [p.name for p in (home / "keys").iterdir()] == ["written-meanwhile"]
+
+
+def test_a_killed_restore_into_a_home_whose_name_has_brackets_is_completed(
+    plain: Path, tmp_path: Path
+) -> None:
+    # The staging folders were found by a glob of the home's name: "ward[2]" is a pattern matching "ward2",
+    # so the killed restore's folder beside it was never found, and the home stayed half restored.
+    home = tmp_path / "ward[2]"
+    home.mkdir()
+    _kill_after_first_move(plain, home, "beside")
+
+    assert finish_moves(home, complete=True, remove=False) == 1
+    _restored_whole(plain, home)
