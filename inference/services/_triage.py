@@ -85,6 +85,8 @@ async def analyse_vitals(
         idempotency_key=idempotency_key,
     )
     served = ctx.host.triage
+    # Checked once the request is otherwise answerable (an objection is still a 409, no model a 503).
+    signs.require_measured()
     # SpO2 on Scale 2 is withheld from the model (it knows Scale 1 only); the result says so.
     model_signs, withheld = model_inputs(signs)
     values, present = encode_features(model_signs)

@@ -122,18 +122,24 @@ class VitalSigns:
         caller); a missing key or ``null`` means not measured; ``spo2_scale`` defaults to 1.
 
         Raises:
-            VitalsRejected: A value has the wrong type or is implausible, or no sign is measured at all
-                (``no_vital_signs``: nothing measured is not a low risk, and a score made of the model's
-                intercept alone would read as one).
+            VitalsRejected: A value has the wrong type or is implausible.
         """
         kwargs = {name: data[name] for name in VITAL_FIELDS if name in data and data[name] is not None}
-        if not any(name in kwargs for name in MEASURED_FIELDS):
+        return cls(**kwargs)
+
+    def require_measured(self) -> None:
+        """Refuse to score an observation in which no sign was measured.
+
+        Raises:
+            VitalsRejected: ``no_vital_signs``: nothing measured is not a low risk, and a score made of
+                the model's intercept alone would read as one.
+        """
+        if all(getattr(self, name) is None for name in MEASURED_FIELDS):
             raise VitalsRejected(
                 "no_vital_signs",
                 f"The request has no vital sign; send at least one of {', '.join(MEASURED_FIELDS)}.",
                 field=MEASURED_FIELDS[0],
             )
-        return cls(**kwargs)
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (``None`` where not measured)."""

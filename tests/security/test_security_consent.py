@@ -61,6 +61,13 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
         "/v1/vitals", json=_vitals(identifier), headers=env.headers("clinician", facility="F1")
     )
     assert vitals.status_code == 409 and vitals.json()["error"]["code"] == "consent_objection"
+    # An objection is answered as one whatever the request measured (nothing at all: not a 422 first).
+    bare = client.post(
+        "/v1/vitals",
+        json={"patient": {"identifier": identifier}},
+        headers=env.headers("clinician", facility="F1"),
+    )
+    assert bare.status_code == 409 and bare.json()["error"]["code"] == "consent_objection"
 
     record = _record(env)
     try:
@@ -68,7 +75,7 @@ def test_an_objection_stops_every_analysis_until_it_is_withdrawn(client: TestCli
         events = record.audit.events(patient_id=patient_id, limit=100)
         refusals = [(e["action"], e["outcome"]) for e in events if e["outcome"] == "consent_objection"]
         assert sorted(refusals) == sorted(
-            [("studies:submit", "consent_objection")] * 2 + [("vitals:submit", "consent_objection")]
+            [("studies:submit", "consent_objection")] * 2 + [("vitals:submit", "consent_objection")] * 2
         )
         assert ("consent:write", "success") in [(e["action"], e["outcome"]) for e in events]
         assert ("consent:write", "denied") in [(e["action"], e["outcome"]) for e in events]

@@ -31,7 +31,7 @@ def test_readyz_is_503_until_models_are_cached_then_200(tmp_path) -> None:
         # Scoring needs the model: 503 in the error shape, not a crash.
         vitals = client.post(
             "/v1/vitals",
-            json={"patient": {"identifier": "R-1"}, "heart_rate": 80},
+            json={"patient": {"identifier": "R-1"}},
             headers=_headers(settings, "clinician"),
         )
         assert vitals.status_code == 503 and vitals.json()["error"]["code"] == "model_unavailable"
