@@ -27,6 +27,7 @@ _PATH_VALUES = {
     "resource_type": lambda: "Patient",
     "resource_id": lambda: "no-such-id",
     "event_id": lambda: "999999999",
+    "version_id": lambda: "1",
 }
 
 

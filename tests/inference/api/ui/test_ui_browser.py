@@ -324,7 +324,7 @@ def test_the_viewer_lists_the_patients_prior_studies_in_french_and_audits_each_o
         shown = f"{finding_name(finding['code'], 'fr')} {fmt.percent(finding['probability'])}"
         assert shown in rows[0], (shown, rows[0])
     assert _(newer["priority"]) in rows[0] and _(older["priority"]) in rows[1]
-    assert f"{finding_name(agreed['code'], 'fr')}: {_('agree')}" in rows[0]
+    assert f"{fmt.label(finding_name(agreed['code'], 'fr'))} {_('agree')}" in rows[0]
     assert f"{newer['model']['name']} {newer['model']['version']}" in rows[0]
     if not any(f["positive"] for f in older["findings"]):
         assert _("No positive finding") in rows[1]
