@@ -177,6 +177,8 @@ class Results:
             RecordError: the result is malformed (priority, probabilities, heatmap not a PNG ...).
             ResendConflict: the UIDs are already filed by another facility or with other pixels.
             Conflict: the study or an instance is already filed under another patient or study.
+            ConsentObjection: the patient objected to AI processing after the intake read their consent
+                (nothing filed; the refusal audited ``consent_objection``).
         """
         _save.validate_imaging(data)
         key = _save.instance_key(data.model, [i.sop_instance_uid for i in data.instances])
@@ -188,7 +190,13 @@ class Results:
             # A resend: the result filed before, read back in the same transaction with its deliveries.
             return replace(stored, result=self._read(session, stored.result_id, deliveries=True))
 
-        stored = self._db.write(work)
+        try:
+            stored = self._db.write(work)
+        except _consent.ConsentObjection:
+            # The patient objected after the intake read their consent: the refusal is on the trail.
+            if audit is not None:
+                self._refused(data, audit)
+            raise
         if stored.created:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
@@ -260,8 +268,8 @@ class Results:
         logger.info("Filed triage result %s.", stored.result_id)
         return stored
 
-    def _refused(self, data: TriageResultIn, audit: AuditIn) -> None:
-        """The entry of vital signs refused at filing: their patient objected to AI processing."""
+    def _refused(self, data: TriageResultIn | ImagingResultIn, audit: AuditIn) -> None:
+        """The entry of a result refused at filing: its patient objected to AI processing."""
 
         def work(session: Session) -> None:
             found = _consent.by_identifier(session, data.patient.identifier, data.patient.issuer)

@@ -646,6 +646,7 @@ def write_imaging(
     Raises:
         ResendConflict: The UIDs are filed already by another facility or with other pixels.
         Conflict: The study is filed under another patient.
+        ConsentObjection: The patient objected to AI processing (read once the audit head is locked).
     """
     resent = write_resend(session, data, key, audit)
     if resent is not None:
@@ -778,6 +779,11 @@ def write_imaging(
     _audit_result(
         session, audit, resource_type="ImagingResult", stored=stored, outcome="success", flush=False
     )
+    # The consent the intake read before the model ran was another transaction's: read again here, once
+    # the entry above holds the audit chain's head (as write_triage does), so an objection committed
+    # meanwhile is seen (nothing is filed) and one committed later waits for this filing and follows it.
+    if not _consent.filed_state(session, patient.id).ai_processing:
+        raise _consent.ConsentObjection(_OBJECTED)
     if data.training_input is not None and consent is not None:
         kept = data.training_input
         _training_inputs.keep_new(
@@ -790,6 +796,9 @@ def write_imaging(
             pixels=kept.pixels,
         )
     return stored
+
+
+_OBJECTED: Final = "The patient has objected to AI processing of their data; nothing was filed."
 
 
 def write_triage(
@@ -860,9 +869,7 @@ def write_triage(
     # entry above holds the audit chain's head, an objection committed meanwhile is seen (nothing is
     # filed), and one committed later waits for this filing and follows it on the trail.
     if not _consent.filed_state(session, patient.id).ai_processing:
-        raise _consent.ConsentObjection(
-            "The patient has objected to AI processing of their data; nothing was filed."
-        )
+        raise _consent.ConsentObjection(_OBJECTED)
     return stored
 
 

@@ -130,21 +130,21 @@ def test_a_resend_answers_the_result_filed_first(record: Record) -> None:
     assert not again.created and again.result == first.result
 
 
-def test_a_patient_who_objected_gets_no_build_and_no_kept_input(record: Record) -> None:
+def test_a_patient_who_objected_to_sharing_gets_no_build(record: Record) -> None:
+    # An objection to AI processing files nothing at all (test_record_imaging_consent.py); one to sharing
+    # files the result and owes nothing outside the record.
     pat = patient("IPP-VIEW-5")
     record.results.save_imaging(data=imaging(pat=pat))
     patient_id = record.patients.find(identifier=pat.identifier, issuer=pat.issuer)
     assert patient_id is not None
     record.consent.set(
-        patient_id=patient_id, ai_processing=False, national_sharing=False, by="dr-c", role="clinician"
+        patient_id=patient_id, ai_processing=True, national_sharing=False, by="dr-c", role="clinician"
     )
-    before = _kept(record)
     outputs = OutputsIn(destinations=("pacs",), spool=None)
-    data = replace(imaging(pat=pat), outputs=outputs, training_input=KEPT)
+    data = replace(imaging(pat=pat), outputs=outputs)
     stored = _file_and_compare(record, data)
     assert isinstance(stored.result, ImagingResult)
     assert stored.result.build is None and stored.result.deliveries == ()
-    assert _kept(record) == before
 
 
 def test_the_filing_chains_its_audit_entries_in_order(record: Record) -> None:
