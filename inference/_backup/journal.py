@@ -31,7 +31,8 @@ STAGED: Final = "home"
 """The folder of the staging folder the restored home is made and checked in."""
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Put ``folder``'s entries (renames, new names) on disk."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -49,7 +50,7 @@ def move_entries(work: Path, home: Path) -> None:
         handle.write(json.dumps({"home": str(home), "entries": names}))
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync_folder(work)
+    fsync_folder(work)
     try:
         _move(staged, home, names)
     except BaseException:  # refused (something was written into the home meanwhile), interrupted
@@ -66,7 +67,7 @@ def _move(staged: Path, home: Path, names: Iterable[str]) -> None:
     for name in names:
         if os.path.lexists(staged / name):
             os.rename(staged / name, home / name)
-    _fsync_folder(home)
+    fsync_folder(home)
 
 
 def _take_back(staged: Path, home: Path, names: Iterable[str]) -> None:
@@ -77,7 +78,7 @@ def _take_back(staged: Path, home: Path, names: Iterable[str]) -> None:
             with suppress(OSError):
                 _remove(home / name)
     with suppress(OSError):
-        _fsync_folder(home)
+        fsync_folder(home)
 
 
 def _journal(work: Path, home: Path) -> list[str] | None:

@@ -29,7 +29,7 @@ from inference._backup.files import (
     _shown,
     _stopped_as_interrupted,
 )
-from inference._backup.journal import STAGED, finish_moves, move_entries
+from inference._backup.journal import STAGED, finish_moves, fsync_folder, move_entries
 from inference._backup.manifest import _load_manifest, _made, _read_manifest, _sealed_manifest
 from inference._backup.sealed import _clean_unsealing, _outer_problems, _sealed_problems, _unsealed
 from inference._backup.signing import _origin_line, _plain_origin
@@ -170,14 +170,6 @@ def _restoring(home: Path) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _move_into_place(staged: Path, home: Path) -> None:
     """Move the checked home ``staged`` to ``home``: one rename when it is new; into it, entry by entry
     (the record last), when it exists (empty: an operator's folder, kept with its owner, mode and ACLs;
@@ -188,7 +180,7 @@ def _move_into_place(staged: Path, home: Path) -> None:
         move_entries(staged.parent, home)
         return
     os.rename(staged, home)  # refused if something was put there meanwhile (a file, a folder not empty)
-    _fsync_folder(home.parent)
+    fsync_folder(home.parent)
 
 
 def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: Any) -> int:

@@ -190,13 +190,7 @@ class Results:
             # A resend: the result filed before, read back in the same transaction with its deliveries.
             return replace(stored, result=self._read(session, stored.result_id, deliveries=True))
 
-        try:
-            stored = self._db.write(work)
-        except _consent.ConsentObjection:
-            # The patient objected after the intake read their consent: the refusal is on the trail.
-            if audit is not None:
-                self._refused(data, audit)
-            raise
+        stored = self._filed(work, data, audit)
         if stored.created:
             logger.info("Filed imaging result %s.", stored.result_id)
         return stored
@@ -258,15 +252,24 @@ class Results:
             stored = _save.write_triage(session, data, audit, sender)
             return replace(stored, result=self._read(session, stored.result_id))
 
+        stored = self._filed(work, data, audit)
+        logger.info("Filed triage result %s.", stored.result_id)
+        return stored
+
+    def _filed(
+        self,
+        work: Callable[[Session], StoredResult],
+        data: TriageResultIn | ImagingResultIn,
+        audit: AuditIn | None,
+    ) -> StoredResult:
+        """``work`` committed; when its filing finds that the patient objected to AI processing after the
+        request read their consent (:class:`ConsentObjection`), the refusal is put on the trail first."""
         try:
-            stored = self._db.write(work)
+            return self._db.write(work)
         except _consent.ConsentObjection:
-            # The patient objected after the request read their consent: the refusal is on the trail.
             if audit is not None:
                 self._refused(data, audit)
             raise
-        logger.info("Filed triage result %s.", stored.result_id)
-        return stored
 
     def _refused(self, data: TriageResultIn | ImagingResultIn, audit: AuditIn) -> None:
         """The entry of a result refused at filing: its patient objected to AI processing."""
