@@ -86,11 +86,13 @@ class ViewerRead:
         result: The result.
         feedback: The reader's own feedback on it, oldest first.
         priors: The patient's prior studies (None for a vital-signs result).
+        study_date: The date of the result's own study (ISO or DICOM ``YYYYMMDD`` as filed), else None.
     """
 
     result: AnyResult
     feedback: list[FeedbackEntry]
     priors: PriorStudies | None
+    study_date: str | None = None
 
 
 def _dated(study_date: str | None, created_at: datetime) -> tuple[str, datetime]:
@@ -146,7 +148,9 @@ class PriorReads:
                             shown, older = _priors(session, scope, row, limit=limit)
                             priors = PriorStudies(studies=tuple(p for p, _o in shown), older=older)
                         feedback = _feedback.entries_in(session, result_id, reader=reader)
-                        value = ViewerRead(result=result, feedback=feedback, priors=priors)
+                        value = ViewerRead(
+                            result=result, feedback=feedback, priors=priors, study_date=row.study_date
+                        )
             now = utcnow()
             entries = [
                 _audit.columns_of(

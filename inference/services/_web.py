@@ -560,11 +560,13 @@ class ViewedResult:
         shown: The result, with the rationale in the reader's language.
         verdicts: The verdicts this reader already gave on it, by finding code (newest wins).
         priors: The patient's prior studies this reader may read, newest first (None for vital signs).
+        study_date: The date of the result's own study (None for vital signs, or a study without one).
     """
 
     shown: ResultView
     verdicts: dict[str, str]
     priors: PriorStudies | None = None
+    study_date: str | None = None
 
 
 async def viewed_result(
@@ -598,6 +600,7 @@ async def viewed_result(
         shown=ResultView(with_build_warning(read.result), choose_language(accept_language)),
         verdicts=verdicts,
         priors=read.priors,
+        study_date=read.study_date,
     )
 
 

@@ -135,6 +135,9 @@ def test_numbers_and_dates_follow_the_locale(client: TestClient, env: Env) -> No
     assert "Patient\u00a0: <strong>" in fr and "Modèle\u00a0: <strong>" in fr  # a space before a colon
     en = client.get(f"/ui/results/{result['result_id']}", params={"lang": "en"}).text
     assert "Patient: <strong>" in en and "Model: <strong>" in en
+    # The film's own date, to read it against its priors' (the analysis time is another day).
+    assert "Study date: <strong>Jan 5, 2026</strong>" in en
+    assert "Date de l\u2019examen\u00a0: <strong>5 janv. 2026</strong>" in fr
     worklist = client.get("/ui/", params={"lang": "fr"}).text
     assert "5 janv. 2026" in worklist  # the test studies' StudyDate 20260105
     client.get("/ui/", params={"lang": "en"})
