@@ -78,7 +78,7 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
 
 def _file_priors(base: str, env, *, of: Path) -> list[str]:  # type: ignore[no-untyped-def]
     """Two earlier films of the viewer's patient (the seed study ``of`` under new UIDs, taken two weeks and
-    three months ago), so that its viewer shows prior studies; return their result ids."""
+    three months before it), so that its viewer shows prior studies; return their result ids."""
     import httpx
     import pydicom
     from pydicom.uid import generate_uid
@@ -88,8 +88,9 @@ def _file_priors(base: str, env, *, of: Path) -> list[str]:  # type: ignore[no-u
         dataset = pydicom.dcmread(of)
         dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
         dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        # Days before today: the seed's own date lies in the future, which the record does not keep.
-        dataset.StudyDate = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y%m%d")
+        # Days before the seed study's own date: priors are the films taken before the one read.
+        taken = datetime.strptime(str(dataset.StudyDate), "%Y%m%d")
+        dataset.StudyDate = (taken - timedelta(days=days)).strftime("%Y%m%d")
         out = io.BytesIO()
         dataset.save_as(out, enforce_file_format=True)
         response = httpx.post(

@@ -29,7 +29,7 @@ _CR = "1.2.840.10008.5.1.4.1.1.1"
 _DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _RLE = "1.2.840.10008.1.2.5"
-_BASE_DATE = dt.date(2026, 1, 5)
+_BASE_DATE = dt.date(2024, 12, 2)  # + up to 699 days: every date before 2026-11 (a record drops future dates)
 
 
 class DicomWriteError(TrainingError, ValueError):
