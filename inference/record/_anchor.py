@@ -94,12 +94,16 @@ def _flush_at_exit() -> None:
     thread is a daemon: it would be stopped mid-way otherwise)."""
     for anchor in list(_anchoring):
         if not anchor.flush(timeout=_FLUSH_AT_EXIT_SECONDS):
-            # The anchor stays behind the trail (a lower bound): said, as a failed anchor write is.
-            logger.error(
-                "the process exits with audit entries it committed not anchored (the anchor file stayed "
-                "locked or its disk stalled): the anchor is behind the trail; run `dxassist audit verify`",
-                extra={"code": "anchor_write_failed"},
-            )
+            _say_not_anchored()
+
+
+def _say_not_anchored() -> None:
+    # The anchor stays behind the trail (a lower bound): said, as a failed anchor write is.
+    logger.error(
+        "the process exits with audit entries it committed not anchored (the anchor file stayed "
+        "locked or its disk stalled): the anchor is behind the trail; run `dxassist audit verify`",
+        extra={"code": "anchor_write_failed"},
+    )
 
 
 class HeadAnchor:
@@ -290,13 +294,18 @@ class HeadAnchor:
 
     def close(self) -> None:
         """Anchor what was handed over, then stop the anchoring thread (a later :meth:`submit` starts it
-        again)."""
-        self.flush()
+        again). Waits at most as long as the process exit does: an anchor file that stays locked, or a
+        stalled disk, does not keep a stopping server from stopping (it is logged, and the anchor stays
+        behind the trail, a lower bound; the thread goes on, and may still write it)."""
+        deadline = time.monotonic() + _FLUSH_AT_EXIT_SECONDS
+        anchored = self.flush(timeout=_FLUSH_AT_EXIT_SECONDS)
         with self._turn:
             thread, self._thread = self._thread, None
             self._turn.notify_all()
-        if thread is not None:
-            thread.join()
+        if not anchored:
+            _say_not_anchored()
+        elif thread is not None:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         _anchoring.discard(self)
 
     def _run(self) -> None:

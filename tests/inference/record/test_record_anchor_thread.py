@@ -193,3 +193,31 @@ def test_a_command_that_exits_before_its_commits_are_anchored_says_so(tmp_path: 
         )
     assert done.returncode == 0, done.stderr
     assert "ERROR" in done.stderr and "not anchored" in done.stderr, done.stderr
+
+
+def test_closing_the_record_while_the_anchor_file_stays_locked_returns_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `dxassist serve` stopped (SIGTERM) while another process's anchor write holds the anchor file on a
+    # stalled disk: closing the record gives up on the anchor after the bound the process exit waits,
+    # and says so, instead of keeping the server from stopping. The anchor stays behind (a lower bound).
+    anchor = HeadAnchor(tmp_path / "home")
+    record = Record(f"sqlite:///{tmp_path / 'record.db'}", anchor=anchor)
+    record.migrate()
+    _access(record, 0)
+    assert anchor.flush(timeout=_WAIT)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with _anchor_held(tmp_path / "home"), caplog.at_level(logging.ERROR):
+            _access(record, 1)
+            # Before, close waited for the anchor with no bound: this timed out with the lock still held.
+            pool.submit(record.close).result(timeout=_WAIT)
+    finally:
+        pool.shutdown()
+    assert "anchor_write_failed" in [getattr(r, "code", None) for r in caplog.records]
+    later = Record(f"sqlite:///{tmp_path / 'record.db'}", anchor=HeadAnchor(tmp_path / "home"))
+    try:
+        report = later.audit.verify()
+    finally:
+        later.close()
+    assert report.ok and report.head_seq == 2  # anchored behind, or caught up once the lock was let go
