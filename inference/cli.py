@@ -375,8 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Names and versions typed by the user that the registry does not accept.
         print(f"dxassist: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dxassist: interrupted.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        # A command that cleaned up after the interrupt says what it left (`backup create`).
+        print(f"dxassist: {e.args[0] if e.args else 'interrupted.'}", file=sys.stderr)
         return 130
     except RecordUnavailable as e:  # which database did not open, and why: no driver traceback
         print(f"dxassist: {e}", file=sys.stderr)

@@ -46,6 +46,7 @@ from inference._backup.files import (
     _private_folder,
     _remove_unlocked,
     _sqlite_copy,
+    _stopped_as_interrupted,
 )
 from inference._backup.manifest import (
     _audit_of,
@@ -290,16 +291,26 @@ def backup_create(
         raise BackupRefused(f"{dest} cannot be written ({e.strerror or type(e).__name__}).") from e
     plan = _Plan()
     try:
-        if sealing is None:
-            files = _write(settings, home, partial, plan, logs=logs, signer=plain_signer, made=made)
-        else:
-            files = _write_sealed(
-                settings, home, partial, plan, logs=logs, recipient=sealing[0], signer=sealing[1]
-            )
-    except (OSError, sqlite3.Error) as e:
+        # A SIGTERM (a scheduler's timeout, a service stop) interrupts as Ctrl-C does: the partial copy
+        # of the record is removed from DEST (and a sealed backup's plain staging copy from the home).
+        with _stopped_as_interrupted():
+            if sealing is None:
+                files = _write(settings, home, partial, plan, logs=logs, signer=plain_signer, made=made)
+            else:
+                files = _write_sealed(
+                    settings, home, partial, plan, logs=logs, recipient=sealing[0], signer=sealing[1]
+                )
+    except BaseException as e:
+        # Only what this command made: DEST itself stays (emptied) when the operator made it beforehand.
         shutil.rmtree(partial, ignore_errors=True)
         if not existed:
             shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt(
+                f"the backup was interrupted; its partial copy was removed from {dest}, nothing was kept."
+            ) from e
+        if not isinstance(e, OSError | sqlite3.Error):
+            raise
         if _no_room(e):
             raise BackupRefused(
                 f"The file system of {dest} ran out of room (or over a size limit); the partial backup "
