@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -104,12 +105,9 @@ def _file_priors(base: str, env, *, of: Path) -> list[str]:  # type: ignore[no-u
     return ids
 
 
-def main() -> int:
-    """Write the screenshots; return 0."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--home", type=Path, default=None, help="a DXASSIST_HOME with trained models")
-    args = parser.parse_args()
-
+def _shoot(home: Path | None, work: Path) -> None:
+    """File the seeds in a server on a record in ``work`` (models of ``home``, else the tests' tiny ones)
+    and take the pages' screenshots."""
     import os
 
     import tiny_models
@@ -118,10 +116,9 @@ def main() -> int:
 
     from inference.api import create_app
 
-    work = Path(tempfile.mkdtemp(prefix="dxassist-shots-"))
-    if args.home is not None:
-        os.environ["DXASSIST_HOME"] = str(args.home)
-        settings = make_settings(args.home, database_url=f"sqlite:///{work / 'record.db'}")
+    if home is not None:
+        os.environ["DXASSIST_HOME"] = str(home)
+        settings = make_settings(home, database_url=f"sqlite:///{work / 'record.db'}")
     else:
         os.environ["DXASSIST_HOME"] = str(work)
         settings = make_settings(work)
@@ -148,6 +145,18 @@ def main() -> int:
             page.goto(f"{base}/ui/results/{ids['v3']}")
             page.screenshot(path=str(OUT / f"triage-{language}.png"), full_page=True)
             context.close()
+
+
+def main() -> int:
+    """Write the screenshots; return 0."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, default=None, help="a DXASSIST_HOME with trained models")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dxassist-shots-"))
+    try:  # the record it files (synthetic patients, audit trail) never outlives the run
+        _shoot(args.home, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     sys.stdout.write(f"screenshots written to {OUT.relative_to(REPO)}/\n")
     return 0
 
