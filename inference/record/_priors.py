@@ -34,7 +34,7 @@ from inference.record._result_types import (
     Priority,
 )
 from inference.record._types import utcnow
-from inference.record._views import filed_synthetic, finding_result
+from inference.record._views import filed_findings, filed_synthetic
 
 if TYPE_CHECKING:
     from inference.record._results import Results
@@ -242,18 +242,7 @@ def _priors(
                 name=result.model_name, version=result.model_version, synthetic=filed_synthetic(result)
             ),
             assessable=result.assessable,
-            findings=tuple(
-                finding_result(
-                    code=f.code,
-                    display=f.display,
-                    probability=f.probability,
-                    positive=f.positive,
-                    threshold=f.threshold,
-                    box=f.box,
-                    has_heatmap=f.has_heatmap,
-                )  # fmt: skip
-                for f in result.findings
-            ),
+            findings=filed_findings(result.findings),
             verdicts=verdicts[result.id],
         )
         shown.append((prior, outcome_of(ground)))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from inference.record._models import Result
+from inference.record._models import Finding, Result
 from inference.record._result_types import (
     AnyResult,
     Delivery,
@@ -107,6 +107,22 @@ def finding_result(
     )
 
 
+def filed_findings(rows: Iterable[Finding]) -> tuple[FindingResult, ...]:
+    """The typed findings of a result's filed ``findings`` rows."""
+    return tuple(
+        finding_result(
+            code=f.code,
+            display=f.display,
+            probability=f.probability,
+            positive=f.positive,
+            threshold=f.threshold,
+            box=f.box,
+            has_heatmap=f.has_heatmap,
+        )
+        for f in rows
+    )
+
+
 def typed_result(
     result: Result,
     *,
@@ -136,20 +152,7 @@ def typed_result(
         return ImagingResult(
             **common,
             study_instance_uid=result.study.study_instance_uid,
-            findings=findings
-            if findings is not None
-            else tuple(
-                finding_result(
-                    code=f.code,
-                    display=f.display,
-                    probability=f.probability,
-                    positive=f.positive,
-                    threshold=f.threshold,
-                    box=f.box,
-                    has_heatmap=f.has_heatmap,
-                )
-                for f in result.findings
-            ),
+            findings=findings if findings is not None else filed_findings(result.findings),
             assessable=result.assessable,
             ood=_ood(result.ood),
             deliveries=deliveries,

@@ -31,7 +31,6 @@ from inference.explain import choose_language, imaging_rationale
 from inference.record import (
     AnalysedStudy,
     AnyResult,
-    AuditIn,
     FindingIn,
     ImagingResult,
     ImagingResultIn,
@@ -207,27 +206,20 @@ async def join_analysed(
             return True
         return analysed.assessable and frontal_rank(frontal) > frontal_rank(analysed.view_position)
 
-    principal = actor.principal
     found = await asyncio.to_thread(
         ctx.record.results.join_analysed,
         study_instance_uid=study_instance_uid,
         instances=instances,
         patient=PatientIn(identifier=patient[0], issuer=patient[1]),
         stands=stands,
-        scope=scope_for(principal),
-        audit=AuditIn(
-            subject=principal.subject,
-            role=principal.role,
-            facility=principal.facility,
-            action="studies:submit",
-            client=actor.client,
-        ),
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action="studies:submit"),
     )
     analysed = found.value if found is not None and found.served else None
     return analysed if analysed is not None and analysed.stands else None
 
 
-def _model_ref(served: ServedModel) -> ModelRef:
+def model_ref(served: ServedModel) -> ModelRef:
     """The served model version as the record files it with a result."""
     return ModelRef(
         name=served.name,
@@ -264,7 +256,7 @@ async def _cleared(
         study_instance_uid=study.study_instance_uid,
         patient=patient,
         instances=tuple(instance_in(i) for i in study.instances),
-        model=_model_ref(served),
+        model=model_ref(served),
     )
     await refuse_objection(ctx, actor, found=found, action="studies:submit")
     if resend:
@@ -283,7 +275,7 @@ async def _answer_resend(
         study_instance_uid=study.study_instance_uid,
         patient=patient,
         instances=tuple(instance_in(i) for i in study.instances),
-        model=_model_ref(served),
+        model=model_ref(served),
         audit=audit_entry(actor, action="studies:submit"),
     )
     observe_stage(
@@ -453,7 +445,7 @@ async def analyse_decoded(
         study_date=primary.study_date,
         instances=tuple(instance_in(i) for i in study.instances),
         primary_sop_instance_uid=primary.sop_instance_uid,
-        model=_model_ref(served),
+        model=model_ref(served),
         findings=tuple(
             FindingIn(
                 code=f.code,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.explain import choose_language, triage_rationale
-from inference.record import ModelRef, PatientIn, TriageResultIn, request_keys
+from inference.record import PatientIn, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
 from inference.services._access import audit_entry
@@ -16,7 +16,7 @@ from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
-from inference.services._imaging import Outcome
+from inference.services._imaging import Outcome, model_ref
 from inference.services._shadow import offer_vitals
 from inference.services._trend import series_trend, trend_window
 from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, model_inputs
@@ -157,15 +157,7 @@ async def analyse_vitals(
         patient=patient,
         observed_at=observed,
         vitals=signs.as_dict(),
-        model=ModelRef(
-            name=served.name,
-            version=served.version,
-            sha256=served.sha256,
-            provider=served.provider,
-            synthetic=served.synthetic,
-            training=_warnings.training(served),
-            training_data=served.training_data,
-        ),
+        model=model_ref(served),
         probability=float(scores.probability),
         positive=bool(scores.positive),
         threshold=float(meta.threshold),

@@ -20,8 +20,16 @@ def _audit(scope: Scope) -> AuditIn:
     return AuditIn(subject=scope.subject, role="radiologist", facility=scope.facility, action="results:read")
 
 
-def _file(record: Record, data: ImagingResultIn, *, date: str, **changes: object) -> str:
-    return record.results.save_imaging(data=replace(data, study_date=date, **changes)).result_id  # type: ignore[arg-type]
+def _file(
+    record: Record,
+    data: ImagingResultIn,
+    *,
+    date: str,
+    assessable: bool = True,
+    model: ModelRef | None = None,
+) -> str:
+    filed = replace(data, study_date=date, assessable=assessable, model=model or data.model)
+    return record.results.save_imaging(data=filed).result_id
 
 
 def _entries(record: Record, scope: Scope) -> list[tuple[str, str, str]]:

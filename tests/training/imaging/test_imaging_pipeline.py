@@ -13,11 +13,13 @@ from inference.runtime import read_metadata
 from training.data import FINDINGS
 from training.pipeline import ImagingConfig, TrainingOutcome, train_imaging
 
+TinyRun = tuple[ImagingConfig, TrainingOutcome]
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImagingConfig, TrainingOutcome]:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     cfg = ImagingConfig.from_profile(
         "quick",
         out_dir=tmp_path_factory.mktemp("imaging-run"),
@@ -35,7 +37,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImagingConfig, T
     return cfg, train_imaging(cfg)
 
 
-def test_outcome_carries_every_metric_the_gate_and_card_read(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_outcome_carries_every_metric_the_gate_and_card_read(tiny_run: TinyRun) -> None:
     _, outcome = tiny_run
     m = outcome.metrics
     expected = {"test_macro_auroc", "test_ece", "test_pointing_game", "val_macro_auroc"}
@@ -60,7 +62,7 @@ def test_outcome_carries_every_metric_the_gate_and_card_read(tiny_run) -> None: 
             )
 
 
-def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_artifacts_and_onnx_are_written(tiny_run: TinyRun) -> None:
     cfg, outcome = tiny_run
     assert outcome.model_name == "cxr-findings" and outcome.dataset == "synthetic"
     assert outcome.parity_passed and outcome.parity_max_abs_diff <= 1e-4
@@ -92,7 +94,7 @@ def test_artifacts_and_onnx_are_written(tiny_run) -> None:  # type: ignore[no-un
     assert ood_meta["contrast"]["fitted_on"] == 12 and ood_meta["contrast"]["weight"] == 10.0
 
 
-def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run: TinyRun) -> None:
     from training.data import OOD_KINDS
 
     cfg, outcome = tiny_run
@@ -113,7 +115,7 @@ def test_ood_guard_figures_are_measured_and_in_the_card(tiny_run) -> None:  # ty
     assert (ood > m["ood_threshold"]).all()  # even two epochs on 160 phantoms refuse white noise
 
 
-def test_model_card_says_the_data_is_synthetic(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_model_card_says_the_data_is_synthetic(tiny_run: TinyRun) -> None:
     _, outcome = tiny_run
     card = outcome.model_card
     assert "SYNTHETIC" in card
@@ -124,7 +126,7 @@ def test_model_card_says_the_data_is_synthetic(tiny_run) -> None:  # type: ignor
     assert outcome.sha256 in card
 
 
-def test_second_run_reuses_the_generated_images(tiny_run, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_reuses_the_generated_images(tiny_run: TinyRun, caplog: pytest.LogCaptureFixture) -> None:
     from training.pipeline._imaging import _synthetic_data
 
     cfg, _ = tiny_run
@@ -136,7 +138,7 @@ def test_second_run_reuses_the_generated_images(tiny_run, caplog: pytest.LogCapt
     assert {p: p.stat().st_mtime_ns for p in (root / "images").iterdir()} == before
 
 
-def test_validation_split_depends_on_the_seed_only(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_validation_split_depends_on_the_seed_only(tiny_run: TinyRun) -> None:
     import csv
 
     from training.data import split_indices
@@ -150,7 +152,7 @@ def test_validation_split_depends_on_the_seed_only(tiny_run) -> None:  # type: i
     assert outcome.metrics["val_n"] == len(val_rows)
 
 
-def test_test_figures_are_those_of_the_served_path(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_test_figures_are_those_of_the_served_path(tiny_run: TinyRun) -> None:
     """Each validation and test file was decoded, prepared and scored as the server does
     (inference.analysis on the exported ONNX file); the training path's probabilities differ from it only
     by rounding-level amounts."""
@@ -162,7 +164,7 @@ def test_test_figures_are_those_of_the_served_path(tiny_run) -> None:  # type: i
     assert m["seconds_served_eval"] > 0.0
 
 
-def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_run: TinyRun) -> None:
     """The temperature, every finding threshold and the OOD threshold written into the ONNX file are those
     the served validation scores give: re-scoring the validation files through the server's path with the
     shipped file and refitting gives the same numbers; the drift reference holds the served validation
@@ -213,7 +215,7 @@ def test_thresholds_and_calibration_are_fitted_on_what_the_server_computes(tiny_
     assert outcome.metrics["ood_refusal_set_scored_by_served_path"] == 1.0
 
 
-def test_nothing_kept_with_the_model_names_the_runs_work_folder(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_kept_with_the_model_names_the_runs_work_folder(tiny_run: TinyRun) -> None:
     """The model card, the MLflow params, the ONNX metadata and the checkpoint travel with the model
     (registry, servers, other sites); the folder the run wrote into on the training machine is none of
     their business, and reproduction does not need it."""
