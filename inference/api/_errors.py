@@ -204,6 +204,7 @@ _VITALS_STATUS: Final[dict[str, int]] = {
     "implausible_value": 422,
     "inconsistent_values": 422,
     "no_vital_signs": 422,
+    "paediatric_patient": 422,
 }
 
 

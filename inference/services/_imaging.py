@@ -81,7 +81,8 @@ _PATIENT_AGE = re.compile(r"^(\d{3})([DWMY])$")  # DICOM AS: 3 digits and a unit
 _DAYS_A_YEAR = 365.2425
 
 
-def _years_between(birth: date, on: date) -> int:
+def years_between(birth: date, on: date) -> int:
+    """Whole years from ``birth`` to ``on`` (an age on ``on``)."""
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
@@ -95,7 +96,7 @@ def age_at_study(instance: Instance) -> int | None:
     birth = date.fromisoformat(instance.patient.birth_date) if instance.patient.birth_date else None
     on = date.fromisoformat(instance.study_date) if instance.study_date else None
     if birth is not None and on is not None and birth <= on:
-        return _years_between(birth, on)
+        return years_between(birth, on)
     match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
     if match is not None:
         count, unit = int(match.group(1)), match.group(2)
@@ -107,7 +108,7 @@ def age_at_study(instance: Instance) -> int | None:
         return int(count * (7 if unit == "W" else 1) / _DAYS_A_YEAR)
     today = datetime.now(UTC).date()
     if birth is not None and on is None and birth <= today:
-        return _years_between(birth, today)
+        return years_between(birth, today)
     return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from inference.explain import choose_language, triage_rationale
@@ -16,13 +16,44 @@ from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
-from inference.services._imaging import Outcome, model_ref
+from inference.services._imaging import ADULT_AGE_YEARS, Outcome, model_ref, years_between
 from inference.services._shadow import offer_vitals
 from inference.services._trend import series_trend, trend_window
-from inference.triage import FEATURES, VitalSigns, compute_news2, encode_features, model_inputs
+from inference.triage import (
+    FEATURES,
+    VitalSigns,
+    VitalsRejected,
+    compute_news2,
+    encode_features,
+    model_inputs,
+)
 from inference.vocabulary import LANGUAGES
 
 logger = logging.getLogger(__name__)
+
+
+def refuse_paediatric(patient: PatientIn, observed: datetime) -> None:
+    """Refuse the signs of a patient under :data:`ADULT_AGE_YEARS` when they were measured (no birth date:
+    scored).
+
+    NEWS2 is not validated for children (a paediatric early warning score is used; an infant's normal
+    heart and respiratory rates score 3 on NEWS2) and the triage model was trained on adults only (its
+    model card).
+
+    Raises:
+        VitalsRejected: ``paediatric_patient`` (422); the message names neither the age nor a date.
+    """
+    if not patient.birth_date:
+        return
+    birth = date.fromisoformat(patient.birth_date)
+    if years_between(birth, observed.astimezone(UTC).date()) < ADULT_AGE_YEARS:
+        raise VitalsRejected(
+            "paediatric_patient",
+            f"The patient was under {ADULT_AGE_YEARS} when the signs were measured (patient.birth_date and "
+            "observed_at); NEWS2 is not validated for children and the triage model was made for adults. "
+            "Assess the patient with a paediatric early warning score instead.",
+            field="patient.birth_date",
+        )
 
 
 async def analyse_vitals(
@@ -52,7 +83,8 @@ async def analyse_vitals(
             and returns the result filed first (``created`` false).
 
     Raises:
-        VitalsRejected: A value is of the wrong type, implausible or inconsistent.
+        VitalsRejected: A value is of the wrong type, implausible or inconsistent; nothing was measured;
+            the patient was a child when measured.
         ConsentObjection: The patient objected to AI processing (nothing is scored or filed).
         ModelUnavailable: No triage model is loaded.
         IdempotencyKeyReused: The sender used this key before for a request with other content.
@@ -87,6 +119,7 @@ async def analyse_vitals(
     served = ctx.host.triage
     # Checked once the request is otherwise answerable (an objection is still a 409, no model a 503).
     signs.require_measured()
+    refuse_paediatric(patient, observed)
     # SpO2 on Scale 2 is withheld from the model (it knows Scale 1 only); the result says so.
     model_signs, withheld = model_inputs(signs)
     values, present = encode_features(model_signs)

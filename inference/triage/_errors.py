@@ -19,8 +19,8 @@ class VitalsRejected(TriageError, ValueError):
     Attributes:
         code: A stable machine-readable reason: ``invalid_type`` (wrong JSON type or not a finite number),
             ``invalid_value`` (not one of the accepted codes), ``implausible_value`` (outside the accepted
-            range), ``inconsistent_values`` (e.g. diastolic not below systolic pressure) or
-            ``no_vital_signs`` (nothing measured at all).
+            range), ``inconsistent_values`` (e.g. diastolic not below systolic pressure),
+            ``no_vital_signs`` (nothing measured at all) or ``paediatric_patient`` (a child when measured).
         message: A full sentence naming the field and the accepted values; it never contains patient data.
         field: The request field at fault.
     """
