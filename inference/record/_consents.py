@@ -10,7 +10,7 @@ from inference.record._database import Database
 from inference.record._errors import NotFound
 from inference.record._inputs import AuditIn, PatientIn
 from inference.record._models import Patient
-from inference.record._reads import Audited, Changed, Target, read_audited, write_audited
+from inference.record._reads import DENIED, Audited, Changed, Target, read_audited, write_audited
 from inference.record._scope import Scope
 from inference.record._types import utcnow
 
@@ -167,7 +167,7 @@ class Consents:
 
         return self._db.write(work)
 
-    def set_for_new_patient(
+    def set_by_identifier(
         self,
         *,
         patient: PatientIn,
@@ -175,38 +175,63 @@ class Consents:
         national_sharing: bool,
         by: str,
         role: str,
+        scope: Scope,
         audit: AuditIn,
+        may_file: bool = True,
         facility_sharing: bool | None = None,
-    ) -> ConsentState | None:
-        """File the patient ``(identifier, issuer)`` under ``patient.facility`` with its choices and the
-        audit entry, in one transaction (so an objection is recorded before the first study arrives).
+    ) -> Changed[ConsentState]:
+        """:meth:`set_checked` of the patient ``(identifier, issuer)``, filed under ``patient.facility``
+        first when unknown (so an objection is recorded before the first study arrives): the lookup, the
+        filing, the check, the choices and their entry in one transaction, the audit head locked first (a
+        patient filed or changed by another request is wholly before the lookup or wholly after the entry;
+        no patient row is read outside an audited transaction).
+
+        Args:
+            may_file: False: an unknown patient is not the caller's to file (its issuer is another
+                facility's own); audited ``denied``, naming no patient, and nothing is filed.
 
         Returns:
-            The recorded consent; None, changing nothing, when the patient is on file already (filed by
-            another request meanwhile): the caller then authorises a write to a known patient.
+            The outcome (as :meth:`set_checked`; ``denied`` without a patient for an unknown patient the
+            caller may not file) and, when made, the new state; the entry names the patient's id.
 
         Raises:
-            RecordError: The patient cannot be filed (see ``validate_patient``), or the audit entry could
-                not be written (nothing was filed).
+            RecordError: The patient cannot be filed (see ``validate_patient``), the record failed, or the
+                audit entry could not be written: nothing was filed or changed.
         """
-        _save.validate_patient(patient)
 
-        def work(session: Session) -> ConsentState | None:
-            if _consent.by_identifier(session, patient.identifier, patient.issuer) is not None:
+        def locate(session: Session) -> Target | None:
+            found = _consent.by_identifier(session, patient.identifier, patient.issuer)
+            if found is not None:
+                patient_id = found.patient_id
+            elif not may_file:
                 return None
-            row, _mismatched = _save.upsert_patient(session, patient)
+            else:
+                _save.validate_patient(patient)
+                patient_id = _save.upsert_patient(session, patient)[0].id
+            return Target(patient_id=patient_id, owner=None, patient_level=True, resource_id=patient_id)
+
+        def change(session: Session, target: Target) -> ConsentState:
             return _write(
                 session,
-                patient_id=row.id,
+                patient_id=str(target.patient_id),
                 ai_processing=ai_processing,
                 national_sharing=national_sharing,
                 facility_sharing=facility_sharing,
                 by=by,
                 role=role,
-                audit=audit,
+                audit=None,  # write_audited appends the entry, in this transaction
             )
 
-        return self._db.write(work)
+        return write_audited(
+            self._db,
+            scope=scope,
+            audit=audit,
+            resource_type="Consent",
+            resource_id=None,
+            locate=locate,
+            change=change,
+            unknown=DENIED,
+        )
 
     def sharing_allowed(self, *, patient_id: str) -> bool:
         """False when the patient objected to sharing with the national record or does not exist.

@@ -293,10 +293,11 @@ def write_audited(
     scope: _scope.Scope,
     audit: AuditIn,
     resource_type: str,
-    resource_id: str,
+    resource_id: str | None,
     locate: Callable[[Session], Target | None],
     change: Callable[[Session, Target], T],
     outcome: str = SUCCESS,
+    unknown: str = NOT_FOUND,
 ) -> Changed[T]:
     """Check the caller's ground to change one row, change it and audit the change, in one transaction.
 
@@ -311,12 +312,14 @@ def write_audited(
         scope: The caller's grounds (:func:`inference.security.scope_for`).
         audit: Who changes, and the action.
         resource_type: The entry's resource type.
-        resource_id: The entry's resource id.
-        locate: The row's patient and owner; None when there is no such row (audited ``not_found``,
+        resource_id: The entry's resource id (a :class:`Target` may name another).
+        locate: The row's patient and owner; None when there is no such row (audited ``unknown``,
             without a patient, nothing changed).
         change: The change, made once the ground is found; what it raises rolls the transaction back
             (no entry is written).
         outcome: The entry's outcome when the change is made.
+        unknown: The entry's outcome when ``locate`` finds no row (``denied``: a row the caller may not
+            create).
 
     Returns:
         The outcome, and what ``change`` returned when it was made.
@@ -333,8 +336,9 @@ def write_audited(
             readable = False
             patient_id = None if target is None else target.patient_id
             if target is None:
-                outcome = NOT_FOUND
+                outcome = unknown
             else:
+                resource_id = target.resource_id or resource_id
                 writer = _scope.Scope(
                     subject=scope.subject, facility=scope.facility, grounds=scope.grounds & WRITERS_GROUNDS
                 )

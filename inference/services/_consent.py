@@ -134,48 +134,34 @@ async def set_consent_by_identifier(
         RecordError: The audit entry could not be written; nothing was filed or changed.
     """
     patient = identify(ctx, actor, patient)
-    known = await db(ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer)
-    if known is None and patient.home_facility is not None and actor.principal.role != Role.ADMIN:
+    # The lookup, the filing of an unknown patient, the check, the choices and the entry (or the
+    # refusal's) in one transaction, audit head locked first: no patient row is read unaudited, and a
+    # patient filed or changed meanwhile is wholly before the lookup or wholly after the entry.
+    changed = await db(
+        ctx.record.consent.set_by_identifier,
+        patient=PatientIn(**_keys(patient)),
         # A patient of another facility's own issuer is that facility's once filed: its consent is not
         # this caller's to record (else any facility could pre-file the next identifiers of another and
         # open their results to everyone, or block their analysis).
-        await audit(ctx, actor, action="consent:write", outcome="denied", resource_type="Consent")
-        # The same answer as for a patient on file that another facility filed first: whether the record
-        # knows the identifier is not told.
-        raise Forbidden(_NOT_FIRST)
-    if known is None:
-        # The new patient, its choices and the audit entry are filed in one transaction.
-        state = await db(
-            ctx.record.consent.set_for_new_patient,
-            patient=PatientIn(**_keys(patient)),
-            ai_processing=ai_processing,
-            national_sharing=national_sharing,
-            facility_sharing=facility_sharing,
-            by=actor.principal.subject,
-            role=actor.principal.role,
-            audit=audit_entry(actor, action="consent:write"),
-        )
-        if state is not None:
-            return state.public()
-        # Filed by another request meanwhile: a known patient, whose first facility may be another.
-        known = await db(
-            ctx.record.consent.for_identifier, identifier=patient.identifier, issuer=patient.issuer
-        )
-        if known is None:  # only a manual delete could remove it in between
-            raise RecordError("The patient could not be filed; nothing was recorded.")
+        may_file=patient.home_facility is None or actor.principal.role == Role.ADMIN,
+        ai_processing=ai_processing,
+        national_sharing=national_sharing,
+        facility_sharing=facility_sharing,
+        by=actor.principal.subject,
+        role=actor.principal.role,
+        scope=scope_for(actor.principal),
+        audit=audit_entry(actor, action="consent:write"),
+    )
     try:
-        return await set_consent(
-            ctx=ctx,
-            actor=actor,
-            patient_id=known.patient_id,
-            ai_processing=ai_processing,
-            national_sharing=national_sharing,
-            facility_sharing=facility_sharing,
-        )
+        state = written(actor, changed, refusal=_NOT_FIRST, hidden=_NOT_FIRST)
     except NotFound as e:
-        # A patient on file the caller may not read (the refusal is audited): answered as any patient
-        # whose consent is not the caller's to record, known to the record or not.
+        # A patient on file the caller may not read, or one of another facility's own issuer not on file
+        # (audited ``denied``): answered as any patient whose consent is not the caller's to record, so
+        # whether the record knows the identifier is not told.
         raise Forbidden(_NOT_FIRST) from e
+    if state is None:  # written returns the change's value whenever it was made
+        raise RecordError("The consent could not be recorded; nothing changed.")
+    return state.public()
 
 
 def _keys(patient: PatientIn) -> dict[str, Any]:

@@ -17,10 +17,18 @@ from _pages_audit import Served, serve
 from sqlalchemy import create_engine, text
 from test_security_result_write_audit import _WITHDRAW, _result, _trail, _watched
 
+from inference.record import Record
+
 
 @pytest.fixture(scope="module")
 def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from serve(postgres_server, tmp_path_factory, "consent-write-audit")
+    # F-HOME's own assigning authority: a patient of that issuer not on file yet is F-HOME's.
+    yield from serve(
+        postgres_server, tmp_path_factory, "consent-write-audit", facility_issuers={"F-HOME": _HOME_ISSUER}
+    )
+
+
+_HOME_ISSUER = "URN:OID:1.2.250.99"
 
 
 _OBJECT = {"ai_processing": "deny", "national_sharing": "deny", "facility_sharing": "deny"}
@@ -106,3 +114,49 @@ def test_a_refused_consent_write_is_checked_and_audited_in_one_transaction(serve
     assert _consent(s, patient_id, "F1")["facility_sharing"] == "permit"
     entry = [e for e in _trail(s, patient_id) if e["subject"] == subject][-1]
     assert (entry["action"], entry["outcome"]) == ("consent:write", "denied")
+
+
+@pytest.mark.parametrize("patient", ["on_file", "new", "other_facilitys_own"])
+def test_a_consent_write_by_identifier_looks_the_patient_up_in_its_audited_transaction(
+    served: Served, patient: str
+) -> None:
+    # POST /v1/consents looked the patient up (its id and its recorded choices) in a transaction of its
+    # own, without an entry, before the audited write: a patient row read outside the audit trail, and
+    # a patient filed or changed in between was judged on what the lookup had seen.
+    s = served
+    facility = f"F-{uuid.uuid4().hex[:6]}"
+    identifier = f"IPP-CI-{uuid.uuid4().hex[:8]}"
+    key: dict[str, str] = {"identifier": identifier}
+    if patient == "on_file":
+        identifier = _result(s, facility)["patient"]["identifier"]
+        key = {"identifier": identifier}
+    elif patient == "other_facilitys_own":
+        key = {"identifier": identifier, "issuer": _HOME_ISSUER}
+    subject = f"nurse-{uuid.uuid4().hex[:8]}"
+    headers = s.env.headers("clinician", facility=facility, subject=subject)
+    body = {"patient": key, **_OBJECT}
+
+    answer, seen = _watched(s, lambda: s.client.post("/v1/consents", json=body, headers=headers))
+
+    looked_up = seen.of(statement="FROM patients", naming=identifier)
+    audited = seen.of(statement="INSERT INTO audit_events", naming=subject)
+    assert len(audited) == 1 and looked_up == audited, (looked_up, audited, seen.statements)
+    record = Record(s.url)
+    try:
+        _total, entries = record.audit.search(agent=subject, limit=10)
+    finally:
+        record.close()
+    assert [(e["action"], e["resource_type"]) for e in entries] == [("consent:write", "Consent")]
+    entry = entries[0]
+    if patient == "other_facilitys_own":
+        assert answer.status_code == 403, answer.text
+        assert (entry["outcome"], entry["patient_id"], entry["resource_id"]) == ("denied", None, None)
+        return
+    assert answer.status_code == 200, answer.text
+    patient_id = answer.json()["patient_id"]
+    assert (entry["outcome"], entry["patient_id"], entry["resource_id"]) == (
+        "success",
+        patient_id,
+        patient_id,
+    )
+    assert _consent(s, patient_id, facility) == dict.fromkeys(_OBJECT, "deny")
