@@ -13,6 +13,7 @@ from inference.observability._logging import (
     reset_request_id,
 )
 from inference.observability._metrics import (
+    AUDIT_ANCHOR_FAILURES,
     DEAD_LETTERED,
     MULTIPROCESS_DIR_ENV,
     REJECTED_INPUTS,
@@ -20,6 +21,7 @@ from inference.observability._metrics import (
     REQUESTS,
     RETRIES,
     UNMATCHED_ROUTE,
+    count_anchor_failure,
     count_dead_lettered,
     count_rejected,
     count_retry,
@@ -35,6 +37,8 @@ from inference.observability._phi_guard import (
 )
 
 __all__ = [
+    "AUDIT_ANCHOR_FAILURES",
+    "count_anchor_failure",
     "DEAD_LETTERED",
     "MULTIPROCESS_DIR_ENV",
     "MetricsExporter",

@@ -131,3 +131,15 @@ def count_retry(kind: str, code: str) -> None:
 def count_dead_lettered(kind: str, code: str) -> None:
     """Count one item moved to the dead-letter state."""
     DEAD_LETTERED.labels(kind=kind, code=code).inc()
+
+
+AUDIT_ANCHOR_FAILURES = Counter(
+    "dxassist_audit_anchor_failures",
+    "Writes of the audit trail's head anchor (audit/head.json) that failed (disk full, permission, a "
+    "stalled write): the anchor stays behind the trail until a later write succeeds.",
+)
+
+
+def count_anchor_failure() -> None:
+    """Count one failed write of the audit head anchor."""
+    AUDIT_ANCHOR_FAILURES.inc()

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from inference.observability import count_anchor_failure
 from inference.record._errors import RecordError
 
 ANCHOR_FILE: Final = Path("audit") / "head.json"
@@ -116,6 +117,7 @@ class HeadAnchor:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._known_key: bytes | None = None  # read once: a home's key never changes once written
+        self._failing = False  # the last anchor write of this process failed
         self._reset_thread()
 
     def _reset_thread(self) -> None:
@@ -170,6 +172,13 @@ class HeadAnchor:
     @staticmethod
     def _mac(key: bytes, seq: int, digest: str) -> str:
         return hmac.new(key, f"dxassist-audit-head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def current(self) -> bool:
+        """False while this process's last anchor write failed (logged ``anchor_write_failed``, counted in
+        ``dxassist_audit_anchor_failures_total``): the anchor is behind the trail until a later commit's
+        anchoring writes it (``/readyz`` reports it as the ``audit_anchor`` check)."""
+        return not self._failing
 
     def ensure_key(self) -> None:
         """Create the key now if it does not exist (before several processes could race to)."""
@@ -333,9 +342,13 @@ class HeadAnchor:
             kept = not self.advance(last.head.seq, last.head.hash, base=first.base, holds=last.holds)
         except Exception:  # the file system's or the database's: logged, and the thread goes on
             # The entries are committed; the anchor stays behind (a lower bound) until the next append.
+            self._failing = True
+            count_anchor_failure()
             logger.error("the audit head anchor could not be written", extra={"code": "anchor_write_failed"})
             return
-        if kept:
+        if not kept:
+            self._failing = False
+        else:
             logger.critical(
                 "the audit trail no longer holds the anchored entry, or the anchor is damaged: the anchor is "
                 "kept; run `dxassist audit verify`",

@@ -54,7 +54,7 @@ from inference.services._results import (
     submit_feedback,
 )
 from inference.services._revocations import RevocationList, token_revoked
-from inference.services._status import list_models, model_problems, readiness
+from inference.services._status import is_ready, list_models, model_problems, readiness
 from inference.services._stow import (
     FailedInstance,
     OversizedPart,
@@ -158,6 +158,7 @@ __all__ = [
     "list_dead_letters",
     "list_models",
     "model_problems",
+    "is_ready",
     "observe_drift",
     "open_context",
     "readiness",

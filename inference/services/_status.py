@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inference.services._context import Context, db
 
+REPORTED_ONLY: Final = frozenset({"audit_anchor"})
+"""Checks ``/readyz`` reports without answering 503 for them (see :func:`is_ready`)."""
+
 
 async def readiness(*, ctx: Context) -> dict[str, bool]:
-    """Which dependencies answer: ``models`` (both loaded), ``database`` (a trivial query works) and,
+    """Which dependencies answer: ``models`` (both loaded), ``database`` (a trivial query works),
     where bearer tokens are checked, ``revocations`` (the revoked tokens were read from the record at
-    least once: until then every bearer token is refused with 503 ``revocations_unavailable``)."""
+    least once: until then every bearer token is refused with 503 ``revocations_unavailable``) and, where
+    the audit trail is anchored, ``audit_anchor`` (false while this process's last write of the audit
+    head anchor failed: the anchor is behind the trail)."""
     checks = {"models": ctx.host.ready, "database": await db(ctx.record.ping)}
     if ctx.revocations is not None:
         checks["revocations"] = await ctx.revocations.read_once()
+    if ctx.record.anchor is not None:
+        checks["audit_anchor"] = ctx.record.anchor.current
     return checks
+
+
+def is_ready(checks: dict[str, bool]) -> bool:
+    """Whether the process takes traffic: every check true but those only reported.
+
+    ``audit_anchor`` is reported, not required: the entries are committed to the record's hash chain
+    either way, and the anchor is written again only after a later commit, so a server taken out of
+    service for it would stay out after the disk was fixed."""
+    return all(ok for name, ok in checks.items() if name not in REPORTED_ONLY)
 
 
 def model_problems(*, ctx: Context) -> list[str]:

@@ -67,7 +67,12 @@ def test_readyz_is_not_ready_until_the_revoked_tokens_have_been_read_once(
             status, body = _ready(client)
             assert status == 503, body
             assert body["status"] == "unavailable"
-            assert body["checks"] == {"models": True, "database": True, "revocations": False}
+            assert body["checks"] == {
+                "models": True,
+                "database": True,
+                "revocations": False,
+                "audit_anchor": True,
+            }
             # Which check fails, not why: nothing of the record's tables, files or driver.
             said = client.get("/readyz").text
             for hidden in (TABLE, str(settings.home), settings.record_url, "sqlite", "psycopg", "relation"):
@@ -85,7 +90,7 @@ def test_readyz_is_not_ready_until_the_revoked_tokens_have_been_read_once(
                 200,
                 {
                     "status": "ok",
-                    "checks": {"models": True, "database": True, "revocations": True},
+                    "checks": {"models": True, "database": True, "revocations": True, "audit_anchor": True},
                     "problems": [],
                 },
             )

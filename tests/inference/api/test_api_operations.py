@@ -27,7 +27,12 @@ def test_readyz_is_503_until_models_are_cached_then_200(tmp_path) -> None:
         assert client.get("/healthz").status_code == 200
         before = client.get("/readyz")
         assert before.status_code == 503
-        assert before.json()["checks"] == {"models": False, "database": True, "revocations": True}
+        assert before.json()["checks"] == {
+            "models": False,
+            "database": True,
+            "revocations": True,
+            "audit_anchor": True,
+        }
         # Scoring needs the model: 503 in the error shape, not a crash.
         vitals = client.post(
             "/v1/vitals",

@@ -23,7 +23,12 @@ def test_readyz_names_the_refused_champion_and_the_command_to_run(tmp_path) -> N
         ready = client.get("/readyz")
         assert ready.status_code == 503
         body = ready.json()
-        assert body["checks"] == {"models": False, "database": True, "revocations": True}
+        assert body["checks"] == {
+            "models": False,
+            "database": True,
+            "revocations": True,
+            "audit_anchor": True,
+        }
         [problem] = body["problems"]
         assert problem.startswith("cxr-findings version 3 cannot be served:")
         assert "dxassist.ood" in problem and "output(s) ood" in problem
