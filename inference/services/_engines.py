@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,7 +110,35 @@ async def open_context(settings: Settings, *, fetch: Fetch | None = None) -> Asy
         finally:
             await outbox.stop()
     finally:
-        gauge.detach(record)
-        await host.stop()
-        workers.close()
-        record.close()
+        await _shut_down(
+            ("dead_letter_gauge.detach", lambda: gauge.detach(record)),
+            ("host.stop", host.stop),
+            ("workers.close", workers.close),
+            ("record.close", record.close),
+        )
+
+
+async def _shut_down(*steps: tuple[str, Callable[[], Awaitable[None] | None]]) -> None:
+    """Run every step of a shutdown in order, each even when one before it raised: a model host that
+    fails to stop must not leave the record open (its audit anchor unwritten, its connections and
+    write-ahead log open) nor the worker pool running.
+
+    Raises:
+        Exception: The first step's failure, once every step ran (each failure is logged with its step's
+            name, and the exception's type and frames only: its text may quote patient data).
+    """
+    failed: Exception | None = None
+    for name, step in steps:
+        try:
+            outcome = step()
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as e:
+            logger.exception(
+                "The shutdown step %s failed; the next steps run all the same.",
+                name,
+                extra={"event": "shutdown_step_failed"},
+            )
+            failed = failed or e
+    if failed is not None:
+        raise failed
