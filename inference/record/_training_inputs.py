@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
@@ -188,25 +188,32 @@ class TrainingInputs:
         audit: AuditIn,
         resource_id: str,
         model_name: str | None = None,
+        unwrite: Callable[[Sequence[str]], None],
     ) -> list[str]:
         """Hand ``write`` every kept input whose result has readers' verdicts and whose patient still
         allows AI processing, and audit the export, in one transaction; return the patients exported.
 
-        The audit chain's head is locked first (as for every audited read), so a consent withdrawn
-        meanwhile is wholly before the export (its patient is left out) or wholly after it (on the trail
-        after the export's entries). The entries (``audit``'s action on the ``TrainingExport``
-        ``resource_id``, outcome ``success``) are one per patient exported, or one naming no patient when
-        none was. Reads one result at a time (each let go once written), so memory stays bounded.
+        The inputs are read without the audit chain's head (filings, which append to the chain, go on
+        while a long export writes its files); the head is locked once they are all written, then the
+        consent of every patient exported is read again: those who objected meanwhile are handed (their
+        results' ids) to ``unwrite`` and left out. So a consent withdrawn meanwhile is wholly before the
+        export's entries (its patient is left out) or wholly after them, on the trail as in the files.
+        On SQLite the transaction holds the one write lock from its start all the same: a reading
+        transaction cannot take it later once another has written.
+
+        The entries (``audit``'s action on the ``TrainingExport`` ``resource_id``, outcome ``success``)
+        are one per patient exported, or one naming no patient when none was. Reads one result at a time
+        (each let go once written), so memory stays bounded.
 
         Raises:
             RecordError: The record failed, or the entries could not be written (what ``write`` wrote
-                must then be undone by the caller); what ``write`` raises rolls the entries back.
+                must then be undone by the caller); what ``write`` or ``unwrite`` raises rolls the entries
+                back.
         """
-        patients: dict[str, None] = {}  # in the order exported
+        exported: dict[str, list[str]] = {}  # patient -> its results written, in the order exported
         try:
             with self._sessions() as session, session.begin():
                 session.connection(execution_options={IMMEDIATE: True})
-                head = _audit.lock_head_row(session)
                 query = select(TrainingInput.result_id).join(
                     Feedback, Feedback.result_id == TrainingInput.result_id
                 )
@@ -218,7 +225,13 @@ class TrainingInputs:
                     if item is None:
                         continue
                     write(item)
-                    patients[item.patient_id] = None
+                    exported.setdefault(item.patient_id, []).append(result_id)
+                # Locked now, the head orders every consent change before or after what follows; on
+                # PostgreSQL (READ COMMITTED) each statement from here sees every change committed before.
+                head = _audit.lock_head_row(session)
+                objected = [p for p in exported if not _consent.state(session, p).ai_processing]
+                if objected:
+                    unwrite([result for patient in objected for result in exported.pop(patient)])
                 now = utcnow()
                 _audit.append_all_onto(
                     session,
@@ -232,12 +245,12 @@ class TrainingInputs:
                             outcome="success",
                             time=now,
                         )
-                        for patient_id in list[str | None]([*patients]) or [None]
+                        for patient_id in list[str | None]([*exported]) or [None]
                     ],
                 )
         except SQLAlchemyError as e:
             raise RecordError("The export could not be audited; nothing was exported.") from e
-        return list(patients)
+        return list(exported)
 
 
 def _labelled_in(session: Session, result_id: str) -> LabelledInput | None:

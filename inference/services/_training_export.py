@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -161,6 +161,21 @@ def _remove_written(out: Path) -> None:
             written.unlink(missing_ok=True)
 
 
+def _drop_rows(handle: TextIO, dropped: Callable[[dict[str, str]], bool]) -> None:
+    """Rewrite the CSV file open for writing as ``handle`` without the rows ``dropped`` selects; the
+    handle stays open at its end, for more rows."""
+    handle.flush()
+    with open(handle.name, newline="", encoding="utf-8") as reading:
+        reader = csv.DictReader(reading)
+        fields = list(reader.fieldnames or [])
+        kept = [row for row in reader if not dropped(row)]
+    handle.seek(0)
+    handle.truncate()
+    writer = csv.DictWriter(handle, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(kept)
+
+
 def export_kept_inputs(
     record: Record,
     *,
@@ -175,7 +190,9 @@ def export_kept_inputs(
     The export is audited (``audit``, on the ``TrainingExport`` named as ``out``): one entry per patient
     exported (one naming no patient when none was), in the transaction that reads the inputs, so an
     auditor asking who saw a patient's data finds it, and a consent withdrawn meanwhile is wholly before
-    the export (the patient left out) or after it on the trail.
+    the export's entries (the patient's inputs and rows removed from ``out``) or after them on the trail.
+    The audit chain's head is locked only once the files are written, so filings go on meanwhile
+    (PostgreSQL; SQLite runs one writer at a time).
 
     Args:
         record: The patient record.
@@ -192,8 +209,9 @@ def export_kept_inputs(
     codes = list(FINDINGS)
     inputs_dir = out / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    tally = {"inputs": 0, "reader_labels": 0, "verdicts": 0, "disagreements": 0}
-    sizes: set[int] = set()
+    # Per result written: (readers' labels, verdicts, disagreements, input size), so that the results of
+    # a patient who objected while the export ran can be taken out of the counts.
+    tallies: dict[str, tuple[int, int, int, int]] = {}
     with (
         (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as labels_handle,
         (out / VERDICTS_FILE).open("w", newline="", encoding="utf-8") as verdicts_handle,
@@ -211,23 +229,32 @@ def export_kept_inputs(
             row, rows, judged, disagreed = _rows(item, secret, name, codes)
             labels_writer.writerow(row)
             verdicts_writer.writerows(rows)
-            tally["inputs"] += 1
-            tally["reader_labels"] += judged
-            tally["verdicts"] += len(rows)
-            tally["disagreements"] += disagreed
-            sizes.add(item.input_size)
+            tallies[item.result_id] = (judged, len(rows), disagreed, item.input_size)
+
+        def unwrite(result_ids: Sequence[str]) -> None:
+            # The results of patients who objected while the export ran (rare): their inputs and rows go.
+            refs = {_ref(secret, "result", result_id) for result_id in result_ids}
+            for ref in refs:
+                (inputs_dir / f"{ref}.npz").unlink(missing_ok=True)
+            _drop_rows(labels_handle, lambda row: Path(row["file"]).stem in refs)
+            _drop_rows(verdicts_handle, lambda row: row["result_ref"] in refs)
+            for result_id in result_ids:
+                tallies.pop(result_id, None)
 
         # The inputs are read and the export's entries appended in one transaction: the entries name
-        # exactly the patients whose data was read, from one state of their consent.
+        # exactly the patients whose data is exported, from one state of their consent.
         try:
             patients = TrainingInputs(record.sessions).export_labelled(
-                write=write, audit=audit, resource_id=out.name, model_name=model_name
+                write=write, unwrite=unwrite, audit=audit, resource_id=out.name, model_name=model_name
             )
         except RecordError:
             _remove_written(out)
             raise
-    inputs, reader_labels = tally["inputs"], tally["reader_labels"]
-    verdicts, disagreements = tally["verdicts"], tally["disagreements"]
+    inputs = len(tallies)
+    reader_labels = sum(t[0] for t in tallies.values())
+    verdicts = sum(t[1] for t in tallies.values())
+    disagreements = sum(t[2] for t in tallies.values())
+    sizes = {t[3] for t in tallies.values()}
     counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
     manifest = {
         "format": FORMAT,
