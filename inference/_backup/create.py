@@ -27,6 +27,7 @@ from inference._backup.files import (
     _SPOOL_RECEIVING,
     _SPOOL_TREES,
     ANCHOR_FILE,
+    ANCHOR_KEY_FILE,
     DIMSE_SPOOL_COPY,
     FORMAT,
     FORMAT_VERSION,
@@ -38,6 +39,7 @@ from inference._backup.files import (
     SEALED_FORMAT,
     STAGING,
     BackupRefused,
+    _copy_file,
     _copy_tree,
     _Digesting,
     _entry,
@@ -183,8 +185,8 @@ def _tree_bytes(source: Path, skip: frozenset[Path] = frozenset()) -> int:
     return total
 
 
-def _backup_bytes(settings: Settings, home: Path, *, logs: bool) -> int:
-    """About how many bytes a backup of ``home`` holds (at most: a database with its write-ahead log)."""
+def _database_bytes(settings: Settings) -> int:
+    """About how many bytes the copies of the SQLite databases hold (at most: with the write-ahead log)."""
     total = 0
     for url in (settings.record_url, settings.tracking_uri):
         database = _sqlite_file(url)
@@ -192,6 +194,12 @@ def _backup_bytes(settings: Settings, home: Path, *, logs: bool) -> int:
             for path in (database, database.with_name(database.name + "-wal")):
                 with suppress(OSError):
                     total += path.stat().st_size
+    return total
+
+
+def _backup_bytes(settings: Settings, home: Path, *, logs: bool) -> int:
+    """About how many bytes a backup of ``home`` holds (at most: a database with its write-ahead log)."""
+    total = _database_bytes(settings)
     place = _spool_place(settings, home)
     spool_folders = (
         frozenset(home / place / name for name in (*_SPOOL_TREES, _SPOOL_RECEIVING))
@@ -212,7 +220,8 @@ def _gib(size: int) -> str:
 def _refuse_without_room(settings: Settings, home: Path, dest: Path, *, logs: bool, staged: bool) -> None:
     """Refuse, before anything is written, a backup the free space cannot hold: its size (and
     :data:`_HEADROOM`) on ``dest``'s file system and, for a sealed backup, once more on the home's (the
-    staged copy: filling the live disk would stop the server's own writes).
+    staged copy: filling the live disk would stop the server's own writes); for a plain one, the size of
+    its databases on the home's (their private copy, made there before it is copied into ``dest``).
 
     Raises:
         BackupRefused: A file system has less free space than the backup needs there.
@@ -222,15 +231,20 @@ def _refuse_without_room(settings: Settings, home: Path, dest: Path, *, logs: bo
     while not existing.exists():
         existing = existing.parent
     needs: dict[int, tuple[int, Path, list[str]]] = {}
-    places = [(existing, "the backup")] + ([(home, "the copy staged in the home")] if staged else [])
-    for where, what in places:
+    databases = _database_bytes(settings)
+    places = [(existing, "the backup", size)]
+    if staged:
+        places.append((home, "the copy staged in the home", size))
+    elif databases:
+        places.append((home, "the private copy of its databases in the home", databases))
+    for where, what, bytes_ in places:
         device = where.stat().st_dev
         total, _where, whats = needs.get(device, (_HEADROOM, where, []))
-        needs[device] = (total + size, _where, [*whats, what])
+        needs[device] = (total + bytes_, _where, [*whats, what])
     for need, where, whats in needs.values():
         free = shutil.disk_usage(where).free
         if free < need:
-            each = f"{_gib(size)} each" if len(whats) > 1 else _gib(size)
+            each = f"{_gib(size)} each" if staged and len(whats) > 1 else _gib(need - _HEADROOM)
             raise BackupRefused(
                 f"Not enough free space: {' and '.join(whats)} {'need' if len(whats) > 1 else 'needs'} "
                 f"about {_gib(need)} on the file system of {where} ({each}, and {_gib(_HEADROOM)} to "
@@ -378,14 +392,26 @@ def _write(
     """Copy everything into ``partial``, write the manifest (signed with ``signer`` when given), move it
     all into place; the file list. ``made``: ``partial`` as made, open: the files are listed and hashed
     through it (a private folder of the home needs none)."""
-    from inference.record import HeadAnchor
-
-    live_anchor = HeadAnchor(home).path
-    # Read before the record is copied: the anchor only moves forward after commits, so what it names
-    # is in the snapshot taken after it.
-    anchor_bytes = live_anchor.read_bytes() if live_anchor.is_file() else None
-    _record_part(settings, partial, plan)
-    _registry_part(settings, partial, plan)
+    # The databases and the anchor (what SQLite and the anchor write, not a plain copy) are made in a
+    # private folder: the partial backup itself when it is one (a sealed backup's staging), else one of
+    # the home's; then copied into ``partial``, hashed as written (DEST may be written by others).
+    copied: dict[Path, dict[str, Any]] = {}
+    if made is None:
+        copied = {partial / rel: _entry(partial, rel) for rel in _databases(settings, home, partial, plan)}
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=home))  # 0700, beside the live data
+        fd = -1
+        try:
+            fd = _locked(staging)  # a create killed meanwhile leaves it: the next create removes it
+            for rel in _databases(settings, home, staging, plan):
+                entry = _copy_file(staging / rel, partial / rel)
+                if entry is None:  # only this command writes the staging folder
+                    raise OSError(errno.ENOENT, f"{rel} went away from the staging folder")
+                copied[partial / rel] = entry
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            shutil.rmtree(staging, ignore_errors=True)
     place = _spool_place(settings, home)
     plan.dimse_spool = place
     # A DIMSE spool inside one of the home's trees (``DXASSIST_DIMSE_SPOOL=spool``) is copied once, by
@@ -398,7 +424,6 @@ def _write(
     unfollowed: list[Path] = []
     # Each file hashed as it is copied: DEST may ignore permissions (a shared mount), and a file rewritten
     # there after its copy must not be listed, and signed, as the server's.
-    copied: dict[Path, dict[str, Any]] = {}
     for name in _HOME_TREES:
         copied |= _copy_tree(home / name, partial / name, skip=spool_folders, unfollowed=unfollowed)
     for name in _SPOOL_TREES:
@@ -417,19 +442,7 @@ def _write(
             f"{len(unfollowed)} symbolic link(s) leading out of their folder (or to no file) were not "
             f"followed and are NOT in this backup: {shown}{more}."
         )
-    _anchor_part(partial, anchor_bytes, plan)
     files = {place.relative_to(partial).as_posix(): entry for place, entry in copied.items()}
-    # What SQLite and the anchor wrote, read once they are complete (through ``made``: the files written).
-    written = [
-        rel
-        for rel, wrote in (
-            (RECORD_FILE, plan.record.get("kind") == "sqlite"),
-            (REGISTRY_FILE, plan.registry.get("kind") == "sqlite"),
-            (ANCHOR_FILE, anchor_bytes is not None),
-        )
-        if wrote
-    ]
-    files |= {rel: _entry(partial, rel, folder=made) for rel in written}
     files = dict(sorted(files.items()))
     manifest = {
         "format": FORMAT,
@@ -449,6 +462,36 @@ def _write(
         manifest["signed"] = sign_statement(signer, _plain_statement(manifest))
     _publish(partial, manifest)
     return files
+
+
+def _databases(settings: Settings, home: Path, private: Path, plan: _Plan) -> list[str]:
+    """Make the record's and the registry's SQLite copies and the anchor in ``private`` (a folder only
+    this command writes), checked there (:func:`_anchor_part`); the files made, relative to it."""
+    from inference.record import HeadAnchor
+
+    live_anchor = HeadAnchor(home).path
+    # Read before the record is copied: the anchor only moves forward after commits, so what it names
+    # is in the snapshot taken after it.
+    anchor_bytes = live_anchor.read_bytes() if live_anchor.is_file() else None
+    _record_part(settings, private, plan)
+    _registry_part(settings, private, plan)
+    key = private / ANCHOR_KEY_FILE
+    # The anchor is checked and moved with the home's key (copied along with keys/, later).
+    borrowed = not key.exists() and _copy_file(home / ANCHOR_KEY_FILE, key) is not None
+    try:
+        _anchor_part(private, anchor_bytes, plan)
+    finally:
+        if borrowed:
+            key.unlink()
+    return [
+        rel
+        for rel, wrote in (
+            (RECORD_FILE, plan.record.get("kind") == "sqlite"),
+            (REGISTRY_FILE, plan.registry.get("kind") == "sqlite"),
+            (ANCHOR_FILE, anchor_bytes is not None),
+        )
+        if wrote
+    ]
 
 
 def _write_sealed(

@@ -55,6 +55,26 @@ def _after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, change: Calla
     monkeypatch.setattr(owner, name, then_change)
 
 
+def _after_each(
+    monkeypatch: pytest.MonkeyPatch, steps: tuple[str, ...], path: Path, content: Callable[[bytes], bytes]
+) -> list[bool]:
+    """Rewrite ``path`` once (``content`` of its bytes), right after the first call of one of ``steps``
+    (functions of ``backup create``) that returns with ``path`` written; the list says whether it was."""
+    rewritten: list[bool] = []
+    for step in steps:
+        real = getattr(create_module, step)
+
+        def then_rewrite(*args: Any, real: Any = real, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            if path.is_file() and not rewritten:
+                rewritten.append(True)
+                path.write_bytes(content(path.read_bytes()))
+            return result
+
+        monkeypatch.setattr(create_module, step, then_rewrite)
+    return rewritten
+
+
 def _broken_trail(record: Path, into: Path) -> Path:
     """A copy of ``record`` with an audit entry added out of its chain (its trail no longer verifies)."""
     shutil.copyfile(record, into)
@@ -114,11 +134,8 @@ def test_a_file_rewritten_in_a_plain_backup_after_it_was_copied_is_not_signed(
     dest = tmp_path / "backup"
     key = sorted(p.name for p in (home / "keys").iterdir() if p.is_file() and p.name != "audit-anchor.key")[0]
 
-    def rewrite() -> None:
-        (dest / ".partial" / "keys" / key).write_bytes(PLANTED)
-
-    # The audit trail of the copied record is checked after every file was copied, before the listing.
-    _after(monkeypatch, create_module, "_audit_of", rewrite)
+    # Once the keys are copied (the last folder copied after them), before the listing.
+    _after_each(monkeypatch, ("_copy_tree",), dest / ".partial" / "keys" / key, lambda _: PLANTED)
     made = io.StringIO()
     assert backup_create(Settings(), dest, stream=made) == 0, made.getvalue()
     assert "Signed with" in made.getvalue(), made.getvalue()
@@ -128,3 +145,39 @@ def test_a_file_rewritten_in_a_plain_backup_after_it_was_copied_is_not_signed(
     # What the server signed is what it copied: the rewritten key does not pass for it.
     assert code == 1, out.getvalue()
     assert f"keys/{key}: altered" in out.getvalue()
+
+
+@pytest.mark.parametrize("rel", ["record.db", "mlflow.db", "audit/head.json"])
+def test_a_database_or_anchor_rewritten_in_a_plain_backup_after_it_was_copied_is_not_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rel: str
+) -> None:
+    # As for the keys above: `create` wrote the record, the registry's database and the anchor into
+    # DEST/.partial, then read them back from there to hash them; one rewritten there in between was
+    # listed and signed as the server's.
+    home = tmp_path / "server"
+    home.mkdir()
+    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
+    assert issued.returncode == 0, issued.stderr
+    exported = run_dxassist(home, "backup", "signer")
+    assert exported.returncode == 0, exported.stderr
+    signer = tmp_path / "server.pub"
+    signer.write_text(exported.stdout, encoding="utf-8")
+    sqlite3.connect(home / "mlflow.db").close()  # the embedded registry's database, as MLflow makes it
+    for name in [k for k in os.environ if k.startswith("DXASSIST_") or k == "MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    dest = tmp_path / "backup"
+
+    # As soon as it is in DEST, after a step of the copy (a folder of the home, the anchor beside the record).
+    rewritten = _after_each(
+        monkeypatch, ("_copy_tree", "_anchor_part"), dest / ".partial" / rel, lambda old: old + b"\n"
+    )
+    made = io.StringIO()
+    assert backup_create(Settings(), dest, stream=made) == 0, made.getvalue()
+    assert "Signed with" in made.getvalue(), made.getvalue()
+    assert rewritten
+    monkeypatch.undo()
+    out = io.StringIO()
+    code = backup_verify(dest, signer=signer, stream=out)
+    assert code == 1, out.getvalue()
+    assert f"{rel}: altered" in out.getvalue()

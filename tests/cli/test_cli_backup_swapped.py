@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from _dxassist_cli import run_dxassist
 
+import inference._backup.create as create_module
 import inference.record
 import inference.security._sealing as sealing
 from inference._backup_cli import BackupRefused, backup_create, backup_restore, backup_verify
@@ -245,9 +246,21 @@ def test_a_folder_swapped_into_dest_while_a_plain_backup_is_written_is_not_signe
         partial.rename(tmp_path / "put-aside")
         (dest / ".theirs").rename(partial)
 
-    _after(monkeypatch, inference.record, "verify_sqlite_copy", swap)
+    # Once the keys are copied into DEST/.partial (the record, its anchor and the keys are all there).
+    copy_tree = create_module._copy_tree
+    swapped: list[bool] = []
+
+    def copied_then_swap(*args: Any, **kwargs: Any) -> Any:
+        result = copy_tree(*args, **kwargs)
+        if not swapped and (dest / ".partial" / "keys").is_dir():
+            swapped.append(True)
+            swap()
+        return result
+
+    monkeypatch.setattr(create_module, "_copy_tree", copied_then_swap)
     made = io.StringIO()
     backup_create(Settings(), dest, stream=made)
+    assert swapped
     assert "Signed with" in made.getvalue(), made.getvalue()
     monkeypatch.undo()
     out = io.StringIO()
