@@ -6,12 +6,13 @@ import errno
 import os
 import shutil
 import sqlite3
+import stat
 import sys
 import tempfile
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, cast
 
 import inference
@@ -49,6 +50,7 @@ from inference._backup.files import (
     _remove_unlocked,
     _sqlite_copy,
     _stopped_as_interrupted,
+    owner_of,
 )
 from inference._backup.manifest import (
     _audit_of,
@@ -397,7 +399,10 @@ def _write(
     # the home's; then copied into ``partial``, hashed as written (DEST may be written by others).
     copied: dict[Path, dict[str, Any]] = {}
     if made is None:
-        copied = {partial / rel: _entry(partial, rel) for rel in _databases(settings, home, partial, plan)}
+        copied = {
+            partial / rel: _entry(partial, rel) | _live_owner(settings, home, rel)
+            for rel in _databases(settings, home, partial, plan)
+        }
     else:
         staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=home))  # 0700, beside the live data
         fd = -1
@@ -407,7 +412,7 @@ def _write(
                 entry = _copy_file(staging / rel, partial / rel)
                 if entry is None:  # only this command writes the staging folder
                     raise OSError(errno.ENOENT, f"{rel} went away from the staging folder")
-                copied[partial / rel] = entry
+                copied[partial / rel] = entry | _live_owner(settings, home, rel)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -444,6 +449,13 @@ def _write(
         )
     files = {place.relative_to(partial).as_posix(): entry for place, entry in copied.items()}
     files = dict(sorted(files.items()))
+    # The owner and mode of the home and of each of its folders the backup holds files of.
+    folders: dict[str, dict[str, int]] = {}
+    for rel in [".", *sorted({p.as_posix() for f in files for p in PurePosixPath(f).parents} - {"."})]:
+        with suppress(OSError):
+            status = (home / rel).lstat()
+            if stat.S_ISDIR(status.st_mode):
+                folders[rel] = owner_of(status)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -455,6 +467,7 @@ def _write(
         "dimse_spool": plan.dimse_spool,
         "logs": logs,
         "files": files,
+        "folders": folders,
     }
     if signer is not None:
         from inference.security._sealing import sign_statement
@@ -462,6 +475,22 @@ def _write(
         manifest["signed"] = sign_statement(signer, _plain_statement(manifest))
     _publish(partial, manifest)
     return files
+
+
+def _live_owner(settings: Settings, home: Path, rel: str) -> dict[str, int]:
+    """The owner and mode of the live file a database copy or the anchor was made from (none when it is
+    gone): the copy itself is this command's."""
+    from inference.record import HeadAnchor
+
+    source = {
+        RECORD_FILE: _sqlite_file(settings.record_url),
+        REGISTRY_FILE: _sqlite_file(settings.tracking_uri),
+        ANCHOR_FILE: HeadAnchor(home).path,
+    }.get(rel)
+    try:
+        return {} if source is None else owner_of(source.stat())
+    except OSError:
+        return {}
 
 
 def _databases(settings: Settings, home: Path, private: Path, plan: _Plan) -> list[str]:

@@ -131,21 +131,28 @@ def _private_folder(path: Path) -> None:
         folder.chmod(0o700)
 
 
+def owner_of(status: os.stat_result) -> dict[str, int]:
+    """A file's or folder's owner and mode, as a manifest lists them (a restore run as root puts them
+    back: the server's service user reads what the operator restored)."""
+    return {"uid": status.st_uid, "gid": status.st_gid, "mode": stat.S_IMODE(status.st_mode)}
+
+
 def _copy_file(source: Path, target: Path) -> dict[str, Any] | None:
     """Copy one file (0600, on disk before it returns); the size and sha256 of the very bytes written
-    (the manifest's entry: a file rewritten in ``target`` afterwards does not pass for it), or None when
-    it went away before it was opened."""
+    (the manifest's entry: a file rewritten in ``target`` afterwards does not pass for it), and the
+    source's owner and mode (:func:`owner_of`), or None when it went away before it was opened."""
     try:
         reader = open(source, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:  # a study analysed, a cache entry replaced since the folder was listed
         return None
     _private_folder(target.parent)
     with reader, open(target, "xb", opener=_private_file) as writer:
+        owner = owner_of(os.fstat(reader.fileno()))
         written = _Digesting(writer)
         shutil.copyfileobj(reader, written, _CHUNK)
         writer.flush()
         os.fsync(writer.fileno())
-    return {"size": written.size, "sha256": written.digest.hexdigest()}
+    return {"size": written.size, "sha256": written.digest.hexdigest(), **owner}
 
 
 def _copy_tree(

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -183,6 +183,44 @@ def _move_into_place(staged: Path, home: Path) -> None:
     fsync_folder(home.parent)
 
 
+def _give_owners(staged: Path, manifest: dict[str, Any], *, home_too: bool) -> None:
+    """Give the restored files and folders in ``staged`` the owners the backup lists when run as root
+    (only root may give a file away), and their modes: the server's service user then reads what an
+    operator restored. Never more than the owner and group had (nothing restored is readable by others:
+    patient data and keys), a key file never more than 0600 (a link into a mounted Secret lists the
+    mount's mode), a folder always its owner's to enter and change (the restore moves entries out of
+    it). ``home_too``: the home itself too (a new one; an existing folder keeps its own). A backup made
+    before they were listed leaves the restoring user's, private."""
+    listed = manifest.get("folders")
+    folders = listed if isinstance(listed, dict) else {}
+    root = os.geteuid() == 0
+    for rel, owner in [*manifest["files"].items(), *folders.items()]:
+        relative = PurePosixPath(rel) if isinstance(rel, str) else None
+        if (
+            not isinstance(owner, dict)
+            or relative is None
+            or relative.is_absolute()
+            or ".." in relative.parts
+        ):
+            continue
+        if rel == "." and not home_too:
+            continue
+        path = staged / relative
+        if path.is_symlink() or not path.exists():
+            continue
+        uid, gid, mode = (owner.get(k) for k in ("uid", "gid", "mode"))
+        if root and isinstance(uid, int) and isinstance(gid, int) and uid >= 0 and gid >= 0:
+            os.chown(path, uid, gid, follow_symlinks=False)  # before the mode: a chown clears setgid
+        if not isinstance(mode, int):
+            continue
+        mode &= 0o2770
+        if path.is_dir():
+            mode |= 0o700
+        elif relative.parts[0] == "keys":
+            mode &= 0o600
+        os.chmod(path, mode)
+
+
 def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: Any) -> int:
     """The plain backup in ``backup`` (its manifest as ``loaded``) copied into ``work/home``, each file
     checked on the bytes copied, then the copied record's audit trail checked there, and only then moved
@@ -210,7 +248,9 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
         if not problems:
             problems, report = _record_problems(staged, manifest)
         if not problems:
-            _move_into_place(staged, Path(os.path.realpath(home)))
+            target = Path(os.path.realpath(home))
+            _give_owners(staged, manifest, home_too=not target.is_dir())
+            _move_into_place(staged, target)
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise BackupRefused(
