@@ -118,6 +118,7 @@ def _check(root: Path, manifest: dict[str, Any], *, private: bool) -> tuple[list
         record_problems, report = _record_problems(root, manifest)
         return problems + record_problems, report
     with _verifying() as copies:
+        _refuse_without_room(copies, manifest["files"])
         try:
             problems = _file_problems(root, manifest["files"], extras=True, copies=copies)
         except OSError as e:
@@ -128,6 +129,28 @@ def _check(root: Path, manifest: dict[str, Any], *, private: bool) -> tuple[list
             ) from e
         record_problems, report = _record_problems(copies, manifest)
     return problems + record_problems, report
+
+
+def _refuse_without_room(copies: Path, listed: dict[str, dict[str, Any]]) -> None:
+    """Refuse, before anything is copied, a check whose private copy the temporary folder cannot hold:
+    copying until the disk is full would stop whatever else writes there (the server's own files when it
+    is this host's ``/tmp``).
+
+    Raises:
+        BackupRefused: The file system of ``copies`` has less free space than the copies need.
+    """
+    need = sum(max(int(listed[rel]["size"]), 0) for rel in _AUDITED if rel in listed)
+    free = shutil.disk_usage(copies).free
+    if free < need:
+        raise BackupRefused(
+            f"{RECORD_FILE} is checked on a private copy (its audit trail on the bytes hashed), made in the "
+            f"temporary folder {copies.parent}: it needs {_mib(need)} there and {_mib(free)} are free. Set "
+            "TMPDIR to a folder with room for it. Nothing was copied."
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{-(-size // (1 << 20))} MiB" if size >= 1 << 20 else f"{size} bytes"
 
 
 def _mine(entry: Path) -> bool:
