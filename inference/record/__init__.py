@@ -38,7 +38,7 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._priors import PRIORS_SHOWN, PriorStudies, PriorStudy, ViewerRead
+from inference.record._priors import PRIORS_SHOWN, PriorStudies, PriorStudy, ViewedPatient, ViewerRead
 from inference.record._reads import DENIED, FAILURE, Audited, Changed
 from inference.record._result_types import (
     AnyResult,
@@ -79,6 +79,7 @@ __all__ = [
     "PRIORS_SHOWN",
     "PriorStudies",
     "PriorStudy",
+    "ViewedPatient",
     "ViewerRead",
     "AnalysedStudy",
     "Audited",

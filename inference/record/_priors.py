@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from inference.record import _audit, _feedback, _scope
 from inference.record._database import Database
 from inference.record._inputs import AuditIn
-from inference.record._models import Feedback, Result, Study
+from inference.record._models import Feedback, Patient, Result, Study
 from inference.record._reads import NOT_FOUND, SERVED, Audited, audited_transaction, outcome_of
 from inference.record._result_types import (
     AnyResult,
@@ -33,7 +33,7 @@ from inference.record._result_types import (
     ModelInfo,
     Priority,
 )
-from inference.record._types import utcnow
+from inference.record._types import age_at, utcnow
 from inference.record._views import filed_findings, filed_synthetic
 
 if TYPE_CHECKING:
@@ -79,6 +79,23 @@ class PriorStudies:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewedPatient:
+    """The patient's age and sex as the viewer's header shows them (never logged).
+
+    Attributes:
+        age: Whole years, else None (no birth date the reader may read, or none on file).
+        age_at: ``study``: at the study's date, from the birth date on file (the record keeps no DICOM
+            Patient's Age); ``analysis``: when the result was filed (a result without a study date, or
+            the age this result's own facility sent with it).
+        sex: As the record keeps it (``female``, ``male``, ``other``, ``unknown``), else None.
+    """
+
+    age: int | None
+    age_at: Literal["study", "analysis"]
+    sex: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ViewerRead:
     """What the viewer shows of one result.
 
@@ -87,12 +104,14 @@ class ViewerRead:
         feedback: The reader's own feedback on it, oldest first.
         priors: The patient's prior studies (None for a vital-signs result).
         study_date: The date of the result's own study (ISO or DICOM ``YYYYMMDD`` as filed), else None.
+        patient: The patient's age and sex as the reader may read them (:func:`_viewed_patient`).
     """
 
     result: AnyResult
     feedback: list[FeedbackEntry]
     priors: PriorStudies | None
     study_date: str | None = None
+    patient: ViewedPatient | None = None
 
 
 def _dated(study_date: str | None, created_at: datetime) -> tuple[str, datetime]:
@@ -121,7 +140,13 @@ class PriorReads:
         with audited_transaction(self._db) as (session, head):
             row = session.execute(
                 select(
-                    Result.patient_id, Result.facility, Result.study_id, Result.created_at, Study.study_date
+                    Result.patient_id,
+                    Result.facility,
+                    Result.study_id,
+                    Result.created_at,
+                    Result.patient_age,
+                    Result.patient_sex,
+                    Study.study_date,
                 )
                 .outerjoin(Study, Result.study_id == Study.id)
                 .where(Result.id == result_id)
@@ -149,7 +174,11 @@ class PriorReads:
                             priors = PriorStudies(studies=tuple(p for p, _o in shown), older=older)
                         feedback = _feedback.entries_in(session, result_id, reader=reader)
                         value = ViewerRead(
-                            result=result, feedback=feedback, priors=priors, study_date=row.study_date
+                            result=result,
+                            feedback=feedback,
+                            priors=priors,
+                            study_date=row.study_date,
+                            patient=_viewed_patient(session, scope, row),
                         )
             now = utcnow()
             entries = [
@@ -175,6 +204,34 @@ class PriorReads:
             ]
             _audit.append_all_onto(session, head, entries)
         return Audited(outcome=outcome, value=value, patient_id=patient_id, resource_id=result_id)
+
+
+def _day(study_date: str | None) -> datetime | None:
+    """A study date (ISO or DICOM ``YYYYMMDD``) as midnight UTC of that day; None when absent or malformed."""
+    text = (study_date or "").strip()
+    if len(text) == 8 and text.isdigit():
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _viewed_patient(session: Session, scope: _scope.Scope, current: Any) -> ViewedPatient:
+    """The patient's age and sex for the viewer's header, by the worklist's rule: a reader who may read the
+    patient itself (its first facility, its sharing consent, a break-the-glass grant) sees the record's
+    (the age at the study's date from the birth date, else at filing); any other reader of the result sees
+    what the result's own facility sent with it (its age when filed), never another facility's record."""
+    if _scope.basis(session, scope, patient_id=current.patient_id, owner=None, patient_level=True) is None:
+        return ViewedPatient(age=current.patient_age, age_at="analysis", sex=current.patient_sex)
+    birth_date, sex = session.execute(
+        select(Patient.birth_date, Patient.sex).where(Patient.id == current.patient_id)
+    ).one()
+    on = _day(current.study_date)
+    if on is None:
+        return ViewedPatient(age=age_at(birth_date, current.created_at), age_at="analysis", sex=sex)
+    return ViewedPatient(age=age_at(birth_date, on), age_at="study", sex=sex)
 
 
 def _priors(

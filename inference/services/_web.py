@@ -16,7 +16,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inference.explain import choose_language
-from inference.record import Accounts, NotFound, PriorStudies, SessionRow, Verdict, WorklistItem
+from inference.record import (
+    Accounts,
+    NotFound,
+    PriorStudies,
+    SessionRow,
+    Verdict,
+    ViewedPatient,
+    WorklistItem,
+)
 from inference.security import ROLES, WEB_PREFIX, Principal, Role, Unauthenticated, scope_for, web_subject
 from inference.security._passwords import (
     check_password_policy,
@@ -561,12 +569,14 @@ class ViewedResult:
         verdicts: The verdicts this reader already gave on it, by finding code (newest wins).
         priors: The patient's prior studies this reader may read, newest first (None for vital signs).
         study_date: The date of the result's own study (None for vital signs, or a study without one).
+        patient: The patient's age and sex as this reader may read them (never logged).
     """
 
     shown: ResultView
     verdicts: dict[str, str]
     priors: PriorStudies | None = None
     study_date: str | None = None
+    patient: ViewedPatient | None = None
 
 
 async def viewed_result(
@@ -601,6 +611,7 @@ async def viewed_result(
         verdicts=verdicts,
         priors=read.priors,
         study_date=read.study_date,
+        patient=read.patient,
     )
 
 

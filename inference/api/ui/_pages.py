@@ -265,7 +265,9 @@ async def viewer_page(
     language = page_language(request)
     # The result, the reader's verdicts on it and the patient's priors: one read, audited in its transaction.
     viewed = await viewed_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
-    view = viewer_model(viewed.shown.result, language=language, verdicts=viewed.verdicts)
+    view = viewer_model(
+        viewed.shown.result, language=language, verdicts=viewed.verdicts, patient=viewed.patient
+    )
     view["study_date"] = viewed.study_date
     return render(
         request, "viewer.html", language=language, r=view, reader=reader.actor.principal,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from inference.record import AnyResult, ImagingResult, PriorStudies, WorklistItem, iso
+from inference.record import AnyResult, ImagingResult, PriorStudies, ViewedPatient, WorklistItem, iso
 from inference.services import SYNTHETIC_WARNING
 from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
@@ -117,8 +117,11 @@ def worklist_rows(
     return rows
 
 
-def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) -> dict[str, Any]:
-    """What the viewer shows of one result (its rationale in ``language``, English when missing)."""
+def viewer_model(
+    result: AnyResult, *, language: str, verdicts: dict[str, str], patient: ViewedPatient | None = None
+) -> dict[str, Any]:
+    """What the viewer shows of one result (its rationale in ``language``, English when missing), with the
+    patient's age and sex as the reader may read them (``patient``; none shown without)."""
     chosen = language if language in result.rationale else "en"
     model: dict[str, Any] = {
         "id": result.result_id,
@@ -138,6 +141,10 @@ def viewer_model(result: AnyResult, *, language: str, verdicts: dict[str, str]) 
         # The stored display rendering (grayscale, bounded size); the page falls back to the overlays of
         # results filed before renderings were kept (the image then answers 404).
         "display_image": f"/ui/results/{result.result_id}/image.png" if result.kind == "imaging" else None,
+        # Age at the study (or when analysed: ``patient_age_at`` says which) and sex, shown, never logged.
+        "patient_age": None if patient is None else patient.age,
+        "patient_age_at": None if patient is None else patient.age_at,
+        "patient_sex": None if patient is None else patient.sex,
     }
     if isinstance(result, ImagingResult):
         model["assessable"] = result.assessable

@@ -116,3 +116,41 @@ def test_another_facility_reads_priors_on_its_grant_and_a_refused_read_shows_non
     assert [e for e in _entries(record, SOUTH) if e[0] == "Result"][-3:] == [
         ("Result", current, "break_glass"), ("Result", theirs, "success"), ("Result", earlier, "break_glass")
     ]  # fmt: skip
+
+
+def test_the_viewer_gives_the_age_at_the_study_and_the_sex_only_as_the_reader_may_read_them(
+    record: Record,
+) -> None:
+    """The viewer's header shows the patient's age at the study (from the birth date on file and the study's
+    date) and sex; a facility that filed a result of another facility's patient, without the patient's
+    sharing consent, reads what it sent itself with that result, never the first facility's record."""
+    north = patient("IPP-AGE-1", facility="north", birth_date="1950-06-15", sex="female")
+    before_birthday = _file(record, imaging(pat=north), date="20260614")
+    on_birthday = _file(record, imaging(pat=north), date="20260615")
+
+    read = record.priors.read_with_priors(
+        result_id=before_birthday, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert read.value is not None and read.value.patient is not None
+    assert (read.value.patient.age, read.value.patient.age_at, read.value.patient.sex) == (
+        75,
+        "study",
+        "female",
+    )
+    later = record.priors.read_with_priors(
+        result_id=on_birthday, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert later.value is not None and later.value.patient is not None
+    assert later.value.patient.age == 76
+
+    # South files a study of the same patient, sending no birth date and another sex: it reads its own.
+    theirs = _file(
+        record,
+        imaging(pat=patient("IPP-AGE-1", facility="south", birth_date=None, sex="other")),
+        date="20260701",
+    )
+    south = record.priors.read_with_priors(
+        result_id=theirs, reader=SOUTH.subject, scope=SOUTH, audit=_audit(SOUTH)
+    )
+    assert south.outcome == "success" and south.value is not None and south.value.patient is not None
+    assert (south.value.patient.age, south.value.patient.sex) == (None, "other")

@@ -252,8 +252,18 @@ def test_each_worklist_line_says_its_suggestion_comes_from_a_synthetic_data_mode
     context.close()
 
 
-def _send_dated(base: str, env: Env, *, patient: str, date: str, critical: bool, facility: str = "F1") -> Any:
-    """A study of ``patient`` dated ``date`` (DICOM ``YYYYMMDD``), sent by the facility's PACS."""
+def _send_dated(
+    base: str,
+    env: Env,
+    *,
+    patient: str,
+    date: str,
+    critical: bool,
+    facility: str = "F1",
+    birth_date: str | None = None,
+) -> Any:
+    """A study of ``patient`` dated ``date`` (DICOM ``YYYYMMDD``), sent by the facility's PACS (with
+    ``birth_date``, DICOM ``YYYYMMDD``, when given)."""
     import httpx
     import pydicom
     from _api_dicom import chest_dicom
@@ -264,6 +274,8 @@ def _send_dated(base: str, env: Env, *, patient: str, date: str, critical: bool,
         io.BytesIO(chest_dicom(study=study, sop=f"{study}.1", blob=critical, patient_id=patient))
     )
     dataset.StudyDate = date
+    if birth_date is not None:
+        dataset.PatientBirthDate = birth_date
     out = io.BytesIO()
     dataset.save_as(out, enforce_file_format=True)
     response = httpx.post(
@@ -363,3 +375,32 @@ def test_the_viewer_lists_the_patients_prior_studies_in_french_and_audits_each_o
     assert {(e["patient_id"], e["request_id"]) for e in same_read} == {
         (current["patient"]["id"], page_read["request_id"])
     }
+
+
+def test_the_viewer_header_gives_the_patients_age_at_the_study_and_sex_in_each_language(
+    site: str, env: Env, chromium: Any
+) -> None:
+    """A chest film is read differently at 8 and at 80: the viewer's header shows, beside the study date,
+    the patient's age at the study (from the birth date on file and the study's date, not today's age)
+    and sex, labelled in the page's language (French puts a no-break space before the colon)."""
+    import uuid
+
+    from inference.api.ui._i18n import Formats
+
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    # Born 10 March 1960, filmed on 1 March 2026: 65 at the study (66 by the time anyone reads it).
+    study = _send_dated(site, env, patient=patient, date="20260301", critical=False, birth_date="19600310")
+    username = add_account(env)
+    for language, locale in (("en", "en-GB"), ("fr", "fr-FR"), ("ar", "ar")):
+        _ = translations(language).gettext
+        fmt = Formats(language)
+        context = chromium.new_context(locale=locale)
+        page = context.new_page()
+        _sign_in(page, site, username, language)
+        page.goto(f"{site}/ui/results/{study['result_id']}")
+        header = page.locator(".pagehead .meta").inner_text()
+        age = _("%(age)s y") % {"age": fmt.number(65)}
+        assert f"{fmt.label(_('Age at study'))} {age}" in header, header
+        assert f"{fmt.label(_('Sex'))} {_('female')}" in header, header
+        assert fmt.date("2026-03-01") in header
+        context.close()
