@@ -38,7 +38,15 @@ from inference.record._inputs import (
     TriageResultIn,
     Verdict,
 )
-from inference.record._priors import PRIORS_SHOWN, PriorStudies, PriorStudy, ViewedPatient, ViewerRead
+from inference.record._priors import (
+    PRIORS_SHOWN,
+    PriorStudies,
+    PriorStudy,
+    RecentTriage,
+    RecentTriageResults,
+    ViewedPatient,
+    ViewerRead,
+)
 from inference.record._reads import DENIED, FAILURE, Audited, Changed
 from inference.record._result_types import (
     AnyResult,
@@ -79,6 +87,8 @@ __all__ = [
     "PRIORS_SHOWN",
     "PriorStudies",
     "PriorStudy",
+    "RecentTriage",
+    "RecentTriageResults",
     "ViewedPatient",
     "ViewerRead",
     "AnalysedStudy",

@@ -1,12 +1,13 @@
-"""The viewer's read: one result, the reader's verdicts on it, and the patient's prior studies, authorised,
-read and audited in one transaction.
+"""The viewer's read: one result, the reader's verdicts on it, and the patient's prior studies and recent
+vital-signs triage results, authorised, read and audited in one transaction.
 
 A reader compares a film with the patient's earlier ones. The priors are the patient's other studies
 dated before this one, each by its newest imaging result that the reader may read (the access rules of
 the worklist: the reader's facility, the patient's sharing consent, the reader's break-the-glass grant),
 newest first and bounded. Each prior shown is a read of that result: one ``Result`` entry per prior, in the
 transaction (and after the entry) of the page's own read, with its own ground (``success`` or
-``break_glass``).
+``break_glass``). The patient's recent vital-signs triage results beside a film follow the same rules:
+the newest measurements first, bounded, each shown audited the same way.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inference.record import _audit, _feedback, _scope
 from inference.record._database import Database
 from inference.record._inputs import AuditIn
-from inference.record._models import Feedback, Patient, Result, Study
+from inference.record._models import Feedback, Patient, Result, Study, VitalsObservation
 from inference.record._reads import NOT_FOUND, SERVED, Audited, audited_transaction, outcome_of
 from inference.record._result_types import (
     AnyResult,
@@ -70,6 +71,39 @@ class PriorStudy:
     verdicts: Mapping[str, FeedbackVerdict]
 
 
+TRIAGE_SHOWN: Final = 5
+"""The viewer lists at most this many of the patient's vital-signs triage results beside a film."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentTriage:
+    """One vital-signs triage result of the patient, as listed beside a film.
+
+    Attributes:
+        result_id: The result (the viewer links to it).
+        observed_at: When the vital signs were measured.
+        priority: The result's triage level.
+        at_risk: The model's deterioration risk is at or above its threshold.
+        news2_total: The NEWS2 total, else None (not computed).
+        news2_band: The NEWS2 band (``low``, ``low_medium``, ``medium``, ``high``), else None.
+    """
+
+    result_id: str
+    observed_at: datetime
+    priority: Priority
+    at_risk: bool
+    news2_total: int | None
+    news2_band: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentTriageResults:
+    """The triage results shown, newest measurement first, and how many older ones the reader may read."""
+
+    results: tuple[RecentTriage, ...]
+    older: int
+
+
 @dataclass(frozen=True, slots=True)
 class PriorStudies:
     """The prior studies shown, newest first, and how many older ones the reader may read were left out."""
@@ -105,6 +139,7 @@ class ViewerRead:
         priors: The patient's prior studies (None for a vital-signs result).
         study_date: The date of the result's own study (ISO or DICOM ``YYYYMMDD`` as filed), else None.
         patient: The patient's age and sex as the reader may read them (:func:`_viewed_patient`).
+        triage: The patient's recent vital-signs triage results (None for a vital-signs result).
     """
 
     result: AnyResult
@@ -112,6 +147,7 @@ class ViewerRead:
     priors: PriorStudies | None
     study_date: str | None = None
     patient: ViewedPatient | None = None
+    triage: RecentTriageResults | None = None
 
 
 def _dated(study_date: str | None, created_at: datetime) -> tuple[str, datetime]:
@@ -127,12 +163,20 @@ class PriorReads:
         self._results = results
 
     def read_with_priors(
-        self, *, result_id: str, reader: str, scope: _scope.Scope, audit: AuditIn, limit: int = PRIORS_SHOWN
+        self,
+        *,
+        result_id: str,
+        reader: str,
+        scope: _scope.Scope,
+        audit: AuditIn,
+        limit: int = PRIORS_SHOWN,
+        triage_limit: int = TRIAGE_SHOWN,
     ) -> Audited[ViewerRead]:
         """One result as ``results.read`` reads it (with its deliveries), and, for an
-        imaging result, the patient's prior studies the caller may read (at most ``limit``), in the
-        transaction of the read's entries: the result's (``not_found``, ``denied``, or ``success`` /
-        ``break_glass``), then one ``Result`` entry per prior shown.
+        imaging result, the patient's prior studies (at most ``limit``) and vital-signs triage results (at
+        most ``triage_limit``) the caller may read, in the transaction of the read's entries: the
+        result's (``not_found``, ``denied``, or ``success`` / ``break_glass``), then one ``Result`` entry
+        per prior shown, then one per triage result shown.
 
         Raises:
             RecordError: The record failed or the entries could not be written; nothing is served.
@@ -153,7 +197,7 @@ class PriorReads:
             ).first()
             value: ViewerRead | None = None
             patient_id: str | None = None
-            shown: list[tuple[PriorStudy, str]] = []
+            shown: list[tuple[str, str]] = []  # (result id, outcome) of each other result shown
             if row is None:
                 outcome = NOT_FOUND
             else:
@@ -169,9 +213,15 @@ class PriorReads:
                         outcome = NOT_FOUND
                     else:
                         priors = None
+                        triage = None
                         if isinstance(result, ImagingResult):
-                            shown, older = _priors(session, scope, row, limit=limit)
-                            priors = PriorStudies(studies=tuple(p for p, _o in shown), older=older)
+                            listed, older = _priors(session, scope, row, limit=limit)
+                            priors = PriorStudies(studies=tuple(p for p, _o in listed), older=older)
+                            vitals, earlier = _triage(session, scope, row, limit=triage_limit)
+                            triage = RecentTriageResults(results=tuple(t for t, _o in vitals), older=earlier)
+                            shown = [(p.result_id, o) for p, o in listed] + [
+                                (t.result_id, o) for t, o in vitals
+                            ]
                         feedback = _feedback.entries_in(session, result_id, reader=reader)
                         value = ViewerRead(
                             result=result,
@@ -179,6 +229,7 @@ class PriorReads:
                             priors=priors,
                             study_date=row.study_date,
                             patient=_viewed_patient(session, scope, row),
+                            triage=triage,
                         )
             now = utcnow()
             entries = [
@@ -195,12 +246,12 @@ class PriorReads:
                 _audit.columns_of(
                     audit,
                     resource_type="Result",
-                    resource_id=prior.result_id,
+                    resource_id=shown_id,
                     patient_id=patient_id,
-                    outcome=prior_outcome,
+                    outcome=shown_outcome,
                     time=now,
                 )  # fmt: skip
-                for prior, prior_outcome in shown
+                for shown_id, shown_outcome in shown
             ]
             _audit.append_all_onto(session, head, entries)
         return Audited(outcome=outcome, value=value, patient_id=patient_id, resource_id=result_id)
@@ -232,6 +283,45 @@ def _viewed_patient(session: Session, scope: _scope.Scope, current: Any) -> View
     if on is None:
         return ViewedPatient(age=age_at(birth_date, current.created_at), age_at="analysis", sex=sex)
     return ViewedPatient(age=age_at(birth_date, on), age_at="study", sex=sex)
+
+
+def _triage(
+    session: Session, scope: _scope.Scope, current: Any, *, limit: int
+) -> tuple[list[tuple[RecentTriage, str]], int]:
+    """The vital-signs triage results of ``current``'s patient that the caller may read (by the priors'
+    rules; newest measurement first, at most ``limit``) with the outcome each one's entry is audited with,
+    and how many older ones were left."""
+    of_patient = (
+        Result.patient_id == current.patient_id,
+        Result.kind == "triage",
+        _scope.results_visible(scope),
+    )
+    total = session.scalar(select(func.count()).select_from(Result).where(*of_patient)) or 0
+    rows = session.execute(
+        select(Result, VitalsObservation.observed_at)
+        .join(VitalsObservation, Result.vitals_id == VitalsObservation.id)
+        .where(*of_patient)
+        .order_by(VitalsObservation.observed_at.desc(), Result.created_at.desc(), Result.id.desc())
+        .limit(limit)
+    ).all()
+    shown: list[tuple[RecentTriage, str]] = []
+    for result, observed_at in rows:
+        ground = _scope.basis(
+            session, scope, patient_id=current.patient_id, owner=result.facility, patient_level=False
+        )
+        if ground is None:
+            continue  # a break-the-glass grant that expired since the query: not shown, not audited
+        news2: Mapping[str, Any] = result.payload.get("news2") or {}
+        entry = RecentTriage(
+            result_id=result.id,
+            observed_at=observed_at,
+            priority=cast(Priority, result.priority),
+            at_risk=bool(result.payload["risk"]["positive"]),
+            news2_total=news2.get("total"),
+            news2_band=news2.get("band"),
+        )
+        shown.append((entry, outcome_of(ground)))
+    return shown, max(total - len(rows), 0)
 
 
 def _priors(

@@ -20,6 +20,7 @@ from inference.record import (
     Accounts,
     NotFound,
     PriorStudies,
+    RecentTriageResults,
     SessionRow,
     Verdict,
     ViewedPatient,
@@ -570,6 +571,8 @@ class ViewedResult:
         priors: The patient's prior studies this reader may read, newest first (None for vital signs).
         study_date: The date of the result's own study (None for vital signs, or a study without one).
         patient: The patient's age and sex as this reader may read them (never logged).
+        triage: The patient's recent vital-signs triage results this reader may read, newest first (None
+            for vital signs).
     """
 
     shown: ResultView
@@ -577,6 +580,7 @@ class ViewedResult:
     priors: PriorStudies | None = None
     study_date: str | None = None
     patient: ViewedPatient | None = None
+    triage: RecentTriageResults | None = None
 
 
 async def viewed_result(
@@ -612,6 +616,7 @@ async def viewed_result(
         priors=read.priors,
         study_date=read.study_date,
         patient=read.patient,
+        triage=read.triage,
     )
 
 

@@ -28,7 +28,14 @@ from inference.api.ui._auth import (
     sso_cookie_options,
 )
 from inference.api.ui._render import page_language, render
-from inference.api.ui._views import AI_STATUSES, PRIORITIES, priors_model, viewer_model, worklist_rows
+from inference.api.ui._views import (
+    AI_STATUSES,
+    PRIORITIES,
+    priors_model,
+    triage_model,
+    viewer_model,
+    worklist_rows,
+)
 from inference.record import Verdict
 from inference.services import (
     SignInRefused,
@@ -261,7 +268,7 @@ async def viewer_page(
     ctx: ContextDep,
     reader: Annotated[Reader, page_permission("results:read")],
 ) -> HTMLResponse:
-    """The viewer of one result, with the patient's prior studies beside it."""
+    """The viewer of one result, with the patient's prior studies and recent vital signs beside it."""
     language = page_language(request)
     # The result, the reader's verdicts on it and the patient's priors: one read, audited in its transaction.
     viewed = await viewed_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
@@ -272,6 +279,7 @@ async def viewer_page(
     return render(
         request, "viewer.html", language=language, r=view, reader=reader.actor.principal,
         csrf=reader.session.csrf, priors=priors_model(viewed.priors, language=language),
+        triage=triage_model(viewed.triage, language=language),
     )  # fmt: skip
 
 

@@ -6,7 +6,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from inference.record import AnyResult, ImagingResult, PriorStudies, ViewedPatient, WorklistItem, iso
+from inference.record import (
+    AnyResult,
+    ImagingResult,
+    PriorStudies,
+    RecentTriageResults,
+    ViewedPatient,
+    WorklistItem,
+    iso,
+)
 from inference.services import SYNTHETIC_WARNING
 from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
 
@@ -247,3 +255,24 @@ def priors_model(priors: PriorStudies | None, *, language: str) -> dict[str, Any
             }
         )
     return {"studies": studies, "older": priors.older}
+
+
+def triage_model(triage: RecentTriageResults | None, *, language: str) -> dict[str, Any] | None:
+    """What the viewer's "Recent vital signs" panel shows beside a film (None: no panel, a vital-signs
+    result): per triage result, newest measurement first, its time, triage level, NEWS2 and whether the
+    model flagged a deterioration risk, and how many older ones were left out."""
+    if triage is None:
+        return None
+    results = [
+        {
+            "id": t.result_id,
+            "observed_at": iso(t.observed_at),
+            "priority": t.priority,
+            "at_risk": t.at_risk,
+            "news2_total": t.news2_total,
+            "news2_band": band_name(t.news2_band, language) if t.news2_band else None,
+            "news2_band_code": t.news2_band,
+        }
+        for t in triage.results
+    ]
+    return {"results": results, "older": triage.older}

@@ -5,11 +5,12 @@ and every prior shown audited as a read in the page's own transaction, on its ow
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
-from _record_data import imaging, patient
+from _record_data import imaging, patient, triage
 
 from inference.record import FeedbackVerdict, Record, Scope, Verdict
-from inference.record._inputs import AuditIn, ImagingResultIn, ModelRef
+from inference.record._inputs import AuditIn, ImagingResultIn, ModelRef, PatientIn
 from inference.record._scope import BREAK_GLASS, OWN, SHARED
 
 NORTH = Scope(subject="web:dr-north", facility="north", grounds=frozenset({OWN, SHARED, BREAK_GLASS}))
@@ -154,3 +155,58 @@ def test_the_viewer_gives_the_age_at_the_study_and_the_sex_only_as_the_reader_ma
     )
     assert south.outcome == "success" and south.value is not None and south.value.patient is not None
     assert (south.value.patient.age, south.value.patient.sex) == (None, "other")
+
+
+def _triage(record: Record, pat: PatientIn, *, at: datetime, priority: str = "urgent") -> str:
+    data = replace(triage(pat=pat, priority=priority), observed_at=at)
+    return record.results.save_triage(data=data).result_id
+
+
+def test_the_viewer_lists_the_patients_recent_vital_signs_triage_of_its_scope_each_audited(
+    record: Record,
+) -> None:
+    """Beside the film, the patient's latest triage results that the reader may read (the priors' access
+    rules), newest measurement first and bounded, each with its time, triage level and NEWS2; each shown is
+    a read of that result, audited in the page's own transaction; another facility's, without the
+    patient's sharing consent, is neither shown nor audited."""
+    north = patient("IPP-VITALS-1", facility="north")
+    oldest = _triage(record, north, at=datetime(2026, 11, 20, 8, tzinfo=UTC), priority="routine")
+    middle = _triage(record, north, at=datetime(2026, 11, 21, 8, tzinfo=UTC))
+    newest = _triage(record, north, at=datetime(2026, 11, 22, 8, tzinfo=UTC), priority="critical")
+    south_pat = patient("IPP-VITALS-1", facility="south")
+    theirs = _triage(record, south_pat, at=datetime(2026, 11, 23, 8, tzinfo=UTC))
+    _triage(record, patient("IPP-VITALS-OTHER", facility="north"), at=datetime(2026, 11, 24, 8, tzinfo=UTC))
+    current = _file(record, imaging(pat=north), date="20261122")
+
+    read = record.priors.read_with_priors(
+        result_id=current, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH), triage_limit=2
+    )
+    assert read.value is not None and read.value.triage is not None
+    shown = read.value.triage
+    assert [t.result_id for t in shown.results] == [newest, middle]
+    assert shown.older == 1
+    first = shown.results[0]
+    assert (first.observed_at, first.priority, first.news2_total) == (
+        datetime(2026, 11, 22, 8, tzinfo=UTC), "critical", 7
+    )  # fmt: skip
+    assert first.news2_band is not None
+    assert _entries(record, NORTH) == [
+        ("Result", current, "success"), ("Result", newest, "success"), ("Result", middle, "success")
+    ]  # fmt: skip
+    assert oldest not in {t.result_id for t in shown.results} and theirs not in {
+        e[1] for e in _entries(record, NORTH)
+    }
+
+    # South reads its own study of the patient: its own triage, not north's (no consent).
+    south_study = _file(record, imaging(pat=south_pat), date="20261123")
+    south = record.priors.read_with_priors(
+        result_id=south_study, reader=SOUTH.subject, scope=SOUTH, audit=_audit(SOUTH)
+    )
+    assert south.value is not None and south.value.triage is not None
+    assert [t.result_id for t in south.value.triage.results] == [theirs]
+
+    # A vital-signs result's own viewer lists none beside it (it is the vital signs).
+    vitals = record.priors.read_with_priors(
+        result_id=newest, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert vitals.value is not None and vitals.value.triage is None

@@ -404,3 +404,85 @@ def test_the_viewer_header_gives_the_patients_age_at_the_study_and_sex_in_each_l
         assert f"{fmt.label(_('Sex'))} {_('female')}" in header, header
         assert fmt.date("2026-03-01") in header
         context.close()
+
+
+def _send_vitals_of(base: str, env: Env, *, patient: str, at: str, facility: str = "F1", **signs: Any) -> Any:
+    """Vital signs of ``patient`` measured ``at``, sent by a clinician of the facility."""
+    import httpx
+
+    body = {
+        "patient": {"identifier": patient}, "observed_at": at,
+        "respiratory_rate": 16, "spo2": 98, "on_oxygen": False, "systolic_bp": 120, "diastolic_bp": 80,
+        "heart_rate": 70, "temperature": 37.0, "consciousness": "A", **signs,
+    }  # fmt: skip
+    response = httpx.post(
+        f"{base}/v1/vitals", json=body, headers=env.headers("clinician", facility=facility), timeout=60
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_the_viewer_lists_the_patients_recent_vital_signs_beside_the_film_and_audits_each_one(
+    site: str, env: Env, chromium: Any
+) -> None:
+    """Beside the film, the reader sees the patient's latest vital-signs triage results of the reader's
+    scope, newest measurement first, with the time measured, triage level and NEWS2, each a link to its
+    viewer; another facility's (no sharing consent) is not listed; each one shown is a read of that
+    result, audited in the page's own transaction."""
+    import uuid
+
+    from inference.api.ui._i18n import Formats
+    from inference.api.ui._views import band_name
+
+    _ = translations("en").gettext
+    fmt = Formats("en")
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    calm = _send_vitals_of(site, env, patient=patient, at="2026-11-19T06:00:00Z")
+    unwell = _send_vitals_of(
+        site, env, patient=patient, at="2026-11-20T06:00:00Z",
+        respiratory_rate=28, spo2=90, heart_rate=125, temperature=39.2, systolic_bp=95,
+    )  # fmt: skip
+    elsewhere = _send_vitals_of(site, env, patient=patient, at="2026-11-20T07:00:00Z", facility="F2")
+    study = _send_dated(site, env, patient=patient, date="20261120", critical=True)
+    assert calm["patient"]["id"] == study["patient"]["id"] == elsewhere["patient"]["id"]
+
+    username = add_account(env)
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    _sign_in(page, site, username, "en")
+    page.goto(f"{site}/ui/results/{study['result_id']}")
+    panel = page.get_by_role("region", name=_("Recent vital signs"))
+    for header in ("Measured", "Priority", "NEWS2"):
+        assert panel.get_by_role("columnheader", name=_(header), exact=True).count() == 1
+    rows = panel.get_by_role("row").all_inner_texts()[1:]
+    assert len(rows) == 2, rows  # not the other facility's
+    for row, sent in zip(rows, (unwell, calm), strict=True):
+        assert fmt.datetime(sent["observed_at"]) in row, (sent["observed_at"], row)
+        assert _(sent["priority"]) in row
+        band = band_name(sent["news2"]["band"], "en")
+        assert (
+            _("NEWS2 %(total)s, %(band)s") % {"total": fmt.number(sent["news2"]["total"]), "band": band}
+            in row
+        )
+    assert elsewhere["result_id"] not in page.content()
+    panel.get_by_role("link", name=fmt.datetime(unwell["observed_at"])).click()
+    page.wait_for_url(f"{site}/ui/results/{unwell['result_id']}")
+    context.close()
+
+    record = Record(env.settings.record_url)
+    try:
+        _n, entries = record.audit.search(agent=f"web:{username}")
+    finally:
+        record.close()
+    page_read = next(
+        e
+        for e in entries
+        if (e["action"], e["resource_type"], e["resource_id"])
+        == ("results:read", "Result", study["result_id"])
+    )
+    same_read = sorted(
+        (e for e in entries if page_read["seq"] <= e["seq"] <= page_read["seq"] + 2), key=lambda e: e["seq"]
+    )
+    assert [(e["resource_id"], e["outcome"]) for e in same_read] == [
+        (study["result_id"], "success"), (unwell["result_id"], "success"), (calm["result_id"], "success")
+    ]  # fmt: skip
