@@ -50,6 +50,7 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
         ids[key] = response.json()["result_id"]
     priors = _file_priors(base, env, of=by_study["03"][0])
     vitals = json.loads((SEEDS / "vitals.json").read_text(encoding="utf-8"))
+    priors += _file_vitals_of(base, env, of=by_study["03"][0], like=vitals)
     for index, body in enumerate(vitals[:4]):
         response = httpx.post(
             f"{base}/v1/vitals", json=body, headers=env.headers("clinician", facility="F1"), timeout=60
@@ -74,6 +75,27 @@ def _file_seeds(base: str, env, home: Path) -> dict[str, str]:  # type: ignore[n
                     )
     finally:
         record.close()
+    return ids
+
+
+def _file_vitals_of(base: str, env, *, of: Path, like: list[dict]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Two sets of vital signs of the viewer's patient (the seed study ``of``'s), measured the evening
+    before and the morning of its study (the values of two seed sets), so that its viewer shows recent
+    vital signs; return their result ids (read then, like the priors: not on the worklist)."""
+    import httpx
+    import pydicom
+
+    header = pydicom.dcmread(of, stop_before_pixels=True)
+    day = datetime.strptime(str(header.StudyDate), "%Y%m%d").replace(tzinfo=UTC)
+    patient = {"identifier": str(header.PatientID), "issuer": str(header.IssuerOfPatientID)}
+    ids = []
+    for body, at in ((like[1], day - timedelta(hours=5)), (like[0], day + timedelta(hours=7))):
+        sent = {**body, "patient": patient, "observed_at": at.isoformat()}
+        response = httpx.post(
+            f"{base}/v1/vitals", json=sent, headers=env.headers("clinician", facility="F1"), timeout=60
+        )
+        response.raise_for_status()
+        ids.append(response.json()["result_id"])
     return ids
 
 
