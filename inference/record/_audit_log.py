@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from inference.record._reads import (
 )
 from inference.record._scope import Scope
 from inference.record._types import iso, utcnow
+from inference.record.fhir import _search
 
 
 class AuditLog:
@@ -110,20 +112,27 @@ class AuditLog:
 
     def search_audited(
         self, *, scope: Scope, audit: AuditIn, named: str | None = None, matches: bool = True, **filters: Any
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[dict[str, Any]], datetime]:
         """:meth:`search` for an auditor, audited in its transaction (``read_listing``): one
         ``AuditEvent`` entry per patient the page names (``named``, the patient searched for, when it
         names none; one entry without a patient when neither). ``matches`` False: a search that matches
         nothing (a patient named by no patient id), audited all the same.
 
+        Returns:
+            The total, the page's entries, and the instant the page was read from (the Bundle's
+            ``timestamp``, taken before the first query: ``_search.read_from``), so that an auditor's
+            system syncing with ``date=ge`` from it misses no entry, this search's own included.
+
         Raises:
             RecordError: The record failed, or the entries could not be written: nothing is served.
         """
 
-        def fetch(session: Session) -> tuple[int, list[dict[str, Any]]]:
-            return _audit.search(session, **filters) if matches else (0, [])
+        def fetch(session: Session) -> tuple[int, list[dict[str, Any]], datetime]:
+            moment = _search.read_from(session)
+            total, rows = _audit.search(session, **filters) if matches else (0, [])
+            return total, rows, moment
 
-        def disclosed(_session: Session, found: tuple[int, list[dict[str, Any]]]) -> Disclosure:
+        def disclosed(_session: Session, found: tuple[int, list[dict[str, Any]], datetime]) -> Disclosure:
             patients = [str(e["patient_id"]) for e in found[1] if e.get("patient_id")]
             return Disclosure(patients=patients or ([named] if named else []))
 

@@ -47,7 +47,7 @@ async def audit_event_search(
     matches = named is None or _is_patient_id(named)
     # Every patient the page names is disclosed to the auditor: one entry each (one when none), written in
     # the transaction that reads the page.
-    total, entries = await db(
+    total, entries, timestamp = await db(
         ctx.record.audit.search_audited,
         scope=scope_for(actor.principal),
         audit=audit_entry(actor, action=_ACTION),
@@ -63,6 +63,7 @@ async def audit_event_search(
         base_url,
         offset=int(filters.get("offset", 0)),
         count=int(filters["limit"]),
+        timestamp=timestamp,
     )
 
 

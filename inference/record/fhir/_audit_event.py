@@ -412,8 +412,10 @@ def bundle(
     *,
     offset: int,
     count: int,
+    timestamp: datetime | None = None,
 ) -> dict[str, Any]:
-    """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base).
+    """A ``searchset`` Bundle of AuditEvents (``base_url`` is the FHIR base); ``timestamp``: when the page
+    was read from (``AuditLog.search_audited``; see ``searchset``).
 
     The ``next`` link of a first page carries ``_snapshot``, its newest entry, so the later pages list the
     entries that were there when paging began (the trail grows meanwhile, newest first).
@@ -425,7 +427,15 @@ def bundle(
         pin = [(SNAPSHOT, str(entries[0]["seq"]))]
     resources = [audit_event(entry) for entry in entries]
     return searchset(
-        base_url.rstrip("/"), "AuditEvent", query, resources, total=total, offset=offset, count=count, pin=pin
+        base_url.rstrip("/"),
+        "AuditEvent",
+        query,
+        resources,
+        total=total,
+        offset=offset,
+        count=count,
+        pin=pin,
+        timestamp=timestamp,
     )
 
 
