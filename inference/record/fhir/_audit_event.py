@@ -35,7 +35,7 @@ from inference import vocabulary as v
 from inference.record._errors import InvalidSearch
 from inference.record._types import iso
 from inference.record.fhir import _codes as c
-from inference.record.fhir._params import COMMON_PARAMS, applied, page_size, with_count
+from inference.record.fhir._params import COMMON_PARAMS, applied, capability_params, page_size, with_count
 from inference.record.fhir._resources import searchset
 
 SEARCH_PARAMS: Final[dict[str, tuple[str, str]]] = {
@@ -445,5 +445,5 @@ def capability_resource() -> dict[str, Any]:
         "type": "AuditEvent",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "searchParam": [{"name": n, "type": k, "documentation": d} for n, (k, d) in SEARCH_PARAMS.items()]
-        + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
+        + capability_params(MAX_COUNT),
     }

@@ -7,6 +7,7 @@ from typing import Any
 from inference.record._types import iso, utcnow
 from inference.record.fhir import _audit_event, _everything
 from inference.record.fhir import _codes as c
+from inference.record.fhir._params import capability_params
 from inference.record.fhir._search import MAX_COUNT, SEARCH_PARAMS
 
 
@@ -34,7 +35,7 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
             "searchParam": [
                 {"name": name, "type": kind, "documentation": doc} for name, (kind, doc) in params.items()
             ]
-            + [{"name": "_count", "type": "number", "documentation": f"Page size, at most {MAX_COUNT}"}],
+            + capability_params(MAX_COUNT),
         }
         if resource_type == "Patient":
             # Patient $everything: the patient's record in one paged Bundle.

@@ -14,6 +14,21 @@ SUMMARIES: Final[frozenset[str]] = frozenset({"count", "false"})
 resources, which is what every search returns). Others (``true``, ``text``, ``data``) are unsupported."""
 
 
+def capability_params(max_count: int) -> list[dict[str, str]]:
+    """The CapabilityStatement ``searchParam`` entries of the parameters every search takes besides its
+    own (:data:`COMMON_PARAMS` but ``_format``, which the statement's ``format`` says, and ``_summary``): a
+    client reads there what it may send."""
+    return [
+        {"name": "_count", "type": "number", "documentation": f"Page size, at most {max_count}"},
+        {"name": "_offset", "type": "number", "documentation": "Matches skipped before the page"},
+        {
+            "name": "_summary",
+            "type": "token",
+            "documentation": "count (the total alone) or false (whole resources, as without it)",
+        },
+    ]
+
+
 def applied(
     resource_type: str,
     pairs: Sequence[tuple[str, str]],
