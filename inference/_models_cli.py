@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -198,6 +199,14 @@ def _cmd_registry_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _champion_cell(value: float, previous_champion: str | None) -> str:
+    """The champion's column of the gate's table: the gate records a figure the champion lacks as NaN
+    (an absolute check, such as the OOD floor), which a person reads as "no champion" or "-"."""
+    if previous_champion is None:
+        return "no champion"
+    return "-" if math.isnan(value) else _maybe(value)
+
+
 def _cmd_registry_promote(args: argparse.Namespace) -> int:
     from inference._compare_cli import promotion_evidence
     from inference.services._model_decisions import (
@@ -232,7 +241,12 @@ def _cmd_registry_promote(args: argparse.Namespace) -> int:
     print(decision.reason)
     if decision.comparisons:
         rows: list[list[object]] = [
-            [c.figure, _maybe(c.champion), _maybe(c.candidate), "ok" if c.passed else "FAIL"]
+            [
+                c.figure,
+                _champion_cell(c.champion, decision.previous_champion),
+                _maybe(c.candidate),
+                "ok" if c.passed else "FAIL",
+            ]
             for c in decision.comparisons
         ]
         print(format_table(["FIGURE", "CHAMPION", "CANDIDATE", "GATE"], rows))

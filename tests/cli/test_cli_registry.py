@@ -134,3 +134,23 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["registry", "delete", "cxr-findings"])
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_first_champion_s_comparison_says_there_is_no_champion_not_nan(
+    tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The OOD floor holds for a first champion too; its row had 'nan' in the champion's column."""
+    from _cli_home import FINDINGS, register
+    from tiny_models import build_imaging_onnx
+
+    home = make_home(tmp_path / "home", migrated_store)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    figures = {f"val_auroc_{f}": 0.90 for f in FINDINGS} | {"ood_test_pass_rate": 0.99}
+    register(registry_for(home), "cxr-findings", build_imaging_onnx(tmp_path / "cxr.onnx", seed=1), figures)
+
+    assert main(["registry", "promote", "cxr-findings", "1"]) == 0
+
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower()
+    row = next(line for line in out.splitlines() if line.startswith("ood_test_pass_rate"))
+    assert row.split() == ["ood_test_pass_rate", "no", "champion", "0.9900", "ok"]
