@@ -102,6 +102,7 @@ class RegistryClient:
         git_commit: str | None = None,
         alias: str | None = CHALLENGER,
         history: Sequence[Mapping[str, Any]] = (),
+        dataset_digest: str | None = None,
     ) -> RegisteredVersion:
         """Log a run with its ONNX model and register it as a new version of ``name``.
 
@@ -126,6 +127,8 @@ class RegistryClient:
                 ``champion`` is refused: only :meth:`promote` moves it.
             history: One mapping per training epoch (``epoch`` and figures such as ``train_loss``),
                 logged as training curves: metric ``epoch/<figure>`` with the epoch as its step.
+            dataset_digest: The digest of the data set's content, when it has one; tagged
+                ``dataset_sha256``, which the promotion gate compares before the ``dataset`` names.
 
         Returns:
             The new version.
@@ -154,6 +157,8 @@ class RegistryClient:
             "parity_max_abs_diff": repr(float(parity_max_abs_diff)),
             **gate_tags(metrics),
         }
+        if dataset_digest:
+            version_tags["dataset_sha256"] = dataset_digest
         client = self.mlflow_client
         with translated(f"registering a version of {name}"):
             experiment = experiment_id(client, name, self._artifact_location(name))
@@ -533,6 +538,7 @@ class RegistryClient:
             parity_passed=tags.get("parity_passed", "").lower() == "true",
             metrics=metrics,
             tags=tags,
+            dataset_digest=tags.get("dataset_sha256"),
         )
 
 

@@ -83,9 +83,10 @@ def evaluate_gate(
     ``MONOTONICITY_TOLERANCE``); for every gate figure the
     champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
     (each measured on the version's validation set: the same images when both were trained on the same
-    data set; when their ``dataset`` tags differ the reason says the figures were measured on different
-    sets). A first version (``champion`` None) is held to the absolute criteria only: parity, sha256,
-    plausible shapes and the OOD guard's pass-rate floor (``MIN_OOD_PASS_RATE``).
+    data set; when their content digests (``dataset_sha256``), or without both digests their ``dataset``
+    tags, differ the reason says the figures were measured on different sets). A first version
+    (``champion`` None) is held to the absolute criteria only: parity, sha256, plausible shapes and the
+    OOD guard's pass-rate floor (``MIN_OOD_PASS_RATE``).
 
     Args:
         candidate: The version asked to become champion.
@@ -209,7 +210,20 @@ def evaluate_gate(
 
 
 def _unlike_sets(candidate: RegisteredVersion, champion: RegisteredVersion) -> str:
-    """A sentence when the two versions were trained (hence validated) on different data sets, else ''."""
+    """A sentence when the two versions were trained (hence validated) on different data sets, else ''.
+
+    When both carry a content digest (``dataset_sha256``) the digests decide: the same name may hold
+    other images (a later export), and two names may hold the same ones. Otherwise the names decide.
+    """
+    if candidate.dataset_digest and champion.dataset_digest:
+        if candidate.dataset_digest == champion.dataset_digest:
+            return ""
+        return (
+            " Note: the validation figures were measured on different data sets (candidate: "
+            f"{candidate.dataset}, content sha256 {candidate.dataset_digest[:12]}...; champion version "
+            f"{champion.version}: {champion.dataset}, content sha256 {champion.dataset_digest[:12]}...), "
+            "not on the same images."
+        )
     if candidate.dataset is None or champion.dataset is None or candidate.dataset == champion.dataset:
         return ""
     return (

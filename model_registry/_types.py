@@ -24,6 +24,8 @@ class RegisteredVersion:
         parity_passed: Whether ONNX Runtime matched PyTorch at export (``parity_passed`` tag).
         metrics: Gate figures copied onto the version as tags (``val_auroc*``).
         tags: Every tag of the version.
+        dataset_digest: The ``dataset_sha256`` tag: the digest of the data set's content, when the data
+            set has one (a ``dxassist-export``); two versions with the same digest saw the same data.
     """
 
     name: str
@@ -37,6 +39,7 @@ class RegisteredVersion:
     parity_passed: bool = False
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
+    dataset_digest: str | None = None
 
 
 @dataclass(frozen=True)

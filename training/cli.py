@@ -268,6 +268,7 @@ def register_outcome(
         git_commit=git_commit(),
         alias=alias,
         history=outcome.history,
+        dataset_digest=outcome.dataset_digest,
     )
 
 

@@ -8,7 +8,8 @@
     DIR/verdicts.csv   every reader verdict: result_ref,finding,reader_ref,verdict,label,model_version,
                        model_probability,model_positive
     DIR/inputs/<ref>.npz   the model input (float16, the model's working resolution, with mean and std)
-    DIR/manifest.json  format, counts, the labelling rule
+    DIR/manifest.json  format, counts, the labelling rule, ``content_sha256``: the digest of the export's
+                       content (:func:`content_digest`), which the reader checks and training tags
 
 Labels: a finding a reader judged takes the readers' label (``agree`` keeps the model's call,
 ``disagree`` flips it, ``correct`` gives it); when readers disagree the majority wins and a tie counts
@@ -65,6 +66,20 @@ class ExportCounts:
     reader_labels: int
     verdicts: int
     disagreements: int
+
+
+def content_digest(root: Path) -> str:
+    """The sha256 of an export's content: over one line ``<sha256 of the file>  <relative path>`` per file
+    under ``root`` but ``manifest.json``, in the sorted order of the paths (POSIX separators).
+
+    Only the files' bytes and names count (no timestamp, no absolute path), so two exports of the same
+    inputs and labels have the same digest wherever and whenever they were written. The training side
+    (``training.data._adapters_export``) computes the same digest to check an export before reading it.
+    """
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    files.pop(MANIFEST_FILE, None)
+    lines = (f"{hashlib.sha256(files[name].read_bytes()).hexdigest()}  {name}\n" for name in sorted(files))
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def _ref(secret: bytes, kind: str, value: str, length: int = 20) -> str:
@@ -266,6 +281,7 @@ def export_kept_inputs(
         "reader_labels": reader_labels,
         "verdicts": verdicts,
         "disagreements": disagreements,
+        "content_sha256": content_digest(out),
         "labels": (
             "readers' verdicts (agree keeps the model's call, disagree flips it, correct gives it); the "
             "majority when readers disagree, a tie positive; findings no reader judged keep the model's call"

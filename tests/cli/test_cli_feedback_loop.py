@@ -97,10 +97,13 @@ def _wait_shadow(settings: Settings, count: int) -> int:
 
 
 def _split_every_seed_everywhere(export: Path) -> None:
-    """Rewrite labels.csv's split column: per identical input, one validation and one test copy."""
+    """Rewrite labels.csv's split column: per identical input, one validation and one test copy; the
+    manifest's content digest is stamped again (training refuses an export whose files do not match it)."""
     import hashlib
 
     import numpy as np
+
+    from training.data._adapters_export import content_digest
 
     path = export / "labels.csv"
     with path.open(newline="") as handle:
@@ -116,6 +119,9 @@ def _split_every_seed_everywhere(export: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["content_sha256"] = content_digest(export)
+    (export / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 @pytest.mark.timeout(1800)
@@ -188,11 +194,22 @@ def test_feedback_loop_from_seed_studies_to_a_promoted_challenger(
     # seed are the same image, so a split that left a seed out of validation would put the OOD guard's
     # threshold below that seed's score and the gate's OOD floor would refuse the candidate by chance;
     # the engineer's split here puts every seed in every split.
+    exported_digest = manifest["content_sha256"]
     _split_every_seed_everywhere(export)
+    split_digest = json.loads((export / "manifest.json").read_text())["content_sha256"]
+    assert split_digest != exported_digest  # the digest is of the content: a new split is new data
 
-    # 4. retrain on it (tiny epochs) and register the result as challenger
     config = tmp_path / "tiny.yaml"
     config.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in TINY.items()))
+    # Training refuses an export whose files no longer match their manifest's digest.
+    verdicts = (export / "verdicts.csv").read_bytes()
+    (export / "verdicts.csv").write_bytes(verdicts + b"\r\n")
+    done = _cli(home, "train", "imaging", "--dataset", "dxassist-export", "--data", str(export),
+                "--config", str(config), "--out", str(tmp_path / "refused"))  # fmt: skip
+    assert done.returncode != 0 and "do not match its manifest" in done.stderr, done.stderr[-3000:]
+    (export / "verdicts.csv").write_bytes(verdicts)
+
+    # 4. retrain on it (tiny epochs) and register the result as challenger
     done = _cli(home, "train", "imaging", "--dataset", "dxassist-export", "--data", str(export),
                 "--config", str(config), "--out", str(tmp_path / "run"), "--register")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -201,6 +218,8 @@ def test_feedback_loop_from_seed_studies_to_a_promoted_challenger(
     assert "challenger" in challenger.aliases
     run = client.mlflow_client.get_run(challenger.run_id)
     assert run.data.metrics["reader_labels"] == 5 * len(results)  # the run records the readers' labels
+    # The version names the content it learned from, and the gate compares by it.
+    assert challenger.dataset_digest == split_digest == challenger.tags["dataset_sha256"]
 
     # 5. the challenger shadow-scores live studies beside the champion
     with TestClient(create_app(settings)) as api:

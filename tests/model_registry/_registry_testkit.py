@@ -85,6 +85,8 @@ class Store:
         parity_passed: bool = True,
         alias: str | None = "challenger",
         extra_metrics: dict[str, float] | None = None,
+        dataset: str = "tiny-synthetic (tests)",
+        dataset_digest: str | None = None,
     ) -> model_registry.RegisteredVersion:
         """Register a new tiny model version with the given validation AUROC figures (and other metrics)."""
         self._seed += 1
@@ -106,7 +108,8 @@ class Store:
             metrics=metrics,
             artifacts=[plot],
             model_card="# Tiny test model\n\nRandom weights; synthetic, not for clinical use.\n",
-            dataset="tiny-synthetic (tests)",
+            dataset=dataset,
+            dataset_digest=dataset_digest,
             parity_passed=parity_passed,
             parity_max_abs_diff=1e-6 if parity_passed else 0.5,
             sha256=sha,

@@ -377,6 +377,32 @@ def test_the_gate_says_when_the_two_versions_were_validated_on_different_data_se
     assert passed.passed and "measured on different data sets" in passed.reason
 
 
+def test_the_gate_compares_data_sets_by_their_content_digest_when_both_versions_carry_one(
+    store: Store,
+) -> None:
+    """Two exports share the name ``dxassist-export``; only their content digests (tagged on the
+    versions) say whether the figures were measured on the same images."""
+    first, later = "1" * 64, "2" * 64
+    store.register("gate-digest", dataset="dxassist-export", dataset_digest=first)
+    store.client.promote("gate-digest", 1)
+    assert store.client.get_version("gate-digest", 1).dataset_digest == first
+
+    store.register("gate-digest", dataset="dxassist-export", dataset_digest=later)
+    decision = store.client.promote("gate-digest", 2)
+    assert decision.passed
+    assert (
+        "the validation figures were measured on different data sets (candidate: dxassist-export, content "
+        "sha256 222222222222...; champion version 1: dxassist-export, content sha256 111111111111...)"
+        in decision.reason
+    )
+
+    # The same content under two names is the same data set; without a digest on both, names decide.
+    store.register("gate-digest", dataset="hospital-export-march", dataset_digest=later)
+    assert "different data sets" not in store.client.promote("gate-digest", 3).reason
+    store.register("gate-digest", dataset="hospital-export-april")
+    assert "different data sets" in store.client.promote("gate-digest", 4).reason
+
+
 def test_a_drop_on_one_refusal_kind_does_not_hide_behind_gains_on_the_others(store: Store) -> None:
     """Same refusal kinds on both sides: the pooled figure (the mean) barely moves when one kind falls
     from 0.99 to 0.90 and the eight others rise to 1.0, yet the guard now lets far more limb films

@@ -555,8 +555,13 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
     #    inputs, then written into the file (restamp_metadata); until then it holds neutral ones.
     t0 = time.perf_counter()
     training_data = training_data_line(cfg, len(x))
+    dataset_digest: str | None = None
     if cfg.dataset == "dxassist-export" and cfg.data is not None:
-        from training.data._adapters_export import export_reader_labels
+        from training.data._adapters_export import export_content_digest, export_reader_labels
+
+        # The content this version learned from, checked again now that it is read: the registry
+        # compares versions' data sets by it.
+        dataset_digest = export_content_digest(cfg.data)
 
         # The hospital's own readers' labels this version learned from (run metric, gate evidence).
         metrics["reader_labels"] = float(export_reader_labels(cfg.data))
@@ -752,4 +757,5 @@ def _run(cfg: ImagingConfig) -> TrainingOutcome:
         parity_max_abs_diff=report.parity_max_abs_diff,
         sha256=report.sha256,
         history=history,
+        dataset_digest=dataset_digest,
     )

@@ -24,6 +24,8 @@ class TrainingOutcome:
         sha256: SHA-256 of the ONNX file.
         history: One mapping per training epoch (``epoch`` and that epoch's figures, e.g.
             ``train_loss``, ``val_loss``), logged as the run's training curves.
+        dataset_digest: The digest of the data set's content when it has one (a ``dxassist-export``'s
+            checked ``content_sha256``), tagged on the registered version; ``None`` otherwise.
     """
 
     model_name: str  # 'vitals-triage' / 'cxr-findings'
@@ -37,3 +39,4 @@ class TrainingOutcome:
     parity_max_abs_diff: float
     sha256: str
     history: list[dict[str, float]] = field(default_factory=list)
+    dataset_digest: str | None = None
