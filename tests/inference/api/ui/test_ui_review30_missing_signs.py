@@ -13,7 +13,7 @@ from _ui_live import Env, TestClient, add_account, sign_in  # noqa: I001
     ("lang", "expected"),
     [
         ("en", "Not measured: oxygen saturation and temperature. The score is a lower bound."),
-        ("fr", "Non mesuré : saturation en oxygène et température. Le score est une borne inférieure."),
+        ("fr", "Non mesuré\u00a0: saturation en oxygène et température. Le score est une borne inférieure."),
     ],
 )
 def test_unmeasured_signs_are_named_in_the_page_language(
