@@ -9,6 +9,7 @@ requires shadow-scored studies and readers' verdicts) -> `dxassist registry roll
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import time
@@ -220,6 +221,10 @@ def test_feedback_loop_from_seed_studies_to_a_promoted_challenger(
     assert run.data.metrics["reader_labels"] == 5 * len(results)  # the run records the readers' labels
     # The version names the content it learned from, and the gate compares by it.
     assert challenger.dataset_digest == split_digest == challenger.tags["dataset_sha256"]
+    # Against a version of the export as first written (same name, other split), the gate says so.
+    as_exported = dataclasses.replace(challenger, version="9", dataset_digest=exported_digest)
+    assert "content sha256" in model_registry.evaluate_gate(challenger, as_exported).reason
+    assert "different data sets" not in model_registry.evaluate_gate(challenger, challenger).reason
 
     # 5. the challenger shadow-scores live studies beside the champion
     with TestClient(create_app(settings)) as api:
