@@ -48,12 +48,12 @@ class AuditLog:
         Raises:
             RecordError: The events could not be written; callers fail the request they were auditing.
         """
-        now = utcnow()
         try:
             with self._db.transaction() as session:
                 session.connection(execution_options={IMMEDIATE: True})
-                for entry in entries:
-                    _audit.append(session, time=now, **entry)
+                head = _audit.lock_head_row(session)
+                now = utcnow()  # once the head is held: see ``append``
+                _audit.append_all_onto(session, head, [{**entry, "time": now} for entry in entries])
         except SQLAlchemyError as e:
             raise RecordError("The audit events could not be written.") from e
 
@@ -79,7 +79,6 @@ class AuditLog:
             RecordError: The event could not be written; callers fail the request they were auditing.
         """
         columns = {
-            "time": utcnow(),
             "subject": subject,
             "role": role,
             "facility": facility,
@@ -93,7 +92,10 @@ class AuditLog:
         try:
             with self._db.transaction() as session:
                 session.connection(execution_options={IMMEDIATE: True})
-                return _audit.append_alone(session, **columns)
+                head = _audit.lock_head_row(session)
+                # Dated once the head is held, not before waiting for it: a page of the trail read
+                # meanwhile (its timestamp taken under the head) must not date after an entry it cannot see.
+                return _audit.append_onto(session, head, time=utcnow(), **columns)
         except SQLAlchemyError as e:
             raise RecordError("The audit event could not be written.") from e
 
