@@ -176,12 +176,16 @@ class OodMeta:
         lateral_contrast: whether the score adds the lateral contrast term (``contrast`` in the metadata):
             without it, a lateral film whose header says frontal is refused only when it is far from the
             frontal films, which most are not (29 of 100 lateral phantoms were).
+        neighbours: names of the known neighbours the score tells apart (``neighbours`` in the
+            metadata; ``("lateral",)`` for a model exported with the single ``contrast`` object before
+            the list, ``()`` for one without either). ``mirrored``: a frontal film flipped left-right.
     """
 
     method: str
     threshold: float
     pass_rate: float | None
     lateral_contrast: bool = False
+    neighbours: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -443,11 +447,21 @@ def _ood(meta: Mapping[str, str]) -> OodMeta:
         isinstance(pass_rate, bool) or not isinstance(pass_rate, int | float) or not 0.0 < pass_rate <= 1.0
     ):
         raise ModelInvalid(f"The OOD pass_rate must be a number in (0, 1]; got {pass_rate!r}.")
+    listed = raw.get("neighbours")
+    if listed is None:
+        neighbours: tuple[str, ...] = ("lateral",) if isinstance(raw.get("contrast"), dict) else ()
+    elif isinstance(listed, list) and all(
+        isinstance(n, dict) and isinstance(n.get("name"), str) for n in listed
+    ):
+        neighbours = tuple(n["name"] for n in listed)
+    else:
+        raise ModelInvalid("The OOD 'neighbours' must be a JSON list of objects, each with a 'name'.")
     return OodMeta(
         method=raw["method"],
         threshold=float(threshold),
         pass_rate=None if pass_rate is None else float(pass_rate),
-        lateral_contrast=isinstance(raw.get("contrast"), dict),
+        lateral_contrast="lateral" in neighbours,
+        neighbours=neighbours,
     )
 
 

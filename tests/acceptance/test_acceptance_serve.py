@@ -257,6 +257,25 @@ def test_seed_studies_come_back_assessable_with_their_labelled_findings(
     print(json.dumps(seen))
 
 
+def test_a_mirrored_seed_film_is_not_assessable(server: str, radiologist: dict[str, str]) -> None:
+    """The effusion/cardiomegaly seed with its pixels flipped left-right (the heart on the wrong side, as a
+    wrong orientation flag or situs inversus shows it): the model is not mirror-invariant (before the guard
+    knew mirrored films it called consolidation 0.97 on it, 0.07 on the seed), so the guard refuses it."""
+    import numpy as np
+    import pydicom
+
+    ds = pydicom.dcmread(SEEDS / "03_effusion_cardiomegaly_pa_cr.dcm")
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    result = _post_study(server, radiologist, "mirrored.dcm", out.getvalue())
+    assert result["assessable"] is False, result["ood"]
+    assert result["ood"]["score"] > result["ood"]["threshold"]
+    assert result["warnings"][0].startswith("not_assessable: ")
+    assert not any(f["positive"] for f in result["findings"]), result["findings"]
+    assert result["priority"] == "routine"
+
+
 def test_ordinary_acquisition_variation_is_assessable(server: str, radiologist: dict[str, str]) -> None:
     """Phantoms drawn afresh (not training images) with other exposure, noise, collimation, side markers
     and positioning are ordinary chest films: the OOD guard lets them through."""

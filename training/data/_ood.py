@@ -48,6 +48,7 @@ OOD_KINDS: tuple[str, ...] = (
     "other_modality",
     "artefact",
     "lateral",
+    "mirrored",
 )
 """Kinds of images in the OOD evaluation set, in file order."""
 
@@ -250,6 +251,13 @@ def _lateral(rng: np.random.Generator) -> np.ndarray:
     return generate_phantom(rng, size_range=_SIZE_RANGE, view="LL").image
 
 
+def _mirrored(rng: np.random.Generator) -> np.ndarray:
+    """A frontal film flipped left-right: the heart on the right, as a wrong orientation flag or situs
+    inversus shows it; every texture is a training image's, only the layout differs."""
+    phantom = generate_phantom(rng, size_range=_SIZE_RANGE, view="PA")
+    return np.ascontiguousarray(phantom.image[:, ::-1])
+
+
 _DRAW: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "limb": _limb,
     "skull": _skull,
@@ -261,6 +269,7 @@ _DRAW: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "other_modality": _other_modality,
     "artefact": _artefact,
     "lateral": _lateral,
+    "mirrored": _mirrored,
 }
 
 

@@ -21,18 +21,21 @@ texture statistics (noise, photographs, other modalities) and deep shape statist
 wrong orientation) weigh alike. ``mu_l`` and ``S_l^{-1}`` are constants of the exported graph: the score
 travels with the model version and the server computes nothing but ONNX Runtime's output ``ood``.
 
-**A known neighbour.** A lateral chest film tagged as frontal is close to the frontal training images:
+**Known neighbours.** A lateral chest film tagged as frontal is close to the frontal training images:
 same anatomy, same textures, and a distance to the frontal features alone let most lateral phantoms
-through. Where the training knows what such a neighbour looks like (``contrast_means``: the mean
-features of lateral views, with the frontal images' precision), the score adds
+through. A frontal film mirrored left-right (a wrong orientation flag, or situs inversus: the heart on
+the right) is closer still: every texture and every global average is the same, only the layout differs.
+Where the training knows what such a neighbour looks like (an :class:`OodNeighbour`: the mean features of
+lateral views, or of the training images flipped left-right, with the frontal images' precision), the
+score adds, for each neighbour ``k``,
 
-    contrast_weight * max(0, score - score_lateral)
+    weight_k * max(0, score - score_k)
 
-where ``score_lateral`` is the same distance to the lateral mean. With one shared precision the
+where ``score_k`` is the same distance to the neighbour's mean. With one shared precision the
 difference is linear in the features (a linear discriminant between the two means), zero for an image
-nearer the frontal mean and growing as the image lies on the lateral side: a film that looks more like
-a lateral than a frontal is refused however near both it is. The threshold is still the validation
-frontal images' quantile of the whole score.
+nearer the frontal mean and growing as the image lies on the neighbour's side: a film that looks more
+like a lateral (or a mirrored frontal) than a frontal is refused however near both it is. The threshold
+is still the validation frontal images' quantile of the whole score.
 """
 
 from __future__ import annotations
@@ -66,6 +69,23 @@ def pooled_features(net: CxrNet, image: torch.Tensor) -> tuple[list[torch.Tensor
 
 
 @dataclass(frozen=True)
+class OodNeighbour:
+    """A known neighbour of the training images the score must tell apart.
+
+    Attributes:
+        name: short name (``lateral``, ``mirrored``), also the refusal-set kind it stands for.
+        means: ``[D_l]`` per depth: the neighbour's mean features, float64.
+        n: images ``means`` were estimated on.
+        weight: weight of the neighbour's term in the score.
+    """
+
+    name: str
+    means: tuple[NDArray[np.float64], ...]
+    n: int
+    weight: float
+
+
+@dataclass(frozen=True)
 class OodStatistics:
     """Training statistics of the pooled features: one mean and one precision matrix per depth.
 
@@ -74,19 +94,19 @@ class OodStatistics:
         precisions: ``[D_l, D_l]`` per depth (inverse of the shrunk covariance), float64.
         shrinkage: weight of the scaled identity in the shrunk covariance.
         n: training images the statistics were estimated on.
-        contrast_means: ``[D_l]`` per depth: the mean features of a known neighbour the score must tell
-            apart (lateral views), or None.
-        contrast_n: images ``contrast_means`` were estimated on.
-        contrast_weight: weight of the neighbour term in the score.
+        neighbours: the known neighbours the score must tell apart (lateral views, mirrored frontal
+            films), in the order their terms are added.
     """
 
     means: tuple[NDArray[np.float64], ...]
     precisions: tuple[NDArray[np.float64], ...]
     shrinkage: float
     n: int
-    contrast_means: tuple[NDArray[np.float64], ...] | None = None
-    contrast_n: int = 0
-    contrast_weight: float = 0.0
+    neighbours: tuple[OodNeighbour, ...] = ()
+
+    def neighbour(self, name: str) -> OodNeighbour | None:
+        """The neighbour called ``name``, or None."""
+        return next((nb for nb in self.neighbours if nb.name == name), None)
 
     @property
     def dims(self) -> list[int]:
@@ -123,13 +143,23 @@ def fit_ood_statistics(features: Sequence[NDArray[np.floating]], *, shrinkage: f
 def with_contrast(
     stats: OodStatistics, features: Sequence[NDArray[np.floating]], *, weight: float
 ) -> OodStatistics:
-    """``stats`` with a known neighbour to tell apart: its mean features ``[N, D_l]`` per depth (lateral
-    views), weighted by ``weight`` in the score (see the module docstring).
+    """``stats`` with the ``lateral`` neighbour (see :func:`with_neighbour`)."""
+    return with_neighbour(stats, "lateral", features, weight=weight)
+
+
+def with_neighbour(
+    stats: OodStatistics, name: str, features: Sequence[NDArray[np.floating]], *, weight: float
+) -> OodStatistics:
+    """``stats`` with one more known neighbour to tell apart, called ``name``: its features ``[N, D_l]``
+    per depth (lateral views, mirrored frontal films), weighted by ``weight`` in the score (see the
+    module docstring).
 
     Raises:
-        ValueError: For a weight that is not positive, or features whose depths or widths differ from
-            ``stats``.
+        ValueError: For a weight that is not positive, a name already used, or features whose depths or
+            widths differ from ``stats``.
     """
+    if stats.neighbour(name) is not None:
+        raise ValueError(f"The statistics already have a neighbour called {name!r}.")
     if not weight > 0.0:
         raise ValueError(f"The contrast weight must be positive; got {weight}.")
     shape_error = "The neighbour's features need one [N, D_l] array (N >= 1) per depth of the statistics."
@@ -141,7 +171,8 @@ def with_contrast(
         if f64.ndim != 2 or f64.shape[1] != len(mu) or len(f64) != len(features[0]):
             raise ValueError(shape_error)
         means.append(f64.mean(axis=0))
-    return replace(stats, contrast_means=tuple(means), contrast_n=len(features[0]), contrast_weight=weight)
+    added = OodNeighbour(name=name, means=tuple(means), n=len(features[0]), weight=float(weight))
+    return replace(stats, neighbours=(*stats.neighbours, added))
 
 
 def _distance(
@@ -156,11 +187,11 @@ def _distance(
 
 def mahalanobis_score(features: Sequence[NDArray[np.floating]], stats: OodStatistics) -> NDArray[np.float64]:
     """The OOD score in NumPy (float64), the reference the exported graph is checked against."""
-    score = _distance(features, stats.means, stats)
-    if stats.contrast_means is None:
-        return score
-    nearer = np.maximum(score - _distance(features, stats.contrast_means, stats), 0.0)
-    return score + stats.contrast_weight * nearer
+    base = _distance(features, stats.means, stats)
+    score = base.copy()
+    for nb in stats.neighbours:
+        score += nb.weight * np.maximum(base - _distance(features, nb.means, stats), 0.0)
+    return score
 
 
 class GuardedCxrNet(nn.Module):
@@ -178,9 +209,11 @@ class GuardedCxrNet(nn.Module):
             # Scaled by 1 / (D_l * L) here so the graph needs no division.
             scaled = precision / (len(mu) * self.depths)
             self.register_buffer(f"ood_precision_{i}", torch.tensor(scaled, dtype=torch.float32))
-        self.contrast_weight = float(stats.contrast_weight) if stats.contrast_means is not None else 0.0
-        for i, mu in enumerate(stats.contrast_means or ()):
-            self.register_buffer(f"ood_contrast_mean_{i}", torch.tensor(mu, dtype=torch.float32))
+        # Each neighbour's means as buffers ``ood_neighbour_<j>_mean_<i>``; the weights are constants.
+        self.neighbour_weights = [float(nb.weight) for nb in stats.neighbours]
+        for j, nb in enumerate(stats.neighbours):
+            for i, mu in enumerate(nb.means):
+                self.register_buffer(f"ood_neighbour_{j}_mean_{i}", torch.tensor(mu, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(logits [N, K], cam [N, K, h, w], ood [N])`` for a batch of preprocessed images."""
@@ -188,10 +221,11 @@ class GuardedCxrNet(nn.Module):
         weight = self.net.classifier.weight[:, :, None, None]
         cam = torch.nn.functional.conv2d(feats, weight)
         logits = self.net.pool(cam)
-        score = self._distance(pooled, "ood_mean")
-        if self.contrast_weight > 0.0:
-            nearer = torch.clamp(score - self._distance(pooled, "ood_contrast_mean"), min=0.0)
-            score = score + self.contrast_weight * nearer
+        base = self._distance(pooled, "ood_mean")
+        score = base
+        for j, weight in enumerate(self.neighbour_weights):
+            nearer = torch.clamp(base - self._distance(pooled, f"ood_neighbour_{j}_mean"), min=0.0)
+            score = score + weight * nearer
         return logits, cam, score
 
     def _distance(self, pooled: list[torch.Tensor], means: str) -> torch.Tensor:

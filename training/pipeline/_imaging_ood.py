@@ -126,12 +126,18 @@ def fit_guard(
 ) -> GuardOutcome:
     """Fit the guard on ``x_train``, threshold it on ``x_val``, measure it on ``x_test`` and the OOD set."""
     from training.data import load_imaging_dataset, read_ood_kinds
-    from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics, with_contrast
+    from training.models import GuardedCxrNet, collect_pooled_features, fit_ood_statistics, with_neighbour
 
     stats = fit_ood_statistics(collect_pooled_features(model, x_train), shrinkage=cfg.ood_shrinkage)
     laterals = contrast_laterals(cfg, params)
     if laterals is not None:
-        stats = with_contrast(stats, collect_pooled_features(model, laterals), weight=cfg.ood_contrast_weight)
+        lateral = collect_pooled_features(model, laterals)
+        stats = with_neighbour(stats, "lateral", lateral, weight=cfg.ood_contrast_weight)
+    if cfg.ood_mirror_weight > 0:
+        # The training images flipped left-right: the model is not mirror-invariant (chest anatomy is
+        # lateralised), so a film with the heart on the wrong side is outside what it knows.
+        mirrored = collect_pooled_features(model, np.ascontiguousarray(x_train[..., ::-1]))
+        stats = with_neighbour(stats, "mirrored", mirrored, weight=cfg.ood_mirror_weight)
     guarded = GuardedCxrNet(model, stats).eval()
     val = ood_scores(guarded, x_val)
     test = ood_scores(guarded, x_test)
@@ -148,12 +154,22 @@ def fit_guard(
         "shrinkage": stats.shrinkage,
         "fitted_on": stats.n,
     }
-    if stats.contrast_means is not None:
+    described = {
+        "lateral": "lateral chest phantoms tagged frontal",
+        "mirrored": "training frontal films flipped left-right",
+    }
+    neighbours = [
+        {"name": nb.name, "neighbour": described[nb.name], "fitted_on": nb.n, "weight": nb.weight}
+        for nb in stats.neighbours
+    ]
+    lateral_nb = stats.neighbour("lateral")
+    if lateral_nb is not None:
+        # Kept as the single ``contrast`` object servers before the neighbour list read.
         base["contrast"] = {
-            "neighbour": "lateral chest phantoms tagged frontal",
-            "fitted_on": stats.contrast_n,
-            "weight": stats.contrast_weight,
+            k: v for k, v in neighbours[stats.neighbours.index(lateral_nb)].items() if k != "name"
         }
+    if neighbours:
+        base["neighbours"] = neighbours
     threshold, metrics, metadata = guard_figures(cfg, base, val=val, test=test, refused=refused, kinds=kinds)
     return GuardOutcome(
         guarded=guarded,
@@ -262,6 +278,18 @@ figure: how a real lateral film fares was not measured.
         if cfg.ood_contrast_laterals and cfg.dataset == "synthetic"
         else ""
     )
+    mirror = (
+        f"""
+A second known neighbour: a frontal film mirrored left-right (a wrong orientation flag, or situs
+inversus: the heart on the right) has every texture and global average of a training image; only its
+layout differs, and the model is not mirror-invariant (chest anatomy is lateralised). The score adds
+{cfg.ood_mirror_weight:g} x max(0, distance to the frontal mean - distance to the mean of the training
+images flipped left-right), the same linear discriminant. The `mirrored` row below is measured on fresh
+phantoms, flipped.
+"""
+        if cfg.ood_mirror_weight > 0
+        else ""
+    )
     return f"""## Out-of-distribution guard: when the model does not answer
 The graph has a third output, `ood`: the Mahalanobis distance of the image's spatially pooled features,
 after the stem and after every residual block (the last one also per quadrant of a 2x2 grid, so layout
@@ -270,7 +298,7 @@ covariance per depth, shrunk towards a scaled identity by {cfg.ood_shrinkage}; e
 distance divided by its number of channels, then averaged over depths). The means and precision matrices
 are constants of the ONNX graph, so the score costs one small matrix product per depth and travels with
 this version.
-{contrast}
+{contrast}{mirror}
 Why this score: the classifier has no "none of these" output, and its sigmoid confidence on an image
 unlike its training data is arbitrary (before this guard, uniform noise scored pneumothorax 1.0). A
 distance in feature space does not depend on what the classifier concluded; shallow depths see texture

@@ -71,6 +71,8 @@ class ImagingConfig:
             neighbour"); 0 turns the term off. Synthetic data only: a model trained on another data set
             would need that set's own laterals.
         ood_contrast_weight: weight of that term in the OOD score.
+        ood_mirror_weight: weight in the OOD score of the mirrored-frontal neighbour (the training images
+            flipped left-right: a film with the heart on the wrong side); 0 turns the term off.
         n_boot: bootstrap resamples for AUROC confidence intervals.
         workers: processes decoding DICOM files when loading the data set.
         threads: torch intra-op threads.
@@ -108,6 +110,7 @@ class ImagingConfig:
     ood_eval_per_kind: int = 24
     ood_contrast_laterals: int = 160
     ood_contrast_weight: float = 10.0
+    ood_mirror_weight: float = 10.0
     n_boot: int = 1000
     workers: int = 2
     threads: int = 2
@@ -148,6 +151,8 @@ class ImagingConfig:
                 "ood_contrast_laterals must not be negative and ood_contrast_weight must be positive; got "
                 f"{self.ood_contrast_laterals} and {self.ood_contrast_weight}."
             )
+        if not self.ood_mirror_weight >= 0:
+            raise ConfigError(f"ood_mirror_weight must not be negative; got {self.ood_mirror_weight}.")
         if self.pooling not in ("mean", "lse") or self.lse_r <= 0:
             raise ConfigError(
                 f"pooling must be 'mean' or 'lse' and lse_r positive; got {self.pooling!r}, {self.lse_r}."

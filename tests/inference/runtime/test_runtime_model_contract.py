@@ -178,3 +178,60 @@ def test_what_the_artifact_module_writes_the_server_reads_back_unchanged(
     assert (params.mean, params.std, tuple(params.window_percentiles)) == (0.4, 0.2, (2.0, 98.0))
     assert (meta.ood.method, meta.ood.threshold, meta.ood.pass_rate) == ("m", 3.5, 0.99)
     assert not meta.synthetic and meta.training_data == "a named data set"
+
+
+def _with_ood(path: Path, **extra: object) -> Path:
+    model = onnx.load(str(path))
+    meta = read_metadata(model)
+    ood = json.loads(meta["dxassist.ood"]) | extra
+    write_metadata(model, meta | {"dxassist.ood": json.dumps(ood)})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_exported_with_the_single_lateral_contrast_loads_and_scores_as_before(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Versions exported before the guard knew a list of neighbours carry one ``contrast`` object (the
+    lateral term): they still load, say they refuse laterals, and score exactly what their graph says."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from inference.runtime import score_batch
+
+    contrast = {"neighbour": "lateral chest phantoms tagged frontal", "fitted_on": 160, "weight": 10.0}
+    path = _with_ood(tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32), contrast=contrast)
+    served = load_served_model(
+        _seed(tmp_path, "cxr-findings", path), settings.runtime, expected_kind="imaging"
+    )
+    ood = served.imaging_meta.ood
+    assert ood.neighbours == ("lateral",) and ood.lateral_contrast
+    assert ood.threshold == tiny_models.DEFAULT_OOD_THRESHOLD
+    x = np.random.default_rng(3).normal(size=(2, 1, 32, 32)).astype(np.float32)
+    (graph,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["ood"], {"image": x})
+    np.testing.assert_allclose([o.ood_score for o in score_batch(served, x)], graph, rtol=1e-6)
+
+
+def test_a_model_listing_its_neighbours_says_which_it_refuses(tmp_path: Path, settings: Settings) -> None:
+    listed = [
+        {
+            "name": "lateral",
+            "neighbour": "lateral chest phantoms tagged frontal",
+            "fitted_on": 160,
+            "weight": 10.0,
+        },
+        {
+            "name": "mirrored",
+            "neighbour": "training frontal films flipped left-right",
+            "fitted_on": 9,
+            "weight": 10.0,
+        },
+    ]
+    path = _with_ood(tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32), neighbours=listed)
+    ood = load_served_model(_seed(tmp_path, "cxr-findings", path), settings.runtime).imaging_meta.ood
+    assert ood.neighbours == ("lateral", "mirrored") and ood.lateral_contrast
+    bad = _with_ood(
+        tiny_models.build_imaging_onnx(tmp_path / "b.onnx", input_size=32), neighbours=["mirrored"]
+    )
+    with pytest.raises(ModelInvalid, match="neighbours"):
+        load_served_model(_seed(tmp_path, "cxr-findings", bad), settings.runtime)

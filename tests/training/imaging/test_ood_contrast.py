@@ -106,3 +106,40 @@ def test_a_neighbour_that_does_not_fit_the_statistics_is_refused(fitted: Fitted)
         with_contrast(plain, good[:-1], weight=1.0)
     with pytest.raises(ValueError, match="per depth"):
         with_contrast(plain, [*good[:-1], np.zeros((4, widths[-1] + 1))], weight=1.0)
+
+
+def test_the_exported_graph_adds_every_neighbour_term_as_the_numpy_reference(
+    fitted: Fitted, tmp_path: Path
+) -> None:
+    """Two neighbours (a shifted family and the training family mirrored left-right): the graph's score
+    is the base distance plus each weighted term, as :func:`mahalanobis_score` computes it, and mirrored
+    images score above the training-like ones."""
+    import onnxruntime as ort
+
+    from training.export import export_onnx
+    from training.models import GuardedCxrNet, collect_pooled_features, mahalanobis_score, with_neighbour
+
+    net, _, contrasted = fitted
+    flipped = np.ascontiguousarray(_blocks(np.random.default_rng(7), 64, shift=1.5)[..., ::-1])
+    both = with_neighbour(contrasted, "mirrored", collect_pooled_features(net, flipped), weight=5.0)
+    assert [nb.name for nb in both.neighbours] == ["lateral", "mirrored"]
+    rng = np.random.default_rng(13)
+    own = _blocks(rng, 3, shift=1.5)
+    batch = np.concatenate([own, np.ascontiguousarray(_blocks(rng, 3, shift=1.5)[..., ::-1])])
+    report = export_onnx(
+        GuardedCxrNet(net, both),
+        {"image": batch[:2]},
+        ["logits", "cam", "ood"],
+        tmp_path / "guarded.onnx",
+        metadata={},
+        parity_outputs=["logits", "ood"],
+    )
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    (ood,) = session.run(["ood"], {"image": batch})
+    features = collect_pooled_features(net, batch)
+    reference = mahalanobis_score(features, both)
+    np.testing.assert_allclose(ood, reference, rtol=1e-3, atol=1e-3)
+    # The mirrored term is what the second neighbour adds on top of the lateral-only score.
+    assert (reference[3:] - mahalanobis_score(features[:], contrasted)[3:]).min() > 0.0
+    with pytest.raises(ValueError, match="already"):
+        with_neighbour(both, "mirrored", collect_pooled_features(net, flipped), weight=1.0)
