@@ -110,7 +110,7 @@ class ImagingConfig:
     ood_eval_per_kind: int = 24
     ood_contrast_laterals: int = 160
     ood_contrast_weight: float = 10.0
-    ood_mirror_weight: float = 10.0
+    ood_mirror_weight: float = 40.0
     n_boot: int = 1000
     workers: int = 2
     threads: int = 2
