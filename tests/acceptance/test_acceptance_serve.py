@@ -266,6 +266,9 @@ def test_a_mirrored_seed_film_is_not_assessable(server: str, radiologist: dict[s
 
     ds = pydicom.dcmread(SEEDS / "03_effusion_cardiomegaly_pa_cr.dcm")
     ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+    # Other pixels under the seed's UIDs would be a resend conflict: a film of its own.
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     result = _post_study(server, radiologist, "mirrored.dcm", out.getvalue())
