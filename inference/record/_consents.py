@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from inference.record import _audit, _consent, _save, _training_inputs
@@ -54,18 +56,6 @@ class Consents:
             RecordError: The record failed or the audit entry could not be written (nothing changed).
         """
 
-        def change(session: Session, _target: Target) -> ConsentState:
-            return _write(
-                session,
-                patient_id=patient_id,
-                ai_processing=ai_processing,
-                national_sharing=national_sharing,
-                facility_sharing=facility_sharing,
-                by=by,
-                role=role,
-                audit=None,  # write_audited appends the entry, in this transaction
-            )
-
         return write_audited(
             self._db,
             scope=scope,
@@ -73,7 +63,13 @@ class Consents:
             resource_type="Consent",
             resource_id=patient_id,
             locate=lambda session: _patient_target(session, patient_id),
-            change=change,
+            change=_choices(
+                ai_processing=ai_processing,
+                national_sharing=national_sharing,
+                facility_sharing=facility_sharing,
+                by=by,
+                role=role,
+            ),
         )
 
     def read(self, *, patient_id: str, scope: Scope, audit: AuditIn) -> Audited[ConsentState]:
@@ -210,18 +206,6 @@ class Consents:
                 patient_id = _save.upsert_patient(session, patient)[0].id
             return Target(patient_id=patient_id, owner=None, patient_level=True, resource_id=patient_id)
 
-        def change(session: Session, target: Target) -> ConsentState:
-            return _write(
-                session,
-                patient_id=str(target.patient_id),
-                ai_processing=ai_processing,
-                national_sharing=national_sharing,
-                facility_sharing=facility_sharing,
-                by=by,
-                role=role,
-                audit=None,  # write_audited appends the entry, in this transaction
-            )
-
         return write_audited(
             self._db,
             scope=scope,
@@ -229,7 +213,13 @@ class Consents:
             resource_type="Consent",
             resource_id=None,
             locate=locate,
-            change=change,
+            change=_choices(
+                ai_processing=ai_processing,
+                national_sharing=national_sharing,
+                facility_sharing=facility_sharing,
+                by=by,
+                role=role,
+            ),
             unknown=DENIED,
         )
 
@@ -242,6 +232,27 @@ class Consents:
             if session.get(Patient, patient_id) is None:
                 return False
             return _consent.state(session, patient_id).national_sharing
+
+
+def _choices(
+    *, ai_processing: bool, national_sharing: bool, facility_sharing: bool | None, by: str, role: str
+) -> Callable[[Session, Target], ConsentState]:
+    """What :func:`write_audited` changes: the patient's choices written onto the located target (its
+    entry is the one ``write_audited`` appends, in the same transaction)."""
+
+    def change(session: Session, target: Target) -> ConsentState:
+        return _write(
+            session,
+            patient_id=str(target.patient_id),
+            ai_processing=ai_processing,
+            national_sharing=national_sharing,
+            facility_sharing=facility_sharing,
+            by=by,
+            role=role,
+            audit=None,
+        )
+
+    return change
 
 
 def _patient_target(session: Session, patient_id: str) -> Target | None:
