@@ -450,7 +450,7 @@ def _write(
     files = {place.relative_to(partial).as_posix(): entry for place, entry in copied.items()}
     files = dict(sorted(files.items()))
     # The owner and mode of the home and of each of its folders the backup holds files of.
-    folders: dict[str, dict[str, int]] = {}
+    folders: dict[str, dict[str, int | str | None]] = {}
     for rel in [".", *sorted({p.as_posix() for f in files for p in PurePosixPath(f).parents} - {"."})]:
         with suppress(OSError):
             status = (home / rel).lstat()
@@ -477,7 +477,7 @@ def _write(
     return files
 
 
-def _live_owner(settings: Settings, home: Path, rel: str) -> dict[str, int]:
+def _live_owner(settings: Settings, home: Path, rel: str) -> dict[str, int | str | None]:
     """The owner and mode of the live file a database copy or the anchor was made from (none when it is
     gone): the copy itself is this command's."""
     from inference.record import HeadAnchor

@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -131,10 +131,29 @@ def _private_folder(path: Path) -> None:
         folder.chmod(0o700)
 
 
-def owner_of(status: os.stat_result) -> dict[str, int]:
+def owner_of(status: os.stat_result) -> dict[str, int | str | None]:
     """A file's or folder's owner and mode, as a manifest lists them (a restore run as root puts them
-    back: the server's service user reads what the operator restored)."""
-    return {"uid": status.st_uid, "gid": status.st_gid, "mode": stat.S_IMODE(status.st_mode)}
+    back: the server's service user reads what the operator restored).
+
+    The owner's user and group names are listed beside their ids (None when this machine has no name for
+    an id): a restore on another machine gives the files to the user of that name there, whose id may
+    differ (a service account made again on a rebuilt server), as ``tar`` does."""
+    import grp
+    import pwd
+
+    user: str | None = None
+    group: str | None = None
+    with suppress(KeyError):
+        user = pwd.getpwuid(status.st_uid).pw_name
+    with suppress(KeyError):
+        group = grp.getgrgid(status.st_gid).gr_name
+    return {
+        "uid": status.st_uid,
+        "gid": status.st_gid,
+        "mode": stat.S_IMODE(status.st_mode),
+        "user": user,
+        "group": group,
+    }
 
 
 def _copy_file(source: Path, target: Path) -> dict[str, Any] | None:

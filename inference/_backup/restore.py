@@ -183,17 +183,39 @@ def _move_into_place(staged: Path, home: Path) -> None:
     fsync_folder(home.parent)
 
 
-def _give_owners(staged: Path, manifest: dict[str, Any], *, home_too: bool) -> None:
+def _local_id(kind: str, name: object, listed: object, unmatched: set[str]) -> int | None:
+    """The id on this machine of the ``kind`` (``user`` or ``group``) a manifest lists: that of its name
+    when this machine has one of that name, else the listed id (a backup made before names were listed,
+    or a name this machine lacks: then added to ``unmatched`` as ``kind name``). None when neither is
+    listed."""
+    import grp
+    import pwd
+
+    if isinstance(name, str) and name:
+        try:
+            return pwd.getpwnam(name).pw_uid if kind == "user" else grp.getgrnam(name).gr_gid
+        except KeyError:
+            unmatched.add(f"{kind} {name}")
+    return listed if isinstance(listed, int) and listed >= 0 else None
+
+
+def _give_owners(staged: Path, manifest: dict[str, Any], *, home_too: bool) -> list[str]:
     """Give the restored files and folders in ``staged`` the owners the backup lists when run as root
     (only root may give a file away), and their modes: the server's service user then reads what an
     operator restored. Never more than the owner and group had (nothing restored is readable by others:
     patient data and keys), a key file never more than 0600 (a link into a mounted Secret lists the
     mount's mode), a folder always its owner's to enter and change (the restore moves entries out of
     it). ``home_too``: the home itself too (a new one; an existing folder keeps its own). A backup made
-    before they were listed leaves the restoring user's, private."""
+    before they were listed leaves the restoring user's, private.
+
+    Owners are matched by name, as ``tar`` does: the user and group of the listed name on this machine,
+    whatever their ids (a restore onto a rebuilt server, whose service account got another id); a name
+    this machine lacks falls back to the listed id. Returns those names (``user NAME``, ``group NAME``),
+    for the operator to check."""
     listed = manifest.get("folders")
     folders = listed if isinstance(listed, dict) else {}
     root = os.geteuid() == 0
+    unmatched: set[str] = set()
     for rel, owner in [*manifest["files"].items(), *folders.items()]:
         relative = PurePosixPath(rel) if isinstance(rel, str) else None
         if (
@@ -208,9 +230,12 @@ def _give_owners(staged: Path, manifest: dict[str, Any], *, home_too: bool) -> N
         path = staged / relative
         if path.is_symlink() or not path.exists():
             continue
-        uid, gid, mode = (owner.get(k) for k in ("uid", "gid", "mode"))
-        if root and isinstance(uid, int) and isinstance(gid, int) and uid >= 0 and gid >= 0:
-            os.chown(path, uid, gid, follow_symlinks=False)  # before the mode: a chown clears setgid
+        mode = owner.get("mode")
+        if root:
+            uid = _local_id("user", owner.get("user"), owner.get("uid"), unmatched)
+            gid = _local_id("group", owner.get("group"), owner.get("gid"), unmatched)
+            if uid is not None and gid is not None:
+                os.chown(path, uid, gid, follow_symlinks=False)  # before the mode: a chown clears setgid
         if not isinstance(mode, int):
             continue
         mode &= 0o2770
@@ -219,6 +244,7 @@ def _give_owners(staged: Path, manifest: dict[str, Any], *, home_too: bool) -> N
         elif relative.parts[0] == "keys":
             mode &= 0o600
         os.chmod(path, mode)
+    return sorted(unmatched)
 
 
 def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: Any) -> int:
@@ -234,6 +260,7 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
     present = {rel for rel in _files(backup) if rel != MANIFEST}
     staged = work / STAGED
     problems: list[str] = []
+    unmatched: list[str] = []
     try:
         _private_folder(staged)
         for rel in sorted(manifest["files"]):
@@ -249,7 +276,7 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
             problems, report = _record_problems(staged, manifest)
         if not problems:
             target = Path(os.path.realpath(home))
-            _give_owners(staged, manifest, home_too=not target.is_dir())
+            unmatched = _give_owners(staged, manifest, home_too=not target.is_dir())
             _move_into_place(staged, target)
     except OSError as e:
         reason = e.strerror or type(e).__name__
@@ -269,5 +296,10 @@ def _restore_files(backup: Path, home: Path, work: Path, out: TextIO, loaded: An
     out.write(".\n")
     for note in _restore_notes(manifest):
         out.write(f"Note: {note}\n")
+    if unmatched:
+        out.write(
+            f"Note: this machine has no {', '.join(_named(name) for name in unmatched)}; their files keep "
+            "the ids the backup lists. Give them to the server's service user (chown) before starting it.\n"
+        )
     out.write(f"Start the processes with DXASSIST_HOME={home}, then run `dxassist audit verify`.\n")
     return 0
