@@ -192,15 +192,17 @@ class MicroBatcher(Generic[R]):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 break
-        # One model per batch: items queued for a model that was swapped out meanwhile form their own batch.
-        first = self._pending[0].model
+        # One model and one shape per batch: items queued for a model that was swapped out meanwhile, or
+        # of another shape (they could not be stacked with the first), form their own batch.
+        first = self._pending[0]
         batch: list[_Item[R]] = []
         kept: collections.deque[_Item[R]] = collections.deque()
         while self._pending and len(batch) < self._max_size:
             item = self._pending.popleft()
             if item.future.done():  # the caller went away (cancelled); do not spend compute on it
                 continue
-            (batch if item.model is first else kept).append(item)
+            alike = item.model is first.model and item.tensor.shape == first.tensor.shape
+            (batch if alike else kept).append(item)
         self._pending.extendleft(reversed(kept))
         QUEUE_DEPTH.labels(self._label).set(len(self._pending))
         return batch
@@ -212,9 +214,10 @@ class MicroBatcher(Generic[R]):
             if not batch:
                 continue
             model = batch[0].model
-            stacked = np.stack([item.tensor for item in batch])
             started = time.perf_counter()
             try:
+                # Stacking allocates the whole batch: a MemoryError fails this batch, not the worker.
+                stacked = np.stack([item.tensor for item in batch])
                 results = await loop.run_in_executor(self._executor, self._run_batch, model, stacked)
             except asyncio.CancelledError:
                 for item in batch:
