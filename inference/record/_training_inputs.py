@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
@@ -139,6 +139,16 @@ class LabelledInput:
     model_calls: Mapping[str, bool]
 
 
+@dataclass(frozen=True)
+class ExportedInputs:
+    """What :meth:`TrainingInputs.export_labelled` exported: the patients named on the trail, in the order
+    exported, and the results handed to ``write`` but left out (their patient objected meanwhile, or their
+    input is no longer kept)."""
+
+    patients: list[str]
+    left_out: list[str]
+
+
 class TrainingInputs:
     """Keeping, forgetting and reading back the model inputs of imaging results.
 
@@ -188,18 +198,19 @@ class TrainingInputs:
         audit: AuditIn,
         resource_id: str,
         model_name: str | None = None,
-        unwrite: Callable[[Sequence[str]], None],
-    ) -> list[str]:
-        """Hand ``write`` every kept input whose result has readers' verdicts and whose patient still
-        allows AI processing, and audit the export, in one transaction; return the patients exported.
+    ) -> ExportedInputs:
+        """Hand ``write`` every kept input whose result has readers' verdicts and whose patient allows AI
+        processing, then audit the export; return the patients exported and the results left out.
 
-        The inputs are read without the audit chain's head (filings, which append to the chain, go on
-        while a long export writes its files); the head is locked once they are all written, then the
-        consent of every patient exported is read again: those who objected meanwhile are handed (their
-        results' ids) to ``unwrite`` and left out. So a consent withdrawn meanwhile is wholly before the
-        export's entries (its patient is left out) or wholly after them, on the trail as in the files.
-        On SQLite the transaction holds the one write lock from its start all the same: a reading
-        transaction cannot take it later once another has written.
+        Each input is read, with its patient's consent, in a short reading transaction of its own, closed
+        before ``write`` runs: no transaction is open while the files are written, so filings go on (on
+        SQLite too, whose one write lock a long transaction would hold) and a destination that stalls
+        costs no session (PostgreSQL ends one left idle inside a transaction). Then one short transaction
+        locks the audit chain's head, reads again the consent of every patient exported and whether each
+        input is still kept, and appends the entries: the results of a patient who objected meanwhile
+        (or whose input is gone) are left out, named in ``left_out`` for the caller to take out of what it
+        wrote. So a consent withdrawn meanwhile is wholly before the export's entries (its patient is left
+        out) or wholly after them.
 
         The entries (``audit``'s action on the ``TrainingExport`` ``resource_id``, outcome ``success``)
         are one per patient exported, or one naming no patient when none was. Reads one result at a time
@@ -207,31 +218,30 @@ class TrainingInputs:
 
         Raises:
             RecordError: The record failed, or the entries could not be written (what ``write`` wrote
-                must then be undone by the caller); what ``write`` or ``unwrite`` raises rolls the entries
-                back.
+                must then be undone by the caller); what ``write`` raises is raised before any entry.
         """
         exported: dict[str, list[str]] = {}  # patient -> its results written, in the order exported
         try:
             with self._sessions() as session, session.begin():
-                session.connection(execution_options={IMMEDIATE: True})
                 query = select(TrainingInput.result_id).join(
                     Feedback, Feedback.result_id == TrainingInput.result_id
                 )
                 if model_name is not None:
                     query = query.where(TrainingInput.model_name == model_name)
-                for result_id in sorted(set(session.scalars(query))):
+                result_ids = sorted(set(session.scalars(query)))
+            for result_id in result_ids:
+                with self._sessions() as session, session.begin():
                     item = _labelled_in(session, result_id)
-                    session.expunge_all()  # the pixels read are let go once written
-                    if item is None:
-                        continue
-                    write(item)
-                    exported.setdefault(item.patient_id, []).append(result_id)
+                if item is None:
+                    continue
+                write(item)  # outside any transaction
+                exported.setdefault(item.patient_id, []).append(result_id)
+            with self._sessions() as session, session.begin():
+                session.connection(execution_options={IMMEDIATE: True})
                 # Locked now, the head orders every consent change before or after what follows; on
                 # PostgreSQL (READ COMMITTED) each statement from here sees every change committed before.
                 head = _audit.lock_head_row(session)
-                objected = [p for p in exported if not _consent.state(session, p).ai_processing]
-                if objected:
-                    unwrite([result for patient in objected for result in exported.pop(patient)])
+                left_out = _left_out(session, exported)
                 now = utcnow()
                 _audit.append_all_onto(
                     session,
@@ -250,7 +260,33 @@ class TrainingInputs:
                 )
         except SQLAlchemyError as e:
             raise RecordError("The export could not be audited; nothing was exported.") from e
-        return list(exported)
+        return ExportedInputs(patients=list(exported), left_out=left_out)
+
+
+_CHUNK = 500
+"""Result ids per ``IN`` list (SQLite allows 32766 parameters, PostgreSQL 65535)."""
+
+
+def _left_out(session: Session, exported: dict[str, list[str]]) -> list[str]:
+    """The results of ``exported`` (patient -> results) that may no longer be exported: every result of a
+    patient who objected to AI processing, and any input no longer kept. They are taken out of
+    ``exported`` (a patient left with none with them)."""
+    written = [result for results in exported.values() for result in results]
+    kept: set[str] = set()
+    for start in range(0, len(written), _CHUNK):
+        chunk = written[start : start + _CHUNK]
+        kept.update(
+            session.scalars(select(TrainingInput.result_id).where(TrainingInput.result_id.in_(chunk)))
+        )
+    left_out: list[str] = []
+    for patient in list(exported):
+        allowed = _consent.state(session, patient).ai_processing
+        gone = [result for result in exported[patient] if not allowed or result not in kept]
+        left_out.extend(gone)
+        exported[patient] = [result for result in exported[patient] if result not in gone]
+        if not exported[patient]:
+            del exported[patient]
+    return left_out
 
 
 def _labelled_in(session: Session, result_id: str) -> LabelledInput | None:

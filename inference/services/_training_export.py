@@ -203,11 +203,12 @@ def export_kept_inputs(
     """Write the ``dxassist-export`` data set of every labelled kept input of ``model_name`` to ``out``.
 
     The export is audited (``audit``, on the ``TrainingExport`` named as ``out``): one entry per patient
-    exported (one naming no patient when none was), in the transaction that reads the inputs, so an
-    auditor asking who saw a patient's data finds it, and a consent withdrawn meanwhile is wholly before
-    the export's entries (the patient's inputs and rows removed from ``out``) or after them on the trail.
-    The audit chain's head is locked only once the files are written, so filings go on meanwhile
-    (PostgreSQL; SQLite runs one writer at a time).
+    exported (one naming no patient when none was), so an auditor asking who saw a patient's data finds
+    it. No transaction is open while the files are written (each input is read in a short one of its
+    own), so filings go on meanwhile, on SQLite too, and a stalled destination costs no database session.
+    The entries are appended in one short transaction that reads every exported patient's consent again:
+    a consent withdrawn meanwhile is wholly before the export's entries (the patient's inputs and rows
+    removed from ``out``) or after them on the trail.
 
     Args:
         record: The patient record.
@@ -256,15 +257,18 @@ def export_kept_inputs(
             for result_id in result_ids:
                 tallies.pop(result_id, None)
 
-        # The inputs are read and the export's entries appended in one transaction: the entries name
-        # exactly the patients whose data is exported, from one state of their consent.
+        # The entries name exactly the patients whose data is exported, from one state of their consent:
+        # the results of those who objected while the files were written are left out.
         try:
-            patients = TrainingInputs(record.sessions).export_labelled(
-                write=write, unwrite=unwrite, audit=audit, resource_id=out.name, model_name=model_name
+            exported = TrainingInputs(record.sessions).export_labelled(
+                write=write, audit=audit, resource_id=out.name, model_name=model_name
             )
         except RecordError:
             _remove_written(out)
             raise
+        if exported.left_out:
+            unwrite(exported.left_out)
+        patients = exported.patients
     inputs = len(tallies)
     reader_labels = sum(t[0] for t in tallies.values())
     verdicts = sum(t[1] for t in tallies.values())

@@ -3,8 +3,9 @@ operator checks it on a real PostgreSQL: filings go on while a long export runs.
 
 The export locked the head (every audited change waits for it) before reading its first input and held it
 until its last file was written and its entries appended: every upload, vital signs filing or consent
-change waited for the whole export. It now reads and writes without the head, then locks it, leaves out
-the patients whose consent was withdrawn meanwhile and appends its entries, in the same transaction.
+change waited for the whole export. It now reads and writes without the head, then, in one short
+transaction, locks it, leaves out the patients whose consent was withdrawn meanwhile and appends its
+entries.
 """
 
 from __future__ import annotations

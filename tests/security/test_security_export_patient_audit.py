@@ -168,21 +168,23 @@ def test_the_kept_export_names_its_patients_in_one_transaction(backend_env: Env,
     assert ids <= named and None not in named
 
 
-def test_the_kept_export_reads_each_input_in_the_transaction_of_its_entries(
+def test_the_kept_export_checks_each_input_again_in_the_transaction_of_its_entries(
     backend_env: Env, tmp_path: Path
 ) -> None:
-    # Read, then audited in another transaction, an input could be exported under a consent withdrawn in
-    # between, and the trail would show the export after the objection; one transaction orders them.
+    # Each input is read in a short transaction of its own (none is open while its file is written);
+    # checked only then, an input could be exported under a consent withdrawn before the entries are
+    # written, and the trail would show the export after the objection. The transaction of the entries
+    # reads again whether each input is still kept and its patient's consent.
     env = backend_env
     source = tmp_path / "source"
     source.mkdir()
-    results = [_file_with_feedback(env, source, f"IPP-KEPT-READ-{n}")["result_id"] for n in range(2)]
+    results = [_file_with_feedback(env, source, f"IPP-KEPT-READ-{n}") for n in range(2)]
     with watching(EVERY_ENGINE) as seen:
         assert export_kept_training_set(env.settings, out=tmp_path / "kept", stream=io.StringIO()) == 0
     [audited] = seen.of(statement="INSERT INTO audit_events", naming="export:training-set")
-    for result_id in results:
-        reads = seen.of(statement="FROM training_inputs", naming=result_id)
-        assert reads == {audited}, result_id
+    for result in results:
+        assert audited in seen.of(statement="FROM training_inputs", naming=result["result_id"]), result
+        assert audited in seen.of(statement="consents", naming=result["patient"]["id"]), result
 
 
 def test_an_export_of_files_whose_entries_cannot_be_written_leaves_nothing(tmp_path: Path) -> None:
