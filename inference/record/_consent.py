@@ -98,23 +98,32 @@ def filed_state(session: Session, patient_id: str) -> ConsentState:
 
 _PATIENTS: Final = cast(Table, Patient.__table__)
 _BY_IDENTIFIER: Final = (
-    select(_PATIENTS.c.id, *_FILED.selected_columns)
+    select(_PATIENTS.c.id, _PATIENTS.c.birth_date, *_FILED.selected_columns)
     .select_from(_PATIENTS.outerjoin(_CONSENTS, _CONSENTS.c.patient_id == _PATIENTS.c.id))
     .where(_PATIENTS.c.identifier == bindparam("identifier"), _PATIENTS.c.issuer == bindparam("issuer"))
 )
 
 
 def by_identifier(session: Session, identifier: str, issuer: str | None) -> ConsentState | None:
-    """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown.
+    """The consent of the patient known by ``(identifier, issuer)``; None when the patient is unknown."""
+    found = with_birth_date(session, identifier, issuer)
+    return None if found is None else found[0]
+
+
+def with_birth_date(
+    session: Session, identifier: str, issuer: str | None
+) -> tuple[ConsentState, str | None] | None:
+    """The consent of the patient known by ``(identifier, issuer)`` and their birth date on file (ISO;
+    None when none is); None when the patient is unknown.
 
     One statement built once (the patient and its consent row, if any, joined): it runs before every
-    upload is analysed."""
+    upload is analysed, and the birth date is what the age checks read beside the sender's."""
     row = session.execute(
         _BY_IDENTIFIER, {"identifier": identifier, "issuer": normalise_issuer(issuer)}
     ).first()
     if row is None:
         return None
-    return _state_of(row.id, row if row.ai_processing is not None else None)
+    return _state_of(row.id, row if row.ai_processing is not None else None), row.birth_date
 
 
 def write(

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Table, and_, bindparam, case, false, func, literal, not_, select, true
 from sqlalchemy.orm import Session, selectinload
@@ -130,6 +130,21 @@ class AnalysedStudy:
     joined: tuple[str, ...] = ()
 
 
+class StudyIntake(NamedTuple):
+    """What :meth:`Results.intake` reads of the record before a study is scored.
+
+    Attributes:
+        consent: The patient's consent; None for a patient the record does not know.
+        resend: Whether the study is a resend (answered from the record, not analysed again).
+        birth_date: The patient's birth date on file (ISO; None: unknown patient, or none on file),
+            which the age check reads beside the header's.
+    """
+
+    consent: ConsentState | None
+    resend: bool
+    birth_date: str | None = None
+
+
 def _resend_key(sent: _save.Sent) -> str:
     return _save.instance_key(sent.model, [i.sop_instance_uid for i in sent.instances])
 
@@ -197,18 +212,19 @@ class Results:
 
     def intake(
         self, *, study_instance_uid: str, patient: PatientIn, instances: Sequence[InstanceIn], model: ModelRef
-    ) -> tuple[ConsentState | None, bool]:
+    ) -> StudyIntake:
         """What a study's intake needs of the record before the model runs, in one read (one round trip on
-        the request path): the consent of ``patient`` (None: a patient the record does not know) and
-        whether the study is a resend: :meth:`save_imaging` would answer these instances now with a result
-        already filed (``created`` False), by the same rule (:func:`inference.record._save.filed_resend`), a
-        read that writes nothing, so that a resend need not be analysed again. False for anything else (new
-        instances, other pixels, another facility, a patient the study is not filed under, a conflict)."""
+        the request path): the consent of ``patient`` (None: a patient the record does not know), their
+        birth date on file, and whether the study is a resend: :meth:`save_imaging` would answer these
+        instances now with a result already filed (``created`` False), by the same rule
+        (:func:`inference.record._save.filed_resend`), a read that writes nothing, so that a resend need
+        not be analysed again. False for anything else (new instances, other pixels, another facility, a
+        patient the study is not filed under, a conflict)."""
         sent = _save.Sent(study_instance_uid, patient, tuple(instances), model)
         with self._db.sessions() as session:
-            return _consent.by_identifier(session, patient.identifier, patient.issuer), _resend_in(
-                session, sent
-            )
+            found = _consent.with_birth_date(session, patient.identifier, patient.issuer)
+            consent, birth_date = (None, None) if found is None else found
+            return StudyIntake(consent, _resend_in(session, sent), birth_date)
 
     def answer_resend(
         self,

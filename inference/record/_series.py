@@ -106,6 +106,9 @@ class TriageIntake:
     others: frozenset[str] = frozenset()
     """The facilities other than the reader's whose observations are in :attr:`series` (read on the
     patient's sharing consent or the reader's break-the-glass grant: a disclosure to audit)."""
+    birth_date: str | None = None
+    """The patient's birth date on file (ISO; None: unknown patient, or none on file), which the age check
+    reads beside the one sent."""
 
     @property
     def ai_processing_allowed(self) -> bool:
@@ -122,13 +125,17 @@ def triage_intake(
     until: datetime,
     scope: Scope | None = None,
 ) -> TriageIntake:
-    """The patient's consent and, unless they objected, their earlier observations (one session)."""
-    consent = _consent.by_identifier(session, identifier, issuer)
-    if consent is None:  # an unknown patient has no earlier observation
+    """The patient's consent and birth date on file and, unless they objected, their earlier observations
+    (one session)."""
+    found = _consent.with_birth_date(session, identifier, issuer)
+    if found is None:  # an unknown patient has no earlier observation
         return TriageIntake(consent=None, series=[])
+    consent, birth_date = found
     if not consent.ai_processing:
-        return TriageIntake(consent=consent, series=[])
+        return TriageIntake(consent=consent, series=[], birth_date=birth_date)
     rows = _series_of(session, identifier, issuer, since, until, scope)
     reader = None if scope is None else scope.facility
     others = frozenset(owner for _item, owner in rows if owner is not None and owner != reader)
-    return TriageIntake(consent=consent, series=[item for item, _owner in rows], others=others)
+    return TriageIntake(
+        consent=consent, series=[item for item, _owner in rows], others=others, birth_date=birth_date
+    )

@@ -42,7 +42,7 @@ from inference.record import (
 )
 from inference.security import scope_for
 from inference.services import _warnings
-from inference.services._access import audit_entry
+from inference.services._access import audit, audit_entry
 from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._deliveries import discard_spool, outputs_owed, prepare_outputs, with_build_warning
@@ -112,20 +112,58 @@ def age_at_study(instance: Instance) -> int | None:
     return None
 
 
+def under_age_on_file(birth_date: str | None, on: date | None) -> bool:
+    """Whether the birth date on file (ISO; None: none) makes the patient under :data:`ADULT_AGE_YEARS` on
+    ``on`` (the study's or the observation's date).
+
+    Without ``on``, or with one before that birth date (the sender's date and the record's disagree), the
+    age today decides: the age at the study or observation was at most that.
+    """
+    if not birth_date:
+        return False
+    try:
+        birth = date.fromisoformat(birth_date)
+    except ValueError:  # the record keeps ISO dates only; an unreadable one says nothing
+        return False
+    today = datetime.now(UTC).date()
+    when = on if on is not None and birth <= on else today
+    return birth <= when and years_between(birth, when) < ADULT_AGE_YEARS
+
+
+async def audit_paediatric(ctx: Context, actor: Actor, *, patient_id: str, action: str, code: str) -> None:
+    """The audit entry of a refusal that rests on the birth date on file: the answer tells the sender
+    something the record holds of the patient (as a consent objection's does), so it is on the trail
+    under the patient, for the patient's facility's auditor."""
+    await audit(
+        ctx,
+        actor,
+        action=action,
+        outcome=code,
+        resource_type="Patient",
+        resource_id=patient_id,
+        patient_id=patient_id,
+    )
+
+
+def _paediatric_study() -> DicomUnsupportedContent:
+    return DicomUnsupportedContent(
+        "paediatric_study",
+        f"The patient was under {ADULT_AGE_YEARS} at the time of the study (Patient's Birth Date and "
+        "Study Date, or Patient's Age, or the patient's birth date on file); the imaging model was made for "
+        "adults' chest radiographs and does not answer for children's. Read the study without it.",
+    )
+
+
 def refuse_paediatric(instance: Instance) -> None:
-    """Refuse a study of a patient under :data:`ADULT_AGE_YEARS` (a header without an age is analysed).
+    """Refuse a study of a patient under :data:`ADULT_AGE_YEARS` by its header (a header without an age is
+    analysed; the birth date on file is checked with the consent, :func:`_cleared`).
 
     Raises:
         DicomRejected: ``paediatric_study`` (422); the message names neither the age nor a date.
     """
     age = age_at_study(instance)
     if age is not None and age < ADULT_AGE_YEARS:
-        raise DicomUnsupportedContent(
-            "paediatric_study",
-            f"The patient was under {ADULT_AGE_YEARS} at the time of the study (Patient's Birth Date and "
-            "Study Date, or Patient's Age); the imaging model was made for adults' chest radiographs and "
-            "does not answer for children's. Read the study without it.",
-        )
+        raise _paediatric_study()
 
 
 MAX_ALTERNATIVES: Final = 3
@@ -242,25 +280,36 @@ async def _cleared(
     ctx: Context, actor: Actor, *, study: Study, served: ServedModel, patient: PatientIn
 ) -> None:
     """The gate before the model: one read of the record (:meth:`inference.record.Results.intake`, the
-    patient's consent and whether the study is a resend, while the image is prepared), then a patient who
-    objected is refused (audited, :class:`ConsentObjection`) and a resend is answered from the record
-    (:class:`_Resent`). Looked up once the pixels are decoded (their digests are the instances'): a
-    resend costs its decoding and two round trips, not an analysis whose every product the record would
-    throw away.
+    patient's consent and birth date on file and whether the study is a resend, while the image is
+    prepared), then a patient who objected is refused (audited, :class:`ConsentObjection`), a patient the
+    birth date on file makes a child at the study is refused (audited, ``paediatric_study``) and a resend
+    is answered from the record (:class:`_Resent`). Looked up once the pixels are decoded (their digests
+    are the instances'): a resend costs its decoding and two round trips, not an analysis whose every
+    product the record would throw away.
 
     The digests of large uncompressed films may still be under way when the study comes (``read_study``
     with ``digest_later``): they are awaited here, beside the image's preparation, not in the decode."""
     for instance in study.instances:
         await instance.digested()
-    found, resend = await db(
+    intake = await db(
         ctx.record.results.intake,
         study_instance_uid=study.study_instance_uid,
         patient=patient,
         instances=tuple(instance_in(i) for i in study.instances),
         model=model_ref(served),
     )
+    found = intake.consent
     await refuse_objection(ctx, actor, found=found, action="studies:submit")
-    if resend:
+    # The header said no age under 18 (refuse_paediatric); the record's birth date may (a header without
+    # one, or with another): either makes the patient a child at the study, and a resend is not served.
+    on = date.fromisoformat(study.primary.study_date) if study.primary.study_date else None
+    if found is not None and under_age_on_file(intake.birth_date, on):
+        refused = _paediatric_study()
+        await audit_paediatric(
+            ctx, actor, patient_id=found.patient_id, action="studies:submit", code=refused.code
+        )
+        raise refused
+    if intake.resend:
         raise _Resent
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from inference.explain import choose_language, triage_rationale
-from inference.record import PatientIn, TriageResultIn, request_keys
+from inference.record import PatientIn, TriageIntake, TriageResultIn, request_keys
 from inference.security import scope_for
 from inference.services import _warnings
 from inference.services._access import audit_entry
@@ -16,7 +16,14 @@ from inference.services._consent import refuse_objection
 from inference.services._context import Actor, Context, db
 from inference.services._filing import file_result
 from inference.services._identity import identify
-from inference.services._imaging import ADULT_AGE_YEARS, Outcome, model_ref, years_between
+from inference.services._imaging import (
+    ADULT_AGE_YEARS,
+    Outcome,
+    audit_paediatric,
+    model_ref,
+    under_age_on_file,
+    years_between,
+)
 from inference.services._shadow import offer_vitals
 from inference.services._trend import series_trend, trend_window
 from inference.triage import (
@@ -32,9 +39,20 @@ from inference.vocabulary import LANGUAGES
 logger = logging.getLogger(__name__)
 
 
+def _paediatric_patient() -> VitalsRejected:
+    return VitalsRejected(
+        "paediatric_patient",
+        f"The patient was under {ADULT_AGE_YEARS} when the signs were measured (patient.birth_date, or the "
+        "patient's birth date on file, and observed_at); NEWS2 is not validated for children and the "
+        "triage model was made for adults. Assess the patient with a paediatric early warning score "
+        "instead.",
+        field="patient.birth_date",
+    )
+
+
 def refuse_paediatric(patient: PatientIn, observed: datetime) -> None:
-    """Refuse the signs of a patient under :data:`ADULT_AGE_YEARS` when they were measured (no birth date:
-    scored).
+    """Refuse the signs of a patient under :data:`ADULT_AGE_YEARS` when they were measured, by the birth
+    date sent (none sent: the birth date on file decides, :func:`_refuse_paediatric_on_file`).
 
     NEWS2 is not validated for children (a paediatric early warning score is used; an infant's normal
     heart and respiratory rates score 3 on NEWS2) and the triage model was trained on adults only (its
@@ -47,13 +65,25 @@ def refuse_paediatric(patient: PatientIn, observed: datetime) -> None:
         return
     birth = date.fromisoformat(patient.birth_date)
     if years_between(birth, observed.astimezone(UTC).date()) < ADULT_AGE_YEARS:
-        raise VitalsRejected(
-            "paediatric_patient",
-            f"The patient was under {ADULT_AGE_YEARS} when the signs were measured (patient.birth_date and "
-            "observed_at); NEWS2 is not validated for children and the triage model was made for adults. "
-            "Assess the patient with a paediatric early warning score instead.",
-            field="patient.birth_date",
-        )
+        raise _paediatric_patient()
+
+
+async def _refuse_paediatric_on_file(
+    ctx: Context, actor: Actor, *, intake: TriageIntake, observed: datetime
+) -> None:
+    """Refuse the signs of a patient the birth date on file (read with the consent) makes a child when they
+    were measured, whatever birth date was sent (the record keeps its own, so a child's signs sent without
+    one, or with another, would be scored). The refusal is audited (:func:`audit_paediatric`).
+
+    Raises:
+        VitalsRejected: ``paediatric_patient`` (422), as :func:`refuse_paediatric`.
+    """
+    found = intake.consent
+    if found is None or not under_age_on_file(intake.birth_date, observed.astimezone(UTC).date()):
+        return
+    refused = _paediatric_patient()
+    await audit_paediatric(ctx, actor, patient_id=found.patient_id, action="vitals:submit", code=refused.code)
+    raise refused
 
 
 async def analyse_vitals(
@@ -94,8 +124,8 @@ async def analyse_vitals(
     received = datetime.now(UTC)
     observed = observed_at or received
     since, until = trend_window(ctx, observed)
-    # One round trip before scoring (the consent, and the earlier observations the trend is made of),
-    # one to file: the request's whole database budget.
+    # One round trip before scoring (the consent and birth date on file, and the earlier observations the
+    # trend is made of), one to file: the request's whole database budget.
     intake = await db(
         ctx.record.results.triage_intake,
         identifier=patient.identifier,
@@ -120,6 +150,7 @@ async def analyse_vitals(
     # Checked once the request is otherwise answerable (an objection is still a 409, no model a 503).
     signs.require_measured()
     refuse_paediatric(patient, observed)
+    await _refuse_paediatric_on_file(ctx, actor, intake=intake, observed=observed)
     # SpO2 on Scale 2 is withheld from the model (it knows Scale 1 only); the result says so.
     model_signs, withheld = model_inputs(signs)
     values, present = encode_features(model_signs)

@@ -27,7 +27,7 @@ def test_an_objection_recorded_after_the_consent_was_read_stops_the_filing(recor
     first = record.results.save_imaging(data=sent, audit=SENDER)
     later = imaging(pat=who)
     # The next study's intake finds the patient allowing AI processing, and the study new ...
-    consent, resent = record.results.intake(
+    consent, resent, _birth_date = record.results.intake(
         study_instance_uid=later.study_instance_uid,
         patient=later.patient,
         instances=later.instances,
