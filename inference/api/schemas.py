@@ -370,6 +370,18 @@ class FeedbackAccepted(_Public):
     recorded: int
 
 
+class OodNeighbour(_Public):
+    """A known neighbour of the frontal training films that the imaging model's guard refuses."""
+
+    kind: str = Field(
+        description="'lateral': lateral films whose header says frontal; 'mirrored': frontal films "
+        "flipped left-right."
+    )
+    weight: float | None = Field(
+        description="Its weight in the OOD score, as the model's metadata records it; null when not recorded."
+    )
+
+
 class OodGuard(_Public):
     """The imaging model's out-of-distribution guard."""
 
@@ -379,6 +391,17 @@ class OodGuard(_Public):
         description="True when the score refuses lateral films whose header says frontal by design (its "
         "lateral contrast term); false for a model exported without it, which refuses such a film only "
         "when it happens to lie far from the frontal films: retrain to add it."
+    )
+    neighbours: list[OodNeighbour] = Field(
+        default=[],
+        description="The known neighbours the score refuses by design, in the order of the model's metadata "
+        "(its dxassist.ood 'neighbours', or the single older 'contrast' as 'lateral'); a kind absent here "
+        "is not refused by design.",
+    )
+    warnings: list[str] = Field(
+        default=[],
+        description="One sentence per known neighbour (lateral, mirrored) the score does not refuse by "
+        "design; empty when it refuses them all.",
     )
 
 

@@ -371,6 +371,16 @@ class ModelHost:
                         served.version,
                         extra={"event": "model_guard_without_lateral_contrast", "model": name},
                     )
+                if guard is not None and not any(n["kind"] == "mirrored" for n in guard["neighbours"]):
+                    logger.warning(
+                        "%s version %s: its out-of-distribution guard has no mirrored neighbour (exported "
+                        "before it, or trained with ood_mirror_weight 0): frontal films mirrored left-right "
+                        "will not be refused and may be scored as ordinary frontals. Retrain to refuse them "
+                        "(docs/internals.md, the guard).",
+                        name,
+                        served.version,
+                        extra={"event": "model_guard_without_mirrored", "model": name},
+                    )
             if self.shadow.enabled:
                 for kind, name in self._names.items():
                     await self._refresh_challenger(kind, name)

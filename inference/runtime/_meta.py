@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -179,6 +179,8 @@ class OodMeta:
         neighbours: names of the known neighbours the score tells apart (``neighbours`` in the
             metadata; ``("lateral",)`` for a model exported with the single ``contrast`` object before
             the list, ``()`` for one without either). ``mirrored``: a frontal film flipped left-right.
+        weights: each neighbour's weight in the score, as the metadata records it (the graph holds the
+            constant); None for a neighbour whose record has no finite number.
     """
 
     method: str
@@ -186,6 +188,28 @@ class OodMeta:
     pass_rate: float | None
     lateral_contrast: bool = False
     neighbours: tuple[str, ...] = ()
+    weights: Mapping[str, float | None] = field(default_factory=dict)
+
+    @property
+    def refuses_mirrored(self) -> bool:
+        """Whether the score refuses frontal films mirrored left-right (its ``mirrored`` neighbour)."""
+        return "mirrored" in self.neighbours
+
+    def warnings(self) -> list[str]:
+        """A sentence per known neighbour the score does not refuse by design (what ``GET /v1/models``
+        lists): a model exported before the neighbour, or trained without it."""
+        out: list[str] = []
+        if not self.lateral_contrast:
+            out.append(
+                "Lateral films whose header says frontal are not refused by design (no lateral neighbour): "
+                "such a film is refused only when it lies far from the frontal films. Retrain to add it."
+            )
+        if not self.refuses_mirrored:
+            out.append(
+                "Frontal films mirrored left-right are not refused by design (no mirrored neighbour): such "
+                "a film may be scored as an ordinary frontal. Retrain to add it."
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -449,20 +473,31 @@ def _ood(meta: Mapping[str, str]) -> OodMeta:
         raise ModelInvalid(f"The OOD pass_rate must be a number in (0, 1]; got {pass_rate!r}.")
     listed = raw.get("neighbours")
     if listed is None:
-        neighbours: tuple[str, ...] = ("lateral",) if isinstance(raw.get("contrast"), dict) else ()
-    elif isinstance(listed, list) and all(
-        isinstance(n, dict) and isinstance(n.get("name"), str) for n in listed
+        # Exported before the list: the single ``contrast`` object is the lateral neighbour.
+        contrast = raw.get("contrast")
+        listed = [{"name": "lateral", **contrast}] if isinstance(contrast, dict) else []
+    elif not (
+        isinstance(listed, list)
+        and all(isinstance(n, dict) and isinstance(n.get("name"), str) for n in listed)
     ):
-        neighbours = tuple(n["name"] for n in listed)
-    else:
         raise ModelInvalid("The OOD 'neighbours' must be a JSON list of objects, each with a 'name'.")
+    neighbours = tuple(n["name"] for n in listed)
     return OodMeta(
         method=raw["method"],
         threshold=float(threshold),
         pass_rate=None if pass_rate is None else float(pass_rate),
         lateral_contrast="lateral" in neighbours,
         neighbours=neighbours,
+        weights={n["name"]: _weight(n.get("weight")) for n in listed},
     )
+
+
+def _weight(value: Any) -> float | None:
+    """A neighbour's recorded weight; None when it is not a finite number (the record only: the graph
+    holds the weight the score uses, so a model is not refused for it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def parse_triage(

@@ -89,11 +89,18 @@ class ServedModel:
     @property
     def ood_guard(self) -> dict[str, Any] | None:
         """What the imaging model's out-of-distribution guard is (None for a triage model): its score's
-        method, threshold, and whether it refuses lateral films tagged as frontal by design."""
+        method, threshold, whether it refuses lateral films tagged as frontal by design, the known
+        neighbours it refuses (``kind``, ``weight``) and a sentence per known neighbour it does not."""
         if not isinstance(self.meta, ImagingMeta):
             return None
         ood = self.meta.ood
-        return {"method": ood.method, "threshold": ood.threshold, "lateral_contrast": ood.lateral_contrast}
+        return {
+            "method": ood.method,
+            "threshold": ood.threshold,
+            "lateral_contrast": ood.lateral_contrast,
+            "neighbours": [{"kind": kind, "weight": ood.weights.get(kind)} for kind in ood.neighbours],
+            "warnings": ood.warnings(),
+        }
 
     @property
     def imaging_meta(self) -> ImagingMeta:

@@ -205,7 +205,8 @@ def test_a_model_exported_with_the_single_lateral_contrast_loads_and_scores_as_b
         _seed(tmp_path, "cxr-findings", path), settings.runtime, expected_kind="imaging"
     )
     ood = served.imaging_meta.ood
-    assert ood.neighbours == ("lateral",) and ood.lateral_contrast
+    assert ood.neighbours == ("lateral",) and ood.lateral_contrast and not ood.refuses_mirrored
+    assert ood.weights == {"lateral": 10.0}
     assert ood.threshold == tiny_models.DEFAULT_OOD_THRESHOLD
     x = np.random.default_rng(3).normal(size=(2, 1, 32, 32)).astype(np.float32)
     (graph,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["ood"], {"image": x})
@@ -229,7 +230,8 @@ def test_a_model_listing_its_neighbours_says_which_it_refuses(tmp_path: Path, se
     ]
     path = _with_ood(tiny_models.build_imaging_onnx(tmp_path / "m.onnx", input_size=32), neighbours=listed)
     ood = load_served_model(_seed(tmp_path, "cxr-findings", path), settings.runtime).imaging_meta.ood
-    assert ood.neighbours == ("lateral", "mirrored") and ood.lateral_contrast
+    assert ood.neighbours == ("lateral", "mirrored") and ood.lateral_contrast and ood.refuses_mirrored
+    assert ood.weights == {"lateral": 10.0, "mirrored": 10.0}
     bad = _with_ood(
         tiny_models.build_imaging_onnx(tmp_path / "b.onnx", input_size=32), neighbours=["mirrored"]
     )
