@@ -89,27 +89,29 @@ def years_between(birth: date, on: date) -> int:
 def age_at_study(instance: Instance) -> int | None:
     """The patient's age in whole years at the study, as its header says; None when it does not say.
 
-    From Patient's Birth Date and Study Date; without a usable birth date, or without a study date,
-    Patient's Age (the age at the study; ``018M`` is 1 year); with a birth date but neither, today's age
-    (the age at the study was at most that).
+    From Patient's Birth Date and Study Date; without a usable birth date, or without a study date (or with
+    one before the birth date), Patient's Age (the age at the study; ``018M`` is 1 year), but never more
+    than the age today by the birth date: the study was taken at the latest today, so a birth date that
+    makes the patient a child today makes them one at the study, whatever Patient's Age says. With a birth
+    date but neither, today's age.
     """
     birth = date.fromisoformat(instance.patient.birth_date) if instance.patient.birth_date else None
     on = date.fromisoformat(instance.study_date) if instance.study_date else None
     if birth is not None and on is not None and birth <= on:
         return years_between(birth, on)
-    match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
-    if match is not None:
-        count, unit = int(match.group(1)), match.group(2)
-        if unit == "Y":
-            return count
-        if unit == "M":
-            return count // 12
-        # Days and weeks in calendar years (52 weeks are 364 days: 936-939W are under 18 years).
-        return int(count * (7 if unit == "W" else 1) / _DAYS_A_YEAR)
     today = datetime.now(UTC).date()
-    if birth is not None and on is None and birth <= today:
-        return years_between(birth, today)
-    return None
+    bound = years_between(birth, today) if birth is not None and birth <= today else None
+    match = _PATIENT_AGE.match(str(instance.header.get("PatientAge", "") or "").strip())
+    if match is None:
+        return bound
+    count, unit = int(match.group(1)), match.group(2)
+    if unit == "Y":
+        age = count
+    elif unit == "M":
+        age = count // 12
+    else:  # days and weeks in calendar years (52 weeks are 364 days: 936-939W are under 18 years)
+        age = int(count * (7 if unit == "W" else 1) / _DAYS_A_YEAR)
+    return age if bound is None else min(age, bound)
 
 
 def under_age_on_file(birth_date: str | None, on: date | None) -> bool:
