@@ -194,3 +194,148 @@ NEWS2_BAND_DISPLAY: Final[dict[str, dict[Language, str]]] = {
     "medium": {"en": "medium", "fr": "moyen", "ar": "متوسط"},
     "high": {"en": "high", "fr": "élevé", "ar": "مرتفع"},
 }
+
+
+# --- The sentences of a result's ``warnings`` ---------------------------------------------------------
+# Results carry their warnings as English sentences (the API's contract; clients match on the coded
+# prefixes). Each sentence is made from one phrase below, so a page can read a warning back into its
+# phrase and values and show it in the reader's language (the phrase is the catalogue's msgid).
+
+
+class Phrase:
+    """One warning sentence: English with named ``%(name)s`` placeholders (``%%`` for a percent sign).
+
+    Attributes:
+        text: The English sentence, the catalogues' msgid.
+        fields: The placeholders whose value is a comma-separated list of vital-sign fields (a page
+            shows each in its language).
+    """
+
+    def __init__(self, text: str, *, fields: tuple[str, ...] = ()) -> None:
+        import re
+
+        self.text = text
+        self.fields = fields
+        parts = re.split(r"(%\([a-z0-9_]+\)s|%%)", text)
+        pattern = "".join(
+            "%" if part == "%%" else f"(?P<{part[2:-2]}>.+?)" if part.startswith("%(") else re.escape(part)
+            for part in parts
+        )
+        self._pattern = re.compile(pattern, re.DOTALL)
+
+    def __call__(self, **values: object) -> str:
+        """The sentence with ``values`` in its placeholders."""
+        return self.text % {name: str(value) for name, value in values.items()}
+
+    def read(self, sentence: str) -> dict[str, str] | None:
+        """The values of a sentence made from this phrase, else None."""
+        found = self._pattern.fullmatch(sentence)
+        return None if found is None else found.groupdict()
+
+    def __repr__(self) -> str:
+        return f"Phrase({self.text[:40]!r}...)"
+
+
+TRAINED_ON: Final = Phrase(
+    "Model %(model)s version %(version)s was trained on %(data)s. Its output holds for patients and "
+    "equipment like those of that data; a clinician decides."
+)
+TRAINING_UNKNOWN: Final = Phrase(
+    "Model %(model)s version %(version)s does not say what data it was trained on; ask who registered it "
+    "before relying on its output."
+)
+LATERAL_SET_ASIDE: Final = (
+    Phrase("%(count)s lateral view was set aside; only the frontal view was analysed."),
+    Phrase("%(count)s lateral views were set aside; only the frontal view was analysed."),
+)
+NOT_FRONTAL_SET_ASIDE: Final = (
+    Phrase(
+        "%(count)s image tagged as a frontal view was set aside: the model did not recognise it as a "
+        "frontal chest radiograph (a lateral or another projection tagged PA or AP?); another frontal view "
+        "of the study was analysed."
+    ),
+    Phrase(
+        "%(count)s images tagged as a frontal view were set aside: the model did not recognise them as a "
+        "frontal chest radiograph (a lateral or another projection tagged PA or AP?); another frontal view "
+        "of the study was analysed."
+    ),
+)
+OTHER_FRONTALS: Final = (
+    Phrase("%(count)s other frontal image was received but not analysed; the PA view is preferred, then AP."),
+    Phrase(
+        "%(count)s other frontal images were received but not analysed; the PA view is preferred, then AP."
+    ),
+)
+REDUCED_RESOLUTION: Final = Phrase(
+    "The image was decoded at 1/%(reduction)s of its resolution for analysis (enough for the model's input "
+    "size); heatmap boxes are mapped back to full-resolution pixels."
+)
+NEWS2_MISSING: Final = Phrase(
+    "NEWS2 is incomplete: these parameters are missing: %(fields)s. The total and band are those of the "
+    "measured parameters, a lower bound of the full score.",
+    fields=("fields",),
+)
+TRIAGE_MISSING: Final = Phrase(
+    "The risk was estimated without these measurements: %(fields)s; they contribute nothing to the "
+    "explanation.",
+    fields=("fields",),
+)
+SPO2_WITHHELD: Final = Phrase(
+    "spo2_withheld: SpO2 was charted on NEWS2 Scale 2 (target 88-92 %%); model %(model)s version "
+    "%(version)s was not trained with the scale and reads every saturation on Scale 1, so it estimated the "
+    "risk without SpO2 (contribution 0, listed in missing). NEWS2 scored SpO2 on Scale 2."
+)
+DETERIORATING: Final = (
+    Phrase(
+        "Deteriorating over %(hours)s h (%(observations)s observations): NEWS2 %(news2)s, model risk "
+        "%(risk)s points."
+    ),
+    Phrase(
+        "Deteriorating over %(hours)s h (%(observations)s observations): NEWS2 %(news2)s, model risk "
+        "%(risk)s points. The priority was raised by the site policy."
+    ),
+)
+OUTPUTS_NOT_BUILT: Final = (
+    Phrase(
+        "[%(code)s] The DICOM outputs of this result (report and heatmap captures) could not be built, so "
+        "they have not reached the PACS; they are being built again."
+    ),
+    Phrase(
+        "[%(code)s] The DICOM outputs of this result (report and heatmap captures) could not be built, so "
+        "they have not reached the PACS; no more attempts are made until an operator retries them "
+        "(`dxassist dead-letter retry`)."
+    ),
+)
+IDENTITY_MISMATCH: Final = Phrase(
+    "identity_mismatch: the patient's %(fields)s sent with this result differ from the record on file; the "
+    "record kept its own. Check the patient's identity with the sending facility before reading."
+)
+IDENTITY_FIELDS: Final[dict[str, str]] = {"name": "name", "birth_date": "birth date", "sex": "sex"}
+"""The demographics :data:`IDENTITY_MISMATCH` names, as it writes them (a page translates each)."""
+
+WARNING_PHRASES: Final[tuple[Phrase, ...]] = (
+    TRAINED_ON,
+    TRAINING_UNKNOWN,
+    *LATERAL_SET_ASIDE,
+    *NOT_FRONTAL_SET_ASIDE,
+    *OTHER_FRONTALS,
+    REDUCED_RESOLUTION,
+    NEWS2_MISSING,
+    TRIAGE_MISSING,
+    SPO2_WITHHELD,
+    *DETERIORATING,
+    *OUTPUTS_NOT_BUILT,
+    IDENTITY_MISMATCH,
+)
+"""Every phrase a warning is made from, but the two a page shows in its own words (the synthetic-data
+banner and ``not_assessable``). A sentence reads back into at most one of them (tested)."""
+
+
+def read_warning(sentence: str) -> tuple[Phrase, dict[str, str]] | None:
+    """The phrase a warning was made from and its values, else None (a warning of an older version, or
+    one a site wrote)."""
+    for phrase in WARNING_PHRASES:
+        values = phrase.read(sentence)
+        if values is not None:
+            return phrase, values
+    return None

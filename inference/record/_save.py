@@ -15,6 +15,7 @@ from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
+from inference import vocabulary
 from inference.record import _audit, _builds, _consent, _scope, _training_inputs
 from inference.record._errors import Conflict, RecordError, ResendConflict
 from inference.record._idempotency import find_filed
@@ -360,11 +361,8 @@ def told_mismatches(
 
 def mismatch_warning(fields: tuple[str, ...]) -> str:
     """The warning a result carries when its sender's demographics differ from the patient on file."""
-    named = ", ".join(field.replace("_", " ") for field in fields)
-    return (
-        f"{MISMATCH_CODE}: the patient's {named} sent with this result differ from the record on file; "
-        "the record kept its own. Check the patient's identity with the sending facility before reading."
-    )
+    named = ", ".join(vocabulary.IDENTITY_FIELDS.get(field, field.replace("_", " ")) for field in fields)
+    return vocabulary.IDENTITY_MISMATCH(fields=named)
 
 
 def record_mismatch(

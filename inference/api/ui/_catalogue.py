@@ -47,9 +47,17 @@ def template_messages() -> set[str]:
     return found
 
 
+def warning_messages() -> set[str]:
+    """The sentences of a result's warnings a page shows in the reader's language, and the demographics
+    the identity warning names (:func:`inference.api.ui._views.localised_warning`)."""
+    from inference.vocabulary import IDENTITY_FIELDS, WARNING_PHRASES
+
+    return {phrase.text for phrase in WARNING_PHRASES} | set(IDENTITY_FIELDS.values())
+
+
 def messages() -> set[str]:
     """Every msgid the pages need translated."""
-    return template_messages() | set(DATA_WORDS)
+    return template_messages() | set(DATA_WORDS) | warning_messages()
 
 
 def missing(language: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,7 +17,14 @@ from inference.record import (
     iso,
 )
 from inference.services import SYNTHETIC_WARNING
-from inference.vocabulary import FINDING_DISPLAY, NEWS2_BAND_DISPLAY, VITAL_DISPLAY
+from inference.vocabulary import (
+    DETERIORATING,
+    FINDING_DISPLAY,
+    IDENTITY_MISMATCH,
+    NEWS2_BAND_DISPLAY,
+    VITAL_DISPLAY,
+    read_warning,
+)
 
 PRIORITIES: Final = ("critical", "urgent", "routine")
 AI_STATUSES: Final = ("analysed", "not_assessable", "failed")
@@ -125,6 +133,48 @@ def worklist_rows(
     return rows
 
 
+def localised_warning(sentence: str, language: str) -> dict[str, str]:
+    """A result's warning as a page shows it: ``text`` in ``language`` and the ``lang`` it is written in.
+
+    Results keep their warnings as English sentences (the API's contract); a sentence made from one of the
+    product's phrases (:func:`inference.vocabulary.read_warning`) is written again from its values with
+    the phrase's translation, the vital signs or demographics it lists in the reader's words. Any other
+    sentence (an older version's, a site's) stays English, and says so.
+    """
+    from inference.api.ui._i18n import RTL, Formats, translations
+
+    read = read_warning(sentence)
+    if read is None or language == "en":
+        return {"text": sentence, "lang": "en"}
+    phrase, values = read
+    translated = translations(language).gettext(phrase.text)
+    if translated == phrase.text:
+        return {"text": sentence, "lang": "en"}  # not in the catalogue (the tests see that it is)
+    formats = Formats(language)
+    if phrase in DETERIORATING:  # the hours and risk points with the locale's decimal sign
+        from babel.numbers import format_decimal
+
+        with suppress(ValueError):  # a sentence of another version's numbers stays as it was written
+            hours, risk = float(values["hours"]), float(values["risk"])
+            values["hours"] = format_decimal(hours, locale=language)
+            values["risk"] = ("+" if risk >= 0 else "-") + format_decimal(
+                abs(risk), format="0.0", locale=language
+            )
+    if language in RTL:
+        # Each number, code or model name in its own direction (Unicode isolates): "NEWS2 +2" inside
+        # Arabic text read "2+ NEWS2". The lists of signs or demographics are words of the page's language.
+        worded = {*phrase.fields, *(("fields",) if phrase is IDENTITY_MISMATCH else ())}
+        values = {name: value if name in worded else f"\u2068{value}\u2069" for name, value in values.items()}
+    for name in phrase.fields:
+        values[name] = formats.items(
+            [vital_name(f, language, capitalised=False) for f in values[name].split(", ")]
+        )
+    if phrase is IDENTITY_MISMATCH:
+        gettext = translations(language).gettext
+        values["fields"] = formats.items([gettext(word) for word in values["fields"].split(", ")])
+    return {"text": translated % values, "lang": language}
+
+
 def viewer_model(
     result: AnyResult, *, language: str, verdicts: dict[str, str], patient: ViewedPatient | None = None
 ) -> dict[str, Any]:
@@ -140,8 +190,9 @@ def viewer_model(
         "model_name": result.model.name,
         "model_version": result.model.version,
         # The synthetic-only sentence is shown as the page's own translated banner (``synthetic``); every
-        # other warning as it is, whatever words it holds (a hospital data set's line may say "synthetic").
-        "warnings": [w for w in result.warnings if w != SYNTHETIC_WARNING],
+        # other warning in the reader's language when it is one of the product's sentences, else as it is,
+        # whatever words it holds (a hospital data set's line may say "synthetic").
+        "warnings": [localised_warning(w, language) for w in result.warnings if w != SYNTHETIC_WARNING],
         "rationale": result.rationale.get(chosen),
         "rationale_lang": chosen,
         "created_at": iso(result.created_at),
