@@ -98,7 +98,7 @@ _TEXT: Final[dict[str, dict[Language, str]]] = {
     },
     "deteriorating": {
         "en": "The patient's observations over the last {hours} h show deterioration.",
-        "fr": "Les observations du patient sur les dernières {hours} h montrent une dégradation.",
+        "fr": f"Les observations du patient sur les dernières {{hours}}{_NBSP}h montrent une dégradation.",
         "ar": "تُظهر ملاحظات المريض خلال آخر {hours} ساعة تدهورًا.",
     },
     "news2_missing": {
@@ -245,5 +245,8 @@ def triage_rationale(
     else:
         sentences.append(_TEXT["news2_missing"][lang])
     if deteriorating_hours is not None:
-        sentences.append(_TEXT["deteriorating"][lang].format(hours=f"{deteriorating_hours:g}"))
+        hours = f"{deteriorating_hours:g}"
+        sentences.append(
+            _TEXT["deteriorating"][lang].format(hours=hours.replace(".", ",") if lang == "fr" else hours)
+        )
     return " ".join(sentences + _ending(lang, synthetic))

@@ -118,7 +118,7 @@ def test_triage_rationale_without_news2_says_why() -> None:
             "NEWS2 of the measured vital signs: at least 12",
             "observations over the last 6 h show deterioration",
         ),
-        ("fr", "au moins 12", "sur les dernières 6 h montrent une dégradation"),
+        ("fr", "au moins 12", "sur les dernières 6\u00a0h montrent une dégradation"),
         ("ar", "12 على الأقل", "آخر 6 ساعة"),
     ],
 )
@@ -185,3 +185,19 @@ def test_a_probability_is_never_shown_as_a_certainty(probability: float, lang: L
     text = imaging_rationale([("pleural_effusion", probability, probability >= 0.5)], lang)
     assert shown in text
     assert "100%" not in text and "100\u00a0%" not in text
+
+
+@pytest.mark.parametrize(
+    ("lang", "trend"),
+    [
+        ("en", "over the last 0.68 h show"),
+        ("fr", "sur les dernières 0,68\u00a0h montrent"),
+        ("ar", "آخر 0.68 ساعة"),
+    ],
+)
+def test_the_hours_of_a_trend_are_written_with_the_language_s_decimal_sign(lang: str, trend: str) -> None:
+    # French wrote "les dernières 0.68 h": a decimal point, and a line could break between number and unit.
+    text = triage_rationale(
+        0.8, True, [("respiratory_rate", 2.1)], 6, "medium", lang, deteriorating_hours=0.68
+    )
+    assert trend in text
