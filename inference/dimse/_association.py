@@ -146,12 +146,30 @@ _LIFECYCLE: Final = {
 
 
 def _on_requested(event: Any) -> None:
-    """Bind the association's id for the rest of its thread's life (A-ASSOCIATE-RQ, its first event).
+    """Bind the association's id for the rest of its thread's life (A-ASSOCIATE-RQ, its first event), and
+    refuse a request pynetdicom cannot negotiate.
 
     pynetdicom runs each association in a thread of its own, which dies with it, so the binding is never
     undone: lines logged outside our handlers (pynetdicom's own warnings) carry the id too.
+
+    A presentation context item without its abstract syntax or without any transfer syntax (PS3.8 9.3.2.2
+    requires one, and one or more) makes pynetdicom's negotiation raise: its thread died without an answer
+    and the connection stayed open, holding its slot (:mod:`._connections`) past every timeout. Such a
+    request is refused here (A-ASSOCIATE-RJ, permanent, ACSE: no reason given), as pynetdicom refuses one.
     """
+    from pynetdicom import evt
+
     bind_request_id(_association_id(event.assoc))
+    contexts = event.assoc.requestor.primitive.presentation_context_definition_list
+    if all(cx.abstract_syntax is not None and cx.transfer_syntax for cx in contexts):
+        return
+    logger.warning(
+        "association refused: a presentation context names no abstract syntax or no transfer syntax",
+        extra={"code": "malformed_association_request"},
+    )
+    event.assoc.acse.send_reject(0x01, 0x02, 0x01)
+    evt.trigger(event.assoc, evt.EVT_REJECTED, {})
+    event.assoc.kill()
 
 
 def _on_lifecycle(event: Any, what: str) -> None:

@@ -28,6 +28,9 @@ pytestmark = pytest.mark.integration
 HOSTILE = "127.0.0.2"
 PER_HOST = 3
 A_ASSOCIATE_RQ = 0x01
+A_ASSOCIATE_RJ = 0x03
+VERIFICATION = b"1.2.840.10008.1.1"
+IMPLICIT_LE = b"1.2.840.10008.1.2"
 
 
 def _connect(port: int, source: str = HOSTILE) -> socket.socket:
@@ -209,3 +212,54 @@ def test_connections_closed_before_any_request_give_their_slot_back_at_once(list
         _connect(listener.port).close()
     # Well within the 30 s the slots would otherwise be held.
     wait_until(lambda: _echo_from(listener.port, HOSTILE), timeout=10, what="a C-ECHO from 127.0.0.2")
+
+
+def _item(kind: int, value: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(value)) + value
+
+
+def _association_request(context: bytes) -> bytes:
+    """An A-ASSOCIATE-RQ PDU (PS3.8 9.3.2) from the registered node ``TEST_AET`` with one presentation
+    context item, ``context``'s sub-items as they are given."""
+    user = _item(0x50, _item(0x51, struct.pack(">L", 16384)) + _item(0x52, b"1.2.3.4"))
+    body = (
+        struct.pack(">HH", 1, 0)
+        + LISTENER_AET.encode().ljust(16)
+        + TEST_AET.encode().ljust(16)
+        + bytes(32)
+        + _item(0x10, b"1.2.840.10008.3.1.1.1")
+        + _item(0x20, bytes([1, 0, 0, 0]) + context)
+        + user
+    )
+    return struct.pack(">BBL", A_ASSOCIATE_RQ, 0, len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "context",
+    [_item(0x30, VERIFICATION), _item(0x40, IMPLICIT_LE)],
+    ids=["no transfer syntax", "no abstract syntax"],
+)
+def test_a_presentation_context_missing_a_syntax_is_refused_and_gives_its_slot_back(
+    listener: Listener, context: bytes
+) -> None:
+    # pynetdicom's negotiation raised on such a context: the association's thread died without an answer
+    # and the connection stayed open, past every timeout, holding its slot: the address's share of them,
+    # and enough addresses, refused every node until the peer chose to close.
+    peers = [_connect(listener.port) for _ in range(PER_HOST)]
+    try:
+        for peer in peers:
+            peer.sendall(_association_request(context))
+        for peer in peers:
+            peer.settimeout(15)
+            answer = b""
+            while len(answer) < 10:  # an A-ASSOCIATE-RJ PDU, whole
+                received = peer.recv(10 - len(answer))
+                assert received, "the listener closed the connection without an answer"
+                answer += received
+            assert answer[0] == A_ASSOCIATE_RJ
+            assert _closed_by_listener(peer, within=15)
+        assert _echo_from(listener.port, HOSTILE)
+    finally:
+        for peer in peers:
+            peer.close()
+    assert "uncaught" not in listener.log.read_text()
