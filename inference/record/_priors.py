@@ -7,14 +7,15 @@ the worklist: the reader's facility, the patient's sharing consent, the reader's
 newest first and bounded. Each prior shown is a read of that result: one ``Result`` entry per prior, in the
 transaction (and after the entry) of the page's own read, with its own ground (``success`` or
 ``break_glass``). The patient's recent vital-signs triage results beside a film follow the same rules:
-the newest measurements first, bounded, each shown audited the same way.
+those measured up to the film (the record keeps no acquisition time: see :func:`_film_time`), the newest
+measurements first, bounded, each shown audited the same way; those measured after it are only counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import func, select
@@ -98,10 +99,24 @@ class RecentTriage:
 
 @dataclass(frozen=True, slots=True)
 class RecentTriageResults:
-    """The triage results shown, newest measurement first, and how many older ones the reader may read."""
+    """The triage results measured up to the film, newest measurement first, as the viewer shows them.
+
+    Attributes:
+        results: Those shown (measured up to the film).
+        older: How many older ones (up to the film) the reader may read were left out.
+        later: How many the reader may read were measured after the film (never shown).
+        film_at: The film's place in time: its analysis (``film_time`` ``analysis``), else the start of
+            its study day in the server's time zone (``study_date``).
+        film_time: ``analysis``: the result was analysed on its study's day, or its study has no date (the
+            record keeps no acquisition time, so the analysis stands for the film; measured up to it);
+            ``study_date``: analysed on a later day (measured before the end of the study's day).
+    """
 
     results: tuple[RecentTriage, ...]
     older: int
+    later: int
+    film_at: datetime
+    film_time: Literal["analysis", "study_date"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +188,10 @@ class PriorReads:
         triage_limit: int = TRIAGE_SHOWN,
     ) -> Audited[ViewerRead]:
         """One result as ``results.read`` reads it (with its deliveries), and, for an
-        imaging result, the patient's prior studies (at most ``limit``) and vital-signs triage results (at
-        most ``triage_limit``) the caller may read, in the transaction of the read's entries: the
-        result's (``not_found``, ``denied``, or ``success`` / ``break_glass``), then one ``Result`` entry
-        per prior shown, then one per triage result shown.
+        imaging result, the patient's prior studies (at most ``limit``) and vital-signs triage results
+        measured up to the film (at most ``triage_limit``) the caller may read, in the transaction of the
+        read's entries: the result's (``not_found``, ``denied``, or ``success`` / ``break_glass``), then
+        one ``Result`` entry per prior shown, then one per triage result shown.
 
         Raises:
             RecordError: The record failed or the entries could not be written; nothing is served.
@@ -217,8 +232,7 @@ class PriorReads:
                         if isinstance(result, ImagingResult):
                             listed, older = _priors(session, scope, row, limit=limit)
                             priors = PriorStudies(studies=tuple(p for p, _o in listed), older=older)
-                            vitals, earlier = _triage(session, scope, row, limit=triage_limit)
-                            triage = RecentTriageResults(results=tuple(t for t, _o in vitals), older=earlier)
+                            vitals, triage = _triage(session, scope, row, limit=triage_limit)
                             shown = [(p.result_id, o) for p, o in listed] + [
                                 (t.result_id, o) for t, o in vitals
                             ]
@@ -285,22 +299,47 @@ def _viewed_patient(session: Session, scope: _scope.Scope, current: Any) -> View
     return ViewedPatient(age=age_at(birth_date, on), age_at="study", sex=sex)
 
 
+def _film_time(current: Any) -> tuple[datetime, datetime, Literal["analysis", "study_date"]]:
+    """Where ``current``'s film sits in time for its vital signs: (its time, the end of what is "up to
+    the film", which). The record keeps no acquisition time: a result analysed on its study's day, or of
+    a study without a date, is placed at its analysis (the film was taken before it); one analysed on a
+    later day (a study sent late) at its study day, whose end in the server's time zone (the site's, as
+    the DICOM writers take it) bounds it."""
+    analysed: datetime = current.created_at
+    day = _day(current.study_date)
+    if day is not None:
+        # The study's date is a local date: its day ends at the next local midnight.
+        start = datetime.combine(day.date(), time()).astimezone().astimezone(UTC)
+        end = datetime.combine(day.date() + timedelta(days=1), time()).astimezone().astimezone(UTC)
+        if end <= analysed:
+            return start, end, "study_date"
+    return analysed, analysed + timedelta(microseconds=1), "analysis"
+
+
 def _triage(
     session: Session, scope: _scope.Scope, current: Any, *, limit: int
-) -> tuple[list[tuple[RecentTriage, str]], int]:
+) -> tuple[list[tuple[RecentTriage, str]], RecentTriageResults]:
     """The vital-signs triage results of ``current``'s patient that the caller may read (by the priors'
-    rules; newest measurement first, at most ``limit``) with the outcome each one's entry is audited with,
-    and how many older ones were left."""
+    rules) measured up to its film (:func:`_film_time`; newest measurement first, at most ``limit``) with
+    the outcome each one's entry is audited with, and the panel: those, how many older ones were left and
+    how many were measured after the film (never shown, so not audited)."""
+    film_at, until, film_time = _film_time(current)
     of_patient = (
         Result.patient_id == current.patient_id,
         Result.kind == "triage",
         _scope.results_visible(scope),
     )
-    total = session.scalar(select(func.count()).select_from(Result).where(*of_patient)) or 0
+    measured = (
+        select(func.count())
+        .select_from(Result)
+        .join(VitalsObservation, Result.vitals_id == VitalsObservation.id)
+    )
+    total = session.scalar(measured.where(*of_patient, VitalsObservation.observed_at < until)) or 0
+    later = session.scalar(measured.where(*of_patient, VitalsObservation.observed_at >= until)) or 0
     rows = session.execute(
         select(Result, VitalsObservation.observed_at)
         .join(VitalsObservation, Result.vitals_id == VitalsObservation.id)
-        .where(*of_patient)
+        .where(*of_patient, VitalsObservation.observed_at < until)
         .order_by(VitalsObservation.observed_at.desc(), Result.created_at.desc(), Result.id.desc())
         .limit(limit)
     ).all()
@@ -321,7 +360,14 @@ def _triage(
             news2_band=news2.get("band"),
         )
         shown.append((entry, outcome_of(ground)))
-    return shown, max(total - len(rows), 0)
+    panel = RecentTriageResults(
+        results=tuple(t for t, _o in shown),
+        older=max(total - len(rows), 0),
+        later=later,
+        film_at=film_at,
+        film_time=film_time,
+    )
+    return shown, panel
 
 
 def _priors(

@@ -310,14 +310,20 @@ def priors_model(priors: PriorStudies | None, *, language: str) -> dict[str, Any
 
 def triage_model(triage: RecentTriageResults | None, *, language: str) -> dict[str, Any] | None:
     """What the viewer's "Recent vital signs" panel shows beside a film (None: no panel, a vital-signs
-    result): per triage result, newest measurement first, its time, triage level, NEWS2 and whether the
-    model flagged a deterioration risk, and how many older ones were left out."""
+    result): per triage result measured up to the film, newest measurement first, its time, how long
+    before the film (minutes before the analysis, or whole days before the study's day in the server's
+    time zone, as the record places the film), triage level, NEWS2 and whether the model flagged a
+    deterioration risk; how many older ones were left out and how many were measured after the film; and
+    where the film was placed (its analysis time, or its study's day)."""
     if triage is None:
         return None
+    film_at = triage.film_at
     results = [
         {
             "id": t.result_id,
             "observed_at": iso(t.observed_at),
+            "minutes_before": max((film_at - t.observed_at).total_seconds() / 60, 0),
+            "days_before": max((film_at.astimezone().date() - t.observed_at.astimezone().date()).days, 0),
             "priority": t.priority,
             "at_risk": t.at_risk,
             "news2_total": t.news2_total,
@@ -326,4 +332,11 @@ def triage_model(triage: RecentTriageResults | None, *, language: str) -> dict[s
         }
         for t in triage.results
     ]
-    return {"results": results, "older": triage.older}
+    return {
+        "results": results,
+        "older": triage.older,
+        "later": triage.later,
+        "film_time": triage.film_time,
+        "film_at": iso(film_at),
+        "film_day": film_at.astimezone().date().isoformat(),
+    }

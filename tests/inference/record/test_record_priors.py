@@ -210,3 +210,38 @@ def test_the_viewer_lists_the_patients_recent_vital_signs_triage_of_its_scope_ea
         result_id=newest, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
     )
     assert vitals.value is not None and vitals.value.triage is None
+
+
+def test_the_viewer_lists_only_the_vital_signs_measured_up_to_the_film_and_counts_the_later_ones(
+    record: Record,
+) -> None:
+    """A film from last week is read with the vital signs of its time, not today's: those measured up to
+    the film (the end of its study's day, for a film analysed on a later day; its analysis, for one without
+    a study date) are shown, newest first, and audited; those measured after it are only counted, neither
+    shown nor audited."""
+    north = patient("IPP-VITALS-FILM", facility="north")
+    before = _triage(record, north, at=datetime(2026, 11, 21, 8, tzinfo=UTC))
+    same_day = _triage(record, north, at=datetime(2026, 11, 22, 8, tzinfo=UTC))
+    after = _triage(record, north, at=datetime(2026, 11, 23, 8, tzinfo=UTC))
+    film = _file(record, imaging(pat=north), date="20261122")  # analysed now, on a later day
+
+    read = record.priors.read_with_priors(
+        result_id=film, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH)
+    )
+    assert read.value is not None and read.value.triage is not None
+    shown = read.value.triage
+    assert [t.result_id for t in shown.results] == [same_day, before]
+    assert (shown.older, shown.later, shown.film_time) == (0, 1, "study_date")
+    assert after not in {e[1] for e in _entries(record, NORTH)}
+
+    # A film without a study date is placed at its analysis: what was measured since is after it.
+    undated = _file(record, imaging(pat=north), date="")
+    since = _triage(record, north, at=datetime.now(UTC))
+    read = record.priors.read_with_priors(
+        result_id=undated, reader=NORTH.subject, scope=NORTH, audit=_audit(NORTH), triage_limit=2
+    )
+    assert read.value is not None and read.value.triage is not None
+    shown = read.value.triage
+    assert [t.result_id for t in shown.results] == [after, same_day]
+    assert (shown.older, shown.later, shown.film_time) == (1, 1, "analysis")
+    assert since not in {e[1] for e in _entries(record, NORTH)}

@@ -426,9 +426,10 @@ def test_the_viewer_lists_the_patients_recent_vital_signs_beside_the_film_and_au
     site: str, env: Env, chromium: Any
 ) -> None:
     """Beside the film, the reader sees the patient's latest vital-signs triage results of the reader's
-    scope, newest measurement first, with the time measured, triage level and NEWS2, each a link to its
-    viewer; another facility's (no sharing consent) is not listed; each one shown is a read of that
-    result, audited in the page's own transaction."""
+    scope measured up to the film, newest measurement first, with the time measured, triage level and
+    NEWS2, each a link to its viewer; another facility's (no sharing consent) is not listed, one measured
+    after the film is only counted; each one shown is a read of that result, audited in the page's own
+    transaction."""
     import uuid
 
     from inference.api.ui._i18n import Formats
@@ -443,6 +444,7 @@ def test_the_viewer_lists_the_patients_recent_vital_signs_beside_the_film_and_au
         respiratory_rate=28, spo2=90, heart_rate=125, temperature=39.2, systolic_bp=95,
     )  # fmt: skip
     elsewhere = _send_vitals_of(site, env, patient=patient, at="2026-11-20T07:00:00Z", facility="F2")
+    later = _send_vitals_of(site, env, patient=patient, at="2026-11-22T12:00:00Z")  # after the film's day
     study = _send_dated(site, env, patient=patient, date="20261120", critical=True)
     assert calm["patient"]["id"] == study["patient"]["id"] == elsewhere["patient"]["id"]
 
@@ -465,6 +467,10 @@ def test_the_viewer_lists_the_patients_recent_vital_signs_beside_the_film_and_au
             in row
         )
     assert elsewhere["result_id"] not in page.content()
+    assert later["result_id"] not in page.content()  # the film's vital signs, not those measured since
+    assert panel.get_by_text(
+        _("Measured after the film, not shown: %(n)s") % {"n": fmt.number(1)}
+    ).is_visible()
     panel.get_by_role("link", name=fmt.datetime(unwell["observed_at"])).click()
     page.wait_for_url(f"{site}/ui/results/{unwell['result_id']}")
     context.close()
