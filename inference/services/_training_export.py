@@ -44,6 +44,10 @@ FORMAT = "dxassist-export"
 LABELS_FILE = "labels.csv"
 VERDICTS_FILE = "verdicts.csv"
 MANIFEST_FILE = "manifest.json"
+STAGING = ".partial"
+"""The folder inside the export's where it is written until audited: only the inputs of patients who allow
+AI processing when the export's entries are appended are then moved out of it, and nothing of it remains
+when the export fails."""
 LABEL_EXTRA = ("model_name", "model_version", "readers", "reader_labels", "disagreements")
 VERDICT_COLUMNS = (
     "result_ref",
@@ -212,7 +216,8 @@ def export_kept_inputs(
 
     Args:
         record: The patient record.
-        out: A new or empty folder.
+        out: A new or empty folder; the export is written to its :data:`STAGING` folder and moved into it
+            once audited.
         secret: The site's de-identification secret (keyed digests of results, patients, readers).
         audit: Who exports, and the action.
         model_name: The model whose inputs are exported.
@@ -220,17 +225,43 @@ def export_kept_inputs(
 
     Raises:
         RecordError: The inputs could not be read or the entries written: what was written to ``out`` is
-            removed.
+            removed (as it is whatever else stops the export: a full disk, an interrupt).
     """
+    staging = out / STAGING
+    try:
+        counts = _export_staged(
+            record, staging=staging, secret=secret, audit=audit, resource_id=out.name, model_name=model_name
+        )
+        _publish(staging, out)
+    except BaseException:
+        # Unaudited, or not all of it may be exported: none of it stays on disk.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    inputs, reader_labels = counts.inputs, counts.reader_labels
+    verdicts, disagreements, patients = counts.verdicts, counts.disagreements, counts.patients
+    report.write(
+        f"exported {inputs} labelled input(s) of {patients} patient(s) "
+        f"({reader_labels} reader label(s), {verdicts} verdict(s), {disagreements} disagreement(s)) "
+        f"to {out} as '{FORMAT}'; train with "
+        f"`dxassist train imaging --dataset {FORMAT} --data {out} --register`\n"
+    )
+    return counts
+
+
+def _export_staged(
+    record: Record, *, staging: Path, secret: bytes, audit: AuditIn, resource_id: str, model_name: str
+) -> ExportCounts:
+    """Write the export to ``staging``, audited, with its manifest: when it returns, only the inputs and
+    rows that may be exported are there."""
     codes = list(FINDINGS)
-    inputs_dir = out / "inputs"
+    inputs_dir = staging / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     # Per result written: (readers' labels, verdicts, disagreements, input size), so that the results of
     # a patient who objected while the export ran can be taken out of the counts.
     tallies: dict[str, tuple[int, int, int, int]] = {}
     with (
-        (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as labels_handle,
-        (out / VERDICTS_FILE).open("w", newline="", encoding="utf-8") as verdicts_handle,
+        (staging / LABELS_FILE).open("w", newline="", encoding="utf-8") as labels_handle,
+        (staging / VERDICTS_FILE).open("w", newline="", encoding="utf-8") as verdicts_handle,
     ):
         labels_writer = csv.DictWriter(
             labels_handle, fieldnames=["file", "split", "view", *codes, *LABEL_EXTRA]
@@ -241,51 +272,44 @@ def export_kept_inputs(
 
         def write(item: LabelledInput) -> None:
             name = f"inputs/{_ref(secret, 'result', item.result_id)}.npz"
-            (out / name).write_bytes(item.pixels)
+            (staging / name).write_bytes(item.pixels)
             row, rows, judged, disagreed = _rows(item, secret, name, codes)
             labels_writer.writerow(row)
             verdicts_writer.writerows(rows)
             tallies[item.result_id] = (judged, len(rows), disagreed, item.input_size)
 
-        def unwrite(result_ids: Sequence[str]) -> None:
-            # The results of patients who objected while the export ran (rare): their inputs and rows go.
-            refs = {_ref(secret, "result", result_id) for result_id in result_ids}
+        # The entries name exactly the patients whose data is exported, from one state of their consent:
+        # the results of those who objected while the files were written are left out.
+        exported = TrainingInputs(record.sessions).export_labelled(
+            write=write, audit=audit, resource_id=resource_id, model_name=model_name
+        )
+        if exported.left_out:
+            # Rare: their inputs and rows go before anything is published.
+            refs = {_ref(secret, "result", result_id) for result_id in exported.left_out}
             for ref in refs:
                 (inputs_dir / f"{ref}.npz").unlink(missing_ok=True)
             _drop_rows(labels_handle, lambda row: Path(row["file"]).stem in refs)
             _drop_rows(verdicts_handle, lambda row: row["result_ref"] in refs)
-            for result_id in result_ids:
+            for result_id in exported.left_out:
                 tallies.pop(result_id, None)
-
-        # The entries name exactly the patients whose data is exported, from one state of their consent:
-        # the results of those who objected while the files were written are left out.
-        try:
-            exported = TrainingInputs(record.sessions).export_labelled(
-                write=write, audit=audit, resource_id=out.name, model_name=model_name
-            )
-        except RecordError:
-            _remove_written(out)
-            raise
-        if exported.left_out:
-            unwrite(exported.left_out)
-        patients = exported.patients
     inputs = len(tallies)
     reader_labels = sum(t[0] for t in tallies.values())
     verdicts = sum(t[1] for t in tallies.values())
     disagreements = sum(t[2] for t in tallies.values())
     sizes = {t[3] for t in tallies.values()}
-    counts = ExportCounts(inputs, len(patients), reader_labels, verdicts, disagreements)
-    manifest = {
+    patients = len(exported.patients)
+    counts = ExportCounts(inputs, patients, reader_labels, verdicts, disagreements)
+    manifest: dict[str, object] = {
         "format": FORMAT,
         "model_name": model_name,
         "findings": codes,
         "input_sizes": sorted(sizes),
         "inputs": inputs,
-        "patients": len(patients),
+        "patients": patients,
         "reader_labels": reader_labels,
         "verdicts": verdicts,
         "disagreements": disagreements,
-        "content_sha256": content_digest(out),
+        "content_sha256": content_digest(staging),
         "labels": (
             "readers' verdicts (agree keeps the model's call, disagree flips it, correct gives it); the "
             "majority when readers disagree, a tie positive; findings no reader judged keep the model's call"
@@ -295,11 +319,13 @@ def export_kept_inputs(
             "declaring burned-in annotation are never kept; result, patient and reader as keyed digests"
         ),
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    report.write(
-        f"exported {inputs} labelled input(s) of {len(patients)} patient(s) "
-        f"({reader_labels} reader label(s), {verdicts} verdict(s), {disagreements} disagreement(s)) "
-        f"to {out} as '{FORMAT}'; train with "
-        f"`dxassist train imaging --dataset {FORMAT} --data {out} --register`\n"
-    )
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return counts
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the export from ``staging`` into ``out`` (its parent), each entry renamed in one step, the
+    manifest last: a reader who finds the manifest finds the whole export."""
+    for name in ("inputs", LABELS_FILE, VERDICTS_FILE, MANIFEST_FILE):
+        (staging / name).replace(out / name)
+    staging.rmdir()

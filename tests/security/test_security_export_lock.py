@@ -26,7 +26,7 @@ from test_security_export_patient_audit import _file_with_feedback
 from inference.api import create_app
 from inference.deid import deid_secret
 from inference.record import AuditIn, Record
-from inference.services._training_export import LABELS_FILE, _ref, export_kept_inputs
+from inference.services._training_export import LABELS_FILE, STAGING, _ref, export_kept_inputs
 
 _LIVENESS_S = 60.0  # a bound on waiting for the other thread, never an assertion on time
 _EXPORTER = f"cli:exporter-{uuid.uuid4().hex[:6]}"
@@ -72,11 +72,12 @@ def test_filings_go_on_while_an_export_runs_and_a_consent_withdrawn_meanwhile_is
     first, second = results  # exported in this order
     secret = deid_secret(env.settings.keys_dir)
     out = tmp_path / "export"
-    (out / "inputs").mkdir(parents=True)
+    staged = out / STAGING / "inputs"  # where the export writes until it is audited
+    staged.mkdir(parents=True)
     # The export pauses on its second input: the file it writes is a pipe that nobody reads yet.
-    pipe = out / "inputs" / f"{_ref(secret, 'result', str(second['result_id']))}.npz"
+    pipe = staged / f"{_ref(secret, 'result', str(second['result_id']))}.npz"
     os.mkfifo(pipe)
-    written_first = out / "inputs" / f"{_ref(secret, 'result', str(first['result_id']))}.npz"
+    written_first = staged / f"{_ref(secret, 'result', str(first['result_id']))}.npz"
 
     record = Record(env.settings.record_url)
     app = create_app(env.settings)
@@ -118,7 +119,7 @@ def test_filings_go_on_while_an_export_runs_and_a_consent_withdrawn_meanwhile_is
         record.close()
 
     # The patient who objected while the export ran is left out: no input, no row, no entry.
-    assert not written_first.exists()
+    assert not (out / "inputs" / written_first.name).exists() and not written_first.exists()
     labels = (out / LABELS_FILE).read_text(encoding="utf-8")
     assert written_first.name not in labels and pipe.name in labels
     exports = [e for e in entries if e["subject"] == _EXPORTER]

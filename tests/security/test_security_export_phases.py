@@ -12,6 +12,7 @@ failed at its end.
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
 import uuid
@@ -30,7 +31,15 @@ from inference.api import create_app
 from inference.deid import deid_secret
 from inference.record import AuditIn, Record
 from inference.record import _engine as record_engine
-from inference.services._training_export import LABELS_FILE, _ref, export_kept_inputs
+from inference.services._training_export import (
+    LABELS_FILE,
+    MANIFEST_FILE,
+    STAGING,
+    VERDICTS_FILE,
+    _ref,
+    content_digest,
+    export_kept_inputs,
+)
 
 _LIVENESS_S = 60.0  # a bound on waiting for the other thread, never an assertion on time
 _EXPORTER = f"cli:exporter-{uuid.uuid4().hex[:6]}"
@@ -45,24 +54,24 @@ class Paused:
     second: dict[str, Any]
     written_first: Path
     pipe: Path
+    later: list[Path]  # the inputs of the results exported after the second
 
 
-def _paused_export(env: Env, tmp_path: Path, tag: str) -> Paused:
+def _paused_export(env: Env, tmp_path: Path, tag: str, *, results: int = 2) -> Paused:
     source = tmp_path / "source"
     source.mkdir()
-    results = sorted(
-        (_file_with_feedback(env, source, f"IPP-{tag}-{n}-{uuid.uuid4().hex[:6]}") for n in range(2)),
+    filed = sorted(
+        (_file_with_feedback(env, source, f"IPP-{tag}-{n}-{uuid.uuid4().hex[:6]}") for n in range(results)),
         key=lambda r: str(r["result_id"]),
     )
-    first, second = results  # exported in this order
+    first, second = filed[:2]  # exported in this order
     secret = deid_secret(env.settings.keys_dir)
     out = tmp_path / "export"
-    inputs = out / "inputs"
+    inputs = out / STAGING / "inputs"  # where the export writes until it is audited
     inputs.mkdir(parents=True)
-    pipe = inputs / f"{_ref(secret, 'result', str(second['result_id']))}.npz"
-    os.mkfifo(pipe)
-    written_first = inputs / f"{_ref(secret, 'result', str(first['result_id']))}.npz"
-    return Paused(out, first, second, written_first, pipe)
+    paths = [inputs / f"{_ref(secret, 'result', str(r['result_id']))}.npz" for r in filed]
+    os.mkfifo(paths[1])
+    return Paused(out, first, second, paths[0], paths[1], paths[2:])
 
 
 def _export(env: Env, record: Record, out: Path) -> Any:
@@ -152,3 +161,79 @@ def test_an_export_stalled_past_postgresqls_idle_in_transaction_limit_completes(
             record.close()
     labels = (paused.out / LABELS_FILE).read_text(encoding="utf-8")
     assert paused.written_first.name in labels and paused.pipe.name in labels
+
+
+def _object(client: TestClient, env: Env, patient: dict[str, Any]) -> None:
+    objection = {"ai_processing": "deny", "national_sharing": "permit"}
+    path = f"/v1/patients/{patient['id']}/consent"
+    withdrawn = client.put(path, json=objection, headers=env.headers("clinician", facility="F1"))
+    assert withdrawn.status_code == 200, withdrawn.text
+
+
+def _under(out: Path) -> list[str]:
+    """Every path under ``out``, hidden ones too."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+
+
+def test_a_patient_who_objects_while_an_export_runs_is_never_in_the_published_folder(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(tmp_path / "home"))
+        env = seeded_env(tmp_path / "home")
+        paused = _paused_export(env, tmp_path, "OBJECT-PUBLISH")
+        record = Record(env.settings.record_url)
+        try:
+            with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
+                exporter, exported = _in_thread(_export(env, record, paused.out))
+                try:
+                    _wait_for(paused.written_first, exporter)
+                    _object(client, env, paused.first["patient"])
+                    # Nothing is published before the export is audited: a trainer reading the folder
+                    # now finds no input, no labels and no manifest.
+                    assert not (paused.out / "inputs" / paused.written_first.name).exists()
+                    assert not (paused.out / LABELS_FILE).exists()
+                    assert not (paused.out / MANIFEST_FILE).exists()
+                finally:
+                    _release(paused.pipe)
+                    exporter.join(_LIVENESS_S)
+            assert not exporter.is_alive() and "error" not in exported, exported.get("error")
+            assert _exported_patients(record) == [paused.second["patient"]["id"]]
+        finally:
+            record.close()
+    # Published: only the consenting patient's input, labels and manifest; nothing of the objector's
+    # anywhere under the folder, and nothing left of the export's own workings.
+    assert _under(paused.out) == sorted(
+        ["inputs", f"inputs/{paused.pipe.name}", LABELS_FILE, VERDICTS_FILE, MANIFEST_FILE]
+    )
+    first_ref = paused.written_first.stem
+    assert first_ref not in (paused.out / LABELS_FILE).read_text(encoding="utf-8")
+    assert first_ref not in (paused.out / VERDICTS_FILE).read_text(encoding="utf-8")
+    manifest = json.loads((paused.out / MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert (manifest["inputs"], manifest["patients"]) == (1, 1)
+    assert manifest["content_sha256"] == content_digest(paused.out)
+
+
+def test_an_export_that_crashes_after_a_patient_objected_leaves_nothing_of_theirs(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(tmp_path / "home"))
+        env = seeded_env(tmp_path / "home")
+        paused = _paused_export(env, tmp_path, "OBJECT-CRASH", results=3)
+        # The third input cannot be written (its name is taken by a folder): the destination fails after
+        # the objector's input was written, as a full disk would.
+        paused.later[0].mkdir()
+        record = Record(env.settings.record_url)
+        try:
+            with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
+                exporter, exported = _in_thread(_export(env, record, paused.out))
+                try:
+                    _wait_for(paused.written_first, exporter)
+                    _object(client, env, paused.first["patient"])
+                finally:
+                    _release(paused.pipe)
+                    exporter.join(_LIVENESS_S)
+            assert not exporter.is_alive() and isinstance(exported.get("error"), OSError), exported
+            assert _exported_patients(record) == []
+        finally:
+            record.close()
+    # Nothing of the objector's, nor of anyone's (the export was not audited), is left under the folder.
+    assert not [p for p in paused.out.rglob("*") if p.is_file()], _under(paused.out)
+    assert not any(paused.written_first.stem in p for p in _under(paused.out)), _under(paused.out)
