@@ -60,9 +60,16 @@ def _version_row(version: RegisteredVersion, *, with_name: bool) -> list[object]
         (version.sha256 or "-")[:12],
         _created(version),
         "yes" if version.parity_passed else "NO",
+        _dataset_digest(version),
         _fmt_figures(dict(version.metrics)),
     ]
     return row
+
+
+def _dataset_digest(version: RegisteredVersion) -> str:
+    """The start of the data set's content digest (``dataset_sha256``), which the promotion gate compares
+    (as many digits as its reasons print); ``-`` for a data set without one."""
+    return (version.dataset_digest or "-")[:12]
 
 
 # -- settings and registry --------------------------------------------------------------------------

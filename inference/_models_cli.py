@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from inference._common_cli import (
     CliError,
     _audited_line,
+    _dataset_digest,
     _fmt_figures,
     _maybe,
     _number,
@@ -173,7 +174,8 @@ def _cmd_registry_list(args: argparse.Namespace) -> int:
         print("The registry holds no model yet; run `dxassist bootstrap`.")
         return 0
     rows = [_version_row(v, with_name=True) for m in models for v in m.versions]
-    print(format_table(["NAME", "VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "KEY METRICS"], rows))
+    header = ["NAME", "VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "DATASET SHA256", "KEY METRICS"]
+    print(format_table(header, rows))
     return 0
 
 
@@ -186,10 +188,16 @@ def _cmd_registry_show(args: argparse.Namespace) -> int:
     print(f"Aliases:  {aliases}")
     print()
     rows = [
-        [*_version_row(v, with_name=False)[:5], v.dataset or "-", (v.git_commit or "-")[:12]]
+        [
+            *_version_row(v, with_name=False)[:5],
+            v.dataset or "-",
+            _dataset_digest(v),
+            (v.git_commit or "-")[:12],
+        ]
         for v in summary.versions
     ]
-    print(format_table(["VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "DATASET", "COMMIT"], rows))
+    header = ["VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "DATASET", "DATASET SHA256", "COMMIT"]
+    print(format_table(header, rows))
     shown = summary.versions[:6]
     figures = sorted({k for v in shown for k in v.metrics})
     if figures:

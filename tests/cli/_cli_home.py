@@ -30,9 +30,15 @@ def registry_for(home: Path) -> RegistryClient:
 
 
 def register(
-    client: RegistryClient, name: str, onnx_path: Path, figures: dict[str, float]
+    client: RegistryClient,
+    name: str,
+    onnx_path: Path,
+    figures: dict[str, float],
+    *,
+    dataset_digest: str | None = None,
 ) -> RegisteredVersion:
-    """Register ``onnx_path`` as a new challenger version with the given gate figures."""
+    """Register ``onnx_path`` as a new challenger version with the given gate figures (and the content
+    digest of its data set, ``dataset_sha256``, when given)."""
     return client.log_and_register(
         name=name,
         onnx_path=onnx_path,
@@ -45,6 +51,7 @@ def register(
         parity_max_abs_diff=0.0,
         sha256=model_registry.sha256_file(onnx_path),
         git_commit="feedbeef",
+        dataset_digest=dataset_digest,
     )
 
 

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _cli_home import make_home, registry_for
+from _cli_home import make_home, register, registry_for
+from tiny_models import build_imaging_onnx
 
 from inference.cli import main
 
@@ -25,7 +26,19 @@ def test_registry_list_shows_every_version_with_aliases(
 
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "ALIASES", "SHA256", "CREATED", "PARITY", "KEY", "METRICS"]
+    header = [
+        "NAME",
+        "VERSION",
+        "ALIASES",
+        "SHA256",
+        "CREATED",
+        "PARITY",
+        "DATASET",
+        "SHA256",
+        "KEY",
+        "METRICS",
+    ]
+    assert lines[0].split() == header
     champion = registry_for(at_home).get_version("cxr-findings", 1)
     row = next(line for line in lines if line.startswith("cxr-findings") and line.split()[1] == "1")
     assert "champion" in row
@@ -44,6 +57,37 @@ def test_registry_show_prints_aliases_and_gate_figures(
     assert "tiny-synthetic (tests)" in out
     figure_row = next(line for line in out.splitlines() if line.startswith("val_auroc_pneumothorax"))
     assert figure_row.split()[1:] == ["0.8500", "0.8960", "0.9000"]
+
+
+def test_registry_list_and_show_print_the_data_set_content_digest_the_gate_compares(
+    tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = make_home(tmp_path / "home", migrated_store)
+    monkeypatch.setenv("DXASSIST_HOME", str(home))
+    client = registry_for(home)
+    digest = "5eed" + "c0ffee" * 10
+    register(
+        client,
+        "cxr-findings",
+        build_imaging_onnx(tmp_path / "a.onnx"),
+        {"val_auroc": 0.9},
+        dataset_digest=digest,
+    )
+    register(client, "cxr-findings", build_imaging_onnx(tmp_path / "b.onnx", seed=2), {"val_auroc": 0.9})
+
+    assert main(["registry", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "DATASET SHA256" in listed[0]
+    rows = {line.split()[1]: line for line in listed if line.startswith("cxr-findings")}
+    assert digest[:12] in rows["1"] and digest[:12] not in rows["2"]
+
+    assert main(["registry", "show", "cxr-findings"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    header = next(line for line in shown if line.startswith("VERSION"))
+    assert "DATASET SHA256" in header
+    rows = {line.split()[0]: line for line in shown if line[:1].isdigit()}
+    assert digest[:12] in rows["1"] and "tiny-synthetic (tests)" in rows["1"]
+    assert digest[:12] not in rows["2"]
 
 
 def test_promotion_refused_exits_non_zero_with_the_reason(
