@@ -155,6 +155,8 @@ class ViewerRead:
         study_date: The date of the result's own study (ISO or DICOM ``YYYYMMDD`` as filed), else None.
         patient: The patient's age and sex as the reader may read them (:func:`_viewed_patient`).
         triage: The patient's recent vital-signs triage results (None for a vital-signs result).
+        others: The other readers' feedback on it, oldest first (a second reading, a colleague's
+            disagreement: the reader sees them before giving a verdict).
     """
 
     result: AnyResult
@@ -163,6 +165,7 @@ class ViewerRead:
     study_date: str | None = None
     patient: ViewedPatient | None = None
     triage: RecentTriageResults | None = None
+    others: tuple[FeedbackEntry, ...] = ()
 
 
 def _dated(study_date: str | None, created_at: datetime) -> tuple[str, datetime]:
@@ -236,10 +239,11 @@ class PriorReads:
                             shown = [(p.result_id, o) for p, o in listed] + [
                                 (t.result_id, o) for t, o in vitals
                             ]
-                        feedback = _feedback.entries_in(session, result_id, reader=reader)
+                        everyone = _feedback.entries_in(session, result_id)
                         value = ViewerRead(
                             result=result,
-                            feedback=feedback,
+                            feedback=[entry for entry in everyone if entry.reader == reader],
+                            others=tuple(entry for entry in everyone if entry.reader != reader),
                             priors=priors,
                             study_date=row.study_date,
                             patient=_viewed_patient(session, scope, row),

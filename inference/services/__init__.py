@@ -66,6 +66,7 @@ from inference.services._triage import analyse_vitals
 from inference.services._warnings import SYNTHETIC as SYNTHETIC_WARNING
 from inference.services._web import (
     AccountLocked,
+    OtherVerdict,
     SignInRefused,
     SsoRefused,
     SsoStart,
@@ -94,6 +95,7 @@ __all__ = [
     "SsoRefused",
     "SsoStart",
     "SsoUnavailable",
+    "OtherVerdict",
     "ViewedResult",
     "WebSession",
     "add_user",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from inference.explain import choose_language
 from inference.record import (
     Accounts,
+    FeedbackEntry,
     NotFound,
     PriorStudies,
     RecentTriageResults,
@@ -562,6 +563,40 @@ async def mark_read(*, ctx: Context, actor: Actor, result_id: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class OtherVerdict:
+    """Another reader's newest verdict on one finding of a result, as the viewer lists it.
+
+    Attributes:
+        code: The finding's code (``deterioration`` for vital signs).
+        reader: The reader (the subject their verdict was recorded under).
+        verdict: ``agree``, ``disagree`` or ``correct``.
+        correct_label: With ``correct``: whether the finding is present.
+        at: When the verdict was given.
+    """
+
+    code: str
+    reader: str
+    verdict: str
+    correct_label: bool | None
+    at: datetime
+
+
+def other_verdicts(entries: Sequence[FeedbackEntry]) -> tuple[OtherVerdict, ...]:
+    """Each other reader's newest verdict per finding (entries oldest first), oldest reader first."""
+    newest: dict[tuple[str, str], OtherVerdict] = {}
+    for entry in entries:
+        for v in entry.verdicts:
+            newest[(entry.reader, v.code)] = OtherVerdict(
+                code=v.code,
+                reader=entry.reader,
+                verdict=v.verdict,
+                correct_label=v.correct_label,
+                at=entry.created,
+            )
+    return tuple(sorted(newest.values(), key=lambda o: o.at))
+
+
+@dataclass(frozen=True, slots=True)
 class ViewedResult:
     """A result as the viewer page shows it to one reader.
 
@@ -581,6 +616,7 @@ class ViewedResult:
     study_date: str | None = None
     patient: ViewedPatient | None = None
     triage: RecentTriageResults | None = None
+    others: tuple[OtherVerdict, ...] = ()
 
 
 async def viewed_result(
@@ -617,12 +653,14 @@ async def viewed_result(
         study_date=read.study_date,
         patient=read.patient,
         triage=read.triage,
+        others=other_verdicts(read.others),
     )
 
 
 __all__ = [
     "AccountLocked",
     "NotFound",
+    "OtherVerdict",
     "ReadingList",
     "SignInRefused",
     "SsoRefused",

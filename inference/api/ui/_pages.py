@@ -273,7 +273,11 @@ async def viewer_page(
     # The result, the reader's verdicts on it and the patient's priors: one read, audited in its transaction.
     viewed = await viewed_result(ctx=ctx, actor=reader.actor, result_id=result_id, accept_language=language)
     view = viewer_model(
-        viewed.shown.result, language=language, verdicts=viewed.verdicts, patient=viewed.patient
+        viewed.shown.result,
+        language=language,
+        verdicts=viewed.verdicts,
+        patient=viewed.patient,
+        others=viewed.others,
     )
     view["study_date"] = viewed.study_date
     return render(

@@ -16,7 +16,8 @@ from inference.record import (
     WorklistItem,
     iso,
 )
-from inference.services import SYNTHETIC_WARNING
+from inference.security import WEB_PREFIX
+from inference.services import SYNTHETIC_WARNING, OtherVerdict
 from inference.vocabulary import (
     DETERIORATING,
     FINDING_DISPLAY,
@@ -175,8 +176,28 @@ def localised_warning(sentence: str, language: str) -> dict[str, str]:
     return {"text": translated % values, "lang": language}
 
 
+def _others_of(others: Sequence[OtherVerdict], code: str) -> list[dict[str, Any]]:
+    """The other readers' verdicts on one finding, oldest first, as :file:`_verdict.html` lists them."""
+    return [
+        {
+            # A web reader by username (``web:`` marks them on the audit trail), a token's by its subject.
+            "reader": o.reader.removeprefix(WEB_PREFIX),
+            "verdict": o.verdict,
+            "correct_label": o.correct_label,
+            "at": iso(o.at),
+        }
+        for o in others
+        if o.code == code
+    ]
+
+
 def viewer_model(
-    result: AnyResult, *, language: str, verdicts: dict[str, str], patient: ViewedPatient | None = None
+    result: AnyResult,
+    *,
+    language: str,
+    verdicts: dict[str, str],
+    patient: ViewedPatient | None = None,
+    others: Sequence[OtherVerdict] = (),
 ) -> dict[str, Any]:
     """What the viewer shows of one result (its rationale in ``language``, English when missing), with the
     patient's age and sex as the reader may read them (``patient``; none shown without)."""
@@ -220,6 +241,7 @@ def viewer_model(
                 "has_heatmap": f.heatmap,
                 "box": None if f.box is None else list(f.box),
                 "verdict": verdicts.get(f.code),
+                "others": _others_of(others, f.code),
             }
             for f in result.findings
         ]
@@ -265,6 +287,7 @@ def viewer_model(
         ]
         model["observed_at"] = iso(result.observed_at)
         model["verdict"] = verdicts.get("deterioration")
+        model["others"] = _others_of(others, "deterioration")
     return model
 
 
