@@ -11,6 +11,7 @@ import getpass
 import hashlib
 import hmac
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,17 +180,28 @@ def export_kept_training_set(
 ) -> int:
     """Write the labelled model inputs the server kept (``dxassist-export`` format) to ``out``, audited.
 
+    A folder holding only the unfinished export of a run that was stopped (its ``.partial``, never audited
+    nor published, possibly the inputs of a patient who objected since) has that removed first.
+
     Returns:
         0 on success; 2 when ``out`` exists and is not empty.
     """
     from inference.deid import deid_secret
     from inference.record import HeadAnchor, Record
-    from inference.services._training_export import export_kept_inputs
+    from inference.services._training_export import STAGING, export_kept_inputs
 
     report = stream if stream is not None else sys.stdout
-    if out.exists() and any(out.iterdir()):
+    stopped = (out / STAGING).is_dir() and not (out / STAGING).is_symlink()
+    if out.exists() and any(entry.name != STAGING or not stopped for entry in out.iterdir()):
         report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
         return 2
+    leftover = out / STAGING
+    if stopped:
+        shutil.rmtree(leftover)
+        report.write(
+            f"export-training-set: removed {leftover}, the unfinished export of a run that was stopped "
+            "(never audited nor published).\n"
+        )
     record = Record(settings.record_url, anchor=HeadAnchor(settings.resolved_home))
     try:
         record.migrate()

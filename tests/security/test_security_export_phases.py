@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from _security_env import Env, TestClient, seeded_env, upload
 from test_security_export_lock import _in_thread, _wait_for
 from test_security_export_patient_audit import _file_with_feedback
 
+from inference._cli_commands import export_kept_training_set
 from inference.api import create_app
 from inference.deid import deid_secret
 from inference.record import AuditIn, Record
@@ -237,3 +240,45 @@ def test_an_export_that_crashes_after_a_patient_objected_leaves_nothing_of_their
     # Nothing of the objector's, nor of anyone's (the export was not audited), is left under the folder.
     assert not [p for p in paused.out.rglob("*") if p.is_file()], _under(paused.out)
     assert not any(paused.written_first.stem in p for p in _under(paused.out)), _under(paused.out)
+
+
+_KILLED_EXPORT = """
+import io, sys
+from pathlib import Path
+from inference.deid import deid_secret
+from inference.record import AuditIn, Record
+from inference.services._training_export import export_kept_inputs
+url, keys, out = sys.argv[1:]
+audit = AuditIn(subject="cli:killed", role="admin", facility=None, action="export:training-set")
+export_kept_inputs(
+    Record(url), out=Path(out), secret=deid_secret(Path(keys)), audit=audit, report=io.StringIO()
+)
+"""
+
+
+def test_the_next_export_removes_what_a_killed_export_left_of_an_objectors_inputs(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DXASSIST_HOME", str(tmp_path / "home"))
+        env = seeded_env(tmp_path / "home")
+        paused = _paused_export(env, tmp_path, "KILLED")
+        # An export killed (SIGKILL: no clean-up runs) while paused on its second input.
+        args = [env.settings.record_url, str(env.settings.keys_dir), str(paused.out)]
+        killed = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, *args])
+        try:
+            waited = threading.Event()
+            while not paused.written_first.exists() and killed.poll() is None and not waited.wait(0.05):
+                pass
+            assert paused.written_first.exists(), "the export did not reach its second input"
+        finally:
+            killed.kill()
+            killed.wait(_LIVENESS_S)
+        with TestClient(create_app(env.settings), raise_server_exceptions=False) as client:
+            _object(client, env, paused.first["patient"])
+        report = io.StringIO()
+        assert export_kept_training_set(env.settings, out=paused.out, stream=report) == 0, report.getvalue()
+    assert "unfinished export" in report.getvalue()
+    # Only the consenting patient's input is there: nothing of the objector's, nothing of the killed run.
+    assert _under(paused.out) == sorted(
+        ["inputs", f"inputs/{paused.pipe.name}", LABELS_FILE, VERDICTS_FILE, MANIFEST_FILE]
+    )
+    assert paused.written_first.stem not in (paused.out / LABELS_FILE).read_text(encoding="utf-8")
