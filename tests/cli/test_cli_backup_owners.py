@@ -42,11 +42,17 @@ def _owners(home: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
-def test_a_restored_home_has_the_owners_and_modes_of_the_backed_up_one(tmp_path: Path) -> None:
+def _served_home(tmp_path: Path) -> Path:
+    """A home with keys and a record (a token issued in it makes both)."""
     home = tmp_path / "server"
     home.mkdir()
     issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
     assert issued.returncode == 0, issued.stderr
+    return home
+
+
+def test_a_restored_home_has_the_owners_and_modes_of_the_backed_up_one(tmp_path: Path) -> None:
+    home = _served_home(tmp_path)
     _as_the_service(home)
     backed_up = _owners(home)
     made = run_dxassist(home, "backup", "create", str(tmp_path / "backup"))
@@ -83,10 +89,7 @@ def test_owners_are_matched_by_name_on_a_machine_that_numbers_its_users_otherwis
     # keys to whichever account holds 4242 here (or to none): the service could not read them.
     service = pwd.getpwnam("nobody")
     group = grp.getgrnam("nogroup")
-    home = tmp_path / "server"
-    home.mkdir()
-    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
-    assert issued.returncode == 0, issued.stderr
+    home = _served_home(tmp_path)
     for entry in [home, *home.rglob("*")]:
         if _ROOT:
             os.chown(entry, service.pw_uid, group.gr_gid)
@@ -111,10 +114,7 @@ def test_owners_are_matched_by_name_on_a_machine_that_numbers_its_users_otherwis
 
 
 def test_an_owner_this_machine_does_not_know_keeps_its_id_and_the_operator_is_told(tmp_path: Path) -> None:
-    home = tmp_path / "server"
-    home.mkdir()
-    issued = run_dxassist(home, "token", "issue", "--subject", "pacs", "--role", "pacs", "--facility", "F1")
-    assert issued.returncode == 0, issued.stderr
+    home = _served_home(tmp_path)
     _as_the_service(home)
     made = run_dxassist(home, "backup", "create", str(tmp_path / "backup"))
     assert made.returncode == 0, made.stdout + made.stderr
