@@ -6,6 +6,8 @@ without a registry.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from functools import partial
 
 from model_registry._calibration_gate import (
@@ -70,6 +72,39 @@ def _plausibility_failure(candidate: RegisteredVersion, champion: RegisteredVers
     return None
 
 
+def _not_numbers(metrics: Mapping[str, float]) -> list[str]:
+    """The gate figures of ``metrics`` that are not finite numbers (NaN or infinite), sorted."""
+    return sorted(k for k, v in metrics.items() if is_gate_tag_figure(k) and not math.isfinite(v))
+
+
+def _is(figures: list[str]) -> str:
+    return "is" if len(figures) == 1 else "are"
+
+
+def _not_a_number_failure(candidate: RegisteredVersion, champion: RegisteredVersion | None) -> str | None:
+    """Why the figures cannot be compared, or ``None`` when every gate figure of both is a number.
+
+    NaN fails every comparison and passes every negated one: a NaN validation median or threshold made
+    the score-shift check see no shift, and a NaN elsewhere was refused as "nan against 0.0300". A figure
+    that is not a number was not measured (an AUROC with one class absent, say): refused by name.
+    """
+    ours = _not_numbers(candidate.metrics)
+    if ours:
+        return (
+            f"{', '.join(ours)} {_is(ours)} not a number (NaN or infinite), so the "
+            "gate cannot compare it with anything; measure the version's validation figures again (evaluate "
+            "and register it again) before promoting it"
+        )
+    theirs = _not_numbers(champion.metrics) if champion is not None else []
+    if champion is not None and theirs:
+        return (
+            f"{', '.join(theirs)} of champion version {champion.version} {_is(theirs)} "
+            "not a number (NaN or infinite), so the candidate cannot be compared with it; correct or remove "
+            f"that tag of version {champion.version} in the registry, then promote again"
+        )
+    return None
+
+
 def evaluate_gate(
     candidate: RegisteredVersion,
     champion: RegisteredVersion | None,
@@ -84,7 +119,8 @@ def evaluate_gate(
     champion has, the candidate's value must be present and at most ``tolerance`` below the champion's
     (each measured on the version's validation set: the same images when both were trained on the same
     data set; when their content digests (``dataset_sha256``), or without both digests their ``dataset``
-    tags, differ the reason says the figures were measured on different sets). A first version
+    tags, differ the reason says the figures were measured on different sets). A gate figure of either
+    version that is not a finite number (NaN) is refused by name, not compared. A first version
     (``champion`` None) is held to the absolute criteria only: parity, sha256, plausible shapes and the
     OOD guard's pass-rate floor (``MIN_OOD_PASS_RATE``).
 
@@ -123,6 +159,9 @@ def evaluate_gate(
                 "the model file they download. Register it again with log_and_register."
             ),
         )
+    not_a_number = _not_a_number_failure(candidate, champion)
+    if not_a_number is not None:
+        return decision(passed=False, reason=f"{label} cannot become champion: {not_a_number}.")
     implausible = _plausibility_failure(candidate, champion)
     if implausible is not None:
         return decision(

@@ -467,3 +467,55 @@ def test_a_first_champion_is_held_to_the_ood_pass_rate_floor(store: Store) -> No
     store.register("gate-first-floor", extra_metrics={"ood_test_pass_rate": 0.99})
     decision = store.client.promote("gate-first-floor", 2)
     assert decision.passed and "first champion" in decision.reason
+
+
+def _imaging(version: str, metrics: dict[str, float]) -> RegisteredVersion:
+    return RegisteredVersion(
+        name="cxr-findings",
+        version=version,
+        run_id=None,
+        sha256=version * 64,
+        parity_passed=True,
+        metrics=metrics,
+    )
+
+
+@pytest.mark.parametrize(
+    "figure",
+    ["val_score_median_nodule", "threshold_nodule", "val_sensitivity_nodule", "val_ece", "val_auroc_nodule"],
+)
+def test_a_candidate_figure_that_is_not_a_number_is_refused_by_name(figure: str) -> None:
+    """NaN fails every comparison, so a NaN median or threshold made the score-shift check see no shift
+    and pass, and a NaN elsewhere was refused as "nan against 0.0300". It is refused, by name."""
+    decision = evaluate_gate(_imaging("2", {**CHAMPION, figure: float("nan")}), _imaging("1", CHAMPION))
+
+    assert not decision.passed
+    assert f"{figure} is not a number" in decision.reason
+    assert "measure" in decision.reason
+
+
+def test_a_champion_figure_that_is_not_a_number_refuses_with_the_champion_named() -> None:
+    decision = evaluate_gate(_imaging("2", CHAMPION), _imaging("1", {**CHAMPION, "val_ece": float("nan")}))
+
+    assert not decision.passed
+    assert "val_ece of champion version 1 is not a number" in decision.reason
+
+
+def test_a_first_champion_whose_figure_is_not_a_number_is_refused() -> None:
+    decision = evaluate_gate(_imaging("1", {**CHAMPION, "ood_test_pass_rate": float("nan")}), None)
+
+    assert not decision.passed
+    assert "ood_test_pass_rate is not a number" in decision.reason
+
+
+def test_a_nan_gate_tag_in_the_registry_refuses_promotion(store: Store) -> None:
+    store.register("gate-nan", aurocs=CHAMPION)
+    store.client.promote("gate-nan", 1)
+    store.register("gate-nan", aurocs=CHAMPION)
+    store.client.mlflow_client.set_model_version_tag("gate-nan", "2", "val_score_median_nodule", "nan")
+
+    with pytest.raises(PromotionRefused) as refused:
+        store.client.promote("gate-nan", 2)
+
+    assert "val_score_median_nodule is not a number" in refused.value.reason
+    assert store.client.resolve("gate-nan", "champion") == "1"
