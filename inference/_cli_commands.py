@@ -1,4 +1,5 @@
-"""The bodies of ``dxassist audit verify`` and ``dxassist export-training-set`` (the CLI only parses flags).
+"""The bodies of ``dxassist audit verify``, ``dxassist export-training-set`` and ``dxassist export verify``
+(the CLI only parses flags).
 
 Both print a short report for the operator (never a patient's name, identifier or birth date) and return
 the process exit code.
@@ -217,6 +218,34 @@ def export_kept_training_set(
         )
     finally:
         record.close()
+    return 0
+
+
+def verify_export(folder: Path, *, stream: TextIO | None = None) -> int:
+    """Recompute the content digest of the ``dxassist-export`` training export in ``folder`` and compare it
+    with the ``content_sha256`` its manifest names.
+
+    Returns:
+        0 when they match; 1 when they do not (a file was changed, added or removed since the export); 2
+        when ``folder`` holds no such export, or its manifest names no digest.
+    """
+    from inference.services._training_export import content_digest, recorded_digest
+
+    report = stream if stream is not None else sys.stdout
+    try:
+        expected = recorded_digest(folder)
+    except ValueError as e:
+        report.write(f"export verify: {e}\n")
+        return 2
+    actual = content_digest(folder)
+    if actual != expected:
+        report.write(
+            f"export verify: {folder} does not match its manifest: its files' content digest is "
+            f"{actual[:12]}..., the manifest's content_sha256 is {expected[:12]}...; a file was changed, "
+            "added or removed since the export.\n"
+        )
+        return 1
+    report.write(f"export verify: {folder} matches its manifest (content_sha256 {expected[:12]}...).\n")
     return 0
 
 

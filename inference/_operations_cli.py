@@ -1,6 +1,6 @@
 """The operator's commands on the record and the spools: ``migrate``, ``audit verify``, ``backup`` (its
-bodies in :mod:`inference._backup_cli`), ``drift``, ``export-training-set``, ``user``, ``dead-letter``
-and ``batch score``."""
+bodies in :mod:`inference._backup_cli`), ``drift``, ``export-training-set``, ``export verify``, ``user``,
+``dead-letter`` and ``batch score``."""
 
 from __future__ import annotations
 
@@ -158,6 +158,12 @@ def _cmd_export_training_set(args: argparse.Namespace) -> int:
         if args.source is None:
             return export_kept_training_set(_settings(), out=args.out, model=args.model)
         return export_training_set(_settings(), out=args.out, source=args.source)
+
+
+def _cmd_export_verify(args: argparse.Namespace) -> int:
+    from inference._cli_commands import verify_export
+
+    return verify_export(args.folder)
 
 
 def _cmd_user(args: argparse.Namespace) -> int:

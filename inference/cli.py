@@ -35,6 +35,7 @@ from inference._operations_cli import (
     _cmd_dead_letter_retry,
     _cmd_drift,
     _cmd_export_training_set,
+    _cmd_export_verify,
     _cmd_migrate,
     _cmd_user,
     _days,
@@ -288,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cxr-findings", help="model whose kept inputs are exported")
     p.add_argument("--out", type=Path, required=True, help="new or empty output folder")
     p.set_defaults(handler=_cmd_export_training_set)
+
+    export = sub.add_parser("export", help="check a training export written by export-training-set")
+    esub = export.add_subparsers(dest="export_command", required=True, metavar="ACTION")
+    p = esub.add_parser(
+        "verify",
+        help="recompute the content digest of a 'dxassist-export' folder; exit 1 if it no longer matches "
+        "its manifest's content_sha256 (a file changed, added or removed since the export)",
+    )
+    p.add_argument("folder", type=Path, metavar="FOLDER")
+    p.set_defaults(handler=_cmd_export_verify)
 
     batch = sub.add_parser("batch", help="score a DICOM archive on Dask distributed (the 'batch' extra)")
     bsub = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION")

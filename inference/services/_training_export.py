@@ -86,6 +86,29 @@ def content_digest(root: Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
+def recorded_digest(root: Path) -> str:
+    """The ``content_sha256`` that the manifest of the export at ``root`` names (compare it with
+    :func:`content_digest` of ``root`` to tell whether the files changed since the export).
+
+    Raises:
+        ValueError: ``root`` holds no readable ``dxassist-export`` manifest, or it names no digest (an
+            export written before the digest was).
+    """
+    try:
+        manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{root} holds no readable {MANIFEST_FILE}: it is not a training export.") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"The {MANIFEST_FILE} of {root} is not that of a '{FORMAT}' training export.")
+    digest = manifest.get("content_sha256")
+    if not isinstance(digest, str) or not digest:
+        raise ValueError(
+            f"The {MANIFEST_FILE} of {root} names no content_sha256 (an export written before the digest "
+            "was): there is nothing to check its files against."
+        )
+    return digest
+
+
 def _ref(secret: bytes, kind: str, value: str, length: int = 20) -> str:
     return hmac.new(secret, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:length]
 
