@@ -124,10 +124,24 @@ class Sent:
 def _check_resend(
     session: Session, data: ImagingResultIn | Sent, existing: Row[str, str, str | None, str | None]
 ) -> StoredResult:
-    """The result already filed, when ``data`` is a true resend of it; refuse anything else."""
+    """The result already filed, when ``data`` is a true resend of it; refuse anything else.
+
+    A resend is of the same study and the same patient too: the same instances sent under another study
+    or patient (a film re-identified by the PACS) would otherwise be answered with another study's
+    result, of another patient, and the study sent filed nowhere.
+    """
     if existing.facility != data.patient.facility:
         raise ResendConflict(_NOT_A_RESEND.format(why="by another facility"), study_id=existing.study_id)
     _check_known_instances(session, data.instances, study_id=existing.study_id)
+    study = session.get(Study, existing.study_id) if existing.study_id is not None else None
+    if study is None or study.study_instance_uid != data.study_instance_uid:
+        raise ResendConflict(_NOT_A_RESEND.format(why="under another study"), study_id=existing.study_id)
+    patient = session.scalars(
+        _PATIENT_BY_KEY,
+        {"identifier": data.patient.identifier, "issuer": normalise_issuer(data.patient.issuer)},
+    ).first()
+    if patient is None or patient.id != existing.patient_id:
+        raise ResendConflict(_NOT_A_RESEND.format(why="for another patient"), study_id=existing.study_id)
     return StoredResult(result_id=existing.id, patient_id=existing.patient_id, created=False)
 
 

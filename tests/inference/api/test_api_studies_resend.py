@@ -104,6 +104,27 @@ def test_other_pixels_under_the_same_uids_run_the_model_and_are_refused_as_befor
     assert _inferences(client, env) == ran + 1
 
 
+def test_the_same_instances_under_another_study_or_patient_are_no_resend(
+    client: TestClient, env: Env
+) -> None:
+    # A PACS that re-identifies a film (another study, another patient) keeps its SOP Instance UIDs and
+    # pixels. The server answered 200 with the result already filed: the first study's, of the first
+    # patient, while the study and the patient sent were filed nowhere.
+    study = new_study_uid()
+    first = _upload(client, env, chest_dicom(study=study, sop=f"{study}.1"))
+    assert first.status_code == 201, first.text
+    moved = chest_dicom(study=new_study_uid(), sop=f"{study}.1")
+    renamed = chest_dicom(study=study, sop=f"{study}.1", patient_id=f"IPP-OTHER-{study[-6:]}")
+    for blob in (moved, renamed):
+        refused = _upload(client, env, blob)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "resend_conflict"
+        assert first.json()["result_id"] not in refused.text
+        stowed = _stow(client, env, blob)
+        assert stowed.status_code == 409, stowed.text
+        assert "00081198" in stowed.json()  # FailedSOPSequence
+
+
 def test_a_new_instance_in_the_study_is_analysed(client: TestClient, env: Env) -> None:
     study = new_study_uid()
     blob = chest_dicom(study=study, sop=f"{study}.1")
