@@ -1,8 +1,12 @@
-"""HTTP semantics of the FHIR views: the formats served (JSON only) and the ``Prefer: handling`` header."""
+"""HTTP semantics of the FHIR views: the formats served (JSON only), the ``Prefer: handling`` header, and
+a read's validators (``ETag``, ``Last-Modified``) with the conditional read they answer (RFC 7232)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 
@@ -102,3 +106,60 @@ async def strict_handling(request: Request) -> bool:
 
 
 StrictHandling = Annotated[bool, Depends(strict_handling)]
+
+
+def validators(resource: Mapping[str, Any]) -> dict[str, str]:
+    """The headers that identify the version of a resource served (FHIR R4 http 3.1.0.3): ``ETag``
+    ``W/"<meta.versionId>"`` and ``Last-Modified``, its ``meta.lastUpdated`` as an HTTP-date (to the
+    second, as HTTP dates are)."""
+    meta = resource.get("meta", {})
+    headers: dict[str, str] = {}
+    if meta.get("versionId"):
+        headers["ETag"] = f'W/"{meta["versionId"]}"'
+    updated = _instant(meta.get("lastUpdated"))
+    if updated is not None:
+        headers["Last-Modified"] = format_datetime(updated, usegmt=True)
+    return headers
+
+
+def not_modified(request: Request, resource: Mapping[str, Any]) -> bool:
+    """Whether a read's conditional headers say the caller holds the version served (RFC 7232 3.2, 3.3):
+    ``If-None-Match`` naming its version (weak comparison; ``*`` matches any resource on file), else, when
+    there is no ``If-None-Match``, an ``If-Modified-Since`` at or after its ``meta.lastUpdated`` (to the
+    second). A date that is no HTTP-date is ignored. The caller answers 304 Not Modified, without a body.
+
+    An entity tag may come bare (``1``) rather than quoted: ``fhirpy``'s ``refresh()`` sends the versionId
+    so, and it names the same version.
+    """
+    meta = resource.get("meta", {})
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        version = meta.get("versionId")
+        tags = {_opaque(tag) for tag in match.split(",")}
+        return "*" in tags or (version is not None and str(version) in tags)
+    since = request.headers.get("if-modified-since")
+    updated = _instant(meta.get("lastUpdated"))
+    if since is None or updated is None:
+        return False
+    try:
+        held = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    held = held.replace(tzinfo=UTC) if held.tzinfo is None else held
+    return updated <= held
+
+
+def _opaque(tag: str) -> str:
+    """The opaque part of an entity tag: without ``W/`` and the quotes (weak comparison, RFC 7232 2.3.2)."""
+    tag = tag.strip()
+    return tag.removeprefix("W/").strip('"')
+
+
+def _instant(value: object) -> datetime | None:
+    """A FHIR instant (``meta.lastUpdated``) to the second, as HTTP dates count; None when absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).replace(microsecond=0)
+    except ValueError:
+        return None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from starlette.types import Receive, Scope, Send
 
 from inference.api._errors import FHIR_MEDIA_TYPE
-from inference.api._fhir import StrictHandling, negotiate_format
+from inference.api._fhir import StrictHandling, negotiate_format, not_modified, validators
 from inference.api.deps import BaseUrl, ContextDep, QueryPairs, require
 from inference.services import (
     Actor,
@@ -147,9 +147,9 @@ async def everything_elsewhere(
 
 
 def _versioned(resource: dict[str, Any]) -> FhirResponse:
-    """A resource with its version as a weak ``ETag`` (FHIR R4 http: ``W/"<meta.versionId>"``)."""
-    version = resource.get("meta", {}).get("versionId")
-    return FhirResponse(resource, headers={"ETag": f'W/"{version}"'} if version else None)
+    """A resource with its version as a weak ``ETag`` (FHIR R4 http: ``W/"<meta.versionId>"``) and its
+    ``meta.lastUpdated`` as ``Last-Modified``."""
+    return FhirResponse(resource, headers=validators(resource) or None)
 
 
 @_get("/{resource_type}/{resource_id}/_history/{version_id}", "Read one version of a resource (vread).")
@@ -191,14 +191,23 @@ async def instance_history(
     return FhirResponse(bundle)
 
 
-@_get("/{resource_type}/{resource_id}", "Read one resource.")
+@_get(
+    "/{resource_type}/{resource_id}",
+    "Read one resource; conditional read: If-None-Match naming its ETag, or If-Modified-Since at or after "
+    "its Last-Modified, answers 304 Not Modified without a body.",
+)
 async def read(
     actor: Annotated[Actor, require("fhir:read")],
     ctx: ContextDep,
     resource_type: ResourceType,
     resource_id: ResourceId,
-) -> FhirResponse:
+    request: Request,
+) -> Response:
+    # Read (authorised and audited) first: a 304 tells the caller the resource is on file and unchanged,
+    # so it is the read's answer to a caller who may read it, and its audited access.
     resource = await fhir_read(ctx=ctx, actor=actor, resource_type=resource_type, resource_id=resource_id)
+    if not_modified(request, resource):
+        return Response(status_code=304, headers=validators(resource))
     return _versioned(resource)
 
 

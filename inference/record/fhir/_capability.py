@@ -32,6 +32,8 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
             # one is 404, the history lists the current one), so no earlier version is read.
             "versioning": "versioned",
             "readHistory": False,
+            # A read answers 304 to If-None-Match naming its version or If-Modified-Since its time.
+            "conditionalRead": "full-support",
             "searchParam": [
                 {"name": name, "type": kind, "documentation": doc} for name, (kind, doc) in params.items()
             ]
@@ -59,7 +61,8 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
                 "documentation": "Read-only views of AI results; every route takes a bearer token. Every "
                 'resource carries meta.versionId (a read\'s ETag W/"n"); the record keeps the current '
                 "version only: a vread of another version answers 404, an instance's _history lists "
-                "the current version alone. Search "
+                "the current version alone. A read with If-None-Match naming its ETag, or "
+                "If-Modified-Since at or after its Last-Modified, answers 304 Not Modified. Search "
                 "parameters not listed here are ignored (and left out of the Bundle's self link) unless "
                 "the request says Prefer: handling=strict, which makes them a 400. JSON only: other "
                 "formats answer 406.",
