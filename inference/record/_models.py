@@ -165,7 +165,12 @@ class Device(Base):
     What the model was trained on is kept with it (migration 0022), as its model file said when the
     device was filed, so that the Device of a model no longer served still says it: ``training`` is the
     sentence every result of the model carries, ``training_data`` the data-set line of its metadata
-    (None when the file names none; both None for a device filed before 0022 whose results did not say).
+    (None when the file names none; both None for a device filed before 0022 whose results did not say,
+    until its version is put into service: ``_devices``).
+
+    ``version`` and ``updated`` (migration 0025) are the Device's ``meta.versionId`` and
+    ``meta.lastUpdated``: 1 and its filing, one more and then each time the record changes what it says.
+    ``updated`` is NULL only where an older server version filed the row into a migrated SQLite record.
     """
 
     __tablename__ = "devices"
@@ -177,6 +182,8 @@ class Device(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     training: Mapped[str | None] = mapped_column(Text)
     training_data: Mapped[str | None] = mapped_column(Text)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Result(Base):

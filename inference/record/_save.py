@@ -418,13 +418,16 @@ def _filed_device_id(session: Session, model: ModelRef) -> str | None:
 
 
 def _new_device_row(model: ModelRef) -> dict[str, Any]:
-    """The ``devices`` row of a model version not filed yet."""
+    """The ``devices`` row of a model version not filed yet (version 1, as of now)."""
+    now = utcnow()
     return {
         "id": new_id(),
         "model_name": model.name,
         "model_version": model.version,
         "model_sha256": model.sha256,
-        "created": utcnow(),
+        "created": now,
+        "updated": now,
+        "version": 1,
         # What the model was trained on, as its file says now: the Device keeps saying it once the
         # version is no longer served.
         "training": model.training,

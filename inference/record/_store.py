@@ -7,6 +7,7 @@ from inference.record._audit_log import AuditLog
 from inference.record._builds import Builds
 from inference.record._consents import Consents
 from inference.record._database import Database
+from inference.record._devices import Devices
 from inference.record._dimse_studies import StudyClaims
 from inference.record._feedback import FeedbackLog
 from inference.record._fhir_reads import FhirReads
@@ -38,6 +39,7 @@ class Record:
         outbox: DICOM objects waiting for their destinations.
         builds: Results whose DICOM outputs are not built yet.
         dimse_studies: Received DIMSE studies shared by listener instances (grouping state, claims).
+        devices: The Devices (model versions), completed when their version is put into service.
         fhir: The FHIR R4 views.
         fhir_reads: FHIR reads for a caller, authorised and audited in the read's transaction.
         tokens: Revoked bearer tokens.
@@ -60,6 +62,7 @@ class Record:
         self.outbox = Outbox(self.db)
         self.builds = Builds(self.db)
         self.dimse_studies = StudyClaims(self.db)
+        self.devices = Devices(self.db)
         self.fhir = FhirViews(self.db)
         self.fhir_reads = FhirReads(self.db)
         self.tokens = TokenRevocations(self.db)

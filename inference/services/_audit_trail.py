@@ -13,6 +13,7 @@ from inference.runtime import ModelHost
 from inference.security import Role, scope_for
 from inference.services._access import audit_entry
 from inference.services._context import Actor, Context, db
+from inference.services._imaging import model_ref
 
 if TYPE_CHECKING:
     from inference.record import Record
@@ -139,7 +140,9 @@ class AuditedModelHost(ModelHost):
         self._record = record
 
     async def refresh(self) -> list[ServedModel]:
-        """Swap in new versions (see :meth:`ModelHost.refresh`), then audit each one swapped in."""
+        """Swap in new versions (see :meth:`ModelHost.refresh`), then audit each one swapped in and
+        complete its Device with what its file says it was trained on, where the record lacks it
+        (``Record.devices.in_service``: the Device's next version, kept once the version leaves service)."""
         swapped = await super().refresh()
         for model in swapped:
             try:
@@ -149,5 +152,17 @@ class AuditedModelHost(ModelHost):
                 logger.error(
                     "a model change could not be written to the audit trail",
                     extra={"code": "audit_write_failed", "model": model.name, "model_version": model.version},
+                )
+            try:
+                await db(self._record.devices.in_service, model=model_ref(model))
+            except RecordError:
+                # The Device says what it said; the next start or swap of this version completes it.
+                logger.error(
+                    "the Device of a model put into service could not be completed",
+                    extra={
+                        "code": "device_write_failed",
+                        "model": model.name,
+                        "model_version": model.version,
+                    },
                 )
         return swapped

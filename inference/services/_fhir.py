@@ -7,7 +7,7 @@ from typing import Any
 
 from inference import __version__
 from inference.record import InvalidSearch, NotFound
-from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES, TRAINING_DATA, history
+from inference.record.fhir import MODEL_SHA256_SYSTEM, SUPPORTED_TYPES, history
 from inference.security import scope_for
 from inference.services._access import (
     audit_entry,
@@ -15,7 +15,6 @@ from inference.services._access import (
     unseen,
 )
 from inference.services._context import Actor, Context, db
-from inference.services._warnings import training
 from inference.writers import AlgorithmInfo, device_uid
 
 _ACTION = "fhir:read"
@@ -44,36 +43,12 @@ def _with_device_uid(resource: dict[str, Any], org_root: str) -> dict[str, Any]:
 
 
 def _device_view(resource: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """A Device as served: its DICOM Device UID (from a setting, so not in the record's row) and what its
-    model was trained on (``note``: the sentence every result of that model carries; ``property``
-    ``training-data``: the data-set line of its ONNX metadata, without the folders it names). The record
-    keeps the latter with the device (migration 0022); a device filed before that whose results did not
-    say it is completed from the model file while its version is in service.
+    """A Device as served: with its DICOM Device UID (from a setting, so not in the record's row). What
+    its model was trained on is the record's (migration 0022; a device filed before that whose results did
+    not say it is completed when its version is put into service, as its next version): a read never adds
+    what the record does not say, so a Device says nothing its ``meta.versionId`` does not cover.
     """
-    resource = _with_device_uid(resource, ctx.settings.record.org_root)
-    if resource.get("resourceType") != "Device" or "note" in resource:
-        return resource
-    identifiers = {str(i.get("value")) for i in resource.get("identifier", [])}
-    version = str((resource.get("version") or [{}])[0].get("value", ""))
-    model = next(
-        (
-            m
-            for m in ctx.host.models()
-            if m.name == resource.get("modelNumber") and m.version == version and m.sha256 in identifiers
-        ),
-        None,
-    )
-    if model is None:
-        return resource
-    out = {**resource, "note": [{"text": training(model)}]}
-    if model.training_data is not None:
-        out["property"] = [
-            {
-                "type": {"coding": [dict(TRAINING_DATA)], "text": "Training data"},
-                "valueCode": [{"text": model.training_data}],
-            }
-        ]
-    return out
+    return _with_device_uid(resource, ctx.settings.record.org_root)
 
 
 def _check_type(resource_type: str) -> None:

@@ -131,15 +131,15 @@ def _ai_meta(result: Result) -> dict[str, Any]:
 
 
 def _meta(created: datetime) -> dict[str, Any]:
-    """``meta`` of a resource the record never changes once filed (a result's resources, the vital signs, a
-    Device): ``versionId`` 1, its one version, and ``lastUpdated``, when it was filed."""
+    """``meta`` of a resource the record never changes once filed (a result's resources, the vital signs):
+    ``versionId`` 1, its one version, and ``lastUpdated``, when it was filed."""
     return {"versionId": "1", "lastUpdated": iso(created)}
 
 
-def changed_at(row: Patient | Study) -> datetime:
-    """When the record last changed what a Patient or an ImagingStudy shows: ``updated``, else (a row an
-    older server version filed into a migrated SQLite record during an upgrade: it leaves ``updated``
-    NULL) when it was filed. The searches compare the same (``_search.changed_within``)."""
+def changed_at(row: Patient | Study | Device) -> datetime:
+    """When the record last changed what a Patient, an ImagingStudy or a Device shows: ``updated``, else (a
+    row an older server version filed into a migrated SQLite record during an upgrade: it leaves
+    ``updated`` NULL) when it was filed. The searches compare the same (``_search.changed_within``)."""
     updated: datetime | None = row.updated
     return row.created if updated is None else updated
 
@@ -149,10 +149,10 @@ def version_of(resource: dict[str, Any]) -> str:
     return str(resource["meta"]["versionId"])
 
 
-def _changed(row: Patient | Study) -> dict[str, Any]:
-    """``meta`` of a resource the record completes over time (a Patient, an ImagingStudy): ``versionId``,
-    how many times the record has changed what it shows (1 when filed; migration 0024: the record keeps
-    the current version only), and ``lastUpdated``, when it last did."""
+def _changed(row: Patient | Study | Device) -> dict[str, Any]:
+    """``meta`` of a resource the record completes over time (a Patient, an ImagingStudy, a Device):
+    ``versionId``, how many times the record has changed what it shows (1 when filed; migrations 0024 and
+    0025: the record keeps the current version only), and ``lastUpdated``, when it last did."""
     return {"versionId": str(row.version or 1), "lastUpdated": iso(changed_at(row))}
 
 
@@ -585,7 +585,7 @@ def device(row: Device) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "Device",
         "id": row.id,
-        "meta": _meta(row.created),
+        "meta": _changed(row),
         "identifier": [{"system": c.MODEL_SHA256_SYSTEM, "value": row.model_sha256}],
         "status": "active",
         "manufacturer": "dxassist",

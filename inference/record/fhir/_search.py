@@ -471,9 +471,10 @@ def results_query(params: Mapping[str, str], kind: str | None) -> Select[Any]:
     return query
 
 
-def changed_within(table: type[Patient] | type[Study], value: str) -> Any:
-    """The Patients or ImagingStudies whose meta.lastUpdated (:func:`_resources.changed_at`: ``updated``,
-    else, NULL where an older server version filed the row, ``created``) a ``_lastUpdated`` value admits.
+def changed_within(table: type[Patient] | type[Study] | type[Device], value: str) -> Any:
+    """The Patients, ImagingStudies or Devices whose meta.lastUpdated (:func:`_resources.changed_at`:
+    ``updated``, else, NULL where an older server version filed the row, ``created``) a ``_lastUpdated``
+    value admits.
 
     Each condition is on ``updated``, or on ``created`` where ``updated`` IS NULL, rather than on their
     COALESCE: both keep to the index on ``updated`` (migration 0023).
@@ -576,7 +577,7 @@ def _matches(
         if "_id" in params:
             query = query.where(Device.id.in_(_ids(params)))
         if "_lastUpdated" in params:
-            query = query.where(_filed_within(Device.created, params["_lastUpdated"]))
+            query = query.where(changed_within(Device, params["_lastUpdated"]))
         return _sql_matches(session, query, r.device, offset, count)
     if resource_type == "ImagingStudy":
         studies = select(Study).options(selectinload(Study.instances)).order_by(Study.created, Study.id)
