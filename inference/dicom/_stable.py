@@ -141,6 +141,16 @@ class StudyCollector:
                     found.append(folder.name)
         return found
 
+    def full(self, *, study_instance_uid: str, sop_instance_uid: str, sender: str | None, limit: int) -> bool:
+        """Whether the study's folder holds ``limit`` instances already, this one not among them (a resend
+        of an instance it holds replaces its file: not one more)."""
+        folder = self.folder(study_instance_uid, sender)
+        try:
+            held = {path.name for path in folder.glob(f"*{_SUFFIX}")}
+        except OSError:
+            return False
+        return len(held) >= limit and f"{safe_name(sop_instance_uid)}{_SUFFIX}" not in held
+
     def store(
         self, *, study_instance_uid: str, sop_instance_uid: str, data: bytes, sender: str | None
     ) -> Path:

@@ -199,6 +199,18 @@ def _validate_and_keep(
     sop = instance.sop_instance_uid
     study = instance.study_instance_uid
     del instance  # the decoded pixels are not needed any more: the file is what is kept
+    limit = node.limits.max_instances
+    if node.collector.full(study_instance_uid=study, sop_instance_uid=sop, sender=calling, limit=limit):
+        # Kept, it would make the study one that is refused whole when it is read (too_many_instances),
+        # after every instance was answered as stored. Refused now, the sender may send it again: once the
+        # study is analysed, it is taken as a late instance of it.
+        logger.warning(
+            "C-STORE refused (too_many_instances), answered 0x%04X: its study holds %d instances already",
+            OUT_OF_RESOURCES,
+            limit,
+            extra={"event": "dimse_refused", "code": "too_many_instances"},
+        )
+        return OUT_OF_RESOURCES, "too_many_instances"
     try:
         kept = _move_in(node.collector, path, study=study, sop=sop, calling=calling)
     except OSError:

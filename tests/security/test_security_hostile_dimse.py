@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
 ACCEPTED = 0x0000
+OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
@@ -148,3 +149,21 @@ def test_the_listener_is_still_ready_after_the_hostile_instances(listener: Liste
 def test_listener_log_holds_no_traceback_of_the_hostile_instances(listener: Listener) -> None:
     log: Path = listener.log
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_an_instance_past_the_studys_limit_is_refused_and_the_study_is_still_analysed(tmp_path: Path) -> None:
+    # Every instance was answered 0x0000, then the study over DXASSIST_MAX_INSTANCES was dropped whole
+    # when it was read (too_many_instances): the PACS was told it was stored, and nothing was filed.
+    home = tmp_path / "home"
+    home.mkdir()
+    tiny_models.seed_both(home / "models", tmp_path / "build")
+    node = Listener(home, free_port(), [], extra_env={"DXASSIST_MAX_INSTANCES": "2"})
+    node.start()
+    try:
+        study = new_study_uid()
+        first, second, third = (chest_dicom(study=study, sop=f"{study}.{i}", seed=i) for i in (1, 2, 3))
+        # The third is one too many; a resend of one already held is not one more.
+        assert _store(node, [first, second, third, first]) == [ACCEPTED, ACCEPTED, OUT_OF_RESOURCES, ACCEPTED]
+        wait_until(lambda: _result(node, study) is not None, timeout=60, what="the study's result")
+    finally:
+        node.stop()
