@@ -250,8 +250,17 @@ class Database:
         return self._writers if self._writers is not None else nullcontext()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (``alembic upgrade head``)."""
-        upgrade_to_head(self.engine)
+        """Bring the schema to the newest revision (``alembic upgrade head``).
+
+        On SQLite, in the writers' turn (:class:`_WriterTurn`): processes started together on a new record
+        (``serve`` and ``listen`` by one unit file, two workers) take turns, the later ones finding the
+        schema at head. Without it, each began creating the tables and all but one failed to start with
+        "database is locked" (a transaction that read before writing gets SQLite's busy error at once,
+        its busy timeout notwithstanding). PostgreSQL replicas take an advisory lock instead (the
+        migrations' ``env.py``).
+        """
+        with self._write_turn():
+            upgrade_to_head(self.engine)
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
