@@ -128,7 +128,7 @@ def _store(event: Any, node: _Node, calling: str) -> tuple[int, str | None]:
         )
         status, code = OUT_OF_RESOURCES, "storage_full"
     else:
-        status, code = _validate_and_keep(path, size, node, calling, peer)
+        status, code = _validate_and_keep(path, size, node, calling, peer, claimed=_claimed(event))
     if status != 0x0000:
         path.unlink(missing_ok=True)  # nothing of a refused instance is kept
     return status, code
@@ -173,8 +173,23 @@ def _short_of_space(path: Path, reserve: int) -> bool:
         return False
 
 
+def _claimed(event: Any) -> tuple[str, str] | None:
+    """The SOP Class and SOP Instance UIDs the C-STORE request names (Affected SOP Class UID, Affected
+    SOP Instance UID), else None (an event without its request, as some tests build)."""
+    request: Any = getattr(event, "request", None)
+    sop_class = getattr(request, "AffectedSOPClassUID", None)
+    sop_instance = getattr(request, "AffectedSOPInstanceUID", None)
+    return None if sop_class is None or sop_instance is None else (str(sop_class), str(sop_instance))
+
+
 def _validate_and_keep(
-    path: Path, size: int, node: _Node, calling: str, peer: str | None = None
+    path: Path,
+    size: int,
+    node: _Node,
+    calling: str,
+    peer: str | None = None,
+    *,
+    claimed: tuple[str, str] | None = None,
 ) -> tuple[int, str | None]:
     """Validate a received file and move it into its study; ``peer``: the certificate identity that sent
     it (:func:`audit_client`), kept with the study for the audit entry of its filing."""
@@ -198,6 +213,21 @@ def _validate_and_keep(
         return status, e.code
     sop = instance.sop_instance_uid
     study = instance.study_instance_uid
+    if claimed is not None and claimed != (instance.sop_class_uid, sop):
+        # The response names the request's UIDs: answered success, the PACS would believe it stored the
+        # instance the command named while another was filed (PS3.4 B.2.3: 0xA900 for another SOP class).
+        status, code = (
+            (DATASET_DOES_NOT_MATCH_SOP_CLASS, "sop_class_mismatch")
+            if claimed[0] != instance.sop_class_uid
+            else (CANNOT_UNDERSTAND, "sop_instance_mismatch")
+        )
+        logger.warning(
+            "C-STORE refused (%s), answered 0x%04X: the data set's UIDs are not those the request names",
+            code,
+            status,
+            extra={"event": "dimse_refused", "code": code},
+        )
+        return status, code
     del instance  # the decoded pixels are not needed any more: the file is what is kept
     limit = node.limits.max_instances
     if node.collector.full(study_instance_uid=study, sop_instance_uid=sop, sender=calling, limit=limit):

@@ -167,3 +167,47 @@ def test_an_instance_past_the_studys_limit_is_refused_and_the_study_is_still_ana
         wait_until(lambda: _result(node, study) is not None, timeout=60, what="the study's result")
     finally:
         node.stop()
+
+
+def _store_naming(listener: Listener, blob: bytes, **command: str) -> int:
+    """C-STORE ``blob`` with its command's Affected SOP Class/Instance UID replaced by ``command``'s (what
+    a broken or hostile sender's request says; pynetdicom, the sender here, would copy the data set's)."""
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+
+    ae = AE(ae_title=TEST_AET)
+    ae.add_requested_context(CR_IMAGE, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    assert assoc.is_established
+    send = assoc.dimse.send_msg
+
+    def renamed(primitive: Any, context_id: int) -> None:
+        if isinstance(primitive, C_STORE) and primitive.DataSet is not None:
+            for name, value in command.items():
+                setattr(primitive, name, value)
+        send(primitive, context_id)
+
+    assoc.dimse.send_msg = renamed  # type: ignore[method-assign]
+    try:
+        answer = assoc.send_c_store(dcmread(BytesIO(blob)))
+        assert "Status" in answer, "the listener dropped the association"
+        return int(answer.Status)
+    finally:
+        assoc.release()
+
+
+def test_a_c_store_whose_data_set_is_not_the_instance_its_request_names_is_refused(
+    listener: Listener,
+) -> None:
+    # Answered success, the PACS believed the instance its request named was stored, while the data set's
+    # (another SOP Instance UID) was filed: a later resend of the named one would be filed twice.
+    study = new_study_uid()
+    blob = chest_dicom(study=study, sop=f"{study}.1", blob=True)
+    assert _store_naming(listener, blob, AffectedSOPInstanceUID=f"{study}.2") == CANNOT_UNDERSTAND
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+    assert _store_naming(listener, blob, AffectedSOPClassUID=secondary_capture) == DATASET_DOES_NOT_MATCH
+    assert _store(listener, [blob]) == [ACCEPTED]  # the same data set, named as it is, is taken
+    wait_until(lambda: _result(listener, study) is not None, timeout=60, what="the study named as it is")
