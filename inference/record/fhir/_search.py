@@ -130,6 +130,11 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
         ),
+        "date": (
+            "date",
+            "When the vital signs it assesses were measured (occurrenceDateTime: observed_at); prefixes eq, "
+            "ge, gt, le, lt; may be repeated for a range",
+        ),
     },
     "Provenance": {
         "_id": ("token", "Logical id"),
@@ -544,8 +549,21 @@ def _report_matches(
     for name, coding in (("status", _REPORT_STATUS), ("code", v.DIAGNOSTIC_IMAGING_STUDY.coding())):
         if name in params and not _token_matches(_tokens(params[name]), coding):
             return 0, []
+    return _dated_matches(session, query, r.diagnostic_report, params, offset, count)
+
+
+def _dated_matches(
+    session: Session,
+    query: Select[Any],
+    build: Callable[[Any], dict[str, Any]],
+    params: Mapping[str, str],
+    offset: int,
+    count: int,
+) -> tuple[int, list[Builder]]:
+    """Results of ``query`` whose clinical time (:func:`observed_range`) the ``date`` parameter takes,
+    checked as they are streamed (a study date is a text column); all of them without one."""
     if "date" not in params:
-        return _sql_matches(session, query, r.diagnostic_report, offset, count)
+        return _sql_matches(session, query, build, offset, count)
     when = date_filter(params["date"])
     total = 0
     page: list[Builder] = []
@@ -553,7 +571,7 @@ def _report_matches(
         if not when(*observed_range(result)):
             continue
         if offset <= total < offset + count:
-            page.append(partial(r.diagnostic_report, result))
+            page.append(partial(build, result))
         total += 1
     return total, page
 
@@ -599,6 +617,8 @@ def _matches(
         query = scoped(results_query(params, kind), Result.facility, Result.patient_id)
         if resource_type == "DiagnosticReport":
             return _report_matches(session, query, params, offset, count)
+        if resource_type == "RiskAssessment":
+            return _dated_matches(session, query, build, params, offset, count)
         return _sql_matches(session, query, build, offset, count)
     # Observation: the AI findings of imaging results and the vital signs behind triage results. Several
     # observations per result: the scoped results are expanded here (the scope is still in the query).

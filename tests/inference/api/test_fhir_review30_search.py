@@ -275,3 +275,30 @@ def test_comma_separated_ids_fetch_each_of_them(client: TestClient, env: Env, pa
     studies = _search(client, env, "/fhir/ImagingStudy", patient=patient_id)["entry"]
     study = studies[0]["resource"]["id"]
     assert _search(client, env, "/fhir/ImagingStudy", _id=f"{study},x")["total"] == 1
+
+
+def test_risk_assessments_are_searched_by_when_the_signs_were_measured(
+    client: TestClient, env: Env, patient_id: str
+) -> None:
+    # RiskAssessment took no `date`: an interface engine asking for a day's assessments got every one of the
+    # patient's (the unknown parameter ignored, as FHIR's lenient handling does), and the
+    # CapabilityStatement did not offer it.
+    for date, total in (
+        ("2026-11-22", 1),
+        ("ge2026-11-22T08:15Z", 1),
+        ("gt2026-11-22T08:15Z", 0),
+        ("2026-10", 0),
+    ):
+        bundle = _search(client, env, "/fhir/RiskAssessment", patient=patient_id, date=date)
+        assert bundle["total"] == total, date
+        assert f"date={date}".replace(":", "%3A") in bundle["link"][0]["url"], "the self link names it"
+    refused = client.get("/fhir/RiskAssessment", params={"date": "2026-13"}, headers=env.headers("clinician"))
+    assert refused.status_code == 400
+    capability = client.get("/fhir/metadata", headers=env.headers("clinician")).json()
+    offered = {
+        p["name"]
+        for resource in capability["rest"][0]["resource"]
+        if resource["type"] == "RiskAssessment"
+        for p in resource["searchParam"]
+    }
+    assert "date" in offered
