@@ -25,7 +25,7 @@ from inference.record._models import (
     normalise_issuer,
 )
 from inference.record._scope import Scope, visible
-from inference.record._types import as_utc, utcnow
+from inference.record._types import as_utc, fhir_date, utcnow
 from inference.record.fhir import _codes as c
 from inference.record.fhir import _resources as r
 from inference.record.fhir._audit_event import _DATE, _day_bounds, search_range
@@ -72,6 +72,11 @@ SEARCH_PARAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
         "subject": (
             "reference",
             "The same as patient: a Patient (Patient/id or id); another type matches nothing",
+        ),
+        "started": (
+            "date",
+            "The study's date (started: DICOM Study Date, a whole day; a study sent without one matches no "
+            "date); prefixes eq, ge, gt, le, lt; may be repeated for a range",
         ),
     },
     "DiagnosticReport": {
@@ -559,16 +564,21 @@ def _dated_matches(
     params: Mapping[str, str],
     offset: int,
     count: int,
+    *,
+    name: str = "date",
+    span: Callable[[Any], tuple[datetime, datetime] | None] | None = None,
 ) -> tuple[int, list[Builder]]:
-    """Results of ``query`` whose clinical time (:func:`observed_range`) the ``date`` parameter takes,
-    checked as they are streamed (a study date is a text column); all of them without one."""
-    if "date" not in params:
+    """Rows of ``query`` whose time (``span``: results' clinical time, :func:`observed_range`; None: the
+    row has none, and matches no date) the ``name`` parameter takes, checked as they are streamed (a study
+    date is a text column); all of them without the parameter."""
+    if name not in params:
         return _sql_matches(session, query, build, offset, count)
-    when = date_filter(params["date"])
+    when = date_filter(params[name])
     total = 0
     page: list[Builder] = []
     for result in session.scalars(query.execution_options(yield_per=_OBSERVATION_BATCH)):
-        if not when(*observed_range(result)):
+        bounds = (span or observed_range)(result)
+        if bounds is None or not when(*bounds):
             continue
         if offset <= total < offset + count:
             page.append(partial(build, result))
@@ -606,7 +616,9 @@ def _matches(
         if "_lastUpdated" in params:
             studies = studies.where(changed_within(Study, params["_lastUpdated"]))
         studies = scoped(studies, Study.facility, Study.patient_id)
-        return _sql_matches(session, studies, r.imaging_study, offset, count)
+        return _dated_matches(
+            session, studies, r.imaging_study, params, offset, count, name="started", span=_study_day
+        )
     if resource_type in ("DiagnosticReport", "RiskAssessment", "Provenance"):
         kind = {"DiagnosticReport": "imaging", "RiskAssessment": "triage", "Provenance": None}[resource_type]
         build = {
@@ -725,6 +737,17 @@ _RANGE_CHECKS: Final[dict[str, Callable[[datetime, datetime, datetime, datetime]
     "ge": lambda *a: _after(*a) or _within(*a),
     "le": lambda *a: _before(*a) or _within(*a),
 }
+
+
+def _study_day(study: Study) -> tuple[datetime, datetime] | None:
+    """The UTC day an ImagingStudy ``started`` (its study date), else None (a study sent without one)."""
+    started = fhir_date(study.study_date)
+    if not started:
+        return None
+    try:
+        return _day_bounds(started)
+    except InvalidSearch:
+        return None
 
 
 def observed_range(result: Result) -> tuple[datetime, datetime]:

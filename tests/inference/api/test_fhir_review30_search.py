@@ -302,3 +302,19 @@ def test_risk_assessments_are_searched_by_when_the_signs_were_measured(
         for p in resource["searchParam"]
     }
     assert "date" in offered
+
+
+def test_imaging_studies_are_searched_by_their_study_date(
+    client: TestClient, env: Env, patient_id: str
+) -> None:
+    # ImagingStudy took no `started`: a PACS integrator asking for a day's studies got every one of the
+    # patient's. The fixture's study is dated 2026-01-05 (the test files' Study Date).
+    for started, total in (("2026-01-05", 1), ("2026-01", 1), ("ge2026-01-06", 0), ("lt2026-01-05", 0)):
+        bundle = _search(client, env, "/fhir/ImagingStudy", patient=patient_id, started=started)
+        assert bundle["total"] == total, started
+        if total:
+            assert bundle["entry"][0]["resource"]["started"].startswith("2026-01-05")
+    refused = client.get(
+        "/fhir/ImagingStudy", params={"started": "2026-13"}, headers=env.headers("clinician")
+    )
+    assert refused.status_code == 400
