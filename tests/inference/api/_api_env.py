@@ -17,7 +17,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-__all__ = ["Env", "TestClient", "make_settings", "new_study_uid"]
+__all__ = ["Env", "TestClient", "fhir_reads", "make_settings", "new_study_uid"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,19 @@ class LogLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def fhir_reads(env: Env, subject: str) -> list[tuple[str, str | None, str | None, str]]:
+    """``subject``'s ``fhir:read`` entries on the audit trail, oldest first: (type, id, patient, outcome)."""
+    from inference.record import Record
+
+    record = Record(env.settings.record_url)
+    try:
+        _total, events = record.audit.search(agent=subject, limit=100)
+    finally:
+        record.close()
+    return [
+        (e["resource_type"], e["resource_id"], e["patient_id"], e["outcome"])
+        for e in events
+        if e["action"] == "fhir:read"
+    ][::-1]

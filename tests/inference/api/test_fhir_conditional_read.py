@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 import requests
 from _api_dicom import chest_dicom
-from _api_env import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, fhir_reads, new_study_uid
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
 from inference.api import create_app
-from inference.record import Record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ui"))
 from _ui_live import live_server  # noqa: E402
@@ -64,20 +63,6 @@ def _file_image(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def _trail(env: Env, subject: str) -> list[tuple[str, str | None, str | None, str]]:
-    """The caller's ``fhir:read`` entries, oldest first: (type, id, patient, outcome)."""
-    record = Record(env.settings.record_url)
-    try:
-        _total, events = record.audit.search(agent=subject, limit=100)
-    finally:
-        record.close()
-    return [
-        (e["resource_type"], e["resource_id"], e["patient_id"], e["outcome"])
-        for e in events
-        if e["action"] == "fhir:read"
-    ][::-1]
 
 
 def test_a_cached_resource_is_not_sent_again_until_it_changes(
@@ -144,7 +129,7 @@ def test_a_not_modified_answer_is_authorised_and_audited_as_a_read(
     ours, theirs = f"cond-f1-{uuid.uuid4().hex[:8]}", f"cond-f2-{uuid.uuid4().hex[:8]}"
     fhir = _fhirpy(env, base_url, subject=ours)
     assert _conditional(fhir, f"DiagnosticReport/{report_id}", **{"If-None-Match": 'W/"1"'}) == (None, 304)
-    assert _trail(env, ours) == [("DiagnosticReport", report_id, patient_id, "success")]
+    assert fhir_reads(env, ours) == [("DiagnosticReport", report_id, patient_id, "success")]
 
     # Another facility without the patient's sharing consent: the read's 404, even with the right ETag.
     other = _fhirpy(env, base_url, facility="F2", subject=theirs)
@@ -154,7 +139,7 @@ def test_a_not_modified_answer_is_authorised_and_audited_as_a_read(
         with pytest.raises(ResourceNotFound) as refused:
             _conditional(other, f"DiagnosticReport/{report_id}", **{"If-None-Match": etag})
         assert json.loads(str(refused.value))["issue"] == json.loads(str(read.value))["issue"]
-    assert _trail(env, theirs) == [("DiagnosticReport", report_id, patient_id, "denied")] * 3
+    assert fhir_reads(env, theirs) == [("DiagnosticReport", report_id, patient_id, "denied")] * 3
     # An id that is not on file is a 404, not a 304 of "*".
     with pytest.raises(ResourceNotFound):
         _conditional(fhir, f"DiagnosticReport/{uuid.uuid4()}", **{"If-None-Match": "*"})

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 import tiny_models
-from _api_env import Env, TestClient, make_settings
+from _api_env import Env, TestClient, fhir_reads, make_settings
 from fhir.resources.R4B.device import Device
 from fhirpy import SyncFHIRClient
 
@@ -37,20 +37,6 @@ _DEVICES = sa.table("devices", sa.column("id", sa.String), sa.column("training")
 def _fhirpy(env: Env, base_url: str, subject: str) -> SyncFHIRClient:
     token = env.headers("clinician", facility="F1", subject=subject)["Authorization"]
     return SyncFHIRClient(f"{base_url}/fhir", authorization=token)
-
-
-def _reads(env: Env, subject: str) -> list[tuple[str, str | None, str | None, str]]:
-    """The caller's ``fhir:read`` entries, oldest first: (type, id, patient, outcome)."""
-    record = Record(env.settings.record_url)
-    try:
-        _total, events = record.audit.search(agent=subject, limit=100)
-    finally:
-        record.close()
-    return [
-        (e["resource_type"], e["resource_id"], e["patient_id"], e["outcome"])
-        for e in events
-        if e["action"] == "fhir:read"
-    ][::-1]
 
 
 def _unvalidated_read(record: Record, device_id: str) -> dict[str, Any]:
@@ -118,4 +104,4 @@ def test_a_device_keeps_what_it_says_across_a_promotion_and_its_version_says_whe
 
     # Each read, the 304 included, is on the trail, as is the search (a Device is about no patient).
     read = ("Device", device_id, None, "success")
-    assert _reads(env, engine) == [read, ("Device", None, None, "success"), read, read]
+    assert fhir_reads(env, engine) == [read, ("Device", None, None, "success"), read, read]

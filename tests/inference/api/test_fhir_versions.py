@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _api_dicom import chest_dicom
-from _api_env import Env, TestClient, new_study_uid
+from _api_env import Env, TestClient, fhir_reads, new_study_uid
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.imagingstudy import ImagingStudy
@@ -26,7 +26,6 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
 from inference.api import create_app
-from inference.record import Record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ui"))
 from _ui_live import live_server  # noqa: E402
@@ -72,20 +71,6 @@ def _not_kept(fhir: SyncFHIRClient, path: str) -> str:
     outcome = OperationOutcome.model_validate(json.loads(str(refused.value)))
     assert outcome.issue[0].code == "not-found"
     return str(outcome.issue[0].diagnostics)
-
-
-def _trail(env: Env, subject: str) -> list[tuple[str, str | None, str | None, str]]:
-    """The caller's ``fhir:read`` entries, oldest first: (type, id, patient, outcome)."""
-    record = Record(env.settings.record_url)
-    try:
-        _total, events = record.audit.search(agent=subject, limit=100)
-    finally:
-        record.close()
-    return [
-        (e["resource_type"], e["resource_id"], e["patient_id"], e["outcome"])
-        for e in events
-        if e["action"] == "fhir:read"
-    ][::-1]
 
 
 def test_a_completed_patient_and_a_grown_study_move_to_their_next_version(
@@ -175,7 +160,7 @@ def test_a_vread_and_a_history_are_authorised_and_audited_as_a_read(
     assert fhir.execute(f"DiagnosticReport/{report}/_history/1", method="get")["id"] == report
     _not_kept(fhir, f"DiagnosticReport/{report}/_history/2")
     assert fhir.execute(f"DiagnosticReport/{report}/_history", method="get")["total"] == 1
-    assert _trail(env, ours) == [
+    assert fhir_reads(env, ours) == [
         ("DiagnosticReport", report, patient_id, "success"),
         ("DiagnosticReport", report, patient_id, "not_found"),
         ("DiagnosticReport", report, patient_id, "success"),
@@ -188,7 +173,7 @@ def test_a_vread_and_a_history_are_authorised_and_audited_as_a_read(
         with pytest.raises(ResourceNotFound) as refused:
             other.execute(path, method="get")
         assert json.loads(str(refused.value))["issue"] == json.loads(str(read.value))["issue"]
-    assert _trail(env, theirs) == [("DiagnosticReport", report, patient_id, "denied")] * 3
+    assert fhir_reads(env, theirs) == [("DiagnosticReport", report, patient_id, "denied")] * 3
 
 
 def test_the_capability_statement_declares_versions_and_vread(client: TestClient, env: Env) -> None:
