@@ -173,7 +173,10 @@ def localised_warning(sentence: str, language: str) -> dict[str, str]:
     if phrase is IDENTITY_MISMATCH:
         gettext = translations(language).gettext
         values["fields"] = formats.items([gettext(word) for word in values["fields"].split(", ")])
-    return {"text": translated % values, "lang": language}
+    try:
+        return {"text": translated % values, "lang": language}
+    except (KeyError, ValueError, TypeError):  # a catalogue entry whose placeholders are not the phrase's
+        return {"text": sentence, "lang": "en"}
 
 
 def _others_of(others: Sequence[OtherVerdict], code: str) -> list[dict[str, Any]]:
