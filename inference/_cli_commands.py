@@ -192,11 +192,11 @@ def export_kept_training_set(
     from inference.services._training_export import STAGING, export_kept_inputs
 
     report = stream if stream is not None else sys.stdout
-    stopped = (out / STAGING).is_dir() and not (out / STAGING).is_symlink()
+    leftover = out / STAGING
+    stopped = leftover.is_dir() and not leftover.is_symlink()
     if out.exists() and any(entry.name != STAGING or not stopped for entry in out.iterdir()):
         report.write(f"export-training-set: {out} exists and is not empty; choose a new folder.\n")
         return 2
-    leftover = out / STAGING
     if stopped:
         shutil.rmtree(leftover)
         report.write(

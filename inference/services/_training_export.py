@@ -260,11 +260,10 @@ def export_kept_inputs(
         # Unaudited, or not all of it may be exported: none of it stays on disk.
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    inputs, reader_labels = counts.inputs, counts.reader_labels
-    verdicts, disagreements, patients = counts.verdicts, counts.disagreements, counts.patients
     report.write(
-        f"exported {inputs} labelled input(s) of {patients} patient(s) "
-        f"({reader_labels} reader label(s), {verdicts} verdict(s), {disagreements} disagreement(s)) "
+        f"exported {counts.inputs} labelled input(s) of {counts.patients} patient(s) "
+        f"({counts.reader_labels} reader label(s), {counts.verdicts} verdict(s), "
+        f"{counts.disagreements} disagreement(s)) "
         f"to {out} as '{FORMAT}'; train with "
         f"`dxassist train imaging --dataset {FORMAT} --data {out} --register`\n"
     )

@@ -190,7 +190,7 @@ def _store_naming(listener: Listener, blob: bytes, **command: str) -> int:
                 setattr(primitive, name, value)
         send(primitive, context_id)
 
-    assoc.dimse.send_msg = renamed  # type: ignore[method-assign]
+    assoc.dimse.send_msg = renamed  # the sender's side only: the listener gets a real, renamed request
     try:
         answer = assoc.send_c_store(dcmread(BytesIO(blob)))
         assert "Status" in answer, "the listener dropped the association"

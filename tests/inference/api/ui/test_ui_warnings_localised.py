@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,15 +25,11 @@ from inference.vocabulary import WARNING_PHRASES, read_warning
 
 
 def _every_sentence() -> list[str]:
-    class Served:
-        name, version, synthetic = "cxr-findings", "3", False
-        training_data: str | None = "ChestX-ray14 (NIH), 2017."
-
-    unknown = Served()
-    unknown.training_data = None
+    # What training() reads of a served model: its name, version and what its metadata says it learnt from.
+    served = {"name": "cxr-findings", "version": "3", "synthetic": False}
     return [
-        _warnings.training(Served()),  # type: ignore[arg-type]
-        _warnings.training(unknown),  # type: ignore[arg-type]
+        _warnings.training(SimpleNamespace(**served, training_data="ChestX-ray14 (NIH), 2017.")),
+        _warnings.training(SimpleNamespace(**served, training_data=None)),
         *(_warnings.lateral_set_aside(n) for n in (1, 2)),
         *(_warnings.not_frontal_set_aside(n) for n in (1, 3)),
         *(_warnings.other_frontals(n) for n in (1, 2)),
